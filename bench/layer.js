@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+/*
+ * Layer codec benchmark: @strata/layer vs GNU tar + zstd, GNU tar in reproducible mode, and umoci.
+ *
+ *   npm run build && node bench/layer.js [rootfs-dir]
+ *
+ * Environment: STRATA_BENCH_ROOTFS (default /var/tmp/strata-bench/rootfs, extracted from
+ * /var/tmp/strata-fixtures/minbase.tar if missing), STRATA_BENCH_REPS (default 3),
+ * STRATA_BENCH_UNPACK_BASE (where unpack targets go; default /dev/shm: this VM's ext4 mount uses
+ * online discard, which makes write timings after deletes vary 1-9 s run to run).
+ * Prints a Markdown table and one JSON line; exits 1 if a ratio (peer time / our time) < 0.8.
+ */
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { execSync } = require('node:child_process');
+const { pipeline } = require('node:stream/promises');
+const { packTree, createLayer, unpackLayer } = require('../packages/layer/dist');
+
+const REPS = Number(process.env.STRATA_BENCH_REPS || 3);
+const ROOTFS = process.argv[2] || process.env.STRATA_BENCH_ROOTFS || '/var/tmp/strata-bench/rootfs';
+const FIXTURE = '/var/tmp/strata-fixtures/minbase.tar';
+const EPOCH = 1700000000;
+
+function sh(cmd, opts = {}) {
+  return execSync(cmd, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26, ...opts }).toString();
+}
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+async function time(fn) {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+async function oursPack(out) {
+  const { blob, result } = createLayer(packTree({ root: ROOTFS, sourceDateEpoch: EPOCH }), 'zstd');
+  const h = crypto.createHash('sha256');
+  const file = fs.createWriteStream(out, { highWaterMark: 1 << 20 });
+  await pipeline(
+    blob,
+    async function* (src) {
+      for await (const c of src) {
+        h.update(c);
+        yield c;
+      }
+    },
+    file,
+  );
+  const r = await result;
+  return { diffId: r.diffId, digest: `sha256:${h.digest('hex')}`, size: fs.statSync(out).size };
+}
+
+async function main() {
+  if (!fs.existsSync(ROOTFS)) {
+    fs.mkdirSync(ROOTFS, { recursive: true });
+    sh(`tar -xpf ${FIXTURE} --xattrs --xattrs-include='*' --numeric-owner -C ${ROOTFS}`);
+  }
+  const work = fs.mkdtempSync('/var/tmp/strata-bench-');
+  const ubase = process.env.STRATA_BENCH_UNPACK_BASE || (fs.existsSync('/dev/shm') ? '/dev/shm' : work);
+  const utmp = fs.mkdtempSync(path.join(ubase, 'strata-unpack-'));
+  const times = {};
+  const add = (k, t) => (times[k] = times[k] || []).push(t);
+  const ours = path.join(work, 'ours.tar.zst');
+  let layer;
+  let n = 0;
+  const target = () => {
+    const d = path.join(utmp, `t${n++}`);
+    fs.mkdirSync(d);
+    return d;
+  };
+
+  // umoci setup: an empty base image, a bundle whose rootfs is the tree (not timed).
+  const oci = path.join(work, 'oci');
+  const bundle = path.join(work, 'bundle');
+  sh(`umoci init --layout ${oci} && umoci new --image ${oci}:base && umoci unpack --image ${oci}:base ${bundle}`);
+  sh(`cp -a ${ROOTFS}/. ${bundle}/rootfs/`);
+
+  const reproTar =
+    `tar --sort=name --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime ` +
+    `--mtime=@${EPOCH} --clamp-mtime --numeric-owner --owner=0 --group=0 --xattrs --xattrs-include='*' -cf - .`;
+  for (let i = 0; i < REPS; i++) {
+    add('pack: strata (pack+zstd+diffID+digest → file)', await time(async () => (layer = await oursPack(ours))));
+    add('pack: GNU tar | zstd -T0 -3 | sha256sum', await time(() => sh(`tar -cf - . | zstd -T0 -3 -q | sha256sum`, { cwd: ROOTFS })));
+    add('pack: GNU tar reproducible opts | zstd | sha256sum', await time(() => sh(`${reproTar} | zstd -T0 -3 -q | sha256sum`, { cwd: ROOTFS })));
+    add('pack: umoci repack (gzip)', await time(() => sh(`umoci repack --image ${oci}:new${i} ${bundle}`)));
+  }
+  for (let i = 0; i < REPS; i++) {
+    let d = target();
+    add('unpack: strata unpackLayer (zstd, diffID verified)', await time(() => unpackLayer(fs.createReadStream(ours, { highWaterMark: 1 << 20 }), 'zstd', d, { expectedDiffId: layer.diffId })));
+    d = target();
+    add('unpack: zstd -dc | GNU tar -xpf -', await time(() => sh(`zstd -dcq ${ours} | tar -xpf - -C ${d}`)));
+    d = path.join(utmp, `umoci${i}`);
+    add('unpack: umoci unpack (gzip)', await time(() => sh(`umoci unpack --image ${oci}:new0 ${d}`)));
+    sh(`rm -rf ${utmp}/*`);
+  }
+  // determinism: pack again, same bytes
+  const again = await oursPack(path.join(work, 'again.tar.zst'));
+
+  const med = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+  const get = (prefix) => med[Object.keys(med).find((k) => k.startsWith(prefix))];
+  const packRatio = get('pack: GNU tar |') / get('pack: strata');
+  const unpackRatio = get('unpack: zstd') / get('unpack: strata');
+  const treeBytes = Number(sh(`du -sb ${ROOTFS}`).split('\t')[0]);
+
+  const lines = [
+    `Tree: ${ROOTFS} (${(treeBytes / 1e6).toFixed(1)} MB, ${sh(`find ${ROOTFS} | wc -l`).trim()} inodes); unpack targets on ${ubase}; ${REPS} reps, medians; ${require('node:os').cpus().length} CPUs`,
+    '',
+    '| operation | median s | runs (s) |',
+    '|---|---:|---|',
+    ...Object.entries(times).map(([k, v]) => `| ${k} | ${med[k].toFixed(3)} | ${v.map((x) => x.toFixed(3)).join(', ')} |`),
+    '',
+    `pack ratio (GNU/strata): ${packRatio.toFixed(2)}; unpack ratio (GNU/strata): ${unpackRatio.toFixed(2)}; ` +
+      `blob ${layer.size} bytes, diffID ${layer.diffId}, deterministic: ${again.digest === layer.digest}`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(
+    JSON.stringify({ bench: 'layer', rootfs: ROOTFS, reps: REPS, medians: med, packRatio, unpackRatio, deterministic: again.digest === layer.digest, diffId: layer.diffId }) + '\n',
+  );
+  fs.rmSync(work, { recursive: true, force: true });
+  fs.rmSync(utmp, { recursive: true, force: true });
+  if (packRatio < 0.8 || unpackRatio < 0.8 || again.digest !== layer.digest) process.exitCode = 1;
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e && e.stack ? e.stack : e}\n`);
+  process.exitCode = 1;
+});

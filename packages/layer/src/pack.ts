@@ -1,0 +1,585 @@
+import * as fs from 'node:fs';
+import { Readable } from 'node:stream';
+import { InvalidArgumentError, StrataError, UnsafeEntryError } from '@strata/oci';
+import { readTreeXattrs, XattrMap, Xattrs } from '@strata/tools';
+import {
+  BLOCK,
+  encodeHeader,
+  EncodeFields,
+  fitsOctal11,
+  fitsOctal7,
+  paxRecord,
+  splitUstarPath,
+  TYPEFLAG,
+} from './format';
+
+/** What the exclude hook sees: regular files, directories, everything else. */
+export type EntryKind = 'file' | 'dir' | 'other';
+
+/**
+ * - 'keep': pack normally;
+ * - 'drop': omit the entry (for a directory, its whole subtree);
+ * - 'empty': write a zero-length regular file with the entry's metadata (a directory is kept
+ *   without children, as with 'contents');
+ * - 'contents': keep a directory entry but none of its children (same as 'keep' for non-dirs).
+ */
+export type ExcludeDecision = 'keep' | 'drop' | 'empty' | 'contents';
+
+export interface PackOptions {
+  /** Directory whose CONTENTS are packed (the root itself gets no entry). */
+  root: string;
+  /** Clamp mtimes to this (integer seconds): mtime = min(mtime, sourceDateEpoch). */
+  sourceDateEpoch?: number;
+  /** Called with the tree-relative path (no trailing '/') and kind of every entry. */
+  exclude?: (relPath: string, kind: EntryKind) => ExcludeDecision;
+  /**
+   * Treat `root` as an overlayfs upper dir: 0/0 char devices become `.wh.<name>` whiteouts and
+   * dirs with `trusted.overlay.opaque=y` get a `.wh..wh..opq` entry.
+   */
+  overlay?: boolean;
+  /**
+   * Extended attributes: true (default) reads them all with one getfattr spawn before the walk;
+   * false packs none; a map supplies them (tree-relative path → xattrs).
+   */
+  xattrs?: boolean | XattrMap;
+  /** Output chunk size in bytes (default 1 MiB). */
+  bufferSize?: number;
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const S_IFIFO = 0o010000;
+const S_IFSOCK = 0o140000;
+
+const DEFAULT_BUFFER = 1 << 20;
+const WH_PREFIX = '.wh.';
+const WH_OPAQUE = '.wh..wh..opq';
+const OVERLAY_XATTR_PREFIX = 'trusted.overlay.';
+const NON_ASCII = /[^\x00-\x7f]/; // eslint-disable-line no-control-regex
+
+interface Frame {
+  rel: string; // '' for root, else 'a/b/'
+  names: string[];
+  idx: number;
+}
+
+interface OpenFile {
+  fd: number;
+  rel: string;
+  remaining: number;
+  padding: number;
+}
+
+function major(rdev: number): number {
+  return ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 0x100000000) & ~0xfff);
+}
+function minor(rdev: number): number {
+  return (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
+}
+
+function sortBytewise(names: string[]): string[] {
+  if (!names.some((n) => NON_ASCII.test(n))) return names.sort();
+  return names
+    .map((n) => [Buffer.from(n, 'utf8'), n] as const)
+    .sort((a, b) => Buffer.compare(a[0], b[0]))
+    .map((x) => x[1]);
+}
+
+function ioError(what: string, e: unknown): StrataError {
+  if (e instanceof StrataError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  return new StrataError('UNAVAILABLE', `pack: ${what}: ${msg}`, { cause: e });
+}
+
+/**
+ * Pack a directory tree into a deterministic tar stream (see PackOptions). Synchronous
+ * filesystem calls fill a large zero-filled output buffer; full buffers are pushed to the
+ * consumer, honouring backpressure. Big files stream through the buffer in chunks, so memory
+ * stays at a few buffers regardless of tree or file size.
+ */
+export function packTree(opts: PackOptions): Readable {
+  return new TreePacker(opts);
+}
+
+class TreePacker extends Readable {
+  private readonly root: string;
+  private readonly epoch: number | undefined;
+  private readonly exclude: PackOptions['exclude'];
+  private readonly overlay: boolean;
+  private readonly size: number;
+  private xattrs: XattrMap | undefined;
+  private xattrsLoading = false;
+
+  private buf: Buffer;
+  private pos = 0;
+  private pushed = false;
+  private done = false;
+  private readonly stack: Frame[] = [];
+  private file: OpenFile | undefined;
+  private readonly links = new Map<string, string>();
+
+  constructor(opts: PackOptions) {
+    const size = opts.bufferSize ?? DEFAULT_BUFFER;
+    super({ highWaterMark: size });
+    if (
+      opts.sourceDateEpoch !== undefined &&
+      !(Number.isInteger(opts.sourceDateEpoch) && opts.sourceDateEpoch >= 0)
+    ) {
+      throw new InvalidArgumentError(
+        `sourceDateEpoch must be a non-negative integer, got ${opts.sourceDateEpoch}`,
+      );
+    }
+    if (size < 64 * 1024) throw new InvalidArgumentError('bufferSize must be at least 64 KiB');
+    this.root = opts.root.replace(/\/+$/, '') || '/';
+    this.epoch = opts.sourceDateEpoch;
+    this.exclude = opts.exclude;
+    this.overlay = opts.overlay ?? false;
+    this.size = size;
+    this.buf = Buffer.alloc(size);
+    if (opts.xattrs === false) this.xattrs = new Map();
+    else if (opts.xattrs instanceof Map) this.xattrs = opts.xattrs;
+  }
+
+  override _read(): void {
+    if (this.xattrs === undefined) {
+      if (this.xattrsLoading) return;
+      this.xattrsLoading = true;
+      readTreeXattrs(this.root).then(
+        (m) => {
+          this.xattrs = m;
+          this._read();
+        },
+        (e: unknown) => this.destroy(e as Error),
+      );
+      return;
+    }
+    try {
+      if (
+        this.stack.length === 0 &&
+        !this.done &&
+        this.pos === 0 &&
+        this.file === undefined &&
+        !this.started
+      ) {
+        this.started = true;
+        this.stack.push({ rel: '', names: this.listDir(this.root, ''), idx: 0 });
+      }
+      this.pushed = false;
+      while (!this.pushed) {
+        if (this.done) {
+          this.push(null);
+          return;
+        }
+        this.step();
+      }
+    } catch (e) {
+      this.closeFile();
+      this.destroy(ioError('tree', e));
+    }
+  }
+
+  private started = false;
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    this.closeFile();
+    cb(err);
+  }
+
+  private closeFile(): void {
+    if (this.file) {
+      try {
+        fs.closeSync(this.file.fd);
+      } catch {
+        // already closed
+      }
+      this.file = undefined;
+    }
+  }
+
+  private listDir(abs: string, rel: string): string[] {
+    let names: string[];
+    try {
+      names = fs.readdirSync(abs);
+    } catch (e) {
+      throw ioError(rel || '.', e);
+    }
+    for (const n of names) {
+      if (n.includes('\ufffd')) {
+        throw new InvalidArgumentError(
+          `pack: ${JSON.stringify(rel + n)}: file names that are not valid UTF-8 are not supported`,
+        );
+      }
+    }
+    return sortBytewise(names);
+  }
+
+  /** Push the current buffer and start a fresh zero-filled one. */
+  private flush(): void {
+    if (this.pos === 0) return;
+    const out = this.pos === this.buf.length ? this.buf : this.buf.subarray(0, this.pos);
+    this.buf = Buffer.alloc(this.size);
+    this.pos = 0;
+    this.pushed = true;
+    this.push(out);
+  }
+
+  /** Make room for n contiguous bytes. */
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    this.flush();
+    if (n > this.buf.length) this.buf = Buffer.alloc(n);
+  }
+
+  private step(): void {
+    if (this.file) {
+      this.copyFileChunk();
+      return;
+    }
+    const top = this.stack[this.stack.length - 1];
+    if (top === undefined) {
+      // end of archive: two zero blocks
+      this.ensure(2 * BLOCK);
+      this.pos += 2 * BLOCK;
+      this.flush();
+      this.done = true;
+      return;
+    }
+    const name = top.names[top.idx++];
+    if (name === undefined) {
+      this.stack.pop();
+      return;
+    }
+    this.entry(top.rel, name);
+  }
+
+  private clampTime(mtimeMs: number): number {
+    const t = Math.floor(mtimeMs / 1000);
+    return this.epoch !== undefined && t > this.epoch ? this.epoch : t;
+  }
+
+  private entry(dirRel: string, name: string): void {
+    const rel = dirRel + name;
+    const abs = `${this.root}/${rel}`;
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(abs);
+    } catch (e) {
+      throw ioError(rel, e);
+    }
+    const fmt = st.mode & S_IFMT;
+    if (fmt === S_IFSOCK) return;
+    const isWhiteoutDev = this.overlay && fmt === S_IFCHR && st.rdev === 0;
+    if (name.startsWith(WH_PREFIX)) {
+      throw new UnsafeEntryError(rel, 'a real file named .wh.* would be read as an OCI whiteout');
+    }
+    const kind: EntryKind = fmt === S_IFREG ? 'file' : fmt === S_IFDIR ? 'dir' : 'other';
+    let decision: ExcludeDecision = this.exclude ? this.exclude(rel, kind) : 'keep';
+    if (decision === 'drop') return;
+    if (kind === 'dir' && decision === 'empty') decision = 'contents';
+
+    const mtime = this.clampTime(st.mtimeMs);
+    const perm = st.mode & 0o7777;
+
+    if (isWhiteoutDev) {
+      this.writeHeader(
+        dirRel + WH_PREFIX + name,
+        TYPEFLAG.file,
+        perm,
+        st.uid,
+        st.gid,
+        0,
+        mtime,
+        '',
+        0,
+        0,
+        undefined,
+      );
+      return;
+    }
+
+    const xattrs = this.entryXattrs(rel);
+
+    if (kind === 'dir') {
+      const opaque = this.overlay && xattrs.opaque;
+      this.writeHeader(
+        rel + '/',
+        TYPEFLAG.dir,
+        perm,
+        st.uid,
+        st.gid,
+        0,
+        mtime,
+        '',
+        0,
+        0,
+        xattrs.attrs,
+      );
+      if (opaque) {
+        this.writeHeader(
+          `${rel}/${WH_OPAQUE}`,
+          TYPEFLAG.file,
+          0o644,
+          st.uid,
+          st.gid,
+          0,
+          mtime,
+          '',
+          0,
+          0,
+          undefined,
+        );
+      }
+      if (decision === 'keep') {
+        this.stack.push({ rel: rel + '/', names: this.listDir(abs, rel + '/'), idx: 0 });
+      }
+      return;
+    }
+
+    if (decision === 'empty') {
+      this.writeHeader(rel, TYPEFLAG.file, perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
+      return;
+    }
+
+    if (st.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = this.links.get(key);
+      if (first !== undefined) {
+        this.writeHeader(
+          rel,
+          TYPEFLAG.link,
+          perm,
+          st.uid,
+          st.gid,
+          0,
+          mtime,
+          first,
+          0,
+          0,
+          undefined,
+        );
+        return;
+      }
+      this.links.set(key, rel);
+    }
+
+    switch (fmt) {
+      case S_IFREG: {
+        let fd: number;
+        try {
+          fd = fs.openSync(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        } catch (e) {
+          throw ioError(rel, e);
+        }
+        this.writeHeader(
+          rel,
+          TYPEFLAG.file,
+          perm,
+          st.uid,
+          st.gid,
+          st.size,
+          mtime,
+          '',
+          0,
+          0,
+          xattrs.attrs,
+        );
+        this.file = { fd, rel, remaining: st.size, padding: (BLOCK - (st.size % BLOCK)) % BLOCK };
+        return;
+      }
+      case S_IFLNK: {
+        let target: string;
+        try {
+          target = fs.readlinkSync(abs);
+        } catch (e) {
+          throw ioError(rel, e);
+        }
+        this.writeHeader(
+          rel,
+          TYPEFLAG.symlink,
+          perm,
+          st.uid,
+          st.gid,
+          0,
+          mtime,
+          target,
+          0,
+          0,
+          xattrs.attrs,
+        );
+        return;
+      }
+      case S_IFCHR:
+      case S_IFBLK:
+        this.writeHeader(
+          rel,
+          fmt === S_IFCHR ? TYPEFLAG.char : TYPEFLAG.block,
+          perm,
+          st.uid,
+          st.gid,
+          0,
+          mtime,
+          '',
+          major(st.rdev),
+          minor(st.rdev),
+          xattrs.attrs,
+        );
+        return;
+      case S_IFIFO:
+        this.writeHeader(
+          rel,
+          TYPEFLAG.fifo,
+          perm,
+          st.uid,
+          st.gid,
+          0,
+          mtime,
+          '',
+          0,
+          0,
+          xattrs.attrs,
+        );
+        return;
+      default:
+        return;
+    }
+  }
+
+  private entryXattrs(rel: string): { attrs: Xattrs | undefined; opaque: boolean } {
+    const all = (this.xattrs as XattrMap).get(rel);
+    if (all === undefined) return { attrs: undefined, opaque: false };
+    let opaque = false;
+    const attrs: Xattrs = {};
+    let n = 0;
+    for (const [k, v] of Object.entries(all)) {
+      if (k.startsWith(OVERLAY_XATTR_PREFIX)) {
+        if (k === 'trusted.overlay.opaque' && v.toString('latin1') === 'y') opaque = true;
+        continue;
+      }
+      attrs[k] = v;
+      n++;
+    }
+    return { attrs: n ? attrs : undefined, opaque };
+  }
+
+  private copyFileChunk(): void {
+    const f = this.file as OpenFile;
+    if (f.remaining > 0) {
+      if (this.pos === this.buf.length) this.flush();
+      const want = Math.min(f.remaining, this.buf.length - this.pos);
+      let n: number;
+      try {
+        n = fs.readSync(f.fd, this.buf, this.pos, want, null);
+      } catch (e) {
+        throw ioError(f.rel, e);
+      }
+      if (n === 0) {
+        throw new StrataError('CORRUPT', `pack: ${JSON.stringify(f.rel)} shrank while being read`);
+      }
+      this.pos += n;
+      f.remaining -= n;
+      if (this.pos === this.buf.length) this.flush();
+      return;
+    }
+    this.ensure(f.padding);
+    this.pos += f.padding; // the buffer is zero-filled
+    this.closeFile();
+  }
+
+  private writeHeader(
+    path: string,
+    typeflag: number,
+    mode: number,
+    uid: number,
+    gid: number,
+    size: number,
+    mtime: number,
+    linkpath: string,
+    devmajor: number,
+    devminor: number,
+    xattrs: Xattrs | undefined,
+  ): void {
+    const pathBytes = Buffer.from(path, 'utf8');
+    const records: [string, Buffer | string][] = [];
+    let split = splitUstarPath(pathBytes);
+    if (split === undefined) {
+      records.push(['path', pathBytes]);
+      split = { name: pathBytes.subarray(0, 100) };
+    }
+    let linkBytes: Buffer | undefined;
+    if (linkpath !== '') {
+      linkBytes = Buffer.from(linkpath, 'utf8');
+      if (linkBytes.length > 100) {
+        records.push(['linkpath', linkBytes]);
+        linkBytes = linkBytes.subarray(0, 100);
+      }
+    }
+    if (!fitsOctal7(uid)) {
+      records.push(['uid', String(uid)]);
+      uid = 0;
+    }
+    if (!fitsOctal7(gid)) {
+      records.push(['gid', String(gid)]);
+      gid = 0;
+    }
+    if (!fitsOctal11(size)) {
+      records.push(['size', String(size)]);
+    }
+    if (!fitsOctal11(mtime)) {
+      records.push(['mtime', String(mtime)]);
+      mtime = 0;
+    }
+    if (!fitsOctal7(devmajor) || !fitsOctal7(devminor)) {
+      throw new InvalidArgumentError(`pack: ${JSON.stringify(path)}: device number too large`);
+    }
+    if (xattrs) {
+      for (const k of Object.keys(xattrs)) records.push([`SCHILY.xattr.${k}`, xattrs[k] as Buffer]);
+    }
+    const fields: EncodeFields = {
+      name: split.name,
+      prefix: split.prefix,
+      mode,
+      uid,
+      gid,
+      size: fitsOctal11(size) ? size : 0,
+      mtime,
+      typeflag,
+      linkname: linkBytes,
+      devmajor,
+      devminor,
+    };
+    if (records.length > 0) {
+      // Bytewise key order makes the PAX header canonical.
+      records.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      const body = Buffer.concat(records.map(([k, v]) => paxRecord(k, v)));
+      const padded = Math.ceil(body.length / BLOCK) * BLOCK;
+      this.ensure(BLOCK + padded);
+      const base = Buffer.from(path, 'utf8');
+      const slash = base.lastIndexOf(0x2f, base.length - 2);
+      const paxName = Buffer.concat([
+        Buffer.from('PaxHeaders.0/'),
+        base.subarray(slash + 1),
+      ]).subarray(0, 100);
+      encodeHeader(this.buf, this.pos, {
+        name: paxName,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: body.length,
+        mtime: 0,
+        typeflag: 0x78, // 'x'
+        devmajor: 0,
+        devminor: 0,
+      });
+      this.pos += BLOCK;
+      body.copy(this.buf, this.pos);
+      this.pos += padded;
+    }
+    this.ensure(BLOCK);
+    encodeHeader(this.buf, this.pos, fields);
+    this.pos += BLOCK;
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * Strata's error taxonomy. Library code throws these; only the CLI turns them into
+ * messages and exit codes. Callers check `code` (or `instanceof`), never the message text.
+ */
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'DIGEST_MISMATCH'
+  | 'SIZE_MISMATCH'
+  | 'INVALID_DOCUMENT'
+  | 'UNSAFE_ENTRY'
+  | 'LOCKED'
+  | 'TOOL_FAILED'
+  | 'CORRUPT'
+  | 'PARSE_ERROR'
+  | 'UNAVAILABLE'
+  | 'INTERRUPTED';
+
+export interface ErrorOptions {
+  hint?: string;
+  cause?: unknown;
+}
+
+export class StrataError extends Error {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
+    super(redact(message), options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    if (options.hint !== undefined) this.hint = redact(options.hint);
+  }
+}
+
+export class InvalidArgumentError extends StrataError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('INVALID_ARGUMENT', message, options);
+  }
+}
+
+export class NotFoundError extends StrataError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('NOT_FOUND', message, options);
+  }
+}
+
+export class DigestMismatchError extends StrataError {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+    what = 'content',
+  ) {
+    super('DIGEST_MISMATCH', `${what}: digest mismatch: expected ${expected}, got ${actual}`);
+  }
+}
+
+export class SizeMismatchError extends StrataError {
+  constructor(
+    readonly expected: number,
+    readonly actual: number,
+    what = 'content',
+  ) {
+    super('SIZE_MISMATCH', `${what}: size mismatch: expected ${expected} bytes, got ${actual}`);
+  }
+}
+
+export class InvalidDocumentError extends StrataError {
+  constructor(
+    what: string,
+    readonly problems: string[],
+  ) {
+    super('INVALID_DOCUMENT', `invalid ${what}: ${problems.join('; ')}`);
+  }
+}
+
+/** A layer entry that would escape the target or is otherwise refused. */
+export class UnsafeEntryError extends StrataError {
+  constructor(
+    readonly entry: string,
+    reason: string,
+  ) {
+    super('UNSAFE_ENTRY', `refusing layer entry ${JSON.stringify(entry)}: ${reason}`);
+  }
+}
+
+export class LockedError extends StrataError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('LOCKED', message, options);
+  }
+}
+
+export class ToolFailedError extends StrataError {
+  constructor(
+    readonly tool: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super('TOOL_FAILED', `${tool}: ${message}`, options);
+  }
+}
+
+export class CorruptError extends StrataError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('CORRUPT', message, options);
+  }
+}
+
+/** A syntax or semantic error in a user file, located at file:line:column. */
+export class ParseError extends StrataError {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly column: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super('PARSE_ERROR', `${file}:${line}:${column}: ${message}`, options);
+  }
+}
+
+export function isStrataError(e: unknown): e is StrataError {
+  return e instanceof StrataError;
+}
+
+/** Remove credentials that may appear in URLs or auth headers. */
+export function redact(text: string): string {
+  return text
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/\s:@]+:[^/\s@]+@/gi, '$1***:***@')
+    .replace(/(authorization:\s*(?:basic|bearer)\s+)\S+/gi, '$1***')
+    .replace(/("(?:auth|password|identitytoken|registrytoken)"\s*:\s*")[^"]*"/gi, '$1***"');
+}

@@ -1,0 +1,49 @@
+export const MediaTypes = {
+  imageIndex: 'application/vnd.oci.image.index.v1+json',
+  imageManifest: 'application/vnd.oci.image.manifest.v1+json',
+  imageConfig: 'application/vnd.oci.image.config.v1+json',
+  layerTar: 'application/vnd.oci.image.layer.v1.tar',
+  layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  layerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerConfig: 'application/vnd.docker.container.image.v1+json',
+  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+} as const;
+
+export type MediaType = (typeof MediaTypes)[keyof typeof MediaTypes] | (string & {});
+
+export type Compression = 'zstd' | 'gzip' | 'none';
+
+export function layerMediaType(c: Compression): MediaType {
+  switch (c) {
+    case 'zstd':
+      return MediaTypes.layerZstd;
+    case 'gzip':
+      return MediaTypes.layerGzip;
+    case 'none':
+      return MediaTypes.layerTar;
+  }
+}
+
+export function compressionOf(mediaType: string): Compression | undefined {
+  if (mediaType === MediaTypes.layerZstd) return 'zstd';
+  if (mediaType === MediaTypes.layerGzip || mediaType === MediaTypes.dockerLayerGzip) return 'gzip';
+  if (mediaType === MediaTypes.layerTar) return 'none';
+  return undefined;
+}
+
+export function isLayerMediaType(mediaType: string): boolean {
+  return compressionOf(mediaType) !== undefined;
+}
+
+/** Standard annotation keys (OCI image spec, annotations.md). */
+export const Annotations = {
+  refName: 'org.opencontainers.image.ref.name',
+  title: 'org.opencontainers.image.title',
+  created: 'org.opencontainers.image.created',
+  description: 'org.opencontainers.image.description',
+  version: 'org.opencontainers.image.version',
+  baseName: 'org.opencontainers.image.base.name',
+  baseDigest: 'org.opencontainers.image.base.digest',
+} as const;

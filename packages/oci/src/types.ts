@@ -1,0 +1,124 @@
+import type { Digest } from './digest';
+import type { MediaType } from './media-types';
+
+/** OCI content descriptor (image-spec descriptor.md). */
+export interface Descriptor {
+  mediaType: MediaType;
+  digest: Digest;
+  size: number;
+  urls?: string[];
+  annotations?: Record<string, string>;
+  platform?: Platform;
+  artifactType?: string;
+}
+
+export interface Platform {
+  architecture: string;
+  os: string;
+  'os.version'?: string;
+  variant?: string;
+}
+
+/** OCI image manifest (image-spec manifest.md). */
+export interface ImageManifest {
+  schemaVersion: 2;
+  mediaType: MediaType;
+  config: Descriptor;
+  layers: Descriptor[];
+  annotations?: Record<string, string>;
+  subject?: Descriptor;
+  artifactType?: string;
+}
+
+/** OCI image index (image-spec image-index.md). Also the shape of an image layout's index.json. */
+export interface ImageIndex {
+  schemaVersion: 2;
+  mediaType?: MediaType;
+  manifests: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface HistoryEntry {
+  created?: string;
+  created_by?: string;
+  author?: string;
+  comment?: string;
+  empty_layer?: boolean;
+}
+
+/** OCI image configuration (image-spec config.md), with Strata's template metadata under `strata`. */
+export interface ImageConfig {
+  created?: string;
+  author?: string;
+  architecture: string;
+  os: string;
+  variant?: string;
+  config?: {
+    Env?: string[];
+    Labels?: Record<string, string>;
+    WorkingDir?: string;
+    Cmd?: string[];
+    Entrypoint?: string[];
+  };
+  rootfs: { type: 'layers'; diff_ids: Digest[] };
+  history?: HistoryEntry[];
+  /** Strata's template metadata. Other tools ignore unknown properties, as the image spec requires. */
+  strata?: TemplateMetadata;
+}
+
+export interface DebianPackage {
+  /** Binary package name. */
+  name: string;
+  version: string;
+  architecture: string;
+  /** Source package name (defaults to the binary name when dpkg records none). */
+  source: string;
+  /** Source version when it differs from the binary version. */
+  sourceVersion?: string;
+}
+
+export interface Distribution {
+  id?: string;
+  versionId?: string;
+  versionCodename?: string;
+  prettyName?: string;
+}
+
+/** A glob that was kept out of the template, and why. */
+export interface Exclusion {
+  pattern: string;
+  reason: string;
+  /** How the matching paths were handled: dropped, or kept as an empty file. */
+  action: 'drop' | 'empty' | 'contents';
+  /** Paths this pattern actually matched in the input. */
+  matched: number;
+}
+
+/** What made one layer. */
+export interface LayerRecord {
+  diffId: Digest;
+  createdBy: string;
+  /** Packages this layer added or changed. */
+  packagesAdded?: string[];
+  /** Packages this layer removed. */
+  packagesRemoved?: string[];
+}
+
+/** Strata's template metadata, stored in the image config. */
+export interface TemplateMetadata {
+  schemaVersion: 1;
+  /** Human name of the template, e.g. "acme-base". */
+  name: string;
+  /** RFC 3339 build date (from SOURCE_DATE_EPOCH when set). */
+  created: string;
+  /** Feature list, sorted and unique. */
+  features: string[];
+  /** Debian architecture (amd64, arm64, …). */
+  architecture: string;
+  distribution: Distribution;
+  /** Installed Debian packages read from var/lib/dpkg/status, sorted by name. */
+  packages: DebianPackage[];
+  /** Exclusions applied when the rootfs was captured. */
+  exclusions: Exclusion[];
+  layers: LayerRecord[];
+}

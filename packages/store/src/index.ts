@@ -1,0 +1,4 @@
+export * from './atomic';
+export * from './lock';
+export * from './store';
+export * from './archive';

@@ -1,0 +1,89 @@
+import { promises as fsp } from 'node:fs';
+import { LockedError } from '@strata/oci';
+
+export interface LockOptions {
+  /** Give up after this long. */
+  timeoutMs?: number;
+  /** What the lock protects, for the error message. */
+  what?: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+interface Holder {
+  pid: number;
+  since: string;
+}
+
+async function readHolder(file: string): Promise<Holder | undefined> {
+  try {
+    const h = JSON.parse(await fsp.readFile(file, 'utf8')) as Holder;
+    return typeof h.pid === 'number' ? h : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * An exclusive inter-process lock: a file created with O_EXCL holding the owner's pid.
+ * A lock whose owner process is gone is broken and taken over.
+ */
+export async function withFileLock<T>(
+  file: string,
+  fn: () => Promise<T>,
+  opts: LockOptions = {},
+): Promise<T> {
+  const timeout = opts.timeoutMs ?? 60_000;
+  const start = Date.now();
+  let delay = 2;
+  const me: Holder = { pid: process.pid, since: new Date().toISOString() };
+  for (;;) {
+    try {
+      const fd = await fsp.open(file, 'wx');
+      await fd.writeFile(JSON.stringify(me));
+      await fd.close();
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const holder = await readHolder(file);
+      if (holder !== undefined && !alive(holder.pid)) {
+        // Break a stale lock: rename is atomic, so only one waiter wins the takeover.
+        const stale = `${file}.stale-${process.pid}`;
+        try {
+          await fsp.rename(file, stale);
+          const moved = await readHolder(stale);
+          if (moved !== undefined && alive(moved.pid)) {
+            // A live process took the lock between our read and the rename: give it back.
+            await fsp.link(stale, file).catch(() => undefined);
+          }
+          await fsp.rm(stale, { force: true });
+        } catch {
+          /* someone else broke it */
+        }
+        continue;
+      }
+      if (Date.now() - start > timeout) {
+        const who = holder ? `by pid ${holder.pid} since ${holder.since}` : 'by another process';
+        throw new LockedError(`${opts.what ?? file} is locked ${who}`, {
+          hint: `remove ${file} if that process is gone`,
+        });
+      }
+      await sleep(delay + Math.random() * delay);
+      delay = Math.min(delay * 2, 100);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await fsp.rm(file, { force: true });
+  }
+}

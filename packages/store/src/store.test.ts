@@ -1,0 +1,164 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import {
+  MediaTypes,
+  sha256,
+  DigestMismatchError,
+  SizeMismatchError,
+  NotFoundError,
+} from '@strata/oci';
+import { Store, normalizeTag } from './store';
+import { saveArchive, loadArchive } from './archive';
+
+const run = promisify(execFile);
+let dir: string;
+let store: Store;
+
+beforeEach(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-store-'));
+  store = await Store.open(path.join(dir, 'store'));
+});
+afterEach(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+async function ingestFiles(): Promise<string[]> {
+  return fsp.readdir(path.join(store.root, '.strata', 'ingest'));
+}
+
+async function imageFor(text: string) {
+  const layer = await store.putBytes(Buffer.from(text));
+  const config = await store.putJson(
+    { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] } },
+    MediaTypes.imageConfig,
+  );
+  return store.putJson(
+    {
+      schemaVersion: 2,
+      mediaType: MediaTypes.imageManifest,
+      config,
+      layers: [{ mediaType: MediaTypes.layerTar, digest: layer.digest, size: layer.size }],
+    },
+    MediaTypes.imageManifest,
+  );
+}
+
+test('lays out an OCI image layout', async () => {
+  expect(JSON.parse(await fsp.readFile(path.join(store.root, 'oci-layout'), 'utf8'))).toEqual({
+    imageLayoutVersion: '1.0.0',
+  });
+  expect(await store.readIndex()).toEqual({ schemaVersion: 2, manifests: [] });
+});
+
+test('ingests by digest, idempotently', async () => {
+  const data = Buffer.from('hello strata');
+  const a = await store.putBytes(data);
+  expect(a.digest).toBe(sha256(data));
+  expect(await fsp.readFile(store.blobPath(a.digest))).toEqual(data);
+  const b = await store.putBytes(data, { digest: a.digest, size: data.length });
+  expect(b).toEqual(a);
+  expect(await ingestFiles()).toEqual([]);
+});
+
+test('a digest or size mismatch stores nothing', async () => {
+  const data = Buffer.from('payload');
+  const wrong = sha256('other');
+  await expect(store.putBytes(data, { digest: wrong })).rejects.toBeInstanceOf(DigestMismatchError);
+  await expect(store.putBytes(data, { size: 3 })).rejects.toBeInstanceOf(SizeMismatchError);
+  await expect(store.putBytes(data, { size: 30 })).rejects.toBeInstanceOf(SizeMismatchError);
+  expect(await store.hasBlob(wrong)).toBe(false);
+  expect(await store.hasBlob(sha256(data))).toBe(false);
+  expect(await ingestFiles()).toEqual([]);
+});
+
+test('a failing source stores nothing', async () => {
+  async function* broken() {
+    yield Buffer.from('part');
+    throw new Error('connection reset');
+  }
+  await expect(store.putBlob(Readable.from(broken()))).rejects.toThrow('connection reset');
+  expect(await fsp.readdir(path.join(store.root, 'blobs', 'sha256'))).toEqual([]);
+  expect(await ingestFiles()).toEqual([]);
+});
+
+test('reads verify the digest at EOF', async () => {
+  const { digest } = await store.putBytes(Buffer.from('original'));
+  await fsp.writeFile(store.blobPath(digest), 'tampered');
+  await expect(store.readBlob(digest)).rejects.toBeInstanceOf(DigestMismatchError);
+  const fsck = await store.fsck();
+  expect(fsck.problems.join('\n')).toContain(digest);
+});
+
+test('tags, lists, resolves, untags and collects garbage', async () => {
+  const m = await imageFor('layer-1');
+  await store.tag('base', m);
+  await store.tag('base:v2', m);
+  expect((await store.list()).map((e) => e.ref)).toEqual(['base:latest', 'base:v2']);
+  expect((await store.resolve('base')).digest).toBe(m.digest);
+  expect((await store.resolve(`base@${m.digest}`)).digest).toBe(m.digest);
+  await store.untag('base:latest');
+  expect((await store.gc()).removed).toBe(0);
+  await store.untag('base:v2');
+  await expect(store.resolve('base:v2')).rejects.toBeInstanceOf(NotFoundError);
+  const gc = await store.gc();
+  expect(gc.removed).toBe(3);
+  expect(gc.bytesFreed).toBeGreaterThan(0);
+  expect(await fsp.readdir(path.join(store.root, 'blobs', 'sha256'))).toEqual([]);
+});
+
+test('gc keeps blobs written under a live lease', async () => {
+  await store.withLease(async () => {
+    const { digest } = await store.putBytes(Buffer.from('in flight'));
+    expect((await store.gc()).removed).toBe(0);
+    expect(await store.hasBlob(digest)).toBe(true);
+  });
+  expect((await store.gc()).removed).toBe(1);
+});
+
+test('fsck reports a missing blob', async () => {
+  const m = await imageFor('gone');
+  await store.tag('x', m);
+  const man = await store.readManifest(m);
+  await fsp.rm(store.blobPath(man.layers[0]!.digest));
+  const r = await store.fsck();
+  expect(r.problems.some((p) => p.includes('missing blob'))).toBe(true);
+});
+
+test('normalises tags', () => {
+  expect(normalizeTag('acme/base')).toBe('acme/base:latest');
+  expect(normalizeTag('acme/base:1.0')).toBe('acme/base:1.0');
+  expect(() => normalizeTag('Bad Name')).toThrow();
+});
+
+test('save and load round-trip with identical digests', async () => {
+  const m = await imageFor('portable');
+  await store.tag('portable:1', m);
+  const file = path.join(dir, 'p.tmpl.img');
+  await saveArchive(store, 'portable:1', file);
+  const other = await Store.open(path.join(dir, 'other'));
+  const loaded = await loadArchive(other, file, 'copy:1');
+  expect(loaded[0]!.descriptor.digest).toBe(m.digest);
+  expect((await other.resolve('copy:1')).digest).toBe(m.digest);
+  expect((await other.fsck()).problems).toEqual([]);
+  const again = await loadArchive(other, file);
+  expect(again[0]!.ref).toBe('portable:1');
+});
+
+test('two processes tagging at once lose nothing', async () => {
+  const dist = path.resolve(__dirname, '..', 'dist', 'index.js');
+  await fsp.access(dist); // `npm test` builds first
+  const m = await imageFor('shared');
+  const script = (prefix: string) => `
+    const { Store } = require(${JSON.stringify(dist)});
+    (async () => {
+      const s = await Store.open(${JSON.stringify(store.root)});
+      for (let i = 0; i < 25; i++) await s.tag('${prefix}' + i, ${JSON.stringify(m)});
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  await Promise.all(['a', 'b', 'c'].map((p) => run(process.execPath, ['-e', script(p)])));
+  const refs = (await store.list()).map((e) => e.ref);
+  expect(refs).toHaveLength(75);
+});

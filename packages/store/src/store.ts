@@ -1,0 +1,502 @@
+import { createReadStream, promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Readable, Transform, TransformCallback } from 'node:stream';
+import {
+  Annotations,
+  CorruptError,
+  Descriptor,
+  Digest,
+  DigestMismatchError,
+  Hasher,
+  ImageConfig,
+  ImageIndex,
+  ImageManifest,
+  InvalidArgumentError,
+  MediaType,
+  MediaTypes,
+  NotFoundError,
+  SizeMismatchError,
+  assertValid,
+  digestHex,
+  encodeJson,
+  formatReference,
+  isDigest,
+  parseDigest,
+  parseJson,
+  parseReference,
+  validateConfig,
+  validateIndex,
+  validateManifest,
+  validateOciLayout,
+  withDefaultTag,
+} from '@strata/oci';
+import { exists, fsyncDir, tempPathFor, writeFileAtomic } from './atomic';
+import { withFileLock } from './lock';
+
+export interface BlobInfo {
+  digest: Digest;
+  size: number;
+}
+
+export interface Expected {
+  digest?: Digest;
+  size?: number;
+}
+
+/** Where the store lives when neither --store nor STRATA_STORE says. */
+export function defaultStorePath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.STRATA_STORE) return env.STRATA_STORE;
+  const data = env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(data, 'strata', 'store');
+}
+
+/** Normalise a local tag to the ref name stored in index.json (`name:tag`). */
+export function normalizeTag(ref: string): string {
+  const r = withDefaultTag(parseReference(ref));
+  if (r.digest !== undefined) {
+    throw new InvalidArgumentError(`a tag cannot carry a digest: ${ref}`);
+  }
+  return formatReference(r);
+}
+
+/** Verifies digest and size of everything that flows through it, at EOF. */
+export class VerifyingStream extends Transform {
+  private readonly hasher = new Hasher();
+  constructor(
+    private readonly expected: Expected,
+    private readonly what: string,
+  ) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hasher.update(chunk);
+    if (this.expected.size !== undefined && this.hasher.size > this.expected.size) {
+      cb(new SizeMismatchError(this.expected.size, this.hasher.size, this.what));
+      return;
+    }
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.expected.size !== undefined && this.hasher.size !== this.expected.size) {
+      cb(new SizeMismatchError(this.expected.size, this.hasher.size, this.what));
+      return;
+    }
+    const d = this.hasher.digest();
+    if (this.expected.digest !== undefined && d !== this.expected.digest) {
+      cb(new DigestMismatchError(this.expected.digest, d, this.what));
+      return;
+    }
+    cb();
+  }
+}
+
+/**
+ * A content store laid out as an OCI image layout: `oci-layout`, `index.json`,
+ * `blobs/sha256/<hex>`. Strata's own scratch space lives under `.strata/`.
+ */
+export class Store {
+  private constructor(readonly root: string) {}
+
+  static async open(root: string): Promise<Store> {
+    const s = new Store(path.resolve(root));
+    await s.init();
+    return s;
+  }
+
+  private get blobDir(): string {
+    return path.join(this.root, 'blobs', 'sha256');
+  }
+  private get ingestDir(): string {
+    return path.join(this.root, '.strata', 'ingest');
+  }
+  private get indexPath(): string {
+    return path.join(this.root, 'index.json');
+  }
+  private get leaseDir(): string {
+    return path.join(this.root, '.strata', 'leases');
+  }
+  private get lockPath(): string {
+    return path.join(this.root, '.strata', 'index.lock');
+  }
+
+  private async init(): Promise<void> {
+    await fsp.mkdir(this.blobDir, { recursive: true });
+    await fsp.mkdir(this.ingestDir, { recursive: true });
+    await fsp.mkdir(this.leaseDir, { recursive: true });
+    const layout = path.join(this.root, 'oci-layout');
+    if (await exists(layout)) {
+      assertValid(
+        validateOciLayout,
+        parseJson(await fsp.readFile(layout), 'oci-layout'),
+        'oci-layout',
+      );
+    } else {
+      await writeFileAtomic(layout, encodeJson({ imageLayoutVersion: '1.0.0' }));
+    }
+    if (!(await exists(this.indexPath))) {
+      await withFileLock(this.lockPath, async () => {
+        if (!(await exists(this.indexPath)))
+          await this.writeIndex({ schemaVersion: 2, manifests: [] });
+      });
+    }
+  }
+
+  blobPath(digest: Digest): string {
+    return path.join(this.blobDir, digestHex(digest));
+  }
+
+  async hasBlob(digest: Digest): Promise<boolean> {
+    return exists(this.blobPath(digest));
+  }
+
+  /**
+   * Ingest a blob: stream through sha256 into a temp file, fsync, check size and digest,
+   * then rename into place. A blob that already exists is a success.
+   */
+  async putBlob(src: Readable | AsyncIterable<Buffer>, expected: Expected = {}): Promise<BlobInfo> {
+    const tmp = path.join(this.ingestDir, path.basename(tempPathFor('blob')));
+    const hasher = new Hasher();
+    const fh = await fsp.open(tmp, 'wx', 0o644);
+    try {
+      for await (const chunk of src) {
+        const buf = chunk as Buffer;
+        hasher.update(buf);
+        if (expected.size !== undefined && hasher.size > expected.size) {
+          throw new SizeMismatchError(expected.size, hasher.size, expected.digest ?? 'blob');
+        }
+        let off = 0;
+        while (off < buf.length) off += (await fh.write(buf, off)).bytesWritten;
+      }
+      await fh.sync();
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      await fsp.rm(tmp, { force: true });
+      throw e;
+    }
+    await fh.close();
+    const digest = hasher.digest();
+    const size = hasher.size;
+    try {
+      if (expected.size !== undefined && size !== expected.size) {
+        throw new SizeMismatchError(expected.size, size, expected.digest ?? digest);
+      }
+      if (expected.digest !== undefined && digest !== expected.digest) {
+        throw new DigestMismatchError(expected.digest, digest, 'blob');
+      }
+      const final = this.blobPath(digest);
+      if (await exists(final)) {
+        await fsp.rm(tmp, { force: true });
+        // Refresh the mtime so a concurrent gc sees the blob as in use by a live lease.
+        const now = new Date();
+        await fsp.utimes(final, now, now);
+      } else {
+        await fsp.rename(tmp, final);
+        await fsyncDir(this.blobDir);
+      }
+    } catch (e) {
+      await fsp.rm(tmp, { force: true });
+      throw e;
+    }
+    return { digest, size };
+  }
+
+  async putBytes(data: Buffer, expected: Expected = {}): Promise<BlobInfo> {
+    return this.putBlob(Readable.from([data]), expected);
+  }
+
+  /** Store a JSON document and return its descriptor. */
+  async putJson(doc: unknown, mediaType: MediaType): Promise<Descriptor> {
+    const info = await this.putBytes(encodeJson(doc));
+    return { mediaType, digest: info.digest, size: info.size };
+  }
+
+  /** Open a blob for reading; digest and size are verified at EOF (the stream errors on mismatch). */
+  async openBlob(digest: Digest, size?: number): Promise<Readable> {
+    const p = this.blobPath(digest);
+    let st;
+    try {
+      st = await fsp.stat(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new NotFoundError(`blob ${digest} is not in the store`);
+      }
+      throw e;
+    }
+    if (size !== undefined && st.size !== size) {
+      throw new SizeMismatchError(size, st.size, `blob ${digest}`);
+    }
+    const verify = new VerifyingStream({ digest, size: st.size }, `blob ${digest}`);
+    const file = createReadStream(p, { highWaterMark: 1 << 20 });
+    file.on('error', (e) => verify.destroy(e));
+    return file.pipe(verify);
+  }
+
+  /** Read a small blob (a JSON document) whole, verified. */
+  async readBlob(digest: Digest, size?: number): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const c of await this.openBlob(digest, size)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async readManifest(desc: Descriptor): Promise<ImageManifest> {
+    const doc = parseJson(await this.readBlob(desc.digest, desc.size), `manifest ${desc.digest}`);
+    return assertValid(validateManifest, doc, `manifest ${desc.digest}`);
+  }
+
+  async readImageIndex(desc: Descriptor): Promise<ImageIndex> {
+    const doc = parseJson(await this.readBlob(desc.digest, desc.size), `index ${desc.digest}`);
+    return assertValid(validateIndex, doc, `index ${desc.digest}`);
+  }
+
+  async readConfig(desc: Descriptor): Promise<ImageConfig> {
+    const doc = parseJson(await this.readBlob(desc.digest, desc.size), `config ${desc.digest}`);
+    return assertValid(validateConfig, doc, `image config ${desc.digest}`);
+  }
+
+  // ---- index.json -------------------------------------------------------------
+
+  async readIndex(): Promise<ImageIndex> {
+    const doc = parseJson(await fsp.readFile(this.indexPath), 'index.json');
+    return assertValid(validateIndex, doc, `${this.indexPath}`);
+  }
+
+  private async writeIndex(index: ImageIndex): Promise<void> {
+    await writeFileAtomic(this.indexPath, encodeJson(index));
+  }
+
+  /** Read-modify-write index.json under the store's lock. */
+  async updateIndex<T>(fn: (index: ImageIndex) => T | Promise<T>): Promise<T> {
+    return withFileLock(
+      this.lockPath,
+      async () => {
+        const index = await this.readIndex();
+        const out = await fn(index);
+        await this.writeIndex(index);
+        return out;
+      },
+      { what: `store ${this.root}` },
+    );
+  }
+
+  /** Tagged images, in index order. */
+  async list(): Promise<Array<{ ref: string; descriptor: Descriptor }>> {
+    const index = await this.readIndex();
+    return index.manifests.map((d) => ({
+      ref: d.annotations?.[Annotations.refName] ?? d.digest,
+      descriptor: d,
+    }));
+  }
+
+  /** Point a tag at a manifest or index that is already in the store. */
+  async tag(ref: string, desc: Descriptor): Promise<void> {
+    const name = normalizeTag(ref);
+    if (!(await this.hasBlob(desc.digest))) {
+      throw new NotFoundError(`cannot tag ${name}: ${desc.digest} is not in the store`);
+    }
+    const entry: Descriptor = {
+      mediaType: desc.mediaType,
+      digest: desc.digest,
+      size: desc.size,
+      annotations: { ...(desc.annotations ?? {}), [Annotations.refName]: name },
+    };
+    if (desc.platform) entry.platform = desc.platform;
+    await this.updateIndex((index) => {
+      index.manifests = index.manifests.filter(
+        (d) => d.annotations?.[Annotations.refName] !== name,
+      );
+      index.manifests.push(entry);
+    });
+  }
+
+  /** Remove a tag. Blobs stay until `gc`. */
+  async untag(ref: string): Promise<Descriptor> {
+    const name = ref.startsWith('sha256:') ? ref : normalizeTag(ref);
+    return this.updateIndex((index) => {
+      const hit = index.manifests.find(
+        (d) => d.annotations?.[Annotations.refName] === name || d.digest === name,
+      );
+      if (!hit) throw new NotFoundError(`no image ${ref} in the store`);
+      index.manifests = index.manifests.filter((d) => d !== hit);
+      return hit;
+    });
+  }
+
+  /** Resolve a local tag, `name@sha256:…` or a bare digest to its descriptor. */
+  async resolve(ref: string): Promise<Descriptor> {
+    const index = await this.readIndex();
+    if (isDigest(ref)) {
+      const hit = index.manifests.find((d) => d.digest === ref);
+      if (hit) return hit;
+      return this.describeBlob(parseDigest(ref));
+    }
+    const r = parseReference(ref);
+    if (r.digest !== undefined) {
+      const hit = index.manifests.find((d) => d.digest === r.digest);
+      return hit ?? this.describeBlob(r.digest);
+    }
+    const name = normalizeTag(ref);
+    const hit = index.manifests.find((d) => d.annotations?.[Annotations.refName] === name);
+    if (!hit) {
+      throw new NotFoundError(`no image ${name} in the store ${this.root}`, {
+        hint: 'see `strata ls` for what the store holds',
+      });
+    }
+    return hit;
+  }
+
+  private async describeBlob(digest: Digest): Promise<Descriptor> {
+    const data = await this.readBlob(digest);
+    const doc = parseJson(data, digest) as { mediaType?: string; manifests?: unknown };
+    const mediaType =
+      doc.mediaType ?? (doc.manifests ? MediaTypes.imageIndex : MediaTypes.imageManifest);
+    return { mediaType, digest, size: data.length };
+  }
+
+  /**
+   * Run `fn` under a lease: blobs written or touched while any live lease is held are
+   * kept by a concurrent `gc`, so an operation's blobs survive until it tags them.
+   */
+  async withLease<T>(fn: () => Promise<T>): Promise<T> {
+    const file = path.join(this.leaseDir, path.basename(tempPathFor('lease')));
+    await fsp.writeFile(file, JSON.stringify({ pid: process.pid, since: Date.now() }));
+    try {
+      return await fn();
+    } finally {
+      await fsp.rm(file, { force: true });
+    }
+  }
+
+  /** Start time (ms) of the oldest live lease, if any. */
+  private async oldestLease(): Promise<number | undefined> {
+    let oldest: number | undefined;
+    for (const name of await fsp.readdir(this.leaseDir)) {
+      const p = path.join(this.leaseDir, name);
+      try {
+        const l = JSON.parse(await fsp.readFile(p, 'utf8')) as { pid: number; since: number };
+        if (!pidAlive(l.pid)) {
+          await fsp.rm(p, { force: true });
+          continue;
+        }
+        oldest = oldest === undefined ? l.since : Math.min(oldest, l.since);
+      } catch {
+        /* a lease being written right now: treat as starting now */
+        oldest = oldest === undefined ? Date.now() : Math.min(oldest, Date.now());
+      }
+    }
+    return oldest;
+  }
+
+  // ---- reachability, gc, fsck -------------------------------------------------
+
+  /** Every blob reachable from a descriptor (manifests, indexes, configs, layers). */
+  async reachable(
+    desc: Descriptor,
+    into = new Map<Digest, Descriptor>(),
+  ): Promise<Map<Digest, Descriptor>> {
+    if (into.has(desc.digest)) return into;
+    into.set(desc.digest, desc);
+    if (
+      desc.mediaType === MediaTypes.imageIndex ||
+      desc.mediaType === MediaTypes.dockerManifestList
+    ) {
+      const idx = await this.readImageIndex(desc);
+      for (const m of idx.manifests) await this.reachable(m, into);
+    } else if (
+      desc.mediaType === MediaTypes.imageManifest ||
+      desc.mediaType === MediaTypes.dockerManifest
+    ) {
+      const m = await this.readManifest(desc);
+      into.set(m.config.digest, m.config);
+      for (const l of m.layers) into.set(l.digest, l);
+    }
+    return into;
+  }
+
+  private async allBlobs(): Promise<string[]> {
+    return (await fsp.readdir(this.blobDir)).filter((n) => /^[a-f0-9]{64}$/.test(n));
+  }
+
+  /** Drop blobs that no tag reaches, and stale ingest files. */
+  async gc(): Promise<{ removed: number; bytesFreed: number }> {
+    return withFileLock(
+      this.lockPath,
+      async () => {
+        const index = await this.readIndex();
+        const keep = new Map<Digest, Descriptor>();
+        for (const d of index.manifests) await this.reachable(d, keep);
+        const lease = await this.oldestLease();
+        let removed = 0;
+        let bytesFreed = 0;
+        for (const hex of await this.allBlobs()) {
+          if (keep.has(`sha256:${hex}` as Digest)) continue;
+          const p = path.join(this.blobDir, hex);
+          const st = await fsp.stat(p);
+          if (lease !== undefined && st.mtimeMs >= lease - 2000) continue;
+          await fsp.rm(p, { force: true });
+          removed++;
+          bytesFreed += st.size;
+        }
+        for (const name of await fsp.readdir(this.ingestDir)) {
+          const m = /-(\d+)-[a-f0-9]+$/.exec(name);
+          const pid = m ? Number(m[1]) : NaN;
+          if (!Number.isNaN(pid) && pid !== process.pid && !pidAlive(pid)) {
+            const p = path.join(this.ingestDir, name);
+            bytesFreed += (await fsp.stat(p)).size;
+            await fsp.rm(p, { force: true });
+          }
+        }
+        if (removed > 0) await fsyncDir(this.blobDir);
+        return { removed, bytesFreed };
+      },
+      { what: `store ${this.root}` },
+    );
+  }
+
+  /** Re-hash every blob and check that every referenced blob exists. */
+  async fsck(): Promise<{ blobs: number; problems: string[] }> {
+    const problems: string[] = [];
+    const blobs = await this.allBlobs();
+    for (const hex of blobs) {
+      const digest = `sha256:${hex}` as Digest;
+      try {
+        const s = await this.openBlob(digest);
+        for await (const _ of s) void _;
+      } catch (e) {
+        problems.push(`corrupt blob ${digest}: ${(e as Error).message}`);
+      }
+    }
+    let index: ImageIndex | undefined;
+    try {
+      index = await this.readIndex();
+    } catch (e) {
+      problems.push(`index.json: ${(e as Error).message}`);
+    }
+    for (const d of index?.manifests ?? []) {
+      const name = d.annotations?.[Annotations.refName] ?? d.digest;
+      try {
+        const all = await this.reachable(d);
+        for (const [digest] of all) {
+          if (!(await this.hasBlob(digest))) problems.push(`${name}: missing blob ${digest}`);
+        }
+      } catch (e) {
+        if (e instanceof NotFoundError) problems.push(`${name}: ${e.message}`);
+        else if (!(e instanceof DigestMismatchError || e instanceof SizeMismatchError)) {
+          problems.push(`${name}: ${(e as Error).message}`);
+        }
+      }
+    }
+    return { blobs: blobs.length, problems };
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export { CorruptError };

@@ -1,0 +1,13 @@
+export type { ToolProcess } from './spawn';
+export { zstdCompress, zstdDecompress, ZSTD_COMPRESS_ARGS } from './zstd';
+export type { Xattrs, XattrMap } from './xattr';
+export {
+  readTreeXattrs,
+  readXattrs,
+  applyXattrs,
+  parseGetfattrDump,
+  formatSetfattrDump,
+  escapeAttrText,
+  unescapeAttrText,
+} from './xattr';
+export { mknodSync, mkfifoSync } from './nodes';
