@@ -25,9 +25,7 @@ async function collect(s: Readable): Promise<Buffer> {
 
 const pack = (opts: PackOptions): Promise<Buffer> => collect(packTree(opts));
 
-async function list(
-  tar: Buffer,
-): Promise<
+async function list(tar: Buffer): Promise<
   {
     path: string;
     type: string;

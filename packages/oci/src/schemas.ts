@@ -129,7 +129,7 @@ export const templateMetadataSchema = {
         properties: {
           pattern: { type: 'string', minLength: 1 },
           reason: { type: 'string' },
-          action: { enum: ['drop', 'empty', 'contents'] },
+          action: { enum: ['drop', 'empty'] },
           matched: { type: 'integer', minimum: 0 },
         },
       },

@@ -89,7 +89,7 @@ export interface Exclusion {
   pattern: string;
   reason: string;
   /** How the matching paths were handled: dropped, or kept as an empty file. */
-  action: 'drop' | 'empty' | 'contents';
+  action: 'drop' | 'empty';
   /** Paths this pattern actually matched in the input. */
   matched: number;
 }

@@ -1,0 +1,56 @@
+import type { Argv } from 'yargs';
+import type { GlobalArgs } from '../context';
+import type { Runner } from '../main';
+
+interface SaveArgs extends GlobalArgs {
+  ref: string;
+  output: string;
+}
+interface LoadArgs extends GlobalArgs {
+  file: string;
+  tag?: string;
+}
+
+export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  return y
+    .command(
+      'save <ref>',
+      'Write an image to one file (an OCI archive, e.g. name.tmpl.img)',
+      (c) =>
+        c
+          .positional('ref', { type: 'string', demandOption: true })
+          .option('output', {
+            alias: 'o',
+            type: 'string',
+            demandOption: true,
+            describe: 'Archive file to write',
+          }),
+      run<SaveArgs>(async (ctx, a) => {
+        const { saveArchive } = await import('@strata/store');
+        const d = await saveArchive(await ctx.store(), a.ref, a.output);
+        if (ctx.json) ctx.printJson({ ref: a.ref, digest: d.digest, file: a.output });
+        else ctx.print(`saved ${a.ref} ${d.digest} to ${a.output}`);
+      }),
+    )
+    .command(
+      'load <file>',
+      'Load an OCI archive (e.g. name.tmpl.img, or - for stdin) into the store',
+      (c) =>
+        c
+          .positional('file', { type: 'string', demandOption: true })
+          .option('tag', { alias: 't', type: 'string', describe: 'Tag for the loaded image' }),
+      run<LoadArgs>(async (ctx, a) => {
+        const { loadArchive } = await import('@strata/store');
+        const loaded = await loadArchive(
+          await ctx.store(),
+          a.file === '-' ? process.stdin : a.file,
+          a.tag,
+        );
+        if (ctx.json)
+          ctx.printJson(loaded.map((l) => ({ ref: l.ref, digest: l.descriptor.digest })));
+        else
+          for (const l of loaded)
+            ctx.print(`loaded ${l.ref ?? '(untagged)'} ${l.descriptor.digest}`);
+      }),
+    );
+}

@@ -1,0 +1,158 @@
+import type { Argv } from 'yargs';
+import { Compression, InvalidArgumentError } from '@strata/oci';
+import type { GlobalArgs } from '../context';
+import type { Runner } from '../main';
+import { formatBytes, shortDigest } from '../output';
+
+interface CreateArgs extends GlobalArgs {
+  rootfs: string;
+  tag: string;
+  name: string;
+  feature: string[];
+  exclude: string[];
+  keep: string[];
+  defaultExcludes: boolean;
+  compression: Compression;
+}
+
+interface InspectArgs extends GlobalArgs {
+  ref: string;
+}
+
+/** SOURCE_DATE_EPOCH, when set, as whole seconds. */
+export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v))
+    throw new InvalidArgumentError(
+      `SOURCE_DATE_EPOCH must be whole seconds, got ${JSON.stringify(v)}`,
+    );
+  return Number(v);
+}
+
+export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  return y
+    .command('template', 'Make templates from finished root filesystems', (t) =>
+      t
+        .command(
+          'create <rootfs>',
+          'Make a template from a rootfs directory, a rootfs.tar[.gz|.zst], or - for a tar on stdin',
+          (c) =>
+            c
+              .positional('rootfs', { type: 'string', demandOption: true })
+              .option('tag', {
+                alias: 't',
+                type: 'string',
+                demandOption: true,
+                describe: 'Local tag, name[:tag]',
+              })
+              .option('name', {
+                type: 'string',
+                demandOption: true,
+                describe: 'Template name for the metadata',
+              })
+              .option('feature', {
+                type: 'string',
+                array: true,
+                default: [],
+                describe: 'A feature this template provides (repeatable)',
+              })
+              .option('exclude', {
+                type: 'string',
+                array: true,
+                default: [],
+                describe: 'Also leave out paths matching this glob (repeatable)',
+              })
+              .option('keep', {
+                type: 'string',
+                array: true,
+                default: [],
+                describe: 'Switch off one default exclusion, by its pattern (repeatable)',
+              })
+              .option('default-excludes', {
+                type: 'boolean',
+                default: true,
+                describe: 'Apply the default exclusions (--no-default-excludes to switch all off)',
+              })
+              .option('compression', {
+                choices: ['zstd', 'gzip'] as const,
+                default: 'zstd' as const,
+                describe: 'Layer compression',
+              }),
+          run<CreateArgs>(async (ctx, a) => {
+            const { createTemplate, openRootfsSource } = await import('@strata/template');
+            const store = await ctx.store();
+            const progress = ctx.progress();
+            const source = await openRootfsSource(a.rootfs, process.stdin);
+            const t = await createTemplate(store, {
+              source,
+              tag: a.tag,
+              name: a.name,
+              features: a.feature,
+              exclude: a.exclude,
+              keep: a.keep,
+              noDefaults: !a.defaultExcludes,
+              compression: a.compression,
+              sourceDateEpoch: sourceDateEpoch(),
+              onProgress: (p) =>
+                progress.update(p.phase === 'extract' ? 'extracting' : 'packing', p.bytes),
+            });
+            progress.done();
+            const layer = t.manifest.layers[0];
+            const meta = t.config.strata;
+            if (ctx.json) {
+              ctx.printJson({
+                ref: t.ref,
+                digest: t.descriptor.digest,
+                layers: t.manifest.layers,
+                packages: meta?.packages.length ?? 0,
+                exclusions: meta?.exclusions ?? [],
+                seconds: progress.elapsed(),
+              });
+            } else {
+              ctx.print(
+                `created ${t.ref} ${t.descriptor.digest} (${meta?.packages.length ?? 0} packages, layer ${formatBytes(layer?.size ?? 0)} ${shortDigest(layer?.digest ?? '')}, ${progress.elapsed().toFixed(1)}s)`,
+              );
+            }
+          }),
+        )
+        .demandCommand(1, 'Name a template command: create'),
+    )
+    .command(
+      'inspect <ref>',
+      'Show a template: name, date, features, layers, packages, exclusions',
+      (c) => c.positional('ref', { type: 'string', demandOption: true }),
+      run<InspectArgs>(async (ctx, a) => {
+        const { loadTemplate, summarize } = await import('@strata/template');
+        const s = summarize(await loadTemplate(await ctx.store(), a.ref));
+        if (ctx.json) {
+          ctx.printJson(s);
+          return;
+        }
+        const dist =
+          s.distribution.prettyName ??
+          ([s.distribution.id, s.distribution.versionId].filter(Boolean).join(' ') || 'unknown');
+        ctx.print(`Ref:           ${s.ref}`);
+        ctx.print(`Digest:        ${s.digest}`);
+        ctx.print(`Name:          ${s.name ?? '(none)'}`);
+        ctx.print(`Created:       ${s.created ?? '(unknown)'}`);
+        ctx.print(`Features:      ${s.features.length ? s.features.join(', ') : '(none)'}`);
+        ctx.print(`Architecture:  ${s.architecture} (${s.os})`);
+        ctx.print(`Distribution:  ${dist}`);
+        ctx.print(`Packages:      ${s.packageCount}`);
+        ctx.print(`Layers:        ${s.layers.length} (${formatBytes(s.size)})`);
+        for (const l of s.layers) {
+          ctx.print(
+            `  ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(10)}  ${l.createdBy ?? ''}`,
+          );
+        }
+        const used = s.exclusions.filter((e) => e.matched > 0).length;
+        ctx.print(`Exclusions:    ${s.exclusions.length} rules, ${used} matched`);
+        for (const e of s.exclusions) {
+          ctx.print(
+            `  ${e.action === 'empty' ? 'emptied' : 'dropped'} ${e.pattern} (${e.matched} matched): ${e.reason}`,
+          );
+        }
+      }),
+    );
+}

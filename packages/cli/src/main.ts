@@ -1,0 +1,69 @@
+import yargs from 'yargs';
+import type { Argv } from 'yargs';
+import { InvalidArgumentError } from '@strata/oci';
+import { Context, GlobalArgs } from './context';
+import { exitCodeFor, formatError } from './output';
+import { templateCommands } from './commands/template';
+import { storeCommands } from './commands/store';
+import { archiveCommands } from './commands/archive';
+
+export type Register = (y: Argv<GlobalArgs>, run: Runner) => Argv<GlobalArgs>;
+/** Wraps a command body: yargs' inferred argument types are checked by each command's own interface. */
+export type Runner = <A>(
+  fn: (ctx: Context, args: A) => Promise<void>,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+) => (args: any) => Promise<void>;
+
+/** Run the CLI; resolves to the process exit code. Only this package prints or exits. */
+export async function main(argv: string[]): Promise<number> {
+  let ctx: Context | undefined;
+  let failure: unknown;
+  const run: Runner = (fn) => async (args) => {
+    ctx = new Context(args as GlobalArgs);
+    await fn(ctx, args);
+  };
+  let y = yargs(argv)
+    .scriptName('strata')
+    .usage('$0 <command> [options]\n\nBuild Debian root filesystems as stacks of OCI layers.')
+    .option('store', {
+      type: 'string',
+      describe:
+        'Store directory (an OCI image layout); default $STRATA_STORE or $XDG_DATA_HOME/strata/store',
+      global: true,
+    })
+    .option('json', {
+      type: 'boolean',
+      default: false,
+      describe: 'Machine-readable output',
+      global: true,
+    })
+    .option('debug', {
+      type: 'boolean',
+      default: false,
+      describe: 'Show stack traces on errors',
+      global: true,
+    })
+    .strict()
+    .demandCommand(1, 'Name a command; see strata --help')
+    .recommendCommands()
+    .exitProcess(false)
+    .fail((msg, err) => {
+      // Throwing stops yargs from running the handler after a validation failure.
+      throw err ?? new InvalidArgumentError(msg);
+    })
+    .help()
+    .version()
+    .wrap(Math.min(110, process.stdout.columns ?? 100)) as unknown as Argv<GlobalArgs>;
+  for (const register of [templateCommands, storeCommands, archiveCommands]) y = register(y, run);
+  try {
+    await y.parseAsync();
+  } catch (e) {
+    failure ??= e;
+  }
+  const debug = argv.includes('--debug');
+  if (failure !== undefined) {
+    process.stderr.write(`${formatError(failure, debug)}\n`);
+    return exitCodeFor(failure);
+  }
+  return (ctx as Context | undefined)?.exitCode ?? 0;
+}

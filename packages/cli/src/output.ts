@@ -1,0 +1,73 @@
+import { isStrataError, redact } from '@strata/oci';
+
+/** Human-readable byte count (binary units). */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+export function shortDigest(d: string): string {
+  return d.replace(/^sha256:/, '').slice(0, 12);
+}
+
+/** Exit codes: 1 for a failed operation or check, 2 for a usage error. */
+export function exitCodeFor(e: unknown): number {
+  if (isStrataError(e) && e.code === 'INVALID_ARGUMENT') return 2;
+  return 1;
+}
+
+/** One clear line for an error; the stack only with --debug. */
+export function formatError(e: unknown, debug: boolean): string {
+  if (debug && e instanceof Error && e.stack) return redact(e.stack);
+  if (isStrataError(e)) {
+    return `strata: error: ${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
+  }
+  const err = e as NodeJS.ErrnoException;
+  if (err && typeof err.code === 'string' && typeof err.message === 'string') {
+    return `strata: error: ${redact(err.message)}`;
+  }
+  return `strata: error: ${redact(String((e as Error)?.message ?? e))}`;
+}
+
+/** A progress line on a TTY; silent elsewhere. */
+export class ProgressLine {
+  private readonly tty: boolean;
+  private readonly start = Date.now();
+  private shown = false;
+
+  constructor(private readonly stream: NodeJS.WriteStream = process.stderr) {
+    this.tty = Boolean(stream.isTTY) && !process.env.CI;
+  }
+
+  update(label: string, bytes: number, total?: number): void {
+    if (!this.tty) return;
+    const secs = Math.max((Date.now() - this.start) / 1000, 0.001);
+    const rate = `${formatBytes(bytes / secs)}/s`;
+    let bar = '';
+    if (total !== undefined && total > 0) {
+      const frac = Math.min(bytes / total, 1);
+      const width = 24;
+      const fill = Math.round(frac * width);
+      bar = ` [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${(frac * 100).toFixed(0)}%`;
+    }
+    const text = `${label}${bar} ${formatBytes(bytes)}${total ? ` / ${formatBytes(total)}` : ''} ${rate}`;
+    const cols = this.stream.columns ?? 80;
+    this.stream.write(`\r\x1b[K${text.slice(0, cols - 1)}`);
+    this.shown = true;
+  }
+
+  done(): void {
+    if (this.tty && this.shown) this.stream.write('\r\x1b[K');
+    this.shown = false;
+  }
+
+  elapsed(): number {
+    return (Date.now() - this.start) / 1000;
+  }
+}

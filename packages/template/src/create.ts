@@ -1,0 +1,198 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import {
+  Annotations,
+  Compression,
+  Descriptor,
+  ImageConfig,
+  ImageManifest,
+  InvalidArgumentError,
+  MediaTypes,
+  TemplateMetadata,
+  assertValid,
+  validateConfig,
+  validateManifest,
+  validateTemplateMetadata,
+} from '@strata/oci';
+import { createLayer, packTree, unpackLayer } from '@strata/layer';
+import { Store } from '@strata/store';
+import { ExclusionOptions, ExclusionSet } from './exclusions';
+import { ociPlatform, readRootfsFacts } from './debian';
+import { RootfsSource } from './source';
+
+export interface Progress {
+  phase: 'extract' | 'pack';
+  /** Bytes processed so far in this phase (uncompressed tar bytes). */
+  bytes: number;
+}
+
+export interface CreateTemplateOptions extends ExclusionOptions {
+  source: RootfsSource;
+  /** Local tag to store the template under (`name[:tag]`). */
+  tag: string;
+  /** Template name recorded in the metadata. */
+  name: string;
+  features?: readonly string[];
+  compression?: Compression;
+  /** Build date and mtime clamp (seconds since the epoch), as SOURCE_DATE_EPOCH. */
+  sourceDateEpoch?: number;
+  /** The build date when no epoch is given. */
+  now?: Date;
+  onProgress?: (p: Progress) => void;
+}
+
+export interface CreatedTemplate {
+  ref: string;
+  descriptor: Descriptor;
+  manifest: ImageManifest;
+  config: ImageConfig;
+}
+
+/** RFC 3339 date, whole seconds. */
+export function isoDate(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function counter(phase: Progress['phase'], onProgress?: (p: Progress) => void): Transform {
+  let bytes = 0;
+  let last = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      bytes += chunk.length;
+      const now = Date.now();
+      if (onProgress && now - last > 100) {
+        last = now;
+        onProgress({ phase, bytes });
+      }
+      cb(null, chunk);
+    },
+    flush(cb) {
+      onProgress?.({ phase, bytes });
+      cb();
+    },
+  });
+}
+
+/**
+ * Turn a finished root filesystem into a template: one deterministic layer holding the tree
+ * minus the host-specific exclusions, with metadata read from the tree itself.
+ */
+export async function createTemplate(
+  store: Store,
+  opts: CreateTemplateOptions,
+): Promise<CreatedTemplate> {
+  if (opts.name.trim() === '') throw new InvalidArgumentError('the template needs a --name');
+  const exclusions = new ExclusionSet(opts);
+  return store.withLease(async () => {
+    let scratch: string | undefined;
+    try {
+      let root: string;
+      let label: string;
+      if (opts.source.kind === 'dir') {
+        root = opts.source.path;
+        label = path.basename(root);
+      } else {
+        scratch = await fsp.mkdtemp(path.join(store.root, '.strata', 'ingest', 'rootfs-'));
+        root = scratch;
+        label = opts.source.label;
+        const counted = opts.source.stream.pipe(counter('extract', opts.onProgress));
+        opts.source.stream.on('error', (e) => counted.destroy(e));
+        await unpackLayer(counted, opts.source.compression, root);
+      }
+      return await captureTree(store, root, label, exclusions, opts);
+    } finally {
+      if (scratch !== undefined) await fsp.rm(scratch, { recursive: true, force: true });
+    }
+  });
+}
+
+async function captureTree(
+  store: Store,
+  root: string,
+  label: string,
+  exclusions: ExclusionSet,
+  opts: CreateTemplateOptions,
+): Promise<CreatedTemplate> {
+  const facts = await readRootfsFacts(root);
+  const created = isoDate(
+    opts.sourceDateEpoch !== undefined
+      ? new Date(opts.sourceDateEpoch * 1000)
+      : (opts.now ?? new Date()),
+  );
+  const compression = opts.compression ?? 'zstd';
+
+  const tar = packTree({
+    root,
+    sourceDateEpoch: opts.sourceDateEpoch,
+    exclude: (rel) => exclusions.decide(rel),
+  });
+  const counted = tar.pipe(counter('pack', opts.onProgress));
+  tar.on('error', (e) => counted.destroy(e));
+  const layer = createLayer(counted, compression);
+  const blob = await store.putBlob(layer.blob as Readable);
+  const { diffId, mediaType } = await layer.result;
+
+  const debArch = facts.architecture ?? 'amd64';
+  const createdBy = `strata template create ${label}`;
+  const metadata: TemplateMetadata = {
+    schemaVersion: 1,
+    name: opts.name,
+    created,
+    features: [...new Set(opts.features ?? [])].sort(),
+    architecture: debArch,
+    distribution: facts.distribution,
+    packages: facts.packages,
+    exclusions: exclusions.record(),
+    layers: [
+      {
+        diffId,
+        createdBy,
+        packagesAdded: facts.packages.map((p) => `${p.name}=${p.version}`),
+      },
+    ],
+  };
+  assertValid(validateTemplateMetadata, metadata, 'template metadata');
+  const platform = ociPlatform(debArch);
+  const config: ImageConfig = {
+    created,
+    architecture: platform.architecture,
+    ...(platform.variant ? { variant: platform.variant } : {}),
+    os: 'linux',
+    config: {
+      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      Labels: { [Annotations.title]: opts.name },
+    },
+    rootfs: { type: 'layers', diff_ids: [diffId] },
+    history: [{ created, created_by: createdBy, comment: `template ${opts.name}` }],
+    strata: metadata,
+  };
+  assertValid(validateConfig, config, 'image config');
+  const configDesc = await store.putJson(config, MediaTypes.imageConfig);
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.imageManifest,
+    config: configDesc,
+    layers: [{ mediaType, digest: blob.digest, size: blob.size }],
+    annotations: {
+      [Annotations.title]: opts.name,
+      [Annotations.created]: created,
+      [Annotations.description]: `Strata template ${opts.name}${
+        facts.distribution.prettyName ? ` (${facts.distribution.prettyName})` : ''
+      }`,
+    },
+  };
+  assertValid(validateManifest, manifest, 'image manifest');
+  const desc = await store.putJson(manifest, MediaTypes.imageManifest);
+  const descriptor: Descriptor = {
+    ...desc,
+    platform: {
+      architecture: platform.architecture,
+      os: 'linux',
+      ...(platform.variant ? { variant: platform.variant } : {}),
+    },
+  };
+  await store.tag(opts.tag, descriptor);
+  const ref = (await store.resolve(opts.tag)).annotations?.[Annotations.refName] ?? opts.tag;
+  return { ref, descriptor, manifest, config };
+}
