@@ -1,0 +1,101 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  allSchemas,
+  chainId,
+  parseDigest,
+  parseReference,
+  redact,
+  sha256,
+  validateManifest,
+  validateTemplateMetadata,
+  withDefaultTag,
+  formatReference,
+  StrataError,
+  UnsafeEntryError,
+} from './index';
+
+test('digests are validated', () => {
+  const d = sha256('x');
+  expect(parseDigest(d)).toBe(d);
+  expect(() => parseDigest('sha256:abc')).toThrow(StrataError);
+  expect(() => parseDigest('md5:' + 'a'.repeat(32))).toThrow('not a valid sha256 digest');
+});
+
+test('chain IDs follow the image spec', () => {
+  const a = sha256('a');
+  const b = sha256('b');
+  expect(chainId([a])).toBe(a);
+  expect(chainId([a, b])).toBe(sha256(`${a} ${b}`));
+  expect(chainId([])).toBeUndefined();
+});
+
+test.each([
+  ['base', { repository: 'base' }],
+  ['acme/base:1.0', { repository: 'acme/base', tag: '1.0' }],
+  [
+    'localhost:5000/acme/base:v1',
+    { registry: 'localhost:5000', repository: 'acme/base', tag: 'v1' },
+  ],
+  [
+    'registry.example/x@' + sha256('m'),
+    { registry: 'registry.example', repository: 'x', digest: sha256('m') },
+  ],
+])('parses reference %s', (input, expected) => {
+  expect(parseReference(input)).toEqual(expected);
+  expect(formatReference(parseReference(input))).toBe(input);
+});
+
+test.each(['', 'a/UPPER', 'a//b', 'x:', 'x@sha256:12', 'a/../b'])(
+  'rejects reference %p',
+  (input) => {
+    expect(() => parseReference(input)).toThrow(StrataError);
+  },
+);
+
+test('default tag', () => {
+  expect(formatReference(withDefaultTag(parseReference('base')))).toBe('base:latest');
+});
+
+test('credentials are redacted from messages', () => {
+  expect(redact('GET https://bob:s3cret@reg.example/v2/')).toBe(
+    'GET https://***:***@reg.example/v2/',
+  );
+  expect(redact('Authorization: Bearer abc.def')).toBe('Authorization: Bearer ***');
+  expect(new StrataError('UNAVAILABLE', 'https://u:p@h/x').message).not.toContain('p@');
+});
+
+test('errors carry codes', () => {
+  const e = new UnsafeEntryError('../x', 'climbs out');
+  expect(e.code).toBe('UNSAFE_ENTRY');
+  expect(e.message).toContain('"../x"');
+});
+
+test('manifest validation reports problems', () => {
+  const r = validateManifest({ schemaVersion: 2, config: {}, layers: [] });
+  expect(r.ok).toBe(false);
+});
+
+test('template metadata rejects unknown keys', () => {
+  const meta = {
+    schemaVersion: 1,
+    name: 'x',
+    created: '2026-01-01T00:00:00Z',
+    features: [],
+    architecture: 'amd64',
+    distribution: {},
+    packages: [],
+    exclusions: [],
+    layers: [],
+  };
+  expect(validateTemplateMetadata(meta).ok).toBe(true);
+  expect(validateTemplateMetadata({ ...meta, surprise: 1 }).ok).toBe(false);
+});
+
+test('published schemas in /schemas match the code', () => {
+  const dir = path.resolve(__dirname, '../../../schemas');
+  for (const [file, schema] of Object.entries(allSchemas)) {
+    const onDisk = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
+    expect(onDisk).toEqual(schema);
+  }
+});
