@@ -17,14 +17,12 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       'save <ref>',
       'Write an image to one file (an OCI archive, e.g. name.tmpl.img)',
       (c) =>
-        c
-          .positional('ref', { type: 'string', demandOption: true })
-          .option('output', {
-            alias: 'o',
-            type: 'string',
-            demandOption: true,
-            describe: 'Archive file to write',
-          }),
+        c.positional('ref', { type: 'string', demandOption: true }).option('output', {
+          alias: 'o',
+          type: 'string',
+          demandOption: true,
+          describe: 'Archive file to write',
+        }),
       run<SaveArgs>(async (ctx, a) => {
         const { saveArchive } = await import('@strata/store');
         const d = await saveArchive(await ctx.store(), a.ref, a.output);
