@@ -145,9 +145,20 @@ export const templateMetadataSchema = {
           createdBy: { type: 'string' },
           packagesAdded: { type: 'array', items: { type: 'string' } },
           packagesRemoved: { type: 'array', items: { type: 'string' } },
+          cacheKey: digest,
         },
       },
     },
+    baseChain: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'ref', 'digest'],
+        properties: { name: { type: 'string' }, ref: { type: 'string' }, digest },
+      },
+    },
+    labels: stringMap,
   },
 } as const;
 

@@ -102,6 +102,18 @@ export interface LayerRecord {
   packagesAdded?: string[];
   /** Packages this layer removed. */
   packagesRemoved?: string[];
+  /** The build step's cache key, when a Stratafile step made the layer. */
+  cacheKey?: Digest;
+}
+
+/** An ancestor template a build started from. */
+export interface BaseTemplate {
+  /** Template name from its metadata (or the reference when it has none). */
+  name: string;
+  /** The reference it was named by in the Stratafile. */
+  ref: string;
+  /** Manifest digest it resolved to. */
+  digest: Digest;
 }
 
 /** Strata's template metadata, stored in the image config. */
@@ -121,4 +133,8 @@ export interface TemplateMetadata {
   /** Exclusions applied when the rootfs was captured. */
   exclusions: Exclusion[];
   layers: LayerRecord[];
+  /** Every ancestor template, nearest last: base → middleware → … */
+  baseChain?: BaseTemplate[];
+  /** OCI labels set by LABEL. */
+  labels?: Record<string, string>;
 }

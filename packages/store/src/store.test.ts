@@ -162,3 +162,12 @@ test('two processes tagging at once lose nothing', async () => {
   const refs = (await store.list()).map((e) => e.ref);
   expect(refs).toHaveLength(75);
 });
+
+test('gc keeps what a root reaches until the root goes', async () => {
+  const m = await imageFor('cached');
+  await store.putRoot('cache-1', { descriptors: [m], note: 'x' });
+  expect((await store.gc()).removed).toBe(0);
+  expect((await store.getRoot('cache-1'))?.note).toBe('x');
+  expect(await store.removeRoots()).toBe(1);
+  expect((await store.gc()).removed).toBe(3);
+});

@@ -116,6 +116,10 @@ export class Store {
   private get leaseDir(): string {
     return path.join(this.root, '.strata', 'leases');
   }
+  /** GC roots besides tags: one JSON file per root holding `{ descriptors: Descriptor[] }`. */
+  get rootsDir(): string {
+    return path.join(this.root, '.strata', 'roots');
+  }
   private get lockPath(): string {
     return path.join(this.root, '.strata', 'index.lock');
   }
@@ -124,6 +128,7 @@ export class Store {
     await fsp.mkdir(this.blobDir, { recursive: true });
     await fsp.mkdir(this.ingestDir, { recursive: true });
     await fsp.mkdir(this.leaseDir, { recursive: true });
+    await fsp.mkdir(this.rootsDir, { recursive: true });
     const layout = path.join(this.root, 'oci-layout');
     if (await exists(layout)) {
       assertValid(
@@ -367,6 +372,52 @@ export class Store {
     }
   }
 
+  /**
+   * Record a GC root: `gc` keeps every blob the descriptors reach (a build cache entry, say).
+   * `doc` may carry more fields; only `descriptors` matters to the store.
+   */
+  async putRoot(
+    name: string,
+    doc: { descriptors: Descriptor[] } & Record<string, unknown>,
+  ): Promise<void> {
+    if (!/^[A-Za-z0-9._-]+$/.test(name))
+      throw new InvalidArgumentError(`invalid root name ${name}`);
+    await writeFileAtomic(path.join(this.rootsDir, `${name}.json`), encodeJson(doc));
+  }
+
+  /** Read a GC root written by putRoot, or undefined. */
+  async getRoot(
+    name: string,
+  ): Promise<({ descriptors: Descriptor[] } & Record<string, unknown>) | undefined> {
+    try {
+      return JSON.parse(await fsp.readFile(path.join(this.rootsDir, `${name}.json`), 'utf8'));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async removeRoots(filter: (name: string) => boolean = () => true): Promise<number> {
+    let n = 0;
+    for (const f of await fsp.readdir(this.rootsDir)) {
+      if (f.endsWith('.json') && filter(f.slice(0, -5))) {
+        await fsp.rm(path.join(this.rootsDir, f), { force: true });
+        n++;
+      }
+    }
+    return n;
+  }
+
+  private async rootDescriptors(): Promise<Descriptor[]> {
+    const out: Descriptor[] = [];
+    for (const f of await fsp.readdir(this.rootsDir)) {
+      if (!f.endsWith('.json')) continue;
+      const doc = await this.getRoot(f.slice(0, -5)).catch(() => undefined);
+      for (const d of doc?.descriptors ?? []) if (isDigest(d.digest)) out.push(d);
+    }
+    return out;
+  }
+
   /** Start time (ms) of the oldest live lease, if any. */
   private async oldestLease(): Promise<number | undefined> {
     let oldest: number | undefined;
@@ -425,6 +476,7 @@ export class Store {
         const index = await this.readIndex();
         const keep = new Map<Digest, Descriptor>();
         for (const d of index.manifests) await this.reachable(d, keep);
+        for (const d of await this.rootDescriptors()) await this.reachable(d, keep);
         const lease = await this.oldestLease();
         let removed = 0;
         let bytesFreed = 0;
