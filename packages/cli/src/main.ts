@@ -6,6 +6,7 @@ import { exitCodeFor, formatError } from './output';
 import { templateCommands } from './commands/template';
 import { storeCommands } from './commands/store';
 import { archiveCommands } from './commands/archive';
+import { registryCommands } from './commands/registry';
 
 export type Register = (y: Argv<GlobalArgs>, run: Runner) => Argv<GlobalArgs>;
 /** Wraps a command body: yargs' inferred argument types are checked by each command's own interface. */
@@ -54,7 +55,8 @@ export async function main(argv: string[]): Promise<number> {
     .help()
     .version()
     .wrap(Math.min(110, process.stdout.columns ?? 100)) as unknown as Argv<GlobalArgs>;
-  for (const register of [templateCommands, storeCommands, archiveCommands]) y = register(y, run);
+  for (const register of [templateCommands, storeCommands, archiveCommands, registryCommands])
+    y = register(y, run);
   try {
     await y.parseAsync();
   } catch (e) {

@@ -11,3 +11,9 @@ export {
   unescapeAttrText,
 } from './xattr';
 export { mknodSync, mkfifoSync } from './nodes';
+export type { HelperCredentials } from './credential-helper';
+export {
+  credentialHelperGet,
+  credentialHelperStore,
+  credentialHelperErase,
+} from './credential-helper';

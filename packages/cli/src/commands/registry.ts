@@ -1,0 +1,253 @@
+import type { Argv } from 'yargs';
+import type { Digest } from '@strata/oci';
+import type { TransferEvent } from '@strata/registry';
+import type { GlobalArgs } from '../context';
+import type { Runner } from '../main';
+import { formatBytes, shortDigest } from '../output';
+
+interface NetArgs extends GlobalArgs {
+  jobs: number;
+  caCert?: string;
+  insecure: boolean;
+}
+interface PushArgs extends NetArgs {
+  ref: string;
+  target?: string;
+  chunkSize?: number;
+}
+interface PullArgs extends NetArgs {
+  source: string;
+  tag?: string;
+}
+interface LoginArgs extends GlobalArgs {
+  registry: string;
+  username: string;
+  passwordStdin: boolean;
+  caCert?: string;
+  insecure: boolean;
+}
+interface LogoutArgs extends GlobalArgs {
+  registry: string;
+}
+
+/**
+ * Per-blob progress on a TTY: one live line per blob in flight (bytes, size, rate), and a
+ * permanent line when each finishes. Silent when stderr is not a terminal.
+ */
+class BlobProgress {
+  private readonly tty: boolean;
+  private readonly active = new Map<Digest, { size: number; bytes: number; t0: number }>();
+  private drawn = 0;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly stream: NodeJS.WriteStream,
+    private readonly verb: string,
+  ) {
+    this.tty = Boolean(stream.isTTY) && !process.env.CI;
+  }
+
+  readonly onEvent = (e: TransferEvent): void => {
+    if (!this.tty) return;
+    if (e.type === 'start') this.active.set(e.digest, { size: e.size, bytes: 0, t0: Date.now() });
+    else if (e.type === 'progress') {
+      const a = this.active.get(e.digest);
+      if (a) a.bytes = e.bytes;
+    } else {
+      const a = this.active.get(e.digest);
+      this.active.delete(e.digest);
+      this.clear();
+      const secs = a ? (Date.now() - a.t0) / 1000 : 0;
+      const rate = e.bytes > 0 && secs > 0 ? ` ${formatBytes(e.bytes / secs)}/s` : '';
+      this.stream.write(`${shortDigest(e.digest)} ${e.outcome} ${formatBytes(e.size)}${rate}\n`);
+    }
+    this.schedule();
+  };
+
+  private schedule(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.draw();
+    }, 100);
+  }
+
+  private clear(): void {
+    if (this.drawn > 0) this.stream.write(`\x1b[${this.drawn}A\r\x1b[J`);
+    this.drawn = 0;
+  }
+
+  private draw(): void {
+    this.clear();
+    const cols = this.stream.columns ?? 80;
+    for (const [d, a] of this.active) {
+      const secs = Math.max((Date.now() - a.t0) / 1000, 0.001);
+      const pct = a.size > 0 ? ` ${Math.min(100, Math.floor((a.bytes / a.size) * 100))}%` : '';
+      const line = `${shortDigest(d)} ${this.verb}${pct} ${formatBytes(a.bytes)} / ${formatBytes(a.size)} ${formatBytes(a.bytes / secs)}/s`;
+      this.stream.write(`${line.slice(0, cols - 1)}\n`);
+      this.drawn++;
+    }
+  }
+
+  done(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.tty) this.clear();
+  }
+}
+
+function netOptions<T>(y: Argv<T>): Argv<T> {
+  return y
+    .option('jobs', { alias: 'j', type: 'number', default: 4, describe: 'Blob transfers at once' })
+    .option('ca-cert', { type: 'string', describe: 'Also trust this CA certificate (PEM) for TLS' })
+    .option('insecure', {
+      type: 'boolean',
+      default: false,
+      describe: 'Allow plain http and TLS without verification for this registry',
+    }) as unknown as Argv<T>;
+}
+
+async function transportOptions(a: { caCert?: string; insecure: boolean }, registry: string) {
+  const { readFile } = await import('node:fs/promises');
+  const { resolveCredentials } = await import('@strata/registry');
+  const credentials = await resolveCredentials(registry);
+  return {
+    insecure: a.insecure,
+    ...(a.caCert ? { caCert: await readFile(a.caCert) } : {}),
+    ...(credentials ? { credentials } : {}),
+  };
+}
+
+export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  return y
+    .command(
+      'push <ref> [target]',
+      'Push an image to a registry: <ref> [<registry>/<repo>:<tag>]',
+      (c) =>
+        netOptions(
+          c
+            .positional('ref', { type: 'string', demandOption: true, describe: 'Local image' })
+            .positional('target', { type: 'string', describe: 'Where to push (default: <ref>)' })
+            .option('chunk-size', {
+              type: 'number',
+              describe: 'Upload in PATCH chunks of this many bytes instead of one PUT',
+            }),
+        ),
+      run<PushArgs>(async (ctx, a) => {
+        const { parseReference, InvalidArgumentError } = await import('@strata/oci');
+        const { push } = await import('@strata/registry');
+        const target = parseReference(a.target ?? a.ref);
+        if (!target.registry) {
+          throw new InvalidArgumentError(`no registry in ${a.target ?? a.ref}`, {
+            hint: 'strata push <ref> <registry>/<repo>:<tag>',
+          });
+        }
+        if (target.tag === undefined && target.digest === undefined && !a.target) {
+          target.tag = parseReference(a.ref).tag ?? 'latest';
+        }
+        const progress = new BlobProgress(ctx.stderr, 'pushing');
+        let r;
+        try {
+          r = await push(await ctx.store(), a.ref, target, {
+            ...(await transportOptions(a, target.registry)),
+            jobs: a.jobs,
+            ...(a.chunkSize ? { chunkSize: a.chunkSize } : {}),
+            onEvent: progress.onEvent,
+          });
+        } finally {
+          progress.done();
+        }
+        if (ctx.json) ctx.printJson({ ref: a.ref, ...r });
+        else
+          ctx.print(
+            `pushed ${a.ref} to ${r.target} ${r.digest} (${r.blobs} blobs: ${r.uploaded} uploaded, ${r.skipped} already there, ${r.mounted} mounted; ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)}s)`,
+          );
+      }),
+    )
+    .command(
+      'pull <source>',
+      'Pull an image from a registry: <registry>/<repo>[:<tag>|@<digest>]',
+      (c) =>
+        netOptions(
+          c.positional('source', { type: 'string', demandOption: true }).option('tag', {
+            alias: 't',
+            type: 'string',
+            describe: 'Local tag (default: <source>)',
+          }),
+        ),
+      run<PullArgs>(async (ctx, a) => {
+        const { parseReference, InvalidArgumentError } = await import('@strata/oci');
+        const { pull } = await import('@strata/registry');
+        const source = parseReference(a.source);
+        if (!source.registry) {
+          throw new InvalidArgumentError(`no registry in ${a.source}`, {
+            hint: 'strata pull <registry>/<repo>[:<tag>|@<digest>]',
+          });
+        }
+        const progress = new BlobProgress(ctx.stderr, 'pulling');
+        let r;
+        try {
+          r = await pull(await ctx.store(), source, {
+            ...(await transportOptions(a, source.registry)),
+            jobs: a.jobs,
+            ...(a.tag ? { tag: a.tag } : {}),
+            onEvent: progress.onEvent,
+          });
+        } finally {
+          progress.done();
+        }
+        if (ctx.json) ctx.printJson(r);
+        else
+          ctx.print(
+            `pulled ${r.source} as ${r.tag} ${r.digest} (${r.blobs} blobs: ${r.downloaded} downloaded, ${r.present} already here; ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)}s)`,
+          );
+      }),
+    )
+    .command(
+      'login <registry>',
+      'Save credentials for a registry (in docker config.json format)',
+      (c) =>
+        c
+          .positional('registry', { type: 'string', demandOption: true })
+          .option('username', { alias: 'u', type: 'string', demandOption: true })
+          .option('password-stdin', {
+            type: 'boolean',
+            default: false,
+            describe: 'Read the password from stdin',
+          })
+          .option('ca-cert', { type: 'string', describe: 'Also trust this CA certificate (PEM)' })
+          .option('insecure', { type: 'boolean', default: false }),
+      run<LoginArgs>(async (ctx, a) => {
+        const { InvalidArgumentError } = await import('@strata/oci');
+        const { login } = await import('@strata/registry');
+        if (!a.passwordStdin) {
+          throw new InvalidArgumentError('give the password on stdin with --password-stdin', {
+            hint: 'printf %s "$PASSWORD" | strata login <registry> -u <user> --password-stdin',
+          });
+        }
+        const chunks: Buffer[] = [];
+        for await (const c of process.stdin) chunks.push(c as Buffer);
+        const password = Buffer.concat(chunks)
+          .toString('utf8')
+          .replace(/\r?\n$/, '');
+        const { readFile } = await import('node:fs/promises');
+        const r = await login(a.registry, a.username, password, {
+          insecure: a.insecure,
+          ...(a.caCert ? { caCert: await readFile(a.caCert) } : {}),
+        });
+        if (ctx.json) ctx.printJson({ registry: a.registry, file: r.file });
+        else ctx.print(`logged in to ${a.registry} (credentials saved in ${r.file})`);
+      }),
+    )
+    .command(
+      'logout <registry>',
+      'Forget saved credentials for a registry',
+      (c) => c.positional('registry', { type: 'string', demandOption: true }),
+      run<LogoutArgs>(async (ctx, a) => {
+        const { logout } = await import('@strata/registry');
+        const removed = await logout(a.registry);
+        if (ctx.json) ctx.printJson({ registry: a.registry, removed });
+        else ctx.print(removed ? `logged out of ${a.registry}` : `not logged in to ${a.registry}`);
+      }),
+    );
+}

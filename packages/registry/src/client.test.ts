@@ -1,0 +1,276 @@
+import { promises as fsp } from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { Digest, digestHex, sha256 } from '@strata/oci';
+import { Store } from '@strata/store';
+import { RegistryClient } from './client';
+import { RegistryAuthError } from './errors';
+import { pool } from './copy';
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
+
+/** A tiny fake registry on 127.0.0.1 whose behaviour each test scripts. */
+async function fakeRegistry(
+  handler: Handler,
+): Promise<{ host: string; close: () => Promise<void>; seen: string[] }> {
+  let n = 0;
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url} ${req.headers.range ?? ''}`.trim());
+    if (req.url === '/v2/') {
+      res.writeHead(200).end('{}');
+      return;
+    }
+    handler(req, res, n++);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    host: `127.0.0.1:${port}`,
+    seen,
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+const blob = Buffer.alloc(256 * 1024);
+for (let i = 0; i < blob.length; i++) blob[i] = (i * 7) & 0xff;
+const desc = { digest: sha256(blob), size: blob.length };
+
+describe('RegistryClient against a scripted server', () => {
+  let dir: string;
+  let store: Store;
+  beforeEach(async () => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-reg-'));
+    store = await Store.open(dir);
+  });
+  afterEach(() => fsp.rm(dir, { recursive: true, force: true }));
+
+  const client = (host: string): RegistryClient =>
+    new RegistryClient({ registry: host, repository: 'x', retries: 3, retryBaseMs: 5 });
+
+  it('retries 5xx, 429 and connection resets, then succeeds', async () => {
+    const srv = await fakeRegistry((req, res, n) => {
+      if (n === 0) res.writeHead(503).end();
+      else if (n === 1) res.writeHead(429, { 'retry-after': '0' }).end();
+      else if (n === 2) req.socket.destroy();
+      else res.writeHead(200, { 'content-length': blob.length }).end(blob);
+    });
+    const c = client(srv.host);
+    try {
+      expect(await c.pullBlob(store, desc)).toBe('downloaded');
+      expect(await store.readBlob(desc.digest)).toEqual(blob);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
+  it('refuses a lying registry and stores nothing', async () => {
+    const bad = Buffer.from(blob);
+    bad[1000] ^= 1;
+    const srv = await fakeRegistry((_req, res) =>
+      res.writeHead(200, { 'content-length': bad.length }).end(bad),
+    );
+    const c = client(srv.host);
+    try {
+      await expect(c.pullBlob(store, desc)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+      expect(await store.hasBlob(desc.digest)).toBe(false);
+      expect(await fsp.readdir(path.join(dir, '.strata', 'ingest'))).toEqual([]);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
+  it('refuses a blob longer than its descriptor', async () => {
+    const long = Buffer.concat([blob, Buffer.from('extra')]);
+    const srv = await fakeRegistry((_req, res) => {
+      res.writeHead(200);
+      res.end(long);
+    });
+    const c = client(srv.host);
+    try {
+      await expect(c.pullBlob(store, desc)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+      expect(await store.hasBlob(desc.digest)).toBe(false);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
+  it('resumes a truncated transfer with a Range request', async () => {
+    const srv = await fakeRegistry((req, res, n) => {
+      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      if (n === 0) {
+        // Send half, then drop the connection.
+        res.writeHead(200, { 'content-length': blob.length });
+        res.write(blob.subarray(0, 100000), () => setTimeout(() => req.socket.destroy(), 20));
+      } else if (m) {
+        const start = Number(m[1]);
+        res.writeHead(206, {
+          'content-length': blob.length - start,
+          'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}`,
+        });
+        res.end(blob.subarray(start));
+      } else res.writeHead(200, { 'content-length': blob.length }).end(blob);
+    });
+    const c = client(srv.host);
+    try {
+      expect(await c.pullBlob(store, desc)).toBe('downloaded');
+      expect(srv.seen.some((s) => /bytes=100000-$/.test(s))).toBe(true);
+      expect(await store.readBlob(desc.digest)).toEqual(blob);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
+  it('starts clean when a stale partial does not verify', async () => {
+    const partial = path.join(dir, '.strata', 'ingest', `pull-${digestHex(desc.digest)}.partial`);
+    await fsp.writeFile(partial, Buffer.alloc(5000, 0xee)); // garbage left by a crash
+    const srv = await fakeRegistry((req, res) => {
+      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      const start = m ? Number(m[1]) : 0;
+      res.writeHead(m ? 206 : 200, {
+        'content-length': blob.length - start,
+        ...(m ? { 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}` } : {}),
+      });
+      res.end(blob.subarray(start));
+    });
+    const c = client(srv.host);
+    try {
+      expect(await c.pullBlob(store, desc)).toBe('downloaded');
+      expect(srv.seen.filter((s) => s.startsWith('GET /v2/x/blobs'))).toHaveLength(2);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
+  it('verifies a manifest fetched by digest', async () => {
+    const doc = Buffer.from('{"schemaVersion":2}');
+    const srv = await fakeRegistry((_req, res) =>
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(doc),
+    );
+    const c = client(srv.host);
+    try {
+      const other = sha256('something else') as Digest;
+      await expect(c.getManifest(other)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+      expect((await c.getManifest(sha256(doc))).descriptor.size).toBe(doc.length);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
+  it('follows tag list pagination', async () => {
+    const srv = await fakeRegistry((req, res) => {
+      if (req.url?.includes('last=b')) res.writeHead(200).end('{"tags":["c"]}');
+      else
+        res
+          .writeHead(200, { link: '</v2/x/tags/list?n=2&last=b>; rel="next"' })
+          .end('{"tags":["a","b"]}');
+    });
+    const c = client(srv.host);
+    try {
+      expect(await c.tagList(2)).toEqual(['a', 'b', 'c']);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
+  it('uploads in chunks and commits with the digest', async () => {
+    let received = Buffer.alloc(0);
+    const srv = await fakeRegistry((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        if (req.method === 'HEAD') res.writeHead(404).end();
+        else if (req.method === 'POST')
+          res.writeHead(202, { location: '/v2/x/blobs/uploads/u1?_state=s' }).end();
+        else if (req.method === 'PATCH') {
+          received = Buffer.concat([received, ...chunks]);
+          res
+            .writeHead(202, {
+              location: '/v2/x/blobs/uploads/u1?_state=s',
+              range: `0-${received.length - 1}`,
+            })
+            .end();
+        } else if (req.method === 'PUT')
+          res
+            .writeHead(
+              sha256(received) === new URL(req.url ?? '', 'http://h').searchParams.get('digest')
+                ? 201
+                : 400,
+            )
+            .end();
+        else res.writeHead(500).end();
+      });
+    });
+    const c = client(srv.host);
+    try {
+      const outcome = await c.pushBlob(
+        desc,
+        (start, end) =>
+          Readable.from([blob.subarray(start ?? 0, end === undefined ? undefined : end + 1)]),
+        { chunkSize: 100000 },
+      );
+      expect(outcome).toBe('uploaded');
+      expect(received).toEqual(blob);
+      expect(srv.seen.filter((s) => s.startsWith('PATCH'))).toHaveLength(3);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
+  it('fails auth with one clear message that carries no secret', async () => {
+    const srv = await fakeRegistry((_req, res) =>
+      res
+        .writeHead(401, { 'www-authenticate': 'Basic realm="r"' })
+        .end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'),
+    );
+    const c = new RegistryClient({
+      registry: srv.host,
+      repository: 'x',
+      credentials: { username: 'alice', password: 'hunter2-secret' },
+    });
+    try {
+      const e = await c.hasBlob(desc.digest).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(RegistryAuthError);
+      expect((e as Error).message).toMatch(/authentication failed/);
+      expect(`${(e as Error).message} ${(e as RegistryAuthError).hint}`).not.toMatch(
+        /hunter2|alice:/,
+      );
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+});
+
+describe('pool', () => {
+  it('runs at most n at once and rethrows the first failure', async () => {
+    let live = 0;
+    let peak = 0;
+    await pool([1, 2, 3, 4, 5, 6], 2, async () => {
+      peak = Math.max(peak, ++live);
+      await new Promise((r) => setTimeout(r, 5));
+      live--;
+    });
+    expect(peak).toBe(2);
+    await expect(
+      pool([1, 2, 3], 2, async (i) => {
+        if (i === 2) throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+  });
+});
