@@ -1,1 +1,7 @@
-export {};
+export * from './stratafile';
+export * from './apt';
+export * from './cache';
+export * from './snapshots';
+export * from './upper';
+export * from './lockfile';
+export * from './engine';

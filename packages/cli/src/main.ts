@@ -7,6 +7,7 @@ import { templateCommands } from './commands/template';
 import { storeCommands } from './commands/store';
 import { archiveCommands } from './commands/archive';
 import { registryCommands } from './commands/registry';
+import { buildCommands } from './commands/build';
 
 export type Register = (y: Argv<GlobalArgs>, run: Runner) => Argv<GlobalArgs>;
 /** Wraps a command body: yargs' inferred argument types are checked by each command's own interface. */
@@ -55,7 +56,13 @@ export async function main(argv: string[]): Promise<number> {
     .help()
     .version()
     .wrap(Math.min(110, process.stdout.columns ?? 100)) as unknown as Argv<GlobalArgs>;
-  for (const register of [templateCommands, storeCommands, archiveCommands, registryCommands])
+  for (const register of [
+    templateCommands,
+    storeCommands,
+    archiveCommands,
+    registryCommands,
+    buildCommands,
+  ])
     y = register(y, run);
   try {
     await y.parseAsync();

@@ -19,6 +19,7 @@ export function shortDigest(d: string): string {
 /** Exit codes: 1 for a failed operation or check, 2 for a usage error. */
 export function exitCodeFor(e: unknown): number {
   if (isStrataError(e) && e.code === 'INVALID_ARGUMENT') return 2;
+  if (isStrataError(e) && e.code === 'INTERRUPTED') return 130;
   return 1;
 }
 

@@ -5,6 +5,7 @@ export {
   readTreeXattrs,
   readXattrs,
   applyXattrs,
+  removeXattr,
   parseGetfattrDump,
   formatSetfattrDump,
   escapeAttrText,
@@ -17,3 +18,7 @@ export {
   credentialHelperStore,
   credentialHelperErase,
 } from './credential-helper';
+export { runInSandbox, StepFailedError } from './sandbox';
+export type { SandboxSpec } from './sandbox';
+export { mmdebstrap } from './mmdebstrap';
+export type { MmdebstrapOptions } from './mmdebstrap';

@@ -154,3 +154,17 @@ export async function applyXattrs(
   if (dump === '') return;
   await runTool('setfattr', ['-h', '--restore=-'], { cwd: root, input: dump });
 }
+
+/** Remove one xattr from paths relative to `root` (no dereferencing), in one spawn. */
+export async function removeXattr(
+  root: string,
+  name: string,
+  relPaths: readonly string[],
+): Promise<void> {
+  if (relPaths.length === 0) return;
+  await runTool(
+    'setfattr',
+    ['-h', '-x', name, '--', ...relPaths.map((p) => (p === '' ? '.' : p))],
+    { cwd: root },
+  );
+}

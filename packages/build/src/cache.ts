@@ -1,0 +1,97 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import {
+  Descriptor,
+  Digest,
+  LayerRecord,
+  DebianPackage,
+  digestHex,
+  encodeJson,
+  sha256,
+  InvalidArgumentError,
+  NotFoundError,
+} from '@strata/oci';
+import { Store } from '@strata/store';
+
+/** Everything a step's result depends on. Its sha256 is the cache key. */
+export interface CacheKeyInput {
+  parent: Digest | null;
+  instruction: string;
+  env?: Array<[string, string]>;
+  aptSources?: Digest;
+  aptIndex?: Digest;
+  inputs?: Digest[];
+}
+
+export function cacheKey(k: CacheKeyInput): Digest {
+  return sha256(encodeJson({ v: 1, ...k }));
+}
+
+/** A cached step result: the layer it made and what it did. */
+export interface CacheEntry {
+  key: Digest;
+  layer: Descriptor;
+  diffId: Digest;
+  record: LayerRecord;
+  /** Installed packages after the step. */
+  packages: DebianPackage[];
+  created: string;
+}
+
+const rootName = (key: Digest) => `cache-${digestHex(key)}`;
+
+export async function readCache(store: Store, key: Digest): Promise<CacheEntry | undefined> {
+  const doc = (await store.getRoot(rootName(key))) as unknown as { entry?: CacheEntry } | undefined;
+  const entry = doc?.entry;
+  if (!entry || entry.key !== key) return undefined;
+  if (!(await store.hasBlob(entry.layer.digest))) return undefined;
+  return entry;
+}
+
+export async function writeCache(store: Store, entry: CacheEntry): Promise<void> {
+  await store.putRoot(rootName(entry.key), {
+    descriptors: [entry.layer],
+    entry: entry as unknown as Record<string, unknown>,
+  });
+}
+
+/**
+ * Content digest of build-context paths (COPY sources, local .debs): relative path, type,
+ * mode, owner, size, content and symlink targets, walked in sorted order.
+ */
+export function hashContextPaths(context: string, rels: readonly string[]): Digest {
+  const h = createHash('sha256');
+  const root = path.resolve(context);
+  const visit = (abs: string, rel: string): void => {
+    const st = fs.lstatSync(abs);
+    h.update(`${rel}\0${st.mode}\0${st.uid}\0${st.gid}\0`);
+    if (st.isSymbolicLink()) h.update(`L${fs.readlinkSync(abs)}\0`);
+    else if (st.isDirectory()) {
+      for (const name of fs.readdirSync(abs).sort()) visit(path.join(abs, name), `${rel}/${name}`);
+    } else if (st.isFile()) {
+      h.update(`F${st.size}\0`);
+      const fd = fs.openSync(abs, 'r');
+      try {
+        const buf = Buffer.allocUnsafe(1 << 20);
+        for (;;) {
+          const n = fs.readSync(fd, buf, 0, buf.length, null);
+          if (n === 0) break;
+          h.update(buf.subarray(0, n));
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  };
+  for (const rel of rels) {
+    const abs = path.resolve(root, rel);
+    if (abs !== root && !abs.startsWith(root + path.sep)) {
+      throw new InvalidArgumentError(`${rel} is outside the build context`);
+    }
+    if (!fs.existsSync(abs))
+      throw new NotFoundError(`${rel} is not in the build context ${context}`);
+    visit(abs, rel);
+  }
+  return `sha256:${h.digest('hex')}` as Digest;
+}

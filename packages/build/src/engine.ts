@@ -1,0 +1,878 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import {
+  Annotations,
+  BaseTemplate,
+  Compression,
+  DebianPackage,
+  Descriptor,
+  Digest,
+  Distribution,
+  HistoryEntry,
+  ImageConfig,
+  ImageManifest,
+  InvalidArgumentError,
+  LayerRecord,
+  MediaTypes,
+  NotFoundError,
+  ParseError,
+  StrataError,
+  TemplateMetadata,
+  assertValid,
+  chainId,
+  validateConfig,
+  validateManifest,
+  validateTemplateMetadata,
+} from '@strata/oci';
+import { createLayer, packTree } from '@strata/layer';
+import { Store, loadArchive } from '@strata/store';
+import {
+  DEFAULT_EXCLUSIONS,
+  isoDate,
+  ociPlatform,
+  parseDpkgStatus,
+  readRootfsFacts,
+} from '@strata/template';
+import { mmdebstrap, runInSandbox } from '@strata/tools';
+import { AptSources, aptConf, hostSources, indexState, makeSources } from './apt';
+import { CacheEntry, cacheKey, hashContextPaths, readCache, writeCache } from './cache';
+import { cleanUpper } from './upper';
+import { Snapshots, StackLayer } from './snapshots';
+import { Instruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
+import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
+
+export type BuildEvent =
+  | { type: 'stage'; stage: string; index: number }
+  | { type: 'step'; stage: string; step: number; steps: number; text: string; loc: Location }
+  | { type: 'cached'; layer: Descriptor }
+  | { type: 'layer'; layer: Descriptor; seconds: number; added: string[]; removed: string[] }
+  | { type: 'output'; chunk: Buffer }
+  | { type: 'warning'; message: string; loc?: Location };
+
+export interface BuildOptions {
+  /** Path of the Stratafile. */
+  file: string;
+  /** Build context directory (COPY sources, local .debs, SOURCES files); default: the Stratafile's dir. */
+  context?: string;
+  /** Tag for the result. */
+  tag?: string;
+  /** Stage to build (default: the last one). */
+  target?: string;
+  buildArgs?: Record<string, string>;
+  /** apt sources file for every step; default: the build host's. A SOURCES instruction overrides. */
+  aptSources?: string;
+  noCache?: boolean;
+  /** Fail when Stratafile.lock no longer matches. */
+  frozen?: boolean;
+  /** Build date and mtime clamp; default: the base template's build date. */
+  sourceDateEpoch?: number;
+  compression?: Compression;
+  /** Host resolv.conf for steps. */
+  resolvConf?: string;
+  /** Write Stratafile.lock (default true). */
+  writeLock?: boolean;
+  /** Resolves registry references in FROM (pulling what the store lacks). */
+  resolveRemote?: (ref: string) => Promise<Descriptor>;
+  signal?: AbortSignal;
+  onEvent?: (e: BuildEvent) => void;
+  now?: Date;
+}
+
+export interface BuildResult {
+  ref?: string;
+  descriptor: Descriptor;
+  manifest: ImageManifest;
+  config: ImageConfig;
+  cacheHits: number;
+  stepsRun: number;
+  lockFile?: string;
+}
+
+/** A step or FROM error, located in the Stratafile. */
+export class BuildStepError extends StrataError {
+  constructor(
+    readonly loc: Location,
+    message: string,
+    options?: { hint?: string; cause?: unknown },
+  ) {
+    super('TOOL_FAILED', `${loc.file}:${loc.line}:${loc.column}: ${message}`, options);
+  }
+}
+
+interface BuiltLayer {
+  desc: Descriptor;
+  diffId: Digest;
+  record: LayerRecord;
+  history: HistoryEntry;
+}
+
+interface StageState {
+  name: string;
+  layers: BuiltLayer[];
+  env: Map<string, string>;
+  args: Map<string, string>;
+  labels: Record<string, string>;
+  features: Set<string>;
+  excludes: string[];
+  sources?: AptSources;
+  packages: DebianPackage[];
+  distribution: Distribution;
+  debArch?: string;
+  baseChain: BaseTemplate[];
+  baseCreated?: string;
+  buildchroot?: string;
+  lock: LockedStage;
+}
+
+
+function chainOf(layers: readonly BuiltLayer[]): Digest | undefined {
+  return chainId(layers.map((l) => l.diffId));
+}
+
+function stackOf(layers: readonly BuiltLayer[]): StackLayer[] {
+  return layers.map((l) => ({
+    digest: l.desc.digest,
+    size: l.desc.size,
+    mediaType: l.desc.mediaType,
+    diffId: l.diffId,
+  }));
+}
+
+function pkgKey(p: DebianPackage): string {
+  return `${p.name}:${p.architecture}`;
+}
+
+/** Packages added or changed (`name=version`) and removed (`name`) between two dpkg states. */
+export function packageDelta(
+  before: DebianPackage[],
+  after: DebianPackage[],
+): { added: string[]; removed: string[] } {
+  const b = new Map(before.map((p) => [pkgKey(p), p]));
+  const a = new Map(after.map((p) => [pkgKey(p), p]));
+  const added: string[] = [];
+  const removed: string[] = [];
+  for (const [k, p] of a) if (b.get(k)?.version !== p.version) added.push(`${p.name}=${p.version}`);
+  for (const [k, p] of b) if (!a.has(k)) removed.push(p.name);
+  return { added: added.sort(), removed: removed.sort() };
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export class Builder {
+  private readonly snapshots: Snapshots;
+  private readonly context: string;
+  private readonly stages = new Map<string, StageState>();
+  private cacheHits = 0;
+  private stepsRun = 0;
+  private hostAptSources?: AptSources;
+  private readonly indexStates = new Map<Digest, Promise<Digest>>();
+  private readonly debCache: string;
+  private readonly listsRoot: string;
+
+  constructor(
+    private readonly store: Store,
+    private readonly opts: BuildOptions,
+  ) {
+    this.snapshots = new Snapshots(store);
+    this.context = path.resolve(opts.context ?? path.dirname(opts.file));
+    this.debCache = path.join(store.root, '.strata', 'apt', 'archives');
+    this.listsRoot = path.join(store.root, '.strata', 'apt', 'lists');
+  }
+
+  private emit(e: BuildEvent): void {
+    this.opts.onEvent?.(e);
+  }
+
+  private checkAbort(): void {
+    if (this.opts.signal?.aborted) throw new StrataError('INTERRUPTED', 'build interrupted');
+  }
+
+  async build(): Promise<BuildResult> {
+    const text = await fsp.readFile(this.opts.file, 'utf8').catch(() => {
+      throw new NotFoundError(`no Stratafile at ${this.opts.file}`);
+    });
+    const sf = parseStratafile(text, this.opts.file, this.opts.buildArgs ?? {});
+    const lockFile = lockPathFor(this.opts.file);
+    const lock = this.opts.frozen ? await readLockFile(lockFile) : undefined;
+    if (this.opts.frozen && !lock) {
+      throw new StrataError('PARSE_ERROR', `--frozen: ${lockFile} does not exist`, {
+        hint: 'build once without --frozen to write it',
+      });
+    }
+    const targetIndex = this.opts.target
+      ? sf.stages.findIndex((s) => s.name === this.opts.target)
+      : sf.stages.length - 1;
+    if (targetIndex < 0) throw new InvalidArgumentError(`no stage named ${this.opts.target}`);
+    let final: StageState | undefined;
+    await this.store.withLease(async () => {
+      await fsp.mkdir(this.debCache, { recursive: true });
+      for (const stage of sf.stages.slice(0, targetIndex + 1)) {
+        final = await this.runStage(sf, stage, lock);
+      }
+    });
+    const state = final as StageState;
+    const image = await this.writeImage(state);
+    let ref: string | undefined;
+    if (this.opts.tag) {
+      await this.store.tag(this.opts.tag, image.descriptor);
+      ref = (await this.store.resolve(this.opts.tag)).annotations?.[Annotations.refName];
+    }
+    let written: string | undefined;
+    if (this.opts.writeLock !== false && !this.opts.frozen) {
+      const doc: LockFile = {
+        lockfileVersion: 1,
+        stages: sf.stages
+          .slice(0, targetIndex + 1)
+          .map((s) => (this.stages.get(this.stageKey(s)) as StageState).lock),
+      };
+      await writeLockFile(lockFile, doc);
+      written = lockFile;
+    }
+    return { ref, ...image, cacheHits: this.cacheHits, stepsRun: this.stepsRun, lockFile: written };
+  }
+
+  private stageKey(s: Stage): string {
+    return s.name ?? `#${s.index}`;
+  }
+
+  private async aptSourcesFor(state: StageState): Promise<AptSources> {
+    if (state.sources) return state.sources;
+    if (!this.hostAptSources) {
+      this.hostAptSources = this.opts.aptSources
+        ? makeSources(await fsp.readFile(this.opts.aptSources, 'utf8'), this.opts.aptSources)
+        : await hostSources();
+    }
+    return this.hostAptSources;
+  }
+
+  private indexStateOf(sources: AptSources): Promise<Digest> {
+    let p = this.indexStates.get(sources.digest);
+    if (!p) {
+      p = indexState(sources);
+      this.indexStates.set(sources.digest, p);
+    }
+    return p;
+  }
+
+  // ---- FROM --------------------------------------------------------------------
+
+  private async runStage(
+    sf: Stratafile,
+    stage: Stage,
+    lock: LockFile | undefined,
+  ): Promise<StageState> {
+    const name = this.stageKey(stage);
+    this.emit({ type: 'stage', stage: name, index: stage.index });
+    const locked = lock?.stages[stage.index];
+    const state = await this.from(stage, locked);
+    const steps = stage.steps;
+    for (const [i, ins] of steps.entries()) {
+      this.checkAbort();
+      this.emit({
+        type: 'step',
+        stage: name,
+        step: i + 1,
+        steps: steps.length,
+        text: ins.text,
+        loc: ins.loc,
+      });
+      await this.step(state, ins, locked?.steps[state.lock.steps.length]);
+    }
+    this.stages.set(name, state);
+    return state;
+  }
+
+  private emptyState(name: string, ref: string): StageState {
+    return {
+      name,
+      layers: [],
+      env: new Map(),
+      args: new Map(),
+      labels: {},
+      features: new Set(),
+      excludes: [],
+      packages: [],
+      distribution: {},
+      baseChain: [],
+      lock: { name, from: { ref }, steps: [] },
+    };
+  }
+
+  private async from(stage: Stage, locked: LockedStage | undefined): Promise<StageState> {
+    const f = stage.from;
+    const name = this.stageKey(stage);
+    if (f.refKind === 'scratch') return this.emptyState(name, 'scratch');
+    const earlier = f.refKind === 'stage' ? this.stages.get(f.ref) : undefined;
+    if (earlier) {
+      return {
+        ...earlier,
+        name,
+        layers: [...earlier.layers],
+        env: new Map(earlier.env),
+        args: new Map(),
+        labels: { ...earlier.labels },
+        features: new Set(earlier.features),
+        excludes: [...earlier.excludes],
+        packages: [...earlier.packages],
+        baseChain: [...earlier.baseChain],
+        lock: { name, from: { ref: f.ref }, steps: [] },
+      };
+    }
+    let desc: Descriptor;
+    try {
+      if (f.refKind === 'file') {
+        const file = path.resolve(this.context, f.ref);
+        const loaded = await loadArchive(this.store, file);
+        if (loaded.length !== 1)
+          throw new InvalidArgumentError(
+            `${f.ref} holds ${loaded.length} images; FROM needs exactly one`,
+          );
+        desc = (loaded[0] as { descriptor: Descriptor }).descriptor;
+      } else if (f.refKind === 'registry') {
+        if (!this.opts.resolveRemote)
+          throw new InvalidArgumentError(
+            `registry reference ${f.ref}: no registry client configured`,
+          );
+        desc = await this.opts.resolveRemote(f.ref);
+      } else {
+        desc = await this.store.resolve(f.ref);
+      }
+    } catch (e) {
+      if (e instanceof StrataError)
+        throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, { cause: e });
+      throw e;
+    }
+    if (
+      this.opts.frozen &&
+      locked?.from.digest !== undefined &&
+      locked.from.digest !== desc.digest
+    ) {
+      throw new BuildStepError(
+        f.loc,
+        `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${locked.from.digest}`,
+        { hint: 'the base template moved; rebuild without --frozen to accept it' },
+      );
+    }
+    const manifestDesc = await this.rootfsManifest(desc);
+    const manifest = await this.store.readManifest(manifestDesc);
+    const config = await this.store.readConfig(manifest.config);
+    const meta = config.strata;
+    const nonEmpty = (config.history ?? []).filter((h) => !h.empty_layer);
+    const layers: BuiltLayer[] = manifest.layers.map((l, i) => {
+      const diffId = config.rootfs.diff_ids[i] as Digest;
+      const record = meta?.layers.find((r) => r.diffId === diffId) ?? {
+        diffId,
+        createdBy: nonEmpty[i]?.created_by ?? '',
+      };
+      return { desc: l, diffId, record, history: nonEmpty[i] ?? { created_by: record.createdBy } };
+    });
+    const state = this.emptyState(name, f.ref);
+    state.lock.from.digest = desc.digest;
+    state.layers = layers;
+    for (const e of config.config?.Env ?? []) {
+      const eq = e.indexOf('=');
+      if (eq > 0) state.env.set(e.slice(0, eq), e.slice(eq + 1));
+    }
+    state.labels = { ...(meta?.labels ?? {}) };
+    state.features = new Set(meta?.features ?? []);
+    state.packages = meta?.packages ?? [];
+    state.distribution = meta?.distribution ?? {};
+    state.debArch = meta?.architecture;
+    state.baseCreated = meta?.created ?? config.created;
+    state.baseChain = [
+      ...(meta?.baseChain ?? []),
+      { name: meta?.name ?? f.ref, ref: f.ref, digest: desc.digest },
+    ];
+    return state;
+  }
+
+  /** A template reference may name an index holding rootfs + buildchroot: take the rootfs. */
+  private async rootfsManifest(desc: Descriptor): Promise<Descriptor> {
+    if (desc.mediaType !== MediaTypes.imageIndex) return desc;
+    const idx = await this.store.readImageIndex(desc);
+    const m =
+      idx.manifests.find((d) => d.annotations?.['io.strata.role'] === 'rootfs') ??
+      idx.manifests.find((d) => d.mediaType === MediaTypes.imageManifest);
+    if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
+    return m;
+  }
+
+  // ---- steps ------------------------------------------------------------------
+
+  private epoch(state: StageState): number | undefined {
+    if (this.opts.sourceDateEpoch !== undefined) return this.opts.sourceDateEpoch;
+    if (state.baseCreated) return Math.floor(Date.parse(state.baseCreated) / 1000);
+    return undefined;
+  }
+
+  private stepEnv(state: StageState): Array<[string, string]> {
+    const env = new Map<string, string>(state.args);
+    for (const [k, v] of state.env) env.set(k, v);
+    return [...env].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  private async step(
+    state: StageState,
+    ins: Instruction,
+    locked: LockedStage['steps'][number] | undefined,
+  ): Promise<void> {
+    switch (ins.kind) {
+      case 'FROM':
+        return;
+      case 'ENV':
+        for (const [k, v] of ins.vars) state.env.set(k, v);
+        return;
+      case 'ARG':
+        state.args.set(ins.name, this.opts.buildArgs?.[ins.name] ?? ins.default ?? '');
+        return;
+      case 'LABEL':
+        for (const [k, v] of ins.labels) state.labels[k] = v;
+        return;
+      case 'FEATURE':
+        for (const f of ins.features) state.features.add(f);
+        return;
+      case 'EXCLUDE':
+        state.excludes.push(...ins.globs);
+        return;
+      case 'SOURCES': {
+        const file = path.resolve(this.context, ins.file);
+        if (!file.startsWith(this.context + path.sep))
+          throw new BuildStepError(ins.loc, `SOURCES ${ins.file} is outside the build context`);
+        const text = await fsp.readFile(file, 'utf8').catch(() => {
+          throw new BuildStepError(
+            ins.loc,
+            `SOURCES ${ins.file}: no such file in the build context`,
+          );
+        });
+        state.sources = makeSources(text, ins.file);
+        return;
+      }
+      case 'BUILDCHROOT':
+        if (!this.stages.has(ins.stage))
+          throw new BuildStepError(
+            ins.loc,
+            `BUILDCHROOT ${ins.stage}: no earlier stage of that name`,
+          );
+        state.buildchroot = ins.stage;
+        return;
+      default:
+        return this.layerStep(state, ins, locked);
+    }
+  }
+
+  private async keyFor(
+    state: StageState,
+    ins: Instruction,
+  ): Promise<{ key: Digest; sources?: AptSources }> {
+    const parent = chainOf(state.layers) ?? null;
+    const base = { parent, instruction: ins.text, env: this.stepEnv(state) };
+    switch (ins.kind) {
+      case 'BOOTSTRAP':
+      case 'INSTALL':
+      case 'UPGRADE': {
+        const sources = await this.aptSourcesFor(state);
+        const pinned =
+          ins.kind === 'INSTALL' &&
+          ins.debs.length === 0 &&
+          ins.packages.every((p) => p.version !== undefined);
+        const inputs =
+          ins.kind === 'INSTALL' && ins.debs.length > 0
+            ? [hashContextPaths(this.context, ins.debs)]
+            : undefined;
+        const aptIndex = pinned ? undefined : await this.indexStateOf(sources);
+        return {
+          key: cacheKey({ ...base, aptSources: sources.digest, aptIndex, inputs }),
+          sources,
+        };
+      }
+      case 'REMOVE':
+        return { key: cacheKey(base) };
+      case 'RUN': {
+        const sources = await this.aptSourcesFor(state);
+        return { key: cacheKey({ ...base, aptSources: sources.digest }), sources };
+      }
+      case 'COPY':
+        return {
+          key: cacheKey({ ...base, inputs: [hashContextPaths(this.context, ins.sources)] }),
+        };
+      default:
+        throw new InvalidArgumentError(`${ins.kind} makes no layer`);
+    }
+  }
+
+  private async layerStep(
+    state: StageState,
+    ins: Instruction,
+    locked: LockedStage['steps'][number] | undefined,
+  ): Promise<void> {
+    let keyed: { key: Digest; sources?: AptSources };
+    try {
+      keyed = await this.keyFor(state, ins);
+    } catch (e) {
+      if (e instanceof StrataError && !(e instanceof BuildStepError))
+        throw new BuildStepError(ins.loc, e.message, { cause: e });
+      throw e;
+    }
+    const { key } = keyed;
+    let entry = this.opts.noCache ? undefined : await readCache(this.store, key);
+    if (entry) {
+      this.cacheHits++;
+      this.emit({ type: 'cached', layer: entry.layer });
+    } else {
+      this.stepsRun++;
+      entry = await this.execute(state, ins, key, keyed.sources);
+    }
+    if (this.opts.frozen && locked && locked.cacheKey !== key) {
+      const now = entry.record.packagesAdded ?? [];
+      const want = locked.packages ?? [];
+      if (now.join(' ') !== want.join(' ')) {
+        const diff = now.filter((p) => !want.includes(p));
+        throw new BuildStepError(
+          ins.loc,
+          `--frozen: ${ins.text} would now install ${diff.join(', ') || 'a different set of packages'} (Stratafile.lock has ${want.filter((p) => !now.includes(p)).join(', ') || 'others'})`,
+          { hint: 'rebuild without --frozen to update Stratafile.lock' },
+        );
+      }
+    }
+    state.layers.push({
+      desc: entry.layer,
+      diffId: entry.diffId,
+      record: entry.record,
+      history: { created: entry.created, created_by: ins.text },
+    });
+    state.packages = entry.packages;
+    state.lock.steps.push({
+      instruction: ins.text,
+      cacheKey: key,
+      layer: entry.layer.digest,
+      packages: entry.record.packagesAdded ?? [],
+      removed: entry.record.packagesRemoved ?? [],
+    });
+  }
+
+  private async execute(
+    state: StageState,
+    ins: Instruction,
+    key: Digest,
+    sources: AptSources | undefined,
+  ): Promise<CacheEntry> {
+    const t0 = Date.now();
+    const work = await this.snapshots.scratch('step');
+    try {
+      const upper = path.join(work, 'upper');
+      await fsp.mkdir(upper);
+      let lower: string[] = [];
+      let info: { distribution?: Distribution; debArch?: string } = {};
+      if (ins.kind === 'BOOTSTRAP') {
+        if (state.layers.length > 0)
+          throw new BuildStepError(ins.loc, 'BOOTSTRAP needs FROM scratch');
+        info = await this.bootstrap(state, ins, upper, sources as AptSources);
+      } else {
+        const chain = chainOf(state.layers);
+        if (chain === undefined)
+          throw new BuildStepError(
+            ins.loc,
+            `${ins.kind} has no root filesystem to run in: FROM scratch needs BOOTSTRAP first`,
+          );
+        lower = await this.snapshots.ensure(chain, stackOf(state.layers));
+        await this.runInRoot(state, ins, work, upper, lower, sources);
+      }
+      await cleanUpper(upper, lower, state.excludes);
+      const compression = this.opts.compression ?? 'zstd';
+      const epoch = this.epoch(state);
+      const tar = packTree({ root: upper, overlay: lower.length > 0, sourceDateEpoch: epoch });
+      const layer = createLayer(tar, compression);
+      tar.on('error', (e) => layer.blob.destroy(e));
+      const blob = await this.store.putBlob(layer.blob);
+      const { diffId, mediaType } = await layer.result;
+      const desc: Descriptor = { mediaType, digest: blob.digest, size: blob.size };
+
+      // Packages after the step: the upper's dpkg status if the step touched it.
+      let packages = state.packages;
+      const status = await fsp
+        .readFile(path.join(upper, 'var/lib/dpkg/status'), 'utf8')
+        .catch(() => undefined);
+      if (status !== undefined) packages = parseDpkgStatus(status);
+      const delta = packageDelta(state.packages, packages);
+      if (info.distribution) state.distribution = info.distribution;
+      if (info.debArch) state.debArch = info.debArch;
+      const record: LayerRecord = { diffId, createdBy: ins.text, cacheKey: key };
+      if (delta.added.length) record.packagesAdded = delta.added;
+      if (delta.removed.length) record.packagesRemoved = delta.removed;
+      const created = isoDate(
+        epoch !== undefined ? new Date(epoch * 1000) : (this.opts.now ?? new Date()),
+      );
+      const entry: CacheEntry = { key, layer: desc, diffId, record, packages, created };
+      await writeCache(this.store, entry);
+      const newChain = chainId([...state.layers.map((l) => l.diffId), diffId]) as Digest;
+      const parent = chainOf(state.layers);
+      await this.snapshots.commit(
+        newChain,
+        upper,
+        parent === undefined ? { kind: 'full' } : { kind: 'diff', parent },
+      );
+      this.emit({
+        type: 'layer',
+        layer: desc,
+        seconds: (Date.now() - t0) / 1000,
+        added: delta.added,
+        removed: delta.removed,
+      });
+      return entry;
+    } finally {
+      await fsp.rm(work, { recursive: true, force: true });
+    }
+  }
+
+  private async bootstrap(
+    state: StageState,
+    ins: Extract<Instruction, { kind: 'BOOTSTRAP' }>,
+    target: string,
+    sources: AptSources,
+  ): Promise<{ distribution: Distribution; debArch?: string }> {
+    const work = path.dirname(target);
+    const sourcesFile = path.join(work, 'sources.list');
+    await fsp.writeFile(sourcesFile, sources.text);
+    await fsp.rmdir(target);
+    try {
+      await mmdebstrap({
+        suite: ins.suite,
+        target,
+        variant: ins.variant,
+        include: ins.include,
+        components: ins.components,
+        architecture: ins.architecture,
+        sources: ins.mirror ?? sourcesFile,
+        debCache: this.debCache,
+        sourceDateEpoch: this.opts.sourceDateEpoch,
+        onOutput: (chunk) => this.emit({ type: 'output', chunk }),
+        signal: this.opts.signal,
+      });
+    } catch (e) {
+      if (e instanceof StrataError)
+        throw new BuildStepError(ins.loc, `BOOTSTRAP ${ins.suite}: ${e.message}`, { cause: e });
+      throw e;
+    }
+    // Host-provided files (sources, resolv.conf, hostname, …) never reach the layer.
+    await cleanUpper(
+      target,
+      [],
+      DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r) => r.pattern),
+    );
+    const facts = await readRootfsFacts(target);
+    state.baseCreated = isoDate(this.opts.now ?? new Date());
+    return { distribution: facts.distribution, debArch: facts.architecture };
+  }
+
+  private stepCommand(ins: Instruction): string[] {
+    const aptPrep = 'mkdir -p /run/strata/lists/partial /run/strata/archives/partial';
+    switch (ins.kind) {
+      case 'INSTALL': {
+        const pkgs = [
+          ...ins.packages.map((p) => (p.version ? `${p.name}=${p.version}` : p.name)),
+          ...ins.debs.map((d) => `/run/strata/context/${d.replace(/^\.\//, '')}`),
+        ];
+        const rec = ins.recommends ? '--install-recommends' : '--no-install-recommends';
+        return [
+          '/bin/sh',
+          '-c',
+          `${aptPrep} && apt-get update -q && apt-get install -y -q ${rec} ${pkgs.map(shellQuote).join(' ')}`,
+        ];
+      }
+      case 'UPGRADE': {
+        const upgrade = ins.packages.length
+          ? `apt-get install -y -q --only-upgrade ${ins.packages.map(shellQuote).join(' ')}`
+          : 'apt-get upgrade -y -q';
+        return ['/bin/sh', '-c', `${aptPrep} && apt-get update -q && ${upgrade}`];
+      }
+      case 'REMOVE': {
+        const pkgs = ins.packages.map(shellQuote).join(' ');
+        return [
+          '/bin/sh',
+          '-c',
+          [
+            `dpkg-query -L ${pkgs} 2>/dev/null | sort -u > /run/strata/out/owned`,
+            `apt-get purge -y -q --autoremove ${pkgs}`,
+            'rc=$?',
+            'while IFS= read -r f; do if [ -e "$f" ] && [ ! -d "$f" ]; then printf "%s\\n" "$f"; fi; done < /run/strata/out/owned > /run/strata/out/survivors',
+            'exit $rc',
+          ].join('\n'),
+        ];
+      }
+      case 'RUN':
+        return typeof ins.command === 'string' ? ['/bin/sh', '-c', ins.command] : ins.command;
+      case 'COPY': {
+        const dest = ins.dest.startsWith('/') ? ins.dest : `/${ins.dest}`;
+        const lines = ['set -e'];
+        const many = ins.sources.length > 1 || dest.endsWith('/');
+        if (many) lines.push(`mkdir -p ${shellQuote(dest)}`);
+        for (const src of ins.sources) {
+          const from = `/run/strata/context/${src.replace(/^\.\//, '')}`;
+          const to = many ? `${dest.replace(/\/$/, '')}/${path.posix.basename(src)}` : dest;
+          lines.push(
+            `if [ -d ${shellQuote(from)} ]; then mkdir -p ${shellQuote(many ? dest : to)}; cp -a ${shellQuote(from)}/. ${shellQuote(many ? dest : to)}/; t=${shellQuote(many ? dest : to)}; else mkdir -p "$(dirname ${shellQuote(to)})"; cp -a ${shellQuote(from)} ${shellQuote(to)}; t=${shellQuote(to)}; fi`,
+          );
+          if (ins.chown) lines.push(`chown -R ${shellQuote(ins.chown)} "$t"`);
+          if (ins.chmod !== undefined) lines.push(`chmod -R ${ins.chmod.toString(8)} "$t"`);
+        }
+        return ['/bin/sh', '-c', lines.join('\n')];
+      }
+      default:
+        throw new InvalidArgumentError(`${ins.kind} does not run`);
+    }
+  }
+
+  private async runInRoot(
+    state: StageState,
+    ins: Instruction,
+    work: string,
+    upper: string,
+    lower: string[],
+    sources: AptSources | undefined,
+  ): Promise<void> {
+    const stage = path.join(work, 'stage');
+    const out = path.join(work, 'out');
+    const ovlWork = path.join(work, 'ovl');
+    const merged = path.join(work, 'merged');
+    for (const d of [stage, out, ovlWork, merged, path.join(stage, 'sources.list.d')])
+      await fsp.mkdir(d, { recursive: true });
+    const src = sources ?? (await this.aptSourcesFor(state));
+    await fsp.writeFile(path.join(stage, 'sources.list'), src.text);
+    await fsp.writeFile(path.join(stage, 'apt.conf'), aptConf());
+    const lists = path.join(this.listsRoot, src.digest.slice(7, 23));
+    await fsp.mkdir(lists, { recursive: true });
+    const env: Record<string, string> = {
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: '/root',
+      LC_ALL: 'C.UTF-8',
+      DEBIAN_FRONTEND: 'noninteractive',
+      APT_CONFIG: '/run/strata/apt.conf',
+    };
+    const epoch = this.epoch(state);
+    if (epoch !== undefined) env.SOURCE_DATE_EPOCH = String(epoch);
+    for (const [k, v] of this.stepEnv(state)) env[k] = v;
+    const code = await runInSandbox({
+      lower,
+      upper,
+      work: ovlWork,
+      merged,
+      stage,
+      binds: [
+        { source: lists, target: 'lists' },
+        { source: this.debCache, target: 'archives' },
+        { source: this.context, target: 'context' },
+        { source: out, target: 'out' },
+      ],
+      resolvConf: this.opts.resolvConf ?? '/etc/resolv.conf',
+      env,
+      command: this.stepCommand(ins),
+      onOutput: (chunk) => this.emit({ type: 'output', chunk }),
+      signal: this.opts.signal,
+    });
+    this.checkAbort();
+    if (code !== 0) throw new BuildStepError(ins.loc, `${ins.kind} failed with exit code ${code}`);
+    if (ins.kind === 'REMOVE') {
+      const survivors = (await fsp.readFile(path.join(out, 'survivors'), 'utf8').catch(() => ''))
+        .split('\n')
+        .filter(Boolean);
+      if (survivors.length > 0) {
+        const msg = `REMOVE left ${survivors.length} files the removed packages owned: ${survivors.slice(0, 5).join(', ')}${survivors.length > 5 ? ', …' : ''}`;
+        if (ins.strict)
+          throw new BuildStepError(ins.loc, msg, {
+            hint: 'drop --strict-remove to accept, or RUN rm them',
+          });
+        this.emit({ type: 'warning', message: msg, loc: ins.loc });
+      }
+    }
+  }
+
+  // ---- result -------------------------------------------------------------------
+
+  private async writeImage(
+    state: StageState,
+  ): Promise<{ descriptor: Descriptor; manifest: ImageManifest; config: ImageConfig }> {
+    if (state.layers.length === 0)
+      throw new InvalidArgumentError(`stage ${state.name} has no layers`);
+    // The build date: SOURCE_DATE_EPOCH, else the newest layer's, so a fully cached rebuild
+    // gives the very same image.
+    const epoch = this.opts.sourceDateEpoch;
+    const newest = state.layers
+      .map((l) => l.history.created)
+      .filter((c): c is string => c !== undefined)
+      .sort()
+      .pop();
+    const created =
+      epoch !== undefined
+        ? isoDate(new Date(epoch * 1000))
+        : (newest ?? isoDate(this.opts.now ?? new Date()));
+    const debArch = state.debArch ?? 'amd64';
+    const platform = ociPlatform(debArch);
+    const name =
+      state.labels[Annotations.title] ??
+      (this.opts.tag ? this.opts.tag.replace(/:[^/:]*$/, '') : state.name);
+    const metadata: TemplateMetadata = {
+      schemaVersion: 1,
+      name,
+      created,
+      features: [...state.features].sort(),
+      architecture: debArch,
+      distribution: state.distribution,
+      packages: state.packages,
+      exclusions: [],
+      layers: state.layers.map((l) => l.record),
+      baseChain: state.baseChain,
+      labels: state.labels,
+    };
+    assertValid(validateTemplateMetadata, metadata, 'template metadata');
+    const env = [...state.env].map(([k, v]) => `${k}=${v}`);
+    if (!state.env.has('PATH'))
+      env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+    const config: ImageConfig = {
+      created,
+      architecture: platform.architecture,
+      ...(platform.variant ? { variant: platform.variant } : {}),
+      os: 'linux',
+      config: { Env: env, Labels: { [Annotations.title]: name, ...state.labels } },
+      rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffId) },
+      history: state.layers.map((l) => l.history),
+      strata: metadata,
+    };
+    assertValid(validateConfig, config, 'image config');
+    const configDesc = await this.store.putJson(config, MediaTypes.imageConfig);
+    const base = state.baseChain[state.baseChain.length - 1];
+    const annotations: Record<string, string> = {
+      [Annotations.title]: name,
+      [Annotations.created]: created,
+    };
+    if (base) {
+      annotations[Annotations.baseName] = base.ref;
+      annotations[Annotations.baseDigest] = base.digest;
+    }
+    const manifest: ImageManifest = {
+      schemaVersion: 2,
+      mediaType: MediaTypes.imageManifest,
+      config: configDesc,
+      layers: state.layers.map((l) => l.desc),
+      annotations,
+    };
+    assertValid(validateManifest, manifest, 'image manifest');
+    const desc = await this.store.putJson(manifest, MediaTypes.imageManifest);
+    const descriptor: Descriptor = {
+      ...desc,
+      platform: {
+        architecture: platform.architecture,
+        os: 'linux',
+        ...(platform.variant ? { variant: platform.variant } : {}),
+      },
+    };
+    return { descriptor, manifest, config };
+  }
+}
+
+export async function build(store: Store, opts: BuildOptions): Promise<BuildResult> {
+  return new Builder(store, opts).build();
+}
+
+export { ParseError };

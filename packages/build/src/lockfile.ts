@@ -1,0 +1,53 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Digest, InvalidDocumentError } from '@strata/oci';
+import { writeFileAtomic } from '@strata/store';
+
+/** One step as built: its cache key, layer, and the package versions it installed. */
+export interface LockedStep {
+  instruction: string;
+  cacheKey: Digest;
+  layer: Digest;
+  /** `name=version` of every package the step added or changed. */
+  packages: string[];
+  removed: string[];
+}
+
+export interface LockedStage {
+  name: string;
+  from: { ref: string; digest?: Digest };
+  steps: LockedStep[];
+}
+
+/** Stratafile.lock: what a build resolved, so `--frozen` can insist on it. */
+export interface LockFile {
+  lockfileVersion: 1;
+  stages: LockedStage[];
+}
+
+export function lockPathFor(stratafile: string): string {
+  return path.join(path.dirname(stratafile), `${path.basename(stratafile)}.lock`);
+}
+
+export async function readLockFile(file: string): Promise<LockFile | undefined> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  let doc: LockFile;
+  try {
+    doc = JSON.parse(text) as LockFile;
+  } catch (e) {
+    throw new InvalidDocumentError(file, [(e as Error).message]);
+  }
+  if (doc.lockfileVersion !== 1 || !Array.isArray(doc.stages)) {
+    throw new InvalidDocumentError(file, ['not a Stratafile.lock (lockfileVersion 1)']);
+  }
+  return doc;
+}
+
+export async function writeLockFile(file: string, doc: LockFile): Promise<void> {
+  await writeFileAtomic(file, `${JSON.stringify(doc, null, 2)}\n`);
+}

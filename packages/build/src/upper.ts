@@ -1,0 +1,221 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readXattrs, readTreeXattrs, removeXattr, Xattrs } from '@strata/tools';
+import { globToRegExp } from '@strata/template';
+
+/**
+ * What never belongs in a step's layer: apt's lists and caches, logs, `*-old` backups, lock
+ * files, and per-device identity (ssh host keys, machine ids). Applied to the overlay upper
+ * directory itself, so the snapshot that later steps build on equals the layer.
+ */
+export const STEP_EXCLUSIONS: ReadonlyArray<{
+  pattern: string;
+  action: 'drop' | 'empty';
+  files?: boolean;
+}> = [
+  { pattern: 'var/lib/apt/lists/**', action: 'drop' },
+  { pattern: 'var/cache/apt/**', action: 'drop', files: true },
+  { pattern: 'var/log/**', action: 'drop', files: true },
+  { pattern: 'var/lib/dpkg/*-old', action: 'drop' },
+  { pattern: 'var/cache/debconf/*-old', action: 'drop' },
+  { pattern: 'var/lib/dpkg/lock', action: 'drop' },
+  { pattern: 'var/lib/dpkg/lock-frontend', action: 'drop' },
+  { pattern: 'var/lib/dpkg/triggers/Lock', action: 'drop' },
+  { pattern: 'var/cache/ldconfig/aux-cache', action: 'drop' },
+  { pattern: 'etc/ssh/ssh_host_*', action: 'drop' },
+  { pattern: 'etc/machine-id', action: 'empty' },
+  { pattern: 'var/lib/dbus/machine-id', action: 'drop' },
+  { pattern: 'tmp/**', action: 'drop' },
+];
+
+const S_IFMT = 0o170000;
+const S_IFCHR = 0o020000;
+
+function isWhiteout(st: fs.Stats): boolean {
+  return (st.mode & S_IFMT) === S_IFCHR && st.rdev === 0;
+}
+
+function lstat(p: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+function sameBytes(a: string, b: string, size: number): boolean {
+  if (size === 0) return true;
+  const fa = fs.openSync(a, 'r');
+  const fb = fs.openSync(b, 'r');
+  try {
+    const ba = Buffer.allocUnsafe(1 << 16);
+    const bb = Buffer.allocUnsafe(1 << 16);
+    for (let off = 0; off < size;) {
+      const na = fs.readSync(fa, ba, 0, ba.length, off);
+      const nb = fs.readSync(fb, bb, 0, bb.length, off);
+      if (na !== nb || na === 0 || !ba.subarray(0, na).equals(bb.subarray(0, nb))) return false;
+      off += na;
+    }
+    return true;
+  } finally {
+    fs.closeSync(fa);
+    fs.closeSync(fb);
+  }
+}
+
+function userXattrs(x: Xattrs | undefined): string {
+  if (!x) return '';
+  return Object.keys(x)
+    .filter((k) => !k.startsWith('trusted.overlay.'))
+    .sort()
+    .map((k) => `${k}=${(x[k] as Buffer).toString('base64')}`)
+    .join(',');
+}
+
+export interface CleanResult {
+  excluded: number;
+  pruned: number;
+}
+
+/**
+ * Make an overlay upper directory hold exactly what the step changed:
+ * 1. drop (or empty) what STEP_EXCLUSIONS and the user's EXCLUDE globs name;
+ * 2. undo copy-ups that changed nothing: files equal to what the lower layers show (type,
+ *    mode, owner, content, xattrs; the mtime is ignored) and directories left empty whose
+ *    lower counterpart has the same mode and owner.
+ */
+export async function cleanUpper(
+  upper: string,
+  lower: readonly string[],
+  userExcludes: readonly string[] = [],
+): Promise<CleanResult> {
+  const rules = [
+    ...STEP_EXCLUSIONS.map((r) => ({ ...r, re: globToRegExp(r.pattern) })),
+    ...userExcludes.map((g) => ({
+      pattern: g,
+      action: 'drop' as const,
+      files: false,
+      re: globToRegExp(g.replace(/^\/+/, '')),
+    })),
+  ];
+  let excluded = 0;
+  let pruned = 0;
+  const upperX = await readTreeXattrs(upper);
+  const opaque = (rel: string, x: Map<string, Xattrs>) =>
+    x.get(rel)?.['trusted.overlay.opaque']?.toString() === 'y';
+
+  // Which lower level shows a path, honouring whiteouts and opaque directories.
+  const lowerX = new Map<number, Map<string, Xattrs>>();
+  const lowerOpaque = async (level: number, rel: string): Promise<boolean> => {
+    if (level === lower.length - 1) return false; // the bottom is a full tree
+    let m = lowerX.get(level);
+    if (!m) {
+      m = new Map();
+      lowerX.set(level, m);
+    }
+    const parts = rel.split('/');
+    const ancestors: string[] = [];
+    for (let i = 1; i < parts.length; i++) ancestors.push(parts.slice(0, i).join('/'));
+    const missing = ancestors.filter(
+      (a) => !m!.has(a) && lstat(path.join(lower[level] as string, a))?.isDirectory(),
+    );
+    if (missing.length > 0) {
+      const got = await readXattrs(lower[level] as string, missing);
+      for (const a of missing) m.set(a, got.get(a) ?? {});
+    }
+    return ancestors.some((a) => m!.get(a)?.['trusted.overlay.opaque']?.toString() === 'y');
+  };
+  const visible = async (rel: string): Promise<{ dir: string; st: fs.Stats } | undefined> => {
+    for (let level = 0; level < lower.length; level++) {
+      const dir = lower[level] as string;
+      const st = lstat(path.join(dir, rel));
+      if (st) return isWhiteout(st) ? undefined : { dir, st };
+      if (await lowerOpaque(level, rel)) return undefined;
+    }
+    return undefined;
+  };
+
+  // Overlayfs marks some new directories opaque; where no lower layer has the directory the
+  // mark means nothing, and would only add a `.wh..wh..opq` entry to the layer.
+  const idle: string[] = [];
+  for (const [rel, x] of upperX) {
+    if (x['trusted.overlay.opaque']?.toString() !== 'y' || rel === '') continue;
+    if (!(await visible(rel))) idle.push(rel);
+  }
+  await removeXattr(upper, 'trusted.overlay.opaque', idle);
+  for (const rel of idle) {
+    const x = upperX.get(rel);
+    if (x) delete x['trusted.overlay.opaque'];
+  }
+
+  // Pass 1: exclusions, depth first.
+  const candidates: string[] = [];
+  const dirs: string[] = [];
+  const walk = (rel: string): void => {
+    const abs = path.join(upper, rel);
+    for (const name of fs.readdirSync(abs).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      const p = path.join(upper, r);
+      const st = fs.lstatSync(p);
+      const rule = rules.find((x) => x.re.test(r) && !(x.files && st.isDirectory()));
+      if (rule) {
+        if (rule.action === 'empty' && st.isFile()) {
+          if (st.size > 0) fs.truncateSync(p, 0);
+        } else {
+          fs.rmSync(p, { recursive: true, force: true });
+          excluded++;
+          continue;
+        }
+      }
+      if (st.isDirectory()) {
+        if (!opaque(r, upperX)) {
+          walk(r);
+          dirs.push(r);
+        }
+      } else if (!isWhiteout(st)) candidates.push(r);
+    }
+  };
+  walk('');
+
+  // Pass 2: undo no-op copy-ups of files.
+  const same: Array<{ rel: string; dir: string }> = [];
+  for (const rel of candidates) {
+    const st = fs.lstatSync(path.join(upper, rel));
+    const low = await visible(rel);
+    if (!low) continue;
+    const l = low.st;
+    if (l.mode !== st.mode || l.uid !== st.uid || l.gid !== st.gid || l.size !== st.size) continue;
+    if (st.isSymbolicLink()) {
+      if (fs.readlinkSync(path.join(upper, rel)) !== fs.readlinkSync(path.join(low.dir, rel)))
+        continue;
+    } else if (st.isFile()) {
+      if (!sameBytes(path.join(upper, rel), path.join(low.dir, rel), st.size)) continue;
+    } else if (l.rdev !== st.rdev) continue;
+    same.push({ rel, dir: low.dir });
+  }
+  const byDir = new Map<string, string[]>();
+  for (const s of same) byDir.set(s.dir, [...(byDir.get(s.dir) ?? []), s.rel]);
+  for (const [dir, rels] of byDir) {
+    const lx = await readXattrs(dir, rels);
+    for (const rel of rels) {
+      if (userXattrs(lx.get(rel)) !== userXattrs(upperX.get(rel))) continue;
+      fs.rmSync(path.join(upper, rel));
+      pruned++;
+    }
+  }
+
+  // Pass 3: directories left empty and unchanged (children come before parents in `dirs`).
+  for (const rel of dirs) {
+    const p = path.join(upper, rel);
+    if (fs.readdirSync(p).length > 0) continue;
+    const st = fs.lstatSync(p);
+    const low = await visible(rel);
+    if (!low || !low.st.isDirectory()) continue;
+    if (low.st.mode !== st.mode || low.st.uid !== st.uid || low.st.gid !== st.gid) continue;
+    const ux = userXattrs(upperX.get(rel));
+    if (ux !== '' && ux !== userXattrs((await readXattrs(low.dir, [rel])).get(rel))) continue;
+    fs.rmdirSync(p);
+    pruned++;
+  }
+  return { excluded, pruned };
+}

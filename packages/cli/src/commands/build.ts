@@ -1,0 +1,160 @@
+import * as path from 'node:path';
+import type { Argv } from 'yargs';
+import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
+import type { GlobalArgs } from '../context';
+import type { Runner } from '../main';
+import { formatBytes, shortDigest } from '../output';
+import { sourceDateEpoch } from './template';
+
+interface BuildArgs extends GlobalArgs {
+  context: string;
+  file?: string;
+  tag?: string;
+  target?: string;
+  buildArg: string[];
+  aptSources?: string;
+  cache: boolean;
+  frozen: boolean;
+  quiet: boolean;
+  compression: Compression;
+}
+
+function parseBuildArgs(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const a of list) {
+    const eq = a.indexOf('=');
+    if (eq <= 0) {
+      const v = process.env[a];
+      if (v === undefined) throw new InvalidArgumentError(`--build-arg ${a}: expected NAME=VALUE`);
+      out[a] = v;
+    } else out[a.slice(0, eq)] = a.slice(eq + 1);
+  }
+  return out;
+}
+
+export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  return y.command(
+    'build [context]',
+    'Build a template from a Stratafile: FROM a template, one layer per step, cached',
+    (c) =>
+      c
+        .positional('context', {
+          type: 'string',
+          default: '.',
+          describe: 'Build context directory',
+        })
+        .option('file', {
+          alias: 'f',
+          type: 'string',
+          describe: 'Stratafile (default: <context>/Stratafile)',
+        })
+        .option('tag', { alias: 't', type: 'string', describe: 'Tag for the result, name[:tag]' })
+        .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
+        .option('build-arg', {
+          type: 'string',
+          array: true,
+          default: [],
+          describe: 'ARG value, NAME=VALUE (repeatable)',
+        })
+        .option('apt-sources', {
+          type: 'string',
+          describe: "apt sources file for the steps (default: the build host's)",
+        })
+        .option('cache', {
+          type: 'boolean',
+          default: true,
+          describe: 'Reuse cached steps (--no-cache to run every step)',
+        })
+        .option('frozen', {
+          type: 'boolean',
+          default: false,
+          describe: 'Fail if Stratafile.lock no longer matches',
+        })
+        .option('quiet', {
+          alias: 'q',
+          type: 'boolean',
+          default: false,
+          describe: "Hide the steps' own output",
+        })
+        .option('compression', { choices: ['zstd', 'gzip'] as const, default: 'zstd' as const }),
+    run<BuildArgs>(async (ctx, a) => {
+      const { build } = await import('@strata/build');
+      const store = await ctx.store();
+      const file = path.resolve(a.file ?? path.join(a.context, 'Stratafile'));
+      const abort = new AbortController();
+      const onSignal = () => abort.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const log = (s: string) => ctx.stderr.write(`${s}\n`);
+      const started = Date.now();
+      let stage = '';
+      try {
+        const r = await build(store, {
+          file,
+          context: path.resolve(a.context),
+          tag: a.tag,
+          target: a.target,
+          buildArgs: parseBuildArgs(a.buildArg),
+          aptSources: a.aptSources,
+          noCache: !a.cache,
+          frozen: a.frozen,
+          compression: a.compression,
+          sourceDateEpoch: sourceDateEpoch(),
+          signal: abort.signal,
+          onEvent: (e) => {
+            switch (e.type) {
+              case 'stage':
+                stage = e.stage;
+                break;
+              case 'step':
+                log(`[${stage.startsWith('#') ? '' : `${stage} `}${e.step}/${e.steps}] ${e.text}`);
+                break;
+              case 'cached':
+                log(`  cached ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`);
+                break;
+              case 'layer':
+                log(
+                  `  layer ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)} in ${e.seconds.toFixed(1)}s` +
+                    (e.added.length || e.removed.length
+                      ? ` (+${e.added.length} -${e.removed.length} packages)`
+                      : ''),
+                );
+                break;
+              case 'output':
+                if (!a.quiet) ctx.stderr.write(e.chunk);
+                break;
+              case 'warning':
+                log(
+                  `strata: warning: ${e.loc ? `${e.loc.file}:${e.loc.line}:${e.loc.column}: ` : ''}${e.message}`,
+                );
+                break;
+            }
+          },
+        });
+        const secs = (Date.now() - started) / 1000;
+        if (ctx.json) {
+          ctx.printJson({
+            ref: r.ref,
+            digest: r.descriptor.digest,
+            layers: r.manifest.layers,
+            cacheHits: r.cacheHits,
+            stepsRun: r.stepsRun,
+            lockFile: r.lockFile,
+            seconds: secs,
+          });
+        } else {
+          ctx.print(
+            `built ${r.ref ?? '(untagged)'} ${r.descriptor.digest} (${r.manifest.layers.length} layers, ${r.stepsRun} steps run, ${r.cacheHits} cached, ${secs.toFixed(1)}s)`,
+          );
+        }
+      } catch (e) {
+        if (abort.signal.aborted)
+          throw new StrataError('INTERRUPTED', 'build interrupted; nothing was tagged');
+        throw e;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    }),
+  );
+}

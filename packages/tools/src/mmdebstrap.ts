@@ -1,0 +1,65 @@
+import execa from 'execa';
+import { StrataError, ToolFailedError } from '@strata/oci';
+import { lastLine } from './spawn';
+
+export interface MmdebstrapOptions {
+  suite: string;
+  /** Directory to create the root filesystem in (must not exist or be empty). */
+  target: string;
+  variant?: string;
+  include?: string[];
+  components?: string[];
+  architecture?: string;
+  /** A mirror URL, or the path of a sources.list file. */
+  sources: string;
+  /** Host directory shared across builds for downloaded .debs. */
+  debCache?: string;
+  sourceDateEpoch?: number;
+  onOutput?: (chunk: Buffer) => void;
+  signal?: AbortSignal;
+}
+
+/** Bootstrap a Debian root filesystem with mmdebstrap (root mode). */
+export async function mmdebstrap(o: MmdebstrapOptions): Promise<void> {
+  const args = ['--mode=root', '--format=directory', `--variant=${o.variant ?? 'minbase'}`];
+  if (o.include?.length) args.push(`--include=${o.include.join(',')}`);
+  if (o.components?.length) args.push(`--components=${o.components.join(',')}`);
+  if (o.architecture) args.push(`--architectures=${o.architecture}`);
+  if (o.debCache) {
+    // Reuse and refill a host-side .deb cache; the debs never reach the rootfs.
+    args.push(
+      '--skip=download/empty',
+      '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
+      `--setup-hook=sync-in ${o.debCache} /var/cache/apt/archives/`,
+      `--customize-hook=sync-out /var/cache/apt/archives/ ${o.debCache}`,
+      '--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb',
+    );
+  }
+  args.push(o.suite, o.target, o.sources);
+  const env: Record<string, string> = { ...process.env } as Record<string, string>;
+  if (o.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(o.sourceDateEpoch);
+  const child = execa('mmdebstrap', args, {
+    env,
+    all: true,
+    buffer: false,
+    reject: false,
+    stdin: 'ignore',
+    cleanup: true,
+  });
+  let tail = '';
+  child.all?.on('data', (c: Buffer) => {
+    tail = (tail + c.toString()).slice(-4096);
+    o.onOutput?.(c);
+  });
+  const abort = () => child.kill('SIGTERM');
+  o.signal?.addEventListener('abort', abort, { once: true });
+  try {
+    const r = await child;
+    if (o.signal?.aborted) throw new StrataError('INTERRUPTED', 'bootstrap interrupted');
+    if (r.exitCode !== 0) {
+      throw new ToolFailedError('mmdebstrap', `exit ${r.exitCode ?? r.signal}: ${lastLine(tail)}`);
+    }
+  } finally {
+    o.signal?.removeEventListener('abort', abort);
+  }
+}

@@ -1,0 +1,180 @@
+import execa from 'execa';
+import { InvalidArgumentError, StrataError, ToolFailedError } from '@strata/oci';
+
+/**
+ * Run a command in a chroot on an overlay mount, inside a private mount namespace and PID
+ * namespace of its own. Every mount lives in that namespace, so it disappears with the last
+ * process of the step — whether the step succeeds, fails, or is killed. Nothing leaks to the host.
+ */
+export interface SandboxSpec {
+  /** Overlay lower directories, topmost first. */
+  lower: string[];
+  upper: string;
+  work: string;
+  /** Empty directory to mount the overlay on. */
+  merged: string;
+  /** Host directory whose contents are copied to /run/strata (a tmpfs) inside the root. */
+  stage?: string;
+  /** Host directories bind-mounted at absolute paths under /run/strata inside the root. */
+  binds?: Array<{ source: string; target: string }>;
+  /** Host file to serve as /etc/resolv.conf (never lands in the upper directory). */
+  resolvConf?: string;
+  /** The environment inside; nothing else is inherited. */
+  env: Record<string, string>;
+  /** argv to run inside the chroot. */
+  command: string[];
+  /** Receives the step's output as it comes. */
+  onOutput?: (chunk: Buffer) => void;
+  signal?: AbortSignal;
+}
+
+const SCRIPT = String.raw`
+set -eu
+M=$SB_MERGED
+safe() {
+  r=$(realpath -m -- "$1")
+  case "$r" in
+    "$M"/*) printf '%s' "$r" ;;
+    *) echo "strata: refusing mount point $1: it leaves the root" >&2; exit 97 ;;
+  esac
+}
+mount -t overlay overlay -o "lowerdir=$SB_LOWER,upperdir=$SB_UPPER,workdir=$SB_WORK" "$M"
+for d in proc sys dev run; do
+  [ -d "$M/$d" ] || mkdir -p "$(safe "$M/$d")"
+done
+mount -t proc proc "$(safe "$M/proc")"
+mount --rbind /sys "$(safe "$M/sys")"
+mount --rbind /dev "$(safe "$M/dev")"
+mount -t tmpfs -o mode=0755 tmpfs "$(safe "$M/run")"
+mkdir -p "$M/run/strata"
+if [ -n "$SB_STAGE" ]; then cp -a "$SB_STAGE/." "$M/run/strata/"; fi
+i=0
+while [ "$i" -lt "$SB_NBINDS" ]; do
+  eval "src=\$SB_BIND_$i""_SRC dst=\$SB_BIND_$i""_DST"
+  mkdir -p "$M/run/strata/$dst"
+  mount --bind "$src" "$M/run/strata/$dst"
+  i=$((i + 1))
+done
+placeholders=""
+if [ -n "$SB_RESOLV" ]; then
+  if [ -L "$M/etc/resolv.conf" ]; then
+    t=$(chroot "$M" readlink -f /etc/resolv.conf 2>/dev/null || true)
+    case "$t" in
+      /run/*) mkdir -p "$(dirname "$M$t")"; cp "$SB_RESOLV" "$M$t" ;;
+      /*) if [ -f "$M$t" ]; then mount --bind "$SB_RESOLV" "$(safe "$M$t")"; fi ;;
+    esac
+  elif [ -f "$M/etc/resolv.conf" ]; then
+    mount --bind "$SB_RESOLV" "$(safe "$M/etc/resolv.conf")"
+  elif [ ! -e "$M/etc/resolv.conf" ] && [ -d "$M/etc" ]; then
+    p=$(safe "$M/etc/resolv.conf")
+    : > "$p"
+    mount --bind "$SB_RESOLV" "$p"
+    placeholders="$placeholders $p"
+  fi
+fi
+if [ ! -e "$M/usr/sbin/policy-rc.d" ] && [ ! -L "$M/usr/sbin/policy-rc.d" ] && [ -d "$M/usr/sbin" ]; then
+  p=$(safe "$M/usr/sbin/policy-rc.d")
+  printf '#!/bin/sh\n# strata: keep daemons from starting during the build\nexit 101\n' > "$p"
+  chmod 0755 "$p"
+  placeholders="$placeholders $p"
+fi
+set +e
+old_ifs=$IFS
+IFS='
+'
+set -f
+chroot "$M" /usr/bin/env -i $SB_ENV "$@"
+rc=$?
+set +f
+IFS=$old_ifs
+set -e
+for p in $placeholders; do
+  umount "$p" 2>/dev/null || true
+  rm -f "$p"
+done
+exit $rc
+`;
+
+export class StepFailedError extends StrataError {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+  ) {
+    super('TOOL_FAILED', message);
+  }
+}
+
+function checkValue(what: string, v: string): string {
+  if (/[\n\0]/.test(v))
+    throw new InvalidArgumentError(`${what} must not contain a newline: ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Run the step; resolves with its exit code. Mount or setup failures reject. */
+export async function runInSandbox(spec: SandboxSpec): Promise<number> {
+  const env: Record<string, string> = {
+    PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+    SB_MERGED: spec.merged,
+    SB_LOWER: spec.lower.map((l) => checkValue('lower dir', l)).join(':'),
+    SB_UPPER: spec.upper,
+    SB_WORK: spec.work,
+    SB_STAGE: spec.stage ?? '',
+    SB_RESOLV: spec.resolvConf ?? '',
+    SB_NBINDS: String(spec.binds?.length ?? 0),
+    SB_ENV: Object.entries(spec.env)
+      .map(([k, v]) => {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+          throw new InvalidArgumentError(`invalid variable name ${k}`);
+        return `${k}=${checkValue(`value of ${k}`, v)}`;
+      })
+      .join('\n'),
+  };
+  for (const [i, b] of (spec.binds ?? []).entries()) {
+    env[`SB_BIND_${i}_SRC`] = b.source;
+    env[`SB_BIND_${i}_DST`] = b.target.replace(/^\/+/, '');
+  }
+  for (const l of spec.lower) {
+    if (l.includes(':') || l.includes(','))
+      throw new InvalidArgumentError(`overlay lower dir ${l} has ':' or ','`);
+  }
+  const child = execa(
+    'unshare',
+    [
+      '--mount',
+      '--pid',
+      '--fork',
+      '--propagation',
+      'private',
+      '--kill-child',
+      '--',
+      '/bin/sh',
+      '-c',
+      SCRIPT,
+      'strata-step',
+      ...spec.command,
+    ],
+    {
+      env,
+      extendEnv: false,
+      stdin: 'ignore',
+      all: true,
+      buffer: false,
+      reject: false,
+      cleanup: true,
+    },
+  );
+  child.all?.on('data', (c: Buffer) => spec.onOutput?.(c));
+  const abort = () => child.kill('SIGKILL');
+  spec.signal?.addEventListener('abort', abort, { once: true });
+  try {
+    const r = await child;
+    if (spec.signal?.aborted) throw new StrataError('INTERRUPTED', 'step interrupted');
+    if (r.exitCode === 97) throw new ToolFailedError('sandbox', 'a mount point leaves the root');
+    if (r.exitCode === undefined || r.exitCode === null) {
+      throw new ToolFailedError('sandbox', `killed by ${r.signal ?? 'a signal'}`);
+    }
+    return r.exitCode;
+  } finally {
+    spec.signal?.removeEventListener('abort', abort);
+  }
+}
