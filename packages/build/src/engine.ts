@@ -425,7 +425,7 @@ export class Builder {
         for (const [k, v] of ins.vars) state.env.set(k, v);
         return;
       case 'ARG':
-        state.args.set(ins.name, this.opts.buildArgs?.[ins.name] ?? ins.default ?? '');
+        state.args.set(ins.name, ins.value ?? '');
         return;
       case 'LABEL':
         for (const [k, v] of ins.labels) state.labels[k] = v;
