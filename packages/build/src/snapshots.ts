@@ -109,9 +109,19 @@ export class Snapshots {
     return dirs;
   }
 
-  /** Drop every snapshot (they are a cache; `strata gc` calls this). */
+  /** Drop every snapshot (they are a cache: `strata gc --snapshots`); returns the bytes freed. */
   async prune(): Promise<number> {
-    let n = 0;
+    let bytes = 0;
+    const seen = new Set<string>();
+    const du = async (p: string): Promise<void> => {
+      const st = await fsp.lstat(p);
+      const id = `${st.dev}:${st.ino}`;
+      if (!seen.has(id)) {
+        seen.add(id);
+        bytes += st.isDirectory() ? 0 : st.size;
+      }
+      if (st.isDirectory()) for (const n of await fsp.readdir(p)) await du(path.join(p, n));
+    };
     let names: string[] = [];
     try {
       names = await fsp.readdir(this.dir);
@@ -119,9 +129,10 @@ export class Snapshots {
       return 0;
     }
     for (const name of names) {
-      await fsp.rm(path.join(this.dir, name), { recursive: true, force: true });
-      n++;
+      const p = path.join(this.dir, name);
+      await du(p);
+      await fsp.rm(p, { recursive: true, force: true });
     }
-    return n;
+    return bytes;
   }
 }

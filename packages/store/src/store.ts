@@ -418,6 +418,11 @@ export class Store {
     return out;
   }
 
+  /** Whether some live process holds a lease (a build or an ingest is under way). */
+  async busy(): Promise<boolean> {
+    return (await this.oldestLease()) !== undefined;
+  }
+
   /** Start time (ms) of the oldest live lease, if any. */
   private async oldestLease(): Promise<number | undefined> {
     let oldest: number | undefined;

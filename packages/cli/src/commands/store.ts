@@ -1,11 +1,16 @@
 import type { Argv } from 'yargs';
-import { Annotations } from '@strata/oci';
+import { Annotations, StrataError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { formatBytes, shortDigest } from '../output';
 
 interface RmArgs extends GlobalArgs {
   refs: string[];
+}
+
+interface GcArgs extends GlobalArgs {
+  buildCache: boolean;
+  snapshots: boolean;
 }
 
 export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
@@ -53,15 +58,42 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
     )
     .command(
       'gc',
-      'Drop blobs that no tag reaches',
-      (c) => c,
-      run<GlobalArgs>(async (ctx) => {
-        const r = await (await ctx.store()).gc();
-        if (ctx.json) ctx.printJson(r);
-        else
+      'Drop blobs that no tag (or build-cache entry) reaches',
+      (c) =>
+        c
+          .option('build-cache', {
+            type: 'boolean',
+            default: false,
+            describe: 'Also forget the build cache, so its layers can go',
+          })
+          .option('snapshots', {
+            type: 'boolean',
+            default: false,
+            describe: 'Also drop the unpacked build snapshots',
+          }),
+      run<GcArgs>(async (ctx, a) => {
+        const store = await ctx.store();
+        if ((a.buildCache || a.snapshots) && (await store.busy())) {
+          throw new StrataError('LOCKED', 'a build is running on this store; try again later');
+        }
+        const cacheEntries = a.buildCache
+          ? await store.removeRoots((n) => n.startsWith('cache-'))
+          : 0;
+        let snapshotBytes = 0;
+        if (a.snapshots) {
+          const { Snapshots } = await import('@strata/build');
+          snapshotBytes = await new Snapshots(store).prune();
+        }
+        const r = await store.gc();
+        if (ctx.json) ctx.printJson({ ...r, cacheEntries, snapshotBytes });
+        else {
           ctx.print(
             `removed ${r.removed} blobs, freed ${formatBytes(r.bytesFreed)} (${r.bytesFreed} bytes)`,
           );
+          if (a.buildCache) ctx.print(`forgot ${cacheEntries} build cache entries`);
+          if (a.snapshots)
+            ctx.print(`dropped build snapshots, freed ${formatBytes(snapshotBytes)}`);
+        }
       }),
     )
     .command(
