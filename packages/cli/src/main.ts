@@ -6,6 +6,7 @@ import { exitCodeFor, formatError } from './output';
 import { templateCommands } from './commands/template';
 import { storeCommands } from './commands/store';
 import { archiveCommands } from './commands/archive';
+import { imageCommands } from './commands/image';
 import { registryCommands } from './commands/registry';
 import { buildCommands } from './commands/build';
 
@@ -60,6 +61,7 @@ export async function main(argv: string[]): Promise<number> {
     templateCommands,
     storeCommands,
     archiveCommands,
+    imageCommands,
     registryCommands,
     buildCommands,
   ])

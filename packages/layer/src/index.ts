@@ -7,3 +7,4 @@ export { readTar, TarParser } from './reader';
 export type { TarEntry, TarSink } from './reader';
 export { unpackLayer, unpackLayers, cleanEntryPath } from './unpack';
 export type { UnpackOptions, UnpackStats, LayerSource } from './unpack';
+export * from './entry-writer';

@@ -22,3 +22,5 @@ export { runInSandbox, StepFailedError } from './sandbox';
 export type { SandboxSpec } from './sandbox';
 export { mmdebstrap } from './mmdebstrap';
 export type { MmdebstrapOptions } from './mmdebstrap';
+export * from './disk';
+export { zstdDecompressFile } from './zstd-file';

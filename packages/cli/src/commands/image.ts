@@ -1,0 +1,232 @@
+import type { Argv } from 'yargs';
+import type { GlobalArgs } from '../context';
+import type { Runner } from '../main';
+import { formatBytes, shortDigest } from '../output';
+
+interface FlattenArgs extends GlobalArgs {
+  ref: string;
+  rootfs?: string;
+  buildchroot?: string;
+  dir?: string;
+}
+interface ImageArgs extends GlobalArgs {
+  ref: string;
+  ext4?: string;
+  wks?: string;
+  output?: string;
+  size?: string;
+  'extra-space'?: string;
+  label?: string;
+  role: 'rootfs' | 'buildchroot';
+}
+interface BundleArgs extends GlobalArgs {
+  tag: string;
+  rootfs: string;
+  buildchroot: string;
+}
+
+function epoch(): number | undefined {
+  const s = process.env.SOURCE_DATE_EPOCH;
+  return s !== undefined && /^\d+$/.test(s) ? Number(s) : undefined;
+}
+
+/** `strata flatten`, `strata image`, `strata bundle`: the heavy code loads only when they run. */
+export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  return y
+    .command(
+      'flatten <ref>',
+      'Merge an image’s layers into one rootfs tar (or a directory, as root)',
+      (c) =>
+        c
+          .positional('ref', { type: 'string', demandOption: true })
+          .option('rootfs', {
+            type: 'string',
+            describe: 'Write the rootfs to this .tar, .tar.gz or .tar.zst',
+          })
+          .option('buildchroot', {
+            type: 'string',
+            describe: 'Write the bundle’s buildchroot to this .tar, .tar.gz or .tar.zst',
+          })
+          .option('dir', {
+            type: 'string',
+            describe: 'Write the rootfs into this empty directory (root)',
+          })
+          .check((a) => {
+            if (!a.rootfs && !a.buildchroot && !a.dir)
+              throw new Error('say where to write: --rootfs FILE, --buildchroot FILE or --dir DIR');
+            return true;
+          }),
+      run<FlattenArgs>(async (ctx, a) => {
+        const { flattenToTar, flattenToDir } = await import('@strata/image');
+        const store = await ctx.store();
+        const results: Record<string, unknown>[] = [];
+        const jobs: ['rootfs' | 'buildchroot', string][] = [];
+        if (a.rootfs) jobs.push(['rootfs', a.rootfs]);
+        if (a.buildchroot) jobs.push(['buildchroot', a.buildchroot]);
+        for (const [role, file] of jobs) {
+          const bar = ctx.progress();
+          const r = await flattenToTar(store, a.ref, file, {
+            role,
+            onProgress: (p) =>
+              bar.update(
+                p.phase === 'index' ? `${role}: reading layers` : `${role}: writing`,
+                p.bytes,
+                p.total,
+              ),
+          });
+          bar.done();
+          results.push({ role, file, entries: r.entries, tarBytes: r.tarBytes, diffId: r.diffId });
+          if (!ctx.json)
+            ctx.print(
+              `flattened ${a.ref} (${role}, ${r.image.layers.length} layers) to ${file}: ${r.entries} entries, ${formatBytes(r.tarBytes)} tar, diffID ${shortDigest(r.diffId)} in ${bar.elapsed().toFixed(1)}s`,
+            );
+        }
+        if (a.dir) {
+          const bar = ctx.progress();
+          const r = await flattenToDir(store, a.ref, a.dir);
+          results.push({ role: 'rootfs', dir: a.dir, entries: r.entries });
+          if (!ctx.json)
+            ctx.print(
+              `flattened ${a.ref} (${r.image.layers.length} layers) into ${a.dir} in ${bar.elapsed().toFixed(1)}s`,
+            );
+        }
+        if (ctx.json) ctx.printJson(results);
+      }),
+    )
+    .command(
+      'image <ref>',
+      'Build an ext4 image (--ext4) or a partitioned disk image from a .wks layout (--wks, -o)',
+      (c) =>
+        c
+          .positional('ref', { type: 'string', demandOption: true })
+          .option('ext4', { type: 'string', describe: 'Write an ext4 filesystem image here' })
+          .option('size', { type: 'string', describe: 'Minimum ext4 size (e.g. 512M, 2G)' })
+          .option('extra-space', {
+            type: 'string',
+            describe: 'Free space on top of the content (default 10M)',
+          })
+          .option('label', { type: 'string', describe: 'ext4 volume label' })
+          .option('wks', {
+            type: 'string',
+            describe: 'Disk layout in the wic kickstart subset (docs/image.md)',
+          })
+          .option('output', {
+            alias: 'o',
+            type: 'string',
+            describe: 'Disk image to write (with --wks)',
+          })
+          .option('role', {
+            choices: ['rootfs', 'buildchroot'] as const,
+            default: 'rootfs' as const,
+            describe: 'Which image of a bundle',
+          })
+          .check((a) => {
+            if (Boolean(a.ext4) === Boolean(a.wks))
+              throw new Error('give exactly one of --ext4 FILE or --wks LAYOUT -o FILE');
+            if (a.wks && !a.output) throw new Error('--wks needs -o DISK.img');
+            if (a.ext4 && a.output)
+              throw new Error('-o goes with --wks; --ext4 names its own output');
+            if (a.wks && (a.size || a['extra-space'] || a.label))
+              throw new Error(
+                '--size, --extra-space and --label are for --ext4; put them on part lines in the .wks',
+              );
+            return true;
+          }),
+      run<ImageArgs>(async (ctx, a) => {
+        const { buildExt4Image, buildDiskImage, parseSizeArg, readWksFile } =
+          await import('@strata/image');
+        const store = await ctx.store();
+        const bar = ctx.progress();
+        let phase = '';
+        const onProgress = (p: {
+          phase: string;
+          detail?: string;
+          bytes?: number;
+          total?: number;
+        }): void => {
+          phase = `${p.phase}${p.detail ? ` ${p.detail}` : ''}`;
+          bar.update(phase, p.bytes ?? 0, p.total);
+        };
+        if (a.ext4) {
+          const r = await buildExt4Image(store, a.ref, a.ext4, {
+            role: a.role,
+            size: a.size === undefined ? undefined : parseSizeArg(a.size, '--size'),
+            extraSpace:
+              a['extra-space'] === undefined
+                ? undefined
+                : parseSizeArg(a['extra-space'], '--extra-space'),
+            label: a.label,
+            sourceDateEpoch: epoch(),
+            onProgress,
+          });
+          bar.done();
+          if (ctx.json) ctx.printJson({ file: a.ext4, sizeBytes: r.sizeBytes, uuid: r.uuid });
+          else
+            ctx.print(
+              `wrote ext4 ${a.ext4}: ${formatBytes(r.sizeBytes)} (content ${formatBytes(r.contentBytes)}), UUID ${r.uuid}, in ${bar.elapsed().toFixed(1)}s`,
+            );
+          return;
+        }
+        const wks = await readWksFile(a.wks as string);
+        const out = a.output as string;
+        const r = await buildDiskImage(store, a.ref, wks, out, {
+          role: a.role,
+          wksFile: a.wks,
+          sourceDateEpoch: epoch(),
+          onProgress,
+        });
+        bar.done();
+        if (ctx.json)
+          ctx.printJson({
+            file: out,
+            sizeBytes: r.sizeBytes,
+            ptable: r.ptable,
+            partitions: r.partitions,
+          });
+        else
+          ctx.print(
+            `wrote ${r.ptable} disk ${out}: ${formatBytes(r.sizeBytes)}, ${r.partitions
+              .map((p) => `${p.mountpoint} ${p.fstype ?? 'raw'} ${formatBytes(p.size)}`)
+              .join(', ')}, in ${bar.elapsed().toFixed(1)}s`,
+          );
+      }),
+    )
+    .command(
+      'bundle <tag>',
+      'Tag an OCI index that holds a rootfs image and its buildchroot (layers shared)',
+      (c) =>
+        c
+          .positional('tag', { type: 'string', demandOption: true })
+          .option('rootfs', {
+            type: 'string',
+            demandOption: true,
+            describe: 'The target rootfs image (or a bundle)',
+          })
+          .option('buildchroot', {
+            type: 'string',
+            demandOption: true,
+            describe: 'The buildchroot image (or a bundle)',
+          }),
+      run<BundleArgs>(async (ctx, a) => {
+        const { createBundle, describeBundle } = await import('@strata/image');
+        const store = await ctx.store();
+        const d = await createBundle(store, a.tag, {
+          rootfs: a.rootfs,
+          buildchroot: a.buildchroot,
+        });
+        const info = await describeBundle(store, a.tag);
+        if (ctx.json) {
+          ctx.printJson(info);
+          return;
+        }
+        ctx.print(`bundled ${a.tag} ${d.digest}`);
+        for (const img of info.images) {
+          ctx.print(
+            `  ${img.role.padEnd(11)} ${shortDigest(img.digest)}  ${img.layers.length} layers`,
+          );
+        }
+        const bytes = info.shared.reduce((n, l) => n + l.size, 0);
+        ctx.print(`  shared      ${info.shared.length} layers, ${formatBytes(bytes)} stored once`);
+      }),
+    );
+}

@@ -1,0 +1,489 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { InvalidArgumentError, NotFoundError, UnsafeEntryError } from '@strata/oci';
+import { mke2fs, mkfsVfat, mtoolsCopy, sfdiskWrite } from '@strata/tools';
+import { Store } from '@strata/store';
+import { flattenToDir } from './flatten';
+import { ResolvedImage, Role } from './source';
+import { Wks, WksPart } from './wks';
+
+const MiB = 1024 * 1024;
+const SECTOR = 512;
+
+export interface ImageProgress {
+  phase: 'flatten' | 'mke2fs' | 'mkfs.vfat' | 'partition' | 'copy';
+  /** What is being worked on, e.g. the mountpoint. */
+  detail?: string;
+  bytes?: number;
+  total?: number;
+}
+
+interface CommonOptions {
+  role?: Role;
+  /** Fixed timestamps in the filesystems (as SOURCE_DATE_EPOCH). */
+  sourceDateEpoch?: number;
+  /** Scratch space (needs room for the flat rootfs and each partition); default: next to the output. */
+  tmpDir?: string;
+  onProgress?: (p: ImageProgress) => void;
+}
+
+export interface Ext4Options extends CommonOptions {
+  /** Minimum size in bytes. */
+  size?: number;
+  /** Free space on top of the content (default 10 MiB unless size is given). */
+  extraSpace?: number;
+  label?: string;
+}
+
+export interface Ext4Result {
+  image: ResolvedImage;
+  sizeBytes: number;
+  contentBytes: number;
+  uuid: string;
+}
+
+/** A UUID derived from the image and a purpose, so the same input gives the same output. */
+export function stableUuid(...parts: string[]): string {
+  const h = createHash('sha256').update(parts.join('\0')).digest();
+  h[6] = ((h[6] as number) & 0x0f) | 0x40;
+  h[8] = ((h[8] as number) & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+}
+
+function roundUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+/** Space a tree needs on a 4 KiB-block filesystem: blocks of its files, plus one per inode. */
+export function treeUsage(root: string): { bytes: number; inodes: number } {
+  let bytes = 0;
+  let inodes = 0;
+  const seen = new Set<string>();
+  const walk = (dir: string): void => {
+    for (const name of fs.readdirSync(dir)) {
+      const p = `${dir}/${name}`;
+      const st = fs.lstatSync(p);
+      if (st.nlink > 1 && !st.isDirectory()) {
+        const key = `${st.dev}:${st.ino}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
+      inodes++;
+      bytes += 4096 + (st.isFile() ? roundUp(st.size, 4096) : 0);
+      if (st.isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  return { bytes, inodes };
+}
+
+function sizeFor(
+  contentBytes: number,
+  o: { size?: number; extraSpace?: number; overheadFactor?: number },
+): number {
+  const wanted = Math.ceil(contentBytes * (o.overheadFactor ?? 1.3)) + (o.extraSpace ?? 10 * MiB);
+  return roundUp(Math.max(o.size ?? 0, wanted, 4 * MiB), MiB);
+}
+
+async function scratchDir(output: string, tmpDir?: string): Promise<string> {
+  const dir = tmpDir ?? path.dirname(path.resolve(output));
+  return fs.promises.mkdtemp(path.join(dir, '.strata-image-'));
+}
+
+/** Flatten into scratch/rootfs; returns the image and the directory. */
+async function flattenScratch(
+  store: Store,
+  ref: string,
+  scratch: string,
+  o: CommonOptions,
+): Promise<{ image: ResolvedImage; root: string }> {
+  const root = path.join(scratch, 'rootfs');
+  o.onProgress?.({ phase: 'flatten', detail: ref });
+  const { image } = await flattenToDir(store, ref, root, { role: o.role });
+  return { image, root };
+}
+
+async function finishOutput(tmp: string, output: string): Promise<void> {
+  const fd = fs.openSync(tmp, 'r+');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  await fs.promises.rename(tmp, output);
+}
+
+/**
+ * Build an ext4 filesystem image of an image's rootfs with `mke2fs -d`: the layers are flattened
+ * into a scratch directory (as root, so owners, modes, xattrs and device nodes survive), sized
+ * as max(size, content × 1.3 + extra space), and written to `output`. No loop devices or mounts.
+ */
+export async function buildExt4Image(
+  store: Store,
+  ref: string,
+  output: string,
+  o: Ext4Options = {},
+): Promise<Ext4Result> {
+  const scratch = await scratchDir(output, o.tmpDir);
+  try {
+    const { image, root } = await flattenScratch(store, ref, scratch, o);
+    const usage = treeUsage(root);
+    const sizeBytes = sizeFor(usage.bytes, {
+      size: o.size,
+      extraSpace: o.extraSpace ?? (o.size !== undefined ? 0 : undefined),
+    });
+    const uuid = stableUuid(image.descriptor.digest, 'ext4', o.label ?? '');
+    const tmp = path.join(scratch, 'out.ext4');
+    o.onProgress?.({ phase: 'mke2fs', detail: output, total: sizeBytes });
+    await mke2fs({
+      file: tmp,
+      sizeBytes,
+      fromDir: root,
+      label: o.label,
+      uuid,
+      fakeTime: o.sourceDateEpoch,
+    });
+    await finishOutput(tmp, output);
+    return { image, sizeBytes, contentBytes: usage.bytes, uuid };
+  } finally {
+    await fs.promises.rm(scratch, { recursive: true, force: true });
+  }
+}
+
+// ---- partitioned disks -------------------------------------------------------------------
+
+const GPT_TYPES = {
+  esp: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B',
+  rootX86_64: '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709',
+  rootArm64: 'B921B045-1DF0-41C3-AF44-4C6F280D3FAE',
+  linux: '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
+  basicData: 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7',
+} as const;
+
+function isEsp(p: WksPart): boolean {
+  return p.source === 'bootimg-efi' || p.mountpoint === '/boot/efi' || p.mountpoint === '/efi';
+}
+
+function defaultPartType(p: WksPart, ptable: 'gpt' | 'msdos', arch: string): string {
+  if (ptable === 'msdos') return isEsp(p) ? 'ef' : p.fstype === 'vfat' ? 'c' : '83';
+  if (isEsp(p)) return GPT_TYPES.esp;
+  if (p.fstype === 'vfat') return GPT_TYPES.basicData;
+  if (p.mountpoint === '/') {
+    if (arch === 'amd64') return GPT_TYPES.rootX86_64;
+    if (arch === 'arm64') return GPT_TYPES.rootArm64;
+  }
+  return GPT_TYPES.linux;
+}
+
+export interface DiskPartition {
+  mountpoint: string;
+  start: number;
+  size: number;
+  type: string;
+  uuid?: string;
+  fstype?: string;
+  label?: string;
+}
+
+export interface DiskResult {
+  image: ResolvedImage | undefined;
+  sizeBytes: number;
+  ptable: 'gpt' | 'msdos';
+  partitions: DiskPartition[];
+}
+
+/** Names a file under `root` that must be a regular file (no symlink anywhere on the way). */
+function regularFile(root: string, rel: string): string {
+  let p = root;
+  for (const c of rel.split('/')) {
+    p = `${p}/${c}`;
+    const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    if (st === undefined) throw new NotFoundError(`/${rel} is not in the rootfs`);
+    if (st.isSymbolicLink())
+      throw new UnsafeEntryError(rel, `${p.slice(root.length)} is a symlink`);
+  }
+  if (!fs.lstatSync(p).isFile()) throw new InvalidArgumentError(`/${rel} is not a regular file`);
+  return p;
+}
+
+/** Newest kernel in /boot and its initrd. */
+function findKernel(root: string): { kernel: string; initrd?: string; version: string } {
+  const boot = `${root}/boot`;
+  const names = fs.existsSync(boot) ? fs.readdirSync(boot) : [];
+  const versions = names
+    .filter((n) => n.startsWith('vmlinuz-'))
+    .map((n) => n.slice('vmlinuz-'.length))
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const version = versions[versions.length - 1];
+  if (version === undefined) {
+    throw new NotFoundError('no kernel (/boot/vmlinuz-*) in the rootfs for bootimg-efi', {
+      hint: 'install linux-image-<arch> in the template',
+    });
+  }
+  const kernel = regularFile(root, `boot/vmlinuz-${version}`);
+  const initrd = names.includes(`initrd.img-${version}`)
+    ? regularFile(root, `boot/initrd.img-${version}`)
+    : undefined;
+  return { kernel, initrd, version };
+}
+
+const EFI_ARCH: Record<string, string> = { amd64: 'x64', arm64: 'aa64', i386: 'ia32' };
+
+/** Stage an EFI system partition with systemd-boot, the kernel and its initrd. */
+function stageEsp(
+  root: string,
+  dir: string,
+  arch: string,
+  rootDevice: string | undefined,
+  boot: Wks['bootloader'],
+): void {
+  const efiArch = EFI_ARCH[arch];
+  if (efiArch === undefined)
+    throw new InvalidArgumentError(`bootimg-efi: unsupported architecture ${arch}`);
+  const loaderRel = `usr/lib/systemd/boot/efi/systemd-boot${efiArch}.efi`;
+  if (!fs.existsSync(`${root}/${loaderRel}`)) {
+    throw new NotFoundError(`bootimg-efi: /${loaderRel} is not in the rootfs`, {
+      hint: 'install systemd-boot-efi in the template',
+    });
+  }
+  const loader = regularFile(root, loaderRel);
+  const k = findKernel(root);
+  const mk = (rel: string): string => {
+    fs.mkdirSync(path.join(dir, rel), { recursive: true });
+    return path.join(dir, rel);
+  };
+  fs.copyFileSync(loader, path.join(mk('EFI/BOOT'), `BOOT${efiArch.toUpperCase()}.EFI`));
+  fs.copyFileSync(loader, path.join(mk('EFI/systemd'), `systemd-boot${efiArch}.efi`));
+  fs.copyFileSync(k.kernel, path.join(dir, 'vmlinuz'));
+  if (k.initrd !== undefined) fs.copyFileSync(k.initrd, path.join(dir, 'initrd.img'));
+  fs.writeFileSync(
+    path.join(mk('loader'), 'loader.conf'),
+    `default strata.conf\ntimeout ${boot.timeout ?? 0}\n`,
+  );
+  const options = [rootDevice ? `root=${rootDevice}` : '', 'rw', boot.append ?? '']
+    .filter(Boolean)
+    .join(' ');
+  fs.writeFileSync(
+    path.join(mk('loader/entries'), 'strata.conf'),
+    [
+      `title Strata (${k.version})`,
+      'linux /vmlinuz',
+      ...(k.initrd !== undefined ? ['initrd /initrd.img'] : []),
+      `options ${options}`,
+      '',
+    ].join('\n'),
+  );
+}
+
+/** FAT has no symlinks, owners or device nodes: refuse them instead of following a symlink. */
+function checkFatTree(dir: string, rel = ''): void {
+  for (const name of fs.readdirSync(path.join(dir, rel))) {
+    const r = rel ? `${rel}/${name}` : name;
+    const st = fs.lstatSync(path.join(dir, r));
+    if (st.isDirectory()) checkFatTree(dir, r);
+    else if (!st.isFile()) {
+      throw new InvalidArgumentError(`vfat partition: ${r} is not a regular file or directory`);
+    }
+  }
+}
+
+async function makeVfat(
+  file: string,
+  size: number,
+  fromDir: string | undefined,
+  label: string | undefined,
+  volumeId: string,
+): Promise<void> {
+  await mkfsVfat({ file, sizeBytes: size, label, volumeId });
+  if (fromDir === undefined) return;
+  checkFatTree(fromDir);
+  const top = fs
+    .readdirSync(fromDir)
+    .sort()
+    .map((n) => path.join(fromDir, n));
+  await mtoolsCopy(file, top, '/');
+}
+
+/** Copy `src` into `dst` at `offset`, skipping all-zero chunks (the image stays sparse). */
+async function copyInto(
+  src: string,
+  dst: number,
+  offset: number,
+  onBytes?: (n: number) => void,
+): Promise<void> {
+  const fd = fs.openSync(src, 'r');
+  const buf = Buffer.allocUnsafe(4 * MiB);
+  const zero = Buffer.alloc(4 * MiB);
+  let pos = 0;
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, pos);
+      if (n === 0) break;
+      if (Buffer.compare(buf.subarray(0, n), zero.subarray(0, n)) !== 0) {
+        let w = 0;
+        while (w < n) w += fs.writeSync(dst, buf, w, n - w, offset + pos + w);
+      }
+      pos += n;
+      onBytes?.(n);
+      if (pos % (64 * MiB) === 0) await new Promise((r) => setImmediate(r));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export interface DiskOptions extends CommonOptions {
+  /** Where the .wks came from, for messages. */
+  wksFile?: string;
+}
+
+/**
+ * Build a partitioned raw disk image from a parsed .wks: the rootfs is flattened once into
+ * scratch, each partition's filesystem is made in its own file (mke2fs -d; mkfs.vfat + mcopy),
+ * the table is written with sfdisk, and each filesystem is copied to its offset. No loop
+ * devices, no mounts. Partition and filesystem UUIDs derive from the image digest.
+ */
+export async function buildDiskImage(
+  store: Store,
+  ref: string,
+  wks: Wks,
+  output: string,
+  o: DiskOptions = {},
+): Promise<DiskResult> {
+  const scratch = await scratchDir(output, o.tmpDir);
+  try {
+    const needsRoot = wks.parts.some((p) => p.source !== undefined);
+    let image: ResolvedImage | undefined;
+    let root: string | undefined;
+    if (needsRoot) ({ image, root } = await flattenScratch(store, ref, scratch, o));
+    const seed = image?.descriptor.digest ?? ref;
+    const arch = image?.config.architecture ?? 'amd64';
+    const ptable = wks.bootloader.ptable;
+    const diskId = stableUuid(seed, 'disk');
+    const mbrId = `0x${diskId.slice(0, 8)}`;
+    const uuids = wks.parts.map(
+      (p, i) => p.uuid ?? stableUuid(seed, 'part', String(i), p.mountpoint),
+    );
+    const partUuid = (i: number): string =>
+      ptable === 'gpt'
+        ? (uuids[i] as string)
+        : `${diskId.slice(0, 8)}-${String(i + 1).padStart(2, '0')}`;
+    const rootIdx = wks.parts.findIndex((p) => p.mountpoint === '/');
+    const rootDevice = rootIdx >= 0 ? `PARTUUID=${partUuid(rootIdx)}` : undefined;
+
+    // 1. Each partition's contents, in its own file.
+    const files: (string | undefined)[] = [];
+    const sizes: number[] = [];
+    for (const [i, p] of wks.parts.entries()) {
+      const file = path.join(scratch, `part${i + 1}.img`);
+      let from: string | undefined;
+      if (p.source === 'rootfs') {
+        from = path.join(root as string, p.mountpoint);
+        const rel = p.mountpoint.replace(/^\/+/, '');
+        if (rel !== '') {
+          const st = fs.lstatSync(from, { throwIfNoEntry: false });
+          if (
+            st === undefined ||
+            !st.isDirectory() ||
+            fs.realpathSync(from) !== path.join(fs.realpathSync(root as string), rel)
+          ) {
+            throw new InvalidArgumentError(
+              `${o.wksFile ?? 'wks'}:${p.line}: ${p.mountpoint} is not a directory in the rootfs`,
+            );
+          }
+        }
+      } else if (p.source === 'bootimg-efi') {
+        from = path.join(scratch, `esp${i + 1}`);
+        fs.mkdirSync(from);
+        stageEsp(root as string, from, arch, rootDevice, wks.bootloader);
+      }
+      const content = from === undefined ? 0 : treeUsage(from).bytes;
+      const size =
+        from === undefined && p.size !== undefined ? roundUp(p.size, MiB) : sizeFor(content, p);
+      sizes.push(size);
+      if (p.fstype === 'ext4') {
+        o.onProgress?.({ phase: 'mke2fs', detail: p.mountpoint, total: size });
+        await mke2fs({
+          file,
+          sizeBytes: size,
+          fromDir: from,
+          label: p.label,
+          uuid: stableUuid(seed, 'fs', String(i)),
+          fakeTime: o.sourceDateEpoch,
+        });
+        files.push(file);
+      } else if (p.fstype === 'vfat') {
+        o.onProgress?.({ phase: 'mkfs.vfat', detail: p.mountpoint, total: size });
+        await makeVfat(file, size, from, p.label, stableUuid(seed, 'vfat', String(i)).slice(0, 8));
+        files.push(file);
+      } else {
+        files.push(undefined);
+      }
+    }
+
+    // 2. Layout: each partition at the next aligned offset.
+    const parts: DiskPartition[] = [];
+    let next = 0;
+    for (const [i, p] of wks.parts.entries()) {
+      const align = p.align ?? MiB;
+      const start = roundUp(Math.max(next, ptable === 'gpt' ? 34 * SECTOR : SECTOR), align);
+      const size = sizes[i] as number;
+      parts.push({
+        mountpoint: p.mountpoint,
+        start,
+        size,
+        type: p.partType ?? defaultPartType(p, ptable, arch),
+        uuid: ptable === 'gpt' ? uuids[i] : undefined,
+        fstype: p.fstype,
+        label: p.label,
+      });
+      next = start + size;
+    }
+    const sizeBytes =
+      roundUp(next + (ptable === 'gpt' ? 33 * SECTOR : 0), MiB) + (ptable === 'gpt' ? MiB : 0);
+
+    // 3. The table, then the filesystems at their offsets.
+    const tmp = path.join(scratch, 'disk.img');
+    fs.closeSync(fs.openSync(tmp, 'w'));
+    fs.truncateSync(tmp, sizeBytes);
+    o.onProgress?.({ phase: 'partition', detail: ptable });
+    const lines = [
+      `label: ${ptable}`,
+      `label-id: ${ptable === 'gpt' ? diskId.toUpperCase() : mbrId}`,
+      'unit: sectors',
+      '',
+    ];
+    for (const p of parts) {
+      const fields = [`start=${p.start / SECTOR}`, `size=${p.size / SECTOR}`, `type=${p.type}`];
+      if (ptable === 'gpt') {
+        fields.push(`uuid=${(p.uuid as string).toUpperCase()}`);
+        if (p.label !== undefined) fields.push(`name="${p.label.replace(/"/g, '')}"`);
+      }
+      if (ptable === 'msdos' && isEsp(wks.parts[parts.indexOf(p)] as WksPart))
+        fields.push('bootable');
+      lines.push(fields.join(', '));
+    }
+    await sfdiskWrite(tmp, `${lines.join('\n')}\n`);
+    const total = files.reduce((a, f, i) => a + (f ? (sizes[i] as number) : 0), 0);
+    let copied = 0;
+    const fd = fs.openSync(tmp, 'r+');
+    try {
+      for (const [i, f] of files.entries()) {
+        if (f === undefined) continue;
+        await copyInto(f, fd, (parts[i] as DiskPartition).start, (n) => {
+          copied += n;
+          o.onProgress?.({ phase: 'copy', bytes: copied, total });
+        });
+        fs.rmSync(f);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    await finishOutput(tmp, output);
+    return { image, sizeBytes, ptable, partitions: parts };
+  } finally {
+    await fs.promises.rm(scratch, { recursive: true, force: true });
+  }
+}

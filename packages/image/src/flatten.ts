@@ -1,0 +1,385 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { Compression, CorruptError, Digest, InvalidArgumentError, StrataError } from '@strata/oci';
+import {
+  compressor,
+  encodeTarHeader,
+  readTar,
+  TAR_END,
+  tarPadding,
+  TarEntry,
+  TarHeader,
+  unpackLayers,
+} from '@strata/layer';
+import { Store } from '@strata/store';
+import { LayerEntry, mergeLayers, MergedTree } from './merge';
+import { ImageLayer, resolveImage, ResolvedImage, Role } from './source';
+
+export interface FlattenProgress {
+  phase: 'index' | 'write';
+  /** Uncompressed tar bytes read (index) or written (write) so far. */
+  bytes: number;
+  total?: number;
+}
+
+export interface FlattenOptions {
+  /** Which image of a bundle to flatten (default 'rootfs'). */
+  role?: Role;
+  /** Output compression; by default from the file name (.tar, .tar.gz/.tgz, .tar.zst/.tzst). */
+  compression?: Compression;
+  onProgress?: (p: FlattenProgress) => void;
+  /** Directory for scratch files (spilled layers); default: next to the output. */
+  tmpDir?: string;
+}
+
+export interface FlattenResult {
+  image: ResolvedImage;
+  /** Entries in the flat tar. */
+  entries: number;
+  /** Size of the uncompressed flat tar. */
+  tarBytes: number;
+  /** sha256 of the uncompressed flat tar (its diffID, were it a layer). */
+  diffId: Digest;
+  /** Layers that were not in path order and had to be decompressed to scratch for random access. */
+  spilled: number[];
+}
+
+/** Compression implied by an output file name. */
+export function compressionForPath(file: string): Compression {
+  if (/\.(tar\.gz|tgz)$/.test(file)) return 'gzip';
+  if (/\.(tar\.zst|tzst|tar\.zstd)$/.test(file)) return 'zstd';
+  if (/\.tar$/.test(file)) return 'none';
+  throw new InvalidArgumentError(
+    `cannot tell the format of ${JSON.stringify(file)} from its name`,
+    { hint: 'name it .tar, .tar.gz or .tar.zst' },
+  );
+}
+
+const OUT_CHUNK = 1 << 20;
+
+/** Collects output into 1 MiB chunks, hashing, honouring the destination's backpressure. */
+class ChunkWriter {
+  private buf = Buffer.allocUnsafe(OUT_CHUNK);
+  private pos = 0;
+  private readonly hash = createHash('sha256');
+  bytes = 0;
+
+  constructor(
+    private readonly dest: Writable,
+    private readonly onChunk?: (bytes: number) => void,
+  ) {}
+
+  async put(b: Buffer): Promise<void> {
+    let off = 0;
+    while (off < b.length) {
+      const n = Math.min(b.length - off, OUT_CHUNK - this.pos);
+      b.copy(this.buf, this.pos, off, off + n);
+      this.pos += n;
+      off += n;
+      if (this.pos === OUT_CHUNK) await this.flush();
+    }
+  }
+
+  async zeros(n: number): Promise<void> {
+    if (n > 0) await this.put(Buffer.alloc(n));
+  }
+
+  async flush(): Promise<void> {
+    if (this.pos === 0) return;
+    const out = this.pos === OUT_CHUNK ? this.buf : this.buf.subarray(0, this.pos);
+    this.buf = Buffer.allocUnsafe(OUT_CHUNK);
+    this.pos = 0;
+    this.hash.update(out);
+    this.bytes += out.length;
+    this.onChunk?.(this.bytes);
+    if (!this.dest.write(out)) {
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = (): void => {
+          this.dest.off('error', onError);
+          resolve();
+        };
+        const onError = (e: Error): void => {
+          this.dest.off('drain', onDrain);
+          reject(e);
+        };
+        this.dest.once('drain', onDrain);
+        this.dest.once('error', onError);
+      });
+    }
+  }
+
+  digest(): Digest {
+    return `sha256:${this.hash.digest('hex')}` as Digest;
+  }
+}
+
+/** Reads bodies of one layer in stream order. */
+class StreamCursor {
+  private it: AsyncGenerator<TarEntry> | undefined;
+  private pos = 0;
+  private cur: TarEntry | undefined;
+
+  constructor(private readonly layer: ImageLayer) {}
+
+  async body(seq: number): Promise<AsyncIterable<Buffer>> {
+    this.it ??= readTar(await this.layer.openTar({ verifyBlob: false }));
+    while (this.pos <= seq) {
+      const r = await this.it.next();
+      if (r.done)
+        throw new CorruptError(`layer ${this.layer.descriptor.digest} changed while flattening`);
+      this.cur = r.value;
+      this.pos++;
+    }
+    return (this.cur as TarEntry).body;
+  }
+
+  /** Read to the end, so the digests are checked once more. */
+  async drain(): Promise<void> {
+    if (this.it === undefined) return;
+    for (;;) {
+      const r = await this.it.next();
+      if (r.done) return;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.it?.return(undefined);
+  }
+}
+
+/** Random access into a layer decompressed to a scratch file. */
+class SpillFile {
+  private fd = -1;
+  constructor(
+    private readonly layer: ImageLayer,
+    private readonly file: string,
+  ) {}
+
+  async open(): Promise<void> {
+    const out = fs.createWriteStream(this.file, { flags: 'wx', mode: 0o600 });
+    const tar = await this.layer.openTar({ verifyBlob: false });
+    tar.pipe(out);
+    await Promise.all([finished(tar), finished(out)]);
+    this.fd = fs.openSync(this.file, 'r');
+  }
+
+  async copy(offset: number, size: number, w: ChunkWriter): Promise<void> {
+    const buf = Buffer.allocUnsafe(Math.min(size, OUT_CHUNK));
+    let done = 0;
+    while (done < size) {
+      const want = Math.min(buf.length, size - done);
+      const bytesRead = fs.readSync(this.fd, buf, 0, want, offset + done);
+      if (bytesRead === 0)
+        throw new CorruptError(`layer ${this.layer.descriptor.digest}: short read`);
+      await w.put(buf.subarray(0, bytesRead));
+      done += bytesRead;
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+    fs.rmSync(this.file, { force: true });
+  }
+}
+
+interface Plan {
+  /** For each output entry: the header to write, and where its body comes from. */
+  items: { header: TarHeader; source?: LayerEntry }[];
+  dataBytes: number;
+  spill: Set<number>;
+}
+
+/** Turn the merged tree into headers, rewriting hardlink groups so each starts with its data. */
+function plan(tree: MergedTree): Plan {
+  const first = new Map<LayerEntry, string>();
+  for (const e of tree.entries) if (!first.has(e.inode)) first.set(e.inode, e.rel);
+  const items: Plan['items'] = [];
+  const lastSeq = new Map<number, number>();
+  const spill = new Set<number>();
+  let dataBytes = 0;
+  for (const e of tree.entries) {
+    const inode = e.inode;
+    const lead = first.get(inode) as string;
+    const h = inode.header;
+    if (lead === e.rel) {
+      const header: TarHeader = { ...h, path: h.type === 'dir' ? `${e.rel}/` : e.rel };
+      if (h.type === 'file' && h.size > 0) {
+        items.push({ header, source: inode });
+        dataBytes += h.size;
+        const prev = lastSeq.get(inode.layer) ?? -1;
+        if (inode.seq <= prev) spill.add(inode.layer);
+        lastSeq.set(inode.layer, inode.seq);
+      } else {
+        items.push({ header: { ...header, size: 0 } });
+      }
+    } else {
+      items.push({
+        header: { ...h, path: e.rel, type: 'link', size: 0, linkpath: lead, xattrs: {} },
+      });
+    }
+  }
+  return { items, dataBytes, spill };
+}
+
+async function emit(
+  layers: readonly ImageLayer[],
+  p: Plan,
+  w: ChunkWriter,
+  scratch: string,
+): Promise<void> {
+  const cursors = new Map<number, StreamCursor>();
+  const spills = new Map<number, SpillFile>();
+  try {
+    for (const i of p.spill) {
+      const s = new SpillFile(layers[i] as ImageLayer, path.join(scratch, `layer-${i}.tar`));
+      spills.set(i, s);
+      await s.open();
+    }
+    for (const item of p.items) {
+      await w.put(encodeTarHeader(item.header));
+      const src = item.source;
+      if (src === undefined) continue;
+      const size = src.header.size;
+      const spilled = spills.get(src.layer);
+      if (spilled !== undefined) {
+        await spilled.copy(src.offset, size, w);
+      } else {
+        let c = cursors.get(src.layer);
+        if (c === undefined) {
+          c = new StreamCursor(layers[src.layer] as ImageLayer);
+          cursors.set(src.layer, c);
+        }
+        let got = 0;
+        for await (const chunk of await c.body(src.seq)) {
+          got += chunk.length;
+          await w.put(chunk);
+        }
+        if (got !== size) {
+          throw new CorruptError(
+            `layer ${src.layer}: ${src.rel}: body is ${got} bytes, expected ${size}`,
+          );
+        }
+      }
+      await w.zeros(tarPadding(size));
+    }
+    await w.put(TAR_END);
+    await w.flush();
+    for (const c of cursors.values()) await c.drain();
+  } finally {
+    for (const c of cursors.values()) await c.close().catch(() => undefined);
+    for (const s of spills.values()) s.close();
+  }
+}
+
+/**
+ * Flatten an image's layer stack into one tar at `output` (written to a temp file, fsynced and
+ * renamed into place). Two passes: the first reads every layer newest first and keeps the
+ * headers of what stays visible (see mergeLayers); the second writes those entries sorted by
+ * path, copying bodies from all layers read in parallel, in stream order. A layer whose bodies
+ * are not in path order (not written by Strata) is decompressed once to a scratch file and read
+ * at offsets instead. Memory: the headers of the visible entries, plus a few MiB of buffers.
+ * The output is the same bytes for the same image.
+ */
+export async function flattenToTar(
+  store: Store,
+  ref: string,
+  output: string,
+  opts: FlattenOptions = {},
+): Promise<FlattenResult> {
+  const compression = opts.compression ?? compressionForPath(output);
+  const image = await resolveImage(store, ref, opts.role);
+  const onProgress = opts.onProgress;
+  const done: number[] = [];
+  const tree = await mergeLayers(image.layers, (pr) => {
+    done[pr.layer] = pr.bytes;
+    onProgress?.({ phase: 'index', bytes: done.reduce((a, b) => a + (b ?? 0), 0) });
+  });
+  const p = plan(tree);
+  const dir = path.dirname(path.resolve(output));
+  const tmp = path.join(dir, `.${path.basename(output)}.${process.pid}.tmp`);
+  const scratch = await fs.promises.mkdtemp(path.join(opts.tmpDir ?? dir, `.strata-flatten-`));
+  const total = p.dataBytes + p.items.length * 512;
+  let file: fs.WriteStream | undefined;
+  try {
+    file = fs.createWriteStream(tmp, { flags: 'w', mode: 0o644, highWaterMark: 1 << 20 });
+    const fileDone = finished(file);
+    fileDone.catch(() => undefined);
+    let dest: Writable = file;
+    let filterDone: Promise<void> = Promise.resolve();
+    if (compression !== 'none') {
+      const f = compressor(compression);
+      f.stdout.pipe(file);
+      f.stdout.on('error', (e) => file?.destroy(e));
+      dest = f.stdin;
+      filterDone = f.done;
+      filterDone.catch(() => undefined);
+    }
+    const w = new ChunkWriter(dest, (bytes) => onProgress?.({ phase: 'write', bytes, total }));
+    await emit(image.layers, p, w, scratch);
+    dest.end();
+    await filterDone;
+    await fileDone;
+    const fd = fs.openSync(tmp, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    await fs.promises.rename(tmp, output);
+    return {
+      image,
+      entries: p.items.length,
+      tarBytes: w.bytes,
+      diffId: w.digest(),
+      spilled: [...p.spill].sort((a, b) => a - b),
+    };
+  } catch (e) {
+    file?.destroy();
+    await fs.promises.rm(tmp, { force: true });
+    throw e;
+  } finally {
+    await fs.promises.rm(scratch, { recursive: true, force: true });
+  }
+}
+
+export interface FlattenDirResult {
+  image: ResolvedImage;
+  entries: number;
+}
+
+/**
+ * Flatten into a directory by applying the layers base first with the secure unpacker (which
+ * verifies every digest and refuses hostile entries). Needs root to keep owners and device
+ * nodes. `dir` must not exist or be empty.
+ */
+export async function flattenToDir(
+  store: Store,
+  ref: string,
+  dir: string,
+  opts: { role?: Role } = {},
+): Promise<FlattenDirResult> {
+  const image = await resolveImage(store, ref, opts.role);
+  if (process.geteuid?.() !== 0) {
+    throw new InvalidArgumentError('flattening into a directory needs root', {
+      hint: 'run as root, or flatten to a tar with --rootfs',
+    });
+  }
+  await fs.promises.mkdir(dir, { recursive: true });
+  if ((await fs.promises.readdir(dir)).length > 0) {
+    throw new StrataError('ALREADY_EXISTS', `${dir} is not empty`);
+  }
+  const stats = await unpackLayers(
+    image.layers.map((l) => ({
+      open: () => store.openBlob(l.descriptor.digest, l.descriptor.size),
+      compression: l.compression,
+      expectedDigest: l.descriptor.digest,
+      expectedDiffId: l.diffId,
+    })),
+    dir,
+  );
+  return { image, entries: stats.reduce((a, s) => a + s.entries, 0) };
+}

@@ -1,0 +1,346 @@
+/**
+ * A subset of wic's kickstart (.wks) format: the layout of a partitioned disk image.
+ *
+ *   part <mountpoint> [--source rootfs|bootimg-efi] [--fstype ext4|vfat] [--size N]
+ *        [--extra-space N] [--label L] [--align KiB] [--part-type T] [--uuid U]
+ *        [--sourceparams loader=systemd-boot] [--overhead-factor F]
+ *   bootloader --ptable gpt|msdos [--timeout S] [--append "kernel args"]
+ *
+ * Sizes take K, M or G suffixes and default to MiB, as in wic; --align is in KiB. Unknown
+ * commands and options are errors that name file:line:column. See docs/image.md.
+ */
+import { InvalidArgumentError, ParseError } from '@strata/oci';
+
+export type FsType = 'ext4' | 'vfat';
+export type PartSource = 'rootfs' | 'bootimg-efi';
+
+/** One `part` line. */
+export interface WksPart {
+  /** Where the partition is mounted ('/', '/boot/efi', …); wic's first argument. */
+  mountpoint: string;
+  /** What fills it: a subtree of the rootfs, or an EFI system partition; none: empty. */
+  source?: PartSource;
+  /** Filesystem; none with no source leaves the partition unformatted. */
+  fstype?: FsType;
+  /** Minimum size in bytes. */
+  size?: number;
+  /** Free space added on top of the content, bytes (wic default 10 MiB). */
+  extraSpace?: number;
+  /** Content size is multiplied by this before extra space is added (wic default 1.3). */
+  overheadFactor?: number;
+  label?: string;
+  /** Start alignment in bytes (default 1 MiB). */
+  align?: number;
+  /** GPT type GUID or MBR type byte (hex); defaults follow fstype and mountpoint. */
+  partType?: string;
+  /** GPT partition UUID; derived from the image otherwise. */
+  uuid?: string;
+  /** `--sourceparams` key=value pairs. */
+  sourceParams: Record<string, string>;
+  /** Line in the .wks, for messages. */
+  line: number;
+}
+
+export interface WksBootloader {
+  ptable: 'gpt' | 'msdos';
+  timeout?: number;
+  /** Kernel command line added by bootimg-efi. */
+  append?: string;
+  line: number;
+}
+
+export interface Wks {
+  parts: WksPart[];
+  bootloader: WksBootloader;
+}
+
+export type WksResult = { ok: true; value: Wks } | { ok: false; errors: ParseError[] };
+
+interface Token {
+  text: string;
+  col: number;
+}
+
+/** Split a line shell-style: whitespace separates, '…' and "…" quote. */
+function tokenize(line: string): Token[] | string {
+  const out: Token[] = [];
+  let i = 0;
+  while (i < line.length) {
+    while (i < line.length && /\s/.test(line[i] as string)) i++;
+    if (i >= line.length || line[i] === '#') break;
+    const col = i + 1;
+    let text = '';
+    while (i < line.length && !/\s/.test(line[i] as string)) {
+      const c = line[i] as string;
+      if (c === '"' || c === "'") {
+        const end = line.indexOf(c, i + 1);
+        if (end < 0) return `unterminated ${c} quote at column ${i + 1}`;
+        text += line.slice(i + 1, end);
+        i = end + 1;
+      } else {
+        text += c;
+        i++;
+      }
+    }
+    out.push({ text, col });
+  }
+  return out;
+}
+
+const SIZE_RE = /^(\d+(?:\.\d+)?)([KMG]?)$/i;
+
+function parseSize(s: string, defaultUnit: 'K' | 'M'): number | undefined {
+  const m = SIZE_RE.exec(s);
+  if (!m) return undefined;
+  const unit = (m[2] || defaultUnit).toUpperCase();
+  const mul = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : 1024 ** 3;
+  return Math.ceil(Number(m[1]) * mul);
+}
+
+const PART_OPTS = new Set([
+  'source',
+  'fstype',
+  'size',
+  'extra-space',
+  'overhead-factor',
+  'label',
+  'align',
+  'part-type',
+  'uuid',
+  'sourceparams',
+]);
+const BOOT_OPTS = new Set(['ptable', 'timeout', 'append']);
+
+/** Parse .wks text. Every problem is reported, each with file:line:column. */
+export function parseWks(text: string, file = 'layout.wks'): WksResult {
+  const errors: ParseError[] = [];
+  const parts: WksPart[] = [];
+  let bootloader: WksBootloader | undefined;
+  const lines = text.split(/\r?\n/);
+  lines.forEach((raw, idx) => {
+    const line = idx + 1;
+    const err = (col: number, msg: string): void => {
+      errors.push(new ParseError(file, line, col, msg));
+    };
+    const toks = tokenize(raw);
+    if (typeof toks === 'string') {
+      err(1, toks);
+      return;
+    }
+    const cmd = toks[0];
+    if (cmd === undefined) return;
+    const known =
+      cmd.text === 'part' || cmd.text === 'partition'
+        ? PART_OPTS
+        : cmd.text === 'bootloader'
+          ? BOOT_OPTS
+          : undefined;
+    if (known === undefined) {
+      err(cmd.col, `unknown command ${JSON.stringify(cmd.text)} (supported: part, bootloader)`);
+      return;
+    }
+    const opts = new Map<string, Token>();
+    const positional: Token[] = [];
+    for (let i = 1; i < toks.length; i++) {
+      const t = toks[i] as Token;
+      if (!t.text.startsWith('--')) {
+        positional.push(t);
+        continue;
+      }
+      let name = t.text.slice(2);
+      let value: Token | undefined;
+      const eq = name.indexOf('=');
+      if (eq >= 0) {
+        value = { text: name.slice(eq + 1), col: t.col + 3 + eq };
+        name = name.slice(0, eq);
+      }
+      if (!known.has(name)) {
+        err(
+          t.col,
+          `unknown option --${name} for ${cmd.text} (supported: ${[...known].map((k) => `--${k}`).join(', ')})`,
+        );
+        if (
+          value === undefined &&
+          toks[i + 1] !== undefined &&
+          !(toks[i + 1] as Token).text.startsWith('--')
+        )
+          i++;
+        continue;
+      }
+      if (value === undefined) {
+        value = toks[i + 1];
+        if (value === undefined || value.text.startsWith('--')) {
+          err(t.col, `--${name} needs a value`);
+          continue;
+        }
+        i++;
+      }
+      if (opts.has(name)) err(t.col, `--${name} given twice`);
+      opts.set(name, value);
+    }
+    const size = (name: string, unit: 'K' | 'M'): number | undefined => {
+      const v = opts.get(name);
+      if (v === undefined) return undefined;
+      const n = parseSize(v.text, unit);
+      if (n === undefined) err(v.col, `--${name}: not a size: ${JSON.stringify(v.text)}`);
+      return n;
+    };
+    if (known === BOOT_OPTS) {
+      if (positional[0])
+        err(positional[0].col, `unexpected argument ${JSON.stringify(positional[0].text)}`);
+      if (bootloader !== undefined)
+        err(cmd.col, `a second bootloader line (the first is on line ${bootloader.line})`);
+      const pt = opts.get('ptable');
+      const ptable = pt?.text ?? 'msdos';
+      if (ptable !== 'gpt' && ptable !== 'msdos')
+        err(pt?.col ?? cmd.col, `--ptable must be gpt or msdos, not ${JSON.stringify(ptable)}`);
+      const to = opts.get('timeout');
+      if (to !== undefined && !/^\d+$/.test(to.text))
+        err(to.col, '--timeout must be a whole number of seconds');
+      bootloader = {
+        ptable: ptable === 'gpt' ? 'gpt' : 'msdos',
+        timeout: to === undefined ? undefined : Number(to.text),
+        append: opts.get('append')?.text,
+        line,
+      };
+      return;
+    }
+    const mp = positional[0];
+    if (mp === undefined) {
+      err(cmd.col, 'part needs a mountpoint, e.g. `part / --source rootfs --fstype ext4`');
+      return;
+    }
+    if (positional[1])
+      err(positional[1].col, `unexpected argument ${JSON.stringify(positional[1].text)}`);
+    if (!mp.text.startsWith('/') || mp.text.split('/').includes('..')) {
+      err(
+        mp.col,
+        `mountpoint must be an absolute path without '..', got ${JSON.stringify(mp.text)}`,
+      );
+    }
+    const src = opts.get('source');
+    if (src !== undefined && src.text !== 'rootfs' && src.text !== 'bootimg-efi') {
+      err(src.col, `--source must be rootfs or bootimg-efi, not ${JSON.stringify(src.text)}`);
+    }
+    const fs = opts.get('fstype');
+    if (fs !== undefined && fs.text !== 'ext4' && fs.text !== 'vfat') {
+      err(fs.col, `--fstype must be ext4 or vfat, not ${JSON.stringify(fs.text)}`);
+    }
+    let fstype = fs?.text as FsType | undefined;
+    if (src?.text === 'bootimg-efi') {
+      if (fstype === undefined) fstype = 'vfat';
+      else if (fstype !== 'vfat') err(fs?.col ?? 1, '--source bootimg-efi makes a vfat partition');
+    }
+    if (src !== undefined && fstype === undefined)
+      err(src.col, `--source ${src.text} needs --fstype`);
+    const sp: Record<string, string> = {};
+    const spTok = opts.get('sourceparams');
+    if (spTok !== undefined) {
+      for (const kv of spTok.text.split(',')) {
+        const [k, v] = kv.split('=');
+        if (k !== 'loader' || v !== 'systemd-boot') {
+          err(
+            spTok.col,
+            `--sourceparams: only loader=systemd-boot is supported, got ${JSON.stringify(kv)}`,
+          );
+        } else sp[k] = v;
+      }
+    }
+    const of = opts.get('overhead-factor');
+    if (of !== undefined && !(Number(of.text) >= 1))
+      err(of.col, '--overhead-factor must be a number ≥ 1');
+    const pt = opts.get('part-type');
+    if (
+      pt !== undefined &&
+      !/^([0-9a-f]{1,2}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i.test(
+        pt.text,
+      )
+    ) {
+      err(pt.col, '--part-type must be a GPT type GUID or an MBR type byte in hex');
+    }
+    const uu = opts.get('uuid');
+    if (
+      uu !== undefined &&
+      !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(uu.text)
+    ) {
+      err(uu.col, '--uuid must be a UUID');
+    }
+    const label = opts.get('label');
+    if (label !== undefined && fstype === 'vfat' && !/^[A-Za-z0-9_ -]{1,11}$/.test(label.text)) {
+      err(label.col, 'a vfat --label is at most 11 characters of A-Z, 0-9, _, - or space');
+    }
+    if (label !== undefined && fstype === 'ext4' && Buffer.byteLength(label.text) > 16) {
+      err(label.col, 'an ext4 --label is at most 16 bytes');
+    }
+    const align = size('align', 'K');
+    if (align !== undefined && align % 512 !== 0)
+      err(opts.get('align')?.col ?? 1, '--align must be a multiple of 512 bytes');
+    parts.push({
+      mountpoint: mp.text,
+      source: src?.text as PartSource | undefined,
+      fstype,
+      size: size('size', 'M'),
+      extraSpace: size('extra-space', 'M'),
+      overheadFactor: of === undefined ? undefined : Number(of.text),
+      label: label?.text,
+      align,
+      partType: pt?.text,
+      uuid: uu?.text.toLowerCase(),
+      sourceParams: sp,
+      line,
+    });
+  });
+  if (parts.length === 0 && errors.length === 0) {
+    errors.push(new ParseError(file, 1, 1, 'no part lines: nothing to put on the disk'));
+  }
+  const seen = new Map<string, number>();
+  for (const p of parts) {
+    if (p.source === undefined) continue;
+    const prev = seen.get(p.mountpoint);
+    if (prev !== undefined) {
+      errors.push(
+        new ParseError(
+          file,
+          p.line,
+          1,
+          `mountpoint ${p.mountpoint} is already used on line ${prev}`,
+        ),
+      );
+    }
+    seen.set(p.mountpoint, p.line);
+  }
+  if (bootloader?.ptable === 'msdos' && parts.length > 4) {
+    errors.push(
+      new ParseError(
+        file,
+        parts[4]?.line ?? 1,
+        1,
+        'an msdos table holds at most 4 partitions here (no extended partitions)',
+      ),
+    );
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, value: { parts, bootloader: bootloader ?? { ptable: 'msdos', line: 0 } } };
+}
+
+/** Read and parse a .wks file; throws the first problem (all of them in the message). */
+export async function readWksFile(file: string): Promise<Wks> {
+  const { readFile } = await import('node:fs/promises');
+  const r = parseWks(await readFile(file, 'utf8'), file);
+  if (r.ok) return r.value;
+  const [first, ...rest] = r.errors;
+  if (rest.length === 0) throw first as ParseError;
+  throw new ParseError(
+    (first as ParseError).file,
+    (first as ParseError).line,
+    (first as ParseError).column,
+    `${r.errors.map((e) => e.message).join('; ')}`.replace(/^[^:]*:\d+:\d+: /, ''),
+  );
+}
+
+/** Parse a size argument: a number with an optional K, M or G suffix (MiB by default). */
+export function parseSizeArg(s: string, what = 'size'): number {
+  const n = parseSize(s, 'M');
+  if (n === undefined) throw new InvalidArgumentError(`${what}: not a size: ${JSON.stringify(s)}`);
+  return n;
+}

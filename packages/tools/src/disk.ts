@@ -1,0 +1,114 @@
+/**
+ * Filesystem and partition-table tools for disk images: e2fsprogs (mke2fs), util-linux (sfdisk),
+ * dosfstools (mkfs.vfat) and mtools (mmd, mcopy). They all work on plain files: no loop
+ * devices, no mounts, no root needed (except for reading a root-owned tree).
+ */
+import execa from 'execa';
+import { ToolFailedError } from '@strata/oci';
+import { lastLine } from './spawn';
+
+/** Run a tool to completion with extra environment; returns stdout. */
+async function runTool(
+  file: string,
+  args: readonly string[],
+  opts: { env?: Record<string, string>; input?: string } = {},
+): Promise<string> {
+  try {
+    const r = await execa(file, args, {
+      env: opts.env,
+      input: opts.input,
+      stripFinalNewline: false,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return r.stdout;
+  } catch (e) {
+    const err = e as execa.ExecaError & NodeJS.ErrnoException;
+    if (err.code === 'ENOENT' && err.exitCode === undefined) {
+      throw new ToolFailedError(file, `${file} not found on PATH`, { cause: e });
+    }
+    const line = lastLine(typeof err.stderr === 'string' ? err.stderr : '');
+    const how = err.signal ? `killed by ${err.signal}` : `exited with code ${err.exitCode}`;
+    throw new ToolFailedError(file, `${how}${line ? `: ${line}` : ''}`, { cause: e });
+  }
+}
+
+export interface Mke2fsOptions {
+  /** The image file; created (or truncated) to `sizeBytes`. */
+  file: string;
+  sizeBytes: number;
+  /** Populate from this directory (`-d`). */
+  fromDir?: string;
+  label?: string;
+  /** Filesystem UUID (also used as the directory hash seed, for reproducible output). */
+  uuid?: string;
+  fsType?: 'ext4' | 'ext3' | 'ext2';
+  /** Fixed timestamps for the superblock and inodes (E2FSPROGS_FAKE_TIME), seconds. */
+  fakeTime?: number;
+}
+
+/** `mke2fs -t ext4 [-d DIR] …` on a regular file. */
+export async function mke2fs(o: Mke2fsOptions): Promise<void> {
+  const args = ['-q', '-F', '-t', o.fsType ?? 'ext4', '-b', '4096', '-E', 'root_owner=0:0'];
+  if (o.label !== undefined) args.push('-L', o.label);
+  if (o.uuid !== undefined) args.push('-U', o.uuid, '-E', `hash_seed=${o.uuid}`);
+  if (o.fromDir !== undefined) args.push('-d', o.fromDir);
+  args.push(o.file, `${Math.floor(o.sizeBytes / 1024)}k`);
+  const env: Record<string, string> = {};
+  if (o.fakeTime !== undefined) env.E2FSPROGS_FAKE_TIME = String(o.fakeTime);
+  await runTool('mke2fs', args, { env });
+}
+
+/** Write a partition table to an image file with an sfdisk script (see sfdisk(8)). */
+export async function sfdiskWrite(file: string, script: string): Promise<void> {
+  await runTool(
+    'sfdisk',
+    ['--no-reread', '--no-tell-kernel', '--quiet', '--wipe', 'always', file],
+    {
+      input: script,
+    },
+  );
+}
+
+/** `sfdisk --json FILE`, parsed. */
+export async function sfdiskDump(file: string): Promise<unknown> {
+  return JSON.parse(await runTool('sfdisk', ['--json', file])) as unknown;
+}
+
+export interface MkfsVfatOptions {
+  file: string;
+  sizeBytes: number;
+  label?: string;
+  /** Volume ID, 8 hex digits. */
+  volumeId?: string;
+}
+
+/** `mkfs.vfat --invariant` on a file of the given size (created here). */
+export async function mkfsVfat(o: MkfsVfatOptions): Promise<void> {
+  const args = ['-C', '--invariant'];
+  if (o.label !== undefined) args.push('-n', o.label.toUpperCase());
+  if (o.volumeId !== undefined) args.push('-i', o.volumeId);
+  args.push(o.file, String(Math.floor(o.sizeBytes / 1024)));
+  await runTool('mkfs.vfat', args);
+}
+
+const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
+
+/** Make directories (and their parents, given in order) in a FAT image: `mmd -D s`. */
+export async function mtoolsMkdir(image: string, dirs: readonly string[]): Promise<void> {
+  if (dirs.length === 0) return;
+  await runTool('mmd', ['-D', 's', '-i', image, ...dirs.map((d) => `::${d}`)], {
+    env: MTOOLS_ENV,
+  });
+}
+
+/** Copy host files or trees into a FAT image: `mcopy -s -p -m -o -i IMG SRC… ::DEST`. */
+export async function mtoolsCopy(
+  image: string,
+  sources: readonly string[],
+  dest: string,
+): Promise<void> {
+  if (sources.length === 0) return;
+  await runTool('mcopy', ['-s', '-p', '-m', '-o', '-i', image, ...sources, `::${dest}`], {
+    env: MTOOLS_ENV,
+  });
+}
