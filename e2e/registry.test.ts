@@ -299,7 +299,11 @@ d('registry without auth (plain http on loopback)', () => {
     ).toBe(true);
     const fsck = await strata(['--store', storeF, 'fsck'], { env });
     expect(fsck.code).toBe(0);
-    expect(fs.readdirSync(path.join(storeF, '.strata', 'ingest'))).toEqual([]);
+    const ingest = path.join(storeF, '.strata', 'ingest');
+    expect(fs.readdirSync(ingest).filter((n) => n.endsWith('.partial'))).toEqual([]);
+    // The killed process's own temp file is the store's to clean: gc drops it (its pid is dead).
+    await strataOk(['--store', storeF, 'gc'], { env });
+    expect(fs.readdirSync(ingest)).toEqual([]);
   });
 });
 

@@ -1,7 +1,6 @@
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable, Transform, TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import {
   Descriptor,
   Digest,
@@ -357,9 +356,10 @@ export class RegistryClient {
   }
 
   /**
-   * Download a blob into the store unless it is there already. The bytes go to a partial file
-   * under the store's ingest area (so an interrupted pull resumes with a Range request), then
-   * through `store.putBlob` with the expected digest and size: nothing unverified becomes visible.
+   * Download a blob into the store unless it is there already. The bytes stream straight into
+   * `store.putBlob` with the expected digest and size (nothing unverified becomes visible), and
+   * are also appended to a partial file under the store's ingest area, so that a pull that is
+   * interrupted, even killed, resumes from there with a Range request.
    */
   async pullBlob(
     store: Store,
@@ -384,11 +384,15 @@ export class RegistryClient {
       }
       const resumed = have > 0;
       try {
-        if (have < desc.size) await this.downloadTo(partial, desc, have, opts.onProgress);
-        await store.putBlob(createReadStream(partial, { highWaterMark: 1 << 20 }), {
-          digest: desc.digest,
-          size: desc.size,
-        });
+        const body = have < desc.size ? await this.openDownload(desc, have) : undefined;
+        const start = body ? body.start : have;
+        await store.putBlob(
+          this.teeToPartial(partial, desc, start, body?.stream, opts.onProgress),
+          {
+            digest: desc.digest,
+            size: desc.size,
+          },
+        );
         await fsp.rm(partial, { force: true });
         return 'downloaded';
       } catch (e) {
@@ -416,12 +420,63 @@ export class RegistryClient {
     }
   }
 
-  private async downloadTo(
+  /** The bytes `[0, start)` from the partial file, then the response, appended to the partial. */
+  private async *teeToPartial(
     partial: string,
     desc: Pick<Descriptor, 'digest' | 'size'>,
-    have: number,
+    start: number,
+    body: Readable | undefined,
     onProgress?: ProgressFn,
-  ): Promise<void> {
+  ): AsyncGenerator<Buffer> {
+    const fh = await fsp.open(partial, start > 0 ? 'r+' : 'w');
+    try {
+      if (start > 0) {
+        for await (const c of createReadStream(partial, {
+          start: 0,
+          end: start - 1,
+          highWaterMark: 1 << 20,
+        }))
+          yield c as Buffer;
+      }
+      let got = start;
+      onProgress?.(got);
+      if (body) {
+        for await (const chunk of body) {
+          const c = chunk as Buffer;
+          if (got + c.length > desc.size) {
+            throw new SizeMismatchError(
+              desc.size,
+              got + c.length,
+              `blob ${desc.digest} from ${this.registry}`,
+            );
+          }
+          let off = 0;
+          while (off < c.length)
+            off += (await fh.write(c, off, c.length - off, got + off)).bytesWritten;
+          got += c.length;
+          onProgress?.(got);
+          yield c;
+        }
+      }
+      if (got !== desc.size) {
+        // The connection ended early without an error: resume from what we have.
+        const e = new Error(
+          `transfer of ${desc.digest} ended at ${got} of ${desc.size} bytes`,
+        ) as NodeJS.ErrnoException;
+        e.code = 'ECONNRESET';
+        throw e;
+      }
+    } finally {
+      body?.destroy();
+      await fh.close();
+    }
+  }
+
+  /** GET a blob, from byte `have` on when there is a partial; checks the answered range and length. */
+  private async openDownload(
+    desc: Pick<Descriptor, 'digest' | 'size'>,
+    have: number,
+  ): Promise<{ stream: Readable; start: number }> {
     const res = await this.transport.request({
       method: 'GET',
       url: this.blobUrl(desc.digest),
@@ -453,28 +508,7 @@ export class RegistryClient {
         `blob ${desc.digest} from ${this.registry}`,
       );
     }
-    const counter = new CountingStream(onProgress, start);
-    const limit = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        if (counter.bytes > desc.size)
-          cb(new SizeMismatchError(desc.size, counter.bytes, `blob ${desc.digest}`));
-        else cb(null, chunk);
-      },
-    });
-    await pipeline(
-      body,
-      counter,
-      limit,
-      createWriteStream(partial, { flags: start > 0 ? 'a' : 'w' }),
-    );
-    if (counter.bytes !== desc.size) {
-      // The connection ended early without an error: resume from what we have.
-      const e = new Error(
-        `transfer of ${desc.digest} ended at ${counter.bytes} of ${desc.size} bytes`,
-      ) as NodeJS.ErrnoException;
-      e.code = 'ECONNRESET';
-      throw e;
-    }
+    return { stream: body, start };
   }
 
   /** Fetch a manifest or index by tag or digest; verified against the digest when there is one. */

@@ -1,0 +1,218 @@
+#!/usr/bin/env node
+/*
+ * Registry benchmark: `strata push` / `strata pull` of a minbase template against `skopeo copy`
+ * of the same image, in the same run, each against its own fresh docker-registry on 127.0.0.1.
+ *
+ *   npm run build && node bench/registry.js
+ *
+ * Environment: STRATA_BENCH_REPS (default 3), STRATA_BENCH_COMPRESSION (default gzip, as in the
+ * peer figures), STRATA_BENCH_DIR (default /var/tmp/strata-bench-registry; the template is made
+ * once from /var/tmp/strata-fixtures/minbase.tar or /var/tmp/strata-bench/rootfs and reused).
+ * Both tools are timed as whole processes. Prints a Markdown table and one JSON line; exits 1 if
+ * strata takes more than 1.0x skopeo's time (median) for push or pull.
+ */
+'use strict';
+const fs = require('node:fs');
+const net = require('node:net');
+const http = require('node:http');
+const path = require('node:path');
+const { spawn, execFileSync } = require('node:child_process');
+
+const REPS = Number(process.env.STRATA_BENCH_REPS || 3);
+const COMPRESSION = process.env.STRATA_BENCH_COMPRESSION || 'gzip';
+const DIR = process.env.STRATA_BENCH_DIR || '/var/tmp/strata-bench-registry';
+const CLI = path.join(__dirname, '..', 'packages', 'cli', 'bin', 'strata.js');
+const ROOTFS = '/var/tmp/strata-bench/rootfs';
+const FIXTURE = '/var/tmp/strata-fixtures/minbase.tar';
+const TAG = `minbase-${COMPRESSION}`;
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+function run(cmd, args) {
+  return execFileSync(cmd, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 1 << 26,
+  }).toString();
+}
+function timed(cmd, args) {
+  const t = process.hrtime.bigint();
+  run(cmd, args);
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRegistry() {
+  const dir = fs.mkdtempSync(path.join(DIR, 'registry-'));
+  const port = await freePort();
+  const config = path.join(dir, 'config.yml');
+  fs.writeFileSync(
+    config,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: warn',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${path.join(dir, 'data')}`,
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
+  const host = `127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise((resolve) => {
+      http
+        .get(`http://${host}/v2/`, (res) => (res.resume(), resolve(true)))
+        .on('error', () => resolve(false));
+    });
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    host,
+    stop: async () => {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await gone;
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function main() {
+  fs.mkdirSync(DIR, { recursive: true });
+  const store = path.join(DIR, 'store');
+  const ls = fs.existsSync(store) ? run('node', [CLI, '--store', store, 'ls']) : '';
+  if (!ls.includes(`${TAG}:latest`)) {
+    const src = fs.existsSync(ROOTFS) ? ROOTFS : FIXTURE;
+    process.stderr.write(`making template ${TAG} from ${src}\n`);
+    run('node', [
+      CLI,
+      '--store',
+      store,
+      'template',
+      'create',
+      src,
+      '-t',
+      TAG,
+      '--name',
+      'minbase',
+      '--compression',
+      COMPRESSION,
+    ]);
+  }
+  const t = {
+    strataPush: [],
+    skopeoPush: [],
+    strataPull: [],
+    skopeoPull: [],
+    rePush: [],
+    mount: [],
+  };
+  for (let rep = 0; rep < REPS; rep++) {
+    const a = await startRegistry();
+    const b = await startRegistry();
+    try {
+      // Alternate who goes first, so neither always gets a warm page cache.
+      const pushes = [
+        () =>
+          t.strataPush.push(
+            timed('node', [CLI, '--store', store, 'push', TAG, `${a.host}/bench:1`]),
+          ),
+        () =>
+          t.skopeoPush.push(
+            timed('skopeo', [
+              'copy',
+              '-q',
+              '--dest-tls-verify=false',
+              `oci:${store}:${TAG}:latest`,
+              `docker://${b.host}/bench:1`,
+            ]),
+          ),
+      ];
+      if (rep % 2) pushes.reverse();
+      for (const p of pushes) p();
+      t.rePush.push(timed('node', [CLI, '--store', store, 'push', TAG, `${a.host}/bench:1`]));
+      t.mount.push(timed('node', [CLI, '--store', store, 'push', TAG, `${a.host}/other:1`]));
+      const s1 = fs.mkdtempSync(path.join(DIR, 'pull-strata-'));
+      const s2 = fs.mkdtempSync(path.join(DIR, 'pull-skopeo-'));
+      const pulls = [
+        () => t.strataPull.push(timed('node', [CLI, '--store', s1, 'pull', `${a.host}/bench:1`])),
+        () =>
+          t.skopeoPull.push(
+            timed('skopeo', [
+              'copy',
+              '-q',
+              '--src-tls-verify=false',
+              `docker://${b.host}/bench:1`,
+              `oci:${s2}:bench`,
+            ]),
+          ),
+      ];
+      if (rep % 2) pulls.reverse();
+      for (const p of pulls) p();
+      fs.rmSync(s1, { recursive: true, force: true });
+      fs.rmSync(s2, { recursive: true, force: true });
+      // The same work as library calls, without starting a process.
+      const c = await startRegistry();
+      try {
+        t.libPush.push(await clock(() => push(lib, TAG, parseReference(`${c.host}/lib:1`))));
+        const s3 = fs.mkdtempSync(path.join(DIR, 'pull-lib-'));
+        const st3 = await Store.open(s3);
+        t.libPull.push(await clock(() => pull(st3, parseReference(`${c.host}/lib:1`))));
+        fs.rmSync(s3, { recursive: true, force: true });
+      } finally {
+        await c.stop();
+      }
+      t.startup.push(timed('node', [CLI, '--help']));
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  }
+  const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)]));
+  const f = (x) => x.toFixed(2);
+  const range = (xs) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
+  console.log(
+    `\n### Registry: minbase template (${COMPRESSION} layer), docker-registry on loopback, median of ${REPS}\n`,
+  );
+  console.log('| operation | strata s | skopeo copy s | strata / skopeo |');
+  console.log('|---|---|---|---|');
+  console.log(
+    `| push to an empty registry | ${f(m.strataPush)} (${range(t.strataPush)}) | ${f(m.skopeoPush)} (${range(t.skopeoPush)}) | ${(m.strataPush / m.skopeoPush).toFixed(2)}× |`,
+  );
+  console.log(
+    `| pull into an empty store / OCI layout | ${f(m.strataPull)} (${range(t.strataPull)}) | ${f(m.skopeoPull)} (${range(t.skopeoPull)}) | ${(m.strataPull / m.skopeoPull).toFixed(2)}× |`,
+  );
+  console.log(`| identical re-push (HEAD skips) | ${f(m.rePush)} | | |`);
+  console.log(`| push to another repo (cross-repo mount) | ${f(m.mount)} | | |`);
+  console.log(
+    JSON.stringify({
+      bench: 'registry',
+      compression: COMPRESSION,
+      reps: REPS,
+      medians: m,
+      samples: t,
+    }),
+  );
+  if (m.strataPush > m.skopeoPush || m.strataPull > m.skopeoPull) process.exitCode = 1;
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(2);
+});
