@@ -12,6 +12,7 @@
  * strata takes more than 1.0x skopeo's time (median) for push or pull.
  */
 'use strict';
+/* global setTimeout */
 const fs = require('node:fs');
 const net = require('node:net');
 const http = require('node:http');
@@ -122,6 +123,18 @@ async function main() {
     skopeoPull: [],
     rePush: [],
     mount: [],
+    libPush: [],
+    libPull: [],
+    startup: [],
+  };
+  const { Store } = require('../packages/store/dist');
+  const { push, pull } = require('../packages/registry/dist');
+  const { parseReference } = require('../packages/oci/dist');
+  const lib = await Store.open(store);
+  const clock = async (fn) => {
+    const t0 = process.hrtime.bigint();
+    await fn();
+    return Number(process.hrtime.bigint() - t0) / 1e9;
   };
   for (let rep = 0; rep < REPS; rep++) {
     const a = await startRegistry();
@@ -200,6 +213,15 @@ async function main() {
   );
   console.log(`| identical re-push (HEAD skips) | ${f(m.rePush)} | | |`);
   console.log(`| push to another repo (cross-repo mount) | ${f(m.mount)} | | |`);
+  console.log(`| push, library call (no process start) | ${f(m.libPush)} | | |`);
+  console.log(`| pull, library call (no process start) | ${f(m.libPull)} | | |`);
+  console.log(`| \`strata --help\` (process start alone) | ${f(m.startup)} | | |`);
+  console.log(
+    `\nload average at the end: ${require('node:os')
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}`,
+  );
   console.log(
     JSON.stringify({
       bench: 'registry',
