@@ -12,13 +12,21 @@ import type { ImageConfig, ImageIndex, ImageManifest, TemplateMetadata } from '.
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
-const ajv = new Ajv({ allErrors: true, strict: true });
-addFormats(ajv);
-ajv.addSchema(templateMetadataSchema);
+let shared: Ajv | undefined;
+function ajv(): Ajv {
+  if (!shared) {
+    shared = new Ajv({ allErrors: true, strict: true });
+    addFormats(shared);
+    shared.addSchema(templateMetadataSchema);
+  }
+  return shared;
+}
 
+/** A validator compiled on first use, so that loading the module costs nothing. */
 function compile<T>(schema: object): (doc: unknown) => Validation<T> {
-  const fn: ValidateFunction = ajv.compile(schema);
+  let fn: ValidateFunction | undefined;
   return (doc) => {
+    fn ??= ajv().compile(schema);
     if (fn(doc)) return { ok: true, value: doc as T };
     const errors = (fn.errors ?? []).map(
       (e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`,
