@@ -450,7 +450,7 @@ export async function buildDiskImage(
     fs.truncateSync(tmp, sizeBytes);
     o.onProgress?.({ phase: 'partition', detail: ptable });
     const lines = [
-      `label: ${ptable}`,
+      `label: ${ptable === 'gpt' ? 'gpt' : 'dos'}`,
       `label-id: ${ptable === 'gpt' ? diskId.toUpperCase() : mbrId}`,
       'unit: sectors',
       '',

@@ -1,0 +1,269 @@
+/**
+ * `strata image`: ext4 images and wic-style partitioned disks, read back with tools that are not
+ * Strata: e2fsck, debugfs, sfdisk --json, fsck.vfat and mtools.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  cleanupTmp,
+  isOneLineError,
+  makeTinyRootfs,
+  run,
+  runOk,
+  SLOW,
+  strata,
+  strataJson,
+  strataOk,
+  tmpDir,
+} from './helpers';
+
+interface SfdiskJson {
+  partitiontable: {
+    label: string;
+    partitions: { start: number; size: number; type: string; uuid?: string; name?: string }[];
+  };
+}
+
+let work: string;
+let store: string;
+
+/** debugfs -R CMD IMAGE, stdout. */
+async function debugfs(image: string, cmd: string): Promise<string> {
+  return (await runOk('debugfs', ['-R', cmd, image])).stdout;
+}
+
+/** Copy a partition out of a disk image with dd. */
+async function extract(
+  disk: string,
+  p: { start: number; size: number },
+  out: string,
+): Promise<string> {
+  await runOk('dd', [
+    `if=${disk}`,
+    `of=${out}`,
+    'bs=512',
+    `skip=${p.start}`,
+    `count=${p.size}`,
+    'status=none',
+  ]);
+  return out;
+}
+
+beforeAll(async () => {
+  work = tmpDir('strata-image-e2e-');
+  store = path.join(work, 'store');
+  const root = makeTinyRootfs(path.join(work, 'rootfs'), 'image-e2e');
+  const w = (rel: string, s: string, mode = 0o644): string => {
+    const p = path.join(root, rel);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    fs.writeFileSync(p, s);
+    fs.chmodSync(p, mode);
+    return p;
+  };
+  fs.chownSync(w('srv/owned', 'owned by 1234:5678\n', 0o640), 1234, 5678);
+  w('usr/bin/suid', 'setuid\n', 0o4755);
+  fs.linkSync(path.join(root, 'usr/bin/hello'), path.join(root, 'usr/bin/hello-link'));
+  fs.symlinkSync('../usr/bin/hello', path.join(root, 'etc/hello-symlink'));
+  await runOk('setfattr', ['-n', 'user.strata', '-v', 'xattr-value', path.join(root, 'srv/owned')]);
+  // What --source bootimg-efi looks for (stand-ins: the real thing boots in e2e/boot.test.ts).
+  w('boot/vmlinuz-6.1.0-99-amd64', 'not really a kernel\n');
+  w('boot/initrd.img-6.1.0-99-amd64', 'not really an initrd\n');
+  w('boot/vmlinuz-6.1.0-9-amd64', 'an older kernel\n');
+  w('usr/lib/systemd/boot/efi/systemd-bootx64.efi', 'not really systemd-boot\n');
+  w('data/readme.txt', 'for the vfat data partition\n');
+  await strataOk(['template', 'create', root, '-t', 'tiny:1', '--name', 'tiny'], { store });
+}, SLOW);
+
+afterAll(() => cleanupTmp());
+
+describe('strata image --ext4', () => {
+  it(
+    'writes an ext4 image that e2fsck accepts, with owners, modes, xattrs and links',
+    async () => {
+      const img = path.join(work, 'root.ext4');
+      const r = await strataOk(
+        ['image', 'tiny:1', '--ext4', img, '--label', 'tinyroot', '--extra-space', '8M'],
+        {
+          store,
+        },
+      );
+      expect(r.stdout).toMatch(/^wrote ext4 .*root\.ext4: .* UUID [0-9a-f-]{36}, in /);
+      expect(r.stdout.trim().split('\n')).toHaveLength(1);
+      await runOk('e2fsck', ['-fn', img]);
+      expect((await runOk('dumpe2fs', ['-h', img])).stdout).toMatch(
+        /Filesystem volume name:\s+tinyroot/,
+      );
+      expect(await debugfs(img, 'cat /etc/marker')).toBe('image-e2e\n');
+      const owned = await debugfs(img, 'stat /srv/owned');
+      expect(owned).toMatch(/User:\s+1234\s+Group:\s+5678/);
+      expect(owned).toMatch(/Mode:\s+0640/);
+      expect(await debugfs(img, 'ea_get /srv/owned user.strata')).toMatch(/xattr-value/);
+      expect(await debugfs(img, 'stat /usr/bin/suid')).toMatch(/Mode:\s+04755/);
+      expect(await debugfs(img, 'stat /usr/bin/hello')).toMatch(/Links: 2/);
+      expect(await debugfs(img, 'stat /etc/hello-symlink')).toMatch(
+        /Fast link dest: "..\/usr\/bin\/hello"/,
+      );
+    },
+    SLOW,
+  );
+
+  it('honours --size as the minimum size', async () => {
+    const img = path.join(work, 'sized.ext4');
+    await strataOk(['image', 'tiny:1', '--ext4', img, '--size', '64M'], { store });
+    expect(fs.statSync(img).size).toBe(64 * 1024 * 1024);
+    await runOk('e2fsck', ['-fn', img]);
+  });
+});
+
+describe('strata image --wks', () => {
+  it(
+    'assembles a GPT disk with an EFI system partition and an ext4 rootfs',
+    async () => {
+      const wks = path.join(work, 'gpt.wks');
+      fs.writeFileSync(
+        wks,
+        [
+          'bootloader --ptable gpt --timeout 2 --append "console=ttyS0"',
+          'part /boot/efi --source bootimg-efi --sourceparams=loader=systemd-boot --fstype vfat --label ESP',
+          'part / --source rootfs --fstype ext4 --label root --extra-space 16M --align 4096',
+          '',
+        ].join('\n'),
+      );
+      const disk = path.join(work, 'gpt.img');
+      const res = await strataJson<{ partitions: { uuid: string }[] }>(
+        ['image', 'tiny:1', '--wks', wks, '-o', disk],
+        {
+          store,
+        },
+      );
+      const t = JSON.parse((await runOk('sfdisk', ['--json', disk])).stdout) as SfdiskJson;
+      expect(t.partitiontable.label).toBe('gpt');
+      const [esp, root] = t.partitiontable.partitions;
+      expect(esp).toMatchObject({
+        start: 2048,
+        type: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B',
+        name: 'ESP',
+      });
+      expect(root).toMatchObject({ type: '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709', name: 'root' });
+      expect((root!.start * 512) % (4096 * 1024)).toBe(0);
+      expect(root!.uuid!.toLowerCase()).toBe(res.partitions[1]!.uuid);
+
+      const rootImg = await extract(disk, root!, path.join(work, 'p2.ext4'));
+      await runOk('e2fsck', ['-fn', rootImg]);
+      expect(await debugfs(rootImg, 'cat /etc/marker')).toBe('image-e2e\n');
+
+      const espImg = await extract(disk, esp!, path.join(work, 'p1.vfat'));
+      await runOk('fsck.vfat', ['-n', espImg]);
+      const env = { MTOOLS_SKIP_CHECK: '1' };
+      const offset = `${disk}@@${esp!.start * 512}`;
+      const entry = (await runOk('mtype', ['-i', offset, '::/loader/entries/strata.conf'], { env }))
+        .stdout;
+      expect(entry).toContain('linux /vmlinuz');
+      expect(entry).toContain('initrd /initrd.img');
+      expect(entry).toContain(`root=PARTUUID=${res.partitions[1]!.uuid}`);
+      expect(entry).toContain('console=ttyS0');
+      expect((await runOk('mtype', ['-i', offset, '::/vmlinuz'], { env })).stdout).toBe(
+        'not really a kernel\n',
+      );
+      expect(
+        (await runOk('mtype', ['-i', offset, '::/EFI/BOOT/BOOTX64.EFI'], { env })).stdout,
+      ).toBe('not really systemd-boot\n');
+      expect(
+        (await runOk('mtype', ['-i', offset, '::/loader/loader.conf'], { env })).stdout,
+      ).toContain('timeout 2');
+    },
+    SLOW,
+  );
+
+  it(
+    'assembles an msdos disk with a vfat data partition from a rootfs subtree, reproducibly',
+    async () => {
+      const wks = path.join(work, 'mbr.wks');
+      fs.writeFileSync(
+        wks,
+        [
+          '# comments and blank lines are fine',
+          '',
+          'bootloader --ptable msdos',
+          'part / --source rootfs --fstype ext4 --label root',
+          'part /data --source rootfs --fstype vfat --label DATA --size 8 --part-type 0c',
+          'part /spare --size 4',
+        ].join('\n'),
+      );
+      const disks = [path.join(work, 'mbr1.img'), path.join(work, 'mbr2.img')];
+      for (const d of disks) {
+        await strataOk(['image', 'tiny:1', '--wks', wks, '-o', d], {
+          store,
+          env: { SOURCE_DATE_EPOCH: '1700000000' },
+        });
+      }
+      const t = JSON.parse((await runOk('sfdisk', ['--json', disks[0]!])).stdout) as SfdiskJson;
+      expect(t.partitiontable.label).toBe('dos');
+      expect(t.partitiontable.partitions.map((p) => p.type)).toEqual(['83', 'c', '83']);
+      const data = t.partitiontable.partitions[1]!;
+      expect(data.size * 512).toBeGreaterThanOrEqual(8 * 1024 * 1024);
+      const dataImg = await extract(disks[0]!, data, path.join(work, 'data.vfat'));
+      await runOk('fsck.vfat', ['-n', dataImg]);
+      const txt = await runOk('mtype', ['-i', dataImg, '::/readme.txt'], {
+        env: { MTOOLS_SKIP_CHECK: '1' },
+      });
+      expect(txt.stdout).toBe('for the vfat data partition\n');
+      const root = await extract(
+        disks[0]!,
+        t.partitiontable.partitions[0]!,
+        path.join(work, 'mbr-root.ext4'),
+      );
+      await runOk('e2fsck', ['-fn', root]);
+      // The partition table and the vfat filesystem are the same bytes every time. (ext4 is not:
+      // mke2fs 1.47.0 -d copies each inode's ctime from the scratch tree; see docs/image.md.)
+      const sum = async (f: string) => (await runOk('sha256sum', [f])).stdout.split(' ')[0];
+      const again = await extract(disks[1]!, data, path.join(work, 'data2.vfat'));
+      expect(await sum(dataImg)).toBe(await sum(again));
+      const mbr = (f: string) => fs.readFileSync(f).subarray(0, 512);
+      expect(mbr(disks[0]!).equals(mbr(disks[1]!))).toBe(true);
+    },
+    SLOW,
+  );
+
+  it('rejects an unknown option with file:line:column, writing nothing', async () => {
+    const wks = path.join(work, 'bad.wks');
+    fs.writeFileSync(
+      wks,
+      'bootloader --ptable gpt\n\npart / --source rootfs --fstype ext4 --ondisk sda\n',
+    );
+    const out = path.join(work, 'bad.img');
+    const r = await strata(['image', 'tiny:1', '--wks', wks, '-o', out], { store });
+    expect(r.code).toBe(1);
+    expect(isOneLineError(r.stderr)).toBe(true);
+    expect(r.stderr).toContain(`${wks}:3:38: unknown option --ondisk`);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('explains a missing bootloader in the rootfs', async () => {
+    makeTinyRootfs(path.join(work, 'noboot'), 'noboot');
+    await strataOk(
+      ['template', 'create', path.join(work, 'noboot'), '-t', 'noboot:1', '--name', 'noboot'],
+      { store },
+    );
+    const wks = path.join(work, 'esp.wks');
+    fs.writeFileSync(
+      wks,
+      'bootloader --ptable gpt\npart /boot/efi --source bootimg-efi --fstype vfat\n',
+    );
+    const r = await run(process.execPath, [
+      path.join(__dirname, '..', 'packages', 'cli', 'bin', 'strata.js'),
+      '--store',
+      store,
+      'image',
+      'noboot:1',
+      '--wks',
+      wks,
+      '-o',
+      path.join(work, 'noboot.img'),
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /systemd-bootx64\.efi is not in the rootfs \(hint: install systemd-boot-efi/,
+    );
+  });
+});
