@@ -5,3 +5,4 @@ export * from './snapshots';
 export * from './upper';
 export * from './lockfile';
 export * from './engine';
+export * from './check';

@@ -9,6 +9,7 @@ import { archiveCommands } from './commands/archive';
 import { imageCommands } from './commands/image';
 import { registryCommands } from './commands/registry';
 import { buildCommands } from './commands/build';
+import { checkCommands } from './commands/check';
 
 export type Register = (y: Argv<GlobalArgs>, run: Runner) => Argv<GlobalArgs>;
 /** Wraps a command body: yargs' inferred argument types are checked by each command's own interface. */
@@ -64,6 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     imageCommands,
     registryCommands,
     buildCommands,
+    checkCommands,
   ])
     y = register(y, run);
   try {

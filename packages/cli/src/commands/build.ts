@@ -83,8 +83,8 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const file = path.resolve(a.file ?? path.join(a.context, 'Stratafile'));
       const abort = new AbortController();
       const onSignal = () => abort.abort();
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       const log = (s: string) => ctx.stderr.write(`${s}\n`);
       const started = Date.now();
       let stage = '';

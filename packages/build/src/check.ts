@@ -1,0 +1,513 @@
+import { execFile } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import {
+  Descriptor,
+  Digest,
+  ImageConfig,
+  ImageManifest,
+  LayerRecord,
+  MediaTypes,
+  NotFoundError,
+  StrataError,
+  ToolFailedError,
+  chainId,
+  digestHex,
+} from '@strata/oci';
+import { Store, loadArchive } from '@strata/store';
+import { AptSources, hostSources, indexState, makeSources } from './apt';
+import { cacheKey, hashContextPaths } from './cache';
+import { Instruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
+
+// ---- Debian versions ------------------------------------------------------------------------
+
+/** Order of one character in dpkg's non-digit comparison: `~` sorts first, then the end, then letters. */
+function charOrder(c: string | undefined): number {
+  if (c === undefined) return 0;
+  if (c === '~') return -1;
+  if (/[A-Za-z]/.test(c)) return c.charCodeAt(0);
+  return c.charCodeAt(0) + 256;
+}
+
+/** dpkg's `verrevcmp` for an upstream version or a revision. */
+function compareFragment(a: string, b: string): number {
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    let first = 0;
+    while (
+      (i < a.length && !/[0-9]/.test(a[i] as string)) ||
+      (j < b.length && !/[0-9]/.test(b[j] as string))
+    ) {
+      const ac = i < a.length && !/[0-9]/.test(a[i] as string) ? charOrder(a[i]) : 0;
+      const bc = j < b.length && !/[0-9]/.test(b[j] as string) ? charOrder(b[j]) : 0;
+      if (ac !== bc) return ac - bc;
+      i++;
+      j++;
+    }
+    while (a[i] === '0') i++;
+    while (b[j] === '0') j++;
+    while (
+      i < a.length &&
+      /[0-9]/.test(a[i] as string) &&
+      j < b.length &&
+      /[0-9]/.test(b[j] as string)
+    ) {
+      if (!first) first = (a.charCodeAt(i) as number) - (b.charCodeAt(j) as number);
+      i++;
+      j++;
+    }
+    if (i < a.length && /[0-9]/.test(a[i] as string)) return 1;
+    if (j < b.length && /[0-9]/.test(b[j] as string)) return -1;
+    if (first) return first;
+  }
+  return 0;
+}
+
+function splitVersion(v: string): { epoch: number; upstream: string; revision: string } {
+  const s = v.trim();
+  const colon = s.indexOf(':');
+  const epoch = colon > 0 ? Number.parseInt(s.slice(0, colon), 10) || 0 : 0;
+  const rest = colon > 0 ? s.slice(colon + 1) : s;
+  const dash = rest.lastIndexOf('-');
+  return dash > 0
+    ? { epoch, upstream: rest.slice(0, dash), revision: rest.slice(dash + 1) }
+    : { epoch, upstream: rest, revision: '' };
+}
+
+/** Compare two Debian versions as dpkg does: negative, zero or positive. */
+export function compareDebianVersions(a: string, b: string): number {
+  const va = splitVersion(a);
+  const vb = splitVersion(b);
+  if (va.epoch !== vb.epoch) return va.epoch > vb.epoch ? 1 : -1;
+  const u = compareFragment(va.upstream, vb.upstream);
+  if (u !== 0) return u > 0 ? 1 : -1;
+  const r = compareFragment(va.revision, vb.revision);
+  return r > 0 ? 1 : r < 0 ? -1 : 0;
+}
+
+// ---- apt indices ----------------------------------------------------------------------------
+
+/** The highest version of every package in apt `Packages` index text, keyed `name:arch`. */
+export function parsePackagesIndex(
+  text: string,
+  into = new Map<string, string>(),
+): Map<string, string> {
+  for (const para of text.split(/\n\s*\n/)) {
+    const name = /^Package:\s*(\S+)/m.exec(para)?.[1];
+    const version = /^Version:\s*(\S+)/m.exec(para)?.[1];
+    const arch = /^Architecture:\s*(\S+)/m.exec(para)?.[1] ?? 'all';
+    if (!name || !version) continue;
+    const key = `${name}:${arch}`;
+    const have = into.get(key);
+    if (have === undefined || compareDebianVersions(version, have) > 0) into.set(key, version);
+  }
+  return into;
+}
+
+function execApt(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('apt-get', args, { maxBuffer: 16 << 20 }, (err, _stdout, stderr) => {
+      if (!err) return resolve();
+      const lines = String(stderr).trim().split('\n');
+      reject(
+        new ToolFailedError('apt-get', `update failed: ${lines[lines.length - 1] ?? err.message}`),
+      );
+    });
+  });
+}
+
+/**
+ * Download the Packages indices of `sources` with the host's apt into `dir` (kept between runs,
+ * so a second check only revalidates) and return the highest version of every package.
+ */
+export async function availableVersions(
+  sources: AptSources,
+  architecture: string,
+  dir: string,
+): Promise<Map<string, string>> {
+  const lists = path.join(dir, 'lists');
+  await fsp.mkdir(path.join(lists, 'partial'), { recursive: true });
+  await fsp.mkdir(path.join(dir, 'cache'), { recursive: true });
+  const sourcesFile = path.join(dir, 'sources.list');
+  await fsp.writeFile(sourcesFile, sources.text);
+  await execApt([
+    'update',
+    '-q',
+    '-o',
+    `Dir::Etc::SourceList=${sourcesFile}`,
+    '-o',
+    'Dir::Etc::SourceParts=/dev/null',
+    '-o',
+    `Dir::State::Lists=${lists}`,
+    '-o',
+    'Dir::State::Status=/dev/null',
+    '-o',
+    `Dir::Cache=${path.join(dir, 'cache')}`,
+    '-o',
+    'Dir::Cache::pkgcache=',
+    '-o',
+    'Dir::Cache::srcpkgcache=',
+    '-o',
+    `APT::Architecture=${architecture}`,
+    '-o',
+    `APT::Architectures=${architecture}`,
+    '-o',
+    'APT::Sandbox::User=root',
+    '-o',
+    'Acquire::Languages=none',
+    '-o',
+    'Acquire::GzipIndexes=false',
+  ]);
+  const versions = new Map<string, string>();
+  for (const f of (await fsp.readdir(lists)).sort()) {
+    if (!f.endsWith('_Packages')) continue;
+    parsePackagesIndex(await fsp.readFile(path.join(lists, f), 'utf8'), versions);
+  }
+  return versions;
+}
+
+// ---- the check ------------------------------------------------------------------------------
+
+export interface CheckOptions {
+  /** Path of the Stratafile the template was built from. */
+  file: string;
+  /** Build context (default: the Stratafile's directory). */
+  context?: string;
+  /** Stage the template was built from (default: the last). */
+  target?: string;
+  buildArgs?: Record<string, string>;
+  /** apt sources file the build used (default: the build host's), as for `strata build`. */
+  aptSources?: string;
+  /** Skip downloading the Packages indices (no newer-version report). */
+  noPackages?: boolean;
+  resolveRemote?: (ref: string) => Promise<Descriptor>;
+}
+
+export type CheckReasonKind = 'base' | 'step' | 'structure' | 'package';
+
+export interface CheckReason {
+  kind: CheckReasonKind;
+  message: string;
+  loc?: Location;
+}
+
+export interface NewerPackage {
+  name: string;
+  architecture: string;
+  installed: string;
+  available: string;
+}
+
+export interface CheckResult {
+  ref: string;
+  digest: Digest;
+  upToDate: boolean;
+  /** Why the template is stale, one sentence each. */
+  reasons: CheckReason[];
+  /** Installed packages that the current apt indices have in a newer version. */
+  newer: NewerPackage[];
+  /** Things that could not be checked. */
+  notes: string[];
+}
+
+interface Sim {
+  env: Map<string, string>;
+  args: Map<string, string>;
+  sources?: AptSources;
+}
+
+function where(loc: Location): string {
+  return `${loc.file}:${loc.line}:${loc.column}`;
+}
+
+const LAYER_STEPS = new Set(['BOOTSTRAP', 'INSTALL', 'REMOVE', 'UPGRADE', 'RUN', 'COPY']);
+
+async function imageOf(
+  store: Store,
+  desc: Descriptor,
+): Promise<{ manifest: ImageManifest; config: ImageConfig }> {
+  let m = desc;
+  if (desc.mediaType === MediaTypes.imageIndex) {
+    const idx = await store.readImageIndex(desc);
+    const hit =
+      idx.manifests.find((d) => d.annotations?.['io.strata.role'] === 'rootfs') ??
+      idx.manifests.find((d) => d.mediaType === MediaTypes.imageManifest);
+    if (!hit) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
+    m = hit;
+  }
+  const manifest = await store.readManifest(m);
+  return { manifest, config: await store.readConfig(manifest.config) };
+}
+
+function envOf(config: ImageConfig | undefined): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const e of config?.config?.Env ?? []) {
+    const eq = e.indexOf('=');
+    if (eq > 0) env.set(e.slice(0, eq), e.slice(eq + 1));
+  }
+  return env;
+}
+
+/**
+ * Is a built template up to date with its Stratafile, its base templates and the current apt
+ * indices? Recomputes every step's cache key the way `strata build` does, on the template's
+ * own layers, and compares it with the key recorded in the template's metadata.
+ */
+export async function checkTemplate(
+  store: Store,
+  ref: string,
+  opts: CheckOptions,
+): Promise<CheckResult> {
+  const desc = await store.resolve(ref);
+  const { config } = await imageOf(store, desc);
+  const meta = config.strata;
+  if (!meta) throw new NotFoundError(`${ref} has no strata metadata; it is not a template`);
+  const text = await fsp.readFile(opts.file, 'utf8').catch(() => {
+    throw new NotFoundError(`no Stratafile at ${opts.file}`);
+  });
+  const sf: Stratafile = parseStratafile(text, opts.file, opts.buildArgs ?? {});
+  const context = path.resolve(opts.context ?? path.dirname(opts.file));
+  const reasons: CheckReason[] = [];
+  const notes: string[] = [];
+
+  // The chain of stages the template's layers come from: target, its FROM stage, … root.
+  const byName = new Map(sf.stages.filter((s) => s.name).map((s) => [s.name as string, s]));
+  let stage: Stage | undefined = opts.target
+    ? byName.get(opts.target)
+    : sf.stages[sf.stages.length - 1];
+  if (!stage) throw new NotFoundError(`no stage named ${opts.target} in ${opts.file}`);
+  const chain: Stage[] = [];
+  while (stage) {
+    chain.unshift(stage);
+    stage = stage.from.refKind === 'stage' ? byName.get(stage.from.ref) : undefined;
+  }
+  const root = chain[0] as Stage;
+
+  // Base templates.
+  const built = meta.baseChain ?? [];
+  const direct = root.from.refKind === 'scratch' ? undefined : built[built.length - 1];
+  let baseConfig: ImageConfig | undefined;
+  if (root.from.refKind !== 'scratch') {
+    let now: Descriptor | undefined;
+    try {
+      if (root.from.refKind === 'file') {
+        const loaded = await loadArchive(store, path.resolve(context, root.from.ref));
+        now = loaded[0]?.descriptor;
+      } else if (root.from.refKind === 'registry') {
+        if (opts.resolveRemote) now = await opts.resolveRemote(root.from.ref);
+        else notes.push(`FROM ${root.from.ref}: no registry client; the base was not checked`);
+      } else now = await store.resolve(root.from.ref);
+    } catch (e) {
+      if (!(e instanceof StrataError)) throw e;
+      reasons.push({
+        kind: 'base',
+        loc: root.from.loc,
+        message: `FROM ${root.from.ref} no longer resolves: ${e.message}`,
+      });
+    }
+    if (now && !direct) {
+      reasons.push({
+        kind: 'base',
+        loc: root.from.loc,
+        message: `FROM ${root.from.ref}: the template records no base chain`,
+      });
+    } else if (now && direct && now.digest !== direct.digest) {
+      reasons.push({
+        kind: 'base',
+        loc: root.from.loc,
+        message: `FROM ${root.from.ref} moved: the template was built on ${direct.digest}, it now resolves to ${now.digest}`,
+      });
+    }
+    // The base as it was when built gives the ENV the steps saw; else the current one.
+    const baseDesc = direct ? await store.resolve(direct.digest).catch(() => undefined) : undefined;
+    const at = baseDesc ?? now;
+    if (at) baseConfig = (await imageOf(store, at)).config;
+  }
+  // Ancestors further down the chain, by the names they were built from.
+  for (const anc of direct ? built.slice(0, -1) : built) {
+    let now: Descriptor | undefined;
+    try {
+      now = await store.resolve(anc.ref);
+    } catch {
+      notes.push(`ancestor ${anc.ref} (${anc.digest}) is not in the store; not checked`);
+      continue;
+    }
+    if (now.digest !== anc.digest) {
+      reasons.push({
+        kind: 'base',
+        message: `ancestor ${anc.ref} moved: the template was built on ${anc.digest}, it now resolves to ${now.digest}`,
+      });
+    }
+  }
+
+  // Steps: recompute each key on the template's own layers.
+  const diffIds = config.rootfs.diff_ids as Digest[];
+  const records: LayerRecord[] = meta.layers;
+  const steps: Array<{ ins: Instruction; sim: Sim }> = [];
+  const sims: Sim[] = [];
+  let hostSrc: AptSources | undefined;
+  const sourcesFor = async (sim: Sim): Promise<AptSources> => {
+    if (sim.sources) return sim.sources;
+    hostSrc ??= opts.aptSources
+      ? makeSources(await fsp.readFile(opts.aptSources, 'utf8'), opts.aptSources)
+      : await hostSources();
+    return hostSrc;
+  };
+  let sim: Sim = { env: envOf(baseConfig), args: new Map() };
+  for (const st of chain) {
+    if (st !== root) sim = { env: new Map(sim.env), args: new Map(), sources: sim.sources };
+    for (const ins of st.steps) {
+      switch (ins.kind) {
+        case 'ENV':
+          for (const [k, v] of ins.vars) sim.env.set(k, v);
+          break;
+        case 'ARG':
+          sim.args.set(ins.name, ins.value ?? '');
+          break;
+        case 'SOURCES': {
+          const file = path.resolve(context, ins.file);
+          sim.sources = makeSources(await fsp.readFile(file, 'utf8'), ins.file);
+          break;
+        }
+        default:
+          if (LAYER_STEPS.has(ins.kind)) {
+            steps.push({
+              ins,
+              sim: { env: new Map(sim.env), args: new Map(sim.args), sources: sim.sources },
+            });
+          }
+      }
+    }
+    sims.push(sim);
+  }
+  const nBase = diffIds.length - steps.length;
+  if (nBase < 0 || (root.from.refKind === 'scratch' && nBase !== 0)) {
+    reasons.push({
+      kind: 'structure',
+      message: `the Stratafile has ${steps.length} layer steps, but the template has ${diffIds.length} layers${nBase > 0 ? ` (${nBase} from scratch?)` : ''}`,
+    });
+  }
+  const indexStates = new Map<Digest, Promise<Digest>>();
+  const stateOf = (s: AptSources): Promise<Digest> => {
+    let p = indexStates.get(s.digest);
+    if (!p) {
+      p = indexState(s);
+      indexStates.set(s.digest, p);
+    }
+    return p;
+  };
+  for (const [i, { ins, sim: s }] of steps.entries()) {
+    const li = nBase + i;
+    if (li < 0) continue;
+    const record = records.find((r) => r.diffId === diffIds[li]) ?? records[li];
+    if (!record?.cacheKey) {
+      reasons.push({
+        kind: 'step',
+        loc: ins.loc,
+        message: `${ins.text}: layer ${li + 1} of the template was not made by a Stratafile step`,
+      });
+      continue;
+    }
+    const env = [...new Map([...s.args, ...s.env])].sort(([a], [b]) =>
+      a < b ? -1 : a > b ? 1 : 0,
+    );
+    const parent = chainId(diffIds.slice(0, li)) ?? null;
+    const base = { parent, instruction: ins.text, env };
+    let key: Digest;
+    let apt = false;
+    try {
+      switch (ins.kind) {
+        case 'BOOTSTRAP':
+        case 'INSTALL':
+        case 'UPGRADE': {
+          const src = await sourcesFor(s);
+          const pinned =
+            ins.kind === 'INSTALL' &&
+            ins.debs.length === 0 &&
+            ins.packages.every((p) => p.version !== undefined);
+          const inputs =
+            ins.kind === 'INSTALL' && ins.debs.length > 0
+              ? [hashContextPaths(context, ins.debs)]
+              : undefined;
+          const aptIndex = pinned ? undefined : await stateOf(src);
+          apt = !pinned;
+          key = cacheKey({ ...base, aptSources: src.digest, aptIndex, inputs });
+          break;
+        }
+        case 'RUN':
+          key = cacheKey({ ...base, aptSources: (await sourcesFor(s)).digest });
+          break;
+        case 'COPY':
+          key = cacheKey({ ...base, inputs: [hashContextPaths(context, ins.sources)] });
+          break;
+        default:
+          key = cacheKey(base);
+      }
+    } catch (e) {
+      if (!(e instanceof StrataError)) throw e;
+      reasons.push({ kind: 'step', loc: ins.loc, message: `${ins.text}: ${e.message}` });
+      continue;
+    }
+    if (key === record.cacheKey) continue;
+    let why: string;
+    if (record.createdBy !== ins.text) why = `the template has "${record.createdBy}" here`;
+    else if (ins.kind === 'COPY') why = 'its sources in the build context changed';
+    else if (apt) why = 'the apt indices changed since the build (or an ARG/ENV value did)';
+    else why = 'an ARG/ENV value or the apt sources changed';
+    reasons.push({ kind: 'step', loc: ins.loc, message: `${ins.text}: changed: ${why}` });
+  }
+
+  // Newer package versions in the current indices (what UPGRADE would take).
+  const newer: NewerPackage[] = [];
+  if (!opts.noPackages) {
+    const last = sims[sims.length - 1] as Sim;
+    const src = await sourcesFor(last);
+    const dir = path.join(
+      store.root,
+      '.strata',
+      'apt',
+      'check',
+      digestHex(src.digest).slice(0, 16),
+    );
+    const versions = await availableVersions(src, meta.architecture, dir);
+    for (const p of meta.packages) {
+      const avail = versions.get(`${p.name}:${p.architecture}`);
+      if (avail !== undefined && compareDebianVersions(avail, p.version) > 0) {
+        newer.push({
+          name: p.name,
+          architecture: p.architecture,
+          installed: p.version,
+          available: avail,
+        });
+      }
+    }
+    for (const n of newer) {
+      const step = steps.find(
+        (s, i) =>
+          nBase + i >= 0 &&
+          (records.find((r) => r.diffId === diffIds[nBase + i])?.packagesAdded ?? []).some((a) =>
+            a.startsWith(`${n.name}=`),
+          ),
+      );
+      reasons.push({
+        kind: 'package',
+        loc: step?.ins.loc,
+        message: `${n.name} ${n.installed} has a newer version ${n.available}${step ? ` (installed by ${step.ins.text})` : ''}`,
+      });
+    }
+  }
+  return {
+    ref,
+    digest: desc.digest,
+    upToDate: reasons.length === 0,
+    reasons,
+    newer,
+    notes,
+  };
+}
+
+/** One line per reason, `file:line:col: message` where a Stratafile line is at fault. */
+export function formatReason(r: CheckReason): string {
+  return r.loc ? `${where(r.loc)}: ${r.message}` : r.message;
+}

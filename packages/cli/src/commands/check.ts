@@ -1,0 +1,85 @@
+import * as path from 'node:path';
+import type { Argv } from 'yargs';
+import { InvalidArgumentError } from '@strata/oci';
+import type { GlobalArgs } from '../context';
+import type { Runner } from '../main';
+
+interface CheckArgs extends GlobalArgs {
+  tag: string;
+  file?: string;
+  context?: string;
+  target?: string;
+  buildArg: string[];
+  aptSources?: string;
+  packages: boolean;
+}
+
+function parseBuildArgs(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const a of list) {
+    const eq = a.indexOf('=');
+    if (eq <= 0) throw new InvalidArgumentError(`--build-arg ${a}: expected NAME=VALUE`);
+    out[a.slice(0, eq)] = a.slice(eq + 1);
+  }
+  return out;
+}
+
+export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  return y.command(
+    'check <tag>',
+    'Is a built template up to date with its Stratafile, its bases and the apt indices? Exit 0 if so, 1 with the reasons',
+    (c) =>
+      c
+        .positional('tag', { type: 'string', demandOption: true, describe: 'The built template' })
+        .option('file', {
+          alias: 'f',
+          type: 'string',
+          describe: 'Stratafile it was built from (default: ./Stratafile)',
+        })
+        .option('context', {
+          type: 'string',
+          describe: "Build context (default: the Stratafile's dir)",
+        })
+        .option('target', {
+          type: 'string',
+          describe: 'Stage it was built from (default: the last)',
+        })
+        .option('build-arg', {
+          type: 'string',
+          array: true,
+          default: [],
+          describe: 'ARG value, NAME=VALUE',
+        })
+        .option('apt-sources', {
+          type: 'string',
+          describe: "apt sources file (default: the build host's)",
+        })
+        .option('packages', {
+          type: 'boolean',
+          default: true,
+          describe: 'Look for newer package versions (--no-packages to skip the index download)',
+        }),
+    run<CheckArgs>(async (ctx, a) => {
+      const { checkTemplate, formatReason } = await import('@strata/build');
+      const store = await ctx.store();
+      const r = await checkTemplate(store, a.tag, {
+        file: path.resolve(a.file ?? 'Stratafile'),
+        context: a.context,
+        target: a.target,
+        buildArgs: parseBuildArgs(a.buildArg),
+        aptSources: a.aptSources,
+        noPackages: !a.packages,
+      });
+      if (ctx.json) ctx.printJson(r);
+      else {
+        for (const n of r.notes) ctx.stderr.write(`strata: note: ${n}\n`);
+        if (r.upToDate) ctx.print(`${r.ref} is up to date`);
+        else {
+          ctx.print(`${r.ref} is stale:`);
+          for (const reason of r.reasons) ctx.print(formatReason(reason));
+        }
+      }
+      if (!r.upToDate) ctx.exitCode = 1;
+    }),
+  );
+}
