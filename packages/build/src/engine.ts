@@ -37,6 +37,7 @@ import { mmdebstrap, runInSandbox } from '@strata/tools';
 import { AptSources, aptConf, hostSources, indexState, makeSources } from './apt';
 import { CacheEntry, cacheKey, hashContextPaths, readCache, writeCache } from './cache';
 import { cleanUpper } from './upper';
+import type { RemoteCache } from './remote-cache';
 import { Snapshots, StackLayer } from './snapshots';
 import { Instruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
 import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
@@ -45,6 +46,7 @@ export type BuildEvent =
   | { type: 'stage'; stage: string; index: number }
   | { type: 'step'; stage: string; step: number; steps: number; text: string; loc: Location }
   | { type: 'cached'; layer: Descriptor }
+  | { type: 'remote-cached'; layer: Descriptor; from: string }
   | { type: 'layer'; layer: Descriptor; seconds: number; added: string[]; removed: string[] }
   | { type: 'output'; chunk: Buffer }
   | { type: 'warning'; message: string; loc?: Location };
@@ -71,6 +73,9 @@ export interface BuildOptions {
   resolvConf?: string;
   /** Write Stratafile.lock (default true). */
   writeLock?: boolean;
+  /** Shared build caches: looked up on a local miss (`--cache-from`), and filled (`--cache-to`). */
+  cacheFrom?: RemoteCache[];
+  cacheTo?: RemoteCache;
   /** Resolves registry references in FROM (pulling what the store lacks). */
   resolveRemote?: (ref: string) => Promise<Descriptor>;
   signal?: AbortSignal;
@@ -123,7 +128,6 @@ interface StageState {
   buildchroot?: string;
   lock: LockedStage;
 }
-
 
 function chainOf(layers: readonly BuiltLayer[]): Digest | undefined {
   return chainId(layers.map((l) => l.diffId));
@@ -517,6 +521,11 @@ export class Builder {
     }
     const { key } = keyed;
     let entry = this.opts.noCache ? undefined : await readCache(this.store, key);
+    for (const remote of this.opts.noCache ? [] : (this.opts.cacheFrom ?? [])) {
+      if (entry) break;
+      entry = await remote.get(key);
+      if (entry) this.emit({ type: 'remote-cached', layer: entry.layer, from: remote.name });
+    }
     if (entry) {
       this.cacheHits++;
       this.emit({ type: 'cached', layer: entry.layer });
@@ -524,6 +533,7 @@ export class Builder {
       this.stepsRun++;
       entry = await this.execute(state, ins, key, keyed.sources);
     }
+    if (this.opts.cacheTo) await this.opts.cacheTo.put(entry);
     if (this.opts.frozen && locked && locked.cacheKey !== key) {
       const now = entry.record.packagesAdded ?? [];
       const want = locked.packages ?? [];

@@ -6,3 +6,4 @@ export * from './upper';
 export * from './lockfile';
 export * from './engine';
 export * from './check';
+export * from './remote-cache';

@@ -17,6 +17,10 @@ interface BuildArgs extends GlobalArgs {
   frozen: boolean;
   quiet: boolean;
   compression: Compression;
+  cacheFrom: string[];
+  cacheTo?: string;
+  insecure: boolean;
+  caCert?: string;
 }
 
 function parseBuildArgs(list: string[]): Record<string, string> {
@@ -53,6 +57,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         .option('build-arg', {
           type: 'string',
           array: true,
+          nargs: 1,
           default: [],
           describe: 'ARG value, NAME=VALUE (repeatable)',
         })
@@ -76,10 +81,47 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           default: false,
           describe: "Hide the steps' own output",
         })
-        .option('compression', { choices: ['zstd', 'gzip'] as const, default: 'zstd' as const }),
+        .option('compression', { choices: ['zstd', 'gzip'] as const, default: 'zstd' as const })
+        .option('cache-from', {
+          type: 'string',
+          array: true,
+          nargs: 1,
+          default: [],
+          describe: 'Registry repository to take cached steps from (repeatable)',
+        })
+        .option('cache-to', {
+          type: 'string',
+          describe: 'Registry repository to publish cached steps to',
+        })
+        .option('insecure', {
+          type: 'boolean',
+          default: false,
+          describe: 'Allow plain http / unverified TLS for registries',
+        })
+        .option('ca-cert', {
+          type: 'string',
+          describe: 'Also trust this CA certificate (PEM) for registries',
+        }),
     run<BuildArgs>(async (ctx, a) => {
-      const { build } = await import('@strata/build');
+      const { build, RegistryCache } = await import('@strata/build');
+      const { RegistryClient, pull } = await import('@strata/registry');
+      const { parseReference } = await import('@strata/oci');
+      const { transportOptions } = await import('./registry');
       const store = await ctx.store();
+      const remote = async (spec: string, actions: Array<'pull' | 'push'>) => {
+        const ref = parseReference(spec);
+        if (!ref.registry)
+          throw new InvalidArgumentError(`${spec}: name a registry, e.g. localhost:5000/cache`);
+        const client = new RegistryClient({
+          registry: ref.registry,
+          repository: ref.repository,
+          actions,
+          ...(await transportOptions(a, ref.registry)),
+        });
+        return new RegistryCache(store, client);
+      };
+      const cacheFrom = await Promise.all(a.cacheFrom.map((s) => remote(s, ['pull'])));
+      const cacheTo = a.cacheTo ? await remote(a.cacheTo, ['pull', 'push']) : undefined;
       const file = path.resolve(a.file ?? path.join(a.context, 'Stratafile'));
       const abort = new AbortController();
       const onSignal = () => abort.abort();
@@ -99,6 +141,13 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           noCache: !a.cache,
           frozen: a.frozen,
           compression: a.compression,
+          cacheFrom,
+          cacheTo,
+          resolveRemote: async (spec) => {
+            const ref = parseReference(spec);
+            const r = await pull(store, ref, await transportOptions(a, ref.registry as string));
+            return store.resolve(r.tag);
+          },
           sourceDateEpoch: sourceDateEpoch(),
           signal: abort.signal,
           onEvent: (e) => {
@@ -111,6 +160,9 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                 break;
               case 'cached':
                 log(`  cached ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`);
+                break;
+              case 'remote-cached':
+                log(`  fetched from cache ${e.from}`);
                 break;
               case 'layer':
                 log(

@@ -54,18 +54,21 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               .option('feature', {
                 type: 'string',
                 array: true,
+                nargs: 1,
                 default: [],
                 describe: 'A feature this template provides (repeatable)',
               })
               .option('exclude', {
                 type: 'string',
                 array: true,
+                nargs: 1,
                 default: [],
                 describe: 'Also leave out paths matching this glob (repeatable)',
               })
               .option('keep', {
                 type: 'string',
                 array: true,
+                nargs: 1,
                 default: [],
                 describe: 'Switch off one default exclusion, by its pattern (repeatable)',
               })
