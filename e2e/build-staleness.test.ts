@@ -1,0 +1,273 @@
+/**
+ * Staleness: Stratafile.lock, `--frozen` and `strata check`, against a local apt repository
+ * (tiny .debs made with dpkg-deb, served over http on 127.0.0.1) whose package gets a new
+ * version, and against a base tag that moves. Multi-stage builds ride along.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { AddressInfo } from 'node:net';
+import { SLOW, cleanupTmp, isOneLineError, runOk, show, strata } from './helpers';
+import { buildJson, readImage, storeWithBase, umociUnpack } from './fixtures/build/harness';
+
+let work: string;
+let store: string;
+let repo: string;
+let server: http.Server;
+let repoSources: string;
+let ctx: string;
+
+/** Build `strata-e2e-tool_<version>_all.deb` into the repository and reindex it. */
+async function publish(version: string): Promise<void> {
+  const pkg = path.join(work, `pkg-${version}`);
+  fs.mkdirSync(path.join(pkg, 'DEBIAN'), { recursive: true });
+  fs.mkdirSync(path.join(pkg, 'usr/share/strata-e2e-tool'), { recursive: true });
+  fs.writeFileSync(
+    path.join(pkg, 'DEBIAN/control'),
+    `Package: strata-e2e-tool\nVersion: ${version}\nArchitecture: all\nMaintainer: Strata <e2e@strata.invalid>\nDescription: a package for the staleness tests\n`,
+  );
+  fs.writeFileSync(path.join(pkg, 'usr/share/strata-e2e-tool/version'), `${version}\n`);
+  const deb = path.join(repo, `strata-e2e-tool_${version}_all.deb`);
+  await runOk('dpkg-deb', ['--root-owner-group', '--build', pkg, deb], {
+    env: { SOURCE_DATE_EPOCH: '1700000000' },
+  });
+  // A flat repository index, by hand: every .deb's control fields plus where and what it is.
+  const stanzas: string[] = [];
+  for (const f of fs
+    .readdirSync(repo)
+    .filter((n) => n.endsWith('.deb'))
+    .sort()) {
+    const p = path.join(repo, f);
+    const control = (await runOk('dpkg-deb', ['-f', p])).stdout.trimEnd();
+    const data = fs.readFileSync(p);
+    stanzas.push(
+      `${control}\nFilename: ./${f}\nSize: ${data.length}\nSHA256: ${createHash('sha256').update(data).digest('hex')}\n`,
+    );
+  }
+  const packages = stanzas.join('\n');
+  fs.writeFileSync(path.join(repo, 'Packages'), packages);
+  fs.writeFileSync(
+    path.join(repo, 'Release'),
+    `Origin: strata-e2e\nLabel: strata-e2e\nDate: ${new Date().toUTCString()}\nSHA256:\n ${createHash('sha256').update(packages).digest('hex')} ${Buffer.byteLength(packages)} Packages\n`,
+  );
+}
+
+async function build(args: string[], extra: string[] = []) {
+  return strata(['build', '-q', '--apt-sources', repoSources, ...extra, ...args], { store });
+}
+
+beforeAll(async () => {
+  ({ work, store } = await storeWithBase());
+  repo = path.join(work, 'repo');
+  fs.mkdirSync(repo);
+  server = http.createServer((req, res) => {
+    const rel = decodeURIComponent((req.url ?? '/').split('?')[0] as string).replace(/^\/+/, '');
+    const p = path.join(repo, path.normalize(rel));
+    if (!p.startsWith(repo + path.sep) || !fs.existsSync(p) || fs.statSync(p).isDirectory()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-length': fs.statSync(p).size });
+    if (req.method === 'HEAD') res.end();
+    else fs.createReadStream(p).pipe(res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  repoSources = path.join(work, 'repo.list');
+  fs.writeFileSync(repoSources, `deb [trusted=yes] http://127.0.0.1:${port}/ ./\n`);
+  await publish('1.0');
+  ctx = path.join(work, 'ctx');
+  fs.mkdirSync(ctx);
+  fs.writeFileSync(
+    path.join(ctx, 'Stratafile'),
+    [
+      'FROM base:v1 AS common',
+      'RUN echo common > /etc/common',
+      '',
+      'FROM common AS tools',
+      'RUN echo tools > /etc/tools',
+      '',
+      'FROM common',
+      'BUILDCHROOT tools',
+      'INSTALL strata-e2e-tool',
+      'LABEL org.opencontainers.image.title=tool',
+      '',
+    ].join('\n'),
+  );
+}, SLOW);
+
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+  cleanupTmp();
+});
+
+const file = () => path.join(ctx, 'Stratafile');
+
+test(
+  'a multi-stage build: the last stage starts FROM an earlier one',
+  async () => {
+    const r = await build(['-t', 'tool:v1', ctx], ['--compression', 'gzip']);
+    expect(r.code).toBe(0);
+    const img = readImage(store, 'tool:v1');
+    const base = readImage(store, 'base:v1');
+    expect(img.manifest.layers).toHaveLength(3);
+    expect(img.manifest.layers[0]).toEqual(base.manifest.layers[0]);
+    expect(img.config.history.map((h: { created_by: string }) => h.created_by).slice(1)).toEqual([
+      'RUN echo common > /etc/common',
+      'INSTALL strata-e2e-tool',
+    ]);
+    expect(img.config.strata.layers[2].packagesAdded).toEqual(['strata-e2e-tool=1.0']);
+    const tree = await umociUnpack(store, 'tool:v1', path.join(work, 'u-tool'));
+    expect(fs.readFileSync(path.join(tree, 'etc/common'), 'utf8')).toBe('common\n');
+    expect(fs.existsSync(path.join(tree, 'etc/tools'))).toBe(false);
+    expect(fs.readFileSync(path.join(tree, 'usr/share/strata-e2e-tool/version'), 'utf8')).toBe(
+      '1.0\n',
+    );
+    const lock = JSON.parse(fs.readFileSync(`${file()}.lock`, 'utf8'));
+    expect(lock.stages[0].from).toEqual({ ref: 'base:v1', digest: base.digest });
+    expect(lock.stages[2].steps[0].packages).toEqual(['strata-e2e-tool=1.0']);
+  },
+  SLOW,
+);
+
+test(
+  'strata check: a freshly built template is up to date',
+  async () => {
+    const r = await strata(['check', '-f', file(), '--apt-sources', repoSources, 'tool:v1'], {
+      store,
+    });
+    expect([r.code, r.stdout.trim()]).toEqual([0, 'tool:v1 is up to date']);
+    const j = await strata(
+      ['check', '-f', file(), '--apt-sources', repoSources, 'tool:v1', '--json'],
+      { store },
+    );
+    expect(JSON.parse(j.stdout)).toMatchObject({ upToDate: true, reasons: [], newer: [] });
+  },
+  SLOW,
+);
+
+test(
+  '--frozen passes while nothing moved, and an unchanged rebuild does no apt work',
+  async () => {
+    const r = await build(['--frozen', '--json', ctx]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ stepsRun: 0, cacheHits: 3 });
+  },
+  SLOW,
+);
+
+describe('after the repository publishes strata-e2e-tool 1.1', () => {
+  beforeAll(() => publish('1.1'), SLOW);
+
+  test(
+    'strata check names the newer version and the step, and exits 1',
+    async () => {
+      const r = await strata(['check', '-f', file(), '--apt-sources', repoSources, 'tool:v1'], {
+        store,
+      });
+      expect(r.code).toBe(1);
+      const lines = r.stdout.trim().split('\n');
+      expect(lines[0]).toBe('tool:v1 is stale:');
+      expect(lines).toContain(
+        `${file()}:9:1: INSTALL strata-e2e-tool: changed: the apt indices changed since the build (or an ARG/ENV value did)`,
+      );
+      expect(lines).toContain(
+        `${file()}:9:1: strata-e2e-tool 1.0 has a newer version 1.1 (installed by INSTALL strata-e2e-tool)`,
+      );
+      const j = await strata(
+        ['check', '-f', file(), '--apt-sources', repoSources, 'tool:v1', '--json'],
+        { store },
+      );
+      expect(j.code).toBe(1);
+      expect(JSON.parse(j.stdout).newer).toEqual([
+        { name: 'strata-e2e-tool', architecture: 'all', installed: '1.0', available: '1.1' },
+      ]);
+    },
+    SLOW,
+  );
+
+  test(
+    '--frozen fails with one line naming the INSTALL',
+    async () => {
+      const r = await build(['--frozen', ctx]);
+      expect(r.code).toBe(1);
+      expect(
+        isOneLineError(
+          r.stderr
+            .split('\n')
+            .filter((l) => l.startsWith('strata:'))
+            .join('\n'),
+        ),
+      ).toBe(true);
+      expect(r.stderr).toContain(
+        `${file()}:9:1: --frozen: INSTALL strata-e2e-tool would now install strata-e2e-tool=1.1`,
+      );
+      // The INSTALL was a cache miss: it ran, rather than being reused.
+      expect(r.stderr).toMatch(/INSTALL strata-e2e-tool\n {2}layer [0-9a-f]{12} /);
+      // Nothing was tagged.
+      expect(readImage(store, 'tool:v1').config.strata.layers[2].packagesAdded).toEqual([
+        'strata-e2e-tool=1.0',
+      ]);
+    },
+    SLOW,
+  );
+
+  test(
+    'without --frozen the INSTALL is a cache miss and takes 1.1',
+    async () => {
+      const r = await buildJson(['--apt-sources', repoSources, '-t', 'tool:v1', ctx], store);
+      // The --frozen run above already ran the INSTALL for the new index state (and cached it).
+      expect([r.cacheHits, r.stepsRun]).toEqual([3, 0]);
+      expect(readImage(store, 'tool:v1').config.strata.layers[2].packagesAdded).toEqual([
+        'strata-e2e-tool=1.1',
+      ]);
+      const c = await strata(['check', '-f', file(), '--apt-sources', repoSources, 'tool:v1'], {
+        store,
+      });
+      expect(show(c)).toMatch(/^exit 0/);
+    },
+    SLOW,
+  );
+});
+
+describe('after the base tag moves', () => {
+  beforeAll(async () => {
+    const other = path.join(work, 'other');
+    fs.mkdirSync(other);
+    fs.writeFileSync(path.join(other, 'Stratafile'), 'FROM base:v1\nRUN echo moved > /etc/moved\n');
+    await buildJson(['--apt-sources', repoSources, '-t', 'base:v1', other], store);
+  }, SLOW);
+
+  test(
+    '--frozen fails with one clear line naming file:line',
+    async () => {
+      const r = await build(['--frozen', ctx]);
+      expect(r.code).toBe(1);
+      expect(isOneLineError(r.stderr)).toBe(true);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^strata: error: ${file().replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:1:1: --frozen: FROM base:v1 now resolves to sha256:[0-9a-f]{64}, but Stratafile.lock has sha256:[0-9a-f]{64}`,
+        ),
+      );
+    },
+    SLOW,
+  );
+
+  test(
+    'strata check reports the moved base',
+    async () => {
+      const r = await strata(
+        ['check', '--no-packages', '-f', file(), '--apt-sources', repoSources, 'tool:v1'],
+        { store },
+      );
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(
+        new RegExp(
+          `:1:1: FROM base:v1 moved: the template was built on sha256:[0-9a-f]{64}, it now resolves to sha256:[0-9a-f]{64}`,
+        ),
+      );
+    },
+    SLOW,
+  );
+});
