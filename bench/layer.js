@@ -8,13 +8,19 @@
  * /var/tmp/strata-fixtures/minbase.tar if missing), STRATA_BENCH_REPS (default 3),
  * STRATA_BENCH_UNPACK_BASE (where unpack targets go; default /dev/shm: this VM's ext4 mount uses
  * online discard, which makes write timings after deletes vary 1-9 s run to run).
- * Prints a Markdown table and one JSON line; exits 1 if a ratio (peer time / our time) < 0.8.
+ * STRATA_BENCH_BIG (default /var/tmp/strata-bench/big: a ~1 GB tree made from the rootfs, big
+ * random files and many hardlinks, built if missing) is packed in a child process whose peak
+ * RSS must stay under 250 MB; STRATA_BENCH_BIG=0 skips that.
+ * Unpack rows: the file-path source (the decompression worker reads the blob itself and verifies
+ * its digest) is the gated one; the stream source and gzip rows are for comparison.
+ * Prints a Markdown table and one JSON line; exits 1 if a ratio (peer time / our time) < 0.8,
+ * if unpacking is not faster than umoci, or if the pack RSS is over the limit.
  */
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { execSync } = require('node:child_process');
+const { execSync, execFileSync } = require('node:child_process');
 const { pipeline } = require('node:stream/promises');
 const { packTree, createLayer, unpackLayer } = require('../packages/layer/dist');
 
@@ -24,7 +30,11 @@ const FIXTURE = '/var/tmp/strata-fixtures/minbase.tar';
 const EPOCH = 1700000000;
 
 function sh(cmd, opts = {}) {
-  return execSync(cmd, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26, ...opts }).toString();
+  return execSync(cmd, {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 1 << 26,
+    ...opts,
+  }).toString();
 }
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -54,13 +64,48 @@ async function oursPack(out) {
   return { diffId: r.diffId, digest: `sha256:${h.digest('hex')}`, size: fs.statSync(out).size };
 }
 
+/** Child mode: pack `root` (pack + zstd + diffID + digest, blob discarded), print peak RSS. */
+async function packRssChild(root) {
+  const { blob, result } = createLayer(packTree({ root, sourceDateEpoch: EPOCH }), 'zstd');
+  const h = crypto.createHash('sha256');
+  let size = 0;
+  for await (const c of blob) {
+    h.update(c);
+    size += c.length;
+  }
+  const r = await result;
+  const ru = process.resourceUsage();
+  process.stdout.write(
+    JSON.stringify({ maxRssKiB: ru.maxRSS, blobBytes: size, tarBytes: r.uncompressedSize }) + '\n',
+  );
+}
+
+/** A ~1 GB tree: the rootfs, 4 × 200 MB random files, and 20,000 extra hardlinks. */
+function makeBigTree(big) {
+  if (fs.existsSync(path.join(big, '.complete'))) return;
+  fs.rmSync(big, { recursive: true, force: true });
+  fs.mkdirSync(big, { recursive: true });
+  sh(`cp -a ${ROOTFS}/. ${big}/`);
+  fs.mkdirSync(path.join(big, 'big'));
+  for (let i = 0; i < 4; i++) sh(`head -c 200M /dev/urandom > ${big}/big/rand${i}`);
+  const files = sh(`find usr -type f -size -64k | head -n 2000`, { cwd: big }).trim().split('\n');
+  fs.mkdirSync(path.join(big, 'links'));
+  for (let i = 0; i < 20000; i++) {
+    const f = files[i % files.length];
+    fs.linkSync(path.join(big, f), path.join(big, 'links', `l${i}`));
+  }
+  fs.writeFileSync(path.join(big, '.complete'), '');
+}
+
 async function main() {
+  if (process.argv[2] === '--pack-rss') return packRssChild(process.argv[3]);
   if (!fs.existsSync(ROOTFS)) {
     fs.mkdirSync(ROOTFS, { recursive: true });
     sh(`tar -xpf ${FIXTURE} --xattrs --xattrs-include='*' --numeric-owner -C ${ROOTFS}`);
   }
   const work = fs.mkdtempSync('/var/tmp/strata-bench-');
-  const ubase = process.env.STRATA_BENCH_UNPACK_BASE || (fs.existsSync('/dev/shm') ? '/dev/shm' : work);
+  const ubase =
+    process.env.STRATA_BENCH_UNPACK_BASE || (fs.existsSync('/dev/shm') ? '/dev/shm' : work);
   const utmp = fs.mkdtempSync(path.join(ubase, 'strata-unpack-'));
   const times = {};
   const add = (k, t) => (times[k] = times[k] || []).push(t);
@@ -76,25 +121,82 @@ async function main() {
   // umoci setup: an empty base image, a bundle whose rootfs is the tree (not timed).
   const oci = path.join(work, 'oci');
   const bundle = path.join(work, 'bundle');
-  sh(`umoci init --layout ${oci} && umoci new --image ${oci}:base && umoci unpack --image ${oci}:base ${bundle}`);
+  sh(
+    `umoci init --layout ${oci} && umoci new --image ${oci}:base && umoci unpack --image ${oci}:base ${bundle}`,
+  );
   sh(`cp -a ${ROOTFS}/. ${bundle}/rootfs/`);
 
   const reproTar =
     `tar --sort=name --format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime ` +
     `--mtime=@${EPOCH} --clamp-mtime --numeric-owner --owner=0 --group=0 --xattrs --xattrs-include='*' -cf - .`;
   for (let i = 0; i < REPS; i++) {
-    add('pack: strata (pack+zstd+diffID+digest → file)', await time(async () => (layer = await oursPack(ours))));
-    add('pack: GNU tar | zstd -T0 -3 | sha256sum', await time(() => sh(`tar -cf - . | zstd -T0 -3 -q | sha256sum`, { cwd: ROOTFS })));
-    add('pack: GNU tar reproducible opts | zstd | sha256sum', await time(() => sh(`${reproTar} | zstd -T0 -3 -q | sha256sum`, { cwd: ROOTFS })));
-    add('pack: umoci repack (gzip)', await time(() => sh(`umoci repack --image ${oci}:new${i} ${bundle}`)));
+    add(
+      'pack: strata (pack+zstd+diffID+digest → file)',
+      await time(async () => (layer = await oursPack(ours))),
+    );
+    add(
+      'pack: GNU tar | zstd -T0 -3 | sha256sum',
+      await time(() => sh(`tar -cf - . | zstd -T0 -3 -q | sha256sum`, { cwd: ROOTFS })),
+    );
+    add(
+      'pack: GNU tar reproducible opts | zstd | sha256sum',
+      await time(() => sh(`${reproTar} | zstd -T0 -3 -q | sha256sum`, { cwd: ROOTFS })),
+    );
+    add(
+      'pack: umoci repack (gzip)',
+      await time(() => sh(`umoci repack --image ${oci}:new${i} ${bundle}`)),
+    );
+  }
+  // A gzip blob of the same tree, for the gzip sanity rows (not timed).
+  const oursGz = path.join(work, 'ours.tar.gz');
+  {
+    const { blob, result } = createLayer(
+      packTree({ root: ROOTFS, sourceDateEpoch: EPOCH }),
+      'gzip',
+    );
+    await pipeline(blob, fs.createWriteStream(oursGz));
+    layer.gzDiffId = (await result).diffId;
   }
   for (let i = 0; i < REPS; i++) {
     let d = target();
-    add('unpack: strata unpackLayer (zstd, diffID verified)', await time(() => unpackLayer(fs.createReadStream(ours, { highWaterMark: 1 << 20 }), 'zstd', d, { expectedDiffId: layer.diffId })));
+    add(
+      'unpack: strata unpackLayer (zstd, file path; digest + diffID verified)',
+      await time(() =>
+        unpackLayer(ours, 'zstd', d, {
+          expectedDigest: layer.digest,
+          expectedDiffId: layer.diffId,
+        }),
+      ),
+    );
     d = target();
-    add('unpack: zstd -dc | GNU tar -xpf -', await time(() => sh(`zstd -dcq ${ours} | tar -xpf - -C ${d}`)));
+    add(
+      'unpack: zstd -dc | GNU tar -xpf -',
+      await time(() => sh(`zstd -dcq ${ours} | tar -xpf - -C ${d}`)),
+    );
+    d = target();
+    add(
+      'unpack: strata unpackLayer (zstd, stream; diffID verified)',
+      await time(() =>
+        unpackLayer(fs.createReadStream(ours, { highWaterMark: 1 << 20 }), 'zstd', d, {
+          expectedDiffId: layer.diffId,
+        }),
+      ),
+    );
+    d = target();
+    add(
+      'unpack: strata unpackLayer (gzip, file path; digest + diffID verified)',
+      await time(() => unpackLayer(oursGz, 'gzip', d, { expectedDiffId: layer.gzDiffId })),
+    );
+    d = target();
+    add(
+      'unpack: gzip -dc | GNU tar -xpf -',
+      await time(() => sh(`gzip -dc ${oursGz} | tar -xpf - -C ${d}`)),
+    );
     d = path.join(utmp, `umoci${i}`);
-    add('unpack: umoci unpack (gzip)', await time(() => sh(`umoci unpack --image ${oci}:new0 ${d}`)));
+    add(
+      'unpack: umoci unpack (gzip)',
+      await time(() => sh(`umoci unpack --image ${oci}:new0 ${d}`)),
+    );
     sh(`rm -rf ${utmp}/*`);
   }
   // determinism: pack again, same bytes
@@ -103,7 +205,23 @@ async function main() {
   const med = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
   const get = (prefix) => med[Object.keys(med).find((k) => k.startsWith(prefix))];
   const packRatio = get('pack: GNU tar |') / get('pack: strata');
-  const unpackRatio = get('unpack: zstd') / get('unpack: strata');
+  const unpackRatio = get('unpack: zstd') / get('unpack: strata unpackLayer (zstd, file');
+  const unpackStreamRatio = get('unpack: zstd') / get('unpack: strata unpackLayer (zstd, stream');
+  const gzipRatio = get('unpack: gzip -dc') / get('unpack: strata unpackLayer (gzip');
+  const vsUmoci = get('unpack: umoci') / get('unpack: strata unpackLayer (zstd, file');
+
+  // Peak RSS of packing a ~1 GB tree (pack + zstd + diffID + digest) in a child process.
+  let rss;
+  if (process.env.STRATA_BENCH_BIG !== '0') {
+    const big = process.env.STRATA_BENCH_BIG || '/var/tmp/strata-bench/big';
+    makeBigTree(big);
+    const out = execFileSync(process.execPath, [process.argv[1], '--pack-rss', big], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    rss = JSON.parse(out.toString());
+    rss.treeBytes = Number(sh(`du -sb ${big}`).split('\t')[0]);
+    rss.inodes = Number(sh(`find ${big} | wc -l`).trim());
+  }
   const treeBytes = Number(sh(`du -sb ${ROOTFS}`).split('\t')[0]);
 
   const lines = [
@@ -111,18 +229,45 @@ async function main() {
     '',
     '| operation | median s | runs (s) |',
     '|---|---:|---|',
-    ...Object.entries(times).map(([k, v]) => `| ${k} | ${med[k].toFixed(3)} | ${v.map((x) => x.toFixed(3)).join(', ')} |`),
+    ...Object.entries(times).map(
+      ([k, v]) => `| ${k} | ${med[k].toFixed(3)} | ${v.map((x) => x.toFixed(3)).join(', ')} |`,
+    ),
     '',
-    `pack ratio (GNU/strata): ${packRatio.toFixed(2)}; unpack ratio (GNU/strata): ${unpackRatio.toFixed(2)}; ` +
+    `pack ratio (GNU/strata): ${packRatio.toFixed(2)}; unpack ratio (GNU/strata): ${unpackRatio.toFixed(2)} ` +
+      `(stream source ${unpackStreamRatio.toFixed(2)}; gzip ${gzipRatio.toFixed(2)}; umoci/strata ${vsUmoci.toFixed(2)}); ` +
       `blob ${layer.size} bytes, diffID ${layer.diffId}, deterministic: ${again.digest === layer.digest}`,
+    rss
+      ? `pack peak RSS: ${(rss.maxRssKiB / 1024).toFixed(0)} MiB for a ${(rss.treeBytes / 1e9).toFixed(2)} GB tree (${rss.inodes} paths) (limit 250 MB)`
+      : 'pack peak RSS: skipped',
   ];
   process.stdout.write(lines.join('\n') + '\n');
   process.stdout.write(
-    JSON.stringify({ bench: 'layer', rootfs: ROOTFS, reps: REPS, medians: med, packRatio, unpackRatio, deterministic: again.digest === layer.digest, diffId: layer.diffId }) + '\n',
+    JSON.stringify({
+      bench: 'layer',
+      rootfs: ROOTFS,
+      reps: REPS,
+      medians: med,
+      packRatio,
+      unpackRatio,
+      unpackStreamRatio,
+      gzipRatio,
+      vsUmoci,
+      packMaxRssKiB: rss?.maxRssKiB,
+      deterministic: again.digest === layer.digest,
+      diffId: layer.diffId,
+    }) + '\n',
   );
   fs.rmSync(work, { recursive: true, force: true });
   fs.rmSync(utmp, { recursive: true, force: true });
-  if (packRatio < 0.8 || unpackRatio < 0.8 || again.digest !== layer.digest) process.exitCode = 1;
+  const rssOk = rss === undefined || rss.maxRssKiB * 1024 < 250e6;
+  if (
+    packRatio < 0.8 ||
+    unpackRatio < 0.8 ||
+    vsUmoci < 1 ||
+    !rssOk ||
+    again.digest !== layer.digest
+  )
+    process.exitCode = 1;
 }
 
 main().catch((e) => {

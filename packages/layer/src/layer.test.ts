@@ -333,6 +333,71 @@ describe('createLayer + unpackLayer', () => {
     });
   });
 
+  test.each(['zstd', 'gzip', 'none'] as const)(
+    'unpacks from a file path, verifying the blob digest (%s)',
+    async (c) => {
+      const { blob, diffId } = await layerOf(src, c);
+      const file = path.join(tmp, `blob-${c}`);
+      fs.writeFileSync(file, blob);
+      const digest = `sha256:${sha(blob)}`;
+      const dst = mkdir(`path-${c}`);
+      const stats = await unpackLayer(file, c, dst, {
+        expectedDigest: digest as never,
+        expectedDiffId: diffId as never,
+      });
+      expect(stats.digest).toBe(digest);
+      expect(snapshot(dst)).toEqual(snapshot(src));
+      await expect(
+        unpackLayer(file, c, mkdir(`path-bad-${c}`), {
+          expectedDigest: `sha256:${'1'.repeat(64)}` as never,
+        }),
+      ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+      // a stream source reports (and checks) the blob digest too
+      const s2 = await unpackLayer(Readable.from([blob]), c, mkdir(`stream-${c}`), {
+        expectedDigest: digest as never,
+      });
+      expect(s2.digest).toBe(digest);
+    },
+  );
+
+  test('corrupt gzip and missing files fail with typed errors', async () => {
+    const g = await layerOf(src, 'gzip');
+    const bad = Buffer.from(g.blob);
+    bad[bad.length - 6] ^= 0xff; // the CRC32 trailer
+    await expect(unpackLayer(Readable.from([bad]), 'gzip', mkdir('badgz'))).rejects.toMatchObject({
+      code: 'CORRUPT',
+    });
+    await expect(
+      unpackLayer(path.join(tmp, 'no-such-blob'), 'zstd', mkdir('nofile')),
+    ).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+
+  test('a failing source stream aborts the unpack and reaps zstd', async () => {
+    const { blob } = await layerOf(src, 'zstd');
+    async function* failing(): AsyncGenerator<Buffer> {
+      yield blob.subarray(0, 100);
+      throw new Error('connection reset');
+    }
+    await expect(
+      unpackLayer(Readable.from(failing()), 'zstd', mkdir('reset')),
+    ).rejects.toMatchObject({ code: 'CORRUPT' });
+    await new Promise((r) => setTimeout(r, 300));
+    const kids = execSync(`ps -o stat=,comm= --ppid ${process.pid}`, { encoding: 'utf8' });
+    expect(kids.split('\n').filter((l) => l.includes('zstd'))).toEqual([]);
+  });
+
+  test('many unpacks in parallel share the worker pool', async () => {
+    const { blob, diffId } = await layerOf(src, 'zstd');
+    const all = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        unpackLayer(Readable.from([blob]), 'zstd', mkdir(`par-${i}`), {
+          expectedDiffId: diffId as never,
+        }),
+      ),
+    );
+    for (const s of all) expect(s.diffId).toBe(diffId);
+  });
+
   test('unpacks GNU tar archives (PAX xattrs, hardlinks, devices)', async () => {
     const tarFile = path.join(tmp, 'gnu.tar');
     execFileSync('tar', [
@@ -604,5 +669,33 @@ describe('hostile layers', () => {
     expect(fs.readlinkSync(path.join(dst, 'x'))).toBe('target');
     expect(fs.statSync(path.join(dst, 'd')).mode & 0o777).toBe(0o755);
     expect(fs.readFileSync(path.join(dst, 'd/f'), 'utf8')).toBe('f');
+  });
+});
+
+describe('device nodes and FIFOs (made in one batch at the end of a layer)', () => {
+  test('hardlinks to them, replacement by later entries, parents replaced by symlinks', async () => {
+    const base = mkdir('nodes');
+    const outside = path.join(base, 'outside');
+    const target = path.join(base, 'target');
+    fs.mkdirSync(outside);
+    fs.mkdirSync(target);
+    const tar = rawTar([
+      { name: 'd/', type: '5' },
+      { name: 'd/f', type: '6' },
+      { name: 'd/l', type: '1', link: 'd/f' },
+      { name: 'g', type: '6' },
+      { name: 'g', body: 'file now' },
+      { name: 'x/', type: '5' },
+      { name: 'x/f', type: '6' },
+      { name: 'x', type: '2', link: outside },
+    ]);
+    const stats = await unpackLayer(Readable.from([tar]), 'none', target);
+    expect(stats.devices).toBe(3);
+    const f = fs.lstatSync(path.join(target, 'd/f'));
+    expect(f.isFIFO()).toBe(true);
+    expect(fs.lstatSync(path.join(target, 'd/l')).ino).toBe(f.ino);
+    expect(fs.readFileSync(path.join(target, 'g'), 'utf8')).toBe('file now');
+    expect(fs.lstatSync(path.join(target, 'x')).isSymbolicLink()).toBe(true);
+    expect(fs.readdirSync(outside)).toEqual([]);
   });
 });

@@ -1,26 +1,31 @@
 import * as fs from 'node:fs';
-import { pipeline, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   Compression,
-  CorruptError,
   Digest,
   DigestMismatchError,
-  Hasher,
   InvalidArgumentError,
   StrataError,
   UnsafeEntryError,
 } from '@strata/oci';
-import { applyXattrs, mkfifoSync, mknodSync, Xattrs } from '@strata/tools';
-import { decompressor } from './codec';
+import { applyXattrs, makeNodes, makeNodesSync, NodeSpec, Xattrs } from '@strata/tools';
+import { inflate, InflateResult } from './inflate';
 import { TarHeader } from './format';
 import { TarParser, TarSink } from './reader';
 
 export interface UnpackOptions {
   /** Fail with DigestMismatchError unless the uncompressed stream hashes to this. */
   expectedDiffId?: Digest;
+  /**
+   * Fail with DigestMismatchError unless the compressed blob hashes to this. Pass it whenever the
+   * source bypasses a verifying store stream (for example a file path).
+   */
+  expectedDigest?: Digest;
 }
 
 export interface UnpackStats {
+  /** sha256 of the compressed blob, as computed while unpacking. */
+  digest: Digest;
   /** sha256 of the uncompressed tar, as computed while unpacking. */
   diffId: Digest;
   /** Size of the uncompressed tar. */
@@ -36,9 +41,17 @@ export interface UnpackStats {
 
 /** One layer of a stack for unpackLayers(): opened lazily, in order, base first. */
 export interface LayerSource {
-  open(): Readable | Promise<Readable>;
+  /** The compressed blob, as a stream or as the path of a file holding it. */
+  open(): Readable | string | Promise<Readable | string>;
   compression: Compression;
   expectedDiffId?: Digest;
+  expectedDigest?: Digest;
+}
+
+interface PendingNode {
+  h: TarHeader;
+  /** Inode of the placeholder file. */
+  ino: number;
 }
 
 const WH_PREFIX = '.wh.';
@@ -103,7 +116,7 @@ function splitParent(rel: string): [string, string] {
  * the target can redirect a write.
  */
 class LayerApplier implements TarSink {
-  readonly stats: Omit<UnpackStats, 'diffId' | 'tarBytes'> = {
+  readonly stats: Omit<UnpackStats, 'digest' | 'diffId' | 'tarBytes'> = {
     entries: 0,
     files: 0,
     dirs: 0,
@@ -115,6 +128,8 @@ class LayerApplier implements TarSink {
   /** Entries created by this layer: whiteouts never apply to them. */
   private readonly inLayer = new Set<string>();
   private readonly pendingXattrs = new Map<string, Xattrs>();
+  /** Device nodes and FIFOs still to be made, each holding its name with an empty placeholder. */
+  private readonly pendingNodes = new Map<string, PendingNode>();
   private readonly dirTimes = new Map<string, number>();
   private fd = -1;
   private cur: TarHeader | undefined;
@@ -189,14 +204,7 @@ class LayerApplier implements TarSink {
         case 'char':
         case 'block':
         case 'fifo':
-          this.create(rel, () => {
-            const dir = this.abs(parent);
-            if (h.type === 'fifo') mkfifoSync(dir, base);
-            else mknodSync(dir, base, h.type as 'char' | 'block', h.devmajor, h.devminor);
-          });
-          fs.lchownSync(abs, h.uid, h.gid);
-          fs.chmodSync(abs, h.mode);
-          fs.lutimesSync(abs, h.mtime, h.mtime);
+          this.reserveNode(rel, abs, h);
           this.stats.devices++;
           break;
       }
@@ -329,6 +337,7 @@ class LayerApplier implements TarSink {
     this.dirOk.delete(rel);
     this.dirSetgid.delete(rel);
     this.pendingXattrs.delete(rel);
+    this.pendingNodes.delete(rel);
     this.inLayer.delete(rel);
     if (!dir) return;
     const prefix = rel + '/';
@@ -336,6 +345,7 @@ class LayerApplier implements TarSink {
     for (const k of this.dirSetgid.keys()) if (k.startsWith(prefix)) this.dirSetgid.delete(k);
     for (const k of this.pendingXattrs.keys())
       if (k.startsWith(prefix)) this.pendingXattrs.delete(k);
+    for (const k of this.pendingNodes.keys()) if (k.startsWith(prefix)) this.pendingNodes.delete(k);
     for (const k of this.inLayer) if (k.startsWith(prefix)) this.inLayer.delete(k);
   }
 
@@ -381,8 +391,66 @@ class LayerApplier implements TarSink {
         `hardlink target ${JSON.stringify(h.linkpath)} is a directory`,
       );
     if (target === rel) return;
+    if (this.pendingNodes.has(target)) this.makeNodesNow(); // link to the node, not its placeholder
     // link(2) does not follow a symlink in its final component, and the parents were checked.
     this.create(rel, () => fs.linkSync(tabs, abs));
+  }
+
+  /**
+   * Device nodes and FIFOs need a spawned tool, and spawnSync costs tens of milliseconds per
+   * node in a large process; so the name is reserved now with an empty placeholder (created like
+   * any file, O_EXCL|O_NOFOLLOW) and the nodes are made in one batch by finish().
+   */
+  private reserveNode(rel: string, abs: string, h: TarHeader): void {
+    const fd = this.create(rel, () => fs.openSync(abs, O_CREATE_FILE, 0o600));
+    try {
+      this.pendingNodes.set(rel, { h, ino: fs.fstatSync(fd).ino });
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Swap the pending placeholders for node specs: each placeholder still there (its parents
+   * re-checked to be real directories, the inode the one we created) is removed, and the node
+   * is to be made at its name.
+   */
+  private takeNodes(): { spec: NodeSpec; h: TarHeader }[] {
+    const out: { spec: NodeSpec; h: TarHeader }[] = [];
+    for (const [rel, { h, ino }] of this.pendingNodes) {
+      const [parent] = splitParent(rel);
+      if (!this.checkDir(parent, h.path)) continue;
+      const abs = this.abs(rel);
+      const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+      if (st === undefined || !st.isFile() || st.ino !== ino) continue;
+      fs.unlinkSync(abs);
+      const kind = h.type as NodeSpec['kind'];
+      out.push({ spec: { path: abs, kind, major: h.devmajor, minor: h.devminor }, h });
+    }
+    this.pendingNodes.clear();
+    return out;
+  }
+
+  private nodesMade(nodes: { spec: NodeSpec; h: TarHeader }[]): void {
+    for (const { spec, h } of nodes) {
+      try {
+        fs.lchownSync(spec.path, h.uid, h.gid);
+        fs.chmodSync(spec.path, h.mode); // a node we just made, not a symlink
+        fs.lutimesSync(spec.path, h.mtime, h.mtime);
+      } catch (e) {
+        throw ioError(h.path, e);
+      }
+    }
+  }
+
+  private makeNodesNow(): void {
+    const nodes = this.takeNodes();
+    try {
+      makeNodesSync(nodes.map((n) => n.spec));
+    } catch (e) {
+      throw ioError(nodes[0]?.h.path ?? '?', e);
+    }
+    this.nodesMade(nodes);
   }
 
   private whiteout(h: TarHeader, parent: string, base: string): void {
@@ -418,8 +486,17 @@ class LayerApplier implements TarSink {
     }
   }
 
-  /** Deferred metadata: xattrs (one setfattr spawn) and directory mtimes. */
+  /** Deferred work: device nodes (one spawn), xattrs (one setfattr spawn), directory mtimes. */
   async finish(): Promise<void> {
+    if (this.pendingNodes.size > 0) {
+      const nodes = this.takeNodes();
+      try {
+        await makeNodes(nodes.map((n) => n.spec));
+      } catch (e) {
+        throw ioError(nodes[0]?.h.path ?? '?', e);
+      }
+      this.nodesMade(nodes);
+    }
     const entries: [string, Xattrs][] = [];
     for (const [rel, x] of this.pendingXattrs) {
       const [parent] = splitParent(rel);
@@ -454,57 +531,42 @@ async function openRoot(targetDir: string): Promise<string> {
 }
 
 async function applyLayer(
-  blob: Readable,
+  source: Readable | string,
   compression: Compression,
   root: string,
   dirOk: Set<string>,
   opts: UnpackOptions,
 ): Promise<UnpackStats> {
-  const filter = decompressor(compression);
   const applier = new LayerApplier(root, dirOk);
   const parser = new TarParser(applier);
-  const hasher = new Hasher();
-  let inputError: unknown;
-  pipeline(blob, filter.stdin, (err) => {
-    if (err) {
-      inputError = err;
-      filter.kill();
-    }
-  });
+  let r: InflateResult;
   try {
-    for await (const chunk of filter.stdout as AsyncIterable<Buffer>) {
-      hasher.update(chunk);
-      parser.write(chunk);
-    }
-    await filter.done;
-    if (inputError !== undefined) throw inputError;
+    r = await inflate(source, compression, (chunk) => parser.write(chunk));
     parser.end();
   } catch (e) {
     applier.abort();
-    filter.kill();
-    blob.destroy();
-    await filter.done.catch(() => undefined); // reap the child
-    if (inputError !== undefined && !(e instanceof StrataError)) {
-      throw new CorruptError(`layer stream failed: ${String(inputError)}`, { cause: inputError });
-    }
     throw e;
   }
-  const diffId = hasher.digest();
-  if (opts.expectedDiffId !== undefined && opts.expectedDiffId !== diffId) {
-    throw new DigestMismatchError(opts.expectedDiffId, diffId, 'layer diffID');
+  if (opts.expectedDigest !== undefined && opts.expectedDigest !== r.blobDigest) {
+    throw new DigestMismatchError(opts.expectedDigest, r.blobDigest, 'layer blob');
+  }
+  if (opts.expectedDiffId !== undefined && opts.expectedDiffId !== r.diffId) {
+    throw new DigestMismatchError(opts.expectedDiffId, r.diffId, 'layer diffID');
   }
   await applier.finish();
-  return { diffId, tarBytes: hasher.size, ...applier.stats };
+  return { digest: r.blobDigest, diffId: r.diffId, tarBytes: r.size, ...applier.stats };
 }
 
 /**
  * Apply one layer (compressed as `compression`) onto `targetDir`, honouring OCI whiteouts and
- * refusing unsafe entries. The diffID is computed while unpacking and checked against
- * `expectedDiffId`; a mismatch throws DigestMismatchError (the target is then partially written:
- * unpack into a scratch directory that you discard on failure).
+ * refusing unsafe entries. `blob` is a stream of the compressed bytes or the path of a file
+ * holding them (faster: read directly by the decompression worker). The blob digest and the
+ * diffID are computed while unpacking and checked against `expectedDigest` / `expectedDiffId`; a
+ * mismatch throws DigestMismatchError (the target is then partially written: unpack into a
+ * scratch directory that you discard on failure).
  */
 export async function unpackLayer(
-  blob: Readable,
+  blob: Readable | string,
   compression: Compression,
   targetDir: string,
   opts: UnpackOptions = {},
@@ -524,7 +586,10 @@ export async function unpackLayers(
   for (const l of layers) {
     const blob = await l.open();
     out.push(
-      await applyLayer(blob, l.compression, root, dirOk, { expectedDiffId: l.expectedDiffId }),
+      await applyLayer(blob, l.compression, root, dirOk, {
+        expectedDiffId: l.expectedDiffId,
+        expectedDigest: l.expectedDigest,
+      }),
     );
   }
   return out;

@@ -11,7 +11,8 @@ export {
   escapeAttrText,
   unescapeAttrText,
 } from './xattr';
-export { mknodSync, mkfifoSync } from './nodes';
+export { mknodSync, mkfifoSync, makeNodes, makeNodesSync } from './nodes';
+export type { NodeSpec } from './nodes';
 export type { HelperCredentials } from './credential-helper';
 export {
   credentialHelperGet,

@@ -8,6 +8,7 @@ import { ToolFailedError } from '@strata/oci';
 import {
   applyXattrs,
   formatSetfattrDump,
+  makeNodes,
   parseGetfattrDump,
   readTreeXattrs,
   zstdCompress,
@@ -97,5 +98,24 @@ describe('xattrs', () => {
   test('a tool that cannot start (bad cwd) becomes ToolFailedError', async () => {
     const err = await readTreeXattrs('/nonexistent-dir-for-strata').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ToolFailedError);
+  });
+});
+
+describe('makeNodes', () => {
+  test('makes FIFOs in one batch; a clash fails with ToolFailedError', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-nodes-'));
+    try {
+      const nodes = ['a', 'b c', '-d'].map((n) => ({
+        path: path.join(dir, n),
+        kind: 'fifo' as const,
+        major: 0,
+        minor: 0,
+      }));
+      await makeNodes(nodes);
+      for (const n of nodes) expect(fs.lstatSync(n.path).isFIFO()).toBe(true);
+      await expect(makeNodes(nodes.slice(0, 1))).rejects.toBeInstanceOf(ToolFailedError);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,0 +1,378 @@
+import { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import {
+  Compression,
+  CorruptError,
+  Digest,
+  InvalidArgumentError,
+  StrataError,
+  ToolFailedError,
+} from '@strata/oci';
+
+/**
+ * Decompression and hashing off the main thread.
+ *
+ * Why: unpacking is a three-stage pipeline (decompress → hash + parse → filesystem calls). With
+ * the decompressor writing into a pipe that the main thread drains between synchronous
+ * filesystem calls, the pipe's small kernel buffer makes the stages take turns instead of
+ * overlapping. Here a worker thread owns the decompressor: it reads the compressed input (a file
+ * it opens itself, or chunks forwarded from the main thread), feeds zstd (a child process) or
+ * zlib (in the worker), hashes the compressed bytes (the blob digest) and the uncompressed bytes
+ * (the diffID), and hands the uncompressed stream to the main thread in
+ * 1 MiB slots of a shared ring (SLOTS deep). The main thread only parses and applies.
+ *
+ * The worker source is plain JavaScript evaluated from a string (only Node built-ins), so the
+ * same code runs from dist/ and under ts-jest. Workers are pooled: one per concurrent unpack,
+ * kept (unref'd) for reuse, because starting one costs tens of milliseconds.
+ */
+
+const CHUNK = 1 << 20;
+const SLOTS = 16;
+/** Compressed bytes forwarded to the worker but not yet written to the decompressor. */
+const INPUT_AHEAD = 8 << 20;
+
+const WORKER_SOURCE = String.raw`
+'use strict';
+const { parentPort } = require('node:worker_threads');
+const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const zlib = require('node:zlib');
+const { PassThrough } = require('node:stream');
+const { workerData } = require('node:worker_threads');
+// The ring the uncompressed stream is handed over in: SLOTS slots of CHUNK bytes, shared with
+// the main thread, and the control words (see the main-thread side).
+const ring = Buffer.from(workerData.ring);
+const ctl = new Int32Array(workerData.ctl);
+const CHUNK = workerData.chunk;
+const SLOTS = ring.length / CHUNK;
+const PRODUCED = 0, CONSUMED = 1, MAIN_IDLE = 2, WAITING = 3, LEN = 4;
+
+let job;
+parentPort.on('message', (m) => {
+  if (m.t === 'abort') {
+    // The main thread discards this worker. Reap a killed decompressor first, or it stays a
+    // zombie.
+    const child = job && job.child;
+    kill();
+    if (child && child.exitCode === null && child.signalCode === null) child.once('exit', () => process.exit(0));
+    else process.exit(0);
+  } else if (m.t === 'start') start(m);
+  else if (job === undefined || m.id !== job.id) return; // stale message of an earlier job
+  else if (m.t === 'ack') {
+    const j = job;
+    if (j.rest !== undefined) {
+      const rest = j.rest;
+      j.rest = undefined;
+      put(j, rest);
+      if (j.rest !== undefined) return;
+    }
+    finish(); // if only the end was waiting
+    if (job === j && j.paused) { j.paused = false; j.out.resume(); }
+  } else if (m.t === 'in') {
+    const n = m.len;
+    const id = job.id;
+    const c = Buffer.from(m.buf, 0, n);
+    job.blob.update(c);
+    job.input.write(c, () => parentPort.postMessage({ t: 'inAck', id, n }));
+  } else if (m.t === 'inEnd') job.input.end();
+});
+
+function kill() {
+  if (job === undefined) return;
+  job.dead = true;
+  if (job.child) try { job.child.kill('SIGKILL'); } catch {}
+  if (job.file) job.file.destroy();
+}
+
+function fail(kind, message) {
+  if (job === undefined || job.dead) return;
+  kill();
+  parentPort.postMessage({ t: 'error', id: job.id, kind, message });
+}
+
+function start(m) {
+  const j = (job = {
+    id: m.id, produced: 0, paused: false, dead: false, child: undefined, file: undefined,
+    diff: crypto.createHash('sha256'), size: 0, blob: crypto.createHash('sha256'),
+    slot: 0, fill: 0, rest: undefined,
+    outEnded: false, exited: m.compression !== 'zstd', input: undefined, out: undefined,
+  });
+  let sink; // where compressed bytes go
+  if (m.compression === 'zstd') {
+    const child = spawn('zstd', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    j.child = child;
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (s) => { stderr = (stderr + s).slice(-4096); });
+    child.on('error', (e) => fail('tool', e.code === 'ENOENT' ? 'zstd not found on PATH' : String(e.message)));
+    child.on('close', (code, signal) => {
+      if (code !== 0) {
+        const line = stderr.split('\n').map((l) => l.trim()).filter(Boolean).pop() || '';
+        fail('tool', (signal ? 'killed by ' + signal : 'exited with code ' + code) + (line ? ': ' + line : ''));
+        return;
+      }
+      j.exited = true;
+      finish();
+    });
+    child.stdin.on('error', () => {}); // EPIPE when zstd quits early: its exit status reports why
+    sink = child.stdin;
+    j.out = child.stdout;
+  } else {
+    const f = m.compression === 'gzip' ? zlib.createGunzip({ chunkSize: 256 * 1024 }) : new PassThrough({ highWaterMark: CHUNK });
+    f.on('error', (e) => fail('corrupt', m.compression + ': ' + e.message));
+    sink = f;
+    j.out = f;
+  }
+  j.out.on('data', onData);
+  j.out.on('end', () => { j.outEnded = true; finish(); });
+  if (m.path !== undefined) {
+    // Read the file once: the bytes hashed are the bytes decompressed.
+    const file = (j.file = fs.createReadStream(m.path, { highWaterMark: CHUNK }));
+    file.on('error', (e) => fail('input', e.message));
+    file.on('data', (c) => { j.blob.update(c); });
+    file.pipe(sink);
+  } else {
+    j.input = sink;
+  }
+}
+
+function onData(c) {
+  const j = job;
+  if (j.dead) return;
+  j.diff.update(c);
+  j.size += c.length;
+  put(j, c);
+}
+
+// Copy into the ring. A slot is free once the main thread has consumed it; when none is, the rest
+// of the chunk waits in j.rest and the stream is paused until the main thread acks.
+function put(j, c) {
+  let p = 0;
+  while (p < c.length) {
+    if (j.fill === 0 && !slotFree(j)) {
+      j.rest = c.subarray(p);
+      if (!j.paused && !j.outEnded) { j.paused = true; j.out.pause(); }
+      return;
+    }
+    const n = Math.min(c.length - p, CHUNK - j.fill);
+    c.copy(ring, (j.produced % SLOTS) * CHUNK + j.fill, p, p + n);
+    j.fill += n;
+    p += n;
+    if (j.fill === CHUNK) publish(j);
+  }
+}
+
+function slotFree(j) {
+  if (j.produced - Atomics.load(ctl, CONSUMED) < SLOTS) return true;
+  // Ask for an ack, then look again (the main thread may have consumed in between; a
+  // superfluous ack is harmless).
+  Atomics.store(ctl, WAITING, 1);
+  return j.produced - Atomics.load(ctl, CONSUMED) < SLOTS;
+}
+
+function publish(j) {
+  if (j.fill === 0) return;
+  Atomics.store(ctl, LEN + (j.produced % SLOTS), j.fill);
+  j.produced++;
+  Atomics.store(ctl, PRODUCED, j.produced);
+  j.fill = 0;
+  // Wake the main thread only if it went idle; otherwise it picks the slot up by itself.
+  if (Atomics.compareExchange(ctl, MAIN_IDLE, 1, 0) === 1) parentPort.postMessage({ t: 'data', id: j.id });
+}
+
+function finish() {
+  const j = job;
+  if (j === undefined || j.dead || !j.outEnded || !j.exited || j.rest !== undefined) return;
+  publish(j); // its slot was free when filling started
+  job = undefined;
+  parentPort.postMessage({
+    t: 'end', id: j.id, diffId: j.diff.digest('hex'), size: j.size,
+    blobDigest: j.blob.digest('hex'),
+  });
+}
+`;
+
+type FromWorker = { id: number } & (
+  | { t: 'data' }
+  | { t: 'inAck'; n: number }
+  | { t: 'end'; diffId: string; size: number; blobDigest: string }
+  | { t: 'error'; kind: 'tool' | 'corrupt' | 'input'; message: string }
+);
+
+let nextJob = 1;
+
+export interface InflateResult {
+  /** sha256 of the uncompressed stream. */
+  diffId: Digest;
+  /** Uncompressed size. */
+  size: number;
+  /** sha256 of the compressed input. */
+  blobDigest: Digest;
+}
+
+interface PooledWorker {
+  worker: Worker;
+  ring: Buffer;
+  ctl: Int32Array;
+}
+
+/*
+ * Control words shared with the worker. The worker fills slot PRODUCED % SLOTS, stores its length
+ * at LEN + slot and bumps PRODUCED; the main thread consumes in order and bumps CONSUMED. Messages
+ * are only sent to wake a side that went to sleep: MAIN_IDLE is set by the main thread before it
+ * returns to the event loop (the worker then posts 'data'), WAITING by the worker when the ring is
+ * full (the main thread then posts 'ack'). Each side sets its flag, then re-checks the other's
+ * counter (sequentially consistent Atomics), so no wake-up is lost; whoever clears the flag with
+ * compareExchange owns the wake-up.
+ */
+const PRODUCED = 0;
+const CONSUMED = 1;
+const MAIN_IDLE = 2;
+const WAITING = 3;
+const LEN = 4;
+
+const idle: PooledWorker[] = [];
+
+function getWorker(): PooledWorker {
+  const p = idle.pop();
+  if (p !== undefined) {
+    p.worker.ref();
+    return p;
+  }
+  const ring = new SharedArrayBuffer(CHUNK * SLOTS);
+  const ctl = new SharedArrayBuffer(4 * (LEN + SLOTS));
+  return {
+    worker: new Worker(WORKER_SOURCE, { eval: true, workerData: { ring, ctl, chunk: CHUNK } }),
+    ring: Buffer.from(ring),
+    ctl: new Int32Array(ctl),
+  };
+}
+
+function release(p: PooledWorker): void {
+  const w = p.worker;
+  w.removeAllListeners('message');
+  w.removeAllListeners('error');
+  w.removeAllListeners('exit');
+  w.unref();
+  if (idle.length < 4) idle.push(p);
+  else void w.terminate();
+}
+
+/**
+ * Decompress `source` (a readable of compressed bytes, or the path of a file holding them) in a
+ * worker thread, calling `onChunk` synchronously, in order, for every chunk of the uncompressed
+ * stream. A throw from `onChunk` aborts everything (and kills the decompressor) and rejects
+ * with that error. Resolves after the decompressor finished cleanly and the last chunk was
+ * consumed. Chunks are only valid during the call.
+ */
+export function inflate(
+  source: Readable | string,
+  compression: Compression,
+  onChunk: (chunk: Buffer) => void,
+): Promise<InflateResult> {
+  if (compression !== 'zstd' && compression !== 'gzip' && compression !== 'none') {
+    throw new InvalidArgumentError(`unknown compression ${JSON.stringify(compression)}`);
+  }
+  const pooled = getWorker();
+  const { worker: w, ring, ctl } = pooled;
+  const id = nextJob++;
+  return new Promise<InflateResult>((resolve, reject) => {
+    let settled = false;
+    let inFlight = 0;
+    const blob = typeof source === 'string' ? undefined : source;
+
+    const fail = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      blob?.destroy();
+      w.removeAllListeners('message');
+      w.postMessage({ t: 'abort', id }); // the worker kills the decompressor and exits
+      w.unref();
+      reject(err);
+    };
+
+    let consumed = 0;
+    /** Consume every published slot; then go idle (see the control words). */
+    const drain = (): void => {
+      for (;;) {
+        const produced = Atomics.load(ctl, PRODUCED);
+        while (consumed < produced) {
+          if (settled) return;
+          const off = (consumed % SLOTS) * CHUNK;
+          const len = Atomics.load(ctl, LEN + (consumed % SLOTS));
+          try {
+            onChunk(ring.subarray(off, off + len));
+          } catch (e) {
+            fail(e);
+            return;
+          }
+          consumed++;
+          Atomics.store(ctl, CONSUMED, consumed);
+          if (Atomics.compareExchange(ctl, WAITING, 1, 0) === 1) w.postMessage({ t: 'ack', id });
+        }
+        Atomics.store(ctl, MAIN_IDLE, 1);
+        if (Atomics.load(ctl, PRODUCED) === consumed) return;
+        // More arrived meanwhile: carry on, unless the worker already claimed the wake-up.
+        if (Atomics.compareExchange(ctl, MAIN_IDLE, 1, 0) !== 1) return;
+      }
+    };
+
+    w.on('message', (m: FromWorker) => {
+      if (settled || m.id !== id) return;
+      switch (m.t) {
+        case 'data':
+          drain();
+          return;
+        case 'inAck':
+          inFlight -= m.n;
+          if (blob !== undefined && blob.isPaused() && inFlight < INPUT_AHEAD) blob.resume();
+          return;
+        case 'error':
+          if (m.kind === 'tool') fail(new ToolFailedError('zstd', m.message));
+          else if (m.kind === 'corrupt') fail(new CorruptError(m.message));
+          else fail(new StrataError('UNAVAILABLE', `layer blob: ${m.message}`));
+          return;
+        case 'end':
+          drain();
+          if (settled) return;
+          settled = true;
+          release(pooled);
+          resolve({
+            diffId: `sha256:${m.diffId}` as Digest,
+            size: m.size,
+            blobDigest: `sha256:${m.blobDigest}` as Digest,
+          });
+          return;
+      }
+    });
+    w.on('error', (e) =>
+      fail(new StrataError('UNAVAILABLE', `unpack worker failed: ${e.message}`, { cause: e })),
+    );
+    w.on('exit', () => fail(new StrataError('UNAVAILABLE', 'unpack worker exited')));
+
+    ctl.fill(0); // the worker is idle: reset the ring
+    Atomics.store(ctl, MAIN_IDLE, 1);
+    w.postMessage({
+      t: 'start',
+      id,
+      compression,
+      path: typeof source === 'string' ? source : undefined,
+    });
+    if (blob === undefined) return;
+    blob.on('data', (c: Buffer) => {
+      if (settled) return;
+      const copy = Buffer.allocUnsafeSlow(c.length);
+      c.copy(copy);
+      inFlight += c.length;
+      w.postMessage({ t: 'in', id, buf: copy.buffer, len: c.length }, [copy.buffer]);
+      if (inFlight >= INPUT_AHEAD) blob.pause();
+    });
+    blob.on('end', () => {
+      if (!settled) w.postMessage({ t: 'inEnd', id });
+    });
+    blob.on('error', (e) =>
+      fail(new CorruptError(`layer stream failed: ${String(e)}`, { cause: e })),
+    );
+  });
+}
