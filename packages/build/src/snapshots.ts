@@ -92,10 +92,12 @@ export class Snapshots {
           const compression = compressionOf(l.mediaType);
           if (!compression)
             throw new NotFoundError(`layer ${l.digest}: unsupported media type ${l.mediaType}`);
+          // The unpacker reads the blob file itself and checks its digest and diffID.
           return {
-            open: () => this.store.openBlob(l.digest, l.size),
+            open: () => this.store.blobPath(l.digest),
             compression,
             expectedDiffId: l.diffId,
+            expectedDigest: l.digest,
           };
         }),
         fsDir,
