@@ -157,7 +157,11 @@ export async function cleanUpper(
       const r = rel ? `${rel}/${name}` : name;
       const p = path.join(upper, r);
       const st = fs.lstatSync(p);
-      const rule = rules.find((x) => x.re.test(r) && !(x.files && st.isDirectory()));
+      // A whiteout records a deletion from a lower layer: excluding it would resurrect the
+      // lower file (e.g. REMOVE under EXCLUDE /usr/share/doc/** kept the package's docs).
+      const rule = isWhiteout(st)
+        ? undefined
+        : rules.find((x) => x.re.test(r) && !(x.files && st.isDirectory()));
       if (rule) {
         if (rule.action === 'empty' && st.isFile()) {
           if (st.size > 0) fs.truncateSync(p, 0);

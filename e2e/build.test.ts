@@ -1,0 +1,286 @@
+/**
+ * `strata build` against the real Debian mirror: a three-level chain built from examples/
+ * (base → middleware → app), checked with umoci, GNU tar and the tree's own dpkg status.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SLOW, cleanupTmp, runOk, strata, strataOk, show } from './helpers';
+import {
+  EXAMPLES,
+  buildJson,
+  readImage,
+  saveDebs,
+  storeWithBase,
+  umociUnpack,
+} from './fixtures/build/harness';
+
+let work: string;
+let store: string;
+let sources: string;
+let appDir: string;
+let baseTree: string;
+let appTree: string;
+let first: { digest: string; layers: Array<{ digest: string }> };
+
+const gz = ['--compression', 'gzip'];
+
+function statusPackages(tree: string): Map<string, string> {
+  const text = fs.readFileSync(path.join(tree, 'var/lib/dpkg/status'), 'utf8');
+  const out = new Map<string, string>();
+  for (const para of text.split(/\n\n+/)) {
+    const name = /^Package: (.+)$/m.exec(para)?.[1];
+    const version = /^Version: (.+)$/m.exec(para)?.[1];
+    const st = /^Status: (.+)$/m.exec(para)?.[1];
+    if (name && version && st === 'install ok installed') out.set(name, version);
+  }
+  return out;
+}
+
+/** Entry names of a gzip layer blob, by GNU tar. */
+async function layerEntries(digest: string): Promise<string[]> {
+  const blob = path.join(store, 'blobs', 'sha256', digest.slice(7));
+  const r = await runOk('tar', ['-tzf', blob]);
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((e) => e.replace(/^\.\//, ''));
+}
+
+beforeAll(async () => {
+  ({ work, store, sources } = await storeWithBase());
+  for (const d of ['middleware', 'app'])
+    fs.cpSync(path.join(EXAMPLES, d), path.join(work, d), { recursive: true });
+  appDir = path.join(work, 'app');
+  await buildJson(
+    [...gz, '--apt-sources', sources, '-t', 'middleware:v1', path.join(work, 'middleware')],
+    store,
+  );
+  first = await buildJson(
+    [...gz, '--apt-sources', sources, '--build-arg', 'RELEASE=3.1', '-t', 'app:v1', appDir],
+    store,
+  );
+  saveDebs(store);
+  baseTree = await umociUnpack(store, 'base:v1', path.join(work, 'u-base'));
+  appTree = await umociUnpack(store, 'app:v1', path.join(work, 'u-app'));
+}, SLOW);
+
+afterAll(() => cleanupTmp());
+
+describe('a three-level chain: base → middleware → app', () => {
+  test('the result records both ancestors, merged features, labels and ENV', () => {
+    const base = readImage(store, 'base:v1');
+    const mw = readImage(store, 'middleware:v1');
+    const app = readImage(store, 'app:v1');
+    expect(app.digest).toBe(first.digest);
+    const meta = app.config.strata;
+    expect(meta.baseChain.map((b: { ref: string; digest: string }) => [b.ref, b.digest])).toEqual([
+      ['base:v1', base.digest],
+      ['middleware:v1', mw.digest],
+    ]);
+    expect(meta.features).toEqual(['gateway', 'middleware', 'minbase', 'ssh']);
+    expect(meta.labels['org.opencontainers.image.title']).toBe('acme-gateway');
+    expect(meta.labels['org.opencontainers.image.version']).toBe('3.1');
+    expect(meta.labels['org.opencontainers.image.vendor']).toBe('Acme Platform');
+    expect(app.config.config.Env).toEqual(
+      expect.arrayContaining(['ACME_MIDDLEWARE=1', 'ACME_HOME=/opt/acme']),
+    );
+    // base layer + middleware (INSTALL, COPY) + app (INSTALL, REMOVE, COPY, RUN)
+    expect(app.manifest.layers).toHaveLength(1 + 2 + 4);
+    expect(app.manifest.layers.slice(0, 3)).toEqual(mw.manifest.layers);
+    const history = app.config.history.map((h: { created_by: string }) => h.created_by);
+    expect(history.slice(3)).toEqual([
+      'INSTALL curl openssh-server',
+      'REMOVE tzdata',
+      'COPY --chmod=0640 --chown=1000:1000 conf/app.conf /etc/acme/app.conf',
+      'RUN mkdir -p "$ACME_HOME" && echo "release=$RELEASE" > "$ACME_HOME/release"',
+    ]);
+    for (const l of meta.layers.slice(1)) expect(l.cacheKey).toMatch(/^sha256:/);
+  });
+
+  test("the added packages' files are there, and dpkg status agrees with the metadata", () => {
+    for (const f of [
+      'usr/bin/curl',
+      'usr/sbin/sshd',
+      'usr/lib/openssh/sftp-server',
+      'etc/ssl/certs/ca-certificates.crt',
+    ])
+      expect(fs.existsSync(path.join(appTree, f))).toBe(true);
+    const status = statusPackages(appTree);
+    expect(status.has('curl')).toBe(true);
+    expect(status.has('openssh-server')).toBe(true);
+    expect(status.has('tzdata')).toBe(false);
+    const meta = readImage(store, 'app:v1').config.strata;
+    const fromMeta = new Map<string, string>(
+      meta.packages.map((p: { name: string; version: string }) => [p.name, p.version]),
+    );
+    expect(fromMeta).toEqual(status);
+    const install = meta.layers[3];
+    expect(install.packagesAdded).toEqual(
+      expect.arrayContaining([
+        `curl=${status.get('curl')}`,
+        `openssh-server=${status.get('openssh-server')}`,
+      ]),
+    );
+    expect(meta.layers[4].packagesRemoved).toEqual(['tzdata']);
+  });
+
+  test("none of the removed package's files survive", () => {
+    const owned = fs
+      .readFileSync(path.join(baseTree, 'var/lib/dpkg/info/tzdata.list'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((p) => p.replace(/^\//, ''))
+      .filter((p) => !fs.lstatSync(path.join(baseTree, p)).isDirectory());
+    expect(owned.length).toBeGreaterThan(100);
+    const survivors = owned.filter((p) => {
+      try {
+        fs.lstatSync(path.join(appTree, p));
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    expect(survivors).toEqual([]);
+    expect(fs.existsSync(path.join(appTree, 'var/lib/dpkg/info/tzdata.list'))).toBe(false);
+  });
+
+  test('nothing from the build host: apt sources, resolv.conf, ssh host keys', () => {
+    const host = fs.readFileSync('/etc/resolv.conf', 'utf8');
+    const resolv = path.join(appTree, 'etc/resolv.conf');
+    if (fs.existsSync(resolv)) expect(fs.readFileSync(resolv, 'utf8')).not.toBe(host);
+    expect(
+      fs.readdirSync(path.join(appTree, 'etc/ssh')).filter((f) => f.startsWith('ssh_host_')),
+    ).toEqual([]);
+    expect(fs.existsSync(path.join(appTree, 'etc/apt/sources.list'))).toBe(false);
+    const parts = path.join(appTree, 'etc/apt/sources.list.d');
+    expect(fs.existsSync(parts) ? fs.readdirSync(parts) : []).toEqual([]);
+    expect(fs.existsSync(path.join(appTree, 'usr/sbin/policy-rc.d'))).toBe(false);
+  });
+
+  test('the delta layers hold no apt lists, caches, logs or .debs, and EXCLUDE holds', async () => {
+    const app = readImage(store, 'app:v1');
+    for (const [i, l] of app.manifest.layers.slice(1).entries()) {
+      const entries = await layerEntries(l.digest);
+      const bad = entries.filter(
+        (e) =>
+          /^var\/lib\/apt\/lists\/./.test(e) ||
+          /^var\/cache\/apt\/.*\.(bin|deb)$/.test(e) ||
+          /^var\/log\/.+[^/]$/.test(e) ||
+          /\.deb$/.test(e) ||
+          /-old$/.test(e) ||
+          /^etc\/ssh\/ssh_host_/.test(e) ||
+          /^etc\/resolv\.conf$/.test(e) ||
+          /^etc\/apt\/sources\.list/.test(e),
+      );
+      expect([i, bad]).toEqual([i, []]);
+      if (i >= 2) expect(entries.filter((e) => /^usr\/share\/(doc|man)\/./.test(e))).toEqual([]);
+    }
+    // The base keeps its docs: EXCLUDE applies to the steps after it.
+    expect(fs.existsSync(path.join(baseTree, 'usr/share/doc/bash'))).toBe(true);
+    expect(fs.existsSync(path.join(appTree, 'usr/share/doc/openssh-server'))).toBe(false);
+  });
+
+  test('COPY --chown/--chmod, ENV and --build-arg reach the tree', () => {
+    const conf = path.join(appTree, 'etc/acme/app.conf');
+    const st = fs.statSync(conf);
+    expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([1000, 1000, 0o640]);
+    expect(fs.readFileSync(conf, 'utf8')).toBe(
+      fs.readFileSync(path.join(EXAMPLES, 'app/conf/app.conf'), 'utf8'),
+    );
+    expect(fs.statSync(path.join(appTree, 'etc/acme/middleware.conf')).mode & 0o7777).toBe(0o644);
+    expect(fs.readFileSync(path.join(appTree, 'opt/acme/release'), 'utf8')).toBe('release=3.1\n');
+  });
+});
+
+describe('the step cache', () => {
+  const appArgs = () => [
+    ...gz,
+    '--apt-sources',
+    sources,
+    '--build-arg',
+    'RELEASE=3.1',
+    '-t',
+    'app:v1',
+    appDir,
+  ];
+
+  test(
+    'an unchanged rebuild is all cache hits and gives the same manifest',
+    async () => {
+      const r = await buildJson(appArgs(), store);
+      expect([r.stepsRun, r.cacheHits]).toEqual([0, 4]);
+      expect(r.digest).toBe(first.digest);
+    },
+    SLOW,
+  );
+
+  test(
+    'a different --build-arg rebuilds only the RUN that reads it',
+    async () => {
+      const r = await buildJson(
+        [...gz, '--apt-sources', sources, '--build-arg=RELEASE=3.2', appDir],
+        store,
+      );
+      expect([r.cacheHits, r.stepsRun]).toEqual([3, 1]);
+      expect(r.layers.slice(0, 6)).toEqual(first.layers.slice(0, 6));
+      expect(r.layers[6]!.digest).not.toBe(first.layers[6]!.digest);
+    },
+    SLOW,
+  );
+
+  test(
+    'changing step N rebuilds from step N on',
+    async () => {
+      const changed = path.join(work, 'app-changed');
+      fs.cpSync(appDir, changed, { recursive: true });
+      fs.appendFileSync(path.join(changed, 'conf/app.conf'), 'debug=1\n');
+      const r = await buildJson(
+        [...gz, '--apt-sources', sources, '--build-arg=RELEASE=3.1', changed],
+        store,
+      );
+      // INSTALL and REMOVE cached; COPY (its source changed) and RUN (its parent changed) run.
+      expect([r.cacheHits, r.stepsRun]).toEqual([2, 2]);
+      expect(r.layers.slice(0, 5)).toEqual(first.layers.slice(0, 5));
+      expect(r.layers[5]!.digest).not.toBe(first.layers[5]!.digest);
+      // RUN made the same change on a different parent: the same layer.
+      expect(r.layers[6]!.digest).toBe(first.layers[6]!.digest);
+    },
+    SLOW,
+  );
+
+  test(
+    '--no-cache runs every step and gives the same layers (deterministic)',
+    async () => {
+      const r = await buildJson(['--no-cache', ...appArgs()], store);
+      expect([r.cacheHits, r.stepsRun]).toEqual([0, 4]);
+      expect(r.layers.map((l) => l.digest)).toEqual(first.layers.map((l) => l.digest));
+      expect(r.digest).toBe(first.digest);
+    },
+    SLOW,
+  );
+
+  test(
+    'with SOURCE_DATE_EPOCH set, --no-cache rebuilds give the same layers too',
+    async () => {
+      const env = { SOURCE_DATE_EPOCH: '1700000000' };
+      const a = await buildJson(['--no-cache', ...appArgs()], store, env);
+      const b = await buildJson(['--no-cache', ...appArgs()], store, env);
+      expect(b.layers.map((l) => l.digest)).toEqual(a.layers.map((l) => l.digest));
+      expect(b.digest).toBe(a.digest);
+      const { config } = readImage(store, 'app:v1');
+      expect(config.created).toBe('2023-11-14T22:13:20Z');
+    },
+    SLOW,
+  );
+
+  test(
+    'the store passes fsck afterwards',
+    async () => {
+      const r = await strata(['fsck'], { store });
+      expect(r.code).toBe(0);
+      await strataOk(['ls'], { store });
+      expect(show(r)).not.toMatch(/corrupt|missing/i);
+    },
+    SLOW,
+  );
+});
