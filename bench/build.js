@@ -1,0 +1,270 @@
+#!/usr/bin/env node
+/*
+ * Build benchmark, in one run (ratios within a run are what count on these noisy machines):
+ *  (a) `strata build` of `FROM base / INSTALL curl openssh-server python3` (base template present)
+ *      vs `mmdebstrap --variant=minbase --include=curl,openssh-server,python3 bookworm` from scratch;
+ *  (b) a no-op (fully cached) rebuild, wall time of the whole `strata` process;
+ *  (c) the same `apt-get install` with `buildah build` (overlay, chroot isolation, --layers, no cache);
+ *  (d) the INSTALL delta layer vs the files that `apt-get install` adds (minus apt lists/caches).
+ * Package access is the same for all three: the .debs are already local. strata's .deb cache is
+ * pre-filled by a warm-up build, mmdebstrap gets a pre-filled cache through setup hooks (as the
+ * engine's BOOTSTRAP does), and buildah gets the same cache bind-mounted at
+ * /var/cache/apt/archives. All three still run `apt-get update` against deb.debian.org.
+ *
+ *   npm run build && node bench/build.js
+ *
+ * Environment: STRATA_BENCH_DIR (default /var/tmp/strata-bench/build), STRATA_BENCH_REPS (3).
+ * Writes the table into docs/benchmarks.md under "## Build" when STRATA_BENCH_WRITE=1.
+ */
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+
+const ROOT = path.resolve(__dirname, '..');
+const CLI = path.join(ROOT, 'packages/cli/bin/strata.js');
+const DIR = process.env.STRATA_BENCH_DIR || '/var/tmp/strata-bench/build';
+const REPS = Number(process.env.STRATA_BENCH_REPS || 3);
+const STORE = path.join(DIR, 'store');
+const DEBS = path.join(DIR, 'debs');
+const PKGS = ['curl', 'openssh-server', 'python3'];
+const SOURCES = path.join(DIR, 'sources.list');
+const MIRROR_LINES =
+  'deb http://deb.debian.org/debian bookworm main\n' +
+  'deb http://deb.debian.org/debian bookworm-updates main\n' +
+  'deb http://deb.debian.org/debian-security bookworm-security main\n';
+
+function run(cmd, args, opts = {}) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 1 << 28,
+    ...opts,
+  });
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) {
+    throw new Error(
+      `${cmd} ${args.join(' ')} exited ${r.status}\n${String(r.stderr).slice(-3000)}`,
+    );
+  }
+  return { secs, stdout: String(r.stdout) };
+}
+const strata = (args, opts) => run(process.execPath, [CLI, '--store', STORE, ...args], opts);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const fmt = (xs) =>
+  xs.length === 1
+    ? xs[0].toFixed(2)
+    : `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
+const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
+const has = (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+
+function derivedContext() {
+  const ctx = path.join(DIR, 'derived');
+  fs.mkdirSync(ctx, { recursive: true });
+  fs.writeFileSync(path.join(ctx, 'Stratafile'), `FROM base:bench\nINSTALL ${PKGS.join(' ')}\n`);
+  return ctx;
+}
+
+/** Sum of regular-file bytes in an uncompressed tar stream (GNU tar verbose listing). */
+function tarStats(blob) {
+  const list = run('sh', ['-c', `tar -tvzf '${blob}'`]).stdout.split('\n');
+  let files = 0;
+  for (const l of list) {
+    const m = /^-\S+\s+\S+\s+(\d+)\s/.exec(l);
+    if (m) files += Number(m[1]);
+  }
+  const tarBytes = Number(run('sh', ['-c', `gzip -dc '${blob}' | wc -c`]).stdout.trim());
+  return { files, tarBytes };
+}
+
+function main() {
+  fs.mkdirSync(DEBS, { recursive: true });
+  fs.writeFileSync(SOURCES, MIRROR_LINES);
+  const rows = [];
+  const json = {};
+
+  // The base template (gzip layers so buildah/umoci can read them).
+  const haveBase =
+    spawnSync(process.execPath, [CLI, '--store', STORE, 'inspect', 'base:bench'], {
+      stdio: 'ignore',
+    }).status === 0;
+  if (!haveBase) {
+    const b = path.join(DIR, 'base');
+    fs.mkdirSync(b, { recursive: true });
+    fs.writeFileSync(
+      path.join(b, 'Stratafile'),
+      'FROM scratch\nBOOTSTRAP --variant=minbase bookworm\n',
+    );
+    strata([
+      'build',
+      '-q',
+      '--compression',
+      'gzip',
+      '--apt-sources',
+      SOURCES,
+      '-t',
+      'base:bench',
+      b,
+    ]);
+  }
+  const ctx = derivedContext();
+  const buildArgs = [
+    'build',
+    '-q',
+    '--json',
+    '--compression',
+    'gzip',
+    '--apt-sources',
+    SOURCES,
+    '-t',
+    'derived:bench',
+    ctx,
+  ];
+
+  // Warm-up: fills strata's .deb cache; then the shared cache for mmdebstrap and buildah.
+  strata(['build', '--no-cache', ...buildArgs.slice(1)]);
+  const storeDebs = path.join(STORE, '.strata/apt/archives');
+  run('sh', ['-c', `cp -an '${storeDebs}'/*.deb '${DEBS}'/`]);
+  const mmArgs = (target) => [
+    '--mode=root',
+    '--format=directory',
+    '--variant=minbase',
+    `--include=${PKGS.join(',')}`,
+    '--skip=download/empty',
+    '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
+    `--setup-hook=sync-in ${DEBS} /var/cache/apt/archives/`,
+    `--customize-hook=sync-out /var/cache/apt/archives/ ${DEBS}`,
+    'bookworm',
+    target,
+    SOURCES,
+  ];
+  const mmTarget = path.join(DIR, 'mm-root');
+  fs.rmSync(mmTarget, { recursive: true, force: true });
+  run('mmdebstrap', mmArgs(mmTarget)); // warm-up: fills the cache with the essential set too
+  run('sh', ['-c', `cp -an '${DEBS}'/*.deb '${storeDebs}'/`]);
+
+  const ours = [];
+  const mm = [];
+  const bh = [];
+  let layerDigest;
+  for (let i = 0; i < REPS; i++) {
+    const r = strata(['build', '--no-cache', ...buildArgs.slice(1)]);
+    ours.push(r.secs);
+    layerDigest = JSON.parse(r.stdout).layers[1].digest;
+    fs.rmSync(mmTarget, { recursive: true, force: true });
+    mm.push(run('mmdebstrap', mmArgs(mmTarget)).secs);
+  }
+  fs.rmSync(mmTarget, { recursive: true, force: true });
+  rows.push([
+    `derived build, base present: \`strata build --no-cache\` (FROM base, INSTALL ${PKGS.join(' ')})`,
+    fmt(ours),
+  ]);
+  rows.push([
+    `\`mmdebstrap --variant=minbase --include=${PKGS.join(',')} bookworm\` from scratch`,
+    fmt(mm),
+  ]);
+  json.derived = median(ours);
+  json.mmdebstrap = median(mm);
+
+  // (b) no-op rebuild
+  strata(buildArgs.filter((a) => a !== '--json'));
+  const noop = [];
+  for (let i = 0; i < 5; i++) noop.push(strata(buildArgs).secs);
+  rows.push(['no-op rebuild (all steps cached), whole `strata build` process', fmt(noop)]);
+  json.noop = median(noop);
+
+  // (c) buildah, same base image, same apt-get install, same local .debs.
+  let buildahDelta;
+  if (has('buildah')) {
+    run('skopeo', [
+      'copy',
+      `oci:${STORE}:base:bench`,
+      'containers-storage:localhost/strata-bench-base:latest',
+    ]);
+    const cf = path.join(DIR, 'Containerfile');
+    fs.writeFileSync(
+      cf,
+      'FROM localhost/strata-bench-base:latest\n' +
+        `RUN apt-get update -q && apt-get install -y -q --no-install-recommends ${PKGS.join(' ')}\n`,
+    );
+    fs.writeFileSync(path.join(DIR, 'buildah-sources.list'), MIRROR_LINES);
+    for (let i = 0; i < REPS; i++) {
+      bh.push(
+        run('buildah', [
+          '--storage-driver=overlay',
+          'build',
+          '--isolation=chroot',
+          '--layers',
+          '--no-cache',
+          '-v',
+          `${DEBS}:/var/cache/apt/archives`,
+          '-v',
+          `${path.join(DIR, 'buildah-sources.list')}:/etc/apt/sources.list:ro`,
+          '-t',
+          'strata-bench-derived',
+          '-f',
+          cf,
+          DIR,
+        ]).secs,
+      );
+    }
+    rows.push([
+      '`buildah build` (overlay, chroot isolation, --layers, --no-cache), same RUN',
+      fmt(bh),
+    ]);
+    json.buildah = median(bh);
+    // What that install added: the buildah layer's files, minus apt lists/caches/logs.
+    const out = run('sh', [
+      '-c',
+      `set -e; c=$(buildah --storage-driver=overlay from strata-bench-derived); m=$(buildah --storage-driver=overlay mount $c); ` +
+        `b=$(buildah --storage-driver=overlay from localhost/strata-bench-base:latest); bm=$(buildah --storage-driver=overlay mount $b); ` +
+        `cd "$m"; find . -xdev -type f ! -path './var/lib/apt/lists/*' ! -path './var/cache/apt/*' ! -path './var/log/*' ! -name '*-old' -printf '%s %p\\n' | ` +
+        `while read -r s p; do if [ ! -f "$bm/$p" ] || ! cmp -s "$p" "$bm/$p"; then echo "$s"; fi; done | awk '{t+=$1} END {print t+0}'; ` +
+        `buildah --storage-driver=overlay rm $c $b >/dev/null`,
+    ]);
+    buildahDelta = Number(out.stdout.trim());
+  } else {
+    rows.push(['`buildah build`', 'not installed (apt-get install buildah)']);
+  }
+
+  // (d) the delta layer
+  const blob = path.join(STORE, 'blobs/sha256', layerDigest.slice(7));
+  const st = tarStats(blob);
+  rows.push([
+    'INSTALL delta layer: uncompressed tar / file bytes in it / gzip blob',
+    `${mb(st.tarBytes)} / ${mb(st.files)} / ${mb(fs.statSync(blob).size)}`,
+  ]);
+  if (buildahDelta !== undefined)
+    rows.push([
+      "files the same `apt-get install` adds or changes, minus apt lists/caches/logs (from buildah's result)",
+      mb(buildahDelta),
+    ]);
+  json.layerTar = st.tarBytes;
+  json.layerFiles = st.files;
+  json.installAdds = buildahDelta;
+
+  const ratio = (a, b) => (a / b).toFixed(2);
+  const lines = [
+    '| what | wall s (median (min–max)) |',
+    '|---|---|',
+    ...rows.map(([k, v]) => `| ${k} | ${v} |`),
+    '',
+    `Ratios: mmdebstrap / strata = ${ratio(json.mmdebstrap, json.derived)}×` +
+      (json.buildah ? `, buildah / strata = ${ratio(json.buildah, json.derived)}×` : '') +
+      `; no-op rebuild ${json.noop.toFixed(2)} s.`,
+  ];
+  const table = lines.join('\n');
+  console.log(table);
+  console.log(JSON.stringify(json));
+  if (process.env.STRATA_BENCH_WRITE === '1') {
+    const doc = path.join(ROOT, 'docs/benchmarks.md');
+    const text = fs.readFileSync(doc, 'utf8');
+    const section =
+      `## Build\n\nCommand: \`npm run build && node bench/build.js\` (n=${REPS}, the no-op rebuild n=5; ` +
+      `.debs local for all three, see the header of bench/build.js). ${new Date().toISOString().slice(0, 10)}, ` +
+      `${require('node:os').cpus().length} cores, load average ${require('node:os').loadavg()[0].toFixed(1)} at the end.\n\n${table}\n\n`;
+    fs.writeFileSync(doc, text.replace(/## Build\n[\s\S]*?(?=\n## |$)/, section.trimEnd() + '\n'));
+  }
+}
+
+main();
