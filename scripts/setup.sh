@@ -1,32 +1,56 @@
 #!/usr/bin/env bash
-# Installs what Strata and its tests need on Debian 12, then the npm dependencies, then builds.
-# Run as root. Idempotent.
+# Installs what Strata and its tests need on Debian 12 (as root), then the npm dependencies,
+# then builds. Idempotent: packages already installed are not touched. Used by the quick start
+# and by .ci/run, so a fresh machine and CI install the same things.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
 
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (mmdebstrap --mode=root, chroots, overlay mounts, device nodes)" >&2
+  exit 1
+fi
+
+# What Strata and the tests use:
+#   mmdebstrap, debian-archive-keyring   BOOTSTRAP and the minbase test fixture
+#   skopeo, umoci                        independent OCI readers in the tests
+#   tar, gzip, zstd, xz-utils            GNU tar, the zstd codec
+#   attr, libcap2-bin                    getfattr/setfattr, setcap (security.capability)
+#   util-linux                           unshare (build sandbox), findmnt, sfdisk helpers
+#   jq                                   `strata inspect --json | jq`
+#   e2fsprogs, dosfstools, mtools, fdisk ext4 and partitioned disk images
+#   docker-registry, apache2-utils, openssl   the registry tests (htpasswd, TLS)
+#   qemu-system-x86, ovmf                the boot test
+#   dpkg-dev                             local apt repositories in the build tests
 packages=(
-  ca-certificates tar zstd attr libcap2-bin util-linux jq openssl
-  mmdebstrap debian-archive-keyring apt-utils dpkg-dev
+  ca-certificates tar gzip zstd xz-utils attr libcap2-bin util-linux jq openssl
+  mmdebstrap debian-archive-keyring dpkg-dev
   skopeo umoci
-  docker-registry apache2-utils
   e2fsprogs dosfstools mtools fdisk
-  qemu-system-x86 ovmf systemd-boot-efi
+  docker-registry apache2-utils
+  qemu-system-x86 ovmf
 )
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   log=$(mktemp)
-  echo "setup: installing ${missing[*]}"
-  if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
-    cat "$log"
+  echo "setup: installing ${missing[*]} (log: $log)"
+  if ! { apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    tail -n 200 "$log" >&2
     exit 1
   fi
-  rm -f "$log"
 fi
-# The build sandbox needs overlayfs.
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "setup: Strata needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+# The build sandbox needs overlayfs (built in on most kernels).
 modprobe overlay 2>/dev/null || true
 
-npm ci --no-audit --no-fund
+npm ci --no-audit --no-fund --loglevel=error
 npm run build

@@ -689,7 +689,11 @@ class Parser {
     if (cur === undefined && kw !== 'FROM' && kw !== 'ARG') {
       throw lx.error(0, `${kw} before the first FROM: only ARG may come before FROM`);
     }
-    if (cur?.scratch && !cur.bootstrapped && !['ARG', 'SOURCES', 'BOOTSTRAP', 'FROM'].includes(kw)) {
+    if (
+      cur?.scratch &&
+      !cur.bootstrapped &&
+      !['ARG', 'SOURCES', 'BOOTSTRAP', 'FROM'].includes(kw)
+    ) {
       throw lx.error(
         0,
         `a FROM scratch stage must start with BOOTSTRAP (FROM scratch at line ${cur.refLoc.line})`,

@@ -72,3 +72,8 @@ export class ProgressLine {
     return (Date.now() - this.start) / 1000;
   }
 }
+
+/** yargs turns a bare `-` argument into ''; give it back its meaning (stdin). */
+export function stdinDash(v: string): string {
+  return v === '' ? '-' : v;
+}

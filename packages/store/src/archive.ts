@@ -91,7 +91,18 @@ export async function loadArchive(
   input: string | Readable,
   tag?: string,
 ): Promise<LoadedImage[]> {
+  if (typeof input === 'string') {
+    try {
+      await fsp.access(input);
+    } catch {
+      throw new NotFoundError(`archive ${input} does not exist`);
+    }
+  }
   const src = typeof input === 'string' ? createReadStream(input) : input;
+  // Until the pipeline takes over, an early error (unreadable file) must not go unhandled.
+  let early: unknown;
+  const onEarly = (e: unknown) => (early = e);
+  src.on('error', onEarly);
   const extract = tarStream.extract();
   let index: ImageIndex | undefined;
   let sawLayout = false;
@@ -106,6 +117,8 @@ export async function loadArchive(
     return Buffer.concat(chunks);
   };
   await store.withLease(async () => {
+    src.off('error', onEarly);
+    if (early !== undefined) throw early;
     const feeding = pipeline(src, extract);
     try {
       for await (const entry of extract) {

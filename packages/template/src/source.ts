@@ -13,44 +13,38 @@ export function sniffCompression(head: Buffer): Compression {
   return 'none';
 }
 
-/** Peek at the first bytes of a stream without losing them. */
-export async function peekCompression(stream: Readable): Promise<Compression> {
-  const chunks: Buffer[] = [];
+/**
+ * Tell the compression of a stream from its first bytes. Returns a stream that yields every
+ * byte of the input, the peeked ones included.
+ */
+export async function peekCompression(
+  input: Readable,
+): Promise<{ compression: Compression; stream: Readable }> {
+  const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const head: Buffer[] = [];
   let have = 0;
-  stream.pause();
+  let done = false;
   while (have < 4) {
-    const c = await new Promise<Buffer | null>((resolve, reject) => {
-      const onReadable = () => {
-        cleanup();
-        resolve(stream.read() as Buffer | null);
-      };
-      const onEnd = () => {
-        cleanup();
-        resolve(null);
-      };
-      const onError = (e: Error) => {
-        cleanup();
-        reject(e);
-      };
-      const cleanup = () => {
-        stream.off('readable', onReadable);
-        stream.off('end', onEnd);
-        stream.off('error', onError);
-      };
-      const ready = stream.read() as Buffer | null;
-      if (ready !== null) return resolve(ready);
-      if (stream.readableEnded) return resolve(null);
-      stream.once('readable', onReadable);
-      stream.once('end', onEnd);
-      stream.once('error', onError);
-    });
-    if (c === null) break;
-    chunks.push(c);
-    have += c.length;
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    head.push(r.value);
+    have += r.value.length;
   }
-  const head = Buffer.concat(chunks);
-  if (head.length > 0) stream.unshift(head);
-  return sniffCompression(head);
+  async function* all(): AsyncGenerator<Buffer> {
+    yield* head;
+    while (!done) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  }
+  return {
+    compression: sniffCompression(Buffer.concat(head)),
+    stream: Readable.from(all(), { objectMode: false }),
+  };
 }
 
 /** Where a rootfs comes from: a directory, or a tar stream (file or stdin). */
@@ -61,12 +55,8 @@ export type RootfsSource =
 /** Open `-` (stdin), a directory, or a .tar[.gz|.zst] file. */
 export async function openRootfsSource(spec: string, stdin: Readable): Promise<RootfsSource> {
   if (spec === '-') {
-    return {
-      kind: 'tar',
-      stream: stdin,
-      compression: await peekCompression(stdin),
-      label: 'stdin',
-    };
+    const { compression, stream } = await peekCompression(stdin);
+    return { kind: 'tar', stream, compression, label: 'stdin' };
   }
   let st;
   try {

@@ -206,10 +206,10 @@ describe('with a tree', () => {
 
   test('peeks at a stream without losing bytes', async () => {
     const data = Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), Buffer.from('rest')]);
-    const s = Readable.from([data.subarray(0, 2), data.subarray(2)]);
-    expect(await peekCompression(s)).toBe('zstd');
+    const peeked = await peekCompression(Readable.from([data.subarray(0, 2), data.subarray(2)]));
+    expect(peeked.compression).toBe('zstd');
     const chunks: Buffer[] = [];
-    for await (const c of s) chunks.push(c as Buffer);
+    for await (const c of peeked.stream) chunks.push(c as Buffer);
     expect(Buffer.concat(chunks)).toEqual(data);
   });
 

@@ -1,6 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
+import { stdinDash } from '../output';
 
 interface SaveArgs extends GlobalArgs {
   ref: string;
@@ -35,7 +36,7 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       'Load an OCI archive (e.g. name.tmpl.img, or - for stdin) into the store',
       (c) =>
         c
-          .positional('file', { type: 'string', demandOption: true })
+          .positional('file', { type: 'string', demandOption: true, coerce: stdinDash })
           .option('tag', { alias: 't', type: 'string', describe: 'Tag for the loaded image' }),
       run<LoadArgs>(async (ctx, a) => {
         const { loadArchive } = await import('@strata/store');

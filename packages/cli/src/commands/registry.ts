@@ -107,7 +107,10 @@ function netOptions<T>(y: Argv<T>): Argv<T> {
     }) as unknown as Argv<T>;
 }
 
-export async function transportOptions(a: { caCert?: string; insecure: boolean }, registry: string) {
+export async function transportOptions(
+  a: { caCert?: string; insecure: boolean },
+  registry: string,
+) {
   const { readFile } = await import('node:fs/promises');
   const { resolveCredentials } = await import('@strata/registry');
   const credentials = await resolveCredentials(registry);

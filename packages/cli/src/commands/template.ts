@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, shortDigest } from '../output';
+import { formatBytes, shortDigest, stdinDash } from '../output';
 
 interface CreateArgs extends GlobalArgs {
   rootfs: string;
@@ -39,7 +39,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
           'Make a template from a rootfs directory, a rootfs.tar[.gz|.zst], or - for a tar on stdin',
           (c) =>
             c
-              .positional('rootfs', { type: 'string', demandOption: true })
+              .positional('rootfs', { type: 'string', demandOption: true, coerce: stdinDash })
               .option('tag', {
                 alias: 't',
                 type: 'string',

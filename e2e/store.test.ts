@@ -1,0 +1,307 @@
+/**
+ * The store commands end to end: tags, ls, rm, gc, fsck, save and load, STRATA_STORE, and
+ * concurrent writers. The save/load round trip uses the minbase template; the rest a tiny rootfs.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  blobPath,
+  cleanupTmp,
+  duBytes,
+  isOneLineError,
+  makeTinyRootfs,
+  manifestOf,
+  minbaseRootfs,
+  readIndex,
+  runOk,
+  show,
+  SLOW,
+  strata,
+  strataJson,
+  strataOk,
+  tmpDir,
+} from './helpers';
+
+afterAll(cleanupTmp);
+
+interface LsEntry {
+  ref: string;
+  digest: string;
+}
+
+const refs = (store: string) =>
+  readIndex(store)
+    .manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name'])
+    .sort();
+
+async function createTiny(store: string, tag: string, marker = tag): Promise<string> {
+  const rootfs = makeTinyRootfs(tmpDir('strata-e2e-tiny-'), marker);
+  await strataOk(
+    ['template', 'create', rootfs, '-t', tag, '--name', 'tiny', '--compression', 'gzip'],
+    {
+      store,
+    },
+  );
+  return rootfs;
+}
+
+describe('tags', () => {
+  it('stores `name` as name:latest and `name:tag` as given; skopeo and umoci read both', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'base');
+    await createTiny(store, 'base:v1', 'other');
+    expect(refs(store)).toEqual(['base:latest', 'base:v1']);
+    for (const ref of ['base:latest', 'base:v1']) {
+      const info = JSON.parse(
+        (await runOk('skopeo', ['inspect', `oci:${store}:${ref}`])).stdout,
+      ) as {
+        Digest: string;
+      };
+      expect(info.Digest).toBe(manifestOf(store, ref).digest);
+      const bundle = path.join(tmpDir(), 'bundle');
+      await runOk('umoci', ['unpack', '--image', `${store}:${ref}`, bundle]);
+      expect(fs.readFileSync(path.join(bundle, 'rootfs/etc/marker'), 'utf8')).toBe(
+        ref === 'base:v1' ? 'other\n' : 'base\n',
+      );
+    }
+    const ls = await strataJson<LsEntry[]>(['ls'], { store });
+    expect(ls.map((e) => e.ref).sort()).toEqual(['base:latest', 'base:v1']);
+    for (const e of ls) expect(e.digest).toBe(manifestOf(store, e.ref).digest);
+    const plain = await strataOk(['ls'], { store });
+    expect(plain.stdout).toContain('base:latest');
+    expect(plain.stdout).toContain('base:v1');
+  });
+
+  it('re-tagging moves the tag and leaves exactly one entry for it', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'app:1', 'first');
+    const first = manifestOf(store, 'app:1').digest;
+    await createTiny(store, 'app:1', 'second');
+    expect(refs(store)).toEqual(['app:1']);
+    expect(manifestOf(store, 'app:1').digest).not.toBe(first);
+  });
+
+  it('uses $STRATA_STORE when --store is absent', async () => {
+    const store = path.join(tmpDir(), 'env-store');
+    const rootfs = makeTinyRootfs(tmpDir());
+    await strataOk(['template', 'create', rootfs, '-t', 'envtag', '--name', 'tiny'], {
+      store: null,
+      env: { STRATA_STORE: store },
+    });
+    expect(refs(store)).toEqual(['envtag:latest']);
+    expect(fs.readFileSync(path.join(store, 'oci-layout'), 'utf8')).toMatch(
+      /"imageLayoutVersion"\s*:\s*"1.0.0"/,
+    );
+  });
+
+  it('loses no tag when several processes write one store at once', async () => {
+    const store = tmpDir();
+    const n = 6;
+    const rootfses = Array.from({ length: n }, (_, i) => makeTinyRootfs(tmpDir(), `m${i}`));
+    const results = await Promise.all(
+      rootfses.map((r, i) =>
+        strata(
+          ['template', 'create', r, '-t', `par:${i}`, '--name', 'par', '--compression', 'gzip'],
+          { store },
+        ),
+      ),
+    );
+    for (const r of results) expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(refs(store)).toEqual(Array.from({ length: n }, (_, i) => `par:${i}`).sort());
+    const fsck = await strata(['fsck'], { store });
+    expect(fsck.code).toBe(0);
+  });
+});
+
+describe('rm and gc', () => {
+  it('rm drops the tag; gc frees the unreferenced blobs and reports the bytes; shared blobs stay', async () => {
+    const store = tmpDir();
+    const rootfs = await createTiny(store, 'keep');
+    // Same rootfs, another tag: same layer, so the layer blob is shared.
+    await strataOk(
+      ['template', 'create', rootfs, '-t', 'gone', '--name', 'other', '--compression', 'gzip'],
+      {
+        store,
+      },
+    );
+    await createTiny(store, 'alone', 'unique content');
+    const alone = manifestOf(store, 'alone:latest');
+
+    const rm = await strata(['rm', 'alone'], { store });
+    expect(rm.code).toBe(0);
+    expect(refs(store)).toEqual(['gone:latest', 'keep:latest']);
+    expect((await strataJson<LsEntry[]>(['ls'], { store })).map((e) => e.ref)).not.toContain(
+      'alone:latest',
+    );
+    // Nothing is deleted before gc.
+    expect(fs.existsSync(blobPath(store, alone.digest))).toBe(true);
+
+    const before = duBytes(path.join(store, 'blobs'));
+    const gc = await strataOk(['gc'], { store });
+    const freed = before - duBytes(path.join(store, 'blobs'));
+    expect(freed).toBeGreaterThan(0);
+    expect(freed).toBeGreaterThanOrEqual(alone.manifest.layers[0]!.size);
+    expect(gc.stdout).toContain(String(freed));
+    expect(fs.existsSync(blobPath(store, alone.digest))).toBe(false);
+    expect(fs.existsSync(blobPath(store, alone.manifest.layers[0]!.digest))).toBe(false);
+
+    await strataOk(['rm', 'gone:latest'], { store });
+    const gc2 = await strataJson<{ bytesFreed: number }>(['gc'], { store });
+    const keep = manifestOf(store, 'keep:latest');
+    // The shared layer is still referenced by keep:latest.
+    expect(fs.existsSync(blobPath(store, keep.manifest.layers[0]!.digest))).toBe(true);
+    expect(gc2.bytesFreed).toBeGreaterThan(0);
+    expect((await strata(['fsck'], { store })).code).toBe(0);
+    expect((await strataJson<{ bytesFreed: number }>(['gc'], { store })).bytesFreed).toBe(0);
+    expect((await strataOk(['inspect', 'keep'], { store })).stdout).toContain('keep:latest');
+  });
+
+  it('rm of an unknown ref fails with one line', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'x');
+    const r = await strata(['rm', 'nope'], { store });
+    expect(r.code).not.toBe(0);
+    expect(isOneLineError(r.stderr)).toBe(true);
+    expect(r.stderr).toContain('nope');
+    expect(refs(store)).toEqual(['x:latest']);
+  });
+});
+
+describe('fsck', () => {
+  let store: string;
+  beforeEach(async () => {
+    store = tmpDir();
+    await createTiny(store, 'f');
+  });
+
+  it('passes on a sound store', async () => {
+    const r = await strata(['fsck'], { store });
+    expect([r.code, r.stderr]).toEqual([0, '']);
+  });
+
+  it('exits 1 and names the blob when a blob is corrupt (same size)', async () => {
+    const layer = manifestOf(store, 'f:latest').manifest.layers[0]!;
+    const p = blobPath(store, layer.digest);
+    const buf = fs.readFileSync(p);
+    const i = buf.length >> 1;
+    buf[i] = buf[i]! ^ 0xff;
+    fs.writeFileSync(p, buf);
+    const r = await strata(['fsck'], { store });
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toContain(
+      layer.digest.slice('sha256:'.length, 'sha256:'.length + 12),
+    );
+  });
+
+  it('exits 1 and names the blob when a blob is missing', async () => {
+    const cfg = manifestOf(store, 'f:latest').manifest.config;
+    fs.unlinkSync(blobPath(store, cfg.digest));
+    const r = await strata(['fsck'], { store });
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toContain(
+      cfg.digest.slice('sha256:'.length, 'sha256:'.length + 12),
+    );
+  });
+
+  it('exits 1 when a blob is truncated', async () => {
+    const layer = manifestOf(store, 'f:latest').manifest.layers[0]!;
+    fs.truncateSync(blobPath(store, layer.digest), 10);
+    expect((await strata(['fsck'], { store })).code).toBe(1);
+  });
+});
+
+describe('save and load', () => {
+  let store: string;
+  let saved: string;
+  let digest: string;
+
+  beforeAll(async () => {
+    const fx = await minbaseRootfs();
+    store = tmpDir('strata-e2e-store-');
+    await strataOk(
+      ['template', 'create', fx.rootfs, '-t', 'base', '--name', 'base', '--feature', 'ssh'],
+      { store },
+    );
+    digest = manifestOf(store, 'base:latest').digest;
+    saved = path.join(tmpDir(), 'base.tmpl.img');
+    const r = await strataOk(['save', 'base', '-o', saved], { store });
+    expect(r.stderr).toBe('');
+  }, SLOW);
+
+  it('writes one file that skopeo reads as an oci-archive', async () => {
+    expect(fs.statSync(saved).isFile()).toBe(true);
+    const info = JSON.parse(
+      (await runOk('skopeo', ['inspect', `oci-archive:${saved}`])).stdout,
+    ) as {
+      Digest: string;
+      Layers: string[];
+    };
+    expect(info.Digest).toBe(digest);
+    expect(info.Layers).toEqual(
+      manifestOf(store, 'base:latest').manifest.layers.map((l) => l.digest),
+    );
+  });
+
+  it('load -t brings it back into another store with identical digests', async () => {
+    const other = tmpDir('strata-e2e-store-');
+    await strataOk(['load', saved, '-t', 'copy'], { store: other });
+    const a = manifestOf(store, 'base:latest');
+    const b = manifestOf(other, 'copy:latest');
+    expect(b.digest).toBe(a.digest);
+    expect(b.manifest.config.digest).toBe(a.manifest.config.digest);
+    expect(b.manifest.layers.map((l) => l.digest)).toEqual(a.manifest.layers.map((l) => l.digest));
+    const meta = await strataJson<{ digest: string; features: string[] }>(['inspect', 'copy'], {
+      store: other,
+    });
+    expect(meta.digest).toBe(digest);
+    expect(meta.features).toEqual(['ssh']);
+    const fsck = await strata(['fsck'], { store: other });
+    expect([fsck.code, fsck.stderr]).toEqual([0, '']);
+  });
+
+  it('load without -t keeps the saved tag; load - reads stdin', async () => {
+    const other = tmpDir('strata-e2e-store-');
+    await strataOk(['load', saved], { store: other });
+    expect(refs(other)).toEqual(['base:latest']);
+    expect(manifestOf(other, 'base:latest').digest).toBe(digest);
+    await strataOk(['load', '-', '-t', 'piped'], { store: other, stdinFile: saved });
+    expect(manifestOf(other, 'piped:latest').digest).toBe(digest);
+  });
+
+  it('refuses a corrupt archive with one line and tags nothing', async () => {
+    const bad = path.join(tmpDir(), 'bad.tmpl.img');
+    const buf = fs.readFileSync(saved);
+    // Flip a byte well inside the largest member (the layer).
+    const i = Math.floor(buf.length / 2);
+    buf[i] = buf[i]! ^ 0xff;
+    fs.writeFileSync(bad, buf);
+    const other = tmpDir('strata-e2e-store-');
+    const r = await strata(['load', bad, '-t', 'bad'], { store: other });
+    expect(r.code).not.toBe(0);
+    expect(isOneLineError(r.stderr)).toBe(true);
+    const idx = path.join(other, 'index.json');
+    if (fs.existsSync(idx)) expect(refs(other)).toEqual([]);
+  });
+});
+
+describe('errors', () => {
+  it('are one line without a stack; --debug adds the stack', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'x');
+    const r = await strata(['inspect', 'no-such:tag'], { store });
+    expect(r.code).not.toBe(0);
+    expect(isOneLineError(r.stderr)).toBe(true);
+    expect(r.stderr).toContain('no-such:tag');
+    const d = await strata(['inspect', 'no-such:tag', '--debug'], { store });
+    expect(d.code).toBe(r.code);
+    expect(d.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('an unknown command or option is a usage error, not a crash', async () => {
+    const store = tmpDir();
+    const r = await strata(['template', 'create', '--no-such-option'], { store });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(show(r)).not.toMatch(/TypeError|ReferenceError/);
+  });
+});
