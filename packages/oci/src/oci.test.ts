@@ -92,6 +92,13 @@ test('template metadata rejects unknown keys', () => {
   expect(validateTemplateMetadata({ ...meta, surprise: 1 }).ok).toBe(false);
 });
 
+test('the standalone validators are generated from the current schemas', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { generate } = require('../../../scripts/write-schemas.js');
+  const onDisk = fs.readFileSync(path.join(__dirname, 'validators.generated.ts'), 'utf8');
+  expect(onDisk === generate(allSchemas)).toBe(true);
+});
+
 test('published schemas in /schemas match the code', () => {
   const dir = path.resolve(__dirname, '../../../schemas');
   for (const [file, schema] of Object.entries(allSchemas)) {

@@ -1,32 +1,19 @@
-import Ajv, { ValidateFunction } from 'ajv';
-import addFormats from 'ajv-formats';
 import { InvalidDocumentError } from './errors';
-import {
-  imageConfigSchema,
-  imageIndexSchema,
-  imageManifestSchema,
-  ociLayoutSchema,
-  templateMetadataSchema,
-} from './schemas';
 import type { ImageConfig, ImageIndex, ImageManifest, TemplateMetadata } from './types';
+// Standalone validators compiled from schemas.ts by scripts/write-schemas.js (`npm run schemas`):
+// no ajv compiler is loaded or run at start-up. A test checks they match schemas.ts.
+import * as generated from './validators.generated';
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
-let shared: Ajv | undefined;
-function ajv(): Ajv {
-  if (!shared) {
-    shared = new Ajv({ allErrors: true, strict: true });
-    addFormats(shared);
-    shared.addSchema(templateMetadataSchema);
-  }
-  return shared;
+interface AjvError {
+  instancePath?: string;
+  message?: string;
 }
+type GeneratedValidator = ((doc: unknown) => boolean) & { errors?: AjvError[] | null };
 
-/** A validator compiled on first use, so that loading the module costs nothing. */
-function compile<T>(schema: object): (doc: unknown) => Validation<T> {
-  let fn: ValidateFunction | undefined;
+function wrap<T>(fn: GeneratedValidator): (doc: unknown) => Validation<T> {
   return (doc) => {
-    fn ??= ajv().compile(schema);
     if (fn(doc)) return { ok: true, value: doc as T };
     const errors = (fn.errors ?? []).map(
       (e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`,
@@ -35,13 +22,16 @@ function compile<T>(schema: object): (doc: unknown) => Validation<T> {
   };
 }
 
-export const validateIndex = compile<ImageIndex>(imageIndexSchema);
-export const validateManifest = compile<ImageManifest>(imageManifestSchema);
-export const validateConfig = compile<ImageConfig>(imageConfigSchema);
-export const validateTemplateMetadata = compile<TemplateMetadata>({
-  $ref: templateMetadataSchema.$id,
-});
-export const validateOciLayout = compile<{ imageLayoutVersion: '1.0.0' }>(ociLayoutSchema);
+const v = generated as unknown as Record<string, GeneratedValidator>;
+export const validateIndex = wrap<ImageIndex>(v.imageIndex as GeneratedValidator);
+export const validateManifest = wrap<ImageManifest>(v.imageManifest as GeneratedValidator);
+export const validateConfig = wrap<ImageConfig>(v.imageConfig as GeneratedValidator);
+export const validateTemplateMetadata = wrap<TemplateMetadata>(
+  v.templateMetadata as GeneratedValidator,
+);
+export const validateOciLayout = wrap<{ imageLayoutVersion: '1.0.0' }>(
+  v.ociLayout as GeneratedValidator,
+);
 
 /** Validate, or throw an {@link InvalidDocumentError} naming the document. */
 export function assertValid<T>(
