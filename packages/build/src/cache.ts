@@ -37,6 +37,8 @@ export interface CacheEntry {
   /** Installed packages after the step. */
   packages: DebianPackage[];
   created: string;
+  /** Paths each exclusion rule kept out of the layer, by pattern. */
+  excluded?: Record<string, number>;
 }
 
 const rootName = (key: Digest) => `cache-${digestHex(key)}`;

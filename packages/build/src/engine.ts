@@ -5,11 +5,13 @@ import {
   BaseTemplate,
   Compression,
   DebianPackage,
+  Exclusion,
   Descriptor,
   Digest,
   Distribution,
   HistoryEntry,
   ImageConfig,
+  ImageIndex,
   ImageManifest,
   InvalidArgumentError,
   LayerRecord,
@@ -36,11 +38,17 @@ import {
 import { mmdebstrap, runInSandbox } from '@strata/tools';
 import { AptSources, aptConf, hostSources, indexState, makeSources } from './apt';
 import { CacheEntry, cacheKey, hashContextPaths, readCache, writeCache } from './cache';
-import { cleanUpper } from './upper';
+import { STEP_EXCLUSIONS, cleanUpper } from './upper';
 import type { RemoteCache } from './remote-cache';
 import { Snapshots, StackLayer } from './snapshots';
 import { Instruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
 import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
+
+/** Host-provided files that BOOTSTRAP's output must not keep (mmdebstrap writes them). */
+const HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r) => r.pattern);
+
+/** Annotation naming a manifest's role in a template index (rootfs or buildchroot). */
+const ROLE = 'io.strata.role';
 
 export type BuildEvent =
   | { type: 'stage'; stage: string; index: number }
@@ -109,6 +117,8 @@ interface BuiltLayer {
   diffId: Digest;
   record: LayerRecord;
   history: HistoryEntry;
+  /** Paths each exclusion rule kept out of this layer (layers built from a Stratafile). */
+  excluded?: Record<string, number>;
 }
 
 interface StageState {
@@ -125,7 +135,12 @@ interface StageState {
   debArch?: string;
   baseChain: BaseTemplate[];
   baseCreated?: string;
+  /** Exclusions recorded by the FROM template. */
+  baseExclusions: Exclusion[];
+  /** Stage named by BUILDCHROOT. */
   buildchroot?: string;
+  /** The buildchroot image inherited from the FROM template (an index with both roles). */
+  inheritedBuildchroot?: Descriptor;
   lock: LockedStage;
 }
 
@@ -217,7 +232,8 @@ export class Builder {
       }
     });
     const state = final as StageState;
-    const image = await this.writeImage(state);
+    const rootfs = await this.writeImage(state);
+    const image = { ...rootfs, descriptor: await this.withBuildchroot(state, rootfs.descriptor) };
     let ref: string | undefined;
     if (this.opts.tag) {
       await this.store.tag(this.opts.tag, image.descriptor);
@@ -300,6 +316,7 @@ export class Builder {
       packages: [],
       distribution: {},
       baseChain: [],
+      baseExclusions: [],
       lock: { name, from: { ref }, steps: [] },
     };
   }
@@ -359,7 +376,8 @@ export class Builder {
         { hint: 'the base template moved; rebuild without --frozen to accept it' },
       );
     }
-    const manifestDesc = await this.rootfsManifest(desc);
+    const parts = await this.rootfsManifest(desc);
+    const manifestDesc = parts.rootfs;
     const manifest = await this.store.readManifest(manifestDesc);
     const config = await this.store.readConfig(manifest.config);
     const meta = config.strata;
@@ -374,6 +392,7 @@ export class Builder {
     });
     const state = this.emptyState(name, f.ref);
     state.lock.from.digest = desc.digest;
+    if (parts.buildchroot) state.inheritedBuildchroot = parts.buildchroot;
     state.layers = layers;
     for (const e of config.config?.Env ?? []) {
       const eq = e.indexOf('=');
@@ -382,6 +401,7 @@ export class Builder {
     state.labels = { ...(meta?.labels ?? {}) };
     state.features = new Set(meta?.features ?? []);
     state.packages = meta?.packages ?? [];
+    state.baseExclusions = meta?.exclusions ?? [];
     state.distribution = meta?.distribution ?? {};
     state.debArch = meta?.architecture;
     state.baseCreated = meta?.created ?? config.created;
@@ -392,15 +412,21 @@ export class Builder {
     return state;
   }
 
-  /** A template reference may name an index holding rootfs + buildchroot: take the rootfs. */
-  private async rootfsManifest(desc: Descriptor): Promise<Descriptor> {
-    if (desc.mediaType !== MediaTypes.imageIndex) return desc;
+  /**
+   * A template reference may name an index holding rootfs + buildchroot: build on the rootfs,
+   * and remember the buildchroot so the result inherits it.
+   */
+  private async rootfsManifest(
+    desc: Descriptor,
+  ): Promise<{ rootfs: Descriptor; buildchroot?: Descriptor }> {
+    if (desc.mediaType !== MediaTypes.imageIndex) return { rootfs: desc };
     const idx = await this.store.readImageIndex(desc);
     const m =
-      idx.manifests.find((d) => d.annotations?.['io.strata.role'] === 'rootfs') ??
+      idx.manifests.find((d) => d.annotations?.[ROLE] === 'rootfs') ??
       idx.manifests.find((d) => d.mediaType === MediaTypes.imageManifest);
     if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
-    return m;
+    const bc = idx.manifests.find((d) => d.annotations?.[ROLE] === 'buildchroot');
+    return bc ? { rootfs: m, buildchroot: bc } : { rootfs: m };
   }
 
   // ---- steps ------------------------------------------------------------------
@@ -551,6 +577,7 @@ export class Builder {
       diffId: entry.diffId,
       record: entry.record,
       history: { created: entry.created, created_by: ins.text },
+      excluded: entry.excluded ?? {},
     });
     state.packages = entry.packages;
     state.lock.steps.push({
@@ -589,7 +616,11 @@ export class Builder {
         lower = await this.snapshots.ensure(chain, stackOf(state.layers));
         await this.runInRoot(state, ins, work, upper, lower, sources);
       }
-      await cleanUpper(upper, lower, state.excludes);
+      const cleaned = await cleanUpper(
+        upper,
+        lower,
+        ins.kind === 'BOOTSTRAP' ? [...HOST_FILES, ...state.excludes] : state.excludes,
+      );
       const compression = this.opts.compression ?? 'zstd';
       const epoch = this.epoch(state);
       const tar = packTree({ root: upper, overlay: lower.length > 0, sourceDateEpoch: epoch });
@@ -614,7 +645,15 @@ export class Builder {
       const created = isoDate(
         epoch !== undefined ? new Date(epoch * 1000) : (this.opts.now ?? new Date()),
       );
-      const entry: CacheEntry = { key, layer: desc, diffId, record, packages, created };
+      const entry: CacheEntry = {
+        key,
+        layer: desc,
+        diffId,
+        record,
+        packages,
+        created,
+        excluded: cleaned.byPattern,
+      };
       await writeCache(this.store, entry);
       const newChain = chainId([...state.layers.map((l) => l.diffId), diffId]) as Digest;
       const parent = chainOf(state.layers);
@@ -665,12 +704,6 @@ export class Builder {
         throw new BuildStepError(ins.loc, `BOOTSTRAP ${ins.suite}: ${e.message}`, { cause: e });
       throw e;
     }
-    // Host-provided files (sources, resolv.conf, hostname, …) never reach the layer.
-    await cleanUpper(
-      target,
-      [],
-      DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r) => r.pattern),
-    );
     const facts = await readRootfsFacts(target);
     state.baseCreated = isoDate(this.opts.now ?? new Date());
     return { distribution: facts.distribution, debArch: facts.architecture };
@@ -800,8 +833,75 @@ export class Builder {
 
   // ---- result -------------------------------------------------------------------
 
+  /**
+   * What the template leaves out: the FROM template's record, then each rule that kept paths
+   * out of this build's layers (counted per layer, so cached and fresh builds agree), and
+   * every EXCLUDE glob.
+   */
+  private exclusionsOf(state: StageState): Exclusion[] {
+    const counts = new Map<string, number>();
+    for (const l of state.layers) {
+      for (const [p, n] of Object.entries(l.excluded ?? {}))
+        counts.set(p, (counts.get(p) ?? 0) + n);
+    }
+    const out: Exclusion[] = [...state.baseExclusions];
+    const rules = [
+      ...DEFAULT_EXCLUSIONS.map((r) => ({
+        pattern: r.pattern,
+        reason: r.reason,
+        action: r.action,
+      })),
+      ...STEP_EXCLUSIONS.map((r) => ({ pattern: r.pattern, reason: r.reason, action: r.action })),
+      ...state.excludes.map((g) => ({
+        pattern: g,
+        reason: 'EXCLUDE in the Stratafile',
+        action: 'drop' as const,
+      })),
+    ];
+    const seen = new Set<string>();
+    for (const r of rules) {
+      if (seen.has(r.pattern)) continue;
+      seen.add(r.pattern);
+      const matched = counts.get(r.pattern) ?? 0;
+      if (matched === 0 && !state.excludes.includes(r.pattern)) continue;
+      out.push({ pattern: r.pattern, reason: r.reason, action: r.action, matched });
+    }
+    return out;
+  }
+
+  /**
+   * When the stage declares (BUILDCHROOT) or inherits a buildchroot, the result is an OCI index
+   * holding both images, each annotated with its role. Layers they share are stored once.
+   */
+  private async withBuildchroot(state: StageState, rootfs: Descriptor): Promise<Descriptor> {
+    let bc: Descriptor | undefined = state.inheritedBuildchroot;
+    if (state.buildchroot !== undefined) {
+      const stage = this.stages.get(state.buildchroot) as StageState;
+      bc = (await this.writeImage(stage, false)).descriptor;
+    }
+    if (!bc) return rootfs;
+    const role = (d: Descriptor, r: string): Descriptor => {
+      const out: Descriptor = {
+        mediaType: d.mediaType,
+        digest: d.digest,
+        size: d.size,
+        annotations: { [ROLE]: r },
+      };
+      if (d.platform) out.platform = d.platform;
+      return out;
+    };
+    const index: ImageIndex = {
+      schemaVersion: 2,
+      mediaType: MediaTypes.imageIndex,
+      manifests: [role(rootfs, 'rootfs'), role(bc, 'buildchroot')],
+      annotations: { 'io.strata.bundle': 'rootfs+buildchroot' },
+    };
+    return this.store.putJson(index, MediaTypes.imageIndex);
+  }
+
   private async writeImage(
     state: StageState,
+    final = true,
   ): Promise<{ descriptor: Descriptor; manifest: ImageManifest; config: ImageConfig }> {
     if (state.layers.length === 0)
       throw new InvalidArgumentError(`stage ${state.name} has no layers`);
@@ -819,9 +919,10 @@ export class Builder {
         : (newest ?? isoDate(this.opts.now ?? new Date()));
     const debArch = state.debArch ?? 'amd64';
     const platform = ociPlatform(debArch);
+    const tagName = this.opts.tag ? this.opts.tag.replace(/:[^/:]*$/, '') : undefined;
     const name =
       state.labels[Annotations.title] ??
-      (this.opts.tag ? this.opts.tag.replace(/:[^/:]*$/, '') : state.name);
+      (tagName === undefined ? state.name : final ? tagName : `${tagName}-${state.name}`);
     const metadata: TemplateMetadata = {
       schemaVersion: 1,
       name,
@@ -830,7 +931,7 @@ export class Builder {
       architecture: debArch,
       distribution: state.distribution,
       packages: state.packages,
-      exclusions: [],
+      exclusions: this.exclusionsOf(state),
       layers: state.layers.map((l) => l.record),
       baseChain: state.baseChain,
       labels: state.labels,

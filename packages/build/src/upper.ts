@@ -10,22 +10,40 @@ import { globToRegExp } from '@strata/template';
  */
 export const STEP_EXCLUSIONS: ReadonlyArray<{
   pattern: string;
+  reason: string;
   action: 'drop' | 'empty';
   files?: boolean;
 }> = [
-  { pattern: 'var/lib/apt/lists/**', action: 'drop' },
-  { pattern: 'var/cache/apt/**', action: 'drop', files: true },
-  { pattern: 'var/log/**', action: 'drop', files: true },
-  { pattern: 'var/lib/dpkg/*-old', action: 'drop' },
-  { pattern: 'var/cache/debconf/*-old', action: 'drop' },
-  { pattern: 'var/lib/dpkg/lock', action: 'drop' },
-  { pattern: 'var/lib/dpkg/lock-frontend', action: 'drop' },
-  { pattern: 'var/lib/dpkg/triggers/Lock', action: 'drop' },
-  { pattern: 'var/cache/ldconfig/aux-cache', action: 'drop' },
-  { pattern: 'etc/ssh/ssh_host_*', action: 'drop' },
-  { pattern: 'etc/machine-id', action: 'empty' },
-  { pattern: 'var/lib/dbus/machine-id', action: 'drop' },
-  { pattern: 'tmp/**', action: 'drop' },
+  { pattern: 'var/lib/apt/lists/**', reason: 'apt indices', action: 'drop' },
+  { pattern: 'var/cache/apt/**', reason: 'apt package cache (files)', action: 'drop', files: true },
+  {
+    pattern: 'var/log/**',
+    reason: 'logs written by the step (files)',
+    action: 'drop',
+    files: true,
+  },
+  { pattern: 'var/lib/dpkg/*-old', reason: 'dpkg backup files', action: 'drop' },
+  { pattern: 'var/cache/debconf/*-old', reason: 'debconf backup files', action: 'drop' },
+  { pattern: 'var/lib/dpkg/lock', reason: 'dpkg lock', action: 'drop' },
+  { pattern: 'var/lib/dpkg/lock-frontend', reason: 'dpkg lock', action: 'drop' },
+  { pattern: 'var/lib/dpkg/triggers/Lock', reason: 'dpkg lock', action: 'drop' },
+  { pattern: 'var/cache/ldconfig/aux-cache', reason: 'ldconfig cache', action: 'drop' },
+  {
+    pattern: 'etc/ssh/ssh_host_*',
+    reason: 'ssh host keys must be unique per device',
+    action: 'drop',
+  },
+  {
+    pattern: 'etc/machine-id',
+    reason: 'machine id must be unique per device; kept empty as Debian expects',
+    action: 'empty',
+  },
+  {
+    pattern: 'var/lib/dbus/machine-id',
+    reason: 'machine id must be unique per device',
+    action: 'drop',
+  },
+  { pattern: 'tmp/**', reason: 'temporary files', action: 'drop' },
 ];
 
 const S_IFMT = 0o170000;
@@ -75,6 +93,8 @@ function userXattrs(x: Xattrs | undefined): string {
 export interface CleanResult {
   excluded: number;
   pruned: number;
+  /** Paths each rule dropped or emptied, by pattern. */
+  byPattern: Record<string, number>;
 }
 
 /**
@@ -93,12 +113,14 @@ export async function cleanUpper(
     ...STEP_EXCLUSIONS.map((r) => ({ ...r, re: globToRegExp(r.pattern) })),
     ...userExcludes.map((g) => ({
       pattern: g,
+      reason: 'EXCLUDE',
       action: 'drop' as const,
       files: false,
       re: globToRegExp(g.replace(/^\/+/, '')),
     })),
   ];
   let excluded = 0;
+  const byPattern: Record<string, number> = {};
   let pruned = 0;
   const upperX = await readTreeXattrs(upper);
   const opaque = (rel: string, x: Map<string, Xattrs>) =>
@@ -163,6 +185,7 @@ export async function cleanUpper(
         ? undefined
         : rules.find((x) => x.re.test(r) && !(x.files && st.isDirectory()));
       if (rule) {
+        byPattern[rule.pattern] = (byPattern[rule.pattern] ?? 0) + 1;
         if (rule.action === 'empty' && st.isFile()) {
           if (st.size > 0) fs.truncateSync(p, 0);
         } else {
@@ -221,5 +244,5 @@ export async function cleanUpper(
     fs.rmdirSync(p);
     pruned++;
   }
-  return { excluded, pruned };
+  return { excluded, pruned, byPattern };
 }

@@ -1,5 +1,12 @@
 #!/usr/bin/env node
 'use strict';
+// A closed pipe (`strata inspect x | head`) is the reader's choice, not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e) => {
+    if (e && e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
 require('../dist/main.js')
   .main(process.argv.slice(2))
   .then((code) => {

@@ -24,6 +24,14 @@ export interface LoadedTemplate {
 /** Load an image from the store, checking its template metadata against the schema. */
 export async function loadTemplate(store: Store, ref: string): Promise<LoadedTemplate> {
   const descriptor = await store.resolve(ref);
+  return loadImage(store, ref, descriptor);
+}
+
+async function loadImage(
+  store: Store,
+  ref: string,
+  descriptor: Descriptor,
+): Promise<LoadedTemplate> {
   if (
     descriptor.mediaType !== MediaTypes.imageManifest &&
     descriptor.mediaType !== MediaTypes.dockerManifest
@@ -104,5 +112,61 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
     layers,
     size: layers.reduce((n, l) => n + l.size, 0),
     annotations: t.manifest.annotations ?? {},
+  };
+}
+
+/** Role annotation of a manifest in a template index (rootfs or buildchroot). */
+export const ROLE_ANNOTATION = 'io.strata.role';
+
+export interface TemplateSet {
+  ref: string;
+  descriptor: Descriptor;
+  /** The images: one for a plain template; rootfs and buildchroot for a template index. */
+  images: Array<{ role: string; template: LoadedTemplate }>;
+}
+
+/** Load a template, or each image of a template index (rootfs + buildchroot). */
+export async function loadTemplateSet(store: Store, ref: string): Promise<TemplateSet> {
+  const descriptor = await store.resolve(ref);
+  const name = descriptor.annotations?.[Annotations.refName] ?? ref;
+  if (descriptor.mediaType !== MediaTypes.imageIndex) {
+    return {
+      ref: name,
+      descriptor,
+      images: [{ role: 'rootfs', template: await loadImage(store, ref, descriptor) }],
+    };
+  }
+  const index = await store.readImageIndex(descriptor);
+  const images = [];
+  for (const m of index.manifests) {
+    const role = m.annotations?.[ROLE_ANNOTATION] ?? 'image';
+    images.push({ role, template: await loadImage(store, `${name} (${role})`, m) });
+  }
+  return { ref: name, descriptor, images };
+}
+
+/** What `strata inspect --json` prints: the rootfs summary, plus every image of an index. */
+export function summarizeSet(set: TemplateSet): TemplateSummary & {
+  images?: Array<{ role: string } & TemplateSummary>;
+  sharedLayers?: Array<{ digest: Digest; size: number }>;
+} {
+  const summaries = set.images.map((i) => ({ role: i.role, ...summarize(i.template) }));
+  const main = summaries.find((s) => s.role === 'rootfs') ?? summaries[0];
+  if (!main) throw new InvalidDocumentError(`index ${set.ref}`, ['holds no image']);
+  if (set.images.length === 1) return summarize(set.images[0]!.template);
+  const seen = new Map<Digest, number>();
+  for (const s of summaries)
+    for (const l of new Set(s.layers.map((x) => x.digest))) seen.set(l, (seen.get(l) ?? 0) + 1);
+  const sharedLayers = main.layers
+    .filter((l) => (seen.get(l.digest) ?? 0) > 1)
+    .map((l) => ({ digest: l.digest, size: l.size }));
+  const { role: _role, ...rest } = main;
+  return {
+    ...rest,
+    ref: set.ref,
+    digest: set.descriptor.digest,
+    mediaType: set.descriptor.mediaType,
+    images: summaries,
+    sharedLayers,
   };
 }

@@ -126,35 +126,48 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
       'Show a template: name, date, features, layers, packages, exclusions',
       (c) => c.positional('ref', { type: 'string', demandOption: true }),
       run<InspectArgs>(async (ctx, a) => {
-        const { loadTemplate, summarize } = await import('@strata/template');
-        const s = summarize(await loadTemplate(await ctx.store(), a.ref));
+        const { loadTemplateSet, summarizeSet } = await import('@strata/template');
+        const s = summarizeSet(await loadTemplateSet(await ctx.store(), a.ref));
         if (ctx.json) {
           ctx.printJson(s);
           return;
         }
-        const dist =
-          s.distribution.prettyName ??
-          ([s.distribution.id, s.distribution.versionId].filter(Boolean).join(' ') || 'unknown');
         ctx.print(`Ref:           ${s.ref}`);
         ctx.print(`Digest:        ${s.digest}`);
-        ctx.print(`Name:          ${s.name ?? '(none)'}`);
-        ctx.print(`Created:       ${s.created ?? '(unknown)'}`);
-        ctx.print(`Features:      ${s.features.length ? s.features.join(', ') : '(none)'}`);
-        ctx.print(`Architecture:  ${s.architecture} (${s.os})`);
-        ctx.print(`Distribution:  ${dist}`);
-        ctx.print(`Packages:      ${s.packageCount}`);
-        ctx.print(`Layers:        ${s.layers.length} (${formatBytes(s.size)})`);
-        for (const l of s.layers) {
+        if (s.images) {
+          ctx.print(`Images:        ${s.images.map((i) => i.role).join(' + ')} (one OCI index)`);
+          const shared = s.sharedLayers ?? [];
           ctx.print(
-            `  ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(10)}  ${l.createdBy ?? ''}`,
+            `Shared layers: ${shared.length} (${formatBytes(shared.reduce((n, l) => n + l.size, 0))}, stored once)`,
           );
+          for (const l of shared)
+            ctx.print(`  ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(10)}`);
         }
-        const used = s.exclusions.filter((e) => e.matched > 0).length;
-        ctx.print(`Exclusions:    ${s.exclusions.length} rules, ${used} matched`);
-        for (const e of s.exclusions) {
-          ctx.print(
-            `  ${e.action === 'empty' ? 'emptied' : 'dropped'} ${e.pattern} (${e.matched} matched): ${e.reason}`,
-          );
+        for (const img of s.images ?? [{ role: '', ...s }]) {
+          if (img.role) ctx.print(`\n[${img.role}] ${img.digest}`);
+          const dist =
+            img.distribution.prettyName ??
+            ([img.distribution.id, img.distribution.versionId].filter(Boolean).join(' ') ||
+              'unknown');
+          ctx.print(`Name:          ${img.name ?? '(none)'}`);
+          ctx.print(`Created:       ${img.created ?? '(unknown)'}`);
+          ctx.print(`Features:      ${img.features.length ? img.features.join(', ') : '(none)'}`);
+          ctx.print(`Architecture:  ${img.architecture} (${img.os})`);
+          ctx.print(`Distribution:  ${dist}`);
+          ctx.print(`Packages:      ${img.packageCount}`);
+          ctx.print(`Layers:        ${img.layers.length} (${formatBytes(img.size)})`);
+          for (const l of img.layers) {
+            ctx.print(
+              `  ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(10)}  ${l.createdBy ?? ''}`,
+            );
+          }
+          const used = img.exclusions.filter((e) => e.matched > 0).length;
+          ctx.print(`Exclusions:    ${img.exclusions.length} rules, ${used} matched`);
+          for (const e of img.exclusions) {
+            ctx.print(
+              `  ${e.action === 'empty' ? 'emptied' : 'dropped'} ${e.pattern} (${e.matched} matched): ${e.reason}`,
+            );
+          }
         }
       }),
     );
