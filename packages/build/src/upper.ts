@@ -1,7 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readXattrs, readTreeXattrs, removeXattr, Xattrs } from '@strata/tools';
-import { globToRegExp } from '@strata/template';
+import { DEFAULT_EXCLUSIONS, globToRegExp } from '@strata/template';
+
+const DEVICE_IDENTITY = ['etc/ssh/ssh_host_*', 'etc/machine-id', 'var/lib/dbus/machine-id'];
 
 /**
  * What never belongs in a step's layer: apt's lists and caches, logs, `*-old` backups, lock
@@ -28,21 +30,8 @@ export const STEP_EXCLUSIONS: ReadonlyArray<{
   { pattern: 'var/lib/dpkg/lock-frontend', reason: 'dpkg lock', action: 'drop' },
   { pattern: 'var/lib/dpkg/triggers/Lock', reason: 'dpkg lock', action: 'drop' },
   { pattern: 'var/cache/ldconfig/aux-cache', reason: 'ldconfig cache', action: 'drop' },
-  {
-    pattern: 'etc/ssh/ssh_host_*',
-    reason: 'ssh host keys must be unique per device',
-    action: 'drop',
-  },
-  {
-    pattern: 'etc/machine-id',
-    reason: 'machine id must be unique per device; kept empty as Debian expects',
-    action: 'empty',
-  },
-  {
-    pattern: 'var/lib/dbus/machine-id',
-    reason: 'machine id must be unique per device',
-    action: 'drop',
-  },
+  // Per-device identity, as templates leave it out.
+  ...DEFAULT_EXCLUSIONS.filter((r) => DEVICE_IDENTITY.includes(r.pattern)),
   { pattern: 'tmp/**', reason: 'temporary files', action: 'drop' },
 ];
 
