@@ -83,22 +83,8 @@ export async function resolveImage(
   } else if (role !== 'rootfs') {
     throw new NotFoundError(`${ref} is a single image, not a bundle with a ${role} image`);
   }
-  if (
-    descriptor.mediaType !== MediaTypes.imageManifest &&
-    descriptor.mediaType !== MediaTypes.dockerManifest
-  ) {
-    throw new InvalidDocumentError(`image ${ref}`, [
-      `unsupported media type ${descriptor.mediaType}`,
-    ]);
-  }
-  const manifest = await store.readManifest(descriptor);
-  const config = await store.readConfig(manifest.config);
+  const { manifest, config } = await store.readImage(descriptor, ref);
   const diffIds = config.rootfs.diff_ids;
-  if (diffIds.length !== manifest.layers.length) {
-    throw new InvalidDocumentError(`image ${ref}`, [
-      `${manifest.layers.length} layers but ${diffIds.length} diff_ids`,
-    ]);
-  }
   const layers = manifest.layers.map((d, i): ImageLayer => {
     const compression = compressionOf(d.mediaType);
     if (compression === undefined) {

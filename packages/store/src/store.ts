@@ -13,6 +13,7 @@ import {
   ImageIndex,
   ImageManifest,
   InvalidArgumentError,
+  InvalidDocumentError,
   MediaType,
   MediaTypes,
   NotFoundError,
@@ -247,6 +248,31 @@ export class Store {
   async readManifest(desc: Descriptor): Promise<ImageManifest> {
     const doc = parseJson(await this.readBlob(desc.digest, desc.size), `manifest ${desc.digest}`);
     return assertValid(validateManifest, doc, `manifest ${desc.digest}`);
+  }
+
+  /**
+   * Read an image: its manifest (which must be an image manifest, not an index) and config,
+   * checked against each other.
+   */
+  async readImage(
+    desc: Descriptor,
+    what: string,
+  ): Promise<{ manifest: ImageManifest; config: ImageConfig }> {
+    if (
+      desc.mediaType !== MediaTypes.imageManifest &&
+      desc.mediaType !== MediaTypes.dockerManifest
+    ) {
+      throw new InvalidDocumentError(`image ${what}`, [`unsupported media type ${desc.mediaType}`]);
+    }
+    const manifest = await this.readManifest(desc);
+    const config = await this.readConfig(manifest.config);
+    const diffIds = config.rootfs.diff_ids;
+    if (diffIds.length !== manifest.layers.length) {
+      throw new InvalidDocumentError(`image ${what}`, [
+        `${manifest.layers.length} layers but ${diffIds.length} diff_ids`,
+      ]);
+    }
+    return { manifest, config };
   }
 
   async readImageIndex(desc: Descriptor): Promise<ImageIndex> {

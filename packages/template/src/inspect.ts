@@ -32,16 +32,7 @@ async function loadImage(
   ref: string,
   descriptor: Descriptor,
 ): Promise<LoadedTemplate> {
-  if (
-    descriptor.mediaType !== MediaTypes.imageManifest &&
-    descriptor.mediaType !== MediaTypes.dockerManifest
-  ) {
-    throw new InvalidDocumentError(`image ${ref}`, [
-      `unsupported media type ${descriptor.mediaType}`,
-    ]);
-  }
-  const manifest = await store.readManifest(descriptor);
-  const config = await store.readConfig(manifest.config);
+  const { manifest, config } = await store.readImage(descriptor, ref);
   const metadata =
     config.strata === undefined
       ? undefined
