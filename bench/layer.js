@@ -230,7 +230,8 @@ async function main() {
     '| operation | median s | runs (s) |',
     '|---|---:|---|',
     ...Object.entries(times).map(
-      ([k, v]) => `| ${k} | ${med[k].toFixed(3)} | ${v.map((x) => x.toFixed(3)).join(', ')} |`,
+      ([k, v]) =>
+        `| ${k.replace(/\|/g, '\\|')} | ${med[k].toFixed(3)} | ${v.map((x) => x.toFixed(3)).join(', ')} |`,
     ),
     '',
     `pack ratio (GNU/strata): ${packRatio.toFixed(2)}; unpack ratio (GNU/strata): ${unpackRatio.toFixed(2)} ` +

@@ -12,7 +12,6 @@
  * strata takes more than 1.0x skopeo's time (median) for push or pull.
  */
 'use strict';
-/* global setTimeout */
 const fs = require('node:fs');
 const net = require('node:net');
 const http = require('node:http');
