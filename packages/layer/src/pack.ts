@@ -2,16 +2,8 @@ import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { InvalidArgumentError, StrataError, UnsafeEntryError } from '@strata/oci';
 import { readTreeXattrs, XattrMap, Xattrs } from '@strata/tools';
-import {
-  BLOCK,
-  encodeHeader,
-  EncodeFields,
-  fitsOctal11,
-  fitsOctal7,
-  paxRecord,
-  splitUstarPath,
-  TYPEFLAG,
-} from './format';
+import { BLOCK, EntryType } from './format';
+import { encodeTarHeader } from './entry-writer';
 
 /** What the exclude hook sees: regular files, directories, everything else. */
 export type EntryKind = 'file' | 'dir' | 'other';
@@ -287,7 +279,7 @@ class TreePacker extends Readable {
     if (isWhiteoutDev) {
       this.writeHeader(
         dirRel + WH_PREFIX + name,
-        TYPEFLAG.file,
+        'file',
         perm,
         st.uid,
         st.gid,
@@ -305,23 +297,11 @@ class TreePacker extends Readable {
 
     if (kind === 'dir') {
       const opaque = this.overlay && xattrs.opaque;
-      this.writeHeader(
-        rel + '/',
-        TYPEFLAG.dir,
-        perm,
-        st.uid,
-        st.gid,
-        0,
-        mtime,
-        '',
-        0,
-        0,
-        xattrs.attrs,
-      );
+      this.writeHeader(rel + '/', 'dir', perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
       if (opaque) {
         this.writeHeader(
           `${rel}/${WH_OPAQUE}`,
-          TYPEFLAG.file,
+          'file',
           0o644,
           st.uid,
           st.gid,
@@ -340,7 +320,7 @@ class TreePacker extends Readable {
     }
 
     if (decision === 'empty') {
-      this.writeHeader(rel, TYPEFLAG.file, perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
+      this.writeHeader(rel, 'file', perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
       return;
     }
 
@@ -348,19 +328,7 @@ class TreePacker extends Readable {
       const key = `${st.dev}:${st.ino}`;
       const first = this.links.get(key);
       if (first !== undefined) {
-        this.writeHeader(
-          rel,
-          TYPEFLAG.link,
-          perm,
-          st.uid,
-          st.gid,
-          0,
-          mtime,
-          first,
-          0,
-          0,
-          undefined,
-        );
+        this.writeHeader(rel, 'link', perm, st.uid, st.gid, 0, mtime, first, 0, 0, undefined);
         return;
       }
       this.links.set(key, rel);
@@ -374,19 +342,7 @@ class TreePacker extends Readable {
         } catch (e) {
           throw ioError(rel, e);
         }
-        this.writeHeader(
-          rel,
-          TYPEFLAG.file,
-          perm,
-          st.uid,
-          st.gid,
-          st.size,
-          mtime,
-          '',
-          0,
-          0,
-          xattrs.attrs,
-        );
+        this.writeHeader(rel, 'file', perm, st.uid, st.gid, st.size, mtime, '', 0, 0, xattrs.attrs);
         this.file = { fd, rel, remaining: st.size, padding: (BLOCK - (st.size % BLOCK)) % BLOCK };
         return;
       }
@@ -399,7 +355,7 @@ class TreePacker extends Readable {
         }
         this.writeHeader(
           rel,
-          TYPEFLAG.symlink,
+          'symlink',
           perm,
           st.uid,
           st.gid,
@@ -416,7 +372,7 @@ class TreePacker extends Readable {
       case S_IFBLK:
         this.writeHeader(
           rel,
-          fmt === S_IFCHR ? TYPEFLAG.char : TYPEFLAG.block,
+          fmt === S_IFCHR ? 'char' : 'block',
           perm,
           st.uid,
           st.gid,
@@ -429,19 +385,7 @@ class TreePacker extends Readable {
         );
         return;
       case S_IFIFO:
-        this.writeHeader(
-          rel,
-          TYPEFLAG.fifo,
-          perm,
-          st.uid,
-          st.gid,
-          0,
-          mtime,
-          '',
-          0,
-          0,
-          xattrs.attrs,
-        );
+        this.writeHeader(rel, 'fifo', perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
         return;
       default:
         return;
@@ -489,9 +433,10 @@ class TreePacker extends Readable {
     this.closeFile();
   }
 
+  /** Header block(s) of one entry, encoded as flatten's writer does (encodeTarHeader). */
   private writeHeader(
     path: string,
-    typeflag: number,
+    type: EntryType,
     mode: number,
     uid: number,
     gid: number,
@@ -502,84 +447,21 @@ class TreePacker extends Readable {
     devminor: number,
     xattrs: Xattrs | undefined,
   ): void {
-    const pathBytes = Buffer.from(path, 'utf8');
-    const records: [string, Buffer | string][] = [];
-    let split = splitUstarPath(pathBytes);
-    if (split === undefined) {
-      records.push(['path', pathBytes]);
-      split = { name: pathBytes.subarray(0, 100) };
-    }
-    let linkBytes: Buffer | undefined;
-    if (linkpath !== '') {
-      linkBytes = Buffer.from(linkpath, 'utf8');
-      if (linkBytes.length > 100) {
-        records.push(['linkpath', linkBytes]);
-        linkBytes = linkBytes.subarray(0, 100);
-      }
-    }
-    if (!fitsOctal7(uid)) {
-      records.push(['uid', String(uid)]);
-      uid = 0;
-    }
-    if (!fitsOctal7(gid)) {
-      records.push(['gid', String(gid)]);
-      gid = 0;
-    }
-    if (!fitsOctal11(size)) {
-      records.push(['size', String(size)]);
-    }
-    if (!fitsOctal11(mtime)) {
-      records.push(['mtime', String(mtime)]);
-      mtime = 0;
-    }
-    if (!fitsOctal7(devmajor) || !fitsOctal7(devminor)) {
-      throw new InvalidArgumentError(`pack: ${JSON.stringify(path)}: device number too large`);
-    }
-    if (xattrs) {
-      for (const k of Object.keys(xattrs)) records.push([`SCHILY.xattr.${k}`, xattrs[k] as Buffer]);
-    }
-    const fields: EncodeFields = {
-      name: split.name,
-      prefix: split.prefix,
+    const header = encodeTarHeader({
+      path,
+      type,
       mode,
       uid,
       gid,
-      size: fitsOctal11(size) ? size : 0,
+      size,
       mtime,
-      typeflag,
-      linkname: linkBytes,
+      linkpath,
       devmajor,
       devminor,
-    };
-    if (records.length > 0) {
-      // Bytewise key order makes the PAX header canonical.
-      records.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-      const body = Buffer.concat(records.map(([k, v]) => paxRecord(k, v)));
-      const padded = Math.ceil(body.length / BLOCK) * BLOCK;
-      this.ensure(BLOCK + padded);
-      const base = Buffer.from(path, 'utf8');
-      const slash = base.lastIndexOf(0x2f, base.length - 2);
-      const paxName = Buffer.concat([
-        Buffer.from('PaxHeaders.0/'),
-        base.subarray(slash + 1),
-      ]).subarray(0, 100);
-      encodeHeader(this.buf, this.pos, {
-        name: paxName,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        size: body.length,
-        mtime: 0,
-        typeflag: 0x78, // 'x'
-        devmajor: 0,
-        devminor: 0,
-      });
-      this.pos += BLOCK;
-      body.copy(this.buf, this.pos);
-      this.pos += padded;
-    }
-    this.ensure(BLOCK);
-    encodeHeader(this.buf, this.pos, fields);
-    this.pos += BLOCK;
+      xattrs: xattrs ?? {},
+    });
+    this.ensure(header.length);
+    header.copy(this.buf, this.pos);
+    this.pos += header.length;
   }
 }
