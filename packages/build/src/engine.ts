@@ -48,7 +48,7 @@ import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from 
 const HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r) => r.pattern);
 
 /** Annotation naming a manifest's role in a template index (rootfs or buildchroot). */
-const ROLE = 'io.strata.role';
+const ROLE = Annotations.role;
 
 export type BuildEvent =
   | { type: 'stage'; stage: string; index: number }

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import {
+  Annotations,
   Compression,
   Descriptor,
   Digest,
@@ -18,7 +19,7 @@ import { zstdDecompressFile } from '@strata/tools';
 import { Store, VerifyingStream } from '@strata/store';
 
 /** Annotation on a manifest inside a Strata bundle index: which image of the bundle it is. */
-export const ROLE_ANNOTATION = 'io.strata.role';
+export const ROLE_ANNOTATION = Annotations.role;
 
 /** The images a bundle (an OCI index) can hold. */
 export type Role = 'rootfs' | 'buildchroot';

@@ -46,4 +46,6 @@ export const Annotations = {
   version: 'org.opencontainers.image.version',
   baseName: 'org.opencontainers.image.base.name',
   baseDigest: 'org.opencontainers.image.base.digest',
+  /** Strata: a manifest's role in a template index (`rootfs` or `buildchroot`). */
+  role: 'io.strata.role',
 } as const;

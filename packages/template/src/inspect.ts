@@ -107,7 +107,7 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
 }
 
 /** Role annotation of a manifest in a template index (rootfs or buildchroot). */
-export const ROLE_ANNOTATION = 'io.strata.role';
+export const ROLE_ANNOTATION = Annotations.role;
 
 export interface TemplateSet {
   ref: string;
