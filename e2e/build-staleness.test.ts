@@ -89,7 +89,7 @@ beforeAll(async () => {
       'RUN echo tools > /etc/tools',
       '',
       'FROM common',
-      'BUILDCHROOT tools',
+      '# the tools stage is built, but is not part of this template',
       'INSTALL strata-e2e-tool',
       'LABEL org.opencontainers.image.title=tool',
       '',
