@@ -7,7 +7,6 @@ import {
   ImageConfig,
   ImageManifest,
   LayerRecord,
-  MediaTypes,
   NotFoundError,
   StrataError,
   ToolFailedError,
@@ -227,15 +226,8 @@ async function imageOf(
   store: Store,
   desc: Descriptor,
 ): Promise<{ manifest: ImageManifest; config: ImageConfig }> {
-  let m = desc;
-  if (desc.mediaType === MediaTypes.imageIndex) {
-    const idx = await store.readImageIndex(desc);
-    const hit =
-      idx.manifests.find((d) => d.annotations?.['io.strata.role'] === 'rootfs') ??
-      idx.manifests.find((d) => d.mediaType === MediaTypes.imageManifest);
-    if (!hit) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
-    m = hit;
-  }
+  const m = await store.imageOfRole(desc);
+  if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
   const manifest = await store.readManifest(m);
   return { manifest, config: await store.readConfig(manifest.config) };
 }

@@ -419,13 +419,9 @@ export class Builder {
   private async rootfsManifest(
     desc: Descriptor,
   ): Promise<{ rootfs: Descriptor; buildchroot?: Descriptor }> {
-    if (desc.mediaType !== MediaTypes.imageIndex) return { rootfs: desc };
-    const idx = await this.store.readImageIndex(desc);
-    const m =
-      idx.manifests.find((d) => d.annotations?.[ROLE] === 'rootfs') ??
-      idx.manifests.find((d) => d.mediaType === MediaTypes.imageManifest);
+    const m = await this.store.imageOfRole(desc, 'rootfs');
     if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
-    const bc = idx.manifests.find((d) => d.annotations?.[ROLE] === 'buildchroot');
+    const bc = await this.store.imageOfRole(desc, 'buildchroot');
     return bc ? { rootfs: m, buildchroot: bc } : { rootfs: m };
   }
 

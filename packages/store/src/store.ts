@@ -275,6 +275,18 @@ export class Store {
     return { manifest, config };
   }
 
+  /**
+   * The image manifest of one role (`rootfs`, `buildchroot`) in a template index, or the
+   * descriptor itself when it already names an image. Undefined when the index has no such role.
+   */
+  async imageOfRole(desc: Descriptor, role = 'rootfs'): Promise<Descriptor | undefined> {
+    if (desc.mediaType !== MediaTypes.imageIndex) return role === 'rootfs' ? desc : undefined;
+    const idx = await this.readImageIndex(desc);
+    const hit = idx.manifests.find((d) => d.annotations?.[Annotations.role] === role);
+    if (hit || role !== 'rootfs') return hit;
+    return idx.manifests.find((d) => d.mediaType === MediaTypes.imageManifest);
+  }
+
   async readImageIndex(desc: Descriptor): Promise<ImageIndex> {
     const doc = parseJson(await this.readBlob(desc.digest, desc.size), `index ${desc.digest}`);
     return assertValid(validateIndex, doc, `index ${desc.digest}`);
