@@ -18,17 +18,24 @@ let server: http.Server;
 let repoSources: string;
 let ctx: string;
 
-/** Build `strata-e2e-tool_<version>_all.deb` into the repository and reindex it. */
-async function publish(version: string): Promise<void> {
-  const pkg = path.join(work, `pkg-${version}`);
+/**
+ * Build `<name>_<version>_all.deb` (one file, usr/share/<name>/version, and an optional postrm)
+ * into the repository and reindex it.
+ */
+async function publish(version: string, name = 'strata-e2e-tool', postrm?: string): Promise<void> {
+  const pkg = path.join(work, `pkg-${name}-${version}`);
   fs.mkdirSync(path.join(pkg, 'DEBIAN'), { recursive: true });
-  fs.mkdirSync(path.join(pkg, 'usr/share/strata-e2e-tool'), { recursive: true });
+  fs.mkdirSync(path.join(pkg, `usr/share/${name}`), { recursive: true });
   fs.writeFileSync(
     path.join(pkg, 'DEBIAN/control'),
-    `Package: strata-e2e-tool\nVersion: ${version}\nArchitecture: all\nMaintainer: Strata <e2e@strata.invalid>\nDescription: a package for the staleness tests\n`,
+    `Package: ${name}\nVersion: ${version}\nArchitecture: all\nMaintainer: Strata <e2e@strata.invalid>\nDescription: a package for the staleness tests\n`,
   );
-  fs.writeFileSync(path.join(pkg, 'usr/share/strata-e2e-tool/version'), `${version}\n`);
-  const deb = path.join(repo, `strata-e2e-tool_${version}_all.deb`);
+  if (postrm !== undefined) {
+    fs.writeFileSync(path.join(pkg, 'DEBIAN/postrm'), postrm, { mode: 0o755 });
+    fs.chmodSync(path.join(pkg, 'DEBIAN/postrm'), 0o755);
+  }
+  fs.writeFileSync(path.join(pkg, `usr/share/${name}/version`), `${version}\n`);
+  const deb = path.join(repo, `${name}_${version}_all.deb`);
   await runOk('dpkg-deb', ['--root-owner-group', '--build', pkg, deb], {
     env: { SOURCE_DATE_EPOCH: '1700000000' },
   });
@@ -267,6 +274,77 @@ describe('after the base tag moves', () => {
           `:1:1: FROM base:v1 moved: the template was built on sha256:[0-9a-f]{64}, it now resolves to sha256:[0-9a-f]{64}`,
         ),
       );
+    },
+    SLOW,
+  );
+});
+
+describe('UPGRADE and REMOVE against the local repository', () => {
+  const stratafile = (dir: string, lines: string[]) => {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'Stratafile'), [...lines, ''].join('\n'));
+    return dir;
+  };
+  const last = (ref: string) => {
+    const img = readImage(store, ref);
+    return img.config.strata.layers[img.config.strata.layers.length - 1];
+  };
+
+  test(
+    'UPGRADE takes the newer version of an installed package',
+    async () => {
+      const pinned = stratafile(path.join(work, 'up-1'), [
+        'FROM base:v1',
+        'INSTALL strata-e2e-tool=1.0',
+      ]);
+      expect((await build(['-t', 'tool:1.0', pinned])).code).toBe(0);
+      expect(last('tool:1.0').packagesAdded).toEqual(['strata-e2e-tool=1.0']);
+      const up = stratafile(path.join(work, 'up-2'), ['FROM tool:1.0', 'UPGRADE strata-e2e-tool']);
+      const r = await build(['-t', 'tool:upgraded', up]);
+      expect(show(r)).toMatch(/^exit 0/);
+      expect(last('tool:upgraded').packagesAdded).toEqual(['strata-e2e-tool=1.1']);
+    },
+    SLOW,
+  );
+
+  test(
+    'REMOVE reports files the package owned that survive, and --strict-remove refuses them',
+    async () => {
+      // A sloppy postrm that puts a file back after purge.
+      await publish(
+        '1.0',
+        'strata-e2e-sticky',
+        '#!/bin/sh\nif [ "$1" = purge ]; then mkdir -p /usr/share/strata-e2e-sticky; echo left > /usr/share/strata-e2e-sticky/version; fi\n',
+      );
+      const inst = stratafile(path.join(work, 'rm-1'), [
+        'FROM base:v1',
+        'INSTALL strata-e2e-sticky',
+      ]);
+      expect((await build(['-t', 'sticky:1', inst])).code).toBe(0);
+
+      const lax = stratafile(path.join(work, 'rm-2'), [
+        'FROM sticky:1',
+        'REMOVE strata-e2e-sticky',
+      ]);
+      const r = await build(['-t', 'sticky:removed', lax]);
+      expect(show(r)).toMatch(/^exit 0/);
+      expect(r.stderr).toMatch(
+        /strata: warning: .*Stratafile:2:1: REMOVE left 1 files the removed packages owned: \/usr\/share\/strata-e2e-sticky\/version/,
+      );
+      expect(last('sticky:removed').packagesRemoved).toEqual(['strata-e2e-sticky']);
+
+      const strict = stratafile(path.join(work, 'rm-3'), [
+        'FROM sticky:1',
+        'REMOVE --strict-remove strata-e2e-sticky',
+      ]);
+      const s2 = await build(['-t', 'sticky:strict', strict]);
+      expect(s2.code).not.toBe(0);
+      // The step lines come first; the failure is one line, the last one, and nothing is tagged.
+      const errors = s2.stderr.split('\n').filter((l) => l.startsWith('strata: error:'));
+      expect(errors).toHaveLength(1);
+      expect(s2.stderr.trimEnd().split('\n').pop()).toBe(errors[0]);
+      expect(errors[0]).toMatch(/Stratafile:2:1: REMOVE left 1 files the removed packages owned/);
+      expect((await strata(['inspect', 'sticky:strict'], { store })).code).not.toBe(0);
     },
     SLOW,
   );
