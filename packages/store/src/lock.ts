@@ -8,7 +8,8 @@ export interface LockOptions {
   what?: string;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process exists (EPERM means it does, owned by someone else). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -55,13 +56,13 @@ export async function withFileLock<T>(
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const holder = await readHolder(file);
-      if (holder !== undefined && !alive(holder.pid)) {
+      if (holder !== undefined && !pidAlive(holder.pid)) {
         // Break a stale lock: rename is atomic, so only one waiter wins the takeover.
         const stale = `${file}.stale-${process.pid}`;
         try {
           await fsp.rename(file, stale);
           const moved = await readHolder(stale);
-          if (moved !== undefined && alive(moved.pid)) {
+          if (moved !== undefined && pidAlive(moved.pid)) {
             // A live process took the lock between our read and the rename: give it back.
             await fsp.link(stale, file).catch(() => undefined);
           }

@@ -4,7 +4,6 @@ import * as path from 'node:path';
 import { Readable, Transform, TransformCallback } from 'node:stream';
 import {
   Annotations,
-  CorruptError,
   Descriptor,
   Digest,
   DigestMismatchError,
@@ -33,7 +32,7 @@ import {
   withDefaultTag,
 } from '@strata/oci';
 import { exists, fsyncDir, tempPathFor, writeFileAtomic } from './atomic';
-import { withFileLock } from './lock';
+import { pidAlive, withFileLock } from './lock';
 
 export interface BlobInfo {
   digest: Digest;
@@ -585,13 +584,3 @@ export class Store {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-export { CorruptError };

@@ -3,34 +3,7 @@
  * dosfstools (mkfs.vfat) and mtools (mmd, mcopy). They all work on plain files: no loop
  * devices, no mounts, no root needed (except for reading a root-owned tree).
  */
-import execa from 'execa';
-import { ToolFailedError } from '@strata/oci';
-import { lastLine } from './spawn';
-
-/** Run a tool to completion with extra environment; returns stdout. */
-async function runTool(
-  file: string,
-  args: readonly string[],
-  opts: { env?: Record<string, string>; input?: string } = {},
-): Promise<string> {
-  try {
-    const r = await execa(file, args, {
-      env: opts.env,
-      input: opts.input,
-      stripFinalNewline: false,
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return r.stdout;
-  } catch (e) {
-    const err = e as execa.ExecaError & NodeJS.ErrnoException;
-    if (err.code === 'ENOENT' && err.exitCode === undefined) {
-      throw new ToolFailedError(file, `${file} not found on PATH`, { cause: e });
-    }
-    const line = lastLine(typeof err.stderr === 'string' ? err.stderr : '');
-    const how = err.signal ? `killed by ${err.signal}` : `exited with code ${err.exitCode}`;
-    throw new ToolFailedError(file, `${how}${line ? `: ${line}` : ''}`, { cause: e });
-  }
-}
+import { runTool } from './spawn';
 
 export interface Mke2fsOptions {
   /** The image file; created (or truncated) to `sizeBytes`. */

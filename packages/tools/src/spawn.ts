@@ -83,15 +83,16 @@ export function spawnFilter(
   return { stdin, stdout, done, kill };
 }
 
-/** Run a tool to completion with an optional stdin payload; returns stdout. */
+/** Run a tool to completion with an optional stdin payload and extra environment; returns stdout. */
 export async function runTool(
   file: string,
   args: readonly string[],
-  opts: { cwd?: string; input?: string | Buffer } = {},
+  opts: { cwd?: string; input?: string | Buffer; env?: Record<string, string> } = {},
 ): Promise<string> {
   try {
     const r = await execa(file, args, {
       cwd: opts.cwd,
+      env: opts.env,
       input: opts.input,
       stripFinalNewline: false,
       maxBuffer: 1024 * 1024 * 1024,
