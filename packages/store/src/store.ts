@@ -583,4 +583,3 @@ export class Store {
     return { blobs: blobs.length, problems };
   }
 }
-
