@@ -3,12 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { InvalidDocumentError } from '@strata/oci';
 import { writeFileAtomic } from '@strata/store';
-import {
-  credentialHelperErase,
-  credentialHelperGet,
-  credentialHelperStore,
-  HelperCredentials,
-} from '@strata/tools';
+import type { HelperCredentials } from '@strata/tools';
 
 /** Credentials for one registry. Never logged; `redact()` covers them in messages. */
 export interface Credentials {
@@ -27,10 +22,12 @@ export interface CredentialHelpers {
   erase(name: string, server: string): Promise<void>;
 }
 
+// Loaded on first use: most runs have no helper configured, and the tools package spawns processes.
+const tools = () => import('@strata/tools');
 export const systemHelpers: CredentialHelpers = {
-  get: credentialHelperGet,
-  store: credentialHelperStore,
-  erase: credentialHelperErase,
+  get: async (name, server) => (await tools()).credentialHelperGet(name, server),
+  store: async (name, server, creds) => (await tools()).credentialHelperStore(name, server, creds),
+  erase: async (name, server) => (await tools()).credentialHelperErase(name, server),
 };
 
 export interface AuthConfigOptions {

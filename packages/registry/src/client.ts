@@ -1,5 +1,3 @@
-import { createReadStream, promises as fsp } from 'node:fs';
-import * as path from 'node:path';
 import { Readable, Transform, TransformCallback } from 'node:stream';
 import {
   Descriptor,
@@ -10,7 +8,6 @@ import {
   MediaType,
   MediaTypes,
   SizeMismatchError,
-  digestHex,
   isDigest,
   sha256,
 } from '@strata/oci';
@@ -61,8 +58,6 @@ export type PullOutcome = 'present' | 'downloaded';
 
 export interface PullBlobOptions {
   onProgress?: ProgressFn;
-  /** Keep a partial download here and resume it with a Range request. Default `<store>/.strata/ingest`. */
-  partialDir?: string;
 }
 
 export interface FetchedManifest {
@@ -356,10 +351,10 @@ export class RegistryClient {
   }
 
   /**
-   * Download a blob into the store unless it is there already. The bytes stream straight into
-   * `store.putBlob` with the expected digest and size (nothing unverified becomes visible), and
-   * are also appended to a partial file under the store's ingest area, so that a pull that is
-   * interrupted, even killed, resumes from there with a Range request.
+   * Download a blob into the store unless it is there already. The bytes go once, straight into
+   * the store's partial file for this digest (see `Store.withPartial`), and become a blob only
+   * when size and digest check out. A pull that is interrupted, even killed, resumes from there
+   * with a Range request.
    */
   async pullBlob(
     store: Store,
@@ -367,108 +362,73 @@ export class RegistryClient {
     opts: PullBlobOptions = {},
   ): Promise<PullOutcome> {
     if (await store.hasBlob(desc.digest)) return 'present';
-    const dir = opts.partialDir ?? path.join(store.root, '.strata', 'ingest');
-    const partial = path.join(dir, `pull-${digestHex(desc.digest)}.partial`);
-    const retries = this.transport.retries;
-    let restartedClean = false;
-    for (let n = 0; ; n++) {
-      let have = 0;
-      try {
-        have = (await fsp.stat(partial)).size;
-      } catch {
-        have = 0;
-      }
-      if (have > desc.size) {
-        await fsp.rm(partial, { force: true });
-        have = 0;
-      }
-      const resumed = have > 0;
-      try {
-        const body = have < desc.size ? await this.openDownload(desc, have) : undefined;
-        const start = body ? body.start : have;
-        await store.putBlob(
-          this.teeToPartial(partial, desc, start, body?.stream, opts.onProgress),
-          {
-            digest: desc.digest,
-            size: desc.size,
-          },
-        );
-        await fsp.rm(partial, { force: true });
-        return 'downloaded';
-      } catch (e) {
-        if (e instanceof DigestMismatchError || e instanceof SizeMismatchError) {
-          await fsp.rm(partial, { force: true });
-          // A stale partial from an earlier run may be what was wrong: start clean once.
-          if (resumed && !restartedClean) {
-            restartedClean = true;
-            continue;
+    const expected = { digest: desc.digest, size: desc.size };
+    return store.withPartial(expected, async (partial) => {
+      // Someone else may have fetched it while we waited for the lock.
+      if (await store.hasBlob(desc.digest)) return 'present';
+      const retries = this.transport.retries;
+      let restartedClean = false;
+      for (let n = 0; ; n++) {
+        const have = await partial.length();
+        try {
+          let got = have;
+          if (have < desc.size) {
+            const body = await this.openDownload(desc, have);
+            got = body.start;
+            opts.onProgress?.(got);
+            got = await partial.append(this.counted(body.stream, got, opts.onProgress), got);
           }
-          throw new RegistryError(
-            e.code,
-            `${this.registry}/${this.repository}: ${e.message} (the registry sent wrong content; nothing was stored)`,
-            undefined,
-            [],
-            { cause: e },
-          );
-        }
-        if (n < retries && isRetriable(e)) {
-          await sleep(backoffDelay(n, this.transport.retryBaseMs));
-          continue;
-        }
-        throw e;
-      }
-    }
-  }
-
-  /** The bytes `[0, start)` from the partial file, then the response, appended to the partial. */
-  private async *teeToPartial(
-    partial: string,
-    desc: Pick<Descriptor, 'digest' | 'size'>,
-    start: number,
-    body: Readable | undefined,
-    onProgress?: ProgressFn,
-  ): AsyncGenerator<Buffer> {
-    const fh = await fsp.open(partial, start > 0 ? 'r+' : 'w');
-    try {
-      if (start > 0) {
-        for await (const c of createReadStream(partial, {
-          start: 0,
-          end: start - 1,
-          highWaterMark: 1 << 20,
-        }))
-          yield c as Buffer;
-      }
-      let got = start;
-      onProgress?.(got);
-      if (body) {
-        for await (const chunk of body) {
-          const c = chunk as Buffer;
-          if (got + c.length > desc.size) {
-            throw new SizeMismatchError(
-              desc.size,
-              got + c.length,
-              `blob ${desc.digest} from ${this.registry}`,
+          if (got !== desc.size) {
+            // The connection ended early without an error: resume from what we have.
+            const e = new Error(
+              `transfer of ${desc.digest} ended at ${got} of ${desc.size} bytes`,
+            ) as NodeJS.ErrnoException;
+            e.code = 'ECONNRESET';
+            throw e;
+          }
+          await partial.commit();
+          return 'downloaded';
+        } catch (e) {
+          if (e instanceof DigestMismatchError || e instanceof SizeMismatchError) {
+            await partial.reset();
+            // A stale partial from an earlier run may be what was wrong: start clean once.
+            if (have > 0 && !restartedClean) {
+              restartedClean = true;
+              continue;
+            }
+            throw new RegistryError(
+              e.code,
+              `${this.registry}/${this.repository}: ${e.message} (the registry sent wrong content; nothing was stored)`,
+              undefined,
+              [],
+              { cause: e },
             );
           }
-          let off = 0;
-          while (off < c.length)
-            off += (await fh.write(c, off, c.length - off, got + off)).bytesWritten;
-          got += c.length;
-          onProgress?.(got);
-          yield c;
+          if (n < retries && isRetriable(e)) {
+            await sleep(backoffDelay(n, this.transport.retryBaseMs));
+            continue;
+          }
+          throw e;
         }
       }
-      if (got !== desc.size) {
-        // The connection ended early without an error: resume from what we have.
-        const e = new Error(
-          `transfer of ${desc.digest} ended at ${got} of ${desc.size} bytes`,
-        ) as NodeJS.ErrnoException;
-        e.code = 'ECONNRESET';
-        throw e;
+    });
+  }
+
+  /** Pass a response body through, reporting the running byte count; destroys it when done. */
+  private async *counted(
+    body: Readable,
+    start: number,
+    onProgress?: ProgressFn,
+  ): AsyncGenerator<Buffer> {
+    let got = start;
+    try {
+      for await (const chunk of body) {
+        got += (chunk as Buffer).length;
+        onProgress?.(got);
+        yield chunk as Buffer;
       }
     } finally {
-      body?.destroy();
-      await fh.close();
+      body.destroy();
     }
   }
 

@@ -1,7 +1,8 @@
 import { createReadStream, promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as tarStream from 'tar-stream';
+// Loaded on first use: only save and load need it, and it is slow to load.
+const tarStream = () => import('tar-stream');
 import {
   Annotations,
   CorruptError,
@@ -36,7 +37,7 @@ export async function saveArchive(store: Store, ref: string, outFile: string): P
   if (name) top.annotations = { [Annotations.refName]: name };
   const index: ImageIndex = { schemaVersion: 2, manifests: [top] };
 
-  const pack = tarStream.pack();
+  const pack = (await tarStream()).pack();
   const tmp = tempPathFor(path.resolve(outFile));
   const fh = await fsp.open(tmp, 'wx', 0o644);
   const header = (name: string, size: number, type: 'file' | 'directory' = 'file') => ({
@@ -103,7 +104,7 @@ export async function loadArchive(
   let early: unknown;
   const onEarly = (e: unknown) => (early = e);
   src.on('error', onEarly);
-  const extract = tarStream.extract();
+  const extract = (await tarStream()).extract();
   let index: ImageIndex | undefined;
   let sawLayout = false;
   const readAll = async (s: AsyncIterable<unknown>, max: number) => {

@@ -85,6 +85,73 @@ test('a failing source stores nothing', async () => {
   expect(await ingestFiles()).toEqual([]);
 });
 
+test('ingests a stream of many small chunks across write batches byte for byte', async () => {
+  const data = Buffer.alloc(5 * 1024 * 1024 + 123);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7919) >> 3;
+  async function* chunks() {
+    for (let off = 0; off < data.length; off += 1000) yield data.subarray(off, off + 1000);
+  }
+  const info = await store.putBlob(chunks(), { digest: sha256(data), size: data.length });
+  expect(info.size).toBe(data.length);
+  expect((await fsp.readFile(store.blobPath(info.digest))).equals(data)).toBe(true);
+});
+
+describe('partial blobs', () => {
+  const data = Buffer.alloc(3 * 1024 * 1024 + 17, 'strata-partial-');
+  const expected = { digest: sha256(data), size: data.length };
+  async function* from(buf: Buffer, fail = false) {
+    for (let off = 0; off < buf.length; off += 65536) yield buf.subarray(off, off + 65536);
+    if (fail) throw new Error('connection reset');
+  }
+
+  test('keeps what arrived before a failure and resumes in a later call', async () => {
+    const cut = 2 * 1024 * 1024 + 5;
+    await expect(
+      store.withPartial(expected, (p) => p.append(from(data.subarray(0, cut), true), 0)),
+    ).rejects.toThrow('connection reset');
+    expect(await store.hasBlob(expected.digest)).toBe(false);
+    await store.withPartial(expected, async (p) => {
+      expect(await p.length()).toBe(cut);
+      expect(await p.append(from(data.subarray(cut)), cut)).toBe(data.length);
+      await p.commit();
+    });
+    expect((await store.readBlob(expected.digest)).equals(data)).toBe(true);
+    expect(await ingestFiles()).toEqual([]);
+  });
+
+  test('a partial that does not verify is emptied and removed, nothing is stored', async () => {
+    const bad = Buffer.from(data);
+    bad[1000] ^= 1;
+    await expect(
+      store.withPartial(expected, async (p) => {
+        await p.append(from(bad), 0);
+        await p.commit();
+      }),
+    ).rejects.toBeInstanceOf(DigestMismatchError);
+    expect(await store.hasBlob(expected.digest)).toBe(false);
+    expect(await ingestFiles()).toEqual([]);
+  });
+
+  test('more bytes than the blob has is refused', async () => {
+    await expect(
+      store.withPartial(expected, (p) => p.append(from(Buffer.concat([data, data])), 0)),
+    ).rejects.toBeInstanceOf(SizeMismatchError);
+    expect(await store.hasBlob(expected.digest)).toBe(false);
+  });
+
+  test('two fetches of one digest take turns', async () => {
+    const order: string[] = [];
+    const one = (name: string) =>
+      store.withPartial(expected, async () => {
+        order.push(`${name}+`);
+        await new Promise((r) => setTimeout(r, 30));
+        order.push(`${name}-`);
+      });
+    await Promise.all([one('a'), one('b')]);
+    expect(order).toEqual(['a+', 'a-', 'b+', 'b-']);
+  });
+});
+
 test('reads verify the digest at EOF', async () => {
   const { digest } = await store.putBytes(Buffer.from('original'));
   await fsp.writeFile(store.blobPath(digest), 'tampered');

@@ -32,6 +32,7 @@ import {
   withDefaultTag,
 } from '@strata/oci';
 import { exists, fsyncDir, tempPathFor, writeFileAtomic } from './atomic';
+import { PartialBlob, copyToFile, openForAppend } from './ingest';
 import { pidAlive, withFileLock } from './lock';
 
 export interface BlobInfo {
@@ -164,15 +165,12 @@ export class Store {
     const hasher = new Hasher();
     const fh = await fsp.open(tmp, 'wx', 0o644);
     try {
-      for await (const chunk of src) {
-        const buf = chunk as Buffer;
+      await copyToFile(src, fh, 0, (buf) => {
         hasher.update(buf);
         if (expected.size !== undefined && hasher.size > expected.size) {
           throw new SizeMismatchError(expected.size, hasher.size, expected.digest ?? 'blob');
         }
-        let off = 0;
-        while (off < buf.length) off += (await fh.write(buf, off)).bytesWritten;
-      }
+      });
       await fh.sync();
     } catch (e) {
       await fh.close().catch(() => undefined);
@@ -204,6 +202,33 @@ export class Store {
       throw e;
     }
     return { digest, size };
+  }
+
+  /**
+   * Run `fn` on the resumable partial download of one blob (see PartialBlob), holding a lock so
+   * that two processes fetching the same blob take turns. The file outlives a crash, so the next
+   * run picks up where this one stopped.
+   */
+  async withPartial<T>(
+    expected: { digest: Digest; size: number },
+    fn: (partial: PartialBlob) => Promise<T>,
+  ): Promise<T> {
+    const file = path.join(this.ingestDir, `pull-${digestHex(expected.digest)}.partial`);
+    return withFileLock(
+      `${file}.lock`,
+      async () => {
+        const fh = await openForAppend(file);
+        try {
+          return await fn(new PartialBlob(file, expected, fh, this.blobPath(expected.digest)));
+        } finally {
+          const empty = (await fh.stat()).size === 0;
+          await fh.close();
+          // An empty partial carries nothing to resume (a mismatch resets it): don't leave it.
+          if (empty) await fsp.rm(file, { force: true });
+        }
+      },
+      { timeoutMs: 30 * 60_000, what: `download of ${expected.digest}` },
+    );
   }
 
   async putBytes(data: Buffer, expected: Expected = {}): Promise<BlobInfo> {

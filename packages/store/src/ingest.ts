@@ -1,0 +1,167 @@
+import { createReadStream, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { Digest, DigestMismatchError, Hasher, SizeMismatchError } from '@strata/oci';
+import { exists, fsyncDir } from './atomic';
+
+/** Bytes gathered before one `writev`; one batch is written while the next one fills. */
+const BATCH = 1 << 20;
+
+async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
+  let pos = position;
+  let rest = bufs;
+  while (rest.length > 0) {
+    let n = (await fh.writev(rest, pos)).bytesWritten;
+    pos += n;
+    // A short write: drop what went out and go on with the remainder.
+    let i = 0;
+    while (i < rest.length && n >= (rest[i] as Buffer).length) n -= (rest[i++] as Buffer).length;
+    rest = rest.slice(i);
+    if (n > 0) rest = [(rest[0] as Buffer).subarray(n), ...rest.slice(1)];
+  }
+}
+
+/**
+ * Copy `src` into `fh` from `position` on, passing every chunk to `onChunk` first (hashing, size
+ * checks; a throw stops the copy). Chunks are gathered into batches and one batch is written while
+ * the next is read, so a socket or a pipe is never stalled waiting on one small write after
+ * another. Returns the position after the last byte.
+ */
+export async function copyToFile(
+  src: AsyncIterable<Buffer>,
+  fh: FileHandle,
+  position: number,
+  onChunk: (chunk: Buffer) => void,
+): Promise<number> {
+  let pos = position;
+  let inFlight: Promise<void> = Promise.resolve();
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  const flush = async (): Promise<void> => {
+    const bufs = batch;
+    const at = pos;
+    pos += batchBytes;
+    batch = [];
+    batchBytes = 0;
+    await inFlight;
+    inFlight = writevAll(fh, bufs, at);
+    inFlight.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled
+  };
+  try {
+    for await (const chunk of src) {
+      const c = chunk as Buffer;
+      onChunk(c);
+      batch.push(c);
+      batchBytes += c.length;
+      if (batchBytes >= BATCH) await flush();
+    }
+  } finally {
+    // Also on a failed source: what arrived is kept (a resumed download starts after it).
+    if (batchBytes > 0) await flush();
+    await inFlight;
+  }
+  return pos;
+}
+
+/** Feed bytes `[0, end)` of a file to a hasher. */
+export async function hashPrefix(file: string, end: number, hasher: Hasher): Promise<void> {
+  if (end <= 0) return;
+  for await (const c of createReadStream(file, { start: 0, end: end - 1, highWaterMark: BATCH })) {
+    hasher.update(c as Buffer);
+  }
+  if (hasher.size !== end) {
+    throw new SizeMismatchError(end, hasher.size, file);
+  }
+}
+
+/** Open (creating it if need be) a file for positional writes, keeping what it holds. */
+export async function openForAppend(file: string): Promise<FileHandle> {
+  try {
+    return await fsp.open(file, 'r+');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    return fsp.open(file, 'w', 0o644);
+  }
+}
+
+/**
+ * A blob that arrives in pieces, maybe across processes (a pull that was killed and then run
+ * again). Its bytes collect in one file in the ingest area; it becomes a blob only when `commit`
+ * finds the expected size and digest. Get one from `Store.withPartial`, which serializes per digest.
+ */
+export class PartialBlob {
+  private hasher: Hasher | undefined;
+
+  constructor(
+    readonly file: string,
+    readonly expected: { digest: Digest; size: number },
+    private readonly fh: FileHandle,
+    private readonly finalPath: string,
+  ) {}
+
+  /** How many bytes are there; a file longer than the blob is garbage and is dropped. */
+  async length(): Promise<number> {
+    const { size } = await this.fh.stat();
+    if (size > this.expected.size) {
+      await this.reset();
+      return 0;
+    }
+    return size;
+  }
+
+  /** Throw away what is there. */
+  async reset(): Promise<void> {
+    await this.fh.truncate(0);
+    this.hasher = new Hasher();
+  }
+
+  /**
+   * Write `src` from byte `from` on (what lies beyond is dropped first). More bytes than the
+   * blob has is a SizeMismatchError. Returns the length afterwards.
+   */
+  async append(src: AsyncIterable<Buffer>, from: number): Promise<number> {
+    if ((await this.fh.stat()).size !== from) await this.fh.truncate(from);
+    if (this.hasher?.size !== from) {
+      this.hasher = new Hasher();
+      await hashPrefix(this.file, from, this.hasher);
+    }
+    const hasher = this.hasher;
+    try {
+      return await copyToFile(src, this.fh, from, (c) => {
+        if (hasher.size + c.length > this.expected.size) {
+          throw new SizeMismatchError(this.expected.size, hasher.size + c.length, this.file);
+        }
+        hasher.update(c);
+      });
+    } catch (e) {
+      this.hasher = undefined; // a failed write may have left less than was hashed
+      throw e;
+    }
+  }
+
+  /**
+   * Check size and digest, fsync, and move the bytes into place as the blob. On a mismatch the
+   * file is emptied and a SizeMismatchError or DigestMismatchError is thrown.
+   */
+  async commit(): Promise<void> {
+    const { digest, size } = this.expected;
+    const have = (await this.fh.stat()).size;
+    if (have !== size) throw new SizeMismatchError(size, have, digest);
+    if (this.hasher?.size !== size) {
+      this.hasher = new Hasher();
+      await hashPrefix(this.file, size, this.hasher);
+    }
+    const got = this.hasher.digest();
+    if (got !== digest) {
+      await this.reset();
+      throw new DigestMismatchError(digest, got, 'blob');
+    }
+    await this.fh.sync();
+    if (await exists(this.finalPath)) {
+      await fsp.rm(this.file, { force: true });
+    } else {
+      await fsp.rename(this.file, this.finalPath);
+      await fsyncDir(path.dirname(this.finalPath));
+    }
+  }
+}
