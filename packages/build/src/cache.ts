@@ -22,6 +22,8 @@ export interface CacheKeyInput {
   aptSources?: Digest;
   aptIndex?: Digest;
   inputs?: Digest[];
+  /** EXCLUDE globs in force (absent when there are none). */
+  excludes?: string[];
 }
 
 export function cacheKey(k: CacheKeyInput): Digest {

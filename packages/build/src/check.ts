@@ -14,9 +14,18 @@ import {
   digestHex,
 } from '@strata/oci';
 import { Store, loadArchive } from '@strata/store';
-import { AptSources, hostSources, indexState, makeSources } from './apt';
-import { cacheKey, hashContextPaths } from './cache';
-import { Instruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
+import { AptSources } from './apt';
+import {
+  LayerInstruction,
+  StageKeys,
+  StepKey,
+  StepScope,
+  copyScope,
+  envOfConfig,
+  inheritScope,
+  isLayerStep,
+} from './stage-keys';
+import { Location, Stage, Stratafile, parseStratafile } from './stratafile';
 
 // ---- Debian versions ------------------------------------------------------------------------
 
@@ -210,17 +219,9 @@ export interface CheckResult {
   notes: string[];
 }
 
-interface Sim {
-  env: Map<string, string>;
-  args: Map<string, string>;
-  sources?: AptSources;
-}
-
 function where(loc: Location): string {
   return `${loc.file}:${loc.line}:${loc.column}`;
 }
-
-const LAYER_STEPS = new Set(['BOOTSTRAP', 'INSTALL', 'REMOVE', 'UPGRADE', 'RUN', 'COPY']);
 
 async function imageOf(
   store: Store,
@@ -232,18 +233,9 @@ async function imageOf(
   return { manifest, config: await store.readConfig(manifest.config) };
 }
 
-function envOf(config: ImageConfig | undefined): Map<string, string> {
-  const env = new Map<string, string>();
-  for (const e of config?.config?.Env ?? []) {
-    const eq = e.indexOf('=');
-    if (eq > 0) env.set(e.slice(0, eq), e.slice(eq + 1));
-  }
-  return env;
-}
-
 /**
  * Is a built template up to date with its Stratafile, its base templates and the current apt
- * indices? Recomputes every step's cache key the way `strata build` does, on the template's
+ * indices? Recomputes every step's cache key with the build's own StageKeys, on the template's
  * own layers, and compares it with the key recorded in the template's metadata.
  */
 export async function checkTemplate(
@@ -333,45 +325,18 @@ export async function checkTemplate(
     }
   }
 
-  // Steps: recompute each key on the template's own layers.
+  // Steps: walk the chain as the build does, then recompute each key on the template's own layers.
   const diffIds = config.rootfs.diff_ids as Digest[];
   const records: LayerRecord[] = meta.layers;
-  const steps: Array<{ ins: Instruction; sim: Sim }> = [];
-  const sims: Sim[] = [];
-  let hostSrc: AptSources | undefined;
-  const sourcesFor = async (sim: Sim): Promise<AptSources> => {
-    if (sim.sources) return sim.sources;
-    hostSrc ??= opts.aptSources
-      ? makeSources(await fsp.readFile(opts.aptSources, 'utf8'), opts.aptSources)
-      : await hostSources();
-    return hostSrc;
-  };
-  let sim: Sim = { env: envOf(baseConfig), args: new Map() };
+  const keys = new StageKeys({ context, aptSources: opts.aptSources });
+  const steps: Array<{ ins: LayerInstruction; scope: StepScope }> = [];
+  let scope: StepScope = { env: envOfConfig(baseConfig), args: new Map(), excludes: [] };
   for (const st of chain) {
-    if (st !== root) sim = { env: new Map(sim.env), args: new Map(), sources: sim.sources };
+    if (st !== root) scope = inheritScope(scope);
     for (const ins of st.steps) {
-      switch (ins.kind) {
-        case 'ENV':
-          for (const [k, v] of ins.vars) sim.env.set(k, v);
-          break;
-        case 'ARG':
-          sim.args.set(ins.name, ins.value ?? '');
-          break;
-        case 'SOURCES': {
-          const file = path.resolve(context, ins.file);
-          sim.sources = makeSources(await fsp.readFile(file, 'utf8'), ins.file);
-          break;
-        }
-        default:
-          if (LAYER_STEPS.has(ins.kind)) {
-            steps.push({
-              ins,
-              sim: { env: new Map(sim.env), args: new Map(sim.args), sources: sim.sources },
-            });
-          }
-      }
+      if (await keys.apply(scope, ins)) continue;
+      if (isLayerStep(ins)) steps.push({ ins, scope: copyScope(scope) });
     }
-    sims.push(sim);
   }
   const nBase = diffIds.length - steps.length;
   if (nBase < 0 || (root.from.refKind === 'scratch' && nBase !== 0)) {
@@ -380,16 +345,7 @@ export async function checkTemplate(
       message: `the Stratafile has ${steps.length} layer steps, but the template has ${diffIds.length} layers${nBase > 0 ? ` (${nBase} from scratch?)` : ''}`,
     });
   }
-  const indexStates = new Map<Digest, Promise<Digest>>();
-  const stateOf = (s: AptSources): Promise<Digest> => {
-    let p = indexStates.get(s.digest);
-    if (!p) {
-      p = indexState(s);
-      indexStates.set(s.digest, p);
-    }
-    return p;
-  };
-  for (const [i, { ins, sim: s }] of steps.entries()) {
+  for (const [i, { ins, scope: s }] of steps.entries()) {
     const li = nBase + i;
     if (li < 0) continue;
     const record = records.find((r) => r.diffId === diffIds[li]) ?? records[li];
@@ -401,51 +357,20 @@ export async function checkTemplate(
       });
       continue;
     }
-    const env = [...new Map([...s.args, ...s.env])].sort(([a], [b]) =>
-      a < b ? -1 : a > b ? 1 : 0,
-    );
-    const parent = chainId(diffIds.slice(0, li)) ?? null;
-    const base = { parent, instruction: ins.text, env };
-    let key: Digest;
-    let apt = false;
+    let keyed: StepKey;
     try {
-      switch (ins.kind) {
-        case 'BOOTSTRAP':
-        case 'INSTALL':
-        case 'UPGRADE': {
-          const src = await sourcesFor(s);
-          const pinned =
-            ins.kind === 'INSTALL' &&
-            ins.debs.length === 0 &&
-            ins.packages.every((p) => p.version !== undefined);
-          const inputs =
-            ins.kind === 'INSTALL' && ins.debs.length > 0
-              ? [hashContextPaths(context, ins.debs)]
-              : undefined;
-          const aptIndex = pinned ? undefined : await stateOf(src);
-          apt = !pinned;
-          key = cacheKey({ ...base, aptSources: src.digest, aptIndex, inputs });
-          break;
-        }
-        case 'RUN':
-          key = cacheKey({ ...base, aptSources: (await sourcesFor(s)).digest });
-          break;
-        case 'COPY':
-          key = cacheKey({ ...base, inputs: [hashContextPaths(context, ins.sources)] });
-          break;
-        default:
-          key = cacheKey(base);
-      }
+      keyed = await keys.keyFor(s, ins, chainId(diffIds.slice(0, li)));
     } catch (e) {
       if (!(e instanceof StrataError)) throw e;
       reasons.push({ kind: 'step', loc: ins.loc, message: `${ins.text}: ${e.message}` });
       continue;
     }
-    if (key === record.cacheKey) continue;
+    if (keyed.key === record.cacheKey) continue;
     let why: string;
     if (record.createdBy !== ins.text) why = `the template has "${record.createdBy}" here`;
     else if (ins.kind === 'COPY') why = 'its sources in the build context changed';
-    else if (apt) why = 'the apt indices changed since the build (or an ARG/ENV value did)';
+    else if (keyed.aptIndex)
+      why = 'the apt indices changed since the build (or an ARG/ENV value did)';
     else why = 'an ARG/ENV value or the apt sources changed';
     reasons.push({ kind: 'step', loc: ins.loc, message: `${ins.text}: changed: ${why}` });
   }
@@ -453,8 +378,7 @@ export async function checkTemplate(
   // Newer package versions in the current indices (what UPGRADE would take).
   const newer: NewerPackage[] = [];
   if (!opts.noPackages) {
-    const last = sims[sims.length - 1] as Sim;
-    const src = await sourcesFor(last);
+    const src = await keys.sourcesFor(scope);
     const dir = path.join(
       store.root,
       '.strata',

@@ -36,13 +36,23 @@ import {
   readRootfsFacts,
 } from '@strata/template';
 import { mmdebstrap, runInSandbox } from '@strata/tools';
-import { AptSources, aptConf, hostSources, indexState, makeSources } from './apt';
-import { CacheEntry, cacheKey, hashContextPaths, readCache, writeCache } from './cache';
+import { AptSources, aptConf } from './apt';
+import { CacheEntry, readCache, writeCache } from './cache';
 import { STEP_EXCLUSIONS, cleanUpper } from './upper';
 import type { RemoteCache } from './remote-cache';
 import { Snapshots, StackLayer } from './snapshots';
 import { Instruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
 import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
+import {
+  BuildStepError,
+  StageKeys,
+  StepKey,
+  envOfConfig,
+  inheritScope,
+  stepEnv,
+} from './stage-keys';
+
+export { BuildStepError };
 
 /** Host-provided files that BOOTSTRAP's output must not keep (mmdebstrap writes them). */
 const HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r) => r.pattern);
@@ -99,17 +109,6 @@ export interface BuildResult {
   cacheHits: number;
   stepsRun: number;
   lockFile?: string;
-}
-
-/** A step or FROM error, located in the Stratafile. */
-export class BuildStepError extends StrataError {
-  constructor(
-    readonly loc: Location,
-    message: string,
-    options?: { hint?: string; cause?: unknown },
-  ) {
-    super('TOOL_FAILED', `${loc.file}:${loc.line}:${loc.column}: ${message}`, options);
-  }
 }
 
 interface BuiltLayer {
@@ -185,8 +184,8 @@ export class Builder {
   private readonly stages = new Map<string, StageState>();
   private cacheHits = 0;
   private stepsRun = 0;
-  private hostAptSources?: AptSources;
-  private readonly indexStates = new Map<Digest, Promise<Digest>>();
+  /** Step environments and cache keys, as `strata check` recomputes them. */
+  private readonly keys: StageKeys;
   private readonly debCache: string;
   private readonly listsRoot: string;
 
@@ -196,6 +195,7 @@ export class Builder {
   ) {
     this.snapshots = new Snapshots(store);
     this.context = path.resolve(opts.context ?? path.dirname(opts.file));
+    this.keys = new StageKeys({ context: this.context, aptSources: opts.aptSources });
     this.debCache = path.join(store.root, '.strata', 'apt', 'archives');
     this.listsRoot = path.join(store.root, '.strata', 'apt', 'lists');
   }
@@ -257,25 +257,6 @@ export class Builder {
     return s.name ?? `#${s.index}`;
   }
 
-  private async aptSourcesFor(state: StageState): Promise<AptSources> {
-    if (state.sources) return state.sources;
-    if (!this.hostAptSources) {
-      this.hostAptSources = this.opts.aptSources
-        ? makeSources(await fsp.readFile(this.opts.aptSources, 'utf8'), this.opts.aptSources)
-        : await hostSources();
-    }
-    return this.hostAptSources;
-  }
-
-  private indexStateOf(sources: AptSources): Promise<Digest> {
-    let p = this.indexStates.get(sources.digest);
-    if (!p) {
-      p = indexState(sources);
-      this.indexStates.set(sources.digest, p);
-    }
-    return p;
-  }
-
   // ---- FROM --------------------------------------------------------------------
 
   private async runStage(
@@ -329,13 +310,11 @@ export class Builder {
     if (earlier) {
       return {
         ...earlier,
+        ...inheritScope(earlier),
         name,
         layers: [...earlier.layers],
-        env: new Map(earlier.env),
-        args: new Map(),
         labels: { ...earlier.labels },
         features: new Set(earlier.features),
-        excludes: [...earlier.excludes],
         packages: [...earlier.packages],
         baseChain: [...earlier.baseChain],
         lock: { name, from: { ref: f.ref }, steps: [] },
@@ -394,10 +373,7 @@ export class Builder {
     state.lock.from.digest = desc.digest;
     if (parts.buildchroot) state.inheritedBuildchroot = parts.buildchroot;
     state.layers = layers;
-    for (const e of config.config?.Env ?? []) {
-      const eq = e.indexOf('=');
-      if (eq > 0) state.env.set(e.slice(0, eq), e.slice(eq + 1));
-    }
+    state.env = envOfConfig(config);
     state.labels = { ...(meta?.labels ?? {}) };
     state.features = new Set(meta?.features ?? []);
     state.packages = meta?.packages ?? [];
@@ -433,25 +409,15 @@ export class Builder {
     return undefined;
   }
 
-  private stepEnv(state: StageState): Array<[string, string]> {
-    const env = new Map<string, string>(state.args);
-    for (const [k, v] of state.env) env.set(k, v);
-    return [...env].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  }
-
   private async step(
     state: StageState,
     ins: Instruction,
     locked: LockedStage['steps'][number] | undefined,
   ): Promise<void> {
+    // ENV, ARG and SOURCES: what the next steps' environment and keys see.
+    if (await this.keys.apply(state, ins)) return;
     switch (ins.kind) {
       case 'FROM':
-        return;
-      case 'ENV':
-        for (const [k, v] of ins.vars) state.env.set(k, v);
-        return;
-      case 'ARG':
-        state.args.set(ins.name, ins.value ?? '');
         return;
       case 'LABEL':
         for (const [k, v] of ins.labels) state.labels[k] = v;
@@ -459,22 +425,6 @@ export class Builder {
       case 'FEATURE':
         for (const f of ins.features) state.features.add(f);
         return;
-      case 'EXCLUDE':
-        state.excludes.push(...ins.globs);
-        return;
-      case 'SOURCES': {
-        const file = path.resolve(this.context, ins.file);
-        if (!file.startsWith(this.context + path.sep))
-          throw new BuildStepError(ins.loc, `SOURCES ${ins.file} is outside the build context`);
-        const text = await fsp.readFile(file, 'utf8').catch(() => {
-          throw new BuildStepError(
-            ins.loc,
-            `SOURCES ${ins.file}: no such file in the build context`,
-          );
-        });
-        state.sources = makeSources(text, ins.file);
-        return;
-      }
       case 'BUILDCHROOT':
         if (!this.stages.has(ins.stage))
           throw new BuildStepError(
@@ -488,54 +438,14 @@ export class Builder {
     }
   }
 
-  private async keyFor(
-    state: StageState,
-    ins: Instruction,
-  ): Promise<{ key: Digest; sources?: AptSources }> {
-    const parent = chainOf(state.layers) ?? null;
-    const base = { parent, instruction: ins.text, env: this.stepEnv(state) };
-    switch (ins.kind) {
-      case 'BOOTSTRAP':
-      case 'INSTALL':
-      case 'UPGRADE': {
-        const sources = await this.aptSourcesFor(state);
-        const pinned =
-          ins.kind === 'INSTALL' &&
-          ins.debs.length === 0 &&
-          ins.packages.every((p) => p.version !== undefined);
-        const inputs =
-          ins.kind === 'INSTALL' && ins.debs.length > 0
-            ? [hashContextPaths(this.context, ins.debs)]
-            : undefined;
-        const aptIndex = pinned ? undefined : await this.indexStateOf(sources);
-        return {
-          key: cacheKey({ ...base, aptSources: sources.digest, aptIndex, inputs }),
-          sources,
-        };
-      }
-      case 'REMOVE':
-        return { key: cacheKey(base) };
-      case 'RUN': {
-        const sources = await this.aptSourcesFor(state);
-        return { key: cacheKey({ ...base, aptSources: sources.digest }), sources };
-      }
-      case 'COPY':
-        return {
-          key: cacheKey({ ...base, inputs: [hashContextPaths(this.context, ins.sources)] }),
-        };
-      default:
-        throw new InvalidArgumentError(`${ins.kind} makes no layer`);
-    }
-  }
-
   private async layerStep(
     state: StageState,
     ins: Instruction,
     locked: LockedStage['steps'][number] | undefined,
   ): Promise<void> {
-    let keyed: { key: Digest; sources?: AptSources };
+    let keyed: StepKey;
     try {
-      keyed = await this.keyFor(state, ins);
+      keyed = await this.keys.keyFor(state, ins, chainOf(state.layers));
     } catch (e) {
       if (e instanceof StrataError && !(e instanceof BuildStepError))
         throw new BuildStepError(ins.loc, e.message, { cause: e });
@@ -777,7 +687,7 @@ export class Builder {
     const merged = path.join(work, 'merged');
     for (const d of [stage, out, ovlWork, merged, path.join(stage, 'sources.list.d')])
       await fsp.mkdir(d, { recursive: true });
-    const src = sources ?? (await this.aptSourcesFor(state));
+    const src = sources ?? (await this.keys.sourcesFor(state));
     await fsp.writeFile(path.join(stage, 'sources.list'), src.text);
     await fsp.writeFile(path.join(stage, 'apt.conf'), aptConf());
     const lists = path.join(this.listsRoot, src.digest.slice(7, 23));
@@ -791,7 +701,7 @@ export class Builder {
     };
     const epoch = this.epoch(state);
     if (epoch !== undefined) env.SOURCE_DATE_EPOCH = String(epoch);
-    for (const [k, v] of this.stepEnv(state)) env[k] = v;
+    for (const [k, v] of stepEnv(state)) env[k] = v;
     const code = await runInSandbox({
       lower,
       upper,

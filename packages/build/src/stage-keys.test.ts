@@ -1,0 +1,336 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Descriptor, Digest, ImageConfig, chainId, sha256 } from '@strata/oci';
+import { Store } from '@strata/store';
+import { checkTemplate } from './check';
+import {
+  BuildStepError,
+  StageKeys,
+  StepScope,
+  copyScope,
+  envOfConfig,
+  inheritScope,
+  isLayerStep,
+  stepEnv,
+} from './stage-keys';
+import { Instruction, Stage, parseStratafile } from './stratafile';
+
+// No network and no dependence on the test files' owners: the apt index state and the context
+// digest are stand-ins; everything else is the real key computation.
+jest.mock('./apt', () => ({
+  ...jest.requireActual('./apt'),
+  indexState: jest.fn(async (s: { digest: string }) =>
+    jest.requireActual('@strata/oci').sha256(`index:${s.digest}`),
+  ),
+}));
+jest.mock('./cache', () => ({
+  ...jest.requireActual('./cache'),
+  hashContextPaths: jest.fn((_context: string, rels: string[]) =>
+    jest.requireActual('@strata/oci').sha256(`ctx:${rels.join(',')}`),
+  ),
+}));
+
+const TEXT = `ARG SUITE=bookworm
+FROM scratch AS one
+ARG SUITE
+ARG X=1
+BOOTSTRAP --variant=minbase $SUITE
+ENV A=1 B="two words"
+INSTALL curl
+INSTALL curl=7.88.1-10
+INSTALL ./debs/tool.deb
+RUN echo hi
+SOURCES my.list
+UPGRADE
+RUN echo after sources
+COPY conf/app.conf /etc/app.conf
+REMOVE tzdata
+ENV A=3
+ARG Y
+LABEL foo=bar
+RUN echo last
+
+FROM one AS two
+ARG Z=9
+RUN echo two
+INSTALL vim
+
+FROM base:v1
+ENV B=override
+RUN echo three
+UPGRADE
+`;
+
+/** ENV of the FROM template of the last stage. */
+const BASE_ENV = ['PATH=/usr/bin:/bin', 'B=base', 'C=see'];
+const BASE_DIFFS = [sha256('base0'), sha256('base1')];
+
+/**
+ * The keys `strata build` computed for TEXT before the key logic moved into stage-keys.ts (its
+ * Builder, on layers with diffIDs sha256('layer<n>')). They must never change: they name
+ * existing cache entries and are written to Stratafile.lock.
+ */
+const GOLDEN: Array<[stage: string, instruction: string, key: string]> = [
+  [
+    'one',
+    'BOOTSTRAP --variant=minbase bookworm',
+    'sha256:7a97a7c4a0468335310cd98cab84896b49d5ea1ea73d339ff5e7856ba3a41305',
+  ],
+  [
+    'one',
+    'INSTALL curl',
+    'sha256:53a3ffb2dfe1282b79c690e9264eae9a6d3e92b6e4d7e2b25309905969bb68c5',
+  ],
+  [
+    'one',
+    'INSTALL curl=7.88.1-10',
+    'sha256:76b386257c83295d7942a21c8d2bcf1c9a125b7ef6af2e7cf6a0fd915cc2d2d7',
+  ],
+  [
+    'one',
+    'INSTALL ./debs/tool.deb',
+    'sha256:0af67d028a4ce87a53c0e939bdef764a0a7830a63c8f2335fa68c354d90675e8',
+  ],
+  ['one', 'RUN echo hi', 'sha256:b07c860ca445cbe16de5b07643c1445737d6e9081202f4a4e3247f59f72d52f9'],
+  ['one', 'UPGRADE', 'sha256:350b30865bd600f4dfcd48094d1d111e86504aea0e01e74d7d88c631abc9a93d'],
+  [
+    'one',
+    'RUN echo after sources',
+    'sha256:745a0cbf6498c7a880017c29efc924c1a30d36c26d9280a956b3e4f0b8b350f0',
+  ],
+  [
+    'one',
+    'COPY conf/app.conf /etc/app.conf',
+    'sha256:266c124c39dd4559fbb95a0a82d2fcaa7de996ef6723570592b152d6f8fe386d',
+  ],
+  [
+    'one',
+    'REMOVE tzdata',
+    'sha256:480052d6427644050a6ea28fffeefa0c76811d7f648aec80818290e9a17b3305',
+  ],
+  [
+    'one',
+    'RUN echo last',
+    'sha256:1142ce8f43b536edd56ef67429f09cbe0f41717b34187e7b7aef64da8b159632',
+  ],
+  [
+    'two',
+    'RUN echo two',
+    'sha256:337db376926cec05a4b51e90a3daf2cd2a608a0c2c4f3ad39e2fb3b69933fdf8',
+  ],
+  ['two', 'INSTALL vim', 'sha256:d19adcf31d6f50d76ed10c205ed2b3b6e9bf3e8b22aa8edbb7f98fc8606b2b5e'],
+  [
+    '#2',
+    'RUN echo three',
+    'sha256:a4e3ce765329ea478e3a3b2e30e18bcf6d1110b6c38c6039ed098a395af4b74f',
+  ],
+  ['#2', 'UPGRADE', 'sha256:60c7ef9390d9797e0855775cb69f1d9fa4c40ad0262a3e5770bb99189d3aa359'],
+];
+
+let dir: string;
+const file = () => path.join(dir, 'Stratafile');
+const hostList = () => path.join(dir, 'host.list');
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-stage-keys-'));
+  fs.writeFileSync(file(), TEXT);
+  fs.writeFileSync(hostList(), 'deb http://deb.debian.org/debian bookworm main\n');
+  fs.writeFileSync(path.join(dir, 'my.list'), 'deb [trusted=yes] http://127.0.0.1:8000/ ./\n');
+});
+
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const layerDiff = (n: number): Digest => sha256(`layer${n}`);
+
+test('the keys of every step are the ones strata build has always made', async () => {
+  const sf = parseStratafile(TEXT, file(), {});
+  const keys = new StageKeys({ context: dir, aptSources: hostList() });
+  const scopes = new Map<string, { scope: StepScope; layers: Digest[] }>();
+  const got: Array<[string, string, string]> = [];
+  let n = 0;
+  for (const stage of sf.stages) {
+    const name = stage.name ?? `#${stage.index}`;
+    const earlier = stage.from.refKind === 'stage' ? scopes.get(stage.from.ref) : undefined;
+    let scope: StepScope;
+    let layers: Digest[];
+    if (earlier) {
+      scope = inheritScope(earlier.scope);
+      layers = [...earlier.layers];
+    } else if (stage.from.refKind === 'scratch') {
+      scope = { env: envOfConfig(undefined), args: new Map(), excludes: [] };
+      layers = [];
+    } else {
+      scope = {
+        env: envOfConfig({ config: { Env: BASE_ENV } } as ImageConfig),
+        args: new Map(),
+        excludes: [],
+      };
+      layers = [...BASE_DIFFS];
+    }
+    for (const ins of stage.steps) {
+      if (await keys.apply(scope, ins)) continue;
+      if (!isLayerStep(ins)) continue;
+      const { key } = await keys.keyFor(scope, ins, chainId(layers));
+      got.push([name, ins.text, key]);
+      layers.push(layerDiff(n++));
+    }
+    scopes.set(name, { scope, layers });
+  }
+  expect(got).toEqual(GOLDEN);
+});
+
+test('scopes: ENV wins over ARG, a FROM stage passes on ENV and SOURCES but not ARGs', async () => {
+  const keys = new StageKeys({ context: dir, aptSources: hostList() });
+  const sf = parseStratafile(TEXT, file(), {});
+  const [one] = sf.stages as [Stage];
+  const scope: StepScope = { env: new Map(), args: new Map(), excludes: [] };
+  for (const ins of one.steps) await keys.apply(scope, ins);
+  expect(stepEnv(scope)).toEqual([
+    ['A', '3'],
+    ['B', 'two words'],
+    ['SUITE', 'bookworm'],
+    ['X', '1'],
+    ['Y', ''],
+  ]);
+  expect(scope.sources?.origin).toBe('my.list');
+  const snap = copyScope(scope);
+  scope.env.set('A', '4');
+  expect(snap.env.get('A')).toBe('3');
+  const child = inheritScope(scope);
+  expect(child.args.size).toBe(0);
+  expect(child.env.get('A')).toBe('4');
+  expect(child.sources).toBe(scope.sources);
+  expect((await keys.sourcesFor(child)).origin).toBe('my.list');
+  expect((await keys.sourcesFor({ env: new Map(), args: new Map(), excludes: [] })).origin).toBe(
+    hostList(),
+  );
+});
+
+test('SOURCES outside the build context or missing from it is a located error', async () => {
+  const keys = new StageKeys({ context: dir });
+  const scope: StepScope = { env: new Map(), args: new Map(), excludes: [] };
+  // The parser refuses a path that escapes the context; the engine checks again.
+  const sources = (name: string): Instruction => ({
+    kind: 'SOURCES',
+    file: name,
+    loc: { file: file(), line: 2, column: 1 },
+    text: `SOURCES ${name}`,
+  });
+  await expect(keys.apply(scope, sources('../elsewhere.list'))).rejects.toThrow(
+    /:2:1: SOURCES \.\.\/elsewhere\.list is outside the build context/,
+  );
+  await expect(keys.apply(scope, sources('nope.list'))).rejects.toBeInstanceOf(BuildStepError);
+  expect(scope.sources).toBeUndefined();
+});
+
+test('EXCLUDE changes the keys of the steps after it, and of those only', async () => {
+  const keys = new StageKeys({ context: dir, aptSources: hostList() });
+  const loc = { file: file(), line: 1, column: 1 };
+  const run: Instruction = { kind: 'RUN', command: 'true', loc, text: 'RUN true' } as Instruction;
+  const exclude = (globs: string[]): Instruction =>
+    ({ kind: 'EXCLUDE', globs, loc, text: `EXCLUDE ${globs.join(' ')}` }) as Instruction;
+  const scope: StepScope = { env: new Map(), args: new Map(), excludes: [] };
+  const before = (await keys.keyFor(scope, run, undefined)).key;
+  expect(await keys.apply(scope, exclude(['usr/share/doc/**']))).toBe(true);
+  const after = (await keys.keyFor(scope, run, undefined)).key;
+  expect(after).not.toBe(before);
+  const other: StepScope = { env: new Map(), args: new Map(), excludes: [] };
+  await keys.apply(other, exclude(['usr/share/man/**']));
+  expect((await keys.keyFor(other, run, undefined)).key).not.toBe(after);
+  // A later stage inherits the globs, so its keys carry them too.
+  expect((await keys.keyFor(inheritScope(scope), run, undefined)).key).toBe(after);
+});
+
+/** A store holding just what checkTemplate reads: three templates built from TEXT. */
+function fakeStore(golden: Array<[string, string, string]>): {
+  store: Store;
+  configs: Map<string, ImageConfig>;
+  two: Descriptor;
+} {
+  const configs = new Map<string, ImageConfig>();
+  const image = (
+    name: string,
+    diffIds: Digest[],
+    keyed: Array<[string, string, string] | undefined>,
+    env: string[],
+    baseChain: Array<{ name: string; ref: string; digest: Digest }>,
+  ): Descriptor => {
+    const digest = sha256(`image:${name}`);
+    configs.set(digest, {
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Env: env },
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      strata: {
+        layers: diffIds.map((diffId, i) => {
+          const k = keyed[i];
+          return k ? { diffId, createdBy: k[1], cacheKey: k[2] } : { diffId, createdBy: 'base' };
+        }),
+        baseChain,
+        packages: [],
+        architecture: 'amd64',
+      },
+    } as unknown as ImageConfig);
+    return { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 1 };
+  };
+  const ofStages = (names: string[]) => golden.filter(([s]) => names.includes(s));
+  const twoSteps = ofStages(['one', 'two']);
+  const two = image(
+    'two',
+    twoSteps.map((_, i) => layerDiff(i)),
+    twoSteps,
+    [],
+    [],
+  );
+  const base = image('base', BASE_DIFFS, [], BASE_ENV, []);
+  const last = image(
+    'last',
+    [...BASE_DIFFS, layerDiff(12), layerDiff(13)],
+    [undefined, undefined, ...ofStages(['#2'])],
+    [],
+    [{ name: 'base', ref: 'base:v1', digest: base.digest }],
+  );
+  const refs = new Map<string, Descriptor>([
+    ['two:v1', two],
+    ['base:v1', base],
+    ['last:v1', last],
+  ]);
+  for (const d of [two, base, last]) refs.set(d.digest, d);
+  const store = {
+    root: dir,
+    resolve: async (ref: string) => {
+      const d = refs.get(ref);
+      if (!d) throw new Error(`no ${ref}`);
+      return d;
+    },
+    imageOfRole: async (d: Descriptor) => d,
+    readManifest: async (d: Descriptor) => ({ config: d.digest }),
+    readConfig: async (digest: Digest) => configs.get(digest),
+  } as unknown as Store;
+  return { store, configs, two };
+}
+
+test('strata check recomputes the keys strata build made', async () => {
+  const { store, configs, two } = fakeStore(GOLDEN);
+  const opts = { file: file(), aptSources: hostList(), noPackages: true };
+  const rTwo = await checkTemplate(store, 'two:v1', { ...opts, target: 'two' });
+  expect(rTwo.reasons).toEqual([]);
+  expect(rTwo.upToDate).toBe(true);
+  const rLast = await checkTemplate(store, 'last:v1', opts);
+  expect(rLast.reasons).toEqual([]);
+
+  // A key that differs is reported, with why.
+  const meta = (configs.get(two.digest) as ImageConfig).strata as NonNullable<
+    ImageConfig['strata']
+  >;
+  for (const i of [1, 4, 7]) {
+    meta.layers[i] = { ...meta.layers[i], cacheKey: sha256('other') } as (typeof meta.layers)[0];
+  }
+  const stale = await checkTemplate(store, 'two:v1', { ...opts, target: 'two' });
+  expect(stale.reasons.map((r) => r.message)).toEqual([
+    'INSTALL curl: changed: the apt indices changed since the build (or an ARG/ENV value did)',
+    'RUN echo hi: changed: an ARG/ENV value or the apt sources changed',
+    'COPY conf/app.conf /etc/app.conf: changed: its sources in the build context changed',
+  ]);
+});

@@ -1,0 +1,216 @@
+/**
+ * How a stage's instructions set the environment and the cache key of each step. `strata build`
+ * and `strata check` both go through here, so a check recomputes exactly the keys a build made.
+ */
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Digest, ImageConfig, InvalidArgumentError, StrataError } from '@strata/oci';
+import { AptSources, hostSources, indexState, makeSources } from './apt';
+import { cacheKey, hashContextPaths } from './cache';
+import { Instruction, Location } from './stratafile';
+
+/** A step or FROM error, located in the Stratafile. */
+export class BuildStepError extends StrataError {
+  constructor(
+    readonly loc: Location,
+    message: string,
+    options?: { hint?: string; cause?: unknown },
+  ) {
+    super('TOOL_FAILED', `${loc.file}:${loc.line}:${loc.column}: ${message}`, options);
+  }
+}
+
+/** What a step's environment and cache key depend on, besides its parent layers. */
+export interface StepScope {
+  /** ENV values: the FROM template's config, then each ENV of the stage (and its FROM stages). */
+  env: Map<string, string>;
+  /** ARG values declared so far in this stage; a stage does not inherit its FROM stage's. */
+  args: Map<string, string>;
+  /** The last SOURCES in force (inherited from a FROM stage); unset: the build's default. */
+  sources?: AptSources;
+  /** EXCLUDE globs so far (inherited from a FROM stage): they shape every later layer. */
+  excludes: string[];
+}
+
+/** The ENV of an image config (a FROM template's), as a map. */
+export function envOfConfig(config: ImageConfig | undefined): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const e of config?.config?.Env ?? []) {
+    const eq = e.indexOf('=');
+    if (eq > 0) env.set(e.slice(0, eq), e.slice(eq + 1));
+  }
+  return env;
+}
+
+/** The scope a stage starts with when it is FROM an earlier stage. */
+export function inheritScope(from: StepScope): StepScope {
+  return {
+    env: new Map(from.env),
+    args: new Map(),
+    sources: from.sources,
+    excludes: [...from.excludes],
+  };
+}
+
+/** A copy of `scope` that later instructions do not change. */
+export function copyScope(scope: StepScope): StepScope {
+  return {
+    env: new Map(scope.env),
+    args: new Map(scope.args),
+    sources: scope.sources,
+    excludes: [...scope.excludes],
+  };
+}
+
+/** The variables a step runs with and that its cache key holds: ARGs, then ENV over them, sorted. */
+export function stepEnv(scope: StepScope): Array<[string, string]> {
+  const env = new Map<string, string>(scope.args);
+  for (const [k, v] of scope.env) env.set(k, v);
+  return [...env].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+export type LayerInstruction = Extract<
+  Instruction,
+  { kind: 'BOOTSTRAP' | 'INSTALL' | 'REMOVE' | 'UPGRADE' | 'RUN' | 'COPY' }
+>;
+
+const LAYER_KINDS: ReadonlySet<Instruction['kind']> = new Set([
+  'BOOTSTRAP',
+  'INSTALL',
+  'REMOVE',
+  'UPGRADE',
+  'RUN',
+  'COPY',
+]);
+
+/** Does the instruction make a layer (and so have a cache key)? */
+export function isLayerStep(ins: Instruction): ins is LayerInstruction {
+  return LAYER_KINDS.has(ins.kind);
+}
+
+/** A layer step's cache key and what went into it. */
+export interface StepKey {
+  key: Digest;
+  /** The apt sources the step uses (apt steps and RUN). */
+  sources?: AptSources;
+  /** The key holds the state of the apt indices: it changes when the mirror does. */
+  aptIndex: boolean;
+}
+
+export interface StageKeysOptions {
+  /** Build context: SOURCES files, COPY sources and local .debs. */
+  context: string;
+  /** apt sources file for steps before any SOURCES; default: the build host's. */
+  aptSources?: string;
+}
+
+/**
+ * Walks a stage's instructions for their environment and cache keys. It caches the default apt
+ * sources and the apt index state of each set of sources for the run (one build or check).
+ */
+export class StageKeys {
+  private readonly context: string;
+  private defaultSources?: AptSources;
+  private readonly indexStates = new Map<Digest, Promise<Digest>>();
+
+  constructor(private readonly opts: StageKeysOptions) {
+    this.context = path.resolve(opts.context);
+  }
+
+  /**
+   * Apply ENV, ARG, SOURCES or EXCLUDE to `scope` and return true; return false for any other instruction.
+   * Throws a BuildStepError for a SOURCES file outside the build context or missing from it.
+   */
+  async apply(scope: StepScope, ins: Instruction): Promise<boolean> {
+    switch (ins.kind) {
+      case 'ENV':
+        for (const [k, v] of ins.vars) scope.env.set(k, v);
+        return true;
+      case 'ARG':
+        scope.args.set(ins.name, ins.value ?? '');
+        return true;
+      case 'EXCLUDE':
+        scope.excludes.push(...ins.globs);
+        return true;
+      case 'SOURCES': {
+        const file = path.resolve(this.context, ins.file);
+        if (!file.startsWith(this.context + path.sep))
+          throw new BuildStepError(ins.loc, `SOURCES ${ins.file} is outside the build context`);
+        const text = await fsp.readFile(file, 'utf8').catch(() => {
+          throw new BuildStepError(
+            ins.loc,
+            `SOURCES ${ins.file}: no such file in the build context`,
+          );
+        });
+        scope.sources = makeSources(text, ins.file);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** The apt sources a step in `scope` uses: the last SOURCES, else the build's default. */
+  async sourcesFor(scope: StepScope): Promise<AptSources> {
+    if (scope.sources) return scope.sources;
+    this.defaultSources ??= this.opts.aptSources
+      ? makeSources(await fsp.readFile(this.opts.aptSources, 'utf8'), this.opts.aptSources)
+      : await hostSources();
+    return this.defaultSources;
+  }
+
+  private indexStateOf(sources: AptSources): Promise<Digest> {
+    let p = this.indexStates.get(sources.digest);
+    if (!p) {
+      p = indexState(sources);
+      this.indexStates.set(sources.digest, p);
+    }
+    return p;
+  }
+
+  /** The cache key of layer step `ins` in `scope`, on the layers whose chain ID is `parent`. */
+  async keyFor(scope: StepScope, ins: Instruction, parent: Digest | undefined): Promise<StepKey> {
+    const base = {
+      parent: parent ?? null,
+      instruction: ins.text,
+      env: stepEnv(scope),
+      // Only when there are any, so that the keys of Stratafiles without EXCLUDE stay as they were.
+      ...(scope.excludes.length > 0 ? { excludes: scope.excludes } : {}),
+    };
+    switch (ins.kind) {
+      case 'BOOTSTRAP':
+      case 'INSTALL':
+      case 'UPGRADE': {
+        const sources = await this.sourcesFor(scope);
+        const pinned =
+          ins.kind === 'INSTALL' &&
+          ins.debs.length === 0 &&
+          ins.packages.every((p) => p.version !== undefined);
+        const inputs =
+          ins.kind === 'INSTALL' && ins.debs.length > 0
+            ? [hashContextPaths(this.context, ins.debs)]
+            : undefined;
+        const aptIndex = pinned ? undefined : await this.indexStateOf(sources);
+        return {
+          key: cacheKey({ ...base, aptSources: sources.digest, aptIndex, inputs }),
+          sources,
+          aptIndex: !pinned,
+        };
+      }
+      case 'REMOVE':
+        return { key: cacheKey(base), aptIndex: false };
+      case 'RUN': {
+        const sources = await this.sourcesFor(scope);
+        return { key: cacheKey({ ...base, aptSources: sources.digest }), sources, aptIndex: false };
+      }
+      case 'COPY':
+        return {
+          key: cacheKey({ ...base, inputs: [hashContextPaths(this.context, ins.sources)] }),
+          aptIndex: false,
+        };
+      default:
+        throw new InvalidArgumentError(`${ins.kind} makes no layer`);
+    }
+  }
+}
