@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Digest, DigestMismatchError, Hasher, SizeMismatchError } from '@strata/oci';
 import { exists, fsyncDir } from './atomic';
 
-/** Bytes gathered before one `writev`; one batch is written while the next one fills. */
+/** Bytes gathered before one `writev`. */
 const BATCH = 1 << 20;
 
 async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
@@ -21,11 +21,15 @@ async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Prom
   }
 }
 
+/** Writes that may be in flight at once; the thread pool runs them side by side. */
+const IN_FLIGHT = 4;
+
 /**
  * Copy `src` into `fh` from `position` on, passing every chunk to `onChunk` first (hashing, size
- * checks; a throw stops the copy). Chunks are gathered into batches and one batch is written while
- * the next is read, so a socket or a pipe is never stalled waiting on one small write after
- * another. Returns the position after the last byte.
+ * checks; a throw stops the copy). Chunks are gathered into batches, and a few batches are written
+ * while the next ones are read, so a socket or a pipe is never stalled waiting on one small write
+ * after another. Memory stays under (IN_FLIGHT + 1) batches. Returns the position after the last
+ * byte.
  */
 export async function copyToFile(
   src: AsyncIterable<Buffer>,
@@ -34,18 +38,17 @@ export async function copyToFile(
   onChunk: (chunk: Buffer) => void,
 ): Promise<number> {
   let pos = position;
-  let inFlight: Promise<void> = Promise.resolve();
+  const inFlight: Array<Promise<void>> = [];
   let batch: Buffer[] = [];
   let batchBytes = 0;
   const flush = async (): Promise<void> => {
-    const bufs = batch;
-    const at = pos;
+    const w = writevAll(fh, batch, pos);
+    w.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled
+    inFlight.push(w);
     pos += batchBytes;
     batch = [];
     batchBytes = 0;
-    await inFlight;
-    inFlight = writevAll(fh, bufs, at);
-    inFlight.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled
+    if (inFlight.length >= IN_FLIGHT) await inFlight.shift();
   };
   try {
     for await (const chunk of src) {
@@ -58,7 +61,7 @@ export async function copyToFile(
   } finally {
     // Also on a failed source: what arrived is kept (a resumed download starts after it).
     if (batchBytes > 0) await flush();
-    await inFlight;
+    await Promise.all(inFlight);
   }
   return pos;
 }
