@@ -23,7 +23,7 @@ fi
 #   qemu-system-x86, ovmf                the boot test
 #   dpkg-dev                             local apt repositories in the build tests
 packages=(
-  ca-certificates tar gzip zstd xz-utils attr libcap2-bin util-linux jq openssl
+  ca-certificates tar gzip isal zstd xz-utils attr libcap2-bin util-linux jq openssl
   mmdebstrap debian-archive-keyring dpkg-dev
   skopeo umoci
   e2fsprogs dosfstools mtools fdisk

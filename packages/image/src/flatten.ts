@@ -7,16 +7,14 @@ import { Compression, CorruptError, Digest, InvalidArgumentError, StrataError } 
 import {
   compressor,
   encodeTarHeader,
-  readTar,
   TAR_END,
   tarPadding,
-  TarEntry,
   TarHeader,
   unpackLayers,
 } from '@strata/layer';
 import { Store } from '@strata/store';
-import { LayerEntry, mergeLayers, MergedTree } from './merge';
-import { ImageLayer, resolveImage, ResolvedImage, Role } from './source';
+import { LayerEntry, mergeLayers, MergedTree, spillPath } from './merge';
+import { resolveImage, ResolvedImage, Role } from './source';
 
 export interface FlattenProgress {
   phase: 'index' | 'write';
@@ -31,7 +29,7 @@ export interface FlattenOptions {
   /** Output compression; by default from the file name (.tar, .tar.gz/.tgz, .tar.zst/.tzst). */
   compression?: Compression;
   onProgress?: (p: FlattenProgress) => void;
-  /** Directory for scratch files (spilled layers); default: next to the output. */
+  /** Directory for scratch files (the layers uncompressed); default: next to the output. */
   tmpDir?: string;
 }
 
@@ -43,8 +41,6 @@ export interface FlattenResult {
   tarBytes: number;
   /** sha256 of the uncompressed flat tar (its diffID, were it a layer). */
   diffId: Digest;
-  /** Layers that were not in path order and had to be decompressed to scratch for random access. */
-  spilled: number[];
 }
 
 /** Compression implied by an output file name. */
@@ -83,6 +79,19 @@ class ChunkWriter {
     }
   }
 
+  /** Copy `size` bytes of file `fd` from `position` on, read straight into the output buffer. */
+  async copyFrom(fd: number, position: number, size: number, what: string): Promise<void> {
+    let done = 0;
+    while (done < size) {
+      const want = Math.min(OUT_CHUNK - this.pos, size - done);
+      const n = fs.readSync(fd, this.buf, this.pos, want, position + done);
+      if (n === 0) throw new CorruptError(`${what}: short read`);
+      this.pos += n;
+      done += n;
+      if (this.pos === OUT_CHUNK) await this.flush();
+    }
+  }
+
   async zeros(n: number): Promise<void> {
     if (n > 0) await this.put(Buffer.alloc(n));
   }
@@ -116,81 +125,10 @@ class ChunkWriter {
   }
 }
 
-/** Reads bodies of one layer in stream order. */
-class StreamCursor {
-  private it: AsyncGenerator<TarEntry> | undefined;
-  private pos = 0;
-  private cur: TarEntry | undefined;
-
-  constructor(private readonly layer: ImageLayer) {}
-
-  async body(seq: number): Promise<AsyncIterable<Buffer>> {
-    this.it ??= readTar(await this.layer.openTar({ verifyBlob: false }));
-    while (this.pos <= seq) {
-      const r = await this.it.next();
-      if (r.done)
-        throw new CorruptError(`layer ${this.layer.descriptor.digest} changed while flattening`);
-      this.cur = r.value;
-      this.pos++;
-    }
-    return (this.cur as TarEntry).body;
-  }
-
-  /** Read to the end, so the digests are checked once more. */
-  async drain(): Promise<void> {
-    if (this.it === undefined) return;
-    for (;;) {
-      const r = await this.it.next();
-      if (r.done) return;
-    }
-  }
-
-  async close(): Promise<void> {
-    await this.it?.return(undefined);
-  }
-}
-
-/** Random access into a layer decompressed to a scratch file. */
-class SpillFile {
-  private fd = -1;
-  constructor(
-    private readonly layer: ImageLayer,
-    private readonly file: string,
-  ) {}
-
-  async open(): Promise<void> {
-    const out = fs.createWriteStream(this.file, { flags: 'wx', mode: 0o600 });
-    const tar = await this.layer.openTar({ verifyBlob: false });
-    tar.pipe(out);
-    await Promise.all([finished(tar), finished(out)]);
-    this.fd = fs.openSync(this.file, 'r');
-  }
-
-  async copy(offset: number, size: number, w: ChunkWriter): Promise<void> {
-    const buf = Buffer.allocUnsafe(Math.min(size, OUT_CHUNK));
-    let done = 0;
-    while (done < size) {
-      const want = Math.min(buf.length, size - done);
-      const bytesRead = fs.readSync(this.fd, buf, 0, want, offset + done);
-      if (bytesRead === 0)
-        throw new CorruptError(`layer ${this.layer.descriptor.digest}: short read`);
-      await w.put(buf.subarray(0, bytesRead));
-      done += bytesRead;
-    }
-  }
-
-  close(): void {
-    if (this.fd >= 0) fs.closeSync(this.fd);
-    this.fd = -1;
-    fs.rmSync(this.file, { force: true });
-  }
-}
-
 interface Plan {
   /** For each output entry: the header to write, and where its body comes from. */
   items: { header: TarHeader; source?: LayerEntry }[];
   dataBytes: number;
-  spill: Set<number>;
 }
 
 /** Turn the merged tree into headers, rewriting hardlink groups so each starts with its data. */
@@ -198,8 +136,6 @@ function plan(tree: MergedTree): Plan {
   const first = new Map<LayerEntry, string>();
   for (const e of tree.entries) if (!first.has(e.inode)) first.set(e.inode, e.rel);
   const items: Plan['items'] = [];
-  const lastSeq = new Map<number, number>();
-  const spill = new Set<number>();
   let dataBytes = 0;
   for (const e of tree.entries) {
     const inode = e.inode;
@@ -210,9 +146,6 @@ function plan(tree: MergedTree): Plan {
       if (h.type === 'file' && h.size > 0) {
         items.push({ header, source: inode });
         dataBytes += h.size;
-        const prev = lastSeq.get(inode.layer) ?? -1;
-        if (inode.seq <= prev) spill.add(inode.layer);
-        lastSeq.set(inode.layer, inode.seq);
       } else {
         items.push({ header: { ...header, size: 0 } });
       }
@@ -222,67 +155,43 @@ function plan(tree: MergedTree): Plan {
       });
     }
   }
-  return { items, dataBytes, spill };
+  return { items, dataBytes };
 }
 
-async function emit(
-  layers: readonly ImageLayer[],
-  p: Plan,
-  w: ChunkWriter,
-  scratch: string,
-): Promise<void> {
-  const cursors = new Map<number, StreamCursor>();
-  const spills = new Map<number, SpillFile>();
+/** Write the planned entries, reading bodies from the layers' spill files at their offsets. */
+async function emit(layerCount: number, p: Plan, w: ChunkWriter, scratch: string): Promise<void> {
+  const fds = new Map<number, number>();
   try {
-    for (const i of p.spill) {
-      const s = new SpillFile(layers[i] as ImageLayer, path.join(scratch, `layer-${i}.tar`));
-      spills.set(i, s);
-      await s.open();
-    }
+    for (let i = 0; i < layerCount; i++) fds.set(i, fs.openSync(spillPath(scratch, i), 'r'));
     for (const item of p.items) {
       await w.put(encodeTarHeader(item.header));
       const src = item.source;
       if (src === undefined) continue;
       const size = src.header.size;
-      const spilled = spills.get(src.layer);
-      if (spilled !== undefined) {
-        await spilled.copy(src.offset, size, w);
-      } else {
-        let c = cursors.get(src.layer);
-        if (c === undefined) {
-          c = new StreamCursor(layers[src.layer] as ImageLayer);
-          cursors.set(src.layer, c);
-        }
-        let got = 0;
-        for await (const chunk of await c.body(src.seq)) {
-          got += chunk.length;
-          await w.put(chunk);
-        }
-        if (got !== size) {
-          throw new CorruptError(
-            `layer ${src.layer}: ${src.rel}: body is ${got} bytes, expected ${size}`,
-          );
-        }
-      }
+      await w.copyFrom(
+        fds.get(src.layer) as number,
+        src.offset,
+        size,
+        `layer ${src.layer}: ${src.rel}`,
+      );
       await w.zeros(tarPadding(size));
     }
     await w.put(TAR_END);
     await w.flush();
-    for (const c of cursors.values()) await c.drain();
   } finally {
-    for (const c of cursors.values()) await c.close().catch(() => undefined);
-    for (const s of spills.values()) s.close();
+    for (const fd of fds.values()) fs.closeSync(fd);
   }
 }
 
 /**
  * Flatten an image's layer stack into one tar at `output` (written to a temp file, fsynced and
- * renamed into place). Two passes: the first reads every layer newest first and keeps the
- * headers of what stays visible (see mergeLayers); the second writes those entries sorted by
- * path, copying bodies from all layers read in parallel, in stream order. A layer whose bodies
- * are not in path order (not written by Strata) is decompressed once to a scratch file and read
- * at offsets instead. Memory: the headers of the visible entries, plus a few MiB of buffers.
- * The output is the same bytes for the same image.
+ * renamed into place). Two passes: the first decompresses every layer once, newest first,
+ * verifying its digests, keeping the headers of what stays visible (see mergeLayers) and writing
+ * its uncompressed tar to a scratch file; the second writes the visible entries sorted by path,
+ * copying each body from its layer's scratch file. So each layer is decompressed once whatever
+ * order its entries are in. Memory: the headers of the visible entries, plus a few MiB of
+ * buffers; scratch disk: the layers' uncompressed size, next to the output unless `tmpDir` says
+ * otherwise, removed at the end. The output is the same bytes for the same image.
  */
 export async function flattenToTar(
   store: Store,
@@ -294,17 +203,21 @@ export async function flattenToTar(
   const image = await resolveImage(store, ref, opts.role);
   const onProgress = opts.onProgress;
   const done: number[] = [];
-  const tree = await mergeLayers(image.layers, (pr) => {
-    done[pr.layer] = pr.bytes;
-    onProgress?.({ phase: 'index', bytes: done.reduce((a, b) => a + (b ?? 0), 0) });
-  });
-  const p = plan(tree);
   const dir = path.dirname(path.resolve(output));
   const tmp = path.join(dir, `.${path.basename(output)}.${process.pid}.tmp`);
   const scratch = await fs.promises.mkdtemp(path.join(opts.tmpDir ?? dir, `.strata-flatten-`));
-  const total = p.dataBytes + p.items.length * 512;
   let file: fs.WriteStream | undefined;
   try {
+    const tree = await mergeLayers(
+      image.layers,
+      (pr) => {
+        done[pr.layer] = pr.bytes;
+        onProgress?.({ phase: 'index', bytes: done.reduce((a, b) => a + (b ?? 0), 0) });
+      },
+      scratch,
+    );
+    const p = plan(tree);
+    const total = p.dataBytes + p.items.length * 512;
     file = fs.createWriteStream(tmp, { flags: 'w', mode: 0o644, highWaterMark: 1 << 20 });
     const fileDone = finished(file);
     fileDone.catch(() => undefined);
@@ -319,7 +232,7 @@ export async function flattenToTar(
       filterDone.catch(() => undefined);
     }
     const w = new ChunkWriter(dest, (bytes) => onProgress?.({ phase: 'write', bytes, total }));
-    await emit(image.layers, p, w, scratch);
+    await emit(image.layers.length, p, w, scratch);
     dest.end();
     await filterDone;
     await fileDone;
@@ -335,7 +248,6 @@ export async function flattenToTar(
       entries: p.items.length,
       tarBytes: w.bytes,
       diffId: w.digest(),
-      spilled: [...p.spill].sort((a, b) => a - b),
     };
   } catch (e) {
     file?.destroy();

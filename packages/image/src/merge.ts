@@ -1,6 +1,9 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { UnsafeEntryError } from '@strata/oci';
 import { cleanEntryPath, TarHeader, TarParser } from '@strata/layer';
+import { copyToFile } from '@strata/store';
 import type { ImageLayer } from './source';
 
 const WH_PREFIX = '.wh.';
@@ -15,7 +18,7 @@ export interface LayerEntry {
   readonly layer: number;
   /** Ordinal of the entry in its layer's tar stream (0-based, extension headers not counted). */
   readonly seq: number;
-  /** Offset of the body in the uncompressed tar (-1 when there is no body). */
+  /** Offset of the body in the uncompressed tar, and so in its spill file (-1: no body). */
   offset: number;
   /**
    * For a hardlink: the entry holding the inode (a non-link, possibly hidden by an upper layer).
@@ -104,6 +107,7 @@ interface LayerIndex {
 async function indexLayer(
   layer: ImageLayer,
   onProgress?: (p: MergeProgress) => void,
+  spill?: string,
 ): Promise<LayerIndex> {
   const out: LayerIndex = {
     entries: new Map(),
@@ -182,14 +186,26 @@ async function indexLayer(
   });
   const tar: Readable = await layer.openTar();
   let last = 0;
-  for await (const c of tar) {
-    const chunk = c as Buffer;
+  const consume = (chunk: Buffer): void => {
     chunkOffset = chunk.byteOffset;
     parser.write(chunk);
     chunkBase += chunk.length;
     if (onProgress && chunkBase - last >= 4 << 20) {
       last = chunkBase;
       onProgress({ layer: layer.index, bytes: chunkBase });
+    }
+  };
+  if (spill === undefined) {
+    for await (const c of tar) consume(c as Buffer);
+  } else {
+    const fh = await fsp.open(spill, 'wx', 0o600);
+    try {
+      await copyToFile(tar, fh, 0, consume);
+    } catch (e) {
+      tar.destroy();
+      throw e;
+    } finally {
+      await fh.close();
     }
   }
   parser.end();
@@ -198,18 +214,25 @@ async function indexLayer(
   return out;
 }
 
+/** Where `mergeLayers` keeps the uncompressed tar of layer `i` when given a spill directory. */
+export function spillPath(dir: string, i: number): string {
+  return path.join(dir, `layer-${i}.tar`);
+}
+
 /**
  * First pass of a flatten: read every layer to its end (which verifies its digest and diffID),
  * newest first, keeping only the entries no upper layer hides (ggcr's mutate.extract rules:
  * an upper entry hides the same path, an upper non-directory or whiteout hides the subtree, an
  * upper opaque directory hides everything below it). Bodies are not kept: only headers and
- * their offsets. Hostile entries are refused with UnsafeEntryError: absolute paths, '..'
+ * their offsets; with `spillDir`, each layer's uncompressed tar is also written there (see
+ * spillPath), so that the bodies can be read back at those offsets. Hostile entries are refused with UnsafeEntryError: absolute paths, '..'
  * components, whiteouts that name nothing, hardlinks that climb out or point at nothing or at a
  * directory, and entries that would be written through a symlink or a non-directory.
  */
 export async function mergeLayers(
   layers: readonly ImageLayer[],
   onProgress?: (p: MergeProgress) => void,
+  spillDir?: string,
 ): Promise<MergedTree> {
   const upper = new UpperState();
   const merged = new Map<string, LayerEntry>();
@@ -221,7 +244,11 @@ export async function mergeLayers(
   const indexes: (Map<string, LayerEntry> | undefined)[] = [];
   let needLower = false;
   for (let i = layers.length - 1; i >= 0; i--) {
-    const idx = await indexLayer(layers[i] as ImageLayer, onProgress);
+    const idx = await indexLayer(
+      layers[i] as ImageLayer,
+      onProgress,
+      spillDir === undefined ? undefined : spillPath(spillDir, i),
+    );
     layerEntries[i] = idx.count;
     layerBytes[i] = idx.bytes;
     for (const [rel, e] of idx.entries) {

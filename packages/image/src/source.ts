@@ -15,7 +15,7 @@ import {
   SizeMismatchError,
   compressionOf,
 } from '@strata/oci';
-import { zstdDecompressFile } from '@strata/tools';
+import { gunzipFile, zstdDecompressFile } from '@strata/tools';
 import { Store, VerifyingStream } from '@strata/store';
 
 /** Annotation on a manifest inside a Strata bundle index: which image of the bundle it is. */
@@ -112,8 +112,9 @@ async function verifyBlob(store: Store, d: Descriptor): Promise<void> {
 }
 
 /**
- * Blob file → decompressor → diffID check. zstd reads the blob file itself (the compressed bytes
- * never pass through Node); gzip and plain tar are read here. Errors from any stage end up on
+ * Blob file → decompressor → diffID check. zstd, and igzip when installed, read the blob file
+ * themselves (the compressed bytes never pass through Node); otherwise gzip and plain tar are
+ * read here. Errors from any stage end up on
  * the returned stream.
  */
 async function openLayerTar(
@@ -137,11 +138,16 @@ async function openLayerTar(
   let source: Readable;
   let kill: () => void;
   let done: Promise<void>;
-  if (compression === 'zstd') {
-    const p = zstdDecompressFile(file);
-    source = p.stdout;
-    kill = () => p.kill();
-    done = p.done;
+  const tool =
+    compression === 'zstd'
+      ? zstdDecompressFile(file)
+      : compression === 'gzip'
+        ? gunzipFile(file)
+        : undefined;
+  if (tool !== undefined) {
+    source = tool.stdout;
+    kill = () => tool.kill();
+    done = tool.done;
   } else {
     const input = createReadStream(file, { highWaterMark: 1 << 20 });
     if (compression === 'gzip') {

@@ -1,5 +1,5 @@
 export * from './atomic';
-export { PartialBlob } from './ingest';
+export { PartialBlob, copyToFile } from './ingest';
 export * from './lock';
 export * from './store';
 export * from './archive';

@@ -25,3 +25,4 @@ export { mmdebstrap } from './mmdebstrap';
 export type { MmdebstrapOptions } from './mmdebstrap';
 export * from './disk';
 export { zstdDecompressFile } from './zstd-file';
+export { gunzipFile, igzipPath } from './gzip-file';

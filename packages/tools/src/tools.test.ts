@@ -4,10 +4,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import * as zlib from 'node:zlib';
 import { ToolFailedError } from '@strata/oci';
 import {
   applyXattrs,
   formatSetfattrDump,
+  gunzipFile,
+  igzipPath,
   makeNodes,
   parseGetfattrDump,
   readTreeXattrs,
@@ -64,6 +67,46 @@ describe('zstd', () => {
     await expect(z.done).rejects.toBeInstanceOf(ToolFailedError);
     await new Promise((r) => setTimeout(r, 50));
     expect(children()).toEqual([]);
+  });
+});
+
+describe('igzip', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-igzip-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('is found on PATH, and not where it is not', () => {
+    expect(igzipPath()).toMatch(/\/igzip$/); // setup.sh installs isal
+    expect(igzipPath({ PATH: dir })).toBeUndefined();
+  });
+
+  test('decompresses concatenated members and refuses a bad CRC or a truncated file', async () => {
+    const a = crypto.randomBytes(300_000);
+    const b = Buffer.alloc(2 << 20, 'b');
+    const good = path.join(dir, 'good');
+    fs.writeFileSync(good, Buffer.concat([zlib.gzipSync(a), zlib.gzipSync(b)]));
+    const p = gunzipFile(good);
+    expect(p).toBeDefined();
+    const out = await collect(p!.stdout);
+    await p!.done;
+    expect(out.equals(Buffer.concat([a, b]))).toBe(true);
+
+    const gz = zlib.gzipSync(a);
+    const badCrc = Buffer.from(gz);
+    badCrc[badCrc.length - 6] = (badCrc[badCrc.length - 6] as number) ^ 0xff;
+    const truncated = gz.subarray(0, gz.length >> 1);
+    for (const [name, bytes] of [
+      ['crc', badCrc],
+      ['truncated', truncated],
+    ] as const) {
+      const f = path.join(dir, name);
+      fs.writeFileSync(f, bytes);
+      const q = gunzipFile(f)!;
+      await collect(q.stdout).catch(() => undefined);
+      await expect(q.done).rejects.toBeInstanceOf(ToolFailedError);
+    }
   });
 });
 
