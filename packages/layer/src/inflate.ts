@@ -100,14 +100,29 @@ function start(m) {
     outEnded: false, exited: m.tool === undefined, input: undefined, out: undefined,
     hashed: true,
   });
-  // A file for a tool: the tool reads it itself, and it is hashed here alongside (the diffID
-  // check covers what the tool decompressed in any case). This saves pushing every compressed
-  // byte through a pipe.
+  // A file for a tool: the tool reads it itself (as its stdin), and it is hashed here alongside
+  // through a second descriptor (the diffID check covers what the tool decompressed in any case).
+  // This saves pushing every compressed byte through a pipe.
   const direct = m.tool !== undefined && m.path !== undefined;
+  let inFd, hashFd;
+  if (direct) {
+    try {
+      inFd = fs.openSync(m.path, 'r');
+      hashFd = fs.openSync(m.path, 'r');
+    } catch (e) {
+      if (inFd !== undefined) fs.closeSync(inFd);
+      fail('input', e.message);
+      return;
+    }
+  }
   let sink; // where compressed bytes go
   if (m.tool !== undefined) {
-    const args = direct ? ['-d', '-c', '-q', '--', m.path] : ['-d', '-c', '-q'];
-    const child = spawn(m.tool, args, { stdio: [direct ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let child;
+    try {
+      child = spawn(m.tool, ['-d', '-c', '-q'], { stdio: [direct ? inFd : 'pipe', 'pipe', 'pipe'] });
+    } finally {
+      if (direct) fs.closeSync(inFd); // the child has its own copy
+    }
     j.child = child;
     let stderr = '';
     child.stderr.setEncoding('utf8');
@@ -138,7 +153,7 @@ function start(m) {
   j.out.on('end', () => { j.outEnded = true; finish(); });
   if (direct) {
     j.hashed = false;
-    const file = (j.file = fs.createReadStream(m.path, { highWaterMark: CHUNK }));
+    const file = (j.file = fs.createReadStream(null, { fd: hashFd, highWaterMark: CHUNK }));
     file.on('error', (e) => fail('input', e.message));
     file.on('data', (c) => { j.blob.update(c); });
     file.on('end', () => { j.hashed = true; finish(); });
