@@ -11,6 +11,7 @@ const ROOT = path.join(__dirname, '..');
 const DOC = path.join(ROOT, 'docs', 'benchmarks.md');
 const BENCHES = [
   { file: 'layer.js', section: 'Layer codec' },
+  { file: 'zstd-impl.js', section: 'Choosing the zstd implementation' },
   { file: 'build.js', section: 'Build' },
   { file: 'flatten.js', section: 'Flatten' },
   { file: 'registry.js', section: 'Registry' },
