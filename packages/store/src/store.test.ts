@@ -139,6 +139,21 @@ describe('partial blobs', () => {
     expect(await store.hasBlob(expected.digest)).toBe(false);
   });
 
+  test('gc drops a partial nobody is fetching, and keeps one that is being fetched', async () => {
+    await expect(
+      store.withPartial(expected, (p) => p.append(from(data.subarray(0, 100_000), true), 0)),
+    ).rejects.toThrow('connection reset');
+    expect(await ingestFiles()).toEqual([expect.stringMatching(/\.partial$/)]);
+    expect((await store.gc()).bytesFreed).toBe(100_000);
+    expect(await ingestFiles()).toEqual([]);
+    await store.withPartial(expected, async (p) => {
+      await p.append(from(data.subarray(0, 5000)), 0);
+      const gc = await store.gc();
+      expect(gc.bytesFreed).toBe(0);
+      expect(await p.length()).toBe(5000);
+    });
+  });
+
   test('two fetches of one digest take turns', async () => {
     const order: string[] = [];
     const one = (name: string) =>

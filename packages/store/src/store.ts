@@ -13,6 +13,7 @@ import {
   ImageManifest,
   InvalidArgumentError,
   InvalidDocumentError,
+  LockedError,
   MediaType,
   MediaTypes,
   NotFoundError,
@@ -535,7 +536,10 @@ export class Store {
     return (await fsp.readdir(this.blobDir)).filter((n) => /^[a-f0-9]{64}$/.test(n));
   }
 
-  /** Drop blobs that no tag reaches, and stale ingest files. */
+  /**
+   * Drop blobs that no tag reaches, stale ingest files, and partial downloads that no running
+   * pull is using (a later pull of the blob then starts from the beginning).
+   */
   async gc(): Promise<{ removed: number; bytesFreed: number }> {
     return withFileLock(
       this.lockPath,
@@ -557,6 +561,10 @@ export class Store {
           bytesFreed += st.size;
         }
         for (const name of await fsp.readdir(this.ingestDir)) {
+          if (/^pull-[a-f0-9]{64}\.partial$/.test(name)) {
+            bytesFreed += await this.dropPartial(path.join(this.ingestDir, name));
+            continue;
+          }
           const m = /-(\d+)-[a-f0-9]+$/.exec(name);
           const pid = m ? Number(m[1]) : NaN;
           if (!Number.isNaN(pid) && pid !== process.pid && !pidAlive(pid)) {
@@ -570,6 +578,25 @@ export class Store {
       },
       { what: `store ${this.root}` },
     );
+  }
+
+  /** Remove a partial download unless a live process is fetching it; returns the bytes freed. */
+  private async dropPartial(file: string): Promise<number> {
+    try {
+      return await withFileLock(
+        `${file}.lock`,
+        async () => {
+          const st = await fsp.stat(file).catch(() => undefined);
+          if (st === undefined) return 0;
+          await fsp.rm(file, { force: true });
+          return st.size;
+        },
+        { timeoutMs: 0 },
+      );
+    } catch (e) {
+      if (e instanceof LockedError) return 0; // a pull is using it
+      throw e;
+    }
   }
 
   /** Re-hash every blob and check that every referenced blob exists. */
