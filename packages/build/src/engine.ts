@@ -740,7 +740,8 @@ export class Builder {
   // ---- result -------------------------------------------------------------------
 
   /**
-   * What the template leaves out: the FROM template's record, then each rule that kept paths
+   * What the template leaves out: the FROM template's record (a rule found there again gets the
+   * new matches added, so each rule is listed once), then each other rule that kept paths
    * out of this build's layers (counted per layer, so cached and fresh builds agree), and
    * every EXCLUDE glob.
    */
@@ -750,7 +751,9 @@ export class Builder {
       for (const [p, n] of Object.entries(l.excluded ?? {}))
         counts.set(p, (counts.get(p) ?? 0) + n);
     }
-    const out: Exclusion[] = [...state.baseExclusions];
+    // One record per rule: a rule the FROM template recorded too adds its matches to that one.
+    const out: Exclusion[] = state.baseExclusions.map((e) => ({ ...e }));
+    const byRule = new Map(out.map((e) => [`${e.action} ${e.pattern}`, e]));
     const rules = [
       ...DEFAULT_EXCLUSIONS.map((r) => ({
         pattern: r.pattern,
@@ -770,7 +773,14 @@ export class Builder {
       seen.add(r.pattern);
       const matched = counts.get(r.pattern) ?? 0;
       if (matched === 0 && !state.excludes.includes(r.pattern)) continue;
-      out.push({ pattern: r.pattern, reason: r.reason, action: r.action, matched });
+      const earlier = byRule.get(`${r.action} ${r.pattern}`);
+      if (earlier !== undefined) {
+        earlier.matched += matched;
+        continue;
+      }
+      const e: Exclusion = { pattern: r.pattern, reason: r.reason, action: r.action, matched };
+      out.push(e);
+      byRule.set(`${r.action} ${r.pattern}`, e);
     }
     return out;
   }
