@@ -305,6 +305,31 @@ d('registry without auth (plain http on loopback)', () => {
     await strataOk(['--store', storeF, 'gc'], { env });
     expect(fs.readdirSync(ingest)).toEqual([]);
   });
+
+  it('two pulls of one image into one store at once both succeed and fetch each blob once', async () => {
+    await strataOk(['--store', storeA, 'push', 'x', `${reg.host}/conc:1`], { env });
+    const storeC = path.join(work, 'storeC');
+    const before = proxy.records.filter(
+      (p) => p.method === 'GET' && /\/blobs\//.test(p.url),
+    ).length;
+    const [a, b] = await Promise.all(
+      ['a', 'b'].map(async (t) =>
+        json<PullJson>(
+          await strataOk(
+            ['--store', storeC, '--json', 'pull', `${proxy.host}/conc:1`, '-t', `conc:${t}`],
+            { env },
+          ),
+        ),
+      ),
+    );
+    expect(a.digest).toBe(digest);
+    expect(b.digest).toBe(digest);
+    expect(a.downloaded + b.downloaded).toBe(2); // config and layer, each by one of them
+    const gets = proxy.records.filter((p) => p.method === 'GET' && /\/blobs\//.test(p.url));
+    expect(gets.length - before).toBe(2);
+    expect((await strata(['--store', storeC, 'fsck'], { env })).code).toBe(0);
+    expect(fs.readdirSync(path.join(storeC, '.strata', 'ingest'))).toEqual([]);
+  });
 });
 
 d('registry with htpasswd and TLS (self-signed CA)', () => {
