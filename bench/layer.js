@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /*
- * Layer codec benchmark: @strata/layer vs GNU tar + zstd, GNU tar in reproducible mode, and umoci.
+ * Layer codec benchmark: @strata/layer (packing into a real store) vs GNU tar + zstd, GNU tar in
+ * reproducible mode, and umoci.
  *
  *   npm run build && node bench/layer.js [rootfs-dir]
  *
@@ -23,6 +24,7 @@ const crypto = require('node:crypto');
 const { execSync, execFileSync } = require('node:child_process');
 const { pipeline } = require('node:stream/promises');
 const { packTree, createLayer, unpackLayer } = require('../packages/layer/dist');
+const { Store } = require('../packages/store/dist');
 
 const REPS = Number(process.env.STRATA_BENCH_REPS || 5);
 const ROOTFS = process.argv[2] || process.env.STRATA_BENCH_ROOTFS || '/var/tmp/strata-bench/rootfs';
@@ -46,22 +48,12 @@ async function time(fn) {
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
-async function oursPack(out) {
+/** Pack the tree into a store: tar, zstd, diffID and digest in one pass, ingested (fsync, rename). */
+async function oursPack(store) {
   const { blob, result } = createLayer(packTree({ root: ROOTFS, sourceDateEpoch: EPOCH }), 'zstd');
-  const h = crypto.createHash('sha256');
-  const file = fs.createWriteStream(out, { highWaterMark: 1 << 20 });
-  await pipeline(
-    blob,
-    async function* (src) {
-      for await (const c of src) {
-        h.update(c);
-        yield c;
-      }
-    },
-    file,
-  );
+  const info = await store.putBlob(blob);
   const r = await result;
-  return { diffId: r.diffId, digest: `sha256:${h.digest('hex')}`, size: fs.statSync(out).size };
+  return { diffId: r.diffId, digest: info.digest, size: info.size };
 }
 
 /** Child mode: pack `root` (pack + zstd + diffID + digest, blob discarded), print peak RSS. */
@@ -109,7 +101,8 @@ async function main() {
   const utmp = fs.mkdtempSync(path.join(ubase, 'strata-unpack-'));
   const times = {};
   const add = (k, t) => (times[k] = times[k] || []).push(t);
-  const ours = path.join(work, 'ours.tar.zst');
+  const store = await Store.open(path.join(work, 'store'));
+  let ours = '';
   let layer;
   let n = 0;
   const target = () => {
@@ -134,8 +127,8 @@ async function main() {
     const packPair = [
       async () =>
         add(
-          'pack: strata (pack+zstd+diffID+digest → file)',
-          await time(async () => (layer = await oursPack(ours))),
+          'pack: strata into the store (pack+zstd+diffID+digest, fsync, rename)',
+          await time(async () => (layer = await oursPack(store))),
         ),
       async () =>
         add(
@@ -154,6 +147,7 @@ async function main() {
       await time(() => sh(`umoci repack --image ${oci}:new${i} ${bundle}`)),
     );
   }
+  ours = store.blobPath(layer.digest);
   // A gzip blob of the same tree, for the gzip sanity rows (not timed).
   const oursGz = path.join(work, 'ours.tar.gz');
   {
@@ -215,7 +209,7 @@ async function main() {
     sh(`rm -rf ${utmp}/*`);
   }
   // determinism: pack again, same bytes
-  const again = await oursPack(path.join(work, 'again.tar.zst'));
+  const again = await oursPack(await Store.open(path.join(work, 'store-again')));
 
   const med = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
   const get = (prefix) => med[Object.keys(med).find((k) => k.startsWith(prefix))];
