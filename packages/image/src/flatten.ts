@@ -14,7 +14,7 @@ import {
 } from '@strata/layer';
 import { Store } from '@strata/store';
 import { LayerEntry, mergeLayers, MergedTree, spillPath } from './merge';
-import { resolveImage, ResolvedImage, Role } from './source';
+import { blobFile, resolveImage, ResolvedImage, Role } from './source';
 
 export interface FlattenProgress {
   phase: 'index' | 'write';
@@ -286,7 +286,8 @@ export async function flattenToDir(
   }
   const stats = await unpackLayers(
     image.layers.map((l) => ({
-      open: () => store.openBlob(l.descriptor.digest, l.descriptor.size),
+      // The unpack worker reads the blob file itself and verifies its digest.
+      open: () => blobFile(store, l.descriptor),
       compression: l.compression,
       expectedDigest: l.descriptor.digest,
       expectedDiffId: l.diffId,

@@ -105,6 +105,22 @@ export async function resolveImage(
   return { ref, descriptor, manifest, config, layers, role: found };
 }
 
+/**
+ * The path of a stored blob's file, checked to exist with the descriptor's size. Whoever reads it
+ * verifies the digest.
+ */
+export async function blobFile(store: Store, d: Descriptor): Promise<string> {
+  const file = store.blobPath(d.digest);
+  let st;
+  try {
+    st = await fsp.stat(file);
+  } catch (e) {
+    throw new NotFoundError(`blob ${d.digest} is not in the store`, { cause: e });
+  }
+  if (st.size !== d.size) throw new SizeMismatchError(d.size, st.size, `blob ${d.digest}`);
+  return file;
+}
+
 /** Hash a stored blob, checking digest and size. */
 async function verifyBlob(store: Store, d: Descriptor): Promise<void> {
   const s = await store.openBlob(d.digest, d.size);
@@ -124,14 +140,7 @@ async function openLayerTar(
   diffId: Digest,
   checkBlob: boolean,
 ): Promise<Readable> {
-  const file = store.blobPath(d.digest);
-  let st;
-  try {
-    st = await fsp.stat(file);
-  } catch (e) {
-    throw new NotFoundError(`blob ${d.digest} is not in the store`, { cause: e });
-  }
-  if (st.size !== d.size) throw new SizeMismatchError(d.size, st.size, `blob ${d.digest}`);
+  const file = await blobFile(store, d);
   const verify = new VerifyingStream({ digest: diffId }, `layer ${d.digest} (diffID)`);
   const blobOk = checkBlob ? verifyBlob(store, d) : Promise.resolve();
   blobOk.catch(() => undefined);
