@@ -169,7 +169,13 @@ describe('flattenToTar', () => {
     expect(by.get('usr/lib/big')?.body).toBe('B'.repeat(5000));
     expect(by.get('var/lib/d')?.body).toBe('now a file');
     const again = path.join(tmp, 'again.tar');
-    const r2 = await flattenToTar(store, 'img:1', again);
+    const scratch = fs.mkdtempSync(path.join(tmp, 'scratch-'));
+    const r2 = await flattenToTar(store, 'img:1', again, { tmpDir: scratch });
+    expect(fs.readdirSync(scratch)).toEqual([]); // removed at the end
+    // ...and it is where the scratch goes: a tmpDir that does not exist fails the flatten.
+    await expect(
+      flattenToTar(store, 'img:1', path.join(tmp, 'x.tar'), { tmpDir: path.join(tmp, 'none') }),
+    ).rejects.toThrow(/ENOENT/);
     expect(fs.readFileSync(again).equals(fs.readFileSync(out))).toBe(true);
     expect(r2.diffId).toBe(r.diffId);
     expect(sha256(fs.readFileSync(out))).toBe(r.diffId);

@@ -8,6 +8,7 @@ interface FlattenArgs extends GlobalArgs {
   rootfs?: string;
   buildchroot?: string;
   dir?: string;
+  tmpDir?: string;
 }
 interface ImageArgs extends GlobalArgs {
   ref: string;
@@ -51,6 +52,11 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             type: 'string',
             describe: 'Write the rootfs into this empty directory (root)',
           })
+          .option('tmp-dir', {
+            type: 'string',
+            describe:
+              'Scratch space for the uncompressed layers while writing a tar (default: next to the output)',
+          })
           .check((a) => {
             if (!a.rootfs && !a.buildchroot && !a.dir)
               throw new Error('say where to write: --rootfs FILE, --buildchroot FILE or --dir DIR');
@@ -67,6 +73,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           const bar = ctx.progress();
           const r = await flattenToTar(store, a.ref, file, {
             role,
+            tmpDir: a.tmpDir,
             onProgress: (p) =>
               bar.update(
                 p.phase === 'index' ? `${role}: reading layers` : `${role}: writing`,
