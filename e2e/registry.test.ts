@@ -308,7 +308,7 @@ d('registry without auth (plain http on loopback)', () => {
 
   it('two pulls of one image into one store at once both succeed and fetch each blob once', async () => {
     await strataOk(['--store', storeA, 'push', 'x', `${reg.host}/conc:1`], { env });
-    const storeC = path.join(work, 'storeC');
+    const storeConc = path.join(work, 'storeConc');
     const before = proxy.records.filter(
       (p) => p.method === 'GET' && /\/blobs\//.test(p.url),
     ).length;
@@ -316,7 +316,7 @@ d('registry without auth (plain http on loopback)', () => {
       ['a', 'b'].map(async (t) =>
         json<PullJson>(
           await strataOk(
-            ['--store', storeC, '--json', 'pull', `${proxy.host}/conc:1`, '-t', `conc:${t}`],
+            ['--store', storeConc, '--json', 'pull', `${proxy.host}/conc:1`, '-t', `conc:${t}`],
             { env },
           ),
         ),
@@ -327,8 +327,8 @@ d('registry without auth (plain http on loopback)', () => {
     expect(a.downloaded + b.downloaded).toBe(2); // config and layer, each by one of them
     const gets = proxy.records.filter((p) => p.method === 'GET' && /\/blobs\//.test(p.url));
     expect(gets.length - before).toBe(2);
-    expect((await strata(['--store', storeC, 'fsck'], { env })).code).toBe(0);
-    expect(fs.readdirSync(path.join(storeC, '.strata', 'ingest'))).toEqual([]);
+    expect((await strata(['--store', storeConc, 'fsck'], { env })).code).toBe(0);
+    expect(fs.readdirSync(path.join(storeConc, '.strata', 'ingest'))).toEqual([]);
   });
 });
 
