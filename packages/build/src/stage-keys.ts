@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { Digest, ImageConfig, InvalidArgumentError, StrataError } from '@strata/oci';
 import { AptSources, hostSources, indexState, makeSources } from './apt';
 import { cacheKey, hashContextPaths } from './cache';
-import { Instruction, Location } from './stratafile';
+import { Instruction, LAYER_INSTRUCTIONS, Location } from './stratafile';
 
 /** A step or FROM error, located in the Stratafile. */
 export class BuildStepError extends StrataError {
@@ -70,19 +70,9 @@ export function stepEnv(scope: StepScope): Array<[string, string]> {
   return [...env].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-export type LayerInstruction = Extract<
-  Instruction,
-  { kind: 'BOOTSTRAP' | 'INSTALL' | 'REMOVE' | 'UPGRADE' | 'RUN' | 'COPY' }
->;
+export type LayerInstruction = Extract<Instruction, { kind: (typeof LAYER_INSTRUCTIONS)[number] }>;
 
-const LAYER_KINDS: ReadonlySet<Instruction['kind']> = new Set([
-  'BOOTSTRAP',
-  'INSTALL',
-  'REMOVE',
-  'UPGRADE',
-  'RUN',
-  'COPY',
-]);
+const LAYER_KINDS: ReadonlySet<Instruction['kind']> = new Set(LAYER_INSTRUCTIONS);
 
 /** Does the instruction make a layer (and so have a cache key)? */
 export function isLayerStep(ins: Instruction): ins is LayerInstruction {

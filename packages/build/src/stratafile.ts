@@ -181,15 +181,20 @@ export interface Stratafile {
   unusedBuildArgs: string[];
 }
 
-/** Every instruction keyword, upper-case. */
-export const INSTRUCTIONS: readonly InstructionKind[] = [
-  'FROM',
+/** The instructions that change the tree, each into one layer. */
+export const LAYER_INSTRUCTIONS = [
   'BOOTSTRAP',
   'INSTALL',
   'REMOVE',
   'UPGRADE',
   'RUN',
   'COPY',
+] as const satisfies readonly InstructionKind[];
+
+/** Every instruction keyword, upper-case. */
+export const INSTRUCTIONS: readonly InstructionKind[] = [
+  'FROM',
+  ...LAYER_INSTRUCTIONS,
   'ENV',
   'ARG',
   'LABEL',
