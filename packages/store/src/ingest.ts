@@ -66,6 +66,22 @@ export async function copyToFile(
   return pos;
 }
 
+/**
+ * Move a verified, fsynced temp file into place as blob `final`. When the blob is there already
+ * the temp file goes, and the blob's mtime is refreshed so that a concurrent gc sees it as in use
+ * by a live lease.
+ */
+export async function placeBlob(tmp: string, final: string): Promise<void> {
+  if (await exists(final)) {
+    await fsp.rm(tmp, { force: true });
+    const now = new Date();
+    await fsp.utimes(final, now, now);
+  } else {
+    await fsp.rename(tmp, final);
+    await fsyncDir(path.dirname(final));
+  }
+}
+
 /** Feed bytes `[0, end)` of a file to a hasher. */
 export async function hashPrefix(file: string, end: number, hasher: Hasher): Promise<void> {
   if (end <= 0) return;
@@ -160,11 +176,6 @@ export class PartialBlob {
       throw new DigestMismatchError(digest, got, 'blob');
     }
     await this.fh.sync();
-    if (await exists(this.finalPath)) {
-      await fsp.rm(this.file, { force: true });
-    } else {
-      await fsp.rename(this.file, this.finalPath);
-      await fsyncDir(path.dirname(this.finalPath));
-    }
+    await placeBlob(this.file, this.finalPath);
   }
 }

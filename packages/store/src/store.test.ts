@@ -132,6 +132,19 @@ describe('partial blobs', () => {
     expect(await ingestFiles()).toEqual([]);
   });
 
+  test('committing a blob that is there already keeps it and refreshes its mtime (for gc)', async () => {
+    await store.putBlob(from(data), expected);
+    const old = new Date(Date.now() - 3600_000);
+    await fsp.utimes(store.blobPath(expected.digest), old, old);
+    await store.withPartial(expected, async (p) => {
+      await p.append(from(data), 0);
+      await p.commit();
+    });
+    const st = await fsp.stat(store.blobPath(expected.digest));
+    expect(st.mtimeMs).toBeGreaterThan(old.getTime() + 1000);
+    expect(await ingestFiles()).toEqual([]);
+  });
+
   test('more bytes than the blob has is refused', async () => {
     await expect(
       store.withPartial(expected, (p) => p.append(from(Buffer.concat([data, data])), 0)),

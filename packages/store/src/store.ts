@@ -33,7 +33,7 @@ import {
   withDefaultTag,
 } from '@strata/oci';
 import { exists, fsyncDir, tempPathFor, writeFileAtomic } from './atomic';
-import { PartialBlob, copyToFile, openForAppend } from './ingest';
+import { PartialBlob, copyToFile, openForAppend, placeBlob } from './ingest';
 import { pidAlive, withFileLock } from './lock';
 
 export interface BlobInfo {
@@ -188,16 +188,7 @@ export class Store {
       if (expected.digest !== undefined && digest !== expected.digest) {
         throw new DigestMismatchError(expected.digest, digest, 'blob');
       }
-      const final = this.blobPath(digest);
-      if (await exists(final)) {
-        await fsp.rm(tmp, { force: true });
-        // Refresh the mtime so a concurrent gc sees the blob as in use by a live lease.
-        const now = new Date();
-        await fsp.utimes(final, now, now);
-      } else {
-        await fsp.rename(tmp, final);
-        await fsyncDir(this.blobDir);
-      }
+      await placeBlob(tmp, this.blobPath(digest));
     } catch (e) {
       await fsp.rm(tmp, { force: true });
       throw e;
