@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError, NotFoundError, UnsafeEntryError } from '@strata/oci';
 import { mke2fs, mkfsVfat, mtoolsCopy, sfdiskWrite } from '@strata/tools';
-import { Store } from '@strata/store';
+import { commitFile, Store } from '@strata/store';
 import { flattenToDir } from './flatten';
 import { ResolvedImage, Role } from './source';
 import { Wks, WksPart } from './wks';
@@ -105,16 +105,6 @@ async function flattenScratch(
   return { image, root };
 }
 
-async function finishOutput(tmp: string, output: string): Promise<void> {
-  const fd = fs.openSync(tmp, 'r+');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  await fs.promises.rename(tmp, output);
-}
-
 /**
  * Build an ext4 filesystem image of an image's rootfs with `mke2fs -d`: the layers are flattened
  * into a scratch directory (as root, so owners, modes, xattrs and device nodes survive), sized
@@ -145,7 +135,7 @@ export async function buildExt4Image(
       uuid,
       fakeTime: o.sourceDateEpoch,
     });
-    await finishOutput(tmp, output);
+    await commitFile(tmp, output);
     return { image, sizeBytes, contentBytes: usage.bytes, uuid };
   } finally {
     await fs.promises.rm(scratch, { recursive: true, force: true });
@@ -481,7 +471,7 @@ export async function buildDiskImage(
     } finally {
       fs.closeSync(fd);
     }
-    await finishOutput(tmp, output);
+    await commitFile(tmp, output);
     return { image, sizeBytes, ptable, partitions: parts };
   } finally {
     await fs.promises.rm(scratch, { recursive: true, force: true });

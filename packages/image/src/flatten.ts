@@ -12,7 +12,7 @@ import {
   TarHeader,
   unpackLayers,
 } from '@strata/layer';
-import { Store } from '@strata/store';
+import { commitFile, Store } from '@strata/store';
 import { LayerEntry, mergeLayers, MergedTree, spillPath } from './merge';
 import { blobFile, resolveImage, ResolvedImage, Role } from './source';
 
@@ -236,13 +236,7 @@ export async function flattenToTar(
     dest.end();
     await filterDone;
     await fileDone;
-    const fd = fs.openSync(tmp, 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    await fs.promises.rename(tmp, output);
+    await commitFile(tmp, output);
     return {
       image,
       entries: p.items.length,

@@ -19,6 +19,18 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Make a finished temp file durable and move it into place: fsync, rename, fsync the directory. */
+export async function commitFile(tmp: string, target: string): Promise<void> {
+  const fd = await fsp.open(tmp, 'r');
+  try {
+    await fd.sync();
+  } finally {
+    await fd.close();
+  }
+  await fsp.rename(tmp, target);
+  await fsyncDir(path.dirname(target));
+}
+
 /** Write a whole file atomically: temp file, fsync, rename, fsync the directory. */
 export async function writeFileAtomic(
   target: string,
