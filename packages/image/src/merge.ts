@@ -16,8 +16,6 @@ export interface LayerEntry {
   readonly header: TarHeader;
   /** Index of the layer in the stack (0 = base). */
   readonly layer: number;
-  /** Ordinal of the entry in its layer's tar stream (0-based, extension headers not counted). */
-  readonly seq: number;
   /** Offset of the body in the uncompressed tar, and so in its spill file (-1: no body). */
   offset: number;
   /**
@@ -122,7 +120,7 @@ async function indexLayer(
   let current: LayerEntry | undefined;
   const parser = new TarParser({
     header: (h) => {
-      const seq = out.count++;
+      out.count++;
       current = undefined;
       const rel = cleanEntryPath(h.path);
       if (rel === '') {
@@ -149,7 +147,6 @@ async function indexLayer(
         rel,
         header: h,
         layer: layer.index,
-        seq,
         offset: -1,
         inode: undefined as unknown as LayerEntry,
       };
@@ -345,7 +342,6 @@ function finish(merged: Map<string, LayerEntry>): { entries: LayerEntry[] } {
           xattrs: {},
         },
         layer: -1,
-        seq: -1,
         offset: -1,
         inode: undefined as unknown as LayerEntry,
       };

@@ -34,10 +34,10 @@ export interface ImageLayer {
   readonly compression: Compression;
   /**
    * The uncompressed tar. The stream errors (DigestMismatchError) at EOF unless it hashes to the
-   * diffID, so reading to the end verifies the content. With `verifyBlob`, the compressed blob's
-   * digest and size are checked too, in parallel, before the stream ends.
+   * diffID, so reading to the end verifies the content. The compressed blob's digest and size
+   * are checked too, in parallel, before the stream ends.
    */
-  openTar(opts?: { verifyBlob?: boolean }): Promise<Readable>;
+  openTar(): Promise<Readable>;
 }
 
 export interface ResolvedImage {
@@ -99,7 +99,7 @@ export async function resolveImage(
       descriptor: d,
       diffId,
       compression,
-      openTar: (o) => openLayerTar(store, d, compression, diffId, o?.verifyBlob ?? true),
+      openTar: () => openLayerTar(store, d, compression, diffId),
     };
   });
   return { ref, descriptor, manifest, config, layers, role: found };
@@ -130,19 +130,17 @@ async function verifyBlob(store: Store, d: Descriptor): Promise<void> {
 /**
  * Blob file → decompressor → diffID check. zstd, and igzip when installed, read the blob file
  * themselves (the compressed bytes never pass through Node); otherwise gzip and plain tar are
- * read here. Errors from any stage end up on
- * the returned stream.
+ * read here. Errors from any stage end up on the returned stream.
  */
 async function openLayerTar(
   store: Store,
   d: Descriptor,
   compression: Compression,
   diffId: Digest,
-  checkBlob: boolean,
 ): Promise<Readable> {
   const file = await blobFile(store, d);
   const verify = new VerifyingStream({ digest: diffId }, `layer ${d.digest} (diffID)`);
-  const blobOk = checkBlob ? verifyBlob(store, d) : Promise.resolve();
+  const blobOk = verifyBlob(store, d);
   blobOk.catch(() => undefined);
   let source: Readable;
   let kill: () => void;
