@@ -330,18 +330,8 @@ export class RegistryClient {
    * Stream a blob from the registry, verified: the stream errors with a digest or size mismatch
    * at EOF instead of ending cleanly. For the build cache and other lazy readers.
    */
-  async fetchBlob(desc: Pick<Descriptor, 'digest' | 'size'>, start = 0): Promise<Readable> {
-    const res = await this.transport.request({
-      method: 'GET',
-      url: this.blobUrl(desc.digest),
-      headers: start > 0 ? { range: `bytes=${start}-` } : {},
-      scopes: [this.scope],
-      expect: [200, 206],
-      what: `GET blob ${desc.digest}`,
-      stream: true,
-    });
-    const body = res.stream as Readable;
-    if (start > 0) return body;
+  async fetchBlob(desc: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
+    const { stream: body } = await this.openDownload(desc, 0);
     const verify = new VerifyingStream(
       { digest: desc.digest, size: desc.size },
       `blob ${desc.digest} from ${this.registry}`,
