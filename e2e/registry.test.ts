@@ -424,6 +424,33 @@ d('registry with htpasswd and TLS (self-signed CA)', () => {
     });
     expect(after.code).toBe(1);
   });
+
+  it('the strata launcher trusts the CAs in NODE_EXTRA_CA_CERTS, without --ca-cert', async () => {
+    // The launcher keeps the variable from Node's boot and the registry client reads it itself.
+    const caEnv = { ...env, NODE_EXTRA_CA_CERTS: ca };
+    await strataOk(['login', reg.host, '-u', 'alice', '--password-stdin'], {
+      env: caEnv,
+      input: 'correct horse\n',
+      launcher: true,
+    });
+    try {
+      const store3 = path.join(work, 'store3');
+      const r = await strataOk(['--store', store3, '--json', 'pull', `${reg.host}/x:1`], {
+        env: caEnv,
+        launcher: true,
+      });
+      expect(JSON.parse(r.stdout).downloaded).toBe(2);
+      // Without the variable the same certificate is untrusted again.
+      const bare = await strata(['--store', store3, 'pull', `${reg.host}/x:1`], {
+        env: { ...env, NODE_EXTRA_CA_CERTS: undefined },
+        launcher: true,
+      });
+      expect(bare.code).toBe(1);
+      expect(bare.stderr).toMatch(/--ca-cert/);
+    } finally {
+      await strataOk(['logout', reg.host], { env });
+    }
+  });
 });
 
 d('registry with token auth', () => {

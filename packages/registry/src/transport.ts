@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as tls from 'node:tls';
@@ -92,6 +93,22 @@ export function isLoopback(registry: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+/**
+ * The PEM file named by NODE_EXTRA_CA_CERTS, which Node adds to its bundled roots. Read here as
+ * well, because the `strata` launcher keeps the variable from Node's boot (Node 20 parses the
+ * file before any script runs, on every command, TLS or not). As in Node, a file that cannot be
+ * read adds nothing.
+ */
+function extraCaCerts(): string | undefined {
+  const file = process.env.NODE_EXTRA_CA_CERTS;
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -114,7 +131,7 @@ type Auth =
 export class Transport {
   readonly registry: string;
   private readonly opts: TransportOptions;
-  private readonly httpsAgent: https.Agent;
+  private tlsAgent?: https.Agent;
   private readonly httpAgent: http.Agent;
   private base?: Promise<URL>;
   private auth: Auth = { kind: 'none' };
@@ -126,20 +143,28 @@ export class Transport {
     }
     this.registry = opts.registry;
     this.opts = opts;
-    const maxSockets = opts.maxSockets ?? 8;
-    const ca = opts.caCert ? [...tls.rootCertificates, opts.caCert.toString()] : undefined;
-    this.httpsAgent = new https.Agent({
-      keepAlive: true,
-      maxSockets,
-      ...(ca ? { ca } : {}),
-      rejectUnauthorized: !opts.insecure,
-    });
-    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets });
+    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 8 });
+  }
+
+  /** Made on first use: a command that never speaks TLS never builds a CA store. */
+  private get httpsAgent(): https.Agent {
+    if (!this.tlsAgent) {
+      const extra = [extraCaCerts(), this.opts.caCert?.toString()].filter((x): x is string =>
+        Boolean(x),
+      );
+      this.tlsAgent = new https.Agent({
+        keepAlive: true,
+        maxSockets: this.opts.maxSockets ?? 8,
+        ...(extra.length ? { ca: [...tls.rootCertificates, ...extra] } : {}),
+        rejectUnauthorized: !this.opts.insecure,
+      });
+    }
+    return this.tlsAgent;
   }
 
   /** Close idle keep-alive sockets. */
   close(): void {
-    this.httpsAgent.destroy();
+    this.tlsAgent?.destroy();
     this.httpAgent.destroy();
   }
 
@@ -170,25 +195,38 @@ export class Transport {
   private async doPing(): Promise<URL> {
     const httpsBase = new URL(`https://${this.registry}/`);
     const httpBase = new URL(`http://${this.registry}/`);
-    const mayHttp = this.opts.insecure || isLoopback(this.registry);
-    let res: Response;
     let base = httpsBase;
-    try {
-      res = await this.withRetries('GET /v2/', () =>
-        this.send(new URL('/v2/', httpsBase), 'GET', {}),
-      );
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code ?? '';
-      const notTls =
-        code === 'EPROTO' ||
-        code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
-        code === 'ECONNRESET' ||
-        /wrong version number|packet length too long/i.test((e as Error).message);
-      if (!mayHttp || !notTls) throw this.networkError(e, `https://${this.registry}/v2/`);
-      base = httpBase;
-      res = await this.withRetries('GET /v2/', () =>
-        this.send(new URL('/v2/', httpBase), 'GET', {}),
-      );
+    let res: Response | undefined;
+    if (isLoopback(this.registry)) {
+      // A registry on loopback usually speaks plain http, and plain http is allowed there, so it
+      // is asked first: that spares every command a failed TLS handshake and building Node's CA
+      // store. A TLS server answers it with 400 or drops it, and https is tried next. Only the
+      // anonymous ping goes this way; credentials follow the scheme that answered.
+      const plain = await this.send(new URL('/v2/', httpBase), 'GET', {}).catch(() => undefined);
+      if (plain && (plain.status === 200 || plain.status === 401)) {
+        res = plain;
+        base = httpBase;
+      }
+    }
+    if (!res) {
+      try {
+        res = await this.withRetries('GET /v2/', () =>
+          this.send(new URL('/v2/', httpsBase), 'GET', {}),
+        );
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? '';
+        const notTls =
+          code === 'EPROTO' ||
+          code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
+          code === 'ECONNRESET' ||
+          /wrong version number|packet length too long/i.test((e as Error).message);
+        const mayHttp = this.opts.insecure || isLoopback(this.registry);
+        if (!mayHttp || !notTls) throw this.networkError(e, `https://${this.registry}/v2/`);
+        base = httpBase;
+        res = await this.withRetries('GET /v2/', () =>
+          this.send(new URL('/v2/', httpBase), 'GET', {}),
+        );
+      }
     }
     if (res.status === 401) {
       this.learnChallenge(res.headers['www-authenticate']);
