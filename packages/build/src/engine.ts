@@ -534,6 +534,7 @@ export class Builder {
       tar.on('error', (e) => layer.blob.destroy(e));
       const blob = await this.store.putBlob(layer.blob);
       const { diffId, mediaType } = await layer.result;
+      await this.store.recordDiffId(blob.digest, diffId);
       const desc: Descriptor = { mediaType, digest: blob.digest, size: blob.size };
 
       // Packages after the step: the upper's dpkg status if the step touched it.

@@ -92,7 +92,8 @@ export class Snapshots {
           const compression = compressionOf(l.mediaType);
           if (!compression)
             throw new NotFoundError(`layer ${l.digest}: unsupported media type ${l.mediaType}`);
-          // The unpacker reads the blob file itself and checks its digest and diffID.
+          // The unpacker reads the blob file itself and checks its digest and diffID (once:
+          // the store remembers diffIDs it has verified).
           return {
             open: () => this.store.blobPath(l.digest),
             compression,
@@ -101,6 +102,7 @@ export class Snapshots {
           };
         }),
         fsDir,
+        { diffIds: this.store },
       );
       await this.commit(chain, fsDir, { kind: 'full' });
     } finally {

@@ -287,6 +287,7 @@ export async function flattenToDir(
       expectedDiffId: l.diffId,
     })),
     dir,
+    { diffIds: store },
   );
   return { image, entries: stats.reduce((a, s) => a + s.entries, 0) };
 }

@@ -6,5 +6,5 @@ export type { CreatedLayer, LayerResult } from './create';
 export { readTar, TarParser } from './reader';
 export type { TarEntry, TarSink } from './reader';
 export { unpackLayer, unpackLayers, cleanEntryPath } from './unpack';
-export type { UnpackOptions, UnpackStats, LayerSource } from './unpack';
+export type { UnpackOptions, UnpackStats, LayerSource, DiffIdRecords } from './unpack';
 export * from './entry-writer';

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { Compression, UnsafeEntryError } from '@strata/oci';
+import { Compression, Digest, UnsafeEntryError } from '@strata/oci';
 import { readTreeXattrs } from '@strata/tools';
 import { createLayer, packTree, readTar, unpackLayer, unpackLayers, PackOptions } from './index';
 
@@ -396,6 +396,44 @@ describe('createLayer + unpackLayer', () => {
       ),
     );
     for (const s of all) expect(s.diffId).toBe(diffId);
+  });
+
+  test('unpackLayers records a verified diffID and trusts it only with the same blob digest', async () => {
+    const { blob, diffId } = await layerOf(src, 'zstd');
+    const file = path.join(tmp, 'records.tar.zst');
+    fs.writeFileSync(file, blob);
+    const digest = `sha256:${sha(blob)}` as Digest;
+    const records = new Map<string, Digest>();
+    const memo = {
+      knownDiffId: async (d: Digest) => records.get(d),
+      recordDiffId: async (d: Digest, id: Digest) => void records.set(d, id),
+    };
+    const layer = (expectedDiffId: string, open: () => string = () => file) => ({
+      open,
+      compression: 'zstd' as const,
+      expectedDigest: digest,
+      expectedDiffId: expectedDiffId as Digest,
+    });
+    // First unpack: hashed, checked, recorded.
+    const [first] = await unpackLayers([layer(diffId)], mkdir('rec-1'), { diffIds: memo });
+    expect(first?.diffId).toBe(diffId);
+    expect(records.get(digest)).toBe(diffId);
+    // Second: the record matches, so the tar is not hashed again; the tree is the same.
+    const dst = mkdir('rec-2');
+    const [second] = await unpackLayers([layer(diffId)], dst, { diffIds: memo });
+    expect(second?.diffId).toBeUndefined();
+    expect(snapshot(dst)).toEqual(snapshot(src));
+    // A config that claims another diffID is still checked against the tar.
+    const wrong = `sha256:${'0'.repeat(64)}`;
+    await expect(
+      unpackLayers([layer(wrong)], mkdir('rec-3'), { diffIds: memo }),
+    ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    // Other bytes under the recorded digest are caught by the blob digest.
+    const other = path.join(tmp, 'records-other.tar.zst');
+    fs.writeFileSync(other, (await layerOf(mkdir('rec-empty'), 'zstd')).blob);
+    await expect(
+      unpackLayers([layer(diffId, () => other)], mkdir('rec-4'), { diffIds: memo }),
+    ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH', message: expect.stringMatching(/blob/) });
   });
 
   test('unpacks GNU tar archives (PAX xattrs, hardlinks, devices)', async () => {

@@ -26,8 +26,11 @@ export interface UnpackOptions {
 export interface UnpackStats {
   /** sha256 of the compressed blob, as computed while unpacking. */
   digest: Digest;
-  /** sha256 of the uncompressed tar, as computed while unpacking. */
-  diffId: Digest;
+  /**
+   * sha256 of the uncompressed tar, as computed while unpacking; undefined when unpackLayers()
+   * found it in its DiffIdRecords and did not hash the tar again.
+   */
+  diffId?: Digest;
   /** Size of the uncompressed tar. */
   tarBytes: number;
   entries: number;
@@ -46,6 +49,15 @@ export interface LayerSource {
   compression: Compression;
   expectedDiffId?: Digest;
   expectedDigest?: Digest;
+}
+
+/**
+ * Where diffIDs that were verified once are remembered (a Store is one). A blob whose digest is
+ * checked while it is unpacked has the diffID recorded for it, so its tar need not be hashed again.
+ */
+export interface DiffIdRecords {
+  knownDiffId(digest: Digest): Promise<Digest | undefined>;
+  recordDiffId(digest: Digest, diffId: Digest): Promise<void>;
 }
 
 interface PendingNode {
@@ -535,13 +547,16 @@ async function applyLayer(
   compression: Compression,
   root: string,
   dirOk: Set<string>,
-  opts: UnpackOptions,
+  opts: UnpackOptions & { hashDiffId: boolean },
 ): Promise<UnpackStats> {
   const applier = new LayerApplier(root, dirOk);
   const parser = new TarParser(applier);
   let r: InflateResult;
   try {
-    r = await inflate(source, compression, (chunk) => parser.write(chunk));
+    // An expected diffID is always checked.
+    r = await inflate(source, compression, (chunk) => parser.write(chunk), {
+      diffId: opts.hashDiffId || opts.expectedDiffId !== undefined,
+    });
     parser.end();
   } catch (e) {
     applier.abort();
@@ -551,10 +566,15 @@ async function applyLayer(
     throw new DigestMismatchError(opts.expectedDigest, r.blobDigest, 'layer blob');
   }
   if (opts.expectedDiffId !== undefined && opts.expectedDiffId !== r.diffId) {
-    throw new DigestMismatchError(opts.expectedDiffId, r.diffId, 'layer diffID');
+    throw new DigestMismatchError(opts.expectedDiffId, r.diffId ?? 'none', 'layer diffID');
   }
   await applier.finish();
-  return { digest: r.blobDigest, diffId: r.diffId, tarBytes: r.size, ...applier.stats };
+  return {
+    digest: r.blobDigest,
+    ...(r.diffId ? { diffId: r.diffId } : {}),
+    tarBytes: r.size,
+    ...applier.stats,
+  };
 }
 
 /**
@@ -572,25 +592,40 @@ export async function unpackLayer(
   opts: UnpackOptions = {},
 ): Promise<UnpackStats> {
   const root = await openRoot(targetDir);
-  return applyLayer(blob, compression, root, new Set(), opts);
+  return applyLayer(blob, compression, root, new Set(), { ...opts, hashDiffId: true });
 }
 
-/** Apply a stack of layers, base first, into `targetDir`. Layers are opened one at a time. */
+/**
+ * Apply a stack of layers, base first, into `targetDir`. Layers are opened one at a time. With
+ * `diffIds`, a layer whose blob digest is checked and whose expected diffID is the one recorded
+ * for that blob is not hashed a second time; every diffID computed for a checked blob is recorded.
+ */
 export async function unpackLayers(
   layers: Iterable<LayerSource>,
   targetDir: string,
+  opts: { diffIds?: DiffIdRecords } = {},
 ): Promise<UnpackStats[]> {
   const root = await openRoot(targetDir);
   const dirOk = new Set<string>();
   const out: UnpackStats[] = [];
+  const records = opts.diffIds;
   for (const l of layers) {
+    const { expectedDigest, expectedDiffId } = l;
+    const known =
+      records !== undefined &&
+      expectedDigest !== undefined &&
+      expectedDiffId !== undefined &&
+      (await records.knownDiffId(expectedDigest)) === expectedDiffId;
     const blob = await l.open();
-    out.push(
-      await applyLayer(blob, l.compression, root, dirOk, {
-        expectedDiffId: l.expectedDiffId,
-        expectedDigest: l.expectedDigest,
-      }),
-    );
+    const stats = await applyLayer(blob, l.compression, root, dirOk, {
+      expectedDigest,
+      ...(known ? {} : { expectedDiffId }),
+      hashDiffId: !known,
+    });
+    if (records && expectedDigest !== undefined && stats.diffId !== undefined) {
+      await records.recordDiffId(expectedDigest, stats.diffId);
+    }
+    out.push(stats);
   }
   return out;
 }

@@ -211,19 +211,25 @@ export async function push(
     throw new InvalidArgumentError('push needs a tag to push to, not a digest');
   }
   const tag = target.tag ?? 'latest';
-  const rootDesc = await store.resolve(localRef);
   const client = new RegistryClient({
     ...transportOpts(opts, target.registry),
     repository: target.repository,
     actions: ['pull', 'push'],
   });
-  const sources = await BlobSources.load(store.root);
   try {
+    // Reach the registry (and learn its auth scheme) while the local graph is read.
+    const reachable = client.transport.ping();
+    reachable.catch(() => undefined); // awaited below
+    const rootDesc = await store.resolve(localRef);
     const local = async (d: Descriptor): Promise<FetchedManifest> => ({
       descriptor: d,
       bytes: await store.readBlob(d.digest, d.size),
     });
-    const graph = await walk(await local(rootDesc), local);
+    const [sources, graph] = await Promise.all([
+      BlobSources.load(store.root),
+      local(rootDesc).then((root) => walk(root, local)),
+    ]);
+    await reachable;
     const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
     await pool([...graph.blobs.values()], opts.jobs ?? 4, async (d) => {
       opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
@@ -305,9 +311,11 @@ export async function pull(
     actions: ['pull'],
   });
   const localTag = opts.tag ?? defaultLocalTag(source);
-  const sources = await BlobSources.load(store.root);
   try {
-    const root = await client.getManifest(source.digest ?? source.tag ?? 'latest');
+    const [sources, root] = await Promise.all([
+      BlobSources.load(store.root),
+      client.getManifest(source.digest ?? source.tag ?? 'latest'),
+    ]);
     const fetch = async (d: Descriptor): Promise<FetchedManifest> => {
       const m = (await store.hasBlob(d.digest))
         ? { descriptor: d, bytes: await store.readBlob(d.digest, d.size) }
@@ -337,7 +345,7 @@ export async function pull(
         await store.putBytes(m.bytes, { digest: m.descriptor.digest, size: m.descriptor.size });
       }
       const rootDesc: Descriptor = { ...root.descriptor };
-      const platform = await platformOf(store, graph, root);
+      const platform = await platformOf(store, root);
       if (platform) rootDesc.platform = platform;
       await store.tag(localTag, rootDesc);
       await sources.save().catch(() => undefined);
@@ -359,11 +367,7 @@ export async function pull(
 }
 
 /** The platform of a single-manifest image, from its config, for the store's index entry. */
-async function platformOf(
-  store: Store,
-  graph: Graph,
-  root: FetchedManifest,
-): Promise<Descriptor['platform']> {
+async function platformOf(store: Store, root: FetchedManifest): Promise<Descriptor['platform']> {
   if (isIndexMediaType(root.descriptor.mediaType)) return undefined;
   try {
     const doc = JSON.parse(root.bytes.toString('utf8')) as { config?: Descriptor };
@@ -374,7 +378,6 @@ async function platformOf(
       architecture?: unknown;
       os?: unknown;
     };
-    void graph;
     return typeof cfg.architecture === 'string' && typeof cfg.os === 'string'
       ? { architecture: cfg.architecture, os: cfg.os }
       : undefined;

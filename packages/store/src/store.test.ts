@@ -205,6 +205,29 @@ test('tags, lists, resolves, untags and collects garbage', async () => {
   expect(await fsp.readdir(path.join(store.root, 'blobs', 'sha256'))).toEqual([]);
 });
 
+test('remembers verified diffIDs per blob; gc drops a record with its blob', async () => {
+  const kept = await imageFor('layer-kept');
+  await store.tag('kept', kept);
+  const keptLayer = (await store.readManifest(kept)).layers[0]!.digest;
+  const gone = await store.putBytes(Buffer.from('layer-gone'));
+  const id = (n: number) => `sha256:${String(n).repeat(64)}` as const;
+  expect(await store.knownDiffId(keptLayer)).toBeUndefined();
+  await store.recordDiffId(keptLayer, id(1));
+  await store.recordDiffId(gone.digest, id(2));
+  expect(await store.knownDiffId(keptLayer)).toBe(id(1));
+  expect(await store.knownDiffId(gone.digest)).toBe(id(2));
+  await expect(store.recordDiffId(keptLayer, 'md5:xyz' as never)).rejects.toMatchObject({
+    code: 'INVALID_ARGUMENT',
+  });
+  // A record that is not a diffID is not believed.
+  await fsp.writeFile(path.join(store.root, '.strata', 'diffids', keptLayer.slice(7)), 'junk');
+  expect(await store.knownDiffId(keptLayer)).toBeUndefined();
+  await store.recordDiffId(keptLayer, id(1));
+  expect((await store.gc()).removed).toBe(1);
+  expect(await store.knownDiffId(keptLayer)).toBe(id(1));
+  expect(await store.knownDiffId(gone.digest)).toBeUndefined();
+});
+
 test('gc keeps blobs written under a live lease', async () => {
   await store.withLease(async () => {
     const { digest } = await store.putBytes(Buffer.from('in flight'));

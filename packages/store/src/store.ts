@@ -122,15 +122,20 @@ export class Store {
   get rootsDir(): string {
     return path.join(this.root, '.strata', 'roots');
   }
+  /** One file per layer blob, named by its hex digest, holding the blob's verified diffID. */
+  private get diffIdDir(): string {
+    return path.join(this.root, '.strata', 'diffids');
+  }
   private get lockPath(): string {
     return path.join(this.root, '.strata', 'index.lock');
   }
 
   private async init(): Promise<void> {
-    await fsp.mkdir(this.blobDir, { recursive: true });
-    await fsp.mkdir(this.ingestDir, { recursive: true });
-    await fsp.mkdir(this.leaseDir, { recursive: true });
-    await fsp.mkdir(this.rootsDir, { recursive: true });
+    await Promise.all(
+      [this.blobDir, this.ingestDir, this.leaseDir, this.rootsDir].map((d) =>
+        fsp.mkdir(d, { recursive: true }),
+      ),
+    );
     const layout = path.join(this.root, 'oci-layout');
     if (await exists(layout)) {
       assertValid(
@@ -565,6 +570,12 @@ export class Store {
           }
         }
         if (removed > 0) await fsyncDir(this.blobDir);
+        // A diffID record goes with its blob.
+        for (const hex of await fsp.readdir(this.diffIdDir).catch(() => [])) {
+          if (/^[a-f0-9]{64}$/.test(hex) && !(await exists(path.join(this.blobDir, hex)))) {
+            await fsp.rm(path.join(this.diffIdDir, hex), { force: true });
+          }
+        }
         return { removed, bytesFreed };
       },
       { what: `store ${this.root}` },
@@ -588,6 +599,28 @@ export class Store {
       if (e instanceof LockedError) return 0; // a pull is using it
       throw e;
     }
+  }
+
+  /**
+   * The diffID (sha256 of the uncompressed tar) that layer blob `digest` is known to have:
+   * recorded when strata made the blob, or after an unpack that hashed both. An unpack of a blob
+   * whose digest it checks can then skip hashing the uncompressed stream again.
+   */
+  async knownDiffId(digest: Digest): Promise<Digest | undefined> {
+    const text = await fsp
+      .readFile(path.join(this.diffIdDir, digestHex(digest)), 'utf8')
+      .catch(() => undefined);
+    return text !== undefined && /^sha256:[a-f0-9]{64}$/.test(text) ? (text as Digest) : undefined;
+  }
+
+  /** Record that layer blob `digest` decompresses to a tar with `diffId` (see knownDiffId). */
+  async recordDiffId(digest: Digest, diffId: Digest): Promise<void> {
+    if (!/^sha256:[a-f0-9]{64}$/.test(diffId)) {
+      throw new InvalidArgumentError(`not a sha256 diffID: ${JSON.stringify(diffId)}`);
+    }
+    if ((await this.knownDiffId(digest)) === diffId) return;
+    await fsp.mkdir(this.diffIdDir, { recursive: true });
+    await writeFileAtomic(path.join(this.diffIdDir, digestHex(digest)), diffId);
   }
 
   /** Re-hash every blob and check that every referenced blob exists. */

@@ -132,6 +132,7 @@ async function captureTree(
   const layer = createLayer(counted, compression);
   const blob = await store.putBlob(layer.blob as Readable);
   const { diffId, mediaType } = await layer.result;
+  await store.recordDiffId(blob.digest, diffId);
 
   const debArch = facts.architecture ?? 'amd64';
   const createdBy = `strata template create ${label}`;

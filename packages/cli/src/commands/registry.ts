@@ -151,8 +151,12 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         const progress = new BlobProgress(ctx.stderr, 'pushing');
         let r;
         try {
-          r = await push(await ctx.store(), a.ref, target, {
-            ...(await transportOptions(a, target.registry)),
+          const [store, net] = await Promise.all([
+            ctx.store(),
+            transportOptions(a, target.registry),
+          ]);
+          r = await push(store, a.ref, target, {
+            ...net,
             jobs: a.jobs,
             ...(a.chunkSize ? { chunkSize: a.chunkSize } : {}),
             onEvent: progress.onEvent,
@@ -190,8 +194,12 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         const progress = new BlobProgress(ctx.stderr, 'pulling');
         let r;
         try {
-          r = await pull(await ctx.store(), source, {
-            ...(await transportOptions(a, source.registry)),
+          const [store, net] = await Promise.all([
+            ctx.store(),
+            transportOptions(a, source.registry),
+          ]);
+          r = await pull(store, source, {
+            ...net,
             jobs: a.jobs,
             ...(a.tag ? { tag: a.tag } : {}),
             onEvent: progress.onEvent,
