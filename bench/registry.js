@@ -5,7 +5,7 @@
  *
  *   npm run build && node bench/registry.js
  *
- * Environment: STRATA_BENCH_REPS (default 3), STRATA_BENCH_COMPRESSION (default gzip, as in the
+ * Environment: STRATA_BENCH_REPS (default 7), STRATA_BENCH_COMPRESSION (default gzip, as in the
  * peer figures), STRATA_BENCH_DIR (default /var/tmp/strata-bench-registry; the template is made
  * once from /var/tmp/strata-fixtures/minbase.tar or /var/tmp/strata-bench/rootfs and reused).
  * Both tools are timed as whole processes, strata through its installed launcher (bin/strata) in
@@ -19,7 +19,7 @@ const http = require('node:http');
 const path = require('node:path');
 const { spawn, execFileSync } = require('node:child_process');
 
-const REPS = Number(process.env.STRATA_BENCH_REPS || 3);
+const REPS = Number(process.env.STRATA_BENCH_REPS || 7);
 const COMPRESSION = process.env.STRATA_BENCH_COMPRESSION || 'gzip';
 const DIR = process.env.STRATA_BENCH_DIR || '/var/tmp/strata-bench-registry';
 const CLI = path.join(__dirname, '..', 'packages', 'cli', 'bin', 'strata.js');
