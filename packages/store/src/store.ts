@@ -610,14 +610,12 @@ export class Store {
     const text = await fsp
       .readFile(path.join(this.diffIdDir, digestHex(digest)), 'utf8')
       .catch(() => undefined);
-    return text !== undefined && /^sha256:[a-f0-9]{64}$/.test(text) ? (text as Digest) : undefined;
+    return text !== undefined && isDigest(text) ? text : undefined;
   }
 
   /** Record that layer blob `digest` decompresses to a tar with `diffId` (see knownDiffId). */
   async recordDiffId(digest: Digest, diffId: Digest): Promise<void> {
-    if (!/^sha256:[a-f0-9]{64}$/.test(diffId)) {
-      throw new InvalidArgumentError(`not a sha256 diffID: ${JSON.stringify(diffId)}`);
-    }
+    parseDigest(diffId);
     if ((await this.knownDiffId(digest)) === diffId) return;
     await fsp.mkdir(this.diffIdDir, { recursive: true });
     await writeFileAtomic(path.join(this.diffIdDir, digestHex(digest)), diffId);
