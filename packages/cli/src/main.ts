@@ -1,4 +1,4 @@
-import yargs from 'yargs';
+import yargs from 'yargs/yargs';
 import type { Argv } from 'yargs';
 import { InvalidArgumentError } from '@strata/oci';
 import { Context, GlobalArgs } from './context';
@@ -68,6 +68,7 @@ export async function main(argv: string[]): Promise<number> {
     checkCommands,
   ])
     y = register(y, run);
+  skipHelpCache(y);
   try {
     await y.parseAsync();
   } catch (e) {
@@ -79,4 +80,18 @@ export async function main(argv: string[]): Promise<number> {
     return exitCodeFor(failure);
   }
   return (ctx as Context | undefined)?.exitCode ?? 0;
+}
+
+/**
+ * After starting a command, yargs renders the whole help text and keeps it, in case the command
+ * then fails with a usage error. That costs about 12 ms on every run, before the command's first
+ * I/O. Strata's `.fail()` throws instead of printing help, so the text is never shown: the
+ * rendering is skipped. `--help` itself renders as before. If a yargs release drops the internal
+ * hook, this does nothing.
+ */
+function skipHelpCache(y: Argv<GlobalArgs>): void {
+  type Usage = { cacheHelpMessage?: () => void };
+  type Internals = { getInternalMethods?: () => { getUsageInstance?: () => Usage | undefined } };
+  const usage = (y as unknown as Internals).getInternalMethods?.().getUsageInstance?.();
+  if (typeof usage?.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => undefined;
 }

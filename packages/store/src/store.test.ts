@@ -11,7 +11,9 @@ import {
   SizeMismatchError,
   NotFoundError,
 } from '@strata/oci';
+import type { FileHandle } from 'node:fs/promises';
 import { Store, normalizeTag } from './store';
+import { copyToFile } from './ingest';
 import { saveArchive, loadArchive } from './archive';
 
 const run = promisify(execFile);
@@ -85,8 +87,8 @@ test('a failing source stores nothing', async () => {
   expect(await ingestFiles()).toEqual([]);
 });
 
-test('ingests a stream of many small chunks across write batches byte for byte', async () => {
-  const data = Buffer.alloc(5 * 1024 * 1024 + 123);
+test('ingests a stream of many small chunks across write batches and write-behind syncs byte for byte', async () => {
+  const data = Buffer.alloc(17 * 1024 * 1024 + 123);
   for (let i = 0; i < data.length; i++) data[i] = (i * 7919) >> 3;
   async function* chunks() {
     for (let off = 0; off < data.length; off += 1000) yield data.subarray(off, off + 1000);
@@ -94,6 +96,24 @@ test('ingests a stream of many small chunks across write batches byte for byte',
   const info = await store.putBlob(chunks(), { digest: sha256(data), size: data.length });
   expect(info.size).toBe(data.length);
   expect((await fsp.readFile(store.blobPath(info.digest))).equals(data)).toBe(true);
+});
+
+test('a failed write-behind sync fails the copy (Linux reports a writeback error only once)', async () => {
+  const writes: number[] = [];
+  const fh = {
+    writev: async (bufs: Buffer[]) => {
+      const n = bufs.reduce((a, b) => a + b.length, 0);
+      writes.push(n);
+      return { bytesWritten: n, buffers: bufs };
+    },
+    datasync: async () => {
+      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    },
+  } as unknown as FileHandle;
+  async function* chunks() {
+    for (let i = 0; i < 20; i++) yield Buffer.alloc(1 << 20, i);
+  }
+  await expect(copyToFile(chunks(), fh, 0, () => undefined)).rejects.toThrow('EIO');
 });
 
 describe('partial blobs', () => {
