@@ -204,6 +204,14 @@ test('reads verify the digest at EOF', async () => {
   const { digest } = await store.putBytes(Buffer.from('original'));
   await fsp.writeFile(store.blobPath(digest), 'tampered');
   await expect(store.readBlob(digest)).rejects.toBeInstanceOf(DigestMismatchError);
+  await expect(store.readBlob(digest, 3)).rejects.toBeInstanceOf(SizeMismatchError);
+  await expect(store.readBlob(sha256('absent'))).rejects.toBeInstanceOf(NotFoundError);
+  const stream = await store.openBlob(digest);
+  await expect(
+    (async () => {
+      for await (const _ of stream) void _;
+    })(),
+  ).rejects.toBeInstanceOf(DigestMismatchError);
   const fsck = await store.fsck();
   expect(fsck.problems.join('\n')).toContain(digest);
 });

@@ -26,6 +26,7 @@ import {
   parseDigest,
   parseJson,
   parseReference,
+  sha256,
   validateConfig,
   validateIndex,
   validateManifest,
@@ -91,6 +92,14 @@ export class VerifyingStream extends Transform {
     }
     cb();
   }
+}
+
+/** A missing blob file is a NotFoundError; other errors pass unchanged. */
+function notInStore(e: unknown, digest: Digest): unknown {
+  if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+    return new NotFoundError(`blob ${digest} is not in the store`);
+  }
+  return e;
 }
 
 /**
@@ -245,10 +254,7 @@ export class Store {
     try {
       st = await fsp.stat(p);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError(`blob ${digest} is not in the store`);
-      }
-      throw e;
+      throw notInStore(e, digest);
     }
     if (size !== undefined && st.size !== size) {
       throw new SizeMismatchError(size, st.size, `blob ${digest}`);
@@ -259,11 +265,21 @@ export class Store {
     return file.pipe(verify);
   }
 
-  /** Read a small blob (a JSON document) whole, verified. */
+  /** Read a small blob (a JSON document) whole, verified: one read and one hash, no stream. */
   async readBlob(digest: Digest, size?: number): Promise<Buffer> {
-    const chunks: Buffer[] = [];
-    for await (const c of await this.openBlob(digest, size)) chunks.push(c as Buffer);
-    return Buffer.concat(chunks);
+    let data: Buffer;
+    try {
+      data = await fsp.readFile(this.blobPath(digest));
+    } catch (e) {
+      throw notInStore(e, digest);
+    }
+    const what = `blob ${digest}`;
+    if (size !== undefined && data.length !== size) {
+      throw new SizeMismatchError(size, data.length, what);
+    }
+    const got = sha256(data);
+    if (got !== digest) throw new DigestMismatchError(digest, got, what);
+    return data;
   }
 
   async readManifest(desc: Descriptor): Promise<ImageManifest> {
