@@ -259,11 +259,20 @@ export async function push(
       sources.record(d.digest, client.registry, client.repository);
       opts.onEvent?.({ type: 'done', digest: d.digest, size: d.size, outcome, bytes });
     });
-    for (const m of graph.manifests) {
-      const isRoot = m.descriptor.digest === rootDesc.digest;
-      await client.putManifest(isRoot ? tag : m.descriptor.digest, m.bytes, m.descriptor.mediaType);
+    // Every blob is there now, so where they are is worth remembering while the manifests go up.
+    const saved = sources.save().catch(() => undefined);
+    try {
+      for (const m of graph.manifests) {
+        const isRoot = m.descriptor.digest === rootDesc.digest;
+        await client.putManifest(
+          isRoot ? tag : m.descriptor.digest,
+          m.bytes,
+          m.descriptor.mediaType,
+        );
+      }
+    } finally {
+      await saved;
     }
-    await sources.save().catch(() => undefined);
     return {
       target: formatReference({ registry: target.registry, repository: target.repository, tag }),
       digest: rootDesc.digest,
@@ -347,8 +356,7 @@ export async function pull(
       const rootDesc: Descriptor = { ...root.descriptor };
       const platform = await platformOf(store, root);
       if (platform) rootDesc.platform = platform;
-      await store.tag(localTag, rootDesc);
-      await sources.save().catch(() => undefined);
+      await Promise.all([store.tag(localTag, rootDesc), sources.save().catch(() => undefined)]);
       return {
         source: formatReference(source),
         tag: localTag,
