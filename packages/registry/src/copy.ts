@@ -301,10 +301,11 @@ export function defaultLocalTag(source: Reference): string {
 /**
  * Pull `source` (by tag or digest) into the store: the manifest or index and everything it
  * references, skipping blobs the store already has. Blobs are verified before they become
- * visible; manifests are written after their blobs, and the tag last.
+ * visible; manifests are written after their blobs, and the tag last. `into` may be a store
+ * that is still opening: the registry is reached meanwhile.
  */
 export async function pull(
-  store: Store,
+  into: Store | Promise<Store>,
   source: Reference,
   opts: PullOptions = {},
 ): Promise<PullResult> {
@@ -321,8 +322,12 @@ export async function pull(
   });
   const localTag = opts.tag ?? defaultLocalTag(source);
   try {
-    const [sources, root] = await Promise.all([
-      BlobSources.load(store.root),
+    // The store may still be opening (a new one is laid out and fsynced): the manifest is
+    // fetched meanwhile.
+    const opening = Promise.resolve(into);
+    const [store, sources, root] = await Promise.all([
+      opening,
+      opening.then((s) => BlobSources.load(s.root)),
       client.getManifest(source.digest ?? source.tag ?? 'latest'),
     ]);
     const fetch = async (d: Descriptor): Promise<FetchedManifest> => {

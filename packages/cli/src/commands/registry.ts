@@ -194,11 +194,11 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         const progress = new BlobProgress(ctx.stderr, 'pulling');
         let r;
         try {
-          const [store, net] = await Promise.all([
-            ctx.store(),
-            transportOptions(a, source.registry),
-          ]);
-          r = await pull(store, source, {
+          // The store opens (a new one is laid out and fsynced) while the registry is reached.
+          const opening = ctx.store();
+          opening.catch(() => undefined); // awaited by pull; a failure surfaces there
+          const net = await transportOptions(a, source.registry);
+          r = await pull(opening, source, {
             ...net,
             jobs: a.jobs,
             ...(a.tag ? { tag: a.tag } : {}),
