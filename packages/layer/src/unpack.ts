@@ -498,12 +498,25 @@ class LayerApplier implements TarSink {
     }
   }
 
-  /** Deferred work: device nodes (one spawn), xattrs (one setfattr spawn), directory mtimes. */
+  /**
+   * Deferred work: device nodes (one spawn), xattrs (one setfattr spawn), directory mtimes. The
+   * spawned tool makes the nodes while the main thread sets the times of the directories that
+   * hold none; the directories that do get theirs last.
+   */
   async finish(): Promise<void> {
+    const nodeDirs = new Set<string>();
+    let nodes: { spec: NodeSpec; h: TarHeader }[] = [];
+    let making: Promise<void> | undefined;
     if (this.pendingNodes.size > 0) {
-      const nodes = this.takeNodes();
+      for (const rel of this.pendingNodes.keys()) nodeDirs.add(splitParent(rel)[0]);
+      nodes = this.takeNodes();
+      making = makeNodes(nodes.map((n) => n.spec));
+      making.catch(() => undefined); // awaited below, after the directory times
+    }
+    this.setDirTimes((rel) => !nodeDirs.has(rel));
+    if (making !== undefined) {
       try {
-        await makeNodes(nodes.map((n) => n.spec));
+        await making;
       } catch (e) {
         throw ioError(nodes[0]?.h.path ?? '?', e);
       }
@@ -516,7 +529,12 @@ class LayerApplier implements TarSink {
       entries.push([rel, x]);
     }
     await applyXattrs(this.root, entries);
+    this.setDirTimes((rel) => nodeDirs.has(rel));
+  }
+
+  private setDirTimes(which: (rel: string) => boolean): void {
     for (const [rel, t] of this.dirTimes) {
+      if (!which(rel)) continue;
       if (rel !== '' && !this.dirOk.has(rel)) continue; // removed or replaced later
       try {
         fs.lutimesSync(this.abs(rel), t, t);
