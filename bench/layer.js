@@ -7,7 +7,7 @@
  *
  * Environment: STRATA_BENCH_ROOTFS (default /var/tmp/strata-bench/rootfs, extracted from
  * /var/tmp/strata-fixtures/minbase.tar if missing), STRATA_BENCH_REPS (default 5),
- * STRATA_BENCH_UNPACK_REPS (default 9: the gated unpack pair, after one untimed warm-up pair),
+ * STRATA_BENCH_UNPACK_REPS (default 15: the gated unpack pair, after one untimed warm-up pair),
  * STRATA_BENCH_UNPACK_BASE (where unpack targets go; default /dev/shm: this VM's ext4 mount uses
  * online discard, which makes write timings after deletes vary 1-9 s run to run).
  * STRATA_BENCH_BIG (default /var/tmp/strata-bench/big: a ~1 GB tree made from the rootfs, big
@@ -30,7 +30,7 @@ const { packTree, createLayer, unpackLayer, unpackLayers } = require('../package
 const { Store } = require('../packages/store/dist');
 
 const REPS = Number(process.env.STRATA_BENCH_REPS || 5);
-const UNPACK_REPS = Number(process.env.STRATA_BENCH_UNPACK_REPS || 9);
+const UNPACK_REPS = Number(process.env.STRATA_BENCH_UNPACK_REPS || 15);
 const ROOTFS = process.argv[2] || process.env.STRATA_BENCH_ROOTFS || '/var/tmp/strata-bench/rootfs';
 const FIXTURE = '/var/tmp/strata-fixtures/minbase.tar';
 const EPOCH = 1700000000;

@@ -198,18 +198,18 @@ export function parseString(buf: Buffer, off: number, len: number): string {
 export function checksumOk(buf: Buffer, off: number): boolean {
   const stored = parseNumeric(buf, off + 148, 8);
   if (Number.isNaN(stored)) return false;
+  // The checksum field itself counts as eight spaces.
   let unsigned = 8 * 0x20;
-  let signed = 8 * 0x20;
-  for (let i = 0; i < BLOCK; i++) {
-    if (i === 148) {
-      i = 155;
-      continue;
-    }
-    const b = buf[off + i] as number;
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
+  for (let i = off; i < off + 148; i++) unsigned += buf[i] as number;
+  for (let i = off + 156; i < off + BLOCK; i++) unsigned += buf[i] as number;
+  if (stored === unsigned) return true;
+  // The historic signed variant: every byte above 127 counts 256 less.
+  let high = 0;
+  for (let i = off; i < off + BLOCK; i++) {
+    if (i === off + 148) i = off + 156;
+    if ((buf[i] as number) > 127) high++;
   }
-  return stored === unsigned || stored === signed;
+  return stored === unsigned - 256 * high;
 }
 
 export function isZeroBlock(buf: Buffer, off: number): boolean {

@@ -6,7 +6,15 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { Compression, Digest, UnsafeEntryError } from '@strata/oci';
 import { readTreeXattrs } from '@strata/tools';
-import { createLayer, packTree, readTar, unpackLayer, unpackLayers, PackOptions } from './index';
+import {
+  cleanEntryPath,
+  createLayer,
+  packTree,
+  readTar,
+  unpackLayer,
+  unpackLayers,
+  PackOptions,
+} from './index';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-layer-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -736,4 +744,30 @@ describe('device nodes and FIFOs (made in one batch at the end of a layer)', () 
     expect(fs.lstatSync(path.join(target, 'x')).isSymbolicLink()).toBe(true);
     expect(fs.readdirSync(outside)).toEqual([]);
   });
+});
+
+describe('cleanEntryPath', () => {
+  test.each([
+    ['usr/bin/env', 'usr/bin/env'],
+    ['usr/share/doc/', 'usr/share/doc'],
+    ['./etc/hosts', 'etc/hosts'],
+    ['etc//hosts', 'etc/hosts'],
+    ['etc/./hosts', 'etc/hosts'],
+    ['root/.bashrc', 'root/.bashrc'],
+    ['.profile', '.profile'],
+    ['...', '...'],
+    ['a/..b/c', 'a/..b/c'],
+    ['.', ''],
+    ['./', ''],
+    ['', ''],
+  ])('%j is %j', (raw, clean) => {
+    expect(cleanEntryPath(raw)).toBe(clean);
+  });
+
+  test.each(['/etc/x', '../x', 'a/../../x', 'a/..', '..', './..', 'a/b/../', 'a\0b'])(
+    '%j is refused',
+    (raw) => {
+      expect(() => cleanEntryPath(raw)).toThrow(UnsafeEntryError);
+    },
+  );
 });

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { CorruptError } from '@strata/oci';
-import { paxRecord, parseNumeric } from './format';
+import { checksumOk, paxRecord, parseNumeric } from './format';
 import { readTar } from './reader';
 
 function block(fill: (b: Buffer) => void): Buffer {
@@ -105,5 +105,38 @@ describe('readTar', () => {
     b[0] = 0x80;
     b.writeUIntBE(2 ** 40, 6, 6);
     expect(parseNumeric(b, 0, 12)).toBe(2 ** 40);
+  });
+});
+
+describe('checksumOk', () => {
+  // A name with bytes above 127 (UTF-8), so the unsigned and the signed sums differ.
+  const named = (): Buffer => header('caf\u00e9-\u00fc', '0', 0);
+  const withSum = (b: Buffer, sum: number): Buffer => {
+    const c = Buffer.from(b);
+    c.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+    return c;
+  };
+  const sums = (b: Buffer): { unsigned: number; signed: number } => {
+    let unsigned = 0;
+    let signed = 0;
+    for (let i = 0; i < 512; i++) {
+      const x = i >= 148 && i < 156 ? 0x20 : (b[i] as number);
+      unsigned += x;
+      signed += x > 127 ? x - 256 : x;
+    }
+    return { unsigned, signed };
+  };
+
+  test('accepts the unsigned sum and the historic signed one, and nothing else', () => {
+    const b = named();
+    const { unsigned, signed } = sums(b);
+    expect(signed).not.toBe(unsigned);
+    expect(checksumOk(withSum(b, unsigned), 0)).toBe(true);
+    expect(checksumOk(withSum(b, signed), 0)).toBe(true);
+    expect(checksumOk(withSum(b, unsigned + 1), 0)).toBe(false);
+    expect(checksumOk(withSum(b, signed - 256), 0)).toBe(false);
+    // at an offset inside a larger buffer
+    const at = Buffer.concat([Buffer.alloc(512, 0xff), withSum(b, signed)]);
+    expect(checksumOk(at, 512)).toBe(true);
   });
 });

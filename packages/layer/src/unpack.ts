@@ -76,6 +76,19 @@ const O_CREATE_FILE =
  * ('' is the root itself). Absolute paths and '..' components are refused, never rewritten.
  */
 export function cleanEntryPath(raw: string, entry: string = raw, what = 'path'): string {
+  // Most paths are clean already: no leading '/' or '.', no trailing '/', no '//', no component
+  // that starts with '.', no NUL. Those are returned without splitting them.
+  const first = raw.charCodeAt(0);
+  if (
+    first !== 0x2f &&
+    first !== 0x2e &&
+    raw.charCodeAt(raw.length - 1) !== 0x2f &&
+    !raw.includes('/.') &&
+    !raw.includes('//') &&
+    !raw.includes('\0')
+  ) {
+    return raw;
+  }
   if (raw.startsWith('/')) throw new UnsafeEntryError(entry, `absolute ${what}`);
   if (raw.includes('\0')) throw new UnsafeEntryError(entry, `NUL byte in ${what}`);
   const parts = raw.split('/');
