@@ -14,7 +14,7 @@ import {
 } from '@strata/layer';
 import { commitFile, Store } from '@strata/store';
 import { LayerEntry, mergeLayers, MergedTree, spillPath } from './merge';
-import { blobFile, resolveImage, ResolvedImage, Role } from './source';
+import { resolveImage, ResolvedImage, Role } from './source';
 
 export interface FlattenProgress {
   phase: 'index' | 'write';
@@ -281,7 +281,7 @@ export async function flattenToDir(
   const stats = await unpackLayers(
     image.layers.map((l) => ({
       // The unpack worker reads the blob file itself and verifies its digest.
-      open: () => blobFile(store, l.descriptor),
+      open: async () => (await store.blobFile(l.descriptor.digest, l.descriptor.size)).path,
       compression: l.compression,
       expectedDigest: l.descriptor.digest,
       expectedDiffId: l.diffId,

@@ -1,4 +1,4 @@
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
@@ -12,7 +12,6 @@ import {
   InvalidDocumentError,
   MediaTypes,
   NotFoundError,
-  SizeMismatchError,
   compressionOf,
 } from '@strata/oci';
 import { gunzipFile, zstdDecompressFile } from '@strata/tools';
@@ -105,22 +104,6 @@ export async function resolveImage(
   return { ref, descriptor, manifest, config, layers, role: found };
 }
 
-/**
- * The path of a stored blob's file, checked to exist with the descriptor's size. Whoever reads it
- * verifies the digest.
- */
-export async function blobFile(store: Store, d: Descriptor): Promise<string> {
-  const file = store.blobPath(d.digest);
-  let st;
-  try {
-    st = await fsp.stat(file);
-  } catch (e) {
-    throw new NotFoundError(`blob ${d.digest} is not in the store`, { cause: e });
-  }
-  if (st.size !== d.size) throw new SizeMismatchError(d.size, st.size, `blob ${d.digest}`);
-  return file;
-}
-
 /** Hash a stored blob, checking digest and size. */
 async function verifyBlob(store: Store, d: Descriptor): Promise<void> {
   const s = await store.openBlob(d.digest, d.size);
@@ -138,7 +121,7 @@ async function openLayerTar(
   compression: Compression,
   diffId: Digest,
 ): Promise<Readable> {
-  const file = await blobFile(store, d);
+  const { path: file } = await store.blobFile(d.digest, d.size);
   const verify = new VerifyingStream({ digest: diffId }, `layer ${d.digest} (diffID)`);
   const blobOk = verifyBlob(store, d);
   blobOk.catch(() => undefined);

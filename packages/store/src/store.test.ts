@@ -198,6 +198,19 @@ describe('partial blobs', () => {
   });
 });
 
+test('blobFile names a stored blob after checking that it is there with its size', async () => {
+  const data = Buffer.from('on disk');
+  const { digest } = await store.putBytes(data);
+  expect(await store.blobFile(digest, data.length)).toEqual({
+    path: store.blobPath(digest),
+    size: data.length,
+  });
+  expect((await store.blobFile(digest)).size).toBe(data.length);
+  await expect(store.blobFile(digest, 3)).rejects.toBeInstanceOf(SizeMismatchError);
+  await expect(store.blobFile(sha256('absent'))).rejects.toBeInstanceOf(NotFoundError);
+  await expect(store.openBlob(sha256('absent'))).rejects.toBeInstanceOf(NotFoundError);
+});
+
 test('reads verify the digest at EOF', async () => {
   const { digest } = await store.putBytes(Buffer.from('original'));
   await fsp.writeFile(store.blobPath(digest), 'tampered');

@@ -97,7 +97,7 @@ export class VerifyingStream extends Transform {
 /** A missing blob file is a NotFoundError; other errors pass unchanged. */
 function notInStore(e: unknown, digest: Digest): unknown {
   if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-    return new NotFoundError(`blob ${digest} is not in the store`);
+    return new NotFoundError(`blob ${digest} is not in the store`, { cause: e });
   }
   return e;
 }
@@ -247,8 +247,11 @@ export class Store {
     return { mediaType, digest: info.digest, size: info.size };
   }
 
-  /** Open a blob for reading; digest and size are verified at EOF (the stream errors on mismatch). */
-  async openBlob(digest: Digest, size?: number): Promise<Readable> {
+  /**
+   * The file of a stored blob, checked to exist (NotFoundError) and, when `size` is given, to
+   * have that size. Whoever reads it verifies the digest.
+   */
+  async blobFile(digest: Digest, size?: number): Promise<{ path: string; size: number }> {
     const p = this.blobPath(digest);
     let st;
     try {
@@ -259,8 +262,14 @@ export class Store {
     if (size !== undefined && st.size !== size) {
       throw new SizeMismatchError(size, st.size, `blob ${digest}`);
     }
-    const verify = new VerifyingStream({ digest, size: st.size }, `blob ${digest}`);
-    const file = createReadStream(p, { highWaterMark: 1 << 20 });
+    return { path: p, size: st.size };
+  }
+
+  /** Open a blob for reading; digest and size are verified at EOF (the stream errors on mismatch). */
+  async openBlob(digest: Digest, size?: number): Promise<Readable> {
+    const f = await this.blobFile(digest, size);
+    const verify = new VerifyingStream({ digest, size: f.size }, `blob ${digest}`);
+    const file = createReadStream(f.path, { highWaterMark: 1 << 20 });
     file.on('error', (e) => verify.destroy(e));
     return file.pipe(verify);
   }
