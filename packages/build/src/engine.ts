@@ -754,7 +754,9 @@ export class Builder {
     }
     // One record per rule: a rule the FROM template recorded too adds its matches to that one.
     const out: Exclusion[] = state.baseExclusions.map((e) => ({ ...e }));
-    const byRule = new Map(out.map((e) => [`${e.action} ${e.pattern}`, e]));
+    const ruleKey = (r: Pick<Exclusion, 'action' | 'pattern'>): string =>
+      `${r.action} ${r.pattern}`;
+    const byRule = new Map(out.map((e) => [ruleKey(e), e]));
     const rules = [
       ...DEFAULT_EXCLUSIONS.map((r) => ({
         pattern: r.pattern,
@@ -774,14 +776,15 @@ export class Builder {
       seen.add(r.pattern);
       const matched = counts.get(r.pattern) ?? 0;
       if (matched === 0 && !state.excludes.includes(r.pattern)) continue;
-      const earlier = byRule.get(`${r.action} ${r.pattern}`);
+      const key = ruleKey(r);
+      const earlier = byRule.get(key);
       if (earlier !== undefined) {
         earlier.matched += matched;
         continue;
       }
       const e: Exclusion = { pattern: r.pattern, reason: r.reason, action: r.action, matched };
       out.push(e);
-      byRule.set(`${r.action} ${r.pattern}`, e);
+      byRule.set(key, e);
     }
     return out;
   }
