@@ -175,6 +175,11 @@ async function walk(
   return graph;
 }
 
+/** A graph's blobs, largest first: with `jobs` transfers at once, the longest starts first. */
+function largestFirst(graph: Graph): Descriptor[] {
+  return [...graph.blobs.values()].sort((a, b) => b.size - a.size);
+}
+
 function progressFor(opts: CopyOptions, d: Descriptor): (bytes: number) => void {
   let last = 0;
   return (bytes) => {
@@ -194,9 +199,10 @@ function transportOpts(opts: CopyOptions, registry: string): TransportOptions {
  * Push a local image (a manifest, or an index and everything under it) to `target`. Blobs the
  * repository has are skipped after a HEAD; blobs seen in another repository of the same registry
  * are mounted; the rest are uploaded, `jobs` at a time. Manifests go last, the root under the tag.
+ * The store may still be opening: the registry is reached meanwhile.
  */
 export async function push(
-  store: Store,
+  from: Store | Promise<Store>,
   localRef: string,
   target: Reference,
   opts: PushOptions = {},
@@ -217,9 +223,11 @@ export async function push(
     actions: ['pull', 'push'],
   });
   try {
-    // Reach the registry (and learn its auth scheme) while the local graph is read.
+    // Reach the registry (and learn its auth scheme) while the store opens and the local graph
+    // is read.
     const reachable = client.transport.ping();
     reachable.catch(() => undefined); // awaited below
+    const store = await from;
     const rootDesc = await store.resolve(localRef);
     const local = async (d: Descriptor): Promise<FetchedManifest> => ({
       descriptor: d,
@@ -231,7 +239,7 @@ export async function push(
     ]);
     await reachable;
     const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
-    await pool([...graph.blobs.values()], opts.jobs ?? 4, async (d) => {
+    await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
       opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
       const mountFrom = [
         ...(opts.mountFrom ?? []),
@@ -345,7 +353,7 @@ export async function pull(
     const counts = { downloaded: 0, present: 0, bytes: 0 };
     return await store.withLease(async () => {
       const graph = await walk(root, fetch);
-      await pool([...graph.blobs.values()], opts.jobs ?? 4, async (d) => {
+      await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
         opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
         const outcome = await client.pullBlob(store, d, { onProgress: progressFor(opts, d) });
         const bytes = outcome === 'downloaded' ? d.size : 0;

@@ -151,11 +151,11 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         const progress = new BlobProgress(ctx.stderr, 'pushing');
         let r;
         try {
-          const [store, net] = await Promise.all([
-            ctx.store(),
-            transportOptions(a, target.registry),
-          ]);
-          r = await push(store, a.ref, target, {
+          // The store opens while the registry is reached.
+          const opening = ctx.store();
+          opening.catch(() => undefined); // awaited by push; a failure surfaces there
+          const net = await transportOptions(a, target.registry);
+          r = await push(opening, a.ref, target, {
             ...net,
             jobs: a.jobs,
             ...(a.chunkSize ? { chunkSize: a.chunkSize } : {}),
