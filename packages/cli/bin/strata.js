@@ -13,8 +13,20 @@ for (const stream of [process.stdout, process.stderr]) {
     throw e;
   });
 }
-require('../dist/main.js')
-  .main(process.argv.slice(2))
-  .then((code) => {
-    process.exitCode = code;
-  });
+// `npm run build` bundles the CLI into dist/strata.cjs, which runs with a V8 code cache
+// (src/launch.ts). Without the bundle (only `tsc -b` was run), dist/main.js runs as it is.
+const path = require('node:path');
+const bundle = path.join(__dirname, '..', 'dist', 'strata.cjs');
+let cli;
+try {
+  const { loadBundle, codeCacheDir } = require('../dist/launch.js');
+  cli = loadBundle(bundle, codeCacheDir());
+} catch (e) {
+  if (e.code !== 'ENOENT' || e.path !== bundle) throw e;
+  cli = { exports: require('../dist/main.js'), save: () => undefined };
+}
+let command = '';
+cli.exports.main(process.argv.slice(2), { onCommand: (c) => (command = c) }).then((code) => {
+  process.exitCode = code;
+  cli.save(command);
+});

@@ -18,11 +18,17 @@ export type Runner = <A>(
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
 ) => (args: any) => Promise<void>;
 
+export interface MainOptions {
+  /** Told the command's words (`push`, `template create`) when its body starts. */
+  onCommand?: (command: string) => void;
+}
+
 /** Run the CLI; resolves to the process exit code. Only this package prints or exits. */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], opts: MainOptions = {}): Promise<number> {
   let ctx: Context | undefined;
   let failure: unknown;
   const run: Runner = (fn) => async (args) => {
+    opts.onCommand?.((args as { _: unknown[] })._.map(String).join(' '));
     ctx = new Context(args as GlobalArgs);
     await fn(ctx, args);
   };
