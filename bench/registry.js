@@ -9,8 +9,10 @@
  * peer figures), STRATA_BENCH_DIR (default /var/tmp/strata-bench-registry; the template is made
  * once from /var/tmp/strata-fixtures/minbase.tar or /var/tmp/strata-bench/rootfs and reused).
  * Both tools are timed as whole processes, strata through its installed launcher (bin/strata) in
- * the environment this runs in. Prints a Markdown table and one JSON line; exits 1 if
- * strata takes more than 1.0x skopeo's time (median) for push or pull.
+ * the environment this runs in, with its V8 code cache where a user's would be (the first push
+ * fills it; a separate row times a push with an empty cache each time). Prints a Markdown table
+ * and one JSON line; exits 1 if strata takes more than 1.0x skopeo's time (median) for push or
+ * pull.
  */
 'use strict';
 const fs = require('node:fs');
@@ -33,15 +35,16 @@ function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }
-function run(cmd, args) {
+function run(cmd, args, env) {
   return execFileSync(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     maxBuffer: 1 << 26,
+    ...(env ? { env: { ...process.env, ...env } } : {}),
   }).toString();
 }
-function timed(cmd, args) {
+function timed(cmd, args, env) {
   const t = process.hrtime.bigint();
-  run(cmd, args);
+  run(cmd, args, env);
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 function freePort() {
@@ -128,6 +131,7 @@ async function main() {
     libPush: [],
     libPull: [],
     startup: [],
+    coldPush: [],
   };
   const { Store } = require('../packages/store/dist');
   const { push, pull } = require('../packages/registry/dist');
@@ -180,6 +184,19 @@ async function main() {
       for (const p of pulls) p();
       fs.rmSync(s1, { recursive: true, force: true });
       fs.rmSync(s2, { recursive: true, force: true });
+      // A push whose code is not in the V8 code cache yet: the first run after a build.
+      const d = await startRegistry();
+      const noCache = fs.mkdtempSync(path.join(DIR, 'code-cache-'));
+      try {
+        t.coldPush.push(
+          timed(STRATA, ['--store', store, 'push', TAG, `${d.host}/bench:1`], {
+            STRATA_CODE_CACHE: noCache,
+          }),
+        );
+      } finally {
+        await d.stop();
+        fs.rmSync(noCache, { recursive: true, force: true });
+      }
       // The same work as library calls, without starting a process.
       const c = await startRegistry();
       try {
@@ -213,6 +230,9 @@ async function main() {
   );
   console.log(`| identical re-push (HEAD skips) | ${f(m.rePush)} | | |`);
   console.log(`| push to another repo (cross-repo mount) | ${f(m.mount)} | | |`);
+  console.log(
+    `| push, first run after a build (empty code cache) | ${f(m.coldPush)} (${range(t.coldPush)}) | | ${(m.coldPush / m.skopeoPush).toFixed(2)}× |`,
+  );
   console.log(`| push, library call (no process start) | ${f(m.libPush)} | | |`);
   console.log(`| pull, library call (no process start) | ${f(m.libPull)} | | |`);
   console.log(`| \`strata --help\` (process start alone) | ${f(m.startup)} | | |`);
