@@ -140,22 +140,26 @@ export class Store {
   }
 
   private async init(): Promise<void> {
-    await Promise.all(
-      [this.blobDir, this.ingestDir, this.leaseDir, this.rootsDir].map((d) =>
-        fsp.mkdir(d, { recursive: true }),
-      ),
-    );
     const layout = path.join(this.root, 'oci-layout');
-    if (await exists(layout)) {
-      assertValid(
-        validateOciLayout,
-        parseJson(await fsp.readFile(layout), 'oci-layout'),
-        'oci-layout',
-      );
+    // A store that exists opens in one round of calls: its directories, its layout, its index.
+    const [, layoutBytes, hasIndex] = await Promise.all([
+      Promise.all(
+        [this.blobDir, this.ingestDir, this.leaseDir, this.rootsDir].map((d) =>
+          fsp.mkdir(d, { recursive: true }),
+        ),
+      ),
+      fsp.readFile(layout).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return undefined;
+        throw e;
+      }),
+      exists(this.indexPath),
+    ]);
+    if (layoutBytes) {
+      assertValid(validateOciLayout, parseJson(layoutBytes, 'oci-layout'), 'oci-layout');
     } else {
       await writeFileAtomic(layout, encodeJson({ imageLayoutVersion: '1.0.0' }));
     }
-    if (!(await exists(this.indexPath))) {
+    if (!hasIndex) {
       await withFileLock(this.lockPath, async () => {
         if (!(await exists(this.indexPath)))
           await this.writeIndex({ schemaVersion: 2, manifests: [] });
