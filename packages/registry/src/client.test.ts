@@ -232,6 +232,50 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
+  it('opens the blob while a one-PUT upload starts, and closes it when a mount makes it needless', async () => {
+    let received = Buffer.alloc(0);
+    const srv = await fakeRegistry((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const url = new URL(req.url ?? '', 'http://h');
+        if (req.method === 'HEAD') res.writeHead(404).end();
+        else if (req.method === 'POST' && url.searchParams.get('from') === 'has-it')
+          res.writeHead(201).end();
+        else if (req.method === 'POST')
+          res.writeHead(202, { location: '/v2/x/blobs/uploads/u1' }).end();
+        else if (req.method === 'PUT') {
+          received = Buffer.concat(chunks);
+          res.writeHead(sha256(received) === url.searchParams.get('digest') ? 201 : 400).end();
+        } else res.writeHead(500).end();
+      });
+    });
+    const c = client(srv.host);
+    const opened: Readable[] = [];
+    const open = (): Readable => {
+      const r = Readable.from([blob]);
+      opened.push(r);
+      return r;
+    };
+    try {
+      expect(await c.pushBlob(desc, open, { mountFrom: ['has-it'] })).toBe('mounted');
+      expect(opened).toHaveLength(1);
+      await new Promise((r) => setImmediate(r));
+      expect(opened[0]?.destroyed).toBe(true);
+
+      expect(await c.pushBlob(desc, open, { mountFrom: ['lacks-it'] })).toBe('uploaded');
+      expect(opened).toHaveLength(2);
+      expect(received).toEqual(blob);
+      expect(srv.seen.filter((x) => x.startsWith('POST'))).toEqual([
+        `POST /v2/x/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=has-it`,
+        `POST /v2/x/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=lacks-it`,
+      ]);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
   it('fails auth with one clear message that carries no secret', async () => {
     const srv = await fakeRegistry((_req, res) =>
       res

@@ -205,38 +205,45 @@ export class RegistryClient {
     open: (start?: number, end?: number) => Readable | Promise<Readable>,
     opts: PushBlobOptions,
   ): Promise<PushOutcome> {
-    let location: string | undefined;
-    for (const from of opts.mountFrom ?? []) {
-      if (from === this.repository) continue;
-      const res = await this.transport.request({
-        method: 'POST',
-        url: `/v2/${this.repository}/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(from)}`,
-        scopes: [this.scope, repositoryScope(from, ['pull'])],
-        expect: [201, 202],
-        what: `mount blob ${desc.digest} from ${from}`,
-      });
-      if (res.status === 201) {
-        opts.onProgress?.(desc.size);
-        return 'mounted';
-      }
-      location = headerValue(res.headers.location);
-      if (location) {
-        location = new URL(location, res.url).toString();
-        break;
-      }
-    }
-    if (!location) location = await this.startUpload();
     const chunk = opts.chunkSize;
-    if (chunk !== undefined && chunk > 0 && desc.size > chunk) {
-      await this.uploadChunked(location, desc, open, chunk, opts.onProgress);
-    } else {
+    const chunked = chunk !== undefined && chunk > 0 && desc.size > chunk;
+    // A one-PUT upload opens the blob while the session starts; a stream not sent is closed.
+    let early = chunked ? undefined : Promise.resolve().then(() => open());
+    early?.catch(() => undefined);
+    try {
+      let location: string | undefined;
+      for (const from of opts.mountFrom ?? []) {
+        if (from === this.repository) continue;
+        const res = await this.transport.request({
+          method: 'POST',
+          url: `/v2/${this.repository}/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(from)}`,
+          scopes: [this.scope, repositoryScope(from, ['pull'])],
+          expect: [201, 202],
+          what: `mount blob ${desc.digest} from ${from}`,
+        });
+        if (res.status === 201) {
+          opts.onProgress?.(desc.size);
+          return 'mounted';
+        }
+        location = headerValue(res.headers.location);
+        if (location) {
+          location = new URL(location, res.url).toString();
+          break;
+        }
+      }
+      if (!location) location = await this.startUpload();
+      if (chunked) {
+        await this.uploadChunked(location, desc, open, chunk, opts.onProgress);
+        return 'uploaded';
+      }
       const counter = new CountingStream(opts.onProgress);
       await this.transport.request({
         method: 'PUT',
         url: withQuery(location, { digest: desc.digest }),
         headers: { 'content-type': 'application/octet-stream', 'content-length': desc.size },
         body: async () => {
-          const src = await open();
+          const src = await (early ?? open());
+          early = undefined;
           src.on('error', (e) => counter.destroy(e));
           return src.pipe(counter);
         },
@@ -245,8 +252,13 @@ export class RegistryClient {
         what: `upload blob ${desc.digest}`,
         retry: false,
       });
+      return 'uploaded';
+    } finally {
+      early?.then(
+        (s) => s.destroy(),
+        () => undefined,
+      );
     }
-    return 'uploaded';
   }
 
   /** POST an upload session; resolves to its absolute Location. */
