@@ -11,9 +11,9 @@
  * V8 keeps only what has run, so the file records which commands it covers. A command that it
  * does not cover yet runs from what is there and compiles the rest; afterwards the file is
  * written again with both. The file is keyed by the bundle file (device, inode, size, mtime) and
- * the Node version and architecture: a new build, or a new Node, starts a new file. A file that V8 refuses (another V8,
- * other flags) or that does not parse is ignored and replaced. The cache is never needed: if it
- * cannot be read or written, the command runs as it would without it.
+ * by the Node version, architecture and flags: a new build, or another Node, starts a new file.
+ * A file that V8 refuses anyway, or that does not parse, is ignored and replaced. The cache is
+ * never needed: if it cannot be read or written, the command runs as it would without it.
  */
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -116,12 +116,21 @@ function prune(dir: string, current: string): void {
 }
 
 /**
- * Where the code cache of a bundle file with these stats lives in `dir`. The build replaces the
- * bundle by a rename, so a new build is a new inode and mtime: the key needs no hash of the
- * megabyte of source (V8 itself checks only the source's length).
+ * Where the code cache of a bundle file with these stats lives in `dir`, for this Node and its
+ * flags. The build replaces the bundle by a rename, so a new build is a new inode and mtime: the
+ * key needs no hash of the megabyte of source (V8 itself checks only the source's length).
  */
 export function cacheFileFor(st: fs.Stats, dir: string): string {
-  const key = [process.version, process.arch, st.dev, st.ino, st.size, Math.round(st.mtimeMs * 1e3)]
+  const key = [
+    process.version,
+    process.arch,
+    st.dev,
+    st.ino,
+    st.size,
+    Math.round(st.mtimeMs * 1e3),
+    // V8 refuses code made under other V8 flags, such as the launcher's heap options.
+    ...process.execArgv,
+  ]
     .map((x) => String(x).replace(/[^0-9A-Za-z.]/g, '_'))
     .join('-');
   return path.join(dir, `code-${key}.bin`);
