@@ -1,5 +1,14 @@
-import { createHash, Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { InvalidArgumentError } from './errors';
+
+// node:crypto takes about 3 ms to load. It is loaded at the first hash, so that commands that
+// hash nothing (ls, --help) never load it, and a push has sent its first request by then.
+let nodeCrypto: typeof import('node:crypto') | undefined;
+function createHash(algorithm: 'sha256'): Hash {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  nodeCrypto ??= require('node:crypto') as typeof import('node:crypto');
+  return nodeCrypto.createHash(algorithm);
+}
 
 /** A content digest. Only ever built by {@link parseDigest} or {@link Hasher}. */
 export type Digest = `sha256:${string}` & { readonly __brand: 'Digest' };

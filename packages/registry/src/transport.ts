@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
-import * as https from 'node:https';
-import * as tls from 'node:tls';
+import type * as https from 'node:https';
 import { Readable } from 'node:stream';
 import { InvalidArgumentError, redact } from '@strata/oci';
 import type { Credentials } from './auth-config';
@@ -99,6 +98,12 @@ export function isLoopback(registry: string): boolean {
  * file before any script runs, on every command, TLS or not). As in Node, a file that cannot be
  * read adds nothing.
  */
+/* eslint-disable @typescript-eslint/no-require-imports -- loaded on first use, see httpsAgent */
+const nodeHttps = (): typeof import('node:https') =>
+  require('node:https') as typeof import('node:https');
+const nodeTls = (): typeof import('node:tls') => require('node:tls') as typeof import('node:tls');
+/* eslint-enable @typescript-eslint/no-require-imports */
+
 function extraCaCerts(): string | undefined {
   const file = process.env.NODE_EXTRA_CA_CERTS;
   if (!file) return undefined;
@@ -146,13 +151,17 @@ export class Transport {
     this.httpAgent = new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 8 });
   }
 
-  /** Made on first use: a command that never speaks TLS never builds a CA store. */
+  /**
+   * Made on first use: a command that never speaks TLS never loads node:https (1.5 ms) or builds
+   * a CA store.
+   */
   private get httpsAgent(): https.Agent {
     if (!this.tlsAgent) {
       const extra = [extraCaCerts(), this.opts.caCert?.toString()].filter((x): x is string =>
         Boolean(x),
       );
-      this.tlsAgent = new https.Agent({
+      const tls = nodeTls();
+      this.tlsAgent = new (nodeHttps().Agent)({
         keepAlive: true,
         maxSockets: this.opts.maxSockets ?? 8,
         ...(extra.length ? { ca: [...tls.rootCertificates, ...extra] } : {}),
@@ -552,7 +561,7 @@ export class Transport {
       h['content-length'] = 0;
     }
     return new Promise<Response>((resolve, reject) => {
-      const req = (isHttps ? https : http).request(url, {
+      const req = (isHttps ? nodeHttps() : http).request(url, {
         method,
         headers: h,
         agent: isHttps ? this.httpsAgent : this.httpAgent,

@@ -1,12 +1,16 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 
-/** A temp name next to `target`, so a rename is atomic on the same filesystem. */
+let tempCount = 0;
+
+/**
+ * A temp name next to `target`, so a rename is atomic on the same filesystem. Unique by process,
+ * count and time; temp files are created exclusively (`wx`), so a clash fails, never overwrites.
+ */
 export function tempPathFor(target: string): string {
   return path.join(
     path.dirname(target),
-    `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`,
+    `.${path.basename(target)}.tmp-${process.pid}-${(tempCount++).toString(36)}-${Date.now().toString(36)}`,
   );
 }
 
