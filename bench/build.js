@@ -252,9 +252,22 @@ function main() {
       (json.buildah ? `, buildah / strata = ${ratio(json.buildah, json.derived)}×` : '') +
       `; no-op rebuild ${json.noop.toFixed(2)} s.`,
   ];
+  // The targets: a no-op rebuild under 0.5 s, a derived build at least 3x faster than mmdebstrap
+  // from scratch and no slower than buildah, and a delta layer no larger than what the install
+  // adds.
+  const missed = [];
+  if (json.noop >= 0.5) missed.push(`no-op rebuild ${json.noop.toFixed(2)} s (target < 0.5 s)`);
+  if (json.mmdebstrap / json.derived < 3)
+    missed.push(`mmdebstrap / strata = ${ratio(json.mmdebstrap, json.derived)}× (target ≥ 3×)`);
+  if (json.buildah !== undefined && json.buildah < json.derived)
+    missed.push(`buildah / strata = ${ratio(json.buildah, json.derived)}× (target ≥ 1×)`);
+  if (buildahDelta !== undefined && st.files > buildahDelta)
+    missed.push(`delta layer holds ${mb(st.files)} of files, the install adds ${mb(buildahDelta)}`);
+  for (const m of missed) lines.push(`Missed: ${m}.`);
   const table = lines.join('\n');
   console.log(table);
   console.log(JSON.stringify(json));
+  if (missed.length) process.exitCode = 1;
   if (process.env.STRATA_BENCH_WRITE === '1') {
     const doc = path.join(ROOT, 'docs/benchmarks.md');
     const text = fs.readFileSync(doc, 'utf8');

@@ -128,7 +128,7 @@ export function cacheFileFor(st: fs.Stats, dir: string): string {
     st.ino,
     st.size,
     Math.round(st.mtimeMs * 1e3),
-    // V8 refuses code made under other V8 flags, such as the launcher's heap options.
+    // V8 refuses code made under other flags (`node --no-opt bin/strata.js`, say).
     ...process.execArgv,
   ]
     .map((x) => String(x).replace(/[^0-9A-Za-z.]/g, '_'))
