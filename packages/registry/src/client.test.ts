@@ -276,6 +276,76 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
+  it('starts the session while the HEAD is out when the blob is expected missing, and cancels it when it is there', async () => {
+    let stored: Buffer | undefined;
+    // A HEAD is answered once the session's POST has come in (or after 300 ms without one).
+    let posted: () => void = () => undefined;
+    let posts = 0;
+    let heads = 0;
+    let headsWithoutPost = 0;
+    const srv = await fakeRegistry((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const url = new URL(req.url ?? '', 'http://h');
+        if (req.method === 'HEAD') {
+          const answer = (): void => {
+            res.writeHead(stored ? 200 : 404, { 'content-length': stored?.length ?? 0 }).end();
+          };
+          if (posts > heads++) {
+            answer();
+            return;
+          }
+          const timer = setTimeout(() => {
+            headsWithoutPost++;
+            posts++; // a later POST belongs to no HEAD
+            answer();
+          }, 300);
+          posted = () => {
+            clearTimeout(timer);
+            answer();
+          };
+        } else if (req.method === 'POST') {
+          res.writeHead(202, { location: `/v2/x/blobs/uploads/s${srv.seen.length}` }).end();
+          posts++;
+          posted();
+          posted = () => undefined;
+        } else if (req.method === 'PUT') {
+          stored = Buffer.concat(chunks);
+          res.writeHead(sha256(stored) === url.searchParams.get('digest') ? 201 : 400).end();
+        } else if (req.method === 'DELETE') res.writeHead(204).end();
+        else res.writeHead(500).end();
+      });
+    });
+    const c = client(srv.host);
+    const open = (): Readable => Readable.from([blob]);
+    try {
+      expect(await c.pushBlob(desc, open, { expectMissing: true })).toBe('uploaded');
+      expect(stored).toEqual(blob);
+      const first = srv.seen.filter((x) => !x.startsWith('GET'));
+      expect(first.map((x) => x.split(' ')[0]).sort()).toEqual(['HEAD', 'POST', 'PUT']);
+      expect(headsWithoutPost).toBe(0);
+
+      srv.seen.length = 0;
+      expect(await c.pushBlob(desc, open, { expectMissing: true })).toBe('exists');
+      const post = srv.seen.find((x) => x.startsWith('POST'));
+      expect(post).toBeDefined();
+      expect(srv.seen.filter((x) => x.startsWith('DELETE'))).toHaveLength(1);
+      expect(srv.seen.filter((x) => x.startsWith('PUT'))).toHaveLength(0);
+
+      expect(headsWithoutPost).toBe(0);
+
+      // Without the hint, a blob that is there costs one HEAD (answered after the wait).
+      srv.seen.length = 0;
+      expect(await c.pushBlob(desc, open)).toBe('exists');
+      expect(srv.seen).toEqual([`HEAD /v2/x/blobs/${desc.digest}`]);
+      expect(headsWithoutPost).toBe(1);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
   it('fails auth with one clear message that carries no secret', async () => {
     const srv = await fakeRegistry((_req, res) =>
       res

@@ -51,6 +51,12 @@ export interface PushBlobOptions {
   /** Upload in PATCH chunks of this many bytes (default: one monolithic PUT). */
   chunkSize?: number;
   onProgress?: ProgressFn;
+  /**
+   * The blob is most likely missing (the caller knows of no copy on this registry): the upload
+   * session starts while the HEAD is out, a round trip sooner. A session that the HEAD makes
+   * needless is cancelled. Ignored when mounting.
+   */
+  expectMissing?: boolean;
 }
 
 export type PushOutcome = 'exists' | 'mounted' | 'uploaded';
@@ -176,8 +182,18 @@ export class RegistryClient {
     open: (start?: number, end?: number) => Readable | Promise<Readable>,
     opts: PushBlobOptions = {},
   ): Promise<PushOutcome> {
-    const have = await this.hasBlob(desc.digest);
+    const mounting = (opts.mountFrom ?? []).some((from) => from !== this.repository);
+    const early = opts.expectMissing && !mounting ? this.startUpload() : undefined;
+    early?.catch(() => undefined); // awaited by the upload, or cancelled
+    let have: number | undefined;
+    try {
+      have = await this.hasBlob(desc.digest);
+    } catch (e) {
+      if (early) await this.cancelUpload(early);
+      throw e;
+    }
     if (have !== undefined) {
+      if (early) await this.cancelUpload(early);
       if (have >= 0 && have !== desc.size) {
         throw new RegistryError(
           'CORRUPT',
@@ -189,7 +205,7 @@ export class RegistryClient {
     const retries = this.transport.retries;
     for (let n = 0; ; n++) {
       try {
-        return await this.uploadOnce(desc, open, opts);
+        return await this.uploadOnce(desc, open, opts, n === 0 ? early : undefined);
       } catch (e) {
         if (n < retries && isRetriable(e)) {
           await sleep(backoffDelay(n, this.transport.retryBaseMs));
@@ -204,6 +220,7 @@ export class RegistryClient {
     desc: Pick<Descriptor, 'digest' | 'size'>,
     open: (start?: number, end?: number) => Readable | Promise<Readable>,
     opts: PushBlobOptions,
+    session?: Promise<string>,
   ): Promise<PushOutcome> {
     const chunk = opts.chunkSize;
     const chunked = chunk !== undefined && chunk > 0 && desc.size > chunk;
@@ -231,7 +248,7 @@ export class RegistryClient {
           break;
         }
       }
-      if (!location) location = await this.startUpload();
+      if (!location) location = await (session ?? this.startUpload());
       if (chunked) {
         await this.uploadChunked(location, desc, open, chunk, opts.onProgress);
         return 'uploaded';
@@ -274,6 +291,22 @@ export class RegistryClient {
     if (!loc)
       throw new RegistryError('UNAVAILABLE', `${this.registry}: upload started without a Location`);
     return new URL(loc, res.url).toString();
+  }
+
+  /** Cancel an upload session; best effort, since registries expire abandoned sessions too. */
+  private async cancelUpload(session: Promise<string>): Promise<void> {
+    try {
+      await this.transport.request({
+        method: 'DELETE',
+        url: await session,
+        scopes: [this.scope],
+        expect: [204, 404],
+        what: 'cancel upload',
+        retry: false,
+      });
+    } catch {
+      // Left to expire.
+    }
   }
 
   /** PATCH chunks, resuming from the registry's Range after a failed chunk, then PUT ?digest=. */

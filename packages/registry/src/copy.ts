@@ -175,6 +175,9 @@ async function walk(
   return graph;
 }
 
+/** Blobs at least this large start their upload session while their HEAD is out. */
+const EARLY_SESSION_MIN = 1 << 20;
+
 /** A graph's blobs, largest first: with `jobs` transfers at once, the longest starts first. */
 function largestFirst(graph: Graph): Descriptor[] {
   return [...graph.blobs.values()].sort((a, b) => b.size - a.size);
@@ -241,10 +244,8 @@ export async function push(
     const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
     await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
       opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
-      const mountFrom = [
-        ...(opts.mountFrom ?? []),
-        ...(opts.mount === false ? [] : sources.reposFor(d.digest, client.registry)),
-      ];
+      const seen = sources.reposFor(d.digest, client.registry);
+      const mountFrom = [...(opts.mountFrom ?? []), ...(opts.mount === false ? [] : seen)];
       const outcome = await client.pushBlob(
         d,
         (start, end) => {
@@ -255,6 +256,8 @@ export async function push(
         },
         {
           mountFrom,
+          // A large blob this store never saw on the registry is most likely missing there.
+          expectMissing: seen.length === 0 && d.size >= EARLY_SESSION_MIN,
           ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
           onProgress: progressFor(opts, d),
         },
