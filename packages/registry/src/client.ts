@@ -173,9 +173,10 @@ export class RegistryClient {
   }
 
   /**
-   * Upload a blob unless the repository already has it: HEAD, then a cross-repo mount when a
-   * source repository is known, then a monolithic PUT (or PATCH chunks). `open` is called once
-   * per attempt and must yield exactly the blob's bytes. Retries a failed upload from scratch.
+   * Upload a blob unless the repository already has it: HEAD (with the upload session already
+   * starting when `expectMissing`), then a cross-repo mount when a source repository is known,
+   * then a monolithic PUT (or PATCH chunks). `open` is called once per attempt and must yield
+   * exactly the blob's bytes. Retries a failed upload from scratch.
    */
   async pushBlob(
     desc: Pick<Descriptor, 'digest' | 'size'>,
@@ -183,17 +184,17 @@ export class RegistryClient {
     opts: PushBlobOptions = {},
   ): Promise<PushOutcome> {
     const mounting = (opts.mountFrom ?? []).some((from) => from !== this.repository);
-    const early = opts.expectMissing && !mounting ? this.startUpload() : undefined;
-    early?.catch(() => undefined); // awaited by the upload, or cancelled
+    const session = opts.expectMissing && !mounting ? this.startUpload() : undefined;
+    session?.catch(() => undefined); // awaited by the upload, or cancelled
     let have: number | undefined;
     try {
       have = await this.hasBlob(desc.digest);
     } catch (e) {
-      if (early) await this.cancelUpload(early);
+      if (session) await this.cancelUpload(session);
       throw e;
     }
     if (have !== undefined) {
-      if (early) await this.cancelUpload(early);
+      if (session) await this.cancelUpload(session);
       if (have >= 0 && have !== desc.size) {
         throw new RegistryError(
           'CORRUPT',
@@ -205,7 +206,7 @@ export class RegistryClient {
     const retries = this.transport.retries;
     for (let n = 0; ; n++) {
       try {
-        return await this.uploadOnce(desc, open, opts, n === 0 ? early : undefined);
+        return await this.uploadOnce(desc, open, opts, n === 0 ? session : undefined);
       } catch (e) {
         if (n < retries && isRetriable(e)) {
           await sleep(backoffDelay(n, this.transport.retryBaseMs));
