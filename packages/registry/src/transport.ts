@@ -92,18 +92,18 @@ export function isLoopback(registry: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-/**
- * The PEM file named by NODE_EXTRA_CA_CERTS, which Node adds to its bundled roots. Read here as
- * well, because the `strata` launcher keeps the variable from Node's boot (Node 20 parses the
- * file before any script runs, on every command, TLS or not). As in Node, a file that cannot be
- * read adds nothing.
- */
 /* eslint-disable @typescript-eslint/no-require-imports -- loaded on first use, see httpsAgent */
 const nodeHttps = (): typeof import('node:https') =>
   require('node:https') as typeof import('node:https');
 const nodeTls = (): typeof import('node:tls') => require('node:tls') as typeof import('node:tls');
 /* eslint-enable @typescript-eslint/no-require-imports */
 
+/**
+ * The PEM file named by NODE_EXTRA_CA_CERTS, which Node adds to its bundled roots. Read here as
+ * well, because the `strata` launcher keeps the variable from Node's boot (Node 20 parses the
+ * file before any script runs, on every command, TLS or not). As in Node, a file that cannot be
+ * read adds nothing.
+ */
 function extraCaCerts(): string | undefined {
   const file = process.env.NODE_EXTRA_CA_CERTS;
   if (!file) return undefined;
