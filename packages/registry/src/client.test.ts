@@ -39,6 +39,13 @@ async function fakeRegistry(
   };
 }
 
+/** Call `fn` with a request's whole body and its URL once the body has arrived. */
+function whenRead(req: http.IncomingMessage, fn: (body: Buffer, url: URL) => void): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => fn(Buffer.concat(chunks), new URL(req.url ?? '', 'http://h')));
+}
+
 const blob = Buffer.alloc(256 * 1024);
 for (let i = 0; i < blob.length; i++) blob[i] = (i * 7) & 0xff;
 const desc = { digest: sha256(blob), size: blob.length };
@@ -74,7 +81,7 @@ describe('RegistryClient against a scripted server', () => {
 
   it('refuses a lying registry and stores nothing', async () => {
     const bad = Buffer.from(blob);
-    bad[1000] ^= 1;
+    bad[1000] = (bad[1000] as number) ^ 1;
     const srv = await fakeRegistry((_req, res) =>
       res.writeHead(200, { 'content-length': bad.length }).end(bad),
     );
@@ -190,14 +197,12 @@ describe('RegistryClient against a scripted server', () => {
   it('uploads in chunks and commits with the digest', async () => {
     let received = Buffer.alloc(0);
     const srv = await fakeRegistry((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
+      whenRead(req, (body, url) => {
         if (req.method === 'HEAD') res.writeHead(404).end();
         else if (req.method === 'POST')
           res.writeHead(202, { location: '/v2/x/blobs/uploads/u1?_state=s' }).end();
         else if (req.method === 'PATCH') {
-          received = Buffer.concat([received, ...chunks]);
+          received = Buffer.concat([received, body]);
           res
             .writeHead(202, {
               location: '/v2/x/blobs/uploads/u1?_state=s',
@@ -205,13 +210,7 @@ describe('RegistryClient against a scripted server', () => {
             })
             .end();
         } else if (req.method === 'PUT')
-          res
-            .writeHead(
-              sha256(received) === new URL(req.url ?? '', 'http://h').searchParams.get('digest')
-                ? 201
-                : 400,
-            )
-            .end();
+          res.writeHead(sha256(received) === url.searchParams.get('digest') ? 201 : 400).end();
         else res.writeHead(500).end();
       });
     });
@@ -233,19 +232,16 @@ describe('RegistryClient against a scripted server', () => {
   });
 
   it('opens the blob while a one-PUT upload starts, and closes it when a mount makes it needless', async () => {
-    let received = Buffer.alloc(0);
+    let received: Buffer = Buffer.alloc(0);
     const srv = await fakeRegistry((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const url = new URL(req.url ?? '', 'http://h');
+      whenRead(req, (body, url) => {
         if (req.method === 'HEAD') res.writeHead(404).end();
         else if (req.method === 'POST' && url.searchParams.get('from') === 'has-it')
           res.writeHead(201).end();
         else if (req.method === 'POST')
           res.writeHead(202, { location: '/v2/x/blobs/uploads/u1' }).end();
         else if (req.method === 'PUT') {
-          received = Buffer.concat(chunks);
+          received = body;
           res.writeHead(sha256(received) === url.searchParams.get('digest') ? 201 : 400).end();
         } else res.writeHead(500).end();
       });
@@ -284,10 +280,7 @@ describe('RegistryClient against a scripted server', () => {
     let heads = 0;
     let headsWithoutPost = 0;
     const srv = await fakeRegistry((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const url = new URL(req.url ?? '', 'http://h');
+      whenRead(req, (body, url) => {
         if (req.method === 'HEAD') {
           const answer = (): void => {
             res.writeHead(stored ? 200 : 404, { 'content-length': stored?.length ?? 0 }).end();
@@ -311,7 +304,7 @@ describe('RegistryClient against a scripted server', () => {
           posted();
           posted = () => undefined;
         } else if (req.method === 'PUT') {
-          stored = Buffer.concat(chunks);
+          stored = body;
           res.writeHead(sha256(stored) === url.searchParams.get('digest') ? 201 : 400).end();
         } else if (req.method === 'DELETE') res.writeHead(204).end();
         else res.writeHead(500).end();
