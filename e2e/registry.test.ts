@@ -312,7 +312,7 @@ d('registry without auth (plain http on loopback)', () => {
     const before = proxy.records.filter(
       (p) => p.method === 'GET' && /\/blobs\//.test(p.url),
     ).length;
-    const [a, b] = await Promise.all(
+    const [a, b] = (await Promise.all(
       ['a', 'b'].map(async (t) =>
         json<PullJson>(
           await strataOk(
@@ -321,7 +321,7 @@ d('registry without auth (plain http on loopback)', () => {
           ),
         ),
       ),
-    );
+    )) as [PullJson, PullJson];
     expect(a.digest).toBe(digest);
     expect(b.digest).toBe(digest);
     expect(a.downloaded + b.downloaded).toBe(2); // config and layer, each by one of them

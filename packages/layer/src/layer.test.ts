@@ -329,7 +329,7 @@ describe('createLayer + unpackLayer', () => {
       unpackLayer(Readable.from([blob.subarray(0, 5000)]), 'none', mkdir('trunc')),
     ).rejects.toMatchObject({ code: 'CORRUPT' });
     const bad = Buffer.from(blob);
-    bad[1] ^= 0xff; // header checksum no longer matches
+    bad[1] = (bad[1] as number) ^ 0xff; // header checksum no longer matches
     await expect(unpackLayer(Readable.from([bad]), 'none', mkdir('bad'))).rejects.toMatchObject({
       code: 'CORRUPT',
     });
@@ -371,7 +371,7 @@ describe('createLayer + unpackLayer', () => {
   test('corrupt gzip and missing files fail with typed errors', async () => {
     const g = await layerOf(src, 'gzip');
     const bad = Buffer.from(g.blob);
-    bad[bad.length - 6] ^= 0xff; // the CRC32 trailer
+    bad[bad.length - 6] = (bad[bad.length - 6] as number) ^ 0xff; // the CRC32 trailer
     await expect(unpackLayer(Readable.from([bad]), 'gzip', mkdir('badgz'))).rejects.toMatchObject({
       code: 'CORRUPT',
     });

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
+  Digest,
   MediaTypes,
   sha256,
   DigestMismatchError,
@@ -139,7 +140,7 @@ describe('partial blobs', () => {
 
   test('a partial that does not verify is emptied and removed, nothing is stored', async () => {
     const bad = Buffer.from(data);
-    bad[1000] ^= 1;
+    bad[1000] = (bad[1000] as number) ^ 1;
     await expect(
       store.withPartial(expected, async (p) => {
         await p.append(from(bad), 0);
@@ -249,7 +250,7 @@ test('remembers verified diffIDs per blob; gc drops a record with its blob', asy
   await store.tag('kept', kept);
   const keptLayer = (await store.readManifest(kept)).layers[0]!.digest;
   const gone = await store.putBytes(Buffer.from('layer-gone'));
-  const id = (n: number) => `sha256:${String(n).repeat(64)}` as const;
+  const id = (n: number) => `sha256:${String(n).repeat(64)}` as Digest;
   expect(await store.knownDiffId(keptLayer)).toBeUndefined();
   await store.recordDiffId(keptLayer, id(1));
   await store.recordDiffId(gone.digest, id(2));
