@@ -22,11 +22,16 @@ export class Context {
     return this.args.json;
   }
 
-  async store(): Promise<Store> {
+  /**
+   * The store, opened once. A command may start opening it early and await it later: a failure
+   * in between surfaces where it is awaited, not as an unhandled rejection.
+   */
+  store(): Promise<Store> {
     if (!this.opened) {
       this.opened = import('@strata/store').then(({ Store, defaultStorePath }) =>
         Store.open(this.args.store ?? defaultStorePath()),
       );
+      this.opened.catch(() => undefined);
     }
     return this.opened;
   }

@@ -153,7 +153,6 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         try {
           // The store opens while the registry is reached.
           const opening = ctx.store();
-          opening.catch(() => undefined); // awaited by push; a failure surfaces there
           const net = await transportOptions(a, target.registry);
           r = await push(opening, a.ref, target, {
             ...net,
@@ -196,7 +195,6 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         try {
           // The store opens (a new one is laid out and fsynced) while the registry is reached.
           const opening = ctx.store();
-          opening.catch(() => undefined); // awaited by pull; a failure surfaces there
           const net = await transportOptions(a, source.registry);
           r = await pull(opening, source, {
             ...net,
