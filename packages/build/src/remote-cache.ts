@@ -76,7 +76,7 @@ export class RegistryCache implements RemoteCache {
     const layer = entry.layer;
     await this.client.pushBlob(layer, (start, end) =>
       start === undefined
-        ? this.store.openBlob(layer.digest, layer.size)
+        ? this.store.openBlobReader(layer.digest, layer.size)
         : createReadStream(this.store.blobPath(layer.digest), { start, end }),
     );
     const configBytes = encodeJson({ entry });

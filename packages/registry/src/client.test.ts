@@ -339,6 +339,78 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
+  it('uploads a stored blob through a BlobReader, with progress, in one PUT', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024 + 5);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 13) & 0xff;
+    const stored = await store.putBytes(big);
+    let received: Buffer = Buffer.alloc(0);
+    const srv = await fakeRegistry((req, res) => {
+      whenRead(req, (body, url) => {
+        if (req.method === 'HEAD') res.writeHead(404).end();
+        else if (req.method === 'POST')
+          res.writeHead(202, { location: '/v2/x/blobs/uploads/u1' }).end();
+        else if (req.method === 'PUT') {
+          received = body;
+          res.writeHead(sha256(received) === url.searchParams.get('digest') ? 201 : 400).end();
+        } else res.writeHead(500).end();
+      });
+    });
+    const c = client(srv.host);
+    const progress: number[] = [];
+    try {
+      expect(
+        await c.pushBlob(stored, () => store.openBlobReader(stored.digest, stored.size), {
+          onProgress: (b) => progress.push(b),
+        }),
+      ).toBe('uploaded');
+      expect(received.equals(big)).toBe(true);
+      expect(progress[progress.length - 1]).toBe(big.length);
+      expect(progress.length).toBeGreaterThan(4);
+      expect(srv.seen.filter((x) => x.startsWith('PUT'))).toHaveLength(1);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
+  it('a registry that answers a PUT before reading its body ends the send, and the file is closed', async () => {
+    const big = Buffer.alloc(8 * 1024 * 1024, 7);
+    const stored = await store.putBytes(big);
+    const srv = await fakeRegistry((req, res) => {
+      if (req.method === 'PUT') {
+        // Answer at once and never read what the client sends.
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end('{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"no"}]}');
+        return;
+      }
+      whenRead(req, () => {
+        if (req.method === 'HEAD') res.writeHead(404).end();
+        else if (req.method === 'POST')
+          res.writeHead(202, { location: '/v2/x/blobs/uploads/u1' }).end();
+        else res.writeHead(500).end();
+      });
+    });
+    const c = client(srv.host);
+    let sending: Promise<void> | undefined;
+    try {
+      await expect(
+        c.pushBlob(stored, async () => {
+          const reader = await store.openBlobReader(stored.digest, stored.size);
+          return {
+            pipeTo: (write: (chunk: Buffer) => Promise<void>) => (sending = reader.pipeTo(write)),
+            close: () => reader.close(),
+          };
+        }),
+      ).rejects.toThrow(/BLOB_UPLOAD_INVALID|no/);
+      expect(sending).toBeDefined();
+      // The body's send settles (it does not hang on writes the socket will never take).
+      await expect(sending).rejects.toThrow();
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
   it('fails auth with one clear message that carries no secret', async () => {
     const srv = await fakeRegistry((_req, res) =>
       res

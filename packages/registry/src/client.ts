@@ -15,13 +15,21 @@ import { Store, VerifyingStream } from '@strata/store';
 import { repositoryScope } from './challenge';
 import { RegistryError } from './errors';
 import {
+  StreamBody,
   Transport,
   TransportOptions,
   backoffDelay,
+  discardBody,
   headerValue,
   isRetriable,
   sleep,
 } from './transport';
+
+/**
+ * Opens a blob for upload: the whole blob, or the bytes `start`..`end` (inclusive) of it for a
+ * chunked upload. Called once per attempt.
+ */
+export type OpenBlob = (start?: number, end?: number) => StreamBody | Promise<StreamBody>;
 
 /** Media types we accept for manifests, most preferred first. */
 export const MANIFEST_ACCEPT = [
@@ -96,6 +104,26 @@ function withQuery(location: string, params: Record<string, string>): string {
   const u = new URL(location, 'http://placeholder');
   for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
   return /^[a-z]+:\/\//i.test(location) ? u.toString() : `${u.pathname}${u.search}`;
+}
+
+/** A body that reports the bytes that went through it to `onProgress`. */
+function counted(body: StreamBody, onProgress?: ProgressFn): StreamBody {
+  if (body instanceof Readable) {
+    const counter = new CountingStream(onProgress);
+    body.on('error', (e) => counter.destroy(e));
+    return body.pipe(counter);
+  }
+  if (!onProgress) return body;
+  let bytes = 0;
+  return {
+    pipeTo: (write) =>
+      body.pipeTo((chunk) => {
+        bytes += chunk.length;
+        onProgress(bytes);
+        return write(chunk);
+      }),
+    close: () => body.close(),
+  };
 }
 
 class CountingStream extends Transform {
@@ -180,7 +208,7 @@ export class RegistryClient {
    */
   async pushBlob(
     desc: Pick<Descriptor, 'digest' | 'size'>,
-    open: (start?: number, end?: number) => Readable | Promise<Readable>,
+    open: OpenBlob,
     opts: PushBlobOptions = {},
   ): Promise<PushOutcome> {
     const mounting = (opts.mountFrom ?? []).some((from) => from !== this.repository);
@@ -219,7 +247,7 @@ export class RegistryClient {
 
   private async uploadOnce(
     desc: Pick<Descriptor, 'digest' | 'size'>,
-    open: (start?: number, end?: number) => Readable | Promise<Readable>,
+    open: OpenBlob,
     opts: PushBlobOptions,
     session?: Promise<string>,
   ): Promise<PushOutcome> {
@@ -254,7 +282,6 @@ export class RegistryClient {
         await this.uploadChunked(location, desc, open, chunk, opts.onProgress);
         return 'uploaded';
       }
-      const counter = new CountingStream(opts.onProgress);
       await this.transport.request({
         method: 'PUT',
         url: withQuery(location, { digest: desc.digest }),
@@ -262,8 +289,7 @@ export class RegistryClient {
         body: async () => {
           const src = await (early ?? open());
           early = undefined;
-          src.on('error', (e) => counter.destroy(e));
-          return src.pipe(counter);
+          return counted(src, opts.onProgress);
         },
         scopes: [this.scope],
         expect: [201],
@@ -272,10 +298,7 @@ export class RegistryClient {
       });
       return 'uploaded';
     } finally {
-      early?.then(
-        (s) => s.destroy(),
-        () => undefined,
-      );
+      early?.then(discardBody, () => undefined);
     }
   }
 
@@ -314,7 +337,7 @@ export class RegistryClient {
   private async uploadChunked(
     location: string,
     desc: Pick<Descriptor, 'digest' | 'size'>,
-    open: (start?: number, end?: number) => Readable | Promise<Readable>,
+    open: OpenBlob,
     chunkSize: number,
     onProgress?: ProgressFn,
   ): Promise<void> {
@@ -357,7 +380,14 @@ export class RegistryClient {
       }
     }
     // Hash what we sent: the chunks came from separate reads, so check the whole before committing.
-    for await (const c of await open()) hasher.update(c as Buffer);
+    const whole = await open();
+    if (whole instanceof Readable) for await (const c of whole) hasher.update(c as Buffer);
+    else {
+      await whole.pipeTo((c) => {
+        hasher.update(c);
+        return Promise.resolve();
+      });
+    }
     if (hasher.size !== desc.size)
       throw new SizeMismatchError(desc.size, hasher.size, `blob ${desc.digest}`);
     const got = hasher.digest();

@@ -249,7 +249,7 @@ export async function push(
       const outcome = await client.pushBlob(
         d,
         (start, end) => {
-          if (start === undefined) return store.openBlob(d.digest, d.size);
+          if (start === undefined) return store.openBlobReader(d.digest, d.size);
           return import('node:fs').then((fs) =>
             fs.createReadStream(store.blobPath(d.digest), { start, end }),
           );

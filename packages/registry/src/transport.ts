@@ -32,8 +32,27 @@ export interface TransportOptions {
   userAgent?: string;
 }
 
+/**
+ * A body that writes itself, chunk by chunk (a stored blob's `BlobReader`). `write` resolves once
+ * its chunk is handed to the socket, so that the body can reuse the chunk's buffer; it rejects
+ * when the exchange ended first. `close` releases a body that was not sent.
+ */
+export interface ChunkBody {
+  pipeTo(write: (chunk: Buffer) => Promise<void>): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A body that is sent as it is produced: a stream, or a {@link ChunkBody}. */
+export type StreamBody = Readable | ChunkBody;
+
 /** A request body, re-created for each attempt so that a retry never replays a spent stream. */
-export type BodySource = Buffer | (() => Readable | Promise<Readable>);
+export type BodySource = Buffer | (() => StreamBody | Promise<StreamBody>);
+
+/** Let go of a body that will not be sent, of either kind. */
+export function discardBody(body: StreamBody): void {
+  if (body instanceof Readable) body.destroy();
+  else void body.close();
+}
 
 export interface RequestSpec {
   method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -529,7 +548,7 @@ export class Transport {
     url: URL,
     method: string,
     headers: Record<string, string | number>,
-    body?: Buffer | Readable,
+    body?: Buffer | StreamBody,
     stream = false,
     maxBody = 4 * 1024 * 1024,
   ): Promise<Response> {
@@ -567,10 +586,18 @@ export class Transport {
         agent: isHttps ? this.httpsAgent : this.httpAgent,
       });
       let settled = false;
+      // Writes of a ChunkBody still waiting for the socket. Node drops the callback of a write
+      // to a socket that is gone, so they are rejected here when the exchange ends.
+      const writing = new Set<(e: Error) => void>();
+      const endWrites = (e: Error): void => {
+        for (const rej of writing) rej(e);
+        writing.clear();
+      };
       const fail = (e: Error): void => {
         if (settled) return;
         settled = true;
-        if (body instanceof Readable) body.destroy();
+        if (body !== undefined && !Buffer.isBuffer(body)) discardBody(body);
+        endWrites(e);
         req.destroy();
         reject(e);
       };
@@ -585,6 +612,7 @@ export class Transport {
       req.on('response', (res) => {
         if (stream && res.statusCode !== undefined && res.statusCode < 300 && method !== 'HEAD') {
           settled = true;
+          endWrites(answeredEarly());
           res.setTimeout(this.opts.timeoutMs ?? 60000, () => {
             const e = new Error('transfer stalled') as NodeJS.ErrnoException;
             e.code = 'ETIMEDOUT';
@@ -602,6 +630,7 @@ export class Transport {
         readBody(res, maxBody).then(
           (buf) => {
             settled = true;
+            endWrites(answeredEarly());
             resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf, url });
           },
           (e: Error) => fail(e),
@@ -609,12 +638,39 @@ export class Transport {
       });
       if (body === undefined) req.end();
       else if (Buffer.isBuffer(body)) req.end(body);
-      else {
+      else if (body instanceof Readable) {
         body.on('error', (e) => fail(e));
         body.pipe(req);
+      } else {
+        const write = (chunk: Buffer): Promise<void> =>
+          new Promise<void>((res, rej) => {
+            if (settled) {
+              rej(answeredEarly());
+              return;
+            }
+            writing.add(rej);
+            req.write(chunk, (e) => {
+              writing.delete(rej);
+              if (e) rej(e);
+              else res();
+            });
+          });
+        body.pipeTo(write).then(
+          () => {
+            if (!settled) req.end();
+          },
+          (e: Error) => fail(e),
+        );
       }
     });
   }
+}
+
+/** Why a body stopped being sent: the registry answered (or the exchange ended) first. */
+function answeredEarly(): Error {
+  const e = new Error('the request ended before its body was sent') as NodeJS.ErrnoException;
+  e.code = 'ERR_STREAM_DESTROYED';
+  return e;
 }
 
 export function headerValue(h: string | string[] | undefined): string | undefined {

@@ -33,6 +33,7 @@ import {
   validateOciLayout,
   withDefaultTag,
 } from '@strata/oci';
+import { BlobReader } from './blob-reader';
 import { exists, fsyncDir, tempPathFor, writeFileAtomic } from './atomic';
 import { PartialBlob, copyToFile, openForAppend, placeBlob } from './ingest';
 import { pidAlive, withFileLock } from './lock';
@@ -276,6 +277,18 @@ export class Store {
     const file = createReadStream(f.path, { highWaterMark: 1 << 20 });
     file.on('error', (e) => verify.destroy(e));
     return file.pipe(verify);
+  }
+
+  /**
+   * Open a blob for sending through {@link BlobReader.pipeTo}: reused buffers, and the digest
+   * and size verified before the last chunk goes out. NotFoundError when it is not stored.
+   */
+  async openBlobReader(digest: Digest, size?: number): Promise<BlobReader> {
+    try {
+      return await BlobReader.open(this.blobPath(digest), digest, size, `blob ${digest}`);
+    } catch (e) {
+      throw notInStore(e, digest);
+    }
   }
 
   /** Read a small blob (a JSON document) whole, verified: one read and one hash, no stream. */

@@ -1,0 +1,132 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DigestMismatchError, NotFoundError, SizeMismatchError, sha256 } from '@strata/oci';
+import { Store } from './store';
+
+let dir: string;
+let store: Store;
+
+beforeEach(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-reader-'));
+  store = await Store.open(path.join(dir, 'store'));
+});
+afterEach(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+/** Bytes that differ from chunk to chunk, so that a chunk sent twice or out of order shows. */
+function pattern(size: number): Buffer {
+  const b = Buffer.alloc(size);
+  for (let i = 0; i + 4 <= size; i += 4) b.writeUInt32LE(i, i);
+  return b;
+}
+
+/** Collect what pipeTo writes (copies), with writes that resolve after `delay` ms. */
+async function collect(
+  reader: { pipeTo(w: (c: Buffer) => Promise<void>): Promise<void> },
+  opts: { delay?: number; inFlight?: number[] } = {},
+): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let pending = 0;
+  await reader.pipeTo(async (chunk) => {
+    parts.push(Buffer.from(chunk));
+    opts.inFlight?.push(++pending);
+    await new Promise((r) => setTimeout(r, opts.delay ?? 0));
+    pending--;
+  });
+  return Buffer.concat(parts);
+}
+
+test('sends a blob whole and in order, through at most four buffers at a time', async () => {
+  const data = pattern(3 * 1024 * 1024 + 12345);
+  const { digest } = await store.putBytes(data);
+  const inFlight: number[] = [];
+  const reader = await store.openBlobReader(digest, data.length);
+  expect(reader.size).toBe(data.length);
+  const sent = await collect(reader, { delay: 2, inFlight });
+  expect(sent.equals(data)).toBe(true);
+  expect(Math.max(...inFlight)).toBe(4);
+  await expect(reader.pipeTo(async () => undefined)).rejects.toThrow('already sent');
+});
+
+test('a buffer is not reused while its write is pending', async () => {
+  const data = pattern(2 * 1024 * 1024);
+  const { digest } = await store.putBytes(data);
+  const reader = await store.openBlobReader(digest);
+  const held: { chunk: Buffer; copy: Buffer }[] = [];
+  await reader.pipeTo(async (chunk) => {
+    held.push({ chunk, copy: Buffer.from(chunk) });
+    await new Promise((r) => setTimeout(r, 3));
+    const mine = held.find((h) => h.chunk === chunk);
+    expect(mine && chunk.equals(mine.copy)).toBe(true);
+  });
+  expect(Buffer.concat(held.map((h) => h.copy)).equals(data)).toBe(true);
+});
+
+test('an empty blob is verified and sends nothing', async () => {
+  const { digest } = await store.putBytes(Buffer.alloc(0));
+  const writes: Buffer[] = [];
+  await (await store.openBlobReader(digest, 0)).pipeTo(async (c) => void writes.push(c));
+  expect(writes).toEqual([]);
+  await fsp.writeFile(store.blobPath(digest), '');
+  const wrong = sha256('not empty');
+  await fsp.writeFile(store.blobPath(wrong), '');
+  await expect(
+    (await store.openBlobReader(wrong)).pipeTo(async () => undefined),
+  ).rejects.toBeInstanceOf(DigestMismatchError);
+});
+
+test('a damaged blob fails before its last chunk is written', async () => {
+  const data = pattern(1024 * 1024 + 7);
+  const { digest } = await store.putBytes(data);
+  const bad = Buffer.from(data);
+  bad[bad.length - 1] = (bad[bad.length - 1] as number) ^ 0xff;
+  await fsp.writeFile(store.blobPath(digest), bad);
+  let written = 0;
+  await expect(
+    (await store.openBlobReader(digest, data.length)).pipeTo(async (c) => {
+      written += c.length;
+    }),
+  ).rejects.toBeInstanceOf(DigestMismatchError);
+  expect(written).toBe(data.length - 7);
+});
+
+test('size and presence are checked when the blob is opened', async () => {
+  const data = Buffer.from('some bytes');
+  const { digest } = await store.putBytes(data);
+  await expect(store.openBlobReader(digest, 3)).rejects.toBeInstanceOf(SizeMismatchError);
+  await expect(store.openBlobReader(sha256('absent'))).rejects.toBeInstanceOf(NotFoundError);
+});
+
+test('a file that shrinks after it was opened is a size mismatch', async () => {
+  const data = pattern(600 * 1024);
+  const { digest } = await store.putBytes(data);
+  const reader = await store.openBlobReader(digest, data.length);
+  await fsp.truncate(store.blobPath(digest), 1000);
+  await expect(reader.pipeTo(async () => undefined)).rejects.toBeInstanceOf(SizeMismatchError);
+});
+
+test('a failing write ends the send with its error', async () => {
+  const data = pattern(2 * 1024 * 1024);
+  const { digest } = await store.putBytes(data);
+  let n = 0;
+  const reader = await store.openBlobReader(digest);
+  await expect(
+    reader.pipeTo(async () => {
+      const me = ++n;
+      await new Promise((r) => setTimeout(r, 5));
+      if (me === 2) throw new Error('socket gone');
+    }),
+  ).rejects.toThrow('socket gone');
+  // Four writes were in flight when the second failed; no more than one other began after it.
+  expect(n).toBeLessThanOrEqual(5);
+});
+
+test('close releases a reader that was never sent', async () => {
+  const { digest } = await store.putBytes(Buffer.from('unsent'));
+  const reader = await store.openBlobReader(digest);
+  await reader.close();
+  await reader.close();
+  await expect(reader.pipeTo(async () => undefined)).rejects.toThrow('already sent');
+});
