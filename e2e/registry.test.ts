@@ -92,6 +92,17 @@ d('registry without auth (plain http on loopback)', () => {
     digest = /sha256:[a-f0-9]{64}/.exec(r.stdout)?.[0] ?? '';
   });
 
+  /**
+   * Upload sessions the registry still holds for a repository: its `_uploads/<id>` with a
+   * `startedat` file. (docker-registry leaves an empty directory behind a cancelled session.)
+   */
+  const openUploads = (repo: string): string[] => {
+    const v2 = path.join(reg.dir, 'data', 'docker', 'registry', 'v2');
+    const dir = path.join(v2, 'repositories', repo, '_uploads');
+    if (!fs.existsSync(dir)) return [];
+    return fs.readdirSync(dir).filter((id) => fs.existsSync(path.join(dir, id, 'startedat')));
+  };
+
   it('pushes, and a re-push of an unchanged template uploads 0 layer bytes', async () => {
     const first = json<PushJson>(
       await strataOk(['--store', storeA, '--json', 'push', 'x', `${proxy.host}/x:t`], { env }),
@@ -106,6 +117,10 @@ d('registry without auth (plain http on loopback)', () => {
     );
     expect(again).toMatchObject({ uploaded: 0, skipped: 2, bytes: 0 });
     expect(proxy.blobBytesUp()).toBe(uploadedFirst); // counted on the wire, not by strata
+    // The re-push knew the repository, so it opened no upload session at all.
+    const rePush = proxy.records.slice(proxy.records.map((p) => p.url).lastIndexOf('/v2/'));
+    expect(rePush.filter((p) => p.method === 'POST')).toEqual([]);
+    expect(openUploads('x')).toEqual([]);
   });
 
   it('mounts across repositories instead of uploading', async () => {
@@ -122,6 +137,17 @@ d('registry without auth (plain http on loopback)', () => {
         (p) => p.method === 'POST' && p.url.includes('mount=') && p.status === 201,
       ),
     ).toBe(true);
+    // A first push to a repository opens an upload session early; mounted blobs need none, so
+    // it was cancelled rather than left for the registry to expire.
+    expect(
+      proxy.records.some(
+        (p) =>
+          p.method === 'DELETE' &&
+          p.url.startsWith('/v2/other/x/blobs/uploads/') &&
+          p.status === 204,
+      ),
+    ).toBe(true);
+    expect(openUploads('other/x')).toEqual([]);
   });
 
   it('skopeo copies what strata pushed, and umoci unpacks the same tree', async () => {

@@ -4,11 +4,11 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { Digest, digestHex, sha256 } from '@strata/oci';
+import { Digest, MediaTypes, digestHex, parseReference, sha256 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { RegistryClient } from './client';
 import { RegistryAuthError } from './errors';
-import { pool } from './copy';
+import { pool, push } from './copy';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
 
@@ -407,6 +407,113 @@ describe('RegistryClient against a scripted server', () => {
       await expect(sending).rejects.toThrow();
     } finally {
       c.close();
+      await srv.close();
+    }
+  });
+
+  it('uses a session the caller opened, and cancels it when the HEAD finds the blob', async () => {
+    let present = false;
+    const srv = await fakeRegistry((req, res) => {
+      whenRead(req, (body, url) => {
+        if (req.method === 'HEAD') res.writeHead(present ? 200 : 404).end();
+        else if (req.method === 'PUT')
+          res.writeHead(sha256(body) === url.searchParams.get('digest') ? 201 : 400).end();
+        else if (req.method === 'DELETE') res.writeHead(204).end();
+        else res.writeHead(500).end();
+      });
+    });
+    const c = client(srv.host);
+    const open = (): Readable => Readable.from([blob]);
+    const session = Promise.resolve(`http://${srv.host}/v2/x/blobs/uploads/given`);
+    try {
+      expect(await c.pushBlob(desc, open, { session })).toBe('uploaded');
+      expect(srv.seen.filter((x) => !x.startsWith('GET'))).toEqual([
+        `HEAD /v2/x/blobs/${desc.digest}`,
+        `PUT /v2/x/blobs/uploads/given?digest=${encodeURIComponent(desc.digest)}`,
+      ]);
+      srv.seen.length = 0;
+      present = true;
+      expect(await c.pushBlob(desc, open, { session })).toBe('exists');
+      expect(srv.seen).toEqual([
+        `HEAD /v2/x/blobs/${desc.digest}`,
+        'DELETE /v2/x/blobs/uploads/given',
+      ]);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
+  it('a first push to a repository opens a session before its graph is read, and the largest blob takes it', async () => {
+    const layerBytes = Buffer.alloc(2 * 1024 * 1024, 3);
+    const layer = await store.putBytes(layerBytes);
+    const config = await store.putJson(
+      { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256('x')] } },
+      MediaTypes.imageConfig,
+    );
+    const manifest = await store.putJson(
+      {
+        schemaVersion: 2,
+        mediaType: MediaTypes.imageManifest,
+        config,
+        layers: [{ mediaType: MediaTypes.layerGzip, ...layer }],
+      },
+      MediaTypes.imageManifest,
+    );
+    await store.tag('img', manifest);
+    const have = new Set<string>();
+    let sessions = 0;
+    let posted = (): void => undefined;
+    const firstPost = new Promise<void>((r) => (posted = r));
+    const srv = await fakeRegistry((req, res) => {
+      if (req.method === 'POST') posted();
+      whenRead(req, (body, url) => {
+        const blobDigest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(url.pathname)?.[1];
+        if (req.method === 'HEAD')
+          res.writeHead(blobDigest && have.has(blobDigest) ? 200 : 404).end();
+        else if (req.method === 'POST')
+          res.writeHead(202, { location: `/v2/x/blobs/uploads/s${++sessions}` }).end();
+        else if (req.method === 'PUT' && url.pathname.includes('/uploads/')) {
+          const d = url.searchParams.get('digest') ?? '';
+          have.add(d);
+          res.writeHead(sha256(body) === d ? 201 : 400).end();
+        } else if (req.method === 'PUT') res.writeHead(201).end();
+        else if (req.method === 'DELETE') res.writeHead(204).end();
+        else res.writeHead(500).end();
+      });
+    });
+    // The local graph cannot be read until the registry has seen a POST: the session must not
+    // wait for the graph.
+    const readBlob = store.readBlob.bind(store);
+    let waited = false;
+    store.readBlob = async (...args) => {
+      if (!waited) {
+        waited = true;
+        const late = new Promise<never>((_, rej) =>
+          setTimeout(() => rej(new Error('no POST before the graph was read')), 3000).unref(),
+        );
+        await Promise.race([firstPost, late]);
+      }
+      return readBlob(...args);
+    };
+    try {
+      const r = await push(store, 'img', parseReference(`${srv.host}/x:t`));
+      expect(r.uploaded).toBe(2);
+      const calls = srv.seen.filter((x) => !x.startsWith('GET'));
+      expect(calls[0]).toBe('POST /v2/x/blobs/uploads/');
+      // One session for the layer (opened early), one for the config; none wasted.
+      expect(calls.filter((x) => x.startsWith('POST'))).toHaveLength(2);
+      expect(calls.filter((x) => x.startsWith('DELETE'))).toEqual([]);
+      expect(calls).toContain(
+        `PUT /v2/x/blobs/uploads/s1?digest=${encodeURIComponent(layer.digest)}`,
+      );
+
+      // The store now knows the repository: a re-push opens no session.
+      srv.seen.length = 0;
+      const again = await push(store, 'img', parseReference(`${srv.host}/x:t`));
+      expect(again.skipped).toBe(2);
+      expect(srv.seen.filter((x) => x.startsWith('POST') || x.startsWith('DELETE'))).toEqual([]);
+    } finally {
       await srv.close();
     }
   });

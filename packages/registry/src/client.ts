@@ -65,6 +65,11 @@ export interface PushBlobOptions {
    * needless is cancelled. Ignored when mounting.
    */
   expectMissing?: boolean;
+  /**
+   * An upload session the caller already opened for this blob (it resolves to the Location):
+   * used instead of a new one, and cancelled if the HEAD finds the blob. Ignored when mounting.
+   */
+  session?: Promise<string>;
 }
 
 export type PushOutcome = 'exists' | 'mounted' | 'uploaded';
@@ -212,7 +217,9 @@ export class RegistryClient {
     opts: PushBlobOptions = {},
   ): Promise<PushOutcome> {
     const mounting = (opts.mountFrom ?? []).some((from) => from !== this.repository);
-    const session = opts.expectMissing && !mounting ? this.startUpload() : undefined;
+    const session = mounting
+      ? undefined
+      : (opts.session ?? (opts.expectMissing ? this.startUpload() : undefined));
     session?.catch(() => undefined); // awaited by the upload, or cancelled
     let have: number | undefined;
     try {
@@ -318,7 +325,7 @@ export class RegistryClient {
   }
 
   /** Cancel an upload session; best effort, since registries expire abandoned sessions too. */
-  private async cancelUpload(session: Promise<string>): Promise<void> {
+  async cancelUpload(session: Promise<string>): Promise<void> {
     try {
       await this.transport.request({
         method: 'DELETE',

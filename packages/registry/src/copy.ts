@@ -231,45 +231,73 @@ export async function push(
     const reachable = client.transport.ping();
     reachable.catch(() => undefined); // awaited below
     const store = await from;
+    const sourcesLoaded = BlobSources.load(store.root);
+    // A first push to a repository nearly always uploads, and a registry may take a while to
+    // open an upload session (docker-registry makes directories and syncs files). So the first
+    // session opens as soon as the registry has answered, while the local graph is still being
+    // read; the largest blob that is to be uploaded takes it, and if none is, it is cancelled.
+    let spare: Promise<string> | undefined;
+    const spareOpened = Promise.all([reachable, sourcesLoaded]).then(([, known]) => {
+      if (known.knowsRepository(client.registry, client.repository)) return;
+      spare = client.startUpload();
+      spare.catch(() => undefined); // awaited by the upload that takes it, or cancelled
+    });
+    spareOpened.catch(() => undefined); // reachable is awaited below
     const rootDesc = await store.resolve(localRef);
     const local = async (d: Descriptor): Promise<FetchedManifest> => ({
       descriptor: d,
       bytes: await store.readBlob(d.digest, d.size),
     });
     const [sources, graph] = await Promise.all([
-      BlobSources.load(store.root),
+      sourcesLoaded,
       local(rootDesc).then((root) => walk(root, local)),
     ]);
     await reachable;
+    await spareOpened;
+    const cancelSpare = (): Promise<void> => {
+      const s = spare;
+      spare = undefined;
+      return s ? client.cancelUpload(s) : Promise.resolve();
+    };
     const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
-    await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
-      opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
-      const seen = sources.reposFor(d.digest, client.registry);
-      const mountFrom = [...(opts.mountFrom ?? []), ...(opts.mount === false ? [] : seen)];
-      const outcome = await client.pushBlob(
-        d,
-        (start, end) => {
-          if (start === undefined) return store.openBlobReader(d.digest, d.size);
-          return import('node:fs').then((fs) =>
-            fs.createReadStream(store.blobPath(d.digest), { start, end }),
-          );
-        },
-        {
-          mountFrom,
-          // A large blob this store never saw on the registry is most likely missing there.
-          expectMissing: seen.length === 0 && d.size >= EARLY_SESSION_MIN,
-          ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
-          onProgress: progressFor(opts, d),
-        },
-      );
-      const bytes = outcome === 'uploaded' ? d.size : 0;
-      if (outcome === 'uploaded') counts.uploaded++;
-      else if (outcome === 'mounted') counts.mounted++;
-      else counts.skipped++;
-      counts.bytes += bytes;
-      sources.record(d.digest, client.registry, client.repository);
-      opts.onEvent?.({ type: 'done', digest: d.digest, size: d.size, outcome, bytes });
-    });
+    try {
+      await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
+        opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
+        const seen = sources.reposFor(d.digest, client.registry);
+        const mountFrom = [...(opts.mountFrom ?? []), ...(opts.mount === false ? [] : seen)];
+        // A large blob this store never saw on the registry is most likely missing there.
+        const expectMissing = seen.length === 0 && d.size >= EARLY_SESSION_MIN;
+        const session = expectMissing && mountFrom.length === 0 ? spare : undefined;
+        if (session) spare = undefined;
+        const outcome = await client.pushBlob(
+          d,
+          (start, end) => {
+            if (start === undefined) return store.openBlobReader(d.digest, d.size);
+            return import('node:fs').then((fs) =>
+              fs.createReadStream(store.blobPath(d.digest), { start, end }),
+            );
+          },
+          {
+            mountFrom,
+            expectMissing,
+            ...(session ? { session } : {}),
+            ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+            onProgress: progressFor(opts, d),
+          },
+        );
+        const bytes = outcome === 'uploaded' ? d.size : 0;
+        if (outcome === 'uploaded') counts.uploaded++;
+        else if (outcome === 'mounted') counts.mounted++;
+        else counts.skipped++;
+        counts.bytes += bytes;
+        sources.record(d.digest, client.registry, client.repository);
+        opts.onEvent?.({ type: 'done', digest: d.digest, size: d.size, outcome, bytes });
+      });
+    } catch (e) {
+      await cancelSpare();
+      throw e;
+    }
+    const cancelled = cancelSpare();
     // Every blob is there now, so where they are is worth remembering while the manifests go up.
     const saved = sources.save().catch(() => undefined);
     try {
@@ -282,7 +310,7 @@ export async function push(
         );
       }
     } finally {
-      await saved;
+      await Promise.all([saved, cancelled]);
     }
     return {
       target: formatReference({ registry: target.registry, repository: target.repository, tag }),
