@@ -46,6 +46,28 @@ function whenRead(req: http.IncomingMessage, fn: (body: Buffer, url: URL) => voi
   req.on('end', () => fn(Buffer.concat(chunks), new URL(req.url ?? '', 'http://h')));
 }
 
+/**
+ * A fake registry that lacks every blob and takes one-PUT uploads (session u1), answering 201
+ * only when the body matches the digest. A mount from a repository in `mountable` succeeds.
+ */
+async function uploadTarget(mountable: readonly string[] = []) {
+  let received: Buffer = Buffer.alloc(0);
+  const srv = await fakeRegistry((req, res) => {
+    whenRead(req, (body, url) => {
+      if (req.method === 'HEAD') res.writeHead(404).end();
+      else if (req.method === 'POST' && mountable.includes(url.searchParams.get('from') ?? ''))
+        res.writeHead(201).end();
+      else if (req.method === 'POST')
+        res.writeHead(202, { location: '/v2/x/blobs/uploads/u1' }).end();
+      else if (req.method === 'PUT') {
+        received = body;
+        res.writeHead(sha256(body) === url.searchParams.get('digest') ? 201 : 400).end();
+      } else res.writeHead(500).end();
+    });
+  });
+  return { ...srv, received: (): Buffer => received };
+}
+
 const blob = Buffer.alloc(256 * 1024);
 for (let i = 0; i < blob.length; i++) blob[i] = (i * 7) & 0xff;
 const desc = { digest: sha256(blob), size: blob.length };
@@ -232,20 +254,7 @@ describe('RegistryClient against a scripted server', () => {
   });
 
   it('opens the blob while a one-PUT upload starts, and closes it when a mount makes it needless', async () => {
-    let received: Buffer = Buffer.alloc(0);
-    const srv = await fakeRegistry((req, res) => {
-      whenRead(req, (body, url) => {
-        if (req.method === 'HEAD') res.writeHead(404).end();
-        else if (req.method === 'POST' && url.searchParams.get('from') === 'has-it')
-          res.writeHead(201).end();
-        else if (req.method === 'POST')
-          res.writeHead(202, { location: '/v2/x/blobs/uploads/u1' }).end();
-        else if (req.method === 'PUT') {
-          received = body;
-          res.writeHead(sha256(received) === url.searchParams.get('digest') ? 201 : 400).end();
-        } else res.writeHead(500).end();
-      });
-    });
+    const srv = await uploadTarget(['has-it']);
     const c = client(srv.host);
     const opened: Readable[] = [];
     const open = (): Readable => {
@@ -261,7 +270,7 @@ describe('RegistryClient against a scripted server', () => {
 
       expect(await c.pushBlob(desc, open, { mountFrom: ['lacks-it'] })).toBe('uploaded');
       expect(opened).toHaveLength(2);
-      expect(received).toEqual(blob);
+      expect(srv.received()).toEqual(blob);
       expect(srv.seen.filter((x) => x.startsWith('POST'))).toEqual([
         `POST /v2/x/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=has-it`,
         `POST /v2/x/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=lacks-it`,
@@ -343,18 +352,7 @@ describe('RegistryClient against a scripted server', () => {
     const big = Buffer.alloc(3 * 1024 * 1024 + 5);
     for (let i = 0; i < big.length; i++) big[i] = (i * 13) & 0xff;
     const stored = await store.putBytes(big);
-    let received: Buffer = Buffer.alloc(0);
-    const srv = await fakeRegistry((req, res) => {
-      whenRead(req, (body, url) => {
-        if (req.method === 'HEAD') res.writeHead(404).end();
-        else if (req.method === 'POST')
-          res.writeHead(202, { location: '/v2/x/blobs/uploads/u1' }).end();
-        else if (req.method === 'PUT') {
-          received = body;
-          res.writeHead(sha256(received) === url.searchParams.get('digest') ? 201 : 400).end();
-        } else res.writeHead(500).end();
-      });
-    });
+    const srv = await uploadTarget();
     const c = client(srv.host);
     const progress: number[] = [];
     try {
@@ -363,7 +361,7 @@ describe('RegistryClient against a scripted server', () => {
           onProgress: (b) => progress.push(b),
         }),
       ).toBe('uploaded');
-      expect(received.equals(big)).toBe(true);
+      expect(srv.received().equals(big)).toBe(true);
       expect(progress[progress.length - 1]).toBe(big.length);
       expect(progress.length).toBeGreaterThan(4);
       expect(srv.seen.filter((x) => x.startsWith('PUT'))).toHaveLength(1);

@@ -657,7 +657,8 @@ export class Transport {
           });
         body.pipeTo(write).then(
           () => {
-            if (!settled) req.end();
+            // Also after an answer that came first: an ended request frees its socket for reuse.
+            if (!req.destroyed) req.end();
           },
           (e: Error) => fail(e),
         );
