@@ -184,6 +184,19 @@ describe('a three-level chain: base → middleware → app', () => {
     expect(fs.existsSync(path.join(appTree, 'usr/share/doc/openssh-server'))).toBe(false);
   });
 
+  test("apt's source package cache stays in the store, beside the lists, for the next step", () => {
+    // apt parses the 50 MB of indices into srcpkgcache.bin once per `apt-get update` instead of
+    // once per apt run; the file lives outside the rootfs, like the lists.
+    const caches = path.join(store, '.strata', 'apt', 'cache');
+    const dirs = fs.readdirSync(caches);
+    expect(dirs.length).toBeGreaterThan(0);
+    for (const d of dirs) {
+      expect(fs.readdirSync(path.join(store, '.strata', 'apt', 'lists'))).toContain(d);
+      expect(fs.statSync(path.join(caches, d, 'srcpkgcache.bin')).size).toBeGreaterThan(1e6);
+    }
+    expect(fs.existsSync(path.join(appTree, 'run/strata'))).toBe(false);
+  });
+
   test('COPY --chown/--chmod, ENV and --build-arg reach the tree', () => {
     const conf = path.join(appTree, 'etc/acme/app.conf');
     const st = fs.statSync(conf);

@@ -188,6 +188,7 @@ export class Builder {
   private readonly keys: StageKeys;
   private readonly debCache: string;
   private readonly listsRoot: string;
+  private readonly aptCacheRoot: string;
 
   constructor(
     private readonly store: Store,
@@ -198,6 +199,7 @@ export class Builder {
     this.keys = new StageKeys({ context: this.context, aptSources: opts.aptSources });
     this.debCache = path.join(store.root, '.strata', 'apt', 'archives');
     this.listsRoot = path.join(store.root, '.strata', 'apt', 'lists');
+    this.aptCacheRoot = path.join(store.root, '.strata', 'apt', 'cache');
   }
 
   private emit(e: BuildEvent): void {
@@ -692,7 +694,9 @@ export class Builder {
     await fsp.writeFile(path.join(stage, 'sources.list'), src.text);
     await fsp.writeFile(path.join(stage, 'apt.conf'), aptConf());
     const lists = path.join(this.listsRoot, src.digest.slice(7, 23));
+    const aptCache = path.join(this.aptCacheRoot, src.digest.slice(7, 23));
     await fsp.mkdir(lists, { recursive: true });
+    await fsp.mkdir(aptCache, { recursive: true });
     const env: Record<string, string> = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       HOME: '/root',
@@ -711,6 +715,7 @@ export class Builder {
       stage,
       binds: [
         { source: lists, target: 'lists' },
+        { source: aptCache, target: 'cache' },
         { source: this.debCache, target: 'archives' },
         { source: this.context, target: 'context' },
         { source: out, target: 'out' },
