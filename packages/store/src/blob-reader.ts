@@ -13,8 +13,8 @@ function* cycle<T>(xs: readonly T[]): Generator<T> {
 /**
  * How a {@link BlobReader} reads: buffers of this size, this many in flight (1 MiB in all).
  * Pushing a 61 MB layer to docker-registry on loopback, 64 KiB writes let the registry take the
- * upload in 0.39–0.41 s against 0.41–0.43 s with 256 KiB (medians of 24–30, four runs); 32 KiB
- * costs more in JavaScript per byte than it saves.
+ * upload in 0.36–0.41 s against 0.41–0.43 s with 256 KiB (medians of 14–30 uploads, three
+ * runs); 32 KiB costs more in JavaScript per byte than it saves.
  */
 const CHUNK = 64 * 1024;
 const BUFFERS = 16;
@@ -67,7 +67,7 @@ export class BlobReader {
    * not the blob, or with the writer's error. Can be called once.
    */
   async pipeTo(write: ChunkWriter): Promise<void> {
-    if (this.used) throw new Error(`${this.what} was already sent`);
+    if (this.used) throw new Error(`${this.what} was already sent, or closed`);
     this.used = true;
     const hasher = new Hasher();
     // Each slot is a buffer and the write of what it last held.
@@ -75,7 +75,8 @@ export class BlobReader {
       buf: Buffer.allocUnsafeSlow(CHUNK),
       sent: Promise.resolve(),
     }));
-    // The first write that failed; the others in flight are only waited for.
+    // The first write that failed: the send stops there, and the writes still in flight are
+    // left to end as they will (their buffers are not read into again).
     const failed: { error?: unknown } = {};
     try {
       let offset = 0;
