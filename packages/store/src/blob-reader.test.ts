@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DigestMismatchError, NotFoundError, SizeMismatchError, sha256 } from '@strata/oci';
+import type { BlobReader } from './blob-reader';
 import { Store } from './store';
 
 let dir: string;
@@ -22,44 +23,17 @@ function pattern(size: number): Buffer {
   return b;
 }
 
-test('sends a blob whole and in order, with up to four writes in flight', async () => {
-  const data = pattern(3 * 1024 * 1024 + 12345);
-  const { digest } = await store.putBytes(data);
-  const reader = await store.openBlobReader(digest, data.length);
-  expect(reader.size).toBe(data.length);
-  // Writes are held, and let go one at a time whenever the reader has been quiet for 5 ms.
-  const parts: Buffer[] = [];
-  const held: Array<() => void> = [];
-  let most = 0;
-  let finished = false;
-  const sending = reader
-    .pipeTo(
-      (chunk) =>
-        new Promise<void>((resolve) => {
-          parts.push(Buffer.from(chunk));
-          held.push(resolve);
-          most = Math.max(most, held.length);
-        }),
-    )
-    .finally(() => (finished = true));
-  while (!finished) {
-    await new Promise((r) => setTimeout(r, 5));
-    held.shift()?.();
-  }
-  await sending;
-  expect(Buffer.concat(parts).equals(data)).toBe(true);
-  expect(most).toBe(4);
-  await expect(reader.pipeTo(async () => undefined)).rejects.toThrow('already sent');
-});
-
-test('a buffer is not read into again while its write is pending', async () => {
-  const data = pattern(2 * 1024 * 1024);
-  const { digest } = await store.putBytes(data);
-  const reader = await store.openBlobReader(digest);
-  // Writes are held; every 5 ms the oldest is checked against a copy taken when it was written,
-  // then let go.
+/**
+ * Send a blob with every write held, letting the oldest go every 5 ms, so that the reader fills
+ * all its buffers between releases. Gives what was written (copies taken at each write), the
+ * most writes held at once, and how many chunks had changed by the time they were let go.
+ */
+async function sendHeld(
+  reader: BlobReader,
+): Promise<{ sent: Buffer; most: number; changed: number }> {
   const held: { chunk: Buffer; copy: Buffer; release: () => void }[] = [];
   const copies: Buffer[] = [];
+  let most = 0;
   let changed = 0;
   let finished = false;
   const sending = reader
@@ -69,6 +43,7 @@ test('a buffer is not read into again while its write is pending', async () => {
           const copy = Buffer.from(chunk);
           copies.push(copy);
           held.push({ chunk, copy, release });
+          most = Math.max(most, held.length);
         }),
     )
     .finally(() => (finished = true));
@@ -79,8 +54,26 @@ test('a buffer is not read into again while its write is pending', async () => {
     oldest?.release();
   }
   await sending;
+  return { sent: Buffer.concat(copies), most, changed };
+}
+
+test('sends a blob whole and in order, with up to four writes in flight', async () => {
+  const data = pattern(3 * 1024 * 1024 + 12345);
+  const { digest } = await store.putBytes(data);
+  const reader = await store.openBlobReader(digest, data.length);
+  expect(reader.size).toBe(data.length);
+  const { sent, most } = await sendHeld(reader);
+  expect(sent.equals(data)).toBe(true);
+  expect(most).toBe(4);
+  await expect(reader.pipeTo(async () => undefined)).rejects.toThrow('already sent');
+});
+
+test('a buffer is not read into again while its write is pending', async () => {
+  const data = pattern(2 * 1024 * 1024);
+  const { digest } = await store.putBytes(data);
+  const { sent, changed } = await sendHeld(await store.openBlobReader(digest));
   expect(changed).toBe(0);
-  expect(Buffer.concat(copies).equals(data)).toBe(true);
+  expect(sent.equals(data)).toBe(true);
 });
 
 test('an empty blob is verified and sends nothing', async () => {
