@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { Digest, MediaTypes, digestHex, parseReference, sha256 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { RegistryClient } from './client';
-import { RegistryAuthError } from './errors';
+import { RegistryAuthError, RegistryError } from './errors';
 import { pool, push } from './copy';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
@@ -409,19 +409,27 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
-  it('uses a session the caller opened, and cancels it when the HEAD finds the blob', async () => {
+  it('uses a session the caller opened, with the blob opened during the HEAD, and cancels both when the HEAD finds the blob', async () => {
     let present = false;
+    const opened: Readable[] = [];
+    const openAtHead: number[] = [];
     const srv = await fakeRegistry((req, res) => {
       whenRead(req, (body, url) => {
-        if (req.method === 'HEAD') res.writeHead(present ? 200 : 404).end();
-        else if (req.method === 'PUT')
+        if (req.method === 'HEAD') {
+          openAtHead.push(opened.length);
+          res.writeHead(present ? 200 : 404).end();
+        } else if (req.method === 'PUT')
           res.writeHead(sha256(body) === url.searchParams.get('digest') ? 201 : 400).end();
         else if (req.method === 'DELETE') res.writeHead(204).end();
         else res.writeHead(500).end();
       });
     });
     const c = client(srv.host);
-    const open = (): Readable => Readable.from([blob]);
+    const open = (): Readable => {
+      const r = Readable.from([blob]);
+      opened.push(r);
+      return r;
+    };
     const session = Promise.resolve(`http://${srv.host}/v2/x/blobs/uploads/given`);
     try {
       expect(await c.pushBlob(desc, open, { session })).toBe('uploaded');
@@ -429,6 +437,9 @@ describe('RegistryClient against a scripted server', () => {
         `HEAD /v2/x/blobs/${desc.digest}`,
         `PUT /v2/x/blobs/uploads/given?digest=${encodeURIComponent(desc.digest)}`,
       ]);
+      // Opened once, before the HEAD was answered, and that is what was sent.
+      expect(openAtHead).toEqual([1]);
+      expect(opened).toHaveLength(1);
       srv.seen.length = 0;
       present = true;
       expect(await c.pushBlob(desc, open, { session })).toBe('exists');
@@ -436,6 +447,9 @@ describe('RegistryClient against a scripted server', () => {
         `HEAD /v2/x/blobs/${desc.digest}`,
         'DELETE /v2/x/blobs/uploads/given',
       ]);
+      expect(openAtHead).toEqual([1, 2]);
+      await new Promise((r) => setImmediate(r));
+      expect(opened[1]?.destroyed).toBe(true);
     } finally {
       c.close();
       await srv.close();
@@ -497,8 +511,10 @@ describe('RegistryClient against a scripted server', () => {
     try {
       const r = await push(store, 'img', parseReference(`${srv.host}/x:t`));
       expect(r.uploaded).toBe(2);
-      const calls = srv.seen.filter((x) => !x.startsWith('GET'));
-      expect(calls[0]).toBe('POST /v2/x/blobs/uploads/');
+      // The session's request is the first to reach the registry: it stands in for the ping.
+      expect(srv.seen[0]).toBe('POST /v2/x/blobs/uploads/');
+      expect(srv.seen).not.toContain('GET /v2/');
+      const calls = srv.seen;
       // One session for the layer (opened early), one for the config; none wasted.
       expect(calls.filter((x) => x.startsWith('POST'))).toHaveLength(2);
       expect(calls.filter((x) => x.startsWith('DELETE'))).toEqual([]);
@@ -506,14 +522,97 @@ describe('RegistryClient against a scripted server', () => {
         `PUT /v2/x/blobs/uploads/s1?digest=${encodeURIComponent(layer.digest)}`,
       );
 
-      // The store now knows the repository: a re-push opens no session.
+      // The store now knows the repository: a re-push pings, and opens no session.
       srv.seen.length = 0;
       const again = await push(store, 'img', parseReference(`${srv.host}/x:t`));
       expect(again.skipped).toBe(2);
+      expect(srv.seen[0]).toBe('GET /v2/');
       expect(srv.seen.filter((x) => x.startsWith('POST') || x.startsWith('DELETE'))).toEqual([]);
     } finally {
       await srv.close();
     }
+  });
+
+  describe('a session opened in place of the ping', () => {
+    const sessionUrl = (host: string, id: string): string =>
+      `http://${host}/v2/x/blobs/uploads/${id}`;
+
+    it('is the first request, and a later one pings no more', async () => {
+      let n = 0;
+      const srv = await fakeRegistry((req, res) =>
+        res.writeHead(202, { location: `/v2/x/blobs/uploads/s${++n}` }).end(),
+      );
+      const c = client(srv.host);
+      try {
+        expect(await c.startUploadAsPing()).toBe(sessionUrl(srv.host, 's1'));
+        expect(await c.startUploadAsPing()).toBe(sessionUrl(srv.host, 's2'));
+        expect(srv.seen).toEqual(['POST /v2/x/blobs/uploads/', 'POST /v2/x/blobs/uploads/']);
+      } finally {
+        c.close();
+        await srv.close();
+      }
+    });
+
+    it("learns the auth scheme from a 401, and asks again with the user's credentials", async () => {
+      const auth: string[] = [];
+      const srv = await fakeRegistry((req, res) => {
+        auth.push(req.headers.authorization ?? 'none');
+        if (req.headers.authorization === `Basic ${Buffer.from('u:p').toString('base64')}`)
+          res.writeHead(202, { location: '/v2/x/blobs/uploads/s1' }).end();
+        else res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+      });
+      const c = new RegistryClient({
+        registry: srv.host,
+        repository: 'x',
+        actions: ['pull', 'push'],
+        credentials: { username: 'u', password: 'p' },
+      });
+      try {
+        expect(await c.startUploadAsPing()).toBe(sessionUrl(srv.host, 's1'));
+        expect(srv.seen).toEqual(['POST /v2/x/blobs/uploads/', 'POST /v2/x/blobs/uploads/']);
+        expect(auth[0]).toBe('none');
+        expect(auth[1]).toMatch(/^Basic /);
+      } finally {
+        c.close();
+        await srv.close();
+      }
+    });
+
+    it('leaves any other answer to the ping proper, then opens the session as usual', async () => {
+      let n = 0;
+      const srv = await fakeRegistry((req, res) => {
+        if (n++ === 0) res.writeHead(404).end();
+        else res.writeHead(202, { location: '/v2/x/blobs/uploads/s1' }).end();
+      });
+      const c = client(srv.host);
+      try {
+        expect(await c.startUploadAsPing()).toBe(sessionUrl(srv.host, 's1'));
+        // The ping goes where it would have: this loopback registry was asked over plain http
+        // already, so https next (refused: not TLS), then plain http again, as a ping proper.
+        expect(srv.seen).toEqual([
+          'POST /v2/x/blobs/uploads/',
+          'GET /v2/',
+          'POST /v2/x/blobs/uploads/',
+        ]);
+      } finally {
+        c.close();
+        await srv.close();
+      }
+    });
+
+    it('fails as the ping does when nothing answers', async () => {
+      const srv = await fakeRegistry((_req, res) => res.writeHead(500).end());
+      const host = srv.host;
+      await srv.close();
+      const c = client(host);
+      try {
+        const e = await c.startUploadAsPing().catch((x: unknown) => x);
+        expect(e).toBeInstanceOf(RegistryError);
+        expect((e as RegistryError).hint).toMatch(/is the registry running/);
+      } finally {
+        c.close();
+      }
+    });
   });
 
   it('fails auth with one clear message that carries no secret', async () => {

@@ -15,6 +15,8 @@ import { Store, VerifyingStream } from '@strata/store';
 import { repositoryScope } from './challenge';
 import { RegistryError } from './errors';
 import {
+  RequestSpec,
+  Response,
   StreamBody,
   Transport,
   TransportOptions,
@@ -109,6 +111,18 @@ function withQuery(location: string, params: Record<string, string>): string {
   const u = new URL(location, 'http://placeholder');
   for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
   return /^[a-z]+:\/\//i.test(location) ? u.toString() : `${u.pathname}${u.search}`;
+}
+
+/** Whether a blob goes up in PATCH chunks rather than in one PUT. */
+function isChunked(desc: Pick<Descriptor, 'size'>, opts: PushBlobOptions): boolean {
+  return opts.chunkSize !== undefined && opts.chunkSize > 0 && desc.size > opts.chunkSize;
+}
+
+/** Open a blob now, for a send that may come later (or never: then discard what it opened). */
+function opening(open: OpenBlob): Promise<StreamBody> {
+  const p = Promise.resolve().then(() => open());
+  p.catch(() => undefined); // awaited by the send, or discarded
+  return p;
 }
 
 /** A body that reports the bytes that went through it to `onProgress`. */
@@ -221,14 +235,18 @@ export class RegistryClient {
       ? undefined
       : (opts.session ?? (opts.expectMissing ? this.startUpload() : undefined));
     session?.catch(() => undefined); // awaited by the upload, or cancelled
+    // Where an upload is likely, a one-PUT upload's blob opens while the HEAD is out too.
+    const early = session && !isChunked(desc, opts) ? opening(open) : undefined;
     let have: number | undefined;
     try {
       have = await this.hasBlob(desc.digest);
     } catch (e) {
+      early?.then(discardBody, () => undefined);
       if (session) await this.cancelUpload(session);
       throw e;
     }
     if (have !== undefined) {
+      early?.then(discardBody, () => undefined);
       if (session) await this.cancelUpload(session);
       if (have >= 0 && have !== desc.size) {
         throw new RegistryError(
@@ -241,7 +259,9 @@ export class RegistryClient {
     const retries = this.transport.retries;
     for (let n = 0; ; n++) {
       try {
-        return await this.uploadOnce(desc, open, opts, n === 0 ? session : undefined);
+        return n === 0
+          ? await this.uploadOnce(desc, open, opts, session, early)
+          : await this.uploadOnce(desc, open, opts);
       } catch (e) {
         if (n < retries && isRetriable(e)) {
           await sleep(backoffDelay(n, this.transport.retryBaseMs));
@@ -257,12 +277,13 @@ export class RegistryClient {
     open: OpenBlob,
     opts: PushBlobOptions,
     session?: Promise<string>,
+    opened?: Promise<StreamBody>,
   ): Promise<PushOutcome> {
-    const chunk = opts.chunkSize;
-    const chunked = chunk !== undefined && chunk > 0 && desc.size > chunk;
-    // A one-PUT upload opens the blob while the session starts; a stream not sent is closed.
-    let early = chunked ? undefined : Promise.resolve().then(() => open());
-    early?.catch(() => undefined);
+    const chunk = opts.chunkSize ?? 0;
+    const chunked = isChunked(desc, opts);
+    // A one-PUT upload opens the blob while the session starts (unless it is open already); a
+    // stream not sent is closed.
+    let early = opened ?? (chunked ? undefined : opening(open));
     try {
       let location: string | undefined;
       for (const from of opts.mountFrom ?? []) {
@@ -311,13 +332,30 @@ export class RegistryClient {
 
   /** POST an upload session; resolves to its absolute Location. */
   async startUpload(): Promise<string> {
-    const res = await this.transport.request({
+    return this.sessionLocation(await this.transport.request(this.uploadRequest()));
+  }
+
+  /**
+   * {@link startUpload} as the first request to the registry, standing in for its ping
+   * (`Transport.pingWith`): a first push to a repository starts uploading a round trip sooner.
+   * After a ping, or when the registry asks for credentials, it is startUpload.
+   */
+  async startUploadAsPing(): Promise<string> {
+    const res = await this.transport.pingWith(this.uploadRequest());
+    return res ? this.sessionLocation(res) : this.startUpload();
+  }
+
+  private uploadRequest(): RequestSpec {
+    return {
       method: 'POST',
       url: `/v2/${this.repository}/blobs/uploads/`,
       scopes: [this.scope],
       expect: [202],
       what: 'start upload',
-    });
+    };
+  }
+
+  private sessionLocation(res: Response): string {
     const loc = headerValue(res.headers.location);
     if (!loc)
       throw new RegistryError('UNAVAILABLE', `${this.registry}: upload started without a Location`);

@@ -226,39 +226,40 @@ export async function push(
     actions: ['pull', 'push'],
   });
   try {
-    // Reach the registry (and learn its auth scheme) while the store opens and the local graph
-    // is read.
-    const reachable = client.transport.ping();
-    reachable.catch(() => undefined); // awaited below
     const store = await from;
-    const sourcesLoaded = BlobSources.load(store.root);
-    // A first push to a repository nearly always uploads, and a registry may take a while to
-    // open an upload session (docker-registry makes directories and syncs files). So the first
-    // session opens as soon as the registry has answered, while the local graph is still being
-    // read; the largest blob that is to be uploaded takes it, and if none is, it is cancelled.
+    const sources = await BlobSources.load(store.root);
+    // A first push to a repository (one this store never saw on the registry) nearly always
+    // uploads, and a registry may take a while to open an upload session (docker-registry makes
+    // directories and syncs files: 10-20 ms). So the first request to the registry opens one,
+    // standing in for the ping, and the registry works on it while the local graph is read; the
+    // largest blob that is to be uploaded takes it, and if none is, it is cancelled. Otherwise
+    // the ping goes out, and the graph is read meanwhile.
     let spare: Promise<string> | undefined;
-    const spareOpened = Promise.all([reachable, sourcesLoaded]).then(([, known]) => {
-      if (known.knowsRepository(client.registry, client.repository)) return;
-      spare = client.startUpload();
+    if (!sources.knowsRepository(client.registry, client.repository)) {
+      spare = client.startUploadAsPing();
       spare.catch(() => undefined); // awaited by the upload that takes it, or cancelled
-    });
-    spareOpened.catch(() => undefined); // reachable is awaited below
-    const rootDesc = await store.resolve(localRef);
-    const local = async (d: Descriptor): Promise<FetchedManifest> => ({
-      descriptor: d,
-      bytes: await store.readBlob(d.digest, d.size),
-    });
-    const [sources, graph] = await Promise.all([
-      sourcesLoaded,
-      local(rootDesc).then((root) => walk(root, local)),
-    ]);
-    await reachable;
-    await spareOpened;
+    }
     const cancelSpare = (): Promise<void> => {
       const s = spare;
       spare = undefined;
       return s ? client.cancelUpload(s) : Promise.resolve();
     };
+    const reachable = client.transport.ping(); // the session's request, when it stands in
+    reachable.catch(() => undefined); // awaited below
+    const local = async (d: Descriptor): Promise<FetchedManifest> => ({
+      descriptor: d,
+      bytes: await store.readBlob(d.digest, d.size),
+    });
+    let rootDesc: Descriptor;
+    let graph: Graph;
+    try {
+      rootDesc = await store.resolve(localRef);
+      graph = await walk(await local(rootDesc), local);
+      await reachable;
+    } catch (e) {
+      await cancelSpare();
+      throw e;
+    }
     const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
     try {
       await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {

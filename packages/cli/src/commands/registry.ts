@@ -138,7 +138,6 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         ),
       run<PushArgs>(async (ctx, a) => {
         const { parseReference, InvalidArgumentError } = await import('@strata/oci');
-        const { push } = await import('@strata/registry');
         const target = parseReference(a.target ?? a.ref);
         if (!target.registry) {
           throw new InvalidArgumentError(`no registry in ${a.target ?? a.ref}`, {
@@ -148,11 +147,12 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         if (target.tag === undefined && target.digest === undefined && !a.target) {
           target.tag = parseReference(a.ref).tag ?? 'latest';
         }
+        // The store opens while the registry client loads and the credentials are looked up.
+        const opening = ctx.store();
+        const { push } = await import('@strata/registry');
         const progress = new BlobProgress(ctx.stderr, 'pushing');
         let r;
         try {
-          // The store opens while the registry is reached.
-          const opening = ctx.store();
           const net = await transportOptions(a, target.registry);
           r = await push(opening, a.ref, target, {
             ...net,
