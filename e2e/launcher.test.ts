@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { REPO_ROOT, cleanupTmp, strata, strataOk, tmpDir } from './helpers';
+import { CLI, REPO_ROOT, cleanupTmp, runOk, strata, strataOk, tmpDir } from './helpers';
 
 afterAll(cleanupTmp);
 
@@ -34,6 +34,26 @@ describe('the CLI bundle', () => {
     expect(r.stdout.trim()).toBe(pkg.version);
     // Only the bundle's loader writes a code cache.
     expect(cacheFiles(cache)).toHaveLength(1);
+  });
+});
+
+describe('what a command loads', () => {
+  it("leaves out node:assert (yargs gets two functions of its own) and Node's ES module loader", async () => {
+    // A module preloaded into the command's process reports, at exit, which of Node's built-in
+    // modules were loaded.
+    const dir = tmpDir();
+    const probe = path.join(dir, 'probe.js');
+    const out = path.join(dir, 'loaded.json');
+    fs.writeFileSync(
+      probe,
+      `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.moduleLoadList)));`,
+    );
+    const env = { STRATA_CODE_CACHE: tmpDir() };
+    await runOk('node', ['-r', probe, CLI, '--version'], { env });
+    const loaded = JSON.parse(fs.readFileSync(out, 'utf8')) as string[];
+    expect(loaded).toContain('NativeModule vm');
+    expect(loaded).not.toContain('NativeModule assert');
+    expect(loaded).not.toContain('NativeModule internal/modules/esm/loader');
   });
 });
 
