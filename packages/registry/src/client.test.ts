@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { Digest, MediaTypes, digestHex, parseReference, sha256 } from '@strata/oci';
 import { Store } from '@strata/store';
-import { RegistryClient } from './client';
+import { RegistryClient, withQuery } from './client';
 import { RegistryAuthError, RegistryError } from './errors';
 import { pool, push } from './copy';
 
@@ -637,6 +637,25 @@ describe('RegistryClient against a scripted server', () => {
       c.close();
       await srv.close();
     }
+  });
+});
+
+describe('withQuery', () => {
+  const d = 'sha256:ab';
+  it("adds the parameters, encoded, and keeps the registry's own byte for byte", () => {
+    expect(withQuery('/v2/x/blobs/uploads/u1', { digest: d })).toBe(
+      '/v2/x/blobs/uploads/u1?digest=sha256%3Aab',
+    );
+    expect(
+      withQuery('http://h:5000/v2/x/blobs/uploads/u1?_state=a%3Db+c~&n=1', { digest: d }),
+    ).toBe('http://h:5000/v2/x/blobs/uploads/u1?_state=a%3Db+c~&n=1&digest=sha256%3Aab');
+  });
+  it('replaces a parameter of the same name, and drops a fragment', () => {
+    expect(withQuery('/u?digest=old&a=1&dig%65st=x#f', { digest: d })).toBe(
+      '/u?a=1&digest=sha256%3Aab',
+    );
+    expect(withQuery('/u?#f', { digest: d })).toBe('/u?digest=sha256%3Aab');
+    expect(withQuery('/u?%zz=1', { digest: d })).toBe('/u?%zz=1&digest=sha256%3Aab');
   });
 });
 
