@@ -5,7 +5,7 @@
  *
  *   npm run build && node bench/registry.js
  *
- * Environment: STRATA_BENCH_REPS (default 15), STRATA_BENCH_COMPRESSION (default gzip, as in the
+ * Environment: STRATA_BENCH_REPS (default 25), STRATA_BENCH_COMPRESSION (default gzip, as in the
  * peer figures), STRATA_BENCH_DIR (default /var/tmp/strata-bench-registry; the template is made
  * once from /var/tmp/strata-fixtures/minbase.tar or /var/tmp/strata-bench/rootfs and reused).
  * Both tools are timed as whole processes, strata through its installed launcher (bin/strata) in
@@ -21,9 +21,10 @@ const http = require('node:http');
 const path = require('node:path');
 const { spawn, execFileSync } = require('node:child_process');
 
-// On a 2-core machine one push varies by ±10% from run to run, and a median of 7 moved by as much
-// as 0.05 s between runs; 15 pairs pin the ratio down better, for about 40 s more.
-const REPS = Number(process.env.STRATA_BENCH_REPS || 15);
+// On a 2-core machine one push varies by ±10% from run to run (most of it in docker-registry), a
+// median of 7 moved by as much as 0.05 s between runs, and with 15 pairs the push ratio still
+// ranged over 0.91-1.05 in one session's runs; 25 pairs take about 100 s.
+const REPS = Number(process.env.STRATA_BENCH_REPS || 25);
 const COMPRESSION = process.env.STRATA_BENCH_COMPRESSION || 'gzip';
 const DIR = process.env.STRATA_BENCH_DIR || '/var/tmp/strata-bench-registry';
 const CLI = path.join(__dirname, '..', 'packages', 'cli', 'bin', 'strata.js');
