@@ -8,7 +8,7 @@ import { Digest, MediaTypes, digestHex, parseReference, sha256 } from '@strata/o
 import { Store } from '@strata/store';
 import { RegistryClient, withQuery } from './client';
 import { RegistryAuthError, RegistryError } from './errors';
-import { pool, push } from './copy';
+import { pool, pull, push } from './copy';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void;
 
@@ -613,6 +613,54 @@ describe('RegistryClient against a scripted server', () => {
         c.close();
       }
     });
+  });
+
+  it("a pull's first request is its manifest, which stands in for the ping", async () => {
+    const layerBytes = Buffer.alloc(64 * 1024, 5);
+    const configBytes = Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [sha256('x')] },
+      }),
+    );
+    const manifestBytes = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaTypes.imageManifest,
+        config: {
+          mediaType: MediaTypes.imageConfig,
+          digest: sha256(configBytes),
+          size: configBytes.length,
+        },
+        layers: [
+          { mediaType: MediaTypes.layerGzip, digest: sha256(layerBytes), size: layerBytes.length },
+        ],
+      }),
+    );
+    const blobs = new Map([
+      [sha256(layerBytes), layerBytes],
+      [sha256(configBytes), configBytes],
+    ]);
+    const srv = await fakeRegistry((req, res) => {
+      const url = req.url ?? '';
+      if (url === '/v2/x/manifests/t')
+        res.writeHead(200, { 'content-type': MediaTypes.imageManifest }).end(manifestBytes);
+      else {
+        const b = blobs.get(url.replace('/v2/x/blobs/', '') as Digest);
+        if (b) res.writeHead(200, { 'content-length': b.length }).end(b);
+        else res.writeHead(404).end();
+      }
+    });
+    try {
+      const r = await pull(store, parseReference(`${srv.host}/x:t`));
+      expect(r.downloaded).toBe(2);
+      expect(srv.seen[0]).toBe('GET /v2/x/manifests/t');
+      expect(srv.seen).not.toContain('GET /v2/');
+      expect(await store.readBlob(sha256(layerBytes))).toEqual(layerBytes);
+    } finally {
+      await srv.close();
+    }
   });
 
   it('fails auth with one clear message that carries no secret', async () => {

@@ -606,7 +606,7 @@ export class RegistryClient {
 
   /** Fetch a manifest or index by tag or digest; verified against the digest when there is one. */
   async getManifest(reference: string): Promise<FetchedManifest> {
-    const res = await this.transport.request({
+    const spec: RequestSpec = {
       method: 'GET',
       url: `/v2/${this.repository}/manifests/${reference}`,
       headers: { accept: MANIFEST_ACCEPT },
@@ -614,7 +614,9 @@ export class RegistryClient {
       expect: [200],
       what: `GET manifest ${reference}`,
       maxBody: MAX_MANIFEST,
-    });
+    };
+    // A pull's first request: it stands in for the ping (see Transport.pingWith).
+    const res = (await this.transport.pingWith(spec)) ?? (await this.transport.request(spec));
     const digest = sha256(res.body);
     const expected = isDigest(reference)
       ? reference

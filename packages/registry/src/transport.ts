@@ -223,9 +223,10 @@ export class Transport {
 
   /**
    * Reach the registry with a request that the caller needs anyway, in place of `GET /v2/`: a
-   * first push opens its upload session this way, a round trip sooner. Only before any ping, and
-   * only for a request without a body; the request goes out once, anonymously, over the scheme
-   * the ping would try first (plain http for loopback, else https).
+   * first push opens its upload session this way, and a pull fetches its manifest, a round trip
+   * sooner. Only before any ping, and only for a request without a body whose answer is
+   * buffered; the request goes out once, anonymously, over the scheme the ping would try first
+   * (plain http for loopback, else https).
    *
    * Resolves to the registry's answer when its status is one of `spec.expect`: the request is
    * done, and it served as the ping. Resolves to undefined otherwise: a 401 taught the auth
@@ -234,7 +235,7 @@ export class Transport {
    * ping does.
    */
   async pingWith(spec: RequestSpec): Promise<Response | undefined> {
-    if (this.base !== undefined || spec.body !== undefined) return undefined;
+    if (this.base !== undefined || spec.body !== undefined || spec.stream) return undefined;
     let answer: Response | undefined;
     await this.startPing({ spec, answered: (res) => (answer = res) });
     return answer;
@@ -259,9 +260,14 @@ export class Transport {
     if (probe) {
       const first = isLoopback(this.registry) ? httpBase : httpsBase;
       const { spec } = probe;
-      const res = await this.send(new URL(spec.url, first), spec.method, { ...spec.headers }).catch(
-        () => undefined,
-      );
+      const res = await this.send(
+        new URL(spec.url, first),
+        spec.method,
+        { ...spec.headers },
+        undefined,
+        false,
+        spec.maxBody,
+      ).catch(() => undefined);
       if (res && spec.expect.includes(res.status)) {
         probe.answered(res);
         return first;
