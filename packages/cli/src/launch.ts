@@ -38,6 +38,7 @@ function requireFrom(file: string): NodeJS.Require {
         (require('node:module') as typeof import('node:module')).createRequire;
   return create(file);
 }
+
 /** Cache files kept in the directory: this build's, and a few others' (other installs). */
 const KEEP = 4;
 
