@@ -252,16 +252,11 @@ export async function push(
     });
     let rootDesc: Descriptor;
     let graph: Graph;
+    const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
     try {
       rootDesc = await store.resolve(localRef);
       graph = await walk(await local(rootDesc), local);
       await reachable;
-    } catch (e) {
-      await cancelSpare();
-      throw e;
-    }
-    const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
-    try {
       await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
         opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
         const seen = sources.reposFor(d.digest, client.registry);
