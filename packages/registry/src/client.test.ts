@@ -72,6 +72,17 @@ const blob = Buffer.alloc(256 * 1024);
 for (let i = 0; i < blob.length; i++) blob[i] = (i * 7) & 0xff;
 const desc = { digest: sha256(blob), size: blob.length };
 
+/** An `open` for pushBlob that hands out `blob` and keeps every stream it opened. */
+function recordedOpens(): { open: () => Readable; opened: Readable[] } {
+  const opened: Readable[] = [];
+  const open = (): Readable => {
+    const r = Readable.from([blob]);
+    opened.push(r);
+    return r;
+  };
+  return { open, opened };
+}
+
 describe('RegistryClient against a scripted server', () => {
   let dir: string;
   let store: Store;
@@ -256,12 +267,7 @@ describe('RegistryClient against a scripted server', () => {
   it('opens the blob while a one-PUT upload starts, and closes it when a mount makes it needless', async () => {
     const srv = await uploadTarget(['has-it']);
     const c = client(srv.host);
-    const opened: Readable[] = [];
-    const open = (): Readable => {
-      const r = Readable.from([blob]);
-      opened.push(r);
-      return r;
-    };
+    const { open, opened } = recordedOpens();
     try {
       expect(await c.pushBlob(desc, open, { mountFrom: ['has-it'] })).toBe('mounted');
       expect(opened).toHaveLength(1);
@@ -411,7 +417,7 @@ describe('RegistryClient against a scripted server', () => {
 
   it('uses a session the caller opened, with the blob opened during the HEAD, and cancels both when the HEAD finds the blob', async () => {
     let present = false;
-    const opened: Readable[] = [];
+    const { open, opened } = recordedOpens();
     const openAtHead: number[] = [];
     const srv = await fakeRegistry((req, res) => {
       whenRead(req, (body, url) => {
@@ -425,11 +431,6 @@ describe('RegistryClient against a scripted server', () => {
       });
     });
     const c = client(srv.host);
-    const open = (): Readable => {
-      const r = Readable.from([blob]);
-      opened.push(r);
-      return r;
-    };
     const session = Promise.resolve(`http://${srv.host}/v2/x/blobs/uploads/given`);
     try {
       expect(await c.pushBlob(desc, open, { session })).toBe('uploaded');
