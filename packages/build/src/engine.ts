@@ -693,8 +693,9 @@ export class Builder {
     const src = sources ?? (await this.keys.sourcesFor(state));
     await fsp.writeFile(path.join(stage, 'sources.list'), src.text);
     await fsp.writeFile(path.join(stage, 'apt.conf'), aptConf());
-    const lists = path.join(this.listsRoot, src.digest.slice(7, 23));
-    const aptCache = path.join(this.aptCacheRoot, src.digest.slice(7, 23));
+    const sourcesKey = src.digest.slice(7, 23);
+    const lists = path.join(this.listsRoot, sourcesKey);
+    const aptCache = path.join(this.aptCacheRoot, sourcesKey);
     await fsp.mkdir(lists, { recursive: true });
     await fsp.mkdir(aptCache, { recursive: true });
     const env: Record<string, string> = {
