@@ -63,12 +63,7 @@ parentPort.on('message', (m) => {
   else if (job === undefined || m.id !== job.id) return; // stale message of an earlier job
   else if (m.t === 'ack') {
     const j = job;
-    if (j.rest !== undefined) {
-      const rest = j.rest;
-      j.rest = undefined;
-      put(j, rest);
-      if (j.rest !== undefined) return;
-    }
+    if (!flush(j)) return;
     finish(); // if only the end was waiting
     if (job === j && j.paused) { j.paused = false; j.out.resume(); }
   } else if (m.t === 'in') {
@@ -97,7 +92,7 @@ function start(m) {
   const j = (job = {
     id: m.id, produced: 0, paused: false, dead: false, child: undefined, file: undefined,
     size: 0, blob: crypto.createHash('sha256'),
-    slot: 0, fill: 0, rest: undefined,
+    slot: 0, fill: 0, pending: [],
     outEnded: false, exited: m.tool === undefined, input: undefined, out: undefined,
     hashed: true,
   });
@@ -173,25 +168,42 @@ function onData(c) {
   const j = job;
   if (j.dead) return;
   j.size += c.length;
-  put(j, c);
+  j.pending.push(c);
+  flush(j);
 }
 
-// Copy into the ring. A slot is free once the main thread has consumed it; when none is, the rest
-// of the chunk waits in j.rest and the stream is paused until the main thread acks.
+// Copy pending chunks into the ring, in order. A slot is free once the main thread has consumed
+// it; when none is, the chunks wait in j.pending and the stream is paused until the main thread
+// acks. The pause is only backpressure, never what keeps the order: Node resumes a child's paused
+// stdout by itself when the child exits (child_process flushStdio), so data can still arrive
+// while chunks wait, and it must queue behind them. Returns true when nothing is left waiting.
+function flush(j) {
+  while (j.pending.length > 0) {
+    const c = j.pending[0];
+    const p = put(j, c);
+    if (p === c.length) {
+      j.pending.shift();
+      continue;
+    }
+    j.pending[0] = c.subarray(p);
+    if (!j.paused && !j.outEnded) { j.paused = true; j.out.pause(); }
+    return false;
+  }
+  return true;
+}
+
+// Copy as much of c as the free slots take; returns how many bytes were copied.
 function put(j, c) {
   let p = 0;
   while (p < c.length) {
-    if (j.fill === 0 && !slotFree(j)) {
-      j.rest = c.subarray(p);
-      if (!j.paused && !j.outEnded) { j.paused = true; j.out.pause(); }
-      return;
-    }
+    if (j.fill === 0 && !slotFree(j)) return p;
     const n = Math.min(c.length - p, CHUNK - j.fill);
     c.copy(ring, (j.produced % SLOTS) * CHUNK + j.fill, p, p + n);
     j.fill += n;
     p += n;
     if (j.fill === CHUNK) publish(j);
   }
+  return p;
 }
 
 function slotFree(j) {
@@ -214,7 +226,7 @@ function publish(j) {
 
 function finish() {
   const j = job;
-  if (j === undefined || j.dead || !j.outEnded || !j.exited || !j.hashed || j.rest !== undefined) return;
+  if (j === undefined || j.dead || !j.outEnded || !j.exited || !j.hashed || j.pending.length > 0) return;
   publish(j); // its slot was free when filling started
   job = undefined;
   parentPort.postMessage({
