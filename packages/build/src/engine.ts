@@ -27,7 +27,7 @@ import {
   validateTemplateMetadata,
 } from '@strata/oci';
 import { createLayer, packTree } from '@strata/layer';
-import { Store, loadArchive } from '@strata/store';
+import { Store, loadArchive, normalizeTag } from '@strata/store';
 import {
   DEFAULT_EXCLUSIONS,
   isoDate,
@@ -41,6 +41,7 @@ import { CacheEntry, readCache, writeCache } from './cache';
 import { STEP_EXCLUSIONS, cleanUpper } from './upper';
 import type { RemoteCache } from './remote-cache';
 import { Snapshots, StackLayer } from './snapshots';
+import { essentialAmong, notInstalled, statusOfLowers } from './remove';
 import { Instruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
 import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
 import {
@@ -84,8 +85,14 @@ export interface BuildOptions {
   noCache?: boolean;
   /** Fail when Stratafile.lock no longer matches. */
   frozen?: boolean;
-  /** Build date and mtime clamp; default: the base template's build date. */
+  /**
+   * Build date and mtime clamp (SOURCE_DATE_EPOCH). Without it, the date of the mirror state the
+   * stage's apt sources resolve to (the newest `Date:` of their Release files), unless
+   * `timestamp` is 'now'.
+   */
   sourceDateEpoch?: number;
+  /** 'now' dates the build by the clock instead of the mirror state. Default: 'mirror'. */
+  timestamp?: 'mirror' | 'now';
   compression?: Compression;
   /** Host resolv.conf for steps. */
   resolvConf?: string;
@@ -133,7 +140,6 @@ interface StageState {
   distribution: Distribution;
   debArch?: string;
   baseChain: BaseTemplate[];
-  baseCreated?: string;
   /** Exclusions recorded by the FROM template. */
   baseExclusions: Exclusion[];
   /** Stage named by BUILDCHROOT. */
@@ -154,6 +160,43 @@ function stackOf(layers: readonly BuiltLayer[]): StackLayer[] {
     mediaType: l.desc.mediaType,
     diffId: l.diffId,
   }));
+}
+
+/** The last few kilobytes a step printed, so that a failure can say why even when quiet. */
+class OutputTail {
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+    while (this.bytes - (this.chunks[0]?.length ?? 0) >= OutputTail.KEEP) {
+      this.bytes -= (this.chunks.shift() as Buffer).length;
+    }
+  }
+
+  /** The last lines, whole (a line cut at the front is dropped). */
+  text(): string {
+    const all = Buffer.concat(this.chunks).toString('utf8');
+    const lines = all.split('\n');
+    if (this.bytes > OutputTail.KEEP) lines.shift();
+    return lines.slice(-OutputTail.LINES).join('\n').trimEnd();
+  }
+
+  static readonly KEEP = 8192;
+  static readonly LINES = 20;
+}
+
+/**
+ * The line that says why a step failed: apt's first `E:` line (the later ones are consequences,
+ * such as "Sub-process /usr/bin/dpkg returned an error code"), else the last line.
+ */
+export function failureReason(output: string): string | undefined {
+  const lines = output
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  return lines.find((l) => /^E: /.test(l)) ?? lines[lines.length - 1];
 }
 
 function pkgKey(p: DebianPackage): string {
@@ -189,6 +232,7 @@ export class Builder {
   private readonly debCache: string;
   private readonly listsRoot: string;
   private readonly aptCacheRoot: string;
+  private readonly startedAt: number;
 
   constructor(
     private readonly store: Store,
@@ -200,6 +244,7 @@ export class Builder {
     this.debCache = path.join(store.root, '.strata', 'apt', 'archives');
     this.listsRoot = path.join(store.root, '.strata', 'apt', 'lists');
     this.aptCacheRoot = path.join(store.root, '.strata', 'apt', 'cache');
+    this.startedAt = Math.floor((opts.now ?? new Date()).getTime() / 1000);
   }
 
   private emit(e: BuildEvent): void {
@@ -211,6 +256,8 @@ export class Builder {
   }
 
   async build(): Promise<BuildResult> {
+    // A bad tag fails before any step runs, not after the last one.
+    if (this.opts.tag !== undefined) normalizeTag(this.opts.tag);
     const text = await fsp.readFile(this.opts.file, 'utf8').catch(() => {
       throw new NotFoundError(`no Stratafile at ${this.opts.file}`);
     });
@@ -382,7 +429,6 @@ export class Builder {
     state.baseExclusions = meta?.exclusions ?? [];
     state.distribution = meta?.distribution ?? {};
     state.debArch = meta?.architecture;
-    state.baseCreated = meta?.created ?? config.created;
     state.baseChain = [
       ...(meta?.baseChain ?? []),
       { name: meta?.name ?? f.ref, ref: f.ref, digest: desc.digest },
@@ -405,10 +451,37 @@ export class Builder {
 
   // ---- steps ------------------------------------------------------------------
 
-  private epoch(state: StageState): number | undefined {
+  /**
+   * The date this build uses for a stage, in seconds: SOURCE_DATE_EPOCH, else the date of the
+   * mirror state its apt sources resolve to (two builds against one mirror state agree), else,
+   * or with `timestamp: 'now'`, the time the build started.
+   */
+  private async epoch(state: StageState): Promise<number> {
     if (this.opts.sourceDateEpoch !== undefined) return this.opts.sourceDateEpoch;
-    if (state.baseCreated) return Math.floor(Date.parse(state.baseCreated) / 1000);
-    return undefined;
+    if (this.opts.timestamp !== 'now') {
+      let why: string;
+      try {
+        const date = await this.keys.mirrorDate(state);
+        if (date !== undefined) return date;
+        why = 'their Release files have no Date field';
+      } catch (e) {
+        if (!(e instanceof StrataError)) throw e;
+        why = e.message;
+      }
+      this.warnClockDate(why);
+    }
+    return this.startedAt;
+  }
+
+  private clockWarned = false;
+
+  private warnClockDate(why: string): void {
+    if (this.clockWarned) return;
+    this.clockWarned = true;
+    this.emit({
+      type: 'warning',
+      message: `the build is dated by the clock, not by the apt sources' mirror state (${why}); set SOURCE_DATE_EPOCH for a reproducible date`,
+    });
   }
 
   private async step(
@@ -445,6 +518,15 @@ export class Builder {
     ins: Instruction,
     locked: LockedStage['steps'][number] | undefined,
   ): Promise<void> {
+    if (ins.kind === 'REMOVE' && state.packages.length > 0) {
+      const missing = notInstalled(state.packages, ins.packages);
+      if (missing.length > 0)
+        throw new BuildStepError(
+          ins.loc,
+          `REMOVE ${missing.join(' ')}: ${missing.length === 1 ? 'it is' : 'they are'} not installed here`,
+          { hint: 'drop it from the REMOVE line (removing nothing would add an empty layer)' },
+        );
+    }
     let keyed: StepKey;
     try {
       keyed = await this.keys.keyFor(state, ins, chainOf(state.layers));
@@ -522,6 +604,15 @@ export class Builder {
             `${ins.kind} has no root filesystem to run in: FROM scratch needs BOOTSTRAP first`,
           );
         lower = await this.snapshots.ensure(chain, stackOf(state.layers));
+        if (ins.kind === 'REMOVE') {
+          const essential = essentialAmong((await statusOfLowers(lower)) ?? '', ins.packages);
+          if (essential.length > 0)
+            throw new BuildStepError(
+              ins.loc,
+              `REMOVE ${essential.map((e) => `${e.name} (${e.field}: yes)`).join(', ')}: dpkg marks ${essential.length === 1 ? 'it' : 'them'} as needed by every system of this template, and apt refuses to remove such packages`,
+              { hint: 'Debian keeps such packages in every system: keep it' },
+            );
+        }
         await this.runInRoot(state, ins, work, upper, lower, sources);
       }
       const cleaned = await cleanUpper(
@@ -530,7 +621,7 @@ export class Builder {
         ins.kind === 'BOOTSTRAP' ? [...HOST_FILES, ...state.excludes] : state.excludes,
       );
       const compression = this.opts.compression ?? 'zstd';
-      const epoch = this.epoch(state);
+      const epoch = await this.epoch(state);
       const tar = packTree({ root: upper, overlay: lower.length > 0, sourceDateEpoch: epoch });
       const layer = createLayer(tar, compression);
       tar.on('error', (e) => layer.blob.destroy(e));
@@ -551,9 +642,7 @@ export class Builder {
       const record: LayerRecord = { diffId, createdBy: ins.text, cacheKey: key };
       if (delta.added.length) record.packagesAdded = delta.added;
       if (delta.removed.length) record.packagesRemoved = delta.removed;
-      const created = isoDate(
-        epoch !== undefined ? new Date(epoch * 1000) : (this.opts.now ?? new Date()),
-      );
+      const created = isoDate(new Date(epoch * 1000));
       const entry: CacheEntry = {
         key,
         layer: desc,
@@ -604,7 +693,7 @@ export class Builder {
         architecture: ins.architecture,
         sources: ins.mirror ?? sourcesFile,
         debCache: this.debCache,
-        sourceDateEpoch: this.opts.sourceDateEpoch,
+        sourceDateEpoch: await this.epoch(state),
         onOutput: (chunk) => this.emit({ type: 'output', chunk }),
         signal: this.opts.signal,
       });
@@ -614,7 +703,6 @@ export class Builder {
       throw e;
     }
     const facts = await readRootfsFacts(target);
-    state.baseCreated = isoDate(this.opts.now ?? new Date());
     return { distribution: facts.distribution, debArch: facts.architecture };
   }
 
@@ -705,8 +793,8 @@ export class Builder {
       DEBIAN_FRONTEND: 'noninteractive',
       APT_CONFIG: '/run/strata/apt.conf',
     };
-    const epoch = this.epoch(state);
-    if (epoch !== undefined) env.SOURCE_DATE_EPOCH = String(epoch);
+    env.SOURCE_DATE_EPOCH = String(await this.epoch(state));
+    const tail = new OutputTail();
     for (const [k, v] of stepEnv(state)) env[k] = v;
     const code = await runInSandbox({
       lower,
@@ -724,11 +812,22 @@ export class Builder {
       resolvConf: this.opts.resolvConf ?? '/etc/resolv.conf',
       env,
       command: this.stepCommand(ins),
-      onOutput: (chunk) => this.emit({ type: 'output', chunk }),
+      onOutput: (chunk) => {
+        tail.push(chunk);
+        this.emit({ type: 'output', chunk });
+      },
       signal: this.opts.signal,
     });
     this.checkAbort();
-    if (code !== 0) throw new BuildStepError(ins.loc, `${ins.kind} failed with exit code ${code}`);
+    if (code !== 0) {
+      const output = tail.text();
+      const reason = failureReason(output);
+      throw new BuildStepError(
+        ins.loc,
+        `${ins.kind} failed with exit code ${code}${reason ? `: ${reason}` : ''}`,
+        { output },
+      );
+    }
     if (ins.kind === 'REMOVE') {
       const survivors = (await fsp.readFile(path.join(out, 'survivors'), 'utf8').catch(() => ''))
         .split('\n')
@@ -831,18 +930,9 @@ export class Builder {
   ): Promise<{ descriptor: Descriptor; manifest: ImageManifest; config: ImageConfig }> {
     if (state.layers.length === 0)
       throw new InvalidArgumentError(`stage ${state.name} has no layers`);
-    // The build date: SOURCE_DATE_EPOCH, else the newest layer's, so a fully cached rebuild
-    // gives the very same image.
-    const epoch = this.opts.sourceDateEpoch;
-    const newest = state.layers
-      .map((l) => l.history.created)
-      .filter((c): c is string => c !== undefined)
-      .sort()
-      .pop();
-    const created =
-      epoch !== undefined
-        ? isoDate(new Date(epoch * 1000))
-        : (newest ?? isoDate(this.opts.now ?? new Date()));
+    // The date this build used (see epoch): a fully cached rebuild against the same mirror
+    // state gives the very same image.
+    const created = isoDate(new Date((await this.epoch(state)) * 1000));
     const debArch = state.debArch ?? 'amd64';
     const platform = ociPlatform(debArch);
     const tagName = this.opts.tag ? this.opts.tag.replace(/:[^/:]*$/, '') : undefined;

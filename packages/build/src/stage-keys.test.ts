@@ -20,9 +20,10 @@ import { Instruction, Stage, parseStratafile } from './stratafile';
 // digest are stand-ins; everything else is the real key computation.
 jest.mock('./apt', () => ({
   ...jest.requireActual('./apt'),
-  indexState: jest.fn(async (s: { digest: string }) =>
-    jest.requireActual('@strata/oci').sha256(`index:${s.digest}`),
-  ),
+  indexState: jest.fn(async (s: { digest: string }) => ({
+    digest: jest.requireActual('@strata/oci').sha256(`index:${s.digest}`),
+    date: 1_700_000_000,
+  })),
 }));
 jest.mock('./cache', () => ({
   ...jest.requireActual('./cache'),

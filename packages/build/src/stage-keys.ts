@@ -6,18 +6,22 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Digest, ImageConfig, InvalidArgumentError, StrataError } from '@strata/oci';
-import { AptSources, hostSources, indexState, makeSources } from './apt';
+import { AptSources, IndexState, hostSources, indexState, makeSources } from './apt';
 import { cacheKey, hashContextPaths } from './cache';
 import { Instruction, LAYER_INSTRUCTIONS, Location } from './stratafile';
 
 /** A step or FROM error, located in the Stratafile. */
 export class BuildStepError extends StrataError {
+  /** The last lines the failing step printed, if it ran: what a quiet build still shows. */
+  readonly output?: string;
+
   constructor(
     readonly loc: Location,
     message: string,
-    options?: { hint?: string; cause?: unknown },
+    options?: { hint?: string; cause?: unknown; output?: string },
   ) {
     super('TOOL_FAILED', `${loc.file}:${loc.line}:${loc.column}: ${message}`, options);
+    if (options?.output) this.output = options.output;
   }
 }
 
@@ -102,7 +106,7 @@ export interface StageKeysOptions {
 export class StageKeys {
   private readonly context: string;
   private defaultSources?: AptSources;
-  private readonly indexStates = new Map<Digest, Promise<Digest>>();
+  private readonly indexStates = new Map<Digest, Promise<IndexState>>();
 
   constructor(private readonly opts: StageKeysOptions) {
     this.context = path.resolve(opts.context);
@@ -150,13 +154,21 @@ export class StageKeys {
     return this.defaultSources;
   }
 
-  private indexStateOf(sources: AptSources): Promise<Digest> {
+  private indexStateOf(sources: AptSources): Promise<IndexState> {
     let p = this.indexStates.get(sources.digest);
     if (!p) {
       p = indexState(sources);
       this.indexStates.set(sources.digest, p);
     }
     return p;
+  }
+
+  /**
+   * The date of the mirror state that the apt sources of `scope` resolve to: the newest `Date:`
+   * of their Release files (as debuerreotype dates snapshots), or undefined when they have none.
+   */
+  async mirrorDate(scope: StepScope): Promise<number | undefined> {
+    return (await this.indexStateOf(await this.sourcesFor(scope))).date;
   }
 
   /** The cache key of layer step `ins` in `scope`, on the layers whose chain ID is `parent`. */
@@ -181,7 +193,7 @@ export class StageKeys {
           ins.kind === 'INSTALL' && ins.debs.length > 0
             ? [hashContextPaths(this.context, ins.debs)]
             : undefined;
-        const aptIndex = pinned ? undefined : await this.indexStateOf(sources);
+        const aptIndex = pinned ? undefined : (await this.indexStateOf(sources)).digest;
         return {
           key: cacheKey({ ...base, aptSources: sources.digest, aptIndex, inputs }),
           sources,

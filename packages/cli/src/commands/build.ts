@@ -21,6 +21,7 @@ interface BuildArgs extends GlobalArgs {
   cacheTo?: string;
   insecure: boolean;
   caCert?: string;
+  timestamp: 'mirror' | 'now';
 }
 
 function parseBuildArgs(list: string[]): Record<string, string> {
@@ -82,6 +83,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           describe: "Hide the steps' own output",
         })
         .option('compression', { choices: ['zstd', 'gzip'] as const, default: 'zstd' as const })
+        .option('timestamp', {
+          choices: ['mirror', 'now'] as const,
+          default: 'mirror' as const,
+          describe:
+            'Build date without SOURCE_DATE_EPOCH: the apt mirror state (newest Release Date:) or now',
+        })
         .option('cache-from', {
           type: 'string',
           array: true,
@@ -103,7 +110,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           describe: 'Also trust this CA certificate (PEM) for registries',
         }),
     run<BuildArgs>(async (ctx, a) => {
-      const { build, RegistryCache } = await import('@strata/build');
+      const { build, BuildStepError, RegistryCache } = await import('@strata/build');
       const { RegistryClient, pull } = await import('@strata/registry');
       const { parseReference } = await import('@strata/oci');
       const { transportOptions } = await import('./registry');
@@ -149,6 +156,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             return store.resolve(r.tag);
           },
           sourceDateEpoch: sourceDateEpoch(),
+          timestamp: a.timestamp,
           signal: abort.signal,
           onEvent: (e) => {
             switch (e.type) {
@@ -202,6 +210,10 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       } catch (e) {
         if (abort.signal.aborted)
           throw new StrataError('INTERRUPTED', 'build interrupted; nothing was tagged');
+        // Quiet hid the step's output: show its end, so the reason is never lost.
+        if (a.quiet && e instanceof BuildStepError && e.output) {
+          for (const line of e.output.split('\n')) log(`  | ${line}`);
+        }
         throw e;
       } finally {
         process.off('SIGINT', onSignal);

@@ -1,0 +1,165 @@
+/**
+ * What a new user met on the build path: the date a build carries, the reason a quiet build
+ * failed, REMOVE of what cannot or need not be removed, and a bad tag found only after the work.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { SLOW, cleanupTmp, isOneLineError, minbaseRootfs, strata, strataOk } from './helpers';
+import { DEBIAN_SOURCES, readImage, storeWithBase } from './fixtures/build/harness';
+
+jest.setTimeout(SLOW);
+
+let work: string;
+let store: string;
+let sources: string;
+let minbaseTar: string;
+
+beforeAll(async () => {
+  ({ work, store, sources } = await storeWithBase());
+  minbaseTar = (await minbaseRootfs()).minbaseTar;
+});
+
+afterAll(() => cleanupTmp());
+
+let contexts = 0;
+function context(stratafile: string, files: Record<string, string> = {}): string {
+  const dir = path.join(work, `ctx-${++contexts}`);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'Stratafile'), stratafile);
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
+  return dir;
+}
+
+function build(ctx: string, extra: string[] = [], env: Record<string, string> = {}) {
+  return strata(['build', '--apt-sources', sources, ...extra, ctx], { store, env });
+}
+
+function fetchText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new Error(`GET ${url}: HTTP ${res.statusCode}`));
+          return;
+        }
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (s: string) => (text += s));
+        res.on('end', () => resolve(text));
+      })
+      .on('error', reject);
+  });
+}
+
+/** The newest Date: of the test sources' InRelease files, read here without Strata. */
+async function mirrorDate(): Promise<string> {
+  const dates = await Promise.all(
+    DEBIAN_SOURCES.trim()
+      .split('\n')
+      .map(async (line) => {
+        const [, uri, suite] = line.split(' ');
+        const text = await fetchText(`${uri}/dists/${suite}/InRelease`);
+        return Date.parse((/^Date: (.+)$/m.exec(text) as RegExpExecArray)[1] as string);
+      }),
+  );
+  return new Date(Math.max(...dates)).toISOString().replace(/\.000Z$/, 'Z');
+}
+
+describe('the build date', () => {
+  test('is the mirror state of the apt sources, not the base template’s date', async () => {
+    // A base made by `template create` is dated when it was made; a build on it is dated by
+    // the mirror state its apt sources resolve to.
+    await strataOk(['template', 'create', minbaseTar, '-t', 'made:1', '--name', 'made'], { store });
+    const ctx = context('FROM made:1\nRUN echo one > /etc/one\n');
+    await strataOk(['build', '-q', '--apt-sources', sources, '-t', 'dated:1', ctx], { store });
+    const { config } = readImage(store, 'dated:1');
+    const base = readImage(store, 'made:1').config;
+    const want = await mirrorDate();
+    expect(config.created).toBe(want);
+    expect(config.strata?.created).toBe(want);
+    expect(base.created).not.toBe(want);
+    expect(config.history?.[config.history.length - 1]?.created).toBe(want);
+  });
+
+  test('--timestamp now dates it by the clock, and SOURCE_DATE_EPOCH wins over both', async () => {
+    const ctx = context('FROM base:v1\nRUN echo two > /etc/two\n');
+    const before = Math.floor(Date.now() / 1000) * 1000;
+    await strataOk(
+      ['build', '-q', '--apt-sources', sources, '--timestamp', 'now', '-t', 'now:1', ctx],
+      {
+        store,
+      },
+    );
+    const created = Date.parse(readImage(store, 'now:1').config.created as string);
+    expect(created).toBeGreaterThanOrEqual(before);
+    expect(created).toBeLessThanOrEqual(Date.now());
+
+    await strataOk(['build', '-q', '--apt-sources', sources, '--no-cache', '-t', 'sde:1', ctx], {
+      store,
+      env: { SOURCE_DATE_EPOCH: '1700000000' },
+    });
+    expect(readImage(store, 'sde:1').config.created).toBe('2023-11-14T22:13:20Z');
+  });
+});
+
+describe('a quiet build that fails still says why', () => {
+  test('INSTALL of an unknown package shows apt’s E: line', async () => {
+    const ctx = context('FROM base:v1\nINSTALL curl mosquito\n');
+    const r = await build(ctx, ['-q', '-t', 'typo:1']);
+    expect(r.code).toBe(1);
+    const last = r.stderr.trimEnd().split('\n').pop() as string;
+    expect(last).toBe(
+      `strata: error: ${path.join(ctx, 'Stratafile')}:2:1: INSTALL failed with exit code 100: E: Unable to locate package mosquito`,
+    );
+    // And the step's last lines, above the error.
+    expect(r.stderr).toMatch(/^ {2}\| .*Reading package lists/m);
+  });
+
+  test('COPY --chown of an unknown user shows chown’s complaint', async () => {
+    const ctx = context('FROM base:v1\nCOPY --chown=appuser motd /etc/motd\n', { motd: 'hi\n' });
+    const r = await build(ctx, ['-q', '-t', 'chown:1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/COPY failed with exit code 1: chown: invalid user: .appuser.$/m);
+  });
+});
+
+describe('REMOVE', () => {
+  test('of an Essential or Protected package is refused, naming it and why', async () => {
+    const ctx = context('FROM base:v1\nREMOVE e2fsprogs\n');
+    const r = await build(ctx, ['-q', '-t', 'noe2fs:1']);
+    expect(r.code).toBe(1);
+    expect(
+      isOneLineError(
+        r.stderr
+          .split('\n')
+          .filter((l) => l.startsWith('strata:'))
+          .join('\n'),
+      ),
+    ).toBe(true);
+    expect(r.stderr).toContain(
+      `${path.join(ctx, 'Stratafile')}:2:1: REMOVE e2fsprogs (Important: yes): dpkg marks it as needed`,
+    );
+  });
+
+  test('of a package that is not installed is an error, and adds no layer', async () => {
+    const ctx = context('FROM base:v1\nREMOVE curl\n');
+    const r = await build(ctx, ['-q', '-t', 'nocurl:1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`:2:1: REMOVE curl: it is not installed here`);
+    expect(r.stderr).not.toMatch(/^ {2}layer /m);
+    expect((await strata(['ls'], { store })).stdout).not.toContain('nocurl');
+  });
+});
+
+test('an invalid -t fails before any step runs', async () => {
+  const ctx = context('FROM base:v1\nRUN echo x > /etc/x\n');
+  const r = await build(ctx, ['-t', 'Bad:Tag']);
+  expect({ code: r.code, stderr: r.stderr }).toEqual({
+    code: 2,
+    stderr: expect.stringMatching(/^strata: error: invalid image reference "Bad:Tag"/),
+  });
+  expect(r.stderr).not.toContain('[1/1]');
+  expect((await strata(['ls'], { store })).stdout).not.toMatch(/bad/i);
+});
