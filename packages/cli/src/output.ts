@@ -1,4 +1,4 @@
-import { isStrataError, redact } from '@strata/oci';
+import { InvalidArgumentError, isStrataError, redact } from '@strata/oci';
 
 /** Human-readable byte count (binary units). */
 export function formatBytes(n: number): string {
@@ -97,4 +97,19 @@ export class ProgressLine {
 /** yargs turns a bare `-` argument into ''; give it back its meaning (stdin). */
 export function stdinDash(v: string): string {
   return v === '' ? '-' : v;
+}
+
+/**
+ * A coerce for an option given at most once: yargs turns `-t a -t b` into an array, which the
+ * command would otherwise take for a string. A usage error (exit 2) names the command.
+ */
+export function once(option: string, command: string): (v: unknown) => string | undefined {
+  return (v) => {
+    if (!Array.isArray(v)) return v as string | undefined;
+    if (v.length > 1)
+      throw new InvalidArgumentError(
+        `${option} given ${v.length} times; ${command} takes one (${v.map(String).join(', ')})`,
+      );
+    return v[0] as string | undefined;
+  };
 }

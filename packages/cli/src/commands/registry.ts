@@ -3,7 +3,7 @@ import type { Digest } from '@strata/oci';
 import type { TransferEvent } from '@strata/registry';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, progressFigures, shortDigest } from '../output';
+import { formatBytes, once, progressFigures, shortDigest } from '../output';
 
 interface NetArgs extends GlobalArgs {
   jobs: number;
@@ -180,6 +180,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             alias: 't',
             type: 'string',
             describe: 'Local tag (default: <source>)',
+            coerce: once('-t/--tag', 'strata pull'),
           }),
         ),
       run<PullArgs>(async (ctx, a) => {
