@@ -164,6 +164,15 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
           ctx.print(`Features:      ${img.features.length ? img.features.join(', ') : '(none)'}`);
           ctx.print(`Architecture:  ${img.architecture} (${img.os})`);
           ctx.print(`Distribution:  ${dist}`);
+          // The direct base first, then its own bases down to the root (as `docker history`).
+          const bases = [...img.baseChain].reverse();
+          if (bases.length === 0) ctx.print('Base:          (none)');
+          bases.forEach((b, i) =>
+            ctx.print(
+              `${i === 0 ? 'Base:' : ''}`.padEnd(15) +
+                `${b.ref} ${b.digest}${b.name && b.name !== b.ref ? ` (${b.name})` : ''}`,
+            ),
+          );
           ctx.print(`Packages:      ${img.packageCount}`);
           ctx.print(`Layers:        ${img.layers.length} (${formatBytes(img.size)})`);
           for (const l of img.layers) {
