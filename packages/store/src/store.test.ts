@@ -228,6 +228,15 @@ test('reads verify the digest at EOF', async () => {
   expect(fsck.problems.join('\n')).toContain(digest);
 });
 
+test('tag returns what the tag named before, so a move can be reported', async () => {
+  const a = await imageFor('layer-a');
+  const b = await imageFor('layer-b');
+  expect(await store.tag('app:1', a)).toBeUndefined();
+  expect((await store.tag('app:1', a))?.digest).toBe(a.digest);
+  expect((await store.tag('app:1', b))?.digest).toBe(a.digest);
+  expect((await store.resolve('app:1')).digest).toBe(b.digest);
+});
+
 test('tags, lists, resolves, untags and collects garbage', async () => {
   const m = await imageFor('layer-1');
   await store.tag('base', m);

@@ -394,8 +394,11 @@ export class Store {
     }));
   }
 
-  /** Point a tag at a manifest or index that is already in the store. */
-  async tag(ref: string, desc: Descriptor): Promise<void> {
+  /**
+   * Point a tag at a manifest or index that is already in the store. Returns what the tag named
+   * before, if anything (the same digest when it did not move), so callers can say it moved.
+   */
+  async tag(ref: string, desc: Descriptor): Promise<Descriptor | undefined> {
     const name = normalizeTag(ref);
     if (!(await this.hasBlob(desc.digest))) {
       throw new NotFoundError(`cannot tag ${name}: ${desc.digest} is not in the store`);
@@ -407,11 +410,13 @@ export class Store {
       annotations: { ...(desc.annotations ?? {}), [Annotations.refName]: name },
     };
     if (desc.platform) entry.platform = desc.platform;
-    await this.updateIndex((index) => {
+    return this.updateIndex((index) => {
+      const before = index.manifests.find((d) => d.annotations?.[Annotations.refName] === name);
       index.manifests = index.manifests.filter(
         (d) => d.annotations?.[Annotations.refName] !== name,
       );
       index.manifests.push(entry);
+      return before;
     });
   }
 

@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, shortDigest } from '../output';
+import { formatBytes, once, shortDigest } from '../output';
 import { sourceDateEpoch } from './template';
 
 interface BuildArgs extends GlobalArgs {
@@ -52,7 +52,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           type: 'string',
           describe: 'Stratafile (default: <context>/Stratafile)',
         })
-        .option('tag', { alias: 't', type: 'string', describe: 'Tag for the result, name[:tag]' })
+        .option('tag', {
+          alias: 't',
+          type: 'string',
+          describe: 'Tag for the result, name[:tag]',
+          coerce: once('-t/--tag', 'strata build'),
+        })
         .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
         .option('build-arg', {
           type: 'string',

@@ -3,7 +3,7 @@ import type { Digest } from '@strata/oci';
 import type { TransferEvent } from '@strata/registry';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, shortDigest } from '../output';
+import { formatBytes, once, progressFigures, shortDigest } from '../output';
 
 interface NetArgs extends GlobalArgs {
   jobs: number;
@@ -82,8 +82,9 @@ class BlobProgress {
     const cols = this.stream.columns ?? 80;
     for (const [d, a] of this.active) {
       const secs = Math.max((Date.now() - a.t0) / 1000, 0.001);
-      const pct = a.size > 0 ? ` ${Math.min(100, Math.floor((a.bytes / a.size) * 100))}%` : '';
-      const line = `${shortDigest(d)} ${this.verb}${pct} ${formatBytes(a.bytes)} / ${formatBytes(a.size)} ${formatBytes(a.bytes / secs)}/s`;
+      const f = progressFigures(a.bytes, a.size);
+      const pct = f.fraction !== undefined ? ` ${Math.floor(f.fraction * 100)}%` : '';
+      const line = `${shortDigest(d)} ${this.verb}${pct} ${f.text} ${formatBytes(a.bytes / secs)}/s`;
       this.stream.write(`${line.slice(0, cols - 1)}\n`);
       this.drawn++;
     }
@@ -179,6 +180,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             alias: 't',
             type: 'string',
             describe: 'Local tag (default: <source>)',
+            coerce: once('-t/--tag', 'strata pull'),
           }),
         ),
       run<PullArgs>(async (ctx, a) => {
