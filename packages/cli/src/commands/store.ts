@@ -117,16 +117,18 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           `${r.dryRun ? 'dry run: ' : ''}${would} ${formatBytes(r.bytesFreed)} (${r.bytesFreed} bytes)`,
         );
         const f = r.freed;
-        const lines: Array<[string, { count: number; bytes: number }, string]> = [
-          ['blobs', f.blobs, 'blobs'],
-          ['build cache', f.buildCache, 'entries'],
-          ['snapshots', f.snapshots, 'snapshots'],
-          ['apt caches', f.aptCache, 'directories'],
-          ['partial downloads', f.partials, 'files'],
+        const lines: Array<[string, { count: number; bytes: number }, string, string]> = [
+          ['blobs', f.blobs, 'blob', 'blobs'],
+          ['build cache', f.buildCache, 'entry', 'entries'],
+          ['snapshots', f.snapshots, 'snapshot', 'snapshots'],
+          ['apt caches', f.aptCache, 'directory', 'directories'],
+          ['partial downloads', f.partials, 'file', 'files'],
         ];
-        for (const [what, fig, unit] of lines) {
+        for (const [what, fig, one, many] of lines) {
           if (fig.count > 0 || fig.bytes > 0)
-            ctx.print(`  ${what}: ${fig.count} ${unit}, ${formatBytes(fig.bytes)}`);
+            ctx.print(
+              `  ${what}: ${fig.count} ${fig.count === 1 ? one : many}, ${formatBytes(fig.bytes)}`,
+            );
         }
         if (r.kept.length > 0) ctx.print('kept:');
         for (const k of r.kept) {
