@@ -14,7 +14,7 @@ import {
   digestHex,
 } from '@strata/oci';
 import { Store, loadArchive } from '@strata/store';
-import { AptSources } from './apt';
+import { AptSources, aptStateDir } from './apt';
 import {
   LayerInstruction,
   StageKeys,
@@ -379,13 +379,7 @@ export async function checkTemplate(
   const newer: NewerPackage[] = [];
   if (!opts.noPackages) {
     const src = await keys.sourcesFor(scope);
-    const dir = path.join(
-      store.root,
-      '.strata',
-      'apt',
-      'check',
-      digestHex(src.digest).slice(0, 16),
-    );
+    const dir = path.join(aptStateDir(store.root), 'check', digestHex(src.digest).slice(0, 16));
     const versions = await availableVersions(src, meta.architecture, dir);
     for (const p of meta.packages) {
       const avail = versions.get(`${p.name}:${p.architecture}`);

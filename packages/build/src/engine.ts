@@ -36,7 +36,7 @@ import {
   readRootfsFacts,
 } from '@strata/template';
 import { mmdebstrap, runInSandbox } from '@strata/tools';
-import { AptSources, aptConf } from './apt';
+import { AptSources, aptConf, aptStateDir } from './apt';
 import { CacheEntry, readCache, writeCache } from './cache';
 import { STEP_EXCLUSIONS, cleanUpper } from './upper';
 import type { RemoteCache } from './remote-cache';
@@ -197,9 +197,9 @@ export class Builder {
     this.snapshots = new Snapshots(store);
     this.context = path.resolve(opts.context ?? path.dirname(opts.file));
     this.keys = new StageKeys({ context: this.context, aptSources: opts.aptSources });
-    this.debCache = path.join(store.root, '.strata', 'apt', 'archives');
-    this.listsRoot = path.join(store.root, '.strata', 'apt', 'lists');
-    this.aptCacheRoot = path.join(store.root, '.strata', 'apt', 'cache');
+    this.debCache = path.join(aptStateDir(store.root), 'archives');
+    this.listsRoot = path.join(aptStateDir(store.root), 'lists');
+    this.aptCacheRoot = path.join(aptStateDir(store.root), 'cache');
   }
 
   private emit(e: BuildEvent): void {
@@ -226,21 +226,24 @@ export class Builder {
       ? sf.stages.findIndex((s) => s.name === this.opts.target)
       : sf.stages.length - 1;
     if (targetIndex < 0) throw new InvalidArgumentError(`no stage named ${this.opts.target}`);
-    let final: StageState | undefined;
-    await this.store.withLease(async () => {
+    // The lease lasts until the result is tagged: until then only build-cache entries hold its
+    // layers, and a gc may expire entries that no tag uses.
+    const { image, ref } = await this.store.withLease(async () => {
       await fsp.mkdir(this.debCache, { recursive: true });
+      let final: StageState | undefined;
       for (const stage of sf.stages.slice(0, targetIndex + 1)) {
         final = await this.runStage(sf, stage, lock);
       }
+      const state = final as StageState;
+      const rootfs = await this.writeImage(state);
+      const image = { ...rootfs, descriptor: await this.withBuildchroot(state, rootfs.descriptor) };
+      let ref: string | undefined;
+      if (this.opts.tag) {
+        await this.store.tag(this.opts.tag, image.descriptor);
+        ref = (await this.store.resolve(this.opts.tag)).annotations?.[Annotations.refName];
+      }
+      return { image, ref };
     });
-    const state = final as StageState;
-    const rootfs = await this.writeImage(state);
-    const image = { ...rootfs, descriptor: await this.withBuildchroot(state, rootfs.descriptor) };
-    let ref: string | undefined;
-    if (this.opts.tag) {
-      await this.store.tag(this.opts.tag, image.descriptor);
-      ref = (await this.store.resolve(this.opts.tag)).annotations?.[Annotations.refName];
-    }
     let written: string | undefined;
     if (this.opts.writeLock !== false && !this.opts.frozen) {
       const doc: LockFile = {
