@@ -363,7 +363,7 @@ export async function pull(
     const [store, sources, root] = await Promise.all([
       opening,
       opening.then((s) => BlobSources.load(s.root)),
-      client.getManifest(source.digest ?? source.tag ?? 'latest'),
+      client.getNamedManifest(source.digest ?? source.tag ?? 'latest'),
     ]);
     const fetch = async (d: Descriptor): Promise<FetchedManifest> => {
       const m = (await store.hasBlob(d.digest))
