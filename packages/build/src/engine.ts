@@ -335,15 +335,19 @@ export class Builder {
       } else if (f.refKind === 'registry') {
         if (!this.opts.resolveRemote)
           throw new InvalidArgumentError(
-            `registry reference ${f.ref}: no registry client configured`,
+            `${f.ref} is in a registry, and this build cannot reach registries`,
           );
         desc = await this.opts.resolveRemote(f.ref);
       } else {
         desc = await this.store.resolve(f.ref);
       }
     } catch (e) {
+      // The hint (is the registry running? trust its CA?) is what makes the line useful.
       if (e instanceof StrataError)
-        throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, { cause: e });
+        throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, {
+          cause: e,
+          ...(e.hint !== undefined ? { hint: e.hint } : {}),
+        });
       throw e;
     }
     if (
@@ -450,7 +454,10 @@ export class Builder {
       keyed = await this.keys.keyFor(state, ins, chainOf(state.layers));
     } catch (e) {
       if (e instanceof StrataError && !(e instanceof BuildStepError))
-        throw new BuildStepError(ins.loc, e.message, { cause: e });
+        throw new BuildStepError(ins.loc, e.message, {
+          cause: e,
+          ...(e.hint !== undefined ? { hint: e.hint } : {}),
+        });
       throw e;
     }
     const { key } = keyed;
