@@ -104,9 +104,9 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         }),
     run<BuildArgs>(async (ctx, a) => {
       const { build, RegistryCache } = await import('@strata/build');
-      const { RegistryClient, pull } = await import('@strata/registry');
+      const { RegistryClient } = await import('@strata/registry');
       const { parseReference } = await import('@strata/oci');
-      const { transportOptions } = await import('./registry');
+      const { registryResolver, transportOptions } = await import('./registry');
       const store = await ctx.store();
       const remote = async (spec: string, actions: Array<'pull' | 'push'>) => {
         const ref = parseReference(spec);
@@ -143,11 +143,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           compression: a.compression,
           cacheFrom,
           cacheTo,
-          resolveRemote: async (spec) => {
-            const ref = parseReference(spec);
-            const r = await pull(store, ref, await transportOptions(a, ref.registry as string));
-            return store.resolve(r.tag);
-          },
+          resolveRemote: registryResolver(store, a),
           sourceDateEpoch: sourceDateEpoch(),
           signal: abort.signal,
           onEvent: (e) => {
