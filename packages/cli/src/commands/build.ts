@@ -171,6 +171,11 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               case 'output':
                 if (!a.quiet) ctx.stderr.write(e.chunk);
                 break;
+              case 'base-moved':
+                log(
+                  `strata: note: ${e.loc.file}:${e.loc.line}:${e.loc.column}: base ${e.ref} moved from ${e.from} to ${e.to}`,
+                );
+                break;
               case 'warning':
                 log(
                   `strata: warning: ${e.loc ? `${e.loc.file}:${e.loc.line}:${e.loc.column}: ` : ''}${e.message}`,
