@@ -1,16 +1,18 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Annotations, ImageConfig, ImageManifest } from '@strata/oci';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
 import { BuildEvent, build } from './engine';
 
 /**
- * FROM, as compared with Stratafile.lock. The Stratafiles add
+ * FROM, as recorded in the base chain and compared with Stratafile.lock. The Stratafiles add
  * only FEATUREs, so nothing runs in a chroot.
  */
 let dir: string;
 let store: Store;
+const PULLED = '127.0.0.1:5000/acme/platform:1.0';
 
 async function template(tag: string, marker: string): Promise<void> {
   const root = path.join(dir, `root-${marker}`);
@@ -20,11 +22,32 @@ async function template(tag: string, marker: string): Promise<void> {
   await createTemplate(store, { source: { kind: 'dir', path: root }, tag, name: 'acme-platform' });
 }
 
+/** Tag `tag` as a pull from PULLED would have: the digest of `from`, and where it came from. */
+async function tagAsPulled(tag: string, from: string): Promise<void> {
+  const d = await store.resolve(from);
+  await store.tag(tag, {
+    mediaType: d.mediaType,
+    digest: d.digest,
+    size: d.size,
+    annotations: { [Annotations.pulledFrom]: PULLED },
+  });
+}
+
 function stratafile(name: string, lines: string[]): string {
   const file = path.join(dir, name, 'Stratafile');
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, `${lines.join('\n')}\n`);
   return file;
+}
+
+async function baseChainOf(tag: string) {
+  const m = JSON.parse(
+    (await store.readBlob((await store.resolve(tag)).digest)).toString('utf8'),
+  ) as ImageManifest;
+  const config = JSON.parse(
+    (await store.readBlob(m.config.digest)).toString('utf8'),
+  ) as ImageConfig;
+  return config.strata?.baseChain;
 }
 
 beforeAll(async () => {
@@ -35,6 +58,23 @@ beforeAll(async () => {
 });
 
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+test('a base pulled under a local tag is recorded by the registry reference it came from', async () => {
+  await tagAsPulled('acme/platform:1.0', 'platform-one:1');
+  const file = stratafile('pulled', ['FROM acme/platform:1.0', 'FEATURE middleware']);
+  await build(store, { file, tag: 'middleware:1', writeLock: false });
+  expect(await baseChainOf('middleware:1')).toEqual([
+    {
+      name: 'acme-platform',
+      ref: PULLED,
+      digest: (await store.resolve('platform-one:1')).digest,
+    },
+  ]);
+  // A tag made here, not by a pull, is recorded as FROM named it.
+  const own = stratafile('own', ['FROM platform-one:1', 'FEATURE middleware']);
+  await build(store, { file: own, tag: 'middleware:2', writeLock: false });
+  expect((await baseChainOf('middleware:2'))?.map((b) => b.ref)).toEqual(['platform-one:1']);
+});
 
 test('a rebuild on a moved base says so, from the digest in Stratafile.lock to the new one', async () => {
   await store.tag('moving:1', await store.resolve('platform-one:1'));

@@ -400,9 +400,14 @@ export class Builder {
     state.distribution = meta?.distribution ?? {};
     state.debArch = meta?.architecture;
     state.baseCreated = meta?.created ?? config.created;
+    // The chain names each base by where it can be found downstream: what FROM said, or for a
+    // local tag that a pull made, the registry reference it was pulled from (a local name
+    // means nothing on another machine).
+    const pulledFrom =
+      f.refKind === 'local' ? desc.annotations?.[Annotations.pulledFrom] : undefined;
     state.baseChain = [
       ...(meta?.baseChain ?? []),
-      { name: meta?.name ?? f.ref, ref: f.ref, digest: desc.digest },
+      { name: meta?.name ?? f.ref, ref: pulledFrom ?? f.ref, digest: desc.digest },
     ];
     return state;
   }

@@ -1,4 +1,5 @@
 import {
+  Annotations,
   Descriptor,
   Digest,
   InvalidArgumentError,
@@ -393,7 +394,10 @@ export async function pull(
       for (const m of graph.manifests) {
         await store.putBytes(m.bytes, { digest: m.descriptor.digest, size: m.descriptor.size });
       }
-      const rootDesc: Descriptor = { ...root.descriptor };
+      const rootDesc: Descriptor = {
+        ...root.descriptor,
+        annotations: { [Annotations.pulledFrom]: formatReference(source) },
+      };
       const platform = await platformOf(store, root);
       if (platform) rootDesc.platform = platform;
       await Promise.all([store.tag(localTag, rootDesc), sources.save().catch(() => undefined)]);
