@@ -219,6 +219,10 @@ describe('a registry that cannot be reached', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^strata: error: .*ECONNREFUSED/);
     expect(r.stderr).toContain('(hint: is the registry running, and is the host:port right?)');
+    // Any check that cannot finish is 2, so that 1 always means stale.
+    const missing = await check(store, ctx, 'nosuch:1');
+    expect([missing.code, missing.stdout]).toEqual([2, '']);
+    expect(missing.stderr).toMatch(/^strata: error: no image nosuch:1 in the store/);
   });
 
   test("build's FROM on a wrong port gives the hint that push and pull give", async () => {

@@ -30,7 +30,7 @@ function parseBuildArgs(list: string[]): Record<string, string> {
 export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
   return y.command(
     'check <tag>',
-    'Is a built template up to date with its Stratafile, its bases and the apt indices? Exit 0 if so, 1 with the reasons',
+    'Is a built template up to date with its Stratafile, its bases and the apt indices? Exit 0 if so, 1 with the reasons, 2 if it cannot tell',
     (c) =>
       c
         .positional('tag', { type: 'string', demandOption: true, describe: 'The built template' })
