@@ -67,7 +67,9 @@ export type BuildEvent =
   | { type: 'remote-cached'; layer: Descriptor; from: string }
   | { type: 'layer'; layer: Descriptor; seconds: number; added: string[]; removed: string[] }
   | { type: 'output'; chunk: Buffer }
-  | { type: 'warning'; message: string; loc?: Location };
+  | { type: 'warning'; message: string; loc?: Location }
+  /** A FROM resolves to another digest than Stratafile.lock recorded (a build without --frozen). */
+  | { type: 'base-moved'; ref: string; from: Digest; to: Digest; loc: Location };
 
 export interface BuildOptions {
   /** Path of the Stratafile. */
@@ -216,7 +218,11 @@ export class Builder {
     });
     const sf = parseStratafile(text, this.opts.file, this.opts.buildArgs ?? {});
     const lockFile = lockPathFor(this.opts.file);
-    const lock = this.opts.frozen ? await readLockFile(lockFile) : undefined;
+    // Without --frozen the lock only tells which bases moved since the last build, so a lock
+    // that cannot be read is rewritten rather than an error.
+    const lock = this.opts.frozen
+      ? await readLockFile(lockFile)
+      : await readLockFile(lockFile).catch(() => undefined);
     if (this.opts.frozen && !lock) {
       throw new StrataError('PARSE_ERROR', `--frozen: ${lockFile} does not exist`, {
         hint: 'build once without --frozen to write it',
@@ -338,27 +344,38 @@ export class Builder {
       } else if (f.refKind === 'registry') {
         if (!this.opts.resolveRemote)
           throw new InvalidArgumentError(
-            `registry reference ${f.ref}: no registry client configured`,
+            `${f.ref} is in a registry, and this build cannot reach registries`,
           );
         desc = await this.opts.resolveRemote(f.ref);
       } else {
         desc = await this.store.resolve(f.ref);
       }
     } catch (e) {
+      // The hint (is the registry running? trust its CA?) is what makes the line useful.
       if (e instanceof StrataError)
-        throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, { cause: e });
+        throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, {
+          cause: e,
+          ...(e.hint !== undefined ? { hint: e.hint } : {}),
+        });
       throw e;
     }
-    if (
-      this.opts.frozen &&
-      locked?.from.digest !== undefined &&
-      locked.from.digest !== desc.digest
-    ) {
+    const lockedDigest = locked?.from.digest;
+    if (this.opts.frozen && lockedDigest !== undefined && lockedDigest !== desc.digest) {
       throw new BuildStepError(
         f.loc,
-        `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${locked.from.digest}`,
+        `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${lockedDigest}`,
         { hint: 'the base template moved; rebuild without --frozen to accept it' },
       );
+    }
+    // A FROM line that was edited names another base; only the same reference can have moved.
+    if (lockedDigest !== undefined && lockedDigest !== desc.digest && locked?.from.ref === f.ref) {
+      this.emit({
+        type: 'base-moved',
+        ref: f.ref,
+        from: lockedDigest,
+        to: desc.digest,
+        loc: f.loc,
+      });
     }
     const parts = await this.rootfsManifest(desc);
     const manifestDesc = parts.rootfs;
@@ -386,9 +403,14 @@ export class Builder {
     state.distribution = meta?.distribution ?? {};
     state.debArch = meta?.architecture;
     state.baseCreated = meta?.created ?? config.created;
+    // The chain names each base by where it can be found downstream: what FROM said, or for a
+    // local tag that a pull made, the registry reference it was pulled from (a local name
+    // means nothing on another machine).
+    const pulledFrom =
+      f.refKind === 'local' ? desc.annotations?.[Annotations.pulledFrom] : undefined;
     state.baseChain = [
       ...(meta?.baseChain ?? []),
-      { name: meta?.name ?? f.ref, ref: f.ref, digest: desc.digest },
+      { name: meta?.name ?? f.ref, ref: pulledFrom ?? f.ref, digest: desc.digest },
     ];
     return state;
   }
@@ -453,7 +475,10 @@ export class Builder {
       keyed = await this.keys.keyFor(state, ins, chainOf(state.layers));
     } catch (e) {
       if (e instanceof StrataError && !(e instanceof BuildStepError))
-        throw new BuildStepError(ins.loc, e.message, { cause: e });
+        throw new BuildStepError(ins.loc, e.message, {
+          cause: e,
+          ...(e.hint !== undefined ? { hint: e.hint } : {}),
+        });
       throw e;
     }
     const { key } = keyed;

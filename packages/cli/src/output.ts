@@ -16,8 +16,22 @@ export function shortDigest(d: string): string {
   return d.replace(/^sha256:/, '').slice(0, 12);
 }
 
+/**
+ * A failure that ends the command with its own exit code, printed as the error it wraps: for a
+ * command whose 1 has a meaning of its own (`check`: stale).
+ */
+export class ExitCodeError extends Error {
+  constructor(
+    readonly error: unknown,
+    readonly exitCode: number,
+  ) {
+    super(String((error as Error)?.message ?? error));
+  }
+}
+
 /** Exit codes: 1 for a failed operation or check, 2 for a usage error. */
 export function exitCodeFor(e: unknown): number {
+  if (e instanceof ExitCodeError) return e.exitCode;
   if (isStrataError(e) && e.code === 'INVALID_ARGUMENT') return 2;
   if (isStrataError(e) && e.code === 'INTERRUPTED') return 130;
   return 1;
@@ -25,6 +39,7 @@ export function exitCodeFor(e: unknown): number {
 
 /** One clear line for an error; the stack only with --debug. */
 export function formatError(e: unknown, debug: boolean): string {
+  if (e instanceof ExitCodeError) return formatError(e.error, debug);
   if (debug && e instanceof Error && e.stack) return redact(e.stack);
   if (isStrataError(e)) {
     return `strata: error: ${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;

@@ -109,9 +109,9 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         }),
     run<BuildArgs>(async (ctx, a) => {
       const { build, RegistryCache } = await import('@strata/build');
-      const { RegistryClient, pull } = await import('@strata/registry');
+      const { RegistryClient } = await import('@strata/registry');
       const { parseReference } = await import('@strata/oci');
-      const { transportOptions } = await import('./registry');
+      const { registryResolver, transportOptions } = await import('./registry');
       const store = await ctx.store();
       const remote = async (spec: string, actions: Array<'pull' | 'push'>) => {
         const ref = parseReference(spec);
@@ -148,11 +148,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           compression: a.compression,
           cacheFrom,
           cacheTo,
-          resolveRemote: async (spec) => {
-            const ref = parseReference(spec);
-            const r = await pull(store, ref, await transportOptions(a, ref.registry as string));
-            return store.resolve(r.tag);
-          },
+          resolveRemote: registryResolver(store, a),
           sourceDateEpoch: sourceDateEpoch(),
           signal: abort.signal,
           onEvent: (e) => {
@@ -179,6 +175,11 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                 break;
               case 'output':
                 if (!a.quiet) ctx.stderr.write(e.chunk);
+                break;
+              case 'base-moved':
+                log(
+                  `strata: note: ${e.loc.file}:${e.loc.line}:${e.loc.column}: base ${e.ref} moved from ${e.from} to ${e.to}`,
+                );
                 break;
               case 'warning':
                 log(

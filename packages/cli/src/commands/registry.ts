@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
-import type { Digest } from '@strata/oci';
+import type { Descriptor, Digest } from '@strata/oci';
+import type { Store } from '@strata/store';
 import type { TransferEvent } from '@strata/registry';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
@@ -106,6 +107,25 @@ function netOptions<T>(y: Argv<T>): Argv<T> {
       default: false,
       describe: 'Allow plain http and TLS without verification for this registry',
     }) as unknown as Argv<T>;
+}
+
+/**
+ * How `FROM <registry>/<repo>[:tag|@digest]` resolves, for `strata build` and `strata check`
+ * alike, so that check says stale exactly when a rebuild would take another base: pulled
+ * (only the blobs the store lacks) with the command's --insecure/--ca-cert and the saved
+ * credentials, then read back from the store.
+ */
+export function registryResolver(
+  store: Store,
+  a: { caCert?: string; insecure: boolean },
+): (spec: string) => Promise<Descriptor> {
+  return async (spec) => {
+    const { parseReference } = await import('@strata/oci');
+    const { pull } = await import('@strata/registry');
+    const ref = parseReference(spec);
+    const r = await pull(store, ref, await transportOptions(a, ref.registry as string));
+    return store.resolve(r.tag);
+  };
 }
 
 export async function transportOptions(
