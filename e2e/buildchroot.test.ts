@@ -95,3 +95,24 @@ test('BUILDCHROOT bundles both images, sharing the base layer, and derived templ
   expect(bcOf(derived)).toBe(bcOf(product));
   expect(derived.images?.find((i) => i.role === 'rootfs')?.layers).toHaveLength(3);
 });
+
+test('inspect shows the base chain, the direct base first, with references and digests', async () => {
+  const mid = tmpDir('chain-mid');
+  fs.writeFileSync(path.join(mid, 'Stratafile'), 'FROM base:1\nRUN echo mid > /etc/mid\n');
+  await s('build', '-q', '-t', 'mid:1', mid);
+  const top = tmpDir('chain-top');
+  fs.writeFileSync(path.join(top, 'Stratafile'), 'FROM mid:1\nRUN echo top > /etc/top\n');
+  await s('build', '-q', '-t', 'top:1', top);
+  const baseDigest = (await inspect('base:1')).digest;
+  const midDigest = (await inspect('mid:1')).digest;
+
+  const text = (await s('inspect', 'top:1')).stdout.split('\n');
+  const at = text.findIndex((l) => l.startsWith('Base:'));
+  expect(at).toBeGreaterThan(0);
+  expect(text[at]).toMatch(new RegExp(`^Base: +mid:1 ${midDigest}( |$)`));
+  expect(text[at + 1]).toMatch(new RegExp(`^ {15}base:1 ${baseDigest} \\(base\\)$`));
+  expect((await s('inspect', 'mid:1')).stdout).toMatch(
+    new RegExp(`\nBase: +base:1 ${baseDigest} \\(base\\)\n`),
+  );
+  expect((await s('inspect', 'base:1')).stdout).toContain('\nBase:          (none)\n');
+});

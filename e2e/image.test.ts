@@ -20,7 +20,16 @@ import {
 interface SfdiskJson {
   partitiontable: {
     label: string;
-    partitions: { start: number; size: number; type: string; uuid?: string; name?: string }[];
+    id?: string;
+    partitions: {
+      node: string;
+      start: number;
+      size: number;
+      type: string;
+      uuid?: string;
+      name?: string;
+      bootable?: boolean;
+    }[];
   };
 }
 
@@ -224,6 +233,99 @@ describe('strata image --wks', () => {
     },
     SLOW,
   );
+
+  it(
+    'puts a fifth msdos partition in an extended partition, as wic does (no bootloader line)',
+    async () => {
+      // Issue 15: four parts and then `part /` on msdos wrote a table without the root
+      // partition. With no bootloader line the table is msdos.
+      const wks = path.join(work, 'five.wks');
+      fs.writeFileSync(
+        wks,
+        [
+          'part /boot/efi --source bootimg-efi --sourceparams=loader=systemd-boot --label ESP',
+          'part /data --source rootfs --fstype vfat --label DATA --size 8',
+          'part /spare --size 4',
+          'part /srv --source rootfs --fstype ext4 --label srv',
+          'part / --source rootfs --fstype ext4 --label root',
+        ].join('\n'),
+      );
+      const disk = path.join(work, 'five.img');
+      const res = await strataJson<{
+        partitions: { mountpoint: string; number: number; kind: string }[];
+        extended: { start: number; size: number };
+      }>(['image', 'tiny:1', '--wks', wks, '-o', disk], { store });
+      expect(res.partitions.map((p) => [p.mountpoint, p.number, p.kind])).toEqual([
+        ['/boot/efi', 1, 'primary'],
+        ['/data', 2, 'primary'],
+        ['/spare', 3, 'primary'],
+        ['/srv', 5, 'logical'],
+        ['/', 6, 'logical'],
+      ]);
+      const t = JSON.parse((await runOk('sfdisk', ['--json', disk])).stdout) as SfdiskJson;
+      expect(t.partitiontable.label).toBe('dos');
+      const byNumber = new Map(
+        t.partitiontable.partitions.map((p) => [Number(/(\d+)$/.exec(p.node)![1]), p]),
+      );
+      expect([...byNumber.keys()]).toEqual([1, 2, 3, 4, 5, 6]);
+      expect([...byNumber.values()].map((p) => p.type)).toEqual(['ef', 'c', '83', '5', '83', '83']);
+      expect(byNumber.get(1)!.bootable).toBe(true);
+      const ext = byNumber.get(4)!;
+      const srv = byNumber.get(5)!;
+      const root = byNumber.get(6)!;
+      expect(ext.start * 512).toBe(res.extended.start);
+      expect(ext.start).toBeGreaterThanOrEqual(byNumber.get(3)!.start + byNumber.get(3)!.size);
+      expect(ext.start + ext.size).toBe(root.start + root.size);
+      // sfdisk -d, the dump format, lists the same six entries.
+      const dump = (await runOk('sfdisk', ['-d', disk])).stdout;
+      expect(dump.split('\n').filter((l) => l.includes('start='))).toHaveLength(6);
+
+      // The filesystems read back at the offsets the table gives.
+      const rootImg = await extract(disk, root, path.join(work, 'five-root.ext4'));
+      await runOk('e2fsck', ['-fn', rootImg]);
+      expect(await debugfs(rootImg, 'cat /etc/marker')).toBe('image-e2e\n');
+      expect((await runOk('dumpe2fs', ['-h', rootImg])).stdout).toMatch(
+        /Filesystem volume name:\s+root\n/,
+      );
+      const srvImg = await extract(disk, srv, path.join(work, 'five-srv.ext4'));
+      await runOk('e2fsck', ['-fn', srvImg]);
+      expect(await debugfs(srvImg, 'cat /owned')).toBe('owned by 1234:5678\n');
+      const env = { MTOOLS_SKIP_CHECK: '1' };
+      const data = byNumber.get(2)!;
+      expect(
+        (await runOk('mtype', ['-i', `${disk}@@${data.start * 512}`, '::/readme.txt'], { env }))
+          .stdout,
+      ).toBe('for the vfat data partition\n');
+      // The kernel names the root partition <disk id>-06: the loader entry must say so.
+      const esp = byNumber.get(1)!;
+      const entry = (
+        await runOk(
+          'mtype',
+          ['-i', `${disk}@@${esp.start * 512}`, '::/loader/entries/strata.conf'],
+          {
+            env,
+          },
+        )
+      ).stdout;
+      const diskId = t.partitiontable.id!.replace(/^0x/, '');
+      expect(entry).toContain(`root=PARTUUID=${diskId}-06 `);
+    },
+    SLOW,
+  );
+
+  it('refuses a partition type the table cannot hold, at its line', async () => {
+    const wks = path.join(work, 'ext.wks');
+    fs.writeFileSync(
+      wks,
+      'bootloader --ptable msdos\npart / --source rootfs --fstype ext4 --part-type 0f\n',
+    );
+    const out = path.join(work, 'ext.img');
+    const r = await strata(['image', 'tiny:1', '--wks', wks, '-o', out], { store });
+    expect(r.code).toBe(1);
+    expect(isOneLineError(r.stderr)).toBe(true);
+    expect(r.stderr).toContain(`${wks}:2:1: --part-type 0f is an extended partition`);
+    expect(fs.existsSync(out)).toBe(false);
+  });
 
   it('rejects an unknown option with file:line:column, writing nothing', async () => {
     const wks = path.join(work, 'bad.wks');

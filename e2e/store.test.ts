@@ -81,6 +81,49 @@ describe('tags', () => {
     expect(manifestOf(store, 'app:1').digest).not.toBe(first);
   });
 
+  it('template create says when it moves a tag from another image (issue 15)', async () => {
+    const store = tmpDir();
+    const create = (rootfs: string) =>
+      strata(['template', 'create', rootfs, '-t', 'app:1', '--name', 'tiny'], { store });
+    const r1 = await create(makeTinyRootfs(tmpDir('strata-e2e-tiny-'), 'first'));
+    expect(r1.code).toBe(0);
+    expect(r1.stderr).toBe('');
+    const first = manifestOf(store, 'app:1').digest;
+    const r2 = await create(makeTinyRootfs(tmpDir('strata-e2e-tiny-'), 'second'));
+    expect(r2.code).toBe(0);
+    const second = manifestOf(store, 'app:1').digest;
+    expect(second).not.toBe(first);
+    const short = (d: string) => d.replace('sha256:', '').slice(0, 12);
+    expect(r2.stderr).toBe(`note: tag app:1 moved from ${short(first)} to ${short(second)}\n`);
+    expect(r2.stdout.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('template create -t a -t b tags the template under both, as docker build does', async () => {
+    const store = tmpDir();
+    const rootfs = makeTinyRootfs(tmpDir('strata-e2e-tiny-'), 'two');
+    const out = await strataJson<{ ref: string; refs: string[]; digest: string }>(
+      ['template', 'create', rootfs, '-t', 'two:a', '-t', 'two:b', '--name', 'tiny'],
+      { store },
+    );
+    expect(out.refs).toEqual(['two:a', 'two:b']);
+    expect(out.ref).toBe('two:a');
+    expect(refs(store)).toEqual(['two:a', 'two:b']);
+    expect(manifestOf(store, 'two:a').digest).toBe(out.digest);
+    expect(manifestOf(store, 'two:b').digest).toBe(out.digest);
+  });
+
+  it.each([
+    ['build', ['build', '-t', 'x:1', '-t', 'y:1', '.']],
+    ['load', ['load', 'nothing.tmpl.img', '-t', 'x:1', '-t', 'y:1']],
+    ['pull', ['pull', 'localhost:1/x:1', '-t', 'x:1', '-t', 'y:1']],
+  ])('%s -t a -t b is a usage error (exit 2), not a crash', async (cmd, args) => {
+    const store = tmpDir();
+    const r = await strata(args, { store });
+    expect(r.code).toBe(2);
+    expect(isOneLineError(r.stderr)).toBe(true);
+    expect(r.stderr).toContain(`-t/--tag given 2 times; strata ${cmd} takes one (x:1, y:1)`);
+  });
+
   it('uses $STRATA_STORE when --store is absent', async () => {
     const store = path.join(tmpDir(), 'env-store');
     const rootfs = makeTinyRootfs(tmpDir());

@@ -228,6 +228,16 @@ export async function indexState(sources: AptSources): Promise<IndexState> {
   };
 }
 
+/**
+ * Where a store keeps apt's state between builds: `lists/<sources>` and `cache/<sources>` (the
+ * indices and apt's parsed source cache, per sources), `archives` (downloaded .debs, shared) and
+ * `check/<sources>` (the indices `strata check` downloads). None of it reaches a layer; `strata
+ * gc --apt-cache` drops it.
+ */
+export function aptStateDir(storeRoot: string): string {
+  return path.join(storeRoot, '.strata', 'apt');
+}
+
 /** apt.conf handed to steps through APT_CONFIG: everything host-provided lives under /run/strata. */
 export function aptConf(): string {
   return [

@@ -43,13 +43,17 @@ export interface CacheEntry {
   excluded?: Record<string, number>;
 }
 
-const rootName = (key: Digest) => `cache-${digestHex(key)}`;
+/** The name of the store GC root that holds the cache entry of `key`. */
+export const cacheRootName = (key: Digest) => `cache-${digestHex(key)}`;
+const rootName = cacheRootName;
 
 export async function readCache(store: Store, key: Digest): Promise<CacheEntry | undefined> {
   const doc = (await store.getRoot(rootName(key))) as unknown as { entry?: CacheEntry } | undefined;
   const entry = doc?.entry;
   if (!entry || entry.key !== key) return undefined;
   if (!(await store.hasBlob(entry.layer.digest))) return undefined;
+  // A hit makes the entry recently used: gc keeps those longest once no tag uses them.
+  await store.touchRoot(rootName(key));
   return entry;
 }
 

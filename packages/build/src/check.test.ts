@@ -1,5 +1,18 @@
 import { execFileSync } from 'node:child_process';
-import { compareDebianVersions, parsePackagesIndex } from './check';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Descriptor } from '@strata/oci';
+import { ManifestNotFoundError, RegistryError } from '@strata/registry';
+import { Store } from '@strata/store';
+import { createTemplate } from '@strata/template';
+import {
+  BaseUnresolvedError,
+  checkTemplate,
+  compareDebianVersions,
+  parsePackagesIndex,
+} from './check';
+import { build } from './engine';
 
 const PAIRS: Array<[string, string, number]> = [
   ['1.0', '1.0', 0],
@@ -59,5 +72,150 @@ test('parsePackagesIndex keeps the highest version per name and architecture', (
     'curl:amd64': '7.88.1-10+deb12u12',
     'curl:arm64': '8.0-1',
     'tzdata:all': '2025b-0+deb12u1',
+  });
+});
+
+// ---- bases from a registry ------------------------------------------------------------------
+
+/**
+ * Templates whose Stratafiles start FROM registry references. The registry is a lookup table
+ * of store tags here: what is tested is what the check makes of each answer (the registry
+ * itself, and the CLI that reaches it, are in e2e/check-registry.test.ts).
+ */
+describe('checkTemplate with bases from a registry', () => {
+  const PLATFORM = '127.0.0.1:5000/acme/platform:1.0';
+  const MIDDLEWARE = '127.0.0.1:5000/acme/middleware:2.0';
+  let dir: string;
+  let store: Store;
+  let mwFile: string;
+  let appFile: string;
+  /** What each registry reference resolves to now: a store tag, or an error to throw. */
+  const registry = new Map<string, string | Error>();
+  const resolveRemote = async (ref: string): Promise<Descriptor> => {
+    const now = registry.get(ref);
+    if (now === undefined) throw new Error(`unexpected registry reference ${ref}`);
+    if (now instanceof Error) throw now;
+    return store.resolve(now);
+  };
+
+  async function template(tag: string, marker: string): Promise<void> {
+    const root = path.join(dir, `root-${marker}`);
+    fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'etc/os-release'), 'ID=debian\nVERSION_CODENAME=bookworm\n');
+    fs.writeFileSync(path.join(root, 'etc/marker'), `${marker}\n`);
+    await createTemplate(store, {
+      source: { kind: 'dir', path: root },
+      tag,
+      name: 'acme-platform',
+    });
+  }
+
+  function stratafile(name: string, lines: string[]): string {
+    const file = path.join(dir, name, 'Stratafile');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, `${lines.join('\n')}\n`);
+    return file;
+  }
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-check-registry-'));
+    store = await Store.open(path.join(dir, 'store'));
+    await template('platform:1', 'one');
+    await template('platform:2', 'two');
+    registry.set(PLATFORM, 'platform:1');
+    mwFile = stratafile('mw', [`FROM ${PLATFORM}`, 'FEATURE middleware']);
+    await build(store, { file: mwFile, tag: 'middleware:2', resolveRemote, writeLock: false });
+    registry.set(MIDDLEWARE, 'middleware:2');
+    appFile = stratafile('app', [`FROM ${MIDDLEWARE}`, 'FEATURE app']);
+    await build(store, { file: appFile, tag: 'app:1', resolveRemote, writeLock: false });
+  });
+
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  beforeEach(() => registry.set(PLATFORM, 'platform:1'));
+
+  test('is up to date while the registry answers as at the build', async () => {
+    const mw = await checkTemplate(store, 'middleware:2', {
+      file: mwFile,
+      noPackages: true,
+      resolveRemote,
+    });
+    expect([mw.upToDate, mw.reasons, mw.notes]).toEqual([true, [], []]);
+    const app = await checkTemplate(store, 'app:1', {
+      file: appFile,
+      noPackages: true,
+      resolveRemote,
+    });
+    expect([app.upToDate, app.reasons, app.notes]).toEqual([true, [], []]);
+  });
+
+  test('without a way to reach the registry it fails rather than say up to date', async () => {
+    await expect(
+      checkTemplate(store, 'middleware:2', { file: mwFile, noPackages: true }),
+    ).rejects.toThrow(`${PLATFORM} is in a registry, and this check cannot reach registries`);
+  });
+
+  test('a moved FROM tag is stale', async () => {
+    registry.set(PLATFORM, 'platform:2');
+    const r = await checkTemplate(store, 'middleware:2', {
+      file: mwFile,
+      noPackages: true,
+      resolveRemote,
+    });
+    expect(r.upToDate).toBe(false);
+    expect(r.reasons.map((x) => x.message)).toEqual([
+      expect.stringMatching(new RegExp(`^FROM ${PLATFORM.replace(/\./g, '\\.')} moved: `)),
+    ]);
+  });
+
+  test('an ancestor recorded by its registry reference is resolved there', async () => {
+    registry.set(PLATFORM, 'platform:2');
+    const r = await checkTemplate(store, 'app:1', {
+      file: appFile,
+      noPackages: true,
+      resolveRemote,
+    });
+    expect(r.notes).toEqual([]);
+    expect(r.reasons.map((x) => x.message)).toEqual([
+      expect.stringMatching(new RegExp(`^ancestor ${PLATFORM.replace(/\./g, '\\.')} moved: `)),
+    ]);
+  });
+
+  test('a registry that cannot be reached fails the check with its reason and hint', async () => {
+    registry.set(
+      PLATFORM,
+      new RegistryError('UNAVAILABLE', '127.0.0.1:5000: connect ECONNREFUSED', undefined, [], {
+        hint: 'is the registry running?',
+      }),
+    );
+    for (const [tag, file, what] of [
+      ['middleware:2', mwFile, `mw/Stratafile:1:1: FROM ${PLATFORM}`],
+      ['app:1', appFile, `ancestor ${PLATFORM}`],
+    ] as const) {
+      const e = (await checkTemplate(store, tag, { file, noPackages: true, resolveRemote }).catch(
+        (x: unknown) => x,
+      )) as BaseUnresolvedError;
+      expect(e).toBeInstanceOf(BaseUnresolvedError);
+      expect(e.message).toContain(
+        `${what} could not be checked: 127.0.0.1:5000: connect ECONNREFUSED`,
+      );
+      expect([e.code, e.hint]).toEqual(['UNAVAILABLE', 'is the registry running?']);
+    }
+  });
+
+  test("a tag the registry no longer has is stale, with the registry's words", async () => {
+    registry.set(
+      PLATFORM,
+      new ManifestNotFoundError('127.0.0.1:5000', 'acme/platform', '1.0', true, ['1.1']),
+    );
+    const r = await checkTemplate(store, 'middleware:2', {
+      file: mwFile,
+      noPackages: true,
+      resolveRemote,
+    });
+    expect(r.upToDate).toBe(false);
+    expect(r.reasons.map((x) => x.message)).toEqual([
+      `FROM ${PLATFORM} no longer resolves: 127.0.0.1:5000/acme/platform has no tag 1.0 (its tags: 1.1)`,
+    ]);
   });
 });

@@ -7,14 +7,16 @@ import {
   ImageConfig,
   ImageManifest,
   LayerRecord,
+  InvalidArgumentError,
   NotFoundError,
   StrataError,
   ToolFailedError,
   chainId,
   digestHex,
+  parseReference,
 } from '@strata/oci';
 import { Store, loadArchive } from '@strata/store';
-import { AptSources } from './apt';
+import { AptSources, aptStateDir } from './apt';
 import {
   LayerInstruction,
   StageKeys,
@@ -189,7 +191,37 @@ export interface CheckOptions {
   aptSources?: string;
   /** Skip downloading the Packages indices (no newer-version report). */
   noPackages?: boolean;
+  /**
+   * Resolves a registry reference (a registry FROM, or an ancestor recorded by its registry
+   * reference) the way `strata build` resolves its FROM. Needed when there is one.
+   */
   resolveRemote?: (ref: string) => Promise<Descriptor>;
+}
+
+/**
+ * A base or an ancestor whose registry could not tell what it resolves to now (unreachable,
+ * refused, or answering nonsense): the check cannot say stale or up to date. Keeps the code and
+ * hint of the registry's error.
+ */
+export class BaseUnresolvedError extends StrataError {
+  constructor(
+    readonly ref: string,
+    what: string,
+    cause: StrataError,
+  ) {
+    super(cause.code, `${what} could not be checked: ${cause.message}`, {
+      cause,
+      ...(cause.hint !== undefined ? { hint: cause.hint } : {}),
+    });
+  }
+}
+
+function isRegistryRef(ref: string): boolean {
+  try {
+    return parseReference(ref).registry !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 export type CheckReasonKind = 'base' | 'step' | 'structure' | 'package';
@@ -254,6 +286,13 @@ export async function checkTemplate(
   const context = path.resolve(opts.context ?? path.dirname(opts.file));
   const reasons: CheckReason[] = [];
   const notes: string[] = [];
+  const resolveRemote = async (ref: string): Promise<Descriptor> => {
+    if (!opts.resolveRemote)
+      throw new InvalidArgumentError(
+        `${ref} is in a registry, and this check cannot reach registries`,
+      );
+    return opts.resolveRemote(ref);
+  };
 
   // The chain of stages the template's layers come from: target, its FROM stage, … root.
   const byName = new Map(sf.stages.filter((s) => s.name).map((s) => [s.name as string, s]));
@@ -279,11 +318,18 @@ export async function checkTemplate(
         const loaded = await loadArchive(store, path.resolve(context, root.from.ref));
         now = loaded[0]?.descriptor;
       } else if (root.from.refKind === 'registry') {
-        if (opts.resolveRemote) now = await opts.resolveRemote(root.from.ref);
-        else notes.push(`FROM ${root.from.ref}: no registry client; the base was not checked`);
+        now = await resolveRemote(root.from.ref);
       } else now = await store.resolve(root.from.ref);
     } catch (e) {
       if (!(e instanceof StrataError)) throw e;
+      // Only a registry that says "not there" answers the question; any other failure leaves it
+      // open, and an open question is never "up to date".
+      if (root.from.refKind === 'registry' && e.code !== 'NOT_FOUND')
+        throw new BaseUnresolvedError(
+          root.from.ref,
+          `${where(root.from.loc)}: FROM ${root.from.ref}`,
+          e,
+        );
       reasons.push({
         kind: 'base',
         loc: root.from.loc,
@@ -308,13 +354,24 @@ export async function checkTemplate(
     const at = baseDesc ?? now;
     if (at) baseConfig = (await imageOf(store, at)).config;
   }
-  // Ancestors further down the chain, by the names they were built from.
+  // Ancestors further down the chain, by the references they were recorded under: a registry
+  // reference is resolved there, as a FROM is; a local name only in this store.
   for (const anc of direct ? built.slice(0, -1) : built) {
     let now: Descriptor | undefined;
+    const remote = isRegistryRef(anc.ref);
     try {
-      now = await store.resolve(anc.ref);
-    } catch {
-      notes.push(`ancestor ${anc.ref} (${anc.digest}) is not in the store; not checked`);
+      now = remote ? await resolveRemote(anc.ref) : await store.resolve(anc.ref);
+    } catch (e) {
+      if (!remote) {
+        notes.push(`ancestor ${anc.ref} (${anc.digest}) is not in the store; not checked`);
+        continue;
+      }
+      if (!(e instanceof StrataError)) throw e;
+      if (e.code !== 'NOT_FOUND') throw new BaseUnresolvedError(anc.ref, `ancestor ${anc.ref}`, e);
+      reasons.push({
+        kind: 'base',
+        message: `ancestor ${anc.ref} no longer resolves: ${e.message}`,
+      });
       continue;
     }
     if (now.digest !== anc.digest) {
@@ -379,13 +436,7 @@ export async function checkTemplate(
   const newer: NewerPackage[] = [];
   if (!opts.noPackages) {
     const src = await keys.sourcesFor(scope);
-    const dir = path.join(
-      store.root,
-      '.strata',
-      'apt',
-      'check',
-      digestHex(src.digest).slice(0, 16),
-    );
+    const dir = path.join(aptStateDir(store.root), 'check', digestHex(src.digest).slice(0, 16));
     const versions = await availableVersions(src, meta.architecture, dir);
     for (const p of meta.packages) {
       const avail = versions.get(`${p.name}:${p.architecture}`);

@@ -1,4 +1,106 @@
-import { failureReason } from './engine';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Annotations, ImageConfig, ImageManifest } from '@strata/oci';
+import { Store } from '@strata/store';
+import { createTemplate } from '@strata/template';
+import { BuildEvent, build, failureReason } from './engine';
+
+/**
+ * FROM, as recorded in the base chain and compared with Stratafile.lock. The Stratafiles add
+ * only FEATUREs, so nothing runs in a chroot.
+ */
+let dir: string;
+let store: Store;
+const PULLED = '127.0.0.1:5000/acme/platform:1.0';
+
+async function template(tag: string, marker: string): Promise<void> {
+  const root = path.join(dir, `root-${marker}`);
+  fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'etc/os-release'), 'ID=debian\nVERSION_CODENAME=bookworm\n');
+  fs.writeFileSync(path.join(root, 'etc/marker'), `${marker}\n`);
+  await createTemplate(store, { source: { kind: 'dir', path: root }, tag, name: 'acme-platform' });
+}
+
+/** Tag `tag` as a pull from PULLED would have: the digest of `from`, and where it came from. */
+async function tagAsPulled(tag: string, from: string): Promise<void> {
+  const d = await store.resolve(from);
+  await store.tag(tag, {
+    mediaType: d.mediaType,
+    digest: d.digest,
+    size: d.size,
+    annotations: { [Annotations.pulledFrom]: PULLED },
+  });
+}
+
+function stratafile(name: string, lines: string[]): string {
+  const file = path.join(dir, name, 'Stratafile');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+  return file;
+}
+
+async function baseChainOf(tag: string) {
+  const m = JSON.parse(
+    (await store.readBlob((await store.resolve(tag)).digest)).toString('utf8'),
+  ) as ImageManifest;
+  const config = JSON.parse(
+    (await store.readBlob(m.config.digest)).toString('utf8'),
+  ) as ImageConfig;
+  return config.strata?.baseChain;
+}
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-engine-from-'));
+  store = await Store.open(path.join(dir, 'store'));
+  await template('platform-one:1', 'one');
+  await template('platform-two:1', 'two');
+});
+
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+test('a base pulled under a local tag is recorded by the registry reference it came from', async () => {
+  await tagAsPulled('acme/platform:1.0', 'platform-one:1');
+  const file = stratafile('pulled', ['FROM acme/platform:1.0', 'FEATURE middleware']);
+  await build(store, { file, tag: 'middleware:1', writeLock: false });
+  expect(await baseChainOf('middleware:1')).toEqual([
+    {
+      name: 'acme-platform',
+      ref: PULLED,
+      digest: (await store.resolve('platform-one:1')).digest,
+    },
+  ]);
+  // A tag made here, not by a pull, is recorded as FROM named it.
+  const own = stratafile('own', ['FROM platform-one:1', 'FEATURE middleware']);
+  await build(store, { file: own, tag: 'middleware:2', writeLock: false });
+  expect((await baseChainOf('middleware:2'))?.map((b) => b.ref)).toEqual(['platform-one:1']);
+});
+
+test('a rebuild on a moved base says so, from the digest in Stratafile.lock to the new one', async () => {
+  await store.tag('moving:1', await store.resolve('platform-one:1'));
+  const file = stratafile('moving', ['FROM moving:1', 'FEATURE x']);
+  const events: BuildEvent[] = [];
+  const onEvent = (e: BuildEvent) => events.push(e);
+  await build(store, { file, tag: 'x:1', onEvent });
+  await build(store, { file, tag: 'x:1', onEvent });
+  expect(events.filter((e) => e.type === 'base-moved')).toEqual([]);
+
+  await store.tag('moving:1', await store.resolve('platform-two:1'));
+  await build(store, { file, tag: 'x:1', onEvent });
+  expect(events.filter((e) => e.type === 'base-moved')).toEqual([
+    {
+      type: 'base-moved',
+      ref: 'moving:1',
+      from: (await store.resolve('platform-one:1')).digest,
+      to: (await store.resolve('platform-two:1')).digest,
+      loc: expect.objectContaining({ line: 1, column: 1 }) as unknown,
+    },
+  ]);
+  // The lock now has the new digest: the next build is quiet again.
+  events.length = 0;
+  await build(store, { file, tag: 'x:1', onEvent });
+  expect(events.filter((e) => e.type === 'base-moved')).toEqual([]);
+});
 
 test("failureReason takes apt's first E: line, not the consequences after it", () => {
   const out = [

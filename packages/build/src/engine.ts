@@ -36,7 +36,7 @@ import {
   readRootfsFacts,
 } from '@strata/template';
 import { mmdebstrap, runInSandbox } from '@strata/tools';
-import { AptSources, aptConf } from './apt';
+import { AptSources, aptConf, aptStateDir } from './apt';
 import { CacheEntry, readCache, writeCache } from './cache';
 import { STEP_EXCLUSIONS, cleanUpper } from './upper';
 import type { RemoteCache } from './remote-cache';
@@ -68,7 +68,9 @@ export type BuildEvent =
   | { type: 'remote-cached'; layer: Descriptor; from: string }
   | { type: 'layer'; layer: Descriptor; seconds: number; added: string[]; removed: string[] }
   | { type: 'output'; chunk: Buffer }
-  | { type: 'warning'; message: string; loc?: Location };
+  | { type: 'warning'; message: string; loc?: Location }
+  /** A FROM resolves to another digest than Stratafile.lock recorded (a build without --frozen). */
+  | { type: 'base-moved'; ref: string; from: Digest; to: Digest; loc: Location };
 
 export interface BuildOptions {
   /** Path of the Stratafile. */
@@ -241,9 +243,9 @@ export class Builder {
     this.snapshots = new Snapshots(store);
     this.context = path.resolve(opts.context ?? path.dirname(opts.file));
     this.keys = new StageKeys({ context: this.context, aptSources: opts.aptSources });
-    this.debCache = path.join(store.root, '.strata', 'apt', 'archives');
-    this.listsRoot = path.join(store.root, '.strata', 'apt', 'lists');
-    this.aptCacheRoot = path.join(store.root, '.strata', 'apt', 'cache');
+    this.debCache = path.join(aptStateDir(store.root), 'archives');
+    this.listsRoot = path.join(aptStateDir(store.root), 'lists');
+    this.aptCacheRoot = path.join(aptStateDir(store.root), 'cache');
     this.startedAt = Math.floor((opts.now ?? new Date()).getTime() / 1000);
   }
 
@@ -263,7 +265,11 @@ export class Builder {
     });
     const sf = parseStratafile(text, this.opts.file, this.opts.buildArgs ?? {});
     const lockFile = lockPathFor(this.opts.file);
-    const lock = this.opts.frozen ? await readLockFile(lockFile) : undefined;
+    // Without --frozen the lock only tells which bases moved since the last build, so a lock
+    // that cannot be read is rewritten rather than an error.
+    const lock = this.opts.frozen
+      ? await readLockFile(lockFile)
+      : await readLockFile(lockFile).catch(() => undefined);
     if (this.opts.frozen && !lock) {
       throw new StrataError('PARSE_ERROR', `--frozen: ${lockFile} does not exist`, {
         hint: 'build once without --frozen to write it',
@@ -273,21 +279,24 @@ export class Builder {
       ? sf.stages.findIndex((s) => s.name === this.opts.target)
       : sf.stages.length - 1;
     if (targetIndex < 0) throw new InvalidArgumentError(`no stage named ${this.opts.target}`);
-    let final: StageState | undefined;
-    await this.store.withLease(async () => {
+    // The lease lasts until the result is tagged: until then only build-cache entries hold its
+    // layers, and a gc may expire entries that no tag uses.
+    const { image, ref } = await this.store.withLease(async () => {
       await fsp.mkdir(this.debCache, { recursive: true });
+      let final: StageState | undefined;
       for (const stage of sf.stages.slice(0, targetIndex + 1)) {
         final = await this.runStage(sf, stage, lock);
       }
+      const state = final as StageState;
+      const rootfs = await this.writeImage(state);
+      const image = { ...rootfs, descriptor: await this.withBuildchroot(state, rootfs.descriptor) };
+      let ref: string | undefined;
+      if (this.opts.tag) {
+        await this.store.tag(this.opts.tag, image.descriptor);
+        ref = (await this.store.resolve(this.opts.tag)).annotations?.[Annotations.refName];
+      }
+      return { image, ref };
     });
-    const state = final as StageState;
-    const rootfs = await this.writeImage(state);
-    const image = { ...rootfs, descriptor: await this.withBuildchroot(state, rootfs.descriptor) };
-    let ref: string | undefined;
-    if (this.opts.tag) {
-      await this.store.tag(this.opts.tag, image.descriptor);
-      ref = (await this.store.resolve(this.opts.tag)).annotations?.[Annotations.refName];
-    }
     let written: string | undefined;
     if (this.opts.writeLock !== false && !this.opts.frozen) {
       const doc: LockFile = {
@@ -382,27 +391,38 @@ export class Builder {
       } else if (f.refKind === 'registry') {
         if (!this.opts.resolveRemote)
           throw new InvalidArgumentError(
-            `registry reference ${f.ref}: no registry client configured`,
+            `${f.ref} is in a registry, and this build cannot reach registries`,
           );
         desc = await this.opts.resolveRemote(f.ref);
       } else {
         desc = await this.store.resolve(f.ref);
       }
     } catch (e) {
+      // The hint (is the registry running? trust its CA?) is what makes the line useful.
       if (e instanceof StrataError)
-        throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, { cause: e });
+        throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, {
+          cause: e,
+          ...(e.hint !== undefined ? { hint: e.hint } : {}),
+        });
       throw e;
     }
-    if (
-      this.opts.frozen &&
-      locked?.from.digest !== undefined &&
-      locked.from.digest !== desc.digest
-    ) {
+    const lockedDigest = locked?.from.digest;
+    if (this.opts.frozen && lockedDigest !== undefined && lockedDigest !== desc.digest) {
       throw new BuildStepError(
         f.loc,
-        `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${locked.from.digest}`,
+        `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${lockedDigest}`,
         { hint: 'the base template moved; rebuild without --frozen to accept it' },
       );
+    }
+    // A FROM line that was edited names another base; only the same reference can have moved.
+    if (lockedDigest !== undefined && lockedDigest !== desc.digest && locked?.from.ref === f.ref) {
+      this.emit({
+        type: 'base-moved',
+        ref: f.ref,
+        from: lockedDigest,
+        to: desc.digest,
+        loc: f.loc,
+      });
     }
     const parts = await this.rootfsManifest(desc);
     const manifestDesc = parts.rootfs;
@@ -429,9 +449,14 @@ export class Builder {
     state.baseExclusions = meta?.exclusions ?? [];
     state.distribution = meta?.distribution ?? {};
     state.debArch = meta?.architecture;
+    // The chain names each base by where it can be found downstream: what FROM said, or for a
+    // local tag that a pull made, the registry reference it was pulled from (a local name
+    // means nothing on another machine).
+    const pulledFrom =
+      f.refKind === 'local' ? desc.annotations?.[Annotations.pulledFrom] : undefined;
     state.baseChain = [
       ...(meta?.baseChain ?? []),
-      { name: meta?.name ?? f.ref, ref: f.ref, digest: desc.digest },
+      { name: meta?.name ?? f.ref, ref: pulledFrom ?? f.ref, digest: desc.digest },
     ];
     return state;
   }
@@ -532,7 +557,10 @@ export class Builder {
       keyed = await this.keys.keyFor(state, ins, chainOf(state.layers));
     } catch (e) {
       if (e instanceof StrataError && !(e instanceof BuildStepError))
-        throw new BuildStepError(ins.loc, e.message, { cause: e });
+        throw new BuildStepError(ins.loc, e.message, {
+          cause: e,
+          ...(e.hint !== undefined ? { hint: e.hint } : {}),
+        });
       throw e;
     }
     const { key } = keyed;

@@ -7,3 +7,4 @@ export * from './lockfile';
 export * from './engine';
 export * from './check';
 export * from './remote-cache';
+export * from './gc';

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Digest, compressionOf, digestHex, NotFoundError } from '@strata/oci';
 import { unpackLayers } from '@strata/layer';
-import { Store, writeFileAtomic } from '@strata/store';
+import { Store, diskUsage, writeFileAtomic } from '@strata/store';
 
 /**
  * Unpacked layer stacks, keyed by chain ID, under `<store>/.strata/snapshots/<chain>/`.
@@ -82,7 +82,12 @@ export class Snapshots {
   /** Make sure a chain can be mounted: unpack the whole stack into a full snapshot if needed. */
   async ensure(chain: Digest, layers: readonly StackLayer[]): Promise<string[]> {
     const have = await this.lowerDirs(chain);
-    if (have) return have;
+    if (have) {
+      // Recently used snapshots are the last that gc lets go of (see StoreConfig).
+      const now = new Date();
+      await fsp.utimes(path.join(this.pathOf(chain), 'meta.json'), now, now).catch(() => undefined);
+      return have;
+    }
     const tmp = await this.scratch('unpack');
     const fsDir = path.join(tmp, 'fs');
     await fsp.mkdir(fsDir);
@@ -113,30 +118,77 @@ export class Snapshots {
     return dirs;
   }
 
-  /** Drop every snapshot (they are a cache: `strata gc --snapshots`); returns the bytes freed. */
-  async prune(): Promise<number> {
-    let bytes = 0;
-    const seen = new Set<string>();
-    const du = async (p: string): Promise<void> => {
-      const st = await fsp.lstat(p);
-      const id = `${st.dev}:${st.ino}`;
-      if (!seen.has(id)) {
-        seen.add(id);
-        bytes += st.isDirectory() ? 0 : st.size;
-      }
-      if (st.isDirectory()) for (const n of await fsp.readdir(p)) await du(path.join(p, n));
-    };
+  /**
+   * Every snapshot, with its size and when it was last made or mounted, and the scratch
+   * directories of builds (`pid` says whose: a live process's are in use).
+   */
+  async list(): Promise<{ snapshots: SnapshotInfo[]; scratch: ScratchInfo[] }> {
+    const snapshots: SnapshotInfo[] = [];
+    const scratch: ScratchInfo[] = [];
     let names: string[] = [];
     try {
       names = await fsp.readdir(this.dir);
     } catch {
-      return 0;
+      return { snapshots, scratch };
     }
     for (const name of names) {
       const p = path.join(this.dir, name);
-      await du(p);
-      await fsp.rm(p, { recursive: true, force: true });
+      const tmp = /^\.tmp-[a-z]+-(\d+)-[a-f0-9]+$/.exec(name);
+      if (tmp) {
+        scratch.push({ name, pid: Number(tmp[1]), bytes: await diskUsage(p) });
+        continue;
+      }
+      if (!/^[a-f0-9]{64}$/.test(name)) continue;
+      const chain = `sha256:${name}` as Digest;
+      const meta = await this.meta(chain);
+      const st = await fsp.stat(path.join(p, 'meta.json')).catch(() => undefined);
+      if (!meta || !st) {
+        // A snapshot without its meta.json is never mounted: it is only ever garbage.
+        scratch.push({ name, pid: 0, bytes: await diskUsage(p) });
+        continue;
+      }
+      snapshots.push({
+        chain,
+        kind: meta.kind,
+        parent: meta.parent,
+        bytes: await diskUsage(p),
+        mtimeMs: st.mtimeMs,
+      });
     }
-    return bytes;
+    return { snapshots, scratch };
   }
+
+  /**
+   * Remove a snapshot (`sha256:…`) or a scratch directory (its name). The directory is renamed
+   * out of the way first, so a build never finds half of a snapshot.
+   */
+  async remove(what: Digest | string): Promise<void> {
+    const p = what.startsWith('sha256:')
+      ? this.pathOf(what as Digest)
+      : path.join(this.dir, path.basename(what));
+    const gone = path.join(this.dir, `.tmp-gc-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      await fsp.rename(p, gone);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    await fsp.rm(gone, { recursive: true, force: true });
+  }
+}
+
+export interface SnapshotInfo {
+  chain: Digest;
+  kind: SnapshotMeta['kind'];
+  parent?: Digest;
+  bytes: number;
+  /** When the snapshot was made or last mounted by a build. */
+  mtimeMs: number;
+}
+
+export interface ScratchInfo {
+  name: string;
+  /** The process that made it (0: unknown). */
+  pid: number;
+  bytes: number;
 }

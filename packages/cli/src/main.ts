@@ -58,7 +58,10 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     .recommendCommands()
     .exitProcess(false)
     .fail((msg, err) => {
-      // Throwing stops yargs from running the handler after a validation failure.
+      // Throwing stops yargs from running the handler after a validation failure. yargs wraps
+      // what a .check() or coerce throws in a YError: that is a usage error (exit 2), like the
+      // ones it finds itself; errors from a command's handler pass through as they are.
+      if (err?.name === 'YError') throw new InvalidArgumentError(err.message);
       throw err ?? new InvalidArgumentError(msg);
     })
     .help()

@@ -1,4 +1,4 @@
-import { isStrataError, redact } from '@strata/oci';
+import { InvalidArgumentError, isStrataError, redact } from '@strata/oci';
 
 /** Human-readable byte count (binary units). */
 export function formatBytes(n: number): string {
@@ -16,8 +16,22 @@ export function shortDigest(d: string): string {
   return d.replace(/^sha256:/, '').slice(0, 12);
 }
 
+/**
+ * A failure that ends the command with its own exit code, printed as the error it wraps: for a
+ * command whose 1 has a meaning of its own (`check`: stale).
+ */
+export class ExitCodeError extends Error {
+  constructor(
+    readonly error: unknown,
+    readonly exitCode: number,
+  ) {
+    super(String((error as Error)?.message ?? error));
+  }
+}
+
 /** Exit codes: 1 for a failed operation or check, 2 for a usage error. */
 export function exitCodeFor(e: unknown): number {
+  if (e instanceof ExitCodeError) return e.exitCode;
   if (isStrataError(e) && e.code === 'INVALID_ARGUMENT') return 2;
   if (isStrataError(e) && e.code === 'INTERRUPTED') return 130;
   return 1;
@@ -25,6 +39,7 @@ export function exitCodeFor(e: unknown): number {
 
 /** One clear line for an error; the stack only with --debug. */
 export function formatError(e: unknown, debug: boolean): string {
+  if (e instanceof ExitCodeError) return formatError(e.error, debug);
   if (debug && e instanceof Error && e.stack) return redact(e.stack);
   if (isStrataError(e)) {
     return `strata: error: ${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
@@ -34,6 +49,26 @@ export function formatError(e: unknown, debug: boolean): string {
     return `strata: error: ${redact(err.message)}`;
   }
   return `strata: error: ${redact(String((e as Error)?.message ?? e))}`;
+}
+
+/**
+ * "bytes / total" for a progress line. A total is a promise: the count must never read more than
+ * it. When the bytes pass a total (an estimate that fell short, or a source that sent more than
+ * announced), the total grows to the bytes and is marked `~`, as is any total the caller calls an
+ * estimate.
+ */
+export function progressFigures(
+  bytes: number,
+  total?: number,
+  estimate = false,
+): { text: string; fraction?: number } {
+  if (total === undefined || total <= 0) return { text: formatBytes(bytes) };
+  const shown = Math.max(total, bytes);
+  const mark = estimate || bytes > total ? '~' : '';
+  return {
+    text: `${formatBytes(bytes)} / ${mark}${formatBytes(shown)}`,
+    fraction: bytes / shown,
+  };
 }
 
 /** A progress line on a TTY; silent elsewhere. */
@@ -46,18 +81,19 @@ export class ProgressLine {
     this.tty = Boolean(stream.isTTY) && !process.env.CI;
   }
 
-  update(label: string, bytes: number, total?: number): void {
+  /** `estimate`: the total is a guess, and is shown as one. */
+  update(label: string, bytes: number, total?: number, estimate = false): void {
     if (!this.tty) return;
     const secs = Math.max((Date.now() - this.start) / 1000, 0.001);
     const rate = `${formatBytes(bytes / secs)}/s`;
+    const f = progressFigures(bytes, total, estimate);
     let bar = '';
-    if (total !== undefined && total > 0) {
-      const frac = Math.min(bytes / total, 1);
+    if (f.fraction !== undefined) {
       const width = 24;
-      const fill = Math.round(frac * width);
-      bar = ` [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${(frac * 100).toFixed(0)}%`;
+      const fill = Math.round(f.fraction * width);
+      bar = ` [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${Math.floor(f.fraction * 100)}%`;
     }
-    const text = `${label}${bar} ${formatBytes(bytes)}${total ? ` / ${formatBytes(total)}` : ''} ${rate}`;
+    const text = `${label}${bar} ${f.text} ${rate}`;
     const cols = this.stream.columns ?? 80;
     this.stream.write(`\r\x1b[K${text.slice(0, cols - 1)}`);
     this.shown = true;
@@ -76,4 +112,19 @@ export class ProgressLine {
 /** yargs turns a bare `-` argument into ''; give it back its meaning (stdin). */
 export function stdinDash(v: string): string {
   return v === '' ? '-' : v;
+}
+
+/**
+ * A coerce for an option given at most once: yargs turns `-t a -t b` into an array, which the
+ * command would otherwise take for a string. A usage error (exit 2) names the command.
+ */
+export function once(option: string, command: string): (v: unknown) => string | undefined {
+  return (v) => {
+    if (!Array.isArray(v)) return v as string | undefined;
+    if (v.length > 1)
+      throw new InvalidArgumentError(
+        `${option} given ${v.length} times; ${command} takes one (${v.map(String).join(', ')})`,
+      );
+    return v[0] as string | undefined;
+  };
 }

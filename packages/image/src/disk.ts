@@ -1,8 +1,14 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError, NotFoundError, UnsafeEntryError } from '@strata/oci';
-import { mke2fs, mkfsVfat, mtoolsCopy, sfdiskWrite } from '@strata/tools';
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  ParseError,
+  ToolFailedError,
+  UnsafeEntryError,
+} from '@strata/oci';
+import { mke2fs, mkfsVfat, mtoolsCopy, sfdiskDump, sfdiskWrite } from '@strata/tools';
 import { commitFile, Store } from '@strata/store';
 import { flattenToDir } from './flatten';
 import { ResolvedImage, Role } from './source';
@@ -169,6 +175,10 @@ function defaultPartType(p: WksPart, ptable: 'gpt' | 'msdos', arch: string): str
 
 export interface DiskPartition {
   mountpoint: string;
+  /** Partition number, as the kernel names it (sda<number>): on msdos, logicals count from 5. */
+  number: number;
+  /** On msdos with more than four partitions, the fourth on are logical partitions. */
+  kind: 'primary' | 'logical';
   start: number;
   size: number;
   type: string;
@@ -182,6 +192,111 @@ export interface DiskResult {
   sizeBytes: number;
   ptable: 'gpt' | 'msdos';
   partitions: DiskPartition[];
+  /** The msdos extended partition (number 4) that holds the logical ones, if any. */
+  extended?: { start: number; size: number };
+}
+
+export interface DiskLayout {
+  partitions: DiskPartition[];
+  extended?: { start: number; size: number };
+  sizeBytes: number;
+}
+
+/** The kernel's number for the partition on line `i` of the .wks (logicals count from 5). */
+export function partitionNumber(wks: Wks, i: number): number {
+  return wks.bootloader.ptable === 'msdos' && wks.parts.length > 4 && i >= 3 ? i + 2 : i + 1;
+}
+
+function tableEntries(dump: unknown): number {
+  const t = (dump as { partitiontable?: { partitions?: unknown[] } }).partitiontable;
+  return t?.partitions?.length ?? 0;
+}
+
+/** An MBR stores starts and sizes as 32-bit sector counts. */
+const MBR_LIMIT = 2 ** 32 * SECTOR;
+
+/**
+ * Where each partition goes, given its size in bytes: each at the next `--align` boundary. An
+ * msdos table has four entries, so with more than four partitions it does what wic does: the
+ * first three are primary, entry 4 is an extended partition, and the fourth partition on are
+ * logical partitions 5, 6, … inside it. Each logical partition is preceded by its EBR (a sector
+ * that sfdisk puts in the free space before it), so at least one free sector is kept in front
+ * of each; the extended partition starts one sector before the first logical one (wic's
+ * layout). Throws, naming the .wks line, what an msdos table cannot address (beyond 2 TiB).
+ */
+export function layoutPartitions(
+  wks: Wks,
+  sizes: readonly number[],
+  arch: string,
+  uuids: readonly (string | undefined)[] = [],
+  wksFile = 'wks',
+): DiskLayout {
+  const ptable = wks.bootloader.ptable;
+  const extendedNeeded = ptable === 'msdos' && wks.parts.length > 4;
+  const parts: DiskPartition[] = [];
+  let extended: DiskLayout['extended'];
+  let next = 0;
+  for (const [i, p] of wks.parts.entries()) {
+    const align = p.align ?? MiB;
+    const number = partitionNumber(wks, i);
+    const logical = extendedNeeded && number > 4;
+    const floor = ptable === 'gpt' ? 34 * SECTOR : SECTOR;
+    const start = roundUp(Math.max(next + (logical ? SECTOR : 0), floor), align);
+    const size = sizes[i] as number;
+    if (ptable === 'msdos' && start + size > MBR_LIMIT) {
+      throw new ParseError(
+        wksFile,
+        p.line,
+        1,
+        `partition ${p.mountpoint} would end at ${start + size} bytes, beyond the 2 TiB an msdos table can address`,
+        { hint: 'use bootloader --ptable gpt' },
+      );
+    }
+    if (logical && extended === undefined) extended = { start: start - SECTOR, size: 0 };
+    parts.push({
+      mountpoint: p.mountpoint,
+      number,
+      kind: logical ? 'logical' : 'primary',
+      start,
+      size,
+      type: p.partType ?? defaultPartType(p, ptable, arch),
+      uuid: ptable === 'gpt' ? uuids[i] : undefined,
+      fstype: p.fstype,
+      label: p.label,
+    });
+    next = start + size;
+  }
+  if (extended !== undefined) extended.size = next - extended.start;
+  const sizeBytes =
+    roundUp(next + (ptable === 'gpt' ? 33 * SECTOR : 0), MiB) + (ptable === 'gpt' ? MiB : 0);
+  return { partitions: parts, extended, sizeBytes };
+}
+
+/** The sfdisk script for a layout (see sfdisk(8), "Input format"). */
+export function sfdiskScript(wks: Wks, layout: DiskLayout, labelId: string): string {
+  const ptable = wks.bootloader.ptable;
+  const lines = [
+    `label: ${ptable === 'gpt' ? 'gpt' : 'dos'}`,
+    `label-id: ${labelId}`,
+    'unit: sectors',
+    '',
+  ];
+  for (const [i, p] of layout.partitions.entries()) {
+    // sfdisk numbers the entries in script order: the extended partition is entry 4, and the
+    // logical partitions after it become 5, 6, …
+    if (p.kind === 'logical' && p.number === 5 && layout.extended !== undefined) {
+      const e = layout.extended;
+      lines.push(`start=${e.start / SECTOR}, size=${e.size / SECTOR}, type=5`);
+    }
+    const fields = [`start=${p.start / SECTOR}`, `size=${p.size / SECTOR}`, `type=${p.type}`];
+    if (ptable === 'gpt') {
+      fields.push(`uuid=${(p.uuid as string).toUpperCase()}`);
+      if (p.label !== undefined) fields.push(`name="${p.label.replace(/"/g, '')}"`);
+    }
+    if (ptable === 'msdos' && isEsp(wks.parts[i] as WksPart)) fields.push('bootable');
+    lines.push(fields.join(', '));
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 /** Names a file under `root` that must be a regular file (no symlink anywhere on the way). */
@@ -356,18 +471,18 @@ export async function buildDiskImage(
     const uuids = wks.parts.map(
       (p, i) => p.uuid ?? stableUuid(seed, 'part', String(i), p.mountpoint),
     );
+    // On msdos the kernel's PARTUUID is "<disk id>-<partition number in hex>".
     const partUuid = (i: number): string =>
       ptable === 'gpt'
         ? (uuids[i] as string)
-        : `${diskId.slice(0, 8)}-${String(i + 1).padStart(2, '0')}`;
+        : `${diskId.slice(0, 8)}-${partitionNumber(wks, i).toString(16).padStart(2, '0')}`;
     const rootIdx = wks.parts.findIndex((p) => p.mountpoint === '/');
     const rootDevice = rootIdx >= 0 ? `PARTUUID=${partUuid(rootIdx)}` : undefined;
 
-    // 1. Each partition's contents, in its own file.
-    const files: (string | undefined)[] = [];
+    // 1. What goes in each partition, and so its size.
+    const froms: (string | undefined)[] = [];
     const sizes: number[] = [];
     for (const [i, p] of wks.parts.entries()) {
-      const file = path.join(scratch, `part${i + 1}.img`);
       let from: string | undefined;
       if (p.source === 'rootfs') {
         from = path.join(root as string, p.mountpoint);
@@ -389,10 +504,24 @@ export async function buildDiskImage(
         fs.mkdirSync(from);
         stageEsp(root as string, from, arch, rootDevice, wks.bootloader);
       }
+      froms.push(from);
       const content = from === undefined ? 0 : treeUsage(from).bytes;
-      const size =
-        from === undefined && p.size !== undefined ? roundUp(p.size, MiB) : sizeFor(content, p);
-      sizes.push(size);
+      sizes.push(
+        from === undefined && p.size !== undefined ? roundUp(p.size, MiB) : sizeFor(content, p),
+      );
+    }
+
+    // 2. Layout, before any filesystem is made: a layout the table cannot hold fails early.
+    const layout = layoutPartitions(wks, sizes, arch, uuids, o.wksFile);
+    const parts = layout.partitions;
+    const sizeBytes = layout.sizeBytes;
+
+    // 3. Each partition's filesystem, in its own file.
+    const files: (string | undefined)[] = [];
+    for (const [i, p] of wks.parts.entries()) {
+      const file = path.join(scratch, `part${i + 1}.img`);
+      const from = froms[i];
+      const size = sizes[i] as number;
       if (p.fstype === 'ext4') {
         o.onProgress?.({ phase: 'mke2fs', detail: p.mountpoint, total: size });
         await mke2fs({
@@ -413,49 +542,25 @@ export async function buildDiskImage(
       }
     }
 
-    // 2. Layout: each partition at the next aligned offset.
-    const parts: DiskPartition[] = [];
-    let next = 0;
-    for (const [i, p] of wks.parts.entries()) {
-      const align = p.align ?? MiB;
-      const start = roundUp(Math.max(next, ptable === 'gpt' ? 34 * SECTOR : SECTOR), align);
-      const size = sizes[i] as number;
-      parts.push({
-        mountpoint: p.mountpoint,
-        start,
-        size,
-        type: p.partType ?? defaultPartType(p, ptable, arch),
-        uuid: ptable === 'gpt' ? uuids[i] : undefined,
-        fstype: p.fstype,
-        label: p.label,
-      });
-      next = start + size;
-    }
-    const sizeBytes =
-      roundUp(next + (ptable === 'gpt' ? 33 * SECTOR : 0), MiB) + (ptable === 'gpt' ? MiB : 0);
-
-    // 3. The table, then the filesystems at their offsets.
+    // 4. The table, then the filesystems at their offsets.
     const tmp = path.join(scratch, 'disk.img');
     fs.closeSync(fs.openSync(tmp, 'w'));
     fs.truncateSync(tmp, sizeBytes);
     o.onProgress?.({ phase: 'partition', detail: ptable });
-    const lines = [
-      `label: ${ptable === 'gpt' ? 'gpt' : 'dos'}`,
-      `label-id: ${ptable === 'gpt' ? diskId.toUpperCase() : mbrId}`,
-      'unit: sectors',
-      '',
-    ];
-    for (const p of parts) {
-      const fields = [`start=${p.start / SECTOR}`, `size=${p.size / SECTOR}`, `type=${p.type}`];
-      if (ptable === 'gpt') {
-        fields.push(`uuid=${(p.uuid as string).toUpperCase()}`);
-        if (p.label !== undefined) fields.push(`name="${p.label.replace(/"/g, '')}"`);
-      }
-      if (ptable === 'msdos' && isEsp(wks.parts[parts.indexOf(p)] as WksPart))
-        fields.push('bootable');
-      lines.push(fields.join(', '));
+    await sfdiskWrite(
+      tmp,
+      sfdiskScript(wks, layout, ptable === 'gpt' ? diskId.toUpperCase() : mbrId),
+    );
+    // sfdisk leaves out, without an error, entries its table has no room for: read the table
+    // back so that a partition missing from it can never pass unnoticed.
+    const written = tableEntries(await sfdiskDump(tmp));
+    const expected = parts.length + (layout.extended !== undefined ? 1 : 0);
+    if (written !== expected) {
+      throw new ToolFailedError(
+        'sfdisk',
+        `wrote ${written} partition table entries instead of ${expected}`,
+      );
     }
-    await sfdiskWrite(tmp, `${lines.join('\n')}\n`);
     const total = files.reduce((a, f, i) => a + (f ? (sizes[i] as number) : 0), 0);
     let copied = 0;
     const fd = fs.openSync(tmp, 'r+');
@@ -472,7 +577,7 @@ export async function buildDiskImage(
       fs.closeSync(fd);
     }
     await commitFile(tmp, output);
-    return { image, sizeBytes, ptable, partitions: parts };
+    return { image, sizeBytes, ptable, partitions: parts, extended: layout.extended };
   } finally {
     await fs.promises.rm(scratch, { recursive: true, force: true });
   }

@@ -195,6 +195,33 @@ describe('flattenToTar', () => {
     expect(fs.readFileSync(a).equals(fs.readFileSync(b))).toBe(true);
   });
 
+  it('reports write progress against the exact size of the tar, never past it', async () => {
+    // Bodies that need padding, a path too long for ustar and an xattr (PAX headers), and a
+    // hardlink: the parts of a tar that a count of bodies and one block per entry misses.
+    const long = `opt/${'deep/'.repeat(30)}name`;
+    await putImage(store, 'progress:1', [
+      tarOf([
+        ...base,
+        { path: long, body: 'z'.repeat(700) },
+        { path: 'srv/', xattrs: { 'user.k': 'v'.repeat(300) } },
+      ]),
+    ]);
+    const out = path.join(tmp, 'p.tar');
+    const seen: { bytes: number; total?: number }[] = [];
+    const r = await flattenToTar(store, 'progress:1', out, {
+      onProgress: (p) => {
+        if (p.phase === 'write') seen.push({ bytes: p.bytes, total: p.total });
+      },
+    });
+    expect(seen.length).toBeGreaterThan(0);
+    for (const s of seen) {
+      expect(s.total).toBe(r.tarBytes);
+      expect(s.bytes).toBeLessThanOrEqual(r.tarBytes);
+    }
+    expect(seen[seen.length - 1]!.bytes).toBe(r.tarBytes);
+    expect(fs.statSync(out).size).toBe(r.tarBytes);
+  });
+
   it('writes gzip and zstd', async () => {
     await putImage(store, 'img:1', [tarOf(base)]);
     const plain = path.join(tmp, 'o.tar');

@@ -128,7 +128,11 @@ class ChunkWriter {
 interface Plan {
   /** For each output entry: the header to write, and where its body comes from. */
   items: { header: TarHeader; source?: LayerEntry }[];
-  dataBytes: number;
+  /**
+   * The exact size of the tar `emit` writes: headers (PAX ones included), bodies, their padding
+   * and the end blocks. It is the total of the write progress, which must not run past it.
+   */
+  tarBytes: number;
 }
 
 /** Turn the merged tree into headers, rewriting hardlink groups so each starts with its data. */
@@ -136,7 +140,6 @@ function plan(tree: MergedTree): Plan {
   const first = new Map<LayerEntry, string>();
   for (const e of tree.entries) if (!first.has(e.inode)) first.set(e.inode, e.rel);
   const items: Plan['items'] = [];
-  let dataBytes = 0;
   for (const e of tree.entries) {
     const inode = e.inode;
     const lead = first.get(inode) as string;
@@ -145,7 +148,6 @@ function plan(tree: MergedTree): Plan {
       const header: TarHeader = { ...h, path: h.type === 'dir' ? `${e.rel}/` : e.rel };
       if (h.type === 'file' && h.size > 0) {
         items.push({ header, source: inode });
-        dataBytes += h.size;
       } else {
         items.push({ header: { ...header, size: 0 } });
       }
@@ -155,7 +157,14 @@ function plan(tree: MergedTree): Plan {
       });
     }
   }
-  return { items, dataBytes };
+  let tarBytes = TAR_END.length;
+  for (const item of items) {
+    // Encoded once more in emit: cheaper than holding every header block in memory.
+    tarBytes += encodeTarHeader(item.header).length;
+    if (item.source !== undefined)
+      tarBytes += item.source.header.size + tarPadding(item.source.header.size);
+  }
+  return { items, tarBytes };
 }
 
 /** Write the planned entries, reading bodies from the layers' spill files at their offsets. */
@@ -217,7 +226,7 @@ export async function flattenToTar(
       scratch,
     );
     const p = plan(tree);
-    const total = p.dataBytes + p.items.length * 512;
+    const total = p.tarBytes;
     file = fs.createWriteStream(tmp, { flags: 'w', mode: 0o644, highWaterMark: 1 << 20 });
     const fileDone = finished(file);
     fileDone.catch(() => undefined);

@@ -111,6 +111,11 @@ const PART_OPTS = new Set([
 ]);
 const BOOT_OPTS = new Set(['ptable', 'timeout', 'append']);
 
+/** MBR type bytes of extended partitions (DOS, Windows LBA, Linux). */
+const MBR_EXTENDED = new Set([0x05, 0x0f, 0x85]);
+/** Entries in the GPT that sfdisk writes. */
+const GPT_MAX_PARTS = 128;
+
 /** Parse .wks text. Every problem is reported, each with file:line:column. */
 export function parseWks(text: string, file = 'layout.wks'): WksResult {
   const errors: ParseError[] = [];
@@ -309,13 +314,46 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
     }
     seen.set(p.mountpoint, p.line);
   }
-  if (bootloader?.ptable === 'msdos' && parts.length > 4) {
+  // The partition table decides what a table can hold and what a type looks like; the
+  // bootloader line may come after the parts, and without one the table is msdos.
+  const ptable = bootloader?.ptable ?? 'msdos';
+  for (const p of parts) {
+    if (p.partType === undefined) continue;
+    const isByte = /^[0-9a-f]{1,2}$/i.test(p.partType);
+    if (ptable === 'gpt' && isByte) {
+      errors.push(
+        new ParseError(file, p.line, 1, `--part-type ${p.partType}: a gpt table takes a type GUID`),
+      );
+    } else if (ptable === 'msdos' && !isByte) {
+      errors.push(
+        new ParseError(
+          file,
+          p.line,
+          1,
+          `--part-type ${p.partType}: an msdos table takes a type byte`,
+        ),
+      );
+    } else if (ptable === 'msdos' && MBR_EXTENDED.has(parseInt(p.partType, 16))) {
+      // The extended partition is strata's to make (see layoutPartitions): one declared here
+      // would be an empty container that sfdisk fills with nothing.
+      errors.push(
+        new ParseError(
+          file,
+          p.line,
+          1,
+          `--part-type ${p.partType} is an extended partition; strata makes one itself when an msdos table has more than four partitions`,
+        ),
+      );
+    }
+  }
+  // sfdisk writes a GPT of 128 entries and drops the rest without a word.
+  if (ptable === 'gpt' && parts.length > GPT_MAX_PARTS) {
     errors.push(
       new ParseError(
         file,
-        parts[4]?.line ?? 1,
+        parts[GPT_MAX_PARTS]?.line ?? 1,
         1,
-        'an msdos table holds at most 4 partitions here (no extended partitions)',
+        `a gpt table holds at most ${GPT_MAX_PARTS} partitions`,
       ),
     );
   }

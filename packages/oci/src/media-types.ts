@@ -48,4 +48,9 @@ export const Annotations = {
   baseDigest: 'org.opencontainers.image.base.digest',
   /** Strata: a manifest's role in a template index (`rootfs` or `buildchroot`). */
   role: 'io.strata.role',
+  /**
+   * Strata, on a store tag made by a pull: the registry reference it was pulled from, so that a
+   * template built FROM the local tag records where its base can be found downstream.
+   */
+  pulledFrom: 'io.strata.pulled-from',
 } as const;

@@ -205,6 +205,113 @@ export const imageConfigSchema = {
   },
 } as const;
 
+/** `<store>/.strata/config.json`: optional; every field has a default. */
+export const storeConfigSchema = {
+  $id: `${base}store-config.schema.json`,
+  title: 'Strata store configuration',
+  description:
+    'Optional file <store>/.strata/config.json. gc.keepUnusedBytes and gc.keepUnusedDays bound ' +
+    'the build-cache entries and snapshots that no tagged image uses but gc keeps for later builds.',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    gc: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        keepUnusedBytes: { type: 'integer', minimum: 0 },
+        keepUnusedDays: { type: 'number', minimum: 0 },
+      },
+    },
+  },
+} as const;
+
+const figure = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['count', 'bytes'],
+  properties: { count: { type: 'integer', minimum: 0 }, bytes: { type: 'integer', minimum: 0 } },
+} as const;
+
+const usageKind = { enum: ['blobs', 'build-cache', 'snapshots', 'apt-cache'] } as const;
+
+/** `strata gc --json`. */
+export const gcReportSchema = {
+  $id: `${base}gc-report.schema.json`,
+  title: 'strata gc --json',
+  description:
+    'What gc freed (or, with dryRun, would free) and what it kept, and why. bytesFreed is the ' +
+    'sum of the freed figures; removed counts the blobs deleted, build-cache layers included.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['dryRun', 'removed', 'bytesFreed', 'freed', 'kept'],
+  properties: {
+    dryRun: { type: 'boolean' },
+    removed: { type: 'integer', minimum: 0 },
+    bytesFreed: { type: 'integer', minimum: 0 },
+    freed: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['blobs', 'buildCache', 'snapshots', 'aptCache', 'partials'],
+      properties: {
+        blobs: figure,
+        buildCache: figure,
+        snapshots: figure,
+        aptCache: figure,
+        partials: figure,
+      },
+    },
+    kept: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['kind', 'reason', 'count', 'bytes', 'why', 'freedBy'],
+        properties: {
+          kind: usageKind,
+          reason: { enum: ['live', 'limit', 'busy', 'opt-in'] },
+          count: { type: 'integer', minimum: 0 },
+          bytes: { type: 'integer', minimum: 0 },
+          why: { type: 'string' },
+          freedBy: { type: 'string' },
+        },
+      },
+    },
+  },
+} as const;
+
+/** `strata df --json`. */
+export const dfReportSchema = {
+  $id: `${base}df-report.schema.json`,
+  title: 'strata df --json',
+  description:
+    'Disk use of a store by kind. reclaimable is what the gc command in freedBy frees; live ' +
+    'counts what tagged images use.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['store', 'rows', 'totalBytes'],
+  properties: {
+    store: { type: 'string' },
+    totalBytes: { type: 'integer', minimum: 0 },
+    rows: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['kind', 'count', 'live', 'bytes', 'reclaimable', 'freedBy'],
+        properties: {
+          kind: { enum: ['tags', 'blobs', 'build-cache', 'snapshots', 'apt-cache'] },
+          count: { type: 'integer', minimum: 0 },
+          live: { type: 'integer', minimum: 0 },
+          bytes: { type: 'integer', minimum: 0 },
+          reclaimable: { type: 'integer', minimum: 0 },
+          freedBy: { type: 'string' },
+        },
+      },
+    },
+  },
+} as const;
+
 /** Every schema, keyed by the file name it is published under in /schemas. */
 export const allSchemas = {
   'oci-layout.schema.json': ociLayoutSchema,
@@ -212,4 +319,7 @@ export const allSchemas = {
   'image-manifest.schema.json': imageManifestSchema,
   'image-config.schema.json': imageConfigSchema,
   'template-metadata.schema.json': templateMetadataSchema,
+  'store-config.schema.json': storeConfigSchema,
+  'gc-report.schema.json': gcReportSchema,
+  'df-report.schema.json': dfReportSchema,
 } as const;

@@ -138,3 +138,13 @@ export interface TemplateMetadata {
   /** OCI labels set by LABEL. */
   labels?: Record<string, string>;
 }
+
+/** `<store>/.strata/config.json` as written by a user (see storeConfigSchema); all optional. */
+export interface StoreConfigFile {
+  gc?: {
+    /** Bytes of unused build cache and snapshots that gc keeps, newest first. */
+    keepUnusedBytes?: number;
+    /** Unused entries older than this many days go regardless of size. */
+    keepUnusedDays?: number;
+  };
+}

@@ -1,5 +1,11 @@
 import { InvalidDocumentError } from './errors';
-import type { ImageConfig, ImageIndex, ImageManifest, TemplateMetadata } from './types';
+import type {
+  ImageConfig,
+  ImageIndex,
+  ImageManifest,
+  StoreConfigFile,
+  TemplateMetadata,
+} from './types';
 // Standalone validators compiled from schemas.ts by scripts/write-schemas.js (`npm run schemas`):
 // no ajv compiler is loaded or run at start-up. A test checks they match schemas.ts.
 import * as generated from './validators.generated';
@@ -29,6 +35,10 @@ export const validateConfig = wrap<ImageConfig>(v.imageConfig as GeneratedValida
 export const validateTemplateMetadata = wrap<TemplateMetadata>(
   v.templateMetadata as GeneratedValidator,
 );
+export const validateStoreConfig = wrap<StoreConfigFile>(v.storeConfig as GeneratedValidator);
+/** For tests and tools that read `strata gc --json` / `strata df --json`. */
+export const validateGcReport = wrap<unknown>(v.gcReport as GeneratedValidator);
+export const validateDfReport = wrap<unknown>(v.dfReport as GeneratedValidator);
 export const validateOciLayout = wrap<{ imageLayoutVersion: '1.0.0' }>(
   v.ociLayout as GeneratedValidator,
 );

@@ -13,7 +13,7 @@ import {
 } from '@strata/oci';
 import { Store, VerifyingStream } from '@strata/store';
 import { repositoryScope } from './challenge';
-import { RegistryError } from './errors';
+import { ManifestNotFoundError, RegistryError } from './errors';
 import {
   RequestSpec,
   Response,
@@ -688,8 +688,41 @@ export class RegistryClient {
     return { mediaType, digest, size: bytes.length };
   }
 
-  /** All tags of the repository, following `Link` pagination. */
-  async tagList(pageSize = 1000): Promise<string[]> {
+  /**
+   * {@link getManifest} for a reference a person wrote (a FROM line, a pull): a 404 becomes a
+   * {@link ManifestNotFoundError} that says whether the repository or the tag is missing and
+   * lists the tags there are, where the registry allows listing them.
+   */
+  async getNamedManifest(reference: string): Promise<FetchedManifest> {
+    try {
+      return await this.getManifest(reference);
+    } catch (e) {
+      if (!(e instanceof RegistryError) || e.status !== 404) throw e;
+      let tags: string[] | undefined;
+      let repositoryFound = true;
+      try {
+        tags = await this.tagList(1000, true);
+      } catch (t) {
+        // docker-registry (CNCF distribution) answers NAME_UNKNOWN for a repository it lacks.
+        if (t instanceof RegistryError && t.status === 404) repositoryFound = false;
+        // Otherwise (listing denied, not offered) the message goes without the list.
+      }
+      throw new ManifestNotFoundError(
+        this.registry,
+        this.repository,
+        reference,
+        repositoryFound,
+        tags,
+        { cause: e },
+      );
+    }
+  }
+
+  /**
+   * All tags of the repository, following `Link` pagination. An unknown repository lists no
+   * tags, or throws the registry's 404 when `strict`.
+   */
+  async tagList(pageSize = 1000, strict = false): Promise<string[]> {
     const tags: string[] = [];
     let url: string | undefined = `/v2/${this.repository}/tags/list?n=${pageSize}`;
     for (let pages = 0; url && pages < 1000; pages++) {
@@ -697,7 +730,7 @@ export class RegistryClient {
         method: 'GET',
         url,
         scopes: [this.scope],
-        expect: [200, 404],
+        expect: strict ? [200] : [200, 404],
         what: 'GET tags/list',
       });
       if (res.status === 404) return tags;

@@ -1,4 +1,5 @@
 import {
+  Annotations,
   Descriptor,
   Digest,
   InvalidArgumentError,
@@ -363,7 +364,7 @@ export async function pull(
     const [store, sources, root] = await Promise.all([
       opening,
       opening.then((s) => BlobSources.load(s.root)),
-      client.getManifest(source.digest ?? source.tag ?? 'latest'),
+      client.getNamedManifest(source.digest ?? source.tag ?? 'latest'),
     ]);
     const fetch = async (d: Descriptor): Promise<FetchedManifest> => {
       const m = (await store.hasBlob(d.digest))
@@ -393,7 +394,10 @@ export async function pull(
       for (const m of graph.manifests) {
         await store.putBytes(m.bytes, { digest: m.descriptor.digest, size: m.descriptor.size });
       }
-      const rootDesc: Descriptor = { ...root.descriptor };
+      const rootDesc: Descriptor = {
+        ...root.descriptor,
+        annotations: { [Annotations.pulledFrom]: formatReference(source) },
+      };
       const platform = await platformOf(store, root);
       if (platform) rootDesc.platform = platform;
       await Promise.all([store.tag(localTag, rootDesc), sources.save().catch(() => undefined)]);

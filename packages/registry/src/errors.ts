@@ -33,6 +33,53 @@ export class RegistryAuthError extends RegistryError {
   }
 }
 
+/**
+ * A reference the registry does not have, said the way a person would look for it: which
+ * repository or tag is missing, and the tags the repository does have when the registry lists
+ * them. `tags` is undefined when they could not be listed; `repositoryFound` is false when the
+ * registry said the repository itself is unknown.
+ */
+export class ManifestNotFoundError extends RegistryError {
+  constructor(
+    readonly registry: string,
+    readonly repository: string,
+    readonly reference: string,
+    readonly repositoryFound: boolean,
+    readonly tags: string[] | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(
+      'NOT_FOUND',
+      describeMissing(registry, repository, reference, repositoryFound, tags),
+      404,
+      [],
+      options,
+    );
+  }
+}
+
+/** Tags named in a not-found message before the rest are only counted. */
+const TAGS_SHOWN = 20;
+
+function describeMissing(
+  registry: string,
+  repository: string,
+  reference: string,
+  repositoryFound: boolean,
+  tags: string[] | undefined,
+): string {
+  if (!repositoryFound) return `${registry} has no repository ${repository}`;
+  const where = `${registry}/${repository}`;
+  if (reference.startsWith('sha256:')) return `${where} has no manifest ${reference}`;
+  if (tags === undefined) return `${where} has no tag ${reference}`;
+  if (tags.length === 0) return `${where} has no tag ${reference} (it has no tags at all)`;
+  // Registries list tags in no useful order; versions read best in numeric order (1.9, 1.10).
+  const sorted = [...tags].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const shown = sorted.slice(0, TAGS_SHOWN).join(', ');
+  const more = tags.length > TAGS_SHOWN ? `, … ${tags.length} in all` : '';
+  return `${where} has no tag ${reference} (its tags: ${shown}${more})`;
+}
+
 /** Parse a distribution error body; tolerant of anything that is not one. */
 export function parseDistributionErrors(body: Buffer | undefined): DistributionError[] {
   if (!body || body.length === 0 || body.length > 64 * 1024) return [];

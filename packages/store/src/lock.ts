@@ -88,3 +88,31 @@ export async function withFileLock<T>(
     await fsp.rm(file, { force: true });
   }
 }
+
+/**
+ * Wait until nobody holds the lock `file` (see withFileLock), without taking it. A holder that
+ * is gone counts as nobody.
+ */
+export async function waitForUnlock(file: string, opts: LockOptions = {}): Promise<void> {
+  const timeout = opts.timeoutMs ?? 60_000;
+  const start = Date.now();
+  let delay = 2;
+  for (;;) {
+    let holder: Holder | undefined;
+    try {
+      holder = await readHolder(file);
+      if (holder === undefined) await fsp.access(file);
+    } catch {
+      return; // no lock file
+    }
+    if (holder !== undefined && !pidAlive(holder.pid)) return;
+    if (Date.now() - start > timeout) {
+      const who = holder ? `by pid ${holder.pid} since ${holder.since}` : 'by another process';
+      throw new LockedError(`${opts.what ?? file} is locked ${who}`, {
+        hint: `remove ${file} if that process is gone`,
+      });
+    }
+    await sleep(delay + Math.random() * delay);
+    delay = Math.min(delay * 2, 100);
+  }
+}

@@ -228,6 +228,15 @@ test('reads verify the digest at EOF', async () => {
   expect(fsck.problems.join('\n')).toContain(digest);
 });
 
+test('tag returns what the tag named before, so a move can be reported', async () => {
+  const a = await imageFor('layer-a');
+  const b = await imageFor('layer-b');
+  expect(await store.tag('app:1', a)).toBeUndefined();
+  expect((await store.tag('app:1', a))?.digest).toBe(a.digest);
+  expect((await store.tag('app:1', b))?.digest).toBe(a.digest);
+  expect((await store.resolve('app:1')).digest).toBe(b.digest);
+});
+
 test('tags, lists, resolves, untags and collects garbage', async () => {
   const m = await imageFor('layer-1');
   await store.tag('base', m);
@@ -328,4 +337,77 @@ test('gc keeps what a root reaches until the root goes', async () => {
   expect((await store.getRoot('cache-1'))?.note).toBe('x');
   expect(await store.removeRoots()).toBe(1);
   expect((await store.gc()).removed).toBe(3);
+});
+
+test('gc --dry-run reports what it would remove and removes nothing', async () => {
+  const m = await imageFor('doomed');
+  const before = (await store.listBlobs()).map((b) => b.digest).sort();
+  const dry = await store.gc({ dryRun: true });
+  expect(dry.removed).toBe(3);
+  expect(dry.blobs.map((b) => b.digest).sort()).toEqual(before);
+  expect((await store.listBlobs()).map((b) => b.digest).sort()).toEqual(before);
+  expect(await store.hasBlob(m.digest)).toBe(true);
+  const real = await store.gc();
+  expect(real.bytesFreed).toBe(dry.bytesFreed);
+  expect(await store.listBlobs()).toEqual([]);
+});
+
+test('gc drops the roots it is told to drop, with what only they reached', async () => {
+  const a = await imageFor('root a');
+  const b = await imageFor('root b');
+  await store.putRoot('cache-a', { descriptors: [a] });
+  await store.putRoot('cache-b', { descriptors: [b] });
+  const dry = await store.gc({ dryRun: true, dropRoots: ['cache-a'] });
+  expect(dry.blobs.map((x) => x.digest)).toContain(a.digest);
+  expect(await store.getRoot('cache-a')).toBeDefined();
+  const r = await store.gc({ dropRoots: ['cache-a'] });
+  expect(r.removed).toBe(3);
+  expect(await store.getRoot('cache-a')).toBeUndefined();
+  expect(await store.hasBlob(a.digest)).toBe(false);
+  expect(await store.hasBlob(b.digest)).toBe(true);
+  expect((await store.listRoots()).map((x) => x.name)).toEqual(['cache-b']);
+});
+
+test('the store config: defaults without a file, the file when there is one, an error when it is wrong', async () => {
+  expect(await store.config()).toEqual({ gc: { keepUnusedBytes: 0, keepUnusedDays: 7 } });
+  await fsp.writeFile(store.configPath, JSON.stringify({ gc: { keepUnusedBytes: 1048576 } }));
+  expect(await store.config()).toEqual({ gc: { keepUnusedBytes: 1048576, keepUnusedDays: 7 } });
+  await fsp.writeFile(store.configPath, JSON.stringify({ gc: { keepUnusedBytes: -1 } }));
+  await expect(store.config()).rejects.toMatchObject({ code: 'INVALID_DOCUMENT' });
+  await fsp.writeFile(store.configPath, JSON.stringify({ gc: { keepUnused: 1 } }));
+  await expect(store.config()).rejects.toThrow(/additional properties/);
+});
+
+test('a lease taken while gc holds its lock waits for it; gc sees a lease taken before', async () => {
+  const order: string[] = [];
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const gc = store.withGcLock(async (busy) => {
+    order.push(`gc busy=${busy}`);
+    await held;
+    order.push('gc done');
+  });
+  await new Promise((r) => setTimeout(r, 50));
+  const lease = store.withLease(async () => {
+    order.push('lease');
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  expect(order).toEqual(['gc busy=false']);
+  release();
+  await Promise.all([gc, lease]);
+  expect(order).toEqual(['gc busy=false', 'gc done', 'lease']);
+
+  let inside!: () => void;
+  const leaseHeld = new Promise<void>((r) => (inside = r));
+  let finish!: () => void;
+  const done = new Promise<void>((r) => (finish = r));
+  const building = store.withLease(async () => {
+    inside();
+    await done;
+  });
+  await leaseHeld;
+  expect(await store.withGcLock(async (busy) => busy)).toBe(true);
+  finish();
+  await building;
+  expect(await store.withGcLock(async (busy) => busy)).toBe(false);
 });

@@ -18,6 +18,7 @@ import {
   MediaTypes,
   NotFoundError,
   SizeMismatchError,
+  StoreConfigFile,
   assertValid,
   digestHex,
   encodeJson,
@@ -31,16 +32,69 @@ import {
   validateIndex,
   validateManifest,
   validateOciLayout,
+  validateStoreConfig,
   withDefaultTag,
 } from '@strata/oci';
 import { BlobReader } from './blob-reader';
 import { exists, fsyncDir, tempPathFor, writeFileAtomic } from './atomic';
 import { PartialBlob, copyToFile, openForAppend, placeBlob } from './ingest';
-import { pidAlive, withFileLock } from './lock';
+import { pidAlive, waitForUnlock, withFileLock } from './lock';
 
 export interface BlobInfo {
   digest: Digest;
   size: number;
+}
+
+/** The store's settings: `.strata/config.json` with defaults filled in. */
+export interface StoreConfig {
+  gc: {
+    /**
+     * Bytes of build-cache layers and snapshots that no tagged image uses which `gc` keeps
+     * (most recently used first). 0: an explicit gc frees everything no tag uses.
+     */
+    keepUnusedBytes: number;
+    /** Unused entries not used for this many days go, whatever the byte budget. */
+    keepUnusedDays: number;
+  };
+}
+
+export const defaultStoreConfig: StoreConfig = { gc: { keepUnusedBytes: 0, keepUnusedDays: 7 } };
+
+/** What `Store.gc` freed, or with `dryRun` would free. */
+export interface BlobGcResult {
+  /** Blobs removed. */
+  removed: number;
+  /** Bytes of blobs, stale ingest files and partial downloads removed. */
+  bytesFreed: number;
+  /** The blobs removed, with their sizes. */
+  blobs: BlobInfo[];
+  /** Partial downloads and stale ingest files removed, and their bytes. */
+  partials: { count: number; bytes: number };
+}
+
+/**
+ * Apparent bytes of the files under `p` (a file or a tree); a file hard-linked twice counts
+ * once per `seen` set. Missing paths count 0.
+ */
+export async function diskUsage(p: string, seen = new Set<string>()): Promise<number> {
+  let st;
+  try {
+    st = await fsp.lstat(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw e;
+  }
+  let bytes = 0;
+  const id = `${st.dev}:${st.ino}`;
+  if (!seen.has(id)) {
+    seen.add(id);
+    if (!st.isDirectory()) bytes += st.size;
+  }
+  if (st.isDirectory()) {
+    const names = await fsp.readdir(p).catch(() => [] as string[]);
+    for (const n of names) bytes += await diskUsage(path.join(p, n), seen);
+  }
+  return bytes;
 }
 
 export interface Expected {
@@ -138,6 +192,14 @@ export class Store {
   }
   private get lockPath(): string {
     return path.join(this.root, '.strata', 'index.lock');
+  }
+  /** Held by a gc that deletes cache entries or snapshots; a new lease waits for it. */
+  private get gcLockPath(): string {
+    return path.join(this.root, '.strata', 'gc.lock');
+  }
+  /** The store's settings file (optional). */
+  get configPath(): string {
+    return path.join(this.root, '.strata', 'config.json');
   }
 
   private async init(): Promise<void> {
@@ -394,8 +456,11 @@ export class Store {
     }));
   }
 
-  /** Point a tag at a manifest or index that is already in the store. */
-  async tag(ref: string, desc: Descriptor): Promise<void> {
+  /**
+   * Point a tag at a manifest or index that is already in the store. Returns what the tag named
+   * before, if anything (the same digest when it did not move), so callers can say it moved.
+   */
+  async tag(ref: string, desc: Descriptor): Promise<Descriptor | undefined> {
     const name = normalizeTag(ref);
     if (!(await this.hasBlob(desc.digest))) {
       throw new NotFoundError(`cannot tag ${name}: ${desc.digest} is not in the store`);
@@ -407,11 +472,13 @@ export class Store {
       annotations: { ...(desc.annotations ?? {}), [Annotations.refName]: name },
     };
     if (desc.platform) entry.platform = desc.platform;
-    await this.updateIndex((index) => {
+    return this.updateIndex((index) => {
+      const before = index.manifests.find((d) => d.annotations?.[Annotations.refName] === name);
       index.manifests = index.manifests.filter(
         (d) => d.annotations?.[Annotations.refName] !== name,
       );
       index.manifests.push(entry);
+      return before;
     });
   }
 
@@ -467,6 +534,13 @@ export class Store {
     const file = path.join(this.leaseDir, path.basename(tempPathFor('lease')));
     await fsp.writeFile(file, JSON.stringify({ pid: process.pid, since: Date.now() }));
     try {
+      // The lease is written before the gc lock is looked at, and gc takes its lock before it
+      // looks at leases: either this waits for that gc, or that gc sees this lease and
+      // leaves the build cache and snapshots alone.
+      await waitForUnlock(this.gcLockPath, {
+        timeoutMs: 30 * 60_000,
+        what: `store ${this.root} (a gc is running)`,
+      });
       return await fn();
     } finally {
       await fsp.rm(file, { force: true });
@@ -509,12 +583,68 @@ export class Store {
     return n;
   }
 
-  private async rootDescriptors(): Promise<Descriptor[]> {
+  private async rootDescriptors(except: ReadonlySet<string> = new Set()): Promise<Descriptor[]> {
     const out: Descriptor[] = [];
     for (const f of await fsp.readdir(this.rootsDir)) {
-      if (!f.endsWith('.json')) continue;
+      if (!f.endsWith('.json') || except.has(f.slice(0, -5))) continue;
       const doc = await this.getRoot(f.slice(0, -5)).catch(() => undefined);
       for (const d of doc?.descriptors ?? []) if (isDigest(d.digest)) out.push(d);
+    }
+    return out;
+  }
+
+  /**
+   * Run `fn` (which deletes build-cache entries, snapshots or apt caches) holding the store's gc
+   * lock. `fn` is told whether a lease was live once the lock was held: if none was, no
+   * build, pull or ingest runs until `fn` returns (see withLease).
+   */
+  async withGcLock<T>(fn: (busy: boolean) => Promise<T>): Promise<T> {
+    return withFileLock(this.gcLockPath, async () => fn(await this.busy()), {
+      what: `gc of store ${this.root}`,
+    });
+  }
+
+  /** The store's settings: `.strata/config.json` (InvalidDocumentError when malformed). */
+  async config(): Promise<StoreConfig> {
+    let data: Buffer;
+    try {
+      data = await fsp.readFile(this.configPath);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        return structuredClone(defaultStoreConfig);
+      throw e;
+    }
+    const doc: StoreConfigFile = assertValid(
+      validateStoreConfig,
+      parseJson(data, this.configPath),
+      this.configPath,
+    );
+    return { gc: { ...defaultStoreConfig.gc, ...(doc.gc ?? {}) } };
+  }
+
+  /** The GC roots written by putRoot: name, size of the file, and when it was last written or touched. */
+  async listRoots(): Promise<Array<{ name: string; bytes: number; mtimeMs: number }>> {
+    const out = [];
+    for (const f of await fsp.readdir(this.rootsDir)) {
+      if (!f.endsWith('.json')) continue;
+      const st = await fsp.stat(path.join(this.rootsDir, f)).catch(() => undefined);
+      if (st) out.push({ name: f.slice(0, -5), bytes: st.size, mtimeMs: st.mtimeMs });
+    }
+    return out;
+  }
+
+  /** Mark a root as used now (gc keeps recently used unused entries first). */
+  async touchRoot(name: string): Promise<void> {
+    const now = new Date();
+    await fsp.utimes(path.join(this.rootsDir, `${name}.json`), now, now).catch(() => undefined);
+  }
+
+  /** Every blob in the store with its size. */
+  async listBlobs(): Promise<BlobInfo[]> {
+    const out: BlobInfo[] = [];
+    for (const hex of await this.allBlobs()) {
+      const st = await fsp.stat(path.join(this.blobDir, hex)).catch(() => undefined);
+      if (st) out.push({ digest: `sha256:${hex}` as Digest, size: st.size });
     }
     return out;
   }
@@ -575,53 +705,85 @@ export class Store {
   }
 
   /**
-   * Drop blobs that no tag reaches, stale ingest files, and partial downloads that no running
-   * pull is using (a later pull of the blob then starts from the beginning).
+   * Drop blobs that no tag or GC root reaches, stale ingest files, and partial downloads that no
+   * running pull is using (a later pull of the blob then starts from the beginning). The roots
+   * named in `dropRoots` are removed first (under the same lock) and keep nothing. With
+   * `dryRun`, nothing is removed and the result says what would be.
    */
-  async gc(): Promise<{ removed: number; bytesFreed: number }> {
+  async gc(opts: { dryRun?: boolean; dropRoots?: readonly string[] } = {}): Promise<BlobGcResult> {
+    const dry = opts.dryRun === true;
+    const drop = new Set(opts.dropRoots ?? []);
     return withFileLock(
       this.lockPath,
       async () => {
+        if (!dry) {
+          for (const name of drop) {
+            if (!/^[A-Za-z0-9._-]+$/.test(name))
+              throw new InvalidArgumentError(`invalid root name ${name}`);
+            await fsp.rm(path.join(this.rootsDir, `${name}.json`), { force: true });
+          }
+        }
         const index = await this.readIndex();
         const keep = new Map<Digest, Descriptor>();
         for (const d of index.manifests) await this.reachable(d, keep);
-        for (const d of await this.rootDescriptors()) await this.reachable(d, keep);
+        for (const d of await this.rootDescriptors(drop)) await this.reachable(d, keep);
         const lease = await this.oldestLease();
-        let removed = 0;
+        const blobs: BlobInfo[] = [];
         let bytesFreed = 0;
         for (const hex of await this.allBlobs()) {
           if (keep.has(`sha256:${hex}` as Digest)) continue;
           const p = path.join(this.blobDir, hex);
           const st = await fsp.stat(p);
           if (lease !== undefined && st.mtimeMs >= lease - 2000) continue;
-          await fsp.rm(p, { force: true });
-          removed++;
+          if (!dry) await fsp.rm(p, { force: true });
+          blobs.push({ digest: `sha256:${hex}` as Digest, size: st.size });
           bytesFreed += st.size;
         }
+        const partials = { count: 0, bytes: 0 };
         for (const name of await fsp.readdir(this.ingestDir)) {
+          const p = path.join(this.ingestDir, name);
           if (/^pull-[a-f0-9]{64}\.partial$/.test(name)) {
-            bytesFreed += await this.dropPartial(path.join(this.ingestDir, name));
+            const n = dry ? await this.partialSize(p) : await this.dropPartial(p);
+            if (n > 0) {
+              partials.count++;
+              partials.bytes += n;
+            }
             continue;
           }
           const m = /-(\d+)-[a-f0-9]+$/.exec(name);
           const pid = m ? Number(m[1]) : NaN;
           if (!Number.isNaN(pid) && pid !== process.pid && !pidAlive(pid)) {
-            const p = path.join(this.ingestDir, name);
-            bytesFreed += (await fsp.stat(p)).size;
-            await fsp.rm(p, { force: true });
+            partials.count++;
+            partials.bytes += (await fsp.stat(p)).size;
+            if (!dry) await fsp.rm(p, { force: true });
           }
         }
-        if (removed > 0) await fsyncDir(this.blobDir);
+        bytesFreed += partials.bytes;
+        if (dry) return { removed: blobs.length, bytesFreed, blobs, partials };
+        if (blobs.length > 0) await fsyncDir(this.blobDir);
         // A diffID record goes with its blob.
         for (const hex of await fsp.readdir(this.diffIdDir).catch(() => [])) {
           if (/^[a-f0-9]{64}$/.test(hex) && !(await exists(path.join(this.blobDir, hex)))) {
             await fsp.rm(path.join(this.diffIdDir, hex), { force: true });
           }
         }
-        return { removed, bytesFreed };
+        return { removed: blobs.length, bytesFreed, blobs, partials };
       },
       { what: `store ${this.root}` },
     );
+  }
+
+  /** The size of a partial download no running pull holds (0 when one does). */
+  private async partialSize(file: string): Promise<number> {
+    const holder = await fsp.readFile(`${file}.lock`, 'utf8').catch(() => undefined);
+    if (holder !== undefined) {
+      try {
+        if (pidAlive((JSON.parse(holder) as { pid: number }).pid)) return 0;
+      } catch {
+        return 0; // a lock being written right now
+      }
+    }
+    return (await fsp.stat(file).catch(() => undefined))?.size ?? 0;
   }
 
   /** Remove a partial download unless a live process is fetching it; returns the bytes freed. */

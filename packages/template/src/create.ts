@@ -5,6 +5,7 @@ import {
   Annotations,
   Compression,
   Descriptor,
+  Digest,
   ImageConfig,
   ImageManifest,
   InvalidArgumentError,
@@ -16,7 +17,7 @@ import {
   validateTemplateMetadata,
 } from '@strata/oci';
 import { createLayer, packTree, unpackLayer } from '@strata/layer';
-import { Store } from '@strata/store';
+import { normalizeTag, Store } from '@strata/store';
 import { ExclusionOptions, ExclusionSet } from './exclusions';
 import { ociPlatform, readRootfsFacts } from './debian';
 import { RootfsSource } from './source';
@@ -29,8 +30,8 @@ export interface Progress {
 
 export interface CreateTemplateOptions extends ExclusionOptions {
   source: RootfsSource;
-  /** Local tag to store the template under (`name[:tag]`). */
-  tag: string;
+  /** Local tag(s) to store the template under (`name[:tag]`), as `docker build -t a -t b`. */
+  tag: string | readonly string[];
   /** Template name recorded in the metadata. */
   name: string;
   features?: readonly string[];
@@ -42,8 +43,20 @@ export interface CreateTemplateOptions extends ExclusionOptions {
   onProgress?: (p: Progress) => void;
 }
 
-export interface CreatedTemplate {
+/** A tag that named another image before this one took it. */
+export interface TagMove {
   ref: string;
+  from: Digest;
+  to: Digest;
+}
+
+export interface CreatedTemplate {
+  /** The first tag, normalized. */
+  ref: string;
+  /** Every tag, normalized, in the order given. */
+  refs: string[];
+  /** Tags that pointed at another image before (overwritten, as docker does, but reported). */
+  moved: TagMove[];
   descriptor: Descriptor;
   manifest: ImageManifest;
   config: ImageConfig;
@@ -83,6 +96,10 @@ export async function createTemplate(
   opts: CreateTemplateOptions,
 ): Promise<CreatedTemplate> {
   if (opts.name.trim() === '') throw new InvalidArgumentError('the template needs a --name');
+  // Every tag is checked before the (long) packing, and a tag given twice is tagged once.
+  const tags = typeof opts.tag === 'string' ? [opts.tag] : opts.tag;
+  if (tags.length === 0) throw new InvalidArgumentError('the template needs a tag');
+  const refs = [...new Set(tags.map((t) => normalizeTag(t)))];
   const exclusions = new ExclusionSet(opts);
   return store.withLease(async () => {
     let scratch: string | undefined;
@@ -100,7 +117,7 @@ export async function createTemplate(
         opts.source.stream.on('error', (e) => counted.destroy(e));
         await unpackLayer(counted, opts.source.compression, root);
       }
-      return await captureTree(store, root, label, exclusions, opts);
+      return await captureTree(store, root, label, exclusions, refs, opts);
     } finally {
       if (scratch !== undefined) await fsp.rm(scratch, { recursive: true, force: true });
     }
@@ -112,6 +129,7 @@ async function captureTree(
   root: string,
   label: string,
   exclusions: ExclusionSet,
+  refs: readonly string[],
   opts: CreateTemplateOptions,
 ): Promise<CreatedTemplate> {
   const facts = await readRootfsFacts(root);
@@ -193,7 +211,11 @@ async function captureTree(
       ...(platform.variant ? { variant: platform.variant } : {}),
     },
   };
-  await store.tag(opts.tag, descriptor);
-  const ref = (await store.resolve(opts.tag)).annotations?.[Annotations.refName] ?? opts.tag;
-  return { ref, descriptor, manifest, config };
+  const moved: TagMove[] = [];
+  for (const ref of refs) {
+    const before = await store.tag(ref, descriptor);
+    if (before !== undefined && before.digest !== descriptor.digest)
+      moved.push({ ref, from: before.digest, to: descriptor.digest });
+  }
+  return { ref: refs[0] as string, refs: [...refs], moved, descriptor, manifest, config };
 }

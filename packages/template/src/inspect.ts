@@ -70,6 +70,8 @@ export interface TemplateSummary {
   exclusions: TemplateMetadata['exclusions'];
   layers: LayerSummary[];
   size: number;
+  /** The templates this one was built on, the root base first and the direct base last. */
+  baseChain: NonNullable<TemplateMetadata['baseChain']>;
   annotations: Record<string, string>;
 }
 
@@ -102,6 +104,7 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
     exclusions: m?.exclusions ?? [],
     layers,
     size: layers.reduce((n, l) => n + l.size, 0),
+    baseChain: m?.baseChain ?? [],
     annotations: t.manifest.annotations ?? {},
   };
 }

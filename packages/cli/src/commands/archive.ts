@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { stdinDash } from '../output';
+import { once, stdinDash } from '../output';
 
 interface SaveArgs extends GlobalArgs {
   ref: string;
@@ -37,7 +37,12 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       (c) =>
         c
           .positional('file', { type: 'string', demandOption: true, coerce: stdinDash })
-          .option('tag', { alias: 't', type: 'string', describe: 'Tag for the loaded image' }),
+          .option('tag', {
+            alias: 't',
+            type: 'string',
+            describe: 'Tag for the loaded image',
+            coerce: once('-t/--tag', 'strata load'),
+          }),
       run<LoadArgs>(async (ctx, a) => {
         const { loadArchive } = await import('@strata/store');
         const loaded = await loadArchive(

@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, shortDigest } from '../output';
+import { formatBytes, once, shortDigest } from '../output';
 import { sourceDateEpoch } from './template';
 
 interface BuildArgs extends GlobalArgs {
@@ -53,7 +53,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           type: 'string',
           describe: 'Stratafile (default: <context>/Stratafile)',
         })
-        .option('tag', { alias: 't', type: 'string', describe: 'Tag for the result, name[:tag]' })
+        .option('tag', {
+          alias: 't',
+          type: 'string',
+          describe: 'Tag for the result, name[:tag]',
+          coerce: once('-t/--tag', 'strata build'),
+        })
         .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
         .option('build-arg', {
           type: 'string',
@@ -111,9 +116,9 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         }),
     run<BuildArgs>(async (ctx, a) => {
       const { build, BuildStepError, RegistryCache } = await import('@strata/build');
-      const { RegistryClient, pull } = await import('@strata/registry');
+      const { RegistryClient } = await import('@strata/registry');
       const { parseReference } = await import('@strata/oci');
-      const { transportOptions } = await import('./registry');
+      const { registryResolver, transportOptions } = await import('./registry');
       const store = await ctx.store();
       const remote = async (spec: string, actions: Array<'pull' | 'push'>) => {
         const ref = parseReference(spec);
@@ -150,11 +155,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           compression: a.compression,
           cacheFrom,
           cacheTo,
-          resolveRemote: async (spec) => {
-            const ref = parseReference(spec);
-            const r = await pull(store, ref, await transportOptions(a, ref.registry as string));
-            return store.resolve(r.tag);
-          },
+          resolveRemote: registryResolver(store, a),
           sourceDateEpoch: sourceDateEpoch(),
           timestamp: a.timestamp,
           signal: abort.signal,
@@ -182,6 +183,11 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                 break;
               case 'output':
                 if (!a.quiet) ctx.stderr.write(e.chunk);
+                break;
+              case 'base-moved':
+                log(
+                  `strata: note: ${e.loc.file}:${e.loc.line}:${e.loc.column}: base ${e.ref} moved from ${e.from} to ${e.to}`,
+                );
                 break;
               case 'warning':
                 log(

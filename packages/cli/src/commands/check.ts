@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
 import { InvalidArgumentError } from '@strata/oci';
+import { ExitCodeError, exitCodeFor } from '../output';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 
@@ -12,6 +13,8 @@ interface CheckArgs extends GlobalArgs {
   buildArg: string[];
   aptSources?: string;
   packages: boolean;
+  insecure: boolean;
+  caCert?: string;
 }
 
 function parseBuildArgs(list: string[]): Record<string, string> {
@@ -27,7 +30,7 @@ function parseBuildArgs(list: string[]): Record<string, string> {
 export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
   return y.command(
     'check <tag>',
-    'Is a built template up to date with its Stratafile, its bases and the apt indices? Exit 0 if so, 1 with the reasons',
+    'Is a built template up to date with its Stratafile, its bases and the apt indices? Exit 0 if so, 1 with the reasons, 2 if it cannot tell',
     (c) =>
       c
         .positional('tag', { type: 'string', demandOption: true, describe: 'The built template' })
@@ -58,18 +61,37 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           type: 'boolean',
           default: true,
           describe: 'Look for newer package versions (--no-packages to skip the index download)',
+        })
+        .option('insecure', {
+          type: 'boolean',
+          default: false,
+          describe: 'Allow plain http / unverified TLS for registries, as for build',
+        })
+        .option('ca-cert', {
+          type: 'string',
+          describe: 'Also trust this CA certificate (PEM) for registries, as for build',
         }),
     run<CheckArgs>(async (ctx, a) => {
       const { checkTemplate, formatReason } = await import('@strata/build');
-      const store = await ctx.store();
-      const r = await checkTemplate(store, a.tag, {
-        file: path.resolve(a.file ?? 'Stratafile'),
-        context: a.context,
-        target: a.target,
-        buildArgs: parseBuildArgs(a.buildArg),
-        aptSources: a.aptSources,
-        noPackages: !a.packages,
-      });
+      const { registryResolver } = await import('./registry');
+      let r;
+      try {
+        const store = await ctx.store();
+        r = await checkTemplate(store, a.tag, {
+          file: path.resolve(a.file ?? 'Stratafile'),
+          context: a.context,
+          target: a.target,
+          buildArgs: parseBuildArgs(a.buildArg),
+          aptSources: a.aptSources,
+          noPackages: !a.packages,
+          // Registry bases resolve as build's FROM does, with the same options and credentials.
+          resolveRemote: registryResolver(store, a),
+        });
+      } catch (e) {
+        // Exit 1 means stale; a check that could not finish (an unreachable base registry, a
+        // missing Stratafile) must not read as one, so it is 2 (an interrupt stays 130).
+        throw exitCodeFor(e) === 1 ? new ExitCodeError(e, 2) : e;
+      }
       if (ctx.json) ctx.printJson(r);
       else {
         for (const n of r.notes) ctx.stderr.write(`strata: note: ${n}\n`);

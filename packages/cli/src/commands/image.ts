@@ -189,11 +189,15 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             sizeBytes: r.sizeBytes,
             ptable: r.ptable,
             partitions: r.partitions,
+            ...(r.extended ? { extended: r.extended } : {}),
           });
         else
           ctx.print(
             `wrote ${r.ptable} disk ${out}: ${formatBytes(r.sizeBytes)}, ${r.partitions
-              .map((p) => `${p.mountpoint} ${p.fstype ?? 'raw'} ${formatBytes(p.size)}`)
+              .map(
+                (p) =>
+                  `${p.number}: ${p.mountpoint} ${p.fstype ?? 'raw'} ${formatBytes(p.size)}${p.kind === 'logical' ? ' (logical)' : ''}`,
+              )
               .join(', ')}, in ${bar.elapsed().toFixed(1)}s`,
           );
       }),

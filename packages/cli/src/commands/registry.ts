@@ -1,9 +1,10 @@
 import type { Argv } from 'yargs';
-import type { Digest } from '@strata/oci';
+import type { Descriptor, Digest } from '@strata/oci';
+import type { Store } from '@strata/store';
 import type { TransferEvent } from '@strata/registry';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, shortDigest } from '../output';
+import { formatBytes, once, progressFigures, shortDigest } from '../output';
 
 interface NetArgs extends GlobalArgs {
   jobs: number;
@@ -82,8 +83,9 @@ class BlobProgress {
     const cols = this.stream.columns ?? 80;
     for (const [d, a] of this.active) {
       const secs = Math.max((Date.now() - a.t0) / 1000, 0.001);
-      const pct = a.size > 0 ? ` ${Math.min(100, Math.floor((a.bytes / a.size) * 100))}%` : '';
-      const line = `${shortDigest(d)} ${this.verb}${pct} ${formatBytes(a.bytes)} / ${formatBytes(a.size)} ${formatBytes(a.bytes / secs)}/s`;
+      const f = progressFigures(a.bytes, a.size);
+      const pct = f.fraction !== undefined ? ` ${Math.floor(f.fraction * 100)}%` : '';
+      const line = `${shortDigest(d)} ${this.verb}${pct} ${f.text} ${formatBytes(a.bytes / secs)}/s`;
       this.stream.write(`${line.slice(0, cols - 1)}\n`);
       this.drawn++;
     }
@@ -105,6 +107,25 @@ function netOptions<T>(y: Argv<T>): Argv<T> {
       default: false,
       describe: 'Allow plain http and TLS without verification for this registry',
     }) as unknown as Argv<T>;
+}
+
+/**
+ * How `FROM <registry>/<repo>[:tag|@digest]` resolves, for `strata build` and `strata check`
+ * alike, so that check says stale exactly when a rebuild would take another base: pulled
+ * (only the blobs the store lacks) with the command's --insecure/--ca-cert and the saved
+ * credentials, then read back from the store.
+ */
+export function registryResolver(
+  store: Store,
+  a: { caCert?: string; insecure: boolean },
+): (spec: string) => Promise<Descriptor> {
+  return async (spec) => {
+    const { parseReference } = await import('@strata/oci');
+    const { pull } = await import('@strata/registry');
+    const ref = parseReference(spec);
+    const r = await pull(store, ref, await transportOptions(a, ref.registry as string));
+    return store.resolve(r.tag);
+  };
 }
 
 export async function transportOptions(
@@ -179,6 +200,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             alias: 't',
             type: 'string',
             describe: 'Local tag (default: <source>)',
+            coerce: once('-t/--tag', 'strata pull'),
           }),
         ),
       run<PullArgs>(async (ctx, a) => {

@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import { Annotations, StrataError } from '@strata/oci';
+import { Annotations } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { formatBytes, shortDigest } from '../output';
@@ -11,7 +11,18 @@ interface RmArgs extends GlobalArgs {
 interface GcArgs extends GlobalArgs {
   buildCache: boolean;
   snapshots: boolean;
+  aptCache: boolean;
+  all: boolean;
+  dryRun: boolean;
 }
+
+const KIND_NAMES: Record<'tags' | 'blobs' | 'build-cache' | 'snapshots' | 'apt-cache', string> = {
+  tags: 'tags',
+  blobs: 'blobs',
+  'build-cache': 'build cache',
+  snapshots: 'snapshots',
+  'apt-cache': 'apt caches',
+};
 
 export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
   return y
@@ -58,42 +69,104 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
     )
     .command(
       'gc',
-      'Drop blobs that no tag (or build-cache entry) reaches',
+      'Free what no tagged image uses; say what was kept and why',
       (c) =>
         c
           .option('build-cache', {
             type: 'boolean',
             default: false,
-            describe: 'Also forget the build cache, so its layers can go',
+            describe: 'Forget every cached step no tag uses (not only beyond the config limit)',
           })
           .option('snapshots', {
             type: 'boolean',
             default: false,
-            describe: 'Also drop the unpacked build snapshots',
+            describe: 'Drop every unpacked snapshot no tag uses',
+          })
+          .option('apt-cache', {
+            type: 'boolean',
+            default: false,
+            describe: 'Drop the apt lists, caches and downloaded .debs',
+          })
+          .option('all', {
+            type: 'boolean',
+            default: false,
+            describe:
+              'Also what tagged images use (with --build-cache/--snapshots); alone: the whole build cache, every snapshot and the apt caches',
+          })
+          .option('dry-run', {
+            type: 'boolean',
+            default: false,
+            describe: 'Report what would be freed; delete nothing',
           }),
       run<GcArgs>(async (ctx, a) => {
         const store = await ctx.store();
-        if ((a.buildCache || a.snapshots) && (await store.busy())) {
-          throw new StrataError('LOCKED', 'a build is running on this store; try again later');
+        const { collectGarbage } = await import('@strata/build');
+        const r = await collectGarbage(store, {
+          buildCache: a.buildCache,
+          snapshots: a.snapshots,
+          aptCache: a.aptCache,
+          all: a.all,
+          dryRun: a.dryRun,
+        });
+        if (ctx.json) {
+          ctx.printJson(r);
+          return;
         }
-        const cacheEntries = a.buildCache
-          ? await store.removeRoots((n) => n.startsWith('cache-'))
-          : 0;
-        let snapshotBytes = 0;
-        if (a.snapshots) {
-          const { Snapshots } = await import('@strata/build');
-          snapshotBytes = await new Snapshots(store).prune();
+        const would = r.dryRun ? 'would free' : 'freed';
+        ctx.print(
+          `${r.dryRun ? 'dry run: ' : ''}${would} ${formatBytes(r.bytesFreed)} (${r.bytesFreed} bytes)`,
+        );
+        const f = r.freed;
+        const lines: Array<[string, { count: number; bytes: number }, string, string]> = [
+          ['blobs', f.blobs, 'blob', 'blobs'],
+          ['build cache', f.buildCache, 'entry', 'entries'],
+          ['snapshots', f.snapshots, 'snapshot', 'snapshots'],
+          ['apt caches', f.aptCache, 'directory', 'directories'],
+          ['partial downloads', f.partials, 'file', 'files'],
+        ];
+        for (const [what, fig, one, many] of lines) {
+          if (fig.count > 0 || fig.bytes > 0)
+            ctx.print(
+              `  ${what}: ${fig.count} ${fig.count === 1 ? one : many}, ${formatBytes(fig.bytes)}`,
+            );
         }
-        const r = await store.gc();
-        if (ctx.json) ctx.printJson({ ...r, cacheEntries, snapshotBytes });
-        else {
+        if (r.kept.length > 0) ctx.print('kept:');
+        for (const k of r.kept) {
           ctx.print(
-            `removed ${r.removed} blobs, freed ${formatBytes(r.bytesFreed)} (${r.bytesFreed} bytes)`,
+            `  ${KIND_NAMES[k.kind]}: ${k.count}, ${formatBytes(k.bytes)}: ${k.why} (freed by: ${k.freedBy})`,
           );
-          if (a.buildCache) ctx.print(`forgot ${cacheEntries} build cache entries`);
-          if (a.snapshots)
-            ctx.print(`dropped build snapshots, freed ${formatBytes(snapshotBytes)}`);
         }
+      }),
+    )
+    .command(
+      'df',
+      'Disk use of the store: tags, blobs, build cache, snapshots, apt caches',
+      (c) => c,
+      run<GlobalArgs>(async (ctx) => {
+        const store = await ctx.store();
+        const { diskUsageReport } = await import('@strata/build');
+        const r = await diskUsageReport(store);
+        if (ctx.json) {
+          ctx.printJson(r);
+          return;
+        }
+        const table = [
+          ['TYPE', 'COUNT', 'LIVE', 'SIZE', 'RECLAIMABLE', 'FREED BY'] as string[],
+          ...r.rows.map((row) => [
+            KIND_NAMES[row.kind],
+            String(row.count),
+            String(row.live),
+            formatBytes(row.bytes),
+            formatBytes(row.reclaimable),
+            row.freedBy,
+          ]),
+        ];
+        const widths = table[0]!.map((_, i) => Math.max(...table.map((t) => t[i]!.length)));
+        for (const t of table)
+          ctx.print(
+            t.map((cell, i) => (i === t.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '),
+          );
+        ctx.print(`total on disk: ${formatBytes(r.totalBytes)} (${r.totalBytes} bytes)`);
       }),
     )
     .command(

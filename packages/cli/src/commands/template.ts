@@ -2,11 +2,11 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, shortDigest, stdinDash } from '../output';
+import { formatBytes, once, shortDigest, stdinDash } from '../output';
 
 interface CreateArgs extends GlobalArgs {
   rootfs: string;
-  tag: string;
+  tag: string[];
   name: string;
   feature: string[];
   exclude: string[];
@@ -43,13 +43,16 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               .option('tag', {
                 alias: 't',
                 type: 'string',
+                array: true,
+                nargs: 1,
                 demandOption: true,
-                describe: 'Local tag, name[:tag]',
+                describe: 'Local tag, name[:tag] (repeatable: -t a -t b)',
               })
               .option('name', {
                 type: 'string',
                 demandOption: true,
                 describe: 'Template name for the metadata',
+                coerce: once('--name', 'strata template create'),
               })
               .option('feature', {
                 type: 'string',
@@ -101,11 +104,18 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
                 progress.update(p.phase === 'extract' ? 'extracting' : 'packing', p.bytes),
             });
             progress.done();
+            // A tag that named another image is moved, as docker does, but never silently.
+            for (const m of t.moved)
+              ctx.stderr.write(
+                `note: tag ${m.ref} moved from ${shortDigest(m.from)} to ${shortDigest(m.to)}\n`,
+              );
             const layer = t.manifest.layers[0];
             const meta = t.config.strata;
             if (ctx.json) {
               ctx.printJson({
                 ref: t.ref,
+                refs: t.refs,
+                moved: t.moved,
                 digest: t.descriptor.digest,
                 layers: t.manifest.layers,
                 packages: meta?.packages.length ?? 0,
@@ -114,7 +124,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               });
             } else {
               ctx.print(
-                `created ${t.ref} ${t.descriptor.digest} (${meta?.packages.length ?? 0} packages, layer ${formatBytes(layer?.size ?? 0)} ${shortDigest(layer?.digest ?? '')}, ${progress.elapsed().toFixed(1)}s)`,
+                `created ${t.refs.join(', ')} ${t.descriptor.digest} (${meta?.packages.length ?? 0} packages, layer ${formatBytes(layer?.size ?? 0)} ${shortDigest(layer?.digest ?? '')}, ${progress.elapsed().toFixed(1)}s)`,
               );
             }
           }),
@@ -154,6 +164,15 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
           ctx.print(`Features:      ${img.features.length ? img.features.join(', ') : '(none)'}`);
           ctx.print(`Architecture:  ${img.architecture} (${img.os})`);
           ctx.print(`Distribution:  ${dist}`);
+          // The direct base first, then its own bases down to the root (as `docker history`).
+          const bases = [...img.baseChain].reverse();
+          if (bases.length === 0) ctx.print('Base:          (none)');
+          bases.forEach((b, i) =>
+            ctx.print(
+              `${i === 0 ? 'Base:' : ''}`.padEnd(15) +
+                `${b.ref} ${b.digest}${b.name && b.name !== b.ref ? ` (${b.name})` : ''}`,
+            ),
+          );
           ctx.print(`Packages:      ${img.packageCount}`);
           ctx.print(`Layers:        ${img.layers.length} (${formatBytes(img.size)})`);
           for (const l of img.layers) {

@@ -1,0 +1,46 @@
+import { Writable } from 'node:stream';
+import { ProgressLine, progressFigures } from './output';
+
+describe('progressFigures', () => {
+  it('shows bytes against the total while they stay within it', () => {
+    expect(progressFigures(50 * 1024 * 1024, 100 * 1024 * 1024)).toEqual({
+      text: '50.0 MiB / 100.0 MiB',
+      fraction: 0.5,
+    });
+    expect(progressFigures(1024, undefined)).toEqual({ text: '1.0 KiB' });
+  });
+
+  it('never shows more bytes than the total: an overrun grows the total and marks it ~', () => {
+    const mib = 1024 * 1024;
+    const f = progressFigures(179.4 * mib, 177.4 * mib);
+    expect(f.text).toBe('179.4 MiB / ~179.4 MiB');
+    expect(f.fraction).toBe(1);
+  });
+
+  it('marks a total the caller calls an estimate', () => {
+    expect(progressFigures(1024, 2048, true).text).toBe('1.0 KiB / ~2.0 KiB');
+  });
+});
+
+describe('ProgressLine', () => {
+  it('on a terminal, draws a numerator no larger than its total and a bar no fuller than 100%', () => {
+    const saved = process.env.CI;
+    delete process.env.CI;
+    try {
+      let out = '';
+      const stream = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          out += chunk.toString();
+          cb();
+        },
+      }) as unknown as NodeJS.WriteStream;
+      Object.assign(stream, { isTTY: true, columns: 200 });
+      const line = new ProgressLine(stream);
+      line.update('writing', 3 * 1024 * 1024, 2 * 1024 * 1024);
+      const drawn = out.split('\r\x1b[K').pop() as string;
+      expect(drawn).toMatch(/^writing \[#{24}\] 100% 3\.0 MiB \/ ~3\.0 MiB /);
+    } finally {
+      if (saved !== undefined) process.env.CI = saved;
+    }
+  });
+});

@@ -1,0 +1,39 @@
+import { ManifestNotFoundError } from './errors';
+
+describe('ManifestNotFoundError says what is missing', () => {
+  const missing = (reference: string, found: boolean, tags?: string[]) =>
+    new ManifestNotFoundError('reg.example:5000', 'acme/base', reference, found, tags).message;
+
+  test('an unknown repository', () => {
+    expect(missing('2.0', false)).toBe('reg.example:5000 has no repository acme/base');
+  });
+
+  test('an unknown tag, with the tags there are in version order', () => {
+    expect(missing('2.1', true, ['2.0', '1.10', '1.9'])).toBe(
+      'reg.example:5000/acme/base has no tag 2.1 (its tags: 1.9, 1.10, 2.0)',
+    );
+  });
+
+  test('a long tag list is cut short and counted', () => {
+    const tags = Array.from({ length: 25 }, (_, i) => `v${i + 1}`);
+    expect(missing('v0', true, tags)).toBe(
+      `reg.example:5000/acme/base has no tag v0 (its tags: ${tags.slice(0, 20).join(', ')}, … 25 in all)`,
+    );
+  });
+
+  test('a repository without tags, one whose tags cannot be listed, and a digest', () => {
+    expect(missing('1', true, [])).toBe(
+      'reg.example:5000/acme/base has no tag 1 (it has no tags at all)',
+    );
+    expect(missing('1', true)).toBe('reg.example:5000/acme/base has no tag 1');
+    const digest = `sha256:${'a'.repeat(64)}`;
+    expect(missing(digest, true, ['1'])).toBe(
+      `reg.example:5000/acme/base has no manifest ${digest}`,
+    );
+  });
+
+  test('is a NOT_FOUND with the 404 it stands for', () => {
+    const e = new ManifestNotFoundError('r:1', 'a/b', 't', true, []);
+    expect([e.code, e.status]).toEqual(['NOT_FOUND', 404]);
+  });
+});
