@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { ProgressLine, progressFigures } from './output';
+import { ProgressLine, counted, progressFigures } from './output';
 
 describe('progressFigures', () => {
   it('shows bytes against the total while they stay within it', () => {
@@ -43,4 +43,10 @@ describe('ProgressLine', () => {
       if (saved !== undefined) process.env.CI = saved;
     }
   });
+});
+
+test('counted says "1 step run", not "1 steps run"', () => {
+  expect(`${counted(1, 'step')} run`).toBe('1 step run');
+  expect(counted(0, 'step')).toBe('0 steps');
+  expect(counted(2, 'entry', 'entries')).toBe('2 entries');
 });

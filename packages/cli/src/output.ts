@@ -1,6 +1,11 @@
 import { InvalidArgumentError, isStrataError, redact } from '@strata/oci';
 
 /** Human-readable byte count (binary units). */
+/** `1 step`, `2 steps`: a count with its noun. */
+export function counted(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;

@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, once, shortDigest } from '../output';
+import { counted, formatBytes, once, shortDigest } from '../output';
 import { sourceDateEpoch } from './template';
 
 interface BuildArgs extends GlobalArgs {
@@ -210,7 +210,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           });
         } else {
           ctx.print(
-            `built ${r.ref ?? '(untagged)'} ${r.descriptor.digest} (${r.manifest.layers.length} layers, ${r.stepsRun} steps run, ${r.cacheHits} cached, ${secs.toFixed(1)}s)`,
+            `built ${r.ref ?? '(untagged)'} ${r.descriptor.digest} (${counted(r.manifest.layers.length, 'layer')}, ${counted(r.stepsRun, 'step')} run, ${r.cacheHits} cached, ${secs.toFixed(1)}s)`,
           );
         }
       } catch (e) {
