@@ -5,7 +5,14 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { SLOW, cleanupTmp, isOneLineError, minbaseRootfs, strata, strataOk } from './helpers';
+import {
+  SLOW,
+  cleanupTmp,
+  strataLinesAreOneError,
+  minbaseRootfs,
+  strata,
+  strataOk,
+} from './helpers';
 import { DEBIAN_SOURCES, readImage, storeWithBase } from './fixtures/build/harness';
 
 jest.setTimeout(SLOW);
@@ -130,14 +137,7 @@ describe('REMOVE', () => {
     const ctx = context('FROM base:v1\nREMOVE e2fsprogs\n');
     const r = await build(ctx, ['-q', '-t', 'noe2fs:1']);
     expect(r.code).toBe(1);
-    expect(
-      isOneLineError(
-        r.stderr
-          .split('\n')
-          .filter((l) => l.startsWith('strata:'))
-          .join('\n'),
-      ),
-    ).toBe(true);
+    expect(strataLinesAreOneError(r.stderr)).toBe(true);
     expect(r.stderr).toContain(
       `${path.join(ctx, 'Stratafile')}:2:1: REMOVE e2fsprogs (Important: yes): dpkg marks it as needed`,
     );

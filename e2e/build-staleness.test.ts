@@ -8,7 +8,15 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { AddressInfo } from 'node:net';
-import { SLOW, cleanupTmp, isOneLineError, runOk, show, strata } from './helpers';
+import {
+  SLOW,
+  cleanupTmp,
+  isOneLineError,
+  strataLinesAreOneError,
+  runOk,
+  show,
+  strata,
+} from './helpers';
 import { buildJson, readImage, storeWithBase, umociUnpack } from './fixtures/build/harness';
 
 let work: string;
@@ -199,14 +207,7 @@ describe('after the repository publishes strata-e2e-tool 1.1', () => {
     async () => {
       const r = await build(['--frozen', ctx]);
       expect(r.code).toBe(1);
-      expect(
-        isOneLineError(
-          r.stderr
-            .split('\n')
-            .filter((l) => l.startsWith('strata:'))
-            .join('\n'),
-        ),
-      ).toBe(true);
+      expect(strataLinesAreOneError(r.stderr)).toBe(true);
       expect(r.stderr).toContain(
         `${file()}:9:1: --frozen: INSTALL strata-e2e-tool would now install strata-e2e-tool=1.1`,
       );

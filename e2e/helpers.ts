@@ -137,6 +137,16 @@ export function isOneLineError(stderr: string): boolean {
   return lines.length === 1 && lines[0]!.trim() !== '' && !/^\s+at /m.test(stderr);
 }
 
+/** Of what a command printed to stderr (step output included), its own lines are one error. */
+export function strataLinesAreOneError(stderr: string): boolean {
+  return isOneLineError(
+    stderr
+      .split('\n')
+      .filter((l) => l.startsWith('strata:'))
+      .join('\n'),
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Temporary directories
 

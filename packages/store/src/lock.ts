@@ -35,6 +35,26 @@ async function readHolder(file: string): Promise<Holder | undefined> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * The waiting of a lock's waiter: each call sleeps a little longer (with jitter, so waiters do
+ * not retry in step), and throws LockedError, naming the holder, once the timeout has passed.
+ */
+function backoff(file: string, opts: LockOptions): (holder: Holder | undefined) => Promise<void> {
+  const timeout = opts.timeoutMs ?? 60_000;
+  const start = Date.now();
+  let delay = 2;
+  return async (holder) => {
+    if (Date.now() - start > timeout) {
+      const who = holder ? `by pid ${holder.pid} since ${holder.since}` : 'by another process';
+      throw new LockedError(`${opts.what ?? file} is locked ${who}`, {
+        hint: `remove ${file} if that process is gone`,
+      });
+    }
+    await sleep(delay + Math.random() * delay);
+    delay = Math.min(delay * 2, 100);
+  };
+}
+
+/**
  * An exclusive inter-process lock: a file created with O_EXCL holding the owner's pid.
  * A lock whose owner process is gone is broken and taken over.
  */
@@ -43,9 +63,7 @@ export async function withFileLock<T>(
   fn: () => Promise<T>,
   opts: LockOptions = {},
 ): Promise<T> {
-  const timeout = opts.timeoutMs ?? 60_000;
-  const start = Date.now();
-  let delay = 2;
+  const wait = backoff(file, opts);
   const me: Holder = { pid: process.pid, since: new Date().toISOString() };
   for (;;) {
     try {
@@ -72,14 +90,7 @@ export async function withFileLock<T>(
         }
         continue;
       }
-      if (Date.now() - start > timeout) {
-        const who = holder ? `by pid ${holder.pid} since ${holder.since}` : 'by another process';
-        throw new LockedError(`${opts.what ?? file} is locked ${who}`, {
-          hint: `remove ${file} if that process is gone`,
-        });
-      }
-      await sleep(delay + Math.random() * delay);
-      delay = Math.min(delay * 2, 100);
+      await wait(holder);
     }
   }
   try {
@@ -94,9 +105,7 @@ export async function withFileLock<T>(
  * is gone counts as nobody.
  */
 export async function waitForUnlock(file: string, opts: LockOptions = {}): Promise<void> {
-  const timeout = opts.timeoutMs ?? 60_000;
-  const start = Date.now();
-  let delay = 2;
+  const wait = backoff(file, opts);
   for (;;) {
     let holder: Holder | undefined;
     try {
@@ -106,13 +115,6 @@ export async function waitForUnlock(file: string, opts: LockOptions = {}): Promi
       return; // no lock file
     }
     if (holder !== undefined && !pidAlive(holder.pid)) return;
-    if (Date.now() - start > timeout) {
-      const who = holder ? `by pid ${holder.pid} since ${holder.since}` : 'by another process';
-      throw new LockedError(`${opts.what ?? file} is locked ${who}`, {
-        hint: `remove ${file} if that process is gone`,
-      });
-    }
-    await sleep(delay + Math.random() * delay);
-    delay = Math.min(delay * 2, 100);
+    await wait(holder);
   }
 }
