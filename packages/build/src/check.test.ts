@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -6,76 +5,8 @@ import type { Descriptor } from '@strata/oci';
 import { ManifestNotFoundError, RegistryError } from '@strata/registry';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
-import {
-  BaseUnresolvedError,
-  checkTemplate,
-  compareDebianVersions,
-  parsePackagesIndex,
-} from './check';
+import { BaseUnresolvedError, checkTemplate } from './check';
 import { build } from './engine';
-
-const PAIRS: Array<[string, string, number]> = [
-  ['1.0', '1.0', 0],
-  ['1.0', '1.1', -1],
-  ['1.10', '1.9', 1],
-  ['1.0~rc1', '1.0', -1],
-  ['1.0~~', '1.0~', -1],
-  ['1.0', '1.0+b1', -1],
-  ['1:1.0', '2.0', 1],
-  ['0:1.0', '1.0', 0],
-  ['1.0-1', '1.0-1.1', -1],
-  ['1.0-1', '1.0', 1],
-  ['7.88.1-10+deb12u5', '7.88.1-10+deb12u12', -1],
-  ['1:9.2p1-2+deb12u3', '1:9.2p1-2+deb12u5', -1],
-  ['2.36-9+deb12u10', '2.36-9+deb12u9', 1],
-  ['1.0a', '1.0', 1],
-  ['1.0a', '1.0+', -1],
-  ['1.001', '1.1', 0],
-  ['1.0a', '1.0B', 1],
-  ['1.2.3', '1.2.3.0', -1],
-  ['3.0~beta', '3.0~alpha', 1],
-];
-
-describe('compareDebianVersions', () => {
-  test.each(PAIRS)('%s vs %s', (a, b, want) => {
-    expect(compareDebianVersions(a, b)).toBe(want);
-    expect(compareDebianVersions(b, a)).toBe(want === 0 ? 0 : -want);
-  });
-
-  test('agrees with dpkg --compare-versions', () => {
-    const versions = [...new Set(PAIRS.flatMap(([a, b]) => [a, b]))];
-    for (const a of versions) {
-      for (const b of versions) {
-        let lt = false;
-        try {
-          execFileSync('dpkg', ['--compare-versions', a, 'lt', b]);
-          lt = true;
-        } catch {
-          lt = false;
-        }
-        expect([a, b, compareDebianVersions(a, b) < 0]).toEqual([a, b, lt]);
-      }
-    }
-  });
-});
-
-test('parsePackagesIndex keeps the highest version per name and architecture', () => {
-  const text = [
-    'Package: curl\nVersion: 7.88.1-10+deb12u5\nArchitecture: amd64\n',
-    'Package: curl\nVersion: 7.88.1-10+deb12u12\nArchitecture: amd64\n',
-    'Package: curl\nVersion: 8.0-1\nArchitecture: arm64\n',
-    'Package: tzdata\nVersion: 2024a-0+deb12u1\nArchitecture: all\n',
-    'Package: tzdata\nVersion: 2025b-0+deb12u1\nArchitecture: all\nDescription: x\n multi\n line\n',
-  ].join('\n');
-  const m = parsePackagesIndex(text);
-  expect(Object.fromEntries(m)).toEqual({
-    'curl:amd64': '7.88.1-10+deb12u12',
-    'curl:arm64': '8.0-1',
-    'tzdata:all': '2025b-0+deb12u1',
-  });
-});
-
-// ---- bases from a registry ------------------------------------------------------------------
 
 /**
  * Templates whose Stratafiles start FROM registry references. The registry is a lookup table

@@ -29,19 +29,21 @@ import {
 import { createLayer, packTree } from '@strata/layer';
 import { Store, loadArchive, normalizeTag } from '@strata/store';
 import {
-  DEFAULT_EXCLUSIONS,
-  isoDate,
+  AptSources,
+  aptConf,
+  essentialAmong,
+  notInstalled,
   ociPlatform,
   parseDpkgStatus,
-  readRootfsFacts,
-} from '@strata/template';
+} from '@strata/debian';
+import { DEFAULT_EXCLUSIONS, isoDate, readRootfsFacts } from '@strata/template';
 import { mmdebstrap, runInSandbox } from '@strata/tools';
-import { AptSources, aptConf, aptStateDir } from './apt';
+import { aptStateDir } from './apt-state';
 import { CacheEntry, readCache, writeCache } from './cache';
 import { STEP_EXCLUSIONS, cleanUpper } from './upper';
 import type { RemoteCache } from './remote-cache';
 import { Snapshots, StackLayer } from './snapshots';
-import { essentialAmong, notInstalled, statusOfLowers } from './remove';
+import { statusOfLowers } from './remove';
 import { Instruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
 import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
 import {

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Descriptor, Digest, LockedError, MediaTypes, chainId, isDigest } from '@strata/oci';
 import { BlobGcResult, Store, StoreConfig, diskUsage, pidAlive } from '@strata/store';
-import { aptStateDir } from './apt';
+import { aptStateDir } from './apt-state';
 import { cacheRootName } from './cache';
 import { ScratchInfo, SnapshotInfo, Snapshots } from './snapshots';
 

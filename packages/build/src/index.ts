@@ -1,5 +1,5 @@
 export * from './stratafile';
-export * from './apt';
+export * from './apt-state';
 export * from './cache';
 export * from './snapshots';
 export * from './upper';

@@ -18,8 +18,8 @@ import { Instruction, Stage, parseStratafile } from './stratafile';
 
 // No network and no dependence on the test files' owners: the apt index state and the context
 // digest are stand-ins; everything else is the real key computation.
-jest.mock('./apt', () => ({
-  ...jest.requireActual('./apt'),
+jest.mock('@strata/debian', () => ({
+  ...jest.requireActual('@strata/debian'),
   indexState: jest.fn(async (s: { digest: string }) => ({
     digest: jest.requireActual('@strata/oci').sha256(`index:${s.digest}`),
     date: 1_700_000_000,

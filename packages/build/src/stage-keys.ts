@@ -6,7 +6,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Digest, ImageConfig, InvalidArgumentError, StrataError } from '@strata/oci';
-import { AptSources, IndexState, hostSources, indexState, makeSources } from './apt';
+import { AptSources, IndexState, hostSources, indexState, makeSources } from '@strata/debian';
 import { cacheKey, hashContextPaths } from './cache';
 import { Instruction, LAYER_INSTRUCTIONS, Location } from './stratafile';
 

@@ -19,7 +19,8 @@ import {
 import { createLayer, packTree, unpackLayer } from '@strata/layer';
 import { normalizeTag, Store } from '@strata/store';
 import { ExclusionOptions, ExclusionSet } from './exclusions';
-import { ociPlatform, readRootfsFacts } from './debian';
+import { ociPlatform } from '@strata/debian';
+import { readRootfsFacts } from './facts';
 import { RootfsSource } from './source';
 
 export interface Progress {

@@ -1,5 +1,5 @@
 export * from './exclusions';
-export * from './debian';
+export * from './facts';
 export * from './rootfs';
 export * from './source';
 export * from './create';

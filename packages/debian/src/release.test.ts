@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { indexState, makeSources, releaseDate } from './apt';
+import { indexState, releaseDate } from './release';
+import { makeSources } from './sources';
 
 test('releaseDate reads the Date field of a Release file (clear-signed or not)', () => {
   const release =

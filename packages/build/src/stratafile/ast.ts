@@ -1,0 +1,199 @@
+/**
+ * The Stratafile's syntax tree: one type per instruction, the stages they form and the file as a
+ * whole. Pure data; the parser builds it and the engine reads it.
+ */
+
+/** A position in a Stratafile: 1-based line and column (columns count Unicode code points). */
+export interface Location {
+  file: string;
+  line: number;
+  column: number;
+}
+
+interface Base {
+  /** Where the instruction keyword is. */
+  loc: Location;
+  /** Canonical one-line form after substitution: single spaces, flags sorted, words quoted only when needed. */
+  text: string;
+}
+
+/** What a FROM reference names, decided by the parser so the engine need not guess. */
+export type FromRefKind =
+  /** `scratch`: an empty tree, to be filled by BOOTSTRAP. */
+  | 'scratch'
+  /** An earlier stage of this Stratafile (`ref` is its name). */
+  | 'stage'
+  /** A template file: `./x.tmpl.img`, `../x.tar`, `/abs/x.tmpl.img`. */
+  | 'file'
+  /** A tag in the local store (`name[:tag][@digest]`, no registry host). */
+  | 'local'
+  /** A registry reference (`host[:port]/repo[:tag][@sha256:…]`). */
+  | 'registry';
+
+export interface FromInstruction extends Base {
+  kind: 'FROM';
+  /** The reference after substitution with global ARGs. */
+  ref: string;
+  refKind: FromRefKind;
+  /** The stage name given with `AS`, if any. */
+  stage?: string;
+}
+
+export interface BootstrapInstruction extends Base {
+  kind: 'BOOTSTRAP';
+  /** Debian suite or codename, e.g. `bookworm`. */
+  suite: string;
+  /** mmdebstrap `--variant`. */
+  variant?: string;
+  /** Extra packages for mmdebstrap `--include`. */
+  include: string[];
+  /** Archive components, e.g. `main`, `contrib`. */
+  components: string[];
+  mirror?: string;
+  architecture?: string;
+}
+
+export interface InstallInstruction extends Base {
+  kind: 'INSTALL';
+  /** Packages from the apt sources, with an optional pinned version. `name` may carry `:arch`. */
+  packages: Array<{ name: string; version?: string }>;
+  /** Local .deb files, normalised and relative to the build context, always starting with `./`. */
+  debs: string[];
+  /** `--recommends`: install Recommends too (the default is `--no-install-recommends`). */
+  recommends: boolean;
+}
+
+export interface RemoveInstruction extends Base {
+  kind: 'REMOVE';
+  packages: string[];
+  /** `--strict-remove`: files the removed packages owned that survive are an error, not a report. */
+  strict: boolean;
+}
+
+export interface UpgradeInstruction extends Base {
+  kind: 'UPGRADE';
+  /** Packages to upgrade; empty means every installed package. */
+  packages: string[];
+}
+
+export interface RunInstruction extends Base {
+  kind: 'RUN';
+  /** Exec form (`RUN ["exe","arg"]`) as an array; shell form as the verbatim command string. */
+  command: string[] | string;
+}
+
+export interface CopyInstruction extends Base {
+  kind: 'COPY';
+  /** Sources relative to the build context, as written (after substitution); may be globs. */
+  sources: string[];
+  /** Absolute destination in the tree, normalised; a trailing `/` is kept. */
+  dest: string;
+  /** `user[:group]`, names or numeric ids. */
+  chown?: string;
+  /** Mode bits from `--chmod=<octal>`. */
+  chmod?: number;
+}
+
+export interface EnvInstruction extends Base {
+  kind: 'ENV';
+  vars: Array<[string, string]>;
+}
+
+export interface ArgInstruction extends Base {
+  kind: 'ARG';
+  name: string;
+  /** The declared default, after substitution. */
+  default?: string;
+  /**
+   * The value in effect: the `--build-arg`, else the default, else (inside a stage) the value of
+   * the global ARG of the same name. Undefined when the ARG is unset.
+   */
+  value?: string;
+}
+
+export interface LabelInstruction extends Base {
+  kind: 'LABEL';
+  labels: Array<[string, string]>;
+}
+
+export interface FeatureInstruction extends Base {
+  kind: 'FEATURE';
+  features: string[];
+}
+
+export interface ExcludeInstruction extends Base {
+  kind: 'EXCLUDE';
+  /** Globs over paths in the tree, as written. */
+  globs: string[];
+}
+
+export interface SourcesInstruction extends Base {
+  kind: 'SOURCES';
+  /** An apt sources file (one-line or deb822) relative to the build context, as written. */
+  file: string;
+}
+
+export interface BuildchrootInstruction extends Base {
+  kind: 'BUILDCHROOT';
+  /** Name of an earlier stage. */
+  stage: string;
+}
+
+export type Instruction =
+  | FromInstruction
+  | BootstrapInstruction
+  | InstallInstruction
+  | RemoveInstruction
+  | UpgradeInstruction
+  | RunInstruction
+  | CopyInstruction
+  | EnvInstruction
+  | ArgInstruction
+  | LabelInstruction
+  | FeatureInstruction
+  | ExcludeInstruction
+  | SourcesInstruction
+  | BuildchrootInstruction;
+
+export type InstructionKind = Instruction['kind'];
+
+export interface Stage {
+  /** 0-based position in the file. */
+  index: number;
+  name?: string;
+  from: FromInstruction;
+  /** Everything after FROM, in order (ARGs included: the engine exports them to RUN). */
+  steps: Instruction[];
+}
+
+export interface Stratafile {
+  file: string;
+  /** ARGs before the first FROM; they are visible to FROM lines only. */
+  globalArgs: ArgInstruction[];
+  stages: Stage[];
+  /** Build args given by the caller that no ARG declares, sorted (Docker warns about these). */
+  unusedBuildArgs: string[];
+}
+
+/** The instructions that change the tree, each into one layer. */
+export const LAYER_INSTRUCTIONS = [
+  'BOOTSTRAP',
+  'INSTALL',
+  'REMOVE',
+  'UPGRADE',
+  'RUN',
+  'COPY',
+] as const satisfies readonly InstructionKind[];
+
+/** Every instruction keyword, upper-case. */
+export const INSTRUCTIONS: readonly InstructionKind[] = [
+  'FROM',
+  ...LAYER_INSTRUCTIONS,
+  'ENV',
+  'ARG',
+  'LABEL',
+  'FEATURE',
+  'EXCLUDE',
+  'SOURCES',
+  'BUILDCHROOT',
+];

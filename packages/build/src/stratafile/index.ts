@@ -1,0 +1,25 @@
+export type {
+  ArgInstruction,
+  BootstrapInstruction,
+  BuildchrootInstruction,
+  CopyInstruction,
+  EnvInstruction,
+  ExcludeInstruction,
+  FeatureInstruction,
+  FromInstruction,
+  FromRefKind,
+  InstallInstruction,
+  Instruction,
+  InstructionKind,
+  LabelInstruction,
+  Location,
+  RemoveInstruction,
+  RunInstruction,
+  SourcesInstruction,
+  Stage,
+  Stratafile,
+  UpgradeInstruction,
+} from './ast';
+export { INSTRUCTIONS, LAYER_INSTRUCTIONS } from './ast';
+export { quoteWord } from './lexer';
+export { parseStratafile } from './parser';

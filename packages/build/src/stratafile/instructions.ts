@@ -1,0 +1,299 @@
+/**
+ * Each instruction that needs no knowledge of other stages, from its arguments to its syntax-tree
+ * node with canonical text. The parser handles FROM, ARG and BUILDCHROOT itself.
+ */
+import { posix } from 'node:path';
+import type { Instruction, InstallInstruction } from './ast';
+import { Ctx, FLAGS } from './arguments';
+import {
+  Lexer,
+  Lookup,
+  SPLIT_WORDS,
+  WORDS,
+  Word,
+  plainLexer,
+  quoteWord,
+  scanJsonArray,
+} from './lexer';
+import { trimLine } from './lines';
+import {
+  ARCHITECTURE,
+  COMPONENT,
+  FEATURE_NAME,
+  OCTAL_MODE,
+  OWNER,
+  PACKAGE_NAME,
+  PACKAGE_VERSION,
+  SUITE,
+  VARIANTS,
+  VAR_NAME,
+  checkPackageName,
+  contextPath,
+  isUrl,
+  keyValue,
+  splitVersion,
+} from './values';
+
+/** Parse one step of a stage (any instruction but FROM, ARG and BUILDCHROOT). */
+export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
+  const lx = ctx.lx;
+  const loc = ctx.loc;
+  switch (ctx.kw) {
+    case 'BOOTSTRAP': {
+      const flags = ctx.flags(FLAGS.BOOTSTRAP ?? {});
+      const [suite, extra] = ctx.positional(WORDS);
+      if (suite === undefined)
+        throw ctx.missing('BOOTSTRAP requires a suite, e.g. BOOTSTRAP bookworm');
+      if (extra !== undefined)
+        throw lx.error(extra.start, `unexpected argument ${quoteWord(extra.raw)}`);
+      if (!SUITE.test(suite.value))
+        throw lx.error(suite.start, `invalid suite ${JSON.stringify(suite.value)}`);
+      const variant = flags.get('variant');
+      if (variant && !VARIANTS.includes(variant.value ?? '')) {
+        throw lx.error(
+          variant.at,
+          `unknown mmdebstrap variant ${JSON.stringify(variant.value)}`,
+          `variants: ${VARIANTS.join(', ')}`,
+        );
+      }
+      const include = ctx.list(flags.get('include'), (p) => {
+        const [name, version] = splitVersion(p);
+        return PACKAGE_NAME.test(name) && (version === undefined || PACKAGE_VERSION.test(version));
+      });
+      const components = ctx.list(flags.get('components'), (c) => COMPONENT.test(c));
+      const mirror = flags.get('mirror');
+      if (mirror && !isUrl(mirror.value ?? '')) {
+        throw lx.error(mirror.at, `--mirror must be a URL, got ${JSON.stringify(mirror.value)}`);
+      }
+      const arch = flags.get('architecture');
+      if (arch && !ARCHITECTURE.test(arch.value ?? '')) {
+        throw lx.error(arch.at, `invalid architecture ${JSON.stringify(arch.value)}`);
+      }
+      return {
+        kind: 'BOOTSTRAP',
+        suite: suite.value,
+        ...(variant?.value !== undefined ? { variant: variant.value } : {}),
+        include,
+        components,
+        ...(mirror?.value !== undefined ? { mirror: mirror.value } : {}),
+        ...(arch?.value !== undefined ? { architecture: arch.value } : {}),
+        loc,
+        text: ctx.canonical([quoteWord(suite.value)]),
+      };
+    }
+    case 'INSTALL': {
+      const flags = ctx.flags(FLAGS.INSTALL ?? {});
+      const words = ctx.positional(SPLIT_WORDS);
+      if (words.length === 0) {
+        throw ctx.missing('INSTALL requires at least one package or ./file.deb');
+      }
+      const packages: InstallInstruction['packages'] = [];
+      const debs: string[] = [];
+      const shown: string[] = [];
+      for (const w of words) {
+        if (w.value.includes('/') || w.value.endsWith('.deb')) {
+          if (!w.value.endsWith('.deb')) {
+            throw lx.error(w.start, `local package ${JSON.stringify(w.value)} must be a .deb file`);
+          }
+          const deb = `./${contextPath(lx, w, 'local package')}`;
+          debs.push(deb);
+          shown.push(quoteWord(deb));
+        } else {
+          const [name, version] = splitVersion(w.value);
+          checkPackageName(lx, w, name);
+          if (version !== undefined && !PACKAGE_VERSION.test(version)) {
+            throw lx.error(
+              w.start,
+              `invalid version ${JSON.stringify(version)} for package ${name}`,
+            );
+          }
+          packages.push(version === undefined ? { name } : { name, version });
+          shown.push(quoteWord(w.value));
+        }
+      }
+      return {
+        kind: 'INSTALL',
+        packages,
+        debs,
+        recommends: flags.has('recommends'),
+        loc,
+        text: ctx.canonical(shown),
+      };
+    }
+    case 'REMOVE':
+    case 'UPGRADE': {
+      const flags = ctx.flags(FLAGS[ctx.kw] ?? {});
+      const words = ctx.positional(SPLIT_WORDS);
+      if (ctx.kw === 'REMOVE' && words.length === 0)
+        throw ctx.missing('REMOVE requires at least one package');
+      const packages = words.map((w) => {
+        if (w.value.includes('=')) {
+          throw lx.error(
+            w.start,
+            `${ctx.kw} takes package names without versions, got ${JSON.stringify(w.value)}`,
+          );
+        }
+        checkPackageName(lx, w, w.value);
+        return w.value;
+      });
+      const text = ctx.canonical(packages);
+      return ctx.kw === 'REMOVE'
+        ? { kind: 'REMOVE', packages, strict: flags.has('strict-remove'), loc, text }
+        : { kind: 'UPGRADE', packages, loc, text };
+    }
+    case 'RUN': {
+      ctx.flags({});
+      const rest = lx.text.slice(ctx.next).trim();
+      if (rest === '') throw ctx.missing('RUN requires a command');
+      const json = scanJsonArray(lx.text, ctx.next);
+      if (json !== null) {
+        if (json.length === 0) throw lx.error(ctx.next, 'RUN [] needs at least the program to run');
+        const command = json.map((e) => e.value);
+        return { kind: 'RUN', command, loc, text: `RUN ${JSON.stringify(command)}` };
+      }
+      return { kind: 'RUN', command: rest, loc, text: `RUN ${rest}` };
+    }
+    case 'COPY': {
+      const flags = ctx.flags(FLAGS.COPY ?? {});
+      const json = scanJsonArray(lx.text, ctx.next);
+      const words: Word[] =
+        json === null
+          ? ctx.positional(WORDS)
+          : json.map((e) => {
+              const sub = plainLexer(lx, e.start, e.value, lookup);
+              const value =
+                sub.scan(0, { split: false, whole: true, plain: true }).words[0]?.value ?? '';
+              return { value, raw: e.value, start: e.start, end: e.start };
+            });
+      const dest = words[words.length - 1];
+      const sources = words.slice(0, -1);
+      if (dest === undefined || sources.length === 0) {
+        throw ctx.missing('COPY requires at least one source and a destination');
+      }
+      for (const s of sources) contextPath(lx, s, 'COPY source');
+      if (dest.value === '') throw lx.error(dest.start, 'COPY destination is empty');
+      if (sources.length > 1 && !dest.value.endsWith('/')) {
+        throw lx.error(
+          dest.start,
+          `COPY with several sources needs a directory destination ending in "/", got ${JSON.stringify(dest.value)}`,
+        );
+      }
+      const destPath = posix.normalize(dest.value.startsWith('/') ? dest.value : `/${dest.value}`);
+      const chown = flags.get('chown');
+      if (chown && !OWNER.test(chown.value ?? '')) {
+        throw lx.error(
+          chown.at,
+          `--chown expects <user>[:<group>], got ${JSON.stringify(chown.value)}`,
+        );
+      }
+      const chmodFlag = flags.get('chmod');
+      let chmod: number | undefined;
+      if (chmodFlag) {
+        if (!OCTAL_MODE.test(chmodFlag.value ?? '')) {
+          throw lx.error(
+            chmodFlag.at,
+            `--chmod expects an octal mode like 0644, got ${JSON.stringify(chmodFlag.value)}`,
+          );
+        }
+        chmod = parseInt(chmodFlag.value ?? '', 8);
+        chmodFlag.value = chmod.toString(8).padStart(4, '0');
+      }
+      const srcs = sources.map((s) => s.value);
+      return {
+        kind: 'COPY',
+        sources: srcs,
+        dest: destPath,
+        ...(chown?.value !== undefined ? { chown: chown.value } : {}),
+        ...(chmod !== undefined ? { chmod } : {}),
+        loc,
+        text: ctx.canonical([...srcs, destPath].map(quoteWord)),
+      };
+    }
+    case 'ENV': {
+      ctx.flags({});
+      const first = lx.scan(ctx.next, WORDS);
+      const head = first.words[0];
+      if (head === undefined) throw ctx.missing('ENV requires <key>=<value>');
+      const vars: Array<[string, string]> = [];
+      if (!head.raw.includes('=')) {
+        // Legacy `ENV key value…`: the rest of the line is one value.
+        if (!VAR_NAME.test(head.value)) {
+          throw lx.error(head.start, `invalid ENV name ${JSON.stringify(head.value)}`);
+        }
+        const valueStart = lx.skipBlanks(first.end);
+        const trimmed = new Lexer(lx.file, trimLine(lx.line), lookup);
+        if (valueStart >= trimmed.text.length) {
+          throw lx.error(head.start, `ENV ${head.value} needs a value: ENV ${head.value}=<value>`);
+        }
+        const value =
+          trimmed.scan(valueStart, { split: false, whole: true, plain: false }).words[0]?.value ??
+          '';
+        vars.push([head.value, value]);
+      } else {
+        for (const w of ctx.positional(WORDS)) vars.push(keyValue(lx, w, 'ENV', true));
+      }
+      return {
+        kind: 'ENV',
+        vars,
+        loc,
+        text: `ENV ${vars.map(([k, v]) => `${k}=${quoteWord(v)}`).join(' ')}`,
+      };
+    }
+    case 'LABEL': {
+      ctx.flags({});
+      const words = ctx.positional(WORDS);
+      if (words.length === 0) throw ctx.missing('LABEL requires <key>=<value>');
+      const labels = words.map((w) => keyValue(lx, w, 'LABEL', false));
+      return {
+        kind: 'LABEL',
+        labels,
+        loc,
+        text: `LABEL ${labels.map(([k, v]) => `${quoteWord(k)}=${quoteWord(v)}`).join(' ')}`,
+      };
+    }
+    case 'FEATURE': {
+      ctx.flags({});
+      const words = ctx.positional(SPLIT_WORDS);
+      if (words.length === 0) throw ctx.missing('FEATURE requires at least one feature name');
+      for (const w of words) {
+        if (!FEATURE_NAME.test(w.value))
+          throw lx.error(w.start, `invalid feature name ${JSON.stringify(w.value)}`);
+      }
+      const features = words.map((w) => w.value);
+      return { kind: 'FEATURE', features, loc, text: ctx.canonical(features) };
+    }
+    case 'EXCLUDE': {
+      ctx.flags({});
+      const words = ctx.positional(SPLIT_WORDS);
+      if (words.length === 0) throw ctx.missing('EXCLUDE requires at least one glob');
+      for (const w of words) {
+        const stripped = w.value.replace(/^(\.?\/)+/, '').replace(/\/+$/, '');
+        if (stripped === '')
+          throw lx.error(
+            w.start,
+            `EXCLUDE pattern ${JSON.stringify(w.value)} names the whole tree`,
+          );
+        if (stripped.split('/').includes('..')) {
+          throw lx.error(
+            w.start,
+            `EXCLUDE pattern ${JSON.stringify(w.value)} must not contain ".."`,
+          );
+        }
+      }
+      const globs = words.map((w) => w.value);
+      return { kind: 'EXCLUDE', globs, loc, text: ctx.canonical(globs.map(quoteWord)) };
+    }
+    case 'SOURCES': {
+      ctx.flags({});
+      const [w, extra] = ctx.positional(WORDS);
+      if (w === undefined) throw ctx.missing('SOURCES requires a file from the build context');
+      if (extra !== undefined)
+        throw lx.error(extra.start, `unexpected argument ${quoteWord(extra.raw)}`);
+      contextPath(lx, w, 'SOURCES file');
+      return { kind: 'SOURCES', file: w.value, loc, text: ctx.canonical([quoteWord(w.value)]) };
+    }
+    default:
+      // FROM, ARG and BUILDCHROOT are handled by the parser.
+      throw lx.error(0, `unexpected ${ctx.kw}`);
+  }
+}

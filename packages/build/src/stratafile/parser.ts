@@ -1,0 +1,347 @@
+/**
+ * The Stratafile parser. A Stratafile is Dockerfile-like: one instruction per logical line,
+ * `#` comment lines, `\\` continuations, shell-like quoting and `$VAR` substitution. The parser
+ * resolves every variable it is allowed to (everything except RUN, which the shell expands), checks
+ * the structure (stages, BOOTSTRAP placement, stage references) and gives each instruction a
+ * canonical one-line `text` for cache keys and OCI history. It reads no files and runs nothing.
+ * See docs/stratafile.md for the user-facing reference.
+ */
+import { isStrataError, ParseError, parseReference } from '@strata/oci';
+import {
+  ArgInstruction,
+  FromInstruction,
+  FromRefKind,
+  INSTRUCTIONS,
+  Instruction,
+  InstructionKind,
+  Location,
+  Stage,
+  Stratafile,
+} from './ast';
+import { Ctx } from './arguments';
+import { parseStep } from './instructions';
+import { Lexer, Lookup, WORDS, quoteWord } from './lexer';
+import { LogicalLine, isBlank, logicalLines } from './lines';
+import { STAGE_NAME, VAR_NAME } from './values';
+
+/**
+ * Parse a Stratafile. `file` is used in locations and error messages only. `buildArgs`
+ * (`--build-arg`) override ARG defaults. Throws `ParseError` (`file:line:column: message`) at the
+ * first problem, in file order.
+ */
+export function parseStratafile(
+  text: string,
+  file: string,
+  buildArgs: Record<string, string> = {},
+): Stratafile {
+  return new Parser(file, buildArgs).parse(text);
+}
+
+interface StageState {
+  stage: Stage;
+  /** Position of the FROM reference, for "FROM scratch must be followed by BOOTSTRAP". */
+  refLoc: Location;
+  scratch: boolean;
+  bootstrapped: boolean;
+  buildchroot?: Location;
+  args: Map<string, string | undefined>;
+  env: Map<string, string>;
+}
+
+interface DeclaredStage {
+  name: string;
+  index: number;
+  line: number;
+}
+
+class Parser {
+  private readonly stages: StageState[] = [];
+  private readonly globalArgs: ArgInstruction[] = [];
+  private readonly globalValues = new Map<string, string | undefined>();
+  private readonly consumed = new Set<string>();
+  private declared: DeclaredStage[] = [];
+  private cur: StageState | undefined;
+
+  constructor(
+    private readonly file: string,
+    private readonly buildArgs: Record<string, string>,
+  ) {}
+
+  parse(source: string): Stratafile {
+    const lines = logicalLines(source);
+    this.declared = prescanStageNames(lines);
+    lines.forEach((line, index) => this.instruction(line, index));
+    this.endStage();
+    if (this.stages.length === 0) {
+      throw new ParseError(
+        this.file,
+        1,
+        1,
+        'no FROM instruction: a Stratafile needs at least one stage',
+      );
+    }
+    return {
+      file: this.file,
+      globalArgs: this.globalArgs,
+      stages: this.stages.map((s) => s.stage),
+      unusedBuildArgs: Object.keys(this.buildArgs)
+        .filter((k) => !this.consumed.has(k))
+        .sort(),
+    };
+  }
+
+  private lookup: Lookup = (name) => {
+    if (this.cur === undefined) return this.globalValues.get(name);
+    return this.cur.env.has(name) ? this.cur.env.get(name) : this.cur.args.get(name);
+  };
+
+  private instruction(line: LogicalLine, index: number): void {
+    const lx = new Lexer(this.file, line, this.lookup);
+    const t = line.text;
+    let kwEnd = 0;
+    while (kwEnd < t.length && !isBlank(t.charAt(kwEnd))) kwEnd++;
+    const word = t.slice(0, kwEnd);
+    const kw = word.toUpperCase() as InstructionKind;
+    if (!INSTRUCTIONS.includes(kw)) {
+      throw lx.error(
+        0,
+        `unknown instruction ${JSON.stringify(word)}`,
+        word.toUpperCase() === 'ADD'
+          ? 'use COPY for files from the build context'
+          : `instructions: ${INSTRUCTIONS.join(', ')}`,
+      );
+    }
+    const cur = this.cur;
+    if (cur === undefined && kw !== 'FROM' && kw !== 'ARG') {
+      throw lx.error(0, `${kw} before the first FROM: only ARG may come before FROM`);
+    }
+    if (
+      cur?.scratch &&
+      !cur.bootstrapped &&
+      !['ARG', 'SOURCES', 'BOOTSTRAP', 'FROM'].includes(kw)
+    ) {
+      throw lx.error(
+        0,
+        `a FROM scratch stage must start with BOOTSTRAP (FROM scratch at line ${cur.refLoc.line})`,
+      );
+    }
+    if (kw === 'BOOTSTRAP' && !(cur?.scratch && !cur.bootstrapped)) {
+      throw lx.error(0, 'BOOTSTRAP is only allowed directly after FROM scratch');
+    }
+    const ctx = new Ctx(lx, kw, lx.skipBlanks(kwEnd));
+    if (kw === 'FROM') {
+      this.from(ctx, index);
+      return;
+    }
+    if (kw === 'ARG') {
+      this.arg(ctx);
+      return;
+    }
+    if (cur === undefined) return; // unreachable: checked above
+    const step =
+      ctx.kw === 'BUILDCHROOT' ? this.buildchroot(ctx, cur) : parseStep(ctx, this.lookup);
+    cur.stage.steps.push(step);
+    if (step.kind === 'ENV') for (const [k, v] of step.vars) cur.env.set(k, v);
+    if (step.kind === 'BOOTSTRAP') cur.bootstrapped = true;
+  }
+
+  private endStage(): void {
+    const cur = this.cur;
+    if (cur?.scratch && !cur.bootstrapped) {
+      throw new ParseError(
+        cur.refLoc.file,
+        cur.refLoc.line,
+        cur.refLoc.column,
+        'FROM scratch must be followed by BOOTSTRAP',
+      );
+    }
+  }
+
+  private from(ctx: Ctx, index: number): void {
+    this.endStage();
+    this.cur = undefined; // FROM sees global ARGs only
+    ctx.flags({});
+    const words = ctx.positional(WORDS);
+    const [refWord, asWord, nameWord, extra] = words;
+    if (refWord === undefined) throw ctx.missing('FROM requires a template reference');
+    if (extra !== undefined)
+      throw ctx.lx.error(extra.start, `unexpected argument ${quoteWord(extra.raw)}`);
+    if (asWord !== undefined && asWord.value.toUpperCase() !== 'AS') {
+      throw ctx.lx.error(
+        asWord.start,
+        `expected "AS <stage>" after the reference, got ${quoteWord(asWord.raw)}`,
+      );
+    }
+    if (asWord !== undefined && nameWord === undefined) {
+      throw ctx.lx.error(asWord.start, 'AS needs a stage name');
+    }
+    const ref = refWord.value;
+    const refAt = refWord.start;
+    if (ref === '') throw ctx.lx.error(refAt, 'FROM reference is empty (is the ARG set?)');
+
+    let name: string | undefined;
+    if (nameWord !== undefined) {
+      name = nameWord.raw;
+      if (!STAGE_NAME.test(name)) {
+        throw ctx.lx.error(
+          nameWord.start,
+          name.toLowerCase() !== name && STAGE_NAME.test(name.toLowerCase())
+            ? `stage name ${JSON.stringify(name)} must be lowercase`
+            : `invalid stage name ${JSON.stringify(name)}: use a lowercase letter, then [a-z0-9_.-]`,
+        );
+      }
+      if (name === 'scratch')
+        throw ctx.lx.error(nameWord.start, '"scratch" is reserved and cannot name a stage');
+      const dup = this.stages.find((s) => s.stage.name === name);
+      if (dup) {
+        throw ctx.lx.error(
+          nameWord.start,
+          `duplicate stage name ${JSON.stringify(name)} (first defined at line ${dup.stage.from.loc.line})`,
+        );
+      }
+    }
+
+    let refKind: FromRefKind;
+    let parent: StageState | undefined;
+    if (ref === 'scratch') {
+      refKind = 'scratch';
+    } else if (/^(\.\.?)?\//.test(ref)) {
+      if (!/\.(tmpl\.img|tar)$/.test(ref)) {
+        throw ctx.lx.error(
+          refAt,
+          `template file ${JSON.stringify(ref)} must end in .tmpl.img or .tar`,
+        );
+      }
+      refKind = 'file';
+    } else if ((parent = this.stages.find((s) => s.stage.name === ref))) {
+      refKind = 'stage';
+    } else {
+      const later = this.declared.find((d) => d.name === ref && d.index >= index);
+      if (later) {
+        throw ctx.lx.error(
+          refAt,
+          later.index === index
+            ? `stage ${JSON.stringify(ref)} cannot start FROM itself`
+            : `FROM ${ref} refers to stage ${JSON.stringify(ref)}, which is defined later (line ${later.line}); a stage can only start FROM an earlier stage`,
+        );
+      }
+      try {
+        refKind = parseReference(ref).registry === undefined ? 'local' : 'registry';
+      } catch (e) {
+        if (isStrataError(e)) throw ctx.lx.error(refAt, e.message);
+        throw e;
+      }
+    }
+
+    const from: FromInstruction = {
+      kind: 'FROM',
+      ref,
+      refKind,
+      ...(name !== undefined ? { stage: name } : {}),
+      loc: ctx.loc,
+      text: `FROM ${quoteWord(ref)}${name !== undefined ? ` AS ${name}` : ''}`,
+    };
+    const state: StageState = {
+      stage: {
+        index: this.stages.length,
+        ...(name !== undefined ? { name } : {}),
+        from,
+        steps: [],
+      },
+      refLoc: ctx.lx.loc(refAt),
+      scratch: refKind === 'scratch',
+      bootstrapped: false,
+      args: new Map(),
+      env: new Map(parent?.env ?? []),
+    };
+    this.stages.push(state);
+    this.cur = state;
+  }
+
+  private arg(ctx: Ctx): void {
+    ctx.flags({});
+    const words = ctx.positional(WORDS);
+    const [w, extra] = words;
+    if (w === undefined) throw ctx.missing('ARG requires a name: ARG <name>[=<default>]');
+    if (extra !== undefined) {
+      throw ctx.lx.error(
+        extra.start,
+        'ARG takes a single <name>[=<default>]; use one ARG per variable',
+      );
+    }
+    const eq = w.raw.indexOf('=');
+    const name = eq < 0 ? w.raw : w.raw.slice(0, eq);
+    if (!VAR_NAME.test(name))
+      throw ctx.lx.error(w.start, `invalid ARG name ${JSON.stringify(name)}`);
+    const def = eq < 0 ? undefined : w.value.slice(name.length + 1);
+    let value: string | undefined;
+    if (Object.prototype.hasOwnProperty.call(this.buildArgs, name)) {
+      value = this.buildArgs[name];
+      this.consumed.add(name);
+    } else if (def !== undefined) {
+      value = def;
+    } else if (this.cur !== undefined) {
+      value = this.globalValues.get(name);
+    }
+    const inst: ArgInstruction = {
+      kind: 'ARG',
+      name,
+      ...(def !== undefined ? { default: def } : {}),
+      ...(value !== undefined ? { value } : {}),
+      loc: ctx.loc,
+      text: def === undefined ? `ARG ${name}` : `ARG ${name}=${quoteWord(def)}`,
+    };
+    if (this.cur === undefined) {
+      this.globalArgs.push(inst);
+      this.globalValues.set(name, value);
+    } else {
+      this.cur.args.set(name, value);
+      this.cur.stage.steps.push(inst);
+    }
+  }
+
+  private buildchroot(ctx: Ctx, cur: StageState): Instruction {
+    const lx = ctx.lx;
+    const loc = ctx.loc;
+    ctx.flags({});
+    const [w, extra] = ctx.positional(WORDS);
+    if (w === undefined) throw ctx.missing('BUILDCHROOT requires the name of an earlier stage');
+    if (extra !== undefined)
+      throw lx.error(extra.start, `unexpected argument ${quoteWord(extra.raw)}`);
+    if (cur.buildchroot) {
+      throw lx.error(
+        0,
+        `duplicate BUILDCHROOT in this stage (first at line ${cur.buildchroot.line})`,
+      );
+    }
+    const name = w.value;
+    const earlier = this.stages.find((s) => s !== cur && s.stage.name === name);
+    if (!earlier) {
+      const later = this.declared.find((d) => d.name === name && d.index > cur.stage.index);
+      throw lx.error(
+        w.start,
+        cur.stage.name === name
+          ? 'a stage cannot be its own buildchroot'
+          : this.declared.some((d) => d.name === name)
+            ? `BUILDCHROOT ${name}: stage ${JSON.stringify(name)} is defined later${later ? ` (line ${later.line})` : ''}; name an earlier stage`
+            : `BUILDCHROOT ${name}: no stage named ${JSON.stringify(name)}`,
+      );
+    }
+    cur.buildchroot = loc;
+    return { kind: 'BUILDCHROOT', stage: name, loc, text: `BUILDCHROOT ${name}` };
+  }
+}
+
+/** Names declared with `FROM … AS name`, read before parsing so forward references are recognised. */
+function prescanStageNames(lines: LogicalLine[]): DeclaredStage[] {
+  const out: DeclaredStage[] = [];
+  lines.forEach((line, index) => {
+    const words = line.text.trim().split(/[ \t]+/);
+    if (words.length >= 3 && words[0]?.toUpperCase() === 'FROM') {
+      const asAt = words.findIndex((w, i) => i > 0 && w.toUpperCase() === 'AS');
+      const name = asAt > 0 ? words[asAt + 1] : undefined;
+      if (name !== undefined) out.push({ name, index, line: line.pos[0]?.line ?? 1 });
+    }
+  });
+  return out;
+}

@@ -1,0 +1,43 @@
+/**
+ * Debian architectures: which one a rootfs is, and its OCI platform.
+ */
+import type { DebianPackage } from '@strata/oci';
+
+/** The Debian architecture of a rootfs: dpkg's own, else the most common package architecture. */
+export function debianArchitecture(
+  pkgs: readonly DebianPackage[],
+  dpkgArch?: string,
+): string | undefined {
+  if (dpkgArch) return dpkgArch;
+  const dpkg = pkgs.find((p) => p.name === 'dpkg');
+  if (dpkg && dpkg.architecture !== 'all') return dpkg.architecture;
+  const counts = new Map<string, number>();
+  for (const p of pkgs) {
+    if (p.architecture !== 'all') counts.set(p.architecture, (counts.get(p.architecture) ?? 0) + 1);
+  }
+  let best: string | undefined;
+  for (const [a, n] of counts) if (best === undefined || n > (counts.get(best) ?? 0)) best = a;
+  return best;
+}
+
+/** OCI platform for a Debian architecture. */
+export function ociPlatform(debArch: string): { architecture: string; variant?: string } {
+  switch (debArch) {
+    case 'amd64':
+      return { architecture: 'amd64' };
+    case 'arm64':
+      return { architecture: 'arm64', variant: 'v8' };
+    case 'armhf':
+      return { architecture: 'arm', variant: 'v7' };
+    case 'armel':
+      return { architecture: 'arm', variant: 'v5' };
+    case 'i386':
+      return { architecture: '386' };
+    case 'ppc64el':
+      return { architecture: 'ppc64le' };
+    case 'mips64el':
+      return { architecture: 'mips64le' };
+    default:
+      return { architecture: debArch };
+  }
+}

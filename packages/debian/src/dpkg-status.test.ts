@@ -1,0 +1,77 @@
+import { essentialAmong, parseDpkgStatus } from './dpkg-status';
+
+const STATUS = `Package: base-files
+Status: install ok installed
+Priority: required
+Architecture: amd64
+Version: 12.4+deb12u5
+Description: Debian base system miscellaneous files
+ This package contains the basic filesystem hierarchy.
+
+Package: libc6
+Status: install ok installed
+Architecture: amd64
+Multi-Arch: same
+Source: glibc
+Version: 2.36-9+deb12u4
+
+Package: removed-pkg
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0
+
+Package: libbz2-1.0
+Status: install ok installed
+Architecture: amd64
+Source: bzip2 (1.0.8-5)
+Version: 1.0.8-5+b1
+`;
+
+test('dpkg status: installed packages with their source', () => {
+  expect(parseDpkgStatus(STATUS)).toEqual([
+    { name: 'base-files', version: '12.4+deb12u5', architecture: 'amd64', source: 'base-files' },
+    {
+      name: 'libbz2-1.0',
+      version: '1.0.8-5+b1',
+      architecture: 'amd64',
+      source: 'bzip2',
+      sourceVersion: '1.0.8-5',
+    },
+    { name: 'libc6', version: '2.36-9+deb12u4', architecture: 'amd64', source: 'glibc' },
+  ]);
+});
+
+const MARKED = `Package: e2fsprogs
+Status: install ok installed
+Protected: yes
+Version: 1.47.0-2
+
+Package: dash
+Essential: yes
+Status: install ok installed
+Version: 0.5.12-2
+
+Package: curl
+Status: install ok installed
+Version: 7.88.1-10
+
+Package: logsave
+Status: install ok installed
+Important: yes
+Version: 1.47.0-2
+
+Package: bash
+Essential: yes
+Status: deinstall ok config-files
+Version: 5.2.15-2
+`;
+
+test('essentialAmong finds Essential, Protected and Important installed packages, with the field', () => {
+  expect(
+    essentialAmong(MARKED, ['curl', 'e2fsprogs', 'dash:amd64', 'bash', 'da*', 'logsave']),
+  ).toEqual([
+    { name: 'e2fsprogs', field: 'Protected' },
+    { name: 'dash:amd64', field: 'Essential' },
+    { name: 'logsave', field: 'Important' },
+  ]);
+});

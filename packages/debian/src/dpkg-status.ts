@@ -1,0 +1,62 @@
+/**
+ * dpkg's status file: what is installed, and which packages dpkg marks as not to be removed.
+ */
+import type { DebianPackage } from '@strata/oci';
+import { parseDeb822 } from './deb822';
+import { isPattern, splitArch } from './package-args';
+
+/** Installed packages from a dpkg status file, sorted by name then architecture. */
+export function parseDpkgStatus(text: string): DebianPackage[] {
+  const pkgs: DebianPackage[] = [];
+  for (const p of parseDeb822(text)) {
+    const name = p.get('package');
+    const status = p.get('status')?.split(/\s+/);
+    const version = p.get('version');
+    if (!name || !version || status?.[2] !== 'installed') continue;
+    const pkg: DebianPackage = {
+      name,
+      version,
+      architecture: p.get('architecture') ?? 'all',
+      source: name,
+    };
+    const src = p.get('source');
+    if (src) {
+      const m = /^(\S+)(?:\s+\(([^)]+)\))?/.exec(src);
+      if (m) {
+        pkg.source = m[1] as string;
+        if (m[2] !== undefined && m[2] !== version) pkg.sourceVersion = m[2];
+      }
+    }
+    pkgs.push(pkg);
+  }
+  return pkgs.sort((a, b) =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : a.architecture < b.architecture ? -1 : 1,
+  );
+}
+
+const MARKERS = ['Essential', 'Protected', 'Important'] as const;
+type Marker = (typeof MARKERS)[number];
+
+/**
+ * The REMOVE arguments that dpkg marks Essential, Protected or Important (Protected's other name;
+ * bookworm's e2fsprogs has it) in `statusText` (a dpkg status file), each with the field that
+ * marks it. apt refuses to remove them with -y: the system is not meant to run without them.
+ */
+export function essentialAmong(
+  statusText: string,
+  args: readonly string[],
+): Array<{ name: string; field: Marker }> {
+  const marked = new Map<string, Marker>();
+  for (const p of parseDeb822(statusText)) {
+    const name = p.get('package');
+    if (!name || p.get('status')?.split(/\s+/)[2] !== 'installed') continue;
+    const field = MARKERS.find((m) => p.get(m.toLowerCase()) === 'yes');
+    if (field) marked.set(name, field);
+  }
+  const out: Array<{ name: string; field: Marker }> = [];
+  for (const arg of args) {
+    const field = isPattern(arg) ? undefined : marked.get(splitArch(arg).name);
+    if (field) out.push({ name: arg, field });
+  }
+  return out;
+}

@@ -1,0 +1,57 @@
+/**
+ * The one place this package reaches the network: reading a file of an apt repository
+ * over http(s), or from a `file:` URI.
+ */
+import { promises as fsp } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import * as path from 'node:path';
+import { InvalidArgumentError, StrataError } from '@strata/oci';
+
+function fetchUrl(url: string, timeoutMs = 15000, redirects = 5): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const mod = url.startsWith('https:') ? https : http;
+    const req = mod.get(url, { timeout: timeoutMs }, (res) => {
+      const code = res.statusCode ?? 0;
+      if (code >= 300 && code < 400 && res.headers.location && redirects > 0) {
+        res.resume();
+        resolve(fetchUrl(new URL(res.headers.location, url).toString(), timeoutMs, redirects - 1));
+        return;
+      }
+      if (code === 404 || code === 403 || code === 410) {
+        res.resume();
+        resolve(undefined);
+        return;
+      }
+      if (code !== 200) {
+        res.resume();
+        reject(new StrataError('UNAVAILABLE', `GET ${url}: HTTP ${code}`));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks)));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new StrataError('UNAVAILABLE', `GET ${url}: timed out`)));
+    req.on('error', (e) =>
+      reject(
+        e instanceof StrataError ? e : new StrataError('UNAVAILABLE', `GET ${url}: ${e.message}`),
+      ),
+    );
+  });
+}
+
+export async function readIndexFile(uri: string, rel: string): Promise<Buffer | undefined> {
+  if (uri.startsWith('file:')) {
+    const p = path.join(decodeURIComponent(uri.replace(/^file:(\/\/)?/, '/')), rel);
+    try {
+      return await fsp.readFile(p);
+    } catch {
+      return undefined;
+    }
+  }
+  if (!/^https?:/.test(uri))
+    throw new InvalidArgumentError(`apt source ${uri}: only http, https and file URIs`);
+  return fetchUrl(`${uri}/${rel}`);
+}

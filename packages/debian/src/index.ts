@@ -1,0 +1,12 @@
+export { aptConf } from './apt-conf';
+export { debianArchitecture, ociPlatform } from './architecture';
+export { parseDeb822 } from './deb822';
+export { essentialAmong, parseDpkgStatus } from './dpkg-status';
+export { parseOsRelease } from './os-release';
+export { notInstalled } from './package-args';
+export { parsePackagesIndex } from './packages-index';
+export type { IndexState } from './release';
+export { indexState, releaseDate } from './release';
+export type { AptSource, AptSources } from './sources';
+export { formatSources, hostSources, makeSources, parseSources } from './sources';
+export { compareDebianVersions } from './version';

@@ -1,0 +1,17 @@
+import { parsePackagesIndex } from './packages-index';
+
+test('parsePackagesIndex keeps the highest version per name and architecture', () => {
+  const text = [
+    'Package: curl\nVersion: 7.88.1-10+deb12u5\nArchitecture: amd64\n',
+    'Package: curl\nVersion: 7.88.1-10+deb12u12\nArchitecture: amd64\n',
+    'Package: curl\nVersion: 8.0-1\nArchitecture: arm64\n',
+    'Package: tzdata\nVersion: 2024a-0+deb12u1\nArchitecture: all\n',
+    'Package: tzdata\nVersion: 2025b-0+deb12u1\nArchitecture: all\nDescription: x\n multi\n line\n',
+  ].join('\n');
+  const m = parsePackagesIndex(text);
+  expect(Object.fromEntries(m)).toEqual({
+    'curl:amd64': '7.88.1-10+deb12u12',
+    'curl:arm64': '8.0-1',
+    'tzdata:all': '2025b-0+deb12u1',
+  });
+});

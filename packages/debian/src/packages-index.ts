@@ -1,0 +1,21 @@
+/**
+ * apt `Packages` indices: which versions a mirror offers.
+ */
+import { compareDebianVersions } from './version';
+
+/** The highest version of every package in apt `Packages` index text, keyed `name:arch`. */
+export function parsePackagesIndex(
+  text: string,
+  into = new Map<string, string>(),
+): Map<string, string> {
+  for (const para of text.split(/\n\s*\n/)) {
+    const name = /^Package:\s*(\S+)/m.exec(para)?.[1];
+    const version = /^Version:\s*(\S+)/m.exec(para)?.[1];
+    const arch = /^Architecture:\s*(\S+)/m.exec(para)?.[1] ?? 'all';
+    if (!name || !version) continue;
+    const key = `${name}:${arch}`;
+    const have = into.get(key);
+    if (have === undefined || compareDebianVersions(version, have) > 0) into.set(key, version);
+  }
+  return into;
+}
