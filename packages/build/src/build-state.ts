@@ -1,0 +1,161 @@
+import type {
+  BaseTemplate,
+  Compression,
+  DebianPackage,
+  Descriptor,
+  Digest,
+  Distribution,
+  Exclusion,
+  HistoryEntry,
+  ImageConfig,
+  ImageManifest,
+  LayerRecord,
+} from '@strata/oci';
+import { chainId } from '@strata/oci';
+import type { AptSources } from '@strata/debian';
+import type { Store } from '@strata/store';
+import type { LockedStage } from './lockfile';
+import type { RemoteCache } from './remote-cache';
+import type { StackLayer } from './snapshots';
+import type { StageKeys } from './stage-keys';
+import type { Location } from './stratafile';
+
+export type BuildEvent =
+  | { type: 'stage'; stage: string; index: number }
+  | { type: 'step'; stage: string; step: number; steps: number; text: string; loc: Location }
+  | { type: 'cached'; layer: Descriptor }
+  | { type: 'remote-cached'; layer: Descriptor; from: string }
+  | { type: 'layer'; layer: Descriptor; seconds: number; added: string[]; removed: string[] }
+  | { type: 'output'; chunk: Buffer }
+  | { type: 'warning'; message: string; loc?: Location }
+  /** A FROM resolves to another digest than Stratafile.lock recorded (a build without --frozen). */
+  | { type: 'base-moved'; ref: string; from: Digest; to: Digest; loc: Location };
+
+export interface BuildOptions {
+  /** Path of the Stratafile. */
+  file: string;
+  /** Build context directory (COPY sources, local .debs, SOURCES files); default: the Stratafile's dir. */
+  context?: string;
+  /** Tag for the result. */
+  tag?: string;
+  /** Stage to build (default: the last one). */
+  target?: string;
+  buildArgs?: Record<string, string>;
+  /** apt sources file for every step; default: the build host's. A SOURCES instruction overrides. */
+  aptSources?: string;
+  noCache?: boolean;
+  /** Fail when Stratafile.lock no longer matches. */
+  frozen?: boolean;
+  /**
+   * Build date and mtime clamp (SOURCE_DATE_EPOCH). Without it, the date of the mirror state the
+   * stage's apt sources resolve to (the newest `Date:` of their Release files), unless
+   * `timestamp` is 'now'.
+   */
+  sourceDateEpoch?: number;
+  /** 'now' dates the build by the clock instead of the mirror state. Default: 'mirror'. */
+  timestamp?: 'mirror' | 'now';
+  compression?: Compression;
+  /** Host resolv.conf for steps. */
+  resolvConf?: string;
+  /** Write Stratafile.lock (default true). */
+  writeLock?: boolean;
+  /** Shared build caches: looked up on a local miss (`--cache-from`), and filled (`--cache-to`). */
+  cacheFrom?: RemoteCache[];
+  cacheTo?: RemoteCache;
+  /** Resolves registry references in FROM (pulling what the store lacks). */
+  resolveRemote?: (ref: string) => Promise<Descriptor>;
+  signal?: AbortSignal;
+  onEvent?: (e: BuildEvent) => void;
+  now?: Date;
+}
+
+export interface BuildResult {
+  ref?: string;
+  descriptor: Descriptor;
+  manifest: ImageManifest;
+  config: ImageConfig;
+  cacheHits: number;
+  stepsRun: number;
+  lockFile?: string;
+}
+
+export interface BuiltLayer {
+  desc: Descriptor;
+  diffId: Digest;
+  record: LayerRecord;
+  history: HistoryEntry;
+  /** Paths each exclusion rule kept out of this layer (layers built from a Stratafile). */
+  excluded?: Record<string, number>;
+}
+
+export interface StageState {
+  name: string;
+  layers: BuiltLayer[];
+  env: Map<string, string>;
+  args: Map<string, string>;
+  labels: Record<string, string>;
+  features: Set<string>;
+  excludes: string[];
+  sources?: AptSources;
+  packages: DebianPackage[];
+  distribution: Distribution;
+  debArch?: string;
+  baseChain: BaseTemplate[];
+  /** Exclusions recorded by the FROM template. */
+  baseExclusions: Exclusion[];
+  /** Stage named by BUILDCHROOT. */
+  buildchroot?: string;
+  /** The buildchroot image inherited from the FROM template (an index with both roles). */
+  inheritedBuildchroot?: Descriptor;
+  lock: LockedStage;
+}
+
+export function chainOf(layers: readonly BuiltLayer[]): Digest | undefined {
+  return chainId(layers.map((l) => l.diffId));
+}
+
+export function stackOf(layers: readonly BuiltLayer[]): StackLayer[] {
+  return layers.map((l) => ({
+    digest: l.desc.digest,
+    size: l.desc.size,
+    mediaType: l.desc.mediaType,
+    diffId: l.diffId,
+  }));
+}
+
+/**
+ * What the parts of a build share: the store and options, the stages built so far, the step
+ * keys, and the build's events, abort signal and date.
+ */
+export interface BuildContext {
+  readonly store: Store;
+  readonly opts: BuildOptions;
+  /** The build context directory. */
+  readonly context: string;
+  readonly stages: Map<string, StageState>;
+  /** Step environments and cache keys, as `strata check` recomputes them. */
+  readonly keys: StageKeys;
+  emit(e: BuildEvent): void;
+  /** Throws when the build was interrupted. */
+  checkAbort(): void;
+  /** The date this build uses for a stage, in seconds. */
+  epoch(state: StageState): Promise<number>;
+}
+
+function pkgKey(p: DebianPackage): string {
+  return `${p.name}:${p.architecture}`;
+}
+
+/** Packages added or changed (`name=version`) and removed (`name`) between two dpkg states. */
+export function packageDelta(
+  before: DebianPackage[],
+  after: DebianPackage[],
+): { added: string[]; removed: string[] } {
+  const b = new Map(before.map((p) => [pkgKey(p), p]));
+  const a = new Map(after.map((p) => [pkgKey(p), p]));
+  const added: string[] = [];
+  const removed: string[] = [];
+  for (const [k, p] of a) if (b.get(k)?.version !== p.version) added.push(`${p.name}=${p.version}`);
+  for (const [k, p] of b) if (!a.has(k)) removed.push(p.name);
+  return { added: added.sort(), removed: removed.sort() };
+}

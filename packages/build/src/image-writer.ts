@@ -1,0 +1,177 @@
+import {
+  Annotations,
+  Descriptor,
+  Exclusion,
+  ImageConfig,
+  ImageIndex,
+  ImageManifest,
+  InvalidArgumentError,
+  MediaTypes,
+  TemplateMetadata,
+  assertValid,
+  validateConfig,
+  validateManifest,
+  validateTemplateMetadata,
+} from '@strata/oci';
+import { ociPlatform } from '@strata/debian';
+import { DEFAULT_EXCLUSIONS, isoDate } from '@strata/template';
+import { STEP_EXCLUSIONS } from './upper';
+import { BuildContext, StageState } from './build-state';
+
+/** Annotation naming a manifest's role in a template index (rootfs or buildchroot). */
+const ROLE = Annotations.role;
+
+/**
+ * What the template leaves out: the FROM template's record (a rule found there again gets the
+ * new matches added, so each rule is listed once), then each other rule that kept paths
+ * out of this build's layers (counted per layer, so cached and fresh builds agree), and
+ * every EXCLUDE glob.
+ */
+function exclusionsOf(state: StageState): Exclusion[] {
+  const counts = new Map<string, number>();
+  for (const l of state.layers) {
+    for (const [p, n] of Object.entries(l.excluded ?? {})) counts.set(p, (counts.get(p) ?? 0) + n);
+  }
+  // One record per rule: a rule the FROM template recorded too adds its matches to that one.
+  const out: Exclusion[] = state.baseExclusions.map((e) => ({ ...e }));
+  const ruleKey = (r: Pick<Exclusion, 'action' | 'pattern'>): string => `${r.action} ${r.pattern}`;
+  const byRule = new Map(out.map((e) => [ruleKey(e), e]));
+  const rules = [
+    ...DEFAULT_EXCLUSIONS.map((r) => ({
+      pattern: r.pattern,
+      reason: r.reason,
+      action: r.action,
+    })),
+    ...STEP_EXCLUSIONS.map((r) => ({ pattern: r.pattern, reason: r.reason, action: r.action })),
+    ...state.excludes.map((g) => ({
+      pattern: g,
+      reason: 'EXCLUDE in the Stratafile',
+      action: 'drop' as const,
+    })),
+  ];
+  const seen = new Set<string>();
+  for (const r of rules) {
+    if (seen.has(r.pattern)) continue;
+    seen.add(r.pattern);
+    const matched = counts.get(r.pattern) ?? 0;
+    if (matched === 0 && !state.excludes.includes(r.pattern)) continue;
+    const key = ruleKey(r);
+    const earlier = byRule.get(key);
+    if (earlier !== undefined) {
+      earlier.matched += matched;
+      continue;
+    }
+    const e: Exclusion = { pattern: r.pattern, reason: r.reason, action: r.action, matched };
+    out.push(e);
+    byRule.set(key, e);
+  }
+  return out;
+}
+
+/**
+ * When the stage declares (BUILDCHROOT) or inherits a buildchroot, the result is an OCI index
+ * holding both images, each annotated with its role. Layers they share are stored once.
+ */
+export async function withBuildchroot(
+  ctx: BuildContext,
+  state: StageState,
+  rootfs: Descriptor,
+): Promise<Descriptor> {
+  let bc: Descriptor | undefined = state.inheritedBuildchroot;
+  if (state.buildchroot !== undefined) {
+    const stage = ctx.stages.get(state.buildchroot) as StageState;
+    bc = (await writeImage(ctx, stage, false)).descriptor;
+  }
+  if (!bc) return rootfs;
+  const role = (d: Descriptor, r: string): Descriptor => {
+    const out: Descriptor = {
+      mediaType: d.mediaType,
+      digest: d.digest,
+      size: d.size,
+      annotations: { [ROLE]: r },
+    };
+    if (d.platform) out.platform = d.platform;
+    return out;
+  };
+  const index: ImageIndex = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.imageIndex,
+    manifests: [role(rootfs, 'rootfs'), role(bc, 'buildchroot')],
+    annotations: { 'io.strata.bundle': 'rootfs+buildchroot' },
+  };
+  return ctx.store.putJson(index, MediaTypes.imageIndex);
+}
+
+export async function writeImage(
+  ctx: BuildContext,
+  state: StageState,
+  final = true,
+): Promise<{ descriptor: Descriptor; manifest: ImageManifest; config: ImageConfig }> {
+  if (state.layers.length === 0)
+    throw new InvalidArgumentError(`stage ${state.name} has no layers`);
+  // The date this build used (see epoch): a fully cached rebuild against the same mirror
+  // state gives the very same image.
+  const created = isoDate(new Date((await ctx.epoch(state)) * 1000));
+  const debArch = state.debArch ?? 'amd64';
+  const platform = ociPlatform(debArch);
+  const tagName = ctx.opts.tag ? ctx.opts.tag.replace(/:[^/:]*$/, '') : undefined;
+  const name =
+    state.labels[Annotations.title] ??
+    (tagName === undefined ? state.name : final ? tagName : `${tagName}-${state.name}`);
+  const metadata: TemplateMetadata = {
+    schemaVersion: 1,
+    name,
+    created,
+    features: [...state.features].sort(),
+    architecture: debArch,
+    distribution: state.distribution,
+    packages: state.packages,
+    exclusions: exclusionsOf(state),
+    layers: state.layers.map((l) => l.record),
+    baseChain: state.baseChain,
+    labels: state.labels,
+  };
+  assertValid(validateTemplateMetadata, metadata, 'template metadata');
+  const env = [...state.env].map(([k, v]) => `${k}=${v}`);
+  if (!state.env.has('PATH'))
+    env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  const config: ImageConfig = {
+    created,
+    architecture: platform.architecture,
+    ...(platform.variant ? { variant: platform.variant } : {}),
+    os: 'linux',
+    config: { Env: env, Labels: { [Annotations.title]: name, ...state.labels } },
+    rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffId) },
+    history: state.layers.map((l) => l.history),
+    strata: metadata,
+  };
+  assertValid(validateConfig, config, 'image config');
+  const configDesc = await ctx.store.putJson(config, MediaTypes.imageConfig);
+  const base = state.baseChain[state.baseChain.length - 1];
+  const annotations: Record<string, string> = {
+    [Annotations.title]: name,
+    [Annotations.created]: created,
+  };
+  if (base) {
+    annotations[Annotations.baseName] = base.ref;
+    annotations[Annotations.baseDigest] = base.digest;
+  }
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.imageManifest,
+    config: configDesc,
+    layers: state.layers.map((l) => l.desc),
+    annotations,
+  };
+  assertValid(validateManifest, manifest, 'image manifest');
+  const desc = await ctx.store.putJson(manifest, MediaTypes.imageManifest);
+  const descriptor: Descriptor = {
+    ...desc,
+    platform: {
+      architecture: platform.architecture,
+      os: 'linux',
+      ...(platform.variant ? { variant: platform.variant } : {}),
+    },
+  };
+  return { descriptor, manifest, config };
+}

@@ -1,0 +1,154 @@
+import * as path from 'node:path';
+import {
+  Annotations,
+  Descriptor,
+  Digest,
+  InvalidArgumentError,
+  NotFoundError,
+  StrataError,
+} from '@strata/oci';
+import { loadArchive } from '@strata/store';
+import type { LockedStage } from './lockfile';
+import type { Stage } from './stratafile';
+import { BuildStepError, envOfConfig, inheritScope } from './stage-keys';
+import { BuildContext, BuiltLayer, StageState } from './build-state';
+
+/** The key a stage is known by: its name, or `#<index>`. */
+export function stageKey(s: Stage): string {
+  return s.name ?? `#${s.index}`;
+}
+
+export function emptyState(name: string, ref: string): StageState {
+  return {
+    name,
+    layers: [],
+    env: new Map(),
+    args: new Map(),
+    labels: {},
+    features: new Set(),
+    excludes: [],
+    packages: [],
+    distribution: {},
+    baseChain: [],
+    baseExclusions: [],
+    lock: { name, from: { ref }, steps: [] },
+  };
+}
+
+export async function resolveFrom(
+  ctx: BuildContext,
+  stage: Stage,
+  locked: LockedStage | undefined,
+): Promise<StageState> {
+  const f = stage.from;
+  const name = stageKey(stage);
+  if (f.refKind === 'scratch') return emptyState(name, 'scratch');
+  const earlier = f.refKind === 'stage' ? ctx.stages.get(f.ref) : undefined;
+  if (earlier) {
+    return {
+      ...earlier,
+      ...inheritScope(earlier),
+      name,
+      layers: [...earlier.layers],
+      labels: { ...earlier.labels },
+      features: new Set(earlier.features),
+      packages: [...earlier.packages],
+      baseChain: [...earlier.baseChain],
+      lock: { name, from: { ref: f.ref }, steps: [] },
+    };
+  }
+  let desc: Descriptor;
+  try {
+    if (f.refKind === 'file') {
+      const file = path.resolve(ctx.context, f.ref);
+      const loaded = await loadArchive(ctx.store, file);
+      if (loaded.length !== 1)
+        throw new InvalidArgumentError(
+          `${f.ref} holds ${loaded.length} images; FROM needs exactly one`,
+        );
+      desc = (loaded[0] as { descriptor: Descriptor }).descriptor;
+    } else if (f.refKind === 'registry') {
+      if (!ctx.opts.resolveRemote)
+        throw new InvalidArgumentError(
+          `${f.ref} is in a registry, and this build cannot reach registries`,
+        );
+      desc = await ctx.opts.resolveRemote(f.ref);
+    } else {
+      desc = await ctx.store.resolve(f.ref);
+    }
+  } catch (e) {
+    // The hint (is the registry running? trust its CA?) is what makes the line useful.
+    if (e instanceof StrataError)
+      throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, {
+        cause: e,
+        ...(e.hint !== undefined ? { hint: e.hint } : {}),
+      });
+    throw e;
+  }
+  const lockedDigest = locked?.from.digest;
+  if (ctx.opts.frozen && lockedDigest !== undefined && lockedDigest !== desc.digest) {
+    throw new BuildStepError(
+      f.loc,
+      `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${lockedDigest}`,
+      { hint: 'the base template moved; rebuild without --frozen to accept it' },
+    );
+  }
+  // A FROM line that was edited names another base; only the same reference can have moved.
+  if (lockedDigest !== undefined && lockedDigest !== desc.digest && locked?.from.ref === f.ref) {
+    ctx.emit({
+      type: 'base-moved',
+      ref: f.ref,
+      from: lockedDigest,
+      to: desc.digest,
+      loc: f.loc,
+    });
+  }
+  const parts = await rootfsManifest(ctx, desc);
+  const manifestDesc = parts.rootfs;
+  const manifest = await ctx.store.readManifest(manifestDesc);
+  const config = await ctx.store.readConfig(manifest.config);
+  const meta = config.strata;
+  const nonEmpty = (config.history ?? []).filter((h) => !h.empty_layer);
+  const layers: BuiltLayer[] = manifest.layers.map((l, i) => {
+    const diffId = config.rootfs.diff_ids[i] as Digest;
+    const record = meta?.layers.find((r) => r.diffId === diffId) ?? {
+      diffId,
+      createdBy: nonEmpty[i]?.created_by ?? '',
+    };
+    return { desc: l, diffId, record, history: nonEmpty[i] ?? { created_by: record.createdBy } };
+  });
+  const state = emptyState(name, f.ref);
+  state.lock.from.digest = desc.digest;
+  if (parts.buildchroot) state.inheritedBuildchroot = parts.buildchroot;
+  state.layers = layers;
+  state.env = envOfConfig(config);
+  state.labels = { ...(meta?.labels ?? {}) };
+  state.features = new Set(meta?.features ?? []);
+  state.packages = meta?.packages ?? [];
+  state.baseExclusions = meta?.exclusions ?? [];
+  state.distribution = meta?.distribution ?? {};
+  state.debArch = meta?.architecture;
+  // The chain names each base by where it can be found downstream: what FROM said, or for a
+  // local tag that a pull made, the registry reference it was pulled from (a local name
+  // means nothing on another machine).
+  const pulledFrom = f.refKind === 'local' ? desc.annotations?.[Annotations.pulledFrom] : undefined;
+  state.baseChain = [
+    ...(meta?.baseChain ?? []),
+    { name: meta?.name ?? f.ref, ref: pulledFrom ?? f.ref, digest: desc.digest },
+  ];
+  return state;
+}
+
+/**
+ * A template reference may name an index holding rootfs + buildchroot: build on the rootfs,
+ * and remember the buildchroot so the result inherits it.
+ */
+async function rootfsManifest(
+  ctx: BuildContext,
+  desc: Descriptor,
+): Promise<{ rootfs: Descriptor; buildchroot?: Descriptor }> {
+  const m = await ctx.store.imageOfRole(desc, 'rootfs');
+  if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
+  const bc = await ctx.store.imageOfRole(desc, 'buildchroot');
+  return bc ? { rootfs: m, buildchroot: bc } : { rootfs: m };
+}

@@ -1,0 +1,246 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Descriptor, Digest, Distribution, LayerRecord, StrataError, chainId } from '@strata/oci';
+import { createLayer, packTree } from '@strata/layer';
+import { AptSources, aptConf, essentialAmong, parseDpkgStatus } from '@strata/debian';
+import { DEFAULT_EXCLUSIONS, isoDate, readRootfsFacts } from '@strata/template';
+import { mmdebstrap, runInSandbox } from '@strata/tools';
+import { aptStateDir } from './apt-state';
+import { CacheEntry, writeCache } from './cache';
+import { cleanUpper } from './upper';
+import { Snapshots } from './snapshots';
+import { statusOfLowers } from './remove';
+import type { Instruction } from './stratafile';
+import { BuildStepError, stepEnv } from './stage-keys';
+import { stepCommand } from './step-command';
+import { OutputTail, failureReason } from './step-output';
+import { BuildContext, StageState, chainOf, packageDelta, stackOf } from './build-state';
+
+/** Host-provided files that BOOTSTRAP's output must not keep (mmdebstrap writes them). */
+const HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r) => r.pattern);
+
+/** Runs a layer step that missed the cache: in the sandbox (or mmdebstrap), then packs its layer. */
+export class StepRunner {
+  private readonly snapshots: Snapshots;
+  private readonly debCache: string;
+  private readonly listsRoot: string;
+  private readonly aptCacheRoot: string;
+
+  constructor(private readonly ctx: BuildContext) {
+    this.snapshots = new Snapshots(ctx.store);
+    this.debCache = path.join(aptStateDir(ctx.store.root), 'archives');
+    this.listsRoot = path.join(aptStateDir(ctx.store.root), 'lists');
+    this.aptCacheRoot = path.join(aptStateDir(ctx.store.root), 'cache');
+  }
+
+  /** Where downloaded .debs are kept for every step of the store. */
+  get archives(): string {
+    return this.debCache;
+  }
+
+  async execute(
+    state: StageState,
+    ins: Instruction,
+    key: Digest,
+    sources: AptSources | undefined,
+  ): Promise<CacheEntry> {
+    const t0 = Date.now();
+    const work = await this.snapshots.scratch('step');
+    try {
+      const upper = path.join(work, 'upper');
+      await fsp.mkdir(upper);
+      let lower: string[] = [];
+      let info: { distribution?: Distribution; debArch?: string } = {};
+      if (ins.kind === 'BOOTSTRAP') {
+        if (state.layers.length > 0)
+          throw new BuildStepError(ins.loc, 'BOOTSTRAP needs FROM scratch');
+        info = await this.bootstrap(state, ins, upper, sources as AptSources);
+      } else {
+        const chain = chainOf(state.layers);
+        if (chain === undefined)
+          throw new BuildStepError(
+            ins.loc,
+            `${ins.kind} has no root filesystem to run in: FROM scratch needs BOOTSTRAP first`,
+          );
+        lower = await this.snapshots.ensure(chain, stackOf(state.layers));
+        if (ins.kind === 'REMOVE') {
+          const essential = essentialAmong((await statusOfLowers(lower)) ?? '', ins.packages);
+          if (essential.length > 0)
+            throw new BuildStepError(
+              ins.loc,
+              `REMOVE ${essential.map((e) => `${e.name} (${e.field}: yes)`).join(', ')}: dpkg marks ${essential.length === 1 ? 'it' : 'them'} as needed by every system of this template, and apt refuses to remove such packages`,
+              { hint: 'Debian keeps such packages in every system: keep it' },
+            );
+        }
+        await this.runInRoot(state, ins, work, upper, lower, sources);
+      }
+      const cleaned = await cleanUpper(
+        upper,
+        lower,
+        ins.kind === 'BOOTSTRAP' ? [...HOST_FILES, ...state.excludes] : state.excludes,
+      );
+      const compression = this.ctx.opts.compression ?? 'zstd';
+      const epoch = await this.ctx.epoch(state);
+      const tar = packTree({ root: upper, overlay: lower.length > 0, sourceDateEpoch: epoch });
+      const layer = createLayer(tar, compression);
+      tar.on('error', (e) => layer.blob.destroy(e));
+      const blob = await this.ctx.store.putBlob(layer.blob);
+      const { diffId, mediaType } = await layer.result;
+      await this.ctx.store.recordDiffId(blob.digest, diffId);
+      const desc: Descriptor = { mediaType, digest: blob.digest, size: blob.size };
+
+      // Packages after the step: the upper's dpkg status if the step touched it.
+      let packages = state.packages;
+      const status = await fsp
+        .readFile(path.join(upper, 'var/lib/dpkg/status'), 'utf8')
+        .catch(() => undefined);
+      if (status !== undefined) packages = parseDpkgStatus(status);
+      const delta = packageDelta(state.packages, packages);
+      if (info.distribution) state.distribution = info.distribution;
+      if (info.debArch) state.debArch = info.debArch;
+      const record: LayerRecord = { diffId, createdBy: ins.text, cacheKey: key };
+      if (delta.added.length) record.packagesAdded = delta.added;
+      if (delta.removed.length) record.packagesRemoved = delta.removed;
+      const created = isoDate(new Date(epoch * 1000));
+      const entry: CacheEntry = {
+        key,
+        layer: desc,
+        diffId,
+        record,
+        packages,
+        created,
+        excluded: cleaned.byPattern,
+      };
+      await writeCache(this.ctx.store, entry);
+      const newChain = chainId([...state.layers.map((l) => l.diffId), diffId]) as Digest;
+      const parent = chainOf(state.layers);
+      await this.snapshots.commit(
+        newChain,
+        upper,
+        parent === undefined ? { kind: 'full' } : { kind: 'diff', parent },
+      );
+      this.ctx.emit({
+        type: 'layer',
+        layer: desc,
+        seconds: (Date.now() - t0) / 1000,
+        added: delta.added,
+        removed: delta.removed,
+      });
+      return entry;
+    } finally {
+      await fsp.rm(work, { recursive: true, force: true });
+    }
+  }
+
+  private async bootstrap(
+    state: StageState,
+    ins: Extract<Instruction, { kind: 'BOOTSTRAP' }>,
+    target: string,
+    sources: AptSources,
+  ): Promise<{ distribution: Distribution; debArch?: string }> {
+    const work = path.dirname(target);
+    const sourcesFile = path.join(work, 'sources.list');
+    await fsp.writeFile(sourcesFile, sources.text);
+    await fsp.rmdir(target);
+    try {
+      await mmdebstrap({
+        suite: ins.suite,
+        target,
+        variant: ins.variant,
+        include: ins.include,
+        components: ins.components,
+        architecture: ins.architecture,
+        sources: ins.mirror ?? sourcesFile,
+        debCache: this.debCache,
+        sourceDateEpoch: await this.ctx.epoch(state),
+        onOutput: (chunk) => this.ctx.emit({ type: 'output', chunk }),
+        signal: this.ctx.opts.signal,
+      });
+    } catch (e) {
+      if (e instanceof StrataError)
+        throw new BuildStepError(ins.loc, `BOOTSTRAP ${ins.suite}: ${e.message}`, { cause: e });
+      throw e;
+    }
+    const facts = await readRootfsFacts(target);
+    return { distribution: facts.distribution, debArch: facts.architecture };
+  }
+
+  private async runInRoot(
+    state: StageState,
+    ins: Instruction,
+    work: string,
+    upper: string,
+    lower: string[],
+    sources: AptSources | undefined,
+  ): Promise<void> {
+    const stage = path.join(work, 'stage');
+    const out = path.join(work, 'out');
+    const ovlWork = path.join(work, 'ovl');
+    const merged = path.join(work, 'merged');
+    for (const d of [stage, out, ovlWork, merged, path.join(stage, 'sources.list.d')])
+      await fsp.mkdir(d, { recursive: true });
+    const src = sources ?? (await this.ctx.keys.sourcesFor(state));
+    await fsp.writeFile(path.join(stage, 'sources.list'), src.text);
+    await fsp.writeFile(path.join(stage, 'apt.conf'), aptConf());
+    const sourcesKey = src.digest.slice(7, 23);
+    const lists = path.join(this.listsRoot, sourcesKey);
+    const aptCache = path.join(this.aptCacheRoot, sourcesKey);
+    await fsp.mkdir(lists, { recursive: true });
+    await fsp.mkdir(aptCache, { recursive: true });
+    const env: Record<string, string> = {
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: '/root',
+      LC_ALL: 'C.UTF-8',
+      DEBIAN_FRONTEND: 'noninteractive',
+      APT_CONFIG: '/run/strata/apt.conf',
+    };
+    env.SOURCE_DATE_EPOCH = String(await this.ctx.epoch(state));
+    const tail = new OutputTail();
+    for (const [k, v] of stepEnv(state)) env[k] = v;
+    const code = await runInSandbox({
+      lower,
+      upper,
+      work: ovlWork,
+      merged,
+      stage,
+      binds: [
+        { source: lists, target: 'lists' },
+        { source: aptCache, target: 'cache' },
+        { source: this.debCache, target: 'archives' },
+        { source: this.ctx.context, target: 'context' },
+        { source: out, target: 'out' },
+      ],
+      resolvConf: this.ctx.opts.resolvConf ?? '/etc/resolv.conf',
+      env,
+      command: stepCommand(ins),
+      onOutput: (chunk) => {
+        tail.push(chunk);
+        this.ctx.emit({ type: 'output', chunk });
+      },
+      signal: this.ctx.opts.signal,
+    });
+    this.ctx.checkAbort();
+    if (code !== 0) {
+      const output = tail.text();
+      const reason = failureReason(output);
+      throw new BuildStepError(
+        ins.loc,
+        `${ins.kind} failed with exit code ${code}${reason ? `: ${reason}` : ''}`,
+        { output },
+      );
+    }
+    if (ins.kind === 'REMOVE') {
+      const survivors = (await fsp.readFile(path.join(out, 'survivors'), 'utf8').catch(() => ''))
+        .split('\n')
+        .filter(Boolean);
+      if (survivors.length > 0) {
+        const msg = `REMOVE left ${survivors.length} files the removed packages owned: ${survivors.slice(0, 5).join(', ')}${survivors.length > 5 ? ', …' : ''}`;
+        if (ins.strict)
+          throw new BuildStepError(ins.loc, msg, {
+            hint: 'drop --strict-remove to accept, or RUN rm them',
+          });
+        this.ctx.emit({ type: 'warning', message: msg, loc: ins.loc });
+      }
+    }
+  }
+}
