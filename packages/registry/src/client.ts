@@ -15,8 +15,6 @@ import { Store, VerifyingStream } from '@strata/store';
 import { repositoryScope } from './challenge';
 import { ManifestNotFoundError, RegistryError } from './errors';
 import {
-  RequestSpec,
-  Response,
   StreamBody,
   Transport,
   TransportOptions,
@@ -67,11 +65,6 @@ export interface PushBlobOptions {
    * needless is cancelled. Ignored when mounting.
    */
   expectMissing?: boolean;
-  /**
-   * An upload session the caller already opened for this blob (it resolves to the Location):
-   * used instead of a new one, and cancelled if the HEAD finds the blob. Ignored when mounting.
-   */
-  session?: Promise<string>;
 }
 
 export type PushOutcome = 'exists' | 'mounted' | 'uploaded';
@@ -253,9 +246,7 @@ export class RegistryClient {
     opts: PushBlobOptions = {},
   ): Promise<PushOutcome> {
     const mounting = (opts.mountFrom ?? []).some((from) => from !== this.repository);
-    const session = mounting
-      ? undefined
-      : (opts.session ?? (opts.expectMissing ? this.startUpload() : undefined));
+    const session = !mounting && opts.expectMissing ? this.startUpload() : undefined;
     session?.catch(() => undefined); // awaited by the upload, or cancelled
     // Where an upload is likely, a one-PUT upload's blob opens while the HEAD is out too.
     const early = session && !isChunked(desc, opts) ? opening(open) : undefined;
@@ -354,30 +345,13 @@ export class RegistryClient {
 
   /** POST an upload session; resolves to its absolute Location. */
   async startUpload(): Promise<string> {
-    return this.sessionLocation(await this.transport.request(this.uploadRequest()));
-  }
-
-  /**
-   * {@link startUpload} as the first request to the registry, standing in for its ping
-   * (`Transport.pingWith`): a first push to a repository starts uploading a round trip sooner.
-   * After a ping, or when the registry asks for credentials, it is startUpload.
-   */
-  async startUploadAsPing(): Promise<string> {
-    const res = await this.transport.pingWith(this.uploadRequest());
-    return res ? this.sessionLocation(res) : this.startUpload();
-  }
-
-  private uploadRequest(): RequestSpec {
-    return {
+    const res = await this.transport.request({
       method: 'POST',
       url: `/v2/${this.repository}/blobs/uploads/`,
       scopes: [this.scope],
       expect: [202],
       what: 'start upload',
-    };
-  }
-
-  private sessionLocation(res: Response): string {
+    });
     const loc = headerValue(res.headers.location);
     if (!loc)
       throw new RegistryError('UNAVAILABLE', `${this.registry}: upload started without a Location`);
@@ -606,7 +580,7 @@ export class RegistryClient {
 
   /** Fetch a manifest or index by tag or digest; verified against the digest when there is one. */
   async getManifest(reference: string): Promise<FetchedManifest> {
-    const spec: RequestSpec = {
+    const res = await this.transport.request({
       method: 'GET',
       url: `/v2/${this.repository}/manifests/${reference}`,
       headers: { accept: MANIFEST_ACCEPT },
@@ -614,9 +588,7 @@ export class RegistryClient {
       expect: [200],
       what: `GET manifest ${reference}`,
       maxBody: MAX_MANIFEST,
-    };
-    // A pull's first request: it stands in for the ping (see Transport.pingWith).
-    const res = (await this.transport.pingWith(spec)) ?? (await this.transport.request(spec));
+    });
     const digest = sha256(res.body);
     const expected = isDigest(reference)
       ? reference

@@ -147,12 +147,6 @@ export function backoffDelay(attempt: number, baseMs: number, retryAfter?: strin
 type Auth =
   { kind: 'none' } | { kind: 'basic' } | { kind: 'bearer'; realm: string; service?: string };
 
-/** A request standing in for the ping, and where its answer goes when it served (pingWith). */
-interface Probe {
-  spec: RequestSpec;
-  answered: (res: Response) => void;
-}
-
 /**
  * HTTP to one registry: scheme selection (https, and http for loopback or --insecure), TLS
  * trust, the auth handshake (basic, or bearer tokens per scope set from the challenge's token
@@ -218,32 +212,8 @@ export class Transport {
 
   /** Resolve the base URL with `GET /v2/`, and learn the auth scheme from its challenge. */
   ping(): Promise<URL> {
-    return this.startPing();
-  }
-
-  /**
-   * Reach the registry with a request that the caller needs anyway, in place of `GET /v2/`: a
-   * first push opens its upload session this way, and a pull fetches its manifest, a round trip
-   * sooner. Only before any ping, and only for a request without a body whose answer is
-   * buffered; the request goes out once, anonymously, over the scheme the ping would try first
-   * (plain http for loopback, else https).
-   *
-   * Resolves to the registry's answer when its status is one of `spec.expect`: the request is
-   * done, and it served as the ping. Resolves to undefined otherwise: a 401 taught the auth
-   * scheme (as a ping's would), or the answer was something else and the ping then went as
-   * usual; either way the caller sends its request with {@link request}. Rejects as a failed
-   * ping does.
-   */
-  async pingWith(spec: RequestSpec): Promise<Response | undefined> {
-    if (this.base !== undefined || spec.body !== undefined || spec.stream) return undefined;
-    let answer: Response | undefined;
-    await this.startPing({ spec, answered: (res) => (answer = res) });
-    return answer;
-  }
-
-  private startPing(probe?: Probe): Promise<URL> {
     if (!this.base) {
-      const base = this.doPing(probe);
+      const base = this.doPing();
       this.base = base;
       // A failed ping may be retried by the next call.
       base.catch(() => {
@@ -253,34 +223,12 @@ export class Transport {
     return this.base;
   }
 
-  private async doPing(probe?: Probe): Promise<URL> {
+  private async doPing(): Promise<URL> {
     const httpsBase = new URL(`https://${this.registry}/`);
     const httpBase = new URL(`http://${this.registry}/`);
-    let plainAsked = false;
-    if (probe) {
-      const first = isLoopback(this.registry) ? httpBase : httpsBase;
-      const { spec } = probe;
-      const res = await this.send(
-        new URL(spec.url, first),
-        spec.method,
-        { ...spec.headers },
-        undefined,
-        false,
-        spec.maxBody,
-      ).catch(() => undefined);
-      if (res && spec.expect.includes(res.status)) {
-        probe.answered(res);
-        return first;
-      }
-      if (res?.status === 401 && this.learnChallenge(res.headers['www-authenticate'])) return first;
-      // Anything else (a TLS server, a proxy, a registry that wants this differently) is left to
-      // the ping proper, whose answers and errors are the ones users know. Plain http, which a
-      // loopback registry was just asked in, is not asked again.
-      plainAsked = first === httpBase;
-    }
     let base = httpsBase;
     let res: Response | undefined;
-    if (isLoopback(this.registry) && !plainAsked) {
+    if (isLoopback(this.registry)) {
       // A registry on loopback usually speaks plain http, and plain http is allowed there, so it
       // is asked first: that spares every command a failed TLS handshake and building Node's CA
       // store. A TLS server answers it with 400 or drops it, and https is tried next. Only the
