@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
-import type * as https from 'node:https';
+import * as https from 'node:https';
+import { rootCertificates } from 'node:tls';
 import { Readable } from 'node:stream';
 import { InvalidArgumentError, redact } from '@strata/oci';
 import type { Credentials } from './auth-config';
@@ -111,17 +112,11 @@ export function isLoopback(registry: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-/* eslint-disable @typescript-eslint/no-require-imports -- loaded on first use, see httpsAgent */
-const nodeHttps = (): typeof import('node:https') =>
-  require('node:https') as typeof import('node:https');
-const nodeTls = (): typeof import('node:tls') => require('node:tls') as typeof import('node:tls');
-/* eslint-enable @typescript-eslint/no-require-imports */
-
 /**
- * The PEM file named by NODE_EXTRA_CA_CERTS, which Node adds to its bundled roots. Read here as
- * well, because the `strata` launcher keeps the variable from Node's boot (Node 20 parses the
- * file before any script runs, on every command, TLS or not). As in Node, a file that cannot be
- * read adds nothing.
+ * The PEM file named by NODE_EXTRA_CA_CERTS. Node adds it to its default trust store, but a
+ * `ca` option replaces that store, and `tls.rootCertificates` holds only the bundled roots: so
+ * when `--ca-cert` is given, the file is read here, to trust both. As in Node, a file that cannot
+ * be read adds nothing.
  */
 function extraCaCerts(): string | undefined {
   const file = process.env.NODE_EXTRA_CA_CERTS;
@@ -170,20 +165,15 @@ export class Transport {
     this.httpAgent = new http.Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 8 });
   }
 
-  /**
-   * Made on first use: a command that never speaks TLS never loads node:https (1.5 ms) or builds
-   * a CA store.
-   */
+  /** Made on first use, so that only a command that speaks TLS reads CA files. */
   private get httpsAgent(): https.Agent {
     if (!this.tlsAgent) {
-      const extra = [extraCaCerts(), this.opts.caCert?.toString()].filter((x): x is string =>
-        Boolean(x),
-      );
-      const tls = nodeTls();
-      this.tlsAgent = new (nodeHttps().Agent)({
+      const own = this.opts.caCert?.toString();
+      const extra = own ? [extraCaCerts(), own].filter((x): x is string => Boolean(x)) : [];
+      this.tlsAgent = new https.Agent({
         keepAlive: true,
         maxSockets: this.opts.maxSockets ?? 8,
-        ...(extra.length ? { ca: [...tls.rootCertificates, ...extra] } : {}),
+        ...(extra.length ? { ca: [...rootCertificates, ...extra] } : {}),
         rejectUnauthorized: !this.opts.insecure,
       });
     }
@@ -583,7 +573,7 @@ export class Transport {
       h['content-length'] = 0;
     }
     return new Promise<Response>((resolve, reject) => {
-      const req = (isHttps ? nodeHttps() : http).request(url, {
+      const req = (isHttps ? https : http).request(url, {
         method,
         headers: h,
         agent: isHttps ? this.httpsAgent : this.httpAgent,
