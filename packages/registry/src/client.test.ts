@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { Digest, MediaTypes, digestHex, parseReference, sha256 } from '@strata/oci';
 import { Store } from '@strata/store';
-import { RegistryClient, withQuery } from './client';
+import { RegistryClient } from './client';
+import { withQuery } from './upload';
 import { RegistryAuthError, RegistryError } from './errors';
 import { pool, pull, push } from './copy';
 
