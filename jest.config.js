@@ -1,6 +1,7 @@
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',
+  globalSetup: '<rootDir>/jest.global-setup.js',
   roots: ['<rootDir>'],
   testMatch: ['**/*.test.ts'],
   transform: {

@@ -8,9 +8,8 @@
  * Environment: STRATA_BENCH_REPS (default 25), STRATA_BENCH_COMPRESSION (default gzip, as in the
  * peer figures), STRATA_BENCH_DIR (default /var/tmp/strata-bench-registry; the template is made
  * once from /var/tmp/strata-fixtures/minbase.tar or /var/tmp/strata-bench/rootfs and reused).
- * Both tools are timed as whole processes, strata through its installed launcher (bin/strata) in
- * the environment this runs in, with its V8 code cache where a user's would be (the first push
- * fills it; a separate row times a push with an empty cache each time). Prints a Markdown table
+ * Both tools are timed as whole processes, strata through the package's bin (bin/strata.js) in
+ * the environment this runs in. Prints a Markdown table
  * and one JSON line; exits 1 if strata takes more than 1.0x skopeo's time (median) for push or
  * pull.
  */
@@ -27,9 +26,8 @@ const { spawn, execFileSync } = require('node:child_process');
 const REPS = Number(process.env.STRATA_BENCH_REPS || 25);
 const COMPRESSION = process.env.STRATA_BENCH_COMPRESSION || 'gzip';
 const DIR = process.env.STRATA_BENCH_DIR || '/var/tmp/strata-bench-registry';
-const CLI = path.join(__dirname, '..', 'packages', 'cli', 'bin', 'strata.js');
-// What a user runs: the package's bin, a launcher in front of CLI.
-const STRATA = path.join(__dirname, '..', 'packages', 'cli', 'bin', 'strata');
+// What a user runs: the package's bin.
+const STRATA = path.join(__dirname, '..', 'packages', 'cli', 'bin', 'strata.js');
 const ROOTFS = '/var/tmp/strata-bench/rootfs';
 const FIXTURE = '/var/tmp/strata-fixtures/minbase.tar';
 const TAG = `minbase-${COMPRESSION}`;
@@ -105,12 +103,11 @@ async function startRegistry() {
 async function main() {
   fs.mkdirSync(DIR, { recursive: true });
   const store = path.join(DIR, 'store');
-  const ls = fs.existsSync(store) ? run('node', [CLI, '--store', store, 'ls']) : '';
+  const ls = fs.existsSync(store) ? run(STRATA, ['--store', store, 'ls']) : '';
   if (!ls.includes(`${TAG}:latest`)) {
     const src = fs.existsSync(ROOTFS) ? ROOTFS : FIXTURE;
     process.stderr.write(`making template ${TAG} from ${src}\n`);
-    run('node', [
-      CLI,
+    run(STRATA, [
       '--store',
       store,
       'template',
@@ -134,7 +131,6 @@ async function main() {
     libPush: [],
     libPull: [],
     startup: [],
-    coldPush: [],
   };
   const { Store } = require('../packages/store/dist');
   const { push, pull } = require('../packages/registry/dist');
@@ -187,19 +183,6 @@ async function main() {
       for (const p of pulls) p();
       fs.rmSync(s1, { recursive: true, force: true });
       fs.rmSync(s2, { recursive: true, force: true });
-      // A push whose code is not in the V8 code cache yet: the first run after a build.
-      const d = await startRegistry();
-      const noCache = fs.mkdtempSync(path.join(DIR, 'code-cache-'));
-      try {
-        t.coldPush.push(
-          timed(STRATA, ['--store', store, 'push', TAG, `${d.host}/bench:1`], {
-            STRATA_CODE_CACHE: noCache,
-          }),
-        );
-      } finally {
-        await d.stop();
-        fs.rmSync(noCache, { recursive: true, force: true });
-      }
       // The same work as library calls, without starting a process.
       const c = await startRegistry();
       try {
@@ -233,9 +216,6 @@ async function main() {
   );
   console.log(`| identical re-push (HEAD skips) | ${f(m.rePush)} | | |`);
   console.log(`| push to another repo (cross-repo mount) | ${f(m.mount)} | | |`);
-  console.log(
-    `| push, first run after a build (empty code cache) | ${f(m.coldPush)} (${range(t.coldPush)}) | | ${(m.coldPush / m.skopeoPush).toFixed(2)}× |`,
-  );
   console.log(`| push, library call (no process start) | ${f(m.libPush)} | | |`);
   console.log(`| pull, library call (no process start) | ${f(m.libPull)} | | |`);
   console.log(`| \`strata --help\` (process start alone) | ${f(m.startup)} | | |`);

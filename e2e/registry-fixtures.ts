@@ -14,9 +14,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 export const REPO_ROOT = path.resolve(__dirname, '..');
+/** The `strata` command as installed: the package's bin, which runs the built dist. */
 export const CLI = path.join(REPO_ROOT, 'packages', 'cli', 'bin', 'strata.js');
-/** The `strata` command as installed (the package's bin): a launcher in front of CLI. */
-export const LAUNCHER = path.join(REPO_ROOT, 'packages', 'cli', 'bin', 'strata');
 
 export function haveTool(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
@@ -50,18 +49,17 @@ export interface RunResult {
 }
 
 /**
- * Run the strata CLI (built dist) as `node CLI`, or through the launcher when asked. The
- * environment is this process's, with CI=1 and `env` on top (undefined removes a variable).
+ * Run the strata CLI (built dist) as `node CLI`. The environment is this process's, with CI=1
+ * and `env` on top (undefined removes a variable).
  */
 export function strata(
   args: string[],
-  opts: { env?: Record<string, string | undefined>; input?: string; launcher?: boolean } = {},
+  opts: { env?: Record<string, string | undefined>; input?: string } = {},
 ): Promise<RunResult> {
   const env: Record<string, string | undefined> = { ...process.env, CI: '1', ...opts.env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   return new Promise((resolve, reject) => {
-    const [cmd, argv] = opts.launcher ? [LAUNCHER, args] : [process.execPath, [CLI, ...args]];
-    const child = spawn(cmd, argv, {
+    const child = spawn(process.execPath, [CLI, ...args], {
       env: env as NodeJS.ProcessEnv,
       stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });

@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 if [ "${STRATA_QUICKSTART_SKIP_SETUP:-}" != 1 ]; then bash scripts/setup.sh; fi
 out=${QUICKSTART_OUT:-/tmp/quickstart-app-rootfs.tar.zst}
-strata() { "$root/packages/cli/bin/strata" "$@"; }
+strata() { "$root/packages/cli/bin/strata.js" "$@"; }
 cd examples/quickstart
 strata build -f base.Stratafile -t quickstart/base .
 strata build -f app.Stratafile -t quickstart/app .

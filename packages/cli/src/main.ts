@@ -18,17 +18,11 @@ export type Runner = <A>(
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
 ) => (args: any) => Promise<void>;
 
-export interface MainOptions {
-  /** Told the command's words (`push`, `template create`) when its body starts. */
-  onCommand?: (command: string) => void;
-}
-
 /** Run the CLI; resolves to the process exit code. Only this package prints or exits. */
-export async function main(argv: string[], opts: MainOptions = {}): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
   let ctx: Context | undefined;
   let failure: unknown;
   const run: Runner = (fn) => async (args) => {
-    opts.onCommand?.((args as { _: unknown[] })._.map(String).join(' '));
     ctx = new Context(args as GlobalArgs);
     await fn(ctx, args);
   };
@@ -77,7 +71,6 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     checkCommands,
   ])
     y = register(y, run);
-  skipHelpCache(y);
   try {
     await y.parseAsync();
   } catch (e) {
@@ -89,18 +82,4 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     return exitCodeFor(failure);
   }
   return (ctx as Context | undefined)?.exitCode ?? 0;
-}
-
-/**
- * After starting a command, yargs renders the whole help text and keeps it, in case the command
- * then fails with a usage error. That costs about 12 ms on every run, before the command's first
- * I/O. Strata's `.fail()` throws instead of printing help, so the text is never shown: the
- * rendering is skipped. `--help` itself renders as before. If a yargs release drops the internal
- * hook, this does nothing.
- */
-function skipHelpCache(y: Argv<GlobalArgs>): void {
-  type Usage = { cacheHelpMessage?: () => void };
-  type Internals = { getInternalMethods?: () => { getUsageInstance?: () => Usage | undefined } };
-  const usage = (y as unknown as Internals).getInternalMethods?.().getUsageInstance?.();
-  if (typeof usage?.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => undefined;
 }

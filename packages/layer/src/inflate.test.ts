@@ -3,7 +3,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { inflate } from './inflate';
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { inflate, workerScript } from './inflate';
 
 const MiB = 1 << 20;
 /** The worker's ring holds 16 slots of 1 MiB. */
@@ -61,5 +63,63 @@ describe('inflate with a slow consumer and a stream just longer than the ring', 
         });
       }
     }
+  });
+});
+
+describe('the worker script', () => {
+  const pkg = path.resolve(__dirname, '..');
+
+  it('is the compiled sibling in dist/, and the same file when this module runs from src/', () => {
+    const fromDist = workerScript(path.join(pkg, 'dist', 'inflate.js'));
+    expect(fromDist).toBe(path.join(pkg, 'dist', 'inflate-worker.js'));
+    expect(workerScript(path.join(pkg, 'src', 'inflate.ts'))).toBe(fromDist);
+    // Here, under ts-jest, this module is the TypeScript source.
+    expect(workerScript()).toBe(fromDist);
+    expect(fs.existsSync(fromDist)).toBe(true);
+  });
+
+  test.each(['none', 'gzip'] as const)(
+    'runs from src/: a %s stream forwarded in chunks arrives whole, with both digests',
+    async (compression) => {
+      const data = randomBytes(3 * MiB + 5);
+      const packed = compression === 'gzip' ? gzipSync(data, { level: 1 }) : data;
+      const chunks = Array.from({ length: Math.ceil(packed.length / 100_000) }, (_, i) =>
+        packed.subarray(i * 100_000, (i + 1) * 100_000),
+      );
+      const got: Buffer[] = [];
+      const r = await inflate(Readable.from(chunks), compression, (c) => got.push(Buffer.from(c)));
+      expect(Buffer.concat(got).equals(data)).toBe(true);
+      expect(r).toEqual({
+        size: data.length,
+        diffId: `sha256:${createHash('sha256').update(data).digest('hex')}`,
+        blobDigest: `sha256:${createHash('sha256').update(packed).digest('hex')}`,
+      });
+    },
+  );
+
+  it('runs from dist/, as the built command loads it', () => {
+    const data = randomBytes(2 * MiB + 3);
+    const raw = path.join(dir, 'from-dist');
+    fs.writeFileSync(raw, data);
+    execFileSync('zstd', ['-q', '-f', raw, '-o', `${raw}.zst`]);
+    const script = `
+      const { createHash } = require('node:crypto');
+      const { inflate } = require(${JSON.stringify(path.join(pkg, 'dist', 'inflate.js'))});
+      const h = createHash('sha256');
+      inflate(process.argv[1], 'zstd', (c) => h.update(c)).then((r) =>
+        process.stdout.write(JSON.stringify({ ...r, hashed: h.digest('hex') })),
+      );`;
+    const out = JSON.parse(
+      execFileSync(process.execPath, ['-e', script, `${raw}.zst`], { encoding: 'utf8' }),
+    );
+    const want = createHash('sha256').update(data).digest('hex');
+    expect(out).toEqual({
+      size: data.length,
+      diffId: `sha256:${want}`,
+      hashed: want,
+      blobDigest: `sha256:${createHash('sha256')
+        .update(fs.readFileSync(`${raw}.zst`))
+        .digest('hex')}`,
+    });
   });
 });

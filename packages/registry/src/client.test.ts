@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { Digest, MediaTypes, digestHex, parseReference, sha256 } from '@strata/oci';
 import { Store } from '@strata/store';
-import { RegistryClient, withQuery } from './client';
+import { RegistryClient } from './client';
+import { withQuery } from './upload';
 import { RegistryAuthError, RegistryError } from './errors';
 import { pool, pull, push } from './copy';
 
@@ -415,49 +416,7 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
-  it('uses a session the caller opened, with the blob opened during the HEAD, and cancels both when the HEAD finds the blob', async () => {
-    let present = false;
-    const { open, opened } = recordedOpens();
-    const openAtHead: number[] = [];
-    const srv = await fakeRegistry((req, res) => {
-      whenRead(req, (body, url) => {
-        if (req.method === 'HEAD') {
-          openAtHead.push(opened.length);
-          res.writeHead(present ? 200 : 404).end();
-        } else if (req.method === 'PUT')
-          res.writeHead(sha256(body) === url.searchParams.get('digest') ? 201 : 400).end();
-        else if (req.method === 'DELETE') res.writeHead(204).end();
-        else res.writeHead(500).end();
-      });
-    });
-    const c = client(srv.host);
-    const session = Promise.resolve(`http://${srv.host}/v2/x/blobs/uploads/given`);
-    try {
-      expect(await c.pushBlob(desc, open, { session })).toBe('uploaded');
-      expect(srv.seen.filter((x) => !x.startsWith('GET'))).toEqual([
-        `HEAD /v2/x/blobs/${desc.digest}`,
-        `PUT /v2/x/blobs/uploads/given?digest=${encodeURIComponent(desc.digest)}`,
-      ]);
-      // Opened once, before the HEAD was answered, and that is what was sent.
-      expect(openAtHead).toEqual([1]);
-      expect(opened).toHaveLength(1);
-      srv.seen.length = 0;
-      present = true;
-      expect(await c.pushBlob(desc, open, { session })).toBe('exists');
-      expect(srv.seen).toEqual([
-        `HEAD /v2/x/blobs/${desc.digest}`,
-        'DELETE /v2/x/blobs/uploads/given',
-      ]);
-      expect(openAtHead).toEqual([1, 2]);
-      await new Promise((r) => setImmediate(r));
-      expect(opened[1]?.destroyed).toBe(true);
-    } finally {
-      c.close();
-      await srv.close();
-    }
-  });
-
-  it('a first push to a repository opens a session before its graph is read, and the largest blob takes it', async () => {
+  it('a push pings first, and each blob it uploads opens its own session', async () => {
     const layerBytes = Buffer.alloc(2 * 1024 * 1024, 3);
     const layer = await store.putBytes(layerBytes);
     const config = await store.putJson(
@@ -476,10 +435,7 @@ describe('RegistryClient against a scripted server', () => {
     await store.tag('img', manifest);
     const have = new Set<string>();
     let sessions = 0;
-    let posted = (): void => undefined;
-    const firstPost = new Promise<void>((r) => (posted = r));
     const srv = await fakeRegistry((req, res) => {
-      if (req.method === 'POST') posted();
       whenRead(req, (body, url) => {
         const blobDigest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(url.pathname)?.[1];
         if (req.method === 'HEAD')
@@ -495,35 +451,21 @@ describe('RegistryClient against a scripted server', () => {
         else res.writeHead(500).end();
       });
     });
-    // The local graph cannot be read until the registry has seen a POST: the session must not
-    // wait for the graph.
-    const readBlob = store.readBlob.bind(store);
-    let waited = false;
-    store.readBlob = async (...args) => {
-      if (!waited) {
-        waited = true;
-        const late = new Promise<never>((_, rej) =>
-          setTimeout(() => rej(new Error('no POST before the graph was read')), 3000).unref(),
-        );
-        await Promise.race([firstPost, late]);
-      }
-      return readBlob(...args);
-    };
     try {
       const r = await push(store, 'img', parseReference(`${srv.host}/x:t`));
       expect(r.uploaded).toBe(2);
-      // The session's request is the first to reach the registry: it stands in for the ping.
-      expect(srv.seen[0]).toBe('POST /v2/x/blobs/uploads/');
-      expect(srv.seen).not.toContain('GET /v2/');
-      const calls = srv.seen;
-      // One session for the layer (opened early), one for the config; none wasted.
-      expect(calls.filter((x) => x.startsWith('POST'))).toHaveLength(2);
-      expect(calls.filter((x) => x.startsWith('DELETE'))).toEqual([]);
-      expect(calls).toContain(
-        `PUT /v2/x/blobs/uploads/s1?digest=${encodeURIComponent(layer.digest)}`,
+      expect(srv.seen[0]).toBe('GET /v2/');
+      // One session for the layer, one for the config; none opened ahead and none cancelled.
+      expect(srv.seen.filter((x) => x.startsWith('POST'))).toHaveLength(2);
+      expect(srv.seen.filter((x) => x.startsWith('DELETE'))).toEqual([]);
+      const puts = srv.seen.filter((x) => x.startsWith('PUT /v2/x/blobs/uploads/'));
+      expect(puts.map((x) => x.replace(/\/s[12]\?/, '/s?')).sort()).toEqual(
+        [layer.digest, config.digest]
+          .map((d) => `PUT /v2/x/blobs/uploads/s?digest=${encodeURIComponent(d)}`)
+          .sort(),
       );
 
-      // The store now knows the repository: a re-push pings, and opens no session.
+      // An identical re-push pings, and sends only HEADs before its manifest.
       srv.seen.length = 0;
       const again = await push(store, 'img', parseReference(`${srv.host}/x:t`));
       expect(again.skipped).toBe(2);
@@ -534,89 +476,7 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
-  describe('a session opened in place of the ping', () => {
-    const sessionUrl = (host: string, id: string): string =>
-      `http://${host}/v2/x/blobs/uploads/${id}`;
-
-    it('is the first request, and a later one pings no more', async () => {
-      let n = 0;
-      const srv = await fakeRegistry((req, res) =>
-        res.writeHead(202, { location: `/v2/x/blobs/uploads/s${++n}` }).end(),
-      );
-      const c = client(srv.host);
-      try {
-        expect(await c.startUploadAsPing()).toBe(sessionUrl(srv.host, 's1'));
-        expect(await c.startUploadAsPing()).toBe(sessionUrl(srv.host, 's2'));
-        expect(srv.seen).toEqual(['POST /v2/x/blobs/uploads/', 'POST /v2/x/blobs/uploads/']);
-      } finally {
-        c.close();
-        await srv.close();
-      }
-    });
-
-    it("learns the auth scheme from a 401, and asks again with the user's credentials", async () => {
-      const auth: string[] = [];
-      const srv = await fakeRegistry((req, res) => {
-        auth.push(req.headers.authorization ?? 'none');
-        if (req.headers.authorization === `Basic ${Buffer.from('u:p').toString('base64')}`)
-          res.writeHead(202, { location: '/v2/x/blobs/uploads/s1' }).end();
-        else res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
-      });
-      const c = new RegistryClient({
-        registry: srv.host,
-        repository: 'x',
-        actions: ['pull', 'push'],
-        credentials: { username: 'u', password: 'p' },
-      });
-      try {
-        expect(await c.startUploadAsPing()).toBe(sessionUrl(srv.host, 's1'));
-        expect(srv.seen).toEqual(['POST /v2/x/blobs/uploads/', 'POST /v2/x/blobs/uploads/']);
-        expect(auth[0]).toBe('none');
-        expect(auth[1]).toMatch(/^Basic /);
-      } finally {
-        c.close();
-        await srv.close();
-      }
-    });
-
-    it('leaves any other answer to the ping proper, then opens the session as usual', async () => {
-      let n = 0;
-      const srv = await fakeRegistry((req, res) => {
-        if (n++ === 0) res.writeHead(404).end();
-        else res.writeHead(202, { location: '/v2/x/blobs/uploads/s1' }).end();
-      });
-      const c = client(srv.host);
-      try {
-        expect(await c.startUploadAsPing()).toBe(sessionUrl(srv.host, 's1'));
-        // The ping goes where it would have: this loopback registry was asked over plain http
-        // already, so https next (refused: not TLS), then plain http again, as a ping proper.
-        expect(srv.seen).toEqual([
-          'POST /v2/x/blobs/uploads/',
-          'GET /v2/',
-          'POST /v2/x/blobs/uploads/',
-        ]);
-      } finally {
-        c.close();
-        await srv.close();
-      }
-    });
-
-    it('fails as the ping does when nothing answers', async () => {
-      const srv = await fakeRegistry((_req, res) => res.writeHead(500).end());
-      const host = srv.host;
-      await srv.close();
-      const c = client(host);
-      try {
-        const e = await c.startUploadAsPing().catch((x: unknown) => x);
-        expect(e).toBeInstanceOf(RegistryError);
-        expect((e as RegistryError).hint).toMatch(/is the registry running/);
-      } finally {
-        c.close();
-      }
-    });
-  });
-
-  it("a pull's first request is its manifest, which stands in for the ping", async () => {
+  it('a pull pings first, then fetches its manifest and the blobs', async () => {
     const layerBytes = Buffer.alloc(64 * 1024, 5);
     const configBytes = Buffer.from(
       JSON.stringify({
@@ -656,11 +516,24 @@ describe('RegistryClient against a scripted server', () => {
     try {
       const r = await pull(store, parseReference(`${srv.host}/x:t`));
       expect(r.downloaded).toBe(2);
-      expect(srv.seen[0]).toBe('GET /v2/x/manifests/t');
-      expect(srv.seen).not.toContain('GET /v2/');
+      expect(srv.seen.slice(0, 2)).toEqual(['GET /v2/', 'GET /v2/x/manifests/t']);
       expect(await store.readBlob(sha256(layerBytes))).toEqual(layerBytes);
     } finally {
       await srv.close();
+    }
+  });
+
+  it('fails with a hint when nothing answers the ping', async () => {
+    const srv = await fakeRegistry((_req, res) => res.writeHead(500).end());
+    const host = srv.host;
+    await srv.close();
+    const c = client(host);
+    try {
+      const e = await c.startUpload().catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(RegistryError);
+      expect((e as RegistryError).hint).toMatch(/is the registry running/);
+    } finally {
+      c.close();
     }
   });
 

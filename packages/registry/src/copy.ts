@@ -227,74 +227,47 @@ export async function push(
     actions: ['pull', 'push'],
   });
   try {
+    const reachable = client.transport.ping();
+    reachable.catch(() => undefined); // awaited below
     const store = await from;
     const sources = await BlobSources.load(store.root);
-    // A first push to a repository (one this store never saw on the registry) nearly always
-    // uploads, and a registry may take a while to open an upload session (docker-registry makes
-    // directories and syncs files: 10-20 ms). So the first request to the registry opens one,
-    // standing in for the ping, and the registry works on it while the local graph is read; the
-    // largest blob that is to be uploaded takes it, and if none is, it is cancelled. Otherwise
-    // the ping goes out, and the graph is read meanwhile.
-    let spare: Promise<string> | undefined;
-    if (!sources.knowsRepository(client.registry, client.repository)) {
-      spare = client.startUploadAsPing();
-      spare.catch(() => undefined); // awaited by the upload that takes it, or cancelled
-    }
-    const cancelSpare = (): Promise<void> => {
-      const s = spare;
-      spare = undefined;
-      return s ? client.cancelUpload(s) : Promise.resolve();
-    };
-    const reachable = client.transport.ping(); // the session's request, when it stands in
-    reachable.catch(() => undefined); // awaited below
     const local = async (d: Descriptor): Promise<FetchedManifest> => ({
       descriptor: d,
       bytes: await store.readBlob(d.digest, d.size),
     });
-    let rootDesc: Descriptor;
-    let graph: Graph;
     const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
-    try {
-      rootDesc = await store.resolve(localRef);
-      graph = await walk(await local(rootDesc), local);
-      await reachable;
-      await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
-        opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
-        const seen = sources.reposFor(d.digest, client.registry);
-        const mountFrom = [...(opts.mountFrom ?? []), ...(opts.mount === false ? [] : seen)];
-        // A large blob this store never saw on the registry is most likely missing there.
-        const expectMissing = seen.length === 0 && d.size >= EARLY_SESSION_MIN;
-        const session = expectMissing && mountFrom.length === 0 ? spare : undefined;
-        if (session) spare = undefined;
-        const outcome = await client.pushBlob(
-          d,
-          (start, end) => {
-            if (start === undefined) return store.openBlobReader(d.digest, d.size);
-            return import('node:fs').then((fs) =>
-              fs.createReadStream(store.blobPath(d.digest), { start, end }),
-            );
-          },
-          {
-            mountFrom,
-            expectMissing,
-            ...(session ? { session } : {}),
-            ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
-            onProgress: progressFor(opts, d),
-          },
-        );
-        const bytes = outcome === 'uploaded' ? d.size : 0;
-        if (outcome === 'uploaded') counts.uploaded++;
-        else if (outcome === 'mounted') counts.mounted++;
-        else counts.skipped++;
-        counts.bytes += bytes;
-        sources.record(d.digest, client.registry, client.repository);
-        opts.onEvent?.({ type: 'done', digest: d.digest, size: d.size, outcome, bytes });
-      });
-    } catch (e) {
-      await cancelSpare();
-      throw e;
-    }
-    const cancelled = cancelSpare();
+    const rootDesc = await store.resolve(localRef);
+    const graph = await walk(await local(rootDesc), local);
+    await reachable;
+    await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
+      opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
+      const seen = sources.reposFor(d.digest, client.registry);
+      const mountFrom = [...(opts.mountFrom ?? []), ...(opts.mount === false ? [] : seen)];
+      // A large blob this store never saw on the registry is most likely missing there.
+      const expectMissing = seen.length === 0 && d.size >= EARLY_SESSION_MIN;
+      const outcome = await client.pushBlob(
+        d,
+        (start, end) => {
+          if (start === undefined) return store.openBlobReader(d.digest, d.size);
+          return import('node:fs').then((fs) =>
+            fs.createReadStream(store.blobPath(d.digest), { start, end }),
+          );
+        },
+        {
+          mountFrom,
+          expectMissing,
+          ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+          onProgress: progressFor(opts, d),
+        },
+      );
+      const bytes = outcome === 'uploaded' ? d.size : 0;
+      if (outcome === 'uploaded') counts.uploaded++;
+      else if (outcome === 'mounted') counts.mounted++;
+      else counts.skipped++;
+      counts.bytes += bytes;
+      sources.record(d.digest, client.registry, client.repository);
+      opts.onEvent?.({ type: 'done', digest: d.digest, size: d.size, outcome, bytes });
+    });
     // Every blob is there now, so where they are is worth remembering while the manifests go up.
     const saved = sources.save().catch(() => undefined);
     try {
@@ -307,7 +280,7 @@ export async function push(
         );
       }
     } finally {
-      await Promise.all([saved, cancelled]);
+      await saved;
     }
     return {
       target: formatReference({ registry: target.registry, repository: target.repository, tag }),

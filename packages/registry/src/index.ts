@@ -1,8 +1,46 @@
-export * from './errors';
-export * from './challenge';
-export * from './auth-config';
-export * from './transport';
-export * from './client';
-export * from './copy';
-export * from './sources';
-export * from './login';
+// The package's public API, by name. Helpers (retries, HTTP, query strings, the copy pool) stay
+// inside.
+export {
+  RegistryAuthError,
+  RegistryError,
+  ManifestNotFoundError,
+  type DistributionError,
+} from './errors';
+export {
+  resolveCredentials,
+  saveCredentials,
+  removeCredentials,
+  type AuthConfigOptions,
+  type CredentialHelpers,
+  type Credentials,
+} from './auth-config';
+export { login, logout } from './login';
+export { Transport, type TransportOptions, type RequestSpec } from './transport';
+export type { BodySource, ChunkBody, Response, StreamBody } from './http';
+export {
+  RegistryClient,
+  isIndexMediaType,
+  isManifestMediaType,
+  type Action,
+  type FetchedManifest,
+  type OpenBlob,
+  type ProgressFn,
+  type PullBlobOptions,
+  type PullOutcome,
+  type PushBlobOptions,
+  type PushOutcome,
+  type RegistryClientOptions,
+} from './client';
+export { MANIFEST_ACCEPT, MAX_MANIFEST } from './manifests';
+export {
+  push,
+  pull,
+  defaultLocalTag,
+  type CopyOptions,
+  type PullOptions,
+  type PullResult,
+  type PushOptions,
+  type PushResult,
+  type TransferEvent,
+  type TransferSummary,
+} from './copy';

@@ -43,13 +43,6 @@ export class BlobSources {
       .map((s) => s.slice(prefix.length));
   }
 
-  /** Whether any blob was seen in `repository` on `registry`. */
-  knowsRepository(registry: string, repository: string): boolean {
-    const entry = `${registry}/${repository}`;
-    for (const list of this.map.values()) if (list.includes(entry)) return true;
-    return false;
-  }
-
   record(digest: Digest, registry: string, repository: string): void {
     const entry = `${registry}/${repository}`;
     const list = (this.map.get(digest) ?? []).filter((s) => s !== entry);

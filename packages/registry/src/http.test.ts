@@ -2,7 +2,8 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { RegistryError } from './errors';
-import { isRetriable, readBody } from './transport';
+import { readBody } from './http';
+import { isRetriable } from './retry';
 
 /** GET `/` from a server whose answer `respond` writes; resolves to the response. */
 async function answer(

@@ -1,0 +1,55 @@
+/**
+ * The `strata` command as a user runs it: the package's bin (packages/cli/bin/strata.js), started
+ * by its `#!/usr/bin/env node` line, directly or through a symlink as npm links bins. Each test
+ * runs the real command in new processes.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CLI, REPO_ROOT, cleanupTmp, run, runOk, tmpDir } from './helpers';
+
+afterAll(cleanupTmp);
+
+const version = (
+  JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'packages', 'cli', 'package.json'), 'utf8')) as {
+    version: string;
+  }
+).version;
+
+describe('the strata command', () => {
+  it('is the bin that package.json names, and prints its version', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {
+      bin: Record<string, string>;
+    };
+    expect(path.join(REPO_ROOT, pkg.bin.strata ?? '')).toBe(CLI);
+    const r = await runOk(CLI, ['--version']);
+    expect(r.stdout.trim()).toBe(version);
+    expect(r.stderr).toBe('');
+  });
+
+  it('runs through a symlink, as npm links it, and --help lists the commands', async () => {
+    const link = path.join(tmpDir(), 'strata');
+    fs.symlinkSync(CLI, link);
+    const r = await runOk(link, ['--help'], { cwd: tmpDir() });
+    expect(r.stdout).toMatch(/^strata <command> \[options\]/);
+    for (const cmd of ['template', 'build', 'push', 'pull', 'flatten'])
+      expect(r.stdout).toMatch(new RegExp(`^ {2}strata ${cmd}\\b`, 'm'));
+    expect(r.stderr).toBe('');
+  });
+
+  it('a usage error is one line on stderr and exit code 2', async () => {
+    for (const args of [[], ['no-such-command'], ['ls', '--no-such-option']]) {
+      const r = await run(CLI, ['--store', tmpDir(), ...args]);
+      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/^strata: error: /);
+    }
+  });
+
+  it('a reader that closes the pipe early is not an error', async () => {
+    // `true` exits at once, so strata writes its help into a pipe nobody reads (EPIPE).
+    const status = path.join(tmpDir(), 'status');
+    const r = await runOk('sh', ['-c', '{ "$0" --help; echo $? > "$1"; } | true', CLI, status]);
+    expect(fs.readFileSync(status, 'utf8').trim()).toBe('0');
+    expect(r.stderr).toBe('');
+  });
+});

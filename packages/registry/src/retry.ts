@@ -1,0 +1,78 @@
+import { RegistryError } from './errors';
+
+const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
+const RETRY_ERRNO = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ESOCKETTIMEDOUT',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'UND_ERR_SOCKET',
+]);
+
+/** Whether an answer's status is worth another attempt (5xx, 429). */
+export function isRetriableStatus(status: number): boolean {
+  return RETRY_STATUS.has(status);
+}
+
+/** Whether a failure is worth another attempt (connection resets, timeouts, 5xx, 429). */
+export function isRetriable(e: unknown): boolean {
+  if (e instanceof RegistryError) return e.status !== undefined && RETRY_STATUS.has(e.status);
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code && RETRY_ERRNO.has(code)) return true;
+  return (e as Error)?.message === 'aborted';
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Exponential backoff with full jitter; honours Retry-After (seconds) when given. */
+export function backoffDelay(attempt: number, baseMs: number, retryAfter?: string): number {
+  if (retryAfter && /^\d+$/.test(retryAfter)) return Math.min(Number(retryAfter) * 1000, 30000);
+  const cap = baseMs * 2 ** attempt;
+  return Math.round(cap / 2 + (Math.random() * cap) / 2);
+}
+
+/** How often, and how patiently, to try again. */
+export interface RetryPolicy {
+  /** Attempts after the first. */
+  retries: number;
+  /** First backoff delay in ms, doubled on each retry (with jitter). */
+  baseMs: number;
+}
+
+/** What {@link withRetries} needs of an answer: its status, a Retry-After, a body to let go of. */
+interface Answer {
+  status: number;
+  headers: { 'retry-after'?: string | string[] | undefined };
+  stream?: { destroy(): void } | undefined;
+}
+
+/** Run an attempt with retries for transient failures: a retriable status, or a thrown error. */
+export async function withRetries<R extends Answer>(
+  policy: RetryPolicy,
+  attempt: () => Promise<R>,
+): Promise<R> {
+  for (let n = 0; ; n++) {
+    try {
+      const res = await attempt();
+      if (RETRY_STATUS.has(res.status) && n < policy.retries) {
+        res.stream?.destroy();
+        const after = res.headers['retry-after'];
+        await sleep(backoffDelay(n, policy.baseMs, Array.isArray(after) ? after[0] : after));
+        continue;
+      }
+      return res;
+    } catch (e) {
+      if (n < policy.retries && isRetriable(e)) {
+        await sleep(backoffDelay(n, policy.baseMs));
+        continue;
+      }
+      throw e;
+    }
+  }
+}
