@@ -197,8 +197,10 @@ export class StepRunner {
     env.SOURCE_DATE_EPOCH = String(await this.ctx.epoch(state));
     const tail = new OutputTail();
     for (const [k, v] of stepEnv(state)) env[k] = v;
+    const mount = await this.snapshots.mountLowers(lower);
     const code = await runInSandbox({
-      lower,
+      lower: mount.lower,
+      mountCwd: mount.cwd,
       upper,
       work: ovlWork,
       merged,

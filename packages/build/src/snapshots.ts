@@ -9,11 +9,26 @@ import { Store, diskUsage, writeFileAtomic } from '@strata/store';
  * Unpacked layer stacks, keyed by chain ID, under `<store>/.strata/snapshots/<chain>/`.
  * A "full" snapshot is a whole tree; a "diff" snapshot is an overlayfs upper directory
  * (overlay whiteouts) on top of its parent chain. Overlay lower dirs come from walking them.
+ *
+ * Two things keep deep stacks mountable, as container engines do. A diff snapshot deeper than
+ * `mergeDepth` is given a `merged/` whole tree of its chain, where the walk stops, so a step
+ * never mounts more than that many lower dirs and the cost of a step does not grow with the
+ * number of steps before it. And steps mount through short links, `l/<12 hex>` beside the
+ * snapshots, from that directory, so each lower dir costs about twenty bytes of the one page the
+ * kernel takes for the mount option.
  */
 export interface SnapshotMeta {
   kind: 'full' | 'diff';
   parent?: Digest;
+  /** A diff snapshot that also holds its chain's whole tree in `merged/`. */
+  merged?: boolean;
 }
+
+/** Lower dirs a step may stack before the chain below it is merged into one tree. */
+export const MERGE_DEPTH = 48;
+
+/** Hex digits of a chain ID that name its link under `l/`. */
+const LINK_HEX = 12;
 
 export interface StackLayer {
   digest: Digest;
@@ -22,10 +37,26 @@ export interface StackLayer {
   diffId: Digest;
 }
 
+export interface SnapshotsOptions {
+  /** Lower dirs a chain may have before `ensure` merges it (default `MERGE_DEPTH`). */
+  mergeDepth?: number;
+}
+
+/** Where a step mounts its lower dirs from, and those dirs relative to it. */
+export interface MountLowers {
+  cwd: string;
+  lower: string[];
+}
+
 export class Snapshots {
   readonly dir: string;
-  constructor(private readonly store: Store) {
+  private readonly mergeDepth: number;
+  constructor(
+    private readonly store: Store,
+    opts: SnapshotsOptions = {},
+  ) {
     this.dir = path.join(store.root, '.strata', 'snapshots');
+    this.mergeDepth = Math.max(1, opts.mergeDepth ?? MERGE_DEPTH);
   }
 
   private pathOf(chain: Digest): string {
@@ -47,6 +78,10 @@ export class Snapshots {
     while (cur !== undefined) {
       const m = await this.meta(cur);
       if (!m) return undefined;
+      if (m.merged) {
+        dirs.push(path.join(this.pathOf(cur), 'merged'));
+        return dirs;
+      }
       dirs.push(path.join(this.pathOf(cur), 'fs'));
       if (m.kind === 'full') return dirs;
       cur = m.parent;
@@ -79,43 +114,120 @@ export class Snapshots {
     await fsp.rename(holder, target);
   }
 
-  /** Make sure a chain can be mounted: unpack the whole stack into a full snapshot if needed. */
+  /**
+   * Make sure a chain can be mounted: unpack the whole stack into a full snapshot if needed, or
+   * into a merged tree of the chain when its lower dirs would be more than `mergeDepth`.
+   * Returns the lower dirs, topmost first.
+   */
   async ensure(chain: Digest, layers: readonly StackLayer[]): Promise<string[]> {
     const have = await this.lowerDirs(chain);
-    if (have) {
+    if (have && have.length <= this.mergeDepth) {
       // Recently used snapshots are the last that gc lets go of (see StoreConfig).
       const now = new Date();
       await fsp.utimes(path.join(this.pathOf(chain), 'meta.json'), now, now).catch(() => undefined);
       return have;
     }
     const tmp = await this.scratch('unpack');
-    const fsDir = path.join(tmp, 'fs');
-    await fsp.mkdir(fsDir);
     try {
-      await unpackLayers(
-        layers.map((l) => {
-          const compression = compressionOf(l.mediaType);
-          if (!compression)
-            throw new NotFoundError(`layer ${l.digest}: unsupported media type ${l.mediaType}`);
-          // The unpacker reads the blob file itself and checks its digest and diffID (once:
-          // the store remembers diffIDs it has verified).
-          return {
-            open: () => this.store.blobPath(l.digest),
-            compression,
-            expectedDiffId: l.diffId,
-            expectedDigest: l.digest,
-          };
-        }),
-        fsDir,
-        { diffIds: this.store },
-      );
-      await this.commit(chain, fsDir, { kind: 'full' });
+      const tree = await this.unpack(tmp, layers);
+      if (have) await this.merge(chain, tree);
+      else {
+        // A diff whose parent is gone can never be mounted: a full snapshot takes its place.
+        if (await this.meta(chain)) await this.remove(chain);
+        await this.commit(chain, tree, { kind: 'full' });
+      }
     } finally {
       await fsp.rm(tmp, { recursive: true, force: true });
     }
     const dirs = await this.lowerDirs(chain);
     if (!dirs) throw new NotFoundError(`snapshot ${chain} vanished`);
     return dirs;
+  }
+
+  /** Unpack a stack of layer blobs into `<tmp>/fs`. */
+  private async unpack(tmp: string, layers: readonly StackLayer[]): Promise<string> {
+    const fsDir = path.join(tmp, 'fs');
+    await fsp.mkdir(fsDir);
+    await unpackLayers(
+      layers.map((l) => {
+        const compression = compressionOf(l.mediaType);
+        if (!compression)
+          throw new NotFoundError(`layer ${l.digest}: unsupported media type ${l.mediaType}`);
+        // The unpacker reads the blob file itself and checks its digest and diffID (once:
+        // the store remembers diffIDs it has verified).
+        return {
+          open: () => this.store.blobPath(l.digest),
+          compression,
+          expectedDiffId: l.diffId,
+          expectedDigest: l.digest,
+        };
+      }),
+      fsDir,
+      { diffIds: this.store },
+    );
+    return fsDir;
+  }
+
+  /**
+   * Give a diff snapshot its chain's whole tree. Nothing a running step may have mounted is
+   * moved or removed: the tree lands beside `fs/` (a rename, so it is whole or absent) and only
+   * then does meta.json say so. A merge another build finished first wins.
+   */
+  private async merge(chain: Digest, tree: string): Promise<void> {
+    const m = await this.meta(chain);
+    if (!m) throw new NotFoundError(`snapshot ${chain} vanished`);
+    if (m.merged) return;
+    try {
+      await fsp.rename(tree, path.join(this.pathOf(chain), 'merged'));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+    }
+    await writeFileAtomic(
+      path.join(this.pathOf(chain), 'meta.json'),
+      JSON.stringify({ ...m, merged: true }),
+    );
+  }
+
+  /**
+   * The lower dirs (from `ensure`) as a step mounts them: from the snapshots directory, through
+   * short links `l/<12 hex>` to the snapshot directories. A link name already taken by another
+   * snapshot (a 48-bit prefix clash) is never followed: that dir is given by its own longer path.
+   */
+  async mountLowers(lower: readonly string[]): Promise<MountLowers> {
+    const links = path.join(this.dir, 'l');
+    await fsp.mkdir(links, { recursive: true });
+    const out: string[] = [];
+    for (const dir of lower) {
+      const rel = path.relative(this.dir, dir);
+      const [name, sub] = rel.split(path.sep);
+      if (!name || !sub || !/^[a-f0-9]{64}$/.test(name) || rel !== path.join(name, sub)) {
+        out.push(dir);
+        continue;
+      }
+      const link = linkName(name);
+      out.push((await this.link(link, name)) ? path.join('l', link, sub) : rel);
+    }
+    return { cwd: this.dir, lower: out };
+  }
+
+  /** Make `l/<link>` point at snapshot `name`; false when the name belongs to another. */
+  private async link(link: string, name: string): Promise<boolean> {
+    const p = path.join(this.dir, 'l', link);
+    const want = path.join('..', name);
+    const target = await fsp.readlink(p).catch(() => undefined);
+    if (target === want) return true;
+    // A link to a snapshot that is gone is stale: it may be taken over.
+    if (target !== undefined && (await exists(path.resolve(path.dirname(p), target)))) return false;
+    const tmp = path.join(this.dir, 'l', `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    await fsp.symlink(want, tmp);
+    try {
+      await fsp.rename(tmp, p);
+    } catch (e) {
+      await fsp.rm(tmp, { force: true });
+      throw e;
+    }
+    return (await fsp.readlink(p).catch(() => undefined)) === want;
   }
 
   /**
@@ -174,7 +286,25 @@ export class Snapshots {
       throw e;
     }
     await fsp.rm(gone, { recursive: true, force: true });
+    if (what.startsWith('sha256:')) {
+      const hex = digestHex(what as Digest);
+      const link = path.join(this.dir, 'l', linkName(hex));
+      if ((await fsp.readlink(link).catch(() => undefined)) === path.join('..', hex))
+        await fsp.rm(link, { force: true });
+    }
   }
+}
+
+/** The short name under `l/` of the snapshot directory `hex`. */
+export function linkName(hex: string): string {
+  return hex.slice(0, LINK_HEX);
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fsp.lstat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 export interface SnapshotInfo {

@@ -115,33 +115,45 @@ export async function cleanUpper(
   const opaque = (rel: string, x: Map<string, Xattrs>) =>
     x.get(rel)?.['trusted.overlay.opaque']?.toString() === 'y';
 
-  // Which lower level shows a path, honouring whiteouts and opaque directories.
-  const lowerX = new Map<number, Map<string, Xattrs>>();
-  const lowerOpaque = async (level: number, rel: string): Promise<boolean> => {
-    if (level === lower.length - 1) return false; // the bottom is a full tree
-    let m = lowerX.get(level);
-    if (!m) {
-      m = new Map();
-      lowerX.set(level, m);
-    }
+  // Which lower level shows a path, honouring whiteouts and opaque directories. The opaque
+  // marks of a path's ancestors are read for every level at once, in one spawn: a step on a
+  // deep stack would otherwise pay a getfattr per level for each path it looks up.
+  const lowerX = lower.map(() => new Map<string, Xattrs>());
+  const ancestorsOf = (rel: string): string[] => {
     const parts = rel.split('/');
-    const ancestors: string[] = [];
-    for (let i = 1; i < parts.length; i++) ancestors.push(parts.slice(0, i).join('/'));
-    const missing = ancestors.filter(
-      (a) => !m!.has(a) && lstat(path.join(lower[level] as string, a))?.isDirectory(),
-    );
-    if (missing.length > 0) {
-      const got = await readXattrs(lower[level] as string, missing);
-      for (const a of missing) m.set(a, got.get(a) ?? {});
-    }
-    return ancestors.some((a) => m!.get(a)?.['trusted.overlay.opaque']?.toString() === 'y');
+    const out: string[] = [];
+    for (let i = 1; i < parts.length; i++) out.push(parts.slice(0, i).join('/'));
+    return out;
   };
+  const readAncestors = async (rel: string): Promise<void> => {
+    const want: Array<{ level: number; a: string; abs: string }> = [];
+    // The bottom is a full tree: its opaque marks mean nothing.
+    for (let level = 0; level < lower.length - 1; level++) {
+      const m = lowerX[level] as Map<string, Xattrs>;
+      for (const a of ancestorsOf(rel)) {
+        if (m.has(a)) continue;
+        const abs = path.resolve(lower[level] as string, a);
+        if (lstat(abs)?.isDirectory()) want.push({ level, a, abs });
+      }
+    }
+    if (want.length === 0) return;
+    const got = await readXattrs(
+      '/',
+      want.map((w) => w.abs.slice(1)),
+    );
+    for (const w of want) lowerX[w.level]?.set(w.a, got.get(w.abs.slice(1)) ?? {});
+  };
+  const lowerOpaque = (level: number, rel: string): boolean =>
+    ancestorsOf(rel).some(
+      (a) => lowerX[level]?.get(a)?.['trusted.overlay.opaque']?.toString() === 'y',
+    );
   const visible = async (rel: string): Promise<{ dir: string; st: fs.Stats } | undefined> => {
+    await readAncestors(rel);
     for (let level = 0; level < lower.length; level++) {
       const dir = lower[level] as string;
       const st = lstat(path.join(dir, rel));
       if (st) return isWhiteout(st) ? undefined : { dir, st };
-      if (await lowerOpaque(level, rel)) return undefined;
+      if (lowerOpaque(level, rel)) return undefined;
     }
     return undefined;
   };

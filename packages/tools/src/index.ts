@@ -19,7 +19,13 @@ export {
   credentialHelperStore,
   credentialHelperErase,
 } from './credential-helper';
-export { runInSandbox, StepFailedError } from './sandbox';
+export {
+  runInSandbox,
+  overlayMountData,
+  MountOptionsTooLongError,
+  MOUNT_DATA_MAX,
+  StepFailedError,
+} from './sandbox';
 export type { SandboxSpec } from './sandbox';
 export { mmdebstrap } from './mmdebstrap';
 export type { MmdebstrapOptions } from './mmdebstrap';

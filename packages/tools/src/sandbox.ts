@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import execa from 'execa';
 import { InvalidArgumentError, StrataError, ToolFailedError } from '@strata/oci';
 
@@ -7,10 +8,15 @@ import { InvalidArgumentError, StrataError, ToolFailedError } from '@strata/oci'
  * process of the step — whether the step succeeds, fails, or is killed. Nothing leaks to the host.
  */
 export interface SandboxSpec {
-  /** Overlay lower directories, topmost first. */
+  /** Overlay lower directories, topmost first (relative to `mountCwd` when that is given). */
   lower: string[];
   upper: string;
   work: string;
+  /**
+   * Directory the overlay is mounted from. Relative lower paths resolve against it, and upper
+   * and work dirs under it are passed relative to it, so that deep stacks fit the mount option.
+   */
+  mountCwd?: string;
   /** Empty directory to mount the overlay on. */
   merged: string;
   /** Host directory whose contents are copied to /run/strata (a tmpfs) inside the root. */
@@ -38,7 +44,10 @@ safe() {
     *) echo "strata: refusing mount point $1: it leaves the root" >&2; exit 97 ;;
   esac
 }
-mount -t overlay overlay -o "lowerdir=$SB_LOWER,upperdir=$SB_UPPER,workdir=$SB_WORK" "$M"
+if ! (cd "$SB_MOUNT_CWD" && mount -t overlay overlay -o "$SB_OVERLAY" "$M"); then
+  echo "strata: the overlay mount was refused" >&2
+  exit 96
+fi
 for d in proc sys dev run; do
   [ -d "$M/$d" ] || mkdir -p "$(safe "$M/$d")"
 done
@@ -78,6 +87,8 @@ if [ ! -e "$M/usr/sbin/policy-rc.d" ] && [ ! -L "$M/usr/sbin/policy-rc.d" ] && [
   chmod 0755 "$p"
   placeholders="$placeholders $p"
 fi
+printf 'ready\n' >&3
+exec 3>&-
 set +e
 old_ifs=$IFS
 IFS='
@@ -104,6 +115,63 @@ export class StepFailedError extends StrataError {
   }
 }
 
+/**
+ * The kernel copies a mount's option string into one page, its terminating NUL included: the
+ * smallest page (4 KiB) is the bound wherever Strata runs.
+ */
+export const MOUNT_DATA_MAX = 4095;
+
+/** Thrown before mounting when the overlay option string would not fit `MOUNT_DATA_MAX`. */
+export class MountOptionsTooLongError extends InvalidArgumentError {
+  constructor(
+    readonly bytes: number,
+    readonly layers: number,
+  ) {
+    super(
+      `the overlay mount option for ${layers} lower dirs is ${bytes} bytes; the kernel takes at most ${MOUNT_DATA_MAX}`,
+    );
+  }
+}
+
+function within(dir: string, p: string): string {
+  if (!path.isAbsolute(p)) return p;
+  const rel = path.relative(dir, p);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : p;
+}
+
+/**
+ * The overlay option string (`lowerdir=…,upperdir=…,workdir=…`) as the sandbox passes it to
+ * mount(2) from `cwd`: paths under `cwd` are made relative to it. Throws a typed error instead
+ * of letting the kernel refuse a string longer than a page.
+ */
+export function overlayMountData(o: {
+  lower: readonly string[];
+  upper: string;
+  work: string;
+  cwd?: string;
+}): string {
+  if (o.lower.length === 0) throw new InvalidArgumentError('an overlay needs a lower dir');
+  const rel = (p: string) => (o.cwd === undefined ? p : within(o.cwd, p));
+  for (const l of o.lower) {
+    checkValue('lower dir', l);
+    if (l.includes(':') || l.includes(','))
+      throw new InvalidArgumentError(`overlay lower dir ${l} has ':' or ','`);
+    if (!path.isAbsolute(l) && o.cwd === undefined)
+      throw new InvalidArgumentError(`overlay lower dir ${l} is relative, and no mount cwd given`);
+  }
+  for (const [what, p] of [
+    ['upper dir', o.upper],
+    ['work dir', o.work],
+  ] as const) {
+    checkValue(what, p);
+    if (p.includes(',')) throw new InvalidArgumentError(`overlay ${what} ${p} has ','`);
+  }
+  const data = `lowerdir=${o.lower.map(rel).join(':')},upperdir=${rel(o.upper)},workdir=${rel(o.work)}`;
+  const bytes = Buffer.byteLength(data);
+  if (bytes > MOUNT_DATA_MAX) throw new MountOptionsTooLongError(bytes, o.lower.length);
+  return data;
+}
+
 function checkValue(what: string, v: string): string {
   if (/[\n\0]/.test(v))
     throw new InvalidArgumentError(`${what} must not contain a newline: ${JSON.stringify(v)}`);
@@ -115,9 +183,13 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
   const env: Record<string, string> = {
     PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
     SB_MERGED: spec.merged,
-    SB_LOWER: spec.lower.map((l) => checkValue('lower dir', l)).join(':'),
-    SB_UPPER: spec.upper,
-    SB_WORK: spec.work,
+    SB_OVERLAY: overlayMountData({
+      lower: spec.lower,
+      upper: spec.upper,
+      work: spec.work,
+      cwd: spec.mountCwd,
+    }),
+    SB_MOUNT_CWD: spec.mountCwd ?? '/',
     SB_STAGE: spec.stage ?? '',
     SB_RESOLV: spec.resolvConf ?? '',
     SB_NBINDS: String(spec.binds?.length ?? 0),
@@ -132,10 +204,6 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
   for (const [i, b] of (spec.binds ?? []).entries()) {
     env[`SB_BIND_${i}_SRC`] = b.source;
     env[`SB_BIND_${i}_DST`] = b.target.replace(/^\/+/, '');
-  }
-  for (const l of spec.lower) {
-    if (l.includes(':') || l.includes(','))
-      throw new InvalidArgumentError(`overlay lower dir ${l} has ':' or ','`);
   }
   const child = execa(
     'unshare',
@@ -156,7 +224,8 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
     {
       env,
       extendEnv: false,
-      stdin: 'ignore',
+      // fd 3 hears 'ready' once the root is set up: exit codes before that are the sandbox's.
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
       all: true,
       buffer: false,
       reject: false,
@@ -164,12 +233,27 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
     },
   );
   child.all?.on('data', (c: Buffer) => spec.onOutput?.(c));
+  let ready = false;
+  const setup = child.stdio[3];
+  const setupDone = new Promise<void>((resolve) => {
+    if (!setup) return resolve();
+    setup.on('data', () => (ready = true));
+    setup.on('close', () => resolve());
+    setup.on('error', () => resolve());
+  });
   const abort = () => child.kill('SIGKILL');
   spec.signal?.addEventListener('abort', abort, { once: true });
   try {
     const r = await child;
+    await setupDone;
     if (spec.signal?.aborted) throw new StrataError('INTERRUPTED', 'step interrupted');
-    if (r.exitCode === 97) throw new ToolFailedError('sandbox', 'a mount point leaves the root');
+    if (!ready && r.exitCode === 97)
+      throw new ToolFailedError('sandbox', 'a mount point leaves the root');
+    if (!ready && r.exitCode === 96)
+      throw new ToolFailedError(
+        'sandbox',
+        `the overlay mount of ${spec.lower.length} lower dirs was refused`,
+      );
     if (r.exitCode === undefined || r.exitCode === null) {
       throw new ToolFailedError('sandbox', `killed by ${r.signal ?? 'a signal'}`);
     }
