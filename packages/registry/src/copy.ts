@@ -19,7 +19,7 @@ import {
   isManifestMediaType,
 } from './client';
 import { RegistryError } from './errors';
-import { BlobSources } from './sources';
+import { BlobSources } from './mount-hints';
 import type { TransportOptions } from './transport';
 
 /** One blob's progress through a push or pull. */

@@ -21,7 +21,7 @@ import { normalizeTag, Store } from '@strata/store';
 import { ExclusionOptions, ExclusionSet } from './exclusions';
 import { ociPlatform } from '@strata/debian';
 import { readRootfsFacts } from './facts';
-import { RootfsSource } from './source';
+import { RootfsSource } from './rootfs-input';
 
 export interface Progress {
   phase: 'extract' | 'pack';

@@ -1,6 +1,6 @@
 export * from './exclusions';
 export * from './facts';
 export * from './rootfs';
-export * from './source';
+export * from './rootfs-input';
 export * from './create';
 export * from './inspect';

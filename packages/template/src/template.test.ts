@@ -10,7 +10,7 @@ import { DEFAULT_EXCLUSIONS, ExclusionSet, globToRegExp } from './exclusions';
 import { resolveInRoot } from './rootfs';
 import { createTemplate } from './create';
 import { loadTemplate, summarize } from './inspect';
-import { openRootfsSource, peekCompression } from './source';
+import { openRootfsSource, peekCompression } from './rootfs-input';
 
 /** A dpkg status file of three installed packages (its parsing is tested in @strata/debian). */
 const STATUS = ['libc6', 'base-files', 'libbz2-1.0']
