@@ -20,7 +20,8 @@ import {
   validateOciLayout,
 } from '@strata/oci';
 import { fsyncDir, tempPathFor } from './atomic';
-import { Store, normalizeTag } from './store';
+import { normalizeTag } from './refs';
+import type { Store } from './store';
 import * as path from 'node:path';
 
 /**
