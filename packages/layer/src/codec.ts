@@ -2,7 +2,7 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { Compression, InvalidArgumentError } from '@strata/oci';
-import { zstdCompress, zstdDecompress } from '@strata/tools';
+import { decompressStream, zstdCompress } from '@strata/tools';
 
 /** A byte filter: write input to `stdin`, read output from `stdout`; `done` settles at exit. */
 export interface Filter {
@@ -35,15 +35,7 @@ export function compressor(c: Compression): Filter {
   }
 }
 
+/** A decompressor for `c` (see @strata/tools: one mechanism turns a blob into a tar). */
 export function decompressor(c: Compression): Filter {
-  switch (c) {
-    case 'zstd':
-      return zstdDecompress();
-    case 'gzip':
-      return inProcess(zlib.createGunzip({ chunkSize: 256 * 1024 }));
-    case 'none':
-      return inProcess(new PassThrough({ highWaterMark: 1 << 20 }));
-    default:
-      throw new InvalidArgumentError(`unknown compression ${JSON.stringify(c)}`);
-  }
+  return decompressStream(c);
 }

@@ -13,6 +13,7 @@ import {
   NotFoundError,
   assertValid,
   digestHex,
+  graphDigests,
   encodeJson,
   isDigest,
   parseJson,
@@ -30,7 +31,7 @@ import * as path from 'node:path';
  */
 export async function saveArchive(store: Store, ref: string, outFile: string): Promise<Descriptor> {
   const desc = await store.resolve(ref);
-  const blobs = [...(await store.reachable(desc)).values()].sort((a, b) =>
+  const blobs = [...graphDigests(await store.graph(desc)).values()].sort((a, b) =>
     a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0,
   );
   const name = desc.annotations?.[Annotations.refName];

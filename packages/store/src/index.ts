@@ -16,3 +16,6 @@ export type { LoadedImage } from './archive';
 // Kept for the registry client until it takes the core's streams; it lives in @strata/oci now.
 export { VerifyingStream } from '@strata/oci';
 export type { Expected } from '@strata/oci';
+export { openArchive } from './archive-content';
+export type { ArchiveLayout } from './archive-content';
+export { storeContent } from './content';

@@ -1,14 +1,27 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
-  Annotations,
   Descriptor,
   Digest,
   ImageConfig,
   ImageManifest,
   InvalidDocumentError,
-  MediaTypes,
+  ContentSource,
+  Graph,
+  Image,
+  Index,
+  Role,
+  Selector,
   assertValid,
+  graphDigests,
+  imageOf,
+  indexOf,
+  isImageMediaType,
+  isIndexMediaType,
+  requireManifest,
+  selectManifest,
+  resolveManifest,
+  walkGraph,
   encodeJson,
   parseJson,
   validateOciLayout,
@@ -20,6 +33,7 @@ import { fsck } from './fsck';
 import { BlobGcResult, collectGarbage } from './gc';
 import { withFileLock } from './lock';
 import { StorePaths } from './paths';
+import { storeContent } from './content';
 import { RootStore } from './roots';
 
 /**
@@ -39,6 +53,62 @@ export class Store extends RootStore {
   get rootsDir(): string {
     return this.paths.rootsDir;
   }
+  /** The core's view of this store: Image, Index and Layer read from its blobs, verified. */
+  get content(): ContentSource {
+    return (this.source ??= storeContent(this));
+  }
+  private source: ContentSource | undefined;
+
+  /** The image manifest `desc` names, as a lazy Image. */
+  image(desc: Descriptor): Image {
+    return imageOf(this.content, desc);
+  }
+
+  /** The image index `desc` names, as a lazy Index. */
+  index(desc: Descriptor): Index {
+    return indexOf(this.content, desc);
+  }
+
+  /**
+   * The image `desc` stands for under `sel`: the image itself, or the one manifest of the index
+   * it names that {@link selectManifest} picks (NotFoundError, or InvalidArgumentError when
+   * two could be meant). `what` names it in messages.
+   */
+  async selectImage(desc: Descriptor, sel: Selector, what: string): Promise<Image> {
+    const m = await resolveManifest(desc, sel, (d) => this.readImageIndex(d), what);
+    return this.image(m);
+  }
+
+  /**
+   * Read an image: its manifest (which must be an image manifest, not an index) and config,
+   * checked against each other.
+   */
+  async readImage(
+    desc: Descriptor,
+    what: string,
+  ): Promise<{ manifest: ImageManifest; config: ImageConfig }> {
+    if (!isImageMediaType(desc.mediaType)) {
+      throw new InvalidDocumentError(`image ${what}`, [`unsupported media type ${desc.mediaType}`]);
+    }
+    const img = this.image(desc);
+    await img.layers(); // checks the layers against the config's diff_ids
+    return { manifest: await img.manifest(), config: await img.config() };
+  }
+
+  /**
+   * The image manifest of one role (`rootfs`, `buildchroot`) in a template index, or the
+   * descriptor itself when it names an image and the role is rootfs; undefined when there is
+   * no such image. The choice is selectManifest's (InvalidArgumentError when ambiguous).
+   */
+  async imageOfRole(desc: Descriptor, role: Role = 'rootfs'): Promise<Descriptor | undefined> {
+    if (!isIndexMediaType(desc.mediaType)) return role === 'rootfs' ? desc : undefined;
+    const index = await this.readImageIndex(desc);
+    const s = selectManifest(index, { role });
+    if (s.ok) return s.descriptor;
+    if (s.reason === 'ambiguous') requireManifest(index, { role }, `index ${desc.digest}`);
+    return undefined;
+  }
+
   /** The store's settings file (optional). */
   get configPath(): string {
     return this.paths.configPath;
@@ -72,39 +142,6 @@ export class Store extends RootStore {
     }
   }
 
-  async readImage(
-    desc: Descriptor,
-    what: string,
-  ): Promise<{ manifest: ImageManifest; config: ImageConfig }> {
-    if (
-      desc.mediaType !== MediaTypes.imageManifest &&
-      desc.mediaType !== MediaTypes.dockerManifest
-    ) {
-      throw new InvalidDocumentError(`image ${what}`, [`unsupported media type ${desc.mediaType}`]);
-    }
-    const manifest = await this.readManifest(desc);
-    const config = await this.readConfig(manifest.config);
-    const diffIds = config.rootfs.diff_ids;
-    if (diffIds.length !== manifest.layers.length) {
-      throw new InvalidDocumentError(`image ${what}`, [
-        `${manifest.layers.length} layers but ${diffIds.length} diff_ids`,
-      ]);
-    }
-    return { manifest, config };
-  }
-
-  /**
-   * The image manifest of one role (`rootfs`, `buildchroot`) in a template index, or the
-   * descriptor itself when it already names an image. Undefined when the index has no such role.
-   */
-  async imageOfRole(desc: Descriptor, role = 'rootfs'): Promise<Descriptor | undefined> {
-    if (desc.mediaType !== MediaTypes.imageIndex) return role === 'rootfs' ? desc : undefined;
-    const idx = await this.readImageIndex(desc);
-    const hit = idx.manifests.find((d) => d.annotations?.[Annotations.role] === role);
-    if (hit || role !== 'rootfs') return hit;
-    return idx.manifests.find((d) => d.mediaType === MediaTypes.imageManifest);
-  }
-
   /** The store's settings: `.strata/config.json` (InvalidDocumentError when malformed). */
   async config(): Promise<StoreConfig> {
     return readStoreConfig(this.paths.configPath);
@@ -116,22 +153,12 @@ export class Store extends RootStore {
     into = new Map<Digest, Descriptor>(),
   ): Promise<Map<Digest, Descriptor>> {
     if (into.has(desc.digest)) return into;
-    into.set(desc.digest, desc);
-    if (
-      desc.mediaType === MediaTypes.imageIndex ||
-      desc.mediaType === MediaTypes.dockerManifestList
-    ) {
-      const idx = await this.readImageIndex(desc);
-      for (const m of idx.manifests) await this.reachable(m, into);
-    } else if (
-      desc.mediaType === MediaTypes.imageManifest ||
-      desc.mediaType === MediaTypes.dockerManifest
-    ) {
-      const m = await this.readManifest(desc);
-      into.set(m.config.digest, m.config);
-      for (const l of m.layers) into.set(l.digest, l);
-    }
-    return into;
+    return graphDigests(await this.graph(desc), into);
+  }
+
+  /** The graph under `desc` (see walkGraph), its manifests read from the store, verified. */
+  async graph(desc: Descriptor): Promise<Graph> {
+    return walkGraph(desc, (d) => this.readBlob(d.digest, d.size));
   }
 
   /**
