@@ -176,7 +176,7 @@ describe('Image and Layer over a content source', () => {
     const layers = await image.layers();
     expect(layers).toHaveLength(2);
     expect(await layers[1]!.diffId()).toBe(sha256(tars[1]!));
-    expect(sha256(await collect(await layers[1]!.openTar()))).toBe(sha256(tars[1]));
+    expect(sha256(await collect(await layers[1]!.openTar()))).toBe(sha256(tars[1]!));
     expect(sha256(await collect(await layers[0]!.open()))).toBe(
       sha256(src.blobs.get(s.layers[0]!.digest)!),
     );

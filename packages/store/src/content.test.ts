@@ -107,7 +107,7 @@ describe('the store as a backend', () => {
     // Another valid gzip stream of the same length would still be caught by the digests.
     const file = store.blobPath(layers[0]!.digest);
     const bytes = await fsp.readFile(file);
-    bytes[bytes.length - 20] ^= 0xff;
+    bytes[bytes.length - 20] = (bytes[bytes.length - 20] as number) ^ 0xff;
     await fsp.chmod(file, 0o644);
     await fsp.writeFile(file, bytes);
     const [layer] = (await store.image(manifest).layers()) as [Layer];
