@@ -42,7 +42,10 @@ function tarOf(seed: number, size: number): Buffer {
   return b;
 }
 
-async function putImage(tars: Array<{ tar: Buffer; c: 'gzip' | 'zstd' | 'none' }>) {
+async function putImage(
+  tars: Array<{ tar: Buffer; c: 'gzip' | 'zstd' | 'none' }>,
+  diffIds = tars.map((t) => sha256(t.tar)),
+) {
   const layers: Descriptor[] = [];
   for (const { tar, c } of tars) {
     const blob =
@@ -64,7 +67,7 @@ async function putImage(tars: Array<{ tar: Buffer; c: 'gzip' | 'zstd' | 'none' }
     {
       architecture: 'amd64',
       os: 'linux',
-      rootfs: { type: 'layers', diff_ids: tars.map((t) => sha256(t.tar)) },
+      rootfs: { type: 'layers', diff_ids: diffIds },
     },
     MediaTypes.imageConfig,
   );
@@ -121,21 +124,7 @@ describe('the store as a backend', () => {
   });
 
   test('a tar whose diffID differs from the config fails at EOF', async () => {
-    const tar = tarOf(6, 10_000);
-    const info = await store.putBytes(zlib.gzipSync(tar));
-    const config = await store.putJson(
-      { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256('x')] } },
-      MediaTypes.imageConfig,
-    );
-    const manifest = await store.putJson(
-      {
-        schemaVersion: 2,
-        mediaType: MediaTypes.imageManifest,
-        config,
-        layers: [{ mediaType: MediaTypes.layerGzip, ...info }],
-      },
-      MediaTypes.imageManifest,
-    );
+    const { manifest } = await putImage([{ tar: tarOf(6, 10_000), c: 'gzip' }], [sha256('x')]);
     const [layer] = (await store.image(manifest).layers()) as [Layer];
     await expect(layer.openTar().then(drain)).rejects.toBeInstanceOf(DigestMismatchError);
   });

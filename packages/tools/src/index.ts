@@ -26,4 +26,4 @@ export type { MmdebstrapOptions } from './mmdebstrap';
 export * from './disk';
 export { zstdDecompressFile } from './zstd-file';
 export { gunzipFile, igzipPath } from './gzip-file';
-export { decompressFile, decompressStream } from './decompress';
+export { compressStream, decompressFile, decompressStream } from './codec';

@@ -5,13 +5,30 @@ import * as zlib from 'node:zlib';
 import { Compression, InvalidArgumentError } from '@strata/oci';
 import { gunzipFile } from './gzip-file';
 import type { ToolProcess } from './spawn';
-import { zstdDecompress } from './zstd';
+import { zstdCompress, zstdDecompress } from './zstd';
 import { zstdDecompressFile } from './zstd-file';
 
-function inProcess(s: zlib.Gunzip | PassThrough): ToolProcess {
+function inProcess(s: zlib.Gzip | zlib.Gunzip | PassThrough): ToolProcess {
   const done = finished(s);
   done.catch(() => undefined);
   return { stdin: s, stdout: s, done, kill: () => s.destroy() };
+}
+
+/**
+ * A compressor for `c`. gzip runs in-process with a fixed header (Node's zlib writes mtime 0,
+ * no file name, OS = Unix on Linux), level 6; zstd runs as a child process.
+ */
+export function compressStream(c: Compression): ToolProcess {
+  switch (c) {
+    case 'zstd':
+      return zstdCompress();
+    case 'gzip':
+      return inProcess(zlib.createGzip({ level: 6, chunkSize: 256 * 1024 }));
+    case 'none':
+      return inProcess(new PassThrough({ highWaterMark: 1 << 20 }));
+    default:
+      throw new InvalidArgumentError(`unknown compression ${JSON.stringify(c)}`);
+  }
 }
 
 /**
