@@ -1,6 +1,6 @@
-import { Annotations, Descriptor, Digest, ImageIndex, MediaTypes } from '@strata/oci';
+import { Annotations, Descriptor, Digest, ImageIndex, MediaTypes, Role, ROLES } from '@strata/oci';
 import { Store } from '@strata/store';
-import { resolveImage, ResolvedImage, Role, ROLE_ANNOTATION, ROLES } from './source';
+import { resolveImage, ResolvedImage } from './source';
 
 export interface BundleParts {
   /** Ref of the target rootfs image (a manifest, or a bundle whose rootfs is taken). */
@@ -11,7 +11,7 @@ export interface BundleParts {
 
 function roleDescriptor(img: ResolvedImage, role: Role, ref: string): Descriptor {
   const d = img.descriptor;
-  const annotations: Record<string, string> = { [ROLE_ANNOTATION]: role };
+  const annotations: Record<string, string> = { [Annotations.role]: role };
   const title = img.manifest.annotations?.[Annotations.title] ?? d.annotations?.[Annotations.title];
   if (title !== undefined) annotations[Annotations.title] = title;
   annotations['io.strata.source'] = ref;

@@ -7,11 +7,12 @@ import {
   ParseError,
   ToolFailedError,
   UnsafeEntryError,
+  Role,
 } from '@strata/oci';
 import { mke2fs, mkfsVfat, mtoolsCopy, sfdiskDump, sfdiskWrite } from '@strata/tools';
 import { commitFile, Store } from '@strata/store';
 import { flattenToDir } from './flatten';
-import { ResolvedImage, Role } from './source';
+import { ResolvedImage } from './source';
 import { Wks, WksPart } from './wks';
 
 const MiB = 1024 * 1024;

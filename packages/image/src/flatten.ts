@@ -3,7 +3,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { Compression, CorruptError, Digest, InvalidArgumentError, StrataError } from '@strata/oci';
+import {
+  Compression,
+  CorruptError,
+  Digest,
+  InvalidArgumentError,
+  Role,
+  StrataError,
+} from '@strata/oci';
 import {
   compressor,
   encodeTarHeader,
@@ -14,7 +21,7 @@ import {
 } from '@strata/layer';
 import { commitFile, Store } from '@strata/store';
 import { LayerEntry, mergeLayers, MergedTree, spillPath } from './merge';
-import { resolveImage, ResolvedImage, Role } from './source';
+import { resolveImage, ResolvedImage } from './source';
 
 export interface FlattenProgress {
   phase: 'index' | 'write';

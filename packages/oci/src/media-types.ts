@@ -54,3 +54,13 @@ export const Annotations = {
    */
   pulledFrom: 'io.strata.pulled-from',
 } as const;
+
+/** An image index or a Docker manifest list. */
+export function isIndexMediaType(mediaType: string): boolean {
+  return mediaType === MediaTypes.imageIndex || mediaType === MediaTypes.dockerManifestList;
+}
+
+/** An image manifest (OCI or Docker schema 2), not an index. */
+export function isImageMediaType(mediaType: string): boolean {
+  return mediaType === MediaTypes.imageManifest || mediaType === MediaTypes.dockerManifest;
+}

@@ -6,8 +6,7 @@ import {
   MediaType,
   Reference,
   formatReference,
-  isDigest,
-  parseJson,
+  walkGraph,
 } from '@strata/oci';
 import type { Store } from '@strata/store';
 import {
@@ -16,7 +15,6 @@ import {
   PushOutcome,
   RegistryClient,
   isIndexMediaType,
-  isManifestMediaType,
 } from './client';
 import { RegistryError } from './errors';
 import { BlobSources } from './mount-hints';
@@ -104,77 +102,8 @@ export async function pool<T>(
   if (failed) throw failed.e;
 }
 
-function checkDescriptor(d: unknown, where: string): Descriptor {
-  const x = d as Partial<Descriptor> | null;
-  if (
-    !x ||
-    typeof x !== 'object' ||
-    typeof x.mediaType !== 'string' ||
-    typeof x.digest !== 'string' ||
-    !isDigest(x.digest) ||
-    typeof x.size !== 'number' ||
-    !Number.isSafeInteger(x.size) ||
-    x.size < 0
-  ) {
-    throw new RegistryError('INVALID_DOCUMENT', `${where}: a descriptor is malformed`);
-  }
-  return x as Descriptor;
-}
-
-/** The manifests (post-order: children before their index) and blobs under a root. */
-interface Graph {
-  manifests: FetchedManifest[];
-  blobs: Map<Digest, Descriptor>;
-}
-
-function childrenOf(
-  m: FetchedManifest,
-  where: string,
-): { manifests: Descriptor[]; blobs: Descriptor[] } {
-  const doc = parseJson(m.bytes, where) as {
-    manifests?: unknown;
-    config?: unknown;
-    layers?: unknown;
-  };
-  if (isIndexMediaType(m.descriptor.mediaType)) {
-    if (!Array.isArray(doc.manifests))
-      throw new RegistryError('INVALID_DOCUMENT', `${where}: index without manifests`);
-    const all = doc.manifests.map((d) => checkDescriptor(d, where));
-    return {
-      manifests: all.filter((d) => isManifestMediaType(d.mediaType)),
-      blobs: all.filter((d) => !isManifestMediaType(d.mediaType)),
-    };
-  }
-  if (!Array.isArray(doc.layers) || doc.config === undefined) {
-    throw new RegistryError('INVALID_DOCUMENT', `${where}: manifest without config or layers`);
-  }
-  const blobs = [
-    checkDescriptor(doc.config, where),
-    ...doc.layers.map((d) => checkDescriptor(d, where)),
-  ];
-  // Non-distributable layers live elsewhere (`urls`); registries do not hold them.
-  return {
-    manifests: [],
-    blobs: blobs.filter(
-      (b) => !(b.urls && b.urls.length > 0 && b.mediaType.includes('nondistributable')),
-    ),
-  };
-}
-
-async function walk(
-  root: FetchedManifest,
-  fetch: (d: Descriptor) => Promise<FetchedManifest>,
-  graph: Graph = { manifests: [], blobs: new Map() },
-  seen = new Set<Digest>(),
-): Promise<Graph> {
-  if (seen.has(root.descriptor.digest)) return graph;
-  seen.add(root.descriptor.digest);
-  const kids = childrenOf(root, `manifest ${root.descriptor.digest}`);
-  for (const d of kids.manifests) await walk(await fetch(d), fetch, graph, seen);
-  for (const b of kids.blobs) graph.blobs.set(b.digest, b);
-  graph.manifests.push(root);
-  return graph;
-}
+/** The manifests (children before their index) and blobs a copy moves, from the one walk. */
+type Graph = { manifests: FetchedManifest[]; blobs: Map<Digest, Descriptor> };
 
 /** Blobs at least this large start their upload session while their HEAD is out. */
 const EARLY_SESSION_MIN = 1 << 20;
@@ -237,7 +166,9 @@ export async function push(
     });
     const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
     const rootDesc = await store.resolve(localRef);
-    const graph = await walk(await local(rootDesc), local);
+    const graph = await walkGraph(rootDesc, async (d) => (await local(d)).bytes, {
+      skipForeign: true,
+    });
     await reachable;
     await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
       opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
@@ -353,7 +284,11 @@ export async function pull(
     };
     const counts = { downloaded: 0, present: 0, bytes: 0 };
     return await store.withLease(async () => {
-      const graph = await walk(root, fetch);
+      const graph = await walkGraph(
+        root.descriptor,
+        async (d) => (d.digest === root.descriptor.digest ? root.bytes : (await fetch(d)).bytes),
+        { skipForeign: true },
+      );
       await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
         opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
         const outcome = await client.pullBlob(store, d, { onProgress: progressFor(opts, d) });

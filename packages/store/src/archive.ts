@@ -13,6 +13,7 @@ import {
   NotFoundError,
   assertValid,
   digestHex,
+  graphDigests,
   encodeJson,
   isDigest,
   parseJson,
@@ -20,7 +21,8 @@ import {
   validateOciLayout,
 } from '@strata/oci';
 import { fsyncDir, tempPathFor } from './atomic';
-import { Store, normalizeTag } from './store';
+import { normalizeTag } from './refs';
+import type { Store } from './store';
 import * as path from 'node:path';
 
 /**
@@ -29,7 +31,7 @@ import * as path from 'node:path';
  */
 export async function saveArchive(store: Store, ref: string, outFile: string): Promise<Descriptor> {
   const desc = await store.resolve(ref);
-  const blobs = [...(await store.reachable(desc)).values()].sort((a, b) =>
+  const blobs = [...graphDigests(await store.graph(desc)).values()].sort((a, b) =>
     a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0,
   );
   const name = desc.annotations?.[Annotations.refName];

@@ -13,7 +13,8 @@ import {
   NotFoundError,
 } from '@strata/oci';
 import type { FileHandle } from 'node:fs/promises';
-import { Store, normalizeTag } from './store';
+import { Store } from './store';
+import { normalizeTag } from './refs';
 import { copyToFile } from './ingest';
 import { saveArchive, loadArchive } from './archive';
 

@@ -8,6 +8,7 @@ import {
   MediaTypes,
   TemplateMetadata,
   assertValid,
+  roleOf,
   validateTemplateMetadata,
 } from '@strata/oci';
 import { Store } from '@strata/store';
@@ -23,8 +24,9 @@ export interface LoadedTemplate {
 
 /** Load an image from the store, checking its template metadata against the schema. */
 export async function loadTemplate(store: Store, ref: string): Promise<LoadedTemplate> {
-  const descriptor = await store.resolve(ref);
-  return loadImage(store, ref, descriptor);
+  const top = await store.resolve(ref);
+  const image = await store.selectImage(top, { role: 'rootfs' }, ref);
+  return loadImage(store, ref, image.descriptor);
 }
 
 async function loadImage(
@@ -109,9 +111,6 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
   };
 }
 
-/** Role annotation of a manifest in a template index (rootfs or buildchroot). */
-export const ROLE_ANNOTATION = Annotations.role;
-
 export interface TemplateSet {
   ref: string;
   descriptor: Descriptor;
@@ -133,7 +132,7 @@ export async function loadTemplateSet(store: Store, ref: string): Promise<Templa
   const index = await store.readImageIndex(descriptor);
   const images = [];
   for (const m of index.manifests) {
-    const role = m.annotations?.[ROLE_ANNOTATION] ?? 'image';
+    const role = roleOf(m) ?? 'image';
     images.push({ role, template: await loadImage(store, `${name} (${role})`, m) });
   }
   return { ref: name, descriptor, images };

@@ -32,3 +32,4 @@ export type { MmdebstrapOptions } from './mmdebstrap';
 export * from './disk';
 export { zstdDecompressFile } from './zstd-file';
 export { gunzipFile, igzipPath } from './gzip-file';
+export { compressStream, decompressFile, decompressStream } from './codec';

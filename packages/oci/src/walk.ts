@@ -1,0 +1,112 @@
+import type { Digest } from './digest';
+import { isDigest } from './digest';
+import { InvalidDocumentError } from './errors';
+import { isImageMediaType, isIndexMediaType } from './media-types';
+import type { Descriptor } from './types';
+import { parseJson } from './validate';
+
+/** A manifest or index of a graph, with the exact bytes its digest covers. */
+export interface GraphNode {
+  descriptor: Descriptor;
+  bytes: Buffer;
+}
+
+/** What a root reaches: its manifests and indexes, children before parents, and its blobs. */
+export interface Graph {
+  manifests: GraphNode[];
+  /** Configs, layers and any other blob (a root that is not a manifest is one). */
+  blobs: Map<Digest, Descriptor>;
+}
+
+export interface WalkOptions {
+  /**
+   * Leave out non-distributable layers (those with `urls`): registries do not hold them, so a
+   * copy between registries skips them. The store keeps them in its graph.
+   */
+  skipForeign?: boolean;
+}
+
+function isManifestLike(mediaType: string): boolean {
+  return isIndexMediaType(mediaType) || isImageMediaType(mediaType);
+}
+
+function checkDescriptor(d: unknown, where: string): Descriptor {
+  const x = d as Partial<Descriptor> | null;
+  if (
+    !x ||
+    typeof x !== 'object' ||
+    typeof x.mediaType !== 'string' ||
+    typeof x.digest !== 'string' ||
+    !isDigest(x.digest) ||
+    typeof x.size !== 'number' ||
+    !Number.isSafeInteger(x.size) ||
+    x.size < 0
+  ) {
+    throw new InvalidDocumentError(where, ['a descriptor is malformed']);
+  }
+  return x as Descriptor;
+}
+
+function isForeign(d: Descriptor): boolean {
+  return d.urls !== undefined && d.urls.length > 0 && d.mediaType.includes('nondistributable');
+}
+
+/** The descriptors one manifest or index refers to. */
+export function childrenOf(node: GraphNode): Descriptor[] {
+  const where = `manifest ${node.descriptor.digest}`;
+  const doc = parseJson(node.bytes, where) as {
+    manifests?: unknown;
+    config?: unknown;
+    layers?: unknown;
+  } | null;
+  if (doc === null || typeof doc !== 'object') {
+    throw new InvalidDocumentError(where, ['not a JSON object']);
+  }
+  if (isIndexMediaType(node.descriptor.mediaType)) {
+    if (!Array.isArray(doc.manifests)) {
+      throw new InvalidDocumentError(where, ['an index without manifests']);
+    }
+    return doc.manifests.map((d) => checkDescriptor(d, where));
+  }
+  if (!Array.isArray(doc.layers) || doc.config === undefined) {
+    throw new InvalidDocumentError(where, ['a manifest without config or layers']);
+  }
+  return [checkDescriptor(doc.config, where), ...doc.layers.map((d) => checkDescriptor(d, where))];
+}
+
+/**
+ * Walk the graph under `root`: index → manifests → config and layers. `fetch` returns the bytes
+ * of a manifest or index (verified by the backend it reads from). Each node is fetched once.
+ * This is the one walk behind gc, fsck, save, load, push and pull.
+ */
+export async function walkGraph(
+  root: Descriptor,
+  fetch: (d: Descriptor) => Promise<Buffer>,
+  opts: WalkOptions = {},
+): Promise<Graph> {
+  const graph: Graph = { manifests: [], blobs: new Map() };
+  const seen = new Set<Digest>();
+  const visit = async (d: Descriptor): Promise<void> => {
+    if (!isManifestLike(d.mediaType)) {
+      if (!(opts.skipForeign && isForeign(d))) graph.blobs.set(d.digest, d);
+      return;
+    }
+    if (seen.has(d.digest)) return;
+    seen.add(d.digest);
+    const node: GraphNode = { descriptor: d, bytes: await fetch(d) };
+    for (const c of childrenOf(node)) await visit(c);
+    graph.manifests.push(node);
+  };
+  await visit(root);
+  return graph;
+}
+
+/** Every digest a graph holds (manifests and blobs), with its descriptor. */
+export function graphDigests(
+  graph: Graph,
+  into = new Map<Digest, Descriptor>(),
+): Map<Digest, Descriptor> {
+  for (const m of graph.manifests) into.set(m.descriptor.digest, m.descriptor);
+  for (const [d, b] of graph.blobs) into.set(d, b);
+  return into;
+}

@@ -1,0 +1,201 @@
+import { createReadStream, promises as fsp } from 'node:fs';
+import { PassThrough, Readable } from 'node:stream';
+import {
+  ContentSource,
+  CorruptError,
+  Descriptor,
+  DigestMismatchError,
+  Image,
+  ImageIndex,
+  Index,
+  NotFoundError,
+  Selector,
+  SizeMismatchError,
+  VerifyingStream,
+  assertValid,
+  imageOf,
+  indexOf,
+  parseJson,
+  requireManifest,
+  resolveManifest,
+  sha256,
+  validateIndex,
+} from '@strata/oci';
+import { decompressStream } from '@strata/tools';
+
+/** Where each file of a tar is: the offset of its data and its size. */
+type TarIndex = Map<string, { offset: number; size: number }>;
+
+const BLOCK = 512;
+
+function field(h: Buffer, start: number, len: number): string {
+  const raw = h.subarray(start, start + len);
+  const nul = raw.indexOf(0);
+  return raw.subarray(0, nul === -1 ? len : nul).toString('utf8');
+}
+
+function sizeOf(h: Buffer): number {
+  const raw = h.subarray(124, 136);
+  if ((raw[0] as number) & 0x80) {
+    let n = 0;
+    for (let i = 1; i < raw.length; i++) n = n * 256 + (raw[i] as number);
+    return n;
+  }
+  const text = field(h, 124, 12).trim();
+  return text === '' ? 0 : parseInt(text, 8);
+}
+
+/** The regular files of a tar, by name (`./` stripped), read from its headers alone. */
+async function indexTar(file: string): Promise<TarIndex> {
+  const out: TarIndex = new Map();
+  const fh = await fsp.open(file, 'r');
+  try {
+    const total = (await fh.stat()).size;
+    let off = 0;
+    let longName: string | undefined;
+    const h = Buffer.alloc(BLOCK);
+    while (off + BLOCK <= total) {
+      const { bytesRead } = await fh.read(h, 0, BLOCK, off);
+      if (bytesRead < BLOCK) throw new CorruptError(`${file}: truncated tar header`);
+      if (h.every((b) => b === 0)) break;
+      const size = sizeOf(h);
+      if (!Number.isSafeInteger(size) || size < 0) throw new CorruptError(`${file}: bad tar size`);
+      const type = String.fromCharCode(h[156] as number);
+      const data = off + BLOCK;
+      if (type === 'x' || type === 'L') {
+        const body = Buffer.alloc(size);
+        await fh.read(body, 0, size, data);
+        if (type === 'L') longName = field(body, 0, size);
+        else {
+          const m = /(?:^|\n)\d+ path=([^\n]*)\n/.exec(body.toString('utf8'));
+          if (m) longName = m[1];
+        }
+      } else {
+        const prefix = field(h, 257, 6).startsWith('ustar') ? field(h, 345, 155) : '';
+        const short = field(h, 0, 100);
+        const name = (longName ?? (prefix ? `${prefix}/${short}` : short)).replace(/^\.\//, '');
+        longName = undefined;
+        if (type === '0' || type === '\0') out.set(name, { offset: data, size });
+      }
+      off = data + Math.ceil(size / BLOCK) * BLOCK;
+    }
+  } finally {
+    await fh.close();
+  }
+  return out;
+}
+
+/** An OCI archive (`.tmpl.img`) opened in place, as a backend of the core. */
+export interface ArchiveLayout {
+  readonly file: string;
+  /** The archive's `index.json`. */
+  readonly index: ImageIndex;
+  readonly content: ContentSource;
+  image(d: Descriptor): Image;
+  indexOf(d: Descriptor): Index;
+  /**
+   * The one image the archive holds under `sel`: its only entry when that is an image, or the
+   * manifest selectManifest picks from the index it holds.
+   */
+  selectImage(sel: Selector): Promise<Image>;
+}
+
+/**
+ * Open an OCI archive without unpacking it: its tar headers are read once, and every blob is
+ * then read in place, verified like the store's.
+ */
+export async function openArchive(file: string): Promise<ArchiveLayout> {
+  let files: TarIndex;
+  try {
+    files = await indexTar(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new NotFoundError(`archive ${file} does not exist`);
+    }
+    throw e;
+  }
+  const entry = (name: string) => {
+    const f = files.get(name);
+    if (!f) throw new NotFoundError(`archive ${file} has no ${name}`);
+    return f;
+  };
+  const rawStream = (name: string): Readable => {
+    const f = entry(name);
+    if (f.size === 0) return Readable.from([]);
+    return createReadStream(file, { start: f.offset, end: f.offset + f.size - 1 });
+  };
+  const blobName = (d: Descriptor) => `blobs/sha256/${d.digest.slice('sha256:'.length)}`;
+  const openBlob = async (d: Descriptor): Promise<Readable> => {
+    const f = entry(blobName(d));
+    if (f.size !== d.size) throw new SizeMismatchError(d.size, f.size, `blob ${d.digest}`);
+    const verify = new VerifyingStream({ digest: d.digest, size: d.size }, `blob ${d.digest}`);
+    const raw = rawStream(blobName(d));
+    raw.on('error', (e) => verify.destroy(e));
+    return raw.pipe(verify);
+  };
+  const readWhole = async (name: string, max: number): Promise<Buffer> => {
+    if (entry(name).size > max) throw new CorruptError(`${file}: ${name} is too large`);
+    const chunks: Buffer[] = [];
+    for await (const c of rawStream(name)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  };
+  const content: ContentSource = {
+    readBlob: async (d) => {
+      const data = await readWhole(blobName(d), 64 << 20);
+      if (data.length !== d.size) throw new SizeMismatchError(d.size, data.length, d.digest);
+      const got = sha256(data);
+      if (got !== d.digest) throw new DigestMismatchError(d.digest, got, `blob ${d.digest}`);
+      return data;
+    },
+    openBlob,
+    openDecompressed: async (d, c) => {
+      // The blob stream is verified; its end (and so the tar's) waits for that check.
+      const blob = await openBlob(d);
+      const filter = decompressStream(c);
+      const out = new PassThrough({ highWaterMark: 1 << 20 });
+      const fail = (e: unknown) => {
+        filter.kill();
+        blob.destroy();
+        if (!out.destroyed) out.destroy(e as Error);
+      };
+      blob.on('error', fail);
+      filter.stdout.on('error', fail);
+      filter.done.catch(fail);
+      blob.pipe(filter.stdin);
+      filter.stdout.pipe(out, { end: false });
+      filter.stdout.on('end', () => {
+        filter.done.then(
+          () => out.end(),
+          () => undefined,
+        );
+      });
+      out.on('close', () => {
+        if (!out.writableFinished) fail(new CorruptError('layer read abandoned'));
+      });
+      return out;
+    },
+  };
+  const index = assertValid(
+    validateIndex,
+    parseJson(await readWhole('index.json', 4 << 20), `${file}: index.json`),
+    `${file}: index.json`,
+  );
+  if (!files.has('oci-layout')) {
+    throw new CorruptError(`${file} is not an OCI archive: oci-layout is missing`);
+  }
+  const layout: ArchiveLayout = {
+    file,
+    index,
+    content,
+    image: (d) => imageOf(content, d),
+    indexOf: (d) => indexOf(content, d),
+    selectImage: async (sel) => {
+      const only = index.manifests.length === 1 ? index.manifests[0] : undefined;
+      const d = only
+        ? await resolveManifest(only, sel, (x) => indexOf(content, x).indexManifest(), file)
+        : requireManifest(index, sel, file);
+      return imageOf(content, d);
+    },
+  };
+  return layout;
+}

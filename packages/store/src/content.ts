@@ -1,0 +1,52 @@
+import { PassThrough, Readable } from 'node:stream';
+import { Compression, ContentSource, Descriptor, Digest, drain } from '@strata/oci';
+import { decompressFile } from '@strata/tools';
+import type { BlobStore } from './blobs';
+
+/**
+ * A store as a backend of the core's Image, Index and Layer: every read is verified. A layer's
+ * tar comes from one mechanism: the decompressor reads the blob file itself (see
+ * decompressFile), and the blob is hashed alongside; the tar ends only once that hash matched.
+ * Each call opens streams of its own, so any number of readers can read one layer at once.
+ */
+export function storeContent(
+  store: BlobStore & { knownDiffId?(digest: Digest): Promise<Digest | undefined> },
+): ContentSource {
+  return {
+    readBlob: (d) => store.readBlob(d.digest, d.size),
+    openBlob: (d) => store.openBlob(d.digest, d.size),
+    openDecompressed: (d, c) => openDecompressed(store, d, c),
+    knownDiffId: async (d) => store.knownDiffId?.(d.digest),
+  };
+}
+
+async function openDecompressed(
+  store: BlobStore,
+  d: Descriptor,
+  compression: Compression,
+): Promise<Readable> {
+  const { path: file } = await store.blobFile(d.digest, d.size);
+  const blobOk = store.openBlob(d.digest, d.size).then(drain);
+  blobOk.catch(() => undefined);
+  const tool = decompressFile(file, compression);
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const fail = (e: unknown): void => {
+    tool.kill();
+    if (!out.destroyed) out.destroy(e as Error);
+  };
+  tool.stdout.on('error', fail);
+  tool.done.catch(fail);
+  blobOk.catch(fail);
+  // The tar ends only after the decompressor exited cleanly and the blob's digest matched.
+  tool.stdout.pipe(out, { end: false });
+  tool.stdout.on('end', () => {
+    Promise.all([tool.done, blobOk]).then(
+      () => out.end(),
+      () => undefined,
+    );
+  });
+  out.on('close', () => {
+    if (!out.writableFinished) tool.kill();
+  });
+  return out;
+}

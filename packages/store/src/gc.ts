@@ -1,0 +1,119 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Descriptor, Digest, InvalidArgumentError, LockedError } from '@strata/oci';
+import { fsyncDir } from './atomic';
+import type { BlobInfo } from './blobs';
+import { pruneDiffIds } from './diffids';
+import { pidAlive, withFileLock } from './lock';
+import type { Store } from './store';
+
+/** What `Store.gc` freed, or with `dryRun` would free. */
+export interface BlobGcResult {
+  /** Blobs removed. */
+  removed: number;
+  /** Bytes of blobs, stale ingest files and partial downloads removed. */
+  bytesFreed: number;
+  /** The blobs removed, with their sizes. */
+  blobs: BlobInfo[];
+  /** Partial downloads and stale ingest files removed, and their bytes. */
+  partials: { count: number; bytes: number };
+}
+
+/**
+ * Drop blobs that no tag or GC root reaches, stale ingest files, and partial downloads that no
+ * running pull is using (a later pull of the blob then starts from the beginning). The roots
+ * named in `dropRoots` are removed first (under the same lock) and keep nothing. With
+ * `dryRun`, nothing is removed and the result says what would be.
+ */
+export async function collectGarbage(
+  store: Store,
+  opts: { dryRun?: boolean; dropRoots?: readonly string[] } = {},
+): Promise<BlobGcResult> {
+  const dry = opts.dryRun === true;
+  const drop = new Set(opts.dropRoots ?? []);
+  return withFileLock(
+    store.paths.lockPath,
+    async () => {
+      if (!dry) {
+        for (const name of drop) {
+          if (!/^[A-Za-z0-9._-]+$/.test(name))
+            throw new InvalidArgumentError(`invalid root name ${name}`);
+          await fsp.rm(path.join(store.paths.rootsDir, `${name}.json`), { force: true });
+        }
+      }
+      const index = await store.readIndex();
+      const keep = new Map<Digest, Descriptor>();
+      for (const d of index.manifests) await store.reachable(d, keep);
+      for (const d of await store.rootDescriptors(drop)) await store.reachable(d, keep);
+      const lease = await store.oldestLease();
+      const blobs: BlobInfo[] = [];
+      let bytesFreed = 0;
+      for (const hex of await store.allBlobs()) {
+        if (keep.has(`sha256:${hex}` as Digest)) continue;
+        const p = path.join(store.paths.blobDir, hex);
+        const st = await fsp.stat(p);
+        if (lease !== undefined && st.mtimeMs >= lease - 2000) continue;
+        if (!dry) await fsp.rm(p, { force: true });
+        blobs.push({ digest: `sha256:${hex}` as Digest, size: st.size });
+        bytesFreed += st.size;
+      }
+      const partials = { count: 0, bytes: 0 };
+      for (const name of await fsp.readdir(store.paths.ingestDir)) {
+        const p = path.join(store.paths.ingestDir, name);
+        if (/^pull-[a-f0-9]{64}\.partial$/.test(name)) {
+          const n = dry ? await partialSize(p) : await dropPartial(p);
+          if (n > 0) {
+            partials.count++;
+            partials.bytes += n;
+          }
+          continue;
+        }
+        const m = /-(\d+)-[a-f0-9]+$/.exec(name);
+        const pid = m ? Number(m[1]) : NaN;
+        if (!Number.isNaN(pid) && pid !== process.pid && !pidAlive(pid)) {
+          partials.count++;
+          partials.bytes += (await fsp.stat(p)).size;
+          if (!dry) await fsp.rm(p, { force: true });
+        }
+      }
+      bytesFreed += partials.bytes;
+      if (dry) return { removed: blobs.length, bytesFreed, blobs, partials };
+      if (blobs.length > 0) await fsyncDir(store.paths.blobDir);
+      await pruneDiffIds(store.paths);
+      return { removed: blobs.length, bytesFreed, blobs, partials };
+    },
+    { what: `store ${store.root}` },
+  );
+}
+
+/** The size of a partial download no running pull holds (0 when one does). */
+async function partialSize(file: string): Promise<number> {
+  const holder = await fsp.readFile(`${file}.lock`, 'utf8').catch(() => undefined);
+  if (holder !== undefined) {
+    try {
+      if (pidAlive((JSON.parse(holder) as { pid: number }).pid)) return 0;
+    } catch {
+      return 0; // a lock being written right now
+    }
+  }
+  return (await fsp.stat(file).catch(() => undefined))?.size ?? 0;
+}
+
+/** Remove a partial download unless a live process is fetching it; returns the bytes freed. */
+async function dropPartial(file: string): Promise<number> {
+  try {
+    return await withFileLock(
+      `${file}.lock`,
+      async () => {
+        const st = await fsp.stat(file).catch(() => undefined);
+        if (st === undefined) return 0;
+        await fsp.rm(file, { force: true });
+        return st.size;
+      },
+      { timeoutMs: 0 },
+    );
+  } catch (e) {
+    if (e instanceof LockedError) return 0; // a pull is using it
+    throw e;
+  }
+}
