@@ -145,7 +145,7 @@ async function main() {
     const out = path.join(OUT, 'strata-bench-big.tar');
     const script = `
       const { Store } = require(${JSON.stringify(path.join(__dirname, '../packages/store/dist'))});
-      const { flattenToTar } = require(${JSON.stringify(path.join(__dirname, '../packages/image/dist'))});
+      const { flattenToTar } = require(${JSON.stringify(path.join(__dirname, '../packages/imager/dist'))});
       Store.open(${JSON.stringify(storeDir)})
         .then((s) => flattenToTar(s, 'bench:big', ${JSON.stringify(out)}))
         .then((r) => console.log(JSON.stringify({ maxRSS: process.resourceUsage().maxRSS, tarBytes: r.tarBytes })));`;

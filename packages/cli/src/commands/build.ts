@@ -115,7 +115,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           describe: 'Also trust this CA certificate (PEM) for registries',
         }),
     run<BuildArgs>(async (ctx, a) => {
-      const { build, BuildStepError, RegistryCache } = await import('@strata/build');
+      const { build, BuildStepError, RegistryCache } = await import('@strata/compose');
       const { RegistryClient } = await import('@strata/registry');
       const { parseReference } = await import('@strata/oci');
       const { registryResolver, transportOptions } = await import('./registry');

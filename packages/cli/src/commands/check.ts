@@ -72,7 +72,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           describe: 'Also trust this CA certificate (PEM) for registries, as for build',
         }),
     run<CheckArgs>(async (ctx, a) => {
-      const { checkTemplate, formatReason } = await import('@strata/build');
+      const { checkTemplate, formatReason } = await import('@strata/compose');
       const { registryResolver } = await import('./registry');
       let r;
       try {

@@ -63,7 +63,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             return true;
           }),
       run<FlattenArgs>(async (ctx, a) => {
-        const { flattenToTar, flattenToDir } = await import('@strata/image');
+        const { flattenToTar, flattenToDir } = await import('@strata/imager');
         const store = await ctx.store();
         const results: Record<string, unknown>[] = [];
         const jobs: ['rootfs' | 'buildchroot', string][] = [];
@@ -141,7 +141,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           }),
       run<ImageArgs>(async (ctx, a) => {
         const { buildExt4Image, buildDiskImage, parseSizeArg, readWksFile } =
-          await import('@strata/image');
+          await import('@strata/imager');
         const store = await ctx.store();
         const bar = ctx.progress();
         let phase = '';
@@ -219,7 +219,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             describe: 'The buildchroot image (or a bundle)',
           }),
       run<BundleArgs>(async (ctx, a) => {
-        const { createBundle, describeBundle } = await import('@strata/image');
+        const { createBundle, describeBundle } = await import('@strata/imager');
         const store = await ctx.store();
         const d = await createBundle(store, a.tag, {
           rootfs: a.rootfs,

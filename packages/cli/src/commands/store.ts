@@ -100,7 +100,7 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           }),
       run<GcArgs>(async (ctx, a) => {
         const store = await ctx.store();
-        const { collectGarbage } = await import('@strata/build');
+        const { collectGarbage } = await import('@strata/compose');
         const r = await collectGarbage(store, {
           buildCache: a.buildCache,
           snapshots: a.snapshots,
@@ -144,7 +144,7 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       (c) => c,
       run<GlobalArgs>(async (ctx) => {
         const store = await ctx.store();
-        const { diskUsageReport } = await import('@strata/build');
+        const { diskUsageReport } = await import('@strata/compose');
         const r = await diskUsageReport(store);
         if (ctx.json) {
           ctx.printJson(r);
