@@ -1,25 +1,9 @@
-import {
-  Annotations,
-  Descriptor,
-  Exclusion,
-  ImageConfig,
-  ImageIndex,
-  ImageManifest,
-  InvalidArgumentError,
-  MediaTypes,
-  TemplateMetadata,
-  assertValid,
-  validateConfig,
-  validateManifest,
-  validateTemplateMetadata,
-} from '@strata/oci';
+import { Annotations, Descriptor, Exclusion, InvalidArgumentError } from '@strata/oci';
 import { ociPlatform } from '@strata/debian';
+import { WrittenImage, writeBundle, writeImage as writeStoreImage } from '@strata/store';
 import { DEFAULT_EXCLUSIONS, isoDate } from '@strata/template';
 import { STEP_EXCLUSIONS } from './upper';
 import { BuildContext, StageState } from './build-state';
-
-/** Annotation naming a manifest's role in a template index (rootfs or buildchroot). */
-const ROLE = Annotations.role;
 
 /**
  * What the template leaves out: the FROM template's record (a rule found there again gets the
@@ -83,70 +67,31 @@ export async function withBuildchroot(
     bc = (await writeImage(ctx, stage, false)).descriptor;
   }
   if (!bc) return rootfs;
-  const role = (d: Descriptor, r: string): Descriptor => {
-    const out: Descriptor = {
-      mediaType: d.mediaType,
-      digest: d.digest,
-      size: d.size,
-      annotations: { [ROLE]: r },
-    };
-    if (d.platform) out.platform = d.platform;
-    return out;
-  };
-  const index: ImageIndex = {
-    schemaVersion: 2,
-    mediaType: MediaTypes.imageIndex,
-    manifests: [role(rootfs, 'rootfs'), role(bc, 'buildchroot')],
-    annotations: { 'io.strata.bundle': 'rootfs+buildchroot' },
-  };
-  return ctx.store.putJson(index, MediaTypes.imageIndex);
+  return writeBundle(ctx.store, {
+    rootfs: { descriptor: rootfs },
+    buildchroot: { descriptor: bc },
+  });
 }
 
+/** Write a stage's image: its metadata, config and manifest (see the store's image writer). */
 export async function writeImage(
   ctx: BuildContext,
   state: StageState,
   final = true,
-): Promise<{ descriptor: Descriptor; manifest: ImageManifest; config: ImageConfig }> {
+): Promise<WrittenImage> {
   if (state.layers.length === 0)
     throw new InvalidArgumentError(`stage ${state.name} has no layers`);
   // The date this build used (see epoch): a fully cached rebuild against the same mirror
   // state gives the very same image.
   const created = isoDate(new Date((await ctx.epoch(state)) * 1000));
   const debArch = state.debArch ?? 'amd64';
-  const platform = ociPlatform(debArch);
   const tagName = ctx.opts.tag ? ctx.opts.tag.replace(/:[^/:]*$/, '') : undefined;
   const name =
     state.labels[Annotations.title] ??
     (tagName === undefined ? state.name : final ? tagName : `${tagName}-${state.name}`);
-  const metadata: TemplateMetadata = {
-    schemaVersion: 1,
-    name,
-    created,
-    features: [...state.features].sort(),
-    architecture: debArch,
-    distribution: state.distribution,
-    packages: state.packages,
-    exclusions: exclusionsOf(state),
-    layers: state.layers.map((l) => l.record),
-    baseChain: state.baseChain,
-    labels: state.labels,
-  };
-  assertValid(validateTemplateMetadata, metadata, 'template metadata');
   const env = [...state.env].map(([k, v]) => `${k}=${v}`);
   if (!state.env.has('PATH'))
     env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
-  const config: ImageConfig = {
-    created,
-    architecture: platform.architecture,
-    ...(platform.variant ? { variant: platform.variant } : {}),
-    os: 'linux',
-    config: { Env: env, Labels: { [Annotations.title]: name, ...state.labels } },
-    rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffId) },
-    history: state.layers.map((l) => l.history),
-    strata: metadata,
-  };
-  assertValid(validateConfig, config, 'image config');
-  const configDesc = await ctx.store.putJson(config, MediaTypes.imageConfig);
   const base = state.baseChain[state.baseChain.length - 1];
   const annotations: Record<string, string> = {
     [Annotations.title]: name,
@@ -156,22 +101,24 @@ export async function writeImage(
     annotations[Annotations.baseName] = base.ref;
     annotations[Annotations.baseDigest] = base.digest;
   }
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaTypes.imageManifest,
-    config: configDesc,
-    layers: state.layers.map((l) => l.desc),
-    annotations,
-  };
-  assertValid(validateManifest, manifest, 'image manifest');
-  const desc = await ctx.store.putJson(manifest, MediaTypes.imageManifest);
-  const descriptor: Descriptor = {
-    ...desc,
-    platform: {
-      architecture: platform.architecture,
-      os: 'linux',
-      ...(platform.variant ? { variant: platform.variant } : {}),
+  return writeStoreImage(ctx.store, {
+    metadata: {
+      schemaVersion: 1,
+      name,
+      created,
+      features: [...state.features].sort(),
+      architecture: debArch,
+      distribution: state.distribution,
+      packages: state.packages,
+      exclusions: exclusionsOf(state),
+      layers: state.layers.map((l) => l.record),
+      baseChain: state.baseChain,
+      labels: state.labels,
     },
-  };
-  return { descriptor, manifest, config };
+    layers: state.layers.map((l) => ({ descriptor: l.desc, diffId: l.diffId, history: l.history })),
+    platform: ociPlatform(debArch),
+    env,
+    labels: { [Annotations.title]: name, ...state.labels },
+    annotations,
+  });
 }

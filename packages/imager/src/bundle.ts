@@ -1,5 +1,5 @@
-import { Annotations, Descriptor, Digest, ImageIndex, MediaTypes, Role, ROLES } from '@strata/oci';
-import { Store } from '@strata/store';
+import { Annotations, Descriptor, Digest, MediaTypes, Role, ROLES } from '@strata/oci';
+import { BundlePart, Store, writeBundle } from '@strata/store';
 import { resolveImage, ResolvedImage } from './source';
 
 export interface BundleParts {
@@ -9,16 +9,17 @@ export interface BundleParts {
   buildchroot: string;
 }
 
-function roleDescriptor(img: ResolvedImage, role: Role, ref: string): Descriptor {
+/** A bundle entry for an image: its platform and title, and the ref it was taken from. */
+function bundlePart(img: ResolvedImage, ref: string): BundlePart {
   const d = img.descriptor;
-  const annotations: Record<string, string> = { [Annotations.role]: role };
+  const annotations: Record<string, string> = {};
   const title = img.manifest.annotations?.[Annotations.title] ?? d.annotations?.[Annotations.title];
   if (title !== undefined) annotations[Annotations.title] = title;
   annotations['io.strata.source'] = ref;
-  const out: Descriptor = { mediaType: d.mediaType, digest: d.digest, size: d.size, annotations };
-  out.platform = { architecture: img.config.architecture, os: img.config.os };
-  if (img.config.variant !== undefined) out.platform.variant = img.config.variant;
-  return out;
+  const descriptor: Descriptor = { mediaType: d.mediaType, digest: d.digest, size: d.size };
+  descriptor.platform = { architecture: img.config.architecture, os: img.config.os };
+  if (img.config.variant !== undefined) descriptor.platform.variant = img.config.variant;
+  return { descriptor, annotations };
 }
 
 /**
@@ -32,20 +33,14 @@ export async function createBundle(
   tag: string,
   parts: BundleParts,
 ): Promise<Descriptor> {
-  const manifests: Descriptor[] = [];
+  const taken = {} as Record<Role, BundlePart>;
   for (const role of ROLES) {
     const ref = parts[role];
     const img = await resolveImage(store, ref, (await isBundle(store, ref)) ? role : 'rootfs');
-    manifests.push(roleDescriptor(img, role, ref));
+    taken[role] = bundlePart(img, ref);
   }
-  const index: ImageIndex = {
-    schemaVersion: 2,
-    mediaType: MediaTypes.imageIndex,
-    manifests,
-    annotations: { 'io.strata.bundle': 'rootfs+buildchroot' },
-  };
   return store.withLease(async () => {
-    const d = await store.putJson(index, MediaTypes.imageIndex);
+    const d = await writeBundle(store, taken);
     await store.tag(tag, d);
     return d;
   });

@@ -12,6 +12,8 @@ export { defaultStorePath } from './paths';
 export { normalizeTag } from './refs';
 export { Store } from './store';
 export { saveArchive, loadArchive } from './archive';
+export { writeBundle, writeImage } from './image-writer';
+export type { BundlePart, NewImage, NewLayer, WrittenImage } from './image-writer';
 export type { LoadedImage } from './archive';
 // Kept for the registry client until it takes the core's streams; it lives in @strata/oci now.
 export { VerifyingStream } from '@strata/oci';

@@ -9,15 +9,10 @@ import {
   ImageConfig,
   ImageManifest,
   InvalidArgumentError,
-  MediaTypes,
   TemplateMetadata,
-  assertValid,
-  validateConfig,
-  validateManifest,
-  validateTemplateMetadata,
 } from '@strata/oci';
 import { createLayer, packTree, unpackLayer } from '@strata/layer';
-import { normalizeTag, Store } from '@strata/store';
+import { normalizeTag, Store, writeImage } from '@strata/store';
 import { ExclusionOptions, ExclusionSet } from './exclusions';
 import { ociPlatform } from '@strata/debian';
 import { readRootfsFacts } from './facts';
@@ -172,28 +167,18 @@ async function captureTree(
       },
     ],
   };
-  assertValid(validateTemplateMetadata, metadata, 'template metadata');
-  const platform = ociPlatform(debArch);
-  const config: ImageConfig = {
-    created,
-    architecture: platform.architecture,
-    ...(platform.variant ? { variant: platform.variant } : {}),
-    os: 'linux',
-    config: {
-      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
-      Labels: { [Annotations.title]: opts.name },
-    },
-    rootfs: { type: 'layers', diff_ids: [diffId] },
-    history: [{ created, created_by: createdBy, comment: `template ${opts.name}` }],
-    strata: metadata,
-  };
-  assertValid(validateConfig, config, 'image config');
-  const configDesc = await store.putJson(config, MediaTypes.imageConfig);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaTypes.imageManifest,
-    config: configDesc,
-    layers: [{ mediaType, digest: blob.digest, size: blob.size }],
+  const { descriptor, manifest, config } = await writeImage(store, {
+    metadata,
+    layers: [
+      {
+        descriptor: { mediaType, digest: blob.digest, size: blob.size },
+        diffId,
+        history: { created, created_by: createdBy, comment: `template ${opts.name}` },
+      },
+    ],
+    platform: ociPlatform(debArch),
+    env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+    labels: { [Annotations.title]: opts.name },
     annotations: {
       [Annotations.title]: opts.name,
       [Annotations.created]: created,
@@ -201,17 +186,7 @@ async function captureTree(
         facts.distribution.prettyName ? ` (${facts.distribution.prettyName})` : ''
       }`,
     },
-  };
-  assertValid(validateManifest, manifest, 'image manifest');
-  const desc = await store.putJson(manifest, MediaTypes.imageManifest);
-  const descriptor: Descriptor = {
-    ...desc,
-    platform: {
-      architecture: platform.architecture,
-      os: 'linux',
-      ...(platform.variant ? { variant: platform.variant } : {}),
-    },
-  };
+  });
   const moved: TagMove[] = [];
   for (const ref of refs) {
     const before = await store.tag(ref, descriptor);
