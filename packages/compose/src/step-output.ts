@@ -2,21 +2,23 @@
 export class OutputTail {
   private chunks: Buffer[] = [];
   private bytes = 0;
+  /** Whether older output was dropped, so the first kept line may be a line's end only. */
+  private cut = false;
 
   push(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.bytes += chunk.length;
     while (this.bytes - (this.chunks[0]?.length ?? 0) >= OutputTail.KEEP) {
       this.bytes -= (this.chunks.shift() as Buffer).length;
+      this.cut = true;
     }
   }
 
   /** The last lines, whole (a line cut at the front is dropped). */
   text(): string {
-    const all = Buffer.concat(this.chunks).toString('utf8');
-    const lines = all.split('\n');
-    if (this.bytes > OutputTail.KEEP) lines.shift();
-    return lines.slice(-OutputTail.LINES).join('\n').trimEnd();
+    const lines = Buffer.concat(this.chunks).toString('utf8').trimEnd().split('\n');
+    if (this.cut) lines.shift();
+    return lines.slice(-OutputTail.LINES).join('\n');
   }
 
   static readonly KEEP = 8192;
