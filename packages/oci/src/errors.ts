@@ -34,17 +34,22 @@ export class StrataError extends Error {
   }
 }
 
-export class InvalidArgumentError extends StrataError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('INVALID_ARGUMENT', message, options);
-  }
+/**
+ * The base of an error that is a message and a fixed code. Each code still gets a class of its
+ * own, so that callers can test `instanceof` as well as `code`.
+ */
+function withCode(code: ErrorCode) {
+  return class extends StrataError {
+    constructor(message: string, options?: ErrorOptions) {
+      super(code, message, options);
+    }
+  };
 }
 
-export class NotFoundError extends StrataError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('NOT_FOUND', message, options);
-  }
-}
+export class InvalidArgumentError extends withCode('INVALID_ARGUMENT') {}
+export class NotFoundError extends withCode('NOT_FOUND') {}
+export class LockedError extends withCode('LOCKED') {}
+export class CorruptError extends withCode('CORRUPT') {}
 
 export class DigestMismatchError extends StrataError {
   constructor(
@@ -85,12 +90,6 @@ export class UnsafeEntryError extends StrataError {
   }
 }
 
-export class LockedError extends StrataError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('LOCKED', message, options);
-  }
-}
-
 export class ToolFailedError extends StrataError {
   constructor(
     readonly tool: string,
@@ -98,12 +97,6 @@ export class ToolFailedError extends StrataError {
     options?: ErrorOptions,
   ) {
     super('TOOL_FAILED', `${tool}: ${message}`, options);
-  }
-}
-
-export class CorruptError extends StrataError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('CORRUPT', message, options);
   }
 }
 

@@ -1,11 +1,60 @@
-export * from './errors';
-export * from './digest';
-export * from './media-types';
-export * from './types';
-export * from './schemas';
-export * from './validate';
-export * from './canonical';
-export * from './reference';
+export {
+  StrataError,
+  InvalidArgumentError,
+  NotFoundError,
+  DigestMismatchError,
+  SizeMismatchError,
+  InvalidDocumentError,
+  UnsafeEntryError,
+  LockedError,
+  ToolFailedError,
+  CorruptError,
+  ParseError,
+  isStrataError,
+  redact,
+} from './errors';
+export type { ErrorCode, ErrorOptions } from './errors';
+export { isDigest, parseDigest, digestHex, sha256, chainId, Hasher } from './digest';
+export type { Digest } from './digest';
+export {
+  MediaTypes,
+  Annotations,
+  layerMediaType,
+  compressionOf,
+  isIndexMediaType,
+  isImageMediaType,
+} from './media-types';
+export type { MediaType, Compression } from './media-types';
+export type {
+  Descriptor,
+  ImageManifest,
+  ImageIndex,
+  ImageConfig,
+  HistoryEntry,
+  DebianPackage,
+  Distribution,
+  Exclusion,
+  LayerRecord,
+  BaseTemplate,
+  TemplateMetadata,
+  StoreConfigFile,
+} from './types';
+export { allSchemas } from './schemas';
+export {
+  assertValid,
+  parseJson,
+  validateOciLayout,
+  validateIndex,
+  validateManifest,
+  validateConfig,
+  validateTemplateMetadata,
+  validateStoreConfig,
+  validateGcReport,
+  validateDfReport,
+} from './validate';
+export { encodeJson } from './canonical';
+export { parseReference, withDefaultTag, formatReference } from './reference';
+export type { Reference } from './reference';
 export { VerifyingStream } from './verify';
 export type { Expected } from './verify';
 export {

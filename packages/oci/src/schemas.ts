@@ -4,312 +4,248 @@
  */
 const digest = { type: 'string', pattern: '^sha256:[a-f0-9]{64}$' } as const;
 const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
+const text = { type: 'string' } as const;
+const name = { type: 'string', minLength: 1 } as const;
+const count = { type: 'integer', minimum: 0 } as const;
+const dateTime = { type: 'string', format: 'date-time' } as const;
 const base = 'https://strata.invalid/schemas/';
 
-const platform = {
-  type: 'object',
-  required: ['architecture', 'os'],
-  properties: {
-    architecture: { type: 'string' },
-    os: { type: 'string' },
-    'os.version': { type: 'string' },
-    'os.features': { type: 'array', items: { type: 'string' } },
-    variant: { type: 'string' },
-  },
-} as const;
+// The documents are mostly objects of known keys. These builders keep the key order of the
+// hand-written schemas, so the published files and the generated validators do not change.
+const arrayOf = <T>(items: T) => ({ type: 'array', items }) as const;
+const object = <R extends readonly string[], P>(required: R, properties: P) =>
+  ({ type: 'object', required, properties }) as const;
+/** An object that rejects unknown keys: what Strata writes is checked exactly. */
+const closed = <R extends readonly string[], P>(required: R, properties: P) =>
+  ({ type: 'object', additionalProperties: false, required, properties }) as const;
+/** The head of a published schema: where it lives and what it describes. */
+const head = (file: string, title: string, description?: string) =>
+  ({
+    $id: `${base}${file}`,
+    title,
+    ...(description === undefined ? {} : { description }),
+  }) as const;
 
-const descriptor = {
-  type: 'object',
-  required: ['mediaType', 'digest', 'size'],
-  properties: {
-    mediaType: {
-      type: 'string',
-      pattern: '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$',
-    },
-    digest,
-    size: { type: 'integer', minimum: 0 },
-    urls: { type: 'array', items: { type: 'string' } },
-    annotations: stringMap,
-    platform,
-    artifactType: { type: 'string' },
+const platform = object(['architecture', 'os'], {
+  architecture: text,
+  os: text,
+  'os.version': text,
+  'os.features': arrayOf(text),
+  variant: text,
+});
+
+const descriptor = object(['mediaType', 'digest', 'size'], {
+  mediaType: {
+    type: 'string',
+    pattern: '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$',
   },
-} as const;
+  digest,
+  size: count,
+  urls: arrayOf(text),
+  annotations: stringMap,
+  platform,
+  artifactType: text,
+});
 
 export const ociLayoutSchema = {
-  $id: `${base}oci-layout.schema.json`,
-  title: 'OCI image layout marker',
-  type: 'object',
-  required: ['imageLayoutVersion'],
-  properties: { imageLayoutVersion: { const: '1.0.0' } },
+  ...head('oci-layout.schema.json', 'OCI image layout marker'),
+  ...object(['imageLayoutVersion'], { imageLayoutVersion: { const: '1.0.0' } }),
 } as const;
 
 export const imageIndexSchema = {
-  $id: `${base}image-index.schema.json`,
-  title: 'OCI image index',
-  type: 'object',
-  required: ['schemaVersion', 'manifests'],
-  properties: {
+  ...head('image-index.schema.json', 'OCI image index'),
+  ...object(['schemaVersion', 'manifests'], {
     schemaVersion: { const: 2 },
     mediaType: { const: 'application/vnd.oci.image.index.v1+json' },
-    manifests: { type: 'array', items: descriptor },
+    manifests: arrayOf(descriptor),
     annotations: stringMap,
-  },
+  }),
 } as const;
 
 export const imageManifestSchema = {
-  $id: `${base}image-manifest.schema.json`,
-  title: 'OCI image manifest',
-  type: 'object',
-  required: ['schemaVersion', 'config', 'layers'],
-  properties: {
+  ...head('image-manifest.schema.json', 'OCI image manifest'),
+  ...object(['schemaVersion', 'config', 'layers'], {
     schemaVersion: { const: 2 },
     mediaType: { const: 'application/vnd.oci.image.manifest.v1+json' },
     config: descriptor,
-    layers: { type: 'array', items: descriptor },
+    layers: arrayOf(descriptor),
     annotations: stringMap,
     subject: descriptor,
-    artifactType: { type: 'string' },
-  },
+    artifactType: text,
+  }),
 } as const;
 
 export const templateMetadataSchema = {
-  $id: `${base}template-metadata.schema.json`,
-  title: 'Strata template metadata',
-  description: 'Stored under the "strata" key of the OCI image config of every template.',
-  type: 'object',
-  additionalProperties: false,
-  required: [
-    'schemaVersion',
-    'name',
-    'created',
-    'features',
-    'architecture',
-    'distribution',
-    'packages',
-    'exclusions',
-    'layers',
-  ],
-  properties: {
-    schemaVersion: { const: 1 },
-    name: { type: 'string', minLength: 1 },
-    created: { type: 'string', format: 'date-time' },
-    features: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true },
-    architecture: { type: 'string' },
-    distribution: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        id: { type: 'string' },
-        versionId: { type: 'string' },
-        versionCodename: { type: 'string' },
-        prettyName: { type: 'string' },
-      },
-    },
-    packages: {
-      type: 'array',
-      items: {
+  ...head(
+    'template-metadata.schema.json',
+    'Strata template metadata',
+    'Stored under the "strata" key of the OCI image config of every template.',
+  ),
+  ...closed(
+    [
+      'schemaVersion',
+      'name',
+      'created',
+      'features',
+      'architecture',
+      'distribution',
+      'packages',
+      'exclusions',
+      'layers',
+    ],
+    {
+      schemaVersion: { const: 1 },
+      name,
+      created: dateTime,
+      features: { ...arrayOf(name), uniqueItems: true },
+      architecture: text,
+      distribution: {
         type: 'object',
         additionalProperties: false,
-        required: ['name', 'version', 'architecture', 'source'],
-        properties: {
-          name: { type: 'string', minLength: 1 },
-          version: { type: 'string', minLength: 1 },
-          architecture: { type: 'string' },
-          source: { type: 'string', minLength: 1 },
-          sourceVersion: { type: 'string' },
-        },
+        properties: { id: text, versionId: text, versionCodename: text, prettyName: text },
       },
-    },
-    exclusions: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['pattern', 'reason', 'action', 'matched'],
-        properties: {
-          pattern: { type: 'string', minLength: 1 },
-          reason: { type: 'string' },
+      packages: arrayOf(
+        closed(['name', 'version', 'architecture', 'source'], {
+          name,
+          version: name,
+          architecture: text,
+          source: name,
+          sourceVersion: text,
+        }),
+      ),
+      exclusions: arrayOf(
+        closed(['pattern', 'reason', 'action', 'matched'], {
+          pattern: name,
+          reason: text,
           action: { enum: ['drop', 'empty'] },
-          matched: { type: 'integer', minimum: 0 },
-        },
-      },
-    },
-    layers: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['diffId', 'createdBy'],
-        properties: {
+          matched: count,
+        }),
+      ),
+      layers: arrayOf(
+        closed(['diffId', 'createdBy'], {
           diffId: digest,
-          createdBy: { type: 'string' },
-          packagesAdded: { type: 'array', items: { type: 'string' } },
-          packagesRemoved: { type: 'array', items: { type: 'string' } },
+          createdBy: text,
+          packagesAdded: arrayOf(text),
+          packagesRemoved: arrayOf(text),
           cacheKey: digest,
-        },
-      },
+        }),
+      ),
+      baseChain: arrayOf(closed(['name', 'ref', 'digest'], { name: text, ref: text, digest })),
+      labels: stringMap,
     },
-    baseChain: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['name', 'ref', 'digest'],
-        properties: { name: { type: 'string' }, ref: { type: 'string' }, digest },
-      },
-    },
-    labels: stringMap,
-  },
+  ),
 } as const;
 
 export const imageConfigSchema = {
-  $id: `${base}image-config.schema.json`,
-  title: 'OCI image configuration with Strata template metadata',
-  type: 'object',
-  required: ['architecture', 'os', 'rootfs'],
-  properties: {
-    created: { type: 'string', format: 'date-time' },
-    author: { type: 'string' },
-    architecture: { type: 'string' },
-    os: { type: 'string' },
-    variant: { type: 'string' },
+  ...head('image-config.schema.json', 'OCI image configuration with Strata template metadata'),
+  ...object(['architecture', 'os', 'rootfs'], {
+    created: dateTime,
+    author: text,
+    architecture: text,
+    os: text,
+    variant: text,
     config: {
       type: 'object',
       properties: {
-        Env: { type: 'array', items: { type: 'string' } },
+        Env: arrayOf(text),
         Labels: stringMap,
-        WorkingDir: { type: 'string' },
-        Cmd: { type: 'array', items: { type: 'string' } },
-        Entrypoint: { type: 'array', items: { type: 'string' } },
+        WorkingDir: text,
+        Cmd: arrayOf(text),
+        Entrypoint: arrayOf(text),
       },
     },
-    rootfs: {
+    rootfs: object(['type', 'diff_ids'], { type: { const: 'layers' }, diff_ids: arrayOf(digest) }),
+    history: arrayOf({
       type: 'object',
-      required: ['type', 'diff_ids'],
-      properties: { type: { const: 'layers' }, diff_ids: { type: 'array', items: digest } },
-    },
-    history: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          created: { type: 'string', format: 'date-time' },
-          created_by: { type: 'string' },
-          author: { type: 'string' },
-          comment: { type: 'string' },
-          empty_layer: { type: 'boolean' },
-        },
+      properties: {
+        created: dateTime,
+        created_by: text,
+        author: text,
+        comment: text,
+        empty_layer: { type: 'boolean' },
       },
-    },
+    }),
     strata: { $ref: templateMetadataSchema.$id },
-  },
+  }),
 } as const;
 
 /** `<store>/.strata/config.json`: optional; every field has a default. */
 export const storeConfigSchema = {
-  $id: `${base}store-config.schema.json`,
-  title: 'Strata store configuration',
-  description:
+  ...head(
+    'store-config.schema.json',
+    'Strata store configuration',
     'Optional file <store>/.strata/config.json. gc.keepUnusedBytes and gc.keepUnusedDays bound ' +
-    'the build-cache entries and snapshots that no tagged image uses but gc keeps for later builds.',
+      'the build-cache entries and snapshots that no tagged image uses but gc keeps for later builds.',
+  ),
   type: 'object',
   additionalProperties: false,
   properties: {
     gc: {
       type: 'object',
       additionalProperties: false,
-      properties: {
-        keepUnusedBytes: { type: 'integer', minimum: 0 },
-        keepUnusedDays: { type: 'number', minimum: 0 },
-      },
+      properties: { keepUnusedBytes: count, keepUnusedDays: { type: 'number', minimum: 0 } },
     },
   },
 } as const;
 
-const figure = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['count', 'bytes'],
-  properties: { count: { type: 'integer', minimum: 0 }, bytes: { type: 'integer', minimum: 0 } },
-} as const;
+const figure = closed(['count', 'bytes'], { count, bytes: count });
 
 const usageKind = { enum: ['blobs', 'build-cache', 'snapshots', 'apt-cache'] } as const;
 
 /** `strata gc --json`. */
 export const gcReportSchema = {
-  $id: `${base}gc-report.schema.json`,
-  title: 'strata gc --json',
-  description:
+  ...head(
+    'gc-report.schema.json',
+    'strata gc --json',
     'What gc freed (or, with dryRun, would free) and what it kept, and why. bytesFreed is the ' +
-    'sum of the freed figures; removed counts the blobs deleted, build-cache layers included.',
-  type: 'object',
-  additionalProperties: false,
-  required: ['dryRun', 'removed', 'bytesFreed', 'freed', 'kept'],
-  properties: {
+      'sum of the freed figures; removed counts the blobs deleted, build-cache layers included.',
+  ),
+  ...closed(['dryRun', 'removed', 'bytesFreed', 'freed', 'kept'], {
     dryRun: { type: 'boolean' },
-    removed: { type: 'integer', minimum: 0 },
-    bytesFreed: { type: 'integer', minimum: 0 },
-    freed: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['blobs', 'buildCache', 'snapshots', 'aptCache', 'partials'],
-      properties: {
-        blobs: figure,
-        buildCache: figure,
-        snapshots: figure,
-        aptCache: figure,
-        partials: figure,
-      },
-    },
-    kept: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['kind', 'reason', 'count', 'bytes', 'why', 'freedBy'],
-        properties: {
-          kind: usageKind,
-          reason: { enum: ['live', 'limit', 'busy', 'opt-in'] },
-          count: { type: 'integer', minimum: 0 },
-          bytes: { type: 'integer', minimum: 0 },
-          why: { type: 'string' },
-          freedBy: { type: 'string' },
-        },
-      },
-    },
-  },
+    removed: count,
+    bytesFreed: count,
+    freed: closed(['blobs', 'buildCache', 'snapshots', 'aptCache', 'partials'], {
+      blobs: figure,
+      buildCache: figure,
+      snapshots: figure,
+      aptCache: figure,
+      partials: figure,
+    }),
+    kept: arrayOf(
+      closed(['kind', 'reason', 'count', 'bytes', 'why', 'freedBy'], {
+        kind: usageKind,
+        reason: { enum: ['live', 'limit', 'busy', 'opt-in'] },
+        count,
+        bytes: count,
+        why: text,
+        freedBy: text,
+      }),
+    ),
+  }),
 } as const;
 
 /** `strata df --json`. */
 export const dfReportSchema = {
-  $id: `${base}df-report.schema.json`,
-  title: 'strata df --json',
-  description:
+  ...head(
+    'df-report.schema.json',
+    'strata df --json',
     'Disk use of a store by kind. reclaimable is what the gc command in freedBy frees; live ' +
-    'counts what tagged images use.',
-  type: 'object',
-  additionalProperties: false,
-  required: ['store', 'rows', 'totalBytes'],
-  properties: {
-    store: { type: 'string' },
-    totalBytes: { type: 'integer', minimum: 0 },
-    rows: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['kind', 'count', 'live', 'bytes', 'reclaimable', 'freedBy'],
-        properties: {
-          kind: { enum: ['tags', 'blobs', 'build-cache', 'snapshots', 'apt-cache'] },
-          count: { type: 'integer', minimum: 0 },
-          live: { type: 'integer', minimum: 0 },
-          bytes: { type: 'integer', minimum: 0 },
-          reclaimable: { type: 'integer', minimum: 0 },
-          freedBy: { type: 'string' },
-        },
-      },
-    },
-  },
+      'counts what tagged images use.',
+  ),
+  ...closed(['store', 'rows', 'totalBytes'], {
+    store: text,
+    totalBytes: count,
+    rows: arrayOf(
+      closed(['kind', 'count', 'live', 'bytes', 'reclaimable', 'freedBy'], {
+        kind: { enum: ['tags', 'blobs', 'build-cache', 'snapshots', 'apt-cache'] },
+        count,
+        live: count,
+        bytes: count,
+        reclaimable: count,
+        freedBy: text,
+      }),
+    ),
+  }),
 } as const;
 
 /** Every schema, keyed by the file name it is published under in /schemas. */
