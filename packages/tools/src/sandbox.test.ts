@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '@strata/oci';
-import { MOUNT_DATA_MAX, MountOptionsTooLongError, overlayMountData } from './index';
+import { MOUNT_DATA_MAX, MountOptionsTooLongError, overlayMountData } from './sandbox';
 
 const SNAPS = '/var/lib/strata/store/.strata/snapshots';
 const hex = (i: number) => i.toString(16).padStart(64, '0');

@@ -6,17 +6,10 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { ToolFailedError } from '@strata/oci';
-import {
-  applyXattrs,
-  formatSetfattrDump,
-  gunzipFile,
-  igzipPath,
-  makeNodes,
-  parseGetfattrDump,
-  readTreeXattrs,
-  zstdCompress,
-  zstdDecompress,
-} from './index';
+import { gunzipFile, igzipPath } from './gzip-file';
+import { makeNodes } from './nodes';
+import { applyXattrs, formatSetfattrDump, parseGetfattrDump, readTreeXattrs } from './xattr';
+import { zstdCompress, zstdDecompress } from './zstd';
 
 async function collect(s: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
