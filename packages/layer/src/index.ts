@@ -7,4 +7,4 @@ export { readTar, TarParser } from './reader';
 export type { TarEntry, TarSink } from './reader';
 export { unpackLayer, unpackLayers, cleanEntryPath } from './unpack';
 export type { UnpackOptions, UnpackStats, LayerSource, DiffIdRecords } from './unpack';
-export * from './entry-writer';
+export { encodeTarHeader, tarPadding, TAR_END, compressor } from './entry-writer';
