@@ -1,6 +1,5 @@
-export * from './exclusions';
-export * from './facts';
-export * from './rootfs';
-export * from './rootfs-input';
-export * from './create';
-export * from './inspect';
+export { DEFAULT_EXCLUSIONS, globToRegExp } from './exclusions';
+export { readRootfsFacts } from './facts';
+export { openRootfsSource } from './rootfs-input';
+export { createTemplate, isoDate } from './create';
+export { loadTemplateSet, summarizeSet } from './inspect';
