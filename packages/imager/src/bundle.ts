@@ -1,6 +1,6 @@
 import { Annotations, Descriptor, Digest, MediaTypes, Role, ROLES } from '@strata/oci';
 import { BundlePart, Store, writeBundle } from '@strata/store';
-import { resolveImage, ResolvedImage } from './source';
+import { resolveImage, ResolvedImage } from './resolve-image';
 
 export interface BundleParts {
   /** Ref of the target rootfs image (a manifest, or a bundle whose rootfs is taken). */

@@ -1,192 +1,18 @@
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  InvalidArgumentError,
-  NotFoundError,
-  ParseError,
-  ToolFailedError,
-  UnsafeEntryError,
-  Role,
-} from '@strata/oci';
-import { mke2fs, mkfsVfat, mtoolsCopy, sfdiskDump, sfdiskWrite } from '@strata/tools';
+import { InvalidArgumentError } from '@strata/oci';
 import { commitFile, Store } from '@strata/store';
-import { flattenToDir } from './flatten';
-import { ResolvedImage } from './source';
-import { Wks, WksPart } from './wks';
-
-const MiB = 1024 * 1024;
-const SECTOR = 512;
-
-export interface ImageProgress {
-  phase: 'flatten' | 'mke2fs' | 'mkfs.vfat' | 'partition' | 'copy';
-  /** What is being worked on, e.g. the mountpoint. */
-  detail?: string;
-  bytes?: number;
-  total?: number;
-}
-
-interface CommonOptions {
-  role?: Role;
-  /** Fixed timestamps in the filesystems (as SOURCE_DATE_EPOCH). */
-  sourceDateEpoch?: number;
-  /** Scratch space (needs room for the flat rootfs and each partition); default: next to the output. */
-  tmpDir?: string;
-  onProgress?: (p: ImageProgress) => void;
-}
-
-export interface Ext4Options extends CommonOptions {
-  /** Minimum size in bytes. */
-  size?: number;
-  /** Free space on top of the content (default 10 MiB unless size is given). */
-  extraSpace?: number;
-  label?: string;
-}
-
-export interface Ext4Result {
-  image: ResolvedImage;
-  sizeBytes: number;
-  contentBytes: number;
-  uuid: string;
-}
-
-/** A UUID derived from the image and a purpose, so the same input gives the same output. */
-export function stableUuid(...parts: string[]): string {
-  const h = createHash('sha256').update(parts.join('\0')).digest();
-  h[6] = ((h[6] as number) & 0x0f) | 0x40;
-  h[8] = ((h[8] as number) & 0x3f) | 0x80;
-  const x = h.subarray(0, 16).toString('hex');
-  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
-}
-
-function roundUp(n: number, to: number): number {
-  return Math.ceil(n / to) * to;
-}
-
-/** Space a tree needs on a 4 KiB-block filesystem: blocks of its files, plus one per inode. */
-export function treeUsage(root: string): { bytes: number; inodes: number } {
-  let bytes = 0;
-  let inodes = 0;
-  const seen = new Set<string>();
-  const walk = (dir: string): void => {
-    for (const name of fs.readdirSync(dir)) {
-      const p = `${dir}/${name}`;
-      const st = fs.lstatSync(p);
-      if (st.nlink > 1 && !st.isDirectory()) {
-        const key = `${st.dev}:${st.ino}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-      }
-      inodes++;
-      bytes += 4096 + (st.isFile() ? roundUp(st.size, 4096) : 0);
-      if (st.isDirectory()) walk(p);
-    }
-  };
-  walk(root);
-  return { bytes, inodes };
-}
-
-function sizeFor(
-  contentBytes: number,
-  o: { size?: number; extraSpace?: number; overheadFactor?: number },
-): number {
-  const wanted = Math.ceil(contentBytes * (o.overheadFactor ?? 1.3)) + (o.extraSpace ?? 10 * MiB);
-  return roundUp(Math.max(o.size ?? 0, wanted, 4 * MiB), MiB);
-}
-
-async function scratchDir(output: string, tmpDir?: string): Promise<string> {
-  const dir = tmpDir ?? path.dirname(path.resolve(output));
-  return fs.promises.mkdtemp(path.join(dir, '.strata-image-'));
-}
-
-/** Flatten into scratch/rootfs; returns the image and the directory. */
-async function flattenScratch(
-  store: Store,
-  ref: string,
-  scratch: string,
-  o: CommonOptions,
-): Promise<{ image: ResolvedImage; root: string }> {
-  const root = path.join(scratch, 'rootfs');
-  o.onProgress?.({ phase: 'flatten', detail: ref });
-  const { image } = await flattenToDir(store, ref, root, { role: o.role });
-  return { image, root };
-}
-
-/**
- * Build an ext4 filesystem image of an image's rootfs with `mke2fs -d`: the layers are flattened
- * into a scratch directory (as root, so owners, modes, xattrs and device nodes survive), sized
- * as max(size, content × 1.3 + extra space), and written to `output`. No loop devices or mounts.
- */
-export async function buildExt4Image(
-  store: Store,
-  ref: string,
-  output: string,
-  o: Ext4Options = {},
-): Promise<Ext4Result> {
-  const scratch = await scratchDir(output, o.tmpDir);
-  try {
-    const { image, root } = await flattenScratch(store, ref, scratch, o);
-    const usage = treeUsage(root);
-    const sizeBytes = sizeFor(usage.bytes, {
-      size: o.size,
-      extraSpace: o.extraSpace ?? (o.size !== undefined ? 0 : undefined),
-    });
-    const uuid = stableUuid(image.descriptor.digest, 'ext4', o.label ?? '');
-    const tmp = path.join(scratch, 'out.ext4');
-    o.onProgress?.({ phase: 'mke2fs', detail: output, total: sizeBytes });
-    await mke2fs({
-      file: tmp,
-      sizeBytes,
-      fromDir: root,
-      label: o.label,
-      uuid,
-      fakeTime: o.sourceDateEpoch,
-    });
-    await commitFile(tmp, output);
-    return { image, sizeBytes, contentBytes: usage.bytes, uuid };
-  } finally {
-    await fs.promises.rm(scratch, { recursive: true, force: true });
-  }
-}
-
-// ---- partitioned disks -------------------------------------------------------------------
-
-const GPT_TYPES = {
-  esp: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B',
-  rootX86_64: '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709',
-  rootArm64: 'B921B045-1DF0-41C3-AF44-4C6F280D3FAE',
-  linux: '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
-  basicData: 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7',
-} as const;
-
-function isEsp(p: WksPart): boolean {
-  return p.source === 'bootimg-efi' || p.mountpoint === '/boot/efi' || p.mountpoint === '/efi';
-}
-
-function defaultPartType(p: WksPart, ptable: 'gpt' | 'msdos', arch: string): string {
-  if (ptable === 'msdos') return isEsp(p) ? 'ef' : p.fstype === 'vfat' ? 'c' : '83';
-  if (isEsp(p)) return GPT_TYPES.esp;
-  if (p.fstype === 'vfat') return GPT_TYPES.basicData;
-  if (p.mountpoint === '/') {
-    if (arch === 'amd64') return GPT_TYPES.rootX86_64;
-    if (arch === 'arm64') return GPT_TYPES.rootArm64;
-  }
-  return GPT_TYPES.linux;
-}
-
-export interface DiskPartition {
-  mountpoint: string;
-  /** Partition number, as the kernel names it (sda<number>): on msdos, logicals count from 5. */
-  number: number;
-  /** On msdos with more than four partitions, the fourth on are logical partitions. */
-  kind: 'primary' | 'logical';
-  start: number;
-  size: number;
-  type: string;
-  uuid?: string;
-  fstype?: string;
-  label?: string;
-}
+import { stageEsp } from './esp';
+import { makeFilesystem, MiB, roundUp, sizeFor, stableUuid, treeUsage } from './filesystem';
+import {
+  DiskPartition,
+  layoutPartitions,
+  partitionNumber,
+  writePartitionTable,
+} from './partition-table';
+import { ResolvedImage } from './resolve-image';
+import { CommonOptions, flattenScratch, withScratch } from './scratch';
+import { Wks } from './wks';
 
 export interface DiskResult {
   image: ResolvedImage | undefined;
@@ -195,221 +21,6 @@ export interface DiskResult {
   partitions: DiskPartition[];
   /** The msdos extended partition (number 4) that holds the logical ones, if any. */
   extended?: { start: number; size: number };
-}
-
-export interface DiskLayout {
-  partitions: DiskPartition[];
-  extended?: { start: number; size: number };
-  sizeBytes: number;
-}
-
-/** The kernel's number for the partition on line `i` of the .wks (logicals count from 5). */
-export function partitionNumber(wks: Wks, i: number): number {
-  return wks.bootloader.ptable === 'msdos' && wks.parts.length > 4 && i >= 3 ? i + 2 : i + 1;
-}
-
-function tableEntries(dump: unknown): number {
-  const t = (dump as { partitiontable?: { partitions?: unknown[] } }).partitiontable;
-  return t?.partitions?.length ?? 0;
-}
-
-/** An MBR stores starts and sizes as 32-bit sector counts. */
-const MBR_LIMIT = 2 ** 32 * SECTOR;
-
-/**
- * Where each partition goes, given its size in bytes: each at the next `--align` boundary. An
- * msdos table has four entries, so with more than four partitions it does what wic does: the
- * first three are primary, entry 4 is an extended partition, and the fourth partition on are
- * logical partitions 5, 6, … inside it. Each logical partition is preceded by its EBR (a sector
- * that sfdisk puts in the free space before it), so at least one free sector is kept in front
- * of each; the extended partition starts one sector before the first logical one (wic's
- * layout). Throws, naming the .wks line, what an msdos table cannot address (beyond 2 TiB).
- */
-export function layoutPartitions(
-  wks: Wks,
-  sizes: readonly number[],
-  arch: string,
-  uuids: readonly (string | undefined)[] = [],
-  wksFile = 'wks',
-): DiskLayout {
-  const ptable = wks.bootloader.ptable;
-  const extendedNeeded = ptable === 'msdos' && wks.parts.length > 4;
-  const parts: DiskPartition[] = [];
-  let extended: DiskLayout['extended'];
-  let next = 0;
-  for (const [i, p] of wks.parts.entries()) {
-    const align = p.align ?? MiB;
-    const number = partitionNumber(wks, i);
-    const logical = extendedNeeded && number > 4;
-    const floor = ptable === 'gpt' ? 34 * SECTOR : SECTOR;
-    const start = roundUp(Math.max(next + (logical ? SECTOR : 0), floor), align);
-    const size = sizes[i] as number;
-    if (ptable === 'msdos' && start + size > MBR_LIMIT) {
-      throw new ParseError(
-        wksFile,
-        p.line,
-        1,
-        `partition ${p.mountpoint} would end at ${start + size} bytes, beyond the 2 TiB an msdos table can address`,
-        { hint: 'use bootloader --ptable gpt' },
-      );
-    }
-    if (logical && extended === undefined) extended = { start: start - SECTOR, size: 0 };
-    parts.push({
-      mountpoint: p.mountpoint,
-      number,
-      kind: logical ? 'logical' : 'primary',
-      start,
-      size,
-      type: p.partType ?? defaultPartType(p, ptable, arch),
-      uuid: ptable === 'gpt' ? uuids[i] : undefined,
-      fstype: p.fstype,
-      label: p.label,
-    });
-    next = start + size;
-  }
-  if (extended !== undefined) extended.size = next - extended.start;
-  const sizeBytes =
-    roundUp(next + (ptable === 'gpt' ? 33 * SECTOR : 0), MiB) + (ptable === 'gpt' ? MiB : 0);
-  return { partitions: parts, extended, sizeBytes };
-}
-
-/** The sfdisk script for a layout (see sfdisk(8), "Input format"). */
-export function sfdiskScript(wks: Wks, layout: DiskLayout, labelId: string): string {
-  const ptable = wks.bootloader.ptable;
-  const lines = [
-    `label: ${ptable === 'gpt' ? 'gpt' : 'dos'}`,
-    `label-id: ${labelId}`,
-    'unit: sectors',
-    '',
-  ];
-  for (const [i, p] of layout.partitions.entries()) {
-    // sfdisk numbers the entries in script order: the extended partition is entry 4, and the
-    // logical partitions after it become 5, 6, …
-    if (p.kind === 'logical' && p.number === 5 && layout.extended !== undefined) {
-      const e = layout.extended;
-      lines.push(`start=${e.start / SECTOR}, size=${e.size / SECTOR}, type=5`);
-    }
-    const fields = [`start=${p.start / SECTOR}`, `size=${p.size / SECTOR}`, `type=${p.type}`];
-    if (ptable === 'gpt') {
-      fields.push(`uuid=${(p.uuid as string).toUpperCase()}`);
-      if (p.label !== undefined) fields.push(`name="${p.label.replace(/"/g, '')}"`);
-    }
-    if (ptable === 'msdos' && isEsp(wks.parts[i] as WksPart)) fields.push('bootable');
-    lines.push(fields.join(', '));
-  }
-  return `${lines.join('\n')}\n`;
-}
-
-/** Names a file under `root` that must be a regular file (no symlink anywhere on the way). */
-function regularFile(root: string, rel: string): string {
-  let p = root;
-  for (const c of rel.split('/')) {
-    p = `${p}/${c}`;
-    const st = fs.lstatSync(p, { throwIfNoEntry: false });
-    if (st === undefined) throw new NotFoundError(`/${rel} is not in the rootfs`);
-    if (st.isSymbolicLink())
-      throw new UnsafeEntryError(rel, `${p.slice(root.length)} is a symlink`);
-  }
-  if (!fs.lstatSync(p).isFile()) throw new InvalidArgumentError(`/${rel} is not a regular file`);
-  return p;
-}
-
-/** Newest kernel in /boot and its initrd. */
-function findKernel(root: string): { kernel: string; initrd?: string; version: string } {
-  const boot = `${root}/boot`;
-  const names = fs.existsSync(boot) ? fs.readdirSync(boot) : [];
-  const versions = names
-    .filter((n) => n.startsWith('vmlinuz-'))
-    .map((n) => n.slice('vmlinuz-'.length))
-    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
-  const version = versions[versions.length - 1];
-  if (version === undefined) {
-    throw new NotFoundError('no kernel (/boot/vmlinuz-*) in the rootfs for bootimg-efi', {
-      hint: 'install linux-image-<arch> in the template',
-    });
-  }
-  const kernel = regularFile(root, `boot/vmlinuz-${version}`);
-  const initrd = names.includes(`initrd.img-${version}`)
-    ? regularFile(root, `boot/initrd.img-${version}`)
-    : undefined;
-  return { kernel, initrd, version };
-}
-
-const EFI_ARCH: Record<string, string> = { amd64: 'x64', arm64: 'aa64', i386: 'ia32' };
-
-/** Stage an EFI system partition with systemd-boot, the kernel and its initrd. */
-function stageEsp(
-  root: string,
-  dir: string,
-  arch: string,
-  rootDevice: string | undefined,
-  boot: Wks['bootloader'],
-): void {
-  const efiArch = EFI_ARCH[arch];
-  if (efiArch === undefined)
-    throw new InvalidArgumentError(`bootimg-efi: unsupported architecture ${arch}`);
-  const loaderRel = `usr/lib/systemd/boot/efi/systemd-boot${efiArch}.efi`;
-  if (!fs.existsSync(`${root}/${loaderRel}`)) {
-    throw new NotFoundError(`bootimg-efi: /${loaderRel} is not in the rootfs`, {
-      hint: 'install systemd-boot-efi in the template',
-    });
-  }
-  const loader = regularFile(root, loaderRel);
-  const k = findKernel(root);
-  const mk = (rel: string): string => {
-    fs.mkdirSync(path.join(dir, rel), { recursive: true });
-    return path.join(dir, rel);
-  };
-  fs.copyFileSync(loader, path.join(mk('EFI/BOOT'), `BOOT${efiArch.toUpperCase()}.EFI`));
-  fs.copyFileSync(loader, path.join(mk('EFI/systemd'), `systemd-boot${efiArch}.efi`));
-  fs.copyFileSync(k.kernel, path.join(dir, 'vmlinuz'));
-  if (k.initrd !== undefined) fs.copyFileSync(k.initrd, path.join(dir, 'initrd.img'));
-  fs.writeFileSync(
-    path.join(mk('loader'), 'loader.conf'),
-    `default strata.conf\ntimeout ${boot.timeout ?? 0}\n`,
-  );
-  const options = [rootDevice ? `root=${rootDevice}` : '', 'rw', boot.append ?? '']
-    .filter(Boolean)
-    .join(' ');
-  fs.writeFileSync(
-    path.join(mk('loader/entries'), 'strata.conf'),
-    [
-      `title Strata (${k.version})`,
-      'linux /vmlinuz',
-      ...(k.initrd !== undefined ? ['initrd /initrd.img'] : []),
-      `options ${options}`,
-      '',
-    ].join('\n'),
-  );
-}
-
-/** FAT has no symlinks, owners or device nodes: refuse them instead of following a symlink. */
-function checkFatTree(dir: string, rel = ''): void {
-  for (const name of fs.readdirSync(path.join(dir, rel))) {
-    const r = rel ? `${rel}/${name}` : name;
-    const st = fs.lstatSync(path.join(dir, r));
-    if (st.isDirectory()) checkFatTree(dir, r);
-    else if (!st.isFile()) {
-      throw new InvalidArgumentError(`vfat partition: ${r} is not a regular file or directory`);
-    }
-  }
-}
-
-async function makeVfat(
-  file: string,
-  size: number,
-  fromDir: string | undefined,
-  label: string | undefined,
-  volumeId: string,
-): Promise<void> {
-  await mkfsVfat({ file, sizeBytes: size, label, volumeId });
-  if (fromDir === undefined) return;
-  checkFatTree(fromDir);
-  const top = fs
-    .readdirSync(fromDir)
-    .sort()
-    .map((n) => path.join(fromDir, n));
-  await mtoolsCopy(file, top, '/');
 }
 
 /** Copy `src` into `dst` at `offset`, skipping all-zero chunks (the image stays sparse). */
@@ -458,9 +69,9 @@ export async function buildDiskImage(
   output: string,
   o: DiskOptions = {},
 ): Promise<DiskResult> {
-  const scratch = await scratchDir(output, o.tmpDir);
-  try {
-    const needsRoot = wks.parts.some((p) => p.source !== undefined);
+  // Only a partition with a --source needs the rootfs: an empty disk needs no flatten.
+  const needsRoot = wks.parts.some((p) => p.source !== undefined);
+  return withScratch(output, o.tmpDir, async (scratch) => {
     let image: ResolvedImage | undefined;
     let root: string | undefined;
     if (needsRoot) ({ image, root } = await flattenScratch(store, ref, scratch, o));
@@ -523,24 +134,25 @@ export async function buildDiskImage(
       const file = path.join(scratch, `part${i + 1}.img`);
       const from = froms[i];
       const size = sizes[i] as number;
-      if (p.fstype === 'ext4') {
-        o.onProgress?.({ phase: 'mke2fs', detail: p.mountpoint, total: size });
-        await mke2fs({
+      if (p.fstype === undefined) {
+        files.push(undefined);
+        continue;
+      }
+      // Each kind keeps its own seed, so that the same input still gives the same IDs.
+      const uuid = stableUuid(seed, p.fstype === 'ext4' ? 'fs' : 'vfat', String(i));
+      await makeFilesystem(
+        {
+          fstype: p.fstype,
           file,
           sizeBytes: size,
           fromDir: from,
           label: p.label,
-          uuid: stableUuid(seed, 'fs', String(i)),
-          fakeTime: o.sourceDateEpoch,
-        });
-        files.push(file);
-      } else if (p.fstype === 'vfat') {
-        o.onProgress?.({ phase: 'mkfs.vfat', detail: p.mountpoint, total: size });
-        await makeVfat(file, size, from, p.label, stableUuid(seed, 'vfat', String(i)).slice(0, 8));
-        files.push(file);
-      } else {
-        files.push(undefined);
-      }
+          uuid,
+          detail: p.mountpoint,
+        },
+        o,
+      );
+      files.push(file);
     }
 
     // 4. The table, then the filesystems at their offsets.
@@ -548,20 +160,7 @@ export async function buildDiskImage(
     fs.closeSync(fs.openSync(tmp, 'w'));
     fs.truncateSync(tmp, sizeBytes);
     o.onProgress?.({ phase: 'partition', detail: ptable });
-    await sfdiskWrite(
-      tmp,
-      sfdiskScript(wks, layout, ptable === 'gpt' ? diskId.toUpperCase() : mbrId),
-    );
-    // sfdisk leaves out, without an error, entries its table has no room for: read the table
-    // back so that a partition missing from it can never pass unnoticed.
-    const written = tableEntries(await sfdiskDump(tmp));
-    const expected = parts.length + (layout.extended !== undefined ? 1 : 0);
-    if (written !== expected) {
-      throw new ToolFailedError(
-        'sfdisk',
-        `wrote ${written} partition table entries instead of ${expected}`,
-      );
-    }
+    await writePartitionTable(tmp, wks, layout, ptable === 'gpt' ? diskId.toUpperCase() : mbrId);
     const total = files.reduce((a, f, i) => a + (f ? (sizes[i] as number) : 0), 0);
     let copied = 0;
     const fd = fs.openSync(tmp, 'r+');
@@ -579,7 +178,5 @@ export async function buildDiskImage(
     }
     await commitFile(tmp, output);
     return { image, sizeBytes, ptable, partitions: parts, extended: layout.extended };
-  } finally {
-    await fs.promises.rm(scratch, { recursive: true, force: true });
-  }
+  });
 }

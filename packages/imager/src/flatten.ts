@@ -21,7 +21,7 @@ import {
 } from '@strata/layer';
 import { commitFile, Store } from '@strata/store';
 import { LayerEntry, mergeLayers, MergedTree, spillPath } from './merge';
-import { resolveImage, ResolvedImage } from './source';
+import { resolveImage, ResolvedImage } from './resolve-image';
 
 export interface FlattenProgress {
   phase: 'index' | 'write';

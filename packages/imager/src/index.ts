@@ -1,6 +1,5 @@
-export * from './source';
-export * from './merge';
-export * from './flatten';
-export * from './bundle';
-export * from './wks';
-export * from './disk';
+export { flattenToTar, flattenToDir } from './flatten';
+export { createBundle, describeBundle } from './bundle';
+export { readWksFile, parseSizeArg } from './wks';
+export { buildExt4Image } from './ext4';
+export { buildDiskImage } from './disk';

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { UnsafeEntryError } from '@strata/oci';
 import { cleanEntryPath, TarHeader, TarParser } from '@strata/layer';
 import { copyToFile } from '@strata/store';
-import type { ImageLayer } from './source';
+import type { ImageLayer } from './resolve-image';
 
 const WH_PREFIX = '.wh.';
 const WH_OPAQUE = '.wh..wh..opq';

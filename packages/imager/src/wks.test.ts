@@ -1,4 +1,4 @@
-import { layoutPartitions, sfdiskScript } from './disk';
+import { layoutPartitions, sfdiskScript } from './partition-table';
 import { parseWks, Wks } from './wks';
 
 const MiB = 1024 * 1024;

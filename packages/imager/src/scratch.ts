@@ -1,0 +1,58 @@
+/**
+ * What the ext4 and the disk image builders share: their common options and progress events,
+ * and the scratch directory that holds the flattened rootfs while the filesystems are made.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Role } from '@strata/oci';
+import { Store } from '@strata/store';
+import { flattenToDir } from './flatten';
+import { ResolvedImage } from './resolve-image';
+
+export interface ImageProgress {
+  phase: 'flatten' | 'mke2fs' | 'mkfs.vfat' | 'partition' | 'copy';
+  /** What is being worked on, e.g. the mountpoint. */
+  detail?: string;
+  bytes?: number;
+  total?: number;
+}
+
+export interface CommonOptions {
+  role?: Role;
+  /** Fixed timestamps in the filesystems (as SOURCE_DATE_EPOCH). */
+  sourceDateEpoch?: number;
+  /** Scratch space (needs room for the flat rootfs and each partition); default: next to the output. */
+  tmpDir?: string;
+  onProgress?: (p: ImageProgress) => void;
+}
+
+/**
+ * Run `work` in a fresh scratch directory next to `output` (or in `tmpDir`), so that the result
+ * can be renamed into place on the same filesystem; the directory is removed however it ends.
+ */
+export async function withScratch<T>(
+  output: string,
+  tmpDir: string | undefined,
+  work: (scratch: string) => Promise<T>,
+): Promise<T> {
+  const dir = tmpDir ?? path.dirname(path.resolve(output));
+  const scratch = await fs.promises.mkdtemp(path.join(dir, '.strata-image-'));
+  try {
+    return await work(scratch);
+  } finally {
+    await fs.promises.rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** Flatten into scratch/rootfs; returns the image and the directory. */
+export async function flattenScratch(
+  store: Store,
+  ref: string,
+  scratch: string,
+  o: CommonOptions,
+): Promise<{ image: ResolvedImage; root: string }> {
+  const root = path.join(scratch, 'rootfs');
+  o.onProgress?.({ phase: 'flatten', detail: ref });
+  const { image } = await flattenToDir(store, ref, root, { role: o.role });
+  return { image, root };
+}
