@@ -13,7 +13,10 @@ import {
 import { Store } from '@strata/store';
 import { CacheEntry, cacheRootName, readCache, writeCache } from './cache';
 import { Snapshots } from './snapshots';
-import { GcReport, collectGarbage, diskUsageReport, planGc, takeInventory } from './gc';
+import { diskUsageReport } from './df';
+import { GcReport, collectGarbage } from './gc';
+import { planGc } from './gc-plan';
+import { takeInventory } from './inventory';
 
 let dir: string;
 let store: Store;

@@ -8,3 +8,6 @@ export * from './engine';
 export * from './check';
 export * from './remote-cache';
 export * from './gc';
+export * from './gc-plan';
+export * from './inventory';
+export * from './df';

@@ -1,0 +1,125 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Descriptor, Digest, MediaTypes, chainId, isDigest } from '@strata/oci';
+import { Store, diskUsage } from '@strata/store';
+import { aptStateDir } from './apt-state';
+import { cacheRootName } from './cache';
+import { ScratchInfo, SnapshotInfo, Snapshots } from './snapshots';
+
+/**
+ * What a store holds besides its tags, and what tagged images use: the input of `gc` and `df`.
+ * "Live" is what some tagged image's layer chain uses: a snapshot whose chain ID is that of a
+ * prefix of a tag's layers, a build-cache entry whose key a tag's metadata records.
+ */
+export interface Inventory {
+  tags: number;
+  /** Blobs that tags reach, with their sizes. */
+  tagBlobs: Map<Digest, number>;
+  blobs: Array<{ digest: Digest; size: number }>;
+  cache: CacheItem[];
+  snapshots: Array<SnapshotInfo & { live: boolean }>;
+  scratch: ScratchInfo[];
+  apt: AptItem[];
+}
+
+export interface CacheItem {
+  /** The store GC root that holds it. */
+  root: string;
+  key?: Digest;
+  layer?: Descriptor;
+  live: boolean;
+  /** The root file, plus its layer blob when no tag reaches that blob. */
+  bytes: number;
+  /** The root file alone. */
+  fileBytes: number;
+  /** When the entry was written or last hit. */
+  mtimeMs: number;
+}
+
+export interface AptItem {
+  /** Relative to the apt state directory: `lists/<sources>`, `archives`, … */
+  name: string;
+  bytes: number;
+}
+
+/** The images a tag names: itself, or the members of its index. */
+async function imagesOf(store: Store, d: Descriptor, out: Descriptor[]): Promise<void> {
+  if (d.mediaType === MediaTypes.imageIndex || d.mediaType === MediaTypes.dockerManifestList) {
+    for (const m of (await store.readImageIndex(d)).manifests) await imagesOf(store, m, out);
+  } else if (
+    d.mediaType === MediaTypes.imageManifest ||
+    d.mediaType === MediaTypes.dockerManifest
+  ) {
+    out.push(d);
+  }
+}
+
+/** Read everything gc and df decide on. Reads only. */
+export async function takeInventory(store: Store): Promise<Inventory> {
+  const tags = await store.list();
+  const liveChains = new Set<Digest>();
+  const liveKeys = new Set<Digest>();
+  const tagBlobs = new Map<Digest, number>();
+  for (const { descriptor } of tags) {
+    for (const [digest, d] of await store.reachable(descriptor)) tagBlobs.set(digest, d.size);
+    const images: Descriptor[] = [];
+    await imagesOf(store, descriptor, images);
+    for (const img of images) {
+      const { config } = await store.readImage(img, img.digest);
+      const diffIds = config.rootfs.diff_ids;
+      for (let i = 1; i <= diffIds.length; i++) {
+        liveChains.add(chainId(diffIds.slice(0, i)) as Digest);
+      }
+      for (const l of config.strata?.layers ?? []) if (l.cacheKey) liveKeys.add(l.cacheKey);
+    }
+  }
+
+  const cache: CacheItem[] = [];
+  for (const r of await store.listRoots()) {
+    if (!r.name.startsWith('cache-')) continue;
+    const doc = (await store.getRoot(r.name).catch(() => undefined)) as
+      { entry?: { key?: unknown; layer?: Descriptor } } | undefined;
+    const key = isDigest(String(doc?.entry?.key)) ? (doc?.entry?.key as Digest) : undefined;
+    const layer = doc?.entry?.layer;
+    // A root whose name and key disagree is never read by a build: it is garbage.
+    const valid = key !== undefined && cacheRootName(key) === r.name;
+    const layerBytes = layer && !tagBlobs.has(layer.digest) ? layer.size : 0;
+    cache.push({
+      root: r.name,
+      key: valid ? key : undefined,
+      layer,
+      live: valid && liveKeys.has(key),
+      bytes: r.bytes + layerBytes,
+      fileBytes: r.bytes,
+      mtimeMs: r.mtimeMs,
+    });
+  }
+
+  const listed = await new Snapshots(store).list();
+  const snapshots = listed.snapshots.map((s) => ({ ...s, live: liveChains.has(s.chain) }));
+
+  const apt: AptItem[] = [];
+  const aptDir = aptStateDir(store.root);
+  for (const top of await fsp.readdir(aptDir).catch(() => [] as string[])) {
+    const p = path.join(aptDir, top);
+    const st = await fsp.lstat(p).catch(() => undefined);
+    if (!st) continue;
+    // Per-sources directories are listed one by one: each is what one set of sources keeps.
+    const perSources = top === 'lists' || top === 'cache' || top === 'check';
+    const subs = st.isDirectory() && perSources ? await fsp.readdir(p) : [undefined];
+    for (const sub of subs) {
+      const name = sub === undefined ? top : `${top}/${sub}`;
+      apt.push({ name, bytes: await diskUsage(path.join(aptDir, name)) });
+    }
+  }
+
+  return {
+    tags: tags.length,
+    tagBlobs,
+    blobs: await store.listBlobs(),
+    cache,
+    snapshots,
+    scratch: listed.scratch,
+    apt,
+  };
+}
