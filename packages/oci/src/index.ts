@@ -57,16 +57,9 @@ export { parseReference, withDefaultTag, formatReference } from './reference';
 export type { Reference } from './reference';
 export { VerifyingStream } from './verify';
 export type { Expected } from './verify';
-export {
-  ROLES,
-  matchesPlatform,
-  roleOf,
-  selectManifest,
-  requireManifest,
-  resolveManifest,
-} from './select';
-export type { Role, PlatformSelector, Selector, Selection } from './select';
-export { walkGraph, graphDigests, childrenOf } from './walk';
-export type { Graph, GraphNode, WalkOptions } from './walk';
+export { ROLES, roleOf, selectManifest, requireManifest, resolveManifest } from './select';
+export type { Role, Selector } from './select';
+export { walkGraph, graphDigests } from './walk';
+export type { Graph } from './walk';
 export { drain, imageOf, indexOf, layerOf } from './image';
 export type { ContentSource, Image, Index, Layer } from './image';
