@@ -1,4 +1,5 @@
 export { DEFAULT_EXCLUSIONS, globToRegExp } from './exclusions';
+export type { ExclusionRule } from './exclusions';
 export { readRootfsFacts } from './facts';
 export { openRootfsSource } from './rootfs-input';
 export { createTemplate, isoDate } from './create';
