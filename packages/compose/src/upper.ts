@@ -2,37 +2,44 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readXattrs, readTreeXattrs, removeXattr, Xattrs } from '@strata/tools';
 import { DEFAULT_EXCLUSIONS, globToRegExp } from '@strata/template';
+import type { ExclusionRule } from '@strata/template';
 
 const DEVICE_IDENTITY = ['etc/ssh/ssh_host_*', 'etc/machine-id', 'var/lib/dbus/machine-id'];
+
+/** A rule of a step's layer; `files` limits it to files, so that the directories stay. */
+type StepRule = ExclusionRule & { files?: boolean };
+
+/** The rules that drop `patterns` for one `reason`. */
+const drop = (reason: string, ...patterns: string[]): StepRule[] =>
+  patterns.map((pattern) => ({ pattern, reason, action: 'drop' }));
+const dropFiles = (reason: string, pattern: string): StepRule => ({
+  pattern,
+  reason,
+  action: 'drop',
+  files: true,
+});
 
 /**
  * What never belongs in a step's layer: apt's lists and caches, logs, `*-old` backups, lock
  * files, and per-device identity (ssh host keys, machine ids). Applied to the overlay upper
  * directory itself, so the snapshot that later steps build on equals the layer.
  */
-export const STEP_EXCLUSIONS: ReadonlyArray<{
-  pattern: string;
-  reason: string;
-  action: 'drop' | 'empty';
-  files?: boolean;
-}> = [
-  { pattern: 'var/lib/apt/lists/**', reason: 'apt indices', action: 'drop' },
-  { pattern: 'var/cache/apt/**', reason: 'apt package cache (files)', action: 'drop', files: true },
-  {
-    pattern: 'var/log/**',
-    reason: 'logs written by the step (files)',
-    action: 'drop',
-    files: true,
-  },
-  { pattern: 'var/lib/dpkg/*-old', reason: 'dpkg backup files', action: 'drop' },
-  { pattern: 'var/cache/debconf/*-old', reason: 'debconf backup files', action: 'drop' },
-  { pattern: 'var/lib/dpkg/lock', reason: 'dpkg lock', action: 'drop' },
-  { pattern: 'var/lib/dpkg/lock-frontend', reason: 'dpkg lock', action: 'drop' },
-  { pattern: 'var/lib/dpkg/triggers/Lock', reason: 'dpkg lock', action: 'drop' },
-  { pattern: 'var/cache/ldconfig/aux-cache', reason: 'ldconfig cache', action: 'drop' },
+export const STEP_EXCLUSIONS: readonly StepRule[] = [
+  ...drop('apt indices', 'var/lib/apt/lists/**'),
+  dropFiles('apt package cache (files)', 'var/cache/apt/**'),
+  dropFiles('logs written by the step (files)', 'var/log/**'),
+  ...drop('dpkg backup files', 'var/lib/dpkg/*-old'),
+  ...drop('debconf backup files', 'var/cache/debconf/*-old'),
+  ...drop(
+    'dpkg lock',
+    'var/lib/dpkg/lock',
+    'var/lib/dpkg/lock-frontend',
+    'var/lib/dpkg/triggers/Lock',
+  ),
+  ...drop('ldconfig cache', 'var/cache/ldconfig/aux-cache'),
   // Per-device identity, as templates leave it out.
   ...DEFAULT_EXCLUSIONS.filter((r) => DEVICE_IDENTITY.includes(r.pattern)),
-  { pattern: 'tmp/**', reason: 'temporary files', action: 'drop' },
+  ...drop('temporary files', 'tmp/**'),
 ];
 
 const S_IFMT = 0o170000;
