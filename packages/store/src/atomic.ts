@@ -1,4 +1,5 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 
 let tempCount = 0;
@@ -35,6 +36,27 @@ export async function commitFile(tmp: string, target: string): Promise<void> {
   await fsyncDir(path.dirname(target));
 }
 
+/**
+ * Create `tmp` exclusively, let `write` fill it, and fsync it. Whatever fails, the temp file is
+ * removed: nothing half-written is left behind for a later reader to trust.
+ */
+export async function writeTemp(
+  tmp: string,
+  mode: number,
+  write: (fh: FileHandle) => Promise<void>,
+): Promise<void> {
+  const fh = await fsp.open(tmp, 'wx', mode);
+  try {
+    await write(fh);
+    await fh.sync();
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  await fh.close();
+}
+
 /** Write a whole file atomically: temp file, fsync, rename, fsync the directory. */
 export async function writeFileAtomic(
   target: string,
@@ -42,16 +64,7 @@ export async function writeFileAtomic(
   mode = 0o644,
 ): Promise<void> {
   const tmp = tempPathFor(target);
-  const fd = await fsp.open(tmp, 'wx', mode);
-  try {
-    await fd.writeFile(data);
-    await fd.sync();
-  } catch (e) {
-    await fd.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true });
-    throw e;
-  }
-  await fd.close();
+  await writeTemp(tmp, mode, (fh) => fh.writeFile(data));
   try {
     await fsp.rename(tmp, target);
   } catch (e) {

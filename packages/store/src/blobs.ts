@@ -24,7 +24,7 @@ import {
   validateManifest,
 } from '@strata/oci';
 import { BlobReader } from './blob-reader';
-import { exists, tempPathFor } from './atomic';
+import { exists, tempPathFor, writeTemp } from './atomic';
 import { PartialBlob, copyToFile, openForAppend, placeBlob } from './ingest';
 import { withFileLock } from './lock';
 import { StorePaths } from './paths';
@@ -65,21 +65,14 @@ export class BlobStore {
   async putBlob(src: Readable | AsyncIterable<Buffer>, expected: Expected = {}): Promise<BlobInfo> {
     const tmp = path.join(this.paths.ingestDir, path.basename(tempPathFor('blob')));
     const hasher = new Hasher();
-    const fh = await fsp.open(tmp, 'wx', 0o644);
-    try {
+    await writeTemp(tmp, 0o644, async (fh) => {
       await copyToFile(src, fh, 0, (buf) => {
         hasher.update(buf);
         if (expected.size !== undefined && hasher.size > expected.size) {
           throw new SizeMismatchError(expected.size, hasher.size, expected.digest ?? 'blob');
         }
       });
-      await fh.sync();
-    } catch (e) {
-      await fh.close().catch(() => undefined);
-      await fsp.rm(tmp, { force: true });
-      throw e;
-    }
-    await fh.close();
+    });
     const digest = hasher.digest();
     const size = hasher.size;
     try {
