@@ -13,37 +13,30 @@ export function defaultStorePath(env: NodeJS.ProcessEnv = process.env): string {
  * and Strata's own scratch space under `.strata/`.
  */
 export class StorePaths {
-  constructor(readonly root: string) {}
-
-  get blobDir(): string {
-    return path.join(this.root, 'blobs', 'sha256');
-  }
-  get ingestDir(): string {
-    return path.join(this.root, '.strata', 'ingest');
-  }
-  get indexPath(): string {
-    return path.join(this.root, 'index.json');
-  }
-  get leaseDir(): string {
-    return path.join(this.root, '.strata', 'leases');
-  }
+  readonly blobDir: string;
+  readonly indexPath: string;
+  readonly ingestDir: string;
+  readonly leaseDir: string;
   /** GC roots besides tags: one JSON file per root holding `{ descriptors: Descriptor[] }`. */
-  get rootsDir(): string {
-    return path.join(this.root, '.strata', 'roots');
-  }
+  readonly rootsDir: string;
   /** One file per layer blob, named by its hex digest, holding the blob's verified diffID. */
-  get diffIdDir(): string {
-    return path.join(this.root, '.strata', 'diffids');
-  }
-  get lockPath(): string {
-    return path.join(this.root, '.strata', 'index.lock');
-  }
+  readonly diffIdDir: string;
+  readonly lockPath: string;
   /** Held by a gc that deletes cache entries or snapshots; a new lease waits for it. */
-  get gcLockPath(): string {
-    return path.join(this.root, '.strata', 'gc.lock');
-  }
+  readonly gcLockPath: string;
   /** The store's settings file (optional). */
-  get configPath(): string {
-    return path.join(this.root, '.strata', 'config.json');
+  readonly configPath: string;
+
+  constructor(readonly root: string) {
+    const own = (name: string): string => path.join(root, '.strata', name);
+    this.blobDir = path.join(root, 'blobs', 'sha256');
+    this.indexPath = path.join(root, 'index.json');
+    this.ingestDir = own('ingest');
+    this.leaseDir = own('leases');
+    this.rootsDir = own('roots');
+    this.diffIdDir = own('diffids');
+    this.lockPath = own('index.lock');
+    this.gcLockPath = own('gc.lock');
+    this.configPath = own('config.json');
   }
 }
