@@ -176,6 +176,20 @@ export async function resolveCredentials(
   return undefined;
 }
 
+/** The file that login and logout change, its config as it stands (if any), and the helpers. */
+async function configForWrite(
+  opts: AuthConfigOptions,
+): Promise<{ file: string; cfg: DockerConfig | undefined; helpers: CredentialHelpers }> {
+  const file = authFileForWrite(opts.env ?? process.env);
+  return { file, cfg: await readConfig(file), helpers: opts.helpers ?? systemHelpers };
+}
+
+/** Write the config back atomically, readable by its owner alone: it holds secrets. */
+async function writeConfig(file: string, cfg: DockerConfig): Promise<void> {
+  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(file, `${JSON.stringify(cfg, null, '\t')}\n`, 0o600);
+}
+
 /**
  * Save credentials the way `docker login` does: through the configured helper when there is one
  * (leaving an empty `auths` entry), else as a base64 `auth` entry. The file is written
@@ -187,10 +201,8 @@ export async function saveCredentials(
   password: string,
   opts: AuthConfigOptions = {},
 ): Promise<string> {
-  const env = opts.env ?? process.env;
-  const helpers = opts.helpers ?? systemHelpers;
-  const file = authFileForWrite(env);
-  const cfg: DockerConfig = (await readConfig(file)) ?? {};
+  const { file, cfg: found, helpers } = await configForWrite(opts);
+  const cfg: DockerConfig = found ?? {};
   const host = normalizeServer(registry);
   const auths = { ...(cfg.auths ?? {}) };
   const existing = findAuthEntry(cfg, host);
@@ -205,8 +217,7 @@ export async function saveCredentials(
     };
   }
   cfg.auths = auths;
-  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(file, `${JSON.stringify(cfg, null, '\t')}\n`, 0o600);
+  await writeConfig(file, cfg);
   return file;
 }
 
@@ -215,10 +226,7 @@ export async function removeCredentials(
   registry: string,
   opts: AuthConfigOptions = {},
 ): Promise<boolean> {
-  const env = opts.env ?? process.env;
-  const helpers = opts.helpers ?? systemHelpers;
-  const file = authFileForWrite(env);
-  const cfg = await readConfig(file);
+  const { file, cfg, helpers } = await configForWrite(opts);
   if (!cfg) return false;
   const host = normalizeServer(registry);
   let removed = false;
@@ -231,7 +239,7 @@ export async function removeCredentials(
   if (entry && cfg.auths) {
     delete cfg.auths[entry[0]];
     removed = true;
-    await writeFileAtomic(file, `${JSON.stringify(cfg, null, '\t')}\n`, 0o600);
+    await writeConfig(file, cfg);
   }
   return removed;
 }
