@@ -3,6 +3,20 @@ import * as path from 'node:path';
 import { UnsafeEntryError } from '@strata/oci';
 
 /**
+ * What `op` resolves to, or undefined when it fails because the path is not there: ENOENT, or
+ * the `other` code that means the same to the caller (a file where a directory would be).
+ */
+async function unlessAbsent<T>(op: Promise<T>, other: string): Promise<T | undefined> {
+  try {
+    return await op;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === other) return undefined;
+    throw e;
+  }
+}
+
+/**
  * Resolve a path inside a root filesystem the way the target system would see it: symlinks
  * (absolute ones included) are followed relative to `root` and can never leave it.
  * Returns the host path, or undefined when something along the way does not exist.
@@ -18,18 +32,8 @@ export async function resolveInRoot(root: string, rel: string): Promise<string |
       continue;
     }
     const host = path.join(root, ...done, part);
-    let st;
-    try {
-      st = await fsp.lstat(host);
-    } catch (e) {
-      if (
-        (e as NodeJS.ErrnoException).code === 'ENOENT' ||
-        (e as NodeJS.ErrnoException).code === 'ENOTDIR'
-      ) {
-        return undefined;
-      }
-      throw e;
-    }
+    const st = await unlessAbsent(fsp.lstat(host), 'ENOTDIR');
+    if (st === undefined) return undefined;
     if (st.isSymbolicLink()) {
       if (++hops > 40) throw new UnsafeEntryError(rel, 'too many levels of symbolic links');
       const target = await fsp.readlink(host);
@@ -46,15 +50,5 @@ export async function resolveInRoot(root: string, rel: string): Promise<string |
 export async function readInRoot(root: string, rel: string): Promise<string | undefined> {
   const p = await resolveInRoot(root, rel);
   if (p === undefined) return undefined;
-  try {
-    return await fsp.readFile(p, 'utf8');
-  } catch (e) {
-    if (
-      (e as NodeJS.ErrnoException).code === 'ENOENT' ||
-      (e as NodeJS.ErrnoException).code === 'EISDIR'
-    ) {
-      return undefined;
-    }
-    throw e;
-  }
+  return unlessAbsent(fsp.readFile(p, 'utf8'), 'EISDIR');
 }
