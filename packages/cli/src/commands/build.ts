@@ -5,6 +5,7 @@ import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { counted, formatBytes, once, shortDigest } from '../output';
 import { sourceDateEpoch } from './template';
+import { parseBuildArgs } from '../build-args';
 
 interface BuildArgs extends GlobalArgs {
   context: string;
@@ -22,19 +23,6 @@ interface BuildArgs extends GlobalArgs {
   insecure: boolean;
   caCert?: string;
   timestamp: 'mirror' | 'now';
-}
-
-function parseBuildArgs(list: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const a of list) {
-    const eq = a.indexOf('=');
-    if (eq <= 0) {
-      const v = process.env[a];
-      if (v === undefined) throw new InvalidArgumentError(`--build-arg ${a}: expected NAME=VALUE`);
-      out[a] = v;
-    } else out[a.slice(0, eq)] = a.slice(eq + 1);
-  }
-  return out;
 }
 
 export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {

@@ -1,9 +1,9 @@
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
-import { InvalidArgumentError } from '@strata/oci';
 import { ExitCodeError, exitCodeFor } from '../output';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
+import { parseBuildArgs } from '../build-args';
 
 interface CheckArgs extends GlobalArgs {
   tag: string;
@@ -15,16 +15,6 @@ interface CheckArgs extends GlobalArgs {
   packages: boolean;
   insecure: boolean;
   caCert?: string;
-}
-
-function parseBuildArgs(list: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const a of list) {
-    const eq = a.indexOf('=');
-    if (eq <= 0) throw new InvalidArgumentError(`--build-arg ${a}: expected NAME=VALUE`);
-    out[a.slice(0, eq)] = a.slice(eq + 1);
-  }
-  return out;
 }
 
 export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
