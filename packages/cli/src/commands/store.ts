@@ -1,6 +1,7 @@
-import type { Argv } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
+import type { Store } from '@strata/store';
 import { Annotations } from '@strata/oci';
-import type { GlobalArgs } from '../context';
+import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { formatBytes, shortDigest } from '../output';
 
@@ -25,13 +26,20 @@ const KIND_NAMES: Record<'tags' | 'blobs' | 'build-cache' | 'snapshots' | 'apt-c
 };
 
 export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  /** A command without options of its own, that works on the store. */
+  const onStore = (
+    command: string,
+    describe: string,
+    fn: (ctx: Context, store: Store) => Promise<void>,
+  ): CommandModule<GlobalArgs, GlobalArgs> => ({
+    command,
+    describe,
+    builder: (c) => c,
+    handler: run<GlobalArgs>(async (ctx) => fn(ctx, await ctx.store())),
+  });
   return y
     .command(
-      'ls',
-      'List the images in the store',
-      (c) => c,
-      run<GlobalArgs>(async (ctx) => {
-        const store = await ctx.store();
+      onStore('ls', 'List the images in the store', async (ctx, store) => {
         const rows = [];
         for (const { ref, descriptor } of await store.list()) {
           let size = descriptor.size;
@@ -139,52 +147,53 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       }),
     )
     .command(
-      'df',
-      'Disk use of the store: tags, blobs, build cache, snapshots, apt caches',
-      (c) => c,
-      run<GlobalArgs>(async (ctx) => {
-        const store = await ctx.store();
-        const { diskUsageReport } = await import('@strata/compose');
-        const r = await diskUsageReport(store);
-        if (ctx.json) {
-          ctx.printJson(r);
-          return;
-        }
-        const table = [
-          ['TYPE', 'COUNT', 'LIVE', 'SIZE', 'RECLAIMABLE', 'FREED BY'] as string[],
-          ...r.rows.map((row) => [
-            KIND_NAMES[row.kind],
-            String(row.count),
-            String(row.live),
-            formatBytes(row.bytes),
-            formatBytes(row.reclaimable),
-            row.freedBy,
-          ]),
-        ];
-        const widths = table[0]!.map((_, i) => Math.max(...table.map((t) => t[i]!.length)));
-        for (const t of table)
-          ctx.print(
-            t.map((cell, i) => (i === t.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '),
-          );
-        ctx.print(`total on disk: ${formatBytes(r.totalBytes)} (${r.totalBytes} bytes)`);
-      }),
+      onStore(
+        'df',
+        'Disk use of the store: tags, blobs, build cache, snapshots, apt caches',
+        async (ctx, store) => {
+          const { diskUsageReport } = await import('@strata/compose');
+          const r = await diskUsageReport(store);
+          if (ctx.json) {
+            ctx.printJson(r);
+            return;
+          }
+          const table = [
+            ['TYPE', 'COUNT', 'LIVE', 'SIZE', 'RECLAIMABLE', 'FREED BY'] as string[],
+            ...r.rows.map((row) => [
+              KIND_NAMES[row.kind],
+              String(row.count),
+              String(row.live),
+              formatBytes(row.bytes),
+              formatBytes(row.reclaimable),
+              row.freedBy,
+            ]),
+          ];
+          const widths = table[0]!.map((_, i) => Math.max(...table.map((t) => t[i]!.length)));
+          for (const t of table)
+            ctx.print(
+              t.map((cell, i) => (i === t.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '),
+            );
+          ctx.print(`total on disk: ${formatBytes(r.totalBytes)} (${r.totalBytes} bytes)`);
+        },
+      ),
     )
     .command(
-      'fsck',
-      'Re-hash every blob; exit 1 on any corrupt or missing one',
-      (c) => c,
-      run<GlobalArgs>(async (ctx) => {
-        const r = await (await ctx.store()).fsck();
-        if (ctx.json) ctx.printJson({ ok: r.problems.length === 0, ...r });
-        else {
-          for (const p of r.problems) ctx.print(p);
-          ctx.print(
-            r.problems.length === 0
-              ? `ok: ${r.blobs} blobs verified`
-              : `${r.problems.length} problems in ${r.blobs} blobs`,
-          );
-        }
-        if (r.problems.length > 0) ctx.exitCode = 1;
-      }),
+      onStore(
+        'fsck',
+        'Re-hash every blob; exit 1 on any corrupt or missing one',
+        async (ctx, store) => {
+          const r = await store.fsck();
+          if (ctx.json) ctx.printJson({ ok: r.problems.length === 0, ...r });
+          else {
+            for (const p of r.problems) ctx.print(p);
+            ctx.print(
+              r.problems.length === 0
+                ? `ok: ${r.blobs} blobs verified`
+                : `${r.problems.length} problems in ${r.blobs} blobs`,
+            );
+          }
+          if (r.problems.length > 0) ctx.exitCode = 1;
+        },
+      ),
     );
 }
