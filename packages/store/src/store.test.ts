@@ -196,7 +196,8 @@ describe('partial blobs', () => {
         order.push(`${name}-`);
       });
     await Promise.all([one('a'), one('b')]);
-    expect(order).toEqual(['a+', 'a-', 'b+', 'b-']);
+    // Either may win the lock (under load b can); what matters is that they do not overlap.
+    expect(['a+ a- b+ b-', 'b+ b- a+ a-']).toContain(order.join(' '));
   });
 });
 
