@@ -7,7 +7,7 @@ import { sfdiskDump, sfdiskWrite } from '@strata/tools';
 import { MiB, roundUp } from './filesystem';
 import { Wks, WksPart } from './wks';
 
-export const SECTOR = 512;
+const SECTOR = 512;
 
 const GPT_TYPES = {
   esp: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B',
@@ -17,7 +17,7 @@ const GPT_TYPES = {
   basicData: 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7',
 } as const;
 
-export function isEsp(p: WksPart): boolean {
+function isEsp(p: WksPart): boolean {
   return p.source === 'bootimg-efi' || p.mountpoint === '/boot/efi' || p.mountpoint === '/efi';
 }
 
