@@ -9,6 +9,7 @@ module.exports = {
   },
   moduleNameMapper: {
     '^@strata/([a-z-]+)$': '<rootDir>/packages/$1/src',
+    '^@strata/([a-z-]+)/testing$': '<rootDir>/packages/$1/src/testing',
   },
   testPathIgnorePatterns: ['/node_modules/', '/dist/', '/.bench/'],
   modulePathIgnorePatterns: ['<rootDir>/packages/[^/]+/dist/'],

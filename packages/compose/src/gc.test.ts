@@ -1,5 +1,4 @@
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   Descriptor,
@@ -11,6 +10,7 @@ import {
   validateGcReport,
 } from '@strata/oci';
 import { Store } from '@strata/store';
+import { withTempStore } from '@strata/store/testing';
 import { CacheEntry, cacheRootName, readCache, writeCache } from './cache';
 import { Snapshots } from './snapshots';
 import { diskUsageReport } from './df';
@@ -18,16 +18,8 @@ import { GcReport, collectGarbage } from './gc';
 import { planGc } from './gc-plan';
 import { takeInventory } from './inventory';
 
-let dir: string;
 let store: Store;
-
-beforeEach(async () => {
-  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-gc-'));
-  store = await Store.open(path.join(dir, 'store'));
-});
-afterEach(async () => {
-  await fsp.rm(dir, { recursive: true, force: true });
-});
+withTempStore('gc', (t) => ({ store } = t));
 
 interface Step {
   key: Digest;

@@ -1,21 +1,13 @@
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Digest, chainId, digestHex } from '@strata/oci';
 import { createLayer, packTree } from '@strata/layer';
 import { Store } from '@strata/store';
+import { withTempStore } from '@strata/store/testing';
 import { MERGE_DEPTH, Snapshots, StackLayer, linkName } from './snapshots';
 
-let dir: string;
 let store: Store;
-
-beforeEach(async () => {
-  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-snap-'));
-  store = await Store.open(path.join(dir, 'store'));
-});
-afterEach(async () => {
-  await fsp.rm(dir, { recursive: true, force: true });
-});
+withTempStore('snap', (t) => ({ store } = t));
 
 /**
  * A stack of `n` layers, the first a whole tree and each next one adding `/etc/step-<i>`, with

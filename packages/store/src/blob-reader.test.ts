@@ -1,20 +1,11 @@
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { DigestMismatchError, NotFoundError, SizeMismatchError, sha256 } from '@strata/oci';
 import type { BlobReader } from './blob-reader';
 import { Store } from './store';
+import { withTempStore } from './testing';
 
-let dir: string;
 let store: Store;
-
-beforeEach(async () => {
-  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-reader-'));
-  store = await Store.open(path.join(dir, 'store'));
-});
-afterEach(async () => {
-  await fsp.rm(dir, { recursive: true, force: true });
-});
+withTempStore('reader', (t) => ({ store } = t));
 
 /** Bytes that differ from chunk to chunk, so that a chunk sent twice or out of order shows. */
 function pattern(size: number): Buffer {

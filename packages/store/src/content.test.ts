@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
@@ -17,17 +16,11 @@ import {
 import { openArchive } from './archive-content';
 import { saveArchive } from './archive';
 import { Store } from './store';
+import { withTempStore } from './testing';
 
 let dir: string;
 let store: Store;
-
-beforeEach(async () => {
-  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-content-'));
-  store = await Store.open(path.join(dir, 'store'));
-});
-afterEach(async () => {
-  await fsp.rm(dir, { recursive: true, force: true });
-});
+withTempStore('content', (t) => ({ dir, store } = t));
 
 async function collect(s: Readable): Promise<Buffer> {
   const out: Buffer[] = [];

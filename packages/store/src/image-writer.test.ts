@@ -1,6 +1,3 @@
-import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import {
   Annotations,
@@ -12,18 +9,11 @@ import {
   sha256,
 } from '@strata/oci';
 import { Store } from './store';
+import { withTempStore } from './testing';
 import { NewImage, writeBundle, writeImage } from './image-writer';
 
-let dir: string;
 let store: Store;
-
-beforeEach(async () => {
-  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-writer-'));
-  store = await Store.open(path.join(dir, 'store'));
-});
-afterEach(async () => {
-  await fsp.rm(dir, { recursive: true, force: true });
-});
+withTempStore('writer', (t) => ({ store } = t));
 
 const created = '2025-05-10T08:47:33Z';
 

@@ -1,5 +1,4 @@
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { execFile } from 'node:child_process';
@@ -14,6 +13,7 @@ import {
 } from '@strata/oci';
 import type { FileHandle } from 'node:fs/promises';
 import { Store } from './store';
+import { withTempStore } from './testing';
 import { normalizeTag } from './refs';
 import { copyToFile } from './ingest';
 import { saveArchive, loadArchive } from './archive';
@@ -21,14 +21,7 @@ import { saveArchive, loadArchive } from './archive';
 const run = promisify(execFile);
 let dir: string;
 let store: Store;
-
-beforeEach(async () => {
-  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-store-'));
-  store = await Store.open(path.join(dir, 'store'));
-});
-afterEach(async () => {
-  await fsp.rm(dir, { recursive: true, force: true });
-});
+withTempStore('store', (t) => ({ dir, store } = t));
 
 async function ingestFiles(): Promise<string[]> {
   return fsp.readdir(path.join(store.root, '.strata', 'ingest'));

@@ -1,0 +1,30 @@
+/**
+ * Support for tests, here and in the packages that build on the store: `@strata/store/testing`
+ * (jest and `tsconfig.jest.json` map it to this file). It is not in the index, nor in the build.
+ */
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Store } from './store';
+
+export interface TempStore {
+  /** A fresh temporary folder, removed after the test: the store is its `store` folder. */
+  dir: string;
+  store: Store;
+}
+
+/**
+ * Gives every test of the file (or of the `describe` it is called in) a new store in a fresh
+ * temporary folder named after `prefix`, handed to `use` before the test and removed after it.
+ */
+export function withTempStore(prefix: string, use: (t: TempStore) => void): void {
+  let dir: string | undefined;
+  beforeEach(async () => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), `strata-${prefix}-`));
+    use({ dir, store: await Store.open(path.join(dir, 'store')) });
+  });
+  afterEach(async () => {
+    if (dir !== undefined) await fsp.rm(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+}
