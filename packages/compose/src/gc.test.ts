@@ -10,7 +10,7 @@ import {
   validateGcReport,
 } from '@strata/oci';
 import { Store } from '@strata/store';
-import { withTempStore } from '@strata/store/testing';
+import { holdLease, withTempStore } from '@strata/store/testing';
 import { CacheEntry, cacheRootName, readCache, writeCache } from './cache';
 import { Snapshots } from './snapshots';
 import { diskUsageReport } from './df';
@@ -219,15 +219,7 @@ test('--dry-run deletes nothing and reports what the real run then frees', async
 
 test('while a build holds a lease, gc leaves the cache and snapshots alone, and an explicit --build-cache refuses', async () => {
   const { base, gone } = await twoBranches();
-  let inside!: () => void;
-  const started = new Promise<void>((r) => (inside = r));
-  let finish!: () => void;
-  const done = new Promise<void>((r) => (finish = r));
-  const build = store.withLease(async () => {
-    inside();
-    await done;
-  });
-  await started;
+  const endLease = await holdLease(store);
   try {
     const r = await collectGarbage(store);
     expect(await readCache(store, gone.key)).toBeDefined();
@@ -237,8 +229,7 @@ test('while a build holds a lease, gc leaves the cache and snapshots alone, and 
       code: 'LOCKED',
     });
   } finally {
-    finish();
-    await build;
+    await endLease();
   }
   await collectGarbage(store);
   expect(await readCache(store, gone.key)).toBeUndefined();

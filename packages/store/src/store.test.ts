@@ -13,7 +13,7 @@ import {
 } from '@strata/oci';
 import type { FileHandle } from 'node:fs/promises';
 import { Store } from './store';
-import { withTempStore } from './testing';
+import { holdLease, withTempStore } from './testing';
 import { normalizeTag } from './refs';
 import { copyToFile } from './ingest';
 import { saveArchive, loadArchive } from './archive';
@@ -392,17 +392,8 @@ test('a lease taken while gc holds its lock waits for it; gc sees a lease taken 
   await Promise.all([gc, lease]);
   expect(order).toEqual(['gc busy=false', 'gc done', 'lease']);
 
-  let inside!: () => void;
-  const leaseHeld = new Promise<void>((r) => (inside = r));
-  let finish!: () => void;
-  const done = new Promise<void>((r) => (finish = r));
-  const building = store.withLease(async () => {
-    inside();
-    await done;
-  });
-  await leaseHeld;
+  const endLease = await holdLease(store);
   expect(await store.withGcLock(async (busy) => busy)).toBe(true);
-  finish();
-  await building;
+  await endLease();
   expect(await store.withGcLock(async (busy) => busy)).toBe(false);
 });

@@ -28,3 +28,23 @@ export function withTempStore(prefix: string, use: (t: TempStore) => void): void
     dir = undefined;
   });
 }
+
+/**
+ * Takes a lease on `store` as a build does, and holds it until the function it gives is called;
+ * that function resolves once the lease is let go.
+ */
+export async function holdLease(store: Store): Promise<() => Promise<void>> {
+  let inside!: () => void;
+  const held = new Promise<void>((r) => (inside = r));
+  let finish!: () => void;
+  const done = new Promise<void>((r) => (finish = r));
+  const lease = store.withLease(async () => {
+    inside();
+    await done;
+  });
+  await Promise.race([held, lease]);
+  return async () => {
+    finish();
+    await lease;
+  };
+}
