@@ -65,18 +65,14 @@ describe('checkTemplate with bases from a registry', () => {
 
   beforeEach(() => registry.set(PLATFORM, 'platform:1'));
 
+  /** The check of a template against its Stratafile, asking the registry above. */
+  const check = (tag: string, file: string) =>
+    checkTemplate(store, tag, { file, noPackages: true, resolveRemote });
+
   test('is up to date while the registry answers as at the build', async () => {
-    const mw = await checkTemplate(store, 'middleware:2', {
-      file: mwFile,
-      noPackages: true,
-      resolveRemote,
-    });
+    const mw = await check('middleware:2', mwFile);
     expect([mw.upToDate, mw.reasons, mw.notes]).toEqual([true, [], []]);
-    const app = await checkTemplate(store, 'app:1', {
-      file: appFile,
-      noPackages: true,
-      resolveRemote,
-    });
+    const app = await check('app:1', appFile);
     expect([app.upToDate, app.reasons, app.notes]).toEqual([true, [], []]);
   });
 
@@ -88,11 +84,7 @@ describe('checkTemplate with bases from a registry', () => {
 
   test('a moved FROM tag is stale', async () => {
     registry.set(PLATFORM, 'platform:2');
-    const r = await checkTemplate(store, 'middleware:2', {
-      file: mwFile,
-      noPackages: true,
-      resolveRemote,
-    });
+    const r = await check('middleware:2', mwFile);
     expect(r.upToDate).toBe(false);
     expect(r.reasons.map((x) => x.message)).toEqual([
       expect.stringMatching(new RegExp(`^FROM ${PLATFORM.replace(/\./g, '\\.')} moved: `)),
@@ -101,11 +93,7 @@ describe('checkTemplate with bases from a registry', () => {
 
   test('an ancestor recorded by its registry reference is resolved there', async () => {
     registry.set(PLATFORM, 'platform:2');
-    const r = await checkTemplate(store, 'app:1', {
-      file: appFile,
-      noPackages: true,
-      resolveRemote,
-    });
+    const r = await check('app:1', appFile);
     expect(r.notes).toEqual([]);
     expect(r.reasons.map((x) => x.message)).toEqual([
       expect.stringMatching(new RegExp(`^ancestor ${PLATFORM.replace(/\./g, '\\.')} moved: `)),
@@ -123,9 +111,7 @@ describe('checkTemplate with bases from a registry', () => {
       ['middleware:2', mwFile, `mw/Stratafile:1:1: FROM ${PLATFORM}`],
       ['app:1', appFile, `ancestor ${PLATFORM}`],
     ] as const) {
-      const e = (await checkTemplate(store, tag, { file, noPackages: true, resolveRemote }).catch(
-        (x: unknown) => x,
-      )) as BaseUnresolvedError;
+      const e = (await check(tag, file).catch((x: unknown) => x)) as BaseUnresolvedError;
       expect(e).toBeInstanceOf(BaseUnresolvedError);
       expect(e.message).toContain(
         `${what} could not be checked: 127.0.0.1:5000: connect ECONNREFUSED`,
@@ -139,11 +125,7 @@ describe('checkTemplate with bases from a registry', () => {
       PLATFORM,
       new ManifestNotFoundError('127.0.0.1:5000', 'acme/platform', '1.0', true, ['1.1']),
     );
-    const r = await checkTemplate(store, 'middleware:2', {
-      file: mwFile,
-      noPackages: true,
-      resolveRemote,
-    });
+    const r = await check('middleware:2', mwFile);
     expect(r.upToDate).toBe(false);
     expect(r.reasons.map((x) => x.message)).toEqual([
       `FROM ${PLATFORM} no longer resolves: 127.0.0.1:5000/acme/platform has no tag 1.0 (its tags: 1.1)`,
