@@ -569,6 +569,16 @@ interface RawEntry {
   mode?: number;
 }
 
+/** A fresh folder holding an empty `target` to unpack into and an empty `outside` beside it. */
+function targetAndOutside(name: string): { base: string; target: string; outside: string } {
+  const base = mkdir(name);
+  const outside = path.join(base, 'outside');
+  const target = path.join(base, 'target');
+  fs.mkdirSync(outside);
+  fs.mkdirSync(target);
+  return { base, target, outside };
+}
+
 function rawHeader(name: string, type: string, size: number, link = '', mode = 0o644): Buffer {
   const b = Buffer.alloc(512);
   b.write(name, 0, 100, 'utf8');
@@ -651,11 +661,7 @@ describe('hostile layers', () => {
   ];
 
   test.each(cases)('%s', async (_title, entries, culprit) => {
-    const base = mkdir('hostile');
-    const outside = path.join(base, 'outside');
-    const target = path.join(base, 'target');
-    fs.mkdirSync(outside);
-    fs.mkdirSync(target);
+    const { base, target, outside } = targetAndOutside('hostile');
     fs.writeFileSync(path.join(outside, 'sentinel'), 'sentinel');
     fs.writeFileSync(path.join(outside, 'x'), 'x');
     const fixed = entries.map((e) => ({
@@ -678,11 +684,7 @@ describe('hostile layers', () => {
   });
 
   test('a symlink already in the target is never followed', async () => {
-    const base = mkdir('pre');
-    const outside = path.join(base, 'outside');
-    const target = path.join(base, 'target');
-    fs.mkdirSync(outside);
-    fs.mkdirSync(target);
+    const { target, outside } = targetAndOutside('pre');
     fs.symlinkSync(outside, path.join(target, 'etc'));
     const err = await unpackLayer(
       Readable.from([rawTar([{ name: 'etc/passwd', body: 'pwn' }])]),
@@ -720,11 +722,7 @@ describe('hostile layers', () => {
 
 describe('device nodes and FIFOs (made in one batch at the end of a layer)', () => {
   test('hardlinks to them, replacement by later entries, parents replaced by symlinks', async () => {
-    const base = mkdir('nodes');
-    const outside = path.join(base, 'outside');
-    const target = path.join(base, 'target');
-    fs.mkdirSync(outside);
-    fs.mkdirSync(target);
+    const { target, outside } = targetAndOutside('nodes');
     const tar = rawTar([
       { name: 'd/', type: '5' },
       { name: 'd/f', type: '6' },
