@@ -90,7 +90,6 @@ export class TarParser {
               this.onHeader(this.hdr, 0);
             }
           }
-          this.offset += 0;
           break;
         }
         case State.Data: {
@@ -111,28 +110,20 @@ export class TarParser {
           }
           break;
         }
-        case State.Skip: {
-          const n = Math.min(this.remaining + this.padding, len - p);
-          const fromBody = Math.min(n, this.remaining);
-          this.remaining -= fromBody;
-          this.padding -= n - fromBody;
-          p += n;
-          if (this.remaining === 0 && this.padding === 0) {
-            this.state = State.Header;
-            this.sink.entryEnd();
-          }
-          break;
-        }
+        case State.Skip:
         case State.Ext: {
+          // A skipped body or an extended header's: the body, then its padding to the block.
           const n = Math.min(this.remaining + this.padding, len - p);
           const fromBody = Math.min(n, this.remaining);
-          if (fromBody > 0) this.ext.push(Buffer.from(chunk.subarray(p, p + fromBody)));
+          const ext = this.state === State.Ext;
+          if (ext && fromBody > 0) this.ext.push(Buffer.from(chunk.subarray(p, p + fromBody)));
           this.remaining -= fromBody;
           this.padding -= n - fromBody;
           p += n;
           if (this.remaining === 0 && this.padding === 0) {
             this.state = State.Header;
-            this.onExtDone();
+            if (ext) this.onExtDone();
+            else this.sink.entryEnd();
           }
           break;
         }
