@@ -2,8 +2,22 @@ import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { InvalidArgumentError, StrataError, UnsafeEntryError } from '@strata/oci';
 import { readTreeXattrs, XattrMap, Xattrs } from '@strata/tools';
-import { BLOCK, EntryType } from './format';
+import { BLOCK, TarHeader } from './format';
 import { encodeTarHeader } from './entry-writer';
+import {
+  ioError,
+  listDir,
+  major,
+  minor,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+} from './pack-fs';
 
 /** What the exclude hook sees: regular files, directories, everything else. */
 export type EntryKind = 'file' | 'dir' | 'other';
@@ -38,20 +52,12 @@ export interface PackOptions {
   bufferSize?: number;
 }
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
-const S_IFIFO = 0o010000;
-const S_IFSOCK = 0o140000;
-
 const DEFAULT_BUFFER = 1 << 20;
+/** Shared by headers without extended attributes; encodeTarHeader only reads it. */
+const NO_XATTRS: Readonly<Record<string, Buffer>> = Object.freeze({});
 const WH_PREFIX = '.wh.';
 const WH_OPAQUE = '.wh..wh..opq';
 const OVERLAY_XATTR_PREFIX = 'trusted.overlay.';
-const NON_ASCII = /[^\x00-\x7f]/; // eslint-disable-line no-control-regex
 
 interface Frame {
   rel: string; // '' for root, else 'a/b/'
@@ -64,27 +70,6 @@ interface OpenFile {
   rel: string;
   remaining: number;
   padding: number;
-}
-
-function major(rdev: number): number {
-  return ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 0x100000000) & ~0xfff);
-}
-function minor(rdev: number): number {
-  return (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
-}
-
-function sortBytewise(names: string[]): string[] {
-  if (!names.some((n) => NON_ASCII.test(n))) return names.sort();
-  return names
-    .map((n) => [Buffer.from(n, 'utf8'), n] as const)
-    .sort((a, b) => Buffer.compare(a[0], b[0]))
-    .map((x) => x[1]);
-}
-
-function ioError(what: string, e: unknown): StrataError {
-  if (e instanceof StrataError) return e;
-  const msg = e instanceof Error ? e.message : String(e);
-  return new StrataError('UNAVAILABLE', `pack: ${what}: ${msg}`, { cause: e });
 }
 
 /**
@@ -158,7 +143,7 @@ class TreePacker extends Readable {
         !this.started
       ) {
         this.started = true;
-        this.stack.push({ rel: '', names: this.listDir(this.root, ''), idx: 0 });
+        this.stack.push({ rel: '', names: listDir(this.root, ''), idx: 0 });
       }
       this.pushed = false;
       while (!this.pushed) {
@@ -190,23 +175,6 @@ class TreePacker extends Readable {
       }
       this.file = undefined;
     }
-  }
-
-  private listDir(abs: string, rel: string): string[] {
-    let names: string[];
-    try {
-      names = fs.readdirSync(abs);
-    } catch (e) {
-      throw ioError(rel || '.', e);
-    }
-    for (const n of names) {
-      if (n.includes('\ufffd')) {
-        throw new InvalidArgumentError(
-          `pack: ${JSON.stringify(rel + n)}: file names that are not valid UTF-8 are not supported`,
-        );
-      }
-    }
-    return sortBytewise(names);
   }
 
   /**
@@ -283,54 +251,41 @@ class TreePacker extends Readable {
     if (decision === 'drop') return;
     if (kind === 'dir' && decision === 'empty') decision = 'contents';
 
-    const mtime = this.clampTime(st.mtimeMs);
-    const perm = st.mode & 0o7777;
+    // What every header of this entry shares; each case below sets what differs.
+    const base = {
+      path: rel,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      size: 0,
+      mtime: this.clampTime(st.mtimeMs),
+      linkpath: '',
+      devmajor: 0,
+      devminor: 0,
+      xattrs: NO_XATTRS,
+    };
 
     if (isWhiteoutDev) {
-      this.writeHeader(
-        dirRel + WH_PREFIX + name,
-        'file',
-        perm,
-        st.uid,
-        st.gid,
-        0,
-        mtime,
-        '',
-        0,
-        0,
-        undefined,
-      );
+      this.writeHeader({ ...base, path: dirRel + WH_PREFIX + name, type: 'file' });
       return;
     }
 
     const xattrs = this.entryXattrs(rel);
+    const withXattrs = { ...base, xattrs: xattrs.attrs ?? NO_XATTRS };
 
     if (kind === 'dir') {
-      const opaque = this.overlay && xattrs.opaque;
-      this.writeHeader(rel + '/', 'dir', perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
-      if (opaque) {
-        this.writeHeader(
-          `${rel}/${WH_OPAQUE}`,
-          'file',
-          0o644,
-          st.uid,
-          st.gid,
-          0,
-          mtime,
-          '',
-          0,
-          0,
-          undefined,
-        );
+      this.writeHeader({ ...withXattrs, path: rel + '/', type: 'dir' });
+      if (this.overlay && xattrs.opaque) {
+        this.writeHeader({ ...base, path: `${rel}/${WH_OPAQUE}`, type: 'file', mode: 0o644 });
       }
       if (decision === 'keep') {
-        this.stack.push({ rel: rel + '/', names: this.listDir(abs, rel + '/'), idx: 0 });
+        this.stack.push({ rel: rel + '/', names: listDir(abs, rel + '/'), idx: 0 });
       }
       return;
     }
 
     if (decision === 'empty') {
-      this.writeHeader(rel, 'file', perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
+      this.writeHeader({ ...withXattrs, type: 'file' });
       return;
     }
 
@@ -338,7 +293,7 @@ class TreePacker extends Readable {
       const key = `${st.dev}:${st.ino}`;
       const first = this.links.get(key);
       if (first !== undefined) {
-        this.writeHeader(rel, 'link', perm, st.uid, st.gid, 0, mtime, first, 0, 0, undefined);
+        this.writeHeader({ ...base, type: 'link', linkpath: first });
         return;
       }
       this.links.set(key, rel);
@@ -352,7 +307,7 @@ class TreePacker extends Readable {
         } catch (e) {
           throw ioError(rel, e);
         }
-        this.writeHeader(rel, 'file', perm, st.uid, st.gid, st.size, mtime, '', 0, 0, xattrs.attrs);
+        this.writeHeader({ ...withXattrs, type: 'file', size: st.size });
         this.file = { fd, rel, remaining: st.size, padding: (BLOCK - (st.size % BLOCK)) % BLOCK };
         return;
       }
@@ -363,39 +318,20 @@ class TreePacker extends Readable {
         } catch (e) {
           throw ioError(rel, e);
         }
-        this.writeHeader(
-          rel,
-          'symlink',
-          perm,
-          st.uid,
-          st.gid,
-          0,
-          mtime,
-          target,
-          0,
-          0,
-          xattrs.attrs,
-        );
+        this.writeHeader({ ...withXattrs, type: 'symlink', linkpath: target });
         return;
       }
       case S_IFCHR:
       case S_IFBLK:
-        this.writeHeader(
-          rel,
-          fmt === S_IFCHR ? 'char' : 'block',
-          perm,
-          st.uid,
-          st.gid,
-          0,
-          mtime,
-          '',
-          major(st.rdev),
-          minor(st.rdev),
-          xattrs.attrs,
-        );
+        this.writeHeader({
+          ...withXattrs,
+          type: fmt === S_IFCHR ? 'char' : 'block',
+          devmajor: major(st.rdev),
+          devminor: minor(st.rdev),
+        });
         return;
       case S_IFIFO:
-        this.writeHeader(rel, 'fifo', perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
+        this.writeHeader({ ...withXattrs, type: 'fifo' });
         return;
       default:
         return;
@@ -443,32 +379,8 @@ class TreePacker extends Readable {
   }
 
   /** Header block(s) of one entry, encoded as flatten's writer does (encodeTarHeader). */
-  private writeHeader(
-    path: string,
-    type: EntryType,
-    mode: number,
-    uid: number,
-    gid: number,
-    size: number,
-    mtime: number,
-    linkpath: string,
-    devmajor: number,
-    devminor: number,
-    xattrs: Xattrs | undefined,
-  ): void {
-    const header = encodeTarHeader({
-      path,
-      type,
-      mode,
-      uid,
-      gid,
-      size,
-      mtime,
-      linkpath,
-      devmajor,
-      devminor,
-      xattrs: xattrs ?? {},
-    });
+  private writeHeader(h: TarHeader): void {
+    const header = encodeTarHeader(h);
     this.ensure(header.length);
     header.copy(this.buf, this.pos);
     this.pos += header.length;
