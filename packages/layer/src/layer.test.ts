@@ -24,6 +24,15 @@ const mkdir = (name: string): string => {
   fs.mkdirSync(d);
   return d;
 };
+/** An unpack target and a directory beside it that no entry may reach. */
+const beside = (name: string): { base: string; outside: string; target: string } => {
+  const base = mkdir(name);
+  const outside = path.join(base, 'outside');
+  const target = path.join(base, 'target');
+  fs.mkdirSync(outside);
+  fs.mkdirSync(target);
+  return { base, outside, target };
+};
 
 async function collect(s: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -651,11 +660,7 @@ describe('hostile layers', () => {
   ];
 
   test.each(cases)('%s', async (_title, entries, culprit) => {
-    const base = mkdir('hostile');
-    const outside = path.join(base, 'outside');
-    const target = path.join(base, 'target');
-    fs.mkdirSync(outside);
-    fs.mkdirSync(target);
+    const { base, outside, target } = beside('hostile');
     fs.writeFileSync(path.join(outside, 'sentinel'), 'sentinel');
     fs.writeFileSync(path.join(outside, 'x'), 'x');
     const fixed = entries.map((e) => ({
@@ -678,11 +683,7 @@ describe('hostile layers', () => {
   });
 
   test('a symlink already in the target is never followed', async () => {
-    const base = mkdir('pre');
-    const outside = path.join(base, 'outside');
-    const target = path.join(base, 'target');
-    fs.mkdirSync(outside);
-    fs.mkdirSync(target);
+    const { outside, target } = beside('pre');
     fs.symlinkSync(outside, path.join(target, 'etc'));
     const err = await unpackLayer(
       Readable.from([rawTar([{ name: 'etc/passwd', body: 'pwn' }])]),
@@ -720,11 +721,7 @@ describe('hostile layers', () => {
 
 describe('device nodes and FIFOs (made in one batch at the end of a layer)', () => {
   test('hardlinks to them, replacement by later entries, parents replaced by symlinks', async () => {
-    const base = mkdir('nodes');
-    const outside = path.join(base, 'outside');
-    const target = path.join(base, 'target');
-    fs.mkdirSync(outside);
-    fs.mkdirSync(target);
+    const { outside, target } = beside('nodes');
     const tar = rawTar([
       { name: 'd/', type: '5' },
       { name: 'd/f', type: '6' },

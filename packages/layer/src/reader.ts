@@ -214,22 +214,14 @@ export class TarParser {
     this.entries++;
     this.sink.header(h);
     const bodyBytes = h.size;
-    const pad = (BLOCK - (bodyBytes % BLOCK)) % BLOCK;
+    this.remaining = bodyBytes;
+    this.padding = (BLOCK - (bodyBytes % BLOCK)) % BLOCK;
+    this.state = State.Data;
     if (type !== 'file') {
       // Bodies of non-files carry no content we use; skip them.
       h.size = 0;
-      this.remaining = bodyBytes;
-      this.padding = pad;
       this.state = State.Skip;
-      if (bodyBytes === 0) {
-        this.state = State.Header;
-        this.sink.entryEnd();
-      }
-      return;
     }
-    this.remaining = bodyBytes;
-    this.padding = pad;
-    this.state = State.Data;
     if (bodyBytes === 0) {
       this.state = State.Header;
       this.sink.entryEnd();
