@@ -54,7 +54,7 @@ export interface PackOptions {
 
 const DEFAULT_BUFFER = 1 << 20;
 /** Shared by headers without extended attributes; encodeTarHeader only reads it. */
-const NO_XATTRS: Readonly<Record<string, Buffer>> = Object.freeze({});
+const NO_XATTRS: Record<string, Buffer> = Object.freeze({});
 const WH_PREFIX = '.wh.';
 const WH_OPAQUE = '.wh..wh..opq';
 const OVERLAY_XATTR_PREFIX = 'trusted.overlay.';
@@ -251,9 +251,11 @@ class TreePacker extends Readable {
     if (decision === 'drop') return;
     if (kind === 'dir' && decision === 'empty') decision = 'contents';
 
-    // What every header of this entry shares; each case below sets what differs.
-    const base = {
+    // One header object per entry, set field by field below: writeHeader encodes it at once, so
+    // it is reused for a second header (an opaque directory's marker).
+    const h: TarHeader = {
       path: rel,
+      type: 'file',
       mode: st.mode & 0o7777,
       uid: st.uid,
       gid: st.gid,
@@ -266,17 +268,24 @@ class TreePacker extends Readable {
     };
 
     if (isWhiteoutDev) {
-      this.writeHeader({ ...base, path: dirRel + WH_PREFIX + name, type: 'file' });
+      h.path = dirRel + WH_PREFIX + name;
+      this.writeHeader(h);
       return;
     }
 
     const xattrs = this.entryXattrs(rel);
-    const withXattrs = { ...base, xattrs: xattrs.attrs ?? NO_XATTRS };
 
     if (kind === 'dir') {
-      this.writeHeader({ ...withXattrs, path: rel + '/', type: 'dir' });
+      h.path = rel + '/';
+      h.type = 'dir';
+      h.xattrs = xattrs.attrs ?? NO_XATTRS;
+      this.writeHeader(h);
       if (this.overlay && xattrs.opaque) {
-        this.writeHeader({ ...base, path: `${rel}/${WH_OPAQUE}`, type: 'file', mode: 0o644 });
+        h.path = `${rel}/${WH_OPAQUE}`;
+        h.type = 'file';
+        h.mode = 0o644;
+        h.xattrs = NO_XATTRS;
+        this.writeHeader(h);
       }
       if (decision === 'keep') {
         this.stack.push({ rel: rel + '/', names: listDir(abs, rel + '/'), idx: 0 });
@@ -284,21 +293,23 @@ class TreePacker extends Readable {
       return;
     }
 
-    if (decision === 'empty') {
-      this.writeHeader({ ...withXattrs, type: 'file' });
-      return;
-    }
-
-    if (st.nlink > 1) {
+    if (st.nlink > 1 && decision !== 'empty') {
       const key = `${st.dev}:${st.ino}`;
       const first = this.links.get(key);
       if (first !== undefined) {
-        this.writeHeader({ ...base, type: 'link', linkpath: first });
+        h.type = 'link';
+        h.linkpath = first;
+        this.writeHeader(h);
         return;
       }
       this.links.set(key, rel);
     }
 
+    h.xattrs = xattrs.attrs ?? NO_XATTRS;
+    if (decision === 'empty') {
+      this.writeHeader(h);
+      return;
+    }
     switch (fmt) {
       case S_IFREG: {
         let fd: number;
@@ -307,31 +318,30 @@ class TreePacker extends Readable {
         } catch (e) {
           throw ioError(rel, e);
         }
-        this.writeHeader({ ...withXattrs, type: 'file', size: st.size });
+        h.size = st.size;
+        this.writeHeader(h);
         this.file = { fd, rel, remaining: st.size, padding: (BLOCK - (st.size % BLOCK)) % BLOCK };
         return;
       }
-      case S_IFLNK: {
-        let target: string;
+      case S_IFLNK:
+        h.type = 'symlink';
         try {
-          target = fs.readlinkSync(abs);
+          h.linkpath = fs.readlinkSync(abs);
         } catch (e) {
           throw ioError(rel, e);
         }
-        this.writeHeader({ ...withXattrs, type: 'symlink', linkpath: target });
+        this.writeHeader(h);
         return;
-      }
       case S_IFCHR:
       case S_IFBLK:
-        this.writeHeader({
-          ...withXattrs,
-          type: fmt === S_IFCHR ? 'char' : 'block',
-          devmajor: major(st.rdev),
-          devminor: minor(st.rdev),
-        });
+        h.type = fmt === S_IFCHR ? 'char' : 'block';
+        h.devmajor = major(st.rdev);
+        h.devminor = minor(st.rdev);
+        this.writeHeader(h);
         return;
       case S_IFIFO:
-        this.writeHeader({ ...withXattrs, type: 'fifo' });
+        h.type = 'fifo';
+        this.writeHeader(h);
         return;
       default:
         return;
