@@ -5,6 +5,7 @@ export { createLayer } from './create';
 export type { CreatedLayer, LayerResult } from './create';
 export { readTar, TarParser } from './reader';
 export type { TarEntry, TarSink } from './reader';
-export { unpackLayer, unpackLayers, cleanEntryPath } from './unpack';
+export { unpackLayer, unpackLayers } from './unpack';
+export { cleanEntryPath } from './entry-path';
 export type { UnpackOptions, UnpackStats, LayerSource, DiffIdRecords } from './unpack';
 export { encodeTarHeader, tarPadding, TAR_END, compressor } from './entry-writer';

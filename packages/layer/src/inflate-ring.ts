@@ -19,11 +19,13 @@ export const SLOTS = 16;
  * counter (sequentially consistent Atomics), so no wake-up is lost; whoever clears the flag with
  * compareExchange owns the wake-up.
  */
-export const PRODUCED = 0;
-export const CONSUMED = 1;
-export const MAIN_IDLE = 2;
-export const WAITING = 3;
-export const LEN = 4;
+export const Ctl = {
+  PRODUCED: 0,
+  CONSUMED: 1,
+  MAIN_IDLE: 2,
+  WAITING: 3,
+  LEN: 4,
+} as const;
 
 /** What a worker is started with: the ring (SLOTS × chunk bytes) and its control words. */
 export interface InflateWorkerData {

@@ -14,16 +14,8 @@ import * as fs from 'node:fs';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { parentPort as port, workerData } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
-import {
-  CONSUMED,
-  FromWorker,
-  InflateWorkerData,
-  LEN,
-  MAIN_IDLE,
-  PRODUCED,
-  ToWorker,
-  WAITING,
-} from './inflate-ring';
+import { Ctl } from './inflate-ring';
+import type { FromWorker, InflateWorkerData, ToWorker } from './inflate-ring';
 
 if (port === null) throw new Error('inflate-worker runs only in a worker thread');
 const parentPort = port;
@@ -285,21 +277,21 @@ function put(j: Job, c: Buffer): number {
 }
 
 function slotFree(j: Job): boolean {
-  if (j.produced - Atomics.load(ctl, CONSUMED) < SLOTS) return true;
+  if (j.produced - Atomics.load(ctl, Ctl.CONSUMED) < SLOTS) return true;
   // Ask for an ack, then look again (the main thread may have consumed in between; a
   // superfluous ack is harmless).
-  Atomics.store(ctl, WAITING, 1);
-  return j.produced - Atomics.load(ctl, CONSUMED) < SLOTS;
+  Atomics.store(ctl, Ctl.WAITING, 1);
+  return j.produced - Atomics.load(ctl, Ctl.CONSUMED) < SLOTS;
 }
 
 function publish(j: Job): void {
   if (j.fill === 0) return;
-  Atomics.store(ctl, LEN + (j.produced % SLOTS), j.fill);
+  Atomics.store(ctl, Ctl.LEN + (j.produced % SLOTS), j.fill);
   j.produced++;
-  Atomics.store(ctl, PRODUCED, j.produced);
+  Atomics.store(ctl, Ctl.PRODUCED, j.produced);
   j.fill = 0;
   // Wake the main thread only if it went idle; otherwise it picks the slot up by itself.
-  if (Atomics.compareExchange(ctl, MAIN_IDLE, 1, 0) === 1) post({ t: 'data', id: j.id });
+  if (Atomics.compareExchange(ctl, Ctl.MAIN_IDLE, 1, 0) === 1) post({ t: 'data', id: j.id });
 }
 
 function finish(): void {

@@ -11,18 +11,8 @@ import {
   ToolFailedError,
 } from '@strata/oci';
 import { igzipPath } from '@strata/tools';
-import {
-  CHUNK,
-  CONSUMED,
-  FromWorker,
-  InflateWorkerData,
-  LEN,
-  MAIN_IDLE,
-  PRODUCED,
-  SLOTS,
-  ToWorker,
-  WAITING,
-} from './inflate-ring';
+import { CHUNK, Ctl, SLOTS } from './inflate-ring';
+import type { FromWorker, InflateWorkerData, ToWorker } from './inflate-ring';
 
 /**
  * Decompression and hashing off the main thread.
@@ -83,7 +73,7 @@ function getWorker(): PooledWorker {
     return p;
   }
   const ring = new SharedArrayBuffer(CHUNK * SLOTS);
-  const ctl = new SharedArrayBuffer(4 * (LEN + SLOTS));
+  const ctl = new SharedArrayBuffer(4 * (Ctl.LEN + SLOTS));
   const workerData: InflateWorkerData = { ring, ctl, chunk: CHUNK };
   return {
     worker: new Worker(workerScript(), { workerData }),
@@ -147,11 +137,11 @@ export function inflate(
     /** Consume every published slot; then go idle (see the control words). */
     const drain = (): void => {
       for (;;) {
-        const produced = Atomics.load(ctl, PRODUCED);
+        const produced = Atomics.load(ctl, Ctl.PRODUCED);
         while (consumed < produced) {
           if (settled) return;
           const off = (consumed % SLOTS) * CHUNK;
-          const len = Atomics.load(ctl, LEN + (consumed % SLOTS));
+          const len = Atomics.load(ctl, Ctl.LEN + (consumed % SLOTS));
           const chunk = ring.subarray(off, off + len);
           diff?.update(chunk);
           try {
@@ -161,13 +151,13 @@ export function inflate(
             return;
           }
           consumed++;
-          Atomics.store(ctl, CONSUMED, consumed);
-          if (Atomics.compareExchange(ctl, WAITING, 1, 0) === 1) send({ t: 'ack', id });
+          Atomics.store(ctl, Ctl.CONSUMED, consumed);
+          if (Atomics.compareExchange(ctl, Ctl.WAITING, 1, 0) === 1) send({ t: 'ack', id });
         }
-        Atomics.store(ctl, MAIN_IDLE, 1);
-        if (Atomics.load(ctl, PRODUCED) === consumed) return;
+        Atomics.store(ctl, Ctl.MAIN_IDLE, 1);
+        if (Atomics.load(ctl, Ctl.PRODUCED) === consumed) return;
         // More arrived meanwhile: carry on, unless the worker already claimed the wake-up.
-        if (Atomics.compareExchange(ctl, MAIN_IDLE, 1, 0) !== 1) return;
+        if (Atomics.compareExchange(ctl, Ctl.MAIN_IDLE, 1, 0) !== 1) return;
       }
     };
 
@@ -205,7 +195,7 @@ export function inflate(
     w.on('exit', () => fail(new StrataError('UNAVAILABLE', 'unpack worker exited')));
 
     ctl.fill(0); // the worker is idle: reset the ring
-    Atomics.store(ctl, MAIN_IDLE, 1);
+    Atomics.store(ctl, Ctl.MAIN_IDLE, 1);
     send({
       t: 'start',
       id,

@@ -2,8 +2,22 @@ import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { InvalidArgumentError, StrataError, UnsafeEntryError } from '@strata/oci';
 import { readTreeXattrs, XattrMap, Xattrs } from '@strata/tools';
-import { BLOCK, EntryType } from './format';
+import { BLOCK, TarHeader } from './format';
 import { encodeTarHeader } from './entry-writer';
+import {
+  ioError,
+  listDir,
+  major,
+  minor,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+} from './pack-fs';
 
 /** What the exclude hook sees: regular files, directories, everything else. */
 export type EntryKind = 'file' | 'dir' | 'other';
@@ -38,20 +52,12 @@ export interface PackOptions {
   bufferSize?: number;
 }
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
-const S_IFIFO = 0o010000;
-const S_IFSOCK = 0o140000;
-
 const DEFAULT_BUFFER = 1 << 20;
+/** Shared by headers without extended attributes; encodeTarHeader only reads it. */
+const NO_XATTRS: Record<string, Buffer> = Object.freeze({});
 const WH_PREFIX = '.wh.';
 const WH_OPAQUE = '.wh..wh..opq';
 const OVERLAY_XATTR_PREFIX = 'trusted.overlay.';
-const NON_ASCII = /[^\x00-\x7f]/; // eslint-disable-line no-control-regex
 
 interface Frame {
   rel: string; // '' for root, else 'a/b/'
@@ -66,30 +72,9 @@ interface OpenFile {
   padding: number;
 }
 
-function major(rdev: number): number {
-  return ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 0x100000000) & ~0xfff);
-}
-function minor(rdev: number): number {
-  return (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
-}
-
-function sortBytewise(names: string[]): string[] {
-  if (!names.some((n) => NON_ASCII.test(n))) return names.sort();
-  return names
-    .map((n) => [Buffer.from(n, 'utf8'), n] as const)
-    .sort((a, b) => Buffer.compare(a[0], b[0]))
-    .map((x) => x[1]);
-}
-
-function ioError(what: string, e: unknown): StrataError {
-  if (e instanceof StrataError) return e;
-  const msg = e instanceof Error ? e.message : String(e);
-  return new StrataError('UNAVAILABLE', `pack: ${what}: ${msg}`, { cause: e });
-}
-
 /**
  * Pack a directory tree into a deterministic tar stream (see PackOptions). Synchronous
- * filesystem calls fill a large zero-filled output buffer; full buffers are pushed to the
+ * filesystem calls fill a large output buffer; full buffers are pushed to the
  * consumer, honouring backpressure. Big files stream through the buffer in chunks, so memory
  * stays at a few buffers regardless of tree or file size.
  */
@@ -131,7 +116,7 @@ class TreePacker extends Readable {
     this.exclude = opts.exclude;
     this.overlay = opts.overlay ?? false;
     this.size = size;
-    this.buf = Buffer.alloc(size);
+    this.buf = Buffer.allocUnsafeSlow(size);
     if (opts.xattrs === false) this.xattrs = new Map();
     else if (opts.xattrs instanceof Map) this.xattrs = opts.xattrs;
   }
@@ -158,7 +143,7 @@ class TreePacker extends Readable {
         !this.started
       ) {
         this.started = true;
-        this.stack.push({ rel: '', names: this.listDir(this.root, ''), idx: 0 });
+        this.stack.push({ rel: '', names: listDir(this.root, ''), idx: 0 });
       }
       this.pushed = false;
       while (!this.pushed) {
@@ -192,28 +177,15 @@ class TreePacker extends Readable {
     }
   }
 
-  private listDir(abs: string, rel: string): string[] {
-    let names: string[];
-    try {
-      names = fs.readdirSync(abs);
-    } catch (e) {
-      throw ioError(rel || '.', e);
-    }
-    for (const n of names) {
-      if (n.includes('\ufffd')) {
-        throw new InvalidArgumentError(
-          `pack: ${JSON.stringify(rel + n)}: file names that are not valid UTF-8 are not supported`,
-        );
-      }
-    }
-    return sortBytewise(names);
-  }
-
-  /** Push the current buffer and start a fresh zero-filled one. */
+  /**
+   * Push the current buffer and start a fresh one. Buffers are not zero-filled: every byte up to
+   * pos is written (headers, bodies, and padding zeroed by pad()), and zero-filling each 1 MiB
+   * buffer would cost the main thread a pass over the whole tar.
+   */
   private flush(): void {
     if (this.pos === 0) return;
     const out = this.pos === this.buf.length ? this.buf : this.buf.subarray(0, this.pos);
-    this.buf = Buffer.alloc(this.size);
+    this.buf = Buffer.allocUnsafeSlow(this.size);
     this.pos = 0;
     this.pushed = true;
     this.push(out);
@@ -223,7 +195,14 @@ class TreePacker extends Readable {
   private ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     this.flush();
-    if (n > this.buf.length) this.buf = Buffer.alloc(n);
+    if (n > this.buf.length) this.buf = Buffer.allocUnsafeSlow(n);
+  }
+
+  /** Append n zero bytes (block padding, the end-of-archive blocks). */
+  private pad(n: number): void {
+    this.ensure(n);
+    this.buf.fill(0, this.pos, this.pos + n);
+    this.pos += n;
   }
 
   private step(): void {
@@ -234,8 +213,7 @@ class TreePacker extends Readable {
     const top = this.stack[this.stack.length - 1];
     if (top === undefined) {
       // end of archive: two zero blocks
-      this.ensure(2 * BLOCK);
-      this.pos += 2 * BLOCK;
+      this.pad(2 * BLOCK);
       this.flush();
       this.done = true;
       return;
@@ -273,67 +251,65 @@ class TreePacker extends Readable {
     if (decision === 'drop') return;
     if (kind === 'dir' && decision === 'empty') decision = 'contents';
 
-    const mtime = this.clampTime(st.mtimeMs);
-    const perm = st.mode & 0o7777;
+    // One header object per entry, set field by field below: writeHeader encodes it at once, so
+    // it is reused for a second header (an opaque directory's marker).
+    const h: TarHeader = {
+      path: rel,
+      type: 'file',
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      size: 0,
+      mtime: this.clampTime(st.mtimeMs),
+      linkpath: '',
+      devmajor: 0,
+      devminor: 0,
+      xattrs: NO_XATTRS,
+    };
 
     if (isWhiteoutDev) {
-      this.writeHeader(
-        dirRel + WH_PREFIX + name,
-        'file',
-        perm,
-        st.uid,
-        st.gid,
-        0,
-        mtime,
-        '',
-        0,
-        0,
-        undefined,
-      );
+      h.path = dirRel + WH_PREFIX + name;
+      this.writeHeader(h);
       return;
     }
 
     const xattrs = this.entryXattrs(rel);
 
     if (kind === 'dir') {
-      const opaque = this.overlay && xattrs.opaque;
-      this.writeHeader(rel + '/', 'dir', perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
-      if (opaque) {
-        this.writeHeader(
-          `${rel}/${WH_OPAQUE}`,
-          'file',
-          0o644,
-          st.uid,
-          st.gid,
-          0,
-          mtime,
-          '',
-          0,
-          0,
-          undefined,
-        );
+      h.path = rel + '/';
+      h.type = 'dir';
+      h.xattrs = xattrs.attrs ?? NO_XATTRS;
+      this.writeHeader(h);
+      if (this.overlay && xattrs.opaque) {
+        h.path = `${rel}/${WH_OPAQUE}`;
+        h.type = 'file';
+        h.mode = 0o644;
+        h.xattrs = NO_XATTRS;
+        this.writeHeader(h);
       }
       if (decision === 'keep') {
-        this.stack.push({ rel: rel + '/', names: this.listDir(abs, rel + '/'), idx: 0 });
+        this.stack.push({ rel: rel + '/', names: listDir(abs, rel + '/'), idx: 0 });
       }
       return;
     }
 
-    if (decision === 'empty') {
-      this.writeHeader(rel, 'file', perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
-      return;
-    }
-
-    if (st.nlink > 1) {
+    if (st.nlink > 1 && decision !== 'empty') {
       const key = `${st.dev}:${st.ino}`;
       const first = this.links.get(key);
       if (first !== undefined) {
-        this.writeHeader(rel, 'link', perm, st.uid, st.gid, 0, mtime, first, 0, 0, undefined);
+        h.type = 'link';
+        h.linkpath = first;
+        this.writeHeader(h);
         return;
       }
       this.links.set(key, rel);
     }
 
+    h.xattrs = xattrs.attrs ?? NO_XATTRS;
+    if (decision === 'empty') {
+      this.writeHeader(h);
+      return;
+    }
     switch (fmt) {
       case S_IFREG: {
         let fd: number;
@@ -342,50 +318,30 @@ class TreePacker extends Readable {
         } catch (e) {
           throw ioError(rel, e);
         }
-        this.writeHeader(rel, 'file', perm, st.uid, st.gid, st.size, mtime, '', 0, 0, xattrs.attrs);
+        h.size = st.size;
+        this.writeHeader(h);
         this.file = { fd, rel, remaining: st.size, padding: (BLOCK - (st.size % BLOCK)) % BLOCK };
         return;
       }
-      case S_IFLNK: {
-        let target: string;
+      case S_IFLNK:
+        h.type = 'symlink';
         try {
-          target = fs.readlinkSync(abs);
+          h.linkpath = fs.readlinkSync(abs);
         } catch (e) {
           throw ioError(rel, e);
         }
-        this.writeHeader(
-          rel,
-          'symlink',
-          perm,
-          st.uid,
-          st.gid,
-          0,
-          mtime,
-          target,
-          0,
-          0,
-          xattrs.attrs,
-        );
+        this.writeHeader(h);
         return;
-      }
       case S_IFCHR:
       case S_IFBLK:
-        this.writeHeader(
-          rel,
-          fmt === S_IFCHR ? 'char' : 'block',
-          perm,
-          st.uid,
-          st.gid,
-          0,
-          mtime,
-          '',
-          major(st.rdev),
-          minor(st.rdev),
-          xattrs.attrs,
-        );
+        h.type = fmt === S_IFCHR ? 'char' : 'block';
+        h.devmajor = major(st.rdev);
+        h.devminor = minor(st.rdev);
+        this.writeHeader(h);
         return;
       case S_IFIFO:
-        this.writeHeader(rel, 'fifo', perm, st.uid, st.gid, 0, mtime, '', 0, 0, xattrs.attrs);
+        h.type = 'fifo';
+        this.writeHeader(h);
         return;
       default:
         return;
@@ -428,38 +384,13 @@ class TreePacker extends Readable {
       if (this.pos === this.buf.length) this.flush();
       return;
     }
-    this.ensure(f.padding);
-    this.pos += f.padding; // the buffer is zero-filled
+    this.pad(f.padding);
     this.closeFile();
   }
 
   /** Header block(s) of one entry, encoded as flatten's writer does (encodeTarHeader). */
-  private writeHeader(
-    path: string,
-    type: EntryType,
-    mode: number,
-    uid: number,
-    gid: number,
-    size: number,
-    mtime: number,
-    linkpath: string,
-    devmajor: number,
-    devminor: number,
-    xattrs: Xattrs | undefined,
-  ): void {
-    const header = encodeTarHeader({
-      path,
-      type,
-      mode,
-      uid,
-      gid,
-      size,
-      mtime,
-      linkpath,
-      devmajor,
-      devminor,
-      xattrs: xattrs ?? {},
-    });
+  private writeHeader(h: TarHeader): void {
+    const header = encodeTarHeader(h);
     this.ensure(header.length);
     header.copy(this.buf, this.pos);
     this.pos += header.length;

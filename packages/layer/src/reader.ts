@@ -90,7 +90,6 @@ export class TarParser {
               this.onHeader(this.hdr, 0);
             }
           }
-          this.offset += 0;
           break;
         }
         case State.Data: {
@@ -111,28 +110,20 @@ export class TarParser {
           }
           break;
         }
-        case State.Skip: {
-          const n = Math.min(this.remaining + this.padding, len - p);
-          const fromBody = Math.min(n, this.remaining);
-          this.remaining -= fromBody;
-          this.padding -= n - fromBody;
-          p += n;
-          if (this.remaining === 0 && this.padding === 0) {
-            this.state = State.Header;
-            this.sink.entryEnd();
-          }
-          break;
-        }
+        case State.Skip:
         case State.Ext: {
+          // A skipped body or an extended header's: the body, then its padding to the block.
           const n = Math.min(this.remaining + this.padding, len - p);
           const fromBody = Math.min(n, this.remaining);
-          if (fromBody > 0) this.ext.push(Buffer.from(chunk.subarray(p, p + fromBody)));
+          const ext = this.state === State.Ext;
+          if (ext && fromBody > 0) this.ext.push(Buffer.from(chunk.subarray(p, p + fromBody)));
           this.remaining -= fromBody;
           this.padding -= n - fromBody;
           p += n;
           if (this.remaining === 0 && this.padding === 0) {
             this.state = State.Header;
-            this.onExtDone();
+            if (ext) this.onExtDone();
+            else this.sink.entryEnd();
           }
           break;
         }
@@ -223,22 +214,14 @@ export class TarParser {
     this.entries++;
     this.sink.header(h);
     const bodyBytes = h.size;
-    const pad = (BLOCK - (bodyBytes % BLOCK)) % BLOCK;
+    this.remaining = bodyBytes;
+    this.padding = (BLOCK - (bodyBytes % BLOCK)) % BLOCK;
+    this.state = State.Data;
     if (type !== 'file') {
       // Bodies of non-files carry no content we use; skip them.
       h.size = 0;
-      this.remaining = bodyBytes;
-      this.padding = pad;
       this.state = State.Skip;
-      if (bodyBytes === 0) {
-        this.state = State.Header;
-        this.sink.entryEnd();
-      }
-      return;
     }
-    this.remaining = bodyBytes;
-    this.padding = pad;
-    this.state = State.Data;
     if (bodyBytes === 0) {
       this.state = State.Header;
       this.sink.entryEnd();
