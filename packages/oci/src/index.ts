@@ -21,3 +21,5 @@ export { walkGraph, graphDigests, childrenOf } from './walk';
 export type { Graph, GraphNode, WalkOptions } from './walk';
 export { drain, imageOf, indexOf, layerOf } from './image';
 export type { ContentSource, Image, Index, Layer } from './image';
+export { copyGraph, pool } from './copy';
+export type { ContentSink, CopyEvent, CopyOptions } from './copy';
