@@ -185,6 +185,25 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
+  it('resumes against a registry that ignores Range, skipping the bytes it has', async () => {
+    const srv = await fakeRegistry((req, res, n) => {
+      res.writeHead(200, { 'content-length': blob.length });
+      if (n === 0) {
+        res.write(blob.subarray(0, 100000), () => setTimeout(() => req.socket.destroy(), 20));
+      } else res.end(blob);
+    });
+    const c = client(srv.host);
+    try {
+      const got: Buffer[] = [];
+      for await (const chunk of await c.fetchBlob(desc)) got.push(chunk as Buffer);
+      expect(Buffer.concat(got)).toEqual(blob);
+      expect(srv.seen.filter((s) => s.startsWith('GET /v2/x/blobs'))).toHaveLength(2);
+    } finally {
+      c.close();
+      await srv.close();
+    }
+  });
+
   it('starts clean when a stale partial does not verify', async () => {
     const partial = path.join(dir, '.strata', 'ingest', `pull-${digestHex(desc.digest)}.partial`);
     await fsp.writeFile(partial, Buffer.alloc(5000, 0xee)); // garbage left by a crash

@@ -83,7 +83,11 @@ export async function fetchRange(
       }
     }
   };
-  return Readable.from(chunks(), { objectMode: false, highWaterMark: 1 << 20 });
+  const out = Readable.from(chunks(), { objectMode: false, highWaterMark: 1 << 20 });
+  // A stream dropped before its first read never runs the generator's cleanup: let the
+  // response go here too (destroying it twice is harmless).
+  out.on('close', () => first.opened.stream.destroy());
+  return out;
 }
 
 /** A connection that ended cleanly before the last byte: retried like a reset. */
