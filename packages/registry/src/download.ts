@@ -83,7 +83,9 @@ export async function fetchRange(
       }
     }
   };
-  const out = Readable.from(chunks(), { objectMode: false, highWaterMark: 1 << 20 });
+  // Object mode passes each Buffer on as it came; a byte-mode stream would join what it buffers
+  // into one new Buffer per read, copying every byte of the blob once more.
+  const out = Readable.from(chunks(), { objectMode: true, highWaterMark: 16 });
   // A stream dropped before its first read never runs the generator's cleanup: let the
   // response go here too (destroying it twice is harmless).
   out.on('close', () => first.opened.stream.destroy());
