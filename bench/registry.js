@@ -345,7 +345,21 @@ async function benchBig() {
   const root = await s.resolve(BIG_TAG);
   const manifest = JSON.parse((await s.readBlob(root.digest, root.size)).toString());
   const bytes = manifest.layers.reduce((a, l) => a + l.size, 0) + manifest.config.size;
-  const t = { strataPush: [], skopeoPush: [], strataPull: [], skopeoPull: [] };
+  const t = {
+    strataPush: [],
+    skopeoPush: [],
+    strataPull: [],
+    skopeoPull: [],
+    libPush: [],
+    libPull: [],
+  };
+  const { push, pull } = require('../packages/registry/dist');
+  const { parseReference } = require('../packages/oci/dist');
+  const clock = async (fn) => {
+    const t0 = process.hrtime.bigint();
+    await fn();
+    return Number(process.hrtime.bigint() - t0) / 1e9;
+  };
   for (let rep = 0; rep < BIG_REPS; rep++) {
     const a = await startRegistry();
     const b = await startRegistry();
@@ -392,6 +406,17 @@ async function benchBig() {
       await a.stop();
       await b.stop();
     }
+    // The transfer alone, as library calls: no process start, and the store made beforehand.
+    const c = await startRegistry();
+    const s3 = fs.mkdtempSync(path.join(DIR, 'pull-lib-'));
+    try {
+      t.libPush.push(await clock(() => push(s, BIG_TAG, parseReference(`${c.host}/lib:1`))));
+      const st3 = await Store.open(s3);
+      t.libPull.push(await clock(() => pull(st3, parseReference(`${c.host}/lib:1`))));
+    } finally {
+      fs.rmSync(s3, { recursive: true, force: true });
+      await c.stop();
+    }
   }
   const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)]));
   const f = (x) => x.toFixed(2);
@@ -406,6 +431,12 @@ async function benchBig() {
   );
   console.log(
     `| pull into an empty store / OCI layout | ${f(m.strataPull)} (${all(t.strataPull)}) | ${f(m.skopeoPull)} (${all(t.skopeoPull)}) | ${(m.strataPull / m.skopeoPull).toFixed(2)}× |`,
+  );
+  console.log(
+    `| push, library call (no process start) | ${f(m.libPush)} (${all(t.libPush)}) | | |`,
+  );
+  console.log(
+    `| pull, library call (no process start, store made before) | ${f(m.libPull)} (${all(t.libPull)}) | | |`,
   );
   console.log(`\nload average at the end: ${loadavg()}`);
   console.log(
