@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import {
   Descriptor,
@@ -13,7 +12,7 @@ import {
   validateManifest,
 } from '@strata/oci';
 import type { RegistryClient } from '@strata/registry';
-import { Store } from '@strata/store';
+import { Store, storeContent, storeSink } from '@strata/store';
 import { CacheEntry, writeCache } from './cache';
 
 /** Media type of the small JSON document that describes one cached step. */
@@ -65,7 +64,9 @@ export class RegistryCache implements RemoteCache {
     const entry = doc.entry;
     const layer = manifest.layers[0] as Descriptor;
     if (!entry || entry.key !== key || entry.layer.digest !== layer.digest) return undefined;
-    await this.client.pullBlob(this.store, layer);
+    // Loaded here, not with the module: a build without a remote cache never needs the client.
+    const { registryContent } = await import('@strata/registry');
+    await storeSink(this.store).putBlob(layer, registryContent(this.client));
     await writeCache(this.store, entry);
     return entry;
   }
@@ -74,11 +75,8 @@ export class RegistryCache implements RemoteCache {
     const tag = cacheTag(entry.key);
     if (await this.client.headManifest(tag)) return;
     const layer = entry.layer;
-    await this.client.pushBlob(layer, (start, end) =>
-      start === undefined
-        ? this.store.openBlobReader(layer.digest, layer.size)
-        : createReadStream(this.store.blobPath(layer.digest), { start, end }),
-    );
+    const { registrySink } = await import('@strata/registry');
+    await registrySink(this.client).putBlob(layer, storeContent(this.store));
     const configBytes = encodeJson({ entry });
     const config: Descriptor = {
       mediaType: CACHE_CONFIG_MEDIA_TYPE,

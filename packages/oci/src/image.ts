@@ -69,6 +69,12 @@ export interface ContentSource {
   /** A blob as a stream, digest and size verified at EOF. */
   openBlob(d: Descriptor): Promise<Readable>;
   /**
+   * Bytes `start`..`end` (inclusive; default to the end) of a blob, not verified: for a writer
+   * that resumes or sends in chunks and verifies the whole itself, so that no byte is hashed
+   * twice on the way.
+   */
+  openRange?(d: Descriptor, start: number, end?: number): Promise<Readable>;
+  /**
    * The decompressed bytes of a layer blob. The stream must not end before the blob's own
    * digest and size have been verified; the diffID is checked by the caller.
    */

@@ -63,3 +63,5 @@ export { walkGraph, graphDigests } from './walk';
 export type { Graph } from './walk';
 export { drain, imageOf, indexOf, layerOf } from './image';
 export type { ContentSource, Image, Index, Layer } from './image';
+export { copyGraph, pool } from './copy';
+export type { ContentSink, CopyEvent, CopyOptions } from './copy';

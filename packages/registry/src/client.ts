@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
 import type { Descriptor, Digest, MediaType } from '@strata/oci';
-import type { Store } from '@strata/store';
 import { repositoryScope } from './challenge';
 import * as download from './download';
 import * as manifests from './manifests';
@@ -11,7 +10,8 @@ import * as upload from './upload';
 // The names a client's calls take and give, for code that imports them with the client.
 export type { FetchedManifest } from './manifests';
 export { isIndexMediaType, isManifestMediaType } from './manifests';
-export type { PullBlobOptions, PullOutcome } from './download';
+/** What a pull did with one blob: the store's sink decides. */
+export type { StoreOutcome as PullOutcome } from '@strata/store';
 export type { OpenBlob, PushBlobOptions, PushOutcome } from './upload';
 export type { Action, ProgressFn } from './repository';
 
@@ -86,18 +86,9 @@ export class RegistryClient implements Repo {
     return upload.cancelUpload(this, session);
   }
 
-  /** Stream a blob, verified at EOF (see download.fetchBlob). */
+  /** Stream a blob, verified at EOF (see download.fetchBlob). Nothing is written anywhere. */
   fetchBlob(desc: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
     return download.fetchBlob(this, desc);
-  }
-
-  /** Download a blob into the store unless it is there (see download.pullBlob). */
-  pullBlob(
-    store: Store,
-    desc: Pick<Descriptor, 'digest' | 'size'>,
-    opts: download.PullBlobOptions = {},
-  ): Promise<download.PullOutcome> {
-    return download.pullBlob(this, store, desc, opts);
   }
 
   /** Fetch a manifest or index by tag or digest, verified (see manifests.getManifest). */

@@ -1,36 +1,24 @@
 import {
   Annotations,
+  CopyEvent,
   Descriptor,
-  Digest,
+  DigestMismatchError,
   InvalidArgumentError,
-  MediaType,
   Reference,
+  SizeMismatchError,
+  copyGraph,
   formatReference,
-  walkGraph,
 } from '@strata/oci';
-import type { Store } from '@strata/store';
-import {
-  FetchedManifest,
-  PullOutcome,
-  PushOutcome,
-  RegistryClient,
-  isIndexMediaType,
-} from './client';
+import type { ContentSink, Digest, Graph, MediaType } from '@strata/oci';
+import { Store, storeContent, storeSink } from '@strata/store';
+import { PullOutcome, PushOutcome, RegistryClient, isIndexMediaType } from './client';
+import { registryContent, registrySink } from './content';
 import { RegistryError } from './errors';
 import { BlobSources } from './mount-hints';
 import type { TransportOptions } from './transport';
 
 /** One blob's progress through a push or pull. */
-export type TransferEvent =
-  | { type: 'start'; digest: Digest; size: number }
-  | { type: 'progress'; digest: Digest; bytes: number; size: number }
-  | {
-      type: 'done';
-      digest: Digest;
-      size: number;
-      outcome: PushOutcome | PullOutcome;
-      bytes: number;
-    };
+export type TransferEvent = CopyEvent<PushOutcome | PullOutcome>;
 
 export interface CopyOptions extends Omit<TransportOptions, 'registry'> {
   /** Blob transfers at once. Default 4. */
@@ -80,59 +68,33 @@ export interface PullResult extends TransferSummary {
   present: number;
 }
 
-/** Run `fn` over `items`, `n` at a time; the first failure stops new work and is rethrown. */
-export async function pool<T>(
-  items: readonly T[],
-  n: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failed: { e: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (failed === undefined && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await fn(item);
-      } catch (e) {
-        failed ??= { e };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
-  if (failed) throw failed.e;
-}
-
-/** The manifests (children before their index) and blobs a copy moves, from the one walk. */
-type Graph = { manifests: FetchedManifest[]; blobs: Map<Digest, Descriptor> };
-
 /** Blobs at least this large start their upload session while their HEAD is out. */
 const EARLY_SESSION_MIN = 1 << 20;
-
-/** A graph's blobs, largest first: with `jobs` transfers at once, the longest starts first. */
-function largestFirst(graph: Graph): Descriptor[] {
-  return [...graph.blobs.values()].sort((a, b) => b.size - a.size);
-}
-
-function progressFor(opts: CopyOptions, d: Descriptor): (bytes: number) => void {
-  let last = 0;
-  return (bytes) => {
-    const now = Date.now();
-    if (now - last < 50 && bytes < d.size) return;
-    last = now;
-    opts.onEvent?.({ type: 'progress', digest: d.digest, bytes, size: d.size });
-  };
-}
 
 function transportOpts(opts: CopyOptions, registry: string): TransportOptions {
   const { jobs, onEvent: _onEvent, ...rest } = opts;
   return { ...rest, registry, maxSockets: Math.max(jobs ?? 4, 1) + 2 };
 }
 
+/** The fields push and pull report alike. */
+function summary(root: Descriptor, graph: Graph, t0: number, bytes: number): TransferSummary {
+  return {
+    digest: root.digest,
+    mediaType: root.mediaType,
+    size: root.size,
+    blobs: graph.blobs.size,
+    manifests: graph.manifests.length,
+    bytes,
+    seconds: (Date.now() - t0) / 1000,
+  };
+}
+
 /**
- * Push a local image (a manifest, or an index and everything under it) to `target`. Blobs the
- * repository has are skipped after a HEAD; blobs seen in another repository of the same registry
- * are mounted; the rest are uploaded, `jobs` at a time. Manifests go last, the root under the tag.
- * The store may still be opening: the registry is reached meanwhile.
+ * Push a local image (a manifest, or an index and everything under it) to `target`: a copy from
+ * the store's content into the repository's sink. Blobs the repository has are skipped after a
+ * HEAD; blobs seen in another repository of the same registry are mounted; the rest are
+ * uploaded, `jobs` at a time. Manifests go last, the root under the tag. The store may still be
+ * opening: the registry is reached meanwhile.
  */
 export async function push(
   from: Store | Promise<Store>,
@@ -159,73 +121,66 @@ export async function push(
     const reachable = client.transport.ping();
     reachable.catch(() => undefined); // awaited below
     const store = await from;
-    const sources = await BlobSources.load(store.root);
-    const local = async (d: Descriptor): Promise<FetchedManifest> => ({
-      descriptor: d,
-      bytes: await store.readBlob(d.digest, d.size),
+    const [sources, rootDesc] = await Promise.all([
+      BlobSources.load(store.root),
+      store.resolve(localRef),
+    ]);
+    await reachable;
+    const seen = (d: Descriptor) => sources.reposFor(d.digest, client.registry);
+    const sink = registrySink(client, {
+      mountFrom: (d) => [...(opts.mountFrom ?? []), ...(opts.mount === false ? [] : seen(d))],
+      // A large blob this store never saw on the registry is most likely missing there.
+      expectMissing: (d) => seen(d).length === 0 && d.size >= EARLY_SESSION_MIN,
+      ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
     });
     const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
-    const rootDesc = await store.resolve(localRef);
-    const graph = await walkGraph(rootDesc, async (d) => (await local(d)).bytes, {
-      skipForeign: true,
-    });
-    await reachable;
-    await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
-      opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
-      const seen = sources.reposFor(d.digest, client.registry);
-      const mountFrom = [...(opts.mountFrom ?? []), ...(opts.mount === false ? [] : seen)];
-      // A large blob this store never saw on the registry is most likely missing there.
-      const expectMissing = seen.length === 0 && d.size >= EARLY_SESSION_MIN;
-      const outcome = await client.pushBlob(
-        d,
-        (start, end) => {
-          if (start === undefined) return store.openBlobReader(d.digest, d.size);
-          return import('node:fs').then((fs) =>
-            fs.createReadStream(store.blobPath(d.digest), { start, end }),
-          );
+    let saved: Promise<void> | undefined;
+    const graph = await copyGraph(
+      storeContent(store),
+      withSaveBeforeManifests(sink, () => {
+        // Every blob is there now, so where they are is worth remembering while the manifests go up.
+        saved ??= sources.save().catch(() => undefined);
+      }),
+      rootDesc,
+      {
+        jobs: opts.jobs ?? 4,
+        tag,
+        skipForeign: true,
+        onEvent: (e) => {
+          if (e.type === 'done') {
+            if (e.outcome === 'uploaded') counts.uploaded++;
+            else if (e.outcome === 'mounted') counts.mounted++;
+            else counts.skipped++;
+            counts.bytes += e.bytes;
+            sources.record(e.digest, client.registry, client.repository);
+          }
+          opts.onEvent?.(e);
         },
-        {
-          mountFrom,
-          expectMissing,
-          ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
-          onProgress: progressFor(opts, d),
-        },
-      );
-      const bytes = outcome === 'uploaded' ? d.size : 0;
-      if (outcome === 'uploaded') counts.uploaded++;
-      else if (outcome === 'mounted') counts.mounted++;
-      else counts.skipped++;
-      counts.bytes += bytes;
-      sources.record(d.digest, client.registry, client.repository);
-      opts.onEvent?.({ type: 'done', digest: d.digest, size: d.size, outcome, bytes });
-    });
-    // Every blob is there now, so where they are is worth remembering while the manifests go up.
-    const saved = sources.save().catch(() => undefined);
-    try {
-      for (const m of graph.manifests) {
-        const isRoot = m.descriptor.digest === rootDesc.digest;
-        await client.putManifest(
-          isRoot ? tag : m.descriptor.digest,
-          m.bytes,
-          m.descriptor.mediaType,
-        );
-      }
-    } finally {
-      await saved;
-    }
+      },
+    ).finally(() => saved);
+    const { bytes, ...rest } = counts;
     return {
       target: formatReference({ registry: target.registry, repository: target.repository, tag }),
-      digest: rootDesc.digest,
-      mediaType: rootDesc.mediaType,
-      size: rootDesc.size,
-      blobs: graph.blobs.size,
-      manifests: graph.manifests.length,
-      ...counts,
-      seconds: (Date.now() - t0) / 1000,
+      ...summary(rootDesc, graph, t0, bytes),
+      ...rest,
     };
   } finally {
     client.close();
   }
+}
+
+/** `sink`, calling `before` once as the first manifest goes in (when all blobs are there). */
+function withSaveBeforeManifests<O extends string>(
+  sink: ContentSink<O>,
+  before: () => void,
+): ContentSink<O> {
+  return {
+    putBlob: (d, src, onProgress) => sink.putBlob(d, src, onProgress),
+    putManifest: (node, tag) => {
+      before();
+      return sink.putManifest(node, tag);
+    },
+  };
 }
 
 /** The local tag a pull gets by default: `<registry>/<repository>:<tag>` (or `:sha256-<hex>`). */
@@ -239,10 +194,10 @@ export function defaultLocalTag(source: Reference): string {
 }
 
 /**
- * Pull `source` (by tag or digest) into the store: the manifest or index and everything it
- * references, skipping blobs the store already has. Blobs are verified before they become
- * visible; manifests are written after their blobs, and the tag last. `into` may be a store
- * that is still opening: the registry is reached meanwhile.
+ * Pull `source` (by tag or digest) into the store: a copy from the repository's content into
+ * the store's sink, which skips blobs it has, verifies every blob before it becomes visible and
+ * resumes an interrupted one. Manifests are written after their blobs, and the tag last. `into`
+ * may be a store that is still opening: the registry is reached meanwhile.
  */
 export async function pull(
   into: Store | Promise<Store>,
@@ -270,55 +225,46 @@ export async function pull(
       opening.then((s) => BlobSources.load(s.root)),
       client.getNamedManifest(source.digest ?? source.tag ?? 'latest'),
     ]);
-    const fetch = async (d: Descriptor): Promise<FetchedManifest> => {
-      const m = (await store.hasBlob(d.digest))
-        ? { descriptor: d, bytes: await store.readBlob(d.digest, d.size) }
-        : await client.getManifest(d.digest);
-      if (m.bytes.length !== d.size) {
-        throw new RegistryError(
-          'SIZE_MISMATCH',
-          `${client.registry}: manifest ${d.digest} is ${m.bytes.length} bytes, its index says ${d.size}`,
-        );
-      }
-      return { descriptor: { ...d }, bytes: m.bytes };
-    };
     const counts = { downloaded: 0, present: 0, bytes: 0 };
     return await store.withLease(async () => {
-      const graph = await walkGraph(
-        root.descriptor,
-        async (d) => (d.digest === root.descriptor.digest ? root.bytes : (await fetch(d)).bytes),
-        { skipForeign: true },
-      );
-      await pool(largestFirst(graph), opts.jobs ?? 4, async (d) => {
-        opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
-        const outcome = await client.pullBlob(store, d, { onProgress: progressFor(opts, d) });
-        const bytes = outcome === 'downloaded' ? d.size : 0;
-        if (outcome === 'downloaded') counts.downloaded++;
-        else counts.present++;
-        counts.bytes += bytes;
-        sources.record(d.digest, client.registry, client.repository);
-        opts.onEvent?.({ type: 'done', digest: d.digest, size: d.size, outcome, bytes });
+      const graph = await copyGraph(registryContent(client), storeSink(store), root.descriptor, {
+        jobs: opts.jobs ?? 4,
+        rootBytes: root.bytes,
+        skipForeign: true,
+        onEvent: (e) => {
+          if (e.type === 'done') {
+            if (e.outcome === 'downloaded') counts.downloaded++;
+            else counts.present++;
+            counts.bytes += e.bytes;
+            sources.record(e.digest, client.registry, client.repository);
+          }
+          opts.onEvent?.(e);
+        },
+      }).catch((e: unknown) => {
+        if (e instanceof DigestMismatchError || e instanceof SizeMismatchError) {
+          throw new RegistryError(
+            e.code,
+            `${client.registry}/${client.repository}: ${e.message} (the registry sent wrong content; nothing was stored)`,
+            undefined,
+            [],
+            { cause: e },
+          );
+        }
+        throw e;
       });
-      for (const m of graph.manifests) {
-        await store.putBytes(m.bytes, { digest: m.descriptor.digest, size: m.descriptor.size });
-      }
       const rootDesc: Descriptor = {
         ...root.descriptor,
         annotations: { [Annotations.pulledFrom]: formatReference(source) },
       };
-      const platform = await platformOf(store, root);
+      const platform = await platformOf(store, root.descriptor, root.bytes);
       if (platform) rootDesc.platform = platform;
       await Promise.all([store.tag(localTag, rootDesc), sources.save().catch(() => undefined)]);
+      const { bytes, ...rest } = counts;
       return {
         source: formatReference(source),
         tag: localTag,
-        digest: root.descriptor.digest,
-        mediaType: root.descriptor.mediaType,
-        size: root.descriptor.size,
-        blobs: graph.blobs.size,
-        manifests: graph.manifests.length,
-        ...counts,
-        seconds: (Date.now() - t0) / 1000,
+        ...summary(root.descriptor, graph, t0, bytes),
+        ...rest,
       };
     });
   } finally {
@@ -327,10 +273,14 @@ export async function pull(
 }
 
 /** The platform of a single-manifest image, from its config, for the store's index entry. */
-async function platformOf(store: Store, root: FetchedManifest): Promise<Descriptor['platform']> {
-  if (isIndexMediaType(root.descriptor.mediaType)) return undefined;
+async function platformOf(
+  store: Store,
+  root: Descriptor,
+  bytes: Buffer,
+): Promise<Descriptor['platform']> {
+  if (isIndexMediaType(root.mediaType)) return undefined;
   try {
-    const doc = JSON.parse(root.bytes.toString('utf8')) as { config?: Descriptor };
+    const doc = JSON.parse(bytes.toString('utf8')) as { config?: Descriptor };
     if (!doc.config) return undefined;
     const cfg = JSON.parse(
       (await store.readBlob(doc.config.digest, doc.config.size)).toString('utf8'),

@@ -1,115 +1,123 @@
 import { Readable } from 'node:stream';
-import { Descriptor, DigestMismatchError, SizeMismatchError } from '@strata/oci';
-import { Store, VerifyingStream } from '@strata/store';
+import { Descriptor, SizeMismatchError, VerifyingStream } from '@strata/oci';
 import { RegistryError } from './errors';
 import { headerValue } from './http';
-import { ProgressFn, Repo, blobUrl } from './repository';
-import { backoffDelay, isRetriable, sleep } from './retry';
-
-export type PullOutcome = 'present' | 'downloaded';
-
-export interface PullBlobOptions {
-  onProgress?: ProgressFn;
-}
+import { Repo, blobUrl } from './repository';
+import { backoffDelay, isRetriable, retryThrown, sleep } from './retry';
 
 /**
  * Stream a blob from the registry, verified: the stream errors with a digest or size mismatch
- * at EOF instead of ending cleanly. For the build cache and other lazy readers.
+ * at EOF instead of ending cleanly. Network failures on the way are retried (see fetchRange).
  */
 export async function fetchBlob(
   r: Repo,
   desc: Pick<Descriptor, 'digest' | 'size'>,
 ): Promise<Readable> {
-  const { stream: body } = await openDownload(r, desc, 0);
+  const body = await fetchRange(r, desc, 0);
   const verify = new VerifyingStream(
     { digest: desc.digest, size: desc.size },
     `blob ${desc.digest} from ${r.registry}`,
   );
   body.on('error', (e) => verify.destroy(e));
+  verify.on('close', () => body.destroy());
   return body.pipe(verify);
 }
 
 /**
- * Download a blob into the store unless it is there already. The bytes go once, straight into
- * the store's partial file for this digest (see `Store.withPartial`), and become a blob only
- * when size and digest check out. A pull that is interrupted, even killed, resumes from there
- * with a Range request.
+ * Bytes `start`..`end` (inclusive; default to the end) of a blob, not verified (the writer that
+ * asked for a range verifies the whole). A connection that fails or ends early is resumed with a
+ * Range request from the byte reached, up to the transport's retries, so the stream either
+ * yields exactly the range or errors; a registry that ignores Range has the bytes already sent
+ * skipped. The first request goes out now, so an error such as a 404 is thrown here.
  */
-export async function pullBlob(
+export async function fetchRange(
   r: Repo,
-  store: Store,
   desc: Pick<Descriptor, 'digest' | 'size'>,
-  opts: PullBlobOptions = {},
-): Promise<PullOutcome> {
-  if (await store.hasBlob(desc.digest)) return 'present';
-  const expected = { digest: desc.digest, size: desc.size };
-  return store.withPartial(expected, async (partial) => {
-    // Someone else may have fetched it while we waited for the lock.
-    if (await store.hasBlob(desc.digest)) return 'present';
-    const retries = r.transport.retries;
-    let restartedClean = false;
-    for (let n = 0; ; n++) {
-      const have = await partial.length();
+  start: number,
+  end?: number,
+): Promise<Readable> {
+  const limit = end === undefined ? desc.size : Math.min(end + 1, desc.size);
+  const first = await openWithRetries(r, desc, start, 0);
+  const chunks = async function* (): AsyncGenerator<Buffer> {
+    let at = start;
+    let opened: { stream: Readable; start: number } | undefined = first.opened;
+    let failures = first.failures;
+    while (at < limit) {
+      if (opened === undefined) {
+        const o = await openWithRetries(r, desc, at, failures);
+        failures = o.failures;
+        opened = o.opened;
+      }
+      const { stream } = opened;
+      let pos = opened.start;
       try {
-        let got = have;
-        if (have < desc.size) {
-          const body = await openDownload(r, desc, have);
-          got = body.start;
-          opts.onProgress?.(got);
-          got = await partial.append(countedChunks(body.stream, got, opts.onProgress), got);
+        for await (const chunk of stream) {
+          let c = chunk as Buffer;
+          // A registry that ignored the Range request sends from byte 0: skip what we have.
+          if (pos < at) {
+            const skip = Math.min(at - pos, c.length);
+            pos += skip;
+            c = c.subarray(skip);
+            if (c.length === 0) continue;
+          }
+          if (at + c.length > limit) {
+            if (end === undefined) {
+              throw new SizeMismatchError(desc.size, at + c.length, `blob ${desc.digest}`);
+            }
+            c = c.subarray(0, limit - at);
+          }
+          pos += c.length;
+          at += c.length;
+          yield c;
+          if (at >= limit) break;
         }
-        if (got !== desc.size) {
-          // The connection ended early without an error: resume from what we have.
-          const e = new Error(
-            `transfer of ${desc.digest} ended at ${got} of ${desc.size} bytes`,
-          ) as NodeJS.ErrnoException;
-          e.code = 'ECONNRESET';
+        if (at < limit) throw endedEarly(desc, at);
+      } catch (e) {
+        if (e instanceof SizeMismatchError || failures >= r.transport.retries || !isRetriable(e)) {
           throw e;
         }
-        await partial.commit();
-        return 'downloaded';
-      } catch (e) {
-        if (e instanceof DigestMismatchError || e instanceof SizeMismatchError) {
-          await partial.reset();
-          // A stale partial from an earlier run may be what was wrong: start clean once.
-          if (have > 0 && !restartedClean) {
-            restartedClean = true;
-            continue;
-          }
-          throw new RegistryError(
-            e.code,
-            `${r.registry}/${r.repository}: ${e.message} (the registry sent wrong content; nothing was stored)`,
-            undefined,
-            [],
-            { cause: e },
-          );
-        }
-        if (n < retries && isRetriable(e)) {
-          await sleep(backoffDelay(n, r.transport.retryBaseMs));
-          continue;
-        }
-        throw e;
+        await sleep(backoffDelay(failures++, r.transport.retryBaseMs));
+      } finally {
+        stream.destroy();
+        opened = undefined;
       }
     }
-  });
+  };
+  // Object mode passes each Buffer on as it came; a byte-mode stream would join what it buffers
+  // into one new Buffer per read, copying every byte of the blob once more.
+  const out = Readable.from(chunks(), { objectMode: true, highWaterMark: 16 });
+  // A stream dropped before its first read never runs the generator's cleanup: let the
+  // response go here too (destroying it twice is harmless).
+  out.on('close', () => first.opened.stream.destroy());
+  return out;
 }
 
-/** Pass a response body through, reporting the running byte count; destroys it when done. */
-async function* countedChunks(
-  body: Readable,
-  start: number,
-  onProgress?: ProgressFn,
-): AsyncGenerator<Buffer> {
-  let got = start;
-  try {
-    for await (const chunk of body) {
-      got += (chunk as Buffer).length;
-      onProgress?.(got);
-      yield chunk as Buffer;
-    }
-  } finally {
-    body.destroy();
-  }
+/** A connection that ended cleanly before the last byte: retried like a reset. */
+function endedEarly(desc: Pick<Descriptor, 'digest' | 'size'>, at: number): Error {
+  const e = new Error(
+    `transfer of ${desc.digest} ended at ${at} of ${desc.size} bytes`,
+  ) as NodeJS.ErrnoException;
+  e.code = 'ECONNRESET';
+  return e;
+}
+
+/** {@link openDownload}, retried on network failures; counts the failures spent. */
+async function openWithRetries(
+  r: Repo,
+  desc: Pick<Descriptor, 'digest' | 'size'>,
+  at: number,
+  spent: number,
+): Promise<{ opened: { stream: Readable; start: number }; failures: number }> {
+  let failures = spent;
+  const opened = await retryThrown(
+    { retries: r.transport.retries, baseMs: r.transport.retryBaseMs },
+    (n) => {
+      failures = n;
+      return openDownload(r, desc, at);
+    },
+    spent,
+  );
+  return { opened, failures };
 }
 
 /** GET a blob, from byte `have` on when there is a partial; checks the answered range and length. */

@@ -25,12 +25,12 @@ export {
   type FetchedManifest,
   type OpenBlob,
   type ProgressFn,
-  type PullBlobOptions,
   type PullOutcome,
   type PushBlobOptions,
   type PushOutcome,
   type RegistryClientOptions,
 } from './client';
+export { registryContent, registrySink, type RegistrySinkOptions } from './content';
 export { MANIFEST_ACCEPT, MAX_MANIFEST } from './manifests';
 export {
   push,

@@ -76,3 +76,26 @@ export async function withRetries<R extends Answer>(
     }
   }
 }
+
+/**
+ * Run `attempt(n)` until it succeeds, trying again after a transient failure it throws. `n`
+ * starts at `spent`, the failures a longer transfer has already used up, so that one transfer
+ * never gets more than `policy.retries` in all.
+ */
+export async function retryThrown<T>(
+  policy: RetryPolicy,
+  attempt: (n: number) => Promise<T>,
+  spent = 0,
+): Promise<T> {
+  for (let n = spent; ; n++) {
+    try {
+      return await attempt(n);
+    } catch (e) {
+      if (n < policy.retries && isRetriable(e)) {
+        await sleep(backoffDelay(n, policy.baseMs));
+        continue;
+      }
+      throw e;
+    }
+  }
+}

@@ -4,7 +4,7 @@ import { repositoryScope } from './challenge';
 import { RegistryError } from './errors';
 import { StreamBody, discardBody, headerValue } from './http';
 import { ProgressFn, Repo, hasBlob } from './repository';
-import { backoffDelay, isRetriable, sleep } from './retry';
+import { backoffDelay, isRetriable, retryThrown, sleep } from './retry';
 
 /**
  * Opens a blob for upload: the whole blob, or the bytes `start`..`end` (inclusive) of it for a
@@ -139,20 +139,9 @@ export async function pushBlob(
     }
     return 'exists';
   }
-  const retries = r.transport.retries;
-  for (let n = 0; ; n++) {
-    try {
-      return n === 0
-        ? await uploadOnce(r, desc, open, opts, session, early)
-        : await uploadOnce(r, desc, open, opts);
-    } catch (e) {
-      if (n < retries && isRetriable(e)) {
-        await sleep(backoffDelay(n, r.transport.retryBaseMs));
-        continue;
-      }
-      throw e;
-    }
-  }
+  return retryThrown({ retries: r.transport.retries, baseMs: r.transport.retryBaseMs }, (n) =>
+    n === 0 ? uploadOnce(r, desc, open, opts, session, early) : uploadOnce(r, desc, open, opts),
+  );
 }
 
 async function uploadOnce(

@@ -1,6 +1,7 @@
 import { createReadStream, promises as fsp } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import {
+  Compression,
   ContentSource,
   CorruptError,
   Descriptor,
@@ -148,32 +149,8 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
       return data;
     },
     openBlob,
-    openDecompressed: async (d, c) => {
-      // The blob stream is verified; its end (and so the tar's) waits for that check.
-      const blob = await openBlob(d);
-      const filter = decompressStream(c);
-      const out = new PassThrough({ highWaterMark: 1 << 20 });
-      const fail = (e: unknown) => {
-        filter.kill();
-        blob.destroy();
-        if (!out.destroyed) out.destroy(e as Error);
-      };
-      blob.on('error', fail);
-      filter.stdout.on('error', fail);
-      filter.done.catch(fail);
-      blob.pipe(filter.stdin);
-      filter.stdout.pipe(out, { end: false });
-      filter.stdout.on('end', () => {
-        filter.done.then(
-          () => out.end(),
-          () => undefined,
-        );
-      });
-      out.on('close', () => {
-        if (!out.writableFinished) fail(new CorruptError('layer read abandoned'));
-      });
-      return out;
-    },
+    // The blob stream is verified; its end (and so the tar's) waits for that check.
+    openDecompressed: async (d, c) => decompressBlob(await openBlob(d), c),
   };
   const index = assertValid(
     validateIndex,
@@ -198,4 +175,35 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
     },
   };
   return layout;
+}
+
+/**
+ * The decompressed bytes of a verified blob stream, for a source that reads its blobs as streams
+ * (an archive, a registry): the output ends only after the decompressor exited cleanly, and it
+ * errors when the blob does (a digest mismatch at its EOF), so no tar ends before its blob checked
+ * out.
+ */
+export function decompressBlob(blob: Readable, c: Compression): Readable {
+  const filter = decompressStream(c);
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const fail = (e: unknown) => {
+    filter.kill();
+    blob.destroy();
+    if (!out.destroyed) out.destroy(e as Error);
+  };
+  blob.on('error', fail);
+  filter.stdout.on('error', fail);
+  filter.done.catch(fail);
+  blob.pipe(filter.stdin);
+  filter.stdout.pipe(out, { end: false });
+  filter.stdout.on('end', () => {
+    filter.done.then(
+      () => out.end(),
+      () => undefined,
+    );
+  });
+  out.on('close', () => {
+    if (!out.writableFinished) fail(new CorruptError('layer read abandoned'));
+  });
+  return out;
 }

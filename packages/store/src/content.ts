@@ -1,7 +1,16 @@
+import { createReadStream } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import { Compression, ContentSource, Descriptor, Digest, drain } from '@strata/oci';
 import { decompressFile } from '@strata/tools';
+import type { BlobReader } from './blob-reader';
 import type { BlobStore } from './blobs';
+
+/** The store's content source, with the reader a sender that verifies as it sends takes. */
+export interface StoreContent extends ContentSource {
+  openRange(d: Descriptor, start: number, end?: number): Promise<Readable>;
+  /** The blob through reused buffers, digest and size verified before the last chunk goes out. */
+  openBlobReader(d: Descriptor): Promise<BlobReader>;
+}
 
 /**
  * A store as a backend of the core's Image, Index and Layer: every read is verified. A layer's
@@ -11,10 +20,15 @@ import type { BlobStore } from './blobs';
  */
 export function storeContent(
   store: BlobStore & { knownDiffId?(digest: Digest): Promise<Digest | undefined> },
-): ContentSource {
+): StoreContent {
   return {
     readBlob: (d) => store.readBlob(d.digest, d.size),
     openBlob: (d) => store.openBlob(d.digest, d.size),
+    openRange: async (d, start, end) => {
+      const { path: file } = await store.blobFile(d.digest, d.size);
+      return createReadStream(file, { start, ...(end === undefined ? {} : { end }) });
+    },
+    openBlobReader: (d) => store.openBlobReader(d.digest, d.size),
     openDecompressed: (d, c) => openDecompressed(store, d, c),
     knownDiffId: async (d) => store.knownDiffId?.(d.digest),
   };

@@ -15,9 +15,9 @@ export { saveArchive, loadArchive } from './archive';
 export { writeBundle, writeImage } from './image-writer';
 export type { BundlePart, NewImage, NewLayer, WrittenImage } from './image-writer';
 export type { LoadedImage } from './archive';
-// Kept for the registry client until it takes the core's streams; it lives in @strata/oci now.
-export { VerifyingStream } from '@strata/oci';
-export type { Expected } from '@strata/oci';
-export { openArchive } from './archive-content';
+export { openArchive, decompressBlob } from './archive-content';
 export type { ArchiveLayout } from './archive-content';
 export { storeContent } from './content';
+export type { StoreContent } from './content';
+export { storeSink } from './sink';
+export type { StoreOutcome } from './sink';

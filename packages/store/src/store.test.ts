@@ -103,8 +103,10 @@ test('a failed write-behind sync fails the copy (Linux reports a writeback error
       throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
     },
   } as unknown as FileHandle;
+  // Enough for two syncs: the first one's error surfaces when the second is due.
+  const mib = Buffer.alloc(1 << 20, 7);
   async function* chunks() {
-    for (let i = 0; i < 20; i++) yield Buffer.alloc(1 << 20, i);
+    for (let i = 0; i < 160; i++) yield mib;
   }
   await expect(copyToFile(chunks(), fh, 0, () => undefined)).rejects.toThrow('EIO');
 });
