@@ -60,7 +60,7 @@ export type { Expected } from './verify';
 export { ROLES, roleOf, selectManifest, requireManifest, resolveManifest } from './select';
 export type { Role, Selector } from './select';
 export { walkGraph, graphDigests } from './walk';
-export type { Graph } from './walk';
+export type { Graph, GraphNode } from './walk';
 export { drain, imageOf, indexOf, layerOf } from './image';
 export type { ContentSource, Image, Index, Layer } from './image';
 export { copyGraph, pool } from './copy';
