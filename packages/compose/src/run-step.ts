@@ -81,7 +81,12 @@ export class StepRunner {
       );
       const compression = this.ctx.opts.compression ?? 'zstd';
       const epoch = await this.ctx.epoch(state);
-      const tar = packTree({ root: upper, overlay: lower.length > 0, sourceDateEpoch: epoch });
+      const tar = packTree({
+        root: upper,
+        overlay: lower.length > 0,
+        sourceDateEpoch: epoch,
+        xattrs: cleaned.xattrs,
+      });
       const layer = createLayer(tar, compression);
       tar.on('error', (e) => layer.blob.destroy(e));
       const blob = await this.ctx.store.putBlob(layer.blob);
