@@ -5,7 +5,10 @@
  *      vs `mmdebstrap --variant=minbase --include=curl,openssh-server,python3 bookworm` from scratch;
  *  (b) a no-op (fully cached) rebuild, wall time of the whole `strata` process;
  *  (c) the same `apt-get install` with `buildah build` (overlay, chroot isolation, --layers, no cache);
- *  (d) the INSTALL delta layer vs the files that `apt-get install` adds (minus apt lists/caches).
+ *  (d) the INSTALL delta layer vs the files that `apt-get install` adds (minus apt lists/caches);
+ *  (e) the derived build against the same `apt-get update && apt-get install` in a plain chroot of
+ *      the base's own tree, alternating, with the same sources, .debs and kept apt lists (see
+ *      chrootComparison). STRATA_BENCH_CHROOT_ONLY=1 runs this comparison alone.
  * Package access is the same for all three: the .debs are already local. strata's .deb cache is
  * pre-filled by a warm-up build, mmdebstrap gets a pre-filled cache through setup hooks (as the
  * engine's BOOTSTRAP does), and buildah gets the same cache bind-mounted at
@@ -13,7 +16,8 @@
  *
  *   npm run build && node bench/build.js
  *
- * Environment: STRATA_BENCH_DIR (default /var/tmp/strata-bench/build), STRATA_BENCH_REPS (3).
+ * Environment: STRATA_BENCH_DIR (default /var/tmp/strata-bench/build), STRATA_BENCH_REPS (3),
+ * STRATA_BENCH_CHROOT_REPS (5).
  * Writes the table into docs/benchmarks.md under "## Build" when STRATA_BENCH_WRITE=1.
  */
 'use strict';
@@ -85,6 +89,102 @@ function tarStats(blob) {
   return { files, tarBytes };
 }
 
+/**
+ * (e) What a derived build costs beyond its apt work: `strata build --no-cache` (base unpacked
+ * in the store) against the same `apt-get update && apt-get install` in a plain chroot of the
+ * base's flattened tree, a fresh copy for each rep, alternating. Both see the same sources, the
+ * same local .debs, apt lists kept from the run before (strata keeps them in its store; the
+ * chroot gets a kept host directory), dpkg's --force-unsafe-io (strata's apt.conf sets it) and a
+ * policy-rc.d that keeps sshd from starting. The chroot's copy and its mount teardown are not
+ * timed; its proc/sys/dev mounts are.
+ */
+function chrootComparison(buildArgs) {
+  const reps = Number(process.env.STRATA_BENCH_CHROOT_REPS || 5);
+  const tree = path.join(DIR, 'chroot-base.tar');
+  if (!fs.existsSync(tree)) strata(['flatten', 'base:bench', '--rootfs', tree]);
+  const lists = path.join(DIR, 'chroot-lists');
+  fs.mkdirSync(path.join(lists, 'partial'), { recursive: true });
+  const root = path.join(DIR, 'chroot-root');
+  const prepare = () => {
+    // Synced, so that the chroot's apt does not pay for writing back the fresh copy.
+    run('sh', [
+      '-c',
+      `rm -rf '${root}' && mkdir '${root}' && tar -xpf '${tree}' -C '${root}' && sync`,
+    ]);
+    for (const d of ['var/cache/apt/archives', 'var/lib/apt/lists'])
+      fs.mkdirSync(path.join(root, d), { recursive: true });
+    fs.writeFileSync(path.join(root, 'etc/apt/sources.list'), MIRROR_LINES);
+    fs.copyFileSync('/etc/resolv.conf', path.join(root, 'etc/resolv.conf'));
+    fs.writeFileSync(
+      path.join(root, 'etc/apt/apt.conf.d/99bench'),
+      'Dpkg::Options { "--force-unsafe-io"; };\nAcquire::Languages "none";\n',
+    );
+    fs.writeFileSync(path.join(root, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', {
+      mode: 0o755,
+    });
+  };
+  // One mount namespace per rep, so that nothing is left mounted on the host.
+  const script =
+    `set -e; R='${root}'; mount -t proc proc "$R/proc"; mount --rbind /sys "$R/sys"; ` +
+    `mount --rbind /dev "$R/dev"; mount --bind '${DEBS}' "$R/var/cache/apt/archives"; ` +
+    `mount --bind '${lists}' "$R/var/lib/apt/lists"; ` +
+    `chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 ` +
+    `DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update -q && apt-get install -y -q ` +
+    `--no-install-recommends ${PKGS.join(' ')}'`;
+  const chroot = () =>
+    run('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script]).secs;
+  prepare();
+  chroot(); // warm-up: fills the chroot's kept lists
+  const ours = [];
+  const plain = [];
+  for (let i = 0; i < reps; i++) {
+    // Alternate which goes first, so that neither always follows the other's page-cache state.
+    const pair = [
+      () => {
+        run('sync'); // as the chroot's copy is: neither pays for the other's writeback
+        ours.push(strata(['build', '--no-cache', ...buildArgs.slice(1)]).secs);
+      },
+      () => {
+        prepare();
+        plain.push(chroot());
+      },
+    ];
+    if (i % 2) pair.reverse();
+    for (const f of pair) f();
+  }
+  fs.rmSync(root, { recursive: true, force: true });
+  return { ours, plain, ratio: median(ours) / median(plain) };
+}
+
+/** A derived build may cost this much more than its apt work in a plain chroot. */
+const CHROOT_TARGET = 1.15;
+
+function chrootRows(c) {
+  return [
+    [
+      `derived build, alternating with the chroot below: \`strata build --no-cache\` (n=${c.ours.length})`,
+      fmt(c.ours),
+    ],
+    [
+      `plain chroot of the base's tree: \`apt-get update && apt-get install -y ${PKGS.join(' ')}\` (n=${c.plain.length})`,
+      fmt(c.plain),
+    ],
+  ];
+}
+
+function reportChroot(c) {
+  const lines = [
+    '| what | wall s (median (min–max)) |',
+    '|---|---|',
+    ...chrootRows(c).map(([k, v]) => `| ${k} | ${v} |`),
+    '',
+    `Derived build / plain chroot = ${c.ratio.toFixed(2)}× (target ≤ ${CHROOT_TARGET}×).`,
+  ];
+  console.log(lines.join('\n'));
+  console.log(JSON.stringify({ ours: c.ours, plain: c.plain, ratio: c.ratio }));
+  if (c.ratio > CHROOT_TARGET) process.exitCode = 1;
+}
+
 function main() {
   fs.mkdirSync(DEBS, { recursive: true });
   fs.writeFileSync(SOURCES, MIRROR_LINES);
@@ -124,6 +224,8 @@ function main() {
   strata(['build', '--no-cache', ...buildArgs.slice(1)]);
   const storeDebs = path.join(STORE, '.strata/apt/archives');
   run('sh', ['-c', `cp -an '${storeDebs}'/*.deb '${DEBS}'/`]);
+  const vsChroot = chrootComparison(buildArgs);
+  if (process.env.STRATA_BENCH_CHROOT_ONLY === '1') return reportChroot(vsChroot);
   const mmArgs = (target) => [
     '--mode=root',
     '--format=directory',
@@ -164,6 +266,8 @@ function main() {
   ]);
   json.derived = median(ours);
   json.mmdebstrap = median(mm);
+  rows.push(...chrootRows(vsChroot));
+  json.derivedVsChroot = vsChroot.ratio;
 
   // (b) no-op rebuild
   strata(buildArgs.filter((a) => a !== '--json'));
@@ -250,6 +354,7 @@ function main() {
     '',
     `Ratios: mmdebstrap / strata = ${ratio(json.mmdebstrap, json.derived)}×` +
       (json.buildah ? `, buildah / strata = ${ratio(json.buildah, json.derived)}×` : '') +
+      `; derived build / plain chroot = ${ratio(median(vsChroot.ours), median(vsChroot.plain))}×` +
       `; no-op rebuild ${json.noop.toFixed(2)} s.`,
   ];
   // The targets: a no-op rebuild under 0.5 s, a derived build at least 3x faster than mmdebstrap
@@ -261,6 +366,10 @@ function main() {
     missed.push(`mmdebstrap / strata = ${ratio(json.mmdebstrap, json.derived)}× (target ≥ 3×)`);
   if (json.buildah !== undefined && json.buildah < json.derived)
     missed.push(`buildah / strata = ${ratio(json.buildah, json.derived)}× (target ≥ 1×)`);
+  if (vsChroot.ratio > CHROOT_TARGET)
+    missed.push(
+      `derived build / plain chroot = ${ratio(median(vsChroot.ours), median(vsChroot.plain))}× (target ≤ ${CHROOT_TARGET}×)`,
+    );
   if (buildahDelta !== undefined && st.files > buildahDelta)
     missed.push(`delta layer holds ${mb(st.files)} of files, the install adds ${mb(buildahDelta)}`);
   for (const m of missed) lines.push(`Missed: ${m}.`);

@@ -81,7 +81,12 @@ export class StepRunner {
       );
       const compression = this.ctx.opts.compression ?? 'zstd';
       const epoch = await this.ctx.epoch(state);
-      const tar = packTree({ root: upper, overlay: lower.length > 0, sourceDateEpoch: epoch });
+      const tar = packTree({
+        root: upper,
+        overlay: lower.length > 0,
+        sourceDateEpoch: epoch,
+        xattrs: cleaned.xattrs,
+      });
       const layer = createLayer(tar, compression);
       tar.on('error', (e) => layer.blob.destroy(e));
       const blob = await this.ctx.store.putBlob(layer.blob);
@@ -182,6 +187,16 @@ export class StepRunner {
     const src = sources ?? (await this.ctx.keys.sourcesFor(state));
     await fsp.writeFile(path.join(stage, 'sources.list'), src.text);
     await fsp.writeFile(path.join(stage, 'apt.conf'), aptConf());
+    if (ins.kind === 'INSTALL' || ins.kind === 'UPGRADE') {
+      // The mirror state this step's key was made from: its apt-get update is skipped when the
+      // kept lists already hold it (see stepCommand).
+      const state = await this.ctx.keys.releasesOf(src);
+      if (state)
+        await fsp.writeFile(
+          path.join(stage, 'apt-index'),
+          [state.digest, ...state.releases].join('\n') + '\n',
+        );
+    }
     const sourcesKey = src.digest.slice(7, 23);
     const lists = path.join(this.listsRoot, sourcesKey);
     const aptCache = path.join(this.aptCacheRoot, sourcesKey);

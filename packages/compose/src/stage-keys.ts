@@ -164,6 +164,22 @@ export class StageKeys {
   }
 
   /**
+   * The Release files' sha256s of the mirror state `sources` resolve to in this run, or undefined
+   * when a suite has none or the mirror cannot be reached (then a step just updates its lists).
+   */
+  async releasesOf(
+    sources: AptSources,
+  ): Promise<{ digest: Digest; releases: string[] } | undefined> {
+    try {
+      const s = await this.indexStateOf(sources);
+      return s.releases ? { digest: s.digest, releases: s.releases } : undefined;
+    } catch (e) {
+      if (e instanceof StrataError) return undefined;
+      throw e;
+    }
+  }
+
+  /**
    * The date of the mirror state that the apt sources of `scope` resolve to: the newest `Date:`
    * of their Release files (as debuerreotype dates snapshots), or undefined when they have none.
    */

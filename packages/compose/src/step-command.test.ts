@@ -1,4 +1,8 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Instruction, parseStratafile } from './stratafile';
 import { stepCommand } from './step-command';
 
@@ -23,7 +27,7 @@ test('INSTALL pins versions, points local .debs into the context, quotes names, 
   expect(cmd.slice(0, 2)).toEqual(['/bin/sh', '-c']);
   const script = cmd[2] as string;
   expect(script).toMatch(
-    /^mkdir -p \/run\/strata\/lists\/partial .* && apt-get update -q && apt-get install -y -q --no-install-recommends /,
+    /\nmkdir -p \/run\/strata\/lists\/partial .* && strata_update && apt-get install -y -q --no-install-recommends /,
   );
   const args = script.slice(
     script.indexOf('--no-install-recommends ') + '--no-install-recommends '.length,
@@ -43,9 +47,60 @@ test('UPGRADE with and without packages', () => {
   ).toBe(true);
   expect(
     (stepCommand(all as Instruction)[2] as string).endsWith(
-      'apt-get update -q && apt-get upgrade -y -q',
+      'strata_update && apt-get upgrade -y -q',
     ),
   ).toBe(true);
+});
+
+test('apt-get update runs unless the kept lists hold the staged mirror state under the same apt configuration', () => {
+  const [ins] = steps('INSTALL curl\n');
+  const script = stepCommand(ins as Instruction)[2] as string;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-update-'));
+  try {
+    // The step's /run/strata, and apt-get and apt-config stubs that log what ran.
+    const run = path.join(dir, 'run');
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(path.join(run, 'lists'), { recursive: true });
+    fs.mkdirSync(bin);
+    const log = path.join(dir, 'log');
+    const release = 'Date: Sat, 10 May 2025 08:47:33 UTC\n';
+    fs.writeFileSync(path.join(dir, 'release'), release);
+    fs.writeFileSync(path.join(dir, 'config'), 'APT::Architecture "amd64";\n');
+    fs.writeFileSync(
+      path.join(bin, 'apt-get'),
+      `#!/bin/sh\necho "apt-get $1" >> ${log}\n` +
+        `[ "$1" = update ] && cp ${dir}/release ${run}/lists/deb.example_dists_x_InRelease\nexit 0\n`,
+    );
+    fs.writeFileSync(path.join(bin, 'apt-config'), `#!/bin/sh\ncat ${dir}/config\n`);
+    fs.chmodSync(path.join(bin, 'apt-get'), 0o755);
+    fs.chmodSync(path.join(bin, 'apt-config'), 0o755);
+    const hex = (t: string): string => createHash('sha256').update(t).digest('hex');
+    const stage = (releases: string[]): void =>
+      fs.writeFileSync(path.join(run, 'apt-index'), ['sha256:feed', ...releases].join('\n') + '\n');
+    const step = (): string[] => {
+      fs.writeFileSync(log, '');
+      execFileSync('/bin/sh', ['-c', script.split('/run/strata').join(run)], {
+        env: { PATH: `${bin}:/usr/bin:/bin` },
+      });
+      return fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    };
+
+    stage([hex(release)]);
+    expect(step()).toEqual(['apt-get update', 'apt-get install']);
+    expect(step()).toEqual(['apt-get install']); // same mirror state: no update
+    fs.writeFileSync(path.join(dir, 'config'), 'APT::Architectures { "amd64"; "arm64"; };\n');
+    expect(step()).toEqual(['apt-get update', 'apt-get install']); // apt wants other indices
+    expect(step()).toEqual(['apt-get install']);
+    stage([hex('Date: Sun, 11 May 2025 00:00:00 UTC\n')]); // the mirror moved
+    expect(step()).toEqual(['apt-get update', 'apt-get install']);
+    // An update that does not reach the staged state leaves no marker behind.
+    expect(fs.existsSync(path.join(run, 'lists', '.strata-index'))).toBe(false);
+    expect(step()).toEqual(['apt-get update', 'apt-get install']);
+    fs.rmSync(path.join(run, 'apt-index')); // nothing staged (a pinned INSTALL): always update
+    expect(step()).toEqual(['apt-get update', 'apt-get install']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('REMOVE purges with autoremove and lists the files the packages owned that survive', () => {

@@ -6,6 +6,43 @@ function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * `apt-get update`, unless the kept lists already hold the mirror state that this build's cache
+ * key was made from: the engine fetched the suites' Release files for that key, and apt would
+ * only fetch them again and rebuild its cache from the same indices. The engine stages that
+ * state in /run/strata/apt-index (the index digest, then each Release file's sha256, one a
+ * line). After an update that leaves exactly those Release files in the lists, a marker beside
+ * them records the state with a hash of apt's configuration in this root (architectures, index
+ * targets), so a root that wants other indices updates again. A mirror that moved, a marker that
+ * does not match, or lists that lost a Release file all mean an update, as before.
+ */
+const APT_UPDATE = String.raw`strata_lists_hold() {
+  have=" $(sha256sum /run/strata/lists/*Release 2>/dev/null | cut -d' ' -f1 | tr '
+' ' ')"
+  for h in $(tail -n +2 /run/strata/apt-index); do
+    case "$have" in *" $h "*) ;; *) return 1 ;; esac
+  done
+}
+strata_update() {
+  want=""
+  if [ -s /run/strata/apt-index ]; then
+    want="$(tr '
+' ' ' < /run/strata/apt-index)$(apt-config dump | sha256sum | cut -d' ' -f1)"
+  fi
+  if [ -n "$want" ] && [ "$(cat /run/strata/lists/.strata-index 2>/dev/null)" = "$want" ] && strata_lists_hold; then
+    echo "strata: the apt lists already hold this build's mirror state; no apt-get update"
+    return 0
+  fi
+  rm -f /run/strata/lists/.strata-index
+  apt-get update -q || return
+  if [ -n "$want" ] && strata_lists_hold; then
+    t=$(mktemp /run/strata/lists/.strata-index.XXXXXX) &&
+      printf '%s
+' "$want" > "$t" && mv "$t" /run/strata/lists/.strata-index
+  fi
+  return 0
+}`;
+
 /** The command a layer step runs in its chroot: a pure function of the instruction. */
 export function stepCommand(ins: Instruction): string[] {
   const aptPrep = 'mkdir -p /run/strata/lists/partial /run/strata/archives/partial';
@@ -19,14 +56,14 @@ export function stepCommand(ins: Instruction): string[] {
       return [
         '/bin/sh',
         '-c',
-        `${aptPrep} && apt-get update -q && apt-get install -y -q ${rec} ${pkgs.map(shellQuote).join(' ')}`,
+        `${APT_UPDATE}\n${aptPrep} && strata_update && apt-get install -y -q ${rec} ${pkgs.map(shellQuote).join(' ')}`,
       ];
     }
     case 'UPGRADE': {
       const upgrade = ins.packages.length
         ? `apt-get install -y -q --only-upgrade ${ins.packages.map(shellQuote).join(' ')}`
         : 'apt-get upgrade -y -q';
-      return ['/bin/sh', '-c', `${aptPrep} && apt-get update -q && ${upgrade}`];
+      return ['/bin/sh', '-c', `${APT_UPDATE}\n${aptPrep} && strata_update && ${upgrade}`];
     }
     case 'REMOVE': {
       const pkgs = ins.packages.map(shellQuote).join(' ');

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readXattrs, readTreeXattrs, removeXattr, Xattrs } from '@strata/tools';
+import { readXattrs, readTreeXattrs, removeXattr, XattrMap, Xattrs } from '@strata/tools';
 import { DEFAULT_EXCLUSIONS, globToRegExp } from '@strata/template';
 import type { ExclusionRule } from '@strata/template';
 
@@ -91,6 +91,11 @@ export interface CleanResult {
   pruned: number;
   /** Paths each rule dropped or emptied, by pattern. */
   byPattern: Record<string, number>;
+  /**
+   * The xattrs of what is left in the upper directory (entries of removed paths may remain), so
+   * that packing it need not read the tree's xattrs a second time.
+   */
+  xattrs: XattrMap;
 }
 
 /**
@@ -252,5 +257,5 @@ export async function cleanUpper(
     fs.rmdirSync(p);
     pruned++;
   }
-  return { excluded, pruned, byPattern };
+  return { excluded, pruned, byPattern, xattrs: upperX };
 }

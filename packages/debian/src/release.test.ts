@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { createHash } from 'node:crypto';
 import { indexState, releaseDate } from './release';
 import { makeSources } from './sources';
 
@@ -30,9 +31,19 @@ test('indexState dates a mirror state by the newest Release file of its suites',
     const s = await indexState(both);
     expect(s.date).toBe(Date.UTC(2025, 4, 11, 9, 0, 0) / 1000);
     expect(s.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const hex = (t: string): string => createHash('sha256').update(t).digest('hex');
+    expect(s.releases).toEqual([
+      hex('Date: Sat, 10 May 2025 08:47:33 UTC\n'),
+      hex('Date: Sun, 11 May 2025 09:00:00 +0000\n'),
+    ]);
 
-    // A flat repository has no date; a changed Release file is a new state.
-    expect((await indexState(makeSources(`deb ${uri} flat/\n`, 'flat'))).date).toBeUndefined();
+    // A flat repository has no date and no Release file; a changed Release file is a new state.
+    const flat = await indexState(makeSources(`deb ${uri} flat/\n`, 'flat'));
+    expect(flat.date).toBeUndefined();
+    expect(flat.releases).toBeUndefined();
+    expect(
+      (await indexState(makeSources(`deb ${uri} one main\ndeb ${uri} flat/\n`, 'mixed'))).releases,
+    ).toBeUndefined();
     write('dists/one/Release', 'Date: Mon, 12 May 2025 00:00:00 UTC\n');
     const moved = await indexState(both);
     expect(moved.date).toBe(Date.UTC(2025, 4, 12) / 1000);

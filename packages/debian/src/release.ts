@@ -15,6 +15,12 @@ export interface IndexState {
    * state. Undefined when no file has one (a flat repository's Packages file has none).
    */
   date?: number;
+  /**
+   * The sha256 (hex) of each suite's InRelease or Release file, when every suite has one (a flat
+   * repository's Packages file is not a Release file). apt keeps these files in its lists only
+   * with the indices they sign, so lists holding all of them are at this state.
+   */
+  releases?: string[];
 }
 
 /** The `Date:` field of a Release or InRelease file, in seconds since the epoch. */
@@ -39,6 +45,8 @@ export async function indexState(sources: AptSources): Promise<IndexState> {
           return {
             line: `${e.uri} ${e.suite} ${name} ${createHash('sha256').update(data).digest('hex')}`,
             date: name === 'Packages' ? undefined : releaseDate(data.toString('utf8')),
+            release:
+              name === 'Packages' ? undefined : createHash('sha256').update(data).digest('hex'),
           };
         }
       }
@@ -49,8 +57,10 @@ export async function indexState(sources: AptSources): Promise<IndexState> {
     }),
   );
   const dates = parts.map((p) => p.date).filter((d): d is number => d !== undefined);
+  const releases = parts.map((p) => p.release).filter((r): r is string => r !== undefined);
   return {
     digest: sha256(parts.map((p) => p.line).join('\n')),
     ...(dates.length > 0 ? { date: Math.max(...dates) } : {}),
+    ...(releases.length === parts.length && releases.length > 0 ? { releases } : {}),
   };
 }
