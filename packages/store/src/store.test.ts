@@ -68,6 +68,19 @@ test('ingests by digest, idempotently', async () => {
   expect(await ingestFiles()).toEqual([]);
 });
 
+test('putting bytes the store holds writes nothing and refreshes the blob mtime (for gc)', async () => {
+  const data = Buffer.from('held already');
+  const { digest } = await store.putBytes(data);
+  const old = new Date(Date.now() - 3600_000);
+  await fsp.utimes(store.blobPath(digest), old, old);
+  const before = await fsp.stat(store.blobPath(digest));
+  expect(await store.putBytes(data)).toEqual({ digest, size: data.length });
+  const after = await fsp.stat(store.blobPath(digest));
+  expect(after.ino).toBe(before.ino);
+  expect(after.mtimeMs).toBeGreaterThan(old.getTime() + 1000);
+  expect(await ingestFiles()).toEqual([]);
+});
+
 test('a digest or size mismatch stores nothing', async () => {
   const data = Buffer.from('payload');
   const wrong = sha256('other');
