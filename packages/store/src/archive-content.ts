@@ -21,7 +21,6 @@ import {
   sha256,
   validateIndex,
 } from '@strata/oci';
-import { decompressStream } from '@strata/tools';
 
 /** Where each file of a tar is: the offset of its data and its size. */
 type TarIndex = Map<string, { offset: number; size: number }>;
@@ -150,6 +149,7 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
     openBlob,
     openDecompressed: async (d, c) => {
       // The blob stream is verified; its end (and so the tar's) waits for that check.
+      const { decompressStream } = await import('@strata/tools');
       const blob = await openBlob(d);
       const filter = decompressStream(c);
       const out = new PassThrough({ highWaterMark: 1 << 20 });
