@@ -7,7 +7,7 @@
  *
  * Environment: STRATA_BENCH_REPS (default 25), STRATA_BENCH_COMPRESSION (default gzip, as in the
  * peer figures), STRATA_BENCH_DIR (default /var/tmp/strata-bench-registry; the template is made
- * once from /var/tmp/strata-fixtures/minbase.tar or /var/tmp/strata-bench/rootfs and reused).
+ * once from /var/tmp/strata-bench/rootfs, or else the minbase tarball of bench/fixture.js, and reused).
  * Both tools are timed as whole processes, strata through the package's bin (bin/strata.js) in
  * the environment this runs in. Prints a Markdown table
  * and one JSON line; exits 1 if strata takes more than 1.0x skopeo's time (median) for push or
@@ -19,6 +19,7 @@ const net = require('node:net');
 const http = require('node:http');
 const path = require('node:path');
 const { spawn, execFileSync } = require('node:child_process');
+const { minbaseTar } = require('./fixture');
 
 // On a 2-core machine one push varies by ±10% from run to run (most of it in docker-registry), a
 // median of 7 moved by as much as 0.05 s between runs, and with 15 pairs the push ratio still
@@ -29,7 +30,6 @@ const DIR = process.env.STRATA_BENCH_DIR || '/var/tmp/strata-bench-registry';
 // What a user runs: the package's bin.
 const STRATA = path.join(__dirname, '..', 'packages', 'cli', 'bin', 'strata.js');
 const ROOTFS = '/var/tmp/strata-bench/rootfs';
-const FIXTURE = '/var/tmp/strata-fixtures/minbase.tar';
 const TAG = `minbase-${COMPRESSION}`;
 
 function median(xs) {
@@ -105,7 +105,7 @@ async function main() {
   const store = path.join(DIR, 'store');
   const ls = fs.existsSync(store) ? run(STRATA, ['--store', store, 'ls']) : '';
   if (!ls.includes(`${TAG}:latest`)) {
-    const src = fs.existsSync(ROOTFS) ? ROOTFS : FIXTURE;
+    const src = fs.existsSync(ROOTFS) ? ROOTFS : minbaseTar();
     process.stderr.write(`making template ${TAG} from ${src}\n`);
     run(STRATA, [
       '--store',
