@@ -251,6 +251,18 @@ test('tag returns what the tag named before, so a move can be reported', async (
   expect((await store.resolve('app:1')).digest).toBe(b.digest);
 });
 
+test('tagging what a tag names already leaves index.json as it is', async () => {
+  const a = await imageFor('layer-a');
+  const b = await imageFor('layer-b');
+  await store.tag('app:1', a);
+  await store.tag('app:2', b);
+  const indexPath = path.join(dir, 'store', 'index.json');
+  const before = await fsp.stat(indexPath);
+  expect((await store.tag('app:1', a))?.digest).toBe(a.digest);
+  expect((await fsp.stat(indexPath)).ino).toBe(before.ino);
+  expect((await store.list()).map((t) => t.ref)).toEqual(['app:1', 'app:2'].map(normalizeTag));
+});
+
 test('tags, lists, resolves, untags and collects garbage', async () => {
   const m = await imageFor('layer-1');
   await store.tag('base', m);
