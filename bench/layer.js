@@ -6,7 +6,7 @@
  *   npm run build && node bench/layer.js [rootfs-dir]
  *
  * Environment: STRATA_BENCH_ROOTFS (default /var/tmp/strata-bench/rootfs, extracted from
- * /var/tmp/strata-fixtures/minbase.tar if missing), STRATA_BENCH_REPS (default 5),
+ * the minbase tarball if missing: see bench/fixture.js), STRATA_BENCH_REPS (default 5),
  * STRATA_BENCH_UNPACK_REPS (default 15: the gated unpack pair, after one untimed warm-up pair),
  * STRATA_BENCH_UNPACK_BASE (where unpack targets go; default /dev/shm: this VM's ext4 mount uses
  * online discard, which makes write timings after deletes vary 1-9 s run to run).
@@ -25,6 +25,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const { execSync, execFileSync } = require('node:child_process');
+const { minbaseTar } = require('./fixture');
 const { pipeline } = require('node:stream/promises');
 const { packTree, createLayer, unpackLayer, unpackLayers } = require('../packages/layer/dist');
 const { Store } = require('../packages/store/dist');
@@ -32,7 +33,6 @@ const { Store } = require('../packages/store/dist');
 const REPS = Number(process.env.STRATA_BENCH_REPS || 5);
 const UNPACK_REPS = Number(process.env.STRATA_BENCH_UNPACK_REPS || 15);
 const ROOTFS = process.argv[2] || process.env.STRATA_BENCH_ROOTFS || '/var/tmp/strata-bench/rootfs';
-const FIXTURE = '/var/tmp/strata-fixtures/minbase.tar';
 const EPOCH = 1700000000;
 
 function sh(cmd, opts = {}) {
@@ -101,7 +101,7 @@ async function main() {
   if (process.argv[2] === '--pack-rss') return packRssChild(process.argv[3]);
   if (!fs.existsSync(ROOTFS)) {
     fs.mkdirSync(ROOTFS, { recursive: true });
-    sh(`tar -xpf ${FIXTURE} --xattrs --xattrs-include='*' --numeric-owner -C ${ROOTFS}`);
+    sh(`tar -xpf ${minbaseTar()} --xattrs --xattrs-include='*' --numeric-owner -C ${ROOTFS}`);
   }
   const work = fs.mkdtempSync('/var/tmp/strata-bench-');
   const ubase =

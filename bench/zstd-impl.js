@@ -16,11 +16,11 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync, execSync, spawnSync } = require('node:child_process');
+const { minbaseTar } = require('./fixture');
 
 const REPS = Number(process.env.STRATA_BENCH_REPS || 3);
 const DIR = process.env.STRATA_BENCH_DIR || '/var/tmp/strata-bench/zstd-impl';
 const ROOTFS = '/var/tmp/strata-bench/rootfs';
-const FIXTURE = '/var/tmp/strata-fixtures/minbase.tar';
 const INPUT = path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : DIR, 'strata-zstd-impl.tar');
 const TOOLS = path.join(__dirname, '..', 'packages', 'tools', 'dist');
 
@@ -112,7 +112,7 @@ function main() {
   ensureCandidates();
   if (!fs.existsSync(INPUT)) {
     if (fs.existsSync(ROOTFS)) execSync(`tar -cf ${INPUT} -C ${ROOTFS} .`);
-    else fs.copyFileSync(FIXTURE, INPUT);
+    else fs.copyFileSync(minbaseTar(), INPUT);
   }
   const inBytes = fs.statSync(INPUT).size;
   const rows = [];

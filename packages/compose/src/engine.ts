@@ -80,6 +80,11 @@ export class Builder implements BuildContext {
       ? sf.stages.findIndex((s) => s.name === this.opts.target)
       : sf.stages.length - 1;
     if (targetIndex < 0) throw new InvalidArgumentError(`no stage named ${this.opts.target}`);
+    // Without SOURCES, every step and the image's date use the default sources' mirror state:
+    // the mirror is asked now, while the lock, the lease and the bases are read.
+    const dated = this.opts.sourceDateEpoch === undefined && this.opts.timestamp !== 'now';
+    if (dated && sf.stages.every((s) => s.steps.every((i) => i.kind !== 'SOURCES')))
+      this.keys.prefetchDefault();
     // The lease lasts until the result is tagged: until then only build-cache entries hold its
     // layers, and a gc may expire entries that no tag uses.
     const { image, ref } = await this.store.withLease(async () => {

@@ -48,6 +48,9 @@ export async function readLockFile(file: string): Promise<LockFile | undefined> 
   return doc;
 }
 
+/** Write the lock, unless it says exactly this already: a cached rebuild leaves the file alone. */
 export async function writeLockFile(file: string, doc: LockFile): Promise<void> {
-  await writeFileAtomic(file, `${JSON.stringify(doc, null, 2)}\n`);
+  const text = `${JSON.stringify(doc, null, 2)}\n`;
+  const current = await fsp.readFile(file, 'utf8').catch(() => undefined);
+  if (current !== text) await writeFileAtomic(file, text);
 }

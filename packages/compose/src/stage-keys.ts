@@ -105,7 +105,7 @@ export interface StageKeysOptions {
  */
 export class StageKeys {
   private readonly context: string;
-  private defaultSources?: AptSources;
+  private defaultSources?: Promise<AptSources>;
   private readonly indexStates = new Map<Digest, Promise<IndexState>>();
 
   constructor(private readonly opts: StageKeysOptions) {
@@ -147,11 +147,25 @@ export class StageKeys {
 
   /** The apt sources a step in `scope` uses: the last SOURCES, else the build's default. */
   async sourcesFor(scope: StepScope): Promise<AptSources> {
-    if (scope.sources) return scope.sources;
-    this.defaultSources ??= this.opts.aptSources
-      ? makeSources(await fsp.readFile(this.opts.aptSources, 'utf8'), this.opts.aptSources)
-      : await hostSources();
+    return scope.sources ?? this.defaultSourcesOf();
+  }
+
+  private defaultSourcesOf(): Promise<AptSources> {
+    const file = this.opts.aptSources;
+    this.defaultSources ??= file
+      ? fsp.readFile(file, 'utf8').then((text) => makeSources(text, file))
+      : hostSources();
     return this.defaultSources;
+  }
+
+  /**
+   * Start reading the index state of the default apt sources, for a build that is sure to need
+   * it; a failure surfaces where the state is awaited, as it would without this.
+   */
+  prefetchDefault(): void {
+    this.defaultSourcesOf()
+      .then((s) => this.indexStateOf(s))
+      .catch(() => undefined);
   }
 
   private indexStateOf(sources: AptSources): Promise<IndexState> {

@@ -4,13 +4,19 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as Https from 'node:https';
 import * as path from 'node:path';
 import { InvalidArgumentError, StrataError } from '@strata/oci';
 
+/** node:https (and node:tls under it), loaded for the first https source only. */
+function loadHttps(): typeof Https {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('node:https') as typeof Https;
+}
+
 function fetchUrl(url: string, timeoutMs = 15000, redirects = 5): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
-    const mod = url.startsWith('https:') ? https : http;
+    const mod = url.startsWith('https:') ? loadHttps() : http;
     const req = mod.get(url, { timeout: timeoutMs }, (res) => {
       const code = res.statusCode ?? 0;
       if (code >= 300 && code < 400 && res.headers.location && redirects > 0) {

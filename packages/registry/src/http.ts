@@ -1,9 +1,17 @@
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as Https from 'node:https';
 import { Readable } from 'node:stream';
-import { rootCertificates } from 'node:tls';
 import { RegistryError } from './errors';
+
+// node:https (and node:tls under it) loads with the first TLS exchange: a registry on loopback
+// speaks plain http, and a command that reaches none needs neither.
+let https: typeof Https | undefined;
+function loadHttps(): typeof Https {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  https ??= require('node:https') as typeof Https;
+  return https;
+}
 
 /** How to reach one registry over HTTP. */
 export interface HttpOptions {
@@ -82,7 +90,7 @@ function extraCaCerts(): string | undefined {
 export class HttpConnection {
   private readonly registry: string;
   private readonly opts: HttpOptions;
-  private tlsAgent?: https.Agent;
+  private tlsAgent?: Https.Agent;
   private readonly httpAgent: http.Agent;
 
   constructor(opts: HttpOptions) {
@@ -92,11 +100,13 @@ export class HttpConnection {
   }
 
   /** Made on first use, so that only a command that speaks TLS reads CA files. */
-  private get httpsAgent(): https.Agent {
+  private get httpsAgent(): Https.Agent {
     if (!this.tlsAgent) {
       const own = this.opts.caCert?.toString();
       const extra = own ? [extraCaCerts(), own].filter((x): x is string => Boolean(x)) : [];
-      this.tlsAgent = new https.Agent({
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { rootCertificates } = require('node:tls') as typeof import('node:tls');
+      this.tlsAgent = new (loadHttps().Agent)({
         keepAlive: true,
         maxSockets: this.opts.maxSockets ?? 8,
         ...(extra.length ? { ca: [...rootCertificates, ...extra] } : {}),
@@ -149,7 +159,7 @@ export class HttpConnection {
       h['content-length'] = 0;
     }
     return new Promise<Response>((resolve, reject) => {
-      const req = (isHttps ? https : http).request(url, {
+      const req = (isHttps ? loadHttps() : http).request(url, {
         method,
         headers: h,
         agent: isHttps ? this.httpsAgent : this.httpAgent,

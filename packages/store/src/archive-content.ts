@@ -22,7 +22,6 @@ import {
   sha256,
   validateIndex,
 } from '@strata/oci';
-import { decompressStream } from '@strata/tools';
 
 /** Where each file of a tar is: the offset of its data and its size. */
 type TarIndex = Map<string, { offset: number; size: number }>;
@@ -183,7 +182,14 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
  * errors when the blob does (a digest mismatch at its EOF), so no tar ends before its blob checked
  * out.
  */
-export function decompressBlob(blob: Readable, c: Compression): Readable {
+export async function decompressBlob(blob: Readable, c: Compression): Promise<Readable> {
+  // The tools load with the first layer read as a tar: pushes, pulls and tags never need them.
+  // An error of the blob while they load is kept, not thrown at the process, and rethrown here.
+  const early = (): void => undefined;
+  blob.on('error', early);
+  const { decompressStream } = await import('@strata/tools');
+  blob.off('error', early);
+  if (blob.errored) throw blob.errored;
   const filter = decompressStream(c);
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const fail = (e: unknown) => {

@@ -1,7 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import { Compression, ContentSource, Descriptor, Digest, drain } from '@strata/oci';
-import { decompressFile } from '@strata/tools';
 import type { BlobReader } from './blob-reader';
 import type { BlobStore } from './blobs';
 
@@ -42,6 +41,8 @@ async function openDecompressed(
   const { path: file } = await store.blobFile(d.digest, d.size);
   const blobOk = store.openBlob(d.digest, d.size).then(drain);
   blobOk.catch(() => undefined);
+  // The tools load with the first layer read as a tar: pushes, pulls and tags never need them.
+  const { decompressFile } = await import('@strata/tools');
   const tool = decompressFile(file, compression);
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const fail = (e: unknown): void => {

@@ -2,7 +2,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Digest, DigestMismatchError, Hasher, SizeMismatchError } from '@strata/oci';
-import { exists, fsyncDir } from './atomic';
+import { fsyncDir } from './atomic';
 
 /** Bytes gathered before one `writev`. */
 const BATCH = 1 << 20;
@@ -99,13 +99,26 @@ export async function copyToFile(
  * by a live lease.
  */
 export async function placeBlob(tmp: string, final: string): Promise<void> {
-  if (await exists(final)) {
+  if (await touchBlob(final)) {
     await fsp.rm(tmp, { force: true });
-    const now = new Date();
-    await fsp.utimes(final, now, now);
   } else {
     await fsp.rename(tmp, final);
     await fsyncDir(path.dirname(final));
+  }
+}
+
+/**
+ * Refresh the mtime of blob `final` if the store holds it, so that a concurrent gc sees it as in
+ * use by a live lease; false when there is no such blob.
+ */
+export async function touchBlob(final: string): Promise<boolean> {
+  const now = new Date();
+  try {
+    await fsp.utimes(final, now, now);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
   }
 }
 

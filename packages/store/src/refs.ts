@@ -80,6 +80,11 @@ export class RefStore extends BlobStore {
       annotations: { ...(desc.annotations ?? {}), [Annotations.refName]: name },
     };
     if (desc.platform) entry.platform = desc.platform;
+    // A tag that names this very entry already is left as it is: no lock, no write.
+    const same = (await this.readIndex()).manifests.find(
+      (d) => d.annotations?.[Annotations.refName] === name,
+    );
+    if (same && encodeJson(same).equals(encodeJson(entry))) return same;
     return this.updateIndex((index) => {
       const before = index.manifests.find((d) => d.annotations?.[Annotations.refName] === name);
       index.manifests = index.manifests.filter(

@@ -61,6 +61,19 @@ test('ingests by digest, idempotently', async () => {
   expect(await ingestFiles()).toEqual([]);
 });
 
+test('putting bytes the store holds writes nothing and refreshes the blob mtime (for gc)', async () => {
+  const data = Buffer.from('held already');
+  const { digest } = await store.putBytes(data);
+  const old = new Date(Date.now() - 3600_000);
+  await fsp.utimes(store.blobPath(digest), old, old);
+  const before = await fsp.stat(store.blobPath(digest));
+  expect(await store.putBytes(data)).toEqual({ digest, size: data.length });
+  const after = await fsp.stat(store.blobPath(digest));
+  expect(after.ino).toBe(before.ino);
+  expect(after.mtimeMs).toBeGreaterThan(old.getTime() + 1000);
+  expect(await ingestFiles()).toEqual([]);
+});
+
 test('a digest or size mismatch stores nothing', async () => {
   const data = Buffer.from('payload');
   const wrong = sha256('other');
@@ -232,6 +245,18 @@ test('tag returns what the tag named before, so a move can be reported', async (
   expect((await store.tag('app:1', a))?.digest).toBe(a.digest);
   expect((await store.tag('app:1', b))?.digest).toBe(a.digest);
   expect((await store.resolve('app:1')).digest).toBe(b.digest);
+});
+
+test('tagging what a tag names already leaves index.json as it is', async () => {
+  const a = await imageFor('layer-a');
+  const b = await imageFor('layer-b');
+  await store.tag('app:1', a);
+  await store.tag('app:2', b);
+  const indexPath = path.join(dir, 'store', 'index.json');
+  const before = await fsp.stat(indexPath);
+  expect((await store.tag('app:1', a))?.digest).toBe(a.digest);
+  expect((await fsp.stat(indexPath)).ino).toBe(before.ino);
+  expect((await store.list()).map((t) => t.ref)).toEqual(['app:1', 'app:2'].map(normalizeTag));
 });
 
 test('tags, lists, resolves, untags and collects garbage', async () => {

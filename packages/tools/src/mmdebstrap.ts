@@ -1,6 +1,5 @@
-import execa from 'execa';
 import { StrataError, ToolFailedError } from '@strata/oci';
-import { lastLine } from './spawn';
+import { execa, lastLine } from './spawn';
 
 export interface MmdebstrapOptions {
   suite: string;
@@ -38,7 +37,7 @@ export async function mmdebstrap(o: MmdebstrapOptions): Promise<void> {
   args.push(o.suite, o.target, o.sources);
   const env: Record<string, string> = { ...process.env } as Record<string, string>;
   if (o.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(o.sourceDateEpoch);
-  const child = execa('mmdebstrap', args, {
+  const child = execa()('mmdebstrap', args, {
     env,
     all: true,
     buffer: false,

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
-import execa from 'execa';
 import { InvalidArgumentError, StrataError, ToolFailedError } from '@strata/oci';
+import { execa } from './spawn';
 
 /**
  * Run a command in a chroot on an overlay mount, inside a private mount namespace and PID
@@ -205,7 +205,7 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
     env[`SB_BIND_${i}_SRC`] = b.source;
     env[`SB_BIND_${i}_DST`] = b.target.replace(/^\/+/, '');
   }
-  const child = execa(
+  const child = execa()(
     'unshare',
     [
       '--mount',

@@ -1,6 +1,14 @@
-import execa from 'execa';
+import type Execa from 'execa';
 import { Readable, Writable } from 'node:stream';
 import { ToolFailedError } from '@strata/oci';
+
+let loaded: typeof Execa | undefined;
+/** execa, loaded when the first tool runs: many commands run none (a cached rebuild, ls, push). */
+export function execa(): typeof Execa {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  loaded ??= require('execa') as typeof Execa;
+  return loaded;
+}
 
 /**
  * A spawned filter process: write to `stdin`, read from `stdout`. `done` settles when the
@@ -33,7 +41,7 @@ export function spawnFilter(
   args: readonly string[],
   opts: { cwd?: string } = {},
 ): ToolProcess {
-  const child = execa(file, args, {
+  const child = execa()(file, args, {
     buffer: false,
     stdin: 'pipe',
     stdout: 'pipe',
@@ -56,7 +64,7 @@ export function spawnFilter(
   };
   const done = child.then(
     () => undefined,
-    (err: execa.ExecaError) => {
+    (err: Execa.ExecaError) => {
       const line = lastLine(stderr);
       let msg: string;
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') msg = `${file} not found on PATH`;
@@ -90,7 +98,7 @@ export async function runTool(
   opts: { cwd?: string; input?: string | Buffer; env?: Record<string, string> } = {},
 ): Promise<string> {
   try {
-    const r = await execa(file, args, {
+    const r = await execa()(file, args, {
       cwd: opts.cwd,
       env: opts.env,
       input: opts.input,
@@ -110,14 +118,14 @@ export function runToolSync(
   opts: { cwd?: string } = {},
 ): void {
   try {
-    execa.sync(file, args, { cwd: opts.cwd, stdin: 'ignore' });
+    execa().sync(file, args, { cwd: opts.cwd, stdin: 'ignore' });
   } catch (e) {
     throw toolError(file, e);
   }
 }
 
 function toolError(file: string, e: unknown): ToolFailedError {
-  const err = e as execa.ExecaError & NodeJS.ErrnoException;
+  const err = e as Execa.ExecaError & NodeJS.ErrnoException;
   if (err.code === 'ENOENT' && err.exitCode === undefined) {
     return new ToolFailedError(file, `${file} not found on PATH`, { cause: e });
   }

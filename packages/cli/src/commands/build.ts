@@ -104,11 +104,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         }),
     run<BuildArgs>(async (ctx, a) => {
       const { build, BuildStepError, RegistryCache } = await import('@strata/compose');
-      const { RegistryClient } = await import('@strata/registry');
-      const { parseReference } = await import('@strata/oci');
       const { registryResolver, transportOptions } = await import('./registry');
       const store = await ctx.store();
+      // The registry client loads only for a build that names a cache registry.
       const remote = async (spec: string, actions: Array<'pull' | 'push'>) => {
+        const { parseReference } = await import('@strata/oci');
+        const { RegistryClient } = await import('@strata/registry');
         const ref = parseReference(spec);
         if (!ref.registry)
           throw new InvalidArgumentError(`${spec}: name a registry, e.g. localhost:5000/cache`);
