@@ -105,8 +105,24 @@ describe('RegistryClient against a scripted server', () => {
   });
   afterEach(() => fsp.rm(dir, { recursive: true, force: true }));
 
-  const client = (host: string): RegistryClient =>
-    new RegistryClient({ registry: host, repository: 'x', retries: 3, retryBaseMs: 5 });
+  // What a test opened, closed after it whether it passed or not.
+  const opened: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const close of opened.splice(0).reverse()) await close();
+  });
+  const client = (srv: { host: string; close(): Promise<unknown> }): RegistryClient => {
+    const c = new RegistryClient({
+      registry: srv.host,
+      repository: 'x',
+      retries: 3,
+      retryBaseMs: 5,
+    });
+    opened.push(
+      () => srv.close(),
+      () => c.close(),
+    );
+    return c;
+  };
 
   it('retries 5xx, 429 and connection resets, then succeeds', async () => {
     const srv = await fakeRegistry((req, res, n) => {
@@ -115,14 +131,9 @@ describe('RegistryClient against a scripted server', () => {
       else if (n === 2) req.socket.destroy();
       else res.writeHead(200, { 'content-length': blob.length }).end(blob);
     });
-    const c = client(srv.host);
-    try {
-      expect(await pullInto(store, c, desc)).toBe('downloaded');
-      expect(await store.readBlob(desc.digest)).toEqual(blob);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    const c = client(srv);
+    expect(await pullInto(store, c, desc)).toBe('downloaded');
+    expect(await store.readBlob(desc.digest)).toEqual(blob);
   });
 
   it('refuses a lying registry and stores nothing', async () => {
@@ -131,15 +142,10 @@ describe('RegistryClient against a scripted server', () => {
     const srv = await fakeRegistry((_req, res) =>
       res.writeHead(200, { 'content-length': bad.length }).end(bad),
     );
-    const c = client(srv.host);
-    try {
-      await expect(pullInto(store, c, desc)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
-      expect(await store.hasBlob(desc.digest)).toBe(false);
-      expect(await fsp.readdir(path.join(dir, '.strata', 'ingest'))).toEqual([]);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    const c = client(srv);
+    await expect(pullInto(store, c, desc)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    expect(await store.hasBlob(desc.digest)).toBe(false);
+    expect(await fsp.readdir(path.join(dir, '.strata', 'ingest'))).toEqual([]);
   });
 
   it('refuses a blob longer than its descriptor', async () => {
@@ -148,14 +154,9 @@ describe('RegistryClient against a scripted server', () => {
       res.writeHead(200);
       res.end(long);
     });
-    const c = client(srv.host);
-    try {
-      await expect(pullInto(store, c, desc)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
-      expect(await store.hasBlob(desc.digest)).toBe(false);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    const c = client(srv);
+    await expect(pullInto(store, c, desc)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+    expect(await store.hasBlob(desc.digest)).toBe(false);
   });
 
   it('resumes a truncated transfer with a Range request', async () => {
@@ -174,15 +175,10 @@ describe('RegistryClient against a scripted server', () => {
         res.end(blob.subarray(start));
       } else res.writeHead(200, { 'content-length': blob.length }).end(blob);
     });
-    const c = client(srv.host);
-    try {
-      expect(await pullInto(store, c, desc)).toBe('downloaded');
-      expect(srv.seen.some((s) => /bytes=100000-$/.test(s))).toBe(true);
-      expect(await store.readBlob(desc.digest)).toEqual(blob);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    const c = client(srv);
+    expect(await pullInto(store, c, desc)).toBe('downloaded');
+    expect(srv.seen.some((s) => /bytes=100000-$/.test(s))).toBe(true);
+    expect(await store.readBlob(desc.digest)).toEqual(blob);
   });
 
   it('resumes against a registry that ignores Range, skipping the bytes it has', async () => {
@@ -192,16 +188,11 @@ describe('RegistryClient against a scripted server', () => {
         res.write(blob.subarray(0, 100000), () => setTimeout(() => req.socket.destroy(), 20));
       } else res.end(blob);
     });
-    const c = client(srv.host);
-    try {
-      const got: Buffer[] = [];
-      for await (const chunk of await c.fetchBlob(desc)) got.push(chunk as Buffer);
-      expect(Buffer.concat(got)).toEqual(blob);
-      expect(srv.seen.filter((s) => s.startsWith('GET /v2/x/blobs'))).toHaveLength(2);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    const c = client(srv);
+    const got: Buffer[] = [];
+    for await (const chunk of await c.fetchBlob(desc)) got.push(chunk as Buffer);
+    expect(Buffer.concat(got)).toEqual(blob);
+    expect(srv.seen.filter((s) => s.startsWith('GET /v2/x/blobs'))).toHaveLength(2);
   });
 
   it('starts clean when a stale partial does not verify', async () => {
@@ -216,14 +207,9 @@ describe('RegistryClient against a scripted server', () => {
       });
       res.end(blob.subarray(start));
     });
-    const c = client(srv.host);
-    try {
-      expect(await pullInto(store, c, desc)).toBe('downloaded');
-      expect(srv.seen.filter((s) => s.startsWith('GET /v2/x/blobs'))).toHaveLength(2);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    const c = client(srv);
+    expect(await pullInto(store, c, desc)).toBe('downloaded');
+    expect(srv.seen.filter((s) => s.startsWith('GET /v2/x/blobs'))).toHaveLength(2);
   });
 
   it('verifies a manifest fetched by digest', async () => {
@@ -231,15 +217,10 @@ describe('RegistryClient against a scripted server', () => {
     const srv = await fakeRegistry((_req, res) =>
       res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(doc),
     );
-    const c = client(srv.host);
-    try {
-      const other = sha256('something else') as Digest;
-      await expect(c.getManifest(other)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
-      expect((await c.getManifest(sha256(doc))).descriptor.size).toBe(doc.length);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    const c = client(srv);
+    const other = sha256('something else') as Digest;
+    await expect(c.getManifest(other)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    expect((await c.getManifest(sha256(doc))).descriptor.size).toBe(doc.length);
   });
 
   it('follows tag list pagination', async () => {
@@ -250,13 +231,8 @@ describe('RegistryClient against a scripted server', () => {
           .writeHead(200, { link: '</v2/x/tags/list?n=2&last=b>; rel="next"' })
           .end('{"tags":["a","b"]}');
     });
-    const c = client(srv.host);
-    try {
-      expect(await c.tagList(2)).toEqual(['a', 'b', 'c']);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    const c = client(srv);
+    expect(await c.tagList(2)).toEqual(['a', 'b', 'c']);
   });
 
   it('uploads in chunks and commits with the digest', async () => {
@@ -279,44 +255,34 @@ describe('RegistryClient against a scripted server', () => {
         else res.writeHead(500).end();
       });
     });
-    const c = client(srv.host);
-    try {
-      const outcome = await c.pushBlob(
-        desc,
-        (start, end) =>
-          Readable.from([blob.subarray(start ?? 0, end === undefined ? undefined : end + 1)]),
-        { chunkSize: 100000 },
-      );
-      expect(outcome).toBe('uploaded');
-      expect(received).toEqual(blob);
-      expect(srv.seen.filter((s) => s.startsWith('PATCH'))).toHaveLength(3);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    const c = client(srv);
+    const outcome = await c.pushBlob(
+      desc,
+      (start, end) =>
+        Readable.from([blob.subarray(start ?? 0, end === undefined ? undefined : end + 1)]),
+      { chunkSize: 100000 },
+    );
+    expect(outcome).toBe('uploaded');
+    expect(received).toEqual(blob);
+    expect(srv.seen.filter((s) => s.startsWith('PATCH'))).toHaveLength(3);
   });
 
   it('opens the blob while a one-PUT upload starts, and closes it when a mount makes it needless', async () => {
     const srv = await uploadTarget(['has-it']);
-    const c = client(srv.host);
+    const c = client(srv);
     const { open, opened } = recordedOpens();
-    try {
-      expect(await c.pushBlob(desc, open, { mountFrom: ['has-it'] })).toBe('mounted');
-      expect(opened).toHaveLength(1);
-      await new Promise((r) => setImmediate(r));
-      expect(opened[0]?.destroyed).toBe(true);
+    expect(await c.pushBlob(desc, open, { mountFrom: ['has-it'] })).toBe('mounted');
+    expect(opened).toHaveLength(1);
+    await new Promise((r) => setImmediate(r));
+    expect(opened[0]?.destroyed).toBe(true);
 
-      expect(await c.pushBlob(desc, open, { mountFrom: ['lacks-it'] })).toBe('uploaded');
-      expect(opened).toHaveLength(2);
-      expect(srv.received()).toEqual(blob);
-      expect(srv.seen.filter((x) => x.startsWith('POST'))).toEqual([
-        `POST /v2/x/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=has-it`,
-        `POST /v2/x/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=lacks-it`,
-      ]);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    expect(await c.pushBlob(desc, open, { mountFrom: ['lacks-it'] })).toBe('uploaded');
+    expect(opened).toHaveLength(2);
+    expect(srv.received()).toEqual(blob);
+    expect(srv.seen.filter((x) => x.startsWith('POST'))).toEqual([
+      `POST /v2/x/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=has-it`,
+      `POST /v2/x/blobs/uploads/?mount=${encodeURIComponent(desc.digest)}&from=lacks-it`,
+    ]);
   });
 
   it('starts the session while the HEAD is out when the blob is expected missing, and cancels it when it is there', async () => {
@@ -357,33 +323,28 @@ describe('RegistryClient against a scripted server', () => {
         else res.writeHead(500).end();
       });
     });
-    const c = client(srv.host);
+    const c = client(srv);
     const open = (): Readable => Readable.from([blob]);
-    try {
-      expect(await c.pushBlob(desc, open, { expectMissing: true })).toBe('uploaded');
-      expect(stored).toEqual(blob);
-      const first = srv.seen.filter((x) => !x.startsWith('GET'));
-      expect(first.map((x) => x.split(' ')[0]).sort()).toEqual(['HEAD', 'POST', 'PUT']);
-      expect(headsWithoutPost).toBe(0);
+    expect(await c.pushBlob(desc, open, { expectMissing: true })).toBe('uploaded');
+    expect(stored).toEqual(blob);
+    const first = srv.seen.filter((x) => !x.startsWith('GET'));
+    expect(first.map((x) => x.split(' ')[0]).sort()).toEqual(['HEAD', 'POST', 'PUT']);
+    expect(headsWithoutPost).toBe(0);
 
-      srv.seen.length = 0;
-      expect(await c.pushBlob(desc, open, { expectMissing: true })).toBe('exists');
-      const post = srv.seen.find((x) => x.startsWith('POST'));
-      expect(post).toBeDefined();
-      expect(srv.seen.filter((x) => x.startsWith('DELETE'))).toHaveLength(1);
-      expect(srv.seen.filter((x) => x.startsWith('PUT'))).toHaveLength(0);
+    srv.seen.length = 0;
+    expect(await c.pushBlob(desc, open, { expectMissing: true })).toBe('exists');
+    const post = srv.seen.find((x) => x.startsWith('POST'));
+    expect(post).toBeDefined();
+    expect(srv.seen.filter((x) => x.startsWith('DELETE'))).toHaveLength(1);
+    expect(srv.seen.filter((x) => x.startsWith('PUT'))).toHaveLength(0);
 
-      expect(headsWithoutPost).toBe(0);
+    expect(headsWithoutPost).toBe(0);
 
-      // Without the hint, a blob that is there costs one HEAD (answered after the wait).
-      srv.seen.length = 0;
-      expect(await c.pushBlob(desc, open)).toBe('exists');
-      expect(srv.seen).toEqual([`HEAD /v2/x/blobs/${desc.digest}`]);
-      expect(headsWithoutPost).toBe(1);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    // Without the hint, a blob that is there costs one HEAD (answered after the wait).
+    srv.seen.length = 0;
+    expect(await c.pushBlob(desc, open)).toBe('exists');
+    expect(srv.seen).toEqual([`HEAD /v2/x/blobs/${desc.digest}`]);
+    expect(headsWithoutPost).toBe(1);
   });
 
   it('uploads a stored blob through a BlobReader, with progress, in one PUT', async () => {
@@ -391,22 +352,17 @@ describe('RegistryClient against a scripted server', () => {
     for (let i = 0; i < big.length; i++) big[i] = (i * 13) & 0xff;
     const stored = await store.putBytes(big);
     const srv = await uploadTarget();
-    const c = client(srv.host);
+    const c = client(srv);
     const progress: number[] = [];
-    try {
-      expect(
-        await c.pushBlob(stored, () => store.openBlobReader(stored.digest, stored.size), {
-          onProgress: (b) => progress.push(b),
-        }),
-      ).toBe('uploaded');
-      expect(srv.received().equals(big)).toBe(true);
-      expect(progress[progress.length - 1]).toBe(big.length);
-      expect(progress.length).toBeGreaterThan(4);
-      expect(srv.seen.filter((x) => x.startsWith('PUT'))).toHaveLength(1);
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    expect(
+      await c.pushBlob(stored, () => store.openBlobReader(stored.digest, stored.size), {
+        onProgress: (b) => progress.push(b),
+      }),
+    ).toBe('uploaded');
+    expect(srv.received().equals(big)).toBe(true);
+    expect(progress[progress.length - 1]).toBe(big.length);
+    expect(progress.length).toBeGreaterThan(4);
+    expect(srv.seen.filter((x) => x.startsWith('PUT'))).toHaveLength(1);
   });
 
   it('a registry that answers a PUT before reading its body ends the send, and the file is closed', async () => {
@@ -426,25 +382,20 @@ describe('RegistryClient against a scripted server', () => {
         else res.writeHead(500).end();
       });
     });
-    const c = client(srv.host);
+    const c = client(srv);
     let sending: Promise<void> | undefined;
-    try {
-      await expect(
-        c.pushBlob(stored, async () => {
-          const reader = await store.openBlobReader(stored.digest, stored.size);
-          return {
-            pipeTo: (write: (chunk: Buffer) => Promise<void>) => (sending = reader.pipeTo(write)),
-            close: () => reader.close(),
-          };
-        }),
-      ).rejects.toThrow(/BLOB_UPLOAD_INVALID|no/);
-      expect(sending).toBeDefined();
-      // The body's send settles (it does not hang on writes the socket will never take).
-      await expect(sending).rejects.toThrow();
-    } finally {
-      c.close();
-      await srv.close();
-    }
+    await expect(
+      c.pushBlob(stored, async () => {
+        const reader = await store.openBlobReader(stored.digest, stored.size);
+        return {
+          pipeTo: (write: (chunk: Buffer) => Promise<void>) => (sending = reader.pipeTo(write)),
+          close: () => reader.close(),
+        };
+      }),
+    ).rejects.toThrow(/BLOB_UPLOAD_INVALID|no/);
+    expect(sending).toBeDefined();
+    // The body's send settles (it does not hang on writes the socket will never take).
+    await expect(sending).rejects.toThrow();
   });
 
   it('a push pings first, and each blob it uploads opens its own session', async () => {
@@ -556,16 +507,12 @@ describe('RegistryClient against a scripted server', () => {
 
   it('fails with a hint when nothing answers the ping', async () => {
     const srv = await fakeRegistry((_req, res) => res.writeHead(500).end());
-    const host = srv.host;
     await srv.close();
-    const c = client(host);
-    try {
-      const e = await c.startUpload().catch((x: unknown) => x);
-      expect(e).toBeInstanceOf(RegistryError);
-      expect((e as RegistryError).hint).toMatch(/is the registry running/);
-    } finally {
-      c.close();
-    }
+    // The server is gone already: only the client is left to close.
+    const c = client({ host: srv.host, close: async () => undefined });
+    const e = await c.startUpload().catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(RegistryError);
+    expect((e as RegistryError).hint).toMatch(/is the registry running/);
   });
 
   it('fails auth with one clear message that carries no secret', async () => {
