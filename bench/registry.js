@@ -47,6 +47,21 @@ function run(cmd, args, env) {
     ...(env ? { env: { ...process.env, ...env } } : {}),
   }).toString();
 }
+/** Seconds that `fn` takes, awaited in this process. */
+async function clock(fn) {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+/** skopeo copy from an OCI layout to a registry on loopback (plain http), timed. */
+const skopeoPush = (layout, ref) =>
+  timed('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}`, `docker://${ref}`]);
+
+/** skopeo copy from a registry on loopback (plain http) into an OCI layout, timed. */
+const skopeoPull = (ref, layout) =>
+  timed('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${ref}`, `oci:${layout}`]);
+
 function timed(cmd, args, env) {
   const t = process.hrtime.bigint();
   run(cmd, args, env);
@@ -140,11 +155,6 @@ async function benchSmall() {
   const { push, pull } = require('../packages/registry/dist');
   const { parseReference } = require('../packages/oci/dist');
   const lib = await Store.open(store);
-  const clock = async (fn) => {
-    const t0 = process.hrtime.bigint();
-    await fn();
-    return Number(process.hrtime.bigint() - t0) / 1e9;
-  };
   for (let rep = 0; rep < REPS; rep++) {
     const a = await startRegistry();
     const b = await startRegistry();
@@ -153,16 +163,7 @@ async function benchSmall() {
       const pushes = [
         () =>
           t.strataPush.push(timed(STRATA, ['--store', store, 'push', TAG, `${a.host}/bench:1`])),
-        () =>
-          t.skopeoPush.push(
-            timed('skopeo', [
-              'copy',
-              '-q',
-              '--dest-tls-verify=false',
-              `oci:${store}:${TAG}:latest`,
-              `docker://${b.host}/bench:1`,
-            ]),
-          ),
+        () => t.skopeoPush.push(skopeoPush(`${store}:${TAG}:latest`, `${b.host}/bench:1`)),
       ];
       if (rep % 2) pushes.reverse();
       for (const p of pushes) p();
@@ -172,16 +173,7 @@ async function benchSmall() {
       const s2 = fs.mkdtempSync(path.join(DIR, 'pull-skopeo-'));
       const pulls = [
         () => t.strataPull.push(timed(STRATA, ['--store', s1, 'pull', `${a.host}/bench:1`])),
-        () =>
-          t.skopeoPull.push(
-            timed('skopeo', [
-              'copy',
-              '-q',
-              '--src-tls-verify=false',
-              `docker://${b.host}/bench:1`,
-              `oci:${s2}:bench`,
-            ]),
-          ),
+        () => t.skopeoPull.push(skopeoPull(`${b.host}/bench:1`, `${s2}:bench`)),
       ];
       if (rep % 2) pulls.reverse();
       for (const p of pulls) p();
@@ -366,11 +358,6 @@ async function benchBig() {
   };
   const { push, pull } = require('../packages/registry/dist');
   const { parseReference } = require('../packages/oci/dist');
-  const clock = async (fn) => {
-    const t0 = process.hrtime.bigint();
-    await fn();
-    return Number(process.hrtime.bigint() - t0) / 1e9;
-  };
   for (let rep = 0; rep < BIG_REPS; rep++) {
     const a = await startRegistry();
     const b = await startRegistry();
@@ -380,29 +367,11 @@ async function benchBig() {
       const pushes = [
         () =>
           t.strataPush.push(timed(STRATA, ['--store', store, 'push', BIG_TAG, `${a.host}/big:1`])),
-        () =>
-          t.skopeoPush.push(
-            timed('skopeo', [
-              'copy',
-              '-q',
-              '--dest-tls-verify=false',
-              `oci:${store}:${BIG_TAG}:latest`,
-              `docker://${b.host}/big:1`,
-            ]),
-          ),
+        () => t.skopeoPush.push(skopeoPush(`${store}:${BIG_TAG}:latest`, `${b.host}/big:1`)),
       ];
       const pulls = [
         () => t.strataPull.push(timed(STRATA, ['--store', s1, 'pull', `${a.host}/big:1`])),
-        () =>
-          t.skopeoPull.push(
-            timed('skopeo', [
-              'copy',
-              '-q',
-              '--src-tls-verify=false',
-              `docker://${b.host}/big:1`,
-              `oci:${s2}:big`,
-            ]),
-          ),
+        () => t.skopeoPull.push(skopeoPull(`${b.host}/big:1`, `${s2}:big`)),
       ];
       // Alternate who goes first, so neither always gets the warmer page cache.
       if (rep % 2) {
