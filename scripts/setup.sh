@@ -21,6 +21,10 @@ fi
 #   e2fsprogs, dosfstools, mtools, fdisk ext4 and partitioned disk images
 #   docker-registry, apache2-utils, openssl   the registry tests (htpasswd, TLS)
 #   qemu-system-x86, ovmf                the boot test
+#   qemu-user-static, binfmt-support,    foreign architectures (arm64, armhf): steps run under
+#     arch-test                          qemu-user through binfmt_misc; mmdebstrap needs arch-test
+#   qemu-system-arm, qemu-efi-aarch64,   the arm64 boot tests (EFI with AAVMF, and U-Boot)
+#     u-boot-qemu
 #   dpkg-dev                             local apt repositories in the build tests
 packages=(
   ca-certificates tar gzip isal zstd xz-utils attr libcap2-bin util-linux jq openssl
@@ -29,6 +33,8 @@ packages=(
   e2fsprogs dosfstools mtools fdisk
   docker-registry apache2-utils
   qemu-system-x86 ovmf
+  qemu-user-static binfmt-support arch-test
+  qemu-system-arm qemu-efi-aarch64 u-boot-qemu
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -51,6 +57,20 @@ fi
 
 # The build sandbox needs overlayfs (built in on most kernels).
 modprobe overlay 2>/dev/null || true
+
+# Foreign architectures run through qemu-user, which binfmt_misc starts for their binaries.
+# Containers and fresh machines often lack the mount; the handlers are then registered again.
+binfmt=/proc/sys/fs/binfmt_misc
+if [ ! -e "$binfmt/register" ]; then
+  mount -t binfmt_misc binfmt_misc "$binfmt" 2>/dev/null ||
+    echo "setup: warning: could not mount binfmt_misc: foreign architectures will not build" >&2
+fi
+if [ -e "$binfmt/register" ] && [ ! -e "$binfmt/qemu-aarch64" ]; then
+  update-binfmts --enable >/dev/null 2>&1 || true
+fi
+for h in qemu-aarch64 qemu-arm; do
+  [ -e "$binfmt/$h" ] || echo "setup: warning: no binfmt handler $h: arm64/armhf will not build" >&2
+done
 
 npm ci --no-audit --no-fund --loglevel=error
 npm run build
