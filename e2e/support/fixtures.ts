@@ -226,6 +226,53 @@ async function buildFixture(): Promise<Fixture> {
   });
 }
 
+const foreignPromises = new Map<string, Promise<string>>();
+
+/**
+ * `mmdebstrap --variant=minbase --architectures=ARCH bookworm` as a tarball, built once per
+ * machine through qemu-user (binfmt_misc) and cached in CACHE_DIR as `minbase-ARCH.tar`.
+ * Tests must never write into it.
+ */
+export function foreignMinbaseTar(arch: 'arm64' | 'armhf'): Promise<string> {
+  let p = foreignPromises.get(arch);
+  if (p === undefined) {
+    p = buildForeignMinbase(arch);
+    foreignPromises.set(arch, p);
+  }
+  return p;
+}
+
+async function buildForeignMinbase(arch: string): Promise<string> {
+  fs.mkdirSync(CACHE_DIR, { recursive: true });
+  const name = `minbase-${arch}.tar`;
+  const out = path.join(CACHE_DIR, name);
+  return withLock(path.join(CACHE_DIR, 'lock'), async () => {
+    const stamp = path.join(CACHE_DIR, `minbase-${arch}.json`);
+    if (stampValid(stamp, 1, CACHE_DIR)) return out;
+    fs.rmSync(stamp, { force: true });
+    const partial = path.join(CACHE_DIR, `minbase-${arch}.partial-${process.pid}.tar`);
+    const log = path.join(CACHE_DIR, `mmdebstrap-${arch}.log`);
+    const r = await run('mmdebstrap', [
+      '--variant=minbase',
+      '--mode=root',
+      '--format=tar',
+      `--architectures=${arch}`,
+      'bookworm',
+      partial,
+    ]);
+    fs.writeFileSync(log, r.stdout + r.stderr);
+    if (r.code !== 0) {
+      fs.rmSync(partial, { force: true });
+      throw new Error(
+        `mmdebstrap ${arch} failed (exit ${r.code}), log ${log}:\n${r.stderr.slice(-4000)}`,
+      );
+    }
+    fs.renameSync(partial, out);
+    writeStamp(stamp, 1, CACHE_DIR, [name]);
+    return out;
+  });
+}
+
 /** Where the harness puts its own test files inside the fixture. */
 export const FIXTURE_EXTRAS = 'usr/local/share/strata-e2e';
 
