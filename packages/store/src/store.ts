@@ -131,15 +131,19 @@ export class Store extends RootStore {
     ]);
     if (layoutBytes) {
       assertValid(validateOciLayout, parseJson(layoutBytes, 'oci-layout'), 'oci-layout');
-    } else {
-      await writeFileAtomic(layout, encodeJson({ imageLayoutVersion: '1.0.0' }));
     }
-    if (!hasIndex) {
-      await withFileLock(this.paths.lockPath, async () => {
-        if (!(await exists(this.paths.indexPath)))
-          await this.writeIndex({ schemaVersion: 2, manifests: [] });
-      });
-    }
+    // A new store's two files do not depend on each other: they are written (and synced) at once.
+    await Promise.all([
+      layoutBytes
+        ? undefined
+        : writeFileAtomic(layout, encodeJson({ imageLayoutVersion: '1.0.0' })),
+      hasIndex
+        ? undefined
+        : withFileLock(this.paths.lockPath, async () => {
+            if (!(await exists(this.paths.indexPath)))
+              await this.writeIndex({ schemaVersion: 2, manifests: [] });
+          }),
+    ]);
   }
 
   /** The store's settings: `.strata/config.json` (InvalidDocumentError when malformed). */
