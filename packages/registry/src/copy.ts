@@ -121,9 +121,13 @@ export async function push(
     const reachable = client.transport.ping();
     reachable.catch(() => undefined); // awaited below
     const store = await from;
-    const [sources, rootDesc] = await Promise.all([
+    // The root manifest is read and verified (the first hash loads node:crypto) while the ping
+    // is out too, so the walk has nothing left to read for an image.
+    const resolving = store.resolve(localRef);
+    const [sources, rootDesc, rootBytes] = await Promise.all([
       BlobSources.load(store.root),
-      store.resolve(localRef),
+      resolving,
+      resolving.then((d) => store.readBlob(d.digest, d.size)),
     ]);
     await reachable;
     const seen = (d: Descriptor) => sources.reposFor(d.digest, client.registry);
@@ -145,6 +149,7 @@ export async function push(
       {
         jobs: opts.jobs ?? 4,
         tag,
+        rootBytes,
         skipForeign: true,
         onEvent: (e) => {
           if (e.type === 'done') {
