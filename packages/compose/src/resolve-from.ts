@@ -3,10 +3,19 @@ import {
   Annotations,
   Descriptor,
   Digest,
+  ImageConfig,
   InvalidArgumentError,
   NotFoundError,
+  PlatformSelector,
   StrataError,
+  formatPlatform,
+  isIndexMediaType,
+  isMultiPlatform,
+  matchesPlatform,
+  requireManifest,
+  selectManifest,
 } from '@strata/oci';
+import { debianArchitectureOf, hostDebianArchitecture, linuxPlatform } from '@strata/debian';
 import { loadArchive } from '@strata/store';
 import type { LockedStage } from './lockfile';
 import type { Stage } from './stratafile';
@@ -42,7 +51,12 @@ export async function resolveFrom(
 ): Promise<StageState> {
   const f = stage.from;
   const name = stageKey(stage);
-  if (f.refKind === 'scratch') return emptyState(name, 'scratch');
+  if (f.refKind === 'scratch') {
+    const state = emptyState(name, 'scratch');
+    // A BOOTSTRAP without --architecture takes the platform being built.
+    if (ctx.platform) state.debArch = debianArchitectureOf(ctx.platform);
+    return state;
+  }
   const earlier = f.refKind === 'stage' ? ctx.stages.get(f.ref) : undefined;
   if (earlier) {
     return {
@@ -58,6 +72,7 @@ export async function resolveFrom(
     };
   }
   let desc: Descriptor;
+  let parts: { rootfs: Descriptor; buildchroot?: Descriptor };
   try {
     if (f.refKind === 'file') {
       const file = path.resolve(ctx.context, f.ref);
@@ -76,6 +91,7 @@ export async function resolveFrom(
     } else {
       desc = await ctx.store.resolve(f.ref);
     }
+    parts = await rootfsManifest(ctx, desc, 'the template');
   } catch (e) {
     // The hint (is the registry running? trust its CA?) is what makes the line useful.
     if (e instanceof StrataError)
@@ -103,10 +119,16 @@ export async function resolveFrom(
       loc: f.loc,
     });
   }
-  const parts = await rootfsManifest(ctx, desc);
   const manifestDesc = parts.rootfs;
   const manifest = await ctx.store.readManifest(manifestDesc);
   const config = await ctx.store.readConfig(manifest.config);
+  if (ctx.platform && !matchesPlatform(configPlatform(config), ctx.platform)) {
+    throw new BuildStepError(
+      f.loc,
+      `FROM ${f.ref}: an image for ${formatPlatform(configPlatform(config).platform)}, not for ${formatPlatform(ctx.platform)}`,
+      { hint: 'FROM a template of that platform, or a multi-platform one that holds it' },
+    );
+  }
   const meta = config.strata;
   const nonEmpty = (config.history ?? []).filter((h) => !h.empty_layer);
   const layers: BuiltLayer[] = manifest.layers.map((l, i) => {
@@ -139,16 +161,32 @@ export async function resolveFrom(
   return state;
 }
 
+/** A descriptor that carries the platform an image config names, for matchesPlatform. */
+function configPlatform(config: ImageConfig): Descriptor & { platform: PlatformSelector } {
+  const platform: PlatformSelector = { os: config.os, architecture: config.architecture };
+  if (config.variant !== undefined) platform.variant = config.variant;
+  return { mediaType: '', digest: 'sha256:' as Digest, size: 0, platform };
+}
+
 /**
- * A template reference may name an index holding rootfs + buildchroot: build on the rootfs,
- * and remember the buildchroot so the result inherits it.
+ * A template reference may name an index holding rootfs + buildchroot, for one platform or for
+ * several: build on the rootfs of the platform being built, and remember its buildchroot so the
+ * result inherits it. Without --platform, a multi-platform template gives the host's platform,
+ * as docker does; any other index gives what it holds.
  */
 async function rootfsManifest(
   ctx: BuildContext,
   desc: Descriptor,
+  ref: string,
 ): Promise<{ rootfs: Descriptor; buildchroot?: Descriptor }> {
-  const m = await ctx.store.imageOfRole(desc, 'rootfs');
-  if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
-  const bc = await ctx.store.imageOfRole(desc, 'buildchroot');
-  return bc ? { rootfs: m, buildchroot: bc } : { rootfs: m };
+  if (!isIndexMediaType(desc.mediaType)) return { rootfs: desc };
+  const index = await ctx.store.readImageIndex(desc);
+  const platform =
+    ctx.platform ?? (isMultiPlatform(index) ? linuxPlatform(hostDebianArchitecture()) : undefined);
+  const sel = platform ? { platform } : {};
+  const rootfs = requireManifest(index, { ...sel, role: 'rootfs' }, ref);
+  const bc = selectManifest(index, { ...sel, role: 'buildchroot' });
+  if (!bc.ok && bc.reason === 'ambiguous')
+    requireManifest(index, { ...sel, role: 'buildchroot' }, ref);
+  return bc.ok ? { rootfs, buildchroot: bc.descriptor } : { rootfs };
 }

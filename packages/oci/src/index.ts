@@ -57,7 +57,14 @@ export { parseReference, withDefaultTag, formatReference } from './reference';
 export type { Reference } from './reference';
 export { VerifyingStream } from './verify';
 export type { Expected } from './verify';
-export { ROLES, roleOf, selectManifest, requireManifest, resolveManifest } from './select';
+export {
+  ROLES,
+  roleOf,
+  matchesPlatform,
+  selectManifest,
+  requireManifest,
+  resolveManifest,
+} from './select';
 export type { Role, Selector, PlatformSelector } from './select';
 export {
   parsePlatform,
