@@ -26,6 +26,7 @@ import {
 import { resolveFrom, stageKey } from './resolve-from';
 import { StepRunner } from './run-step';
 import { withBuildchroot, writeImage, writePlatformIndex } from './image-writer';
+import { platformArgs } from './platform';
 
 export type { BuildEvent, BuildOptions, BuildResult } from './build-state';
 export { packageDelta } from './build-state';
@@ -305,20 +306,6 @@ export class Builder implements BuildContext {
   }
 
   // ---- result -------------------------------------------------------------------
-}
-
-/**
- * Docker's automatic platform ARGs (TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT), for a
- * Stratafile that declares them: `FROM acme/base:${TARGETARCH}` builds each platform on its own
- * single-platform base.
- */
-function platformArgs(p: PlatformSelector): Record<string, string> {
-  return {
-    TARGETPLATFORM: formatPlatform(p),
-    TARGETOS: p.os,
-    TARGETARCH: p.architecture,
-    TARGETVARIANT: p.variant ?? '',
-  };
 }
 
 /**

@@ -5,17 +5,16 @@ import {
   Digest,
   ImageConfig,
   InvalidArgumentError,
-  NotFoundError,
   PlatformSelector,
   StrataError,
   formatPlatform,
   isIndexMediaType,
-  isMultiPlatform,
   matchesPlatform,
   requireManifest,
   selectManifest,
 } from '@strata/oci';
-import { debianArchitectureOf, hostDebianArchitecture, linuxPlatform } from '@strata/debian';
+import { debianArchitectureOf } from '@strata/debian';
+import { basePlatform } from './platform';
 import { loadArchive } from '@strata/store';
 import type { LockedStage } from './lockfile';
 import type { Stage } from './stratafile';
@@ -181,8 +180,7 @@ async function rootfsManifest(
 ): Promise<{ rootfs: Descriptor; buildchroot?: Descriptor }> {
   if (!isIndexMediaType(desc.mediaType)) return { rootfs: desc };
   const index = await ctx.store.readImageIndex(desc);
-  const platform =
-    ctx.platform ?? (isMultiPlatform(index) ? linuxPlatform(hostDebianArchitecture()) : undefined);
+  const platform = basePlatform(index, ctx.platform);
   const sel = platform ? { platform } : {};
   const rootfs = requireManifest(index, { ...sel, role: 'rootfs' }, ref);
   const bc = selectManifest(index, { ...sel, role: 'buildchroot' });

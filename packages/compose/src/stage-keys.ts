@@ -66,6 +66,7 @@ export function copyScope(scope: StepScope): StepScope {
     args: new Map(scope.args),
     sources: scope.sources,
     excludes: [...scope.excludes],
+    ...(scope.debArch !== undefined ? { debArch: scope.debArch } : {}),
   };
 }
 
