@@ -261,8 +261,7 @@ test('push carries the whole index; skopeo sees it and copies the arm64 image; p
 test('FROM a multi-platform tag takes the platform being built', async () => {
   const ctx = stratafile(path.join(work, 'derived'), ['FROM app:1', 'COPY note /etc/note']);
   fs.writeFileSync(path.join(ctx, 'note'), 'derived\n');
-  const rootfs = (arch: string) => entry(index, 'rootfs', arch).digest;
-  const firstLayerOf = async (ref: string, platform?: string) => {
+  const summaryOf = async (ref: string, platform?: string) => {
     const s = JSON.parse(
       (await a('--json', 'inspect', ref, ...(platform ? ['--platform', platform] : []))).stdout,
     ) as {
@@ -272,11 +271,11 @@ test('FROM a multi-platform tag takes the platform being built', async () => {
     };
     return s;
   };
-  const baseArm = await firstLayerOf('app:1', 'linux/arm64');
+  const baseArm = await summaryOf('app:1', 'linux/arm64');
 
   // One platform of it: arm64, on the arm64 image, and the inherited arm64 buildchroot.
   await a('build', '--platform', 'linux/arm64', '-t', 'derived:arm64', ctx);
-  const arm = await firstLayerOf('derived:arm64', 'linux/arm64');
+  const arm = await summaryOf('derived:arm64', 'linux/arm64');
   expect(arm.architecture).toBe('arm64');
   expect(arm.layers.slice(0, -1)).toEqual(baseArm.layers);
   expect(arm.baseChain[arm.baseChain.length - 1]?.digest).toBe(indexDigest);
@@ -286,7 +285,7 @@ test('FROM a multi-platform tag takes the platform being built', async () => {
 
   // No --platform: the host's, as docker does.
   await a('build', '-t', 'derived:host', ctx);
-  const host = await firstLayerOf('derived:host');
+  const host = await summaryOf('derived:host');
   expect(host.architecture).toBe('amd64');
 
   // Both: a multi-platform template again, each platform on its own base image.
@@ -302,7 +301,19 @@ test('FROM a multi-platform tag takes the platform being built', async () => {
   expect(entry(doc, 'buildchroot', 'arm64').digest).toBe(
     entry(index, 'buildchroot', 'arm64').digest,
   );
-  expect(rootfs('arm64')).not.toBe(rootfs('amd64'));
+  expect(entry(doc, 'buildchroot', 'amd64').digest).toBe(
+    entry(index, 'buildchroot', 'amd64').digest,
+  );
+  // Each platform's rootfs stacks on that platform's base image.
+  const baseAmd = await summaryOf('app:1', 'linux/amd64');
+  for (const [platform, base] of [
+    ['linux/arm64', baseArm],
+    ['linux/amd64', baseAmd],
+  ] as const) {
+    const s = await summaryOf('derived:all', platform);
+    expect(s.layers.slice(0, -1)).toEqual(base.layers);
+  }
+  expect(host.layers.slice(0, -1)).toEqual(baseAmd.layers);
 });
 
 test('a platform the template does not have is an error at the FROM line that lists the ones it has', async () => {
