@@ -178,6 +178,19 @@ test('build --platform linux/amd64,linux/arm64 tags one index: a rootfs and a bu
   ) as { architecture: string; digest: string };
   expect(one.architecture).toBe('arm64');
 
+  // image and save take one platform's image too.
+  const ext4 = path.join(out, 'arm64.ext4');
+  await a('image', 'app:1', '--platform', 'linux/arm64', '--ext4', ext4, '--extra-space', '8M');
+  expect((await sh('debugfs', ['-R', 'cat /etc/strata-arch', ext4])).trim()).toBe('aarch64');
+  const archive = path.join(out, 'amd64.tmpl.img');
+  await a('save', 'app:1', '--platform', 'linux/amd64', '-o', archive);
+  const saved = JSON.parse(
+    await sh('skopeo', ['inspect', '--config', `oci-archive:${archive}`]),
+  ) as {
+    architecture: string;
+  };
+  expect(saved.architecture).toBe('amd64');
+
   // check recomputes each platform's steps as that platform's build did.
   const check = await a(
     'check',
@@ -214,6 +227,13 @@ test('push carries the whole index; skopeo sees it and copies the arm64 image; p
   ]);
   const layout = JSON.parse(fs.readFileSync(path.join(copied, 'index.json'), 'utf8')) as IndexDoc;
   expect(layout.manifests.map((m) => m.digest)).toEqual([entry(index, 'rootfs', 'arm64').digest]);
+
+  // push --platform pushes that platform's rootfs image alone.
+  const armTarget = `${registry.host}/mp/app:arm64`;
+  await a('push', 'app:1', armTarget, '--platform', 'linux/arm64', '--insecure');
+  expect(sha256((await rawOf(`docker://${armTarget}`)).bytes)).toBe(
+    entry(index, 'rootfs', 'arm64').digest,
+  );
 
   // pull takes every platform by default: the very same index.
   const pulled = JSON.parse(

@@ -6,7 +6,7 @@ import {
   ImageIndex,
   InvalidArgumentError,
   MediaTypes,
-  PlatformSelector,
+  configPlatform,
   isIndexMediaType,
 } from '@strata/oci';
 import { ociPlatform } from '@strata/debian';
@@ -133,13 +133,6 @@ export async function writeImage(
   });
 }
 
-/** The OCI platform an image config names, for its index entry. */
-function platformOfConfig(config: ImageConfig): PlatformSelector {
-  const p: PlatformSelector = { os: config.os, architecture: config.architecture };
-  if (config.variant !== undefined) p.variant = config.variant;
-  return p;
-}
-
 /**
  * Store the OCI index of a multi-platform build: for each platform its image, or the rootfs and
  * buildchroot of its bundle, each entry with its `platform` (from the image's config, as docker
@@ -163,7 +156,7 @@ export async function writePlatformIndex(
         mediaType: e.mediaType,
         digest: e.digest,
         size: e.size,
-        platform: platformOfConfig(config),
+        platform: configPlatform(config),
         ...(e.annotations ? { annotations: e.annotations } : {}),
       });
     }

@@ -3,13 +3,12 @@ import {
   Annotations,
   Descriptor,
   Digest,
-  ImageConfig,
   InvalidArgumentError,
-  PlatformSelector,
   StrataError,
   formatPlatform,
   isIndexMediaType,
-  matchesPlatform,
+  configPlatform,
+  platformSatisfies,
   requireManifest,
   selectManifest,
 } from '@strata/oci';
@@ -121,10 +120,10 @@ export async function resolveFrom(
   const manifestDesc = parts.rootfs;
   const manifest = await ctx.store.readManifest(manifestDesc);
   const config = await ctx.store.readConfig(manifest.config);
-  if (ctx.platform && !matchesPlatform(configPlatform(config), ctx.platform)) {
+  if (ctx.platform && !platformSatisfies(configPlatform(config), ctx.platform)) {
     throw new BuildStepError(
       f.loc,
-      `FROM ${f.ref}: an image for ${formatPlatform(configPlatform(config).platform)}, not for ${formatPlatform(ctx.platform)}`,
+      `FROM ${f.ref}: an image for ${formatPlatform(configPlatform(config))}, not for ${formatPlatform(ctx.platform)}`,
       { hint: 'FROM a template of that platform, or a multi-platform one that holds it' },
     );
   }
@@ -158,13 +157,6 @@ export async function resolveFrom(
     { name: meta?.name ?? f.ref, ref: pulledFrom ?? f.ref, digest: desc.digest },
   ];
   return state;
-}
-
-/** A descriptor that carries the platform an image config names, for matchesPlatform. */
-function configPlatform(config: ImageConfig): Descriptor & { platform: PlatformSelector } {
-  const platform: PlatformSelector = { os: config.os, architecture: config.architecture };
-  if (config.variant !== undefined) platform.variant = config.variant;
-  return { mediaType: '', digest: 'sha256:' as Digest, size: 0, platform };
 }
 
 /**

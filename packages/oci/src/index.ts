@@ -61,6 +61,7 @@ export {
   ROLES,
   roleOf,
   matchesPlatform,
+  platformSatisfies,
   selectManifest,
   requireManifest,
   resolveManifest,
@@ -72,6 +73,7 @@ export {
   formatPlatform,
   platformsOf,
   isMultiPlatform,
+  configPlatform,
 } from './platform';
 export { walkGraph, graphDigests } from './walk';
 export type { Graph, GraphNode } from './walk';

@@ -1,4 +1,4 @@
-import type { Descriptor, ImageIndex } from './types';
+import type { Descriptor, ImageConfig, ImageIndex } from './types';
 import { isImageMediaType } from './media-types';
 import { InvalidArgumentError } from './errors';
 import type { PlatformSelector } from './select';
@@ -51,6 +51,13 @@ export function platformsOf(index: ImageIndex): PlatformSelector[] {
     seen.set(formatPlatform(p), p);
   }
   return [...seen.values()];
+}
+
+/** The platform an image config names (its `os`, `architecture` and `variant`). */
+export function configPlatform(config: ImageConfig): PlatformSelector {
+  const p: PlatformSelector = { os: config.os, architecture: config.architecture };
+  if (config.variant !== undefined) p.variant = config.variant;
+  return p;
 }
 
 /** Whether `index` holds images for more than one platform. */

@@ -33,10 +33,13 @@ export type Selection =
  */
 export function matchesPlatform(d: Descriptor, platform?: PlatformSelector): boolean {
   if (platform === undefined || d.platform === undefined) return true;
-  if (d.platform.architecture !== platform.architecture || d.platform.os !== platform.os) {
-    return false;
-  }
-  return platform.variant === undefined || d.platform.variant === platform.variant;
+  return platformSatisfies(d.platform, platform);
+}
+
+/** Whether an image of platform `have` is one of `want`: os and architecture, and the variant if given. */
+export function platformSatisfies(have: PlatformSelector, want: PlatformSelector): boolean {
+  if (have.architecture !== want.architecture || have.os !== want.os) return false;
+  return want.variant === undefined || have.variant === want.variant;
 }
 
 /** The role a manifest descriptor is annotated with, if any. */
