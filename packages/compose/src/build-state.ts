@@ -10,6 +10,7 @@ import type {
   ImageConfig,
   ImageManifest,
   LayerRecord,
+  PlatformSelector,
 } from '@strata/oci';
 import { chainId } from '@strata/oci';
 import type { AptSources } from '@strata/debian';
@@ -21,6 +22,8 @@ import type { StageKeys } from './stage-keys';
 import type { Location } from './stratafile';
 
 export type BuildEvent =
+  /** A build of several platforms starts on the next one. */
+  | { type: 'platform'; platform: string }
   | { type: 'stage'; stage: string; index: number }
   | { type: 'step'; stage: string; step: number; steps: number; text: string; loc: Location }
   | { type: 'cached'; layer: Descriptor }
@@ -34,6 +37,12 @@ export type BuildEvent =
 export interface BuildOptions {
   /** Path of the Stratafile. */
   file: string;
+  /**
+   * The platforms to build for (`--platform`): the Stratafile is built once for each, and with
+   * more than one the result is an OCI index with one image (or rootfs and buildchroot) per
+   * platform. Unset: what the FROM templates are (a multi-platform one: the host's platform).
+   */
+  platforms?: PlatformSelector[];
   /** Build context directory (COPY sources, local .debs, SOURCES files); default: the Stratafile's dir. */
   context?: string;
   /** Tag for the result. */
@@ -71,12 +80,22 @@ export interface BuildOptions {
 
 export interface BuildResult {
   ref?: string;
+  /** For a build of several platforms: each one's result (`descriptor` is then their index). */
+  platforms?: PlatformResult[];
   descriptor: Descriptor;
   manifest: ImageManifest;
   config: ImageConfig;
   cacheHits: number;
   stepsRun: number;
   lockFile?: string;
+}
+
+export interface PlatformResult {
+  platform: PlatformSelector;
+  /** The platform's image, or its rootfs + buildchroot index. */
+  descriptor: Descriptor;
+  manifest: ImageManifest;
+  config: ImageConfig;
 }
 
 export interface BuiltLayer {
@@ -130,6 +149,8 @@ export function stackOf(layers: readonly BuiltLayer[]): StackLayer[] {
 export interface BuildContext {
   readonly store: Store;
   readonly opts: BuildOptions;
+  /** The platform this run builds for, when one was asked for (`--platform`). */
+  readonly platform?: PlatformSelector;
   /** The build context directory. */
   readonly context: string;
   readonly stages: Map<string, StageState>;

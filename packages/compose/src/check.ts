@@ -9,14 +9,22 @@ import {
   LayerRecord,
   InvalidArgumentError,
   NotFoundError,
+  PlatformSelector,
   StrataError,
   ToolFailedError,
   chainId,
   digestHex,
+  isIndexMediaType,
   parseReference,
 } from '@strata/oci';
 import { Store, loadArchive } from '@strata/store';
-import { AptSources, compareDebianVersions, parsePackagesIndex } from '@strata/debian';
+import {
+  AptSources,
+  compareDebianVersions,
+  debianArchitectureOf,
+  parsePackagesIndex,
+} from '@strata/debian';
+import { basePlatform, platformArgs } from './platform';
 import { aptStateDir } from './apt-state';
 import {
   LayerInstruction,
@@ -106,6 +114,8 @@ export interface CheckOptions {
   buildArgs?: Record<string, string>;
   /** apt sources file the build used (default: the build host's), as for `strata build`. */
   aptSources?: string;
+  /** Of a multi-platform template, the platform to check (as `strata build --platform` built it). */
+  platform?: PlatformSelector;
   /** Skip downloading the Packages indices (no newer-version report). */
   noPackages?: boolean;
   /**
@@ -175,8 +185,12 @@ function where(loc: Location): string {
 async function imageOf(
   store: Store,
   desc: Descriptor,
+  platform?: PlatformSelector,
 ): Promise<{ manifest: ImageManifest; config: ImageConfig }> {
-  const m = await store.imageOfRole(desc);
+  const at = isIndexMediaType(desc.mediaType)
+    ? basePlatform(await store.readImageIndex(desc), platform)
+    : undefined;
+  const m = await store.imageOfRole(desc, 'rootfs', at);
   if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
   const manifest = await store.readManifest(m);
   return { manifest, config: await store.readConfig(manifest.config) };
@@ -193,13 +207,19 @@ export async function checkTemplate(
   opts: CheckOptions,
 ): Promise<CheckResult> {
   const desc = await store.resolve(ref);
-  const { config } = await imageOf(store, desc);
+  // The template itself: of a multi-platform one, the platform asked for (none: ambiguous).
+  const m = await store.imageOfRole(desc, 'rootfs', opts.platform);
+  if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
+  const config = await store.readConfig((await store.readManifest(m)).config);
   const meta = config.strata;
   if (!meta) throw new NotFoundError(`${ref} has no strata metadata; it is not a template`);
   const text = await fsp.readFile(opts.file, 'utf8').catch(() => {
     throw new NotFoundError(`no Stratafile at ${opts.file}`);
   });
-  const sf: Stratafile = parseStratafile(text, opts.file, opts.buildArgs ?? {});
+  const sf: Stratafile = parseStratafile(text, opts.file, {
+    ...(opts.platform ? platformArgs(opts.platform) : {}),
+    ...(opts.buildArgs ?? {}),
+  });
   const context = path.resolve(opts.context ?? path.dirname(opts.file));
   const reasons: CheckReason[] = [];
   const notes: string[] = [];
@@ -269,7 +289,7 @@ export async function checkTemplate(
     // The base as it was when built gives the ENV the steps saw; else the current one.
     const baseDesc = direct ? await store.resolve(direct.digest).catch(() => undefined) : undefined;
     const at = baseDesc ?? now;
-    if (at) baseConfig = (await imageOf(store, at)).config;
+    if (at) baseConfig = (await imageOf(store, at, opts.platform)).config;
   }
   // Ancestors further down the chain, by the references they were recorded under: a registry
   // reference is resolved there, as a FROM is; a local name only in this store.
@@ -305,6 +325,9 @@ export async function checkTemplate(
   const keys = new StageKeys({ context, aptSources: opts.aptSources });
   const steps: Array<{ ins: LayerInstruction; scope: StepScope }> = [];
   let scope: StepScope = { env: envOfConfig(baseConfig), args: new Map(), excludes: [] };
+  // As the build: a BOOTSTRAP without --architecture built the platform asked for.
+  if (root.from.refKind === 'scratch' && opts.platform)
+    scope.debArch = debianArchitectureOf(opts.platform);
   for (const st of chain) {
     if (st !== root) scope = inheritScope(scope);
     for (const ins of st.steps) {

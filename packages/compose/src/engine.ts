@@ -5,10 +5,12 @@ import {
   InvalidArgumentError,
   NotFoundError,
   ParseError,
+  PlatformSelector,
   StrataError,
+  formatPlatform,
 } from '@strata/oci';
 import { Store, normalizeTag } from '@strata/store';
-import { notInstalled } from '@strata/debian';
+import { debianArchitectureOf, notInstalled } from '@strata/debian';
 import { readCache } from './cache';
 import { Instruction, Stage, Stratafile, parseStratafile } from './stratafile';
 import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
@@ -23,7 +25,8 @@ import {
 } from './build-state';
 import { resolveFrom, stageKey } from './resolve-from';
 import { StepRunner } from './run-step';
-import { withBuildchroot, writeImage } from './image-writer';
+import { withBuildchroot, writeImage, writePlatformIndex } from './image-writer';
+import { platformArgs } from './platform';
 
 export type { BuildEvent, BuildOptions, BuildResult } from './build-state';
 export { packageDelta } from './build-state';
@@ -40,9 +43,15 @@ export class Builder implements BuildContext {
   private readonly runner: StepRunner;
   private readonly startedAt: number;
 
+  /**
+   * `platform`: the one this run builds for, when one was asked for. `part` marks a run that is
+   * one platform of several: it tags nothing, and keeps its lock in `<Stratafile>.<arch>.lock`.
+   */
   constructor(
     readonly store: Store,
     readonly opts: BuildOptions,
+    readonly platform?: PlatformSelector,
+    private readonly part = false,
   ) {
     this.context = path.resolve(opts.context ?? path.dirname(opts.file));
     this.keys = new StageKeys({ context: this.context, aptSources: opts.aptSources });
@@ -64,8 +73,14 @@ export class Builder implements BuildContext {
     const text = await fsp.readFile(this.opts.file, 'utf8').catch(() => {
       throw new NotFoundError(`no Stratafile at ${this.opts.file}`);
     });
-    const sf = parseStratafile(text, this.opts.file, this.opts.buildArgs ?? {});
-    const lockFile = lockPathFor(this.opts.file);
+    const sf = parseStratafile(text, this.opts.file, {
+      ...(this.platform ? platformArgs(this.platform) : {}),
+      ...(this.opts.buildArgs ?? {}),
+    });
+    const lockFile = lockPathFor(
+      this.opts.file,
+      this.part && this.platform ? debianArchitectureOf(this.platform) : undefined,
+    );
     // Without --frozen the lock only tells which bases moved since the last build, so a lock
     // that cannot be read is rewritten rather than an error.
     const lock = this.opts.frozen
@@ -100,7 +115,7 @@ export class Builder implements BuildContext {
         descriptor: await withBuildchroot(this, state, rootfs.descriptor),
       };
       let ref: string | undefined;
-      if (this.opts.tag) {
+      if (this.opts.tag && !this.part) {
         await this.store.tag(this.opts.tag, image.descriptor);
         ref = (await this.store.resolve(this.opts.tag)).annotations?.[Annotations.refName];
       }
@@ -217,6 +232,15 @@ export class Builder implements BuildContext {
     ins: Instruction,
     locked: LockedStage['steps'][number] | undefined,
   ): Promise<void> {
+    if (ins.kind === 'BOOTSTRAP' && this.platform && ins.architecture !== undefined) {
+      const want = debianArchitectureOf(this.platform);
+      if (ins.architecture !== want)
+        throw new BuildStepError(
+          ins.loc,
+          `BOOTSTRAP --architecture=${ins.architecture} in a build for ${formatPlatform(this.platform)} (${want})`,
+          { hint: 'drop --architecture: a BOOTSTRAP without it takes the platform being built' },
+        );
+    }
     if (ins.kind === 'REMOVE' && state.packages.length > 0) {
       const missing = notInstalled(state.packages, ins.packages);
       if (missing.length > 0)
@@ -284,8 +308,43 @@ export class Builder implements BuildContext {
   // ---- result -------------------------------------------------------------------
 }
 
+/**
+ * Build a Stratafile: once, or with several `platforms` once per platform, tagging one OCI index
+ * that holds each platform's images (see writePlatformIndex).
+ */
 export async function build(store: Store, opts: BuildOptions): Promise<BuildResult> {
-  return new Builder(store, opts).build();
+  const platforms = opts.platforms ?? [];
+  if (platforms.length <= 1) return new Builder(store, opts, platforms[0]).build();
+  if (opts.tag !== undefined) normalizeTag(opts.tag);
+  // Until the index is tagged, only this lease keeps the platforms' images from a gc.
+  return store.withLease(async () => {
+    const parts = [];
+    let cacheHits = 0;
+    let stepsRun = 0;
+    for (const platform of platforms) {
+      opts.onEvent?.({ type: 'platform', platform: formatPlatform(platform) });
+      const r = await new Builder(store, opts, platform, true).build();
+      cacheHits += r.cacheHits;
+      stepsRun += r.stepsRun;
+      parts.push({ platform, descriptor: r.descriptor, manifest: r.manifest, config: r.config });
+    }
+    const descriptor = await writePlatformIndex(store, parts);
+    let ref: string | undefined;
+    if (opts.tag) {
+      await store.tag(opts.tag, descriptor);
+      ref = (await store.resolve(opts.tag)).annotations?.[Annotations.refName];
+    }
+    const first = parts[0] as (typeof parts)[number];
+    return {
+      ref,
+      descriptor,
+      manifest: first.manifest,
+      config: first.config,
+      platforms: parts,
+      cacheHits,
+      stepsRun,
+    };
+  });
 }
 
 export { ParseError };

@@ -1,6 +1,16 @@
-import { Annotations, Descriptor, Exclusion, InvalidArgumentError } from '@strata/oci';
+import {
+  Annotations,
+  Descriptor,
+  Exclusion,
+  ImageConfig,
+  ImageIndex,
+  InvalidArgumentError,
+  MediaTypes,
+  configPlatform,
+  isIndexMediaType,
+} from '@strata/oci';
 import { ociPlatform } from '@strata/debian';
-import { WrittenImage, writeBundle, writeImage as writeStoreImage } from '@strata/store';
+import { Store, WrittenImage, writeBundle, writeImage as writeStoreImage } from '@strata/store';
 import { DEFAULT_EXCLUSIONS, isoDate } from '@strata/template';
 import { STEP_EXCLUSIONS } from './upper';
 import { BuildContext, StageState } from './build-state';
@@ -121,4 +131,44 @@ export async function writeImage(
     labels: { [Annotations.title]: name, ...state.labels },
     annotations,
   });
+}
+
+/**
+ * Store the OCI index of a multi-platform build: for each platform its image, or the rootfs and
+ * buildchroot of its bundle, each entry with its `platform` (from the image's config, as docker
+ * and skopeo pick by it) and its role annotation, so that selectManifest finds any one by role
+ * and platform. Each platform's rootfs comes before its buildchroot: a tool that picks the first
+ * image for a platform (skopeo copy --override-arch) gets the rootfs.
+ */
+export async function writePlatformIndex(
+  store: Store,
+  parts: ReadonlyArray<{ descriptor: Descriptor; config: ImageConfig }>,
+): Promise<Descriptor> {
+  const manifests: Descriptor[] = [];
+  for (const part of parts) {
+    const d = part.descriptor;
+    const entries: Descriptor[] = isIndexMediaType(d.mediaType)
+      ? (await store.readImageIndex(d)).manifests
+      : [{ ...d, annotations: { [Annotations.role]: 'rootfs' } }];
+    for (const e of entries) {
+      const config = e.digest === d.digest ? part.config : await imageConfig(store, e);
+      manifests.push({
+        mediaType: e.mediaType,
+        digest: e.digest,
+        size: e.size,
+        platform: configPlatform(config),
+        ...(e.annotations ? { annotations: e.annotations } : {}),
+      });
+    }
+  }
+  const index: ImageIndex = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.imageIndex,
+    manifests,
+  };
+  return store.putJson(index, MediaTypes.imageIndex);
+}
+
+async function imageConfig(store: Store, d: Descriptor): Promise<ImageConfig> {
+  return store.readConfig((await store.readManifest(d)).config);
 }

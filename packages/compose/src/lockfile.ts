@@ -25,8 +25,14 @@ export interface LockFile {
   stages: LockedStage[];
 }
 
-export function lockPathFor(stratafile: string): string {
-  return path.join(path.dirname(stratafile), `${path.basename(stratafile)}.lock`);
+/**
+ * `<Stratafile>.lock`; for one platform of a multi-platform build, `<Stratafile>.<arch>.lock`
+ * (each platform resolves its own bases and packages).
+ */
+export function lockPathFor(stratafile: string, arch?: string): string {
+  const name =
+    arch === undefined ? path.basename(stratafile) : `${path.basename(stratafile)}.${arch}`;
+  return path.join(path.dirname(stratafile), `${name}.lock`);
 }
 
 export async function readLockFile(file: string): Promise<LockFile | undefined> {

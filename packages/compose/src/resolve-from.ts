@@ -4,9 +4,16 @@ import {
   Descriptor,
   Digest,
   InvalidArgumentError,
-  NotFoundError,
   StrataError,
+  formatPlatform,
+  isIndexMediaType,
+  configPlatform,
+  platformSatisfies,
+  requireManifest,
+  selectManifest,
 } from '@strata/oci';
+import { debianArchitectureOf } from '@strata/debian';
+import { basePlatform } from './platform';
 import { loadArchive } from '@strata/store';
 import type { LockedStage } from './lockfile';
 import type { Stage } from './stratafile';
@@ -42,7 +49,12 @@ export async function resolveFrom(
 ): Promise<StageState> {
   const f = stage.from;
   const name = stageKey(stage);
-  if (f.refKind === 'scratch') return emptyState(name, 'scratch');
+  if (f.refKind === 'scratch') {
+    const state = emptyState(name, 'scratch');
+    // A BOOTSTRAP without --architecture takes the platform being built.
+    if (ctx.platform) state.debArch = debianArchitectureOf(ctx.platform);
+    return state;
+  }
   const earlier = f.refKind === 'stage' ? ctx.stages.get(f.ref) : undefined;
   if (earlier) {
     return {
@@ -58,6 +70,7 @@ export async function resolveFrom(
     };
   }
   let desc: Descriptor;
+  let parts: { rootfs: Descriptor; buildchroot?: Descriptor };
   try {
     if (f.refKind === 'file') {
       const file = path.resolve(ctx.context, f.ref);
@@ -76,6 +89,7 @@ export async function resolveFrom(
     } else {
       desc = await ctx.store.resolve(f.ref);
     }
+    parts = await rootfsManifest(ctx, desc, 'the template');
   } catch (e) {
     // The hint (is the registry running? trust its CA?) is what makes the line useful.
     if (e instanceof StrataError)
@@ -103,10 +117,16 @@ export async function resolveFrom(
       loc: f.loc,
     });
   }
-  const parts = await rootfsManifest(ctx, desc);
   const manifestDesc = parts.rootfs;
   const manifest = await ctx.store.readManifest(manifestDesc);
   const config = await ctx.store.readConfig(manifest.config);
+  if (ctx.platform && !platformSatisfies(configPlatform(config), ctx.platform)) {
+    throw new BuildStepError(
+      f.loc,
+      `FROM ${f.ref}: an image for ${formatPlatform(configPlatform(config))}, not for ${formatPlatform(ctx.platform)}`,
+      { hint: 'FROM a template of that platform, or a multi-platform one that holds it' },
+    );
+  }
   const meta = config.strata;
   const nonEmpty = (config.history ?? []).filter((h) => !h.empty_layer);
   const layers: BuiltLayer[] = manifest.layers.map((l, i) => {
@@ -140,15 +160,23 @@ export async function resolveFrom(
 }
 
 /**
- * A template reference may name an index holding rootfs + buildchroot: build on the rootfs,
- * and remember the buildchroot so the result inherits it.
+ * A template reference may name an index holding rootfs + buildchroot, for one platform or for
+ * several: build on the rootfs of the platform being built, and remember its buildchroot so the
+ * result inherits it. Without --platform, a multi-platform template gives the host's platform,
+ * as docker does; any other index gives what it holds.
  */
 async function rootfsManifest(
   ctx: BuildContext,
   desc: Descriptor,
+  ref: string,
 ): Promise<{ rootfs: Descriptor; buildchroot?: Descriptor }> {
-  const m = await ctx.store.imageOfRole(desc, 'rootfs');
-  if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
-  const bc = await ctx.store.imageOfRole(desc, 'buildchroot');
-  return bc ? { rootfs: m, buildchroot: bc } : { rootfs: m };
+  if (!isIndexMediaType(desc.mediaType)) return { rootfs: desc };
+  const index = await ctx.store.readImageIndex(desc);
+  const platform = basePlatform(index, ctx.platform);
+  const sel = platform ? { platform } : {};
+  const rootfs = requireManifest(index, { ...sel, role: 'rootfs' }, ref);
+  const bc = selectManifest(index, { ...sel, role: 'buildchroot' });
+  if (!bc.ok && bc.reason === 'ambiguous')
+    requireManifest(index, { ...sel, role: 'buildchroot' }, ref);
+  return bc.ok ? { rootfs, buildchroot: bc.descriptor } : { rootfs };
 }

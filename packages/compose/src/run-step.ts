@@ -154,7 +154,8 @@ export class StepRunner {
         variant: ins.variant,
         include: ins.include,
         components: ins.components,
-        architecture: ins.architecture,
+        // Without --architecture: the platform being built, if one was asked for.
+        architecture: ins.architecture ?? state.debArch,
         sources: ins.mirror ?? sourcesFile,
         debCache: this.debCache,
         sourceDateEpoch: await this.ctx.epoch(state),

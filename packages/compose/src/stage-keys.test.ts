@@ -335,3 +335,33 @@ test('strata check recomputes the keys strata build made', async () => {
     'COPY conf/app.conf /etc/app.conf: changed: its sources in the build context changed',
   ]);
 });
+
+test('a BOOTSTRAP without --architecture is keyed by the platform being built, and only then', async () => {
+  const keys = new StageKeys({ context: dir, aptSources: hostList() });
+  const sf = parseStratafile(
+    'FROM scratch\nBOOTSTRAP --variant=minbase bookworm\nFROM scratch\nBOOTSTRAP --architecture=arm64 bookworm\n',
+    file(),
+    {},
+  );
+  const [plain, explicit] = sf.stages.map((s) => s.steps[0] as Instruction);
+  const key = async (ins: Instruction, debArch?: string) =>
+    (
+      await keys.keyFor(
+        { env: new Map(), args: new Map(), excludes: [], ...(debArch ? { debArch } : {}) },
+        ins,
+        undefined,
+      )
+    ).key;
+  // Without a platform asked for, the key is as it was (the golden test above has none).
+  const none = await key(plain as Instruction);
+  const amd = await key(plain as Instruction, 'amd64');
+  const arm = await key(plain as Instruction, 'arm64');
+  expect(new Set([none, amd, arm]).size).toBe(3);
+  expect(await key(plain as Instruction, 'arm64')).toBe(arm);
+  // --architecture is in the instruction's text already.
+  expect(await key(explicit as Instruction, 'arm64')).toBe(await key(explicit as Instruction));
+  // copyScope keeps it, as a step's scope is copied.
+  expect(
+    copyScope({ env: new Map(), args: new Map(), excludes: [], debArch: 'arm64' }).debArch,
+  ).toBe('arm64');
+});

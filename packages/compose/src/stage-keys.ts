@@ -35,6 +35,8 @@ export interface StepScope {
   sources?: AptSources;
   /** EXCLUDE globs so far (inherited from a FROM stage): they shape every later layer. */
   excludes: string[];
+  /** The Debian architecture the stage builds for, when known (a scratch stage: the platform asked for). */
+  debArch?: string;
 }
 
 /** The ENV of an image config (a FROM template's), as a map. */
@@ -64,6 +66,7 @@ export function copyScope(scope: StepScope): StepScope {
     args: new Map(scope.args),
     sources: scope.sources,
     excludes: [...scope.excludes],
+    ...(scope.debArch !== undefined ? { debArch: scope.debArch } : {}),
   };
 }
 
@@ -203,9 +206,13 @@ export class StageKeys {
 
   /** The cache key of layer step `ins` in `scope`, on the layers whose chain ID is `parent`. */
   async keyFor(scope: StepScope, ins: Instruction, parent: Digest | undefined): Promise<StepKey> {
+    // A BOOTSTRAP without --architecture builds the platform asked for: another root.
+    const bootArch =
+      ins.kind === 'BOOTSTRAP' && ins.architecture === undefined ? scope.debArch : undefined;
     const base = {
       parent: parent ?? null,
       instruction: ins.text,
+      ...(bootArch !== undefined ? { architecture: bootArch } : {}),
       env: stepEnv(scope),
       // Only when there are any, so that the keys of Stratafiles without EXCLUDE stay as they were.
       ...(scope.excludes.length > 0 ? { excludes: scope.excludes } : {}),

@@ -1,5 +1,11 @@
 import type { DebianPackage } from '@strata/oci';
-import { debianArchitecture, ociPlatform } from './architecture';
+import {
+  debianArchitecture,
+  debianArchitectureOf,
+  hostDebianArchitecture,
+  linuxPlatform,
+  ociPlatform,
+} from './architecture';
 
 const pkg = (name: string, architecture: string): DebianPackage => ({
   name,
@@ -24,4 +30,16 @@ test('OCI platforms of Debian architectures', () => {
   expect(ociPlatform('i386')).toEqual({ architecture: '386' });
   expect(ociPlatform('ppc64el')).toEqual({ architecture: 'ppc64le' });
   expect(ociPlatform('riscv64')).toEqual({ architecture: 'riscv64' });
+});
+
+test('Debian architectures of OCI platforms, and back', () => {
+  for (const arch of ['amd64', 'arm64', 'armhf', 'armel', 'i386', 'ppc64el', 'riscv64']) {
+    expect(debianArchitectureOf(ociPlatform(arch))).toBe(arch);
+  }
+  // docker's linux/arm means arm/v7
+  expect(debianArchitectureOf({ architecture: 'arm' })).toBe('armhf');
+  expect(debianArchitectureOf({ architecture: 'arm64' })).toBe('arm64');
+  expect(linuxPlatform('arm64')).toEqual({ os: 'linux', architecture: 'arm64', variant: 'v8' });
+  expect(hostDebianArchitecture('x64')).toBe('amd64');
+  expect(hostDebianArchitecture('arm64')).toBe('arm64');
 });

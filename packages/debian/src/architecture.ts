@@ -41,3 +41,53 @@ export function ociPlatform(debArch: string): { architecture: string; variant?: 
       return { architecture: debArch };
   }
 }
+
+/**
+ * The Debian architecture of an OCI platform: the inverse of {@link ociPlatform}. `arm` without a
+ * variant is armhf (v7), as docker takes `linux/arm` to mean `linux/arm/v7`.
+ */
+export function debianArchitectureOf(p: { architecture: string; variant?: string }): string {
+  switch (p.architecture) {
+    case 'amd64':
+      return 'amd64';
+    case 'arm64':
+      return 'arm64';
+    case 'arm':
+      return p.variant === 'v5' || p.variant === 'v6' ? 'armel' : 'armhf';
+    case '386':
+      return 'i386';
+    case 'ppc64le':
+      return 'ppc64el';
+    case 'mips64le':
+      return 'mips64el';
+    default:
+      return p.architecture;
+  }
+}
+
+/** The full OCI platform of a Debian architecture: `linux`, its architecture and variant. */
+export function linuxPlatform(debArch: string): {
+  os: string;
+  architecture: string;
+  variant?: string;
+} {
+  return { os: 'linux', ...ociPlatform(debArch) };
+}
+
+/** The Debian architecture of the machine this runs on (Node's `process.arch`). */
+export function hostDebianArchitecture(arch: string = process.arch): string {
+  switch (arch) {
+    case 'x64':
+      return 'amd64';
+    case 'arm64':
+      return 'arm64';
+    case 'arm':
+      return 'armhf';
+    case 'ia32':
+      return 'i386';
+    case 'ppc64':
+      return 'ppc64el';
+    default:
+      return arch;
+  }
+}

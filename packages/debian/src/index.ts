@@ -1,5 +1,11 @@
 export { aptConf } from './apt-conf';
-export { debianArchitecture, ociPlatform } from './architecture';
+export {
+  debianArchitecture,
+  debianArchitectureOf,
+  hostDebianArchitecture,
+  linuxPlatform,
+  ociPlatform,
+} from './architecture';
 export { parseDeb822 } from './deb822';
 export { essentialAmong, parseDpkgStatus } from './dpkg-status';
 export { parseOsRelease } from './os-release';

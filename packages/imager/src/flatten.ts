@@ -8,6 +8,7 @@ import {
   CorruptError,
   Digest,
   InvalidArgumentError,
+  PlatformSelector,
   Role,
   StrataError,
 } from '@strata/oci';
@@ -33,6 +34,8 @@ export interface FlattenProgress {
 export interface FlattenOptions {
   /** Which image of a bundle to flatten (default 'rootfs'). */
   role?: Role;
+  /** Of a multi-platform template, the platform's image. */
+  platform?: PlatformSelector;
   /** Output compression; by default from the file name (.tar, .tar.gz/.tgz, .tar.zst/.tzst). */
   compression?: Compression;
   onProgress?: (p: FlattenProgress) => void;
@@ -216,7 +219,7 @@ export async function flattenToTar(
   opts: FlattenOptions = {},
 ): Promise<FlattenResult> {
   const compression = opts.compression ?? compressionForPath(output);
-  const image = await resolveImage(store, ref, opts.role);
+  const image = await resolveImage(store, ref, opts.role, opts.platform);
   const onProgress = opts.onProgress;
   const done: number[] = [];
   const dir = path.dirname(path.resolve(output));
@@ -282,9 +285,9 @@ export async function flattenToDir(
   store: Store,
   ref: string,
   dir: string,
-  opts: { role?: Role } = {},
+  opts: { role?: Role; platform?: PlatformSelector } = {},
 ): Promise<FlattenDirResult> {
-  const image = await resolveImage(store, ref, opts.role);
+  const image = await resolveImage(store, ref, opts.role, opts.platform);
   if (process.geteuid?.() !== 0) {
     throw new InvalidArgumentError('flattening into a directory needs root', {
       hint: 'run as root, or flatten to a tar with --rootfs',

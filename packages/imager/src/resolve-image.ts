@@ -7,6 +7,7 @@ import {
   ImageManifest,
   InvalidDocumentError,
   Layer,
+  PlatformSelector,
   Role,
   compressionOf,
 } from '@strata/oci';
@@ -41,15 +42,17 @@ export interface ResolvedImage {
 
 /**
  * Resolve `ref` to one image: a plain manifest as the rootfs, or the manifest of a bundle index
- * that the one selection rule (selectManifest in @strata/oci) picks for `role`.
+ * that the one selection rule (selectManifest in @strata/oci) picks for `role` (and `platform`,
+ * of a multi-platform template).
  */
 export async function resolveImage(
   store: Store,
   ref: string,
   role: Role = 'rootfs',
+  platform?: PlatformSelector,
 ): Promise<ResolvedImage> {
   const top = await store.resolve(ref);
-  const image = await store.selectImage(top, { role }, ref);
+  const image = await store.selectImage(top, platform ? { role, platform } : { role }, ref);
   const { manifest, config } = await store.readImage(image.descriptor, ref);
   const diffIds = config.rootfs.diff_ids;
   const core = await image.layers();

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Role } from '@strata/oci';
+import { PlatformSelector, Role } from '@strata/oci';
 import { Store } from '@strata/store';
 import { flattenToDir } from './flatten';
 import { ResolvedImage } from './resolve-image';
@@ -19,6 +19,8 @@ export interface ImageProgress {
 
 export interface CommonOptions {
   role?: Role;
+  /** Of a multi-platform template, the platform's image. */
+  platform?: PlatformSelector;
   /** Fixed timestamps in the filesystems (as SOURCE_DATE_EPOCH). */
   sourceDateEpoch?: number;
   /** Scratch space (needs room for the flat rootfs and each partition); default: next to the output. */
@@ -53,6 +55,9 @@ export async function flattenScratch(
 ): Promise<{ image: ResolvedImage; root: string }> {
   const root = path.join(scratch, 'rootfs');
   o.onProgress?.({ phase: 'flatten', detail: ref });
-  const { image } = await flattenToDir(store, ref, root, { role: o.role });
+  const { image } = await flattenToDir(store, ref, root, {
+    role: o.role,
+    ...(o.platform ? { platform: o.platform } : {}),
+  });
   return { image, root };
 }

@@ -57,8 +57,24 @@ export { parseReference, withDefaultTag, formatReference } from './reference';
 export type { Reference } from './reference';
 export { VerifyingStream } from './verify';
 export type { Expected } from './verify';
-export { ROLES, roleOf, selectManifest, requireManifest, resolveManifest } from './select';
-export type { Role, Selector } from './select';
+export {
+  ROLES,
+  roleOf,
+  matchesPlatform,
+  platformSatisfies,
+  selectManifest,
+  requireManifest,
+  resolveManifest,
+} from './select';
+export type { Role, Selector, PlatformSelector } from './select';
+export {
+  parsePlatform,
+  parsePlatforms,
+  formatPlatform,
+  platformsOf,
+  isMultiPlatform,
+  configPlatform,
+} from './platform';
 export { walkGraph, graphDigests } from './walk';
 export type { Graph, GraphNode } from './walk';
 export { drain, imageOf, indexOf, layerOf } from './image';

@@ -1,6 +1,7 @@
 import type { Descriptor, ImageIndex } from './types';
 import { Annotations, isImageMediaType, isIndexMediaType } from './media-types';
 import { InvalidArgumentError, NotFoundError } from './errors';
+import { formatPlatform, platformsOf } from './platform';
 
 /**
  * The images a Strata bundle (an OCI index) can hold. Each manifest of a bundle carries its role
@@ -32,10 +33,13 @@ export type Selection =
  */
 export function matchesPlatform(d: Descriptor, platform?: PlatformSelector): boolean {
   if (platform === undefined || d.platform === undefined) return true;
-  if (d.platform.architecture !== platform.architecture || d.platform.os !== platform.os) {
-    return false;
-  }
-  return platform.variant === undefined || d.platform.variant === platform.variant;
+  return platformSatisfies(d.platform, platform);
+}
+
+/** Whether an image of platform `have` is one of `want`: os and architecture, and the variant if given. */
+export function platformSatisfies(have: PlatformSelector, want: PlatformSelector): boolean {
+  if (have.architecture !== want.architecture || have.os !== want.os) return false;
+  return want.variant === undefined || have.variant === want.variant;
 }
 
 /** The role a manifest descriptor is annotated with, if any. */
@@ -75,13 +79,12 @@ export function selectManifest(index: ImageIndex, sel: Selector = {}): Selection
 }
 
 function describe(d: Descriptor): string {
-  const p = d.platform ? ` ${d.platform.os}/${d.platform.architecture}` : '';
+  const p = d.platform ? ` ${formatPlatform(d.platform)}` : '';
   return `${roleOf(d) ?? '(no role)'}${p}`;
 }
 
 function platformText(p?: PlatformSelector): string {
-  if (p === undefined) return '';
-  return ` for ${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
+  return p === undefined ? '' : ` for ${formatPlatform(p)}`;
 }
 
 /**
@@ -92,10 +95,17 @@ export function requireManifest(index: ImageIndex, sel: Selector, what: string):
   const role = sel.role ?? 'rootfs';
   const s = selectManifest(index, sel);
   if (s.ok) return s.descriptor;
+  const platforms = platformsOf(index).map(formatPlatform);
   if (s.reason === 'ambiguous') {
     throw new InvalidArgumentError(
       `${what} holds ${s.candidates.length} ${role} images${platformText(sel.platform)} (${s.candidates.map(describe).join(', ')})`,
-      { hint: 'name the platform to use' },
+      { hint: 'name the platform to use, e.g. --platform ' + (platforms[0] ?? 'linux/amd64') },
+    );
+  }
+  // A platform that is not there: say which ones are, which is what the user can pick from.
+  if (sel.platform !== undefined && !s.candidates.length && platforms.length > 0) {
+    throw new NotFoundError(
+      `${what} has no image${platformText(sel.platform)} (its platforms: ${platforms.join(', ')})`,
     );
   }
   const have = index.manifests.map(describe);

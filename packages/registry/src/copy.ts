@@ -3,11 +3,17 @@ import {
   CopyEvent,
   Descriptor,
   DigestMismatchError,
+  ImageIndex,
   InvalidArgumentError,
+  PlatformSelector,
   Reference,
   SizeMismatchError,
   copyGraph,
+  assertValid,
   formatReference,
+  parseJson,
+  requireManifest,
+  validateIndex,
 } from '@strata/oci';
 import type { ContentSink, Digest, Graph, MediaType } from '@strata/oci';
 import { Store, storeContent, storeSink } from '@strata/store';
@@ -33,11 +39,15 @@ export interface PushOptions extends CopyOptions {
   mount?: boolean;
   /** Extra repositories on the target registry to try mounting from. */
   mountFrom?: string[];
+  /** Of a multi-platform template, push only this platform's rootfs image. Default: all of it. */
+  platform?: PlatformSelector;
 }
 
 export interface PullOptions extends CopyOptions {
   /** Local tag; default `<registry>/<repository>:<tag>`. */
   tag?: string;
+  /** Of a multi-platform index, pull only this platform's rootfs image. Default: all of it. */
+  platform?: PlatformSelector;
 }
 
 export interface TransferSummary {
@@ -123,7 +133,12 @@ export async function push(
     const store = await from;
     // The root manifest is read and verified (the first hash loads node:crypto) while the ping
     // is out too, so the walk has nothing left to read for an image.
-    const resolving = store.resolve(localRef);
+    const platform = opts.platform;
+    const resolving = store
+      .resolve(localRef)
+      .then(async (tagged) =>
+        platform ? (await store.selectImage(tagged, { platform }, localRef)).descriptor : tagged,
+      );
     const [sources, rootDesc, rootBytes] = await Promise.all([
       BlobSources.load(store.root),
       resolving,
@@ -225,11 +240,14 @@ export async function pull(
     // The store may still be opening (a new one is laid out and fsynced): the manifest is
     // fetched meanwhile.
     const opening = Promise.resolve(into);
-    const [store, sources, root] = await Promise.all([
+    const [store, sources, named] = await Promise.all([
       opening,
       opening.then((s) => BlobSources.load(s.root)),
       client.getNamedManifest(source.digest ?? source.tag ?? 'latest'),
     ]);
+    const root = opts.platform
+      ? await platformManifest(client, named, opts.platform, formatReference(source))
+      : named;
     const counts = { downloaded: 0, present: 0, bytes: 0 };
     return await store.withLease(async () => {
       const graph = await copyGraph(registryContent(client), storeSink(store), root.descriptor, {
@@ -275,6 +293,26 @@ export async function pull(
   } finally {
     client.close();
   }
+}
+
+/**
+ * The manifest of `platform` in the index `named` is (as selectManifest picks it), fetched; or
+ * `named` itself when it is a single image of that platform.
+ */
+async function platformManifest(
+  client: RegistryClient,
+  named: { descriptor: Descriptor; bytes: Buffer },
+  platform: PlatformSelector,
+  what: string,
+): Promise<{ descriptor: Descriptor; bytes: Buffer }> {
+  if (!isIndexMediaType(named.descriptor.mediaType)) return named;
+  const index = assertValid(validateIndex, parseJson(named.bytes, what), what) as ImageIndex;
+  const d = requireManifest(index, { platform }, what);
+  const got = await client.getNamedManifest(d.digest);
+  return {
+    descriptor: { ...got.descriptor, ...(d.platform ? { platform: d.platform } : {}) },
+    bytes: got.bytes,
+  };
 }
 
 /** The platform of a single-manifest image, from its config, for the store's index entry. */

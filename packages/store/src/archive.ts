@@ -11,6 +11,7 @@ import {
   InvalidArgumentError,
   MediaTypes,
   NotFoundError,
+  PlatformSelector,
   assertValid,
   digestHex,
   graphDigests,
@@ -27,10 +28,22 @@ import * as path from 'node:path';
 
 /**
  * Write one image (and everything it reaches) as an OCI archive: a tar of an OCI image
- * layout, which `skopeo inspect oci-archive:FILE` reads. Written atomically.
+ * layout, which `skopeo inspect oci-archive:FILE` reads. Written atomically. With `platform`,
+ * of a multi-platform template only that platform's rootfs image (as selectManifest picks it).
  */
-export async function saveArchive(store: Store, ref: string, outFile: string): Promise<Descriptor> {
-  const desc = await store.resolve(ref);
+export async function saveArchive(
+  store: Store,
+  ref: string,
+  outFile: string,
+  platform?: PlatformSelector,
+): Promise<Descriptor> {
+  const tagged = await store.resolve(ref);
+  const desc = platform
+    ? {
+        ...(await store.selectImage(tagged, { platform }, ref)).descriptor,
+        ...(tagged.annotations ? { annotations: tagged.annotations } : {}),
+      }
+    : tagged;
   const blobs = [...graphDigests(await store.graph(desc)).values()].sort((a, b) =>
     a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0,
   );

@@ -10,6 +10,7 @@ import {
   Graph,
   Image,
   Index,
+  PlatformSelector,
   Role,
   Selector,
   assertValid,
@@ -98,14 +99,20 @@ export class Store extends RootStore {
   /**
    * The image manifest of one role (`rootfs`, `buildchroot`) in a template index, or the
    * descriptor itself when it names an image and the role is rootfs; undefined when there is
-   * no such image. The choice is selectManifest's (InvalidArgumentError when ambiguous).
+   * no such image. The choice is selectManifest's (InvalidArgumentError when ambiguous), of the
+   * images for `platform` when one is given.
    */
-  async imageOfRole(desc: Descriptor, role: Role = 'rootfs'): Promise<Descriptor | undefined> {
+  async imageOfRole(
+    desc: Descriptor,
+    role: Role = 'rootfs',
+    platform?: PlatformSelector,
+  ): Promise<Descriptor | undefined> {
     if (!isIndexMediaType(desc.mediaType)) return role === 'rootfs' ? desc : undefined;
     const index = await this.readImageIndex(desc);
-    const s = selectManifest(index, { role });
+    const sel = platform ? { role, platform } : { role };
+    const s = selectManifest(index, sel);
     if (s.ok) return s.descriptor;
-    if (s.reason === 'ambiguous') requireManifest(index, { role }, `index ${desc.digest}`);
+    if (s.reason === 'ambiguous') requireManifest(index, sel, `index ${desc.digest}`);
     return undefined;
   }
 

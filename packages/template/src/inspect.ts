@@ -6,9 +6,14 @@ import {
   ImageManifest,
   InvalidDocumentError,
   MediaTypes,
+  PlatformSelector,
   TemplateMetadata,
   assertValid,
+  formatPlatform,
+  platformsOf,
   roleOf,
+  selectManifest,
+  requireManifest,
   validateTemplateMetadata,
 } from '@strata/oci';
 import { Store } from '@strata/store';
@@ -22,10 +27,17 @@ export interface LoadedTemplate {
   metadata: TemplateMetadata | undefined;
 }
 
-/** Load an image from the store, checking its template metadata against the schema. */
-export async function loadTemplate(store: Store, ref: string): Promise<LoadedTemplate> {
+/**
+ * Load an image from the store (of a multi-platform template: the one for `platform`), checking
+ * its template metadata against the schema.
+ */
+export async function loadTemplate(
+  store: Store,
+  ref: string,
+  platform?: PlatformSelector,
+): Promise<LoadedTemplate> {
   const top = await store.resolve(ref);
-  const image = await store.selectImage(top, { role: 'rootfs' }, ref);
+  const image = await store.selectImage(top, platform ? { platform } : {}, ref);
   return loadImage(store, ref, image.descriptor);
 }
 
@@ -114,36 +126,63 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
 export interface TemplateSet {
   ref: string;
   descriptor: Descriptor;
-  /** The images: one for a plain template; rootfs and buildchroot for a template index. */
-  images: Array<{ role: string; template: LoadedTemplate }>;
+  /**
+   * The images: one for a plain template; rootfs and buildchroot for a template index; each
+   * platform's of a multi-platform one (only those of the platform asked for, when one is).
+   */
+  images: Array<{ role: string; platform?: string; template: LoadedTemplate }>;
+  /** The platforms of a multi-platform template index (`os/arch[/variant]`). */
+  platforms?: string[];
 }
 
-/** Load a template, or each image of a template index (rootfs + buildchroot). */
-export async function loadTemplateSet(store: Store, ref: string): Promise<TemplateSet> {
+/**
+ * Load a template, or each image of a template index (rootfs + buildchroot, for each platform).
+ * With `platform`, only that platform's images, chosen by selectManifest.
+ */
+export async function loadTemplateSet(
+  store: Store,
+  ref: string,
+  platform?: PlatformSelector,
+): Promise<TemplateSet> {
   const descriptor = await store.resolve(ref);
   const name = descriptor.annotations?.[Annotations.refName] ?? ref;
   if (descriptor.mediaType !== MediaTypes.imageIndex) {
-    return {
-      ref: name,
-      descriptor,
-      images: [{ role: 'rootfs', template: await loadImage(store, ref, descriptor) }],
-    };
+    const template = await loadTemplate(store, ref, platform);
+    return { ref: name, descriptor, images: [{ role: 'rootfs', template }] };
   }
   const index = await store.readImageIndex(descriptor);
-  const images = [];
-  for (const m of index.manifests) {
-    const role = roleOf(m) ?? 'image';
-    images.push({ role, template: await loadImage(store, `${name} (${role})`, m) });
+  const platforms = platformsOf(index).map(formatPlatform);
+  let manifests = index.manifests;
+  if (platform) {
+    manifests = [requireManifest(index, { role: 'rootfs', platform }, ref)];
+    const bc = selectManifest(index, { role: 'buildchroot', platform });
+    if (bc.ok) manifests.push(bc.descriptor);
   }
-  return { ref: name, descriptor, images };
+  const images = [];
+  for (const m of manifests) {
+    const role = roleOf(m) ?? 'image';
+    const p = m.platform ? formatPlatform(m.platform) : undefined;
+    const what = `${name} (${role}${p && platforms.length > 1 ? ` ${p}` : ''})`;
+    images.push({
+      role,
+      ...(p ? { platform: p } : {}),
+      template: await loadImage(store, what, m),
+    });
+  }
+  return { ref: name, descriptor, images, ...(platforms.length > 1 ? { platforms } : {}) };
 }
 
 /** What `strata inspect --json` prints: the rootfs summary, plus every image of an index. */
 export function summarizeSet(set: TemplateSet): TemplateSummary & {
-  images?: Array<{ role: string } & TemplateSummary>;
+  images?: Array<{ role: string; platform?: string } & TemplateSummary>;
   sharedLayers?: Array<{ digest: Digest; size: number }>;
+  platforms?: string[];
 } {
-  const summaries = set.images.map((i) => ({ role: i.role, ...summarize(i.template) }));
+  const summaries = set.images.map((i) => ({
+    role: i.role,
+    ...(i.platform ? { platform: i.platform } : {}),
+    ...summarize(i.template),
+  }));
   const main = summaries.find((s) => s.role === 'rootfs') ?? summaries[0];
   if (!main) throw new InvalidDocumentError(`index ${set.ref}`, ['holds no image']);
   if (set.images.length === 1) return summarize(set.images[0]!.template);
@@ -153,12 +192,13 @@ export function summarizeSet(set: TemplateSet): TemplateSummary & {
   const sharedLayers = main.layers
     .filter((l) => (seen.get(l.digest) ?? 0) > 1)
     .map((l) => ({ digest: l.digest, size: l.size }));
-  const { role: _role, ...rest } = main;
+  const { role: _role, platform: _platform, ...rest } = main;
   return {
     ...rest,
     ref: set.ref,
     digest: set.descriptor.digest,
     mediaType: set.descriptor.mediaType,
+    ...(set.platforms ? { platforms: set.platforms } : {}),
     images: summaries,
     sharedLayers,
   };

@@ -6,6 +6,7 @@ import { once, stdinDash } from '../output';
 interface SaveArgs extends GlobalArgs {
   ref: string;
   output: string;
+  platform?: string;
 }
 interface LoadArgs extends GlobalArgs {
   file: string;
@@ -18,15 +19,24 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       'save <ref>',
       'Write an image to one file (an OCI archive, e.g. name.tmpl.img)',
       (c) =>
-        c.positional('ref', { type: 'string', demandOption: true }).option('output', {
-          alias: 'o',
-          type: 'string',
-          demandOption: true,
-          describe: 'Archive file to write',
-        }),
+        c
+          .positional('ref', { type: 'string', demandOption: true })
+          .option('output', {
+            alias: 'o',
+            type: 'string',
+            demandOption: true,
+            describe: 'Archive file to write',
+          })
+          .option('platform', {
+            type: 'string',
+            describe: 'Of a multi-platform template, save the rootfs image of this platform only',
+            coerce: once('--platform', 'strata save'),
+          }),
       run<SaveArgs>(async (ctx, a) => {
         const { saveArchive } = await import('@strata/store');
-        const d = await saveArchive(await ctx.store(), a.ref, a.output);
+        const { parsePlatform } = await import('@strata/oci');
+        const platform = a.platform !== undefined ? parsePlatform(a.platform) : undefined;
+        const d = await saveArchive(await ctx.store(), a.ref, a.output, platform);
         if (ctx.json) ctx.printJson({ ref: a.ref, digest: d.digest, file: a.output });
         else ctx.print(`saved ${a.ref} ${d.digest} to ${a.output}`);
       }),

@@ -23,6 +23,7 @@ interface BuildArgs extends GlobalArgs {
   insecure: boolean;
   caCert?: string;
   timestamp: 'mirror' | 'now';
+  platform?: string;
 }
 
 export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
@@ -48,6 +49,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           coerce: once('-t/--tag', 'strata build'),
         })
         .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
+        .option('platform', {
+          type: 'string',
+          describe:
+            'Platforms to build for, os/arch[/variant],… (e.g. linux/amd64,linux/arm64): several give one multi-platform index',
+          coerce: once('--platform', 'strata build'),
+        })
         .option('build-arg', {
           type: 'string',
           array: true,
@@ -104,6 +111,8 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         }),
     run<BuildArgs>(async (ctx, a) => {
       const { build, BuildStepError, RegistryCache } = await import('@strata/compose');
+      const { parsePlatforms, formatPlatform } = await import('@strata/oci');
+      const platforms = a.platform !== undefined ? parsePlatforms(a.platform) : undefined;
       const { registryResolver, transportOptions } = await import('./registry');
       const store = await ctx.store();
       // The registry client loads only for a build that names a cache registry.
@@ -137,6 +146,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           context: path.resolve(a.context),
           tag: a.tag,
           target: a.target,
+          ...(platforms ? { platforms } : {}),
           buildArgs: parseBuildArgs(a.buildArg),
           aptSources: a.aptSources,
           noCache: !a.cache,
@@ -150,6 +160,9 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           signal: abort.signal,
           onEvent: (e) => {
             switch (e.type) {
+              case 'platform':
+                log(`== ${e.platform}`);
+                break;
               case 'stage':
                 stage = e.stage;
                 break;
@@ -196,7 +209,19 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             stepsRun: r.stepsRun,
             lockFile: r.lockFile,
             seconds: secs,
+            ...(r.platforms
+              ? {
+                  platforms: r.platforms.map((p) => ({
+                    platform: formatPlatform(p.platform),
+                    digest: p.descriptor.digest,
+                  })),
+                }
+              : {}),
           });
+        } else if (r.platforms) {
+          ctx.print(
+            `built ${r.ref ?? '(untagged)'} ${r.descriptor.digest} (${r.platforms.map((p) => formatPlatform(p.platform)).join(', ')}; ${counted(r.stepsRun, 'step')} run, ${r.cacheHits} cached, ${secs.toFixed(1)}s)`,
+          );
         } else {
           ctx.print(
             `built ${r.ref ?? '(untagged)'} ${r.descriptor.digest} (${counted(r.manifest.layers.length, 'layer')}, ${counted(r.stepsRun, 'step')} run, ${r.cacheHits} cached, ${secs.toFixed(1)}s)`,

@@ -15,6 +15,7 @@ interface CheckArgs extends GlobalArgs {
   packages: boolean;
   insecure: boolean;
   caCert?: string;
+  platform?: string;
 }
 
 export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
@@ -60,6 +61,10 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         .option('ca-cert', {
           type: 'string',
           describe: 'Also trust this CA certificate (PEM) for registries, as for build',
+        })
+        .option('platform', {
+          type: 'string',
+          describe: 'Of a multi-platform template, check this platform (os/arch[/variant])',
         }),
     run<CheckArgs>(async (ctx, a) => {
       const { checkTemplate, formatReason } = await import('@strata/compose');
@@ -67,7 +72,9 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       let r;
       try {
         const store = await ctx.store();
+        const { parsePlatform } = await import('@strata/oci');
         r = await checkTemplate(store, a.tag, {
+          ...(a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {}),
           file: path.resolve(a.file ?? 'Stratafile'),
           context: a.context,
           target: a.target,

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, shortDigest } from '../output';
+import { formatBytes, once, shortDigest } from '../output';
 
 interface FlattenArgs extends GlobalArgs {
   ref: string;
@@ -9,6 +9,7 @@ interface FlattenArgs extends GlobalArgs {
   buildchroot?: string;
   dir?: string;
   tmpDir?: string;
+  platform?: string;
 }
 interface ImageArgs extends GlobalArgs {
   ref: string;
@@ -19,11 +20,19 @@ interface ImageArgs extends GlobalArgs {
   'extra-space'?: string;
   label?: string;
   role: 'rootfs' | 'buildchroot';
+  platform?: string;
 }
 interface BundleArgs extends GlobalArgs {
   tag: string;
   rootfs: string;
   buildchroot: string;
+}
+
+/** `--platform os/arch[/variant]`: which platform's image of a multi-platform template. */
+async function platformArg(a: { platform?: string }) {
+  if (a.platform === undefined) return {};
+  const { parsePlatform } = await import('@strata/oci');
+  return { platform: parsePlatform(a.platform) };
 }
 
 function epoch(): number | undefined {
@@ -57,6 +66,12 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             describe:
               'Scratch space for the uncompressed layers while writing a tar (default: next to the output)',
           })
+          .option('platform', {
+            type: 'string',
+            describe:
+              'Of a multi-platform template, the image of this platform (os/arch[/variant])',
+            coerce: once('--platform', 'strata flatten'),
+          })
           .check((a) => {
             if (!a.rootfs && !a.buildchroot && !a.dir)
               throw new Error('say where to write: --rootfs FILE, --buildchroot FILE or --dir DIR');
@@ -65,6 +80,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       run<FlattenArgs>(async (ctx, a) => {
         const { flattenToTar, flattenToDir } = await import('@strata/imager');
         const store = await ctx.store();
+        const platform = await platformArg(a);
         const results: Record<string, unknown>[] = [];
         const jobs: ['rootfs' | 'buildchroot', string][] = [];
         if (a.rootfs) jobs.push(['rootfs', a.rootfs]);
@@ -73,6 +89,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           const bar = ctx.progress();
           const r = await flattenToTar(store, a.ref, file, {
             role,
+            ...platform,
             tmpDir: a.tmpDir,
             onProgress: (p) =>
               bar.update(
@@ -90,7 +107,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         }
         if (a.dir) {
           const bar = ctx.progress();
-          const r = await flattenToDir(store, a.ref, a.dir);
+          const r = await flattenToDir(store, a.ref, a.dir, platform);
           results.push({ role: 'rootfs', dir: a.dir, entries: r.entries });
           if (!ctx.json)
             ctx.print(
@@ -127,6 +144,12 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             default: 'rootfs' as const,
             describe: 'Which image of a bundle',
           })
+          .option('platform', {
+            type: 'string',
+            describe:
+              'Of a multi-platform template, the image of this platform (os/arch[/variant])',
+            coerce: once('--platform', 'strata image'),
+          })
           .check((a) => {
             if (Boolean(a.ext4) === Boolean(a.wks))
               throw new Error('give exactly one of --ext4 FILE or --wks LAYOUT -o FILE');
@@ -143,6 +166,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         const { buildExt4Image, buildDiskImage, parseSizeArg, readWksFile } =
           await import('@strata/imager');
         const store = await ctx.store();
+        const platform = await platformArg(a);
         const bar = ctx.progress();
         let phase = '';
         const onProgress = (p: {
@@ -157,6 +181,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         if (a.ext4) {
           const r = await buildExt4Image(store, a.ref, a.ext4, {
             role: a.role,
+            ...platform,
             size: a.size === undefined ? undefined : parseSizeArg(a.size, '--size'),
             extraSpace:
               a['extra-space'] === undefined
@@ -178,6 +203,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         const out = a.output as string;
         const r = await buildDiskImage(store, a.ref, wks, out, {
           role: a.role,
+          ...platform,
           wksFile: a.wks,
           sourceDateEpoch: epoch(),
           onProgress,

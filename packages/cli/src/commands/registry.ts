@@ -8,6 +8,7 @@ import { formatBytes, once, progressFigures, shortDigest } from '../output';
 
 interface NetArgs extends GlobalArgs {
   jobs: number;
+  platform?: string;
   caCert?: string;
   insecure: boolean;
 }
@@ -98,9 +99,21 @@ class BlobProgress {
   }
 }
 
+/** `--platform`: of a multi-platform template, only that platform's rootfs image. */
+async function platformOpt(a: { platform?: string }) {
+  if (a.platform === undefined) return {};
+  const { parsePlatform } = await import('@strata/oci');
+  return { platform: parsePlatform(a.platform) };
+}
+
 function netOptions<T>(y: Argv<T>): Argv<T> {
   return y
     .option('jobs', { alias: 'j', type: 'number', default: 4, describe: 'Blob transfers at once' })
+    .option('platform', {
+      type: 'string',
+      describe:
+        "Of a multi-platform template, only this platform's rootfs image (default: every platform)",
+    })
     .option('ca-cert', { type: 'string', describe: 'Also trust this CA certificate (PEM) for TLS' })
     .option('insecure', {
       type: 'boolean',
@@ -178,6 +191,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
           r = await push(opening, a.ref, target, {
             ...net,
             jobs: a.jobs,
+            ...(await platformOpt(a)),
             ...(a.chunkSize ? { chunkSize: a.chunkSize } : {}),
             onEvent: progress.onEvent,
           });
@@ -221,6 +235,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
           r = await pull(opening, source, {
             ...net,
             jobs: a.jobs,
+            ...(await platformOpt(a)),
             ...(a.tag ? { tag: a.tag } : {}),
             onEvent: progress.onEvent,
           });

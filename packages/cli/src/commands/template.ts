@@ -17,6 +17,7 @@ interface CreateArgs extends GlobalArgs {
 
 interface InspectArgs extends GlobalArgs {
   ref: string;
+  platform?: string;
 }
 
 /** SOURCE_DATE_EPOCH, when set, as whole seconds. */
@@ -134,18 +135,28 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
     .command(
       'inspect <ref>',
       'Show a template: name, date, features, layers, packages, exclusions',
-      (c) => c.positional('ref', { type: 'string', demandOption: true }),
+      (c) =>
+        c.positional('ref', { type: 'string', demandOption: true }).option('platform', {
+          type: 'string',
+          describe: 'Of a multi-platform template, show this platform only (os/arch[/variant])',
+          coerce: once('--platform', 'strata inspect'),
+        }),
       run<InspectArgs>(async (ctx, a) => {
         const { loadTemplateSet, summarizeSet } = await import('@strata/template');
-        const s = summarizeSet(await loadTemplateSet(await ctx.store(), a.ref));
+        const { parsePlatform } = await import('@strata/oci');
+        const platform = a.platform !== undefined ? parsePlatform(a.platform) : undefined;
+        const s = summarizeSet(await loadTemplateSet(await ctx.store(), a.ref, platform));
         if (ctx.json) {
           ctx.printJson(s);
           return;
         }
         ctx.print(`Ref:           ${s.ref}`);
         ctx.print(`Digest:        ${s.digest}`);
+        if (s.platforms) ctx.print(`Platforms:     ${s.platforms.join(', ')}`);
         if (s.images) {
-          ctx.print(`Images:        ${s.images.map((i) => i.role).join(' + ')} (one OCI index)`);
+          const label = (i: { role: string; platform?: string }) =>
+            s.platforms && i.platform ? `${i.role} ${i.platform}` : i.role;
+          ctx.print(`Images:        ${s.images.map(label).join(' + ')} (one OCI index)`);
           const shared = s.sharedLayers ?? [];
           ctx.print(
             `Shared layers: ${shared.length} (${formatBytes(shared.reduce((n, l) => n + l.size, 0))}, stored once)`,
@@ -154,7 +165,10 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             ctx.print(`  ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(10)}`);
         }
         for (const img of s.images ?? [{ role: '', ...s }]) {
-          if (img.role) ctx.print(`\n[${img.role}] ${img.digest}`);
+          if (img.role) {
+            const p = 'platform' in img && s.platforms ? ` ${img.platform}` : '';
+            ctx.print(`\n[${img.role}${p}] ${img.digest}`);
+          }
           const dist =
             img.distribution.prettyName ??
             ([img.distribution.id, img.distribution.versionId].filter(Boolean).join(' ') ||
