@@ -29,6 +29,7 @@ const { minbaseTar } = require('./fixture');
 const { pipeline } = require('node:stream/promises');
 const { packTree, createLayer, unpackLayer, unpackLayers } = require('../packages/layer/dist');
 const { Store } = require('../packages/store/dist');
+const { layerOf, MediaTypes } = require('../packages/oci/dist');
 
 const REPS = Number(process.env.STRATA_BENCH_REPS || 5);
 const UNPACK_REPS = Number(process.env.STRATA_BENCH_UNPACK_REPS || 15);
@@ -170,13 +171,12 @@ async function main() {
   // UNPACK_REPS timed pairs, alternating who goes first. Ours unpacks from the store as a build's
   // snapshot and `flatten --dir` do: the worker reads the blob file and checks its digest, and
   // the diffID recorded at pack time spares hashing the tar again.
-  const fromStore = {
-    open: () => ours,
-    compression: 'zstd',
-    expectedDigest: layer.digest,
-    expectedDiffId: layer.diffId,
-  };
-  const unpackOurs = (t) => unpackLayers([fromStore], t, { diffIds: store });
+  const fromStore = layerOf(
+    store.content,
+    { mediaType: MediaTypes.layerZstd, digest: layer.digest, size: layer.size },
+    layer.diffId,
+  );
+  const unpackOurs = (t) => unpackLayers([fromStore], t);
   const unpackGnu = (t) => sh(`zstd -dcq ${ours} | tar -xpf - -C ${t}`);
   await unpackOurs(target());
   unpackGnu(target());

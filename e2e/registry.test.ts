@@ -234,6 +234,32 @@ d('registry without auth (plain http on loopback)', () => {
     await strataOk(['--store', storeD, 'fsck'], { env });
   });
 
+  it('a repeat pull of an index fetches its root and no child manifest again', async () => {
+    const storeR = path.join(work, 'storeR');
+    const manifestGets = (from: number): string[] =>
+      proxy.records
+        .slice(from)
+        .filter((p) => p.method === 'GET' && p.url.startsWith('/v2/idx/manifests/'))
+        .map((p) => p.url.slice('/v2/idx/manifests/'.length));
+    const first = proxy.records.length;
+    const pull = async () =>
+      json<PullJson & { manifests: number }>(
+        await strataOk(['--store', storeR, '--json', 'pull', `${proxy.host}/idx:1`], { env }),
+      );
+    const once = await pull();
+    expect(once).toMatchObject({ manifests: 2, downloaded: 2, present: 0 });
+    // The first pull fetched the index by tag and its image manifest by digest.
+    const child = manifestGets(first).filter((u) => u.startsWith('sha256:'));
+    expect([manifestGets(first).length, child.length]).toEqual([2, 1]);
+    const second = proxy.records.length;
+    const again = await pull();
+    expect(again).toMatchObject({ digest: once.digest, downloaded: 0, present: 2 });
+    expect(manifestGets(second)).toEqual(['1']);
+    expect(
+      proxy.records.slice(second).filter((p) => p.method === 'GET' && /\/blobs\//.test(p.url)),
+    ).toEqual([]);
+  });
+
   it('lists tags', async () => {
     const { RegistryClient } = await import('@strata/registry');
     const c = new RegistryClient({ registry: reg.host, repository: 'x' });

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Digest, compressionOf, digestHex, NotFoundError } from '@strata/oci';
+import { Digest, digestHex, layerOf, NotFoundError } from '@strata/oci';
 import { unpackLayers } from '@strata/layer';
 import { Store, diskUsage, writeFileAtomic } from '@strata/store';
 
@@ -148,22 +148,17 @@ export class Snapshots {
   private async unpack(tmp: string, layers: readonly StackLayer[]): Promise<string> {
     const fsDir = path.join(tmp, 'fs');
     await fsp.mkdir(fsDir);
+    // The store's layers hand the unpacker their blob files, whose digests (and diffIDs, once:
+    // the store remembers the ones it verified) it checks as it reads them.
     await unpackLayers(
-      layers.map((l) => {
-        const compression = compressionOf(l.mediaType);
-        if (!compression)
-          throw new NotFoundError(`layer ${l.digest}: unsupported media type ${l.mediaType}`);
-        // The unpacker reads the blob file itself and checks its digest and diffID (once:
-        // the store remembers diffIDs it has verified).
-        return {
-          open: () => this.store.blobPath(l.digest),
-          compression,
-          expectedDiffId: l.diffId,
-          expectedDigest: l.digest,
-        };
-      }),
+      layers.map((l) =>
+        layerOf(
+          this.store.content,
+          { mediaType: l.mediaType, digest: l.digest, size: l.size },
+          l.diffId,
+        ),
+      ),
       fsDir,
-      { diffIds: this.store },
     );
     return fsDir;
   }

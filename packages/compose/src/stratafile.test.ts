@@ -51,38 +51,36 @@ function expectError(
   expect([e.file, e.line, e.column]).toEqual([F, line, column]);
 }
 
+/** Where the parser puts a step that starts a line, and the step's canonical text. */
+function at(line: number, text: string): Pick<Instruction, 'loc' | 'text'> {
+  return { loc: { file: F, line, column: 1 }, text };
+}
+
 const BASE = 'FROM base\n';
 
 describe('instructions', () => {
   test('FROM with every kind of reference', () => {
-    const sf = parse(
-      [
-        'FROM scratch AS boot',
-        'BOOTSTRAP bookworm',
-        'FROM ./base.tmpl.img AS file1',
-        'FROM ../up/base.tar',
-        'FROM /abs/base.tmpl.img',
-        'FROM base:1.0',
-        'FROM registry.example.com:5000/team/base:2@sha256:' + 'a'.repeat(64),
-        'FROM boot AS derived',
-      ].join('\n'),
+    const remote = `registry.example.com:5000/team/base:2@sha256:${'a'.repeat(64)}`;
+    // Each stage's lines, and what its FROM names: [stage name, reference, kind of reference].
+    const stages: Array<[string, string | undefined, string, string]> = [
+      ['FROM scratch AS boot\nBOOTSTRAP bookworm', 'boot', 'scratch', 'scratch'],
+      ['FROM ./base.tmpl.img AS file1', 'file1', './base.tmpl.img', 'file'],
+      ['FROM ../up/base.tar', undefined, '../up/base.tar', 'file'],
+      ['FROM /abs/base.tmpl.img', undefined, '/abs/base.tmpl.img', 'file'],
+      ['FROM base:1.0', undefined, 'base:1.0', 'local'],
+      [`FROM ${remote}`, undefined, remote, 'registry'],
+      ['FROM boot AS derived', 'derived', 'boot', 'stage'],
+    ];
+    const sf = parse(stages.map(([lines]) => lines).join('\n'));
+    expect(sf.stages.map((s) => [s.index, s.name, s.from.ref, s.from.refKind])).toEqual(
+      stages.map(([, ...from], i) => [i, ...from]),
     );
-    expect(sf.stages.map((s) => [s.index, s.name, s.from.ref, s.from.refKind])).toEqual([
-      [0, 'boot', 'scratch', 'scratch'],
-      [1, 'file1', './base.tmpl.img', 'file'],
-      [2, undefined, '../up/base.tar', 'file'],
-      [3, undefined, '/abs/base.tmpl.img', 'file'],
-      [4, undefined, 'base:1.0', 'local'],
-      [5, undefined, `registry.example.com:5000/team/base:2@sha256:${'a'.repeat(64)}`, 'registry'],
-      [6, 'derived', 'boot', 'stage'],
-    ]);
     expect(sf.stages[0]?.from).toEqual({
       kind: 'FROM',
       ref: 'scratch',
       refKind: 'scratch',
       stage: 'boot',
-      loc: { file: F, line: 1, column: 1 },
-      text: 'FROM scratch AS boot',
+      ...at(1, 'FROM scratch AS boot'),
     });
     expect(sf.stages[4]?.from.text).toBe('FROM base:1.0');
     expect(sf.stages[4]?.from.stage).toBeUndefined();
@@ -107,8 +105,10 @@ describe('instructions', () => {
       components: ['main', 'contrib'],
       mirror: 'http://deb.debian.org/debian',
       architecture: 'arm64',
-      loc: { file: F, line: 2, column: 1 },
-      text: 'BOOTSTRAP --architecture=arm64 --components=main,contrib --include=curl,ca-certificates --mirror=http://deb.debian.org/debian --variant=minbase bookworm',
+      ...at(
+        2,
+        'BOOTSTRAP --architecture=arm64 --components=main,contrib --include=curl,ca-certificates --mirror=http://deb.debian.org/debian --variant=minbase bookworm',
+      ),
     });
     const plain = step('FROM scratch\nBOOTSTRAP bookworm', 'BOOTSTRAP');
     expect(plain).toMatchObject({
@@ -244,16 +244,14 @@ describe('instructions', () => {
         name: 'B',
         default: 'dflt',
         value: 'dflt',
-        loc: { file: F, line: 3, column: 1 },
-        text: 'ARG B=dflt',
+        ...at(3, 'ARG B=dflt'),
       },
       {
         kind: 'ARG',
         name: 'C',
         default: 'x',
         value: 'given',
-        loc: { file: F, line: 4, column: 1 },
-        text: 'ARG C=x',
+        ...at(4, 'ARG C=x'),
       },
     ]);
   });
@@ -281,26 +279,22 @@ describe('instructions', () => {
       {
         kind: 'FEATURE',
         features: ['ssh', 'wifi'],
-        loc: { file: F, line: 3, column: 1 },
-        text: 'FEATURE ssh wifi',
+        ...at(3, 'FEATURE ssh wifi'),
       },
       {
         kind: 'EXCLUDE',
         globs: ['/opt/secret/**', 'usr/share/doc/*'],
-        loc: { file: F, line: 4, column: 1 },
-        text: 'EXCLUDE /opt/secret/** usr/share/doc/*',
+        ...at(4, 'EXCLUDE /opt/secret/** usr/share/doc/*'),
       },
       {
         kind: 'SOURCES',
         file: 'apt/product.sources',
-        loc: { file: F, line: 5, column: 1 },
-        text: 'SOURCES apt/product.sources',
+        ...at(5, 'SOURCES apt/product.sources'),
       },
       {
         kind: 'BUILDCHROOT',
         stage: 'bc',
-        loc: { file: F, line: 6, column: 1 },
-        text: 'BUILDCHROOT bc',
+        ...at(6, 'BUILDCHROOT bc'),
       },
     ]);
   });
@@ -506,21 +500,13 @@ describe('substitution', () => {
 
 describe('multi-stage', () => {
   test('stages, stage refs and buildchroot', () => {
-    const sf = parse(
-      [
-        'ARG SUITE=bookworm',
-        'FROM scratch AS base',
-        'ARG SUITE',
-        'BOOTSTRAP --variant=minbase $SUITE',
-        '',
-        'FROM base AS buildchroot',
-        'INSTALL build-essential',
-        '',
-        'FROM base',
-        'BUILDCHROOT buildchroot',
-        'INSTALL curl',
-      ].join('\n'),
-    );
+    // A global ARG, then three stages, a blank line between them.
+    const stages = [
+      'ARG SUITE=bookworm\nFROM scratch AS base\nARG SUITE\nBOOTSTRAP --variant=minbase $SUITE',
+      'FROM base AS buildchroot\nINSTALL build-essential',
+      'FROM base\nBUILDCHROOT buildchroot\nINSTALL curl',
+    ];
+    const sf = parse(stages.join('\n\n'));
     expect(
       sf.stages.map((s) => [s.index, s.name, s.from.refKind, s.steps.map((x) => x.kind)]),
     ).toEqual([
@@ -533,384 +519,145 @@ describe('multi-stage', () => {
 });
 
 describe('errors', () => {
-  const cases: Array<[string, string, number, number, string]> = [
-    ['unknown instruction', 'FROM base\n  WORKDIR /x', 2, 3, 'unknown instruction "WORKDIR"'],
-    ['ADD is not supported', 'FROM base\nADD a /a', 2, 1, 'unknown instruction "ADD"'],
+  /** Errors in a source of one line: [the source, column, text of the message]. */
+  const oneLine: Array<[string, number, string]> = [
+    ['', 1, 'no FROM instruction'],
+    ['FROM', 1, 'FROM requires a template reference'],
+    ['FROM $NOPE', 6, 'FROM reference is empty'],
+    ['FROM base app', 11, 'expected "AS <stage>"'],
+    ['FROM base AS', 11, 'AS needs a stage name'],
+    ['FROM base AS a b', 16, 'unexpected argument b'],
+    ['FROM --platform=linux/arm64 base', 6, 'unknown flag --platform for FROM'],
+    ['FROM ./base.img', 6, 'must end in .tmpl.img or .tar'],
+    ['FROM Base:1', 6, 'invalid image reference "Base:1"'],
+    ['FROM base AS Build', 14, 'stage name "Build" must be lowercase'],
+    ['FROM base AS 1st', 14, 'invalid stage name "1st"'],
+    ['FROM base AS scratch', 14, '"scratch" is reserved'],
+    ['FROM self AS self', 6, 'cannot start FROM itself'],
+    ['ARG', 1, 'ARG requires a name'],
+  ];
+  test.each(oneLine)('%j', (src, column, text) => {
+    expectError(src, 1, column, text);
+  });
+
+  /** Errors in a source of several lines: [its lines, line, column, text of the message]. */
+  const lines: Array<[string[], number, number, string]> = [
+    [['# c', 'ARG A', ' INSTALL curl', 'FROM base'], 3, 2, 'INSTALL before the first FROM'],
+    [['ARG A=1', ''], 1, 1, 'no FROM instruction'],
     [
-      'instruction before FROM',
-      '# c\nARG A\n INSTALL curl\nFROM base',
-      3,
-      2,
-      'INSTALL before the first FROM',
-    ],
-    ['no FROM at all', 'ARG A=1\n', 1, 1, 'no FROM instruction'],
-    ['empty file', '', 1, 1, 'no FROM instruction'],
-    ['FROM without ref', 'FROM', 1, 1, 'FROM requires a template reference'],
-    ['FROM empty after substitution', 'FROM $NOPE', 1, 6, 'FROM reference is empty'],
-    ['FROM with two words', 'FROM base app', 1, 11, 'expected "AS <stage>"'],
-    ['FROM AS without name', 'FROM base AS', 1, 11, 'AS needs a stage name'],
-    ['FROM extra argument', 'FROM base AS a b', 1, 16, 'unexpected argument b'],
-    [
-      'FROM unknown flag',
-      'FROM --platform=linux/arm64 base',
-      1,
-      6,
-      'unknown flag --platform for FROM',
-    ],
-    ['FROM bad file', 'FROM ./base.img', 1, 6, 'must end in .tmpl.img or .tar'],
-    ['FROM bad reference', 'FROM Base:1', 1, 6, 'invalid image reference "Base:1"'],
-    ['upper-case stage name', 'FROM base AS Build', 1, 14, 'stage name "Build" must be lowercase'],
-    ['invalid stage name', 'FROM base AS 1st', 1, 14, 'invalid stage name "1st"'],
-    ['reserved stage name', 'FROM base AS scratch', 1, 14, '"scratch" is reserved'],
-    [
-      'duplicate stage',
-      'FROM base AS a\nFROM base AS b\nFROM base AS a',
+      ['FROM base AS a', 'FROM base AS b', 'FROM base AS a'],
       3,
       14,
       'duplicate stage name "a" (first defined at line 1)',
     ],
+    [['FROM base', 'FROM later', 'FROM base AS later'], 2, 6, 'defined later (line 3)'],
     [
-      'FROM a later stage',
-      'FROM base\nFROM later\nFROM base AS later',
-      2,
-      6,
-      'defined later (line 3)',
-    ],
-    ['FROM itself', 'FROM self AS self', 1, 6, 'cannot start FROM itself'],
-    [
-      'BOOTSTRAP not after scratch',
-      'FROM base\nBOOTSTRAP bookworm',
-      2,
-      1,
-      'BOOTSTRAP is only allowed directly after FROM scratch',
-    ],
-    [
-      'second BOOTSTRAP',
-      'FROM scratch\nBOOTSTRAP a1\nBOOTSTRAP b2',
+      ['FROM scratch', 'BOOTSTRAP a1', 'BOOTSTRAP b2'],
       3,
       1,
       'only allowed directly after FROM scratch',
     ],
+    [['BOOTSTRAP bookworm', 'FROM scratch'], 1, 1, 'BOOTSTRAP before the first FROM'],
     [
-      'BOOTSTRAP before FROM',
-      'BOOTSTRAP bookworm\nFROM scratch',
-      1,
-      1,
-      'BOOTSTRAP before the first FROM',
-    ],
-    [
-      'scratch stage not starting with BOOTSTRAP',
-      'FROM scratch\nARG A\n INSTALL curl',
+      ['FROM scratch', 'ARG A', ' INSTALL curl'],
       3,
       2,
       'a FROM scratch stage must start with BOOTSTRAP (FROM scratch at line 1)',
     ],
+    [['FROM scratch', 'FROM base'], 1, 6, 'FROM scratch must be followed by BOOTSTRAP'],
+    [['ARG my-arg=1', 'FROM base'], 1, 5, 'invalid ARG name "my-arg"'],
     [
-      'scratch stage without BOOTSTRAP at EOF',
-      'FROM base\nFROM  scratch',
-      2,
-      7,
-      'FROM scratch must be followed by BOOTSTRAP',
-    ],
-    [
-      'scratch stage without BOOTSTRAP before next FROM',
-      'FROM scratch\nFROM base',
-      1,
-      6,
-      'FROM scratch must be followed by BOOTSTRAP',
-    ],
-    [
-      'BOOTSTRAP without suite',
-      'FROM scratch\nBOOTSTRAP --variant=minbase',
-      2,
-      1,
-      'BOOTSTRAP requires a suite',
-    ],
-    ['BOOTSTRAP two suites', 'FROM scratch\nBOOTSTRAP a1 b2', 2, 14, 'unexpected argument b2'],
-    [
-      'BOOTSTRAP bad variant',
-      'FROM scratch\nBOOTSTRAP --variant=tiny bookworm',
-      2,
-      11,
-      'unknown mmdebstrap variant "tiny"',
-    ],
-    [
-      'BOOTSTRAP bad include',
-      'FROM scratch\nBOOTSTRAP --include=curl,,x1 bookworm',
-      2,
-      11,
-      'invalid item "" in --include',
-    ],
-    [
-      'BOOTSTRAP bad component',
-      'FROM scratch\nBOOTSTRAP --components=main,no/pe bookworm',
-      2,
-      11,
-      'invalid item "no/pe" in --components',
-    ],
-    [
-      'BOOTSTRAP bad mirror',
-      'FROM scratch\nBOOTSTRAP --mirror=deb.debian.org bookworm',
-      2,
-      11,
-      '--mirror must be a URL',
-    ],
-    [
-      'BOOTSTRAP bad architecture',
-      'FROM scratch\nBOOTSTRAP --architecture=ARM bookworm',
-      2,
-      11,
-      'invalid architecture "ARM"',
-    ],
-    ['BOOTSTRAP bad suite', 'FROM scratch\nBOOTSTRAP "book worm"', 2, 11, 'invalid suite'],
-    [
-      'flag without value',
-      'FROM scratch\nBOOTSTRAP --variant bookworm',
-      2,
-      11,
-      'flag --variant needs a value: --variant=<value>',
-    ],
-    ['flag with empty value', 'FROM base\nCOPY --chown= a /a', 2, 6, 'flag --chown needs a value'],
-    [
-      'boolean flag with value',
-      'FROM base\nINSTALL --recommends=yes curl',
-      2,
-      9,
-      'flag --recommends takes no value',
-    ],
-    [
-      'unknown flag',
-      'FROM base\nINSTALL --no-install-recommends curl',
-      2,
-      9,
-      'unknown flag --no-install-recommends for INSTALL',
-    ],
-    [
-      'flag of another instruction',
-      'FROM base\nINSTALL --chown=a curl',
-      2,
-      9,
-      'flag --chown is not valid for INSTALL (it belongs to COPY)',
-    ],
-    [
-      'flag of another instruction on RUN',
-      'FROM base\nRUN --strict-remove true',
-      2,
-      5,
-      'not valid for RUN (it belongs to REMOVE)',
-    ],
-    [
-      'RUN --mount',
-      'FROM base\nRUN --mount=type=cache,target=/x true',
-      2,
-      5,
-      'unknown flag --mount for RUN',
-    ],
-    [
-      'duplicate flag',
-      'FROM base\nCOPY --chmod=644 --chmod=600 a /a',
-      2,
-      18,
-      'duplicate flag --chmod',
-    ],
-    [
-      'flag after arguments',
-      'FROM base\nINSTALL curl --recommends',
-      2,
-      14,
-      'flag --recommends must come before the arguments',
-    ],
-    ['INSTALL nothing', 'FROM base\nINSTALL   ', 2, 1, 'INSTALL requires at least one package'],
-    [
-      'INSTALL nothing after flags',
-      'FROM base\nINSTALL --recommends',
-      2,
-      1,
-      'INSTALL requires at least one package',
-    ],
-    ['INSTALL bad name', 'FROM base\nINSTALL curl Vim', 2, 14, 'invalid package name "Vim"'],
-    ['INSTALL one-letter name', 'FROM base\nINSTALL c', 2, 9, 'invalid package name "c"'],
-    [
-      'INSTALL bad version',
-      'FROM base\nINSTALL curl=7.8_1',
-      2,
-      9,
-      'invalid version "7.8_1" for package curl',
-    ],
-    [
-      'INSTALL empty version',
-      'FROM base\nINSTALL curl=',
-      2,
-      9,
-      'invalid version "" for package curl',
-    ],
-    [
-      'INSTALL absolute deb',
-      'FROM base\nINSTALL /tmp/x.deb',
-      2,
-      9,
-      'must be relative to the build context',
-    ],
-    [
-      'INSTALL deb escaping context',
-      'FROM base\nINSTALL ./a/../../x.deb',
-      2,
-      9,
-      'escapes the build context',
-    ],
-    [
-      'INSTALL path that is not a deb',
-      'FROM base\nINSTALL ./pkgs/x.rpm',
-      2,
-      9,
-      'must be a .deb file',
-    ],
-    [
-      'REMOVE nothing',
-      'FROM base\nREMOVE --strict-remove',
-      2,
-      1,
-      'REMOVE requires at least one package',
-    ],
-    [
-      'REMOVE with version',
-      'FROM base\nREMOVE nano=1.0',
-      2,
-      8,
-      'REMOVE takes package names without versions',
-    ],
-    ['REMOVE bad name', 'FROM base\nREMOVE ./x.deb', 2, 8, 'invalid package name'],
-    [
-      'UPGRADE with version',
-      'FROM base\nUPGRADE a1=2',
-      2,
-      9,
-      'UPGRADE takes package names without versions',
-    ],
-    ['RUN empty', 'FROM base\nRUN   ', 2, 1, 'RUN requires a command'],
-    ['RUN empty exec form', 'FROM base\nRUN  [ ]', 2, 6, 'RUN [] needs at least the program'],
-    [
-      'COPY one argument',
-      'FROM base\nCOPY a',
-      2,
-      1,
-      'COPY requires at least one source and a destination',
-    ],
-    [
-      'COPY JSON one argument',
-      'FROM base\nCOPY ["a"]',
-      2,
-      1,
-      'COPY requires at least one source and a destination',
-    ],
-    [
-      'COPY absolute source',
-      'FROM base\nCOPY a /etc/passwd /x/',
-      2,
-      8,
-      'COPY source "/etc/passwd" must be relative',
-    ],
-    [
-      'COPY escaping source',
-      'FROM base\nCOPY ["a", "x/../../y", "/x/"]',
-      2,
-      12,
-      'COPY source "x/../../y" escapes the build context',
-    ],
-    ['COPY empty source', 'FROM base\nCOPY $NOPE /x', 2, 6, 'COPY source is empty'],
-    [
-      'COPY several sources to a file',
-      'FROM base\nCOPY a b /opt/x',
-      2,
-      10,
-      'needs a directory destination ending in "/"',
-    ],
-    [
-      'COPY bad chown',
-      'FROM base\nCOPY --chown=a:b:c a /a',
-      2,
-      6,
-      '--chown expects <user>[:<group>]',
-    ],
-    ['COPY bad chmod', 'FROM base\nCOPY --chmod=u+x a /a', 2, 6, '--chmod expects an octal mode'],
-    [
-      'COPY chmod not octal',
-      'FROM base\nCOPY --chmod=0689 a /a',
-      2,
-      6,
-      '--chmod expects an octal mode',
-    ],
-    ['ENV nothing', 'FROM base\nENV', 2, 1, 'ENV requires <key>=<value>'],
-    ['ENV legacy without value', 'FROM base\nENV  KEY   ', 2, 6, 'ENV KEY needs a value'],
-    ['ENV pair missing =', 'FROM base\nENV A=1 B', 2, 9, 'ENV expects <key>=<value>, got "B"'],
-    ['ENV bad key', 'FROM base\nENV 1A=x', 2, 5, 'invalid ENV key "1A"'],
-    ['ENV bad legacy key', 'FROM base\nENV a.b c', 2, 5, 'invalid ENV name "a.b"'],
-    ['ARG nothing', 'ARG', 1, 1, 'ARG requires a name'],
-    ['ARG two names', 'FROM base\nARG A=1 B=2', 2, 9, 'ARG takes a single <name>[=<default>]'],
-    ['ARG bad name', 'ARG my-arg=1\nFROM base', 1, 5, 'invalid ARG name "my-arg"'],
-    ['LABEL nothing', 'FROM base\nLABEL', 2, 1, 'LABEL requires <key>=<value>'],
-    [
-      'LABEL without =',
-      'FROM base\nLABEL a=1 lonely',
-      2,
-      11,
-      'LABEL expects <key>=<value>, got "lonely"',
-    ],
-    ['LABEL empty key', 'FROM base\nLABEL =v', 2, 7, 'invalid LABEL key ""'],
-    ['FEATURE nothing', 'FROM base\nFEATURE', 2, 1, 'FEATURE requires at least one feature name'],
-    ['FEATURE bad name', 'FROM base\nFEATURE ok "b d"', 2, 12, 'invalid feature name "b d"'],
-    ['EXCLUDE nothing', 'FROM base\nEXCLUDE', 2, 1, 'EXCLUDE requires at least one glob'],
-    ['EXCLUDE root', 'FROM base\nEXCLUDE a /', 2, 11, 'names the whole tree'],
-    ['EXCLUDE dot-dot', 'FROM base\nEXCLUDE /opt/../etc/*', 2, 9, 'must not contain ".."'],
-    ['SOURCES nothing', 'FROM base\nSOURCES', 2, 1, 'SOURCES requires a file'],
-    ['SOURCES two files', 'FROM base\nSOURCES a b', 2, 11, 'unexpected argument b'],
-    [
-      'SOURCES absolute',
-      'FROM base\nSOURCES /etc/apt/sources.list',
-      2,
-      9,
-      'SOURCES file "/etc/apt/sources.list" must be relative',
-    ],
-    ['SOURCES escaping', 'FROM base\nSOURCES ../x.list', 2, 9, 'escapes the build context'],
-    [
-      'BUILDCHROOT nothing',
-      'FROM base\nBUILDCHROOT',
-      2,
-      1,
-      'BUILDCHROOT requires the name of an earlier stage',
-    ],
-    ['BUILDCHROOT unknown stage', 'FROM base\nBUILDCHROOT nope', 2, 13, 'no stage named "nope"'],
-    [
-      'BUILDCHROOT later stage',
-      'FROM base\nBUILDCHROOT bc\nFROM base AS bc',
+      ['FROM base', 'BUILDCHROOT bc', 'FROM base AS bc'],
       2,
       13,
       'stage "bc" is defined later (line 3)',
     ],
+    [['FROM base AS me', 'BUILDCHROOT me'], 2, 13, 'a stage cannot be its own buildchroot'],
     [
-      'BUILDCHROOT itself',
-      'FROM base AS me\nBUILDCHROOT me',
-      2,
-      13,
-      'a stage cannot be its own buildchroot',
-    ],
-    [
-      'BUILDCHROOT twice',
-      'FROM base AS a\nFROM base\nBUILDCHROOT a\nBUILDCHROOT a',
+      ['FROM base AS a', 'FROM base', 'BUILDCHROOT a', 'BUILDCHROOT a'],
       4,
       1,
       'duplicate BUILDCHROOT in this stage (first at line 3)',
     ],
-    [
-      'BUILDCHROOT extra',
-      'FROM base AS a\nFROM base\nBUILDCHROOT a b',
-      3,
-      15,
-      'unexpected argument b',
-    ],
+    [['FROM base AS a', 'FROM base', 'BUILDCHROOT a b'], 3, 15, 'unexpected argument b'],
   ];
-  test.each(cases)('%s', (_name, src, line, column, text) => {
-    expectError(src, line, column, text);
+  test.each(lines)('%j', (src, line, column, text) => {
+    expectError(src.join('\n'), line, column, text);
+  });
+
+  /** Errors in the second line: [the first line, the second, column, text of the message]. */
+  const [base, scratch] = ['FROM base', 'FROM scratch'];
+  // One row a line, as a table reads best.
+  // prettier-ignore
+  const secondLine: Array<[string, string, number, string]> = [
+    [base, '  WORKDIR /x', 3, 'unknown instruction "WORKDIR"'],
+    [base, 'ADD a /a', 1, 'unknown instruction "ADD"'],
+    [base, 'BOOTSTRAP bookworm', 1, 'BOOTSTRAP is only allowed directly after FROM scratch'],
+    [base, 'FROM  scratch', 7, 'FROM scratch must be followed by BOOTSTRAP'],
+    [base, 'COPY --chown= a /a', 6, 'flag --chown needs a value'],
+    [base, 'INSTALL --recommends=yes curl', 9, 'flag --recommends takes no value'],
+    [base, 'INSTALL --no-install-recommends curl', 9, 'unknown flag --no-install-recommends for INSTALL'],
+    [base, 'INSTALL --chown=a curl', 9, 'flag --chown is not valid for INSTALL (it belongs to COPY)'],
+    [base, 'RUN --strict-remove true', 5, 'not valid for RUN (it belongs to REMOVE)'],
+    [base, 'RUN --mount=type=cache,target=/x true', 5, 'unknown flag --mount for RUN'],
+    [base, 'COPY --chmod=644 --chmod=600 a /a', 18, 'duplicate flag --chmod'],
+    [base, 'INSTALL curl --recommends', 14, 'flag --recommends must come before the arguments'],
+    [base, 'INSTALL   ', 1, 'INSTALL requires at least one package'],
+    [base, 'INSTALL --recommends', 1, 'INSTALL requires at least one package'],
+    [base, 'INSTALL curl Vim', 14, 'invalid package name "Vim"'],
+    [base, 'INSTALL c', 9, 'invalid package name "c"'],
+    [base, 'INSTALL curl=7.8_1', 9, 'invalid version "7.8_1" for package curl'],
+    [base, 'INSTALL curl=', 9, 'invalid version "" for package curl'],
+    [base, 'INSTALL /tmp/x.deb', 9, 'must be relative to the build context'],
+    [base, 'INSTALL ./a/../../x.deb', 9, 'escapes the build context'],
+    [base, 'INSTALL ./pkgs/x.rpm', 9, 'must be a .deb file'],
+    [base, 'REMOVE --strict-remove', 1, 'REMOVE requires at least one package'],
+    [base, 'REMOVE nano=1.0', 8, 'REMOVE takes package names without versions'],
+    [base, 'REMOVE ./x.deb', 8, 'invalid package name'],
+    [base, 'UPGRADE a1=2', 9, 'UPGRADE takes package names without versions'],
+    [base, 'RUN   ', 1, 'RUN requires a command'],
+    [base, 'RUN  [ ]', 6, 'RUN [] needs at least the program'],
+    [base, 'COPY a', 1, 'COPY requires at least one source and a destination'],
+    [base, 'COPY ["a"]', 1, 'COPY requires at least one source and a destination'],
+    [base, 'COPY a /etc/passwd /x/', 8, 'COPY source "/etc/passwd" must be relative'],
+    [base, 'COPY ["a", "x/../../y", "/x/"]', 12, 'COPY source "x/../../y" escapes the build context'],
+    [base, 'COPY $NOPE /x', 6, 'COPY source is empty'],
+    [base, 'COPY a b /opt/x', 10, 'needs a directory destination ending in "/"'],
+    [base, 'COPY --chown=a:b:c a /a', 6, '--chown expects <user>[:<group>]'],
+    [base, 'COPY --chmod=u+x a /a', 6, '--chmod expects an octal mode'],
+    [base, 'COPY --chmod=0689 a /a', 6, '--chmod expects an octal mode'],
+    [base, 'ENV', 1, 'ENV requires <key>=<value>'],
+    [base, 'ENV  KEY   ', 6, 'ENV KEY needs a value'],
+    [base, 'ENV A=1 B', 9, 'ENV expects <key>=<value>, got "B"'],
+    [base, 'ENV 1A=x', 5, 'invalid ENV key "1A"'],
+    [base, 'ENV a.b c', 5, 'invalid ENV name "a.b"'],
+    [base, 'ARG A=1 B=2', 9, 'ARG takes a single <name>[=<default>]'],
+    [base, 'LABEL', 1, 'LABEL requires <key>=<value>'],
+    [base, 'LABEL a=1 lonely', 11, 'LABEL expects <key>=<value>, got "lonely"'],
+    [base, 'LABEL =v', 7, 'invalid LABEL key ""'],
+    [base, 'FEATURE', 1, 'FEATURE requires at least one feature name'],
+    [base, 'FEATURE ok "b d"', 12, 'invalid feature name "b d"'],
+    [base, 'EXCLUDE', 1, 'EXCLUDE requires at least one glob'],
+    [base, 'EXCLUDE a /', 11, 'names the whole tree'],
+    [base, 'EXCLUDE /opt/../etc/*', 9, 'must not contain ".."'],
+    [base, 'SOURCES', 1, 'SOURCES requires a file'],
+    [base, 'SOURCES a b', 11, 'unexpected argument b'],
+    [base, 'SOURCES /etc/apt/sources.list', 9, 'SOURCES file "/etc/apt/sources.list" must be relative'],
+    [base, 'SOURCES ../x.list', 9, 'escapes the build context'],
+    [base, 'BUILDCHROOT', 1, 'BUILDCHROOT requires the name of an earlier stage'],
+    [base, 'BUILDCHROOT nope', 13, 'no stage named "nope"'],
+    [scratch, 'BOOTSTRAP --variant=minbase', 1, 'BOOTSTRAP requires a suite'],
+    [scratch, 'BOOTSTRAP a1 b2', 14, 'unexpected argument b2'],
+    [scratch, 'BOOTSTRAP --variant=tiny bookworm', 11, 'unknown mmdebstrap variant "tiny"'],
+    [scratch, 'BOOTSTRAP --include=curl,,x1 bookworm', 11, 'invalid item "" in --include'],
+    [scratch, 'BOOTSTRAP --components=main,no/pe bookworm', 11, 'invalid item "no/pe" in --components'],
+    [scratch, 'BOOTSTRAP --mirror=deb.debian.org bookworm', 11, '--mirror must be a URL'],
+    [scratch, 'BOOTSTRAP --architecture=ARM bookworm', 11, 'invalid architecture "ARM"'],
+    [scratch, 'BOOTSTRAP "book worm"', 11, 'invalid suite'],
+    [scratch, 'BOOTSTRAP --variant bookworm', 11, 'flag --variant needs a value: --variant=<value>'],
+  ];
+  test.each(secondLine)('%s, then %j', (first, src, column, text) => {
+    expectError(`${first}\n${src}`, 2, column, text);
   });
 
   test('errors are reported in file order', () => {

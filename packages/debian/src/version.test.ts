@@ -1,38 +1,46 @@
 import { execFileSync } from 'node:child_process';
 import { compareDebianVersions } from './version';
 
-const PAIRS: Array<[string, string, number]> = [
-  ['1.0', '1.0', 0],
-  ['1.0', '1.1', -1],
-  ['1.10', '1.9', 1],
-  ['1.0~rc1', '1.0', -1],
-  ['1.0~~', '1.0~', -1],
-  ['1.0', '1.0+b1', -1],
-  ['1:1.0', '2.0', 1],
-  ['0:1.0', '1.0', 0],
-  ['1.0-1', '1.0-1.1', -1],
-  ['1.0-1', '1.0', 1],
-  ['7.88.1-10+deb12u5', '7.88.1-10+deb12u12', -1],
-  ['1:9.2p1-2+deb12u3', '1:9.2p1-2+deb12u5', -1],
-  ['2.36-9+deb12u10', '2.36-9+deb12u9', 1],
-  ['1.0a', '1.0', 1],
-  ['1.0a', '1.0+', -1],
-  ['1.001', '1.1', 0],
-  ['1.0a', '1.0B', 1],
-  ['1.2.3', '1.2.3.0', -1],
-  ['3.0~beta', '3.0~alpha', 1],
+/**
+ * Versions in dpkg's order, as chains: `<` before a greater version, `=` between equal ones.
+ * Every pair of a chain is compared, both ways round and each version with itself.
+ */
+const CHAINS = [
+  '1.0~~ < 1.0~ < 1.0~rc1 < 1.0 = 0:1.0 < 1.0-1 < 1.0-1.1',
+  '1.0 < 1.0B < 1.0a < 1.0+ < 1.0+b1',
+  '1.0 < 1.1 = 1.001 < 1.9 < 1.10 < 2.0 < 1:1.0',
+  '1.2.3 < 1.2.3.0',
+  '3.0~alpha < 3.0~beta',
+  '2.36-9+deb12u9 < 2.36-9+deb12u10 < 7.88.1-10+deb12u5 < 7.88.1-10+deb12u12',
+  '1:9.2p1-2+deb12u3 < 1:9.2p1-2+deb12u5',
 ];
 
+/** The versions of a chain, each with its rank in it (equal versions share one). */
+function ranked(chain: string): Array<[string, number]> {
+  const words = chain.split(' ');
+  const out: Array<[string, number]> = [[words[0] as string, 0]];
+  for (let i = 1; i + 1 < words.length; i += 2) {
+    const below = out[out.length - 1]?.[1] ?? 0;
+    out.push([words[i + 1] as string, words[i] === '<' ? below + 1 : below]);
+  }
+  return out;
+}
+
 describe('compareDebianVersions', () => {
-  test.each(PAIRS)('%s vs %s', (a, b, want) => {
-    expect(compareDebianVersions(a, b)).toBe(want);
-    expect(compareDebianVersions(b, a)).toBe(want === 0 ? 0 : -want);
+  test.each(CHAINS)('%s', (chain) => {
+    const versions = ranked(chain);
+    for (const [a, ra] of versions) {
+      for (const [b, rb] of versions) {
+        const want = ra < rb ? -1 : ra > rb ? 1 : 0;
+        expect([a, b, compareDebianVersions(a, b)]).toEqual([a, b, want]);
+      }
+    }
   });
 
   test('sorts as dpkg --compare-versions does, every pair', () => {
-    const sorted = [...new Set([...PAIRS.flatMap(([a, b]) => [a, b]), ...MORE])].sort(
-      compareDebianVersions,
-    );
+    const sorted = [
+      ...new Set([...CHAINS.flatMap((c) => ranked(c).map(([v]) => v)), ...MORE]),
+    ].sort(compareDebianVersions);
     // dpkg orders each neighbour; its order being total, ranks along the chain give every pair.
     const steps = execFileSync('sh', ['-c', NEIGHBOURS, 'sh', ...sorted], { encoding: 'utf8' })
       .trim()

@@ -297,16 +297,10 @@ export async function flattenToDir(
   if ((await fs.promises.readdir(dir)).length > 0) {
     throw new StrataError('ALREADY_EXISTS', `${dir} is not empty`);
   }
+  // The store's layers hand the unpack worker their blob files, whose digests it verifies.
   const stats = await unpackLayers(
-    image.layers.map((l) => ({
-      // The unpack worker reads the blob file itself and verifies its digest.
-      open: async () => (await store.blobFile(l.descriptor.digest, l.descriptor.size)).path,
-      compression: l.compression,
-      expectedDigest: l.descriptor.digest,
-      expectedDiffId: l.diffId,
-    })),
+    image.layers.map((l) => l.layer),
     dir,
-    { diffIds: store },
   );
   return { image, entries: stats.reduce((a, s) => a + s.entries, 0) };
 }

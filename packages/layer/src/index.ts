@@ -7,5 +7,5 @@ export { readTar, TarParser } from './reader';
 export type { TarEntry, TarSink } from './reader';
 export { unpackLayer, unpackLayers } from './unpack';
 export { cleanEntryPath } from './entry-path';
-export type { UnpackOptions, UnpackStats, LayerSource, DiffIdRecords } from './unpack';
+export type { UnpackOptions, UnpackStats } from './unpack';
 export { encodeTarHeader, tarPadding, TAR_END, compressor } from './entry-writer';

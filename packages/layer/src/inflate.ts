@@ -215,8 +215,13 @@ export function inflate(
     blob.on('end', () => {
       if (!settled) send({ t: 'inEnd', id });
     });
+    // A verified source's own error (a digest mismatch at its EOF) says more than "corrupt".
     blob.on('error', (e) =>
-      fail(new CorruptError(`layer stream failed: ${String(e)}`, { cause: e })),
+      fail(
+        e instanceof StrataError
+          ? e
+          : new CorruptError(`layer stream failed: ${String(e)}`, { cause: e }),
+      ),
     );
   });
 }

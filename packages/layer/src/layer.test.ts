@@ -4,7 +4,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { Compression, Digest, UnsafeEntryError } from '@strata/oci';
+import {
+  Compression,
+  ContentSource,
+  Descriptor,
+  Digest,
+  MediaTypes,
+  UnsafeEntryError,
+  VerifyingStream,
+  layerOf as coreLayer,
+} from '@strata/oci';
 import { readTreeXattrs } from '@strata/tools';
 import {
   cleanEntryPath,
@@ -290,6 +299,41 @@ describe('packTree', () => {
   });
 });
 
+/** The descriptor of a layer blob compressed as `c`. */
+function descriptorOf(blob: Buffer, c: 'zstd' | 'gzip'): Descriptor {
+  return {
+    mediaType: c === 'zstd' ? MediaTypes.layerZstd : MediaTypes.layerGzip,
+    digest: `sha256:${sha(blob)}` as Digest,
+    size: blob.length,
+  };
+}
+
+/**
+ * A backend of the core over blobs in memory, verified as the store's are. With `local`, it
+ * also keeps blobs in files and remembers verified diffIDs, as the store does.
+ */
+function memoryContent(
+  blobs: Map<Digest, Buffer>,
+  local?: { files: Map<Digest, string>; records: Map<Digest, Digest> },
+): ContentSource {
+  const openBlob = async (d: Descriptor): Promise<Readable> =>
+    Readable.from([blobs.get(d.digest) as Buffer]).pipe(
+      new VerifyingStream({ digest: d.digest, size: d.size }, `blob ${d.digest}`),
+    );
+  return {
+    readBlob: async (d) => collect(await openBlob(d)),
+    openBlob,
+    openDecompressed: () => Promise.reject(new Error('unpackLayers decompresses itself')),
+    ...(local
+      ? {
+          blobFile: async (d: Descriptor) => local.files.get(d.digest) as string,
+          knownDiffId: async (d: Descriptor) => local.records.get(d.digest),
+          recordDiffId: async (d: Descriptor, id: Digest) => void local.records.set(d.digest, id),
+        }
+      : {}),
+  };
+}
+
 function sha(b: Buffer): string {
   return crypto.createHash('sha256').update(b).digest('hex');
 }
@@ -422,42 +466,51 @@ describe('createLayer + unpackLayer', () => {
     for (const s of all) expect(s.diffId).toBe(diffId);
   });
 
-  test('unpackLayers records a verified diffID and trusts it only with the same blob digest', async () => {
+  test('unpackLayers reads a layer file, records a verified diffID and trusts it only with the same blob digest', async () => {
     const { blob, diffId } = await layerOf(src, 'zstd');
     const file = path.join(tmp, 'records.tar.zst');
     fs.writeFileSync(file, blob);
-    const digest = `sha256:${sha(blob)}` as Digest;
-    const records = new Map<string, Digest>();
-    const memo = {
-      knownDiffId: async (d: Digest) => records.get(d),
-      recordDiffId: async (d: Digest, id: Digest) => void records.set(d, id),
-    };
-    const layer = (expectedDiffId: string, open: () => string = () => file) => ({
-      open,
-      compression: 'zstd' as const,
-      expectedDigest: digest,
-      expectedDiffId: expectedDiffId as Digest,
-    });
-    // First unpack: hashed, checked, recorded.
-    const [first] = await unpackLayers([layer(diffId)], mkdir('rec-1'), { diffIds: memo });
+    const d = descriptorOf(blob, 'zstd');
+    const records = new Map<Digest, Digest>();
+    const files = new Map([[d.digest, file]]);
+    const content = memoryContent(new Map([[d.digest, blob]]), { files, records });
+    // First unpack: read from the file, hashed, checked, recorded.
+    const [first] = await unpackLayers([coreLayer(content, d, diffId as Digest)], mkdir('rec-1'));
     expect(first?.diffId).toBe(diffId);
-    expect(records.get(digest)).toBe(diffId);
+    expect(records.get(d.digest)).toBe(diffId);
     // Second: the record matches, so the tar is not hashed again; the tree is the same.
     const dst = mkdir('rec-2');
-    const [second] = await unpackLayers([layer(diffId)], dst, { diffIds: memo });
+    const [second] = await unpackLayers([coreLayer(content, d, diffId as Digest)], dst);
     expect(second?.diffId).toBeUndefined();
     expect(snapshot(dst)).toEqual(snapshot(src));
     // A config that claims another diffID is still checked against the tar.
-    const wrong = `sha256:${'0'.repeat(64)}`;
+    const wrong = `sha256:${'0'.repeat(64)}` as Digest;
     await expect(
-      unpackLayers([layer(wrong)], mkdir('rec-3'), { diffIds: memo }),
+      unpackLayers([coreLayer(content, d, wrong)], mkdir('rec-3')),
     ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
     // Other bytes under the recorded digest are caught by the blob digest.
     const other = path.join(tmp, 'records-other.tar.zst');
     fs.writeFileSync(other, (await layerOf(mkdir('rec-empty'), 'zstd')).blob);
+    files.set(d.digest, other);
     await expect(
-      unpackLayers([layer(diffId, () => other)], mkdir('rec-4'), { diffIds: memo }),
+      unpackLayers([coreLayer(content, d, diffId as Digest)], mkdir('rec-4')),
     ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH', message: expect.stringMatching(/blob/) });
+  });
+
+  test('unpackLayers reads a layer without a file as its verified stream', async () => {
+    const { blob, diffId } = await layerOf(src, 'gzip');
+    const d = descriptorOf(blob, 'gzip');
+    const dst = mkdir('stream-layer');
+    const content = memoryContent(new Map([[d.digest, blob]]));
+    const [stats] = await unpackLayers([coreLayer(content, d, diffId as Digest)], dst);
+    expect(stats?.diffId).toBe(diffId);
+    expect(snapshot(dst)).toEqual(snapshot(src));
+    // Other bytes under the layer's digest fail the unpack.
+    const other = (await layerOf(mkdir('stream-other'), 'gzip')).blob;
+    const lying = memoryContent(new Map([[d.digest, other]]));
+    await expect(
+      unpackLayers([coreLayer(lying, { ...d, size: other.length }, diffId as Digest)], mkdir('x')),
+    ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
   });
 
   test('unpacks GNU tar archives (PAX xattrs, hardlinks, devices)', async () => {
@@ -531,19 +584,13 @@ describe('overlay upper dirs and whiteouts', () => {
       const lower = await layerOf(L, 'zstd');
       const upper = await layerOf(path.join(base, 'upper'), 'zstd', { overlay: true });
       const dst = mkdir('ovl-unpacked');
+      const content = memoryContent(
+        new Map([lower.blob, upper.blob].map((b) => [descriptorOf(b, 'zstd').digest, b])),
+      );
       const stats = await unpackLayers(
-        [
-          {
-            open: () => Readable.from([lower.blob]),
-            compression: 'zstd',
-            expectedDiffId: lower.diffId as never,
-          },
-          {
-            open: () => Readable.from([upper.blob]),
-            compression: 'zstd',
-            expectedDiffId: upper.diffId as never,
-          },
-        ],
+        [lower, upper].map((l) =>
+          coreLayer(content, descriptorOf(l.blob, 'zstd'), l.diffId as Digest),
+        ),
         dst,
       );
       expect(stats[1]?.whiteouts).toBe(2);

@@ -1,6 +1,14 @@
 import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
-import { Compression, Digest, DigestMismatchError, InvalidArgumentError } from '@strata/oci';
+import {
+  Compression,
+  Digest,
+  DigestMismatchError,
+  InvalidArgumentError,
+  InvalidDocumentError,
+  Layer,
+  compressionOf,
+} from '@strata/oci';
 import { LayerApplier } from './applier';
 import { inflate, InflateResult } from './inflate';
 import { TarParser } from './reader';
@@ -20,7 +28,7 @@ export interface UnpackStats {
   digest: Digest;
   /**
    * sha256 of the uncompressed tar, as computed while unpacking; undefined when unpackLayers()
-   * found it in its DiffIdRecords and did not hash the tar again.
+   * found it already verified for the blob and did not hash the tar again.
    */
   diffId?: Digest;
   /** Size of the uncompressed tar. */
@@ -32,24 +40,6 @@ export interface UnpackStats {
   hardlinks: number;
   devices: number;
   whiteouts: number;
-}
-
-/** One layer of a stack for unpackLayers(): opened lazily, in order, base first. */
-export interface LayerSource {
-  /** The compressed blob, as a stream or as the path of a file holding it. */
-  open(): Readable | string | Promise<Readable | string>;
-  compression: Compression;
-  expectedDiffId?: Digest;
-  expectedDigest?: Digest;
-}
-
-/**
- * Where diffIDs that were verified once are remembered (a Store is one). A blob whose digest is
- * checked while it is unpacked has the diffID recorded for it, so its tar need not be hashed again.
- */
-export interface DiffIdRecords {
-  knownDiffId(digest: Digest): Promise<Digest | undefined>;
-  recordDiffId(digest: Digest, diffId: Digest): Promise<void>;
 }
 
 async function openRoot(targetDir: string): Promise<string> {
@@ -103,7 +93,8 @@ async function applyLayer(
 }
 
 /**
- * Apply one layer (compressed as `compression`) onto `targetDir`, honouring OCI whiteouts and
+ * Apply one compressed tar that is not (yet) a layer of an image, such as a rootfs tarball,
+ * (compressed as `compression`) onto `targetDir`, honouring OCI whiteouts and
  * refusing unsafe entries. `blob` is a stream of the compressed bytes or the path of a file
  * holding them (faster: read directly by the decompression worker). The blob digest and the
  * diffID are computed while unpacking and checked against `expectedDigest` / `expectedDiffId`; a
@@ -121,35 +112,41 @@ export async function unpackLayer(
 }
 
 /**
- * Apply a stack of layers, base first, into `targetDir`. Layers are opened one at a time. With
- * `diffIds`, a layer whose blob digest is checked and whose expected diffID is the one recorded
- * for that blob is not hashed a second time; every diffID computed for a checked blob is recorded.
+ * Apply a stack of the core's layers, base first, into `targetDir`, one at a time. A layer's
+ * blob digest and its diffID are verified while it is applied; a mismatch throws
+ * DigestMismatchError (unpack into a scratch directory that you discard on failure).
+ *
+ * A layer whose backend keeps the blob in a file (`Layer.file`, the store) is read by the
+ * decompressor worker from that file, which is what keeps unpacking close to GNU tar's speed;
+ * its tar is not hashed again when the backend already verified the expected diffID for that
+ * blob, and a diffID computed here is recorded for it. Any other layer is read as its verified
+ * compressed stream. Either way each unpack opens the layer's content for itself, so layers
+ * read by several consumers at once never share a stream.
  */
 export async function unpackLayers(
-  layers: Iterable<LayerSource>,
+  layers: Iterable<Layer>,
   targetDir: string,
-  opts: { diffIds?: DiffIdRecords } = {},
 ): Promise<UnpackStats[]> {
   const root = await openRoot(targetDir);
   const dirOk = new Set<string>();
   const out: UnpackStats[] = [];
-  const records = opts.diffIds;
   for (const l of layers) {
-    const { expectedDigest, expectedDiffId } = l;
-    const known =
-      records !== undefined &&
-      expectedDigest !== undefined &&
-      expectedDiffId !== undefined &&
-      (await records.knownDiffId(expectedDigest)) === expectedDiffId;
-    const blob = await l.open();
-    const stats = await applyLayer(blob, l.compression, root, dirOk, {
-      expectedDigest,
+    const d = l.descriptor;
+    const compression = compressionOf(d.mediaType);
+    if (compression === undefined) {
+      throw new InvalidDocumentError(`layer ${d.digest}`, [
+        `unsupported media type ${d.mediaType}`,
+      ]);
+    }
+    const expectedDiffId = await l.diffId();
+    const file = await l.file?.();
+    const known = file?.knownDiffId === expectedDiffId;
+    const stats = await applyLayer(file?.path ?? (await l.open()), compression, root, dirOk, {
+      expectedDigest: d.digest,
       ...(known ? {} : { expectedDiffId }),
       hashDiffId: !known,
     });
-    if (records && expectedDigest !== undefined && stats.diffId !== undefined) {
-      await records.recordDiffId(expectedDigest, stats.diffId);
-    }
+    if (file && stats.diffId !== undefined) await file.recordDiffId(stats.diffId);
     out.push(stats);
   }
   return out;

@@ -19,6 +19,11 @@ export interface ContentSink<O extends string = string> {
   ): Promise<{ outcome: O; bytes: number }>;
   /** Put a manifest or index, after everything it refers to; `tag` names the root. */
   putManifest(node: GraphNode, tag?: string): Promise<void>;
+  /**
+   * The verified bytes of manifest or index `d` when the sink holds it already (a repeat pull),
+   * so that the walk reads it there instead of fetching it from the source again.
+   */
+  heldManifest?(d: Descriptor): Promise<Buffer | undefined>;
 }
 
 /** One blob's progress through a copy. */
@@ -79,8 +84,9 @@ function throttled<O extends string>(
  * Copy the graph under `root` from `src` into `sink`: the one walk finds the manifests and
  * blobs; the blobs go first, `jobs` at a time and the largest first (so the longest transfer is
  * not the one left running alone at the end); then the manifests, children before their index,
- * so that a sink never holds a manifest whose blobs it lacks. Push, pull, save and load are this
- * with different backends.
+ * so that a sink never holds a manifest whose blobs it lacks. A manifest the sink holds already
+ * is read there, not fetched again; its blobs are still offered to the sink, which skips those it
+ * has. Push, pull, save and load are this with different backends.
  */
 export async function copyGraph<O extends string>(
   src: ContentSource,
@@ -90,10 +96,10 @@ export async function copyGraph<O extends string>(
 ): Promise<Graph> {
   const graph = await walkGraph(
     root,
-    (d) =>
-      d.digest === root.digest && opts.rootBytes !== undefined
-        ? Promise.resolve(opts.rootBytes)
-        : src.readBlob(d),
+    async (d) => {
+      if (d.digest === root.digest && opts.rootBytes !== undefined) return opts.rootBytes;
+      return (await sink.heldManifest?.(d)) ?? src.readBlob(d);
+    },
     { skipForeign: opts.skipForeign ?? false },
   );
   const blobs = [...graph.blobs.values()].sort((a, b) => b.size - a.size);

@@ -36,6 +36,25 @@ export interface Layer {
    * or once `diffId()` has computed it), are verified before EOF.
    */
   openTar(): Promise<Readable>;
+  /**
+   * The blob as a file on this machine, when the backend keeps it in one (the store), so that
+   * a reader that verifies the digest itself can read it directly (the unpacker's decompressor
+   * worker). Undefined for a backend whose blobs are streams (a registry, an archive).
+   */
+  file?(): Promise<LayerFile>;
+}
+
+/** A layer blob held in a local file (see {@link Layer.file}). */
+export interface LayerFile {
+  /** The file holding the compressed blob. It is not verified: its reader checks the digest. */
+  readonly path: string;
+  /**
+   * The diffID the backend verified for this blob before, if any. A reader that checks the
+   * blob's digest and expects this diffID need not hash the tar again.
+   */
+  readonly knownDiffId?: Digest;
+  /** Remember a diffID the reader verified together with the blob's digest. */
+  recordDiffId(diffId: Digest): Promise<void>;
 }
 
 /** One image: a manifest, its config, its layers (base first). */
@@ -81,6 +100,10 @@ export interface ContentSource {
   openDecompressed(d: Descriptor, compression: Compression): Promise<Readable>;
   /** A diffID already verified for this blob, when the backend remembers one. */
   knownDiffId?(d: Descriptor): Promise<Digest | undefined>;
+  /** Remember that blob `d` decompresses to a tar with `diffId` (see knownDiffId). */
+  recordDiffId?(d: Descriptor, diffId: Digest): Promise<void>;
+  /** The local file holding blob `d`, unverified, for a backend that keeps blobs in files. */
+  blobFile?(d: Descriptor): Promise<string>;
 }
 
 /** Drain a stream, so that its verification runs; returns nothing. */
@@ -134,6 +157,19 @@ export function layerOf(src: ContentSource, d: Descriptor, diffId?: Digest): Lay
     },
     open: () => src.openBlob(d),
     openTar: async () => openTar(diffId ?? (await (computed ?? Promise.resolve(undefined)))),
+    ...(src.blobFile ? { file: () => fileOf(src, d) } : {}),
+  };
+}
+
+async function fileOf(src: ContentSource, d: Descriptor): Promise<LayerFile> {
+  const [path, knownDiffId] = await Promise.all([
+    (src.blobFile as (d: Descriptor) => Promise<string>)(d),
+    src.knownDiffId?.(d),
+  ]);
+  return {
+    path,
+    ...(knownDiffId === undefined ? {} : { knownDiffId }),
+    recordDiffId: async (diffId) => src.recordDiffId?.(d, diffId),
   };
 }
 

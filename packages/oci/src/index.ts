@@ -78,6 +78,6 @@ export {
 export { walkGraph, graphDigests } from './walk';
 export type { Graph, GraphNode } from './walk';
 export { drain, imageOf, indexOf, layerOf } from './image';
-export type { ContentSource, Image, Index, Layer } from './image';
+export type { ContentSource, Image, Index, Layer, LayerFile } from './image';
 export { copyGraph, pool } from './copy';
 export type { ContentSink, CopyEvent, CopyOptions } from './copy';

@@ -21,6 +21,7 @@ import {
   resolveManifest,
   sha256,
   validateIndex,
+  validateOciLayout,
 } from '@strata/oci';
 
 /** Where each file of a tar is: the offset of its data and its size. */
@@ -151,14 +152,19 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
     // The blob stream is verified; its end (and so the tar's) waits for that check.
     openDecompressed: async (d, c) => decompressBlob(await openBlob(d), c),
   };
+  if (!files.has('oci-layout') || !files.has('index.json')) {
+    throw new CorruptError(`${file} is not an OCI archive: oci-layout or index.json is missing`);
+  }
   const index = assertValid(
     validateIndex,
     parseJson(await readWhole('index.json', 4 << 20), `${file}: index.json`),
     `${file}: index.json`,
   );
-  if (!files.has('oci-layout')) {
-    throw new CorruptError(`${file} is not an OCI archive: oci-layout is missing`);
-  }
+  assertValid(
+    validateOciLayout,
+    parseJson(await readWhole('oci-layout', 4096), `${file}: oci-layout`),
+    `${file}: oci-layout`,
+  );
   const layout: ArchiveLayout = {
     file,
     index,

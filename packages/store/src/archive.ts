@@ -1,30 +1,63 @@
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createWriteStream, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Pack } from 'tar-stream';
 // Loaded on first use: only save and load need it, and it is slow to load.
 const tarStream = () => import('tar-stream');
 import {
   Annotations,
-  CorruptError,
+  ContentSink,
   Descriptor,
   ImageIndex,
   InvalidArgumentError,
   MediaTypes,
-  NotFoundError,
   PlatformSelector,
-  assertValid,
+  copyGraph,
   digestHex,
-  graphDigests,
   encodeJson,
-  isDigest,
-  parseJson,
-  validateIndex,
-  validateOciLayout,
 } from '@strata/oci';
+import { openArchive } from './archive-content';
 import { fsyncDir, tempPathFor } from './atomic';
 import { normalizeTag } from './refs';
+import { storeSink } from './sink';
 import type { Store } from './store';
-import * as path from 'node:path';
+
+/** A tar entry of an archive: fixed owner, mode and date, so that a save is reproducible. */
+function header(name: string, size: number, type: 'file' | 'directory' = 'file') {
+  return {
+    name,
+    size,
+    type,
+    mode: type === 'directory' ? 0o755 : 0o644,
+    mtime: new Date(0),
+    uid: 0,
+    gid: 0,
+  };
+}
+
+function putEntry(pack: Pack, name: string, data: Buffer): Promise<void> {
+  return new Promise<void>((res, rej) =>
+    pack.entry(header(name, data.length), data, (e) => (e ? rej(e) : res())),
+  );
+}
+
+/**
+ * An archive being written as the sink of a copy: each blob and manifest becomes the tar entry
+ * `blobs/sha256/<hex>`, streamed from the (verifying) source. A tar is written in order, so the
+ * copy that feeds it runs one blob at a time.
+ */
+function archiveSink(pack: Pack): ContentSink<'written'> {
+  const name = (d: Descriptor) => `blobs/sha256/${digestHex(d.digest)}`;
+  return {
+    putBlob: async (d, src) => {
+      const entry = pack.entry(header(name(d), d.size));
+      await pipeline(await src.openBlob(d), entry);
+      return { outcome: 'written', bytes: d.size };
+    },
+    putManifest: (node) => putEntry(pack, name(node.descriptor), node.bytes),
+  };
+}
 
 /**
  * Write one image (and everything it reaches) as an OCI archive: a tar of an OCI image
@@ -44,9 +77,6 @@ export async function saveArchive(
         ...(tagged.annotations ? { annotations: tagged.annotations } : {}),
       }
     : tagged;
-  const blobs = [...graphDigests(await store.graph(desc)).values()].sort((a, b) =>
-    a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0,
-  );
   const name = desc.annotations?.[Annotations.refName];
   const top: Descriptor = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
   if (name) top.annotations = { [Annotations.refName]: name };
@@ -55,29 +85,13 @@ export async function saveArchive(
   const pack = (await tarStream()).pack();
   const tmp = tempPathFor(path.resolve(outFile));
   const fh = await fsp.open(tmp, 'wx', 0o644);
-  const header = (name: string, size: number, type: 'file' | 'directory' = 'file') => ({
-    name,
-    size,
-    type,
-    mode: type === 'directory' ? 0o755 : 0o644,
-    mtime: new Date(0),
-    uid: 0,
-    gid: 0,
-  });
   const writing = pipeline(pack, fh.createWriteStream({ flush: true }));
   try {
-    const small = (n: string, data: Buffer) =>
-      new Promise<void>((res, rej) =>
-        pack.entry(header(n, data.length), data, (e) => (e ? rej(e) : res())),
-      );
-    await small('oci-layout', encodeJson({ imageLayoutVersion: '1.0.0' }));
-    await small('index.json', encodeJson(index));
+    await putEntry(pack, 'oci-layout', encodeJson({ imageLayoutVersion: '1.0.0' }));
+    await putEntry(pack, 'index.json', encodeJson(index));
     pack.entry(header('blobs/', 0, 'directory'));
     pack.entry(header('blobs/sha256/', 0, 'directory'));
-    for (const b of blobs) {
-      const entry = pack.entry(header(`blobs/sha256/${digestHex(b.digest)}`, b.size));
-      await pipeline(await store.openBlob(b.digest, b.size), entry);
-    }
+    await copyGraph(store.content, archiveSink(pack), desc, { jobs: 1 });
     pack.finalize();
     await writing; // the stream fsyncs (flush) and closes the file
     await fsp.rename(tmp, outFile);
@@ -98,119 +112,68 @@ export interface LoadedImage {
 }
 
 /**
- * Load an OCI archive into the store. Every blob is verified against the digest its name
- * claims before it becomes visible. Images are tagged with `tag` (only when the archive
- * holds one image) or with the name the archive carries.
+ * Load an OCI archive into the store: a copy from the archive, opened in place as a backend of
+ * the core, into the store's sink, for each image its index lists. Every blob is verified
+ * against its digest before it becomes visible, and blobs the store has are not copied. Images
+ * are tagged with `tag` (only when the archive holds one image) or with the name the archive
+ * carries. An archive read from a stream is first written to a scratch file of the store, since
+ * a copy reads blobs in the order of the graph, not of the tar.
  */
 export async function loadArchive(
   store: Store,
   input: string | Readable,
   tag?: string,
 ): Promise<LoadedImage[]> {
-  if (typeof input === 'string') {
+  return store.withLease(async () => {
+    let spooled: string | undefined;
     try {
-      await fsp.access(input);
-    } catch {
-      throw new NotFoundError(`archive ${input} does not exist`);
-    }
-  }
-  const src = typeof input === 'string' ? createReadStream(input) : input;
-  // Until the pipeline takes over, an early error (unreadable file) must not go unhandled.
-  let early: unknown;
-  const onEarly = (e: unknown) => (early = e);
-  src.on('error', onEarly);
-  const extract = (await tarStream()).extract();
-  let index: ImageIndex | undefined;
-  let sawLayout = false;
-  const readAll = async (s: AsyncIterable<unknown>, max: number) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    for await (const c of s) {
-      n += (c as Buffer).length;
-      if (n > max) throw new CorruptError('archive document too large');
-      chunks.push(c as Buffer);
-    }
-    return Buffer.concat(chunks);
-  };
-  await store.withLease(async () => {
-    src.off('error', onEarly);
-    if (early !== undefined) throw early;
-    const feeding = pipeline(src, extract);
-    try {
-      for await (const entry of extract) {
-        const name = entry.header.name.replace(/^\.\//, '');
-        if (entry.header.type === 'directory') {
-          entry.resume();
-          continue;
-        }
-        if (name === 'oci-layout') {
-          assertValid(
-            validateOciLayout,
-            parseJson(await readAll(entry, 4096), 'oci-layout'),
-            'oci-layout',
-          );
-          sawLayout = true;
-        } else if (name === 'index.json') {
-          index = assertValid(
-            validateIndex,
-            parseJson(await readAll(entry, 4 << 20), 'index.json'),
-            'index.json',
-          );
-        } else {
-          const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
-          if (!m || entry.header.type !== 'file') {
-            entry.resume();
-            continue;
-          }
-          const digest = `sha256:${m[1]}`;
-          if (!isDigest(digest)) throw new CorruptError(`bad blob name ${name}`);
-          await store.putBlob(entry as AsyncIterable<Buffer>, {
-            digest,
-            size: entry.header.size ?? 0,
-          });
-        }
+      let file: string;
+      if (typeof input === 'string') file = input;
+      else {
+        spooled = path.join(store.paths.ingestDir, path.basename(tempPathFor('archive')));
+        await pipeline(input, createWriteStream(spooled, { flags: 'wx' }));
+        file = spooled;
       }
-      await feeding;
-    } catch (e) {
-      src.destroy();
-      await feeding.catch(() => undefined);
-      throw e;
-    }
-    if (!sawLayout || index === undefined) {
-      throw new CorruptError('not an OCI archive: oci-layout or index.json is missing');
+      const archive = await openArchive(file);
+      const manifests = archive.index.manifests;
+      if (tag !== undefined && manifests.length !== 1) {
+        throw new InvalidArgumentError(
+          `the archive holds ${manifests.length} images; -t needs exactly one`,
+        );
+      }
+      const sink = storeSink(store);
+      const out: LoadedImage[] = [];
+      for (const d of manifests) {
+        await copyGraph(archive.content, sink, d, { jobs: 1 });
+        out.push({ ref: refFor(d, tag), descriptor: cleanDescriptor(d) });
+      }
+      for (const l of out) if (l.ref !== undefined) await store.tag(l.ref, l.descriptor);
+      return out;
+    } finally {
+      if (spooled !== undefined) await fsp.rm(spooled, { force: true });
     }
   });
-  const idx = index as ImageIndex;
-  if (tag !== undefined && idx.manifests.length !== 1) {
-    throw new InvalidArgumentError(
-      `the archive holds ${idx.manifests.length} images; -t needs exactly one`,
-    );
+}
+
+/** The tag a loaded image gets: `tag`, else the archive's name for it when that is a valid tag. */
+function refFor(d: Descriptor, tag: string | undefined): string | undefined {
+  if (tag !== undefined) return normalizeTag(tag);
+  const archived = d.annotations?.[Annotations.refName];
+  if (archived === undefined) return undefined;
+  try {
+    return normalizeTag(archived);
+  } catch {
+    return undefined;
   }
-  const out: LoadedImage[] = [];
-  for (const d of idx.manifests) {
-    for (const [digest] of await store.reachable(d)) {
-      if (!(await store.hasBlob(digest))) {
-        throw new NotFoundError(`archive is incomplete: blob ${digest} is missing`);
-      }
-    }
-    const archived = d.annotations?.[Annotations.refName];
-    let ref: string | undefined;
-    if (tag !== undefined) ref = normalizeTag(tag);
-    else if (archived !== undefined) {
-      try {
-        ref = normalizeTag(archived);
-      } catch {
-        ref = undefined;
-      }
-    }
-    const clean: Descriptor = {
-      mediaType: d.mediaType ?? MediaTypes.imageManifest,
-      digest: d.digest,
-      size: d.size,
-    };
-    if (d.platform) clean.platform = d.platform;
-    if (ref !== undefined) await store.tag(ref, clean);
-    out.push({ ref, descriptor: clean });
-  }
-  return out;
+}
+
+/** An archive's index entry as the store's index holds it: without the archive's annotations. */
+function cleanDescriptor(d: Descriptor): Descriptor {
+  const clean: Descriptor = {
+    mediaType: d.mediaType ?? MediaTypes.imageManifest,
+    digest: d.digest,
+    size: d.size,
+  };
+  if (d.platform) clean.platform = d.platform;
+  return clean;
 }

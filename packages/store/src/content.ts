@@ -18,7 +18,10 @@ export interface StoreContent extends ContentSource {
  * Each call opens streams of its own, so any number of readers can read one layer at once.
  */
 export function storeContent(
-  store: BlobStore & { knownDiffId?(digest: Digest): Promise<Digest | undefined> },
+  store: BlobStore & {
+    knownDiffId?(digest: Digest): Promise<Digest | undefined>;
+    recordDiffId?(digest: Digest, diffId: Digest): Promise<void>;
+  },
 ): StoreContent {
   return {
     readBlob: (d) => store.readBlob(d.digest, d.size),
@@ -30,6 +33,8 @@ export function storeContent(
     openBlobReader: (d) => store.openBlobReader(d.digest, d.size),
     openDecompressed: (d, c) => openDecompressed(store, d, c),
     knownDiffId: async (d) => store.knownDiffId?.(d.digest),
+    recordDiffId: async (d, diffId) => store.recordDiffId?.(d.digest, diffId),
+    blobFile: async (d) => (await store.blobFile(d.digest, d.size)).path,
   };
 }
 

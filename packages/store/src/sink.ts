@@ -28,6 +28,11 @@ export function storeSink(store: Store): ContentSink<StoreOutcome> {
       });
       if (tag !== undefined) await store.tag(tag, node.descriptor);
     },
+    // A blob that fails its check here is fetched from the source again.
+    heldManifest: async (d) =>
+      (await store.hasBlob(d.digest))
+        ? store.readBlob(d.digest, d.size).catch(() => undefined)
+        : undefined,
   };
 }
 

@@ -337,6 +337,44 @@ test('save and load round-trip with identical digests', async () => {
   expect(again[0]!.ref).toBe('portable:1');
 });
 
+test('a save is reproducible, and load reads an archive from a stream', async () => {
+  const m = await imageFor('streamed');
+  await store.tag('streamed:1', m);
+  const [a, b] = [path.join(dir, 'a.tmpl.img'), path.join(dir, 'b.tmpl.img')];
+  await saveArchive(store, 'streamed:1', a);
+  await saveArchive(store, 'streamed:1', b);
+  expect(sha256(await fsp.readFile(b))).toBe(sha256(await fsp.readFile(a)));
+  const other = await Store.open(path.join(dir, 'streamed'));
+  const loaded = await loadArchive(other, Readable.from([await fsp.readFile(a)]));
+  expect(loaded).toEqual([{ ref: 'streamed:1', descriptor: expect.objectContaining(m) }]);
+  expect((await other.fsck()).problems).toEqual([]);
+  expect(await fsp.readdir(path.join(other.root, '.strata', 'ingest'))).toEqual([]);
+});
+
+test('load refuses an archive with a corrupt or a missing blob, and tags nothing', async () => {
+  const m = await imageFor('damaged layer bytes');
+  await store.tag('damaged:1', m);
+  const file = path.join(dir, 'damaged.tmpl.img');
+  await saveArchive(store, 'damaged:1', file);
+  const bytes = await fsp.readFile(file);
+  const at = bytes.indexOf('damaged layer bytes');
+  bytes[at] = 0x44; // 'D'
+  const corrupt = path.join(dir, 'corrupt.tmpl.img');
+  await fsp.writeFile(corrupt, bytes);
+  const other = await Store.open(path.join(dir, 'damaged'));
+  await expect(loadArchive(other, corrupt)).rejects.toBeInstanceOf(DigestMismatchError);
+  // The layer's entry renamed: the archive lacks it.
+  const layerHex = sha256(Buffer.from('damaged layer bytes')).slice('sha256:'.length);
+  const renamed = Buffer.from(
+    bytes.toString('latin1').replace(`blobs/sha256/${layerHex}`, `blobs/sha256/${'f'.repeat(64)}`),
+    'latin1',
+  );
+  const missing = path.join(dir, 'missing.tmpl.img');
+  await fsp.writeFile(missing, renamed);
+  await expect(loadArchive(other, missing)).rejects.toBeInstanceOf(NotFoundError);
+  expect((await other.readIndex()).manifests).toEqual([]);
+});
+
 test('two processes tagging at once lose nothing', async () => {
   const dist = path.resolve(__dirname, '..', 'dist', 'index.js');
   await fsp.access(dist); // `npm test` builds first
