@@ -133,6 +133,27 @@ it('bootimg-partition holds the kernel, initrd, named boot files and an extlinux
   );
 });
 
+it('on GPT, the boot partition is LegacyBIOSBootable, where U-Boot looks for extlinux.conf', async () => {
+  const wks = path.join(work, 'gpt.wks');
+  fs.writeFileSync(
+    wks,
+    BOARD_WKS.replace('--ptable msdos', '--ptable gpt').replace('--offset 8K', '--offset 32K'),
+  );
+  const disk = path.join(work, 'gpt.img');
+  await strataOk(['image', 'board:1', '--wks', wks, '-o', disk], { store });
+  const dump = (await runOk('sfdisk', ['--dump', disk])).stdout;
+  const entries = dump.split('\n').filter((l) => l.includes(' : start='));
+  expect(entries).toHaveLength(2);
+  expect(entries[0]).toMatch(/name="BOOT", attrs="LegacyBIOSBootable"$/);
+  expect(entries[1]).not.toMatch(/attrs=/);
+  // The raw bytes at 32 KiB are past the primary GPT (34 sectors) and before partition 1.
+  const fd = fs.openSync(disk, 'r');
+  const got = Buffer.alloc(spl.length);
+  fs.readSync(fd, got, 0, spl.length, 32 * 1024);
+  fs.closeSync(fd);
+  expect(got.equals(spl)).toBe(true);
+});
+
 it.each([
   [
     'a rawcopy file that is a symlink',
