@@ -34,8 +34,8 @@ function globRe(pattern: string): RegExp {
 
 /**
  * Paths of the rootfs matching `pattern`, where `*` and `?` match within one path component
- * (as wic's IMAGE_BOOT_FILES globs do). Only real directories are walked, so a symlink in the
- * rootfs can never lead the copy out of it.
+ * (as wic's IMAGE_BOOT_FILES globs do). Only real directories are walked, and a symlink on
+ * the way is refused, so a symlink in the rootfs can never lead the copy out of it.
  */
 function expand(root: string, pattern: string): string[] {
   let found = [''];
@@ -44,6 +44,9 @@ function expand(root: string, pattern: string): string[] {
     for (const dir of found) {
       const abs = dir === '' ? root : path.join(root, dir);
       const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+      if (st?.isSymbolicLink()) {
+        throw new UnsafeEntryError(dir, `bootimg-partition: /${dir} is a symlink`);
+      }
       if (st === undefined || !st.isDirectory()) continue;
       if (!/[*?]/.test(comp)) {
         if (fs.lstatSync(path.join(abs, comp), { throwIfNoEntry: false }) !== undefined)
