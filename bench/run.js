@@ -14,6 +14,7 @@ const BENCHES = [
   { file: 'zstd-impl.js', section: 'Choosing the zstd implementation' },
   { file: 'build.js', section: 'Build' },
   { file: 'flatten.js', section: 'Flatten' },
+  { file: 'flatten-arch.js', section: 'Flatten by architecture' },
   { file: 'deep.js', section: 'Deep stacks' },
   { file: 'registry.js', section: 'Registry' },
 ];

@@ -26,6 +26,7 @@ fi
 #   qemu-system-arm, qemu-efi-aarch64,   the arm64 boot tests (EFI with AAVMF, and U-Boot)
 #     u-boot-qemu
 #   dpkg-dev                             local apt repositories in the build tests
+#   strace                               the arm64 boot test lists what flatten and image run
 packages=(
   ca-certificates tar gzip isal zstd xz-utils attr libcap2-bin util-linux jq openssl
   mmdebstrap debian-archive-keyring dpkg-dev
@@ -35,6 +36,7 @@ packages=(
   qemu-system-x86 ovmf
   qemu-user-static binfmt-support arch-test
   qemu-system-arm qemu-efi-aarch64 u-boot-qemu
+  strace
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '@strata/oci';
 import { commitFile, Store } from '@strata/store';
+import { rawcopyFile, stageBootPartition } from './boot-partition';
 import { stageEsp } from './esp';
 import { makeFilesystem, MiB, roundUp, sizeFor, stableUuid, treeUsage } from './filesystem';
 import {
@@ -94,8 +95,20 @@ export async function buildDiskImage(
     // 1. What goes in each partition, and so its size.
     const froms: (string | undefined)[] = [];
     const sizes: number[] = [];
+    // rawcopy parts: the rootfs file whose bytes are the partition.
+    const raws: (string | undefined)[] = [];
     for (const [i, p] of wks.parts.entries()) {
       let from: string | undefined;
+      if (p.source === 'rawcopy') {
+        const file = rawcopyFile(root as string, p);
+        raws.push(file);
+        froms.push(undefined);
+        // Whole sectors, and never less than the file: wic sizes a rawcopy part by its file.
+        const bytes = roundUp(fs.statSync(file).size, 512);
+        sizes.push(Math.max(bytes, p.size ?? 0));
+        continue;
+      }
+      raws.push(undefined);
       if (p.source === 'rootfs') {
         from = path.join(root as string, p.mountpoint);
         const rel = p.mountpoint.replace(/^\/+/, '');
@@ -115,6 +128,10 @@ export async function buildDiskImage(
         from = path.join(scratch, `esp${i + 1}`);
         fs.mkdirSync(from);
         stageEsp(root as string, from, arch, rootDevice, wks.bootloader);
+      } else if (p.source === 'bootimg-partition') {
+        from = path.join(scratch, `boot${i + 1}`);
+        fs.mkdirSync(from);
+        stageBootPartition(root as string, from, p, rootDevice, wks.bootloader);
       }
       froms.push(from);
       const content = from === undefined ? 0 : treeUsage(from).bytes;
@@ -135,7 +152,7 @@ export async function buildDiskImage(
       const from = froms[i];
       const size = sizes[i] as number;
       if (p.fstype === undefined) {
-        files.push(undefined);
+        files.push(raws[i]);
         continue;
       }
       // Each kind keeps its own seed, so that the same input still gives the same IDs.
@@ -171,7 +188,8 @@ export async function buildDiskImage(
           copied += n;
           o.onProgress?.({ phase: 'copy', bytes: copied, total });
         });
-        fs.rmSync(f);
+        // The rootfs file of a rawcopy part goes when the scratch does.
+        if (raws[i] === undefined) fs.rmSync(f);
       }
     } finally {
       fs.closeSync(fd);

@@ -8,7 +8,7 @@ import { InvalidArgumentError, NotFoundError, UnsafeEntryError } from '@strata/o
 import { Wks } from './wks';
 
 /** Names a file under `root` that must be a regular file (no symlink anywhere on the way). */
-function regularFile(root: string, rel: string): string {
+export function regularFile(root: string, rel: string): string {
   let p = root;
   for (const c of rel.split('/')) {
     p = `${p}/${c}`;
@@ -22,7 +22,10 @@ function regularFile(root: string, rel: string): string {
 }
 
 /** Newest kernel in /boot and its initrd. */
-function findKernel(root: string): { kernel: string; initrd?: string; version: string } {
+export function findKernel(
+  root: string,
+  source = 'bootimg-efi',
+): { kernel: string; initrd?: string; version: string } {
   const boot = `${root}/boot`;
   const names = fs.existsSync(boot) ? fs.readdirSync(boot) : [];
   const versions = names
@@ -31,7 +34,7 @@ function findKernel(root: string): { kernel: string; initrd?: string; version: s
     .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
   const version = versions[versions.length - 1];
   if (version === undefined) {
-    throw new NotFoundError('no kernel (/boot/vmlinuz-*) in the rootfs for bootimg-efi', {
+    throw new NotFoundError(`no kernel (/boot/vmlinuz-*) in the rootfs for ${source}`, {
       hint: 'install linux-image-<arch> in the template',
     });
   }

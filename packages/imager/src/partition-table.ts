@@ -17,6 +17,11 @@ const GPT_TYPES = {
   basicData: 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7',
 } as const;
 
+/** U-Boot's distro boot looks for extlinux.conf on the partitions marked bootable first. */
+function isBootable(p: WksPart): boolean {
+  return isEsp(p) || p.source === 'bootimg-partition';
+}
+
 function isEsp(p: WksPart): boolean {
   return p.source === 'bootimg-efi' || p.mountpoint === '/boot/efi' || p.mountpoint === '/efi';
 }
@@ -34,10 +39,16 @@ function defaultPartType(p: WksPart, ptable: 'gpt' | 'msdos', arch: string): str
 
 export interface DiskPartition {
   mountpoint: string;
-  /** Partition number, as the kernel names it (sda<number>): on msdos, logicals count from 5. */
+  /**
+   * Partition number, as the kernel names it (sda<number>): on msdos, logicals count from 5;
+   * 0 for raw data outside the table (--no-table).
+   */
   number: number;
-  /** On msdos with more than four partitions, the fourth on are logical partitions. */
-  kind: 'primary' | 'logical';
+  /**
+   * On msdos with more than four partitions, the fourth on are logical partitions; `raw` is
+   * space that only the layout reserves (--no-table).
+   */
+  kind: 'primary' | 'logical' | 'raw';
   start: number;
   size: number;
   type: string;
@@ -52,9 +63,19 @@ export interface DiskLayout {
   sizeBytes: number;
 }
 
-/** The kernel's number for the partition on line `i` of the .wks (logicals count from 5). */
+/** How many of the parts have a table entry (the --no-table ones do not). */
+function tableCount(wks: Wks): number {
+  return wks.parts.filter((p) => !p.noTable).length;
+}
+
+/**
+ * The kernel's number for the partition on line `i` of the .wks (logicals count from 5), or 0
+ * for one outside the table. Parts outside the table take no number, as in wic.
+ */
 export function partitionNumber(wks: Wks, i: number): number {
-  return wks.bootloader.ptable === 'msdos' && wks.parts.length > 4 && i >= 3 ? i + 2 : i + 1;
+  if ((wks.parts[i] as WksPart).noTable) return 0;
+  const n = wks.parts.slice(0, i).filter((p) => !p.noTable).length;
+  return wks.bootloader.ptable === 'msdos' && tableCount(wks) > 4 && n >= 3 ? n + 2 : n + 1;
 }
 
 function tableEntries(dump: unknown): number {
@@ -82,16 +103,29 @@ export function layoutPartitions(
   wksFile = 'wks',
 ): DiskLayout {
   const ptable = wks.bootloader.ptable;
-  const extendedNeeded = ptable === 'msdos' && wks.parts.length > 4;
+  const extendedNeeded = ptable === 'msdos' && tableCount(wks) > 4;
   const parts: DiskPartition[] = [];
   let extended: DiskLayout['extended'];
   let next = 0;
+  // The primary table (MBR, or protective MBR + GPT header + 128 entries) is never overwritten.
+  const floor = ptable === 'gpt' ? 34 * SECTOR : SECTOR;
   for (const [i, p] of wks.parts.entries()) {
     const align = p.align ?? MiB;
     const number = partitionNumber(wks, i);
     const logical = extendedNeeded && number > 4;
-    const floor = ptable === 'gpt' ? 34 * SECTOR : SECTOR;
-    const start = roundUp(Math.max(next + (logical ? SECTOR : 0), floor), align);
+    const min = Math.max(next + (logical ? SECTOR : 0), floor);
+    const name = p.mountpoint || `(line ${p.line})`;
+    if (p.offset !== undefined && p.offset < min) {
+      throw new ParseError(
+        wksFile,
+        p.line,
+        1,
+        p.offset < floor
+          ? `--offset ${p.offset} would overwrite the ${ptable} partition table, which takes the first ${floor} bytes`
+          : `--offset ${p.offset} of ${name} overlaps the partition before it, which ends at ${next}`,
+      );
+    }
+    const start = p.offset ?? roundUp(min, align);
     const size = sizes[i] as number;
     if (ptable === 'msdos' && start + size > MBR_LIMIT) {
       throw new ParseError(
@@ -106,7 +140,7 @@ export function layoutPartitions(
     parts.push({
       mountpoint: p.mountpoint,
       number,
-      kind: logical ? 'logical' : 'primary',
+      kind: p.noTable ? 'raw' : logical ? 'logical' : 'primary',
       start,
       size,
       type: p.partType ?? defaultPartType(p, ptable, arch),
@@ -132,6 +166,7 @@ export function sfdiskScript(wks: Wks, layout: DiskLayout, labelId: string): str
     '',
   ];
   for (const [i, p] of layout.partitions.entries()) {
+    if (p.kind === 'raw') continue;
     // sfdisk numbers the entries in script order: the extended partition is entry 4, and the
     // logical partitions after it become 5, 6, …
     if (p.kind === 'logical' && p.number === 5 && layout.extended !== undefined) {
@@ -143,7 +178,9 @@ export function sfdiskScript(wks: Wks, layout: DiskLayout, labelId: string): str
       fields.push(`uuid=${(p.uuid as string).toUpperCase()}`);
       if (p.label !== undefined) fields.push(`name="${p.label.replace(/"/g, '')}"`);
     }
-    if (ptable === 'msdos' && isEsp(wks.parts[i] as WksPart)) fields.push('bootable');
+    if (ptable === 'msdos' && isBootable(wks.parts[i] as WksPart)) fields.push('bootable');
+    if (ptable === 'gpt' && (wks.parts[i] as WksPart).source === 'bootimg-partition')
+      fields.push('attrs="LegacyBIOSBootable"');
     lines.push(fields.join(', '));
   }
   return `${lines.join('\n')}\n`;
@@ -160,7 +197,9 @@ export async function writePartitionTable(
   // sfdisk leaves out, without an error, entries its table has no room for: read the table
   // back so that a partition missing from it can never pass unnoticed.
   const written = tableEntries(await sfdiskDump(file));
-  const expected = layout.partitions.length + (layout.extended !== undefined ? 1 : 0);
+  const expected =
+    layout.partitions.filter((p) => p.kind !== 'raw').length +
+    (layout.extended !== undefined ? 1 : 0);
   if (written !== expected) {
     throw new ToolFailedError(
       'sfdisk',

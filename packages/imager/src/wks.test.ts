@@ -74,7 +74,10 @@ describe('parseWks', () => {
   it.each([
     ['part / --source rootfs', /needs --fstype/],
     ['part / --fstype btrfs', /--fstype must be ext4 or vfat/],
-    ['part / --source nfs --fstype ext4', /--source must be rootfs or bootimg-efi/],
+    [
+      'part / --source nfs --fstype ext4',
+      /--source must be rootfs, bootimg-efi, bootimg-partition, rawcopy/,
+    ],
     ['part / --fstype ext4 --size lots', /not a size/],
     ['part relative --fstype ext4', /mountpoint must be an absolute path/],
     ['part /boot --fstype vfat --label way-too-long-label', /vfat --label/],
@@ -165,5 +168,131 @@ describe('msdos tables with more than four partitions', () => {
     expect(layoutPartitions(gpt, sizes, 'amd64', ['u1', 'u2', 'u3', 'u4', 'u5']).extended).toBe(
       undefined,
     );
+  });
+});
+
+describe('the sources for ARM boards: rawcopy and bootimg-partition', () => {
+  const board = [
+    'bootloader --ptable msdos --append "console=ttyAMA0"',
+    'part u-boot --source rawcopy --sourceparams "file=/usr/lib/u-boot/b/u-boot-sunxi-with-spl.bin" --no-table --offset 8K',
+    'part /boot --source bootimg-partition --sourceparams "files=/usr/lib/linux-image-*/allwinner/*.dtb;dtbs/allwinner/,fdtdir=/dtbs" --label BOOT --align 4096',
+    'part / --source rootfs --fstype ext4 --label rootfs --align 4096',
+  ].join('\n');
+
+  it('parses wic syntax: a named raw part outside the table at an offset, a boot partition', () => {
+    const [raw, boot, root] = wksOf(board).parts;
+    expect(raw).toMatchObject({
+      mountpoint: 'u-boot',
+      source: 'rawcopy',
+      noTable: true,
+      offset: 8 * 1024,
+      sourceParams: { file: '/usr/lib/u-boot/b/u-boot-sunxi-with-spl.bin' },
+    });
+    expect(raw!.fstype).toBeUndefined();
+    expect(boot).toMatchObject({
+      mountpoint: '/boot',
+      source: 'bootimg-partition',
+      fstype: 'vfat',
+      noTable: false,
+      align: 4 * MiB,
+      sourceParams: {
+        files: '/usr/lib/linux-image-*/allwinner/*.dtb;dtbs/allwinner/',
+        fdtdir: '/dtbs',
+      },
+    });
+    expect(root).toMatchObject({ noTable: false, offset: undefined });
+    // --offset is in KiB by default, as --align is in wic.
+    expect(wksOf('part --source rawcopy --sourceparams file=x --offset 33').parts[0]).toMatchObject(
+      {
+        mountpoint: '',
+        offset: 33 * 1024,
+        noTable: false,
+      },
+    );
+  });
+
+  it('lays raw data outside the table: no number, no entry, nothing in the table covers it', () => {
+    const wks = wksOf(board);
+    const l = layoutPartitions(wks, [600 * 1024, 8 * MiB, 64 * MiB], 'arm64');
+    const [raw, boot, root] = l.partitions;
+    expect([raw!.kind, raw!.number, raw!.start, raw!.size]).toEqual(['raw', 0, 8192, 600 * 1024]);
+    expect([boot!.number, boot!.start, root!.number, root!.start]).toEqual([
+      1,
+      4 * MiB,
+      2,
+      4 * MiB + 8 * MiB,
+    ]);
+    const entries = sfdiskScript(wks, l, '0x12345678')
+      .split('\n')
+      .filter((x) => x.startsWith('start='));
+    // Only the two table partitions, the boot one marked bootable for U-Boot's distro boot.
+    expect(entries).toEqual([
+      `start=${(4 * MiB) / 512}, size=${(8 * MiB) / 512}, type=c, bootable`,
+      `start=${(12 * MiB) / 512}, size=${(64 * MiB) / 512}, type=83`,
+    ]);
+  });
+
+  it('marks a gpt boot partition LegacyBIOSBootable, the flag U-Boot looks for', () => {
+    const wks = wksOf(board.replace('msdos', 'gpt').replace('--offset 8K', '--offset 1M'));
+    const l = layoutPartitions(wks, [512, MiB, MiB], 'arm64', ['a', 'b', 'c']);
+    expect(sfdiskScript(wks, l, 'X')).toMatch(/name="BOOT", attrs="LegacyBIOSBootable"\n/);
+  });
+
+  it('numbers table partitions around raw parts as wic does, logicals included', () => {
+    const wks = wksOf(
+      [
+        'part spl --source rawcopy --sourceparams file=a --no-table --offset 1K',
+        ...['/a', '/b', '/c', '/d', '/e'].map((m) => `part ${m} --fstype ext4 --size 1`),
+      ].join('\n'),
+    );
+    const l = layoutPartitions(wks, [512, MiB, MiB, MiB, MiB, MiB], 'amd64');
+    expect(l.partitions.map((p) => [p.mountpoint, p.number, p.kind])).toEqual([
+      ['spl', 0, 'raw'],
+      ['/a', 1, 'primary'],
+      ['/b', 2, 'primary'],
+      ['/c', 3, 'primary'],
+      ['/d', 5, 'logical'],
+      ['/e', 6, 'logical'],
+    ]);
+    expect(
+      sfdiskScript(wks, l, '0x1')
+        .split('\n')
+        .filter((x) => x.startsWith('start=')),
+    ).toHaveLength(6);
+  });
+
+  it('refuses an --offset over the partition table or over the partition before', () => {
+    const over = wksOf(
+      'bootloader --ptable gpt\npart spl --source rawcopy --sourceparams file=a --no-table --offset 8K',
+    );
+    expect(() => layoutPartitions(over, [512], 'arm64', [], 'l.wks')).toThrow(
+      /^l\.wks:2:1: --offset 8192 would overwrite the gpt partition table, which takes the first 17408 bytes$/,
+    );
+    const overlap = wksOf(
+      'part /boot --fstype vfat --size 1\npart spl --source rawcopy --sourceparams file=a --no-table --offset 1M',
+    );
+    expect(() => layoutPartitions(overlap, [MiB, 512], 'arm64', [], 'l.wks')).toThrow(
+      /^l\.wks:2:1: --offset 1048576 of spl overlaps the partition before it, which ends at 2097152$/,
+    );
+  });
+
+  it.each([
+    ['part x --source rawcopy --no-table', /rawcopy needs --sourceparams "file=/],
+    ['part x --source rawcopy --sourceparams file=a --fstype ext4', /takes no --fstype/],
+    ['part / --source rootfs --fstype ext4 --no-table', /--no-table is for raw data/],
+    ['part / --fstype ext4 --no-table', /the \/ partition must be in the table/],
+    ['part x --source rawcopy --sourceparams file=a --no-table=yes', /--no-table takes no value/],
+    ['part x --source rawcopy --sourceparams file=a --offset 0.1', /multiple of 512/],
+    ['part x --source rawcopy --sourceparams file=a --offset 4 --align 4', /drop --align/],
+    ['part /boot --source bootimg-partition --fstype ext4', /makes a vfat partition/],
+    ['part /boot --source bootimg-partition --sourceparams loader=x', /keys: files, fdt, fdtdir/],
+    ['part /boot --source bootimg-partition --sourceparams fdt=a,fdtdir=b', /exclude each other/],
+    ['part /boot --source bootimg-efi --sourceparams file=x', /keys: loader/],
+    ['part /boot --source rootfs --fstype ext4 --sourceparams file=x', /--source rootfs takes/],
+    ['part ../x --source rawcopy --sourceparams file=a', /mountpoint must be an absolute path/],
+  ])('rejects %j', (text, re) => {
+    const r = parseWks(text, 'l.wks');
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors.map((e) => e.message).join('\n')).toMatch(re);
   });
 });

@@ -1,25 +1,46 @@
 /**
  * A subset of wic's kickstart (.wks) format: the layout of a partitioned disk image.
  *
- *   part <mountpoint> [--source rootfs|bootimg-efi] [--fstype ext4|vfat] [--size N]
- *        [--extra-space N] [--label L] [--align KiB] [--part-type T] [--uuid U]
- *        [--sourceparams loader=systemd-boot] [--overhead-factor F]
+ *   part <mountpoint> [--source rootfs|bootimg-efi|bootimg-partition|rawcopy]
+ *        [--fstype ext4|vfat] [--size N] [--extra-space N] [--label L] [--align KiB]
+ *        [--offset KiB] [--no-table] [--part-type T] [--uuid U] [--sourceparams k=v,…]
+ *        [--overhead-factor F]
  *   bootloader --ptable gpt|msdos [--timeout S] [--append "kernel args"]
  *
- * Sizes take K, M or G suffixes and default to MiB, as in wic; --align is in KiB. Unknown
+ * Sizes take K, M or G suffixes and default to MiB, as in wic; --align and --offset are in KiB.
+ * A rawcopy part may be named instead of mounted (`part u-boot --source rawcopy …`). Unknown
  * commands and options are errors that name file:line:column. See docs/image.md.
  */
 import { InvalidArgumentError, ParseError } from '@strata/oci';
 
 export type FsType = 'ext4' | 'vfat';
-export type PartSource = 'rootfs' | 'bootimg-efi';
+export type PartSource = 'rootfs' | 'bootimg-efi' | 'bootimg-partition' | 'rawcopy';
+const SOURCES: readonly PartSource[] = ['rootfs', 'bootimg-efi', 'bootimg-partition', 'rawcopy'];
+
+/** The `--sourceparams` keys each source takes; the first listed for rawcopy is required. */
+const SOURCE_PARAMS: Record<PartSource, readonly string[]> = {
+  rootfs: [],
+  'bootimg-efi': ['loader'],
+  'bootimg-partition': ['files', 'fdt', 'fdtdir'],
+  rawcopy: ['file'],
+};
 
 /** One `part` line. */
 export interface WksPart {
-  /** Where the partition is mounted ('/', '/boot/efi', …); wic's first argument. */
+  /**
+   * Where the partition is mounted ('/', '/boot/efi', …); wic's first argument. For rawcopy it
+   * may be a plain name ('u-boot') or empty.
+   */
   mountpoint: string;
-  /** What fills it: a subtree of the rootfs, or an EFI system partition; none: empty. */
+  /**
+   * What fills it: a subtree of the rootfs, an EFI system partition, a U-Boot boot partition
+   * (kernel, initrd, named files, extlinux.conf), or the bytes of one file; none: empty.
+   */
   source?: PartSource;
+  /** Exact start in bytes, instead of the next `align` boundary. */
+  offset?: number;
+  /** Reserve the space but leave it out of the partition table (wic's --no-table). */
+  noTable: boolean;
   /** Filesystem; none with no source leaves the partition unformatted. */
   fstype?: FsType;
   /** Minimum size in bytes. */
@@ -108,7 +129,11 @@ const PART_OPTS = new Set([
   'part-type',
   'uuid',
   'sourceparams',
+  'offset',
+  'no-table',
 ]);
+/** Options that take no value. */
+const FLAGS = new Set(['no-table']);
 const BOOT_OPTS = new Set(['ptable', 'timeout', 'append']);
 
 /** MBR type bytes of extended partitions (DOS, Windows LBA, Linux). */
@@ -172,6 +197,12 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
           i++;
         continue;
       }
+      if (FLAGS.has(name)) {
+        if (value !== undefined) err(t.col, `--${name} takes no value`);
+        if (opts.has(name)) err(t.col, `--${name} given twice`);
+        opts.set(name, { text: '', col: t.col });
+        continue;
+      }
       if (value === undefined) {
         value = toks[i + 1];
         if (value === undefined || value.text.startsWith('--')) {
@@ -210,40 +241,56 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
       };
       return;
     }
+    const src = opts.get('source');
+    if (src !== undefined && !SOURCES.includes(src.text as PartSource)) {
+      err(src.col, `--source must be ${SOURCES.join(', ')}, not ${JSON.stringify(src.text)}`);
+    }
+    const rawcopy = src?.text === 'rawcopy';
     const mp = positional[0];
-    if (mp === undefined) {
+    if (mp === undefined && !rawcopy) {
       err(cmd.col, 'part needs a mountpoint, e.g. `part / --source rootfs --fstype ext4`');
       return;
     }
     if (positional[1])
       err(positional[1].col, `unexpected argument ${JSON.stringify(positional[1].text)}`);
-    if (!mp.text.startsWith('/') || mp.text.split('/').includes('..')) {
+    if (
+      mp !== undefined &&
+      !(rawcopy && /^[A-Za-z0-9_.-]+$/.test(mp.text) && mp.text !== '..') &&
+      (!mp.text.startsWith('/') || mp.text.split('/').includes('..'))
+    ) {
       err(
         mp.col,
         `mountpoint must be an absolute path without '..', got ${JSON.stringify(mp.text)}`,
       );
-    }
-    const src = opts.get('source');
-    if (src !== undefined && src.text !== 'rootfs' && src.text !== 'bootimg-efi') {
-      err(src.col, `--source must be rootfs or bootimg-efi, not ${JSON.stringify(src.text)}`);
     }
     const fs = opts.get('fstype');
     if (fs !== undefined && fs.text !== 'ext4' && fs.text !== 'vfat') {
       err(fs.col, `--fstype must be ext4 or vfat, not ${JSON.stringify(fs.text)}`);
     }
     let fstype = fs?.text as FsType | undefined;
-    if (src?.text === 'bootimg-efi') {
+    if (src?.text === 'bootimg-efi' || src?.text === 'bootimg-partition') {
       if (fstype === undefined) fstype = 'vfat';
-      else if (fstype !== 'vfat') err(fs?.col ?? 1, '--source bootimg-efi makes a vfat partition');
+      else if (fstype !== 'vfat') err(fs?.col ?? 1, `--source ${src.text} makes a vfat partition`);
     }
-    if (src !== undefined && fstype === undefined)
+    if (rawcopy && fs !== undefined)
+      err(fs.col, '--source rawcopy copies a file as it is: it takes no --fstype');
+    if (src !== undefined && !rawcopy && fstype === undefined)
       err(src.col, `--source ${src.text} needs --fstype`);
     const sp: Record<string, string> = {};
     const spTok = opts.get('sourceparams');
+    const source = src?.text as PartSource | undefined;
+    const allowed = source !== undefined ? (SOURCE_PARAMS[source] ?? []) : [];
     if (spTok !== undefined) {
       for (const kv of spTok.text.split(',')) {
-        const [k, v] = kv.split('=');
-        if (k !== 'loader' || v !== 'systemd-boot') {
+        const eq = kv.indexOf('=');
+        const k = eq < 0 ? kv : kv.slice(0, eq);
+        const v = eq < 0 ? '' : kv.slice(eq + 1);
+        if (!allowed.includes(k) || v === '') {
+          err(
+            spTok.col,
+            `--sourceparams: ${JSON.stringify(kv)} is not a key=value that --source ${source ?? '(none)'} takes${allowed.length > 0 ? ` (keys: ${allowed.join(', ')})` : ''}`,
+          );
+        } else if (k === 'loader' && v !== 'systemd-boot') {
           err(
             spTok.col,
             `--sourceparams: only loader=systemd-boot is supported, got ${JSON.stringify(kv)}`,
@@ -251,6 +298,21 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
         } else sp[k] = v;
       }
     }
+    if (rawcopy && sp.file === undefined) {
+      err(src?.col ?? cmd.col, '--source rawcopy needs --sourceparams "file=<path in the rootfs>"');
+    }
+    if (sp.fdt !== undefined && sp.fdtdir !== undefined) {
+      err(spTok?.col ?? cmd.col, '--sourceparams: fdt and fdtdir exclude each other');
+    }
+    const noTable = opts.has('no-table');
+    if (noTable && !rawcopy && src !== undefined) {
+      err(
+        (opts.get('no-table') as Token).col,
+        `--no-table is for raw data (--source rawcopy), not --source ${src.text}`,
+      );
+    }
+    if (noTable && mp?.text === '/')
+      err((opts.get('no-table') as Token).col, 'the / partition must be in the table');
     const of = opts.get('overhead-factor');
     if (of !== undefined && !(Number(of.text) >= 1))
       err(of.col, '--overhead-factor must be a number ≥ 1');
@@ -280,9 +342,16 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
     const align = size('align', 'K');
     if (align !== undefined && align % 512 !== 0)
       err(opts.get('align')?.col ?? 1, '--align must be a multiple of 512 bytes');
+    const offset = size('offset', 'K');
+    if (offset !== undefined && offset % 512 !== 0)
+      err(opts.get('offset')?.col ?? 1, '--offset must be a multiple of 512 bytes');
+    if (offset !== undefined && align !== undefined)
+      err(opts.get('offset')?.col ?? 1, '--offset places a partition exactly: drop --align');
     parts.push({
-      mountpoint: mp.text,
-      source: src?.text as PartSource | undefined,
+      mountpoint: mp?.text ?? '',
+      source,
+      offset,
+      noTable,
       fstype,
       size: size('size', 'M'),
       extraSpace: size('extra-space', 'M'),
@@ -300,7 +369,7 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
   }
   const seen = new Map<string, number>();
   for (const p of parts) {
-    if (p.source === undefined) continue;
+    if (p.source === undefined || p.source === 'rawcopy') continue;
     const prev = seen.get(p.mountpoint);
     if (prev !== undefined) {
       errors.push(
@@ -347,11 +416,12 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
     }
   }
   // sfdisk writes a GPT of 128 entries and drops the rest without a word.
-  if (ptable === 'gpt' && parts.length > GPT_MAX_PARTS) {
+  const inTable = parts.filter((p) => !p.noTable);
+  if (ptable === 'gpt' && inTable.length > GPT_MAX_PARTS) {
     errors.push(
       new ParseError(
         file,
-        parts[GPT_MAX_PARTS]?.line ?? 1,
+        inTable[GPT_MAX_PARTS]?.line ?? 1,
         1,
         `a gpt table holds at most ${GPT_MAX_PARTS} partitions`,
       ),

@@ -220,9 +220,10 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         else
           ctx.print(
             `wrote ${r.ptable} disk ${out}: ${formatBytes(r.sizeBytes)}, ${r.partitions
-              .map(
-                (p) =>
-                  `${p.number}: ${p.mountpoint} ${p.fstype ?? 'raw'} ${formatBytes(p.size)}${p.kind === 'logical' ? ' (logical)' : ''}`,
+              .map((p) =>
+                p.kind === 'raw'
+                  ? `${p.mountpoint || 'raw'} at ${p.start} outside the table ${formatBytes(p.size)}`
+                  : `${p.number}: ${p.mountpoint} ${p.fstype ?? 'raw'} ${formatBytes(p.size)}${p.kind === 'logical' ? ' (logical)' : ''}`,
               )
               .join(', ')}, in ${bar.elapsed().toFixed(1)}s`,
           );
