@@ -152,6 +152,9 @@ export class StepRunner {
    * "Exec format error" from inside the chroot (or mmdebstrap's own complaint).
    */
   private async requireEmulation(state: StageState, ins: Instruction): Promise<void> {
+    // A template that records no architecture is taken for amd64 in its key and config, but
+    // what it really holds is unknown here: let its steps try.
+    if (ins.kind !== 'BOOTSTRAP' && state.debArch === undefined) return;
     const arches =
       ins.kind === 'BOOTSTRAP' && ins.architecture !== undefined
         ? ins.architecture.split(',')
