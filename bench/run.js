@@ -16,6 +16,7 @@ const BENCHES = [
   { file: 'flatten.js', section: 'Flatten' },
   { file: 'deep.js', section: 'Deep stacks' },
   { file: 'registry.js', section: 'Registry' },
+  { file: 'foreign.js', section: 'Foreign architectures' },
 ];
 const only = process.argv.slice(2);
 
