@@ -17,6 +17,7 @@ const BENCHES = [
   { file: 'flatten-arch.js', section: 'Flatten by architecture' },
   { file: 'deep.js', section: 'Deep stacks' },
   { file: 'registry.js', section: 'Registry' },
+  { file: 'foreign.js', section: 'Foreign architectures' },
 ];
 const only = process.argv.slice(2);
 

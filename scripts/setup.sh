@@ -27,9 +27,10 @@ fi
 #     u-boot-qemu
 #   dpkg-dev                             local apt repositories in the build tests
 #   strace                               the arm64 boot test lists what flatten and image run
+#   file                                 the foreign architecture tests tell ARM binaries apart
 packages=(
   ca-certificates tar gzip isal zstd xz-utils attr libcap2-bin util-linux jq openssl
-  mmdebstrap debian-archive-keyring dpkg-dev
+  mmdebstrap debian-archive-keyring dpkg-dev file
   skopeo umoci
   e2fsprogs dosfstools mtools fdisk
   docker-registry apache2-utils
@@ -71,7 +72,13 @@ if [ -e "$binfmt/register" ] && [ ! -e "$binfmt/qemu-aarch64" ]; then
   update-binfmts --enable >/dev/null 2>&1 || true
 fi
 for h in qemu-aarch64 qemu-arm; do
-  [ -e "$binfmt/$h" ] || echo "setup: warning: no binfmt handler $h: arm64/armhf will not build" >&2
+  if [ ! -e "$binfmt/$h" ]; then
+    echo "setup: warning: no binfmt handler $h: arm64/armhf will not build" >&2
+  elif [ "$(head -n 1 "$binfmt/$h")" != enabled ]; then
+    # A registered handler that was switched off (the missing-handler test does that, and
+    # puts it back; a killed run may not have): on again.
+    echo 1 >"$binfmt/$h"
+  fi
 done
 
 npm ci --no-audit --no-fund --loglevel=error

@@ -6,6 +6,7 @@ import {
   Digest,
   LayerRecord,
   DebianPackage,
+  Distribution,
   digestHex,
   encodeJson,
   sha256,
@@ -24,6 +25,8 @@ export interface CacheKeyInput {
   inputs?: Digest[];
   /** EXCLUDE globs in force (absent when there are none). */
   excludes?: string[];
+  /** The Debian architecture the step builds for (absent for amd64). */
+  architecture?: string;
 }
 
 export function cacheKey(k: CacheKeyInput): Digest {
@@ -41,6 +44,12 @@ export interface CacheEntry {
   created: string;
   /** Paths each exclusion rule kept out of the layer, by pattern. */
   excluded?: Record<string, number>;
+  /**
+   * What a BOOTSTRAP found in the tree it made: its distribution and Debian architecture. A
+   * cache hit restores them, so that a cached BOOTSTRAP's image says what a fresh one does.
+   */
+  distribution?: Distribution;
+  architecture?: string;
 }
 
 /** The name of the store GC root that holds the cache entry of `key`. */

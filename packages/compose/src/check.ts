@@ -324,10 +324,13 @@ export async function checkTemplate(
   const records: LayerRecord[] = meta.layers;
   const keys = new StageKeys({ context, aptSources: opts.aptSources });
   const steps: Array<{ ins: LayerInstruction; scope: StepScope }> = [];
-  let scope: StepScope = { env: envOfConfig(baseConfig), args: new Map(), excludes: [] };
-  // As the build: a BOOTSTRAP without --architecture built the platform asked for.
-  if (root.from.refKind === 'scratch' && opts.platform)
-    scope.debArch = debianArchitectureOf(opts.platform);
+  let scope: StepScope = {
+    env: envOfConfig(baseConfig),
+    args: new Map(),
+    excludes: [],
+    // The steps ran as the template's architecture (its BOOTSTRAP's or its base's).
+    ...(meta.architecture ? { debArch: meta.architecture } : {}),
+  };
   for (const st of chain) {
     if (st !== root) scope = inheritScope(scope);
     for (const ins of st.steps) {

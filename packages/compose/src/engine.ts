@@ -10,7 +10,7 @@ import {
   formatPlatform,
 } from '@strata/oci';
 import { Store, normalizeTag } from '@strata/store';
-import { debianArchitectureOf, notInstalled } from '@strata/debian';
+import { debianArchitecture, debianArchitectureOf, notInstalled } from '@strata/debian';
 import { readCache } from './cache';
 import { Instruction, Stage, Stratafile, parseStratafile } from './stratafile';
 import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
@@ -271,6 +271,12 @@ export class Builder implements BuildContext {
     if (entry) {
       this.cacheHits++;
       this.emit({ type: 'cached', layer: entry.layer });
+      // What a fresh BOOTSTRAP reads from its tree; entries from before they were kept name
+      // no distribution, and their architecture is their packages'.
+      if (ins.kind === 'BOOTSTRAP') {
+        if (entry.distribution) state.distribution = entry.distribution;
+        state.debArch = entry.architecture ?? debianArchitecture(entry.packages);
+      }
     } else {
       this.stepsRun++;
       entry = await this.runner.execute(state, ins, key, keyed.sources);

@@ -1,5 +1,6 @@
 import { ImageIndex, PlatformSelector, formatPlatform, isMultiPlatform } from '@strata/oci';
-import { hostDebianArchitecture, linuxPlatform } from '@strata/debian';
+import { linuxPlatform } from '@strata/debian';
+import { hostDebianArchitecture } from '@strata/tools';
 
 /**
  * Docker's automatic platform ARGs (TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT), for a

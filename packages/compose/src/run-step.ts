@@ -4,14 +4,20 @@ import { Descriptor, Digest, Distribution, LayerRecord, StrataError, chainId } f
 import { createLayer, packTree } from '@strata/layer';
 import { AptSources, aptConf, essentialAmong, parseDpkgStatus } from '@strata/debian';
 import { DEFAULT_EXCLUSIONS, isoDate, readRootfsFacts } from '@strata/template';
-import { mmdebstrap, runInSandbox } from '@strata/tools';
+import {
+  EmulatorMissingError,
+  mmdebstrap,
+  requireBootstrapEmulation,
+  requireEmulation,
+  runInSandbox,
+} from '@strata/tools';
 import { aptStateDir } from './apt-state';
 import { CacheEntry, writeCache } from './cache';
 import { cleanUpper } from './upper';
 import { Snapshots } from './snapshots';
 import { statusOfLowers } from './remove';
 import type { Instruction } from './stratafile';
-import { BuildStepError, stepEnv } from './stage-keys';
+import { BuildStepError, stepArchitecture, stepEnv } from './stage-keys';
 import { stepCommand } from './step-command';
 import { OutputTail, failureReason } from './step-output';
 import { BuildContext, StageState, chainOf, packageDelta, stackOf } from './build-state';
@@ -44,6 +50,7 @@ export class StepRunner {
     key: Digest,
     sources: AptSources | undefined,
   ): Promise<CacheEntry> {
+    await this.requireEmulation(state, ins);
     const t0 = Date.now();
     const work = await this.snapshots.scratch('step');
     try {
@@ -115,6 +122,8 @@ export class StepRunner {
         packages,
         created,
         excluded: cleaned.byPattern,
+        ...(info.distribution ? { distribution: info.distribution } : {}),
+        ...(info.debArch ? { architecture: info.debArch } : {}),
       };
       await writeCache(this.ctx.store, entry);
       const newChain = chainId([...state.layers.map((l) => l.diffId), diffId]) as Digest;
@@ -134,6 +143,34 @@ export class StepRunner {
       return entry;
     } finally {
       await fsp.rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * A step of a foreign template runs under qemu-user: check, before anything starts, that this
+   * host can do that, so that the build fails on the step's line with the fix instead of with an
+   * "Exec format error" from inside the chroot (or mmdebstrap's own complaint).
+   */
+  private async requireEmulation(state: StageState, ins: Instruction): Promise<void> {
+    // A template that records no architecture is taken for amd64 in its key and config, but
+    // what it really holds is unknown here: let its steps try.
+    if (ins.kind !== 'BOOTSTRAP' && state.debArch === undefined) return;
+    const arches =
+      ins.kind === 'BOOTSTRAP' && ins.architecture !== undefined
+        ? ins.architecture.split(',')
+        : [stepArchitecture(state, ins)];
+    try {
+      for (const arch of arches) {
+        if (ins.kind === 'BOOTSTRAP') await requireBootstrapEmulation(arch);
+        else await requireEmulation(arch);
+      }
+    } catch (e) {
+      if (e instanceof EmulatorMissingError)
+        throw new BuildStepError(ins.loc, `${ins.kind}: ${e.message}`, {
+          cause: e,
+          ...(e.hint !== undefined ? { hint: e.hint } : {}),
+        });
+      throw e;
     }
   }
 

@@ -12,6 +12,7 @@ import {
   envOfConfig,
   inheritScope,
   isLayerStep,
+  stepArchitecture,
   stepEnv,
 } from './stage-keys';
 import { Instruction, Stage, parseStratafile } from './stratafile';
@@ -243,8 +244,80 @@ test('EXCLUDE changes the keys of the steps after it, and of those only', async 
   expect((await keys.keyFor(inheritScope(scope), run, undefined)).key).toBe(after);
 });
 
+/** The keys of TEXT's stage `two` (BOOTSTRAP aside), in a scope of Debian architecture `arch`. */
+async function keysOfTwo(arch: string | undefined): Promise<Array<[string, string, string]>> {
+  const sf = parseStratafile(TEXT, file(), {});
+  const keys = new StageKeys({ context: dir, aptSources: hostList() });
+  const scope: StepScope = {
+    env: new Map(),
+    args: new Map(),
+    excludes: [],
+    ...(arch !== undefined ? { debArch: arch } : {}),
+  };
+  const got: Array<[string, string, string]> = [];
+  const layers: Digest[] = [];
+  for (const stage of sf.stages.slice(0, 2)) {
+    for (const ins of stage.steps) {
+      if (await keys.apply(scope, ins)) continue;
+      if (!isLayerStep(ins)) continue;
+      got.push([
+        stage.name as string,
+        ins.text,
+        (await keys.keyFor(scope, ins, chainId(layers))).key,
+      ]);
+      layers.push(layerDiff(layers.length));
+    }
+    Object.assign(scope, inheritScope(scope));
+  }
+  return got;
+}
+
+test('the same steps on the same parent layers never share a key across architectures', async () => {
+  const amd64 = await keysOfTwo('amd64');
+  const arm64 = await keysOfTwo('arm64');
+  const armhf = await keysOfTwo('armhf');
+  // Every kind of layer step: BOOTSTRAP, INSTALL (by name, pinned, local .deb), RUN, UPGRADE,
+  // COPY, REMOVE.
+  expect(new Set(amd64.map(([, t]) => t.split(' ')[0]))).toEqual(
+    new Set(['BOOTSTRAP', 'INSTALL', 'RUN', 'UPGRADE', 'COPY', 'REMOVE']),
+  );
+  const all = [...amd64, ...arm64, ...armhf].map(([, , k]) => k);
+  expect(new Set(all).size).toBe(all.length);
+  // A template that records no architecture is amd64, as its image config says; and amd64 keys
+  // are those strata build made before it built for other architectures.
+  expect(await keysOfTwo(undefined)).toEqual(amd64);
+  const golden = GOLDEN.filter(([s]) => s === 'one' || s === 'two');
+  expect(amd64.slice(1)).toEqual(golden.slice(1));
+});
+
+test('BOOTSTRAP builds for its --architecture, else the stage architecture, else the host one', () => {
+  const loc = { file: file(), line: 1, column: 1 };
+  const boot = (architecture?: string): Instruction =>
+    ({
+      kind: 'BOOTSTRAP',
+      suite: 'bookworm',
+      include: [],
+      components: [],
+      ...(architecture ? { architecture } : {}),
+      loc,
+      text: 'BOOTSTRAP bookworm',
+    }) as Instruction;
+  const run = { kind: 'RUN', command: 'true', loc, text: 'RUN true' } as Instruction;
+  const scope: StepScope = { env: new Map(), args: new Map(), excludes: [] };
+  const host = { x64: 'amd64', arm64: 'arm64' }[process.arch as string];
+  expect(stepArchitecture(scope, boot('arm64'))).toBe('arm64');
+  expect(stepArchitecture(scope, boot('armhf,arm64'))).toBe('armhf');
+  expect(stepArchitecture(scope, boot())).toBe(host ?? process.arch);
+  expect(stepArchitecture({ ...scope, debArch: 'armhf' }, boot())).toBe('armhf');
+  expect(stepArchitecture({ ...scope, debArch: 'arm64' }, run)).toBe('arm64');
+  expect(stepArchitecture(scope, run)).toBe('amd64');
+});
+
 /** A store holding just what checkTemplate reads: three templates built from TEXT. */
-function fakeStore(golden: Array<[string, string, string]>): {
+function fakeStore(
+  golden: Array<[string, string, string]>,
+  arch = 'amd64',
+): {
   store: Store;
   configs: Map<string, ImageConfig>;
   two: Descriptor;
@@ -259,7 +332,7 @@ function fakeStore(golden: Array<[string, string, string]>): {
   ): Descriptor => {
     const digest = sha256(`image:${name}`);
     configs.set(digest, {
-      architecture: 'amd64',
+      architecture: arch,
       os: 'linux',
       config: { Env: env },
       rootfs: { type: 'layers', diff_ids: diffIds },
@@ -270,7 +343,7 @@ function fakeStore(golden: Array<[string, string, string]>): {
         }),
         baseChain,
         packages: [],
-        architecture: 'amd64',
+        architecture: arch,
       },
     } as unknown as ImageConfig);
     return { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: 1 };
@@ -352,11 +425,14 @@ test('a BOOTSTRAP without --architecture is keyed by the platform being built, a
         undefined,
       )
     ).key;
-  // Without a platform asked for, the key is as it was (the golden test above has none).
+  // Without a platform asked for, BOOTSTRAP builds the host's architecture: asking for that one
+  // gives the key it had. Another architecture is another root.
   const none = await key(plain as Instruction);
-  const amd = await key(plain as Instruction, 'amd64');
+  const host = await key(plain as Instruction, hostDebianArchitecture());
   const arm = await key(plain as Instruction, 'arm64');
-  expect(new Set([none, amd, arm]).size).toBe(3);
+  const i386 = await key(plain as Instruction, 'i386');
+  expect(host).toBe(none);
+  expect(new Set([host, arm, i386]).size).toBe(3);
   expect(await key(plain as Instruction, 'arm64')).toBe(arm);
   // --architecture is in the instruction's text already.
   expect(await key(explicit as Instruction, 'arm64')).toBe(await key(explicit as Instruction));
@@ -364,4 +440,19 @@ test('a BOOTSTRAP without --architecture is keyed by the platform being built, a
   expect(
     copyScope({ env: new Map(), args: new Map(), excludes: [], debArch: 'arm64' }).debArch,
   ).toBe('arm64');
+});
+
+test('strata check recomputes the keys of an arm64 build, and tells them from amd64 ones', async () => {
+  const arm64 = await keysOfTwo('arm64');
+  const opts = { file: file(), aptSources: hostList(), noPackages: true, target: 'two' };
+  // The template records arm64: check recomputes every step as arm64, BOOTSTRAP included (it
+  // has no --architecture, and made what the template records).
+  const { store } = fakeStore(arm64, 'arm64');
+  const r = await checkTemplate(store, 'two:v1', opts);
+  expect(r.reasons).toEqual([]);
+  expect(r.upToDate).toBe(true);
+  // The same keys on a template that says amd64 are all stale.
+  const { store: amd } = fakeStore(arm64, 'amd64');
+  const stale = await checkTemplate(amd, 'two:v1', opts);
+  expect(stale.reasons).toHaveLength(arm64.length);
 });

@@ -7,6 +7,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Digest, ImageConfig, InvalidArgumentError, StrataError } from '@strata/oci';
 import { AptSources, IndexState, hostSources, indexState, makeSources } from '@strata/debian';
+import { hostDebianArchitecture } from '@strata/tools';
 import { cacheKey, hashContextPaths } from './cache';
 import { Instruction, LAYER_INSTRUCTIONS, Location } from './stratafile';
 
@@ -35,7 +36,11 @@ export interface StepScope {
   sources?: AptSources;
   /** EXCLUDE globs so far (inherited from a FROM stage): they shape every later layer. */
   excludes: string[];
-  /** The Debian architecture the stage builds for, when known (a scratch stage: the platform asked for). */
+  /**
+   * The Debian architecture the steps run as: the FROM template's, what BOOTSTRAP made, or
+   * before a BOOTSTRAP the platform being built. Unset for a template that records none (taken
+   * as amd64) and before a BOOTSTRAP with no platform asked for (the host's).
+   */
   debArch?: string;
 }
 
@@ -56,6 +61,7 @@ export function inheritScope(from: StepScope): StepScope {
     args: new Map(),
     sources: from.sources,
     excludes: [...from.excludes],
+    ...(from.debArch !== undefined ? { debArch: from.debArch } : {}),
   };
 }
 
@@ -68,6 +74,17 @@ export function copyScope(scope: StepScope): StepScope {
     excludes: [...scope.excludes],
     ...(scope.debArch !== undefined ? { debArch: scope.debArch } : {}),
   };
+}
+
+/**
+ * The Debian architecture a layer step of `scope` builds for: BOOTSTRAP's `--architecture`, else
+ * the stage's (its FROM template's), else, for a BOOTSTRAP, the host's (mmdebstrap's default);
+ * a template that records none is amd64, as its image config says.
+ */
+export function stepArchitecture(scope: StepScope, ins: Instruction): string {
+  if (ins.kind === 'BOOTSTRAP')
+    return ins.architecture?.split(',')[0] ?? scope.debArch ?? hostDebianArchitecture();
+  return scope.debArch ?? 'amd64';
 }
 
 /** The variables a step runs with and that its cache key holds: ARGs, then ENV over them, sorted. */
@@ -206,16 +223,17 @@ export class StageKeys {
 
   /** The cache key of layer step `ins` in `scope`, on the layers whose chain ID is `parent`. */
   async keyFor(scope: StepScope, ins: Instruction, parent: Digest | undefined): Promise<StepKey> {
-    // A BOOTSTRAP without --architecture builds the platform asked for: another root.
-    const bootArch =
-      ins.kind === 'BOOTSTRAP' && ins.architecture === undefined ? scope.debArch : undefined;
+    const arch = stepArchitecture(scope, ins);
     const base = {
       parent: parent ?? null,
       instruction: ins.text,
-      ...(bootArch !== undefined ? { architecture: bootArch } : {}),
       env: stepEnv(scope),
       // Only when there are any, so that the keys of Stratafiles without EXCLUDE stay as they were.
       ...(scope.excludes.length > 0 ? { excludes: scope.excludes } : {}),
+      // A step built for arm64 is never a hit for amd64, even on the same parent chain (a
+      // BOOTSTRAP without --architecture has none) and from another host through a shared
+      // cache. amd64 keys leave it out, so that they stay as they were before foreign builds.
+      ...(arch !== 'amd64' ? { architecture: arch } : {}),
     };
     switch (ins.kind) {
       case 'BOOTSTRAP':

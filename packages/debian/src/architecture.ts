@@ -73,21 +73,3 @@ export function linuxPlatform(debArch: string): {
 } {
   return { os: 'linux', ...ociPlatform(debArch) };
 }
-
-/** The Debian architecture of the machine this runs on (Node's `process.arch`). */
-export function hostDebianArchitecture(arch: string = process.arch): string {
-  switch (arch) {
-    case 'x64':
-      return 'amd64';
-    case 'arm64':
-      return 'arm64';
-    case 'arm':
-      return 'armhf';
-    case 'ia32':
-      return 'i386';
-    case 'ppc64':
-      return 'ppc64el';
-    default:
-      return arch;
-  }
-}

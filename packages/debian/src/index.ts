@@ -2,7 +2,6 @@ export { aptConf } from './apt-conf';
 export {
   debianArchitecture,
   debianArchitectureOf,
-  hostDebianArchitecture,
   linuxPlatform,
   ociPlatform,
 } from './architecture';

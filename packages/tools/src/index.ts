@@ -15,3 +15,14 @@ export { mmdebstrap } from './mmdebstrap';
 export { mke2fs, sfdiskWrite, sfdiskDump, mkfsVfat, mtoolsCopy } from './disk';
 export { igzipPath } from './gzip-file';
 export { compressStream, decompressFile, decompressStream } from './codec';
+export type { BinfmtEntry, EmulationOptions } from './binfmt';
+export {
+  BINFMT_MISC,
+  EmulatorMissingError,
+  binfmtHandler,
+  hostDebianArchitecture,
+  parseBinfmtEntry,
+  qemuName,
+  requireBootstrapEmulation,
+  requireEmulation,
+} from './binfmt';
