@@ -18,12 +18,7 @@ import {
   parseReference,
 } from '@strata/oci';
 import { Store, loadArchive } from '@strata/store';
-import {
-  AptSources,
-  compareDebianVersions,
-  debianArchitectureOf,
-  parsePackagesIndex,
-} from '@strata/debian';
+import { AptSources, compareDebianVersions, parsePackagesIndex } from '@strata/debian';
 import { basePlatform, platformArgs } from './platform';
 import { aptStateDir } from './apt-state';
 import {
