@@ -8,7 +8,8 @@ import {
   requireManifest,
   sha256,
 } from '@strata/oci';
-import { hostDebianArchitecture, linuxPlatform, ociPlatform } from '@strata/debian';
+import { linuxPlatform, ociPlatform } from '@strata/debian';
+import { hostDebianArchitecture } from '@strata/tools';
 import { Store, writeBundle, writeImage } from '@strata/store';
 import { withTempStore } from '@strata/store/testing';
 import { writePlatformIndex } from './image-writer';

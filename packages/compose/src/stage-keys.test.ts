@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Descriptor, Digest, ImageConfig, chainId, sha256 } from '@strata/oci';
 import { Store } from '@strata/store';
+import { hostDebianArchitecture } from '@strata/tools';
 import { checkTemplate } from './check';
 import {
   BuildStepError,
