@@ -17,11 +17,11 @@
  * about a minute); each boot ≈ 40 s to the first userspace line, ≈ 2 min to the marker. Needs root, the mirror, qemu-user-static + binfmt_misc, qemu-system-arm,
  * qemu-efi-aarch64 and u-boot-qemu.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  bootUntil,
   CACHE_DIR,
   cleanupTmp,
   foreignMinbaseTar,
@@ -118,61 +118,27 @@ async function exampleTemplate(): Promise<void> {
 
 /** Boot qemu-system-aarch64 with `args`; resolve with the console once `MARKER` appears. */
 function boot(args: string[], log: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const qemu = spawn(
-      'qemu-system-aarch64',
-      [
-        '-machine',
-        'virt',
-        '-accel',
-        'tcg',
-        '-cpu',
-        'cortex-a57',
-        '-smp',
-        '2',
-        '-m',
-        '1024',
-        '-nographic',
-        '-no-reboot',
-        '-net',
-        'none',
-        ...args,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    let done = false;
-    const finish = (err?: Error): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      fs.writeFileSync(log, out);
-      qemu.kill('SIGKILL');
-      if (err) reject(err);
-      else resolve(out);
-    };
-    const timer = setTimeout(
-      () =>
-        finish(
-          new Error(
-            `no ${MARKER} within ${BOOT_TIMEOUT / 1000}s; console in ${log}:\n${out.slice(-3000)}`,
-          ),
-        ),
-      BOOT_TIMEOUT,
-    );
-    const onData = (b: Buffer): void => {
-      out += b.toString('latin1');
-      if (out.includes(MARKER)) finish();
-    };
-    qemu.stdout.on('data', onData);
-    qemu.stderr.on('data', onData);
-    qemu.on('error', (e) => finish(e));
-    qemu.on('exit', (code, sig) =>
-      finish(
-        new Error(`qemu exited (${code ?? sig}) before ${MARKER}; console:\n${out.slice(-3000)}`),
-      ),
-    );
-  });
+  return bootUntil(
+    'qemu-system-aarch64',
+    [
+      '-machine',
+      'virt',
+      '-accel',
+      'tcg',
+      '-cpu',
+      'cortex-a57',
+      '-smp',
+      '2',
+      '-m',
+      '1024',
+      '-nographic',
+      '-no-reboot',
+      '-net',
+      'none',
+      ...args,
+    ],
+    { marker: MARKER, timeoutMs: BOOT_TIMEOUT, log },
+  );
 }
 
 beforeAll(

@@ -7,11 +7,10 @@
  * Cost: mmdebstrap ≈ 3–5 min (cached in $STRATA_E2E_CACHE afterwards), template + image ≈ 1 min,
  * the TCG boot 1–4 min. Needs root, the Debian mirror, qemu-system-x86 and ovmf.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CACHE_DIR, cleanupTmp, REPO_ROOT, runOk, strataOk, tmpDir } from './helpers';
+import { bootUntil, CACHE_DIR, cleanupTmp, REPO_ROOT, runOk, strataOk, tmpDir } from './helpers';
 
 const EXAMPLE = path.join(REPO_ROOT, 'examples', 'boot');
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
@@ -38,66 +37,32 @@ async function exampleRootfs(): Promise<string> {
 
 /** Boot `disk` and resolve with the serial console output once `MARKER` appears. */
 function boot(disk: string, vars: string, log: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const qemu = spawn(
-      'qemu-system-x86_64',
-      [
-        '-machine',
-        'q35',
-        '-accel',
-        'tcg',
-        '-cpu',
-        'max',
-        '-smp',
-        '2',
-        '-m',
-        '1024',
-        '-nographic',
-        '-no-reboot',
-        '-net',
-        'none',
-        '-drive',
-        `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
-        '-drive',
-        `if=pflash,format=raw,unit=1,file=${vars}`,
-        '-drive',
-        `file=${disk},format=raw,if=virtio`,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    let done = false;
-    const finish = (err?: Error): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      fs.writeFileSync(log, out);
-      qemu.kill('SIGKILL');
-      if (err) reject(err);
-      else resolve(out);
-    };
-    const timer = setTimeout(
-      () =>
-        finish(
-          new Error(
-            `no ${MARKER} within ${BOOT_TIMEOUT / 1000}s; console in ${log}:\n${out.slice(-3000)}`,
-          ),
-        ),
-      BOOT_TIMEOUT,
-    );
-    const onData = (b: Buffer): void => {
-      out += b.toString('latin1');
-      if (out.includes(MARKER)) finish();
-    };
-    qemu.stdout.on('data', onData);
-    qemu.stderr.on('data', onData);
-    qemu.on('error', (e) => finish(e));
-    qemu.on('exit', (code, sig) =>
-      finish(
-        new Error(`qemu exited (${code ?? sig}) before ${MARKER}; console:\n${out.slice(-3000)}`),
-      ),
-    );
-  });
+  return bootUntil(
+    'qemu-system-x86_64',
+    [
+      '-machine',
+      'q35',
+      '-accel',
+      'tcg',
+      '-cpu',
+      'max',
+      '-smp',
+      '2',
+      '-m',
+      '1024',
+      '-nographic',
+      '-no-reboot',
+      '-net',
+      'none',
+      '-drive',
+      `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+      '-drive',
+      `if=pflash,format=raw,unit=1,file=${vars}`,
+      '-drive',
+      `file=${disk},format=raw,if=virtio`,
+    ],
+    { marker: MARKER, timeoutMs: BOOT_TIMEOUT, log },
+  );
 }
 
 afterAll(() => cleanupTmp());

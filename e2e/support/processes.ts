@@ -156,3 +156,51 @@ export function tmpDir(prefix = 'strata-e2e-'): string {
 export function cleanupTmp(): void {
   for (const d of tmpRoots.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 }
+
+/**
+ * Run a qemu-system command (its whole argv) and resolve with its serial console output once
+ * `marker` appears. Rejects when qemu exits first or after `timeoutMs`; either way qemu is killed
+ * and the console is written to `log`.
+ */
+export function bootUntil(
+  command: string,
+  args: readonly string[],
+  opts: { marker: string; timeoutMs: number; log: string },
+): Promise<string> {
+  const { marker, timeoutMs, log } = opts;
+  return new Promise((resolve, reject) => {
+    const qemu = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let done = false;
+    const finish = (err?: Error): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      fs.writeFileSync(log, out);
+      qemu.kill('SIGKILL');
+      if (err) reject(err);
+      else resolve(out);
+    };
+    const timer = setTimeout(
+      () =>
+        finish(
+          new Error(
+            `no ${marker} within ${timeoutMs / 1000}s; console in ${log}:\n${out.slice(-3000)}`,
+          ),
+        ),
+      timeoutMs,
+    );
+    const onData = (b: Buffer): void => {
+      out += b.toString('latin1');
+      if (out.includes(marker)) finish();
+    };
+    qemu.stdout.on('data', onData);
+    qemu.stderr.on('data', onData);
+    qemu.on('error', (e) => finish(e));
+    qemu.on('exit', (code, sig) =>
+      finish(
+        new Error(`qemu exited (${code ?? sig}) before ${marker}; console:\n${out.slice(-3000)}`),
+      ),
+    );
+  });
+}
