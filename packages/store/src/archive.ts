@@ -13,7 +13,9 @@ import {
   InvalidArgumentError,
   MediaTypes,
   PlatformSelector,
+  configPlatform,
   copyGraph,
+  isImageMediaType,
   digestHex,
   encodeJson,
 } from '@strata/oci';
@@ -80,6 +82,7 @@ export async function saveArchive(
   const name = desc.annotations?.[Annotations.refName];
   const top: Descriptor = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
   if (name) top.annotations = { [Annotations.refName]: name };
+  if (desc.platform) top.platform = desc.platform;
   const index: ImageIndex = { schemaVersion: 2, manifests: [top] };
 
   const pack = (await tarStream()).pack();
@@ -145,7 +148,13 @@ export async function loadArchive(
       const out: LoadedImage[] = [];
       for (const d of manifests) {
         await copyGraph(archive.content, sink, d, { jobs: 1 });
-        out.push({ ref: refFor(d, tag), descriptor: cleanDescriptor(d) });
+        const descriptor = cleanDescriptor(d);
+        // An archive from another tool may name no platform: the image's config does.
+        if (descriptor.platform === undefined && isImageMediaType(descriptor.mediaType)) {
+          const image = await store.selectImage(descriptor, {}, file);
+          descriptor.platform = configPlatform(await image.config());
+        }
+        out.push({ ref: refFor(d, tag), descriptor });
       }
       for (const l of out) if (l.ref !== undefined) await store.tag(l.ref, l.descriptor);
       return out;
