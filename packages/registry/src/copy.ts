@@ -279,7 +279,8 @@ export async function pull(
         ...root.descriptor,
         annotations: { [Annotations.pulledFrom]: formatReference(source) },
       };
-      const platform = await platformOf(store, root.descriptor, root.bytes);
+      // A config the store cannot read as an image config still pulls, with no platform.
+      const platform = await store.platformOf(root.descriptor).catch(() => undefined);
       if (platform) rootDesc.platform = platform;
       await Promise.all([store.tag(localTag, rootDesc), sources.save().catch(() => undefined)]);
       const { bytes, ...rest } = counts;
@@ -313,28 +314,4 @@ async function platformManifest(
     descriptor: { ...got.descriptor, ...(d.platform ? { platform: d.platform } : {}) },
     bytes: got.bytes,
   };
-}
-
-/** The platform of a single-manifest image, from its config, for the store's index entry. */
-async function platformOf(
-  store: Store,
-  root: Descriptor,
-  bytes: Buffer,
-): Promise<Descriptor['platform']> {
-  if (isIndexMediaType(root.mediaType)) return undefined;
-  try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { config?: Descriptor };
-    if (!doc.config) return undefined;
-    const cfg = JSON.parse(
-      (await store.readBlob(doc.config.digest, doc.config.size)).toString('utf8'),
-    ) as {
-      architecture?: unknown;
-      os?: unknown;
-    };
-    return typeof cfg.architecture === 'string' && typeof cfg.os === 'string'
-      ? { architecture: cfg.architecture, os: cfg.os }
-      : undefined;
-  } catch {
-    return undefined;
-  }
 }

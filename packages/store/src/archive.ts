@@ -13,9 +13,7 @@ import {
   InvalidArgumentError,
   MediaTypes,
   PlatformSelector,
-  configPlatform,
   copyGraph,
-  isImageMediaType,
   digestHex,
   encodeJson,
 } from '@strata/oci';
@@ -150,9 +148,9 @@ export async function loadArchive(
         await copyGraph(archive.content, sink, d, { jobs: 1 });
         const descriptor = cleanDescriptor(d);
         // An archive from another tool may name no platform: the image's config does.
-        if (descriptor.platform === undefined && isImageMediaType(descriptor.mediaType)) {
-          const image = await store.selectImage(descriptor, {}, file);
-          descriptor.platform = configPlatform(await image.config());
+        if (descriptor.platform === undefined) {
+          const platform = await store.platformOf(descriptor);
+          if (platform) descriptor.platform = platform;
         }
         out.push({ ref: refFor(d, tag), descriptor });
       }

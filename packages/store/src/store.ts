@@ -14,6 +14,7 @@ import {
   Role,
   Selector,
   assertValid,
+  configPlatform,
   graphDigests,
   imageOf,
   indexOf,
@@ -63,6 +64,15 @@ export class Store extends RootStore {
   /** The image manifest `desc` names, as a lazy Image. */
   image(desc: Descriptor): Image {
     return imageOf(this.content, desc);
+  }
+
+  /**
+   * The platform the config of the image `desc` names, for its entry in an index; undefined for
+   * an index, whose entries carry their own.
+   */
+  async platformOf(desc: Descriptor): Promise<PlatformSelector | undefined> {
+    if (!isImageMediaType(desc.mediaType)) return undefined;
+    return configPlatform(await this.image(desc).config());
   }
 
   /** The image index `desc` names, as a lazy Index. */
