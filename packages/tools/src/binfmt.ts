@@ -8,6 +8,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { StrataError } from '@strata/oci';
+import { findOnPath } from './spawn';
 
 /** Where binfmt_misc is mounted on Linux. */
 export const BINFMT_MISC = '/proc/sys/fs/binfmt_misc';
@@ -186,16 +187,7 @@ export async function requireBootstrapEmulation(
 ): Promise<void> {
   const how = await requireEmulation(debArch, o);
   if (how.native) return;
-  const dirs = (o.path ?? process.env.PATH ?? '').split(':').filter(Boolean);
-  for (const d of dirs) {
-    if (
-      await fsp
-        .access(path.join(d, 'arch-test'))
-        .then(() => true)
-        .catch(() => false)
-    )
-      return;
-  }
+  if (findOnPath('arch-test', o.path) !== undefined) return;
   throw new EmulatorMissingError(
     debArch,
     `mmdebstrap cannot bootstrap ${debArch} here: arch-test, which it runs to check the emulator, is not installed`,

@@ -1,6 +1,4 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { spawnFilter, ToolProcess } from './spawn';
+import { findOnPath, spawnFilter, ToolProcess } from './spawn';
 
 /** PATH → where igzip is there (null: nowhere). */
 const found = new Map<string, string | null>();
@@ -15,18 +13,7 @@ export function igzipPath(env: NodeJS.ProcessEnv = process.env): string | undefi
   const search = env.PATH ?? '';
   let hit = found.get(search);
   if (hit === undefined) {
-    hit = null;
-    for (const dir of search.split(path.delimiter)) {
-      if (dir === '') continue;
-      const p = path.join(dir, 'igzip');
-      try {
-        fs.accessSync(p, fs.constants.X_OK);
-        hit = p;
-        break;
-      } catch {
-        /* not here */
-      }
-    }
+    hit = findOnPath('igzip', search) ?? null;
     found.set(search, hit);
   }
   return hit ?? undefined;

@@ -1,4 +1,6 @@
 import type Execa from 'execa';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { ToolFailedError } from '@strata/oci';
 
@@ -132,4 +134,22 @@ function toolError(file: string, e: unknown): ToolFailedError {
   const line = lastLine(typeof err.stderr === 'string' ? err.stderr : '');
   const how = err.signal ? `killed by ${err.signal}` : `exited with code ${err.exitCode}`;
   return new ToolFailedError(file, `${how}${line ? `: ${line}` : ''}`, { cause: e });
+}
+
+/** Where the executable `name` is on `search` (a PATH), or undefined when it is on none of it. */
+export function findOnPath(
+  name: string,
+  search: string = process.env.PATH ?? '',
+): string | undefined {
+  for (const dir of search.split(path.delimiter)) {
+    if (dir === '') continue;
+    const p = path.join(dir, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
 }
