@@ -154,29 +154,7 @@ async function buildFixture(): Promise<Fixture> {
       if (f.includes('.partial-'))
         fs.rmSync(path.join(CACHE_DIR, f), { recursive: true, force: true });
     }
-    const minbaseStamp = path.join(CACHE_DIR, 'minbase.json');
-    if (!stampValid(minbaseStamp, 1, CACHE_DIR)) {
-      fs.rmSync(minbaseStamp, { force: true });
-      // The name must end in .tar: mmdebstrap picks the output format from it otherwise.
-      const partial = path.join(CACHE_DIR, `minbase.partial-${process.pid}.tar`);
-      const log = path.join(CACHE_DIR, 'mmdebstrap.log');
-      const r = await run('mmdebstrap', [
-        '--variant=minbase',
-        '--mode=root',
-        '--format=tar',
-        'bookworm',
-        partial,
-      ]);
-      fs.writeFileSync(log, r.stdout + r.stderr);
-      if (r.code !== 0) {
-        fs.rmSync(partial, { force: true });
-        throw new Error(
-          `mmdebstrap failed (exit ${r.code}), log ${log}:\n${r.stderr.slice(-4000)}`,
-        );
-      }
-      fs.renameSync(partial, fx.minbaseTar);
-      writeStamp(minbaseStamp, 1, CACHE_DIR, ['minbase.tar']);
-    }
+    await minbaseTar('minbase', 'mmdebstrap.log', []);
 
     const rootfsStamp = path.join(CACHE_DIR, 'rootfs.json');
     if (!stampValid(rootfsStamp, FIXTURE_VERSION, CACHE_DIR) || !fs.existsSync(fx.rootfs)) {
@@ -244,33 +222,42 @@ export function foreignMinbaseTar(arch: 'arm64' | 'armhf'): Promise<string> {
 
 async function buildForeignMinbase(arch: string): Promise<string> {
   fs.mkdirSync(CACHE_DIR, { recursive: true });
-  const name = `minbase-${arch}.tar`;
+  return withLock(path.join(CACHE_DIR, 'lock'), () =>
+    minbaseTar(`minbase-${arch}`, `mmdebstrap-${arch}.log`, [`--architectures=${arch}`]),
+  );
+}
+
+/**
+ * `CACHE_DIR/<base>.tar`: an `mmdebstrap --variant=minbase bookworm` tarball with `extra`
+ * options, made unless its stamp is valid. The caller holds the cache lock.
+ */
+async function minbaseTar(base: string, logName: string, extra: string[]): Promise<string> {
+  const name = `${base}.tar`;
   const out = path.join(CACHE_DIR, name);
-  return withLock(path.join(CACHE_DIR, 'lock'), async () => {
-    const stamp = path.join(CACHE_DIR, `minbase-${arch}.json`);
-    if (stampValid(stamp, 1, CACHE_DIR)) return out;
-    fs.rmSync(stamp, { force: true });
-    const partial = path.join(CACHE_DIR, `minbase-${arch}.partial-${process.pid}.tar`);
-    const log = path.join(CACHE_DIR, `mmdebstrap-${arch}.log`);
-    const r = await run('mmdebstrap', [
-      '--variant=minbase',
-      '--mode=root',
-      '--format=tar',
-      `--architectures=${arch}`,
-      'bookworm',
-      partial,
-    ]);
-    fs.writeFileSync(log, r.stdout + r.stderr);
-    if (r.code !== 0) {
-      fs.rmSync(partial, { force: true });
-      throw new Error(
-        `mmdebstrap ${arch} failed (exit ${r.code}), log ${log}:\n${r.stderr.slice(-4000)}`,
-      );
-    }
-    fs.renameSync(partial, out);
-    writeStamp(stamp, 1, CACHE_DIR, [name]);
-    return out;
-  });
+  const stamp = path.join(CACHE_DIR, `${base}.json`);
+  if (stampValid(stamp, 1, CACHE_DIR)) return out;
+  fs.rmSync(stamp, { force: true });
+  // The name must end in .tar: mmdebstrap picks the output format from it otherwise.
+  const partial = path.join(CACHE_DIR, `${base}.partial-${process.pid}.tar`);
+  const log = path.join(CACHE_DIR, logName);
+  const r = await run('mmdebstrap', [
+    '--variant=minbase',
+    '--mode=root',
+    '--format=tar',
+    ...extra,
+    'bookworm',
+    partial,
+  ]);
+  fs.writeFileSync(log, r.stdout + r.stderr);
+  if (r.code !== 0) {
+    fs.rmSync(partial, { force: true });
+    throw new Error(
+      `mmdebstrap ${base} failed (exit ${r.code}), log ${log}:\n${r.stderr.slice(-4000)}`,
+    );
+  }
+  fs.renameSync(partial, out);
+  writeStamp(stamp, 1, CACHE_DIR, [name]);
+  return out;
 }
 
 /** Where the harness puts its own test files inside the fixture. */
