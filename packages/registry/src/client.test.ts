@@ -195,6 +195,29 @@ describe('RegistryClient against a scripted server', () => {
     expect(srv.seen.filter((s) => s.startsWith('GET /v2/x/blobs'))).toHaveLength(2);
   });
 
+  it('says which blob, how far it got and how often it tried when the connection keeps dropping', async () => {
+    // Every answer sends 50000 bytes from where it was asked to start, then drops the socket.
+    const srv = await fakeRegistry((req, res) => {
+      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      const start = m ? Number(m[1]) : 0;
+      res.writeHead(m ? 206 : 200, {
+        'content-length': blob.length - start,
+        ...(m ? { 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}` } : {}),
+      });
+      res.write(blob.subarray(start, start + 50000), () =>
+        setTimeout(() => req.socket.destroy(), 20),
+      );
+    });
+    const c = client(srv);
+    const err = await pullInto(store, c, desc).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RegistryError);
+    expect((err as Error).message).toBe(
+      `${srv.host}: GET blob ${desc.digest}: the connection dropped with 200000 of ${blob.length} bytes received, after 3 retries resuming from the byte reached`,
+    );
+    expect(srv.seen.filter((s) => s.startsWith('GET /v2/x/blobs'))).toHaveLength(4);
+    expect(await store.hasBlob(desc.digest)).toBe(false);
+  });
+
   it('starts clean when a stale partial does not verify', async () => {
     const partial = path.join(dir, '.strata', 'ingest', `pull-${digestHex(desc.digest)}.partial`);
     await fsp.writeFile(partial, Buffer.alloc(5000, 0xee)); // garbage left by a crash

@@ -73,9 +73,8 @@ export async function fetchRange(
         }
         if (at < limit) throw endedEarly(desc, at);
       } catch (e) {
-        if (e instanceof SizeMismatchError || failures >= r.transport.retries || !isRetriable(e)) {
-          throw e;
-        }
+        if (e instanceof SizeMismatchError || !isRetriable(e)) throw e;
+        if (failures >= r.transport.retries) throw dropped(r, desc, at, failures, e);
         await sleep(backoffDelay(failures++, r.transport.retryBaseMs));
       } finally {
         stream.destroy();
@@ -99,6 +98,37 @@ function endedEarly(desc: Pick<Descriptor, 'digest' | 'size'>, at: number): Erro
   ) as NodeJS.ErrnoException;
   e.code = 'ECONNRESET';
   return e;
+}
+
+/**
+ * A transfer whose connection kept failing until the retries ran out: which blob, how far it
+ * got, and how often it was tried, instead of the socket's bare "aborted".
+ */
+function dropped(
+  r: Repo,
+  desc: Pick<Descriptor, 'digest' | 'size'>,
+  at: number,
+  failures: number,
+  cause: unknown,
+): RegistryError {
+  const code = (cause as NodeJS.ErrnoException)?.code;
+  const how =
+    code === 'ECONNRESET' || code === 'EPIPE' || (cause as Error)?.message === 'aborted'
+      ? 'the connection dropped'
+      : code === 'ETIMEDOUT' || code === 'ESOCKETTIMEDOUT'
+        ? 'the connection timed out'
+        : String((cause as Error)?.message ?? cause);
+  const tries =
+    failures === 0
+      ? 'not retried (retries are off)'
+      : `after ${failures} ${failures === 1 ? 'retry' : 'retries'} resuming from the byte reached`;
+  return new RegistryError(
+    'UNAVAILABLE',
+    `${r.registry}: GET blob ${desc.digest}: ${how} with ${at} of ${desc.size} bytes received, ${tries}`,
+    undefined,
+    [],
+    { cause },
+  );
 }
 
 /** {@link openDownload}, retried on network failures; counts the failures spent. */
