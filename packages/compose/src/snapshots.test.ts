@@ -90,9 +90,65 @@ describe('lower dirs', () => {
     expect(await s.meta(chains[2]!)).toEqual({ kind: 'full' });
   });
 
+  test('a snapshot another build committed while this one unpacked stays, as it may be mounted', async () => {
+    const { layers, chains } = await stack(1);
+    const s = new Snapshots(store);
+    const fsDir = path.join(snapDir(s, chains[0]!), 'fs');
+    const before = await fsp.stat(fsDir);
+    // As if this build looked before the other one committed.
+    jest.spyOn(s, 'lowerDirs').mockResolvedValueOnce(undefined);
+    expect(await s.ensure(chains[0]!, layers)).toEqual([fsDir]);
+    expect((await fsp.stat(fsDir)).ino).toBe(before.ino);
+    expect((await s.list()).scratch).toEqual([]);
+  });
+
   test('the default depth keeps the mount option far below a page', () => {
     // About twenty bytes a lower dir through the links, plus the upper and work dirs.
     expect(MERGE_DEPTH * 'l/0123456789ab/merged:'.length).toBeLessThan(2048);
+  });
+});
+
+describe('commit', () => {
+  const tree = async (s: Snapshots, file: string): Promise<string> => {
+    const t = await s.scratch('test');
+    await fsp.writeFile(path.join(t, file), file);
+    return t;
+  };
+
+  test('a second commit of a chain leaves the first in place, as a build may have it mounted', async () => {
+    const s = new Snapshots(store);
+    const chain = chainId([`sha256:${'a'.repeat(64)}` as Digest]) as Digest;
+    await s.commit(chain, await tree(s, 'first'), { kind: 'full' });
+    const fsDir = path.join(snapDir(s, chain), 'fs');
+    const before = await fsp.stat(fsDir);
+    const second = await tree(s, 'second');
+    // As if the first build committed just after this one looked and found nothing.
+    jest.spyOn(s, 'meta').mockResolvedValueOnce(undefined);
+    await s.commit(chain, second, { kind: 'full' });
+    expect(await fsp.readdir(fsDir)).toEqual(['first']);
+    expect((await fsp.stat(fsDir)).ino).toBe(before.ino);
+    await expect(fsp.access(second)).rejects.toThrow();
+    expect((await s.list()).scratch).toEqual([]);
+  });
+
+  test('two commits of one chain at once: one wins whole, the other tree is dropped', async () => {
+    const s = new Snapshots(store);
+    const chain = chainId([`sha256:${'b'.repeat(64)}` as Digest]) as Digest;
+    const trees = [await tree(s, 'one'), await tree(s, 'two')];
+    await Promise.all(trees.map((t) => s.commit(chain, t, { kind: 'full' })));
+    const got = await fsp.readdir(path.join(snapDir(s, chain), 'fs'));
+    expect(['one', 'two']).toContain(got.join());
+    expect((await s.list()).scratch).toEqual([]);
+  });
+
+  test('a directory a crash left without meta.json is cleared for the commit', async () => {
+    const s = new Snapshots(store);
+    const chain = chainId([`sha256:${'c'.repeat(64)}` as Digest]) as Digest;
+    await fsp.mkdir(path.join(snapDir(s, chain), 'fs'), { recursive: true });
+    await fsp.writeFile(path.join(snapDir(s, chain), 'fs', 'junk'), '');
+    await s.commit(chain, await tree(s, 'good'), { kind: 'full' });
+    expect(await s.meta(chain)).toEqual({ kind: 'full' });
+    expect(await fsp.readdir(path.join(snapDir(s, chain), 'fs'))).toEqual(['good']);
   });
 });
 

@@ -100,7 +100,12 @@ export class Snapshots {
     return d;
   }
 
-  /** Move a finished tree into place as the snapshot of `chain`. */
+  /**
+   * Move a finished tree into place as the snapshot of `chain`. A whole snapshot already there
+   * wins, even one that appeared while this tree was being made: another build may have it
+   * mounted as a lower dir, so it is never removed or replaced. Only a directory without its
+   * meta.json (left by a crash) is cleared out of the way.
+   */
   async commit(chain: Digest, tree: string, meta: SnapshotMeta): Promise<void> {
     const target = this.pathOf(chain);
     if (await this.meta(chain)) {
@@ -110,8 +115,24 @@ export class Snapshots {
     const holder = await this.scratch('commit');
     await fsp.rename(tree, path.join(holder, 'fs'));
     await writeFileAtomic(path.join(holder, 'meta.json'), JSON.stringify(meta));
-    await fsp.rm(target, { recursive: true, force: true });
-    await fsp.rename(holder, target);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // rename(2) replaces only an empty directory, so a snapshot is never swapped in place.
+        await fsp.rename(holder, target);
+        return;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || attempt >= 3) {
+          await fsp.rm(holder, { recursive: true, force: true });
+          throw e;
+        }
+      }
+      if (await this.meta(chain)) {
+        await fsp.rm(holder, { recursive: true, force: true });
+        return;
+      }
+      await this.remove(chain);
+    }
   }
 
   /**
@@ -132,8 +153,12 @@ export class Snapshots {
       const tree = await this.unpack(tmp, layers);
       if (have) await this.merge(chain, tree);
       else {
-        // A diff whose parent is gone can never be mounted: a full snapshot takes its place.
-        if (await this.meta(chain)) await this.remove(chain);
+        // A diff whose parent is gone can never be mounted: a full snapshot takes its place. A
+        // chain that became mountable meanwhile was committed by another build, which may be
+        // running on it already: that one stays, and commit drops this tree.
+        const m = await this.meta(chain);
+        if (m?.kind === 'diff' && (await this.lowerDirs(chain)) === undefined)
+          await this.remove(chain);
         await this.commit(chain, tree, { kind: 'full' });
       }
     } finally {
