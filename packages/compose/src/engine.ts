@@ -103,7 +103,6 @@ export class Builder implements BuildContext {
     // The lease lasts until the result is tagged: until then only build-cache entries hold its
     // layers, and a gc may expire entries that no tag uses.
     const { image, ref } = await this.store.withLease(async () => {
-      await fsp.mkdir(this.runner.archives, { recursive: true });
       let final: StageState | undefined;
       for (const stage of sf.stages.slice(0, targetIndex + 1)) {
         final = await this.runStage(sf, stage, lock);

@@ -11,7 +11,7 @@ import {
   requireEmulation,
   runInSandbox,
 } from '@strata/tools';
-import { aptStateDir } from './apt-state';
+import { AptState } from './apt-state';
 import { CacheEntry, writeCache } from './cache';
 import { cleanUpper } from './upper';
 import { Snapshots } from './snapshots';
@@ -28,20 +28,11 @@ const HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r)
 /** Runs a layer step that missed the cache: in the sandbox (or mmdebstrap), then packs its layer. */
 export class StepRunner {
   private readonly snapshots: Snapshots;
-  private readonly debCache: string;
-  private readonly listsRoot: string;
-  private readonly aptCacheRoot: string;
+  private readonly apt: AptState;
 
   constructor(private readonly ctx: BuildContext) {
     this.snapshots = new Snapshots(ctx.store);
-    this.debCache = path.join(aptStateDir(ctx.store.root), 'archives');
-    this.listsRoot = path.join(aptStateDir(ctx.store.root), 'lists');
-    this.aptCacheRoot = path.join(aptStateDir(ctx.store.root), 'cache');
-  }
-
-  /** Where downloaded .debs are kept for every step of the store. */
-  get archives(): string {
-    return this.debCache;
+    this.apt = new AptState(ctx.store.root);
   }
 
   async execute(
@@ -184,6 +175,8 @@ export class StepRunner {
     const sourcesFile = path.join(work, 'sources.list');
     await fsp.writeFile(sourcesFile, sources.text);
     await fsp.rmdir(target);
+    const sourcesKey = sources.digest.slice(7, 23);
+    const apt = await this.apt.checkout(sourcesKey, path.join(work, 'apt'));
     try {
       await mmdebstrap({
         suite: ins.suite,
@@ -194,7 +187,7 @@ export class StepRunner {
         // Without --architecture: the platform being built, if one was asked for.
         architecture: ins.architecture ?? state.debArch,
         sources: ins.mirror ?? sourcesFile,
-        debCache: this.debCache,
+        debCache: apt.archives,
         sourceDateEpoch: await this.ctx.epoch(state),
         onOutput: (chunk) => this.ctx.emit({ type: 'output', chunk }),
         signal: this.ctx.opts.signal,
@@ -203,6 +196,9 @@ export class StepRunner {
       if (e instanceof StrataError)
         throw new BuildStepError(ins.loc, `BOOTSTRAP ${ins.suite}: ${e.message}`, { cause: e });
       throw e;
+    } finally {
+      // What was downloaded stays for the next build, even when the bootstrap failed later on.
+      if (!this.ctx.opts.signal?.aborted) await this.apt.checkin(sourcesKey, apt);
     }
     const facts = await readRootfsFacts(target);
     return { distribution: facts.distribution, debArch: facts.architecture };
@@ -236,10 +232,7 @@ export class StepRunner {
         );
     }
     const sourcesKey = src.digest.slice(7, 23);
-    const lists = path.join(this.listsRoot, sourcesKey);
-    const aptCache = path.join(this.aptCacheRoot, sourcesKey);
-    await fsp.mkdir(lists, { recursive: true });
-    await fsp.mkdir(aptCache, { recursive: true });
+    const apt = await this.apt.checkout(sourcesKey, path.join(work, 'apt'));
     const env: Record<string, string> = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       HOME: '/root',
@@ -251,29 +244,35 @@ export class StepRunner {
     const tail = new OutputTail();
     for (const [k, v] of stepEnv(state)) env[k] = v;
     const mount = await this.snapshots.mountLowers(lower);
-    const code = await runInSandbox({
-      lower: mount.lower,
-      mountCwd: mount.cwd,
-      upper,
-      work: ovlWork,
-      merged,
-      stage,
-      binds: [
-        { source: lists, target: 'lists' },
-        { source: aptCache, target: 'cache' },
-        { source: this.debCache, target: 'archives' },
-        { source: this.ctx.context, target: 'context' },
-        { source: out, target: 'out' },
-      ],
-      resolvConf: this.ctx.opts.resolvConf ?? '/etc/resolv.conf',
-      env,
-      command: stepCommand(ins),
-      onOutput: (chunk) => {
-        tail.push(chunk);
-        this.ctx.emit({ type: 'output', chunk });
-      },
-      signal: this.ctx.opts.signal,
-    });
+    let code: number;
+    try {
+      code = await runInSandbox({
+        lower: mount.lower,
+        mountCwd: mount.cwd,
+        upper,
+        work: ovlWork,
+        merged,
+        stage,
+        binds: [
+          { source: apt.lists, target: 'lists' },
+          { source: apt.cache, target: 'cache' },
+          { source: apt.archives, target: 'archives' },
+          { source: this.ctx.context, target: 'context' },
+          { source: out, target: 'out' },
+        ],
+        resolvConf: this.ctx.opts.resolvConf ?? '/etc/resolv.conf',
+        env,
+        command: stepCommand(ins),
+        onOutput: (chunk) => {
+          tail.push(chunk);
+          this.ctx.emit({ type: 'output', chunk });
+        },
+        signal: this.ctx.opts.signal,
+      });
+    } finally {
+      // Lists a failed step updated and packages it downloaded are kept as well.
+      if (!this.ctx.opts.signal?.aborted) await this.apt.checkin(sourcesKey, apt);
+    }
     this.ctx.checkAbort();
     if (code !== 0) {
       const output = tail.text();
