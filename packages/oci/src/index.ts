@@ -18,6 +18,7 @@ export { isDigest, parseDigest, digestHex, sha256, chainId, Hasher } from './dig
 export type { Digest } from './digest';
 export {
   MediaTypes,
+  ArtifactTypes,
   Annotations,
   layerMediaType,
   compressionOf,

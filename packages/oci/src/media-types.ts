@@ -9,6 +9,18 @@ export const MediaTypes = {
   dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   dockerConfig: 'application/vnd.docker.container.image.v1+json',
   dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  /** The empty descriptor's media type: the config of an artifact that needs none (OCI 1.1). */
+  empty: 'application/vnd.oci.empty.v1+json',
+  /** A Debian binary package (.deb), as IANA registers it: a layer of a debs artifact. */
+  debianPackage: 'application/vnd.debian.binary-package',
+} as const;
+
+/**
+ * Strata's OCI 1.1 artifact types. `debs`: the .debs built for a template (DEBUILD), one layer
+ * each, titled with the file name, attached to the template's manifest as its `subject`.
+ */
+export const ArtifactTypes = {
+  debs: 'application/vnd.strata.debian-packages.v1',
 } as const;
 
 export type MediaType = (typeof MediaTypes)[keyof typeof MediaTypes] | (string & {});
