@@ -4,3 +4,5 @@ export { checkTemplate, formatReason } from './check';
 export { RegistryCache } from './remote-cache';
 export { collectGarbage } from './gc';
 export { diskUsageReport } from './df';
+export type { RepoContents } from './local-repo';
+export { writeDebsRepo } from './local-repo';

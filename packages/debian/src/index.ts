@@ -15,3 +15,5 @@ export { indexState, releaseDate } from './release';
 export type { AptSource, AptSources } from './sources';
 export { formatSources, hostSources, makeSources, parseSources } from './sources';
 export { compareDebianVersions } from './version';
+export type { ReleaseEntry, RepoPackage } from './flat-repo';
+export { flatRelease, packagesIndex } from './flat-repo';
