@@ -15,6 +15,7 @@ import type {
 import { chainId } from '@strata/oci';
 import type { AptSources } from '@strata/debian';
 import type { Store } from '@strata/store';
+import type { RepoContents } from './local-repo';
 import type { LockedStage } from './lockfile';
 import type { RemoteCache } from './remote-cache';
 import type { StackLayer } from './snapshots';
@@ -161,6 +162,8 @@ export interface BuildContext {
   checkAbort(): void;
   /** The date this build uses for a stage, in seconds. */
   epoch(state: StageState): Promise<number>;
+  /** The apt repository of the packages DEBUILD made so far; undefined before there are any. */
+  localRepo(): Promise<RepoContents | undefined>;
 }
 
 function pkgKey(p: DebianPackage): string {

@@ -27,6 +27,8 @@ export interface CacheKeyInput {
   excludes?: string[];
   /** The Debian architecture the step builds for (absent for amd64). */
   architecture?: string;
+  /** The Release digest of the build's own packages (DEBUILD), once there are any. */
+  localRepo?: string;
 }
 
 export function cacheKey(k: CacheKeyInput): Digest {

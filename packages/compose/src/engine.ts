@@ -25,6 +25,9 @@ import {
 } from './build-state';
 import { resolveFrom, stageKey } from './resolve-from';
 import { StepRunner } from './run-step';
+import { Debuilder, LocalDebs } from './debuild';
+import type { RepoContents } from './local-repo';
+import { Snapshots } from './snapshots';
 import { withBuildchroot, writeImage, writePlatformIndex } from './image-writer';
 import { platformArgs } from './platform';
 
@@ -42,6 +45,10 @@ export class Builder implements BuildContext {
   private stepsRun = 0;
   private readonly runner: StepRunner;
   private readonly startedAt: number;
+  /** The packages DEBUILD made in this build, and their apt repository. */
+  private readonly debs: LocalDebs;
+  private readonly debuilder: Debuilder;
+  private repoScratch?: Promise<string>;
 
   /**
    * `platform`: the one this run builds for, when one was asked for. `part` marks a run that is
@@ -56,11 +63,18 @@ export class Builder implements BuildContext {
     this.context = path.resolve(opts.context ?? path.dirname(opts.file));
     this.keys = new StageKeys({ context: this.context, aptSources: opts.aptSources });
     this.runner = new StepRunner(this);
+    const snapshots = new Snapshots(store);
+    this.debs = new LocalDebs(this, () => (this.repoScratch ??= snapshots.scratch('repo')));
+    this.debuilder = new Debuilder(this, this.runner, snapshots, this.debs);
     this.startedAt = Math.floor((opts.now ?? new Date()).getTime() / 1000);
   }
 
   emit(e: BuildEvent): void {
     this.opts.onEvent?.(e);
+  }
+
+  localRepo(): Promise<RepoContents | undefined> {
+    return this.debs.current();
   }
 
   checkAbort(): void {
@@ -104,8 +118,13 @@ export class Builder implements BuildContext {
     // layers, and a gc may expire entries that no tag uses.
     const { image, ref } = await this.store.withLease(async () => {
       let final: StageState | undefined;
-      for (const stage of sf.stages.slice(0, targetIndex + 1)) {
-        final = await this.runStage(sf, stage, lock);
+      try {
+        for (const stage of sf.stages.slice(0, targetIndex + 1)) {
+          final = await this.runStage(sf, stage, lock);
+        }
+      } finally {
+        if (this.repoScratch)
+          await fsp.rm(await this.repoScratch, { recursive: true, force: true });
       }
       const state = final as StageState;
       const rootfs = await writeImage(this, state);
@@ -213,6 +232,13 @@ export class Builder implements BuildContext {
       case 'FEATURE':
         for (const f of ins.features) state.features.add(f);
         return;
+      case 'DEBUILD': {
+        const { built, cached } = await this.debuilder.run(state, ins);
+        this.stepsRun += built;
+        this.cacheHits += cached;
+        this.keys.localRepo = (await this.debs.current())?.release;
+        return;
+      }
       case 'BUILDCHROOT':
         if (!this.stages.has(ins.stage))
           throw new BuildStepError(

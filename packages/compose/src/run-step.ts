@@ -138,6 +138,99 @@ export class StepRunner {
   }
 
   /**
+   * Run `command` in a chroot on the overlay of `lower` and `upper`, in the sandbox: with the
+   * stage's apt sources (and the build's own packages, once DEBUILD made some), apt's
+   * configuration, this step's copy of the store's apt state, and the build context, under
+   * /run/strata. `binds` adds directories there. Output goes to the build's events and `log`.
+   */
+  async chroot(
+    state: StageState,
+    o: {
+      work: string;
+      upper: string;
+      lower: string[];
+      sources: AptSources | undefined;
+      command: string[];
+      aptIndex: boolean;
+      binds?: Array<{ source: string; target: string }>;
+      env?: Record<string, string>;
+      log?: (chunk: Buffer) => void;
+    },
+  ): Promise<{ code: number; tail: OutputTail }> {
+    const stage = path.join(o.work, 'stage');
+    const out = path.join(o.work, 'out');
+    const ovlWork = path.join(o.work, 'ovl');
+    const merged = path.join(o.work, 'merged');
+    for (const d of [stage, out, ovlWork, merged, path.join(stage, 'sources.list.d')])
+      await fsp.mkdir(d, { recursive: true });
+    const src = o.sources ?? (await this.ctx.keys.sourcesFor(state));
+    await fsp.writeFile(path.join(stage, 'sources.list'), src.text);
+    await fsp.writeFile(path.join(stage, 'apt.conf'), aptConf());
+    const repo = await this.ctx.localRepo();
+    if (repo)
+      await fsp.writeFile(
+        path.join(stage, 'sources.list.d', 'strata-local.list'),
+        `deb [trusted=yes] file:/run/strata/local ./\n`,
+      );
+    if (o.aptIndex) {
+      const mirror = await this.ctx.keys.releasesOf(src);
+      // The build's own repository is part of the state: a new package there updates the lists.
+      if (mirror)
+        await fsp.writeFile(
+          path.join(stage, 'apt-index'),
+          [mirror.digest, ...mirror.releases, ...(repo ? [repo.release] : [])].join('\n') + '\n',
+        );
+    }
+    const sourcesKey = src.digest.slice(7, 23);
+    const apt = await this.apt.checkout(sourcesKey, path.join(o.work, 'apt'));
+    const env: Record<string, string> = {
+      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: '/root',
+      LC_ALL: 'C.UTF-8',
+      DEBIAN_FRONTEND: 'noninteractive',
+      APT_CONFIG: '/run/strata/apt.conf',
+    };
+    env.SOURCE_DATE_EPOCH = String(await this.ctx.epoch(state));
+    const tail = new OutputTail();
+    for (const [k, v] of stepEnv(state)) env[k] = v;
+    Object.assign(env, o.env ?? {});
+    const mount = await this.snapshots.mountLowers(o.lower);
+    let code: number;
+    try {
+      code = await runInSandbox({
+        lower: mount.lower,
+        mountCwd: mount.cwd,
+        upper: o.upper,
+        work: ovlWork,
+        merged,
+        stage,
+        binds: [
+          { source: apt.lists, target: 'lists' },
+          { source: apt.cache, target: 'cache' },
+          { source: apt.archives, target: 'archives' },
+          { source: this.ctx.context, target: 'context' },
+          { source: out, target: 'out' },
+          ...(repo ? [{ source: repo.dir, target: 'local' }] : []),
+          ...(o.binds ?? []),
+        ],
+        resolvConf: this.ctx.opts.resolvConf ?? '/etc/resolv.conf',
+        env,
+        command: o.command,
+        onOutput: (chunk) => {
+          tail.push(chunk);
+          o.log?.(chunk);
+          this.ctx.emit({ type: 'output', chunk });
+        },
+        signal: this.ctx.opts.signal,
+      });
+    } finally {
+      // Lists a failed step updated and packages it downloaded are kept as well.
+      if (!this.ctx.opts.signal?.aborted) await this.apt.checkin(sourcesKey, apt);
+    }
+    return { code, tail };
+  }
+
+  /**
    * A step of a foreign template runs under qemu-user: check, before anything starts, that this
    * host can do that, so that the build fails on the step's line with the fix instead of with an
    * "Exec format error" from inside the chroot (or mmdebstrap's own complaint).
@@ -212,67 +305,17 @@ export class StepRunner {
     lower: string[],
     sources: AptSources | undefined,
   ): Promise<void> {
-    const stage = path.join(work, 'stage');
     const out = path.join(work, 'out');
-    const ovlWork = path.join(work, 'ovl');
-    const merged = path.join(work, 'merged');
-    for (const d of [stage, out, ovlWork, merged, path.join(stage, 'sources.list.d')])
-      await fsp.mkdir(d, { recursive: true });
-    const src = sources ?? (await this.ctx.keys.sourcesFor(state));
-    await fsp.writeFile(path.join(stage, 'sources.list'), src.text);
-    await fsp.writeFile(path.join(stage, 'apt.conf'), aptConf());
-    if (ins.kind === 'INSTALL' || ins.kind === 'UPGRADE') {
+    const { code, tail } = await this.chroot(state, {
+      work,
+      upper,
+      lower,
+      sources,
+      command: stepCommand(ins),
       // The mirror state this step's key was made from: its apt-get update is skipped when the
       // kept lists already hold it (see stepCommand).
-      const state = await this.ctx.keys.releasesOf(src);
-      if (state)
-        await fsp.writeFile(
-          path.join(stage, 'apt-index'),
-          [state.digest, ...state.releases].join('\n') + '\n',
-        );
-    }
-    const sourcesKey = src.digest.slice(7, 23);
-    const apt = await this.apt.checkout(sourcesKey, path.join(work, 'apt'));
-    const env: Record<string, string> = {
-      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-      HOME: '/root',
-      LC_ALL: 'C.UTF-8',
-      DEBIAN_FRONTEND: 'noninteractive',
-      APT_CONFIG: '/run/strata/apt.conf',
-    };
-    env.SOURCE_DATE_EPOCH = String(await this.ctx.epoch(state));
-    const tail = new OutputTail();
-    for (const [k, v] of stepEnv(state)) env[k] = v;
-    const mount = await this.snapshots.mountLowers(lower);
-    let code: number;
-    try {
-      code = await runInSandbox({
-        lower: mount.lower,
-        mountCwd: mount.cwd,
-        upper,
-        work: ovlWork,
-        merged,
-        stage,
-        binds: [
-          { source: apt.lists, target: 'lists' },
-          { source: apt.cache, target: 'cache' },
-          { source: apt.archives, target: 'archives' },
-          { source: this.ctx.context, target: 'context' },
-          { source: out, target: 'out' },
-        ],
-        resolvConf: this.ctx.opts.resolvConf ?? '/etc/resolv.conf',
-        env,
-        command: stepCommand(ins),
-        onOutput: (chunk) => {
-          tail.push(chunk);
-          this.ctx.emit({ type: 'output', chunk });
-        },
-        signal: this.ctx.opts.signal,
-      });
-    } finally {
-      // Lists a failed step updated and packages it downloaded are kept as well.
-      if (!this.ctx.opts.signal?.aborted) await this.apt.checkin(sourcesKey, apt);
-    }
+      aptIndex: ins.kind === 'INSTALL' || ins.kind === 'UPGRADE',
+    });
     this.ctx.checkAbort();
     if (code !== 0) {
       const output = tail.text();

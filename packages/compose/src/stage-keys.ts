@@ -127,6 +127,11 @@ export class StageKeys {
   private readonly context: string;
   private defaultSources?: Promise<AptSources>;
   private readonly indexStates = new Map<Digest, Promise<IndexState>>();
+  /**
+   * The Release digest of the packages DEBUILD made so far in this build: apt steps after a
+   * DEBUILD can install them, so it is part of their keys (absent before, so other keys stay).
+   */
+  localRepo?: string;
 
   constructor(private readonly opts: StageKeysOptions) {
     this.context = path.resolve(opts.context);
@@ -249,8 +254,15 @@ export class StageKeys {
             ? [hashContextPaths(this.context, ins.debs)]
             : undefined;
         const aptIndex = pinned ? undefined : (await this.indexStateOf(sources)).digest;
+        const localRepo = ins.kind === 'BOOTSTRAP' ? undefined : this.localRepo;
         return {
-          key: cacheKey({ ...base, aptSources: sources.digest, aptIndex, inputs }),
+          key: cacheKey({
+            ...base,
+            aptSources: sources.digest,
+            aptIndex,
+            inputs,
+            ...(localRepo ? { localRepo } : {}),
+          }),
           sources,
           aptIndex: !pinned,
         };
@@ -259,7 +271,16 @@ export class StageKeys {
         return { key: cacheKey(base), aptIndex: false };
       case 'RUN': {
         const sources = await this.sourcesFor(scope);
-        return { key: cacheKey({ ...base, aptSources: sources.digest }), sources, aptIndex: false };
+        const localRepo = this.localRepo;
+        return {
+          key: cacheKey({
+            ...base,
+            aptSources: sources.digest,
+            ...(localRepo ? { localRepo } : {}),
+          }),
+          sources,
+          aptIndex: false,
+        };
       }
       case 'COPY':
         return {

@@ -16,7 +16,7 @@ function shellQuote(s: string): string {
  * targets), so a root that wants other indices updates again. A mirror that moved, a marker that
  * does not match, or lists that lost a Release file all mean an update, as before.
  */
-const APT_UPDATE = String.raw`strata_lists_hold() {
+export const APT_UPDATE = String.raw`strata_lists_hold() {
   have=" $(sha256sum /run/strata/lists/*Release 2>/dev/null | cut -d' ' -f1 | tr '
 ' ' ')"
   for h in $(tail -n +2 /run/strata/apt-index); do

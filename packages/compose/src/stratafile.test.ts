@@ -166,6 +166,27 @@ describe('instructions', () => {
     ]);
   });
 
+  test('DEBUILD: source trees and .dsc files from the context, --arch, sorted --profiles', () => {
+    expect(
+      step(
+        BASE + 'DEBUILD --profiles=nodoc,nocheck --arch=arm64 src/hello pkgs/x_1.0.dsc',
+        'DEBUILD',
+      ),
+    ).toMatchObject({
+      sources: ['./src/hello', './pkgs/x_1.0.dsc'],
+      arch: 'arm64',
+      profiles: ['nocheck', 'nodoc'],
+      text: 'DEBUILD --arch=arm64 --profiles=nodoc,nocheck ./src/hello ./pkgs/x_1.0.dsc',
+    });
+    expect(step(BASE + 'DEBUILD ./hello/', 'DEBUILD')).toMatchObject({
+      sources: ['./hello'],
+      profiles: [],
+    });
+    expectError(BASE + 'DEBUILD', 2, 1, 'DEBUILD requires a source tree');
+    expectError(BASE + 'DEBUILD ../outside', 2, 9, 'escapes the build context');
+    expectError(BASE + 'DEBUILD --arch=ARM! x', 2, 9, 'invalid architecture');
+  });
+
   test('RUN shell form is verbatim, without substitution', () => {
     const r = step(BASE + 'ENV X=1\nRUN echo "$X  ${Y:-z}" \'a   b\'  ', 'RUN');
     expect(r.command).toBe('echo "$X  ${Y:-z}" \'a   b\'');

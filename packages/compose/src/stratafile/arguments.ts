@@ -18,6 +18,7 @@ export const FLAGS: Partial<Record<InstructionKind, Record<string, FlagKind>>> =
   INSTALL: { recommends: 'bool' },
   REMOVE: { 'strict-remove': 'bool' },
   COPY: { chown: 'string', chmod: 'string' },
+  DEBUILD: { arch: 'string', profiles: 'string' },
 };
 
 export interface Flag {

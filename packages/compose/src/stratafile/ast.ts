@@ -133,6 +133,19 @@ export interface SourcesInstruction extends Base {
   file: string;
 }
 
+export interface DebuildInstruction extends Base {
+  kind: 'DEBUILD';
+  /**
+   * Debian source packages, relative to the build context with a leading `./`: a source tree
+   * holding `debian/`, or a `.dsc` (read with the files it lists). Built in this order.
+   */
+  sources: string[];
+  /** `--arch`: the Debian architecture to build for (default: the stage's). */
+  arch?: string;
+  /** `--profiles`: build profiles (DEB_BUILD_PROFILES), sorted. */
+  profiles: string[];
+}
+
 export interface BuildchrootInstruction extends Base {
   kind: 'BUILDCHROOT';
   /** Name of an earlier stage. */
@@ -153,6 +166,7 @@ export type Instruction =
   | FeatureInstruction
   | ExcludeInstruction
   | SourcesInstruction
+  | DebuildInstruction
   | BuildchrootInstruction;
 
 export type InstructionKind = Instruction['kind'];
@@ -195,5 +209,6 @@ export const INSTRUCTIONS: readonly InstructionKind[] = [
   'FEATURE',
   'EXCLUDE',
   'SOURCES',
+  'DEBUILD',
   'BUILDCHROOT',
 ];

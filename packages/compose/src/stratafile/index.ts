@@ -3,6 +3,7 @@ export type {
   BootstrapInstruction,
   BuildchrootInstruction,
   CopyInstruction,
+  DebuildInstruction,
   EnvInstruction,
   ExcludeInstruction,
   FeatureInstruction,

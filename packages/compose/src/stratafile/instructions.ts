@@ -292,6 +292,30 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
       contextPath(lx, w, 'SOURCES file');
       return { kind: 'SOURCES', file: w.value, loc, text: ctx.canonical([quoteWord(w.value)]) };
     }
+    case 'DEBUILD': {
+      const flags = ctx.flags(FLAGS.DEBUILD ?? {});
+      const words = ctx.positional(WORDS);
+      if (words.length === 0)
+        throw ctx.missing(
+          'DEBUILD requires a source tree with a debian/ directory, or a .dsc, from the build context',
+        );
+      const sources = words.map(
+        (w) => `./${contextPath(lx, w, 'DEBUILD source').replace(/\/+$/, '')}`,
+      );
+      const arch = flags.get('arch');
+      if (arch && !ARCHITECTURE.test(arch.value ?? ''))
+        throw lx.error(arch.at, `invalid architecture ${JSON.stringify(arch.value)}`);
+      const profiles = ctx.list(flags.get('profiles'), (p) => /^[a-z0-9][a-z0-9.+-]*$/.test(p));
+      profiles.sort();
+      return {
+        kind: 'DEBUILD',
+        sources,
+        ...(arch?.value !== undefined ? { arch: arch.value } : {}),
+        profiles,
+        loc,
+        text: ctx.canonical(sources.map(quoteWord)),
+      };
+    }
     default:
       // FROM, ARG and BUILDCHROOT are handled by the parser.
       throw lx.error(0, `unexpected ${ctx.kw}`);

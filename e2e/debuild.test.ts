@@ -1,0 +1,165 @@
+/**
+ * DEBUILD with real dpkg-buildpackage, apt and qemu-user: the test sources in
+ * e2e/fixtures/debuild (a C program at debhelper compat 13, and a package that depends on it)
+ * built in a buildchroot stage, installed by name in later steps, cached per source, and
+ * cross-built for arm64 from an amd64 buildchroot.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  REPO_ROOT,
+  SLOW,
+  cleanupTmp,
+  foreignMinbaseTar,
+  runOk,
+  strata,
+  strataLinesAreOneError,
+  strataOk,
+} from './helpers';
+import { buildJson, mountsUnder, storeWithBase } from './fixtures/build/harness';
+
+jest.setTimeout(SLOW);
+
+const SOURCES = path.join(REPO_ROOT, 'e2e', 'fixtures', 'debuild');
+
+let work: string;
+let store: string;
+let sources: string;
+
+beforeAll(async () => {
+  ({ work, store, sources } = await storeWithBase());
+}, SLOW);
+
+afterAll(() => cleanupTmp());
+
+/** A build context holding the test sources and `stratafile`. */
+function context(name: string, stratafile: string): string {
+  const dir = path.join(work, name);
+  fs.cpSync(SOURCES, dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'Stratafile'), stratafile);
+  return dir;
+}
+
+const build = (args: string[]) => buildJson(['--apt-sources', sources, ...args], store);
+
+/** A file of a built template, read from its flattened rootfs. */
+async function fileOf(ref: string, file: string): Promise<string> {
+  const dir = fs.mkdtempSync(path.join(work, 'flat-'));
+  await strataOk(['flatten', ref, '--rootfs', path.join(dir, 'rootfs.tar')], { store });
+  await runOk('tar', ['-xf', path.join(dir, 'rootfs.tar'), '-C', dir, file]);
+  return path.join(dir, file);
+}
+
+const NATIVE = `FROM base:v1 AS buildchroot
+
+FROM base:v1
+BUILDCHROOT buildchroot
+DEBUILD strata-hello strata-greeting
+INSTALL strata-greeting
+RUN strata-greet > /etc/greeted
+`;
+
+describe('a native DEBUILD', () => {
+  let ctx: string;
+  beforeAll(() => {
+    ctx = context('native', NATIVE);
+  });
+
+  test('builds both packages; INSTALL takes them by name with their dependency; RUN runs the program', async () => {
+    const r = await build(['-t', 'own:1', ctx]);
+    expect(r.stepsRun).toBe(4); // two DEBUILD sources, INSTALL, RUN
+    expect(fs.readFileSync(await fileOf('own:1', 'etc/greeted'), 'utf8')).toBe(
+      'hello from strata-hello, greetings from a package that depends on another\n',
+    );
+    const inspect = JSON.parse((await strataOk(['inspect', '--json', 'own:1'], { store })).stdout);
+    const names = inspect.packages.map((p: { name: string }) => p.name);
+    expect(names).toEqual(expect.arrayContaining(['strata-hello', 'strata-greeting']));
+    // The build's repository and its sources entry stay out of the layers.
+    const flat = fs.mkdtempSync(path.join(work, 'flat-'));
+    await strataOk(['flatten', 'own:1', '--rootfs', path.join(flat, 'rootfs.tar')], { store });
+    const list = (await runOk('tar', ['-tf', path.join(flat, 'rootfs.tar')])).stdout;
+    expect(list).not.toMatch(/strata-local|run\/strata/);
+    expect(list).not.toMatch(/^build\//m);
+  });
+
+  test('an unchanged rebuild is all cache hits', async () => {
+    const r = await build(['-t', 'own:2', ctx]);
+    expect(r.stepsRun).toBe(0);
+  });
+
+  test('changing one source file rebuilds that package only, and the steps that install it', async () => {
+    const changed = context('native-changed', NATIVE);
+    const c = path.join(changed, 'strata-hello', 'hello.c');
+    // A comment leaves the binary, and so the .deb, byte for byte the same: later steps stay hits.
+    fs.appendFileSync(c, '/* a comment */\n');
+    expect((await build(['-t', 'own:3', changed])).stepsRun).toBe(1);
+    fs.writeFileSync(c, fs.readFileSync(c, 'utf8').replace('hello from', 'hi from'));
+    // strata-hello's DEBUILD, then INSTALL and RUN (the repository changed); strata-greeting
+    // does not build with strata-hello and is a cache hit.
+    expect((await build(['-t', 'own:4', changed])).stepsRun).toBe(3);
+    expect(fs.readFileSync(await fileOf('own:4', 'etc/greeted'), 'utf8')).toMatch(/^hi from/);
+  });
+
+  test('no process and no mount is left behind', async () => {
+    expect(await mountsUnder(store)).toEqual([]);
+  });
+});
+
+describe('DEBUILD errors', () => {
+  test('a stage without a buildchroot fails on the DEBUILD line', async () => {
+    const ctx = context('no-bc', 'FROM base:v1\nDEBUILD strata-hello\n');
+    const r = await strata(['build', '-q', '--apt-sources', sources, ctx], { store });
+    expect(r.code).not.toBe(0);
+    expect(strataLinesAreOneError(r.stderr)).toBe(true);
+    expect(r.stderr).toContain(`${path.join(ctx, 'Stratafile')}:2:1: DEBUILD needs a buildchroot`);
+  });
+
+  test('a missing Build-Depends names the package and keeps the whole log', async () => {
+    const ctx = context('bad-deps', NATIVE.replace('strata-hello strata-greeting', 'strata-hello'));
+    const control = path.join(ctx, 'strata-hello', 'debian', 'control');
+    fs.writeFileSync(
+      control,
+      fs
+        .readFileSync(control, 'utf8')
+        .replace('debhelper-compat (= 13)', 'debhelper-compat (= 13), strata-no-such-package'),
+    );
+    const r = await strata(['build', '-q', '--apt-sources', sources, ctx], { store });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /Stratafile:5:1: DEBUILD \.\/strata-hello \(source package strata-hello\): its Build-Depends cannot be installed/,
+    );
+    expect(r.stderr).toContain('strata-no-such-package');
+    const log = /the whole build log: (\S+\.log)/.exec(r.stderr)?.[1];
+    expect(log && fs.readFileSync(log, 'utf8')).toContain('strata-no-such-package');
+    expect(await mountsUnder(store)).toEqual([]);
+  });
+
+  test('a compile error shows the compiler’s last lines and keeps the whole log', async () => {
+    const ctx = context('bad-code', NATIVE.replace('strata-hello strata-greeting', 'strata-hello'));
+    fs.appendFileSync(path.join(ctx, 'strata-hello', 'hello.c'), 'this is not C;\n');
+    const r = await strata(['build', '-q', '--apt-sources', sources, ctx], { store });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /DEBUILD \.\/strata-hello \(source package strata-hello\): dpkg-buildpackage failed/,
+    );
+    expect(r.stderr).toMatch(/hello\.c:\d+:\d+: error/);
+    const log = /the whole build log: (\S+\.log)/.exec(r.stderr)?.[1];
+    expect(log && fs.readFileSync(log, 'utf8')).toMatch(/hello\.c:\d+:\d+: error/);
+    expect(await mountsUnder(store)).toEqual([]);
+  });
+});
+
+describe('a cross DEBUILD', () => {
+  test('an amd64 buildchroot cross-builds for an arm64 template: file says aarch64', async () => {
+    const tar = await foreignMinbaseTar('arm64');
+    await strataOk(['template', 'create', tar, '-t', 'base-arm64:1', '--name', 'base'], { store });
+    const ctx = context(
+      'cross',
+      'FROM base:v1 AS buildchroot\n\nFROM base-arm64:1\nBUILDCHROOT buildchroot\nDEBUILD strata-hello\nINSTALL strata-hello\n',
+    );
+    await build(['-t', 'own-arm64:1', ctx]);
+    const bin = await fileOf('own-arm64:1', 'usr/bin/strata-hello');
+    expect((await runOk('file', ['-b', bin])).stdout).toMatch(/ARM aarch64/);
+    expect(await mountsUnder(store)).toEqual([]);
+  });
+});

@@ -1,0 +1,409 @@
+/**
+ * DEBUILD: Debian source packages built in the stage's buildchroot, natively or cross, into an
+ * apt repository local to the build that later steps install from by name.
+ */
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Descriptor, Digest, MediaTypes, configPlatform, digestHex, chainId } from '@strata/oci';
+import { debianArchitectureOf, parseDeb822 } from '@strata/debian';
+import {
+  EmulatorMissingError,
+  debControl,
+  hostDebianArchitecture,
+  requireEmulation,
+} from '@strata/tools';
+import { cacheKey, cacheRootName, hashContextPaths } from './cache';
+import { BuildContext, BuiltLayer, StageState, chainOf, stackOf } from './build-state';
+import { RepoContents, writeDebsRepo } from './local-repo';
+import type { Snapshots, StackLayer } from './snapshots';
+import { BuildStepError, stepEnv } from './stage-keys';
+import { APT_UPDATE } from './step-command';
+import type { DebuildInstruction } from './stratafile';
+import type { StepRunner } from './run-step';
+import { failureReason } from './step-output';
+
+/** A .deb the build made (or was given): its blob in the store and what it is. */
+export interface BuiltDeb {
+  blob: Descriptor;
+  filename: string;
+  package: string;
+  version: string;
+  architecture: string;
+}
+
+/** The cache entry of one DEBUILD source: the .debs it made. */
+interface DebuildEntry {
+  key: Digest;
+  kind: 'debuild';
+  source: string;
+  debs: BuiltDeb[];
+}
+
+/**
+ * The packages a build has made so far, and the flat apt repository that holds them for its
+ * steps (mounted at /run/strata/local). The repository is written again only when a package is
+ * added; its Release digest is part of the cache key of every apt step after that.
+ */
+export class LocalDebs {
+  readonly debs: BuiltDeb[] = [];
+  private repo?: RepoContents;
+  private dirty = false;
+  private generation = 0;
+
+  constructor(
+    private readonly ctx: Pick<BuildContext, 'store'>,
+    private readonly scratch: () => Promise<string>,
+  ) {}
+
+  add(debs: readonly BuiltDeb[]): void {
+    for (const d of debs) {
+      const same = this.debs.findIndex(
+        (x) => x.package === d.package && x.architecture === d.architecture,
+      );
+      if (same >= 0) this.debs.splice(same, 1);
+      this.debs.push(d);
+    }
+    if (debs.length > 0) this.dirty = true;
+  }
+
+  /** The repository, written now if packages were added since; undefined while there are none. */
+  async current(): Promise<RepoContents | undefined> {
+    if (this.debs.length === 0) return undefined;
+    if (this.repo && !this.dirty) return this.repo;
+    const dir = path.join(await this.scratch(), `repo-${this.generation++}`);
+    const files: string[] = [];
+    for (const d of this.debs) {
+      const { path: blob } = await this.ctx.store.blobFile(d.blob.digest, d.blob.size);
+      const named = path.join(dir, '.blobs', d.filename);
+      await fsp.mkdir(path.dirname(named), { recursive: true });
+      await fsp.link(blob, named).catch(() => fsp.copyFile(blob, named));
+      files.push(named);
+    }
+    // A fixed date: the same packages make the same Release, and so the same step keys.
+    this.repo = await writeDebsRepo(dir, files, { date: new Date(0) });
+    await fsp.rm(path.join(dir, '.blobs'), { recursive: true, force: true });
+    this.dirty = false;
+    return this.repo;
+  }
+}
+
+/** The shell a DEBUILD runs in the buildchroot, as root (see the phases in `debuildScript`). */
+function debuildScript(o: {
+  source: string;
+  dsc: boolean;
+  hostArch: string;
+  profiles: string[];
+}): string {
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const prof = o.profiles.length ? o.profiles.join(',') : '';
+  const aArg = `-a ${q(o.hostArch)}`;
+  const pArg = prof ? ` -P ${q(prof)}` : '';
+  return [
+    APT_UPDATE,
+    'set -e',
+    'phase() { printf "%s\\n" "$1" > /run/strata/out/phase; }',
+    'mkdir -p /run/strata/lists/partial /run/strata/archives/partial',
+    'phase apt',
+    `build_arch=$(dpkg --print-architecture)`,
+    `if [ "$build_arch" != ${q(o.hostArch)} ]; then dpkg --add-architecture ${q(o.hostArch)}; cross=1; else cross=; fi`,
+    'strata_update',
+    'phase tools',
+    // A cross build also needs the target's C library where dpkg-shlibdeps looks for it.
+    `apt-get install -y -q --no-install-recommends build-essential dpkg-dev fakeroot \${cross:+crossbuild-essential-${o.hostArch} libc6-dev:${o.hostArch}}`,
+    'phase source',
+    'mkdir -p /build',
+    o.dsc
+      ? `dpkg-source --no-check -x /run/strata/context/${q(o.source)} /build/src`
+      : `cp -a /run/strata/context/${q(o.source)} /build/src`,
+    'phase build-deps',
+    `apt-get build-dep -y -q --no-install-recommends ${aArg}${pArg} /build/src`,
+    'phase build',
+    'getent passwd strata-build >/dev/null || useradd --system --home-dir /build --no-create-home --shell /bin/sh strata-build',
+    'chown -R strata-build: /build',
+    'cd /build/src',
+    // The date of the source, not of the build: the same source gives the same .debs.
+    'SOURCE_DATE_EPOCH=$(dpkg-parsechangelog -STimestamp)',
+    'export SOURCE_DATE_EPOCH',
+    `DEB_BUILD_PROFILES=${q(prof)}`,
+    'export DEB_BUILD_PROFILES',
+    // No network, and not root: the package builds from what its Build-Depends installed.
+    `unshare --net setpriv --reuid=strata-build --regid=strata-build --init-groups env HOME=/build dpkg-buildpackage -b -uc -us ${aArg}${pArg}`,
+    'phase collect',
+    'cp /build/*.deb /run/strata/out/',
+    'phase done',
+  ].join('\n');
+}
+
+const PHASE_FAILURE: Record<string, string> = {
+  apt: 'apt-get update failed',
+  tools: 'the build tools (build-essential, dpkg-dev) could not be installed in the buildchroot',
+  source: 'the source could not be unpacked',
+  'build-deps': 'its Build-Depends cannot be installed',
+  build: 'dpkg-buildpackage failed',
+  collect: 'the build made no .deb',
+};
+
+/** Runs DEBUILD steps: the cache, the buildchroot, the build, the packages into the store. */
+export class Debuilder {
+  constructor(
+    private readonly ctx: BuildContext,
+    private readonly runner: StepRunner,
+    private readonly snapshots: Snapshots,
+    private readonly local: LocalDebs,
+  ) {}
+
+  async run(
+    state: StageState,
+    ins: DebuildInstruction,
+  ): Promise<{ built: number; cached: number }> {
+    const bc = await this.buildchrootOf(state, ins);
+    const target = ins.arch ?? state.debArch ?? hostDebianArchitecture();
+    const host = hostDebianArchitecture();
+    if (bc.arch !== target && bc.arch !== host)
+      throw new BuildStepError(
+        ins.loc,
+        `DEBUILD for ${target} in a buildchroot for ${bc.arch}: a buildchroot builds natively for its own architecture, or cross for another from the build host's (${host})`,
+      );
+    let built = 0;
+    let cached = 0;
+    for (const source of ins.sources) {
+      const sources = await this.ctx.keys.sourcesFor(state);
+      const index = await this.ctx.keys.releasesOf(sources);
+      // Only the built packages this source build-depends on are its inputs: changing one
+      // package rebuilds those that build with it, not every DEBUILD after it.
+      const wanted = new Set(buildDependsOf(await this.controlText(source)));
+      const localInputs = this.local.debs
+        .filter((d) => wanted.has(d.package))
+        .map((d) => d.blob.digest)
+        .sort();
+      const key = cacheKey({
+        parent: bc.chain,
+        instruction: `DEBUILD${ins.profiles.length ? ` --profiles=${ins.profiles.join(',')}` : ''} ${source}`,
+        env: stepEnv(state),
+        aptSources: sources.digest,
+        ...(index ? { aptIndex: index.digest } : {}),
+        inputs: [await this.sourceDigest(ins, source), ...localInputs],
+        architecture: target,
+      });
+      let entry = this.ctx.opts.noCache ? undefined : await this.readEntry(key);
+      if (entry) cached++;
+      else {
+        entry = await this.build(state, ins, source, key, bc, target);
+        built++;
+      }
+      this.local.add(entry.debs);
+    }
+    return { built, cached };
+  }
+
+  /** The content digest of a source tree, or of a .dsc with the files it lists. */
+  private async sourceDigest(ins: DebuildInstruction, source: string): Promise<Digest> {
+    if (!source.endsWith('.dsc')) {
+      const st = await fsp.stat(path.join(this.ctx.context, source)).catch(() => undefined);
+      if (!st?.isDirectory())
+        throw new BuildStepError(
+          ins.loc,
+          `DEBUILD ${source}: no such directory in the build context`,
+        );
+      const control = path.join(this.ctx.context, source, 'debian', 'control');
+      if (!(await fsp.stat(control).catch(() => undefined)))
+        throw new BuildStepError(ins.loc, `DEBUILD ${source}: no debian/control in it`, {
+          hint: 'DEBUILD takes a source tree holding debian/, or a .dsc',
+        });
+      return hashContextPaths(this.ctx.context, [source]);
+    }
+    const dsc = await fsp.readFile(path.join(this.ctx.context, source), 'utf8').catch(() => {
+      throw new BuildStepError(ins.loc, `DEBUILD ${source}: no such file in the build context`);
+    });
+    const files = (parseDeb822(unsigned(dsc))[0]?.get('files') ?? '')
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[2])
+      .filter((f): f is string => !!f)
+      .map((f) => path.posix.join(path.posix.dirname(source), f));
+    return hashContextPaths(this.ctx.context, [source, ...files]);
+  }
+
+  private async readEntry(key: Digest): Promise<DebuildEntry | undefined> {
+    const doc = (await this.ctx.store.getRoot(cacheRootName(key))) as
+      { entry?: DebuildEntry } | undefined;
+    const entry = doc?.entry;
+    if (!entry || entry.key !== key || entry.kind !== 'debuild') return undefined;
+    for (const d of entry.debs)
+      if (!(await this.ctx.store.hasBlob(d.blob.digest))) return undefined;
+    await this.ctx.store.touchRoot(cacheRootName(key));
+    return entry;
+  }
+
+  /** The buildchroot the stage builds in: its own (BUILDCHROOT) or its FROM template's. */
+  private async buildchrootOf(
+    state: StageState,
+    ins: DebuildInstruction,
+  ): Promise<{ chain: Digest; layers: StackLayer[]; arch: string; scope: StageState | undefined }> {
+    if (state.buildchroot !== undefined) {
+      const bc = this.ctx.stages.get(state.buildchroot) as StageState;
+      const chain = chainOf(bc.layers);
+      if (chain === undefined)
+        throw new BuildStepError(
+          ins.loc,
+          `DEBUILD: the buildchroot stage ${state.buildchroot} has no layers`,
+        );
+      return { chain, layers: stackOf(bc.layers), arch: bc.debArch ?? 'amd64', scope: bc };
+    }
+    if (state.inheritedBuildchroot) {
+      const { manifest, config } = await this.ctx.store.readImage(
+        state.inheritedBuildchroot,
+        `buildchroot ${state.inheritedBuildchroot.digest}`,
+      );
+      const layers: BuiltLayer[] = manifest.layers.map((l, i) => {
+        const diffId = config.rootfs.diff_ids[i] as Digest;
+        return { desc: l, diffId, record: { diffId, createdBy: '' }, history: {} };
+      });
+      return {
+        chain: chainId(layers.map((l) => l.diffId)) as Digest,
+        layers: stackOf(layers),
+        arch: config.strata?.architecture ?? debianArchitectureOf(configPlatform(config)),
+        scope: undefined,
+      };
+    }
+    throw new BuildStepError(
+      ins.loc,
+      'DEBUILD needs a buildchroot: name a stage with BUILDCHROOT, or build FROM a template that has one',
+      {
+        hint: 'e.g. FROM base AS buildchroot / INSTALL build-essential / FROM base / BUILDCHROOT buildchroot',
+      },
+    );
+  }
+
+  private async build(
+    state: StageState,
+    ins: DebuildInstruction,
+    source: string,
+    key: Digest,
+    bc: { chain: Digest; layers: StackLayer[]; arch: string },
+    target: string,
+  ): Promise<DebuildEntry> {
+    try {
+      await requireEmulation(bc.arch);
+    } catch (e) {
+      if (e instanceof EmulatorMissingError)
+        throw new BuildStepError(ins.loc, `DEBUILD: ${e.message}`, {
+          cause: e,
+          ...(e.hint ? { hint: e.hint } : {}),
+        });
+      throw e;
+    }
+    const name = await this.sourceName(source);
+    const logs = path.join(this.ctx.store.root, '.strata', 'logs');
+    await fsp.mkdir(logs, { recursive: true });
+    const logPath = path.join(logs, `debuild-${name}-${digestHex(key).slice(0, 12)}.log`);
+    const log = createWriteStream(logPath);
+    const work = await this.snapshots.scratch('debuild');
+    try {
+      const lower = await this.snapshots.ensure(bc.chain, bc.layers);
+      const upper = path.join(work, 'upper');
+      await fsp.mkdir(upper);
+      const { code, tail } = await this.runner.chroot(state, {
+        work,
+        upper,
+        lower,
+        sources: undefined,
+        command: [
+          '/bin/sh',
+          '-c',
+          debuildScript({
+            source,
+            dsc: source.endsWith('.dsc'),
+            hostArch: target,
+            profiles: ins.profiles,
+          }),
+        ],
+        aptIndex: true,
+        log: (chunk) => log.write(chunk),
+      });
+      await new Promise<void>((r) => log.end(r));
+      this.ctx.checkAbort();
+      const out = path.join(work, 'out');
+      if (code !== 0) {
+        const phase = (await fsp.readFile(path.join(out, 'phase'), 'utf8').catch(() => '')).trim();
+        const what = PHASE_FAILURE[phase] ?? `the build failed with exit code ${code}`;
+        const reason = phase === 'build' ? undefined : failureReason(tail.text());
+        throw new BuildStepError(
+          ins.loc,
+          `DEBUILD ${source} (source package ${name}): ${what}${reason ? `: ${reason}` : ''}`,
+          { output: tail.text(), hint: `the whole build log: ${logPath}` },
+        );
+      }
+      const debs: BuiltDeb[] = [];
+      for (const f of (await fsp.readdir(out)).filter((n) => n.endsWith('.deb')).sort()) {
+        const file = path.join(out, f);
+        const control = parseDeb822(await debControl(file))[0] ?? new Map<string, string>();
+        const blob = await this.ctx.store.putBlob(createReadStream(file));
+        debs.push({
+          blob: {
+            mediaType: MediaTypes.debianPackage,
+            digest: blob.digest,
+            size: blob.size,
+            annotations: { 'org.opencontainers.image.title': f },
+          },
+          filename: f,
+          package: control.get('package') ?? f,
+          version: control.get('version') ?? '',
+          architecture: control.get('architecture') ?? target,
+        });
+      }
+      if (debs.length === 0)
+        throw new BuildStepError(
+          ins.loc,
+          `DEBUILD ${source} (source package ${name}): the build made no .deb`,
+          {
+            hint: `the whole build log: ${logPath}`,
+          },
+        );
+      const entry: DebuildEntry = { key, kind: 'debuild', source, debs };
+      await this.ctx.store.putRoot(cacheRootName(key), {
+        descriptors: debs.map((d) => d.blob),
+        entry: entry as unknown as Record<string, unknown>,
+      });
+      return entry;
+    } finally {
+      log.end();
+      await fsp.rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /** debian/control of a source tree, or the .dsc, whose first stanza names the source. */
+  private controlText(source: string): Promise<string> {
+    const file = source.endsWith('.dsc')
+      ? path.join(this.ctx.context, source)
+      : path.join(this.ctx.context, source, 'debian', 'control');
+    return fsp.readFile(file, 'utf8').then(unsigned, () => '');
+  }
+
+  /** The source package's name, for messages and the log. */
+  private async sourceName(source: string): Promise<string> {
+    const m = /^Source:\s*(\S+)/m.exec(await this.controlText(source));
+    return m?.[1] ?? path.basename(source);
+  }
+}
+
+/** The package names a source's Build-Depends (all three fields) mention, alternatives included. */
+export function buildDependsOf(control: string): string[] {
+  const first = parseDeb822(control)[0] ?? new Map<string, string>();
+  const names = new Set<string>();
+  for (const field of ['build-depends', 'build-depends-arch', 'build-depends-indep']) {
+    for (const alt of (first.get(field) ?? '').split(/[,|]/)) {
+      const name = /^\s*([a-z0-9][a-z0-9+.-]*)/.exec(alt)?.[1];
+      if (name) names.add(name);
+    }
+  }
+  return [...names].sort();
+}
+
+/** The text of a clearsigned file (a .dsc), without the OpenPGP armour around it. */
+function unsigned(text: string): string {
+  const m =
+    /^-----BEGIN PGP SIGNED MESSAGE-----\n(?:[^\n]+\n)*\n([\s\S]*?)\n-----BEGIN PGP SIGNATURE-----/.exec(
+      text,
+    );
+  return m?.[1] ?? text;
+}
