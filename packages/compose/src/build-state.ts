@@ -31,6 +31,8 @@ export type BuildEvent =
   | { type: 'remote-cached'; layer: Descriptor; from: string }
   | { type: 'layer'; layer: Descriptor; seconds: number; added: string[]; removed: string[] }
   | { type: 'output'; chunk: Buffer }
+  /** DEBUILD built a source (or took it from the cache): the .debs, by file name. */
+  | { type: 'debs'; source: string; cached: boolean; files: string[]; seconds: number }
   | { type: 'warning'; message: string; loc?: Location }
   /** A FROM resolves to another digest than Stratafile.lock recorded (a build without --frozen). */
   | { type: 'base-moved'; ref: string; from: Digest; to: Digest; loc: Location };

@@ -185,13 +185,22 @@ export class Debuilder {
         inputs: [await this.sourceDigest(ins, source), ...localInputs],
         architecture: target,
       });
+      const t0 = Date.now();
       let entry = this.ctx.opts.noCache ? undefined : await this.readEntry(key);
+      const hit = entry !== undefined;
       if (entry) cached++;
       else {
         entry = await this.build(state, ins, source, key, bc, target);
         built++;
       }
       this.local.add(entry.debs);
+      this.ctx.emit({
+        type: 'debs',
+        source,
+        cached: hit,
+        files: entry.debs.map((d) => d.filename),
+        seconds: (Date.now() - t0) / 1000,
+      });
     }
     return { built, cached };
   }

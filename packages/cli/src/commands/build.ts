@@ -186,6 +186,11 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               case 'output':
                 if (!a.quiet) ctx.stderr.write(e.chunk);
                 break;
+              case 'debs':
+                log(
+                  `  ${e.cached ? 'cached' : `built in ${e.seconds.toFixed(1)}s`} ${e.source}: ${e.files.join(' ')}`,
+                );
+                break;
               case 'base-moved':
                 log(
                   `strata: note: ${e.loc.file}:${e.loc.line}:${e.loc.column}: base ${e.ref} moved from ${e.from} to ${e.to}`,
