@@ -18,6 +18,7 @@ const BENCHES = [
   { file: 'deep.js', section: 'Deep stacks' },
   { file: 'registry.js', section: 'Registry' },
   { file: 'foreign.js', section: 'Foreign architectures' },
+  { file: 'debuild.js', section: 'DEBUILD' },
 ];
 const only = process.argv.slice(2);
 

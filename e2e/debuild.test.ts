@@ -87,6 +87,18 @@ describe('a native DEBUILD', () => {
     expect(r.stepsRun).toBe(0);
   });
 
+  test('building the same sources again gives byte-identical .debs', async () => {
+    const cached = (await build(['-t', 'own:2', ctx])).debs;
+    const again = await build(['--no-cache', '-t', 'own:5', ctx]);
+    expect(again.stepsRun).toBe(4);
+    expect(cached?.map((d) => d.filename)).toEqual([
+      'strata-hello-dbgsym_1.0_amd64.deb',
+      'strata-hello_1.0_amd64.deb',
+      'strata-greeting_1.0_all.deb',
+    ]);
+    expect(again.debs).toEqual(cached);
+  });
+
   test('changing one source file rebuilds that package only, and the steps that install it', async () => {
     const changed = context('native-changed', NATIVE);
     const c = path.join(changed, 'strata-hello', 'hello.c');

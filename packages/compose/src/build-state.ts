@@ -91,6 +91,8 @@ export interface BuildResult {
   cacheHits: number;
   stepsRun: number;
   lockFile?: string;
+  /** The .debs DEBUILD made (or took from the cache) in this build, in the order built. */
+  debs?: Array<{ filename: string; digest: Digest; size: number }>;
 }
 
 export interface PlatformResult {

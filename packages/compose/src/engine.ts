@@ -150,7 +150,19 @@ export class Builder implements BuildContext {
       await writeLockFile(lockFile, doc);
       written = lockFile;
     }
-    return { ref, ...image, cacheHits: this.cacheHits, stepsRun: this.stepsRun, lockFile: written };
+    const debs = this.debs.debs.map((d) => ({
+      filename: d.filename,
+      digest: d.blob.digest,
+      size: d.blob.size,
+    }));
+    return {
+      ref,
+      ...image,
+      cacheHits: this.cacheHits,
+      stepsRun: this.stepsRun,
+      lockFile: written,
+      ...(debs.length ? { debs } : {}),
+    };
   }
 
   // ---- FROM --------------------------------------------------------------------

@@ -214,6 +214,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             stepsRun: r.stepsRun,
             lockFile: r.lockFile,
             seconds: secs,
+            ...(r.debs ? { debs: r.debs } : {}),
             ...(r.platforms
               ? {
                   platforms: r.platforms.map((p) => ({
