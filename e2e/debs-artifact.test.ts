@@ -85,6 +85,7 @@ describe('debs attached to a template', () => {
   let work: string;
   let env: Record<string, string>;
   let minbaseTar: string;
+  let fxTar: string;
   let storeA: string;
   let subject: string;
   let artifact: string;
@@ -98,6 +99,7 @@ describe('debs attached to a template', () => {
     env = { HOME: work, DOCKER_CONFIG: path.join(work, 'docker') };
     const fx = await minbaseRootfs();
     minbaseTar = fx.minbaseTar;
+    fxTar = fx.rootfsTarZst;
     storeA = path.join(work, 'storeA');
     await strataOk(
       [
@@ -286,6 +288,67 @@ describe('debs attached to a template', () => {
     await strataOk(['--store', storeC, 'gc'], { env });
     expect(await store.referrers(subject)).toEqual([]);
     expect(await store.hasBlob(artifact as `sha256:${string}`)).toBe(false);
+  });
+
+  it('of a template index, the debs on the index and on its rootfs image, not on its buildchroot', async () => {
+    await strataOk(
+      ['--store', storeA, 'template', 'create', fxTar, '-t', 'acme/app:1', '--name', 'app'],
+      { env },
+    );
+    // The buildchroot is acme/base:1, whose own artifact is not the template's.
+    await strataOk(
+      [
+        '--store',
+        storeA,
+        'bundle',
+        'acme/tmpl:1',
+        '--rootfs',
+        'acme/app:1',
+        '--buildchroot',
+        'acme/base:1',
+      ],
+      { env },
+    );
+    const store = await Store.open(storeA);
+    const index = await store.resolve('acme/tmpl:1');
+    const app = await store.resolve('acme/app:1');
+    const file = (p: string) => ({
+      path: p,
+      mediaType: MediaTypes.debianPackage,
+      title: path.basename(p),
+    });
+    const onIndex = await store.attach(index, ArtifactTypes.debs, [file(debs[1] as string)]);
+    const onApp = await store.attach(app, ArtifactTypes.debs, [file(debs[0] as string)]);
+    const expected = [onIndex.digest, onApp.digest];
+
+    const s = json<InspectJson>(
+      await strataOk(['--store', storeA, '--json', 'inspect', 'acme/tmpl:1'], { env }),
+    );
+    expect(s.artifacts.map((a) => a.digest).sort()).toEqual([...expected, artifact].sort());
+    const out = json<DebsJson>(
+      await strataOk(
+        ['--store', storeA, '--json', 'debs', 'acme/tmpl:1', '-o', path.join(work, 'tmpl-a')],
+        { env },
+      ),
+    );
+    expect(out.artifacts).toEqual(expected);
+    expect(out.packages.map((p) => p.name)).toEqual(['strata-greeter', 'strata-hello']);
+
+    // The index goes through the registry with both, and with its buildchroot's.
+    const remote = `${reg.host}/acme/tmpl`;
+    await strataOk(['--store', storeA, 'push', 'acme/tmpl:1', `${remote}:1`], { env });
+    const storeD = path.join(work, 'storeD');
+    await strataOk(['--store', storeD, 'pull', `${remote}:1`, '-t', 'tmpl:1'], { env });
+    await strataOk(['--store', storeD, 'fsck'], { env });
+    const pulled = json<DebsJson>(
+      await strataOk(
+        ['--store', storeD, '--json', 'debs', 'tmpl:1', '-o', path.join(work, 'tmpl-d')],
+        { env },
+      ),
+    );
+    expect(pulled.artifacts).toEqual(expected);
+    const d = await Store.open(storeD);
+    expect((await d.referrers(subject)).map((x) => x.digest)).toEqual([artifact]);
   });
 
   it('a template with no debs is one clear error', async () => {
