@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ArtifactTypes, MediaTypes } from '@strata/oci';
+import { ArtifactTypes, Digest, MediaTypes } from '@strata/oci';
 import { Store } from '@strata/store';
 import { minbaseRootfs } from './helpers';
 import {
@@ -87,8 +87,8 @@ describe('debs attached to a template', () => {
   let minbaseTar: string;
   let fxTar: string;
   let storeA: string;
-  let subject: string;
-  let artifact: string;
+  let subject: Digest;
+  let artifact: Digest;
   const debs: string[] = [];
 
   beforeAll(async () => {
@@ -287,7 +287,7 @@ describe('debs attached to a template', () => {
     await strataOk(['--store', storeC, 'rm', 'acme/base:1'], { env });
     await strataOk(['--store', storeC, 'gc'], { env });
     expect(await store.referrers(subject)).toEqual([]);
-    expect(await store.hasBlob(artifact as `sha256:${string}`)).toBe(false);
+    expect(await store.hasBlob(artifact)).toBe(false);
   });
 
   it('of a template index, the debs on the index and on its rootfs image, not on its buildchroot', async () => {
