@@ -88,15 +88,14 @@ function throttled<O extends string>(
   };
 }
 
-type Referrers = NonNullable<ContentSource['referrers']>;
-
 /**
  * Copy the graph under `root` from `src` into `sink`: the one walk finds the manifests and
  * blobs; the blobs go first, `jobs` at a time and the largest first (so the longest transfer is
- * not the one left running alone at the end); then the manifests, children before their index,
- * so that a sink never holds a manifest whose blobs it lacks, nor a referrer whose subject it lacks. A manifest the sink holds already
- * is read there, not fetched again; its blobs are still offered to the sink, which skips those it
- * has. Push, pull, save and load are this with different backends.
+ * not the one left running alone at the end); then the manifests, children before their index
+ * and referrers after their subject, so that a sink never holds a manifest whose blobs it lacks,
+ * nor an artifact whose subject it lacks. A manifest the sink holds already is read there, not
+ * fetched again; its blobs are still offered to the sink, which skips those it has. Push, pull,
+ * save and load are this with different backends.
  */
 export async function copyGraph<O extends string>(
   src: ContentSource,
@@ -104,6 +103,7 @@ export async function copyGraph<O extends string>(
   root: Descriptor,
   opts: CopyOptions<O> = {},
 ): Promise<Graph> {
+  const referrers = opts.referrers === false ? undefined : src.referrers?.bind(src);
   const graph = await walkGraph(
     root,
     async (d) => {
@@ -112,9 +112,7 @@ export async function copyGraph<O extends string>(
     },
     {
       skipForeign: opts.skipForeign ?? false,
-      ...(src.referrers && opts.referrers !== false
-        ? { referrers: (d: Descriptor) => (src.referrers as Referrers)(d) }
-        : {}),
+      ...(referrers ? { referrers } : {}),
     },
   );
   const blobs = [...graph.blobs.values()].sort((a, b) => b.size - a.size);
