@@ -3,6 +3,7 @@ import {
   ContentSource,
   CorruptError,
   Descriptor,
+  describeReferrer,
   isImageMediaType,
   isIndexMediaType,
 } from '@strata/oci';
@@ -103,11 +104,8 @@ export function registrySink(
       );
       // A registry that did not track the subject lists the artifact only in the fallback tag.
       if (node.subject !== undefined && !sent.subjectTracked) {
-        await referrers.addFallbackReferrer(
-          r,
-          node.subject.digest,
-          referrers.referrerDescriptor(node.descriptor, node.bytes),
-        );
+        const { descriptor } = describeReferrer(node.descriptor, node.bytes);
+        await referrers.addFallbackReferrer(r, node.subject.digest, descriptor);
       }
     },
   };

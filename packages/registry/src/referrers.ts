@@ -100,25 +100,3 @@ export async function addFallbackReferrer(
   };
   await manifests.putManifest(r, fallbackTag(subject), encodeJson(index), MediaTypes.imageIndex);
 }
-
-/** The descriptor a referrers index lists for the artifact manifest `bytes` (`d`). */
-export function referrerDescriptor(d: Descriptor, bytes: Buffer): Descriptor {
-  const m = JSON.parse(bytes.toString('utf8')) as {
-    artifactType?: unknown;
-    config?: { mediaType?: unknown };
-    annotations?: Record<string, string>;
-  };
-  const artifactType =
-    typeof m.artifactType === 'string'
-      ? m.artifactType
-      : typeof m.config?.mediaType === 'string'
-        ? m.config.mediaType
-        : undefined;
-  return {
-    mediaType: d.mediaType,
-    digest: d.digest,
-    size: d.size,
-    ...(artifactType === undefined ? {} : { artifactType }),
-    ...(m.annotations === undefined ? {} : { annotations: m.annotations }),
-  };
-}

@@ -3,9 +3,8 @@ import {
   Descriptor,
   Digest,
   ImageIndex,
-  InvalidDocumentError,
   MediaTypes,
-  parseJson,
+  describeReferrer,
 } from '@strata/oci';
 
 /**
@@ -32,34 +31,14 @@ export function isReferrerRecord(d: Descriptor): boolean {
 }
 
 /**
- * The index.json entry recording the artifact manifest `bytes` (descriptor `d`): its
- * artifactType (or, as the distribution spec says, its config's media type) and annotations,
- * from the manifest itself, and the digest of its `subject`.
+ * The index.json entry recording the artifact manifest `bytes` (descriptor `d`): what a
+ * referrers index lists for it (see describeReferrer), and the digest of its `subject`.
  */
 export function referrerRecord(d: Descriptor, bytes: Buffer): Descriptor {
-  const what = `artifact ${d.digest}`;
-  const m = parseJson(bytes, what) as {
-    artifactType?: unknown;
-    config?: { mediaType?: unknown };
-    subject?: { digest?: unknown };
-    annotations?: Record<string, string>;
-  } | null;
-  const subject = m?.subject?.digest;
-  if (m === null || typeof subject !== 'string') {
-    throw new InvalidDocumentError(what, ['a referrer without a subject']);
-  }
-  const artifactType =
-    typeof m.artifactType === 'string'
-      ? m.artifactType
-      : typeof m.config?.mediaType === 'string'
-        ? m.config.mediaType
-        : undefined;
+  const { descriptor, subject } = describeReferrer(d, bytes);
   return {
-    mediaType: d.mediaType,
-    digest: d.digest,
-    size: d.size,
-    ...(artifactType === undefined ? {} : { artifactType }),
-    annotations: { ...(m.annotations ?? {}), [SUBJECT_ANNOTATION]: subject },
+    ...descriptor,
+    annotations: { ...(descriptor.annotations ?? {}), [SUBJECT_ANNOTATION]: subject },
   };
 }
 
