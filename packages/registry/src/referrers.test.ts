@@ -92,9 +92,18 @@ async function memoryRegistry(api: boolean) {
             ...(doc.annotations ? { annotations: doc.annotations } : {}),
           });
         }
-        res
-          .writeHead(200, { 'content-type': MediaTypes.imageIndex })
-          .end(encodeJson({ schemaVersion: 2, mediaType: MediaTypes.imageIndex, manifests: list }));
+        // Pages of one entry each, the next one named by a Link header.
+        list.sort((a, b) => (a.digest < b.digest ? -1 : 1));
+        const page = Number(url.searchParams.get('page') ?? '0');
+        const headers: Record<string, string> = { 'content-type': MediaTypes.imageIndex };
+        if (page + 1 < list.length) headers.link = `<${p}?page=${page + 1}>; rel="next"`;
+        res.writeHead(200, headers).end(
+          encodeJson({
+            schemaVersion: 2,
+            mediaType: MediaTypes.imageIndex,
+            manifests: list.slice(page, page + 1),
+          }),
+        );
       } else res.writeHead(404).end();
     });
   });
@@ -211,16 +220,23 @@ test('without the referrers API, push writes the fallback tag, keeping what othe
   expect((await other.fsck()).problems).toEqual([]);
 });
 
-test('with the referrers API, push writes no fallback tag and pull lists through the API', async () => {
+test('with the referrers API, push writes no fallback tag and pull lists through the API, page by page', async () => {
   const srv = await memoryRegistry(true);
   closers.push(srv.close);
   const { img, art } = await imageWithDebs();
+  const note = path.join(dir, 'note.txt');
+  await fsp.writeFile(note, 'a note');
+  const other = await store.attach(img, 'application/x-note', [
+    { path: note, mediaType: 'text/plain', title: 'note.txt' },
+  ]);
   await push(store, 'img:1', parseReference(`${srv.host}/x:1`));
   expect(srv.manifests.has(fallbackTag(img.digest))).toBe(false);
-  const other = await Store.open(path.join(dir, 'other'));
+  const fresh = await Store.open(path.join(dir, 'other'));
   srv.seen.length = 0;
-  await pull(other, parseReference(`${srv.host}/x:1`), { tag: 'got:1' });
-  expect(srv.seen).toContain(`GET /v2/x/referrers/${img.digest}`);
+  await pull(fresh, parseReference(`${srv.host}/x:1`), { tag: 'got:1' });
+  // Two pages of the referrers API, and no fallback tag.
+  expect(srv.seen.filter((x) => x === `GET /v2/x/referrers/${img.digest}`)).toHaveLength(2);
   expect(srv.seen).not.toContain(`GET /v2/x/manifests/${fallbackTag(img.digest)}`);
-  expect(await other.referrers(img.digest)).toEqual([art]);
+  expect(await fresh.referrers(img.digest, ArtifactTypes.debs)).toEqual([art]);
+  expect(await fresh.referrers(img.digest, 'application/x-note')).toEqual([other]);
 });

@@ -8,6 +8,7 @@ import {
   isDigest,
 } from '@strata/oci';
 import { RegistryError } from './errors';
+import { headerValue } from './http';
 import * as manifests from './manifests';
 import type { Repo } from './repository';
 
@@ -52,23 +53,33 @@ async function fallbackIndex(r: Repo, subject: Digest): Promise<Buffer | undefin
 }
 
 /**
- * The referrers of `subject`: from the referrers API (`GET /v2/<name>/referrers/<digest>`), or,
- * where the registry answers that with 404 (it has no such API, as Debian's docker-registry
- * 2.8), from the fallback tag. None when neither has any.
+ * The referrers of `subject`: from the referrers API (`GET /v2/<name>/referrers/<digest>`,
+ * following its `Link` pages), or, where the registry answers that with 404 (it has no such
+ * API, as Debian's docker-registry 2.8), from the fallback tag. None when neither has any.
  */
 export async function listReferrers(r: Repo, subject: Digest): Promise<Descriptor[]> {
-  const res = await r.transport.request({
-    method: 'GET',
-    url: `/v2/${r.repository}/referrers/${subject}`,
-    headers: { accept: MediaTypes.imageIndex },
-    scopes: [r.scope],
-    expect: [200, 404],
-    what: `GET referrers of ${subject}`,
-    maxBody: manifests.MAX_MANIFEST,
-  });
-  if (res.status === 200) return descriptorsOf(res.body);
-  const fallback = await fallbackIndex(r, subject);
-  return fallback === undefined ? [] : descriptorsOf(fallback);
+  const out: Descriptor[] = [];
+  let url: string | undefined = `/v2/${r.repository}/referrers/${subject}`;
+  for (let pages = 0; url !== undefined && pages < 1000; pages++) {
+    const res = await r.transport.request({
+      method: 'GET',
+      url,
+      headers: { accept: MediaTypes.imageIndex },
+      scopes: [r.scope],
+      expect: pages === 0 ? [200, 404] : [200],
+      what: `GET referrers of ${subject}`,
+      maxBody: manifests.MAX_MANIFEST,
+    });
+    if (res.status === 404) {
+      const fallback = await fallbackIndex(r, subject);
+      return fallback === undefined ? [] : descriptorsOf(fallback);
+    }
+    out.push(...descriptorsOf(res.body));
+    const link = headerValue(res.headers.link);
+    const next = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+    url = next?.[1] ? new URL(next[1], res.url).toString() : undefined;
+  }
+  return out;
 }
 
 /**
