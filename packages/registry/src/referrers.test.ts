@@ -159,7 +159,7 @@ async function imageWithDebs(): Promise<{ img: Descriptor; art: Descriptor }> {
   return { img, art: await store.attach(img, ArtifactTypes.debs, files) };
 }
 
-test('without the referrers API, push writes the fallback tag, keeping what others put there', async () => {
+test('without the referrers API, push writes the fallback tag, keeping what others put there; pull reads it and skips an entry whose manifest is gone', async () => {
   const srv = await memoryRegistry(false);
   closers.push(srv.close);
   const { img, art } = await imageWithDebs();
@@ -179,11 +179,22 @@ test('without the referrers API, push writes the fallback tag, keeping what othe
     artifactType: 'application/x-signature',
   };
   srv.manifests.set(theirs.digest, { type: MediaTypes.imageManifest, body: theirsBody });
+  // And one whose manifest was deleted since: the pull leaves it out.
+  const gone: Descriptor = {
+    mediaType: MediaTypes.imageManifest,
+    digest: sha256('deleted'),
+    size: 7,
+    artifactType: 'application/x-signature',
+  };
   const tag = fallbackTag(img.digest);
   expect(tag).toBe(`sha256-${digestHex(img.digest)}`);
   srv.manifests.set(tag, {
     type: MediaTypes.imageIndex,
-    body: encodeJson({ schemaVersion: 2, mediaType: MediaTypes.imageIndex, manifests: [theirs] }),
+    body: encodeJson({
+      schemaVersion: 2,
+      mediaType: MediaTypes.imageIndex,
+      manifests: [theirs, gone],
+    }),
   });
 
   const r = await push(store, 'img:1', parseReference(`${srv.host}/x:1`));
@@ -198,7 +209,7 @@ test('without the referrers API, push writes the fallback tag, keeping what othe
   ]);
   const index = JSON.parse(srv.manifests.get(tag)!.body.toString()) as ImageIndex;
   expect(index.mediaType).toBe(MediaTypes.imageIndex);
-  expect(index.manifests).toEqual([theirs, art]);
+  expect(index.manifests).toEqual([theirs, gone, art]);
 
   // A second push finds its entry there and leaves the index alone.
   srv.seen.length = 0;

@@ -72,7 +72,14 @@ export async function listReferrers(r: Repo, subject: Digest): Promise<Descripto
     });
     if (res.status === 404) {
       const fallback = await fallbackIndex(r, subject);
-      return fallback === undefined ? [] : descriptorsOf(fallback);
+      if (fallback === undefined) return [];
+      // Nothing keeps the fallback index in step with deletions: an entry whose manifest is
+      // gone is left out, rather than failing the pull of the template it names.
+      const listed = descriptorsOf(fallback);
+      const there = await Promise.all(
+        listed.map(async (d) => (await manifests.headManifest(r, d.digest)) !== undefined),
+      );
+      return listed.filter((_, i) => there[i]);
     }
     out.push(...descriptorsOf(res.body));
     const link = headerValue(res.headers.link);
