@@ -5,6 +5,7 @@ import {
   Annotations,
   ArtifactTypes,
   Descriptor,
+  Image,
   InvalidDocumentError,
   MediaTypes,
   NotFoundError,
@@ -39,11 +40,28 @@ export async function attachedDebs(
   platform?: PlatformSelector,
   what = desc.digest as string,
 ): Promise<AttachedDeb[]> {
-  const rootfs = await store.selectImage(
+  return debsOf(store, desc, await rootfsOf(store, desc, platform, what), what);
+}
+
+function rootfsOf(
+  store: Store,
+  desc: Descriptor,
+  platform: PlatformSelector | undefined,
+  what: string,
+): Promise<Image> {
+  return store.selectImage(
     desc,
     platform ? { role: 'rootfs', platform } : { role: 'rootfs' },
     what,
   );
+}
+
+async function debsOf(
+  store: Store,
+  desc: Descriptor,
+  rootfs: Image,
+  what: string,
+): Promise<AttachedDeb[]> {
   const subjects = isIndexMediaType(desc.mediaType) ? [desc, rootfs.descriptor] : [desc];
   const byName = new Map<string, AttachedDeb>();
   for (const s of subjects) {
@@ -99,17 +117,13 @@ export async function exportDebs(
 ): Promise<ExportedDebs> {
   const dir = path.resolve(out);
   const desc = await store.resolve(ref);
-  const debs = await attachedDebs(store, desc, platform, ref);
+  const rootfs = await rootfsOf(store, desc, platform, ref);
+  const debs = await debsOf(store, desc, rootfs, ref);
   if (debs.length === 0) {
     throw new NotFoundError(`${ref} has no Debian packages attached`, {
       hint: 'a template gets them from the DEBUILD steps that built it',
     });
   }
-  const rootfs = await store.selectImage(
-    desc,
-    platform ? { role: 'rootfs', platform } : { role: 'rootfs' },
-    ref,
-  );
   const created = (await rootfs.config()).created;
   const date = created !== undefined ? new Date(created) : new Date(0);
   await fsp.mkdir(dir, { recursive: true });
