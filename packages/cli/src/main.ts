@@ -10,6 +10,7 @@ import { imageCommands } from './commands/image';
 import { registryCommands } from './commands/registry';
 import { buildCommands } from './commands/build';
 import { checkCommands } from './commands/check';
+import { debsCommands } from './commands/debs';
 
 export type Register = (y: Argv<GlobalArgs>, run: Runner) => Argv<GlobalArgs>;
 /** Wraps a command body: yargs' inferred argument types are checked by each command's own interface. */
@@ -69,6 +70,7 @@ export async function main(argv: string[]): Promise<number> {
     registryCommands,
     buildCommands,
     checkCommands,
+    debsCommands,
   ])
     y = register(y, run);
   try {

@@ -6,3 +6,5 @@ export { collectGarbage } from './gc';
 export { diskUsageReport } from './df';
 export type { RepoContents } from './local-repo';
 export { writeDebsRepo } from './local-repo';
+export { attachedDebs, exportDebs } from './export-debs';
+export type { AttachedDeb, ExportedDebs } from './export-debs';

@@ -93,4 +93,53 @@ describe('copyGraph', () => {
     expect(reads).toEqual([child.digest]);
     expect(held.get(child.digest)).toEqual(blobs.get(child.digest));
   });
+
+  it('copies the referrers of each manifest after their subject, with their blobs', async () => {
+    const { blobs, root } = graph();
+    const child = (JSON.parse((blobs.get(root.digest) as Buffer).toString()) as ImageIndex)
+      .manifests[0] as Descriptor;
+    const empty = put(blobs, Buffer.from('{}'), MediaTypes.empty);
+    const artifact = (subject: Descriptor, text: string): Descriptor => {
+      const file = put(blobs, Buffer.from(text), MediaTypes.debianPackage);
+      const m = {
+        schemaVersion: 2,
+        mediaType: MediaTypes.imageManifest,
+        artifactType: 'application/x-test',
+        config: empty,
+        layers: [file],
+        subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+      };
+      return put(blobs, json(m), MediaTypes.imageManifest);
+    };
+    const onChild = artifact(child, 'on the child');
+    const onRoot = artifact(root, 'on the index');
+    const attached = new Map([
+      [child.digest, [onChild]],
+      [root.digest, [onRoot]],
+    ]);
+    const { src, sink, held } = backends(blobs);
+    src.referrers = async (d) => attached.get(d.digest) ?? [];
+    const order: Array<[Digest, Digest | undefined]> = [];
+    const recording: typeof sink = {
+      ...sink,
+      putManifest: async (node, tag) => {
+        order.push([node.descriptor.digest, node.subject?.digest]);
+        return sink.putManifest(node, tag);
+      },
+    };
+    const g = await copyGraph(src, recording, root);
+    expect([...held.keys()].sort()).toEqual([...blobs.keys()].sort());
+    expect(g.manifests).toHaveLength(5);
+    const at = (d: Digest) => order.findIndex(([x]) => x === d);
+    expect(at(onChild.digest)).toBeGreaterThan(at(child.digest));
+    expect(at(onRoot.digest)).toBeGreaterThan(at(root.digest));
+    expect(order.find(([x]) => x === onChild.digest)?.[1]).toBe(child.digest);
+    expect(order.find(([x]) => x === onRoot.digest)?.[1]).toBe(root.digest);
+    expect(order.find(([x]) => x === child.digest)?.[1]).toBeUndefined();
+
+    // Without them, the same copy leaves the artifacts out.
+    const plain = await copyGraph(src, sink, root, { referrers: false });
+    expect(plain.manifests.map((m) => m.descriptor.digest)).not.toContain(onRoot.digest);
+    expect(plain.manifests).toHaveLength(3);
+  });
 });

@@ -17,7 +17,10 @@ export interface ContentSink<O extends string = string> {
     src: ContentSource,
     onProgress?: (bytes: number) => void,
   ): Promise<{ outcome: O; bytes: number }>;
-  /** Put a manifest or index, after everything it refers to; `tag` names the root. */
+  /**
+   * Put a manifest or index, after everything it refers to; `tag` names the root. A referrer
+   * (`node.subject` set) comes after its subject, and the sink records it as attached there.
+   */
   putManifest(node: GraphNode, tag?: string): Promise<void>;
   /**
    * The verified bytes of manifest or index `d` when the sink holds it already (a repeat pull),
@@ -41,6 +44,11 @@ export interface CopyOptions<O extends string = string> {
   skipForeign?: boolean;
   /** The root's bytes, when the caller has them already (a pull by tag fetched them). */
   rootBytes?: Buffer;
+  /**
+   * Copy the referrers of every manifest too (see ContentSource.referrers). Default true; a
+   * source without them has none.
+   */
+  referrers?: boolean;
   onEvent?: (e: CopyEvent<O>) => void;
 }
 
@@ -83,10 +91,11 @@ function throttled<O extends string>(
 /**
  * Copy the graph under `root` from `src` into `sink`: the one walk finds the manifests and
  * blobs; the blobs go first, `jobs` at a time and the largest first (so the longest transfer is
- * not the one left running alone at the end); then the manifests, children before their index,
- * so that a sink never holds a manifest whose blobs it lacks. A manifest the sink holds already
- * is read there, not fetched again; its blobs are still offered to the sink, which skips those it
- * has. Push, pull, save and load are this with different backends.
+ * not the one left running alone at the end); then the manifests, children before their index
+ * and referrers after their subject, so that a sink never holds a manifest whose blobs it lacks,
+ * nor an artifact whose subject it lacks. A manifest the sink holds already is read there, not
+ * fetched again; its blobs are still offered to the sink, which skips those it has. Push, pull,
+ * save and load are this with different backends.
  */
 export async function copyGraph<O extends string>(
   src: ContentSource,
@@ -94,13 +103,17 @@ export async function copyGraph<O extends string>(
   root: Descriptor,
   opts: CopyOptions<O> = {},
 ): Promise<Graph> {
+  const referrers = opts.referrers === false ? undefined : src.referrers?.bind(src);
   const graph = await walkGraph(
     root,
     async (d) => {
       if (d.digest === root.digest && opts.rootBytes !== undefined) return opts.rootBytes;
       return (await sink.heldManifest?.(d)) ?? src.readBlob(d);
     },
-    { skipForeign: opts.skipForeign ?? false },
+    {
+      skipForeign: opts.skipForeign ?? false,
+      ...(referrers ? { referrers } : {}),
+    },
   );
   const blobs = [...graph.blobs.values()].sort((a, b) => b.size - a.size);
   await pool(blobs, opts.jobs ?? 4, async (d) => {

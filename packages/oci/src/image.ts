@@ -104,6 +104,12 @@ export interface ContentSource {
   recordDiffId?(d: Descriptor, diffId: Digest): Promise<void>;
   /** The local file holding blob `d`, unverified, for a backend that keeps blobs in files. */
   blobFile?(d: Descriptor): Promise<string>;
+  /**
+   * The referrers of manifest or index `subject` (OCI 1.1): descriptors of the manifests that
+   * name it as their `subject`, with their artifactType and annotations, as the distribution
+   * spec's referrers index lists them. A backend without this has none.
+   */
+  referrers?(subject: Descriptor): Promise<Descriptor[]>;
 }
 
 /** Drain a stream, so that its verification runs; returns nothing. */

@@ -77,6 +77,7 @@ export {
   configPlatform,
 } from './platform';
 export { walkGraph, graphDigests } from './walk';
+export { describeReferrer } from './referrer';
 export type { Graph, GraphNode } from './walk';
 export { drain, imageOf, indexOf, layerOf } from './image';
 export type { ContentSource, Image, Index, Layer, LayerFile } from './image';

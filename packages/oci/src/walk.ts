@@ -9,6 +9,11 @@ import { parseJson } from './validate';
 export interface GraphNode {
   descriptor: Descriptor;
   bytes: Buffer;
+  /**
+   * For a referrer (an OCI 1.1 artifact found through the walk's `referrers`): the manifest or
+   * index it is attached to, which the graph holds before it.
+   */
+  subject?: Descriptor;
 }
 
 /** What a root reaches: its manifests and indexes, children before parents, and its blobs. */
@@ -24,6 +29,13 @@ export interface WalkOptions {
    * copy between registries skips them. The store keeps them in its graph.
    */
   skipForeign?: boolean;
+  /**
+   * The referrers of a manifest or index (OCI 1.1: manifests whose `subject` it is), each with
+   * its artifactType. They join the graph after their subject, with their own blobs and
+   * referrers, so that what copies a template copies what is attached to it, and gc keeps an
+   * artifact exactly while its subject is kept.
+   */
+  referrers?: (subject: Descriptor) => Promise<Descriptor[]>;
 }
 
 function isManifestLike(mediaType: string): boolean {
@@ -75,8 +87,9 @@ export function childrenOf(node: GraphNode): Descriptor[] {
 }
 
 /**
- * Walk the graph under `root`: index → manifests → config and layers. `fetch` returns the bytes
- * of a manifest or index (verified by the backend it reads from). Each node is fetched once.
+ * Walk the graph under `root`: index → manifests → config and layers, and with
+ * `opts.referrers` each manifest's referrers after it. `fetch` returns the bytes of a manifest
+ * or index (verified by the backend it reads from). Each node is fetched once.
  * This is the one walk behind gc, fsck, save, load, push and pull.
  */
 export async function walkGraph(
@@ -86,7 +99,7 @@ export async function walkGraph(
 ): Promise<Graph> {
   const graph: Graph = { manifests: [], blobs: new Map() };
   const seen = new Set<Digest>();
-  const visit = async (d: Descriptor): Promise<void> => {
+  const visit = async (d: Descriptor, subject?: Descriptor): Promise<void> => {
     if (!isManifestLike(d.mediaType)) {
       if (!(opts.skipForeign && isForeign(d))) graph.blobs.set(d.digest, d);
       return;
@@ -94,8 +107,13 @@ export async function walkGraph(
     if (seen.has(d.digest)) return;
     seen.add(d.digest);
     const node: GraphNode = { descriptor: d, bytes: await fetch(d) };
+    if (subject !== undefined) node.subject = subject;
     for (const c of childrenOf(node)) await visit(c);
     graph.manifests.push(node);
+    if (opts.referrers) {
+      const self = { mediaType: d.mediaType, digest: d.digest, size: d.size };
+      for (const r of await opts.referrers(d)) await visit(r, self);
+    }
   };
   await visit(root);
   return graph;

@@ -3,6 +3,7 @@ import {
   ContentSource,
   CorruptError,
   Descriptor,
+  describeReferrer,
   isImageMediaType,
   isIndexMediaType,
 } from '@strata/oci';
@@ -10,6 +11,7 @@ import { StoreContent, decompressBlob } from '@strata/store';
 import { RegistryError } from './errors';
 import * as download from './download';
 import * as manifests from './manifests';
+import * as referrers from './referrers';
 import type { Repo } from './repository';
 import * as upload from './upload';
 
@@ -18,7 +20,7 @@ const MAX_WHOLE_BLOB = 64 << 20;
 
 /**
  * A repository as a backend of the core: manifests are fetched by digest and verified, blobs are
- * lazy streams verified at EOF, and ranges (for a writer that resumes) are retried and resumed
+ * lazy streams verified at EOF, referrers come from the referrers API or its fallback tag, and ranges (for a writer that resumes) are retried and resumed
  * across network failures. Nothing is written anywhere: a pull is this source copied into a
  * store's sink (see copyGraph).
  */
@@ -45,6 +47,9 @@ export function registryContent(r: Repo): ContentSource {
     openBlob: (d) => download.fetchBlob(r, d),
     openRange: (d, start, end) => download.fetchRange(r, d, start, end),
     openDecompressed: async (d, c) => decompressBlob(await download.fetchBlob(r, d), c),
+    // Only what the walk can copy: artifacts are image manifests (OCI 1.1).
+    referrers: async (d) =>
+      (await referrers.listReferrers(r, d.digest)).filter((x) => isImageMediaType(x.mediaType)),
   };
 }
 
@@ -59,7 +64,9 @@ export interface RegistrySinkOptions {
 
 /**
  * A repository as the sink of a copy (a push): a blob it has is skipped after a HEAD, one a
- * sibling repository has is mounted, the rest are uploaded from the source. A store source's
+ * sibling repository has is mounted, the rest are uploaded from the source. An artifact goes
+ * after its subject, and into the subject's fallback tag where the registry does not track
+ * subjects itself. A store source's
  * reader goes out as it is read, verified before its last chunk is sent, so a corrupt blob never
  * completes an upload.
  */
@@ -89,12 +96,17 @@ export function registrySink(
       return { outcome, bytes: outcome === 'uploaded' ? d.size : 0 };
     },
     putManifest: async (node, tag) => {
-      await manifests.putManifest(
+      const sent = await manifests.sendManifest(
         r,
         tag ?? node.descriptor.digest,
         node.bytes,
         node.descriptor.mediaType,
       );
+      // A registry that did not track the subject lists the artifact only in the fallback tag.
+      if (node.subject !== undefined && !sent.subjectTracked) {
+        const { descriptor } = describeReferrer(node.descriptor, node.bytes);
+        await referrers.addFallbackReferrer(r, node.subject.digest, descriptor);
+      }
     },
   };
 }

@@ -101,6 +101,20 @@ export async function putManifest(
   bytes: Buffer,
   mediaType: MediaType,
 ): Promise<Descriptor> {
+  return (await sendManifest(r, reference, bytes, mediaType)).descriptor;
+}
+
+/**
+ * {@link putManifest}, also telling whether the registry took note of the manifest's `subject`
+ * (OCI distribution 1.1 answers with an `OCI-Subject` header); a registry that did not needs
+ * the referrers fallback tag.
+ */
+export async function sendManifest(
+  r: Repo,
+  reference: string,
+  bytes: Buffer,
+  mediaType: MediaType,
+): Promise<{ descriptor: Descriptor; subjectTracked: boolean }> {
   const digest = sha256(bytes);
   if (isDigest(reference) && reference !== digest) {
     throw new DigestMismatchError(reference, digest, 'manifest');
@@ -121,7 +135,10 @@ export async function putManifest(
       `${r.registry}: PUT manifest ${reference}: the registry computed ${theirs}, we sent ${digest}`,
     );
   }
-  return { mediaType, digest, size: bytes.length };
+  return {
+    descriptor: { mediaType, digest, size: bytes.length },
+    subjectTracked: headerValue(res.headers['oci-subject']) !== undefined,
+  };
 }
 
 /**

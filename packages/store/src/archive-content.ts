@@ -23,6 +23,7 @@ import {
   validateIndex,
   validateOciLayout,
 } from '@strata/oci';
+import { isReferrerRecord, referrersIn } from './referrers';
 
 /** Where each file of a tar is: the offset of its data and its size. */
 type TarIndex = Map<string, { offset: number; size: number }>;
@@ -151,11 +152,12 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
     openBlob,
     // The blob stream is verified; its end (and so the tar's) waits for that check.
     openDecompressed: async (d, c) => decompressBlob(await openBlob(d), c),
+    referrers: async (d) => referrersIn(index, d.digest),
   };
   if (!files.has('oci-layout') || !files.has('index.json')) {
     throw new CorruptError(`${file} is not an OCI archive: oci-layout or index.json is missing`);
   }
-  const index = assertValid(
+  const index: ImageIndex = assertValid(
     validateIndex,
     parseJson(await readWhole('index.json', 4 << 20), `${file}: index.json`),
     `${file}: index.json`,
@@ -172,10 +174,11 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
     image: (d) => imageOf(content, d),
     indexOf: (d) => indexOf(content, d),
     selectImage: async (sel) => {
-      const only = index.manifests.length === 1 ? index.manifests[0] : undefined;
+      const images = index.manifests.filter((d) => !isReferrerRecord(d));
+      const only = images.length === 1 ? images[0] : undefined;
       const d = only
         ? await resolveManifest(only, sel, (x) => indexOf(content, x).indexManifest(), file)
-        : requireManifest(index, sel, file);
+        : requireManifest({ ...index, manifests: images }, sel, file);
       return imageOf(content, d);
     },
   };

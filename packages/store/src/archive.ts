@@ -19,6 +19,7 @@ import {
 } from '@strata/oci';
 import { openArchive } from './archive-content';
 import { fsyncDir, tempPathFor } from './atomic';
+import { isReferrerRecord, referrerRecord } from './referrers';
 import { normalizeTag } from './refs';
 import { storeSink } from './sink';
 import type { Store } from './store';
@@ -47,7 +48,7 @@ function putEntry(pack: Pack, name: string, data: Buffer): Promise<void> {
  * `blobs/sha256/<hex>`, streamed from the (verifying) source. A tar is written in order, so the
  * copy that feeds it runs one blob at a time.
  */
-function archiveSink(pack: Pack): ContentSink<'written'> {
+function archiveSink(pack: Pack, records: Descriptor[]): ContentSink<'written'> {
   const name = (d: Descriptor) => `blobs/sha256/${digestHex(d.digest)}`;
   return {
     putBlob: async (d, src) => {
@@ -55,12 +56,16 @@ function archiveSink(pack: Pack): ContentSink<'written'> {
       await pipeline(await src.openBlob(d), entry);
       return { outcome: 'written', bytes: d.size };
     },
-    putManifest: (node) => putEntry(pack, name(node.descriptor), node.bytes),
+    putManifest: async (node) => {
+      // An attached artifact is recorded in the archive's index.json as the store records it.
+      if (node.subject !== undefined) records.push(referrerRecord(node.descriptor, node.bytes));
+      await putEntry(pack, name(node.descriptor), node.bytes);
+    },
   };
 }
 
 /**
- * Write one image (and everything it reaches) as an OCI archive: a tar of an OCI image
+ * Write one image (and everything it reaches, with the artifacts attached) as an OCI archive: a tar of an OCI image
  * layout, which `skopeo inspect oci-archive:FILE` reads. Written atomically. With `platform`,
  * of a multi-platform template only that platform's rootfs image (as selectManifest picks it).
  */
@@ -81,7 +86,7 @@ export async function saveArchive(
   const top: Descriptor = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
   if (name) top.annotations = { [Annotations.refName]: name };
   if (desc.platform) top.platform = desc.platform;
-  const index: ImageIndex = { schemaVersion: 2, manifests: [top] };
+  const records: Descriptor[] = [];
 
   const pack = (await tarStream()).pack();
   const tmp = tempPathFor(path.resolve(outFile));
@@ -89,10 +94,12 @@ export async function saveArchive(
   const writing = pipeline(pack, fh.createWriteStream({ flush: true }));
   try {
     await putEntry(pack, 'oci-layout', encodeJson({ imageLayoutVersion: '1.0.0' }));
-    await putEntry(pack, 'index.json', encodeJson(index));
     pack.entry(header('blobs/', 0, 'directory'));
     pack.entry(header('blobs/sha256/', 0, 'directory'));
-    await copyGraph(store.content, archiveSink(pack), desc, { jobs: 1 });
+    await copyGraph(store.content, archiveSink(pack, records), desc, { jobs: 1 });
+    // index.json goes last: the artifacts the copy met are recorded there beside the image.
+    const index: ImageIndex = { schemaVersion: 2, manifests: [top, ...records] };
+    await putEntry(pack, 'index.json', encodeJson(index));
     pack.finalize();
     await writing; // the stream fsyncs (flush) and closes the file
     await fsp.rename(tmp, outFile);
@@ -136,7 +143,8 @@ export async function loadArchive(
         file = spooled;
       }
       const archive = await openArchive(file);
-      const manifests = archive.index.manifests;
+      // Attached artifacts come with their subjects' copies, not as images of their own.
+      const manifests = archive.index.manifests.filter((d) => !isReferrerRecord(d));
       if (tag !== undefined && manifests.length !== 1) {
         throw new InvalidArgumentError(
           `the archive holds ${manifests.length} images; -t needs exactly one`,

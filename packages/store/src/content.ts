@@ -21,9 +21,12 @@ export function storeContent(
   store: BlobStore & {
     knownDiffId?(digest: Digest): Promise<Digest | undefined>;
     recordDiffId?(digest: Digest, diffId: Digest): Promise<void>;
+    referrers?(subject: Digest): Promise<Descriptor[]>;
   },
 ): StoreContent {
+  const referrers = store.referrers?.bind(store);
   return {
+    ...(referrers ? { referrers: (d: Descriptor) => referrers(d.digest) } : {}),
     readBlob: (d) => store.readBlob(d.digest, d.size),
     openBlob: (d) => store.openBlob(d.digest, d.size),
     openRange: async (d, start, end) => {

@@ -6,9 +6,13 @@ import {
   NotFoundError,
   SizeMismatchError,
 } from '@strata/oci';
+import { SUBJECT_ANNOTATION, isReferrerRecord } from './referrers';
 import type { Store } from './store';
 
-/** Re-hash every blob and check that every referenced blob exists. */
+/**
+ * Re-hash every blob and check that every referenced blob exists: of each tag, with what is
+ * attached to it, and of each attached artifact, whose subject must be there too.
+ */
 export async function fsck(store: Store): Promise<{ blobs: number; problems: string[] }> {
   const problems: string[] = [];
   const blobs = await store.allBlobs();
@@ -29,6 +33,10 @@ export async function fsck(store: Store): Promise<{ blobs: number; problems: str
   }
   for (const d of index?.manifests ?? []) {
     const name = d.annotations?.[Annotations.refName] ?? d.digest;
+    const subject = isReferrerRecord(d) ? d.annotations?.[SUBJECT_ANNOTATION] : undefined;
+    if (subject !== undefined && !(await store.hasBlob(subject as Digest))) {
+      problems.push(`artifact ${d.digest}: its subject ${subject} is missing`);
+    }
     try {
       const all = await store.reachable(d);
       for (const [digest] of all) {

@@ -1,10 +1,11 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Descriptor, Digest, InvalidArgumentError, LockedError } from '@strata/oci';
+import { Descriptor, Digest, InvalidArgumentError, LockedError, graphDigests } from '@strata/oci';
 import { fsyncDir } from './atomic';
 import type { BlobInfo } from './blobs';
 import { pruneDiffIds } from './diffids';
 import { pidAlive, withFileLock } from './lock';
+import { isReferrerRecord } from './referrers';
 import type { Store } from './store';
 
 /** What `Store.gc` freed, or with `dryRun` would free. */
@@ -20,7 +21,8 @@ export interface BlobGcResult {
 }
 
 /**
- * Drop blobs that no tag or GC root reaches, stale ingest files, and partial downloads that no
+ * Drop blobs that no tag or GC root reaches (an attached artifact is reached through its
+ * subject, and its record goes with it), stale ingest files, and partial downloads that no
  * running pull is using (a later pull of the blob then starts from the beginning). The roots
  * named in `dropRoots` are removed first (under the same lock) and keep nothing. With
  * `dryRun`, nothing is removed and the result says what would be.
@@ -43,8 +45,20 @@ export async function collectGarbage(
       }
       const index = await store.readIndex();
       const keep = new Map<Digest, Descriptor>();
-      for (const d of index.manifests) await store.reachable(d, keep);
-      for (const d of await store.rootDescriptors(drop)) await store.reachable(d, keep);
+      // An artifact's record is no root: the walk from its subject reaches it, or nothing does.
+      for (const d of index.manifests) {
+        if (!isReferrerRecord(d) && !keep.has(d.digest)) {
+          graphDigests(await store.graph(d, index), keep);
+        }
+      }
+      for (const d of await store.rootDescriptors(drop)) {
+        if (!keep.has(d.digest)) graphDigests(await store.graph(d, index), keep);
+      }
+      const orphans = index.manifests.filter((d) => isReferrerRecord(d) && !keep.has(d.digest));
+      if (!dry && orphans.length > 0) {
+        index.manifests = index.manifests.filter((d) => !orphans.includes(d));
+        await store.writeIndexHeld(index);
+      }
       const lease = await store.oldestLease();
       const blobs: BlobInfo[] = [];
       let bytesFreed = 0;

@@ -20,6 +20,7 @@ import {
 import { writeFileAtomic } from './atomic';
 import { BlobStore } from './blobs';
 import { withFileLock } from './lock';
+import { isReferrerRecord, referrerRecord, referrersIn, withRecord } from './referrers';
 
 /** Normalise a local tag to the ref name stored in index.json (`name:tag`). */
 export function normalizeTag(ref: string): string {
@@ -41,6 +42,11 @@ export class RefStore extends BlobStore {
     await writeFileAtomic(this.paths.indexPath, encodeJson(index));
   }
 
+  /** Replace index.json, for a caller that holds the store's lock already (gc). */
+  async writeIndexHeld(index: ImageIndex): Promise<void> {
+    await this.writeIndex(index);
+  }
+
   /** Read-modify-write index.json under the store's lock. */
   async updateIndex<T>(fn: (index: ImageIndex) => T | Promise<T>): Promise<T> {
     return withFileLock(
@@ -55,13 +61,15 @@ export class RefStore extends BlobStore {
     );
   }
 
-  /** Tagged images, in index order. */
+  /** Tagged images, in index order (not the records of attached artifacts). */
   async list(): Promise<Array<{ ref: string; descriptor: Descriptor }>> {
     const index = await this.readIndex();
-    return index.manifests.map((d) => ({
-      ref: d.annotations?.[Annotations.refName] ?? d.digest,
-      descriptor: d,
-    }));
+    return index.manifests
+      .filter((d) => !isReferrerRecord(d))
+      .map((d) => ({
+        ref: d.annotations?.[Annotations.refName] ?? d.digest,
+        descriptor: d,
+      }));
   }
 
   /**
@@ -93,6 +101,30 @@ export class RefStore extends BlobStore {
       index.manifests.push(entry);
       return before;
     });
+  }
+
+  /**
+   * Record the artifact manifest `d` (whose bytes, already in the store, are `bytes`) as a
+   * referrer of its subject, so that {@link referrers} finds it and gc keeps it while the
+   * subject is kept. Recording it again changes nothing.
+   */
+  async recordReferrer(d: Descriptor, bytes: Buffer): Promise<Descriptor> {
+    const record = referrerRecord(d, bytes);
+    const held = (await this.readIndex()).manifests.find(
+      (x) => isReferrerRecord(x) && x.digest === d.digest,
+    );
+    if (held && encodeJson(held).equals(encodeJson(record))) return record;
+    await this.updateIndex((index) => withRecord(index, record));
+    return record;
+  }
+
+  /**
+   * The referrers of manifest or index `subject` the store holds (OCI 1.1), of `artifactType`
+   * only when given: descriptors with artifactType and annotations, as a registry's referrers
+   * index lists them.
+   */
+  async referrers(subject: Digest, artifactType?: string): Promise<Descriptor[]> {
+    return referrersIn(await this.readIndex(), subject, artifactType);
   }
 
   /** Remove a tag. Blobs stay until `gc`. */

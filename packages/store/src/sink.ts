@@ -26,6 +26,7 @@ export function storeSink(store: Store): ContentSink<StoreOutcome> {
         digest: node.descriptor.digest,
         size: node.descriptor.size,
       });
+      if (node.subject !== undefined) await store.recordReferrer(node.descriptor, node.bytes);
       if (tag !== undefined) await store.tag(tag, node.descriptor);
     },
     // A blob that fails its check here is fetched from the source again.

@@ -1,8 +1,13 @@
-import { promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
+  Annotations,
   Descriptor,
   Digest,
+  ImageIndex,
+  InvalidArgumentError,
+  MediaTypes,
+  NotFoundError,
   ImageConfig,
   ImageManifest,
   InvalidDocumentError,
@@ -36,6 +41,7 @@ import { BlobGcResult, collectGarbage } from './gc';
 import { withFileLock } from './lock';
 import { StorePaths } from './paths';
 import { storeContent } from './content';
+import { EMPTY_CONFIG, referrersIn } from './referrers';
 import { RootStore } from './roots';
 
 /**
@@ -177,9 +183,76 @@ export class Store extends RootStore {
     return graphDigests(await this.graph(desc), into);
   }
 
-  /** The graph under `desc` (see walkGraph), its manifests read from the store, verified. */
-  async graph(desc: Descriptor): Promise<Graph> {
-    return walkGraph(desc, (d) => this.readBlob(d.digest, d.size));
+  /**
+   * The graph under `desc` (see walkGraph), its manifests read from the store, verified, with
+   * the artifacts attached to each (as index.json records them, read once; or as `index` does).
+   */
+  async graph(desc: Descriptor, index?: ImageIndex): Promise<Graph> {
+    const held = index ?? (await this.readIndex());
+    return walkGraph(desc, (d) => this.readBlob(d.digest, d.size), {
+      referrers: async (d) => referrersIn(held, d.digest),
+    });
+  }
+
+  /**
+   * Attach an artifact to `subject` (a manifest or index in the store), OCI 1.1 style: each
+   * file streams in as a blob (verified and written atomically, as putBlob does), titled
+   * `title`; the config is the empty descriptor; the manifest carries `artifactType` and
+   * `subject`. It is recorded in index.json, so gc keeps it while the subject is kept. The same
+   * files, type and annotations give the same manifest (layers sorted by title) and one record.
+   */
+  async attach(
+    subject: Descriptor,
+    artifactType: string,
+    files: ReadonlyArray<{ path: string; mediaType: string; title: string }>,
+    annotations?: Record<string, string>,
+  ): Promise<Descriptor> {
+    if (!isImageMediaType(subject.mediaType) && !isIndexMediaType(subject.mediaType)) {
+      throw new InvalidArgumentError(
+        `cannot attach to ${subject.digest}: ${subject.mediaType} is not a manifest or index`,
+      );
+    }
+    if (!(await this.hasBlob(subject.digest))) {
+      throw new NotFoundError(`cannot attach to ${subject.digest}: it is not in the store`);
+    }
+    const sorted = [...files].sort((a, b) => (a.title < b.title ? -1 : a.title > b.title ? 1 : 0));
+    for (let i = 1; i < sorted.length; i++) {
+      if (sorted[i]?.title === sorted[i - 1]?.title) {
+        throw new InvalidArgumentError(`two files of one artifact are titled ${sorted[i]?.title}`);
+      }
+    }
+    // A lease keeps a gc from taking the new blobs before the record that keeps them is written.
+    return this.withLease(async () => {
+      const layers: Descriptor[] = [];
+      for (const f of sorted) {
+        const blob = await this.putBlob(createReadStream(f.path));
+        layers.push({
+          mediaType: f.mediaType,
+          digest: blob.digest,
+          size: blob.size,
+          annotations: { [Annotations.title]: f.title },
+        });
+      }
+      await this.putBytes(Buffer.from('{}'), EMPTY_CONFIG);
+      const manifest: ImageManifest = {
+        schemaVersion: 2,
+        mediaType: MediaTypes.imageManifest,
+        artifactType,
+        config: EMPTY_CONFIG,
+        layers,
+        subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+        ...(annotations && Object.keys(annotations).length > 0 ? { annotations } : {}),
+      };
+      const bytes = encodeJson(manifest);
+      const blob = await this.putBytes(bytes);
+      const d: Descriptor = { mediaType: MediaTypes.imageManifest, ...blob };
+      const record = await this.recordReferrer(d, bytes);
+      // What referrers() lists for it: the record without the store's own annotation.
+      return referrersIn(
+        { schemaVersion: 2, manifests: [record] },
+        subject.digest,
+      )[0] as Descriptor;
+    });
   }
 
   /**

@@ -4,3 +4,4 @@ export { readRootfsFacts } from './facts';
 export { openRootfsSource } from './rootfs-input';
 export { createTemplate, isoDate } from './create';
 export { loadTemplateSet, summarizeSet } from './inspect';
+export type { ArtifactSummary } from './inspect';

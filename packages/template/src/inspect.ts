@@ -133,6 +133,39 @@ export interface TemplateSet {
   images: Array<{ role: string; platform?: string; template: LoadedTemplate }>;
   /** The platforms of a multi-platform template index (`os/arch[/variant]`). */
   platforms?: string[];
+  /** The artifacts attached to the index or to one of these images (OCI 1.1 referrers). */
+  artifacts: ArtifactSummary[];
+}
+
+/** An artifact attached to a template (its .debs, say), as `strata inspect` shows it. */
+export interface ArtifactSummary {
+  digest: Digest;
+  artifactType: string;
+  /** The manifest or index it is attached to. */
+  subject: Digest;
+  /** How many files (layers) it holds, and their titles. */
+  files: number;
+  titles: string[];
+  annotations?: Record<string, string>;
+}
+
+/** The artifacts attached to each of `subjects`, in that order. */
+async function artifactsOf(store: Store, subjects: Descriptor[]): Promise<ArtifactSummary[]> {
+  const out: ArtifactSummary[] = [];
+  for (const s of subjects) {
+    for (const a of await store.referrers(s.digest)) {
+      const m = await store.readManifest(a);
+      out.push({
+        digest: a.digest,
+        artifactType: a.artifactType ?? m.config.mediaType,
+        subject: s.digest,
+        files: m.layers.length,
+        titles: m.layers.map((l) => l.annotations?.[Annotations.title] ?? l.digest),
+        ...(a.annotations ? { annotations: a.annotations } : {}),
+      });
+    }
+  }
+  return out;
 }
 
 /**
@@ -148,7 +181,12 @@ export async function loadTemplateSet(
   const name = descriptor.annotations?.[Annotations.refName] ?? ref;
   if (descriptor.mediaType !== MediaTypes.imageIndex) {
     const template = await loadTemplate(store, ref, platform);
-    return { ref: name, descriptor, images: [{ role: 'rootfs', template }] };
+    return {
+      ref: name,
+      descriptor,
+      images: [{ role: 'rootfs', template }],
+      artifacts: await artifactsOf(store, [template.descriptor]),
+    };
   }
   const index = await store.readImageIndex(descriptor);
   const platforms = platformsOf(index).map(formatPlatform);
@@ -169,7 +207,13 @@ export async function loadTemplateSet(
       template: await loadImage(store, what, m),
     });
   }
-  return { ref: name, descriptor, images, ...(platforms.length > 1 ? { platforms } : {}) };
+  return {
+    ref: name,
+    descriptor,
+    images,
+    ...(platforms.length > 1 ? { platforms } : {}),
+    artifacts: await artifactsOf(store, [descriptor, ...images.map((i) => i.template.descriptor)]),
+  };
 }
 
 /** What `strata inspect --json` prints: the rootfs summary, plus every image of an index. */
@@ -177,6 +221,7 @@ export function summarizeSet(set: TemplateSet): TemplateSummary & {
   images?: Array<{ role: string; platform?: string } & TemplateSummary>;
   sharedLayers?: Array<{ digest: Digest; size: number }>;
   platforms?: string[];
+  artifacts: ArtifactSummary[];
 } {
   const summaries = set.images.map((i) => ({
     role: i.role,
@@ -185,7 +230,9 @@ export function summarizeSet(set: TemplateSet): TemplateSummary & {
   }));
   const main = summaries.find((s) => s.role === 'rootfs') ?? summaries[0];
   if (!main) throw new InvalidDocumentError(`index ${set.ref}`, ['holds no image']);
-  if (set.images.length === 1) return summarize(set.images[0]!.template);
+  if (set.images.length === 1) {
+    return { ...summarize(set.images[0]!.template), artifacts: set.artifacts };
+  }
   const seen = new Map<Digest, number>();
   for (const s of summaries)
     for (const l of new Set(s.layers.map((x) => x.digest))) seen.set(l, (seen.get(l) ?? 0) + 1);
@@ -201,5 +248,6 @@ export function summarizeSet(set: TemplateSet): TemplateSummary & {
     ...(set.platforms ? { platforms: set.platforms } : {}),
     images: summaries,
     sharedLayers,
+    artifacts: set.artifacts,
   };
 }

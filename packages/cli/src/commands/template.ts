@@ -202,6 +202,13 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             );
           }
         }
+        ctx.print(`\nArtifacts:     ${s.artifacts.length === 0 ? '(none)' : s.artifacts.length}`);
+        for (const x of s.artifacts) {
+          const on = x.subject === s.digest ? 'the template' : shortDigest(x.subject);
+          ctx.print(
+            `  ${shortDigest(x.digest)}  ${x.artifactType}  ${x.files} file${x.files === 1 ? '' : 's'}  (on ${on})`,
+          );
+        }
       }),
     );
 }

@@ -1,0 +1,48 @@
+import type { Argv } from 'yargs';
+import type { GlobalArgs } from '../context';
+import type { Runner } from '../main';
+import { once } from '../output';
+
+interface DebsArgs extends GlobalArgs {
+  ref: string;
+  output: string;
+  platform?: string;
+}
+
+export function debsCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  return y.command(
+    'debs <ref>',
+    'Write the Debian packages attached to a template as a flat apt repository',
+    (c) =>
+      c
+        .positional('ref', { type: 'string', demandOption: true })
+        .option('output', {
+          alias: 'o',
+          type: 'string',
+          demandOption: true,
+          describe: 'Folder to write the .debs, Packages and Release into',
+          coerce: once('-o/--output', 'strata debs'),
+        })
+        .option('platform', {
+          type: 'string',
+          describe: 'Of a multi-platform template, the packages of this platform',
+          coerce: once('--platform', 'strata debs'),
+        }),
+    run<DebsArgs>(async (ctx, a) => {
+      const { exportDebs } = await import('@strata/compose');
+      const { parsePlatform } = await import('@strata/oci');
+      const platform = a.platform !== undefined ? parsePlatform(a.platform) : undefined;
+      const r = await exportDebs(await ctx.store(), a.ref, a.output, platform);
+      if (ctx.json) {
+        ctx.printJson(r);
+        return;
+      }
+      for (const p of r.packages)
+        ctx.print(`${p.filename}  ${p.name} ${p.version} ${p.architecture}`);
+      ctx.print(
+        `wrote ${r.packages.length} package${r.packages.length === 1 ? '' : 's'}, Packages and Release to ${r.dir}`,
+      );
+      ctx.print(`use it with: deb [trusted=yes] file:${r.dir} ./`);
+    }),
+  );
+}
