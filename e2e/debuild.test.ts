@@ -17,6 +17,7 @@ import {
   strataOk,
 } from './helpers';
 import { buildJson, mountsUnder, storeWithBase } from './fixtures/build/harness';
+import { Registry, startRegistry } from './registry-fixtures';
 
 jest.setTimeout(SLOW);
 
@@ -87,24 +88,21 @@ describe('a native DEBUILD', () => {
     expect(r.stepsRun).toBe(0);
   });
 
-  test('building the same sources again gives byte-identical .debs', async () => {
-    const cached = (await build(['-t', 'own:2', ctx])).debs;
-    const again = await build(['--no-cache', '-t', 'own:5', ctx]);
-    expect(again.stepsRun).toBe(4);
-    expect(cached?.map((d) => d.filename)).toEqual([
+  test('changing one source file rebuilds that package only, and the steps that install it', async () => {
+    const changed = context('native-changed', NATIVE);
+    const c = path.join(changed, 'strata-hello', 'hello.c');
+    // A comment leaves the binary, and so the .deb, byte for byte the same (the build is dated
+    // by debian/changelog, not the clock): the steps that install it stay cache hits.
+    fs.appendFileSync(c, '/* a comment */\n');
+    const same = await build(['-t', 'own:3', changed]);
+    expect(same.stepsRun).toBe(1);
+    const before = (await build(['-t', 'own:2', ctx])).debs;
+    expect(before?.map((d) => d.filename)).toEqual([
       'strata-hello-dbgsym_1.0_amd64.deb',
       'strata-hello_1.0_amd64.deb',
       'strata-greeting_1.0_all.deb',
     ]);
-    expect(again.debs).toEqual(cached);
-  });
-
-  test('changing one source file rebuilds that package only, and the steps that install it', async () => {
-    const changed = context('native-changed', NATIVE);
-    const c = path.join(changed, 'strata-hello', 'hello.c');
-    // A comment leaves the binary, and so the .deb, byte for byte the same: later steps stay hits.
-    fs.appendFileSync(c, '/* a comment */\n');
-    expect((await build(['-t', 'own:3', changed])).stepsRun).toBe(1);
+    expect(same.debs).toEqual(before);
     fs.writeFileSync(c, fs.readFileSync(c, 'utf8').replace('hello from', 'hi from'));
     // strata-hello's DEBUILD, then INSTALL and RUN (the repository changed); strata-greeting
     // does not build with strata-hello and is a cache hit.
@@ -114,6 +112,54 @@ describe('a native DEBUILD', () => {
 
   test('no process and no mount is left behind', async () => {
     expect(await mountsUnder(store)).toEqual([]);
+  });
+});
+
+describe('the packages travel with the template', () => {
+  let registry: Registry;
+  beforeAll(async () => {
+    registry = await startRegistry();
+  });
+  afterAll(() => registry?.stop());
+
+  test('through a registry to a fresh store, where a derived Stratafile installs them without building', async () => {
+    // The middleware team builds its packages and publishes its template.
+    const mw = context(
+      'middleware',
+      'FROM base:v1 AS buildchroot\n\nFROM base:v1\nBUILDCHROOT buildchroot\nDEBUILD strata-hello strata-greeting\nRUN true\n',
+    );
+    const built = await build(['-t', 'mw:1', mw]);
+    const remote = `127.0.0.1:${registry.port}/teams/middleware:1`;
+    await strataOk(['push', 'mw:1', remote], { store });
+
+    // The application team, on another machine: a fresh store and no sources at all.
+    const { work: appWork, store: appStore, sources: appSources } = await storeWithBase();
+    const app = path.join(appWork, 'app');
+    fs.mkdirSync(app);
+    fs.writeFileSync(
+      path.join(app, 'Stratafile'),
+      `FROM ${remote}\nINSTALL strata-greeting\nRUN strata-greet > /etc/greeted\n`,
+    );
+    const r = await buildJson(['--apt-sources', appSources, '-t', 'app:1', app], appStore);
+    expect(r.stepsRun).toBe(2);
+    expect(r.debs?.map((d) => d.digest).sort()).toEqual(built.debs?.map((d) => d.digest).sort());
+    const flat = fs.mkdtempSync(path.join(appWork, 'flat-'));
+    await strataOk(['flatten', 'app:1', '--rootfs', path.join(flat, 'r.tar')], { store: appStore });
+    await runOk('tar', ['-xf', path.join(flat, 'r.tar'), '-C', flat, 'etc/greeted']);
+    expect(fs.readFileSync(path.join(flat, 'etc/greeted'), 'utf8')).toMatch(
+      /^hello from strata-hello, greetings/,
+    );
+    // And they export as a plain apt repository.
+    const out = path.join(appWork, 'repo');
+    await strataOk(['debs', 'app:1', '-o', out], { store: appStore });
+    expect(fs.readdirSync(out).sort()).toEqual(
+      expect.arrayContaining([
+        'Packages',
+        'Release',
+        'strata-greeting_1.0_all.deb',
+        'strata-hello_1.0_amd64.deb',
+      ]),
+    );
   });
 });
 

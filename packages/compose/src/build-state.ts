@@ -168,6 +168,8 @@ export interface BuildContext {
   epoch(state: StageState): Promise<number>;
   /** The apt repository of the packages DEBUILD made so far; undefined before there are any. */
   localRepo(): Promise<RepoContents | undefined>;
+  /** Make the .debs attached to a FROM template installable by name in this build. */
+  inheritDebs(desc: Descriptor): Promise<void>;
 }
 
 function pkgKey(p: DebianPackage): string {

@@ -4,7 +4,17 @@
  */
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Descriptor, Digest, MediaTypes, configPlatform, digestHex, chainId } from '@strata/oci';
+import {
+  Annotations,
+  ArtifactTypes,
+  Descriptor,
+  Digest,
+  MediaTypes,
+  PlatformSelector,
+  chainId,
+  configPlatform,
+  digestHex,
+} from '@strata/oci';
 import { debianArchitectureOf, parseDeb822 } from '@strata/debian';
 import {
   EmulatorMissingError,
@@ -12,7 +22,9 @@ import {
   hostDebianArchitecture,
   requireEmulation,
 } from '@strata/tools';
+import type { Store } from '@strata/store';
 import { cacheKey, cacheRootName, hashContextPaths } from './cache';
+import { attachedDebs } from './export-debs';
 import { BuildContext, BuiltLayer, StageState, chainOf, stackOf } from './build-state';
 import { RepoContents, writeDebsRepo } from './local-repo';
 import type { Snapshots, StackLayer } from './snapshots';
@@ -345,20 +357,8 @@ export class Debuilder {
       const debs: BuiltDeb[] = [];
       for (const f of (await fsp.readdir(out)).filter((n) => n.endsWith('.deb')).sort()) {
         const file = path.join(out, f);
-        const control = parseDeb822(await debControl(file))[0] ?? new Map<string, string>();
         const blob = await this.ctx.store.putBlob(createReadStream(file));
-        debs.push({
-          blob: {
-            mediaType: MediaTypes.debianPackage,
-            digest: blob.digest,
-            size: blob.size,
-            annotations: { 'org.opencontainers.image.title': f },
-          },
-          filename: f,
-          package: control.get('package') ?? f,
-          version: control.get('version') ?? '',
-          architecture: control.get('architecture') ?? target,
-        });
+        debs.push(await builtDeb(file, f, blob));
       }
       if (debs.length === 0)
         throw new BuildStepError(
@@ -415,4 +415,54 @@ function unsigned(text: string): string {
       text,
     );
   return m?.[1] ?? text;
+}
+
+/** A .deb in the store as the build knows it: the blob, and what dpkg-deb says it is. */
+export async function builtDeb(
+  file: string,
+  filename: string,
+  blob: { digest: Digest; size: number },
+): Promise<BuiltDeb> {
+  const control = parseDeb822(await debControl(file))[0] ?? new Map<string, string>();
+  return {
+    blob: {
+      mediaType: MediaTypes.debianPackage,
+      digest: blob.digest,
+      size: blob.size,
+      annotations: { [Annotations.title]: filename },
+    },
+    filename,
+    package: control.get('package') ?? filename,
+    version: control.get('version') ?? '',
+    architecture: control.get('architecture') ?? 'all',
+  };
+}
+
+/** The .debs attached to a FROM template, as packages the build can install by name. */
+export async function inheritedDebs(
+  store: Store,
+  desc: Descriptor,
+  platform?: PlatformSelector,
+): Promise<BuiltDeb[]> {
+  const out: BuiltDeb[] = [];
+  for (const a of await attachedDebs(store, desc, platform)) {
+    const { path: file } = await store.blobFile(a.blob.digest, a.blob.size);
+    out.push(await builtDeb(file, a.filename, a.blob));
+  }
+  return out;
+}
+
+/** Attach the build's .debs to its result (`subject`: the rootfs image), as a debs artifact. */
+export async function attachDebs(
+  store: Store,
+  subject: Descriptor,
+  debs: readonly BuiltDeb[],
+): Promise<Descriptor | undefined> {
+  if (debs.length === 0) return undefined;
+  const files = [];
+  for (const d of debs) {
+    const { path: file } = await store.blobFile(d.blob.digest, d.blob.size);
+    files.push({ path: file, mediaType: MediaTypes.debianPackage, title: d.filename });
+  }
+  return store.attach(subject, ArtifactTypes.debs, files);
 }

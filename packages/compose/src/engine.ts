@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
   Annotations,
+  Descriptor,
   InvalidArgumentError,
   NotFoundError,
   ParseError,
@@ -25,7 +26,7 @@ import {
 } from './build-state';
 import { resolveFrom, stageKey } from './resolve-from';
 import { StepRunner } from './run-step';
-import { Debuilder, LocalDebs } from './debuild';
+import { Debuilder, LocalDebs, attachDebs, inheritedDebs } from './debuild';
 import type { RepoContents } from './local-repo';
 import { Snapshots } from './snapshots';
 import { withBuildchroot, writeImage, writePlatformIndex } from './image-writer';
@@ -75,6 +76,13 @@ export class Builder implements BuildContext {
 
   localRepo(): Promise<RepoContents | undefined> {
     return this.debs.current();
+  }
+
+  async inheritDebs(desc: Descriptor): Promise<void> {
+    const debs = await inheritedDebs(this.store, desc, this.platform);
+    if (debs.length === 0) return;
+    this.debs.add(debs);
+    this.keys.localRepo = (await this.debs.current())?.release;
   }
 
   checkAbort(): void {
@@ -128,6 +136,8 @@ export class Builder implements BuildContext {
       }
       const state = final as StageState;
       const rootfs = await writeImage(this, state);
+      // The packages the build made or inherited travel with it (and through registries).
+      await attachDebs(this.store, rootfs.descriptor, this.debs.debs);
       const image = {
         ...rootfs,
         descriptor: await withBuildchroot(this, state, rootfs.descriptor),
