@@ -67,6 +67,9 @@ function context(name, stratafile) {
   return dir;
 }
 
+/** A case's tag: `bareCross` → `bare-cross:bench`. */
+const tagOf = (name) => `${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}:bench`;
+
 /** The tag's Stratafile: a buildchroot stage, then a stage that only runs DEBUILD strata-hello. */
 function stratafile(buildchroot, prepare) {
   return (
@@ -83,17 +86,14 @@ function main() {
       'deb http://deb.debian.org/debian bookworm-updates main\n' +
       'deb http://deb.debian.org/debian-security bookworm-security main\n',
   );
-  fs.rmSync(STORE, { recursive: true, force: true });
-  strata(['template', 'create', fixture('minbase.tar'), '-t', 'base:bench', '--name', 'base']);
-  strata([
-    'template',
-    'create',
-    fixture('minbase-arm64.tar'),
-    '-t',
-    'base-arm64:bench',
-    '--name',
-    'base',
-  ]);
+  const have = (tag) =>
+    spawnSync(process.execPath, [CLI, '--store', STORE, 'inspect', tag], { stdio: 'ignore' })
+      .status === 0;
+  for (const [tar, tag] of [
+    ['minbase.tar', 'base:bench'],
+    ['minbase-arm64.tar', 'base-arm64:bench'],
+  ])
+    if (!have(tag)) strata(['template', 'create', fixture(tar), '-t', tag, '--name', 'base']);
   const args = (ctx, tag, extra = []) => [
     'build',
     '-q',
@@ -120,7 +120,7 @@ function main() {
     bareNative: context('bare-native', stratafile('base-arm64:bench', '')),
   };
   // Warm-ups: the .deb cache, apt lists and the prepared buildchroots' layers.
-  for (const [name, ctx] of Object.entries(cases)) strata(args(ctx, `${name}:bench`));
+  for (const [name, ctx] of Object.entries(cases)) strata(args(ctx, tagOf(name)));
 
   const hello = (ctx) => path.join(ctx, 'strata-hello', 'hello.c');
   const secs = { cross: [], native: [], bareCross: [], bareNative: [] };
@@ -128,13 +128,13 @@ function main() {
     for (const name of ['cross', 'native']) {
       // A changed source: only the DEBUILD runs again, on the cached buildchroot.
       fs.appendFileSync(hello(cases[name]), `/* run ${Date.now()} */\n`);
-      secs[name].push(strata(args(cases[name], `${name}:bench`)));
+      secs[name].push(strata(args(cases[name], tagOf(name))));
     }
     for (const name of ['bareCross', 'bareNative'])
-      secs[name].push(strata(args(cases[name], `${name}:bench`, ['--no-cache'])));
+      secs[name].push(strata(args(cases[name], tagOf(name), ['--no-cache'])));
   }
   const noop = [];
-  for (let i = 0; i < 5; i++) noop.push(strata(args(cases.cross, 'cross:bench')));
+  for (let i = 0; i < 5; i++) noop.push(strata(args(cases.cross, tagOf('cross'))));
 
   const speedup = median(secs.native) / median(secs.cross);
   const bare = median(secs.bareNative) / median(secs.bareCross);

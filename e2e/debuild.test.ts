@@ -110,6 +110,24 @@ describe('a native DEBUILD', () => {
     expect(fs.readFileSync(await fileOf('own:4', 'etc/greeted'), 'utf8')).toMatch(/^hi from/);
   });
 
+  test('a .dsc builds as its tree does, byte for byte', async () => {
+    const dsc = context('dsc', '');
+    await runOk('dpkg-source', ['-b', 'strata-greeting'], { cwd: dsc });
+    fs.rmSync(path.join(dsc, 'strata-greeting'), { recursive: true });
+    fs.writeFileSync(
+      path.join(dsc, 'Stratafile'),
+      NATIVE.replace(
+        'DEBUILD strata-hello strata-greeting',
+        'DEBUILD strata-greeting_1.0.dsc',
+      ).replace('INSTALL strata-greeting\nRUN strata-greet > /etc/greeted\n', 'RUN true\n'),
+    );
+    const r = await build(['-t', 'own-dsc:1', dsc]);
+    const fromTree = (await build(['-t', 'own:2', ctx])).debs?.find(
+      (d) => d.filename === 'strata-greeting_1.0_all.deb',
+    );
+    expect(r.debs).toEqual([fromTree]);
+  });
+
   test('no process and no mount is left behind', async () => {
     expect(await mountsUnder(store)).toEqual([]);
   });

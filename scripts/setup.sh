@@ -25,7 +25,8 @@ fi
 #     arch-test                          qemu-user through binfmt_misc; mmdebstrap needs arch-test
 #   qemu-system-arm, qemu-efi-aarch64,   the arm64 boot tests (EFI with AAVMF, and U-Boot)
 #     u-boot-qemu
-#   dpkg-dev                             local apt repositories in the build tests
+#   dpkg-dev                             dpkg-deb reads built .debs (DEBUILD, strata debs); local apt
+#                                        repositories and a .dsc (dpkg-source) in the tests
 #   strace                               the arm64 boot test lists what flatten and image run
 #   file                                 the foreign architecture tests tell ARM binaries apart
 packages=(

@@ -127,6 +127,12 @@ function debuildScript(o: {
     o.dsc
       ? `dpkg-source --no-check -x /run/strata/context/${q(o.source)} /build/src`
       : `cp -a /run/strata/context/${q(o.source)} /build/src`,
+    // A 3.0 (quilt) tree's upstream tarballs lie beside it, where dpkg-source looks for them.
+    ...(o.dsc
+      ? []
+      : [
+          `for f in "$(dirname /run/strata/context/${q(o.source)})"/*.orig.tar.* "$(dirname /run/strata/context/${q(o.source)})"/*.orig-*.tar.*; do if [ -f "$f" ]; then cp "$f" /build/; fi; done`,
+        ]),
     'phase build-deps',
     `apt-get build-dep -y -q --no-install-recommends ${aArg}${pArg} /build/src`,
     'phase build',
@@ -231,7 +237,13 @@ export class Debuilder {
         throw new BuildStepError(ins.loc, `DEBUILD ${source}: no debian/control in it`, {
           hint: 'DEBUILD takes a source tree holding debian/, or a .dsc',
         });
-      return hashContextPaths(this.ctx.context, [source]);
+      // A 3.0 (quilt) tree builds from the upstream tarballs beside it as well.
+      const parent = path.posix.dirname(source);
+      const origs = (await fsp.readdir(path.join(this.ctx.context, parent)))
+        .filter((n) => /\.orig(-[A-Za-z0-9-]+)?\.tar\./.test(n))
+        .map((n) => path.posix.join(parent, n))
+        .sort();
+      return hashContextPaths(this.ctx.context, [source, ...origs]);
     }
     const dsc = await fsp.readFile(path.join(this.ctx.context, source), 'utf8').catch(() => {
       throw new BuildStepError(ins.loc, `DEBUILD ${source}: no such file in the build context`);
