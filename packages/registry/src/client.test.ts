@@ -96,6 +96,20 @@ function recordedOpens(): { open: () => Readable; opened: Readable[] } {
   return { open, opened };
 }
 
+/**
+ * Start an answer to a blob GET: 206 from the byte a `Range: bytes=N-` asks for, else 200 from
+ * the start. Returns where the body must start.
+ */
+function answerFrom(req: http.IncomingMessage, res: http.ServerResponse): number {
+  const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+  const start = m ? Number(m[1]) : 0;
+  res.writeHead(m ? 206 : 200, {
+    'content-length': blob.length - start,
+    ...(m ? { 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}` } : {}),
+  });
+  return start;
+}
+
 describe('RegistryClient against a scripted server', () => {
   let dir: string;
   let store: Store;
@@ -198,12 +212,7 @@ describe('RegistryClient against a scripted server', () => {
   it('says which blob, how far it got and how often it tried when the connection keeps dropping', async () => {
     // Every answer sends 50000 bytes from where it was asked to start, then drops the socket.
     const srv = await fakeRegistry((req, res) => {
-      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-      const start = m ? Number(m[1]) : 0;
-      res.writeHead(m ? 206 : 200, {
-        'content-length': blob.length - start,
-        ...(m ? { 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}` } : {}),
-      });
+      const start = answerFrom(req, res);
       res.write(blob.subarray(start, start + 50000), () =>
         setTimeout(() => req.socket.destroy(), 20),
       );
@@ -222,12 +231,7 @@ describe('RegistryClient against a scripted server', () => {
     const partial = path.join(dir, '.strata', 'ingest', `pull-${digestHex(desc.digest)}.partial`);
     await fsp.writeFile(partial, Buffer.alloc(5000, 0xee)); // garbage left by a crash
     const srv = await fakeRegistry((req, res) => {
-      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-      const start = m ? Number(m[1]) : 0;
-      res.writeHead(m ? 206 : 200, {
-        'content-length': blob.length - start,
-        ...(m ? { 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}` } : {}),
-      });
+      const start = answerFrom(req, res);
       res.end(blob.subarray(start));
     });
     const c = client(srv);
