@@ -23,6 +23,7 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
+const { run, median, fmt } = require('./timing');
 const { spawnSync } = require('node:child_process');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -38,27 +39,7 @@ const MIRROR_LINES =
   'deb http://deb.debian.org/debian bookworm-updates main\n' +
   'deb http://deb.debian.org/debian-security bookworm-security main\n';
 
-function run(cmd, args, opts = {}) {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    maxBuffer: 1 << 28,
-    ...opts,
-  });
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) {
-    throw new Error(
-      `${cmd} ${args.join(' ')} exited ${r.status}\n${String(r.stderr).slice(-3000)}`,
-    );
-  }
-  return { secs, stdout: String(r.stdout) };
-}
 const strata = (args, opts) => run(process.execPath, [CLI, '--store', STORE, ...args], opts);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const fmt = (xs) =>
-  xs.length === 1
-    ? xs[0].toFixed(2)
-    : `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
 const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
 const has = (tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 

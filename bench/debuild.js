@@ -19,6 +19,7 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
+const { run, median, fmt } = require('./timing');
 const { spawnSync } = require('node:child_process');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -33,22 +34,7 @@ const FIXTURES = path.join(ROOT, 'e2e/fixtures/debuild');
 const CROSS_TARGET = 3;
 const NOOP_TARGET = 1;
 
-function run(cmd, args) {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0)
-    throw new Error(
-      `${cmd} ${args.join(' ')} exited ${r.status}\n${String(r.stderr).slice(-3000)}`,
-    );
-  return secs;
-}
-const strata = (args) => run(process.execPath, [CLI, '--store', STORE, ...args]);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const fmt = (xs) =>
-  xs.length === 1
-    ? xs[0].toFixed(2)
-    : `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
+const strata = (args) => run(process.execPath, [CLI, '--store', STORE, ...args]).secs;
 
 /** A minbase tarball of the e2e fixture cache (the e2e tests or bench/foreign.js make them). */
 function fixture(name) {

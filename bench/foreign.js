@@ -19,6 +19,7 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
+const { run, median, fmt } = require('./timing');
 const { spawnSync } = require('node:child_process');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -39,26 +40,7 @@ const E2E_CACHE = process.env.STRATA_E2E_CACHE || '/var/tmp/strata-e2e-cache';
 const SPEEDUP_TARGET = 5;
 const NOOP_TARGET = 0.5;
 
-function run(cmd, args, opts = {}) {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    maxBuffer: 1 << 28,
-    ...opts,
-  });
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0)
-    throw new Error(
-      `${cmd} ${args.join(' ')} exited ${r.status}\n${String(r.stderr).slice(-3000)}`,
-    );
-  return { secs, stdout: String(r.stdout) };
-}
 const strata = (args) => run(process.execPath, [CLI, '--store', STORE, ...args]);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const fmt = (xs) =>
-  xs.length === 1
-    ? xs[0].toFixed(2)
-    : `${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
 
 /** The arm64 minbase tarball: the e2e fixture's when it is complete, else one made here. */
 function minbaseTar() {
