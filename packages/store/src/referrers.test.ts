@@ -1,34 +1,17 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Annotations, Descriptor, MediaTypes, parseJson, sha256 } from '@strata/oci';
-import type { ImageManifest } from '@strata/oci';
+import { Annotations, ArtifactTypes, MediaTypes, parseJson, sha256 } from '@strata/oci';
+import type { Descriptor, ImageManifest } from '@strata/oci';
 import { loadArchive, saveArchive } from './archive';
 import { EMPTY_CONFIG, SUBJECT_ANNOTATION } from './referrers';
 import { Store } from './store';
-import { withTempStore } from './testing';
+import { imageFor, withTempStore } from './testing';
 
 let dir: string;
 let store: Store;
 withTempStore('referrers', (t) => ({ dir, store } = t));
 
-const DEBS = 'application/vnd.strata.debian-packages.v1';
-
-async function imageFor(text: string): Promise<Descriptor> {
-  const layer = await store.putBytes(Buffer.from(text));
-  const config = await store.putJson(
-    { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] } },
-    MediaTypes.imageConfig,
-  );
-  return store.putJson(
-    {
-      schemaVersion: 2,
-      mediaType: MediaTypes.imageManifest,
-      config,
-      layers: [{ mediaType: MediaTypes.layerTar, digest: layer.digest, size: layer.size }],
-    },
-    MediaTypes.imageManifest,
-  );
-}
+const DEBS = ArtifactTypes.debs;
 
 /** Two small files in the temp folder, as `attach` takes them. */
 async function files(tag: string) {
@@ -46,7 +29,7 @@ async function manifestOf(d: Descriptor): Promise<ImageManifest> {
 }
 
 test('attach writes an OCI 1.1 artifact: empty config, titled layers sorted, the subject', async () => {
-  const img = await imageFor('one');
+  const img = await imageFor(store, 'one');
   await store.tag('img:1', img);
   const tagged = await store.resolve('img:1');
   const a = await store.attach(tagged, DEBS, await files('x'), { 'io.example.note': 'n' });
@@ -74,7 +57,7 @@ test('attach writes an OCI 1.1 artifact: empty config, titled layers sorted, the
 });
 
 test('attaching the same set twice gives the same digest and one record', async () => {
-  const img = await imageFor('one');
+  const img = await imageFor(store, 'one');
   await store.tag('img:1', img);
   const a = await store.attach(img, DEBS, await files('x'));
   const again = await store.attach(img, DEBS, (await files('x')).reverse());
@@ -91,7 +74,7 @@ test('attaching the same set twice gives the same digest and one record', async 
 });
 
 test('attach refuses a subject the store lacks and two files of one title', async () => {
-  const img = await imageFor('one');
+  const img = await imageFor(store, 'one');
   const missing = { ...img, digest: sha256('nothing') };
   await expect(store.attach(missing, DEBS, await files('x'))).rejects.toMatchObject({
     code: 'NOT_FOUND',
@@ -103,7 +86,7 @@ test('attach refuses a subject the store lacks and two files of one title', asyn
 });
 
 test('an index works as a subject as well as a manifest', async () => {
-  const img = await imageFor('one');
+  const img = await imageFor(store, 'one');
   const index = await store.putJson(
     { schemaVersion: 2, mediaType: MediaTypes.imageIndex, manifests: [img] },
     MediaTypes.imageIndex,
@@ -121,8 +104,8 @@ test('an index works as a subject as well as a manifest', async () => {
 });
 
 test('gc keeps an artifact exactly while its subject is kept, and drops its record with it', async () => {
-  const img = await imageFor('one');
-  const kept = await imageFor('two');
+  const img = await imageFor(store, 'one');
+  const kept = await imageFor(store, 'two');
   await store.tag('img:1', img);
   await store.tag('img:2', kept);
   const a = await store.attach(img, DEBS, await files('x'));
@@ -152,7 +135,7 @@ test('gc keeps an artifact exactly while its subject is kept, and drops its reco
 });
 
 test('fsck checks artifacts: a missing file of one, and a record whose subject is gone', async () => {
-  const img = await imageFor('one');
+  const img = await imageFor(store, 'one');
   await store.tag('img:1', img);
   const a = await store.attach(img, DEBS, await files('x'));
   expect((await store.fsck()).problems).toEqual([]);
@@ -168,7 +151,7 @@ test('fsck checks artifacts: a missing file of one, and a record whose subject i
 });
 
 test('save and load carry the artifacts attached to the image and to the index', async () => {
-  const img = await imageFor('one');
+  const img = await imageFor(store, 'one');
   const index = await store.putJson(
     { schemaVersion: 2, mediaType: MediaTypes.imageIndex, manifests: [img] },
     MediaTypes.imageIndex,

@@ -5,7 +5,6 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
   Digest,
-  MediaTypes,
   sha256,
   DigestMismatchError,
   SizeMismatchError,
@@ -13,7 +12,7 @@ import {
 } from '@strata/oci';
 import type { FileHandle } from 'node:fs/promises';
 import { Store } from './store';
-import { holdLease, withTempStore } from './testing';
+import { holdLease, imageFor, withTempStore } from './testing';
 import { normalizeTag } from './refs';
 import { copyToFile } from './ingest';
 import { saveArchive, loadArchive } from './archive';
@@ -25,23 +24,6 @@ withTempStore('store', (t) => ({ dir, store } = t));
 
 async function ingestFiles(): Promise<string[]> {
   return fsp.readdir(path.join(store.root, '.strata', 'ingest'));
-}
-
-async function imageFor(text: string) {
-  const layer = await store.putBytes(Buffer.from(text));
-  const config = await store.putJson(
-    { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] } },
-    MediaTypes.imageConfig,
-  );
-  return store.putJson(
-    {
-      schemaVersion: 2,
-      mediaType: MediaTypes.imageManifest,
-      config,
-      layers: [{ mediaType: MediaTypes.layerTar, digest: layer.digest, size: layer.size }],
-    },
-    MediaTypes.imageManifest,
-  );
 }
 
 test('lays out an OCI image layout', async () => {
@@ -239,8 +221,8 @@ test('reads verify the digest at EOF', async () => {
 });
 
 test('tag returns what the tag named before, so a move can be reported', async () => {
-  const a = await imageFor('layer-a');
-  const b = await imageFor('layer-b');
+  const a = await imageFor(store, 'layer-a');
+  const b = await imageFor(store, 'layer-b');
   expect(await store.tag('app:1', a)).toBeUndefined();
   expect((await store.tag('app:1', a))?.digest).toBe(a.digest);
   expect((await store.tag('app:1', b))?.digest).toBe(a.digest);
@@ -248,8 +230,8 @@ test('tag returns what the tag named before, so a move can be reported', async (
 });
 
 test('tagging what a tag names already leaves index.json as it is', async () => {
-  const a = await imageFor('layer-a');
-  const b = await imageFor('layer-b');
+  const a = await imageFor(store, 'layer-a');
+  const b = await imageFor(store, 'layer-b');
   await store.tag('app:1', a);
   await store.tag('app:2', b);
   const indexPath = path.join(dir, 'store', 'index.json');
@@ -260,7 +242,7 @@ test('tagging what a tag names already leaves index.json as it is', async () => 
 });
 
 test('tags, lists, resolves, untags and collects garbage', async () => {
-  const m = await imageFor('layer-1');
+  const m = await imageFor(store, 'layer-1');
   await store.tag('base', m);
   await store.tag('base:v2', m);
   expect((await store.list()).map((e) => e.ref)).toEqual(['base:latest', 'base:v2']);
@@ -277,7 +259,7 @@ test('tags, lists, resolves, untags and collects garbage', async () => {
 });
 
 test('remembers verified diffIDs per blob; gc drops a record with its blob', async () => {
-  const kept = await imageFor('layer-kept');
+  const kept = await imageFor(store, 'layer-kept');
   await store.tag('kept', kept);
   const keptLayer = (await store.readManifest(kept)).layers[0]!.digest;
   const gone = await store.putBytes(Buffer.from('layer-gone'));
@@ -309,7 +291,7 @@ test('gc keeps blobs written under a live lease', async () => {
 });
 
 test('fsck reports a missing blob', async () => {
-  const m = await imageFor('gone');
+  const m = await imageFor(store, 'gone');
   await store.tag('x', m);
   const man = await store.readManifest(m);
   await fsp.rm(store.blobPath(man.layers[0]!.digest));
@@ -324,7 +306,7 @@ test('normalises tags', () => {
 });
 
 test('save and load round-trip with identical digests', async () => {
-  const m = await imageFor('portable');
+  const m = await imageFor(store, 'portable');
   await store.tag('portable:1', m);
   const file = path.join(dir, 'p.tmpl.img');
   await saveArchive(store, 'portable:1', file);
@@ -338,7 +320,7 @@ test('save and load round-trip with identical digests', async () => {
 });
 
 test('a save is reproducible, and load reads an archive from a stream', async () => {
-  const m = await imageFor('streamed');
+  const m = await imageFor(store, 'streamed');
   await store.tag('streamed:1', m);
   const [a, b] = [path.join(dir, 'a.tmpl.img'), path.join(dir, 'b.tmpl.img')];
   await saveArchive(store, 'streamed:1', a);
@@ -352,7 +334,7 @@ test('a save is reproducible, and load reads an archive from a stream', async ()
 });
 
 test('load refuses an archive with a corrupt or a missing blob, and tags nothing', async () => {
-  const m = await imageFor('damaged layer bytes');
+  const m = await imageFor(store, 'damaged layer bytes');
   await store.tag('damaged:1', m);
   const file = path.join(dir, 'damaged.tmpl.img');
   await saveArchive(store, 'damaged:1', file);
@@ -378,7 +360,7 @@ test('load refuses an archive with a corrupt or a missing blob, and tags nothing
 test('two processes tagging at once lose nothing', async () => {
   const dist = path.resolve(__dirname, '..', 'dist', 'index.js');
   await fsp.access(dist); // `npm test` builds first
-  const m = await imageFor('shared');
+  const m = await imageFor(store, 'shared');
   const script = (prefix: string) => `
     const { Store } = require(${JSON.stringify(dist)});
     (async () => {
@@ -391,7 +373,7 @@ test('two processes tagging at once lose nothing', async () => {
 });
 
 test('gc keeps what a root reaches until the root goes', async () => {
-  const m = await imageFor('cached');
+  const m = await imageFor(store, 'cached');
   await store.putRoot('cache-1', { descriptors: [m], note: 'x' });
   expect((await store.gc()).removed).toBe(0);
   expect((await store.getRoot('cache-1'))?.note).toBe('x');
@@ -400,7 +382,7 @@ test('gc keeps what a root reaches until the root goes', async () => {
 });
 
 test('gc --dry-run reports what it would remove and removes nothing', async () => {
-  const m = await imageFor('doomed');
+  const m = await imageFor(store, 'doomed');
   const before = (await store.listBlobs()).map((b) => b.digest).sort();
   const dry = await store.gc({ dryRun: true });
   expect(dry.removed).toBe(3);
@@ -413,8 +395,8 @@ test('gc --dry-run reports what it would remove and removes nothing', async () =
 });
 
 test('gc drops the roots it is told to drop, with what only they reached', async () => {
-  const a = await imageFor('root a');
-  const b = await imageFor('root b');
+  const a = await imageFor(store, 'root a');
+  const b = await imageFor(store, 'root b');
   await store.putRoot('cache-a', { descriptors: [a] });
   await store.putRoot('cache-b', { descriptors: [b] });
   const dry = await store.gc({ dryRun: true, dropRoots: ['cache-a'] });

@@ -5,6 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Descriptor, MediaTypes } from '@strata/oci';
 import { Store } from './store';
 
 export interface TempStore {
@@ -47,4 +48,22 @@ export async function holdLease(store: Store): Promise<() => Promise<void>> {
     finish();
     await lease;
   };
+}
+
+/** A one-layer image whose layer holds `text`: the smallest manifest a test can tag or attach to. */
+export async function imageFor(store: Store, text: string): Promise<Descriptor> {
+  const layer = await store.putBytes(Buffer.from(text));
+  const config = await store.putJson(
+    { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] } },
+    MediaTypes.imageConfig,
+  );
+  return store.putJson(
+    {
+      schemaVersion: 2,
+      mediaType: MediaTypes.imageManifest,
+      config,
+      layers: [{ mediaType: MediaTypes.layerTar, digest: layer.digest, size: layer.size }],
+    },
+    MediaTypes.imageManifest,
+  );
 }
