@@ -43,6 +43,14 @@ export interface BuiltDeb {
   architecture: string;
 }
 
+/**
+ * Where a store keeps DEBUILD's whole build logs, `debuild-<source>-<12 hex of the key>.log`:
+ * gc removes a log with the cache entry of its key.
+ */
+export function logsDir(storeRoot: string): string {
+  return path.join(storeRoot, '.strata', 'logs');
+}
+
 /** The cache entry of one DEBUILD source: the .debs it made. */
 interface DebuildEntry {
   key: Digest;
@@ -326,7 +334,7 @@ export class Debuilder {
       throw e;
     }
     const name = await this.sourceName(source);
-    const logs = path.join(this.ctx.store.root, '.strata', 'logs');
+    const logs = logsDir(this.ctx.store.root);
     await fsp.mkdir(logs, { recursive: true });
     const logPath = path.join(logs, `debuild-${name}-${digestHex(key).slice(0, 12)}.log`);
     const log = createWriteStream(logPath);

@@ -1,10 +1,12 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
+  ArtifactTypes,
   Descriptor,
   Digest,
   MediaTypes,
   chainId,
+  digestHex,
   sha256,
   validateDfReport,
   validateGcReport,
@@ -13,13 +15,15 @@ import { Store } from '@strata/store';
 import { holdLease, withTempStore } from '@strata/store/testing';
 import { CacheEntry, cacheRootName, readCache, writeCache } from './cache';
 import { Snapshots } from './snapshots';
+import { logsDir } from './debuild';
 import { diskUsageReport } from './df';
 import { GcReport, collectGarbage } from './gc';
 import { planGc } from './gc-plan';
 import { takeInventory } from './inventory';
 
 let store: Store;
-withTempStore('gc', (t) => ({ store } = t));
+let dir: string;
+withTempStore('gc', (t) => ({ store, dir } = t));
 
 interface Step {
   key: Digest;
@@ -197,6 +201,51 @@ test('the config keeps unused entries within its byte budget and age, newest fir
   await collectGarbage(store);
   expect(await readCache(store, gone.key)).toBeUndefined();
   expect(await exists(snapshotDir([base, gone]))).toBe(false);
+});
+
+test('a DEBUILD log goes with the cache entry of its key, and counts in what gc frees', async () => {
+  const { base, live, gone } = await twoBranches();
+  const logs = logsDir(store.root);
+  await fsp.mkdir(logs, { recursive: true });
+  const logOf = (s: Step) => path.join(logs, `debuild-x-${digestHex(s.key).slice(0, 12)}.log`);
+  await fsp.writeFile(logOf(gone), Buffer.alloc(5000));
+  await fsp.writeFile(logOf(live), Buffer.alloc(7000));
+  const r = await collectGarbage(store, { buildCache: true });
+  expect(r.freed.buildCache.count).toBe(1);
+  expect(r.freed.buildCache.bytes).toBeGreaterThanOrEqual(5000);
+  expect(await exists(logOf(gone))).toBe(false);
+  expect(await exists(logOf(live))).toBe(true);
+  expect(await readCache(store, base.key)).toBeDefined();
+});
+
+test('a DEBUILD entry stays while a tagged template carries its .debs, and expires once none does', async () => {
+  const { base } = await twoBranches();
+  await tagImage('with-debs:1', [base]);
+  const entryFor = async (name: string) => {
+    const file = path.join(dir, `${name}_1.0_all.deb`);
+    await fsp.writeFile(file, `not really a deb: ${name}`);
+    const info = await store.putBytes(await fsp.readFile(file));
+    const blob = { mediaType: MediaTypes.debianPackage, digest: info.digest, size: info.size };
+    const key = sha256(`debuild ${name}`);
+    const debs = [{ blob, filename: path.basename(file) }];
+    await store.putRoot(cacheRootName(key), {
+      descriptors: [blob],
+      entry: { key, kind: 'debuild', source: `./${name}`, debs },
+    });
+    return { key, file };
+  };
+  const carried = await entryFor('carried');
+  const loose = await entryFor('loose');
+  await store.attach(await store.resolve('with-debs:1'), ArtifactTypes.debs, [
+    { path: carried.file, mediaType: MediaTypes.debianPackage, title: 'carried_1.0_all.deb' },
+  ]);
+  await collectGarbage(store);
+  const roots = (await store.listRoots()).map((r) => r.name);
+  expect(roots).toContain(cacheRootName(carried.key));
+  expect(roots).not.toContain(cacheRootName(loose.key));
+  await store.untag('with-debs:1');
+  await collectGarbage(store);
+  expect((await store.listRoots()).map((r) => r.name)).not.toContain(cacheRootName(carried.key));
 });
 
 test('--dry-run deletes nothing and reports what the real run then frees', async () => {

@@ -98,6 +98,8 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
     for (const t of plan.scratch) await snaps.remove(t.name);
     await removeApt(store, plan.apt);
     const blobs = await store.gc({ dropRoots: plan.cacheRoots.map((c) => c.root) });
+    for (const c of plan.cacheRoots)
+      for (const log of c.logs ?? []) await fsp.rm(log, { force: true });
     return report(plan, blobs, false);
   });
 }

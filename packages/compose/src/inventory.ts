@@ -1,9 +1,10 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Descriptor, Digest, MediaTypes, chainId, isDigest } from '@strata/oci';
+import { Descriptor, Digest, MediaTypes, chainId, digestHex, isDigest } from '@strata/oci';
 import { Store, diskUsage } from '@strata/store';
 import { APT_STATE_LOCK, aptStateDir } from './apt-state';
 import { cacheRootName } from './cache';
+import { logsDir } from './debuild';
 import { ScratchInfo, SnapshotInfo, Snapshots } from './snapshots';
 
 /**
@@ -30,8 +31,10 @@ export interface CacheItem {
   live: boolean;
   /** The root file, plus its layer blob when no tag reaches that blob. */
   bytes: number;
-  /** The root file alone. */
+  /** The root file alone, with the DEBUILD logs that go with it. */
   fileBytes: number;
+  /** A DEBUILD entry's build logs (paths), which go when the entry does. */
+  logs?: string[];
   /** When the entry was written or last hit. */
   mtimeMs: number;
 }
@@ -74,24 +77,46 @@ export async function takeInventory(store: Store): Promise<Inventory> {
     }
   }
 
+  // DEBUILD's logs are named after their cache key (see debuild.ts): `…-<12 hex>.log`.
+  const logs = new Map<string, Array<{ path: string; bytes: number }>>();
+  const logDir = logsDir(store.root);
+  for (const name of await fsp.readdir(logDir).catch(() => [] as string[])) {
+    const m = /-([a-f0-9]{12})\.log$/.exec(name);
+    const st = m && (await fsp.stat(path.join(logDir, name)).catch(() => undefined));
+    if (!m || !st) continue;
+    const list = logs.get(m[1] as string) ?? [];
+    list.push({ path: path.join(logDir, name), bytes: st.size });
+    logs.set(m[1] as string, list);
+  }
   const cache: CacheItem[] = [];
   for (const r of await store.listRoots()) {
     if (!r.name.startsWith('cache-')) continue;
     const doc = (await store.getRoot(r.name).catch(() => undefined)) as
-      { entry?: { key?: unknown; layer?: Descriptor } } | undefined;
+      | {
+          entry?: {
+            key?: unknown;
+            layer?: Descriptor;
+            kind?: string;
+            debs?: Array<{ blob?: Descriptor }>;
+          };
+        }
+      | undefined;
     const key = isDigest(String(doc?.entry?.key)) ? (doc?.entry?.key as Digest) : undefined;
     const layer = doc?.entry?.layer;
     // A root whose name and key disagree is never read by a build: it is garbage.
     const valid = key !== undefined && cacheRootName(key) === r.name;
     const layerBytes = layer && !tagBlobs.has(layer.digest) ? layer.size : 0;
+    const own = valid ? (logs.get(digestHex(key).slice(0, 12)) ?? []) : [];
+    const logBytes = own.reduce((n, l) => n + l.bytes, 0);
     cache.push({
       root: r.name,
       key: valid ? key : undefined,
       layer,
-      live: valid && liveKeys.has(key),
-      bytes: r.bytes + layerBytes,
-      fileBytes: r.bytes,
+      live: valid && (liveKeys.has(key) || debsLive(doc?.entry, tagBlobs)),
+      bytes: r.bytes + logBytes + layerBytes,
+      fileBytes: r.bytes + logBytes,
       mtimeMs: r.mtimeMs,
+      ...(own.length ? { logs: own.map((l) => l.path) } : {}),
     });
   }
 
@@ -123,4 +148,16 @@ export async function takeInventory(store: Store): Promise<Inventory> {
     scratch: listed.scratch,
     apt,
   };
+}
+
+/**
+ * A DEBUILD entry is live while a tagged template carries every .deb it made (attached as an
+ * artifact, which the tags' walk reaches): rebuilding that template is then a cache hit.
+ */
+function debsLive(
+  entry: { kind?: string; debs?: Array<{ blob?: Descriptor }> } | undefined,
+  tagBlobs: ReadonlyMap<Digest, number>,
+): boolean {
+  const debs = entry?.kind === 'debuild' ? (entry.debs ?? []) : [];
+  return debs.length > 0 && debs.every((d) => d.blob !== undefined && tagBlobs.has(d.blob.digest));
 }
