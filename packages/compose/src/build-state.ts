@@ -168,8 +168,11 @@ export interface BuildContext {
   epoch(state: StageState): Promise<number>;
   /** The apt repository of the packages DEBUILD made so far; undefined before there are any. */
   localRepo(): Promise<RepoContents | undefined>;
-  /** Make the .debs attached to a FROM template installable by name in this build. */
-  inheritDebs(desc: Descriptor): Promise<void>;
+  /**
+   * Make the .debs attached to a FROM template installable by name in this build: those on
+   * `desc` (an index) and on `rootfs`, the image FROM chose from it.
+   */
+  inheritDebs(desc: Descriptor, rootfs: Descriptor): Promise<void>;
 }
 
 function pkgKey(p: DebianPackage): string {

@@ -10,7 +10,6 @@ import {
   Descriptor,
   Digest,
   MediaTypes,
-  PlatformSelector,
   chainId,
   configPlatform,
   digestHex,
@@ -24,7 +23,7 @@ import {
 } from '@strata/tools';
 import type { Store } from '@strata/store';
 import { cacheKey, cacheRootName, hashContextPaths } from './cache';
-import { attachedDebs } from './export-debs';
+import { debsAttachedTo } from './export-debs';
 import { BuildContext, BuiltLayer, StageState, chainOf, stackOf } from './build-state';
 import { RepoContents, writeDebsRepo } from './local-repo';
 import type { Snapshots, StackLayer } from './snapshots';
@@ -117,6 +116,7 @@ function debuildScript(o: {
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const prof = o.profiles.length ? o.profiles.join(',') : '';
   const aArg = `-a ${q(o.hostArch)}`;
+  // apt takes the profiles as a separate word; dpkg-buildpackage wants --build-profiles=.
   const pArg = prof ? ` -P ${q(prof)}` : '';
   return [
     APT_UPDATE,
@@ -153,7 +153,7 @@ function debuildScript(o: {
     `DEB_BUILD_PROFILES=${q(prof)}`,
     'export DEB_BUILD_PROFILES',
     // No network, and not root: the package builds from what its Build-Depends installed.
-    `unshare --net setpriv --reuid=strata-build --regid=strata-build --init-groups env HOME=/build dpkg-buildpackage -b -uc -us ${aArg}${pArg}`,
+    `unshare --net setpriv --reuid=strata-build --regid=strata-build --init-groups env HOME=/build dpkg-buildpackage -b -uc -us ${aArg}${prof ? ` --build-profiles=${q(prof)}` : ''}`,
     'phase collect',
     'cp /build/*.deb /run/strata/out/',
     'phase done',
@@ -458,14 +458,17 @@ export async function builtDeb(
   };
 }
 
-/** The .debs attached to a FROM template, as packages the build can install by name. */
+/**
+ * The .debs attached to a FROM template (`desc`, and `rootfs`: the image FROM chose from it),
+ * as packages the build can install by name.
+ */
 export async function inheritedDebs(
   store: Store,
   desc: Descriptor,
-  platform?: PlatformSelector,
+  rootfs: Descriptor,
 ): Promise<BuiltDeb[]> {
   const out: BuiltDeb[] = [];
-  for (const a of await attachedDebs(store, desc, platform)) {
+  for (const a of await debsAttachedTo(store, desc, rootfs, desc.digest)) {
     const { path: file } = await store.blobFile(a.blob.digest, a.blob.size);
     out.push(await builtDeb(file, a.filename, a.blob));
   }

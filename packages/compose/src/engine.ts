@@ -78,8 +78,8 @@ export class Builder implements BuildContext {
     return this.debs.current();
   }
 
-  async inheritDebs(desc: Descriptor): Promise<void> {
-    const debs = await inheritedDebs(this.store, desc, this.platform);
+  async inheritDebs(desc: Descriptor, rootfs: Descriptor): Promise<void> {
+    const debs = await inheritedDebs(this.store, desc, rootfs);
     if (debs.length === 0) return;
     this.debs.add(debs);
     this.keys.localRepo = (await this.debs.current())?.release;

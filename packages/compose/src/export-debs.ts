@@ -40,7 +40,12 @@ export async function attachedDebs(
   platform?: PlatformSelector,
   what = desc.digest as string,
 ): Promise<AttachedDeb[]> {
-  return debsOf(store, desc, await rootfsOf(store, desc, platform, what), what);
+  return debsAttachedTo(
+    store,
+    desc,
+    (await rootfsOf(store, desc, platform, what)).descriptor,
+    what,
+  );
 }
 
 function rootfsOf(
@@ -56,13 +61,17 @@ function rootfsOf(
   );
 }
 
-async function debsOf(
+/**
+ * The .debs attached to a template `desc` whose rootfs image (chosen by the caller) is
+ * `rootfs`: see {@link attachedDebs}.
+ */
+export async function debsAttachedTo(
   store: Store,
   desc: Descriptor,
-  rootfs: Image,
+  rootfs: Descriptor,
   what: string,
 ): Promise<AttachedDeb[]> {
-  const subjects = isIndexMediaType(desc.mediaType) ? [desc, rootfs.descriptor] : [desc];
+  const subjects = isIndexMediaType(desc.mediaType) ? [desc, rootfs] : [desc];
   const byName = new Map<string, AttachedDeb>();
   for (const s of subjects) {
     for (const artifact of await store.referrers(s.digest, ArtifactTypes.debs)) {
@@ -118,7 +127,7 @@ export async function exportDebs(
   const dir = path.resolve(out);
   const desc = await store.resolve(ref);
   const rootfs = await rootfsOf(store, desc, platform, ref);
-  const debs = await debsOf(store, desc, rootfs, ref);
+  const debs = await debsAttachedTo(store, desc, rootfs.descriptor, ref);
   if (debs.length === 0) {
     throw new NotFoundError(`${ref} has no Debian packages attached`, {
       hint: 'a template gets them from the DEBUILD steps that built it',

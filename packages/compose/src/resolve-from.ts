@@ -90,7 +90,7 @@ export async function resolveFrom(
       desc = await ctx.store.resolve(f.ref);
     }
     parts = await rootfsManifest(ctx, desc, 'the template');
-    await ctx.inheritDebs(desc);
+    await ctx.inheritDebs(desc, parts.rootfs);
   } catch (e) {
     // The hint (is the registry running? trust its CA?) is what makes the line useful.
     if (e instanceof StrataError)
