@@ -11,6 +11,7 @@ import {
   SLOW,
   cleanupTmp,
   foreignMinbaseTar,
+  run,
   runOk,
   strata,
   strataLinesAreOneError,
@@ -126,6 +127,80 @@ describe('a native DEBUILD', () => {
       (d) => d.filename === 'strata-greeting_1.0_all.deb',
     );
     expect(r.debs).toEqual([fromTree]);
+  });
+
+  test('--profiles reaches the build', async () => {
+    const marked = context(
+      'profiles',
+      NATIVE.replace(
+        'DEBUILD strata-hello strata-greeting',
+        'DEBUILD --profiles=strata-mark strata-hello\nDEBUILD strata-greeting',
+      ),
+    );
+    const r = await build(['-t', 'own-mark:1', marked]);
+    // strata-hello with the profile, INSTALL and RUN; strata-greeting is the cached one.
+    expect(r.stepsRun).toBe(3);
+    expect(fs.readFileSync(await fileOf('own-mark:1', 'etc/greeted'), 'utf8')).toMatch(
+      / \(strata-mark\)\n$/,
+    );
+  });
+
+  test('a 3.0 (quilt) tree builds from the upstream tarball beside it, with its patches', async () => {
+    const q = context('quilt', NATIVE.replace('strata-hello strata-greeting', 'strata-hello'));
+    const tree = path.join(q, 'strata-hello');
+    await runOk('tar', [
+      '-czf',
+      path.join(q, 'strata-hello_1.0.orig.tar.gz'),
+      '--exclude=debian',
+      '-C',
+      q,
+      'strata-hello',
+    ]);
+    fs.writeFileSync(path.join(tree, 'debian/source/format'), '3.0 (quilt)\n');
+    const changelog = path.join(tree, 'debian/changelog');
+    fs.writeFileSync(
+      changelog,
+      fs.readFileSync(changelog, 'utf8').replace('strata-hello (1.0)', 'strata-hello (1.0-1)'),
+    );
+    const orig = path.join(work, 'hello.c.orig');
+    const patched = path.join(work, 'hello.c.patched');
+    fs.copyFileSync(path.join(tree, 'hello.c'), orig);
+    fs.writeFileSync(
+      patched,
+      fs.readFileSync(orig, 'utf8').replace('hello from', 'patched hello from'),
+    );
+    const diff = await run('diff', [
+      '-u',
+      '--label',
+      'a/hello.c',
+      '--label',
+      'b/hello.c',
+      orig,
+      patched,
+    ]);
+    fs.mkdirSync(path.join(tree, 'debian/patches'));
+    fs.writeFileSync(path.join(tree, 'debian/patches/greeting.patch'), diff.stdout);
+    fs.writeFileSync(path.join(tree, 'debian/patches/series'), 'greeting.patch\n');
+    fs.writeFileSync(
+      path.join(q, 'Stratafile'),
+      NATIVE.replace('strata-hello strata-greeting', 'strata-hello').replace(
+        'INSTALL strata-greeting\nRUN strata-greet > /etc/greeted',
+        'INSTALL strata-hello\nRUN strata-hello > /etc/greeted',
+      ),
+    );
+    const r = await build(['-t', 'own-quilt:1', q]);
+    expect(r.debs?.map((d) => d.filename)).toContain('strata-hello_1.0-1_amd64.deb');
+    expect(fs.readFileSync(await fileOf('own-quilt:1', 'etc/greeted'), 'utf8')).toBe(
+      'patched hello from strata-hello\n',
+    );
+  });
+
+  test('a stage FROM a template with a buildchroot builds in that one', async () => {
+    const inherit = context('inherit', 'FROM own:1\nDEBUILD strata-hello\nRUN true\n');
+    const r = await build(['-t', 'own-inherit:1', inherit]);
+    // The bundled buildchroot is the one own:1 built in: the same key, a cache hit.
+    expect(r.stepsRun).toBe(1);
+    expect(r.debs?.map((d) => d.filename)).toContain('strata-hello_1.0_amd64.deb');
   });
 
   test('no process and no mount is left behind', async () => {
