@@ -3,13 +3,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import {
-  Digest,
-  sha256,
-  DigestMismatchError,
-  SizeMismatchError,
-  NotFoundError,
-} from '@strata/oci';
+import { Digest, sha256, DigestMismatchError, SizeMismatchError, NotFoundError } from '@strata/oci';
 import type { FileHandle } from 'node:fs/promises';
 import { Store } from './store';
 import { holdLease, imageFor, withTempStore } from './testing';
