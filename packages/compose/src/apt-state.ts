@@ -132,7 +132,8 @@ async function filesOf(dir: string): Promise<Map<string, number>> {
   return out;
 }
 
-async function linkOrCopy(from: string, to: string): Promise<void> {
+/** Hard-link `from` as `to`, or copy it where a link cannot cross filesystems. */
+export async function linkOrCopy(from: string, to: string): Promise<void> {
   try {
     await fsp.link(from, to);
   } catch (e) {

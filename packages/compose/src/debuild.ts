@@ -22,6 +22,7 @@ import {
   requireEmulation,
 } from '@strata/tools';
 import type { Store } from '@strata/store';
+import { linkOrCopy } from './apt-state';
 import { cacheKey, cacheRootName, hashContextPaths } from './cache';
 import { debsAttachedTo } from './export-debs';
 import { BuildContext, BuiltLayer, StageState, chainOf, stackOf } from './build-state';
@@ -95,7 +96,7 @@ export class LocalDebs {
       const { path: blob } = await this.ctx.store.blobFile(d.blob.digest, d.blob.size);
       const named = path.join(dir, '.blobs', d.filename);
       await fsp.mkdir(path.dirname(named), { recursive: true });
-      await fsp.link(blob, named).catch(() => fsp.copyFile(blob, named));
+      await linkOrCopy(blob, named);
       files.push(named);
     }
     // A fixed date: the same packages make the same Release, and so the same step keys.

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { flatRelease, packagesIndex, parseDeb822, RepoPackage } from '@strata/debian';
 import { writeFileAtomic } from '@strata/store';
 import { debControl } from '@strata/tools';
+import { linkOrCopy } from './apt-state';
 
 /** What {@link writeDebsRepo} wrote: each package by name, version and architecture. */
 export interface RepoContents {
@@ -25,16 +26,6 @@ async function hashes(file: string): Promise<{ size: number; md5: string; sha256
   return { size, md5: md5.digest('hex'), sha256: sha.digest('hex') };
 }
 
-async function linkOrCopy(from: string, to: string): Promise<void> {
-  await fsp.rm(to, { force: true });
-  try {
-    await fsp.link(from, to);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-    await fsp.copyFile(from, to);
-  }
-}
-
 /**
  * Make `dir` a flat apt repository of `debs` (paths of .deb files): the files, a `Packages`
  * index and a `Release`, which plain apt uses as `deb [trusted=yes] file:DIR ./`. The same debs
@@ -52,7 +43,10 @@ export async function writeDebsRepo(
   for (const deb of debs) {
     const filename = path.basename(deb);
     const target = path.join(dir, filename);
-    if (path.resolve(deb) !== path.resolve(target)) await linkOrCopy(deb, target);
+    if (path.resolve(deb) !== path.resolve(target)) {
+      await fsp.rm(target, { force: true });
+      await linkOrCopy(deb, target);
+    }
     const control = await debControl(target);
     const fields = parseDeb822(control)[0] ?? new Map<string, string>();
     const architecture = fields.get('architecture') ?? 'all';
