@@ -44,6 +44,15 @@ function context(name: string, stratafile: string): string {
 
 const build = (args: string[]) => buildJson(['--apt-sources', sources, ...args], store);
 
+/** `strata check` of `ref` against the Stratafile in `ctx`: exit code and output lines. */
+async function check(ref: string, ctx: string): Promise<{ code: number; lines: string[] }> {
+  const file = path.join(ctx, 'Stratafile');
+  const r = await strata(['check', '-f', file, '--apt-sources', sources, '--no-packages', ref], {
+    store,
+  });
+  return { code: r.code, lines: r.stdout.trim().split('\n') };
+}
+
 /** A file of a built template, read from its flattened rootfs. */
 async function fileOf(ref: string, file: string): Promise<string> {
   const dir = fs.mkdtempSync(path.join(work, 'flat-'));
@@ -89,6 +98,10 @@ describe('a native DEBUILD', () => {
     expect(r.stepsRun).toBe(0);
   });
 
+  test('strata check finds a template built with DEBUILD up to date', async () => {
+    expect(await check('own:1', ctx)).toEqual({ code: 0, lines: ['own:1 is up to date'] });
+  });
+
   test('changing one source file rebuilds that package only, and the steps that install it', async () => {
     const changed = context('native-changed', NATIVE);
     const c = path.join(changed, 'strata-hello', 'hello.c');
@@ -105,10 +118,19 @@ describe('a native DEBUILD', () => {
     ]);
     expect(same.debs).toEqual(before);
     fs.writeFileSync(c, fs.readFileSync(c, 'utf8').replace('hello from', 'hi from'));
+    // check names the DEBUILD line, and only it: the steps after it saw the packages it made.
+    expect(await check('own:3', changed)).toEqual({
+      code: 1,
+      lines: [
+        'own:3 is stale:',
+        `${path.join(changed, 'Stratafile')}:5:1: DEBUILD ./strata-hello ./strata-greeting: ./strata-hello changed: its source, an ARG/ENV value, or the apt indices its Build-Depends resolve from changed since the build`,
+      ],
+    });
     // strata-hello's DEBUILD, then INSTALL and RUN (the repository changed); strata-greeting
     // does not build with strata-hello and is a cache hit.
     expect((await build(['-t', 'own:4', changed])).stepsRun).toBe(3);
     expect(fs.readFileSync(await fileOf('own:4', 'etc/greeted'), 'utf8')).toMatch(/^hi from/);
+    expect((await check('own:4', changed)).code).toBe(0);
   });
 
   test('a .dsc builds as its tree does, byte for byte', async () => {
@@ -214,6 +236,27 @@ describe('the packages travel with the template', () => {
     registry = await startRegistry();
   });
   afterAll(() => registry?.stop());
+
+  test('--cache-to shares DEBUILD results: a fresh store building with --cache-from builds nothing', async () => {
+    const shared = context('shared', NATIVE);
+    const cache = `127.0.0.1:${registry.port}/teams/cache`;
+    const first = await build(['--cache-to', cache, '-t', 'own:shared', shared]);
+    const { store: other, sources: otherSources } = await storeWithBase();
+    const r = await strata(
+      ['build', '--apt-sources', otherSources, '--cache-from', cache, '-t', 'own:shared', shared],
+      { store: other },
+    );
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`fetched from cache ${cache} ./strata-hello: strata-hello`);
+    const again = await buildJson(
+      ['--apt-sources', otherSources, '-t', 'own:shared', shared],
+      other,
+    );
+    expect(again.stepsRun).toBe(0);
+    expect(again.debs).toEqual(first.debs);
+    expect(again.layers.map((l) => l.digest)).toEqual(first.layers.map((l) => l.digest));
+    expect((await strataOk(['fsck'], { store: other })).stdout).toMatch(/^ok:/m);
+  });
 
   test('through a registry to a fresh store, where a derived Stratafile installs them without building', async () => {
     // The middleware team builds its packages and publishes its template.

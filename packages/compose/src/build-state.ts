@@ -1,5 +1,6 @@
 import type {
   BaseTemplate,
+  DebuildRecord,
   Compression,
   DebianPackage,
   Descriptor,
@@ -31,8 +32,18 @@ export type BuildEvent =
   | { type: 'remote-cached'; layer: Descriptor; from: string }
   | { type: 'layer'; layer: Descriptor; seconds: number; added: string[]; removed: string[] }
   | { type: 'output'; chunk: Buffer }
-  /** DEBUILD built a source (or took it from the cache): the .debs, by file name. */
-  | { type: 'debs'; source: string; cached: boolean; files: string[]; seconds: number }
+  /**
+   * DEBUILD built a source (or took it from the cache, `from` a remote one): the .debs, by file
+   * name.
+   */
+  | {
+      type: 'debs';
+      source: string;
+      cached: boolean;
+      from?: string;
+      files: string[];
+      seconds: number;
+    }
   | { type: 'warning'; message: string; loc?: Location }
   /** A FROM resolves to another digest than Stratafile.lock recorded (a build without --frozen). */
   | { type: 'base-moved'; ref: string; from: Digest; to: Digest; loc: Location };
@@ -125,6 +136,8 @@ export interface StageState {
   distribution: Distribution;
   debArch?: string;
   baseChain: BaseTemplate[];
+  /** What DEBUILD built for this stage and the stages it comes FROM. */
+  debuilds: DebuildRecord[];
   /** Exclusions recorded by the FROM template. */
   baseExclusions: Exclusion[];
   /** Stage named by BUILDCHROOT. */

@@ -14,6 +14,7 @@ import {
   NotFoundError,
 } from '@strata/oci';
 import { Store } from '@strata/store';
+import type { BuiltDeb } from './debuild';
 
 /** Everything a step's result depends on. Its sha256 is the cache key. */
 export interface CacheKeyInput {
@@ -71,6 +72,34 @@ export async function readCache(store: Store, key: Digest): Promise<CacheEntry |
 export async function writeCache(store: Store, entry: CacheEntry): Promise<void> {
   await store.putRoot(rootName(entry.key), {
     descriptors: [entry.layer],
+    entry: entry as unknown as Record<string, unknown>,
+  });
+}
+
+/** The cache entry of one DEBUILD source: the .debs it made. */
+export interface DebuildEntry {
+  key: Digest;
+  kind: 'debuild';
+  source: string;
+  debs: BuiltDeb[];
+}
+
+/** The DEBUILD entry of `key`, when the store has it and every .deb it names. */
+export async function readDebuildCache(
+  store: Store,
+  key: Digest,
+): Promise<DebuildEntry | undefined> {
+  const doc = (await store.getRoot(rootName(key))) as { entry?: DebuildEntry } | undefined;
+  const entry = doc?.entry;
+  if (!entry || entry.key !== key || entry.kind !== 'debuild') return undefined;
+  for (const d of entry.debs) if (!(await store.hasBlob(d.blob.digest))) return undefined;
+  await store.touchRoot(rootName(key));
+  return entry;
+}
+
+export async function writeDebuildCache(store: Store, entry: DebuildEntry): Promise<void> {
+  await store.putRoot(rootName(entry.key), {
+    descriptors: entry.debs.map((d) => d.blob),
     entry: entry as unknown as Record<string, unknown>,
   });
 }

@@ -1,7 +1,7 @@
-import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
+  DebuildRecord,
   Descriptor,
   Digest,
   ImageConfig,
@@ -11,16 +11,17 @@ import {
   NotFoundError,
   PlatformSelector,
   StrataError,
-  ToolFailedError,
   chainId,
   digestHex,
   isIndexMediaType,
   parseReference,
 } from '@strata/oci';
 import { Store, loadArchive } from '@strata/store';
-import { AptSources, compareDebianVersions, parsePackagesIndex } from '@strata/debian';
+import { compareDebianVersions } from '@strata/debian';
+import { hostDebianArchitecture } from '@strata/tools';
 import { basePlatform, platformArgs } from './platform';
 import { aptStateDir } from './apt-state';
+import { availableVersions } from './apt-versions';
 import {
   LayerInstruction,
   StageKeys,
@@ -31,71 +32,8 @@ import {
   inheritScope,
   isLayerStep,
 } from './stage-keys';
-import { Location, Stage, Stratafile, parseStratafile } from './stratafile';
-
-// ---- apt indices ----------------------------------------------------------------------------
-
-function execApt(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('apt-get', args, { maxBuffer: 16 << 20 }, (err, _stdout, stderr) => {
-      if (!err) return resolve();
-      const lines = String(stderr).trim().split('\n');
-      reject(
-        new ToolFailedError('apt-get', `update failed: ${lines[lines.length - 1] ?? err.message}`),
-      );
-    });
-  });
-}
-
-/**
- * Download the Packages indices of `sources` with the host's apt into `dir` (kept between runs,
- * so a second check only revalidates) and return the highest version of every package.
- */
-export async function availableVersions(
-  sources: AptSources,
-  architecture: string,
-  dir: string,
-): Promise<Map<string, string>> {
-  const lists = path.join(dir, 'lists');
-  await fsp.mkdir(path.join(lists, 'partial'), { recursive: true });
-  await fsp.mkdir(path.join(dir, 'cache'), { recursive: true });
-  const sourcesFile = path.join(dir, 'sources.list');
-  await fsp.writeFile(sourcesFile, sources.text);
-  await execApt([
-    'update',
-    '-q',
-    '-o',
-    `Dir::Etc::SourceList=${sourcesFile}`,
-    '-o',
-    'Dir::Etc::SourceParts=/dev/null',
-    '-o',
-    `Dir::State::Lists=${lists}`,
-    '-o',
-    'Dir::State::Status=/dev/null',
-    '-o',
-    `Dir::Cache=${path.join(dir, 'cache')}`,
-    '-o',
-    'Dir::Cache::pkgcache=',
-    '-o',
-    'Dir::Cache::srcpkgcache=',
-    '-o',
-    `APT::Architecture=${architecture}`,
-    '-o',
-    `APT::Architectures=${architecture}`,
-    '-o',
-    'APT::Sandbox::User=root',
-    '-o',
-    'Acquire::Languages=none',
-    '-o',
-    'Acquire::GzipIndexes=false',
-  ]);
-  const versions = new Map<string, string>();
-  for (const f of (await fsp.readdir(lists)).sort()) {
-    if (!f.endsWith('_Packages')) continue;
-    parsePackagesIndex(await fsp.readFile(path.join(lists, f), 'utf8'), versions);
-  }
-  return versions;
-}
+import { DebuildInstruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
+import { debuildKey } from './debuild-key';
 
 // ---- the check ------------------------------------------------------------------------------
 
@@ -319,6 +257,7 @@ export async function checkTemplate(
   const records: LayerRecord[] = meta.layers;
   const keys = new StageKeys({ context, aptSources: opts.aptSources });
   const steps: Array<{ ins: LayerInstruction; scope: StepScope }> = [];
+  const debuilds: Array<{ ins: DebuildInstruction; scope: StepScope }> = [];
   let scope: StepScope = {
     env: envOfConfig(baseConfig),
     args: new Map(),
@@ -330,7 +269,8 @@ export async function checkTemplate(
     if (st !== root) scope = inheritScope(scope);
     for (const ins of st.steps) {
       if (await keys.apply(scope, ins)) continue;
-      if (isLayerStep(ins)) steps.push({ ins, scope: copyScope(scope) });
+      if (ins.kind === 'DEBUILD') debuilds.push({ ins, scope: copyScope(scope) });
+      else if (isLayerStep(ins)) steps.push({ ins, scope: copyScope(scope) });
     }
   }
   const nBase = diffIds.length - steps.length;
@@ -340,6 +280,7 @@ export async function checkTemplate(
       message: `the Stratafile has ${steps.length} layer steps, but the template has ${diffIds.length} layers${nBase > 0 ? ` (${nBase} from scratch?)` : ''}`,
     });
   }
+  reasons.push(...(await checkDebuilds(keys, context, debuilds, meta.debuilds ?? [])));
   for (const [i, { ins, scope: s }] of steps.entries()) {
     const li = nBase + i;
     if (li < 0) continue;
@@ -353,6 +294,9 @@ export async function checkTemplate(
       continue;
     }
     let keyed: StepKey;
+    // The build's own packages the step's apt saw, as recorded: a DEBUILD that changed since is
+    // reported as itself, not again as every apt step after it.
+    keys.localRepo = record.localRepo;
     try {
       keyed = await keys.keyFor(s, ins, chainId(diffIds.slice(0, li)));
     } catch (e) {
@@ -410,6 +354,61 @@ export async function checkTemplate(
     newer,
     notes,
   };
+}
+
+/**
+ * Recompute the key of every source the chain's DEBUILD lines build, on the buildchroot and with
+ * the build's own packages the template recorded for it: a changed source tree or a moved apt
+ * index makes the template stale.
+ */
+async function checkDebuilds(
+  keys: StageKeys,
+  context: string,
+  debuilds: ReadonlyArray<{ ins: DebuildInstruction; scope: StepScope }>,
+  records: readonly DebuildRecord[],
+): Promise<CheckReason[]> {
+  const reasons: CheckReason[] = [];
+  let n = 0;
+  for (const { ins, scope } of debuilds) {
+    for (const source of ins.sources) {
+      const rec = records[n++];
+      if (rec?.source !== source) {
+        reasons.push({
+          kind: 'structure',
+          loc: ins.loc,
+          message: `${ins.text}: the template records no build of ${source} here`,
+        });
+        continue;
+      }
+      let key: Digest;
+      try {
+        key = await debuildKey(keys, context, {
+          scope,
+          ins,
+          source,
+          buildchroot: rec.buildchroot,
+          target: ins.arch ?? scope.debArch ?? hostDebianArchitecture(),
+          inputs: rec.inputs,
+        });
+      } catch (e) {
+        if (!(e instanceof StrataError)) throw e;
+        reasons.push({ kind: 'step', loc: ins.loc, message: `${ins.text}: ${e.message}` });
+        continue;
+      }
+      if (key !== rec.cacheKey)
+        reasons.push({
+          kind: 'step',
+          loc: ins.loc,
+          message: `${ins.text}: ${source} changed: its source, an ARG/ENV value, or the apt indices its Build-Depends resolve from changed since the build`,
+        });
+    }
+  }
+  if (n < records.length)
+    reasons.push({
+      kind: 'structure',
+      message: `the template was built with ${records.length} DEBUILD sources, the Stratafile has ${n}`,
+    });
+  return reasons;
 }
 
 /** One line per reason, `file:line:col: message` where a Stratafile line is at fault. */

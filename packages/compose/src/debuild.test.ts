@@ -1,4 +1,4 @@
-import { buildDependsOf } from './debuild';
+import { buildDependsOf } from './debuild-key';
 
 test('the names in Build-Depends, -Arch and -Indep, with alternatives, versions, arches and profiles stripped', () => {
   const control = [

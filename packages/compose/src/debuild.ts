@@ -23,12 +23,13 @@ import {
 } from '@strata/tools';
 import type { Store } from '@strata/store';
 import { linkOrCopy } from './apt-state';
-import { cacheKey, cacheRootName, hashContextPaths } from './cache';
+import { DebuildEntry, readDebuildCache, writeDebuildCache } from './cache';
 import { debsAttachedTo } from './export-debs';
 import { BuildContext, BuiltLayer, StageState, chainOf, stackOf } from './build-state';
 import { RepoContents, writeDebsRepo } from './local-repo';
 import type { Snapshots, StackLayer } from './snapshots';
-import { BuildStepError, stepEnv } from './stage-keys';
+import { BuildStepError } from './stage-keys';
+import { buildDependsOf, controlTextOf, debuildKey } from './debuild-key';
 import { APT_UPDATE } from './step-command';
 import type { DebuildInstruction } from './stratafile';
 import type { StepRunner } from './run-step';
@@ -49,14 +50,6 @@ export interface BuiltDeb {
  */
 export function logsDir(storeRoot: string): string {
   return path.join(storeRoot, '.strata', 'logs');
-}
-
-/** The cache entry of one DEBUILD source: the .debs it made. */
-interface DebuildEntry {
-  key: Digest;
-  kind: 'debuild';
-  source: string;
-  debs: BuiltDeb[];
 }
 
 /**
@@ -194,86 +187,55 @@ export class Debuilder {
     let built = 0;
     let cached = 0;
     for (const source of ins.sources) {
-      const sources = await this.ctx.keys.sourcesFor(state);
-      const index = await this.ctx.keys.releasesOf(sources);
       // Only the built packages this source build-depends on are its inputs: changing one
       // package rebuilds those that build with it, not every DEBUILD after it.
-      const wanted = new Set(buildDependsOf(await this.controlText(source)));
+      const wanted = new Set(buildDependsOf(await controlTextOf(this.ctx.context, source)));
       const localInputs = this.local.debs
         .filter((d) => wanted.has(d.package))
         .map((d) => d.blob.digest)
         .sort();
-      const key = cacheKey({
-        parent: bc.chain,
-        instruction: `DEBUILD${ins.profiles.length ? ` --profiles=${ins.profiles.join(',')}` : ''} ${source}`,
-        env: stepEnv(state),
-        aptSources: sources.digest,
-        ...(index ? { aptIndex: index.digest } : {}),
-        inputs: [await this.sourceDigest(ins, source), ...localInputs],
-        architecture: target,
+      const key = await debuildKey(this.ctx.keys, this.ctx.context, {
+        scope: state,
+        ins,
+        source,
+        buildchroot: bc.chain,
+        target,
+        inputs: localInputs,
       });
       const t0 = Date.now();
-      let entry = this.ctx.opts.noCache ? undefined : await this.readEntry(key);
+      const { noCache, cacheFrom = [], cacheTo } = this.ctx.opts;
+      let entry = noCache ? undefined : await readDebuildCache(this.ctx.store, key);
+      let from: string | undefined;
+      for (const remote of noCache ? [] : cacheFrom) {
+        if (entry) break;
+        entry = await remote.getDebs(key);
+        if (entry) from = remote.name;
+      }
       const hit = entry !== undefined;
       if (entry) cached++;
       else {
         entry = await this.build(state, ins, source, key, bc, target);
         built++;
       }
+      if (cacheTo) await cacheTo.putDebs(entry);
       this.local.add(entry.debs);
+      state.debuilds.push({
+        source,
+        cacheKey: key,
+        buildchroot: bc.chain,
+        inputs: localInputs,
+        packages: entry.debs.map((d) => `${d.package}=${d.version}`),
+      });
       this.ctx.emit({
         type: 'debs',
         source,
         cached: hit,
+        ...(from !== undefined ? { from } : {}),
         files: entry.debs.map((d) => d.filename),
         seconds: (Date.now() - t0) / 1000,
       });
     }
     return { built, cached };
-  }
-
-  /** The content digest of a source tree, or of a .dsc with the files it lists. */
-  private async sourceDigest(ins: DebuildInstruction, source: string): Promise<Digest> {
-    if (!source.endsWith('.dsc')) {
-      const st = await fsp.stat(path.join(this.ctx.context, source)).catch(() => undefined);
-      if (!st?.isDirectory())
-        throw new BuildStepError(
-          ins.loc,
-          `DEBUILD ${source}: no such directory in the build context`,
-        );
-      const control = path.join(this.ctx.context, source, 'debian', 'control');
-      if (!(await fsp.stat(control).catch(() => undefined)))
-        throw new BuildStepError(ins.loc, `DEBUILD ${source}: no debian/control in it`, {
-          hint: 'DEBUILD takes a source tree holding debian/, or a .dsc',
-        });
-      // A 3.0 (quilt) tree builds from the upstream tarballs beside it as well.
-      const parent = path.posix.dirname(source);
-      const origs = (await fsp.readdir(path.join(this.ctx.context, parent)))
-        .filter((n) => /\.orig(-[A-Za-z0-9-]+)?\.tar\./.test(n))
-        .map((n) => path.posix.join(parent, n))
-        .sort();
-      return hashContextPaths(this.ctx.context, [source, ...origs]);
-    }
-    const dsc = await fsp.readFile(path.join(this.ctx.context, source), 'utf8').catch(() => {
-      throw new BuildStepError(ins.loc, `DEBUILD ${source}: no such file in the build context`);
-    });
-    const files = (parseDeb822(unsigned(dsc))[0]?.get('files') ?? '')
-      .split('\n')
-      .map((l) => l.trim().split(/\s+/)[2])
-      .filter((f): f is string => !!f)
-      .map((f) => path.posix.join(path.posix.dirname(source), f));
-    return hashContextPaths(this.ctx.context, [source, ...files]);
-  }
-
-  private async readEntry(key: Digest): Promise<DebuildEntry | undefined> {
-    const doc = (await this.ctx.store.getRoot(cacheRootName(key))) as
-      { entry?: DebuildEntry } | undefined;
-    const entry = doc?.entry;
-    if (!entry || entry.key !== key || entry.kind !== 'debuild') return undefined;
-    for (const d of entry.debs)
-      if (!(await this.ctx.store.hasBlob(d.blob.digest))) return undefined;
-    await this.ctx.store.touchRoot(cacheRootName(key));
-    return entry;
   }
 
   /** The buildchroot the stage builds in: its own (BUILDCHROOT) or its FROM template's. */
@@ -390,10 +352,7 @@ export class Debuilder {
           },
         );
       const entry: DebuildEntry = { key, kind: 'debuild', source, debs };
-      await this.ctx.store.putRoot(cacheRootName(key), {
-        descriptors: debs.map((d) => d.blob),
-        entry: entry as unknown as Record<string, unknown>,
-      });
+      await writeDebuildCache(this.ctx.store, entry);
       return entry;
     } finally {
       log.end();
@@ -401,41 +360,11 @@ export class Debuilder {
     }
   }
 
-  /** debian/control of a source tree, or the .dsc, whose first stanza names the source. */
-  private controlText(source: string): Promise<string> {
-    const file = source.endsWith('.dsc')
-      ? path.join(this.ctx.context, source)
-      : path.join(this.ctx.context, source, 'debian', 'control');
-    return fsp.readFile(file, 'utf8').then(unsigned, () => '');
-  }
-
   /** The source package's name, for messages and the log. */
   private async sourceName(source: string): Promise<string> {
-    const m = /^Source:\s*(\S+)/m.exec(await this.controlText(source));
+    const m = /^Source:\s*(\S+)/m.exec(await controlTextOf(this.ctx.context, source));
     return m?.[1] ?? path.basename(source);
   }
-}
-
-/** The package names a source's Build-Depends (all three fields) mention, alternatives included. */
-export function buildDependsOf(control: string): string[] {
-  const first = parseDeb822(control)[0] ?? new Map<string, string>();
-  const names = new Set<string>();
-  for (const field of ['build-depends', 'build-depends-arch', 'build-depends-indep']) {
-    for (const alt of (first.get(field) ?? '').split(/[,|]/)) {
-      const name = /^\s*([a-z0-9][a-z0-9+.-]*)/.exec(alt)?.[1];
-      if (name) names.add(name);
-    }
-  }
-  return [...names].sort();
-}
-
-/** The text of a clearsigned file (a .dsc), without the OpenPGP armour around it. */
-function unsigned(text: string): string {
-  const m =
-    /^-----BEGIN PGP SIGNED MESSAGE-----\n(?:[^\n]+\n)*\n([\s\S]*?)\n-----BEGIN PGP SIGNATURE-----/.exec(
-      text,
-    );
-  return m?.[1] ?? text;
 }
 
 /** A .deb in the store as the build knows it: the blob, and what dpkg-deb says it is. */

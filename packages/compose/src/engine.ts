@@ -344,7 +344,8 @@ export class Builder implements BuildContext {
     state.layers.push({
       desc: entry.layer,
       diffId: entry.diffId,
-      record: entry.record,
+      // An entry from before records kept it does not say what its key held.
+      record: keyed.localRepo ? { ...entry.record, localRepo: keyed.localRepo } : entry.record,
       history: { created: entry.created, created_by: ins.text },
       excluded: entry.excluded ?? {},
     });

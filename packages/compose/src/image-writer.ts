@@ -124,6 +124,7 @@ export async function writeImage(
       layers: state.layers.map((l) => l.record),
       baseChain: state.baseChain,
       labels: state.labels,
+      ...(state.debuilds.length > 0 ? { debuilds: state.debuilds } : {}),
     },
     layers: state.layers.map((l) => ({ descriptor: l.desc, diffId: l.diffId, history: l.history })),
     platform: ociPlatform(debArch),

@@ -13,7 +13,7 @@ import {
 } from '@strata/oci';
 import type { RegistryClient } from '@strata/registry';
 import { Store, storeContent, storeSink } from '@strata/store';
-import { CacheEntry, writeCache } from './cache';
+import { CacheEntry, DebuildEntry, writeCache, writeDebuildCache } from './cache';
 
 /** Media type of the small JSON document that describes one cached step. */
 export const CACHE_CONFIG_MEDIA_TYPE = 'application/vnd.strata.build-cache.v1+json';
@@ -25,6 +25,10 @@ export interface RemoteCache {
   get(key: Digest): Promise<CacheEntry | undefined>;
   /** Publish a step (its layer blob and a manifest tagged by the cache key). */
   put(entry: CacheEntry): Promise<void>;
+  /** Fetch the .debs a DEBUILD source made for `key`, when the remote has them. */
+  getDebs(key: Digest): Promise<DebuildEntry | undefined>;
+  /** Publish what a DEBUILD source made. */
+  putDebs(entry: DebuildEntry): Promise<void>;
 }
 
 /** The registry tag that names a cache key. */
@@ -34,8 +38,8 @@ export function cacheTag(key: Digest): string {
 
 /**
  * Each cached step is an OCI manifest in the cache repository, tagged `strata-cache-<key>`:
- * its config is the cache entry (JSON), its one layer the step's layer blob. Any OCI registry
- * stores it; layers shared with templates are stored once.
+ * its config is the cache entry (JSON), its layers the step's layer blob, or the .debs a
+ * DEBUILD source made. Any OCI registry stores it; blobs shared with templates are stored once.
  */
 export class RegistryCache implements RemoteCache {
   constructor(
@@ -48,6 +52,39 @@ export class RegistryCache implements RemoteCache {
   }
 
   async get(key: Digest): Promise<CacheEntry | undefined> {
+    const found = await this.fetch(key);
+    const entry = found?.entry as CacheEntry | undefined;
+    const layer = found?.blobs.length === 1 ? found.blobs[0] : undefined;
+    if (!found || !entry?.layer || !layer || entry.layer.digest !== layer.digest) return undefined;
+    await this.pull(found.blobs);
+    await writeCache(this.store, entry);
+    return entry;
+  }
+
+  async put(entry: CacheEntry): Promise<void> {
+    await this.publish(entry.key, entry, [entry.layer], entry.record.createdBy);
+  }
+
+  async getDebs(key: Digest): Promise<DebuildEntry | undefined> {
+    const found = await this.fetch(key);
+    const entry = found?.entry as DebuildEntry | undefined;
+    if (!found || entry?.kind !== 'debuild' || !Array.isArray(entry.debs)) return undefined;
+    const listed = entry.debs.map((d) => d.blob.digest).join(' ');
+    if (listed !== found.blobs.map((b) => b.digest).join(' ')) return undefined;
+    await this.pull(found.blobs);
+    await writeDebuildCache(this.store, entry);
+    return entry;
+  }
+
+  async putDebs(entry: DebuildEntry): Promise<void> {
+    const blobs = entry.debs.map((d) => d.blob);
+    await this.publish(entry.key, entry, blobs, `DEBUILD ${entry.source}`);
+  }
+
+  /** The entry tagged for `key` and the blobs its manifest lists, or undefined. */
+  private async fetch(
+    key: Digest,
+  ): Promise<{ entry: { key?: unknown }; blobs: Descriptor[] } | undefined> {
     const tag = cacheTag(key);
     if (!(await this.client.headManifest(tag))) return undefined;
     const fetched = await this.client.getManifest(tag);
@@ -56,27 +93,33 @@ export class RegistryCache implements RemoteCache {
       parseJson(fetched.bytes, tag),
       `cache manifest ${tag}`,
     );
-    if (manifest.config.mediaType !== CACHE_CONFIG_MEDIA_TYPE || manifest.layers.length !== 1)
-      return undefined;
+    if (manifest.config.mediaType !== CACHE_CONFIG_MEDIA_TYPE) return undefined;
     const chunks: Buffer[] = [];
     for await (const c of await this.client.fetchBlob(manifest.config)) chunks.push(c as Buffer);
-    const doc = parseJson(Buffer.concat(chunks), `cache entry ${tag}`) as { entry?: CacheEntry };
-    const entry = doc.entry;
-    const layer = manifest.layers[0] as Descriptor;
-    if (!entry || entry.key !== key || entry.layer.digest !== layer.digest) return undefined;
-    // Loaded here, not with the module: a build without a remote cache never needs the client.
-    const { registryContent } = await import('@strata/registry');
-    await storeSink(this.store).putBlob(layer, registryContent(this.client));
-    await writeCache(this.store, entry);
-    return entry;
+    const doc = parseJson(Buffer.concat(chunks), `cache entry ${tag}`) as {
+      entry?: { key?: unknown };
+    };
+    if (!doc.entry || doc.entry.key !== key) return undefined;
+    return { entry: doc.entry, blobs: manifest.layers };
   }
 
-  async put(entry: CacheEntry): Promise<void> {
-    const tag = cacheTag(entry.key);
+  /** Into the local store, each verified against its digest. */
+  private async pull(blobs: readonly Descriptor[]): Promise<void> {
+    // Loaded here, not with the module: a build without a remote cache never needs the client.
+    const { registryContent } = await import('@strata/registry');
+    for (const b of blobs) await storeSink(this.store).putBlob(b, registryContent(this.client));
+  }
+
+  private async publish(
+    key: Digest,
+    entry: object,
+    blobs: readonly Descriptor[],
+    instruction: string,
+  ): Promise<void> {
+    const tag = cacheTag(key);
     if (await this.client.headManifest(tag)) return;
-    const layer = entry.layer;
     const { registrySink } = await import('@strata/registry');
-    await registrySink(this.client).putBlob(layer, storeContent(this.store));
+    for (const b of blobs) await registrySink(this.client).putBlob(b, storeContent(this.store));
     const configBytes = encodeJson({ entry });
     const config: Descriptor = {
       mediaType: CACHE_CONFIG_MEDIA_TYPE,
@@ -88,10 +131,10 @@ export class RegistryCache implements RemoteCache {
       schemaVersion: 2,
       mediaType: MediaTypes.imageManifest,
       config,
-      layers: [layer],
+      layers: [...blobs],
       annotations: {
-        'io.strata.cache.key': entry.key,
-        'io.strata.cache.instruction': entry.record.createdBy,
+        'io.strata.cache.key': key,
+        'io.strata.cache.instruction': instruction,
       },
     };
     await this.client.putManifest(tag, encodeJson(manifest), MediaTypes.imageManifest);

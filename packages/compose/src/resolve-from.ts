@@ -37,6 +37,7 @@ export function emptyState(name: string, ref: string): StageState {
     packages: [],
     distribution: {},
     baseChain: [],
+    debuilds: [],
     baseExclusions: [],
     lock: { name, from: { ref }, steps: [] },
   };
@@ -66,6 +67,7 @@ export async function resolveFrom(
       features: new Set(earlier.features),
       packages: [...earlier.packages],
       baseChain: [...earlier.baseChain],
+      debuilds: [...earlier.debuilds],
       lock: { name, from: { ref: f.ref }, steps: [] },
     };
   }

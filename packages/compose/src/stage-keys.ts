@@ -110,6 +110,8 @@ export interface StepKey {
   sources?: AptSources;
   /** The key holds the state of the apt indices: it changes when the mirror does. */
   aptIndex: boolean;
+  /** The build's own packages' Release digest, when the key holds it. */
+  localRepo?: string;
 }
 
 export interface StageKeysOptions {
@@ -265,6 +267,7 @@ export class StageKeys {
           }),
           sources,
           aptIndex: !pinned,
+          ...(localRepo ? { localRepo } : {}),
         };
       }
       case 'REMOVE':
@@ -280,6 +283,7 @@ export class StageKeys {
           }),
           sources,
           aptIndex: false,
+          ...(localRepo ? { localRepo } : {}),
         };
       }
       case 'COPY':

@@ -36,6 +36,7 @@ export type {
   Distribution,
   Exclusion,
   LayerRecord,
+  DebuildRecord,
   BaseTemplate,
   TemplateMetadata,
   StoreConfigFile,

@@ -128,10 +128,20 @@ export const templateMetadataSchema = {
           packagesAdded: arrayOf(text),
           packagesRemoved: arrayOf(text),
           cacheKey: digest,
+          localRepo: text,
         }),
       ),
       baseChain: arrayOf(closed(['name', 'ref', 'digest'], { name: text, ref: text, digest })),
       labels: stringMap,
+      debuilds: arrayOf(
+        closed(['source', 'cacheKey', 'buildchroot', 'inputs', 'packages'], {
+          source: text,
+          cacheKey: digest,
+          buildchroot: digest,
+          inputs: arrayOf(digest),
+          packages: arrayOf(text),
+        }),
+      ),
     },
   ),
 } as const;

@@ -104,6 +104,24 @@ export interface LayerRecord {
   packagesRemoved?: string[];
   /** The build step's cache key, when a Stratafile step made the layer. */
   cacheKey?: Digest;
+  /**
+   * The Release digest of the build's own packages (DEBUILD's, or a FROM template's) that the
+   * step's apt saw: part of its cache key, so `strata check` can recompute that key.
+   */
+  localRepo?: string;
+}
+
+/** One source a DEBUILD line built: what its cache key was made of, and what it made. */
+export interface DebuildRecord {
+  /** The source tree or .dsc, as the DEBUILD line names it in the build context. */
+  source: string;
+  cacheKey: Digest;
+  /** Chain ID of the buildchroot it was built in. */
+  buildchroot: Digest;
+  /** Blob digests of the build's own packages among its Build-Depends. */
+  inputs: Digest[];
+  /** The packages it made, `name=version`. */
+  packages: string[];
 }
 
 /** An ancestor template a build started from. */
@@ -137,6 +155,8 @@ export interface TemplateMetadata {
   baseChain?: BaseTemplate[];
   /** OCI labels set by LABEL. */
   labels?: Record<string, string>;
+  /** The Debian source packages DEBUILD built for this template's stages, in build order. */
+  debuilds?: DebuildRecord[];
 }
 
 /** `<store>/.strata/config.json` as written by a user (see storeConfigSchema); all optional. */

@@ -188,7 +188,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                 break;
               case 'debs':
                 log(
-                  `  ${e.cached ? 'cached' : `built in ${e.seconds.toFixed(1)}s`} ${e.source}: ${e.files.join(' ')}`,
+                  `  ${e.from !== undefined ? `fetched from cache ${e.from}` : e.cached ? 'cached' : `built in ${e.seconds.toFixed(1)}s`} ${e.source}: ${e.files.join(' ')}`,
                 );
                 break;
               case 'base-moved':
