@@ -39,7 +39,7 @@ export async function diskUsageReport(store: Store): Promise<DfReport> {
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
   const tagBytes = sum([...inv.tagBlobs.values()]);
   const blobBytes = sum(inv.blobs.map((b) => b.size));
-  const cacheBytes = sum(inv.cache.map((c) => c.bytes));
+  const cacheBytes = sum([...inv.cache, ...inv.logs].map((c) => c.bytes));
   const snapBytes = sum([...inv.snapshots, ...inv.scratch].map((s) => s.bytes));
   const aptBytes = sum(inv.apt.map((a) => a.bytes));
   const rows: DfRow[] = [
@@ -61,7 +61,7 @@ export async function diskUsageReport(store: Store): Promise<DfReport> {
     },
     {
       kind: 'build-cache',
-      count: inv.cache.length,
+      count: inv.cache.length + inv.logs.length,
       live: inv.cache.filter((c) => c.live).length,
       bytes: cacheBytes,
       reclaimable: wideReport.freed.buildCache.bytes,

@@ -1,6 +1,6 @@
 /** What gc deletes and what it keeps, and why: decided from an inventory and the store config alone. */
 import { StoreConfig, pidAlive } from '@strata/store';
-import { AptItem, CacheItem, Inventory } from './inventory';
+import { AptItem, CacheItem, Inventory, LogItem } from './inventory';
 import { ScratchInfo, SnapshotInfo } from './snapshots';
 
 export type UsageKind = 'blobs' | 'build-cache' | 'snapshots' | 'apt-cache';
@@ -47,6 +47,8 @@ export interface GcPlan {
   snapshots: Array<SnapshotInfo & { live: boolean }>;
   scratch: ScratchInfo[];
   apt: AptItem[];
+  /** Failed DEBUILDs' logs, which go with the build cache. */
+  logs: LogItem[];
   kept: KeptItem[];
 }
 
@@ -126,6 +128,10 @@ export function planGc(
     (t) => t.pid !== process.pid && (t.pid === 0 ? !busy : !pidAlive(t.pid)),
   );
   const apt = dropApt && !busy ? inv.apt : [];
+  // A running build may be writing one; an unused one is kept as long as an unused entry is.
+  const logs = busy
+    ? []
+    : inv.logs.filter((l) => cacheScope !== 'limit' || now - l.mtimeMs > keepUnusedDays * DAY);
 
   const keptCache = inv.cache.filter((c) => !dropCache.includes(c));
   const keptSnaps = inv.snapshots.filter((s) => !gone.has(s.chain));
@@ -197,5 +203,5 @@ export function planGc(
     why: 'manifests, configs and layers of tagged images',
     freedBy: 'strata rm <tag>, then strata gc',
   });
-  return { cacheRoots: dropCache, snapshots: dropSnaps, scratch, apt, kept };
+  return { cacheRoots: dropCache, snapshots: dropSnaps, scratch, apt, logs, kept };
 }

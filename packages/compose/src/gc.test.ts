@@ -218,6 +218,24 @@ test('a DEBUILD log goes with the cache entry of its key, and counts in what gc 
   expect(await readCache(store, base.key)).toBeDefined();
 });
 
+test('a failed DEBUILD’s log (no entry of its key) is kept while recent, and goes when old or with --build-cache', async () => {
+  await twoBranches();
+  const logs = logsDir(store.root);
+  await fsp.mkdir(logs, { recursive: true });
+  const recent = path.join(logs, `debuild-x-${'a'.repeat(12)}.log`);
+  const old = path.join(logs, `debuild-y-${'b'.repeat(12)}.log`);
+  await fsp.writeFile(recent, Buffer.alloc(3000));
+  await fsp.writeFile(old, Buffer.alloc(4000));
+  const then = new Date(Date.now() - 30 * 24 * 60 * 60 * 1000);
+  await fsp.utimes(old, then, then);
+  const first = await collectGarbage(store);
+  expect(await exists(old)).toBe(false);
+  expect(await exists(recent)).toBe(true);
+  expect(first.freed.buildCache.bytes).toBeGreaterThanOrEqual(4000);
+  await collectGarbage(store, { buildCache: true });
+  expect(await exists(recent)).toBe(false);
+});
+
 test('a DEBUILD entry stays while a tagged template carries its .debs, and expires once none does', async () => {
   const { base } = await twoBranches();
   await tagImage('with-debs:1', [base]);

@@ -22,7 +22,10 @@ export interface GcReport {
   freed: {
     /** Blobs no tag or build-cache entry reaches. */
     blobs: Figure;
-    /** Entries forgotten; bytes: their files and the layer blobs that went with them. */
+    /**
+     * Entries forgotten, and failed DEBUILDs' logs; bytes: their files and the layer blobs that
+     * went with them.
+     */
     buildCache: Figure;
     /** Snapshots and dead builds' scratch directories. */
     snapshots: Figure;
@@ -43,12 +46,16 @@ export function report(plan: GcPlan, blobs: BlobGcResult, dryRun: boolean): GcRe
   // An entry's layer counts only when the blob gc really removed it (another root, a tag added
   // meanwhile or a lease may still hold it).
   const entryFiles = plan.cacheRoots.reduce((n, c) => n + c.fileBytes, 0);
+  const logBytes = plan.logs.reduce((n, l) => n + l.bytes, 0);
   const freed = {
     blobs: {
       count: blobs.removed - layerCount,
       bytes: blobs.bytesFreed - blobs.partials.bytes - layerBytes,
     },
-    buildCache: { count: plan.cacheRoots.length, bytes: entryFiles + layerBytes },
+    buildCache: {
+      count: plan.cacheRoots.length + plan.logs.length,
+      bytes: entryFiles + logBytes + layerBytes,
+    },
     snapshots: figure([...plan.snapshots, ...plan.scratch]),
     aptCache: figure(plan.apt),
     partials: blobs.partials,
@@ -100,6 +107,7 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
     const blobs = await store.gc({ dropRoots: plan.cacheRoots.map((c) => c.root) });
     for (const c of plan.cacheRoots)
       for (const log of c.logs ?? []) await fsp.rm(log, { force: true });
+    for (const log of plan.logs) await fsp.rm(log.path, { force: true });
     return report(plan, blobs, false);
   });
 }

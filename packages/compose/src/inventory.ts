@@ -21,6 +21,14 @@ export interface Inventory {
   snapshots: Array<SnapshotInfo & { live: boolean }>;
   scratch: ScratchInfo[];
   apt: AptItem[];
+  /** DEBUILD logs of no cache entry: those of builds that failed. */
+  logs: LogItem[];
+}
+
+export interface LogItem {
+  path: string;
+  bytes: number;
+  mtimeMs: number;
 }
 
 export interface CacheItem {
@@ -78,14 +86,14 @@ export async function takeInventory(store: Store): Promise<Inventory> {
   }
 
   // DEBUILD's logs are named after their cache key (see debuild.ts): `…-<12 hex>.log`.
-  const logs = new Map<string, Array<{ path: string; bytes: number }>>();
+  const logs = new Map<string, LogItem[]>();
   const logDir = logsDir(store.root);
   for (const name of await fsp.readdir(logDir).catch(() => [] as string[])) {
     const m = /-([a-f0-9]{12})\.log$/.exec(name);
     const st = m && (await fsp.stat(path.join(logDir, name)).catch(() => undefined));
     if (!m || !st) continue;
     const list = logs.get(m[1] as string) ?? [];
-    list.push({ path: path.join(logDir, name), bytes: st.size });
+    list.push({ path: path.join(logDir, name), bytes: st.size, mtimeMs: st.mtimeMs });
     logs.set(m[1] as string, list);
   }
   const cache: CacheItem[] = [];
@@ -107,6 +115,7 @@ export async function takeInventory(store: Store): Promise<Inventory> {
     const valid = key !== undefined && cacheRootName(key) === r.name;
     const layerBytes = layer && !tagBlobs.has(layer.digest) ? layer.size : 0;
     const own = valid ? (logs.get(digestHex(key).slice(0, 12)) ?? []) : [];
+    if (valid) logs.delete(digestHex(key).slice(0, 12));
     const logBytes = own.reduce((n, l) => n + l.bytes, 0);
     cache.push({
       root: r.name,
@@ -147,6 +156,7 @@ export async function takeInventory(store: Store): Promise<Inventory> {
     snapshots,
     scratch: listed.scratch,
     apt,
+    logs: [...logs.values()].flat(),
   };
 }
 
