@@ -128,10 +128,15 @@ export function planGc(
     (t) => t.pid !== process.pid && (t.pid === 0 ? !busy : !pidAlive(t.pid)),
   );
   const apt = dropApt && !busy ? inv.apt : [];
-  // A running build may be writing one; an unused one is kept as long as an unused entry is.
+  // A running build may be writing one; otherwise one is kept as an unused entry would be.
   const logs = busy
     ? []
-    : inv.logs.filter((l) => cacheScope !== 'limit' || now - l.mtimeMs > keepUnusedDays * DAY);
+    : inv.logs.filter(
+        (l) =>
+          cacheScope !== 'limit' ||
+          now - l.mtimeMs > keepUnusedDays * DAY ||
+          l.bytes > keepUnusedBytes,
+      );
 
   const keptCache = inv.cache.filter((c) => !dropCache.includes(c));
   const keptSnaps = inv.snapshots.filter((s) => !gone.has(s.chain));
