@@ -52,6 +52,7 @@ export {
   validateStoreConfig,
   validateGcReport,
   validateDfReport,
+  validateDiffReport,
 } from './validate';
 export { encodeJson } from './canonical';
 export { parseReference, withDefaultTag, formatReference } from './reference';
