@@ -4,7 +4,7 @@ import type { Selector } from '@strata/oci';
 import type { DiffReport, DiffSide, FileInfo } from '@strata/imager';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { ExitCodeError, exitCodeFor, formatBytes, once } from '../output';
+import { counted, ExitCodeError, exitCodeFor, formatBytes, once } from '../output';
 
 interface DiffArgs extends GlobalArgs {
   a: string;
@@ -179,7 +179,7 @@ export function formatDiff(r: DiffReport): string[] {
   for (const [k, v] of Object.entries(m.labels.removed)) meta.push(`  - label ${k}=${v}`);
   for (const [k, v] of Object.entries(m.labels.changed))
     meta.push(`  ~ label ${k}: ${v.old} -> ${v.new}`);
-  out.push(`Metadata: ${meta.length === 0 ? 'no changes' : `${meta.length} changes`}`);
+  out.push(`Metadata: ${meta.length === 0 ? 'no changes' : counted(meta.length, 'change')}`);
   out.push(...meta);
   return out;
 }
