@@ -187,18 +187,17 @@ function changesOf(x: TreeNode, y: TreeNode): FileChange[] {
 /** Paths only in `a` (removed), only in `b` (added), and in both but different, in path order. */
 export function compareTrees(a: FileTree, b: FileTree): DiffReport['files'] {
   const out: DiffReport['files'] = { added: [], removed: [], changed: [] };
-  for (const p of a.paths()) {
-    const x = a.get(p) as TreeNode;
+  for (const [p, x] of a.entries()) {
     const y = b.get(p);
     if (y === undefined) out.removed.push(info(p, x));
-    else {
+    else if (y !== x) {
+      // One node in both trees (from a layer they share) is unchanged without a look.
       const changes = changesOf(x, y);
       if (changes.length > 0)
         out.changed.push({ path: p, changes, old: info(p, x), new: info(p, y) });
     }
   }
-  for (const p of b.paths())
-    if (a.get(p) === undefined) out.added.push(info(p, b.get(p) as TreeNode));
+  for (const [p, y] of b.entries()) if (a.get(p) === undefined) out.added.push(info(p, y));
   const byPath = (x: { path: string }, y: { path: string }) => comparePaths(x.path, y.path);
   out.added.sort(byPath);
   out.removed.sort(byPath);
@@ -206,12 +205,25 @@ export function compareTrees(a: FileTree, b: FileTree): DiffReport['files'] {
   return out;
 }
 
+function componentsAtMost(p: string, n: number): boolean {
+  let i = -1;
+  for (let c = 1; c < n; c++) {
+    i = p.indexOf('/', i + 1);
+    if (i < 0) return true;
+  }
+  return p.indexOf('/', i + 1) < 0;
+}
+
 /** Bytes of file data under each directory down to `depth` components (a hardlink counts once). */
 export function dirSizes(t: FileTree, depth: number): { total: number; dirs: Map<string, number> } {
   const dirs = new Map<string, number>();
   let total = 0;
-  for (const p of t.paths()) {
-    const n = t.get(p) as TreeNode;
+  for (const [p, n] of t.entries()) {
+    if (n.type === 'dir') {
+      // Directories that hold no file data still appear, at 0, so that an emptied one shows.
+      if (depth > 0 && !dirs.has(p) && componentsAtMost(p, depth)) dirs.set(p, 0);
+      continue;
+    }
     if (n.type !== 'file' || n.hardlink) continue;
     total += n.size;
     let i = -1;
@@ -221,10 +233,6 @@ export function dirSizes(t: FileTree, depth: number): { total: number; dirs: Map
       const dir = p.slice(0, i);
       dirs.set(dir, (dirs.get(dir) ?? 0) + n.size);
     }
-  }
-  // Directories that hold no file data still appear, at 0, so that an emptied one shows.
-  for (const p of t.paths()) {
-    if (t.get(p)?.type === 'dir' && p.split('/').length <= depth && !dirs.has(p)) dirs.set(p, 0);
   }
   return { total, dirs };
 }

@@ -240,3 +240,33 @@ test('comparePackages: added, removed, and upgrades and downgrades by dpkg versi
     { name: 'up', architecture: 'amd64', old: '1.9', new: '1.10', direction: 'upgrade' },
   ]);
 });
+
+test('the shared layers are hashed only where a same-size file changed above them', async () => {
+  const shared = layer([
+    { path: 'etc/' },
+    { path: 'etc/same-size', body: 'aaaa' },
+    { path: 'etc/rewritten', body: 'keep' },
+    { path: 'etc/grown', body: 'x' },
+    { path: 'etc/linked', type: 'link', link: 'etc/same-size' },
+  ]);
+  const upper = layer([
+    { path: 'etc/same-size', body: 'bbbb' },
+    { path: 'etc/rewritten', body: 'keep' },
+    { path: 'etc/grown', body: 'longer' },
+  ]);
+  const [a, b] = await readTrees([shared], [shared, upper]);
+  expect(shared.tar.opened).toBe(2); // once for the trees, once for the digests they need
+  expect(a.get('etc/same-size')?.digest).toBe(hex('aaaa'));
+  expect(a.get('etc/rewritten')?.digest).toBe(hex('keep'));
+  expect(a.get('etc/linked')?.digest).toBeUndefined(); // one node in both trees: never needed
+  const d = compareTrees(a, b);
+  expect(d.changed.map((c) => [c.path, c.changes])).toEqual([
+    ['etc/grown', ['content']],
+    ['etc/same-size', ['content']],
+  ]);
+
+  const only = layer([{ path: 'etc/' }, { path: 'etc/f', body: 'data' }]);
+  const [c, e] = await readTrees([only], [only, layer([{ path: 'opt/' }])]);
+  expect(only.tar.opened).toBe(1);
+  expect(compareTrees(c, e).added.map((f) => f.path)).toEqual(['opt']);
+});

@@ -30,6 +30,8 @@ interface Held {
   node: TreeNode;
   /** Index of the layer that set it, for whiteouts and opaque directories of later layers. */
   layer: number;
+  /** Of a file (or a hardlink to one): the entry that holds its data, and that entry's layer. */
+  data?: { path: string; layer: number };
 }
 
 /** Anything whose uncompressed tar can be streamed: the core's Layer, verified at EOF. */
@@ -63,9 +65,13 @@ export class FileTree {
   /** Layers applied so far. */
   private layers = 0;
 
+  /** false: the layers applied leave files' digests unset, for hashWhereNeeded to fill. */
+  hashData = true;
+
   /** An independent copy, to apply two different stacks on top of one shared prefix. */
   clone(): FileTree {
     const t = new FileTree();
+    t.hashData = this.hashData;
     for (const [k, v] of this.nodes) t.nodes.set(k, v);
     for (const [k, v] of this.children) t.children.set(k, new Set(v));
     t.layers = this.layers;
@@ -78,6 +84,11 @@ export class FileTree {
 
   paths(): IterableIterator<string> {
     return this.nodes.keys();
+  }
+
+  /** Every path and what it holds, in no particular order. */
+  *entries(): IterableIterator<[string, TreeNode]> {
+    for (const [k, v] of this.nodes) yield [k, v.node];
   }
 
   get size(): number {
@@ -98,7 +109,7 @@ export class FileTree {
         hash = undefined;
         current = undefined;
         const f = this.entry(h, index);
-        if (f !== undefined && h.type === 'file' && h.size > 0) {
+        if (f !== undefined && h.type === 'file' && h.size > 0 && this.hashData) {
           hash = createHash('sha256');
           current = f;
         }
@@ -145,9 +156,11 @@ export class FileTree {
       return undefined;
     }
     let node: TreeNode;
+    let data: Held['data'];
     if (h.type === 'link') {
       const target = cleanEntryPath(h.linkpath, h.path, 'hardlink target');
-      const t = this.nodes.get(target)?.node;
+      const th = this.nodes.get(target);
+      const t = th?.node;
       if (t === undefined)
         throw new UnsafeEntryError(
           h.path,
@@ -162,6 +175,7 @@ export class FileTree {
       // Which of two linked paths a tar names first is an accident of its order: both read as
       // the shared file, and only the size accounting tells them apart.
       node = { ...t, hardlink: true };
+      data = th?.data;
     } else {
       node = {
         type: h.type,
@@ -170,7 +184,7 @@ export class FileTree {
         uid: h.uid,
         gid: h.gid,
         link: h.type === 'symlink' ? h.linkpath : '',
-        ...(h.type === 'file' ? { digest: EMPTY_DIGEST } : {}),
+        ...(h.type === 'file' && (h.size === 0 || this.hashData) ? { digest: EMPTY_DIGEST } : {}),
         ...(h.type === 'char' || h.type === 'block'
           ? { device: `${h.devmajor}:${h.devminor}` }
           : {}),
@@ -179,10 +193,65 @@ export class FileTree {
     this.ensureParent(h.path, parent, layer);
     const old = this.nodes.get(rel);
     if (old !== undefined && old.node.type === 'dir' && node.type !== 'dir') this.removeBelow(rel);
-    const held: Held = { node, layer };
+    if (h.type === 'file') data = { path: rel, layer };
+    const held: Held = { node, layer, ...(data ? { data } : {}) };
     this.nodes.set(rel, held);
     this.childrenOf(parent).add(rel);
     return { rel, held };
+  }
+
+  /**
+   * Fill the digests a comparison of `a` and `b` needs from the layers below them (`lower`,
+   * read without hashing): of the files that are different nodes in the two trees but of one
+   * size. Each layer holding such data is read again, hashing only those entries.
+   */
+  static async hashWhereNeeded(
+    a: FileTree,
+    b: FileTree,
+    lower: readonly TarSource[],
+  ): Promise<void> {
+    const want = new Map<number, Map<string, Held[]>>();
+    const need = (h: Held): void => {
+      if (h.node.digest !== undefined || h.data === undefined) return;
+      let byPath = want.get(h.data.layer);
+      if (byPath === undefined) want.set(h.data.layer, (byPath = new Map()));
+      let list = byPath.get(h.data.path);
+      if (list === undefined) byPath.set(h.data.path, (list = []));
+      list.push(h);
+    };
+    for (const [p, x] of a.nodes) {
+      const y = b.nodes.get(p);
+      if (y === undefined || y === x || x.node.type !== 'file' || y.node.type !== 'file') continue;
+      if (x.node.size !== y.node.size) continue;
+      need(x);
+      need(y);
+    }
+    for (const [layer, byPath] of want) {
+      const src = lower[layer];
+      if (src === undefined) continue;
+      let hash: Hash | undefined;
+      let list: Held[] | undefined;
+      const parser = new TarParser({
+        header: (h) => {
+          list = h.type === 'file' ? byPath.get(cleanEntryPath(h.path)) : undefined;
+          hash = list !== undefined ? createHash('sha256') : undefined;
+        },
+        data: (chunk) => hash?.update(chunk),
+        entryEnd: () => {
+          if (hash === undefined || list === undefined) return;
+          const digest = `sha256:${hash.digest('hex')}` as Digest;
+          for (const h of list) h.node = { ...h.node, digest };
+          hash = undefined;
+        },
+      });
+      const tar = await src.openTar();
+      try {
+        for await (const c of tar) parser.write(c as Buffer);
+      } finally {
+        tar.destroy();
+      }
+      parser.end();
+    }
   }
 
   private childrenOf(dir: string): Set<string> {
@@ -238,7 +307,12 @@ export class FileTree {
   }
 }
 
-/** The flattened trees of two layer stacks; the layers they share (same diffIDs, from the bottom) are read once. */
+/**
+ * The flattened trees of two layer stacks. The layers they share (same diffIDs, from the bottom)
+ * are read once, without hashing file data: what neither stack changes above them is one node in
+ * both trees, equal without a digest. Only files both hold at one size, changed above on one
+ * side, need the digest of the shared one, and only their layers are read again for it.
+ */
 export async function readTrees(
   a: readonly { diffId: Digest; tar: TarSource }[],
   b: readonly { diffId: Digest; tar: TarSource }[],
@@ -247,10 +321,17 @@ export async function readTrees(
   while (shared < a.length && shared < b.length && a[shared]?.diffId === b[shared]?.diffId)
     shared++;
   const base = new FileTree();
+  base.hashData = false;
   for (const l of a.slice(0, shared)) await base.apply(l.tar);
+  base.hashData = true;
   const ta = base.clone();
   for (const l of a.slice(shared)) await ta.apply(l.tar);
   const tb = base;
   for (const l of b.slice(shared)) await tb.apply(l.tar);
+  await FileTree.hashWhereNeeded(
+    ta,
+    tb,
+    a.slice(0, shared).map((l) => l.tar),
+  );
   return [ta, tb];
 }
