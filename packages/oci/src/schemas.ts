@@ -282,7 +282,8 @@ export const diffReportSchema = {
     'diff-report.schema.json',
     'strata diff --json',
     'What changed from image a to image b. Files come from the flattened layers (a hardlink ' +
-      "reads as the file it links to; digest is the sha256 of a file's data); sizes are bytes " +
+      "reads as the file it links to; digest is the sha256 of a file's data, when it was " +
+      'hashed: files only in the layers both images share are not); sizes are bytes ' +
       'of file data, a hardlink counted once, for the directories down to depth components ' +
       'whose size changed. identical is true when nothing below differs.',
   ),
