@@ -116,6 +116,7 @@ function main() {
       bench: 'diff',
       textSecs: median(text),
       jsonSecs: median(json),
+      cpuSecs: cpu.length ? median(cpu) : null,
       startSecs: median(start),
       ok,
     }),
