@@ -140,7 +140,9 @@ export async function diffImages(
     files = compareTrees(ta, tb);
     sizes = compareSizes(ta, tb, depth);
   } else {
+    // One image: only its sizes are wanted, not its files' digests.
     const t = new FileTree();
+    t.hashData = false;
     for (const l of la.layers) await t.apply(l.tar);
     sizes = compareSizes(t, t, depth);
   }
