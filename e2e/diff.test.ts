@@ -7,9 +7,12 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { validateDiffReport } from '@strata/oci';
+import { gzipSync } from 'node:zlib';
+import { Descriptor, MediaTypes, sha256, validateDiffReport } from '@strata/oci';
+import { encodeTarHeader, TAR_END, tarPadding } from '@strata/layer';
+import { Store } from '@strata/store';
 import { BASE_ARCHIVE, buildJson, storeWithBase, umociUnpack } from './fixtures/build/harness';
-import { SLOW, isOneLineError, show, strata, strataOk } from './helpers';
+import { SLOW, isOneLineError, show, strata, strataOk, tmpDir } from './helpers';
 import { Registry, startRegistry } from './registry-fixtures';
 
 jest.setTimeout(SLOW);
@@ -115,4 +118,67 @@ test('what cannot be compared exits 2 with one line', async () => {
   const missing = await strata(['diff', 'base:v1', path.join(work, 'none.tmpl.img')], { store });
   expect({ code: missing.code, err: missing.stderr }).toMatchObject({ code: 2 });
   expect(show(missing)).toMatch(/does not exist/);
+});
+
+/** One image of one file, `etc/arch`, for `architecture`. */
+async function archImage(st: Store, architecture: string, body: string): Promise<Descriptor> {
+  const data = Buffer.from(body);
+  const tar = Buffer.concat([
+    encodeTarHeader({
+      path: 'etc/arch',
+      type: 'file',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: data.length,
+      mtime: 0,
+      linkpath: '',
+      devmajor: 0,
+      devminor: 0,
+      xattrs: {},
+    }),
+    data,
+    Buffer.alloc(tarPadding(data.length)),
+    TAR_END,
+  ]);
+  const blob = await st.putBytes(gzipSync(tar));
+  const config = await st.putJson(
+    { architecture, os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(tar)] } },
+    MediaTypes.imageConfig,
+  );
+  const m = await st.putJson(
+    {
+      schemaVersion: 2,
+      mediaType: MediaTypes.imageManifest,
+      config,
+      layers: [{ mediaType: MediaTypes.layerGzip, digest: blob.digest, size: blob.size }],
+    },
+    MediaTypes.imageManifest,
+  );
+  return { ...m, platform: { architecture, os: 'linux' } };
+}
+
+test('--platform picks the image of a multi-platform template on both sides', async () => {
+  const multi = tmpDir('strata-diff-multi-');
+  const st = await Store.open(multi);
+  for (const [tag, arm] of [
+    ['multi:1', 'arm64 v1'],
+    ['multi:2', 'arm64 v2'],
+  ] as const) {
+    const manifests = [await archImage(st, 'amd64', 'amd64'), await archImage(st, 'arm64', arm)];
+    const index = { schemaVersion: 2, mediaType: MediaTypes.imageIndex, manifests };
+    await st.tag(tag, await st.putJson(index, MediaTypes.imageIndex));
+  }
+  const none = await strata(['diff', 'multi:1', 'multi:2'], { store: multi });
+  expect(none.code).toBe(2);
+  expect(none.stderr).toMatch(/linux\/amd64/);
+  const amd = await strata(['diff', '--platform', 'linux/amd64', 'multi:1', 'multi:2'], {
+    store: multi,
+  });
+  expect({ code: amd.code, out: amd.stdout }).toMatchObject({ code: 0 });
+  const arm = await strata(['diff', '--platform', 'linux/arm64', 'multi:1', 'multi:2'], {
+    store: multi,
+  });
+  expect(arm.code).toBe(1);
+  expect(arm.stdout).toMatch(/^ {2}~ etc\/arch {2}content$/m);
 });
