@@ -19,6 +19,7 @@ const BENCHES = [
   { file: 'registry.js', section: 'Registry' },
   { file: 'foreign.js', section: 'Foreign architectures' },
   { file: 'debuild.js', section: 'DEBUILD' },
+  { file: 'diff.js', section: 'Diff' },
 ];
 const only = process.argv.slice(2);
 

@@ -11,6 +11,7 @@ import { registryCommands } from './commands/registry';
 import { buildCommands } from './commands/build';
 import { checkCommands } from './commands/check';
 import { debsCommands } from './commands/debs';
+import { diffCommands } from './commands/diff';
 
 export type Register = (y: Argv<GlobalArgs>, run: Runner) => Argv<GlobalArgs>;
 /** Wraps a command body: yargs' inferred argument types are checked by each command's own interface. */
@@ -71,6 +72,7 @@ export async function main(argv: string[]): Promise<number> {
     buildCommands,
     checkCommands,
     debsCommands,
+    diffCommands,
   ])
     y = register(y, run);
   try {

@@ -3,3 +3,14 @@ export { createBundle, describeBundle } from './bundle';
 export { readWksFile, parseSizeArg } from './wks';
 export { buildExt4Image } from './ext4';
 export { buildDiskImage } from './disk';
+export { diffImages } from './diff';
+export type {
+  ChangedFile,
+  ChangedPackage,
+  DiffOptions,
+  DiffReport,
+  DiffSide,
+  FileChange,
+  FileInfo,
+  SizeChange,
+} from './diff';

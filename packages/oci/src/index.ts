@@ -53,6 +53,7 @@ export {
   validateStoreConfig,
   validateGcReport,
   validateDfReport,
+  validateDiffReport,
 } from './validate';
 export { encodeJson } from './canonical';
 export { parseReference, withDefaultTag, formatReference } from './reference';

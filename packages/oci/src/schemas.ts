@@ -75,6 +75,23 @@ export const imageManifestSchema = {
   }),
 } as const;
 
+const debianPackage = closed(['name', 'version', 'architecture', 'source'], {
+  name,
+  version: name,
+  architecture: text,
+  source: name,
+  sourceVersion: text,
+});
+
+const exclusion = closed(['pattern', 'reason', 'action', 'matched'], {
+  pattern: name,
+  reason: text,
+  action: { enum: ['drop', 'empty'] },
+  matched: count,
+});
+
+const baseTemplate = closed(['name', 'ref', 'digest'], { name: text, ref: text, digest });
+
 export const templateMetadataSchema = {
   ...head(
     'template-metadata.schema.json',
@@ -104,23 +121,8 @@ export const templateMetadataSchema = {
         additionalProperties: false,
         properties: { id: text, versionId: text, versionCodename: text, prettyName: text },
       },
-      packages: arrayOf(
-        closed(['name', 'version', 'architecture', 'source'], {
-          name,
-          version: name,
-          architecture: text,
-          source: name,
-          sourceVersion: text,
-        }),
-      ),
-      exclusions: arrayOf(
-        closed(['pattern', 'reason', 'action', 'matched'], {
-          pattern: name,
-          reason: text,
-          action: { enum: ['drop', 'empty'] },
-          matched: count,
-        }),
-      ),
+      packages: arrayOf(debianPackage),
+      exclusions: arrayOf(exclusion),
       layers: arrayOf(
         closed(['diffId', 'createdBy'], {
           diffId: digest,
@@ -131,7 +133,7 @@ export const templateMetadataSchema = {
           localRepo: text,
         }),
       ),
-      baseChain: arrayOf(closed(['name', 'ref', 'digest'], { name: text, ref: text, digest })),
+      baseChain: arrayOf(baseTemplate),
       labels: stringMap,
       debuilds: arrayOf(
         closed(['source', 'cacheKey', 'buildchroot', 'inputs', 'packages'], {
@@ -258,6 +260,96 @@ export const dfReportSchema = {
   }),
 } as const;
 
+const entryType = { enum: ['file', 'link', 'symlink', 'char', 'block', 'dir', 'fifo'] } as const;
+const fileInfo = closed(['path', 'type', 'size', 'mode', 'uid', 'gid'], {
+  path: text,
+  type: entryType,
+  size: count,
+  mode: count,
+  uid: count,
+  gid: count,
+  link: text,
+  digest,
+  device: text,
+});
+const sizeChange = closed(['path', 'old', 'new', 'delta'], {
+  path: text,
+  old: count,
+  new: count,
+  delta: { type: 'integer' },
+});
+const changed = <T>(of: T) => closed(['old', 'new'], { old: of, new: of });
+const side = closed(['ref', 'digest', 'platform'], {
+  ref: text,
+  digest,
+  platform: text,
+  name: text,
+});
+
+/** `strata diff --json`. */
+export const diffReportSchema = {
+  ...head(
+    'diff-report.schema.json',
+    'strata diff --json',
+    'What changed from image a to image b. Files come from the flattened layers (a hardlink ' +
+      "reads as the file it links to; digest is the sha256 of a file's data, when it was " +
+      'hashed: files only in the layers both images share are not); sizes are bytes ' +
+      'of file data, a hardlink counted once, for the directories down to depth components ' +
+      'whose size changed. identical is true when nothing below differs.',
+  ),
+  ...closed(['a', 'b', 'identical', 'packages', 'files', 'sizes', 'metadata'], {
+    a: side,
+    b: side,
+    identical: { type: 'boolean' },
+    packages: closed(['added', 'removed', 'changed'], {
+      added: arrayOf(debianPackage),
+      removed: arrayOf(debianPackage),
+      changed: arrayOf(
+        closed(['name', 'architecture', 'old', 'new', 'direction'], {
+          name,
+          architecture: text,
+          old: name,
+          new: name,
+          direction: { enum: ['upgrade', 'downgrade'] },
+        }),
+      ),
+    }),
+    files: closed(['added', 'removed', 'changed'], {
+      added: arrayOf(fileInfo),
+      removed: arrayOf(fileInfo),
+      changed: arrayOf(
+        closed(['path', 'changes', 'old', 'new'], {
+          path: text,
+          changes: arrayOf({ enum: ['type', 'content', 'mode', 'owner', 'link', 'device'] }),
+          old: fileInfo,
+          new: fileInfo,
+        }),
+      ),
+    }),
+    sizes: closed(['depth', 'total', 'dirs'], {
+      depth: count,
+      total: sizeChange,
+      dirs: arrayOf(sizeChange),
+    }),
+    metadata: closed(['features', 'exclusions', 'labels'], {
+      name: changed({ type: ['string', 'null'] }),
+      platform: changed(text),
+      features: closed(['added', 'removed'], { added: arrayOf(text), removed: arrayOf(text) }),
+      exclusions: closed(['added', 'removed', 'changed'], {
+        added: arrayOf(exclusion),
+        removed: arrayOf(exclusion),
+        changed: arrayOf(changed(exclusion)),
+      }),
+      baseChain: changed(arrayOf(baseTemplate)),
+      labels: closed(['added', 'removed', 'changed'], {
+        added: stringMap,
+        removed: stringMap,
+        changed: { type: 'object', additionalProperties: changed(text) },
+      }),
+    }),
+  }),
+} as const;
+
 /** Every schema, keyed by the file name it is published under in /schemas. */
 export const allSchemas = {
   'oci-layout.schema.json': ociLayoutSchema,
@@ -268,4 +360,5 @@ export const allSchemas = {
   'store-config.schema.json': storeConfigSchema,
   'gc-report.schema.json': gcReportSchema,
   'df-report.schema.json': dfReportSchema,
+  'diff-report.schema.json': diffReportSchema,
 } as const;

@@ -39,6 +39,8 @@ export const validateStoreConfig = wrap<StoreConfigFile>(v.storeConfig as Genera
 /** For tests and tools that read `strata gc --json` / `strata df --json`. */
 export const validateGcReport = wrap<unknown>(v.gcReport as GeneratedValidator);
 export const validateDfReport = wrap<unknown>(v.dfReport as GeneratedValidator);
+/** For tests and tools that read `strata diff --json`. */
+export const validateDiffReport = wrap<unknown>(v.diffReport as GeneratedValidator);
 export const validateOciLayout = wrap<{ imageLayoutVersion: '1.0.0' }>(
   v.ociLayout as GeneratedValidator,
 );

@@ -45,3 +45,4 @@ export {
   type TransferEvent,
   type TransferSummary,
 } from './copy';
+export { openRemoteImage, type RemoteImage } from './remote-image';

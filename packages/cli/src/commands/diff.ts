@@ -1,0 +1,185 @@
+import * as path from 'node:path';
+import type { Argv } from 'yargs';
+import type { Selector } from '@strata/oci';
+import type { DiffReport, DiffSide, FileInfo } from '@strata/imager';
+import type { Context, GlobalArgs } from '../context';
+import type { Runner } from '../main';
+import { counted, ExitCodeError, exitCodeFor, formatBytes, once } from '../output';
+
+interface DiffArgs extends GlobalArgs {
+  a: string;
+  b: string;
+  platform?: string;
+  depth: number;
+  insecure: boolean;
+  caCert?: string;
+}
+
+/** A `.tmpl.img` (or any path): an archive read in place, as FROM takes a file. */
+function isFile(spec: string): boolean {
+  return /^(\.\.?)?\//.test(spec) || /\.(tmpl\.img|tar)$/.test(spec);
+}
+
+/**
+ * One side of the diff, read where it lives and never copied or tagged: an archive in place, a
+ * registry reference from the registry, anything else from the store.
+ */
+async function openSide(
+  ctx: Context,
+  a: DiffArgs,
+  spec: string,
+  sel: Selector,
+  closers: (() => void)[],
+): Promise<DiffSide> {
+  if (isFile(spec)) {
+    const { openArchive } = await import('@strata/store');
+    const archive = await openArchive(path.resolve(spec));
+    return { ref: spec, image: await archive.selectImage(sel) };
+  }
+  const { parseReference } = await import('@strata/oci');
+  const ref = parseReference(spec);
+  if (ref.registry !== undefined) {
+    const { openRemoteImage } = await import('@strata/registry');
+    const { transportOptions } = await import('./registry');
+    const remote = await openRemoteImage(ref, sel, await transportOptions(a, ref.registry));
+    closers.push(remote.close);
+    return { ref: spec, image: remote.image };
+  }
+  const store = await ctx.store();
+  const top = await store.resolve(spec);
+  return { ref: spec, image: await store.selectImage(top, sel, spec) };
+}
+
+export function diffCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  return y.command(
+    'diff <a> <b>',
+    'What changed from image a to image b: packages, files, sizes, metadata. Each is a local tag or digest, a registry reference or a .tmpl.img file. Exit 0 if none, 1 if some, 2 on error',
+    (c) =>
+      c
+        .positional('a', { type: 'string', demandOption: true, describe: 'The old image' })
+        .positional('b', { type: 'string', demandOption: true, describe: 'The new image' })
+        .option('platform', {
+          type: 'string',
+          describe: 'Of a multi-platform template, compare this platform (os/arch[/variant])',
+          coerce: once('--platform', 'strata diff'),
+        })
+        .option('depth', {
+          type: 'number',
+          default: 1,
+          describe: 'Sum directory sizes down to this many path components',
+        })
+        .option('insecure', {
+          type: 'boolean',
+          default: false,
+          describe: 'Allow plain http / unverified TLS for registries',
+        })
+        .option('ca-cert', {
+          type: 'string',
+          describe: 'Also trust this CA certificate (PEM) for registries',
+        }),
+    run<DiffArgs>(async (ctx, a) => {
+      const closers: (() => void)[] = [];
+      let r: DiffReport;
+      try {
+        const { parsePlatform, InvalidArgumentError } = await import('@strata/oci');
+        if (!Number.isInteger(a.depth) || a.depth < 1)
+          throw new InvalidArgumentError(`--depth ${a.depth}: give a whole number of 1 or more`);
+        const sel: Selector =
+          a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {};
+        const { diffImages } = await import('@strata/imager');
+        const [sa, sb] = await Promise.all([
+          openSide(ctx, a, a.a, sel, closers),
+          openSide(ctx, a, a.b, sel, closers),
+        ]);
+        r = await diffImages(sa, sb, { depth: a.depth });
+      } catch (e) {
+        // Exit 1 means "they differ", as for diff(1): a diff that could not be made is 2.
+        throw exitCodeFor(e) === 130 ? e : new ExitCodeError(e, 2);
+      } finally {
+        for (const close of closers) close();
+      }
+      if (ctx.json) ctx.printJson(r);
+      else for (const line of formatDiff(r)) ctx.print(line);
+      if (!r.identical) ctx.exitCode = 1;
+    }),
+  );
+}
+
+const octal = (m: number) => m.toString(8).padStart(4, '0');
+
+function what(f: FileInfo): string {
+  if (f.type === 'file') return formatBytes(f.size);
+  if (f.type === 'symlink') return `-> ${f.link ?? ''}`;
+  if (f.type === 'char' || f.type === 'block') return `${f.type} ${f.device ?? ''}`;
+  return f.type;
+}
+
+function signed(n: number): string {
+  return `${n < 0 ? '-' : '+'}${formatBytes(Math.abs(n))}`;
+}
+
+/** The human report: sections, one line per item. */
+export function formatDiff(r: DiffReport): string[] {
+  const out: string[] = [];
+  out.push(`--- ${r.a.ref} ${r.a.digest} (${r.a.platform})`);
+  out.push(`+++ ${r.b.ref} ${r.b.digest} (${r.b.platform})`);
+  if (r.identical) {
+    out.push('no differences');
+    return out;
+  }
+  const p = r.packages;
+  out.push(
+    `Packages: ${p.added.length} added, ${p.removed.length} removed, ${p.changed.length} changed`,
+  );
+  for (const x of p.added) out.push(`  + ${x.name} ${x.version} (${x.architecture})`);
+  for (const x of p.removed) out.push(`  - ${x.name} ${x.version} (${x.architecture})`);
+  for (const x of p.changed) out.push(`  ~ ${x.name} ${x.old} -> ${x.new} (${x.direction})`);
+  const f = r.files;
+  out.push(
+    `Files: ${f.added.length} added, ${f.removed.length} removed, ${f.changed.length} changed`,
+  );
+  for (const x of f.added) out.push(`  + ${x.path}  ${what(x)}`);
+  for (const x of f.removed) out.push(`  - ${x.path}  ${what(x)}`);
+  for (const x of f.changed) {
+    const notes = x.changes.map((c) => {
+      if (c === 'mode') return `mode ${octal(x.old.mode)} -> ${octal(x.new.mode)}`;
+      if (c === 'owner') return `owner ${x.old.uid}:${x.old.gid} -> ${x.new.uid}:${x.new.gid}`;
+      if (c === 'content' && x.old.size !== x.new.size)
+        return `content ${formatBytes(x.old.size)} -> ${formatBytes(x.new.size)}`;
+      if (c === 'type') return `type ${x.old.type} -> ${x.new.type}`;
+      return c;
+    });
+    out.push(`  ~ ${x.path}  ${notes.join(', ')}`);
+  }
+  const s = r.sizes;
+  out.push(`Sizes (file data, directories down to depth ${s.depth}):`);
+  const sizeLine = (name: string, c: { old: number; new: number; delta: number }) =>
+    `  ${name}  ${formatBytes(c.old)} -> ${formatBytes(c.new)} (${signed(c.delta)})`;
+  out.push(sizeLine('total', s.total));
+  for (const d of s.dirs) out.push(sizeLine(`${d.path}/`, d));
+  const m = r.metadata;
+  const meta: string[] = [];
+  if (m.name) meta.push(`  name: ${m.name.old ?? '(none)'} -> ${m.name.new ?? '(none)'}`);
+  if (m.platform) meta.push(`  platform: ${m.platform.old} -> ${m.platform.new}`);
+  for (const x of m.features.added) meta.push(`  + feature ${x}`);
+  for (const x of m.features.removed) meta.push(`  - feature ${x}`);
+  for (const x of m.exclusions.added) meta.push(`  + exclusion ${x.pattern} (${x.action})`);
+  for (const x of m.exclusions.removed) meta.push(`  - exclusion ${x.pattern} (${x.action})`);
+  for (const x of m.exclusions.changed)
+    meta.push(
+      `  ~ exclusion ${x.new.pattern}: ${x.old.action}, ${x.old.matched} matched -> ${x.new.action}, ${x.new.matched} matched`,
+    );
+  if (m.baseChain) {
+    const chain = (c: { ref: string; digest: string }[]) =>
+      c.length ? c.map((b) => `${b.ref}@${b.digest}`).join(' > ') : '(none)';
+    meta.push(`  base chain: ${chain(m.baseChain.old)}`);
+    meta.push(`          -> ${chain(m.baseChain.new)}`);
+  }
+  for (const [k, v] of Object.entries(m.labels.added)) meta.push(`  + label ${k}=${v}`);
+  for (const [k, v] of Object.entries(m.labels.removed)) meta.push(`  - label ${k}=${v}`);
+  for (const [k, v] of Object.entries(m.labels.changed))
+    meta.push(`  ~ label ${k}: ${v.old} -> ${v.new}`);
+  out.push(`Metadata: ${meta.length === 0 ? 'no changes' : counted(meta.length, 'change')}`);
+  out.push(...meta);
+  return out;
+}
