@@ -532,6 +532,100 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
+  it('retries a registry that answers 503 for ever 1 + retries times, not retries squared', async () => {
+    const srv = await fakeRegistry((_req, res) => res.writeHead(503).end());
+    const c = client(srv);
+    const e = await pullInto(store, c, desc).catch((x: unknown) => x);
+    expect(e).toMatchObject({ status: 503 });
+    expect(srv.seen.filter((l) => l.startsWith('GET /v2/x/blobs/'))).toHaveLength(1 + 3);
+  });
+
+  it('asks a token service that answers 500 1 + retries times, then says so', async () => {
+    const srv = await fakeRegistry((req, res) => {
+      if (req.url?.startsWith('/token')) res.writeHead(500).end();
+      else
+        res
+          .writeHead(401, {
+            'www-authenticate': `Bearer realm="http://${req.headers.host}/token",service="s"`,
+          })
+          .end();
+    });
+    const c = client(srv);
+    const e = await c.getManifest('1').catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(RegistryAuthError);
+    expect((e as Error).message).toMatch(/token service .* answered HTTP 500/);
+    expect(srv.seen.filter((l) => l.startsWith('GET /token'))).toHaveLength(1 + 3);
+  });
+
+  it('ends a redirect loop after 5 hops, saying so, without retrying it', async () => {
+    const srv = await fakeRegistry((req, res) =>
+      res.writeHead(302, { location: `${req.url?.split('?')[0]}?again` }).end(),
+    );
+    const c = client(srv);
+    const e = await pullInto(store, c, desc).catch((x: unknown) => x);
+    expect((e as Error).message).toMatch(
+      new RegExp(`GET blob ${desc.digest}: redirected more than 5 times`),
+    );
+    expect(srv.seen.filter((l) => l.startsWith('GET /v2/x/blobs/'))).toHaveLength(1 + 5);
+  });
+
+  it.each([
+    ['announced by its Content-Length', true],
+    ['chunked', false],
+  ])('refuses a manifest over 4 MiB, %s, without reading it', async (_name, withLength) => {
+    const size = 64 * 1024 * 1024;
+    let sent = 0;
+    const srv = await fakeRegistry((_req, res) => {
+      res.writeHead(200, {
+        'content-type': MediaTypes.imageManifest,
+        ...(withLength ? { 'content-length': size } : {}),
+      });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const pump = (): void => {
+        while (sent < size) {
+          sent += chunk.length;
+          if (!res.write(chunk)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      res.on('close', () => (sent = size + 1));
+      pump();
+    });
+    const c = client(srv);
+    const e = await c.getManifest('1').catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'INVALID_DOCUMENT' });
+    expect((e as Error).message).toMatch(/manifest 1 is larger than the 4 MiB limit/);
+    expect(srv.seen.filter((l) => l.startsWith('GET /v2/x/manifests/'))).toHaveLength(1);
+  });
+
+  it('gives up on a blob whose headers come and then nothing, naming the timeout', async () => {
+    const srv = await fakeRegistry((_req, res) => {
+      res.writeHead(200, { 'content-length': blob.length });
+      res.flushHeaders();
+    });
+    const c = new RegistryClient({
+      registry: srv.host,
+      repository: 'x',
+      retries: 1,
+      retryBaseMs: 5,
+      timeoutMs: 200,
+    });
+    opened.push(
+      () => srv.close(),
+      () => c.close(),
+    );
+    const e = await pullInto(store, c, desc).catch((x: unknown) => x);
+    expect((e as Error).message).toMatch(
+      new RegExp(
+        `GET blob ${desc.digest}: the connection timed out \\(no data for 0.2s\\) with 0 of ${blob.length} bytes received, after 1 retry`,
+      ),
+    );
+    expect(await store.hasBlob(desc.digest)).toBe(false);
+  });
+
   it('fails with a hint when nothing answers the ping', async () => {
     const srv = await fakeRegistry((_req, res) => res.writeHead(500).end());
     await srv.close();
