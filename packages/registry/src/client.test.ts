@@ -626,6 +626,24 @@ describe('RegistryClient against a scripted server', () => {
     expect(await store.hasBlob(desc.digest)).toBe(false);
   });
 
+  it('a pull that fails before its new store is open lets the store finish opening first', async () => {
+    const srv = await fakeRegistry((_req, res) => res.writeHead(404).end());
+    opened.push(() => srv.close());
+    let ready = false;
+    // A caller exits on the error: a store half made then would leave its index lock behind.
+    const into = new Promise<Store>((r) =>
+      setTimeout(() => {
+        ready = true;
+        r(store);
+      }, 300),
+    );
+    const e = await pull(into, parseReference(`${srv.host}/x:1`), { retries: 0 }).catch(
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(RegistryError);
+    expect(ready).toBe(true);
+  });
+
   it('fails with a hint when nothing answers the ping', async () => {
     const srv = await fakeRegistry((_req, res) => res.writeHead(500).end());
     await srv.close();

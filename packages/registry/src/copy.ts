@@ -289,10 +289,10 @@ export async function pull(
     actions: ['pull'],
   });
   const localTag = opts.tag ?? defaultLocalTag(source);
+  const opening = Promise.resolve(into);
   try {
     // The store may still be opening (a new one is laid out and fsynced): the manifest is
     // fetched meanwhile.
-    const opening = Promise.resolve(into);
     const [store, sources, named] = await Promise.all([
       opening,
       opening.then((s) => BlobSources.load(s.root)),
@@ -346,6 +346,10 @@ export async function pull(
     });
   } finally {
     client.close();
+    // A store that is still opening (a new one writes its index under the index lock) is let
+    // finish even when the registry failed first: a caller that exits on the error must not
+    // leave that lock file made but not yet filled in, which blocks the next command.
+    await opening.catch(() => undefined);
   }
 }
 
