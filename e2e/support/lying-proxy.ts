@@ -247,6 +247,7 @@ export async function startLyingProxy(target: string): Promise<LyingProxy> {
       `http://${target}${req.url ?? '/'}`,
       { method: req.method, headers },
       (ur) => {
+        ur.on('error', () => res.destroy());
         if (shape) {
           shape(ur);
           return;
@@ -257,7 +258,6 @@ export async function startLyingProxy(target: string): Promise<LyingProxy> {
         res.writeHead(ur.statusCode ?? 502, h);
         ur.on('data', (c: Buffer) => (rec.down += c.length));
         ur.pipe(res);
-        ur.on('error', () => res.destroy());
       },
     );
     up.on('error', () => res.destroy());
@@ -363,13 +363,16 @@ export async function startLyingProxy(target: string): Promise<LyingProxy> {
       }
       case 'wrong-manifest':
         forward(req, res, rec, (ur) => {
-          void buffer(ur).then((b) => {
-            rec.status = ur.statusCode ?? 502;
-            // Other bytes, still a valid manifest: the registry's header keeps the digest asked for.
-            const lie = ur.statusCode === 200 ? Buffer.concat([b, Buffer.from('\n')]) : b;
-            rec.down += lie.length;
-            res.writeHead(rec.status, { ...ur.headers, 'content-length': lie.length }).end(lie);
-          });
+          buffer(ur).then(
+            (b) => {
+              rec.status = ur.statusCode ?? 502;
+              // Other bytes, still a valid manifest: the header keeps the digest asked for.
+              const lie = ur.statusCode === 200 ? Buffer.concat([b, Buffer.from('\n')]) : b;
+              rec.down += lie.length;
+              res.writeHead(rec.status, { ...ur.headers, 'content-length': lie.length }).end(lie);
+            },
+            () => res.destroy(),
+          );
         });
         return;
       case 'missing-child': {
