@@ -485,6 +485,45 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
+  it('a push that fails says which blobs and which manifest were not pushed, and keeps its error class', async () => {
+    const layer = await store.putBytes(Buffer.alloc(64 * 1024, 9));
+    const config = await store.putJson(
+      { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256('y')] } },
+      MediaTypes.imageConfig,
+    );
+    const manifest = await store.putJson(
+      {
+        schemaVersion: 2,
+        mediaType: MediaTypes.imageManifest,
+        config,
+        layers: [{ mediaType: MediaTypes.layerGzip, ...layer }],
+      },
+      MediaTypes.imageManifest,
+    );
+    await store.tag('img', manifest);
+    // The config is there already; the layer's upload is refused.
+    const srv = await fakeRegistry((req, res) => {
+      whenRead(req, (_body, url) => {
+        if (req.method === 'HEAD')
+          res.writeHead(url.pathname.endsWith(config.digest) ? 200 : 404).end();
+        else res.writeHead(400).end('{"errors":[{"code":"DENIED","message":"no"}]}');
+      });
+    });
+    opened.push(() => srv.close());
+    const e = await push(store, 'img', parseReference(`${srv.host}/x:t`), { retries: 0 }).catch(
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(RegistryError);
+    expect(e).toMatchObject({ status: 400, code: 'INVALID_ARGUMENT' });
+    expect((e as Error).message).toMatch(
+      new RegExp(
+        `; not pushed: 1 of 2 blobs \\(${layer.digest.slice(0, 19)}\\) and the manifest ${manifest.digest.slice(0, 19)}, so ${srv.host}/x:t was not tagged$`,
+      ),
+    );
+    // The local store was only read.
+    expect((await store.resolve('img')).digest).toBe(manifest.digest);
+  });
+
   it('a pull pings first, then fetches its manifest and the blobs', async () => {
     const layerBytes = Buffer.alloc(64 * 1024, 5);
     const configBytes = Buffer.from(
