@@ -2,7 +2,7 @@ import type { Credentials } from './auth-config';
 import { Challenge, parseChallenges } from './challenge';
 import { RegistryAuthError, describeErrors, parseDistributionErrors } from './errors';
 import { HttpConnection, Response } from './http';
-import { RetryPolicy, withRetries } from './retry';
+import { RetryPolicy, retriesSpent, withRetries } from './retry';
 
 /** How a registry wants requests authorised, as its last challenge said. */
 export type AuthScheme =
@@ -142,9 +142,12 @@ export class RegistryAuth {
       );
     }
     if (res.status !== 200) {
-      throw new RegistryAuthError(
-        `${this.registry}: token service ${realm.host} answered HTTP ${res.status}`,
-        res.status,
+      // Retried above already (withRetries): the request that needed the token must not retry it.
+      throw retriesSpent(
+        new RegistryAuthError(
+          `${this.registry}: token service ${realm.host} answered HTTP ${res.status}`,
+          res.status,
+        ),
       );
     }
     let doc: { token?: unknown; access_token?: unknown };

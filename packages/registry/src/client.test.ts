@@ -485,6 +485,45 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
+  it('a push that fails says which blobs and which manifest were not pushed, and keeps its error class', async () => {
+    const layer = await store.putBytes(Buffer.alloc(64 * 1024, 9));
+    const config = await store.putJson(
+      { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256('y')] } },
+      MediaTypes.imageConfig,
+    );
+    const manifest = await store.putJson(
+      {
+        schemaVersion: 2,
+        mediaType: MediaTypes.imageManifest,
+        config,
+        layers: [{ mediaType: MediaTypes.layerGzip, ...layer }],
+      },
+      MediaTypes.imageManifest,
+    );
+    await store.tag('img', manifest);
+    // The config is there already; the layer's upload is refused.
+    const srv = await fakeRegistry((req, res) => {
+      whenRead(req, (_body, url) => {
+        if (req.method === 'HEAD')
+          res.writeHead(url.pathname.endsWith(config.digest) ? 200 : 404).end();
+        else res.writeHead(400).end('{"errors":[{"code":"DENIED","message":"no"}]}');
+      });
+    });
+    opened.push(() => srv.close());
+    const e = await push(store, 'img', parseReference(`${srv.host}/x:t`), { retries: 0 }).catch(
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(RegistryError);
+    expect(e).toMatchObject({ status: 400, code: 'INVALID_ARGUMENT' });
+    expect((e as Error).message).toMatch(
+      new RegExp(
+        `; not pushed: 1 of 2 blobs \\(${layer.digest.slice(0, 19)}\\) and the manifest ${manifest.digest.slice(0, 19)}, so ${srv.host}/x:t was not tagged$`,
+      ),
+    );
+    // The local store was only read.
+    expect((await store.resolve('img')).digest).toBe(manifest.digest);
+  });
+
   it('a pull pings first, then fetches its manifest and the blobs', async () => {
     const layerBytes = Buffer.alloc(64 * 1024, 5);
     const configBytes = Buffer.from(
@@ -530,6 +569,118 @@ describe('RegistryClient against a scripted server', () => {
     } finally {
       await srv.close();
     }
+  });
+
+  it('retries a registry that answers 503 for ever 1 + retries times, not retries squared', async () => {
+    const srv = await fakeRegistry((_req, res) => res.writeHead(503).end());
+    const c = client(srv);
+    const e = await pullInto(store, c, desc).catch((x: unknown) => x);
+    expect(e).toMatchObject({ status: 503 });
+    expect(srv.seen.filter((l) => l.startsWith('GET /v2/x/blobs/'))).toHaveLength(1 + 3);
+  });
+
+  it('asks a token service that answers 500 1 + retries times, then says so', async () => {
+    const srv = await fakeRegistry((req, res) => {
+      if (req.url?.startsWith('/token')) res.writeHead(500).end();
+      else
+        res
+          .writeHead(401, {
+            'www-authenticate': `Bearer realm="http://${req.headers.host}/token",service="s"`,
+          })
+          .end();
+    });
+    const c = client(srv);
+    const e = await c.getManifest('1').catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(RegistryAuthError);
+    expect((e as Error).message).toMatch(/token service .* answered HTTP 500/);
+    expect(srv.seen.filter((l) => l.startsWith('GET /token'))).toHaveLength(1 + 3);
+  });
+
+  it('ends a redirect loop after 5 hops, saying so, without retrying it', async () => {
+    const srv = await fakeRegistry((req, res) =>
+      res.writeHead(302, { location: `${req.url?.split('?')[0]}?again` }).end(),
+    );
+    const c = client(srv);
+    const e = await pullInto(store, c, desc).catch((x: unknown) => x);
+    expect((e as Error).message).toMatch(
+      new RegExp(`GET blob ${desc.digest}: redirected more than 5 times`),
+    );
+    expect(srv.seen.filter((l) => l.startsWith('GET /v2/x/blobs/'))).toHaveLength(1 + 5);
+  });
+
+  it.each([
+    ['announced by its Content-Length', true],
+    ['chunked', false],
+  ])('refuses a manifest over 4 MiB, %s, without reading it', async (_name, withLength) => {
+    const size = 64 * 1024 * 1024;
+    let sent = 0;
+    const srv = await fakeRegistry((_req, res) => {
+      res.writeHead(200, {
+        'content-type': MediaTypes.imageManifest,
+        ...(withLength ? { 'content-length': size } : {}),
+      });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const pump = (): void => {
+        while (sent < size) {
+          sent += chunk.length;
+          if (!res.write(chunk)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      res.on('close', () => (sent = size + 1));
+      pump();
+    });
+    const c = client(srv);
+    const e = await c.getManifest('1').catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'INVALID_DOCUMENT' });
+    expect((e as Error).message).toMatch(/manifest 1 is larger than the 4 MiB limit/);
+    expect(srv.seen.filter((l) => l.startsWith('GET /v2/x/manifests/'))).toHaveLength(1);
+  });
+
+  it('gives up on a blob whose headers come and then nothing, naming the timeout', async () => {
+    const srv = await fakeRegistry((_req, res) => {
+      res.writeHead(200, { 'content-length': blob.length });
+      res.flushHeaders();
+    });
+    const c = new RegistryClient({
+      registry: srv.host,
+      repository: 'x',
+      retries: 1,
+      retryBaseMs: 5,
+      timeoutMs: 200,
+    });
+    opened.push(
+      () => srv.close(),
+      () => c.close(),
+    );
+    const e = await pullInto(store, c, desc).catch((x: unknown) => x);
+    expect((e as Error).message).toMatch(
+      new RegExp(
+        `GET blob ${desc.digest}: the connection timed out \\(no data for 0.2s\\) with 0 of ${blob.length} bytes received, after 1 retry`,
+      ),
+    );
+    expect(await store.hasBlob(desc.digest)).toBe(false);
+  });
+
+  it('a pull that fails before its new store is open lets the store finish opening first', async () => {
+    const srv = await fakeRegistry((_req, res) => res.writeHead(404).end());
+    opened.push(() => srv.close());
+    let ready = false;
+    // A caller exits on the error: a store half made then would leave its index lock behind.
+    const into = new Promise<Store>((r) =>
+      setTimeout(() => {
+        ready = true;
+        r(store);
+      }, 300),
+    );
+    const e = await pull(into, parseReference(`${srv.host}/x:1`), { retries: 0 }).catch(
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(RegistryError);
+    expect(ready).toBe(true);
   });
 
   it('fails with a hint when nothing answers the ping', async () => {

@@ -8,18 +8,20 @@ import {
   PlatformSelector,
   Reference,
   SizeMismatchError,
+  StrataError,
   copyGraph,
   assertValid,
   formatReference,
   parseJson,
   requireManifest,
   validateIndex,
+  walkGraph,
 } from '@strata/oci';
 import type { ContentSink, Digest, Graph, MediaType } from '@strata/oci';
 import { Store, storeContent, storeSink } from '@strata/store';
 import { PullOutcome, PushOutcome, RegistryClient, isIndexMediaType } from './client';
 import { registryContent, registrySink } from './content';
-import { RegistryError } from './errors';
+import { RegistryAuthError, RegistryError } from './errors';
 import { BlobSources } from './mount-hints';
 import type { TransportOptions } from './transport';
 
@@ -127,6 +129,10 @@ export async function push(
     repository: target.repository,
     actions: ['pull', 'push'],
   });
+  const targetName = formatReference({ ...target, tag });
+  // What the registry confirmed it has, and what was to be pushed: for the error of a failure.
+  const pushed = new Set<Digest>();
+  let local: { store: Store; root: Descriptor } | undefined;
   try {
     const reachable = client.transport.ping();
     reachable.catch(() => undefined); // awaited below
@@ -144,6 +150,7 @@ export async function push(
       resolving,
       resolving.then((d) => store.readBlob(d.digest, d.size)),
     ]);
+    local = { store, root: rootDesc };
     await reachable;
     const seen = (d: Descriptor) => sources.reposFor(d.digest, client.registry);
     const sink = registrySink(client, {
@@ -168,6 +175,7 @@ export async function push(
         skipForeign: true,
         onEvent: (e) => {
           if (e.type === 'done') {
+            pushed.add(e.digest);
             if (e.outcome === 'uploaded') counts.uploaded++;
             else if (e.outcome === 'mounted') counts.mounted++;
             else counts.skipped++;
@@ -184,9 +192,54 @@ export async function push(
       ...summary(rootDesc, graph, t0, bytes),
       ...rest,
     };
+  } catch (e) {
+    throw await notPushed(e, local, pushed, targetName);
   } finally {
     client.close();
   }
+}
+
+/** Digests named in a failed push's error before the rest are only counted. */
+const NOT_PUSHED_SHOWN = 3;
+
+/**
+ * A failed push's error, also saying what the registry did not get: the blobs it did not
+ * confirm, and that the tag was not set (the root manifest goes last, so a failed push never
+ * tagged it). The local store is only read, to list them. Errors of the project keep their
+ * class; anything else (a bug) is passed on as it is.
+ */
+async function notPushed(
+  e: unknown,
+  local: { store: Store; root: Descriptor } | undefined,
+  pushed: ReadonlySet<Digest>,
+  target: string,
+): Promise<unknown> {
+  // A local failure before anything was sent (an unknown tag) says what it says.
+  if (!(e instanceof StrataError) || (!local && !(e instanceof RegistryError))) return e;
+  let what = `nothing was pushed, ${target} was not tagged`;
+  if (local) {
+    const { store, root } = local;
+    const graph = await walkGraph(root, (d) => store.readBlob(d.digest, d.size), {
+      skipForeign: true,
+    }).catch(() => undefined);
+    const missing = graph ? [...graph.blobs.values()].filter((d) => !pushed.has(d.digest)) : [];
+    const shown = missing.slice(0, NOT_PUSHED_SHOWN).map((d) => d.digest.slice(0, 19));
+    if (missing.length > NOT_PUSHED_SHOWN) shown.push('…');
+    const blobs =
+      graph === undefined
+        ? ''
+        : missing.length === 0
+          ? `all ${graph.blobs.size} blobs are there but `
+          : `${missing.length} of ${graph.blobs.size} blobs (${shown.join(', ')}) and `;
+    what = `not pushed: ${blobs}the manifest ${root.digest.slice(0, 19)}, so ${target} was not tagged`;
+  }
+  const message = `${e.message}; ${what}`;
+  const options = { cause: e, ...(e.hint !== undefined ? { hint: e.hint } : {}) };
+  if (e instanceof RegistryAuthError) return new RegistryAuthError(message, e.status, options);
+  if (e instanceof RegistryError) {
+    return new RegistryError(e.code, message, e.status, e.errors, options);
+  }
+  return new RegistryError(e.code, message, undefined, [], options);
 }
 
 /** `sink`, calling `before` once as the first manifest goes in (when all blobs are there). */
@@ -236,10 +289,10 @@ export async function pull(
     actions: ['pull'],
   });
   const localTag = opts.tag ?? defaultLocalTag(source);
+  const opening = Promise.resolve(into);
   try {
     // The store may still be opening (a new one is laid out and fsynced): the manifest is
     // fetched meanwhile.
-    const opening = Promise.resolve(into);
     const [store, sources, named] = await Promise.all([
       opening,
       opening.then((s) => BlobSources.load(s.root)),
@@ -293,6 +346,10 @@ export async function pull(
     });
   } finally {
     client.close();
+    // A store that is still opening (a new one writes its index under the index lock) is let
+    // finish even when the registry failed first: a caller that exits on the error must not
+    // leave that lock file made but not yet filled in, which blocks the next command.
+    await opening.catch(() => undefined);
   }
 }
 

@@ -116,7 +116,7 @@ function dropped(
     code === 'ECONNRESET' || code === 'EPIPE' || (cause as Error)?.message === 'aborted'
       ? 'the connection dropped'
       : code === 'ETIMEDOUT' || code === 'ESOCKETTIMEDOUT'
-        ? 'the connection timed out'
+        ? `the connection timed out (${String((cause as Error)?.message ?? 'no data')})`
         : String((cause as Error)?.message ?? cause);
   const tries =
     failures === 0

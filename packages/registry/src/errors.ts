@@ -24,6 +24,20 @@ export class RegistryError extends StrataError {
 }
 
 /**
+ * A response body larger than the client will buffer (a manifest over its 4 MiB limit): refused
+ * on its Content-Length, or as soon as that many bytes arrived, never read to its end.
+ */
+export class BodyTooLargeError extends RegistryError {
+  constructor(
+    readonly limit: number,
+    message = `response body larger than ${limit} bytes`,
+    options?: ErrorOptions,
+  ) {
+    super('UNAVAILABLE', message, undefined, [], options);
+  }
+}
+
+/**
  * The registry or its token service refused our credentials (or we had none and it wants some).
  * Checked with `instanceof`; its code is UNAVAILABLE because the operation cannot proceed.
  */

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type * as Https from 'node:https';
 import { Readable } from 'node:stream';
-import { RegistryError } from './errors';
+import { BodyTooLargeError, RegistryError } from './errors';
 
 // node:https (and node:tls under it) loads with the first TLS exchange: a registry on loopback
 // speaks plain http, and a command that reaches none needs neither.
@@ -182,7 +182,7 @@ export class HttpConnection {
       };
       req.setTimeout(this.opts.timeoutMs ?? 60000, () => {
         const e = new Error(
-          `no response for ${Math.round((this.opts.timeoutMs ?? 60000) / 1000)}s`,
+          `no response for ${(this.opts.timeoutMs ?? 60000) / 1000}s`,
         ) as NodeJS.ErrnoException;
         e.code = 'ETIMEDOUT';
         fail(e);
@@ -193,7 +193,9 @@ export class HttpConnection {
           settled = true;
           endWrites(answeredEarly());
           res.setTimeout(this.opts.timeoutMs ?? 60000, () => {
-            const e = new Error('transfer stalled') as NodeJS.ErrnoException;
+            const e = new Error(
+              `no data for ${(this.opts.timeoutMs ?? 60000) / 1000}s`,
+            ) as NodeJS.ErrnoException;
             e.code = 'ETIMEDOUT';
             res.destroy(e);
           });
@@ -204,6 +206,15 @@ export class HttpConnection {
             stream: res,
             url,
           });
+          return;
+        }
+        // A body announced as too large is refused unread (a HEAD announces one it never sends).
+        if (
+          method !== 'HEAD' &&
+          Number(headerValue(res.headers['content-length']) ?? 0) > maxBody
+        ) {
+          res.destroy();
+          fail(new BodyTooLargeError(maxBody));
           return;
         }
         readBody(res, maxBody).then(
@@ -268,7 +279,7 @@ export function readBody(res: Readable, max: number): Promise<Buffer> {
     res.on('data', (b: Buffer) => {
       n += b.length;
       if (n > max) {
-        reject(new RegistryError('UNAVAILABLE', `response body larger than ${max} bytes`));
+        reject(new BodyTooLargeError(max));
         res.destroy();
         return;
       }

@@ -6,7 +6,7 @@ import {
   isDigest,
   sha256,
 } from '@strata/oci';
-import { ManifestNotFoundError, RegistryError } from './errors';
+import { BodyTooLargeError, ManifestNotFoundError, RegistryError } from './errors';
 import { headerValue } from './http';
 import type { Repo } from './repository';
 
@@ -39,15 +39,26 @@ export function isManifestMediaType(mt: string): boolean {
 
 /** Fetch a manifest or index by tag or digest; verified against the digest when there is one. */
 export async function getManifest(r: Repo, reference: string): Promise<FetchedManifest> {
-  const res = await r.transport.request({
-    method: 'GET',
-    url: `/v2/${r.repository}/manifests/${reference}`,
-    headers: { accept: MANIFEST_ACCEPT },
-    scopes: [r.scope],
-    expect: [200],
-    what: `GET manifest ${reference}`,
-    maxBody: MAX_MANIFEST,
-  });
+  const res = await r.transport
+    .request({
+      method: 'GET',
+      url: `/v2/${r.repository}/manifests/${reference}`,
+      headers: { accept: MANIFEST_ACCEPT },
+      scopes: [r.scope],
+      expect: [200],
+      what: `GET manifest ${reference}`,
+      maxBody: MAX_MANIFEST,
+    })
+    .catch((e: unknown) => {
+      if (!(e instanceof BodyTooLargeError)) throw e;
+      throw new RegistryError(
+        'INVALID_DOCUMENT',
+        `${r.registry}/${r.repository}: manifest ${reference} is larger than the ${MAX_MANIFEST / (1024 * 1024)} MiB limit (refused, not read)`,
+        undefined,
+        [],
+        { cause: e },
+      );
+    });
   const digest = sha256(res.body);
   const expected = isDigest(reference)
     ? reference

@@ -18,8 +18,25 @@ export function isRetriableStatus(status: number): boolean {
   return RETRY_STATUS.has(status);
 }
 
-/** Whether a failure is worth another attempt (connection resets, timeouts, 5xx, 429). */
+/**
+ * Failures that have had their retries already: a request the transport tried again and gave up
+ * on. A caller that retries what it calls (a blob download, an upload) must not try them once
+ * more, or the attempts multiply (5 × 5 requests to a registry that answers 503).
+ */
+const spent = new WeakSet<object>();
+
+/** Mark `e` as a failure whose retries are spent (see {@link isRetriable}); returns it. */
+export function retriesSpent<E>(e: E): E {
+  if (typeof e === 'object' && e !== null) spent.add(e);
+  return e;
+}
+
+/**
+ * Whether a failure is worth another attempt (connection resets, timeouts, 5xx, 429), unless it
+ * has had its retries already.
+ */
 export function isRetriable(e: unknown): boolean {
+  if (typeof e === 'object' && e !== null && spent.has(e)) return false;
   if (e instanceof RegistryError) return e.status !== undefined && RETRY_STATUS.has(e.status);
   const code = (e as NodeJS.ErrnoException)?.code;
   if (code && RETRY_ERRNO.has(code)) return true;

@@ -21,9 +21,14 @@ import {
   backoffDelay,
   isRetriable,
   isRetriableStatus,
+  retriesSpent,
   sleep,
   withRetries,
 } from './retry';
+
+const REDIRECTS = [301, 302, 303, 307, 308];
+/** Redirects followed for one request (blob GETs go to storage backends, rarely more than one hop). */
+export const MAX_REDIRECTS = 5;
 
 export interface TransportOptions extends HttpOptions {
   /** Anonymous when undefined. */
@@ -153,10 +158,12 @@ export class Transport {
     if (res.status === 401) {
       this.auth.learn(res.headers['www-authenticate']);
     } else if (res.status !== 200) {
-      throw new RegistryError(
-        'UNAVAILABLE',
-        `${this.registry} does not look like an OCI registry: GET /v2/ answered HTTP ${res.status}`,
-        res.status,
+      throw retriesSpent(
+        new RegistryError(
+          'UNAVAILABLE',
+          `${this.registry} does not look like an OCI registry: GET /v2/ answered HTTP ${res.status}`,
+          res.status,
+        ),
       );
     }
     return base;
@@ -186,8 +193,8 @@ export class Transport {
           await sleep(backoffDelay(n, this.retryBaseMs));
           continue;
         }
-        if (e instanceof RegistryError) throw e;
-        throw this.networkError(e, `${spec.what}`);
+        const err = e instanceof RegistryError ? e : this.networkError(e, `${spec.what}`);
+        throw spec.retry === false ? err : retriesSpent(err);
       }
       if (res.status === 401 && !reauthed) {
         res.stream?.destroy();
@@ -211,7 +218,8 @@ export class Transport {
       if (!spec.expect.includes(res.status)) {
         if (res.stream)
           res.body = await readBody(res.stream, 64 * 1024).catch(() => Buffer.alloc(0));
-        throw this.statusError(res, spec.what);
+        const err = this.statusError(res, spec.what);
+        throw spec.retry === false ? err : retriesSpent(err);
       }
       return res;
     }
@@ -261,15 +269,23 @@ export class Transport {
     let hops = 0;
     while (
       (spec.method === 'GET' || spec.method === 'HEAD') &&
-      [301, 302, 303, 307, 308].includes(res.status) &&
+      REDIRECTS.includes(res.status) &&
       res.headers.location &&
-      hops++ < 5
+      hops++ < MAX_REDIRECTS
     ) {
       res.stream?.destroy();
       const next = new URL(res.headers.location, res.url);
       const h = { ...headers };
       if (next.host !== res.url.host) delete h.authorization;
       res = await this.http.send(next, spec.method, h, undefined, spec.stream, spec.maxBody);
+    }
+    if (REDIRECTS.includes(res.status) && res.headers.location && hops > MAX_REDIRECTS) {
+      res.stream?.destroy();
+      throw new RegistryError(
+        'UNAVAILABLE',
+        `${this.registry}: ${spec.what}: redirected more than ${MAX_REDIRECTS} times (a redirect loop?)`,
+        res.status,
+      );
     }
     return res;
   }

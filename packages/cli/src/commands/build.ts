@@ -22,6 +22,7 @@ interface BuildArgs extends GlobalArgs {
   cacheTo?: string;
   insecure: boolean;
   caCert?: string;
+  timeout?: number;
   timestamp: 'mirror' | 'now';
   platform?: string;
 }
@@ -108,6 +109,10 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         .option('ca-cert', {
           type: 'string',
           describe: 'Also trust this CA certificate (PEM) for registries',
+        })
+        .option('timeout', {
+          type: 'number',
+          describe: 'Seconds a registry may send nothing before a request fails (default 60)',
         }),
     run<BuildArgs>(async (ctx, a) => {
       const { build, BuildStepError, RegistryCache } = await import('@strata/compose');

@@ -15,6 +15,7 @@ interface CheckArgs extends GlobalArgs {
   packages: boolean;
   insecure: boolean;
   caCert?: string;
+  timeout?: number;
   platform?: string;
 }
 
@@ -61,6 +62,10 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         .option('ca-cert', {
           type: 'string',
           describe: 'Also trust this CA certificate (PEM) for registries, as for build',
+        })
+        .option('timeout', {
+          type: 'number',
+          describe: 'Seconds a registry may send nothing before a request fails (default 60)',
         })
         .option('platform', {
           type: 'string',

@@ -11,6 +11,7 @@ interface NetArgs extends GlobalArgs {
   platform?: string;
   caCert?: string;
   insecure: boolean;
+  timeout?: number;
 }
 interface PushArgs extends NetArgs {
   ref: string;
@@ -27,6 +28,7 @@ interface LoginArgs extends GlobalArgs {
   passwordStdin: boolean;
   caCert?: string;
   insecure: boolean;
+  timeout?: number;
 }
 interface LogoutArgs extends GlobalArgs {
   registry: string;
@@ -106,8 +108,35 @@ async function platformOpt(a: { platform?: string }) {
   return { platform: parsePlatform(a.platform) };
 }
 
+/** The registry's idle timeout, in seconds, when `--timeout` is not given. */
+export const DEFAULT_TIMEOUT_SECONDS = 60;
+
+/**
+ * `--timeout`: how long a registry (or its token service) may send nothing before the exchange
+ * fails (and is retried, within the retries). An idle timeout, so that a slow but moving
+ * transfer of a large blob is never cut.
+ */
+export function timeoutOption<T>(y: Argv<T>): Argv<T> {
+  return y.option('timeout', {
+    type: 'number',
+    describe: `Seconds a registry may send nothing before the request fails (default ${DEFAULT_TIMEOUT_SECONDS})`,
+  }) as unknown as Argv<T>;
+}
+
+/** The client's `timeoutMs` for a `--timeout` in seconds; refuses what is not a positive number. */
+async function timeoutMs(timeout: number | undefined): Promise<number> {
+  if (timeout === undefined) return DEFAULT_TIMEOUT_SECONDS * 1000;
+  if (!Number.isFinite(timeout) || timeout <= 0) {
+    const { InvalidArgumentError } = await import('@strata/oci');
+    throw new InvalidArgumentError(
+      `--timeout must be a positive number of seconds, not ${timeout}`,
+    );
+  }
+  return Math.max(1, Math.round(timeout * 1000));
+}
+
 function netOptions<T>(y: Argv<T>): Argv<T> {
-  return y
+  return timeoutOption(y)
     .option('jobs', { alias: 'j', type: 'number', default: 4, describe: 'Blob transfers at once' })
     .option('platform', {
       type: 'string',
@@ -130,7 +159,7 @@ function netOptions<T>(y: Argv<T>): Argv<T> {
  */
 export function registryResolver(
   store: Store,
-  a: { caCert?: string; insecure: boolean },
+  a: { caCert?: string; insecure: boolean; timeout?: number },
 ): (spec: string) => Promise<Descriptor> {
   return async (spec) => {
     const { parseReference } = await import('@strata/oci');
@@ -142,14 +171,16 @@ export function registryResolver(
 }
 
 export async function transportOptions(
-  a: { caCert?: string; insecure: boolean },
+  a: { caCert?: string; insecure: boolean; timeout?: number },
   registry: string,
 ) {
   const { readFile } = await import('node:fs/promises');
   const { resolveCredentials } = await import('@strata/registry');
+  const timeout = await timeoutMs(a.timeout);
   const credentials = await resolveCredentials(registry);
   return {
     insecure: a.insecure,
+    timeoutMs: timeout,
     ...(a.caCert ? { caCert: await readFile(a.caCert) } : {}),
     ...(credentials ? { credentials } : {}),
   };
@@ -253,7 +284,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
       'login <registry>',
       'Save credentials for a registry (in docker config.json format)',
       (c) =>
-        c
+        timeoutOption(c)
           .positional('registry', { type: 'string', demandOption: true })
           .option('username', { alias: 'u', type: 'string', demandOption: true })
           .option('password-stdin', {
@@ -279,6 +310,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         const { readFile } = await import('node:fs/promises');
         const r = await login(a.registry, a.username, password, {
           insecure: a.insecure,
+          timeoutMs: await timeoutMs(a.timeout),
           ...(a.caCert ? { caCert: await readFile(a.caCert) } : {}),
         });
         if (ctx.json) ctx.printJson({ registry: a.registry, file: r.file });
