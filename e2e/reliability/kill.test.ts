@@ -14,6 +14,7 @@
  * The seed is printed; `STRATA_KILL_SEED=<n>` replays the same kill points. `STRATA_LONG=1`
  * runs ten times as many (300).
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -56,7 +57,8 @@ const EPOCH = { SOURCE_DATE_EPOCH: '1700000000' };
 /** Kill points per command in CI; the long run does ten times as many. */
 const POINTS: Record<string, number> = {
   'template create': 3,
-  build: 9,
+  build: 7,
+  'build on minbase': 1,
   pull: 3,
   push: 3,
   save: 3,
@@ -67,21 +69,41 @@ const POINTS: Record<string, number> = {
 const scale = LONG ? 10 : 1;
 
 let work: string;
-/** A store holding base:v1 (loaded, never unpacked), copied for each kill point. */
+/**
+ * Stores copied for each kill point: `pristine` holds tiny:1 (a shell and a few tools from the
+ * host) and small:1 (a few MB), `minbase` holds base:v1 (the minbase fixture, loaded, never
+ * unpacked), apart so that the other points do not copy and re-hash it.
+ */
 let pristine: string;
+let minbase: string;
+/** The rootfs of small:1, which `template create` makes again. */
+let smallRootfs: string;
 let registry: Registry;
-let archive: string;
+/** small:1 saved as an archive, for `load`. */
+let smallArchive: string;
 const tally: Array<{ command: string; points: number; finishedFirst: number; problems: number }> =
   [];
 
 beforeAll(async () => {
   console.log(`kill -9 harness: seed ${SEED} (replay with STRATA_KILL_SEED=${SEED})`);
   work = tmpDir('strata-kill-');
-  archive = await baseArchive();
   pristine = path.join(work, 'pristine');
-  await strataOk(['load', archive, '-t', 'base:v1'], { store: pristine });
+  minbase = path.join(work, 'minbase');
+  await strataOk(['load', await baseArchive(), '-t', 'base:v1'], { store: minbase });
+  const tiny = makeTinyRoot(path.join(work, 'tiny-rootfs'));
+  await strataOk(['template', 'create', tiny, '-t', 'tiny:1', '--name', 'tiny'], {
+    store: pristine,
+    env: EPOCH,
+  });
+  smallRootfs = makeRootfs(path.join(work, 'small-rootfs'));
+  await strataOk(['template', 'create', smallRootfs, '-t', 'small:1', '--name', 'small'], {
+    store: pristine,
+    env: EPOCH,
+  });
+  smallArchive = path.join(work, 'small.tmpl.img');
+  await strataOk(['save', 'small:1', '-o', smallArchive], { store: pristine });
   registry = await startRegistry();
-  await strataOk(['push', 'base:v1', `${registry.host}/kill/base:v1`], { store: pristine });
+  await strataOk(['push', 'small:1', `${registry.host}/kill/small:1`], { store: pristine });
 });
 
 afterAll(async () => {
@@ -98,10 +120,10 @@ afterAll(async () => {
   cleanupTmp();
 });
 
-/** A fresh copy of the pristine store (or an empty one). */
-async function freshStore(dir: string, copy: boolean): Promise<string> {
+/** A fresh copy of a store made in beforeAll (or, with none, an empty one). */
+async function freshStore(dir: string, from?: string): Promise<string> {
   const store = path.join(dir, 'store');
-  if (copy) await runOk('cp', ['-a', pristine, store]);
+  if (from !== undefined) await runOk('cp', ['-a', from, store]);
   return store;
 }
 
@@ -234,7 +256,7 @@ async function survive(s: Scenario, count: number): Promise<void> {
 }
 
 /** A rootfs tree of a few MB whose content depends on nothing but the code below. */
-function makeRootfs(dir: string): string {
+function makeRootfs(dir: string, files = 40): string {
   const w = (rel: string, s: string | Buffer) => {
     fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
     fs.writeFileSync(path.join(dir, rel), s);
@@ -247,7 +269,7 @@ function makeRootfs(dir: string): string {
     'var/lib/dpkg/status',
     'Package: base-files\nStatus: install ok installed\nArchitecture: amd64\nVersion: 12.4\n',
   );
-  for (let i = 0; i < 40; i++) {
+  for (let i = 0; i < files; i++) {
     const h = createHash('sha256').update(`file ${i}`);
     const chunk = Buffer.alloc(200_000);
     let seed = h.digest();
@@ -258,69 +280,106 @@ function makeRootfs(dir: string): string {
     w(`usr/share/kill/${String(i).padStart(2, '0')}.bin`, chunk);
   }
   for (const name of fs.readdirSync(dir, { recursive: true }) as string[]) {
-    fs.utimesSync(path.join(dir, name), 1_600_000_000, 1_600_000_000);
+    fs.lutimesSync(path.join(dir, name), 1_600_000_000, 1_600_000_000);
   }
   return dir;
 }
 
-const BUILD_FILE = [
-  'FROM base:v1',
-  'COPY files/ /opt/kill/',
-  // Deterministic output, large enough that packing the layer takes a moment.
-  'RUN seq 1 1500000 > /opt/kill/seq && sleep 1 && sha256sum /opt/kill/seq > /opt/kill/seq.sum',
-  '',
-].join('\n');
+/**
+ * A root with a shell and the few host tools the build's RUN step uses (with their libc): a
+ * base that unpacks in a moment, so that most build kill points fall in the step's own phases.
+ */
+function makeTinyRoot(dir: string): string {
+  const copy = (from: string, to: string) => {
+    fs.mkdirSync(path.dirname(path.join(dir, to)), { recursive: true });
+    fs.copyFileSync(fs.realpathSync(from), path.join(dir, to));
+    fs.chmodSync(path.join(dir, to), fs.statSync(from).mode & 0o7777);
+  };
+  makeRootfs(dir, 0);
+  for (const d of ['usr/bin', 'usr/sbin', 'usr/lib/x86_64-linux-gnu', 'usr/lib64', 'etc', 'tmp'])
+    fs.mkdirSync(path.join(dir, d), { recursive: true });
+  for (const l of ['bin', 'sbin', 'lib', 'lib64']) fs.symlinkSync(`usr/${l}`, path.join(dir, l));
+  copy('/bin/dash', 'usr/bin/sh');
+  const tools = ['env', 'seq', 'sleep', 'sha256sum', 'cat', 'mkdir', 'cp', 'dirname'];
+  const libs = new Set<string>();
+  for (const t of tools) {
+    copy(`/usr/bin/${t}`, `usr/bin/${t}`);
+    const ldd = spawnSync('ldd', [`/usr/bin/${t}`], { encoding: 'utf8' }).stdout;
+    for (const m of ldd.matchAll(/=> (\/\S+)/g)) libs.add(m[1]!);
+  }
+  libs.add('/lib/x86_64-linux-gnu/libc.so.6');
+  for (const l of libs) copy(l, `usr/lib/x86_64-linux-gnu/${path.basename(l)}`);
+  copy('/lib64/ld-linux-x86-64.so.2', 'usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2');
+  fs.symlinkSync(
+    '../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2',
+    path.join(dir, 'usr/lib64/ld-linux-x86-64.so.2'),
+  );
+  return dir;
+}
 
-const scenarios: Scenario[] = [
-  {
-    command: 'template create',
-    async prepare(dir) {
-      const rootfs = makeRootfs(path.join(dir, 'rootfs'));
-      return {
-        store: path.join(dir, 'store'),
-        args: ['template', 'create', rootfs, '-t', 'made:1', '--name', 'made'],
-        env: EPOCH,
-      };
-    },
-    digest: async (run) => manifestOf(run.store, 'made:1').digest,
-  },
-  {
-    command: 'build',
+const buildFile = (base: string) =>
+  [
+    `FROM ${base}`,
+    'COPY files/ /opt/kill/',
+    // Deterministic output, large enough that packing the layer takes a moment.
+    'RUN seq 1 1500000 > /opt/kill/seq && sleep 1 && sha256sum /opt/kill/seq > /opt/kill/seq.sum',
+    '',
+  ].join('\n');
+
+function buildScenario(command: string, base: string, from: () => string): Scenario {
+  return {
+    command,
     async prepare(dir) {
       const ctx = path.join(dir, 'ctx');
       fs.mkdirSync(path.join(ctx, 'files'), { recursive: true });
-      fs.writeFileSync(path.join(ctx, 'Stratafile'), BUILD_FILE);
+      fs.writeFileSync(path.join(ctx, 'Stratafile'), buildFile(base));
       for (let i = 0; i < 5; i++)
         fs.writeFileSync(path.join(ctx, 'files', `f${i}`), `file ${i}\n`.repeat(1000));
       return {
-        store: await freshStore(dir, true),
+        store: await freshStore(dir, from()),
         args: ['build', '-q', '-t', 'built:1', ctx],
         env: EPOCH,
       };
     },
     digest: async (run) => manifestOf(run.store, 'built:1').digest,
+  };
+}
+
+const scenarios: Scenario[] = [
+  {
+    command: 'template create',
+    async prepare(dir) {
+      return {
+        store: path.join(dir, 'store'),
+        args: ['template', 'create', smallRootfs, '-t', 'made:1', '--name', 'made'],
+        env: EPOCH,
+      };
+    },
+    digest: async (run) => manifestOf(run.store, 'made:1').digest,
   },
+  buildScenario('build', 'tiny:1', () => pristine),
+  buildScenario('build on minbase', 'base:v1', () => minbase),
   {
     command: 'pull',
     prepare: async (dir) => ({
-      store: await freshStore(dir, false),
-      args: ['pull', `${registry.host}/kill/base:v1`, '-t', 'pulled:1'],
+      store: await freshStore(dir),
+      args: ['pull', `${registry.host}/kill/small:1`, '-t', 'pulled:1'],
     }),
     digest: async (run) => manifestOf(run.store, 'pulled:1').digest,
   },
   {
     command: 'push',
     prepare: async (dir, point) => ({
-      store: await freshStore(dir, true),
-      args: ['push', 'base:v1', `${registry.host}/kill/push${point + 1}:v1`],
+      store: await freshStore(dir, pristine),
+      args: ['push', 'small:1', `${registry.host}/kill/push${point + 1}:v1`],
     }),
     digest: (_run, _dir, point) => registryDigest(`kill/push${point + 1}`, 'v1'),
   },
   {
     command: 'save',
     prepare: async (dir) => ({
-      store: await freshStore(dir, true),
-      args: ['save', 'base:v1', '-o', path.join(dir, 'out.tmpl.img')],
+      store: await freshStore(dir, pristine),
+      args: ['save', 'small:1', '-o', path.join(dir, 'out.tmpl.img')],
     }),
     digest: async (_run, dir) => sha256File(path.join(dir, 'out.tmpl.img')),
     outputs: (dir) => [path.join(dir, 'out.tmpl.img')],
@@ -328,16 +387,16 @@ const scenarios: Scenario[] = [
   {
     command: 'load',
     prepare: async (dir) => ({
-      store: await freshStore(dir, false),
-      args: ['load', archive, '-t', 'loaded:1'],
+      store: await freshStore(dir),
+      args: ['load', smallArchive, '-t', 'loaded:1'],
     }),
     digest: async (run) => manifestOf(run.store, 'loaded:1').digest,
   },
   {
     command: 'flatten',
     prepare: async (dir) => ({
-      store: await freshStore(dir, true),
-      args: ['flatten', 'base:v1', '--rootfs', path.join(dir, 'rootfs.tar')],
+      store: await freshStore(dir, pristine),
+      args: ['flatten', 'small:1', '--rootfs', path.join(dir, 'rootfs.tar')],
     }),
     digest: async (_run, dir) => sha256File(path.join(dir, 'rootfs.tar')),
     outputs: (dir) => [path.join(dir, 'rootfs.tar')],
@@ -345,9 +404,9 @@ const scenarios: Scenario[] = [
   {
     command: 'gc',
     async prepare(dir) {
-      // base:v1 untagged, its blobs and its snapshot (unpacked by a flatten) left for gc.
-      const store = await freshStore(dir, true);
-      await strataOk(['rm', 'base:v1'], { store });
+      // small:1 untagged: its blobs are left for gc.
+      const store = await freshStore(dir, pristine);
+      await strataOk(['rm', 'small:1'], { store });
       return { store, args: ['gc', '--all'] };
     },
     digest: async (run) => {

@@ -97,8 +97,8 @@ export function runAndKill(run: StrataRun, delayMs: number, mode: KillMode): Pro
     }
     let out = '';
     let err = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     let exited = false;
     let killedAt: number | undefined;
     const timer = setTimeout(() => {
@@ -115,8 +115,8 @@ export function runAndKill(run: StrataRun, delayMs: number, mode: KillMode): Pro
     child.on('exit', (code, signal) => {
       exited = true;
       clearTimeout(timer);
-      child.stdout.destroy();
-      child.stderr.destroy();
+      child.stdout!.destroy();
+      child.stderr!.destroy();
       resolve({
         pid,
         finished: killedAt === undefined || signal !== 'SIGKILL',
