@@ -31,7 +31,7 @@ import {
   tmpDir,
 } from '../helpers';
 import { Registry, startRegistry } from '../registry-fixtures';
-import { baseArchive } from '../fixtures/build/harness';
+import { DEB_CACHE, baseArchive, sourcesFile, storeDebs } from '../fixtures/build/harness';
 import {
   KillMode,
   StrataRun,
@@ -59,6 +59,7 @@ const POINTS: Record<string, number> = {
   'template create': 3,
   build: 7,
   'build on minbase': 1,
+  'build with INSTALL': 1,
   pull: 3,
   push: 3,
   save: 3,
@@ -220,8 +221,10 @@ async function killPoint(s: Scenario, point: number, duration: number, want: str
     if (stray.length > 0) problems.push(`gc kept unreachable blobs: ${stray.join(', ')}`);
     const temps = deadTempFiles(run.store);
     if (temps.length > 0) problems.push(`gc left temp files: ${temps.join(', ')}`);
-    const fsck = await strata(['fsck'], { store: run.store });
-    if (fsck.code !== 0) problems.push(`fsck after gc: ${show(fsck)}`);
+    // fsck ran before the rerun; what gc must not have taken is checked by hand (no re-hash).
+    const stored = storedBlobs(run.store);
+    const taken = [...reach].filter((d) => !stored.has(d));
+    if (taken.length > 0) problems.push(`gc took reachable blobs: ${taken.join(', ')}`);
   }
   const where = `${s.command} #${point} (${mode} after ${delay} ms, seed ${SEED})`;
   if (problems.length === 0) fs.rmSync(dir, { recursive: true, force: true });
@@ -359,6 +362,24 @@ const scenarios: Scenario[] = [
   },
   buildScenario('build', 'tiny:1', () => pristine),
   buildScenario('build on minbase', 'base:v1', () => minbase),
+  {
+    // apt runs in the step: a package whose .debs the e2e cache holds, the lists from the mirror.
+    command: 'build with INSTALL',
+    async prepare(dir) {
+      const ctx = path.join(dir, 'ctx');
+      fs.mkdirSync(ctx);
+      fs.writeFileSync(path.join(ctx, 'Stratafile'), 'FROM base:v1\nINSTALL libedit2\n');
+      const store = await freshStore(dir, minbase);
+      fs.mkdirSync(storeDebs(store), { recursive: true });
+      await runOk('cp', ['-a', `${DEB_CACHE}/.`, storeDebs(store)]);
+      return {
+        store,
+        args: ['build', '-q', '--apt-sources', sourcesFile(dir), '-t', 'built:1', ctx],
+        env: EPOCH,
+      };
+    },
+    digest: async (run) => manifestOf(run.store, 'built:1').digest,
+  },
   {
     command: 'pull',
     prepare: async (dir) => ({
