@@ -15,6 +15,18 @@ export function tempPathFor(target: string): string {
   );
 }
 
+/**
+ * The pid in the name of a temp file (`.name.tmp-<pid>-…` of tempPathFor, `…-<pid>-<hex>` of
+ * older ingests) or of a broken lock (`.stale-<pid>`), or undefined when the name has none.
+ */
+export function tempOwner(name: string): number | undefined {
+  const m =
+    /\.tmp-(\d+)-[a-z0-9]+-[a-z0-9]+$/.exec(name) ??
+    /\.stale-(\d+)$/.exec(name) ??
+    /-(\d+)-[a-f0-9]+$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
 export async function fsyncDir(dir: string): Promise<void> {
   const fd = await fsp.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {

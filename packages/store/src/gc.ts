@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Descriptor, Digest, InvalidArgumentError, LockedError, graphDigests } from '@strata/oci';
-import { fsyncDir } from './atomic';
+import { fsyncDir, tempOwner } from './atomic';
 import type { BlobInfo } from './blobs';
 import { pruneDiffIds } from './diffids';
 import { pidAlive, withFileLock } from './lock';
@@ -82,12 +82,21 @@ export async function collectGarbage(
           }
           continue;
         }
-        const m = /-(\d+)-[a-f0-9]+$/.exec(name);
-        const pid = m ? Number(m[1]) : NaN;
-        if (!Number.isNaN(pid) && pid !== process.pid && !pidAlive(pid)) {
-          partials.count++;
-          partials.bytes += (await fsp.stat(p)).size;
-          if (!dry) await fsp.rm(p, { force: true });
+        await dropDeadTemp(p, dry, partials);
+      }
+      // Temp files of a killed writer elsewhere in the store (index.json, roots, leases,
+      // diffIDs, Strata's own state files, broken locks) are nobody's either.
+      const own = path.dirname(store.paths.ingestDir);
+      for (const dir of [
+        store.root,
+        own,
+        store.paths.rootsDir,
+        store.paths.leaseDir,
+        store.paths.diffIdDir,
+      ]) {
+        for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+          if (tempOwner(name) !== undefined)
+            await dropDeadTemp(path.join(dir, name), dry, partials);
         }
       }
       bytesFreed += partials.bytes;
@@ -98,6 +107,21 @@ export async function collectGarbage(
     },
     { what: `store ${store.root}` },
   );
+}
+
+/** Remove a temp file whose writer is gone (a regular file only), counting it in `partials`. */
+async function dropDeadTemp(
+  p: string,
+  dry: boolean,
+  partials: { count: number; bytes: number },
+): Promise<void> {
+  const pid = tempOwner(path.basename(p));
+  if (pid === undefined || pid === process.pid || pidAlive(pid)) return;
+  const st = await fsp.lstat(p).catch(() => undefined);
+  if (st === undefined || !st.isFile()) return;
+  partials.count++;
+  partials.bytes += st.size;
+  if (!dry) await fsp.rm(p, { force: true });
 }
 
 /** The size of a partial download no running pull holds (0 when one does). */

@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { LockedError } from '@strata/oci';
+import { tempPathFor } from './atomic';
 
 export interface LockOptions {
   /** Give up after this long. */
@@ -55,8 +56,8 @@ function backoff(file: string, opts: LockOptions): (holder: Holder | undefined) 
 }
 
 /**
- * An exclusive inter-process lock: a file created with O_EXCL holding the owner's pid.
- * A lock whose owner process is gone is broken and taken over.
+ * An exclusive inter-process lock: a file holding the owner's pid, linked into place (which,
+ * like O_EXCL, fails when it exists). A lock whose owner process is gone is broken and taken over.
  */
 export async function withFileLock<T>(
   file: string,
@@ -65,12 +66,32 @@ export async function withFileLock<T>(
 ): Promise<T> {
   const wait = backoff(file, opts);
   const me: Holder = { pid: process.pid, since: new Date().toISOString() };
+  // The holder is written beside the lock and linked into place: a process killed between
+  // creating the lock and writing its pid left an empty lock that named nobody, and every
+  // later taker waited for it until its timeout.
+  const mine = tempPathFor(file);
+  await fsp.writeFile(mine, JSON.stringify(me), { flag: 'wx' });
+  try {
+    await takeLock(file, mine, wait);
+  } finally {
+    await fsp.rm(mine, { force: true });
+  }
+  try {
+    return await fn();
+  } finally {
+    await fsp.rm(file, { force: true });
+  }
+}
+
+async function takeLock(
+  file: string,
+  mine: string,
+  wait: (holder: Holder | undefined) => Promise<void>,
+): Promise<void> {
   for (;;) {
     try {
-      const fd = await fsp.open(file, 'wx');
-      await fd.writeFile(JSON.stringify(me));
-      await fd.close();
-      break;
+      await fsp.link(mine, file);
+      return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const holder = await readHolder(file);
@@ -92,11 +113,6 @@ export async function withFileLock<T>(
       }
       await wait(holder);
     }
-  }
-  try {
-    return await fn();
-  } finally {
-    await fsp.rm(file, { force: true });
   }
 }
 

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Descriptor, InvalidArgumentError, encodeJson, isDigest } from '@strata/oci';
-import { tempPathFor, writeFileAtomic } from './atomic';
+import { tempOwner, tempPathFor, writeFileAtomic } from './atomic';
 import { pidAlive, waitForUnlock, withFileLock } from './lock';
 import { RefStore } from './refs';
 
@@ -125,7 +125,13 @@ export class RootStore extends RefStore {
         }
         oldest = oldest === undefined ? l.since : Math.min(oldest, l.since);
       } catch {
-        /* a lease being written right now: treat as starting now */
+        // Unreadable: a lease being written right now, or one whose writer was killed while
+        // writing it, which would otherwise keep the store busy for good.
+        const owner = tempOwner(name);
+        if (owner !== undefined && owner !== process.pid && !pidAlive(owner)) {
+          await fsp.rm(p, { force: true });
+          continue;
+        }
         oldest = oldest === undefined ? Date.now() : Math.min(oldest, Date.now());
       }
     }

@@ -205,9 +205,16 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
     env[`SB_BIND_${i}_SRC`] = b.source;
     env[`SB_BIND_${i}_DST`] = b.target.replace(/^\/+/, '');
   }
+  // unshare's --kill-child ties the step to unshare, but nothing ties unshare to Strata: a
+  // SIGKILLed strata (a CI runner's kill -9) left unshare, the step and its mounts running.
+  // setpriv arms the parent-death signal, which survives its exec of unshare.
   const child = execa()(
-    'unshare',
+    'setpriv',
     [
+      '--pdeathsig',
+      'KILL',
+      '--',
+      'unshare',
       '--mount',
       '--pid',
       '--fork',
