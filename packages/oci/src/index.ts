@@ -10,6 +10,8 @@ export {
   ToolFailedError,
   CorruptError,
   ParseError,
+  NoSpaceError,
+  noSpaceAt,
   isStrataError,
   redact,
 } from './errors';

@@ -65,14 +65,19 @@ export class BlobStore {
   async putBlob(src: Readable | AsyncIterable<Buffer>, expected: Expected = {}): Promise<BlobInfo> {
     const tmp = path.join(this.paths.ingestDir, path.basename(tempPathFor('blob')));
     const hasher = new Hasher();
-    await writeTemp(tmp, 0o644, async (fh) => {
-      await copyToFile(src, fh, 0, (buf) => {
-        hasher.update(buf);
-        if (expected.size !== undefined && hasher.size > expected.size) {
-          throw new SizeMismatchError(expected.size, hasher.size, expected.digest ?? 'blob');
-        }
-      });
-    });
+    await writeTemp(
+      tmp,
+      0o644,
+      async (fh) => {
+        await copyToFile(src, fh, 0, (buf) => {
+          hasher.update(buf);
+          if (expected.size !== undefined && hasher.size > expected.size) {
+            throw new SizeMismatchError(expected.size, hasher.size, expected.digest ?? 'blob');
+          }
+        });
+      },
+      expected.size,
+    );
     const digest = hasher.digest();
     const size = hasher.size;
     try {

@@ -1,7 +1,7 @@
 import { createReadStream, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { Digest, DigestMismatchError, Hasher, SizeMismatchError } from '@strata/oci';
+import { Digest, DigestMismatchError, Hasher, SizeMismatchError, noSpaceAt } from '@strata/oci';
 import { fsyncDir } from './atomic';
 
 /** Bytes gathered before one `writev`. */
@@ -194,7 +194,7 @@ export class PartialBlob {
       });
     } catch (e) {
       this.hasher = undefined; // a failed write may have left less than was hashed
-      throw e;
+      throw noSpaceAt(e, path.dirname(this.file), this.expected.size);
     }
   }
 
