@@ -59,6 +59,15 @@ export class BlobStore {
   }
 
   /**
+   * Whether the store holds a blob that a running operation is about to use as it is (a copy
+   * that skips it), refreshing its mtime: a concurrent gc then sees it as in use by the
+   * operation's lease, even when no tag reaches it yet.
+   */
+  async holdsBlob(digest: Digest): Promise<boolean> {
+    return touchBlob(this.blobPath(digest));
+  }
+
+  /**
    * Ingest a blob: stream through sha256 into a temp file, fsync, check size and digest,
    * then rename into place. A blob that already exists is a success.
    */
