@@ -24,6 +24,7 @@ import { baseArchive } from '../fixtures/build/harness';
 import { Registry, startRegistry } from '../registry-fixtures';
 import {
   MiB,
+  fillUp,
   filesWithSizes,
   leaveFree,
   mountTmpfs,
@@ -58,11 +59,11 @@ afterAll(async () => {
   cleanupTmp();
 });
 
-/** A fresh store on its own tmpfs of `bytes`. */
+/** A fresh store in a tmpfs of `bytes` of its own (mounted on the store's parent directory). */
 async function tmpfsStore(name: string, bytes: number, list = mounts): Promise<string> {
-  const store = await mountTmpfs(path.join(work, name), bytes);
-  list.push(store);
-  return store;
+  const root = await mountTmpfs(path.join(work, name), bytes);
+  list.push(root);
+  return path.join(root, 'store');
 }
 
 /** The tags of a store with their digests. */
@@ -81,8 +82,8 @@ interface Before {
   used: number;
 }
 
-function before(store: string): Before {
-  return { tags: tags(store), files: filesWithSizes(store), used: usedBytes(store) };
+function before(store: string, fsRoot = path.dirname(store)): Before {
+  return { tags: tags(store), files: filesWithSizes(store), used: usedBytes(fsRoot) };
 }
 
 /** One `strata:` line, saying the disk is full and naming a path under `under`. */
@@ -95,12 +96,21 @@ function expectDiskFull(r: { code: number; stdout: string; stderr: string }, und
   expect(named === under || named.startsWith(`${under}/`)).toBe(true);
 }
 
-/** fsck clean, the earlier tags as they were, and gc brings the store back to `was`. */
-async function expectRecovered(store: string, was: Before, fsRoot = store): Promise<void> {
+/**
+ * fsck clean, the earlier tags as they were, and gc brings the store back to `was`; `filler`, a
+ * file that keeps the disk full while gc runs, goes before the space is counted.
+ */
+async function expectRecovered(
+  store: string,
+  was: Before,
+  fsRoot = path.dirname(store),
+  filler?: string,
+): Promise<void> {
   expect((await strataOk(['fsck'], { store })).stdout).toMatch(/^ok:/m);
   expect(tags(store)).toEqual(was.tags);
   await strataOk(['gc'], { store });
   expect(filesWithSizes(store)).toEqual(was.files);
+  if (filler !== undefined) fs.rmSync(filler);
   // Directories the command made may stay; they cost a page or so each on tmpfs.
   expect(usedBytes(fsRoot)).toBeLessThanOrEqual(was.used + 64 * 1024);
   expect((await strataOk(['fsck'], { store })).stdout).toMatch(/^ok:/m);
@@ -127,16 +137,20 @@ async function storeWithEarlierTag(name: string, free: number): Promise<string> 
     ['template', 'create', tinyTree(`${name}-tree`), '-t', 'earlier:1', '--name', 'earlier'],
     { store },
   );
-  await leaveFree(store, free);
+  await leaveFree(path.dirname(store), free);
   return store;
 }
 
-test('a pull that fills the store fails on one line, and gc takes back the partial blob', async () => {
+test('a pull that fills the store fails on one line and keeps nothing; gc runs on the full disk', async () => {
   const store = await storeWithEarlierTag('pull', 20 * MiB);
   const was = before(store);
   const r = await strata(['pull', `${reg.host}/base:v1`, '-t', 'base:v1'], { store });
   expectDiskFull(r, store);
-  await expectRecovered(store, was);
+  expect(r.stderr).toMatch(/no space left on device: \S+ \(\d+ bytes needed\)/);
+  // What arrived of the blob is not kept for a resume: it is what fills the disk.
+  expect(filesWithSizes(store).filter((f) => f.startsWith('.strata/ingest/'))).toEqual([]);
+  // And with the disk full to the last byte, gc still runs (its lock has no room for a holder).
+  await expectRecovered(store, was, path.dirname(store), await fillUp(path.dirname(store)));
 });
 
 test('a template create that fills the store fails on one line, and gc takes back the rest', async () => {
@@ -169,11 +183,11 @@ describe('a build on a full store', () => {
       ],
       { store },
     );
-    await leaveFree(store, 64 * MiB);
+    await leaveFree(path.dirname(store), 64 * MiB);
     was = before(store);
   });
   afterAll(async () => {
-    if (store !== undefined) await unmount(store);
+    if (store !== undefined) await unmount(path.dirname(store));
   });
 
   test('a RUN step that fills it fails on one line naming the store', async () => {
@@ -197,7 +211,7 @@ test('a snapshot directory of its own that fills up fails the build on one line'
   await strataOk(['load', archive, '-t', 'base:v1'], { store });
   const snaps = await mountTmpfs(path.join(store, '.strata', 'snapshots'), 48 * MiB);
   mounts.push(snaps);
-  const was = before(store);
+  const was = before(store, snaps);
   const ctx = context('snap', 'FROM base:v1\nRUN echo snap > /snap\n');
   const r = await strata(['build', '-q', '-t', 'snap:1', ctx], { store });
   expectDiskFull(r, snaps);

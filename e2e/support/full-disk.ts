@@ -42,9 +42,11 @@ export async function leaveFree(dir: string, bytes: number): Promise<void> {
   await runOk('mount', ['-o', `remount,size=${roundUp(usedBytes(dir) + bytes)}`, dir]);
 }
 
-/** Let the tmpfs on `dir` grow again, to `bytes`. */
-export async function resize(dir: string, bytes: number): Promise<void> {
-  await runOk('mount', ['-o', `remount,size=${roundUp(bytes)}`, dir]);
+/** Take every free byte of the filesystem on `dir` with one file (returned), as a full disk is. */
+export async function fillUp(dir: string): Promise<string> {
+  const filler = path.join(dir, 'filler');
+  await runOk('fallocate', ['-l', String(freeBytes(dir)), filler]);
+  return filler;
 }
 
 function roundUp(bytes: number): number {

@@ -1,4 +1,4 @@
-import { NoSpaceError, StrataError, noSpaceAt } from './errors';
+import { NoSpaceError, StrataError, isNoSpace, noSpaceAt } from './errors';
 
 const errno = (code: string): NodeJS.ErrnoException =>
   Object.assign(new Error(`${code}: write`), { code, syscall: 'write' });
@@ -35,5 +35,13 @@ describe('noSpaceAt', () => {
     const other = errno('EIO');
     expect(noSpaceAt(other, '/store')).toBe(other);
     expect(noSpaceAt('text', '/store')).toBe('text');
+  });
+
+  test('isNoSpace tells a full disk from other failures', () => {
+    expect(isNoSpace(errno('ENOSPC'))).toBe(true);
+    expect(isNoSpace(new Error('wrapped', { cause: errno('EDQUOT') }))).toBe(true);
+    expect(isNoSpace(new NoSpaceError('/store'))).toBe(true);
+    expect(isNoSpace(errno('EIO'))).toBe(false);
+    expect(isNoSpace(undefined)).toBe(false);
   });
 });

@@ -152,6 +152,11 @@ export function noSpaceAt(e: unknown, path: string, needed?: number): unknown {
   return e;
 }
 
+/** Whether `e`, or an error it was caused by, is a full disk (see noSpaceAt). */
+export function isNoSpace(e: unknown): boolean {
+  return noSpaceAt(e, '') instanceof NoSpaceError;
+}
+
 export function isStrataError(e: unknown): e is StrataError {
   return e instanceof StrataError;
 }

@@ -12,6 +12,7 @@ export {
   ParseError,
   NoSpaceError,
   noSpaceAt,
+  isNoSpace,
   isStrataError,
   redact,
 } from './errors';

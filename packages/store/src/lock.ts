@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { LockedError } from '@strata/oci';
+import { LockedError, isNoSpace } from '@strata/oci';
 
 export interface LockOptions {
   /** Give up after this long. */
@@ -68,7 +68,18 @@ export async function withFileLock<T>(
   for (;;) {
     try {
       const fd = await fsp.open(file, 'wx');
-      await fd.writeFile(JSON.stringify(me));
+      try {
+        await fd.writeFile(JSON.stringify(me));
+      } catch (e) {
+        // A full disk has room for the lock's name but not for its holder: the lock is held
+        // all the same (an empty lock reads as held by another process), so that a gc can
+        // still run and free space; the command's own writes fail on their own paths.
+        if (!isNoSpace(e)) {
+          await fd.close().catch(() => undefined);
+          await fsp.rm(file, { force: true });
+          throw e;
+        }
+      }
       await fd.close();
       break;
     } catch (e) {

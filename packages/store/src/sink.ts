@@ -5,6 +5,7 @@ import {
   Descriptor,
   DigestMismatchError,
   GraphNode,
+  NoSpaceError,
   SizeMismatchError,
 } from '@strata/oci';
 import type { Store } from './store';
@@ -63,6 +64,9 @@ async function putBlob(
         await partial.commit();
         return { outcome: 'downloaded' as const, bytes: d.size };
       } catch (e) {
+        // On a full disk the bytes kept for a resume are what fills it: they go, so that the
+        // store is as it was and a gc has room to run.
+        if (e instanceof NoSpaceError) await partial.reset().catch(() => undefined);
         if (e instanceof DigestMismatchError || e instanceof SizeMismatchError) {
           await partial.reset();
           // A stale partial from an earlier run may be what was wrong: start clean once.
