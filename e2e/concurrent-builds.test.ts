@@ -10,7 +10,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SLOW, cleanupTmp, show, strata, strataOk } from './helpers';
-import { mountsUnder, processesUsing, storeWithBase } from './fixtures/build/harness';
+import { storeWithBase } from './fixtures/build/harness';
+import { assertStoreClean } from './support/concurrency';
 
 jest.setTimeout(SLOW);
 
@@ -35,14 +36,6 @@ function contexts(work: string): Record<'curl' | 'less' | 'curl2', string> {
   return out;
 }
 
-async function assertClean(store: string): Promise<void> {
-  expect(await mountsUnder(store)).toEqual([]);
-  expect(processesUsing(store)).toEqual([]);
-  expect((await strataOk(['fsck'], { store })).stdout).toMatch(/^ok:/m);
-  const snaps = path.join(store, '.strata', 'snapshots');
-  expect(fs.readdirSync(snaps).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
-}
-
 for (let round = 1; round <= ROUNDS; round++) {
   test(`three builds on one fresh store at once all succeed (round ${round} of ${ROUNDS})`, async () => {
     const { work, store, sources } = await storeWithBase();
@@ -55,7 +48,7 @@ for (let round = 1; round <= ROUNDS; round++) {
       build('curl:2', ctx.curl2),
     ]);
     for (const r of results) if (r.code !== 0) throw new Error(show(r));
-    await assertClean(store);
+    await assertStoreClean(store);
     // What each built is whole: a rebuild is all cache hits, and the packages are there.
     const again = await strataOk(
       ['build', '-q', '--json', '--apt-sources', sources, '-t', 'curl:3', ctx.curl],
@@ -80,6 +73,6 @@ test('builds on two stores of one host at once both succeed', async () => {
     ),
   );
   for (const r of results) if (r.code !== 0) throw new Error(show(r));
-  await assertClean(one.store);
-  await assertClean(two.store);
+  await assertStoreClean(one.store);
+  await assertStoreClean(two.store);
 });

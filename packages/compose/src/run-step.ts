@@ -1,6 +1,14 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Descriptor, Digest, Distribution, LayerRecord, StrataError, chainId } from '@strata/oci';
+import {
+  Descriptor,
+  Digest,
+  Distribution,
+  LayerRecord,
+  NoSpaceError,
+  StrataError,
+  chainId,
+} from '@strata/oci';
 import { createLayer, packTree } from '@strata/layer';
 import { AptSources, aptConf, essentialAmong, parseDpkgStatus } from '@strata/debian';
 import { DEFAULT_EXCLUSIONS, isoDate, readRootfsFacts } from '@strata/template';
@@ -319,6 +327,16 @@ export class StepRunner {
     this.ctx.checkAbort();
     if (code !== 0) {
       const output = tail.text();
+      const full = await fullDisk(upper, output, this.snapshots.dir);
+      if (full)
+        throw new BuildStepError(
+          ins.loc,
+          `${ins.kind} failed with exit code ${code}: ${full.message}`,
+          {
+            output,
+            cause: full,
+          },
+        );
       const reason = failureReason(output);
       throw new BuildStepError(
         ins.loc,
@@ -340,4 +358,24 @@ export class StepRunner {
       }
     }
   }
+}
+
+/** Free space below which a filesystem counts as full (the larger of this and 1% of it). */
+const LOW_SPACE = 16 << 20;
+
+/**
+ * A step that failed saying the disk is full, when the filesystem its files go to (the upper
+ * dir, in the store's snapshot directory) is in fact full: that directory, as a NoSpaceError. A
+ * step that ran out of room elsewhere (a tmpfs of its own) keeps the step's own words.
+ */
+export async function fullDisk(
+  upper: string,
+  output: string,
+  dir: string,
+): Promise<NoSpaceError | undefined> {
+  if (!/No space left on device|Disk quota exceeded/i.test(output)) return undefined;
+  const s = await fsp.statfs(upper).catch(() => undefined);
+  if (s === undefined) return undefined;
+  const free = s.bavail * s.bsize;
+  return free < Math.max(LOW_SPACE, (s.blocks * s.bsize) / 100) ? new NoSpaceError(dir) : undefined;
 }

@@ -11,6 +11,7 @@ import {
   PlatformSelector,
   Role,
   StrataError,
+  noSpaceAt,
 } from '@strata/oci';
 import {
   compressor,
@@ -224,7 +225,15 @@ export async function flattenToTar(
   const done: number[] = [];
   const dir = path.dirname(path.resolve(output));
   const tmp = path.join(dir, `.${path.basename(output)}.${process.pid}.tmp`);
-  const scratch = await fs.promises.mkdtemp(path.join(opts.tmpDir ?? dir, `.strata-flatten-`));
+  const scratchDir = opts.tmpDir ?? dir;
+  // Where a full disk would be: the scratch directory while the layers spill, then the output.
+  let writing: { path: string; needed?: number } = { path: scratchDir };
+  let scratch: string;
+  try {
+    scratch = await fs.promises.mkdtemp(path.join(scratchDir, `.strata-flatten-`));
+  } catch (e) {
+    throw noSpaceAt(e, scratchDir);
+  }
   let file: fs.WriteStream | undefined;
   try {
     const tree = await mergeLayers(
@@ -237,6 +246,7 @@ export async function flattenToTar(
     );
     const p = plan(tree);
     const total = p.tarBytes;
+    writing = { path: dir, ...(compression === 'none' ? { needed: total } : {}) };
     file = fs.createWriteStream(tmp, { flags: 'w', mode: 0o644, highWaterMark: 1 << 20 });
     const fileDone = finished(file);
     fileDone.catch(() => undefined);
@@ -265,7 +275,7 @@ export async function flattenToTar(
   } catch (e) {
     file?.destroy();
     await fs.promises.rm(tmp, { force: true });
-    throw e;
+    throw noSpaceAt(e, writing.path, writing.needed);
   } finally {
     await fs.promises.rm(scratch, { recursive: true, force: true });
   }

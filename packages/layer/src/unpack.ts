@@ -8,6 +8,7 @@ import {
   InvalidDocumentError,
   Layer,
   compressionOf,
+  noSpaceAt,
 } from '@strata/oci';
 import { LayerApplier } from './applier';
 import { inflate, InflateResult } from './inflate';
@@ -108,7 +109,11 @@ export async function unpackLayer(
   opts: UnpackOptions = {},
 ): Promise<UnpackStats> {
   const root = await openRoot(targetDir);
-  return applyLayer(blob, compression, root, new Set(), { ...opts, hashDiffId: true });
+  try {
+    return await applyLayer(blob, compression, root, new Set(), { ...opts, hashDiffId: true });
+  } catch (e) {
+    throw noSpaceAt(e, targetDir);
+  }
 }
 
 /**
@@ -127,6 +132,15 @@ export async function unpackLayers(
   layers: Iterable<Layer>,
   targetDir: string,
 ): Promise<UnpackStats[]> {
+  try {
+    return await applyLayers(layers, targetDir);
+  } catch (e) {
+    // A full disk names the tree being unpacked, not the entry it happened to stop at.
+    throw noSpaceAt(e, targetDir);
+  }
+}
+
+async function applyLayers(layers: Iterable<Layer>, targetDir: string): Promise<UnpackStats[]> {
   const root = await openRoot(targetDir);
   const dirOk = new Set<string>();
   const out: UnpackStats[] = [];

@@ -15,7 +15,8 @@ export type ErrorCode =
   | 'CORRUPT'
   | 'PARSE_ERROR'
   | 'UNAVAILABLE'
-  | 'INTERRUPTED';
+  | 'INTERRUPTED'
+  | 'NO_SPACE';
 
 export interface ErrorOptions {
   hint?: string;
@@ -111,6 +112,49 @@ export class ParseError extends StrataError {
   ) {
     super('PARSE_ERROR', `${file}:${line}:${column}: ${message}`, options);
   }
+}
+
+/**
+ * The filesystem that holds `path` is full (ENOSPC), or the user's quota on it is (EDQUOT). `path`
+ * is the directory or file being written, so the message says which disk to free; `needed`, when
+ * the writer knows it, is how many bytes the whole write takes.
+ */
+export class NoSpaceError extends StrataError {
+  constructor(
+    readonly path: string,
+    readonly needed?: number,
+    options?: ErrorOptions,
+  ) {
+    super(
+      'NO_SPACE',
+      `no space left on device: ${path}${needed === undefined ? '' : ` (${needed} bytes needed)`}`,
+      options,
+    );
+  }
+}
+
+const NO_SPACE_CODES = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * `e` as a NoSpaceError naming `path` when it, or an error it was caused by, is ENOSPC or EDQUOT;
+ * otherwise `e` itself. A NoSpaceError already in the chain is kept: it was made nearer the write
+ * and names its path more exactly.
+ */
+export function noSpaceAt(e: unknown, path: string, needed?: number): unknown {
+  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 8; depth++) {
+    if (c instanceof NoSpaceError) return c;
+    const code = (c as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && NO_SPACE_CODES.has(code)) {
+      return new NoSpaceError(path, needed, { cause: e });
+    }
+    c = c.cause;
+  }
+  return e;
+}
+
+/** Whether `e`, or an error it was caused by, is a full disk (see noSpaceAt). */
+export function isNoSpace(e: unknown): boolean {
+  return noSpaceAt(e, '') instanceof NoSpaceError;
 }
 
 export function isStrataError(e: unknown): e is StrataError {

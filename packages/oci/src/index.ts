@@ -10,6 +10,9 @@ export {
   ToolFailedError,
   CorruptError,
   ParseError,
+  NoSpaceError,
+  noSpaceAt,
+  isNoSpace,
   isStrataError,
   redact,
 } from './errors';

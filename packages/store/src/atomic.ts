@@ -1,6 +1,7 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
+import { noSpaceAt } from '@strata/oci';
 
 let tempCount = 0;
 
@@ -50,21 +51,28 @@ export async function commitFile(tmp: string, target: string): Promise<void> {
 
 /**
  * Create `tmp` exclusively, let `write` fill it, and fsync it. Whatever fails, the temp file is
- * removed: nothing half-written is left behind for a later reader to trust.
+ * removed: nothing half-written is left behind for a later reader to trust. A full disk is a
+ * NoSpaceError naming the temp file's directory (and `needed`, the whole size, when known).
  */
 export async function writeTemp(
   tmp: string,
   mode: number,
   write: (fh: FileHandle) => Promise<void>,
+  needed?: number,
 ): Promise<void> {
-  const fh = await fsp.open(tmp, 'wx', mode);
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(tmp, 'wx', mode);
+  } catch (e) {
+    throw noSpaceAt(e, path.dirname(tmp), needed);
+  }
   try {
     await write(fh);
     await fh.sync();
   } catch (e) {
     await fh.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true });
-    throw e;
+    throw noSpaceAt(e, path.dirname(tmp), needed);
   }
   await fh.close();
 }

@@ -59,20 +59,34 @@ export class BlobStore {
   }
 
   /**
+   * Whether the store holds a blob that a running operation is about to use as it is (a copy
+   * that skips it), refreshing its mtime: a concurrent gc then sees it as in use by the
+   * operation's lease, even when no tag reaches it yet.
+   */
+  async holdsBlob(digest: Digest): Promise<boolean> {
+    return touchBlob(this.blobPath(digest));
+  }
+
+  /**
    * Ingest a blob: stream through sha256 into a temp file, fsync, check size and digest,
    * then rename into place. A blob that already exists is a success.
    */
   async putBlob(src: Readable | AsyncIterable<Buffer>, expected: Expected = {}): Promise<BlobInfo> {
     const tmp = path.join(this.paths.ingestDir, path.basename(tempPathFor('blob')));
     const hasher = new Hasher();
-    await writeTemp(tmp, 0o644, async (fh) => {
-      await copyToFile(src, fh, 0, (buf) => {
-        hasher.update(buf);
-        if (expected.size !== undefined && hasher.size > expected.size) {
-          throw new SizeMismatchError(expected.size, hasher.size, expected.digest ?? 'blob');
-        }
-      });
-    });
+    await writeTemp(
+      tmp,
+      0o644,
+      async (fh) => {
+        await copyToFile(src, fh, 0, (buf) => {
+          hasher.update(buf);
+          if (expected.size !== undefined && hasher.size > expected.size) {
+            throw new SizeMismatchError(expected.size, hasher.size, expected.digest ?? 'blob');
+          }
+        });
+      },
+      expected.size,
+    );
     const digest = hasher.digest();
     const size = hasher.size;
     try {

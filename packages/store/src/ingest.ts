@@ -1,7 +1,7 @@
 import { createReadStream, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { Digest, DigestMismatchError, Hasher, SizeMismatchError } from '@strata/oci';
+import { Digest, DigestMismatchError, Hasher, SizeMismatchError, noSpaceAt } from '@strata/oci';
 import { fsyncDir } from './atomic';
 
 /** Bytes gathered before one `writev`. */
@@ -76,6 +76,7 @@ export async function copyToFile(
       sync.catch(() => undefined); // awaited later, as the writes are
     }
   };
+  let error: { e: unknown } | undefined;
   try {
     for await (const chunk of src) {
       const c = chunk as Buffer;
@@ -84,12 +85,21 @@ export async function copyToFile(
       batchBytes += c.length;
       if (batchBytes >= BATCH) await flush();
     }
-  } finally {
+  } catch (e) {
+    error = { e };
+  }
+  try {
     // Also on a failed source: what arrived is kept (a resumed download starts after it).
     if (batchBytes > 0) await flush();
-    await Promise.all(inFlight);
-    await sync;
+  } catch (e) {
+    error ??= { e };
   }
+  // Every write settles before this returns or throws, failed or not: a caller that cleans up
+  // after a failure (truncates or removes the file) must not have a write land after it.
+  const settled = await Promise.allSettled([...inFlight, sync]);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (error) throw error.e;
+  if (failed) throw failed.reason;
   return pos;
 }
 
@@ -194,7 +204,7 @@ export class PartialBlob {
       });
     } catch (e) {
       this.hasher = undefined; // a failed write may have left less than was hashed
-      throw e;
+      throw noSpaceAt(e, path.dirname(this.file), this.expected.size);
     }
   }
 

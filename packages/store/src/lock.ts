@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { LockedError } from '@strata/oci';
+import { LockedError, isNoSpace } from '@strata/oci';
 import { tempPathFor } from './atomic';
 
 export interface LockOptions {
@@ -70,9 +70,18 @@ export async function withFileLock<T>(
   // creating the lock and writing its pid left an empty lock that named nobody, and every
   // later taker waited for it until its timeout.
   const mine = tempPathFor(file);
-  await fsp.writeFile(mine, JSON.stringify(me), { flag: 'wx' });
+  let holder: string | undefined = mine;
   try {
-    await takeLock(file, mine, wait);
+    await fsp.writeFile(mine, JSON.stringify(me), { flag: 'wx' });
+  } catch (e) {
+    // A full disk may have room for the lock's name but not for its holder: the lock is held
+    // all the same (an empty lock reads as held by another process), so that a gc can still
+    // run and free space; the command's own writes fail on their own paths.
+    if (!isNoSpace(e)) throw e;
+    holder = undefined;
+  }
+  try {
+    await takeLock(file, holder, wait);
   } finally {
     await fsp.rm(mine, { force: true });
   }
@@ -85,12 +94,13 @@ export async function withFileLock<T>(
 
 async function takeLock(
   file: string,
-  mine: string,
+  mine: string | undefined,
   wait: (holder: Holder | undefined) => Promise<void>,
 ): Promise<void> {
   for (;;) {
     try {
-      await fsp.link(mine, file);
+      if (mine !== undefined) await fsp.link(mine, file);
+      else await (await fsp.open(file, 'wx')).close();
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Descriptor, InvalidArgumentError, encodeJson, isDigest } from '@strata/oci';
+import { Descriptor, InvalidArgumentError, encodeJson, isDigest, noSpaceAt } from '@strata/oci';
 import { tempOwner, tempPathFor, writeFileAtomic } from './atomic';
 import { pidAlive, waitForUnlock, withFileLock } from './lock';
 import { RefStore } from './refs';
@@ -16,7 +16,13 @@ export class RootStore extends RefStore {
    */
   async withLease<T>(fn: () => Promise<T>): Promise<T> {
     const file = path.join(this.paths.leaseDir, path.basename(tempPathFor('lease')));
-    await fsp.writeFile(file, JSON.stringify({ pid: process.pid, since: Date.now() }));
+    try {
+      await fsp.writeFile(file, JSON.stringify({ pid: process.pid, since: Date.now() }));
+    } catch (e) {
+      // A lease that cannot be read names no process, and would hold the store busy for good.
+      await fsp.rm(file, { force: true });
+      throw noSpaceAt(e, this.paths.leaseDir);
+    }
     try {
       // The lease is written before the gc lock is looked at, and gc takes its lock before it
       // looks at leases: either this waits for that gc, or that gc sees this lease and

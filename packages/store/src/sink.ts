@@ -5,6 +5,7 @@ import {
   Descriptor,
   DigestMismatchError,
   GraphNode,
+  NoSpaceError,
   SizeMismatchError,
 } from '@strata/oci';
 import type { Store } from './store';
@@ -44,10 +45,11 @@ async function putBlob(
   onProgress?: (bytes: number) => void,
 ): Promise<{ outcome: StoreOutcome; bytes: number }> {
   const present = { outcome: 'present' as const, bytes: 0 };
-  if (await store.hasBlob(d.digest)) return present;
+  // A blob skipped as present is touched, so that a gc keeps it for this copy's lease.
+  if (await store.holdsBlob(d.digest)) return present;
   return store.withPartial({ digest: d.digest, size: d.size }, async (partial) => {
     // Another process may have fetched it while we waited for the lock.
-    if (await store.hasBlob(d.digest)) return present;
+    if (await store.holdsBlob(d.digest)) return present;
     let restartedClean = false;
     for (;;) {
       const have = await partial.length();
@@ -62,6 +64,9 @@ async function putBlob(
         await partial.commit();
         return { outcome: 'downloaded' as const, bytes: d.size };
       } catch (e) {
+        // On a full disk the bytes kept for a resume are what fills it: they go, so that the
+        // store is as it was and a gc has room to run.
+        if (e instanceof NoSpaceError) await partial.reset().catch(() => undefined);
         if (e instanceof DigestMismatchError || e instanceof SizeMismatchError) {
           await partial.reset();
           // A stale partial from an earlier run may be what was wrong: start clean once.
