@@ -127,3 +127,13 @@ describe('auth files', () => {
     await expect(resolveCredentials('x', { env, helpers })).rejects.not.toThrow(/SECRET/);
   });
 });
+
+// Found by fuzzing: a parameter named __proto__ set the params object's prototype (to nothing,
+// being a string) instead of being kept.
+test('a challenge parameter named __proto__ is kept as a parameter', () => {
+  const [c] = parseChallenges('Bearer __proto__="x", realm="https://auth.example/token"');
+  expect(Object.entries(c?.params ?? {})).toEqual([
+    ['__proto__', 'x'],
+    ['realm', 'https://auth.example/token'],
+  ]);
+});
