@@ -10,6 +10,7 @@
  * anything outside its target directory: a sibling directory (the symlinks point at it) is
  * compared, entry by entry, before and after every case.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -33,6 +34,8 @@ import { unpackLayer } from './unpack';
 /** The parent of every target: `outside/` next to them is what must never change. */
 const PARENT = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-tar-fuzz-'));
 const OUTSIDE = path.join(PARENT, 'outside');
+/** Targets of finished cases, removed after the tests. */
+const TRASH = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-tar-fuzz-done-'));
 
 const PATHS = [
   'a',
@@ -55,7 +58,9 @@ const PATHS = [
   './',
   '//a//b',
   `${OUTSIDE}/x`,
-  `${'d/'.repeat(60)}f`,
+  // Too long for ustar: PAX path records (a deep tree would make each case slow to remove).
+  `d/${'f'.repeat(120)}`,
+  `${'e'.repeat(160)}/g`,
 ];
 const TARGETS = [
   'a',
@@ -285,7 +290,11 @@ describe('tar under fuzzing', () => {
     fs.symlinkSync('secret', path.join(OUTSIDE, 'link'));
     before = snapshot(OUTSIDE);
   });
-  afterAll(() => fs.rmSync(PARENT, { recursive: true, force: true }));
+  afterAll(() => {
+    fs.rmSync(PARENT, { recursive: true, force: true });
+    // rm(1) removes these trees in a fraction of the time fs.rmSync takes.
+    execFileSync('rm', ['-rf', '--one-file-system', TRASH]);
+  });
 
   test(
     'readTar gives entries and bodies, or throws a typed error',
@@ -333,7 +342,8 @@ describe('tar under fuzzing', () => {
       expect(snapshot(OUTSIDE)).toEqual(before);
       return r.ok;
     } finally {
-      fs.rmSync(root, { recursive: true, force: true });
+      // Out of the way now, removed at the end: a removal per case would take most of the time.
+      fs.renameSync(root, path.join(TRASH, path.basename(root)));
     }
   }
   let cases = 0;

@@ -23,8 +23,8 @@ export const FUZZ_TIMEOUT_MS = FUZZ_LONG ? 4 * 60 * 60 * 1000 : 120_000;
 export const CASE_LIMIT_MS = 1_000;
 
 /**
- * The seed of this run: `STRATA_FUZZ_SEED` to replay one, else a fresh one. Every property of a
- * run uses it, so a failure names the one seed that replays it.
+ * The seed: `STRATA_FUZZ_SEED` to replay one, else a fresh one for each test file (jest loads
+ * this module once per file). Every property of a file uses it, and prints it.
  */
 export const FUZZ_SEED = seedFromEnv(process.env.STRATA_FUZZ_SEED);
 
