@@ -15,3 +15,15 @@ test('parsePackagesIndex keeps the highest version per name and architecture', (
     'tzdata:all': '2025b-0+deb12u1',
   });
 });
+
+// Found by fuzzing: `\s*` ran across the line end, so an empty field took the next field's name
+// as its value (here: version "Package:").
+test('an empty field never takes the next line as its value', () => {
+  expect(parsePackagesIndex('Version: \nPackage: curl').size).toBe(0);
+  expect(parsePackagesIndex('Package:\nVersion: 1.0\nArchitecture:\n').size).toBe(0);
+  expect(
+    Object.fromEntries(parsePackagesIndex('Package: curl\nArchitecture:\nVersion: 1.0')),
+  ).toEqual({
+    'curl:all': '1.0',
+  });
+});

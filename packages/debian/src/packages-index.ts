@@ -9,9 +9,10 @@ export function parsePackagesIndex(
   into = new Map<string, string>(),
 ): Map<string, string> {
   for (const para of text.split(/\n\s*\n/)) {
-    const name = /^Package:\s*(\S+)/m.exec(para)?.[1];
-    const version = /^Version:\s*(\S+)/m.exec(para)?.[1];
-    const arch = /^Architecture:\s*(\S+)/m.exec(para)?.[1] ?? 'all';
+    // `[ \t]*`, not `\s*`: a field left empty must not take the next line as its value.
+    const name = /^Package:[ \t]*(\S+)/m.exec(para)?.[1];
+    const version = /^Version:[ \t]*(\S+)/m.exec(para)?.[1];
+    const arch = /^Architecture:[ \t]*(\S+)/m.exec(para)?.[1] ?? 'all';
     if (!name || !version) continue;
     const key = `${name}:${arch}`;
     const have = into.get(key);

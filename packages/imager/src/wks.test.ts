@@ -290,6 +290,11 @@ describe('the sources for ARM boards: rawcopy and bootimg-partition', () => {
     ['part /boot --source bootimg-efi --sourceparams file=x', /keys: loader/],
     ['part /boot --source rootfs --fstype ext4 --sourceparams file=x', /--source rootfs takes/],
     ['part ../x --source rawcopy --sourceparams file=a', /mountpoint must be an absolute path/],
+    // Found by fuzzing: a TypeError (Object's constructor taken for a list of keys), an --align
+    // of 0 that laid partitions out at NaN, and a size beyond exact byte counts.
+    ['part / --source constructor --sourceparams a=b', /--source must be/],
+    ['part / --source rootfs --fstype ext4 --align 0', /--align must be a positive multiple/],
+    [`part / --source rootfs --fstype ext4 --size ${'9'.repeat(30)}G`, /--size: not a size/],
   ])('rejects %j', (text, re) => {
     const r = parseWks(text, 'l.wks');
     expect(r.ok).toBe(false);

@@ -110,12 +110,14 @@ function tokenize(line: string): Token[] | string {
 
 const SIZE_RE = /^(\d+(?:\.\d+)?)([KMG]?)$/i;
 
+/** A size in bytes; undefined when `s` is not one, or is too large to count bytes exactly. */
 function parseSize(s: string, defaultUnit: 'K' | 'M'): number | undefined {
   const m = SIZE_RE.exec(s);
   if (!m) return undefined;
   const unit = (m[2] || defaultUnit).toUpperCase();
   const mul = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : 1024 ** 3;
-  return Math.ceil(Number(m[1]) * mul);
+  const n = Math.ceil(Number(m[1]) * mul);
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 const PART_OPTS = new Set([
@@ -279,7 +281,9 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
     const sp: Record<string, string> = {};
     const spTok = opts.get('sourceparams');
     const source = src?.text as PartSource | undefined;
-    const allowed = source !== undefined ? (SOURCE_PARAMS[source] ?? []) : [];
+    // Own keys only: --source constructor must not find Object's constructor here.
+    const allowed =
+      source !== undefined && Object.hasOwn(SOURCE_PARAMS, source) ? SOURCE_PARAMS[source] : [];
     if (spTok !== undefined) {
       for (const kv of spTok.text.split(',')) {
         const eq = kv.indexOf('=');
@@ -340,8 +344,8 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
       err(label.col, 'an ext4 --label is at most 16 bytes');
     }
     const align = size('align', 'K');
-    if (align !== undefined && align % 512 !== 0)
-      err(opts.get('align')?.col ?? 1, '--align must be a multiple of 512 bytes');
+    if (align !== undefined && (align === 0 || align % 512 !== 0))
+      err(opts.get('align')?.col ?? 1, '--align must be a positive multiple of 512 bytes');
     const offset = size('offset', 'K');
     if (offset !== undefined && offset % 512 !== 0)
       err(opts.get('offset')?.col ?? 1, '--offset must be a multiple of 512 bytes');

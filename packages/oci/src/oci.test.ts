@@ -11,6 +11,7 @@ import {
   validateTemplateMetadata,
   withDefaultTag,
   formatReference,
+  InvalidArgumentError,
   StrataError,
   UnsafeEntryError,
 } from './index';
@@ -50,6 +51,15 @@ test.each(['', 'a/UPPER', 'a//b', 'x:', 'x@sha256:12', 'a/../b'])(
   'rejects reference %p',
   (input) => {
     expect(() => parseReference(input)).toThrow(StrataError);
+  },
+);
+
+// Found by fuzzing: hosts that pass the registry pattern but that no URL can name; the client
+// failed on them with a bare TypeError ("Invalid URL").
+test.each(['0.a.0/x', 'reg.example:99999/x', '[1:2:3:4:5:6:7:8:9]/x', 'a.0/x'])(
+  'rejects reference %p, whose registry no URL can name',
+  (input) => {
+    expect(() => parseReference(input)).toThrow(InvalidArgumentError);
   },
 );
 

@@ -20,6 +20,20 @@ function looksLikeRegistry(part: string): boolean {
   return part === 'localhost' || part.includes('.') || part.includes(':') || /[A-Z]/.test(part);
 }
 
+/**
+ * Whether `host` is a host[:port] that a URL can name. The pattern above lets through what the
+ * URL parser refuses (a port over 65535, a name that ends in a number but is no IPv4 address,
+ * a malformed IPv6 address); the registry client builds its URLs from the host, so those are
+ * refused here, as a bad reference, rather than there.
+ */
+function isUrlHost(host: string): boolean {
+  try {
+    return new URL(`https://${host}/`).host !== '';
+  } catch {
+    return false;
+  }
+}
+
 export function parseReference(input: string): Reference {
   const bad = (why: string): never => {
     throw new InvalidArgumentError(`invalid image reference ${JSON.stringify(input)}: ${why}`);
@@ -52,6 +66,7 @@ export function parseReference(input: string): Reference {
     ) {
       bad('invalid registry host');
     }
+    if (!isUrlHost(registry as string)) bad('invalid registry host');
   }
   if (parts.length === 0 || parts.some((p) => !COMPONENT.test(p))) {
     bad('repository must be lowercase path components of [a-z0-9._-]');

@@ -127,6 +127,12 @@ function decodeAuth(
   file: string,
 ): Credentials | undefined {
   const creds: Credentials = {};
+  // Other tools write this file too: a field of another type is refused, not passed on.
+  for (const k of ['auth', 'identitytoken', 'registrytoken'] as const) {
+    if (entry[k] !== undefined && entry[k] !== null && typeof entry[k] !== 'string') {
+      throw new InvalidDocumentError(`auth file ${file}`, [`an "${k}" entry is not a string`]);
+    }
+  }
   if (entry.auth) {
     const plain = Buffer.from(entry.auth, 'base64').toString('utf8');
     const colon = plain.indexOf(':');

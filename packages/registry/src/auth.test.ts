@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { InvalidDocumentError } from '@strata/oci';
 import { parseChallenges } from './challenge';
 import {
   CredentialHelpers,
@@ -127,3 +128,31 @@ describe('auth files', () => {
     await expect(resolveCredentials('x', { env, helpers })).rejects.not.toThrow(/SECRET/);
   });
 });
+
+// Found by fuzzing: a parameter named __proto__ set the params object's prototype (to nothing,
+// being a string) instead of being kept.
+test('a challenge parameter named __proto__ is kept as a parameter', () => {
+  const [c] = parseChallenges('Bearer __proto__="x", realm="https://auth.example/token"');
+  expect(Object.entries(c?.params ?? {})).toEqual([
+    ['__proto__', 'x'],
+    ['realm', 'https://auth.example/token'],
+  ]);
+});
+
+// Found by fuzzing: an auths entry whose auth (or token) was not a string failed with a
+// TypeError from Buffer.from, or passed a number on as a token.
+test.each([{ auth: 5 }, { auth: { a: 1 } }, { identitytoken: 1 }, { registrytoken: [] }])(
+  'an auths entry %j is refused as an invalid auth file',
+  async (entry) => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-auth-'));
+    try {
+      const file = path.join(dir, 'auth.json');
+      await fsp.writeFile(file, JSON.stringify({ auths: { 'reg.example': entry } }));
+      await expect(
+        resolveCredentials('reg.example', { env: { REGISTRY_AUTH_FILE: file, HOME: dir } }),
+      ).rejects.toBeInstanceOf(InvalidDocumentError);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  },
+);

@@ -44,7 +44,11 @@ export function parseChallenges(header: string | string[] | undefined): Challeng
       }
       if (current) current.params[token.toLowerCase()] = value;
     } else {
-      current = { scheme: token.toLowerCase(), params: {} };
+      // No prototype: a parameter named __proto__ is a parameter like any other.
+      current = {
+        scheme: token.toLowerCase(),
+        params: Object.create(null) as Record<string, string>,
+      };
       out.push(current);
     }
   }
