@@ -121,12 +121,15 @@ export async function unpackLayer(
  * its tar is not hashed again when the backend already verified the expected diffID for that
  * blob, and a diffID computed here is recorded for it. Any other layer is read as its verified
  * compressed stream. Either way each unpack opens the layer's content for itself, so layers
- * read by several consumers at once never share a stream.
+ * read by several consumers at once never share a stream. `onLayer` hears the compressed bytes
+ * of the layers applied so far, after each one.
  */
 export async function unpackLayers(
   layers: Iterable<Layer>,
   targetDir: string,
+  onLayer?: (compressedBytes: number) => void,
 ): Promise<UnpackStats[]> {
+  let done = 0;
   const root = await openRoot(targetDir);
   const dirOk = new Set<string>();
   const out: UnpackStats[] = [];
@@ -148,6 +151,8 @@ export async function unpackLayers(
     });
     if (file && stats.diffId !== undefined) await file.recordDiffId(stats.diffId);
     out.push(stats);
+    done += d.size;
+    onLayer?.(done);
   }
   return out;
 }
