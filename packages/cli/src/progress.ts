@@ -95,7 +95,7 @@ export class Progress {
       stream: this.stream,
       fps: FPS,
       format: (_o, _p, payload: { state: BarState }) =>
-        barText(payload.state, this.now()).slice(0, Math.max((this.stream.columns ?? 80) - 1, 20)),
+        barText(payload.state, this.now()).slice(0, Math.max((this.stream.columns || 80) - 1, 20)),
       hideCursor: true,
       clearOnComplete: true,
       linewrap: false,
