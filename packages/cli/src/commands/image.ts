@@ -109,12 +109,21 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             );
         }
         if (a.dir) {
-          const started = Date.now();
-          const r = await flattenToDir(store, a.ref, a.dir, platform);
+          const progress = ctx.progress();
+          const bar = progress.bar('rootfs: unpacking layers');
+          let r;
+          try {
+            r = await flattenToDir(store, a.ref, a.dir, {
+              ...platform,
+              onProgress: (bytes, total) => bar.update(bytes, total),
+            });
+          } finally {
+            progress.done();
+          }
           results.push({ role: 'rootfs', dir: a.dir, entries: r.entries });
           if (!ctx.json)
             ctx.print(
-              `flattened ${a.ref} (${r.image.layers.length} layers) into ${a.dir} in ${((Date.now() - started) / 1000).toFixed(1)}s`,
+              `flattened ${a.ref} (${r.image.layers.length} layers) into ${a.dir} in ${progress.elapsed().toFixed(1)}s`,
             );
         }
         if (ctx.json) ctx.printJson(results);
