@@ -17,6 +17,7 @@ const BENCHES = [
   { file: 'flatten-arch.js', section: 'Flatten by architecture' },
   { file: 'deep.js', section: 'Deep stacks' },
   { file: 'registry.js', section: 'Registry' },
+  { file: 'progress.js', section: 'Progress' },
   { file: 'foreign.js', section: 'Foreign architectures' },
   { file: 'debuild.js', section: 'DEBUILD' },
   { file: 'diff.js', section: 'Diff' },

@@ -185,10 +185,10 @@ describe('a base chain that comes from a registry', () => {
       );
       expect(frozen.code).not.toBe(0);
       expect(frozen.stderr).toMatch(/--frozen: FROM .* now resolves to/);
-      const r = await strataOk(
-        ['--store', mwStore, 'build', '-q', '-t', 'acme/middleware:2.0', mwCtx],
-        { env },
-      );
+      // Not quiet: the note is what this test looks at, and --quiet leaves notes out.
+      const r = await strataOk(['--store', mwStore, 'build', '-t', 'acme/middleware:2.0', mwCtx], {
+        env,
+      });
       const now = baseChainOf(mwStore, 'acme/middleware:2.0')[0]?.digest as string;
       expect(now).not.toBe(before);
       expect(r.stderr).toContain(`base ${platform} moved from ${before} to ${now}`);

@@ -1,15 +1,18 @@
 import type { Store } from '@strata/store';
-import { ProgressLine } from './output';
+import { Progress, isLive } from './progress';
 
 export interface GlobalArgs {
   store?: string;
   json: boolean;
   debug: boolean;
+  /** Print only errors and the final line. */
+  quiet: boolean;
 }
 
 /** What every command gets: the store, and where to print. */
 export class Context {
   private opened?: Promise<Store>;
+  private readonly bars: Progress[] = [];
   exitCode = 0;
 
   constructor(
@@ -20,6 +23,20 @@ export class Context {
 
   get json(): boolean {
     return this.args.json;
+  }
+
+  get quiet(): boolean {
+    return Boolean(this.args.quiet);
+  }
+
+  /** Whether live progress is drawn: on a terminal, outside CI, unless quiet or --json. */
+  get live(): boolean {
+    return !this.json && isLive(this.stderr, this.quiet);
+  }
+
+  /** A note or warning on stderr; quiet keeps only errors and the final line. */
+  note(line: string): void {
+    if (!this.quiet) this.stderr.write(`${line}\n`);
   }
 
   /**
@@ -44,7 +61,15 @@ export class Context {
     this.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
   }
 
-  progress(): ProgressLine {
-    return new ProgressLine(this.stderr);
+  /** The bars of one command (inert off a terminal, with --json or --quiet). */
+  progress(): Progress {
+    const p = new Progress(this.stderr, this.live);
+    this.bars.push(p);
+    return p;
+  }
+
+  /** Take any bars left (a command that failed) off the terminal, before the error is printed. */
+  finish(): void {
+    for (const p of this.bars.splice(0)) p.done();
   }
 }

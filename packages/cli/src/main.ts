@@ -43,6 +43,13 @@ export async function main(argv: string[]): Promise<number> {
       describe: 'Machine-readable output',
       global: true,
     })
+    .option('quiet', {
+      alias: 'q',
+      type: 'boolean',
+      default: false,
+      describe: 'Print only errors and the final line (no progress, steps or notes)',
+      global: true,
+    })
     .option('debug', {
       type: 'boolean',
       default: false,
@@ -80,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     failure ??= e;
   }
+  (ctx as Context | undefined)?.finish();
   const debug = argv.includes('--debug');
   if (failure !== undefined) {
     process.stderr.write(`${formatError(failure, debug)}\n`);

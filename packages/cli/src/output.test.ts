@@ -1,5 +1,4 @@
-import { Writable } from 'node:stream';
-import { ProgressLine, counted, progressFigures } from './output';
+import { counted, progressFigures } from './output';
 
 describe('progressFigures', () => {
   it('shows bytes against the total while they stay within it', () => {
@@ -19,29 +18,6 @@ describe('progressFigures', () => {
 
   it('marks a total the caller calls an estimate', () => {
     expect(progressFigures(1024, 2048, true).text).toBe('1.0 KiB / ~2.0 KiB');
-  });
-});
-
-describe('ProgressLine', () => {
-  it('on a terminal, draws a numerator no larger than its total and a bar no fuller than 100%', () => {
-    const saved = process.env.CI;
-    delete process.env.CI;
-    try {
-      let out = '';
-      const stream = new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          out += chunk.toString();
-          cb();
-        },
-      }) as unknown as NodeJS.WriteStream;
-      Object.assign(stream, { isTTY: true, columns: 200 });
-      const line = new ProgressLine(stream);
-      line.update('writing', 3 * 1024 * 1024, 2 * 1024 * 1024);
-      const drawn = out.split('\r\x1b[K').pop() as string;
-      expect(drawn).toMatch(/^writing \[#{24}\] 100% 3\.0 MiB \/ ~3\.0 MiB /);
-    } finally {
-      if (saved !== undefined) process.env.CI = saved;
-    }
   });
 });
 

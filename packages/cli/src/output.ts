@@ -76,44 +76,6 @@ export function progressFigures(
   };
 }
 
-/** A progress line on a TTY; silent elsewhere. */
-export class ProgressLine {
-  private readonly tty: boolean;
-  private readonly start = Date.now();
-  private shown = false;
-
-  constructor(private readonly stream: NodeJS.WriteStream = process.stderr) {
-    this.tty = Boolean(stream.isTTY) && !process.env.CI;
-  }
-
-  /** `estimate`: the total is a guess, and is shown as one. */
-  update(label: string, bytes: number, total?: number, estimate = false): void {
-    if (!this.tty) return;
-    const secs = Math.max((Date.now() - this.start) / 1000, 0.001);
-    const rate = `${formatBytes(bytes / secs)}/s`;
-    const f = progressFigures(bytes, total, estimate);
-    let bar = '';
-    if (f.fraction !== undefined) {
-      const width = 24;
-      const fill = Math.round(f.fraction * width);
-      bar = ` [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${Math.floor(f.fraction * 100)}%`;
-    }
-    const text = `${label}${bar} ${f.text} ${rate}`;
-    const cols = this.stream.columns ?? 80;
-    this.stream.write(`\r\x1b[K${text.slice(0, cols - 1)}`);
-    this.shown = true;
-  }
-
-  done(): void {
-    if (this.tty && this.shown) this.stream.write('\r\x1b[K');
-    this.shown = false;
-  }
-
-  elapsed(): number {
-    return (Date.now() - this.start) / 1000;
-  }
-}
-
 /** yargs turns a bare `-` argument into ''; give it back its meaning (stdin). */
 export function stdinDash(v: string): string {
   return v === '' ? '-' : v;

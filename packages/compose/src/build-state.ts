@@ -28,6 +28,8 @@ export type BuildEvent =
   | { type: 'platform'; platform: string }
   | { type: 'stage'; stage: string; index: number }
   | { type: 'step'; stage: string; step: number; steps: number; text: string; loc: Location }
+  /** The step's base is being unpacked into a snapshot: compressed bytes of its layers so far. */
+  | { type: 'unpack'; bytes: number; total: number }
   | { type: 'cached'; layer: Descriptor }
   | { type: 'remote-cached'; layer: Descriptor; from: string }
   | { type: 'layer'; layer: Descriptor; seconds: number; added: string[]; removed: string[] }

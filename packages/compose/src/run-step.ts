@@ -68,7 +68,9 @@ export class StepRunner {
             ins.loc,
             `${ins.kind} has no root filesystem to run in: FROM scratch needs BOOTSTRAP first`,
           );
-        lower = await this.snapshots.ensure(chain, stackOf(state.layers));
+        lower = await this.snapshots.ensure(chain, stackOf(state.layers), (bytes, total) =>
+          this.ctx.emit({ type: 'unpack', bytes, total }),
+        );
         if (ins.kind === 'REMOVE') {
           const essential = essentialAmong((await statusOfLowers(lower)) ?? '', ins.packages);
           if (essential.length > 0)

@@ -140,7 +140,11 @@ export class Snapshots {
    * into a merged tree of the chain when its lower dirs would be more than `mergeDepth`.
    * Returns the lower dirs, topmost first.
    */
-  async ensure(chain: Digest, layers: readonly StackLayer[]): Promise<string[]> {
+  async ensure(
+    chain: Digest,
+    layers: readonly StackLayer[],
+    onProgress?: (bytes: number, total: number) => void,
+  ): Promise<string[]> {
     const have = await this.lowerDirs(chain);
     if (have && have.length <= this.mergeDepth) {
       // Recently used snapshots are the last that gc lets go of (see StoreConfig).
@@ -150,7 +154,7 @@ export class Snapshots {
     }
     const tmp = await this.scratch('unpack');
     try {
-      const tree = await this.unpack(tmp, layers);
+      const tree = await this.unpack(tmp, layers, onProgress);
       if (have) await this.merge(chain, tree);
       else {
         // A diff whose parent is gone can never be mounted: a full snapshot takes its place. A
@@ -170,9 +174,17 @@ export class Snapshots {
   }
 
   /** Unpack a stack of layer blobs into `<tmp>/fs`. */
-  private async unpack(tmp: string, layers: readonly StackLayer[]): Promise<string> {
+  private async unpack(
+    tmp: string,
+    layers: readonly StackLayer[],
+    onProgress?: (bytes: number, total: number) => void,
+  ): Promise<string> {
     const fsDir = path.join(tmp, 'fs');
     await fsp.mkdir(fsDir);
+    onProgress?.(
+      0,
+      layers.reduce((n, l) => n + l.size, 0),
+    );
     // The store's layers hand the unpacker their blob files, whose digests (and diffIDs, once:
     // the store remembers the ones it verified) it checks as it reads them.
     await unpackLayers(
@@ -184,6 +196,12 @@ export class Snapshots {
         ),
       ),
       fsDir,
+      onProgress &&
+        ((bytes) =>
+          onProgress(
+            bytes,
+            layers.reduce((n, l) => n + l.size, 0),
+          )),
     );
     return fsDir;
   }

@@ -295,7 +295,12 @@ export async function flattenToDir(
   store: Store,
   ref: string,
   dir: string,
-  opts: { role?: Role; platform?: PlatformSelector } = {},
+  opts: {
+    role?: Role;
+    platform?: PlatformSelector;
+    /** Compressed bytes of the layers unpacked so far (after each layer), of their total. */
+    onProgress?: (bytes: number, total: number) => void;
+  } = {},
 ): Promise<FlattenDirResult> {
   const image = await resolveImage(store, ref, opts.role, opts.platform);
   if (process.geteuid?.() !== 0) {
@@ -308,9 +313,12 @@ export async function flattenToDir(
     throw new StrataError('ALREADY_EXISTS', `${dir} is not empty`);
   }
   // The store's layers hand the unpack worker their blob files, whose digests it verifies.
+  const total = image.layers.reduce((n, l) => n + l.layer.descriptor.size, 0);
+  opts.onProgress?.(0, total);
   const stats = await unpackLayers(
     image.layers.map((l) => l.layer),
     dir,
+    opts.onProgress && ((bytes) => opts.onProgress?.(bytes, total)),
   );
   return { image, entries: stats.reduce((a, s) => a + s.entries, 0) };
 }

@@ -126,21 +126,28 @@ export async function unpackLayer(
  * its tar is not hashed again when the backend already verified the expected diffID for that
  * blob, and a diffID computed here is recorded for it. Any other layer is read as its verified
  * compressed stream. Either way each unpack opens the layer's content for itself, so layers
- * read by several consumers at once never share a stream.
+ * read by several consumers at once never share a stream. `onLayer` hears the compressed bytes
+ * of the layers applied so far, after each one.
  */
 export async function unpackLayers(
   layers: Iterable<Layer>,
   targetDir: string,
+  onLayer?: (compressedBytes: number) => void,
 ): Promise<UnpackStats[]> {
   try {
-    return await applyLayers(layers, targetDir);
+    return await applyLayers(layers, targetDir, onLayer);
   } catch (e) {
     // A full disk names the tree being unpacked, not the entry it happened to stop at.
     throw noSpaceAt(e, targetDir);
   }
 }
 
-async function applyLayers(layers: Iterable<Layer>, targetDir: string): Promise<UnpackStats[]> {
+async function applyLayers(
+  layers: Iterable<Layer>,
+  targetDir: string,
+  onLayer?: (compressedBytes: number) => void,
+): Promise<UnpackStats[]> {
+  let done = 0;
   const root = await openRoot(targetDir);
   const dirOk = new Set<string>();
   const out: UnpackStats[] = [];
@@ -162,6 +169,8 @@ async function applyLayers(layers: Iterable<Layer>, targetDir: string): Promise<
     });
     if (file && stats.diffId !== undefined) await file.recordDiffId(stats.diffId);
     out.push(stats);
+    done += d.size;
+    onLayer?.(done);
   }
   return out;
 }

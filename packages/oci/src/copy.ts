@@ -31,6 +31,8 @@ export interface ContentSink<O extends string = string> {
 
 /** One blob's progress through a copy. */
 export type CopyEvent<O extends string = string> =
+  /** Before any blob: how many blobs the graph holds, and their bytes (for a total). */
+  | { type: 'plan'; blobs: number; bytes: number }
   | { type: 'start'; digest: Digest; size: number }
   | { type: 'progress'; digest: Digest; bytes: number; size: number }
   | { type: 'done'; digest: Digest; size: number; outcome: O; bytes: number };
@@ -116,6 +118,11 @@ export async function copyGraph<O extends string>(
     },
   );
   const blobs = [...graph.blobs.values()].sort((a, b) => b.size - a.size);
+  opts.onEvent?.({
+    type: 'plan',
+    blobs: blobs.length,
+    bytes: blobs.reduce((n, d) => n + d.size, 0),
+  });
   await pool(blobs, opts.jobs ?? 4, async (d) => {
     opts.onEvent?.({ type: 'start', digest: d.digest, size: d.size });
     const progress = opts.onEvent ? throttled(d, opts.onEvent) : undefined;

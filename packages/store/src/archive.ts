@@ -8,6 +8,7 @@ const tarStream = () => import('tar-stream');
 import {
   Annotations,
   ContentSink,
+  CopyEvent,
   Descriptor,
   ImageIndex,
   InvalidArgumentError,
@@ -21,7 +22,7 @@ import { openArchive } from './archive-content';
 import { fsyncDir, tempPathFor } from './atomic';
 import { isReferrerRecord, referrerRecord } from './referrers';
 import { normalizeTag } from './refs';
-import { storeSink } from './sink';
+import { counted, storeSink } from './sink';
 import type { Store } from './store';
 
 /** A tar entry of an archive: fixed owner, mode and date, so that a save is reproducible. */
@@ -51,9 +52,10 @@ function putEntry(pack: Pack, name: string, data: Buffer): Promise<void> {
 function archiveSink(pack: Pack, records: Descriptor[]): ContentSink<'written'> {
   const name = (d: Descriptor) => `blobs/sha256/${digestHex(d.digest)}`;
   return {
-    putBlob: async (d, src) => {
+    putBlob: async (d, src, onProgress) => {
       const entry = pack.entry(header(name(d), d.size));
-      await pipeline(await src.openBlob(d), entry);
+      const body = await src.openBlob(d);
+      await pipeline(onProgress ? Readable.from(counted(body, 0, onProgress)) : body, entry);
       return { outcome: 'written', bytes: d.size };
     },
     putManifest: async (node) => {
@@ -74,6 +76,7 @@ export async function saveArchive(
   ref: string,
   outFile: string,
   platform?: PlatformSelector,
+  onEvent?: (e: CopyEvent) => void,
 ): Promise<Descriptor> {
   const tagged = await store.resolve(ref);
   const desc = platform
@@ -96,7 +99,10 @@ export async function saveArchive(
     await putEntry(pack, 'oci-layout', encodeJson({ imageLayoutVersion: '1.0.0' }));
     pack.entry(header('blobs/', 0, 'directory'));
     pack.entry(header('blobs/sha256/', 0, 'directory'));
-    await copyGraph(store.content, archiveSink(pack, records), desc, { jobs: 1 });
+    await copyGraph(store.content, archiveSink(pack, records), desc, {
+      jobs: 1,
+      ...(onEvent ? { onEvent } : {}),
+    });
     // index.json goes last: the artifacts the copy met are recorded there beside the image.
     const index: ImageIndex = { schemaVersion: 2, manifests: [top, ...records] };
     await putEntry(pack, 'index.json', encodeJson(index));
@@ -131,6 +137,7 @@ export async function loadArchive(
   store: Store,
   input: string | Readable,
   tag?: string,
+  onEvent?: (e: CopyEvent) => void,
 ): Promise<LoadedImage[]> {
   return store.withLease(async () => {
     let spooled: string | undefined;
@@ -153,7 +160,7 @@ export async function loadArchive(
       const sink = storeSink(store);
       const out: LoadedImage[] = [];
       for (const d of manifests) {
-        await copyGraph(archive.content, sink, d, { jobs: 1 });
+        await copyGraph(archive.content, sink, d, { jobs: 1, ...(onEvent ? { onEvent } : {}) });
         const descriptor = cleanDescriptor(d);
         // An archive from another tool may name no platform: the image's config does.
         if (descriptor.platform === undefined) {

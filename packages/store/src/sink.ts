@@ -82,7 +82,7 @@ async function putBlob(
 }
 
 /** Pass a body through, reporting the running byte count; destroys it when done. */
-async function* counted(
+export async function* counted(
   body: Readable,
   start: number,
   onProgress?: (bytes: number) => void,

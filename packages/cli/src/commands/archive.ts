@@ -2,6 +2,7 @@ import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { once, stdinDash } from '../output';
+import { TransferBars } from '../progress';
 
 interface SaveArgs extends GlobalArgs {
   ref: string;
@@ -36,7 +37,14 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         const { saveArchive } = await import('@strata/store');
         const { parsePlatform } = await import('@strata/oci');
         const platform = a.platform !== undefined ? parsePlatform(a.platform) : undefined;
-        const d = await saveArchive(await ctx.store(), a.ref, a.output, platform);
+        const progress = ctx.progress();
+        let d;
+        try {
+          const bars = new TransferBars(progress, 'writing');
+          d = await saveArchive(await ctx.store(), a.ref, a.output, platform, bars.onEvent);
+        } finally {
+          progress.done();
+        }
         if (ctx.json) ctx.printJson({ ref: a.ref, digest: d.digest, file: a.output });
         else ctx.print(`saved ${a.ref} ${d.digest} to ${a.output}`);
       }),
@@ -55,11 +63,19 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
           }),
       run<LoadArgs>(async (ctx, a) => {
         const { loadArchive } = await import('@strata/store');
-        const loaded = await loadArchive(
-          await ctx.store(),
-          a.file === '-' ? process.stdin : a.file,
-          a.tag,
-        );
+        const progress = ctx.progress();
+        let loaded;
+        try {
+          const bars = new TransferBars(progress, 'loading');
+          loaded = await loadArchive(
+            await ctx.store(),
+            a.file === '-' ? process.stdin : a.file,
+            a.tag,
+            bars.onEvent,
+          );
+        } finally {
+          progress.done();
+        }
         if (ctx.json)
           ctx.printJson(loaded.map((l) => ({ ref: l.ref, digest: l.descriptor.digest })));
         else

@@ -4,6 +4,7 @@ import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { counted, formatBytes, once, shortDigest } from '../output';
+import { formatDuration, type Bar, type Progress } from '../progress';
 import { sourceDateEpoch } from './template';
 import { parseBuildArgs } from '../build-args';
 
@@ -16,7 +17,6 @@ interface BuildArgs extends GlobalArgs {
   aptSources?: string;
   cache: boolean;
   frozen: boolean;
-  quiet: boolean;
   compression: Compression;
   cacheFrom: string[];
   cacheTo?: string;
@@ -77,12 +77,6 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           default: false,
           describe: 'Fail if Stratafile.lock no longer matches',
         })
-        .option('quiet', {
-          alias: 'q',
-          type: 'boolean',
-          default: false,
-          describe: "Hide the steps' own output",
-        })
         .option('compression', { choices: ['zstd', 'gzip'] as const, default: 'zstd' as const })
         .option('timestamp', {
           choices: ['mirror', 'now'] as const,
@@ -142,7 +136,25 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const onSignal = () => abort.abort();
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
-      const log = (s: string) => ctx.stderr.write(`${s}\n`);
+      const quiet = ctx.quiet;
+      const progress = ctx.progress();
+      // Notes, steps and warnings: quiet keeps only errors and the final line.
+      const log = (s: string) => {
+        if (!quiet) progress.line(s);
+      };
+      const steps = new StepLines(progress, log);
+      // A step's own output, as it comes; on a terminal by whole lines, above the step's timer.
+      let partial = '';
+      const output = (chunk: Buffer) => {
+        if (quiet) return;
+        if (!progress.live) {
+          ctx.stderr.write(chunk);
+          return;
+        }
+        const lines = (partial + chunk.toString('utf8')).split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) progress.line(l);
+      };
       const started = Date.now();
       let stage = '';
       try {
@@ -166,30 +178,38 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           onEvent: (e) => {
             switch (e.type) {
               case 'platform':
+                steps.end();
                 log(`== ${e.platform}`);
                 break;
               case 'stage':
+                steps.end();
                 stage = e.stage;
                 break;
               case 'step':
-                log(`[${stage.startsWith('#') ? '' : `${stage} `}${e.step}/${e.steps}] ${e.text}`);
+                if (partial) output(Buffer.from('\n'));
+                steps.start(
+                  `[${stage.startsWith('#') ? '' : `${stage} `}${e.step}/${e.steps}] ${e.text}`,
+                );
+                break;
+              case 'unpack':
+                steps.unpacking(e.bytes, e.total);
                 break;
               case 'cached':
-                log(`  cached ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`);
+                steps.end(`cached ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`);
                 break;
               case 'remote-cached':
-                log(`  fetched from cache ${e.from}`);
+                steps.end(`fetched from cache ${e.from}`);
                 break;
               case 'layer':
-                log(
-                  `  layer ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)} in ${e.seconds.toFixed(1)}s` +
+                steps.end(
+                  `layer ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}` +
                     (e.added.length || e.removed.length
                       ? ` (+${e.added.length} -${e.removed.length} packages)`
                       : ''),
                 );
                 break;
               case 'output':
-                if (!a.quiet) ctx.stderr.write(e.chunk);
+                output(e.chunk);
                 break;
               case 'debs':
                 log(
@@ -209,6 +229,8 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             }
           },
         });
+        steps.end();
+        progress.done();
         const secs = (Date.now() - started) / 1000;
         if (ctx.json) {
           ctx.printJson({
@@ -239,11 +261,14 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           );
         }
       } catch (e) {
+        if (partial) output(Buffer.from('\n'));
+        steps.end('failed');
+        progress.done();
         if (abort.signal.aborted)
           throw new StrataError('INTERRUPTED', 'build interrupted; nothing was tagged');
         // Quiet hid the step's output: show its end, so the reason is never lost.
-        if (a.quiet && e instanceof BuildStepError && e.output) {
-          for (const line of e.output.split('\n')) log(`  | ${line}`);
+        if (quiet && e instanceof BuildStepError && e.output) {
+          for (const line of e.output.split('\n')) ctx.stderr.write(`  | ${line}\n`);
         }
         throw e;
       } finally {
@@ -252,4 +277,42 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       }
     }),
   );
+}
+
+/**
+ * One line per step, with how long it took: `[2/3] INSTALL curl: layer 1a2b3c4d5e6f 1.2 MiB
+ * (+3 -0 packages) in 4.1s`. On a terminal the step shows its time as it runs (and the unpacking
+ * of its base, with bytes and time left), and the line replaces it when it ends; elsewhere only
+ * the line is printed.
+ */
+class StepLines {
+  private current?: { text: string; t0: number; bar: Bar; unpack?: Bar };
+
+  constructor(
+    private readonly progress: Progress,
+    private readonly log: (s: string) => void,
+  ) {}
+
+  start(text: string): void {
+    this.end();
+    this.current = { text, t0: Date.now(), bar: this.progress.timer(text) };
+  }
+
+  /** The step's base is being unpacked: a bar with bytes, rate and time left. */
+  unpacking(bytes: number, total: number): void {
+    if (!this.current) return;
+    this.current.unpack ??= this.progress.bar('  unpacking the base', total);
+    this.current.unpack.update(bytes, total);
+  }
+
+  /** End the step in progress, if any, with what became of it. */
+  end(outcome?: string): void {
+    const c = this.current;
+    if (!c) return;
+    this.current = undefined;
+    c.unpack?.remove();
+    c.bar.remove();
+    const secs = formatDuration((Date.now() - c.t0) / 1000);
+    this.log(`${c.text}: ${outcome ? `${outcome} ` : ''}in ${secs}`);
+  }
 }

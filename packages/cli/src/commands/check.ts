@@ -96,7 +96,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       }
       if (ctx.json) ctx.printJson(r);
       else {
-        for (const n of r.notes) ctx.stderr.write(`strata: note: ${n}\n`);
+        for (const n of r.notes) ctx.note(`strata: note: ${n}`);
         if (r.upToDate) ctx.print(`${r.ref} is up to date`);
         else {
           ctx.print(`${r.ref} is stale:`);

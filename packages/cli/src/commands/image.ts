@@ -86,32 +86,44 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         if (a.rootfs) jobs.push(['rootfs', a.rootfs]);
         if (a.buildchroot) jobs.push(['buildchroot', a.buildchroot]);
         for (const [role, file] of jobs) {
-          const bar = ctx.progress();
-          const r = await flattenToTar(store, a.ref, file, {
-            role,
-            ...platform,
-            tmpDir: a.tmpDir,
-            onProgress: (p) =>
-              bar.update(
-                p.phase === 'index' ? `${role}: reading layers` : `${role}: writing`,
-                p.bytes,
-                p.total,
-              ),
-          });
-          bar.done();
+          const progress = ctx.progress();
+          const bar = progress.bar(`${role}: reading layers`);
+          let r;
+          try {
+            r = await flattenToTar(store, a.ref, file, {
+              role,
+              ...platform,
+              tmpDir: a.tmpDir,
+              onProgress: (p) => {
+                bar.label(p.phase === 'index' ? `${role}: reading layers` : `${role}: writing`);
+                bar.update(p.bytes, p.total);
+              },
+            });
+          } finally {
+            progress.done();
+          }
           results.push({ role, file, entries: r.entries, tarBytes: r.tarBytes, diffId: r.diffId });
           if (!ctx.json)
             ctx.print(
-              `flattened ${a.ref} (${role}, ${r.image.layers.length} layers) to ${file}: ${r.entries} entries, ${formatBytes(r.tarBytes)} tar, diffID ${shortDigest(r.diffId)} in ${bar.elapsed().toFixed(1)}s`,
+              `flattened ${a.ref} (${role}, ${r.image.layers.length} layers) to ${file}: ${r.entries} entries, ${formatBytes(r.tarBytes)} tar, diffID ${shortDigest(r.diffId)} in ${progress.elapsed().toFixed(1)}s`,
             );
         }
         if (a.dir) {
-          const bar = ctx.progress();
-          const r = await flattenToDir(store, a.ref, a.dir, platform);
+          const progress = ctx.progress();
+          const bar = progress.bar('rootfs: unpacking layers');
+          let r;
+          try {
+            r = await flattenToDir(store, a.ref, a.dir, {
+              ...platform,
+              onProgress: (bytes, total) => bar.update(bytes, total),
+            });
+          } finally {
+            progress.done();
+          }
           results.push({ role: 'rootfs', dir: a.dir, entries: r.entries });
           if (!ctx.json)
             ctx.print(
-              `flattened ${a.ref} (${r.image.layers.length} layers) into ${a.dir} in ${bar.elapsed().toFixed(1)}s`,
+              `flattened ${a.ref} (${r.image.layers.length} layers) into ${a.dir} in ${progress.elapsed().toFixed(1)}s`,
             );
         }
         if (ctx.json) ctx.printJson(results);
@@ -167,7 +179,8 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           await import('@strata/imager');
         const store = await ctx.store();
         const platform = await platformArg(a);
-        const bar = ctx.progress();
+        const progress = ctx.progress();
+        const bar = progress.bar('');
         let phase = '';
         const onProgress = (p: {
           phase: string;
@@ -176,7 +189,8 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           total?: number;
         }): void => {
           phase = `${p.phase}${p.detail ? ` ${p.detail}` : ''}`;
-          bar.update(phase, p.bytes ?? 0, p.total);
+          bar.label(phase);
+          bar.update(p.bytes ?? 0, p.total);
         };
         if (a.ext4) {
           const r = await buildExt4Image(store, a.ref, a.ext4, {
@@ -191,11 +205,11 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             sourceDateEpoch: epoch(),
             onProgress,
           });
-          bar.done();
+          progress.done();
           if (ctx.json) ctx.printJson({ file: a.ext4, sizeBytes: r.sizeBytes, uuid: r.uuid });
           else
             ctx.print(
-              `wrote ext4 ${a.ext4}: ${formatBytes(r.sizeBytes)} (content ${formatBytes(r.contentBytes)}), UUID ${r.uuid}, in ${bar.elapsed().toFixed(1)}s`,
+              `wrote ext4 ${a.ext4}: ${formatBytes(r.sizeBytes)} (content ${formatBytes(r.contentBytes)}), UUID ${r.uuid}, in ${progress.elapsed().toFixed(1)}s`,
             );
           return;
         }
@@ -208,7 +222,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           sourceDateEpoch: epoch(),
           onProgress,
         });
-        bar.done();
+        progress.done();
         if (ctx.json)
           ctx.printJson({
             file: out,
@@ -225,7 +239,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                   ? `${p.mountpoint || 'raw'} at ${p.start} outside the table ${formatBytes(p.size)}`
                   : `${p.number}: ${p.mountpoint} ${p.fstype ?? 'raw'} ${formatBytes(p.size)}${p.kind === 'logical' ? ' (logical)' : ''}`,
               )
-              .join(', ')}, in ${bar.elapsed().toFixed(1)}s`,
+              .join(', ')}, in ${progress.elapsed().toFixed(1)}s`,
           );
       }),
     )

@@ -1,10 +1,10 @@
 import type { Argv } from 'yargs';
-import type { Descriptor, Digest } from '@strata/oci';
+import type { Descriptor } from '@strata/oci';
 import type { Store } from '@strata/store';
-import type { TransferEvent } from '@strata/registry';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, once, progressFigures, shortDigest } from '../output';
+import { formatBytes, once } from '../output';
+import { TransferBars } from '../progress';
 
 interface NetArgs extends GlobalArgs {
   jobs: number;
@@ -32,73 +32,6 @@ interface LoginArgs extends GlobalArgs {
 }
 interface LogoutArgs extends GlobalArgs {
   registry: string;
-}
-
-/**
- * Per-blob progress on a TTY: one live line per blob in flight (bytes, size, rate), and a
- * permanent line when each finishes. Silent when stderr is not a terminal.
- */
-class BlobProgress {
-  private readonly tty: boolean;
-  private readonly active = new Map<Digest, { size: number; bytes: number; t0: number }>();
-  private drawn = 0;
-  private timer?: NodeJS.Timeout;
-
-  constructor(
-    private readonly stream: NodeJS.WriteStream,
-    private readonly verb: string,
-  ) {
-    this.tty = Boolean(stream.isTTY) && !process.env.CI;
-  }
-
-  readonly onEvent = (e: TransferEvent): void => {
-    if (!this.tty) return;
-    if (e.type === 'start') this.active.set(e.digest, { size: e.size, bytes: 0, t0: Date.now() });
-    else if (e.type === 'progress') {
-      const a = this.active.get(e.digest);
-      if (a) a.bytes = e.bytes;
-    } else {
-      const a = this.active.get(e.digest);
-      this.active.delete(e.digest);
-      this.clear();
-      const secs = a ? (Date.now() - a.t0) / 1000 : 0;
-      const rate = e.bytes > 0 && secs > 0 ? ` ${formatBytes(e.bytes / secs)}/s` : '';
-      this.stream.write(`${shortDigest(e.digest)} ${e.outcome} ${formatBytes(e.size)}${rate}\n`);
-    }
-    this.schedule();
-  };
-
-  private schedule(): void {
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.draw();
-    }, 100);
-  }
-
-  private clear(): void {
-    if (this.drawn > 0) this.stream.write(`\x1b[${this.drawn}A\r\x1b[J`);
-    this.drawn = 0;
-  }
-
-  private draw(): void {
-    this.clear();
-    const cols = this.stream.columns ?? 80;
-    for (const [d, a] of this.active) {
-      const secs = Math.max((Date.now() - a.t0) / 1000, 0.001);
-      const f = progressFigures(a.bytes, a.size);
-      const pct = f.fraction !== undefined ? ` ${Math.floor(f.fraction * 100)}%` : '';
-      const line = `${shortDigest(d)} ${this.verb}${pct} ${f.text} ${formatBytes(a.bytes / secs)}/s`;
-      this.stream.write(`${line.slice(0, cols - 1)}\n`);
-      this.drawn++;
-    }
-  }
-
-  done(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.tty) this.clear();
-  }
 }
 
 /** `--platform`: of a multi-platform template, only that platform's rootfs image. */
@@ -215,7 +148,8 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         // The store opens while the registry client loads and the credentials are looked up.
         const opening = ctx.store();
         const { push } = await import('@strata/registry');
-        const progress = new BlobProgress(ctx.stderr, 'pushing');
+        const progress = ctx.progress();
+        const bars = new TransferBars(progress, 'pushing');
         let r;
         try {
           const net = await transportOptions(a, target.registry);
@@ -224,7 +158,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             jobs: a.jobs,
             ...(await platformOpt(a)),
             ...(a.chunkSize ? { chunkSize: a.chunkSize } : {}),
-            onEvent: progress.onEvent,
+            onEvent: bars.onEvent,
           });
         } finally {
           progress.done();
@@ -257,7 +191,8 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             hint: 'strata pull <registry>/<repo>[:<tag>|@<digest>]',
           });
         }
-        const progress = new BlobProgress(ctx.stderr, 'pulling');
+        const progress = ctx.progress();
+        const bars = new TransferBars(progress, 'pulling');
         let r;
         try {
           // The store opens (a new one is laid out and fsynced) while the registry is reached.
@@ -268,7 +203,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             jobs: a.jobs,
             ...(await platformOpt(a)),
             ...(a.tag ? { tag: a.tag } : {}),
-            onEvent: progress.onEvent,
+            onEvent: bars.onEvent,
           });
         } finally {
           progress.done();

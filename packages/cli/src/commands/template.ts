@@ -90,6 +90,10 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             const { createTemplate, openRootfsSource } = await import('@strata/template');
             const store = await ctx.store();
             const progress = ctx.progress();
+            // A rootfs tarball's size is the total of the extracting; a directory has none.
+            const { stat } = await import('node:fs/promises');
+            const st = a.rootfs === '-' ? undefined : await stat(a.rootfs).catch(() => undefined);
+            const bar = progress.bar('extracting', st?.isFile() ? st.size : undefined);
             const source = await openRootfsSource(a.rootfs, process.stdin);
             const t = await createTemplate(store, {
               source,
@@ -101,14 +105,16 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               noDefaults: !a.defaultExcludes,
               compression: a.compression,
               sourceDateEpoch: sourceDateEpoch(),
-              onProgress: (p) =>
-                progress.update(p.phase === 'extract' ? 'extracting' : 'packing', p.bytes),
+              onProgress: (p) => {
+                bar.label(p.phase === 'extract' ? 'extracting' : 'packing');
+                bar.update(p.bytes);
+              },
             });
             progress.done();
             // A tag that named another image is moved, as docker does, but never silently.
             for (const m of t.moved)
-              ctx.stderr.write(
-                `note: tag ${m.ref} moved from ${shortDigest(m.from)} to ${shortDigest(m.to)}\n`,
+              ctx.note(
+                `note: tag ${m.ref} moved from ${shortDigest(m.from)} to ${shortDigest(m.to)}`,
               );
             const layer = t.manifest.layers[0];
             const meta = t.config.strata;

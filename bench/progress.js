@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+/*
+ * Progress benchmark: `strata push`, `pull` and `flatten` of a minbase template on a terminal
+ * (run under `script`, which gives the CLI a pseudo-terminal), with its bars drawn, against the
+ * same commands with `--quiet`, on the same terminal, in interleaved pairs.
+ *
+ *   npm run build && node bench/progress.js
+ *
+ * Environment: STRATA_BENCH_REPS (default 7), STRATA_BENCH_DIR (default
+ * /var/tmp/strata-bench-progress; the template is made there once from the minbase tarball of
+ * bench/fixture.js, and reused). Prints a Markdown table and one JSON line; exits 1 if a
+ * command with progress takes more than 1.03x its time with --quiet (median).
+ */
+'use strict';
+const fs = require('node:fs');
+const net = require('node:net');
+const http = require('node:http');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { minbaseTar } = require('./fixture');
+const { run, median, fmt } = require('./timing');
+
+const REPS = Number(process.env.STRATA_BENCH_REPS || 7);
+const DIR = process.env.STRATA_BENCH_DIR || '/var/tmp/strata-bench-progress';
+const STRATA = path.join(__dirname, '..', 'packages', 'cli', 'bin', 'strata.js');
+const TARGET = 1.03;
+
+const quote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
+// Bars are drawn on a terminal outside CI only.
+const env = { ...process.env, TERM: 'xterm' };
+delete env.CI;
+
+/** `strata args` on a pseudo-terminal of 120 columns (a pty made by script has no size). */
+function onTerminal(args) {
+  const cmd = `stty cols 120 rows 40; exec ${[process.execPath, STRATA, ...args].map(quote).join(' ')}`;
+  return run('script', ['-qec', cmd, '/dev/null'], { env }).secs;
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRegistry() {
+  const dir = fs.mkdtempSync(path.join(DIR, 'registry-'));
+  const port = await freePort();
+  const config = path.join(dir, 'config.yml');
+  fs.writeFileSync(
+    config,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: warn',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${path.join(dir, 'data')}`,
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
+  const host = `127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise((resolve) => {
+      http
+        .get(`http://${host}/v2/`, (res) => (res.resume(), resolve(true)))
+        .on('error', () => resolve(false));
+    });
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    host,
+    stop: async () => {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await gone;
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function main() {
+  fs.mkdirSync(DIR, { recursive: true });
+  const store = path.join(DIR, 'store');
+  const ls = fs.existsSync(store) ? run(STRATA, ['--store', store, 'ls']).stdout : '';
+  if (!ls.includes('minbase:1')) {
+    process.stderr.write('making template minbase:1\n');
+    run(STRATA, [
+      '--store',
+      store,
+      '-q',
+      'template',
+      'create',
+      minbaseTar(),
+      '-t',
+      'minbase:1',
+      '--name',
+      'minbase',
+    ]);
+  }
+  const reg = await startRegistry();
+  const t = {
+    push: { tty: [], quiet: [] },
+    pull: { tty: [], quiet: [] },
+    flatten: { tty: [], quiet: [] },
+  };
+  try {
+    const src = `${reg.host}/bench/minbase:1`;
+    run(STRATA, ['--store', store, '-q', 'push', 'minbase:1', src]);
+    for (let i = 0; i < REPS; i++) {
+      // Alternate which goes first, so that a drift of the machine's load weighs on both.
+      const modes = i % 2 ? ['quiet', 'tty'] : ['tty', 'quiet'];
+      for (const mode of modes) {
+        const q = mode === 'quiet' ? ['-q'] : [];
+        // Each push goes to a new repository, so every blob is uploaded.
+        t.push[mode].push(
+          onTerminal([
+            '--store',
+            store,
+            ...q,
+            'push',
+            'minbase:1',
+            `${reg.host}/bench/r${i}${mode}:1`,
+          ]),
+        );
+        const fresh = fs.mkdtempSync(path.join(DIR, 'pull-'));
+        try {
+          t.pull[mode].push(onTerminal(['--store', fresh, ...q, 'pull', src, '-t', 'minbase:1']));
+        } finally {
+          fs.rmSync(fresh, { recursive: true, force: true });
+        }
+        const out = path.join(DIR, 'rootfs.tar');
+        t.flatten[mode].push(
+          onTerminal(['--store', store, ...q, 'flatten', 'minbase:1', '--rootfs', out]),
+        );
+        fs.rmSync(out, { force: true });
+      }
+    }
+  } finally {
+    await reg.stop();
+  }
+  console.log(
+    `Medians (min–max) of ${REPS} runs each, seconds, minbase template, every command under \`script\` (a pty):`,
+  );
+  console.log('');
+  console.log('| command | with progress | --quiet | ratio |');
+  console.log('| --- | --- | --- | --- |');
+  const summary = {};
+  let missed = false;
+  for (const [op, r] of Object.entries(t)) {
+    const ratio = median(r.tty) / median(r.quiet);
+    summary[op] = { tty: median(r.tty), quiet: median(r.quiet), ratio };
+    if (ratio > TARGET) missed = true;
+    console.log(`| ${op} | ${fmt(r.tty)} | ${fmt(r.quiet)} | ${ratio.toFixed(3)} |`);
+  }
+  console.log('');
+  console.log(
+    `Target: progress within ${Math.round((TARGET - 1) * 100)}% of --quiet (median ratio ≤ ${TARGET}).`,
+  );
+  console.log(JSON.stringify({ bench: 'progress', reps: REPS, ...summary }));
+  if (missed) process.exitCode = 1;
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
