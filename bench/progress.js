@@ -13,11 +13,9 @@
  */
 'use strict';
 const fs = require('node:fs');
-const net = require('node:net');
-const http = require('node:http');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
 const { minbaseTar } = require('./fixture');
+const { startRegistry } = require('./registry-server');
 const { run, median, fmt } = require('./timing');
 
 const REPS = Number(process.env.STRATA_BENCH_REPS || 7);
@@ -34,58 +32,6 @@ delete env.CI;
 function onTerminal(args) {
   const cmd = `stty cols 120 rows 40; exec ${[process.execPath, STRATA, ...args].map(quote).join(' ')}`;
   return run('script', ['-qec', cmd, '/dev/null'], { env }).secs;
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRegistry() {
-  const dir = fs.mkdtempSync(path.join(DIR, 'registry-'));
-  const port = await freePort();
-  const config = path.join(dir, 'config.yml');
-  fs.writeFileSync(
-    config,
-    [
-      'version: 0.1',
-      'log:',
-      '  level: warn',
-      '  accesslog:',
-      '    disabled: true',
-      'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${path.join(dir, 'data')}`,
-      'http:',
-      `  addr: 127.0.0.1:${port}`,
-      '',
-    ].join('\n'),
-  );
-  const child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
-  const host = `127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise((resolve) => {
-      http
-        .get(`http://${host}/v2/`, (res) => (res.resume(), resolve(true)))
-        .on('error', () => resolve(false));
-    });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    host,
-    stop: async () => {
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await gone;
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 async function main() {
@@ -107,7 +53,7 @@ async function main() {
       'minbase',
     ]);
   }
-  const reg = await startRegistry();
+  const reg = await startRegistry(DIR);
   const t = {
     push: { tty: [], quiet: [] },
     pull: { tty: [], quiet: [] },

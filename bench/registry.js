@@ -19,11 +19,10 @@
  */
 'use strict';
 const fs = require('node:fs');
-const net = require('node:net');
-const http = require('node:http');
 const path = require('node:path');
 const { spawn, execFileSync } = require('node:child_process');
 const { minbaseTar } = require('./fixture');
+const { startRegistry } = require('./registry-server');
 
 // On a 2-core machine one push varies by ±10% from run to run (most of it in docker-registry), a
 // median of 7 moved by as much as 0.05 s between runs, and with 15 pairs the push ratio still
@@ -67,58 +66,6 @@ function timed(cmd, args, env) {
   run(cmd, args, env);
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRegistry() {
-  const dir = fs.mkdtempSync(path.join(DIR, 'registry-'));
-  const port = await freePort();
-  const config = path.join(dir, 'config.yml');
-  fs.writeFileSync(
-    config,
-    [
-      'version: 0.1',
-      'log:',
-      '  level: warn',
-      '  accesslog:',
-      '    disabled: true',
-      'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${path.join(dir, 'data')}`,
-      'http:',
-      `  addr: 127.0.0.1:${port}`,
-      '',
-    ].join('\n'),
-  );
-  const child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
-  const host = `127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise((resolve) => {
-      http
-        .get(`http://${host}/v2/`, (res) => (res.resume(), resolve(true)))
-        .on('error', () => resolve(false));
-    });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    host,
-    stop: async () => {
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await gone;
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 /** The minbase template, where process start weighs as much as the transfer. */
 async function benchSmall() {
   const store = path.join(DIR, 'store');
@@ -156,8 +103,8 @@ async function benchSmall() {
   const { parseReference } = require('../packages/oci/dist');
   const lib = await Store.open(store);
   for (let rep = 0; rep < REPS; rep++) {
-    const a = await startRegistry();
-    const b = await startRegistry();
+    const a = await startRegistry(DIR);
+    const b = await startRegistry(DIR);
     try {
       // Alternate who goes first, so neither always gets a warm page cache.
       const pushes = [
@@ -180,7 +127,7 @@ async function benchSmall() {
       fs.rmSync(s1, { recursive: true, force: true });
       fs.rmSync(s2, { recursive: true, force: true });
       // The same work as library calls, without starting a process.
-      const c = await startRegistry();
+      const c = await startRegistry(DIR);
       try {
         t.libPush.push(await clock(() => push(lib, TAG, parseReference(`${c.host}/lib:1`))));
         const s3 = fs.mkdtempSync(path.join(DIR, 'pull-lib-'));
@@ -359,8 +306,8 @@ async function benchBig() {
   const { push, pull } = require('../packages/registry/dist');
   const { parseReference } = require('../packages/oci/dist');
   for (let rep = 0; rep < BIG_REPS; rep++) {
-    const a = await startRegistry();
-    const b = await startRegistry();
+    const a = await startRegistry(DIR);
+    const b = await startRegistry(DIR);
     const s1 = fs.mkdtempSync(path.join(DIR, 'pull-strata-'));
     const s2 = fs.mkdtempSync(path.join(DIR, 'pull-skopeo-'));
     try {
@@ -387,7 +334,7 @@ async function benchBig() {
       await b.stop();
     }
     // The transfer alone, as library calls: no process start, and the store made beforehand.
-    const c = await startRegistry();
+    const c = await startRegistry(DIR);
     const s3 = fs.mkdtempSync(path.join(DIR, 'pull-lib-'));
     try {
       t.libPush.push(await clock(() => push(s, BIG_TAG, parseReference(`${c.host}/lib:1`))));
