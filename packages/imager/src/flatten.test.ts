@@ -10,52 +10,12 @@ import {
   sha256,
   UnsafeEntryError,
 } from '@strata/oci';
-import { encodeTarHeader, readTar, TAR_END, tarPadding, TarHeader } from '@strata/layer';
+import { readTar, TarHeader } from '@strata/layer';
 import { Store } from '@strata/store';
 import { comparePaths } from './merge';
 import { flattenToTar } from './flatten';
 import { createBundle, describeBundle } from './bundle';
-
-interface E {
-  path: string;
-  type?: TarHeader['type'];
-  body?: string;
-  link?: string;
-  mode?: number;
-  uid?: number;
-  xattrs?: Record<string, string>;
-}
-
-function tarOf(entries: E[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const e of entries) {
-    const type =
-      e.type ?? (e.path.endsWith('/') ? 'dir' : e.link !== undefined ? 'symlink' : 'file');
-    const body = Buffer.from(e.body ?? '');
-    parts.push(
-      encodeTarHeader({
-        path: e.path,
-        type,
-        mode: e.mode ?? (type === 'dir' ? 0o755 : 0o644),
-        uid: e.uid ?? 0,
-        gid: 0,
-        size: type === 'file' ? body.length : 0,
-        mtime: 1700000000,
-        linkpath: e.link ?? '',
-        devmajor: 0,
-        devminor: 0,
-        xattrs: Object.fromEntries(
-          Object.entries(e.xattrs ?? {}).map(([k, v]) => [k, Buffer.from(v)]),
-        ),
-      }),
-    );
-    if (type === 'file') {
-      parts.push(body, Buffer.alloc(tarPadding(body.length)));
-    }
-  }
-  parts.push(TAR_END);
-  return Buffer.concat(parts);
-}
+import { TarSpec, tarOf } from './testing';
 
 async function putImage(store: Store, tag: string, layers: Buffer[]): Promise<Descriptor> {
   const descs: Descriptor[] = [];
@@ -98,7 +58,7 @@ beforeEach(async () => {
 });
 afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const base: E[] = [
+const base: TarSpec[] = [
   { path: 'bin/' },
   { path: 'bin/sh', body: 'shell' },
   { path: 'etc/' },
@@ -182,7 +142,7 @@ describe('flattenToTar', () => {
   });
 
   it('gives the same bytes for layers whose entries are not in path order', async () => {
-    const upper: E[] = [
+    const upper: TarSpec[] = [
       { path: 'etc/hosts', body: 'upper' },
       { path: 'bin/zz', body: 'zz' },
     ];
@@ -257,8 +217,8 @@ describe('flattenToTar', () => {
   it.each([
     [[{ path: '../evil', body: 'x' }], /'\.\.' component/],
     [[{ path: '/abs', body: 'x' }], /absolute/],
-    [[{ path: 'l', type: 'link', link: '../../etc/passwd' }] as E[], /hardlink target/],
-    [[{ path: 'l', type: 'link', link: 'missing' }] as E[], /does not exist/],
+    [[{ path: 'l', type: 'link', link: '../../etc/passwd' }] as TarSpec[], /hardlink target/],
+    [[{ path: 'l', type: 'link', link: 'missing' }] as TarSpec[], /does not exist/],
     [
       [
         { path: 'opt', link: '/etc' },
@@ -268,7 +228,7 @@ describe('flattenToTar', () => {
     ],
     [[{ path: 'bin/sh/x', body: 'x' }], /not a directory/],
   ])('refuses a hostile layer %#', async (upper, re) => {
-    await putImage(store, 'img:1', [tarOf(base), tarOf(upper as E[])]);
+    await putImage(store, 'img:1', [tarOf(base), tarOf(upper as TarSpec[])]);
     const out = path.join(tmp, 'o.tar');
     const p = flattenToTar(store, 'img:1', out);
     await expect(p).rejects.toBeInstanceOf(UnsafeEntryError);

@@ -1,50 +1,12 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Digest, sha256, UnsafeEntryError } from '@strata/oci';
-import { encodeTarHeader, TAR_END, tarPadding, TarHeader } from '@strata/layer';
 import { FileTree, readTrees, TarSource } from './tree';
 import { compareSizes, compareTrees, comparePackages } from './diff';
-
-interface E {
-  path: string;
-  type?: TarHeader['type'];
-  body?: string;
-  link?: string;
-  mode?: number;
-  uid?: number;
-  gid?: number;
-  dev?: [number, number];
-}
-
-function tarOf(entries: E[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const e of entries) {
-    const type =
-      e.type ?? (e.path.endsWith('/') ? 'dir' : e.link !== undefined ? 'symlink' : 'file');
-    const body = Buffer.from(e.body ?? '');
-    parts.push(
-      encodeTarHeader({
-        path: e.path,
-        type,
-        mode: e.mode ?? (type === 'dir' ? 0o755 : 0o644),
-        uid: e.uid ?? 0,
-        gid: e.gid ?? 0,
-        size: type === 'file' ? body.length : 0,
-        mtime: 1700000000,
-        linkpath: e.link ?? '',
-        devmajor: e.dev?.[0] ?? 0,
-        devminor: e.dev?.[1] ?? 0,
-        xattrs: {},
-      }),
-    );
-    if (type === 'file') parts.push(body, Buffer.alloc(tarPadding(body.length)));
-  }
-  parts.push(TAR_END);
-  return Buffer.concat(parts);
-}
+import { TarSpec, tarOf } from './testing';
 
 /** A layer as the tree reads it: its tar, streamed in small chunks so entries straddle them. */
-function layer(entries: E[]): { diffId: Digest; tar: TarSource & { opened: number } } {
+function layer(entries: TarSpec[]): { diffId: Digest; tar: TarSource & { opened: number } } {
   const tar = tarOf(entries);
   const src = {
     opened: 0,
@@ -58,7 +20,7 @@ function layer(entries: E[]): { diffId: Digest; tar: TarSource & { opened: numbe
   return { diffId: sha256(tar), tar: src };
 }
 
-async function treeOf(...layers: E[][]): Promise<FileTree> {
+async function treeOf(...layers: TarSpec[][]): Promise<FileTree> {
   const t = new FileTree();
   for (const l of layers) await t.apply(layer(l).tar);
   return t;
@@ -167,7 +129,7 @@ test('a truncated layer fails the read', async () => {
 });
 
 test('compareTrees lists added, removed and changed paths with what changed', async () => {
-  const base: E[] = [
+  const base: TarSpec[] = [
     { path: 'etc/' },
     { path: 'etc/same', body: 's' },
     { path: 'etc/content', body: 'old' },
