@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { run, runOk } from './processes';
+import { pidAlive, run, runOk } from './processes';
 
 // ---------------------------------------------------------------------------------------------
 // The minbase fixture
@@ -27,15 +27,6 @@ export interface Fixture {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Hold an O_EXCL lock file while `fn` runs, so parallel jest workers (or parallel CI jobs on a

@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CLI, REPO_ROOT, RunResult } from './processes';
+import { CLI, REPO_ROOT, RunResult, pidAlive } from './processes';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness
@@ -211,15 +211,6 @@ export function killLeftovers(pgid: number, dirs: readonly string[]): void {
     } catch {
       /* gone */
     }
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -145,6 +145,16 @@ export function strataLinesAreOneError(stderr: string): boolean {
 
 const tmpRoots: string[] = [];
 
+/** Whether a process exists (EPERM: it does, owned by someone else). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** A fresh temporary directory, removed by `cleanupTmp()`. */
 export function tmpDir(prefix = 'strata-e2e-'): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
