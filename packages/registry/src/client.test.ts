@@ -425,11 +425,15 @@ describe('RegistryClient against a scripted server', () => {
     await expect(sending).rejects.toThrow();
   });
 
-  it('a push pings first, and each blob it uploads opens its own session', async () => {
-    const layerBytes = Buffer.alloc(2 * 1024 * 1024, 3);
-    const layer = await store.putBytes(layerBytes);
+  /** An image of one (gzip-typed) layer of `bytes`, tagged `img` in the store, as a push reads it. */
+  async function taggedImage(bytes: Buffer, diffIdSeed: string) {
+    const layer = await store.putBytes(bytes);
     const config = await store.putJson(
-      { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256('x')] } },
+      {
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [sha256(diffIdSeed)] },
+      },
       MediaTypes.imageConfig,
     );
     const manifest = await store.putJson(
@@ -442,6 +446,11 @@ describe('RegistryClient against a scripted server', () => {
       MediaTypes.imageManifest,
     );
     await store.tag('img', manifest);
+    return { layer, config, manifest };
+  }
+
+  it('a push pings first, and each blob it uploads opens its own session', async () => {
+    const { layer, config } = await taggedImage(Buffer.alloc(2 * 1024 * 1024, 3), 'x');
     const have = new Set<string>();
     let sessions = 0;
     const srv = await fakeRegistry((req, res) => {
@@ -486,21 +495,7 @@ describe('RegistryClient against a scripted server', () => {
   });
 
   it('a push that fails says which blobs and which manifest were not pushed, and keeps its error class', async () => {
-    const layer = await store.putBytes(Buffer.alloc(64 * 1024, 9));
-    const config = await store.putJson(
-      { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256('y')] } },
-      MediaTypes.imageConfig,
-    );
-    const manifest = await store.putJson(
-      {
-        schemaVersion: 2,
-        mediaType: MediaTypes.imageManifest,
-        config,
-        layers: [{ mediaType: MediaTypes.layerGzip, ...layer }],
-      },
-      MediaTypes.imageManifest,
-    );
-    await store.tag('img', manifest);
+    const { layer, config, manifest } = await taggedImage(Buffer.alloc(64 * 1024, 9), 'y');
     // The config is there already; the layer's upload is refused.
     const srv = await fakeRegistry((req, res) => {
       whenRead(req, (_body, url) => {
