@@ -3,6 +3,7 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
+import { timeoutOption, tlsOptions } from './registry';
 import { counted, formatBytes, once, shortDigest } from '../output';
 import { formatDuration, type Bar, type Progress } from '../progress';
 import { sourceDateEpoch } from './template';
@@ -32,82 +33,73 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
     'build [context]',
     'Build a template from a Stratafile: FROM a template, one layer per step, cached',
     (c) =>
-      c
-        .positional('context', {
-          type: 'string',
-          default: '.',
-          describe: 'Build context directory',
-        })
-        .option('file', {
-          alias: 'f',
-          type: 'string',
-          describe: 'Stratafile (default: <context>/Stratafile)',
-        })
-        .option('tag', {
-          alias: 't',
-          type: 'string',
-          describe: 'Tag for the result, name[:tag]',
-          coerce: once('-t/--tag', 'strata build'),
-        })
-        .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
-        .option('platform', {
-          type: 'string',
-          describe:
-            'Platforms to build for, os/arch[/variant],… (e.g. linux/amd64,linux/arm64): several give one multi-platform index',
-          coerce: once('--platform', 'strata build'),
-        })
-        .option('build-arg', {
-          type: 'string',
-          array: true,
-          nargs: 1,
-          default: [],
-          describe: 'ARG value, NAME=VALUE (repeatable)',
-        })
-        .option('apt-sources', {
-          type: 'string',
-          describe: "apt sources file for the steps (default: the build host's)",
-        })
-        .option('cache', {
-          type: 'boolean',
-          default: true,
-          describe: 'Reuse cached steps (--no-cache to run every step)',
-        })
-        .option('frozen', {
-          type: 'boolean',
-          default: false,
-          describe: 'Fail if Stratafile.lock no longer matches',
-        })
-        .option('compression', { choices: ['zstd', 'gzip'] as const, default: 'zstd' as const })
-        .option('timestamp', {
-          choices: ['mirror', 'now'] as const,
-          default: 'mirror' as const,
-          describe:
-            'Build date without SOURCE_DATE_EPOCH: the apt mirror state (newest Release Date:) or now',
-        })
-        .option('cache-from', {
-          type: 'string',
-          array: true,
-          nargs: 1,
-          default: [],
-          describe: 'Registry repository to take cached steps from (repeatable)',
-        })
-        .option('cache-to', {
-          type: 'string',
-          describe: 'Registry repository to publish cached steps to',
-        })
-        .option('insecure', {
-          type: 'boolean',
-          default: false,
-          describe: 'Allow plain http / unverified TLS for registries',
-        })
-        .option('ca-cert', {
-          type: 'string',
-          describe: 'Also trust this CA certificate (PEM) for registries',
-        })
-        .option('timeout', {
-          type: 'number',
-          describe: 'Seconds a registry may send nothing before a request fails (default 60)',
-        }),
+      timeoutOption(
+        tlsOptions(
+          c
+            .positional('context', {
+              type: 'string',
+              default: '.',
+              describe: 'Build context directory',
+            })
+            .option('file', {
+              alias: 'f',
+              type: 'string',
+              describe: 'Stratafile (default: <context>/Stratafile)',
+            })
+            .option('tag', {
+              alias: 't',
+              type: 'string',
+              describe: 'Tag for the result, name[:tag]',
+              coerce: once('-t/--tag', 'strata build'),
+            })
+            .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
+            .option('platform', {
+              type: 'string',
+              describe:
+                'Platforms to build for, os/arch[/variant],… (e.g. linux/amd64,linux/arm64): several give one multi-platform index',
+              coerce: once('--platform', 'strata build'),
+            })
+            .option('build-arg', {
+              type: 'string',
+              array: true,
+              nargs: 1,
+              default: [],
+              describe: 'ARG value, NAME=VALUE (repeatable)',
+            })
+            .option('apt-sources', {
+              type: 'string',
+              describe: "apt sources file for the steps (default: the build host's)",
+            })
+            .option('cache', {
+              type: 'boolean',
+              default: true,
+              describe: 'Reuse cached steps (--no-cache to run every step)',
+            })
+            .option('frozen', {
+              type: 'boolean',
+              default: false,
+              describe: 'Fail if Stratafile.lock no longer matches',
+            })
+            .option('compression', { choices: ['zstd', 'gzip'] as const, default: 'zstd' as const })
+            .option('timestamp', {
+              choices: ['mirror', 'now'] as const,
+              default: 'mirror' as const,
+              describe:
+                'Build date without SOURCE_DATE_EPOCH: the apt mirror state (newest Release Date:) or now',
+            })
+            .option('cache-from', {
+              type: 'string',
+              array: true,
+              nargs: 1,
+              default: [],
+              describe: 'Registry repository to take cached steps from (repeatable)',
+            })
+            .option('cache-to', {
+              type: 'string',
+              describe: 'Registry repository to publish cached steps to',
+            }),
+        ),
+      ),
     run<BuildArgs>(async (ctx, a) => {
       const { build, BuildStepError, RegistryCache } = await import('@strata/compose');
       const { parsePlatforms, formatPlatform } = await import('@strata/oci');

@@ -3,6 +3,7 @@ import type { Argv } from 'yargs';
 import { ExitCodeError, exitCodeFor } from '../output';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
+import { timeoutOption, tlsOptions } from './registry';
 import { parseBuildArgs } from '../build-args';
 
 interface CheckArgs extends GlobalArgs {
@@ -24,7 +25,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
     'check <tag>',
     'Is a built template up to date with its Stratafile, its bases and the apt indices? Exit 0 if so, 1 with the reasons, 2 if it cannot tell',
     (c) =>
-      c
+      timeoutOption(tlsOptions(c))
         .positional('tag', { type: 'string', demandOption: true, describe: 'The built template' })
         .option('file', {
           alias: 'f',
@@ -53,19 +54,6 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           type: 'boolean',
           default: true,
           describe: 'Look for newer package versions (--no-packages to skip the index download)',
-        })
-        .option('insecure', {
-          type: 'boolean',
-          default: false,
-          describe: 'Allow plain http / unverified TLS for registries, as for build',
-        })
-        .option('ca-cert', {
-          type: 'string',
-          describe: 'Also trust this CA certificate (PEM) for registries, as for build',
-        })
-        .option('timeout', {
-          type: 'number',
-          describe: 'Seconds a registry may send nothing before a request fails (default 60)',
         })
         .option('platform', {
           type: 'string',

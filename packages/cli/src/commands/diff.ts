@@ -4,6 +4,7 @@ import type { Selector } from '@strata/oci';
 import type { DiffReport, DiffSide, FileInfo } from '@strata/imager';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
+import { tlsOptions } from './registry';
 import { counted, ExitCodeError, exitCodeFor, formatBytes, once } from '../output';
 
 interface DiffArgs extends GlobalArgs {
@@ -55,28 +56,21 @@ export function diffCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
     'diff <a> <b>',
     'What changed from image a to image b: packages, files, sizes, metadata. Each is a local tag or digest, a registry reference or a .tmpl.img file. Exit 0 if none, 1 if some, 2 on error',
     (c) =>
-      c
-        .positional('a', { type: 'string', demandOption: true, describe: 'The old image' })
-        .positional('b', { type: 'string', demandOption: true, describe: 'The new image' })
-        .option('platform', {
-          type: 'string',
-          describe: 'Of a multi-platform template, compare this platform (os/arch[/variant])',
-          coerce: once('--platform', 'strata diff'),
-        })
-        .option('depth', {
-          type: 'number',
-          default: 1,
-          describe: 'Sum directory sizes down to this many path components',
-        })
-        .option('insecure', {
-          type: 'boolean',
-          default: false,
-          describe: 'Allow plain http / unverified TLS for registries',
-        })
-        .option('ca-cert', {
-          type: 'string',
-          describe: 'Also trust this CA certificate (PEM) for registries',
-        }),
+      tlsOptions(
+        c
+          .positional('a', { type: 'string', demandOption: true, describe: 'The old image' })
+          .positional('b', { type: 'string', demandOption: true, describe: 'The new image' })
+          .option('platform', {
+            type: 'string',
+            describe: 'Of a multi-platform template, compare this platform (os/arch[/variant])',
+            coerce: once('--platform', 'strata diff'),
+          })
+          .option('depth', {
+            type: 'number',
+            default: 1,
+            describe: 'Sum directory sizes down to this many path components',
+          }),
+      ),
     run<DiffArgs>(async (ctx, a) => {
       const closers: (() => void)[] = [];
       let r: DiffReport;

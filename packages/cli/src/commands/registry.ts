@@ -68,6 +68,23 @@ async function timeoutMs(timeout: number | undefined): Promise<number> {
   return Math.max(1, Math.round(timeout * 1000));
 }
 
+/**
+ * `--insecure` and `--ca-cert` of the commands that reach registries on their way (build's FROM
+ * and caches, check's bases, diff's references), as transportOptions reads them.
+ */
+export function tlsOptions<T>(y: Argv<T>): Argv<T> {
+  return y
+    .option('insecure', {
+      type: 'boolean',
+      default: false,
+      describe: 'Allow plain http / unverified TLS for registries',
+    })
+    .option('ca-cert', {
+      type: 'string',
+      describe: 'Also trust this CA certificate (PEM) for registries',
+    }) as unknown as Argv<T>;
+}
+
 function netOptions<T>(y: Argv<T>): Argv<T> {
   return timeoutOption(y)
     .option('jobs', { alias: 'j', type: 'number', default: 4, describe: 'Blob transfers at once' })
