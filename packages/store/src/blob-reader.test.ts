@@ -15,8 +15,9 @@ function pattern(size: number): Buffer {
 }
 
 /**
- * Send a blob with every write held, letting the oldest go every 5 ms, so that the reader fills
- * all its buffers between releases. Gives what was written (copies taken at each write), the
+ * Send a blob with every write held, letting the oldest go once four are held or none came for
+ * half a second (the reader has no buffer left, or the blob ended), so that the reader fills all
+ * its buffers between releases however slow the disk is. Gives what was written (copies taken at each write), the
  * most writes held at once, and how many chunks had changed by the time they were let go.
  */
 async function sendHeld(
@@ -38,8 +39,12 @@ async function sendHeld(
         }),
     )
     .finally(() => (finished = true));
+  let seen = 0;
+  let since = Date.now();
   while (!finished) {
     await new Promise((r) => setTimeout(r, 5));
+    if (copies.length !== seen) [seen, since] = [copies.length, Date.now()];
+    if (held.length < 4 && Date.now() - since < 500) continue;
     const oldest = held.shift();
     if (oldest && !oldest.chunk.equals(oldest.copy)) changed++;
     oldest?.release();
