@@ -161,31 +161,34 @@ export async function push(
     });
     const counts = { uploaded: 0, skipped: 0, mounted: 0, bytes: 0 };
     let saved: Promise<void> | undefined;
-    const graph = await copyGraph(
-      storeContent(store),
-      withSaveBeforeManifests(sink, () => {
-        // Every blob is there now, so where they are is worth remembering while the manifests go up.
-        saved ??= sources.save().catch(() => undefined);
-      }),
-      rootDesc,
-      {
-        jobs: opts.jobs ?? 4,
-        tag,
-        rootBytes,
-        skipForeign: true,
-        onEvent: (e) => {
-          if (e.type === 'done') {
-            pushed.add(e.digest);
-            if (e.outcome === 'uploaded') counts.uploaded++;
-            else if (e.outcome === 'mounted') counts.mounted++;
-            else counts.skipped++;
-            counts.bytes += e.bytes;
-            sources.record(e.digest, client.registry, client.repository);
-          }
-          opts.onEvent?.(e);
+    // The lease holds what is pushed from a gc, even if its tag goes meanwhile.
+    const graph = await store.withImageLease(rootDesc, () =>
+      copyGraph(
+        storeContent(store),
+        withSaveBeforeManifests(sink, () => {
+          // Every blob is there now, so where they are is worth remembering while the manifests go up.
+          saved ??= sources.save().catch(() => undefined);
+        }),
+        rootDesc,
+        {
+          jobs: opts.jobs ?? 4,
+          tag,
+          rootBytes,
+          skipForeign: true,
+          onEvent: (e) => {
+            if (e.type === 'done') {
+              pushed.add(e.digest);
+              if (e.outcome === 'uploaded') counts.uploaded++;
+              else if (e.outcome === 'mounted') counts.mounted++;
+              else counts.skipped++;
+              counts.bytes += e.bytes;
+              sources.record(e.digest, client.registry, client.repository);
+            }
+            opts.onEvent?.(e);
+          },
         },
-      },
-    ).finally(() => saved);
+      ).finally(() => saved),
+    );
     const { bytes, ...rest } = counts;
     return {
       target: formatReference({ registry: target.registry, repository: target.repository, tag }),

@@ -99,10 +99,13 @@ export async function saveArchive(
     await putEntry(pack, 'oci-layout', encodeJson({ imageLayoutVersion: '1.0.0' }));
     pack.entry(header('blobs/', 0, 'directory'));
     pack.entry(header('blobs/sha256/', 0, 'directory'));
-    await copyGraph(store.content, archiveSink(pack, records), desc, {
-      jobs: 1,
-      ...(onEvent ? { onEvent } : {}),
-    });
+    // The lease holds what is saved from a gc, even if its tag goes meanwhile.
+    await store.withImageLease(desc, () =>
+      copyGraph(store.content, archiveSink(pack, records), desc, {
+        jobs: 1,
+        ...(onEvent ? { onEvent } : {}),
+      }),
+    );
     // index.json goes last: the artifacts the copy met are recorded there beside the image.
     const index: ImageIndex = { schemaVersion: 2, manifests: [top, ...records] };
     await putEntry(pack, 'index.json', encodeJson(index));

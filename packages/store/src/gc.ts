@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Descriptor, Digest, InvalidArgumentError, LockedError, graphDigests } from '@strata/oci';
-import { fsyncDir, tempOwner } from './atomic';
+import { fsyncDir, tempOwner, tempPathFor } from './atomic';
 import type { BlobInfo } from './blobs';
 import { pruneDiffIds } from './diffids';
 import { pidAlive, withFileLock } from './lock';
@@ -66,8 +66,8 @@ export async function collectGarbage(
         if (keep.has(`sha256:${hex}` as Digest)) continue;
         const p = path.join(store.paths.blobDir, hex);
         const st = await fsp.stat(p);
-        if (lease !== undefined && st.mtimeMs >= lease - 2000) continue;
-        if (!dry) await fsp.rm(p, { force: true });
+        if (lease !== undefined && st.mtimeMs >= lease - LEASE_SLACK_MS) continue;
+        if (!dry && !(await removeUnlessTouched(p, store.paths.ingestDir, lease))) continue;
         blobs.push({ digest: `sha256:${hex}` as Digest, size: st.size });
         bytesFreed += st.size;
       }
@@ -107,6 +107,42 @@ export async function collectGarbage(
     },
     { what: `store ${store.root}` },
   );
+}
+
+/** How long before a lease began a blob's mtime may be and still count as touched under it. */
+const LEASE_SLACK_MS = 2000;
+
+/**
+ * Remove blob file `p` unless an operation under the lease that began at `lease` touched it
+ * after gc looked at it. The blob is first renamed aside (into `asideDir`, as a temp file of
+ * this process): a touch from then on finds no blob, so the operation writes it again rather
+ * than count on it; a touch that came before shows in the mtime of the file set aside, which
+ * then goes back. Returns whether the blob was removed.
+ */
+export async function removeUnlessTouched(
+  p: string,
+  asideDir: string,
+  lease: number | undefined,
+): Promise<boolean> {
+  if (lease === undefined) {
+    await fsp.rm(p, { force: true });
+    return true;
+  }
+  const aside = path.join(asideDir, path.basename(tempPathFor(path.basename(p))));
+  try {
+    await fsp.rename(p, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+  const st = await fsp.stat(aside);
+  if (st.mtimeMs >= lease - LEASE_SLACK_MS) {
+    // The same bytes (the name is their digest), whether or not the operation wrote them again.
+    await fsp.rename(aside, p);
+    return false;
+  }
+  await fsp.rm(aside, { force: true });
+  return true;
 }
 
 /** Remove a temp file whose writer is gone (a regular file only), counting it in `partials`. */

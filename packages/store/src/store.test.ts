@@ -9,6 +9,7 @@ import { Store } from './store';
 import { holdLease, imageFor, withTempStore } from './testing';
 import { normalizeTag } from './refs';
 import { copyToFile } from './ingest';
+import { removeUnlessTouched } from './gc';
 import { saveArchive, loadArchive } from './archive';
 
 const run = promisify(execFile);
@@ -282,6 +283,52 @@ test('gc keeps blobs written under a live lease', async () => {
     expect(await store.hasBlob(digest)).toBe(true);
   });
   expect((await store.gc()).removed).toBe(1);
+});
+
+test('gc keeps a blob that an operation touched after gc looked at it, and removes an untouched one', async () => {
+  const lease = Date.now();
+  const old = new Date(lease - 60_000);
+  const blobDir = path.dirname(store.blobPath(sha256(Buffer.from('x'))));
+  const ingest = path.join(store.root, '.strata', 'ingest');
+  const touched = (await store.putBytes(Buffer.from('touched since'))).digest;
+  const untouched = (await store.putBytes(Buffer.from('not touched'))).digest;
+  await fsp.utimes(store.blobPath(untouched), old, old);
+  // gc saw both as old; then a pull skipping `touched` as present refreshed it
+  await fsp.utimes(store.blobPath(touched), old, old);
+  expect(await store.holdsBlob(touched)).toBe(true);
+  expect(await removeUnlessTouched(store.blobPath(touched), ingest, lease)).toBe(false);
+  expect(await removeUnlessTouched(store.blobPath(untouched), ingest, lease)).toBe(true);
+  expect(await store.hasBlob(touched)).toBe(true);
+  expect(await store.hasBlob(untouched)).toBe(false);
+  expect(await fsp.readdir(ingest)).toEqual([]);
+  expect((await fsp.readdir(blobDir)).sort()).toEqual([touched.slice(7)]);
+});
+
+test('a touch after gc set a blob aside finds no blob, so the operation writes it again', async () => {
+  const data = Buffer.from('set aside');
+  const { digest } = await store.putBytes(data);
+  const old = new Date(Date.now() - 60_000);
+  await fsp.utimes(store.blobPath(digest), old, old);
+  const ingest = path.join(store.root, '.strata', 'ingest');
+  await fsp.rename(store.blobPath(digest), path.join(ingest, 'aside'));
+  expect(await store.holdsBlob(digest)).toBe(false);
+  await fsp.rm(path.join(ingest, 'aside'));
+  await store.putBytes(data, { digest, size: data.length });
+  expect(await store.readBlob(digest)).toEqual(data);
+});
+
+test('a blob lease keeps an image whose tag went while it is read', async () => {
+  const m = await imageFor(store, 'leased');
+  await store.tag('leased', m);
+  const all = [...(await store.reachable(m)).keys()];
+  const old = new Date(Date.now() - 60_000);
+  for (const d of all) await fsp.utimes(store.blobPath(d), old, old);
+  await store.withImageLease(m, async () => {
+    await store.untag('leased');
+    expect((await store.gc()).removed).toBe(0);
+    for (const d of all) expect(await store.hasBlob(d)).toBe(true);
+  });
+  expect((await store.gc()).removed).toBe(all.length);
 });
 
 test('fsck reports a missing blob', async () => {

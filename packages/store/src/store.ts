@@ -184,6 +184,19 @@ export class Store extends RootStore {
   }
 
   /**
+   * Run `fn` under a lease that holds image `desc` and everything it reaches: each of its blobs
+   * is touched under the lease, so a concurrent gc keeps them although the tag that reached them
+   * may go while `fn` reads them (a push or a save). Blobs the store does not hold (foreign
+   * layers) are passed over.
+   */
+  async withImageLease<T>(desc: Descriptor, fn: () => Promise<T>): Promise<T> {
+    return this.withLease(async () => {
+      for (const d of (await this.reachable(desc)).keys()) await this.holdsBlob(d);
+      return fn();
+    });
+  }
+
+  /**
    * The graph under `desc` (see walkGraph), its manifests read from the store, verified, with
    * the artifacts attached to each (as index.json records them, read once; or as `index` does).
    */
