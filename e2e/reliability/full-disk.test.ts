@@ -255,3 +255,49 @@ describe('flatten', () => {
     expect((await strataOk(['fsck'], { store })).stdout).toMatch(/^ok:/m);
   });
 });
+
+describe('image', () => {
+  let store: string;
+  let rootfsBytes: number;
+  beforeAll(async () => {
+    store = path.join(work, 'imagestore');
+    await strataOk(['load', archive, '-t', 'base:v1'], { store });
+    const tar = path.join(work, 'image-rootfs.tar');
+    await strataOk(['flatten', 'base:v1', '--rootfs', tar], { store });
+    rootfsBytes = fs.statSync(tar).size;
+    fs.rmSync(tar);
+  });
+
+  test('an output directory too small for the flattened rootfs fails on one line and stays empty', async () => {
+    const out = await mountTmpfs(path.join(work, 'image-small-out'), 16 * MiB);
+    mounts.push(out);
+    const r = await strata(['image', 'base:v1', '--ext4', path.join(out, 'root.ext4')], {
+      store,
+    });
+    expectDiskFull(r, out);
+    expect(fs.readdirSync(out)).toEqual([]);
+    expect((await strataOk(['fsck'], { store })).stdout).toMatch(/^ok:/m);
+  });
+
+  test('mke2fs running out of room fails on one line naming the disk, for ext4 and a .wks disk', async () => {
+    // The flattened rootfs fits; the filesystem made from it beside it does not.
+    const out = await mountTmpfs(path.join(work, 'image-mke2fs-out'), Math.ceil(rootfsBytes * 1.4));
+    mounts.push(out);
+    const ext4 = await strata(['image', 'base:v1', '--ext4', path.join(out, 'root.ext4')], {
+      store,
+    });
+    expectDiskFull(ext4, out);
+    expect(fs.readdirSync(out)).toEqual([]);
+    const wks = path.join(work, 'image-disk.wks');
+    fs.writeFileSync(wks, 'part / --source rootfs --fstype=ext4 --label root --align 1024\n');
+    const disk = await strata(
+      ['image', 'base:v1', '--wks', wks, '-o', path.join(out, 'disk.img')],
+      {
+        store,
+      },
+    );
+    expectDiskFull(disk, out);
+    expect(fs.readdirSync(out)).toEqual([]);
+    expect((await strataOk(['fsck'], { store })).stdout).toMatch(/^ok:/m);
+  });
+});

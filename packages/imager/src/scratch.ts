@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PlatformSelector, Role } from '@strata/oci';
+import { NoSpaceError, PlatformSelector, Role, ToolFailedError, isNoSpace } from '@strata/oci';
 import { Store } from '@strata/store';
 import { flattenToDir } from './flatten';
 import { ResolvedImage } from './resolve-image';
@@ -41,9 +41,18 @@ export async function withScratch<T>(
   const scratch = await fs.promises.mkdtemp(path.join(dir, '.strata-image-'));
   try {
     return await work(scratch);
+  } catch (e) {
+    // The scratch directory goes below, so the full disk is named by where it was made.
+    if (isNoSpace(e) || toolRanOutOfSpace(e)) throw new NoSpaceError(dir, undefined, { cause: e });
+    throw e;
   } finally {
     await fs.promises.rm(scratch, { recursive: true, force: true });
   }
+}
+
+/** mke2fs, mkfs.vfat and mtools say a disk is full only in their own words. */
+function toolRanOutOfSpace(e: unknown): boolean {
+  return e instanceof ToolFailedError && /no space left on device|disk full/i.test(e.message);
 }
 
 /** Flatten into scratch/rootfs; returns the image and the directory. */
