@@ -124,9 +124,10 @@ describe('RUN --mount=type=secret', () => {
       [
         'FROM base:v1',
         // Reads both, proves it with hashes, prints one (plain and base64), cannot write it.
-        `RUN --mount=type=secret,id=tok --mount=type=secret,id=envtok,target=/etc/strata-e2e/deep/env.txt,mode=0440 set -e; sha256sum /run/secrets/tok /etc/strata-e2e/deep/env.txt > /out-proof; stat -c '%a %u %n' /run/secrets/tok /etc/strata-e2e/deep/env.txt >> /out-proof; echo "printed: $(cat /run/secrets/tok)"; base64 /run/secrets/tok; if touch /run/secrets/tok 2>/dev/null; then exit 1; fi`,
+        // /etc/debian_version exists in the base: the secret covers it for the step only.
+        `RUN --mount=type=secret,id=tok --mount=type=secret,id=envtok,target=/etc/strata-e2e/deep/env.txt,mode=0440 --mount=type=secret,id=tok,target=/etc/debian_version set -e; sha256sum /run/secrets/tok /etc/strata-e2e/deep/env.txt /etc/debian_version > /out-proof; stat -c '%a %u %n' /run/secrets/tok /etc/strata-e2e/deep/env.txt >> /out-proof; echo "printed: $(cat /run/secrets/tok)"; base64 /run/secrets/tok; if touch /run/secrets/tok 2>/dev/null; then exit 1; fi`,
         // A later step sees none of it; an optional secret that was not given is simply absent.
-        `RUN --mount=type=secret,id=absent set -e; test ! -e /run/secrets/absent; test ! -e /run/secrets/tok; test ! -e /etc/strata-e2e; echo later-step-saw-no-secret`,
+        `RUN --mount=type=secret,id=absent set -e; test ! -e /run/secrets/absent; test ! -e /run/secrets/tok; test ! -e /etc/strata-e2e; grep -qv strata-tok /etc/debian_version; echo later-step-saw-no-secret`,
         '',
       ].join('\n'),
     );
@@ -147,6 +148,7 @@ describe('RUN --mount=type=secret', () => {
       [
         `${sha(`${tok}\n`)}  /run/secrets/tok`,
         `${sha(envTok)}  /etc/strata-e2e/deep/env.txt`,
+        `${sha(`${tok}\n`)}  /etc/debian_version`,
         '400 0 /run/secrets/tok',
         '440 0 /etc/strata-e2e/deep/env.txt',
         '',
@@ -166,12 +168,12 @@ describe('RUN --mount=type=secret', () => {
     expect(await layerEntries(laterLayer!.digest)).toEqual([]);
   });
 
-  test('the history and cache key name the secrets, never their values', () => {
+  test('the history names the secrets, never their values', () => {
     const img = readImage(store, 'secret:v1');
     const history = img.config.history.map((h: { created_by: string }) => h.created_by);
     expect(history).toContainEqual(
       expect.stringMatching(
-        /^RUN --mount=type=secret,id=envtok,target=\/etc\/strata-e2e\/deep\/env.txt,mode=0440 --mount=type=secret,id=tok set -e;/,
+        /^RUN --mount=type=secret,id=envtok,target=\/etc\/strata-e2e\/deep\/env.txt,mode=0440 --mount=type=secret,id=tok --mount=type=secret,id=tok,target=\/etc\/debian_version set -e;/,
       ),
     );
   });
