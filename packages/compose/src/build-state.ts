@@ -82,6 +82,12 @@ export interface BuildOptions {
   compression?: Compression;
   /** Host resolv.conf for steps. */
   resolvConf?: string;
+  /**
+   * Build secrets by id (`--secret`): what a `RUN --mount=type=secret,id=…` step sees.
+   * `apt-auth` is apt's auth.conf for the apt steps (INSTALL, UPGRADE, DEBUILD's build
+   * dependencies). Never stored, keyed, logged or printed: a key holds only the ids a RUN mounts.
+   */
+  secrets?: Record<string, Buffer>;
   /** Write Stratafile.lock (default true). */
   writeLock?: boolean;
   /** Shared build caches: looked up on a local miss (`--cache-from`), and filled (`--cache-to`). */

@@ -25,7 +25,7 @@ import {
   chainOf,
 } from './build-state';
 import { resolveFrom, stageKey } from './resolve-from';
-import { StepRunner } from './run-step';
+import { APT_AUTH, StepRunner } from './run-step';
 import { Debuilder, LocalDebs, attachDebs, inheritedDebs } from './debuild';
 import type { RepoContents } from './local-repo';
 import { Snapshots } from './snapshots';
@@ -62,7 +62,11 @@ export class Builder implements BuildContext {
     private readonly part = false,
   ) {
     this.context = path.resolve(opts.context ?? path.dirname(opts.file));
-    this.keys = new StageKeys({ context: this.context, aptSources: opts.aptSources });
+    this.keys = new StageKeys({
+      context: this.context,
+      aptSources: opts.aptSources,
+      ...(opts.secrets?.[APT_AUTH] !== undefined ? { aptAuth: opts.secrets[APT_AUTH] } : {}),
+    });
     this.runner = new StepRunner(this);
     const snapshots = new Snapshots(store);
     this.debs = new LocalDebs(this, () => (this.repoScratch ??= snapshots.scratch('repo')));

@@ -27,8 +27,16 @@ import { statusOfLowers } from './remove';
 import type { Instruction } from './stratafile';
 import { BuildStepError, stepArchitecture, stepEnv } from './stage-keys';
 import { stepCommand } from './step-command';
-import { OutputTail, failureReason } from './step-output';
+import { OutputTail, Redactor, failureReason } from './step-output';
 import { BuildContext, StageState, chainOf, packageDelta, stackOf } from './build-state';
+
+/** The build secret that is apt's auth.conf for the apt steps. */
+export const APT_AUTH = 'apt-auth';
+/** Where the apt steps see it (apt reads every file of auth.conf.d). */
+export const APT_AUTH_TARGET = '/etc/apt/auth.conf.d/strata.conf';
+
+/** A secret as the sandbox mounts it. */
+type StepSecret = { target: string; value: Buffer; mode: number };
 
 /** Host-provided files that BOOTSTRAP's output must not keep (mmdebstrap writes them). */
 const HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r) => r.pattern);
@@ -164,9 +172,17 @@ export class StepRunner {
       aptIndex: boolean;
       binds?: Array<{ source: string; target: string }>;
       env?: Record<string, string>;
+      /** Secrets the step sees (RUN --mount=type=secret); an apt step gets `apt-auth` too. */
+      secrets?: StepSecret[];
       log?: (chunk: Buffer) => void;
     },
   ): Promise<{ code: number; tail: OutputTail }> {
+    const secrets = [...(o.secrets ?? [])];
+    // The steps that fetch from the apt sources (INSTALL, UPGRADE, DEBUILD) see auth.conf.
+    const aptAuth = this.ctx.opts.secrets?.[APT_AUTH];
+    if (o.aptIndex && aptAuth !== undefined && !secrets.some((s) => s.target === APT_AUTH_TARGET))
+      secrets.push({ target: APT_AUTH_TARGET, value: aptAuth, mode: 0o600 });
+    const redactor = new Redactor(secrets.map((s) => s.value));
     const stage = path.join(o.work, 'stage');
     const out = path.join(o.work, 'out');
     const ovlWork = path.join(o.work, 'ovl');
@@ -202,6 +218,12 @@ export class StepRunner {
     };
     env.SOURCE_DATE_EPOCH = String(await this.ctx.epoch(state));
     const tail = new OutputTail();
+    const emit = (chunk: Buffer) => {
+      if (chunk.length === 0) return;
+      tail.push(chunk);
+      o.log?.(chunk);
+      this.ctx.emit({ type: 'output', chunk });
+    };
     for (const [k, v] of stepEnv(state)) env[k] = v;
     Object.assign(env, o.env ?? {});
     const mount = await this.snapshots.mountLowers(o.lower);
@@ -223,21 +245,38 @@ export class StepRunner {
           ...(repo ? [{ source: repo.dir, target: 'local' }] : []),
           ...(o.binds ?? []),
         ],
+        ...(secrets.length > 0
+          ? { secrets, secretsDir: await mkdirIn(path.join(o.work, 'secrets')) }
+          : {}),
         resolvConf: this.ctx.opts.resolvConf ?? '/etc/resolv.conf',
         env,
         command: o.command,
-        onOutput: (chunk) => {
-          tail.push(chunk);
-          o.log?.(chunk);
-          this.ctx.emit({ type: 'output', chunk });
-        },
+        onOutput: (chunk) => emit(redactor.push(chunk)),
         signal: this.ctx.opts.signal,
       });
+      emit(redactor.end());
     } finally {
       // Lists a failed step updated and packages it downloaded are kept as well.
       if (!this.ctx.opts.signal?.aborted) await this.apt.checkin(sourcesKey, apt);
     }
     return { code, tail };
+  }
+
+  /** The secrets a RUN mounts that the build was given; a required one missing fails the step. */
+  private runSecrets(ins: Extract<Instruction, { kind: 'RUN' }>): StepSecret[] {
+    const out: StepSecret[] = [];
+    for (const m of ins.mounts) {
+      const value = this.ctx.opts.secrets?.[m.id];
+      if (value === undefined) {
+        if (m.required)
+          throw new BuildStepError(ins.loc, `RUN: the required secret ${m.id} was not given`, {
+            hint: `strata build --secret id=${m.id},src=FILE (or env=VARIABLE)`,
+          });
+        continue;
+      }
+      out.push({ target: m.target, value, mode: m.mode });
+    }
+    return out;
   }
 
   /**
@@ -321,6 +360,7 @@ export class StepRunner {
       upper,
       lower,
       sources,
+      secrets: ins.kind === 'RUN' ? this.runSecrets(ins) : [],
       command: stepCommand(ins),
       // The mirror state this step's key was made from: its apt-get update is skipped when the
       // kept lists already hold it (see stepCommand).
@@ -360,6 +400,11 @@ export class StepRunner {
       }
     }
   }
+}
+
+async function mkdirIn(dir: string): Promise<string> {
+  await fsp.mkdir(dir, { recursive: true });
+  return dir;
 }
 
 /** Free space below which a filesystem counts as full (the larger of this and 1% of it). */

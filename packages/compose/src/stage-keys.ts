@@ -6,7 +6,16 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Digest, ImageConfig, InvalidArgumentError, StrataError } from '@strata/oci';
-import { AptSources, IndexState, hostSources, indexState, makeSources } from '@strata/debian';
+import {
+  AptSources,
+  Authorizer,
+  IndexState,
+  authorizationFor,
+  hostSources,
+  indexState,
+  makeSources,
+  parseAuthConf,
+} from '@strata/debian';
 import { hostDebianArchitecture } from '@strata/tools';
 import { cacheKey, hashContextPaths } from './cache';
 import { Instruction, LAYER_INSTRUCTIONS, Location } from './stratafile';
@@ -119,6 +128,12 @@ export interface StageKeysOptions {
   context: string;
   /** apt sources file for steps before any SOURCES; default: the build host's. */
   aptSources?: string;
+  /**
+   * apt's auth.conf (the `apt-auth` build secret): the credentials for reading a private
+   * repository's Release files. They are not part of any key: they change who may read the
+   * indices, not what the indices hold.
+   */
+  aptAuth?: Buffer;
 }
 
 /**
@@ -135,8 +150,14 @@ export class StageKeys {
    */
   localRepo?: string;
 
+  private readonly auth?: Authorizer;
+
   constructor(private readonly opts: StageKeysOptions) {
     this.context = path.resolve(opts.context);
+    if (opts.aptAuth !== undefined) {
+      const entries = parseAuthConf(opts.aptAuth.toString('utf8'));
+      this.auth = (url) => authorizationFor(entries, url);
+    }
   }
 
   /**
@@ -198,7 +219,7 @@ export class StageKeys {
   private indexStateOf(sources: AptSources): Promise<IndexState> {
     let p = this.indexStates.get(sources.digest);
     if (!p) {
-      p = indexState(sources);
+      p = indexState(sources, this.auth);
       this.indexStates.set(sources.digest, p);
     }
     return p;

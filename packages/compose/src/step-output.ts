@@ -36,3 +36,64 @@ export function failureReason(output: string): string | undefined {
     .filter(Boolean);
   return lines.find((l) => /^E: /.test(l)) ?? lines[lines.length - 1];
 }
+
+/**
+ * A step's output with the secrets it was given cut out (each value, and its base64, becomes
+ * `****`), so that a step that prints one does not put it into the build's output or logs.
+ * Holds back the last bytes of each chunk that could begin a secret split across chunks.
+ */
+export class Redactor {
+  private readonly needles: Buffer[];
+  private readonly keep: number;
+  private held: Buffer = Buffer.alloc(0);
+
+  constructor(values: readonly Buffer[]) {
+    // A secret file's trailing newline is not part of the value as a step would print it; its
+    // base64 may be of either.
+    const trim = (v: Buffer) => Buffer.from(v.toString('latin1').replace(/[\r\n]+$/, ''), 'latin1');
+    const all = values
+      .flatMap((v) => [v, trim(v)])
+      .flatMap((v) => [trim(v), Buffer.from(v.toString('base64'))])
+      .filter((v) => v.length > 0);
+    this.needles = [...new Map(all.map((b) => [b.toString('hex'), b])).values()].sort(
+      (a, b) => b.length - a.length,
+    );
+    this.keep = Math.max(0, ...this.needles.map((n) => n.length - 1));
+  }
+
+  /** The output that is safe to pass on now. */
+  push(chunk: Buffer): Buffer {
+    if (this.needles.length === 0) return chunk;
+    const data = this.redact(Buffer.concat([this.held, chunk]));
+    const cut = Math.max(0, data.length - this.keep);
+    this.held = data.subarray(cut);
+    return data.subarray(0, cut);
+  }
+
+  /** The rest, once the step has ended. */
+  end(): Buffer {
+    const rest = this.held;
+    this.held = Buffer.alloc(0);
+    return rest;
+  }
+
+  private redact(data: Buffer): Buffer {
+    let out = data;
+    for (const n of this.needles) {
+      let at = out.indexOf(n);
+      if (at < 0) continue;
+      const parts: Buffer[] = [];
+      let from = 0;
+      while (at >= 0) {
+        parts.push(out.subarray(from, at), Redactor.MASK);
+        from = at + n.length;
+        at = out.indexOf(n, from);
+      }
+      parts.push(out.subarray(from));
+      out = Buffer.concat(parts);
+    }
+    return out;
+  }
+
+  static readonly MASK = Buffer.from('****');
+}

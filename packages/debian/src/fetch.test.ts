@@ -10,6 +10,7 @@ describe('readIndexFile over http', () => {
   let server: http.Server;
   let uri: string;
   let hops = 0;
+  const seenAuth: Array<string | undefined> = [];
 
   beforeAll(async () => {
     server = http.createServer((req, res) => {
@@ -21,6 +22,16 @@ describe('readIndexFile over http', () => {
       } else if (url === '/debian/loop') {
         hops++;
         res.writeHead(301, { location: '/debian/loop' }).end();
+      } else if (url === '/debian/auth/Release' || url === '/debian/auth-moved') {
+        if (req.headers.authorization !== 'Basic dTpw') {
+          res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="r"' }).end();
+        } else if (url === '/debian/auth-moved') {
+          // Where the authorizer has no credentials for: none must follow.
+          res.writeHead(302, { location: '/debian/seen' }).end();
+        } else res.end('private Release\n');
+      } else if (url === '/debian/seen') {
+        seenAuth.push(req.headers.authorization);
+        res.end('moved\n');
       } else if (url === '/debian/broken') {
         res.writeHead(500).end();
       } else {
@@ -37,6 +48,21 @@ describe('readIndexFile over http', () => {
       'Date: Sat, 10 May 2025 08:47:33 UTC\n',
     );
     expect((await readIndexFile(uri, 'moved'))?.toString()).toMatch(/^Date:/);
+  });
+
+  test('credentials: sent where the authorizer says, a 401 says what is missing', async () => {
+    const auth = (u: string) => (u.startsWith(`${uri}/auth`) ? 'Basic dTpw' : undefined);
+    expect((await readIndexFile(uri, 'auth/Release', auth))?.toString()).toBe('private Release\n');
+    await expect(readIndexFile(uri, 'auth/Release')).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+      message: `GET ${uri}/auth/Release: HTTP 401: the repository wants credentials`,
+      hint: expect.stringContaining('--secret id=apt-auth'),
+    });
+    await expect(readIndexFile(uri, 'auth/Release', () => 'Basic wrong')).rejects.toThrow(
+      'and refused the ones given',
+    );
+    expect((await readIndexFile(uri, 'auth-moved', auth))?.toString()).toBe('moved\n');
+    expect(seenAuth).toEqual([undefined]);
   });
 
   test('a file the server does not have is absent, not an error', async () => {

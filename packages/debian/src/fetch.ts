@@ -14,14 +14,40 @@ function loadHttps(): typeof Https {
   return require('node:https') as typeof Https;
 }
 
-function fetchUrl(url: string, timeoutMs = 15000, redirects = 5): Promise<Buffer | undefined> {
+/** The `Authorization` header for a URL, if the caller has credentials for it. */
+export type Authorizer = (url: string) => string | undefined;
+
+function fetchUrl(
+  url: string,
+  auth: Authorizer | undefined,
+  timeoutMs = 15000,
+  redirects = 5,
+): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const mod = url.startsWith('https:') ? loadHttps() : http;
-    const req = mod.get(url, { timeout: timeoutMs }, (res) => {
+    // Asked for each URL, a redirect included: credentials go only where they are meant for.
+    const authorization = auth?.(url);
+    const headers = authorization !== undefined ? { authorization } : undefined;
+    const req = mod.get(url, { timeout: timeoutMs, headers }, (res) => {
       const code = res.statusCode ?? 0;
       if (code >= 300 && code < 400 && res.headers.location && redirects > 0) {
         res.resume();
-        resolve(fetchUrl(new URL(res.headers.location, url).toString(), timeoutMs, redirects - 1));
+        resolve(
+          fetchUrl(new URL(res.headers.location, url).toString(), auth, timeoutMs, redirects - 1),
+        );
+        return;
+      }
+      if (code === 401) {
+        res.resume();
+        reject(
+          new StrataError(
+            'UNAVAILABLE',
+            `GET ${url}: HTTP 401: the repository wants credentials${authorization !== undefined ? ', and refused the ones given' : ''}`,
+            {
+              hint: "give apt's auth.conf for it as a build secret: --secret id=apt-auth,src=auth.conf",
+            },
+          ),
+        );
         return;
       }
       if (code === 404 || code === 403 || code === 410) {
@@ -48,7 +74,11 @@ function fetchUrl(url: string, timeoutMs = 15000, redirects = 5): Promise<Buffer
   });
 }
 
-export async function readIndexFile(uri: string, rel: string): Promise<Buffer | undefined> {
+export async function readIndexFile(
+  uri: string,
+  rel: string,
+  auth?: Authorizer,
+): Promise<Buffer | undefined> {
   if (uri.startsWith('file:')) {
     const p = path.join(decodeURIComponent(uri.replace(/^file:(\/\/)?/, '/')), rel);
     try {
@@ -59,5 +89,5 @@ export async function readIndexFile(uri: string, rel: string): Promise<Buffer | 
   }
   if (!/^https?:/.test(uri))
     throw new InvalidArgumentError(`apt source ${uri}: only http, https and file URIs`);
-  return fetchUrl(`${uri}/${rel}`);
+  return fetchUrl(`${uri}/${rel}`, auth);
 }

@@ -1,4 +1,7 @@
 export { aptConf } from './apt-conf';
+export type { AuthEntry } from './auth-conf';
+export { authorizationFor, parseAuthConf } from './auth-conf';
+export type { Authorizer } from './fetch';
 export {
   debianArchitecture,
   debianArchitectureOf,

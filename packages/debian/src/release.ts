@@ -3,7 +3,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Digest, StrataError, sha256 } from '@strata/oci';
-import { readIndexFile } from './fetch';
+import { Authorizer, readIndexFile } from './fetch';
 import type { AptSources } from './sources';
 
 /** What the apt sources resolve to right now. */
@@ -35,12 +35,12 @@ export function releaseDate(text: string): number | undefined {
  * The state of the apt indices the sources resolve to. Cheap: a few small requests, no apt run.
  * A changed mirror gives a different digest.
  */
-export async function indexState(sources: AptSources): Promise<IndexState> {
+export async function indexState(sources: AptSources, auth?: Authorizer): Promise<IndexState> {
   const parts = await Promise.all(
     sources.entries.map(async (e) => {
       const base = e.suite.endsWith('/') ? e.suite : `dists/${e.suite}/`;
       for (const name of ['InRelease', 'Release', 'Packages']) {
-        const data = await readIndexFile(e.uri, `${base}${name}`);
+        const data = await readIndexFile(e.uri, `${base}${name}`, auth);
         if (data !== undefined) {
           return {
             line: `${e.uri} ${e.suite} ${name} ${createHash('sha256').update(data).digest('hex')}`,

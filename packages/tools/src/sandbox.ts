@@ -23,6 +23,15 @@ export interface SandboxSpec {
   stage?: string;
   /** Host directories bind-mounted at absolute paths under /run/strata inside the root. */
   binds?: Array<{ source: string; target: string }>;
+  /**
+   * Files the step alone sees, read-only at `target` (an absolute path in the root): their
+   * bytes reach the sandbox through a pipe and live on a tmpfs of its mount namespace, so they
+   * never touch a disk. A missing target (and its missing parent dirs) is made for the mount
+   * and removed after the step, so the upper directory keeps no trace of it.
+   */
+  secrets?: Array<{ target: string; value: Buffer; mode: number }>;
+  /** Empty host directory the secrets' tmpfs is mounted on (required with `secrets`). */
+  secretsDir?: string;
   /** Host file to serve as /etc/resolv.conf (never lands in the upper directory). */
   resolvConf?: string;
   /** The environment inside; nothing else is inherited. */
@@ -65,6 +74,38 @@ while [ "$i" -lt "$SB_NBINDS" ]; do
   i=$((i + 1))
 done
 placeholders=""
+secret_dirs=""
+if [ "$SB_NSECRETS" -gt 0 ]; then
+  mount -t tmpfs -o mode=0700 tmpfs "$SB_SECRETS"
+  i=0
+  while [ "$i" -lt "$SB_NSECRETS" ]; do
+    eval "len=\$SB_SECRET_$i""_LEN dst=\$SB_SECRET_$i""_DST mode=\$SB_SECRET_$i""_MODE"
+    f="$SB_SECRETS/$i"
+    if [ "$len" -gt 0 ]; then
+      dd bs="$len" count=1 iflag=fullblock status=none of="$f" <&4
+    else
+      : > "$f"
+    fi
+    chmod "$mode" "$f"
+    r=$(safe "$M$dst")
+    if [ -d "$r" ]; then echo "strata: secret target $dst is a directory" >&2; exit 98; fi
+    d=$(dirname "$r")
+    new=""
+    while [ ! -e "$d" ]; do new="$d $new"; d=$(dirname "$d"); done
+    for d in $new; do
+      mkdir "$d"
+      secret_dirs="$d $secret_dirs"
+    done
+    if [ ! -e "$r" ]; then
+      : > "$r"
+      placeholders="$placeholders $r"
+    fi
+    mount --bind "$f" "$r"
+    mount -o remount,bind,ro "$r"
+    i=$((i + 1))
+  done
+fi
+exec 4<&-
 if [ -n "$SB_RESOLV" ]; then
   if [ -L "$M/etc/resolv.conf" ]; then
     t=$(chroot "$M" readlink -f /etc/resolv.conf 2>/dev/null || true)
@@ -102,6 +143,9 @@ set -e
 for p in $placeholders; do
   umount "$p" 2>/dev/null || true
   rm -f "$p"
+done
+for d in $secret_dirs; do
+  rmdir "$d" 2>/dev/null || true
 done
 exit $rc
 `;
@@ -193,6 +237,8 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
     SB_STAGE: spec.stage ?? '',
     SB_RESOLV: spec.resolvConf ?? '',
     SB_NBINDS: String(spec.binds?.length ?? 0),
+    SB_NSECRETS: String(spec.secrets?.length ?? 0),
+    SB_SECRETS: spec.secretsDir ?? '',
     SB_ENV: Object.entries(spec.env)
       .map(([k, v]) => {
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
@@ -204,6 +250,18 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
   for (const [i, b] of (spec.binds ?? []).entries()) {
     env[`SB_BIND_${i}_SRC`] = b.source;
     env[`SB_BIND_${i}_DST`] = b.target.replace(/^\/+/, '');
+  }
+  const secrets = spec.secrets ?? [];
+  if (secrets.length > 0 && spec.secretsDir === undefined)
+    throw new InvalidArgumentError('secrets need a directory for their tmpfs');
+  for (const [i, s] of secrets.entries()) {
+    // The script splits its lists of mount points at blanks.
+    if (!/^\/[A-Za-z0-9._+@:/-]+$/.test(s.target))
+      throw new InvalidArgumentError(`secret target ${JSON.stringify(s.target)}`);
+    // Only lengths and paths go through the environment: the bytes come on fd 4.
+    env[`SB_SECRET_${i}_LEN`] = String(s.value.length);
+    env[`SB_SECRET_${i}_DST`] = s.target;
+    env[`SB_SECRET_${i}_MODE`] = (s.mode & 0o7777).toString(8);
   }
   // unshare's --kill-child ties the step to unshare, but nothing ties unshare to Strata: a
   // SIGKILLed strata (a CI runner's kill -9) left unshare, the step and its mounts running.
@@ -232,7 +290,11 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
       env,
       extendEnv: false,
       // fd 3 hears 'ready' once the root is set up: exit codes before that are the sandbox's.
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      // fd 4 carries the secrets' bytes, one after the other.
+      stdio:
+        secrets.length > 0
+          ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe']
+          : ['ignore', 'pipe', 'pipe', 'pipe'],
       all: true,
       buffer: false,
       reject: false,
@@ -240,6 +302,12 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
     },
   );
   child.all?.on('data', (c: Buffer) => spec.onOutput?.(c));
+  const secretPipe = secrets.length > 0 ? child.stdio[4] : undefined;
+  if (secretPipe && 'end' in secretPipe) {
+    // A sandbox that fails before it reads them closes the pipe: its exit code says why.
+    secretPipe.on('error', () => undefined);
+    secretPipe.end(Buffer.concat(secrets.map((x) => x.value)));
+  }
   let ready = false;
   const setup = child.stdio[3];
   const setupDone = new Promise<void>((resolve) => {
@@ -256,6 +324,8 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
     if (spec.signal?.aborted) throw new StrataError('INTERRUPTED', 'step interrupted');
     if (!ready && r.exitCode === 97)
       throw new ToolFailedError('sandbox', 'a mount point leaves the root');
+    if (!ready && r.exitCode === 98)
+      throw new ToolFailedError('sandbox', 'a secret mount target is a directory');
     if (!ready && r.exitCode === 96)
       throw new ToolFailedError(
         'sandbox',

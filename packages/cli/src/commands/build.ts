@@ -8,6 +8,7 @@ import { counted, formatBytes, once, shortDigest } from '../output';
 import { formatDuration, type Bar, type Progress } from '../progress';
 import { sourceDateEpoch } from './template';
 import { parseBuildArgs } from '../build-args';
+import { parseSecrets } from '../secrets';
 
 interface BuildArgs extends GlobalArgs {
   context: string;
@@ -15,6 +16,7 @@ interface BuildArgs extends GlobalArgs {
   tag?: string;
   target?: string;
   buildArg: string[];
+  secret: string[];
   aptSources?: string;
   cache: boolean;
   frozen: boolean;
@@ -65,6 +67,14 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               nargs: 1,
               default: [],
               describe: 'ARG value, NAME=VALUE (repeatable)',
+            })
+            .option('secret', {
+              type: 'string',
+              array: true,
+              nargs: 1,
+              default: [],
+              describe:
+                "Build secret for RUN --mount=type=secret, id=NAME,src=FILE or id=NAME,env=VARIABLE (repeatable); id=apt-auth is apt's auth.conf for INSTALL",
             })
             .option('apt-sources', {
               type: 'string',
@@ -157,6 +167,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           target: a.target,
           ...(platforms ? { platforms } : {}),
           buildArgs: parseBuildArgs(a.buildArg),
+          secrets: parseSecrets(a.secret),
           aptSources: a.aptSources,
           noCache: !a.cache,
           frozen: a.frozen,

@@ -6,7 +6,8 @@ import type { ParseError } from '@strata/oci';
 import { INSTRUCTIONS, InstructionKind, Location } from './ast';
 import { Lexer, ScanMode, WORDS, Word, quoteWord } from './lexer';
 
-export type FlagKind = 'bool' | 'string';
+/** `repeated`: a string flag that may be given more than once (RUN --mount). */
+export type FlagKind = 'bool' | 'string' | 'repeated';
 export const FLAGS: Partial<Record<InstructionKind, Record<string, FlagKind>>> = {
   BOOTSTRAP: {
     variant: 'string',
@@ -17,6 +18,7 @@ export const FLAGS: Partial<Record<InstructionKind, Record<string, FlagKind>>> =
   },
   INSTALL: { recommends: 'bool' },
   REMOVE: { 'strict-remove': 'bool' },
+  RUN: { mount: 'repeated' },
   COPY: { chown: 'string', chmod: 'string' },
   DEBUILD: { arch: 'string', profiles: 'string' },
 };
@@ -33,7 +35,7 @@ export class Ctx {
   /** Index of the first positional argument, after `flags()`. */
   next: number;
   private afterDashDash = false;
-  private flagMap = new Map<string, Flag>();
+  private flagList: Flag[] = [];
 
   constructor(
     readonly lx: Lexer,
@@ -48,10 +50,14 @@ export class Ctx {
     return this.lx.error(0, message);
   }
 
-  /** Parse leading `--name[=value]` flags against what this instruction accepts. */
+  /**
+   * Parse leading `--name[=value]` flags against what this instruction accepts. The map holds
+   * the first of a `repeated` flag; `all()` gives every one.
+   */
   flags(spec: Record<string, FlagKind>): Map<string, Flag> {
     const lx = this.lx;
     const out = new Map<string, Flag>();
+    const list: Flag[] = [];
     let i = lx.skipBlanks(this.next);
     while (lx.text.startsWith('--', i)) {
       const tok = lx.scan(i, WORDS);
@@ -79,18 +85,25 @@ export class Ctx {
             : `${this.kw} takes no flags`,
         );
       }
-      if (out.has(name)) throw lx.error(i, `duplicate flag --${name}`);
+      if (out.has(name) && kind !== 'repeated') throw lx.error(i, `duplicate flag --${name}`);
       if (kind === 'bool' && value !== undefined)
         throw lx.error(i, `flag --${name} takes no value`);
-      if (kind === 'string' && (value === undefined || value === '')) {
+      if (kind !== 'bool' && (value === undefined || value === '')) {
         throw lx.error(i, `flag --${name} needs a value: --${name}=<value>`);
       }
-      out.set(name, value === undefined ? { name, at: i } : { name, value, at: i });
+      const flag: Flag = value === undefined ? { name, at: i } : { name, value, at: i };
+      if (!out.has(name)) out.set(name, flag);
+      list.push(flag);
       i = lx.skipBlanks(tok.end);
     }
     this.next = i;
-    this.flagMap = out;
+    this.flagList = list;
     return out;
+  }
+
+  /** Every occurrence of flag `name`, in the order written. */
+  all(name: string): Flag[] {
+    return this.flagList.filter((f) => f.name === name);
   }
 
   /** Words after the flags; a word that looks like a flag is an error there. */
@@ -120,10 +133,11 @@ export class Ctx {
     return items;
   }
 
-  /** `KW --a=x --b args…` with flags sorted by name. */
+  /** `KW --a=x --b args…` with flags sorted by name (a repeated flag's by value). */
   canonical(args: string[]): string {
-    const flags = [...this.flagMap.values()]
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    const by = (f: Flag) => `${f.name}\0${f.value ?? ''}`;
+    const flags = [...this.flagList]
+      .sort((a, b) => (by(a) < by(b) ? -1 : by(a) > by(b) ? 1 : 0))
       .map((f) => (f.value === undefined ? `--${f.name}` : `--${f.name}=${quoteWord(f.value)}`));
     return [this.kw, ...flags, ...args].join(' ');
   }

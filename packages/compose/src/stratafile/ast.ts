@@ -76,10 +76,28 @@ export interface UpgradeInstruction extends Base {
   packages: string[];
 }
 
+/**
+ * `RUN --mount=type=secret,…`: a secret given to the build (`strata build --secret`) that the step
+ * sees as a read-only file on a tmpfs, and that never reaches its layer, key or output.
+ */
+export interface SecretMount {
+  type: 'secret';
+  /** The secret's name, as `--secret id=…` gives it. */
+  id: string;
+  /** Absolute path of the file inside the root (default `/run/secrets/<id>`). */
+  target: string;
+  /** A missing secret fails the step (by default the step runs without the file, as BuildKit's). */
+  required: boolean;
+  /** Mode bits of the file (default 0400). */
+  mode: number;
+}
+
 export interface RunInstruction extends Base {
   kind: 'RUN';
   /** Exec form (`RUN ["exe","arg"]`) as an array; shell form as the verbatim command string. */
   command: string[] | string;
+  /** `--mount=type=secret,…` flags, sorted by target. */
+  mounts: SecretMount[];
 }
 
 export interface CopyInstruction extends Base {

@@ -16,6 +16,7 @@ export type {
   Location,
   RemoveInstruction,
   RunInstruction,
+  SecretMount,
   SourcesInstruction,
   Stage,
   Stratafile,

@@ -3,8 +3,8 @@
  * node with canonical text. The parser handles FROM, ARG and BUILDCHROOT itself.
  */
 import { posix } from 'node:path';
-import type { Instruction, InstallInstruction } from './ast';
-import { Ctx, FLAGS } from './arguments';
+import type { Instruction, InstallInstruction, SecretMount } from './ast';
+import { Ctx, FLAGS, Flag } from './arguments';
 import {
   Lexer,
   Lookup,
@@ -142,16 +142,29 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
         : { kind: 'UPGRADE', packages, loc, text };
     }
     case 'RUN': {
-      ctx.flags({});
+      ctx.flags(FLAGS.RUN ?? {});
+      const mounts = ctx.all('mount').map((f) => secretMount(lx, f));
+      for (const [i, m] of mounts.entries()) {
+        const twin = mounts.findIndex((o) => o.target === m.target);
+        if (twin !== i)
+          throw lx.error(
+            (ctx.all('mount')[i] as Flag).at,
+            `two --mount flags have the target ${m.target}`,
+          );
+      }
+      mounts.sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
       const rest = lx.text.slice(ctx.next).trim();
       if (rest === '') throw ctx.missing('RUN requires a command');
+      // The mounts say which secrets the step saw, never their values: that is all the step's
+      // text (its history entry and cache key) holds of them.
+      const head = ctx.canonical([]);
       const json = scanJsonArray(lx.text, ctx.next);
       if (json !== null) {
         if (json.length === 0) throw lx.error(ctx.next, 'RUN [] needs at least the program to run');
         const command = json.map((e) => e.value);
-        return { kind: 'RUN', command, loc, text: `RUN ${JSON.stringify(command)}` };
+        return { kind: 'RUN', command, mounts, loc, text: `${head} ${JSON.stringify(command)}` };
       }
-      return { kind: 'RUN', command: rest, loc, text: `RUN ${rest}` };
+      return { kind: 'RUN', command: rest, mounts, loc, text: `${head} ${rest}` };
     }
     case 'COPY': {
       const flags = ctx.flags(FLAGS.COPY ?? {});
@@ -320,4 +333,67 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
       // FROM, ARG and BUILDCHROOT are handled by the parser.
       throw lx.error(0, `unexpected ${ctx.kw}`);
   }
+}
+
+/** A secret's id, as BuildKit takes them. */
+export const SECRET_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** Where no secret may go: the root's kernel filesystems, and what the sandbox mounts itself. */
+const RESERVED_TARGETS = ['/proc', '/sys', '/dev', '/run/strata'];
+
+/**
+ * `--mount=type=secret,id=NAME[,target=PATH][,required[=true|false]][,mode=0400]` (BuildKit's
+ * syntax; `dst` and `destination` stand for `target`, and the id defaults to the target's file
+ * name). The flag's value is rewritten to its canonical form.
+ */
+function secretMount(lx: Lexer, flag: Flag): SecretMount {
+  const fields = new Map<string, string | undefined>();
+  for (const item of (flag.value ?? '').split(',')) {
+    const eq = item.indexOf('=');
+    const key = (eq < 0 ? item : item.slice(0, eq)).toLowerCase();
+    const name = key === 'dst' || key === 'destination' ? 'target' : key;
+    if (!['type', 'id', 'target', 'required', 'mode'].includes(name))
+      throw lx.error(
+        flag.at,
+        `unknown --mount option ${JSON.stringify(key)}`,
+        'a secret mount takes type=secret, id, target, required and mode',
+      );
+    if (fields.has(name)) throw lx.error(flag.at, `--mount gives ${name} twice`);
+    fields.set(name, eq < 0 ? undefined : item.slice(eq + 1));
+  }
+  const type = fields.get('type');
+  if (type !== 'secret')
+    throw lx.error(
+      flag.at,
+      type === undefined
+        ? '--mount needs type=secret'
+        : `--mount type=${type} is not supported: only type=secret`,
+    );
+  const rawTarget = fields.get('target');
+  if (rawTarget !== undefined && !rawTarget.startsWith('/'))
+    throw lx.error(flag.at, `--mount target ${JSON.stringify(rawTarget)} must be an absolute path`);
+  const id = fields.get('id') ?? (rawTarget !== undefined ? posix.basename(rawTarget) : undefined);
+  if (id === undefined || id === '') throw lx.error(flag.at, '--mount type=secret needs an id');
+  if (!SECRET_ID.test(id)) throw lx.error(flag.at, `invalid secret id ${JSON.stringify(id)}`);
+  const target = posix.normalize(rawTarget ?? `/run/secrets/${id}`).replace(/\/+$/, '');
+  if (target === '' || target === '/')
+    throw lx.error(flag.at, '--mount target must name a file, not the root');
+  if (RESERVED_TARGETS.some((r) => target === r || target.startsWith(`${r}/`)))
+    throw lx.error(flag.at, `--mount target ${target} is reserved`);
+  const req = fields.get('required');
+  if (req !== undefined && req !== 'true' && req !== 'false')
+    throw lx.error(flag.at, `--mount required=${req}: expected true or false`);
+  const required = fields.has('required') && req !== 'false';
+  const modeText = fields.get('mode');
+  if (modeText !== undefined && !OCTAL_MODE.test(modeText))
+    throw lx.error(flag.at, `--mount mode=${modeText}: expected an octal mode like 0400`);
+  const mode = modeText === undefined ? 0o400 : parseInt(modeText, 8);
+  flag.value = [
+    'type=secret',
+    `id=${id}`,
+    ...(target !== `/run/secrets/${id}` ? [`target=${target}`] : []),
+    ...(required ? ['required=true'] : []),
+    ...(mode !== 0o400 ? [`mode=${mode.toString(8).padStart(4, '0')}`] : []),
+  ].join(',');
+  return { type: 'secret', id, target, required, mode };
 }
