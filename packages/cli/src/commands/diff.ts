@@ -23,11 +23,12 @@ function isFile(spec: string): boolean {
 
 /**
  * One side of the diff, read where it lives and never copied or tagged: an archive in place, a
- * registry reference from the registry, anything else from the store.
+ * registry reference from the registry, anything else from the store. `strata report` opens its
+ * images the same way.
  */
-async function openSide(
+export async function openSide(
   ctx: Context,
-  a: DiffArgs,
+  a: { insecure: boolean; caCert?: string },
   spec: string,
   sel: Selector,
   closers: (() => void)[],
