@@ -1,7 +1,7 @@
 /* global document, window, echarts */
 /*
- * The script of a `strata report` page. It reads the report's JSON from its own
- * <script type="application/json"> and builds the page through text nodes only (never HTML
+ * The script of a `strata report` page. It reads the report's JSON from the page's
+ * application/json script element and builds the page through text nodes only (never HTML
  * strings), so that no name in an image can become markup. Charts are drawn by ECharts, inlined
  * before this script, with its SVG renderer.
  */
@@ -174,9 +174,19 @@
             top: 0,
             left: 0,
             data: (top.c || []).map((k) => toSeries(k, prefix, 1)),
-            label: { show: true, formatter: (p) => `${p.name}\n${bytes(p.value)}` },
-            upperLabel: { show: true, height: 18 },
+            label: {
+              show: true,
+              lineHeight: 15,
+              formatter: (p) => `${p.name}\n${bytes(p.value)}`,
+            },
+            upperLabel: {
+              show: true,
+              height: 18,
+              formatter: (p) => `${p.name}  ${bytes(p.value)}`,
+            },
+            // Level 0 is the directory shown, whose name and size the path above gives.
             levels: [
+              { upperLabel: { show: false } },
               { itemStyle: { borderWidth: 2, gapWidth: 2, borderColor: '#fff' } },
               { itemStyle: { borderWidth: 1, gapWidth: 1 }, colorSaturation: [0.35, 0.6] },
             ],
