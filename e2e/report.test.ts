@@ -180,7 +180,10 @@ test('clicking usr/ in the treemap drills into it', async () => {
   expect(before.path).toBe('');
   expect(before.top).toContain('usr');
   const image = await tree.screenshot({ path: path.join(SHOTS, 'treemap-root.png') });
-  const usr = page.locator('#treemap svg text').filter({ hasText: /^usr\s/ }).first();
+  const usr = page
+    .locator('#treemap svg text')
+    .filter({ hasText: /^usr\s/ })
+    .first();
   await usr.scrollIntoViewIfNeeded();
   const box = await usr.boundingBox();
   expect(box).not.toBeNull();
