@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Browser, chromium, Page } from 'playwright-core';
-import { BASE_ARCHIVE, buildJson, storeWithBase } from './fixtures/build/harness';
+import { BASE_ARCHIVE, buildJson, saveDebs, storeWithBase } from './fixtures/build/harness';
 import {
   REPO_ROOT,
   SLOW,
@@ -37,6 +37,7 @@ beforeAll(async () => {
   fs.mkdirSync(ctx);
   fs.writeFileSync(path.join(ctx, 'Stratafile'), 'FROM base:v1\nINSTALL curl\n');
   await buildJson(['--apt-sources', s.sources, '-t', 'derived:curl', ctx], store);
+  saveDebs(store);
   report = path.join(work, 'report.html');
   await strataOk(['report', 'derived:curl', '--against', 'base:v1', '-o', report], { store });
   // Root in a container has no user namespaces for chromium's sandbox.

@@ -1,8 +1,22 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import type { DebianPackage, Digest } from '@strata/oci';
+import { gzipSync } from 'node:zlib';
+import {
+  DebianPackage,
+  Descriptor,
+  Digest,
+  ImageConfig,
+  ImageManifest,
+  MediaTypes,
+  sha256,
+  TemplateMetadata,
+} from '@strata/oci';
+import { Store } from '@strata/store';
 import { FileTree } from '../tree';
 import { TarSpec, tarOf } from '../testing';
-import { packageRows, ReportData, sizeTree } from './model';
+import { packageRows, reportData, ReportData, sizeTree } from './model';
 import { renderReport, scriptJson } from './html';
 
 async function treeOf(...layers: TarSpec[][]): Promise<FileTree> {
@@ -184,4 +198,124 @@ test('renderReport: hostile names stay data: the JSON element holds them all, an
   expect(html.match(/<\/script/gi)).toHaveLength(3);
   expect(html).not.toMatch(/\bsrc=["']?https?:/i);
   expect(html).toContain("default-src 'none'");
+});
+
+describe('reportData of images in a store', () => {
+  let tmp: string;
+  let store: Store;
+  beforeEach(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-report-'));
+    store = await Store.open(path.join(tmp, 'store'));
+  });
+  afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  async function put(tars: Buffer[], strata: TemplateMetadata): Promise<Descriptor> {
+    const layers: Descriptor[] = [];
+    for (const tar of tars) {
+      const info = await store.putBytes(gzipSync(tar));
+      layers.push({ mediaType: MediaTypes.layerGzip, digest: info.digest, size: info.size });
+    }
+    const config: ImageConfig = {
+      architecture: 'amd64',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: tars.map((t) => sha256(t)) },
+      strata,
+    };
+    const manifest: ImageManifest = {
+      schemaVersion: 2,
+      mediaType: MediaTypes.imageManifest,
+      config: await store.putJson(config, MediaTypes.imageConfig),
+      layers,
+    };
+    return store.putJson(manifest, MediaTypes.imageManifest);
+  }
+
+  const status = (pkgs: [string, number][]) =>
+    pkgs
+      .map(
+        ([p, kib]) =>
+          `Package: ${p}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\nInstalled-Size: ${kib}\n`,
+      )
+      .join('\n');
+  const pkg = (name: string) => ({ name, version: '1', architecture: 'amd64', source: name });
+  const meta = (
+    name: string,
+    packages: string[],
+    layers: TemplateMetadata['layers'],
+    baseChain?: TemplateMetadata['baseChain'],
+  ): TemplateMetadata => ({
+    schemaVersion: 1,
+    name,
+    created: '2024-01-01T00:00:00Z',
+    features: ['minbase'],
+    architecture: 'amd64',
+    distribution: { prettyName: 'Debian GNU/Linux 12 (bookworm)' },
+    packages: packages.map(pkg),
+    exclusions: [],
+    layers,
+    ...(baseChain ? { baseChain } : {}),
+  });
+
+  test('layers by what made them, the tree, packages with size and layer, and the diff', async () => {
+    const base = tarOf([
+      { path: 'usr/bin/sh', body: body(4000) },
+      { path: 'var/lib/dpkg/status', body: status([['dash', 100]]) },
+    ]);
+    const top = tarOf([
+      { path: 'usr/bin/curl', body: body(2000) },
+      {
+        path: 'var/lib/dpkg/status',
+        body: status([
+          ['dash', 100],
+          ['curl', 500],
+        ]),
+      },
+    ]);
+    const layer0 = { diffId: sha256(base), createdBy: 'BOOTSTRAP', packagesAdded: ['dash=1'] };
+    const a = await put([base], meta('base', ['dash'], [layer0]));
+    const b = await put(
+      [base, top],
+      meta(
+        'derived',
+        ['curl', 'dash'],
+        [layer0, { diffId: sha256(top), createdBy: 'INSTALL curl', packagesAdded: ['curl=1'] }],
+        [{ name: 'base', ref: 'base:v1', digest: a.digest }],
+      ),
+    );
+    const side = (ref: string, d: Descriptor) => ({ ref, image: store.image(d) });
+    const r = await reportData(side('derived:1', b), {
+      against: side('base:v1', a),
+      now: new Date('2024-02-02T00:00:00Z'),
+    });
+    expect(r.generated).toBe('2024-02-02T00:00:00.000Z');
+    expect(r.image).toMatchObject({
+      ref: 'derived:1',
+      digest: b.digest,
+      platform: 'linux/amd64',
+      name: 'derived',
+      distribution: 'Debian GNU/Linux 12 (bookworm)',
+      baseChain: [{ ref: 'base:v1', digest: a.digest }],
+    });
+    expect(r.layers.map((l) => [l.index, l.createdBy, l.packagesAdded])).toEqual([
+      [0, 'BOOTSTRAP', 1],
+      [1, 'INSTALL curl', 1],
+    ]);
+    expect(r.packages.map((p) => [p.name, p.size, p.layer])).toEqual([
+      ['curl', 500 * 1024, 1],
+      ['dash', 100 * 1024, 0],
+    ]);
+    const usr = r.tree.c?.find((c) => c.n === 'usr');
+    expect(usr?.c?.[0]?.c?.map((c) => [c.n, c.s])).toEqual([
+      ['sh', 4000],
+      ['curl', 2000],
+    ]);
+    expect(r.diff?.packages.added.map((p) => p.name)).toEqual(['curl']);
+    expect(r.diff?.files.added.map((f) => f.path)).toEqual(['usr/bin/curl']);
+    expect(r.diff?.sizes.depth).toBe(2);
+    // Without --against, the same image reads to the same tree and table, and no diff.
+    const alone = await reportData(side('derived:1', b));
+    expect(alone.tree).toEqual(r.tree);
+    expect(alone.packages).toEqual(r.packages);
+    expect(alone.diff).toBeUndefined();
+  });
 });
