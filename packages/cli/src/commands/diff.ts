@@ -17,7 +17,7 @@ interface DiffArgs extends GlobalArgs {
 }
 
 /** A `.tmpl.img` (or any path): an archive read in place, as FROM takes a file. */
-function isFile(spec: string): boolean {
+export function isFile(spec: string): boolean {
   return /^(\.\.?)?\//.test(spec) || /\.(tmpl\.img|tar)$/.test(spec);
 }
 

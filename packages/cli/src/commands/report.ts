@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import type { Selector } from '@strata/oci';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { openSide } from './diff';
+import { isFile, openSide } from './diff';
 import { tlsOptions } from './registry';
 import { formatBytes, once } from '../output';
 
@@ -18,7 +18,7 @@ interface ReportArgs extends GlobalArgs {
 /** The platforms of a local multi-platform template, for the report's header. */
 async function localPlatforms(ctx: Context, spec: string): Promise<string[] | undefined> {
   const { parseReference, platformsOf, formatPlatform, MediaTypes } = await import('@strata/oci');
-  if (/^(\.\.?)?\//.test(spec) || /\.(tmpl\.img|tar)$/.test(spec)) return undefined;
+  if (isFile(spec)) return undefined;
   if (parseReference(spec).registry !== undefined) return undefined;
   const store = await ctx.store();
   const top = await store.resolve(spec);
