@@ -29,6 +29,8 @@ fi
 #                                        repositories and a .dsc (dpkg-source) in the tests
 #   strace                               the arm64 boot test lists what flatten and image run
 #   file                                 the foreign architecture tests tell ARM binaries apart
+#   chromium, fonts-liberation           the browser tests of `strata report` (headless, Playwright;
+#                                        the font so that labels and screenshots have real text)
 packages=(
   ca-certificates tar gzip isal zstd xz-utils attr libcap2-bin util-linux jq openssl
   mmdebstrap debian-archive-keyring dpkg-dev file
@@ -39,6 +41,7 @@ packages=(
   qemu-user-static binfmt-support arch-test
   qemu-system-arm qemu-efi-aarch64 u-boot-qemu
   strace
+  chromium fonts-liberation
 )
 missing=()
 for p in "${packages[@]}"; do

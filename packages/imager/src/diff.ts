@@ -4,6 +4,7 @@ import {
   BaseTemplate,
   configPlatform,
   DebianPackage,
+  Descriptor,
   Digest,
   Exclusion,
   formatPlatform,
@@ -15,7 +16,7 @@ import {
 import { compareDebianVersions } from '@strata/debian';
 import type { EntryType } from '@strata/layer';
 import { comparePaths } from './merge';
-import { FileTree, readTrees, TreeNode } from './tree';
+import { FileTree, readTrees, TarSource, TreeNode } from './tree';
 
 /** One side of a diff: what it was named by, and the image it resolved to. */
 export interface DiffSide {
@@ -94,15 +95,16 @@ export interface DiffReport {
   };
 }
 
-interface Loaded {
+/** One side read as far as its config: the metadata checked, the layers not yet opened. */
+export interface Loaded {
   ref: string;
   digest: Digest;
   config: ImageConfig;
   meta: TemplateMetadata | undefined;
-  layers: { diffId: Digest; tar: { openTar: () => Promise<Readable> } }[];
+  layers: { diffId: Digest; descriptor: Descriptor; tar: { openTar: () => Promise<Readable> } }[];
 }
 
-async function load(side: DiffSide): Promise<Loaded> {
+export async function load(side: DiffSide): Promise<Loaded> {
   const [config, layers] = await Promise.all([side.image.config(), side.image.layers()]);
   const meta =
     config.strata === undefined
@@ -113,7 +115,11 @@ async function load(side: DiffSide): Promise<Loaded> {
     digest: await side.image.digest(),
     config,
     meta,
-    layers: layers.map((l, i) => ({ diffId: config.rootfs.diff_ids[i] as Digest, tar: l })),
+    layers: layers.map((l, i) => ({
+      diffId: config.rootfs.diff_ids[i] as Digest,
+      descriptor: l.descriptor,
+      tar: l,
+    })),
   };
 }
 
@@ -127,23 +133,32 @@ export async function diffImages(
   b: DiffSide,
   opts: DiffOptions = {},
 ): Promise<DiffReport> {
+  return (await compareImages(a, b, opts)).report;
+}
+
+/**
+ * diffImages, with the sides as loaded and the flattened trees it read (one object when both are
+ * one image), for a caller that shows more of them than the differences: the files named in
+ * `capture` keep their data.
+ */
+export async function compareImages(
+  a: DiffSide,
+  b: DiffSide,
+  opts: DiffOptions & { capture?: ReadonlySet<string> } = {},
+): Promise<{ report: DiffReport; trees: [FileTree, FileTree]; loaded: [Loaded, Loaded] }> {
   const depth = opts.depth ?? 1;
   const [la, lb] = await Promise.all([load(a), load(b)]);
   let files: DiffReport['files'] = { added: [], removed: [], changed: [] };
-  let sizes: DiffReport['sizes'] = {
-    depth,
-    total: { path: '', old: 0, new: 0, delta: 0 },
-    dirs: [],
-  };
+  let sizes: DiffReport['sizes'];
+  let trees: [FileTree, FileTree];
   if (la.digest !== lb.digest) {
-    const [ta, tb] = await readTrees(la.layers, lb.layers);
-    files = compareTrees(ta, tb);
-    sizes = compareSizes(ta, tb, depth);
+    trees = await readTrees(la.layers, lb.layers, opts.capture);
+    files = compareTrees(...trees);
+    sizes = compareSizes(...trees, depth);
   } else {
     // One image: only its sizes are wanted, not its files' digests.
-    const t = new FileTree();
-    t.hashData = false;
-    for (const l of la.layers) await t.apply(l.tar);
+    const t = await readTree(la.layers, opts.capture);
+    trees = [t, t];
     sizes = compareSizes(t, t, depth);
   }
   const packages = comparePackages(la.meta?.packages ?? [], lb.meta?.packages ?? []);
@@ -158,7 +173,20 @@ export async function diffImages(
     platform: formatPlatform(configPlatform(l.config)),
     ...(l.meta ? { name: l.meta.name } : {}),
   });
-  return { a: side(la), b: side(lb), identical, packages, files, sizes, metadata };
+  const report = { a: side(la), b: side(lb), identical, packages, files, sizes, metadata };
+  return { report, trees, loaded: [la, lb] };
+}
+
+/** The flattened tree of one layer stack, without hashing file data. */
+export async function readTree(
+  layers: readonly { tar: TarSource }[],
+  capture: ReadonlySet<string> = new Set(),
+): Promise<FileTree> {
+  const t = new FileTree();
+  t.hashData = false;
+  t.capture = capture;
+  for (const l of layers) await t.apply(l.tar);
+  return t;
 }
 
 function info(path: string, n: TreeNode): FileInfo {

@@ -14,3 +14,13 @@ export type {
   FileInfo,
   SizeChange,
 } from './diff';
+export { reportData, sizeTree, packageRows, DEFAULT_LIMITS } from './report/model';
+export type {
+  ReportData,
+  ReportLayer,
+  ReportOptions,
+  ReportPackage,
+  SizeNode,
+  TreeLimits,
+} from './report/model';
+export { renderReport, writeReport } from './report/html';

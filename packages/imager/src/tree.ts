@@ -32,6 +32,8 @@ interface Held {
   layer: number;
   /** Of a file (or a hardlink to one): the entry that holds its data, and that entry's layer. */
   data?: { path: string; layer: number };
+  /** The file's bytes, for a path named in FileTree.capture. */
+  content?: Buffer;
 }
 
 /** Anything whose uncompressed tar can be streamed: the core's Layer, verified at EOF. */
@@ -68,10 +70,17 @@ export class FileTree {
   /** false: the layers applied leave files' digests unset, for hashWhereNeeded to fill. */
   hashData = true;
 
+  /**
+   * Paths whose file data is kept as the layers stream by (small files a caller reads, such as
+   * the dpkg status), so that reading them takes no second pass over the layers.
+   */
+  capture: ReadonlySet<string> = new Set();
+
   /** An independent copy, to apply two different stacks on top of one shared prefix. */
   clone(): FileTree {
     const t = new FileTree();
     t.hashData = this.hashData;
+    t.capture = this.capture;
     for (const [k, v] of this.nodes) t.nodes.set(k, v);
     for (const [k, v] of this.children) t.children.set(k, new Set(v));
     t.layers = this.layers;
@@ -80,6 +89,11 @@ export class FileTree {
 
   get(rel: string): TreeNode | undefined {
     return this.nodes.get(rel)?.node;
+  }
+
+  /** The data of a file at a path named in `capture`, as the top layer holding it has it. */
+  content(rel: string): Buffer | undefined {
+    return this.nodes.get(rel)?.content;
   }
 
   paths(): IterableIterator<string> {
@@ -103,25 +117,34 @@ export class FileTree {
   async apply(layer: TarSource): Promise<void> {
     const index = this.layers++;
     let hash: Hash | undefined;
+    let chunks: Buffer[] | undefined;
     let current: { rel: string; held: Held } | undefined;
     const parser = new TarParser({
       header: (h) => {
         hash = undefined;
+        chunks = undefined;
         current = undefined;
         const f = this.entry(h, index);
-        if (f !== undefined && h.type === 'file' && h.size > 0 && this.hashData) {
-          hash = createHash('sha256');
-          current = f;
-        }
+        if (f === undefined || h.type !== 'file') return;
+        if (h.size > 0 && this.hashData) hash = createHash('sha256');
+        if (this.capture.has(f.rel)) chunks = [];
+        if (hash !== undefined || chunks !== undefined) current = f;
       },
-      data: (chunk) => hash?.update(chunk),
+      data: (chunk) => {
+        hash?.update(chunk);
+        chunks?.push(Buffer.from(chunk));
+      },
       entryEnd: () => {
-        if (hash === undefined || current === undefined) return;
+        if (current === undefined) return;
         const { rel, held } = current;
-        const digest = `sha256:${hash.digest('hex')}` as Digest;
         // Set once its data is known; a later entry of this layer may have replaced it.
-        if (this.nodes.get(rel) === held) held.node = { ...held.node, digest };
+        if (this.nodes.get(rel) === held) {
+          if (hash !== undefined)
+            held.node = { ...held.node, digest: `sha256:${hash.digest('hex')}` as Digest };
+          if (chunks !== undefined) held.content = Buffer.concat(chunks);
+        }
         hash = undefined;
+        chunks = undefined;
         current = undefined;
       },
     });
@@ -316,11 +339,13 @@ export class FileTree {
 export async function readTrees(
   a: readonly { diffId: Digest; tar: TarSource }[],
   b: readonly { diffId: Digest; tar: TarSource }[],
+  capture: ReadonlySet<string> = new Set(),
 ): Promise<[FileTree, FileTree]> {
   let shared = 0;
   while (shared < a.length && shared < b.length && a[shared]?.diffId === b[shared]?.diffId)
     shared++;
   const base = new FileTree();
+  base.capture = capture;
   base.hashData = false;
   for (const l of a.slice(0, shared)) await base.apply(l.tar);
   base.hashData = true;

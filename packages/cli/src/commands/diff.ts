@@ -17,17 +17,18 @@ interface DiffArgs extends GlobalArgs {
 }
 
 /** A `.tmpl.img` (or any path): an archive read in place, as FROM takes a file. */
-function isFile(spec: string): boolean {
+export function isFile(spec: string): boolean {
   return /^(\.\.?)?\//.test(spec) || /\.(tmpl\.img|tar)$/.test(spec);
 }
 
 /**
  * One side of the diff, read where it lives and never copied or tagged: an archive in place, a
- * registry reference from the registry, anything else from the store.
+ * registry reference from the registry, anything else from the store. `strata report` opens its
+ * images the same way.
  */
-async function openSide(
+export async function openSide(
   ctx: Context,
-  a: DiffArgs,
+  a: { insecure: boolean; caCert?: string },
   spec: string,
   sel: Selector,
   closers: (() => void)[],
