@@ -14,3 +14,12 @@ export type {
   FileInfo,
   SizeChange,
 } from './diff';
+export { compareBuilds, compareLayerEntries, describeReproReport } from './repro';
+export type {
+  DocumentDifference,
+  EntryDifference,
+  EntryField,
+  LayerDifference,
+  ReproReport,
+  ReproSide,
+} from './repro';
