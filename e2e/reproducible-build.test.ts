@@ -7,6 +7,9 @@
  *
  * When two builds differ, the failure names the layer (its image, index and step) and the paths
  * in it that differ, and how: compareBuilds reads both stores' layers entry by entry.
+ *
+ * `STRATA_LONG=1` installs more in the last stage: man-db (its index databases), ca-certificates
+ * (the certificate bundle and links) and systemd (an /etc/machine-id, which the layer keeps empty).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -23,6 +26,8 @@ import {
 } from './helpers';
 
 jest.setTimeout(SLOW);
+
+const LONG = process.env.STRATA_LONG === '1';
 afterAll(cleanupTmp);
 
 /** How `tag` differs between two stores: '' when the two are the same, bit for bit. */
@@ -52,7 +57,7 @@ describe('a two-stage Stratafile with BOOTSTRAP, built in two fresh stores', () 
     '',
     'FROM base',
     'BUILDCHROOT buildchroot',
-    'INSTALL python3-minimal',
+    `INSTALL python3-minimal${LONG ? ' man-db ca-certificates systemd' : ''}`,
     'REMOVE less',
     'RUN echo product > /etc/strata-role && ldconfig',
     'COPY app.conf /etc/app/app.conf',
