@@ -22,6 +22,7 @@ const BENCHES = [
   { file: 'debuild.js', section: 'DEBUILD' },
   { file: 'diff.js', section: 'Diff' },
   { file: 'report.js', section: 'Report' },
+  { file: 'repro.js', section: 'Reproducibility' },
 ];
 const only = process.argv.slice(2);
 

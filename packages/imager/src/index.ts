@@ -24,3 +24,12 @@ export type {
   TreeLimits,
 } from './report/model';
 export { renderReport, writeReport } from './report/html';
+export { compareBuilds, compareLayerEntries, describeReproReport } from './repro';
+export type {
+  DocumentDifference,
+  EntryDifference,
+  EntryField,
+  LayerDifference,
+  ReproReport,
+  ReproSide,
+} from './repro';

@@ -12,9 +12,11 @@ export interface TarSpec {
   gid?: number;
   dev?: [number, number];
   xattrs?: Record<string, string>;
+  /** Seconds since the epoch; default 1700000000. */
+  mtime?: number;
 }
 
-/** A whole tar of `entries`, in order, dated 2023-11-14. */
+/** A whole tar of `entries`, in order, dated 2023-11-14 unless an entry says otherwise. */
 export function tarOf(entries: TarSpec[]): Buffer {
   const parts: Buffer[] = [];
   for (const e of entries) {
@@ -29,7 +31,7 @@ export function tarOf(entries: TarSpec[]): Buffer {
         uid: e.uid ?? 0,
         gid: e.gid ?? 0,
         size: type === 'file' ? body.length : 0,
-        mtime: 1700000000,
+        mtime: e.mtime ?? 1700000000,
         linkpath: e.link ?? '',
         devmajor: e.dev?.[0] ?? 0,
         devminor: e.dev?.[1] ?? 0,
