@@ -29,6 +29,7 @@ fi
 #                                        repositories and a .dsc (dpkg-source) in the tests
 #   strace                               the arm64 boot test lists what flatten and image run
 #   file                                 the foreign architecture tests tell ARM binaries apart
+#   python3-jsonschema                   a second JSON schema validator for the SBOM tests
 packages=(
   ca-certificates tar gzip isal zstd xz-utils attr libcap2-bin util-linux jq openssl
   mmdebstrap debian-archive-keyring dpkg-dev file
@@ -38,7 +39,7 @@ packages=(
   qemu-system-x86 ovmf
   qemu-user-static binfmt-support arch-test
   qemu-system-arm qemu-efi-aarch64 u-boot-qemu
-  strace
+  strace python3-jsonschema
 )
 missing=()
 for p in "${packages[@]}"; do

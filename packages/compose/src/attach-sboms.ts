@@ -1,0 +1,49 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Descriptor, InvalidDocumentError } from '@strata/oci';
+import type { Store } from '@strata/store';
+import {
+  SBOM_FORMATS,
+  readInventory,
+  renderSbom,
+  sbomArtifactType,
+  sbomFileName,
+  validateSbom,
+} from '@strata/sbom';
+import { Snapshots } from './snapshots';
+
+/**
+ * Attach the SBOMs of a built image (`subject`: its rootfs manifest, of one platform) to it:
+ * one artifact per format (SPDX and CycloneDX), each of one JSON blob, whose `subject` is the
+ * image, so that push, pull, save and load carry them as they carry every referrer. Each is
+ * checked against its official schema first: an SBOM that is not valid is a defect, and the
+ * build fails rather than ship it. The documents depend only on the image, so the same image
+ * gets the same artifacts.
+ */
+export async function attachSboms(store: Store, subject: Descriptor): Promise<Descriptor[]> {
+  const image = store.image(subject);
+  const name = (await image.config()).strata?.name ?? subject.digest;
+  const inv = await readInventory(name, image);
+  const dir = await new Snapshots(store).scratch('sbom');
+  try {
+    const out: Descriptor[] = [];
+    for (const format of SBOM_FORMATS) {
+      const text = renderSbom(inv, format);
+      const problems = await validateSbom(format, text);
+      if (problems.length > 0) {
+        throw new InvalidDocumentError(`the ${format} SBOM of ${name}`, problems.slice(0, 5));
+      }
+      const file = path.join(dir, sbomFileName(format));
+      await fsp.writeFile(file, text);
+      const type = sbomArtifactType(format);
+      out.push(
+        await store.attach(subject, type, [
+          { path: file, mediaType: type, title: sbomFileName(format) },
+        ]),
+      );
+    }
+    return out;
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
