@@ -2,14 +2,6 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Descriptor, InvalidDocumentError } from '@strata/oci';
 import type { Store } from '@strata/store';
-import {
-  SBOM_FORMATS,
-  readInventory,
-  renderSbom,
-  sbomArtifactType,
-  sbomFileName,
-  validateSbom,
-} from '@strata/sbom';
 import { Snapshots } from './snapshots';
 
 /**
@@ -26,6 +18,9 @@ export async function attachSboms(
   subject: Descriptor,
   opts: { validate?: boolean } = {},
 ): Promise<Descriptor[]> {
+  // Loaded here, not with the package: only a build that makes SBOMs needs the libraries.
+  const { SBOM_FORMATS, readInventory, renderSbom, sbomArtifactType, sbomFileName, validateSbom } =
+    await import('@strata/sbom');
   const held = await store.referrers(subject.digest);
   const have = SBOM_FORMATS.map((f) => held.find((d) => d.artifactType === sbomArtifactType(f)));
   if (have.every((d) => d !== undefined)) return have as Descriptor[];

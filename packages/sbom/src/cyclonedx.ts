@@ -74,7 +74,6 @@ export function toCycloneDx(inv: Inventory, tool = 'strata'): string {
     version: inv.digest,
     hashes: new Models.HashDictionary([[Enums.HashAlgorithm['SHA-256'], digestHex(inv.digest)]]),
     properties: new Models.PropertyRepository([
-      new Models.Property('strata:ref', inv.ref),
       new Models.Property('strata:platform', inv.platform),
       ...inv.layers.map(
         (l) =>

@@ -21,8 +21,12 @@ export type { PackageLicense, ExtractedLicense } from './licenses';
 export { toSpdx } from './spdx';
 export type { SpdxDocument } from './spdx';
 export { toCycloneDx } from './cyclonedx';
-export { validateSbom, SPDX_SCHEMA } from './validate';
 export { readRootfsFiles, RootfsFiles } from './rootfs';
+
+/** The schema validators load only when asked for (see validate.ts). */
+export async function validateSbom(format: SbomFormat, text: string): Promise<string[]> {
+  return (await import('./validate')).validateSbom(format, text);
+}
 
 /** Where a template is read from: its image, and the backend that holds what refers to it. */
 export interface SbomSource {

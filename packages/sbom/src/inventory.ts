@@ -41,7 +41,10 @@ export interface SbomPackage extends DebianPackage {
 export interface Inventory {
   /** The template's name (metadata) or the reference it was named by. */
   name: string;
-  /** The reference the template was asked for by. */
+  /**
+   * The reference the template was asked for by. The documents do not carry it: one template
+   * gives one SBOM, whatever it was named by.
+   */
   ref: string;
   /** Digest of the image manifest the SBOM describes (the SBOM's subject). */
   digest: Digest;

@@ -11,7 +11,8 @@ import { debPurl, filesChecksum, inventory } from './inventory';
 import { packageLicense, spdxIdOf } from './licenses';
 import { readRootfsFiles, TarSource } from './rootfs';
 import { toSpdx } from './spdx';
-import { renderSbom, SPDX_SCHEMA, validateSbom } from './index';
+import { renderSbom, validateSbom } from './index';
+import { SPDX_SCHEMA } from './validate';
 
 interface Entry {
   path: string;

@@ -175,7 +175,7 @@ export function toSpdx(inv: Inventory, tool = 'strata'): SpdxDocument {
           referenceLocator: `pkg:oci/${encodeURIComponent(inv.name.toLowerCase())}@${encodeURIComponent(inv.digest)}`,
         },
       ],
-      comment: `${inv.ref} (${inv.platform})`,
+      comment: `${inv.name} (${inv.platform})`,
     },
   ];
   const relationships: SpdxRelationship[] = [
@@ -232,7 +232,7 @@ export function toSpdx(inv: Inventory, tool = 'strata'): SpdxDocument {
     creationInfo: {
       created: spdxDate(inv.created),
       creators: [`Tool: ${tool}`],
-      comment: `from the dpkg status, md5sums and copyright files of ${inv.ref} (${inv.digest})`,
+      comment: `from the dpkg status, md5sums and copyright files of ${inv.name} (${inv.digest})`,
     },
     packages,
     relationships,
