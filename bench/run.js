@@ -23,6 +23,7 @@ const BENCHES = [
   { file: 'diff.js', section: 'Diff' },
   { file: 'report.js', section: 'Report' },
   { file: 'repro.js', section: 'Reproducibility' },
+  { file: 'sbom.js', section: 'SBOM' },
 ];
 const only = process.argv.slice(2);
 

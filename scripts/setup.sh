@@ -31,6 +31,7 @@ fi
 #   file                                 the foreign architecture tests tell ARM binaries apart
 #   chromium, fonts-liberation           the browser tests of `strata report` (headless, Playwright;
 #                                        the font so that labels and screenshots have real text)
+#   python3-jsonschema                   a second JSON schema validator for the SBOM tests
 packages=(
   ca-certificates tar gzip isal zstd xz-utils attr libcap2-bin util-linux jq openssl
   mmdebstrap debian-archive-keyring dpkg-dev file
@@ -42,6 +43,7 @@ packages=(
   qemu-system-arm qemu-efi-aarch64 u-boot-qemu
   strace
   chromium fonts-liberation
+  python3-jsonschema
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -13,6 +13,7 @@ import { checkCommands } from './commands/check';
 import { debsCommands } from './commands/debs';
 import { diffCommands } from './commands/diff';
 import { reportCommands } from './commands/report';
+import { sbomCommands } from './commands/sbom';
 
 export type Register = (y: Argv<GlobalArgs>, run: Runner) => Argv<GlobalArgs>;
 /** Wraps a command body: yargs' inferred argument types are checked by each command's own interface. */
@@ -82,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
     debsCommands,
     diffCommands,
     reportCommands,
+    sbomCommands,
   ])
     y = register(y, run);
   try {

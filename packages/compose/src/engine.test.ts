@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Annotations, ImageConfig, ImageManifest } from '@strata/oci';
+import { Annotations, Digest, ImageConfig, ImageManifest } from '@strata/oci';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
 import { BuildEvent, build, failureReason } from './engine';
@@ -117,4 +117,29 @@ test('failureReason falls back to the last line a step printed', () => {
     "chown: invalid user: 'appuser'",
   );
   expect(failureReason('')).toBeUndefined();
+});
+
+test('a build attaches one SPDX and one CycloneDX SBOM to its image, and a rebuild keeps them', async () => {
+  const file = stratafile('sboms', ['FROM platform-one:1', 'FEATURE sbom']);
+  await build(store, { file, tag: 'sbom:1', writeLock: false });
+  const image = await store.resolve('sbom:1');
+  const types = async () => (await store.referrers(image.digest)).map((d) => d.artifactType).sort();
+  expect(await types()).toEqual(['application/spdx+json', 'application/vnd.cyclonedx+json']);
+  const [spdx] = await store.referrers(image.digest, 'application/spdx+json');
+  const m = JSON.parse(
+    (await store.readBlob((spdx as { digest: Digest }).digest)).toString('utf8'),
+  ) as ImageManifest;
+  const doc = JSON.parse(
+    (await store.readBlob(m.layers[0]?.digest as Digest)).toString('utf8'),
+  ) as {
+    spdxVersion: string;
+    packages: Array<{ name: string; versionInfo?: string }>;
+    relationships: Array<{ relationshipType: string }>;
+  };
+  expect(doc.spdxVersion).toBe('SPDX-2.3');
+  expect(doc.packages[0]).toMatchObject({ name: 'sbom', versionInfo: image.digest });
+  // Its base, platform-one:1, is the one ancestor.
+  expect(doc.relationships.filter((r) => r.relationshipType === 'DESCENDANT_OF')).toHaveLength(1);
+  await build(store, { file, tag: 'sbom:1', writeLock: false });
+  expect(await types()).toEqual(['application/spdx+json', 'application/vnd.cyclonedx+json']);
 });

@@ -27,6 +27,7 @@ import {
 import { resolveFrom, stageKey } from './resolve-from';
 import { APT_AUTH, StepRunner } from './run-step';
 import { Debuilder, LocalDebs, attachDebs, inheritedDebs } from './debuild';
+import { attachSboms } from './attach-sboms';
 import type { RepoContents } from './local-repo';
 import { Snapshots } from './snapshots';
 import { withBuildchroot, writeImage, writePlatformIndex } from './image-writer';
@@ -142,6 +143,8 @@ export class Builder implements BuildContext {
       const rootfs = await writeImage(this, state);
       // The packages the build made or inherited travel with it (and through registries).
       await attachDebs(this.store, rootfs.descriptor, this.debs.debs);
+      // What is inside, and under which licences, travels with it too: one SBOM per format.
+      await attachSboms(this.store, rootfs.descriptor);
       const image = {
         ...rootfs,
         descriptor: await withBuildchroot(this, state, rootfs.descriptor),

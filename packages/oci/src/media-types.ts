@@ -18,9 +18,12 @@ export const MediaTypes = {
 /**
  * Strata's OCI 1.1 artifact types. `debs`: the .debs built for a template (DEBUILD), one layer
  * each, titled with the file name, attached to the template's manifest as its `subject`.
+ * `spdx` and `cyclonedx`: the template's SBOMs (JSON), one layer each of that media type.
  */
 export const ArtifactTypes = {
   debs: 'application/vnd.strata.debian-packages.v1',
+  spdx: 'application/spdx+json',
+  cyclonedx: 'application/vnd.cyclonedx+json',
 } as const;
 
 export type MediaType = (typeof MediaTypes)[keyof typeof MediaTypes] | (string & {});

@@ -1,4 +1,5 @@
 import {
+  ContentSource,
   Image,
   ImageIndex,
   InvalidArgumentError,
@@ -18,6 +19,8 @@ import type { TransportOptions } from './transport';
 /** An image read in place from a registry; `close` ends its connections. */
 export interface RemoteImage {
   image: Image;
+  /** The repository as a backend of the core: what refers to the image is read through it. */
+  content: ContentSource;
   close(): void;
 }
 
@@ -52,7 +55,7 @@ export async function openRemoteImage(
       async () => assertValid(validateIndex, parseJson(named.bytes, what), what) as ImageIndex,
       what,
     );
-    return { image: imageOf(content, d), close: () => client.close() };
+    return { image: imageOf(content, d), content, close: () => client.close() };
   } catch (e) {
     client.close();
     throw e;

@@ -1,0 +1,131 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { Argv } from 'yargs';
+import type { Selector } from '@strata/oci';
+import type { SbomFormat, SbomSource } from '@strata/sbom';
+import type { Context, GlobalArgs } from '../context';
+import type { Runner } from '../main';
+import { tlsOptions } from './registry';
+import { once } from '../output';
+
+interface SbomArgs extends GlobalArgs {
+  ref: string;
+  platform?: string;
+  format: SbomFormat;
+  output?: string;
+  compute: boolean;
+  insecure: boolean;
+  caCert?: string;
+}
+
+/** A `.tmpl.img` (or any path): an archive read in place, as FROM takes a file. */
+function isFile(spec: string): boolean {
+  return /^(\.\.?)?\//.test(spec) || /\.(tmpl\.img|tar)$/.test(spec);
+}
+
+/**
+ * The template `spec` names, read where it lives and never copied or tagged: an archive in
+ * place, a registry reference from the registry, anything else from the store.
+ */
+async function openSource(
+  ctx: Context,
+  a: SbomArgs,
+  sel: Selector,
+  closers: (() => void)[],
+): Promise<SbomSource> {
+  const spec = a.ref;
+  if (isFile(spec)) {
+    const { openArchive } = await import('@strata/store');
+    const archive = await openArchive(path.resolve(spec));
+    return { ref: spec, image: await archive.selectImage(sel), content: archive.content };
+  }
+  const { parseReference } = await import('@strata/oci');
+  const ref = parseReference(spec);
+  if (ref.registry !== undefined) {
+    const { openRemoteImage } = await import('@strata/registry');
+    const { transportOptions } = await import('./registry');
+    const remote = await openRemoteImage(ref, sel, await transportOptions(a, ref.registry));
+    closers.push(remote.close);
+    return { ref: spec, image: remote.image, content: remote.content };
+  }
+  const store = await ctx.store();
+  const { storeContent } = await import('@strata/store');
+  const top = await store.resolve(spec);
+  return {
+    ref: spec,
+    image: await store.selectImage(top, sel, spec),
+    content: storeContent(store),
+  };
+}
+
+export function sbomCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  return y.command(
+    'sbom <ref>',
+    'Write the SBOM (SPDX 2.3 or CycloneDX 1.6 JSON) of a template: a local tag or digest, a registry reference or a .tmpl.img file. The SBOM attached to it when there is one, else made from its layers',
+    (c) =>
+      tlsOptions(
+        c
+          .positional('ref', { type: 'string', demandOption: true })
+          .option('platform', {
+            type: 'string',
+            describe: 'Of a multi-platform template, the SBOM of this platform (os/arch[/variant])',
+            coerce: once('--platform', 'strata sbom'),
+          })
+          .option('format', {
+            type: 'string',
+            choices: ['spdx', 'cyclonedx'] as const,
+            default: 'spdx' as SbomFormat,
+            describe: 'SPDX 2.3 JSON or CycloneDX 1.6 JSON',
+          })
+          .option('output', {
+            alias: 'o',
+            type: 'string',
+            describe: 'Write the SBOM to this file instead of stdout',
+            coerce: once('-o/--output', 'strata sbom'),
+          })
+          .option('compute', {
+            type: 'boolean',
+            default: false,
+            describe: 'Make it from the layers even when one is attached',
+          }),
+      ),
+    run<SbomArgs>(async (ctx, a) => {
+      const closers: (() => void)[] = [];
+      try {
+        const { parsePlatform } = await import('@strata/oci');
+        const sel: Selector =
+          a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {};
+        const { sbomOf } = await import('@strata/sbom');
+        const src = await openSource(ctx, a, sel, closers);
+        const sbom = await sbomOf(src, a.format, { compute: a.compute });
+        const digest = src.image.descriptor.digest;
+        const from =
+          sbom.source === 'attached'
+            ? `attached to ${a.ref} (artifact ${sbom.artifact?.digest ?? ''})`
+            : `made from the layers of ${a.ref}${a.compute ? '' : ' (none is attached)'}`;
+        if (a.output === undefined) {
+          ctx.note(`note: ${a.format} SBOM ${from}`);
+          ctx.stdout.write(sbom.text);
+          return;
+        }
+        const { writeFileAtomic } = await import('@strata/store');
+        const out = path.resolve(a.output);
+        await fsp.mkdir(path.dirname(out), { recursive: true });
+        await writeFileAtomic(out, Buffer.from(sbom.text));
+        if (ctx.json) {
+          ctx.printJson({
+            file: out,
+            format: a.format,
+            source: sbom.source,
+            subject: digest,
+            ...(sbom.artifact ? { artifact: sbom.artifact.digest } : {}),
+          });
+          return;
+        }
+        ctx.print(`wrote the ${a.format} SBOM of ${a.ref} (${digest}), ${from}, to ${out}`);
+      } finally {
+        for (const close of closers) close();
+      }
+    }),
+  );
+}

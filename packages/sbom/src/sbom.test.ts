@@ -1,0 +1,336 @@
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { PackageURL } from 'packageurl-js';
+import { Digest, ImageConfig, sha256 } from '@strata/oci';
+import { encodeTarHeader, TAR_END, tarPadding, TarHeader } from '@strata/layer';
+import { debPurl, filesChecksum, inventory } from './inventory';
+import { packageLicense, spdxIdOf } from './licenses';
+import { readRootfsFiles, TarSource } from './rootfs';
+import { toSpdx } from './spdx';
+import { renderSbom, validateSbom } from './index';
+import { SPDX_SCHEMA } from './validate';
+
+interface Entry {
+  path: string;
+  body?: string;
+  link?: string;
+  type?: TarHeader['type'];
+}
+
+function tarOf(entries: Entry[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    const type =
+      e.type ?? (e.path.endsWith('/') ? 'dir' : e.link !== undefined ? 'symlink' : 'file');
+    const body = Buffer.from(e.body ?? '');
+    parts.push(
+      encodeTarHeader({
+        path: e.path,
+        type,
+        mode: type === 'dir' ? 0o755 : 0o644,
+        uid: 0,
+        gid: 0,
+        size: type === 'file' ? body.length : 0,
+        mtime: 1700000000,
+        linkpath: e.link ?? '',
+        devmajor: 0,
+        devminor: 0,
+        xattrs: {},
+      }),
+    );
+    if (type === 'file') parts.push(body, Buffer.alloc(tarPadding(body.length)));
+  }
+  parts.push(TAR_END);
+  return Buffer.concat(parts);
+}
+
+/** A layer whose tar streams in small chunks, so that entries straddle them. */
+function layer(entries: Entry[]): TarSource & { digest: Digest; diffId: Digest } {
+  const tar = tarOf(entries);
+  return {
+    digest: sha256(Buffer.concat([Buffer.from('blob'), tar])),
+    diffId: sha256(tar),
+    openTar: async () => {
+      const chunks: Buffer[] = [];
+      for (let i = 0; i < tar.length; i += 300) chunks.push(tar.subarray(i, i + 300));
+      return Readable.from(chunks);
+    },
+  };
+}
+
+const DEP5 = `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: demo
+
+Files: *
+Copyright: 2020 Someone
+License: GPL-2+
+
+Files: lib/*
+Copyright: 2021 Other
+License: Expat
+
+Files: contrib/*
+Copyright: 2021 Third
+License: GPL-2+ or Artistic, and BSD-3-clause
+
+Files: weird/*
+Copyright: 2022 Fourth
+License: GPL-2+ with OpenSSL exception
+
+License: Artistic
+ This program is free software; you can redistribute it under the terms of
+ the Artistic License.
+`;
+
+describe('licences', () => {
+  test('Debian short names map to SPDX ids: the GNU family by version and +, Expat as MIT; others as they are on the SPDX list', () => {
+    expect(spdxIdOf('GPL-2+')).toBe('GPL-2.0-or-later');
+    expect(spdxIdOf('GPL-2')).toBe('GPL-2.0-only');
+    expect(spdxIdOf('LGPL-2.1+')).toBe('LGPL-2.1-or-later');
+    expect(spdxIdOf('LGPL-2')).toBe('LGPL-2.0-only');
+    expect(spdxIdOf('AGPL-3+')).toBe('AGPL-3.0-or-later');
+    expect(spdxIdOf('GFDL-1.3+')).toBe('GFDL-1.3-or-later');
+    expect(spdxIdOf('Expat')).toBe('MIT');
+    expect(spdxIdOf('BSD-3-clause')).toBe('BSD-3-Clause');
+    expect(spdxIdOf('zlib')).toBe('Zlib');
+    expect(spdxIdOf('Apache-2.0')).toBe('Apache-2.0');
+    // Not on the SPDX list: no near match is made up.
+    expect(spdxIdOf('Artistic')).toBeUndefined();
+    expect(spdxIdOf('GPL-7+')).toBeUndefined();
+  });
+
+  test('a DEP-5 file gives the AND of its Files licences; names without an SPDX id become LicenseRefs carrying their text', () => {
+    const l = packageLicense('demo', DEP5);
+    expect(l.kind).toBe('dep5');
+    expect(l.expression).toBe(
+      'GPL-2.0-or-later AND MIT AND ((GPL-2.0-or-later OR LicenseRef-Artistic) AND BSD-3-Clause) AND LicenseRef-GPL-2plus-with-OpenSSL-exception',
+    );
+    expect(l.extracted).toEqual([
+      {
+        id: 'LicenseRef-Artistic',
+        name: 'Artistic',
+        text: 'This program is free software; you can redistribute it under the terms of\nthe Artistic License.',
+      },
+      {
+        id: 'LicenseRef-GPL-2plus-with-OpenSSL-exception',
+        name: 'GPL-2+ with OpenSSL exception',
+        text: "GPL-2+ with OpenSSL exception (the licence as demo's copyright file names it)",
+      },
+    ]);
+  });
+
+  test('a file that is not machine-readable is one LicenseRef with its summary; no file is none', () => {
+    const text = `This is the Debian prepackaged version of demo.\n\nCopyright (C) 1999 Someone.\n\nSee /usr/share/common-licenses/GPL-2.\n${'x'.repeat(2000)}\n`;
+    const l = packageLicense('lib+demo', text);
+    expect(l.kind).toBe('text');
+    expect(l.expression).toBe('LicenseRef-libplusdemo-copyright');
+    expect(l.extracted[0]?.text).toBe(
+      'This is the Debian prepackaged version of demo.\n\nCopyright (C) 1999 Someone.\n\nSee /usr/share/common-licenses/GPL-2.\n[…]',
+    );
+    expect(packageLicense('demo', undefined)).toEqual({ kind: 'none', extracted: [] });
+  });
+});
+
+describe('package facts', () => {
+  test('the purl percent-encodes the version as the purl spec says, and a purl parser reads it back', () => {
+    const p = { name: 'curl', version: '7.88.1-10+deb12u5', architecture: 'amd64', source: 'curl' };
+    const purl = debPurl(p, { id: 'debian', versionId: '12' });
+    expect(purl).toBe('pkg:deb/debian/curl@7.88.1-10%2Bdeb12u5?arch=amd64&distro=debian-12');
+    const back = PackageURL.fromString(purl);
+    expect([back.type, back.namespace, back.name, back.version]).toEqual([
+      'deb',
+      'debian',
+      'curl',
+      '7.88.1-10+deb12u5',
+    ]);
+    const epoch = debPurl(
+      { name: 'libstdc++6', version: '1:2.3', architecture: 'arm64', source: 'gcc' },
+      { id: 'debian', versionCodename: 'trixie' },
+    );
+    expect(epoch).toBe('pkg:deb/debian/libstdc%2B%2B6@1%3A2.3?arch=arm64&distro=debian-trixie');
+    expect(PackageURL.fromString(epoch).version).toBe('1:2.3');
+  });
+
+  test("the files checksum is sha256 of dpkg's md5sums lines sorted by path, whatever order they were written in", () => {
+    const a =
+      'd41d8cd98f00b204e9800998ecf8427e  usr/bin/b\n0cc175b9c0f1b6a831c399e269772661  usr/bin/a\n';
+    const b =
+      '0cc175b9c0f1b6a831c399e269772661  usr/bin/a\nd41d8cd98f00b204e9800998ecf8427e  usr/bin/b\n';
+    const want = createHash('sha256').update(b).digest('hex');
+    expect(filesChecksum(a)).toEqual({ sha256: want, files: 2 });
+    expect(filesChecksum(b).sha256).toBe(want);
+    expect(filesChecksum(b.replace('0cc1', '0cc2')).sha256).not.toBe(want);
+  });
+});
+
+const STATUS = (pkgs: Array<[string, string, string?]>) =>
+  pkgs
+    .map(
+      ([n, v, src]) =>
+        `Package: ${n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: ${v}\n${src ? `Source: ${src}\n` : ''}`,
+    )
+    .join('\n');
+
+describe('reading a layer stack', () => {
+  const base = layer([
+    { path: 'etc/' },
+    { path: 'etc/os-release', link: '../usr/lib/os-release' },
+    { path: 'usr/lib/os-release', body: 'ID=debian\nVERSION_ID="12"\n' },
+    {
+      path: 'var/lib/dpkg/status',
+      body: STATUS([
+        ['hello', '1.0'],
+        ['gone', '2.0'],
+      ]),
+    },
+    {
+      path: 'var/lib/dpkg/info/hello.md5sums',
+      body: '0cc175b9c0f1b6a831c399e269772661  usr/bin/hello\n',
+    },
+    {
+      path: 'var/lib/dpkg/info/gone.md5sums',
+      body: '0cc175b9c0f1b6a831c399e269772661  usr/bin/gone\n',
+    },
+    { path: 'usr/share/doc/hello/copyright', body: DEP5 },
+    { path: 'usr/share/doc/gone/copyright', body: 'old\n' },
+    { path: 'usr/share/doc/opaque/copyright', body: 'old\n' },
+  ]);
+  const top = layer([
+    {
+      path: 'var/lib/dpkg/status',
+      body: STATUS([
+        ['hello', '1.0'],
+        ['libhello1', '1.1', 'hello (1.0)'],
+      ]),
+    },
+    { path: 'var/lib/dpkg/info/.wh.gone.md5sums' },
+    { path: 'usr/share/doc/.wh.gone' },
+    { path: 'usr/share/doc/opaque/.wh..wh..opq' },
+    {
+      path: 'var/lib/dpkg/info/libhello1:amd64.md5sums',
+      body: 'd41d8cd98f00b204e9800998ecf8427e  usr/lib/libhello.so.1\n',
+    },
+    // Debian lets a package's doc directory be a symlink to another package's of one source.
+    { path: 'usr/share/doc/libhello1', link: 'hello' },
+  ]);
+
+  test('whiteouts and opaque directories hide what lower layers left; symlinks resolve', async () => {
+    const files = await readRootfsFiles([base, top]);
+    expect(files.get('var/lib/dpkg/info/gone.md5sums')).toBeUndefined();
+    expect(files.get('usr/share/doc/gone/copyright')).toBeUndefined();
+    expect(files.get('usr/share/doc/opaque/copyright')).toBeUndefined();
+    expect(files.get('var/lib/dpkg/status')?.layer).toBe(1);
+    expect(files.resolve('usr/share/doc/libhello1/copyright')?.data?.toString()).toBe(DEP5);
+    expect(files.resolve('etc/os-release')?.data?.toString()).toContain('ID=debian');
+  });
+
+  async function inv() {
+    const files = await readRootfsFiles([base, top]);
+    const config: ImageConfig = {
+      architecture: 'amd64',
+      os: 'linux',
+      created: '2024-01-02T03:04:05Z',
+      rootfs: { type: 'layers', diff_ids: [base.diffId, top.diffId] },
+      strata: {
+        schemaVersion: 1,
+        name: 'demo',
+        created: '2024-01-02T03:04:05Z',
+        features: [],
+        architecture: 'amd64',
+        distribution: {},
+        packages: [],
+        exclusions: [],
+        layers: [
+          { diffId: base.diffId, createdBy: 'base', packagesAdded: ['hello=1.0', 'gone=2.0'] },
+          { diffId: top.diffId, createdBy: 'INSTALL libhello1', packagesAdded: ['libhello1=1.1'] },
+        ],
+        baseChain: [
+          { name: 'root', ref: 'acme/root:1', digest: sha256(Buffer.from('root')) },
+          { name: 'mid', ref: 'acme/mid:1', digest: sha256(Buffer.from('mid')) },
+        ],
+      },
+    };
+    return inventory(
+      { ref: 'acme/demo:1', digest: sha256(Buffer.from('demo')), config, layers: [base, top] },
+      files,
+    );
+  }
+
+  test('the inventory: packages with source, purl, licences, checksum and the layer that brought each in', async () => {
+    const i = await inv();
+    expect(i.platform).toBe('linux/amd64');
+    expect(i.distribution).toEqual({ id: 'debian', versionId: '12' });
+    expect(i.packages.map((p) => [p.name, p.source, p.sourceVersion, p.layer?.index])).toEqual([
+      ['hello', 'hello', undefined, 0],
+      ['libhello1', 'hello', '1.0', 1],
+    ]);
+    const lib = i.packages[1];
+    expect(lib?.purl).toBe('pkg:deb/debian/libhello1@1.1?arch=amd64&distro=debian-12');
+    expect(lib?.license.expression).toContain('GPL-2.0-or-later AND MIT');
+    expect(lib?.filesSha256).toBe(
+      createHash('sha256')
+        .update('d41d8cd98f00b204e9800998ecf8427e  usr/lib/libhello.so.1\n')
+        .digest('hex'),
+    );
+  });
+
+  test('the SPDX document: the base chain as DESCENDANT_OF, layers CONTAIN the packages they installed', async () => {
+    const doc = toSpdx(await inv());
+    const rel = (t: string) =>
+      doc.relationships
+        .filter((r) => r.relationshipType === t)
+        .map((r) => `${r.spdxElementId} ${r.relatedSpdxElement}`);
+    expect(rel('DESCENDANT_OF')).toEqual([
+      expect.stringMatching(/^SPDXRef-Template-demo SPDXRef-Base-mid-/),
+      expect.stringMatching(/^SPDXRef-Base-mid-\S+ SPDXRef-Base-root-/),
+    ]);
+    expect(rel('CONTAINS')).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^SPDXRef-Layer-0-\S+ SPDXRef-Package-deb-hello-amd64$/),
+        expect.stringMatching(/^SPDXRef-Layer-1-\S+ SPDXRef-Package-deb-libhello1-amd64$/),
+      ]),
+    );
+    expect(doc.creationInfo.created).toBe('2024-01-02T03:04:05Z');
+  });
+
+  const schemaDir = path.join(
+    path.dirname(
+      require.resolve('@cyclonedx/cyclonedx-library/package.json', { paths: [__dirname] }),
+    ),
+    'res',
+    'schema',
+  );
+  const checker = path.join(__dirname, '..', '..', '..', 'e2e', 'support', 'validate-sbom.py');
+
+  test.each(['spdx', 'cyclonedx'] as const)(
+    'the %s document is valid by its official schema, for the code validator and for python3-jsonschema',
+    async (format) => {
+      const text = renderSbom(await inv(), format);
+      expect(await validateSbom(format, text)).toEqual([]);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sbom-unit-'));
+      try {
+        const file = path.join(dir, 'sbom.json');
+        fs.writeFileSync(file, text);
+        const schemas = format === 'spdx' ? path.dirname(SPDX_SCHEMA) : schemaDir;
+        expect(execFileSync('python3', [checker, format, schemas, file]).toString()).toMatch(
+          /^valid /,
+        );
+        // Both validators see a broken document as broken: the checks can fail.
+        const broken = JSON.parse(text) as Record<string, unknown>;
+        if (format === 'spdx') delete broken.SPDXID;
+        else broken.bomFormat = 'SPDX';
+        fs.writeFileSync(file, JSON.stringify(broken));
+        expect(await validateSbom(format, JSON.stringify(broken))).not.toEqual([]);
+        expect(() =>
+          execFileSync('python3', [checker, format, schemas, file], { stdio: 'pipe' }),
+        ).toThrow();
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});
