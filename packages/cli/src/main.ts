@@ -12,6 +12,7 @@ import { buildCommands } from './commands/build';
 import { checkCommands } from './commands/check';
 import { debsCommands } from './commands/debs';
 import { diffCommands } from './commands/diff';
+import { sourcesCommands } from './commands/sources';
 
 export type Register = (y: Argv<GlobalArgs>, run: Runner) => Argv<GlobalArgs>;
 /** Wraps a command body: yargs' inferred argument types are checked by each command's own interface. */
@@ -80,6 +81,7 @@ export async function main(argv: string[]): Promise<number> {
     checkCommands,
     debsCommands,
     diffCommands,
+    sourcesCommands,
   ])
     y = register(y, run);
   try {

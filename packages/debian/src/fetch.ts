@@ -6,6 +6,7 @@ import { promises as fsp } from 'node:fs';
 import * as http from 'node:http';
 import type * as Https from 'node:https';
 import * as path from 'node:path';
+import type { Readable } from 'node:stream';
 import { InvalidArgumentError, StrataError } from '@strata/oci';
 
 /** node:https (and node:tls under it), loaded for the first https source only. */
@@ -14,14 +15,22 @@ function loadHttps(): typeof Https {
   return require('node:https') as typeof Https;
 }
 
-function fetchUrl(url: string, timeoutMs = 15000, redirects = 5): Promise<Buffer | undefined> {
+/**
+ * GET `url`, following redirects: the response body as a stream, or undefined when the server
+ * says the file is not there (404, 403, 410). The timeout covers the wait for each chunk.
+ */
+function openUrl(
+  url: string,
+  timeoutMs = 15000,
+  redirects = 5,
+): Promise<http.IncomingMessage | undefined> {
   return new Promise((resolve, reject) => {
     const mod = url.startsWith('https:') ? loadHttps() : http;
     const req = mod.get(url, { timeout: timeoutMs }, (res) => {
       const code = res.statusCode ?? 0;
       if (code >= 300 && code < 400 && res.headers.location && redirects > 0) {
         res.resume();
-        resolve(fetchUrl(new URL(res.headers.location, url).toString(), timeoutMs, redirects - 1));
+        resolve(openUrl(new URL(res.headers.location, url).toString(), timeoutMs, redirects - 1));
         return;
       }
       if (code === 404 || code === 403 || code === 410) {
@@ -34,10 +43,7 @@ function fetchUrl(url: string, timeoutMs = 15000, redirects = 5): Promise<Buffer
         reject(new StrataError('UNAVAILABLE', `GET ${url}: HTTP ${code}`));
         return;
       }
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve(Buffer.concat(chunks)));
-      res.on('error', reject);
+      resolve(res);
     });
     req.on('timeout', () => req.destroy(new StrataError('UNAVAILABLE', `GET ${url}: timed out`)));
     req.on('error', (e) =>
@@ -48,16 +54,49 @@ function fetchUrl(url: string, timeoutMs = 15000, redirects = 5): Promise<Buffer
   });
 }
 
+async function fetchUrl(url: string): Promise<Buffer | undefined> {
+  const res = await openUrl(url);
+  if (res === undefined) return undefined;
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function localPath(uri: string, rel: string): string {
+  return path.join(decodeURIComponent(uri.replace(/^file:(\/\/)?/, '/')), rel);
+}
+
+function requireHttp(uri: string): void {
+  if (!/^https?:/.test(uri))
+    throw new InvalidArgumentError(`apt source ${uri}: only http, https and file URIs`);
+}
+
 export async function readIndexFile(uri: string, rel: string): Promise<Buffer | undefined> {
   if (uri.startsWith('file:')) {
-    const p = path.join(decodeURIComponent(uri.replace(/^file:(\/\/)?/, '/')), rel);
     try {
-      return await fsp.readFile(p);
+      return await fsp.readFile(localPath(uri, rel));
     } catch {
       return undefined;
     }
   }
-  if (!/^https?:/.test(uri))
-    throw new InvalidArgumentError(`apt source ${uri}: only http, https and file URIs`);
+  requireHttp(uri);
   return fetchUrl(`${uri}/${rel}`);
+}
+
+/**
+ * A file of an apt repository as a stream (for files too large to hold, such as source
+ * tarballs), or undefined when the repository does not have it. Unverified: the caller checks
+ * what it reads against the digest an index gave it.
+ */
+export async function openRepoFile(uri: string, rel: string): Promise<Readable | undefined> {
+  if (uri.startsWith('file:')) {
+    try {
+      const fh = await fsp.open(localPath(uri, rel), 'r');
+      return fh.createReadStream();
+    } catch {
+      return undefined;
+    }
+  }
+  requireHttp(uri);
+  return openUrl(`${uri}/${rel}`);
 }
