@@ -99,13 +99,13 @@ export async function* deb822Paragraphs(stream: Readable): AsyncGenerator<string
     let start = 0;
     let end: number;
     while ((end = rest.indexOf('\n\n', start)) >= 0) {
-      const para = rest.slice(start, end);
+      const para = rest.slice(start, end).replace(/^\n+/, '');
       start = end + 2;
       if (para.trim() !== '') yield para;
     }
     rest = rest.slice(start);
   }
-  if (rest.trim() !== '') yield rest;
+  if (rest.trim() !== '') yield rest.replace(/^\n+/, '');
 }
 
 /**
