@@ -258,15 +258,16 @@ async function scanIndexBlob(
 
 /**
  * Read the Sources indices of every apt source (as deb-src) and find the wanted source
- * packages in them; the first source that has a package wins, as with apt. Returns the indices
+ * packages in them, each with every source that lists it, in the order of the apt sources (the
+ * first one that has all its files is used). Returns the indices
  * read, and the sources (`uri suite component`) that have none.
  */
 async function findSources(
   fetcher: SourceFetcher,
   sources: AptSources,
   wanted: ReadonlySet<string>,
-): Promise<{ found: Map<string, Candidate>; read: string[]; none: string[] }> {
-  const found = new Map<string, Candidate>();
+): Promise<{ found: Map<string, Candidate[]>; read: string[]; none: string[] }> {
+  const found = new Map<string, Candidate[]>();
   const read: string[] = [];
   const none: string[] = [];
   const seen = new Set<string>();
@@ -288,7 +289,8 @@ async function findSources(
         if (digest === undefined) continue;
         const what = `${e.uri} ${base}${name}`;
         const here = await scanIndexBlob(fetcher, digest, f, wanted, what);
-        for (const [key, pkg] of here) if (!found.has(key)) found.set(key, { pkg, uri: e.uri });
+        for (const [key, pkg] of here)
+          found.set(key, [...(found.get(key) ?? []), { pkg, uri: e.uri }]);
         read.push(what);
         done = true;
         break;
@@ -362,9 +364,9 @@ function table(index: SourceIndex): string {
   for (const s of index.sources) {
     rows.push([s.name, s.version, s.binaries.join(' '), s.files.map((f) => f.name).join(' ')]);
   }
-  const widths = [0, 1].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)));
+  const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)));
   const line = (r: string[]) =>
-    [r[0]?.padEnd(widths[0] as number), r[1]?.padEnd(widths[1] as number), r[2], r[3]].join('  ');
+    r.map((cell, c) => (c < widths.length ? cell.padEnd(widths[c] as number) : cell)).join('  ');
   const out = [`Sources of ${index.name} (${index.architecture}, ${index.digest})`, ''];
   out.push(...rows.map(line));
   if (index.missing.length > 0) {
@@ -431,20 +433,29 @@ export async function writeSources(
     const missing: MissingSource[] = [];
     const todo = [...wanted.values()];
     const reasons = new Map<string, string>();
+    const chosen = new Map<string, Candidate>();
     await eachLimited(todo, opts.concurrency ?? 4, async (w) => {
-      const c = found.get(`${w.name}=${w.version}`);
-      const why = c
-        ? await fetchSource(store, fetcher, c)
-        : `not in the Sources indices of ${opts.aptSources.origin}`;
-      if (why !== undefined) reasons.set(`${w.name}=${w.version}`, why);
+      const key = `${w.name}=${w.version}`;
+      const why: string[] = [];
+      for (const c of found.get(key) ?? []) {
+        const lacks = await fetchSource(store, fetcher, c);
+        if (lacks === undefined) {
+          chosen.set(key, c);
+          return;
+        }
+        why.push(lacks);
+      }
+      reasons.set(
+        key,
+        why.length > 0 ? why.join('; ') : `not in the Sources indices of ${opts.aptSources.origin}`,
+      );
     });
     const names = new Map<string, Digest>();
     for (const w of todo) {
       const key = `${w.name}=${w.version}`;
-      const why = reasons.get(key);
-      const c = found.get(key);
-      if (why !== undefined || !c) {
-        missing.push({ ...w, reason: why ?? 'not found' });
+      const c = chosen.get(key);
+      if (!c) {
+        missing.push({ ...w, reason: reasons.get(key) ?? 'not found' });
         continue;
       }
       for (const f of c.pkg.files) {
