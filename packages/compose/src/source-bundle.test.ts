@@ -179,6 +179,24 @@ Checksums-Sha256:
     }
   });
 
+  test('the cached files are store blobs: gc frees them, unless an attached bundle holds them', async () => {
+    const s = await freshCopy('t:2');
+    const origBlob = `sha256:${sha(orig)}` as const;
+    await writeSources(s, 't:2', path.join(dir, 'out-gc1'), opts());
+    expect(await s.hasBlob(origBlob)).toBe(true);
+    await s.gc();
+    expect(await s.hasBlob(origBlob)).toBe(false);
+    const r = await writeSources(s, 't:2', path.join(dir, 'out-gc2'), { ...opts(), attach: true });
+    expect(r.stats.downloads).toBe(4);
+    await s.gc();
+    expect(await s.hasBlob(origBlob)).toBe(true);
+    // The Sources index is not part of the bundle: gc took it, and only it is fetched again.
+    requests.length = 0;
+    const again = await writeSources(s, 't:2', path.join(dir, 'out-gc3'), opts());
+    expect(again.stats.downloads).toBe(1);
+    expect(requests).toEqual(['dists/test/InRelease', 'dists/test/main/source/Sources.gz']);
+  });
+
   let copies = 0;
   /** A new store holding only the template `tag` (through save and load), no cached sources. */
   async function freshCopy(tag: string): Promise<Store> {
