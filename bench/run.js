@@ -21,6 +21,7 @@ const BENCHES = [
   { file: 'foreign.js', section: 'Foreign architectures' },
   { file: 'debuild.js', section: 'DEBUILD' },
   { file: 'diff.js', section: 'Diff' },
+  { file: 'sources.js', section: 'Sources' },
 ];
 const only = process.argv.slice(2);
 
