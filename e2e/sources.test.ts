@@ -52,14 +52,18 @@ interface SourcesJson {
 interface CountingProxy {
   base: string;
   paths: string[];
+  /** The paths the mirror answered 404. */
+  missed: string[];
   stop(): Promise<void>;
 }
 
 async function countingProxy(): Promise<CountingProxy> {
   const paths: string[] = [];
+  const missed: string[] = [];
   const server = http.createServer((req, res) => {
     paths.push(req.url ?? '');
     const up = http.get(`${MIRROR}${req.url ?? '/'}`, (r) => {
+      if (r.statusCode === 404) missed.push(req.url ?? '');
       res.writeHead(r.statusCode ?? 502, r.headers);
       r.pipe(res);
     });
@@ -70,6 +74,7 @@ async function countingProxy(): Promise<CountingProxy> {
   return {
     base,
     paths,
+    missed,
     stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
@@ -329,3 +334,78 @@ describe('strata sources', () => {
     expect(proxy.paths.filter((p) => p.includes('/pool/'))).toEqual([]);
   });
 });
+
+/** The whole minbase: every binary accounted for, each file fetched once, then from the store. */
+(process.env.STRATA_LONG ? describe : describe.skip)(
+  'strata sources of all of minbase (STRATA_LONG)',
+  () => {
+    it('lists a source or a missing entry for every binary; the second run fetches no source file', async () => {
+      const fx = await minbaseRootfs();
+      const work = tmpDir('sources-long');
+      const proxy = await countingProxy();
+      try {
+        const store = path.join(work, 'store');
+        const env = { HOME: work };
+        await strataOk(
+          [
+            '--store',
+            store,
+            '-q',
+            'template',
+            'create',
+            fx.rootfsTarZst,
+            '-t',
+            'mb:1',
+            '--name',
+            'mb',
+          ],
+          { env },
+        );
+        const aptSources = path.join(work, 'sources.list');
+        fs.writeFileSync(aptSources, DEBIAN_SOURCES.split(MIRROR).join(proxy.base));
+        const meta = JSON.parse(
+          (await strataOk(['--store', store, '--json', 'inspect', 'mb:1'], { env })).stdout,
+        ) as { packages: Array<{ name: string; architecture: string; version: string }> };
+        const once = async (n: number) =>
+          JSON.parse(
+            (
+              await strataOk(
+                [
+                  '--store',
+                  store,
+                  '--json',
+                  'sources',
+                  'mb:1',
+                  '-o',
+                  path.join(work, `out${n}`),
+                  '--apt-sources',
+                  aptSources,
+                  '--allow-missing',
+                ],
+                { env },
+              )
+            ).stdout,
+          ) as SourcesJson & { missing: Array<{ binaries: string[] }> };
+        const first = await once(1);
+        const listed = [...first.sources, ...first.missing].flatMap(
+          (s) => (s as { binaries: string[] }).binaries,
+        );
+        expect(listed.sort()).toEqual(
+          meta.packages.map((p) => `${p.name}:${p.architecture}=${p.version}`).sort(),
+        );
+        const pool = proxy.paths.filter((p) => p.includes('/pool/'));
+        expect(pool.length).toBe(new Set(pool).size);
+        // What the mirror lacked is asked for again (it may have it now); nothing else is.
+        const lacked = proxy.missed.filter((p) => p.includes('/pool/')).sort();
+        proxy.paths.length = 0;
+        const second = await once(2);
+        expect(proxy.paths.filter((p) => p.includes('/pool/')).sort()).toEqual(lacked);
+        expect(second.stats.downloads).toBe(0);
+        expect(second.sources).toEqual(first.sources);
+      } finally {
+        await proxy.stop();
+        fs.rmSync(work, { recursive: true, force: true });
+      }
+    });
+  },
+);

@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { makeSources } from '@strata/debian';
-import { DigestMismatchError, InvalidDocumentError } from '@strata/oci';
+import { DigestMismatchError, InvalidDocumentError, parseDigest } from '@strata/oci';
 import type { DebianPackage } from '@strata/oci';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
@@ -181,7 +181,7 @@ Checksums-Sha256:
 
   test('the cached files are store blobs: gc frees them, unless an attached bundle holds them', async () => {
     const s = await freshCopy('t:2');
-    const origBlob = `sha256:${sha(orig)}` as const;
+    const origBlob = parseDigest(`sha256:${sha(orig)}`);
     await writeSources(s, 't:2', path.join(dir, 'out-gc1'), opts());
     expect(await s.hasBlob(origBlob)).toBe(true);
     await s.gc();
