@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { ArtifactTypes } from '@strata/oci';
+import { ArtifactTypes, validateSourceIndex } from '@strata/oci';
 import { minbaseRootfs } from './helpers';
 import { DEBIAN_SOURCES } from './fixtures/build/harness';
 import {
@@ -216,6 +216,7 @@ describe('strata sources', () => {
     expect(sh('tar', ['-I', 'zstd', '-tf', layer])).toMatch(/usr\/share\/doc\/acme\/NOTICE/);
     const index = JSON.parse(fs.readFileSync(path.join(out, 'sources.json'), 'utf8')) as object;
     expect(index).toMatchObject({ sources: first.sources, missing: first.missing });
+    expect(validateSourceIndex(index)).toEqual({ ok: true, value: index });
     expect(fs.readFileSync(path.join(out, 'SOURCES.txt'), 'utf8')).toMatch(
       /strata-vanished 0\.1-1/,
     );

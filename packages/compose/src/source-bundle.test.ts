@@ -6,7 +6,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { makeSources } from '@strata/debian';
-import { DigestMismatchError, InvalidDocumentError, parseDigest } from '@strata/oci';
+import {
+  DigestMismatchError,
+  InvalidDocumentError,
+  parseDigest,
+  validateSourceIndex,
+} from '@strata/oci';
 import type { DebianPackage } from '@strata/oci';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
@@ -138,7 +143,10 @@ Checksums-Sha256:
       if (!p.startsWith('pool/')) continue;
       expect(fs.readFileSync(path.join(out, path.basename(p)))).toEqual(b);
     }
-    expect(JSON.parse(fs.readFileSync(path.join(out, 'sources.json'), 'utf8'))).toEqual(r.index);
+    const written: unknown = JSON.parse(fs.readFileSync(path.join(out, 'sources.json'), 'utf8'));
+    expect(written).toEqual(r.index);
+    expect(validateSourceIndex(written)).toEqual({ ok: true, value: written });
+    expect(validateSourceIndex({ ...r.index, extra: 1 }).ok).toBe(false);
     expect(fs.readFileSync(path.join(out, 'SOURCES.txt'), 'utf8')).toMatch(/vanished 3\.0-1/);
     expect(r.stats.downloads).toBe(4); // Sources.gz, the .dsc, two files
     expect(requests.filter((q) => q.startsWith('pool/')).sort()).toEqual(
