@@ -24,6 +24,7 @@ const BENCHES = [
   { file: 'report.js', section: 'Report' },
   { file: 'repro.js', section: 'Reproducibility' },
   { file: 'sbom.js', section: 'SBOM' },
+  { file: 'sources.js', section: 'Sources' },
 ];
 const only = process.argv.slice(2);
 

@@ -14,6 +14,7 @@ import { debsCommands } from './commands/debs';
 import { diffCommands } from './commands/diff';
 import { reportCommands } from './commands/report';
 import { sbomCommands } from './commands/sbom';
+import { sourcesCommands } from './commands/sources';
 
 export type Register = (y: Argv<GlobalArgs>, run: Runner) => Argv<GlobalArgs>;
 /** Wraps a command body: yargs' inferred argument types are checked by each command's own interface. */
@@ -84,6 +85,7 @@ export async function main(argv: string[]): Promise<number> {
     diffCommands,
     reportCommands,
     sbomCommands,
+    sourcesCommands,
   ])
     y = register(y, run);
   try {

@@ -8,3 +8,13 @@ export type { RepoContents } from './local-repo';
 export { writeDebsRepo } from './local-repo';
 export { attachedDebs, exportDebs } from './export-debs';
 export type { AttachedDeb, ExportedDebs } from './export-debs';
+export { sourcesOf, writeSources } from './source-bundle';
+export type {
+  BundledSource,
+  CopiedLayer,
+  MissingSource,
+  SourceIndex,
+  SourcesOptions,
+  SourcesResult,
+  SourcesStats,
+} from './source-bundle';

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { InvalidArgumentError, StrataError } from '@strata/oci';
-import { readIndexFile } from './fetch';
+import { openRepoFile, readIndexFile } from './fetch';
 
 describe('readIndexFile over http', () => {
   let server: http.Server;
@@ -65,6 +65,15 @@ describe('readIndexFile over http', () => {
     expect(seenAuth).toEqual([undefined]);
   });
 
+  test('openRepoFile streams a file, following redirects; a missing one is undefined', async () => {
+    const body = await openRepoFile(uri, 'moved');
+    const chunks: Buffer[] = [];
+    for await (const c of body ?? []) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).toString()).toMatch(/^Date:/);
+    expect(await openRepoFile(uri, 'pool/absent.dsc')).toBeUndefined();
+    await expect(openRepoFile(uri, 'broken')).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+
   test('a file the server does not have is absent, not an error', async () => {
     expect(await readIndexFile(uri, 'dists/trixie/InRelease')).toBeUndefined();
     expect(await readIndexFile(uri, 'private')).toBeUndefined();
@@ -103,6 +112,11 @@ test('readIndexFile reads file: URIs from disk, and refuses other schemes', asyn
       'Package: x\n',
     );
     expect(await readIndexFile(uri, 'Release')).toBeUndefined();
+    const local = await openRepoFile(uri, 'Packages');
+    const chunks: Buffer[] = [];
+    for await (const c of local ?? []) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).toString()).toBe('Package: x\n');
+    expect(await openRepoFile(uri, 'Release')).toBeUndefined();
     await expect(readIndexFile('ftp://ftp.example/debian', 'Release')).rejects.toBeInstanceOf(
       InvalidArgumentError,
     );

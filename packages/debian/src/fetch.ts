@@ -6,6 +6,7 @@ import { promises as fsp } from 'node:fs';
 import * as http from 'node:http';
 import type * as Https from 'node:https';
 import * as path from 'node:path';
+import type { Readable } from 'node:stream';
 import { InvalidArgumentError, StrataError } from '@strata/oci';
 
 /** node:https (and node:tls under it), loaded for the first https source only. */
@@ -17,12 +18,16 @@ function loadHttps(): typeof Https {
 /** The `Authorization` header for a URL, if the caller has credentials for it. */
 export type Authorizer = (url: string) => string | undefined;
 
-function fetchUrl(
+/**
+ * GET `url`, following redirects: the response body as a stream, or undefined when the server
+ * says the file is not there (404, 403, 410). The timeout covers the wait for each chunk.
+ */
+function openUrl(
   url: string,
   auth: Authorizer | undefined,
   timeoutMs = 15000,
   redirects = 5,
-): Promise<Buffer | undefined> {
+): Promise<http.IncomingMessage | undefined> {
   return new Promise((resolve, reject) => {
     const mod = url.startsWith('https:') ? loadHttps() : http;
     // Asked for each URL, a redirect included: credentials go only where they are meant for.
@@ -33,7 +38,7 @@ function fetchUrl(
       if (code >= 300 && code < 400 && res.headers.location && redirects > 0) {
         res.resume();
         resolve(
-          fetchUrl(new URL(res.headers.location, url).toString(), auth, timeoutMs, redirects - 1),
+          openUrl(new URL(res.headers.location, url).toString(), auth, timeoutMs, redirects - 1),
         );
         return;
       }
@@ -60,10 +65,7 @@ function fetchUrl(
         reject(new StrataError('UNAVAILABLE', `GET ${url}: HTTP ${code}`));
         return;
       }
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve(Buffer.concat(chunks)));
-      res.on('error', reject);
+      resolve(res);
     });
     req.on('timeout', () => req.destroy(new StrataError('UNAVAILABLE', `GET ${url}: timed out`)));
     req.on('error', (e) =>
@@ -74,20 +76,57 @@ function fetchUrl(
   });
 }
 
+async function fetchUrl(url: string, auth: Authorizer | undefined): Promise<Buffer | undefined> {
+  const res = await openUrl(url, auth);
+  if (res === undefined) return undefined;
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function localPath(uri: string, rel: string): string {
+  return path.join(decodeURIComponent(uri.replace(/^file:(\/\/)?/, '/')), rel);
+}
+
+function requireHttp(uri: string): void {
+  if (!/^https?:/.test(uri))
+    throw new InvalidArgumentError(`apt source ${uri}: only http, https and file URIs`);
+}
+
 export async function readIndexFile(
   uri: string,
   rel: string,
   auth?: Authorizer,
 ): Promise<Buffer | undefined> {
   if (uri.startsWith('file:')) {
-    const p = path.join(decodeURIComponent(uri.replace(/^file:(\/\/)?/, '/')), rel);
     try {
-      return await fsp.readFile(p);
+      return await fsp.readFile(localPath(uri, rel));
     } catch {
       return undefined;
     }
   }
-  if (!/^https?:/.test(uri))
-    throw new InvalidArgumentError(`apt source ${uri}: only http, https and file URIs`);
+  requireHttp(uri);
   return fetchUrl(`${uri}/${rel}`, auth);
+}
+
+/**
+ * A file of an apt repository as a stream (for files too large to hold, such as source
+ * tarballs), or undefined when the repository does not have it. Unverified: the caller checks
+ * what it reads against the digest an index gave it.
+ */
+export async function openRepoFile(
+  uri: string,
+  rel: string,
+  auth?: Authorizer,
+): Promise<Readable | undefined> {
+  if (uri.startsWith('file:')) {
+    try {
+      const fh = await fsp.open(localPath(uri, rel), 'r');
+      return fh.createReadStream();
+    } catch {
+      return undefined;
+    }
+  }
+  requireHttp(uri);
+  return openUrl(`${uri}/${rel}`, auth);
 }

@@ -20,3 +20,14 @@ export { formatSources, hostSources, makeSources, parseSources } from './sources
 export { compareDebianVersions } from './version';
 export type { ReleaseEntry, RepoPackage } from './flat-repo';
 export { flatRelease, packagesIndex } from './flat-repo';
+export type { Dsc, SourceFile, SourcePackage } from './source-index';
+export {
+  clearsignedText,
+  deb822Paragraphs,
+  parseChecksums,
+  parseDsc,
+  releaseChecksums,
+  scanSourcesIndex,
+  sourcePackageOf,
+} from './source-index';
+export { openRepoFile, readIndexFile } from './fetch';

@@ -57,6 +57,7 @@ export {
   validateGcReport,
   validateDfReport,
   validateDiffReport,
+  validateSourceIndex,
 } from './validate';
 export { encodeJson } from './canonical';
 export { parseReference, withDefaultTag, formatReference } from './reference';

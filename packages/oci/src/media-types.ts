@@ -13,6 +13,10 @@ export const MediaTypes = {
   empty: 'application/vnd.oci.empty.v1+json',
   /** A Debian binary package (.deb), as IANA registers it: a layer of a debs artifact. */
   debianPackage: 'application/vnd.debian.binary-package',
+  /** A file of a Debian source package (.dsc, tarball, diff): a layer of a sources artifact. */
+  debianSourceFile: 'application/vnd.strata.debian-source-file',
+  /** The index of a sources artifact (`strata sources`): which binary came from which source. */
+  sourcesIndex: 'application/vnd.strata.sources-index.v1+json',
 } as const;
 
 /**
@@ -24,6 +28,11 @@ export const ArtifactTypes = {
   debs: 'application/vnd.strata.debian-packages.v1',
   spdx: 'application/spdx+json',
   cyclonedx: 'application/vnd.cyclonedx+json',
+  /**
+   * The source bundle of a template (`strata sources --attach`): the source packages of its
+   * binaries, the layers of its COPY steps and an index, attached to its manifest.
+   */
+  sources: 'application/vnd.strata.sources.v1',
 } as const;
 
 export type MediaType = (typeof MediaTypes)[keyof typeof MediaTypes] | (string & {});

@@ -350,6 +350,65 @@ export const diffReportSchema = {
   }),
 } as const;
 
+const sourceFile = closed(['name', 'sha256', 'size'], {
+  name,
+  sha256: { type: 'string', pattern: '^[a-f0-9]{64}$' },
+  size: count,
+});
+
+/** `sources.json` of `strata sources` (and the index layer of an attached sources bundle). */
+export const sourceIndexSchema = {
+  ...head(
+    'source-index.schema.json',
+    'strata sources: sources.json',
+    'Which binary package of a template came from which Debian source package, with the files ' +
+      'written for each (checked against the Sources index and the .dsc); the source packages ' +
+      'the mirror lacks; the layers of its COPY steps; its DEBUILD sources; the Sources ' +
+      'indices read. Binaries are name:arch=version.',
+  ),
+  ...closed(
+    [
+      'schemaVersion',
+      'digest',
+      'name',
+      'architecture',
+      'sources',
+      'missing',
+      'copied',
+      'debuilds',
+      'indices',
+    ],
+    {
+      schemaVersion: { const: 1 },
+      digest,
+      name: text,
+      architecture: name,
+      sources: arrayOf(
+        closed(['name', 'version', 'binaries', 'repository', 'files'], {
+          name,
+          version: name,
+          binaries: arrayOf(name),
+          repository: name,
+          files: arrayOf(sourceFile),
+        }),
+      ),
+      missing: arrayOf(
+        closed(['name', 'version', 'binaries', 'reason'], {
+          name,
+          version: name,
+          binaries: arrayOf(name),
+          reason: name,
+        }),
+      ),
+      copied: arrayOf(
+        closed(['createdBy', 'layer', 'file'], { createdBy: text, layer: digest, file: name }),
+      ),
+      debuilds: arrayOf(closed(['source', 'packages'], { source: name, packages: arrayOf(name) })),
+      indices: closed(['read', 'none'], { read: arrayOf(name), none: arrayOf(name) }),
+    },
+  ),
+} as const;
+
 /** Every schema, keyed by the file name it is published under in /schemas. */
 export const allSchemas = {
   'oci-layout.schema.json': ociLayoutSchema,
@@ -361,4 +420,5 @@ export const allSchemas = {
   'gc-report.schema.json': gcReportSchema,
   'df-report.schema.json': dfReportSchema,
   'diff-report.schema.json': diffReportSchema,
+  'source-index.schema.json': sourceIndexSchema,
 } as const;

@@ -41,6 +41,8 @@ export const validateGcReport = wrap<unknown>(v.gcReport as GeneratedValidator);
 export const validateDfReport = wrap<unknown>(v.dfReport as GeneratedValidator);
 /** For tests and tools that read `strata diff --json`. */
 export const validateDiffReport = wrap<unknown>(v.diffReport as GeneratedValidator);
+/** For tests and tools that read `sources.json` of `strata sources`. */
+export const validateSourceIndex = wrap<unknown>(v.sourceIndex as GeneratedValidator);
 export const validateOciLayout = wrap<{ imageLayoutVersion: '1.0.0' }>(
   v.ociLayout as GeneratedValidator,
 );

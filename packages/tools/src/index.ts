@@ -27,3 +27,4 @@ export {
   requireBootstrapEmulation,
   requireEmulation,
 } from './binfmt';
+export { xzDecompress } from './xz';

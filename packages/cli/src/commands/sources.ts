@@ -1,0 +1,91 @@
+import * as path from 'node:path';
+import type { Argv } from 'yargs';
+import type { GlobalArgs } from '../context';
+import type { Runner } from '../main';
+import { once } from '../output';
+
+interface SourcesArgs extends GlobalArgs {
+  ref: string;
+  output: string;
+  platform?: string;
+  aptSources?: string;
+  attach: boolean;
+  allowMissing: boolean;
+}
+
+export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
+  return y.command(
+    'sources <ref>',
+    "Download the Debian source packages of a template's binaries (and its COPY'd files) into a folder, with an index",
+    (c) =>
+      c
+        .positional('ref', { type: 'string', demandOption: true })
+        .option('output', {
+          alias: 'o',
+          type: 'string',
+          demandOption: true,
+          describe: 'Folder to write the sources, sources.json and SOURCES.txt into',
+          coerce: once('-o/--output', 'strata sources'),
+        })
+        .option('platform', {
+          type: 'string',
+          describe: 'Of a multi-platform template, the sources of this platform',
+          coerce: once('--platform', 'strata sources'),
+        })
+        .option('apt-sources', {
+          type: 'string',
+          describe: "apt sources file, each deb line read as deb-src (default: the build host's)",
+        })
+        .option('attach', {
+          type: 'boolean',
+          default: false,
+          describe: 'Also attach the bundle to the template as an OCI artifact (push carries it)',
+        })
+        .option('allow-missing', {
+          type: 'boolean',
+          default: false,
+          describe:
+            'Exit 0 even when the mirror lacks some source packages (they are still listed)',
+        }),
+    run<SourcesArgs>(async (ctx, a) => {
+      const { writeSources } = await import('@strata/compose');
+      const { hostSources, makeSources } = await import('@strata/debian');
+      const { NotFoundError, parsePlatform } = await import('@strata/oci');
+      const { promises: fsp } = await import('node:fs');
+      const aptSources =
+        a.aptSources !== undefined
+          ? makeSources(await fsp.readFile(path.resolve(a.aptSources), 'utf8'), a.aptSources)
+          : await hostSources();
+      const r = await writeSources(await ctx.store(), a.ref, a.output, {
+        ...(a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {}),
+        aptSources,
+        attach: a.attach,
+      });
+      const { index, stats } = r;
+      if (ctx.json) {
+        ctx.printJson({
+          dir: r.dir,
+          ...index,
+          stats,
+          ...(r.attached ? { attached: r.attached.digest } : {}),
+        });
+      } else {
+        for (const m of index.missing) {
+          ctx.note(`strata: warning: ${m.name} ${m.version} is missing: ${m.reason}`);
+        }
+        const files = index.sources.reduce((n, s) => n + s.files.length, 0);
+        ctx.print(
+          `wrote ${index.sources.length} source package${index.sources.length === 1 ? '' : 's'} (${files} files; ${stats.downloads} downloaded, ${stats.fromCache} from the store's cache)` +
+            `${index.copied.length > 0 ? `, ${index.copied.length} COPY layer${index.copied.length === 1 ? '' : 's'}` : ''}` +
+            ` and sources.json to ${r.dir}${r.attached ? `; attached as ${r.attached.digest}` : ''}`,
+        );
+      }
+      if (index.missing.length > 0 && !a.allowMissing) {
+        throw new NotFoundError(
+          `${index.missing.length} source package${index.missing.length === 1 ? ' is' : 's are'} not on the mirror: ${index.missing.map((m) => `${m.name} ${m.version}`).join(', ')}`,
+          { hint: 'they are listed in sources.json; --allow-missing exits 0 all the same' },
+        );
+      }
+    }),
+  );
+}

@@ -1,0 +1,218 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { makeSources } from '@strata/debian';
+import {
+  DigestMismatchError,
+  InvalidDocumentError,
+  parseDigest,
+  validateSourceIndex,
+} from '@strata/oci';
+import type { DebianPackage } from '@strata/oci';
+import { Store } from '@strata/store';
+import { createTemplate } from '@strata/template';
+import { sourcesOf, writeSources } from './source-bundle';
+
+const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+
+describe('sourcesOf', () => {
+  test('a binNMU maps to the source version its Source: field names; DEBUILD packages are left out', () => {
+    const pkgs: DebianPackage[] = [
+      {
+        name: 'libcap-ng0',
+        version: '0.8.3-1+b3',
+        architecture: 'amd64',
+        source: 'libcap-ng',
+        sourceVersion: '0.8.3-1',
+      },
+      { name: 'libcap-ng-utils', version: '0.8.3-1', architecture: 'amd64', source: 'libcap-ng' },
+      { name: 'base-files', version: '12.4+deb12u15', architecture: 'amd64', source: 'base-files' },
+      { name: 'acme-tool', version: '1.0', architecture: 'amd64', source: 'acme' },
+    ];
+    const got = sourcesOf(pkgs, new Set(['acme-tool=1.0']));
+    expect([...got.keys()]).toEqual(['base-files=12.4+deb12u15', 'libcap-ng=0.8.3-1']);
+    expect(got.get('libcap-ng=0.8.3-1')?.binaries).toEqual([
+      'libcap-ng-utils:amd64=0.8.3-1',
+      'libcap-ng0:amd64=0.8.3-1+b3',
+    ]);
+  });
+});
+
+/**
+ * writeSources against a small apt repository on 127.0.0.1 (a real HTTP server, the real
+ * store): what it writes, what it asks the server for, and what it refuses.
+ */
+describe('writeSources', () => {
+  let dir: string;
+  let store: Store;
+  let server: http.Server;
+  let uri: string;
+  const requests: string[] = [];
+  const files = new Map<string, Buffer>();
+  /** What the server serves instead, by path: a tampered mirror. */
+  const served = new Map<string, Buffer>();
+
+  const orig = Buffer.from('upstream tarball\n'.repeat(1000));
+  const debian = Buffer.from('debian dir\n');
+  const dscText = (tarSha: string) => `Format: 3.0 (quilt)
+Source: hello
+Version: 1.0-1
+Checksums-Sha256:
+ ${tarSha} ${orig.length} hello_1.0.orig.tar.gz
+ ${sha(debian)} ${debian.length} hello_1.0-1.debian.tar.xz
+`;
+  const dsc = Buffer.from(dscText(sha(orig)));
+
+  function publish(dscBytes: Buffer): void {
+    files.clear();
+    const pool = 'pool/main/h/hello';
+    files.set(`${pool}/hello_1.0-1.dsc`, dscBytes);
+    files.set(`${pool}/hello_1.0.orig.tar.gz`, orig);
+    files.set(`${pool}/hello_1.0-1.debian.tar.xz`, debian);
+    const para = [
+      'Package: hello',
+      'Version: 1.0-1',
+      `Directory: ${pool}`,
+      'Checksums-Sha256:',
+      ...[...files].map(([p, b]) => ` ${sha(b)} ${b.length} ${path.basename(p)}`),
+    ].join('\n');
+    const sources = gzipSync(`Package: other\nVersion: 2\nDirectory: pool/o\n\n${para}\n`);
+    files.set('dists/test/main/source/Sources.gz', sources);
+    files.set(
+      'dists/test/InRelease',
+      Buffer.from(
+        `Suite: test\nSHA256:\n ${sha(sources)} ${sources.length} main/source/Sources.gz\n`,
+      ),
+    );
+  }
+
+  async function template(tag: string, status: string): Promise<void> {
+    const root = path.join(dir, `root-${tag.replace(/\W/g, '-')}`);
+    fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
+    fs.mkdirSync(path.join(root, 'var/lib/dpkg'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'etc/os-release'), 'ID=debian\nVERSION_CODENAME=bookworm\n');
+    fs.writeFileSync(path.join(root, 'var/lib/dpkg/status'), status);
+    await createTemplate(store, { source: { kind: 'dir', path: root }, tag, name: 'small' });
+  }
+
+  const pkg = (name: string, version: string, source?: string) =>
+    `Package: ${name}\nStatus: install ok installed\nArchitecture: amd64\n${source ? `Source: ${source}\n` : ''}Version: ${version}\n\n`;
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-sources-'));
+    store = await Store.open(path.join(dir, 'store'));
+    server = http.createServer((req, res) => {
+      const rel = (req.url ?? '').replace(/^\/debian\//, '');
+      requests.push(rel);
+      const body = served.get(rel) ?? files.get(rel);
+      if (body === undefined) res.writeHead(404).end();
+      else res.end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    uri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/debian`;
+    publish(dsc);
+    await template('t:1', pkg('hello-bin', '1.0-1+b2', 'hello (1.0-1)') + pkg('vanished', '3.0-1'));
+    await template('t:2', pkg('hello-bin', '1.0-1+b2', 'hello (1.0-1)'));
+  });
+  afterAll(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const opts = () => ({ aptSources: makeSources(`deb ${uri} test main\n`, 'test sources') });
+
+  test('writes each source file, an index, and names what the mirror lacks; a second run downloads nothing', async () => {
+    requests.length = 0;
+    const out = path.join(dir, 'out1');
+    const r = await writeSources(store, 't:1', out, opts());
+    expect(r.index.sources).toEqual([
+      {
+        name: 'hello',
+        version: '1.0-1',
+        binaries: ['hello-bin:amd64=1.0-1+b2'],
+        repository: uri,
+        files: expect.any(Array),
+      },
+    ]);
+    expect(r.index.missing.map((m) => `${m.name}=${m.version}`)).toEqual(['vanished=3.0-1']);
+    for (const [p, b] of files) {
+      if (!p.startsWith('pool/')) continue;
+      expect(fs.readFileSync(path.join(out, path.basename(p)))).toEqual(b);
+    }
+    const written: unknown = JSON.parse(fs.readFileSync(path.join(out, 'sources.json'), 'utf8'));
+    expect(written).toEqual(r.index);
+    expect(validateSourceIndex(written)).toEqual({ ok: true, value: written });
+    expect(validateSourceIndex({ ...r.index, extra: 1 }).ok).toBe(false);
+    expect(fs.readFileSync(path.join(out, 'SOURCES.txt'), 'utf8')).toMatch(/vanished 3\.0-1/);
+    expect(r.stats.downloads).toBe(4); // Sources.gz, the .dsc, two files
+    expect(requests.filter((q) => q.startsWith('pool/')).sort()).toEqual(
+      [...files.keys()].filter((p) => p.startsWith('pool/')).sort(),
+    );
+
+    requests.length = 0;
+    const again = await writeSources(store, 't:1', path.join(dir, 'out2'), opts());
+    expect(again.stats.downloads).toBe(0);
+    expect(again.stats.fromCache).toBe(4);
+    expect(requests).toEqual(['dists/test/InRelease']);
+    expect(again.index).toEqual(r.index);
+  });
+
+  test('refuses a file whose bytes are not what its .dsc says, and writes nothing under its name', async () => {
+    const tampered = Buffer.from(orig);
+    tampered[10] = 0x58;
+    served.set('pool/main/h/hello/hello_1.0.orig.tar.gz', tampered);
+    try {
+      const out = path.join(dir, 'out-tampered');
+      await expect(writeSources(await freshCopy('t:2'), 't:2', out, opts())).rejects.toBeInstanceOf(
+        DigestMismatchError,
+      );
+      expect(fs.existsSync(path.join(out, 'hello_1.0.orig.tar.gz'))).toBe(false);
+    } finally {
+      served.clear();
+    }
+  });
+
+  test('refuses a .dsc that disagrees with the Sources index about a file', async () => {
+    publish(Buffer.from(dscText('d'.repeat(64))));
+    try {
+      await expect(
+        writeSources(await freshCopy('t:2'), 't:2', path.join(dir, 'out-dsc'), opts()),
+      ).rejects.toBeInstanceOf(InvalidDocumentError);
+    } finally {
+      publish(dsc);
+    }
+  });
+
+  test('the cached files are store blobs: gc frees them, unless an attached bundle holds them', async () => {
+    const s = await freshCopy('t:2');
+    const origBlob = parseDigest(`sha256:${sha(orig)}`);
+    await writeSources(s, 't:2', path.join(dir, 'out-gc1'), opts());
+    expect(await s.hasBlob(origBlob)).toBe(true);
+    await s.gc();
+    expect(await s.hasBlob(origBlob)).toBe(false);
+    const r = await writeSources(s, 't:2', path.join(dir, 'out-gc2'), { ...opts(), attach: true });
+    expect(r.stats.downloads).toBe(4);
+    await s.gc();
+    expect(await s.hasBlob(origBlob)).toBe(true);
+    // The Sources index is not part of the bundle: gc took it, and only it is fetched again.
+    requests.length = 0;
+    const again = await writeSources(s, 't:2', path.join(dir, 'out-gc3'), opts());
+    expect(again.stats.downloads).toBe(1);
+    expect(requests).toEqual(['dists/test/InRelease', 'dists/test/main/source/Sources.gz']);
+  });
+
+  let copies = 0;
+  /** A new store holding only the template `tag` (through save and load), no cached sources. */
+  async function freshCopy(tag: string): Promise<Store> {
+    const { saveArchive, loadArchive } = await import('@strata/store');
+    const file = path.join(dir, `copy-${++copies}.tar`);
+    await saveArchive(store, tag, file);
+    const s = await Store.open(path.join(dir, `store-copy-${copies}`));
+    await loadArchive(s, file, tag);
+    return s;
+  }
+});
