@@ -118,6 +118,7 @@ describe('its run steps, against a registry on loopback', () => {
   beforeAll(async () => {
     work = tmpDir('strata-ci-recipe-');
     fs.mkdirSync(home());
+    fs.mkdirSync(path.join(work, 'pki'));
     pki = makePki(path.join(work, 'pki'));
     reg = await startRegistry({ tls: pki, htpasswd: { [USER]: PASSWORD } });
     workflow = readWorkflow(WORKFLOW);
