@@ -8,8 +8,9 @@
  *
  * Environment: STRATA_BENCH_REPS (default 7), STRATA_BENCH_DIR (default
  * /var/tmp/strata-bench-progress; the template is made there once from the minbase tarball of
- * bench/fixture.js, and reused). Prints a Markdown table and one JSON line; exits 1 if a
- * command with progress takes more than 1.03x its time with --quiet (median).
+ * bench/fixture.js, and reused). Prints a Markdown table (with GNU time, the CPU seconds too,
+ * which a loaded machine inflates less than wall time) and one JSON line; exits 1 if a command
+ * with progress takes more than 1.03x its wall time with --quiet (median).
  */
 'use strict';
 const fs = require('node:fs');
@@ -28,10 +29,34 @@ const quote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
 const env = { ...process.env, TERM: 'xterm' };
 delete env.CI;
 
-/** `strata args` on a pseudo-terminal of 120 columns (a pty made by script has no size). */
-function onTerminal(args) {
-  const cmd = `stty cols 120 rows 40; exec ${[process.execPath, STRATA, ...args].map(quote).join(' ')}`;
-  return run('script', ['-qec', cmd, '/dev/null'], { env }).secs;
+const TIME = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+const CPU_FILE = path.join(DIR, 'cpu.txt');
+const cpu = {
+  push: { tty: [], quiet: [] },
+  pull: { tty: [], quiet: [] },
+  flatten: { tty: [], quiet: [] },
+};
+
+/**
+ * `strata args` on a pseudo-terminal of 120 columns (a pty made by script has no size): its
+ * wall seconds, and (with GNU time) its CPU seconds, user + system, into `cpuTo`: what the
+ * machine's load inflates far less than the wall time.
+ */
+function onTerminal(args, cpuTo) {
+  const timed = TIME ? [TIME, '-f', '%U %S', '-o', CPU_FILE] : [];
+  const cmd = `stty cols 120 rows 40; exec ${[...timed, process.execPath, STRATA, ...args].map(quote).join(' ')}`;
+  const secs = run('script', ['-qec', cmd, '/dev/null'], { env }).secs;
+  if (TIME && cpuTo) {
+    const [u, sys] = fs
+      .readFileSync(CPU_FILE, 'utf8')
+      .trim()
+      .split('\n')
+      .pop()
+      .split(' ')
+      .map(Number);
+    cpuTo.push(u + sys);
+  }
+  return secs;
 }
 
 async function main() {
@@ -69,24 +94,25 @@ async function main() {
         const q = mode === 'quiet' ? ['-q'] : [];
         // Each push goes to a new repository, so every blob is uploaded.
         t.push[mode].push(
-          onTerminal([
-            '--store',
-            store,
-            ...q,
-            'push',
-            'minbase:1',
-            `${reg.host}/bench/r${i}${mode}:1`,
-          ]),
+          onTerminal(
+            ['--store', store, ...q, 'push', 'minbase:1', `${reg.host}/bench/r${i}${mode}:1`],
+            cpu.push[mode],
+          ),
         );
         const fresh = fs.mkdtempSync(path.join(DIR, 'pull-'));
         try {
-          t.pull[mode].push(onTerminal(['--store', fresh, ...q, 'pull', src, '-t', 'minbase:1']));
+          t.pull[mode].push(
+            onTerminal(['--store', fresh, ...q, 'pull', src, '-t', 'minbase:1'], cpu.pull[mode]),
+          );
         } finally {
           fs.rmSync(fresh, { recursive: true, force: true });
         }
         const out = path.join(DIR, 'rootfs.tar');
         t.flatten[mode].push(
-          onTerminal(['--store', store, ...q, 'flatten', 'minbase:1', '--rootfs', out]),
+          onTerminal(
+            ['--store', store, ...q, 'flatten', 'minbase:1', '--rootfs', out],
+            cpu.flatten[mode],
+          ),
         );
         fs.rmSync(out, { force: true });
       }
@@ -98,15 +124,25 @@ async function main() {
     `Medians (min–max) of ${REPS} runs each, seconds, minbase template, every command under \`script\` (a pty):`,
   );
   console.log('');
-  console.log('| command | with progress | --quiet | ratio |');
-  console.log('| --- | --- | --- | --- |');
+  const withCpu = TIME !== undefined;
+  console.log(
+    `| command | with progress | --quiet | ratio |${withCpu ? ' CPU s with progress | CPU s --quiet | CPU ratio |' : ''}`,
+  );
+  console.log(`| --- | --- | --- | --- |${withCpu ? ' --- | --- | --- |' : ''}`);
   const summary = {};
   let missed = false;
   for (const [op, r] of Object.entries(t)) {
     const ratio = median(r.tty) / median(r.quiet);
     summary[op] = { tty: median(r.tty), quiet: median(r.quiet), ratio };
     if (ratio > TARGET) missed = true;
-    console.log(`| ${op} | ${fmt(r.tty)} | ${fmt(r.quiet)} | ${ratio.toFixed(3)} |`);
+    let cpuCols = '';
+    if (withCpu) {
+      const c = cpu[op];
+      const cpuRatio = median(c.tty) / median(c.quiet);
+      summary[op].cpuRatio = cpuRatio;
+      cpuCols = ` ${fmt(c.tty)} | ${fmt(c.quiet)} | ${cpuRatio.toFixed(3)} |`;
+    }
+    console.log(`| ${op} | ${fmt(r.tty)} | ${fmt(r.quiet)} | ${ratio.toFixed(3)} |${cpuCols}`);
   }
   console.log('');
   console.log(

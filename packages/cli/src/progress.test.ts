@@ -1,5 +1,15 @@
 import { Writable } from 'node:stream';
-import { FPS, Progress, TransferBars, barText, formatDuration, isLive } from './progress';
+// Loaded here, ahead of the first bar that loads it, so that no test times jest loading it.
+import 'cli-progress';
+import {
+  FPS,
+  Progress,
+  SHOW_AFTER_MS,
+  TransferBars,
+  barText,
+  formatDuration,
+  isLive,
+} from './progress';
 
 const MiB = 1024 * 1024;
 
@@ -95,9 +105,35 @@ describe('Progress', () => {
     expect(t.out()).toMatch(/pulling \[#*\.*\] \d+% .* \/ 953\.7 MiB .*\/s ETA /);
   });
 
-  it('transfers: a bar per blob and a total, and a line per finished blob', () => {
+  it(`work shorter than ${SHOW_AFTER_MS} ms draws no bar, only its lines`, () => {
     const t = terminal();
     const p = new Progress(t.stream, true);
+    const bar = p.bar('pushing', 100);
+    bar.update(100);
+    bar.remove();
+    p.line('abababababab uploaded 100 B');
+    p.done();
+    expect(t.out()).toBe('abababababab uploaded 100 B\n');
+  });
+
+  it(`work that goes on shows its bars after ${SHOW_AFTER_MS} ms, and lines above them`, async () => {
+    const t = terminal();
+    const p = new Progress(t.stream, true);
+    const bar = p.bar('pushing', 100);
+    bar.update(40);
+    p.bar('finished early', 10).remove();
+    await new Promise((r) => setTimeout(r, SHOW_AFTER_MS / 2));
+    expect(t.out()).toBe('');
+    await new Promise((r) => setTimeout(r, SHOW_AFTER_MS));
+    p.line('one blob done');
+    expect(t.out()).toMatch(/one blob done\n[^]*pushing \[#+\.+\] 40% /);
+    expect(t.out()).not.toContain('finished early');
+    p.done();
+  });
+
+  it('transfers: a bar per blob and a total, and a line per finished blob', () => {
+    const t = terminal();
+    const p = new Progress(t.stream, true, Date.now, 0);
     const bars = new TransferBars(p, 'pulling');
     const d = `sha256:${'ab'.repeat(32)}`;
     bars.onEvent({ type: 'plan', blobs: 1, bytes: 2 * MiB });

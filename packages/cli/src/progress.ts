@@ -1,5 +1,13 @@
-import { MultiBar } from 'cli-progress';
+import type { MultiBar, SingleBar } from 'cli-progress';
 import { formatBytes, progressFigures } from './output';
+
+let cliProgress: typeof import('cli-progress') | undefined;
+/** cli-progress, loaded when the first bar is drawn: off a terminal, or quiet, none ever is. */
+function loadCliProgress(): typeof import('cli-progress') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  cliProgress ??= require('cli-progress') as typeof import('cli-progress');
+  return cliProgress;
+}
 
 /**
  * Live progress on a terminal: bars with bytes, rate and time left, drawn by cli-progress. A
@@ -7,6 +15,12 @@ import { formatBytes, progressFigures } from './output';
  * its own timer, at most `FPS` times a second, so progress costs the fast paths an assignment.
  */
 export const FPS = 10;
+
+/**
+ * Bars are drawn only once work has gone on this long: what ends sooner was over before a bar
+ * could tell anyone anything, and leaves only its permanent lines.
+ */
+export const SHOW_AFTER_MS = 100;
 
 /** Whether live progress goes to `stream`: a terminal, outside CI, and not `--quiet`. */
 export function isLive(stream: NodeJS.WriteStream, quiet: boolean): boolean {
@@ -66,18 +80,28 @@ export interface Bar {
 
 const inert: Bar = { update: () => undefined, label: () => undefined, remove: () => undefined };
 
+/** A bar asked for, and its cli-progress bar once the bars are shown. */
+interface Entry {
+  state: BarState;
+  drawn?: SingleBar;
+}
+
 /**
  * The bars of one command. Off a terminal (or quiet) every call does nothing: what is left to
- * print there is the command's final line, and the permanent lines it logs with `line()`.
+ * print there is the command's final line, and the permanent lines it logs with `line()`. On a
+ * terminal the bars appear `showAfterMs` after the first was asked for, if any is still there.
  */
 export class Progress {
   private multi?: MultiBar;
+  private readonly entries = new Set<Entry>();
+  private showTimer?: NodeJS.Timeout;
   readonly started = Date.now();
 
   constructor(
     private readonly stream: NodeJS.WriteStream,
     readonly live: boolean,
     private readonly now: () => number = Date.now,
+    private readonly showAfterMs: number = SHOW_AFTER_MS,
   ) {}
 
   bar(label: string, total?: number): Bar {
@@ -91,20 +115,14 @@ export class Progress {
 
   private add(state: BarState): Bar {
     if (!this.live) return inert;
-    this.multi ??= new MultiBar({
-      stream: this.stream,
-      fps: FPS,
-      format: (_o, _p, payload: { state: BarState }) =>
-        barText(payload.state, this.now()).slice(0, Math.max((this.stream.columns || 80) - 1, 20)),
-      hideCursor: true,
-      clearOnComplete: true,
-      linewrap: false,
-      gracefulExit: false,
-      emptyOnZero: true,
-    });
-    const multi = this.multi;
-    // cli-progress's own value and total are unused: the format reads the state at each redraw.
-    const b = multi.create(1, 0, { state });
+    const entry: Entry = { state };
+    this.entries.add(entry);
+    if (this.multi) entry.drawn = this.multi.create(1, 0, { state });
+    else if (this.showAfterMs <= 0) this.show();
+    else if (this.showTimer === undefined) {
+      this.showTimer = setTimeout(() => this.show(), this.showAfterMs);
+      this.showTimer.unref();
+    }
     return {
       update: (bytes, t, estimate) => {
         state.bytes = bytes;
@@ -121,9 +139,33 @@ export class Progress {
         else delete state.total;
       },
       remove: () => {
-        multi.remove(b);
+        this.entries.delete(entry);
+        if (entry.drawn) this.multi?.remove(entry.drawn);
       },
     };
+  }
+
+  /** Start drawing the bars still there (none: the next bar asked for waits again). */
+  private show(): void {
+    this.showTimer = undefined;
+    if (this.multi || this.entries.size === 0) return;
+    const { MultiBar } = loadCliProgress();
+    const multi = new MultiBar({
+      stream: this.stream,
+      fps: FPS,
+      format: (_o, _p, payload: { state: BarState }) =>
+        barText(payload.state, this.now()).slice(0, Math.max((this.stream.columns || 80) - 1, 20)),
+      hideCursor: true,
+      clearOnComplete: true,
+      linewrap: false,
+      gracefulExit: false,
+      emptyOnZero: true,
+    });
+    this.multi = multi;
+    // cli-progress's own value and total are unused: the format reads the state at each redraw.
+    for (const e of this.entries) e.drawn = multi.create(1, 0, { state: e.state });
+    // The work has been going on for a while: the first frame now, not a tick later.
+    multi.update();
   }
 
   /**
@@ -140,6 +182,9 @@ export class Progress {
 
   /** Take every bar off the display (the final line follows on a clean line). */
   done(): void {
+    clearTimeout(this.showTimer);
+    this.showTimer = undefined;
+    this.entries.clear();
     this.multi?.stop();
     this.multi = undefined;
   }

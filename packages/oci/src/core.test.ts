@@ -4,6 +4,7 @@ import {
   Annotations,
   ContentSource,
   Descriptor,
+  Digest,
   DigestMismatchError,
   ImageIndex,
   InvalidArgumentError,
@@ -144,6 +145,20 @@ class MemorySource implements ContentSource {
   }
 }
 
+/** A backend that remembers verified diffIDs, as the store does, and keeps the tars it opened. */
+class KnowingSource extends MemorySource {
+  readonly known = new Map<string, Digest>();
+  readonly opened: Readable[] = [];
+  async knownDiffId(d: Descriptor): Promise<Digest | undefined> {
+    return this.known.get(d.digest);
+  }
+  override async openDecompressed(d: Descriptor): Promise<Readable> {
+    const tar = await super.openDecompressed(d);
+    this.opened.push(tar);
+    return tar;
+  }
+}
+
 function sampleImage(src: MemorySource, tars: Buffer[]) {
   const layers = tars.map((t) => src.put(MediaTypes.layerGzip, zlib.gzipSync(t)));
   const config = src.putJson(MediaTypes.imageConfig, {
@@ -207,6 +222,31 @@ describe('Image and Layer over a content source', () => {
     const [layer] = await imageOf(src, s.manifest).layers();
     await expect(drain(await layer!.open())).rejects.toBeInstanceOf(DigestMismatchError);
     await expect(drain(await layer!.openTar())).rejects.toBeInstanceOf(DigestMismatchError);
+  });
+
+  test('a diffID the backend knows spares hashing the tar, and a corrupt blob is still refused', async () => {
+    const src = new KnowingSource();
+    const tar = Buffer.alloc(100_000, 3);
+    const s = sampleImage(src, [tar]);
+    src.known.set(s.layers[0]!.digest, sha256(tar));
+    const [layer] = await imageOf(src, s.manifest).layers();
+    const read = await layer!.openTar();
+    // The backend's own stream, with no diffID hasher piped behind it.
+    expect(read).toBe(src.opened.at(-1));
+    expect(sha256(await collect(read))).toBe(sha256(tar));
+    src.blobs.set(s.layers[0]!.digest, zlib.gzipSync(Buffer.alloc(100_000, 4)));
+    await expect(drain(await layer!.openTar())).rejects.toBeInstanceOf(DigestMismatchError);
+  });
+
+  test("a known diffID that is not the config's vouches for nothing", async () => {
+    const src = new KnowingSource();
+    const tar = Buffer.alloc(100, 1);
+    const s = sampleImage(src, [tar]);
+    src.known.set(s.layers[0]!.digest, sha256(tar));
+    const wrong = layerOf(src, s.layers[0]!, sha256('something else'));
+    const read = await wrong.openTar();
+    expect(read).not.toBe(src.opened.at(-1));
+    await expect(drain(read)).rejects.toBeInstanceOf(DigestMismatchError);
   });
 
   test('without a diffID one is computed once from the tar', async () => {

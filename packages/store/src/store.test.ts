@@ -3,7 +3,15 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Digest, sha256, DigestMismatchError, SizeMismatchError, NotFoundError } from '@strata/oci';
+import { gzipSync } from 'node:zlib';
+import {
+  Digest,
+  sha256,
+  DigestMismatchError,
+  MediaTypes,
+  SizeMismatchError,
+  NotFoundError,
+} from '@strata/oci';
 import type { FileHandle } from 'node:fs/promises';
 import { Store } from './store';
 import { holdLease, imageFor, withTempStore } from './testing';
@@ -16,6 +24,12 @@ const run = promisify(execFile);
 let dir: string;
 let store: Store;
 withTempStore('store', (t) => ({ dir, store } = t));
+
+async function readAll(s: Readable): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const c of s) out.push(c as Buffer);
+  return Buffer.concat(out);
+}
 
 async function ingestFiles(): Promise<string[]> {
   return fsp.readdir(path.join(store.root, '.strata', 'ingest'));
@@ -213,6 +227,33 @@ test('reads verify the digest at EOF', async () => {
   ).rejects.toBeInstanceOf(DigestMismatchError);
   const fsck = await store.fsck();
   expect(fsck.problems.join('\n')).toContain(digest);
+});
+
+test('a layer whose diffID is recorded still has its blob verified when read as a tar', async () => {
+  const tar = Buffer.alloc(4096, 1);
+  const blob = gzipSync(tar);
+  const layer = await store.putBytes(blob);
+  const config = await store.putJson(
+    { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(tar)] } },
+    MediaTypes.imageConfig,
+  );
+  const manifest = await store.putJson(
+    {
+      schemaVersion: 2,
+      mediaType: MediaTypes.imageManifest,
+      config,
+      layers: [{ mediaType: MediaTypes.layerGzip, digest: layer.digest, size: layer.size }],
+    },
+    MediaTypes.imageManifest,
+  );
+  await store.recordDiffId(layer.digest, sha256(tar));
+  const [l] = await store.image(manifest).layers();
+  expect(sha256(await readAll(await l!.openTar()))).toBe(sha256(tar));
+  // Other content of the same size, which decompresses to a valid tar of the same length.
+  const other = gzipSync(Buffer.alloc(4096, 2));
+  expect(other.length).toBe(blob.length);
+  await fsp.writeFile(store.blobPath(layer.digest), other);
+  await expect(readAll(await l!.openTar())).rejects.toBeInstanceOf(DigestMismatchError);
 });
 
 test('tag returns what the tag named before, so a move can be reported', async () => {

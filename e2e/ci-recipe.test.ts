@@ -1,0 +1,204 @@
+/**
+ * The CI publishing recipe, `.github/workflows/publish-template.yml`: its syntax is checked by
+ * action-validator (SchemaStore's schema for GitHub workflows), which must also refuse broken
+ * copies of it; then its run steps are run here in order (e2e/support/workflow.ts), against
+ * Debian's docker-registry on 127.0.0.1 with htpasswd and TLS from a CA made for the test. The
+ * previously published template is the cached minbase fixture; the Stratafile builds FROM it
+ * with one small package. A feature branch builds, checks and diffs into the job summary and
+ * pushes nothing; main, on a fresh runner, takes its step from the registry cache and pushes.
+ */
+import * as fs from 'node:fs';
+import * as https from 'node:https';
+import * as path from 'node:path';
+import { validateWorkflow } from '@action-validator/core';
+import { parse, stringify } from 'yaml';
+import { sourcesFile } from './fixtures/build/harness';
+import { SLOW, minbaseRootfs, REPO_ROOT, show, strata, strataOk, tmpDir } from './helpers';
+import { makePki, Pki, Registry, startRegistry } from './registry-fixtures';
+import { JobRun, readWorkflow, runJob, Workflow } from './support/workflow';
+
+jest.setTimeout(SLOW);
+
+const WORKFLOW = path.join(REPO_ROOT, '.github', 'workflows', 'publish-template.yml');
+const USER = 'ci-bot';
+const PASSWORD = 'publish-secret';
+
+function errorsOf(text: string): unknown[] {
+  return validateWorkflow(text).errors;
+}
+
+describe('the workflow validates, and broken copies of it do not', () => {
+  const text = fs.readFileSync(WORKFLOW, 'utf8');
+
+  test('publish-template.yml and ci.yml have no errors', () => {
+    expect(errorsOf(text)).toEqual([]);
+    const ci = fs.readFileSync(path.join(REPO_ROOT, '.github', 'workflows', 'ci.yml'), 'utf8');
+    expect(errorsOf(ci)).toEqual([]);
+  });
+
+  /** The parts of the workflow the broken copies change. */
+  interface Doc {
+    on: { workflow_call: { inputs: Record<string, { type: string }> } };
+    jobs: { publish: { steps?: object[] } & Record<string, unknown> };
+  }
+  test.each<[string, (w: Doc) => void]>([
+    ['a misspelt key in a job', (w) => (w.jobs.publish['runs-onn'] = 'x')],
+    ['an input of an unknown type', (w) => (w.on.workflow_call.inputs.image!.type = 'text')],
+    ['a step with neither run nor uses', (w) => w.jobs.publish.steps?.push({ name: 'nothing' })],
+    [
+      'an event GitHub does not have',
+      (w) => ((w.on as Record<string, unknown>)['workflow-call'] = {}),
+    ],
+  ])('%s is refused', (_what, mutate) => {
+    const w = parse(text) as Doc;
+    mutate(w);
+    expect(errorsOf(stringify(w)).length).toBeGreaterThan(0);
+  });
+
+  test('YAML that does not parse is refused', () => {
+    expect(errorsOf(text.replace('jobs:', 'jobs: [')).length).toBeGreaterThan(0);
+  });
+
+  test('no run step pastes an expression into its script', () => {
+    const w = readWorkflow(WORKFLOW);
+    for (const s of w.jobs.publish?.steps ?? []) expect(s.run ?? '').not.toContain('${{');
+  });
+});
+
+describe('its run steps, against a registry on loopback', () => {
+  let work: string;
+  let pki: Pki;
+  let reg: Registry;
+  let workflow: Workflow;
+  let workspace: string;
+  const home = () => path.join(work, 'home');
+
+  /** `registry`'s tags of `repo`, read with the test's credentials. */
+  function tags(repo: string): Promise<string[]> {
+    return new Promise((resolve, reject) => {
+      const req = https.get(
+        `https://${reg.host}/v2/${repo}/tags/list`,
+        { ca: fs.readFileSync(pki.caCert), auth: `${USER}:${PASSWORD}` },
+        (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => {
+            if (res.statusCode === 404) resolve([]);
+            else if (res.statusCode !== 200) reject(new Error(`${res.statusCode}: ${body}`));
+            else resolve(((JSON.parse(body) as { tags: string[] | null }).tags ?? []).sort());
+          });
+        },
+      );
+      req.on('error', reject);
+    });
+  }
+
+  function publish(branch: string): Promise<JobRun> {
+    const runnerTemp = fs.mkdtempSync(path.join(work, `runner-${branch}-`));
+    return runJob(workflow, {
+      job: 'publish',
+      ref: `refs/heads/${branch}`,
+      workspace,
+      runnerTemp,
+      env: { HOME: home(), REGISTRY_AUTH_FILE: undefined },
+      inputs: {
+        'strata-repository': 'acme/strata',
+        context: 'product',
+        image: `${reg.host}/team/product:2`,
+        previous: `${reg.host}/team/product:1`,
+        registry: reg.host,
+        cache: `${reg.host}/team/cache`,
+        'apt-sources': 'sources.list',
+        'ca-cert': 'registry-ca.pem',
+      },
+      secrets: { REGISTRY_USERNAME: USER, REGISTRY_PASSWORD: PASSWORD },
+    });
+  }
+
+  beforeAll(async () => {
+    work = tmpDir('strata-ci-recipe-');
+    fs.mkdirSync(home());
+    fs.mkdirSync(path.join(work, 'pki'));
+    pki = makePki(path.join(work, 'pki'));
+    reg = await startRegistry({ tls: pki, htpasswd: { [USER]: PASSWORD } });
+    workflow = readWorkflow(WORKFLOW);
+    // The previously published template: the minbase fixture, pushed as the base and as the
+    // product's last release.
+    const fx = await minbaseRootfs();
+    const store = path.join(work, 'publisher-store');
+    const env = { HOME: home(), DOCKER_CONFIG: path.join(work, 'publisher-docker') };
+    await strataOk(['template', 'create', fx.minbaseTar, '-t', 'minbase:1', '--name', 'minbase'], {
+      store,
+      env,
+    });
+    await strataOk(['login', reg.host, '-u', USER, '--password-stdin', '--ca-cert', pki.caCert], {
+      store,
+      env,
+      input: PASSWORD,
+    });
+    for (const ref of [`${reg.host}/platform/minbase:1`, `${reg.host}/team/product:1`])
+      await strataOk(['push', '-q', '--ca-cert', pki.caCert, 'minbase:1', ref], { store, env });
+    // The team's repository, as actions/checkout lays it out, with Strata checked out beside it.
+    workspace = path.join(work, 'workspace');
+    fs.mkdirSync(path.join(workspace, 'product'), { recursive: true });
+    fs.writeFileSync(
+      path.join(workspace, 'product', 'Stratafile'),
+      `FROM ${reg.host}/platform/minbase:1\nINSTALL sensible-utils\n`,
+    );
+    sourcesFile(workspace);
+    fs.copyFileSync(pki.caCert, path.join(workspace, 'registry-ca.pem'));
+    fs.symlinkSync(REPO_ROOT, path.join(workspace, '.strata-tool'));
+  });
+
+  afterAll(async () => {
+    await reg?.stop();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('a feature branch builds, checks and diffs into the summary, and pushes nothing', async () => {
+    const r = await publish('feature');
+    expect(r.steps.map((s) => `${s.name}: ${s.outcome}`)).toEqual([
+      'actions/checkout@v4: uses',
+      'actions/checkout@v4: uses',
+      'actions/setup-node@v4: uses',
+      'Install strata: ran',
+      'Log in to the registry: ran',
+      'Build: ran',
+      'Check: ran',
+      'Diff against the previous template: ran',
+      'Push: skipped',
+    ]);
+    const lines = r.summary.split('\n');
+    expect(lines).toContain(
+      `## strata diff ${reg.host}/team/product:1 → ${reg.host}/team/product:2`,
+    );
+    expect(lines).toContain('Packages: 1 added, 0 removed, 0 changed');
+    expect(lines.some((l) => l.startsWith('  + sensible-utils '))).toBe(true);
+    expect(lines.some((l) => l.startsWith('  + usr/bin/sensible-editor '))).toBe(true);
+    expect(r.summary).not.toContain('Published:');
+    expect(await tags('team/product')).toEqual(['1']);
+    // The build published its step to the cache repository all the same.
+    expect((await tags('team/cache')).length).toBeGreaterThan(0);
+  });
+
+  test('main, on a fresh runner, takes the step from the registry cache and pushes', async () => {
+    const r = await publish('main');
+    const build = r.steps.find((s) => s.name === 'Build')?.result;
+    expect(build?.stdout).toMatch(/0 steps run, 1 cached/);
+    expect(r.steps.at(-1)).toMatchObject({ name: 'Push', outcome: 'ran' });
+    expect(r.summary).toContain('Packages: 1 added, 0 removed, 0 changed');
+    expect(r.summary).toMatch(/Published: pushed candidate:publish to /);
+    expect(await tags('team/product')).toEqual(['1', '2']);
+    // What was pushed is what the summary compared: the diff from the registry says so.
+    const d = await strata(
+      ['diff', '--ca-cert', pki.caCert, `${reg.host}/team/product:1`, `${reg.host}/team/product:2`],
+      {
+        store: path.join(work, 'reader-store'),
+        env: { HOME: home(), DOCKER_CONFIG: path.join(work, 'publisher-docker') },
+      },
+    );
+    expect(d.code).toBe(1);
+    expect(d.stdout.split('\n')).toContain('Packages: 1 added, 0 removed, 0 changed');
+    expect(show(d)).not.toContain('error');
+  });
+});
