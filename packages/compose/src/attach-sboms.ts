@@ -26,7 +26,11 @@ export async function attachSboms(
   if (have.every((d) => d !== undefined)) return have as Descriptor[];
   const image = store.image(subject);
   const name = (await image.config()).strata?.name ?? subject.digest;
-  const inv = await readInventory(name, image);
+  // The base's view is kept in the store: a build on it reads only its own layers.
+  const inv = await readInventory(name, image, {
+    read: (top, key) => store.readStackView('sbom-rootfs', top, key),
+    write: (top, key, data) => store.writeStackView('sbom-rootfs', top, key, data),
+  });
   const dir = await new Snapshots(store).scratch('sbom');
   try {
     const out: Descriptor[] = [];

@@ -9,7 +9,7 @@ import {
 import { toCycloneDx } from './cyclonedx';
 import { SbomFormat, sbomArtifactType } from './formats';
 import { Inventory, inventory } from './inventory';
-import { readRootfsFiles } from './rootfs';
+import { readRootfsFiles, RootfsViews } from './rootfs';
 import { toSpdx } from './spdx';
 
 export { SBOM_FORMATS, sbomArtifactType, sbomFileName } from './formats';
@@ -22,6 +22,7 @@ export { toSpdx } from './spdx';
 export type { SpdxDocument } from './spdx';
 export { toCycloneDx } from './cyclonedx';
 export { readRootfsFiles, RootfsFiles } from './rootfs';
+export type { RootfsViews } from './rootfs';
 
 /** The schema validators load only when asked for (see validate.ts). */
 export async function validateSbom(format: SbomFormat, text: string): Promise<string[]> {
@@ -52,13 +53,17 @@ export interface Sbom {
  * md5sums, copyright and os-release files of its flattened layers, streamed through the core's
  * layers (verified as they are read) and never unpacked.
  */
-export async function readInventory(ref: string, image: Image): Promise<Inventory> {
+export async function readInventory(
+  ref: string,
+  image: Image,
+  views?: RootfsViews,
+): Promise<Inventory> {
   const [config, layers, digest] = await Promise.all([
     image.config(),
     image.layers(),
     image.digest(),
   ]);
-  const files = await readRootfsFiles(layers);
+  const files = await readRootfsFiles(layers, views);
   return inventory({ ref, digest, config, layers: layers.map((l) => l.descriptor) }, files);
 }
 

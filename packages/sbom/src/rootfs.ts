@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import * as path from 'node:path/posix';
 import type { Readable } from 'node:stream';
+import type { Descriptor, Digest } from '@strata/oci';
 import { cleanEntryPath, TarParser } from '@strata/layer';
 
 /** Anything whose uncompressed tar can be streamed: the core's Layer, verified at EOF. */
@@ -65,6 +67,44 @@ function mayHoldWanted(rel: string): boolean {
 export class RootfsFiles {
   private readonly files = new Map<string, Captured>();
   private layers = 0;
+
+  /** The state after the layers applied so far, to be restored by `restore`. */
+  save(): Buffer {
+    const files = [...this.files].map(([rel, c]) =>
+      c.data !== undefined
+        ? [rel, c.layer, 'd', c.data.toString('base64')]
+        : [rel, c.layer, 'l', c.link],
+    );
+    return Buffer.from(JSON.stringify({ v: VIEW_VERSION, layers: this.layers, files }));
+  }
+
+  /**
+   * The state `save` gave after `layers` layers, or undefined when `data` is not one (another
+   * version, another depth, or damaged): the caller then reads the layers.
+   */
+  static restore(data: Buffer, layers: number): RootfsFiles | undefined {
+    let doc: { v?: unknown; layers?: unknown; files?: unknown };
+    try {
+      doc = JSON.parse(data.toString('utf8')) as typeof doc;
+    } catch {
+      return undefined;
+    }
+    if (doc?.v !== VIEW_VERSION || doc.layers !== layers || !Array.isArray(doc.files))
+      return undefined;
+    const out = new RootfsFiles();
+    out.layers = layers;
+    for (const f of doc.files as unknown[]) {
+      if (!Array.isArray(f) || f.length !== 4) return undefined;
+      const [rel, layer, kind, value] = f as [unknown, unknown, unknown, unknown];
+      if (typeof rel !== 'string' || typeof value !== 'string') return undefined;
+      if (typeof layer !== 'number' || !Number.isInteger(layer) || layer < 0 || layer >= layers)
+        return undefined;
+      if (kind === 'd') out.files.set(rel, { layer, data: Buffer.from(value, 'base64') });
+      else if (kind === 'l') out.files.set(rel, { layer, link: value });
+      else return undefined;
+    }
+    return out;
+  }
 
   get(rel: string): Captured | undefined {
     return this.files.get(rel);
@@ -169,9 +209,55 @@ export class RootfsFiles {
   }
 }
 
-/** Read the wanted files of a layer stack (base first). */
-export async function readRootfsFiles(layers: readonly TarSource[]): Promise<RootfsFiles> {
-  const files = new RootfsFiles();
-  for (const l of layers) await files.apply(l);
+/** The version of what `RootfsFiles.save` writes; part of every view's key. */
+const VIEW_VERSION = 1;
+
+/**
+ * Where the state of a stack read so far is kept and found again: a store's stack views. The
+ * key is made over the digests of every layer up to `top`, so a view is found only for the same
+ * layers in the same order.
+ */
+export interface RootfsViews {
+  read(top: Digest, key: string): Promise<Buffer | undefined>;
+  write(top: Digest, key: string, data: Buffer): Promise<void>;
+}
+
+/** The view key of each prefix of a stack: keys[i] covers layers 0..i. */
+function chainKeys(layers: ReadonlyArray<{ descriptor: Descriptor }>): string[] {
+  const h = createHash('sha256').update(`strata rootfs files v${VIEW_VERSION}\n`);
+  return layers.map((l) => h.update(`${l.descriptor.digest}\n`).copy().digest('hex'));
+}
+
+/**
+ * Read the wanted files of a layer stack (base first). With `views`, the longest prefix of the
+ * stack that has a view is restored instead of read, and the state after the first layer (a
+ * template's base, on which many builds start) and after the last are kept for the next read.
+ */
+export async function readRootfsFiles(
+  layers: ReadonlyArray<TarSource & { descriptor?: Descriptor }>,
+  views?: RootfsViews,
+): Promise<RootfsFiles> {
+  const described = layers.every((l) => l.descriptor !== undefined);
+  const stack = layers as ReadonlyArray<TarSource & { descriptor: Descriptor }>;
+  const keys = views && described ? chainKeys(stack) : [];
+  let files = new RootfsFiles();
+  let from = 0;
+  for (let i = keys.length; i >= 1; i--) {
+    const data = await views!.read(stack[i - 1]!.descriptor.digest, keys[i - 1]!);
+    const restored = data && RootfsFiles.restore(data, i);
+    if (restored) {
+      [files, from] = [restored, i];
+      break;
+    }
+  }
+  for (let i = from; i < layers.length; i++) {
+    await files.apply(layers[i]!);
+    if (keys.length > 0 && (i === 0 || i === layers.length - 1)) {
+      // A view is a cache: one that cannot be written is read again next time.
+      await views!
+        .write(stack[i]!.descriptor.digest, keys[i]!, files.save())
+        .catch(() => undefined);
+    }
+  }
   return files;
 }

@@ -228,6 +228,48 @@ describe('reading a layer stack', () => {
     expect(files.resolve('etc/os-release')?.data?.toString()).toContain('ID=debian');
   });
 
+  test('with views, a stack read again reads only the layers above the longest prefix kept, with the same result', async () => {
+    const kept = new Map<string, Buffer>();
+    const views = {
+      read: async (t: Digest, key: string) => kept.get(`${t}-${key}`),
+      write: async (t: Digest, key: string, data: Buffer) => void kept.set(`${t}-${key}`, data),
+    };
+    const opened: string[] = [];
+    const counted = (l: ReturnType<typeof layer>, name: string) => ({
+      descriptor: {
+        mediaType: 'application/vnd.oci.image.layer.v1.tar',
+        digest: l.digest,
+        size: 1,
+      },
+      openTar: () => {
+        opened.push(name);
+        return l.openTar();
+      },
+    });
+    const other = layer([{ path: 'var/lib/dpkg/status', body: STATUS([['other', '3']]) }]);
+    const plain = [...(await readRootfsFiles([base, top])).entries()];
+    expect([
+      ...(await readRootfsFiles([counted(base, 'base'), counted(top, 'top')], views)).entries(),
+    ]).toEqual(plain);
+    expect(opened).toEqual(['base', 'top']);
+    expect(kept.size).toBe(2); // after the first layer, and after the last
+    opened.length = 0;
+    expect([
+      ...(await readRootfsFiles([counted(base, 'base'), counted(top, 'top')], views)).entries(),
+    ]).toEqual(plain);
+    expect(opened).toEqual([]);
+    // Another stack on the same base reads only its own layer.
+    const onBase = [counted(base, 'base'), counted(other, 'other')];
+    const fresh = [...(await readRootfsFiles([base, other])).entries()];
+    expect([...(await readRootfsFiles(onBase, views)).entries()]).toEqual(fresh);
+    expect(opened).toEqual(['other']);
+    // A damaged view, or one of another depth, is read again from the layers.
+    for (const k of kept.keys()) kept.set(k, Buffer.from('{"v":1,"layers":'));
+    opened.length = 0;
+    expect([...(await readRootfsFiles(onBase, views)).entries()]).toEqual(fresh);
+    expect(opened).toEqual(['base', 'other']);
+  });
+
   async function inv() {
     const files = await readRootfsFiles([base, top]);
     const config: ImageConfig = {

@@ -4,6 +4,7 @@ import { Descriptor, Digest, InvalidArgumentError, LockedError, graphDigests } f
 import { fsyncDir, tempOwner, tempPathFor } from './atomic';
 import type { BlobInfo } from './blobs';
 import { pruneDiffIds } from './diffids';
+import { pruneStackViews, stackViewDirs } from './stack-views';
 import { pidAlive, withFileLock } from './lock';
 import { isReferrerRecord } from './referrers';
 import type { Store } from './store';
@@ -93,6 +94,7 @@ export async function collectGarbage(
         store.paths.rootsDir,
         store.paths.leaseDir,
         store.paths.diffIdDir,
+        ...(await stackViewDirs(store.paths)),
       ]) {
         for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
           if (tempOwner(name) !== undefined)
@@ -103,6 +105,7 @@ export async function collectGarbage(
       if (dry) return { removed: blobs.length, bytesFreed, blobs, partials };
       if (blobs.length > 0) await fsyncDir(store.paths.blobDir);
       await pruneDiffIds(store.paths);
+      await pruneStackViews(store.paths);
       return { removed: blobs.length, bytesFreed, blobs, partials };
     },
     { what: `store ${store.root}` },

@@ -21,6 +21,8 @@ export class StorePaths {
   readonly rootsDir: string;
   /** One file per layer blob, named by its hex digest, holding the blob's verified diffID. */
   readonly diffIdDir: string;
+  /** Views of layer stacks by kind (stack-views.ts), each named by its top layer's blob. */
+  readonly stackViewDir: string;
   readonly lockPath: string;
   /** Held by a gc that deletes cache entries or snapshots; a new lease waits for it. */
   readonly gcLockPath: string;
@@ -35,6 +37,7 @@ export class StorePaths {
     this.leaseDir = own('leases');
     this.rootsDir = own('roots');
     this.diffIdDir = own('diffids');
+    this.stackViewDir = own('stack-views');
     this.lockPath = own('index.lock');
     this.gcLockPath = own('gc.lock');
     this.configPath = own('config.json');

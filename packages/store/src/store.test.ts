@@ -372,6 +372,22 @@ test('a blob lease keeps an image whose tag went while it is read', async () => 
   expect((await store.gc()).removed).toBe(all.length);
 });
 
+test('a stack view is kept until gc takes its top layer', async () => {
+  const m = await imageFor(store, 'viewed');
+  await store.tag('viewed', m);
+  const top = (await store.readManifest(m)).layers[0]!.digest;
+  const key = 'a'.repeat(64);
+  expect(await store.readStackView('sbom-rootfs', top, key)).toBeUndefined();
+  await store.writeStackView('sbom-rootfs', top, key, Buffer.from('view'));
+  expect((await store.readStackView('sbom-rootfs', top, key))?.toString()).toBe('view');
+  await store.gc();
+  expect((await store.readStackView('sbom-rootfs', top, key))?.toString()).toBe('view');
+  await store.untag('viewed');
+  await store.gc();
+  expect(await store.readStackView('sbom-rootfs', top, key)).toBeUndefined();
+  await expect(store.writeStackView('../x', top, key, Buffer.from(''))).rejects.toThrow();
+});
+
 test('fsck reports a missing blob', async () => {
   const m = await imageFor(store, 'gone');
   await store.tag('x', m);

@@ -36,6 +36,7 @@ import {
 import { exists, writeFileAtomic } from './atomic';
 import { StoreConfig, readStoreConfig } from './config';
 import { knownDiffId, recordDiffId } from './diffids';
+import { readStackView, writeStackView } from './stack-views';
 import { fsck } from './fsck';
 import { BlobGcResult, collectGarbage } from './gc';
 import { withFileLock } from './lock';
@@ -288,6 +289,16 @@ export class Store extends RootStore {
   /** Record that layer blob `digest` decompresses to a tar with `diffId` (see knownDiffId). */
   async recordDiffId(digest: Digest, diffId: Digest): Promise<void> {
     return recordDiffId(this.paths, digest, diffId);
+  }
+
+  /** A view of kind `kind` of the stack whose top layer is blob `top` (see stack-views.ts). */
+  async readStackView(kind: string, top: Digest, key: string): Promise<Buffer | undefined> {
+    return readStackView(this.paths, kind, top, key);
+  }
+
+  /** Keep a view of a stack, written atomically; gc drops it with blob `top`. */
+  async writeStackView(kind: string, top: Digest, key: string, data: Buffer): Promise<void> {
+    return writeStackView(this.paths, kind, top, key, data);
   }
 
   /** Re-hash every blob and check that every referenced blob exists. */
