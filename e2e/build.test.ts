@@ -95,6 +95,15 @@ describe('a three-level chain: base → middleware → app', () => {
       'RUN mkdir -p "$ACME_HOME" && echo "release=$RELEASE" > "$ACME_HOME/release"',
     ]);
     for (const l of meta.layers.slice(1)) expect(l.cacheKey).toMatch(/^sha256:/);
+    // The apt sources the BOOTSTRAP and INSTALL steps used, for `strata sources`: all three
+    // levels used one file.
+    const debLines = fs
+      .readFileSync(sources, 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith('deb '));
+    expect(meta.aptSources).toEqual(debLines);
+    expect(mw.config.strata.aptSources).toEqual(debLines);
   });
 
   test("the added packages' files are there, and dpkg status agrees with the metadata", () => {

@@ -146,6 +146,8 @@ export interface StageState {
   baseChain: BaseTemplate[];
   /** What DEBUILD built for this stage and the stages it comes FROM. */
   debuilds: DebuildRecord[];
+  /** The apt sources packages came from, here and in what it comes FROM (metadata aptSources). */
+  aptSources: string[];
   /** Exclusions recorded by the FROM template. */
   baseExclusions: Exclusion[];
   /** Stage named by BUILDCHROOT. */
@@ -212,4 +214,15 @@ export function packageDelta(
   for (const [k, p] of a) if (b.get(k)?.version !== p.version) added.push(`${p.name}=${p.version}`);
   for (const [k, p] of b) if (!a.has(k)) removed.push(p.name);
   return { added: added.sort(), removed: removed.sort() };
+}
+
+/**
+ * Add the `deb` entries of `sources` that `state` does not record yet, without credentials (a
+ * `user:password@` in a URI): the metadata is published with the template.
+ */
+export function recordAptSources(state: StageState, sources: AptSources): void {
+  for (const line of sources.text.split('\n')) {
+    const entry = line.trim().replace(/(\w+:\/\/)[^/\s@]*@/g, '$1');
+    if (entry.startsWith('deb ') && !state.aptSources.includes(entry)) state.aptSources.push(entry);
+  }
 }

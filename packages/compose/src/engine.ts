@@ -23,6 +23,7 @@ import {
   BuildResult,
   StageState,
   chainOf,
+  recordAptSources,
 } from './build-state';
 import { resolveFrom, stageKey } from './resolve-from';
 import { APT_AUTH, StepRunner } from './run-step';
@@ -316,6 +317,12 @@ export class Builder implements BuildContext {
       throw e;
     }
     const { key } = keyed;
+    // From the key, not the step's run: a cached rebuild records the same sources.
+    if (
+      keyed.sources &&
+      (ins.kind === 'BOOTSTRAP' || ins.kind === 'INSTALL' || ins.kind === 'UPGRADE')
+    )
+      recordAptSources(state, keyed.sources);
     let entry = this.opts.noCache ? undefined : await readCache(this.store, key);
     for (const remote of this.opts.noCache ? [] : (this.opts.cacheFrom ?? [])) {
       if (entry) break;

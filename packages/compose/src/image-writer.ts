@@ -125,6 +125,7 @@ export async function writeImage(
       baseChain: state.baseChain,
       labels: state.labels,
       ...(state.debuilds.length > 0 ? { debuilds: state.debuilds } : {}),
+      ...(state.aptSources.length > 0 ? { aptSources: state.aptSources } : {}),
     },
     layers: state.layers.map((l) => ({ descriptor: l.desc, diffId: l.diffId, history: l.history })),
     platform: ociPlatform(debArch),

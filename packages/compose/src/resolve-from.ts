@@ -38,6 +38,7 @@ export function emptyState(name: string, ref: string): StageState {
     distribution: {},
     baseChain: [],
     debuilds: [],
+    aptSources: [],
     baseExclusions: [],
     lock: { name, from: { ref }, steps: [] },
   };
@@ -68,6 +69,7 @@ export async function resolveFrom(
       packages: [...earlier.packages],
       baseChain: [...earlier.baseChain],
       debuilds: [...earlier.debuilds],
+      aptSources: [...earlier.aptSources],
       lock: { name, from: { ref: f.ref }, steps: [] },
     };
   }
@@ -151,6 +153,7 @@ export async function resolveFrom(
   state.baseExclusions = meta?.exclusions ?? [];
   state.distribution = meta?.distribution ?? {};
   state.debArch = meta?.architecture;
+  state.aptSources = [...(meta?.aptSources ?? [])];
   // The chain names each base by where it can be found downstream: what FROM said, or for a
   // local tag that a pull made, the registry reference it was pulled from (a local name
   // means nothing on another machine).

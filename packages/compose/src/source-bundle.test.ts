@@ -12,8 +12,8 @@ import {
   parseDigest,
   validateSourceIndex,
 } from '@strata/oci';
-import type { DebianPackage } from '@strata/oci';
-import { Store } from '@strata/store';
+import type { DebianPackage, Digest } from '@strata/oci';
+import { Store, writeImage as writeStoreImage } from '@strata/store';
 import { createTemplate } from '@strata/template';
 import { sourcesOf, writeSources } from './source-bundle';
 
@@ -159,6 +159,31 @@ Checksums-Sha256:
     expect(again.stats.fromCache).toBe(4);
     expect(requests).toEqual(['dists/test/InRelease']);
     expect(again.index).toEqual(r.index);
+  });
+
+  test('without apt sources given, it reads those the template records it was built with', async () => {
+    const tagged = await store.resolve('t:2');
+    const img = await store.selectImage(tagged, { role: 'rootfs' }, 't:2');
+    const [config, manifest] = await Promise.all([img.config(), store.readManifest(tagged)]);
+    const meta = { ...config.strata!, aptSources: [`deb ${uri} test main`] };
+    const written = await writeStoreImage(store, {
+      metadata: meta,
+      layers: manifest.layers.map((d, i) => ({
+        descriptor: d,
+        diffId: config.rootfs.diff_ids[i] as Digest,
+        history: { created_by: 'test' },
+      })),
+      platform: { architecture: 'amd64' },
+      env: [],
+      labels: {},
+      annotations: {},
+    });
+    await store.tag('t:recorded', written.descriptor);
+    requests.length = 0;
+    const r = await writeSources(store, 't:recorded', path.join(dir, 'out-recorded'), {});
+    expect(r.index.sources.map((x) => x.name)).toEqual(['hello']);
+    expect(r.index.missing).toEqual([]);
+    expect(requests).toContain('dists/test/InRelease');
   });
 
   test('refuses a file whose bytes are not what its .dsc says, and writes nothing under its name', async () => {

@@ -29,6 +29,8 @@ import {
   AptSources,
   SourceFile,
   SourcePackage,
+  hostSources,
+  makeSources,
   openRepoFile,
   parseDsc,
   readIndexFile,
@@ -107,8 +109,11 @@ export interface SourcesResult {
 
 export interface SourcesOptions {
   platform?: PlatformSelector;
-  /** The apt sources whose deb-src to use (each `deb` entry read as a `deb-src`). */
-  aptSources: AptSources;
+  /**
+   * The apt sources whose deb-src to use (each `deb` entry read as a `deb-src`); default: those
+   * the template records it was built with, else the build host's.
+   */
+  aptSources?: AptSources;
   /** Attach the bundle to the template's rootfs image as a sources artifact. */
   attach?: boolean;
   /** Source packages downloaded at a time. */
@@ -414,18 +419,23 @@ export async function writeSources(
   }
   const debuilt = new Set((meta.debuilds ?? []).flatMap((d) => d.packages));
   const wanted = sourcesOf(meta.packages, debuilt);
+  const aptSources =
+    opts.aptSources ??
+    (meta.aptSources !== undefined && meta.aptSources.length > 0
+      ? makeSources(meta.aptSources.join('\n'), `the apt sources ${ref} was built with`)
+      : await hostSources());
   const fetcher = new SourceFetcher(store);
   await fsp.mkdir(dir, { recursive: true });
   return store.withLease(async () => {
     const { found, read, none } = await findSources(
       fetcher,
-      opts.aptSources,
+      aptSources,
       new Set([...wanted.values()].map((w) => w.name)),
     );
     if (read.length === 0 && wanted.size > 0) {
       throw new StrataError(
         'NOT_FOUND',
-        `none of the apt sources (${opts.aptSources.origin}) has a Sources index`,
+        `none of the apt sources (${aptSources.origin}) has a Sources index`,
         { hint: 'strata sources reads each deb source as a deb-src: the mirror must serve source' },
       );
     }
@@ -447,7 +457,7 @@ export async function writeSources(
       }
       reasons.set(
         key,
-        why.length > 0 ? why.join('; ') : `not in the Sources indices of ${opts.aptSources.origin}`,
+        why.length > 0 ? why.join('; ') : `not in the Sources indices of ${aptSources.origin}`,
       );
     });
     const names = new Map<string, Digest>();

@@ -144,6 +144,7 @@ export const templateMetadataSchema = {
           packages: arrayOf(text),
         }),
       ),
+      aptSources: arrayOf(text),
     },
   ),
 } as const;

@@ -157,6 +157,12 @@ export interface TemplateMetadata {
   labels?: Record<string, string>;
   /** The Debian source packages DEBUILD built for this template's stages, in build order. */
   debuilds?: DebuildRecord[];
+  /**
+   * The apt sources its packages were installed from (BOOTSTRAP, INSTALL, UPGRADE, here and in
+   * its base templates), as one-line `deb` entries without credentials: where `strata sources`
+   * looks for their source packages.
+   */
+  aptSources?: string[];
 }
 
 /** `<store>/.strata/config.json` as written by a user (see storeConfigSchema); all optional. */

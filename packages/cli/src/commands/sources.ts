@@ -34,7 +34,8 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         })
         .option('apt-sources', {
           type: 'string',
-          describe: "apt sources file, each deb line read as deb-src (default: the build host's)",
+          describe:
+            "apt sources file, each deb line read as deb-src (default: those the template was built with, else the build host's)",
         })
         .option('attach', {
           type: 'boolean',
@@ -49,16 +50,19 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         }),
     run<SourcesArgs>(async (ctx, a) => {
       const { writeSources } = await import('@strata/compose');
-      const { hostSources, makeSources } = await import('@strata/debian');
+      const { makeSources } = await import('@strata/debian');
       const { NotFoundError, parsePlatform } = await import('@strata/oci');
       const { promises: fsp } = await import('node:fs');
-      const aptSources =
-        a.aptSources !== undefined
-          ? makeSources(await fsp.readFile(path.resolve(a.aptSources), 'utf8'), a.aptSources)
-          : await hostSources();
       const r = await writeSources(await ctx.store(), a.ref, a.output, {
         ...(a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {}),
-        aptSources,
+        ...(a.aptSources !== undefined
+          ? {
+              aptSources: makeSources(
+                await fsp.readFile(path.resolve(a.aptSources), 'utf8'),
+                a.aptSources,
+              ),
+            }
+          : {}),
         attach: a.attach,
       });
       const { index, stats } = r;
