@@ -13,72 +13,23 @@
  * Prints a Markdown table and one JSON line; exits 1 when the median diff takes 1 s or more.
  */
 'use strict';
-const fs = require('node:fs');
 const path = require('node:path');
-const { run, median, fmt } = require('./timing');
-const { minbaseTar } = require('./fixture');
-const { spawnSync } = require('node:child_process');
+const { run, runTimed, median, fmt } = require('./timing');
+const { CLI, PKGS, setUpPair } = require('./pair');
 
-const ROOT = path.resolve(__dirname, '..');
-const CLI = path.join(ROOT, 'packages/cli/bin/strata.js');
 const DIR = process.env.STRATA_BENCH_DIR || '/var/tmp/strata-bench/diff';
 const REPS = Number(process.env.STRATA_BENCH_REPS || 5);
 const STORE = path.join(DIR, 'store');
-const PKGS = ['sensible-utils', 'runit-helper', 'ucf'];
 const TARGET = 1;
-
-const strata = (args, opts) => run(process.execPath, [CLI, '--store', STORE, ...args], opts);
-
-function hasTag(tag) {
-  return strata(['ls'])
-    .stdout.split('\n')
-    .some((l) => l.split(/\s+/)[0] === tag);
-}
-
-function setUp() {
-  fs.mkdirSync(DIR, { recursive: true });
-  if (!hasTag('base:bench')) {
-    strata(['template', 'create', minbaseTar(), '-t', 'base:bench', '--name', 'bench-base']);
-  }
-  if (!hasTag('derived:bench')) {
-    const ctx = path.join(DIR, 'derived');
-    fs.mkdirSync(ctx, { recursive: true });
-    fs.writeFileSync(path.join(ctx, 'Stratafile'), `FROM base:bench\nINSTALL ${PKGS.join(' ')}\n`);
-    const sources = path.join(DIR, 'sources.list');
-    fs.writeFileSync(
-      sources,
-      'deb http://deb.debian.org/debian bookworm main\n' +
-        'deb http://deb.debian.org/debian bookworm-updates main\n' +
-        'deb http://deb.debian.org/debian-security bookworm-security main\n',
-    );
-    strata(['build', '-q', '--apt-sources', sources, '-t', 'derived:bench', ctx]);
-  }
-}
-
-const TIME = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 const CPU_FILE = path.join(DIR, 'cpu.txt');
 
-/**
- * `strata diff` (which exits 1 when the two differ, as here): wall seconds, and the CPU seconds
- * (user + system, its zstd child included) when GNU time is there, which the machine's load
- * does not inflate as it does the wall time.
- */
+const strata = (args) => run(process.execPath, [CLI, '--store', STORE, ...args]);
+const setUp = () => setUpPair(DIR, STORE);
+
+/** `strata diff` (which exits 1 when the two differ, as here), timed with its CPU seconds. */
 function diff(extra) {
   const args = [CLI, '--store', STORE, ...extra, 'diff', 'base:bench', 'derived:bench'];
-  const [cmd, argv] = TIME
-    ? [TIME, ['-f', '%U %S', '-o', CPU_FILE, process.execPath, ...args]]
-    : [process.execPath, args];
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 1) throw new Error(`strata diff exited ${r.status}\n${String(r.stderr)}`);
-  let cpu;
-  if (TIME) {
-    const line = fs.readFileSync(CPU_FILE, 'utf8').trim().split('\n').pop() ?? '';
-    const [u, sys] = line.split(' ').map(Number);
-    cpu = (u ?? 0) + (sys ?? 0);
-  }
-  return { secs, cpu, stdout: String(r.stdout) };
+  return runTimed(process.execPath, args, CPU_FILE, 1);
 }
 
 function main() {

@@ -15,31 +15,19 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
-const { run, median, fmt } = require('./timing');
+const { runTimed, median, fmt } = require('./timing');
 const { setUp, STORE } = require('./diff');
+const { CLI } = require('./pair');
 
-const ROOT = path.resolve(__dirname, '..');
-const CLI = path.join(ROOT, 'packages/cli/bin/strata.js');
 const REPS = Number(process.env.STRATA_BENCH_REPS || 5);
 const TARGET_SECS = 3;
 const TARGET_BYTES = 5 * 1024 * 1024;
 const OUT = path.join(path.dirname(STORE), 'report.html');
 
-const TIME = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 const CPU_FILE = path.join(path.dirname(STORE), 'report-cpu.txt');
 
-/**
- * One `strata` run: wall seconds, and the CPU seconds (user + system) when GNU time is there,
- * which the machine's load does not inflate as it does the wall time.
- */
-function strata(args) {
-  const argv = [CLI, '--store', STORE, ...args];
-  if (!TIME) return run(process.execPath, argv);
-  const r = run(TIME, ['-f', '%U %S', '-o', CPU_FILE, process.execPath, ...argv]);
-  const line = fs.readFileSync(CPU_FILE, 'utf8').trim().split('\n').pop() ?? '';
-  const [u, sys] = line.split(' ').map(Number);
-  return { ...r, cpu: (u ?? 0) + (sys ?? 0) };
-}
+/** One `strata` run, timed with its CPU seconds. */
+const strata = (args) => runTimed(process.execPath, [CLI, '--store', STORE, ...args], CPU_FILE);
 
 function main() {
   setUp();

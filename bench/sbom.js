@@ -17,67 +17,22 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
-const { spawnSync } = require('node:child_process');
-const { run, median, fmt } = require('./timing');
-const { minbaseTar } = require('./fixture');
+const { runTimed, median, fmt } = require('./timing');
+const { CLI, PKGS, setUpPair } = require('./pair');
 
-const ROOT = path.resolve(__dirname, '..');
-const CLI = path.join(ROOT, 'packages/cli/bin/strata.js');
 const DIR = process.env.STRATA_BENCH_DIR || '/var/tmp/strata-bench/sbom';
 const REPS = Number(process.env.STRATA_BENCH_REPS || 5);
 const STORE = path.join(DIR, 'store');
-const PKGS = ['sensible-utils', 'runit-helper', 'ucf'];
 const TARGET = 2;
-
-const strata = (args, opts) => run(process.execPath, [CLI, '--store', STORE, ...args], opts);
-
-function hasTag(tag) {
-  return strata(['ls'])
-    .stdout.split('\n')
-    .some((l) => l.split(/\s+/)[0] === tag);
-}
-
-function setUp() {
-  fs.mkdirSync(DIR, { recursive: true });
-  if (!hasTag('base:bench')) {
-    strata(['template', 'create', minbaseTar(), '-t', 'base:bench', '--name', 'bench-base']);
-  }
-  if (!hasTag('derived:bench')) {
-    const ctx = path.join(DIR, 'derived');
-    fs.mkdirSync(ctx, { recursive: true });
-    fs.writeFileSync(path.join(ctx, 'Stratafile'), `FROM base:bench\nINSTALL ${PKGS.join(' ')}\n`);
-    const sources = path.join(DIR, 'sources.list');
-    fs.writeFileSync(
-      sources,
-      'deb http://deb.debian.org/debian bookworm main\n' +
-        'deb http://deb.debian.org/debian bookworm-updates main\n' +
-        'deb http://deb.debian.org/debian-security bookworm-security main\n',
-    );
-    strata(['build', '-q', '--apt-sources', sources, '-t', 'derived:bench', ctx]);
-  }
-}
-
-const TIME = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 const CPU_FILE = path.join(DIR, 'cpu.txt');
 const OUT = path.join(DIR, 'out.json');
 
-/** One `strata sbom`: wall seconds, and CPU seconds (user + sys, children included). */
+const setUp = () => setUpPair(DIR, STORE);
+
+/** One `strata sbom`, timed with its CPU seconds (user + sys, children included). */
 function sbom(extra) {
   const args = [CLI, '--store', STORE, 'sbom', 'derived:bench', '-o', OUT, ...extra];
-  const [cmd, argv] = TIME
-    ? [TIME, ['-f', '%U %S', '-o', CPU_FILE, process.execPath, ...args]]
-    : [process.execPath, args];
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`strata sbom exited ${r.status}\n${String(r.stderr)}`);
-  let cpu;
-  if (TIME) {
-    const line = fs.readFileSync(CPU_FILE, 'utf8').trim().split('\n').pop() ?? '';
-    const [u, sys] = line.split(' ').map(Number);
-    cpu = (u ?? 0) + (sys ?? 0);
-  }
-  return { secs, cpu };
+  return runTimed(process.execPath, args, CPU_FILE);
 }
 
 function main() {

@@ -16,6 +16,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { run } = require('./timing');
 const { minbaseTar } = require('./fixture');
+const { benchSources } = require('./pair');
 
 const ROOT = path.resolve(__dirname, '..');
 const CLI = path.join(ROOT, 'packages/cli/bin/strata.js');
@@ -28,13 +29,7 @@ const MiB = (n) => `${(n / 1048576).toFixed(1)} MiB`;
 function main() {
   fs.rmSync(DIR, { recursive: true, force: true });
   fs.mkdirSync(DIR, { recursive: true });
-  const sources = path.join(DIR, 'sources.list');
-  fs.writeFileSync(
-    sources,
-    'deb http://deb.debian.org/debian bookworm main\n' +
-      'deb http://deb.debian.org/debian bookworm-updates main\n' +
-      'deb http://deb.debian.org/debian-security bookworm-security main\n',
-  );
+  const sources = benchSources(DIR);
   strata(['-q', 'template', 'create', minbaseTar(), '-t', 'base:bench', '--name', 'bench-base']);
   const once = (n) => {
     const r = strata([

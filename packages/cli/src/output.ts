@@ -85,6 +85,15 @@ export function stdinDash(v: string): string {
  * A coerce for an option given at most once: yargs turns `-t a -t b` into an array, which the
  * command would otherwise take for a string. A usage error (exit 2) names the command.
  */
+/** `--platform` of a command that reads one platform of a multi-platform template. */
+export function platformOption(what: string, command: string) {
+  return {
+    type: 'string' as const,
+    describe: `Of a multi-platform template, ${what} (os/arch[/variant])`,
+    coerce: once('--platform', command),
+  };
+}
+
 export function once(option: string, command: string): (v: unknown) => string | undefined {
   return (v) => {
     if (!Array.isArray(v)) return v as string | undefined;

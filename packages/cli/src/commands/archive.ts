@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { once, stdinDash } from '../output';
+import { once, stdinDash, platformOption } from '../output';
 import { TransferBars } from '../progress';
 
 interface SaveArgs extends GlobalArgs {
@@ -28,11 +28,10 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
             demandOption: true,
             describe: 'Archive file to write',
           })
-          .option('platform', {
-            type: 'string',
-            describe: 'Of a multi-platform template, save the rootfs image of this platform only',
-            coerce: once('--platform', 'strata save'),
-          }),
+          .option(
+            'platform',
+            platformOption('save the rootfs image of this platform only', 'strata save'),
+          ),
       run<SaveArgs>(async (ctx, a) => {
         const { saveArchive } = await import('@strata/store');
         const { parsePlatform } = await import('@strata/oci');

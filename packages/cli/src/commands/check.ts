@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
-import { ExitCodeError, exitCodeFor } from '../output';
+import { ExitCodeError, exitCodeFor, platformOption } from '../output';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
@@ -55,10 +55,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           default: true,
           describe: 'Look for newer package versions (--no-packages to skip the index download)',
         })
-        .option('platform', {
-          type: 'string',
-          describe: 'Of a multi-platform template, check this platform (os/arch[/variant])',
-        }),
+        .option('platform', platformOption('check this platform', 'strata check')),
     run<CheckArgs>(async (ctx, a) => {
       const { checkTemplate, formatReason } = await import('@strata/compose');
       const { registryResolver } = await import('./registry');

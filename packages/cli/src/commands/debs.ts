@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { once } from '../output';
+import { once, platformOption } from '../output';
 
 interface DebsArgs extends GlobalArgs {
   ref: string;
@@ -23,11 +23,7 @@ export function debsCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
           describe: 'Folder to write the .debs, Packages and Release into',
           coerce: once('-o/--output', 'strata debs'),
         })
-        .option('platform', {
-          type: 'string',
-          describe: 'Of a multi-platform template, the packages of this platform',
-          coerce: once('--platform', 'strata debs'),
-        }),
+        .option('platform', platformOption('the packages of this platform', 'strata debs')),
     run<DebsArgs>(async (ctx, a) => {
       const { exportDebs } = await import('@strata/compose');
       const { parsePlatform } = await import('@strata/oci');

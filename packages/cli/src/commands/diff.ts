@@ -5,7 +5,7 @@ import type { DiffReport, DiffSide, FileInfo } from '@strata/imager';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { tlsOptions } from './registry';
-import { counted, ExitCodeError, exitCodeFor, formatBytes, once } from '../output';
+import { counted, ExitCodeError, exitCodeFor, formatBytes, platformOption } from '../output';
 
 interface DiffArgs extends GlobalArgs {
   a: string;
@@ -61,11 +61,7 @@ export function diffCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
         c
           .positional('a', { type: 'string', demandOption: true, describe: 'The old image' })
           .positional('b', { type: 'string', demandOption: true, describe: 'The new image' })
-          .option('platform', {
-            type: 'string',
-            describe: 'Of a multi-platform template, compare this platform (os/arch[/variant])',
-            coerce: once('--platform', 'strata diff'),
-          })
+          .option('platform', platformOption('compare this platform', 'strata diff'))
           .option('depth', {
             type: 'number',
             default: 1,

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, once, shortDigest } from '../output';
+import { formatBytes, shortDigest, platformOption } from '../output';
 
 interface FlattenArgs extends GlobalArgs {
   ref: string;
@@ -66,12 +66,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             describe:
               'Scratch space for the uncompressed layers while writing a tar (default: next to the output)',
           })
-          .option('platform', {
-            type: 'string',
-            describe:
-              'Of a multi-platform template, the image of this platform (os/arch[/variant])',
-            coerce: once('--platform', 'strata flatten'),
-          })
+          .option('platform', platformOption('the image of this platform', 'strata flatten'))
           .check((a) => {
             if (!a.rootfs && !a.buildchroot && !a.dir)
               throw new Error('say where to write: --rootfs FILE, --buildchroot FILE or --dir DIR');
@@ -156,12 +151,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             default: 'rootfs' as const,
             describe: 'Which image of a bundle',
           })
-          .option('platform', {
-            type: 'string',
-            describe:
-              'Of a multi-platform template, the image of this platform (os/arch[/variant])',
-            coerce: once('--platform', 'strata image'),
-          })
+          .option('platform', platformOption('the image of this platform', 'strata image'))
           .check((a) => {
             if (Boolean(a.ext4) === Boolean(a.wks))
               throw new Error('give exactly one of --ext4 FILE or --wks LAYOUT -o FILE');

@@ -4,7 +4,7 @@ import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { isFile, openSide } from './diff';
 import { tlsOptions } from './registry';
-import { formatBytes, once } from '../output';
+import { formatBytes, once, platformOption } from '../output';
 
 interface ReportArgs extends GlobalArgs {
   ref: string;
@@ -43,11 +43,7 @@ export function reportCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArg
             describe: 'Show what changed from this image (as strata diff <against> <ref>)',
             coerce: once('--against', 'strata report'),
           })
-          .option('platform', {
-            type: 'string',
-            describe: 'Of a multi-platform template, report on this platform (os/arch[/variant])',
-            coerce: once('--platform', 'strata report'),
-          })
+          .option('platform', platformOption('report on this platform', 'strata report'))
           .option('output', {
             alias: 'o',
             type: 'string',

@@ -6,7 +6,7 @@ import type { SbomFormat, SbomSource } from '@strata/sbom';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { tlsOptions } from './registry';
-import { once } from '../output';
+import { once, platformOption } from '../output';
 
 interface SbomArgs extends GlobalArgs {
   ref: string;
@@ -66,11 +66,7 @@ export function sbomCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
       tlsOptions(
         c
           .positional('ref', { type: 'string', demandOption: true })
-          .option('platform', {
-            type: 'string',
-            describe: 'Of a multi-platform template, the SBOM of this platform (os/arch[/variant])',
-            coerce: once('--platform', 'strata sbom'),
-          })
+          .option('platform', platformOption('the SBOM of this platform', 'strata sbom'))
           .option('format', {
             type: 'string',
             choices: ['spdx', 'cyclonedx'] as const,

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { once } from '../output';
+import { once, platformOption } from '../output';
 
 interface SourcesArgs extends GlobalArgs {
   ref: string;
@@ -27,11 +27,7 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
           describe: 'Folder to write the sources, sources.json and SOURCES.txt into',
           coerce: once('-o/--output', 'strata sources'),
         })
-        .option('platform', {
-          type: 'string',
-          describe: 'Of a multi-platform template, the sources of this platform',
-          coerce: once('--platform', 'strata sources'),
-        })
+        .option('platform', platformOption('the sources of this platform', 'strata sources'))
         .option('apt-sources', {
           type: 'string',
           describe:

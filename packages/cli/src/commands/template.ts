@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, once, shortDigest, stdinDash } from '../output';
+import { formatBytes, once, shortDigest, stdinDash, platformOption } from '../output';
 
 interface CreateArgs extends GlobalArgs {
   rootfs: string;
@@ -142,11 +142,9 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
       'inspect <ref>',
       'Show a template: name, date, features, layers, packages, exclusions',
       (c) =>
-        c.positional('ref', { type: 'string', demandOption: true }).option('platform', {
-          type: 'string',
-          describe: 'Of a multi-platform template, show this platform only (os/arch[/variant])',
-          coerce: once('--platform', 'strata inspect'),
-        }),
+        c
+          .positional('ref', { type: 'string', demandOption: true })
+          .option('platform', platformOption('show this platform only', 'strata inspect')),
       run<InspectArgs>(async (ctx, a) => {
         const { loadTemplateSet, summarizeSet } = await import('@strata/template');
         const { parsePlatform } = await import('@strata/oci');
