@@ -261,7 +261,7 @@ describe('debs attached to a template', () => {
   it('save and load keep them', async () => {
     const file = path.join(work, 'base.tmpl.img');
     await strataOk(['--store', storeA, 'save', 'acme/base:1', '-o', file], { env });
-    const archived = JSON.parse(sh('skopeo', ['inspect', `oci-archive:${file}:acme/base:1`])) as {
+    const archived = JSON.parse(sh('skopeo', ['inspect', `oci-archive:${file}`])) as {
       Digest: string;
     };
     expect(archived.Digest).toBe(subject);

@@ -23,7 +23,7 @@ import {
   validateIndex,
   validateOciLayout,
 } from '@strata/oci';
-import { isReferrerRecord, referrersIn } from './referrers';
+import { ARCHIVE_REFERRERS, isReferrerRecord, referrersIn } from './referrers';
 
 /** Where each file of a tar is: the offset of its data and its size. */
 type TarIndex = Map<string, { offset: number; size: number }>;
@@ -152,7 +152,7 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
     openBlob,
     // The blob stream is verified; its end (and so the tar's) waits for that check.
     openDecompressed: async (d, c) => decompressBlob(await openBlob(d), c),
-    referrers: async (d) => referrersIn(index, d.digest),
+    referrers: async (d) => referrersIn(recorded, d.digest),
   };
   if (!files.has('oci-layout') || !files.has('index.json')) {
     throw new CorruptError(`${file} is not an OCI archive: oci-layout or index.json is missing`);
@@ -162,6 +162,17 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
     parseJson(await readWhole('index.json', 4 << 20), `${file}: index.json`),
     `${file}: index.json`,
   );
+  const attached: ImageIndex | undefined = files.has(ARCHIVE_REFERRERS)
+    ? assertValid(
+        validateIndex,
+        parseJson(await readWhole(ARCHIVE_REFERRERS, 4 << 20), `${file}: ${ARCHIVE_REFERRERS}`),
+        `${file}: ${ARCHIVE_REFERRERS}`,
+      )
+    : undefined;
+  const recorded: ImageIndex = {
+    schemaVersion: 2,
+    manifests: [...index.manifests, ...(attached?.manifests ?? [])],
+  };
   assertValid(
     validateOciLayout,
     parseJson(await readWhole('oci-layout', 4096), `${file}: oci-layout`),

@@ -20,7 +20,7 @@ import {
 } from '@strata/oci';
 import { openArchive } from './archive-content';
 import { fsyncDir, tempPathFor } from './atomic';
-import { isReferrerRecord, referrerRecord } from './referrers';
+import { ARCHIVE_REFERRERS, isReferrerRecord, referrerRecord } from './referrers';
 import { normalizeTag } from './refs';
 import { counted, storeSink } from './sink';
 import type { Store } from './store';
@@ -106,8 +106,14 @@ export async function saveArchive(
         ...(onEvent ? { onEvent } : {}),
       }),
     );
-    // index.json goes last: the artifacts the copy met are recorded there beside the image.
-    const index: ImageIndex = { schemaVersion: 2, manifests: [top, ...records] };
+    // The artifacts the copy met are recorded beside index.json, not in it: with one entry
+    // there, skopeo and umoci read `oci-archive:FILE` without being told which image.
+    if (records.length > 0) {
+      const attached: ImageIndex = { schemaVersion: 2, manifests: records };
+      await putEntry(pack, ARCHIVE_REFERRERS, encodeJson(attached));
+    }
+    // index.json goes last.
+    const index: ImageIndex = { schemaVersion: 2, manifests: [top] };
     await putEntry(pack, 'index.json', encodeJson(index));
     pack.finalize();
     await writing; // the stream fsyncs (flush) and closes the file

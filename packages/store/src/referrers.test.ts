@@ -1,9 +1,11 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Annotations, ArtifactTypes, MediaTypes, parseJson, sha256 } from '@strata/oci';
 import type { Descriptor, ImageManifest } from '@strata/oci';
 import { loadArchive, saveArchive } from './archive';
-import { EMPTY_CONFIG, SUBJECT_ANNOTATION } from './referrers';
+import { ARCHIVE_REFERRERS, EMPTY_CONFIG, SUBJECT_ANNOTATION } from './referrers';
 import { Store } from './store';
 import { imageFor, withTempStore } from './testing';
 
@@ -12,6 +14,7 @@ let store: Store;
 withTempStore('referrers', (t) => ({ dir, store } = t));
 
 const DEBS = ArtifactTypes.debs;
+const run = promisify(execFile);
 
 /** Two small files in the temp folder, as `attach` takes them. */
 async function files(tag: string) {
@@ -174,4 +177,24 @@ test('save and load carry the artifacts attached to the image and to the index',
   // -t names the one image, not the artifacts beside it.
   const third = await Store.open(path.join(dir, 'third'));
   expect((await loadArchive(third, file, 'again:1')).map((l) => l.ref)).toEqual(['again:1']);
+
+  // index.json lists the image alone (skopeo then takes it unasked); the records are beside it.
+  const unpacked = path.join(dir, 'unpacked');
+  await fsp.mkdir(unpacked);
+  await run('tar', ['-xf', file, '-C', unpacked]);
+  const top = JSON.parse(await fsp.readFile(path.join(unpacked, 'index.json'), 'utf8'));
+  expect(top.manifests.map((d: Descriptor) => d.digest)).toEqual([index.digest]);
+  const beside = JSON.parse(await fsp.readFile(path.join(unpacked, ARCHIVE_REFERRERS), 'utf8'));
+  expect(beside.manifests.map((d: Descriptor) => d.digest).sort()).toEqual(
+    [onIndex.digest, onImage.digest].sort(),
+  );
+  // An archive that recorded them in index.json, as strata save once did, loads them too.
+  top.manifests.push(...beside.manifests);
+  await fsp.writeFile(path.join(unpacked, 'index.json'), JSON.stringify(top));
+  await fsp.rm(path.join(unpacked, ARCHIVE_REFERRERS));
+  const older = path.join(dir, 'older.tmpl.img');
+  await run('tar', ['-cf', older, '-C', unpacked, 'oci-layout', 'blobs', 'index.json']);
+  const fourth = await Store.open(path.join(dir, 'fourth'));
+  expect((await loadArchive(fourth, older)).map((l) => l.ref)).toEqual(['tmpl:1']);
+  expect(await fourth.referrers(img.digest)).toEqual([onImage]);
 });

@@ -47,6 +47,14 @@ export function referrerRecord(d: Descriptor, bytes: Buffer): Descriptor {
  * lists them (artifactType, the manifest's annotations), of `artifactType` only when given; in
  * digest order.
  */
+/**
+ * The file of an archive (`strata save`) that records the artifacts attached to its images, as
+ * an image index of the store's referrer records. index.json holds only the images, so that
+ * tools that take an archive's one image unasked (skopeo's `oci-archive:FILE`) still do; an
+ * archive from before this file recorded them in index.json, which is read as well.
+ */
+export const ARCHIVE_REFERRERS = 'strata-referrers.json';
+
 export function referrersIn(
   index: ImageIndex,
   subject: Digest,
