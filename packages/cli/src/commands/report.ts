@@ -64,9 +64,19 @@ export function reportCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArg
           a.against !== undefined ? openSide(ctx, a, a.against, sel, closers) : undefined,
           localPlatforms(ctx, a.ref),
         ]);
+        // The licences come from what an SBOM reads of the layers (their copyright files).
+        const { readInventory } = await import('@strata/sbom');
+        const inventory = await readInventory(side.ref, side.image);
+        const licences = new Map(
+          inventory.packages.map((p) => [
+            `${p.name}:${p.architecture}=${p.version}`,
+            p.license.expression ?? 'NONE',
+          ]),
+        );
         const data = await reportData(side, {
           ...(against ? { against } : {}),
           ...(platforms ? { platforms } : {}),
+          licences,
         });
         bytes = await writeReport(a.output, data);
       } finally {

@@ -52,7 +52,7 @@ export interface ReportPackage {
   version: string;
   architecture: string;
   source: string;
-  /** Known once the metadata carries licences; until then undefined, shown as unknown. */
+  /** The package's licences as an SPDX expression (from its SBOM), when the report was given them. */
   licence?: string;
   /** Installed-Size from the dpkg status, in bytes (dpkg records KiB). */
   size?: number;
@@ -117,6 +117,8 @@ export interface ReportOptions {
   now?: Date;
   /** The platforms of the template the image was chosen from, when it has several. */
   platforms?: string[];
+  /** Each package's licences (an SPDX expression), keyed `name:architecture=version`. */
+  licences?: ReadonlyMap<string, string>;
 }
 
 /**
@@ -175,6 +177,7 @@ export async function reportData(side: DiffSide, opts: ReportOptions = {}): Prom
       meta?.layers.map((r) => loaded.layers.findIndex((l) => l.diffId === r.diffId)) ?? [],
       meta?.layers.map((r) => r.packagesAdded ?? []) ?? [],
       status === undefined ? '' : status.toString('utf8'),
+      opts.licences,
     ),
     ...(diff ? { diff: trimDiff(diff) } : {}),
   };
@@ -231,6 +234,7 @@ export function packageRows(
   layerOfRecord: readonly number[],
   addedByRecord: readonly string[][],
   dpkgStatus: string,
+  licences?: ReadonlyMap<string, string>,
 ): ReportPackage[] {
   const sizes = new Map<string, number>();
   for (const p of parseDeb822(dpkgStatus)) {
@@ -248,7 +252,7 @@ export function packageRows(
   return packages.map((p): ReportPackage => {
     const size = sizes.get(`${p.name}:${p.architecture}`);
     const layer = addedIn.get(`${p.name}=${p.version}`);
-    const licence = (p as DebianPackage & { license?: unknown }).license;
+    const licence = licences?.get(`${p.name}:${p.architecture}=${p.version}`);
     return {
       name: p.name,
       version: p.version,

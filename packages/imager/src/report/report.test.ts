@@ -113,6 +113,11 @@ test('packageRows: Installed-Size in bytes, and the last layer that added the ve
     [0, 2],
     [['curl=7.80', 'libc6=2.36-9', 'tzdata=2024a'], ['curl=7.88']],
     status,
+    // An older curl's licence is not the installed one's.
+    new Map([
+      ['curl:amd64=7.88', 'curl'],
+      ['curl:amd64=7.80', 'MIT'],
+    ]),
   );
   expect(rows).toEqual([
     {
@@ -120,6 +125,7 @@ test('packageRows: Installed-Size in bytes, and the last layer that added the ve
       version: '7.88',
       architecture: 'amd64',
       source: 'curl',
+      licence: 'curl',
       size: 512000,
       layer: 2,
     },
@@ -133,7 +139,10 @@ test('packageRows: Installed-Size in bytes, and the last layer that added the ve
     },
     { name: 'tzdata', version: '2024a', architecture: 'all', source: 'tzdata', layer: 0 },
   ]);
-  expect(rows.every((r) => r.licence === undefined)).toBe(true);
+  expect(rows.filter((r) => r.licence === undefined).map((r) => r.name)).toEqual([
+    'libc6',
+    'tzdata',
+  ]);
 });
 
 const HOSTILE = [
