@@ -104,6 +104,20 @@ describe('strata sources', () => {
   let proxy: CountingProxy;
   let reg: Registry;
   let aptSources: string;
+
+  /** `strata sources --json … --allow-missing` of `ref` in `store` into `out`, parsed. */
+  async function sourcesJson(
+    store: string,
+    ref: string,
+    out: string,
+    ...extra: string[]
+  ): Promise<SourcesJson> {
+    const args = ['--store', store, '--json', 'sources', ref, '-o', out];
+    const r = await strataOk([...args, '--apt-sources', aptSources, '--allow-missing', ...extra], {
+      env,
+    });
+    return JSON.parse(r.stdout) as SourcesJson;
+  }
   /** `source=version` of each kept package, as the fixture's dpkg status says. */
   const expected = new Map<string, string[]>();
   let first: SourcesJson;
@@ -225,25 +239,7 @@ describe('strata sources', () => {
   it('a second run is served from the store: it fetches only the Release files', async () => {
     const out = path.join(work, 'out2');
     proxy.paths.length = 0;
-    const again = JSON.parse(
-      (
-        await strataOk(
-          [
-            '--store',
-            store,
-            '--json',
-            'sources',
-            'acme/app:1',
-            '-o',
-            out,
-            '--apt-sources',
-            aptSources,
-            '--allow-missing',
-          ],
-          { env },
-        )
-      ).stdout,
-    ) as SourcesJson;
+    const again = await sourcesJson(store, 'acme/app:1', out);
     expect(proxy.paths.map((p) => path.basename(p))).toEqual([
       'InRelease',
       'InRelease',
@@ -258,26 +254,7 @@ describe('strata sources', () => {
 
   it('--attach stores the bundle as an artifact of the template; push carries it; a pulled store needs no download', async () => {
     const out = path.join(work, 'out3');
-    const r = JSON.parse(
-      (
-        await strataOk(
-          [
-            '--store',
-            store,
-            '--json',
-            'sources',
-            'acme/app:1',
-            '-o',
-            out,
-            '--apt-sources',
-            aptSources,
-            '--allow-missing',
-            '--attach',
-          ],
-          { env },
-        )
-      ).stdout,
-    ) as SourcesJson;
+    const r = await sourcesJson(store, 'acme/app:1', out, '--attach');
     expect(r.attached).toMatch(/^sha256:/);
     const inspect = JSON.parse(
       (await strataOk(['--store', store, '--json', 'inspect', 'acme/app:1'], { env })).stdout,
@@ -311,25 +288,7 @@ describe('strata sources', () => {
     const storeB = path.join(work, 'storeB');
     await strataOk(['--store', storeB, '-q', 'pull', `${remote}:1`, '-t', 'got/app:1'], { env });
     proxy.paths.length = 0;
-    const pulled = JSON.parse(
-      (
-        await strataOk(
-          [
-            '--store',
-            storeB,
-            '--json',
-            'sources',
-            'got/app:1',
-            '-o',
-            path.join(work, 'out4'),
-            '--apt-sources',
-            aptSources,
-            '--allow-missing',
-          ],
-          { env },
-        )
-      ).stdout,
-    ) as SourcesJson;
+    const pulled = await sourcesJson(storeB, 'got/app:1', path.join(work, 'out4'));
     expect(pulled.sources).toEqual(first.sources);
     // The source files came with the pull; only the indices and Release files were fetched.
     expect(proxy.paths.filter((p) => p.includes('/pool/'))).toEqual([]);
