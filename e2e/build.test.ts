@@ -67,7 +67,7 @@ beforeAll(async () => {
 afterAll(() => cleanupTmp());
 
 describe('a three-level chain: base → middleware → app', () => {
-  test('the result records both ancestors, merged features, labels and ENV', () => {
+  test('the result records both ancestors, merged features, labels and ENV', async () => {
     const base = readImage(store, 'base:v1');
     const mw = readImage(store, 'middleware:v1');
     const app = readImage(store, 'app:v1');
@@ -104,6 +104,10 @@ describe('a three-level chain: base → middleware → app', () => {
       .filter((l) => l.startsWith('deb '));
     expect(meta.aptSources).toEqual(debLines);
     expect(mw.config.strata.aptSources).toEqual(debLines);
+    const inspected = JSON.parse(
+      (await strataOk(['inspect', '--json', 'app:v1'], { store })).stdout,
+    ) as { aptSources: string[] };
+    expect(inspected.aptSources).toEqual(debLines);
   });
 
   test("the added packages' files are there, and dpkg status agrees with the metadata", () => {

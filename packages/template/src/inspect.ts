@@ -86,6 +86,8 @@ export interface TemplateSummary {
   size: number;
   /** The templates this one was built on, the root base first and the direct base last. */
   baseChain: NonNullable<TemplateMetadata['baseChain']>;
+  /** The apt sources its packages came from, as its metadata records them. */
+  aptSources: string[];
   annotations: Record<string, string>;
 }
 
@@ -119,6 +121,7 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
     layers,
     size: layers.reduce((n, l) => n + l.size, 0),
     baseChain: m?.baseChain ?? [],
+    aptSources: m?.aptSources ?? [],
     annotations: t.manifest.annotations ?? {},
   };
 }
