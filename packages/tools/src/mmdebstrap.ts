@@ -1,5 +1,6 @@
 import { StrataError, ToolFailedError } from '@strata/oci';
 import { execa, lastLine } from './spawn';
+import { privateMountsArgv } from './private-mounts';
 
 export interface MmdebstrapOptions {
   suite: string;
@@ -37,14 +38,20 @@ export async function mmdebstrap(o: MmdebstrapOptions): Promise<void> {
   args.push(o.suite, o.target, o.sources);
   const env: Record<string, string> = { ...process.env } as Record<string, string>;
   if (o.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(o.sourceDateEpoch);
-  const child = execa()('mmdebstrap', args, {
-    env,
-    all: true,
-    buffer: false,
-    reject: false,
-    stdin: 'ignore',
-    cleanup: true,
-  });
+  // mmdebstrap mounts /proc, /sys and /dev into the target: in a namespace of its own, so that
+  // a strata killed mid-BOOTSTRAP leaves none of them on the host. SIGTERM lets it clean up.
+  const child = execa()(
+    'setpriv',
+    privateMountsArgv(['mmdebstrap', ...args], { killChild: 'SIGTERM' }),
+    {
+      env,
+      all: true,
+      buffer: false,
+      reject: false,
+      stdin: 'ignore',
+      cleanup: true,
+    },
+  );
   let tail = '';
   child.all?.on('data', (c: Buffer) => {
     tail = (tail + c.toString()).slice(-4096);

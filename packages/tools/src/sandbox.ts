@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { InvalidArgumentError, StrataError, ToolFailedError } from '@strata/oci';
 import { execa } from './spawn';
+import { privateMountsArgv } from './private-mounts';
 
 /**
  * Run a command in a chroot on an overlay mount, inside a private mount namespace and PID
@@ -263,29 +264,10 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
     env[`SB_SECRET_${i}_DST`] = s.target;
     env[`SB_SECRET_${i}_MODE`] = (s.mode & 0o7777).toString(8);
   }
-  // unshare's --kill-child ties the step to unshare, but nothing ties unshare to Strata: a
-  // SIGKILLed strata (a CI runner's kill -9) left unshare, the step and its mounts running.
-  // setpriv arms the parent-death signal, which survives its exec of unshare.
+  // A SIGKILLed strata (a CI runner's kill -9) must not leave the step or its mounts running.
   const child = execa()(
     'setpriv',
-    [
-      '--pdeathsig',
-      'KILL',
-      '--',
-      'unshare',
-      '--mount',
-      '--pid',
-      '--fork',
-      '--propagation',
-      'private',
-      '--kill-child',
-      '--',
-      '/bin/sh',
-      '-c',
-      SCRIPT,
-      'strata-step',
-      ...spec.command,
-    ],
+    privateMountsArgv(['/bin/sh', '-c', SCRIPT, 'strata-step', ...spec.command], { pid: true }),
     {
       env,
       extendEnv: false,
