@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
-import type { Selector } from '@strata/oci';
+import type { ContentSource, Selector } from '@strata/oci';
 import type { DiffReport, DiffSide, FileInfo } from '@strata/imager';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
@@ -23,8 +23,8 @@ export function isFile(spec: string): boolean {
 
 /**
  * One side of the diff, read where it lives and never copied or tagged: an archive in place, a
- * registry reference from the registry, anything else from the store. `strata report` opens its
- * images the same way.
+ * registry reference from the registry, anything else from the store; with the backend it came
+ * from, for what refers to it. `strata report` and `strata sbom` open their images the same way.
  */
 export async function openSide(
   ctx: Context,
@@ -32,11 +32,11 @@ export async function openSide(
   spec: string,
   sel: Selector,
   closers: (() => void)[],
-): Promise<DiffSide> {
+): Promise<DiffSide & { content: ContentSource }> {
   if (isFile(spec)) {
     const { openArchive } = await import('@strata/store');
     const archive = await openArchive(path.resolve(spec));
-    return { ref: spec, image: await archive.selectImage(sel) };
+    return { ref: spec, image: await archive.selectImage(sel), content: archive.content };
   }
   const { parseReference } = await import('@strata/oci');
   const ref = parseReference(spec);
@@ -45,11 +45,16 @@ export async function openSide(
     const { transportOptions } = await import('./registry');
     const remote = await openRemoteImage(ref, sel, await transportOptions(a, ref.registry));
     closers.push(remote.close);
-    return { ref: spec, image: remote.image };
+    return { ref: spec, image: remote.image, content: remote.content };
   }
   const store = await ctx.store();
+  const { storeContent } = await import('@strata/store');
   const top = await store.resolve(spec);
-  return { ref: spec, image: await store.selectImage(top, sel, spec) };
+  return {
+    ref: spec,
+    image: await store.selectImage(top, sel, spec),
+    content: storeContent(store),
+  };
 }
 
 export function diffCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {

@@ -2,10 +2,11 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
 import type { Selector } from '@strata/oci';
-import type { SbomFormat, SbomSource } from '@strata/sbom';
-import type { Context, GlobalArgs } from '../context';
+import type { SbomFormat } from '@strata/sbom';
+import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { tlsOptions } from './registry';
+import { openSide } from './diff';
 import { once, platformOption } from '../output';
 
 interface SbomArgs extends GlobalArgs {
@@ -16,46 +17,6 @@ interface SbomArgs extends GlobalArgs {
   compute: boolean;
   insecure: boolean;
   caCert?: string;
-}
-
-/** A `.tmpl.img` (or any path): an archive read in place, as FROM takes a file. */
-function isFile(spec: string): boolean {
-  return /^(\.\.?)?\//.test(spec) || /\.(tmpl\.img|tar)$/.test(spec);
-}
-
-/**
- * The template `spec` names, read where it lives and never copied or tagged: an archive in
- * place, a registry reference from the registry, anything else from the store.
- */
-async function openSource(
-  ctx: Context,
-  a: SbomArgs,
-  sel: Selector,
-  closers: (() => void)[],
-): Promise<SbomSource> {
-  const spec = a.ref;
-  if (isFile(spec)) {
-    const { openArchive } = await import('@strata/store');
-    const archive = await openArchive(path.resolve(spec));
-    return { ref: spec, image: await archive.selectImage(sel), content: archive.content };
-  }
-  const { parseReference } = await import('@strata/oci');
-  const ref = parseReference(spec);
-  if (ref.registry !== undefined) {
-    const { openRemoteImage } = await import('@strata/registry');
-    const { transportOptions } = await import('./registry');
-    const remote = await openRemoteImage(ref, sel, await transportOptions(a, ref.registry));
-    closers.push(remote.close);
-    return { ref: spec, image: remote.image, content: remote.content };
-  }
-  const store = await ctx.store();
-  const { storeContent } = await import('@strata/store');
-  const top = await store.resolve(spec);
-  return {
-    ref: spec,
-    image: await store.selectImage(top, sel, spec),
-    content: storeContent(store),
-  };
 }
 
 export function sbomCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
@@ -92,7 +53,7 @@ export function sbomCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
         const sel: Selector =
           a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {};
         const { sbomOf } = await import('@strata/sbom');
-        const src = await openSource(ctx, a, sel, closers);
+        const src = await openSide(ctx, a, a.ref, sel, closers);
         const sbom = await sbomOf(src, a.format, { compute: a.compute });
         const digest = src.image.descriptor.digest;
         const from =
