@@ -10,8 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { zstdOrGunzip } from './support/secret-search';
 import { SLOW, cleanupTmp, runOk, show, strata } from './helpers';
-import { BuildJson, readImage, storeWithBase } from './fixtures/build/harness';
-import { AuthRepo, startAuthRepo } from './support/auth-repo';
+import { BuildJson, DEBIAN_SOURCES, readImage, storeWithBase } from './fixtures/build/harness';
+import { AuthMirror, AuthRepo, startAuthMirror, startAuthRepo } from './support/auth-repo';
 
 let work: string;
 let store: string;
@@ -258,6 +258,114 @@ describe('apt-auth: a private apt repository behind basic auth', () => {
           'build stderr': r.stderr,
         }),
       ).toEqual([]);
+    },
+    SLOW,
+  );
+});
+
+describe('apt-auth: BOOTSTRAP from a private mirror, and strata check of what it built', () => {
+  const mirrorPassword = `strata-mirror-${randomBytes(16).toString('hex')}`;
+  let mirror: AuthMirror;
+  let ctx: string;
+  let mirrorList: string;
+  let authConf: string;
+  let built: BuildJson;
+
+  beforeAll(async () => {
+    mirror = await startAuthMirror(mirrorPassword);
+    ctx = path.join(work, 'bootstrap');
+    fs.mkdirSync(ctx);
+    // Two packages, unpacked only: the cheapest BOOTSTRAP that still reads the whole suite.
+    fs.writeFileSync(
+      path.join(ctx, 'Stratafile'),
+      'FROM scratch\nBOOTSTRAP --variant=extract --include=base-files,dpkg bookworm\n',
+    );
+    mirrorList = path.join(work, 'mirror.list');
+    fs.writeFileSync(
+      mirrorList,
+      DEBIAN_SOURCES.split('\n')[0]!.replace('http://deb.debian.org', mirror.url) + '\n',
+    );
+    authConf = path.join(work, 'mirror-auth.conf');
+    fs.writeFileSync(
+      authConf,
+      `machine ${mirror.url} login ${mirror.user} password ${mirrorPassword}\n`,
+    );
+  });
+
+  afterAll(() => mirror?.close());
+
+  const bootstrap = (args: string[]) =>
+    strata(['build', '--json', '--apt-sources', mirrorList, '-t', 'mirrored:v1', ...args, ctx], {
+      store,
+      env: EPOCH,
+    });
+  const check = (args: string[]) =>
+    strata(
+      [
+        'check',
+        '--apt-sources',
+        mirrorList,
+        '-f',
+        path.join(ctx, 'Stratafile'),
+        ...args,
+        'mirrored:v1',
+      ],
+      { store },
+    );
+
+  test(
+    'without the secret, BOOTSTRAP fails at its line and names the way out',
+    async () => {
+      const r = await bootstrap([]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`${path.join(ctx, 'Stratafile')}:2:1:`);
+      expect(r.stderr).toContain('HTTP 401: the repository wants credentials');
+      expect(r.stderr).toContain('--secret id=apt-auth');
+    },
+    SLOW,
+  );
+
+  test(
+    'with it, mmdebstrap reads the mirror with the credentials; no layer, mount or file keeps them',
+    async () => {
+      const before = mirror.requests.length;
+      const r = await bootstrap(['--secret', `id=apt-auth,src=${authConf}`]);
+      if (r.code !== 0) throw new Error(show(r));
+      built = JSON.parse(r.stdout) as BuildJson;
+      const asked = mirror.requests.slice(before);
+      expect(asked.filter((q) => q.path.endsWith('.deb')).length).toBeGreaterThanOrEqual(2);
+      expect(asked.filter((q) => !q.authorized)).toEqual([]);
+      const entries = await layerEntries((built.layers[0] as { digest: string }).digest);
+      expect(entries).toContain('usr/bin/dpkg');
+      expect(entries.filter((e) => e.includes('auth.conf'))).toEqual([]);
+      expect(
+        fs
+          .readFileSync('/proc/self/mountinfo', 'utf8')
+          .split('\n')
+          .filter((l) => l.includes(store)),
+      ).toEqual([]);
+      expect(
+        leaks([mirrorPassword, `${mirror.user}:${mirrorPassword}`], [], {
+          'build stdout': r.stdout,
+          'build stderr': r.stderr,
+        }),
+      ).toEqual([]);
+    },
+    SLOW,
+  );
+
+  test(
+    'strata check takes the same secret for the indices it reads, and says so when it lacks it',
+    async () => {
+      expect(built).toBeDefined();
+      const without = await check([]);
+      expect(without.code).toBe(2);
+      expect(without.stderr).toContain('401');
+      expect(without.stderr).toContain('--secret id=apt-auth');
+      const r = await check(['--secret', `id=apt-auth,src=${authConf}`]);
+      if (r.code !== 0) throw new Error(show(r));
+      expect(r.stdout).toContain('mirrored:v1 is up to date');
+      expect(leaks([mirrorPassword], [], { 'check output': r.stdout + r.stderr })).toEqual([]);
     },
     SLOW,
   );

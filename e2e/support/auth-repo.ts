@@ -108,3 +108,45 @@ export async function startAuthRepo(dir: string, password: string): Promise<Auth
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
+
+/** Debian's mirror as the tests reach it (e2e/fixtures/build/harness.ts's DEBIAN_SOURCES). */
+const MIRROR = 'http://deb.debian.org';
+
+export interface AuthMirror {
+  /** `http://127.0.0.1:PORT`, standing for the mirror's `http://deb.debian.org`. */
+  url: string;
+  user: string;
+  requests: Array<{ path: string; authorized: boolean }>;
+  close(): Promise<void>;
+}
+
+/**
+ * Debian's mirror behind HTTP basic auth, as a company's private mirror of it would be: a proxy
+ * on 127.0.0.1 that answers 401 to a request without the credentials and passes the others on.
+ */
+export async function startAuthMirror(password: string): Promise<AuthMirror> {
+  const user = 'mirror-reader';
+  const expected = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+  const requests: AuthMirror['requests'] = [];
+  const server = http.createServer((req, res) => {
+    const authorized = req.headers.authorization === expected;
+    requests.push({ path: req.url ?? '/', authorized });
+    if (!authorized) {
+      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="private mirror"' }).end();
+      return;
+    }
+    const up = http.get(`${MIRROR}${req.url ?? '/'}`, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.writeHead(502).end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    user,
+    requests,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,6 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from '@strata/oci';
 
+/** The id of the build secret that is apt's auth.conf, for the apt steps and `strata check`. */
+export const APT_AUTH_SECRET = 'apt-auth';
+
+/** The yargs option `--secret`, as build and check take it. */
+export function secretOption(describe: string): {
+  type: 'string';
+  array: true;
+  nargs: 1;
+  default: string[];
+  describe: string;
+} {
+  return { type: 'string', array: true, nargs: 1, default: [], describe };
+}
+
 /**
  * `strata build --secret id=NAME,src=FILE` or `--secret id=NAME,env=VARIABLE` (repeatable, as
  * docker build's): each secret's bytes by id. Only where a value comes from is ever shown.

@@ -51,6 +51,8 @@ export interface CheckOptions {
   platform?: PlatformSelector;
   /** Skip downloading the Packages indices (no newer-version report). */
   noPackages?: boolean;
+  /** apt's auth.conf for private repositories, as `strata build` takes it (the `apt-auth` secret). */
+  aptAuth?: Buffer;
   /**
    * Resolves a registry reference (a registry FROM, or an ancestor recorded by its registry
    * reference) the way `strata build` resolves its FROM. Needed when there is one.
@@ -255,7 +257,11 @@ export async function checkTemplate(
   // Steps: walk the chain as the build does, then recompute each key on the template's own layers.
   const diffIds = config.rootfs.diff_ids as Digest[];
   const records: LayerRecord[] = meta.layers;
-  const keys = new StageKeys({ context, aptSources: opts.aptSources });
+  const keys = new StageKeys({
+    context,
+    aptSources: opts.aptSources,
+    ...(opts.aptAuth !== undefined ? { aptAuth: opts.aptAuth } : {}),
+  });
   const steps: Array<{ ins: LayerInstruction; scope: StepScope }> = [];
   const debuilds: Array<{ ins: DebuildInstruction; scope: StepScope }> = [];
   let scope: StepScope = {
@@ -319,7 +325,7 @@ export async function checkTemplate(
   if (!opts.noPackages) {
     const src = await keys.sourcesFor(scope);
     const dir = path.join(aptStateDir(store.root), 'check', digestHex(src.digest).slice(0, 16));
-    const versions = await availableVersions(src, meta.architecture, dir);
+    const versions = await availableVersions(src, meta.architecture, dir, opts.aptAuth);
     for (const p of meta.packages) {
       const avail = versions.get(`${p.name}:${p.architecture}`);
       if (avail !== undefined && compareDebianVersions(avail, p.version) > 0) {

@@ -319,6 +319,9 @@ export class StepRunner {
     await fsp.rmdir(target);
     const sourcesKey = sources.digest.slice(7, 23);
     const apt = await this.apt.checkout(sourcesKey, path.join(work, 'apt'));
+    const authConf = this.ctx.opts.secrets?.[APT_AUTH];
+    const authDir = path.join(work, 'apt-auth');
+    if (authConf !== undefined) await fsp.mkdir(authDir);
     try {
       await mmdebstrap({
         suite: ins.suite,
@@ -331,6 +334,7 @@ export class StepRunner {
         sources: ins.mirror ?? sourcesFile,
         debCache: apt.archives,
         sourceDateEpoch: await this.ctx.epoch(state),
+        ...(authConf !== undefined ? { auth: { conf: authConf, dir: authDir } } : {}),
         onOutput: (chunk) => this.ctx.emit({ type: 'output', chunk }),
         signal: this.ctx.opts.signal,
       });

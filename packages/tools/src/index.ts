@@ -12,6 +12,7 @@ export {
 } from './credential-helper';
 export { runInSandbox } from './sandbox';
 export { mmdebstrap } from './mmdebstrap';
+export { aptGetUpdate } from './apt-get';
 export { debControl } from './dpkg-deb';
 export { mke2fs, sfdiskWrite, sfdiskDump, mkfsVfat, mtoolsCopy } from './disk';
 export { igzipPath } from './gzip-file';

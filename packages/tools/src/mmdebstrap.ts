@@ -1,6 +1,6 @@
 import { StrataError, ToolFailedError } from '@strata/oci';
 import { execa, lastLine } from './spawn';
-import { privateMountsArgv } from './private-mounts';
+import { feedFd3, privateMountsArgv, withTmpfsFile } from './private-mounts';
 
 export interface MmdebstrapOptions {
   suite: string;
@@ -15,9 +15,16 @@ export interface MmdebstrapOptions {
   /** Host directory shared across builds for downloaded .debs. */
   debCache?: string;
   sourceDateEpoch?: number;
+  /**
+   * apt's auth.conf for a private mirror, with `authDir`: an empty host directory that a tmpfs
+   * holding it is mounted on, seen by mmdebstrap alone.
+   */
+  auth?: { conf: Buffer; dir: string };
   onOutput?: (chunk: Buffer) => void;
   signal?: AbortSignal;
 }
+
+const AUTH_CONF_D = '/etc/apt/auth.conf.d';
 
 /** Bootstrap a Debian root filesystem with mmdebstrap (root mode). */
 export async function mmdebstrap(o: MmdebstrapOptions): Promise<void> {
@@ -35,23 +42,34 @@ export async function mmdebstrap(o: MmdebstrapOptions): Promise<void> {
       '--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb',
     );
   }
+  if (o.auth) {
+    // apt, run by mmdebstrap outside the target with the target's /etc/apt, reads the
+    // credentials from its auth.conf.d: bound there while the packages download, and gone
+    // before the tree is packed. A directory no package owns is not left behind either.
+    args.push(
+      `--setup-hook=mkdir -p "$1${AUTH_CONF_D}" && mount --bind "$STRATA_APT_AUTH" "$1${AUTH_CONF_D}"`,
+      `--customize-hook=umount "$1${AUTH_CONF_D}" && { grep -qsx ${AUTH_CONF_D} "$1"/var/lib/dpkg/info/*.list || rmdir "$1${AUTH_CONF_D}"; }`,
+    );
+  }
   args.push(o.suite, o.target, o.sources);
   const env: Record<string, string> = { ...process.env } as Record<string, string>;
   if (o.sourceDateEpoch !== undefined) env.SOURCE_DATE_EPOCH = String(o.sourceDateEpoch);
+  if (o.auth) env.STRATA_APT_AUTH = o.auth.dir;
   // mmdebstrap mounts /proc, /sys and /dev into the target: in a namespace of its own, so that
   // a strata killed mid-BOOTSTRAP leaves none of them on the host. SIGTERM lets it clean up.
-  const child = execa()(
-    'setpriv',
-    privateMountsArgv(['mmdebstrap', ...args], { killChild: 'SIGTERM' }),
-    {
-      env,
-      all: true,
-      buffer: false,
-      reject: false,
-      stdin: 'ignore',
-      cleanup: true,
-    },
-  );
+  // The credentials reach that namespace through a pipe, onto a tmpfs only it sees.
+  const command = o.auth
+    ? withTmpfsFile(o.auth.dir, 'strata.conf', ['mmdebstrap', ...args])
+    : ['mmdebstrap', ...args];
+  const child = execa()('setpriv', privateMountsArgv(command, { killChild: 'SIGTERM' }), {
+    env,
+    all: true,
+    buffer: false,
+    reject: false,
+    stdio: o.auth ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
+    cleanup: true,
+  });
+  if (o.auth) feedFd3(child.stdio, o.auth.conf);
   let tail = '';
   child.all?.on('data', (c: Buffer) => {
     tail = (tail + c.toString()).slice(-4096);

@@ -8,7 +8,7 @@ import { counted, formatBytes, once, shortDigest } from '../output';
 import { formatDuration, type Bar, type Progress } from '../progress';
 import { sourceDateEpoch } from './template';
 import { parseBuildArgs } from '../build-args';
-import { parseSecrets } from '../secrets';
+import { parseSecrets, secretOption } from '../secrets';
 
 interface BuildArgs extends GlobalArgs {
   context: string;
@@ -68,14 +68,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               default: [],
               describe: 'ARG value, NAME=VALUE (repeatable)',
             })
-            .option('secret', {
-              type: 'string',
-              array: true,
-              nargs: 1,
-              default: [],
-              describe:
-                "Build secret for RUN --mount=type=secret, id=NAME,src=FILE or id=NAME,env=VARIABLE (repeatable); id=apt-auth is apt's auth.conf for INSTALL",
-            })
+            .option(
+              'secret',
+              secretOption(
+                "Build secret for RUN --mount=type=secret, id=NAME,src=FILE or id=NAME,env=VARIABLE (repeatable); id=apt-auth is apt's auth.conf for BOOTSTRAP, INSTALL and the other apt steps",
+              ),
+            )
             .option('apt-sources', {
               type: 'string',
               describe: "apt sources file for the steps (default: the build host's)",

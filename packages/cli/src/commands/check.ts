@@ -5,6 +5,7 @@ import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
 import { parseBuildArgs } from '../build-args';
+import { APT_AUTH_SECRET, parseSecrets, secretOption } from '../secrets';
 
 interface CheckArgs extends GlobalArgs {
   tag: string;
@@ -18,6 +19,7 @@ interface CheckArgs extends GlobalArgs {
   caCert?: string;
   timeout?: number;
   platform?: string;
+  secret: string[];
 }
 
 export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
@@ -55,10 +57,17 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           default: true,
           describe: 'Look for newer package versions (--no-packages to skip the index download)',
         })
-        .option('platform', platformOption('check this platform', 'strata check')),
+        .option('platform', platformOption('check this platform', 'strata check'))
+        .option(
+          'secret',
+          secretOption(
+            "As strata build takes it (repeatable): id=apt-auth is apt's auth.conf for the private repositories the build read; the others are accepted and play no part, as only the fact of a mount is in a step's key",
+          ),
+        ),
     run<CheckArgs>(async (ctx, a) => {
       const { checkTemplate, formatReason } = await import('@strata/compose');
       const { registryResolver } = await import('./registry');
+      const aptAuth = parseSecrets(a.secret)[APT_AUTH_SECRET];
       let r;
       try {
         const store = await ctx.store();
@@ -71,6 +80,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           buildArgs: parseBuildArgs(a.buildArg),
           aptSources: a.aptSources,
           noPackages: !a.packages,
+          ...(aptAuth !== undefined ? { aptAuth } : {}),
           // Registry bases resolve as build's FROM does, with the same options and credentials.
           resolveRemote: registryResolver(store, a),
         });
