@@ -68,3 +68,9 @@ export function parseSecrets(
   }
   return out;
 }
+
+/** `{ aptAuth }` from `--secret` options, for the commands that read apt repositories. */
+export function aptAuthOption(list: readonly string[]): { aptAuth?: Buffer } {
+  const aptAuth = parseSecrets(list)[APT_AUTH_SECRET];
+  return aptAuth !== undefined ? { aptAuth } : {};
+}

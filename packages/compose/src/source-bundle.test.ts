@@ -90,13 +90,13 @@ Checksums-Sha256:
     );
   }
 
-  async function template(tag: string, status: string): Promise<void> {
+  async function template(tag: string, status: string, into = store): Promise<void> {
     const root = path.join(dir, `root-${tag.replace(/\W/g, '-')}`);
     fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
     fs.mkdirSync(path.join(root, 'var/lib/dpkg'), { recursive: true });
     fs.writeFileSync(path.join(root, 'etc/os-release'), 'ID=debian\nVERSION_CODENAME=bookworm\n');
     fs.writeFileSync(path.join(root, 'var/lib/dpkg/status'), status);
-    await createTemplate(store, { source: { kind: 'dir', path: root }, tag, name: 'small' });
+    await createTemplate(into, { source: { kind: 'dir', path: root }, tag, name: 'small' });
   }
 
   const pkg = (name: string, version: string, source?: string) =>
@@ -106,7 +106,12 @@ Checksums-Sha256:
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-sources-'));
     store = await Store.open(path.join(dir, 'store'));
     server = http.createServer((req, res) => {
-      const rel = (req.url ?? '').replace(/^\/debian\//, '');
+      // /private/ is the same mirror behind basic auth.
+      if (req.url?.startsWith('/private/') && req.headers.authorization !== PRIVATE_AUTH) {
+        res.writeHead(401).end();
+        return;
+      }
+      const rel = (req.url ?? '').replace(/^\/(debian|private)\//, '');
       requests.push(rel);
       const body = served.get(rel) ?? files.get(rel);
       if (body === undefined) res.writeHead(404).end();
@@ -124,6 +129,25 @@ Checksums-Sha256:
   });
 
   const opts = () => ({ aptSources: makeSources(`deb ${uri} test main\n`, 'test sources') });
+  const PRIVATE_AUTH = `Basic ${Buffer.from('reader:s3cret').toString('base64')}`;
+
+  test('reads a mirror behind basic auth with the apt-auth secret, and names it without', async () => {
+    const fresh = await Store.open(path.join(dir, 'store-private'));
+    await template('p:1', pkg('hello-bin', '1.0-1+b2', 'hello (1.0-1)'), fresh);
+    const priv = uri.replace(/\/debian$/, '/private');
+    const o = { aptSources: makeSources(`deb ${priv} test main\n`, 'private sources') };
+    const refused = writeSources(fresh, 'p:1', path.join(dir, 'out-refused'), o);
+    await expect(refused).rejects.toThrow('HTTP 401: the repository wants credentials');
+    await expect(refused).rejects.toMatchObject({ hint: expect.stringContaining('apt-auth') });
+    requests.length = 0;
+    const r = await writeSources(fresh, 'p:1', path.join(dir, 'out-private'), {
+      ...o,
+      aptAuth: Buffer.from(`machine ${priv} login reader password s3cret\n`),
+    });
+    expect(r.index.sources.map((x) => x.name)).toEqual(['hello']);
+    expect(r.stats.downloads).toBe(4);
+    expect(requests.filter((q) => q.startsWith('pool/'))).toHaveLength(3);
+  });
 
   test('writes each source file, an index, and names what the mirror lacks; a second run downloads nothing', async () => {
     requests.length = 0;

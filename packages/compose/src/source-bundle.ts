@@ -27,11 +27,14 @@ import {
 import type { DebianPackage, TemplateMetadata } from '@strata/oci';
 import {
   AptSources,
+  Authorizer,
   SourceFile,
   SourcePackage,
+  authorizationFor,
   hostSources,
   makeSources,
   openRepoFile,
+  parseAuthConf,
   parseDsc,
   readIndexFile,
   releaseChecksums,
@@ -118,6 +121,8 @@ export interface SourcesOptions {
   attach?: boolean;
   /** Source packages downloaded at a time. */
   concurrency?: number;
+  /** apt's auth.conf for private repositories (the `apt-auth` secret of the build). */
+  aptAuth?: Buffer;
 }
 
 const INDEX_FILE = 'sources.json';
@@ -181,12 +186,15 @@ class SourceFetcher {
     fromCache: 0,
     cachedBytes: 0,
   };
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly auth?: Authorizer,
+  ) {}
 
   async release(uri: string, base: string): Promise<Map<string, SourceFile> | undefined> {
     for (const name of ['InRelease', 'Release']) {
       this.stats.releaseRequests++;
-      const data = await readIndexFile(uri, `${base}${name}`);
+      const data = await readIndexFile(uri, `${base}${name}`, this.auth);
       if (data !== undefined)
         return releaseChecksums(data.toString('utf8'), `${uri} ${base}${name}`);
     }
@@ -205,7 +213,7 @@ class SourceFetcher {
       this.stats.cachedBytes += f.size;
       return digest;
     }
-    const body = await openRepoFile(uri, rel);
+    const body = await openRepoFile(uri, rel, this.auth);
     if (body === undefined) return undefined;
     try {
       await this.store.putBlob(body, { digest, size: f.size });
@@ -424,7 +432,11 @@ export async function writeSources(
     (meta.aptSources !== undefined && meta.aptSources.length > 0
       ? makeSources(meta.aptSources.join('\n'), `the apt sources ${ref} was built with`)
       : await hostSources());
-  const fetcher = new SourceFetcher(store);
+  const authConf = opts.aptAuth && parseAuthConf(opts.aptAuth.toString('utf8'));
+  const fetcher = new SourceFetcher(
+    store,
+    authConf && ((url: string) => authorizationFor(authConf, url)),
+  );
   await fsp.mkdir(dir, { recursive: true });
   return store.withLease(async () => {
     const { found, read, none } = await findSources(

@@ -49,7 +49,7 @@ function openUrl(
             'UNAVAILABLE',
             `GET ${url}: HTTP 401: the repository wants credentials${authorization !== undefined ? ', and refused the ones given' : ''}`,
             {
-              hint: "give apt's auth.conf for it as a build secret: --secret id=apt-auth,src=auth.conf",
+              hint: "give apt's auth.conf for it: --secret id=apt-auth,src=auth.conf",
             },
           ),
         );

@@ -5,7 +5,7 @@ import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
 import { parseBuildArgs } from '../build-args';
-import { APT_AUTH_SECRET, parseSecrets, secretOption } from '../secrets';
+import { aptAuthOption, secretOption } from '../secrets';
 
 interface CheckArgs extends GlobalArgs {
   tag: string;
@@ -67,7 +67,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
     run<CheckArgs>(async (ctx, a) => {
       const { checkTemplate, formatReason } = await import('@strata/compose');
       const { registryResolver } = await import('./registry');
-      const aptAuth = parseSecrets(a.secret)[APT_AUTH_SECRET];
+      const aptAuth = aptAuthOption(a.secret);
       let r;
       try {
         const store = await ctx.store();
@@ -80,7 +80,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           buildArgs: parseBuildArgs(a.buildArg),
           aptSources: a.aptSources,
           noPackages: !a.packages,
-          ...(aptAuth !== undefined ? { aptAuth } : {}),
+          ...aptAuth,
           // Registry bases resolve as build's FROM does, with the same options and credentials.
           resolveRemote: registryResolver(store, a),
         });

@@ -3,6 +3,7 @@ import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { once, platformOption } from '../output';
+import { aptAuthOption, secretOption } from '../secrets';
 
 interface SourcesArgs extends GlobalArgs {
   ref: string;
@@ -11,6 +12,7 @@ interface SourcesArgs extends GlobalArgs {
   aptSources?: string;
   attach: boolean;
   allowMissing: boolean;
+  secret: string[];
 }
 
 export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
@@ -43,7 +45,13 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
           default: false,
           describe:
             'Exit 0 even when the mirror lacks some source packages (they are still listed)',
-        }),
+        })
+        .option(
+          'secret',
+          secretOption(
+            "As strata build takes it (repeatable): id=apt-auth is apt's auth.conf for a private mirror or repository; the others are accepted and play no part",
+          ),
+        ),
     run<SourcesArgs>(async (ctx, a) => {
       const { writeSources } = await import('@strata/compose');
       const { makeSources } = await import('@strata/debian');
@@ -60,6 +68,7 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
             }
           : {}),
         attach: a.attach,
+        ...aptAuthOption(a.secret),
       });
       const { index, stats } = r;
       if (ctx.json) {
