@@ -1,7 +1,7 @@
 import { createHash, Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Digest, UnsafeEntryError } from '@strata/oci';
-import { cleanEntryPath, EntryType, TarHeader, TarParser } from '@strata/layer';
+import { cleanEntryPath, EntryType, TarHeader, parseTarStream } from '@strata/layer';
 
 const WH_PREFIX = '.wh.';
 const WH_OPAQUE = '.wh..wh..opq';
@@ -119,7 +119,7 @@ export class FileTree {
     let hash: Hash | undefined;
     let chunks: Buffer[] | undefined;
     let current: { rel: string; held: Held } | undefined;
-    const parser = new TarParser({
+    await parseTarStream(await layer.openTar(), {
       header: (h) => {
         hash = undefined;
         chunks = undefined;
@@ -148,13 +148,6 @@ export class FileTree {
         current = undefined;
       },
     });
-    const tar = await layer.openTar();
-    try {
-      for await (const c of tar) parser.write(c as Buffer);
-    } finally {
-      tar.destroy();
-    }
-    parser.end();
   }
 
   /** Apply one header; returns the node whose data follows, for a file. */
@@ -254,7 +247,7 @@ export class FileTree {
       if (src === undefined) continue;
       let hash: Hash | undefined;
       let list: Held[] | undefined;
-      const parser = new TarParser({
+      await parseTarStream(await src.openTar(), {
         header: (h) => {
           list = h.type === 'file' ? byPath.get(cleanEntryPath(h.path)) : undefined;
           hash = list !== undefined ? createHash('sha256') : undefined;
@@ -267,13 +260,6 @@ export class FileTree {
           hash = undefined;
         },
       });
-      const tar = await src.openTar();
-      try {
-        for await (const c of tar) parser.write(c as Buffer);
-      } finally {
-        tar.destroy();
-      }
-      parser.end();
     }
   }
 

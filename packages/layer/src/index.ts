@@ -3,7 +3,7 @@ export { packTree } from './pack';
 export type { PackOptions, EntryKind, ExcludeDecision } from './pack';
 export { createLayer } from './create';
 export type { CreatedLayer, LayerResult } from './create';
-export { readTar, TarParser } from './reader';
+export { parseTarStream, readTar, TarParser } from './reader';
 export type { TarEntry, TarSink } from './reader';
 export { unpackLayer, unpackLayers } from './unpack';
 export { cleanEntryPath } from './entry-path';

@@ -301,6 +301,23 @@ export interface TarEntry {
   readonly body: AsyncIterable<Buffer>;
 }
 
+/**
+ * Feed a whole tar stream to `sink` (see {@link TarParser}); the stream is destroyed however the
+ * parse ends, so a sink that throws leaves no open layer behind.
+ */
+export async function parseTarStream(
+  stream: Readable | AsyncIterable<Buffer>,
+  sink: TarSink,
+): Promise<void> {
+  const parser = new TarParser(sink);
+  try {
+    for await (const c of stream) parser.write(c as Buffer);
+  } finally {
+    (stream as Partial<Readable>).destroy?.();
+  }
+  parser.end();
+}
+
 type Ev = { t: 'h'; h: TarHeader } | { t: 'd'; b: Buffer } | { t: 'e' };
 
 /**

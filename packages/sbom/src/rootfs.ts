@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path/posix';
 import type { Readable } from 'node:stream';
 import type { Descriptor, Digest } from '@strata/oci';
-import { cleanEntryPath, TarParser } from '@strata/layer';
+import { cleanEntryPath, parseTarStream } from '@strata/layer';
 
 /** Anything whose uncompressed tar can be streamed: the core's Layer, verified at EOF. */
 export interface TarSource {
@@ -141,7 +141,7 @@ export class RootfsFiles {
     const index = this.layers++;
     let chunks: Buffer[] | undefined;
     let current: string | undefined;
-    const parser = new TarParser({
+    await parseTarStream(await layer.openTar(), {
       header: (h) => {
         chunks = undefined;
         current = undefined;
@@ -183,13 +183,6 @@ export class RootfsFiles {
         current = undefined;
       },
     });
-    const tar = await layer.openTar();
-    try {
-      for await (const c of tar) parser.write(c as Buffer);
-    } finally {
-      tar.destroy();
-    }
-    parser.end();
   }
 
   /** Hide what lower layers left at `rel` and below it. */
