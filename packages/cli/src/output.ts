@@ -81,10 +81,6 @@ export function stdinDash(v: string): string {
   return v === '' ? '-' : v;
 }
 
-/**
- * A coerce for an option given at most once: yargs turns `-t a -t b` into an array, which the
- * command would otherwise take for a string. A usage error (exit 2) names the command.
- */
 /** `--platform` of a command that reads one platform of a multi-platform template. */
 export function platformOption(what: string, command: string) {
   return {
@@ -94,6 +90,21 @@ export function platformOption(what: string, command: string) {
   };
 }
 
+/** `-o/--output` of a command that writes one file or folder; `required` unless it has a default. */
+export function outputOption(describe: string, command: string, required = true) {
+  return {
+    alias: 'o',
+    type: 'string' as const,
+    describe,
+    coerce: once('-o/--output', command),
+    ...(required ? { demandOption: true as const } : {}),
+  };
+}
+
+/**
+ * A coerce for an option given at most once: yargs turns `-t a -t b` into an array, which the
+ * command would otherwise take for a string. A usage error (exit 2) names the command.
+ */
 export function once(option: string, command: string): (v: unknown) => string | undefined {
   return (v) => {
     if (!Array.isArray(v)) return v as string | undefined;

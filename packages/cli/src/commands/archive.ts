@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { once, stdinDash, platformOption } from '../output';
+import { once, outputOption, stdinDash, platformOption } from '../output';
 import { TransferBars } from '../progress';
 
 interface SaveArgs extends GlobalArgs {
@@ -22,12 +22,7 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       (c) =>
         c
           .positional('ref', { type: 'string', demandOption: true })
-          .option('output', {
-            alias: 'o',
-            type: 'string',
-            demandOption: true,
-            describe: 'Archive file to write',
-          })
+          .option('output', outputOption('Archive file to write', 'strata save'))
           .option(
             'platform',
             platformOption('save the rootfs image of this platform only', 'strata save'),

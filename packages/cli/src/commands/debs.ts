@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { once, platformOption } from '../output';
+import { outputOption, platformOption } from '../output';
 
 interface DebsArgs extends GlobalArgs {
   ref: string;
@@ -16,13 +16,10 @@ export function debsCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
     (c) =>
       c
         .positional('ref', { type: 'string', demandOption: true })
-        .option('output', {
-          alias: 'o',
-          type: 'string',
-          demandOption: true,
-          describe: 'Folder to write the .debs, Packages and Release into',
-          coerce: once('-o/--output', 'strata debs'),
-        })
+        .option(
+          'output',
+          outputOption('Folder to write the .debs, Packages and Release into', 'strata debs'),
+        )
         .option('platform', platformOption('the packages of this platform', 'strata debs')),
     run<DebsArgs>(async (ctx, a) => {
       const { exportDebs } = await import('@strata/compose');

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, shortDigest, platformOption } from '../output';
+import { formatBytes, outputOption, shortDigest, platformOption } from '../output';
 
 interface FlattenArgs extends GlobalArgs {
   ref: string;
@@ -141,11 +141,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             type: 'string',
             describe: 'Disk layout in the wic kickstart subset (docs/image.md)',
           })
-          .option('output', {
-            alias: 'o',
-            type: 'string',
-            describe: 'Disk image to write (with --wks)',
-          })
+          .option('output', outputOption('Disk image to write (with --wks)', 'strata image', false))
           .option('role', {
             choices: ['rootfs', 'buildchroot'] as const,
             default: 'rootfs' as const,

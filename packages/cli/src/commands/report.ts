@@ -4,7 +4,7 @@ import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { isFile, openSide } from './diff';
 import { tlsOptions } from './registry';
-import { formatBytes, once, platformOption } from '../output';
+import { formatBytes, once, outputOption, platformOption } from '../output';
 
 interface ReportArgs extends GlobalArgs {
   ref: string;
@@ -44,12 +44,7 @@ export function reportCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArg
             coerce: once('--against', 'strata report'),
           })
           .option('platform', platformOption('report on this platform', 'strata report'))
-          .option('output', {
-            alias: 'o',
-            type: 'string',
-            demandOption: true,
-            describe: 'HTML file to write',
-          }),
+          .option('output', outputOption('HTML file to write', 'strata report')),
       ),
     run<ReportArgs>(async (ctx, a) => {
       const closers: (() => void)[] = [];

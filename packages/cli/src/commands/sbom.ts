@@ -7,7 +7,7 @@ import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { tlsOptions } from './registry';
 import { openSide } from './diff';
-import { once, platformOption } from '../output';
+import { outputOption, platformOption } from '../output';
 
 interface SbomArgs extends GlobalArgs {
   ref: string;
@@ -34,12 +34,10 @@ export function sbomCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
             default: 'spdx' as SbomFormat,
             describe: 'SPDX 2.3 JSON or CycloneDX 1.6 JSON',
           })
-          .option('output', {
-            alias: 'o',
-            type: 'string',
-            describe: 'Write the SBOM to this file instead of stdout',
-            coerce: once('-o/--output', 'strata sbom'),
-          })
+          .option(
+            'output',
+            outputOption('Write the SBOM to this file instead of stdout', 'strata sbom', false),
+          )
           .option('compute', {
             type: 'boolean',
             default: false,

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { once, platformOption } from '../output';
+import { outputOption, platformOption } from '../output';
 import { aptAuthOption, secretOption } from '../secrets';
 
 interface SourcesArgs extends GlobalArgs {
@@ -22,13 +22,13 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
     (c) =>
       c
         .positional('ref', { type: 'string', demandOption: true })
-        .option('output', {
-          alias: 'o',
-          type: 'string',
-          demandOption: true,
-          describe: 'Folder to write the sources, sources.json and SOURCES.txt into',
-          coerce: once('-o/--output', 'strata sources'),
-        })
+        .option(
+          'output',
+          outputOption(
+            'Folder to write the sources, sources.json and SOURCES.txt into',
+            'strata sources',
+          ),
+        )
         .option('platform', platformOption('the sources of this platform', 'strata sources'))
         .option('apt-sources', {
           type: 'string',
