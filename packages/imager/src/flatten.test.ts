@@ -15,7 +15,7 @@ import { Store } from '@strata/store';
 import { comparePaths } from './merge';
 import { flattenToTar } from './flatten';
 import { createBundle, describeBundle } from './bundle';
-import { TarSpec, tarOf } from './testing';
+import { TarSpec, tarOf } from '@strata/layer/testing';
 
 async function putImage(store: Store, tag: string, layers: Buffer[]): Promise<Descriptor> {
   const descs: Descriptor[] = [];

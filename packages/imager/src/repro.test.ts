@@ -13,7 +13,7 @@ import {
 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { compareBuilds, compareLayerEntries, describeReproReport, jsonDifferences } from './repro';
-import { tarOf, TarSpec } from './testing';
+import { tarOf, TarSpec } from '@strata/layer/testing';
 
 let tmp: string;
 let store: Store;

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { Digest, sha256, UnsafeEntryError } from '@strata/oci';
 import { FileTree, readTrees, TarSource } from './tree';
 import { compareSizes, compareTrees, comparePackages } from './diff';
-import { TarSpec, tarOf } from './testing';
+import { TarSpec, tarOf } from '@strata/layer/testing';
 
 /** A layer as the tree reads it: its tar, streamed in small chunks so entries straddle them. */
 function layer(entries: TarSpec[]): { diffId: Digest; tar: TarSource & { opened: number } } {

@@ -6,47 +6,13 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { PackageURL } from 'packageurl-js';
 import { Digest, ImageConfig, sha256 } from '@strata/oci';
-import { encodeTarHeader, TAR_END, tarPadding, TarHeader } from '@strata/layer';
+import { TarSpec as Entry, tarOf } from '@strata/layer/testing';
 import { debPurl, filesChecksum, inventory } from './inventory';
 import { packageLicense, spdxIdOf } from './licenses';
 import { readRootfsFiles, TarSource } from './rootfs';
 import { toSpdx } from './spdx';
 import { renderSbom, validateSbom } from './index';
 import { SPDX_SCHEMA } from './validate';
-
-interface Entry {
-  path: string;
-  body?: string;
-  link?: string;
-  type?: TarHeader['type'];
-}
-
-function tarOf(entries: Entry[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const e of entries) {
-    const type =
-      e.type ?? (e.path.endsWith('/') ? 'dir' : e.link !== undefined ? 'symlink' : 'file');
-    const body = Buffer.from(e.body ?? '');
-    parts.push(
-      encodeTarHeader({
-        path: e.path,
-        type,
-        mode: type === 'dir' ? 0o755 : 0o644,
-        uid: 0,
-        gid: 0,
-        size: type === 'file' ? body.length : 0,
-        mtime: 1700000000,
-        linkpath: e.link ?? '',
-        devmajor: 0,
-        devminor: 0,
-        xattrs: {},
-      }),
-    );
-    if (type === 'file') parts.push(body, Buffer.alloc(tarPadding(body.length)));
-  }
-  parts.push(TAR_END);
-  return Buffer.concat(parts);
-}
 
 /** A layer whose tar streams in small chunks, so that entries straddle them. */
 function layer(entries: Entry[]): TarSource & { digest: Digest; diffId: Digest } {

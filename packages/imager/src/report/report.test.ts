@@ -15,7 +15,7 @@ import {
 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { FileTree } from '../tree';
-import { TarSpec, tarOf } from '../testing';
+import { TarSpec, tarOf } from '@strata/layer/testing';
 import { packageRows, reportData, ReportData, sizeTree } from './model';
 import { renderReport, scriptJson } from './html';
 

@@ -1,5 +1,5 @@
-/** Test helpers of @strata/imager: small tars written entry by entry. Not part of the build. */
-import { encodeTarHeader, TAR_END, tarPadding, TarHeader } from '@strata/layer';
+/** Test helpers of @strata/layer: small tars written entry by entry. Not part of the build. */
+import { encodeTarHeader, TAR_END, tarPadding, TarHeader } from './index';
 
 /** One entry: a path ending in `/` is a directory, one with `link` a symlink, else a file. */
 export interface TarSpec {
