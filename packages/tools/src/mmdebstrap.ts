@@ -16,7 +16,7 @@ export interface MmdebstrapOptions {
   debCache?: string;
   sourceDateEpoch?: number;
   /**
-   * apt's auth.conf for a private mirror, with `authDir`: an empty host directory that a tmpfs
+   * apt's auth.conf for a private mirror, with `dir`: an empty host directory that a tmpfs
    * holding it is mounted on, seen by mmdebstrap alone.
    */
   auth?: { conf: Buffer; dir: string };
@@ -25,6 +25,7 @@ export interface MmdebstrapOptions {
 }
 
 const AUTH_CONF_D = '/etc/apt/auth.conf.d';
+const AUTH_FILE = 'strata-apt-auth.conf';
 
 /** Bootstrap a Debian root filesystem with mmdebstrap (root mode). */
 export async function mmdebstrap(o: MmdebstrapOptions): Promise<void> {
@@ -44,11 +45,13 @@ export async function mmdebstrap(o: MmdebstrapOptions): Promise<void> {
   }
   if (o.auth) {
     // apt, run by mmdebstrap outside the target with the target's /etc/apt, reads the
-    // credentials from its auth.conf.d: bound there while the packages download, and gone
-    // before the tree is packed. A directory no package owns is not left behind either.
+    // credentials from its auth.conf.d: a file of that name is bound there while the packages
+    // download (what packages put beside it stays), and is gone before the tree is packed, as is
+    // the folder if no package owns it.
+    const file = `"$1${AUTH_CONF_D}/${AUTH_FILE}"`;
     args.push(
-      `--setup-hook=mkdir -p "$1${AUTH_CONF_D}" && mount --bind "$STRATA_APT_AUTH" "$1${AUTH_CONF_D}"`,
-      `--customize-hook=umount "$1${AUTH_CONF_D}" && { grep -qsx ${AUTH_CONF_D} "$1"/var/lib/dpkg/info/*.list || rmdir "$1${AUTH_CONF_D}"; }`,
+      `--setup-hook=mkdir -p "$1${AUTH_CONF_D}" && : > ${file} && mount --bind "$STRATA_APT_AUTH/${AUTH_FILE}" ${file}`,
+      `--customize-hook=umount ${file} && rm ${file} && { grep -qsx ${AUTH_CONF_D} "$1"/var/lib/dpkg/info/*.list || rmdir --ignore-fail-on-non-empty "$1${AUTH_CONF_D}"; }`,
     );
   }
   args.push(o.suite, o.target, o.sources);
@@ -59,7 +62,7 @@ export async function mmdebstrap(o: MmdebstrapOptions): Promise<void> {
   // a strata killed mid-BOOTSTRAP leaves none of them on the host. SIGTERM lets it clean up.
   // The credentials reach that namespace through a pipe, onto a tmpfs only it sees.
   const command = o.auth
-    ? withTmpfsFile(o.auth.dir, 'strata.conf', ['mmdebstrap', ...args])
+    ? withTmpfsFile(o.auth.dir, AUTH_FILE, ['mmdebstrap', ...args])
     : ['mmdebstrap', ...args];
   const child = execa()('setpriv', privateMountsArgv(command, { killChild: 'SIGTERM' }), {
     env,
