@@ -6,14 +6,30 @@
  * previously published template is the cached minbase fixture; the Stratafile builds FROM it
  * with one small package. A feature branch builds, checks and diffs into the job summary and
  * pushes nothing; main, on a fresh runner, takes its step from the registry cache and pushes.
+ *
+ * The `platforms` path runs the same way on a two-platform template (amd64 from the minbase
+ * fixture, arm64 from the cached arm64 minbase, made once per machine through qemu-user): the
+ * Stratafile only COPYs a file, so that nothing runs under emulation, and the job checks and
+ * diffs each platform, and pushes the index.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import { validateWorkflow } from '@action-validator/core';
 import { parse, stringify } from 'yaml';
 import { sourcesFile } from './fixtures/build/harness';
-import { SLOW, minbaseRootfs, REPO_ROOT, show, strata, strataOk, tmpDir } from './helpers';
+import {
+  SLOW,
+  foreignMinbaseTar,
+  minbaseRootfs,
+  REPO_ROOT,
+  run,
+  show,
+  strata,
+  strataOk,
+  tmpDir,
+} from './helpers';
 import { makePki, Pki, Registry, startRegistry } from './registry-fixtures';
 import { JobRun, readWorkflow, runJob, Workflow } from './support/workflow';
 
@@ -93,7 +109,17 @@ describe('its run steps, against a registry on loopback', () => {
     });
   }
 
-  function publish(branch: string): Promise<JobRun> {
+  /** The publishing team's own store and credentials, outside any job. */
+  const publisher = () => ({
+    store: path.join(work, 'publisher-store'),
+    env: { HOME: home(), DOCKER_CONFIG: path.join(work, 'publisher-docker') },
+  });
+
+  /** The job on `branch`, for the product in `context` (and `platforms`, when given). */
+  function publish(
+    branch: string,
+    o: { context: string; platforms?: string } = { context: 'product' },
+  ): Promise<JobRun> {
     const runnerTemp = fs.mkdtempSync(path.join(work, `runner-${branch}-`));
     return runJob(workflow, {
       job: 'publish',
@@ -103,13 +129,14 @@ describe('its run steps, against a registry on loopback', () => {
       env: { HOME: home(), REGISTRY_AUTH_FILE: undefined },
       inputs: {
         'strata-repository': 'acme/strata',
-        context: 'product',
-        image: `${reg.host}/team/product:2`,
-        previous: `${reg.host}/team/product:1`,
+        context: o.context,
+        image: `${reg.host}/team/${o.context}:2`,
+        previous: `${reg.host}/team/${o.context}:1`,
         registry: reg.host,
         cache: `${reg.host}/team/cache`,
         'apt-sources': 'sources.list',
         'ca-cert': 'registry-ca.pem',
+        ...(o.platforms !== undefined ? { platforms: o.platforms } : {}),
       },
       secrets: { REGISTRY_USERNAME: USER, REGISTRY_PASSWORD: PASSWORD },
     });
@@ -125,19 +152,18 @@ describe('its run steps, against a registry on loopback', () => {
     // The previously published template: the minbase fixture, pushed as the base and as the
     // product's last release.
     const fx = await minbaseRootfs();
-    const store = path.join(work, 'publisher-store');
-    const env = { HOME: home(), DOCKER_CONFIG: path.join(work, 'publisher-docker') };
-    await strataOk(['template', 'create', fx.minbaseTar, '-t', 'minbase:1', '--name', 'minbase'], {
-      store,
-      env,
-    });
+    const { store, env } = publisher();
+    await strataOk(
+      ['template', 'create', fx.minbaseTar, '-t', 'minbase:amd64', '--name', 'minbase'],
+      { store, env },
+    );
     await strataOk(['login', reg.host, '-u', USER, '--password-stdin', '--ca-cert', pki.caCert], {
       store,
       env,
       input: PASSWORD,
     });
     for (const ref of [`${reg.host}/platform/minbase:1`, `${reg.host}/team/product:1`])
-      await strataOk(['push', '-q', '--ca-cert', pki.caCert, 'minbase:1', ref], { store, env });
+      await strataOk(['push', '-q', '--ca-cert', pki.caCert, 'minbase:amd64', ref], { store, env });
     // The team's repository, as actions/checkout lays it out, with Strata checked out beside it.
     workspace = path.join(work, 'workspace');
     fs.mkdirSync(path.join(workspace, 'product'), { recursive: true });
@@ -204,5 +230,119 @@ describe('its run steps, against a registry on loopback', () => {
     expect(d.code).toBe(1);
     expect(d.stdout.split('\n')).toContain('Packages: 1 added, 0 removed, 0 changed');
     expect(show(d)).not.toContain('error');
+  });
+
+  describe('with platforms, on a two-platform template', () => {
+    const PLATFORMS = ['linux/amd64', 'linux/arm64'];
+    const skopeo = async (...args: string[]) => {
+      const r = await run('skopeo', args);
+      if (r.code !== 0) throw new Error(`skopeo ${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+      return r.stdout;
+    };
+    /** skopeo's view of the registry: the test CA alone in a cert dir, and the credentials. */
+    const remote = (ref: string) => [
+      '--cert-dir',
+      path.join(work, 'skopeo-certs'),
+      '--creds',
+      `${USER}:${PASSWORD}`,
+      `docker://${ref}`,
+    ];
+
+    /** The summary's `## ` sections, by heading. */
+    function sections(summary: string): Map<string, string[]> {
+      const out = new Map<string, string[]>();
+      let body: string[] | undefined;
+      for (const line of summary.split('\n')) {
+        if (line.startsWith('## ')) out.set(line, (body = []));
+        else body?.push(line);
+      }
+      return out;
+    }
+
+    beforeAll(async () => {
+      // The previous release and its base: one index of minbase for amd64 and for arm64.
+      const arm64Tar = await foreignMinbaseTar('arm64');
+      const { store, env } = publisher();
+      await strataOk(['template', 'create', arm64Tar, '-t', 'minbase:arm64', '--name', 'minbase'], {
+        store,
+        env,
+      });
+      const base = path.join(work, 'base');
+      fs.mkdirSync(base);
+      fs.writeFileSync(
+        path.join(base, 'Stratafile'),
+        'ARG TARGETARCH\nFROM minbase:${TARGETARCH}\n',
+      );
+      await strataOk(['build', '-q', '--platform', PLATFORMS.join(','), '-t', 'minbase:2', base], {
+        store,
+        env,
+      });
+      for (const ref of [`${reg.host}/platform/minbase:2`, `${reg.host}/team/board:1`])
+        await strataOk(['push', '-q', '--ca-cert', pki.caCert, 'minbase:2', ref], { store, env });
+      const ctx = path.join(workspace, 'board');
+      fs.mkdirSync(ctx);
+      fs.writeFileSync(
+        path.join(ctx, 'Stratafile'),
+        `FROM ${reg.host}/platform/minbase:2\nCOPY board-release /etc/board-release\n`,
+      );
+      fs.writeFileSync(path.join(ctx, 'board-release'), 'board 2\n');
+      fs.mkdirSync(path.join(work, 'skopeo-certs'));
+      fs.copyFileSync(pki.caCert, path.join(work, 'skopeo-certs', 'ca.crt'));
+    });
+
+    test('main, with platforms "linux/amd64, linux/arm64", builds one index, checks and diffs each platform, and pushes the index', async () => {
+      // Both separators the input allows, in one list.
+      const r = await publish('main', { context: 'board', platforms: PLATFORMS.join(', ') });
+      const out = (name: string) => r.steps.find((s) => s.name === name)?.result?.stdout ?? '';
+      const built = /^built candidate:publish (sha256:[0-9a-f]{64}) \((.*?); (.*?) run/m.exec(
+        out('Build'),
+      );
+      expect(built?.slice(2)).toEqual(['linux/amd64, linux/arm64', '2 steps']);
+      // One check per platform, each saying which.
+      expect(out('Check').trim().split('\n')).toEqual(
+        PLATFORMS.flatMap((p) => [
+          `strata check --platform ${p}`,
+          'candidate:publish is up to date',
+        ]),
+      );
+      // One diff section per platform, each with the file the Stratafile adds.
+      const board = `${reg.host}/team/board`;
+      const s = sections(r.summary);
+      const diffs = [...s.keys()].filter((h) => h.startsWith('## strata diff '));
+      expect(diffs).toEqual(PLATFORMS.map((p) => `## strata diff ${board}:1 → ${board}:2 (${p})`));
+      for (const h of diffs) {
+        expect(s.get(h)).toContain('Packages: 0 added, 0 removed, 0 changed');
+        expect(s.get(h)?.some((l) => l.startsWith('  + etc/board-release '))).toBe(true);
+      }
+      expect(r.steps.at(-1)).toMatchObject({ name: 'Push', outcome: 'ran' });
+      const digest = built?.[1] as string;
+      expect(r.summary).toContain(`Published: pushed candidate:publish to ${board}:2 ${digest} `);
+      expect((await tags('team/board')).filter((t) => !t.startsWith('sha256-'))).toEqual([
+        '1',
+        '2',
+      ]);
+      // skopeo, an independent reader, finds the built index at the pushed tag, a rootfs per
+      // platform, and picks the arm64 one by platform.
+      const raw = await skopeo('inspect', '--raw', ...remote(`${board}:2`));
+      expect(`sha256:${createHash('sha256').update(raw).digest('hex')}`).toBe(digest);
+      const index = JSON.parse(raw) as {
+        mediaType: string;
+        manifests: { platform?: { architecture: string }; annotations?: Record<string, string> }[];
+      };
+      expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+      expect(
+        index.manifests
+          .filter((m) => m.annotations?.['io.strata.role'] === 'rootfs')
+          .map((m) => m.platform?.architecture),
+      ).toEqual(['amd64', 'arm64']);
+      const arm = await skopeo(
+        '--override-arch',
+        'arm64',
+        'inspect',
+        '--config',
+        ...remote(`${board}:2`),
+      );
+      expect(JSON.parse(arm)).toMatchObject({ os: 'linux', architecture: 'arm64' });
+    });
   });
 });
