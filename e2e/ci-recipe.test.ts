@@ -18,7 +18,7 @@ import * as https from 'node:https';
 import * as path from 'node:path';
 import { validateWorkflow } from '@action-validator/core';
 import { parse, stringify } from 'yaml';
-import { sourcesFile } from './fixtures/build/harness';
+import { DEBIAN_SOURCES, sourcesFile } from './fixtures/build/harness';
 import {
   SLOW,
   foreignMinbaseTar,
@@ -31,6 +31,7 @@ import {
   tmpDir,
 } from './helpers';
 import { makePki, Pki, Registry, startRegistry } from './registry-fixtures';
+import { AuthMirror, startAuthMirror } from './support/auth-repo';
 import { JobRun, readWorkflow, runJob, Workflow } from './support/workflow';
 
 jest.setTimeout(SLOW);
@@ -109,6 +110,12 @@ describe('its run steps, against a registry on loopback', () => {
     });
   }
 
+  /** The team's private mirror of Debian, behind basic auth, and its auth.conf (APT_AUTH). */
+  let mirror: AuthMirror;
+  const MIRROR_PASSWORD = 'mirror-secret-4f1c9b';
+  const mirrorAuth = () =>
+    `machine ${mirror.url} login ${mirror.user} password ${MIRROR_PASSWORD}\n`;
+
   /** The publishing team's own store and credentials, outside any job. */
   const publisher = () => ({
     store: path.join(work, 'publisher-store'),
@@ -134,11 +141,17 @@ describe('its run steps, against a registry on loopback', () => {
         previous: `${reg.host}/team/${o.context}:1`,
         registry: reg.host,
         cache: `${reg.host}/team/cache`,
-        'apt-sources': 'sources.list',
+        // The product reads Debian through the team's private mirror; the platforms case reads
+        // it directly, without the APT_AUTH secret.
+        'apt-sources': o.platforms !== undefined ? 'sources.list' : 'private-mirror.list',
         'ca-cert': 'registry-ca.pem',
         ...(o.platforms !== undefined ? { platforms: o.platforms } : {}),
       },
-      secrets: { REGISTRY_USERNAME: USER, REGISTRY_PASSWORD: PASSWORD },
+      secrets: {
+        REGISTRY_USERNAME: USER,
+        REGISTRY_PASSWORD: PASSWORD,
+        ...(o.platforms !== undefined ? {} : { APT_AUTH: mirrorAuth() }),
+      },
     });
   }
 
@@ -172,11 +185,17 @@ describe('its run steps, against a registry on loopback', () => {
       `FROM ${reg.host}/platform/minbase:1\nINSTALL sensible-utils\n`,
     );
     sourcesFile(workspace);
+    mirror = await startAuthMirror(MIRROR_PASSWORD);
+    fs.writeFileSync(
+      path.join(workspace, 'private-mirror.list'),
+      DEBIAN_SOURCES.split('http://deb.debian.org').join(mirror.url),
+    );
     fs.copyFileSync(pki.caCert, path.join(workspace, 'registry-ca.pem'));
     fs.symlinkSync(REPO_ROOT, path.join(workspace, '.strata-tool'));
   });
 
   afterAll(async () => {
+    await mirror?.close();
     await reg?.stop();
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
@@ -203,6 +222,15 @@ describe('its run steps, against a registry on loopback', () => {
     expect(lines.some((l) => l.startsWith('  + usr/bin/sensible-editor '))).toBe(true);
     expect(r.summary).not.toContain('Published:');
     expect(await tags('team/product')).toEqual(['1']);
+    // Build and check read the private mirror with the APT_AUTH secret, and showed it nowhere.
+    expect(mirror.requests.some((q) => q.path.endsWith('.deb'))).toBe(true);
+    expect(mirror.requests.some((q) => q.path.includes('/binary-amd64/'))).toBe(true);
+    expect(mirror.requests.filter((q) => !q.authorized)).toEqual([]);
+    for (const step of r.steps)
+      expect(`${step.result?.stdout ?? ''}${step.result?.stderr ?? ''}`).not.toContain(
+        MIRROR_PASSWORD,
+      );
+    expect(r.summary).not.toContain(MIRROR_PASSWORD);
     // The build published its step to the cache repository all the same.
     expect((await tags('team/cache')).length).toBeGreaterThan(0);
   });
