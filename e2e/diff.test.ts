@@ -182,3 +182,22 @@ test('--platform picks the image of a multi-platform template on both sides', as
   expect(arm.code).toBe(1);
   expect(arm.stdout).toMatch(/^ {2}~ etc\/arch {2}content$/m);
 });
+
+test('without --platform, a multi-platform side is compared on the platform of a single-platform other side', async () => {
+  const multi = tmpDir('strata-diff-like-');
+  const st = await Store.open(multi);
+  const manifests = [await archImage(st, 'amd64', 'amd64'), await archImage(st, 'arm64', 'arm v1')];
+  const index = { schemaVersion: 2, mediaType: MediaTypes.imageIndex, manifests };
+  await st.tag('release:1', await st.putJson(index, MediaTypes.imageIndex));
+  await st.tag('runner:2', await archImage(st, 'arm64', 'arm v2'));
+  for (const [a, b] of [
+    ['release:1', 'runner:2'],
+    ['runner:2', 'release:1'],
+  ]) {
+    const r = await strata(['diff', a as string, b as string], { store: multi });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^--- \S+ \S+ \(linux\/arm64\)$/m);
+    expect(r.stdout).toMatch(/^\+\+\+ \S+ \S+ \(linux\/arm64\)$/m);
+    expect(r.stdout).toMatch(/^ {2}~ etc\/arch {2}content$/m);
+  }
+});

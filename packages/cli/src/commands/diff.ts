@@ -57,6 +57,46 @@ export async function openSide(
   };
 }
 
+type Side = DiffSide & { content: ContentSource };
+
+/**
+ * Both sides. Without --platform, a multi-platform side is compared on the platform of a
+ * single-platform other side (a build for the runner against the multi-platform release before
+ * it): like with like. Two multi-platform sides still need --platform.
+ */
+async function openPair(
+  ctx: Context,
+  a: { a: string; b: string; insecure: boolean; caCert?: string },
+  sel: Selector,
+  closers: (() => void)[],
+): Promise<[Side, Side]> {
+  const open = (spec: string, s: Selector) =>
+    openSide(ctx, a, spec, s, closers).then(
+      (side) => ({ side }),
+      (error: unknown) => ({ error }),
+    );
+  const tries = await Promise.all([open(a.a, sel), open(a.b, sel)]);
+  if (sel.platform === undefined) {
+    const { InvalidArgumentError, configPlatform } = await import('@strata/oci');
+    for (const [i, j] of [
+      [0, 1],
+      [1, 0],
+    ] as const) {
+      const mine = tries[i] as { side?: Side; error?: unknown };
+      const other = tries[j] as { side?: Side; error?: unknown };
+      if (mine.error instanceof InvalidArgumentError && other.side) {
+        const platform = configPlatform(await other.side.image.config());
+        tries[i] = await open(i === 0 ? a.a : a.b, { ...sel, platform });
+      }
+    }
+  }
+  const sides = tries.map((t) => {
+    if ('error' in t) throw t.error;
+    return t.side;
+  });
+  return [sides[0] as Side, sides[1] as Side];
+}
+
 export function diffCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
   return y.command(
     'diff <a> <b>',
@@ -83,10 +123,7 @@ export function diffCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
         const sel: Selector =
           a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {};
         const { diffImages } = await import('@strata/imager');
-        const [sa, sb] = await Promise.all([
-          openSide(ctx, a, a.a, sel, closers),
-          openSide(ctx, a, a.b, sel, closers),
-        ]);
+        const [sa, sb] = await openPair(ctx, a, sel, closers);
         r = await diffImages(sa, sb, { depth: a.depth });
       } catch (e) {
         // Exit 1 means "they differ", as for diff(1): a diff that could not be made is 2.
