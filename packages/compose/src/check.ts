@@ -324,7 +324,13 @@ export async function checkTemplate(
   const newer: NewerPackage[] = [];
   if (!opts.noPackages) {
     const src = await keys.sourcesFor(scope);
-    const dir = path.join(aptStateDir(store.root), 'check', digestHex(src.digest).slice(0, 16));
+    // One folder per sources and architecture: apt drops the lists of an architecture it is not
+    // asked for, so checks of two platforms sharing one would download them again each time.
+    const dir = path.join(
+      aptStateDir(store.root),
+      'check',
+      `${digestHex(src.digest).slice(0, 16)}-${meta.architecture}`,
+    );
     const versions = await availableVersions(src, meta.architecture, dir, opts.aptAuth);
     for (const p of meta.packages) {
       const avail = versions.get(`${p.name}:${p.architecture}`);
