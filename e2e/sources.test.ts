@@ -12,12 +12,11 @@
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { ArtifactTypes, validateSourceIndex } from '@strata/oci';
 import { minbaseRootfs } from './helpers';
 import { DEBIAN_SOURCES } from './fixtures/build/harness';
+import { MIRROR, startMirrorProxy } from './support/mirror-proxy';
 import {
   Registry,
   haveTool,
@@ -30,7 +29,6 @@ import {
 
 jest.setTimeout(900_000);
 
-const MIRROR = 'http://deb.debian.org';
 const KEEP = ['base-files', 'libcap-ng0', 'libcap2'];
 
 interface SourcesJson {
@@ -60,23 +58,16 @@ interface CountingProxy {
 async function countingProxy(): Promise<CountingProxy> {
   const paths: string[] = [];
   const missed: string[] = [];
-  const server = http.createServer((req, res) => {
-    paths.push(req.url ?? '');
-    const up = http.get(`${MIRROR}${req.url ?? '/'}`, (r) => {
-      if (r.statusCode === 404) missed.push(req.url ?? '');
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
-    up.on('error', () => res.writeHead(502).end());
+  const proxy = await startMirrorProxy({
+    gate: (req) => {
+      paths.push(req.url ?? '');
+      return false;
+    },
+    answered: (p, status) => {
+      if (status === 404) missed.push(p);
+    },
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    base,
-    paths,
-    missed,
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  return { base: proxy.url, paths, missed, stop: proxy.close };
 }
 
 const sha256 = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
+import { startMirrorProxy } from './mirror-proxy';
 import { runOk } from './processes';
 
 export interface AuthRepo {
@@ -109,9 +110,6 @@ export async function startAuthRepo(dir: string, password: string): Promise<Auth
   };
 }
 
-/** Debian's mirror as the tests reach it (e2e/fixtures/build/harness.ts's DEBIAN_SOURCES). */
-const MIRROR = 'http://deb.debian.org';
-
 export interface AuthMirror {
   /** `http://127.0.0.1:PORT`, standing for the mirror's `http://deb.debian.org`. */
   url: string;
@@ -128,25 +126,14 @@ export async function startAuthMirror(password: string): Promise<AuthMirror> {
   const user = 'mirror-reader';
   const expected = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
   const requests: AuthMirror['requests'] = [];
-  const server = http.createServer((req, res) => {
-    const authorized = req.headers.authorization === expected;
-    requests.push({ path: req.url ?? '/', authorized });
-    if (!authorized) {
-      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="private mirror"' }).end();
-      return;
-    }
-    const up = http.get(`${MIRROR}${req.url ?? '/'}`, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
-    up.on('error', () => res.writeHead(502).end());
+  const proxy = await startMirrorProxy({
+    gate: (req, res) => {
+      const authorized = req.headers.authorization === expected;
+      requests.push({ path: req.url ?? '/', authorized });
+      if (!authorized)
+        res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="private mirror"' }).end();
+      return !authorized;
+    },
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    url,
-    user,
-    requests,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  return { ...proxy, user, requests };
 }
