@@ -228,6 +228,13 @@ describe('a native DEBUILD', () => {
       (d) => d.filename === 'strata-greeting_1.0_all.deb',
     );
     expect(r.debs).toEqual([fromTree]);
+    // Its source package is the .dsc and tarball it was given, byte for byte.
+    const { out, index } = await bundle('own-dsc:1');
+    expect(index.debuilds.map((d) => [d.source, d.files.map((f) => f.name)])).toEqual([
+      ['./strata-greeting_1.0.dsc', ['strata-greeting_1.0.dsc', 'strata-greeting_1.0.tar.xz']],
+    ]);
+    for (const f of ['strata-greeting_1.0.dsc', 'strata-greeting_1.0.tar.xz'])
+      expect(fs.readFileSync(path.join(out, f))).toEqual(fs.readFileSync(path.join(dsc, f)));
   });
 
   test('--profiles reaches the build', async () => {
@@ -238,12 +245,23 @@ describe('a native DEBUILD', () => {
         'DEBUILD --profiles=strata-mark strata-hello\nDEBUILD strata-greeting',
       ),
     );
+    // Files dated long before the changelog, as an old checkout has them: the cache key does
+    // not see dates, so neither may the source package.
+    const old = new Date('2001-01-01T00:00:00Z');
+    for (const f of ['hello.c', 'Makefile', 'debian/rules'])
+      fs.utimesSync(path.join(marked, 'strata-hello', f), old, old);
     const r = await build(['-t', 'own-mark:1', marked]);
     // strata-hello with the profile, INSTALL and RUN; strata-greeting is the cached one.
     expect(r.stepsRun).toBe(3);
     expect(fs.readFileSync(await fileOf('own-mark:1', 'etc/greeted'), 'utf8')).toMatch(
       / \(strata-mark\)\n$/,
     );
+    // Built again from another checkout of the same tree: the same source package.
+    const hello = async (ref: string) =>
+      (await bundle(ref)).index.debuilds.find((d) => d.name === 'strata-hello')?.files;
+    const again = await hello('own-mark:1');
+    expect(again).toHaveLength(2);
+    expect(again).toEqual(await hello('own:1'));
   });
 
   test('a 3.0 (quilt) tree builds from the upstream tarball beside it, with its patches', async () => {
@@ -426,6 +444,38 @@ describe('DEBUILD errors', () => {
     expect(r.stderr).toContain('strata-no-such-package');
     const log = /the whole build log: (\S+\.log)/.exec(r.stderr)?.[1];
     expect(log && fs.readFileSync(log, 'utf8')).toContain('strata-no-such-package');
+    expect(await mountsUnder(store)).toEqual([]);
+  });
+
+  test('a tree that dpkg-source -b refuses fails its DEBUILD line with dpkg-source’s reason', async () => {
+    const ctx = context(
+      'bad-quilt',
+      NATIVE.replace('strata-hello strata-greeting', 'strata-hello'),
+    );
+    const tree = path.join(ctx, 'strata-hello');
+    await runOk('tar', [
+      '-czf',
+      path.join(ctx, 'strata-hello_1.0.orig.tar.gz'),
+      '--exclude=debian',
+      '-C',
+      ctx,
+      'strata-hello',
+    ]);
+    fs.writeFileSync(path.join(tree, 'debian/source/format'), '3.0 (quilt)\n');
+    const changelog = path.join(tree, 'debian/changelog');
+    fs.writeFileSync(
+      changelog,
+      fs.readFileSync(changelog, 'utf8').replace('strata-hello (1.0)', 'strata-hello (1.0-1)'),
+    );
+    // A change to the upstream source that no patch in debian/patches holds.
+    fs.appendFileSync(path.join(tree, 'hello.c'), '/* not in a patch */\n');
+    const r = await strata(['build', '-q', '--apt-sources', sources, ctx], { store });
+    expect(r.code).not.toBe(0);
+    expect(strataLinesAreOneError(r.stderr)).toBe(true);
+    expect(r.stderr).toMatch(
+      /Stratafile:5:1: DEBUILD \.\/strata-hello \(source package strata-hello\): dpkg-source -b refused to make its source package/,
+    );
+    expect(r.stderr).toMatch(/unexpected upstream changes/);
     expect(await mountsUnder(store)).toEqual([]);
   });
 
