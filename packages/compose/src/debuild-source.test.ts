@@ -2,10 +2,12 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { DigestMismatchError, MediaTypes, NotFoundError, SizeMismatchError } from '@strata/oci';
 import type { Digest } from '@strata/oci';
 import { Store } from '@strata/store';
-import { storeSourcePackage } from './debuild-source';
+import { DebuildEntry, readDebuildCache, writeDebuildCache } from './cache';
+import { sourceFileDescriptor, storeSourcePackage } from './debuild-source';
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -64,5 +66,43 @@ describe('storeSourcePackage', () => {
     );
     expect(e).toBeInstanceOf(NotFoundError);
     expect((e as Error).message).toBe('acme_2.0.dsc lists acme_2.0.tar.xz, which is not beside it');
+  });
+});
+
+describe('the DEBUILD cache entry', () => {
+  let dir: string;
+  let store: Store;
+  beforeEach(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-debsrc-cache-'));
+    store = await Store.open(path.join(dir, 'store'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('is a hit only with its source files in the store; gc keeps them with the entry', async () => {
+    const deb = await store.putBlob(Readable.from([Buffer.from('a .deb')]));
+    const dsc = await store.putBlob(Readable.from([Buffer.from('a .dsc')]));
+    const key = `sha256:${'1'.repeat(64)}` as Digest;
+    const entry: DebuildEntry = {
+      key,
+      kind: 'debuild',
+      source: './acme',
+      debs: [
+        {
+          blob: { mediaType: MediaTypes.debianPackage, ...deb },
+          filename: 'acme_2.0_all.deb',
+          package: 'acme',
+          version: '2.0',
+          architecture: 'all',
+        },
+      ],
+      sources: [sourceFileDescriptor('acme_2.0.dsc', dsc.digest, dsc.size)],
+    };
+    await writeDebuildCache(store, entry);
+    expect(await readDebuildCache(store, key)).toEqual(entry);
+    await store.gc();
+    expect(await store.hasBlob(dsc.digest)).toBe(true);
+    // An entry that keeps no source package (as DEBUILD made before it kept one) is a miss.
+    await writeDebuildCache(store, { ...entry, sources: [] });
+    expect(await readDebuildCache(store, key)).toBeUndefined();
   });
 });

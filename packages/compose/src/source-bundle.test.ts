@@ -382,6 +382,48 @@ Checksums-Sha256:
     expect(fs.existsSync(path.join(bad, 'acme_2.0.tar.xz'))).toBe(false);
   });
 
+  test('a package DEBUILD made whose source package the template does not carry is named as missing', async () => {
+    await template(
+      't:old-debuild',
+      pkg('hello-bin', '1.0-1+b2', 'hello (1.0-1)') + pkg('acme-tool', '2.0', 'acme'),
+    );
+    const tagged = await store.resolve('t:old-debuild');
+    const img = await store.selectImage(tagged, { role: 'rootfs' }, 't:old-debuild');
+    const [config, manifest] = await Promise.all([img.config(), store.readManifest(tagged)]);
+    const record = {
+      source: './acme',
+      cacheKey: `sha256:${'c'.repeat(64)}` as Digest,
+      buildchroot: `sha256:${'e'.repeat(64)}` as Digest,
+      inputs: [],
+      packages: ['acme-tool=2.0'],
+    };
+    const written = await writeStoreImage(store, {
+      metadata: { ...config.strata!, debuilds: [record] },
+      layers: manifest.layers.map((d, i) => ({
+        descriptor: d,
+        diffId: config.rootfs.diff_ids[i] as Digest,
+        history: { created_by: 'test' },
+      })),
+      platform: { architecture: 'amd64' },
+      env: [],
+      labels: {},
+      annotations: {},
+    });
+    await store.tag('t:old-debuild', written.descriptor);
+    const r = await writeSources(store, 't:old-debuild', path.join(dir, 'out-old'), opts());
+    expect(r.index.debuilds).toEqual([]);
+    expect(r.index.missing).toEqual([
+      {
+        name: 'acme',
+        version: '2.0',
+        binaries: ['acme-tool:amd64=2.0'],
+        reason: expect.stringMatching(
+          /^built by DEBUILD, but the template does not carry its source package/,
+        ),
+      },
+    ]);
+  });
+
   let copies = 0;
   /** A new store holding only the template `tag` (through save and load), no cached sources. */
   async function freshCopy(tag: string): Promise<Store> {
