@@ -4,6 +4,7 @@
  * built in a buildchroot stage, installed by name in later steps, cached per source, and
  * cross-built for arm64 from an amd64 buildchroot.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
@@ -53,6 +54,44 @@ async function check(ref: string, ctx: string): Promise<{ code: number; lines: s
   return { code: r.code, lines: r.stdout.trim().split('\n') };
 }
 
+interface Bundle {
+  debuilds: Array<{
+    name: string;
+    version: string;
+    source?: string;
+    packages: string[];
+    files: Array<{ name: string; sha256: string; size: number }>;
+  }>;
+  missing: Array<{ name: string }>;
+  attached?: string;
+}
+
+/**
+ * `strata sources --json --allow-missing` of `ref` into a new folder, against an apt source
+ * with an empty Sources index: the mirror's packages are all missing (downloading the sources
+ * of minbase is e2e/sources.test.ts's work), the DEBUILD ones come from the template.
+ */
+async function bundle(
+  ref: string,
+  inStore = store,
+  extra: string[] = [],
+): Promise<{ out: string; index: Bundle }> {
+  const repo = fs.mkdtempSync(path.join(work, 'no-sources-'));
+  fs.writeFileSync(path.join(repo, 'Sources'), '');
+  const empty = createHash('sha256').update('').digest('hex');
+  fs.writeFileSync(path.join(repo, 'Release'), `SHA256:\n ${empty} 0 Sources\n`);
+  const list = path.join(repo, 'sources.list');
+  fs.writeFileSync(list, `deb file:${repo} ./\n`);
+  const out = fs.mkdtempSync(path.join(work, 'bundle-'));
+  const r = await strataOk(
+    ['--json', 'sources', ref, '-o', out, '--apt-sources', list, '--allow-missing', ...extra],
+    { store: inStore },
+  );
+  return { out, index: JSON.parse(r.stdout) as Bundle };
+}
+
+const sha256Of = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+
 /** A file of a built template, read from its flattened rootfs. */
 async function fileOf(ref: string, file: string): Promise<string> {
   const dir = fs.mkdtempSync(path.join(work, 'flat-'));
@@ -91,6 +130,46 @@ describe('a native DEBUILD', () => {
     const list = (await runOk('tar', ['-tf', path.join(flat, 'rootfs.tar')])).stdout;
     expect(list).not.toMatch(/strata-local|run\/strata/);
     expect(list).not.toMatch(/^build\//m);
+  });
+
+  test('strata sources bundles the source packages DEBUILD built from, as checked files that dpkg-source unpacks', async () => {
+    const { out, index } = await bundle('own:1');
+    expect(index.debuilds.map((d) => [d.name, d.version, d.source])).toEqual([
+      ['strata-greeting', '1.0', './strata-greeting'],
+      ['strata-hello', '1.0', './strata-hello'],
+    ]);
+    expect(index.debuilds[1]?.packages).toEqual(
+      expect.arrayContaining(['strata-hello=1.0', 'strata-hello-dbgsym=1.0']),
+    );
+    expect(index.missing.map((m) => m.name)).not.toContain('strata-hello');
+    for (const d of index.debuilds) {
+      expect(d.files.map((f) => f.name)).toEqual([`${d.name}_1.0.dsc`, `${d.name}_1.0.tar.xz`]);
+      for (const f of d.files) {
+        expect(sha256Of(path.join(out, f.name))).toBe(f.sha256);
+        expect(fs.statSync(path.join(out, f.name)).size).toBe(f.size);
+      }
+    }
+    // dpkg-source, not Strata, checks the bundle: it unpacks to the tree that was built.
+    const x = path.join(out, 'x');
+    await runOk('dpkg-source', ['-x', path.join(out, 'strata-hello_1.0.dsc'), x]);
+    expect(fs.readFileSync(path.join(x, 'hello.c'))).toEqual(
+      fs.readFileSync(path.join(SOURCES, 'strata-hello', 'hello.c')),
+    );
+    // Dated by the changelog, not by the files of the checkout it was built from.
+    const listing = (
+      await runOk('tar', ['--utc', '-tvf', path.join(out, 'strata-hello_1.0.tar.xz')])
+    ).stdout;
+    const changelog = (
+      await runOk('dpkg-parsechangelog', [
+        '-l',
+        path.join(SOURCES, 'strata-hello/debian/changelog'),
+        '-SDate',
+      ])
+    ).stdout.trim();
+    const day = new Date(changelog).toISOString().slice(0, 10);
+    for (const line of listing.trim().split('\n'))
+      expect(line).toMatch(/ 0\/0 .* strata-hello-1\.0\//);
+    for (const line of listing.trim().split('\n')) expect(line).toContain(` ${day} `);
   });
 
   test('an unchanged rebuild is all cache hits', async () => {
@@ -149,6 +228,13 @@ describe('a native DEBUILD', () => {
       (d) => d.filename === 'strata-greeting_1.0_all.deb',
     );
     expect(r.debs).toEqual([fromTree]);
+    // Its source package is the .dsc and tarball it was given, byte for byte.
+    const { out, index } = await bundle('own-dsc:1');
+    expect(index.debuilds.map((d) => [d.source, d.files.map((f) => f.name)])).toEqual([
+      ['./strata-greeting_1.0.dsc', ['strata-greeting_1.0.dsc', 'strata-greeting_1.0.tar.xz']],
+    ]);
+    for (const f of ['strata-greeting_1.0.dsc', 'strata-greeting_1.0.tar.xz'])
+      expect(fs.readFileSync(path.join(out, f))).toEqual(fs.readFileSync(path.join(dsc, f)));
   });
 
   test('--profiles reaches the build', async () => {
@@ -159,12 +245,23 @@ describe('a native DEBUILD', () => {
         'DEBUILD --profiles=strata-mark strata-hello\nDEBUILD strata-greeting',
       ),
     );
+    // Files dated long before the changelog, as an old checkout has them: the cache key does
+    // not see dates, so neither may the source package.
+    const old = new Date('2001-01-01T00:00:00Z');
+    for (const f of ['hello.c', 'Makefile', 'debian/rules'])
+      fs.utimesSync(path.join(marked, 'strata-hello', f), old, old);
     const r = await build(['-t', 'own-mark:1', marked]);
     // strata-hello with the profile, INSTALL and RUN; strata-greeting is the cached one.
     expect(r.stepsRun).toBe(3);
     expect(fs.readFileSync(await fileOf('own-mark:1', 'etc/greeted'), 'utf8')).toMatch(
       / \(strata-mark\)\n$/,
     );
+    // Built again from another checkout of the same tree: the same source package.
+    const hello = async (ref: string) =>
+      (await bundle(ref)).index.debuilds.find((d) => d.name === 'strata-hello')?.files;
+    const again = await hello('own-mark:1');
+    expect(again).toHaveLength(2);
+    expect(again).toEqual(await hello('own:1'));
   });
 
   test('a 3.0 (quilt) tree builds from the upstream tarball beside it, with its patches', async () => {
@@ -215,6 +312,21 @@ describe('a native DEBUILD', () => {
     expect(fs.readFileSync(await fileOf('own-quilt:1', 'etc/greeted'), 'utf8')).toBe(
       'patched hello from strata-hello\n',
     );
+    // Its source package is the upstream tarball and the debian/ with its patch.
+    const { out, index } = await bundle('own-quilt:1');
+    expect(index.debuilds.map((d) => d.files.map((f) => f.name))).toEqual([
+      [
+        'strata-hello_1.0-1.debian.tar.xz',
+        'strata-hello_1.0-1.dsc',
+        'strata-hello_1.0.orig.tar.gz',
+      ],
+    ]);
+    expect(fs.readFileSync(path.join(out, 'strata-hello_1.0.orig.tar.gz'))).toEqual(
+      fs.readFileSync(path.join(q, 'strata-hello_1.0.orig.tar.gz')),
+    );
+    const x = path.join(out, 'x');
+    await runOk('dpkg-source', ['-x', path.join(out, 'strata-hello_1.0-1.dsc'), x]);
+    expect(fs.readFileSync(path.join(x, 'hello.c'), 'utf8')).toContain('patched hello from');
   });
 
   test('a stage FROM a template with a buildchroot builds in that one', async () => {
@@ -285,6 +397,13 @@ describe('the packages travel with the template', () => {
     expect(fs.readFileSync(path.join(flat, 'etc/greeted'), 'utf8')).toMatch(
       /^hello from strata-hello, greetings/,
     );
+    // The source packages they were built from came along, and bundle with the derived
+    // template that installs them.
+    const { index } = await bundle('app:1', appStore);
+    expect(index.debuilds.map((d) => [d.name, d.source, d.packages])).toEqual([
+      ['strata-greeting', undefined, ['strata-greeting=1.0']],
+      ['strata-hello', undefined, ['strata-hello=1.0']],
+    ]);
     // And they export as a plain apt repository.
     const out = path.join(appWork, 'repo');
     await strataOk(['debs', 'app:1', '-o', out], { store: appStore });
@@ -325,6 +444,38 @@ describe('DEBUILD errors', () => {
     expect(r.stderr).toContain('strata-no-such-package');
     const log = /the whole build log: (\S+\.log)/.exec(r.stderr)?.[1];
     expect(log && fs.readFileSync(log, 'utf8')).toContain('strata-no-such-package');
+    expect(await mountsUnder(store)).toEqual([]);
+  });
+
+  test('a tree that dpkg-source -b refuses fails its DEBUILD line with dpkg-source’s reason', async () => {
+    const ctx = context(
+      'bad-quilt',
+      NATIVE.replace('strata-hello strata-greeting', 'strata-hello'),
+    );
+    const tree = path.join(ctx, 'strata-hello');
+    await runOk('tar', [
+      '-czf',
+      path.join(ctx, 'strata-hello_1.0.orig.tar.gz'),
+      '--exclude=debian',
+      '-C',
+      ctx,
+      'strata-hello',
+    ]);
+    fs.writeFileSync(path.join(tree, 'debian/source/format'), '3.0 (quilt)\n');
+    const changelog = path.join(tree, 'debian/changelog');
+    fs.writeFileSync(
+      changelog,
+      fs.readFileSync(changelog, 'utf8').replace('strata-hello (1.0)', 'strata-hello (1.0-1)'),
+    );
+    // A change to the upstream source that no patch in debian/patches holds.
+    fs.appendFileSync(path.join(tree, 'hello.c'), '/* not in a patch */\n');
+    const r = await strata(['build', '-q', '--apt-sources', sources, ctx], { store });
+    expect(r.code).not.toBe(0);
+    expect(strataLinesAreOneError(r.stderr)).toBe(true);
+    expect(r.stderr).toMatch(
+      /Stratafile:5:1: DEBUILD \.\/strata-hello \(source package strata-hello\): dpkg-source -b refused to make its source package/,
+    );
+    expect(r.stderr).toMatch(/unexpected upstream changes/);
     expect(await mountsUnder(store)).toEqual([]);
   });
 

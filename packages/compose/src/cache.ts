@@ -30,6 +30,11 @@ export interface CacheKeyInput {
   architecture?: string;
   /** The Release digest of the build's own packages (DEBUILD), once there are any. */
   localRepo?: string;
+  /**
+   * What a DEBUILD keeps besides its .debs (`source`: its source package). Entries made before
+   * DEBUILD kept one have another key, so none of them is taken for one that has it.
+   */
+  keeps?: string;
 }
 
 export function cacheKey(k: CacheKeyInput): Digest {
@@ -76,15 +81,22 @@ export async function writeCache(store: Store, entry: CacheEntry): Promise<void>
   });
 }
 
-/** The cache entry of one DEBUILD source: the .debs it made. */
+/** The cache entry of one DEBUILD source: the .debs it made and the source package it built. */
 export interface DebuildEntry {
   key: Digest;
   kind: 'debuild';
   source: string;
   debs: BuiltDeb[];
+  /** The files of its Debian source package (the .dsc among them), titled, sorted by name. */
+  sources: Descriptor[];
 }
 
-/** The DEBUILD entry of `key`, when the store has it and every .deb it names. */
+/** Every blob a DEBUILD entry names: its .debs, then its source files. */
+export function debuildBlobs(entry: DebuildEntry): Descriptor[] {
+  return [...entry.debs.map((d) => d.blob), ...entry.sources];
+}
+
+/** The DEBUILD entry of `key`, when the store has it and every .deb and source file it names. */
 export async function readDebuildCache(
   store: Store,
   key: Digest,
@@ -92,14 +104,15 @@ export async function readDebuildCache(
   const doc = (await store.getRoot(rootName(key))) as { entry?: DebuildEntry } | undefined;
   const entry = doc?.entry;
   if (!entry || entry.key !== key || entry.kind !== 'debuild') return undefined;
-  for (const d of entry.debs) if (!(await store.hasBlob(d.blob.digest))) return undefined;
+  if (!Array.isArray(entry.sources) || entry.sources.length === 0) return undefined;
+  for (const d of debuildBlobs(entry)) if (!(await store.hasBlob(d.digest))) return undefined;
   await store.touchRoot(rootName(key));
   return entry;
 }
 
 export async function writeDebuildCache(store: Store, entry: DebuildEntry): Promise<void> {
   await store.putRoot(rootName(entry.key), {
-    descriptors: entry.debs.map((d) => d.blob),
+    descriptors: debuildBlobs(entry),
     entry: entry as unknown as Record<string, unknown>,
   });
 }

@@ -44,6 +44,7 @@ export async function debuildKey(
     ...(index ? { aptIndex: index.digest } : {}),
     inputs: [await sourceDigestOf(context, p.ins, p.source), ...p.inputs],
     architecture: p.target,
+    keeps: 'source',
   });
 }
 

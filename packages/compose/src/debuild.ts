@@ -10,6 +10,7 @@ import {
   Descriptor,
   Digest,
   MediaTypes,
+  StrataError,
   chainId,
   configPlatform,
   digestHex,
@@ -24,7 +25,8 @@ import {
 import type { Store } from '@strata/store';
 import { linkOrCopy } from './apt-state';
 import { DebuildEntry, readDebuildCache, writeDebuildCache } from './cache';
-import { debsAttachedTo } from './export-debs';
+import { debSourcesAttachedTo, debsAttachedTo } from './export-debs';
+import { storeSourcePackage, titleOf } from './debuild-source';
 import { BuildContext, BuiltLayer, StageState, chainOf, stackOf } from './build-state';
 import { RepoContents, writeDebsRepo } from './local-repo';
 import type { Snapshots, StackLayer } from './snapshots';
@@ -59,6 +61,8 @@ export function logsDir(storeRoot: string): string {
  */
 export class LocalDebs {
   readonly debs: BuiltDeb[] = [];
+  /** The files of the source packages the .debs were built from, by file name. */
+  private readonly sourceFiles = new Map<string, Descriptor>();
   private repo?: RepoContents;
   private dirty = false;
   private generation = 0;
@@ -77,6 +81,16 @@ export class LocalDebs {
       this.debs.push(d);
     }
     if (debs.length > 0) this.dirty = true;
+  }
+
+  /** Keep source package files (titled blobs) to attach with the .debs; a later one replaces one of the same name. */
+  addSources(files: readonly Descriptor[]): void {
+    for (const f of files) this.sourceFiles.set(titleOf(f), f);
+  }
+
+  /** The source files kept so far, sorted by name. */
+  get sources(): Descriptor[] {
+    return [...this.sourceFiles.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, f]) => f);
   }
 
   /** The repository, written now if packages were added since; undefined while there are none. */
@@ -126,14 +140,33 @@ function debuildScript(o: {
     `apt-get install -y -q --no-install-recommends build-essential dpkg-dev fakeroot \${cross:+crossbuild-essential-${o.hostArch} libc6-dev:${o.hostArch}}`,
     'phase source',
     'mkdir -p /build',
+    // dpkg-source checks each file against the .dsc's checksums (Strata has checked them too).
     o.dsc
-      ? `dpkg-source --no-check -x /run/strata/context/${q(o.source)} /build/src`
+      ? `dpkg-source -x /run/strata/context/${q(o.source)} /build/src`
       : `cp -a /run/strata/context/${q(o.source)} /build/src`,
     // A 3.0 (quilt) tree's upstream tarballs lie beside it, where dpkg-source looks for them.
     ...(o.dsc
       ? []
       : [
           `for f in "$(dirname /run/strata/context/${q(o.source)})"/*.orig.tar.* "$(dirname /run/strata/context/${q(o.source)})"/*.orig-*.tar.*; do if [ -f "$f" ]; then cp "$f" /build/; fi; done`,
+          // The source package the .debs are built from, kept with them (a .dsc is kept as it
+          // is given). Made from a copy whose dates are all the changelog's: dpkg-source keeps
+          // dates older than SOURCE_DATE_EPOCH, which the cache key does not see, so the same
+          // tree in another checkout gives the same tarball.
+          'phase source-package',
+          'SOURCE_DATE_EPOCH=$(dpkg-parsechangelog -l /build/src/debian/changelog -STimestamp)',
+          'export SOURCE_DATE_EPOCH',
+          // The tree is named <source>-<upstream version>, as Debian's tarballs have it.
+          'v=$(dpkg-parsechangelog -l /build/src/debian/changelog -SVersion); v=${v#*:}',
+          'case $v in *-*) v=${v%-*} ;; esac',
+          'tree=$(dpkg-parsechangelog -l /build/src/debian/changelog -SSource)-$v',
+          'rm -rf /tmp/strata-source && mkdir -p /tmp/strata-source /run/strata/out/source',
+          'cp -a /build/src "/tmp/strata-source/$tree"',
+          'for f in /build/*; do if [ -f "$f" ]; then cp "$f" /tmp/strata-source/; fi; done',
+          'find /tmp/strata-source/"$tree" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +',
+          '(cd /tmp/strata-source && dpkg-source -b "$tree")',
+          'for f in /tmp/strata-source/*; do if [ -f "$f" ]; then cp "$f" /run/strata/out/source/; fi; done',
+          'rm -rf /tmp/strata-source',
         ]),
     'phase build-deps',
     `apt-get build-dep -y -q --no-install-recommends ${aArg}${pArg} /build/src`,
@@ -158,6 +191,8 @@ const PHASE_FAILURE: Record<string, string> = {
   apt: 'apt-get update failed',
   tools: 'the build tools (build-essential, dpkg-dev) could not be installed in the buildchroot',
   source: 'the source could not be unpacked',
+  'source-package':
+    'dpkg-source -b refused to make its source package (a change outside debian/ that no patch holds, or a missing upstream tarball?)',
   'build-deps': 'its Build-Depends cannot be installed',
   build: 'dpkg-buildpackage failed',
   collect: 'the build made no .deb',
@@ -219,6 +254,7 @@ export class Debuilder {
       }
       if (cacheTo) await cacheTo.putDebs(entry);
       this.local.add(entry.debs);
+      this.local.addSources(entry.sources);
       state.debuilds.push({
         source,
         cacheKey: key,
@@ -297,6 +333,17 @@ export class Debuilder {
       throw e;
     }
     const name = await this.sourceName(source);
+    const dsc = source.endsWith('.dsc');
+    // A .dsc is checked against its files before anything is built from it.
+    const given = dsc
+      ? await this.keepSource(
+          ins,
+          source,
+          name,
+          path.join(this.ctx.context, path.dirname(source)),
+          path.basename(source),
+        )
+      : undefined;
     const logs = logsDir(this.ctx.store.root);
     await fsp.mkdir(logs, { recursive: true });
     const logPath = path.join(logs, `debuild-${name}-${digestHex(key).slice(0, 12)}.log`);
@@ -316,7 +363,7 @@ export class Debuilder {
           '-c',
           debuildScript({
             source,
-            dsc: source.endsWith('.dsc'),
+            dsc,
             hostArch: target,
             profiles: ins.profiles,
           }),
@@ -351,12 +398,49 @@ export class Debuilder {
             hint: `the whole build log: ${logPath}`,
           },
         );
-      const entry: DebuildEntry = { key, kind: 'debuild', source, debs };
+      const made = given ?? (await this.madeSource(ins, source, name, path.join(out, 'source')));
+      const entry: DebuildEntry = { key, kind: 'debuild', source, debs, sources: made };
       await writeDebuildCache(this.ctx.store, entry);
       return entry;
     } finally {
       log.end();
       await fsp.rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /** The source package the build made of a tree (in `dir`): its one .dsc and its files. */
+  private async madeSource(
+    ins: DebuildInstruction,
+    source: string,
+    name: string,
+    dir: string,
+  ): Promise<Descriptor[]> {
+    const dscs = (await fsp.readdir(dir).catch(() => [])).filter((n) => n.endsWith('.dsc'));
+    if (dscs.length !== 1)
+      throw new BuildStepError(
+        ins.loc,
+        `DEBUILD ${source} (source package ${name}): dpkg-source -b made ${dscs.length} .dsc files, not one`,
+      );
+    return this.keepSource(ins, source, name, dir, dscs[0] as string);
+  }
+
+  /** Put a source package into the store, verified against its .dsc; a failure names the line. */
+  private async keepSource(
+    ins: DebuildInstruction,
+    source: string,
+    name: string,
+    dir: string,
+    dscName: string,
+  ): Promise<Descriptor[]> {
+    try {
+      return (await storeSourcePackage(this.ctx.store, dir, dscName)).files;
+    } catch (e) {
+      if (!(e instanceof StrataError)) throw e;
+      throw new BuildStepError(
+        ins.loc,
+        `DEBUILD ${source} (source package ${name}): its source package: ${e.message}`,
+        { cause: e },
+      );
     }
   }
 
@@ -396,26 +480,35 @@ export async function inheritedDebs(
   store: Store,
   desc: Descriptor,
   rootfs: Descriptor,
-): Promise<BuiltDeb[]> {
-  const out: BuiltDeb[] = [];
+): Promise<{ debs: BuiltDeb[]; sources: Descriptor[] }> {
+  const debs: BuiltDeb[] = [];
   for (const a of await debsAttachedTo(store, desc, rootfs, desc.digest)) {
     const { path: file } = await store.blobFile(a.blob.digest, a.blob.size);
-    out.push(await builtDeb(file, a.filename, a.blob));
+    debs.push(await builtDeb(file, a.filename, a.blob));
   }
-  return out;
+  const sources = (await debSourcesAttachedTo(store, desc, rootfs, desc.digest)).map((a) => a.blob);
+  return { debs, sources };
 }
 
-/** Attach the build's .debs to its result (`subject`: the rootfs image), as a debs artifact. */
+/**
+ * Attach the build's .debs, with the files of the source packages they were built from, to its
+ * result (`subject`: the rootfs image), as a debs artifact.
+ */
 export async function attachDebs(
   store: Store,
   subject: Descriptor,
   debs: readonly BuiltDeb[],
+  sources: readonly Descriptor[] = [],
 ): Promise<Descriptor | undefined> {
   if (debs.length === 0) return undefined;
   const files = [];
   for (const d of debs) {
     const { path: file } = await store.blobFile(d.blob.digest, d.blob.size);
     files.push({ path: file, mediaType: MediaTypes.debianPackage, title: d.filename });
+  }
+  for (const s of sources) {
+    const { path: file } = await store.blobFile(s.digest, s.size);
+    files.push({ path: file, mediaType: MediaTypes.debianSourceFile, title: titleOf(s) });
   }
   return store.attach(subject, ArtifactTypes.debs, files);
 }

@@ -85,9 +85,10 @@ export class Builder implements BuildContext {
   }
 
   async inheritDebs(desc: Descriptor, rootfs: Descriptor): Promise<void> {
-    const debs = await inheritedDebs(this.store, desc, rootfs);
+    const { debs, sources } = await inheritedDebs(this.store, desc, rootfs);
     if (debs.length === 0) return;
     this.debs.add(debs);
+    this.debs.addSources(sources);
     this.keys.localRepo = (await this.debs.current())?.release;
   }
 
@@ -143,7 +144,7 @@ export class Builder implements BuildContext {
       const state = final as StageState;
       const rootfs = await writeImage(this, state);
       // The packages the build made or inherited travel with it (and through registries).
-      await attachDebs(this.store, rootfs.descriptor, this.debs.debs);
+      await attachDebs(this.store, rootfs.descriptor, this.debs.debs, this.debs.sources);
       // What is inside, and under which licences, travels with it too: one SBOM per format.
       await attachSboms(this.store, rootfs.descriptor);
       const image = {

@@ -17,7 +17,10 @@ import type { ImageManifest } from '@strata/oci';
 import { Store, commitFile, tempPathFor } from '@strata/store';
 import { RepoContents, writeDebsRepo } from './local-repo';
 
-/** One .deb attached to a template: its file name (the layer's title) and its blob. */
+/**
+ * One file attached to a template in a debs artifact (a .deb, or a file of the source package
+ * it was built from): its file name (the layer's title) and its blob.
+ */
 export interface AttachedDeb {
   filename: string;
   blob: Descriptor;
@@ -65,12 +68,49 @@ function rootfsOf(
  * The .debs attached to a template `desc` whose rootfs image (chosen by the caller) is
  * `rootfs`: see {@link attachedDebs}.
  */
-export async function debsAttachedTo(
+export function debsAttachedTo(
   store: Store,
   desc: Descriptor,
   rootfs: Descriptor,
   what: string,
 ): Promise<AttachedDeb[]> {
+  return filesAttachedTo(store, desc, rootfs, what, 'deb');
+}
+
+/**
+ * The files of the Debian source packages that DEBUILD built the attached .debs from (each
+ * .dsc and the files it lists), attached with them: as {@link debsAttachedTo} finds the .debs.
+ */
+export function debSourcesAttachedTo(
+  store: Store,
+  desc: Descriptor,
+  rootfs: Descriptor,
+  what: string,
+): Promise<AttachedDeb[]> {
+  return filesAttachedTo(store, desc, rootfs, what, 'source');
+}
+
+/** A file of a Debian source package: a name as Debian's archive makes them, never a path. */
+const SOURCE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9.+~_-]*$/;
+
+const KINDS = {
+  deb: { mediaType: MediaTypes.debianPackage, name: DEB_NAME, what: 'a .deb', plural: 'packages' },
+  source: {
+    mediaType: MediaTypes.debianSourceFile,
+    name: SOURCE_FILE_NAME,
+    what: 'a file of a source package',
+    plural: 'source files',
+  },
+} as const;
+
+async function filesAttachedTo(
+  store: Store,
+  desc: Descriptor,
+  rootfs: Descriptor,
+  what: string,
+  kind: keyof typeof KINDS,
+): Promise<AttachedDeb[]> {
+  const k = KINDS[kind];
   const subjects = isIndexMediaType(desc.mediaType) ? [desc, rootfs] : [desc];
   const byName = new Map<string, AttachedDeb>();
   for (const s of subjects) {
@@ -84,17 +124,17 @@ export async function debsAttachedTo(
         throw new InvalidDocumentError(where, ['a manifest without layers']);
       }
       for (const l of m.layers) {
-        if (l.mediaType !== MediaTypes.debianPackage) continue;
+        if (l.mediaType !== k.mediaType) continue;
         const filename = l.annotations?.[Annotations.title];
-        if (filename === undefined || !DEB_NAME.test(filename)) {
+        if (filename === undefined || !k.name.test(filename)) {
           throw new InvalidDocumentError(where, [
-            `a .deb titled ${JSON.stringify(filename ?? null)}, not a file name of a .deb`,
+            `${k.what} titled ${JSON.stringify(filename ?? null)}, not a file name of ${k.what}`,
           ]);
         }
         const held = byName.get(filename);
         if (held && held.blob.digest !== l.digest) {
           throw new InvalidDocumentError(where, [
-            `two different packages are both named ${filename}`,
+            `two different ${k.plural} are both named ${filename}`,
           ]);
         }
         if (!held) byName.set(filename, { filename, blob: l, artifact });

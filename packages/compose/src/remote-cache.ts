@@ -13,7 +13,7 @@ import {
 } from '@strata/oci';
 import type { RegistryClient } from '@strata/registry';
 import { Store, storeContent, storeSink } from '@strata/store';
-import { CacheEntry, DebuildEntry, writeCache, writeDebuildCache } from './cache';
+import { CacheEntry, DebuildEntry, debuildBlobs, writeCache, writeDebuildCache } from './cache';
 
 /** Media type of the small JSON document that describes one cached step. */
 export const CACHE_CONFIG_MEDIA_TYPE = 'application/vnd.strata.build-cache.v1+json';
@@ -39,7 +39,7 @@ export function cacheTag(key: Digest): string {
 /**
  * Each cached step is an OCI manifest in the cache repository, tagged `strata-cache-<key>`:
  * its config is the cache entry (JSON), its layers the step's layer blob, or the .debs a
- * DEBUILD source made. Any OCI registry stores it; blobs shared with templates are stored once.
+ * DEBUILD source made followed by the files of that source package. Any OCI registry stores it; blobs shared with templates are stored once.
  */
 export class RegistryCache implements RemoteCache {
   constructor(
@@ -69,7 +69,10 @@ export class RegistryCache implements RemoteCache {
     const found = await this.fetch(key);
     const entry = found?.entry as DebuildEntry | undefined;
     if (!found || entry?.kind !== 'debuild' || !Array.isArray(entry.debs)) return undefined;
-    const listed = entry.debs.map((d) => d.blob.digest).join(' ');
+    if (!Array.isArray(entry.sources) || entry.sources.length === 0) return undefined;
+    const listed = debuildBlobs(entry)
+      .map((d) => d.digest)
+      .join(' ');
     if (listed !== found.blobs.map((b) => b.digest).join(' ')) return undefined;
     await this.pull(found.blobs);
     await writeDebuildCache(this.store, entry);
@@ -77,7 +80,7 @@ export class RegistryCache implements RemoteCache {
   }
 
   async putDebs(entry: DebuildEntry): Promise<void> {
-    const blobs = entry.debs.map((d) => d.blob);
+    const blobs = debuildBlobs(entry);
     await this.publish(entry.key, entry, blobs, `DEBUILD ${entry.source}`);
   }
 

@@ -5,17 +5,19 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { makeSources } from '@strata/debian';
+import { makeSources, parseDsc } from '@strata/debian';
 import {
+  ArtifactTypes,
   DigestMismatchError,
   InvalidDocumentError,
+  MediaTypes,
   parseDigest,
   validateSourceIndex,
 } from '@strata/oci';
 import type { DebianPackage, Digest } from '@strata/oci';
 import { Store, writeImage as writeStoreImage } from '@strata/store';
 import { createTemplate } from '@strata/template';
-import { sourcesOf, writeSources } from './source-bundle';
+import { checkAttachedSource, debuildSources, sourcesOf, writeSources } from './source-bundle';
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -38,6 +40,60 @@ describe('sourcesOf', () => {
     expect(got.get('libcap-ng=0.8.3-1')?.binaries).toEqual([
       'libcap-ng-utils:amd64=0.8.3-1',
       'libcap-ng0:amd64=0.8.3-1+b3',
+    ]);
+  });
+});
+
+describe('DEBUILD sources carried with the .debs', () => {
+  const tar = { name: 'acme_2.0.tar.xz', sha256: 'a'.repeat(64), size: 10 };
+  const dsc = parseDsc(
+    `Source: acme\nBinary: acme-tool, acme-doc\nVersion: 2.0\nChecksums-Sha256:\n ${tar.sha256} 10 ${tar.name}\n`,
+    'acme_2.0.dsc',
+  );
+  const dscBlob = { digest: `sha256:${'d'.repeat(64)}`, size: 99 };
+
+  test('checkAttachedSource: the .dsc and each file it lists, as the .dsc gives them', () => {
+    const attached = new Map([[tar.name, { digest: `sha256:${tar.sha256}`, size: 10 }]]);
+    expect(checkAttachedSource('acme_2.0.dsc', dscBlob, dsc, attached, 'test')).toEqual([
+      { name: 'acme_2.0.dsc', sha256: 'd'.repeat(64), size: 99 },
+      tar,
+    ]);
+  });
+
+  test('checkAttachedSource refuses a file that is not attached, or attached with other bytes', () => {
+    expect(() => checkAttachedSource('acme_2.0.dsc', dscBlob, dsc, new Map(), 'test')).toThrow(
+      /acme_2\.0\.tar\.xz, which acme_2\.0\.dsc lists, is not attached/,
+    );
+    for (const other of [
+      { digest: `sha256:${'b'.repeat(64)}`, size: 10 },
+      { digest: `sha256:${tar.sha256}`, size: 11 },
+    ]) {
+      expect(() =>
+        checkAttachedSource('acme_2.0.dsc', dscBlob, dsc, new Map([[tar.name, other]]), 'test'),
+      ).toThrow(InvalidDocumentError);
+    }
+  });
+
+  test('debuildSources: the DEBUILD line that made it, else the installed packages built from it', () => {
+    const files = [tar];
+    const installed: DebianPackage[] = [
+      { name: 'acme-tool', version: '2.0', architecture: 'amd64', source: 'acme' },
+      { name: 'base-files', version: '12.4', architecture: 'amd64', source: 'base-files' },
+    ];
+    const record = {
+      source: './acme',
+      cacheKey: `sha256:${'c'.repeat(64)}` as Digest,
+      buildchroot: `sha256:${'e'.repeat(64)}` as Digest,
+      inputs: [],
+      packages: ['acme-tool=2.0', 'acme-tool-dbgsym=2.0', 'acme-doc=2.0'],
+    };
+    // Another line's packages at another version are not this source's.
+    const other = { ...record, source: './old-acme', packages: ['acme-tool=1.0'] };
+    expect(debuildSources([{ dsc, files }], [other, record], installed)).toEqual([
+      { name: 'acme', version: '2.0', source: './acme', packages: record.packages, files },
+    ]);
+    expect(debuildSources([{ dsc, files }], [other], installed)).toEqual([
+      { name: 'acme', version: '2.0', packages: ['acme-tool=2.0'], files },
     ]);
   });
 });
@@ -252,6 +308,120 @@ Checksums-Sha256:
     const again = await writeSources(s, 't:2', path.join(dir, 'out-gc3'), opts());
     expect(again.stats.downloads).toBe(1);
     expect(requests).toEqual(['dists/test/InRelease', 'dists/test/main/source/Sources.gz']);
+  });
+
+  test('writes the DEBUILD source packages attached with the .debs, checked against their .dsc, and attaches them with --attach', async () => {
+    const tarball = Buffer.from('acme source tarball\n');
+    const acmeDsc = Buffer.from(
+      `Format: 3.0 (native)\nSource: acme\nBinary: acme-tool\nVersion: 2.0\nChecksums-Sha256:\n ${sha(tarball)} ${tarball.length} acme_2.0.tar.xz\n`,
+    );
+    const attachTo = async (tag: string, tarBytes: Buffer): Promise<void> => {
+      await template(
+        tag,
+        pkg('hello-bin', '1.0-1+b2', 'hello (1.0-1)') + pkg('acme-tool', '2.0', 'acme'),
+      );
+      const img = await store.selectImage(await store.resolve(tag), { role: 'rootfs' }, tag);
+      const put = (name: string, bytes: Buffer) => {
+        const f = path.join(dir, `${tag.replace(/\W/g, '-')}-${name}`);
+        fs.writeFileSync(f, bytes);
+        return f;
+      };
+      await store.attach(img.descriptor, ArtifactTypes.debs, [
+        {
+          path: put('deb', Buffer.from('not really a deb')),
+          mediaType: MediaTypes.debianPackage,
+          title: 'acme-tool_2.0_amd64.deb',
+        },
+        {
+          path: put('dsc', acmeDsc),
+          mediaType: MediaTypes.debianSourceFile,
+          title: 'acme_2.0.dsc',
+        },
+        {
+          path: put('tar', tarBytes),
+          mediaType: MediaTypes.debianSourceFile,
+          title: 'acme_2.0.tar.xz',
+        },
+      ]);
+    };
+    await attachTo('t:debuilt', tarball);
+    const out = path.join(dir, 'out-debuilt');
+    const r = await writeSources(store, 't:debuilt', out, { ...opts(), attach: true });
+    // acme is not on the mirror, and not missing: the template carries it.
+    expect(r.index.missing).toEqual([]);
+    expect(r.index.sources.map((x) => x.name)).toEqual(['hello']);
+    expect(r.index.debuilds).toEqual([
+      {
+        name: 'acme',
+        version: '2.0',
+        packages: ['acme-tool=2.0'],
+        files: [
+          { name: 'acme_2.0.dsc', sha256: sha(acmeDsc), size: acmeDsc.length },
+          { name: 'acme_2.0.tar.xz', sha256: sha(tarball), size: tarball.length },
+        ],
+      },
+    ]);
+    expect(fs.readFileSync(path.join(out, 'acme_2.0.dsc'))).toEqual(acmeDsc);
+    expect(fs.readFileSync(path.join(out, 'acme_2.0.tar.xz'))).toEqual(tarball);
+    expect(validateSourceIndex(r.index).ok).toBe(true);
+    expect(fs.readFileSync(path.join(out, 'SOURCES.txt'), 'utf8')).toMatch(
+      /acme 2\.0 .*acme_2\.0\.dsc acme_2\.0\.tar\.xz/,
+    );
+    const bundle = JSON.parse(
+      (await store.readBlob(r.attached!.digest, r.attached!.size)).toString('utf8'),
+    ) as { layers: Array<{ digest: string; annotations: Record<string, string> }> };
+    const titles = bundle.layers.map((l) => l.annotations['org.opencontainers.image.title']);
+    expect(titles).toEqual(expect.arrayContaining(['acme_2.0.dsc', 'acme_2.0.tar.xz']));
+
+    // A tarball that is not the one its .dsc lists is refused, and nothing is written.
+    await attachTo('t:debuilt-bad', Buffer.from('another tarball\n'));
+    const bad = path.join(dir, 'out-debuilt-bad');
+    await expect(writeSources(store, 't:debuilt-bad', bad, opts())).rejects.toThrow(
+      /acme_2\.0\.tar\.xz is attached with another checksum or size than acme_2\.0\.dsc gives/,
+    );
+    expect(fs.existsSync(path.join(bad, 'acme_2.0.tar.xz'))).toBe(false);
+  });
+
+  test('a package DEBUILD made whose source package the template does not carry is named as missing', async () => {
+    await template(
+      't:old-debuild',
+      pkg('hello-bin', '1.0-1+b2', 'hello (1.0-1)') + pkg('acme-tool', '2.0', 'acme'),
+    );
+    const tagged = await store.resolve('t:old-debuild');
+    const img = await store.selectImage(tagged, { role: 'rootfs' }, 't:old-debuild');
+    const [config, manifest] = await Promise.all([img.config(), store.readManifest(tagged)]);
+    const record = {
+      source: './acme',
+      cacheKey: `sha256:${'c'.repeat(64)}` as Digest,
+      buildchroot: `sha256:${'e'.repeat(64)}` as Digest,
+      inputs: [],
+      packages: ['acme-tool=2.0'],
+    };
+    const written = await writeStoreImage(store, {
+      metadata: { ...config.strata!, debuilds: [record] },
+      layers: manifest.layers.map((d, i) => ({
+        descriptor: d,
+        diffId: config.rootfs.diff_ids[i] as Digest,
+        history: { created_by: 'test' },
+      })),
+      platform: { architecture: 'amd64' },
+      env: [],
+      labels: {},
+      annotations: {},
+    });
+    await store.tag('t:old-debuild', written.descriptor);
+    const r = await writeSources(store, 't:old-debuild', path.join(dir, 'out-old'), opts());
+    expect(r.index.debuilds).toEqual([]);
+    expect(r.index.missing).toEqual([
+      {
+        name: 'acme',
+        version: '2.0',
+        binaries: ['acme-tool:amd64=2.0'],
+        reason: expect.stringMatching(
+          /^built by DEBUILD, but the template does not carry its source package/,
+        ),
+      },
+    ]);
   });
 
   let copies = 0;

@@ -24,10 +24,11 @@ import {
   digestHex,
   encodeJson,
 } from '@strata/oci';
-import type { DebianPackage, TemplateMetadata } from '@strata/oci';
+import type { DebianPackage, DebuildRecord, TemplateMetadata } from '@strata/oci';
 import {
   AptSources,
   Authorizer,
+  Dsc,
   SourceFile,
   SourcePackage,
   authorizationFor,
@@ -42,6 +43,7 @@ import {
 } from '@strata/debian';
 import { Store, commitFile, tempPathFor, writeFileAtomic } from '@strata/store';
 import { xzDecompress } from '@strata/tools';
+import { AttachedDeb, debSourcesAttachedTo } from './export-debs';
 
 /** A source package of the template, and the files written for it. */
 export interface BundledSource {
@@ -70,15 +72,27 @@ export interface CopiedLayer {
   file: string;
 }
 
-/** A source that DEBUILD built into the template: its tree or .dsc is in the build context. */
+/**
+ * A source package that DEBUILD built the template's own .debs from, carried with them (in the
+ * debs artifact) since the build: its files are written to the folder by name.
+ */
 export interface DebuildSource {
-  source: string;
+  name: string;
+  version: string;
+  /**
+   * The source tree or .dsc as the template's DEBUILD line names it in the build context;
+   * absent for one that came with a FROM template's .debs.
+   */
+  source?: string;
+  /** The packages built from it: those the DEBUILD made, else those installed (`name=version`). */
   packages: string[];
+  /** Its files (the .dsc among them), sorted by name, checked against the .dsc. */
+  files: SourceFile[];
 }
 
 /** `sources.json`: what the folder holds. Depends only on the template and the mirror state. */
 export interface SourceIndex {
-  schemaVersion: 1;
+  schemaVersion: 2;
   /** The template's rootfs image manifest. */
   digest: Digest;
   name: string;
@@ -159,6 +173,86 @@ export function sourcesOf(
 
 const byName = <T extends { name: string }>(a: T, b: T): number =>
   a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+
+/**
+ * The files of an attached source package whose .dsc (`dscName`, with digest `dscDigest` and
+ * size) says `dsc`: the .dsc and each file it lists, every one of which must be attached
+ * (`attached`, by name) with the .dsc's SHA-256 and size. Sorted by name.
+ */
+export function checkAttachedSource(
+  dscName: string,
+  dscBlob: { digest: string; size: number },
+  dsc: Dsc,
+  attached: ReadonlyMap<string, { digest: string; size: number }>,
+  what: string,
+): SourceFile[] {
+  const files: SourceFile[] = [
+    { name: dscName, sha256: dscBlob.digest.replace(/^sha256:/, ''), size: dscBlob.size },
+  ];
+  for (const f of dsc.files) {
+    const a = attached.get(f.name);
+    if (a === undefined)
+      throw new InvalidDocumentError(what, [`${f.name}, which ${dscName} lists, is not attached`]);
+    if (a.digest !== `sha256:${f.sha256}` || a.size !== f.size)
+      throw new InvalidDocumentError(what, [
+        `${f.name} is attached with another checksum or size than ${dscName} gives`,
+      ]);
+    files.push(f);
+  }
+  return files.sort(byName);
+}
+
+/**
+ * What `sources.json` says of the DEBUILD source packages a template carries (each a .dsc, as
+ * parsed, and its checked files): the DEBUILD line of the template's build that made it, found
+ * by a package it made that the .dsc's Binary field names at its version, with the packages
+ * that line made; or, for one that came with a FROM template's .debs, the installed packages
+ * built from it. Sorted by name, then version.
+ */
+export function debuildSources(
+  carried: ReadonlyArray<{ dsc: Dsc; files: SourceFile[] }>,
+  records: readonly DebuildRecord[],
+  packages: readonly DebianPackage[],
+): DebuildSource[] {
+  const made = (r: DebuildRecord, dsc: Dsc) =>
+    r.packages.some((p) => {
+      const i = p.indexOf('=');
+      return p.slice(i + 1) === dsc.version && dsc.binaries.includes(p.slice(0, i));
+    });
+  return carried
+    .map(({ dsc, files }) => {
+      const record = records.find((r) => made(r, dsc));
+      const installed = packages
+        .filter((p) => p.source === dsc.source && (p.sourceVersion ?? p.version) === dsc.version)
+        .map((p) => `${p.name}=${p.version}`)
+        .sort();
+      return {
+        name: dsc.source,
+        version: dsc.version,
+        ...(record ? { source: record.source } : {}),
+        packages: record ? record.packages : installed,
+        files,
+      };
+    })
+    .sort((a, b) => byName(a, b) || (a.version < b.version ? -1 : a.version > b.version ? 1 : 0));
+}
+
+/** The DEBUILD source packages attached with a template's .debs, each checked against its .dsc. */
+async function carriedSources(
+  store: Store,
+  attached: readonly AttachedDeb[],
+  ref: string,
+): Promise<Array<{ dsc: Dsc; files: SourceFile[] }>> {
+  const byFile = new Map(attached.map((a) => [a.filename, a.blob]));
+  const out: Array<{ dsc: Dsc; files: SourceFile[] }> = [];
+  for (const a of attached) {
+    if (!a.filename.endsWith('.dsc')) continue;
+    const what = `${a.filename}, attached to ${ref}`;
+    const dsc = parseDsc((await store.readBlob(a.blob.digest, a.blob.size)).toString('utf8'), what);
+    out.push({ dsc, files: checkAttachedSource(a.filename, a.blob, dsc, byFile, what) });
+  }
+  return out;
+}
 
 /** Run `fn` on each item, `n` at a time; the first failure stops the rest from starting. */
 async function eachLimited<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
@@ -391,8 +485,11 @@ function table(index: SourceIndex): string {
     for (const c of index.copied) out.push(`${c.file}  ${c.createdBy}`);
   }
   if (index.debuilds.length > 0) {
-    out.push('', 'DEBUILD sources (in the build context, not in the store):');
-    for (const d of index.debuilds) out.push(`${d.source}  ${d.packages.join(' ')}`);
+    out.push('', "DEBUILD sources (carried with the template's .debs):");
+    for (const d of index.debuilds) {
+      const files = d.files.map((f) => f.name).join(' ');
+      out.push(`${d.name} ${d.version}  ${d.source ?? '(from its FROM template)'}  ${files}`);
+    }
   }
   return `${out.join('\n')}\n`;
 }
@@ -425,8 +522,23 @@ export async function writeSources(
       hint: 'strata sources reads the package list a template records when it is made',
     });
   }
+  const debuilds = debuildSources(
+    await carriedSources(store, await debSourcesAttachedTo(store, desc, img.descriptor, ref), ref),
+    meta.debuilds ?? [],
+    meta.packages,
+  );
+  // The template's own packages come from the sources it carries, not from the mirror; one
+  // that DEBUILD made but whose source it does not carry is named as missing.
+  const carried = new Set(debuilds.map((d) => `${d.name}=${d.version}`));
+  const fromCarried = (p: DebianPackage) =>
+    carried.has(`${p.source}=${p.sourceVersion ?? p.version}`);
   const debuilt = new Set((meta.debuilds ?? []).flatMap((d) => d.packages));
-  const wanted = sourcesOf(meta.packages, debuilt);
+  const own = (p: DebianPackage) => fromCarried(p) || debuilt.has(`${p.name}=${p.version}`);
+  const wanted = sourcesOf(
+    meta.packages,
+    new Set(meta.packages.filter(own).map((p) => `${p.name}=${p.version}`)),
+  );
+  const uncarried = sourcesOf(meta.packages.filter((p) => own(p) && !fromCarried(p)));
   const aptSources =
     opts.aptSources ??
     (meta.aptSources !== undefined && meta.aptSources.length > 0
@@ -472,7 +584,24 @@ export async function writeSources(
         why.length > 0 ? why.join('; ') : `not in the Sources indices of ${aptSources.origin}`,
       );
     });
-    const names = new Map<string, Digest>();
+    const names = new Map<string, { digest: Digest; size: number }>();
+    const name = (f: SourceFile) => {
+      const held = names.get(f.name);
+      if (held !== undefined && held.digest !== `sha256:${f.sha256}`) {
+        throw new InvalidDocumentError(`source bundle of ${ref}`, [
+          `two different files are both named ${f.name}`,
+        ]);
+      }
+      names.set(f.name, { digest: `sha256:${f.sha256}` as Digest, size: f.size });
+    };
+    for (const w of uncarried.values()) {
+      missing.push({
+        ...w,
+        reason:
+          'built by DEBUILD, but the template does not carry its source package (a build by a Strata that did not keep them: build it again)',
+      });
+    }
+    for (const d of debuilds) d.files.forEach(name);
     for (const w of todo) {
       const key = `${w.name}=${w.version}`;
       const c = chosen.get(key);
@@ -480,15 +609,7 @@ export async function writeSources(
         missing.push({ ...w, reason: reasons.get(key) ?? 'not found' });
         continue;
       }
-      for (const f of c.pkg.files) {
-        const held = names.get(f.name);
-        if (held !== undefined && held !== `sha256:${f.sha256}`) {
-          throw new InvalidDocumentError(`source bundle of ${ref}`, [
-            `two different files are both named ${f.name}`,
-          ]);
-        }
-        names.set(f.name, `sha256:${f.sha256}` as Digest);
-      }
+      c.pkg.files.forEach(name);
       sources.push({ ...w, repository: c.uri, files: c.pkg.files });
     }
     const manifest = await img.manifest();
@@ -501,19 +622,18 @@ export async function writeSources(
       copyLayers.push(layer);
     });
     const index: SourceIndex = {
-      schemaVersion: 1,
+      schemaVersion: 2,
       digest: img.descriptor.digest,
       name: meta.name,
       architecture: meta.architecture,
       sources: sources.sort(byName),
       missing: missing.sort(byName),
       copied,
-      debuilds: (meta.debuilds ?? []).map((d) => ({ source: d.source, packages: d.packages })),
+      debuilds,
       indices: { read, none },
     };
-    for (const [name, digest] of [...names].sort()) {
-      const size = sources.flatMap((s) => s.files).find((f) => f.name === name)?.size;
-      await writeBlobTo(store, digest, size as number, path.join(dir, name));
+    for (const [file, { digest, size }] of [...names].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      await writeBlobTo(store, digest, size, path.join(dir, file));
     }
     for (const [i, c] of copied.entries()) {
       const layer = copyLayers[i] as Descriptor;
@@ -526,9 +646,9 @@ export async function writeSources(
       const files: Array<{ path: string; mediaType: string; title: string }> = [
         { path: path.join(dir, INDEX_FILE), mediaType: MediaTypes.sourcesIndex, title: INDEX_FILE },
       ];
-      for (const [name, digest] of names) {
-        const { path: file } = await store.blobFile(digest);
-        files.push({ path: file, mediaType: MediaTypes.debianSourceFile, title: name });
+      for (const [title, { digest, size }] of names) {
+        const { path: file } = await store.blobFile(digest, size);
+        files.push({ path: file, mediaType: MediaTypes.debianSourceFile, title });
       }
       for (const [i, c] of copied.entries()) {
         const layer = copyLayers[i] as Descriptor;

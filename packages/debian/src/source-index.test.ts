@@ -97,6 +97,8 @@ Hash: SHA512
 
 Format: 3.0 (quilt)
 Source: libcap-ng
+Binary: libcap-ng-dev, libcap-ng0,
+ libcap-ng-utils
 Version: 0.8.3-1
 Checksums-Sha256:
  ${H2} 455383 libcap-ng_0.8.3.orig.tar.gz
@@ -114,6 +116,7 @@ iQIzBAEBCgAdFiEE
     const dsc = parseDsc(DSC, 'test.dsc');
     expect(dsc.source).toBe('libcap-ng');
     expect(dsc.version).toBe('0.8.3-1');
+    expect(dsc.binaries).toEqual(['libcap-ng-dev', 'libcap-ng0', 'libcap-ng-utils']);
     expect(dsc.files).toEqual([
       { name: 'libcap-ng_0.8.3-1.debian.tar.xz', sha256: H3, size: 10488 },
       { name: 'libcap-ng_0.8.3.orig.tar.gz', sha256: H2, size: 455383 },

@@ -133,6 +133,8 @@ export interface Dsc {
   source: string;
   version: string;
   files: SourceFile[];
+  /** The binary packages its `Binary` field names (dbgsym packages are never among them). */
+  binaries: string[];
 }
 
 /** Parse a `.dsc` (clearsigned or not). */
@@ -143,5 +145,9 @@ export function parseDsc(text: string, what: string): Dsc {
   if (!p || !source || !version) throw new InvalidDocumentError(what, ['no Source or Version']);
   const files = safeFiles(parseChecksums(p.get('checksums-sha256'), what), what);
   if (files.length === 0) throw new InvalidDocumentError(what, ['no Checksums-Sha256']);
-  return { source, version, files };
+  const binaries = (p.get('binary') ?? '')
+    .split(',')
+    .map((b) => b.trim())
+    .filter((b) => b !== '');
+  return { source, version, files, binaries };
 }

@@ -365,7 +365,8 @@ export const sourceIndexSchema = {
     'Which binary package of a template came from which Debian source package, with the files ' +
       'written for each (checked against the Sources index and the .dsc); the source packages ' +
       'the mirror lacks; the layers of its COPY steps; its DEBUILD sources; the Sources ' +
-      'indices read. Binaries are name:arch=version.',
+      'indices read. Binaries are name:arch=version. A DEBUILD source package is carried with ' +
+      "the template's .debs and written like a mirror's, checked against its .dsc.",
   ),
   ...closed(
     [
@@ -380,7 +381,7 @@ export const sourceIndexSchema = {
       'indices',
     ],
     {
-      schemaVersion: { const: 1 },
+      schemaVersion: { const: 2 },
       digest,
       name: text,
       architecture: name,
@@ -404,7 +405,15 @@ export const sourceIndexSchema = {
       copied: arrayOf(
         closed(['createdBy', 'layer', 'file'], { createdBy: text, layer: digest, file: name }),
       ),
-      debuilds: arrayOf(closed(['source', 'packages'], { source: name, packages: arrayOf(name) })),
+      debuilds: arrayOf(
+        closed(['name', 'version', 'packages', 'files'], {
+          name,
+          version: name,
+          source: name,
+          packages: arrayOf(name),
+          files: arrayOf(sourceFile),
+        }),
+      ),
       indices: closed(['read', 'none'], { read: arrayOf(name), none: arrayOf(name) }),
     },
   ),
