@@ -14,7 +14,7 @@ import {
   NotFoundError,
 } from '@strata/oci';
 import { Store } from '@strata/store';
-import type { BuiltDeb } from './debuild';
+import type { BuiltDeb } from './built-debs';
 
 /** Everything a step's result depends on. Its sha256 is the cache key. */
 export interface CacheKeyInput {

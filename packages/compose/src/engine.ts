@@ -27,7 +27,8 @@ import {
 } from './build-state';
 import { resolveFrom, stageKey } from './resolve-from';
 import { APT_AUTH, StepRunner } from './run-step';
-import { Debuilder, LocalDebs, attachDebs, inheritedDebs } from './debuild';
+import { Debuilder } from './debuild';
+import { LocalDebs, attachDebs, inheritedDebs } from './built-debs';
 import { attachSboms } from './attach-sboms';
 import type { RepoContents } from './local-repo';
 import { Snapshots } from './snapshots';

@@ -17,7 +17,8 @@ import {
 import type { DebianPackage, Digest } from '@strata/oci';
 import { Store, writeImage as writeStoreImage } from '@strata/store';
 import { createTemplate } from '@strata/template';
-import { checkAttachedSource, debuildSources, sourcesOf, writeSources } from './source-bundle';
+import { sourcesOf, writeSources } from './source-bundle';
+import { checkAttachedSource, debuildSources } from './source-carried';
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 

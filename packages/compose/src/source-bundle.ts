@@ -6,44 +6,36 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import {
   ArtifactTypes,
   Descriptor,
   Digest,
-  DigestMismatchError,
   InvalidArgumentError,
   InvalidDocumentError,
   MediaTypes,
   PlatformSelector,
-  SizeMismatchError,
   StrataError,
   compressionOf,
   digestHex,
   encodeJson,
 } from '@strata/oci';
-import type { DebianPackage, DebuildRecord, TemplateMetadata } from '@strata/oci';
+import type { DebianPackage, TemplateMetadata } from '@strata/oci';
 import {
   AptSources,
-  Authorizer,
-  Dsc,
   SourceFile,
-  SourcePackage,
   authorizationFor,
   hostSources,
   makeSources,
-  openRepoFile,
   parseAuthConf,
-  parseDsc,
-  readIndexFile,
-  releaseChecksums,
-  scanSourcesIndex,
 } from '@strata/debian';
 import { Store, commitFile, tempPathFor, writeFileAtomic } from '@strata/store';
-import { xzDecompress } from '@strata/tools';
-import { AttachedDeb, debSourcesAttachedTo } from './export-debs';
+import { debSourcesAttachedTo } from './export-debs';
+import { DebuildSource, byName, carriedSources, debuildSources } from './source-carried';
+import { Candidate, SourceFetcher, SourcesStats, fetchSource, findSources } from './source-mirror';
+
+export type { DebuildSource } from './source-carried';
+export type { SourcesStats } from './source-mirror';
 
 /** A source package of the template, and the files written for it. */
 export interface BundledSource {
@@ -72,24 +64,6 @@ export interface CopiedLayer {
   file: string;
 }
 
-/**
- * A source package that DEBUILD built the template's own .debs from, carried with them (in the
- * debs artifact) since the build: its files are written to the folder by name.
- */
-export interface DebuildSource {
-  name: string;
-  version: string;
-  /**
-   * The source tree or .dsc as the template's DEBUILD line names it in the build context;
-   * absent for one that came with a FROM template's .debs.
-   */
-  source?: string;
-  /** The packages built from it: those the DEBUILD made, else those installed (`name=version`). */
-  packages: string[];
-  /** Its files (the .dsc among them), sorted by name, checked against the .dsc. */
-  files: SourceFile[];
-}
-
 /** `sources.json`: what the folder holds. Depends only on the template and the mirror state. */
 export interface SourceIndex {
   schemaVersion: 2;
@@ -103,17 +77,6 @@ export interface SourceIndex {
   debuilds: DebuildSource[];
   /** The Sources indices read (`uri path`), and the apt sources without one (`uri suite component`). */
   indices: { read: string[]; none: string[] };
-}
-
-export interface SourcesStats {
-  /** Release or InRelease files read (always read: they say what the mirror holds now). */
-  releaseRequests: number;
-  /** Files downloaded: Sources indices and source package files. */
-  downloads: number;
-  downloadedBytes: number;
-  /** Files the store already held (from an earlier run), so not downloaded. */
-  fromCache: number;
-  cachedBytes: number;
 }
 
 export interface SourcesResult {
@@ -171,89 +134,6 @@ export function sourcesOf(
   return new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-const byName = <T extends { name: string }>(a: T, b: T): number =>
-  a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-
-/**
- * The files of an attached source package whose .dsc (`dscName`, with digest `dscDigest` and
- * size) says `dsc`: the .dsc and each file it lists, every one of which must be attached
- * (`attached`, by name) with the .dsc's SHA-256 and size. Sorted by name.
- */
-export function checkAttachedSource(
-  dscName: string,
-  dscBlob: { digest: string; size: number },
-  dsc: Dsc,
-  attached: ReadonlyMap<string, { digest: string; size: number }>,
-  what: string,
-): SourceFile[] {
-  const files: SourceFile[] = [
-    { name: dscName, sha256: dscBlob.digest.replace(/^sha256:/, ''), size: dscBlob.size },
-  ];
-  for (const f of dsc.files) {
-    const a = attached.get(f.name);
-    if (a === undefined)
-      throw new InvalidDocumentError(what, [`${f.name}, which ${dscName} lists, is not attached`]);
-    if (a.digest !== `sha256:${f.sha256}` || a.size !== f.size)
-      throw new InvalidDocumentError(what, [
-        `${f.name} is attached with another checksum or size than ${dscName} gives`,
-      ]);
-    files.push(f);
-  }
-  return files.sort(byName);
-}
-
-/**
- * What `sources.json` says of the DEBUILD source packages a template carries (each a .dsc, as
- * parsed, and its checked files): the DEBUILD line of the template's build that made it, found
- * by a package it made that the .dsc's Binary field names at its version, with the packages
- * that line made; or, for one that came with a FROM template's .debs, the installed packages
- * built from it. Sorted by name, then version.
- */
-export function debuildSources(
-  carried: ReadonlyArray<{ dsc: Dsc; files: SourceFile[] }>,
-  records: readonly DebuildRecord[],
-  packages: readonly DebianPackage[],
-): DebuildSource[] {
-  const made = (r: DebuildRecord, dsc: Dsc) =>
-    r.packages.some((p) => {
-      const i = p.indexOf('=');
-      return p.slice(i + 1) === dsc.version && dsc.binaries.includes(p.slice(0, i));
-    });
-  return carried
-    .map(({ dsc, files }) => {
-      const record = records.find((r) => made(r, dsc));
-      const installed = packages
-        .filter((p) => p.source === dsc.source && (p.sourceVersion ?? p.version) === dsc.version)
-        .map((p) => `${p.name}=${p.version}`)
-        .sort();
-      return {
-        name: dsc.source,
-        version: dsc.version,
-        ...(record ? { source: record.source } : {}),
-        packages: record ? record.packages : installed,
-        files,
-      };
-    })
-    .sort((a, b) => byName(a, b) || (a.version < b.version ? -1 : a.version > b.version ? 1 : 0));
-}
-
-/** The DEBUILD source packages attached with a template's .debs, each checked against its .dsc. */
-async function carriedSources(
-  store: Store,
-  attached: readonly AttachedDeb[],
-  ref: string,
-): Promise<Array<{ dsc: Dsc; files: SourceFile[] }>> {
-  const byFile = new Map(attached.map((a) => [a.filename, a.blob]));
-  const out: Array<{ dsc: Dsc; files: SourceFile[] }> = [];
-  for (const a of attached) {
-    if (!a.filename.endsWith('.dsc')) continue;
-    const what = `${a.filename}, attached to ${ref}`;
-    const dsc = parseDsc((await store.readBlob(a.blob.digest, a.blob.size)).toString('utf8'), what);
-    out.push({ dsc, files: checkAttachedSource(a.filename, a.blob, dsc, byFile, what) });
-  }
-  return out;
-}
-
 /** Run `fn` on each item, `n` at a time; the first failure stops the rest from starting. */
 async function eachLimited<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -272,142 +152,6 @@ async function eachLimited<T>(items: T[], n: number, fn: (t: T) => Promise<void>
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
 }
 
-class SourceFetcher {
-  readonly stats: SourcesStats = {
-    releaseRequests: 0,
-    downloads: 0,
-    downloadedBytes: 0,
-    fromCache: 0,
-    cachedBytes: 0,
-  };
-  constructor(
-    private readonly store: Store,
-    private readonly auth?: Authorizer,
-  ) {}
-
-  async release(uri: string, base: string): Promise<Map<string, SourceFile> | undefined> {
-    for (const name of ['InRelease', 'Release']) {
-      this.stats.releaseRequests++;
-      const data = await readIndexFile(uri, `${base}${name}`, this.auth);
-      if (data !== undefined)
-        return releaseChecksums(data.toString('utf8'), `${uri} ${base}${name}`);
-    }
-    return undefined;
-  }
-
-  /**
-   * The blob of a repository file that an index lists with checksum `f`: from the store when
-   * it holds it, else downloaded and verified against `f` (a mismatch fails, and nothing is
-   * kept). Undefined when the repository does not have the file.
-   */
-  async blob(uri: string, rel: string, f: SourceFile): Promise<Digest | undefined> {
-    const digest = `sha256:${f.sha256}` as Digest;
-    if (await this.store.hasBlob(digest)) {
-      this.stats.fromCache++;
-      this.stats.cachedBytes += f.size;
-      return digest;
-    }
-    const body = await openRepoFile(uri, rel, this.auth);
-    if (body === undefined) return undefined;
-    try {
-      await this.store.putBlob(body, { digest, size: f.size });
-    } catch (e) {
-      body.destroy();
-      // Say which file of which repository did not match what its index promised.
-      if (e instanceof DigestMismatchError) {
-        throw new DigestMismatchError(e.expected, e.actual, `${uri}/${rel}`);
-      }
-      if (e instanceof SizeMismatchError) {
-        throw new SizeMismatchError(e.expected, e.actual, `${uri}/${rel}`);
-      }
-      throw e;
-    }
-    this.stats.downloads++;
-    this.stats.downloadedBytes += f.size;
-    return digest;
-  }
-
-  async open(digest: Digest, size: number): Promise<Readable> {
-    return this.store.openBlob(digest, size);
-  }
-}
-
-/** Where a suite's files lie: `dists/<suite>/`, or a flat repository's own folder. */
-function suiteBase(suite: string): string {
-  return suite.endsWith('/') ? (suite === './' ? '' : suite) : `dists/${suite}/`;
-}
-
-interface Candidate {
-  pkg: SourcePackage;
-  uri: string;
-}
-
-/** The text of a Sources index blob, decompressed as its name says. */
-async function scanIndexBlob(
-  fetcher: SourceFetcher,
-  digest: Digest,
-  f: SourceFile,
-  wanted: ReadonlySet<string>,
-  what: string,
-): Promise<Map<string, SourcePackage>> {
-  const raw = await fetcher.open(digest, f.size);
-  if (f.name.endsWith('.xz')) {
-    const xz = xzDecompress();
-    raw.on('error', (err) => xz.stdout.destroy(err));
-    raw.pipe(xz.stdin);
-    const [found] = await Promise.all([scanSourcesIndex(xz.stdout, wanted, what), xz.done]);
-    return found;
-  }
-  const text = f.name.endsWith('.gz') ? raw.pipe(createGunzip()) : raw;
-  if (text !== raw) raw.on('error', (err) => text.destroy(err));
-  return scanSourcesIndex(text, wanted, what);
-}
-
-/**
- * Read the Sources indices of every apt source (as deb-src) and find the wanted source
- * packages in them, each with every source that lists it, in the order of the apt sources (the
- * first one that has all its files is used). Returns the indices
- * read, and the sources (`uri suite component`) that have none.
- */
-async function findSources(
-  fetcher: SourceFetcher,
-  sources: AptSources,
-  wanted: ReadonlySet<string>,
-): Promise<{ found: Map<string, Candidate[]>; read: string[]; none: string[] }> {
-  const found = new Map<string, Candidate[]>();
-  const read: string[] = [];
-  const none: string[] = [];
-  const seen = new Set<string>();
-  for (const e of sources.entries) {
-    if (seen.has(`${e.uri} ${e.suite}`)) continue;
-    seen.add(`${e.uri} ${e.suite}`);
-    const base = suiteBase(e.suite);
-    const release = await fetcher.release(e.uri, base);
-    const flat = e.suite.endsWith('/');
-    for (const comp of flat ? [''] : e.components) {
-      const dir = flat ? '' : `${comp}/source/`;
-      let done = false;
-      // gzip first: Node reads it in-process. A Release lists the uncompressed file's checksum
-      // even where the mirror serves only compressed ones, so each listed name is tried.
-      for (const name of ['Sources.gz', 'Sources.xz', 'Sources'].map((n) => `${dir}${n}`)) {
-        const f = release?.get(name);
-        if (f === undefined) continue;
-        const digest = await fetcher.blob(e.uri, `${base}${name}`, f);
-        if (digest === undefined) continue;
-        const what = `${e.uri} ${base}${name}`;
-        const here = await scanIndexBlob(fetcher, digest, f, wanted, what);
-        for (const [key, pkg] of here)
-          found.set(key, [...(found.get(key) ?? []), { pkg, uri: e.uri }]);
-        read.push(what);
-        done = true;
-        break;
-      }
-      if (!done) none.push(`${e.uri} ${e.suite}${flat ? '' : ` ${comp}`}`);
-    }
-  }
-  return { found, read, none };
-}
-
 /** Copy a store blob to `target`, verified while it streams, renamed into place. */
 async function writeBlobTo(store: Store, digest: Digest, size: number, target: string) {
   const tmp = tempPathFor(target);
@@ -421,42 +165,6 @@ async function writeBlobTo(store: Store, digest: Digest, size: number, target: s
     await fsp.rm(tmp, { force: true });
     throw e;
   }
-}
-
-/**
- * Download one source package: its .dsc, verified against the Sources index, then every file
- * the .dsc lists, verified against the .dsc. A .dsc that disagrees with the index about any
- * file is refused. Returns why it could not, when the repository lacks a file.
- */
-async function fetchSource(
-  store: Store,
-  fetcher: SourceFetcher,
-  c: Candidate,
-): Promise<string | undefined> {
-  const { pkg, uri } = c;
-  const dscDigest = await fetcher.blob(uri, `${pkg.directory}/${pkg.dsc.name}`, pkg.dsc);
-  if (dscDigest === undefined) return `${uri} has no ${pkg.directory}/${pkg.dsc.name}`;
-  const what = `${pkg.dsc.name} (${uri})`;
-  const dsc = parseDsc((await store.readBlob(dscDigest, pkg.dsc.size)).toString('utf8'), what);
-  if (dsc.source !== pkg.name || dsc.version !== pkg.version) {
-    throw new InvalidDocumentError(what, [
-      `it is ${dsc.source} ${dsc.version}, the Sources index says ${pkg.name} ${pkg.version}`,
-    ]);
-  }
-  const listed = new Map(pkg.files.map((f) => [f.name, f]));
-  for (const f of dsc.files) {
-    const l = listed.get(f.name);
-    if (!l || l.sha256 !== f.sha256 || l.size !== f.size) {
-      throw new InvalidDocumentError(what, [
-        `${f.name} is not in the Sources index with the .dsc's checksum`,
-      ]);
-    }
-  }
-  for (const f of dsc.files) {
-    const got = await fetcher.blob(uri, `${pkg.directory}/${f.name}`, f);
-    if (got === undefined) return `${uri} has no ${pkg.directory}/${f.name}`;
-  }
-  return undefined;
 }
 
 function layerFileName(i: number, layer: Descriptor): string {
