@@ -18,7 +18,7 @@ interface SourcesArgs extends GlobalArgs {
 export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
   return y.command(
     'sources <ref>',
-    "Download the Debian source packages of a template's binaries (and its COPY'd files) into a folder, with an index",
+    "Download the Debian source packages of a template's binaries (with its COPY'd files and the sources its DEBUILD steps built from) into a folder, with an index",
     (c) =>
       c
         .positional('ref', { type: 'string', demandOption: true })
