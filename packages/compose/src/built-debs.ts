@@ -134,14 +134,10 @@ export async function attachDebs(
   sources: readonly Descriptor[] = [],
 ): Promise<Descriptor | undefined> {
   if (debs.length === 0) return undefined;
-  const files = [];
-  for (const d of debs) {
-    const { path: file } = await store.blobFile(d.blob.digest, d.blob.size);
-    files.push({ path: file, mediaType: MediaTypes.debianPackage, title: d.filename });
-  }
-  for (const s of sources) {
-    const { path: file } = await store.blobFile(s.digest, s.size);
-    files.push({ path: file, mediaType: MediaTypes.debianSourceFile, title: titleOf(s) });
-  }
+  // All are store blobs already: attached as they are, not read and hashed again.
+  const files = [
+    ...debs.map((d) => ({ blob: d.blob, mediaType: MediaTypes.debianPackage, title: d.filename })),
+    ...sources.map((s) => ({ blob: s, mediaType: MediaTypes.debianSourceFile, title: titleOf(s) })),
+  ];
   return store.attach(subject, ArtifactTypes.debs, files);
 }

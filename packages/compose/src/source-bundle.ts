@@ -29,7 +29,7 @@ import {
   makeSources,
   parseAuthConf,
 } from '@strata/debian';
-import { Store, commitFile, tempPathFor, writeFileAtomic } from '@strata/store';
+import { AttachedFile, Store, commitFile, tempPathFor, writeFileAtomic } from '@strata/store';
 import { debSourcesAttachedTo } from './export-debs';
 import { DebuildSource, byName, carriedSources, debuildSources } from './source-carried';
 import { Candidate, SourceFetcher, SourcesStats, fetchSource, findSources } from './source-mirror';
@@ -351,17 +351,14 @@ export async function writeSources(
     await writeFileAtomic(path.join(dir, TABLE_FILE), table(index));
     const result: SourcesResult = { dir, index, stats: fetcher.stats };
     if (opts.attach) {
-      const files: Array<{ path: string; mediaType: string; title: string }> = [
+      const files: AttachedFile[] = [
         { path: path.join(dir, INDEX_FILE), mediaType: MediaTypes.sourcesIndex, title: INDEX_FILE },
       ];
-      for (const [title, { digest, size }] of names) {
-        const { path: file } = await store.blobFile(digest, size);
-        files.push({ path: file, mediaType: MediaTypes.debianSourceFile, title });
-      }
+      for (const [title, blob] of names)
+        files.push({ blob, mediaType: MediaTypes.debianSourceFile, title });
       for (const [i, c] of copied.entries()) {
         const layer = copyLayers[i] as Descriptor;
-        const { path: file } = await store.blobFile(layer.digest, layer.size);
-        files.push({ path: file, mediaType: layer.mediaType, title: c.file });
+        files.push({ blob: layer, mediaType: layer.mediaType, title: c.file });
       }
       result.attached = await store.attach(img.descriptor, ArtifactTypes.sources, files);
     }

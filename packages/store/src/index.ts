@@ -11,6 +11,7 @@ export type { BlobGcResult } from './gc';
 export { defaultStorePath } from './paths';
 export { normalizeTag } from './refs';
 export { Store } from './store';
+export type { AttachedFile } from './store';
 export { saveArchive, loadArchive } from './archive';
 export { writeBundle, writeImage } from './image-writer';
 export type { BundlePart, NewImage, NewLayer, WrittenImage } from './image-writer';

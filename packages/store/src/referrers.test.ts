@@ -76,6 +76,38 @@ test('attaching the same set twice gives the same digest and one record', async 
   );
 });
 
+test('a file the store holds is attached as its blob: the same artifact, and held against gc', async () => {
+  const img = await imageFor(store, 'one');
+  await store.tag('img:1', img);
+  const byPath = await store.attach(img, DEBS, await files('x'));
+  const layers = (await manifestOf(byPath)).layers;
+  // Aged, as a blob no tag reached for a while would be: attaching must hold it again.
+  const old = new Date(Date.now() - 86_400_000);
+  for (const l of layers) await fsp.utimes((await store.blobFile(l.digest)).path, old, old);
+  const byBlob = await store.attach(
+    img,
+    DEBS,
+    layers.map((l) => ({
+      blob: { digest: l.digest, size: l.size },
+      mediaType: l.mediaType,
+      title: l.annotations?.[Annotations.title] ?? '',
+    })),
+  );
+  expect(byBlob.digest).toBe(byPath.digest);
+  for (const l of layers)
+    expect((await fsp.stat((await store.blobFile(l.digest)).path)).mtimeMs).toBeGreaterThan(
+      old.getTime() + 1000,
+    );
+  const absent = { digest: sha256('not stored'), size: 10 };
+  await expect(
+    store.attach(img, DEBS, [{ blob: absent, mediaType: MediaTypes.debianPackage, title: 'z' }]),
+  ).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  const wrongSize = { digest: layers[0]!.digest, size: layers[0]!.size + 1 };
+  await expect(
+    store.attach(img, DEBS, [{ blob: wrongSize, mediaType: MediaTypes.debianPackage, title: 'z' }]),
+  ).rejects.toThrow(/size/i);
+});
+
 test('attach refuses a subject the store lacks and two files of one title', async () => {
   const img = await imageFor(store, 'one');
   const missing = { ...img, digest: sha256('nothing') };

@@ -51,6 +51,11 @@ import { RootStore } from './roots';
  * (blobs.ts), tags (refs.ts), GC roots and leases (roots.ts), gc (gc.ts), diffID records
  * (diffids.ts) and fsck (fsck.ts).
  */
+/** A file of an artifact ({@link Store.attach}): a file to read in, or a blob the store holds. */
+export type AttachedFile = { mediaType: string; title: string } & (
+  { path: string } | { blob: { digest: Digest; size: number } }
+);
+
 export class Store extends RootStore {
   static async open(root: string): Promise<Store> {
     const s = new Store(new StorePaths(path.resolve(root)));
@@ -208,17 +213,30 @@ export class Store extends RootStore {
     });
   }
 
+  /** A stored blob an operation is about to reference: there, of its size, and held. */
+  private async heldBlob(b: {
+    digest: Digest;
+    size: number;
+  }): Promise<{ digest: Digest; size: number }> {
+    await this.blobFile(b.digest, b.size);
+    if (!(await this.holdsBlob(b.digest)))
+      throw new NotFoundError(`blob ${b.digest} is not in the store`);
+    return { digest: b.digest, size: b.size };
+  }
+
   /**
    * Attach an artifact to `subject` (a manifest or index in the store), OCI 1.1 style: each
    * file streams in as a blob (verified and written atomically, as putBlob does), titled
    * `title`; the config is the empty descriptor; the manifest carries `artifactType` and
    * `subject`. It is recorded in index.json, so gc keeps it while the subject is kept. The same
    * files, type and annotations give the same manifest (layers sorted by title) and one record.
+   * A file the store already holds is given as its `blob`: it is checked to be there with its
+   * size and held under the lease, not read again.
    */
   async attach(
     subject: Descriptor,
     artifactType: string,
-    files: ReadonlyArray<{ path: string; mediaType: string; title: string }>,
+    files: ReadonlyArray<AttachedFile>,
     annotations?: Record<string, string>,
   ): Promise<Descriptor> {
     if (!isImageMediaType(subject.mediaType) && !isIndexMediaType(subject.mediaType)) {
@@ -239,7 +257,8 @@ export class Store extends RootStore {
     return this.withLease(async () => {
       const layers: Descriptor[] = [];
       for (const f of sorted) {
-        const blob = await this.putBlob(createReadStream(f.path));
+        const blob =
+          'blob' in f ? await this.heldBlob(f.blob) : await this.putBlob(createReadStream(f.path));
         layers.push({
           mediaType: f.mediaType,
           digest: blob.digest,
