@@ -14,7 +14,7 @@ import {
   parseDigest,
   validateSourceIndex,
 } from '@strata/oci';
-import type { DebianPackage, Digest } from '@strata/oci';
+import type { DebianPackage, Digest, TemplateMetadata } from '@strata/oci';
 import { Store, writeImage as writeStoreImage } from '@strata/store';
 import { createTemplate } from '@strata/template';
 import { sourcesOf, writeSources } from './source-bundle';
@@ -186,6 +186,30 @@ Checksums-Sha256:
   });
 
   const opts = () => ({ aptSources: makeSources(`deb ${uri} test main\n`, 'test sources') });
+
+  /** Tag as `to` the image of `from` with its metadata changed by `change`, its layers kept. */
+  async function withMetadata(
+    from: string,
+    to: string,
+    change: (meta: TemplateMetadata) => TemplateMetadata,
+  ): Promise<void> {
+    const tagged = await store.resolve(from);
+    const img = await store.selectImage(tagged, { role: 'rootfs' }, from);
+    const [config, manifest] = await Promise.all([img.config(), store.readManifest(tagged)]);
+    const written = await writeStoreImage(store, {
+      metadata: change(config.strata!),
+      layers: manifest.layers.map((d, i) => ({
+        descriptor: d,
+        diffId: config.rootfs.diff_ids[i] as Digest,
+        history: { created_by: 'test' },
+      })),
+      platform: { architecture: 'amd64' },
+      env: [],
+      labels: {},
+      annotations: {},
+    });
+    await store.tag(to, written.descriptor);
+  }
   const PRIVATE_AUTH = `Basic ${Buffer.from('reader:s3cret').toString('base64')}`;
 
   test('reads a mirror behind basic auth with the apt-auth secret, and names it without', async () => {
@@ -243,23 +267,10 @@ Checksums-Sha256:
   });
 
   test('without apt sources given, it reads those the template records it was built with', async () => {
-    const tagged = await store.resolve('t:2');
-    const img = await store.selectImage(tagged, { role: 'rootfs' }, 't:2');
-    const [config, manifest] = await Promise.all([img.config(), store.readManifest(tagged)]);
-    const meta = { ...config.strata!, aptSources: [`deb ${uri} test main`] };
-    const written = await writeStoreImage(store, {
-      metadata: meta,
-      layers: manifest.layers.map((d, i) => ({
-        descriptor: d,
-        diffId: config.rootfs.diff_ids[i] as Digest,
-        history: { created_by: 'test' },
-      })),
-      platform: { architecture: 'amd64' },
-      env: [],
-      labels: {},
-      annotations: {},
-    });
-    await store.tag('t:recorded', written.descriptor);
+    await withMetadata('t:2', 't:recorded', (meta) => ({
+      ...meta,
+      aptSources: [`deb ${uri} test main`],
+    }));
     requests.length = 0;
     const r = await writeSources(store, 't:recorded', path.join(dir, 'out-recorded'), {});
     expect(r.index.sources.map((x) => x.name)).toEqual(['hello']);
@@ -388,9 +399,6 @@ Checksums-Sha256:
       't:old-debuild',
       pkg('hello-bin', '1.0-1+b2', 'hello (1.0-1)') + pkg('acme-tool', '2.0', 'acme'),
     );
-    const tagged = await store.resolve('t:old-debuild');
-    const img = await store.selectImage(tagged, { role: 'rootfs' }, 't:old-debuild');
-    const [config, manifest] = await Promise.all([img.config(), store.readManifest(tagged)]);
     const record = {
       source: './acme',
       cacheKey: `sha256:${'c'.repeat(64)}` as Digest,
@@ -398,19 +406,10 @@ Checksums-Sha256:
       inputs: [],
       packages: ['acme-tool=2.0'],
     };
-    const written = await writeStoreImage(store, {
-      metadata: { ...config.strata!, debuilds: [record] },
-      layers: manifest.layers.map((d, i) => ({
-        descriptor: d,
-        diffId: config.rootfs.diff_ids[i] as Digest,
-        history: { created_by: 'test' },
-      })),
-      platform: { architecture: 'amd64' },
-      env: [],
-      labels: {},
-      annotations: {},
-    });
-    await store.tag('t:old-debuild', written.descriptor);
+    await withMetadata('t:old-debuild', 't:old-debuild', (meta) => ({
+      ...meta,
+      debuilds: [record],
+    }));
     const r = await writeSources(store, 't:old-debuild', path.join(dir, 'out-old'), opts());
     expect(r.index.debuilds).toEqual([]);
     expect(r.index.missing).toEqual([
