@@ -109,6 +109,30 @@ INSTALL strata-greeting
 RUN strata-greet > /etc/greeted
 `;
 
+/**
+ * A context whose strata-hello is a 3.0 (quilt) source at 1.0-1, its upstream tarball beside it
+ * (made from the tree as it is, so any later change to it needs a patch).
+ */
+async function quiltContext(name: string): Promise<{ ctx: string; tree: string }> {
+  const ctx = context(name, NATIVE.replace('strata-hello strata-greeting', 'strata-hello'));
+  const tree = path.join(ctx, 'strata-hello');
+  await runOk('tar', [
+    '-czf',
+    path.join(ctx, 'strata-hello_1.0.orig.tar.gz'),
+    '--exclude=debian',
+    '-C',
+    ctx,
+    'strata-hello',
+  ]);
+  fs.writeFileSync(path.join(tree, 'debian/source/format'), '3.0 (quilt)\n');
+  const changelog = path.join(tree, 'debian/changelog');
+  fs.writeFileSync(
+    changelog,
+    fs.readFileSync(changelog, 'utf8').replace('strata-hello (1.0)', 'strata-hello (1.0-1)'),
+  );
+  return { ctx, tree };
+}
+
 describe('a native DEBUILD', () => {
   let ctx: string;
   beforeAll(() => {
@@ -265,22 +289,7 @@ describe('a native DEBUILD', () => {
   });
 
   test('a 3.0 (quilt) tree builds from the upstream tarball beside it, with its patches', async () => {
-    const q = context('quilt', NATIVE.replace('strata-hello strata-greeting', 'strata-hello'));
-    const tree = path.join(q, 'strata-hello');
-    await runOk('tar', [
-      '-czf',
-      path.join(q, 'strata-hello_1.0.orig.tar.gz'),
-      '--exclude=debian',
-      '-C',
-      q,
-      'strata-hello',
-    ]);
-    fs.writeFileSync(path.join(tree, 'debian/source/format'), '3.0 (quilt)\n');
-    const changelog = path.join(tree, 'debian/changelog');
-    fs.writeFileSync(
-      changelog,
-      fs.readFileSync(changelog, 'utf8').replace('strata-hello (1.0)', 'strata-hello (1.0-1)'),
-    );
+    const { ctx: q, tree } = await quiltContext('quilt');
     const orig = path.join(work, 'hello.c.orig');
     const patched = path.join(work, 'hello.c.patched');
     fs.copyFileSync(path.join(tree, 'hello.c'), orig);
@@ -448,25 +457,7 @@ describe('DEBUILD errors', () => {
   });
 
   test('a tree that dpkg-source -b refuses fails its DEBUILD line with dpkg-source’s reason', async () => {
-    const ctx = context(
-      'bad-quilt',
-      NATIVE.replace('strata-hello strata-greeting', 'strata-hello'),
-    );
-    const tree = path.join(ctx, 'strata-hello');
-    await runOk('tar', [
-      '-czf',
-      path.join(ctx, 'strata-hello_1.0.orig.tar.gz'),
-      '--exclude=debian',
-      '-C',
-      ctx,
-      'strata-hello',
-    ]);
-    fs.writeFileSync(path.join(tree, 'debian/source/format'), '3.0 (quilt)\n');
-    const changelog = path.join(tree, 'debian/changelog');
-    fs.writeFileSync(
-      changelog,
-      fs.readFileSync(changelog, 'utf8').replace('strata-hello (1.0)', 'strata-hello (1.0-1)'),
-    );
+    const { ctx: ctx, tree } = await quiltContext('bad-quilt');
     // A change to the upstream source that no patch in debian/patches holds.
     fs.appendFileSync(path.join(tree, 'hello.c'), '/* not in a patch */\n');
     const r = await strata(['build', '-q', '--apt-sources', sources, ctx], { store });
