@@ -257,6 +257,45 @@ describe('derived steps FROM an arm64 template', () => {
     expect(listing.stdout).toMatch(/^-rw-r--r-- 1234\/5678 /);
   });
 
+  test("INSTALL unpacks with the host's dpkg, read-only, and gives the layer dpkg under emulation gives", async () => {
+    // A package whose preinst (run under emulation, as every maintainer script is) fails the
+    // step if it can write to the host's dpkg that unpacks it.
+    const dir = context('FROM arm64-base:v1\nINSTALL file ./probe.deb\n');
+    const tree = path.join(work, 'probe-tree');
+    fs.mkdirSync(path.join(tree, 'DEBIAN'), { recursive: true });
+    fs.mkdirSync(path.join(tree, 'usr/share/probe'), { recursive: true });
+    fs.writeFileSync(path.join(tree, 'usr/share/probe/README'), 'probe\n');
+    fs.writeFileSync(
+      path.join(tree, 'DEBIAN/control'),
+      'Package: strata-probe\nVersion: 1.0\nArchitecture: all\nMaintainer: Strata <strata@example.org>\nDescription: probe\n',
+    );
+    fs.writeFileSync(
+      path.join(tree, 'DEBIAN/preinst'),
+      '#!/bin/sh\nif touch /run/strata/native/probe 2>/dev/null; then echo "the host dpkg is writable"; exit 1; fi\nexit 0\n',
+      { mode: 0o755 },
+    );
+    await runOk('dpkg-deb', ['--root-owner-group', '--build', tree, path.join(dir, 'probe.deb')]);
+
+    // One date for both builds, whatever the mirror does between them; one name (the tag's).
+    const env = { SOURCE_DATE_EPOCH: '1765000000' };
+    const args = ['build', '--apt-sources', sources];
+    const native = await strata([...args, '-t', 'arm64-probe:native', dir], { store, env });
+    expect(show(native)).toMatch(/^exit 0/);
+    expect(native.stdout + native.stderr).toMatch(
+      /strata: unpacking with the host's dpkg \S+ \(native\); configuring with this root's dpkg/,
+    );
+    const emulated = await strata(
+      [...args, '--no-cache', '--no-native-dpkg', '-t', 'arm64-probe:emulated', dir],
+      { store, env },
+    );
+    expect(show(emulated)).toMatch(/^exit 0/);
+    expect(emulated.stdout + emulated.stderr).not.toMatch(/host's dpkg/);
+    // Bit for bit: the same layers, so the same image.
+    expect(readImage(store, 'arm64-probe:emulated').digest).toBe(
+      readImage(store, 'arm64-probe:native').digest,
+    );
+  });
+
   test('the result is arm64/v8 without any flag', async () => {
     expect(await platformOf('arm64-app:v1')).toEqual({
       config: { architecture: 'arm64', variant: 'v8', os: 'linux' },

@@ -23,6 +23,8 @@ fi
 #   qemu-system-x86, ovmf                the boot test
 #   qemu-user-static, binfmt-support,    foreign architectures (arm64, armhf): steps run under
 #     arch-test                          qemu-user through binfmt_misc; mmdebstrap needs arch-test
+#   patchelf                             a foreign template's apt steps unpack with the host's dpkg
+#                                        (copied beside its loader and libraries, set to load them)
 #   qemu-system-arm, qemu-efi-aarch64,   the arm64 boot tests (EFI with AAVMF, and U-Boot)
 #     u-boot-qemu
 #   dpkg-dev                             dpkg-deb reads built .debs (DEBUILD, strata debs); local apt
@@ -39,7 +41,7 @@ packages=(
   e2fsprogs dosfstools mtools fdisk
   docker-registry apache2-utils
   qemu-system-x86 ovmf
-  qemu-user-static binfmt-support arch-test
+  qemu-user-static binfmt-support arch-test patchelf
   qemu-system-arm qemu-efi-aarch64 u-boot-qemu
   strace
   chromium fonts-liberation

@@ -83,6 +83,12 @@ export interface BuildOptions {
   /** Host resolv.conf for steps. */
   resolvConf?: string;
   /**
+   * In the apt steps of a foreign template, unpack packages with the host's dpkg (the root's
+   * dpkg, under emulation, still configures them). Default true; used only where the root's dpkg
+   * is the host's version.
+   */
+  nativeDpkg?: boolean;
+  /**
    * Build secrets by id (`--secret`): what a `RUN --mount=type=secret,id=…` step sees.
    * `apt-auth` is apt's auth.conf for the apt steps (INSTALL, UPGRADE, DEBUILD's build
    * dependencies). Never stored, keyed, logged or printed: a key holds only the ids a RUN mounts.

@@ -14,7 +14,9 @@ import { AptSources, aptConf, essentialAmong, parseDpkgStatus } from '@strata/de
 import { DEFAULT_EXCLUSIONS, isoDate, readRootfsFacts } from '@strata/template';
 import {
   EmulatorMissingError,
+  NativeDpkg,
   mmdebstrap,
+  nativeDpkg,
   requireBootstrapEmulation,
   requireEmulation,
   runInSandbox,
@@ -41,10 +43,17 @@ type StepSecret = { target: string; value: Buffer; mode: number };
 /** Host-provided files that BOOTSTRAP's output must not keep (mmdebstrap writes them). */
 const HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r) => r.pattern);
 
+/** A dpkg version's release series: `1.21` of `1.21.22` (and of `1.21.22+b1`). */
+export function dpkgSeries(version: string): string {
+  return /^(?:\d+:)?(\d+\.\d+)(?:[.~+-]|$)/.exec(version)?.[1] ?? version;
+}
+
 /** Runs a layer step that missed the cache: in the sandbox (or mmdebstrap), then packs its layer. */
 export class StepRunner {
   private readonly snapshots: Snapshots;
   private readonly apt: AptState;
+  /** The host's dpkg for foreign roots, set up by the first apt step that runs emulated. */
+  private kit?: Promise<NativeDpkg | undefined>;
 
   constructor(private readonly ctx: BuildContext) {
     this.snapshots = new Snapshots(ctx.store);
@@ -57,7 +66,7 @@ export class StepRunner {
     key: Digest,
     sources: AptSources | undefined,
   ): Promise<CacheEntry> {
-    await this.requireEmulation(state, ins);
+    const emulated = await this.requireEmulation(state, ins);
     const t0 = Date.now();
     const work = await this.snapshots.scratch('step');
     try {
@@ -88,7 +97,7 @@ export class StepRunner {
               { hint: 'Debian keeps such packages in every system: keep it' },
             );
         }
-        await this.runInRoot(state, ins, work, upper, lower, sources);
+        await this.runInRoot(state, ins, work, upper, lower, sources, emulated);
       }
       const cleaned = await cleanUpper(
         upper,
@@ -174,6 +183,8 @@ export class StepRunner {
       env?: Record<string, string>;
       /** Secrets the step sees (RUN --mount=type=secret); an apt step gets `apt-auth` too. */
       secrets?: StepSecret[];
+      /** apt's dpkg unpacks with the host's dpkg (a foreign root's apt step; see nativeDpkg). */
+      nativeDpkg?: NativeDpkg;
       log?: (chunk: Buffer) => void;
     },
   ): Promise<{ code: number; tail: OutputTail }> {
@@ -191,7 +202,10 @@ export class StepRunner {
       await fsp.mkdir(d, { recursive: true });
     const src = o.sources ?? (await this.ctx.keys.sourcesFor(state));
     await fsp.writeFile(path.join(stage, 'sources.list'), src.text);
-    await fsp.writeFile(path.join(stage, 'apt.conf'), aptConf());
+    await fsp.writeFile(
+      path.join(stage, 'apt.conf'),
+      aptConf(o.nativeDpkg ? { dpkg: o.nativeDpkg.wrapper } : {}),
+    );
     const repo = await this.ctx.localRepo();
     if (repo)
       await fsp.writeFile(
@@ -243,6 +257,7 @@ export class StepRunner {
           { source: this.ctx.context, target: 'context' },
           { source: out, target: 'out' },
           ...(repo ? [{ source: repo.dir, target: 'local' }] : []),
+          ...(o.nativeDpkg ? [{ source: o.nativeDpkg.dir, target: 'native', readOnly: true }] : []),
           ...(o.binds ?? []),
         ],
         ...(secrets.length > 0
@@ -282,21 +297,24 @@ export class StepRunner {
   /**
    * A step of a foreign template runs under qemu-user: check, before anything starts, that this
    * host can do that, so that the build fails on the step's line with the fix instead of with an
-   * "Exec format error" from inside the chroot (or mmdebstrap's own complaint).
+   * "Exec format error" from inside the chroot (or mmdebstrap's own complaint). True when the
+   * step runs emulated.
    */
-  private async requireEmulation(state: StageState, ins: Instruction): Promise<void> {
+  private async requireEmulation(state: StageState, ins: Instruction): Promise<boolean> {
     // A template that records no architecture is taken for amd64 in its key and config, but
     // what it really holds is unknown here: let its steps try.
-    if (ins.kind !== 'BOOTSTRAP' && state.debArch === undefined) return;
+    if (ins.kind !== 'BOOTSTRAP' && state.debArch === undefined) return false;
     const arches =
       ins.kind === 'BOOTSTRAP' && ins.architecture !== undefined
         ? ins.architecture.split(',')
         : [stepArchitecture(state, ins)];
     try {
+      let emulated = false;
       for (const arch of arches) {
         if (ins.kind === 'BOOTSTRAP') await requireBootstrapEmulation(arch);
-        else await requireEmulation(arch);
+        else emulated = !(await requireEmulation(arch)).native || emulated;
       }
+      return emulated;
     } catch (e) {
       if (e instanceof EmulatorMissingError)
         throw new BuildStepError(ins.loc, `${ins.kind}: ${e.message}`, {
@@ -305,6 +323,36 @@ export class StepRunner {
         });
       throw e;
     }
+  }
+
+  /**
+   * The host's dpkg for an emulated apt step on `state`'s root, when the build allows it and
+   * the root's dpkg is of the host's release series (1.21.x: a Debian stable release's updates
+   * fix bugs and keep the database as it is). Otherwise the step's output says why its
+   * packages are unpacked under emulation.
+   */
+  private async nativeDpkgFor(state: StageState): Promise<NativeDpkg | undefined> {
+    if (this.ctx.opts.nativeDpkg === false) return undefined;
+    const say = (line: string) =>
+      this.ctx.emit({ type: 'output', chunk: Buffer.from(`strata: ${line}\n`) });
+    this.kit ??= nativeDpkg(path.join(this.ctx.store.root, '.strata', 'native')).catch(
+      (e: unknown) => {
+        say(
+          `the host's dpkg could not be set up for this root (${e instanceof Error ? e.message : String(e)}); unpacking under emulation`,
+        );
+        return undefined;
+      },
+    );
+    const kit = await this.kit;
+    if (kit === undefined) return undefined;
+    const root = state.packages.find((p) => p.name === 'dpkg')?.version;
+    if (root === undefined || dpkgSeries(root) !== dpkgSeries(kit.version)) {
+      say(
+        `this root's dpkg ${root ?? '(none)'} is not of the host's dpkg ${kit.version} series: unpacking under emulation`,
+      );
+      return undefined;
+    }
+    return kit;
   }
 
   private async bootstrap(
@@ -357,8 +405,11 @@ export class StepRunner {
     upper: string,
     lower: string[],
     sources: AptSources | undefined,
+    emulated: boolean,
   ): Promise<void> {
     const out = path.join(work, 'out');
+    const apt = ins.kind === 'INSTALL' || ins.kind === 'UPGRADE';
+    const kit = apt && emulated ? await this.nativeDpkgFor(state) : undefined;
     const { code, tail } = await this.chroot(state, {
       work,
       upper,
@@ -368,7 +419,8 @@ export class StepRunner {
       command: stepCommand(ins),
       // The mirror state this step's key was made from: its apt-get update is skipped when the
       // kept lists already hold it (see stepCommand).
-      aptIndex: ins.kind === 'INSTALL' || ins.kind === 'UPGRADE',
+      aptIndex: apt,
+      ...(kit ? { nativeDpkg: kit } : {}),
     });
     this.ctx.checkAbort();
     if (code !== 0) {

@@ -13,7 +13,8 @@ function shellQuote(s: string): string {
  * state in /run/strata/apt-index (the index digest, then each Release file's sha256, one a
  * line). After an update that leaves exactly those Release files in the lists, a marker beside
  * them records the state with a hash of apt's configuration in this root (architectures, index
- * targets), so a root that wants other indices updates again. A mirror that moved, a marker that
+ * targets; not the dpkg apt runs, which the build chooses per step), so a root that wants other
+ * indices updates again. A mirror that moved, a marker that
  * does not match, or lists that lost a Release file all mean an update, as before.
  */
 export const APT_UPDATE = String.raw`strata_lists_hold() {
@@ -27,7 +28,7 @@ strata_update() {
   want=""
   if [ -s /run/strata/apt-index ]; then
     want="$(tr '
-' ' ' < /run/strata/apt-index)$(apt-config dump | sha256sum | cut -d' ' -f1)"
+' ' ' < /run/strata/apt-index)$(apt-config dump | grep -v '^Dir::Bin::dpkg ' | sha256sum | cut -d' ' -f1)"
   fi
   if [ -n "$want" ] && [ "$(cat /run/strata/lists/.strata-index 2>/dev/null)" = "$want" ] && strata_lists_hold; then
     echo "strata: the apt lists already hold this build's mirror state; no apt-get update"

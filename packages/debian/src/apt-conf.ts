@@ -2,7 +2,7 @@
  * The apt configuration a build step runs apt with.
  */
 /** apt.conf handed to steps through APT_CONFIG: everything host-provided lives under /run/strata. */
-export function aptConf(): string {
+export function aptConf(o: { dpkg?: string } = {}): string {
   return [
     'Dir::Etc::SourceList "/run/strata/sources.list";',
     'Dir::Etc::SourceParts "/run/strata/sources.list.d";',
@@ -19,6 +19,7 @@ export function aptConf(): string {
     // No fsync per unpacked file: the step's tree is scratch until its layer blob is committed.
     'Dpkg::Options { "--force-confdef"; "--force-confold"; "--force-unsafe-io"; };',
     'Dpkg::Use-Pty "false";',
+    ...(o.dpkg !== undefined ? [`Dir::Bin::dpkg "${o.dpkg}";`] : []),
     '',
   ].join('\n');
 }

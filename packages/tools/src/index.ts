@@ -29,3 +29,5 @@ export {
   requireEmulation,
 } from './binfmt';
 export { xzDecompress } from './xz';
+export type { NativeDpkg } from './native-dpkg';
+export { NATIVE_DPKG_DIR, nativeDpkg } from './native-dpkg';

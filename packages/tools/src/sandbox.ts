@@ -22,8 +22,8 @@ export interface SandboxSpec {
   merged: string;
   /** Host directory whose contents are copied to /run/strata (a tmpfs) inside the root. */
   stage?: string;
-  /** Host directories bind-mounted at absolute paths under /run/strata inside the root. */
-  binds?: Array<{ source: string; target: string }>;
+  /** Host directories bind-mounted at paths under /run/strata inside the root (`readOnly`: so). */
+  binds?: Array<{ source: string; target: string; readOnly?: boolean }>;
   /**
    * Files the step alone sees, read-only at `target` (an absolute path in the root): their
    * bytes reach the sandbox through a pipe and live on a tmpfs of its mount namespace, so they
@@ -69,9 +69,10 @@ mkdir -p "$M/run/strata"
 if [ -n "$SB_STAGE" ]; then cp -a "$SB_STAGE/." "$M/run/strata/"; fi
 i=0
 while [ "$i" -lt "$SB_NBINDS" ]; do
-  eval "src=\$SB_BIND_$i""_SRC dst=\$SB_BIND_$i""_DST"
+  eval "src=\$SB_BIND_$i""_SRC dst=\$SB_BIND_$i""_DST ro=\$SB_BIND_$i""_RO"
   mkdir -p "$M/run/strata/$dst"
   mount --bind "$src" "$M/run/strata/$dst"
+  if [ "$ro" = 1 ]; then mount -o remount,bind,ro "$M/run/strata/$dst"; fi
   i=$((i + 1))
 done
 placeholders=""
@@ -251,6 +252,7 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
   for (const [i, b] of (spec.binds ?? []).entries()) {
     env[`SB_BIND_${i}_SRC`] = b.source;
     env[`SB_BIND_${i}_DST`] = b.target.replace(/^\/+/, '');
+    env[`SB_BIND_${i}_RO`] = b.readOnly === true ? '1' : '0';
   }
   const secrets = spec.secrets ?? [];
   if (secrets.length > 0 && spec.secretsDir === undefined)

@@ -19,6 +19,7 @@ interface BuildArgs extends GlobalArgs {
   secret: string[];
   aptSources?: string;
   cache: boolean;
+  nativeDpkg: boolean;
   frozen: boolean;
   compression: Compression;
   cacheFrom: string[];
@@ -82,6 +83,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               type: 'boolean',
               default: true,
               describe: 'Reuse cached steps (--no-cache to run every step)',
+            })
+            .option('native-dpkg', {
+              type: 'boolean',
+              default: true,
+              describe:
+                "In a foreign template's INSTALL and UPGRADE, unpack with the host's dpkg (--no-native-dpkg: emulate it too)",
             })
             .option('frozen', {
               type: 'boolean',
@@ -168,6 +175,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           secrets: parseSecrets(a.secret),
           aptSources: a.aptSources,
           noCache: !a.cache,
+          nativeDpkg: a.nativeDpkg,
           frozen: a.frozen,
           compression: a.compression,
           cacheFrom,

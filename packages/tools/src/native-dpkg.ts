@@ -1,0 +1,147 @@
+/**
+ * The host's dpkg, set up to run inside a root of another architecture.
+ *
+ * In a foreign root every program runs under qemu-user, and dpkg's unpacking (reading each
+ * .deb, decompressing it in dpkg-deb, writing and renaming every file, the database) is the part
+ * of an apt step that gains the most from running natively: it does the same work for any
+ * architecture. So the host's own dpkg and dpkg-deb are copied, with the host's dynamic loader and
+ * the libraries they link, into a kit that a step mounts at NATIVE_DPKG_DIR; the binaries are
+ * rewritten (patchelf) to load from there, so the kernel runs them natively inside the chroot.
+ * There they see the root as it is: its /etc/dpkg configuration, /etc/passwd and database.
+ * apt is pointed at a wrapper that hands `dpkg --unpack` to the native dpkg and every other
+ * call, configuring included, to the root's own dpkg: maintainer scripts, and dependency checks
+ * that must see the root's architecture as its native one, stay emulated.
+ *
+ * The kit is used only for roots whose dpkg is the host's version, so both write the same
+ * database: a root of another release is unpacked by its own dpkg under emulation, as before.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { findOnPath, runTool } from './spawn';
+
+/** Where a step sees the kit (a tmpfs under /run, so nothing of it reaches the layer). */
+export const NATIVE_DPKG_DIR = '/run/strata/native';
+
+/** A ready kit: `dir` is mounted read-only at NATIVE_DPKG_DIR; apt's dpkg is `wrapper`. */
+export interface NativeDpkg {
+  dir: string;
+  /** The host dpkg's version: only a root with this dpkg may use the kit. */
+  version: string;
+  /** Dir::Bin::dpkg for apt inside the root. */
+  wrapper: string;
+}
+
+/**
+ * apt's dpkg inside the root. It announces itself once per step (the marker lives on the step's
+ * /run tmpfs), so a build log shows which dpkg unpacked. `--force-architecture`: the host's dpkg
+ * takes the root's architecture for a foreign one, which a root made by debootstrap does not
+ * list in /var/lib/dpkg/arch.
+ */
+function wrapperScript(version: string): string {
+  return `#!/bin/sh
+for a; do
+  if [ "$a" = --unpack ]; then
+    if [ ! -e /run/strata/.native-dpkg ]; then
+      : > /run/strata/.native-dpkg
+      echo "strata: unpacking with the host's dpkg ${version} (native); configuring with this root's dpkg"
+    fi
+    PATH=${NATIVE_DPKG_DIR}/path:$PATH exec ${NATIVE_DPKG_DIR}/dpkg --force-architecture "$@"
+  fi
+done
+exec dpkg "$@"
+`;
+}
+
+/** The shared libraries `ldd` lists for `binaries` (name as linked → file on the host). */
+export function parseLdd(text: string): Map<string, string> {
+  const libs = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*(\S+) => (\/\S+) \(0x[0-9a-f]+\)$/.exec(line);
+    if (m?.[1] !== undefined && m[2] !== undefined) libs.set(m[1], m[2]);
+  }
+  return libs;
+}
+
+async function digestOf(files: string[]): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of files) h.update(await fsp.readFile(f));
+  return h.digest('hex').slice(0, 16);
+}
+
+/**
+ * The kit for this host's dpkg, made once under `cacheDir` (keyed by the host binaries, so an
+ * upgraded host dpkg makes a new one). Undefined where it cannot be made: no dpkg, dpkg-deb or
+ * patchelf on the host. The kit's dpkg is run once through its loader before it is kept.
+ */
+export async function nativeDpkg(cacheDir: string): Promise<NativeDpkg | undefined> {
+  const dpkg = findOnPath('dpkg');
+  const dpkgDeb = findOnPath('dpkg-deb');
+  const patchelf = findOnPath('patchelf');
+  if (dpkg === undefined || dpkgDeb === undefined || patchelf === undefined) return undefined;
+  const version = (
+    await runTool('dpkg-query', ['--showformat=${Version}', '--show', 'dpkg']).catch(() => '')
+  ).trim();
+  if (version === '') return undefined;
+  const dir = path.join(
+    cacheDir,
+    `dpkg-${version.replace(/[^A-Za-z0-9.+~-]/g, '_')}-${await digestOf([dpkg, dpkgDeb])}`,
+  );
+  const kit = { dir, version, wrapper: `${NATIVE_DPKG_DIR}/dpkg-wrapper` };
+  if (
+    await fsp.stat(path.join(dir, 'dpkg-wrapper')).then(
+      () => true,
+      () => false,
+    )
+  )
+    return kit;
+
+  await fsp.mkdir(cacheDir, { recursive: true });
+  const tmp = await fsp.mkdtemp(path.join(cacheDir, '.tmp-'));
+  try {
+    await fsp.mkdir(path.join(tmp, 'lib'));
+    await fsp.mkdir(path.join(tmp, 'path'));
+    const loader = (await runTool(patchelf, ['--print-interpreter', dpkg])).trim();
+    await fsp.copyFile(await fsp.realpath(loader), path.join(tmp, 'ld.so'));
+    await fsp.chmod(path.join(tmp, 'ld.so'), 0o755);
+    for (const [name, file] of parseLdd(await runTool('ldd', [dpkg, dpkgDeb])))
+      await fsp.copyFile(await fsp.realpath(file), path.join(tmp, 'lib', name));
+    const bins: Array<[string, string]> = [
+      [dpkg, path.join(tmp, 'dpkg')],
+      // dpkg runs dpkg-deb by name, from PATH: the wrapper puts this directory first.
+      [dpkgDeb, path.join(tmp, 'path', 'dpkg-deb')],
+    ];
+    for (const [from, to] of bins) {
+      await fsp.copyFile(from, to);
+      await fsp.chmod(to, 0o755);
+      // DT_RPATH rather than DT_RUNPATH: it also serves the libraries' own dependencies.
+      await runTool(patchelf, [
+        '--set-interpreter',
+        `${NATIVE_DPKG_DIR}/ld.so`,
+        '--force-rpath',
+        '--set-rpath',
+        `${NATIVE_DPKG_DIR}/lib`,
+        to,
+      ]);
+    }
+    await runTool(path.join(tmp, 'ld.so'), [
+      '--library-path',
+      path.join(tmp, 'lib'),
+      path.join(tmp, 'dpkg'),
+      '--version',
+    ]);
+    await fsp.writeFile(path.join(tmp, 'dpkg-wrapper'), wrapperScript(version), { mode: 0o755 });
+    try {
+      await fsp.rename(tmp, dir);
+    } catch (e) {
+      // Another build made the same kit first: use that one.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw e;
+      await fsp.rm(tmp, { recursive: true, force: true });
+    }
+    return kit;
+  } catch (e) {
+    await fsp.rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
