@@ -6,7 +6,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Annotations, ArtifactTypes, Descriptor, Digest, MediaTypes } from '@strata/oci';
-import { parseDeb822 } from '@strata/debian';
+import { parseDeb822, parseDsc } from '@strata/debian';
 import { debControl } from '@strata/tools';
 import type { Store } from '@strata/store';
 import { linkOrCopy } from './apt-state';
@@ -21,6 +21,8 @@ export interface BuiltDeb {
   filename: string;
   package: string;
   version: string;
+  /** The version of the source package it was built from, when it is not `version` (a binNMU). */
+  sourceVersion?: string;
   architecture: string;
 }
 
@@ -58,9 +60,31 @@ export class LocalDebs {
     for (const f of files) this.sourceFiles.set(titleOf(f), f);
   }
 
-  /** The source files kept so far, sorted by name. */
-  get sources(): Descriptor[] {
-    return [...this.sourceFiles.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, f]) => f);
+  /**
+   * The source package files to attach with the .debs, sorted by name: the .dsc of each source
+   * package a kept .deb was built from (one that names the package in its Binary field, at the
+   * .deb's source version) and the files it lists. A source package whose .debs a later DEBUILD
+   * replaced (a FROM template's 1.0, built again as 1.1) is not carried on.
+   */
+  async sources(): Promise<Descriptor[]> {
+    const keep = new Map<string, Descriptor>();
+    for (const [name, f] of this.sourceFiles) {
+      if (!name.endsWith('.dsc')) continue;
+      const dsc = parseDsc(
+        (await this.ctx.store.readBlob(f.digest, f.size)).toString('utf8'),
+        name,
+      );
+      const built = this.debs.some(
+        (d) => dsc.binaries.includes(d.package) && (d.sourceVersion ?? d.version) === dsc.version,
+      );
+      if (!built) continue;
+      keep.set(name, f);
+      for (const listed of dsc.files) {
+        const g = this.sourceFiles.get(listed.name);
+        if (g !== undefined) keep.set(listed.name, g);
+      }
+    }
+    return [...keep.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, f]) => f);
   }
 
   /** The repository, written now if packages were added since; undefined while there are none. */
@@ -91,6 +115,9 @@ export async function builtDeb(
   blob: { digest: Digest; size: number },
 ): Promise<BuiltDeb> {
   const control = parseDeb822(await debControl(file))[0] ?? new Map<string, string>();
+  const version = control.get('version') ?? '';
+  // `Source: name (version)` when the source version is not the package's.
+  const sourceVersion = /\((.+)\)\s*$/.exec(control.get('source') ?? '')?.[1]?.trim();
   return {
     blob: {
       mediaType: MediaTypes.debianPackage,
@@ -100,7 +127,8 @@ export async function builtDeb(
     },
     filename,
     package: control.get('package') ?? filename,
-    version: control.get('version') ?? '',
+    version,
+    ...(sourceVersion !== undefined && sourceVersion !== version ? { sourceVersion } : {}),
     architecture: control.get('architecture') ?? 'all',
   };
 }

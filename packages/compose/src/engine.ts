@@ -145,7 +145,7 @@ export class Builder implements BuildContext {
       const state = final as StageState;
       const rootfs = await writeImage(this, state);
       // The packages the build made or inherited travel with it (and through registries).
-      await attachDebs(this.store, rootfs.descriptor, this.debs.debs, this.debs.sources);
+      await attachDebs(this.store, rootfs.descriptor, this.debs.debs, await this.debs.sources());
       // What is inside, and under which licences, travels with it too: one SBOM per format.
       await attachSboms(this.store, rootfs.descriptor);
       const image = {
