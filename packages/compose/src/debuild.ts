@@ -4,7 +4,15 @@
  */
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Descriptor, Digest, StrataError, chainId, configPlatform, digestHex } from '@strata/oci';
+import {
+  DebianPackage,
+  Descriptor,
+  Digest,
+  StrataError,
+  chainId,
+  configPlatform,
+  digestHex,
+} from '@strata/oci';
 import { debianArchitectureOf } from '@strata/debian';
 import { EmulatorMissingError, hostDebianArchitecture, requireEmulation } from '@strata/tools';
 import { DebuildEntry, readDebuildCache, writeDebuildCache } from './cache';
@@ -191,7 +199,13 @@ export class Debuilder {
   private async buildchrootOf(
     state: StageState,
     ins: DebuildInstruction,
-  ): Promise<{ chain: Digest; layers: StackLayer[]; arch: string; scope: StageState | undefined }> {
+  ): Promise<{
+    chain: Digest;
+    layers: StackLayer[];
+    arch: string;
+    packages: DebianPackage[];
+    scope: StageState | undefined;
+  }> {
     if (state.buildchroot !== undefined) {
       const bc = this.ctx.stages.get(state.buildchroot) as StageState;
       const chain = chainOf(bc.layers);
@@ -200,7 +214,13 @@ export class Debuilder {
           ins.loc,
           `DEBUILD: the buildchroot stage ${state.buildchroot} has no layers`,
         );
-      return { chain, layers: stackOf(bc.layers), arch: bc.debArch ?? 'amd64', scope: bc };
+      return {
+        chain,
+        layers: stackOf(bc.layers),
+        arch: bc.debArch ?? 'amd64',
+        packages: bc.packages,
+        scope: bc,
+      };
     }
     if (state.inheritedBuildchroot) {
       const { manifest, config } = await this.ctx.store.readImage(
@@ -215,6 +235,7 @@ export class Debuilder {
         chain: chainId(layers.map((l) => l.diffId)) as Digest,
         layers: stackOf(layers),
         arch: config.strata?.architecture ?? debianArchitectureOf(configPlatform(config)),
+        packages: config.strata?.packages ?? [],
         scope: undefined,
       };
     }
@@ -232,11 +253,12 @@ export class Debuilder {
     ins: DebuildInstruction,
     source: string,
     key: Digest,
-    bc: { chain: Digest; layers: StackLayer[]; arch: string },
+    bc: { chain: Digest; layers: StackLayer[]; arch: string; packages: DebianPackage[] },
     target: string,
   ): Promise<DebuildEntry> {
+    let emulated: boolean;
     try {
-      await requireEmulation(bc.arch);
+      emulated = !(await requireEmulation(bc.arch)).native;
     } catch (e) {
       if (e instanceof EmulatorMissingError)
         throw new BuildStepError(ins.loc, `DEBUILD: ${e.message}`, {
@@ -266,11 +288,14 @@ export class Debuilder {
       const lower = await this.snapshots.ensure(bc.chain, bc.layers);
       const upper = path.join(work, 'upper');
       await fsp.mkdir(upper);
+      // The build dependencies of an emulated buildchroot unpack natively, as in INSTALL.
+      const kit = emulated ? await this.runner.nativeDpkgFor(bc.packages) : undefined;
       const { code, tail } = await this.runner.chroot(state, {
         work,
         upper,
         lower,
         sources: undefined,
+        ...(kit ? { nativeDpkg: kit } : {}),
         command: [
           '/bin/sh',
           '-c',

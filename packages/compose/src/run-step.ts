@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
+  DebianPackage,
   Descriptor,
   Digest,
   Distribution,
@@ -326,12 +327,12 @@ export class StepRunner {
   }
 
   /**
-   * The host's dpkg for an emulated apt step on `state`'s root, when the build allows it and
+   * The host's dpkg for an emulated apt step in a root that holds `packages`, when the build allows it and
    * the root's dpkg is of the host's release series (1.21.x: a Debian stable release's updates
    * fix bugs and keep the database as it is). Otherwise the step's output says why its
    * packages are unpacked under emulation.
    */
-  private async nativeDpkgFor(state: StageState): Promise<NativeDpkg | undefined> {
+  async nativeDpkgFor(packages: readonly DebianPackage[]): Promise<NativeDpkg | undefined> {
     if (this.ctx.opts.nativeDpkg === false) return undefined;
     const say = (line: string) =>
       this.ctx.emit({ type: 'output', chunk: Buffer.from(`strata: ${line}\n`) });
@@ -345,7 +346,7 @@ export class StepRunner {
     );
     const kit = await this.kit;
     if (kit === undefined) return undefined;
-    const root = state.packages.find((p) => p.name === 'dpkg')?.version;
+    const root = packages.find((p) => p.name === 'dpkg')?.version;
     if (root === undefined || dpkgSeries(root) !== dpkgSeries(kit.version)) {
       say(
         `this root's dpkg ${root ?? '(none)'} is not of the host's dpkg ${kit.version} series: unpacking under emulation`,
@@ -409,7 +410,7 @@ export class StepRunner {
   ): Promise<void> {
     const out = path.join(work, 'out');
     const apt = ins.kind === 'INSTALL' || ins.kind === 'UPGRADE';
-    const kit = apt && emulated ? await this.nativeDpkgFor(state) : undefined;
+    const kit = apt && emulated ? await this.nativeDpkgFor(state.packages) : undefined;
     const { code, tail } = await this.chroot(state, {
       work,
       upper,
