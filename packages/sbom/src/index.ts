@@ -6,7 +6,6 @@ import {
   ImageManifest,
   parseJson,
 } from '@strata/oci';
-import { toCycloneDx } from './cyclonedx';
 import { SbomFormat, sbomArtifactType } from './formats';
 import { Inventory, inventory } from './inventory';
 import { readRootfsFiles, RootfsViews } from './rootfs';
@@ -20,7 +19,15 @@ export { packageLicense, spdxIdOf } from './licenses';
 export type { PackageLicense, ExtractedLicense } from './licenses';
 export { toSpdx } from './spdx';
 export type { SpdxDocument } from './spdx';
-export { toCycloneDx } from './cyclonedx';
+
+/**
+ * The CycloneDX library (over 200 modules with its validator) loads with the first CycloneDX
+ * document: a build whose image has its SBOMs already attached (a no-op rebuild) makes none.
+ */
+export function toCycloneDx(inv: Inventory): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('./cyclonedx') as typeof import('./cyclonedx')).toCycloneDx(inv);
+}
 export { readRootfsFiles, RootfsFiles } from './rootfs';
 export type { RootfsViews } from './rootfs';
 
