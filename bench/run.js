@@ -50,9 +50,14 @@ for (const b of BENCHES) {
     maxBuffer: 64 << 20,
   });
   process.stdout.write(r.stdout ?? '');
+  // The JSON summary lines are for scripts; blank lines stay (one at most), as a Markdown table
+  // ends only at one.
   const lines = (r.stdout ?? '')
     .split('\n')
-    .filter((l) => l.trim() !== '' && !l.trimStart().startsWith('{'));
+    .filter((l) => !l.trimStart().startsWith('{'))
+    .filter((l, i, all) => l.trim() !== '' || (i > 0 && all[i - 1].trim() !== ''));
+  while (lines.length > 0 && lines[0].trim() === '') lines.shift();
+  while (lines.length > 0 && lines[lines.length - 1].trim() === '') lines.pop();
   const status =
     r.status === 0
       ? 'All targets met in this run.'
