@@ -16,6 +16,7 @@ import { DEFAULT_EXCLUSIONS, isoDate, readRootfsFacts } from '@strata/template';
 import {
   EmulatorMissingError,
   NativeDpkg,
+  dpkgSeries,
   mmdebstrap,
   nativeDpkg,
   requireBootstrapEmulation,
@@ -43,11 +44,6 @@ type StepSecret = { target: string; value: Buffer; mode: number };
 
 /** Host-provided files that BOOTSTRAP's output must not keep (mmdebstrap writes them). */
 const HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r) => r.pattern);
-
-/** A dpkg version's release series: `1.21` of `1.21.22` (and of `1.21.22+b1`). */
-export function dpkgSeries(version: string): string {
-  return /^(?:\d+:)?(\d+\.\d+)(?:[.~+-]|$)/.exec(version)?.[1] ?? version;
-}
 
 /** Runs a layer step that missed the cache: in the sandbox (or mmdebstrap), then packs its layer. */
 export class StepRunner {

@@ -32,18 +32,33 @@ export interface NativeDpkg {
   wrapper: string;
 }
 
+/** A dpkg version's release series: `1.21` of `1.21.22` (and of `1.21.22+b1`). */
+export function dpkgSeries(version: string): string {
+  return /^(?:\d+:)?(\d+\.\d+)(?:[.~+-]|$)/.exec(version)?.[1] ?? version;
+}
+
 /**
  * apt's dpkg inside the root. It announces itself once per step (the marker lives on the step's
- * /run tmpfs), so a build log shows which dpkg unpacked. `--force-architecture`: the host's dpkg
- * takes the root's architecture for a foreign one, which a root made by debootstrap does not
- * list in /var/lib/dpkg/arch.
+ * /run tmpfs), so a build log shows which dpkg unpacked. Before each unpack it asks the root's
+ * dpkg for its version: a step that upgrades dpkg to another release series (a dist-upgrade)
+ * unpacks the rest with the root's new dpkg. `--force-architecture`: the host's dpkg takes the
+ * root's architecture for a foreign one, which a root made by debootstrap does not list in
+ * /var/lib/dpkg/arch.
  */
 function wrapperScript(version: string): string {
+  const series = dpkgSeries(version);
   return `#!/bin/sh
 for a; do
   if [ "$a" = --unpack ]; then
-    if [ ! -e /run/strata/.native-dpkg ]; then
-      : > /run/strata/.native-dpkg
+    root=$(dpkg-query --showformat='\${Version}' --show dpkg 2>/dev/null)
+    case "$root" in
+      ${series}.*) ;;
+      *)
+        echo "strata: this root's dpkg is now $root: unpacking with it"
+        exec dpkg "$@"
+        ;;
+    esac
+    if [ ! -e /run/strata/.native-dpkg ] && touch /run/strata/.native-dpkg 2>/dev/null; then
       echo "strata: unpacking with the host's dpkg ${version} (native); configuring with this root's dpkg"
     fi
     PATH=${NATIVE_DPKG_DIR}/path:$PATH exec ${NATIVE_DPKG_DIR}/dpkg --force-architecture "$@"
@@ -63,15 +78,31 @@ export function parseLdd(text: string): Map<string, string> {
   return libs;
 }
 
-async function digestOf(files: string[]): Promise<string> {
+/** The kit's name part: of the host binaries it copies and the wrapper it writes. */
+async function digestOf(files: string[], wrapper: string): Promise<string> {
   const h = createHash('sha256');
   for (const f of files) h.update(await fsp.readFile(f));
+  h.update(wrapper);
   return h.digest('hex').slice(0, 16);
+}
+
+/** fsync every file under `dir`, then each directory, so that a renamed kit is whole. */
+async function syncTree(dir: string): Promise<void> {
+  for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await syncTree(p);
+    else {
+      const fh = await fsp.open(p, 'r');
+      await fh.sync().finally(() => fh.close());
+    }
+  }
+  const dh = await fsp.open(dir, 'r');
+  await dh.sync().finally(() => dh.close());
 }
 
 /**
  * The kit for this host's dpkg, made once under `cacheDir` (keyed by the host binaries, so an
- * upgraded host dpkg makes a new one). Undefined where it cannot be made: no dpkg, dpkg-deb or
+ * upgraded host dpkg, or another wrapper, makes a new one). Undefined where it cannot be made: no dpkg, dpkg-deb or
  * patchelf on the host. The kit's dpkg is run once through its loader before it is kept.
  */
 export async function nativeDpkg(cacheDir: string): Promise<NativeDpkg | undefined> {
@@ -85,7 +116,7 @@ export async function nativeDpkg(cacheDir: string): Promise<NativeDpkg | undefin
   if (version === '') return undefined;
   const dir = path.join(
     cacheDir,
-    `dpkg-${version.replace(/[^A-Za-z0-9.+~-]/g, '_')}-${await digestOf([dpkg, dpkgDeb])}`,
+    `dpkg-${version.replace(/[^A-Za-z0-9.+~-]/g, '_')}-${await digestOf([dpkg, dpkgDeb], wrapperScript(version))}`,
   );
   const kit = { dir, version, wrapper: `${NATIVE_DPKG_DIR}/dpkg-wrapper` };
   if (
@@ -97,6 +128,12 @@ export async function nativeDpkg(cacheDir: string): Promise<NativeDpkg | undefin
     return kit;
 
   await fsp.mkdir(cacheDir, { recursive: true });
+  // What a build killed while making a kit left: another build may be making one now.
+  for (const name of await fsp.readdir(cacheDir)) {
+    const p = path.join(cacheDir, name);
+    if (name.startsWith('.tmp-') && (await fsp.stat(p)).mtimeMs < Date.now() - 3600_000)
+      await fsp.rm(p, { recursive: true, force: true });
+  }
   const tmp = await fsp.mkdtemp(path.join(cacheDir, '.tmp-'));
   try {
     await fsp.mkdir(path.join(tmp, 'lib'));
@@ -131,6 +168,7 @@ export async function nativeDpkg(cacheDir: string): Promise<NativeDpkg | undefin
       '--version',
     ]);
     await fsp.writeFile(path.join(tmp, 'dpkg-wrapper'), wrapperScript(version), { mode: 0o755 });
+    await syncTree(tmp);
     try {
       await fsp.rename(tmp, dir);
     } catch (e) {
