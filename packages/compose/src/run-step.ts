@@ -16,7 +16,7 @@ import { DEFAULT_EXCLUSIONS, isoDate, readRootfsFacts } from '@strata/template';
 import {
   EmulatorMissingError,
   NativeDpkg,
-  dpkgSeries,
+  kitRefusal,
   mmdebstrap,
   nativeDpkg,
   requireBootstrapEmulation,
@@ -323,10 +323,9 @@ export class StepRunner {
   }
 
   /**
-   * The host's dpkg for an emulated apt step in a root that holds `packages`, when the build allows it and
-   * the root's dpkg is of the host's release series (1.21.x: a Debian stable release's updates
-   * fix bugs and keep the database as it is). Otherwise the step's output says why its
-   * packages are unpacked under emulation.
+   * The host's dpkg for an emulated apt step in a root that holds `packages`, when the build
+   * allows it and the kit takes the root's dpkg (see kitRefusal). Otherwise the step's output
+   * says why its packages are unpacked under emulation.
    */
   async nativeDpkgFor(packages: readonly DebianPackage[]): Promise<NativeDpkg | undefined> {
     if (this.ctx.opts.nativeDpkg === false) return undefined;
@@ -342,14 +341,9 @@ export class StepRunner {
     );
     const kit = await this.kit;
     if (kit === undefined) return undefined;
-    const root = packages.find((p) => p.name === 'dpkg')?.version;
-    if (root === undefined || dpkgSeries(root) !== dpkgSeries(kit.version)) {
-      say(
-        `this root's dpkg ${root ?? '(none)'} is not of the host's dpkg ${kit.version} series: unpacking under emulation`,
-      );
-      return undefined;
-    }
-    return kit;
+    const why = kitRefusal(kit, packages.find((p) => p.name === 'dpkg')?.version);
+    if (why !== undefined) say(why);
+    return why === undefined ? kit : undefined;
   }
 
   private async bootstrap(

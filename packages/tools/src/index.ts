@@ -30,4 +30,4 @@ export {
 } from './binfmt';
 export { xzDecompress } from './xz';
 export type { NativeDpkg } from './native-dpkg';
-export { NATIVE_DPKG_DIR, dpkgSeries, nativeDpkg } from './native-dpkg';
+export { NATIVE_DPKG_DIR, dpkgSeries, kitRefusal, nativeDpkg } from './native-dpkg';

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { NATIVE_DPKG_DIR, dpkgSeries, nativeDpkg, parseLdd } from './native-dpkg';
+import { NATIVE_DPKG_DIR, dpkgSeries, kitRefusal, nativeDpkg, parseLdd } from './native-dpkg';
 import { runTool } from './spawn';
 
 test("dpkgSeries: a dpkg version's release series", () => {
@@ -14,6 +14,16 @@ test("dpkgSeries: a dpkg version's release series", () => {
   expect(dpkgSeries('2')).toBe('2');
   expect(dpkgSeries('1:1.21.1')).toBe('1.21');
   expect(dpkgSeries('1.21')).toBe('1.21');
+});
+
+test("kitRefusal: the host's dpkg unpacks into a root whose dpkg is of its series, only", () => {
+  const kit = { version: '1.21.22' };
+  expect(kitRefusal(kit, '1.21.22')).toBeUndefined();
+  expect(kitRefusal(kit, '1.21.23')).toBeUndefined();
+  expect(kitRefusal(kit, '1.22.21')).toBe(
+    "this root's dpkg 1.22.21 is not of the host's dpkg 1.21.22 series: unpacking under emulation",
+  );
+  expect(kitRefusal(kit, undefined)).toBe('this root has no dpkg: unpacking under emulation');
 });
 
 describe('parseLdd', () => {

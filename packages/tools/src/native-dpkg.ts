@@ -38,6 +38,20 @@ export function dpkgSeries(version: string): string {
 }
 
 /**
+ * Why the kit must not unpack into a root whose dpkg has version `root` (undefined: it may). It
+ * may when the root's dpkg is of the host's release series (1.21.x: a Debian stable release's
+ * updates fix bugs and keep the database as it is); a root without dpkg has no apt steps to speed.
+ */
+export function kitRefusal(
+  kit: Pick<NativeDpkg, 'version'>,
+  root: string | undefined,
+): string | undefined {
+  if (root === undefined) return 'this root has no dpkg: unpacking under emulation';
+  if (dpkgSeries(root) === dpkgSeries(kit.version)) return undefined;
+  return `this root's dpkg ${root} is not of the host's dpkg ${kit.version} series: unpacking under emulation`;
+}
+
+/**
  * apt's dpkg inside the root. It announces itself once per step (the marker lives on the step's
  * /run tmpfs), so a build log shows which dpkg unpacked. Before each unpack it asks the root's
  * dpkg for its version: a step that upgrades dpkg to another release series (a dist-upgrade)
