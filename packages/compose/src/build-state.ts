@@ -85,7 +85,7 @@ export interface BuildOptions {
   /**
    * In the apt steps of a foreign template, unpack packages with the host's dpkg (the root's
    * dpkg, under emulation, still configures them). Default true; used only where the root's dpkg
-   * is the host's version.
+   * is of the host's release series.
    */
   nativeDpkg?: boolean;
   /**

@@ -12,8 +12,9 @@
  * call, configuring included, to the root's own dpkg: maintainer scripts, and dependency checks
  * that must see the root's architecture as its native one, stay emulated.
  *
- * The kit is used only for roots whose dpkg is the host's version, so both write the same
- * database: a root of another release is unpacked by its own dpkg under emulation, as before.
+ * The kit is used only for roots whose dpkg is of the host's release series (kitRefusal), so
+ * both write the same database: a root of another release is unpacked by its own dpkg under
+ * emulation, as before.
  */
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -26,7 +27,7 @@ export const NATIVE_DPKG_DIR = '/run/strata/native';
 /** A ready kit: `dir` is mounted read-only at NATIVE_DPKG_DIR; apt's dpkg is `wrapper`. */
 export interface NativeDpkg {
   dir: string;
-  /** The host dpkg's version: only a root with this dpkg may use the kit. */
+  /** The host dpkg's version: only a root with a dpkg of its series may use the kit. */
   version: string;
   /** Dir::Bin::dpkg for apt inside the root. */
   wrapper: string;
@@ -115,9 +116,10 @@ async function syncTree(dir: string): Promise<void> {
 }
 
 /**
- * The kit for this host's dpkg, made once under `cacheDir` (keyed by the host binaries, so an
- * upgraded host dpkg, or another wrapper, makes a new one). Undefined where it cannot be made: no dpkg, dpkg-deb or
- * patchelf on the host. The kit's dpkg is run once through its loader before it is kept.
+ * The kit for this host's dpkg, made once under `cacheDir` (keyed by the host binaries and the
+ * wrapper, so an upgraded host dpkg, or another wrapper, makes a new one). Undefined where it
+ * cannot be made: no dpkg, dpkg-deb or patchelf on the host. The kit's dpkg is run once through
+ * its loader before it is kept.
  */
 export async function nativeDpkg(cacheDir: string): Promise<NativeDpkg | undefined> {
   const dpkg = findOnPath('dpkg');
@@ -128,9 +130,10 @@ export async function nativeDpkg(cacheDir: string): Promise<NativeDpkg | undefin
     await runTool('dpkg-query', ['--showformat=${Version}', '--show', 'dpkg']).catch(() => '')
   ).trim();
   if (version === '') return undefined;
+  const wrapper = wrapperScript(version);
   const dir = path.join(
     cacheDir,
-    `dpkg-${version.replace(/[^A-Za-z0-9.+~-]/g, '_')}-${await digestOf([dpkg, dpkgDeb], wrapperScript(version))}`,
+    `dpkg-${version.replace(/[^A-Za-z0-9.+~-]/g, '_')}-${await digestOf([dpkg, dpkgDeb], wrapper)}`,
   );
   const kit = { dir, version, wrapper: `${NATIVE_DPKG_DIR}/dpkg-wrapper` };
   if (
@@ -181,7 +184,7 @@ export async function nativeDpkg(cacheDir: string): Promise<NativeDpkg | undefin
       path.join(tmp, 'dpkg'),
       '--version',
     ]);
-    await fsp.writeFile(path.join(tmp, 'dpkg-wrapper'), wrapperScript(version), { mode: 0o755 });
+    await fsp.writeFile(path.join(tmp, 'dpkg-wrapper'), wrapper, { mode: 0o755 });
     await syncTree(tmp);
     try {
       await fsp.rename(tmp, dir);
