@@ -289,7 +289,7 @@ export class Debuilder {
       const upper = path.join(work, 'upper');
       await fsp.mkdir(upper);
       // The build dependencies of an emulated buildchroot unpack natively, as in INSTALL.
-      const kit = emulated ? await this.runner.nativeDpkgFor(bc.packages) : undefined;
+      const kit = emulated ? await this.runner.emulation.nativeDpkgFor(bc.packages) : undefined;
       const { code, tail } = await this.runner.chroot(state, {
         work,
         upper,

@@ -1,37 +1,21 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import {
-  DebianPackage,
-  Descriptor,
-  Digest,
-  Distribution,
-  LayerRecord,
-  NoSpaceError,
-  StrataError,
-  chainId,
-} from '@strata/oci';
+import { Descriptor, Digest, Distribution, LayerRecord, chainId } from '@strata/oci';
 import { createLayer, packTree } from '@strata/layer';
 import { AptSources, aptConf, essentialAmong, parseDpkgStatus } from '@strata/debian';
-import { DEFAULT_EXCLUSIONS, isoDate, readRootfsFacts } from '@strata/template';
-import {
-  EmulatorMissingError,
-  NativeDpkg,
-  kitRefusal,
-  mmdebstrap,
-  nativeDpkg,
-  requireBootstrapEmulation,
-  requireEmulation,
-  runInSandbox,
-} from '@strata/tools';
+import { isoDate } from '@strata/template';
+import { NativeDpkg, runInSandbox } from '@strata/tools';
 import { AptState } from './apt-state';
+import { BOOTSTRAP_HOST_FILES, bootstrapStep } from './bootstrap-step';
 import { CacheEntry, writeCache } from './cache';
+import { Emulation } from './emulation';
 import { cleanUpper } from './upper';
 import { Snapshots } from './snapshots';
 import { statusOfLowers } from './remove';
 import type { Instruction } from './stratafile';
-import { BuildStepError, stepArchitecture, stepEnv } from './stage-keys';
+import { BuildStepError, stepEnv } from './stage-keys';
 import { stepCommand } from './step-command';
-import { OutputTail, Redactor, failureReason } from './step-output';
+import { OutputTail, Redactor, failureReason, fullDisk } from './step-output';
 import { BuildContext, StageState, chainOf, packageDelta, stackOf } from './build-state';
 
 /** The build secret that is apt's auth.conf for the apt steps. */
@@ -42,19 +26,16 @@ export const APT_AUTH_TARGET = '/etc/apt/auth.conf.d/strata.conf';
 /** A secret as the sandbox mounts it. */
 type StepSecret = { target: string; value: Buffer; mode: number };
 
-/** Host-provided files that BOOTSTRAP's output must not keep (mmdebstrap writes them). */
-const HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map((r) => r.pattern);
-
 /** Runs a layer step that missed the cache: in the sandbox (or mmdebstrap), then packs its layer. */
 export class StepRunner {
   private readonly snapshots: Snapshots;
   private readonly apt: AptState;
-  /** The host's dpkg for foreign roots, set up by the first apt step that runs emulated. */
-  private kit?: Promise<NativeDpkg | undefined>;
+  readonly emulation: Emulation;
 
   constructor(private readonly ctx: BuildContext) {
     this.snapshots = new Snapshots(ctx.store);
     this.apt = new AptState(ctx.store.root);
+    this.emulation = new Emulation(ctx);
   }
 
   async execute(
@@ -63,7 +44,7 @@ export class StepRunner {
     key: Digest,
     sources: AptSources | undefined,
   ): Promise<CacheEntry> {
-    const emulated = await this.requireEmulation(state, ins);
+    const emulated = await this.emulation.require(state, ins);
     const t0 = Date.now();
     const work = await this.snapshots.scratch('step');
     try {
@@ -74,7 +55,15 @@ export class StepRunner {
       if (ins.kind === 'BOOTSTRAP') {
         if (state.layers.length > 0)
           throw new BuildStepError(ins.loc, 'BOOTSTRAP needs FROM scratch');
-        info = await this.bootstrap(state, ins, upper, sources as AptSources);
+        info = await bootstrapStep(
+          this.ctx,
+          this.apt,
+          state,
+          ins,
+          upper,
+          sources as AptSources,
+          this.ctx.opts.secrets?.[APT_AUTH],
+        );
       } else {
         const chain = chainOf(state.layers);
         if (chain === undefined)
@@ -99,7 +88,7 @@ export class StepRunner {
       const cleaned = await cleanUpper(
         upper,
         lower,
-        ins.kind === 'BOOTSTRAP' ? [...HOST_FILES, ...state.excludes] : state.excludes,
+        ins.kind === 'BOOTSTRAP' ? [...BOOTSTRAP_HOST_FILES, ...state.excludes] : state.excludes,
       );
       const compression = this.ctx.opts.compression ?? 'zstd';
       const epoch = await this.ctx.epoch(state);
@@ -291,104 +280,6 @@ export class StepRunner {
     return out;
   }
 
-  /**
-   * A step of a foreign template runs under qemu-user: check, before anything starts, that this
-   * host can do that, so that the build fails on the step's line with the fix instead of with an
-   * "Exec format error" from inside the chroot (or mmdebstrap's own complaint). True when the
-   * step runs emulated.
-   */
-  private async requireEmulation(state: StageState, ins: Instruction): Promise<boolean> {
-    // A template that records no architecture is taken for amd64 in its key and config, but
-    // what it really holds is unknown here: let its steps try.
-    if (ins.kind !== 'BOOTSTRAP' && state.debArch === undefined) return false;
-    const arches =
-      ins.kind === 'BOOTSTRAP' && ins.architecture !== undefined
-        ? ins.architecture.split(',')
-        : [stepArchitecture(state, ins)];
-    try {
-      let emulated = false;
-      for (const arch of arches) {
-        if (ins.kind === 'BOOTSTRAP') await requireBootstrapEmulation(arch);
-        else emulated = !(await requireEmulation(arch)).native || emulated;
-      }
-      return emulated;
-    } catch (e) {
-      if (e instanceof EmulatorMissingError)
-        throw new BuildStepError(ins.loc, `${ins.kind}: ${e.message}`, {
-          cause: e,
-          ...(e.hint !== undefined ? { hint: e.hint } : {}),
-        });
-      throw e;
-    }
-  }
-
-  /**
-   * The host's dpkg for an emulated apt step in a root that holds `packages`, when the build
-   * allows it and the kit takes the root's dpkg (see kitRefusal). Otherwise the step's output
-   * says why its packages are unpacked under emulation.
-   */
-  async nativeDpkgFor(packages: readonly DebianPackage[]): Promise<NativeDpkg | undefined> {
-    if (this.ctx.opts.nativeDpkg === false) return undefined;
-    const say = (line: string) =>
-      this.ctx.emit({ type: 'output', chunk: Buffer.from(`strata: ${line}\n`) });
-    this.kit ??= nativeDpkg(path.join(this.ctx.store.root, '.strata', 'native')).catch(
-      (e: unknown) => {
-        say(
-          `the host's dpkg could not be set up for this root (${e instanceof Error ? e.message : String(e)}); unpacking under emulation`,
-        );
-        return undefined;
-      },
-    );
-    const kit = await this.kit;
-    if (kit === undefined) return undefined;
-    const why = kitRefusal(kit, packages.find((p) => p.name === 'dpkg')?.version);
-    if (why !== undefined) say(why);
-    return why === undefined ? kit : undefined;
-  }
-
-  private async bootstrap(
-    state: StageState,
-    ins: Extract<Instruction, { kind: 'BOOTSTRAP' }>,
-    target: string,
-    sources: AptSources,
-  ): Promise<{ distribution: Distribution; debArch?: string }> {
-    const work = path.dirname(target);
-    const sourcesFile = path.join(work, 'sources.list');
-    await fsp.writeFile(sourcesFile, sources.text);
-    await fsp.rmdir(target);
-    const sourcesKey = sources.digest.slice(7, 23);
-    const apt = await this.apt.checkout(sourcesKey, path.join(work, 'apt'));
-    const authConf = this.ctx.opts.secrets?.[APT_AUTH];
-    const authDir = path.join(work, 'apt-auth');
-    if (authConf !== undefined) await fsp.mkdir(authDir);
-    try {
-      await mmdebstrap({
-        suite: ins.suite,
-        target,
-        variant: ins.variant,
-        include: ins.include,
-        components: ins.components,
-        // Without --architecture: the platform being built, if one was asked for.
-        architecture: ins.architecture ?? state.debArch,
-        sources: ins.mirror ?? sourcesFile,
-        debCache: apt.archives,
-        sourceDateEpoch: await this.ctx.epoch(state),
-        ...(authConf !== undefined ? { auth: { conf: authConf, dir: authDir } } : {}),
-        onOutput: (chunk) => this.ctx.emit({ type: 'output', chunk }),
-        signal: this.ctx.opts.signal,
-      });
-    } catch (e) {
-      if (e instanceof StrataError)
-        throw new BuildStepError(ins.loc, `BOOTSTRAP ${ins.suite}: ${e.message}`, { cause: e });
-      throw e;
-    } finally {
-      // What was downloaded stays for the next build, even when the bootstrap failed later on.
-      if (!this.ctx.opts.signal?.aborted) await this.apt.checkin(sourcesKey, apt);
-    }
-    const facts = await readRootfsFacts(target);
-    return { distribution: facts.distribution, debArch: facts.architecture };
-  }
-
   private async runInRoot(
     state: StageState,
     ins: Instruction,
@@ -400,7 +291,7 @@ export class StepRunner {
   ): Promise<void> {
     const out = path.join(work, 'out');
     const apt = ins.kind === 'INSTALL' || ins.kind === 'UPGRADE';
-    const kit = apt && emulated ? await this.nativeDpkgFor(state.packages) : undefined;
+    const kit = apt && emulated ? await this.emulation.nativeDpkgFor(state.packages) : undefined;
     const { code, tail } = await this.chroot(state, {
       work,
       upper,
@@ -452,24 +343,4 @@ export class StepRunner {
 async function mkdirIn(dir: string): Promise<string> {
   await fsp.mkdir(dir, { recursive: true });
   return dir;
-}
-
-/** Free space below which a filesystem counts as full (the larger of this and 1% of it). */
-const LOW_SPACE = 16 << 20;
-
-/**
- * A step that failed saying the disk is full, when the filesystem its files go to (the upper
- * dir, in the store's snapshot directory) is in fact full: that directory, as a NoSpaceError. A
- * step that ran out of room elsewhere (a tmpfs of its own) keeps the step's own words.
- */
-export async function fullDisk(
-  upper: string,
-  output: string,
-  dir: string,
-): Promise<NoSpaceError | undefined> {
-  if (!/No space left on device|Disk quota exceeded/i.test(output)) return undefined;
-  const s = await fsp.statfs(upper).catch(() => undefined);
-  if (s === undefined) return undefined;
-  const free = s.bavail * s.bsize;
-  return free < Math.max(LOW_SPACE, (s.blocks * s.bsize) / 100) ? new NoSpaceError(dir) : undefined;
 }

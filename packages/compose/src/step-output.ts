@@ -1,3 +1,6 @@
+import { promises as fsp } from 'node:fs';
+import { NoSpaceError } from '@strata/oci';
+
 /** The last few kilobytes a step printed, so that a failure can say why even when quiet. */
 export class OutputTail {
   private chunks: Buffer[] = [];
@@ -96,4 +99,24 @@ export class Redactor {
   }
 
   static readonly MASK = Buffer.from('****');
+}
+
+/** Free space below which a filesystem counts as full (the larger of this and 1% of it). */
+const LOW_SPACE = 16 << 20;
+
+/**
+ * A step that failed saying the disk is full, when the filesystem its files go to (the upper
+ * dir, in the store's snapshot directory) is in fact full: that directory, as a NoSpaceError. A
+ * step that ran out of room elsewhere (a tmpfs of its own) keeps the step's own words.
+ */
+export async function fullDisk(
+  upper: string,
+  output: string,
+  dir: string,
+): Promise<NoSpaceError | undefined> {
+  if (!/No space left on device|Disk quota exceeded/i.test(output)) return undefined;
+  const s = await fsp.statfs(upper).catch(() => undefined);
+  if (s === undefined) return undefined;
+  const free = s.bavail * s.bsize;
+  return free < Math.max(LOW_SPACE, (s.blocks * s.bsize) / 100) ? new NoSpaceError(dir) : undefined;
 }
