@@ -1,6 +1,6 @@
 /** @type {import('jest').Config} */
 module.exports = {
-  testEnvironment: 'node',
+  testEnvironment: '<rootDir>/jest.environment.js',
   globalSetup: '<rootDir>/jest.global-setup.js',
   roots: ['<rootDir>'],
   testMatch: ['**/*.test.ts'],

@@ -10,8 +10,8 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { tmpDir as processTmpDir } from './support/processes';
 
 export const REPO_ROOT = path.resolve(__dirname, '..');
 /** The `strata` command as installed: the package's bin, which runs the built dist. */
@@ -21,8 +21,9 @@ export function haveTool(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
 }
 
+/** A temp dir named `strata-<prefix>-…`, removed when the test file ends (see processes.ts). */
 export function tmpDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `strata-${prefix}-`));
+  return processTmpDir(`strata-${prefix}-`);
 }
 
 export async function freePort(): Promise<number> {
