@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { validateSbom } from '@strata/sbom';
-import { SLOW, cleanupTmp, strataJson, strataOk } from './helpers';
+import { SLOW, cleanupTmp, minbaseRootfs, strataJson, strataOk } from './helpers';
 import { EXAMPLES, buildJson, readImage, storeWithBase } from './fixtures/build/harness';
 import { Proxy, Registry, startProxy, startRegistry } from './registry-fixtures';
 
@@ -177,8 +177,11 @@ test(
 );
 
 test('a template with none attached gets one made from its layers, and stderr says so', async () => {
-  const r = await strataOk(['sbom', 'base:v1'], { store });
-  expect(r.stderr).toMatch(/made from the layers of base:v1 \(none is attached\)/);
+  // A template made from a plain rootfs tar: only a build attaches SBOMs (and base:v1 was built).
+  const { minbaseTar } = await minbaseRootfs();
+  await strataOk(['template', 'create', minbaseTar, '-t', 'plain:1', '--name', 'plain'], { store });
+  const r = await strataOk(['sbom', 'plain:1'], { store });
+  expect(r.stderr).toMatch(/made from the layers of plain:1 \(none is attached\)/);
   const doc = JSON.parse(r.stdout) as SpdxDoc;
   expect(doc.packages.some((p) => p.name === 'bash')).toBe(true);
   const file = path.join(work, 'base.spdx.json');
