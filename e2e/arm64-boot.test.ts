@@ -181,6 +181,9 @@ it(
       expect([exe, elfMachine(exe)]).not.toEqual([exe, EM_AARCH64]);
     }
     expect(imageExecs.map(elfMachine)).toContain(EM_X86_64);
+    // Each disk is a few GB: keep one at a time on the CI machine's disk.
+    for (const f of ['traced.tar.zst', 'traced.img'])
+      fs.rmSync(path.join(work, f), { force: true });
   },
   30 * 60 * 1000,
 );
@@ -209,6 +212,7 @@ it(
     // The kernel was started as an EFI application (by systemd-boot).
     expect(console).toContain('EFI stub');
     expect(console).toContain(MARKER);
+    fs.rmSync(disk);
   },
   30 * 60 * 1000,
 );
