@@ -184,7 +184,7 @@ test('a template with none attached gets one made from its layers, and stderr sa
   expect(r.stderr).toMatch(/made from the layers of plain:1 \(none is attached\)/);
   const doc = JSON.parse(r.stdout) as SpdxDoc;
   expect(doc.packages.some((p) => p.name === 'bash')).toBe(true);
-  const file = path.join(work, 'base.spdx.json');
+  const file = path.join(work, 'plain.spdx.json');
   fs.writeFileSync(file, r.stdout);
   expect(independentlyValid('spdx', file)).toMatch(/^valid /);
 });
