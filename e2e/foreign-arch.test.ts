@@ -358,4 +358,32 @@ describe('derived steps FROM an arm64 template', () => {
     expect(readImage(store, 'plat-run:amd64').config.architecture).toBe('amd64');
     expect(readImage(store, 'plat-run:arm64').config.architecture).toBe('arm64');
   });
+
+  test("the host's dpkg the steps used is in df's apt caches, and gc --apt-cache frees it", async () => {
+    // Last in this block: it drops the apt caches the builds above filled.
+    const kits = path.join(store, '.strata/apt/native');
+    const kit = fs.readdirSync(kits).filter((n) => n.startsWith('dpkg-'));
+    expect(kit).toHaveLength(1);
+    // The kit's files: the host's dpkg, dpkg-deb, loader and libraries (some MB).
+    const filesOf = (d: string): string[] =>
+      fs
+        .readdirSync(d, { withFileTypes: true })
+        .flatMap((e) => (e.isDirectory() ? filesOf(path.join(d, e.name)) : [path.join(d, e.name)]));
+    const kitBytes = filesOf(path.join(kits, kit[0] as string)).reduce(
+      (n, f) => n + fs.lstatSync(f).size,
+      0,
+    );
+    expect(kitBytes).toBeGreaterThan(1_000_000);
+    type Df = { rows: Array<{ kind: string; bytes: number; reclaimable: number }> };
+    const aptRow = (df: Df) => df.rows.find((r) => r.kind === 'apt-cache');
+    const before = aptRow(await strataJson<Df>(['df'], { store }));
+    expect(before?.bytes).toBeGreaterThanOrEqual(kitBytes);
+    expect(before?.reclaimable).toBe(before?.bytes);
+    const gc = await strataJson<{ freed: { aptCache: { bytes: number } } }>(['gc', '--apt-cache'], {
+      store,
+    });
+    expect(gc.freed.aptCache.bytes).toBe(before?.bytes);
+    expect(fs.existsSync(kits)).toBe(false);
+    expect(aptRow(await strataJson<Df>(['df'], { store }))?.bytes).toBe(0);
+  });
 });

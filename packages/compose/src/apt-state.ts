@@ -6,8 +6,9 @@ import { withFileLock } from '@strata/store';
 /**
  * Where a store keeps apt's state between builds: `lists/<sources>` and `cache/<sources>` (the
  * indices and apt's parsed source cache, per sources), `archives` (downloaded .debs, shared) and
- * `check/<sources>` (the indices `strata check` downloads). None of it reaches a layer; `strata
- * gc --apt-cache` drops it.
+ * `check/<sources>` (the indices `strata check` downloads), and `native` (the host's dpkg set up
+ * to unpack in foreign roots, see @strata/tools nativeDpkg). None of it reaches a layer; `strata
+ * gc --apt-cache` drops it, and a build that needs it again remakes it.
  */
 export function aptStateDir(storeRoot: string): string {
   return path.join(storeRoot, '.strata', 'apt');

@@ -8,6 +8,7 @@ import {
   requireBootstrapEmulation,
   requireEmulation,
 } from '@strata/tools';
+import { aptStateDir } from './apt-state';
 import type { Instruction } from './stratafile';
 import { BuildStepError, stepArchitecture } from './stage-keys';
 import type { BuildContext, StageState } from './build-state';
@@ -62,7 +63,7 @@ export class Emulation {
     if (this.ctx.opts.nativeDpkg === false) return undefined;
     const say = (line: string) =>
       this.ctx.emit({ type: 'output', chunk: Buffer.from(`strata: ${line}\n`) });
-    this.kit ??= nativeDpkg(path.join(this.ctx.store.root, '.strata', 'native')).catch(
+    this.kit ??= nativeDpkg(path.join(aptStateDir(this.ctx.store.root), 'native')).catch(
       (e: unknown) => {
         say(
           `the host's dpkg could not be set up for this root (${e instanceof Error ? e.message : String(e)}); unpacking under emulation`,

@@ -196,7 +196,7 @@ export function planGc(
       why:
         busy && dropApt
           ? busyWhy
-          : 'apt lists and downloaded .debs, shared by every build on this store',
+          : "apt lists, downloaded .debs and the host's dpkg set up for foreign roots, shared by every build on this store",
       freedBy: busy && dropApt ? busyBy : 'strata gc --apt-cache',
     });
   }
