@@ -262,6 +262,66 @@ describe('RegistryClient against a scripted server', () => {
     expect(await c.tagList(2)).toEqual(['a', 'b', 'c']);
   });
 
+  it('uploads again when the connection drops during a one-PUT upload', async () => {
+    let puts = 0;
+    const srv = await fakeRegistry((req, res) => {
+      // The first PUT loses its connection half way through its body.
+      if (req.method === 'PUT' && puts++ === 0) {
+        let got = 0;
+        req.on('data', (c: Buffer) => {
+          got += c.length;
+          if (got > blob.length / 2) req.socket.destroy();
+        });
+        return;
+      }
+      whenRead(req, (body, url) => {
+        if (req.method === 'HEAD') res.writeHead(404).end();
+        else if (req.method === 'POST')
+          res.writeHead(202, { location: '/v2/x/blobs/uploads/u1' }).end();
+        else if (req.method === 'PUT')
+          res.writeHead(sha256(body) === url.searchParams.get('digest') ? 201 : 400).end();
+        else res.writeHead(500).end();
+      });
+    });
+    const c = client(srv);
+    expect(await c.pushBlob(desc, () => Readable.from([blob]))).toBe('uploaded');
+    expect(puts).toBe(2);
+  });
+
+  it("resumes a chunked upload from the registry's Range when a chunk's connection drops", async () => {
+    let received = Buffer.alloc(0);
+    let patches = 0;
+    const srv = await fakeRegistry((req, res) => {
+      if (req.method === 'PATCH' && patches++ === 1) {
+        req.once('data', () => req.socket.destroy());
+        return;
+      }
+      whenRead(req, (body, url) => {
+        if (req.method === 'HEAD') res.writeHead(404).end();
+        else if (req.method === 'POST')
+          res.writeHead(202, { location: '/v2/x/blobs/uploads/u1?_state=s' }).end();
+        else if (req.method === 'GET')
+          res.writeHead(204, { range: `0-${received.length - 1}` }).end();
+        else if (req.method === 'PATCH') {
+          received = Buffer.concat([received, body]);
+          res.writeHead(202, { location: '/v2/x/blobs/uploads/u1?_state=s' }).end();
+        } else if (req.method === 'PUT')
+          res.writeHead(sha256(received) === url.searchParams.get('digest') ? 201 : 400).end();
+        else res.writeHead(500).end();
+      });
+    });
+    const c = client(srv);
+    const outcome = await c.pushBlob(
+      desc,
+      (start, end) =>
+        Readable.from([blob.subarray(start ?? 0, end === undefined ? undefined : end + 1)]),
+      { chunkSize: 100000 },
+    );
+    expect(outcome).toBe('uploaded');
+    expect(received).toEqual(blob);
+    expect(srv.seen.filter((s) => s.startsWith('GET /v2/x/blobs/uploads'))).toHaveLength(1);
+  });
+
   it('uploads in chunks and commits with the digest', async () => {
     let received = Buffer.alloc(0);
     const srv = await fakeRegistry((req, res) => {

@@ -37,7 +37,11 @@ export function retriesSpent<E>(e: E): E {
  */
 export function isRetriable(e: unknown): boolean {
   if (typeof e === 'object' && e !== null && spent.has(e)) return false;
-  if (e instanceof RegistryError) return e.status !== undefined && RETRY_STATUS.has(e.status);
+  if (e instanceof RegistryError) {
+    if (e.status !== undefined) return RETRY_STATUS.has(e.status);
+    // A dropped connection, named with the registry and the request it broke.
+    return e.cause !== undefined && isRetriable(e.cause);
+  }
   const code = (e as NodeJS.ErrnoException)?.code;
   if (code && RETRY_ERRNO.has(code)) return true;
   return (e as Error)?.message === 'aborted';
