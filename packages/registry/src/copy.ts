@@ -21,6 +21,7 @@ import type { ContentSink, Digest, Graph, MediaType } from '@strata/oci';
 import { Store, storeContent, storeSink } from '@strata/store';
 import { PullOutcome, PushOutcome, RegistryClient, isIndexMediaType } from './client';
 import { registryContent, registrySink } from './content';
+import { isFallbackTag } from './fallback-tag';
 import { RegistryAuthError, RegistryError } from './errors';
 import { BlobSources } from './mount-hints';
 import type { TransportOptions } from './transport';
@@ -120,10 +121,19 @@ export async function push(
       hint: 'use <registry>/<repository>[:<tag>], e.g. localhost:5000/base:1.0',
     });
   }
-  if (target.digest !== undefined && target.tag === undefined) {
-    throw new InvalidArgumentError('push needs a tag to push to, not a digest');
+  if (target.digest !== undefined) {
+    throw new InvalidArgumentError(
+      `push target ${formatReference(target)} carries a digest: a push names a tag, and the registry gives the digest`,
+      { hint: 'drop the @sha256:… part' },
+    );
   }
   const tag = target.tag ?? 'latest';
+  if (isFallbackTag(tag)) {
+    throw new InvalidArgumentError(
+      `push target tag ${tag} is the form of the registry's referrers tags (an image's SBOMs and other artifacts): an image pushed there would be overwritten`,
+      { hint: 'push to another tag: strata push <local> <registry>/<repository>:<tag>' },
+    );
+  }
   const client = new RegistryClient({
     ...transportOpts(opts, target.registry),
     repository: target.repository,
@@ -259,9 +269,13 @@ function withSaveBeforeManifests<O extends string>(
   };
 }
 
-/** The local tag a pull gets by default: `<registry>/<repository>:<tag>` (or `:sha256-<hex>`). */
+/**
+ * The local tag a pull gets by default: `<registry>/<repository>:<tag>`, or for a pull by digest
+ * `:digest-sha256-<hex>` (not `sha256-<hex>`, the registry's referrers tag of that image).
+ */
 export function defaultLocalTag(source: Reference): string {
-  const tag = source.tag ?? (source.digest ? source.digest.replace(':', '-') : 'latest');
+  const tag =
+    source.tag ?? (source.digest ? `digest-${source.digest.replace(':', '-')}` : 'latest');
   return formatReference({
     ...(source.registry ? { registry: source.registry } : {}),
     repository: source.repository,

@@ -14,6 +14,16 @@ describe('ManifestNotFoundError says what is missing', () => {
     );
   });
 
+  test("the referrers fallback's sha256-<hex> tags are not offered as tags", () => {
+    const fallback = `sha256-${'b'.repeat(64)}`;
+    expect(missing('2.1', true, ['2.0', fallback])).toBe(
+      'reg.example:5000/acme/base has no tag 2.1 (its tags: 2.0)',
+    );
+    expect(missing('2.1', true, [fallback])).toBe(
+      'reg.example:5000/acme/base has no tag 2.1 (it has no tags at all)',
+    );
+  });
+
   test('a long tag list is cut short and counted', () => {
     const tags = Array.from({ length: 25 }, (_, i) => `v${i + 1}`);
     expect(missing('v0', true, tags)).toBe(

@@ -1,4 +1,5 @@
 import { ErrorCode, ErrorOptions, StrataError } from '@strata/oci';
+import { isFallbackTag } from './fallback-tag';
 
 /** One entry of an OCI distribution error body (`{"errors":[{code,message}]}`). */
 export interface DistributionError {
@@ -86,6 +87,8 @@ function describeMissing(
   const where = `${registry}/${repository}`;
   if (reference.startsWith('sha256:')) return `${where} has no manifest ${reference}`;
   if (tags === undefined) return `${where} has no tag ${reference}`;
+  // The referrers fallback's tags (sha256-<hex>) name no image a user could mean.
+  tags = tags.filter((t) => !isFallbackTag(t));
   if (tags.length === 0) return `${where} has no tag ${reference} (it has no tags at all)`;
   // Registries list tags in no useful order; versions read best in numeric order (1.9, 1.10).
   const sorted = [...tags].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));

@@ -32,7 +32,7 @@ export {
 } from './client';
 export { registryContent, registrySink, type RegistrySinkOptions } from './content';
 export { MANIFEST_ACCEPT, MAX_MANIFEST } from './manifests';
-export { fallbackTag } from './referrers';
+export { fallbackTag } from './fallback-tag';
 export {
   push,
   pull,

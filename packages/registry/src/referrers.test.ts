@@ -15,7 +15,7 @@ import {
 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { pull, push } from './copy';
-import { fallbackTag } from './referrers';
+import { fallbackTag } from './fallback-tag';
 
 /**
  * A scripted registry on 127.0.0.1 that keeps blobs and manifests in memory. With `api` it has

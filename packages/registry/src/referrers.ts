@@ -1,24 +1,9 @@
-import {
-  Descriptor,
-  Digest,
-  ImageIndex,
-  MediaTypes,
-  digestHex,
-  encodeJson,
-  isDigest,
-} from '@strata/oci';
+import { Descriptor, Digest, ImageIndex, MediaTypes, encodeJson, isDigest } from '@strata/oci';
 import { RegistryError } from './errors';
+import { fallbackTag } from './fallback-tag';
 import { headerValue } from './http';
 import * as manifests from './manifests';
 import type { Repo } from './repository';
-
-/**
- * The tag of the referrers fallback (OCI distribution spec 1.1): `sha256-<hex of subject>`
- * holds an image index of the referrers' descriptors, on a registry without the referrers API.
- */
-export function fallbackTag(subject: Digest): string {
-  return `sha256-${digestHex(subject)}`;
-}
 
 /** The descriptors of an index's manifests that are well formed; the rest are left out. */
 function descriptorsOf(body: Buffer): Descriptor[] {

@@ -148,7 +148,9 @@ export class Transport {
           code === 'ECONNRESET' ||
           /wrong version number|packet length too long/i.test((e as Error).message);
         const mayHttp = this.opts.insecure || isLoopback(this.registry);
-        if (!mayHttp || !notTls) throw this.networkError(e, `https://${this.registry}/v2/`);
+        // Where plain http would have been tried next, the scheme is not what failed.
+        if (!mayHttp || !notTls)
+          throw this.networkError(e, mayHttp ? 'GET /v2/' : `https://${this.registry}/v2/`);
         base = httpBase;
         res = await withRetries(this.policy, () =>
           this.http.send(new URL('/v2/', httpBase), 'GET', {}),
