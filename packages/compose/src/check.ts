@@ -31,6 +31,7 @@ import {
   envOfConfig,
   inheritScope,
   isLayerStep,
+  startStage,
 } from './stage-keys';
 import { DebuildInstruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
 import { debuildKey } from './debuild-key';
@@ -273,6 +274,7 @@ export async function checkTemplate(
   };
   for (const st of chain) {
     if (st !== root) scope = inheritScope(scope);
+    startStage(scope, st.steps);
     for (const ins of st.steps) {
       if (await keys.apply(scope, ins)) continue;
       if (ins.kind === 'DEBUILD') debuilds.push({ ins, scope: copyScope(scope) });
@@ -331,7 +333,15 @@ export async function checkTemplate(
       'check',
       `${digestHex(src.digest).slice(0, 16)}-${meta.architecture}`,
     );
-    const versions = await availableVersions(src, meta.architecture, dir, opts.aptAuth);
+    // The Release files the keys above were computed against: an unchanged mirror is not read again.
+    const mirror = await keys.releasesOf(src);
+    const versions = await availableVersions(
+      src,
+      meta.architecture,
+      dir,
+      opts.aptAuth,
+      mirror?.releases,
+    );
     for (const p of meta.packages) {
       const avail = versions.get(`${p.name}:${p.architecture}`);
       if (avail !== undefined && compareDebianVersions(avail, p.version) > 0) {
