@@ -192,7 +192,7 @@ describe('a three-level chain: base → middleware → app', () => {
           entries.filter((e) => /^usr\/share\/(doc|man)\/./.test(e) && !/(^|\/)\.wh\./.test(e)),
         ).toEqual([]);
     }
-    // The base keeps its docs: EXCLUDE applies to the steps after it.
+    // The base keeps its docs: EXCLUDE applies to what the stage's steps add.
     expect(fs.existsSync(path.join(baseTree, 'usr/share/doc/bash'))).toBe(true);
     expect(fs.existsSync(path.join(appTree, 'usr/share/doc/openssh-server'))).toBe(false);
   });

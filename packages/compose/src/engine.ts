@@ -15,7 +15,7 @@ import { debianArchitecture, debianArchitectureOf, notInstalled } from '@strata/
 import { readCache } from './cache';
 import { Instruction, Stage, Stratafile, parseStratafile } from './stratafile';
 import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
-import { BuildStepError, StageKeys, StepKey } from './stage-keys';
+import { BuildStepError, StageKeys, StepKey, startStage } from './stage-keys';
 import {
   BuildContext,
   BuildEvent,
@@ -197,6 +197,7 @@ export class Builder implements BuildContext {
     const locked = lock?.stages[stage.index];
     const state = await resolveFrom(this, stage, locked);
     const steps = stage.steps;
+    startStage(state, steps);
     for (const [i, ins] of steps.entries()) {
       this.checkAbort();
       this.emit({

@@ -14,6 +14,7 @@ import {
   inheritScope,
   isLayerStep,
   stepArchitecture,
+  startStage,
   stepEnv,
 } from './stage-keys';
 import { Instruction, Stage, parseStratafile } from './stratafile';
@@ -243,6 +244,24 @@ test('EXCLUDE changes the keys of the steps after it, and of those only', async 
   expect((await keys.keyFor(other, run, undefined)).key).not.toBe(after);
   // A later stage inherits the globs, so its keys carry them too.
   expect((await keys.keyFor(inheritScope(scope), run, undefined)).key).toBe(after);
+});
+
+test("a stage's EXCLUDE holds from its first step, wherever it stands in the stage", async () => {
+  const keys = new StageKeys({ context: dir, aptSources: hostList() });
+  const sf = parseStratafile(
+    'FROM base\nRUN true\nEXCLUDE usr/share/doc/**\nRUN false\nEXCLUDE usr/share/doc/** opt/x\n',
+    file(),
+    {},
+  );
+  const steps = (sf.stages[0] as Stage).steps;
+  const scope: StepScope = { env: new Map(), args: new Map(), excludes: [] };
+  startStage(scope, steps);
+  expect(scope.excludes).toEqual(['usr/share/doc/**', 'opt/x']);
+  // The EXCLUDE lines themselves then change nothing: every step of the stage has one key scope.
+  const first = (await keys.keyFor(scope, steps[0] as Instruction, undefined)).key;
+  for (const ins of steps) await keys.apply(scope, ins);
+  expect(scope.excludes).toEqual(['usr/share/doc/**', 'opt/x']);
+  expect((await keys.keyFor(scope, steps[0] as Instruction, undefined)).key).toBe(first);
 });
 
 /** The keys of TEXT's stage `two` (BOOTSTRAP aside), in a scope of Debian architecture `arch`. */

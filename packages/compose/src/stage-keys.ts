@@ -43,7 +43,10 @@ export interface StepScope {
   args: Map<string, string>;
   /** The last SOURCES in force (inherited from a FROM stage); unset: the build's default. */
   sources?: AptSources;
-  /** EXCLUDE globs so far (inherited from a FROM stage): they shape every later layer. */
+  /**
+   * EXCLUDE globs in force: those of the stage, wherever in it they stand, and those inherited
+   * from a FROM stage. They shape every layer the stage adds.
+   */
   excludes: string[];
   /**
    * The Debian architecture the steps run as: the FROM template's, what BOOTSTRAP made, or
@@ -72,6 +75,20 @@ export function inheritScope(from: StepScope): StepScope {
     excludes: [...from.excludes],
     ...(from.debArch !== undefined ? { debArch: from.debArch } : {}),
   };
+}
+
+/**
+ * Put the EXCLUDE globs of a stage's `steps` in force from its first step: an EXCLUDE keeps its
+ * paths out of the whole template, so it also holds for the steps written before it.
+ */
+export function startStage(
+  scope: Pick<StepScope, 'excludes'>,
+  steps: readonly Instruction[],
+): void {
+  for (const ins of steps) {
+    if (ins.kind !== 'EXCLUDE') continue;
+    for (const g of ins.globs) if (!scope.excludes.includes(g)) scope.excludes.push(g);
+  }
 }
 
 /** A copy of `scope` that later instructions do not change. */
@@ -173,7 +190,8 @@ export class StageKeys {
         scope.args.set(ins.name, ins.value ?? '');
         return true;
       case 'EXCLUDE':
-        scope.excludes.push(...ins.globs);
+        // In force already since the stage started (startStage).
+        startStage(scope, [ins]);
         return true;
       case 'SOURCES': {
         const file = path.resolve(this.context, ins.file);
