@@ -175,6 +175,31 @@ d('registry without auth (plain http on loopback)', () => {
       ),
     );
     expect(byDigest).toMatchObject({ digest, tag: 'local:1', downloaded: 0, present: 2 });
+    // Without -t, a pull by digest gets a tag that is not the registry's referrers tag.
+    const untagged = json<PullJson>(
+      await strataOk(['--store', storeB, '--json', 'pull', `${reg.host}/from-skopeo@${digest}`], {
+        env,
+      }),
+    );
+    expect(untagged.tag).toBe(`${reg.host}/from-skopeo:digest-${digest.replace(':', '-')}`);
+    // Pulling another image under a tag in use moves the tag, and says so.
+    const tiny = path.join(work, 'tiny-rootfs');
+    fs.mkdirSync(path.join(tiny, 'etc'), { recursive: true });
+    fs.writeFileSync(path.join(tiny, 'etc/tiny'), 'tiny\n');
+    await strataOk(
+      ['--store', storeB, 'template', 'create', tiny, '-t', 'tiny:1', '--name', 'tiny'],
+      {
+        env,
+      },
+    );
+    await strataOk(['--store', storeB, 'push', 'tiny:1', `${reg.host}/tiny:1`], { env });
+    const moved = await strataOk(
+      ['--store', storeB, 'pull', `${reg.host}/tiny:1`, '-t', 'local:1'],
+      {
+        env,
+      },
+    );
+    expect(moved.stderr).toMatch(/note: tag local:1 moved from \S+ to \S+/);
     await strataOk(['--store', storeB, 'fsck'], { env });
   });
 

@@ -77,6 +77,8 @@ export interface PushResult extends TransferSummary {
 export interface PullResult extends TransferSummary {
   source: string;
   tag: string;
+  /** The image the local tag named before, when the pull moved it to another. */
+  movedFrom?: Digest;
   downloaded: number;
   present: number;
 }
@@ -352,11 +354,15 @@ export async function pull(
       // A config the store cannot read as an image config still pulls, with no platform.
       const platform = await store.platformOf(root.descriptor).catch(() => undefined);
       if (platform) rootDesc.platform = platform;
-      await Promise.all([store.tag(localTag, rootDesc), sources.save().catch(() => undefined)]);
+      const [before] = await Promise.all([
+        store.tag(localTag, rootDesc),
+        sources.save().catch(() => undefined),
+      ]);
       const { bytes, ...rest } = counts;
       return {
         source: formatReference(source),
         tag: localTag,
+        ...(before && before.digest !== rootDesc.digest ? { movedFrom: before.digest } : {}),
         ...summary(root.descriptor, graph, t0, bytes),
         ...rest,
       };
