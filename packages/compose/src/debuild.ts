@@ -291,6 +291,7 @@ export class Debuilder {
       // The build dependencies of an emulated buildchroot unpack natively, as in INSTALL.
       const kit = emulated ? await this.runner.emulation.nativeDpkgFor(bc.packages) : undefined;
       const { code, tail } = await this.runner.chroot(state, {
+        ins,
         work,
         upper,
         lower,

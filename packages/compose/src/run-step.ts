@@ -1,6 +1,13 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Descriptor, Digest, Distribution, LayerRecord, chainId } from '@strata/oci';
+import {
+  Descriptor,
+  Digest,
+  Distribution,
+  LayerRecord,
+  ToolFailedError,
+  chainId,
+} from '@strata/oci';
 import { createLayer, packTree } from '@strata/layer';
 import { AptSources, aptConf, essentialAmong, parseDpkgStatus } from '@strata/debian';
 import { isoDate } from '@strata/template';
@@ -159,6 +166,8 @@ export class StepRunner {
   async chroot(
     state: StageState,
     o: {
+      /** The instruction the step runs, for its errors. */
+      ins: Instruction;
       work: string;
       upper: string;
       lower: string[];
@@ -254,6 +263,11 @@ export class StepRunner {
         command: o.command,
         onOutput: (chunk) => emit(redactor.push(chunk)),
         signal: this.ctx.opts.signal,
+      }).catch((e: unknown) => {
+        // The sandbox could not set up the step's root: a failure of this step's line all the same.
+        if (e instanceof ToolFailedError && e.tool === 'sandbox')
+          throw new BuildStepError(o.ins.loc, `${o.ins.kind}: ${e.message}`, { cause: e });
+        throw e;
       });
       emit(redactor.end());
     } finally {
@@ -293,6 +307,7 @@ export class StepRunner {
     const apt = ins.kind === 'INSTALL' || ins.kind === 'UPGRADE';
     const kit = apt && emulated ? await this.emulation.nativeDpkgFor(state.packages) : undefined;
     const { code, tail } = await this.chroot(state, {
+      ins,
       work,
       upper,
       lower,

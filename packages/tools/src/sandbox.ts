@@ -62,8 +62,31 @@ for d in proc sys dev run; do
   [ -d "$M/$d" ] || mkdir -p "$(safe "$M/$d")"
 done
 mount -t proc proc "$(safe "$M/proc")"
-mount --rbind /sys "$(safe "$M/sys")"
-mount --rbind /dev "$(safe "$M/dev")"
+# The kernel's settings are the host's: a step reads them, never changes them.
+for p in sys sysrq-trigger; do
+  [ -e "$M/proc/$p" ] || continue
+  mount --bind "$M/proc/$p" "$M/proc/$p"
+  mount -o remount,bind,ro "$M/proc/$p"
+done
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$(safe "$M/sys")"
+# A /dev of the step's own, as a container has: what a step (or a maintainer script) removes or
+# adds there never reaches the host's /dev, and no disk of the host is in it.
+D=$(safe "$M/dev")
+mount -t tmpfs -o mode=0755,nosuid,noexec tmpfs "$D"
+mknod -m 0666 "$D/null" c 1 3
+mknod -m 0666 "$D/zero" c 1 5
+mknod -m 0666 "$D/full" c 1 7
+mknod -m 0666 "$D/random" c 1 8
+mknod -m 0666 "$D/urandom" c 1 9
+mknod -m 0666 "$D/tty" c 5 0
+ln -s /proc/self/fd "$D/fd"
+ln -s /proc/self/fd/0 "$D/stdin"
+ln -s /proc/self/fd/1 "$D/stdout"
+ln -s /proc/self/fd/2 "$D/stderr"
+mkdir "$D/pts" "$D/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts "$D/pts"
+ln -s pts/ptmx "$D/ptmx"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$D/shm"
 mount -t tmpfs -o mode=0755 tmpfs "$(safe "$M/run")"
 mkdir -p "$M/run/strata"
 if [ -n "$SB_STAGE" ]; then cp -a "$SB_STAGE/." "$M/run/strata/"; fi
@@ -285,14 +308,19 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
       cleanup: true,
     },
   );
-  child.all?.on('data', (c: Buffer) => spec.onOutput?.(c));
+  let ready = false;
+  // What the sandbox said before the step started: the cause, when setting up the root fails.
+  let setupOutput = '';
+  child.all?.on('data', (c: Buffer) => {
+    if (!ready) setupOutput = (setupOutput + c.toString('utf8')).slice(-4096);
+    spec.onOutput?.(c);
+  });
   const secretPipe = secrets.length > 0 ? child.stdio[4] : undefined;
   if (secretPipe && 'end' in secretPipe) {
     // A sandbox that fails before it reads them closes the pipe: its exit code says why.
     secretPipe.on('error', () => undefined);
     secretPipe.end(Buffer.concat(secrets.map((x) => x.value)));
   }
-  let ready = false;
   const setup = child.stdio[3];
   const setupDone = new Promise<void>((resolve) => {
     if (!setup) return resolve();
@@ -317,6 +345,18 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
       );
     if (r.exitCode === undefined || r.exitCode === null) {
       throw new ToolFailedError('sandbox', `killed by ${r.signal ?? 'a signal'}`);
+    }
+    if (!ready && r.exitCode !== 0) {
+      // Not the step's failure: its command never ran. The first line says why (mount and
+      // mkdir print the cause first, and a hint after it).
+      const cause = setupOutput
+        .split('\n')
+        .map((l) => l.trim())
+        .find((l) => l !== '');
+      throw new ToolFailedError(
+        'sandbox',
+        `the step's root could not be set up (exit ${r.exitCode})${cause ? `: ${cause}` : ''}`,
+      );
     }
     return r.exitCode;
   } finally {

@@ -1,0 +1,126 @@
+/**
+ * A build step runs in a root of its own, and the build host is not part of it: the step has a
+ * /dev of its own, a read-only /sys and read-only kernel settings. A Stratafile, or a maintainer
+ * script, that removes /dev/null or writes /proc/sys must leave the host as it was. (A step once
+ * shared the host's /dev: `RUN rm /dev/null` removed the host's.)
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { SLOW, cleanupTmp, minbaseRootfs, runOk, show, strata, strataOk, tmpDir } from './helpers';
+
+jest.setTimeout(SLOW);
+
+let work: string;
+let store: string;
+let contexts = 0;
+
+beforeAll(async () => {
+  work = tmpDir('strata-isolation-');
+  store = path.join(work, 'store');
+  const { minbaseTar } = await minbaseRootfs();
+  await strataOk(['template', 'create', minbaseTar, '-t', 'base:v1', '--name', 'base'], {
+    store,
+  });
+});
+
+afterAll(() => cleanupTmp());
+
+async function build(steps: string, tag: string) {
+  const dir = path.join(work, `ctx-${++contexts}`);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'Stratafile'), `FROM base:v1\n${steps}\n`);
+  return strata(['build', '-q', '-t', tag, dir], { store });
+}
+
+/** A file of a built template, read from its flattened rootfs. */
+async function fileOf(ref: string, file: string): Promise<string> {
+  const tar = path.join(work, `${ref.replace(/\W/g, '-')}.tar`);
+  if (!fs.existsSync(tar)) await strataOk(['flatten', ref, '--rootfs', tar], { store });
+  return (await runOk('tar', ['-xOf', tar, file])).stdout;
+}
+
+function isHostNull(): boolean {
+  const st = fs.statSync('/dev/null');
+  return st.isCharacterDevice() && st.rdev === 0x103;
+}
+
+let devIsPrivate = false;
+
+test("what a step creates in /dev reaches neither the host's /dev nor the layer", async () => {
+  const probe = `strata-probe-${randomBytes(4).toString('hex')}`;
+  const r = await build(`RUN touch /dev/${probe} && test -e /dev/${probe}`, 'probe:v1');
+  expect(show(r)).toMatch(/^exit 0/);
+  const leaked = fs.existsSync(`/dev/${probe}`);
+  if (leaked) fs.rmSync(`/dev/${probe}`);
+  expect(leaked).toBe(false);
+  const tar = path.join(work, 'probe.tar');
+  await strataOk(['flatten', 'probe:v1', '--rootfs', tar], { store });
+  expect((await runOk('tar', ['-tf', tar])).stdout).not.toContain(probe);
+  devIsPrivate = true;
+});
+
+test("a step that removes /dev/null and /dev/zero leaves the host's", async () => {
+  // Only where the step's /dev is known to be its own: otherwise this would break the host.
+  if (!devIsPrivate) throw new Error("the step's /dev is the host's: not removing /dev/null");
+  expect(isHostNull()).toBe(true);
+  const r = await build('RUN rm -f /dev/null /dev/zero && test ! -e /dev/null', 'rm-null:v1');
+  expect(show(r)).toMatch(/^exit 0/);
+  expect(isHostNull()).toBe(true);
+  expect(fs.statSync('/dev/zero').isCharacterDevice()).toBe(true);
+});
+
+test('the devices a build uses work in a step: null, zero, urandom, fd, a pty, shm', async () => {
+  const r = await build(
+    [
+      'RUN echo discarded > /dev/null && head -c 4 /dev/zero | od -An -tx1 | tr -d " " > /etc/zero',
+      'RUN head -c 32 /dev/urandom | wc -c > /etc/urandom && ls /dev/fd/ > /dev/null',
+      'RUN echo in-shm > /dev/shm/t && cat /dev/shm/t > /etc/shm && readlink /dev/stdout > /etc/stdout',
+      // script(1) runs `tty` on a pseudo-terminal of the step's own devpts.
+      "RUN script -qec tty /dev/null | tr -d '\\r' > /etc/tty",
+    ].join('\n'),
+    'devices:v1',
+  );
+  expect(show(r)).toMatch(/^exit 0/);
+  expect(await fileOf('devices:v1', 'etc/zero')).toBe('00000000\n');
+  expect(await fileOf('devices:v1', 'etc/urandom')).toBe('32\n');
+  expect(await fileOf('devices:v1', 'etc/shm')).toBe('in-shm\n');
+  expect(await fileOf('devices:v1', 'etc/stdout')).toBe('/proc/self/fd/1\n');
+  expect(await fileOf('devices:v1', 'etc/tty')).toMatch(/^\/dev\/pts\/\d+\n$/);
+});
+
+test("the kernel's settings, sysrq and /sys are read-only in a step", async () => {
+  const refused = (what: string) =>
+    `if ${what} 2>/dev/null; then echo "${what}: allowed"; exit 1; fi`;
+  const r = await build(
+    [
+      `RUN ${refused('echo 1 > /proc/sys/vm/drop_caches')}`,
+      `RUN ${refused('echo h > /proc/sysrq-trigger')}`,
+      `RUN ${refused('touch /sys/kernel/strata-probe')}`,
+      'RUN cat /proc/sys/kernel/osrelease > /etc/osrelease && test -d /sys/kernel',
+    ].join('\n'),
+    'kernel:v1',
+  );
+  expect(show(r)).toMatch(/^exit 0/);
+  expect(await fileOf('kernel:v1', 'etc/osrelease')).toBe(
+    fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8'),
+  );
+});
+
+test("a root the sandbox cannot set up fails as the sandbox's, with its cause, not the step's", async () => {
+  // A template whose /proc is a file: the step's proc mount point cannot be made.
+  const tree = path.join(work, 'proc-file');
+  fs.mkdirSync(path.join(tree, 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(tree, 'proc'), 'not a directory\n');
+  await strataOk(['template', 'create', tree, '-t', 'proc-file:v1', '--name', 'proc-file'], {
+    store,
+  });
+  const dir = path.join(work, `ctx-${++contexts}`);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'Stratafile'), 'FROM proc-file:v1\nRUN true\n');
+  const r = await strata(['build', '-q', '-t', 'never:v1', dir], { store });
+  expect(r.code).not.toBe(0);
+  expect(r.stderr.trim().split('\n').at(-1)).toMatch(
+    /^strata: error: .*Stratafile:2:1: .*the step's root could not be set up \(exit 1\): mkdir: cannot create directory .*File exists/,
+  );
+});
