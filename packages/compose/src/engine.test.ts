@@ -143,3 +143,24 @@ test('a build attaches one SPDX and one CycloneDX SBOM to its image, and a rebui
   await build(store, { file, tag: 'sbom:1', writeLock: false });
   expect(await types()).toEqual(['application/spdx+json', 'application/vnd.cyclonedx+json']);
 });
+
+test('a --target build keeps the Stratafile.lock entries of the stages it did not build', async () => {
+  await store.tag('second-base:1', await store.resolve('platform-two:1'));
+  const file = stratafile('targeted', [
+    'FROM platform-one:1 AS first',
+    'FEATURE one',
+    'FROM second-base:1 AS second',
+    'FEATURE two',
+  ]);
+  await build(store, { file, tag: 'targeted:1' });
+  const lockFile = `${file}.lock`;
+  const full = JSON.parse(fs.readFileSync(lockFile, 'utf8')) as { stages: unknown[] };
+  expect(full.stages).toHaveLength(2);
+  await build(store, { file, tag: 'targeted-first:1', target: 'first' });
+  expect(JSON.parse(fs.readFileSync(lockFile, 'utf8'))).toEqual(full);
+  // So a --frozen build of the whole file still holds the second stage to its base.
+  await store.tag('second-base:1', await store.resolve('platform-one:1'));
+  await expect(build(store, { file, tag: 'targeted:1', frozen: true })).rejects.toThrow(
+    /--frozen: FROM second-base:1 now resolves to/,
+  );
+});

@@ -14,7 +14,14 @@ import { Store, normalizeTag } from '@strata/store';
 import { debianArchitecture, debianArchitectureOf, notInstalled } from '@strata/debian';
 import { readCache } from './cache';
 import { Instruction, Stage, Stratafile, parseStratafile } from './stratafile';
-import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
+import {
+  LockFile,
+  LockedStage,
+  readLockFile,
+  lockPathFor,
+  updatedLock,
+  writeLockFile,
+} from './lockfile';
 import { BuildStepError, StageKeys, StepKey } from './stage-keys';
 import {
   BuildContext,
@@ -161,13 +168,10 @@ export class Builder implements BuildContext {
     });
     let written: string | undefined;
     if (this.opts.writeLock !== false && !this.opts.frozen) {
-      const doc: LockFile = {
-        lockfileVersion: 1,
-        stages: sf.stages
-          .slice(0, targetIndex + 1)
-          .map((s) => (this.stages.get(stageKey(s)) as StageState).lock),
-      };
-      await writeLockFile(lockFile, doc);
+      const built = sf.stages
+        .slice(0, targetIndex + 1)
+        .map((s) => (this.stages.get(stageKey(s)) as StageState).lock);
+      await writeLockFile(lockFile, updatedLock(lock, built));
       written = lockFile;
     }
     const debs = this.debs.debs.map((d) => ({
