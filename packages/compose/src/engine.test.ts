@@ -164,3 +164,20 @@ test('a --target build keeps the Stratafile.lock entries of the stages it did no
     /--frozen: FROM second-base:1 now resolves to/,
   );
 });
+
+test('a --build-arg that no ARG declares is reported once as a warning', async () => {
+  const file = stratafile('unused-arg', ['FROM platform-one:1', 'ARG USED', 'FEATURE x']);
+  const events: BuildEvent[] = [];
+  await build(store, {
+    file,
+    writeLock: false,
+    buildArgs: { USED: '1', TYPO: '2' },
+    onEvent: (e) => events.push(e),
+  });
+  expect(events.filter((e) => e.type === 'warning')).toEqual([
+    {
+      type: 'warning',
+      message: 'build arg TYPO is not used: no ARG in Stratafile declares it',
+    },
+  ]);
+});

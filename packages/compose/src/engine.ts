@@ -64,12 +64,14 @@ export class Builder implements BuildContext {
   /**
    * `platform`: the one this run builds for, when one was asked for. `part` marks a run that is
    * one platform of several: it tags nothing, and keeps its lock in `<Stratafile>.<arch>.lock`.
+   * `quietArgs`: a later platform's run, which leaves the unused build args to the first's warning.
    */
   constructor(
     readonly store: Store,
     readonly opts: BuildOptions,
     readonly platform?: PlatformSelector,
     private readonly part = false,
+    private readonly quietArgs = false,
   ) {
     this.context = path.resolve(opts.context ?? path.dirname(opts.file));
     this.keys = new StageKeys({
@@ -114,6 +116,14 @@ export class Builder implements BuildContext {
       ...(this.platform ? platformArgs(this.platform) : {}),
       ...(this.opts.buildArgs ?? {}),
     });
+    // Only what the caller passed: the platform's TARGET* args are there for a Stratafile that
+    // declares them. One warning per build, not one per platform.
+    const unused = sf.unusedBuildArgs.filter((k) => Object.hasOwn(this.opts.buildArgs ?? {}, k));
+    if (unused.length > 0 && !this.quietArgs)
+      this.emit({
+        type: 'warning',
+        message: `${unused.length === 1 ? 'build arg' : 'build args'} ${unused.join(', ')} ${unused.length === 1 ? 'is' : 'are'} not used: no ARG in ${path.basename(this.opts.file)} declares ${unused.length === 1 ? 'it' : 'them'}`,
+      });
     const lockFile = lockPathFor(
       this.opts.file,
       this.part && this.platform ? debianArchitectureOf(this.platform) : undefined,
@@ -395,9 +405,9 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
     const parts = [];
     let cacheHits = 0;
     let stepsRun = 0;
-    for (const platform of platforms) {
+    for (const [i, platform] of platforms.entries()) {
       opts.onEvent?.({ type: 'platform', platform: formatPlatform(platform) });
-      const r = await new Builder(store, opts, platform, true).build();
+      const r = await new Builder(store, opts, platform, true, i > 0).build();
       cacheHits += r.cacheHits;
       stepsRun += r.stepsRun;
       parts.push({ platform, descriptor: r.descriptor, manifest: r.manifest, config: r.config });
