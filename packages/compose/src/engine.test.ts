@@ -181,3 +181,36 @@ test('a --build-arg that no ARG declares is reported once as a warning', async (
     },
   ]);
 });
+
+async function configOf(tag: string): Promise<ImageConfig> {
+  const m = JSON.parse(
+    (await store.readBlob((await store.resolve(tag)).digest)).toString('utf8'),
+  ) as ImageManifest;
+  return JSON.parse((await store.readBlob(m.config.digest)).toString('utf8')) as ImageConfig;
+}
+
+test("ENV and LABEL substitute the FROM template's ENV, and an earlier stage's", async () => {
+  const path0 = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+  expect((await configOf('platform-one:1')).config?.Env).toEqual([`PATH=${path0}`]);
+  const parent = stratafile('env-parent', [
+    'FROM platform-one:1',
+    'ENV PATH=/opt/bin:$PATH PRODUCT="Acme Gateway"',
+    'FEATURE p',
+  ]);
+  await build(store, { file: parent, tag: 'env-parent:1', writeLock: false });
+  expect((await configOf('env-parent:1')).config?.Env).toEqual([
+    `PATH=/opt/bin:${path0}`,
+    'PRODUCT=Acme Gateway',
+  ]);
+  const child = stratafile('env-child', [
+    'FROM env-parent:1 AS one',
+    'LABEL x=${PRODUCT:-unset}',
+    'FROM one',
+    'LABEL y=$PRODUCT',
+  ]);
+  await build(store, { file: child, tag: 'env-child:1', writeLock: false });
+  expect((await configOf('env-child:1')).strata?.labels).toMatchObject({
+    x: 'Acme Gateway',
+    y: 'Acme Gateway',
+  });
+});
