@@ -375,7 +375,7 @@ export class Builder implements BuildContext {
       }
     } else {
       this.stepsRun++;
-      entry = await this.runner.execute(state, ins, key, keyed.sources);
+      entry = await this.runner.execute(state, ins, key, keyed.sources, keyed.copy);
     }
     if (this.opts.cacheTo) await this.opts.cacheTo.put(entry);
     if (this.opts.frozen && locked && locked.cacheKey !== key) {
