@@ -15,6 +15,7 @@ import {
 } from '@strata/oci';
 import { Store } from '@strata/store';
 import type { BuiltDeb } from './built-debs';
+import type { CopySource } from './copy-sources';
 
 /** Everything a step's result depends on. Its sha256 is the cache key. */
 export interface CacheKeyInput {
@@ -119,9 +120,13 @@ export async function writeDebuildCache(store: Store, entry: DebuildEntry): Prom
 
 /**
  * Content digest of build-context paths (COPY sources, local .debs): relative path, type,
- * mode, owner, size, content and symlink targets, walked in sorted order.
+ * mode, owner, size, content and symlink targets, walked in sorted order. A path given as
+ * `{ written, path }` is hashed under the name it was written as, and read where it resolved to.
  */
-export function hashContextPaths(context: string, rels: readonly string[]): Digest {
+export function hashContextPaths(
+  context: string,
+  paths: ReadonlyArray<string | CopySource>,
+): Digest {
   const h = createHash('sha256');
   const root = path.resolve(context);
   const visit = (abs: string, rel: string): void => {
@@ -145,8 +150,9 @@ export function hashContextPaths(context: string, rels: readonly string[]): Dige
       }
     }
   };
-  for (const rel of rels) {
-    const abs = path.resolve(root, rel);
+  for (const p of paths) {
+    const rel = typeof p === 'string' ? p : p.written;
+    const abs = path.resolve(root, typeof p === 'string' ? p : p.path);
     if (abs !== root && !abs.startsWith(root + path.sep)) {
       throw new InvalidArgumentError(`${rel} is outside the build context`);
     }

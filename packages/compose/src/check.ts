@@ -33,7 +33,15 @@ import {
   isLayerStep,
   startStage,
 } from './stage-keys';
-import { DebuildInstruction, Location, Stage, Stratafile, parseStratafile } from './stratafile';
+import {
+  DebuildInstruction,
+  Location,
+  Stage,
+  StageHead,
+  Stratafile,
+  parseStageHeads,
+  parseStratafile,
+} from './stratafile';
 import { debuildKey } from './debuild-key';
 
 // ---- the check ------------------------------------------------------------------------------
@@ -152,10 +160,11 @@ export async function checkTemplate(
   const text = await fsp.readFile(opts.file, 'utf8').catch(() => {
     throw new NotFoundError(`no Stratafile at ${opts.file}`);
   });
-  const sf: Stratafile = parseStratafile(text, opts.file, {
+  const buildArgs = {
     ...(opts.platform ? platformArgs(opts.platform) : {}),
     ...(opts.buildArgs ?? {}),
-  });
+  };
+  const heads = parseStageHeads(text, opts.file, buildArgs);
   const context = path.resolve(opts.context ?? path.dirname(opts.file));
   const reasons: CheckReason[] = [];
   const notes: string[] = [];
@@ -168,17 +177,15 @@ export async function checkTemplate(
   };
 
   // The chain of stages the template's layers come from: target, its FROM stage, … root.
-  const byName = new Map(sf.stages.filter((s) => s.name).map((s) => [s.name as string, s]));
-  let stage: Stage | undefined = opts.target
-    ? byName.get(opts.target)
-    : sf.stages[sf.stages.length - 1];
-  if (!stage) throw new NotFoundError(`no stage named ${opts.target} in ${opts.file}`);
-  const chain: Stage[] = [];
-  while (stage) {
-    chain.unshift(stage);
-    stage = stage.from.refKind === 'stage' ? byName.get(stage.from.ref) : undefined;
+  const byName = new Map(heads.filter((s) => s.name).map((s) => [s.name as string, s]));
+  let head: StageHead | undefined = opts.target ? byName.get(opts.target) : heads[heads.length - 1];
+  if (!head) throw new NotFoundError(`no stage named ${opts.target} in ${opts.file}`);
+  const chainHeads: StageHead[] = [];
+  while (head) {
+    chainHeads.unshift(head);
+    head = head.from.refKind === 'stage' ? byName.get(head.from.ref) : undefined;
   }
-  const root = chain[0] as Stage;
+  const root = chainHeads[0] as StageHead;
 
   // Base templates.
   const built = meta.baseChain ?? [];
@@ -255,6 +262,12 @@ export async function checkTemplate(
     }
   }
 
+  // The root's instructions substitute its base's ENV, as the build's did.
+  const sf: Stratafile = parseStratafile(text, opts.file, buildArgs, {
+    baseEnv: (i) => (i === root.index && baseConfig ? envOfConfig(baseConfig) : undefined),
+  });
+  const chain = chainHeads.map((h) => sf.stages[h.index] as Stage);
+
   // Steps: walk the chain as the build does, then recompute each key on the template's own layers.
   const diffIds = config.rootfs.diff_ids as Digest[];
   const records: LayerRecord[] = meta.layers;
@@ -273,7 +286,7 @@ export async function checkTemplate(
     ...(meta.architecture ? { debArch: meta.architecture } : {}),
   };
   for (const st of chain) {
-    if (st !== root) scope = inheritScope(scope);
+    if (st.index !== root.index) scope = inheritScope(scope);
     startStage(scope, st.steps);
     for (const ins of st.steps) {
       if (await keys.apply(scope, ins)) continue;

@@ -143,3 +143,74 @@ test('a build attaches one SPDX and one CycloneDX SBOM to its image, and a rebui
   await build(store, { file, tag: 'sbom:1', writeLock: false });
   expect(await types()).toEqual(['application/spdx+json', 'application/vnd.cyclonedx+json']);
 });
+
+test('a --target build keeps the Stratafile.lock entries of the stages it did not build', async () => {
+  await store.tag('second-base:1', await store.resolve('platform-two:1'));
+  const file = stratafile('targeted', [
+    'FROM platform-one:1 AS first',
+    'FEATURE one',
+    'FROM second-base:1 AS second',
+    'FEATURE two',
+  ]);
+  await build(store, { file, tag: 'targeted:1' });
+  const lockFile = `${file}.lock`;
+  const full = JSON.parse(fs.readFileSync(lockFile, 'utf8')) as { stages: unknown[] };
+  expect(full.stages).toHaveLength(2);
+  await build(store, { file, tag: 'targeted-first:1', target: 'first' });
+  expect(JSON.parse(fs.readFileSync(lockFile, 'utf8'))).toEqual(full);
+  // So a --frozen build of the whole file still holds the second stage to its base.
+  await store.tag('second-base:1', await store.resolve('platform-one:1'));
+  await expect(build(store, { file, tag: 'targeted:1', frozen: true })).rejects.toThrow(
+    /--frozen: FROM second-base:1 now resolves to/,
+  );
+});
+
+test('a --build-arg that no ARG declares is reported once as a warning', async () => {
+  const file = stratafile('unused-arg', ['FROM platform-one:1', 'ARG USED', 'FEATURE x']);
+  const events: BuildEvent[] = [];
+  await build(store, {
+    file,
+    writeLock: false,
+    buildArgs: { USED: '1', TYPO: '2' },
+    onEvent: (e) => events.push(e),
+  });
+  expect(events.filter((e) => e.type === 'warning')).toEqual([
+    {
+      type: 'warning',
+      message: 'build arg TYPO is not used: no ARG in Stratafile declares it',
+    },
+  ]);
+});
+
+async function configOf(tag: string): Promise<ImageConfig> {
+  const m = JSON.parse(
+    (await store.readBlob((await store.resolve(tag)).digest)).toString('utf8'),
+  ) as ImageManifest;
+  return JSON.parse((await store.readBlob(m.config.digest)).toString('utf8')) as ImageConfig;
+}
+
+test("ENV and LABEL substitute the FROM template's ENV, and an earlier stage's", async () => {
+  const path0 = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+  expect((await configOf('platform-one:1')).config?.Env).toEqual([`PATH=${path0}`]);
+  const parent = stratafile('env-parent', [
+    'FROM platform-one:1',
+    'ENV PATH=/opt/bin:$PATH PRODUCT="Acme Gateway"',
+    'FEATURE p',
+  ]);
+  await build(store, { file: parent, tag: 'env-parent:1', writeLock: false });
+  expect((await configOf('env-parent:1')).config?.Env).toEqual([
+    `PATH=/opt/bin:${path0}`,
+    'PRODUCT=Acme Gateway',
+  ]);
+  const child = stratafile('env-child', [
+    'FROM env-parent:1 AS one',
+    'LABEL x=${PRODUCT:-unset}',
+    'FROM one',
+    'LABEL y=$PRODUCT',
+  ]);
+  await build(store, { file: child, tag: 'env-child:1', writeLock: false });
+  expect((await configOf('env-child:1')).strata?.labels).toMatchObject({
+    x: 'Acme Gateway',
+    y: 'Acme Gateway',
+  });
+});

@@ -13,9 +13,16 @@ import {
 import { Store, normalizeTag } from '@strata/store';
 import { debianArchitecture, debianArchitectureOf, notInstalled } from '@strata/debian';
 import { readCache } from './cache';
-import { Instruction, Stage, Stratafile, parseStratafile } from './stratafile';
-import { LockFile, LockedStage, readLockFile, lockPathFor, writeLockFile } from './lockfile';
-import { BuildStepError, StageKeys, StepKey, startStage } from './stage-keys';
+import { Instruction, Stage, Stratafile, parseStageHeads, parseStratafile } from './stratafile';
+import {
+  LockFile,
+  LockedStage,
+  readLockFile,
+  lockPathFor,
+  updatedLock,
+  writeLockFile,
+} from './lockfile';
+import { BuildStepError, StageKeys, StepKey, envOfConfig, startStage } from './stage-keys';
 import {
   BuildContext,
   BuildEvent,
@@ -25,7 +32,7 @@ import {
   chainOf,
   recordAptSources,
 } from './build-state';
-import { resolveFrom, stageKey } from './resolve-from';
+import { ResolvedBase, resolveBase, resolveFrom, stageKey } from './resolve-from';
 import { APT_AUTH, StepRunner } from './run-step';
 import { Debuilder } from './debuild';
 import { LocalDebs, attachDebs, inheritedDebs } from './built-debs';
@@ -57,12 +64,14 @@ export class Builder implements BuildContext {
   /**
    * `platform`: the one this run builds for, when one was asked for. `part` marks a run that is
    * one platform of several: it tags nothing, and keeps its lock in `<Stratafile>.<arch>.lock`.
+   * `quietArgs`: a later platform's run, which leaves the unused build args to the first's warning.
    */
   constructor(
     readonly store: Store,
     readonly opts: BuildOptions,
     readonly platform?: PlatformSelector,
     private readonly part = false,
+    private readonly quietArgs = false,
   ) {
     this.context = path.resolve(opts.context ?? path.dirname(opts.file));
     this.keys = new StageKeys({
@@ -103,10 +112,11 @@ export class Builder implements BuildContext {
     const text = await fsp.readFile(this.opts.file, 'utf8').catch(() => {
       throw new NotFoundError(`no Stratafile at ${this.opts.file}`);
     });
-    const sf = parseStratafile(text, this.opts.file, {
+    const buildArgs = {
       ...(this.platform ? platformArgs(this.platform) : {}),
       ...(this.opts.buildArgs ?? {}),
-    });
+    };
+    const heads = parseStageHeads(text, this.opts.file, buildArgs);
     const lockFile = lockPathFor(
       this.opts.file,
       this.part && this.platform ? debianArchitectureOf(this.platform) : undefined,
@@ -122,21 +132,36 @@ export class Builder implements BuildContext {
       });
     }
     const targetIndex = this.opts.target
-      ? sf.stages.findIndex((s) => s.name === this.opts.target)
-      : sf.stages.length - 1;
+      ? heads.findIndex((s) => s.name === this.opts.target)
+      : heads.length - 1;
     if (targetIndex < 0) throw new InvalidArgumentError(`no stage named ${this.opts.target}`);
-    // Without SOURCES, every step and the image's date use the default sources' mirror state:
-    // the mirror is asked now, while the lock, the lease and the bases are read.
-    const dated = this.opts.sourceDateEpoch === undefined && this.opts.timestamp !== 'now';
-    if (dated && sf.stages.every((s) => s.steps.every((i) => i.kind !== 'SOURCES')))
-      this.keys.prefetchDefault();
     // The lease lasts until the result is tagged: until then only build-cache entries hold its
     // layers, and a gc may expire entries that no tag uses.
     const { image, ref } = await this.store.withLease(async () => {
+      // A stage's instructions substitute variables of its FROM template's ENV (`ENV
+      // PATH=/opt/bin:$PATH`), as docker's do: the templates are resolved before they are read.
+      const bases = new Map<number, ResolvedBase>();
+      for (const head of heads.slice(0, targetIndex + 1)) {
+        const kind = head.from.refKind;
+        if (kind === 'file' || kind === 'local' || kind === 'registry')
+          bases.set(head.index, await resolveBase(this, head.from));
+      }
+      const parsed = parseStratafile(text, this.opts.file, buildArgs, {
+        baseEnv: (i) => {
+          const base = bases.get(i);
+          return base && envOfConfig(base.config);
+        },
+      });
+      this.warnUnusedArgs(parsed);
+      // Without SOURCES, every step and the image's date use the default sources' mirror state:
+      // the mirror is asked now, while the lock and the snapshots are read.
+      const dated = this.opts.sourceDateEpoch === undefined && this.opts.timestamp !== 'now';
+      if (dated && parsed.stages.every((s) => s.steps.every((i) => i.kind !== 'SOURCES')))
+        this.keys.prefetchDefault();
       let final: StageState | undefined;
       try {
-        for (const stage of sf.stages.slice(0, targetIndex + 1)) {
-          final = await this.runStage(sf, stage, lock);
+        for (const stage of parsed.stages.slice(0, targetIndex + 1)) {
+          final = await this.runStage(stage, lock, bases.get(stage.index));
         }
       } finally {
         if (this.repoScratch)
@@ -161,13 +186,10 @@ export class Builder implements BuildContext {
     });
     let written: string | undefined;
     if (this.opts.writeLock !== false && !this.opts.frozen) {
-      const doc: LockFile = {
-        lockfileVersion: 1,
-        stages: sf.stages
-          .slice(0, targetIndex + 1)
-          .map((s) => (this.stages.get(stageKey(s)) as StageState).lock),
-      };
-      await writeLockFile(lockFile, doc);
+      const built = heads
+        .slice(0, targetIndex + 1)
+        .map((s) => (this.stages.get(stageKey(s)) as StageState).lock);
+      await writeLockFile(lockFile, updatedLock(lock, built));
       written = lockFile;
     }
     const debs = this.debs.debs.map((d) => ({
@@ -185,17 +207,28 @@ export class Builder implements BuildContext {
     };
   }
 
+  private warnUnusedArgs(sf: Stratafile): void {
+    // Only what the caller passed: the platform's TARGET* args are there for a Stratafile that
+    // declares them. One warning per build, not one per platform.
+    const unused = sf.unusedBuildArgs.filter((k) => Object.hasOwn(this.opts.buildArgs ?? {}, k));
+    if (unused.length > 0 && !this.quietArgs)
+      this.emit({
+        type: 'warning',
+        message: `${unused.length === 1 ? 'build arg' : 'build args'} ${unused.join(', ')} ${unused.length === 1 ? 'is' : 'are'} not used: no ARG in ${path.basename(this.opts.file)} declares ${unused.length === 1 ? 'it' : 'them'}`,
+      });
+  }
+
   // ---- FROM --------------------------------------------------------------------
 
   private async runStage(
-    sf: Stratafile,
     stage: Stage,
     lock: LockFile | undefined,
+    base: ResolvedBase | undefined,
   ): Promise<StageState> {
     const name = stageKey(stage);
     this.emit({ type: 'stage', stage: name, index: stage.index });
     const locked = lock?.stages[stage.index];
-    const state = await resolveFrom(this, stage, locked);
+    const state = await resolveFrom(this, stage, locked, base);
     const steps = stage.steps;
     startStage(state, steps);
     for (const [i, ins] of steps.entries()) {
@@ -343,7 +376,7 @@ export class Builder implements BuildContext {
       }
     } else {
       this.stepsRun++;
-      entry = await this.runner.execute(state, ins, key, keyed.sources);
+      entry = await this.runner.execute(state, ins, key, keyed.sources, keyed.copy);
     }
     if (this.opts.cacheTo) await this.opts.cacheTo.put(entry);
     if (this.opts.frozen && locked && locked.cacheKey !== key) {
@@ -392,9 +425,9 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
     const parts = [];
     let cacheHits = 0;
     let stepsRun = 0;
-    for (const platform of platforms) {
+    for (const [i, platform] of platforms.entries()) {
       opts.onEvent?.({ type: 'platform', platform: formatPlatform(platform) });
-      const r = await new Builder(store, opts, platform, true).build();
+      const r = await new Builder(store, opts, platform, true, i > 0).build();
       cacheHits += r.cacheHits;
       stepsRun += r.stepsRun;
       parts.push({ platform, descriptor: r.descriptor, manifest: r.manifest, config: r.config });

@@ -54,6 +54,16 @@ export async function readLockFile(file: string): Promise<LockFile | undefined> 
   return doc;
 }
 
+/**
+ * The lock after building the first `built.length` stages: theirs as built, then the entries of
+ * the stages this run did not build (a `--target` build), as the old lock had them, so that a
+ * later `--frozen` build of the whole file still holds them to what they resolved.
+ */
+export function updatedLock(old: LockFile | undefined, built: LockedStage[]): LockFile {
+  const kept = old?.stages.slice(built.length) ?? [];
+  return { lockfileVersion: 1, stages: [...built, ...kept] };
+}
+
 /** Write the lock, unless it says exactly this already: a cached rebuild leaves the file alone. */
 export async function writeLockFile(file: string, doc: LockFile): Promise<void> {
   const text = `${JSON.stringify(doc, null, 2)}\n`;

@@ -3,6 +3,8 @@ import {
   Annotations,
   Descriptor,
   Digest,
+  ImageConfig,
+  ImageManifest,
   InvalidArgumentError,
   StrataError,
   formatPlatform,
@@ -16,12 +18,12 @@ import { debianArchitectureOf } from '@strata/debian';
 import { basePlatform } from './platform';
 import { loadArchive } from '@strata/store';
 import type { LockedStage } from './lockfile';
-import type { Stage } from './stratafile';
+import type { FromInstruction, StageHead } from './stratafile';
 import { BuildStepError, envOfConfig, inheritScope } from './stage-keys';
 import { BuildContext, BuiltLayer, StageState } from './build-state';
 
 /** The key a stage is known by: its name, or `#<index>`. */
-export function stageKey(s: Stage): string {
+export function stageKey(s: StageHead): string {
   return s.name ?? `#${s.index}`;
 }
 
@@ -44,10 +46,68 @@ export function emptyState(name: string, ref: string): StageState {
   };
 }
 
+/** A FROM template, resolved: the image of the platform being built, and its buildchroot. */
+export interface ResolvedBase {
+  /** What the reference resolved to (an image, or an index). */
+  desc: Descriptor;
+  parts: { rootfs: Descriptor; buildchroot?: Descriptor };
+  manifest: ImageManifest;
+  config: ImageConfig;
+}
+
+/** Resolve the template a FROM names (a file, a store tag or a registry reference). */
+export async function resolveBase(ctx: BuildContext, f: FromInstruction): Promise<ResolvedBase> {
+  let desc: Descriptor;
+  let parts: { rootfs: Descriptor; buildchroot?: Descriptor };
+  try {
+    if (f.refKind === 'file') {
+      const file = path.resolve(ctx.context, f.ref);
+      const loaded = await loadArchive(ctx.store, file);
+      if (loaded.length !== 1)
+        throw new InvalidArgumentError(
+          `${f.ref} holds ${loaded.length} images; FROM needs exactly one`,
+        );
+      desc = (loaded[0] as { descriptor: Descriptor }).descriptor;
+    } else if (f.refKind === 'registry') {
+      if (!ctx.opts.resolveRemote)
+        throw new InvalidArgumentError(
+          `${f.ref} is in a registry, and this build cannot reach registries`,
+        );
+      desc = await ctx.opts.resolveRemote(f.ref);
+    } else {
+      desc = await ctx.store.resolve(f.ref);
+    }
+    parts = await rootfsManifest(ctx, desc, 'the template');
+  } catch (e) {
+    // The hint (is the registry running? trust its CA?) is what makes the line useful.
+    if (e instanceof StrataError)
+      throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, {
+        cause: e,
+        ...(e.hint !== undefined ? { hint: e.hint } : {}),
+      });
+    throw e;
+  }
+  const manifest = await ctx.store.readManifest(parts.rootfs);
+  const config = await ctx.store.readConfig(manifest.config);
+  if (ctx.platform && !platformSatisfies(configPlatform(config), ctx.platform)) {
+    throw new BuildStepError(
+      f.loc,
+      `FROM ${f.ref}: an image for ${formatPlatform(configPlatform(config))}, not for ${formatPlatform(ctx.platform)}`,
+      { hint: 'FROM a template of that platform, or a multi-platform one that holds it' },
+    );
+  }
+  return { desc, parts, manifest, config };
+}
+
+/**
+ * The state a stage starts in: its FROM template (`base`, when it was resolved already), an
+ * earlier stage's result, or nothing for scratch.
+ */
 export async function resolveFrom(
   ctx: BuildContext,
-  stage: Stage,
+  stage: StageHead,
   locked: LockedStage | undefined,
+  base?: ResolvedBase,
 ): Promise<StageState> {
   const f = stage.from;
   const name = stageKey(stage);
@@ -73,30 +133,10 @@ export async function resolveFrom(
       lock: { name, from: { ref: f.ref }, steps: [] },
     };
   }
-  let desc: Descriptor;
-  let parts: { rootfs: Descriptor; buildchroot?: Descriptor };
+  const { desc, parts, manifest, config } = base ?? (await resolveBase(ctx, f));
   try {
-    if (f.refKind === 'file') {
-      const file = path.resolve(ctx.context, f.ref);
-      const loaded = await loadArchive(ctx.store, file);
-      if (loaded.length !== 1)
-        throw new InvalidArgumentError(
-          `${f.ref} holds ${loaded.length} images; FROM needs exactly one`,
-        );
-      desc = (loaded[0] as { descriptor: Descriptor }).descriptor;
-    } else if (f.refKind === 'registry') {
-      if (!ctx.opts.resolveRemote)
-        throw new InvalidArgumentError(
-          `${f.ref} is in a registry, and this build cannot reach registries`,
-        );
-      desc = await ctx.opts.resolveRemote(f.ref);
-    } else {
-      desc = await ctx.store.resolve(f.ref);
-    }
-    parts = await rootfsManifest(ctx, desc, 'the template');
     await ctx.inheritDebs(desc, parts.rootfs);
   } catch (e) {
-    // The hint (is the registry running? trust its CA?) is what makes the line useful.
     if (e instanceof StrataError)
       throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, {
         cause: e,
@@ -121,16 +161,6 @@ export async function resolveFrom(
       to: desc.digest,
       loc: f.loc,
     });
-  }
-  const manifestDesc = parts.rootfs;
-  const manifest = await ctx.store.readManifest(manifestDesc);
-  const config = await ctx.store.readConfig(manifest.config);
-  if (ctx.platform && !platformSatisfies(configPlatform(config), ctx.platform)) {
-    throw new BuildStepError(
-      f.loc,
-      `FROM ${f.ref}: an image for ${formatPlatform(configPlatform(config))}, not for ${formatPlatform(ctx.platform)}`,
-      { hint: 'FROM a template of that platform, or a multi-platform one that holds it' },
-    );
   }
   const meta = config.strata;
   const nonEmpty = (config.history ?? []).filter((h) => !h.empty_layer);

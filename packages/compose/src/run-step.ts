@@ -21,6 +21,7 @@ import { Snapshots } from './snapshots';
 import { statusOfLowers } from './remove';
 import type { Instruction } from './stratafile';
 import { BuildStepError, stepEnv } from './stage-keys';
+import type { CopySource } from './copy-sources';
 import { stepCommand } from './step-command';
 import { OutputTail, Redactor, failureReason, fullDisk } from './step-output';
 import { BuildContext, StageState, chainOf, packageDelta, stackOf } from './build-state';
@@ -50,6 +51,7 @@ export class StepRunner {
     ins: Instruction,
     key: Digest,
     sources: AptSources | undefined,
+    copy?: readonly CopySource[],
   ): Promise<CacheEntry> {
     const emulated = await this.emulation.require(state, ins);
     const t0 = Date.now();
@@ -90,7 +92,7 @@ export class StepRunner {
               { hint: 'Debian keeps such packages in every system: keep it' },
             );
         }
-        await this.runInRoot(state, ins, work, upper, lower, sources, emulated);
+        await this.runInRoot(state, ins, work, upper, lower, sources, emulated, copy);
       }
       const cleaned = await cleanUpper(
         upper,
@@ -302,6 +304,7 @@ export class StepRunner {
     lower: string[],
     sources: AptSources | undefined,
     emulated: boolean,
+    copy: readonly CopySource[] | undefined,
   ): Promise<void> {
     const out = path.join(work, 'out');
     const apt = ins.kind === 'INSTALL' || ins.kind === 'UPGRADE';
@@ -313,7 +316,7 @@ export class StepRunner {
       lower,
       sources,
       secrets: ins.kind === 'RUN' ? this.runSecrets(ins) : [],
-      command: stepCommand(ins),
+      command: stepCommand(ins, copy),
       // The mirror state this step's key was made from: its apt-get update is skipped when the
       // kept lists already hold it (see stepCommand).
       aptIndex: apt,

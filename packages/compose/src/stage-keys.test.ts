@@ -30,8 +30,10 @@ jest.mock('@strata/debian', () => ({
 }));
 jest.mock('./cache', () => ({
   ...jest.requireActual('./cache'),
-  hashContextPaths: jest.fn((_context: string, rels: string[]) =>
-    jest.requireActual('@strata/oci').sha256(`ctx:${rels.join(',')}`),
+  hashContextPaths: jest.fn((_context: string, rels: Array<string | { written: string }>) =>
+    jest
+      .requireActual('@strata/oci')
+      .sha256(`ctx:${rels.map((r) => (typeof r === 'string' ? r : r.written)).join(',')}`),
   ),
 }));
 
@@ -141,6 +143,8 @@ beforeEach(() => {
   fs.writeFileSync(file(), TEXT);
   fs.writeFileSync(hostList(), 'deb http://deb.debian.org/debian bookworm main\n');
   fs.writeFileSync(path.join(dir, 'my.list'), 'deb [trusted=yes] http://127.0.0.1:8000/ ./\n');
+  fs.mkdirSync(path.join(dir, 'conf'));
+  fs.writeFileSync(path.join(dir, 'conf/app.conf'), 'x\n');
 });
 
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));

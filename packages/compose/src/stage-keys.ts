@@ -18,7 +18,8 @@ import {
 } from '@strata/debian';
 import { hostDebianArchitecture } from '@strata/tools';
 import { cacheKey, hashContextPaths } from './cache';
-import { Instruction, LAYER_INSTRUCTIONS, Location } from './stratafile';
+import { CopySource, CopySourceError, copySources, isGlob } from './copy-sources';
+import { CopyInstruction, Instruction, LAYER_INSTRUCTIONS, Location } from './stratafile';
 
 /** A step or FROM error, located in the Stratafile. */
 export class BuildStepError extends StrataError {
@@ -138,6 +139,8 @@ export interface StepKey {
   aptIndex: boolean;
   /** The build's own packages' Release digest, when the key holds it. */
   localRepo?: string;
+  /** What a COPY copies: the files its key holds. */
+  copy?: CopySource[];
 }
 
 export interface StageKeysOptions {
@@ -267,6 +270,32 @@ export class StageKeys {
     return (await this.indexStateOf(await this.sourcesFor(scope))).date;
   }
 
+  /**
+   * What a COPY reads: its globs expanded, its symlinks resolved inside the build context. Errors
+   * name the source's place on the line.
+   */
+  private copySourcesOf(ins: CopyInstruction): CopySource[] {
+    let copy: CopySource[];
+    try {
+      copy = copySources(this.context, ins.sources);
+    } catch (e) {
+      if (!(e instanceof CopySourceError)) throw e;
+      throw new BuildStepError(ins.sourceLocs[e.index] ?? ins.loc, e.message, {
+        cause: e,
+        ...(e.hint !== undefined ? { hint: e.hint } : {}),
+      });
+    }
+    // As docker's: a glob that matched several needs a directory to copy them into.
+    if (copy.length > 1 && !ins.dest.endsWith('/')) {
+      const at = ins.sources.findIndex(isGlob);
+      throw new BuildStepError(
+        ins.sourceLocs[at] ?? ins.loc,
+        `COPY ${ins.sources[at] ?? ''} matches ${copy.length} paths (${copy.map((c) => c.written).join(', ')}): with several sources, the destination must be a directory ending in "/"`,
+      );
+    }
+    return copy;
+  }
+
   /** The cache key of layer step `ins` in `scope`, on the layers whose chain ID is `parent`. */
   async keyFor(scope: StepScope, ins: Instruction, parent: Digest | undefined): Promise<StepKey> {
     const arch = stepArchitecture(scope, ins);
@@ -325,11 +354,14 @@ export class StageKeys {
           ...(localRepo ? { localRepo } : {}),
         };
       }
-      case 'COPY':
+      case 'COPY': {
+        const copy = this.copySourcesOf(ins);
         return {
-          key: cacheKey({ ...base, inputs: [hashContextPaths(this.context, ins.sources)] }),
+          key: cacheKey({ ...base, inputs: [hashContextPaths(this.context, copy)] }),
           aptIndex: false,
+          copy,
         };
+      }
       default:
         throw new InvalidArgumentError(`${ins.kind} makes no layer`);
     }

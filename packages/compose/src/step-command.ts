@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { InvalidArgumentError } from '@strata/oci';
+import type { CopySource } from './copy-sources';
 import { Instruction } from './stratafile';
 
 function shellQuote(s: string): string {
@@ -44,8 +45,11 @@ strata_update() {
   return 0
 }`;
 
-/** The command a layer step runs in its chroot: a pure function of the instruction. */
-export function stepCommand(ins: Instruction): string[] {
+/**
+ * The command a layer step runs in its chroot: a pure function of the instruction, and for COPY
+ * of what its sources resolved to in the build context (see copySources).
+ */
+export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): string[] {
   const aptPrep = 'mkdir -p /run/strata/lists/partial /run/strata/archives/partial';
   switch (ins.kind) {
     case 'INSTALL': {
@@ -85,11 +89,12 @@ export function stepCommand(ins: Instruction): string[] {
     case 'COPY': {
       const dest = ins.dest.startsWith('/') ? ins.dest : `/${ins.dest}`;
       const lines = ['set -e'];
-      const many = ins.sources.length > 1 || dest.endsWith('/');
+      const sources = copy ?? ins.sources.map((s) => ({ written: s, path: s }));
+      const many = sources.length > 1 || dest.endsWith('/');
       if (many) lines.push(`mkdir -p ${shellQuote(dest)}`);
-      for (const src of ins.sources) {
-        const from = `/run/strata/context/${src.replace(/^\.\//, '')}`;
-        const to = many ? `${dest.replace(/\/$/, '')}/${path.posix.basename(src)}` : dest;
+      for (const src of sources) {
+        const from = `/run/strata/context/${src.path.replace(/^\.\//, '')}`;
+        const to = many ? `${dest.replace(/\/$/, '')}/${path.posix.basename(src.written)}` : dest;
         lines.push(
           `if [ -d ${shellQuote(from)} ]; then mkdir -p ${shellQuote(many ? dest : to)}; cp -a ${shellQuote(from)}/. ${shellQuote(many ? dest : to)}/; t=${shellQuote(many ? dest : to)}; else mkdir -p "$(dirname ${shellQuote(to)})"; cp -a ${shellQuote(from)} ${shellQuote(to)}; t=${shellQuote(to)}; fi`,
         );

@@ -1,5 +1,5 @@
 import { ParseError } from '@strata/oci';
-import { Instruction, parseStratafile, quoteWord, Stratafile } from './stratafile';
+import { Instruction, parseStageHeads, parseStratafile, quoteWord, Stratafile } from './stratafile';
 
 const F = 'Stratafile';
 
@@ -584,6 +584,51 @@ describe('multi-stage', () => {
       [2, undefined, 'stage', ['BUILDCHROOT', 'INSTALL']],
     ]);
     expect(sf.stages[0]?.steps[1]?.text).toBe('BOOTSTRAP --variant=minbase bookworm');
+  });
+});
+
+describe("the FROM template's environment", () => {
+  const baseEnv = new Map([
+    ['PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+    ['PRODUCT', 'Acme Gateway'],
+  ]);
+  const src = [
+    'FROM base:1 AS app',
+    'ARG PRODUCT=overridden',
+    'ENV PATH=/opt/bin:$PATH',
+    'LABEL product=${PRODUCT:-unset} path=$PATH',
+    'FROM app',
+    'LABEL again=$PRODUCT',
+    'FROM scratch',
+    'BOOTSTRAP ${PRODUCT:-bookworm}',
+  ].join('\n');
+
+  test("substitution sees it under the stage's ENVs, in stages FROM that one too", () => {
+    const sf = parseStratafile(src, F, {}, { baseEnv: (i) => (i === 0 ? baseEnv : undefined) });
+    const [app, child, scratch] = sf.stages;
+    expect(app?.steps.map((x) => x.text)).toEqual([
+      'ARG PRODUCT=overridden',
+      'ENV PATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      // ENV wins over an ARG of the same name, and the template's ENV is ENV.
+      "LABEL product='Acme Gateway' path=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ]);
+    expect(child?.steps.map((x) => x.text)).toEqual(["LABEL again='Acme Gateway'"]);
+    // A scratch stage has no template, whatever it is asked.
+    expect(scratch?.steps.map((x) => x.text)).toEqual(['BOOTSTRAP bookworm']);
+  });
+
+  test('parseStageHeads reads the FROM lines alone, with the global ARGs', () => {
+    expect(
+      parseStageHeads('ARG T=1\nFROM base:$T AS a\nINSTALL $NOT_YET_KNOWN\nFROM a', F).map((h) => [
+        h.index,
+        h.name,
+        h.from.ref,
+        h.from.refKind,
+      ]),
+    ).toEqual([
+      [0, 'a', 'base:1', 'local'],
+      [1, undefined, 'a', 'stage'],
+    ]);
   });
 });
 

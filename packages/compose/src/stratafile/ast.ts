@@ -104,6 +104,8 @@ export interface CopyInstruction extends Base {
   kind: 'COPY';
   /** Sources relative to the build context, as written (after substitution); may be globs. */
   sources: string[];
+  /** Where each source is on the line, for errors about it. */
+  sourceLocs: Location[];
   /** Absolute destination in the tree, normalised; a trailing `/` is kept. */
   dest: string;
   /** `user[:group]`, names or numeric ids. */

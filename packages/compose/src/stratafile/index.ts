@@ -24,4 +24,5 @@ export type {
 } from './ast';
 export { INSTRUCTIONS, LAYER_INSTRUCTIONS } from './ast';
 export { quoteWord } from './lexer';
-export { parseStratafile } from './parser';
+export { parseStageHeads, parseStratafile } from './parser';
+export type { ParseOptions, StageHead } from './parser';

@@ -215,6 +215,7 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
       return {
         kind: 'COPY',
         sources: srcs,
+        sourceLocs: sources.map((s) => lx.loc(s.start)),
         dest: destPath,
         ...(chown?.value !== undefined ? { chown: chown.value } : {}),
         ...(chmod !== undefined ? { chmod } : {}),

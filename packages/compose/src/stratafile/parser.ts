@@ -24,6 +24,15 @@ import { Lexer, Lookup, WORDS, quoteWord } from './lexer';
 import { LogicalLine, isBlank, logicalLines } from './lines';
 import { STAGE_NAME, VAR_NAME } from './values';
 
+export interface ParseOptions {
+  /**
+   * The environment a stage's FROM template brings (its image config's `Env`), by stage index;
+   * undefined for a stage whose base is not known. Substitution in the stage sees it under its
+   * own ARGs and ENVs, as docker's does. A stage FROM an earlier stage inherits that one's.
+   */
+  baseEnv?: (stageIndex: number) => ReadonlyMap<string, string> | undefined;
+}
+
 /**
  * Parse a Stratafile. `file` is used in locations and error messages only. `buildArgs`
  * (`--build-arg`) override ARG defaults. Throws `ParseError` (`file:line:column: message`) at the
@@ -33,8 +42,29 @@ export function parseStratafile(
   text: string,
   file: string,
   buildArgs: Record<string, string> = {},
+  opts: ParseOptions = {},
 ): Stratafile {
-  return new Parser(file, buildArgs).parse(text);
+  return new Parser(file, buildArgs, opts, false).parse(text);
+}
+
+/** A stage as its FROM line gives it, before its instructions are read. */
+export type StageHead = Omit<Stage, 'steps'>;
+
+/**
+ * The stages of a Stratafile from their FROM lines (and the global ARGs they see) alone: what a
+ * build must resolve before the stages' instructions can be substituted (see `baseEnv`). Throws
+ * `ParseError` for those lines; the rest of the file is checked by `parseStratafile`.
+ */
+export function parseStageHeads(
+  text: string,
+  file: string,
+  buildArgs: Record<string, string> = {},
+): StageHead[] {
+  return new Parser(file, buildArgs, {}, true).parse(text).stages.map(({ index, name, from }) => ({
+    index,
+    ...(name !== undefined ? { name } : {}),
+    from,
+  }));
 }
 
 interface StageState {
@@ -65,6 +95,9 @@ class Parser {
   constructor(
     private readonly file: string,
     private readonly buildArgs: Record<string, string>,
+    private readonly opts: ParseOptions,
+    /** Read only global ARGs and FROM lines. */
+    private readonly headsOnly: boolean,
   ) {}
 
   parse(source: string): Stratafile {
@@ -102,6 +135,7 @@ class Parser {
     while (kwEnd < t.length && !isBlank(t.charAt(kwEnd))) kwEnd++;
     const word = t.slice(0, kwEnd);
     const kw = word.toUpperCase() as InstructionKind;
+    if (this.headsOnly && kw !== 'FROM' && !(kw === 'ARG' && this.cur === undefined)) return;
     if (!INSTRUCTIONS.includes(kw)) {
       throw lx.error(
         0,
@@ -147,6 +181,7 @@ class Parser {
 
   private endStage(): void {
     const cur = this.cur;
+    if (this.headsOnly) return;
     if (cur?.scratch && !cur.bootstrapped) {
       throw new ParseError(
         cur.refLoc.file,
@@ -252,7 +287,11 @@ class Parser {
       scratch: refKind === 'scratch',
       bootstrapped: false,
       args: new Map(),
-      env: new Map(parent?.env ?? []),
+      env: new Map(
+        parent?.env ??
+          (refKind === 'scratch' ? undefined : this.opts.baseEnv?.(this.stages.length)) ??
+          [],
+      ),
     };
     this.stages.push(state);
     this.cur = state;

@@ -1,0 +1,157 @@
+/**
+ * What a Stratafile's instructions see, in real builds: the FROM template's ENV in substitution,
+ * COPY globs and symlinks in the build context, and a --build-arg that nothing uses.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SLOW, cleanupTmp, minbaseRootfs, show, strata, strataOk, tmpDir } from './helpers';
+import { readImage, sourcesFile } from './fixtures/build/harness';
+
+jest.setTimeout(SLOW);
+
+let work: string;
+let store: string;
+let sources: string;
+// No mirror is asked for the image's date.
+const env = { SOURCE_DATE_EPOCH: '1700000000' };
+
+beforeAll(async () => {
+  work = tmpDir('strata-stratafile-context-');
+  store = path.join(work, 'store');
+  sources = sourcesFile(work);
+  const { minbaseTar } = await minbaseRootfs();
+  await strataOk(['template', 'create', minbaseTar, '-t', 'base:v1', '--name', 'base'], { store });
+});
+
+afterAll(() => cleanupTmp());
+
+let contexts = 0;
+function context(stratafile: string[], files: Record<string, string> = {}): string {
+  const dir = path.join(work, `ctx-${++contexts}`);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'Stratafile'), `${stratafile.join('\n')}\n`);
+  for (const [name, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), text);
+  }
+  return dir;
+}
+
+function build(ctx: string, extra: string[] = []) {
+  return strata(['build', '--apt-sources', sources, ...extra, ctx], { store, env });
+}
+
+const PATH0 = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+test("ENV PATH=/opt/bin:$PATH extends the template's PATH, and later RUNs still find ls", async () => {
+  const r = await build(
+    context([
+      'FROM base:v1',
+      'ENV PATH=/opt/bin:$PATH',
+      'RUN ls / >/dev/null && mkdir -p /opt/bin',
+    ]),
+    ['-t', 'path:1'],
+  );
+  expect(r.code).toBe(0);
+  const { config } = readImage(store, 'path:1');
+  expect(config.config.Env).toContain(`PATH=/opt/bin:${PATH0}`);
+
+  // A template's own ENV reaches a LABEL of the Stratafile built FROM it.
+  await strataOk(
+    [
+      'build',
+      '--apt-sources',
+      sources,
+      '-t',
+      'product:1',
+      context(['FROM path:1', 'ENV PRODUCT="Acme Gateway"', 'RUN true']),
+    ],
+    { store, env },
+  );
+  const child = await build(
+    context([
+      'FROM product:1',
+      'LABEL x=${PRODUCT:-unset}',
+      'RUN test "$PRODUCT" = "Acme Gateway"',
+    ]),
+    ['-t', 'child:1'],
+  );
+  expect(child.code).toBe(0);
+  expect(readImage(store, 'child:1').config.strata.labels).toMatchObject({ x: 'Acme Gateway' });
+});
+
+test('COPY globs copy what they match, in the shell and the JSON form', async () => {
+  const files = {
+    'a.txt': 'a\n',
+    'b.txt': 'b\n',
+    'g/one.conf': 'one\n',
+    'g/two.conf': 'two\n',
+    'g/one.cob': 'cob\n',
+  };
+  const ok = await build(
+    context(
+      [
+        'FROM base:v1',
+        'COPY *.txt /opt/g/',
+        'COPY g/*.conf /etc/x/',
+        'COPY g/one.co? /etc/q/',
+        'COPY ["g/[ot]*.conf", "/etc/j/"]',
+        'RUN test "$(cat /opt/g/a.txt /opt/g/b.txt)" = "$(printf "a\\nb")" && ' +
+          'test "$(ls /etc/x)" = "$(printf "one.conf\\ntwo.conf")" && ' +
+          'test "$(ls /etc/q)" = one.cob && test "$(cat /etc/j/two.conf)" = two',
+      ],
+      files,
+    ),
+  );
+  expect(ok.code).toBe(0);
+
+  const none = await build(context(['FROM base:v1', 'COPY a.txt g/*.nope /opt/'], files));
+  expect(none.code).not.toBe(0);
+  expect(none.stderr).toContain('Stratafile:2:12: g/*.nope matches nothing in the build context');
+  const notDir = await build(context(['FROM base:v1', 'COPY g/*.conf /etc/x.conf'], files));
+  expect(notDir.stderr).toContain(
+    'Stratafile:2:6: COPY g/*.conf matches 2 paths (g/one.conf, g/two.conf): with several sources, the destination must be a directory ending in "/"',
+  );
+});
+
+test('COPY refuses a symlink out of the context, and follows one inside it', async () => {
+  const ctx = context(['FROM base:v1', 'COPY d/etclink/shadow /opt/s'], { 'real/conf': 'mine\n' });
+  fs.mkdirSync(path.join(ctx, 'd'));
+  fs.symlinkSync('/etc', path.join(ctx, 'd/etclink'));
+  const out = await build(ctx);
+  expect(out.code).not.toBe(0);
+  expect(out.stderr).toContain(
+    'Stratafile:2:6: d/etclink/shadow escapes the build context: d/etclink is a symlink to /etc',
+  );
+  fs.writeFileSync(path.join(ctx, 'Stratafile'), 'FROM base:v1\nCOPY d/etclink /opt/etc/\n');
+  const dir = await build(ctx);
+  expect(dir.stderr).toContain('d/etclink escapes the build context');
+  expect(dir.stderr).not.toContain('/run/strata/context');
+
+  fs.symlinkSync('../real/conf', path.join(ctx, 'd/conf'));
+  fs.writeFileSync(
+    path.join(ctx, 'Stratafile'),
+    [
+      'FROM base:v1',
+      'COPY d/conf /opt/s',
+      'COPY d/conf /opt/dir/',
+      'RUN test ! -L /opt/s && test "$(cat /opt/s)" = mine && test "$(cat /opt/dir/conf)" = mine',
+      '',
+    ].join('\n'),
+  );
+  const inside = await build(ctx);
+  expect({ code: inside.code, out: show(inside) }).toMatchObject({ code: 0 });
+});
+
+test('a --build-arg that no ARG declares is a warning line', async () => {
+  const r = await build(context(['FROM base:v1', 'ARG USED', 'FEATURE x']), [
+    '--build-arg',
+    'USED=1',
+    '--build-arg',
+    'TYPO=2',
+  ]);
+  expect(r.code).toBe(0);
+  expect(r.stderr).toContain(
+    'strata: warning: build arg TYPO is not used: no ARG in Stratafile declares it\n',
+  );
+});

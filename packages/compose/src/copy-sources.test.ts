@@ -1,0 +1,146 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { hashContextPaths } from './cache';
+import { CopySourceError, copySources, matchComponent } from './copy-sources';
+import { StageKeys } from './stage-keys';
+import { CopyInstruction, parseStratafile } from './stratafile';
+import { stepCommand } from './step-command';
+
+let ctx: string;
+
+function put(rel: string, text = `${rel}\n`): void {
+  fs.mkdirSync(path.dirname(path.join(ctx, rel)), { recursive: true });
+  fs.writeFileSync(path.join(ctx, rel), text);
+}
+
+function link(rel: string, target: string): void {
+  fs.mkdirSync(path.dirname(path.join(ctx, rel)), { recursive: true });
+  fs.symlinkSync(target, path.join(ctx, rel));
+}
+
+beforeEach(() => {
+  ctx = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-copy-sources-'));
+  put('a.txt');
+  put('b.txt');
+  put('c.md');
+  put('g/one.conf');
+  put('g/two.conf');
+  put('g/three.conf');
+  put('g/one.cob');
+  put('g/sub/deep.conf');
+});
+
+afterEach(() => fs.rmSync(ctx, { recursive: true, force: true }));
+
+const written = (sources: string[]) => copySources(ctx, sources).map((s) => s.written);
+
+function copyError(sources: string[]): CopySourceError {
+  try {
+    copySources(ctx, sources);
+  } catch (e) {
+    if (e instanceof CopySourceError) return e;
+    throw e;
+  }
+  throw new Error('expected a CopySourceError');
+}
+
+test("globs match as Go's filepath.Match, one component at a time, sorted", () => {
+  expect(written(['*.txt'])).toEqual(['a.txt', 'b.txt']);
+  expect(written(['g/*.conf'])).toEqual(['g/one.conf', 'g/three.conf', 'g/two.conf']);
+  expect(written(['g/one.co?'])).toEqual(['g/one.cob']);
+  expect(written(['g/[ot]*.conf'])).toEqual(['g/one.conf', 'g/three.conf', 'g/two.conf']);
+  expect(written(['g/[^o]*.conf'])).toEqual(['g/three.conf', 'g/two.conf']);
+  expect(written(['*/*.conf'])).toEqual(['g/one.conf', 'g/three.conf', 'g/two.conf']);
+  // `*` never crosses a `/`, and `**` is no more than `*` (the docs promise no `**` for COPY).
+  expect(written(['g/**.conf'])).toEqual(['g/one.conf', 'g/three.conf', 'g/two.conf']);
+  expect(written(['./c.md', 'g/one.c?b'])).toEqual(['./c.md', 'g/one.cob']);
+  expect(matchComponent('a\\*', 'a*')).toBe(true);
+  expect(matchComponent('a\\*', 'ab')).toBe(false);
+  expect(matchComponent('x-[a-c]', 'x-b')).toBe(true);
+});
+
+test('a source that is missing, or a glob that matches nothing, is an error naming it', () => {
+  expect(copyError(['a.txt', 'g/*.nope'])).toMatchObject({
+    index: 1,
+    message: 'g/*.nope matches nothing in the build context',
+  });
+  expect(copyError(['nope.txt'])).toMatchObject({
+    index: 0,
+    message: 'nope.txt is not in the build context',
+  });
+  expect(copyError(['g/[ab'])).toMatchObject({ message: 'g/[ab: bad glob pattern' });
+});
+
+test('symlinks are followed inside the context; one that leads out of it is refused', () => {
+  link('d/etclink', '/etc');
+  link('d/up', '../../');
+  link('d/conf', '../g');
+  link('top.conf', 'g/one.conf');
+  link('abs.conf', path.join(ctx, 'g/two.conf'));
+  expect(copyError(['d/etclink/shadow'])).toMatchObject({
+    message: 'd/etclink/shadow escapes the build context: d/etclink is a symlink to /etc',
+  });
+  expect(copyError(['d/etclink'])).toMatchObject({
+    message: 'd/etclink escapes the build context: d/etclink is a symlink to /etc',
+  });
+  expect(copyError(['d/up/x'])).toMatchObject({
+    message: 'd/up/x escapes the build context: d/up is a symlink to ../../',
+  });
+  expect(copyError(['d/e*/passwd'])).toMatchObject({ message: /escapes the build context/ });
+  // A top-level source that is a link is read where it points, and named as written.
+  expect(copySources(ctx, ['top.conf', 'abs.conf', 'd/conf/two.conf'])).toEqual([
+    { written: 'top.conf', path: 'g/one.conf' },
+    { written: 'abs.conf', path: 'g/two.conf' },
+    { written: 'd/conf/two.conf', path: 'g/two.conf' },
+  ]);
+});
+
+test('the key reads what the copy reads, and keeps its old value where no link or glob is', () => {
+  link('top.conf', 'g/one.conf');
+  expect(hashContextPaths(ctx, copySources(ctx, ['./g/one.conf', 'g']))).toBe(
+    hashContextPaths(ctx, ['./g/one.conf', 'g']),
+  );
+  // The link's target's content, not the link.
+  const viaLink = hashContextPaths(ctx, copySources(ctx, ['top.conf']));
+  expect(viaLink).not.toBe(hashContextPaths(ctx, ['top.conf']));
+  fs.writeFileSync(path.join(ctx, 'g/one.conf'), 'changed\n');
+  expect(hashContextPaths(ctx, copySources(ctx, ['top.conf']))).not.toBe(viaLink);
+});
+
+function copyIns(line: string): CopyInstruction {
+  const ins = parseStratafile(`FROM base:1\n${line}\n`, 'Stratafile').stages[0]?.steps[0];
+  return ins as CopyInstruction;
+}
+
+test('COPY keys and copies the expanded sources; errors point at the source', async () => {
+  const keys = new StageKeys({ context: ctx });
+  const scope = { env: new Map(), args: new Map(), excludes: [] };
+  const ins = copyIns('COPY ["g/t*.conf", "a.txt", "/etc/x/"]');
+  const keyed = await keys.keyFor(scope, ins, undefined);
+  expect(keyed.copy?.map((c) => c.written)).toEqual(['g/three.conf', 'g/two.conf', 'a.txt']);
+  const script = stepCommand(ins, keyed.copy)[2] as string;
+  expect(script).toContain(
+    "cp -a '/run/strata/context/g/three.conf' '/etc/x/three.conf'; t='/etc/x/three.conf'",
+  );
+  expect(script).toContain("cp -a '/run/strata/context/a.txt' '/etc/x/a.txt'");
+
+  link('top.conf', 'g/one.conf');
+  const top = copyIns('COPY top.conf /etc/x/');
+  expect(stepCommand(top, (await keys.keyFor(scope, top, undefined)).copy)[2]).toContain(
+    "cp -a '/run/strata/context/g/one.conf' '/etc/x/top.conf'",
+  );
+
+  await expect(keys.keyFor(scope, copyIns('COPY a.txt  g/*.nope /x/'), undefined)).rejects.toThrow(
+    'Stratafile:2:13: g/*.nope matches nothing in the build context',
+  );
+  await expect(keys.keyFor(scope, copyIns('COPY g/t*.conf /etc/x'), undefined)).rejects.toThrow(
+    'Stratafile:2:6: COPY g/t*.conf matches 2 paths (g/three.conf, g/two.conf): with several sources, the destination must be a directory ending in "/"',
+  );
+  link('d/etclink', '/etc');
+  await expect(
+    keys.keyFor(scope, copyIns('COPY d/etclink/shadow /opt/s'), undefined),
+  ).rejects.toThrow(
+    'Stratafile:2:6: d/etclink/shadow escapes the build context: d/etclink is a symlink to /etc',
+  );
+});
