@@ -155,6 +155,14 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
       mounts.sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
       const rest = lx.text.slice(ctx.next).trim();
       if (rest === '') throw ctx.missing('RUN requires a command');
+      // BuildKit's heredoc form: its lines would be read as instructions, and the first of them
+      // reported as unknown, on the wrong line.
+      if (/^<<-?\s*["']?[A-Za-z_]/.test(rest))
+        throw lx.error(
+          ctx.next,
+          'RUN <<heredocs are not supported',
+          'put the script in a file of the build context and COPY it, or join its lines with && and \\',
+        );
       // The mounts say which secrets the step saw, never their values: that is all the step's
       // text (its history entry and cache key) holds of them.
       const head = ctx.canonical([]);
