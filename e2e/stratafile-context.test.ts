@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SLOW, cleanupTmp, minbaseRootfs, show, strata, strataOk, tmpDir } from './helpers';
+import { SLOW, cleanupTmp, minbaseRootfs, runOk, show, strata, strataOk, tmpDir } from './helpers';
 import { readImage, sourcesFile } from './fixtures/build/harness';
 
 jest.setTimeout(SLOW);
@@ -154,4 +154,24 @@ test('a --build-arg that no ARG declares is a warning line', async () => {
   expect(r.stderr).toContain(
     'strata: warning: build arg TYPO is not used: no ARG in Stratafile declares it\n',
   );
+});
+
+test('COPY --chown with a user alone gives the group of the same id, as Docker does', async () => {
+  const ctx = context(
+    [
+      'FROM base:v1',
+      'COPY --chown=daemon a.txt /opt/by-name',
+      'COPY --chown=4321 a.txt /opt/by-id',
+      'COPY --chown=daemon:adm a.txt /opt/with-group',
+      'RUN stat -c "%n %u:%g" /opt/by-name /opt/by-id /opt/with-group > /owners',
+    ],
+    { 'a.txt': 'a\n' },
+  );
+  const r = await build(ctx, ['-t', 'owners:1']);
+  expect(show(r)).toMatch(/^exit 0/);
+  const tar = path.join(work, 'owners.tar');
+  await strataOk(['flatten', 'owners:1', '--rootfs', tar], { store });
+  const owners = await runOk('tar', ['-xOf', tar, 'owners']);
+  // daemon is uid 1 in Debian; adm is gid 4.
+  expect(owners.stdout).toBe('/opt/by-name 1:1\n/opt/by-id 4321:4321\n/opt/with-group 1:4\n');
 });

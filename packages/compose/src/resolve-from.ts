@@ -79,13 +79,7 @@ export async function resolveBase(ctx: BuildContext, f: FromInstruction): Promis
     }
     parts = await rootfsManifest(ctx, desc, 'the template');
   } catch (e) {
-    // The hint (is the registry running? trust its CA?) is what makes the line useful.
-    if (e instanceof StrataError)
-      throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, {
-        cause: e,
-        ...(e.hint !== undefined ? { hint: e.hint } : {}),
-      });
-    throw e;
+    throw onFromLine(f, e);
   }
   const manifest = await ctx.store.readManifest(parts.rootfs);
   const config = await ctx.store.readConfig(manifest.config);
@@ -97,6 +91,18 @@ export async function resolveBase(ctx: BuildContext, f: FromInstruction): Promis
     );
   }
   return { desc, parts, manifest, config };
+}
+
+/**
+ * A failure to read the FROM template, as an error of the FROM line; its hint (is the registry
+ * running? trust its CA?) is what makes the line useful, so it is kept.
+ */
+function onFromLine(f: StageHead['from'], e: unknown): unknown {
+  if (!(e instanceof StrataError)) return e;
+  return new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, {
+    cause: e,
+    ...(e.hint !== undefined ? { hint: e.hint } : {}),
+  });
 }
 
 /**
@@ -137,12 +143,7 @@ export async function resolveFrom(
   try {
     await ctx.inheritDebs(desc, parts.rootfs);
   } catch (e) {
-    if (e instanceof StrataError)
-      throw new BuildStepError(f.loc, `FROM ${f.ref}: ${e.message}`, {
-        cause: e,
-        ...(e.hint !== undefined ? { hint: e.hint } : {}),
-      });
-    throw e;
+    throw onFromLine(f, e);
   }
   const lockedDigest = locked?.from.digest;
   if (ctx.opts.frozen && lockedDigest !== undefined && lockedDigest !== desc.digest) {

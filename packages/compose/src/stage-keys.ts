@@ -356,8 +356,11 @@ export class StageKeys {
       }
       case 'COPY': {
         const copy = this.copySourcesOf(ins);
+        // A --chown without a group once kept the group root's; it is the user's id now, as in
+        // Docker, and the key says so, so that no cached layer of the old kind is taken.
+        const gid = ins.chown !== undefined && !ins.chown.includes(':') ? { chownGid: 'uid' } : {};
         return {
-          key: cacheKey({ ...base, inputs: [hashContextPaths(this.context, copy)] }),
+          key: cacheKey({ ...base, ...gid, inputs: [hashContextPaths(this.context, copy)] }),
           aptIndex: false,
           copy,
         };

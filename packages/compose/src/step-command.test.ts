@@ -129,6 +129,15 @@ test('COPY copies from the context, then chowns and chmods what it copied', () =
   ]);
 });
 
+test("COPY --chown with a user alone chowns to the user and a group of the user's id", () => {
+  const [ins] = steps('COPY --chown=daemon conf/app.conf /etc/acme/app.conf\n');
+  const script = stepCommand(ins as Instruction)[2] as string;
+  expect(script.split('\n').slice(2)).toEqual([
+    "case 'daemon' in *[!0-9]*) g=$(id -u -- 'daemon' 2>/dev/null || true) ;; *) g='daemon' ;; esac",
+    `chown -R 'daemon'\${g:+:"$g"} "$t"`,
+  ]);
+});
+
 test('instructions that make no layer have no command', () => {
   const [ins] = steps('ENV A=1\n');
   expect(() => stepCommand(ins as Instruction)).toThrow('ENV does not run');

@@ -98,7 +98,16 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
         lines.push(
           `if [ -d ${shellQuote(from)} ]; then mkdir -p ${shellQuote(many ? dest : to)}; cp -a ${shellQuote(from)}/. ${shellQuote(many ? dest : to)}/; t=${shellQuote(many ? dest : to)}; else mkdir -p "$(dirname ${shellQuote(to)})"; cp -a ${shellQuote(from)} ${shellQuote(to)}; t=${shellQuote(to)}; fi`,
         );
-        if (ins.chown) lines.push(`chown -R ${shellQuote(ins.chown)} "$t"`);
+        if (ins.chown?.includes(':')) lines.push(`chown -R ${shellQuote(ins.chown)} "$t"`);
+        else if (ins.chown) {
+          // A user without a group: the group is the user's numeric id, as Docker does.
+          const u = shellQuote(ins.chown);
+          // A user the template lacks leaves g empty: chown then says so itself.
+          lines.push(
+            `case ${u} in *[!0-9]*) g=$(id -u -- ${u} 2>/dev/null || true) ;; *) g=${u} ;; esac`,
+            `chown -R ${u}\${g:+:"$g"} "$t"`,
+          );
+        }
         if (ins.chmod !== undefined) lines.push(`chmod -R ${ins.chmod.toString(8)} "$t"`);
       }
       return ['/bin/sh', '-c', lines.join('\n')];
