@@ -208,6 +208,38 @@ describe('rm and gc', () => {
     expect(r.stderr).toContain('nope');
     expect(refs(store)).toEqual(['x:latest']);
   });
+
+  it('rm resolves every ref first: one missing removes nothing, whatever the order', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'good:1');
+    await strataOk(
+      ['template', 'create', makeTinyRootfs(tmpDir(), 'o'), '-t', 'other', '--name', 'o'],
+      {
+        store,
+      },
+    );
+    for (const args of [
+      ['good:1', 'bad'],
+      ['bad', 'good:1'],
+      ['good:1', 'bad', 'other', 'worse:2'],
+    ]) {
+      const r = await strata(['rm', ...args], { store });
+      expect(r.code).toBe(1);
+      expect(isOneLineError(r.stderr)).toBe(true);
+      expect(r.stderr).toMatch(/^strata: error: no images? bad/);
+      if (args.includes('worse:2')) expect(r.stderr).toContain('worse:2');
+      expect(r.stderr).not.toContain('good');
+      expect(r.stdout).toBe('');
+      expect(refs(store)).toEqual(['good:1', 'other:latest']);
+    }
+    // On success, --json lists what went, by the name it had; a ref given twice goes once.
+    const removed = await strataJson<LsEntry[]>(['rm', 'other', 'good:1', 'other:latest'], {
+      store,
+    });
+    expect(removed.map((e) => e.ref)).toEqual(['other:latest', 'good:1']);
+    expect(removed.every((e) => /^sha256:[0-9a-f]{64}$/.test(e.digest))).toBe(true);
+    expect(refs(store)).toEqual([]);
+  });
 });
 
 describe('fsck', () => {

@@ -294,6 +294,22 @@ test('tags, lists, resolves, untags and collects garbage', async () => {
   expect(await fsp.readdir(path.join(store.root, 'blobs', 'sha256'))).toEqual([]);
 });
 
+test('untagAll removes all the refs or, when one names nothing, none of them', async () => {
+  const m = await imageFor(store, 'layer-untag');
+  await store.tag('a:1', m);
+  await store.tag('b', m);
+  for (const refs of [
+    ['a:1', 'missing'],
+    ['missing', 'a:1'],
+  ]) {
+    await expect(store.untagAll(refs)).rejects.toThrow(/no image missing in the store/);
+    expect((await store.list()).map((e) => e.ref)).toEqual(['a:1', 'b:latest']);
+  }
+  const removed = await store.untagAll(['b', 'a:1', 'b:latest']);
+  expect(removed.map((r) => r.ref)).toEqual(['b:latest', 'a:1']);
+  expect(await store.list()).toEqual([]);
+});
+
 test('remembers verified diffIDs per blob; gc drops a record with its blob', async () => {
   const kept = await imageFor(store, 'layer-kept');
   await store.tag('kept', kept);
