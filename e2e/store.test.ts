@@ -357,6 +357,26 @@ describe('save and load', () => {
     const idx = path.join(other, 'index.json');
     if (fs.existsSync(idx)) expect(refs(other)).toEqual([]);
   });
+
+  /** An OCI image layout as skopeo writes it: `skopeo copy oci-archive:FILE oci:DIR:name`. */
+  async function skopeoLayout(...names: string[]): Promise<string> {
+    const dir = path.join(tmpDir(), 'layout');
+    for (const name of names)
+      await runOk('skopeo', ['copy', `oci-archive:${saved}`, `oci:${dir}:${name}`]);
+    return dir;
+  }
+
+  it('a layout skopeo wrote names its image x, and ls, inspect and rm take x as it is', async () => {
+    const layout = await skopeoLayout('x');
+    expect(refs(layout)).toEqual(['x']);
+    const ls = await strataJson<LsEntry[]>(['ls'], { store: layout });
+    expect(ls.map((e) => e.ref)).toEqual(['x']);
+    const meta = await strataJson<{ digest: string }>(['inspect', 'x'], { store: layout });
+    expect(meta.digest).toBe(digest);
+    const rm = await strata(['rm', 'x'], { store: layout });
+    expect(show(rm)).toMatch(/^exit 0/);
+    expect(refs(layout)).toEqual([]);
+  });
 });
 
 describe('errors', () => {

@@ -35,10 +35,14 @@ export function normalizeTag(ref: string): string {
 type LocalRef = { kind: 'name'; name: string } | { kind: 'digest'; digest: Digest; named: boolean };
 
 /**
- * How a local ref reads against `index`; the one place that decides it. A digest is a digest,
- * and a tag is normalised as `tag` stores it (`x` is `x:latest`).
+ * How a local ref reads against `index`; the one place that decides it. A ref that is exactly
+ * the ref name of an entry names that entry: a layout written by another tool (`skopeo copy …
+ * oci:DIR:x`, umoci) may name an image `x`, without a tag. Otherwise a digest is a digest, and a
+ * tag is normalised as `tag` stores it (`x` is `x:latest`).
  */
-function readLocalRef(ref: string): LocalRef {
+function readLocalRef(index: ImageIndex, ref: string): LocalRef {
+  if (index.manifests.some((d) => d.annotations?.[Annotations.refName] === ref))
+    return { kind: 'name', name: ref };
   if (isDigest(ref)) return { kind: 'digest', digest: parseDigest(ref), named: false };
   const r = parseReference(ref);
   if (r.digest !== undefined) return { kind: 'digest', digest: r.digest, named: true };
@@ -164,7 +168,7 @@ export class RefStore extends BlobStore {
       const hits = new Map<Descriptor, string>();
       const missing: string[] = [];
       for (const ref of refs) {
-        const local = readLocalRef(ref);
+        const local = readLocalRef(index, ref);
         if (local.kind === 'digest' && local.named) {
           throw new InvalidArgumentError(`a tag cannot carry a digest: ${ref}`);
         }
@@ -187,7 +191,7 @@ export class RefStore extends BlobStore {
   /** Resolve a local tag, `name@sha256:…` or a bare digest to its descriptor. */
   async resolve(ref: string): Promise<Descriptor> {
     const index = await this.readIndex();
-    const local = readLocalRef(ref);
+    const local = readLocalRef(index, ref);
     const hit = findEntry(index, local);
     if (hit) return hit;
     if (local.kind === 'digest') return this.describeBlob(local.digest);
