@@ -377,6 +377,41 @@ describe('save and load', () => {
     expect(show(rm)).toMatch(/^exit 0/);
     expect(refs(layout)).toEqual([]);
   });
+
+  it('load reads an OCI image layout directory, verifying every blob', async () => {
+    const layout = await skopeoLayout('x', 'y:2');
+    const other = tmpDir('strata-e2e-store-');
+    const loaded = await strataJson<LsEntry[]>(['load', layout], { store: other });
+    expect(loaded).toEqual([
+      { ref: 'x:latest', digest },
+      { ref: 'y:2', digest },
+    ]);
+    expect(refs(other)).toEqual(['x:latest', 'y:2']);
+    const fsck = await strata(['fsck'], { store: other });
+    expect([fsck.code, fsck.stderr]).toEqual([0, '']);
+
+    // A layer changed in place (same size) is refused, and nothing is tagged.
+    const layer = manifestOf(store, 'base:latest').manifest.layers[0]!.digest;
+    const file = path.join(layout, 'blobs', 'sha256', layer.slice('sha256:'.length));
+    const buf = fs.readFileSync(file);
+    const i = Math.floor(buf.length / 2);
+    buf[i] = buf[i]! ^ 0xff;
+    fs.writeFileSync(file, buf);
+    const third = tmpDir('strata-e2e-store-');
+    const bad = await strata(['load', layout], { store: third });
+    expect(bad.code).toBe(1);
+    expect(isOneLineError(bad.stderr)).toBe(true);
+    expect(bad.stderr).toContain(layer);
+    expect(refs(third)).toEqual([]);
+
+    // A directory that is no layout is refused by name, not with a raw EISDIR.
+    const plain = tmpDir();
+    const r = await strata(['load', plain], { store: third });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `strata: error: ${plain} is not an OCI archive or image layout: oci-layout or index.json is missing\n`,
+    );
+  });
 });
 
 describe('errors', () => {

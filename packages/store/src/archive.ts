@@ -135,12 +135,13 @@ export interface LoadedImage {
 }
 
 /**
- * Load an OCI archive into the store: a copy from the archive, opened in place as a backend of
- * the core, into the store's sink, for each image its index lists. Every blob is verified
- * against its digest before it becomes visible, and blobs the store has are not copied. Images
- * are tagged with `tag` (only when the archive holds one image) or with the name the archive
- * carries. An archive read from a stream is first written to a scratch file of the store, since
- * a copy reads blobs in the order of the graph, not of the tar.
+ * Load an OCI archive, or an OCI image layout directory (`skopeo copy … oci:DIR`), into the
+ * store: a copy from it, opened in place as a backend of the core, into the store's sink, for
+ * each image its index lists. Every blob is verified against its digest before it becomes
+ * visible, and blobs the store has are not copied. Images are tagged with `tag` (only when the
+ * archive holds one image) or with the name the archive carries (`x` as `x:latest`). An archive
+ * read from a stream is first written to a scratch file of the store, since a copy reads blobs
+ * in the order of the graph, not of the tar.
  */
 export async function loadArchive(
   store: Store,

@@ -45,7 +45,7 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
     )
     .command(
       'load <file>',
-      'Load an OCI archive (e.g. name.tmpl.img, or - for stdin) into the store',
+      'Load an OCI archive (e.g. name.tmpl.img, or - for stdin) or an OCI image layout directory into the store',
       (c) =>
         c
           .positional('file', { type: 'string', demandOption: true, coerce: stdinDash })
