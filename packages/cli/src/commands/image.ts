@@ -85,15 +85,19 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           const bar = progress.bar(`${role}: reading layers`);
           let r;
           try {
-            r = await flattenToTar(store, a.ref, file, {
-              role,
-              ...platform,
-              tmpDir: a.tmpDir,
-              onProgress: (p) => {
-                bar.label(p.phase === 'index' ? `${role}: reading layers` : `${role}: writing`);
-                bar.update(p.bytes, p.total);
-              },
-            });
+            // Interrupted, it removes its scratch files (the layers uncompressed) before it ends.
+            r = await ctx.interruptible((signal) =>
+              flattenToTar(store, a.ref, file, {
+                role,
+                ...platform,
+                tmpDir: a.tmpDir,
+                signal,
+                onProgress: (p) => {
+                  bar.label(p.phase === 'index' ? `${role}: reading layers` : `${role}: writing`);
+                  bar.update(p.bytes, p.total);
+                },
+              }),
+            );
           } finally {
             progress.done();
           }
