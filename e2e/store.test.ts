@@ -2,9 +2,11 @@
  * The store commands end to end: tags, ls, rm, gc, fsck, save and load, STRATA_STORE, and
  * concurrent writers. The save/load round trip uses the minbase template; the rest a tiny rootfs.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  CLI,
   blobPath,
   cleanupTmp,
   duBytes,
@@ -357,6 +359,35 @@ describe('save and load', () => {
     const idx = path.join(other, 'index.json');
     if (fs.existsSync(idx)) expect(refs(other)).toEqual([]);
   });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    'save interrupted by %s: exit 130, one error line, no temp file left',
+    async (signal) => {
+      const dir = tmpDir();
+      const child = spawn(
+        process.execPath,
+        [CLI, '--store', store, 'save', 'base', '-o', path.join(dir, 'x.tmpl.img')],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      const exited = new Promise<[number | null, string | null]>((resolve) =>
+        child.on('close', (code, sig) => resolve([code, sig])),
+      );
+      let running = true;
+      void exited.then(() => (running = false));
+      const writing = () =>
+        fs
+          .readdirSync(dir)
+          .some((n) => n.includes('.tmp') && fs.statSync(path.join(dir, n)).size > 0);
+      while (running && !writing()) await new Promise((r) => setTimeout(r, 5));
+      expect(running).toBe(true); // the save was caught in the act
+      child.kill(signal);
+      expect(await exited).toEqual([130, null]);
+      expect(stderr).toBe('strata: error: save interrupted\n');
+      expect(fs.readdirSync(dir)).toEqual([]);
+    },
+  );
 
   /** An OCI image layout as skopeo writes it: `skopeo copy oci-archive:FILE oci:DIR:name`. */
   async function skopeoLayout(...names: string[]): Promise<string> {

@@ -14,6 +14,7 @@ import {
   InvalidArgumentError,
   MediaTypes,
   PlatformSelector,
+  StrataError,
   copyGraph,
   digestHex,
   encodeJson,
@@ -77,6 +78,7 @@ export async function saveArchive(
   outFile: string,
   platform?: PlatformSelector,
   onEvent?: (e: CopyEvent) => void,
+  signal?: AbortSignal,
 ): Promise<Descriptor> {
   const tagged = await store.resolve(ref);
   const desc = platform
@@ -95,7 +97,15 @@ export async function saveArchive(
   const tmp = tempPathFor(path.resolve(outFile));
   const fh = await fsp.open(tmp, 'wx', 0o644);
   const writing = pipeline(pack, fh.createWriteStream({ flush: true }));
+  writing.catch(() => undefined); // awaited below; a pack destroyed meanwhile must not crash
+  const interrupted = () => new StrataError('INTERRUPTED', 'save interrupted');
+  // Destroying the pack fails the blob being copied into it, and so the save, at once.
+  const stop = (): void => {
+    pack.destroy(interrupted());
+  };
+  signal?.addEventListener('abort', stop, { once: true });
   try {
+    if (signal?.aborted) throw interrupted();
     await putEntry(pack, 'oci-layout', encodeJson({ imageLayoutVersion: '1.0.0' }));
     pack.entry(header('blobs/', 0, 'directory'));
     pack.entry(header('blobs/sha256/', 0, 'directory'));
@@ -124,7 +134,10 @@ export async function saveArchive(
     await writing.catch(() => undefined);
     await fh.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true });
-    throw e;
+    // The copy into a destroyed pack fails in the stream's words; the cause is the signal.
+    throw signal?.aborted ? interrupted() : e;
+  } finally {
+    signal?.removeEventListener('abort', stop);
   }
   return desc;
 }
