@@ -314,6 +314,8 @@ export async function flattenToDir(
     platform?: PlatformSelector;
     /** Compressed bytes of the layers unpacked so far (after each layer), of their total. */
     onProgress?: (bytes: number, total: number) => void;
+    /** Stops the unpack (an INTERRUPTED StrataError), leaving `dir` partly written. */
+    signal?: AbortSignal;
   } = {},
 ): Promise<FlattenDirResult> {
   const image = await resolveImage(store, ref, opts.role, opts.platform);
@@ -333,6 +335,7 @@ export async function flattenToDir(
     image.layers.map((l) => l.layer),
     dir,
     opts.onProgress && ((bytes) => opts.onProgress?.(bytes, total)),
+    opts.signal,
   );
   return { image, entries: stats.reduce((a, s) => a + s.entries, 0) };
 }
