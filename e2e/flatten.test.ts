@@ -4,11 +4,13 @@
  * owners) is flattened by Strata to a tar (extracted with GNU tar) and to a directory, and
  * unpacked by `umoci unpack`; the trees must be identical. Hostile layers are refused.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import {
+  CLI,
   cleanupTmp,
   diffTrees,
   isOneLineError,
@@ -227,11 +229,60 @@ describe('strata flatten', () => {
       expect(isOneLineError(r.stderr)).toBe(true);
       expect(r.stderr).toMatch(/refusing layer entry/);
       expect(fs.existsSync(out)).toBe(false);
+      expect(fs.readdirSync(work).filter((n) => n.startsWith('.strata-flatten-'))).toEqual([]);
       const d = path.join(work, `hostile-dir-${tag.slice(8, 14)}`);
       const rd = await strata(['flatten', tag, '--dir', d], { store });
       expect(rd.code).toBe(1);
       expect(rd.stderr).toMatch(/refusing layer entry/);
       expect(fs.existsSync('/tmp/pwned')).toBe(false);
+    },
+    SLOW,
+  );
+
+  /** Whether a flatten into `dir` has begun to spill its base layer (the largest) to scratch. */
+  const spilling = (dir: string): boolean =>
+    fs
+      .readdirSync(dir)
+      .filter((n) => n.startsWith('.strata-flatten-'))
+      .some((n) => {
+        const layer = path.join(dir, n, 'layer-0.tar');
+        return fs.existsSync(layer) && fs.statSync(layer).size > 0;
+      });
+  /** The temp file of the flat tar, which the second pass writes. */
+  const writing = (dir: string): boolean =>
+    fs.readdirSync(dir).some((n) => /^\.flat\.tar\.zst\.\d+\.tmp$/.test(n));
+
+  it.each([
+    ['SIGINT', 'while it reads the layers', spilling],
+    ['SIGTERM', 'while it writes the tar', writing],
+  ] as const)(
+    '%s %s: exit 130, one error line, no scratch dir or temp file left',
+    async (signal, _when, ready) => {
+      const dir = tmpDir('strata-flatten-intr-');
+      const out = path.join(dir, 'flat.tar.zst');
+      const child = spawn(
+        process.execPath,
+        [CLI, '--store', store, 'flatten', 'stack:1', '--rootfs', out],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      const exited = new Promise<[number | null, string | null]>((resolve) =>
+        child.on('close', (code, sig) => resolve([code, sig])),
+      );
+      let running = true;
+      void exited.then(() => (running = false));
+      while (running && !ready(dir)) await new Promise((r) => setTimeout(r, 5));
+      expect(running).toBe(true); // the flatten was caught in the act
+      child.kill(signal);
+      expect(await exited).toEqual([130, null]);
+      expect(stderr).toBe('strata: error: flatten interrupted\n');
+      expect(stdout).toBe('');
+      expect(fs.readdirSync(dir)).toEqual([]);
     },
     SLOW,
   );

@@ -2,12 +2,15 @@
  * `strata image`: ext4 images and wic-style partitioned disks, read back with tools that are not
  * Strata: e2fsck, debugfs, sfdisk --json, fsck.vfat and mtools.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  CLI,
   cleanupTmp,
   isOneLineError,
   makeTinyRootfs,
+  minbaseRootfs,
   run,
   runOk,
   SLOW,
@@ -368,4 +371,53 @@ describe('strata image --wks', () => {
       /systemd-bootx64\.efi is not in the rootfs \(hint: install systemd-boot-efi/,
     );
   });
+});
+
+describe('strata image, interrupted', () => {
+  beforeAll(async () => {
+    const fx = await minbaseRootfs();
+    await strataOk(['template', 'create', fx.rootfs, '-t', 'minbase:1', '--name', 'minbase'], {
+      store,
+    });
+  }, SLOW);
+
+  /** The scratch dir of an image built into `dir`, once `inside` exists in it. */
+  const scratchHolds =
+    (inside: string) =>
+    (dir: string): boolean =>
+      fs
+        .readdirSync(dir)
+        .some((n) => n.startsWith('.strata-image-') && fs.existsSync(path.join(dir, n, inside)));
+
+  it.each([
+    ['SIGINT', 'while it unpacks the rootfs', scratchHolds('rootfs/usr')],
+    ['SIGTERM', 'while mke2fs runs', scratchHolds('out.ext4')],
+  ] as const)(
+    '%s %s: exit 130, one error line, no scratch dir or image left',
+    async (signal, _when, ready) => {
+      const dir = tmpDir('strata-image-intr-');
+      const child = spawn(
+        process.execPath,
+        [CLI, '--store', store, 'image', 'minbase:1', '--ext4', path.join(dir, 'root.ext4')],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      const exited = new Promise<[number | null, string | null]>((resolve) =>
+        child.on('close', (code, sig) => resolve([code, sig])),
+      );
+      let running = true;
+      void exited.then(() => (running = false));
+      while (running && !ready(dir)) await new Promise((r) => setTimeout(r, 5));
+      expect(running).toBe(true); // the build was caught in the act
+      child.kill(signal);
+      expect(await exited).toEqual([130, null]);
+      expect(stderr).toBe('strata: error: image interrupted\n');
+      expect(stdout).toBe('');
+      expect(fs.readdirSync(dir)).toEqual([]);
+    },
+    SLOW,
+  );
 });

@@ -378,6 +378,64 @@ d('registry without auth (plain http on loopback)', () => {
     expect(fs.readdirSync(ingest)).toEqual([]);
   });
 
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    'a pull interrupted by %s exits 130 with one error line, and the next pull completes',
+    async (signal) => {
+      const tree = path.join(work, `intr-tree-${signal}`);
+      makeTree(tree, 8 * 1024 * 1024);
+      const ref = `intr-${signal.toLowerCase()}`;
+      await strataOk(
+        [
+          '--store',
+          storeA,
+          'template',
+          'create',
+          tree,
+          '-t',
+          ref,
+          '--name',
+          ref,
+          '--compression',
+          'gzip',
+        ],
+        { env },
+      );
+      await strataOk(['--store', storeA, 'push', ref, `${reg.host}/${ref}:1`], { env });
+      const store = path.join(work, `store-${ref}`);
+      proxy.mode.throttle = 2 * 1024 * 1024;
+      const child = spawn(
+        process.execPath,
+        [CLI, '--store', store, 'pull', `${proxy.host}/${ref}:1`],
+        {
+          env: { ...process.env, ...env, CI: '1' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      const exited = new Promise<[number | null, string | null]>((resolve) =>
+        child.on('close', (code, sig) => resolve([code, sig])),
+      );
+      const start = proxy.blobBytesDown();
+      const deadline = Date.now() + 60_000;
+      while (proxy.blobBytesDown() - start < 1024 * 1024 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      child.kill(signal);
+      try {
+        expect(await exited).toEqual([130, null]);
+      } finally {
+        proxy.mode.throttle = undefined;
+      }
+      expect(stderr).toBe('strata: error: interrupted\n');
+      expect(stdout).toBe('');
+      await strataOk(['--store', store, 'pull', `${proxy.host}/${ref}:1`], { env });
+      expect((await strata(['--store', store, 'fsck'], { env })).code).toBe(0);
+    },
+  );
+
   it('two pulls of one image into one store at once both succeed and fetch each blob once', async () => {
     await strataOk(['--store', storeA, 'push', 'x', `${reg.host}/conc:1`], { env });
     const storeConc = path.join(work, 'storeConc');

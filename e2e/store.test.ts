@@ -2,9 +2,11 @@
  * The store commands end to end: tags, ls, rm, gc, fsck, save and load, STRATA_STORE, and
  * concurrent writers. The save/load round trip uses the minbase template; the rest a tiny rootfs.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  CLI,
   blobPath,
   cleanupTmp,
   duBytes,
@@ -208,6 +210,38 @@ describe('rm and gc', () => {
     expect(r.stderr).toContain('nope');
     expect(refs(store)).toEqual(['x:latest']);
   });
+
+  it('rm resolves every ref first: one missing removes nothing, whatever the order', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'good:1');
+    await strataOk(
+      ['template', 'create', makeTinyRootfs(tmpDir(), 'o'), '-t', 'other', '--name', 'o'],
+      {
+        store,
+      },
+    );
+    for (const args of [
+      ['good:1', 'bad'],
+      ['bad', 'good:1'],
+      ['good:1', 'bad', 'other', 'worse:2'],
+    ]) {
+      const r = await strata(['rm', ...args], { store });
+      expect(r.code).toBe(1);
+      expect(isOneLineError(r.stderr)).toBe(true);
+      expect(r.stderr).toMatch(/^strata: error: no images? bad/);
+      if (args.includes('worse:2')) expect(r.stderr).toContain('worse:2');
+      expect(r.stderr).not.toContain('good');
+      expect(r.stdout).toBe('');
+      expect(refs(store)).toEqual(['good:1', 'other:latest']);
+    }
+    // On success, --json lists what went, by the name it had; a ref given twice goes once.
+    const removed = await strataJson<LsEntry[]>(['rm', 'other', 'good:1', 'other:latest'], {
+      store,
+    });
+    expect(removed.map((e) => e.ref)).toEqual(['other:latest', 'good:1']);
+    expect(removed.every((e) => /^sha256:[0-9a-f]{64}$/.test(e.digest))).toBe(true);
+    expect(refs(store)).toEqual([]);
+  });
 });
 
 describe('fsck', () => {
@@ -324,6 +358,90 @@ describe('save and load', () => {
     expect(isOneLineError(r.stderr)).toBe(true);
     const idx = path.join(other, 'index.json');
     if (fs.existsSync(idx)) expect(refs(other)).toEqual([]);
+  });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    'save interrupted by %s: exit 130, one error line, no temp file left',
+    async (signal) => {
+      const dir = tmpDir();
+      const child = spawn(
+        process.execPath,
+        [CLI, '--store', store, 'save', 'base', '-o', path.join(dir, 'x.tmpl.img')],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      const exited = new Promise<[number | null, string | null]>((resolve) =>
+        child.on('close', (code, sig) => resolve([code, sig])),
+      );
+      let running = true;
+      void exited.then(() => (running = false));
+      const writing = () =>
+        fs
+          .readdirSync(dir)
+          .some((n) => n.includes('.tmp') && fs.statSync(path.join(dir, n)).size > 0);
+      while (running && !writing()) await new Promise((r) => setTimeout(r, 5));
+      expect(running).toBe(true); // the save was caught in the act
+      child.kill(signal);
+      expect(await exited).toEqual([130, null]);
+      expect(stderr).toBe('strata: error: save interrupted\n');
+      expect(fs.readdirSync(dir)).toEqual([]);
+    },
+  );
+
+  /** An OCI image layout as skopeo writes it: `skopeo copy oci-archive:FILE oci:DIR:name`. */
+  async function skopeoLayout(...names: string[]): Promise<string> {
+    const dir = path.join(tmpDir(), 'layout');
+    for (const name of names)
+      await runOk('skopeo', ['copy', `oci-archive:${saved}`, `oci:${dir}:${name}`]);
+    return dir;
+  }
+
+  it('a layout skopeo wrote names its image x, and ls, inspect and rm take x as it is', async () => {
+    const layout = await skopeoLayout('x');
+    expect(refs(layout)).toEqual(['x']);
+    const ls = await strataJson<LsEntry[]>(['ls'], { store: layout });
+    expect(ls.map((e) => e.ref)).toEqual(['x']);
+    const meta = await strataJson<{ digest: string }>(['inspect', 'x'], { store: layout });
+    expect(meta.digest).toBe(digest);
+    const rm = await strata(['rm', 'x'], { store: layout });
+    expect(show(rm)).toMatch(/^exit 0/);
+    expect(refs(layout)).toEqual([]);
+  });
+
+  it('load reads an OCI image layout directory, verifying every blob', async () => {
+    const layout = await skopeoLayout('x', 'y:2');
+    const other = tmpDir('strata-e2e-store-');
+    const loaded = await strataJson<LsEntry[]>(['load', layout], { store: other });
+    expect(loaded).toEqual([
+      { ref: 'x:latest', digest },
+      { ref: 'y:2', digest },
+    ]);
+    expect(refs(other)).toEqual(['x:latest', 'y:2']);
+    const fsck = await strata(['fsck'], { store: other });
+    expect([fsck.code, fsck.stderr]).toEqual([0, '']);
+
+    // A layer changed in place (same size) is refused, and nothing is tagged.
+    const layer = manifestOf(store, 'base:latest').manifest.layers[0]!.digest;
+    const file = path.join(layout, 'blobs', 'sha256', layer.slice('sha256:'.length));
+    const buf = fs.readFileSync(file);
+    const i = Math.floor(buf.length / 2);
+    buf[i] = buf[i]! ^ 0xff;
+    fs.writeFileSync(file, buf);
+    const third = tmpDir('strata-e2e-store-');
+    const bad = await strata(['load', layout], { store: third });
+    expect(bad.code).toBe(1);
+    expect(isOneLineError(bad.stderr)).toBe(true);
+    expect(bad.stderr).toContain(layer);
+    expect(refs(third)).toEqual([]);
+
+    // A directory that is no layout is refused by name, not with a raw EISDIR.
+    const plain = tmpDir();
+    const r = await strata(['load', plain], { store: third });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `strata: error: ${plain} is not an OCI archive or image layout: oci-layout or index.json is missing\n`,
+    );
   });
 });
 

@@ -1,4 +1,5 @@
 import type { Store } from '@strata/store';
+import { Interruption } from './interrupt';
 import { Progress, isLive } from './progress';
 
 export interface GlobalArgs {
@@ -17,9 +18,24 @@ export class Context {
 
   constructor(
     readonly args: GlobalArgs,
+    private readonly interruption = new Interruption(),
     readonly stdout: NodeJS.WriteStream = process.stdout,
     readonly stderr: NodeJS.WriteStream = process.stderr,
   ) {}
+
+  /**
+   * Run `work`, which stops by itself when its signal aborts (the user interrupted the command:
+   * SIGINT, SIGTERM), removing what it made; the command waits for it. An interruption outside
+   * such work ends the command at once (see Interruption).
+   */
+  interruptible<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.interruption.within(work);
+  }
+
+  /** Whether the user interrupted the command. */
+  get interrupted(): boolean {
+    return this.interruption.aborted;
+  }
 
   get json(): boolean {
     return this.args.json;

@@ -1,8 +1,9 @@
 import yargs from 'yargs/yargs';
 import type { Argv } from 'yargs';
-import { InvalidArgumentError } from '@strata/oci';
+import { InvalidArgumentError, isStrataError } from '@strata/oci';
 import { Context, GlobalArgs } from './context';
 import { exitCodeFor, formatError } from './output';
+import { Interruption, interrupted } from './interrupt';
 import { templateCommands } from './commands/template';
 import { storeCommands } from './commands/store';
 import { archiveCommands } from './commands/archive';
@@ -27,9 +28,14 @@ export type Runner = <A>(
 export async function main(argv: string[]): Promise<number> {
   let ctx: Context | undefined;
   let failure: unknown;
+  const interruption = new Interruption();
   const run: Runner = (fn) => async (args) => {
-    ctx = new Context(args as GlobalArgs);
-    await fn(ctx, args);
+    ctx = new Context(args as GlobalArgs, interruption);
+    if (interruption.aborted) throw interrupted();
+    const work = fn(ctx, args);
+    // Once the command is ended at once, the process exits: how its work ends does not matter.
+    work.catch(() => undefined);
+    await Promise.race([work, interruption.stopped]);
   };
   let y = yargs(argv)
     .scriptName('strata')
@@ -88,11 +94,18 @@ export async function main(argv: string[]): Promise<number> {
     sourcesCommands,
   ])
     y = register(y, run);
+  const unlisten = interruption.listen();
   try {
     await y.parseAsync();
   } catch (e) {
     failure ??= e;
+  } finally {
+    unlisten();
   }
+  // Work that stopped on the signal may fail in its own words (a pipe closed under it): the
+  // cause is the interruption.
+  if (failure !== undefined && interruption.aborted && !isInterrupted(failure))
+    failure = interrupted();
   (ctx as Context | undefined)?.finish();
   const debug = argv.includes('--debug');
   if (failure !== undefined) {
@@ -100,4 +113,8 @@ export async function main(argv: string[]): Promise<number> {
     return exitCodeFor(failure);
   }
   return (ctx as Context | undefined)?.exitCode ?? 0;
+}
+
+function isInterrupted(e: unknown): boolean {
+  return isStrataError(e) && e.code === 'INTERRUPTED';
 }

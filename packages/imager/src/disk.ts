@@ -12,7 +12,7 @@ import {
   writePartitionTable,
 } from './partition-table';
 import { ResolvedImage } from './resolve-image';
-import { CommonOptions, flattenScratch, withScratch } from './scratch';
+import { CommonOptions, flattenScratch, stopIfInterrupted, withScratch } from './scratch';
 import { Wks } from './wks';
 
 export interface DiskResult {
@@ -72,7 +72,7 @@ export async function buildDiskImage(
 ): Promise<DiskResult> {
   // Only a partition with a --source needs the rootfs: an empty disk needs no flatten.
   const needsRoot = wks.parts.some((p) => p.source !== undefined);
-  return withScratch(output, o.tmpDir, async (scratch) => {
+  return withScratch(output, o, async (scratch) => {
     let image: ResolvedImage | undefined;
     let root: string | undefined;
     if (needsRoot) ({ image, root } = await flattenScratch(store, ref, scratch, o));
@@ -148,6 +148,7 @@ export async function buildDiskImage(
     // 3. Each partition's filesystem, in its own file.
     const files: (string | undefined)[] = [];
     for (const [i, p] of wks.parts.entries()) {
+      stopIfInterrupted(o);
       const file = path.join(scratch, `part${i + 1}.img`);
       const from = froms[i];
       const size = sizes[i] as number;
@@ -184,6 +185,7 @@ export async function buildDiskImage(
     try {
       for (const [i, f] of files.entries()) {
         if (f === undefined) continue;
+        stopIfInterrupted(o);
         await copyInto(f, fd, (parts[i] as DiskPartition).start, (n) => {
           copied += n;
           o.onProgress?.({ phase: 'copy', bytes: copied, total });
@@ -194,6 +196,7 @@ export async function buildDiskImage(
     } finally {
       fs.closeSync(fd);
     }
+    stopIfInterrupted(o);
     await commitFile(tmp, output);
     return { image, sizeBytes, ptable, partitions: parts, extended: layout.extended };
   });

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { commitFile, Store } from '@strata/store';
 import { makeFilesystem, stableUuid, sizeFor, treeUsage } from './filesystem';
 import { ResolvedImage } from './resolve-image';
-import { CommonOptions, flattenScratch, withScratch } from './scratch';
+import { CommonOptions, flattenScratch, stopIfInterrupted, withScratch } from './scratch';
 
 export interface Ext4Options extends CommonOptions {
   /** Minimum size in bytes. */
@@ -30,7 +30,7 @@ export async function buildExt4Image(
   output: string,
   o: Ext4Options = {},
 ): Promise<Ext4Result> {
-  return withScratch(output, o.tmpDir, async (scratch) => {
+  return withScratch(output, o, async (scratch) => {
     const { image, root } = await flattenScratch(store, ref, scratch, o);
     const usage = treeUsage(root);
     const sizeBytes = sizeFor(usage.bytes, {
@@ -43,6 +43,7 @@ export async function buildExt4Image(
       { fstype: 'ext4', file: tmp, sizeBytes, fromDir: root, label: o.label, uuid, detail: output },
       o,
     );
+    stopIfInterrupted(o);
     await commitFile(tmp, output);
     return { image, sizeBytes, contentBytes: usage.bytes, uuid };
   });

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '@strata/oci';
 import { mke2fs, mkfsVfat, mtoolsCopy } from '@strata/tools';
-import { CommonOptions } from './scratch';
+import { CommonOptions, stopIfInterrupted } from './scratch';
 import { FsType } from './wks';
 
 export const MiB = 1024 * 1024;
@@ -88,6 +88,7 @@ function checkFatTree(dir: string, rel = ''): void {
 /** Make the filesystem in `spec.file`, holding a copy of `spec.fromDir` when given. */
 export async function makeFilesystem(spec: FilesystemSpec, o: CommonOptions): Promise<void> {
   const { file, sizeBytes, fromDir, label, uuid, detail } = spec;
+  stopIfInterrupted(o);
   if (spec.fstype === 'ext4') {
     o.onProgress?.({ phase: 'mke2fs', detail, total: sizeBytes });
     await mke2fs({ file, sizeBytes, fromDir, label, uuid, fakeTime: o.sourceDateEpoch });

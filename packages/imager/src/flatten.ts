@@ -22,7 +22,7 @@ import {
   unpackLayers,
 } from '@strata/layer';
 import { commitFile, Store } from '@strata/store';
-import { LayerEntry, mergeLayers, MergedTree, spillPath } from './merge';
+import { interrupted, LayerEntry, mergeLayers, MergedTree, spillPath } from './merge';
 import { resolveImage, ResolvedImage } from './resolve-image';
 
 export interface FlattenProgress {
@@ -42,6 +42,8 @@ export interface FlattenOptions {
   onProgress?: (p: FlattenProgress) => void;
   /** Directory for scratch files (the layers uncompressed); default: next to the output. */
   tmpDir?: string;
+  /** Stops the flatten (an INTERRUPTED StrataError), which then removes its scratch files. */
+  signal?: AbortSignal;
 }
 
 export interface FlattenResult {
@@ -67,7 +69,10 @@ export function compressionForPath(file: string): Compression {
 
 const OUT_CHUNK = 1 << 20;
 
-/** Collects output into 1 MiB chunks, hashing, honouring the destination's backpressure. */
+/**
+ * Collects output into 1 MiB chunks, hashing, honouring the destination's backpressure; stops
+ * (an INTERRUPTED StrataError) at the next chunk once `signal` aborts.
+ */
 class ChunkWriter {
   private buf = Buffer.allocUnsafe(OUT_CHUNK);
   private pos = 0;
@@ -77,6 +82,7 @@ class ChunkWriter {
   constructor(
     private readonly dest: Writable,
     private readonly onChunk?: (bytes: number) => void,
+    private readonly signal?: AbortSignal,
   ) {}
 
   async put(b: Buffer): Promise<void> {
@@ -108,6 +114,7 @@ class ChunkWriter {
   }
 
   async flush(): Promise<void> {
+    if (this.signal?.aborted) throw interrupted();
     if (this.pos === 0) return;
     const out = this.pos === OUT_CHUNK ? this.buf : this.buf.subarray(0, this.pos);
     this.buf = Buffer.allocUnsafe(OUT_CHUNK);
@@ -211,7 +218,8 @@ async function emit(layerCount: number, p: Plan, w: ChunkWriter, scratch: string
  * copying each body from its layer's scratch file. So each layer is decompressed once whatever
  * order its entries are in. Memory: the headers of the visible entries, plus a few MiB of
  * buffers; scratch disk: the layers' uncompressed size, next to the output unless `tmpDir` says
- * otherwise, removed at the end. The output is the same bytes for the same image.
+ * otherwise, removed however the flatten ends (`signal` stops it). The output is the same
+ * bytes for the same image.
  */
 export async function flattenToTar(
   store: Store,
@@ -221,7 +229,8 @@ export async function flattenToTar(
 ): Promise<FlattenResult> {
   const compression = opts.compression ?? compressionForPath(output);
   const image = await resolveImage(store, ref, opts.role, opts.platform);
-  const onProgress = opts.onProgress;
+  const { onProgress, signal } = opts;
+  if (signal?.aborted) throw interrupted();
   const done: number[] = [];
   const dir = path.dirname(path.resolve(output));
   const tmp = path.join(dir, `.${path.basename(output)}.${process.pid}.tmp`);
@@ -243,6 +252,7 @@ export async function flattenToTar(
         onProgress?.({ phase: 'index', bytes: done.reduce((a, b) => a + (b ?? 0), 0) });
       },
       scratch,
+      signal,
     );
     const p = plan(tree);
     const total = p.tarBytes;
@@ -260,7 +270,11 @@ export async function flattenToTar(
       filterDone = f.done;
       filterDone.catch(() => undefined);
     }
-    const w = new ChunkWriter(dest, (bytes) => onProgress?.({ phase: 'write', bytes, total }));
+    const w = new ChunkWriter(
+      dest,
+      (bytes) => onProgress?.({ phase: 'write', bytes, total }),
+      signal,
+    );
     await emit(image.layers.length, p, w, scratch);
     dest.end();
     await filterDone;
@@ -300,6 +314,8 @@ export async function flattenToDir(
     platform?: PlatformSelector;
     /** Compressed bytes of the layers unpacked so far (after each layer), of their total. */
     onProgress?: (bytes: number, total: number) => void;
+    /** Stops the unpack (an INTERRUPTED StrataError), leaving `dir` partly written. */
+    signal?: AbortSignal;
   } = {},
 ): Promise<FlattenDirResult> {
   const image = await resolveImage(store, ref, opts.role, opts.platform);
@@ -319,6 +335,7 @@ export async function flattenToDir(
     image.layers.map((l) => l.layer),
     dir,
     opts.onProgress && ((bytes) => opts.onProgress?.(bytes, total)),
+    opts.signal,
   );
   return { image, entries: stats.reduce((a, s) => a + s.entries, 0) };
 }

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { UnsafeEntryError } from '@strata/oci';
+import { StrataError, UnsafeEntryError } from '@strata/oci';
 import { cleanEntryPath, TarHeader, TarParser } from '@strata/layer';
 import { copyToFile } from '@strata/store';
 import type { ImageLayer } from './resolve-image';
@@ -106,6 +106,7 @@ async function indexLayer(
   layer: ImageLayer,
   onProgress?: (p: MergeProgress) => void,
   spill?: string,
+  signal?: AbortSignal,
 ): Promise<LayerIndex> {
   const out: LayerIndex = {
     entries: new Map(),
@@ -182,6 +183,11 @@ async function indexLayer(
     entryEnd: () => undefined,
   });
   const tar: Readable = await layer.openTar();
+  // The read stops at once, not at the layer's end: a layer may be hundreds of MB.
+  const stop = (): void => {
+    tar.destroy(interrupted());
+  };
+  signal?.addEventListener('abort', stop, { once: true });
   let last = 0;
   const consume = (chunk: Buffer): void => {
     chunkOffset = chunk.byteOffset;
@@ -192,23 +198,33 @@ async function indexLayer(
       onProgress({ layer: layer.index, bytes: chunkBase });
     }
   };
-  if (spill === undefined) {
-    for await (const c of tar) consume(c as Buffer);
-  } else {
-    const fh = await fsp.open(spill, 'wx', 0o600);
-    try {
-      await copyToFile(tar, fh, 0, consume);
-    } catch (e) {
-      tar.destroy();
-      throw e;
-    } finally {
-      await fh.close();
+  try {
+    if (signal?.aborted) throw interrupted();
+    if (spill === undefined) {
+      for await (const c of tar) consume(c as Buffer);
+    } else {
+      const fh = await fsp.open(spill, 'wx', 0o600);
+      try {
+        await copyToFile(tar, fh, 0, consume);
+      } finally {
+        await fh.close();
+      }
     }
+  } catch (e) {
+    tar.destroy();
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', stop);
   }
   parser.end();
   out.bytes = chunkBase;
   onProgress?.({ layer: layer.index, bytes: chunkBase });
   return out;
+}
+
+/** What a flatten that `signal` stopped throws. */
+export function interrupted(): StrataError {
+  return new StrataError('INTERRUPTED', 'flatten interrupted');
 }
 
 /** Where `mergeLayers` keeps the uncompressed tar of layer `i` when given a spill directory. */
@@ -224,12 +240,14 @@ export function spillPath(dir: string, i: number): string {
  * their offsets; with `spillDir`, each layer's uncompressed tar is also written there (see
  * spillPath), so that the bodies can be read back at those offsets. Hostile entries are refused with UnsafeEntryError: absolute paths, '..'
  * components, whiteouts that name nothing, hardlinks that climb out or point at nothing or at a
- * directory, and entries that would be written through a symlink or a non-directory.
+ * directory, and entries that would be written through a symlink or a non-directory. When
+ * `signal` aborts, the layer being read stops and the merge throws an INTERRUPTED StrataError.
  */
 export async function mergeLayers(
   layers: readonly ImageLayer[],
   onProgress?: (p: MergeProgress) => void,
   spillDir?: string,
+  signal?: AbortSignal,
 ): Promise<MergedTree> {
   const upper = new UpperState();
   const merged = new Map<string, LayerEntry>();
@@ -245,6 +263,7 @@ export async function mergeLayers(
       layers[i] as ImageLayer,
       onProgress,
       spillDir === undefined ? undefined : spillPath(spillDir, i),
+      signal,
     );
     layerEntries[i] = idx.count;
     layerBytes[i] = idx.bytes;

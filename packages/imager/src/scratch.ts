@@ -4,7 +4,14 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { NoSpaceError, PlatformSelector, Role, ToolFailedError, isNoSpace } from '@strata/oci';
+import {
+  NoSpaceError,
+  PlatformSelector,
+  Role,
+  StrataError,
+  ToolFailedError,
+  isNoSpace,
+} from '@strata/oci';
 import { Store } from '@strata/store';
 import { flattenToDir } from './flatten';
 import { ResolvedImage } from './resolve-image';
@@ -26,22 +33,36 @@ export interface CommonOptions {
   /** Scratch space (needs room for the flat rootfs and each partition); default: next to the output. */
   tmpDir?: string;
   onProgress?: (p: ImageProgress) => void;
+  /**
+   * Stops the build at the next chunk of the unpack or before the next filesystem or copy (an
+   * INTERRUPTED StrataError); the scratch directory goes as on any failure.
+   */
+  signal?: AbortSignal;
+}
+
+/** Throws an INTERRUPTED StrataError once `o.signal` has aborted. */
+export function stopIfInterrupted(o: CommonOptions): void {
+  if (o.signal?.aborted) throw new StrataError('INTERRUPTED', 'image interrupted');
 }
 
 /**
- * Run `work` in a fresh scratch directory next to `output` (or in `tmpDir`), so that the result
- * can be renamed into place on the same filesystem; the directory is removed however it ends.
+ * Run `work` in a fresh scratch directory next to `output` (or in `o.tmpDir`), so that the
+ * result can be renamed into place on the same filesystem; the directory is removed however it
+ * ends, `o.signal` included.
  */
 export async function withScratch<T>(
   output: string,
-  tmpDir: string | undefined,
+  o: CommonOptions,
   work: (scratch: string) => Promise<T>,
 ): Promise<T> {
-  const dir = tmpDir ?? path.dirname(path.resolve(output));
+  stopIfInterrupted(o);
+  const dir = o.tmpDir ?? path.dirname(path.resolve(output));
   const scratch = await fs.promises.mkdtemp(path.join(dir, '.strata-image-'));
   try {
     return await work(scratch);
   } catch (e) {
+    // A tool the signal reached too (a terminal's Ctrl-C) fails in its own words.
+    stopIfInterrupted(o);
     // The scratch directory goes below, so the full disk is named by where it was made.
     if (isNoSpace(e) || toolRanOutOfSpace(e)) throw new NoSpaceError(dir, undefined, { cause: e });
     throw e;
@@ -67,6 +88,7 @@ export async function flattenScratch(
   const { image } = await flattenToDir(store, ref, root, {
     role: o.role,
     ...(o.platform ? { platform: o.platform } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
   });
   return { image, root };
 }

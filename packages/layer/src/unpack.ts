@@ -7,6 +7,7 @@ import {
   InvalidArgumentError,
   InvalidDocumentError,
   Layer,
+  StrataError,
   compressionOf,
   noSpaceAt,
 } from '@strata/oci';
@@ -22,6 +23,12 @@ export interface UnpackOptions {
    * source bypasses a verifying store stream (for example a file path).
    */
   expectedDigest?: Digest;
+  /** Stops the unpack at the next chunk (an INTERRUPTED StrataError); the target is then partial. */
+  signal?: AbortSignal;
+}
+
+function interrupted(): StrataError {
+  return new StrataError('INTERRUPTED', 'unpack interrupted');
 }
 
 export interface UnpackStats {
@@ -70,9 +77,17 @@ async function applyLayer(
   let r: InflateResult;
   try {
     // An expected diffID is always checked.
-    r = await inflate(source, compression, (chunk) => parser.write(chunk), {
-      diffId: opts.hashDiffId || opts.expectedDiffId !== undefined,
-    });
+    r = await inflate(
+      source,
+      compression,
+      (chunk) => {
+        if (opts.signal?.aborted) throw interrupted();
+        parser.write(chunk);
+      },
+      {
+        diffId: opts.hashDiffId || opts.expectedDiffId !== undefined,
+      },
+    );
     parser.end();
   } catch (e) {
     applier.abort();
@@ -127,15 +142,16 @@ export async function unpackLayer(
  * blob, and a diffID computed here is recorded for it. Any other layer is read as its verified
  * compressed stream. Either way each unpack opens the layer's content for itself, so layers
  * read by several consumers at once never share a stream. `onLayer` hears the compressed bytes
- * of the layers applied so far, after each one.
+ * of the layers applied so far, after each one. `signal` stops the unpack at the next chunk.
  */
 export async function unpackLayers(
   layers: Iterable<Layer>,
   targetDir: string,
   onLayer?: (compressedBytes: number) => void,
+  signal?: AbortSignal,
 ): Promise<UnpackStats[]> {
   try {
-    return await applyLayers(layers, targetDir, onLayer);
+    return await applyLayers(layers, targetDir, onLayer, signal);
   } catch (e) {
     // A full disk names the tree being unpacked, not the entry it happened to stop at.
     throw noSpaceAt(e, targetDir);
@@ -146,12 +162,14 @@ async function applyLayers(
   layers: Iterable<Layer>,
   targetDir: string,
   onLayer?: (compressedBytes: number) => void,
+  signal?: AbortSignal,
 ): Promise<UnpackStats[]> {
   let done = 0;
   const root = await openRoot(targetDir);
   const dirOk = new Set<string>();
   const out: UnpackStats[] = [];
   for (const l of layers) {
+    if (signal?.aborted) throw interrupted();
     const d = l.descriptor;
     const compression = compressionOf(d.mediaType);
     if (compression === undefined) {
@@ -166,6 +184,7 @@ async function applyLayers(
       expectedDigest: d.digest,
       ...(known ? {} : { expectedDiffId }),
       hashDiffId: !known,
+      signal,
     });
     if (file && stats.diffId !== undefined) await file.recordDiffId(stats.diffId);
     out.push(stats);

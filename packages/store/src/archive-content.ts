@@ -1,4 +1,5 @@
 import { createReadStream, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import {
   Compression,
@@ -87,8 +88,12 @@ async function indexTar(file: string): Promise<TarIndex> {
   return out;
 }
 
-/** An OCI archive (`.tmpl.img`) opened in place, as a backend of the core. */
+/**
+ * An OCI archive (`.tmpl.img`) or OCI image layout directory, opened in place as a backend of
+ * the core.
+ */
 export interface ArchiveLayout {
+  /** The archive file or the layout directory. */
   readonly file: string;
   /** The archive's `index.json`. */
   readonly index: ImageIndex;
@@ -103,42 +108,82 @@ export interface ArchiveLayout {
 }
 
 /**
- * Open an OCI archive without unpacking it: its tar headers are read once, and every blob is
- * then read in place, verified like the store's.
+ * The files of an OCI image layout, by name (`blobs/sha256/<hex>`): the regular files of a tar
+ * (an archive), found from its headers and read in place, or of a directory (as `skopeo copy …
+ * oci:DIR` and umoci write it).
  */
-export async function openArchive(file: string): Promise<ArchiveLayout> {
-  let files: TarIndex;
+interface LayoutFiles {
+  /** What the layout is, for messages: `archive FILE` or `layout DIR`. */
+  readonly what: string;
+  /** The size of file `name`, undefined when the layout has no such file. */
+  size(name: string): Promise<number | undefined>;
+  /** The bytes of file `name`, whose size is `size`. */
+  open(name: string, size: number): Readable;
+}
+
+async function layoutFiles(file: string): Promise<LayoutFiles> {
+  let directory: boolean;
   try {
-    files = await indexTar(file);
+    directory = (await fsp.stat(file)).isDirectory();
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new NotFoundError(`archive ${file} does not exist`);
     }
     throw e;
   }
-  const entry = (name: string) => {
-    const f = files.get(name);
-    if (!f) throw new NotFoundError(`archive ${file} has no ${name}`);
-    return f;
+  if (directory) {
+    return {
+      what: `layout ${file}`,
+      size: async (name) => {
+        try {
+          const st = await fsp.stat(path.join(file, name));
+          return st.isFile() ? st.size : undefined;
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+          throw e;
+        }
+      },
+      open: (name) => createReadStream(path.join(file, name)),
+    };
+  }
+  const files = await indexTar(file);
+  return {
+    what: `archive ${file}`,
+    size: async (name) => files.get(name)?.size,
+    open: (name, size) => {
+      const offset = (files.get(name) as { offset: number }).offset;
+      if (size === 0) return Readable.from([]);
+      return createReadStream(file, { start: offset, end: offset + size - 1 });
+    },
   };
-  const rawStream = (name: string): Readable => {
-    const f = entry(name);
-    if (f.size === 0) return Readable.from([]);
-    return createReadStream(file, { start: f.offset, end: f.offset + f.size - 1 });
+}
+
+/**
+ * Open an OCI archive without unpacking it, or an OCI image layout directory: an archive's tar
+ * headers are read once, and every blob is then read in place, verified like the store's.
+ */
+export async function openArchive(file: string): Promise<ArchiveLayout> {
+  const files = await layoutFiles(file);
+  const sizeOf = async (name: string): Promise<number> => {
+    const size = await files.size(name);
+    if (size === undefined) throw new NotFoundError(`${files.what} has no ${name}`);
+    return size;
   };
   const blobName = (d: Descriptor) => `blobs/sha256/${d.digest.slice('sha256:'.length)}`;
   const openBlob = async (d: Descriptor): Promise<Readable> => {
-    const f = entry(blobName(d));
-    if (f.size !== d.size) throw new SizeMismatchError(d.size, f.size, `blob ${d.digest}`);
+    const size = await sizeOf(blobName(d));
+    if (size !== d.size) throw new SizeMismatchError(d.size, size, `blob ${d.digest}`);
     const verify = new VerifyingStream({ digest: d.digest, size: d.size }, `blob ${d.digest}`);
-    const raw = rawStream(blobName(d));
+    const raw = files.open(blobName(d), size);
     raw.on('error', (e) => verify.destroy(e));
     return raw.pipe(verify);
   };
   const readWhole = async (name: string, max: number): Promise<Buffer> => {
-    if (entry(name).size > max) throw new CorruptError(`${file}: ${name} is too large`);
+    const size = await sizeOf(name);
+    if (size > max) throw new CorruptError(`${file}: ${name} is too large`);
     const chunks: Buffer[] = [];
-    for await (const c of rawStream(name)) chunks.push(c as Buffer);
+    for await (const c of files.open(name, size)) chunks.push(c as Buffer);
     return Buffer.concat(chunks);
   };
   const content: ContentSource = {
@@ -154,21 +199,27 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
     openDecompressed: async (d, c) => decompressBlob(await openBlob(d), c),
     referrers: async (d) => referrersIn(recorded, d.digest),
   };
-  if (!files.has('oci-layout') || !files.has('index.json')) {
-    throw new CorruptError(`${file} is not an OCI archive: oci-layout or index.json is missing`);
+  if (
+    (await files.size('oci-layout')) === undefined ||
+    (await files.size('index.json')) === undefined
+  ) {
+    throw new CorruptError(
+      `${file} is not an OCI archive or image layout: oci-layout or index.json is missing`,
+    );
   }
   const index: ImageIndex = assertValid(
     validateIndex,
     parseJson(await readWhole('index.json', 4 << 20), `${file}: index.json`),
     `${file}: index.json`,
   );
-  const attached: ImageIndex | undefined = files.has(ARCHIVE_REFERRERS)
-    ? assertValid(
-        validateIndex,
-        parseJson(await readWhole(ARCHIVE_REFERRERS, 4 << 20), `${file}: ${ARCHIVE_REFERRERS}`),
-        `${file}: ${ARCHIVE_REFERRERS}`,
-      )
-    : undefined;
+  const attached: ImageIndex | undefined =
+    (await files.size(ARCHIVE_REFERRERS)) !== undefined
+      ? assertValid(
+          validateIndex,
+          parseJson(await readWhole(ARCHIVE_REFERRERS, 4 << 20), `${file}: ${ARCHIVE_REFERRERS}`),
+          `${file}: ${ARCHIVE_REFERRERS}`,
+        )
+      : undefined;
   const recorded: ImageIndex = {
     schemaVersion: 2,
     manifests: [...index.manifests, ...(attached?.manifests ?? [])],

@@ -14,6 +14,7 @@ import {
   InvalidArgumentError,
   MediaTypes,
   PlatformSelector,
+  StrataError,
   copyGraph,
   digestHex,
   encodeJson,
@@ -77,6 +78,7 @@ export async function saveArchive(
   outFile: string,
   platform?: PlatformSelector,
   onEvent?: (e: CopyEvent) => void,
+  signal?: AbortSignal,
 ): Promise<Descriptor> {
   const tagged = await store.resolve(ref);
   const desc = platform
@@ -95,7 +97,15 @@ export async function saveArchive(
   const tmp = tempPathFor(path.resolve(outFile));
   const fh = await fsp.open(tmp, 'wx', 0o644);
   const writing = pipeline(pack, fh.createWriteStream({ flush: true }));
+  writing.catch(() => undefined); // awaited below; a pack destroyed meanwhile must not crash
+  const interrupted = () => new StrataError('INTERRUPTED', 'save interrupted');
+  // Destroying the pack fails the blob being copied into it, and so the save, at once.
+  const stop = (): void => {
+    pack.destroy(interrupted());
+  };
+  signal?.addEventListener('abort', stop, { once: true });
   try {
+    if (signal?.aborted) throw interrupted();
     await putEntry(pack, 'oci-layout', encodeJson({ imageLayoutVersion: '1.0.0' }));
     pack.entry(header('blobs/', 0, 'directory'));
     pack.entry(header('blobs/sha256/', 0, 'directory'));
@@ -124,7 +134,10 @@ export async function saveArchive(
     await writing.catch(() => undefined);
     await fh.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true });
-    throw e;
+    // The copy into a destroyed pack fails in the stream's words; the cause is the signal.
+    throw signal?.aborted ? interrupted() : e;
+  } finally {
+    signal?.removeEventListener('abort', stop);
   }
   return desc;
 }
@@ -135,12 +148,13 @@ export interface LoadedImage {
 }
 
 /**
- * Load an OCI archive into the store: a copy from the archive, opened in place as a backend of
- * the core, into the store's sink, for each image its index lists. Every blob is verified
- * against its digest before it becomes visible, and blobs the store has are not copied. Images
- * are tagged with `tag` (only when the archive holds one image) or with the name the archive
- * carries. An archive read from a stream is first written to a scratch file of the store, since
- * a copy reads blobs in the order of the graph, not of the tar.
+ * Load an OCI archive, or an OCI image layout directory (`skopeo copy … oci:DIR`), into the
+ * store: a copy from it, opened in place as a backend of the core, into the store's sink, for
+ * each image its index lists. Every blob is verified against its digest before it becomes
+ * visible, and blobs the store has are not copied. Images are tagged with `tag` (only when the
+ * archive holds one image) or with the name the archive carries (`x` as `x:latest`). An archive
+ * read from a stream is first written to a scratch file of the store, since a copy reads blobs
+ * in the order of the graph, not of the tar.
  */
 export async function loadArchive(
   store: Store,

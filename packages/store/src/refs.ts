@@ -31,6 +31,31 @@ export function normalizeTag(ref: string): string {
   return formatReference(r);
 }
 
+/** What a local ref names in index.json: a ref name, or a digest (`named` for `name@sha256:…`). */
+type LocalRef = { kind: 'name'; name: string } | { kind: 'digest'; digest: Digest; named: boolean };
+
+/**
+ * How a local ref reads against `index`; the one place that decides it. A ref that is exactly
+ * the ref name of an entry names that entry: a layout written by another tool (`skopeo copy …
+ * oci:DIR:x`, umoci) may name an image `x`, without a tag. Otherwise a digest is a digest, and a
+ * tag is normalised as `tag` stores it (`x` is `x:latest`).
+ */
+function readLocalRef(index: ImageIndex, ref: string): LocalRef {
+  if (index.manifests.some((d) => d.annotations?.[Annotations.refName] === ref))
+    return { kind: 'name', name: ref };
+  if (isDigest(ref)) return { kind: 'digest', digest: parseDigest(ref), named: false };
+  const r = parseReference(ref);
+  if (r.digest !== undefined) return { kind: 'digest', digest: r.digest, named: true };
+  return { kind: 'name', name: normalizeTag(ref) };
+}
+
+/** The entry of `index` that `local` names, if any (for a digest, the first that has it). */
+function findEntry(index: ImageIndex, local: LocalRef): Descriptor | undefined {
+  return local.kind === 'name'
+    ? index.manifests.find((d) => d.annotations?.[Annotations.refName] === local.name)
+    : index.manifests.find((d) => d.digest === local.digest);
+}
+
 /** A store's tags: `index.json`, read and changed under the store's lock. */
 export class RefStore extends BlobStore {
   async readIndex(): Promise<ImageIndex> {
@@ -129,38 +154,50 @@ export class RefStore extends BlobStore {
 
   /** Remove a tag. Blobs stay until `gc`. */
   async untag(ref: string): Promise<Descriptor> {
-    const name = ref.startsWith('sha256:') ? ref : normalizeTag(ref);
+    return ((await this.untagAll([ref]))[0] as { descriptor: Descriptor }).descriptor;
+  }
+
+  /**
+   * Remove tags (or untagged entries, by digest), all or none: every ref is looked up first,
+   * under the store's lock, and when any names nothing, NotFoundError names each such one and
+   * nothing is removed. Two refs for one entry remove it once. Returns what was removed, in the
+   * order of `refs`, each with the name it had (its digest when untagged). Blobs stay until `gc`.
+   */
+  async untagAll(refs: readonly string[]): Promise<Array<{ ref: string; descriptor: Descriptor }>> {
     return this.updateIndex((index) => {
-      const hit = index.manifests.find(
-        (d) => d.annotations?.[Annotations.refName] === name || d.digest === name,
-      );
-      if (!hit) throw new NotFoundError(`no image ${ref} in the store`);
-      index.manifests = index.manifests.filter((d) => d !== hit);
-      return hit;
+      const hits = new Map<Descriptor, string>();
+      const missing: string[] = [];
+      for (const ref of refs) {
+        const local = readLocalRef(index, ref);
+        if (local.kind === 'digest' && local.named) {
+          throw new InvalidArgumentError(`a tag cannot carry a digest: ${ref}`);
+        }
+        const hit = findEntry(index, local);
+        if (!hit) missing.push(ref);
+        else if (!hits.has(hit))
+          hits.set(hit, hit.annotations?.[Annotations.refName] ?? hit.digest);
+      }
+      if (missing.length > 0) {
+        throw new NotFoundError(
+          `no ${missing.length === 1 ? 'image' : 'images'} ${missing.join(', ')} in the store ${this.root}; nothing was removed`,
+          { hint: 'see `strata ls` for what the store holds' },
+        );
+      }
+      index.manifests = index.manifests.filter((d) => !hits.has(d));
+      return [...hits].map(([descriptor, ref]) => ({ ref, descriptor }));
     });
   }
 
   /** Resolve a local tag, `name@sha256:…` or a bare digest to its descriptor. */
   async resolve(ref: string): Promise<Descriptor> {
     const index = await this.readIndex();
-    if (isDigest(ref)) {
-      const hit = index.manifests.find((d) => d.digest === ref);
-      if (hit) return hit;
-      return this.describeBlob(parseDigest(ref));
-    }
-    const r = parseReference(ref);
-    if (r.digest !== undefined) {
-      const hit = index.manifests.find((d) => d.digest === r.digest);
-      return hit ?? this.describeBlob(r.digest);
-    }
-    const name = normalizeTag(ref);
-    const hit = index.manifests.find((d) => d.annotations?.[Annotations.refName] === name);
-    if (!hit) {
-      throw new NotFoundError(`no image ${name} in the store ${this.root}`, {
-        hint: 'see `strata ls` for what the store holds',
-      });
-    }
-    return hit;
+    const local = readLocalRef(index, ref);
+    const hit = findEntry(index, local);
+    if (hit) return hit;
+    if (local.kind === 'digest') return this.describeBlob(local.digest);
+    throw new NotFoundError(`no image ${local.name} in the store ${this.root}`, {
+      hint: 'see `strata ls` for what the store holds',
+    });
   }
 
   private async describeBlob(digest: Digest): Promise<Descriptor> {

@@ -294,6 +294,38 @@ test('tags, lists, resolves, untags and collects garbage', async () => {
   expect(await fsp.readdir(path.join(store.root, 'blobs', 'sha256'))).toEqual([]);
 });
 
+test('untagAll removes all the refs or, when one names nothing, none of them', async () => {
+  const m = await imageFor(store, 'layer-untag');
+  await store.tag('a:1', m);
+  await store.tag('b', m);
+  for (const refs of [
+    ['a:1', 'missing'],
+    ['missing', 'a:1'],
+  ]) {
+    await expect(store.untagAll(refs)).rejects.toThrow(/no image missing in the store/);
+    expect((await store.list()).map((e) => e.ref)).toEqual(['a:1', 'b:latest']);
+  }
+  const removed = await store.untagAll(['b', 'a:1', 'b:latest']);
+  expect(removed.map((r) => r.ref)).toEqual(['b:latest', 'a:1']);
+  expect(await store.list()).toEqual([]);
+});
+
+test("a ref that is exactly an entry's ref name names it, before a tag is normalised", async () => {
+  const m = await imageFor(store, 'layer-bare-name');
+  const other = await imageFor(store, 'layer-bare-other');
+  // As skopeo and umoci write `oci:DIR:x`: a ref name without a tag.
+  const annotations = { 'org.opencontainers.image.ref.name': 'x' };
+  await fsp.writeFile(
+    path.join(store.root, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ ...m, annotations }] }),
+  );
+  await store.tag('x:latest', other);
+  expect((await store.resolve('x')).digest).toBe(m.digest);
+  expect((await store.resolve('x:latest')).digest).toBe(other.digest);
+  expect((await store.untagAll(['x'])).map((r) => r.ref)).toEqual(['x']);
+  expect((await store.resolve('x')).digest).toBe(other.digest);
+});
+
 test('remembers verified diffIDs per blob; gc drops a record with its blob', async () => {
   const kept = await imageFor(store, 'layer-kept');
   await store.tag('kept', kept);

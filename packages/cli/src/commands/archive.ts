@@ -35,7 +35,11 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         let d;
         try {
           const bars = new TransferBars(progress, 'writing');
-          d = await saveArchive(await ctx.store(), a.ref, a.output, platform, bars.onEvent);
+          const store = await ctx.store();
+          // Interrupted, it removes its temp file (next to the output) before it ends.
+          d = await ctx.interruptible((signal) =>
+            saveArchive(store, a.ref, a.output, platform, bars.onEvent, signal),
+          );
         } finally {
           progress.done();
         }
@@ -45,7 +49,7 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
     )
     .command(
       'load <file>',
-      'Load an OCI archive (e.g. name.tmpl.img, or - for stdin) into the store',
+      'Load an OCI archive (e.g. name.tmpl.img, or - for stdin) or an OCI image layout directory into the store',
       (c) =>
         c
           .positional('file', { type: 'string', demandOption: true, coerce: stdinDash })

@@ -139,10 +139,6 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const cacheFrom = await Promise.all(a.cacheFrom.map((s) => remote(s, ['pull'])));
       const cacheTo = a.cacheTo ? await remote(a.cacheTo, ['pull', 'push']) : undefined;
       const file = path.resolve(a.file ?? path.join(a.context, 'Stratafile'));
-      const abort = new AbortController();
-      const onSignal = () => abort.abort();
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
       const quiet = ctx.quiet;
       const progress = ctx.progress();
       // Notes, steps and warnings: quiet keeps only errors and the final line.
@@ -165,79 +161,81 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const started = Date.now();
       let stage = '';
       try {
-        const r = await build(store, {
-          file,
-          context: path.resolve(a.context),
-          tag: a.tag,
-          target: a.target,
-          ...(platforms ? { platforms } : {}),
-          buildArgs: parseBuildArgs(a.buildArg),
-          secrets: parseSecrets(a.secret),
-          aptSources: a.aptSources,
-          noCache: !a.cache,
-          nativeDpkg: a.nativeDpkg,
-          frozen: a.frozen,
-          compression: a.compression,
-          cacheFrom,
-          cacheTo,
-          resolveRemote: registryResolver(store, a),
-          sourceDateEpoch: sourceDateEpoch(),
-          timestamp: a.timestamp,
-          signal: abort.signal,
-          onEvent: (e) => {
-            switch (e.type) {
-              case 'platform':
-                steps.end();
-                log(`== ${e.platform}`);
-                break;
-              case 'stage':
-                steps.end();
-                stage = e.stage;
-                break;
-              case 'step':
-                if (partial) output(Buffer.from('\n'));
-                steps.start(
-                  `[${stage.startsWith('#') ? '' : `${stage} `}${e.step}/${e.steps}] ${e.text}`,
-                );
-                break;
-              case 'unpack':
-                steps.unpacking(e.bytes, e.total);
-                break;
-              case 'cached':
-                steps.end(`cached ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`);
-                break;
-              case 'remote-cached':
-                steps.end(`fetched from cache ${e.from}`);
-                break;
-              case 'layer':
-                steps.end(
-                  `layer ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}` +
-                    (e.added.length || e.removed.length
-                      ? ` (+${e.added.length} -${e.removed.length} packages)`
-                      : ''),
-                );
-                break;
-              case 'output':
-                output(e.chunk);
-                break;
-              case 'debs':
-                log(
-                  `  ${e.from !== undefined ? `fetched from cache ${e.from}` : e.cached ? 'cached' : `built in ${e.seconds.toFixed(1)}s`} ${e.source}: ${e.files.join(' ')}`,
-                );
-                break;
-              case 'base-moved':
-                log(
-                  `strata: note: ${e.loc.file}:${e.loc.line}:${e.loc.column}: base ${e.ref} moved from ${e.from} to ${e.to}`,
-                );
-                break;
-              case 'warning':
-                log(
-                  `strata: warning: ${e.loc ? `${e.loc.file}:${e.loc.line}:${e.loc.column}: ` : ''}${e.message}`,
-                );
-                break;
-            }
-          },
-        });
+        const r = await ctx.interruptible((signal) =>
+          build(store, {
+            file,
+            context: path.resolve(a.context),
+            tag: a.tag,
+            target: a.target,
+            ...(platforms ? { platforms } : {}),
+            buildArgs: parseBuildArgs(a.buildArg),
+            secrets: parseSecrets(a.secret),
+            aptSources: a.aptSources,
+            noCache: !a.cache,
+            nativeDpkg: a.nativeDpkg,
+            frozen: a.frozen,
+            compression: a.compression,
+            cacheFrom,
+            cacheTo,
+            resolveRemote: registryResolver(store, a),
+            sourceDateEpoch: sourceDateEpoch(),
+            timestamp: a.timestamp,
+            signal,
+            onEvent: (e) => {
+              switch (e.type) {
+                case 'platform':
+                  steps.end();
+                  log(`== ${e.platform}`);
+                  break;
+                case 'stage':
+                  steps.end();
+                  stage = e.stage;
+                  break;
+                case 'step':
+                  if (partial) output(Buffer.from('\n'));
+                  steps.start(
+                    `[${stage.startsWith('#') ? '' : `${stage} `}${e.step}/${e.steps}] ${e.text}`,
+                  );
+                  break;
+                case 'unpack':
+                  steps.unpacking(e.bytes, e.total);
+                  break;
+                case 'cached':
+                  steps.end(`cached ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`);
+                  break;
+                case 'remote-cached':
+                  steps.end(`fetched from cache ${e.from}`);
+                  break;
+                case 'layer':
+                  steps.end(
+                    `layer ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}` +
+                      (e.added.length || e.removed.length
+                        ? ` (+${e.added.length} -${e.removed.length} packages)`
+                        : ''),
+                  );
+                  break;
+                case 'output':
+                  output(e.chunk);
+                  break;
+                case 'debs':
+                  log(
+                    `  ${e.from !== undefined ? `fetched from cache ${e.from}` : e.cached ? 'cached' : `built in ${e.seconds.toFixed(1)}s`} ${e.source}: ${e.files.join(' ')}`,
+                  );
+                  break;
+                case 'base-moved':
+                  log(
+                    `strata: note: ${e.loc.file}:${e.loc.line}:${e.loc.column}: base ${e.ref} moved from ${e.from} to ${e.to}`,
+                  );
+                  break;
+                case 'warning':
+                  log(
+                    `strata: warning: ${e.loc ? `${e.loc.file}:${e.loc.line}:${e.loc.column}: ` : ''}${e.message}`,
+                  );
+                  break;
+              }
+            },
+          }),
+        );
         steps.end();
         progress.done();
         const secs = (Date.now() - started) / 1000;
@@ -273,16 +271,13 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         if (partial) output(Buffer.from('\n'));
         steps.end('failed');
         progress.done();
-        if (abort.signal.aborted)
+        if (ctx.interrupted)
           throw new StrataError('INTERRUPTED', 'build interrupted; nothing was tagged');
         // Quiet hid the step's output: show its end, so the reason is never lost.
         if (quiet && e instanceof BuildStepError && e.output) {
           for (const line of e.output.split('\n')) ctx.stderr.write(`  | ${line}\n`);
         }
         throw e;
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
       }
     }),
   );

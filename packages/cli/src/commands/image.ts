@@ -85,15 +85,19 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           const bar = progress.bar(`${role}: reading layers`);
           let r;
           try {
-            r = await flattenToTar(store, a.ref, file, {
-              role,
-              ...platform,
-              tmpDir: a.tmpDir,
-              onProgress: (p) => {
-                bar.label(p.phase === 'index' ? `${role}: reading layers` : `${role}: writing`);
-                bar.update(p.bytes, p.total);
-              },
-            });
+            // Interrupted, it removes its scratch files (the layers uncompressed) before it ends.
+            r = await ctx.interruptible((signal) =>
+              flattenToTar(store, a.ref, file, {
+                role,
+                ...platform,
+                tmpDir: a.tmpDir,
+                signal,
+                onProgress: (p) => {
+                  bar.label(p.phase === 'index' ? `${role}: reading layers` : `${role}: writing`);
+                  bar.update(p.bytes, p.total);
+                },
+              }),
+            );
           } finally {
             progress.done();
           }
@@ -178,19 +182,24 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           bar.label(phase);
           bar.update(p.bytes ?? 0, p.total);
         };
+        // Interrupted, the builders remove their scratch dir (the flat rootfs) before they end.
         if (a.ext4) {
-          const r = await buildExt4Image(store, a.ref, a.ext4, {
-            role: a.role,
-            ...platform,
-            size: a.size === undefined ? undefined : parseSizeArg(a.size, '--size'),
-            extraSpace:
-              a['extra-space'] === undefined
-                ? undefined
-                : parseSizeArg(a['extra-space'], '--extra-space'),
-            label: a.label,
-            sourceDateEpoch: epoch(),
-            onProgress,
-          });
+          const ext4 = a.ext4;
+          const r = await ctx.interruptible((signal) =>
+            buildExt4Image(store, a.ref, ext4, {
+              signal,
+              role: a.role,
+              ...platform,
+              size: a.size === undefined ? undefined : parseSizeArg(a.size, '--size'),
+              extraSpace:
+                a['extra-space'] === undefined
+                  ? undefined
+                  : parseSizeArg(a['extra-space'], '--extra-space'),
+              label: a.label,
+              sourceDateEpoch: epoch(),
+              onProgress,
+            }),
+          );
           progress.done();
           if (ctx.json) ctx.printJson({ file: a.ext4, sizeBytes: r.sizeBytes, uuid: r.uuid });
           else
@@ -201,13 +210,16 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         }
         const wks = await readWksFile(a.wks as string);
         const out = a.output as string;
-        const r = await buildDiskImage(store, a.ref, wks, out, {
-          role: a.role,
-          ...platform,
-          wksFile: a.wks,
-          sourceDateEpoch: epoch(),
-          onProgress,
-        });
+        const r = await ctx.interruptible((signal) =>
+          buildDiskImage(store, a.ref, wks, out, {
+            signal,
+            role: a.role,
+            ...platform,
+            wksFile: a.wks,
+            sourceDateEpoch: epoch(),
+            onProgress,
+          }),
+        );
         progress.done();
         if (ctx.json)
           ctx.printJson({

@@ -65,12 +65,14 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
     )
     .command(
       'rm <refs..>',
-      'Remove tags from the store (blobs go with the next gc)',
+      'Remove tags from the store, all or none (blobs go with the next gc)',
       (c) => c.positional('refs', { type: 'string', array: true, demandOption: true }),
       run<RmArgs>(async (ctx, a) => {
         const store = await ctx.store();
-        const removed = [];
-        for (const ref of a.refs) removed.push({ ref, digest: (await store.untag(ref)).digest });
+        const removed = (await store.untagAll(a.refs)).map((r) => ({
+          ref: r.ref,
+          digest: r.descriptor.digest,
+        }));
         if (ctx.json) ctx.printJson(removed);
         else for (const r of removed) ctx.print(`removed ${r.ref} ${r.digest}`);
       }),
