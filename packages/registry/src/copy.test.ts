@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseReference } from '@strata/oci';
+import { parseDigest, parseReference } from '@strata/oci';
 import { Store } from '@strata/store';
 import { defaultLocalTag, push } from './copy';
 import { fallbackTag, isFallbackTag } from './fallback-tag';
@@ -18,7 +18,7 @@ test("a pull by digest is tagged digest-sha256-<hex>, not the registry's referre
 });
 
 test('isFallbackTag knows the fallback tags, and only them', () => {
-  expect(isFallbackTag(fallbackTag(`sha256:${hex}`))).toBe(true);
+  expect(isFallbackTag(fallbackTag(parseDigest(`sha256:${hex}`)))).toBe(true);
   for (const t of ['1.0', `sha256-${hex.slice(1)}`, `digest-sha256-${hex}`, `sha256-${hex}x`])
     expect(isFallbackTag(t)).toBe(false);
 });
