@@ -195,8 +195,12 @@ export class RefStore extends BlobStore {
     const hit = findEntry(index, local);
     if (hit) return hit;
     if (local.kind === 'digest') return this.describeBlob(local.digest);
+    // A registry reference names a local tag only once it was pulled under that name.
+    const remote = parseReference(ref).registry !== undefined;
     throw new NotFoundError(`no image ${local.name} in the store ${this.root}`, {
-      hint: 'see `strata ls` for what the store holds',
+      hint: remote
+        ? `pull it first: strata pull ${ref}`
+        : 'see `strata ls` for what the store holds',
     });
   }
 

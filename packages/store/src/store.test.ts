@@ -294,6 +294,16 @@ test('tags, lists, resolves, untags and collects garbage', async () => {
   expect(await fsp.readdir(path.join(store.root, 'blobs', 'sha256'))).toEqual([]);
 });
 
+test('a registry reference the store lacks says to pull it; a local one, to list', async () => {
+  const remote = await store.resolve('127.0.0.1:5000/acme/base:1').catch((e: unknown) => e);
+  expect(remote).toBeInstanceOf(NotFoundError);
+  expect((remote as NotFoundError).hint).toBe(
+    'pull it first: strata pull 127.0.0.1:5000/acme/base:1',
+  );
+  const local = await store.resolve('acme/base:1').catch((e: unknown) => e);
+  expect((local as NotFoundError).hint).toBe('see `strata ls` for what the store holds');
+});
+
 test('untagAll removes all the refs or, when one names nothing, none of them', async () => {
   const m = await imageFor(store, 'layer-untag');
   await store.tag('a:1', m);
