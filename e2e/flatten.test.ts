@@ -4,13 +4,11 @@
  * owners) is flattened by Strata to a tar (extracted with GNU tar) and to a directory, and
  * unpacked by `umoci unpack`; the trees must be identical. Hostile layers are refused.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import {
-  CLI,
   cleanupTmp,
   diffTrees,
   isOneLineError,
@@ -20,6 +18,7 @@ import {
   readBlobJson,
   runOk,
   SLOW,
+  startStrata,
   snapshotTree,
   strata,
   strataOk,
@@ -260,28 +259,12 @@ describe('strata flatten', () => {
     async (signal, _when, ready) => {
       const dir = tmpDir('strata-flatten-intr-');
       const out = path.join(dir, 'flat.tar.zst');
-      const child = spawn(
-        process.execPath,
-        [CLI, '--store', store, 'flatten', 'stack:1', '--rootfs', out],
-        {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      const exited = new Promise<[number | null, string | null]>((resolve) =>
-        child.on('close', (code, sig) => resolve([code, sig])),
-      );
-      let running = true;
-      void exited.then(() => (running = false));
-      while (running && !ready(dir)) await new Promise((r) => setTimeout(r, 5));
-      expect(running).toBe(true); // the flatten was caught in the act
-      child.kill(signal);
-      expect(await exited).toEqual([130, null]);
-      expect(stderr).toBe('strata: error: flatten interrupted\n');
-      expect(stdout).toBe('');
+      const run = startStrata(['--store', store, 'flatten', 'stack:1', '--rootfs', out]);
+      while (run.running() && !ready(dir)) await new Promise((r) => setTimeout(r, 5));
+      expect(run.running()).toBe(true); // the flatten was caught in the act
+      run.child.kill(signal);
+      expect(await run.exited).toEqual([130, null]);
+      expect(run.output()).toEqual({ stdout: '', stderr: 'strata: error: flatten interrupted\n' });
       expect(fs.readdirSync(dir)).toEqual([]);
     },
     SLOW,

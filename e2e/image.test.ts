@@ -2,11 +2,9 @@
  * `strata image`: ext4 images and wic-style partitioned disks, read back with tools that are not
  * Strata: e2fsck, debugfs, sfdisk --json, fsck.vfat and mtools.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  CLI,
   cleanupTmp,
   isOneLineError,
   makeTinyRootfs,
@@ -14,6 +12,7 @@ import {
   run,
   runOk,
   SLOW,
+  startStrata,
   strata,
   strataJson,
   strataOk,
@@ -396,26 +395,19 @@ describe('strata image, interrupted', () => {
     '%s %s: exit 130, one error line, no scratch dir or image left',
     async (signal, _when, ready) => {
       const dir = tmpDir('strata-image-intr-');
-      const child = spawn(
-        process.execPath,
-        [CLI, '--store', store, 'image', 'minbase:1', '--ext4', path.join(dir, 'root.ext4')],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      const exited = new Promise<[number | null, string | null]>((resolve) =>
-        child.on('close', (code, sig) => resolve([code, sig])),
-      );
-      let running = true;
-      void exited.then(() => (running = false));
-      while (running && !ready(dir)) await new Promise((r) => setTimeout(r, 5));
-      expect(running).toBe(true); // the build was caught in the act
-      child.kill(signal);
-      expect(await exited).toEqual([130, null]);
-      expect(stderr).toBe('strata: error: image interrupted\n');
-      expect(stdout).toBe('');
+      const run = startStrata([
+        '--store',
+        store,
+        'image',
+        'minbase:1',
+        '--ext4',
+        path.join(dir, 'root.ext4'),
+      ]);
+      while (run.running() && !ready(dir)) await new Promise((r) => setTimeout(r, 5));
+      expect(run.running()).toBe(true); // the build was caught in the act
+      run.child.kill(signal);
+      expect(await run.exited).toEqual([130, null]);
+      expect(run.output()).toEqual({ stdout: '', stderr: 'strata: error: image interrupted\n' });
       expect(fs.readdirSync(dir)).toEqual([]);
     },
     SLOW,

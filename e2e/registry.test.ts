@@ -22,6 +22,7 @@ import {
   treeSummary,
   TokenService,
 } from './registry-fixtures';
+import { startStrata } from './helpers';
 
 // These tests need real tools; a missing one is a failure, never a skip (scripts/setup.sh installs them).
 const d = describe;
@@ -403,34 +404,22 @@ d('registry without auth (plain http on loopback)', () => {
       await strataOk(['--store', storeA, 'push', ref, `${reg.host}/${ref}:1`], { env });
       const store = path.join(work, `store-${ref}`);
       proxy.mode.throttle = 2 * 1024 * 1024;
-      const child = spawn(
-        process.execPath,
-        [CLI, '--store', store, 'pull', `${proxy.host}/${ref}:1`],
-        {
-          env: { ...process.env, ...env, CI: '1' },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      const exited = new Promise<[number | null, string | null]>((resolve) =>
-        child.on('close', (code, sig) => resolve([code, sig])),
-      );
+      const run = startStrata(['--store', store, 'pull', `${proxy.host}/${ref}:1`], {
+        ...env,
+        CI: '1',
+      });
       const start = proxy.blobBytesDown();
       const deadline = Date.now() + 60_000;
       while (proxy.blobBytesDown() - start < 1024 * 1024 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 20));
       }
-      child.kill(signal);
+      run.child.kill(signal);
       try {
-        expect(await exited).toEqual([130, null]);
+        expect(await run.exited).toEqual([130, null]);
       } finally {
         proxy.mode.throttle = undefined;
       }
-      expect(stderr).toBe('strata: error: interrupted\n');
-      expect(stdout).toBe('');
+      expect(run.output()).toEqual({ stdout: '', stderr: 'strata: error: interrupted\n' });
       await strataOk(['--store', store, 'pull', `${proxy.host}/${ref}:1`], { env });
       expect((await strata(['--store', store, 'fsck'], { env })).code).toBe(0);
     },

@@ -1,5 +1,5 @@
 /** Running programs and the CLI, and temporary directories. */
-import { spawn } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -100,6 +100,36 @@ export function strata(args: readonly string[], opts: StrataOptions): Promise<Ru
 }
 
 /** Describe a CLI result for an assertion message. */
+/** A `strata` running in the background, for a test that interrupts it while it works. */
+export interface StrataChild {
+  child: ChildProcess;
+  /** Its exit code and signal, once it has ended. */
+  exited: Promise<[number | null, string | null]>;
+  running(): boolean;
+  /** What it printed so far. */
+  output(): { stdout: string; stderr: string };
+}
+
+/** Start `strata args` (with `env` added to this process's) and collect what it prints. */
+export function startStrata(args: readonly string[], env: NodeJS.ProcessEnv = {}): StrataChild {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+  child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+  let running = true;
+  const exited = new Promise<[number | null, string | null]>((resolve) =>
+    child.on('close', (code, sig) => {
+      running = false;
+      resolve([code, sig]);
+    }),
+  );
+  return { child, exited, running: () => running, output: () => ({ stdout, stderr }) };
+}
+
 export function show(r: RunResult): string {
   return `exit ${r.code}\n--- stdout\n${r.stdout.slice(-3000)}\n--- stderr\n${r.stderr.slice(-3000)}`;
 }
