@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArtifactTypes, Digest, MediaTypes } from '@strata/oci';
 import { Store } from '@strata/store';
-import { minbaseRootfs } from './helpers';
+import { buildDeb, minbaseRootfs } from './helpers';
 import {
   Registry,
   haveTool,
@@ -32,35 +32,6 @@ afterAll(async () => {
 
 function json<T>(r: { stdout: string }): T {
   return JSON.parse(r.stdout) as T;
-}
-
-/** A tiny real .deb, built by dpkg-deb from a control file and the files given. */
-function buildDeb(
-  work: string,
-  name: string,
-  control: Record<string, string>,
-  files: Record<string, { text: string; mode: number }>,
-): string {
-  const root = path.join(work, `${name}-root`);
-  fs.mkdirSync(path.join(root, 'DEBIAN'), { recursive: true });
-  const fields = { Package: name, Version: '1.0', Architecture: 'all', ...control };
-  fs.writeFileSync(
-    path.join(root, 'DEBIAN', 'control'),
-    `${Object.entries({
-      ...fields,
-      Maintainer: 'Strata tests <tests@strata.invalid>',
-      Description: `${name}, a package of the strata tests`,
-    })
-      .map(([k, v]) => `${k}: ${v}`)
-      .join('\n')}\n`,
-  );
-  for (const [p, f] of Object.entries(files)) {
-    fs.mkdirSync(path.join(root, path.dirname(p)), { recursive: true });
-    fs.writeFileSync(path.join(root, p), f.text, { mode: f.mode });
-  }
-  const out = path.join(work, `${name}_1.0_all.deb`);
-  sh('dpkg-deb', ['--root-owner-group', '--build', root, out]);
-  return out;
 }
 
 interface InspectJson {
@@ -130,7 +101,7 @@ describe('debs attached to a template', () => {
       { env },
     );
     debs.push(
-      buildDeb(
+      await buildDeb(
         work,
         'strata-hello',
         {},
@@ -141,7 +112,7 @@ describe('debs attached to a template', () => {
           },
         },
       ),
-      buildDeb(
+      await buildDeb(
         work,
         'strata-greeter',
         { Depends: 'strata-hello (>= 1.0)' },

@@ -1,10 +1,21 @@
 /**
  * What a Stratafile's instructions see, in real builds: the FROM template's ENV in substitution,
- * COPY globs and symlinks in the build context, and a --build-arg that nothing uses.
+ * COPY globs and symlinks in the build context, INSTALL's local .debs (which are read the same
+ * way), and a --build-arg that nothing uses.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SLOW, cleanupTmp, minbaseRootfs, runOk, show, strata, strataOk, tmpDir } from './helpers';
+import {
+  SLOW,
+  buildDeb,
+  cleanupTmp,
+  minbaseRootfs,
+  runOk,
+  show,
+  strata,
+  strataOk,
+  tmpDir,
+} from './helpers';
 import { readImage, sourcesFile } from './fixtures/build/harness';
 
 jest.setTimeout(SLOW);
@@ -141,6 +152,51 @@ test('COPY refuses a symlink out of the context, and follows one inside it', asy
   );
   const inside = await build(ctx);
   expect({ code: inside.code, out: show(inside) }).toMatchObject({ code: 0 });
+});
+
+test("INSTALL's local .debs: a symlink is followed inside the context and its file keyed, one out of it refused, a glob expanded", async () => {
+  const ctx = context(['FROM base:v1', 'INSTALL ./debs/hello.deb', 'RUN cat /usr/share/hello/v']);
+  const pool = path.join(ctx, 'pool');
+  fs.mkdirSync(pool);
+  fs.mkdirSync(path.join(ctx, 'debs'));
+  const hello = (v: string) =>
+    buildDeb(pool, 'strata-hello', {}, { 'usr/share/hello/v': { text: `${v}\n`, mode: 0o644 } });
+  const file = await hello('one');
+  fs.symlinkSync(`../pool/${path.basename(file)}`, path.join(ctx, 'debs/hello.deb'));
+  const first = await build(ctx, ['-t', 'hello:1']);
+  expect({ code: first.code, out: show(first) }).toMatchObject({ code: 0 });
+  expect(first.stdout + first.stderr).toContain('one');
+
+  // The same link to a rebuilt file: the key holds the file, so the step runs again.
+  fs.rmSync(file);
+  await hello('two');
+  const second = await build(ctx, ['-t', 'hello:2']);
+  expect({ code: second.code, out: show(second) }).toMatchObject({ code: 0 });
+  expect(second.stdout + second.stderr).toContain('two');
+  expect(readImage(store, 'hello:2').manifest.layers).not.toEqual(
+    readImage(store, 'hello:1').manifest.layers,
+  );
+
+  // A glob takes every match; a link out of the context is refused at its place on the line.
+  fs.writeFileSync(
+    path.join(ctx, 'Stratafile'),
+    'FROM base:v1\nINSTALL ./pool/*.deb\nRUN cat /usr/share/hello/v\n',
+  );
+  const glob = await build(ctx, ['-t', 'hello:glob']);
+  expect({ code: glob.code, out: show(glob) }).toMatchObject({ code: 0 });
+  // The same package on the same base: the same layer as through the link, and the RUN cached.
+  expect(readImage(store, 'hello:glob').manifest.layers).toEqual(
+    readImage(store, 'hello:2').manifest.layers,
+  );
+  const outside = path.join(work, 'outside.deb');
+  fs.copyFileSync(path.join(pool, 'strata-hello_1.0_all.deb'), outside);
+  fs.symlinkSync(outside, path.join(ctx, 'debs/out.deb'));
+  fs.writeFileSync(path.join(ctx, 'Stratafile'), 'FROM base:v1\nINSTALL less ./debs/out.deb\n');
+  const out = await build(ctx);
+  expect(out.code).not.toBe(0);
+  expect(out.stderr).toContain(
+    `Stratafile:2:14: ./debs/out.deb escapes the build context: debs/out.deb is a symlink to ${outside} (hint: a build reads only its context; copy the file into it)`,
+  );
 });
 
 test('a --build-arg that no ARG declares is a warning line', async () => {

@@ -409,3 +409,42 @@ export function makeTinyRootfs(dir: string, marker = 'tiny'): string {
   fs.chmodSync(path.join(dir, 'usr/bin/hello'), 0o755);
   return dir;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tiny .debs
+
+/**
+ * A tiny real .deb in `dir`, `<name>_<version>_all.deb`, built by dpkg-deb from the control
+ * fields and files given (paths relative to the package's root).
+ */
+export async function buildDeb(
+  dir: string,
+  name: string,
+  control: Record<string, string>,
+  files: Record<string, { text: string; mode: number }>,
+): Promise<string> {
+  const fields = { Package: name, Version: '1.0', Architecture: 'all', ...control };
+  const root = fs.mkdtempSync(path.join(dir, `.${name}-root-`));
+  try {
+    fs.mkdirSync(path.join(root, 'DEBIAN'));
+    fs.writeFileSync(
+      path.join(root, 'DEBIAN', 'control'),
+      `${Object.entries({
+        ...fields,
+        Maintainer: 'Strata tests <tests@strata.invalid>',
+        Description: `${name}, a package of the strata tests`,
+      })
+        .map(([k, v]) => `${k}: ${v}`)
+        .join('\n')}\n`,
+    );
+    for (const [p, f] of Object.entries(files)) {
+      fs.mkdirSync(path.join(root, path.dirname(p)), { recursive: true });
+      fs.writeFileSync(path.join(root, p), f.text, { mode: f.mode });
+    }
+    const out = path.join(dir, `${name}_${fields.Version}_all.deb`);
+    await runOk('dpkg-deb', ['--root-owner-group', '--build', root, out]);
+    return out;
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}

@@ -143,7 +143,7 @@ function resolveInside(
         index,
         'INVALID_ARGUMENT',
         `${rel} escapes the build context: ${here.join('/')} is a symlink to ${target}`,
-        { hint: 'COPY reads only the build context; copy the file into it' },
+        { hint: 'a build reads only its context; copy the file into it' },
       );
     if (path.isAbsolute(target)) {
       // A link by the host's absolute path to a place inside the context is still inside.

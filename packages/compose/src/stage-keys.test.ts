@@ -145,6 +145,8 @@ beforeEach(() => {
   fs.writeFileSync(path.join(dir, 'my.list'), 'deb [trusted=yes] http://127.0.0.1:8000/ ./\n');
   fs.mkdirSync(path.join(dir, 'conf'));
   fs.writeFileSync(path.join(dir, 'conf/app.conf'), 'x\n');
+  fs.mkdirSync(path.join(dir, 'debs'));
+  fs.writeFileSync(path.join(dir, 'debs/tool.deb'), 'not really a deb\n');
 });
 
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -479,4 +481,29 @@ test('strata check recomputes the keys of an arm64 build, and tells them from am
   const { store: amd } = fakeStore(arm64, 'amd64');
   const stale = await checkTemplate(amd, 'two:v1', opts);
   expect(stale.reasons).toHaveLength(arm64.length);
+});
+
+test("an INSTALL's local .debs are read as COPY's sources: globs expanded, symlinks followed inside the context and refused out of it", async () => {
+  const keys = new StageKeys({ context: dir, aptSources: hostList() });
+  const scope: StepScope = { env: new Map(), args: new Map(), excludes: [] };
+  fs.mkdirSync(path.join(dir, 'pool'));
+  fs.writeFileSync(path.join(dir, 'pool/agent_2.0_all.deb'), 'agent\n');
+  fs.symlinkSync('../pool/agent_2.0_all.deb', path.join(dir, 'debs/agent.deb'));
+  const install = (line: string): Instruction =>
+    parseStratafile(`FROM base:v1\n${line}\n`, file(), {}).stages[0]!.steps[0]!;
+  const copyOf = async (line: string) =>
+    (await keys.keyFor(scope, install(line), undefined)).copy?.map((c) => c.path);
+  // apt reads the file the link leads to: a link with an absolute target would not resolve in
+  // the chroot, and the key must hash the file, not the link's text.
+  expect(await copyOf('INSTALL curl ./debs/agent.deb')).toEqual(['pool/agent_2.0_all.deb']);
+  expect(await copyOf('INSTALL ./debs/*.deb')).toEqual(['pool/agent_2.0_all.deb', 'debs/tool.deb']);
+  expect(await copyOf('INSTALL curl')).toBeUndefined();
+  fs.writeFileSync(path.join(os.tmpdir(), 'strata-outside.deb'), 'x');
+  fs.symlinkSync(path.join(os.tmpdir(), 'strata-outside.deb'), path.join(dir, 'debs/evil.deb'));
+  await expect(
+    keys.keyFor(scope, install('INSTALL curl ./debs/evil.deb'), undefined),
+  ).rejects.toThrow(/:2:14: \.\/debs\/evil\.deb escapes the build context/);
+  await expect(keys.keyFor(scope, install('INSTALL ./debs/none-*.deb'), undefined)).rejects.toThrow(
+    /:2:9: \.\/debs\/none-\*\.deb matches nothing in the build context/,
+  );
 });

@@ -139,7 +139,7 @@ export interface StepKey {
   aptIndex: boolean;
   /** The build's own packages' Release digest, when the key holds it. */
   localRepo?: string;
-  /** What a COPY copies: the files its key holds. */
+  /** What a COPY copies, or an INSTALL's local .debs: the context files its key holds. */
   copy?: CopySource[];
 }
 
@@ -275,16 +275,7 @@ export class StageKeys {
    * name the source's place on the line.
    */
   private copySourcesOf(ins: CopyInstruction): CopySource[] {
-    let copy: CopySource[];
-    try {
-      copy = copySources(this.context, ins.sources);
-    } catch (e) {
-      if (!(e instanceof CopySourceError)) throw e;
-      throw new BuildStepError(ins.sourceLocs[e.index] ?? ins.loc, e.message, {
-        cause: e,
-        ...(e.hint !== undefined ? { hint: e.hint } : {}),
-      });
-    }
+    const copy = this.contextSourcesOf(ins.sources, ins.sourceLocs, ins.loc);
     // As docker's: a glob that matched several needs a directory to copy them into.
     if (copy.length > 1 && !ins.dest.endsWith('/')) {
       const at = ins.sources.findIndex(isGlob);
@@ -294,6 +285,23 @@ export class StageKeys {
       );
     }
     return copy;
+  }
+
+  /** `sources` resolved in the build context (see copySources); errors name the source's place. */
+  private contextSourcesOf(
+    sources: readonly string[],
+    locs: readonly Location[],
+    loc: Location,
+  ): CopySource[] {
+    try {
+      return copySources(this.context, sources);
+    } catch (e) {
+      if (!(e instanceof CopySourceError)) throw e;
+      throw new BuildStepError(locs[e.index] ?? loc, e.message, {
+        cause: e,
+        ...(e.hint !== undefined ? { hint: e.hint } : {}),
+      });
+    }
   }
 
   /** The cache key of layer step `ins` in `scope`, on the layers whose chain ID is `parent`. */
@@ -319,10 +327,13 @@ export class StageKeys {
           ins.kind === 'INSTALL' &&
           ins.debs.length === 0 &&
           ins.packages.every((p) => p.version !== undefined);
-        const inputs =
+        // Local .debs are read as COPY reads its sources: globs expanded and symlinks followed
+        // inside the context, so the key hashes the files that apt installs.
+        const debs =
           ins.kind === 'INSTALL' && ins.debs.length > 0
-            ? [hashContextPaths(this.context, ins.debs)]
+            ? this.contextSourcesOf(ins.debs, ins.debLocs, ins.loc)
             : undefined;
+        const inputs = debs ? [hashContextPaths(this.context, debs)] : undefined;
         const aptIndex = pinned ? undefined : (await this.indexStateOf(sources)).digest;
         const localRepo = ins.kind === 'BOOTSTRAP' ? undefined : this.localRepo;
         return {
@@ -336,6 +347,7 @@ export class StageKeys {
           sources,
           aptIndex: !pinned,
           ...(localRepo ? { localRepo } : {}),
+          ...(debs ? { copy: debs } : {}),
         };
       }
       case 'REMOVE':

@@ -33,6 +33,14 @@ test('INSTALL pins versions, points local .debs into the context, quotes names, 
     script.indexOf('--no-install-recommends ') + '--no-install-recommends '.length,
   );
   expect(words(args)).toEqual(['curl=7.88', '/run/strata/context/debs/agent_1.0_amd64.deb']);
+  // What the .debs resolved to in the context (a symlink followed, a glob expanded) is installed.
+  const resolved = stepCommand(ins as Instruction, [
+    { written: './debs/agent_1.0_amd64.deb', path: 'pool/agent_1.0_amd64.deb' },
+  ])[2] as string;
+  expect(words(resolved.slice(resolved.indexOf('--no-install-recommends ') + 24))).toEqual([
+    'curl=7.88',
+    '/run/strata/context/pool/agent_1.0_amd64.deb',
+  ]);
   expect(stepCommand(rec as Instruction)[2]).toMatch(
     /apt-get install -y -q --install-recommends 'less'$/,
   );

@@ -47,7 +47,8 @@ strata_update() {
 
 /**
  * The command a layer step runs in its chroot: a pure function of the instruction, and for COPY
- * of what its sources resolved to in the build context (see copySources).
+ * and an INSTALL of local .debs of what its sources resolved to in the build context (see
+ * copySources).
  */
 export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): string[] {
   const aptPrep = 'mkdir -p /run/strata/lists/partial /run/strata/archives/partial';
@@ -55,7 +56,9 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
     case 'INSTALL': {
       const pkgs = [
         ...ins.packages.map((p) => (p.version ? `${p.name}=${p.version}` : p.name)),
-        ...ins.debs.map((d) => `/run/strata/context/${d.replace(/^\.\//, '')}`),
+        ...(copy ?? ins.debs.map((d) => ({ path: d }))).map(
+          (d) => `/run/strata/context/${d.path.replace(/^\.\//, '')}`,
+        ),
       ];
       const rec = ins.recommends ? '--install-recommends' : '--no-install-recommends';
       return [

@@ -57,8 +57,10 @@ export interface InstallInstruction extends Base {
   kind: 'INSTALL';
   /** Packages from the apt sources, with an optional pinned version. `name` may carry `:arch`. */
   packages: Array<{ name: string; version?: string }>;
-  /** Local .deb files, normalised and relative to the build context, always starting with `./`. */
+  /** Local .deb files (or globs of them), normalised and relative to the build context, always starting with `./`. */
   debs: string[];
+  /** Where each of `debs` is on the line. */
+  debLocs: Location[];
   /** `--recommends`: install Recommends too (the default is `--no-install-recommends`). */
   recommends: boolean;
 }

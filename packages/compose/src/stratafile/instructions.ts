@@ -3,7 +3,7 @@
  * node with canonical text. The parser handles FROM, ARG and BUILDCHROOT itself.
  */
 import { posix } from 'node:path';
-import type { Instruction, InstallInstruction, SecretMount } from './ast';
+import type { Instruction, InstallInstruction, Location, SecretMount } from './ast';
 import { Ctx, FLAGS, Flag } from './arguments';
 import {
   Lexer,
@@ -89,6 +89,7 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
       }
       const packages: InstallInstruction['packages'] = [];
       const debs: string[] = [];
+      const debLocs: Location[] = [];
       const shown: string[] = [];
       for (const w of words) {
         if (w.value.includes('/') || w.value.endsWith('.deb')) {
@@ -97,6 +98,7 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
           }
           const deb = `./${contextPath(lx, w, 'local package')}`;
           debs.push(deb);
+          debLocs.push(lx.loc(w.start));
           shown.push(quoteWord(deb));
         } else {
           const [name, version] = splitVersion(w.value);
@@ -115,6 +117,7 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
         kind: 'INSTALL',
         packages,
         debs,
+        debLocs,
         recommends: flags.has('recommends'),
         loc,
         text: ctx.canonical(shown),
