@@ -164,3 +164,14 @@ test('an invalid -t fails before any step runs', async () => {
   // Only the REF column: a digest may well contain "bad".
   expect((await strata(['ls'], { store })).stdout).not.toMatch(/^bad/im);
 });
+
+test('a mistake in the Stratafile fails before its FROM template is fetched', async () => {
+  // Nothing listens on this loopback port: had the build asked the registry first, it would
+  // have failed there, and a reachable one would have pulled the whole template.
+  const ctx = context('FROM 127.0.0.1:9/acme/base:1\nRUN true\nINSTAL curl\n');
+  const r = await build(ctx);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/Stratafile:3:1: unknown instruction "INSTAL"/);
+  expect(r.stderr).not.toMatch(/ECONNREFUSED|127\.0\.0\.1:9/);
+  expect(strataLinesAreOneError(r.stderr)).toBe(true);
+});

@@ -117,6 +117,9 @@ export class Builder implements BuildContext {
       ...(this.opts.buildArgs ?? {}),
     };
     const heads = parseStageHeads(text, this.opts.file, buildArgs);
+    // A mistake in the file fails before a FROM template is fetched (a pull can take minutes);
+    // only the lines that the templates' ENV may complete wait for them.
+    parseStratafile(text, this.opts.file, buildArgs, { unresolvedBases: true });
     const lockFile = lockPathFor(
       this.opts.file,
       this.part && this.platform ? debianArchitectureOf(this.platform) : undefined,

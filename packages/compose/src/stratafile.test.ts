@@ -617,6 +617,28 @@ describe("the FROM template's environment", () => {
     expect(scratch?.steps.map((x) => x.text)).toEqual(['BOOTSTRAP bookworm']);
   });
 
+  test('before the templates are known, a line their ENV may complete is not checked, and every other line is', () => {
+    const unresolved = { unresolvedBases: true };
+    // $APT_PKGS may come from base:1's ENV: the line waits for it; without it, INSTALL has no package.
+    const waits = 'FROM base:1\nINSTALL $APT_PKGS\nRUN true\n';
+    expect(() => parseStratafile(waits, F, {}, unresolved)).not.toThrow();
+    expect(() => parseStratafile(waits, F)).toThrow(/:2:1: INSTALL requires at least one package/);
+    // A mistake that no ENV can mend is reported, after such a line too and in a later stage.
+    expect(() => parseStratafile(`${waits}INSTALL curl=bad~version!\n`, F, {}, unresolved)).toThrow(
+      /:4:9: invalid version/,
+    );
+    expect(() =>
+      parseStratafile('FROM base:1 AS a\nRUN true\nFROM a\nCOPY x\n', F, {}, unresolved),
+    ).toThrow(/:4:1: COPY requires/);
+    // A variable the Stratafile defines, or a stage with no template, is known now.
+    expect(() => parseStratafile('FROM base:1\nARG P=\nINSTALL $P\n', F, {}, unresolved)).toThrow(
+      /:3:1: INSTALL requires at least one package/,
+    );
+    expect(() =>
+      parseStratafile('FROM scratch\nBOOTSTRAP bookworm\nINSTALL $P\n', F, {}, unresolved),
+    ).toThrow(/:3:1: INSTALL requires at least one package/);
+  });
+
   test('parseStageHeads reads the FROM lines alone, with the global ARGs', () => {
     expect(
       parseStageHeads('ARG T=1\nFROM base:$T AS a\nINSTALL $NOT_YET_KNOWN\nFROM a', F).map((h) => [

@@ -31,6 +31,12 @@ export interface ParseOptions {
    * own ARGs and ENVs, as docker's does. A stage FROM an earlier stage inherits that one's.
    */
   baseEnv?: (stageIndex: number) => ReadonlyMap<string, string> | undefined;
+  /**
+   * The FROM templates are not resolved yet (a syntax check before a build fetches them): in a
+   * stage FROM a template, an instruction that substitutes a variable the Stratafile does not
+   * define may be completed by the template's ENV, so an error in it is not reported.
+   */
+  unresolvedBases?: boolean;
 }
 
 /**
@@ -76,6 +82,8 @@ interface StageState {
   buildchroot?: Location;
   args: Map<string, string | undefined>;
   env: Map<string, string>;
+  /** The stage's template ENV is not known (see ParseOptions.unresolvedBases). */
+  envUnknown: boolean;
 }
 
 interface DeclaredStage {
@@ -123,9 +131,14 @@ class Parser {
     };
   }
 
+  /** The instruction being read substituted a variable its template's ENV might have set. */
+  private missedUnknown = false;
+
   private lookup: Lookup = (name) => {
     if (this.cur === undefined) return this.globalValues.get(name);
-    return this.cur.env.has(name) ? this.cur.env.get(name) : this.cur.args.get(name);
+    const value = this.cur.env.has(name) ? this.cur.env.get(name) : this.cur.args.get(name);
+    if (value === undefined && this.cur.envUnknown) this.missedUnknown = true;
+    return value;
   };
 
   private instruction(line: LogicalLine, index: number): void {
@@ -172,8 +185,14 @@ class Parser {
       return;
     }
     if (cur === undefined) return; // unreachable: checked above
-    const step =
-      ctx.kw === 'BUILDCHROOT' ? this.buildchroot(ctx, cur) : parseStep(ctx, this.lookup);
+    this.missedUnknown = false;
+    let step: Instruction;
+    try {
+      step = ctx.kw === 'BUILDCHROOT' ? this.buildchroot(ctx, cur) : parseStep(ctx, this.lookup);
+    } catch (e) {
+      if (this.missedUnknown && e instanceof ParseError) return;
+      throw e;
+    }
     cur.stage.steps.push(step);
     if (step.kind === 'ENV') for (const [k, v] of step.vars) cur.env.set(k, v);
     if (step.kind === 'BOOTSTRAP') cur.bootstrapped = true;
@@ -287,6 +306,9 @@ class Parser {
       scratch: refKind === 'scratch',
       bootstrapped: false,
       args: new Map(),
+      envUnknown: parent
+        ? parent.envUnknown
+        : refKind !== 'scratch' && this.opts.unresolvedBases === true,
       env: new Map(
         parent?.env ??
           (refKind === 'scratch' ? undefined : this.opts.baseEnv?.(this.stages.length)) ??
