@@ -169,6 +169,22 @@ test(
 );
 
 test(
+  "strata check without the build's --apt-sources says so, rather than blaming the apt indices",
+  async () => {
+    const r = await strata(['check', '--no-packages', '-f', file(), 'tool:v1'], { store });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(
+      'INSTALL strata-e2e-tool: changed: its apt sources are not the build\'s: the build host has "deb ',
+    );
+    expect(r.stdout).toContain(
+      "which the template did not use (give check the build's --apt-sources)",
+    );
+    expect(r.stdout).not.toContain('the apt indices changed');
+  },
+  SLOW,
+);
+
+test(
   '--frozen passes while nothing moved, and an unchanged rebuild does no apt work',
   async () => {
     const r = await build(['--frozen', '--json', ctx]);

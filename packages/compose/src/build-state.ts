@@ -227,8 +227,14 @@ export function packageDelta(
  * `user:password@` in a URI): the metadata is published with the template.
  */
 export function recordAptSources(state: StageState, sources: AptSources): void {
-  for (const line of sources.text.split('\n')) {
-    const entry = line.trim().replace(/(\w+:\/\/)[^/\s@]*@/g, '$1');
-    if (entry.startsWith('deb ') && !state.aptSources.includes(entry)) state.aptSources.push(entry);
-  }
+  for (const entry of publishedAptSources(sources))
+    if (!state.aptSources.includes(entry)) state.aptSources.push(entry);
+}
+
+/** The `deb` entries of `sources` as a template's metadata records them: without credentials. */
+export function publishedAptSources(sources: AptSources): string[] {
+  return sources.text
+    .split('\n')
+    .map((line) => line.trim().replace(/(\w+:\/\/)[^/\s@]*@/g, '$1'))
+    .filter((entry) => entry.startsWith('deb '));
 }

@@ -43,6 +43,7 @@ import {
   parseStratafile,
 } from './stratafile';
 import { debuildKey } from './debuild-key';
+import { publishedAptSources } from './build-state';
 
 // ---- the check ------------------------------------------------------------------------------
 
@@ -326,9 +327,16 @@ export async function checkTemplate(
       continue;
     }
     if (keyed.key === record.cacheKey) continue;
+    // Templates from before metadata kept the sources cannot say which the build used.
+    const unrecorded =
+      keyed.sources && meta.aptSources
+        ? publishedAptSources(keyed.sources).find((e) => !meta.aptSources?.includes(e))
+        : undefined;
     let why: string;
     if (record.createdBy !== ins.text) why = `the template has "${record.createdBy}" here`;
     else if (ins.kind === 'COPY') why = 'its sources in the build context changed';
+    else if (unrecorded !== undefined)
+      why = `its apt sources are not the build's: ${keyed.sources?.origin} has "${unrecorded}", which the template did not use (give check the build's --apt-sources)`;
     else if (keyed.aptIndex)
       why = 'the apt indices changed since the build (or an ARG/ENV value did)';
     else why = 'an ARG/ENV value or the apt sources changed';

@@ -433,6 +433,20 @@ test('strata check recomputes the keys strata build made', async () => {
     'RUN echo hi: changed: an ARG/ENV value or the apt sources changed',
     'COPY conf/app.conf /etc/app.conf: changed: its sources in the build context changed',
   ]);
+
+  // A template that records its apt sources says when the check's are not those (a check run
+  // without the build's --apt-sources), rather than blaming the indices.
+  meta.aptSources = ['deb http://snapshot.example/debian bookworm main'];
+  const elsewhere = await checkTemplate(store, 'two:v1', { ...opts, target: 'two' });
+  const notTheBuilds = `changed: its apt sources are not the build's: ${hostList()} has "deb http://deb.debian.org/debian bookworm main", which the template did not use (give check the build's --apt-sources)`;
+  expect(elsewhere.reasons.map((r) => r.message)).toEqual([
+    `INSTALL curl: ${notTheBuilds}`,
+    `RUN echo hi: ${notTheBuilds}`,
+    'COPY conf/app.conf /etc/app.conf: changed: its sources in the build context changed',
+  ]);
+  meta.aptSources = ['deb http://deb.debian.org/debian bookworm main'];
+  const same = await checkTemplate(store, 'two:v1', { ...opts, target: 'two' });
+  expect(same.reasons.map((r) => r.message)).toEqual(stale.reasons.map((r) => r.message));
 });
 
 test('a BOOTSTRAP without --architecture is keyed by the platform being built, and only then', async () => {
