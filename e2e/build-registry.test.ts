@@ -53,6 +53,7 @@ interface BuildJson {
   stepsRun: number;
   cacheHits: number;
   layers: Array<{ digest: string }>;
+  steps: Array<{ status: string; from?: string; layer?: { digest: string } }>;
 }
 
 async function build(store: string, extra: string[]): Promise<BuildJson> {
@@ -78,6 +79,13 @@ test('a step built and pushed on one machine is a cache hit on another', async (
   // Machine B has an empty store: the FROM is pulled and every step comes from the registry.
   const second = await build(storeB, ['--cache-from', cache]);
   expect(second).toMatchObject({ stepsRun: 0, cacheHits: 2 });
+  expect(first.steps.map((s) => s.status)).toEqual(['run', 'run']);
+  // Each step says where it came from.
+  expect(
+    second.steps.map((s) => ({ status: s.status, from: s.from, layer: s.layer?.digest })),
+  ).toEqual(
+    first.steps.map((s) => ({ status: 'remote-cached', from: cache, layer: s.layer?.digest })),
+  );
   expect(second.layers.map((l) => l.digest)).toEqual(first.layers.map((l) => l.digest));
   expect((await strataOk(['--store', storeB, 'fsck'])).stdout).toMatch(/^ok:/m);
 

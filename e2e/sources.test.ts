@@ -180,7 +180,16 @@ describe('strata sources', () => {
         /^strata: error: 1 source package is not on the mirror: strata-vanished 0\.1-1 /,
       ),
     ]);
+    // Its stdout is still one object: the report, with the error in it.
     first = JSON.parse(r.stdout) as SourcesJson;
+    expect((first as SourcesJson & { error?: unknown }).error).toEqual({
+      code: 'NOT_FOUND',
+      message: expect.stringMatching(
+        /^1 source package is not on the mirror: strata-vanished 0\.1-1/,
+      ),
+      hint: expect.any(String),
+      exitCode: 1,
+    });
     expect(first.missing.map((m) => `${m.name}=${m.version}`)).toEqual(['strata-vanished=0.1-1']);
     expect(
       Object.fromEntries(first.sources.map((s) => [`${s.name}=${s.version}`, s.binaries])),

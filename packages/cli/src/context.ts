@@ -15,6 +15,11 @@ export class Context {
   private opened?: Promise<Store>;
   private readonly bars: Progress[] = [];
   exitCode = 0;
+  /**
+   * With --json, the report of a command that fails after its work is done: printed with the
+   * error object in it, so that stdout holds one object.
+   */
+  failureReport?: Record<string, unknown>;
 
   constructor(
     readonly args: GlobalArgs,

@@ -2,7 +2,7 @@ import yargs from 'yargs/yargs';
 import type { Argv } from 'yargs';
 import { InvalidArgumentError, isStrataError } from '@strata/oci';
 import { Context, GlobalArgs } from './context';
-import { exitCodeFor, formatError } from './output';
+import { errorDocument, exitCodeFor, formatError, jsonRequested } from './output';
 import { Interruption, interrupted } from './interrupt';
 import { templateCommands } from './commands/template';
 import { storeCommands } from './commands/store';
@@ -110,6 +110,13 @@ export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');
   if (failure !== undefined) {
     process.stderr.write(`${formatError(failure, debug)}\n`);
+    // A script that reads stdout gets an object to parse, whatever failed: a usage error is
+    // found before there is a Context, so --json is then read from the arguments.
+    const c = ctx as Context | undefined;
+    if (c?.json ?? jsonRequested(argv)) {
+      const doc = { ...c?.failureReport, ...errorDocument(failure) };
+      process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+    }
     return exitCodeFor(failure);
   }
   return (ctx as Context | undefined)?.exitCode ?? 0;

@@ -1,4 +1,7 @@
-import { counted, progressFigures } from './output';
+import { InvalidArgumentError, NotFoundError, ParseError } from '@strata/oci';
+import { BuildStepError } from '@strata/compose';
+import { interrupted } from './interrupt';
+import { ExitCodeError, counted, errorDocument, jsonRequested, progressFigures } from './output';
 
 describe('progressFigures', () => {
   it('shows bytes against the total while they stay within it', () => {
@@ -25,4 +28,66 @@ test('counted says "1 step run", not "1 steps run"', () => {
   expect(`${counted(1, 'step')} run`).toBe('1 step run');
   expect(counted(0, 'step')).toBe('0 steps');
   expect(counted(2, 'entry', 'entries')).toBe('2 entries');
+});
+
+describe('errorDocument: the object a failed command prints on stdout with --json', () => {
+  it('carries a StrataError’s code, message, hint and exit code', () => {
+    const e = new NotFoundError('no image x:1 in the store /s', { hint: 'see `strata ls`' });
+    expect(errorDocument(e)).toEqual({
+      error: {
+        code: 'NOT_FOUND',
+        message: 'no image x:1 in the store /s',
+        hint: 'see `strata ls`',
+        exitCode: 1,
+      },
+    });
+    expect(errorDocument(new InvalidArgumentError('bad')).error.exitCode).toBe(2);
+    expect(errorDocument(interrupted()).error).toEqual({
+      code: 'INTERRUPTED',
+      message: 'interrupted',
+      exitCode: 130,
+    });
+  });
+
+  it('names the Stratafile location of a failed step or a parse error', () => {
+    const loc = { file: '/ctx/Stratafile', line: 3, column: 1 };
+    expect(errorDocument(new BuildStepError(loc, 'RUN failed with exit code 3')).error).toEqual({
+      code: 'TOOL_FAILED',
+      message: '/ctx/Stratafile:3:1: RUN failed with exit code 3',
+      ...loc,
+      exitCode: 1,
+    });
+    expect(errorDocument(new ParseError('/ctx/Stratafile', 2, 5, 'bad flag')).error).toMatchObject({
+      code: 'PARSE_ERROR',
+      file: '/ctx/Stratafile',
+      line: 2,
+      column: 5,
+    });
+  });
+
+  it('keeps the exit code a command chose, with the code of what it wraps', () => {
+    expect(errorDocument(new ExitCodeError(new NotFoundError('gone'), 2)).error).toEqual({
+      code: 'NOT_FOUND',
+      message: 'gone',
+      exitCode: 2,
+    });
+  });
+
+  it('calls any other failure INTERNAL, its message redacted', () => {
+    const e = new Error('GET https://user:secret@registry.example/v2/: boom');
+    const doc = errorDocument(e);
+    expect(doc.error).toMatchObject({ code: 'INTERNAL', exitCode: 1 });
+    expect(doc.error.message).not.toContain('secret');
+  });
+});
+
+test('jsonRequested reads --json as yargs does, up to --', () => {
+  expect(jsonRequested(['build', '--json', '.'])).toBe(true);
+  expect(jsonRequested(['--json', 'bogus'])).toBe(true);
+  expect(jsonRequested(['build', '.'])).toBe(false);
+  expect(jsonRequested(['--json', '--no-json', 'ls'])).toBe(false);
+  expect(jsonRequested(['--json=false', 'ls'])).toBe(false);
+  expect(jsonRequested(['--json', 'false', 'ls'])).toBe(false);
+  expect(jsonRequested(['--no-json', '--json=true'])).toBe(true);
+  expect(jsonRequested(['run', '--', '--json'])).toBe(false);
 });

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, isStrataError, redact } from '@strata/oci';
+import { InvalidArgumentError, ParseError, isStrataError, redact } from '@strata/oci';
 
 /** Human-readable byte count (binary units). */
 /** `1 step`, `2 steps`: a count with its noun. */
@@ -54,6 +54,85 @@ export function formatError(e: unknown, debug: boolean): string {
     return `strata: error: ${redact(err.message)}`;
   }
   return `strata: error: ${redact(String((e as Error)?.message ?? e))}`;
+}
+
+/** What a failed command prints on stdout with `--json`, as well as its line on stderr. */
+export interface ErrorDocument {
+  error: {
+    /** The StrataError's code; INTERNAL for any other failure. */
+    code: string;
+    message: string;
+    hint?: string;
+    /** Where in a Stratafile (or other user file) the error is, when it is in one. */
+    file?: string;
+    line?: number;
+    column?: number;
+    exitCode: number;
+  };
+}
+
+/** The error object of a failure, with the exit code the command ends with. */
+export function errorDocument(e: unknown): ErrorDocument {
+  const exitCode = exitCodeFor(e);
+  const err = e instanceof ExitCodeError ? e.error : e;
+  if (!isStrataError(err)) {
+    return {
+      error: {
+        code: 'INTERNAL',
+        message: redact(String((err as Error)?.message ?? err)),
+        exitCode,
+      },
+    };
+  }
+  const loc = locationOf(err);
+  return {
+    error: {
+      code: err.code,
+      message: err.message,
+      ...(err.hint !== undefined ? { hint: err.hint } : {}),
+      ...(loc ? { file: loc.file, line: loc.line, column: loc.column } : {}),
+      exitCode,
+    },
+  };
+}
+
+/**
+ * The file:line:column an error names: a ParseError's, or the `loc` of a step that failed
+ * (compose's BuildStepError, which this module does not import: compose loads only for the
+ * commands that need it).
+ */
+function locationOf(e: Error): { file: string; line: number; column: number } | undefined {
+  if (e instanceof ParseError) return { file: e.file, line: e.line, column: e.column };
+  const loc = (e as { loc?: unknown }).loc as Record<string, unknown> | undefined;
+  if (
+    loc &&
+    typeof loc.file === 'string' &&
+    typeof loc.line === 'number' &&
+    typeof loc.column === 'number'
+  )
+    return { file: loc.file, line: loc.line, column: loc.column };
+  return undefined;
+}
+
+/**
+ * Whether `--json` is among the arguments, for a failure that came before they were parsed (a
+ * usage error): the last of `--json`, `--json=BOOL`, `--json BOOL` and `--no-json` wins, as in
+ * yargs; nothing after `--` is an option.
+ */
+export function jsonRequested(argv: readonly string[]): boolean {
+  let json = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') break;
+    if (a === '--no-json') json = false;
+    else if (a === '--json=true' || a === '--json=false') json = a === '--json=true';
+    else if (a === '--json') {
+      const next = argv[i + 1];
+      json = next !== 'false';
+      if (next === 'true' || next === 'false') i++;
+    }
+  }
+  return json;
 }
 
 /**

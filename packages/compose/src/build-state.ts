@@ -48,7 +48,12 @@ export type BuildEvent =
     }
   | { type: 'warning'; message: string; loc?: Location }
   /** A FROM resolves to another digest than Stratafile.lock recorded (a build without --frozen). */
-  | { type: 'base-moved'; ref: string; from: Digest; to: Digest; loc: Location };
+  | { type: 'base-moved'; ref: string; from: Digest; to: Digest; loc: Location }
+  /**
+   * The steps are over: the image, its SBOMs and .debs, and any buildchroot index are written,
+   * and the result tagged. Its own phase, so that no step is charged for it.
+   */
+  | { type: 'write' };
 
 export interface BuildOptions {
   /** Path of the Stratafile. */
@@ -118,6 +123,36 @@ export interface BuildResult {
   lockFile?: string;
   /** The .debs DEBUILD made (or took from the cache) in this build, in the order built. */
   debs?: Array<{ filename: string; digest: Digest; size: number }>;
+  /** Every step of the stages built, in the order they ran (with several platforms: each's). */
+  steps: StepReport[];
+}
+
+/**
+ * What became of one step. `status`: `run`, `cached` (the local build cache), `remote-cached`
+ * (a `cacheFrom` registry, named by `from`), or `none` for a step that makes no layer (ENV, ARG,
+ * LABEL, FEATURE, SOURCES, BUILDCHROOT). A DEBUILD makes no layer either: it is `run` when it
+ * built a source, else `cached`.
+ */
+export interface StepReport {
+  /** In a build of several platforms, the one the step was built for (os/arch[/variant]). */
+  platform?: string;
+  /** The stage's name, or `#index` for an unnamed one. */
+  stage: string;
+  /** 1-based, within its stage. */
+  step: number;
+  instruction: string;
+  file: string;
+  line: number;
+  column: number;
+  status: 'run' | 'cached' | 'remote-cached' | 'none';
+  from?: string;
+  cacheKey?: Digest;
+  layer?: Descriptor;
+  /** `name=version` of every package the step added or changed. */
+  packagesAdded: string[];
+  packagesRemoved: string[];
+  /** The step's own time: the image's writing after the last step is not part of it. */
+  seconds: number;
 }
 
 export interface PlatformResult {

@@ -182,6 +182,30 @@ test('a --build-arg that no ARG declares is reported once as a warning', async (
   ]);
 });
 
+test('the result lists each step where it stands, and writing the image comes after the last', async () => {
+  const file = stratafile('steps', ['FROM platform-one:1 AS top', 'ENV A=1', 'FEATURE x']);
+  const events: BuildEvent['type'][] = [];
+  const r = await build(store, {
+    file,
+    writeLock: false,
+    onEvent: (e) => events.push(e.type),
+  });
+  const step = {
+    stage: 'top',
+    file,
+    column: 1,
+    status: 'none',
+    packagesAdded: [],
+    packagesRemoved: [],
+  };
+  expect(r.steps).toEqual([
+    { ...step, step: 1, instruction: 'ENV A=1', line: 2, seconds: expect.any(Number) },
+    { ...step, step: 2, instruction: 'FEATURE x', line: 3, seconds: expect.any(Number) },
+  ]);
+  // The write is its own phase: no step is charged for it.
+  expect(events.filter((t) => t === 'step' || t === 'write')).toEqual(['step', 'step', 'write']);
+});
+
 async function configOf(tag: string): Promise<ImageConfig> {
   const m = JSON.parse(
     (await store.readBlob((await store.resolve(tag)).digest)).toString('utf8'),

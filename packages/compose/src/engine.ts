@@ -13,7 +13,14 @@ import {
 import { Store, normalizeTag } from '@strata/store';
 import { debianArchitecture, debianArchitectureOf, notInstalled } from '@strata/debian';
 import { readCache } from './cache';
-import { Instruction, Stage, Stratafile, parseStageHeads, parseStratafile } from './stratafile';
+import {
+  Instruction,
+  Location,
+  Stage,
+  Stratafile,
+  parseStageHeads,
+  parseStratafile,
+} from './stratafile';
 import {
   LockFile,
   LockedStage,
@@ -29,6 +36,7 @@ import {
   BuildOptions,
   BuildResult,
   StageState,
+  StepReport,
   chainOf,
   recordAptSources,
 } from './build-state';
@@ -42,7 +50,7 @@ import { Snapshots } from './snapshots';
 import { withBuildchroot, writeImage, writePlatformIndex } from './image-writer';
 import { platformArgs } from './platform';
 
-export type { BuildEvent, BuildOptions, BuildResult } from './build-state';
+export type { BuildEvent, BuildOptions, BuildResult, StepReport } from './build-state';
 export { packageDelta } from './build-state';
 export { failureReason } from './step-output';
 export { BuildStepError };
@@ -54,6 +62,7 @@ export class Builder implements BuildContext {
   readonly keys: StageKeys;
   private cacheHits = 0;
   private stepsRun = 0;
+  private readonly reports: StepReport[] = [];
   private readonly runner: StepRunner;
   private readonly startedAt: number;
   /** The packages DEBUILD made in this build, and their apt repository. */
@@ -171,6 +180,7 @@ export class Builder implements BuildContext {
           await fsp.rm(await this.repoScratch, { recursive: true, force: true });
       }
       const state = final as StageState;
+      this.emit({ type: 'write' });
       const rootfs = await writeImage(this, state);
       // The packages the build made or inherited travel with it (and through registries).
       await attachDebs(this.store, rootfs.descriptor, this.debs.debs, await this.debs.sources());
@@ -207,6 +217,7 @@ export class Builder implements BuildContext {
       stepsRun: this.stepsRun,
       lockFile: written,
       ...(debs.length ? { debs } : {}),
+      steps: this.reports,
     };
   }
 
@@ -244,7 +255,16 @@ export class Builder implements BuildContext {
         text: ins.text,
         loc: ins.loc,
       });
-      await this.step(state, ins, locked?.steps[state.lock.steps.length]);
+      const t0 = performance.now();
+      const outcome = await this.step(state, ins, locked?.steps[state.lock.steps.length]);
+      this.reports.push({
+        stage: name,
+        step: i + 1,
+        instruction: ins.text,
+        ...ins.loc,
+        ...(outcome ?? { status: 'none', packagesAdded: [], packagesRemoved: [] }),
+        seconds: (performance.now() - t0) / 1000,
+      });
     }
     this.stages.set(name, state);
     return state;
@@ -285,11 +305,12 @@ export class Builder implements BuildContext {
     });
   }
 
+  /** Run one step; what became of it, unless it makes no layer and runs nothing. */
   private async step(
     state: StageState,
     ins: Instruction,
     locked: LockedStage['steps'][number] | undefined,
-  ): Promise<void> {
+  ): Promise<StepOutcome | undefined> {
     // ENV, ARG and SOURCES: what the next steps' environment and keys see.
     if (await this.keys.apply(state, ins)) return;
     switch (ins.kind) {
@@ -306,7 +327,11 @@ export class Builder implements BuildContext {
         this.stepsRun += built;
         this.cacheHits += cached;
         this.keys.localRepo = (await this.debs.current())?.release;
-        return;
+        return {
+          status: built > 0 ? 'run' : 'cached',
+          packagesAdded: [],
+          packagesRemoved: [],
+        };
       }
       case 'BUILDCHROOT':
         if (!this.stages.has(ins.stage))
@@ -325,7 +350,7 @@ export class Builder implements BuildContext {
     state: StageState,
     ins: Instruction,
     locked: LockedStage['steps'][number] | undefined,
-  ): Promise<void> {
+  ): Promise<StepOutcome> {
     if (ins.kind === 'BOOTSTRAP' && this.platform && ins.architecture !== undefined) {
       const want = debianArchitectureOf(this.platform);
       if (ins.architecture !== want)
@@ -363,11 +388,16 @@ export class Builder implements BuildContext {
     )
       recordAptSources(state, keyed.sources);
     let entry = this.opts.noCache ? undefined : await readCache(this.store, key);
+    let from: string | undefined;
     for (const remote of this.opts.noCache ? [] : (this.opts.cacheFrom ?? [])) {
       if (entry) break;
       entry = await remote.get(key);
-      if (entry) this.emit({ type: 'remote-cached', layer: entry.layer, from: remote.name });
+      if (entry) {
+        from = remote.name;
+        this.emit({ type: 'remote-cached', layer: entry.layer, from });
+      }
     }
+    const cached = entry !== undefined;
     if (entry) {
       this.cacheHits++;
       this.emit({ type: 'cached', layer: entry.layer });
@@ -403,13 +433,23 @@ export class Builder implements BuildContext {
       excluded: entry.excluded ?? {},
     });
     state.packages = entry.packages;
+    const packagesAdded = entry.record.packagesAdded ?? [];
+    const packagesRemoved = entry.record.packagesRemoved ?? [];
     state.lock.steps.push({
       instruction: ins.text,
       cacheKey: key,
       layer: entry.layer.digest,
-      packages: entry.record.packagesAdded ?? [],
-      removed: entry.record.packagesRemoved ?? [],
+      packages: packagesAdded,
+      removed: packagesRemoved,
     });
+    return {
+      status: !cached ? 'run' : from !== undefined ? 'remote-cached' : 'cached',
+      ...(from !== undefined ? { from } : {}),
+      cacheKey: key,
+      layer: entry.layer,
+      packagesAdded,
+      packagesRemoved,
+    };
   }
 
   // ---- result -------------------------------------------------------------------
@@ -428,11 +468,14 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
     const parts = [];
     let cacheHits = 0;
     let stepsRun = 0;
+    const steps: StepReport[] = [];
     for (const [i, platform] of platforms.entries()) {
-      opts.onEvent?.({ type: 'platform', platform: formatPlatform(platform) });
+      const name = formatPlatform(platform);
+      opts.onEvent?.({ type: 'platform', platform: name });
       const r = await new Builder(store, opts, platform, true, i > 0).build();
       cacheHits += r.cacheHits;
       stepsRun += r.stepsRun;
+      steps.push(...r.steps.map((s) => ({ platform: name, ...s })));
       parts.push({ platform, descriptor: r.descriptor, manifest: r.manifest, config: r.config });
     }
     const descriptor = await writePlatformIndex(store, parts);
@@ -450,8 +493,14 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
       platforms: parts,
       cacheHits,
       stepsRun,
+      steps,
     };
   });
 }
+
+type StepOutcome = Omit<
+  StepReport,
+  'platform' | 'stage' | 'step' | 'instruction' | 'seconds' | keyof Location
+>;
 
 export { ParseError };

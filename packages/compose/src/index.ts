@@ -1,4 +1,5 @@
 export { build } from './engine';
+export type { BuildEvent, BuildOptions, BuildResult, StepReport } from './engine';
 export { BuildStepError } from './stage-keys';
 export { checkTemplate, formatReason } from './check';
 export { RegistryCache } from './remote-cache';

@@ -214,6 +214,10 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                         : ''),
                   );
                   break;
+                case 'write':
+                  if (partial) output(Buffer.from('\n'));
+                  steps.start('writing the image and its SBOMs');
+                  break;
                 case 'output':
                   output(e.chunk);
                   break;
@@ -248,6 +252,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             stepsRun: r.stepsRun,
             lockFile: r.lockFile,
             seconds: secs,
+            steps: r.steps,
             ...(r.debs ? { debs: r.debs } : {}),
             ...(r.platforms
               ? {

@@ -71,13 +71,18 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         ...aptAuthOption(a.secret),
       });
       const { index, stats } = r;
+      const failed = index.missing.length > 0 && !a.allowMissing;
       if (ctx.json) {
-        ctx.printJson({
+        const doc = {
           dir: r.dir,
           ...index,
           stats,
           ...(r.attached ? { attached: r.attached.digest } : {}),
-        });
+        };
+        // What is missing fails the command after the rest is written: stdout is still one
+        // object, the report with the error in it.
+        if (failed) ctx.failureReport = doc;
+        else ctx.printJson(doc);
       } else {
         for (const m of index.missing) {
           ctx.note(`strata: warning: ${m.name} ${m.version} is missing: ${m.reason}`);
@@ -89,7 +94,7 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
             ` and sources.json to ${r.dir}${r.attached ? `; attached as ${r.attached.digest}` : ''}`,
         );
       }
-      if (index.missing.length > 0 && !a.allowMissing) {
+      if (failed) {
         throw new NotFoundError(
           `${index.missing.length} source package${index.missing.length === 1 ? ' is' : 's are'} not on the mirror: ${index.missing.map((m) => `${m.name} ${m.version}`).join(', ')}`,
           { hint: 'they are listed in sources.json; --allow-missing exits 0 all the same' },
