@@ -55,8 +55,17 @@ export interface ResolvedBase {
   config: ImageConfig;
 }
 
-/** Resolve the template a FROM names (a file, a store tag or a registry reference). */
-export async function resolveBase(ctx: BuildContext, f: FromInstruction): Promise<ResolvedBase> {
+/**
+ * Resolve the template a FROM names (a file, a store tag or a registry reference). `locked`: the
+ * stage's entry in Stratafile.lock, which --frozen holds the result to.
+ */
+export async function resolveBase(
+  ctx: BuildContext,
+  f: FromInstruction,
+  locked?: LockedStage,
+): Promise<ResolvedBase> {
+  // What the lock recorded for this very reference (an edited FROM line names another base).
+  const lockedDigest = locked?.from.ref === f.ref ? locked.from.digest : undefined;
   let desc: Descriptor;
   let parts: { rootfs: Descriptor; buildchroot?: Descriptor };
   try {
@@ -80,6 +89,13 @@ export async function resolveBase(ctx: BuildContext, f: FromInstruction): Promis
     parts = await rootfsManifest(ctx, desc, 'the template');
   } catch (e) {
     throw onFromLine(f, e);
+  }
+  if (ctx.opts.frozen && lockedDigest !== undefined && lockedDigest !== desc.digest) {
+    throw new BuildStepError(
+      f.loc,
+      `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${lockedDigest}`,
+      { hint: 'the base template moved; rebuild without --frozen to accept it' },
+    );
   }
   const manifest = await ctx.store.readManifest(parts.rootfs);
   const config = await ctx.store.readConfig(manifest.config);
@@ -139,20 +155,13 @@ export async function resolveFrom(
       lock: { name, from: { ref: f.ref }, steps: [] },
     };
   }
-  const { desc, parts, manifest, config } = base ?? (await resolveBase(ctx, f));
+  const { desc, parts, manifest, config } = base ?? (await resolveBase(ctx, f, locked));
   try {
     await ctx.inheritDebs(desc, parts.rootfs);
   } catch (e) {
     throw onFromLine(f, e);
   }
   const lockedDigest = locked?.from.digest;
-  if (ctx.opts.frozen && lockedDigest !== undefined && lockedDigest !== desc.digest) {
-    throw new BuildStepError(
-      f.loc,
-      `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${lockedDigest}`,
-      { hint: 'the base template moved; rebuild without --frozen to accept it' },
-    );
-  }
   // A FROM line that was edited names another base; only the same reference can have moved.
   if (lockedDigest !== undefined && lockedDigest !== desc.digest && locked?.from.ref === f.ref) {
     ctx.emit({
