@@ -10,6 +10,7 @@ import {
   formatPlatform,
   isIndexMediaType,
   configPlatform,
+  parseReference,
   platformSatisfies,
   requireManifest,
   selectManifest,
@@ -82,7 +83,16 @@ export async function resolveBase(
         throw new InvalidArgumentError(
           `${f.ref} is in a registry, and this build cannot reach registries`,
         );
-      desc = await ctx.opts.resolveRemote(f.ref);
+      desc = await ctx.opts.resolveRemote(f.ref).catch(async (e: unknown) => {
+        const stored = await storedCopy(ctx, f, e, lockedDigest);
+        if (!stored) throw e;
+        ctx.emit({
+          type: 'warning',
+          message: `FROM ${f.ref}: the registry could not be reached (${(e as Error).message}); using the copy the store holds, ${stored.digest}`,
+          loc: f.loc,
+        });
+        return stored;
+      });
     } else {
       desc = await ctx.store.resolve(f.ref);
     }
@@ -107,6 +117,34 @@ export async function resolveBase(
     );
   }
   return { desc, parts, manifest, config };
+}
+
+/**
+ * The image the store holds for a registry reference the registry could not be asked about, as
+ * docker builds on an image it has: the one Stratafile.lock recorded, else (not with --frozen,
+ * which takes nothing but what the lock says) the one the last pull of the reference tagged.
+ * Nothing when the registry did answer: a refusal or a missing tag is its word, not an outage.
+ */
+async function storedCopy(
+  ctx: BuildContext,
+  f: FromInstruction,
+  e: unknown,
+  lockedDigest: Digest | undefined,
+): Promise<Descriptor | undefined> {
+  const { isUnreachable, defaultLocalTag } = await import('@strata/registry');
+  if (!isUnreachable(e)) return undefined;
+  const ref = parseReference(f.ref);
+  const tag = defaultLocalTag(ref);
+  // A reference by digest names one image whatever the registry says.
+  const want = ref.digest ?? lockedDigest;
+  if (want !== undefined) {
+    // Only a tagged image: an untagged one may have lost blobs to a gc.
+    const held = (await ctx.store.list()).filter((x) => x.descriptor.digest === want);
+    const hit = held.find((x) => x.ref === tag) ?? held[0];
+    if (hit) return hit.descriptor;
+  }
+  if (ctx.opts.frozen) return undefined;
+  return ctx.store.resolve(tag).catch(() => undefined);
 }
 
 /**
