@@ -107,3 +107,83 @@ test('a registry FROM that does not exist fails with one line naming the Strataf
   expect(r.stderr.trim().split('\n')).toHaveLength(1);
   expect(r.stderr).toMatch(/Stratafile:1:1: FROM .*nothing/);
 });
+
+describe('a FROM registry that cannot be reached', () => {
+  let down: Registry;
+  let ref: string;
+  let ctx: string;
+  const store = tmpDir('offline-store');
+  const stratafile = () => path.join(ctx, 'Stratafile');
+  const lockedBase = () =>
+    (JSON.parse(fs.readFileSync(`${stratafile()}.lock`, 'utf8')) as LockJson).stages[0]!.from
+      .digest;
+  const offline = (s: string, extra: string[] = []) =>
+    strata(['--store', s, '--json', 'build', '-t', 'offline:1', ...extra, ctx]);
+
+  interface LockJson {
+    stages: Array<{ from: { ref: string; digest: string } }>;
+  }
+
+  beforeAll(async () => {
+    // A registry of its own, which the tests stop.
+    down = await startRegistry();
+    ref = `127.0.0.1:${down.port}/acme/base:1`;
+    await strataOk(['--store', storeA, 'push', 'base:1', ref]);
+    ctx = tmpDir('offline-ctx');
+    fs.writeFileSync(stratafile(), `FROM ${ref}\nRUN echo offline > /etc/offline\n`);
+  });
+
+  afterAll(async () => {
+    await down?.stop();
+  });
+
+  test('a base the store holds is built on, with a warning naming its digest; none, fails', async () => {
+    const first = JSON.parse(
+      (await strataOk(['--store', store, '--json', 'build', '-q', '-t', 'offline:1', ctx])).stdout,
+    ) as BuildJson;
+    await down.stop();
+    const digest = lockedBase();
+    for (const extra of [[], ['--frozen']]) {
+      const r = await offline(store, extra);
+      expect([extra, r.code, r.stderr]).toEqual([extra, 0, expect.any(String)]);
+      expect(JSON.parse(r.stdout)).toMatchObject({ digest: first.digest, stepsRun: 0 });
+      const warnings = r.stderr.split('\n').filter((l) => l.startsWith('strata: warning:'));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(
+        new RegExp(
+          `^strata: warning: .*Stratafile:1:1: FROM ${ref.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: the registry could not be reached \\(.*ECONNREFUSED.*\\); using the copy the store holds, ${digest}$`,
+        ),
+      );
+    }
+    expect(lockedBase()).toBe(digest);
+    // A store that holds nothing for it still fails, with the connection error.
+    const fresh = await offline(tmpDir('offline-fresh'));
+    expect(fresh.code).not.toBe(0);
+    expect(fresh.stderr.trim().split('\n')).toHaveLength(1);
+    expect(fresh.stderr).toMatch(/Stratafile:1:1: FROM .*ECONNREFUSED/);
+  });
+
+  test('--frozen takes only the digest the lock has, not what the tag holds now', async () => {
+    // The reference's local tag moved since the lock was written (as a later pull of a moved
+    // tag does), and the image the lock has is no longer in the store.
+    const archive = path.join(tmpDir('offline-archive'), 'other.tar');
+    await strataOk(['--store', store, 'save', 'offline:1', '-o', archive]);
+    await strataOk(['--store', store, 'load', archive, '-t', ref]);
+    const other = (
+      JSON.parse((await strataOk(['--store', store, '--json', 'ls'])).stdout) as Array<{
+        ref: string;
+        digest: string;
+      }>
+    ).find((x) => x.ref === ref)?.digest;
+    expect(other).toMatch(/^sha256:/);
+    expect(other).not.toBe(lockedBase());
+    const frozen = await offline(store, ['--frozen']);
+    expect(frozen.code).not.toBe(0);
+    expect(frozen.stderr).toMatch(/Stratafile:1:1: FROM .*ECONNREFUSED/);
+    // Without --frozen the tag's image is taken, and the warning says which.
+    const r = await offline(store);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`using the copy the store holds, ${other}`);
+    expect(lockedBase()).toBe(other);
+  });
+});

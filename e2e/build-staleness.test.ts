@@ -25,6 +25,8 @@ let repo: string;
 let server: http.Server;
 let repoSources: string;
 let ctx: string;
+/** Requests the apt repository answered: what tells that a build asked apt for anything. */
+let repoRequests = 0;
 
 /**
  * Build `<name>_<version>_all.deb` (one file, usr/share/<name>/version, and an optional postrm)
@@ -83,6 +85,7 @@ beforeAll(async () => {
   repo = path.join(work, 'repo');
   fs.mkdirSync(repo);
   server = http.createServer((req, res) => {
+    repoRequests++;
     const rel = decodeURIComponent((req.url ?? '/').split('?')[0] as string).replace(/^\/+/, '');
     const p = path.join(repo, path.normalize(rel));
     if (!p.startsWith(repo + path.sep) || !fs.existsSync(p) || fs.statSync(p).isDirectory()) {
@@ -193,6 +196,87 @@ test(
   },
   SLOW,
 );
+
+const blobs = () => fs.readdirSync(path.join(store, 'blobs', 'sha256')).sort();
+
+test(
+  '--frozen with an edited INSTALL line fails at that line before apt is asked anything',
+  async () => {
+    const text = fs.readFileSync(file(), 'utf8');
+    const lock = fs.readFileSync(`${file()}.lock`, 'utf8');
+    fs.writeFileSync(file(), text.replace('\nINSTALL ', '\nINSTALL --recommends '));
+    try {
+      const before = { blobs: blobs(), requests: repoRequests };
+      const r = await build(['--frozen', ctx], [], false);
+      expect(r.code).toBe(1);
+      // Not --quiet, yet no step line: only the error.
+      expect(isOneLineError(r.stderr)).toBe(true);
+      expect(r.stderr).toContain(
+        `strata: error: ${file()}:9:1: --frozen: INSTALL --recommends strata-e2e-tool is not in Stratafile.lock (it has INSTALL strata-e2e-tool here)`,
+      );
+      expect({ blobs: blobs(), requests: repoRequests }).toEqual(before);
+      expect(fs.readFileSync(`${file()}.lock`, 'utf8')).toBe(lock);
+    } finally {
+      fs.writeFileSync(file(), text);
+    }
+  },
+  SLOW,
+);
+
+describe('--frozen holds the layer steps to the lock before any of them runs', () => {
+  let edits: string;
+  const editsFile = () => path.join(edits, 'Stratafile');
+  const lockText = () => fs.readFileSync(`${editsFile()}.lock`, 'utf8');
+  const write = (lines: string[]) => fs.writeFileSync(editsFile(), [...lines, ''].join('\n'));
+
+  beforeAll(async () => {
+    edits = path.join(work, 'edits');
+    fs.mkdirSync(edits);
+    fs.writeFileSync(path.join(edits, 'hello'), 'hello\n');
+    write(['FROM base:v1', 'COPY hello /etc/hello', 'RUN echo a > /etc/a']);
+    const r = await build(['-t', 'edits:1', edits]);
+    expect(show(r)).toMatch(/^exit 0/);
+  }, SLOW);
+
+  test(
+    'an edited RUN line fails at that line, runs nothing and leaves the lock until a rebuild',
+    async () => {
+      write(['FROM base:v1', 'COPY hello /etc/hello', 'RUN echo b > /etc/a']);
+      const lock = lockText();
+      const before = blobs();
+      const r = await build(['--frozen', edits], [], false);
+      expect(r.code).toBe(1);
+      expect(isOneLineError(r.stderr)).toBe(true);
+      expect(r.stderr).toContain(
+        `strata: error: ${editsFile()}:3:1: --frozen: RUN echo b > /etc/a is not in Stratafile.lock (it has RUN echo a > /etc/a here)`,
+      );
+      expect(blobs()).toEqual(before);
+      expect(lockText()).toBe(lock);
+      // Rebuilt without --frozen, the lock has the new line and --frozen passes again.
+      expect(show(await build([edits]))).toMatch(/^exit 0/);
+      expect(
+        JSON.parse(lockText()).stages[0].steps.map((s: { instruction: string }) => s.instruction),
+      ).toEqual(['COPY hello /etc/hello', 'RUN echo b > /etc/a']);
+      const again = await build(['--frozen', '--json', edits]);
+      expect(JSON.parse(again.stdout)).toMatchObject({ stepsRun: 0, cacheHits: 2 });
+    },
+    SLOW,
+  );
+
+  test(
+    "a step the Stratafile no longer has fails at the stage's last line",
+    async () => {
+      write(['FROM base:v1', 'COPY hello /etc/hello']);
+      const r = await build(['--frozen', edits]);
+      expect(r.code).toBe(1);
+      expect(isOneLineError(r.stderr)).toBe(true);
+      expect(r.stderr).toContain(
+        `${editsFile()}:2:1: --frozen: Stratafile.lock has RUN echo b > /etc/a at the end of stage #0, which the Stratafile no longer has`,
+      );
+    },
+    SLOW,
+  );
+});
 
 describe('after the repository publishes strata-e2e-tool 1.1', () => {
   beforeAll(() => publish('1.1'), SLOW);

@@ -29,6 +29,7 @@ import {
   updatedLock,
   writeLockFile,
 } from './lockfile';
+import { checkFrozenHeads, checkFrozenSteps } from './frozen';
 import { BuildStepError, StageKeys, StepKey, envOfConfig, startStage } from './stage-keys';
 import {
   BuildContext,
@@ -147,16 +148,19 @@ export class Builder implements BuildContext {
       ? heads.findIndex((s) => s.name === this.opts.target)
       : heads.length - 1;
     if (targetIndex < 0) throw new InvalidArgumentError(`no stage named ${this.opts.target}`);
+    const built = heads.slice(0, targetIndex + 1);
+    if (this.opts.frozen && lock)
+      checkFrozenHeads(built, lock, lockFile, targetIndex === heads.length - 1);
     // The lease lasts until the result is tagged: until then only build-cache entries hold its
     // layers, and a gc may expire entries that no tag uses.
     const { image, ref } = await this.store.withLease(async () => {
       // A stage's instructions substitute variables of its FROM template's ENV (`ENV
       // PATH=/opt/bin:$PATH`), as docker's do: the templates are resolved before they are read.
       const bases = new Map<number, ResolvedBase>();
-      for (const head of heads.slice(0, targetIndex + 1)) {
+      for (const head of built) {
         const kind = head.from.refKind;
         if (kind === 'file' || kind === 'local' || kind === 'registry')
-          bases.set(head.index, await resolveBase(this, head.from));
+          bases.set(head.index, await resolveBase(this, head.from, lock?.stages[head.index]));
       }
       const parsed = parseStratafile(text, this.opts.file, buildArgs, {
         baseEnv: (i) => {
@@ -165,6 +169,8 @@ export class Builder implements BuildContext {
         },
       });
       this.warnUnusedArgs(parsed);
+      if (this.opts.frozen && lock)
+        checkFrozenSteps(parsed.stages.slice(0, targetIndex + 1), lock, lockFile);
       // Without SOURCES, every step and the image's date use the default sources' mirror state:
       // the mirror is asked now, while the lock and the snapshots are read.
       const dated = this.opts.sourceDateEpoch === undefined && this.opts.timestamp !== 'now';
@@ -199,10 +205,8 @@ export class Builder implements BuildContext {
     });
     let written: string | undefined;
     if (this.opts.writeLock !== false && !this.opts.frozen) {
-      const built = heads
-        .slice(0, targetIndex + 1)
-        .map((s) => (this.stages.get(stageKey(s)) as StageState).lock);
-      await writeLockFile(lockFile, updatedLock(lock, built));
+      const stages = built.map((s) => (this.stages.get(stageKey(s)) as StageState).lock);
+      await writeLockFile(lockFile, updatedLock(lock, stages, heads.length));
       written = lockFile;
     }
     const debs = this.debs.debs.map((d) => ({

@@ -55,12 +55,17 @@ export async function readLockFile(file: string): Promise<LockFile | undefined> 
 }
 
 /**
- * The lock after building the first `built.length` stages: theirs as built, then the entries of
- * the stages this run did not build (a `--target` build), as the old lock had them, so that a
- * later `--frozen` build of the whole file still holds them to what they resolved.
+ * The lock after building the first `built.length` of the file's `total` stages: theirs as
+ * built, then the entries of the stages this run did not build (a `--target` build), as the old
+ * lock had them, so that a later `--frozen` build of the whole file still holds them to what they
+ * resolved. Entries beyond `total` are of stages the file no longer has, and go.
  */
-export function updatedLock(old: LockFile | undefined, built: LockedStage[]): LockFile {
-  const kept = old?.stages.slice(built.length) ?? [];
+export function updatedLock(
+  old: LockFile | undefined,
+  built: LockedStage[],
+  total: number,
+): LockFile {
+  const kept = old?.stages.slice(built.length, Math.max(total, built.length)) ?? [];
   return { lockfileVersion: 1, stages: [...built, ...kept] };
 }
 

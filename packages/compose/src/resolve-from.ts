@@ -10,6 +10,7 @@ import {
   formatPlatform,
   isIndexMediaType,
   configPlatform,
+  parseReference,
   platformSatisfies,
   requireManifest,
   selectManifest,
@@ -55,8 +56,17 @@ export interface ResolvedBase {
   config: ImageConfig;
 }
 
-/** Resolve the template a FROM names (a file, a store tag or a registry reference). */
-export async function resolveBase(ctx: BuildContext, f: FromInstruction): Promise<ResolvedBase> {
+/**
+ * Resolve the template a FROM names (a file, a store tag or a registry reference). `locked`: the
+ * stage's entry in Stratafile.lock, which --frozen holds the result to.
+ */
+export async function resolveBase(
+  ctx: BuildContext,
+  f: FromInstruction,
+  locked?: LockedStage,
+): Promise<ResolvedBase> {
+  // What the lock recorded for this very reference (an edited FROM line names another base).
+  const lockedDigest = locked?.from.ref === f.ref ? locked.from.digest : undefined;
   let desc: Descriptor;
   let parts: { rootfs: Descriptor; buildchroot?: Descriptor };
   try {
@@ -73,13 +83,29 @@ export async function resolveBase(ctx: BuildContext, f: FromInstruction): Promis
         throw new InvalidArgumentError(
           `${f.ref} is in a registry, and this build cannot reach registries`,
         );
-      desc = await ctx.opts.resolveRemote(f.ref);
+      desc = await ctx.opts.resolveRemote(f.ref).catch(async (e: unknown) => {
+        const stored = await storedCopy(ctx, f, e, lockedDigest);
+        if (!stored) throw e;
+        ctx.emit({
+          type: 'warning',
+          message: `FROM ${f.ref}: the registry could not be reached (${(e as Error).message}); using the copy the store holds, ${stored.digest}`,
+          loc: f.loc,
+        });
+        return stored;
+      });
     } else {
       desc = await ctx.store.resolve(f.ref);
     }
     parts = await rootfsManifest(ctx, desc, 'the template');
   } catch (e) {
     throw onFromLine(f, e);
+  }
+  if (ctx.opts.frozen && lockedDigest !== undefined && lockedDigest !== desc.digest) {
+    throw new BuildStepError(
+      f.loc,
+      `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${lockedDigest}`,
+      { hint: 'the base template moved; rebuild without --frozen to accept it' },
+    );
   }
   const manifest = await ctx.store.readManifest(parts.rootfs);
   const config = await ctx.store.readConfig(manifest.config);
@@ -91,6 +117,34 @@ export async function resolveBase(ctx: BuildContext, f: FromInstruction): Promis
     );
   }
   return { desc, parts, manifest, config };
+}
+
+/**
+ * The image the store holds for a registry reference the registry could not be asked about, as
+ * docker builds on an image it has: the one Stratafile.lock recorded, else (not with --frozen,
+ * which takes nothing but what the lock says) the one the last pull of the reference tagged.
+ * Nothing when the registry did answer: a refusal or a missing tag is its word, not an outage.
+ */
+async function storedCopy(
+  ctx: BuildContext,
+  f: FromInstruction,
+  e: unknown,
+  lockedDigest: Digest | undefined,
+): Promise<Descriptor | undefined> {
+  const { isUnreachable, defaultLocalTag } = await import('@strata/registry');
+  if (!isUnreachable(e)) return undefined;
+  const ref = parseReference(f.ref);
+  const tag = defaultLocalTag(ref);
+  // A reference by digest names one image whatever the registry says.
+  const want = ref.digest ?? lockedDigest;
+  if (want !== undefined) {
+    // Only a tagged image: an untagged one may have lost blobs to a gc.
+    const held = (await ctx.store.list()).filter((x) => x.descriptor.digest === want);
+    const hit = held.find((x) => x.ref === tag) ?? held[0];
+    if (hit) return hit.descriptor;
+  }
+  if (ctx.opts.frozen) return undefined;
+  return ctx.store.resolve(tag).catch(() => undefined);
 }
 
 /**
@@ -139,20 +193,13 @@ export async function resolveFrom(
       lock: { name, from: { ref: f.ref }, steps: [] },
     };
   }
-  const { desc, parts, manifest, config } = base ?? (await resolveBase(ctx, f));
+  const { desc, parts, manifest, config } = base ?? (await resolveBase(ctx, f, locked));
   try {
     await ctx.inheritDebs(desc, parts.rootfs);
   } catch (e) {
     throw onFromLine(f, e);
   }
   const lockedDigest = locked?.from.digest;
-  if (ctx.opts.frozen && lockedDigest !== undefined && lockedDigest !== desc.digest) {
-    throw new BuildStepError(
-      f.loc,
-      `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${lockedDigest}`,
-      { hint: 'the base template moved; rebuild without --frozen to accept it' },
-    );
-  }
   // A FROM line that was edited names another base; only the same reference can have moved.
   if (lockedDigest !== undefined && lockedDigest !== desc.digest && locked?.from.ref === f.ref) {
     ctx.emit({

@@ -1,4 +1,4 @@
-import { ManifestNotFoundError } from './errors';
+import { ManifestNotFoundError, RegistryAuthError, RegistryError, isUnreachable } from './errors';
 
 describe('ManifestNotFoundError says what is missing', () => {
   const missing = (reference: string, found: boolean, tags?: string[]) =>
@@ -45,5 +45,27 @@ describe('ManifestNotFoundError says what is missing', () => {
   test('is a NOT_FOUND with the 404 it stands for', () => {
     const e = new ManifestNotFoundError('r:1', 'a/b', 't', true, []);
     expect([e.code, e.status]).toEqual(['NOT_FOUND', 404]);
+  });
+});
+
+describe('isUnreachable: the registry is not there, as against what it answered', () => {
+  const net = (code: string) =>
+    new RegistryError('UNAVAILABLE', `127.0.0.1:5000: GET /v2/: ${code}`, undefined, [], {
+      cause: Object.assign(new Error(code), { code }),
+    });
+
+  test('refused, reset, timed out and DNS failures, wrapped or not', () => {
+    for (const code of ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN'])
+      expect([code, isUnreachable(net(code))]).toEqual([code, true]);
+    expect(isUnreachable(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }))).toBe(true);
+  });
+
+  test('an answer, a certificate or anything else is not', () => {
+    expect(isUnreachable(new RegistryError('NOT_FOUND', 'HTTP 404', 404))).toBe(false);
+    expect(isUnreachable(new RegistryAuthError('HTTP 401', 401))).toBe(false);
+    expect(isUnreachable(new RegistryError('UNAVAILABLE', 'HTTP 503', 503))).toBe(false);
+    expect(isUnreachable(net('DEPTH_ZERO_SELF_SIGNED_CERT'))).toBe(false);
+    expect(isUnreachable(new Error('bad manifest'))).toBe(false);
+    expect(isUnreachable(undefined)).toBe(false);
   });
 });

@@ -118,3 +118,37 @@ export function parseDistributionErrors(body: Buffer | undefined): DistributionE
 export function describeErrors(errors: DistributionError[]): string {
   return errors.map((e) => (e.message ? `${e.code}: ${e.message}` : e.code)).join('; ');
 }
+
+/** The errno codes of a registry that is not there: refused, reset, timed out, not in DNS. */
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ESOCKETTIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EAI_NONAME',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'UND_ERR_SOCKET',
+]);
+
+/**
+ * Whether `e` says the registry could not be reached at all, rather than that it answered: an
+ * HTTP status (401, 403, 404, 5xx), a manifest it sent or a certificate we do not trust are the
+ * registry's word, which a copy of the image kept elsewhere must not overrule.
+ */
+export function isUnreachable(e: unknown): boolean {
+  let c: unknown = e;
+  for (let depth = 0; typeof c === 'object' && c !== null && depth < 8; depth++) {
+    if (c instanceof RegistryError && c.status !== undefined) return false;
+    const code = (c as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && UNREACHABLE.has(code)) return true;
+    c = (c as { cause?: unknown }).cause;
+  }
+  return false;
+}

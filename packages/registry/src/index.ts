@@ -4,6 +4,7 @@ export {
   RegistryAuthError,
   RegistryError,
   ManifestNotFoundError,
+  isUnreachable,
   type DistributionError,
 } from './errors';
 export {

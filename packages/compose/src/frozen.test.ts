@@ -1,0 +1,155 @@
+import type { Digest } from '@strata/oci';
+import { checkFrozenHeads, checkFrozenSteps } from './frozen';
+import type { LockFile } from './lockfile';
+import { BuildStepError } from './stage-keys';
+import { parseStratafile } from './stratafile';
+
+const FILE = '/ctx/Stratafile';
+const LOCK = '/ctx/Stratafile.lock';
+const digest = `sha256:${'a'.repeat(64)}` as Digest;
+
+/** The lock a build of `lines` writes: each stage's name, FROM and layer steps. */
+function lockOf(lines: string[]): LockFile {
+  return {
+    lockfileVersion: 1,
+    stages: parseStratafile(lines.join('\n'), FILE).stages.map((s) => ({
+      name: s.name ?? `#${s.index}`,
+      from: { ref: s.from.ref },
+      steps: s.steps
+        .filter((i) =>
+          ['BOOTSTRAP', 'INSTALL', 'REMOVE', 'UPGRADE', 'RUN', 'COPY'].includes(i.kind),
+        )
+        .map((i) => ({
+          instruction: i.text,
+          cacheKey: digest,
+          layer: digest,
+          packages: [],
+          removed: [],
+        })),
+    })),
+  };
+}
+
+/** What --frozen says of `lines` against the lock of `locked` (undefined: they agree). */
+function frozen(
+  locked: string[],
+  lines: string[],
+  opts: { target?: number; lockFile?: string } = {},
+): string | undefined {
+  const sf = parseStratafile(lines.join('\n'), FILE);
+  const built = sf.stages.slice(0, (opts.target ?? sf.stages.length - 1) + 1);
+  try {
+    const lock = lockOf(locked);
+    checkFrozenHeads(built, lock, opts.lockFile ?? LOCK, built.length === sf.stages.length);
+    checkFrozenSteps(built, lock, opts.lockFile ?? LOCK);
+    return undefined;
+  } catch (e) {
+    if (!(e instanceof BuildStepError)) throw e;
+    expect(e.hint).toBe('rebuild without --frozen to update Stratafile.lock');
+    return e.message;
+  }
+}
+
+const base = [
+  'FROM base:v1 AS common',
+  'ENV A=1',
+  'COPY hello /etc/hello',
+  'RUN echo a > /etc/a',
+  'LABEL x=y',
+  '',
+  'FROM common',
+  'INSTALL curl',
+];
+
+test('the Stratafile the lock was written from passes', () => {
+  expect(frozen(base, base)).toBeUndefined();
+});
+
+test('instructions that make no layer are not in the lock, and may change', () => {
+  const edited = base.map((l) => l.replace('ENV A=1', 'ENV A=2').replace('LABEL x=y', 'LABEL x=z'));
+  expect(frozen(base, edited)).toBeUndefined();
+});
+
+test('an edited RUN line fails at that line, naming both texts', () => {
+  const edited = base.map((l) => l.replace('echo a', 'echo b'));
+  expect(frozen(base, edited)).toBe(
+    `${FILE}:4:1: --frozen: RUN echo b > /etc/a is not in Stratafile.lock (it has RUN echo a > /etc/a here)`,
+  );
+});
+
+test('an edited INSTALL line fails at that line', () => {
+  const edited = base.map((l) => l.replace('INSTALL curl', 'INSTALL curl wget'));
+  expect(frozen(base, edited)).toBe(
+    `${FILE}:8:1: --frozen: INSTALL curl wget is not in Stratafile.lock (it has INSTALL curl here)`,
+  );
+});
+
+test('a step the lock lacks: at the end of a stage, or inserted before one it has', () => {
+  const appended = [...base, 'RUN true'];
+  expect(frozen(base, appended)).toBe(
+    `${FILE}:9:1: --frozen: RUN true is not in Stratafile.lock (it has no more steps in stage #1)`,
+  );
+  const inserted = [...base.slice(0, 3), 'RUN true', ...base.slice(3)];
+  expect(frozen(base, inserted)).toBe(
+    `${FILE}:4:1: --frozen: RUN true is not in Stratafile.lock (it has RUN echo a > /etc/a here, the Stratafile's next step)`,
+  );
+});
+
+test("a step the lock has and the Stratafile no longer does: at the stage's last line", () => {
+  const dropped = base.filter((l) => !l.startsWith('RUN'));
+  expect(frozen(base, dropped)).toBe(
+    `${FILE}:4:1: --frozen: Stratafile.lock has RUN echo a > /etc/a at the end of stage common, which the Stratafile no longer has`,
+  );
+  const droppedFirst = base.filter((l) => !l.startsWith('COPY'));
+  expect(frozen(base, droppedFirst)).toBe(
+    `${FILE}:3:1: --frozen: Stratafile.lock has COPY hello /etc/hello before RUN echo a > /etc/a, which the Stratafile no longer has`,
+  );
+  const emptied = base.filter((l) => !l.startsWith('INSTALL'));
+  expect(frozen(base, emptied)).toBe(
+    `${FILE}:7:1: --frozen: Stratafile.lock has INSTALL curl in stage #1, which the Stratafile no longer has`,
+  );
+});
+
+test('a renamed stage, another FROM, an added stage and a dropped one fail at the FROM line', () => {
+  expect(
+    frozen(
+      base,
+      base.map((l) => l.replace('AS common', 'AS shared').replace('FROM common', 'FROM shared')),
+    ),
+  ).toBe(
+    `${FILE}:1:1: --frozen: stage shared is not in Stratafile.lock (it has stage common here)`,
+  );
+  expect(
+    frozen(
+      base,
+      base.map((l) => l.replace('base:v1', 'base:v2')),
+    ),
+  ).toBe(
+    `${FILE}:1:1: --frozen: FROM base:v2 is not in Stratafile.lock (it has FROM base:v1 here)`,
+  );
+  expect(frozen(base, [...base, 'FROM common', 'RUN true'])).toBe(
+    `${FILE}:9:1: --frozen: stage #2 is not in Stratafile.lock`,
+  );
+  expect(frozen(base, base.slice(0, 5))).toBe(
+    `${FILE}:1:1: --frozen: Stratafile.lock has a stage #1 after this one, which the Stratafile no longer has`,
+  );
+});
+
+test('a --target build holds only the stages up to the target to the lock', () => {
+  const later = base.map((l) => l.replace('INSTALL curl', 'INSTALL wget'));
+  expect(frozen(base, later, { target: 0 })).toBeUndefined();
+  expect(
+    frozen(
+      base,
+      base.map((l) => l.replace('echo a', 'echo b')),
+      { target: 0 },
+    ),
+  ).toMatch(/:4:1: --frozen: RUN echo b/);
+});
+
+test("one platform's lock of a multi-platform build is named as itself", () => {
+  const edited = base.map((l) => l.replace('echo a', 'echo b'));
+  expect(frozen(base, edited, { lockFile: '/ctx/Stratafile.arm64.lock' })).toMatch(
+    /is not in Stratafile\.arm64\.lock \(it has RUN echo a > \/etc\/a here\)$/,
+  );
+});

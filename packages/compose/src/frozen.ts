@@ -1,0 +1,103 @@
+import * as path from 'node:path';
+import type { LockFile, LockedStage } from './lockfile';
+import { BuildStepError } from './stage-keys';
+import { Instruction, LAYER_INSTRUCTIONS, Location, Stage, StageHead } from './stratafile';
+
+/**
+ * `--frozen` compares the Stratafile with its lock before anything is resolved or run: a
+ * difference the texts show needs no base, mirror or step to find, and a step that ran first
+ * would only fail later, on what it installed, for a reason the user did not change.
+ */
+
+const HINT = 'rebuild without --frozen to update Stratafile.lock';
+
+/** The instructions that become the steps of a stage's lock entry (see Builder.layerStep). */
+function lockedKinds(ins: Instruction): boolean {
+  return (LAYER_INSTRUCTIONS as readonly string[]).includes(ins.kind);
+}
+
+function fail(loc: Location, message: string): never {
+  throw new BuildStepError(loc, `--frozen: ${message}`, { hint: HINT });
+}
+
+function stageName(s: StageHead): string {
+  return s.name ?? `#${s.index}`;
+}
+
+function fromRef(s: StageHead): string {
+  return s.from.refKind === 'scratch' ? 'scratch' : s.from.ref;
+}
+
+/**
+ * The stages `built` (the file's first ones, up to the target) against the lock's: their names
+ * and FROM references, one stage after another. `whole` says the build takes the last stage of
+ * the file, so that a stage the lock has beyond it is one the Stratafile lost.
+ */
+export function checkFrozenHeads(
+  built: readonly StageHead[],
+  lock: LockFile,
+  lockFile: string,
+  whole: boolean,
+): void {
+  const name = path.basename(lockFile);
+  for (const head of built) {
+    const locked: LockedStage | undefined = lock.stages[head.index];
+    if (!locked) fail(head.from.loc, `stage ${stageName(head)} is not in ${name}`);
+    if (locked.name !== stageName(head))
+      fail(
+        head.from.loc,
+        `stage ${stageName(head)} is not in ${name} (it has stage ${locked.name} here)`,
+      );
+    if (locked.from.ref !== fromRef(head))
+      fail(
+        head.from.loc,
+        `FROM ${fromRef(head)} is not in ${name} (it has FROM ${locked.from.ref} here)`,
+      );
+  }
+  const last = built[built.length - 1];
+  const extra = lock.stages[built.length];
+  if (whole && last && extra)
+    fail(
+      last.from.loc,
+      `${name} has a stage ${extra.name} after this one, which the Stratafile no longer has`,
+    );
+}
+
+/**
+ * The steps of each stage in `built` against the lock's instructions, in order: the first one
+ * that differs, that the lock lacks, or that the lock has and the Stratafile no longer does.
+ * The texts are the canonical ones after substitution, as the lock records them.
+ */
+export function checkFrozenSteps(built: readonly Stage[], lock: LockFile, lockFile: string): void {
+  const name = path.basename(lockFile);
+  for (const stage of built) {
+    const locked = lock.stages[stage.index]?.steps.map((s) => s.instruction) ?? [];
+    const steps = stage.steps.filter(lockedKinds);
+    for (let i = 0; i < Math.max(steps.length, locked.length); i++) {
+      const ins = steps[i];
+      const want = locked[i];
+      if (ins?.text === want) continue;
+      if (!ins) {
+        const end = stage.steps[stage.steps.length - 1] ?? stage.from;
+        fail(
+          end.loc,
+          `${name} has ${want} ${i === 0 ? 'in' : 'at the end of'} stage ${stageName(stage)}, which the Stratafile no longer has`,
+        );
+      }
+      if (want === undefined)
+        fail(
+          ins.loc,
+          `${ins.text} is not in ${name} (it has no more steps in stage ${stageName(stage)})`,
+        );
+      // One step added or dropped reads better as that than as each later step differing.
+      if (steps[i + 1]?.text === want)
+        fail(
+          ins.loc,
+          `${ins.text} is not in ${name} (it has ${want} here, the Stratafile's next step)`,
+        );
+      if (locked[i + 1] === ins.text)
+        fail(ins.loc, `${name} has ${want} before ${ins.text}, which the Stratafile no longer has`);
+      fail(ins.loc, `${ins.text} is not in ${name} (it has ${want} here)`);
+    }
+  }
+}
