@@ -184,9 +184,9 @@ test('a usage error with --json: the object too, exit 2', async () => {
   const r = await build(ctx, ['--json', '--tga', 'x:1']);
   expect({ code: r.code, stderr: r.stderr }).toEqual({
     code: 2,
-    stderr: 'strata: error: Unknown argument: tga\n',
+    stderr: 'strata: error: unknown option --tga\n',
   });
   expect(JSON.parse(r.stdout)).toEqual({
-    error: { code: 'INVALID_ARGUMENT', message: 'Unknown argument: tga', exitCode: 2 },
+    error: { code: 'INVALID_ARGUMENT', message: 'unknown option --tga', exitCode: 2 },
   });
 });

@@ -60,3 +60,18 @@ describe('a failed command with --json', () => {
     expect(r.stdout).toBe('');
   });
 });
+
+describe("yargs' usage errors", () => {
+  it('are one line that says what was wrong, exit 2', async () => {
+    const bad = await cli(['build', '--compression', 'lz4', '.']);
+    expect([bad.code, bad.stderr]).toEqual([
+      2,
+      'strata: error: --compression "lz4" is not one of: zstd, gzip\n',
+    ]);
+    const unknown = await cli(['xyzzy']);
+    expect([unknown.code, unknown.stderr]).toEqual([
+      2,
+      'strata: error: unknown command "xyzzy" (strata --help lists the commands)\n',
+    ]);
+  });
+});

@@ -4,6 +4,7 @@ import { InvalidArgumentError, isStrataError } from '@strata/oci';
 import { Context, GlobalArgs } from './context';
 import { errorDocument, exitCodeFor, formatError, jsonRequested } from './output';
 import { Interruption, interrupted } from './interrupt';
+import { usageMessage } from './usage';
 import { templateCommands } from './commands/template';
 import { storeCommands } from './commands/store';
 import { archiveCommands } from './commands/archive';
@@ -73,8 +74,8 @@ export async function main(argv: string[]): Promise<number> {
       // Throwing stops yargs from running the handler after a validation failure. yargs wraps
       // what a .check() or coerce throws in a YError: that is a usage error (exit 2), like the
       // ones it finds itself; errors from a command's handler pass through as they are.
-      if (err?.name === 'YError') throw new InvalidArgumentError(err.message);
-      throw err ?? new InvalidArgumentError(msg);
+      if (err?.name === 'YError') throw new InvalidArgumentError(usageMessage(err.message, argv));
+      throw err ?? new InvalidArgumentError(usageMessage(msg, argv));
     })
     .help()
     .version()

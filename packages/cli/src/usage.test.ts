@@ -1,0 +1,39 @@
+import { usageMessage } from './usage';
+
+test('an unknown command is named, with what yargs thinks was meant', () => {
+  expect(usageMessage('Did you mean login?', ['--store', 'st', 'bogus', '-q'])).toBe(
+    'unknown command "bogus"; did you mean login?',
+  );
+});
+
+test('an invalid choice is one line naming the option, the value and the choices', () => {
+  expect(
+    usageMessage(
+      'Invalid values:\n  Argument: compression, Given: "foo", Choices: "zstd", "gzip"',
+      [],
+    ),
+  ).toBe('--compression "foo" is not one of: zstd, gzip');
+  expect(
+    usageMessage(
+      'Invalid values:\n  Argument: a, Given: "x", Choices: "y"\n  Argument: b, Given: 3, Choices: 1, 2',
+      [],
+    ),
+  ).toBe('--a "x" is not one of: y; --b 3 is not one of: 1, 2');
+});
+
+test('any other message keeps its words, on one line', () => {
+  expect(usageMessage('Missing required arguments: name, tag\n', [])).toBe(
+    'Missing required arguments: name, tag',
+  );
+  expect(usageMessage('first\n  second', [])).toBe('first; second');
+});
+
+test("yargs' unknown arguments say whether they are a command, an option or an extra word", () => {
+  expect(usageMessage('Unknown argument: xyzzy', ['xyzzy'])).toBe(
+    'unknown command "xyzzy" (strata --help lists the commands)',
+  );
+  expect(usageMessage('Unknown argument: bogus', ['ls', '--bogus'])).toBe('unknown option --bogus');
+  expect(usageMessage('Unknown arguments: bogus, extra', ['ls', '--bogus=1', 'extra'])).toBe(
+    'unknown option --bogus; unexpected argument "extra"',
+  );
+});
