@@ -222,6 +222,8 @@ export interface BuildContext {
   readonly platform?: PlatformSelector;
   /** The build context directory. */
   readonly context: string;
+  /** The lock file this build reads and writes (Stratafile.lock, or a platform's own). */
+  readonly lockFile: string;
   readonly stages: Map<string, StageState>;
   /** Step environments and cache keys, as `strata check` recomputes them. */
   readonly keys: StageKeys;

@@ -29,7 +29,7 @@ import {
   updatedLock,
   writeLockFile,
 } from './lockfile';
-import { checkFrozenHeads, checkFrozenSteps } from './frozen';
+import { checkFrozenHeads, checkFrozenPackages, checkFrozenSteps } from './frozen';
 import { BuildStepError, StageKeys, StepKey, envOfConfig, startStage } from './stage-keys';
 import {
   BuildContext,
@@ -112,6 +112,14 @@ export class Builder implements BuildContext {
     this.keys.localRepo = (await this.debs.current())?.release;
   }
 
+  /** Stratafile.lock, or in a multi-platform build this platform's own. */
+  get lockFile(): string {
+    return lockPathFor(
+      this.opts.file,
+      this.part && this.platform ? debianArchitectureOf(this.platform) : undefined,
+    );
+  }
+
   checkAbort(): void {
     if (this.opts.signal?.aborted) throw new StrataError('INTERRUPTED', 'build interrupted');
   }
@@ -130,10 +138,7 @@ export class Builder implements BuildContext {
     // A mistake in the file fails before a FROM template is fetched (a pull can take minutes);
     // only the lines that the templates' ENV may complete wait for them.
     parseStratafile(text, this.opts.file, buildArgs, { unresolvedBases: true });
-    const lockFile = lockPathFor(
-      this.opts.file,
-      this.part && this.platform ? debianArchitectureOf(this.platform) : undefined,
-    );
+    const lockFile = this.lockFile;
     // Without --frozen the lock only tells which bases moved since the last build, so a lock
     // that cannot be read is rewritten rather than an error.
     const lock = this.opts.frozen
@@ -416,18 +421,13 @@ export class Builder implements BuildContext {
       entry = await this.runner.execute(state, ins, key, keyed.sources, keyed.copy);
     }
     if (this.opts.cacheTo) await this.opts.cacheTo.put(entry);
-    if (this.opts.frozen && locked && locked.cacheKey !== key) {
-      const now = entry.record.packagesAdded ?? [];
-      const want = locked.packages ?? [];
-      if (now.join(' ') !== want.join(' ')) {
-        const diff = now.filter((p) => !want.includes(p));
-        throw new BuildStepError(
-          ins.loc,
-          `--frozen: ${ins.text} would now install ${diff.join(', ') || 'a different set of packages'} (Stratafile.lock has ${want.filter((p) => !now.includes(p)).join(', ') || 'others'})`,
-          { hint: 'rebuild without --frozen to update Stratafile.lock' },
-        );
-      }
-    }
+    if (this.opts.frozen && locked && locked.cacheKey !== key)
+      checkFrozenPackages(
+        ins,
+        entry.record.packagesAdded ?? [],
+        locked.packages ?? [],
+        this.lockFile,
+      );
     state.layers.push({
       desc: entry.layer,
       diffId: entry.diffId,

@@ -1,5 +1,5 @@
 import type { Digest } from '@strata/oci';
-import { checkFrozenHeads, checkFrozenSteps } from './frozen';
+import { checkFrozenHeads, checkFrozenPackages, checkFrozenSteps } from './frozen';
 import type { LockFile } from './lockfile';
 import { BuildStepError } from './stage-keys';
 import { parseStratafile } from './stratafile';
@@ -152,4 +152,23 @@ test("one platform's lock of a multi-platform build is named as itself", () => {
   expect(frozen(base, edited, { lockFile: '/ctx/Stratafile.arm64.lock' })).toMatch(
     /is not in Stratafile\.arm64\.lock \(it has RUN echo a > \/etc\/a here\)$/,
   );
+});
+
+test('a step the mirror moved passes only with the packages of the lock, and the error says what differs', () => {
+  const [ins] = parseStratafile('FROM base:1\nINSTALL curl\n', FILE).stages[0]?.steps ?? [];
+  const check =
+    (now: string[], locked: string[], lock = LOCK) =>
+    () =>
+      checkFrozenPackages(ins!, now, locked, lock);
+  expect(check(['curl=8.0', 'libcurl4=8.0'], ['curl=8.0', 'libcurl4=8.0'])).not.toThrow();
+  expect(check(['curl=8.1'], ['curl=8.0'])).toThrow(
+    `${FILE}:2:1: --frozen: INSTALL curl would now install curl=8.1 where Stratafile.lock has curl=8.0`,
+  );
+  expect(check(['curl=8.0', 'libnew=1'], ['curl=8.0'], '/ctx/Stratafile.arm64.lock')).toThrow(
+    'INSTALL curl would now also install libnew=1, which Stratafile.arm64.lock does not have',
+  );
+  expect(check(['curl=8.0'], ['curl=8.0', 'libgone=1'])).toThrow(
+    'INSTALL curl would no longer install libgone=1, which Stratafile.lock has',
+  );
+  expect(check(['curl=8.1'], ['curl=8.0'])).toThrow(BuildStepError);
 });

@@ -101,3 +101,26 @@ export function checkFrozenSteps(built: readonly Stage[], lock: LockFile, lockFi
     }
   }
 }
+
+/**
+ * A step whose key is not the lock's (the mirror moved) passes `--frozen` only if it installed
+ * what the lock records; otherwise the error says what differs, in `name=version`s.
+ */
+export function checkFrozenPackages(
+  ins: Instruction,
+  now: readonly string[],
+  locked: readonly string[],
+  lockFile: string,
+): void {
+  const added = now.filter((p) => !locked.includes(p));
+  const dropped = locked.filter((p) => !now.includes(p));
+  if (added.length === 0 && dropped.length === 0) return;
+  const name = path.basename(lockFile);
+  const what =
+    added.length === 0
+      ? `would no longer install ${dropped.join(', ')}, which ${name} has`
+      : dropped.length === 0
+        ? `would now also install ${added.join(', ')}, which ${name} does not have`
+        : `would now install ${added.join(', ')} where ${name} has ${dropped.join(', ')}`;
+  fail(ins.loc, `${ins.text} ${what}`);
+}

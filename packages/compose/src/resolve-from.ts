@@ -103,7 +103,7 @@ export async function resolveBase(
   if (ctx.opts.frozen && lockedDigest !== undefined && lockedDigest !== desc.digest) {
     throw new BuildStepError(
       f.loc,
-      `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but Stratafile.lock has ${lockedDigest}`,
+      `--frozen: FROM ${f.ref} now resolves to ${desc.digest}, but ${path.basename(ctx.lockFile)} has ${lockedDigest}`,
       { hint: 'the base template moved; rebuild without --frozen to accept it' },
     );
   }
