@@ -2,7 +2,6 @@
  * What a new user met on the build path: the date a build carries, the reason a quiet build
  * failed, REMOVE of what cannot or need not be removed, and a bad tag found only after the work.
  */
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import {
@@ -12,6 +11,7 @@ import {
   minbaseRootfs,
   strata,
   strataOk,
+  buildContext,
 } from './helpers';
 import { DEBIAN_SOURCES, readImage, storeWithBase } from './fixtures/build/harness';
 
@@ -29,14 +29,8 @@ beforeAll(async () => {
 
 afterAll(() => cleanupTmp());
 
-let contexts = 0;
-function context(stratafile: string, files: Record<string, string> = {}): string {
-  const dir = path.join(work, `ctx-${++contexts}`);
-  fs.mkdirSync(dir);
-  fs.writeFileSync(path.join(dir, 'Stratafile'), stratafile);
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
-  return dir;
-}
+const context = (stratafile: string, files: Record<string, string> = {}) =>
+  buildContext(work, stratafile, files);
 
 function build(ctx: string, extra: string[] = [], env: Record<string, string> = {}) {
   return strata(['build', '--apt-sources', sources, ...extra, ctx], { store, env });

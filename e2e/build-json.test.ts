@@ -4,7 +4,15 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SLOW, cleanupTmp, startStrata, strata, strataLinesAreOneError, strataOk } from './helpers';
+import {
+  SLOW,
+  cleanupTmp,
+  startStrata,
+  strata,
+  strataLinesAreOneError,
+  strataOk,
+  buildContext,
+} from './helpers';
 import { storeWithBase } from './fixtures/build/harness';
 
 jest.setTimeout(SLOW);
@@ -19,14 +27,8 @@ beforeAll(async () => {
 
 afterAll(() => cleanupTmp());
 
-let contexts = 0;
-function context(stratafile: string, files: Record<string, string> = {}): string {
-  const dir = path.join(work, `ctx-${++contexts}`);
-  fs.mkdirSync(dir);
-  fs.writeFileSync(path.join(dir, 'Stratafile'), stratafile);
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
-  return dir;
-}
+const context = (stratafile: string, files: Record<string, string> = {}) =>
+  buildContext(work, stratafile, files);
 
 function build(ctx: string, extra: string[] = []) {
   return strata(['build', '--apt-sources', sources, ...extra, ctx], { store });

@@ -20,6 +20,7 @@ import {
   strataLinesAreOneError,
   strataOk,
   tmpDir,
+  buildContext,
 } from './helpers';
 import { buildJson, readImage } from './fixtures/build/harness';
 
@@ -46,14 +47,8 @@ beforeAll(() => {
 
 afterAll(() => cleanupTmp());
 
-let contexts = 0;
-function context(stratafile: string, files: Record<string, string> = {}): string {
-  const dir = path.join(work, `ctx-${++contexts}`);
-  fs.mkdirSync(dir);
-  fs.writeFileSync(path.join(dir, 'Stratafile'), stratafile);
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
-  return dir;
-}
+const context = (stratafile: string, files: Record<string, string> = {}) =>
+  buildContext(work, stratafile, files);
 
 const build = (ctx: string, tag: string) =>
   buildJson(['--apt-sources', sources, '-t', tag, ctx], store);

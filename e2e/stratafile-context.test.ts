@@ -15,6 +15,7 @@ import {
   strata,
   strataOk,
   tmpDir,
+  buildContext,
 } from './helpers';
 import { readImage, sourcesFile } from './fixtures/build/harness';
 
@@ -36,17 +37,8 @@ beforeAll(async () => {
 
 afterAll(() => cleanupTmp());
 
-let contexts = 0;
-function context(stratafile: string[], files: Record<string, string> = {}): string {
-  const dir = path.join(work, `ctx-${++contexts}`);
-  fs.mkdirSync(dir);
-  fs.writeFileSync(path.join(dir, 'Stratafile'), `${stratafile.join('\n')}\n`);
-  for (const [name, text] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    fs.writeFileSync(path.join(dir, name), text);
-  }
-  return dir;
-}
+const context = (stratafile: string[], files: Record<string, string> = {}) =>
+  buildContext(work, `${stratafile.join('\n')}\n`, files);
 
 function build(ctx: string, extra: string[] = []) {
   return strata(['build', '--apt-sources', sources, ...extra, ctx], { store, env });

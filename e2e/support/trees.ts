@@ -262,3 +262,21 @@ export function applyExclusions(input: Tree, exclusions: readonly ExpectedExclus
   pruneLinks(out);
   return out;
 }
+
+/**
+ * A new build context under `parent`: its Stratafile and `files` (by path in the context; their
+ * directories are made).
+ */
+export function buildContext(
+  parent: string,
+  stratafile: string,
+  files: Record<string, string> = {},
+): string {
+  const dir = fs.mkdtempSync(path.join(parent, 'ctx-'));
+  fs.writeFileSync(path.join(dir, 'Stratafile'), stratafile);
+  for (const [name, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), text);
+  }
+  return dir;
+}
