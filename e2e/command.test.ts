@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CLI, REPO_ROOT, cleanupTmp, run, runOk, tmpDir } from './helpers';
+import { CLI, REPO_ROOT, cleanupTmp, minbaseRootfs, run, runOk, tmpDir } from './helpers';
 
 afterAll(cleanupTmp);
 
@@ -52,4 +52,27 @@ describe('the strata command', () => {
     expect(fs.readFileSync(status, 'utf8').trim()).toBe('0');
     expect(r.stderr).toBe('');
   });
+
+  it('writes all of a large output into a pipe before it exits', async () => {
+    // A pipe takes 64 KiB at a time; the rest of one write waits in the process.
+    const store = path.join(tmpDir(), 'store');
+    const { minbaseTar } = await minbaseRootfs();
+    await runOk(CLI, [
+      '--store',
+      store,
+      'template',
+      'create',
+      minbaseTar,
+      '-t',
+      'b:1',
+      '--name',
+      'b',
+    ]);
+    const file = path.join(tmpDir(), 'sbom.json');
+    await runOk(CLI, ['--store', store, 'sbom', 'b:1', '-o', file]);
+    const size = fs.statSync(file).size;
+    expect(size).toBeGreaterThan(128 * 1024);
+    const piped = await runOk('sh', ['-c', '"$0" --store "$1" sbom b:1 | wc -c', CLI, store]);
+    expect(Number(piped.stdout.trim())).toBe(size);
+  }, 120_000);
 });

@@ -11,8 +11,9 @@ for (const stream of [process.stdout, process.stderr]) {
 require('../dist/main.js')
   .main(process.argv.slice(2))
   .then((code) => {
-    // The command has finished its work and written its output (stdout and stderr to files,
-    // pipes and terminals are synchronous on Linux), so the process ends here: a natural exit
-    // would first tear down the whole V8 heap, which nothing needs.
-    process.exit(code);
+    // The command has finished its work, so the process ends here rather than waiting for a
+    // natural exit, which would first tear down the whole V8 heap. But what it wrote to a pipe
+    // may still be queued (a pipe takes 64 KiB at a time): an empty write's callback runs once
+    // everything written before it is flushed.
+    process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
   });
