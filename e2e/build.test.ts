@@ -304,6 +304,31 @@ describe('the step cache', () => {
   );
 
   test(
+    "the template's name is --name, else its tag's repository without the registry: one build, one digest",
+    async () => {
+      const ctx = path.join(work, 'named');
+      fs.mkdirSync(ctx);
+      fs.writeFileSync(path.join(ctx, 'Stratafile'), 'FROM base:v1\nRUN echo named > /etc/named\n');
+      const env = { SOURCE_DATE_EPOCH: '1700000000' };
+      const args = ['--apt-sources', sources, ctx];
+      const local = await buildJson(['-t', 'acme/product:dev', ...args], store, env);
+      const remote = await buildJson(['-t', '127.0.0.1:5000/acme/product:1', ...args], store, env);
+      const named = await buildJson(
+        ['-t', 'candidate:x', '--name', 'acme/product', ...args],
+        store,
+        env,
+      );
+      expect(remote.digest).toBe(local.digest);
+      expect(named.digest).toBe(local.digest);
+      expect(readImage(store, 'candidate:x').config.strata.name).toBe('acme/product');
+      const other = await buildJson(['-t', 'candidate:y', ...args], store, env);
+      expect(readImage(store, 'candidate:y').config.strata.name).toBe('candidate');
+      expect(other.digest).not.toBe(local.digest);
+    },
+    SLOW,
+  );
+
+  test(
     'the store passes fsck afterwards',
     async () => {
       const r = await strata(['fsck'], { store });

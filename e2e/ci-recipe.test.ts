@@ -370,7 +370,12 @@ describe('its run steps, against a registry on loopback', () => {
         '--config',
         ...remote(`${board}:2`),
       );
-      expect(JSON.parse(arm)).toMatchObject({ os: 'linux', architecture: 'arm64' });
+      // Named by where it was published, not by the job's local tag (candidate:publish).
+      expect(JSON.parse(arm)).toMatchObject({
+        os: 'linux',
+        architecture: 'arm64',
+        config: { Labels: { 'org.opencontainers.image.title': 'team/board' } },
+      });
     });
   });
 });

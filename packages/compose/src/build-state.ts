@@ -68,6 +68,11 @@ export interface BuildOptions {
   context?: string;
   /** Tag for the result. */
   tag?: string;
+  /**
+   * The template's name (metadata and image title); default: the title LABEL, else the tag's
+   * repository without its registry, else the stage's name.
+   */
+  name?: string;
   /** Stage to build (default: the last one). */
   target?: string;
   buildArgs?: Record<string, string>;

@@ -8,6 +8,7 @@ import {
   MediaTypes,
   configPlatform,
   isIndexMediaType,
+  parseReference,
 } from '@strata/oci';
 import { ociPlatform } from '@strata/debian';
 import { Store, WrittenImage, writeBundle, writeImage as writeStoreImage } from '@strata/store';
@@ -95,8 +96,12 @@ export async function writeImage(
   // state gives the very same image.
   const created = isoDate(new Date((await ctx.epoch(state)) * 1000));
   const debArch = state.debArch ?? 'amd64';
-  const tagName = ctx.opts.tag ? ctx.opts.tag.replace(/:[^/:]*$/, '') : undefined;
+  // The name goes into the config, so into the digest: the registry the tag names is left
+  // out, so that a build tagged for its registry and one tagged locally (a developer's, and a
+  // CI job's that pushes it) are the same image.
+  const tagName = ctx.opts.tag ? parseReference(ctx.opts.tag).repository : undefined;
   const name =
+    (final ? ctx.opts.name : undefined) ??
     state.labels[Annotations.title] ??
     (tagName === undefined ? state.name : final ? tagName : `${tagName}-${state.name}`);
   const env = [...state.env].map(([k, v]) => `${k}=${v}`);
@@ -130,7 +135,7 @@ export async function writeImage(
     layers: state.layers.map((l) => ({ descriptor: l.desc, diffId: l.diffId, history: l.history })),
     platform: ociPlatform(debArch),
     env,
-    labels: { [Annotations.title]: name, ...state.labels },
+    labels: { ...state.labels, [Annotations.title]: name },
     annotations,
   });
 }

@@ -14,6 +14,7 @@ interface BuildArgs extends GlobalArgs {
   context: string;
   file?: string;
   tag?: string;
+  name?: string;
   target?: string;
   buildArg: string[];
   secret: string[];
@@ -54,6 +55,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               type: 'string',
               describe: 'Tag for the result, name[:tag]',
               coerce: once('-t/--tag', 'strata build'),
+            })
+            .option('name', {
+              type: 'string',
+              describe:
+                "Template name (metadata and image title); default: the title LABEL, else the tag's repository without its registry",
+              coerce: once('--name', 'strata build'),
             })
             .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
             .option('platform', {
@@ -166,6 +173,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             file,
             context: path.resolve(a.context),
             tag: a.tag,
+            ...(a.name !== undefined ? { name: a.name } : {}),
             target: a.target,
             ...(platforms ? { platforms } : {}),
             buildArgs: parseBuildArgs(a.buildArg),
