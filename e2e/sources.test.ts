@@ -250,6 +250,19 @@ describe('strata sources', () => {
     for (const f of fs.readdirSync(path.join(work, 'out1'))) {
       expect(sha256(path.join(out, f))).toBe(sha256(path.join(work, 'out1', f)));
     }
+    // Into the same template's bundle again: the same files. Into anything else: refused, so a
+    // compliance bundle never mixes in what it does not list.
+    expect((await sourcesJson(store, 'acme/app:1', out)).sources).toEqual(first.sources);
+    const other = path.join(work, 'out-other');
+    fs.mkdirSync(other);
+    fs.writeFileSync(path.join(other, 'notes.txt'), 'mine\n');
+    const refused = await strata(
+      ['--store', store, 'sources', 'acme/app:1', '-o', other, '--apt-sources', aptSources],
+      { env },
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`strata: error: ${other} is not empty`);
+    expect(fs.readdirSync(other)).toEqual(['notes.txt']);
   });
 
   it('--attach stores the bundle as an artifact of the template; push carries it; a pulled store needs no download', async () => {

@@ -203,6 +203,27 @@ function table(index: SourceIndex): string {
 }
 
 /**
+ * A compliance bundle must hold one template's sources and nothing else: `dir` may be empty, or
+ * hold the bundle of this same image (a run again, after a mirror served what it lacked).
+ */
+async function refuseOtherBundle(dir: string, digest: Digest): Promise<void> {
+  const names = await fsp.readdir(dir);
+  if (names.length === 0) return;
+  const index = await fsp
+    .readFile(path.join(dir, INDEX_FILE), 'utf8')
+    .then((t) => JSON.parse(t) as Partial<SourceIndex>)
+    .catch(() => undefined);
+  if (index?.digest === digest) return;
+  throw new StrataError(
+    'ALREADY_EXISTS',
+    index?.digest !== undefined
+      ? `${dir} holds the sources of another template (${index.name ?? ''} ${index.digest})`
+      : `${dir} is not empty`,
+    { hint: "write each template's sources into a directory of their own" },
+  );
+}
+
+/**
  * Write the sources of template `ref` to `out`: every source package its binaries came from
  * (`<file>` for each file of each, as apt-get source lays them out), the layers of its COPY
  * steps, `sources.json` (a {@link SourceIndex}) and `SOURCES.txt` (the same as a table).
@@ -258,6 +279,7 @@ export async function writeSources(
     authConf && ((url: string) => authorizationFor(authConf, url)),
   );
   await fsp.mkdir(dir, { recursive: true });
+  await refuseOtherBundle(dir, img.descriptor.digest);
   return store.withLease(async () => {
     const { found, read, none } = await findSources(
       fetcher,
