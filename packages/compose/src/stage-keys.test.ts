@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Descriptor, Digest, ImageConfig, chainId, sha256 } from '@strata/oci';
+import { Descriptor, Digest, ImageConfig, StrataError, chainId, sha256 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { hostDebianArchitecture } from '@strata/tools';
 import { checkTemplate } from './check';
@@ -520,4 +520,22 @@ test("an INSTALL's local .debs are read as COPY's sources: globs expanded, symli
   await expect(keys.keyFor(scope, install('INSTALL ./debs/none-*.deb'), undefined)).rejects.toThrow(
     /:2:9: \.\/debs\/none-\*\.deb matches nothing in the build context/,
   );
+});
+
+describe('BuildStepError', () => {
+  const loc = { file: '/ctx/Stratafile', line: 1, column: 1 };
+
+  test('keeps the code of the error it wraps, so that --json tells a missing tag from a failed step', () => {
+    for (const code of ['NOT_FOUND', 'UNAVAILABLE', 'UNAUTHORIZED', 'NO_SPACE'] as const) {
+      const e = new BuildStepError(loc, 'FROM x: y', { cause: new StrataError(code, 'y') });
+      expect([e.code, e.message, e.loc]).toEqual([code, '/ctx/Stratafile:1:1: FROM x: y', loc]);
+    }
+  });
+
+  test('is TOOL_FAILED for a step that failed on its own, or a bad value in the Stratafile', () => {
+    expect(new BuildStepError(loc, 'RUN failed with exit code 3').code).toBe('TOOL_FAILED');
+    expect(new BuildStepError(loc, 'x', { cause: new Error('x') }).code).toBe('TOOL_FAILED');
+    const bad = new BuildStepError(loc, 'x', { cause: new StrataError('INVALID_ARGUMENT', 'x') });
+    expect(bad.code).toBe('TOOL_FAILED');
+  });
 });
