@@ -23,6 +23,7 @@ import { basePlatform, platformArgs } from './platform';
 import { aptStateDir } from './apt-state';
 import { availableVersions } from './apt-versions';
 import {
+  BuildStepError,
   LayerInstruction,
   StageKeys,
   StepKey,
@@ -73,15 +74,17 @@ export interface CheckOptions {
 /**
  * A base or an ancestor whose registry could not tell what it resolves to now (unreachable,
  * refused, or answering nonsense): the check cannot say stale or up to date. Keeps the code and
- * hint of the registry's error.
+ * hint of the registry's error, and locates the FROM it was reached by (an ancestor's too), so
+ * that `--json` names the file, line and column its message does.
  */
-export class BaseUnresolvedError extends StrataError {
+export class BaseUnresolvedError extends BuildStepError {
   constructor(
     readonly ref: string,
+    loc: Location,
     what: string,
     cause: StrataError,
   ) {
-    super(cause.code, `${what} could not be checked: ${cause.message}`, {
+    super(loc, `${what} could not be checked: ${cause.message}`, {
       cause,
       ...(cause.hint !== undefined ? { hint: cause.hint } : {}),
     });
@@ -206,11 +209,7 @@ export async function checkTemplate(
       // Only a registry that says "not there" answers the question; any other failure leaves it
       // open, and an open question is never "up to date".
       if (root.from.refKind === 'registry' && e.code !== 'NOT_FOUND')
-        throw new BaseUnresolvedError(
-          root.from.ref,
-          `${where(root.from.loc)}: FROM ${root.from.ref}`,
-          e,
-        );
+        throw new BaseUnresolvedError(root.from.ref, root.from.loc, `FROM ${root.from.ref}`, e);
       reasons.push({
         kind: 'base',
         loc: root.from.loc,
@@ -248,7 +247,8 @@ export async function checkTemplate(
         continue;
       }
       if (!(e instanceof StrataError)) throw e;
-      if (e.code !== 'NOT_FOUND') throw new BaseUnresolvedError(anc.ref, `ancestor ${anc.ref}`, e);
+      if (e.code !== 'NOT_FOUND')
+        throw new BaseUnresolvedError(anc.ref, root.from.loc, `ancestor ${anc.ref}`, e);
       reasons.push({
         kind: 'base',
         message: `ancestor ${anc.ref} no longer resolves: ${e.message}`,
