@@ -13,6 +13,7 @@ import {
 import { Store, normalizeTag } from '@strata/store';
 import { debianArchitecture, debianArchitectureOf, notInstalled } from '@strata/debian';
 import { readCache } from './cache';
+import { guardRemoteCaches } from './remote-cache';
 import {
   Instruction,
   Location,
@@ -420,7 +421,14 @@ export class Builder implements BuildContext {
       this.stepsRun++;
       entry = await this.runner.execute(state, ins, key, keyed.sources, keyed.copy);
     }
-    if (this.opts.cacheTo) await this.opts.cacheTo.put(entry);
+    if (this.opts.cacheTo) {
+      try {
+        await this.opts.cacheTo.put(entry);
+      } catch (e) {
+        if (e instanceof StrataError) throw new BuildStepError(ins.loc, e.message, { cause: e });
+        throw e;
+      }
+    }
     if (this.opts.frozen && locked && locked.cacheKey !== key)
       checkFrozenPackages(
         ins,
@@ -464,6 +472,7 @@ export class Builder implements BuildContext {
  * that holds each platform's images (see writePlatformIndex).
  */
 export async function build(store: Store, opts: BuildOptions): Promise<BuildResult> {
+  opts = await guardRemoteCaches(opts);
   const platforms = opts.platforms ?? [];
   if (platforms.length <= 1) return new Builder(store, opts, platforms[0]).build();
   if (opts.tag !== undefined) normalizeTag(opts.tag);
