@@ -225,7 +225,10 @@ export class Builder implements BuildContext {
       ...image,
       cacheHits: this.cacheHits,
       stepsRun: this.stepsRun,
-      lockFile: written,
+      // The lock --frozen held the build to is named as well as one written: a script reads
+      // which lock a build answered to from `lockFile`, and whether it changed from `lockWritten`.
+      ...(written !== undefined || this.opts.frozen ? { lockFile } : {}),
+      lockWritten: written !== undefined,
       ...(debs.length ? { debs } : {}),
       steps: this.reports,
     };
