@@ -144,7 +144,15 @@ export class Builder implements BuildContext {
     // that cannot be read is rewritten rather than an error.
     const lock = this.opts.frozen
       ? await readLockFile(lockFile)
-      : await readLockFile(lockFile).catch(() => undefined);
+      : await readLockFile(lockFile).catch((e: unknown) => {
+          // Said, not silent: the lock may hold what a merge or a crash left, which the user
+          // would rather mend than lose.
+          this.emit({
+            type: 'warning',
+            message: `${(e as Error).message}; ${this.opts.writeLock !== false ? 'this build rewrites it' : 'it is ignored'}`,
+          });
+          return undefined;
+        });
     if (this.opts.frozen && !lock) {
       throw new StrataError('PARSE_ERROR', `--frozen: ${lockFile} does not exist`, {
         hint: 'build once without --frozen to write it',
