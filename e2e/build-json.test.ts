@@ -154,6 +154,21 @@ test('a failing build with --json prints one error object on stdout, at the fail
   expect(r.stderr).toContain(`strata: error: ${doc.error.message}`);
 });
 
+test("a FROM that fails keeps its cause's code in --json, at the FROM's line", async () => {
+  // A script tells a tag that is gone (NOT_FOUND) from a step that failed (TOOL_FAILED).
+  const ctx = context('FROM nothing-here:v1\nRUN true\n');
+  const r = await build(ctx, ['--json', '-t', 'fails:1']);
+  expect(r.code).toBe(1);
+  expect((JSON.parse(r.stdout) as ErrorJson).error).toMatchObject({
+    code: 'NOT_FOUND',
+    message: expect.stringMatching(/:1:1: FROM nothing-here:v1/),
+    file: path.join(ctx, 'Stratafile'),
+    line: 1,
+    column: 1,
+    exitCode: 1,
+  });
+});
+
 test('an interrupted build with --json: its error object, exit 130', async () => {
   const ctx = context('FROM base:v1\nRUN echo started; sleep 60\n');
   const run = startStrata([

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { minbaseRootfs, SLOW } from './helpers';
-import { Registry, startRegistry, strata, strataOk, tmpDir } from './registry-fixtures';
+import { Registry, freePort, startRegistry, strata, strataOk, tmpDir } from './registry-fixtures';
 
 jest.setTimeout(SLOW);
 
@@ -106,6 +106,60 @@ test('a registry FROM that does not exist fails with one line naming the Strataf
   expect(r.code).not.toBe(0);
   expect(r.stderr.trim().split('\n')).toHaveLength(1);
   expect(r.stderr).toMatch(/Stratafile:1:1: FROM .*nothing/);
+});
+
+describe('a cache registry that cannot be reached', () => {
+  let cache: string;
+  beforeAll(async () => {
+    // A port nothing listens on: every connection is refused.
+    cache = `127.0.0.1:${await freePort()}/team/cache`;
+  });
+
+  test('--cache-from: one warning naming it, and the steps run without it', async () => {
+    const r = await strata([
+      '--store',
+      tmpDir('cache-from-down'),
+      '--json',
+      'build',
+      '-t',
+      'app:1',
+      '--cache-from',
+      cache,
+      context,
+    ]);
+    expect([r.code, r.stderr]).toEqual([0, expect.any(String)]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ stepsRun: 2, cacheHits: 0 });
+    const warnings = r.stderr.split('\n').filter((l) => l.startsWith('strata: warning:'));
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^strata: warning: --cache-from 127\.0\.0\.1:\d+\/team\/cache: cannot reach the registry \(.*ECONNREFUSED.*\); building without this cache$/,
+      ),
+    ]);
+    expect(warnings[0]).toContain(`--cache-from ${cache}:`);
+  });
+
+  test('--cache-to: fails before any step runs, naming it', async () => {
+    const r = await strata([
+      '--store',
+      tmpDir('cache-to-down'),
+      '--json',
+      'build',
+      '-t',
+      'app:1',
+      '--cache-to',
+      cache,
+      context,
+    ]);
+    expect(r.code).toBe(1);
+    const error = (JSON.parse(r.stdout) as { error: { code: string; message: string } }).error;
+    expect(error).toMatchObject({
+      code: 'UNAVAILABLE',
+      message: expect.stringMatching(/ECONNREFUSED/),
+    });
+    expect(error.message).toContain(`--cache-to ${cache}: cannot reach the registry`);
+    // No step ran (or started) before it.
+    expect(r.stderr).not.toMatch(/\[1\/2\]/);
+  });
 });
 
 describe('a FROM registry that cannot be reached', () => {

@@ -190,9 +190,17 @@ test(
 test(
   '--frozen passes while nothing moved, and an unchanged rebuild does no apt work',
   async () => {
+    const before = fs.readFileSync(`${file()}.lock`, 'utf8');
     const r = await build(['--frozen', '--json', ctx]);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ stepsRun: 0, cacheHits: 3 });
+    // It names the lock it was held to, and says it left it as it was.
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      stepsRun: 0,
+      cacheHits: 3,
+      lockFile: `${file()}.lock`,
+      lockWritten: false,
+    });
+    expect(fs.readFileSync(`${file()}.lock`, 'utf8')).toBe(before);
   },
   SLOW,
 );

@@ -125,7 +125,10 @@ export interface BuildResult {
   config: ImageConfig;
   cacheHits: number;
   stepsRun: number;
+  /** The lock written, or with --frozen the lock checked (unset: the build wrote none). */
   lockFile?: string;
+  /** Whether the build wrote `lockFile` (never with --frozen). */
+  lockWritten?: boolean;
   /** The .debs DEBUILD made (or took from the cache) in this build, in the order built. */
   debs?: Array<{ filename: string; digest: Digest; size: number }>;
   /** Every step of the stages built, in the order they ran (with several platforms: each's). */

@@ -109,7 +109,7 @@ describe('checkTemplate with bases from a registry', () => {
     );
     for (const [tag, file, what] of [
       ['middleware:2', mwFile, `mw/Stratafile:1:1: FROM ${PLATFORM}`],
-      ['app:1', appFile, `ancestor ${PLATFORM}`],
+      ['app:1', appFile, `app/Stratafile:1:1: ancestor ${PLATFORM}`],
     ] as const) {
       const e = (await check(tag, file).catch((x: unknown) => x)) as BaseUnresolvedError;
       expect(e).toBeInstanceOf(BaseUnresolvedError);
@@ -117,6 +117,8 @@ describe('checkTemplate with bases from a registry', () => {
         `${what} could not be checked: 127.0.0.1:5000: connect ECONNREFUSED`,
       );
       expect([e.code, e.hint]).toEqual(['UNAVAILABLE', 'is the registry running?']);
+      // What --json reports as file, line and column (the FROM the base was reached by).
+      expect([e.loc.file, e.loc.line, e.loc.column]).toEqual([file, 1, 1]);
     }
   });
 

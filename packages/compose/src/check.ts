@@ -23,6 +23,7 @@ import { basePlatform, platformArgs } from './platform';
 import { aptStateDir } from './apt-state';
 import { availableVersions } from './apt-versions';
 import {
+  BuildStepError,
   LayerInstruction,
   StageKeys,
   StepKey,
@@ -73,15 +74,17 @@ export interface CheckOptions {
 /**
  * A base or an ancestor whose registry could not tell what it resolves to now (unreachable,
  * refused, or answering nonsense): the check cannot say stale or up to date. Keeps the code and
- * hint of the registry's error.
+ * hint of the registry's error, and locates the FROM it was reached by (an ancestor's too), so
+ * that `--json` names the file, line and column its message does.
  */
-export class BaseUnresolvedError extends StrataError {
+export class BaseUnresolvedError extends BuildStepError {
   constructor(
     readonly ref: string,
+    loc: Location,
     what: string,
     cause: StrataError,
   ) {
-    super(cause.code, `${what} could not be checked: ${cause.message}`, {
+    super(loc, `${what} could not be checked: ${cause.message}`, {
       cause,
       ...(cause.hint !== undefined ? { hint: cause.hint } : {}),
     });
@@ -192,6 +195,8 @@ export async function checkTemplate(
   const built = meta.baseChain ?? [];
   const direct = root.from.refKind === 'scratch' ? undefined : built[built.length - 1];
   let baseConfig: ImageConfig | undefined;
+  /** The reason a FROM that no longer resolves gave, when it did. */
+  let unresolved: CheckReason | undefined;
   if (root.from.refKind !== 'scratch') {
     let now: Descriptor | undefined;
     try {
@@ -206,16 +211,13 @@ export async function checkTemplate(
       // Only a registry that says "not there" answers the question; any other failure leaves it
       // open, and an open question is never "up to date".
       if (root.from.refKind === 'registry' && e.code !== 'NOT_FOUND')
-        throw new BaseUnresolvedError(
-          root.from.ref,
-          `${where(root.from.loc)}: FROM ${root.from.ref}`,
-          e,
-        );
-      reasons.push({
+        throw new BaseUnresolvedError(root.from.ref, root.from.loc, `FROM ${root.from.ref}`, e);
+      unresolved = {
         kind: 'base',
         loc: root.from.loc,
         message: `FROM ${root.from.ref} no longer resolves: ${e.message}`,
-      });
+      };
+      reasons.push(unresolved);
     }
     if (now && !direct) {
       reasons.push({
@@ -235,6 +237,12 @@ export async function checkTemplate(
     const at = baseDesc ?? now;
     if (at) baseConfig = (await imageOf(store, at, opts.platform)).config;
   }
+  // Without the base (gone from its registry and not in the store), the steps' keys cannot be
+  // recomputed: its ENV is in every one of them, and comparing without it would call every step
+  // changed (apt indices, COPY sources) for what is only the base's absence.
+  const stepsUnchecked = unresolved !== undefined && baseConfig === undefined;
+  if (unresolved && stepsUnchecked)
+    unresolved.message += '; its steps were not compared (their keys hold the base ENV)';
   // Ancestors further down the chain, by the references they were recorded under: a registry
   // reference is resolved there, as a FROM is; a local name only in this store.
   for (const anc of direct ? built.slice(0, -1) : built) {
@@ -248,7 +256,8 @@ export async function checkTemplate(
         continue;
       }
       if (!(e instanceof StrataError)) throw e;
-      if (e.code !== 'NOT_FOUND') throw new BaseUnresolvedError(anc.ref, `ancestor ${anc.ref}`, e);
+      if (e.code !== 'NOT_FOUND')
+        throw new BaseUnresolvedError(anc.ref, root.from.loc, `ancestor ${anc.ref}`, e);
       reasons.push({
         kind: 'base',
         message: `ancestor ${anc.ref} no longer resolves: ${e.message}`,
@@ -303,7 +312,7 @@ export async function checkTemplate(
     });
   }
   reasons.push(...(await checkDebuilds(keys, context, debuilds, meta.debuilds ?? [])));
-  for (const [i, { ins, scope: s }] of steps.entries()) {
+  for (const [i, { ins, scope: s }] of stepsUnchecked ? [] : steps.entries()) {
     const li = nBase + i;
     if (li < 0) continue;
     const record = records.find((r) => r.diffId === diffIds[li]) ?? records[li];
@@ -334,7 +343,10 @@ export async function checkTemplate(
         : undefined;
     let why: string;
     if (record.createdBy !== ins.text) why = `the template has "${record.createdBy}" here`;
-    else if (ins.kind === 'COPY') why = 'its sources in the build context changed';
+    // The template records the key, not what went into it: sources and ARG/ENV values (in its
+    // destination, --chown) cannot be told apart.
+    else if (ins.kind === 'COPY')
+      why = 'its sources in the build context or an ARG/ENV value changed';
     else if (unrecorded !== undefined)
       why = `its apt sources are not the build's: ${keyed.sources?.origin} has "${unrecorded}", which the template did not use (give check the build's --apt-sources)`;
     else if (keyed.aptIndex)

@@ -173,7 +173,14 @@ export class Debuilder {
         entry = await this.build(state, ins, source, key, bc, target);
         built++;
       }
-      if (cacheTo) await cacheTo.putDebs(entry);
+      if (cacheTo) {
+        try {
+          await cacheTo.putDebs(entry);
+        } catch (e) {
+          if (e instanceof StrataError) throw new BuildStepError(ins.loc, e.message, { cause: e });
+          throw e;
+        }
+      }
       this.local.add(entry.debs);
       this.local.addSources(entry.sources);
       state.debuilds.push({

@@ -165,6 +165,36 @@ test('a --target build keeps the Stratafile.lock entries of the stages it did no
   );
 });
 
+test('a Stratafile.lock that cannot be read is rewritten with a warning naming it, not silently', async () => {
+  const file = stratafile('corrupt-lock', ['FROM platform-one:1', 'FEATURE x']);
+  const lockFile = `${file}.lock`;
+  await build(store, { file });
+  const good = fs.readFileSync(lockFile, 'utf8');
+  for (const [bad, why] of [
+    [good.slice(0, 40), 'Unexpected end of JSON input'],
+    [
+      `<<<<<<< HEAD
+${good}=======
+${good}>>>>>>> theirs
+`,
+      'it has git merge-conflict markers',
+    ],
+  ]) {
+    fs.writeFileSync(lockFile, bad as string);
+    const warnings: BuildEvent[] = [];
+    await build(store, { file, onEvent: (e) => e.type === 'warning' && warnings.push(e) });
+    expect(warnings).toEqual([
+      {
+        type: 'warning',
+        message: expect.stringMatching(
+          new RegExp(`^invalid ${lockFile}: .*${why}.*; this build rewrites it$`),
+        ),
+      },
+    ]);
+    expect(fs.readFileSync(lockFile, 'utf8')).toBe(good);
+  }
+});
+
 test('a --build-arg that no ARG declares is reported once as a warning', async () => {
   const file = stratafile('unused-arg', ['FROM platform-one:1', 'ARG USED', 'FEATURE x']);
   const events: BuildEvent[] = [];

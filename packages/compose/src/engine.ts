@@ -13,6 +13,7 @@ import {
 import { Store, normalizeTag } from '@strata/store';
 import { debianArchitecture, debianArchitectureOf, notInstalled } from '@strata/debian';
 import { readCache } from './cache';
+import { guardRemoteCaches } from './remote-cache';
 import {
   Instruction,
   Location,
@@ -143,7 +144,15 @@ export class Builder implements BuildContext {
     // that cannot be read is rewritten rather than an error.
     const lock = this.opts.frozen
       ? await readLockFile(lockFile)
-      : await readLockFile(lockFile).catch(() => undefined);
+      : await readLockFile(lockFile).catch((e: unknown) => {
+          // Said, not silent: the lock may hold what a merge or a crash left, which the user
+          // would rather mend than lose.
+          this.emit({
+            type: 'warning',
+            message: `${(e as Error).message}; ${this.opts.writeLock !== false ? 'this build rewrites it' : 'it is ignored'}`,
+          });
+          return undefined;
+        });
     if (this.opts.frozen && !lock) {
       throw new StrataError('PARSE_ERROR', `--frozen: ${lockFile} does not exist`, {
         hint: 'build once without --frozen to write it',
@@ -224,7 +233,10 @@ export class Builder implements BuildContext {
       ...image,
       cacheHits: this.cacheHits,
       stepsRun: this.stepsRun,
-      lockFile: written,
+      // The lock --frozen held the build to is named as well as one written: a script reads
+      // which lock a build answered to from `lockFile`, and whether it changed from `lockWritten`.
+      ...(written !== undefined || this.opts.frozen ? { lockFile } : {}),
+      lockWritten: written !== undefined,
       ...(debs.length ? { debs } : {}),
       steps: this.reports,
     };
@@ -420,7 +432,14 @@ export class Builder implements BuildContext {
       this.stepsRun++;
       entry = await this.runner.execute(state, ins, key, keyed.sources, keyed.copy);
     }
-    if (this.opts.cacheTo) await this.opts.cacheTo.put(entry);
+    if (this.opts.cacheTo) {
+      try {
+        await this.opts.cacheTo.put(entry);
+      } catch (e) {
+        if (e instanceof StrataError) throw new BuildStepError(ins.loc, e.message, { cause: e });
+        throw e;
+      }
+    }
     if (this.opts.frozen && locked && locked.cacheKey !== key)
       checkFrozenPackages(
         ins,
@@ -464,6 +483,7 @@ export class Builder implements BuildContext {
  * that holds each platform's images (see writePlatformIndex).
  */
 export async function build(store: Store, opts: BuildOptions): Promise<BuildResult> {
+  opts = await guardRemoteCaches(opts);
   const platforms = opts.platforms ?? [];
   if (platforms.length <= 1) return new Builder(store, opts, platforms[0]).build();
   if (opts.tag !== undefined) normalizeTag(opts.tag);

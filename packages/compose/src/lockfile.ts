@@ -42,6 +42,9 @@ export async function readLockFile(file: string): Promise<LockFile | undefined> 
   } catch {
     return undefined;
   }
+  // Said as such: JSON.parse would only say "Unexpected token '<'" of a lock a merge left so.
+  if (/^(<{7}|>{7}) /m.test(text))
+    throw new InvalidDocumentError(file, ['it has git merge-conflict markers (<<<<<<<)']);
   let doc: LockFile;
   try {
     doc = JSON.parse(text) as LockFile;

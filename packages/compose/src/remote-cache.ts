@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import {
   Descriptor,
   Digest,
+  StrataError,
   ImageManifest,
   MediaTypes,
   assertValid,
@@ -12,6 +13,7 @@ import {
   validateManifest,
 } from '@strata/oci';
 import type { RegistryClient } from '@strata/registry';
+import type { BuildEvent } from './build-state';
 import { Store, storeContent, storeSink } from '@strata/store';
 import { CacheEntry, DebuildEntry, debuildBlobs, writeCache, writeDebuildCache } from './cache';
 
@@ -29,6 +31,8 @@ export interface RemoteCache {
   getDebs(key: Digest): Promise<DebuildEntry | undefined>;
   /** Publish what a DEBUILD source made. */
   putDebs(entry: DebuildEntry): Promise<void>;
+  /** Check that the cache answers at all (before a build that would publish to it). */
+  ping?(): Promise<void>;
 }
 
 /** The registry tag that names a cache key. */
@@ -49,6 +53,10 @@ export class RegistryCache implements RemoteCache {
 
   get name(): string {
     return `${this.client.registry}/${this.client.repository}`;
+  }
+
+  async ping(): Promise<void> {
+    await this.client.checkAuth();
   }
 
   async get(key: Digest): Promise<CacheEntry | undefined> {
@@ -142,4 +150,137 @@ export class RegistryCache implements RemoteCache {
     };
     await this.client.putManifest(tag, encodeJson(manifest), MediaTypes.imageManifest);
   }
+}
+
+/**
+ * A `--cache-from` cache that the build can do without: once its registry cannot be reached at
+ * all (refused, reset, not in DNS), one warning says so and the build goes on without it, as
+ * BuildKit does, rather than failing a build it only could have sped up or asking a dead
+ * registry again at every step. A registry that answers with an error is still an error.
+ */
+class OptionalCache implements RemoteCache {
+  private down = false;
+
+  constructor(
+    private readonly inner: RemoteCache,
+    private readonly isUnreachable: (e: unknown) => boolean,
+    private readonly emit: (e: BuildEvent) => void,
+  ) {}
+
+  get name(): string {
+    return this.inner.name;
+  }
+
+  get(key: Digest): Promise<CacheEntry | undefined> {
+    return this.unlessDown(() => this.inner.get(key));
+  }
+
+  getDebs(key: Digest): Promise<DebuildEntry | undefined> {
+    return this.unlessDown(() => this.inner.getDebs(key));
+  }
+
+  put(entry: CacheEntry): Promise<void> {
+    return this.inner.put(entry);
+  }
+
+  putDebs(entry: DebuildEntry): Promise<void> {
+    return this.inner.putDebs(entry);
+  }
+
+  private async unlessDown<T>(f: () => Promise<T>): Promise<T | undefined> {
+    if (this.down) return undefined;
+    try {
+      return await f();
+    } catch (e) {
+      if (!this.isUnreachable(e)) throw e;
+      this.down = true;
+      this.emit({
+        type: 'warning',
+        message: `--cache-from ${this.name}: cannot reach the registry (${(e as Error).message}); building without this cache`,
+      });
+      return undefined;
+    }
+  }
+}
+
+/**
+ * The `--cache-to` cache, whose failures name the flag: a publish that fails is the cache's
+ * failure, not the step's, and a message that named neither left users looking at their RUN.
+ */
+class PublishingCache implements RemoteCache {
+  constructor(private readonly inner: RemoteCache) {}
+
+  get name(): string {
+    return this.inner.name;
+  }
+
+  get(key: Digest): Promise<CacheEntry | undefined> {
+    return this.inner.get(key);
+  }
+
+  getDebs(key: Digest): Promise<DebuildEntry | undefined> {
+    return this.inner.getDebs(key);
+  }
+
+  put(entry: CacheEntry): Promise<void> {
+    return this.named(() => this.inner.put(entry));
+  }
+
+  putDebs(entry: DebuildEntry): Promise<void> {
+    return this.named(() => this.inner.putDebs(entry));
+  }
+
+  private async named(f: () => Promise<void>): Promise<void> {
+    try {
+      await f();
+    } catch (e) {
+      throw cacheToError(this.name, e);
+    }
+  }
+}
+
+function cacheToError(name: string, e: unknown): StrataError {
+  const message = `--cache-to ${name}: ${(e as Error).message}`;
+  return e instanceof StrataError
+    ? new StrataError(e.code, message, { cause: e, ...(e.hint ? { hint: e.hint } : {}) })
+    : new StrataError('UNAVAILABLE', message, { cause: e });
+}
+
+/**
+ * The build's remote caches, guarded: `--cache-from` caches that stop answering are dropped
+ * with a warning, and a `--cache-to` registry that cannot be reached fails the build before any
+ * step runs (its steps' work would be lost at the first publish), with an error naming the flag.
+ */
+export async function guardRemoteCaches<
+  O extends { cacheFrom?: RemoteCache[]; cacheTo?: RemoteCache; onEvent?: (e: BuildEvent) => void },
+>(opts: O): Promise<O> {
+  if (!opts.cacheFrom?.length && !opts.cacheTo) return opts;
+  // Loaded here, not with the module: a build without a remote cache never needs the client.
+  const { isUnreachable } = await import('@strata/registry');
+  const emit = (e: BuildEvent) => opts.onEvent?.(e);
+  const cacheFrom = opts.cacheFrom?.map((c) => new OptionalCache(c, isUnreachable, emit));
+  let cacheTo = opts.cacheTo;
+  if (cacheTo) {
+    try {
+      await cacheTo.ping?.();
+    } catch (e) {
+      // Only a registry that is not there: one that answers (wants a login for /v2/, say) may
+      // still take the pushes, and a push that it refuses fails with its own word.
+      if (isUnreachable(e))
+        throw new StrataError(
+          'UNAVAILABLE',
+          `--cache-to ${cacheTo.name}: cannot reach the registry: ${(e as Error).message}`,
+          {
+            cause: e,
+            hint: 'start the registry, or build without --cache-to',
+          },
+        );
+    }
+    cacheTo = new PublishingCache(cacheTo);
+  }
+  return {
+    ...opts,
+    ...(cacheFrom ? { cacheFrom } : {}),
+    ...(cacheTo ? { cacheTo } : {}),
+  };
 }

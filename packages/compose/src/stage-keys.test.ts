@@ -1,7 +1,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Descriptor, Digest, ImageConfig, chainId, sha256 } from '@strata/oci';
+import {
+  Descriptor,
+  Digest,
+  ImageConfig,
+  NotFoundError,
+  StrataError,
+  chainId,
+  sha256,
+} from '@strata/oci';
 import { Store } from '@strata/store';
 import { hostDebianArchitecture } from '@strata/tools';
 import { checkTemplate } from './check';
@@ -347,6 +355,7 @@ function fakeStore(
   store: Store;
   configs: Map<string, ImageConfig>;
   two: Descriptor;
+  refs: Map<string, Descriptor>;
 } {
   const configs = new Map<string, ImageConfig>();
   const image = (
@@ -401,14 +410,14 @@ function fakeStore(
     root: dir,
     resolve: async (ref: string) => {
       const d = refs.get(ref);
-      if (!d) throw new Error(`no ${ref}`);
+      if (!d) throw new NotFoundError(`no ${ref}`);
       return d;
     },
     imageOfRole: async (d: Descriptor) => d,
     readManifest: async (d: Descriptor) => ({ config: d.digest }),
     readConfig: async (digest: Digest) => configs.get(digest),
   } as unknown as Store;
-  return { store, configs, two };
+  return { store, configs, two, refs };
 }
 
 test('strata check recomputes the keys strata build made', async () => {
@@ -431,7 +440,7 @@ test('strata check recomputes the keys strata build made', async () => {
   expect(stale.reasons.map((r) => r.message)).toEqual([
     'INSTALL curl: changed: the apt indices changed since the build (or an ARG/ENV value did)',
     'RUN echo hi: changed: an ARG/ENV value or the apt sources changed',
-    'COPY conf/app.conf /etc/app.conf: changed: its sources in the build context changed',
+    'COPY conf/app.conf /etc/app.conf: changed: its sources in the build context or an ARG/ENV value changed',
   ]);
 
   // A template that records its apt sources says when the check's are not those (a check run
@@ -442,11 +451,31 @@ test('strata check recomputes the keys strata build made', async () => {
   expect(elsewhere.reasons.map((r) => r.message)).toEqual([
     `INSTALL curl: ${notTheBuilds}`,
     `RUN echo hi: ${notTheBuilds}`,
-    'COPY conf/app.conf /etc/app.conf: changed: its sources in the build context changed',
+    'COPY conf/app.conf /etc/app.conf: changed: its sources in the build context or an ARG/ENV value changed',
   ]);
   meta.aptSources = ['deb http://deb.debian.org/debian bookworm main'];
   const same = await checkTemplate(store, 'two:v1', { ...opts, target: 'two' });
   expect(same.reasons.map((r) => r.message)).toEqual(stale.reasons.map((r) => r.message));
+});
+
+test('strata check on a template whose base is gone says only that, not that every step changed', async () => {
+  const { store, refs } = fakeStore(GOLDEN);
+  const opts = { file: file(), aptSources: hostList(), noPackages: true };
+  const base = refs.get('base:v1') as Descriptor;
+  refs.delete('base:v1');
+  refs.delete(base.digest);
+  const r = await checkTemplate(store, 'last:v1', opts);
+  // Without the base's ENV, RUN echo three and UPGRADE would be "changed" too.
+  expect(r.reasons.map((x) => x.message)).toEqual([
+    'FROM base:v1 no longer resolves: no base:v1; its steps were not compared (their keys hold the base ENV)',
+  ]);
+  expect(r.upToDate).toBe(false);
+  // The base digest the template was built on, still in the store, gives the steps their ENV.
+  refs.set(base.digest, base);
+  const kept = await checkTemplate(store, 'last:v1', opts);
+  expect(kept.reasons.map((x) => x.message)).toEqual([
+    'FROM base:v1 no longer resolves: no base:v1',
+  ]);
 });
 
 test('a BOOTSTRAP without --architecture is keyed by the platform being built, and only then', async () => {
@@ -520,4 +549,22 @@ test("an INSTALL's local .debs are read as COPY's sources: globs expanded, symli
   await expect(keys.keyFor(scope, install('INSTALL ./debs/none-*.deb'), undefined)).rejects.toThrow(
     /:2:9: \.\/debs\/none-\*\.deb matches nothing in the build context/,
   );
+});
+
+describe('BuildStepError', () => {
+  const loc = { file: '/ctx/Stratafile', line: 1, column: 1 };
+
+  test('keeps the code of the error it wraps, so that --json tells a missing tag from a failed step', () => {
+    for (const code of ['NOT_FOUND', 'UNAVAILABLE', 'UNAUTHORIZED', 'NO_SPACE'] as const) {
+      const e = new BuildStepError(loc, 'FROM x: y', { cause: new StrataError(code, 'y') });
+      expect([e.code, e.message, e.loc]).toEqual([code, '/ctx/Stratafile:1:1: FROM x: y', loc]);
+    }
+  });
+
+  test('is TOOL_FAILED for a step that failed on its own, or a bad value in the Stratafile', () => {
+    expect(new BuildStepError(loc, 'RUN failed with exit code 3').code).toBe('TOOL_FAILED');
+    expect(new BuildStepError(loc, 'x', { cause: new Error('x') }).code).toBe('TOOL_FAILED');
+    const bad = new BuildStepError(loc, 'x', { cause: new StrataError('INVALID_ARGUMENT', 'x') });
+    expect(bad.code).toBe('TOOL_FAILED');
+  });
 });

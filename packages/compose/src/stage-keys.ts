@@ -5,7 +5,7 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Digest, ImageConfig, InvalidArgumentError, StrataError } from '@strata/oci';
+import { Digest, ErrorCode, ImageConfig, InvalidArgumentError, StrataError } from '@strata/oci';
 import {
   AptSources,
   Authorizer,
@@ -31,9 +31,20 @@ export class BuildStepError extends StrataError {
     message: string,
     options?: { hint?: string; cause?: unknown; output?: string },
   ) {
-    super('TOOL_FAILED', `${loc.file}:${loc.line}:${loc.column}: ${message}`, options);
+    super(stepCode(options?.cause), `${loc.file}:${loc.line}:${loc.column}: ${message}`, options);
     if (options?.output) this.output = options.output;
   }
+}
+
+/**
+ * A failed step's code: its cause's, when that says why (a registry that is down, a tag it lacks,
+ * a full disk), so that a script can tell retry from fix; TOOL_FAILED otherwise. A cause's
+ * INVALID_ARGUMENT stays TOOL_FAILED: that code means a usage error (exit 2), and a value in
+ * the Stratafile is not one.
+ */
+function stepCode(cause: unknown): ErrorCode {
+  if (cause instanceof StrataError && cause.code !== 'INVALID_ARGUMENT') return cause.code;
+  return 'TOOL_FAILED';
 }
 
 /** What a step's environment and cache key depend on, besides its parent layers. */

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'CORRUPT'
   | 'PARSE_ERROR'
   | 'UNAVAILABLE'
+  | 'UNAUTHORIZED'
   | 'INTERRUPTED'
   | 'NO_SPACE';
 

@@ -69,3 +69,8 @@ describe('isUnreachable: the registry is not there, as against what it answered'
     expect(isUnreachable(undefined)).toBe(false);
   });
 });
+
+test('a refused login has a code of its own, not the UNAVAILABLE of a registry that is down', () => {
+  // A script retries UNAVAILABLE; UNAUTHORIZED needs new credentials instead.
+  expect(new RegistryAuthError('reg.example requires a login', 401).code).toBe('UNAUTHORIZED');
+});

@@ -40,11 +40,12 @@ export class BodyTooLargeError extends RegistryError {
 
 /**
  * The registry or its token service refused our credentials (or we had none and it wants some).
- * Checked with `instanceof`; its code is UNAVAILABLE because the operation cannot proceed.
+ * Its code is UNAUTHORIZED, not UNAVAILABLE: a script retries a registry that is down, but
+ * must fix the credentials (or the account's rights) for this one.
  */
 export class RegistryAuthError extends RegistryError {
   constructor(message: string, status?: number, options?: ErrorOptions) {
-    super('UNAVAILABLE', message, status, [], options);
+    super('UNAUTHORIZED', message, status, [], options);
   }
 }
 

@@ -259,6 +259,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             cacheHits: r.cacheHits,
             stepsRun: r.stepsRun,
             lockFile: r.lockFile,
+            lockWritten: r.lockWritten ?? false,
             seconds: secs,
             steps: r.steps,
             ...(r.debs ? { debs: r.debs } : {}),

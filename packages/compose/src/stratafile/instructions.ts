@@ -293,7 +293,9 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
       if (words.length === 0) throw ctx.missing('EXCLUDE requires at least one glob');
       for (const w of words) {
         const stripped = w.value.replace(/^(\.?\/)+/, '').replace(/\/+$/, '');
-        if (stripped === '')
+        // A pattern made only of `*` and `**` components (`*`, `**`, `/**`, `*/**`) matches
+        // every top-level entry, which would empty every layer of the stage as surely as `/`.
+        if (stripped === '' || stripped.split('/').every((c) => c === '*' || c === '**'))
           throw lx.error(
             w.start,
             `EXCLUDE pattern ${JSON.stringify(w.value)} names the whole tree`,
