@@ -123,7 +123,7 @@ describe('tags', () => {
     const r = await strata(args, { store });
     expect(r.code).toBe(2);
     expect(isOneLineError(r.stderr)).toBe(true);
-    expect(r.stderr).toContain(`-t/--tag given 2 times; strata ${cmd} takes one (x:1, y:1)`);
+    expect(r.stderr).toContain(`-t/--tag given twice; give it once (x:1, y:1)`);
   });
 
   it('uses $STRATA_STORE when --store is absent', async () => {

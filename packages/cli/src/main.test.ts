@@ -74,4 +74,47 @@ describe("yargs' usage errors", () => {
       'strata: error: unknown command "xyzzy" (strata --help lists the commands)\n',
     ]);
   });
+
+  it('an option that takes one value, given twice, is named (exit 2)', async () => {
+    const r = await cli(['flatten', 'T', '--rootfs', 'a.tar', '--rootfs', 'b.tar']);
+    expect([r.code, r.stderr]).toEqual([
+      2,
+      'strata: error: --rootfs given twice; give it once (a.tar, b.tar)\n',
+    ]);
+    const tag = await cli(['build', '-t', 'a:1', '-t', 'b:1', '-t', 'c:1', '.']);
+    expect(tag.stderr).toBe(
+      'strata: error: -t/--tag given 3 times; give it once (a:1, b:1, c:1)\n',
+    );
+  });
+
+  it("what a command's checks refuse is a usage error, exit 2", async () => {
+    for (const argv of [
+      ['flatten', 'T', '--json'],
+      ['image', 'T'],
+      ['image', 'T', '--wks', 'disk.wks'],
+    ]) {
+      const r = await cli(argv);
+      expect(r.code).toBe(2);
+      if (argv.includes('--json'))
+        expect(JSON.parse(r.stdout)).toMatchObject({ error: { code: 'INVALID_ARGUMENT' } });
+    }
+  });
+
+  it.each([
+    [['push', 'a', 'localhost:1/a:1', '--jobs', 'abc'], '--jobs must be a whole number, 1 or more'],
+    [
+      ['push', 'a', 'localhost:1/a:1', '-j', '0'],
+      '--jobs must be a whole number, 1 or more, not 0',
+    ],
+    [['pull', 'localhost:1/a:1', '--timeout', '-3'], '--timeout must be a number above 0, not -3'],
+    [
+      ['push', 'a', 'localhost:1/a:1', '--chunk-size', '1.5'],
+      '--chunk-size must be a whole number',
+    ],
+    [['diff', 'a', 'b', '--depth', '0'], '--depth must be a whole number, 1 or more, not 0'],
+  ])('a numeric option out of range is a usage error: %j', async (argv, message) => {
+    const r = await cli(argv);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+  });
 });

@@ -161,36 +161,38 @@ export function stdinDash(v: string): string {
 }
 
 /** `--platform` of a command that reads one platform of a multi-platform template. */
-export function platformOption(what: string, command: string) {
+export function platformOption(what: string) {
   return {
     type: 'string' as const,
     describe: `Of a multi-platform template, ${what} (os/arch[/variant])`,
-    coerce: once('--platform', command),
   };
 }
 
 /** `-o/--output` of a command that writes one file or folder; `required` unless it has a default. */
-export function outputOption(describe: string, command: string, required = true) {
+export function outputOption(describe: string, required = true) {
   return {
     alias: 'o',
     type: 'string' as const,
     describe,
-    coerce: once('-o/--output', command),
     ...(required ? { demandOption: true as const } : {}),
   };
 }
 
 /**
- * A coerce for an option given at most once: yargs turns `-t a -t b` into an array, which the
- * command would otherwise take for a string. A usage error (exit 2) names the command.
+ * The coerce of a numeric option: a usage error (exit 2) that names the option unless the value
+ * is a `count` (a whole number, 1 or more) or a `positive` number. yargs makes NaN of a word and
+ * passes it on, and a command would go on with it (a push with `--jobs abc` sent nothing).
  */
-export function once(option: string, command: string): (v: unknown) => string | undefined {
+export function numberCheck(option: string, kind: 'count' | 'positive'): (v: unknown) => unknown {
   return (v) => {
-    if (!Array.isArray(v)) return v as string | undefined;
-    if (v.length > 1)
-      throw new InvalidArgumentError(
-        `${option} given ${v.length} times; ${command} takes one (${v.map(String).join(', ')})`,
-      );
-    return v[0] as string | undefined;
+    // Given twice: the check for repeated options names it.
+    if (Array.isArray(v) || v === undefined) return v;
+    const n = typeof v === 'number' ? v : Number(v);
+    const ok = kind === 'count' ? Number.isInteger(n) && n >= 1 : Number.isFinite(n) && n > 0;
+    if (ok) return n;
+    const what = kind === 'count' ? 'a whole number, 1 or more' : 'a number above 0';
+    throw new InvalidArgumentError(
+      `${option} must be ${what}${Number.isNaN(n) ? '' : `, not ${String(v)}`}`,
+    );
   };
 }

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { once, outputOption, stdinDash, platformOption } from '../output';
+import { outputOption, stdinDash, platformOption } from '../output';
 import { TransferBars } from '../progress';
 
 interface SaveArgs extends GlobalArgs {
@@ -22,11 +22,8 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       (c) =>
         c
           .positional('ref', { type: 'string', demandOption: true })
-          .option('output', outputOption('Archive file to write', 'strata save'))
-          .option(
-            'platform',
-            platformOption('save the rootfs image of this platform only', 'strata save'),
-          ),
+          .option('output', outputOption('Archive file to write'))
+          .option('platform', platformOption('save the rootfs image of this platform only')),
       run<SaveArgs>(async (ctx, a) => {
         const { saveArchive } = await import('@strata/store');
         const { parsePlatform } = await import('@strata/oci');
@@ -57,7 +54,6 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
             alias: 't',
             type: 'string',
             describe: 'Tag for the loaded image',
-            coerce: once('-t/--tag', 'strata load'),
           }),
       run<LoadArgs>(async (ctx, a) => {
         const { loadArchive } = await import('@strata/store');

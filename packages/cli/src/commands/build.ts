@@ -4,7 +4,7 @@ import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
-import { counted, formatBytes, once, shortDigest } from '../output';
+import { counted, formatBytes, shortDigest } from '../output';
 import { formatDuration, type Bar, type Progress } from '../progress';
 import { sourceDateEpoch } from './template';
 import { parseBuildArgs } from '../build-args';
@@ -53,14 +53,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               alias: 't',
               type: 'string',
               describe: 'Tag for the result, name[:tag]',
-              coerce: once('-t/--tag', 'strata build'),
             })
             .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
             .option('platform', {
               type: 'string',
               describe:
                 'Platforms to build for, os/arch[/variant],… (e.g. linux/amd64,linux/arm64): several give one multi-platform index',
-              coerce: once('--platform', 'strata build'),
             })
             .option('build-arg', {
               type: 'string',

@@ -57,7 +57,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           default: true,
           describe: 'Look for newer package versions (--no-packages to skip the index download)',
         })
-        .option('platform', platformOption('check this platform', 'strata check'))
+        .option('platform', platformOption('check this platform'))
         .option(
           'secret',
           secretOption(

@@ -16,11 +16,8 @@ export function debsCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
     (c) =>
       c
         .positional('ref', { type: 'string', demandOption: true })
-        .option(
-          'output',
-          outputOption('Folder to write the .debs, Packages and Release into', 'strata debs'),
-        )
-        .option('platform', platformOption('the packages of this platform', 'strata debs')),
+        .option('output', outputOption('Folder to write the .debs, Packages and Release into'))
+        .option('platform', platformOption('the packages of this platform')),
     run<DebsArgs>(async (ctx, a) => {
       const { exportDebs } = await import('@strata/compose');
       const { parsePlatform } = await import('@strata/oci');

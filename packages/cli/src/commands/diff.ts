@@ -5,7 +5,14 @@ import type { DiffReport, DiffSide, FileInfo } from '@strata/imager';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { tlsOptions } from './registry';
-import { counted, ExitCodeError, exitCodeFor, formatBytes, platformOption } from '../output';
+import {
+  counted,
+  ExitCodeError,
+  exitCodeFor,
+  formatBytes,
+  numberCheck,
+  platformOption,
+} from '../output';
 
 interface DiffArgs extends GlobalArgs {
   a: string;
@@ -106,20 +113,19 @@ export function diffCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
         c
           .positional('a', { type: 'string', demandOption: true, describe: 'The old image' })
           .positional('b', { type: 'string', demandOption: true, describe: 'The new image' })
-          .option('platform', platformOption('compare this platform', 'strata diff'))
+          .option('platform', platformOption('compare this platform'))
           .option('depth', {
             type: 'number',
             default: 1,
             describe: 'Sum directory sizes down to this many path components',
+            coerce: numberCheck('--depth', 'count'),
           }),
       ),
     run<DiffArgs>(async (ctx, a) => {
       const closers: (() => void)[] = [];
       let r: DiffReport;
       try {
-        const { parsePlatform, InvalidArgumentError } = await import('@strata/oci');
-        if (!Number.isInteger(a.depth) || a.depth < 1)
-          throw new InvalidArgumentError(`--depth ${a.depth}: give a whole number of 1 or more`);
+        const { parsePlatform } = await import('@strata/oci');
         const sel: Selector =
           a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {};
         const { diffImages } = await import('@strata/imager');

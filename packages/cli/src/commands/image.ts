@@ -66,7 +66,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             describe:
               'Scratch space for the uncompressed layers while writing a tar (default: next to the output)',
           })
-          .option('platform', platformOption('the image of this platform', 'strata flatten'))
+          .option('platform', platformOption('the image of this platform'))
           .check((a) => {
             if (!a.rootfs && !a.buildchroot && !a.dir)
               throw new Error('say where to write: --rootfs FILE, --buildchroot FILE or --dir DIR');
@@ -145,13 +145,13 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             type: 'string',
             describe: 'Disk layout in the wic kickstart subset (docs/image.md)',
           })
-          .option('output', outputOption('Disk image to write (with --wks)', 'strata image', false))
+          .option('output', outputOption('Disk image to write (with --wks)', false))
           .option('role', {
             choices: ['rootfs', 'buildchroot'] as const,
             default: 'rootfs' as const,
             describe: 'Which image of a bundle',
           })
-          .option('platform', platformOption('the image of this platform', 'strata image'))
+          .option('platform', platformOption('the image of this platform'))
           .check((a) => {
             if (Boolean(a.ext4) === Boolean(a.wks))
               throw new Error('give exactly one of --ext4 FILE or --wks LAYOUT -o FILE');

@@ -3,7 +3,7 @@ import type { Descriptor } from '@strata/oci';
 import type { Store } from '@strata/store';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, once, shortDigest } from '../output';
+import { formatBytes, numberCheck, shortDigest } from '../output';
 import { TransferBars } from '../progress';
 
 interface NetArgs extends GlobalArgs {
@@ -53,18 +53,13 @@ export function timeoutOption<T>(y: Argv<T>): Argv<T> {
   return y.option('timeout', {
     type: 'number',
     describe: `Seconds a registry may send nothing before the request fails (default ${DEFAULT_TIMEOUT_SECONDS})`,
+    coerce: numberCheck('--timeout', 'positive'),
   }) as unknown as Argv<T>;
 }
 
-/** The client's `timeoutMs` for a `--timeout` in seconds; refuses what is not a positive number. */
+/** The client's `timeoutMs` for a `--timeout` in seconds (its coerce refused the others). */
 async function timeoutMs(timeout: number | undefined): Promise<number> {
   if (timeout === undefined) return DEFAULT_TIMEOUT_SECONDS * 1000;
-  if (!Number.isFinite(timeout) || timeout <= 0) {
-    const { InvalidArgumentError } = await import('@strata/oci');
-    throw new InvalidArgumentError(
-      `--timeout must be a positive number of seconds, not ${timeout}`,
-    );
-  }
   return Math.max(1, Math.round(timeout * 1000));
 }
 
@@ -87,7 +82,13 @@ export function tlsOptions<T>(y: Argv<T>): Argv<T> {
 
 function netOptions<T>(y: Argv<T>): Argv<T> {
   return timeoutOption(y)
-    .option('jobs', { alias: 'j', type: 'number', default: 4, describe: 'Blob transfers at once' })
+    .option('jobs', {
+      alias: 'j',
+      type: 'number',
+      default: 4,
+      describe: 'Blob transfers at once',
+      coerce: numberCheck('--jobs', 'count'),
+    })
     .option('platform', {
       type: 'string',
       describe:
@@ -149,6 +150,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             .option('chunk-size', {
               type: 'number',
               describe: 'Upload in PATCH chunks of this many bytes instead of one PUT',
+              coerce: numberCheck('--chunk-size', 'count'),
             }),
         ),
       run<PushArgs>(async (ctx, a) => {
@@ -196,7 +198,6 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             alias: 't',
             type: 'string',
             describe: 'Local tag (default: <source>)',
-            coerce: once('-t/--tag', 'strata pull'),
           }),
         ),
       run<PullArgs>(async (ctx, a) => {

@@ -24,12 +24,9 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         .positional('ref', { type: 'string', demandOption: true })
         .option(
           'output',
-          outputOption(
-            'Folder to write the sources, sources.json and SOURCES.txt into',
-            'strata sources',
-          ),
+          outputOption('Folder to write the sources, sources.json and SOURCES.txt into'),
         )
-        .option('platform', platformOption('the sources of this platform', 'strata sources'))
+        .option('platform', platformOption('the sources of this platform'))
         .option('apt-sources', {
           type: 'string',
           describe:

@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, once, shortDigest, stdinDash, platformOption } from '../output';
+import { formatBytes, shortDigest, stdinDash, platformOption } from '../output';
 
 interface CreateArgs extends GlobalArgs {
   rootfs: string;
@@ -53,7 +53,6 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
                 type: 'string',
                 demandOption: true,
                 describe: 'Template name for the metadata',
-                coerce: once('--name', 'strata template create'),
               })
               .option('feature', {
                 type: 'string',
@@ -144,7 +143,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
       (c) =>
         c
           .positional('ref', { type: 'string', demandOption: true })
-          .option('platform', platformOption('show this platform only', 'strata inspect')),
+          .option('platform', platformOption('show this platform only')),
       run<InspectArgs>(async (ctx, a) => {
         const { loadTemplateSet, summarizeSet } = await import('@strata/template');
         const { parsePlatform } = await import('@strata/oci');
