@@ -117,4 +117,15 @@ describe("yargs' usage errors", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(message);
   });
+
+  it("--build-arg of check takes one value, as build's does: the tag after it stays the tag", async () => {
+    const store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-main-'));
+    try {
+      const r = await cli(['--store', store, 'check', '--build-arg', 'A=1', 'product:1']);
+      expect(r.stderr).not.toContain('non-option');
+      expect(r.stderr).toContain('product:1');
+    } finally {
+      fs.rmSync(store, { recursive: true, force: true });
+    }
+  });
 });

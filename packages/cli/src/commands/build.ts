@@ -7,7 +7,7 @@ import { timeoutOption, tlsOptions } from './registry';
 import { counted, formatBytes, shortDigest } from '../output';
 import { formatDuration, type Bar, type Progress } from '../progress';
 import { sourceDateEpoch } from './template';
-import { parseBuildArgs } from '../build-args';
+import { buildArgOption, parseBuildArgs } from '../build-args';
 import { parseSecrets, secretOption } from '../secrets';
 
 interface BuildArgs extends GlobalArgs {
@@ -60,13 +60,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               describe:
                 'Platforms to build for, os/arch[/variant],… (e.g. linux/amd64,linux/arm64): several give one multi-platform index',
             })
-            .option('build-arg', {
-              type: 'string',
-              array: true,
-              nargs: 1,
-              default: [],
-              describe: 'ARG value, NAME=VALUE (repeatable)',
-            })
+            .option('build-arg', buildArgOption())
             .option(
               'secret',
               secretOption(
