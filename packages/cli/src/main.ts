@@ -81,7 +81,7 @@ export async function main(argv: string[]): Promise<number> {
       // .check() or coerce throws, and yargs' own YErrors, are usage errors (exit 2), like the
       // ones it finds itself; errors from a command's handler pass through as they are.
       if (err === undefined || err === null)
-        throw new InvalidArgumentError(usageMessage(msg, argv));
+        throw new InvalidArgumentError(usageMessage(msg, argv, knownOptions(y)));
       if (handling || isStrataError(err)) throw err;
       throw new InvalidArgumentError(usageMessage(err.message, argv));
     })
@@ -132,6 +132,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 interface YargsOptions {
+  key: Record<string, unknown>;
   array: string[];
   alias: Record<string, string[] | undefined>;
 }
@@ -157,6 +158,17 @@ function refuseRepeated(args: Record<string, unknown>, parser: unknown): void {
       `${short.join('')}--${key} given ${times}; give it once (${value.map(String).join(', ')})`,
     );
   }
+}
+
+/** The options the command takes, by every name yargs knows them by. */
+function knownOptions(parser: unknown): Set<string> {
+  const options = (parser as { getOptions(): YargsOptions }).getOptions();
+  const names = new Set(Object.keys(options.key));
+  for (const [name, aliases] of Object.entries(options.alias)) {
+    names.add(name);
+    for (const a of aliases ?? []) names.add(a);
+  }
+  return names;
 }
 
 function isInterrupted(e: unknown): boolean {
