@@ -201,6 +201,21 @@ describe('rm and gc', () => {
     expect((await strataOk(['inspect', 'keep'], { store })).stdout).toContain('keep:latest');
   });
 
+  it('gc -q prints only its final line, dry run or not', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'gone');
+    await strataOk(['rm', 'gone'], { store });
+    const full = await strataOk(['gc', '--dry-run'], { store });
+    expect(full.stdout.trim().split('\n').length).toBeGreaterThan(1);
+    for (const args of [
+      ['gc', '-q', '--dry-run'],
+      ['gc', '-q'],
+    ]) {
+      const r = await strataOk(args, { store });
+      expect(r.stdout).toMatch(/^(dry run: would free|freed) [^\n]*\n$/);
+    }
+  });
+
   it('rm of an unknown ref fails with one line', async () => {
     const store = tmpDir();
     await createTiny(store, 'x');

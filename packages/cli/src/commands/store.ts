@@ -126,6 +126,8 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         ctx.print(
           `${r.dryRun ? 'dry run: ' : ''}${would} ${formatBytes(r.bytesFreed)} (${r.bytesFreed} bytes)`,
         );
+        // -q: only the final line, which here is the sum.
+        if (ctx.quiet) return;
         const f = r.freed;
         const lines: Array<[string, { count: number; bytes: number }, string, string]> = [
           ['blobs', f.blobs, 'blob', 'blobs'],
