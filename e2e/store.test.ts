@@ -201,6 +201,18 @@ describe('rm and gc', () => {
     expect((await strataOk(['inspect', 'keep'], { store })).stdout).toContain('keep:latest');
   });
 
+  it('load -t notes a tag it moves, as template create and pull do', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'a', 'first');
+    await createTiny(store, 'b', 'second');
+    const archive = path.join(tmpDir(), 'a.tmpl.img');
+    await strataOk(['save', 'a', '-o', archive], { store });
+    const r = await strataOk(['load', archive, '-t', 'b'], { store });
+    expect(r.stderr).toMatch(/note: tag b:latest moved from \S+ to \S+/);
+    const again = await strataOk(['load', archive, '-t', 'b'], { store });
+    expect(again.stderr).not.toContain('moved');
+  });
+
   it('gc -q prints only its final line, dry run or not', async () => {
     const store = tmpDir();
     await createTiny(store, 'gone');

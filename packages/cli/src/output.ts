@@ -1,4 +1,5 @@
 import { InvalidArgumentError, ParseError, isStrataError, redact } from '@strata/oci';
+import type { Context } from './context';
 
 /** Human-readable byte count (binary units). */
 /** `1 step`, `2 steps`: a count with its noun. */
@@ -195,4 +196,25 @@ export function numberCheck(option: string, kind: 'count' | 'positive'): (v: unk
       `${option} must be ${what}${Number.isNaN(n) ? '' : `, not ${String(v)}`}`,
     );
   };
+}
+
+/**
+ * What each tag names before a command that tags (build, load), so that it can say which tags
+ * it moved: a tag that named another image is moved, as docker does, but never silently.
+ */
+export async function tagsBefore(store: {
+  list(): Promise<Array<{ ref: string; descriptor: { digest: string } }>>;
+}): Promise<Map<string, string>> {
+  return new Map((await store.list()).map((t) => [t.ref, t.descriptor.digest]));
+}
+
+/** The note of every command that moves a tag from one image to another; none if it stayed. */
+export function movedTagNote(
+  ctx: Context,
+  ref: string,
+  from: string | undefined,
+  to: string,
+): void {
+  if (from !== undefined && from !== to)
+    ctx.note(`note: tag ${ref} moved from ${shortDigest(from)} to ${shortDigest(to)}`);
 }

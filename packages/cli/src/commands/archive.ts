@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { outputOption, stdinDash, platformOption } from '../output';
+import { movedTagNote, outputOption, tagsBefore, stdinDash, platformOption } from '../output';
 import { TransferBars } from '../progress';
 
 interface SaveArgs extends GlobalArgs {
@@ -57,12 +57,14 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
           }),
       run<LoadArgs>(async (ctx, a) => {
         const { loadArchive } = await import('@strata/store');
+        const store = await ctx.store();
+        const before = await tagsBefore(store);
         const progress = ctx.progress();
         let loaded;
         try {
           const bars = new TransferBars(progress, 'loading');
           loaded = await loadArchive(
-            await ctx.store(),
+            store,
             a.file === '-' ? process.stdin : a.file,
             a.tag,
             bars.onEvent,
@@ -70,6 +72,8 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         } finally {
           progress.done();
         }
+        for (const l of loaded)
+          if (l.ref !== undefined) movedTagNote(ctx, l.ref, before.get(l.ref), l.descriptor.digest);
         if (ctx.json)
           ctx.printJson(loaded.map((l) => ({ ref: l.ref, digest: l.descriptor.digest })));
         else

@@ -4,7 +4,7 @@ import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
-import { counted, formatBytes, shortDigest } from '../output';
+import { counted, formatBytes, movedTagNote, shortDigest, tagsBefore } from '../output';
 import { formatDuration, type Bar, type Progress } from '../progress';
 import { sourceDateEpoch } from './template';
 import { buildArgOption, parseBuildArgs } from '../build-args';
@@ -151,6 +151,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         for (const l of lines) progress.line(l);
       };
       const started = Date.now();
+      const before = await tagsBefore(store);
       let stage = '';
       try {
         const r = await ctx.interruptible((signal) =>
@@ -234,6 +235,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         );
         steps.end();
         progress.done();
+        if (r.ref !== undefined) movedTagNote(ctx, r.ref, before.get(r.ref), r.descriptor.digest);
         const secs = (Date.now() - started) / 1000;
         if (ctx.json) {
           ctx.printJson({

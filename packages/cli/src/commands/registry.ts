@@ -3,7 +3,7 @@ import type { Descriptor } from '@strata/oci';
 import type { Store } from '@strata/store';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, numberCheck, shortDigest } from '../output';
+import { formatBytes, movedTagNote, numberCheck } from '../output';
 import { TransferBars } from '../progress';
 
 interface NetArgs extends GlobalArgs {
@@ -226,11 +226,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         } finally {
           progress.done();
         }
-        // A tag that named another image is moved, as docker does, but never silently.
-        if (r.movedFrom !== undefined)
-          ctx.note(
-            `note: tag ${r.tag} moved from ${shortDigest(r.movedFrom)} to ${shortDigest(r.digest)}`,
-          );
+        movedTagNote(ctx, r.tag, r.movedFrom, r.digest);
         if (ctx.json) ctx.printJson(r);
         else
           ctx.print(

@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, shortDigest, stdinDash, platformOption } from '../output';
+import { formatBytes, movedTagNote, shortDigest, stdinDash, platformOption } from '../output';
 
 interface CreateArgs extends GlobalArgs {
   rootfs: string;
@@ -110,11 +110,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               },
             });
             progress.done();
-            // A tag that named another image is moved, as docker does, but never silently.
-            for (const m of t.moved)
-              ctx.note(
-                `note: tag ${m.ref} moved from ${shortDigest(m.from)} to ${shortDigest(m.to)}`,
-              );
+            for (const m of t.moved) movedTagNote(ctx, m.ref, m.from, m.to);
             const layer = t.manifest.layers[0];
             const meta = t.config.strata;
             if (ctx.json) {
