@@ -268,7 +268,8 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         }
       } catch (e) {
         if (partial) output(Buffer.from('\n'));
-        steps.end('failed');
+        // A step the user stopped did not fail: its line says so.
+        steps.end(ctx.interrupted ? 'interrupted' : 'failed');
         progress.done();
         if (ctx.interrupted)
           throw new StrataError('INTERRUPTED', 'build interrupted; nothing was tagged');
@@ -316,6 +317,8 @@ class StepLines {
     c.unpack?.remove();
     c.bar.remove();
     const secs = formatDuration((Date.now() - c.t0) / 1000);
-    this.log(`${c.text}: ${outcome ? `${outcome} ` : ''}in ${secs}`);
+    // A stopped step took no time to do its work: it was stopped after it.
+    const took = outcome === 'interrupted' ? 'after' : 'in';
+    this.log(`${c.text}: ${outcome ? `${outcome} ` : ''}${took} ${secs}`);
   }
 }
