@@ -1,12 +1,12 @@
 import { InvalidArgumentError, ParseError, isStrataError, redact } from '@strata/oci';
 import type { Context } from './context';
 
-/** Human-readable byte count (binary units). */
 /** `1 step`, `2 steps`: a count with its noun. */
 export function counted(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
+/** Human-readable byte count (binary units). */
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;

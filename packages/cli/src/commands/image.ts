@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, outputOption, shortDigest, platformOption } from '../output';
+import { counted, formatBytes, outputOption, shortDigest, platformOption } from '../output';
 
 interface FlattenArgs extends GlobalArgs {
   ref: string;
@@ -104,7 +104,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           results.push({ role, file, entries: r.entries, tarBytes: r.tarBytes, diffId: r.diffId });
           if (!ctx.json)
             ctx.print(
-              `flattened ${a.ref} (${role}, ${r.image.layers.length} layers) to ${file}: ${r.entries} entries, ${formatBytes(r.tarBytes)} tar, diffID ${shortDigest(r.diffId)} in ${progress.elapsed().toFixed(1)}s`,
+              `flattened ${a.ref} (${role}, ${counted(r.image.layers.length, 'layer')}) to ${file}: ${counted(r.entries, 'entry', 'entries')}, ${formatBytes(r.tarBytes)} tar, diffID ${shortDigest(r.diffId)} in ${progress.elapsed().toFixed(1)}s`,
             );
         }
         if (a.dir) {
@@ -122,7 +122,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           results.push({ role: 'rootfs', dir: a.dir, entries: r.entries });
           if (!ctx.json)
             ctx.print(
-              `flattened ${a.ref} (${r.image.layers.length} layers) into ${a.dir} in ${progress.elapsed().toFixed(1)}s`,
+              `flattened ${a.ref} (${counted(r.image.layers.length, 'layer')}) into ${a.dir} in ${progress.elapsed().toFixed(1)}s`,
             );
         }
         if (ctx.json) ctx.printJson(results);
@@ -272,11 +272,13 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         ctx.print(`bundled ${a.tag} ${d.digest}`);
         for (const img of info.images) {
           ctx.print(
-            `  ${img.role.padEnd(11)} ${shortDigest(img.digest)}  ${img.layers.length} layers`,
+            `  ${img.role.padEnd(11)} ${shortDigest(img.digest)}  ${counted(img.layers.length, 'layer')}`,
           );
         }
         const bytes = info.shared.reduce((n, l) => n + l.size, 0);
-        ctx.print(`  shared      ${info.shared.length} layers, ${formatBytes(bytes)} stored once`);
+        ctx.print(
+          `  shared      ${counted(info.shared.length, 'layer')}, ${formatBytes(bytes)} stored once`,
+        );
       }),
     );
 }

@@ -3,7 +3,7 @@ import type { Descriptor } from '@strata/oci';
 import type { Store } from '@strata/store';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, movedTagNote, numberCheck } from '../output';
+import { counted, formatBytes, movedTagNote, numberCheck } from '../output';
 import { TransferBars } from '../progress';
 
 interface NetArgs extends GlobalArgs {
@@ -185,7 +185,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         if (ctx.json) ctx.printJson({ ref: a.ref, ...r });
         else
           ctx.print(
-            `pushed ${a.ref} to ${r.target} ${r.digest} (${r.blobs} blobs: ${r.uploaded} uploaded, ${r.skipped} already there, ${r.mounted} mounted; ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)}s)`,
+            `pushed ${a.ref} to ${r.target} ${r.digest} (${counted(r.blobs, 'blob')}: ${r.uploaded} uploaded, ${r.skipped} already there, ${r.mounted} mounted; ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)}s)`,
           );
       }),
     )
@@ -230,7 +230,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         if (ctx.json) ctx.printJson(r);
         else
           ctx.print(
-            `pulled ${r.source} as ${r.tag} ${r.digest} (${r.blobs} blobs: ${r.downloaded} downloaded, ${r.present} already here; ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)}s)`,
+            `pulled ${r.source} as ${r.tag} ${r.digest} (${counted(r.blobs, 'blob')}: ${r.downloaded} downloaded, ${r.present} already here; ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)}s)`,
           );
       }),
     )

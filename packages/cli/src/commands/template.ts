@@ -2,7 +2,14 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, movedTagNote, shortDigest, stdinDash, platformOption } from '../output';
+import {
+  counted,
+  formatBytes,
+  movedTagNote,
+  shortDigest,
+  stdinDash,
+  platformOption,
+} from '../output';
 
 interface CreateArgs extends GlobalArgs {
   rootfs: string;
@@ -126,7 +133,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               });
             } else {
               ctx.print(
-                `created ${t.refs.join(', ')} ${t.descriptor.digest} (${meta?.packages.length ?? 0} packages, layer ${formatBytes(layer?.size ?? 0)} ${shortDigest(layer?.digest ?? '')}, ${progress.elapsed().toFixed(1)}s)`,
+                `created ${t.refs.join(', ')} ${t.descriptor.digest} (${counted(meta?.packages.length ?? 0, 'package')}, layer ${formatBytes(layer?.size ?? 0)} ${shortDigest(layer?.digest ?? '')}, ${progress.elapsed().toFixed(1)}s)`,
               );
             }
           }),
