@@ -139,6 +139,34 @@ describe('tags', () => {
     );
   });
 
+  it('a command that only reads does not make a store at a mistyped path', async () => {
+    const typo = path.join(tmpDir(), 'typo');
+    for (const args of [['ls'], ['df'], ['inspect', 'x'], ['gc', '--dry-run'], ['fsck']]) {
+      const r = await strata(args, { store: typo });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `strata: error: no store at ${typo} (hint: give the store with --store DIR or $STRATA_STORE; template create, build, pull and load make one)\n`,
+      );
+    }
+    expect(fs.existsSync(typo)).toBe(false);
+    // A command that writes still makes it.
+    await createTiny(typo, 'made');
+    expect((await strataOk(['ls', '-q'], { store: typo })).code).toBe(0);
+  });
+
+  it('a store path that is a file is a clear error', async () => {
+    const file = path.join(tmpDir(), 'file');
+    fs.writeFileSync(file, '');
+    for (const args of [
+      ['ls'],
+      ['template', 'create', makeTinyRootfs(tmpDir()), '-t', 'a', '--name', 'a'],
+    ]) {
+      const r = await strata(args, { store: file });
+      expect(r.stderr).toBe(`strata: error: store ${file} is a file, not a store directory\n`);
+      expect(r.code).toBe(2);
+    }
+  });
+
   it('loses no tag when several processes write one store at once', async () => {
     const store = tmpDir();
     const n = 6;

@@ -57,7 +57,7 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
           }),
       run<LoadArgs>(async (ctx, a) => {
         const { loadArchive } = await import('@strata/store');
-        const store = await ctx.store();
+        const store = await ctx.store(true);
         const before = await tagsBefore(store);
         const progress = ctx.progress();
         let loaded;

@@ -112,7 +112,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const { parsePlatforms, formatPlatform } = await import('@strata/oci');
       const platforms = a.platform !== undefined ? parsePlatforms(a.platform) : undefined;
       const { registryResolver, transportOptions } = await import('./registry');
-      const store = await ctx.store();
+      const store = await ctx.store(true);
       // The registry client loads only for a build that names a cache registry.
       const remote = async (spec: string, actions: Array<'pull' | 'push'>) => {
         const { parseReference } = await import('@strata/oci');

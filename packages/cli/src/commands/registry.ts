@@ -214,7 +214,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         let r;
         try {
           // The store opens (a new one is laid out and fsynced) while the registry is reached.
-          const opening = ctx.store();
+          const opening = ctx.store(true);
           const net = await transportOptions(a, source.registry);
           r = await pull(opening, source, {
             ...net,

@@ -94,7 +94,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               }),
           run<CreateArgs>(async (ctx, a) => {
             const { createTemplate, openRootfsSource } = await import('@strata/template');
-            const store = await ctx.store();
+            const store = await ctx.store(true);
             const progress = ctx.progress();
             // A rootfs tarball's size is the total of the extracting; a directory has none.
             const { stat } = await import('node:fs/promises');
