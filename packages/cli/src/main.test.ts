@@ -128,4 +128,29 @@ describe("yargs' usage errors", () => {
       fs.rmSync(store, { recursive: true, force: true });
     }
   });
+
+  it('two outputs that are one file, or an output that is an input, are refused', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-main-'));
+    try {
+      const same = path.join(dir, 'same.tar');
+      const r = await cli(['flatten', 'T', '--rootfs', same, '--buildchroot', `${dir}/./same.tar`]);
+      expect([r.code, r.stderr]).toEqual([
+        2,
+        `strata: error: --buildchroot ${dir}/./same.tar is also the --rootfs output: give each output a file of its own\n`,
+      ]);
+      const wks = path.join(dir, 'disk.wks');
+      fs.writeFileSync(wks, 'part / --fstype=ext4\n');
+      fs.symlinkSync(wks, path.join(dir, 'link.img'));
+      for (const out of [wks, path.join(dir, 'link.img')]) {
+        const i = await cli(['image', 'T', '--wks', wks, '-o', out]);
+        expect([i.code, i.stderr]).toEqual([
+          2,
+          `strata: error: -o ${out} is the --wks input: give each output a file of its own\n`,
+        ]);
+      }
+      expect(fs.readFileSync(wks, 'utf8')).toBe('part / --fstype=ext4\n');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,4 +1,6 @@
 import { InvalidArgumentError, ParseError, isStrataError, redact } from '@strata/oci';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Context } from './context';
 
 /** `1 step`, `2 steps`: a count with its noun. */
@@ -217,4 +219,40 @@ export function movedTagNote(
 ): void {
   if (from !== undefined && from !== to)
     ctx.note(`note: tag ${ref} moved from ${shortDigest(from)} to ${shortDigest(to)}`);
+}
+
+/**
+ * Refuse (a usage error) two outputs that are one file, or an output that is one of the
+ * command's inputs: the second write would replace the first, or the input, without a word.
+ * Paths are compared resolved, and by inode where the file exists (a link, another spelling).
+ */
+export function distinctFiles(
+  outputs: ReadonlyArray<readonly [string, string | undefined]>,
+  inputs: ReadonlyArray<readonly [string, string | undefined]> = [],
+): true {
+  const seen: { option: string; input: boolean; path: string; inode?: string }[] = [];
+  const all = [
+    ...inputs.map((x) => [...x, true] as const),
+    ...outputs.map((x) => [...x, false] as const),
+  ];
+  for (const [option, file, input] of all) {
+    if (file === undefined || file === '' || file === '-') continue;
+    const resolved = path.resolve(file);
+    let inode: string | undefined;
+    try {
+      const st = fs.statSync(resolved);
+      inode = `${st.dev}:${st.ino}`;
+    } catch {
+      inode = undefined;
+    }
+    const same = seen.find(
+      (s) => s.path === resolved || (inode !== undefined && s.inode === inode),
+    );
+    if (same && !input)
+      throw new InvalidArgumentError(
+        `${option} ${file} is ${same.input ? 'the' : 'also the'} ${same.option} ${same.input ? 'input' : 'output'}: give each output a file of its own`,
+      );
+    seen.push({ option, input, path: resolved, ...(inode !== undefined ? { inode } : {}) });
+  }
+  return true;
 }

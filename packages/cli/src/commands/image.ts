@@ -1,7 +1,14 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { counted, formatBytes, outputOption, shortDigest, platformOption } from '../output';
+import {
+  counted,
+  distinctFiles,
+  formatBytes,
+  outputOption,
+  shortDigest,
+  platformOption,
+} from '../output';
 
 interface FlattenArgs extends GlobalArgs {
   ref: string;
@@ -70,7 +77,11 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           .check((a) => {
             if (!a.rootfs && !a.buildchroot && !a.dir)
               throw new Error('say where to write: --rootfs FILE, --buildchroot FILE or --dir DIR');
-            return true;
+            return distinctFiles([
+              ['--rootfs', a.rootfs],
+              ['--buildchroot', a.buildchroot],
+              ['--dir', a.dir],
+            ]);
           }),
       run<FlattenArgs>(async (ctx, a) => {
         const { flattenToTar, flattenToDir } = await import('@strata/imager');
@@ -162,7 +173,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               throw new Error(
                 '--size, --extra-space and --label are for --ext4; put them on part lines in the .wks',
               );
-            return true;
+            return distinctFiles([['-o', a.output]], [['--wks', a.wks]]);
           }),
       run<ImageArgs>(async (ctx, a) => {
         const { buildExt4Image, buildDiskImage, parseSizeArg, readWksFile } =
