@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Store } from '@strata/store';
 import { main } from './main';
 
 /** Run the CLI in-process; what it wrote to stdout and stderr, and its exit code. */
@@ -121,6 +122,7 @@ describe("yargs' usage errors", () => {
   it("--build-arg of check takes one value, as build's does: the tag after it stays the tag", async () => {
     const store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-main-'));
     try {
+      await Store.open(store);
       const r = await cli(['--store', store, 'check', '--build-arg', 'A=1', 'product:1']);
       expect(r.stderr).not.toContain('non-option');
       expect(r.stderr).toContain('product:1');
