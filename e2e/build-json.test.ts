@@ -194,6 +194,9 @@ test('an interrupted build with --json: its error object, exit 130', async () =>
       exitCode: 130,
     },
   });
+  // The step the user stopped did not fail.
+  expect(run.output().stderr).toMatch(/RUN echo started; sleep 60: interrupted after /);
+  expect(run.output().stderr).not.toContain('failed');
 });
 
 test('a usage error with --json: the object too, exit 2', async () => {

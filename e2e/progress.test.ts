@@ -70,7 +70,7 @@ test('on a terminal, pull and flatten draw bars with bytes, rate and time left',
   expect(flat.code).toBe(0);
   expect(flat.stdout).toMatch(/rootfs: (reading layers|writing) .*ETA/);
   expect(flat.stdout).toMatch(BAR);
-  expect(flat.stdout).toMatch(/flattened pulled:1 \(rootfs, 1 layers\) to /);
+  expect(flat.stdout).toMatch(/flattened pulled:1 \(rootfs, 1 layer\) to /);
   expect(fs.statSync(out).size).toBeGreaterThan(1024 * 1024);
 });
 

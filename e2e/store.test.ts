@@ -123,7 +123,7 @@ describe('tags', () => {
     const r = await strata(args, { store });
     expect(r.code).toBe(2);
     expect(isOneLineError(r.stderr)).toBe(true);
-    expect(r.stderr).toContain(`-t/--tag given 2 times; strata ${cmd} takes one (x:1, y:1)`);
+    expect(r.stderr).toContain(`-t/--tag given twice; give it once (x:1, y:1)`);
   });
 
   it('uses $STRATA_STORE when --store is absent', async () => {
@@ -137,6 +137,34 @@ describe('tags', () => {
     expect(fs.readFileSync(path.join(store, 'oci-layout'), 'utf8')).toMatch(
       /"imageLayoutVersion"\s*:\s*"1.0.0"/,
     );
+  });
+
+  it('a command that only reads does not make a store at a mistyped path', async () => {
+    const typo = path.join(tmpDir(), 'typo');
+    for (const args of [['ls'], ['df'], ['inspect', 'x'], ['gc', '--dry-run'], ['fsck']]) {
+      const r = await strata(args, { store: typo });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `strata: error: no store at ${typo} (hint: give the store with --store DIR or $STRATA_STORE; template create, build, pull and load make one)\n`,
+      );
+    }
+    expect(fs.existsSync(typo)).toBe(false);
+    // A command that writes still makes it.
+    await createTiny(typo, 'made');
+    expect((await strataOk(['ls', '-q'], { store: typo })).code).toBe(0);
+  });
+
+  it('a store path that is a file is a clear error', async () => {
+    const file = path.join(tmpDir(), 'file');
+    fs.writeFileSync(file, '');
+    for (const args of [
+      ['ls'],
+      ['template', 'create', makeTinyRootfs(tmpDir()), '-t', 'a', '--name', 'a'],
+    ]) {
+      const r = await strata(args, { store: file });
+      expect(r.stderr).toBe(`strata: error: store ${file} is a file, not a store directory\n`);
+      expect(r.code).toBe(2);
+    }
   });
 
   it('loses no tag when several processes write one store at once', async () => {
@@ -199,6 +227,33 @@ describe('rm and gc', () => {
     expect((await strata(['fsck'], { store })).code).toBe(0);
     expect((await strataJson<{ bytesFreed: number }>(['gc'], { store })).bytesFreed).toBe(0);
     expect((await strataOk(['inspect', 'keep'], { store })).stdout).toContain('keep:latest');
+  });
+
+  it('load -t notes a tag it moves, as template create and pull do', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'a', 'first');
+    await createTiny(store, 'b', 'second');
+    const archive = path.join(tmpDir(), 'a.tmpl.img');
+    await strataOk(['save', 'a', '-o', archive], { store });
+    const r = await strataOk(['load', archive, '-t', 'b'], { store });
+    expect(r.stderr).toMatch(/note: tag b:latest moved from \S+ to \S+/);
+    const again = await strataOk(['load', archive, '-t', 'b'], { store });
+    expect(again.stderr).not.toContain('moved');
+  });
+
+  it('gc -q prints only its final line, dry run or not', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'gone');
+    await strataOk(['rm', 'gone'], { store });
+    const full = await strataOk(['gc', '--dry-run'], { store });
+    expect(full.stdout.trim().split('\n').length).toBeGreaterThan(1);
+    for (const args of [
+      ['gc', '-q', '--dry-run'],
+      ['gc', '-q'],
+    ]) {
+      const r = await strataOk(args, { store });
+      expect(r.stdout).toMatch(/^(dry run: would free|freed) [^\n]*\n$/);
+    }
   });
 
   it('rm of an unknown ref fails with one line', async () => {

@@ -19,3 +19,17 @@ export function parseBuildArgs(
   }
   return out;
 }
+
+/**
+ * `--build-arg`, for build and check alike. `nargs: 1`: an array option otherwise takes every
+ * word after it, so `--build-arg A=1 product:1` swallowed the tag.
+ */
+export function buildArgOption() {
+  return {
+    type: 'string' as const,
+    array: true as const,
+    nargs: 1,
+    default: [] as string[],
+    describe: 'ARG value, NAME=VALUE (repeatable)',
+  };
+}

@@ -1,3 +1,5 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import type { Store } from '@strata/store';
 import { Interruption } from './interrupt';
 import { Progress, isLive } from './progress';
@@ -62,13 +64,22 @@ export class Context {
 
   /**
    * The store, opened once. A command may start opening it early and await it later: a failure
-   * in between surfaces where it is awaited, not as an unhandled rejection.
+   * in between surfaces where it is awaited, not as an unhandled rejection. Only a command that
+   * writes (`create`) makes a store that is not there: one that reads would make an empty store
+   * of a mistyped --store and report it empty.
    */
-  store(): Promise<Store> {
+  store(create = false): Promise<Store> {
     if (!this.opened) {
-      this.opened = import('@strata/store').then(({ Store, defaultStorePath }) =>
-        Store.open(this.args.store ?? defaultStorePath()),
-      );
+      this.opened = import('@strata/store').then(async ({ Store, defaultStorePath }) => {
+        const root = path.resolve(this.args.store ?? defaultStorePath());
+        if (!create && !(await isStore(root))) {
+          const { NotFoundError } = await import('@strata/oci');
+          throw new NotFoundError(`no store at ${root}`, {
+            hint: 'give the store with --store DIR or $STRATA_STORE; template create, build, pull and load make one',
+          });
+        }
+        return Store.open(root);
+      });
       this.opened.catch(() => undefined);
     }
     return this.opened;
@@ -93,4 +104,15 @@ export class Context {
   finish(): void {
     for (const p of this.bars.splice(0)) p.done();
   }
+}
+
+/** Whether `root` holds a store (its oci-layout); a file there is left to Store.open to refuse. */
+async function isStore(root: string): Promise<boolean> {
+  const st = await fsp.stat(root).catch(() => undefined);
+  if (st === undefined) return false;
+  if (!st.isDirectory()) return true;
+  return fsp.stat(path.join(root, 'oci-layout')).then(
+    () => true,
+    () => false,
+  );
 }

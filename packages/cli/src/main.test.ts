@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Store } from '@strata/store';
 import { main } from './main';
 
 /** Run the CLI in-process; what it wrote to stdout and stderr, and its exit code. */
@@ -73,5 +74,85 @@ describe("yargs' usage errors", () => {
       2,
       'strata: error: unknown command "xyzzy" (strata --help lists the commands)\n',
     ]);
+  });
+
+  it('an option that takes one value, given twice, is named (exit 2)', async () => {
+    const r = await cli(['flatten', 'T', '--rootfs', 'a.tar', '--rootfs', 'b.tar']);
+    expect([r.code, r.stderr]).toEqual([
+      2,
+      'strata: error: --rootfs given twice; give it once (a.tar, b.tar)\n',
+    ]);
+    const tag = await cli(['build', '-t', 'a:1', '-t', 'b:1', '-t', 'c:1', '.']);
+    expect(tag.stderr).toBe(
+      'strata: error: -t/--tag given 3 times; give it once (a:1, b:1, c:1)\n',
+    );
+  });
+
+  it("what a command's checks refuse is a usage error, exit 2", async () => {
+    for (const argv of [
+      ['flatten', 'T', '--json'],
+      ['image', 'T'],
+      ['image', 'T', '--wks', 'disk.wks'],
+    ]) {
+      const r = await cli(argv);
+      expect(r.code).toBe(2);
+      if (argv.includes('--json'))
+        expect(JSON.parse(r.stdout)).toMatchObject({ error: { code: 'INVALID_ARGUMENT' } });
+    }
+  });
+
+  it.each([
+    [['push', 'a', 'localhost:1/a:1', '--jobs', 'abc'], '--jobs must be a whole number, 1 or more'],
+    [
+      ['push', 'a', 'localhost:1/a:1', '-j', '0'],
+      '--jobs must be a whole number, 1 or more, not 0',
+    ],
+    [['pull', 'localhost:1/a:1', '--timeout', '-3'], '--timeout must be a number above 0, not -3'],
+    [
+      ['push', 'a', 'localhost:1/a:1', '--chunk-size', '1.5'],
+      '--chunk-size must be a whole number',
+    ],
+    [['diff', 'a', 'b', '--depth', '0'], '--depth must be a whole number, 1 or more, not 0'],
+  ])('a numeric option out of range is a usage error: %j', async (argv, message) => {
+    const r = await cli(argv);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+  });
+
+  it("--build-arg of check takes one value, as build's does: the tag after it stays the tag", async () => {
+    const store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-main-'));
+    try {
+      await Store.open(store);
+      const r = await cli(['--store', store, 'check', '--build-arg', 'A=1', 'product:1']);
+      expect(r.stderr).not.toContain('non-option');
+      expect(r.stderr).toContain('product:1');
+    } finally {
+      fs.rmSync(store, { recursive: true, force: true });
+    }
+  });
+
+  it('two outputs that are one file, or an output that is an input, are refused', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-main-'));
+    try {
+      const same = path.join(dir, 'same.tar');
+      const r = await cli(['flatten', 'T', '--rootfs', same, '--buildchroot', `${dir}/./same.tar`]);
+      expect([r.code, r.stderr]).toEqual([
+        2,
+        `strata: error: --buildchroot ${dir}/./same.tar is also the --rootfs output: give each output a file of its own\n`,
+      ]);
+      const wks = path.join(dir, 'disk.wks');
+      fs.writeFileSync(wks, 'part / --fstype=ext4\n');
+      fs.symlinkSync(wks, path.join(dir, 'link.img'));
+      for (const out of [wks, path.join(dir, 'link.img')]) {
+        const i = await cli(['image', 'T', '--wks', wks, '-o', out]);
+        expect([i.code, i.stderr]).toEqual([
+          2,
+          `strata: error: -o ${out} is the --wks input: give each output a file of its own\n`,
+        ]);
+      }
+      expect(fs.readFileSync(wks, 'utf8')).toBe('part / --fstype=ext4\n');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

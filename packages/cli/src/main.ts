@@ -30,7 +30,11 @@ export async function main(argv: string[]): Promise<number> {
   let ctx: Context | undefined;
   let failure: unknown;
   const interruption = new Interruption();
+  // What fails before a command's handler starts is yargs' parsing, its checks and coerces:
+  // the arguments were wrong (a usage error), whatever the error's class.
+  let handling = false;
   const run: Runner = (fn) => async (args) => {
+    handling = true;
     ctx = new Context(args as GlobalArgs, interruption);
     if (interruption.aborted) throw interrupted();
     const work = fn(ctx, args);
@@ -66,16 +70,20 @@ export async function main(argv: string[]): Promise<number> {
       describe: 'Show stack traces on errors',
       global: true,
     })
+    // yargs passes a middleware the parser too, with the command's options; its typings do not.
+    .middleware(refuseRepeated as (args: Record<string, unknown>) => void, true)
     .strict()
     .demandCommand(1, 'Name a command; see strata --help')
     .recommendCommands()
     .exitProcess(false)
     .fail((msg, err) => {
-      // Throwing stops yargs from running the handler after a validation failure. yargs wraps
-      // what a .check() or coerce throws in a YError: that is a usage error (exit 2), like the
+      // Throwing stops yargs from running the handler after a validation failure. What a
+      // .check() or coerce throws, and yargs' own YErrors, are usage errors (exit 2), like the
       // ones it finds itself; errors from a command's handler pass through as they are.
-      if (err?.name === 'YError') throw new InvalidArgumentError(usageMessage(err.message, argv));
-      throw err ?? new InvalidArgumentError(usageMessage(msg, argv));
+      if (err === undefined || err === null)
+        throw new InvalidArgumentError(usageMessage(msg, argv, knownOptions(y)));
+      if (handling || isStrataError(err)) throw err;
+      throw new InvalidArgumentError(usageMessage(err.message, argv));
     })
     .help()
     .version()
@@ -121,6 +129,46 @@ export async function main(argv: string[]): Promise<number> {
     return exitCodeFor(failure);
   }
   return (ctx as Context | undefined)?.exitCode ?? 0;
+}
+
+interface YargsOptions {
+  key: Record<string, unknown>;
+  array: string[];
+  alias: Record<string, string[] | undefined>;
+}
+
+/**
+ * yargs makes an array of any option given twice, which a command that takes one value would
+ * take for a string: a usage error names the option, for every option not declared an array.
+ */
+function refuseRepeated(args: Record<string, unknown>, parser: unknown): void {
+  // The command's own options: yargs' typings leave out getOptions.
+  const options = (parser as { getOptions(): YargsOptions }).getOptions();
+  const arrays = new Set(options.array);
+  const aliases = options.alias;
+  for (const [key, value] of Object.entries(args)) {
+    if (key === '_' || key === '$0' || !Array.isArray(value) || value.length < 2) continue;
+    // Each option once, by its long name: yargs sets its short alias and camelCase name too.
+    if (key.length === 1 || /[A-Z]/.test(key)) continue;
+    const names = [key, ...(aliases[key] ?? [])];
+    if (names.some((n) => arrays.has(n))) continue;
+    const short = names.filter((n) => n.length === 1).map((n) => `-${n}/`);
+    const times = value.length === 2 ? 'twice' : `${value.length} times`;
+    throw new InvalidArgumentError(
+      `${short.join('')}--${key} given ${times}; give it once (${value.map(String).join(', ')})`,
+    );
+  }
+}
+
+/** The options the command takes, by every name yargs knows them by. */
+function knownOptions(parser: unknown): Set<string> {
+  const options = (parser as { getOptions(): YargsOptions }).getOptions();
+  const names = new Set(Object.keys(options.key));
+  for (const [name, aliases] of Object.entries(options.alias)) {
+    names.add(name);
+    for (const a of aliases ?? []) names.add(a);
+  }
+  return names;
 }
 
 function isInterrupted(e: unknown): boolean {

@@ -1,11 +1,14 @@
 import { InvalidArgumentError, ParseError, isStrataError, redact } from '@strata/oci';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Context } from './context';
 
-/** Human-readable byte count (binary units). */
 /** `1 step`, `2 steps`: a count with its noun. */
 export function counted(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
+/** Human-readable byte count (binary units). */
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;
@@ -161,36 +164,95 @@ export function stdinDash(v: string): string {
 }
 
 /** `--platform` of a command that reads one platform of a multi-platform template. */
-export function platformOption(what: string, command: string) {
+export function platformOption(what: string) {
   return {
     type: 'string' as const,
     describe: `Of a multi-platform template, ${what} (os/arch[/variant])`,
-    coerce: once('--platform', command),
   };
 }
 
 /** `-o/--output` of a command that writes one file or folder; `required` unless it has a default. */
-export function outputOption(describe: string, command: string, required = true) {
+export function outputOption(describe: string, required = true) {
   return {
     alias: 'o',
     type: 'string' as const,
     describe,
-    coerce: once('-o/--output', command),
     ...(required ? { demandOption: true as const } : {}),
   };
 }
 
 /**
- * A coerce for an option given at most once: yargs turns `-t a -t b` into an array, which the
- * command would otherwise take for a string. A usage error (exit 2) names the command.
+ * The coerce of a numeric option: a usage error (exit 2) that names the option unless the value
+ * is a `count` (a whole number, 1 or more) or a `positive` number. yargs makes NaN of a word and
+ * passes it on, and a command would go on with it (a push with `--jobs abc` sent nothing).
  */
-export function once(option: string, command: string): (v: unknown) => string | undefined {
+export function numberCheck(option: string, kind: 'count' | 'positive'): (v: unknown) => unknown {
   return (v) => {
-    if (!Array.isArray(v)) return v as string | undefined;
-    if (v.length > 1)
-      throw new InvalidArgumentError(
-        `${option} given ${v.length} times; ${command} takes one (${v.map(String).join(', ')})`,
-      );
-    return v[0] as string | undefined;
+    // Given twice: the check for repeated options names it.
+    if (Array.isArray(v) || v === undefined) return v;
+    const n = typeof v === 'number' ? v : Number(v);
+    const ok = kind === 'count' ? Number.isInteger(n) && n >= 1 : Number.isFinite(n) && n > 0;
+    if (ok) return n;
+    const what = kind === 'count' ? 'a whole number, 1 or more' : 'a number above 0';
+    throw new InvalidArgumentError(
+      `${option} must be ${what}${Number.isNaN(n) ? '' : `, not ${String(v)}`}`,
+    );
   };
+}
+
+/**
+ * What each tag names before a command that tags (build, load), so that it can say which tags
+ * it moved: a tag that named another image is moved, as docker does, but never silently.
+ */
+export async function tagsBefore(store: {
+  list(): Promise<Array<{ ref: string; descriptor: { digest: string } }>>;
+}): Promise<Map<string, string>> {
+  return new Map((await store.list()).map((t) => [t.ref, t.descriptor.digest]));
+}
+
+/** The note of every command that moves a tag from one image to another; none if it stayed. */
+export function movedTagNote(
+  ctx: Context,
+  ref: string,
+  from: string | undefined,
+  to: string,
+): void {
+  if (from !== undefined && from !== to)
+    ctx.note(`note: tag ${ref} moved from ${shortDigest(from)} to ${shortDigest(to)}`);
+}
+
+/**
+ * Refuse (a usage error) two outputs that are one file, or an output that is one of the
+ * command's inputs: the second write would replace the first, or the input, without a word.
+ * Paths are compared resolved, and by inode where the file exists (a link, another spelling).
+ */
+export function distinctFiles(
+  outputs: ReadonlyArray<readonly [string, string | undefined]>,
+  inputs: ReadonlyArray<readonly [string, string | undefined]> = [],
+): true {
+  const seen: { option: string; input: boolean; path: string; inode?: string }[] = [];
+  const all = [
+    ...inputs.map((x) => [...x, true] as const),
+    ...outputs.map((x) => [...x, false] as const),
+  ];
+  for (const [option, file, input] of all) {
+    if (file === undefined || file === '' || file === '-') continue;
+    const resolved = path.resolve(file);
+    let inode: string | undefined;
+    try {
+      const st = fs.statSync(resolved);
+      inode = `${st.dev}:${st.ino}`;
+    } catch {
+      inode = undefined;
+    }
+    const same = seen.find(
+      (s) => s.path === resolved || (inode !== undefined && s.inode === inode),
+    );
+    if (same && !input)
+      throw new InvalidArgumentError(
+        `${option} ${file} is ${same.input ? 'the' : 'also the'} ${same.option} ${same.input ? 'input' : 'output'}: give each output a file of its own`,
+      );
+    seen.push({ option, input, path: resolved, ...(inode !== undefined ? { inode } : {}) });
+  }
+  return true;
 }

@@ -141,7 +141,7 @@ describe('Progress', () => {
     bars.onEvent({ type: 'progress', digest: d, bytes: MiB, size: 2 * MiB });
     bars.onEvent({ type: 'done', digest: d, size: 2 * MiB, outcome: 'downloaded', bytes: 2 * MiB });
     p.done();
-    expect(t.out()).toMatch(/total \(1 blobs\) \[#+\.*\] \d+% /);
+    expect(t.out()).toMatch(/total \(1 blob\) \[#+\.*\] \d+% /);
     expect(t.out()).toContain('abababababab downloaded 2.0 MiB');
   });
 });

@@ -1,5 +1,5 @@
 import type { MultiBar, SingleBar } from 'cli-progress';
-import { formatBytes, progressFigures } from './output';
+import { counted, formatBytes, progressFigures } from './output';
 
 let cliProgress: typeof import('cli-progress') | undefined;
 /** cli-progress, loaded when the first bar is drawn: off a terminal, or quiet, none ever is. */
@@ -221,7 +221,7 @@ export class TransferBars {
     switch (e.type) {
       case 'plan':
         this.totalBytes = e.bytes;
-        this.total = this.progress.bar(`total (${e.blobs} blobs)`, e.bytes);
+        this.total = this.progress.bar(`total (${counted(e.blobs, 'blob')})`, e.bytes);
         break;
       case 'start':
         this.active.set(e.digest, {

@@ -1,4 +1,4 @@
-import { usageMessage } from './usage';
+import { unknownOptions, usageMessage } from './usage';
 
 test('an unknown command is named, with what yargs thinks was meant', () => {
   expect(usageMessage('Did you mean login?', ['--store', 'st', 'bogus', '-q'])).toBe(
@@ -36,4 +36,20 @@ test("yargs' unknown arguments say whether they are a command, an option or an e
   expect(usageMessage('Unknown arguments: bogus, extra', ['ls', '--bogus=1', 'extra'])).toBe(
     'unknown option --bogus; unexpected argument "extra"',
   );
+});
+
+test("an unknown --bogus-flag is named once, not again as yargs' camelCase bogusFlag", () => {
+  expect(usageMessage('Unknown arguments: bogus-flag, bogusFlag', ['build', '--bogus-flag'])).toBe(
+    'unknown option --bogus-flag',
+  );
+});
+
+test('an unknown option that took the positional for its value is named', () => {
+  const known = new Set(['store', 'json', 'no-packages', 'packages', 'build-arg', 'buildArg']);
+  const msg = 'Not enough non-option arguments: got 0, need at least 1';
+  expect(usageMessage(msg, ['check', '--bogus', 'product:1'], known)).toBe(
+    'unknown option --bogus',
+  );
+  expect(usageMessage(msg, ['check', '--no-packages', '--build-arg=A=1'], known)).toBe(msg);
+  expect(unknownOptions(['--no-packages', '--x=1', '--', '--y'], known)).toEqual(['x']);
 });

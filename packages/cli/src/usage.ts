@@ -3,7 +3,17 @@
  * for `strata bogus` does not say that bogus is not a command, and its invalid-choice message
  * spans lines.
  */
-export function usageMessage(msg: string, argv: readonly string[]): string {
+export function usageMessage(
+  msg: string,
+  argv: readonly string[],
+  known?: ReadonlySet<string>,
+): string {
+  // An unknown option takes the word after it for its value (`check --bogus product:1`), and
+  // yargs then misses the positional before it looks for unknown options: name the option.
+  if (known && /^Not enough non-option arguments/.test(msg)) {
+    const unknown = unknownOptions(argv, known);
+    if (unknown.length > 0) return unknown.map((n) => `unknown option --${n}`).join('; ');
+  }
   const suggestion = /^Did you mean (\S+)\?$/.exec(msg.trim());
   if (suggestion) {
     const word = commandWord(argv);
@@ -11,7 +21,9 @@ export function usageMessage(msg: string, argv: readonly string[]): string {
   }
   const unknown = /^Unknown arguments?: (.+)$/.exec(msg.trim());
   if (unknown?.[1] !== undefined) {
-    const names = unknown[1].split(', ');
+    // yargs names an unknown --bogus-flag twice, the second time as bogusFlag.
+    const all = unknown[1].split(', ');
+    const names = all.filter((n) => !(/[A-Z]/.test(n) && all.includes(kebabCase(n))));
     const word = commandWord(argv);
     if (names.length === 1 && names[0] === word)
       return `unknown command ${JSON.stringify(word)} (strata --help lists the commands)`;
@@ -51,4 +63,22 @@ function commandWord(argv: readonly string[]): string | undefined {
     else if (!a.startsWith('-')) return a;
   }
   return undefined;
+}
+
+function kebabCase(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** The long options in argv (before a `--`) that are not in `known` (names, aliases, camelCase). */
+export function unknownOptions(argv: readonly string[], known: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (const a of argv) {
+    if (a === '--') break;
+    const m = /^--(?:no-)?([^=]+)/.exec(a);
+    const name = m?.[1];
+    if (name === undefined || known.has(name) || known.has(a.slice(2).split('=')[0] ?? ''))
+      continue;
+    if (!out.includes(name)) out.push(name);
+  }
+  return out;
 }

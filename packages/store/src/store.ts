@@ -58,7 +58,12 @@ export type AttachedFile = { mediaType: string; title: string } & (
 
 export class Store extends RootStore {
   static async open(root: string): Promise<Store> {
-    const s = new Store(new StorePaths(path.resolve(root)));
+    const dir = path.resolve(root);
+    // mkdir under a file fails with ENOTDIR, which names neither the store nor the fix.
+    const st = await fsp.stat(dir).catch(() => undefined);
+    if (st !== undefined && !st.isDirectory())
+      throw new InvalidArgumentError(`store ${dir} is a file, not a store directory`);
+    const s = new Store(new StorePaths(dir));
     await s.init();
     return s;
   }

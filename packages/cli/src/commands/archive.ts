@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { once, outputOption, stdinDash, platformOption } from '../output';
+import { movedTagNote, outputOption, tagsBefore, stdinDash, platformOption } from '../output';
 import { TransferBars } from '../progress';
 
 interface SaveArgs extends GlobalArgs {
@@ -22,11 +22,8 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       (c) =>
         c
           .positional('ref', { type: 'string', demandOption: true })
-          .option('output', outputOption('Archive file to write', 'strata save'))
-          .option(
-            'platform',
-            platformOption('save the rootfs image of this platform only', 'strata save'),
-          ),
+          .option('output', outputOption('Archive file to write'))
+          .option('platform', platformOption('save the rootfs image of this platform only')),
       run<SaveArgs>(async (ctx, a) => {
         const { saveArchive } = await import('@strata/store');
         const { parsePlatform } = await import('@strata/oci');
@@ -57,16 +54,17 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
             alias: 't',
             type: 'string',
             describe: 'Tag for the loaded image',
-            coerce: once('-t/--tag', 'strata load'),
           }),
       run<LoadArgs>(async (ctx, a) => {
         const { loadArchive } = await import('@strata/store');
+        const store = await ctx.store(true);
+        const before = await tagsBefore(store);
         const progress = ctx.progress();
         let loaded;
         try {
           const bars = new TransferBars(progress, 'loading');
           loaded = await loadArchive(
-            await ctx.store(),
+            store,
             a.file === '-' ? process.stdin : a.file,
             a.tag,
             bars.onEvent,
@@ -74,6 +72,8 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         } finally {
           progress.done();
         }
+        for (const l of loaded)
+          if (l.ref !== undefined) movedTagNote(ctx, l.ref, before.get(l.ref), l.descriptor.digest);
         if (ctx.json)
           ctx.printJson(loaded.map((l) => ({ ref: l.ref, digest: l.descriptor.digest })));
         else

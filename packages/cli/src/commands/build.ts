@@ -4,10 +4,10 @@ import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
-import { counted, formatBytes, once, shortDigest } from '../output';
+import { counted, formatBytes, movedTagNote, shortDigest, tagsBefore } from '../output';
 import { formatDuration, type Bar, type Progress } from '../progress';
 import { sourceDateEpoch } from './template';
-import { parseBuildArgs } from '../build-args';
+import { buildArgOption, parseBuildArgs } from '../build-args';
 import { parseSecrets, secretOption } from '../secrets';
 
 interface BuildArgs extends GlobalArgs {
@@ -54,7 +54,6 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               alias: 't',
               type: 'string',
               describe: 'Tag for the result, name[:tag]',
-              coerce: once('-t/--tag', 'strata build'),
             })
             .option('name', {
               type: 'string',
@@ -67,15 +66,8 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               type: 'string',
               describe:
                 'Platforms to build for, os/arch[/variant],… (e.g. linux/amd64,linux/arm64): several give one multi-platform index',
-              coerce: once('--platform', 'strata build'),
             })
-            .option('build-arg', {
-              type: 'string',
-              array: true,
-              nargs: 1,
-              default: [],
-              describe: 'ARG value, NAME=VALUE (repeatable)',
-            })
+            .option('build-arg', buildArgOption())
             .option(
               'secret',
               secretOption(
@@ -127,7 +119,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const { parsePlatforms, formatPlatform } = await import('@strata/oci');
       const platforms = a.platform !== undefined ? parsePlatforms(a.platform) : undefined;
       const { registryResolver, transportOptions } = await import('./registry');
-      const store = await ctx.store();
+      const store = await ctx.store(true);
       // The registry client loads only for a build that names a cache registry.
       const remote = async (spec: string, actions: Array<'pull' | 'push'>) => {
         const { parseReference } = await import('@strata/oci');
@@ -166,6 +158,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         for (const l of lines) progress.line(l);
       };
       const started = Date.now();
+      const before = await tagsBefore(store);
       let stage = '';
       try {
         const r = await ctx.interruptible((signal) =>
@@ -250,6 +243,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         );
         steps.end();
         progress.done();
+        if (r.ref !== undefined) movedTagNote(ctx, r.ref, before.get(r.ref), r.descriptor.digest);
         const secs = (Date.now() - started) / 1000;
         if (ctx.json) {
           ctx.printJson({
@@ -283,7 +277,8 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         }
       } catch (e) {
         if (partial) output(Buffer.from('\n'));
-        steps.end('failed');
+        // A step the user stopped did not fail: its line says so.
+        steps.end(ctx.interrupted ? 'interrupted' : 'failed');
         progress.done();
         if (ctx.interrupted)
           throw new StrataError('INTERRUPTED', 'build interrupted; nothing was tagged');
@@ -331,6 +326,8 @@ class StepLines {
     c.unpack?.remove();
     c.bar.remove();
     const secs = formatDuration((Date.now() - c.t0) / 1000);
-    this.log(`${c.text}: ${outcome ? `${outcome} ` : ''}in ${secs}`);
+    // A stopped step took no time to do its work: it was stopped after it.
+    const took = outcome === 'interrupted' ? 'after' : 'in';
+    this.log(`${c.text}: ${outcome ? `${outcome} ` : ''}${took} ${secs}`);
   }
 }

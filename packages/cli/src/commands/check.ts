@@ -4,7 +4,7 @@ import { ExitCodeError, exitCodeFor, platformOption } from '../output';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
-import { parseBuildArgs } from '../build-args';
+import { buildArgOption, parseBuildArgs } from '../build-args';
 import { aptAuthOption, secretOption } from '../secrets';
 
 interface CheckArgs extends GlobalArgs {
@@ -42,12 +42,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           type: 'string',
           describe: 'Stage it was built from (default: the last)',
         })
-        .option('build-arg', {
-          type: 'string',
-          array: true,
-          default: [],
-          describe: 'ARG value, NAME=VALUE',
-        })
+        .option('build-arg', buildArgOption())
         .option('apt-sources', {
           type: 'string',
           describe: "apt sources file (default: the build host's)",
@@ -57,7 +52,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           default: true,
           describe: 'Look for newer package versions (--no-packages to skip the index download)',
         })
-        .option('platform', platformOption('check this platform', 'strata check'))
+        .option('platform', platformOption('check this platform'))
         .option(
           'secret',
           secretOption(

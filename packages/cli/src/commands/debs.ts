@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { outputOption, platformOption } from '../output';
+import { counted, outputOption, platformOption } from '../output';
 
 interface DebsArgs extends GlobalArgs {
   ref: string;
@@ -16,11 +16,8 @@ export function debsCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
     (c) =>
       c
         .positional('ref', { type: 'string', demandOption: true })
-        .option(
-          'output',
-          outputOption('Folder to write the .debs, Packages and Release into', 'strata debs'),
-        )
-        .option('platform', platformOption('the packages of this platform', 'strata debs')),
+        .option('output', outputOption('Folder to write the .debs, Packages and Release into'))
+        .option('platform', platformOption('the packages of this platform')),
     run<DebsArgs>(async (ctx, a) => {
       const { exportDebs } = await import('@strata/compose');
       const { parsePlatform } = await import('@strata/oci');
@@ -32,9 +29,7 @@ export function debsCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
       }
       for (const p of r.packages)
         ctx.print(`${p.filename}  ${p.name} ${p.version} ${p.architecture}`);
-      ctx.print(
-        `wrote ${r.packages.length} package${r.packages.length === 1 ? '' : 's'}, Packages and Release to ${r.dir}`,
-      );
+      ctx.print(`wrote ${counted(r.packages.length, 'package')}, Packages and Release to ${r.dir}`);
       ctx.print(`use it with: deb [trusted=yes] file:${r.dir} ./`);
     }),
   );

@@ -5,7 +5,14 @@ import type { DiffReport, DiffSide, FileInfo } from '@strata/imager';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { tlsOptions } from './registry';
-import { counted, ExitCodeError, exitCodeFor, formatBytes, platformOption } from '../output';
+import {
+  counted,
+  ExitCodeError,
+  exitCodeFor,
+  formatBytes,
+  numberCheck,
+  platformOption,
+} from '../output';
 
 interface DiffArgs extends GlobalArgs {
   a: string;
@@ -106,20 +113,19 @@ export function diffCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
         c
           .positional('a', { type: 'string', demandOption: true, describe: 'The old image' })
           .positional('b', { type: 'string', demandOption: true, describe: 'The new image' })
-          .option('platform', platformOption('compare this platform', 'strata diff'))
+          .option('platform', platformOption('compare this platform'))
           .option('depth', {
             type: 'number',
             default: 1,
             describe: 'Sum directory sizes down to this many path components',
+            coerce: numberCheck('--depth', 'count'),
           }),
       ),
     run<DiffArgs>(async (ctx, a) => {
       const closers: (() => void)[] = [];
       let r: DiffReport;
       try {
-        const { parsePlatform, InvalidArgumentError } = await import('@strata/oci');
-        if (!Number.isInteger(a.depth) || a.depth < 1)
-          throw new InvalidArgumentError(`--depth ${a.depth}: give a whole number of 1 or more`);
+        const { parsePlatform } = await import('@strata/oci');
         const sel: Selector =
           a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {};
         const { diffImages } = await import('@strata/imager');
@@ -192,27 +198,32 @@ export function formatDiff(r: DiffReport): string[] {
   for (const d of s.dirs) out.push(sizeLine(`${d.path}/`, d));
   const m = r.metadata;
   const meta: string[] = [];
-  if (m.name) meta.push(`  name: ${m.name.old ?? '(none)'} -> ${m.name.new ?? '(none)'}`);
-  if (m.platform) meta.push(`  platform: ${m.platform.old} -> ${m.platform.new}`);
-  for (const x of m.features.added) meta.push(`  + feature ${x}`);
-  for (const x of m.features.removed) meta.push(`  - feature ${x}`);
-  for (const x of m.exclusions.added) meta.push(`  + exclusion ${x.pattern} (${x.action})`);
-  for (const x of m.exclusions.removed) meta.push(`  - exclusion ${x.pattern} (${x.action})`);
+  // A change may take more than one line (the base chain takes two): count the changes.
+  let changes = 0;
+  const change = (...lines: string[]) => {
+    meta.push(...lines);
+    changes++;
+  };
+  if (m.name) change(`  name: ${m.name.old ?? '(none)'} -> ${m.name.new ?? '(none)'}`);
+  if (m.platform) change(`  platform: ${m.platform.old} -> ${m.platform.new}`);
+  for (const x of m.features.added) change(`  + feature ${x}`);
+  for (const x of m.features.removed) change(`  - feature ${x}`);
+  for (const x of m.exclusions.added) change(`  + exclusion ${x.pattern} (${x.action})`);
+  for (const x of m.exclusions.removed) change(`  - exclusion ${x.pattern} (${x.action})`);
   for (const x of m.exclusions.changed)
-    meta.push(
+    change(
       `  ~ exclusion ${x.new.pattern}: ${x.old.action}, ${x.old.matched} matched -> ${x.new.action}, ${x.new.matched} matched`,
     );
   if (m.baseChain) {
     const chain = (c: { ref: string; digest: string }[]) =>
       c.length ? c.map((b) => `${b.ref}@${b.digest}`).join(' > ') : '(none)';
-    meta.push(`  base chain: ${chain(m.baseChain.old)}`);
-    meta.push(`          -> ${chain(m.baseChain.new)}`);
+    change(`  base chain: ${chain(m.baseChain.old)}`, `          -> ${chain(m.baseChain.new)}`);
   }
-  for (const [k, v] of Object.entries(m.labels.added)) meta.push(`  + label ${k}=${v}`);
-  for (const [k, v] of Object.entries(m.labels.removed)) meta.push(`  - label ${k}=${v}`);
+  for (const [k, v] of Object.entries(m.labels.added)) change(`  + label ${k}=${v}`);
+  for (const [k, v] of Object.entries(m.labels.removed)) change(`  - label ${k}=${v}`);
   for (const [k, v] of Object.entries(m.labels.changed))
-    meta.push(`  ~ label ${k}: ${v.old} -> ${v.new}`);
-  out.push(`Metadata: ${meta.length === 0 ? 'no changes' : counted(meta.length, 'change')}`);
+    change(`  ~ label ${k}: ${v.old} -> ${v.new}`);
+  out.push(`Metadata: ${changes === 0 ? 'no changes' : counted(changes, 'change')}`);
   out.push(...meta);
   return out;
 }

@@ -1,7 +1,14 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, outputOption, shortDigest, platformOption } from '../output';
+import {
+  counted,
+  distinctFiles,
+  formatBytes,
+  outputOption,
+  shortDigest,
+  platformOption,
+} from '../output';
 
 interface FlattenArgs extends GlobalArgs {
   ref: string;
@@ -66,11 +73,15 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             describe:
               'Scratch space for the uncompressed layers while writing a tar (default: next to the output)',
           })
-          .option('platform', platformOption('the image of this platform', 'strata flatten'))
+          .option('platform', platformOption('the image of this platform'))
           .check((a) => {
             if (!a.rootfs && !a.buildchroot && !a.dir)
               throw new Error('say where to write: --rootfs FILE, --buildchroot FILE or --dir DIR');
-            return true;
+            return distinctFiles([
+              ['--rootfs', a.rootfs],
+              ['--buildchroot', a.buildchroot],
+              ['--dir', a.dir],
+            ]);
           }),
       run<FlattenArgs>(async (ctx, a) => {
         const { flattenToTar, flattenToDir } = await import('@strata/imager');
@@ -104,7 +115,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           results.push({ role, file, entries: r.entries, tarBytes: r.tarBytes, diffId: r.diffId });
           if (!ctx.json)
             ctx.print(
-              `flattened ${a.ref} (${role}, ${r.image.layers.length} layers) to ${file}: ${r.entries} entries, ${formatBytes(r.tarBytes)} tar, diffID ${shortDigest(r.diffId)} in ${progress.elapsed().toFixed(1)}s`,
+              `flattened ${a.ref} (${role}, ${counted(r.image.layers.length, 'layer')}) to ${file}: ${counted(r.entries, 'entry', 'entries')}, ${formatBytes(r.tarBytes)} tar, diffID ${shortDigest(r.diffId)} in ${progress.elapsed().toFixed(1)}s`,
             );
         }
         if (a.dir) {
@@ -122,7 +133,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           results.push({ role: 'rootfs', dir: a.dir, entries: r.entries });
           if (!ctx.json)
             ctx.print(
-              `flattened ${a.ref} (${r.image.layers.length} layers) into ${a.dir} in ${progress.elapsed().toFixed(1)}s`,
+              `flattened ${a.ref} (${counted(r.image.layers.length, 'layer')}) into ${a.dir} in ${progress.elapsed().toFixed(1)}s`,
             );
         }
         if (ctx.json) ctx.printJson(results);
@@ -145,13 +156,13 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             type: 'string',
             describe: 'Disk layout in the wic kickstart subset (docs/image.md)',
           })
-          .option('output', outputOption('Disk image to write (with --wks)', 'strata image', false))
+          .option('output', outputOption('Disk image to write (with --wks)', false))
           .option('role', {
             choices: ['rootfs', 'buildchroot'] as const,
             default: 'rootfs' as const,
             describe: 'Which image of a bundle',
           })
-          .option('platform', platformOption('the image of this platform', 'strata image'))
+          .option('platform', platformOption('the image of this platform'))
           .check((a) => {
             if (Boolean(a.ext4) === Boolean(a.wks))
               throw new Error('give exactly one of --ext4 FILE or --wks LAYOUT -o FILE');
@@ -162,7 +173,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               throw new Error(
                 '--size, --extra-space and --label are for --ext4; put them on part lines in the .wks',
               );
-            return true;
+            return distinctFiles([['-o', a.output]], [['--wks', a.wks]]);
           }),
       run<ImageArgs>(async (ctx, a) => {
         const { buildExt4Image, buildDiskImage, parseSizeArg, readWksFile } =
@@ -272,11 +283,13 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         ctx.print(`bundled ${a.tag} ${d.digest}`);
         for (const img of info.images) {
           ctx.print(
-            `  ${img.role.padEnd(11)} ${shortDigest(img.digest)}  ${img.layers.length} layers`,
+            `  ${img.role.padEnd(11)} ${shortDigest(img.digest)}  ${counted(img.layers.length, 'layer')}`,
           );
         }
         const bytes = info.shared.reduce((n, l) => n + l.size, 0);
-        ctx.print(`  shared      ${info.shared.length} layers, ${formatBytes(bytes)} stored once`);
+        ctx.print(
+          `  shared      ${counted(info.shared.length, 'layer')}, ${formatBytes(bytes)} stored once`,
+        );
       }),
     );
 }

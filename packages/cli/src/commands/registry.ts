@@ -3,7 +3,7 @@ import type { Descriptor } from '@strata/oci';
 import type { Store } from '@strata/store';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, once, shortDigest } from '../output';
+import { counted, formatBytes, movedTagNote, numberCheck } from '../output';
 import { TransferBars } from '../progress';
 
 interface NetArgs extends GlobalArgs {
@@ -53,18 +53,13 @@ export function timeoutOption<T>(y: Argv<T>): Argv<T> {
   return y.option('timeout', {
     type: 'number',
     describe: `Seconds a registry may send nothing before the request fails (default ${DEFAULT_TIMEOUT_SECONDS})`,
+    coerce: numberCheck('--timeout', 'positive'),
   }) as unknown as Argv<T>;
 }
 
-/** The client's `timeoutMs` for a `--timeout` in seconds; refuses what is not a positive number. */
+/** The client's `timeoutMs` for a `--timeout` in seconds (its coerce refused the others). */
 async function timeoutMs(timeout: number | undefined): Promise<number> {
   if (timeout === undefined) return DEFAULT_TIMEOUT_SECONDS * 1000;
-  if (!Number.isFinite(timeout) || timeout <= 0) {
-    const { InvalidArgumentError } = await import('@strata/oci');
-    throw new InvalidArgumentError(
-      `--timeout must be a positive number of seconds, not ${timeout}`,
-    );
-  }
   return Math.max(1, Math.round(timeout * 1000));
 }
 
@@ -87,7 +82,13 @@ export function tlsOptions<T>(y: Argv<T>): Argv<T> {
 
 function netOptions<T>(y: Argv<T>): Argv<T> {
   return timeoutOption(y)
-    .option('jobs', { alias: 'j', type: 'number', default: 4, describe: 'Blob transfers at once' })
+    .option('jobs', {
+      alias: 'j',
+      type: 'number',
+      default: 4,
+      describe: 'Blob transfers at once',
+      coerce: numberCheck('--jobs', 'count'),
+    })
     .option('platform', {
       type: 'string',
       describe:
@@ -149,6 +150,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             .option('chunk-size', {
               type: 'number',
               describe: 'Upload in PATCH chunks of this many bytes instead of one PUT',
+              coerce: numberCheck('--chunk-size', 'count'),
             }),
         ),
       run<PushArgs>(async (ctx, a) => {
@@ -183,7 +185,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         if (ctx.json) ctx.printJson({ ref: a.ref, ...r });
         else
           ctx.print(
-            `pushed ${a.ref} to ${r.target} ${r.digest} (${r.blobs} blobs: ${r.uploaded} uploaded, ${r.skipped} already there, ${r.mounted} mounted; ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)}s)`,
+            `pushed ${a.ref} to ${r.target} ${r.digest} (${counted(r.blobs, 'blob')}: ${r.uploaded} uploaded, ${r.skipped} already there, ${r.mounted} mounted; ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)}s)`,
           );
       }),
     )
@@ -196,7 +198,6 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             alias: 't',
             type: 'string',
             describe: 'Local tag (default: <source>)',
-            coerce: once('-t/--tag', 'strata pull'),
           }),
         ),
       run<PullArgs>(async (ctx, a) => {
@@ -213,7 +214,7 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         let r;
         try {
           // The store opens (a new one is laid out and fsynced) while the registry is reached.
-          const opening = ctx.store();
+          const opening = ctx.store(true);
           const net = await transportOptions(a, source.registry);
           r = await pull(opening, source, {
             ...net,
@@ -225,15 +226,11 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         } finally {
           progress.done();
         }
-        // A tag that named another image is moved, as docker does, but never silently.
-        if (r.movedFrom !== undefined)
-          ctx.note(
-            `note: tag ${r.tag} moved from ${shortDigest(r.movedFrom)} to ${shortDigest(r.digest)}`,
-          );
+        movedTagNote(ctx, r.tag, r.movedFrom, r.digest);
         if (ctx.json) ctx.printJson(r);
         else
           ctx.print(
-            `pulled ${r.source} as ${r.tag} ${r.digest} (${r.blobs} blobs: ${r.downloaded} downloaded, ${r.present} already here; ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)}s)`,
+            `pulled ${r.source} as ${r.tag} ${r.digest} (${counted(r.blobs, 'blob')}: ${r.downloaded} downloaded, ${r.present} already here; ${formatBytes(r.bytes)} in ${r.seconds.toFixed(1)}s)`,
           );
       }),
     )

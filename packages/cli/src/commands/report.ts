@@ -4,7 +4,7 @@ import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { isFile, openSide } from './diff';
 import { tlsOptions } from './registry';
-import { formatBytes, once, outputOption, platformOption } from '../output';
+import { formatBytes, outputOption, platformOption } from '../output';
 
 interface ReportArgs extends GlobalArgs {
   ref: string;
@@ -41,10 +41,9 @@ export function reportCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArg
           .option('against', {
             type: 'string',
             describe: 'Show what changed from this image (as strata diff <against> <ref>)',
-            coerce: once('--against', 'strata report'),
           })
-          .option('platform', platformOption('report on this platform', 'strata report'))
-          .option('output', outputOption('HTML file to write', 'strata report')),
+          .option('platform', platformOption('report on this platform'))
+          .option('output', outputOption('HTML file to write')),
       ),
     run<ReportArgs>(async (ctx, a) => {
       const closers: (() => void)[] = [];

@@ -27,17 +27,14 @@ export function sbomCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
       tlsOptions(
         c
           .positional('ref', { type: 'string', demandOption: true })
-          .option('platform', platformOption('the SBOM of this platform', 'strata sbom'))
+          .option('platform', platformOption('the SBOM of this platform'))
           .option('format', {
             type: 'string',
             choices: ['spdx', 'cyclonedx'] as const,
             default: 'spdx' as SbomFormat,
             describe: 'SPDX 2.3 JSON or CycloneDX 1.6 JSON',
           })
-          .option(
-            'output',
-            outputOption('Write the SBOM to this file instead of stdout', 'strata sbom', false),
-          )
+          .option('output', outputOption('Write the SBOM to this file instead of stdout', false))
           .option('compute', {
             type: 'boolean',
             default: false,

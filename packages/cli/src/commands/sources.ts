@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { outputOption, platformOption } from '../output';
+import { counted, outputOption, platformOption } from '../output';
 import { aptAuthOption, secretOption } from '../secrets';
 
 interface SourcesArgs extends GlobalArgs {
@@ -24,12 +24,9 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         .positional('ref', { type: 'string', demandOption: true })
         .option(
           'output',
-          outputOption(
-            'Folder to write the sources, sources.json and SOURCES.txt into',
-            'strata sources',
-          ),
+          outputOption('Folder to write the sources, sources.json and SOURCES.txt into'),
         )
-        .option('platform', platformOption('the sources of this platform', 'strata sources'))
+        .option('platform', platformOption('the sources of this platform'))
         .option('apt-sources', {
           type: 'string',
           describe:
@@ -89,7 +86,7 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         }
         const files = index.sources.reduce((n, s) => n + s.files.length, 0);
         ctx.print(
-          `wrote ${index.sources.length} source package${index.sources.length === 1 ? '' : 's'} (${files} files; ${stats.downloads} downloaded, ${stats.fromCache} from the store's cache)` +
+          `wrote ${counted(index.sources.length, 'source package')} (${counted(files, 'file')}; ${stats.downloads} downloaded, ${stats.fromCache} from the store's cache)` +
             `${index.copied.length > 0 ? `, ${index.copied.length} COPY layer${index.copied.length === 1 ? '' : 's'}` : ''}` +
             ` and sources.json to ${r.dir}${r.attached ? `; attached as ${r.attached.digest}` : ''}`,
         );

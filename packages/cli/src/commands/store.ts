@@ -3,7 +3,7 @@ import type { Store } from '@strata/store';
 import { Annotations } from '@strata/oci';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, shortDigest } from '../output';
+import { counted, formatBytes, shortDigest } from '../output';
 
 interface RmArgs extends GlobalArgs {
   refs: string[];
@@ -126,6 +126,8 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         ctx.print(
           `${r.dryRun ? 'dry run: ' : ''}${would} ${formatBytes(r.bytesFreed)} (${r.bytesFreed} bytes)`,
         );
+        // -q: only the final line, which here is the sum.
+        if (ctx.quiet) return;
         const f = r.freed;
         const lines: Array<[string, { count: number; bytes: number }, string, string]> = [
           ['blobs', f.blobs, 'blob', 'blobs'],
@@ -190,8 +192,8 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             for (const p of r.problems) ctx.print(p);
             ctx.print(
               r.problems.length === 0
-                ? `ok: ${r.blobs} blobs verified`
-                : `${r.problems.length} problems in ${r.blobs} blobs`,
+                ? `ok: ${counted(r.blobs, 'blob')} verified`
+                : `${counted(r.problems.length, 'problem')} in ${counted(r.blobs, 'blob')}`,
             );
           }
           if (r.problems.length > 0) ctx.exitCode = 1;

@@ -2,7 +2,14 @@ import type { Argv } from 'yargs';
 import { Compression, InvalidArgumentError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { formatBytes, once, shortDigest, stdinDash, platformOption } from '../output';
+import {
+  counted,
+  formatBytes,
+  movedTagNote,
+  shortDigest,
+  stdinDash,
+  platformOption,
+} from '../output';
 
 interface CreateArgs extends GlobalArgs {
   rootfs: string;
@@ -53,7 +60,6 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
                 type: 'string',
                 demandOption: true,
                 describe: 'Template name for the metadata',
-                coerce: once('--name', 'strata template create'),
               })
               .option('feature', {
                 type: 'string',
@@ -88,7 +94,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               }),
           run<CreateArgs>(async (ctx, a) => {
             const { createTemplate, openRootfsSource } = await import('@strata/template');
-            const store = await ctx.store();
+            const store = await ctx.store(true);
             const progress = ctx.progress();
             // A rootfs tarball's size is the total of the extracting; a directory has none.
             const { stat } = await import('node:fs/promises');
@@ -111,11 +117,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               },
             });
             progress.done();
-            // A tag that named another image is moved, as docker does, but never silently.
-            for (const m of t.moved)
-              ctx.note(
-                `note: tag ${m.ref} moved from ${shortDigest(m.from)} to ${shortDigest(m.to)}`,
-              );
+            for (const m of t.moved) movedTagNote(ctx, m.ref, m.from, m.to);
             const layer = t.manifest.layers[0];
             const meta = t.config.strata;
             if (ctx.json) {
@@ -131,7 +133,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               });
             } else {
               ctx.print(
-                `created ${t.refs.join(', ')} ${t.descriptor.digest} (${meta?.packages.length ?? 0} packages, layer ${formatBytes(layer?.size ?? 0)} ${shortDigest(layer?.digest ?? '')}, ${progress.elapsed().toFixed(1)}s)`,
+                `created ${t.refs.join(', ')} ${t.descriptor.digest} (${counted(meta?.packages.length ?? 0, 'package')}, layer ${formatBytes(layer?.size ?? 0)} ${shortDigest(layer?.digest ?? '')}, ${progress.elapsed().toFixed(1)}s)`,
               );
             }
           }),
@@ -144,7 +146,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
       (c) =>
         c
           .positional('ref', { type: 'string', demandOption: true })
-          .option('platform', platformOption('show this platform only', 'strata inspect')),
+          .option('platform', platformOption('show this platform only')),
       run<InspectArgs>(async (ctx, a) => {
         const { loadTemplateSet, summarizeSet } = await import('@strata/template');
         const { parsePlatform } = await import('@strata/oci');

@@ -1,0 +1,28 @@
+import type { DiffReport } from '@strata/imager';
+import { formatDiff } from './diff';
+
+const side = {
+  ref: 'a:1',
+  digest: 'sha256:00' as DiffReport['a']['digest'],
+  platform: 'linux/amd64',
+};
+
+test('Metadata counts changes, not the lines they take (a base chain takes two)', () => {
+  const r: DiffReport = {
+    a: side,
+    b: { ...side, ref: 'b:1' },
+    identical: false,
+    packages: { added: [], removed: [], changed: [] },
+    files: { added: [], removed: [], changed: [] },
+    sizes: { depth: 1, total: { path: '', old: 0, new: 0, delta: 0 }, dirs: [] },
+    metadata: {
+      features: { added: [], removed: [] },
+      exclusions: { added: [], removed: [], changed: [] },
+      baseChain: { old: [], new: [{ ref: 'base:1', digest: 'sha256:11' }] },
+      labels: { added: {}, removed: {}, changed: {} },
+    },
+  } as unknown as DiffReport;
+  const lines = formatDiff(r);
+  expect(lines).toContain('Metadata: 1 change');
+  expect(lines.filter((l) => l.includes('base chain') || l.includes('-> base:1'))).toHaveLength(2);
+});
