@@ -59,7 +59,6 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               type: 'string',
               describe:
                 "Template name (metadata and image title); default: the title LABEL, else the tag's repository without its registry",
-              coerce: once('--name', 'strata build'),
             })
             .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
             .option('platform', {
