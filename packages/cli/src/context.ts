@@ -64,15 +64,18 @@ export class Context {
 
   /**
    * The store, opened once. A command may start opening it early and await it later: a failure
-   * in between surfaces where it is awaited, not as an unhandled rejection. Only a command that
-   * writes (`create`) makes a store that is not there: one that reads would make an empty store
-   * of a mistyped --store and report it empty.
+   * in between surfaces where it is awaited, not as an unhandled rejection. At a path the user
+   * gave that is not there, only a command that writes (`create`) makes a store: one that reads
+   * would make an empty store of a mistyped --store and report it empty.
    */
   store(create = false): Promise<Store> {
     if (!this.opened) {
       this.opened = import('@strata/store').then(async ({ Store, defaultStorePath }) => {
-        const root = path.resolve(this.args.store ?? defaultStorePath());
-        if (!create && !(await isStore(root))) {
+        const given = this.args.store ?? (process.env.STRATA_STORE || undefined);
+        const root = path.resolve(given ?? defaultStorePath());
+        // The default store is made on first use: a fresh machine reads a registry's templates
+        // (inspect, diff, sbom) before it has one. So is an empty directory given for it.
+        if (!create && given !== undefined && !(await exists(root))) {
           const { NotFoundError } = await import('@strata/oci');
           throw new NotFoundError(`no store at ${root}`, {
             hint: 'give the store with --store DIR or $STRATA_STORE; template create, build, pull and load make one',
@@ -106,12 +109,9 @@ export class Context {
   }
 }
 
-/** Whether `root` holds a store (its oci-layout); a file there is left to Store.open to refuse. */
-async function isStore(root: string): Promise<boolean> {
-  const st = await fsp.stat(root).catch(() => undefined);
-  if (st === undefined) return false;
-  if (!st.isDirectory()) return true;
-  return fsp.stat(path.join(root, 'oci-layout')).then(
+/** Whether anything is at `root`; a file there is left to Store.open to refuse. */
+async function exists(root: string): Promise<boolean> {
+  return fsp.stat(root).then(
     () => true,
     () => false,
   );
