@@ -107,7 +107,10 @@ describe("yargs' usage errors", () => {
       ['push', 'a', 'localhost:1/a:1', '-j', '0'],
       '--jobs must be a whole number, 1 or more, not 0',
     ],
-    [['pull', 'localhost:1/a:1', '--timeout', '-3'], '--timeout must be a number above 0, not -3'],
+    [
+      ['pull', 'localhost:1/a:1', '--timeout', '-3'],
+      '--timeout must be a positive number of seconds, not -3',
+    ],
     [
       ['push', 'a', 'localhost:1/a:1', '--chunk-size', '1.5'],
       '--chunk-size must be a whole number',

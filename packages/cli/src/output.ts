@@ -183,17 +183,17 @@ export function outputOption(describe: string, required = true) {
 
 /**
  * The coerce of a numeric option: a usage error (exit 2) that names the option unless the value
- * is a `count` (a whole number, 1 or more) or a `positive` number. yargs makes NaN of a word and
+ * is a `count` (a whole number, 1 or more) or a positive number of `seconds`. yargs makes NaN of a word and
  * passes it on, and a command would go on with it (a push with `--jobs abc` sent nothing).
  */
-export function numberCheck(option: string, kind: 'count' | 'positive'): (v: unknown) => unknown {
+export function numberCheck(option: string, kind: 'count' | 'seconds'): (v: unknown) => unknown {
   return (v) => {
     // Given twice: the check for repeated options names it.
     if (Array.isArray(v) || v === undefined) return v;
     const n = typeof v === 'number' ? v : Number(v);
     const ok = kind === 'count' ? Number.isInteger(n) && n >= 1 : Number.isFinite(n) && n > 0;
     if (ok) return n;
-    const what = kind === 'count' ? 'a whole number, 1 or more' : 'a number above 0';
+    const what = kind === 'count' ? 'a whole number, 1 or more' : 'a positive number of seconds';
     throw new InvalidArgumentError(
       `${option} must be ${what}${Number.isNaN(n) ? '' : `, not ${String(v)}`}`,
     );

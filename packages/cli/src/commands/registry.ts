@@ -53,7 +53,7 @@ export function timeoutOption<T>(y: Argv<T>): Argv<T> {
   return y.option('timeout', {
     type: 'number',
     describe: `Seconds a registry may send nothing before the request fails (default ${DEFAULT_TIMEOUT_SECONDS})`,
-    coerce: numberCheck('--timeout', 'positive'),
+    coerce: numberCheck('--timeout', 'seconds'),
   }) as unknown as Argv<T>;
 }
 
