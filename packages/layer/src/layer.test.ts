@@ -501,6 +501,38 @@ describe('createLayer + unpackLayer', () => {
     ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH', message: expect.stringMatching(/blob/) });
   });
 
+  test.each(['zstd', 'gzip'] as const)(
+    'a damaged blob file is a digest mismatch naming the blob, not the decompressor or tar failure it causes (%s)',
+    async (c) => {
+      const { blob, diffId } = await layerOf(src, c);
+      const d = descriptorOf(blob, c);
+      const damaged = Buffer.from(blob);
+      damaged.fill(0x58, Math.floor(blob.length / 2), Math.floor(blob.length / 2) + 16);
+      const file = path.join(tmp, `damaged-${c}`);
+      fs.writeFileSync(file, damaged);
+      const content = memoryContent(new Map([[d.digest, damaged]]), {
+        files: new Map([[d.digest, file]]),
+        records: new Map<Digest, Digest>(),
+      });
+      const e = await unpackLayers(
+        [coreLayer(content, d, diffId as Digest)],
+        mkdir(`dmg-${c}`),
+      ).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      expect(e).toMatchObject({
+        code: 'DIGEST_MISMATCH',
+        message: expect.stringContaining(`blob ${d.digest}: digest mismatch`),
+        hint: expect.stringContaining('strata fsck'),
+      });
+      // The same bytes as a plain file path without an expected digest: the decompressor's error.
+      await expect(unpackLayer(file, c, mkdir(`dmg-plain-${c}`))).rejects.toMatchObject({
+        code: expect.stringMatching(/CORRUPT|TOOL_FAILED/),
+      });
+    },
+  );
+
   test('unpackLayers reads a layer without a file as its verified stream', async () => {
     const { blob, diffId } = await layerOf(src, 'gzip');
     const d = descriptorOf(blob, 'gzip');

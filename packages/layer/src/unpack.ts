@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import {
   Compression,
+  DAMAGED_BLOB_HINT,
   Digest,
   DigestMismatchError,
   InvalidArgumentError,
@@ -91,10 +93,15 @@ async function applyLayer(
     parser.end();
   } catch (e) {
     applier.abort();
-    throw e;
+    throw await damagedBlob(e, source, opts.expectedDigest);
   }
   if (opts.expectedDigest !== undefined && opts.expectedDigest !== r.blobDigest) {
-    throw new DigestMismatchError(opts.expectedDigest, r.blobDigest, 'layer blob');
+    throw new DigestMismatchError(
+      opts.expectedDigest,
+      r.blobDigest,
+      `blob ${opts.expectedDigest}`,
+      typeof source === 'string' ? { hint: DAMAGED_BLOB_HINT } : {},
+    );
   }
   if (opts.expectedDiffId !== undefined && opts.expectedDiffId !== r.diffId) {
     throw new DigestMismatchError(opts.expectedDiffId, r.diffId ?? 'none', 'layer diffID');
@@ -106,6 +113,30 @@ async function applyLayer(
     tarBytes: r.size,
     ...applier.stats,
   };
+}
+
+/**
+ * What to throw for `e`, an unpack's failure. A blob read from a file is decompressed and parsed
+ * while it is hashed, so a damaged blob stops the decompressor or the tar parser long before the
+ * digest check at its end would have spoken. When the file does not hash to its digest, that is
+ * the error: the bytes are not the layer's, whatever the decompressor made of them.
+ */
+async function damagedBlob(e: unknown, source: Readable | string, expected?: Digest) {
+  const bad = e instanceof StrataError && (e.code === 'CORRUPT' || e.code === 'UNSAFE_ENTRY');
+  if (!bad || typeof source !== 'string' || expected === undefined) return e;
+  let actual: Digest;
+  try {
+    const hash = createHash('sha256');
+    for await (const c of fs.createReadStream(source, { highWaterMark: 1 << 20 })) hash.update(c);
+    actual = `sha256:${hash.digest('hex')}` as Digest;
+  } catch {
+    return e;
+  }
+  if (actual === expected) return e;
+  return new DigestMismatchError(expected, actual, `blob ${expected}`, {
+    hint: DAMAGED_BLOB_HINT,
+    cause: e,
+  });
 }
 
 /**

@@ -53,13 +53,22 @@ export class NotFoundError extends withCode('NOT_FOUND') {}
 export class LockedError extends withCode('LOCKED') {}
 export class CorruptError extends withCode('CORRUPT') {}
 
+/** The hint for a blob whose stored copy does not hash to its digest. */
+export const DAMAGED_BLOB_HINT =
+  'the stored copy is damaged: `strata fsck` lists every damaged blob; pull or create the template again';
+
 export class DigestMismatchError extends StrataError {
   constructor(
     readonly expected: string,
     readonly actual: string,
     what = 'content',
+    options?: ErrorOptions,
   ) {
-    super('DIGEST_MISMATCH', `${what}: digest mismatch: expected ${expected}, got ${actual}`);
+    super(
+      'DIGEST_MISMATCH',
+      `${what}: digest mismatch: expected ${expected}, got ${actual}`,
+      options,
+    );
   }
 }
 

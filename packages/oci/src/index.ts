@@ -9,6 +9,7 @@ export {
   LockedError,
   ToolFailedError,
   CorruptError,
+  DAMAGED_BLOB_HINT,
   ParseError,
   NoSpaceError,
   noSpaceAt,

@@ -14,6 +14,7 @@ export class VerifyingStream extends Transform {
   constructor(
     private readonly expected: Expected,
     private readonly what: string,
+    private readonly hint?: string,
   ) {
     super();
   }
@@ -32,7 +33,7 @@ export class VerifyingStream extends Transform {
     }
     const d = this.hasher.digest();
     if (this.expected.digest !== undefined && d !== this.expected.digest) {
-      cb(new DigestMismatchError(this.expected.digest, d, this.what));
+      cb(new DigestMismatchError(this.expected.digest, d, this.what, { hint: this.hint }));
       return;
     }
     cb();

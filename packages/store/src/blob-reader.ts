@@ -1,6 +1,12 @@
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { Digest, DigestMismatchError, Hasher, SizeMismatchError } from '@strata/oci';
+import {
+  DAMAGED_BLOB_HINT,
+  Digest,
+  DigestMismatchError,
+  Hasher,
+  SizeMismatchError,
+} from '@strata/oci';
 
 /** Takes one chunk; resolves once the chunk has been handed on, so that its buffer can be reused. */
 export type ChunkWriter = (chunk: Buffer) => Promise<void>;
@@ -107,7 +113,8 @@ export class BlobReader {
 
   private verify(hasher: Hasher): void {
     const got = hasher.digest();
-    if (got !== this.digest) throw new DigestMismatchError(this.digest, got, this.what);
+    if (got !== this.digest)
+      throw new DigestMismatchError(this.digest, got, this.what, { hint: DAMAGED_BLOB_HINT });
   }
 
   /** Close the file; safe to call more than once. */

@@ -2,6 +2,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import {
+  DAMAGED_BLOB_HINT,
   Descriptor,
   Digest,
   DigestMismatchError,
@@ -169,7 +170,11 @@ export class BlobStore {
   /** Open a blob for reading; digest and size are verified at EOF (the stream errors on mismatch). */
   async openBlob(digest: Digest, size?: number): Promise<Readable> {
     const f = await this.blobFile(digest, size);
-    const verify = new VerifyingStream({ digest, size: f.size }, `blob ${digest}`);
+    const verify = new VerifyingStream(
+      { digest, size: f.size },
+      `blob ${digest}`,
+      DAMAGED_BLOB_HINT,
+    );
     const file = createReadStream(f.path, { highWaterMark: 1 << 20 });
     file.on('error', (e) => verify.destroy(e));
     return file.pipe(verify);
@@ -200,7 +205,8 @@ export class BlobStore {
       throw new SizeMismatchError(size, data.length, what);
     }
     const got = sha256(data);
-    if (got !== digest) throw new DigestMismatchError(digest, got, what);
+    if (got !== digest)
+      throw new DigestMismatchError(digest, got, what, { hint: DAMAGED_BLOB_HINT });
     return data;
   }
 
