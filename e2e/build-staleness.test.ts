@@ -286,6 +286,33 @@ describe('--frozen holds the layer steps to the lock before any of them runs', (
   );
 });
 
+test(
+  '--frozen holds ARG values to the lock: another --build-arg fails at the ARG line before any step runs',
+  async () => {
+    const dir = path.join(work, 'args');
+    fs.mkdirSync(dir);
+    const file = path.join(dir, 'Stratafile');
+    fs.writeFileSync(file, 'FROM base:v1\nARG RELEASE=1.0\nRUN echo "$RELEASE" > /etc/release\n');
+    expect(show(await build(['--build-arg', 'RELEASE=3.1', '-t', 'args:1', dir]))).toMatch(
+      /^exit 0/,
+    );
+    expect(JSON.parse(fs.readFileSync(`${file}.lock`, 'utf8')).stages[0].args).toEqual({
+      RELEASE: '3.1',
+    });
+    const before = blobs();
+    const r = await build(['--frozen', '--build-arg', 'RELEASE=3.2', dir]);
+    expect(r.code).toBe(1);
+    expect(isOneLineError(r.stderr)).toBe(true);
+    expect(r.stderr).toContain(
+      `strata: error: ${file}:2:1: --frozen: ARG RELEASE is "3.2", but Stratafile.lock has "3.1" (another --build-arg?)`,
+    );
+    expect(blobs()).toEqual(before);
+    const same = await build(['--frozen', '--json', '--build-arg', 'RELEASE=3.1', dir]);
+    expect(JSON.parse(same.stdout)).toMatchObject({ stepsRun: 0 });
+  },
+  SLOW,
+);
+
 describe('after the repository publishes strata-e2e-tool 1.1', () => {
   beforeAll(() => publish('1.1'), SLOW);
 

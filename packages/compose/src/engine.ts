@@ -30,7 +30,7 @@ import {
   updatedLock,
   writeLockFile,
 } from './lockfile';
-import { checkFrozenHeads, checkFrozenPackages, checkFrozenSteps } from './frozen';
+import { checkFrozenHeads, checkFrozenPackages, checkFrozenSteps, lockedArgs } from './frozen';
 import { BuildStepError, StageKeys, StepKey, envOfConfig, startStage } from './stage-keys';
 import {
   BuildContext,
@@ -264,6 +264,11 @@ export class Builder implements BuildContext {
     this.emit({ type: 'stage', stage: name, index: stage.index });
     const locked = lock?.stages[stage.index];
     const state = await resolveFrom(this, stage, locked, base);
+    const args = lockedArgs(stage);
+    if (args) {
+      const { steps: none, ...head } = state.lock;
+      state.lock = { ...head, args, steps: none };
+    }
     const steps = stage.steps;
     startStage(state, steps);
     for (const [i, ins] of steps.entries()) {

@@ -1,5 +1,5 @@
 import type { Digest } from '@strata/oci';
-import { checkFrozenHeads, checkFrozenPackages, checkFrozenSteps } from './frozen';
+import { checkFrozenHeads, checkFrozenPackages, checkFrozenSteps, lockedArgs } from './frozen';
 import type { LockFile } from './lockfile';
 import { BuildStepError } from './stage-keys';
 import { parseStratafile } from './stratafile';
@@ -8,13 +8,14 @@ const FILE = '/ctx/Stratafile';
 const LOCK = '/ctx/Stratafile.lock';
 const digest = `sha256:${'a'.repeat(64)}` as Digest;
 
-/** The lock a build of `lines` writes: each stage's name, FROM and layer steps. */
-function lockOf(lines: string[]): LockFile {
+/** The lock a build of `lines` writes: each stage's name, FROM, ARG values and layer steps. */
+function lockOf(lines: string[], buildArgs: Record<string, string> = {}): LockFile {
   return {
     lockfileVersion: 1,
-    stages: parseStratafile(lines.join('\n'), FILE).stages.map((s) => ({
+    stages: parseStratafile(lines.join('\n'), FILE, buildArgs).stages.map((s) => ({
       name: s.name ?? `#${s.index}`,
       from: { ref: s.from.ref },
+      ...(lockedArgs(s) ? { args: lockedArgs(s) } : {}),
       steps: s.steps
         .filter((i) =>
           ['BOOTSTRAP', 'INSTALL', 'REMOVE', 'UPGRADE', 'RUN', 'COPY'].includes(i.kind),
@@ -34,12 +35,17 @@ function lockOf(lines: string[]): LockFile {
 function frozen(
   locked: string[],
   lines: string[],
-  opts: { target?: number; lockFile?: string } = {},
+  opts: {
+    target?: number;
+    lockFile?: string;
+    args?: Record<string, string>;
+    lockedArgs?: Record<string, string>;
+  } = {},
 ): string | undefined {
-  const sf = parseStratafile(lines.join('\n'), FILE);
+  const sf = parseStratafile(lines.join('\n'), FILE, opts.args);
   const built = sf.stages.slice(0, (opts.target ?? sf.stages.length - 1) + 1);
   try {
-    const lock = lockOf(locked);
+    const lock = lockOf(locked, opts.lockedArgs);
     checkFrozenHeads(built, lock, opts.lockFile ?? LOCK, built.length === sf.stages.length);
     checkFrozenSteps(built, lock, opts.lockFile ?? LOCK);
     return undefined;
@@ -145,6 +151,45 @@ test('a --target build holds only the stages up to the target to the lock', () =
       { target: 0 },
     ),
   ).toMatch(/:4:1: --frozen: RUN echo b/);
+});
+
+test('a stage ARG is held to the value the lock has: another --build-arg, an edited default, an ARG added or dropped', () => {
+  const withArg = [
+    'FROM base:v1',
+    'ARG RELEASE=1.0',
+    'ARG EXTRA',
+    'RUN echo "$RELEASE" > /etc/release',
+  ];
+  expect(frozen(withArg, withArg)).toBeUndefined();
+  expect(
+    frozen(withArg, withArg, { args: { RELEASE: '2.0' }, lockedArgs: { RELEASE: '2.0' } }),
+  ).toBeUndefined();
+  expect(frozen(withArg, withArg, { args: { RELEASE: '2.0' } })).toBe(
+    `${FILE}:2:1: --frozen: ARG RELEASE is "2.0", but Stratafile.lock has "1.0" (another --build-arg?)`,
+  );
+  expect(frozen(withArg, withArg, { lockedArgs: { EXTRA: 'x' } })).toBe(
+    `${FILE}:3:1: --frozen: ARG EXTRA is unset, but Stratafile.lock has "x" (another --build-arg?)`,
+  );
+  expect(
+    frozen(
+      withArg,
+      withArg.map((l) => l.replace('=1.0', '=1.1')),
+    ),
+  ).toMatch(/:2:1: --frozen: ARG RELEASE is "1\.1", but Stratafile\.lock has "1\.0"/);
+  const added = [...withArg.slice(0, 3), 'ARG MORE=1', withArg[3] as string];
+  expect(frozen(withArg, added)).toBe(
+    `${FILE}:4:1: --frozen: ARG MORE is not in Stratafile.lock (its value there is not recorded)`,
+  );
+  expect(
+    frozen(
+      withArg,
+      withArg.filter((l) => !l.startsWith('ARG EXTRA')),
+    ),
+  ).toBe(
+    `${FILE}:1:1: --frozen: Stratafile.lock has ARG EXTRA in stage #0, which the Stratafile no longer declares`,
+  );
+  // A lock from a Stratafile without ARGs records none, and such a Stratafile passes.
+  expect(lockOf(base).stages.every((s) => s.args === undefined)).toBe(true);
 });
 
 test("one platform's lock of a multi-platform build is named as itself", () => {

@@ -63,6 +63,45 @@ export function checkFrozenHeads(
     );
 }
 
+/** What the lock records of `stage`'s ARGs (see LockedStage.args); undefined when it has none. */
+export function lockedArgs(stage: Stage): Record<string, string | null> | undefined {
+  const args: Record<string, string | null> = {};
+  for (const ins of stage.steps) if (ins.kind === 'ARG') args[ins.name] = ins.value ?? null;
+  return Object.keys(args).length > 0 ? args : undefined;
+}
+
+function shown(value: string | null | undefined): string {
+  return value === null || value === undefined ? 'unset' : JSON.stringify(value);
+}
+
+/**
+ * The ARG values of `stage` against the lock's: a value given by another `--build-arg`, or a
+ * default edited, fails at its ARG line; an ARG the lock has and the stage no longer declares
+ * fails at the stage's FROM.
+ */
+function checkFrozenArgs(stage: Stage, locked: LockedStage | undefined, name: string): void {
+  const want = locked?.args ?? {};
+  const declared = new Set<string>();
+  for (const ins of stage.steps) {
+    if (ins.kind !== 'ARG') continue;
+    declared.add(ins.name);
+    const value = ins.value ?? null;
+    if (!Object.prototype.hasOwnProperty.call(want, ins.name))
+      fail(ins.loc, `ARG ${ins.name} is not in ${name} (its value there is not recorded)`);
+    if (want[ins.name] !== value)
+      fail(
+        ins.loc,
+        `ARG ${ins.name} is ${shown(value)}, but ${name} has ${shown(want[ins.name])} (another --build-arg?)`,
+      );
+  }
+  const gone = Object.keys(want).find((k) => !declared.has(k));
+  if (gone !== undefined)
+    fail(
+      stage.from.loc,
+      `${name} has ARG ${gone} in stage ${stageName(stage)}, which the Stratafile no longer declares`,
+    );
+}
+
 /**
  * The steps of each stage in `built` against the lock's instructions, in order: the first one
  * that differs, that the lock lacks, or that the lock has and the Stratafile no longer does.
@@ -71,6 +110,7 @@ export function checkFrozenHeads(
 export function checkFrozenSteps(built: readonly Stage[], lock: LockFile, lockFile: string): void {
   const name = path.basename(lockFile);
   for (const stage of built) {
+    checkFrozenArgs(stage, lock.stages[stage.index], name);
     const locked = lock.stages[stage.index]?.steps.map((s) => s.instruction) ?? [];
     const steps = stage.steps.filter(lockedKinds);
     for (let i = 0; i < Math.max(steps.length, locked.length); i++) {

@@ -16,6 +16,12 @@ export interface LockedStep {
 export interface LockedStage {
   name: string;
   from: { ref: string; digest?: Digest };
+  /**
+   * The value of each ARG the stage declares (null: unset), in the stage's order. An ARG reaches
+   * RUN steps as their environment, so a build with another `--build-arg` is another build. Left
+   * out for a stage that declares none.
+   */
+  args?: Record<string, string | null>;
   steps: LockedStep[];
 }
 
