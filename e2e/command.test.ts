@@ -75,4 +75,48 @@ describe('the strata command', () => {
     const piped = await runOk('sh', ['-c', '"$0" --store "$1" sbom b:1 | wc -c', CLI, store]);
     expect(Number(piped.stdout.trim())).toBe(size);
   }, 120_000);
+
+  it('makes the folders an output path needs, and an output it cannot write fails first, naming the option', async () => {
+    const store = path.join(tmpDir(), 'store');
+    const { minbaseTar } = await minbaseRootfs();
+    await runOk(CLI, [
+      '--store',
+      store,
+      'template',
+      'create',
+      minbaseTar,
+      '-t',
+      'b:1',
+      '--name',
+      'b',
+    ]);
+    const out = tmpDir();
+    await runOk(CLI, ['--store', store, 'flatten', 'b:1', '--rootfs', `${out}/new/dir/rootfs.tar`]);
+    await runOk(CLI, ['--store', store, 'save', 'b:1', '-o', `${out}/saved/b.tmpl.img`]);
+    expect(fs.statSync(`${out}/new/dir/rootfs.tar`).size).toBeGreaterThan(1 << 20);
+    expect(fs.statSync(`${out}/saved/b.tmpl.img`).size).toBeGreaterThan(1 << 20);
+    fs.writeFileSync(`${out}/file`, '');
+    for (const [args, what] of [
+      [
+        ['flatten', 'b:1', '--rootfs', '/proc/rootfs.tar'],
+        '--rootfs /proc/rootfs.tar: its directory takes no new files',
+      ],
+      [
+        ['save', 'b:1', '-o', `${out}/file/b.tmpl.img`],
+        `-o ${out}/file/b.tmpl.img: a parent is not a directory`,
+      ],
+      [
+        ['image', 'b:1', '--ext4', `${out}/file/x/b.ext4`],
+        `--ext4 ${out}/file/x/b.ext4: a parent is not a directory`,
+      ],
+    ] as const) {
+      const r = await run(CLI, ['--store', store, ...args]);
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({
+        args,
+        code: 2,
+        stderr: `strata: error: cannot write ${what}\n`,
+      });
+    }
+    expect(fs.readdirSync(out).sort()).toEqual(['file', 'new', 'saved']);
+  }, 120_000);
 });

@@ -57,6 +57,15 @@ export class Context {
     return !this.json && isLive(this.stderr, this.quiet);
   }
 
+  /**
+   * Make ready to write an output the user named, before the work that leads to it: missing
+   * parent directories are made, and what stops the write fails now, naming `flag` and the path.
+   */
+  async output(file: string, flag: string, directory = false): Promise<void> {
+    const { prepareOutput } = await import('@strata/store');
+    await prepareOutput(file, `${flag} ${file}`, { directory });
+  }
+
   /** A note or warning on stderr; quiet keeps only errors and the final line. */
   note(line: string): void {
     if (!this.quiet) this.stderr.write(`${line}\n`);

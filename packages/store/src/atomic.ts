@@ -1,7 +1,7 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { noSpaceAt } from '@strata/oci';
+import { InvalidArgumentError, noSpaceAt } from '@strata/oci';
 
 let tempCount = 0;
 
@@ -26,6 +26,46 @@ export function tempOwner(name: string): number | undefined {
     /\.stale-(\d+)$/.exec(name) ??
     /-(\d+)-[a-f0-9]+$/.exec(name);
   return m ? Number(m[1]) : undefined;
+}
+
+const WHY: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EROFS: 'the file system is read-only',
+  ENOTDIR: 'a parent is not a directory',
+  EEXIST: 'a parent is not a directory',
+  ENOENT: 'its directory takes no new files',
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is used up',
+};
+
+/**
+ * Make ready to write `target` (a file, or with `directory` a folder), before any long work:
+ * its missing parent directories are made, as `strata sbom -o` and `report -o`
+ * always did, and a file is created and removed beside it. What stops the write is then one
+ * error that names the output as the user gave it (`what`, for example `--rootfs out/a.tar`),
+ * not an errno about a temp name at the end of a flatten.
+ */
+export async function prepareOutput(
+  target: string,
+  what: string,
+  opts: { directory?: boolean } = {},
+): Promise<void> {
+  // A folder is probed inside when it is there; else its parent, so that a command that then
+  // fails on its input leaves no empty folder behind.
+  const there = opts.directory === true && (await exists(target));
+  const dir = there ? target : path.dirname(path.resolve(target));
+  try {
+    await fsp.mkdir(dir, { recursive: true });
+    const probe = path.join(dir, `.strata-probe-${process.pid}-${(tempCount++).toString(36)}`);
+    await (await fsp.open(probe, 'wx')).close();
+    await fsp.rm(probe, { force: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    throw new InvalidArgumentError(`cannot write ${what}: ${WHY[code] ?? (e as Error).message}`, {
+      cause: e,
+    });
+  }
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

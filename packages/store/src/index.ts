@@ -1,4 +1,11 @@
-export { exists, fsyncDir, commitFile, tempPathFor, writeFileAtomic } from './atomic';
+export {
+  exists,
+  fsyncDir,
+  commitFile,
+  prepareOutput,
+  tempPathFor,
+  writeFileAtomic,
+} from './atomic';
 export { BlobReader } from './blob-reader';
 export type { ChunkWriter } from './blob-reader';
 export { PartialBlob, copyToFile } from './ingest';

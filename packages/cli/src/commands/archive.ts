@@ -28,6 +28,7 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         const { saveArchive } = await import('@strata/store');
         const { parsePlatform } = await import('@strata/oci');
         const platform = a.platform !== undefined ? parsePlatform(a.platform) : undefined;
+        await ctx.output(a.output, '-o');
         const progress = ctx.progress();
         let d;
         try {

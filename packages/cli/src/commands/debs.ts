@@ -22,6 +22,7 @@ export function debsCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
       const { exportDebs } = await import('@strata/compose');
       const { parsePlatform } = await import('@strata/oci');
       const platform = a.platform !== undefined ? parsePlatform(a.platform) : undefined;
+      await ctx.output(a.output, '-o', true);
       const r = await exportDebs(await ctx.store(), a.ref, a.output, platform);
       if (ctx.json) {
         ctx.printJson(r);

@@ -91,6 +91,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         const jobs: ['rootfs' | 'buildchroot', string][] = [];
         if (a.rootfs) jobs.push(['rootfs', a.rootfs]);
         if (a.buildchroot) jobs.push(['buildchroot', a.buildchroot]);
+        for (const [role, file] of jobs) await ctx.output(file, `--${role}`);
         for (const [role, file] of jobs) {
           const progress = ctx.progress();
           const bar = progress.bar(`${role}: reading layers`);
@@ -178,6 +179,8 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       run<ImageArgs>(async (ctx, a) => {
         const { buildExt4Image, buildDiskImage, parseSizeArg, readWksFile } =
           await import('@strata/imager');
+        if (a.ext4) await ctx.output(a.ext4, '--ext4');
+        else await ctx.output(a.output as string, '-o');
         const store = await ctx.store();
         const platform = await platformArg(a);
         const progress = ctx.progress();

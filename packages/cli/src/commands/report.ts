@@ -49,6 +49,7 @@ export function reportCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArg
       const closers: (() => void)[] = [];
       let bytes: number;
       try {
+        await ctx.output(a.output, '-o');
         const { parsePlatform } = await import('@strata/oci');
         const sel: Selector =
           a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {};

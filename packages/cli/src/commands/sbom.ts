@@ -1,4 +1,3 @@
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
 import type { Selector } from '@strata/oci';
@@ -62,7 +61,7 @@ export function sbomCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
         }
         const { writeFileAtomic } = await import('@strata/store');
         const out = path.resolve(a.output);
-        await fsp.mkdir(path.dirname(out), { recursive: true });
+        await ctx.output(out, '-o');
         await writeFileAtomic(out, Buffer.from(sbom.text));
         if (ctx.json) {
           ctx.printJson({

@@ -54,6 +54,7 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       const { makeSources } = await import('@strata/debian');
       const { NotFoundError, parsePlatform } = await import('@strata/oci');
       const { promises: fsp } = await import('node:fs');
+      await ctx.output(a.output, '-o', true);
       const r = await writeSources(await ctx.store(), a.ref, a.output, {
         ...(a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {}),
         ...(a.aptSources !== undefined
