@@ -100,6 +100,35 @@ describe('tags', () => {
     expect(r2.stdout.trim().split('\n')).toHaveLength(1);
   });
 
+  it('strata tag gives an image another tag, by tag, digest or the DIGEST column of ls, and says when it moves one', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'app:1', 'first');
+    await createTiny(store, 'app:2', 'second');
+    const first = manifestOf(store, 'app:1').digest;
+    const second = manifestOf(store, 'app:2').digest;
+    const short = (d: string) => d.replace('sha256:', '').slice(0, 12);
+    expect((await strataOk(['tag', 'app:1', 'acme/app:stable'], { store })).stdout).toBe(
+      `tagged acme/app:stable ${first}\n`,
+    );
+    expect(manifestOf(store, 'acme/app:stable')).toMatchObject({ digest: first });
+    // The ls column, then a whole digest without sha256:, as docker takes an image ID.
+    const moved = await strataOk(['tag', short(second), 'acme/app:stable'], { store });
+    expect(moved.stderr).toBe(
+      `note: tag acme/app:stable moved from ${short(first)} to ${short(second)}\n`,
+    );
+    await strataOk(['tag', first.slice(7), 'acme/app:old'], { store });
+    expect(await strataJson(['tag', `acme/app@${first}`, 'acme/app:old'], { store })).toEqual({
+      ref: 'acme/app:old',
+      digest: first,
+    });
+    expect(refs(store)).toEqual(['acme/app:old', 'acme/app:stable', 'app:1', 'app:2']);
+    expect(manifestOf(store, 'acme/app:old').digest).toBe(first);
+    const missing = await strata(['tag', 'nothere:1', 'x:1'], { store });
+    expect(missing.code).toBe(1);
+    expect(isOneLineError(missing.stderr)).toBe(true);
+    expect(refs(store)).toHaveLength(4);
+  });
+
   it('template create -t a -t b tags the template under both, as docker build does', async () => {
     const store = tmpDir();
     const rootfs = makeTinyRootfs(tmpDir('strata-e2e-tiny-'), 'two');

@@ -56,6 +56,26 @@ function findEntry(index: ImageIndex, local: LocalRef): Descriptor | undefined {
     : index.manifests.find((d) => d.digest === local.digest);
 }
 
+/**
+ * The tagged image whose digest starts with `ref`, when `ref` is bare hex and names no tag: the
+ * DIGEST column of `strata ls`, or a whole digest without its `sha256:`, as docker takes an
+ * image ID. Several images under one prefix is an error that lists them.
+ */
+function byDigestPrefix(index: ImageIndex, ref: string): Descriptor | undefined {
+  if (!/^[0-9a-f]{6,64}$/.test(ref)) return undefined;
+  const hits = index.manifests.filter(
+    (d) =>
+      d.annotations?.[Annotations.refName] !== undefined && d.digest.startsWith(`sha256:${ref}`),
+  );
+  const digests = [...new Set(hits.map((d) => d.digest))];
+  if (digests.length > 1)
+    throw new InvalidArgumentError(
+      `${ref} is the start of ${digests.length} images' digests: ${digests.map((d) => d.slice(7, 19)).join(', ')}`,
+      { hint: 'give more of the digest' },
+    );
+  return hits[0];
+}
+
 /** A store's tags: `index.json`, read and changed under the store's lock. */
 export class RefStore extends BlobStore {
   async readIndex(): Promise<ImageIndex> {
@@ -195,6 +215,8 @@ export class RefStore extends BlobStore {
     const hit = findEntry(index, local);
     if (hit) return hit;
     if (local.kind === 'digest') return this.describeBlob(local.digest);
+    const byId = byDigestPrefix(index, ref);
+    if (byId) return byId;
     // A registry reference names a local tag only once it was pulled under that name.
     const remote = parseReference(ref).registry !== undefined;
     throw new NotFoundError(`no image ${local.name} in the store ${this.root}`, {

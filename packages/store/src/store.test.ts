@@ -294,6 +294,20 @@ test('tags, lists, resolves, untags and collects garbage', async () => {
   expect(await fsp.readdir(path.join(store.root, 'blobs', 'sha256'))).toEqual([]);
 });
 
+test('bare hex resolves a tagged image by its digest or a unique start of it; a tag of that name wins', async () => {
+  const a = await imageFor(store, 'hex-a');
+  const b = await imageFor(store, 'hex-b');
+  await store.tag('a:1', a);
+  await store.tag('b:1', b);
+  const hexA = a.digest.slice(7);
+  expect((await store.resolve(hexA)).digest).toBe(a.digest);
+  expect((await store.resolve(hexA.slice(0, 12))).digest).toBe(a.digest);
+  await expect(store.resolve(hexA.slice(0, 5))).rejects.toBeInstanceOf(NotFoundError);
+  // A tag of that name wins over the digest.
+  await store.tag(hexA.slice(0, 8), b);
+  expect((await store.resolve(hexA.slice(0, 8))).digest).toBe(b.digest);
+});
+
 test('a registry reference the store lacks says to pull it; a local one, to list', async () => {
   const remote = await store.resolve('127.0.0.1:5000/acme/base:1').catch((e: unknown) => e);
   expect(remote).toBeInstanceOf(NotFoundError);

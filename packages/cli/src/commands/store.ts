@@ -3,7 +3,12 @@ import type { Store } from '@strata/store';
 import { Annotations } from '@strata/oci';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { counted, formatBytes, shortDigest } from '../output';
+import { counted, formatBytes, movedTagNote, shortDigest } from '../output';
+
+interface TagArgs extends GlobalArgs {
+  source: string;
+  target: string;
+}
 
 interface RmArgs extends GlobalArgs {
   refs: string[];
@@ -61,6 +66,26 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         ctx.print(`${'REF'.padEnd(w)}  DIGEST        SIZE`);
         for (const r of rows)
           ctx.print(`${r.ref.padEnd(w)}  ${shortDigest(r.digest)}  ${formatBytes(r.size)}`);
+      }),
+    )
+    .command(
+      'tag <source> <target>',
+      'Give an image another tag in the store (docker tag): <source> is a tag or digest',
+      (c) =>
+        c
+          .positional('source', { type: 'string', demandOption: true })
+          .positional('target', { type: 'string', demandOption: true }),
+      run<TagArgs>(async (ctx, a) => {
+        const { normalizeTag } = await import('@strata/store');
+        const target = normalizeTag(a.target);
+        const store = await ctx.store();
+        const desc = await store.resolve(a.source);
+        // The source's own tag is not carried over: the entry gets the target's.
+        const { [Annotations.refName]: _, ...annotations } = desc.annotations ?? {};
+        const before = await store.tag(target, { ...desc, annotations });
+        movedTagNote(ctx, target, before?.digest, desc.digest);
+        if (ctx.json) ctx.printJson({ ref: target, digest: desc.digest });
+        else ctx.print(`tagged ${target} ${desc.digest}`);
       }),
     )
     .command(
