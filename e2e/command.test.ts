@@ -117,6 +117,24 @@ describe('the strata command', () => {
         stderr: `strata: error: cannot write ${what}\n`,
       });
     }
+    // A file output that is a folder, a folder output that is a file.
+    const dir = await run(CLI, ['--store', store, 'sbom', 'b:1', '-o', `${out}/new`]);
+    expect([dir.code, dir.stderr]).toEqual([
+      2,
+      `strata: error: cannot write -o ${out}/new: it is a directory (hint: name a file in it)\n`,
+    ]);
+    const file = await run(CLI, ['--store', store, 'debs', 'b:1', '-o', `${out}/file`]);
+    expect([file.code, file.stderr]).toEqual([
+      2,
+      `strata: error: cannot write -o ${out}/file: it is a file, not a folder\n`,
+    ]);
+    expect(fs.readdirSync(out).sort()).toEqual(['file', 'new', 'saved']);
+    // `-o -` is stdout, and never a file named "-".
+    const sbom = await runOk(CLI, ['--store', store, 'sbom', 'b:1', '-o', '-'], { cwd: out });
+    expect(JSON.parse(sbom.stdout)).toMatchObject({ spdxVersion: 'SPDX-2.3' });
+    const page = await runOk(CLI, ['--store', store, 'report', 'b:1', '-o', '-'], { cwd: out });
+    expect(page.stdout).toMatch(/^<!DOCTYPE html>/);
+    expect(page.stdout).toMatch(/<\/html>\n?$/);
     expect(fs.readdirSync(out).sort()).toEqual(['file', 'new', 'saved']);
   }, 120_000);
 });

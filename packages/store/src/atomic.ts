@@ -53,8 +53,14 @@ export async function prepareOutput(
 ): Promise<void> {
   // A folder is probed inside when it is there; else its parent, so that a command that then
   // fails on its input leaves no empty folder behind.
-  const there = opts.directory === true && (await exists(target));
-  const dir = there ? target : path.dirname(path.resolve(target));
+  const st = await fsp.stat(target).catch(() => undefined);
+  if (st && opts.directory !== true && st.isDirectory())
+    throw new InvalidArgumentError(`cannot write ${what}: it is a directory`, {
+      hint: 'name a file in it',
+    });
+  if (st && opts.directory === true && !st.isDirectory())
+    throw new InvalidArgumentError(`cannot write ${what}: it is a file, not a folder`);
+  const dir = st && opts.directory ? target : path.dirname(path.resolve(target));
   try {
     await fsp.mkdir(dir, { recursive: true });
     const probe = path.join(dir, `.strata-probe-${process.pid}-${(tempCount++).toString(36)}`);

@@ -49,7 +49,11 @@ export function reportCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArg
       const closers: (() => void)[] = [];
       let bytes: number;
       try {
-        await ctx.output(a.output, '-o');
+        if (a.output === '-' && ctx.json)
+          throw new (await import('@strata/oci')).InvalidArgumentError(
+            '-o - writes the page to stdout, where --json would write too: give one',
+          );
+        if (a.output !== '-') await ctx.output(a.output, '-o');
         const { parsePlatform } = await import('@strata/oci');
         const sel: Selector =
           a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {};
@@ -73,10 +77,16 @@ export function reportCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArg
           ...(platforms ? { platforms } : {}),
           licences,
         });
-        bytes = await writeReport(a.output, data);
+        if (a.output === '-') {
+          const { renderReport } = await import('@strata/imager');
+          const html = Buffer.from(renderReport(data), 'utf8');
+          ctx.stdout.write(html);
+          bytes = html.length;
+        } else bytes = await writeReport(a.output, data);
       } finally {
         for (const close of closers) close();
       }
+      if (a.output === '-') return; // stdout is the page
       if (ctx.json) ctx.printJson({ ref: a.ref, file: a.output, bytes });
       else ctx.print(`wrote ${a.output} (${formatBytes(bytes)})`);
     }),

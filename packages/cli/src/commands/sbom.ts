@@ -54,14 +54,15 @@ export function sbomCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
           sbom.source === 'attached'
             ? `attached to ${a.ref} (artifact ${sbom.artifact?.digest ?? ''})`
             : `made from the layers of ${a.ref}${a.compute ? '' : ' (none is attached)'}`;
-        if (a.output === undefined) {
+        // `-o -` is stdout, as the usual tools take it.
+        if (a.output === undefined || a.output === '-') {
           ctx.note(`note: ${a.format} SBOM ${from}`);
           ctx.stdout.write(sbom.text);
           return;
         }
         const { writeFileAtomic } = await import('@strata/store');
+        await ctx.output(a.output, '-o');
         const out = path.resolve(a.output);
-        await ctx.output(out, '-o');
         await writeFileAtomic(out, Buffer.from(sbom.text));
         if (ctx.json) {
           ctx.printJson({
