@@ -110,6 +110,23 @@ describe('a three-level chain: base → middleware → app', () => {
     expect(inspected.aptSources).toEqual(debLines);
   });
 
+  test('inspect shows ENV, labels and what each layer did to the packages', async () => {
+    const text = (await strataOk(['inspect', 'app:v1'], { store })).stdout;
+    expect(text).toMatch(/\nEnv: +(.*\n {15})*ACME_HOME=\/opt\/acme\n/);
+    expect(text).toMatch(/\nLabels: +(.*\n {15})*org\.opencontainers\.image\.version=3\.1\n/);
+    expect(text).toMatch(/ REMOVE tzdata\n {28}- tzdata\n/);
+    const meta = readImage(store, 'app:v1').config.strata;
+    const added: string[] = meta.layers[3].packagesAdded;
+    expect(text).toContain(
+      ` INSTALL curl openssh-server\n${' '.repeat(28)}+ ${added.length > 8 ? `${added.length} packages` : added.join(', ')}\n`,
+    );
+    const json = JSON.parse((await strataOk(['inspect', '--json', 'app:v1'], { store })).stdout);
+    expect(json.layers[3].packagesAdded).toEqual(added);
+    expect(json.layers[4].packagesRemoved).toEqual(['tzdata']);
+    expect(json.env).toEqual(readImage(store, 'app:v1').config.config.Env);
+    expect(json.labels['org.opencontainers.image.title']).toBe('acme-gateway');
+  });
+
   test("the added packages' files are there, and dpkg status agrees with the metadata", () => {
     for (const f of [
       'usr/bin/curl',

@@ -66,6 +66,10 @@ export interface LayerSummary {
   mediaType: string;
   diffId: Digest | undefined;
   createdBy: string | undefined;
+  /** `name=version` of the packages the layer added or changed, as its metadata records them. */
+  packagesAdded?: string[];
+  /** The packages the layer removed. */
+  packagesRemoved?: string[];
 }
 
 /** What `strata inspect --json` prints. */
@@ -88,6 +92,10 @@ export interface TemplateSummary {
   baseChain: NonNullable<TemplateMetadata['baseChain']>;
   /** The apt sources its packages came from, as its metadata records them. */
   aptSources: string[];
+  /** The image config's environment (`ENV`, the base's included), as `NAME=value`. */
+  env: string[];
+  /** The image config's labels (`LABEL`). */
+  labels: Record<string, string>;
   annotations: Record<string, string>;
 }
 
@@ -103,6 +111,8 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
       mediaType: l.mediaType,
       diffId,
       createdBy: record?.createdBy ?? history[i]?.created_by,
+      ...(record?.packagesAdded?.length ? { packagesAdded: record.packagesAdded } : {}),
+      ...(record?.packagesRemoved?.length ? { packagesRemoved: record.packagesRemoved } : {}),
     };
   });
   return {
@@ -122,6 +132,8 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
     size: layers.reduce((n, l) => n + l.size, 0),
     baseChain: m?.baseChain ?? [],
     aptSources: m?.aptSources ?? [],
+    env: t.config.config?.Env ?? [],
+    labels: t.config.config?.Labels ?? {},
     annotations: t.manifest.annotations ?? {},
   };
 }

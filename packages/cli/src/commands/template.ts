@@ -193,12 +193,29 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
                 `${b.ref} ${b.digest}${b.name && b.name !== b.ref ? ` (${b.name})` : ''}`,
             ),
           );
+          if (img.env.length > 0) ctx.print(`Env:           ${img.env.join('\n               ')}`);
+          const labels = Object.entries(img.labels);
+          if (labels.length > 0)
+            ctx.print(
+              `Labels:        ${labels.map(([k, v]) => `${k}=${v}`).join('\n               ')}`,
+            );
           ctx.print(`Packages:      ${img.packageCount}`);
           ctx.print(`Layers:        ${img.layers.length} (${formatBytes(img.size)})`);
           for (const l of img.layers) {
             ctx.print(
               `  ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(10)}  ${l.createdBy ?? ''}`,
             );
+            // What each step did to the packages, as the layer's metadata records it: the
+            // answer to "which layer brought this in", short enough to read (--json has all).
+            for (const [sign, list] of [
+              ['+', l.packagesAdded ?? []],
+              ['-', l.packagesRemoved ?? []],
+            ] as const) {
+              if (list.length === 0) continue;
+              ctx.print(
+                `${' '.repeat(28)}${sign} ${list.length > 8 ? counted(list.length, 'package') : list.join(', ')}`,
+              );
+            }
           }
           const used = img.exclusions.filter((e) => e.matched > 0).length;
           ctx.print(`Exclusions:    ${img.exclusions.length} rules, ${used} matched`);
