@@ -126,6 +126,19 @@ describe('a quiet build that fails still says why', () => {
   });
 });
 
+test('a COPY to a path no layer keeps (/tmp) fails at its line before it runs', async () => {
+  const ctx = context('FROM base:v1\nCOPY tool.deb /tmp/tool.deb\nRUN dpkg -i /tmp/tool.deb\n', {
+    'tool.deb': 'x',
+  });
+  const r = await build(ctx, ['-q', '-t', 'tmpcopy:1']);
+  expect(r.code).toBe(1);
+  expect(strataLinesAreOneError(r.stderr)).toBe(true);
+  expect(r.stderr).toContain(
+    `${path.join(ctx, 'Stratafile')}:2:1: COPY to /tmp/tool.deb: no layer keeps tmp/** (temporary files), so the copy would be lost before the next step`,
+  );
+  expect((await strata(['ls'], { store })).stdout).not.toContain('tmpcopy');
+});
+
 describe('REMOVE', () => {
   test('of an Essential or Protected package is refused, naming it and why', async () => {
     const ctx = context('FROM base:v1\nREMOVE e2fsprogs\n');

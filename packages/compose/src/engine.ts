@@ -51,6 +51,7 @@ import type { RepoContents } from './local-repo';
 import { Snapshots } from './snapshots';
 import { withBuildchroot, writeImage, writePlatformIndex } from './image-writer';
 import { platformArgs } from './platform';
+import { copyDroppedBy } from './upper';
 
 export type { BuildEvent, BuildOptions, BuildResult, StepReport } from './build-state';
 export { packageDelta } from './build-state';
@@ -384,6 +385,15 @@ export class Builder implements BuildContext {
           ins.loc,
           `BOOTSTRAP --architecture=${ins.architecture} in a build for ${formatPlatform(this.platform)} (${want})`,
           { hint: 'drop --architecture: a BOOTSTRAP without it takes the platform being built' },
+        );
+    }
+    if (ins.kind === 'COPY') {
+      const rule = copyDroppedBy(ins.dest, state.excludes);
+      if (rule)
+        throw new BuildStepError(
+          ins.loc,
+          `COPY to ${ins.dest}: no layer keeps ${rule.pattern} (${rule.reason}), so the copy would be lost before the next step`,
+          { hint: 'copy it to another path (/opt, /usr/local, /var/lib/…)' },
         );
     }
     if (ins.kind === 'REMOVE' && state.packages.length > 0) {

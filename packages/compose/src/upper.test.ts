@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { applyXattrs } from '@strata/tools';
-import { cleanUpper } from './upper';
+import { cleanUpper, copyDroppedBy } from './upper';
 
 let dir: string;
 beforeEach(() => {
@@ -55,4 +55,20 @@ describe('cleanUpper on a deep stack', () => {
     expect(r.pruned).toBe(0);
     expect(fs.readdirSync(path.join(upper, 'etc')).sort()).toEqual(['conf', 'new']);
   });
+});
+
+test('a COPY to a path no layer keeps is found before it runs; other paths are not', () => {
+  expect(copyDroppedBy('/tmp/acme-tool.deb')).toMatchObject({
+    pattern: 'tmp/**',
+    reason: 'temporary files',
+  });
+  expect(copyDroppedBy('/tmp/')?.pattern).toBe('tmp/**');
+  expect(copyDroppedBy('/var/lib/apt/lists/x')?.pattern).toBe('var/lib/apt/lists/**');
+  expect(copyDroppedBy('/var/cache/apt/archives/a.deb')?.pattern).toBe('var/cache/apt/**');
+  expect(copyDroppedBy('/opt/acme/', ['/opt/acme/**'])).toMatchObject({
+    pattern: '/opt/acme/**',
+    reason: 'EXCLUDE',
+  });
+  for (const kept of ['/opt/acme-tool.deb', '/tmpfiles', '/etc/acme/', '/', '/var/lib/acme/x'])
+    expect(copyDroppedBy(kept)).toBeUndefined();
 });

@@ -42,6 +42,23 @@ export const STEP_EXCLUSIONS: readonly StepRule[] = [
   ...drop('temporary files', 'tmp/**'),
 ];
 
+/**
+ * The rule that drops what a COPY to `dest` (absolute; a trailing `/` for a folder) would add,
+ * if one does: such a copy makes an empty layer, and the step after it finds nothing there.
+ */
+export function copyDroppedBy(
+  dest: string,
+  userExcludes: readonly string[] = [],
+): { pattern: string; reason: string } | undefined {
+  const rel = dest.replace(/^\/+/, '');
+  const probe = rel === '' || rel.endsWith('/') ? `${rel}file` : rel;
+  const rules = [
+    ...STEP_EXCLUSIONS.filter((r) => r.action === 'drop'),
+    ...userExcludes.map((g) => ({ pattern: g, reason: 'EXCLUDE' })),
+  ];
+  return rules.find((r) => globToRegExp(r.pattern.replace(/^\/+/, '')).test(probe));
+}
+
 const S_IFMT = 0o170000;
 const S_IFCHR = 0o020000;
 
