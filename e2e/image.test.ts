@@ -237,6 +237,76 @@ describe('strata image --wks', () => {
   );
 
   it(
+    'gives the same table, boot partitions and rawcopy bytes on every run, dated SOURCE_DATE_EPOCH or the image',
+    async () => {
+      // Issue: the ESP and /boot held files stamped with the time of the run.
+      const wks = path.join(work, 'repro.wks');
+      fs.writeFileSync(
+        wks,
+        [
+          'bootloader --ptable gpt',
+          'part /boot/efi --source bootimg-efi --sourceparams=loader=systemd-boot --label ESP',
+          'part /boot --source bootimg-partition --sourceparams "files=data/readme.txt;docs/" --label BOOT',
+          'part blob --source rawcopy --sourceparams file=/data/readme.txt',
+          'part / --source rootfs --fstype ext4 --label root',
+        ].join('\n'),
+      );
+      const env = { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC0' };
+      const dir = async (img: string, p: { start: number }, d: string): Promise<string> =>
+        (await runOk('mdir', ['-i', `${img}@@${p.start * 512}`, d], { env })).stdout;
+      for (const epoch of ['1700000000', undefined]) {
+        const disks = [path.join(work, 'repro1.img'), path.join(work, 'repro2.img')];
+        for (const [i, d] of disks.entries()) {
+          // FAT counts in 2 s: runs further apart than that would see the clock.
+          if (i > 0) await new Promise((r) => setTimeout(r, 2100));
+          await strataOk(['image', 'tiny:1', '--wks', wks, '-o', d], {
+            store,
+            env: epoch === undefined ? { SOURCE_DATE_EPOCH: '' } : { SOURCE_DATE_EPOCH: epoch },
+          });
+        }
+        const t = JSON.parse((await runOk('sfdisk', ['--json', disks[0]!])).stdout) as SfdiskJson;
+        const [esp, boot, blob, root] = t.partitiontable.partitions;
+        expect(esp && boot && blob && root).toBeTruthy();
+        const a = fs.readFileSync(disks[0]!);
+        const b = fs.readFileSync(disks[1]!);
+        // The table (and GPT's backup at the end), then each partition but ext4 (see docs).
+        expect(a.subarray(0, esp!.start * 512).equals(b.subarray(0, esp!.start * 512))).toBe(true);
+        expect(a.subarray(a.length - 33 * 512).equals(b.subarray(b.length - 33 * 512))).toBe(true);
+        for (const p of [esp!, boot!, blob!]) {
+          const bytes = (x: Buffer) => x.subarray(p.start * 512, (p.start + p.size) * 512);
+          expect({ start: p.start, same: bytes(a).equals(bytes(b)) }).toEqual({
+            start: p.start,
+            same: true,
+          });
+        }
+        // Dated by SOURCE_DATE_EPOCH (2023-11-14 22:13:20 UTC), else by the image's creation.
+        const created = JSON.parse(
+          (await strataOk(['inspect', 'tiny:1', '--json'], { store })).stdout,
+        ) as { config?: { created?: string }; created?: string };
+        const when = new Date(
+          epoch === undefined
+            ? (created.config?.created ?? created.created ?? '')
+            : Number(epoch) * 1000,
+        );
+        expect(Number.isNaN(when.getTime())).toBe(false);
+        const day = when.toISOString().slice(0, 10);
+        const minute = when.toISOString().slice(11, 16);
+        for (const [p, d, name] of [
+          [esp!, '::/', 'vmlinuz'],
+          [esp!, '::/', 'EFI'],
+          [esp!, '::/EFI/BOOT', 'BOOTX64'],
+          [boot!, '::/', 'extlinux'],
+          [boot!, '::/docs', 'readme'],
+        ] as const) {
+          const line = (await dir(disks[0]!, p, d)).split('\n').find((l) => l.startsWith(name));
+          expect(line).toContain(`${day}  ${minute}`);
+        }
+      }
+    },
+    SLOW,
+  );
+
+  it(
     'puts a fifth msdos partition in an extended partition, as wic does (no bootloader line)',
     async () => {
       // Issue 15: four parts and then `part /` on msdos wrote a table without the root

@@ -4,7 +4,15 @@ import { InvalidArgumentError } from '@strata/oci';
 import { commitFile, Store } from '@strata/store';
 import { rawcopyFile, stageBootPartition } from './boot-partition';
 import { stageEsp } from './esp';
-import { makeFilesystem, MiB, roundUp, sizeFor, stableUuid, treeUsage } from './filesystem';
+import {
+  makeFilesystem,
+  MiB,
+  roundUp,
+  sizeFor,
+  stableUuid,
+  treeUsage,
+  vfatStamp,
+} from './filesystem';
 import {
   DiskPartition,
   layoutPartitions,
@@ -146,6 +154,7 @@ export async function buildDiskImage(
     const sizeBytes = layout.sizeBytes;
 
     // 3. Each partition's filesystem, in its own file.
+    const stamp = vfatStamp(o.sourceDateEpoch, image?.config.created);
     const files: (string | undefined)[] = [];
     for (const [i, p] of wks.parts.entries()) {
       stopIfInterrupted(o);
@@ -167,6 +176,7 @@ export async function buildDiskImage(
           label: p.label,
           uuid,
           detail: p.mountpoint,
+          stamp: p.source === 'rootfs' ? undefined : stamp,
         },
         o,
       );
