@@ -413,6 +413,76 @@ describe('strata image --wks', () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 
+  it.each([
+    [
+      'rawcopy of a missing file',
+      'part u-boot --source rawcopy --sourceparams file=/usr/lib/u-boot/nope.bin --no-table --offset 8K',
+      'file=',
+      'rawcopy: /usr/lib/u-boot/nope.bin is not in the rootfs',
+    ],
+    [
+      'rawcopy of a directory',
+      'part u-boot --source rawcopy --sourceparams file=/usr/bin',
+      'file=',
+      'rawcopy: /usr/bin is not a regular file',
+    ],
+    [
+      'a files glob that matches nothing',
+      'part /boot --source bootimg-partition --sourceparams "files=/usr/lib/*.dtb"',
+      '"files=',
+      'bootimg-partition: files: nothing in the rootfs matches /usr/lib/*.dtb',
+    ],
+    [
+      'an fdt that is not among the boot files',
+      'part /boot --source bootimg-partition --sourceparams fdt=/board.dtb',
+      'fdt=',
+      'bootimg-partition: fdt=/board.dtb is not among the boot files',
+    ],
+    [
+      'a rootfs mountpoint that is not a directory',
+      'part /etc/marker --source rootfs --fstype ext4',
+      '/etc/marker',
+      '/etc/marker is not a directory in the rootfs',
+    ],
+  ])(
+    'names file:line:column for %s, exit 1, writing nothing',
+    async (_what, line, at, message) => {
+      const wks = path.join(work, 'line.wks');
+      fs.writeFileSync(
+        wks,
+        `bootloader --ptable msdos\n${line}\npart / --source rootfs --fstype ext4\n`,
+      );
+      const out = path.join(work, 'line.img');
+      const r = await strata(['image', 'tiny:1', '--wks', wks, '-o', out], { store });
+      expect(r.stderr).toContain(`${wks}:2:${line.indexOf(at) + 1}: ${message}`);
+      expect(isOneLineError(r.stderr)).toBe(true);
+      expect(r.code).toBe(1);
+      expect(fs.existsSync(out)).toBe(false);
+    },
+    SLOW,
+  );
+
+  it('names the Debian architecture when bootimg-efi has no systemd-boot for it', async () => {
+    const root = makeTinyRootfs(path.join(work, 'armel'), 'armel');
+    fs.writeFileSync(
+      path.join(root, 'var/lib/dpkg/status'),
+      'Package: base-files\nStatus: install ok installed\nArchitecture: armel\nVersion: 12.4+deb12u5\n',
+    );
+    fs.mkdirSync(path.join(root, 'boot'));
+    fs.writeFileSync(path.join(root, 'boot/vmlinuz-6.1.0-99-marvell'), 'not really a kernel\n');
+    await strataOk(['template', 'create', root, '-t', 'armel:1', '--name', 'armel'], { store });
+    const wks = path.join(work, 'armel.wks');
+    fs.writeFileSync(wks, 'bootloader --ptable gpt\npart /boot/efi --source bootimg-efi\n');
+    const r = await strata(['image', 'armel:1', '--wks', wks, '-o', path.join(work, 'armel.img')], {
+      store,
+    });
+    expect(r.stderr).toContain(
+      `${wks}:2:25: bootimg-efi: no systemd-boot for the armel architecture (hint: bootimg-efi is for`,
+    );
+    expect(r.stderr).toContain('for U-Boot use --source bootimg-partition');
+    expect(r.code).toBe(1);
+  });
+
   it('explains a missing bootloader in the rootfs', async () => {
     makeTinyRootfs(path.join(work, 'noboot'), 'noboot');
     await strataOk(
@@ -436,8 +506,8 @@ describe('strata image --wks', () => {
       path.join(work, 'noboot.img'),
     ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(
-      /systemd-bootx64\.efi is not in the rootfs \(hint: install systemd-boot-efi/,
+    expect(r.stderr).toContain(
+      `${wks}:2:25: bootimg-efi: /usr/lib/systemd/boot/efi/systemd-bootx64.efi is not in the rootfs (hint: install systemd-boot-efi`,
     );
   });
 });

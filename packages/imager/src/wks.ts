@@ -60,6 +60,8 @@ export interface WksPart {
   sourceParams: Record<string, string>;
   /** Line in the .wks, for messages. */
   line: number;
+  /** Columns of the line's command and of some options' values, for messages. */
+  columns?: { part: number; mountpoint?: number; source?: number; sourceparams?: number };
 }
 
 export interface WksBootloader {
@@ -366,6 +368,7 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
       uuid: uu?.text.toLowerCase(),
       sourceParams: sp,
       line,
+      columns: { part: cmd.col, mountpoint: mp?.col, source: src?.col, sourceparams: spTok?.col },
     });
   });
   if (parts.length === 0 && errors.length === 0) {
