@@ -1,5 +1,9 @@
 import { layoutPartitions, sfdiskScript } from './partition-table';
-import { parseWks, Wks } from './wks';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { NotFoundError } from '@strata/oci';
+import { parseWks, readWksFile, Wks } from './wks';
 
 const MiB = 1024 * 1024;
 
@@ -299,5 +303,22 @@ describe('the sources for ARM boards: rawcopy and bootimg-partition', () => {
     const r = parseWks(text, 'l.wks');
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.errors.map((e) => e.message).join('\n')).toMatch(re);
+  });
+});
+
+describe('readWksFile', () => {
+  it('names --wks for a file that is not there or is a directory, not a bare errno', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-wks-'));
+    try {
+      const missing = path.join(dir, 'nope.wks');
+      const e = await readWksFile(missing).catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(NotFoundError);
+      expect((e as Error).message).toBe(`--wks ${missing}: no such file`);
+      await expect(readWksFile(dir)).rejects.toThrow(
+        `--wks ${dir} is a directory, not a .wks file`,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -11,7 +11,7 @@
  * A rawcopy part may be named instead of mounted (`part u-boot --source rawcopy …`). Unknown
  * commands and options are errors that name file:line:column. See docs/image.md.
  */
-import { InvalidArgumentError, ParseError } from '@strata/oci';
+import { InvalidArgumentError, NotFoundError, ParseError } from '@strata/oci';
 
 export type FsType = 'ext4' | 'vfat';
 export type PartSource = 'rootfs' | 'bootimg-efi' | 'bootimg-partition' | 'rawcopy';
@@ -438,10 +438,25 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
   return { ok: true, value: { parts, bootloader: bootloader ?? { ptable: 'msdos', line: 0 } } };
 }
 
-/** Read and parse a .wks file; throws the first problem (all of them in the message). */
-export async function readWksFile(file: string): Promise<Wks> {
+/**
+ * Read and parse a .wks file; throws the first problem (all of them in the message). `option`
+ * names where the file was given, for a file that cannot be read.
+ */
+export async function readWksFile(file: string, option = '--wks'): Promise<Wks> {
   const { readFile } = await import('node:fs/promises');
-  const r = parseWks(await readFile(file, 'utf8'), file);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new NotFoundError(`${option} ${file}: no such file`, { cause: e });
+    if (code === 'EISDIR')
+      throw new InvalidArgumentError(`${option} ${file} is a directory, not a .wks file`, {
+        cause: e,
+      });
+    throw e;
+  }
+  const r = parseWks(text, file);
   if (r.ok) return r.value;
   const [first, ...rest] = r.errors;
   if (rest.length === 0) throw first as ParseError;
