@@ -215,6 +215,24 @@ describe('the sources for ARM boards: rawcopy and bootimg-partition', () => {
     );
   });
 
+  it('takes an --offset in 512-byte sectors (s or S), as wic does, and only --offset', () => {
+    const at = (o: string) =>
+      wksOf(`part --source rawcopy --sourceparams file=x --no-table --offset ${o}`).parts[0]!
+        .offset;
+    expect([at('64s'), at('16S'), at('8K'), at('1M'), at('8')]).toEqual([
+      64 * 512,
+      16 * 512,
+      8 * 1024,
+      MiB,
+      8 * 1024,
+    ]);
+    const r = parseWks('part / --source rootfs --fstype ext4 --size 64s', 'l.wks');
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.errors.map((e) => e.message)).toEqual([
+      'l.wks:1:45: --size: not a size: "64s"',
+    ]);
+  });
+
   it('lays raw data outside the table: no number, no entry, nothing in the table covers it', () => {
     const wks = wksOf(board);
     const l = layoutPartitions(wks, [600 * 1024, 8 * MiB, 64 * MiB], 'arm64');

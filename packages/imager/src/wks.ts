@@ -7,7 +7,8 @@
  *        [--overhead-factor F]
  *   bootloader --ptable gpt|msdos [--timeout S] [--append "kernel args"]
  *
- * Sizes take K, M or G suffixes and default to MiB, as in wic; --align and --offset are in KiB.
+ * Sizes take K, M or G suffixes and default to MiB, as in wic; --align and --offset are in KiB,
+ * and --offset also takes S for 512-byte sectors.
  * A rawcopy part may be named instead of mounted (`part u-boot --source rawcopy …`). Unknown
  * commands and options are errors that name file:line:column. See docs/image.md.
  */
@@ -111,13 +112,15 @@ function tokenize(line: string): Token[] | string {
 }
 
 const SIZE_RE = /^(\d+(?:\.\d+)?)([KMG]?)$/i;
+/** wic's --offset also counts in 512-byte sectors (`s` or `S`), as its sizetype("K", True). */
+const OFFSET_RE = /^(\d+(?:\.\d+)?)([KMGS]?)$/i;
 
 /** A size in bytes; undefined when `s` is not one, or is too large to count bytes exactly. */
-function parseSize(s: string, defaultUnit: 'K' | 'M'): number | undefined {
-  const m = SIZE_RE.exec(s);
+function parseSize(s: string, defaultUnit: 'K' | 'M', sectors = false): number | undefined {
+  const m = (sectors ? OFFSET_RE : SIZE_RE).exec(s);
   if (!m) return undefined;
   const unit = (m[2] || defaultUnit).toUpperCase();
-  const mul = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : 1024 ** 3;
+  const mul = unit === 'S' ? 512 : unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : 1024 ** 3;
   const n = Math.ceil(Number(m[1]) * mul);
   return Number.isSafeInteger(n) ? n : undefined;
 }
@@ -218,10 +221,10 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
       if (opts.has(name)) err(t.col, `--${name} given twice`);
       opts.set(name, value);
     }
-    const size = (name: string, unit: 'K' | 'M'): number | undefined => {
+    const size = (name: string, unit: 'K' | 'M', sectors = false): number | undefined => {
       const v = opts.get(name);
       if (v === undefined) return undefined;
-      const n = parseSize(v.text, unit);
+      const n = parseSize(v.text, unit, sectors);
       if (n === undefined) err(v.col, `--${name}: not a size: ${JSON.stringify(v.text)}`);
       return n;
     };
@@ -348,7 +351,7 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
     const align = size('align', 'K');
     if (align !== undefined && (align === 0 || align % 512 !== 0))
       err(opts.get('align')?.col ?? 1, '--align must be a positive multiple of 512 bytes');
-    const offset = size('offset', 'K');
+    const offset = size('offset', 'K', true);
     if (offset !== undefined && offset % 512 !== 0)
       err(opts.get('offset')?.col ?? 1, '--offset must be a multiple of 512 bytes');
     if (offset !== undefined && align !== undefined)
