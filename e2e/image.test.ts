@@ -483,6 +483,44 @@ describe('strata image --wks', () => {
     expect(r.code).toBe(1);
   });
 
+  it(
+    'boots an armhf template from GPT: systemd-bootarm.efi as BOOTARM.EFI, / of the ARM32 root type',
+    async () => {
+      const root = makeTinyRootfs(path.join(work, 'armhf'), 'armhf');
+      fs.writeFileSync(
+        path.join(root, 'var/lib/dpkg/status'),
+        'Package: base-files\nStatus: install ok installed\nArchitecture: armhf\nVersion: 12.4+deb12u5\n',
+      );
+      fs.mkdirSync(path.join(root, 'boot'));
+      fs.writeFileSync(path.join(root, 'boot/vmlinuz-6.1.0-99-armmp'), 'not really a kernel\n');
+      fs.mkdirSync(path.join(root, 'usr/lib/systemd/boot/efi'), { recursive: true });
+      fs.writeFileSync(
+        path.join(root, 'usr/lib/systemd/boot/efi/systemd-bootarm.efi'),
+        'not really systemd-boot\n',
+      );
+      await strataOk(['template', 'create', root, '-t', 'armhf:1', '--name', 'armhf'], { store });
+      const wks = path.join(work, 'armhf.wks');
+      fs.writeFileSync(
+        wks,
+        'bootloader --ptable gpt\npart /boot/efi --source bootimg-efi --label ESP\npart / --source rootfs --fstype ext4\n',
+      );
+      const disk = path.join(work, 'armhf.img');
+      await strataOk(['image', 'armhf:1', '--wks', wks, '-o', disk], { store });
+      const t = JSON.parse((await runOk('sfdisk', ['--json', disk])).stdout) as SfdiskJson;
+      const [esp, rootPart] = t.partitiontable.partitions;
+      expect(rootPart!.type).toBe('69DAD710-2CE4-4E3C-B16C-21A1D49ABED3');
+      const env = { MTOOLS_SKIP_CHECK: '1' };
+      expect(
+        (
+          await runOk('mtype', ['-i', `${disk}@@${esp!.start * 512}`, '::/EFI/BOOT/BOOTARM.EFI'], {
+            env,
+          })
+        ).stdout,
+      ).toBe('not really systemd-boot\n');
+    },
+    SLOW,
+  );
+
   it('explains a missing bootloader in the rootfs', async () => {
     makeTinyRootfs(path.join(work, 'noboot'), 'noboot');
     await strataOk(

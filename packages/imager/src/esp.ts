@@ -84,7 +84,12 @@ export function findKernel(root: string): { kernel: string; initrd?: string; ver
 }
 
 /** systemd-boot's name for each Debian architecture it is built for. */
-const EFI_ARCH: Record<string, string> = { amd64: 'x64', arm64: 'aa64', i386: 'ia32' };
+const EFI_ARCH: Record<string, string> = {
+  amd64: 'x64',
+  arm64: 'aa64',
+  armhf: 'arm',
+  i386: 'ia32',
+};
 
 /** Stage an EFI system partition with systemd-boot, the kernel and its initrd. */
 export function stageEsp(
@@ -94,7 +99,7 @@ export function stageEsp(
   rootDevice: string | undefined,
   boot: Wks['bootloader'],
 ): void {
-  const efiArch = EFI_ARCH[arch];
+  const efiArch = Object.hasOwn(EFI_ARCH, arch) ? EFI_ARCH[arch] : undefined;
   if (efiArch === undefined) {
     throw new InvalidArgumentError(`bootimg-efi: no systemd-boot for the ${arch} architecture`, {
       hint: `bootimg-efi is for ${Object.keys(EFI_ARCH).join(', ')}; for U-Boot use --source bootimg-partition`,

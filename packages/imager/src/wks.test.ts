@@ -340,3 +340,18 @@ describe('readWksFile', () => {
     }
   });
 });
+
+describe('GPT root partition types', () => {
+  it('gives / the root type of its Debian architecture, and other ones the generic Linux type', () => {
+    const wks = wksOf('bootloader --ptable gpt\npart / --source rootfs --fstype ext4');
+    const rootType = (arch: string) => layoutPartitions(wks, [MiB], arch).partitions[0]!.type;
+    expect(['amd64', 'arm64', 'armhf', 'i386', 'riscv64', 'constructor'].map(rootType)).toEqual([
+      '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709',
+      'B921B045-1DF0-41C3-AF44-4C6F280D3FAE',
+      '69DAD710-2CE4-4E3C-B16C-21A1D49ABED3',
+      '44479540-F297-41B2-9AF7-D131D5F0458A',
+      '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
+      '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
+    ]);
+  });
+});
