@@ -238,6 +238,21 @@ describe('strata flatten', () => {
     SLOW,
   );
 
+  it('checks --dir before it writes a tar: a --dir that is not empty leaves no --rootfs', async () => {
+    const dir = tmpDir('strata-flatten-both-');
+    const out = path.join(dir, 'out.tar');
+    const d = path.join(dir, 'd');
+    fs.mkdirSync(d);
+    fs.writeFileSync(path.join(d, 'already-here'), 'x\n');
+    const r = await strata(['flatten', 'stack:1', '--rootfs', out, '--dir', d], { store });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(isOneLineError(r.stderr)).toBe(true);
+    expect(r.stderr).toContain(`--dir ${d} is not empty`);
+    expect(fs.readdirSync(dir).sort()).toEqual(['d']);
+    expect(fs.readdirSync(d)).toEqual(['already-here']);
+  });
+
   /** Whether a flatten into `dir` has begun to spill its base layer (the largest) to scratch. */
   const spilling = (dir: string): boolean =>
     fs

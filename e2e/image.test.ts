@@ -237,6 +237,76 @@ describe('strata image --wks', () => {
   );
 
   it(
+    'gives the same table, boot partitions and rawcopy bytes on every run, dated SOURCE_DATE_EPOCH or the image',
+    async () => {
+      // Issue: the ESP and /boot held files stamped with the time of the run.
+      const wks = path.join(work, 'repro.wks');
+      fs.writeFileSync(
+        wks,
+        [
+          'bootloader --ptable gpt',
+          'part /boot/efi --source bootimg-efi --sourceparams=loader=systemd-boot --label ESP',
+          'part /boot --source bootimg-partition --sourceparams "files=data/readme.txt;docs/" --label BOOT',
+          'part blob --source rawcopy --sourceparams file=/data/readme.txt',
+          'part / --source rootfs --fstype ext4 --label root',
+        ].join('\n'),
+      );
+      const env = { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC0' };
+      const dir = async (img: string, p: { start: number }, d: string): Promise<string> =>
+        (await runOk('mdir', ['-i', `${img}@@${p.start * 512}`, d], { env })).stdout;
+      for (const epoch of ['1700000000', undefined]) {
+        const disks = [path.join(work, 'repro1.img'), path.join(work, 'repro2.img')];
+        for (const [i, d] of disks.entries()) {
+          // FAT counts in 2 s: runs further apart than that would see the clock.
+          if (i > 0) await new Promise((r) => setTimeout(r, 2100));
+          await strataOk(['image', 'tiny:1', '--wks', wks, '-o', d], {
+            store,
+            env: epoch === undefined ? { SOURCE_DATE_EPOCH: '' } : { SOURCE_DATE_EPOCH: epoch },
+          });
+        }
+        const t = JSON.parse((await runOk('sfdisk', ['--json', disks[0]!])).stdout) as SfdiskJson;
+        const [esp, boot, blob, root] = t.partitiontable.partitions;
+        expect(esp && boot && blob && root).toBeTruthy();
+        const a = fs.readFileSync(disks[0]!);
+        const b = fs.readFileSync(disks[1]!);
+        // The table (and GPT's backup at the end), then each partition but ext4 (see docs).
+        expect(a.subarray(0, esp!.start * 512).equals(b.subarray(0, esp!.start * 512))).toBe(true);
+        expect(a.subarray(a.length - 33 * 512).equals(b.subarray(b.length - 33 * 512))).toBe(true);
+        for (const p of [esp!, boot!, blob!]) {
+          const bytes = (x: Buffer) => x.subarray(p.start * 512, (p.start + p.size) * 512);
+          expect({ start: p.start, same: bytes(a).equals(bytes(b)) }).toEqual({
+            start: p.start,
+            same: true,
+          });
+        }
+        // Dated by SOURCE_DATE_EPOCH (2023-11-14 22:13:20 UTC), else by the image's creation.
+        const created = JSON.parse(
+          (await strataOk(['inspect', 'tiny:1', '--json'], { store })).stdout,
+        ) as { config?: { created?: string }; created?: string };
+        const when = new Date(
+          epoch === undefined
+            ? (created.config?.created ?? created.created ?? '')
+            : Number(epoch) * 1000,
+        );
+        expect(Number.isNaN(when.getTime())).toBe(false);
+        const day = when.toISOString().slice(0, 10);
+        const minute = when.toISOString().slice(11, 16);
+        for (const [p, d, name] of [
+          [esp!, '::/', 'vmlinuz'],
+          [esp!, '::/', 'EFI'],
+          [esp!, '::/EFI/BOOT', 'BOOTX64'],
+          [boot!, '::/', 'extlinux'],
+          [boot!, '::/docs', 'readme'],
+        ] as const) {
+          const line = (await dir(disks[0]!, p, d)).split('\n').find((l) => l.startsWith(name));
+          expect(line).toContain(`${day}  ${minute}`);
+        }
+      }
+    },
+    SLOW,
+  );
+
+  it(
     'puts a fifth msdos partition in an extended partition, as wic does (no bootloader line)',
     async () => {
       // Issue 15: four parts and then `part /` on msdos wrote a table without the root
@@ -343,6 +413,114 @@ describe('strata image --wks', () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 
+  it.each([
+    [
+      'rawcopy of a missing file',
+      'part u-boot --source rawcopy --sourceparams file=/usr/lib/u-boot/nope.bin --no-table --offset 8K',
+      'file=',
+      'rawcopy: /usr/lib/u-boot/nope.bin is not in the rootfs',
+    ],
+    [
+      'rawcopy of a directory',
+      'part u-boot --source rawcopy --sourceparams file=/usr/bin',
+      'file=',
+      'rawcopy: /usr/bin is not a regular file',
+    ],
+    [
+      'a files glob that matches nothing',
+      'part /boot --source bootimg-partition --sourceparams "files=/usr/lib/*.dtb"',
+      '"files=',
+      'bootimg-partition: files: nothing in the rootfs matches /usr/lib/*.dtb',
+    ],
+    [
+      'an fdt that is not among the boot files',
+      'part /boot --source bootimg-partition --sourceparams fdt=/board.dtb',
+      'fdt=',
+      'bootimg-partition: fdt=/board.dtb is not among the boot files',
+    ],
+    [
+      'a rootfs mountpoint that is not a directory',
+      'part /etc/marker --source rootfs --fstype ext4',
+      '/etc/marker',
+      '/etc/marker is not a directory in the rootfs',
+    ],
+  ])(
+    'names file:line:column for %s, exit 1, writing nothing',
+    async (_what, line, at, message) => {
+      const wks = path.join(work, 'line.wks');
+      fs.writeFileSync(
+        wks,
+        `bootloader --ptable msdos\n${line}\npart / --source rootfs --fstype ext4\n`,
+      );
+      const out = path.join(work, 'line.img');
+      const r = await strata(['image', 'tiny:1', '--wks', wks, '-o', out], { store });
+      expect(r.stderr).toContain(`${wks}:2:${line.indexOf(at) + 1}: ${message}`);
+      expect(isOneLineError(r.stderr)).toBe(true);
+      expect(r.code).toBe(1);
+      expect(fs.existsSync(out)).toBe(false);
+    },
+    SLOW,
+  );
+
+  it('names the Debian architecture when bootimg-efi has no systemd-boot for it', async () => {
+    const root = makeTinyRootfs(path.join(work, 'armel'), 'armel');
+    fs.writeFileSync(
+      path.join(root, 'var/lib/dpkg/status'),
+      'Package: base-files\nStatus: install ok installed\nArchitecture: armel\nVersion: 12.4+deb12u5\n',
+    );
+    fs.mkdirSync(path.join(root, 'boot'));
+    fs.writeFileSync(path.join(root, 'boot/vmlinuz-6.1.0-99-marvell'), 'not really a kernel\n');
+    await strataOk(['template', 'create', root, '-t', 'armel:1', '--name', 'armel'], { store });
+    const wks = path.join(work, 'armel.wks');
+    fs.writeFileSync(wks, 'bootloader --ptable gpt\npart /boot/efi --source bootimg-efi\n');
+    const r = await strata(['image', 'armel:1', '--wks', wks, '-o', path.join(work, 'armel.img')], {
+      store,
+    });
+    expect(r.stderr).toContain(
+      `${wks}:2:25: bootimg-efi: no systemd-boot for the armel architecture (hint: bootimg-efi is for`,
+    );
+    expect(r.stderr).toContain('for U-Boot use --source bootimg-partition');
+    expect(r.code).toBe(1);
+  });
+
+  it(
+    'boots an armhf template from GPT: systemd-bootarm.efi as BOOTARM.EFI, / of the ARM32 root type',
+    async () => {
+      const root = makeTinyRootfs(path.join(work, 'armhf'), 'armhf');
+      fs.writeFileSync(
+        path.join(root, 'var/lib/dpkg/status'),
+        'Package: base-files\nStatus: install ok installed\nArchitecture: armhf\nVersion: 12.4+deb12u5\n',
+      );
+      fs.mkdirSync(path.join(root, 'boot'));
+      fs.writeFileSync(path.join(root, 'boot/vmlinuz-6.1.0-99-armmp'), 'not really a kernel\n');
+      fs.mkdirSync(path.join(root, 'usr/lib/systemd/boot/efi'), { recursive: true });
+      fs.writeFileSync(
+        path.join(root, 'usr/lib/systemd/boot/efi/systemd-bootarm.efi'),
+        'not really systemd-boot\n',
+      );
+      await strataOk(['template', 'create', root, '-t', 'armhf:1', '--name', 'armhf'], { store });
+      const wks = path.join(work, 'armhf.wks');
+      fs.writeFileSync(
+        wks,
+        'bootloader --ptable gpt\npart /boot/efi --source bootimg-efi --label ESP\npart / --source rootfs --fstype ext4\n',
+      );
+      const disk = path.join(work, 'armhf.img');
+      await strataOk(['image', 'armhf:1', '--wks', wks, '-o', disk], { store });
+      const t = JSON.parse((await runOk('sfdisk', ['--json', disk])).stdout) as SfdiskJson;
+      const [esp, rootPart] = t.partitiontable.partitions;
+      expect(rootPart!.type).toBe('69DAD710-2CE4-4E3C-B16C-21A1D49ABED3');
+      const env = { MTOOLS_SKIP_CHECK: '1' };
+      expect(
+        (
+          await runOk('mtype', ['-i', `${disk}@@${esp!.start * 512}`, '::/EFI/BOOT/BOOTARM.EFI'], {
+            env,
+          })
+        ).stdout,
+      ).toBe('not really systemd-boot\n');
+    },
+    SLOW,
+  );
+
   it('explains a missing bootloader in the rootfs', async () => {
     makeTinyRootfs(path.join(work, 'noboot'), 'noboot');
     await strataOk(
@@ -366,8 +544,8 @@ describe('strata image --wks', () => {
       path.join(work, 'noboot.img'),
     ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(
-      /systemd-bootx64\.efi is not in the rootfs \(hint: install systemd-boot-efi/,
+    expect(r.stderr).toContain(
+      `${wks}:2:25: bootimg-efi: /usr/lib/systemd/boot/efi/systemd-bootx64.efi is not in the rootfs (hint: install systemd-boot-efi`,
     );
   });
 });

@@ -78,22 +78,44 @@ it('refuses an fdt that is not among the boot files, and two files of one name',
     'part /boot --source bootimg-partition --sourceparams "files=/boot/vmlinuz-6.1.0-9-arm64;vmlinuz"',
   );
   expect(() => stageBootPartition(root, out, clash.parts[0]!, undefined, clash.bootloader)).toThrow(
-    /two boot files would share this name/,
+    'two boot files would share the name /vmlinuz',
   );
 });
 
-it('refuses boot files and rawcopy files reached through a symlink or outside the rootfs', () => {
-  fs.symlinkSync('/etc', path.join(root, 'usr/lib/escape'));
-  const viaLink = wksOf(
-    'part /boot --source bootimg-partition --sourceparams "files=/usr/lib/escape/passwd"',
-  );
-  expect(() =>
-    stageBootPartition(root, out, viaLink.parts[0]!, undefined, viaLink.bootloader),
-  ).toThrow(/symlink/);
+it('follows the rootfs symlinks inside it, never out of it', () => {
+  // Debian's usrmerge: /lib is a symlink to usr/lib.
+  fs.symlinkSync('usr/lib', path.join(root, 'lib'));
+  write('usr/lib/u-boot/board/u-boot.bin', 'spl\n');
   const raw = (file: string) =>
     wksOf(`part spl --source rawcopy --sourceparams file=${file} --no-table`).parts[0]!;
-  expect(() => rawcopyFile(root, raw('/usr/lib/escape/passwd'))).toThrow(/symlink/);
+  expect(rawcopyFile(root, raw('/lib/u-boot/board/u-boot.bin'))).toBe(
+    path.join(root, 'usr/lib/u-boot/board/u-boot.bin'),
+  );
+  const viaLib = wksOf(
+    'part /boot --source bootimg-partition --sourceparams "files=/lib/linux-image-*/rockchip/*.dtb;dtbs/"',
+  );
+  stageBootPartition(root, out, viaLib.parts[0]!, undefined, viaLib.bootloader);
+  expect(fs.readdirSync(path.join(out, 'dtbs')).sort()).toEqual(['rk3399-a.dtb', 'rk3399-b.dtb']);
+
+  // An absolute target starts at the rootfs, and '..' stops at its top: the host's files are
+  // out of reach.
+  fs.symlinkSync('/etc', path.join(root, 'usr/lib/escape'));
+  fs.symlinkSync('../../../../../../../etc', path.join(root, 'usr/lib/up'));
+  expect(() => rawcopyFile(root, raw('/usr/lib/escape/passwd'))).toThrow(
+    '/usr/lib/escape/passwd is not in the rootfs',
+  );
+  expect(() => rawcopyFile(root, raw('/usr/lib/up/passwd'))).toThrow(
+    '/usr/lib/up/passwd is not in the rootfs',
+  );
+  write('etc/passwd', 'the rootfs passwd\n');
+  expect(rawcopyFile(root, raw('/usr/lib/escape/passwd'))).toBe(path.join(root, 'etc/passwd'));
+  expect(rawcopyFile(root, raw('/usr/lib/up/passwd'))).toBe(path.join(root, 'etc/passwd'));
+  fs.symlinkSync('loop', path.join(root, 'loop'));
+  expect(() => rawcopyFile(root, raw('/loop'))).toThrow('/loop is not in the rootfs');
   expect(() => rawcopyFile(root, raw('/usr/../../etc/passwd'))).toThrow(/not a clean path/);
+  expect(() => rawcopyFile(root, raw('/lib/u-boot'))).toThrow(
+    '/lib/u-boot is not a regular file (it leads to /usr/lib/u-boot)',
+  );
   expect(rawcopyFile(root, raw('boot/vmlinuz-6.1.0-9-arm64'))).toBe(
     path.join(root, 'boot/vmlinuz-6.1.0-9-arm64'),
   );

@@ -5,23 +5,31 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError, NotFoundError, UnsafeEntryError } from '@strata/oci';
-import { findKernel, regularFile } from './esp';
+import { InvalidArgumentError, NotFoundError } from '@strata/oci';
+import { aboutSourceParams, findKernel, regularFile, resolveInRoot } from './esp';
 import { Wks, WksPart } from './wks';
 
 /** A path in the rootfs as the .wks names it: leading slashes dropped, no '..', not empty. */
 function relPath(what: string, p: string): string {
   const rel = p.replace(/^\/+/, '').replace(/\/+$/, '');
   if (rel === '' || rel.split('/').some((c) => c === '..' || c === '.' || c === '')) {
-    throw new InvalidArgumentError(`${what}: not a clean path in the rootfs: ${JSON.stringify(p)}`);
+    throw aboutSourceParams(
+      new InvalidArgumentError(`${what}: not a clean path in the rootfs: ${JSON.stringify(p)}`),
+    );
   }
   return rel;
 }
 
-/** The file a rawcopy part copies: a regular file of the rootfs, reached through no symlink. */
+/** The file a rawcopy part copies: a regular file of the rootfs, its symlinks followed inside it. */
 export function rawcopyFile(root: string, part: WksPart): string {
   const file = part.sourceParams.file as string;
-  return regularFile(root, relPath('rawcopy file', file));
+  try {
+    return regularFile(root, relPath('file', file));
+  } catch (e) {
+    throw e instanceof InvalidArgumentError || e instanceof NotFoundError
+      ? aboutSourceParams(e)
+      : e;
+  }
 }
 
 function globRe(pattern: string): RegExp {
@@ -34,20 +42,18 @@ function globRe(pattern: string): RegExp {
 
 /**
  * Paths of the rootfs matching `pattern`, where `*` and `?` match within one path component
- * (as wic's IMAGE_BOOT_FILES globs do). Only real directories are walked, and a symlink on
- * the way is refused, so a symlink in the rootfs can never lead the copy out of it.
+ * (as wic's IMAGE_BOOT_FILES globs do). Symlinks on the way are followed inside the rootfs
+ * (see resolveInRoot), so a symlink in the rootfs can never lead the copy out of it.
  */
 function expand(root: string, pattern: string): string[] {
   let found = [''];
-  for (const comp of relPath('bootimg-partition files', pattern).split('/')) {
+  for (const comp of relPath('files', pattern).split('/')) {
     const next: string[] = [];
     for (const dir of found) {
-      const abs = dir === '' ? root : path.join(root, dir);
-      const st = fs.lstatSync(abs, { throwIfNoEntry: false });
-      if (st?.isSymbolicLink()) {
-        throw new UnsafeEntryError(dir, `bootimg-partition: /${dir} is a symlink`);
-      }
-      if (st === undefined || !st.isDirectory()) continue;
+      const real = resolveInRoot(root, dir);
+      if (real === undefined) continue;
+      const abs = path.join(root, real);
+      if (!fs.lstatSync(abs).isDirectory()) continue;
       if (!/[*?]/.test(comp)) {
         if (fs.lstatSync(path.join(abs, comp), { throwIfNoEntry: false }) !== undefined)
           next.push(dir === '' ? comp : `${dir}/${comp}`);
@@ -67,7 +73,9 @@ function expand(root: string, pattern: string): string[] {
 function destPath(d: string): string {
   const rel = d.replace(/^\/+/, '');
   if (rel.split('/').some((c) => c === '..' || c === '.')) {
-    throw new InvalidArgumentError(`bootimg-partition files: bad destination ${JSON.stringify(d)}`);
+    throw aboutSourceParams(
+      new InvalidArgumentError(`files: bad destination ${JSON.stringify(d)}`),
+    );
   }
   return rel;
 }
@@ -83,11 +91,18 @@ function copyBootFiles(root: string, dir: string, list: string): void {
     const dest = semi < 0 ? undefined : destPath(entry.slice(semi + 1));
     const matches = expand(root, src);
     if (matches.length === 0) {
-      throw new NotFoundError(`bootimg-partition: nothing in the rootfs matches ${src}`);
+      throw aboutSourceParams(new NotFoundError(`files: nothing in the rootfs matches ${src}`));
     }
     const isGlob = /[*?]/.test(src);
     for (const m of matches) {
-      const from = regularFile(root, m);
+      let from: string;
+      try {
+        from = regularFile(root, m);
+      } catch (e) {
+        throw e instanceof InvalidArgumentError || e instanceof NotFoundError
+          ? aboutSourceParams(e)
+          : e;
+      }
       const name = path.basename(m);
       const to =
         dest === undefined || dest === ''
@@ -97,7 +112,9 @@ function copyBootFiles(root: string, dir: string, list: string): void {
             : dest;
       const abs = path.join(dir, to);
       if (fs.existsSync(abs)) {
-        throw new UnsafeEntryError(to, 'bootimg-partition: two boot files would share this name');
+        throw aboutSourceParams(
+          new InvalidArgumentError(`files: two boot files would share the name /${to}`),
+        );
       }
       fs.mkdirSync(path.dirname(abs), { recursive: true });
       fs.copyFileSync(from, abs);
@@ -118,7 +135,7 @@ export function stageBootPartition(
   rootDevice: string | undefined,
   boot: Wks['bootloader'],
 ): void {
-  const k = findKernel(root, 'bootimg-partition');
+  const k = findKernel(root);
   fs.copyFileSync(k.kernel, path.join(dir, 'vmlinuz'));
   if (k.initrd !== undefined) fs.copyFileSync(k.initrd, path.join(dir, 'initrd.img'));
   const files = part.sourceParams.files;
@@ -130,9 +147,11 @@ export function stageBootPartition(
     ['fdtdir', fdtdir],
   ] as const) {
     if (p !== undefined && !fs.existsSync(path.join(dir, destPath(p)))) {
-      throw new NotFoundError(`bootimg-partition: ${key}=${p} is not among the boot files`, {
-        hint: 'copy it with --sourceparams "files=<path in the rootfs>;<name>"',
-      });
+      throw aboutSourceParams(
+        new NotFoundError(`${key}=${p} is not among the boot files`, {
+          hint: 'copy it with --sourceparams "files=<path in the rootfs>;<name>"',
+        }),
+      );
     }
   }
   const append = [rootDevice ? `root=${rootDevice}` : '', 'rw', boot.append ?? '']

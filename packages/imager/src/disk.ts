@@ -1,10 +1,19 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError } from '@strata/oci';
+import { debianArchitectureOf } from '@strata/debian';
+import { InvalidArgumentError, NotFoundError, ParseError } from '@strata/oci';
 import { commitFile, Store } from '@strata/store';
 import { rawcopyFile, stageBootPartition } from './boot-partition';
 import { stageEsp } from './esp';
-import { makeFilesystem, MiB, roundUp, sizeFor, stableUuid, treeUsage } from './filesystem';
+import {
+  makeFilesystem,
+  MiB,
+  roundUp,
+  sizeFor,
+  stableUuid,
+  treeUsage,
+  vfatStamp,
+} from './filesystem';
 import {
   DiskPartition,
   layoutPartitions,
@@ -13,7 +22,7 @@ import {
 } from './partition-table';
 import { ResolvedImage } from './resolve-image';
 import { CommonOptions, flattenScratch, stopIfInterrupted, withScratch } from './scratch';
-import { Wks } from './wks';
+import { Wks, WksPart } from './wks';
 
 export interface DiskResult {
   image: ResolvedImage | undefined;
@@ -52,6 +61,19 @@ async function copyInto(
   }
 }
 
+/**
+ * A problem a part's source met in the rootfs, as an error of its line in the .wks: every error
+ * a .wks line causes reads `file:line:column` and exits alike.
+ */
+function atPart(e: unknown, file: string, p: WksPart): unknown {
+  if (!(e instanceof InvalidArgumentError || e instanceof NotFoundError)) return e;
+  const c = p.columns;
+  const option = (e as { wksOption?: string }).wksOption;
+  const col = (option === 'sourceparams' ? c?.sourceparams : undefined) ?? c?.source ?? c?.part;
+  const msg = e.message.startsWith(`${p.source}`) ? e.message : `${p.source}: ${e.message}`;
+  return new ParseError(file, p.line, col ?? 1, msg, { hint: e.hint, cause: e });
+}
+
 export interface DiskOptions extends CommonOptions {
   /** Where the .wks came from, for messages. */
   wksFile?: string;
@@ -77,7 +99,8 @@ export async function buildDiskImage(
     let root: string | undefined;
     if (needsRoot) ({ image, root } = await flattenScratch(store, ref, scratch, o));
     const seed = image?.descriptor.digest ?? ref;
-    const arch = image?.config.architecture ?? 'amd64';
+    // Debian's name (armhf, i386), which the sources and the partition types go by.
+    const arch = image === undefined ? 'amd64' : debianArchitectureOf(image.config);
     const ptable = wks.bootloader.ptable;
     const diskId = stableUuid(seed, 'disk');
     const mbrId = `0x${diskId.slice(0, 8)}`;
@@ -97,41 +120,49 @@ export async function buildDiskImage(
     const sizes: number[] = [];
     // rawcopy parts: the rootfs file whose bytes are the partition.
     const raws: (string | undefined)[] = [];
+    const wksFile = o.wksFile ?? 'wks';
     for (const [i, p] of wks.parts.entries()) {
       let from: string | undefined;
-      if (p.source === 'rawcopy') {
-        const file = rawcopyFile(root as string, p);
-        raws.push(file);
-        froms.push(undefined);
-        // Whole sectors, and never less than the file: wic sizes a rawcopy part by its file.
-        const bytes = roundUp(fs.statSync(file).size, 512);
-        sizes.push(Math.max(bytes, p.size ?? 0));
-        continue;
-      }
-      raws.push(undefined);
-      if (p.source === 'rootfs') {
-        from = path.join(root as string, p.mountpoint);
-        const rel = p.mountpoint.replace(/^\/+/, '');
-        if (rel !== '') {
-          const st = fs.lstatSync(from, { throwIfNoEntry: false });
-          if (
-            st === undefined ||
-            !st.isDirectory() ||
-            fs.realpathSync(from) !== path.join(fs.realpathSync(root as string), rel)
-          ) {
-            throw new InvalidArgumentError(
-              `${o.wksFile ?? 'wks'}:${p.line}: ${p.mountpoint} is not a directory in the rootfs`,
-            );
-          }
+      try {
+        if (p.source === 'rawcopy') {
+          const file = rawcopyFile(root as string, p);
+          raws.push(file);
+          froms.push(undefined);
+          // Whole sectors, and never less than the file: wic sizes a rawcopy part by its file.
+          const bytes = roundUp(fs.statSync(file).size, 512);
+          sizes.push(Math.max(bytes, p.size ?? 0));
+          continue;
         }
-      } else if (p.source === 'bootimg-efi') {
-        from = path.join(scratch, `esp${i + 1}`);
-        fs.mkdirSync(from);
-        stageEsp(root as string, from, arch, rootDevice, wks.bootloader);
-      } else if (p.source === 'bootimg-partition') {
-        from = path.join(scratch, `boot${i + 1}`);
-        fs.mkdirSync(from);
-        stageBootPartition(root as string, from, p, rootDevice, wks.bootloader);
+        raws.push(undefined);
+        if (p.source === 'rootfs') {
+          from = path.join(root as string, p.mountpoint);
+          const rel = p.mountpoint.replace(/^\/+/, '');
+          if (rel !== '') {
+            const st = fs.lstatSync(from, { throwIfNoEntry: false });
+            if (
+              st === undefined ||
+              !st.isDirectory() ||
+              fs.realpathSync(from) !== path.join(fs.realpathSync(root as string), rel)
+            ) {
+              throw new ParseError(
+                wksFile,
+                p.line,
+                p.columns?.mountpoint ?? 1,
+                `${p.mountpoint} is not a directory in the rootfs`,
+              );
+            }
+          }
+        } else if (p.source === 'bootimg-efi') {
+          from = path.join(scratch, `esp${i + 1}`);
+          fs.mkdirSync(from);
+          stageEsp(root as string, from, arch, rootDevice, wks.bootloader);
+        } else if (p.source === 'bootimg-partition') {
+          from = path.join(scratch, `boot${i + 1}`);
+          fs.mkdirSync(from);
+          stageBootPartition(root as string, from, p, rootDevice, wks.bootloader);
+        }
+      } catch (e) {
+        throw atPart(e, wksFile, p);
       }
       froms.push(from);
       const content = from === undefined ? 0 : treeUsage(from).bytes;
@@ -146,6 +177,7 @@ export async function buildDiskImage(
     const sizeBytes = layout.sizeBytes;
 
     // 3. Each partition's filesystem, in its own file.
+    const stamp = vfatStamp(o.sourceDateEpoch, image?.config.created);
     const files: (string | undefined)[] = [];
     for (const [i, p] of wks.parts.entries()) {
       stopIfInterrupted(o);
@@ -167,6 +199,7 @@ export async function buildDiskImage(
           label: p.label,
           uuid,
           detail: p.mountpoint,
+          stamp: p.source === 'rootfs' ? undefined : stamp,
         },
         o,
       );

@@ -4,28 +4,66 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError, NotFoundError, UnsafeEntryError } from '@strata/oci';
+import { InvalidArgumentError, NotFoundError, StrataError } from '@strata/oci';
 import { Wks } from './wks';
 
-/** Names a file under `root` that must be a regular file (no symlink anywhere on the way). */
-export function regularFile(root: string, rel: string): string {
-  let p = root;
-  for (const c of rel.split('/')) {
-    p = `${p}/${c}`;
+/**
+ * Marks an error of a source as one about its `--sourceparams` (a file it names), so that the
+ * message points at that option of the `part` line.
+ */
+export function aboutSourceParams<E extends StrataError>(e: E): E {
+  (e as E & { wksOption?: string }).wksOption = 'sourceparams';
+  return e;
+}
+
+/**
+ * Where `rel` leads in the rootfs at `root`, following the rootfs's own symlinks as a chroot
+ * would (an absolute target starts at `root`, `..` stops there), so no symlink can lead out
+ * of it: Debian's usrmerge makes /lib a symlink to usr/lib. Relative to `root`; undefined when
+ * it leads nowhere.
+ */
+export function resolveInRoot(root: string, rel: string): string | undefined {
+  const parts = (s: string): string[] => s.split('/').filter((c) => c !== '' && c !== '.');
+  const todo = parts(rel);
+  const done: string[] = [];
+  let hops = 0;
+  while (todo.length > 0) {
+    const c = todo.shift() as string;
+    if (c === '..') {
+      done.pop();
+      continue;
+    }
+    const p = path.join(root, ...done, c);
     const st = fs.lstatSync(p, { throwIfNoEntry: false });
-    if (st === undefined) throw new NotFoundError(`/${rel} is not in the rootfs`);
-    if (st.isSymbolicLink())
-      throw new UnsafeEntryError(rel, `${p.slice(root.length)} is a symlink`);
+    if (st === undefined) return undefined;
+    if (st.isSymbolicLink()) {
+      // The kernel's own limit on symlinks in one lookup.
+      if (++hops > 40) return undefined;
+      const target = fs.readlinkSync(p);
+      if (target.startsWith('/')) done.length = 0;
+      todo.unshift(...parts(target));
+      continue;
+    }
+    if (todo.length > 0 && !st.isDirectory()) return undefined;
+    done.push(c);
   }
-  if (!fs.lstatSync(p).isFile()) throw new InvalidArgumentError(`/${rel} is not a regular file`);
+  return done.join('/');
+}
+
+/** The regular file `rel` names in the rootfs at `root`, its symlinks followed inside it. */
+export function regularFile(root: string, rel: string): string {
+  const real = resolveInRoot(root, rel);
+  if (real === undefined) throw new NotFoundError(`/${rel} is not in the rootfs`);
+  const p = path.join(root, real);
+  if (!fs.lstatSync(p).isFile()) {
+    const via = real === rel ? '' : ` (it leads to /${real})`;
+    throw new InvalidArgumentError(`/${rel} is not a regular file${via}`);
+  }
   return p;
 }
 
 /** Newest kernel in /boot and its initrd. */
-export function findKernel(
-  root: string,
-  source = 'bootimg-efi',
-): { kernel: string; initrd?: string; version: string } {
+export function findKernel(root: string): { kernel: string; initrd?: string; version: string } {
   const boot = `${root}/boot`;
   const names = fs.existsSync(boot) ? fs.readdirSync(boot) : [];
   const versions = names
@@ -34,7 +72,7 @@ export function findKernel(
     .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
   const version = versions[versions.length - 1];
   if (version === undefined) {
-    throw new NotFoundError(`no kernel (/boot/vmlinuz-*) in the rootfs for ${source}`, {
+    throw new NotFoundError('no kernel (/boot/vmlinuz-*) in the rootfs', {
       hint: 'install linux-image-<arch> in the template',
     });
   }
@@ -45,7 +83,13 @@ export function findKernel(
   return { kernel, initrd, version };
 }
 
-const EFI_ARCH: Record<string, string> = { amd64: 'x64', arm64: 'aa64', i386: 'ia32' };
+/** systemd-boot's name for each Debian architecture it is built for. */
+const EFI_ARCH: Record<string, string> = {
+  amd64: 'x64',
+  arm64: 'aa64',
+  armhf: 'arm',
+  i386: 'ia32',
+};
 
 /** Stage an EFI system partition with systemd-boot, the kernel and its initrd. */
 export function stageEsp(
@@ -55,11 +99,14 @@ export function stageEsp(
   rootDevice: string | undefined,
   boot: Wks['bootloader'],
 ): void {
-  const efiArch = EFI_ARCH[arch];
-  if (efiArch === undefined)
-    throw new InvalidArgumentError(`bootimg-efi: unsupported architecture ${arch}`);
+  const efiArch = Object.hasOwn(EFI_ARCH, arch) ? EFI_ARCH[arch] : undefined;
+  if (efiArch === undefined) {
+    throw new InvalidArgumentError(`bootimg-efi: no systemd-boot for the ${arch} architecture`, {
+      hint: `bootimg-efi is for ${Object.keys(EFI_ARCH).join(', ')}; for U-Boot use --source bootimg-partition`,
+    });
+  }
   const loaderRel = `usr/lib/systemd/boot/efi/systemd-boot${efiArch}.efi`;
-  if (!fs.existsSync(`${root}/${loaderRel}`)) {
+  if (resolveInRoot(root, loaderRel) === undefined) {
     throw new NotFoundError(`bootimg-efi: /${loaderRel} is not in the rootfs`, {
       hint: 'install systemd-boot-efi in the template',
     });

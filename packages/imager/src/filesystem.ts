@@ -71,6 +71,36 @@ export interface FilesystemSpec {
    */
   uuid: string;
   detail: string;
+  /**
+   * For a tree Strata staged itself (a boot partition), the mtime every entry of it is given:
+   * its files were just written, and FAT keeps their times. A rootfs subtree keeps the mtimes
+   * of its layers instead.
+   */
+  stamp?: number;
+}
+
+/** The oldest time FAT can hold: 1980-01-01 00:00:00 UTC. */
+const FAT_EPOCH = 315532800;
+
+/**
+ * When the files a source writes into a vfat partition are dated: SOURCE_DATE_EPOCH, else the
+ * image's creation time, so that the same image gives the same bytes.
+ */
+export function vfatStamp(
+  sourceDateEpoch: number | undefined,
+  created: string | undefined,
+): number {
+  const fromImage = created === undefined ? NaN : Math.floor(Date.parse(created) / 1000);
+  const t = sourceDateEpoch ?? (Number.isFinite(fromImage) ? fromImage : FAT_EPOCH);
+  return Math.max(t, FAT_EPOCH);
+}
+
+function stampTree(dir: string, t: number): void {
+  for (const name of fs.readdirSync(dir)) {
+    const p = path.join(dir, name);
+    if (fs.lstatSync(p).isDirectory()) stampTree(p, t);
+    fs.lutimesSync(p, t, t);
+  }
 }
 
 /** FAT has no symlinks, owners or device nodes: refuse them instead of following a symlink. */
@@ -98,9 +128,10 @@ export async function makeFilesystem(spec: FilesystemSpec, o: CommonOptions): Pr
   await mkfsVfat({ file, sizeBytes, label, volumeId: uuid.slice(0, 8) });
   if (fromDir === undefined) return;
   checkFatTree(fromDir);
+  if (spec.stamp !== undefined) stampTree(fromDir, spec.stamp);
   const top = fs
     .readdirSync(fromDir)
     .sort()
     .map((n) => path.join(fromDir, n));
-  await mtoolsCopy(file, top, '/');
+  await mtoolsCopy(file, top, '/', spec.stamp ?? o.sourceDateEpoch);
 }

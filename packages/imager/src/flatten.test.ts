@@ -13,7 +13,7 @@ import {
 import { readTar, TarHeader } from '@strata/layer';
 import { Store } from '@strata/store';
 import { comparePaths } from './merge';
-import { flattenToTar } from './flatten';
+import { checkFlattenDir, flattenToTar } from './flatten';
 import { createBundle, describeBundle } from './bundle';
 import { TarSpec, tarOf } from '@strata/layer/testing';
 
@@ -282,5 +282,31 @@ describe('bundles', () => {
     await flattenToTar(store, 'bundle:1', b, { role: 'buildchroot' });
     expect((await listTar(a)).some((e) => e.h.path === 'etc/app')).toBe(true);
     expect((await listTar(b)).some((e) => e.h.path === 'usr/bin/gcc')).toBe(true);
+  });
+});
+
+describe('checkFlattenDir', () => {
+  it('refuses a --dir that is not empty or not a directory, writing nothing', async () => {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-flatdir-'));
+    try {
+      if (process.geteuid?.() !== 0) {
+        await expect(checkFlattenDir(base)).rejects.toThrow('needs root');
+        return;
+      }
+      const missing = path.join(base, 'new', 'dir');
+      await checkFlattenDir(missing);
+      expect(fs.existsSync(path.join(base, 'new'))).toBe(false);
+      await checkFlattenDir(base);
+      fs.writeFileSync(path.join(base, 'f'), 'x');
+      await expect(checkFlattenDir(base, `--dir ${base}`)).rejects.toMatchObject({
+        code: 'ALREADY_EXISTS',
+        message: `--dir ${base} is not empty`,
+      });
+      await expect(checkFlattenDir(path.join(base, 'f'), '--dir f')).rejects.toThrow(
+        '--dir f is not a directory',
+      );
+    } finally {
+      fs.rmSync(base, { recursive: true, force: true });
+    }
   });
 });

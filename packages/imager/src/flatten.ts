@@ -301,6 +301,29 @@ export interface FlattenDirResult {
 }
 
 /**
+ * What flattenToDir refuses about `dir`, without writing anything: a caller that writes other
+ * outputs too checks this first, so that a refused `dir` leaves none of them written. `what`
+ * names it in messages (e.g. `--dir d`).
+ */
+export async function checkFlattenDir(dir: string, what = dir): Promise<void> {
+  if (process.geteuid?.() !== 0) {
+    throw new InvalidArgumentError('flattening into a directory needs root', {
+      hint: 'run as root, or flatten to a tar with --rootfs',
+    });
+  }
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') throw new InvalidArgumentError(`${what} is not a directory`);
+    throw e;
+  }
+  if (names.length > 0) throw new StrataError('ALREADY_EXISTS', `${what} is not empty`);
+}
+
+/**
  * Flatten into a directory by applying the layers base first with the secure unpacker (which
  * verifies every digest and refuses hostile entries). Needs root to keep owners and device
  * nodes. `dir` must not exist or be empty.
@@ -319,15 +342,8 @@ export async function flattenToDir(
   } = {},
 ): Promise<FlattenDirResult> {
   const image = await resolveImage(store, ref, opts.role, opts.platform);
-  if (process.geteuid?.() !== 0) {
-    throw new InvalidArgumentError('flattening into a directory needs root', {
-      hint: 'run as root, or flatten to a tar with --rootfs',
-    });
-  }
+  await checkFlattenDir(dir);
   await fs.promises.mkdir(dir, { recursive: true });
-  if ((await fs.promises.readdir(dir)).length > 0) {
-    throw new StrataError('ALREADY_EXISTS', `${dir} is not empty`);
-  }
   // The store's layers hand the unpack worker their blob files, whose digests it verifies.
   const total = image.layers.reduce((n, l) => n + l.layer.descriptor.size, 0);
   opts.onProgress?.(0, total);

@@ -1,4 +1,4 @@
-export { flattenToTar, flattenToDir } from './flatten';
+export { checkFlattenDir, flattenToTar, flattenToDir } from './flatten';
 export { createBundle, describeBundle } from './bundle';
 export { readWksFile, parseSizeArg } from './wks';
 export { buildExt4Image } from './ext4';

@@ -11,11 +11,20 @@ const SECTOR = 512;
 
 const GPT_TYPES = {
   esp: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B',
-  rootX86_64: '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709',
-  rootArm64: 'B921B045-1DF0-41C3-AF44-4C6F280D3FAE',
   linux: '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
   basicData: 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7',
 } as const;
+
+/**
+ * The Discoverable Partitions Specification's root partition type of each Debian architecture;
+ * systemd-gpt-auto-generator mounts it as / without an fstab entry.
+ */
+const GPT_ROOT: Record<string, string> = {
+  amd64: '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709',
+  arm64: 'B921B045-1DF0-41C3-AF44-4C6F280D3FAE',
+  armhf: '69DAD710-2CE4-4E3C-B16C-21A1D49ABED3',
+  i386: '44479540-F297-41B2-9AF7-D131D5F0458A',
+};
 
 /** U-Boot's distro boot looks for extlinux.conf on the partitions marked bootable first. */
 function isBootable(p: WksPart): boolean {
@@ -30,10 +39,7 @@ function defaultPartType(p: WksPart, ptable: 'gpt' | 'msdos', arch: string): str
   if (ptable === 'msdos') return isEsp(p) ? 'ef' : p.fstype === 'vfat' ? 'c' : '83';
   if (isEsp(p)) return GPT_TYPES.esp;
   if (p.fstype === 'vfat') return GPT_TYPES.basicData;
-  if (p.mountpoint === '/') {
-    if (arch === 'amd64') return GPT_TYPES.rootX86_64;
-    if (arch === 'arm64') return GPT_TYPES.rootArm64;
-  }
+  if (p.mountpoint === '/' && Object.hasOwn(GPT_ROOT, arch)) return GPT_ROOT[arch] as string;
   return GPT_TYPES.linux;
 }
 
@@ -94,6 +100,7 @@ const MBR_LIMIT = 2 ** 32 * SECTOR;
  * that sfdisk puts in the free space before it), so at least one free sector is kept in front
  * of each; the extended partition starts one sector before the first logical one (wic's
  * layout). Throws, naming the .wks line, what an msdos table cannot address (beyond 2 TiB).
+ * `arch` is the Debian architecture (armhf, not arm), which picks a GPT root's type.
  */
 export function layoutPartitions(
   wks: Wks,

@@ -1,5 +1,9 @@
 import { layoutPartitions, sfdiskScript } from './partition-table';
-import { parseWks, Wks } from './wks';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { NotFoundError } from '@strata/oci';
+import { parseWks, readWksFile, Wks } from './wks';
 
 const MiB = 1024 * 1024;
 
@@ -211,6 +215,24 @@ describe('the sources for ARM boards: rawcopy and bootimg-partition', () => {
     );
   });
 
+  it('takes an --offset in 512-byte sectors (s or S), as wic does, and only --offset', () => {
+    const at = (o: string) =>
+      wksOf(`part --source rawcopy --sourceparams file=x --no-table --offset ${o}`).parts[0]!
+        .offset;
+    expect([at('64s'), at('16S'), at('8K'), at('1M'), at('8')]).toEqual([
+      64 * 512,
+      16 * 512,
+      8 * 1024,
+      MiB,
+      8 * 1024,
+    ]);
+    const r = parseWks('part / --source rootfs --fstype ext4 --size 64s', 'l.wks');
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.errors.map((e) => e.message)).toEqual([
+      'l.wks:1:45: --size: not a size: "64s"',
+    ]);
+  });
+
   it('lays raw data outside the table: no number, no entry, nothing in the table covers it', () => {
     const wks = wksOf(board);
     const l = layoutPartitions(wks, [600 * 1024, 8 * MiB, 64 * MiB], 'arm64');
@@ -299,5 +321,37 @@ describe('the sources for ARM boards: rawcopy and bootimg-partition', () => {
     const r = parseWks(text, 'l.wks');
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.errors.map((e) => e.message).join('\n')).toMatch(re);
+  });
+});
+
+describe('readWksFile', () => {
+  it('names --wks for a file that is not there or is a directory, not a bare errno', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-wks-'));
+    try {
+      const missing = path.join(dir, 'nope.wks');
+      const e = await readWksFile(missing).catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(NotFoundError);
+      expect((e as Error).message).toBe(`--wks ${missing}: no such file`);
+      await expect(readWksFile(dir)).rejects.toThrow(
+        `--wks ${dir} is a directory, not a .wks file`,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('GPT root partition types', () => {
+  it('gives / the root type of its Debian architecture, and other ones the generic Linux type', () => {
+    const wks = wksOf('bootloader --ptable gpt\npart / --source rootfs --fstype ext4');
+    const rootType = (arch: string) => layoutPartitions(wks, [MiB], arch).partitions[0]!.type;
+    expect(['amd64', 'arm64', 'armhf', 'i386', 'riscv64', 'constructor'].map(rootType)).toEqual([
+      '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709',
+      'B921B045-1DF0-41C3-AF44-4C6F280D3FAE',
+      '69DAD710-2CE4-4E3C-B16C-21A1D49ABED3',
+      '44479540-F297-41B2-9AF7-D131D5F0458A',
+      '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
+      '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
+    ]);
   });
 });

@@ -7,11 +7,12 @@
  *        [--overhead-factor F]
  *   bootloader --ptable gpt|msdos [--timeout S] [--append "kernel args"]
  *
- * Sizes take K, M or G suffixes and default to MiB, as in wic; --align and --offset are in KiB.
+ * Sizes take K, M or G suffixes and default to MiB, as in wic; --align and --offset are in KiB,
+ * and --offset also takes S for 512-byte sectors.
  * A rawcopy part may be named instead of mounted (`part u-boot --source rawcopy …`). Unknown
  * commands and options are errors that name file:line:column. See docs/image.md.
  */
-import { InvalidArgumentError, ParseError } from '@strata/oci';
+import { InvalidArgumentError, NotFoundError, ParseError } from '@strata/oci';
 
 export type FsType = 'ext4' | 'vfat';
 export type PartSource = 'rootfs' | 'bootimg-efi' | 'bootimg-partition' | 'rawcopy';
@@ -60,6 +61,8 @@ export interface WksPart {
   sourceParams: Record<string, string>;
   /** Line in the .wks, for messages. */
   line: number;
+  /** Columns of the line's command and of some options' values, for messages. */
+  columns?: { part: number; mountpoint?: number; source?: number; sourceparams?: number };
 }
 
 export interface WksBootloader {
@@ -109,13 +112,15 @@ function tokenize(line: string): Token[] | string {
 }
 
 const SIZE_RE = /^(\d+(?:\.\d+)?)([KMG]?)$/i;
+/** wic's --offset also counts in 512-byte sectors (`s` or `S`), as its sizetype("K", True). */
+const OFFSET_RE = /^(\d+(?:\.\d+)?)([KMGS]?)$/i;
 
 /** A size in bytes; undefined when `s` is not one, or is too large to count bytes exactly. */
-function parseSize(s: string, defaultUnit: 'K' | 'M'): number | undefined {
-  const m = SIZE_RE.exec(s);
+function parseSize(s: string, defaultUnit: 'K' | 'M', sectors = false): number | undefined {
+  const m = (sectors ? OFFSET_RE : SIZE_RE).exec(s);
   if (!m) return undefined;
   const unit = (m[2] || defaultUnit).toUpperCase();
-  const mul = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : 1024 ** 3;
+  const mul = unit === 'S' ? 512 : unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : 1024 ** 3;
   const n = Math.ceil(Number(m[1]) * mul);
   return Number.isSafeInteger(n) ? n : undefined;
 }
@@ -216,10 +221,10 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
       if (opts.has(name)) err(t.col, `--${name} given twice`);
       opts.set(name, value);
     }
-    const size = (name: string, unit: 'K' | 'M'): number | undefined => {
+    const size = (name: string, unit: 'K' | 'M', sectors = false): number | undefined => {
       const v = opts.get(name);
       if (v === undefined) return undefined;
-      const n = parseSize(v.text, unit);
+      const n = parseSize(v.text, unit, sectors);
       if (n === undefined) err(v.col, `--${name}: not a size: ${JSON.stringify(v.text)}`);
       return n;
     };
@@ -346,7 +351,7 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
     const align = size('align', 'K');
     if (align !== undefined && (align === 0 || align % 512 !== 0))
       err(opts.get('align')?.col ?? 1, '--align must be a positive multiple of 512 bytes');
-    const offset = size('offset', 'K');
+    const offset = size('offset', 'K', true);
     if (offset !== undefined && offset % 512 !== 0)
       err(opts.get('offset')?.col ?? 1, '--offset must be a multiple of 512 bytes');
     if (offset !== undefined && align !== undefined)
@@ -366,6 +371,7 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
       uuid: uu?.text.toLowerCase(),
       sourceParams: sp,
       line,
+      columns: { part: cmd.col, mountpoint: mp?.col, source: src?.col, sourceparams: spTok?.col },
     });
   });
   if (parts.length === 0 && errors.length === 0) {
@@ -435,10 +441,25 @@ export function parseWks(text: string, file = 'layout.wks'): WksResult {
   return { ok: true, value: { parts, bootloader: bootloader ?? { ptable: 'msdos', line: 0 } } };
 }
 
-/** Read and parse a .wks file; throws the first problem (all of them in the message). */
-export async function readWksFile(file: string): Promise<Wks> {
+/**
+ * Read and parse a .wks file; throws the first problem (all of them in the message). `option`
+ * names where the file was given, for a file that cannot be read.
+ */
+export async function readWksFile(file: string, option = '--wks'): Promise<Wks> {
   const { readFile } = await import('node:fs/promises');
-  const r = parseWks(await readFile(file, 'utf8'), file);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new NotFoundError(`${option} ${file}: no such file`, { cause: e });
+    if (code === 'EISDIR')
+      throw new InvalidArgumentError(`${option} ${file} is a directory, not a .wks file`, {
+        cause: e,
+      });
+    throw e;
+  }
+  const r = parseWks(text, file);
   if (r.ok) return r.value;
   const [first, ...rest] = r.errors;
   if (rest.length === 0) throw first as ParseError;

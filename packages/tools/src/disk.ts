@@ -64,24 +64,40 @@ export async function mkfsVfat(o: MkfsVfatOptions): Promise<void> {
   await runTool('mkfs.vfat', args);
 }
 
-const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
+// FAT stores local time: UTC keeps the bytes the same on every host.
+const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0', TZ: 'UTC0' };
+
+/** mtools dates what it makes itself (a directory of mmd) by SOURCE_DATE_EPOCH when given. */
+function mtoolsEnv(sourceDateEpoch?: number): Record<string, string> {
+  return sourceDateEpoch === undefined
+    ? MTOOLS_ENV
+    : { ...MTOOLS_ENV, SOURCE_DATE_EPOCH: String(sourceDateEpoch) };
+}
 
 /** Make directories (and their parents, given in order) in a FAT image: `mmd -D s`. */
-export async function mtoolsMkdir(image: string, dirs: readonly string[]): Promise<void> {
+export async function mtoolsMkdir(
+  image: string,
+  dirs: readonly string[],
+  sourceDateEpoch?: number,
+): Promise<void> {
   if (dirs.length === 0) return;
   await runTool('mmd', ['-D', 's', '-i', image, ...dirs.map((d) => `::${d}`)], {
-    env: MTOOLS_ENV,
+    env: mtoolsEnv(sourceDateEpoch),
   });
 }
 
-/** Copy host files or trees into a FAT image: `mcopy -s -p -m -o -i IMG SRC… ::DEST`. */
+/**
+ * Copy host files or trees into a FAT image: `mcopy -s -p -m -o -i IMG SRC… ::DEST`. Files and
+ * directories keep their mtimes (-m), so the caller dates the tree.
+ */
 export async function mtoolsCopy(
   image: string,
   sources: readonly string[],
   dest: string,
+  sourceDateEpoch?: number,
 ): Promise<void> {
   if (sources.length === 0) return;
   await runTool('mcopy', ['-s', '-p', '-m', '-o', '-i', image, ...sources, `::${dest}`], {
-    env: MTOOLS_ENV,
+    env: mtoolsEnv(sourceDateEpoch),
   });
 }

@@ -84,13 +84,15 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             ]);
           }),
       run<FlattenArgs>(async (ctx, a) => {
-        const { flattenToTar, flattenToDir } = await import('@strata/imager');
+        const { checkFlattenDir, flattenToTar, flattenToDir } = await import('@strata/imager');
         const store = await ctx.store();
         const platform = await platformArg(a);
         const results: Record<string, unknown>[] = [];
         const jobs: ['rootfs' | 'buildchroot', string][] = [];
         if (a.rootfs) jobs.push(['rootfs', a.rootfs]);
         if (a.buildchroot) jobs.push(['buildchroot', a.buildchroot]);
+        // Every output is checked before any is written: a refused --dir leaves no tar behind.
+        if (a.dir) await checkFlattenDir(a.dir, `--dir ${a.dir}`);
         for (const [role, file] of jobs) await ctx.output(file, `--${role}`);
         for (const [role, file] of jobs) {
           const progress = ctx.progress();
