@@ -5,19 +5,31 @@ import type { DebianPackage } from '@strata/oci';
 import { parseDeb822 } from './deb822';
 import { isPattern, splitArch } from './package-args';
 
-/** Installed packages from a dpkg status file, sorted by name then architecture. */
+/**
+ * dpkg states in which a package's files are not on disk as the package: `not-installed`, and
+ * `config-files`, a removed package of which only its conffiles remain (dpkg -l's `rc`; listing
+ * it would make a REMOVE without purge look as if it removed nothing).
+ */
+const ABSENT = new Set(['not-installed', 'config-files']);
+
+/**
+ * The packages of a dpkg status file whose files are on disk, sorted by name then architecture:
+ * installed ones, and those that dpkg left part way (unpacked, half-configured, awaiting or
+ * pending triggers, half-installed), which ship all the same; these carry their state.
+ */
 export function parseDpkgStatus(text: string): DebianPackage[] {
   const pkgs: DebianPackage[] = [];
   for (const p of parseDeb822(text)) {
     const name = p.get('package');
-    const status = p.get('status')?.split(/\s+/);
+    const state = p.get('status')?.split(/\s+/)[2];
     const version = p.get('version');
-    if (!name || !version || status?.[2] !== 'installed') continue;
+    if (!name || !version || state === undefined || ABSENT.has(state)) continue;
     const pkg: DebianPackage = {
       name,
       version,
       architecture: p.get('architecture') ?? 'all',
       source: name,
+      ...(state !== 'installed' ? { state } : {}),
     };
     const src = p.get('source');
     if (src) {

@@ -81,6 +81,7 @@ const debianPackage = closed(['name', 'version', 'architecture', 'source'], {
   architecture: text,
   source: name,
   sourceVersion: text,
+  state: text,
 });
 
 const exclusion = closed(['pattern', 'reason', 'action', 'matched'], {

@@ -75,6 +75,12 @@ export interface DebianPackage {
   source: string;
   /** Source version when it differs from the binary version. */
   sourceVersion?: string;
+  /**
+   * dpkg's state (the status field's third word) when it is not `installed`: `unpacked`,
+   * `half-configured`, `triggers-awaited`, `triggers-pending` or `half-installed`. Its files
+   * are on disk all the same, so it ships and is listed.
+   */
+  state?: string;
 }
 
 export interface Distribution {

@@ -35,6 +35,7 @@ function component(p: SbomPackage): Models.Component {
     new Models.Property('debian:source', p.source),
     new Models.Property('debian:source-version', p.sourceVersion ?? p.version),
   ];
+  if (p.state !== undefined) props.push(new Models.Property('debian:state', p.state));
   if (p.layer !== undefined) {
     props.push(new Models.Property('strata:layer', p.layer.digest));
     props.push(new Models.Property('strata:layer-index', String(p.layer.index)));

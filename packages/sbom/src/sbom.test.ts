@@ -342,3 +342,62 @@ describe('reading a layer stack', () => {
     },
   );
 });
+
+/** The inventory of a one-layer template holding `entries`. */
+async function oneLayer(entries: Entry[], packagesAdded: string[] = []) {
+  const l = layer([
+    { path: 'usr/lib/os-release', body: 'ID=debian\nVERSION_ID="12"\n' },
+    ...entries,
+  ]);
+  const files = await readRootfsFiles([l]);
+  const config: ImageConfig = {
+    architecture: 'amd64',
+    os: 'linux',
+    created: '2024-01-02T03:04:05Z',
+    rootfs: { type: 'layers', diff_ids: [l.diffId] },
+    strata: {
+      schemaVersion: 1,
+      name: 'one',
+      created: '2024-01-02T03:04:05Z',
+      features: [],
+      architecture: 'amd64',
+      distribution: {},
+      packages: [],
+      exclusions: [],
+      layers: [{ diffId: l.diffId, createdBy: 'one', packagesAdded }],
+    },
+  };
+  return inventory(
+    { ref: 'acme/one:1', digest: sha256(Buffer.from('one')), config, layers: [l] },
+    files,
+  );
+}
+
+describe('package states', () => {
+  test('a package dpkg left unpacked is in the SBOM with its state: an SPDX comment, a CycloneDX property', async () => {
+    const i = await oneLayer([
+      {
+        path: 'var/lib/dpkg/status',
+        body:
+          'Package: done\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n' +
+          'Package: half\nStatus: install ok unpacked\nArchitecture: amd64\nVersion: 2\n',
+      },
+    ]);
+    expect(i.packages.map((p) => [p.name, p.state])).toEqual([
+      ['done', undefined],
+      ['half', 'unpacked'],
+    ]);
+    const spdx = toSpdx(i);
+    const half = spdx.packages.find((p) => p.name === 'half');
+    expect(half?.comment).toContain('dpkg state: unpacked');
+    expect(spdx.packages.find((p) => p.name === 'done')?.comment ?? '').not.toContain('state');
+    const cdx = JSON.parse(renderSbom(i, 'cyclonedx')) as {
+      components: Array<{ name: string; properties?: Array<{ name: string; value: string }> }>;
+    };
+    const props = (n: string) => cdx.components.find((c) => c.name === n)?.properties ?? [];
+    expect(props('half')).toContainEqual({ name: 'debian:state', value: 'unpacked' });
+    expect(props('done').map((p) => p.name)).not.toContain('debian:state');
+    expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+    expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+  });
+});

@@ -116,6 +116,10 @@ function debPackage(p: SbomPackage): SpdxPackage {
   const layer =
     p.layer !== undefined ? `; installed by layer ${p.layer.index} (${p.layer.digest})` : '';
   const expr = p.license.expression;
+  const notes: string[] = [];
+  if (p.state !== undefined) notes.push(`dpkg state: ${p.state} (its files are in the template)`);
+  if (p.filesSha256 !== undefined)
+    notes.push(`checksum: sha256 of the ${p.files} lines of dpkg's md5sums, sorted by path`);
   return {
     SPDXID: spdxId('Package-deb', p.name, p.architecture),
     name: p.name,
@@ -140,11 +144,7 @@ function debPackage(p: SbomPackage): SpdxPackage {
       { referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: p.purl },
     ],
     primaryPackagePurpose: 'INSTALL',
-    ...(p.filesSha256 !== undefined
-      ? {
-          comment: `checksum: sha256 of the ${p.files} lines of dpkg's md5sums, sorted by path`,
-        }
-      : {}),
+    ...(notes.length > 0 ? { comment: notes.join('; ') } : {}),
   };
 }
 
