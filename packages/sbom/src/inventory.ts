@@ -172,3 +172,16 @@ export function inventory(
     packages,
   };
 }
+
+/**
+ * Each package's declared licence for the report, keyed `name:architecture=version`. A package
+ * without a copyright file is left out: nothing is known of its licence (the SBOM says
+ * NOASSERTION), and SPDX's NONE would claim that it has none.
+ */
+export function reportLicences(inv: Inventory): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of inv.packages)
+    if (p.license.expression !== undefined)
+      out.set(`${p.name}:${p.architecture}=${p.version}`, p.license.expression);
+  return out;
+}

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { PackageURL } from 'packageurl-js';
 import { Digest, ImageConfig, sha256 } from '@strata/oci';
 import { TarSpec as Entry, tarOf } from '@strata/layer/testing';
-import { debPurl, filesChecksum, inventory } from './inventory';
+import { debPurl, filesChecksum, inventory, reportLicences } from './inventory';
 import { packageLicense, spdxIdOf } from './licenses';
 import { readRootfsFiles, TarSource } from './rootfs';
 import { toSpdx } from './spdx';
@@ -400,4 +400,20 @@ describe('package states', () => {
     expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
     expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
   });
+});
+
+test("the report's licences: a package without a copyright file has none (the page shows unknown), never SPDX's NONE", async () => {
+  const i = await oneLayer([
+    {
+      path: 'var/lib/dpkg/status',
+      body:
+        'Package: documented\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n' +
+        'Package: bare\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2\n',
+    },
+    { path: 'usr/share/doc/documented/copyright', body: DEP5 },
+  ]);
+  const l = reportLicences(i);
+  expect(l.get('documented:amd64=1')).toContain('GPL-2.0-or-later');
+  expect(l.has('bare:amd64=2')).toBe(false);
+  expect([...l.values()]).not.toContain('NONE');
 });
