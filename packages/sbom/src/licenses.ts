@@ -42,9 +42,14 @@ const DEBIAN_NAMES: Record<string, string> = {
 /** The GNU licences, whose Debian names carry the version and an optional `+`. */
 const GNU = /^(GPL|LGPL|AGPL|GFDL)-(\d)(?:\.(\d))?(\+)?$/i;
 
-/** A `LicenseRef-` id for a name: only letters, digits, '.' and '-' are allowed. */
+/**
+ * A `LicenseRef-` id for a name: only letters, digits, '.' and '-' are allowed. A name that is
+ * a LicenseRef already (DEP-5 lets a file name its licence so) keeps its one prefix.
+ */
 export function licenseRef(name: string): string {
   const idString = name
+    .trim()
+    .replace(/^LicenseRef-/i, '')
     .replace(/\+/g, 'plus')
     .replace(/[^A-Za-z0-9.-]+/g, '-')
     .replace(/^-+|-+$/g, '');

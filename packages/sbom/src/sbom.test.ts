@@ -417,3 +417,33 @@ test("the report's licences: a package without a copyright file has none (the pa
   expect(l.has('bare:amd64=2')).toBe(false);
   expect([...l.values()]).not.toContain('NONE');
 });
+
+test('a DEP-5 licence named LicenseRef-… keeps its one prefix in the expression, the SPDX and CycloneDX documents', async () => {
+  const copyright = `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+
+Files: *
+Copyright: 2024 Acme
+License: LicenseRef-Acme-Proprietary
+
+License: LicenseRef-Acme-Proprietary
+ All rights reserved by Acme.
+`;
+  const l = packageLicense('acme', copyright);
+  expect(l.expression).toBe('LicenseRef-Acme-Proprietary');
+  expect(l.extracted.map((e) => [e.id, e.text])).toEqual([
+    ['LicenseRef-Acme-Proprietary', 'All rights reserved by Acme.'],
+  ]);
+  const i = await oneLayer([
+    {
+      path: 'var/lib/dpkg/status',
+      body: 'Package: acme\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n',
+    },
+    { path: 'usr/share/doc/acme/copyright', body: copyright },
+  ]);
+  for (const format of ['spdx', 'cyclonedx'] as const) {
+    const text = renderSbom(i, format);
+    expect(text).toContain('LicenseRef-Acme-Proprietary');
+    expect(text).not.toContain('LicenseRef-LicenseRef');
+  }
+  expect(reportLicences(i).get('acme:amd64=1')).toBe('LicenseRef-Acme-Proprietary');
+});
