@@ -123,3 +123,16 @@ test('essentialAmong finds Essential, Protected and Important installed packages
     { name: 'logsave', field: 'Important' },
   ]);
 });
+
+test('dpkg status: Built-Using and Static-Built-Using name the sources a package embeds, as name=version', () => {
+  const [p] = parseDpkgStatus(`Package: fgetty
+Status: install ok installed
+Architecture: amd64
+Version: 0.7-6
+Built-Using: dietlibc (= 0.34~cvs20160606-14), gcc-12 (= 12.2.0-14)
+Static-Built-Using: rustc (= 1.63.0+dfsg1-2),  not-exact (>= 1)
+`);
+  expect(p?.builtUsing).toEqual(['dietlibc=0.34~cvs20160606-14', 'gcc-12=12.2.0-14']);
+  expect(p?.staticBuiltUsing).toEqual(['rustc=1.63.0+dfsg1-2']);
+  expect(parseDpkgStatus(STATUS).some((x) => 'builtUsing' in x)).toBe(false);
+});

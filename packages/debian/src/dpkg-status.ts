@@ -31,6 +31,13 @@ export function parseDpkgStatus(text: string): DebianPackage[] {
       source: name,
       ...(state !== 'installed' ? { state } : {}),
     };
+    for (const [field, key] of [
+      ['built-using', 'builtUsing'],
+      ['static-built-using', 'staticBuiltUsing'],
+    ] as const) {
+      const used = builtUsing(p.get(field));
+      if (used.length > 0) pkg[key] = used;
+    }
     const src = p.get('source');
     if (src) {
       const m = /^(\S+)(?:\s+\(([^)]+)\))?/.exec(src);
@@ -44,6 +51,21 @@ export function parseDpkgStatus(text: string): DebianPackage[] {
   return pkgs.sort((a, b) =>
     a.name < b.name ? -1 : a.name > b.name ? 1 : a.architecture < b.architecture ? -1 : 1,
   );
+}
+
+/**
+ * A `Built-Using` field (`gcc-12 (= 12.2.0-14), dietlibc (= 0.34-1)`, Policy 7.8: each an exact
+ * source version) as `name=version`, in its order; an item without an exact version is not a
+ * source that can be fetched, and is left out.
+ */
+function builtUsing(field: string | undefined): string[] {
+  if (field === undefined) return [];
+  const out: string[] = [];
+  for (const item of field.split(',')) {
+    const m = /^\s*([a-z0-9][a-z0-9+.-]*)\s*\(\s*=\s*([^()\s]+)\s*\)\s*$/i.exec(item);
+    if (m && !out.includes(`${m[1]}=${m[2]}`)) out.push(`${m[1]}=${m[2]}`);
+  }
+  return out;
 }
 
 const MARKERS = ['Essential', 'Protected', 'Important'] as const;

@@ -75,6 +75,12 @@ export const imageManifestSchema = {
   }),
 } as const;
 
+/** A binary that embeds a source package, and the field of its control data that says so. */
+const builtUsingEntry = closed(['binary', 'field'], {
+  binary: name,
+  field: { enum: ['Built-Using', 'Static-Built-Using'] },
+});
+
 const debianPackage = closed(['name', 'version', 'architecture', 'source'], {
   name,
   version: name,
@@ -82,6 +88,8 @@ const debianPackage = closed(['name', 'version', 'architecture', 'source'], {
   source: name,
   sourceVersion: text,
   state: text,
+  builtUsing: arrayOf(name),
+  staticBuiltUsing: arrayOf(name),
 });
 
 const exclusion = closed(['pattern', 'reason', 'action', 'matched'], {
@@ -391,6 +399,7 @@ export const sourceIndexSchema = {
           name,
           version: name,
           binaries: arrayOf(name),
+          builtUsing: arrayOf(builtUsingEntry),
           repository: name,
           files: arrayOf(sourceFile),
         }),
@@ -400,6 +409,7 @@ export const sourceIndexSchema = {
           name,
           version: name,
           binaries: arrayOf(name),
+          builtUsing: arrayOf(builtUsingEntry),
           reason: name,
         }),
       ),

@@ -81,6 +81,13 @@ export interface DebianPackage {
    * are on disk all the same, so it ships and is listed.
    */
   state?: string;
+  /**
+   * The source packages (`name=version`) its `Built-Using` field names: sources it embeds
+   * (Debian Policy 7.8), which must be shipped with it.
+   */
+  builtUsing?: string[];
+  /** The same for `Static-Built-Using`: sources it was statically linked against. */
+  staticBuiltUsing?: string[];
 }
 
 export interface Distribution {

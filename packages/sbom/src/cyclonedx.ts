@@ -36,6 +36,12 @@ function component(p: SbomPackage): Models.Component {
     new Models.Property('debian:source-version', p.sourceVersion ?? p.version),
   ];
   if (p.state !== undefined) props.push(new Models.Property('debian:state', p.state));
+  for (const [prop, used] of [
+    ['debian:built-using', p.builtUsing],
+    ['debian:static-built-using', p.staticBuiltUsing],
+  ] as const) {
+    for (const u of used ?? []) props.push(new Models.Property(prop, u.replace('=', ' (= ') + ')'));
+  }
   if (p.layer !== undefined) {
     props.push(new Models.Property('strata:layer', p.layer.digest));
     props.push(new Models.Property('strata:layer-index', String(p.layer.index)));

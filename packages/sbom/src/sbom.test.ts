@@ -447,3 +447,35 @@ License: LicenseRef-Acme-Proprietary
   }
   expect(reportLicences(i).get('acme:amd64=1')).toBe('LicenseRef-Acme-Proprietary');
 });
+
+test('Built-Using: SPDX lists the embedded source package and the binary GENERATED_FROM it; CycloneDX a property', async () => {
+  const i = await oneLayer([
+    {
+      path: 'var/lib/dpkg/status',
+      body:
+        'Package: fgetty\nStatus: install ok installed\nArchitecture: amd64\nVersion: 0.7-6\n' +
+        'Built-Using: dietlibc (= 0.34~cvs20160606-14)\n',
+    },
+  ]);
+  const spdx = toSpdx(i);
+  const src = spdx.packages.find((p) => p.primaryPackagePurpose === 'SOURCE');
+  expect(src).toMatchObject({ name: 'dietlibc', versionInfo: '0.34~cvs20160606-14' });
+  expect(src?.externalRefs?.[0]?.referenceLocator).toBe(
+    'pkg:deb/debian/dietlibc@0.34~cvs20160606-14?arch=source&distro=debian-12',
+  );
+  expect(spdx.relationships).toContainEqual({
+    spdxElementId: 'SPDXRef-Package-deb-fgetty-amd64',
+    relationshipType: 'GENERATED_FROM',
+    relatedSpdxElement: src?.SPDXID,
+    comment: expect.stringContaining('Built-Using: dietlibc (= 0.34~cvs20160606-14)'),
+  });
+  const cdx = JSON.parse(renderSbom(i, 'cyclonedx')) as {
+    components: Array<{ name: string; properties?: Array<{ name: string; value: string }> }>;
+  };
+  expect(cdx.components.find((c) => c.name === 'fgetty')?.properties).toContainEqual({
+    name: 'debian:built-using',
+    value: 'dietlibc (= 0.34~cvs20160606-14)',
+  });
+  expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+  expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+});
