@@ -57,8 +57,23 @@ function component(p: SbomPackage): Models.Component {
   }
   const hashes = new Models.HashDictionary();
   if (p.filesSha256 !== undefined) hashes.set(Enums.HashAlgorithm['SHA-256'], p.filesSha256);
+  const m = p.maintainer;
   const c = new Models.Component(Enums.ComponentType.Library, p.name, {
     bomRef: p.purl,
+    ...(m !== undefined
+      ? {
+          publisher: m.email ? `${m.name} <${m.email}>` : m.name,
+          supplier: new Models.OrganizationalEntity({
+            name: m.name,
+            contact: new Models.OrganizationalContactRepository([
+              new Models.OrganizationalContact({
+                name: m.name,
+                ...(m.email ? { email: m.email } : {}),
+              }),
+            ]),
+          }),
+        }
+      : {}),
     version: p.version,
     purl: p.purl,
     hashes,

@@ -7,7 +7,7 @@ import type {
   ImageConfig,
   LayerRecord,
 } from '@strata/oci';
-import { parseDpkgStatus, parseOsRelease } from '@strata/debian';
+import { parseDeb822, parseDpkgStatus, parseOsRelease } from '@strata/debian';
 import { PackageLicense, packageLicense } from './licenses';
 import { RootfsFiles } from './rootfs';
 
@@ -35,6 +35,34 @@ export interface SbomPackage extends DebianPackage {
   files: number;
   /** The layer that installed this version of the package, when the template says. */
   layer?: SbomLayer;
+  /** dpkg's `Maintainer` (`Name <email>`): who supplies the package. */
+  maintainer?: Maintainer;
+}
+
+export interface Maintainer {
+  name: string;
+  email?: string;
+  /**
+   * Whether it is a team or a list rather than a person (`Debian Perl Group`, an address at
+   * `lists.…`): SPDX's supplier is then an Organization, else a Person.
+   */
+  organization: boolean;
+}
+
+const TEAM = /\b(team|group|maintainers|project|packagers|developers|debian)\b/i;
+
+/** A `Maintainer` field (`Name <email>`, RFC 822 style, as Debian Policy 5.6.2 has it). */
+export function parseMaintainer(field: string | undefined): Maintainer | undefined {
+  if (field === undefined) return undefined;
+  const m = /^\s*([^<]*?)\s*(?:<([^>]*)>)?\s*$/.exec(field.replace(/\s+/g, ' '));
+  const name = (m?.[1] ?? field).replace(/[()]/g, '').trim();
+  const email = m?.[2]?.trim();
+  if (name === '' && !email) return undefined;
+  return {
+    name: name || (email as string),
+    ...(email ? { email } : {}),
+    organization: TEAM.test(name) || /@lists\.|@alioth/i.test(email ?? ''),
+  };
 }
 
 /** What an SBOM of one template (one platform) is made from. */
@@ -141,7 +169,14 @@ export function inventory(
     osRelease !== undefined
       ? parseOsRelease(osRelease.toString('utf8'))
       : (meta?.distribution ?? {});
+  const maintainers = new Map<string, string>();
+  for (const para of parseDeb822(status)) {
+    const m = para.get('maintainer');
+    if (m !== undefined)
+      maintainers.set(`${para.get('package')}:${para.get('architecture') ?? 'all'}`, m);
+  }
   const packages = parseDpkgStatus(status).map((p): SbomPackage => {
+    const maintainer = parseMaintainer(maintainers.get(`${p.name}:${p.architecture}`));
     const md5 =
       files.get(`var/lib/dpkg/info/${p.name}:${p.architecture}.md5sums`) ??
       files.get(`var/lib/dpkg/info/${p.name}.md5sums`);
@@ -155,6 +190,7 @@ export function inventory(
       ...(sum !== undefined ? { filesSha256: sum.sha256 } : {}),
       files: sum?.files ?? 0,
       ...(layer !== undefined ? { layer } : {}),
+      ...(maintainer !== undefined ? { maintainer } : {}),
     };
   });
   const platform = [src.config.os, src.config.architecture, src.config.variant]

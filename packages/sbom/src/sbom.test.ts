@@ -479,3 +479,36 @@ test('Built-Using: SPDX lists the embedded source package and the binary GENERAT
   expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
   expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
 });
+
+test("the supplier is dpkg's Maintainer: SPDX Person or Organization with the address, CycloneDX supplier and publisher", async () => {
+  const i = await oneLayer([
+    {
+      path: 'var/lib/dpkg/status',
+      body:
+        'Package: dash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n' +
+        'Maintainer: Andrej Shadura <andrewsh@debian.org>\n\n' +
+        'Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2\n' +
+        'Maintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>\n\n' +
+        'Package: anon\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3\n',
+    },
+  ]);
+  const spdx = toSpdx(i);
+  const sup = (n: string) => spdx.packages.find((p) => p.name === n)?.supplier;
+  expect(sup('dash')).toBe('Person: Andrej Shadura (andrewsh@debian.org)');
+  expect(sup('libc6')).toBe('Organization: GNU Libc Maintainers (debian-glibc@lists.debian.org)');
+  expect(sup('anon')).toBe('NOASSERTION');
+  const cdx = JSON.parse(renderSbom(i, 'cyclonedx')) as {
+    components: Array<{
+      name: string;
+      publisher?: string;
+      supplier?: { name: string; contact?: Array<{ email?: string }> };
+    }>;
+  };
+  const libc = cdx.components.find((c) => c.name === 'libc6');
+  expect(libc?.publisher).toBe('GNU Libc Maintainers <debian-glibc@lists.debian.org>');
+  expect(libc?.supplier?.name).toBe('GNU Libc Maintainers');
+  expect(libc?.supplier?.contact?.[0]?.email).toBe('debian-glibc@lists.debian.org');
+  expect(cdx.components.find((c) => c.name === 'anon')?.supplier).toBeUndefined();
+  expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+  expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+});

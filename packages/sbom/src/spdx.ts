@@ -109,6 +109,13 @@ function layerPackage(l: SbomLayer): SpdxPackage {
   };
 }
 
+/** SPDX's supplier (`Person: name (email)` or `Organization: …`): dpkg's Maintainer. */
+function supplier(p: SbomPackage): string {
+  const m = p.maintainer;
+  if (m === undefined) return 'NOASSERTION';
+  return `${m.organization ? 'Organization' : 'Person'}: ${m.name}${m.email ? ` (${m.email})` : ''}`;
+}
+
 function debPackage(p: SbomPackage): SpdxPackage {
   const src =
     p.source === p.name && p.sourceVersion === undefined
@@ -127,7 +134,7 @@ function debPackage(p: SbomPackage): SpdxPackage {
     versionInfo: p.version,
     downloadLocation: 'NOASSERTION',
     filesAnalyzed: false,
-    supplier: 'NOASSERTION',
+    supplier: supplier(p),
     ...(p.filesSha256 !== undefined
       ? { checksums: [{ algorithm: 'SHA256', checksumValue: p.filesSha256 }] }
       : {}),
