@@ -8,7 +8,7 @@ import type {
   LayerRecord,
 } from '@strata/oci';
 import { parseDeb822, parseDpkgStatus, parseOsRelease } from '@strata/debian';
-import { PackageLicense, packageLicense } from './licenses';
+import { PackageLicense, packageLicense, unifyLicenseRefs } from './licenses';
 import { RootfsFiles } from './rootfs';
 
 /** One layer of the template, as an SBOM names it. */
@@ -193,6 +193,7 @@ export function inventory(
       ...(maintainer !== undefined ? { maintainer } : {}),
     };
   });
+  unifyLicenseRefs(packages);
   const platform = [src.config.os, src.config.architecture, src.config.variant]
     .filter((x): x is string => typeof x === 'string' && x !== '')
     .join('/');

@@ -8,7 +8,7 @@ import { PackageURL } from 'packageurl-js';
 import { Digest, ImageConfig, sha256 } from '@strata/oci';
 import { TarSpec as Entry, tarOf } from '@strata/layer/testing';
 import { debPurl, filesChecksum, inventory, reportLicences } from './inventory';
-import { packageLicense, spdxIdOf } from './licenses';
+import { packageLicense, spdxIdOf, unifyLicenseRefs } from './licenses';
 import { readRootfsFiles, TarSource } from './rootfs';
 import { toSpdx } from './spdx';
 import { renderSbom, validateSbom } from './index';
@@ -85,6 +85,7 @@ describe('licences', () => {
         id: 'LicenseRef-GPL-2plus-with-OpenSSL-exception',
         name: 'GPL-2+ with OpenSSL exception',
         text: "GPL-2+ with OpenSSL exception (the licence as demo's copyright file names it)",
+        placeholder: true,
       },
     ]);
   });
@@ -511,4 +512,122 @@ test("the supplier is dpkg's Maintainer: SPDX Person or Organization with the ad
   expect(cdx.components.find((c) => c.name === 'anon')?.supplier).toBeUndefined();
   expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
   expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+});
+
+describe('one text per LicenseRef in a document', () => {
+  const dep5 = (files: string, extra = '') =>
+    `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n${files}\n${extra}`;
+  const status = (names: string[]) =>
+    names
+      .map((n) => `Package: ${n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n`)
+      .join('\n');
+
+  test('a later real text replaces a placeholder; a text in a Files paragraph counts; different texts get ids of their own; ids differing by case are one', async () => {
+    const i = await oneLayer([
+      {
+        path: 'var/lib/dpkg/status',
+        body: status(['base-passwd', 'dash', 'perl-base', 'tzdata', 'bison', 'other']),
+      },
+      // Names the licence only: a placeholder.
+      {
+        path: 'usr/share/doc/base-passwd/copyright',
+        body: dep5('Files: *\nCopyright: x\nLicense: public-domain\n'),
+      },
+      // Its text inside the Files paragraph.
+      {
+        path: 'usr/share/doc/dash/copyright',
+        body: dep5(
+          'Files: *\nCopyright: x\nLicense: public-domain\n Dash is in the public domain.\n',
+        ),
+      },
+      {
+        path: 'usr/share/doc/perl-base/copyright',
+        body: dep5(
+          'Files: *\nCopyright: x\nLicense: Artistic\n',
+          '\nLicense: Artistic\n The "Artistic License", in full.\n',
+        ),
+      },
+      // Another public-domain text: an id of its own.
+      {
+        path: 'usr/share/doc/tzdata/copyright',
+        body: dep5(
+          'Files: *\nCopyright: x\nLicense: public-domain\n',
+          '\nLicense: public-domain\n The tz database is in the public domain.\n',
+        ),
+      },
+      {
+        path: 'usr/share/doc/bison/copyright',
+        body: dep5(
+          'Files: *\nCopyright: x\nLicense: GPL-3+ WITH BISON EXCEPTION\n',
+          '\nLicense: GPL-3+ WITH BISON EXCEPTION\n Bison exception text.\n',
+        ),
+      },
+      {
+        path: 'usr/share/doc/other/copyright',
+        body: dep5(
+          'Files: *\nCopyright: x\nLicense: GPL-3+ with Bison exception\n',
+          '\nLicense: GPL-3+ with Bison exception\n Bison   exception\n text.\n',
+        ),
+      },
+    ]);
+    const expr = (n: string) => i.packages.find((p) => p.name === n)?.license.expression;
+    expect(expr('base-passwd')).toBe('LicenseRef-public-domain');
+    expect(expr('dash')).toBe('LicenseRef-public-domain');
+    expect(expr('tzdata')).toBe('LicenseRef-public-domain-tzdata');
+    expect(expr('bison')).toBe('LicenseRef-GPL-3plus-WITH-BISON-EXCEPTION');
+    expect(expr('other')).toBe('LicenseRef-GPL-3plus-WITH-BISON-EXCEPTION');
+    const spdx = toSpdx(i);
+    const texts = new Map(
+      (spdx.hasExtractedLicensingInfos ?? []).map((e) => [e.licenseId, e.extractedText]),
+    );
+    expect([...texts.keys()].sort()).toEqual([
+      'LicenseRef-Artistic',
+      'LicenseRef-GPL-3plus-WITH-BISON-EXCEPTION',
+      'LicenseRef-public-domain',
+      'LicenseRef-public-domain-tzdata',
+    ]);
+    expect(texts.get('LicenseRef-public-domain')).toBe('Dash is in the public domain.');
+    expect(texts.get('LicenseRef-public-domain-tzdata')).toBe(
+      'The tz database is in the public domain.',
+    );
+    expect(texts.get('LicenseRef-Artistic')).toBe('The "Artistic License", in full.');
+    // Every id a package uses is declared.
+    for (const p of spdx.packages) {
+      for (const id of p.licenseDeclared?.match(/LicenseRef-[A-Za-z0-9.-]+/g) ?? [])
+        expect(texts.has(id)).toBe(true);
+    }
+    expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+  });
+
+  test('a placeholder stays when no package has the text', () => {
+    const pkgs = [
+      { name: 'a', license: packageLicense('a', dep5('Files: *\nCopyright: x\nLicense: Foo\n')) },
+      { name: 'b', license: packageLicense('b', dep5('Files: *\nCopyright: x\nLicense: foo\n')) },
+    ];
+    unifyLicenseRefs(pkgs);
+    expect(pkgs.map((p) => p.license.expression)).toEqual(['LicenseRef-Foo', 'LicenseRef-Foo']);
+    expect(pkgs[1]?.license.extracted[0]?.placeholder).toBe(true);
+  });
+
+  test('an id made for another text is never one that a copyright file names', () => {
+    const text = (n: string, body: string) =>
+      packageLicense(
+        n,
+        dep5(
+          `Files: *\nCopyright: x\nLicense: ${n === 'c' ? 'Foo-b' : 'Foo'}\n`,
+          `\nLicense: ${n === 'c' ? 'Foo-b' : 'Foo'}\n ${body}\n`,
+        ),
+      );
+    const pkgs = [
+      { name: 'a', license: text('a', 'one') },
+      { name: 'b', license: text('b', 'two') },
+      { name: 'c', license: text('c', 'three') },
+    ];
+    unifyLicenseRefs(pkgs);
+    expect(pkgs.map((p) => p.license.expression)).toEqual([
+      'LicenseRef-Foo',
+      'LicenseRef-Foo-b-2',
+      'LicenseRef-Foo-b',
+    ]);
+  });
 });
