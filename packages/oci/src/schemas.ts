@@ -140,6 +140,7 @@ export const templateMetadataSchema = {
           packagesRemoved: arrayOf(text),
           cacheKey: digest,
           localRepo: text,
+          localDebs: arrayOf(text),
         }),
       ),
       baseChain: arrayOf(baseTemplate),

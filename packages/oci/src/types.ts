@@ -122,6 +122,11 @@ export interface LayerRecord {
    * step's apt saw: part of its cache key, so `strata check` can recompute that key.
    */
   localRepo?: string;
+  /**
+   * The packages (`name=version`) of packagesAdded that this INSTALL took from .deb files of
+   * the build context rather than from an apt repository: they are not the distribution's.
+   */
+  localDebs?: string[];
 }
 
 /** One source a DEBUILD line built: what its cache key was made of, and what it made. */

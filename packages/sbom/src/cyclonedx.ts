@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Enums, Models, Serialize, Spec } from '@cyclonedx/cyclonedx-library';
 import { digestHex } from '@strata/oci';
+import { ORIGIN_NOTE } from './inventory';
 import type { Inventory, SbomPackage } from './inventory';
 
 /** The CycloneDX version Strata writes. */
@@ -36,6 +37,10 @@ function component(p: SbomPackage): Models.Component {
     new Models.Property('debian:source-version', p.sourceVersion ?? p.version),
   ];
   if (p.state !== undefined) props.push(new Models.Property('debian:state', p.state));
+  if (p.origin !== undefined) {
+    props.push(new Models.Property('strata:origin', p.origin));
+    props.push(new Models.Property('strata:origin-note', ORIGIN_NOTE[p.origin]));
+  }
   for (const [prop, used] of [
     ['debian:built-using', p.builtUsing],
     ['debian:static-built-using', p.staticBuiltUsing],

@@ -37,7 +37,18 @@ export interface SbomPackage extends DebianPackage {
   layer?: SbomLayer;
   /** dpkg's `Maintainer` (`Name <email>`): who supplies the package. */
   maintainer?: Maintainer;
+  /**
+   * Set for a package that is not the distribution's: `context-deb`, installed from a .deb file
+   * of the build context (INSTALL ./x.deb); `debuild`, built by a DEBUILD step.
+   */
+  origin?: 'context-deb' | 'debuild';
 }
+
+/** What an SBOM says of a package's origin. */
+export const ORIGIN_NOTE = {
+  'context-deb': 'installed from a local .deb in the build context, not from the distribution',
+  debuild: 'built by a DEBUILD step of the build, not taken from the distribution',
+} as const;
 
 export interface Maintainer {
   name: string;
@@ -109,7 +120,12 @@ export function filesChecksum(md5sums: string): { sha256: string; files: number 
  * distribution's id, and name, version and qualifier values are percent-encoded as the spec
  * says (`+` is `%2B`, an epoch's `:` is `%3A`); qualifiers are sorted by key.
  */
-export function debPurl(p: DebianPackage, distro: Distribution): string {
+export function debPurl(p: DebianPackage, distro: Distribution, local = false): string {
+  if (local) {
+    // No vendor namespace nor distro: scanners must not look it up as the distribution's.
+    const n = encodeURIComponent(p.name);
+    return `pkg:deb/${n}@${encodeURIComponent(p.version)}?arch=${encodeURIComponent(p.architecture)}`;
+  }
   const id = (distro.id ?? 'debian').toLowerCase();
   const release = distro.versionId ?? distro.versionCodename;
   const q = [`arch=${encodeURIComponent(p.architecture)}`];
@@ -175,8 +191,12 @@ export function inventory(
     if (m !== undefined)
       maintainers.set(`${para.get('package')}:${para.get('architecture') ?? 'all'}`, m);
   }
+  const fromContext = new Set((meta?.layers ?? []).flatMap((l) => l.localDebs ?? []));
+  const debuilt = new Set((meta?.debuilds ?? []).flatMap((d) => d.packages));
   const packages = parseDpkgStatus(status).map((p): SbomPackage => {
     const maintainer = parseMaintainer(maintainers.get(`${p.name}:${p.architecture}`));
+    const key = `${p.name}=${p.version}`;
+    const origin = fromContext.has(key) ? 'context-deb' : debuilt.has(key) ? 'debuild' : undefined;
     const md5 =
       files.get(`var/lib/dpkg/info/${p.name}:${p.architecture}.md5sums`) ??
       files.get(`var/lib/dpkg/info/${p.name}.md5sums`);
@@ -185,12 +205,13 @@ export function inventory(
     const layer = layerOf(p, meta?.layers, layers, md5?.layer);
     return {
       ...p,
-      purl: debPurl(p, distribution),
+      purl: debPurl(p, distribution, origin !== undefined),
       license: packageLicense(p.name, copyright?.toString('utf8')),
       ...(sum !== undefined ? { filesSha256: sum.sha256 } : {}),
       files: sum?.files ?? 0,
       ...(layer !== undefined ? { layer } : {}),
       ...(maintainer !== undefined ? { maintainer } : {}),
+      ...(origin !== undefined ? { origin } : {}),
     };
   });
   unifyLicenseRefs(packages);

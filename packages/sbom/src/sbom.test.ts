@@ -345,7 +345,11 @@ describe('reading a layer stack', () => {
 });
 
 /** The inventory of a one-layer template holding `entries`. */
-async function oneLayer(entries: Entry[], packagesAdded: string[] = []) {
+async function oneLayer(
+  entries: Entry[],
+  packagesAdded: string[] = [],
+  more: { localDebs?: string[]; debuilt?: string[] } = {},
+) {
   const l = layer([
     { path: 'usr/lib/os-release', body: 'ID=debian\nVERSION_ID="12"\n' },
     ...entries,
@@ -365,7 +369,27 @@ async function oneLayer(entries: Entry[], packagesAdded: string[] = []) {
       distribution: {},
       packages: [],
       exclusions: [],
-      layers: [{ diffId: l.diffId, createdBy: 'one', packagesAdded }],
+      layers: [
+        {
+          diffId: l.diffId,
+          createdBy: 'one',
+          packagesAdded,
+          ...(more.localDebs ? { localDebs: more.localDebs } : {}),
+        },
+      ],
+      ...(more.debuilt
+        ? {
+            debuilds: [
+              {
+                source: 'acme',
+                cacheKey: sha256(Buffer.from('k')),
+                buildchroot: sha256(Buffer.from('c')),
+                inputs: [],
+                packages: more.debuilt,
+              },
+            ],
+          }
+        : {}),
     },
   };
   return inventory(
@@ -630,4 +654,41 @@ describe('one text per LicenseRef in a document', () => {
       'LicenseRef-Foo-b',
     ]);
   });
+});
+
+test('a package from a .deb of the build context, or built by DEBUILD, has no Debian purl and says where it came from', async () => {
+  const i = await oneLayer(
+    [
+      {
+        path: 'var/lib/dpkg/status',
+        body: ['curl=7.88.1-10', 'tinyx=1.0', 'acme-tool=2.0']
+          .map((k) => {
+            const [n, v] = k.split('=');
+            return `Package: ${n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: ${v}\n`;
+          })
+          .join('\n'),
+      },
+    ],
+    ['curl=7.88.1-10', 'tinyx=1.0', 'acme-tool=2.0'],
+    { localDebs: ['tinyx=1.0'], debuilt: ['acme-tool=2.0'] },
+  );
+  const purl = (n: string) => i.packages.find((p) => p.name === n)?.purl;
+  expect(purl('curl')).toBe('pkg:deb/debian/curl@7.88.1-10?arch=amd64&distro=debian-12');
+  expect(purl('tinyx')).toBe('pkg:deb/tinyx@1.0?arch=amd64');
+  expect(purl('acme-tool')).toBe('pkg:deb/acme-tool@2.0?arch=amd64');
+  expect(PackageURL.fromString(purl('tinyx') as string).namespace).toBeFalsy();
+  const spdx = toSpdx(i);
+  const comment = (n: string) => spdx.packages.find((p) => p.name === n)?.comment ?? '';
+  expect(comment('tinyx')).toContain('installed from a local .deb in the build context');
+  expect(comment('acme-tool')).toContain('built by a DEBUILD step');
+  expect(comment('curl')).not.toContain('local');
+  const cdx = JSON.parse(renderSbom(i, 'cyclonedx')) as {
+    components: Array<{ name: string; properties?: Array<{ name: string; value: string }> }>;
+  };
+  const props = (n: string) => cdx.components.find((c) => c.name === n)?.properties ?? [];
+  expect(props('tinyx')).toContainEqual({ name: 'strata:origin', value: 'context-deb' });
+  expect(props('acme-tool')).toContainEqual({ name: 'strata:origin', value: 'debuild' });
+  expect(props('curl').map((p) => p.name)).not.toContain('strata:origin');
+  expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+  expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
 });
