@@ -9,9 +9,9 @@ import {
   chainId,
 } from '@strata/oci';
 import { createLayer, packTree } from '@strata/layer';
-import { AptSources, aptConf, essentialAmong, parseDpkgStatus } from '@strata/debian';
+import { AptSources, aptConf, essentialAmong, parseDeb822, parseDpkgStatus } from '@strata/debian';
 import { isoDate } from '@strata/template';
-import { NativeDpkg, runInSandbox } from '@strata/tools';
+import { NativeDpkg, debControl, runInSandbox } from '@strata/tools';
 import { AptState } from './apt-state';
 import { BOOTSTRAP_HOST_FILES, bootstrapStep } from './bootstrap-step';
 import { CacheEntry, writeCache } from './cache';
@@ -44,6 +44,18 @@ export class StepRunner {
     this.snapshots = new Snapshots(ctx.store);
     this.apt = new AptState(ctx.store.root);
     this.emulation = new Emulation(ctx);
+  }
+
+  /** The packages (`name=version`) of an INSTALL's .deb files in the build context. */
+  private async contextDebs(debs: ReadonlyArray<{ path: string }>): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const d of debs) {
+      const fields = parseDeb822(await debControl(path.join(this.ctx.context, d.path)))[0];
+      const name = fields?.get('package');
+      const version = fields?.get('version');
+      if (name && version) out.add(`${name}=${version}`);
+    }
+    return out;
   }
 
   async execute(
@@ -126,6 +138,11 @@ export class StepRunner {
       const record: LayerRecord = { diffId, createdBy: ins.text, cacheKey: key };
       if (delta.added.length) record.packagesAdded = delta.added;
       if (delta.removed.length) record.packagesRemoved = delta.removed;
+      if (ins.kind === 'INSTALL' && ins.debs.length > 0) {
+        const local = await this.contextDebs(copy ?? ins.debs.map((d) => ({ path: d })));
+        const fromContext = delta.added.filter((a) => local.has(a));
+        if (fromContext.length > 0) record.localDebs = fromContext;
+      }
       const created = isoDate(new Date(epoch * 1000));
       const entry: CacheEntry = {
         key,

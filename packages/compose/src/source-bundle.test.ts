@@ -45,6 +45,37 @@ describe('sourcesOf', () => {
   });
 });
 
+test('sourcesOf: the sources a Built-Using or Static-Built-Using names are wanted, with the binaries that embed them, even for a DEBUILD package', () => {
+  const pkgs: DebianPackage[] = [
+    {
+      name: 'fgetty',
+      version: '0.7-6',
+      architecture: 'amd64',
+      source: 'fgetty',
+      builtUsing: ['dietlibc=0.34~cvs20160606-14'],
+    },
+    {
+      name: 'acme-tool',
+      version: '1.0',
+      architecture: 'amd64',
+      source: 'acme',
+      staticBuiltUsing: ['dietlibc=0.34~cvs20160606-14', 'rustc=1.63'],
+    },
+  ];
+  const got = sourcesOf(pkgs, new Set(['acme-tool=1.0']));
+  expect([...got.keys()]).toEqual(['dietlibc=0.34~cvs20160606-14', 'fgetty=0.7-6', 'rustc=1.63']);
+  expect(got.get('dietlibc=0.34~cvs20160606-14')).toEqual({
+    name: 'dietlibc',
+    version: '0.34~cvs20160606-14',
+    binaries: [],
+    builtUsing: [
+      { binary: 'acme-tool:amd64=1.0', field: 'Static-Built-Using' },
+      { binary: 'fgetty:amd64=0.7-6', field: 'Built-Using' },
+    ],
+  });
+  expect(got.get('fgetty=0.7-6')?.builtUsing).toBeUndefined();
+});
+
 describe('DEBUILD sources carried with the .debs', () => {
   const tar = { name: 'acme_2.0.tar.xz', sha256: 'a'.repeat(64), size: 10 };
   const dsc = parseDsc(
@@ -264,6 +295,31 @@ Checksums-Sha256:
     expect(again.stats.fromCache).toBe(4);
     expect(requests).toEqual(['dists/test/InRelease']);
     expect(again.index).toEqual(r.index);
+  });
+
+  test('fetches the sources a Built-Using names, and names the binary that needs one the mirror lacks', async () => {
+    const embeds =
+      'Package: embedder\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5\n' +
+      'Built-Using: hello (= 1.0-1), dietlibc (= 0.34~cvs20160606-14)\n\n';
+    await template('bu:1', embeds);
+    const out = path.join(dir, 'out-built-using');
+    const r = await writeSources(store, 'bu:1', out, opts());
+    const by = [{ binary: 'embedder:amd64=5', field: 'Built-Using' }];
+    expect(r.index.sources.map((x) => [x.name, x.version, x.binaries, x.builtUsing])).toEqual([
+      ['hello', '1.0-1', [], by],
+    ]);
+    expect(r.index.missing.map((m) => [m.name, m.version, m.builtUsing])).toEqual([
+      ['dietlibc', '0.34~cvs20160606-14', by],
+      ['embedder', '5', undefined],
+    ]);
+    expect(fs.readFileSync(path.join(out, 'hello_1.0-1.dsc'))).toEqual(dsc);
+    const written: unknown = JSON.parse(fs.readFileSync(path.join(out, 'sources.json'), 'utf8'));
+    expect(validateSourceIndex(written)).toEqual({ ok: true, value: written });
+    const txt = fs.readFileSync(path.join(out, 'SOURCES.txt'), 'utf8');
+    expect(txt).toContain('embedder:amd64=5 (Built-Using)');
+    expect(txt).toMatch(
+      /dietlibc 0\.34~cvs20160606-14: .*needed by embedder:amd64=5 \(Built-Using\)/,
+    );
   });
 
   test('without apt sources given, it reads those the template records it was built with', async () => {

@@ -37,12 +37,23 @@ import { Candidate, SourceFetcher, SourcesStats, fetchSource, findSources } from
 export type { DebuildSource } from './source-carried';
 export type { SourcesStats } from './source-mirror';
 
+/**
+ * A binary package (`name:arch=version`) that embeds a source package, and the field of its
+ * control data that says so (Debian Policy 7.8): that source must be shipped with it.
+ */
+export interface BuiltUsing {
+  binary: string;
+  field: 'Built-Using' | 'Static-Built-Using';
+}
+
 /** A source package of the template, and the files written for it. */
 export interface BundledSource {
   name: string;
   version: string;
   /** The binary packages built from it, `name:arch=version`, sorted. */
   binaries: string[];
+  /** The binaries that embed it (Built-Using), when any do; sorted. */
+  builtUsing?: BuiltUsing[];
   /** The apt repository it came from. */
   repository: string;
   /** Its files (the .dsc among them), sorted by name; each is written to the folder by name. */
@@ -54,6 +65,7 @@ export interface MissingSource {
   name: string;
   version: string;
   binaries: string[];
+  builtUsing?: BuiltUsing[];
   reason: string;
 }
 
@@ -109,28 +121,49 @@ interface Wanted {
   name: string;
   version: string;
   binaries: string[];
+  builtUsing?: BuiltUsing[];
 }
 
 /**
  * The source packages that `packages` (a template's metadata) were built from, keyed
  * `name=version`. The source version is dpkg's `Source: foo (version)` where it differs from
  * the binary's (a binNMU, or a binary versioned on its own), else the binary's version.
- * Packages that `skip` names (`name=version`, DEBUILD's) are left out.
+ * Packages that `skip` names (`name=version`, DEBUILD's) are left out; the sources that a
+ * package's Built-Using and Static-Built-Using name are in, skipped or not: it embeds them, and
+ * Debian Policy 7.8 wants them shipped with it.
  */
 export function sourcesOf(
   packages: readonly DebianPackage[],
   skip: ReadonlySet<string> = new Set(),
 ): Map<string, Wanted> {
   const out = new Map<string, Wanted>();
-  for (const p of packages) {
-    if (skip.has(`${p.name}=${p.version}`)) continue;
-    const version = p.sourceVersion ?? p.version;
-    const key = `${p.source}=${version}`;
-    const w = out.get(key) ?? { name: p.source, version, binaries: [] };
-    w.binaries.push(`${p.name}:${p.architecture}=${p.version}`);
+  const want = (name: string, version: string): Wanted => {
+    const key = `${name}=${version}`;
+    const w = out.get(key) ?? { name, version, binaries: [] };
     out.set(key, w);
+    return w;
+  };
+  for (const p of packages) {
+    const binary = `${p.name}:${p.architecture}=${p.version}`;
+    if (!skip.has(`${p.name}=${p.version}`))
+      want(p.source, p.sourceVersion ?? p.version).binaries.push(binary);
+    for (const [field, used] of [
+      ['Built-Using', p.builtUsing],
+      ['Static-Built-Using', p.staticBuiltUsing],
+    ] as const) {
+      for (const u of used ?? []) {
+        const eq = u.indexOf('=');
+        const w = want(u.slice(0, eq), u.slice(eq + 1));
+        (w.builtUsing ??= []).push({ binary, field });
+      }
+    }
   }
-  for (const w of out.values()) w.binaries.sort();
+  for (const w of out.values()) {
+    w.binaries.sort();
+    w.builtUsing?.sort((a, b) =>
+      a.binary < b.binary ? -1 : a.binary > b.binary ? 1 : a.field < b.field ? -1 : 1,
+    );
+  }
   return new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
@@ -174,10 +207,15 @@ function layerFileName(i: number, layer: Descriptor): string {
   return `copy-${i}-${digestHex(layer.digest).slice(0, 12)}${ext}`;
 }
 
+/** The binaries built from a source, and those that embed it (`fgetty:amd64=0.7-6 (Built-Using)`). */
+function binariesCell(s: Wanted): string {
+  return [...s.binaries, ...(s.builtUsing ?? []).map((b) => `${b.binary} (${b.field})`)].join(' ');
+}
+
 function table(index: SourceIndex): string {
   const rows: string[][] = [['SOURCE', 'VERSION', 'BINARIES', 'FILES']];
   for (const s of index.sources) {
-    rows.push([s.name, s.version, s.binaries.join(' '), s.files.map((f) => f.name).join(' ')]);
+    rows.push([s.name, s.version, binariesCell(s), s.files.map((f) => f.name).join(' ')]);
   }
   const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)));
   const line = (r: string[]) =>
@@ -186,7 +224,12 @@ function table(index: SourceIndex): string {
   out.push(...rows.map(line));
   if (index.missing.length > 0) {
     out.push('', 'MISSING (not on the mirror):');
-    for (const m of index.missing) out.push(`${m.name} ${m.version}: ${m.reason}`);
+    for (const m of index.missing) {
+      const by = (m.builtUsing ?? []).map((b) => `${b.binary} (${b.field})`);
+      out.push(
+        `${m.name} ${m.version}: ${m.reason}${by.length > 0 ? `; needed by ${by.join(', ')}` : ''}`,
+      );
+    }
   }
   if (index.copied.length > 0) {
     out.push('', 'COPY layers:');
@@ -267,7 +310,12 @@ export async function writeSources(
     meta.packages,
     new Set(meta.packages.filter(own).map((p) => `${p.name}=${p.version}`)),
   );
-  const uncarried = sourcesOf(meta.packages.filter((p) => own(p) && !fromCarried(p)));
+  // Only their own sources: what they embed is in `wanted`, fetched from the mirror.
+  const uncarried = sourcesOf(
+    meta.packages
+      .filter((p) => own(p) && !fromCarried(p))
+      .map((p) => ({ ...p, builtUsing: [], staticBuiltUsing: [] })),
+  );
   const aptSources =
     opts.aptSources ??
     (meta.aptSources !== undefined && meta.aptSources.length > 0

@@ -75,12 +75,21 @@ export const imageManifestSchema = {
   }),
 } as const;
 
+/** A binary that embeds a source package, and the field of its control data that says so. */
+const builtUsingEntry = closed(['binary', 'field'], {
+  binary: name,
+  field: { enum: ['Built-Using', 'Static-Built-Using'] },
+});
+
 const debianPackage = closed(['name', 'version', 'architecture', 'source'], {
   name,
   version: name,
   architecture: text,
   source: name,
   sourceVersion: text,
+  state: text,
+  builtUsing: arrayOf(name),
+  staticBuiltUsing: arrayOf(name),
 });
 
 const exclusion = closed(['pattern', 'reason', 'action', 'matched'], {
@@ -131,6 +140,7 @@ export const templateMetadataSchema = {
           packagesRemoved: arrayOf(text),
           cacheKey: digest,
           localRepo: text,
+          localDebs: arrayOf(text),
         }),
       ),
       baseChain: arrayOf(baseTemplate),
@@ -390,6 +400,7 @@ export const sourceIndexSchema = {
           name,
           version: name,
           binaries: arrayOf(name),
+          builtUsing: arrayOf(builtUsingEntry),
           repository: name,
           files: arrayOf(sourceFile),
         }),
@@ -399,6 +410,7 @@ export const sourceIndexSchema = {
           name,
           version: name,
           binaries: arrayOf(name),
+          builtUsing: arrayOf(builtUsingEntry),
           reason: name,
         }),
       ),

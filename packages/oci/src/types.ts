@@ -75,6 +75,19 @@ export interface DebianPackage {
   source: string;
   /** Source version when it differs from the binary version. */
   sourceVersion?: string;
+  /**
+   * dpkg's state (the status field's third word) when it is not `installed`: `unpacked`,
+   * `half-configured`, `triggers-awaited`, `triggers-pending` or `half-installed`. Its files
+   * are on disk all the same, so it ships and is listed.
+   */
+  state?: string;
+  /**
+   * The source packages (`name=version`) its `Built-Using` field names: sources it embeds
+   * (Debian Policy 7.8), which must be shipped with it.
+   */
+  builtUsing?: string[];
+  /** The same for `Static-Built-Using`: sources it was statically linked against. */
+  staticBuiltUsing?: string[];
 }
 
 export interface Distribution {
@@ -109,6 +122,11 @@ export interface LayerRecord {
    * step's apt saw: part of its cache key, so `strata check` can recompute that key.
    */
   localRepo?: string;
+  /**
+   * The packages (`name=version`) of packagesAdded that this INSTALL took from .deb files of
+   * the build context rather than from an apt repository: they are not the distribution's.
+   */
+  localDebs?: string[];
 }
 
 /** One source a DEBUILD line built: what its cache key was made of, and what it made. */

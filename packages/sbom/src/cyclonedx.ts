@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Enums, Models, Serialize, Spec } from '@cyclonedx/cyclonedx-library';
 import { digestHex } from '@strata/oci';
+import { ORIGIN_NOTE } from './inventory';
 import type { Inventory, SbomPackage } from './inventory';
 
 /** The CycloneDX version Strata writes. */
@@ -35,6 +36,17 @@ function component(p: SbomPackage): Models.Component {
     new Models.Property('debian:source', p.source),
     new Models.Property('debian:source-version', p.sourceVersion ?? p.version),
   ];
+  if (p.state !== undefined) props.push(new Models.Property('debian:state', p.state));
+  if (p.origin !== undefined) {
+    props.push(new Models.Property('strata:origin', p.origin));
+    props.push(new Models.Property('strata:origin-note', ORIGIN_NOTE[p.origin]));
+  }
+  for (const [prop, used] of [
+    ['debian:built-using', p.builtUsing],
+    ['debian:static-built-using', p.staticBuiltUsing],
+  ] as const) {
+    for (const u of used ?? []) props.push(new Models.Property(prop, u.replace('=', ' (= ') + ')'));
+  }
   if (p.layer !== undefined) {
     props.push(new Models.Property('strata:layer', p.layer.digest));
     props.push(new Models.Property('strata:layer-index', String(p.layer.index)));
@@ -50,8 +62,23 @@ function component(p: SbomPackage): Models.Component {
   }
   const hashes = new Models.HashDictionary();
   if (p.filesSha256 !== undefined) hashes.set(Enums.HashAlgorithm['SHA-256'], p.filesSha256);
+  const m = p.maintainer;
   const c = new Models.Component(Enums.ComponentType.Library, p.name, {
     bomRef: p.purl,
+    ...(m !== undefined
+      ? {
+          publisher: m.email ? `${m.name} <${m.email}>` : m.name,
+          supplier: new Models.OrganizationalEntity({
+            name: m.name,
+            contact: new Models.OrganizationalContactRepository([
+              new Models.OrganizationalContact({
+                name: m.name,
+                ...(m.email ? { email: m.email } : {}),
+              }),
+            ]),
+          }),
+        }
+      : {}),
     version: p.version,
     purl: p.purl,
     hashes,

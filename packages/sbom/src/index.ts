@@ -13,7 +13,7 @@ import { toSpdx } from './spdx';
 
 export { SBOM_FORMATS, sbomArtifactType, sbomFileName } from './formats';
 export type { SbomFormat } from './formats';
-export { filesChecksum, debPurl } from './inventory';
+export { filesChecksum, debPurl, reportLicences } from './inventory';
 export type { Inventory, SbomLayer, SbomPackage } from './inventory';
 export { packageLicense, spdxIdOf } from './licenses';
 export type { PackageLicense, ExtractedLicense } from './licenses';

@@ -7,8 +7,8 @@ import type {
   ImageConfig,
   LayerRecord,
 } from '@strata/oci';
-import { parseDpkgStatus, parseOsRelease } from '@strata/debian';
-import { PackageLicense, packageLicense } from './licenses';
+import { parseDeb822, parseDpkgStatus, parseOsRelease } from '@strata/debian';
+import { PackageLicense, packageLicense, unifyLicenseRefs } from './licenses';
 import { RootfsFiles } from './rootfs';
 
 /** One layer of the template, as an SBOM names it. */
@@ -35,6 +35,45 @@ export interface SbomPackage extends DebianPackage {
   files: number;
   /** The layer that installed this version of the package, when the template says. */
   layer?: SbomLayer;
+  /** dpkg's `Maintainer` (`Name <email>`): who supplies the package. */
+  maintainer?: Maintainer;
+  /**
+   * Set for a package that is not the distribution's: `context-deb`, installed from a .deb file
+   * of the build context (INSTALL ./x.deb); `debuild`, built by a DEBUILD step.
+   */
+  origin?: 'context-deb' | 'debuild';
+}
+
+/** What an SBOM says of a package's origin. */
+export const ORIGIN_NOTE = {
+  'context-deb': 'installed from a local .deb in the build context, not from the distribution',
+  debuild: 'built by a DEBUILD step of the build, not taken from the distribution',
+} as const;
+
+export interface Maintainer {
+  name: string;
+  email?: string;
+  /**
+   * Whether it is a team or a list rather than a person (`Debian Perl Group`, an address at
+   * `lists.…`): SPDX's supplier is then an Organization, else a Person.
+   */
+  organization: boolean;
+}
+
+const TEAM = /\b(team|group|maintainers|project|packagers|developers|debian)\b/i;
+
+/** A `Maintainer` field (`Name <email>`, RFC 822 style, as Debian Policy 5.6.2 has it). */
+export function parseMaintainer(field: string | undefined): Maintainer | undefined {
+  if (field === undefined) return undefined;
+  const m = /^\s*([^<]*?)\s*(?:<([^>]*)>)?\s*$/.exec(field.replace(/\s+/g, ' '));
+  const name = (m?.[1] ?? field).replace(/[()]/g, '').trim();
+  const email = m?.[2]?.trim();
+  if (name === '' && !email) return undefined;
+  return {
+    name: name || (email as string),
+    ...(email ? { email } : {}),
+    organization: TEAM.test(name) || /@lists\.|@alioth/i.test(email ?? ''),
+  };
 }
 
 /** What an SBOM of one template (one platform) is made from. */
@@ -81,7 +120,12 @@ export function filesChecksum(md5sums: string): { sha256: string; files: number 
  * distribution's id, and name, version and qualifier values are percent-encoded as the spec
  * says (`+` is `%2B`, an epoch's `:` is `%3A`); qualifiers are sorted by key.
  */
-export function debPurl(p: DebianPackage, distro: Distribution): string {
+export function debPurl(p: DebianPackage, distro: Distribution, local = false): string {
+  if (local) {
+    // No vendor namespace nor distro: scanners must not look it up as the distribution's.
+    const n = encodeURIComponent(p.name);
+    return `pkg:deb/${n}@${encodeURIComponent(p.version)}?arch=${encodeURIComponent(p.architecture)}`;
+  }
   const id = (distro.id ?? 'debian').toLowerCase();
   const release = distro.versionId ?? distro.versionCodename;
   const q = [`arch=${encodeURIComponent(p.architecture)}`];
@@ -141,7 +185,18 @@ export function inventory(
     osRelease !== undefined
       ? parseOsRelease(osRelease.toString('utf8'))
       : (meta?.distribution ?? {});
+  const maintainers = new Map<string, string>();
+  for (const para of parseDeb822(status)) {
+    const m = para.get('maintainer');
+    if (m !== undefined)
+      maintainers.set(`${para.get('package')}:${para.get('architecture') ?? 'all'}`, m);
+  }
+  const fromContext = new Set((meta?.layers ?? []).flatMap((l) => l.localDebs ?? []));
+  const debuilt = new Set((meta?.debuilds ?? []).flatMap((d) => d.packages));
   const packages = parseDpkgStatus(status).map((p): SbomPackage => {
+    const maintainer = parseMaintainer(maintainers.get(`${p.name}:${p.architecture}`));
+    const key = `${p.name}=${p.version}`;
+    const origin = fromContext.has(key) ? 'context-deb' : debuilt.has(key) ? 'debuild' : undefined;
     const md5 =
       files.get(`var/lib/dpkg/info/${p.name}:${p.architecture}.md5sums`) ??
       files.get(`var/lib/dpkg/info/${p.name}.md5sums`);
@@ -150,13 +205,16 @@ export function inventory(
     const layer = layerOf(p, meta?.layers, layers, md5?.layer);
     return {
       ...p,
-      purl: debPurl(p, distribution),
+      purl: debPurl(p, distribution, origin !== undefined),
       license: packageLicense(p.name, copyright?.toString('utf8')),
       ...(sum !== undefined ? { filesSha256: sum.sha256 } : {}),
       files: sum?.files ?? 0,
       ...(layer !== undefined ? { layer } : {}),
+      ...(maintainer !== undefined ? { maintainer } : {}),
+      ...(origin !== undefined ? { origin } : {}),
     };
   });
+  unifyLicenseRefs(packages);
   const platform = [src.config.os, src.config.architecture, src.config.variant]
     .filter((x): x is string => typeof x === 'string' && x !== '')
     .join('/');
@@ -171,4 +229,17 @@ export function inventory(
     layers,
     packages,
   };
+}
+
+/**
+ * Each package's declared licence for the report, keyed `name:architecture=version`. A package
+ * without a copyright file is left out: nothing is known of its licence (the SBOM says
+ * NOASSERTION), and SPDX's NONE would claim that it has none.
+ */
+export function reportLicences(inv: Inventory): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of inv.packages)
+    if (p.license.expression !== undefined)
+      out.set(`${p.name}:${p.architecture}=${p.version}`, p.license.expression);
+  return out;
 }

@@ -9,6 +9,8 @@ export interface ExtractedLicense {
   name: string;
   /** The licence text the file carries, or its summary (see summarize). */
   text: string;
+  /** Set when the file names the licence without its text: `text` only says so. */
+  placeholder?: true;
 }
 
 /** What a package's copyright file says about its licences. */
@@ -42,9 +44,14 @@ const DEBIAN_NAMES: Record<string, string> = {
 /** The GNU licences, whose Debian names carry the version and an optional `+`. */
 const GNU = /^(GPL|LGPL|AGPL|GFDL)-(\d)(?:\.(\d))?(\+)?$/i;
 
-/** A `LicenseRef-` id for a name: only letters, digits, '.' and '-' are allowed. */
+/**
+ * A `LicenseRef-` id for a name: only letters, digits, '.' and '-' are allowed. A name that is
+ * a LicenseRef already (DEP-5 lets a file name its licence so) keeps its one prefix.
+ */
 export function licenseRef(name: string): string {
   const idString = name
+    .trim()
+    .replace(/^LicenseRef-/i, '')
     .replace(/\+/g, 'plus')
     .replace(/[^A-Za-z0-9.-]+/g, '-')
     .replace(/^-+|-+$/g, '');
@@ -165,12 +172,20 @@ export function packageLicense(pkg: string, text: string | undefined): PackageLi
       extracted: [{ id, name: `${pkg} copyright file`, text: summarize(text) }],
     };
   }
+  // A licence's text: a standalone License paragraph's, else one a Files paragraph carries
+  // under a single name (DEP-5 allows both).
   const standalone = new Map<string, string>();
-  for (const p of paragraphs.slice(1)) {
-    const lic = p.get('license');
-    if (lic === undefined || p.has('files')) continue;
-    const nl = lic.indexOf('\n');
-    if (nl > 0) standalone.set(lic.slice(0, nl).trim().toLowerCase(), lic.slice(nl + 1).trim());
+  for (const inFiles of [false, true]) {
+    for (const p of paragraphs.slice(1)) {
+      const lic = p.get('license');
+      if (lic === undefined || p.has('files') !== inFiles) continue;
+      const nl = lic.indexOf('\n');
+      const first = lic.slice(0, Math.max(nl, 0)).trim();
+      const key = first.toLowerCase();
+      if (nl <= 0 || standalone.has(key) || (inFiles && /,|\s(and|or)\s/i.test(first))) continue;
+      const body = lic.slice(nl + 1).trim();
+      if (body !== '') standalone.set(key, body);
+    }
   }
   const refs = new Map<string, string>();
   const exprs: string[] = [];
@@ -196,13 +211,17 @@ export function packageLicense(pkg: string, text: string | undefined): PackageLi
     exprs.length === 1
       ? (exprs[0] as string)
       : exprs.map((e) => (/\s/.test(e) && !/^\(.*\)$/.test(e) ? `(${e})` : e)).join(' AND ');
-  const extracted = [...refs].map(([id, name]) => ({
-    id,
-    name,
-    text:
-      standalone.get(name.toLowerCase()) ??
-      `${name} (the licence as ${pkg}'s copyright file names it)`,
-  }));
+  const extracted = [...refs].map(([id, name]): ExtractedLicense => {
+    const text = standalone.get(name.toLowerCase());
+    return text !== undefined
+      ? { id, name, text }
+      : {
+          id,
+          name,
+          text: `${name} (the licence as ${pkg}'s copyright file names it)`,
+          placeholder: true,
+        };
+  });
   if (!isSpdxExpression(expression)) {
     // A line this parser read wrongly: the file stays a LicenseRef rather than a guess.
     const id = licenseRef(`${pkg}-copyright`);
@@ -213,4 +232,61 @@ export function packageLicense(pkg: string, text: string | undefined): PackageLi
     };
   }
   return { kind: 'dep5', expression, extracted };
+}
+
+/** Texts compare without regard to how their lines are wrapped or indented. */
+const sameText = (t: string) => t.replace(/\s+/g, ' ').trim();
+
+/**
+ * Make each LicenseRef id stand for one text across the packages of one document, rewriting
+ * their expressions (in place). Ids that differ only by case are one id (the first package's
+ * spelling). A placeholder gives way to a real text of the same name; when packages carry
+ * different texts under one name, the first keeps the id and each other text gets an id of its
+ * own, suffixed with the name of the first package that carries it.
+ */
+export function unifyLicenseRefs(pkgs: ReadonlyArray<{ name: string; license: PackageLicense }>) {
+  const groups = new Map<string, { id: string; texts: Map<string, ExtractedLicense> }>();
+  // An id made for another text must not be one that a file names itself.
+  const taken = new Set(pkgs.flatMap((p) => p.license.extracted.map((e) => e.id.toLowerCase())));
+  const fresh = (base: string): string => {
+    let id = base;
+    for (let n = 2; taken.has(id.toLowerCase()); n++) id = `${base}-${n}`;
+    taken.add(id.toLowerCase());
+    return id;
+  };
+  for (const p of pkgs) {
+    for (const e of p.license.extracted) {
+      const g = groups.get(e.id.toLowerCase()) ?? { id: e.id, texts: new Map() };
+      groups.set(e.id.toLowerCase(), g);
+      const key = sameText(e.text);
+      if (e.placeholder === undefined && !g.texts.has(key)) {
+        const id = g.texts.size === 0 ? g.id : fresh(licenseRef(`${g.id.slice(11)}-${p.name}`));
+        g.texts.set(key, { id, name: e.name, text: e.text });
+      }
+    }
+  }
+  for (const p of pkgs) {
+    const renamed = new Map<string, string>();
+    const extracted: ExtractedLicense[] = [];
+    for (const e of p.license.extracted) {
+      const g = groups.get(e.id.toLowerCase()) as {
+        id: string;
+        texts: Map<string, ExtractedLicense>;
+      };
+      const real =
+        e.placeholder === undefined
+          ? g.texts.get(sameText(e.text))
+          : ([...g.texts.values()][0] ?? undefined);
+      const next: ExtractedLicense = real ?? { ...e, id: g.id };
+      renamed.set(e.id, next.id);
+      extracted.push(next);
+    }
+    if (p.license.expression !== undefined && renamed.size > 0) {
+      p.license.expression = p.license.expression.replace(
+        /LicenseRef-[A-Za-z0-9.-]+/g,
+        (id) => renamed.get(id) ?? id,
+      );
+    }
+    p.license.extracted = extracted;
+  }
 }

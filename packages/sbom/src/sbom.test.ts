@@ -7,8 +7,8 @@ import { Readable } from 'node:stream';
 import { PackageURL } from 'packageurl-js';
 import { Digest, ImageConfig, sha256 } from '@strata/oci';
 import { TarSpec as Entry, tarOf } from '@strata/layer/testing';
-import { debPurl, filesChecksum, inventory } from './inventory';
-import { packageLicense, spdxIdOf } from './licenses';
+import { debPurl, filesChecksum, inventory, reportLicences } from './inventory';
+import { packageLicense, spdxIdOf, unifyLicenseRefs } from './licenses';
 import { readRootfsFiles, TarSource } from './rootfs';
 import { toSpdx } from './spdx';
 import { renderSbom, validateSbom } from './index';
@@ -85,6 +85,7 @@ describe('licences', () => {
         id: 'LicenseRef-GPL-2plus-with-OpenSSL-exception',
         name: 'GPL-2+ with OpenSSL exception',
         text: "GPL-2+ with OpenSSL exception (the licence as demo's copyright file names it)",
+        placeholder: true,
       },
     ]);
   });
@@ -341,4 +342,353 @@ describe('reading a layer stack', () => {
       }
     },
   );
+});
+
+/** The inventory of a one-layer template holding `entries`. */
+async function oneLayer(
+  entries: Entry[],
+  packagesAdded: string[] = [],
+  more: { localDebs?: string[]; debuilt?: string[] } = {},
+) {
+  const l = layer([
+    { path: 'usr/lib/os-release', body: 'ID=debian\nVERSION_ID="12"\n' },
+    ...entries,
+  ]);
+  const files = await readRootfsFiles([l]);
+  const config: ImageConfig = {
+    architecture: 'amd64',
+    os: 'linux',
+    created: '2024-01-02T03:04:05Z',
+    rootfs: { type: 'layers', diff_ids: [l.diffId] },
+    strata: {
+      schemaVersion: 1,
+      name: 'one',
+      created: '2024-01-02T03:04:05Z',
+      features: [],
+      architecture: 'amd64',
+      distribution: {},
+      packages: [],
+      exclusions: [],
+      layers: [
+        {
+          diffId: l.diffId,
+          createdBy: 'one',
+          packagesAdded,
+          ...(more.localDebs ? { localDebs: more.localDebs } : {}),
+        },
+      ],
+      ...(more.debuilt
+        ? {
+            debuilds: [
+              {
+                source: 'acme',
+                cacheKey: sha256(Buffer.from('k')),
+                buildchroot: sha256(Buffer.from('c')),
+                inputs: [],
+                packages: more.debuilt,
+              },
+            ],
+          }
+        : {}),
+    },
+  };
+  return inventory(
+    { ref: 'acme/one:1', digest: sha256(Buffer.from('one')), config, layers: [l] },
+    files,
+  );
+}
+
+describe('package states', () => {
+  test('a package dpkg left unpacked is in the SBOM with its state: an SPDX comment, a CycloneDX property', async () => {
+    const i = await oneLayer([
+      {
+        path: 'var/lib/dpkg/status',
+        body:
+          'Package: done\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n' +
+          'Package: half\nStatus: install ok unpacked\nArchitecture: amd64\nVersion: 2\n',
+      },
+    ]);
+    expect(i.packages.map((p) => [p.name, p.state])).toEqual([
+      ['done', undefined],
+      ['half', 'unpacked'],
+    ]);
+    const spdx = toSpdx(i);
+    const half = spdx.packages.find((p) => p.name === 'half');
+    expect(half?.comment).toContain('dpkg state: unpacked');
+    expect(spdx.packages.find((p) => p.name === 'done')?.comment ?? '').not.toContain('state');
+    const cdx = JSON.parse(renderSbom(i, 'cyclonedx')) as {
+      components: Array<{ name: string; properties?: Array<{ name: string; value: string }> }>;
+    };
+    const props = (n: string) => cdx.components.find((c) => c.name === n)?.properties ?? [];
+    expect(props('half')).toContainEqual({ name: 'debian:state', value: 'unpacked' });
+    expect(props('done').map((p) => p.name)).not.toContain('debian:state');
+    expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+    expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+  });
+});
+
+test("the report's licences: a package without a copyright file has none (the page shows unknown), never SPDX's NONE", async () => {
+  const i = await oneLayer([
+    {
+      path: 'var/lib/dpkg/status',
+      body:
+        'Package: documented\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n' +
+        'Package: bare\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2\n',
+    },
+    { path: 'usr/share/doc/documented/copyright', body: DEP5 },
+  ]);
+  const l = reportLicences(i);
+  expect(l.get('documented:amd64=1')).toContain('GPL-2.0-or-later');
+  expect(l.has('bare:amd64=2')).toBe(false);
+  expect([...l.values()]).not.toContain('NONE');
+});
+
+test('a DEP-5 licence named LicenseRef-… keeps its one prefix in the expression, the SPDX and CycloneDX documents', async () => {
+  const copyright = `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+
+Files: *
+Copyright: 2024 Acme
+License: LicenseRef-Acme-Proprietary
+
+License: LicenseRef-Acme-Proprietary
+ All rights reserved by Acme.
+`;
+  const l = packageLicense('acme', copyright);
+  expect(l.expression).toBe('LicenseRef-Acme-Proprietary');
+  expect(l.extracted.map((e) => [e.id, e.text])).toEqual([
+    ['LicenseRef-Acme-Proprietary', 'All rights reserved by Acme.'],
+  ]);
+  const i = await oneLayer([
+    {
+      path: 'var/lib/dpkg/status',
+      body: 'Package: acme\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n',
+    },
+    { path: 'usr/share/doc/acme/copyright', body: copyright },
+  ]);
+  for (const format of ['spdx', 'cyclonedx'] as const) {
+    const text = renderSbom(i, format);
+    expect(text).toContain('LicenseRef-Acme-Proprietary');
+    expect(text).not.toContain('LicenseRef-LicenseRef');
+  }
+  expect(reportLicences(i).get('acme:amd64=1')).toBe('LicenseRef-Acme-Proprietary');
+});
+
+test('Built-Using: SPDX lists the embedded source package and the binary GENERATED_FROM it; CycloneDX a property', async () => {
+  const i = await oneLayer([
+    {
+      path: 'var/lib/dpkg/status',
+      body:
+        'Package: fgetty\nStatus: install ok installed\nArchitecture: amd64\nVersion: 0.7-6\n' +
+        'Built-Using: dietlibc (= 0.34~cvs20160606-14)\n',
+    },
+  ]);
+  const spdx = toSpdx(i);
+  const src = spdx.packages.find((p) => p.primaryPackagePurpose === 'SOURCE');
+  expect(src).toMatchObject({ name: 'dietlibc', versionInfo: '0.34~cvs20160606-14' });
+  expect(src?.externalRefs?.[0]?.referenceLocator).toBe(
+    'pkg:deb/debian/dietlibc@0.34~cvs20160606-14?arch=source&distro=debian-12',
+  );
+  expect(spdx.relationships).toContainEqual({
+    spdxElementId: 'SPDXRef-Package-deb-fgetty-amd64',
+    relationshipType: 'GENERATED_FROM',
+    relatedSpdxElement: src?.SPDXID,
+    comment: expect.stringContaining('Built-Using: dietlibc (= 0.34~cvs20160606-14)'),
+  });
+  const cdx = JSON.parse(renderSbom(i, 'cyclonedx')) as {
+    components: Array<{ name: string; properties?: Array<{ name: string; value: string }> }>;
+  };
+  expect(cdx.components.find((c) => c.name === 'fgetty')?.properties).toContainEqual({
+    name: 'debian:built-using',
+    value: 'dietlibc (= 0.34~cvs20160606-14)',
+  });
+  expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+  expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+});
+
+test("the supplier is dpkg's Maintainer: SPDX Person or Organization with the address, CycloneDX supplier and publisher", async () => {
+  const i = await oneLayer([
+    {
+      path: 'var/lib/dpkg/status',
+      body:
+        'Package: dash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n' +
+        'Maintainer: Andrej Shadura <andrewsh@debian.org>\n\n' +
+        'Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2\n' +
+        'Maintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>\n\n' +
+        'Package: anon\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3\n',
+    },
+  ]);
+  const spdx = toSpdx(i);
+  const sup = (n: string) => spdx.packages.find((p) => p.name === n)?.supplier;
+  expect(sup('dash')).toBe('Person: Andrej Shadura (andrewsh@debian.org)');
+  expect(sup('libc6')).toBe('Organization: GNU Libc Maintainers (debian-glibc@lists.debian.org)');
+  expect(sup('anon')).toBe('NOASSERTION');
+  const cdx = JSON.parse(renderSbom(i, 'cyclonedx')) as {
+    components: Array<{
+      name: string;
+      publisher?: string;
+      supplier?: { name: string; contact?: Array<{ email?: string }> };
+    }>;
+  };
+  const libc = cdx.components.find((c) => c.name === 'libc6');
+  expect(libc?.publisher).toBe('GNU Libc Maintainers <debian-glibc@lists.debian.org>');
+  expect(libc?.supplier?.name).toBe('GNU Libc Maintainers');
+  expect(libc?.supplier?.contact?.[0]?.email).toBe('debian-glibc@lists.debian.org');
+  expect(cdx.components.find((c) => c.name === 'anon')?.supplier).toBeUndefined();
+  expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+  expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+});
+
+describe('one text per LicenseRef in a document', () => {
+  const dep5 = (files: string, extra = '') =>
+    `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n${files}\n${extra}`;
+  const status = (names: string[]) =>
+    names
+      .map((n) => `Package: ${n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n`)
+      .join('\n');
+
+  test('a later real text replaces a placeholder; a text in a Files paragraph counts; different texts get ids of their own; ids differing by case are one', async () => {
+    const i = await oneLayer([
+      {
+        path: 'var/lib/dpkg/status',
+        body: status(['base-passwd', 'dash', 'perl-base', 'tzdata', 'bison', 'other']),
+      },
+      // Names the licence only: a placeholder.
+      {
+        path: 'usr/share/doc/base-passwd/copyright',
+        body: dep5('Files: *\nCopyright: x\nLicense: public-domain\n'),
+      },
+      // Its text inside the Files paragraph.
+      {
+        path: 'usr/share/doc/dash/copyright',
+        body: dep5(
+          'Files: *\nCopyright: x\nLicense: public-domain\n Dash is in the public domain.\n',
+        ),
+      },
+      {
+        path: 'usr/share/doc/perl-base/copyright',
+        body: dep5(
+          'Files: *\nCopyright: x\nLicense: Artistic\n',
+          '\nLicense: Artistic\n The "Artistic License", in full.\n',
+        ),
+      },
+      // Another public-domain text: an id of its own.
+      {
+        path: 'usr/share/doc/tzdata/copyright',
+        body: dep5(
+          'Files: *\nCopyright: x\nLicense: public-domain\n',
+          '\nLicense: public-domain\n The tz database is in the public domain.\n',
+        ),
+      },
+      {
+        path: 'usr/share/doc/bison/copyright',
+        body: dep5(
+          'Files: *\nCopyright: x\nLicense: GPL-3+ WITH BISON EXCEPTION\n',
+          '\nLicense: GPL-3+ WITH BISON EXCEPTION\n Bison exception text.\n',
+        ),
+      },
+      {
+        path: 'usr/share/doc/other/copyright',
+        body: dep5(
+          'Files: *\nCopyright: x\nLicense: GPL-3+ with Bison exception\n',
+          '\nLicense: GPL-3+ with Bison exception\n Bison   exception\n text.\n',
+        ),
+      },
+    ]);
+    const expr = (n: string) => i.packages.find((p) => p.name === n)?.license.expression;
+    expect(expr('base-passwd')).toBe('LicenseRef-public-domain');
+    expect(expr('dash')).toBe('LicenseRef-public-domain');
+    expect(expr('tzdata')).toBe('LicenseRef-public-domain-tzdata');
+    expect(expr('bison')).toBe('LicenseRef-GPL-3plus-WITH-BISON-EXCEPTION');
+    expect(expr('other')).toBe('LicenseRef-GPL-3plus-WITH-BISON-EXCEPTION');
+    const spdx = toSpdx(i);
+    const texts = new Map(
+      (spdx.hasExtractedLicensingInfos ?? []).map((e) => [e.licenseId, e.extractedText]),
+    );
+    expect([...texts.keys()].sort()).toEqual([
+      'LicenseRef-Artistic',
+      'LicenseRef-GPL-3plus-WITH-BISON-EXCEPTION',
+      'LicenseRef-public-domain',
+      'LicenseRef-public-domain-tzdata',
+    ]);
+    expect(texts.get('LicenseRef-public-domain')).toBe('Dash is in the public domain.');
+    expect(texts.get('LicenseRef-public-domain-tzdata')).toBe(
+      'The tz database is in the public domain.',
+    );
+    expect(texts.get('LicenseRef-Artistic')).toBe('The "Artistic License", in full.');
+    // Every id a package uses is declared.
+    for (const p of spdx.packages) {
+      for (const id of p.licenseDeclared?.match(/LicenseRef-[A-Za-z0-9.-]+/g) ?? [])
+        expect(texts.has(id)).toBe(true);
+    }
+    expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+  });
+
+  test('a placeholder stays when no package has the text', () => {
+    const pkgs = [
+      { name: 'a', license: packageLicense('a', dep5('Files: *\nCopyright: x\nLicense: Foo\n')) },
+      { name: 'b', license: packageLicense('b', dep5('Files: *\nCopyright: x\nLicense: foo\n')) },
+    ];
+    unifyLicenseRefs(pkgs);
+    expect(pkgs.map((p) => p.license.expression)).toEqual(['LicenseRef-Foo', 'LicenseRef-Foo']);
+    expect(pkgs[1]?.license.extracted[0]?.placeholder).toBe(true);
+  });
+
+  test('an id made for another text is never one that a copyright file names', () => {
+    const text = (n: string, body: string) =>
+      packageLicense(
+        n,
+        dep5(
+          `Files: *\nCopyright: x\nLicense: ${n === 'c' ? 'Foo-b' : 'Foo'}\n`,
+          `\nLicense: ${n === 'c' ? 'Foo-b' : 'Foo'}\n ${body}\n`,
+        ),
+      );
+    const pkgs = [
+      { name: 'a', license: text('a', 'one') },
+      { name: 'b', license: text('b', 'two') },
+      { name: 'c', license: text('c', 'three') },
+    ];
+    unifyLicenseRefs(pkgs);
+    expect(pkgs.map((p) => p.license.expression)).toEqual([
+      'LicenseRef-Foo',
+      'LicenseRef-Foo-b-2',
+      'LicenseRef-Foo-b',
+    ]);
+  });
+});
+
+test('a package from a .deb of the build context, or built by DEBUILD, has no Debian purl and says where it came from', async () => {
+  const i = await oneLayer(
+    [
+      {
+        path: 'var/lib/dpkg/status',
+        body: ['curl=7.88.1-10', 'tinyx=1.0', 'acme-tool=2.0']
+          .map((k) => {
+            const [n, v] = k.split('=');
+            return `Package: ${n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: ${v}\n`;
+          })
+          .join('\n'),
+      },
+    ],
+    ['curl=7.88.1-10', 'tinyx=1.0', 'acme-tool=2.0'],
+    { localDebs: ['tinyx=1.0'], debuilt: ['acme-tool=2.0'] },
+  );
+  const purl = (n: string) => i.packages.find((p) => p.name === n)?.purl;
+  expect(purl('curl')).toBe('pkg:deb/debian/curl@7.88.1-10?arch=amd64&distro=debian-12');
+  expect(purl('tinyx')).toBe('pkg:deb/tinyx@1.0?arch=amd64');
+  expect(purl('acme-tool')).toBe('pkg:deb/acme-tool@2.0?arch=amd64');
+  expect(PackageURL.fromString(purl('tinyx') as string).namespace).toBeFalsy();
+  const spdx = toSpdx(i);
+  const comment = (n: string) => spdx.packages.find((p) => p.name === n)?.comment ?? '';
+  expect(comment('tinyx')).toContain('installed from a local .deb in the build context');
+  expect(comment('acme-tool')).toContain('built by a DEBUILD step');
+  expect(comment('curl')).not.toContain('local');
+  const cdx = JSON.parse(renderSbom(i, 'cyclonedx')) as {
+    components: Array<{ name: string; properties?: Array<{ name: string; value: string }> }>;
+  };
+  const props = (n: string) => cdx.components.find((c) => c.name === n)?.properties ?? [];
+  expect(props('tinyx')).toContainEqual({ name: 'strata:origin', value: 'context-deb' });
+  expect(props('acme-tool')).toContainEqual({ name: 'strata:origin', value: 'debuild' });
+  expect(props('curl').map((p) => p.name)).not.toContain('strata:origin');
+  expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+  expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
 });

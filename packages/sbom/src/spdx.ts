@@ -1,5 +1,6 @@
 import { digestHex } from '@strata/oci';
 import type { ExtractedLicense } from './licenses';
+import { ORIGIN_NOTE, debPurl } from './inventory';
 import type { Inventory, SbomLayer, SbomPackage } from './inventory';
 
 /*
@@ -7,7 +8,7 @@ import type { Inventory, SbomLayer, SbomPackage } from './inventory';
  * properties Strata writes, with the schema's names and enums.
  */
 
-export type SpdxRelationshipType = 'DESCRIBES' | 'CONTAINS' | 'DESCENDANT_OF';
+export type SpdxRelationshipType = 'DESCRIBES' | 'CONTAINS' | 'DESCENDANT_OF' | 'GENERATED_FROM';
 
 export interface SpdxChecksum {
   algorithm: 'SHA256' | 'MD5' | 'SHA1';
@@ -108,6 +109,13 @@ function layerPackage(l: SbomLayer): SpdxPackage {
   };
 }
 
+/** SPDX's supplier (`Person: name (email)` or `Organization: …`): dpkg's Maintainer. */
+function supplier(p: SbomPackage): string {
+  const m = p.maintainer;
+  if (m === undefined) return 'NOASSERTION';
+  return `${m.organization ? 'Organization' : 'Person'}: ${m.name}${m.email ? ` (${m.email})` : ''}`;
+}
+
 function debPackage(p: SbomPackage): SpdxPackage {
   const src =
     p.source === p.name && p.sourceVersion === undefined
@@ -116,13 +124,18 @@ function debPackage(p: SbomPackage): SpdxPackage {
   const layer =
     p.layer !== undefined ? `; installed by layer ${p.layer.index} (${p.layer.digest})` : '';
   const expr = p.license.expression;
+  const notes: string[] = [];
+  if (p.origin !== undefined) notes.push(ORIGIN_NOTE[p.origin]);
+  if (p.state !== undefined) notes.push(`dpkg state: ${p.state} (its files are in the template)`);
+  if (p.filesSha256 !== undefined)
+    notes.push(`checksum: sha256 of the ${p.files} lines of dpkg's md5sums, sorted by path`);
   return {
     SPDXID: spdxId('Package-deb', p.name, p.architecture),
     name: p.name,
     versionInfo: p.version,
     downloadLocation: 'NOASSERTION',
     filesAnalyzed: false,
-    supplier: 'NOASSERTION',
+    supplier: supplier(p),
     ...(p.filesSha256 !== undefined
       ? { checksums: [{ algorithm: 'SHA256', checksumValue: p.filesSha256 }] }
       : {}),
@@ -140,11 +153,39 @@ function debPackage(p: SbomPackage): SpdxPackage {
       { referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: p.purl },
     ],
     primaryPackagePurpose: 'INSTALL',
-    ...(p.filesSha256 !== undefined
-      ? {
-          comment: `checksum: sha256 of the ${p.files} lines of dpkg's md5sums, sorted by path`,
-        }
-      : {}),
+    ...(notes.length > 0 ? { comment: notes.join('; ') } : {}),
+  };
+}
+
+/**
+ * A Debian source package (`name=version`) that a binary's Built-Using names: the binary
+ * embeds it, so the document lists it, as a SOURCE with its purl (`arch=source`).
+ */
+function sourcePackage(used: string, inv: Inventory): SpdxPackage {
+  const eq = used.indexOf('=');
+  const name = used.slice(0, eq);
+  const version = used.slice(eq + 1);
+  return {
+    SPDXID: spdxId('Source-deb', name, version),
+    name,
+    versionInfo: version,
+    downloadLocation: 'NOASSERTION',
+    filesAnalyzed: false,
+    licenseConcluded: 'NOASSERTION',
+    licenseDeclared: 'NOASSERTION',
+    copyrightText: 'NOASSERTION',
+    externalRefs: [
+      {
+        referenceCategory: 'PACKAGE-MANAGER',
+        referenceType: 'purl',
+        referenceLocator: debPurl(
+          { name, version, architecture: 'source', source: name },
+          inv.distribution,
+        ),
+      },
+    ],
+    primaryPackagePurpose: 'SOURCE',
+    comment: 'a Debian source package that Built-Using names: its files are not in the template',
   };
 }
 
@@ -152,7 +193,8 @@ function debPackage(p: SbomPackage): SpdxPackage {
  * The SPDX 2.3 document of a template: the template (primary package, a CONTAINER), its base
  * templates (the template DESCENDANT_OF its direct base, each base of the one below it), its
  * layers (the template CONTAINS each) and its Debian packages (the layer that installed one
- * CONTAINS it; the template does when no layer is known). Its namespace and date come from
+ * CONTAINS it; the template does when no layer is known), and the source packages their
+ * Built-Using names (each binary GENERATED_FROM them). Its namespace and date come from
  * the template, so one template always gives the same document.
  */
 export function toSpdx(inv: Inventory, tool = 'strata'): SpdxDocument {
@@ -213,6 +255,8 @@ export function toSpdx(inv: Inventory, tool = 'strata'): SpdxDocument {
     });
   }
   const extracted = new Map<string, ExtractedLicense>();
+  const embedded = new Map<string, SpdxPackage>();
+  const builtUsing: SpdxRelationship[] = [];
   for (const p of inv.packages) {
     const sp = debPackage(p);
     packages.push(sp);
@@ -221,8 +265,25 @@ export function toSpdx(inv: Inventory, tool = 'strata'): SpdxDocument {
       relationshipType: 'CONTAINS',
       relatedSpdxElement: sp.SPDXID,
     });
+    for (const [field, used] of [
+      ['Built-Using', p.builtUsing],
+      ['Static-Built-Using', p.staticBuiltUsing],
+    ] as const) {
+      for (const u of used ?? []) {
+        const src = embedded.get(u) ?? sourcePackage(u, inv);
+        embedded.set(u, src);
+        builtUsing.push({
+          spdxElementId: sp.SPDXID,
+          relationshipType: 'GENERATED_FROM',
+          relatedSpdxElement: src.SPDXID,
+          comment: `${field}: ${src.name} (= ${src.versionInfo}): ${p.name} embeds it`,
+        });
+      }
+    }
     for (const e of p.license.extracted) if (!extracted.has(e.id)) extracted.set(e.id, e);
   }
+  packages.push(...[...embedded.values()].sort((a, b) => (a.SPDXID < b.SPDXID ? -1 : 1)));
+  relationships.push(...builtUsing);
   return {
     spdxVersion: 'SPDX-2.3',
     dataLicense: 'CC0-1.0',

@@ -64,14 +64,8 @@ export function reportCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArg
           localPlatforms(ctx, a.ref),
         ]);
         // The licences come from what an SBOM reads of the layers (their copyright files).
-        const { readInventory } = await import('@strata/sbom');
-        const inventory = await readInventory(side.ref, side.image);
-        const licences = new Map(
-          inventory.packages.map((p) => [
-            `${p.name}:${p.architecture}=${p.version}`,
-            p.license.expression ?? 'NONE',
-          ]),
-        );
+        const { readInventory, reportLicences } = await import('@strata/sbom');
+        const licences = reportLicences(await readInventory(side.ref, side.image));
         const data = await reportData(side, {
           ...(against ? { against } : {}),
           ...(platforms ? { platforms } : {}),

@@ -83,7 +83,9 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         else ctx.printJson(doc);
       } else {
         for (const m of index.missing) {
-          ctx.note(`strata: warning: ${m.name} ${m.version} is missing: ${m.reason}`);
+          const by = (m.builtUsing ?? []).map((b) => `${b.binary} (${b.field})`);
+          const needed = by.length > 0 ? `; needed by ${by.join(', ')}` : '';
+          ctx.note(`strata: warning: ${m.name} ${m.version} is missing: ${m.reason}${needed}`);
         }
         const files = index.sources.reduce((n, s) => n + s.files.length, 0);
         ctx.print(
