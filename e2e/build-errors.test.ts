@@ -169,3 +169,33 @@ test('a mistake in the Stratafile fails before its FROM template is fetched', as
   expect(r.stderr).not.toMatch(/ECONNREFUSED|127\.0\.0\.1:9/);
   expect(strataLinesAreOneError(r.stderr)).toBe(true);
 });
+
+test('an input file that is not there is NOT_FOUND, naming the option, in build, check and sources', async () => {
+  const ctx = context('FROM base:v1\nRUN true\n');
+  const runs = {
+    build: ['build', ctx],
+    check: ['check', 'base:v1', '-f', path.join(ctx, 'Stratafile')],
+    sources: ['sources', 'base:v1', '-o', path.join(work, 'no-sources')],
+  };
+  for (const [cmd, args] of Object.entries(runs)) {
+    const r = await strata(['--json', ...args, '--apt-sources', 'nope.list'], { store });
+    expect({ cmd, stdout: JSON.parse(r.stdout) as unknown, stderr: r.stderr }).toEqual({
+      cmd,
+      stdout: {
+        error: {
+          code: 'NOT_FOUND',
+          message: '--apt-sources nope.list: no such file',
+          // check's 1 means stale: one that could not run is 2.
+          exitCode: cmd === 'check' ? 2 : 1,
+        },
+      },
+      stderr: 'strata: error: --apt-sources nope.list: no such file\n',
+    });
+  }
+  const r = await strata(['--json', 'build', '--secret', 'id=k,src=nofile', ctx], { store });
+  expect((JSON.parse(r.stdout) as { error: unknown }).error).toEqual({
+    code: 'NOT_FOUND',
+    message: '--secret id=k,src=nofile: no such file',
+    exitCode: 1,
+  });
+});

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
-import { ExitCodeError, exitCodeFor, platformOption } from '../output';
+import { ExitCodeError, exitCodeFor, platformOption, readInputFile } from '../output';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
@@ -65,6 +65,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const aptAuth = aptAuthOption(a.secret);
       let r;
       try {
+        if (a.aptSources !== undefined) await readInputFile('--apt-sources', a.aptSources);
         const store = await ctx.store();
         const { parsePlatform } = await import('@strata/oci');
         r = await checkTemplate(store, a.tag, {

@@ -1,8 +1,7 @@
-import * as path from 'node:path';
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { counted, outputOption, platformOption } from '../output';
+import { counted, outputOption, platformOption, readInputFile } from '../output';
 import { aptAuthOption, secretOption } from '../secrets';
 
 interface SourcesArgs extends GlobalArgs {
@@ -53,18 +52,14 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       const { writeSources } = await import('@strata/compose');
       const { makeSources } = await import('@strata/debian');
       const { NotFoundError, parsePlatform } = await import('@strata/oci');
-      const { promises: fsp } = await import('node:fs');
+      const aptSources =
+        a.aptSources !== undefined
+          ? makeSources(await readInputFile('--apt-sources', a.aptSources), a.aptSources)
+          : undefined;
       await ctx.output(a.output, '-o', true);
       const r = await writeSources(await ctx.store(), a.ref, a.output, {
         ...(a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {}),
-        ...(a.aptSources !== undefined
-          ? {
-              aptSources: makeSources(
-                await fsp.readFile(path.resolve(a.aptSources), 'utf8'),
-                a.aptSources,
-              ),
-            }
-          : {}),
+        ...(aptSources !== undefined ? { aptSources } : {}),
         attach: a.attach,
         ...aptAuthOption(a.secret),
       });
