@@ -278,6 +278,37 @@ Checksums-Sha256:
     expect(requests).toContain('dists/test/InRelease');
   });
 
+  test("the index is the same under any tag and any apt sources file: a missing package's reason names neither", async () => {
+    const recorded = (meta: TemplateMetadata) => ({
+      ...meta,
+      aptSources: [`deb ${uri} test main`],
+    });
+    await withMetadata('t:1', 'app:1', recorded);
+    await withMetadata('t:1', '127.0.0.1:5733/acme/app:1', recorded);
+    const local = await writeSources(store, 'app:1', path.join(dir, 'out-local'), {});
+    const remote = await writeSources(
+      store,
+      '127.0.0.1:5733/acme/app:1',
+      path.join(dir, 'out-remote'),
+      {},
+    );
+    expect(local.index.missing).toEqual([
+      expect.objectContaining({
+        name: 'vanished',
+        reason: 'not in any of the Sources indices read',
+      }),
+    ]);
+    expect(remote.index).toEqual(local.index);
+    const given = await writeSources(store, 'app:1', path.join(dir, 'out-given'), {
+      aptSources: makeSources(`deb ${uri} test main\n`, '/somewhere/sources.list'),
+    });
+    expect(given.index).toEqual(local.index);
+    for (const f of ['sources.json', 'SOURCES.txt'])
+      expect(fs.readFileSync(path.join(dir, 'out-remote', f))).toEqual(
+        fs.readFileSync(path.join(dir, 'out-local', f)),
+      );
+  });
+
   test('refuses a file whose bytes are not what its .dsc says, and writes nothing under its name', async () => {
     const tampered = Buffer.from(orig);
     tampered[10] = 0x58;
