@@ -65,6 +65,10 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       });
       const { index, stats } = r;
       const failed = index.missing.length > 0 && !a.allowMissing;
+      // On stderr with --json too: stdout stays the one JSON document.
+      for (const m of index.missing) {
+        ctx.note(`strata: warning: ${m.name} ${m.version} is missing: ${m.reason}`);
+      }
       if (ctx.json) {
         const doc = {
           dir: r.dir,
@@ -77,9 +81,6 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         if (failed) ctx.failureReport = doc;
         else ctx.printJson(doc);
       } else {
-        for (const m of index.missing) {
-          ctx.note(`strata: warning: ${m.name} ${m.version} is missing: ${m.reason}`);
-        }
         const files = index.sources.reduce((n, s) => n + s.files.length, 0);
         ctx.print(
           `wrote ${counted(index.sources.length, 'source package')} (${counted(files, 'file')}; ${stats.downloads} downloaded, ${stats.fromCache} from the store's cache)` +
