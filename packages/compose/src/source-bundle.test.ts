@@ -353,6 +353,33 @@ Checksums-Sha256:
     expect(requests).toEqual(['dists/test/InRelease', 'dists/test/main/source/Sources.gz']);
   });
 
+  test('--attach replaces the bundle attached before: the image has one sources artifact, the newest', async () => {
+    const s = await freshCopy('t:2');
+    const img = await s.selectImage(await s.resolve('t:2'), { role: 'rootfs' }, 't:2');
+    const lacking = 'pool/main/h/hello/hello_1.0-1.debian.tar.xz';
+    const held = files.get(lacking) as Buffer;
+    files.delete(lacking);
+    let before;
+    try {
+      before = await writeSources(s, 't:2', path.join(dir, 'out-att1'), {
+        ...opts(),
+        attach: true,
+      });
+    } finally {
+      files.set(lacking, held);
+    }
+    expect(before.index.missing.map((m) => m.name)).toEqual(['hello']);
+    const after = await writeSources(s, 't:2', path.join(dir, 'out-att2'), {
+      ...opts(),
+      attach: true,
+    });
+    expect(after.index.missing).toEqual([]);
+    expect(after.attached?.digest).not.toBe(before.attached?.digest);
+    expect(
+      (await s.referrers(img.descriptor.digest, ArtifactTypes.sources)).map((d) => d.digest),
+    ).toEqual([after.attached?.digest]);
+  });
+
   test('writes the DEBUILD source packages attached with the .debs, checked against their .dsc, and attaches them with --attach', async () => {
     const tarball = Buffer.from('acme source tarball\n');
     const acmeDsc = Buffer.from(

@@ -381,7 +381,17 @@ export async function writeSources(
         const layer = copyLayers[i] as Descriptor;
         files.push({ blob: layer, mediaType: layer.mediaType, title: c.file });
       }
-      result.attached = await store.attach(img.descriptor, ArtifactTypes.sources, files);
+      // The new bundle is the template's bundle: one made before (a mirror that lacked a
+      // package then) is no longer attached, so inspect and push show only this one.
+      result.attached = await store.attach(
+        img.descriptor,
+        ArtifactTypes.sources,
+        files,
+        undefined,
+        {
+          replace: true,
+        },
+      );
     }
     return result;
   });
