@@ -269,7 +269,7 @@ describe('strata sources', () => {
     expect(fs.readdirSync(other)).toEqual(['notes.txt']);
   });
 
-  it('--attach stores the bundle as an artifact of the template; push carries it; a pulled store needs no download', async () => {
+  it('--attach stores the bundle as an artifact of the template; push carries it; a pulled store downloads none of its source files', async () => {
     const out = path.join(work, 'out3');
     const r = await sourcesJson(store, 'acme/app:1', out, '--attach');
     expect(r.attached).toMatch(/^sha256:/);

@@ -380,6 +380,21 @@ Checksums-Sha256:
     ).toEqual([after.attached?.digest]);
   });
 
+  test('a store that got the bundle with the template downloads no file it holds, only the Sources index', async () => {
+    const { saveArchive, loadArchive } = await import('@strata/store');
+    const s1 = await freshCopy('t:1');
+    await writeSources(s1, 't:1', path.join(dir, 'out-bundled1'), { ...opts(), attach: true });
+    const file = path.join(dir, 'bundled.tar');
+    await saveArchive(s1, 't:1', file);
+    const s2 = await Store.open(path.join(dir, 'store-bundled'));
+    await loadArchive(s2, file, 't:1');
+    requests.length = 0;
+    const r = await writeSources(s2, 't:1', path.join(dir, 'out-bundled2'), opts());
+    expect(r.index.sources.map((x) => x.name)).toEqual(['hello']);
+    expect(r.stats.fromCache).toBe(3); // the .dsc and its two files
+    expect(requests).toEqual(['dists/test/InRelease', 'dists/test/main/source/Sources.gz']);
+  });
+
   test('writes the DEBUILD source packages attached with the .debs, checked against their .dsc, and attaches them with --attach', async () => {
     const tarball = Buffer.from('acme source tarball\n');
     const acmeDsc = Buffer.from(
