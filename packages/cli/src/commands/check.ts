@@ -45,7 +45,8 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         .option('build-arg', buildArgOption())
         .option('apt-sources', {
           type: 'string',
-          describe: "apt sources file (default: the build host's)",
+          describe:
+            "apt sources file (default: those the template was built with, else the build host's)",
         })
         .option('packages', {
           type: 'boolean',
