@@ -17,7 +17,7 @@ import {
   validateIndex,
   withDefaultTag,
 } from '@strata/oci';
-import { writeFileAtomic } from './atomic';
+import { exists, writeFileAtomic } from './atomic';
 import { BlobStore } from './blobs';
 import { withFileLock } from './lock';
 import {
@@ -228,12 +228,29 @@ export class RefStore extends BlobStore {
   /** Resolve a local tag, `name@sha256:…` or a bare digest to its descriptor. */
   async resolve(ref: string): Promise<Descriptor> {
     const index = await this.readIndex();
-    const local = readLocalRef(index, ref);
+    // A path is not a tag, and pulling it would ask a registry named "." for it.
+    const notAFile = async () => {
+      if (
+        ref.endsWith('.tmpl.img') ||
+        (ref.includes('/') && (await exists(ref).catch(() => false)))
+      )
+        throw new NotFoundError(`no image ${ref} in the store ${this.root}: ${ref} is a file`, {
+          hint: `load it into the store first: strata load ${ref} -t NAME`,
+        });
+    };
+    let local;
+    try {
+      local = readLocalRef(index, ref);
+    } catch (e) {
+      await notAFile();
+      throw e;
+    }
     const hit = findEntry(index, local);
     if (hit) return hit;
     if (local.kind === 'digest') return this.describeBlob(local.digest);
     const byId = byDigestPrefix(index, ref);
     if (byId) return byId;
+    await notAFile();
     // A registry reference names a local tag only once it was pulled under that name.
     const remote = parseReference(ref).registry !== undefined;
     throw new NotFoundError(`no image ${local.name} in the store ${this.root}`, {
