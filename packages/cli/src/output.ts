@@ -224,13 +224,18 @@ export function inputFileError(option: string, file: string, e: unknown): Strata
   );
 }
 
-/** The text of the input file an option names; see inputFileError for a file that is not there. */
-export async function readInputFile(option: string, file: string): Promise<string> {
+/** The bytes of the input file an option names; see inputFileError for a file that is not there. */
+export async function readInputBytes(option: string, file: string): Promise<Buffer> {
   try {
-    return await fs.promises.readFile(path.resolve(file), 'utf8');
+    return await fs.promises.readFile(path.resolve(file));
   } catch (e) {
     throw inputFileError(option, file, e);
   }
+}
+
+/** The text of the input file an option names, as readInputBytes reads it. */
+export async function readInputFile(option: string, file: string): Promise<string> {
+  return (await readInputBytes(option, file)).toString('utf8');
 }
 
 /**
