@@ -2,6 +2,7 @@
  * What a new user met on the build path: the date a build carries, the reason a quiet build
  * failed, REMOVE of what cannot or need not be removed, and a bad tag found only after the work.
  */
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import {
@@ -13,7 +14,7 @@ import {
   strataOk,
   buildContext,
 } from './helpers';
-import { DEBIAN_SOURCES, readImage, storeWithBase } from './fixtures/build/harness';
+import { BASE_ARCHIVE, DEBIAN_SOURCES, readImage, storeWithBase } from './fixtures/build/harness';
 
 jest.setTimeout(SLOW);
 
@@ -181,4 +182,51 @@ test('a mistake in the Stratafile fails before its FROM template is fetched', as
   expect(r.stderr).toMatch(/Stratafile:3:1: unknown instruction "INSTAL"/);
   expect(r.stderr).not.toMatch(/ECONNREFUSED|127\.0\.0\.1:9/);
   expect(strataLinesAreOneError(r.stderr)).toBe(true);
+});
+
+test('an input file that is not there is NOT_FOUND, naming the option, in build, check and sources', async () => {
+  const ctx = context('FROM base:v1\nRUN true\n');
+  const runs = {
+    build: ['build', ctx],
+    check: ['check', 'base:v1', '-f', path.join(ctx, 'Stratafile')],
+    sources: ['sources', 'base:v1', '-o', path.join(work, 'no-sources')],
+  };
+  for (const [cmd, args] of Object.entries(runs)) {
+    const r = await strata(['--json', ...args, '--apt-sources', 'nope.list'], { store });
+    expect({ cmd, stdout: JSON.parse(r.stdout) as unknown, stderr: r.stderr }).toEqual({
+      cmd,
+      stdout: {
+        error: {
+          code: 'NOT_FOUND',
+          message: '--apt-sources nope.list: no such file',
+          // check's 1 means stale: one that could not run is 2.
+          exitCode: cmd === 'check' ? 2 : 1,
+        },
+      },
+      stderr: 'strata: error: --apt-sources nope.list: no such file\n',
+    });
+  }
+  const r = await strata(['--json', 'build', '--secret', 'id=k,src=nofile', ctx], { store });
+  expect((JSON.parse(r.stdout) as { error: unknown }).error).toEqual({
+    code: 'NOT_FOUND',
+    message: '--secret id=k,src=nofile: no such file',
+    exitCode: 1,
+  });
+});
+
+test('inspect reads a .tmpl.img in place, as diff and sbom do; a file path never gets the pull hint', async () => {
+  fs.symlinkSync(BASE_ARCHIVE, path.join(work, 'app1.tmpl.img'));
+  const r = await strata(['--json', 'inspect', './app1.tmpl.img'], { store, cwd: work });
+  expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+  const stored = await strata(['--json', 'inspect', 'base:v1'], { store });
+  const { ref: fileRef, ...fromFile } = JSON.parse(r.stdout) as { ref: string };
+  const { ref: tagRef, ...fromStore } = JSON.parse(stored.stdout) as { ref: string };
+  expect(fromFile).toEqual(fromStore);
+  expect([fileRef, tagRef]).toEqual([expect.any(String), 'base:v1']);
+  // A command that takes only the store names the file as one, and says to load it.
+  const none = await strata(['sources', './app1.tmpl.img', '-o', 'x'], { store, cwd: work });
+  expect(none.code).toBe(1);
+  expect(none.stderr).toContain('./app1.tmpl.img is a file');
+  expect(none.stderr).toContain('strata load ./app1.tmpl.img');
+  expect(none.stderr).not.toMatch(/pull|ENOTFOUND|getaddrinfo/);
 });

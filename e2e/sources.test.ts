@@ -107,6 +107,8 @@ describe('strata sources', () => {
     const r = await strataOk([...args, '--apt-sources', aptSources, '--allow-missing', ...extra], {
       env,
     });
+    // What is missing is a warning on stderr, as without --json; stdout is only the JSON.
+    expect(r.stderr).toMatch(/^strata: warning: strata-vanished 0\.1-1 is missing: /m);
     return JSON.parse(r.stdout) as SourcesJson;
   }
   /** `source=version` of each kept package, as the fixture's dpkg status says. */
@@ -173,9 +175,11 @@ describe('strata sources', () => {
       ['--store', store, '--json', 'sources', 'acme/app:1', '-o', out, '--apt-sources', aptSources],
       { env },
     );
-    // The missing package fails the command, in one line that names it; the rest is written.
+    // The missing package is a warning, and fails the command in one line that names it; the
+    // rest is written.
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n')).toEqual([
+      'strata: warning: strata-vanished 0.1-1 is missing: not in any of the Sources indices read',
       expect.stringMatching(
         /^strata: error: 1 source package is not on the mirror: strata-vanished 0\.1-1 /,
       ),
@@ -265,7 +269,7 @@ describe('strata sources', () => {
     expect(fs.readdirSync(other)).toEqual(['notes.txt']);
   });
 
-  it('--attach stores the bundle as an artifact of the template; push carries it; a pulled store needs no download', async () => {
+  it('--attach stores the bundle as an artifact of the template; push carries it; a pulled store downloads none of its source files', async () => {
     const out = path.join(work, 'out3');
     const r = await sourcesJson(store, 'acme/app:1', out, '--attach');
     expect(r.attached).toMatch(/^sha256:/);

@@ -1,4 +1,11 @@
-import { InvalidArgumentError, ParseError, isStrataError, redact } from '@strata/oci';
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  ParseError,
+  StrataError,
+  isStrataError,
+  redact,
+} from '@strata/oci';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Context } from './context';
@@ -198,6 +205,37 @@ export function numberCheck(option: string, kind: 'count' | 'seconds'): (v: unkn
       `${option} must be ${what}${Number.isNaN(n) ? '' : `, not ${String(v)}`}`,
     );
   };
+}
+
+/**
+ * The error of an input file an option names that cannot be read: NOT_FOUND naming the option
+ * as it was given (`--apt-sources nope.list: no such file`), not the errno of a path the user
+ * never typed. Other errors (a folder, no permission) stay one line that names the option too.
+ */
+export function inputFileError(option: string, file: string, e: unknown): StrataError {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOENT' || code === 'ENOTDIR')
+    return new NotFoundError(`${option} ${file}: no such file`);
+  if (code === 'EISDIR')
+    return new InvalidArgumentError(`${option} ${file}: is a folder, not a file`);
+  return new StrataError(
+    'INVALID_ARGUMENT',
+    `${option} ${file}: cannot read it: ${code ?? String((e as Error)?.message ?? e)}`,
+  );
+}
+
+/** The bytes of the input file an option names; see inputFileError for a file that is not there. */
+export async function readInputBytes(option: string, file: string): Promise<Buffer> {
+  try {
+    return await fs.promises.readFile(path.resolve(file));
+  } catch (e) {
+    throw inputFileError(option, file, e);
+  }
+}
+
+/** The text of the input file an option names, as readInputBytes reads it. */
+export async function readInputFile(option: string, file: string): Promise<string> {
+  return (await readInputBytes(option, file)).toString('utf8');
 }
 
 /**

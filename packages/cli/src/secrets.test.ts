@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { InvalidArgumentError } from '@strata/oci';
+import { InvalidArgumentError, NotFoundError } from '@strata/oci';
 import { parseSecrets } from './secrets';
 
 test('reads a secret from a file and from a variable', () => {
@@ -29,7 +29,6 @@ test('refuses what it cannot use, without showing a value', () => {
     ['id=a,src=/x,env=SET', 'give one of src=FILE and env=VARIABLE'],
     ['id=a,env=UNSET', 'the variable UNSET is not set'],
     ['id=a,type=env,src=/x', 'type=env does not go with that source'],
-    ['id=a,src=/nonexistent/file', 'cannot read /nonexistent/file: ENOENT'],
     ['id=a,mode=0400,src=/x', 'unknown key mode'],
     ['id=a,src', 'expected key=value items'],
   ];
@@ -38,4 +37,11 @@ test('refuses what it cannot use, without showing a value', () => {
     expect(() => parseSecrets([spec], env)).toThrow(text);
   }
   expect(() => parseSecrets(['id=a,env=SET', 'id=a,env=SET'], env)).toThrow('given twice');
+});
+
+test('a src file that is not there is NOT_FOUND, naming the option as given', () => {
+  expect(() => parseSecrets(['id=a,src=/nonexistent/file'])).toThrow(NotFoundError);
+  expect(() => parseSecrets(['id=a,src=/nonexistent/file'])).toThrow(
+    '--secret id=a,src=/nonexistent/file: no such file',
+  );
 });

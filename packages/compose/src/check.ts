@@ -17,7 +17,7 @@ import {
   parseReference,
 } from '@strata/oci';
 import { Store, loadArchive } from '@strata/store';
-import { compareDebianVersions } from '@strata/debian';
+import { AptSources, compareDebianVersions, hostSources, makeSources } from '@strata/debian';
 import { hostDebianArchitecture } from '@strata/tools';
 import { basePlatform, platformArgs } from './platform';
 import { aptStateDir } from './apt-state';
@@ -48,6 +48,47 @@ import { publishedAptSources } from './build-state';
 
 // ---- the check ------------------------------------------------------------------------------
 
+/**
+ * The keys of a check run without --apt-sources, on the apt sources the template records. The
+ * record is every `deb` entry its steps and its bases' used, so the build's own sources file is
+ * the entries its base did not have, or all of them (a file that repeated the base's); the one
+ * that gives the first step on the default sources its recorded key is taken. `matched` is false
+ * when neither does (SOURCES files, or credentials the record leaves out, were in the build).
+ */
+async function recordedSourcesKeys(
+  keyOpts: { context: string; aptAuth?: Buffer },
+  recorded: readonly string[],
+  fromBase: readonly string[],
+  steps: ReadonlyArray<{
+    ins: LayerInstruction;
+    scope: StepScope;
+    record: LayerRecord | undefined;
+    parent: Digest | undefined;
+  }>,
+): Promise<{ keys: StageKeys; matched: boolean }> {
+  const own = recorded.filter((e) => !fromBase.includes(e));
+  const sourcesOf = (entries: readonly string[]) =>
+    makeSources(entries.join('\n'), "the template's apt sources");
+  const keysOf = (sources: AptSources) => new StageKeys({ ...keyOpts, defaultSources: sources });
+  const probe = steps.find((st) => st.scope.sources === undefined && st.record?.cacheKey);
+  if (!probe) return { keys: keysOf(sourcesOf(recorded)), matched: true };
+  // The host's last: a build that read the host's sources (with credentials the record leaves
+  // out) was checked on them before, and still is.
+  const candidates = [
+    ...(own.length > 0 && own.length < recorded.length ? [sourcesOf(own)] : []),
+    sourcesOf(recorded),
+    await hostSources().catch(() => undefined),
+  ];
+  for (const c of candidates) {
+    if (c === undefined) continue;
+    const keys = keysOf(c);
+    keys.localRepo = probe.record?.localRepo;
+    const keyed = await keys.keyFor(probe.scope, probe.ins, probe.parent).catch(() => undefined);
+    if (keyed?.key === probe.record?.cacheKey) return { keys, matched: true };
+  }
+  return { keys: keysOf(sourcesOf(recorded)), matched: false };
+}
+
 export interface CheckOptions {
   /** Path of the Stratafile the template was built from. */
   file: string;
@@ -56,7 +97,10 @@ export interface CheckOptions {
   /** Stage the template was built from (default: the last). */
   target?: string;
   buildArgs?: Record<string, string>;
-  /** apt sources file the build used (default: the build host's), as for `strata build`. */
+  /**
+   * apt sources file the build used, as for `strata build`; default: the apt sources the
+   * template records it was built with (as `strata sources` reads them), else the build host's.
+   */
   aptSources?: string;
   /** Of a multi-platform template, the platform to check (as `strata build --platform` built it). */
   platform?: PlatformSelector;
@@ -281,11 +325,11 @@ export async function checkTemplate(
   // Steps: walk the chain as the build does, then recompute each key on the template's own layers.
   const diffIds = config.rootfs.diff_ids as Digest[];
   const records: LayerRecord[] = meta.layers;
-  const keys = new StageKeys({
+  const keyOpts = {
     context,
-    aptSources: opts.aptSources,
     ...(opts.aptAuth !== undefined ? { aptAuth: opts.aptAuth } : {}),
-  });
+  };
+  let keys = new StageKeys({ ...keyOpts, aptSources: opts.aptSources });
   const steps: Array<{ ins: LayerInstruction; scope: StepScope }> = [];
   const debuilds: Array<{ ins: DebuildInstruction; scope: StepScope }> = [];
   let scope: StepScope = {
@@ -310,6 +354,35 @@ export async function checkTemplate(
       kind: 'structure',
       message: `the Stratafile has ${steps.length} layer steps, but the template has ${diffIds.length} layers${nBase > 0 ? ` (${nBase} from scratch?)` : ''}`,
     });
+  }
+  // Without a file, the apt sources the template was built with, not the host's: a check on
+  // another machine than the build's would otherwise find every apt step stale.
+  if (
+    opts.aptSources === undefined &&
+    meta.aptSources !== undefined &&
+    meta.aptSources.length > 0
+  ) {
+    const recordOf = (i: number) => {
+      const li = nBase + i;
+      return li < 0 ? undefined : (records.find((r) => r.diffId === diffIds[li]) ?? records[li]);
+    };
+    const chosen = await recordedSourcesKeys(
+      keyOpts,
+      meta.aptSources,
+      baseConfig?.strata?.aptSources ?? [],
+      stepsUnchecked
+        ? []
+        : steps.map((st, i) => ({
+            ...st,
+            record: recordOf(i),
+            parent: chainId(diffIds.slice(0, nBase + i)),
+          })),
+    );
+    keys = chosen.keys;
+    if (!chosen.matched)
+      notes.push(
+        "the apt sources the template records do not give its steps' keys (a build that read SOURCES files or sources with credentials?): give check the build's --apt-sources",
+      );
   }
   reasons.push(...(await checkDebuilds(keys, context, debuilds, meta.debuilds ?? [])));
   for (const [i, { ins, scope: s }] of stepsUnchecked ? [] : steps.entries()) {

@@ -334,6 +334,37 @@ Checksums-Sha256:
     expect(requests).toContain('dists/test/InRelease');
   });
 
+  test("the index is the same under any tag and any apt sources file: a missing package's reason names neither", async () => {
+    const recorded = (meta: TemplateMetadata) => ({
+      ...meta,
+      aptSources: [`deb ${uri} test main`],
+    });
+    await withMetadata('t:1', 'app:1', recorded);
+    await withMetadata('t:1', '127.0.0.1:5733/acme/app:1', recorded);
+    const local = await writeSources(store, 'app:1', path.join(dir, 'out-local'), {});
+    const remote = await writeSources(
+      store,
+      '127.0.0.1:5733/acme/app:1',
+      path.join(dir, 'out-remote'),
+      {},
+    );
+    expect(local.index.missing).toEqual([
+      expect.objectContaining({
+        name: 'vanished',
+        reason: 'not in any of the Sources indices read',
+      }),
+    ]);
+    expect(remote.index).toEqual(local.index);
+    const given = await writeSources(store, 'app:1', path.join(dir, 'out-given'), {
+      aptSources: makeSources(`deb ${uri} test main\n`, '/somewhere/sources.list'),
+    });
+    expect(given.index).toEqual(local.index);
+    for (const f of ['sources.json', 'SOURCES.txt'])
+      expect(fs.readFileSync(path.join(dir, 'out-remote', f))).toEqual(
+        fs.readFileSync(path.join(dir, 'out-local', f)),
+      );
+  });
+
   test('refuses a file whose bytes are not what its .dsc says, and writes nothing under its name', async () => {
     const tampered = Buffer.from(orig);
     tampered[10] = 0x58;
@@ -375,6 +406,48 @@ Checksums-Sha256:
     requests.length = 0;
     const again = await writeSources(s, 't:2', path.join(dir, 'out-gc3'), opts());
     expect(again.stats.downloads).toBe(1);
+    expect(requests).toEqual(['dists/test/InRelease', 'dists/test/main/source/Sources.gz']);
+  });
+
+  test('--attach replaces the bundle attached before: the image has one sources artifact, the newest', async () => {
+    const s = await freshCopy('t:2');
+    const img = await s.selectImage(await s.resolve('t:2'), { role: 'rootfs' }, 't:2');
+    const lacking = 'pool/main/h/hello/hello_1.0-1.debian.tar.xz';
+    const held = files.get(lacking) as Buffer;
+    files.delete(lacking);
+    let before;
+    try {
+      before = await writeSources(s, 't:2', path.join(dir, 'out-att1'), {
+        ...opts(),
+        attach: true,
+      });
+    } finally {
+      files.set(lacking, held);
+    }
+    expect(before.index.missing.map((m) => m.name)).toEqual(['hello']);
+    const after = await writeSources(s, 't:2', path.join(dir, 'out-att2'), {
+      ...opts(),
+      attach: true,
+    });
+    expect(after.index.missing).toEqual([]);
+    expect(after.attached?.digest).not.toBe(before.attached?.digest);
+    expect(
+      (await s.referrers(img.descriptor.digest, ArtifactTypes.sources)).map((d) => d.digest),
+    ).toEqual([after.attached?.digest]);
+  });
+
+  test('a store that got the bundle with the template downloads no file it holds, only the Sources index', async () => {
+    const { saveArchive, loadArchive } = await import('@strata/store');
+    const s1 = await freshCopy('t:1');
+    await writeSources(s1, 't:1', path.join(dir, 'out-bundled1'), { ...opts(), attach: true });
+    const file = path.join(dir, 'bundled.tar');
+    await saveArchive(s1, 't:1', file);
+    const s2 = await Store.open(path.join(dir, 'store-bundled'));
+    await loadArchive(s2, file, 't:1');
+    requests.length = 0;
+    const r = await writeSources(s2, 't:1', path.join(dir, 'out-bundled2'), opts());
+    expect(r.index.sources.map((x) => x.name)).toEqual(['hello']);
+    expect(r.stats.fromCache).toBe(3); // the .dsc and its two files
     expect(requests).toEqual(['dists/test/InRelease', 'dists/test/main/source/Sources.gz']);
   });
 

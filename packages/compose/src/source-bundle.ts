@@ -319,7 +319,7 @@ export async function writeSources(
   const aptSources =
     opts.aptSources ??
     (meta.aptSources !== undefined && meta.aptSources.length > 0
-      ? makeSources(meta.aptSources.join('\n'), `the apt sources ${ref} was built with`)
+      ? makeSources(meta.aptSources.join('\n'), "the template's apt sources")
       : await hostSources());
   const authConf = opts.aptAuth && parseAuthConf(opts.aptAuth.toString('utf8'));
   const fetcher = new SourceFetcher(
@@ -357,10 +357,9 @@ export async function writeSources(
         }
         why.push(lacks);
       }
-      reasons.set(
-        key,
-        why.length > 0 ? why.join('; ') : `not in the Sources indices of ${aptSources.origin}`,
-      );
+      // The index names the indices it read: the reason names neither the ref it was asked by
+      // nor the file the sources came from, so the bundle is the same whatever they were.
+      reasons.set(key, why.length > 0 ? why.join('; ') : 'not in any of the Sources indices read');
     });
     const names = new Map<string, { digest: Digest; size: number }>();
     const name = (f: SourceFile) => {
@@ -430,7 +429,17 @@ export async function writeSources(
         const layer = copyLayers[i] as Descriptor;
         files.push({ blob: layer, mediaType: layer.mediaType, title: c.file });
       }
-      result.attached = await store.attach(img.descriptor, ArtifactTypes.sources, files);
+      // The new bundle is the template's bundle: one made before (a mirror that lacked a
+      // package then) is no longer attached, so inspect and push show only this one.
+      result.attached = await store.attach(
+        img.descriptor,
+        ArtifactTypes.sources,
+        files,
+        undefined,
+        {
+          replace: true,
+        },
+      );
     }
     return result;
   });

@@ -157,8 +157,13 @@ export interface StepKey {
 export interface StageKeysOptions {
   /** Build context: SOURCES files, COPY sources and local .debs. */
   context: string;
-  /** apt sources file for steps before any SOURCES; default: the build host's. */
+  /** apt sources file for steps before any SOURCES; default: `defaultSources`, else the build host's. */
   aptSources?: string;
+  /**
+   * The apt sources for steps before any SOURCES when no `aptSources` file is given (check's:
+   * those the template records it was built with).
+   */
+  defaultSources?: AptSources;
   /**
    * apt's auth.conf (the `apt-auth` build secret): the credentials for reading a private
    * repository's Release files. They are not part of any key: they change who may read the
@@ -232,9 +237,12 @@ export class StageKeys {
 
   private defaultSourcesOf(): Promise<AptSources> {
     const file = this.opts.aptSources;
+    const given = this.opts.defaultSources;
     this.defaultSources ??= file
       ? fsp.readFile(file, 'utf8').then((text) => makeSources(text, file))
-      : hostSources();
+      : given
+        ? Promise.resolve(given)
+        : hostSources();
     return this.defaultSources;
   }
 

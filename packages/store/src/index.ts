@@ -17,6 +17,7 @@ export type { StoreConfig } from './config';
 export type { BlobGcResult } from './gc';
 export { defaultStorePath } from './paths';
 export { normalizeTag } from './refs';
+export { isReferrerRecord } from './referrers';
 export { Store } from './store';
 export type { AttachedFile } from './store';
 export { saveArchive, loadArchive } from './archive';

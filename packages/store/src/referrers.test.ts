@@ -76,6 +76,27 @@ test('attaching the same set twice gives the same digest and one record', async 
   );
 });
 
+test('attaching with replace drops the other artifacts of its type on that subject, and only those', async () => {
+  const img = await imageFor(store, 'one');
+  const other = await imageFor(store, 'two');
+  await store.tag('img:1', img);
+  await store.tag('img:2', other);
+  const SOURCES = ArtifactTypes.sources;
+  const debs = await store.attach(img, DEBS, await files('d'));
+  const onOther = await store.attach(other, SOURCES, await files('o'));
+  const first = await store.attach(img, SOURCES, await files('x'), undefined, { replace: true });
+  const second = await store.attach(img, SOURCES, await files('y'), undefined, { replace: true });
+  expect(second.digest).not.toBe(first.digest);
+  expect((await store.referrers(img.digest, SOURCES)).map((d) => d.digest)).toEqual([
+    second.digest,
+  ]);
+  expect((await store.referrers(img.digest, DEBS)).map((d) => d.digest)).toEqual([debs.digest]);
+  expect((await store.referrers(other.digest)).map((d) => d.digest)).toEqual([onOther.digest]);
+  // The same bundle again: still one record.
+  await store.attach(img, SOURCES, await files('y'), undefined, { replace: true });
+  expect(await store.referrers(img.digest, SOURCES)).toHaveLength(1);
+});
+
 test('a file the store holds is attached as its blob: the same artifact, and held against gc', async () => {
   const img = await imageFor(store, 'one');
   await store.tag('img:1', img);

@@ -17,10 +17,16 @@ import {
   validateIndex,
   withDefaultTag,
 } from '@strata/oci';
-import { writeFileAtomic } from './atomic';
+import { exists, writeFileAtomic } from './atomic';
 import { BlobStore } from './blobs';
 import { withFileLock } from './lock';
-import { isReferrerRecord, referrerRecord, referrersIn, withRecord } from './referrers';
+import {
+  SUBJECT_ANNOTATION,
+  isReferrerRecord,
+  referrerRecord,
+  referrersIn,
+  withRecord,
+} from './referrers';
 
 /** Normalise a local tag to the ref name stored in index.json (`name:tag`). */
 export function normalizeTag(ref: string): string {
@@ -151,15 +157,26 @@ export class RefStore extends BlobStore {
   /**
    * Record the artifact manifest `d` (whose bytes, already in the store, are `bytes`) as a
    * referrer of its subject, so that {@link referrers} finds it and gc keeps it while the
-   * subject is kept. Recording it again changes nothing.
+   * subject is kept. Recording it again changes nothing. With `replace`, the records of other
+   * artifacts of its type attached to the same subject are dropped.
    */
-  async recordReferrer(d: Descriptor, bytes: Buffer): Promise<Descriptor> {
+  async recordReferrer(d: Descriptor, bytes: Buffer, replace = false): Promise<Descriptor> {
     const record = referrerRecord(d, bytes);
-    const held = (await this.readIndex()).manifests.find(
-      (x) => isReferrerRecord(x) && x.digest === d.digest,
-    );
-    if (held && encodeJson(held).equals(encodeJson(record))) return record;
-    await this.updateIndex((index) => withRecord(index, record));
+    const subject = record.annotations?.[SUBJECT_ANNOTATION];
+    const replaced = (x: Descriptor) =>
+      replace &&
+      isReferrerRecord(x) &&
+      x.digest !== d.digest &&
+      x.artifactType === record.artifactType &&
+      x.annotations?.[SUBJECT_ANNOTATION] === subject;
+    const manifests = (await this.readIndex()).manifests;
+    const held = manifests.find((x) => isReferrerRecord(x) && x.digest === d.digest);
+    if (held && encodeJson(held).equals(encodeJson(record)) && !manifests.some(replaced))
+      return record;
+    await this.updateIndex((index) => {
+      index.manifests = index.manifests.filter((x) => !replaced(x));
+      withRecord(index, record);
+    });
     return record;
   }
 
@@ -211,12 +228,29 @@ export class RefStore extends BlobStore {
   /** Resolve a local tag, `name@sha256:…` or a bare digest to its descriptor. */
   async resolve(ref: string): Promise<Descriptor> {
     const index = await this.readIndex();
-    const local = readLocalRef(index, ref);
+    // A path is not a tag, and pulling it would ask a registry named "." for it.
+    const notAFile = async () => {
+      if (
+        ref.endsWith('.tmpl.img') ||
+        (ref.includes('/') && (await exists(ref).catch(() => false)))
+      )
+        throw new NotFoundError(`no image ${ref} in the store ${this.root}: ${ref} is a file`, {
+          hint: `load it into the store first: strata load ${ref} -t NAME`,
+        });
+    };
+    let local;
+    try {
+      local = readLocalRef(index, ref);
+    } catch (e) {
+      await notAFile();
+      throw e;
+    }
     const hit = findEntry(index, local);
     if (hit) return hit;
     if (local.kind === 'digest') return this.describeBlob(local.digest);
     const byId = byDigestPrefix(index, ref);
     if (byId) return byId;
+    await notAFile();
     // A registry reference names a local tag only once it was pulled under that name.
     const remote = parseReference(ref).registry !== undefined;
     throw new NotFoundError(`no image ${local.name} in the store ${this.root}`, {

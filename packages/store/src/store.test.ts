@@ -318,6 +318,27 @@ test('a registry reference the store lacks says to pull it; a local one, to list
   expect((local as NotFoundError).hint).toBe('see `strata ls` for what the store holds');
 });
 
+test('a ref that is a file path never gets the pull hint', async () => {
+  const file = path.join(dir, 'app1.tmpl.img');
+  await fsp.writeFile(file, 'not an archive');
+  for (const ref of ['./app1.tmpl.img', 'app1.tmpl.img', file, 'out/app.tmpl.img']) {
+    const e = await store.resolve(ref).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(NotFoundError);
+    expect((e as NotFoundError).message).toBe(
+      `no image ${ref} in the store ${store.root}: ${ref} is a file`,
+    );
+    expect((e as NotFoundError).hint).toBe(
+      `load it into the store first: strata load ${ref} -t NAME`,
+    );
+  }
+  // A path that exists, without the extension.
+  const plain = path.join(dir, 'app.tar');
+  await fsp.writeFile(plain, '');
+  expect(((await store.resolve(plain).catch((x: unknown) => x)) as NotFoundError).hint).not.toMatch(
+    /pull/,
+  );
+});
+
 test('untagAll removes all the refs or, when one names nothing, none of them', async () => {
   const m = await imageFor(store, 'layer-untag');
   await store.tag('a:1', m);

@@ -236,13 +236,16 @@ export class Store extends RootStore {
    * `subject`. It is recorded in index.json, so gc keeps it while the subject is kept. The same
    * files, type and annotations give the same manifest (layers sorted by title) and one record.
    * A file the store already holds is given as its `blob`: it is checked to be there with its
-   * size and held under the lease, not read again.
+   * size and held under the lease, not read again. With `replace`, the new artifact is the only
+   * one of its type attached to `subject`: the records of the others are dropped (their blobs
+   * go with the next gc), for an artifact that a later one supersedes.
    */
   async attach(
     subject: Descriptor,
     artifactType: string,
     files: ReadonlyArray<AttachedFile>,
     annotations?: Record<string, string>,
+    opts: { replace?: boolean } = {},
   ): Promise<Descriptor> {
     if (!isImageMediaType(subject.mediaType) && !isIndexMediaType(subject.mediaType)) {
       throw new InvalidArgumentError(
@@ -284,7 +287,7 @@ export class Store extends RootStore {
       const bytes = encodeJson(manifest);
       const blob = await this.putBytes(bytes);
       const d: Descriptor = { mediaType: MediaTypes.imageManifest, ...blob };
-      const record = await this.recordReferrer(d, bytes);
+      const record = await this.recordReferrer(d, bytes, opts.replace === true);
       // What referrers() lists for it: the record without the store's own annotation.
       return referrersIn(
         { schemaVersion: 2, manifests: [record] },

@@ -3,5 +3,5 @@ export type { ExclusionRule } from './exclusions';
 export { readRootfsFacts } from './facts';
 export { openRootfsSource } from './rootfs-input';
 export { createTemplate, isoDate } from './create';
-export { loadTemplateSet, summarizeSet } from './inspect';
-export type { ArtifactSummary } from './inspect';
+export { archiveSource, loadTemplateSet, summarizeSet } from './inspect';
+export type { ArtifactSummary, TemplateSource } from './inspect';

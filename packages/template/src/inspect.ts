@@ -4,19 +4,69 @@ import {
   Digest,
   ImageConfig,
   ImageManifest,
+  Image,
+  ImageIndex,
+  InvalidArgumentError,
   InvalidDocumentError,
   MediaTypes,
   PlatformSelector,
   TemplateMetadata,
   assertValid,
   formatPlatform,
+  isImageMediaType,
   platformsOf,
   roleOf,
+  Selector,
   selectManifest,
   requireManifest,
   validateTemplateMetadata,
 } from '@strata/oci';
-import { Store } from '@strata/store';
+import { ArchiveLayout, isReferrerRecord } from '@strata/store';
+
+/**
+ * Where `strata inspect` reads a template: the store, or an archive (a `.tmpl.img`) read in
+ * place, as diff, sbom and report read one.
+ */
+export interface TemplateSource {
+  resolve(ref: string): Promise<Descriptor>;
+  selectImage(desc: Descriptor, sel: Selector, what: string): Promise<Image>;
+  readImage(
+    desc: Descriptor,
+    what: string,
+  ): Promise<{ manifest: ImageManifest; config: ImageConfig }>;
+  readImageIndex(desc: Descriptor): Promise<ImageIndex>;
+  readManifest(desc: Descriptor): Promise<ImageManifest>;
+  referrers(subject: Digest): Promise<Descriptor[]>;
+}
+
+/** An archive as a TemplateSource: its one image (or index), and the artifacts it carries. */
+export function archiveSource(archive: ArchiveLayout): TemplateSource {
+  const entries = archive.index.manifests.filter((d) => !isReferrerRecord(d));
+  return {
+    resolve: async () => {
+      const only = entries.length === 1 ? entries[0] : undefined;
+      if (!only)
+        throw new InvalidArgumentError(
+          `${archive.file} holds ${entries.length} images, not one: load it and name one by its tag`,
+        );
+      return only;
+    },
+    selectImage: (_desc, sel) => archive.selectImage(sel),
+    readImage: async (desc, what) => {
+      if (!isImageMediaType(desc.mediaType))
+        throw new InvalidDocumentError(`image ${what}`, [
+          `unsupported media type ${desc.mediaType}`,
+        ]);
+      const img = archive.image(desc);
+      await img.layers();
+      return { manifest: await img.manifest(), config: await img.config() };
+    },
+    readImageIndex: (desc) => archive.indexOf(desc).indexManifest(),
+    readManifest: (desc) => archive.image(desc).manifest(),
+    referrers: async (subject) =>
+      (await archive.content.referrers?.({ digest: subject } as Descriptor)) ?? [],
+  };
+}
 
 export interface LoadedTemplate {
   ref: string;
@@ -32,7 +82,7 @@ export interface LoadedTemplate {
  * its template metadata against the schema.
  */
 export async function loadTemplate(
-  store: Store,
+  store: TemplateSource,
   ref: string,
   platform?: PlatformSelector,
 ): Promise<LoadedTemplate> {
@@ -42,7 +92,7 @@ export async function loadTemplate(
 }
 
 async function loadImage(
-  store: Store,
+  store: TemplateSource,
   ref: string,
   descriptor: Descriptor,
 ): Promise<LoadedTemplate> {
@@ -165,7 +215,10 @@ export interface ArtifactSummary {
 }
 
 /** The artifacts attached to each of `subjects`, in that order. */
-async function artifactsOf(store: Store, subjects: Descriptor[]): Promise<ArtifactSummary[]> {
+async function artifactsOf(
+  store: TemplateSource,
+  subjects: Descriptor[],
+): Promise<ArtifactSummary[]> {
   const out: ArtifactSummary[] = [];
   for (const s of subjects) {
     for (const a of await store.referrers(s.digest)) {
@@ -188,7 +241,7 @@ async function artifactsOf(store: Store, subjects: Descriptor[]): Promise<Artifa
  * With `platform`, only that platform's images, chosen by selectManifest.
  */
 export async function loadTemplateSet(
-  store: Store,
+  store: TemplateSource,
   ref: string,
   platform?: PlatformSelector,
 ): Promise<TemplateSet> {

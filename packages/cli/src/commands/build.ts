@@ -4,7 +4,14 @@ import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
-import { counted, formatBytes, movedTagNote, shortDigest, tagsBefore } from '../output';
+import {
+  counted,
+  formatBytes,
+  movedTagNote,
+  readInputFile,
+  shortDigest,
+  tagsBefore,
+} from '../output';
 import { formatDuration, type Bar, type Progress } from '../progress';
 import { sourceDateEpoch } from './template';
 import { buildArgOption, parseBuildArgs } from '../build-args';
@@ -118,6 +125,8 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const { parsePlatforms, formatPlatform } = await import('@strata/oci');
       const platforms = a.platform !== undefined ? parsePlatforms(a.platform) : undefined;
       const { registryResolver, transportOptions } = await import('./registry');
+      // A missing file fails before the store is locked, naming the option.
+      if (a.aptSources !== undefined) await readInputFile('--apt-sources', a.aptSources);
       const store = await ctx.store(true);
       // The registry client loads only for a build that names a cache registry.
       const remote = async (spec: string, actions: Array<'pull' | 'push'>) => {

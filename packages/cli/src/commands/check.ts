@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
-import { ExitCodeError, exitCodeFor, platformOption } from '../output';
+import { ExitCodeError, exitCodeFor, platformOption, readInputFile } from '../output';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
@@ -45,7 +45,8 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         .option('build-arg', buildArgOption())
         .option('apt-sources', {
           type: 'string',
-          describe: "apt sources file (default: the build host's)",
+          describe:
+            "apt sources file (default: those the template was built with, else the build host's)",
         })
         .option('packages', {
           type: 'boolean',
@@ -65,6 +66,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const aptAuth = aptAuthOption(a.secret);
       let r;
       try {
+        if (a.aptSources !== undefined) await readInputFile('--apt-sources', a.aptSources);
         const store = await ctx.store();
         const { parsePlatform } = await import('@strata/oci');
         r = await checkTemplate(store, a.tag, {

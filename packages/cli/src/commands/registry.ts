@@ -3,7 +3,7 @@ import type { Descriptor } from '@strata/oci';
 import type { Store } from '@strata/store';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { counted, formatBytes, movedTagNote, numberCheck } from '../output';
+import { counted, formatBytes, movedTagNote, numberCheck, readInputBytes } from '../output';
 import { TransferBars } from '../progress';
 
 interface NetArgs extends GlobalArgs {
@@ -125,14 +125,13 @@ export async function transportOptions(
   a: { caCert?: string; insecure: boolean; timeout?: number },
   registry: string,
 ) {
-  const { readFile } = await import('node:fs/promises');
   const { resolveCredentials } = await import('@strata/registry');
   const timeout = await timeoutMs(a.timeout);
   const credentials = await resolveCredentials(registry);
   return {
     insecure: a.insecure,
     timeoutMs: timeout,
-    ...(a.caCert ? { caCert: await readFile(a.caCert) } : {}),
+    ...(a.caCert ? { caCert: await readInputBytes('--ca-cert', a.caCert) } : {}),
     ...(credentials ? { credentials } : {}),
   };
 }
@@ -261,11 +260,10 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
         const password = Buffer.concat(chunks)
           .toString('utf8')
           .replace(/\r?\n$/, '');
-        const { readFile } = await import('node:fs/promises');
         const r = await login(a.registry, a.username, password, {
           insecure: a.insecure,
           timeoutMs: await timeoutMs(a.timeout),
-          ...(a.caCert ? { caCert: await readFile(a.caCert) } : {}),
+          ...(a.caCert ? { caCert: await readInputBytes('--ca-cert', a.caCert) } : {}),
         });
         if (ctx.json) ctx.printJson({ registry: a.registry, file: r.file });
         else ctx.print(`logged in to ${a.registry} (credentials saved in ${r.file})`);

@@ -1,8 +1,7 @@
-import * as path from 'node:path';
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { counted, outputOption, platformOption } from '../output';
+import { counted, outputOption, platformOption, readInputFile } from '../output';
 import { aptAuthOption, secretOption } from '../secrets';
 
 interface SourcesArgs extends GlobalArgs {
@@ -53,23 +52,25 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       const { writeSources } = await import('@strata/compose');
       const { makeSources } = await import('@strata/debian');
       const { NotFoundError, parsePlatform } = await import('@strata/oci');
-      const { promises: fsp } = await import('node:fs');
+      const aptSources =
+        a.aptSources !== undefined
+          ? makeSources(await readInputFile('--apt-sources', a.aptSources), a.aptSources)
+          : undefined;
       await ctx.output(a.output, '-o', true);
       const r = await writeSources(await ctx.store(), a.ref, a.output, {
         ...(a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {}),
-        ...(a.aptSources !== undefined
-          ? {
-              aptSources: makeSources(
-                await fsp.readFile(path.resolve(a.aptSources), 'utf8'),
-                a.aptSources,
-              ),
-            }
-          : {}),
+        ...(aptSources !== undefined ? { aptSources } : {}),
         attach: a.attach,
         ...aptAuthOption(a.secret),
       });
       const { index, stats } = r;
       const failed = index.missing.length > 0 && !a.allowMissing;
+      // On stderr with --json too: stdout stays the one JSON document.
+      for (const m of index.missing) {
+        const by = (m.builtUsing ?? []).map((b) => `${b.binary} (${b.field})`);
+        const needed = by.length > 0 ? `; needed by ${by.join(', ')}` : '';
+        ctx.note(`strata: warning: ${m.name} ${m.version} is missing: ${m.reason}${needed}`);
+      }
       if (ctx.json) {
         const doc = {
           dir: r.dir,
@@ -82,11 +83,6 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         if (failed) ctx.failureReport = doc;
         else ctx.printJson(doc);
       } else {
-        for (const m of index.missing) {
-          const by = (m.builtUsing ?? []).map((b) => `${b.binary} (${b.field})`);
-          const needed = by.length > 0 ? `; needed by ${by.join(', ')}` : '';
-          ctx.note(`strata: warning: ${m.name} ${m.version} is missing: ${m.reason}${needed}`);
-        }
         const files = index.sources.reduce((n, s) => n + s.files.length, 0);
         ctx.print(
           `wrote ${counted(index.sources.length, 'source package')} (${counted(files, 'file')}; ${stats.downloads} downloaded, ${stats.fromCache} from the store's cache)` +

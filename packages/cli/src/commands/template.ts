@@ -1,4 +1,6 @@
 import type { Argv } from 'yargs';
+import * as path from 'node:path';
+import { isFile } from './diff';
 import { Compression, InvalidArgumentError } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
@@ -145,13 +147,21 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
       'Show a template: name, date, features, layers, packages, exclusions',
       (c) =>
         c
-          .positional('ref', { type: 'string', demandOption: true })
+          .positional('ref', {
+            type: 'string',
+            demandOption: true,
+            describe: 'A local tag or digest, or a .tmpl.img file',
+          })
           .option('platform', platformOption('show this platform only')),
       run<InspectArgs>(async (ctx, a) => {
-        const { loadTemplateSet, summarizeSet } = await import('@strata/template');
+        const { archiveSource, loadTemplateSet, summarizeSet } = await import('@strata/template');
         const { parsePlatform } = await import('@strata/oci');
         const platform = a.platform !== undefined ? parsePlatform(a.platform) : undefined;
-        const s = summarizeSet(await loadTemplateSet(await ctx.store(), a.ref, platform));
+        // A .tmpl.img is read in place, as diff, sbom and report read one: no store needed.
+        const source = isFile(a.ref)
+          ? archiveSource(await (await import('@strata/store')).openArchive(path.resolve(a.ref)))
+          : await ctx.store();
+        const s = summarizeSet(await loadTemplateSet(source, a.ref, platform));
         if (ctx.json) {
           ctx.printJson(s);
           return;
