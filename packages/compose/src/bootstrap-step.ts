@@ -9,10 +9,11 @@ import type { Instruction } from './stratafile';
 import { BuildStepError } from './stage-keys';
 import type { BuildContext, StageState } from './build-state';
 
-/** Host-provided files that BOOTSTRAP's output must not keep (mmdebstrap writes them). */
-export const BOOTSTRAP_HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop').map(
-  (r) => r.pattern,
-);
+/**
+ * Host-provided files that BOOTSTRAP's output must not keep (mmdebstrap writes them), dropped
+ * as `template create` drops them: the folders packages own stay (see ExclusionRule.keepDirs).
+ */
+export const BOOTSTRAP_HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action === 'drop');
 
 /**
  * BOOTSTRAP: mmdebstrap into `target` (an empty dir, the step's upper), with the store's apt

@@ -109,7 +109,8 @@ export class StepRunner {
       const cleaned = await cleanUpper(
         upper,
         lower,
-        ins.kind === 'BOOTSTRAP' ? [...BOOTSTRAP_HOST_FILES, ...state.excludes] : state.excludes,
+        state.excludes,
+        ins.kind === 'BOOTSTRAP' ? BOOTSTRAP_HOST_FILES : [],
       );
       const compression = this.ctx.opts.compression ?? 'zstd';
       const epoch = await this.ctx.epoch(state);

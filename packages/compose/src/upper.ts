@@ -25,7 +25,7 @@ const dropFiles = (reason: string, pattern: string): StepRule => ({
  * directory itself, so the snapshot that later steps build on equals the layer.
  */
 export const STEP_EXCLUSIONS: readonly StepRule[] = [
-  ...drop('apt indices', 'var/lib/apt/lists/**'),
+  dropFiles('apt indices (files)', 'var/lib/apt/lists/**'),
   dropFiles('apt package cache (files)', 'var/cache/apt/**'),
   dropFiles('logs written by the step (files)', 'var/log/**'),
   ...drop('dpkg backup files', 'var/lib/dpkg/*-old'),
@@ -126,9 +126,20 @@ export async function cleanUpper(
   upper: string,
   lower: readonly string[],
   userExcludes: readonly string[] = [],
+  hostFiles: readonly ExclusionRule[] = [],
 ): Promise<CleanResult> {
   const rules = [
     ...STEP_EXCLUSIONS.map((r) => ({ ...r, re: globToRegExp(r.pattern) })),
+    // A keepDirs rule drops what is not a folder, at the paths it matches and below them.
+    ...hostFiles.map((r) => ({
+      ...r,
+      files: r.keepDirs === true,
+      re: r.keepDirs
+        ? new RegExp(
+            `(?:${globToRegExp(r.pattern).source})|(?:${globToRegExp(`${r.pattern}/**`).source})`,
+          )
+        : globToRegExp(r.pattern),
+    })),
     ...userExcludes.map((g) => ({
       pattern: g,
       reason: 'EXCLUDE',

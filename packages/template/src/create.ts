@@ -139,7 +139,7 @@ async function captureTree(
   const tar = packTree({
     root,
     sourceDateEpoch: opts.sourceDateEpoch,
-    exclude: (rel) => exclusions.decide(rel),
+    exclude: (rel, kind) => exclusions.decide(rel, kind),
   });
   const counted = tar.pipe(counter('pack', opts.onProgress));
   tar.on('error', (e) => counted.destroy(e));

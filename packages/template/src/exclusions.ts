@@ -7,6 +7,12 @@ export interface ExclusionRule {
   reason: string;
   /** 'drop' omits matching paths (a directory with its subtree); 'empty' keeps them as empty files. */
   action: 'drop' | 'empty';
+  /**
+   * With 'drop': a matching directory stays, and so does every directory below it; only what is
+   * not a directory goes. Packages own such directories (apt's `archives/partial`,
+   * `/var/log/apt`, `/etc/apt/auth.conf.d`), and the tree's dpkg database still lists them.
+   */
+  keepDirs?: boolean;
 }
 
 /**
@@ -17,7 +23,7 @@ export const DEFAULT_EXCLUSIONS: readonly ExclusionRule[] = [
   { pattern: 'etc/apt/sources.list', reason: 'apt sources of the build host', action: 'drop' },
   { pattern: 'etc/apt/sources.list.d/*', reason: 'apt sources of the build host', action: 'drop' },
   { pattern: 'etc/apt/apt.conf.d/*proxy*', reason: 'apt proxy configuration', action: 'drop' },
-  { pattern: 'etc/apt/auth.conf*', reason: 'apt credentials', action: 'drop' },
+  { pattern: 'etc/apt/auth.conf*', reason: 'apt credentials', action: 'drop', keepDirs: true },
   { pattern: 'etc/resolv.conf', reason: 'DNS configuration of the build host', action: 'drop' },
   { pattern: 'etc/hosts', reason: 'host table of the build host', action: 'drop' },
   { pattern: 'etc/hostname', reason: 'name of the build host', action: 'drop' },
@@ -25,8 +31,9 @@ export const DEFAULT_EXCLUSIONS: readonly ExclusionRule[] = [
     pattern: 'var/lib/apt/lists/*',
     reason: 'apt indices, recreated by apt-get update',
     action: 'drop',
+    keepDirs: true,
   },
-  { pattern: 'var/cache/apt/*', reason: 'apt package cache', action: 'drop' },
+  { pattern: 'var/cache/apt/*', reason: 'apt package cache', action: 'drop', keepDirs: true },
   {
     pattern: 'etc/ssh/ssh_host_*',
     reason: 'ssh host keys must be unique per device',
@@ -42,9 +49,9 @@ export const DEFAULT_EXCLUSIONS: readonly ExclusionRule[] = [
     reason: 'machine id must be unique per device',
     action: 'drop',
   },
-  { pattern: 'var/log/*', reason: 'build logs', action: 'drop' },
-  { pattern: 'tmp/*', reason: 'temporary files', action: 'drop' },
-  { pattern: 'run/*', reason: 'runtime state', action: 'drop' },
+  { pattern: 'var/log/*', reason: 'build logs', action: 'drop', keepDirs: true },
+  { pattern: 'tmp/*', reason: 'temporary files', action: 'drop', keepDirs: true },
+  { pattern: 'run/*', reason: 'runtime state', action: 'drop', keepDirs: true },
 ];
 
 /** Normalise a user-given path or glob: no leading `/` or `./`, no trailing `/`. */
@@ -97,6 +104,8 @@ export interface ExclusionOptions {
 export class ExclusionSet {
   readonly rules: ExclusionRule[];
   private readonly compiled: Array<{ rule: ExclusionRule; re: RegExp; matched: number }>;
+  /** Directories a keepDirs rule matched, with its entry: what is below them goes, but folders. */
+  private readonly emptied = new Map<string, { matched: number }>();
 
   constructor(opts: ExclusionOptions = {}) {
     const keep = new Set((opts.keep ?? []).map(normalizePattern));
@@ -133,10 +142,30 @@ export class ExclusionSet {
     return undefined;
   }
 
-  /** Decision for the packer's exclude hook. */
-  decide(relPath: string): 'keep' | 'drop' | 'empty' {
-    const rule = this.match(relPath);
-    return rule === undefined ? 'keep' : rule.action;
+  /**
+   * Decision for the packer's exclude hook, which visits a directory before what is in it. A
+   * path's kind matters only below a directory that a keepDirs rule matched.
+   */
+  decide(relPath: string, kind: 'file' | 'dir' | 'other' = 'file'): 'keep' | 'drop' | 'empty' {
+    for (let p = relPath; p.includes('/');) {
+      p = p.slice(0, p.lastIndexOf('/'));
+      const c = this.emptied.get(p);
+      if (c === undefined) continue;
+      if (kind === 'dir') {
+        this.emptied.set(relPath, c);
+        return 'keep';
+      }
+      c.matched++;
+      return 'drop';
+    }
+    const c = this.compiled.find((x) => x.re.test(relPath));
+    if (c === undefined) return 'keep';
+    c.matched++;
+    if (c.rule.keepDirs && kind === 'dir') {
+      this.emptied.set(relPath, c);
+      return 'keep';
+    }
+    return c.rule.action;
   }
 
   /** What was applied, for the template metadata. */

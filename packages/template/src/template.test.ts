@@ -44,6 +44,27 @@ test('exclusion set: defaults, --keep, --exclude and counts', () => {
   expect(new ExclusionSet({ noDefaults: true }).rules).toEqual([]);
 });
 
+test('folders that packages own stay when their files go: apt lists and cache, logs, auth.conf.d', () => {
+  const s = new ExclusionSet();
+  expect(s.decide('var/cache/apt/archives', 'dir')).toBe('keep');
+  expect(s.decide('var/cache/apt/archives/partial', 'dir')).toBe('keep');
+  expect(s.decide('var/cache/apt/archives/curl_8.deb', 'file')).toBe('drop');
+  expect(s.decide('var/cache/apt/pkgcache.bin', 'file')).toBe('drop');
+  expect(s.decide('var/lib/apt/lists/partial', 'dir')).toBe('keep');
+  expect(s.decide('var/lib/apt/lists/deb.debian.org_InRelease', 'file')).toBe('drop');
+  expect(s.decide('etc/apt/auth.conf.d', 'dir')).toBe('keep');
+  expect(s.decide('etc/apt/auth.conf.d/acme.conf', 'file')).toBe('drop');
+  expect(s.decide('var/log/apt', 'dir')).toBe('keep');
+  expect(s.decide('var/log/apt/term.log', 'file')).toBe('drop');
+  expect(s.decide('var/log/apt/eipp.log.xz', 'other')).toBe('drop');
+  // A user's --exclude of a folder still drops it whole.
+  const u = new ExclusionSet({ exclude: ['usr/share/doc'] });
+  expect(u.decide('usr/share/doc', 'dir')).toBe('drop');
+  const rec = s.record();
+  expect(rec.find((r) => r.pattern === 'var/cache/apt/*')?.matched).toBe(3);
+  expect(rec.find((r) => r.pattern === 'var/log/*')?.matched).toBe(3);
+});
+
 describe('with a tree', () => {
   let dir: string;
   let root: string;
@@ -116,7 +137,9 @@ describe('with a tree', () => {
     expect(entries.has('etc/apt/sources.list.d/host.list')).toBe(false);
     expect(entries.has('etc/ssh/ssh_host_ed25519_key')).toBe(false);
     expect(entries.has('var/log/')).toBe(true);
-    expect(entries.has('var/log/apt/')).toBe(false);
+    // apt owns /var/log/apt: the folder stays, its logs go.
+    expect(entries.has('var/log/apt/')).toBe(true);
+    expect(entries.has('var/log/apt/history.log')).toBe(false);
     expect(entries.has('tmp/')).toBe(true);
     expect(entries.has('tmp/junk')).toBe(false);
   });
