@@ -67,6 +67,7 @@ async function put(
   tars: Buffer[],
   strata: TemplateMetadata,
   blobs?: Buffer[],
+  env?: string[],
 ): Promise<Descriptor> {
   const layers: Descriptor[] = [];
   for (const [i, tar] of tars.entries()) {
@@ -78,6 +79,7 @@ async function put(
     os: 'linux',
     rootfs: { type: 'layers', diff_ids: tars.map((t) => sha256(t)) },
     strata,
+    ...(env ? { config: { Env: env } } : {}),
   };
   const manifest: ImageManifest = {
     schemaVersion: 2,
@@ -135,6 +137,30 @@ test('two images: packages, files, sizes and metadata, in the documented shape',
     exclusions: { added: [], removed: [], changed: [] },
     baseChain: { old: [], new: [{ name: 'base', ref: 'base:v1', digest: a.digest }] },
     labels: { added: { team: 'middleware' }, removed: {}, changed: {} },
+    env: { added: {}, removed: {}, changed: {} },
+  });
+});
+
+test('one tree imported at two times, or with another ENV, is not identical: the date and ENV say why', async () => {
+  const t = tarOf({ 'etc/': '', 'etc/a': 'a' });
+  const a = await put([t], meta({}), undefined, ['PATH=/usr/bin', 'A=1', 'GONE=x']);
+  const later = await put([t], meta({ created: '2024-02-01T00:00:00Z' }), undefined, [
+    'PATH=/usr/bin',
+    'A=1',
+    'GONE=x',
+  ]);
+  const r = await diffImages(side('x', a), side('y', later));
+  expect(r.identical).toBe(false);
+  expect(r.metadata.created).toEqual({ old: '2024-01-01T00:00:00Z', new: '2024-02-01T00:00:00Z' });
+  expect(validateDiffReport(r).ok).toBe(true);
+  const env = await put([t], meta({}), undefined, ['PATH=/opt/bin:/usr/bin', 'A=1', 'NEW=y']);
+  const e = await diffImages(side('x', a), side('z', env));
+  expect(e.identical).toBe(false);
+  expect(e.metadata.created).toBeUndefined();
+  expect(e.metadata.env).toEqual({
+    added: { NEW: 'y' },
+    removed: { GONE: 'x' },
+    changed: { PATH: { old: '/usr/bin', new: '/opt/bin:/usr/bin' } },
   });
 });
 

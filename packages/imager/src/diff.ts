@@ -82,6 +82,8 @@ export interface DiffReport {
   sizes: { depth: number; total: SizeChange; dirs: SizeChange[] };
   metadata: {
     name?: Changed<string | null>;
+    /** The build dates, when they differ. */
+    created?: Changed<string | null>;
     platform?: Changed<string>;
     features: { added: string[]; removed: string[] };
     exclusions: { added: Exclusion[]; removed: Exclusion[]; changed: Changed<Exclusion>[] };
@@ -92,7 +94,38 @@ export interface DiffReport {
       removed: Record<string, string>;
       changed: Record<string, Changed<string>>;
     };
+    /** The image config's environment, by variable. */
+    env: {
+      added: Record<string, string>;
+      removed: Record<string, string>;
+      changed: Record<string, Changed<string>>;
+    };
   };
+}
+
+/** What changed between two maps: added, removed and changed keys. */
+function mapChanges(
+  a: Record<string, string>,
+  b: Record<string, string>,
+): DiffReport['metadata']['labels'] {
+  const out: DiffReport['metadata']['labels'] = { added: {}, removed: {}, changed: {} };
+  for (const [k, v] of Object.entries(a)) {
+    const w = b[k];
+    if (w === undefined) out.removed[k] = v;
+    else if (w !== v) out.changed[k] = { old: v, new: w };
+  }
+  for (const [k, w] of Object.entries(b)) if (a[k] === undefined) out.added[k] = w;
+  return out;
+}
+
+/** `NAME=value` entries as a map (a later entry of one name wins, as docker reads Env). */
+function envMap(env: readonly string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of env ?? []) {
+    const eq = e.indexOf('=');
+    if (eq > 0) out[e.slice(0, eq)] = e.slice(eq + 1);
+  }
+  return out;
 }
 
 /** One side read as far as its config: the metadata checked, the layers not yet opened. */
@@ -334,10 +367,15 @@ function compareMetadata(a: Loaded, b: Loaded): DiffReport['metadata'] {
     features: { added: [], removed: [] },
     exclusions: { added: [], removed: [], changed: [] },
     labels: { added: {}, removed: {}, changed: {} },
+    env: { added: {}, removed: {}, changed: {} },
   };
   const na = ma?.name ?? null;
   const nb = mb?.name ?? null;
   if (na !== nb) out.name = { old: na, new: nb };
+  // Two imports of one tree at two times are two images: the date is what tells them apart.
+  const da = ma?.created ?? a.config.created ?? null;
+  const db = mb?.created ?? b.config.created ?? null;
+  if (da !== db) out.created = { old: da, new: db };
   const pa = formatPlatform(configPlatform(a.config));
   const pb = formatPlatform(configPlatform(b.config));
   if (pa !== pb) out.platform = { old: pa, new: pb };
@@ -365,27 +403,28 @@ function compareMetadata(a: Loaded, b: Loaded): DiffReport['metadata'] {
     );
   if (!sameChain) out.baseChain = { old: ca, new: cb };
   // Labels as LABEL set them, else as the image config carries them.
-  const la = ma?.labels ?? a.config.config?.Labels ?? {};
-  const lb = mb?.labels ?? b.config.config?.Labels ?? {};
-  for (const [k, v] of Object.entries(la)) {
-    const w = lb[k];
-    if (w === undefined) out.labels.removed[k] = v;
-    else if (w !== v) out.labels.changed[k] = { old: v, new: w };
-  }
-  for (const [k, w] of Object.entries(lb)) if (la[k] === undefined) out.labels.added[k] = w;
+  out.labels = mapChanges(
+    ma?.labels ?? a.config.config?.Labels ?? {},
+    mb?.labels ?? b.config.config?.Labels ?? {},
+  );
+  out.env = mapChanges(envMap(a.config.config?.Env), envMap(b.config.config?.Env));
   return out;
 }
 
 function metadataSame(m: DiffReport['metadata']): boolean {
   return (
     m.name === undefined &&
+    m.created === undefined &&
     m.platform === undefined &&
     m.baseChain === undefined &&
     m.features.added.length + m.features.removed.length === 0 &&
     m.exclusions.added.length + m.exclusions.removed.length + m.exclusions.changed.length === 0 &&
-    Object.keys(m.labels.added).length +
-      Object.keys(m.labels.removed).length +
-      Object.keys(m.labels.changed).length ===
-      0
+    [m.labels, m.env].every(
+      (x) =>
+        Object.keys(x.added).length +
+          Object.keys(x.removed).length +
+          Object.keys(x.changed).length ===
+        0,
+    )
   );
 }

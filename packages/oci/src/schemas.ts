@@ -342,8 +342,9 @@ export const diffReportSchema = {
       total: sizeChange,
       dirs: arrayOf(sizeChange),
     }),
-    metadata: closed(['features', 'exclusions', 'labels'], {
+    metadata: closed(['features', 'exclusions', 'labels', 'env'], {
       name: changed({ type: ['string', 'null'] }),
+      created: changed({ type: ['string', 'null'] }),
       platform: changed(text),
       features: closed(['added', 'removed'], { added: arrayOf(text), removed: arrayOf(text) }),
       exclusions: closed(['added', 'removed', 'changed'], {
@@ -353,6 +354,11 @@ export const diffReportSchema = {
       }),
       baseChain: changed(arrayOf(baseTemplate)),
       labels: closed(['added', 'removed', 'changed'], {
+        added: stringMap,
+        removed: stringMap,
+        changed: { type: 'object', additionalProperties: changed(text) },
+      }),
+      env: closed(['added', 'removed', 'changed'], {
         added: stringMap,
         removed: stringMap,
         changed: { type: 'object', additionalProperties: changed(text) },

@@ -20,6 +20,7 @@ test('Metadata counts changes, not the lines they take (a base chain takes two)'
       exclusions: { added: [], removed: [], changed: [] },
       baseChain: { old: [], new: [{ ref: 'base:1', digest: 'sha256:11' }] },
       labels: { added: {}, removed: {}, changed: {} },
+      env: { added: {}, removed: {}, changed: {} },
     },
   } as unknown as DiffReport;
   const lines = formatDiff(r);

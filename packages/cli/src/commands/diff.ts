@@ -205,6 +205,8 @@ export function formatDiff(r: DiffReport): string[] {
     changes++;
   };
   if (m.name) change(`  name: ${m.name.old ?? '(none)'} -> ${m.name.new ?? '(none)'}`);
+  if (m.created)
+    change(`  created: ${m.created.old ?? '(unknown)'} -> ${m.created.new ?? '(unknown)'}`);
   if (m.platform) change(`  platform: ${m.platform.old} -> ${m.platform.new}`);
   for (const x of m.features.added) change(`  + feature ${x}`);
   for (const x of m.features.removed) change(`  - feature ${x}`);
@@ -223,6 +225,9 @@ export function formatDiff(r: DiffReport): string[] {
   for (const [k, v] of Object.entries(m.labels.removed)) change(`  - label ${k}=${v}`);
   for (const [k, v] of Object.entries(m.labels.changed))
     change(`  ~ label ${k}: ${v.old} -> ${v.new}`);
+  for (const [k, v] of Object.entries(m.env.added)) change(`  + env ${k}=${v}`);
+  for (const [k, v] of Object.entries(m.env.removed)) change(`  - env ${k}=${v}`);
+  for (const [k, v] of Object.entries(m.env.changed)) change(`  ~ env ${k}: ${v.old} -> ${v.new}`);
   out.push(`Metadata: ${changes === 0 ? 'no changes' : counted(changes, 'change')}`);
   out.push(...meta);
   return out;
