@@ -15,6 +15,24 @@ const version = (
   }
 ).version;
 
+/** A new store that holds the minbase template as b:1. */
+async function minbaseStore(): Promise<string> {
+  const store = path.join(tmpDir(), 'store');
+  const { minbaseTar } = await minbaseRootfs();
+  await runOk(CLI, [
+    '--store',
+    store,
+    'template',
+    'create',
+    minbaseTar,
+    '-t',
+    'b:1',
+    '--name',
+    'b',
+  ]);
+  return store;
+}
+
 describe('the strata command', () => {
   it('is the bin that package.json names, and prints its version', async () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {
@@ -55,19 +73,7 @@ describe('the strata command', () => {
 
   it('writes all of a large output into a pipe before it exits', async () => {
     // A pipe takes 64 KiB at a time; the rest of one write waits in the process.
-    const store = path.join(tmpDir(), 'store');
-    const { minbaseTar } = await minbaseRootfs();
-    await runOk(CLI, [
-      '--store',
-      store,
-      'template',
-      'create',
-      minbaseTar,
-      '-t',
-      'b:1',
-      '--name',
-      'b',
-    ]);
+    const store = await minbaseStore();
     const file = path.join(tmpDir(), 'sbom.json');
     await runOk(CLI, ['--store', store, 'sbom', 'b:1', '-o', file]);
     const size = fs.statSync(file).size;
@@ -77,19 +83,7 @@ describe('the strata command', () => {
   }, 120_000);
 
   it('makes the folders an output path needs, and an output it cannot write fails first, naming the option', async () => {
-    const store = path.join(tmpDir(), 'store');
-    const { minbaseTar } = await minbaseRootfs();
-    await runOk(CLI, [
-      '--store',
-      store,
-      'template',
-      'create',
-      minbaseTar,
-      '-t',
-      'b:1',
-      '--name',
-      'b',
-    ]);
+    const store = await minbaseStore();
     const out = tmpDir();
     await runOk(CLI, ['--store', store, 'flatten', 'b:1', '--rootfs', `${out}/new/dir/rootfs.tar`]);
     await runOk(CLI, ['--store', store, 'save', 'b:1', '-o', `${out}/saved/b.tmpl.img`]);

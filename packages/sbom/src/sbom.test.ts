@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { PackageURL } from 'packageurl-js';
 import { Digest, ImageConfig, sha256 } from '@strata/oci';
 import { TarSpec as Entry, tarOf } from '@strata/layer/testing';
-import { debPurl, filesChecksum, inventory, reportLicences } from './inventory';
+import { Inventory, debPurl, filesChecksum, inventory, reportLicences } from './inventory';
 import { packageLicense, spdxIdOf, unifyLicenseRefs } from './licenses';
 import { readRootfsFiles, TarSource } from './rootfs';
 import { toSpdx } from './spdx';
@@ -51,6 +51,12 @@ License: Artistic
  This program is free software; you can redistribute it under the terms of
  the Artistic License.
 `;
+
+/** Both documents of `i` pass their formats' schemas. */
+async function expectValidSboms(i: Inventory): Promise<void> {
+  expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
+  expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+}
 
 describe('licences', () => {
   test('Debian short names map to SPDX ids: the GNU family by version and +, Expat as MIT; others as they are on the SPDX list', () => {
@@ -422,8 +428,7 @@ describe('package states', () => {
     const props = (n: string) => cdx.components.find((c) => c.name === n)?.properties ?? [];
     expect(props('half')).toContainEqual({ name: 'debian:state', value: 'unpacked' });
     expect(props('done').map((p) => p.name)).not.toContain('debian:state');
-    expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
-    expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+    await expectValidSboms(i);
   });
 });
 
@@ -501,8 +506,7 @@ test('Built-Using: SPDX lists the embedded source package and the binary GENERAT
     name: 'debian:built-using',
     value: 'dietlibc (= 0.34~cvs20160606-14)',
   });
-  expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
-  expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+  await expectValidSboms(i);
 });
 
 test("the supplier is dpkg's Maintainer: SPDX Person or Organization with the address, CycloneDX supplier and publisher", async () => {
@@ -534,8 +538,7 @@ test("the supplier is dpkg's Maintainer: SPDX Person or Organization with the ad
   expect(libc?.supplier?.name).toBe('GNU Libc Maintainers');
   expect(libc?.supplier?.contact?.[0]?.email).toBe('debian-glibc@lists.debian.org');
   expect(cdx.components.find((c) => c.name === 'anon')?.supplier).toBeUndefined();
-  expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
-  expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+  await expectValidSboms(i);
 });
 
 describe('one text per LicenseRef in a document', () => {
@@ -689,6 +692,5 @@ test('a package from a .deb of the build context, or built by DEBUILD, has no De
   expect(props('tinyx')).toContainEqual({ name: 'strata:origin', value: 'context-deb' });
   expect(props('acme-tool')).toContainEqual({ name: 'strata:origin', value: 'debuild' });
   expect(props('curl').map((p) => p.name)).not.toContain('strata:origin');
-  expect(await validateSbom('spdx', renderSbom(i, 'spdx'))).toEqual([]);
-  expect(await validateSbom('cyclonedx', renderSbom(i, 'cyclonedx'))).toEqual([]);
+  await expectValidSboms(i);
 });
