@@ -73,6 +73,7 @@ export {
   selectManifest,
   requireManifest,
   resolveManifest,
+  requirePlatform,
 } from './select';
 export type { Role, Selector, PlatformSelector } from './select';
 export {

@@ -136,10 +136,23 @@ export async function resolveManifest(
   if (role !== 'rootfs') {
     throw new NotFoundError(`${what} is a single image, not a bundle with a ${role} image`);
   }
-  if (!matchesPlatform(desc, sel.platform)) {
-    throw new NotFoundError(
-      `${what} is an image for another platform${platformText(sel.platform)}`,
-    );
+  if (desc.platform !== undefined && sel.platform !== undefined) {
+    requirePlatform(desc.platform, sel.platform, what);
   }
   return desc;
+}
+
+/**
+ * That a single image of platform `have` is one of `want`, or a NotFoundError in the words
+ * build uses for a FROM of another platform.
+ */
+export function requirePlatform(
+  have: PlatformSelector,
+  want: PlatformSelector,
+  what: string,
+): void {
+  if (platformSatisfies(have, want)) return;
+  throw new NotFoundError(
+    `${what} is an image for ${formatPlatform(have)}, not for ${formatPlatform(want)}`,
+  );
 }
