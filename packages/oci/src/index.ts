@@ -79,6 +79,7 @@ export type { Role, Selector, PlatformSelector } from './select';
 export {
   parsePlatform,
   parsePlatforms,
+  normalizePlatform,
   formatPlatform,
   platformsOf,
   isMultiPlatform,
