@@ -170,7 +170,7 @@ export async function checkTemplate(
     throw new NotFoundError(`no Stratafile at ${opts.file}`);
   });
   const buildArgs = {
-    ...(opts.platform ? platformArgs(opts.platform) : {}),
+    ...platformArgs(opts.platform),
     ...(opts.buildArgs ?? {}),
   };
   const heads = parseStageHeads(text, opts.file, buildArgs);

@@ -1,10 +1,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Annotations, Digest, ImageConfig, ImageManifest } from '@strata/oci';
+import { Annotations, Digest, ImageConfig, ImageManifest, formatPlatform } from '@strata/oci';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
 import { BuildEvent, build, failureReason } from './engine';
+import { hostPlatform } from './platform';
 
 /**
  * FROM, as recorded in the base chain and compared with Stratafile.lock. The Stratafiles add
@@ -210,6 +211,29 @@ test('a --build-arg that no ARG declares is reported once as a warning', async (
       message: 'build arg TYPO is not used: no ARG in Stratafile declares it',
     },
   ]);
+});
+
+test("declared TARGET* ARGs are the host's platform without --platform, as docker sets them", async () => {
+  const arch = hostPlatform().architecture;
+  await store.tag(`per-arch:${arch}`, await store.resolve('platform-two:1'));
+  const file = stratafile('target-arch', [
+    'ARG TARGETARCH',
+    'FROM per-arch:${TARGETARCH}',
+    'ARG TARGETPLATFORM',
+    'ARG BUILDARCH',
+    'LABEL built.for=${TARGETPLATFORM} built.on=${BUILDARCH}',
+  ]);
+  const r = await build(store, { file, writeLock: false });
+  expect(r.config.config?.Labels).toMatchObject({
+    'built.for': formatPlatform(hostPlatform()),
+    'built.on': arch,
+  });
+  expect((await baseChainOf(r.descriptor.digest))?.[0]?.ref).toBe(`per-arch:${arch}`);
+  // Not declared before FROM: the empty substitution is named, with what to do.
+  const bare = stratafile('target-arch-undeclared', ['FROM per-arch:${TARGETARCH}', 'FEATURE x']);
+  await expect(build(store, { file: bare, writeLock: false })).rejects.toThrow(
+    'invalid image reference "per-arch:": invalid tag "": ${TARGETARCH} is empty (declare ARG TARGETARCH before the first FROM)',
+  );
 });
 
 test('the result lists each step where it stands, and writing the image comes after the last', async () => {

@@ -132,7 +132,7 @@ export class Builder implements BuildContext {
       throw new NotFoundError(`no Stratafile at ${this.opts.file}`);
     });
     const buildArgs = {
-      ...(this.platform ? platformArgs(this.platform) : {}),
+      ...platformArgs(this.platform),
       ...(this.opts.buildArgs ?? {}),
     };
     const heads = parseStageHeads(text, this.opts.file, buildArgs);
