@@ -6,6 +6,7 @@ import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
 import { BuildEvent, build, failureReason } from './engine';
 import { hostPlatform } from './platform';
+import { debianArchitectureOf } from '@strata/debian';
 
 /**
  * FROM, as recorded in the base chain and compared with Stratafile.lock. The Stratafiles add
@@ -234,6 +235,30 @@ test("declared TARGET* ARGs are the host's platform without --platform, as docke
   await expect(build(store, { file: bare, writeLock: false })).rejects.toThrow(
     'invalid image reference "per-arch:": invalid tag "": ${TARGETARCH} is empty (declare ARG TARGETARCH before the first FROM)',
   );
+});
+
+test("a build for one --platform keeps that platform's lock, so a job per platform can be --frozen", async () => {
+  const host = hostPlatform();
+  const arch = debianArchitectureOf(host);
+  await store.tag(`job:${host.architecture}`, await store.resolve('platform-one:1'));
+  await store.tag('job:other', await store.resolve('platform-two:1'));
+  const file = stratafile('per-platform-lock', [
+    'ARG TARGETARCH',
+    'FROM job:${TARGETARCH}',
+    'FEATURE x',
+  ]);
+  const one = await build(store, { file, platforms: [host] });
+  expect(one.lockFile).toBe(`${file}.${arch}.lock`);
+  expect(fs.existsSync(`${file}.lock`)).toBe(false);
+  // Another job's build (here: another TARGETARCH, without --platform) writes Stratafile.lock.
+  const other = await build(store, { file, buildArgs: { TARGETARCH: 'other' } });
+  expect(other.lockFile).toBe(`${file}.lock`);
+  // This platform's job is held to its own lock, not to the other's.
+  const frozen = await build(store, { file, platforms: [host], frozen: true });
+  expect([frozen.lockFile, frozen.descriptor.digest]).toEqual([
+    `${file}.${arch}.lock`,
+    one.descriptor.digest,
+  ]);
 });
 
 test('the result lists each step where it stands, and writing the image comes after the last', async () => {

@@ -73,8 +73,8 @@ export class Builder implements BuildContext {
   private repoScratch?: Promise<string>;
 
   /**
-   * `platform`: the one this run builds for, when one was asked for. `part` marks a run that is
-   * one platform of several: it tags nothing, and keeps its lock in `<Stratafile>.<arch>.lock`.
+   * `platform`: the one this run builds for, when one was asked for; its lock is then
+   * `<Stratafile>.<arch>.lock`. `part` marks a run that is one platform of several: it tags nothing.
    * `quietArgs`: a later platform's run, which leaves the unused build args to the first's warning.
    */
   constructor(
@@ -113,11 +113,14 @@ export class Builder implements BuildContext {
     this.keys.localRepo = (await this.debs.current())?.release;
   }
 
-  /** Stratafile.lock, or in a multi-platform build this platform's own. */
+  /**
+   * Stratafile.lock, or in a build for a platform asked for (one of several or only that one)
+   * the platform's own: a CI job per platform then holds each to the lock its platform wrote.
+   */
   get lockFile(): string {
     return lockPathFor(
       this.opts.file,
-      this.part && this.platform ? debianArchitectureOf(this.platform) : undefined,
+      this.platform ? debianArchitectureOf(this.platform) : undefined,
     );
   }
 
