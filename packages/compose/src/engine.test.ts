@@ -1,12 +1,20 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Annotations, Digest, ImageConfig, ImageManifest, formatPlatform } from '@strata/oci';
+import {
+  Annotations,
+  Digest,
+  ImageConfig,
+  ImageManifest,
+  PlatformSelector,
+  formatPlatform,
+  parsePlatform,
+} from '@strata/oci';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
 import { BuildEvent, build, failureReason } from './engine';
 import { hostPlatform } from './platform';
-import { debianArchitectureOf } from '@strata/debian';
+import { debianArchitectureOf, ociPlatform } from '@strata/debian';
 
 /**
  * FROM, as recorded in the base chain and compared with Stratafile.lock. The Stratafiles add
@@ -259,6 +267,39 @@ test("a build for one --platform keeps that platform's lock, so a job per platfo
     `${file}.${arch}.lock`,
     one.descriptor.digest,
   ]);
+});
+
+test('a multi-platform build names each platform as its image does, with its own lock', async () => {
+  const host = hostPlatform();
+  const other = parsePlatform(host.architecture === 'arm64' ? 'linux/amd64' : 'linux/arm64');
+  const root = path.join(dir, 'root-mp');
+  fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'etc/os-release'), 'ID=debian\n');
+  for (const p of [host, other])
+    await createTemplate(store, {
+      source: { kind: 'dir', path: root },
+      tag: `mp-base:${p.architecture}`,
+      name: 'mp-base',
+      platform: p,
+    });
+  const file = stratafile('multi-json', [
+    'ARG TARGETARCH',
+    'FROM mp-base:${TARGETARCH}',
+    'FEATURE x',
+  ]);
+  const r = await build(store, { file, platforms: [host, other] });
+  const image = (p: PlatformSelector) =>
+    formatPlatform({ os: 'linux', ...ociPlatform(debianArchitectureOf(p)) });
+  expect(r.platforms?.map((p) => [formatPlatform(p.platform), p.lockFile, p.lockWritten])).toEqual([
+    [image(host), `${file}.${debianArchitectureOf(host)}.lock`, true],
+    [image(other), `${file}.${debianArchitectureOf(other)}.lock`, true],
+  ]);
+  expect(new Set(r.steps.map((s) => s.platform))).toEqual(new Set([image(host), image(other)]));
+  // inspect's spelling: the index's entries.
+  const index = await store.readImageIndex(r.descriptor);
+  expect(
+    new Set(index.manifests.map((m) => formatPlatform(m.platform as PlatformSelector))),
+  ).toEqual(new Set(r.platforms?.map((p) => formatPlatform(p.platform))));
 });
 
 test('the result lists each step where it stands, and writing the image comes after the last', async () => {

@@ -8,10 +8,16 @@ import {
   ParseError,
   PlatformSelector,
   StrataError,
+  configPlatform,
   formatPlatform,
 } from '@strata/oci';
 import { Store, normalizeTag } from '@strata/store';
-import { debianArchitecture, debianArchitectureOf, notInstalled } from '@strata/debian';
+import {
+  debianArchitecture,
+  debianArchitectureOf,
+  notInstalled,
+  ociPlatform,
+} from '@strata/debian';
 import { readCache } from './cache';
 import { guardRemoteCaches } from './remote-cache';
 import {
@@ -501,14 +507,25 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
     let cacheHits = 0;
     let stepsRun = 0;
     const steps: StepReport[] = [];
-    for (const [i, platform] of platforms.entries()) {
-      const name = formatPlatform(platform);
+    for (const [i, asked] of platforms.entries()) {
+      // Named as the image it makes will say it, as inspect does (`linux/arm64/v8`).
+      const name = formatPlatform({
+        os: asked.os,
+        ...ociPlatform(debianArchitectureOf(asked)),
+      });
       opts.onEvent?.({ type: 'platform', platform: name });
-      const r = await new Builder(store, opts, platform, true, i > 0).build();
+      const r = await new Builder(store, opts, asked, true, i > 0).build();
       cacheHits += r.cacheHits;
       stepsRun += r.stepsRun;
       steps.push(...r.steps.map((s) => ({ platform: name, ...s })));
-      parts.push({ platform, descriptor: r.descriptor, manifest: r.manifest, config: r.config });
+      parts.push({
+        platform: configPlatform(r.config),
+        descriptor: r.descriptor,
+        manifest: r.manifest,
+        config: r.config,
+        ...(r.lockFile !== undefined ? { lockFile: r.lockFile } : {}),
+        lockWritten: r.lockWritten ?? false,
+      });
     }
     const descriptor = await writePlatformIndex(store, parts);
     let ref: string | undefined;
@@ -525,6 +542,7 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
       platforms: parts,
       cacheHits,
       stepsRun,
+      lockWritten: parts.some((p) => p.lockWritten),
       steps,
     };
   });
