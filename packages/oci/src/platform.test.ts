@@ -81,6 +81,14 @@ test("every spelling of a platform is docker's one", () => {
   expect(requireManifest(index, { platform: parsePlatform('x86_64') }, 'T')).toBe(
     index.manifests[0],
   );
+  // An image's own platform is read as docker spells it too: `arm` without a variant is arm/v7.
+  const armNoVariant: ImageIndex = {
+    schemaVersion: 2,
+    manifests: [img('rootfs', { os: 'linux', architecture: 'arm' })],
+  };
+  expect(requireManifest(armNoVariant, { platform: parsePlatform('linux/armhf') }, 'T')).toBe(
+    armNoVariant.manifests[0],
+  );
 });
 
 test('a multi-platform index: its platforms, selection by platform and role, and the error that lists them', () => {

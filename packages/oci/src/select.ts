@@ -1,7 +1,7 @@
 import type { Descriptor, ImageIndex } from './types';
 import { Annotations, isImageMediaType, isIndexMediaType } from './media-types';
 import { InvalidArgumentError, NotFoundError } from './errors';
-import { formatPlatform, platformsOf } from './platform';
+import { formatPlatform, normalizePlatform, platformsOf } from './platform';
 
 /**
  * The images a Strata bundle (an OCI index) can hold. Each manifest of a bundle carries its role
@@ -36,10 +36,15 @@ export function matchesPlatform(d: Descriptor, platform?: PlatformSelector): boo
   return platformSatisfies(d.platform, platform);
 }
 
-/** Whether an image of platform `have` is one of `want`: os and architecture, and the variant if given. */
+/**
+ * Whether an image of platform `have` is one of `want`: os and architecture, and the variant if
+ * given, both as docker spells them (an `arm` image without a variant is arm/v7).
+ */
 export function platformSatisfies(have: PlatformSelector, want: PlatformSelector): boolean {
-  if (have.architecture !== want.architecture || have.os !== want.os) return false;
-  return want.variant === undefined || have.variant === want.variant;
+  const h = normalizePlatform(have);
+  const w = normalizePlatform(want);
+  if (h.architecture !== w.architecture || h.os !== w.os) return false;
+  return w.variant === undefined || h.variant === w.variant;
 }
 
 /** The role a manifest descriptor is annotated with, if any. */
