@@ -164,11 +164,15 @@ export interface StepReport {
 }
 
 export interface PlatformResult {
+  /** The platform as its image's config names it (`linux/arm64/v8`). */
   platform: PlatformSelector;
   /** The platform's image, or its rootfs + buildchroot index. */
   descriptor: Descriptor;
   manifest: ImageManifest;
   config: ImageConfig;
+  /** The platform's lock, `Stratafile.<arch>.lock`, written or (--frozen) checked. */
+  lockFile?: string;
+  lockWritten?: boolean;
 }
 
 export interface BuiltLayer {

@@ -1,12 +1,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Descriptor } from '@strata/oci';
+import { formatPlatform, parsePlatform } from '@strata/oci';
+import type { Descriptor, PlatformSelector } from '@strata/oci';
 import { ManifestNotFoundError, RegistryError } from '@strata/registry';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
 import { BaseUnresolvedError, checkTemplate } from './check';
 import { build } from './engine';
+import { writePlatformIndex } from './image-writer';
 
 /**
  * Templates whose Stratafiles start FROM registry references. The registry is a lookup table
@@ -132,5 +134,30 @@ describe('checkTemplate with bases from a registry', () => {
     expect(r.reasons.map((x) => x.message)).toEqual([
       `FROM ${PLATFORM} no longer resolves: 127.0.0.1:5000/acme/platform has no tag 1.0 (its tags: 1.1)`,
     ]);
+  });
+
+  test('checks the platform asked for, selecting as every other command does', async () => {
+    const opts = { file: appFile, noPackages: true, resolveRemote };
+    const app = await store.resolve('app:1');
+    const have = (await store.platformOf(app)) as PlatformSelector;
+    const other = have.architecture === 'arm64' ? 'linux/amd64' : 'linux/arm64';
+    await expect(
+      checkTemplate(store, 'app:1', { ...opts, platform: parsePlatform(other) }),
+    ).rejects.toThrow(`app:1 is an image for ${formatPlatform(have)}, not for ${other}`);
+    // A multi-platform template of the same image under two platforms.
+    const config = await store.readConfig((await store.readManifest(app)).config);
+    const mp = await writePlatformIndex(store, [
+      { descriptor: app, config },
+      { descriptor: app, config: { ...config, architecture: 'riscv64' } },
+    ]);
+    await store.tag('mp:1', mp);
+    await expect(
+      checkTemplate(store, 'mp:1', { ...opts, platform: parsePlatform('linux/arm/v7') }),
+    ).rejects.toThrow(
+      `mp:1 has no image for linux/arm/v7 (its platforms: ${formatPlatform(have)}, linux/riscv64)`,
+    );
+    await expect(checkTemplate(store, 'mp:1', opts)).rejects.toThrow(/^mp:1 holds 2 rootfs images/);
+    const r = await checkTemplate(store, 'mp:1', { ...opts, platform: have });
+    expect(r.digest).toBe(mp.digest);
   });
 });

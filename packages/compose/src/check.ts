@@ -174,17 +174,18 @@ function where(loc: Location): string {
   return `${loc.file}:${loc.line}:${loc.column}`;
 }
 
+/** The rootfs image of a base `desc`, selected as build selects it; `what` names it in errors. */
 async function imageOf(
   store: Store,
   desc: Descriptor,
+  what: string,
   platform?: PlatformSelector,
 ): Promise<{ manifest: ImageManifest; config: ImageConfig }> {
   const at = isIndexMediaType(desc.mediaType)
     ? basePlatform(await store.readImageIndex(desc), platform)
     : undefined;
-  const m = await store.imageOfRole(desc, 'rootfs', at);
-  if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
-  const manifest = await store.readManifest(m);
+  const image = await store.selectImage(desc, at ? { platform: at } : {}, what);
+  const manifest = await store.readManifest(image.descriptor);
   return { manifest, config: await store.readConfig(manifest.config) };
 }
 
@@ -199,17 +200,21 @@ export async function checkTemplate(
   opts: CheckOptions,
 ): Promise<CheckResult> {
   const desc = await store.resolve(ref);
-  // The template itself: of a multi-platform one, the platform asked for (none: ambiguous).
-  const m = await store.imageOfRole(desc, 'rootfs', opts.platform);
-  if (!m) throw new NotFoundError(`index ${desc.digest} holds no image manifest`);
-  const config = await store.readConfig((await store.readManifest(m)).config);
+  // The template itself: of a multi-platform one, the platform asked for (none: ambiguous); a
+  // single image only when it is of that platform.
+  const image = await store.selectImage(
+    desc,
+    opts.platform ? { platform: opts.platform } : {},
+    ref,
+  );
+  const config = await store.readConfig((await store.readManifest(image.descriptor)).config);
   const meta = config.strata;
   if (!meta) throw new NotFoundError(`${ref} has no strata metadata; it is not a template`);
   const text = await fsp.readFile(opts.file, 'utf8').catch(() => {
     throw new NotFoundError(`no Stratafile at ${opts.file}`);
   });
   const buildArgs = {
-    ...(opts.platform ? platformArgs(opts.platform) : {}),
+    ...platformArgs(opts.platform),
     ...(opts.buildArgs ?? {}),
   };
   const heads = parseStageHeads(text, opts.file, buildArgs);
@@ -279,7 +284,7 @@ export async function checkTemplate(
     // The base as it was when built gives the ENV the steps saw; else the current one.
     const baseDesc = direct ? await store.resolve(direct.digest).catch(() => undefined) : undefined;
     const at = baseDesc ?? now;
-    if (at) baseConfig = (await imageOf(store, at, opts.platform)).config;
+    if (at) baseConfig = (await imageOf(store, at, root.from.ref, opts.platform)).config;
   }
   // Without the base (gone from its registry and not in the store), the steps' keys cannot be
   // recomputed: its ENV is in every one of them, and comparing without it would call every step

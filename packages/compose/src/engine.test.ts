@@ -1,10 +1,20 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Annotations, Digest, ImageConfig, ImageManifest } from '@strata/oci';
+import {
+  Annotations,
+  Digest,
+  ImageConfig,
+  ImageManifest,
+  PlatformSelector,
+  formatPlatform,
+  parsePlatform,
+} from '@strata/oci';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
 import { BuildEvent, build, failureReason } from './engine';
+import { hostPlatform } from './platform';
+import { debianArchitectureOf, ociPlatform } from '@strata/debian';
 
 /**
  * FROM, as recorded in the base chain and compared with Stratafile.lock. The Stratafiles add
@@ -210,6 +220,86 @@ test('a --build-arg that no ARG declares is reported once as a warning', async (
       message: 'build arg TYPO is not used: no ARG in Stratafile declares it',
     },
   ]);
+});
+
+test("declared TARGET* ARGs are the host's platform without --platform, as docker sets them", async () => {
+  const arch = hostPlatform().architecture;
+  await store.tag(`per-arch:${arch}`, await store.resolve('platform-two:1'));
+  const file = stratafile('target-arch', [
+    'ARG TARGETARCH',
+    'FROM per-arch:${TARGETARCH}',
+    'ARG TARGETPLATFORM',
+    'ARG BUILDARCH',
+    'LABEL built.for=${TARGETPLATFORM} built.on=${BUILDARCH}',
+  ]);
+  const r = await build(store, { file, writeLock: false });
+  expect(r.config.config?.Labels).toMatchObject({
+    'built.for': formatPlatform(hostPlatform()),
+    'built.on': arch,
+  });
+  expect((await baseChainOf(r.descriptor.digest))?.[0]?.ref).toBe(`per-arch:${arch}`);
+  // Not declared before FROM: the empty substitution is named, with what to do.
+  const bare = stratafile('target-arch-undeclared', ['FROM per-arch:${TARGETARCH}', 'FEATURE x']);
+  await expect(build(store, { file: bare, writeLock: false })).rejects.toThrow(
+    'invalid image reference "per-arch:": invalid tag "": ${TARGETARCH} is empty (declare ARG TARGETARCH before the first FROM)',
+  );
+});
+
+test("a build for one --platform keeps that platform's lock, so a job per platform can be --frozen", async () => {
+  const host = hostPlatform();
+  const arch = debianArchitectureOf(host);
+  await store.tag(`job:${host.architecture}`, await store.resolve('platform-one:1'));
+  await store.tag('job:other', await store.resolve('platform-two:1'));
+  const file = stratafile('per-platform-lock', [
+    'ARG TARGETARCH',
+    'FROM job:${TARGETARCH}',
+    'FEATURE x',
+  ]);
+  const one = await build(store, { file, platforms: [host] });
+  expect(one.lockFile).toBe(`${file}.${arch}.lock`);
+  expect(fs.existsSync(`${file}.lock`)).toBe(false);
+  // Another job's build (here: another TARGETARCH, without --platform) writes Stratafile.lock.
+  const other = await build(store, { file, buildArgs: { TARGETARCH: 'other' } });
+  expect(other.lockFile).toBe(`${file}.lock`);
+  // This platform's job is held to its own lock, not to the other's.
+  const frozen = await build(store, { file, platforms: [host], frozen: true });
+  expect([frozen.lockFile, frozen.descriptor.digest]).toEqual([
+    `${file}.${arch}.lock`,
+    one.descriptor.digest,
+  ]);
+});
+
+test('a multi-platform build names each platform as its image does, with its own lock', async () => {
+  const host = hostPlatform();
+  const other = parsePlatform(host.architecture === 'arm64' ? 'linux/amd64' : 'linux/arm64');
+  const root = path.join(dir, 'root-mp');
+  fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'etc/os-release'), 'ID=debian\n');
+  for (const p of [host, other])
+    await createTemplate(store, {
+      source: { kind: 'dir', path: root },
+      tag: `mp-base:${p.architecture}`,
+      name: 'mp-base',
+      platform: p,
+    });
+  const file = stratafile('multi-json', [
+    'ARG TARGETARCH',
+    'FROM mp-base:${TARGETARCH}',
+    'FEATURE x',
+  ]);
+  const r = await build(store, { file, platforms: [host, other] });
+  const image = (p: PlatformSelector) =>
+    formatPlatform({ os: 'linux', ...ociPlatform(debianArchitectureOf(p)) });
+  expect(r.platforms?.map((p) => [formatPlatform(p.platform), p.lockFile, p.lockWritten])).toEqual([
+    [image(host), `${file}.${debianArchitectureOf(host)}.lock`, true],
+    [image(other), `${file}.${debianArchitectureOf(other)}.lock`, true],
+  ]);
+  expect(new Set(r.steps.map((s) => s.platform))).toEqual(new Set([image(host), image(other)]));
+  // inspect's spelling: the index's entries.
+  const index = await store.readImageIndex(r.descriptor);
+  expect(
+    new Set(index.manifests.map((m) => formatPlatform(m.platform as PlatformSelector))),
+  ).toEqual(new Set(r.platforms?.map((p) => formatPlatform(p.platform))));
 });
 
 test('the result lists each step where it stands, and writing the image comes after the last', async () => {

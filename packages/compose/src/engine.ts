@@ -8,10 +8,16 @@ import {
   ParseError,
   PlatformSelector,
   StrataError,
+  configPlatform,
   formatPlatform,
 } from '@strata/oci';
 import { Store, normalizeTag } from '@strata/store';
-import { debianArchitecture, debianArchitectureOf, notInstalled } from '@strata/debian';
+import {
+  debianArchitecture,
+  debianArchitectureOf,
+  notInstalled,
+  ociPlatform,
+} from '@strata/debian';
 import { readCache } from './cache';
 import { guardRemoteCaches } from './remote-cache';
 import {
@@ -74,8 +80,8 @@ export class Builder implements BuildContext {
   private repoScratch?: Promise<string>;
 
   /**
-   * `platform`: the one this run builds for, when one was asked for. `part` marks a run that is
-   * one platform of several: it tags nothing, and keeps its lock in `<Stratafile>.<arch>.lock`.
+   * `platform`: the one this run builds for, when one was asked for; its lock is then
+   * `<Stratafile>.<arch>.lock`. `part` marks a run that is one platform of several: it tags nothing.
    * `quietArgs`: a later platform's run, which leaves the unused build args to the first's warning.
    */
   constructor(
@@ -114,11 +120,14 @@ export class Builder implements BuildContext {
     this.keys.localRepo = (await this.debs.current())?.release;
   }
 
-  /** Stratafile.lock, or in a multi-platform build this platform's own. */
+  /**
+   * Stratafile.lock, or in a build for a platform asked for (one of several or only that one)
+   * the platform's own: a CI job per platform then holds each to the lock its platform wrote.
+   */
   get lockFile(): string {
     return lockPathFor(
       this.opts.file,
-      this.part && this.platform ? debianArchitectureOf(this.platform) : undefined,
+      this.platform ? debianArchitectureOf(this.platform) : undefined,
     );
   }
 
@@ -133,7 +142,7 @@ export class Builder implements BuildContext {
       throw new NotFoundError(`no Stratafile at ${this.opts.file}`);
     });
     const buildArgs = {
-      ...(this.platform ? platformArgs(this.platform) : {}),
+      ...platformArgs(this.platform),
       ...(this.opts.buildArgs ?? {}),
     };
     const heads = parseStageHeads(text, this.opts.file, buildArgs);
@@ -508,14 +517,25 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
     let cacheHits = 0;
     let stepsRun = 0;
     const steps: StepReport[] = [];
-    for (const [i, platform] of platforms.entries()) {
-      const name = formatPlatform(platform);
+    for (const [i, asked] of platforms.entries()) {
+      // Named as the image it makes will say it, as inspect does (`linux/arm64/v8`).
+      const name = formatPlatform({
+        os: asked.os,
+        ...ociPlatform(debianArchitectureOf(asked)),
+      });
       opts.onEvent?.({ type: 'platform', platform: name });
-      const r = await new Builder(store, opts, platform, true, i > 0).build();
+      const r = await new Builder(store, opts, asked, true, i > 0).build();
       cacheHits += r.cacheHits;
       stepsRun += r.stepsRun;
       steps.push(...r.steps.map((s) => ({ platform: name, ...s })));
-      parts.push({ platform, descriptor: r.descriptor, manifest: r.manifest, config: r.config });
+      parts.push({
+        platform: configPlatform(r.config),
+        descriptor: r.descriptor,
+        manifest: r.manifest,
+        config: r.config,
+        ...(r.lockFile !== undefined ? { lockFile: r.lockFile } : {}),
+        lockWritten: r.lockWritten ?? false,
+      });
     }
     const descriptor = await writePlatformIndex(store, parts);
     let ref: string | undefined;
@@ -532,6 +552,7 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
       platforms: parts,
       cacheHits,
       stepsRun,
+      lockWritten: parts.some((p) => p.lockWritten),
       steps,
     };
   });

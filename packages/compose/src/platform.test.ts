@@ -100,13 +100,24 @@ test("the platform of a base: the one asked for, else the host's of a multi-plat
 });
 
 test("docker's platform ARGs, and a lock per platform", () => {
-  expect(platformArgs(parsePlatform('linux/arm/v7'))).toEqual({
+  expect(platformArgs(parsePlatform('linux/arm/v7'), parsePlatform('linux/amd64'))).toEqual({
     TARGETPLATFORM: 'linux/arm/v7',
     TARGETOS: 'linux',
     TARGETARCH: 'arm',
     TARGETVARIANT: 'v7',
+    BUILDPLATFORM: 'linux/amd64',
+    BUILDOS: 'linux',
+    BUILDARCH: 'amd64',
+    BUILDVARIANT: '',
   });
   expect(platformArgs(parsePlatform('linux/amd64')).TARGETVARIANT).toBe('');
+  // Without a platform asked for, the target is the host, as docker defaults it.
+  expect(platformArgs(undefined, parsePlatform('linux/arm64'))).toMatchObject({
+    TARGETPLATFORM: 'linux/arm64',
+    TARGETARCH: 'arm64',
+    TARGETVARIANT: '',
+    BUILDARCH: 'arm64',
+  });
   expect(lockPathFor('/x/Stratafile')).toBe('/x/Stratafile.lock');
   expect(lockPathFor('/x/Stratafile', 'arm64')).toBe('/x/Stratafile.arm64.lock');
 });

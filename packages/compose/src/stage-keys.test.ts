@@ -413,7 +413,7 @@ function fakeStore(
       if (!d) throw new NotFoundError(`no ${ref}`);
       return d;
     },
-    imageOfRole: async (d: Descriptor) => d,
+    selectImage: async (d: Descriptor) => ({ descriptor: d }),
     readManifest: async (d: Descriptor) => ({ config: d.digest }),
     readConfig: async (digest: Digest) => configs.get(digest),
   } as unknown as Store;

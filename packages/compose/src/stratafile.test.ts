@@ -185,6 +185,12 @@ describe('instructions', () => {
     expectError(BASE + 'DEBUILD', 2, 1, 'DEBUILD requires a source tree');
     expectError(BASE + 'DEBUILD ../outside', 2, 9, 'escapes the build context');
     expectError(BASE + 'DEBUILD --arch=ARM! x', 2, 9, 'invalid architecture');
+    expectError(
+      BASE + 'DEBUILD --arch=x86_64 x',
+      2,
+      9,
+      'x86_64 is not a Debian architecture; did you mean amd64?',
+    );
   });
 
   test('RUN shell form is verbatim, without substitution', () => {
@@ -794,6 +800,12 @@ describe('errors', () => {
     [scratch, 'BOOTSTRAP --components=main,no/pe bookworm', 11, 'invalid item "no/pe" in --components'],
     [scratch, 'BOOTSTRAP --mirror=deb.debian.org bookworm', 11, '--mirror must be a URL'],
     [scratch, 'BOOTSTRAP --architecture=ARM bookworm', 11, 'invalid architecture "ARM"'],
+    [
+      scratch,
+      'BOOTSTRAP --architecture=aarch64 bookworm',
+      11,
+      'aarch64 is not a Debian architecture; did you mean arm64?',
+    ],
     [scratch, 'BOOTSTRAP "book worm"', 11, 'invalid suite'],
     [scratch, 'BOOTSTRAP --variant bookworm', 11, 'flag --variant needs a value: --variant=<value>'],
   ];

@@ -73,3 +73,26 @@ export function linuxPlatform(debArch: string): {
 } {
   return { os: 'linux', ...ociPlatform(debArch) };
 }
+
+/** Other tools' names of Debian architectures: uname's, docker's, GNU triplets'. */
+const NOT_DEBIAN: Record<string, string> = {
+  aarch64: 'arm64',
+  x86_64: 'amd64',
+  'x86-64': 'amd64',
+  armv7l: 'armhf',
+  armv7: 'armhf',
+  arm: 'armhf',
+  '386': 'i386',
+  i686: 'i386',
+  x86: 'i386',
+  ppc64le: 'ppc64el',
+  mips64le: 'mips64el',
+};
+
+/**
+ * The Debian architecture meant by `name` when it is another tool's spelling of one (`aarch64`
+ * for arm64), else undefined: a build for `aarch64` would look for packages Debian has none of.
+ */
+export function debianArchitectureFor(name: string): string | undefined {
+  return Object.hasOwn(NOT_DEBIAN, name) ? NOT_DEBIAN[name] : undefined;
+}

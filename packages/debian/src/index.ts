@@ -4,6 +4,7 @@ export { authorizationFor, parseAuthConf } from './auth-conf';
 export type { Authorizer } from './fetch';
 export {
   debianArchitecture,
+  debianArchitectureFor,
   debianArchitectureOf,
   linuxPlatform,
   ociPlatform,

@@ -104,6 +104,9 @@ describe('selectManifest', () => {
     await expect(resolveManifest(m, { platform: arm64 }, never, 'x')).rejects.toThrow(
       NotFoundError,
     );
+    await expect(resolveManifest(m, { platform: arm64 }, never, 'app:1')).rejects.toThrow(
+      'app:1 is an image for linux/amd64, not for linux/arm64',
+    );
     const i = desc(MediaTypes.imageIndex, Buffer.from('idx'));
     const b = img('buildchroot');
     await expect(

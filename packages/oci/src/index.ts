@@ -73,11 +73,13 @@ export {
   selectManifest,
   requireManifest,
   resolveManifest,
+  requirePlatform,
 } from './select';
 export type { Role, Selector, PlatformSelector } from './select';
 export {
   parsePlatform,
   parsePlatforms,
+  normalizePlatform,
   formatPlatform,
   platformsOf,
   isMultiPlatform,

@@ -1,7 +1,7 @@
 import type { Descriptor, ImageIndex } from './types';
 import { Annotations, isImageMediaType, isIndexMediaType } from './media-types';
 import { InvalidArgumentError, NotFoundError } from './errors';
-import { formatPlatform, platformsOf } from './platform';
+import { formatPlatform, normalizePlatform, platformsOf } from './platform';
 
 /**
  * The images a Strata bundle (an OCI index) can hold. Each manifest of a bundle carries its role
@@ -36,10 +36,15 @@ export function matchesPlatform(d: Descriptor, platform?: PlatformSelector): boo
   return platformSatisfies(d.platform, platform);
 }
 
-/** Whether an image of platform `have` is one of `want`: os and architecture, and the variant if given. */
+/**
+ * Whether an image of platform `have` is one of `want`: os and architecture, and the variant if
+ * given, both as docker spells them (an `arm` image without a variant is arm/v7).
+ */
 export function platformSatisfies(have: PlatformSelector, want: PlatformSelector): boolean {
-  if (have.architecture !== want.architecture || have.os !== want.os) return false;
-  return want.variant === undefined || have.variant === want.variant;
+  const h = normalizePlatform(have);
+  const w = normalizePlatform(want);
+  if (h.architecture !== w.architecture || h.os !== w.os) return false;
+  return w.variant === undefined || h.variant === w.variant;
 }
 
 /** The role a manifest descriptor is annotated with, if any. */
@@ -136,10 +141,23 @@ export async function resolveManifest(
   if (role !== 'rootfs') {
     throw new NotFoundError(`${what} is a single image, not a bundle with a ${role} image`);
   }
-  if (!matchesPlatform(desc, sel.platform)) {
-    throw new NotFoundError(
-      `${what} is an image for another platform${platformText(sel.platform)}`,
-    );
+  if (desc.platform !== undefined && sel.platform !== undefined) {
+    requirePlatform(desc.platform, sel.platform, what);
   }
   return desc;
+}
+
+/**
+ * That a single image of platform `have` is one of `want`, or a NotFoundError in the words
+ * build uses for a FROM of another platform.
+ */
+export function requirePlatform(
+  have: PlatformSelector,
+  want: PlatformSelector,
+  what: string,
+): void {
+  if (platformSatisfies(have, want)) return;
+  throw new NotFoundError(
+    `${what} is an image for ${formatPlatform(have)}, not for ${formatPlatform(want)}`,
+  );
 }

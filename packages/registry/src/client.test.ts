@@ -629,6 +629,63 @@ describe('RegistryClient against a scripted server', () => {
     }
   });
 
+  it('a pull of a single image of another platform than --platform fails before any layer', async () => {
+    const layerBytes = Buffer.alloc(1024, 6);
+    const configBytes = Buffer.from(
+      JSON.stringify({
+        architecture: 'arm64',
+        os: 'linux',
+        variant: 'v8',
+        rootfs: { type: 'layers', diff_ids: [sha256('y')] },
+      }),
+    );
+    const manifestBytes = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaTypes.imageManifest,
+        config: {
+          mediaType: MediaTypes.imageConfig,
+          digest: sha256(configBytes),
+          size: configBytes.length,
+        },
+        layers: [
+          { mediaType: MediaTypes.layerGzip, digest: sha256(layerBytes), size: layerBytes.length },
+        ],
+      }),
+    );
+    const blobs = new Map([
+      [sha256(layerBytes), layerBytes],
+      [sha256(configBytes), configBytes],
+    ]);
+    const srv = await fakeRegistry((req, res) => {
+      const url = req.url ?? '';
+      if (url === '/v2/x/manifests/arm' || url === `/v2/x/manifests/${sha256(manifestBytes)}`)
+        res.writeHead(200, { 'content-type': MediaTypes.imageManifest }).end(manifestBytes);
+      else {
+        const b = blobs.get(url.replace('/v2/x/blobs/', '') as Digest);
+        if (b) res.writeHead(200, { 'content-length': b.length }).end(b);
+        else res.writeHead(404).end();
+      }
+    });
+    try {
+      const amd64 = { os: 'linux', architecture: 'amd64' };
+      for (const ref of [`${srv.host}/x:arm`, `${srv.host}/x@${sha256(manifestBytes)}`]) {
+        await expect(
+          pull(store, parseReference(ref), { tag: 'wrong:1', platform: amd64 }),
+        ).rejects.toThrow(`${ref} is an image for linux/arm64/v8, not for linux/amd64`);
+      }
+      expect(srv.seen.some((l) => l.includes(sha256(layerBytes)))).toBe(false);
+      await expect(store.resolve('wrong:1')).rejects.toThrow();
+      const r = await pull(store, parseReference(`${srv.host}/x:arm`), {
+        tag: 'right:1',
+        platform: { os: 'linux', architecture: 'arm64' },
+      });
+      expect(r.tag).toBe('right:1');
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('retries a registry that answers 503 for ever 1 + retries times, not retries squared', async () => {
     const srv = await fakeRegistry((_req, res) => res.writeHead(503).end());
     const c = client(srv);

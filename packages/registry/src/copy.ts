@@ -3,7 +3,9 @@ import {
   CopyEvent,
   Descriptor,
   DigestMismatchError,
+  ImageConfig,
   ImageIndex,
+  ImageManifest,
   InvalidArgumentError,
   PlatformSelector,
   Reference,
@@ -13,8 +15,12 @@ import {
   assertValid,
   formatReference,
   parseJson,
+  configPlatform,
   requireManifest,
+  requirePlatform,
+  validateConfig,
   validateIndex,
+  validateManifest,
   walkGraph,
 } from '@strata/oci';
 import type { ContentSink, Digest, Graph, MediaType } from '@strata/oci';
@@ -386,7 +392,25 @@ async function platformManifest(
   platform: PlatformSelector,
   what: string,
 ): Promise<{ descriptor: Descriptor; bytes: Buffer }> {
-  if (!isIndexMediaType(named.descriptor.mediaType)) return named;
+  if (!isIndexMediaType(named.descriptor.mediaType)) {
+    // A single image says its platform only in its config, fetched (it is small) before any
+    // layer is: docker pull refuses an image of another platform, and so does this.
+    const manifest = assertValid(
+      validateManifest,
+      parseJson(named.bytes, what),
+      what,
+    ) as ImageManifest;
+    const blob = await client.fetchBlob(manifest.config);
+    const configBytes = Buffer.concat((await blob.toArray()) as Buffer[]);
+    const config = assertValid(
+      validateConfig,
+      parseJson(configBytes, `${what} config`),
+      `${what} config`,
+    ) as ImageConfig;
+    const have = configPlatform(config);
+    requirePlatform(have, platform, what);
+    return named;
+  }
   const index = assertValid(validateIndex, parseJson(named.bytes, what), what) as ImageIndex;
   const d = requireManifest(index, { platform }, what);
   const got = await client.getNamedManifest(d.digest);

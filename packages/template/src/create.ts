@@ -9,12 +9,15 @@ import {
   ImageConfig,
   ImageManifest,
   InvalidArgumentError,
+  PlatformSelector,
   TemplateMetadata,
+  formatPlatform,
 } from '@strata/oci';
 import { createLayer, packTree, unpackLayer } from '@strata/layer';
 import { normalizeTag, Store, writeImage } from '@strata/store';
 import { ExclusionOptions, ExclusionSet } from './exclusions';
-import { ociPlatform } from '@strata/debian';
+import { debianArchitectureOf, ociPlatform } from '@strata/debian';
+import { hostDebianArchitecture } from '@strata/tools';
 import { readRootfsFacts } from './facts';
 import { RootfsSource } from './rootfs-input';
 
@@ -37,6 +40,14 @@ export interface CreateTemplateOptions extends ExclusionOptions {
   /** The build date when no epoch is given. */
   now?: Date;
   onProgress?: (p: Progress) => void;
+  /**
+   * The platform the rootfs is for. Checked against its dpkg's architecture when it has one;
+   * without dpkg (a Yocto or Buildroot tree) it is the only way to say. Default: dpkg's, else the
+   * host's, with a warning.
+   */
+  platform?: PlatformSelector;
+  /** A warning for the user (no dpkg and no platform: the host's was taken). */
+  onWarning?: (message: string) => void;
 }
 
 /** A tag that named another image before this one took it. */
@@ -129,6 +140,7 @@ async function captureTree(
   opts: CreateTemplateOptions,
 ): Promise<CreatedTemplate> {
   const facts = await readRootfsFacts(root);
+  const debArch = rootfsArchitecture(label, facts.architecture, opts);
   const created = isoDate(
     opts.sourceDateEpoch !== undefined
       ? new Date(opts.sourceDateEpoch * 1000)
@@ -148,7 +160,6 @@ async function captureTree(
   const { diffId, mediaType } = await layer.result;
   await store.recordDiffId(blob.digest, diffId);
 
-  const debArch = facts.architecture ?? 'amd64';
   const createdBy = `strata template create ${label}`;
   const metadata: TemplateMetadata = {
     schemaVersion: 1,
@@ -194,4 +205,30 @@ async function captureTree(
       moved.push({ ref, from: before.digest, to: descriptor.digest });
   }
   return { ref: refs[0] as string, refs: [...refs], moved, descriptor, manifest, config };
+}
+
+/**
+ * The Debian architecture a template of rootfs `label` is labelled with: dpkg's (`dpkgArch`),
+ * which a platform asked for must agree with, else the platform asked for, else the host's, said
+ * in a warning, as a tree without dpkg gives no other clue.
+ */
+function rootfsArchitecture(
+  label: string,
+  dpkgArch: string | undefined,
+  opts: Pick<CreateTemplateOptions, 'platform' | 'onWarning'>,
+): string {
+  const asked = opts.platform ? debianArchitectureOf(opts.platform) : undefined;
+  if (asked !== undefined && dpkgArch !== undefined && asked !== dpkgArch) {
+    throw new InvalidArgumentError(
+      `${label}: its dpkg's architecture is ${dpkgArch}, not ${asked} (${formatPlatform(opts.platform as PlatformSelector)})`,
+      { hint: 'drop --platform: a rootfs with dpkg says its own platform' },
+    );
+  }
+  if (dpkgArch !== undefined) return dpkgArch;
+  if (asked !== undefined) return asked;
+  const host = hostDebianArchitecture();
+  opts.onWarning?.(
+    `${label} has no dpkg to tell its architecture: it is labelled ${host}, this host's; give --platform to say which it is`,
+  );
+  return host;
 }

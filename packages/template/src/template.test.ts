@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readTar } from '@strata/layer';
 import { Store } from '@strata/store';
 import { InvalidArgumentError } from '@strata/oci';
+import { hostDebianArchitecture } from '@strata/tools';
 import { DEFAULT_EXCLUSIONS, ExclusionSet, globToRegExp } from './exclusions';
 import { resolveInRoot } from './rootfs';
 import { createTemplate } from './create';
@@ -142,6 +143,54 @@ describe('with a tree', () => {
     expect(entries.has('var/log/apt/history.log')).toBe(false);
     expect(entries.has('tmp/')).toBe(true);
     expect(entries.has('tmp/junk')).toBe(false);
+  });
+
+  test("a rootfs without dpkg takes the platform asked for, else the host's with a warning; dpkg's must agree", async () => {
+    const arm64 = { os: 'linux', architecture: 'arm64' };
+    // dpkg says amd64: another platform is an error, before anything is tagged.
+    await expect(
+      createTemplate(store, {
+        source: { kind: 'dir', path: root },
+        tag: 'wrong:1',
+        name: 'x',
+        platform: arm64,
+      }),
+    ).rejects.toThrow("rootfs: its dpkg's architecture is amd64, not arm64 (linux/arm64)");
+    await expect(store.resolve('wrong:1')).rejects.toThrow();
+    const agreed = await createTemplate(store, {
+      source: { kind: 'dir', path: root },
+      tag: 'same:1',
+      name: 'x',
+      platform: { os: 'linux', architecture: 'amd64' },
+    });
+    expect(agreed.config.architecture).toBe('amd64');
+    // A Yocto tree: no dpkg.
+    await fsp.rm(path.join(root, 'var/lib/dpkg'), { recursive: true });
+    const warnings: string[] = [];
+    const arm = await createTemplate(store, {
+      source: { kind: 'dir', path: root },
+      tag: 'yocto:arm',
+      name: 'yocto',
+      platform: arm64,
+      onWarning: (m) => warnings.push(m),
+    });
+    expect([arm.config.architecture, arm.config.variant, arm.config.strata?.architecture]).toEqual([
+      'arm64',
+      'v8',
+      'arm64',
+    ]);
+    expect(warnings).toEqual([]);
+    const host = await createTemplate(store, {
+      source: { kind: 'dir', path: root },
+      tag: 'yocto:host',
+      name: 'yocto',
+      onWarning: (m) => warnings.push(m),
+    });
+    const hostArch = hostDebianArchitecture();
+    expect(host.config.strata?.architecture).toBe(hostArch);
+    expect(warnings).toEqual([
+      `rootfs has no dpkg to tell its architecture: it is labelled ${hostArch}, this host's; give --platform to say which it is`,
+    ]);
   });
 
   test('is reproducible with SOURCE_DATE_EPOCH', async () => {

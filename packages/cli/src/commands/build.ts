@@ -270,6 +270,8 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                   platforms: r.platforms.map((p) => ({
                     platform: formatPlatform(p.platform),
                     digest: p.descriptor.digest,
+                    lockFile: p.lockFile,
+                    lockWritten: p.lockWritten ?? false,
                   })),
                 }
               : {}),

@@ -22,6 +22,7 @@ interface CreateArgs extends GlobalArgs {
   keep: string[];
   defaultExcludes: boolean;
   compression: Compression;
+  platform?: string;
 }
 
 interface InspectArgs extends GlobalArgs {
@@ -93,9 +94,16 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
                 choices: ['zstd', 'gzip'] as const,
                 default: 'zstd' as const,
                 describe: 'Layer compression',
+              })
+              .option('platform', {
+                type: 'string',
+                describe:
+                  "The rootfs's platform (os/arch[/variant]); default: its dpkg's, else the host's",
               }),
           run<CreateArgs>(async (ctx, a) => {
             const { createTemplate, openRootfsSource } = await import('@strata/template');
+            const { parsePlatform } = await import('@strata/oci');
+            const platform = a.platform !== undefined ? parsePlatform(a.platform) : undefined;
             const store = await ctx.store(true);
             const progress = ctx.progress();
             // A rootfs tarball's size is the total of the extracting; a directory has none.
@@ -113,6 +121,10 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               noDefaults: !a.defaultExcludes,
               compression: a.compression,
               sourceDateEpoch: sourceDateEpoch(),
+              ...(platform ? { platform } : {}),
+              onWarning: (m) => {
+                if (!ctx.quiet) progress.line(`strata: warning: ${m}`);
+              },
               onProgress: (p) => {
                 bar.label(p.phase === 'extract' ? 'extracting' : 'packing');
                 bar.update(p.bytes);

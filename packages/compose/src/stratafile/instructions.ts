@@ -15,6 +15,7 @@ import {
   quoteWord,
   scanJsonArray,
 } from './lexer';
+import { debianArchitectureFor } from '@strata/debian';
 import { trimLine } from './lines';
 import {
   ARCHITECTURE,
@@ -66,9 +67,7 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
         throw lx.error(mirror.at, `--mirror must be a URL, got ${JSON.stringify(mirror.value)}`);
       }
       const arch = flags.get('architecture');
-      if (arch && !ARCHITECTURE.test(arch.value ?? '')) {
-        throw lx.error(arch.at, `invalid architecture ${JSON.stringify(arch.value)}`);
-      }
+      if (arch) checkArchitecture(lx, arch);
       return {
         kind: 'BOOTSTRAP',
         suite: suite.value,
@@ -330,8 +329,7 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
         (w) => `./${contextPath(lx, w, 'DEBUILD source').replace(/\/+$/, '')}`,
       );
       const arch = flags.get('arch');
-      if (arch && !ARCHITECTURE.test(arch.value ?? ''))
-        throw lx.error(arch.at, `invalid architecture ${JSON.stringify(arch.value)}`);
+      if (arch) checkArchitecture(lx, arch);
       const profiles = ctx.list(flags.get('profiles'), (p) => /^[a-z0-9][a-z0-9.+-]*$/.test(p));
       profiles.sort();
       return {
@@ -354,6 +352,16 @@ export const SECRET_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** Where no secret may go: the root's kernel filesystems, and what the sandbox mounts itself. */
 const RESERVED_TARGETS = ['/proc', '/sys', '/dev', '/run/strata'];
+
+/** An architecture flag's value is a Debian architecture name, not uname's or docker's. */
+function checkArchitecture(lx: Lexer, flag: Flag): void {
+  const value = flag.value ?? '';
+  const meant = debianArchitectureFor(value);
+  if (meant !== undefined)
+    throw lx.error(flag.at, `${value} is not a Debian architecture; did you mean ${meant}?`);
+  if (!ARCHITECTURE.test(value))
+    throw lx.error(flag.at, `invalid architecture ${JSON.stringify(value)}`);
+}
 
 /**
  * `--mount=type=secret,id=NAME[,target=PATH][,required[=true|false]][,mode=0400]` (BuildKit's

@@ -22,7 +22,7 @@ import { Ctx } from './arguments';
 import { parseStep } from './instructions';
 import { Lexer, Lookup, WORDS, quoteWord } from './lexer';
 import { LogicalLine, isBlank, logicalLines } from './lines';
-import { STAGE_NAME, VAR_NAME } from './values';
+import { AUTOMATIC_ARGS, STAGE_NAME, VAR_NAME } from './values';
 
 export interface ParseOptions {
   /**
@@ -211,6 +211,25 @@ class Parser {
     }
   }
 
+  /**
+   * Of a FROM reference that came out invalid, the variables it substituted with nothing, for
+   * its message: `base:${TARGETARCH}` is `base:` when no ARG declares TARGETARCH.
+   */
+  private emptyVars(raw: string): string {
+    const names = [
+      ...raw.matchAll(/\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*))/g),
+    ]
+      .map((m) => (m[1] ?? m[2]) as string)
+      .filter((n, i, all) => all.indexOf(n) === i && !this.globalValues.get(n));
+    return names
+      .map((n) =>
+        this.globalValues.has(n)
+          ? `: \${${n}} is empty (give it a default, ARG ${n}=…, or pass --build-arg ${n}=…)`
+          : `: \${${n}} is empty (declare ARG ${n} before the first FROM${AUTOMATIC_ARGS.has(n) ? '' : `, and pass --build-arg ${n}=…`})`,
+      )
+      .join('');
+  }
+
   private from(ctx: Ctx, index: number): void {
     this.endStage();
     this.cur = undefined; // FROM sees global ARGs only
@@ -282,7 +301,7 @@ class Parser {
       try {
         refKind = parseReference(ref).registry === undefined ? 'local' : 'registry';
       } catch (e) {
-        if (isStrataError(e)) throw ctx.lx.error(refAt, e.message);
+        if (isStrataError(e)) throw ctx.lx.error(refAt, e.message + this.emptyVars(refWord.raw));
         throw e;
       }
     }

@@ -84,3 +84,15 @@ export function isUrl(s: string): boolean {
     return false;
   }
 }
+
+/** Docker's automatic platform ARGs: set for a Stratafile that declares them (see platform.ts). */
+export const AUTOMATIC_ARGS: ReadonlySet<string> = new Set([
+  'TARGETPLATFORM',
+  'TARGETOS',
+  'TARGETARCH',
+  'TARGETVARIANT',
+  'BUILDPLATFORM',
+  'BUILDOS',
+  'BUILDARCH',
+  'BUILDVARIANT',
+]);
