@@ -201,6 +201,8 @@ export type ExclusionAction = 'drop' | 'empty' | 'contents';
 export interface ExpectedExclusion {
   pattern: string;
   action: ExclusionAction;
+  /** Folders at and under a match stay (packages own them); only what is not a folder goes. */
+  keepDirs?: true;
 }
 
 /** The default exclusions of issue 2. 'contents' drops what is under a directory, not the dir. */
@@ -208,18 +210,18 @@ export const DEFAULT_EXCLUSIONS: readonly ExpectedExclusion[] = [
   { pattern: 'etc/apt/sources.list', action: 'drop' },
   { pattern: 'etc/apt/sources.list.d/*', action: 'drop' },
   { pattern: 'etc/apt/apt.conf.d/*proxy*', action: 'drop' },
-  { pattern: 'etc/apt/auth.conf*', action: 'drop' },
+  { pattern: 'etc/apt/auth.conf*', action: 'drop', keepDirs: true },
   { pattern: 'etc/resolv.conf', action: 'drop' },
   { pattern: 'etc/hosts', action: 'drop' },
   { pattern: 'etc/hostname', action: 'drop' },
-  { pattern: 'var/lib/apt/lists/*', action: 'drop' },
-  { pattern: 'var/cache/apt/*', action: 'drop' },
+  { pattern: 'var/lib/apt/lists/*', action: 'drop', keepDirs: true },
+  { pattern: 'var/cache/apt/*', action: 'drop', keepDirs: true },
   { pattern: 'etc/ssh/ssh_host_*', action: 'drop' },
   { pattern: 'etc/machine-id', action: 'empty' },
   { pattern: 'var/lib/dbus/machine-id', action: 'drop' },
-  { pattern: 'var/log/*', action: 'contents' },
-  { pattern: 'tmp/*', action: 'contents' },
-  { pattern: 'run/*', action: 'contents' },
+  { pattern: 'var/log/*', action: 'contents', keepDirs: true },
+  { pattern: 'tmp/*', action: 'contents', keepDirs: true },
+  { pattern: 'run/*', action: 'contents', keepDirs: true },
 ];
 
 /** A shell-style glob for one path: `*` and `?` never cross '/', and do match leading dots. */
@@ -241,7 +243,9 @@ const EMPTY_SHA256 = createHash('sha256').digest('hex');
  * its mode, owner and xattrs kept. Returns a new tree.
  */
 export function applyExclusions(input: Tree, exclusions: readonly ExpectedExclusion[]): Tree {
-  const drops = exclusions.filter((x) => x.action !== 'empty').map((x) => globRegExp(x.pattern));
+  const drops = exclusions
+    .filter((x) => x.action !== 'empty')
+    .map((x) => ({ re: globRegExp(x.pattern), keepDirs: x.keepDirs === true }));
   const empties = exclusions.filter((x) => x.action === 'empty').map((x) => globRegExp(x.pattern));
   const out: Tree = new Map();
   for (const [p, e] of input) {
@@ -249,7 +253,9 @@ export function applyExclusions(input: Tree, exclusions: readonly ExpectedExclus
     let dropped = false;
     for (let i = 1; i <= parts.length && !dropped; i++) {
       const prefix = parts.slice(0, i).join('/');
-      if (p !== '' && drops.some((re) => re.test(prefix))) dropped = true;
+      const rule = p === '' ? undefined : drops.find((d) => d.re.test(prefix));
+      if (rule && !(rule.keepDirs && e.type === 'dir')) dropped = true;
+      if (rule) break;
     }
     if (dropped) continue;
     if (p !== '' && empties.some((re) => re.test(p))) {
