@@ -325,7 +325,8 @@ describe('its run steps, against a registry on loopback', () => {
       const built = /^built candidate:publish (sha256:[0-9a-f]{64}) \((.*?); (.*?) run/m.exec(
         out('Build'),
       );
-      expect(built?.slice(2)).toEqual(['linux/amd64, linux/arm64', '2 steps']);
+      // The build names each platform as its image does (inspect's spelling).
+      expect(built?.slice(2)).toEqual(['linux/amd64, linux/arm64/v8', '2 steps']);
       // One check per platform, each saying which.
       expect(out('Check').trim().split('\n')).toEqual(
         PLATFORMS.flatMap((p) => [
