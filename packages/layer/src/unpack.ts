@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import {
@@ -6,6 +5,7 @@ import {
   DAMAGED_BLOB_HINT,
   Digest,
   DigestMismatchError,
+  Hasher,
   InvalidArgumentError,
   InvalidDocumentError,
   Layer,
@@ -126,9 +126,10 @@ async function damagedBlob(e: unknown, source: Readable | string, expected?: Dig
   if (!bad || typeof source !== 'string' || expected === undefined) return e;
   let actual: Digest;
   try {
-    const hash = createHash('sha256');
-    for await (const c of fs.createReadStream(source, { highWaterMark: 1 << 20 })) hash.update(c);
-    actual = `sha256:${hash.digest('hex')}` as Digest;
+    const hasher = new Hasher();
+    for await (const c of fs.createReadStream(source, { highWaterMark: 1 << 20 }))
+      hasher.update(c as Buffer);
+    actual = hasher.digest();
   } catch {
     return e;
   }

@@ -49,12 +49,12 @@ export function reportCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArg
       const closers: (() => void)[] = [];
       let bytes: number;
       try {
+        const { InvalidArgumentError, parsePlatform } = await import('@strata/oci');
         if (a.output === '-' && ctx.json)
-          throw new (await import('@strata/oci')).InvalidArgumentError(
+          throw new InvalidArgumentError(
             '-o - writes the page to stdout, where --json would write too: give one',
           );
         if (a.output !== '-') await ctx.output(a.output, '-o');
-        const { parsePlatform } = await import('@strata/oci');
         const sel: Selector =
           a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {};
         const { reportData, writeReport } = await import('@strata/imager');
