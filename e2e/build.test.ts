@@ -66,6 +66,12 @@ beforeAll(async () => {
 
 afterAll(() => cleanupTmp());
 
+/** The version of tzdata that the base installed and the app removes. */
+function tzdataOfBase(): string {
+  const base = readImage(store, 'base:v1').config.strata;
+  return base.packages.find((p: { name: string }) => p.name === 'tzdata').version;
+}
+
 describe('a three-level chain: base → middleware → app', () => {
   test('the result records both ancestors, merged features, labels and ENV', async () => {
     const base = readImage(store, 'base:v1');
@@ -114,7 +120,7 @@ describe('a three-level chain: base → middleware → app', () => {
     const text = (await strataOk(['inspect', 'app:v1'], { store })).stdout;
     expect(text).toMatch(/\nEnv: +(.*\n {15})*ACME_HOME=\/opt\/acme\n/);
     expect(text).toMatch(/\nLabels: +(.*\n {15})*org\.opencontainers\.image\.version=3\.1\n/);
-    expect(text).toMatch(/ REMOVE tzdata\n {28}- tzdata\n/);
+    expect(text).toMatch(/ REMOVE tzdata\n {28}- tzdata=\S+\n/);
     const meta = readImage(store, 'app:v1').config.strata;
     const added: string[] = meta.layers[3].packagesAdded;
     expect(text).toContain(
@@ -122,7 +128,9 @@ describe('a three-level chain: base → middleware → app', () => {
     );
     const json = JSON.parse((await strataOk(['inspect', '--json', 'app:v1'], { store })).stdout);
     expect(json.layers[3].packagesAdded).toEqual(added);
-    expect(json.layers[4].packagesRemoved).toEqual(['tzdata']);
+    expect(json.layers[4].packagesRemoved).toEqual([`tzdata=${tzdataOfBase()}`]);
+    expect(text).toMatch(/\nShadowed: +1 package removed or replaced, still in lower layers/);
+    expect(json.shadowedPackages.map((p: { name: string }) => p.name)).toEqual(['tzdata']);
     expect(json.env).toEqual(readImage(store, 'app:v1').config.config.Env);
     expect(json.labels['org.opencontainers.image.title']).toBe('acme-gateway');
   });
@@ -151,7 +159,50 @@ describe('a three-level chain: base → middleware → app', () => {
         `openssh-server=${status.get('openssh-server')}`,
       ]),
     );
-    expect(meta.layers[4].packagesRemoved).toEqual(['tzdata']);
+    expect(meta.layers[4].packagesRemoved).toEqual([`tzdata=${tzdataOfBase()}`]);
+  });
+
+  test('the removed package is recorded as shadowed, and sbom --all-layers lists it', async () => {
+    const meta = readImage(store, 'app:v1').config.strata;
+    const tzdata = { name: 'tzdata', version: tzdataOfBase() };
+    // The base layer's blob still holds it: a push distributes it.
+    expect(meta.shadowedPackages).toEqual([
+      expect.objectContaining({ ...tzdata, layer: meta.layers[0].diffId }),
+    ]);
+    type Spdx = {
+      packages: Array<{
+        name: string;
+        versionInfo: string;
+        comment?: string;
+        licenseDeclared: string;
+      }>;
+    };
+    const squashed = JSON.parse(
+      (await strataOk(['sbom', '--compute', 'app:v1'], { store })).stdout,
+    ) as Spdx;
+    expect(squashed.packages.filter((p) => p.name === 'tzdata')).toEqual([]);
+    const all = JSON.parse(
+      (await strataOk(['sbom', '--all-layers', 'app:v1'], { store })).stdout,
+    ) as Spdx;
+    const listed = all.packages.filter((p) => p.name === 'tzdata');
+    expect(listed).toEqual([
+      expect.objectContaining({
+        versionInfo: tzdata.version,
+        comment: expect.stringMatching(/removed or replaced by a later layer/),
+      }),
+    ]);
+    // Its copyright file is hidden in the rootfs but read from the base layer.
+    expect(listed[0]?.licenseDeclared).not.toBe('NOASSERTION');
+    const cdx = JSON.parse(
+      (await strataOk(['sbom', '--all-layers', '--format', 'cyclonedx', 'app:v1'], { store }))
+        .stdout,
+    ) as {
+      components: Array<{ name: string; properties?: Array<{ name: string; value: string }> }>;
+    };
+    const c = cdx.components.find((x) => x.name === 'tzdata');
+    expect(c?.properties).toEqual(
+      expect.arrayContaining([{ name: 'strata:shadowed', value: 'true' }]),
+    );
   });
 
   test("none of the removed package's files survive", () => {

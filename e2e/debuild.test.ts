@@ -406,6 +406,22 @@ describe('the packages travel with the template', () => {
     expect(fs.readFileSync(path.join(flat, 'etc/greeted'), 'utf8')).toMatch(
       /^hello from strata-hello, greetings/,
     );
+    // Their INSTALL step records them as the build's own packages, so the SBOM does not send
+    // scanners to Debian's data for them.
+    const meta = JSON.parse(
+      (await strataOk(['inspect', '--json', 'app:1'], { store: appStore })).stdout,
+    ) as { layers: Array<{ createdBy?: string; ownDebs?: string[] }> };
+    expect(meta.layers.find((l) => l.createdBy === 'INSTALL strata-greeting')?.ownDebs).toEqual([
+      'strata-greeting=1.0',
+      'strata-hello=1.0',
+    ]);
+    const spdx = JSON.parse((await strataOk(['sbom', 'app:1'], { store: appStore })).stdout) as {
+      packages: Array<{ name: string; externalRefs?: Array<{ referenceLocator: string }> }>;
+    };
+    for (const name of ['strata-greeting', 'strata-hello'])
+      expect(
+        spdx.packages.find((p) => p.name === name)?.externalRefs?.[0]?.referenceLocator,
+      ).toMatch(new RegExp(`^pkg:deb/${name}@1\\.0\\?arch=`));
     // The source packages they were built from came along, and bundle with the derived
     // template that installs them.
     const { index } = await bundle('app:1', appStore);

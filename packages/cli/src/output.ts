@@ -10,10 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Context } from './context';
 
-/** `1 step`, `2 steps`: a count with its noun. */
-export function counted(n: number, one: string, many = `${one}s`): string {
-  return `${n} ${n === 1 ? one : many}`;
-}
+export { counted } from '@strata/oci';
 
 /** Human-readable byte count (binary units). */
 export function formatBytes(n: number): string {

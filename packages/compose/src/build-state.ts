@@ -12,6 +12,7 @@ import type {
   ImageManifest,
   LayerRecord,
   PlatformSelector,
+  ShadowedPackage,
 } from '@strata/oci';
 import { chainId } from '@strata/oci';
 import type { AptSources } from '@strata/debian';
@@ -199,6 +200,8 @@ export interface StageState {
   baseChain: BaseTemplate[];
   /** What DEBUILD built for this stage and the stages it comes FROM. */
   debuilds: DebuildRecord[];
+  /** Packages its layers removed or replaced, still in lower blobs (metadata shadowedPackages). */
+  shadowed: ShadowedPackage[];
   /** The apt sources packages came from, here and in what it comes FROM (metadata aptSources). */
   aptSources: string[];
   /** Exclusions recorded by the FROM template. */
@@ -261,14 +264,60 @@ function pkgKey(p: DebianPackage): string {
 export function packageDelta(
   before: DebianPackage[],
   after: DebianPackage[],
-): { added: string[]; removed: string[] } {
+): { added: string[]; removed: string[]; gone: DebianPackage[] } {
   const b = new Map(before.map((p) => [pkgKey(p), p]));
   const a = new Map(after.map((p) => [pkgKey(p), p]));
   const added: string[] = [];
   const removed: string[] = [];
+  const gone: DebianPackage[] = [];
   for (const [k, p] of a) if (b.get(k)?.version !== p.version) added.push(`${p.name}=${p.version}`);
-  for (const [k, p] of b) if (!a.has(k)) removed.push(p.name);
-  return { added: added.sort(), removed: removed.sort() };
+  for (const [k, p] of b) {
+    const now = a.get(k);
+    if (now === undefined) removed.push(`${p.name}=${p.version}`);
+    if (now?.version !== p.version) gone.push(p);
+  }
+  return { added: added.sort(), removed: removed.sort(), gone };
+}
+
+/**
+ * The packages a step's layer shadows: those of `before` that it removed or replaced by another
+ * version, each with the lower layer whose blob still holds it (the topmost that records adding
+ * that version, else the base layer, which a template's import or BOOTSTRAP made).
+ */
+export function shadowedBy(
+  gone: readonly DebianPackage[],
+  lower: ReadonlyArray<{ diffId: Digest; record: LayerRecord }>,
+): ShadowedPackage[] {
+  const out: ShadowedPackage[] = [];
+  for (const p of gone) {
+    const key = `${p.name}=${p.version}`;
+    let layer = lower[0]?.diffId;
+    for (let i = lower.length - 1; i > 0; i--) {
+      if (lower[i]?.record.packagesAdded?.includes(key)) {
+        layer = lower[i]?.diffId;
+        break;
+      }
+    }
+    if (layer !== undefined) out.push({ ...p, layer });
+  }
+  return out;
+}
+
+/**
+ * What a template's metadata says is shadowed: every package a layer removed or replaced, unless
+ * the final rootfs has that same version again. Sorted by name, then version.
+ */
+export function shadowedPackages(state: StageState): ShadowedPackage[] {
+  const installed = new Set(state.packages.map((p) => `${pkgKey(p)}=${p.version}`));
+  const seen = new Set<string>();
+  return state.shadowed
+    .filter((p) => {
+      const k = `${pkgKey(p)}=${p.version}`;
+      if (installed.has(k) || seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    })
+    .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : x.version < y.version ? -1 : 1));
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   PlatformSelector,
   StrataError,
   chainId,
+  counted,
   digestHex,
   isIndexMediaType,
   parseReference,
@@ -357,7 +358,7 @@ export async function checkTemplate(
   if (nBase < 0 || (root.from.refKind === 'scratch' && nBase !== 0)) {
     reasons.push({
       kind: 'structure',
-      message: `the Stratafile has ${steps.length} layer steps, but the template has ${diffIds.length} layers${nBase > 0 ? ` (${nBase} from scratch?)` : ''}`,
+      message: `the Stratafile has ${counted(steps.length, 'layer step')}, but the template has ${counted(diffIds.length, 'layer')}${nBase > 0 ? ` (${nBase} from scratch?)` : ''}`,
     });
   }
   // Without a file, the apt sources the template was built with, not the host's: a check on

@@ -46,7 +46,9 @@ import {
   StageState,
   StepReport,
   chainOf,
+  packageDelta,
   recordAptSources,
+  shadowedBy,
 } from './build-state';
 import { ResolvedBase, resolveBase, resolveFrom, stageKey } from './resolve-from';
 import { APT_AUTH, StepRunner } from './run-step';
@@ -471,6 +473,8 @@ export class Builder implements BuildContext {
         locked.packages ?? [],
         this.lockFile,
       );
+    const { gone } = packageDelta(state.packages, entry.packages);
+    state.shadowed.push(...shadowedBy(gone, state.layers));
     state.layers.push({
       desc: entry.layer,
       diffId: entry.diffId,

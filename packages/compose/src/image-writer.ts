@@ -14,7 +14,7 @@ import { ociPlatform } from '@strata/debian';
 import { Store, WrittenImage, writeBundle, writeImage as writeStoreImage } from '@strata/store';
 import { DEFAULT_EXCLUSIONS, isoDate } from '@strata/template';
 import { STEP_EXCLUSIONS } from './upper';
-import { BuildContext, StageState } from './build-state';
+import { BuildContext, StageState, shadowedPackages } from './build-state';
 
 /**
  * What the template leaves out: the FROM template's record (a rule found there again gets the
@@ -108,6 +108,7 @@ export async function writeImage(
   if (!state.env.has('PATH'))
     env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
   const base = state.baseChain[state.baseChain.length - 1];
+  const shadowed = shadowedPackages(state);
   const annotations: Record<string, string> = {
     [Annotations.title]: name,
     [Annotations.created]: created,
@@ -131,6 +132,7 @@ export async function writeImage(
       labels: state.labels,
       ...(state.debuilds.length > 0 ? { debuilds: state.debuilds } : {}),
       ...(state.aptSources.length > 0 ? { aptSources: state.aptSources } : {}),
+      ...(shadowed.length > 0 ? { shadowedPackages: shadowed } : {}),
     },
     layers: state.layers.map((l) => ({ descriptor: l.desc, diffId: l.diffId, history: l.history })),
     platform: ociPlatform(debArch),

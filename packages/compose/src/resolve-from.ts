@@ -41,6 +41,7 @@ export function emptyState(name: string, ref: string): StageState {
     distribution: {},
     baseChain: [],
     debuilds: [],
+    shadowed: [],
     aptSources: [],
     baseExclusions: [],
     lock: { name, from: { ref }, steps: [] },
@@ -189,6 +190,7 @@ export async function resolveFrom(
       packages: [...earlier.packages],
       baseChain: [...earlier.baseChain],
       debuilds: [...earlier.debuilds],
+      shadowed: [...earlier.shadowed],
       aptSources: [...earlier.aptSources],
       lock: { name, from: { ref: f.ref }, steps: [] },
     };
@@ -228,6 +230,7 @@ export async function resolveFrom(
   state.labels = { ...(meta?.labels ?? {}) };
   state.features = new Set(meta?.features ?? []);
   state.packages = meta?.packages ?? [];
+  state.shadowed = [...(meta?.shadowedPackages ?? [])];
   state.baseExclusions = meta?.exclusions ?? [];
   state.distribution = meta?.distribution ?? {};
   state.debArch = meta?.architecture;

@@ -7,6 +7,7 @@ import {
   LayerRecord,
   ToolFailedError,
   chainId,
+  counted,
 } from '@strata/oci';
 import { createLayer, packTree } from '@strata/layer';
 import { AptSources, aptConf, essentialAmong, parseDeb822, parseDpkgStatus } from '@strata/debian';
@@ -143,6 +144,12 @@ export class StepRunner {
         const local = await this.contextDebs(copy ?? ins.debs.map((d) => ({ path: d })));
         const fromContext = delta.added.filter((a) => local.has(a));
         if (fromContext.length > 0) record.localDebs = fromContext;
+      }
+      const repo = await this.ctx.localRepo();
+      if (repo !== undefined) {
+        const own = new Set(repo.packages.map((p) => `${p.name}=${p.version}`));
+        const fromRepo = delta.added.filter((a) => own.has(a) && !record.localDebs?.includes(a));
+        if (fromRepo.length > 0) record.ownDebs = fromRepo;
       }
       const created = isoDate(new Date(epoch * 1000));
       const entry: CacheEntry = {
@@ -365,7 +372,7 @@ export class StepRunner {
         .split('\n')
         .filter(Boolean);
       if (survivors.length > 0) {
-        const msg = `REMOVE left ${survivors.length} files the removed packages owned: ${survivors.slice(0, 5).join(', ')}${survivors.length > 5 ? ', …' : ''}`;
+        const msg = `REMOVE left ${counted(survivors.length, 'file')} the removed packages owned: ${survivors.slice(0, 5).join(', ')}${survivors.length > 5 ? ', …' : ''}`;
         if (ins.strict)
           throw new BuildStepError(ins.loc, msg, {
             hint: 'drop --strict-remove to accept, or RUN rm them',

@@ -76,6 +76,20 @@ test('sourcesOf: the sources a Built-Using or Static-Built-Using names are wante
   expect(got.get('fgetty=0.7-6')?.builtUsing).toBeUndefined();
 });
 
+test('sourcesOf: a binary that a later layer removed or replaced wants its source too, and is named as shadowed', () => {
+  const layer = `sha256:${'1'.repeat(64)}` as const;
+  const got = sourcesOf([
+    { name: 'libfoo1', version: '2', architecture: 'amd64', source: 'foo' },
+    { name: 'libfoo1', version: '1', architecture: 'amd64', source: 'foo', layer },
+    { name: 'gone', version: '5', architecture: 'all', source: 'gone', layer },
+  ]);
+  expect([...got.values()]).toEqual([
+    { name: 'foo', version: '1', binaries: ['libfoo1:amd64=1'], shadowed: ['libfoo1:amd64=1'] },
+    { name: 'foo', version: '2', binaries: ['libfoo1:amd64=2'] },
+    { name: 'gone', version: '5', binaries: ['gone:all=5'], shadowed: ['gone:all=5'] },
+  ]);
+});
+
 describe('DEBUILD sources carried with the .debs', () => {
   const tar = { name: 'acme_2.0.tar.xz', sha256: 'a'.repeat(64), size: 10 };
   const dsc = parseDsc(
@@ -332,6 +346,44 @@ Checksums-Sha256:
     expect(r.index.sources.map((x) => x.name)).toEqual(['hello']);
     expect(r.index.missing).toEqual([]);
     expect(requests).toContain('dists/test/InRelease');
+  });
+
+  test('a template without packages asks the mirror nothing', async () => {
+    await template('t:empty', '');
+    requests.length = 0;
+    const r = await writeSources(store, 't:empty', path.join(dir, 'out-empty'), opts());
+    expect(r.index.sources).toEqual([]);
+    expect(r.index.indices).toEqual({ read: [], none: [] });
+    expect(requests).toEqual([]);
+  });
+
+  test('a package a later layer removed is still wanted, its binary named as shadowed, in sources.json and SOURCES.txt', async () => {
+    await withMetadata('t:2', 't:shadowed', (meta) => ({
+      ...meta,
+      packages: [],
+      shadowedPackages: [
+        {
+          name: 'hello-bin',
+          version: '1.0-1+b2',
+          architecture: 'amd64',
+          source: 'hello',
+          sourceVersion: '1.0-1',
+          layer: meta.layers[0]!.diffId,
+        },
+      ],
+    }));
+    const out = path.join(dir, 'out-shadowed');
+    const r = await writeSources(store, 't:shadowed', out, opts());
+    expect(r.index.sources).toEqual([
+      expect.objectContaining({
+        name: 'hello',
+        binaries: ['hello-bin:amd64=1.0-1+b2'],
+        shadowed: ['hello-bin:amd64=1.0-1+b2'],
+      }),
+    ]);
+    expect(fs.readFileSync(path.join(out, 'SOURCES.txt'), 'utf8')).toContain(
+      'hello-bin:amd64=1.0-1+b2 (lower layer)',
+    );
   });
 
   test("the index is the same under any tag and any apt sources file: a missing package's reason names neither", async () => {

@@ -20,7 +20,7 @@ import {
   digestHex,
   encodeJson,
 } from '@strata/oci';
-import type { DebianPackage, TemplateMetadata } from '@strata/oci';
+import type { DebianPackage, ShadowedPackage, TemplateMetadata } from '@strata/oci';
 import {
   AptSources,
   SourceFile,
@@ -52,6 +52,11 @@ export interface BundledSource {
   version: string;
   /** The binary packages built from it, `name:arch=version`, sorted. */
   binaries: string[];
+  /**
+   * Those of `binaries` that a later layer removed or replaced: only a lower layer's blob, which
+   * a push distributes, holds them. Sorted.
+   */
+  shadowed?: string[];
   /** The binaries that embed it (Built-Using), when any do; sorted. */
   builtUsing?: BuiltUsing[];
   /** The apt repository it came from. */
@@ -65,6 +70,7 @@ export interface MissingSource {
   name: string;
   version: string;
   binaries: string[];
+  shadowed?: string[];
   builtUsing?: BuiltUsing[];
   reason: string;
 }
@@ -121,6 +127,7 @@ interface Wanted {
   name: string;
   version: string;
   binaries: string[];
+  shadowed?: string[];
   builtUsing?: BuiltUsing[];
 }
 
@@ -130,10 +137,11 @@ interface Wanted {
  * the binary's (a binNMU, or a binary versioned on its own), else the binary's version.
  * Packages that `skip` names (`name=version`, DEBUILD's) are left out; the sources that a
  * package's Built-Using and Static-Built-Using name are in, skipped or not: it embeds them, and
- * Debian Policy 7.8 wants them shipped with it.
+ * Debian Policy 7.8 wants them shipped with it. A ShadowedPackage's binary is also listed as
+ * shadowed: a push distributes it in a lower layer's blob.
  */
 export function sourcesOf(
-  packages: readonly DebianPackage[],
+  packages: ReadonlyArray<DebianPackage | ShadowedPackage>,
   skip: ReadonlySet<string> = new Set(),
 ): Map<string, Wanted> {
   const out = new Map<string, Wanted>();
@@ -145,8 +153,11 @@ export function sourcesOf(
   };
   for (const p of packages) {
     const binary = `${p.name}:${p.architecture}=${p.version}`;
-    if (!skip.has(`${p.name}=${p.version}`))
-      want(p.source, p.sourceVersion ?? p.version).binaries.push(binary);
+    if (!skip.has(`${p.name}=${p.version}`)) {
+      const w = want(p.source, p.sourceVersion ?? p.version);
+      w.binaries.push(binary);
+      if ('layer' in p) (w.shadowed ??= []).push(binary);
+    }
     for (const [field, used] of [
       ['Built-Using', p.builtUsing],
       ['Static-Built-Using', p.staticBuiltUsing],
@@ -160,6 +171,7 @@ export function sourcesOf(
   }
   for (const w of out.values()) {
     w.binaries.sort();
+    w.shadowed?.sort();
     w.builtUsing?.sort((a, b) =>
       a.binary < b.binary ? -1 : a.binary > b.binary ? 1 : a.field < b.field ? -1 : 1,
     );
@@ -209,7 +221,11 @@ function layerFileName(i: number, layer: Descriptor): string {
 
 /** The binaries built from a source, and those that embed it (`fgetty:amd64=0.7-6 (Built-Using)`). */
 function binariesCell(s: Wanted): string {
-  return [...s.binaries, ...(s.builtUsing ?? []).map((b) => `${b.binary} (${b.field})`)].join(' ');
+  const lower = new Set(s.shadowed ?? []);
+  return [
+    ...s.binaries.map((b) => (lower.has(b) ? `${b} (lower layer)` : b)),
+    ...(s.builtUsing ?? []).map((b) => `${b.binary} (${b.field})`),
+  ].join(' ');
 }
 
 function table(index: SourceIndex): string {
@@ -304,15 +320,21 @@ export async function writeSources(
   const carried = new Set(debuilds.map((d) => `${d.name}=${d.version}`));
   const fromCarried = (p: DebianPackage) =>
     carried.has(`${p.source}=${p.sourceVersion ?? p.version}`);
-  const debuilt = new Set((meta.debuilds ?? []).flatMap((d) => d.packages));
+  const debuilt = new Set([
+    ...(meta.debuilds ?? []).flatMap((d) => d.packages),
+    ...meta.layers.flatMap((l) => l.ownDebs ?? []),
+  ]);
   const own = (p: DebianPackage) => fromCarried(p) || debuilt.has(`${p.name}=${p.version}`);
+  // What a later layer removed is still in a lower layer's blob: pushing the image distributes
+  // it, and its source with it.
+  const shipped = [...meta.packages, ...(meta.shadowedPackages ?? [])];
   const wanted = sourcesOf(
-    meta.packages,
-    new Set(meta.packages.filter(own).map((p) => `${p.name}=${p.version}`)),
+    shipped,
+    new Set(shipped.filter(own).map((p) => `${p.name}=${p.version}`)),
   );
   // Only their own sources: what they embed is in `wanted`, fetched from the mirror.
   const uncarried = sourcesOf(
-    meta.packages
+    shipped
       .filter((p) => own(p) && !fromCarried(p))
       .map((p) => ({ ...p, builtUsing: [], staticBuiltUsing: [] })),
   );
@@ -329,11 +351,11 @@ export async function writeSources(
   await fsp.mkdir(dir, { recursive: true });
   await refuseOtherBundle(dir, img.descriptor.digest);
   return store.withLease(async () => {
-    const { found, read, none } = await findSources(
-      fetcher,
-      aptSources,
-      new Set([...wanted.values()].map((w) => w.name)),
-    );
+    // A template without packages (a tree of files) wants no Sources index.
+    const { found, read, none } =
+      wanted.size > 0
+        ? await findSources(fetcher, aptSources, new Set([...wanted.values()].map((w) => w.name)))
+        : { found: new Map<string, Candidate[]>(), read: [], none: [] };
     if (read.length === 0 && wanted.size > 0) {
       throw new StrataError(
         'NOT_FOUND',

@@ -40,6 +40,7 @@ export type {
   Distribution,
   Exclusion,
   LayerRecord,
+  ShadowedPackage,
   DebuildRecord,
   BaseTemplate,
   TemplateMetadata,
@@ -85,6 +86,7 @@ export {
   isMultiPlatform,
   configPlatform,
 } from './platform';
+export { counted } from './counted';
 export { walkGraph, graphDigests } from './walk';
 export { describeReferrer } from './referrer';
 export type { Graph, GraphNode } from './walk';

@@ -141,6 +141,7 @@ export const templateMetadataSchema = {
           cacheKey: digest,
           localRepo: text,
           localDebs: arrayOf(text),
+          ownDebs: arrayOf(text),
         }),
       ),
       baseChain: arrayOf(baseTemplate),
@@ -155,6 +156,12 @@ export const templateMetadataSchema = {
         }),
       ),
       aptSources: arrayOf(text),
+      shadowedPackages: arrayOf(
+        closed(['name', 'version', 'architecture', 'source', 'layer'], {
+          ...debianPackage.properties,
+          layer: digest,
+        }),
+      ),
     },
   ),
 } as const;
@@ -406,6 +413,7 @@ export const sourceIndexSchema = {
           name,
           version: name,
           binaries: arrayOf(name),
+          shadowed: arrayOf(name),
           builtUsing: arrayOf(builtUsingEntry),
           repository: name,
           files: arrayOf(sourceFile),
@@ -416,6 +424,7 @@ export const sourceIndexSchema = {
           name,
           version: name,
           binaries: arrayOf(name),
+          shadowed: arrayOf(name),
           builtUsing: arrayOf(builtUsingEntry),
           reason: name,
         }),

@@ -113,7 +113,7 @@ export interface LayerRecord {
   createdBy: string;
   /** Packages this layer added or changed. */
   packagesAdded?: string[];
-  /** Packages this layer removed. */
+  /** Packages this layer removed, `name=version` (names alone in templates made before). */
   packagesRemoved?: string[];
   /** The build step's cache key, when a Stratafile step made the layer. */
   cacheKey?: Digest;
@@ -127,6 +127,21 @@ export interface LayerRecord {
    * the build context rather than from an apt repository: they are not the distribution's.
    */
   localDebs?: string[];
+  /**
+   * The packages (`name=version`) of packagesAdded that this step took from the build's own
+   * packages (a DEBUILD's, of this build or of a FROM template): they are not the distribution's.
+   */
+  ownDebs?: string[];
+}
+
+/**
+ * A package that a later layer removed or replaced by another version: its files are still in
+ * the blob of the layer that installed it, which a push distributes with the image, but not in
+ * the flattened rootfs.
+ */
+export interface ShadowedPackage extends DebianPackage {
+  /** DiffID of the layer whose blob holds it. */
+  layer: Digest;
 }
 
 /** One source a DEBUILD line built: what its cache key was made of, and what it made. */
@@ -181,6 +196,8 @@ export interface TemplateMetadata {
    * looks for their source packages.
    */
   aptSources?: string[];
+  /** The packages that lower layers hold but a later layer removed or replaced, sorted by name. */
+  shadowedPackages?: ShadowedPackage[];
 }
 
 /** `<store>/.strata/config.json` as written by a user (see storeConfigSchema); all optional. */

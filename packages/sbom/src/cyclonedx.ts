@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Enums, Models, Serialize, Spec } from '@cyclonedx/cyclonedx-library';
 import { digestHex } from '@strata/oci';
-import { ORIGIN_NOTE } from './inventory';
+import { ORIGIN_NOTE, SHADOWED_NOTE } from './inventory';
 import type { Inventory, SbomPackage } from './inventory';
 
 /** The CycloneDX version Strata writes. */
@@ -37,6 +37,10 @@ function component(p: SbomPackage): Models.Component {
     new Models.Property('debian:source-version', p.sourceVersion ?? p.version),
   ];
   if (p.state !== undefined) props.push(new Models.Property('debian:state', p.state));
+  if (p.shadowed) {
+    props.push(new Models.Property('strata:shadowed', 'true'));
+    props.push(new Models.Property('strata:shadowed-note', SHADOWED_NOTE));
+  }
   if (p.origin !== undefined) {
     props.push(new Models.Property('strata:origin', p.origin));
     props.push(new Models.Property('strata:origin-note', ORIGIN_NOTE[p.origin]));

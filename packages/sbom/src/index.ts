@@ -13,7 +13,7 @@ import { toSpdx } from './spdx';
 
 export { SBOM_FORMATS, sbomArtifactType, sbomFileName } from './formats';
 export type { SbomFormat } from './formats';
-export { filesChecksum, debPurl, reportLicences } from './inventory';
+export { filesChecksum, debPurl, reportLicences, SHADOWED_NOTE } from './inventory';
 export type { Inventory, SbomLayer, SbomPackage } from './inventory';
 export { packageLicense, spdxIdOf } from './licenses';
 export type { PackageLicense, ExtractedLicense } from './licenses';
@@ -64,6 +64,7 @@ export async function readInventory(
   ref: string,
   image: Image,
   views?: RootfsViews,
+  opts: { allLayers?: boolean } = {},
 ): Promise<Inventory> {
   const [config, layers, digest] = await Promise.all([
     image.config(),
@@ -71,7 +72,7 @@ export async function readInventory(
     image.digest(),
   ]);
   const files = await readRootfsFiles(layers, views);
-  return inventory({ ref, digest, config, layers: layers.map((l) => l.descriptor) }, files);
+  return inventory({ ref, digest, config, layers: layers.map((l) => l.descriptor) }, files, opts);
 }
 
 /** An inventory as an SBOM document of `format` (JSON text). */
@@ -106,12 +107,13 @@ export async function attachedSbom(src: SbomSource, format: SbomFormat): Promise
 export async function sbomOf(
   src: SbomSource,
   format: SbomFormat,
-  opts: { compute?: boolean } = {},
+  opts: { compute?: boolean; allLayers?: boolean } = {},
 ): Promise<Sbom> {
-  if (!opts.compute) {
+  // What is attached describes the flattened rootfs.
+  if (!opts.compute && !opts.allLayers) {
     const attached = await attachedSbom(src, format);
     if (attached !== undefined) return attached;
   }
-  const inv = await readInventory(src.ref, src.image);
+  const inv = await readInventory(src.ref, src.image, undefined, { allLayers: opts.allLayers });
   return { format, text: renderSbom(inv, format), source: 'computed' };
 }

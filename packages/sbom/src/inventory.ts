@@ -42,7 +42,16 @@ export interface SbomPackage extends DebianPackage {
    * of the build context (INSTALL ./x.deb); `debuild`, built by a DEBUILD step.
    */
   origin?: 'context-deb' | 'debuild';
+  /**
+   * Set for a package that a later layer removed or replaced (`--all-layers`): a lower layer's
+   * blob, which a push distributes, holds its files, but the flattened rootfs does not.
+   */
+  shadowed?: true;
 }
+
+/** What an SBOM says of a shadowed package. */
+export const SHADOWED_NOTE =
+  'removed or replaced by a later layer: its files are in the blob of the layer named, not in the flattened rootfs';
 
 /** What an SBOM says of a package's origin. */
 export const ORIGIN_NOTE = {
@@ -164,6 +173,7 @@ export function inventory(
     layers: ReadonlyArray<{ digest: Digest }>;
   },
   files: RootfsFiles,
+  opts: { allLayers?: boolean } = {},
 ): Inventory {
   const meta = src.config.strata;
   const diffIds = src.config.rootfs.diff_ids;
@@ -192,11 +202,17 @@ export function inventory(
       maintainers.set(`${para.get('package')}:${para.get('architecture') ?? 'all'}`, m);
   }
   const fromContext = new Set((meta?.layers ?? []).flatMap((l) => l.localDebs ?? []));
-  const debuilt = new Set((meta?.debuilds ?? []).flatMap((d) => d.packages));
+  const debuilt = new Set([
+    ...(meta?.debuilds ?? []).flatMap((d) => d.packages),
+    ...(meta?.layers ?? []).flatMap((l) => l.ownDebs ?? []),
+  ]);
+  const originOf = (p: DebianPackage) => {
+    const key = `${p.name}=${p.version}`;
+    return fromContext.has(key) ? 'context-deb' : debuilt.has(key) ? 'debuild' : undefined;
+  };
   const packages = parseDpkgStatus(status).map((p): SbomPackage => {
     const maintainer = parseMaintainer(maintainers.get(`${p.name}:${p.architecture}`));
-    const key = `${p.name}=${p.version}`;
-    const origin = fromContext.has(key) ? 'context-deb' : debuilt.has(key) ? 'debuild' : undefined;
+    const origin = originOf(p);
     const md5 =
       files.get(`var/lib/dpkg/info/${p.name}:${p.architecture}.md5sums`) ??
       files.get(`var/lib/dpkg/info/${p.name}.md5sums`);
@@ -214,6 +230,27 @@ export function inventory(
       ...(origin !== undefined ? { origin } : {}),
     };
   });
+  if (opts.allLayers) {
+    const installed = new Set(packages.map((p) => p.name));
+    for (const { layer: diffId, ...p } of meta?.shadowedPackages ?? []) {
+      const rel = `usr/share/doc/${p.name}/copyright`;
+      // A version that another replaced: the installed one's copyright file is the package's.
+      const copyright = installed.has(p.name)
+        ? files.resolve(rel)?.data
+        : files.hiddenFile(rel)?.data;
+      const layer = layers.find((l) => l.diffId === diffId);
+      const origin = originOf(p);
+      packages.push({
+        ...p,
+        purl: debPurl(p, distribution, origin !== undefined),
+        license: packageLicense(p.name, copyright?.toString('utf8')),
+        files: 0,
+        ...(layer !== undefined ? { layer } : {}),
+        ...(origin !== undefined ? { origin } : {}),
+        shadowed: true,
+      });
+    }
+  }
   unifyLicenseRefs(packages);
   const platform = [src.config.os, src.config.architecture, src.config.variant]
     .filter((x): x is string => typeof x === 'string' && x !== '')

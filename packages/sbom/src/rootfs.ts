@@ -66,6 +66,11 @@ function mayHoldWanted(rel: string): boolean {
  */
 export class RootfsFiles {
   private readonly files = new Map<string, Captured>();
+  /**
+   * Copyright files that a later layer hid (a package it removed): the licence of a package
+   * that only a lower layer's blob still holds.
+   */
+  private readonly hidden = new Map<string, Captured>();
   private layers = 0;
 
   /** The state after the layers applied so far, to be restored by `restore`. */
@@ -75,6 +80,7 @@ export class RootfsFiles {
         ? [rel, c.layer, 'd', c.data.toString('base64')]
         : [rel, c.layer, 'l', c.link],
     );
+    for (const [rel, c] of this.hidden) files.push([rel, c.layer, 'h', c.data?.toString('base64')]);
     return Buffer.from(JSON.stringify({ v: VIEW_VERSION, layers: this.layers, files }));
   }
 
@@ -100,6 +106,7 @@ export class RootfsFiles {
       if (typeof layer !== 'number' || !Number.isInteger(layer) || layer < 0 || layer >= layers)
         return undefined;
       if (kind === 'd') out.files.set(rel, { layer, data: Buffer.from(value, 'base64') });
+      else if (kind === 'h') out.hidden.set(rel, { layer, data: Buffer.from(value, 'base64') });
       else if (kind === 'l') out.files.set(rel, { layer, link: value });
       else return undefined;
     }
@@ -108,6 +115,11 @@ export class RootfsFiles {
 
   get(rel: string): Captured | undefined {
     return this.files.get(rel);
+  }
+
+  /** The copyright file a later layer hid at `rel`, if one did. */
+  hiddenFile(rel: string): Captured | undefined {
+    return this.hidden.get(rel);
   }
 
   *entries(): IterableIterator<[string, Captured]> {
@@ -188,8 +200,14 @@ export class RootfsFiles {
   /** Hide what lower layers left at `rel` and below it. */
   private hideAt(rel: string, layer: number): void {
     const c = this.files.get(rel);
-    if (c !== undefined && c.layer < layer) this.files.delete(rel);
+    if (c !== undefined && c.layer < layer) this.drop(rel, c);
     this.hideBelow(rel, layer);
+  }
+
+  private drop(rel: string, c: Captured): void {
+    this.files.delete(rel);
+    if (c.data !== undefined && rel.startsWith('usr/share/doc/') && rel.endsWith('/copyright'))
+      this.hidden.set(rel, c);
   }
 
   /** Hide what lower layers left below directory `dir` ('' is the root). */
@@ -197,13 +215,13 @@ export class RootfsFiles {
     if (!mayHoldWanted(dir)) return;
     const prefix = dir === '' ? '' : `${dir}/`;
     for (const [k, c] of this.files) {
-      if (c.layer < layer && k.startsWith(prefix) && k !== dir) this.files.delete(k);
+      if (c.layer < layer && k.startsWith(prefix) && k !== dir) this.drop(k, c);
     }
   }
 }
 
 /** The version of what `RootfsFiles.save` writes; part of every view's key. */
-const VIEW_VERSION = 1;
+const VIEW_VERSION = 2;
 
 /**
  * Where the state of a stack read so far is kept and found again: a store's stack views. The

@@ -243,7 +243,7 @@ describe('reading a layer stack', () => {
     expect(opened).toEqual(['base', 'other']);
   });
 
-  async function inv() {
+  async function inv(opts: { allLayers?: boolean } = {}) {
     const files = await readRootfsFiles([base, top]);
     const config: ImageConfig = {
       architecture: 'amd64',
@@ -267,13 +267,74 @@ describe('reading a layer stack', () => {
           { name: 'root', ref: 'acme/root:1', digest: sha256(Buffer.from('root')) },
           { name: 'mid', ref: 'acme/mid:1', digest: sha256(Buffer.from('mid')) },
         ],
+        shadowedPackages: [
+          {
+            name: 'gone',
+            version: '2.0',
+            architecture: 'amd64',
+            source: 'gone',
+            layer: base.diffId,
+          },
+          {
+            name: 'hello',
+            version: '0.9',
+            architecture: 'amd64',
+            source: 'hello',
+            layer: base.diffId,
+          },
+        ],
       },
     };
     return inventory(
       { ref: 'acme/demo:1', digest: sha256(Buffer.from('demo')), config, layers: [base, top] },
       files,
+      opts,
     );
   }
+
+  test('packages a later layer removed or replaced are listed only with allLayers, marked, with the licence their hidden copyright file gives', async () => {
+    expect((await inv()).packages.map((p) => p.name)).toEqual(['hello', 'libhello1']);
+    const i = await inv({ allLayers: true });
+    const shadowed = i.packages.filter((p) => p.shadowed);
+    expect(shadowed.map((p) => [p.name, p.version, p.layer?.index])).toEqual([
+      ['gone', '2.0', 0],
+      ['hello', '0.9', 0],
+    ]);
+    // gone's copyright file is hidden by the top layer's whiteout, but read from the base.
+    expect(shadowed[0]?.license.kind).toBe('text');
+    // hello 0.9 was replaced: the installed version's copyright file is the package's.
+    expect(shadowed[1]?.license.expression).toContain('GPL-2.0-or-later');
+    const doc = toSpdx(i);
+    const ids = doc.packages.map((p) => p.SPDXID);
+    expect(new Set(ids).size).toBe(ids.length);
+    const old = doc.packages.find((p) => p.name === 'hello' && p.versionInfo === '0.9');
+    expect(old?.comment).toMatch(/removed or replaced by a later layer/);
+    await expectValidSboms(i);
+  });
+
+  test('a view keeps the copyright files a layer hid', async () => {
+    const kept = new Map<string, Buffer>();
+    const views = {
+      read: async (t: Digest, key: string) => kept.get(`${t}-${key}`),
+      write: async (t: Digest, key: string, data: Buffer) => void kept.set(`${t}-${key}`, data),
+    };
+    const described = [base, top].map((l) => ({
+      descriptor: {
+        mediaType: 'application/vnd.oci.image.layer.v1.tar',
+        digest: l.digest,
+        size: 1,
+      },
+      openTar: () => l.openTar(),
+    }));
+    const read = await readRootfsFiles(described, views);
+    expect(read.hiddenFile('usr/share/doc/gone/copyright')?.data?.toString()).toBe('old\n');
+    const restored = await readRootfsFiles(
+      described.map((l) => ({ ...l, openTar: () => Promise.reject(new Error('read again')) })),
+      views,
+    );
+    expect(restored.hiddenFile('usr/share/doc/gone/copyright')?.data?.toString()).toBe('old\n');
+    expect(restored.hiddenFile('usr/share/doc/opaque/copyright')?.layer).toBe(0);
+  });
 
   test('the inventory: packages with source, purl, licences, checksum and the layer that brought each in', async () => {
     const i = await inv();

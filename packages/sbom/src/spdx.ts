@@ -1,6 +1,6 @@
 import { digestHex } from '@strata/oci';
 import type { ExtractedLicense } from './licenses';
-import { ORIGIN_NOTE, debPurl } from './inventory';
+import { ORIGIN_NOTE, SHADOWED_NOTE, debPurl } from './inventory';
 import type { Inventory, SbomLayer, SbomPackage } from './inventory';
 
 /*
@@ -125,12 +125,16 @@ function debPackage(p: SbomPackage): SpdxPackage {
     p.layer !== undefined ? `; installed by layer ${p.layer.index} (${p.layer.digest})` : '';
   const expr = p.license.expression;
   const notes: string[] = [];
+  if (p.shadowed) notes.push(SHADOWED_NOTE);
   if (p.origin !== undefined) notes.push(ORIGIN_NOTE[p.origin]);
   if (p.state !== undefined) notes.push(`dpkg state: ${p.state} (its files are in the template)`);
   if (p.filesSha256 !== undefined)
     notes.push(`checksum: sha256 of the ${p.files} lines of dpkg's md5sums, sorted by path`);
   return {
-    SPDXID: spdxId('Package-deb', p.name, p.architecture),
+    // A shadowed version is another package than the installed one of that name.
+    SPDXID: p.shadowed
+      ? spdxId('Package-deb', p.name, p.architecture, p.version, 'shadowed')
+      : spdxId('Package-deb', p.name, p.architecture),
     name: p.name,
     versionInfo: p.version,
     downloadLocation: 'NOASSERTION',

@@ -120,6 +120,10 @@ export interface LayerSummary {
   packagesAdded?: string[];
   /** The packages the layer removed. */
   packagesRemoved?: string[];
+  /** Of packagesAdded, those from .deb files of the build context. */
+  localDebs?: string[];
+  /** Of packagesAdded, those from the build's own packages (DEBUILD's). */
+  ownDebs?: string[];
 }
 
 /** What `strata inspect --json` prints. */
@@ -135,6 +139,8 @@ export interface TemplateSummary {
   distribution: TemplateMetadata['distribution'];
   packageCount: number;
   packages: TemplateMetadata['packages'];
+  /** Packages a later layer removed or replaced, which lower layers' blobs still hold. */
+  shadowedPackages: NonNullable<TemplateMetadata['shadowedPackages']>;
   exclusions: TemplateMetadata['exclusions'];
   layers: LayerSummary[];
   size: number;
@@ -163,6 +169,8 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
       createdBy: record?.createdBy ?? history[i]?.created_by,
       ...(record?.packagesAdded?.length ? { packagesAdded: record.packagesAdded } : {}),
       ...(record?.packagesRemoved?.length ? { packagesRemoved: record.packagesRemoved } : {}),
+      ...(record?.localDebs?.length ? { localDebs: record.localDebs } : {}),
+      ...(record?.ownDebs?.length ? { ownDebs: record.ownDebs } : {}),
     };
   });
   return {
@@ -177,6 +185,7 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
     distribution: m?.distribution ?? {},
     packageCount: m?.packages.length ?? 0,
     packages: m?.packages ?? [],
+    shadowedPackages: m?.shadowedPackages ?? [],
     exclusions: m?.exclusions ?? [],
     layers,
     size: layers.reduce((n, l) => n + l.size, 0),

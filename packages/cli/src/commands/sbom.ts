@@ -14,6 +14,7 @@ interface SbomArgs extends GlobalArgs {
   format: SbomFormat;
   output?: string;
   compute: boolean;
+  allLayers: boolean;
   insecure: boolean;
   caCert?: string;
 }
@@ -38,6 +39,12 @@ export function sbomCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
             type: 'boolean',
             default: false,
             describe: 'Make it from the layers even when one is attached',
+          })
+          .option('all-layers', {
+            type: 'boolean',
+            default: false,
+            describe:
+              'Also list the packages a later layer removed or replaced: their files are still in lower layer blobs, which a push distributes (made from the layers)',
           }),
       ),
     run<SbomArgs>(async (ctx, a) => {
@@ -48,12 +55,12 @@ export function sbomCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs>
           a.platform !== undefined ? { platform: parsePlatform(a.platform) } : {};
         const { sbomOf } = await import('@strata/sbom');
         const src = await openSide(ctx, a, a.ref, sel, closers);
-        const sbom = await sbomOf(src, a.format, { compute: a.compute });
+        const sbom = await sbomOf(src, a.format, { compute: a.compute, allLayers: a.allLayers });
         const digest = src.image.descriptor.digest;
         const from =
           sbom.source === 'attached'
             ? `attached to ${a.ref} (artifact ${sbom.artifact?.digest ?? ''})`
-            : `made from the layers of ${a.ref}${a.compute ? '' : ' (none is attached)'}`;
+            : `made from the layers of ${a.ref}${a.compute || a.allLayers ? '' : ' (none is attached)'}`;
         // `-o -` is stdout, as the usual tools take it.
         if (a.output === undefined || a.output === '-') {
           ctx.note(`note: ${a.format} SBOM ${from}`);

@@ -222,6 +222,10 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               `Labels:        ${labels.map(([k, v]) => `${k}=${v}`).join('\n               ')}`,
             );
           ctx.print(`Packages:      ${img.packageCount}`);
+          if (img.shadowedPackages.length > 0)
+            ctx.print(
+              `Shadowed:      ${counted(img.shadowedPackages.length, 'package')} removed or replaced, still in lower layers (sbom --all-layers)`,
+            );
           ctx.print(`Layers:        ${img.layers.length} (${formatBytes(img.size)})`);
           for (const l of img.layers) {
             ctx.print(
