@@ -61,6 +61,34 @@ interface ErrorJson {
   };
 }
 
+test('a stage the target does not need is not built, as BuildKit skips it; --target builds it and fails at its line', async () => {
+  const ctx = context(
+    'FROM base:v1 AS unused\nRUN exit 3\n\nFROM base:v1 AS bc\nRUN touch /bc\n\nFROM base:v1\nBUILDCHROOT bc\nRUN touch /app\n',
+  );
+  const file = path.join(ctx, 'Stratafile');
+  const r = await build(ctx, ['--json', '-t', 'skip:1']);
+  expect(r.code).toBe(0);
+  const doc = JSON.parse(r.stdout) as { steps: Step[] };
+  expect(doc.steps.map((s) => [s.stage, s.instruction])).toEqual([
+    ['bc', 'RUN touch /bc'],
+    ['#2', 'BUILDCHROOT bc'],
+    ['#2', 'RUN touch /app'],
+  ]);
+  // The lock has every stage up to the target, the skipped one without steps.
+  const lock = JSON.parse(fs.readFileSync(`${file}.lock`, 'utf8')) as {
+    stages: Array<{ name: string; steps: unknown[] }>;
+  };
+  expect(lock.stages.map((st) => [st.name, st.steps.length])).toEqual([
+    ['unused', 0],
+    ['bc', 1],
+    ['#2', 1],
+  ]);
+  await expect(build(ctx, ['--frozen', '-t', 'skip:1'])).resolves.toMatchObject({ code: 0 });
+  const failed = await build(ctx, ['--target', 'unused']);
+  expect(failed.code).not.toBe(0);
+  expect(failed.stderr).toContain(`${file}:2:1`);
+});
+
 test('--json lists every step: cached or run, its layer, packages and time, as the lock and inspect have them', async () => {
   const ctx = context('FROM base:v1\nCOPY motd /etc/motd\n', { motd: 'hello\n' });
   await strataOk(['build', '-q', '--apt-sources', sources, '-t', 'steps:1', ctx], { store });

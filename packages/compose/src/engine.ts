@@ -36,7 +36,14 @@ import {
   updatedLock,
   writeLockFile,
 } from './lockfile';
-import { checkFrozenHeads, checkFrozenPackages, checkFrozenSteps, lockedArgs } from './frozen';
+import {
+  checkFrozenHeads,
+  checkFrozenPackages,
+  checkFrozenSteps,
+  lockedArgs,
+  skippedStageLock,
+  stagesNeeded,
+} from './frozen';
 import { BuildStepError, StageKeys, StepKey, envOfConfig, startStage } from './stage-keys';
 import {
   BuildContext,
@@ -150,7 +157,7 @@ export class Builder implements BuildContext {
     const heads = parseStageHeads(text, this.opts.file, buildArgs);
     // A mistake in the file fails before a FROM template is fetched (a pull can take minutes);
     // only the lines that the templates' ENV may complete wait for them.
-    parseStratafile(text, this.opts.file, buildArgs, { unresolvedBases: true });
+    const early = parseStratafile(text, this.opts.file, buildArgs, { unresolvedBases: true });
     const lockFile = this.lockFile;
     // Without --frozen the lock only tells which bases moved since the last build, so a lock
     // that cannot be read is rewritten rather than an error.
@@ -174,7 +181,8 @@ export class Builder implements BuildContext {
       ? heads.findIndex((s) => s.name === this.opts.target)
       : heads.length - 1;
     if (targetIndex < 0) throw new InvalidArgumentError(`no stage named ${this.opts.target}`);
-    const built = heads.slice(0, targetIndex + 1);
+    const needed = stagesNeeded(early.stages, targetIndex);
+    const built = heads.filter((h) => needed.has(h.index));
     if (this.opts.frozen && lock)
       checkFrozenHeads(built, lock, lockFile, targetIndex === heads.length - 1);
     // The lease lasts until the result is tagged: until then only build-cache entries hold its
@@ -196,7 +204,11 @@ export class Builder implements BuildContext {
       });
       this.warnUnusedArgs(parsed);
       if (this.opts.frozen && lock)
-        checkFrozenSteps(parsed.stages.slice(0, targetIndex + 1), lock, lockFile);
+        checkFrozenSteps(
+          parsed.stages.filter((st) => needed.has(st.index)),
+          lock,
+          lockFile,
+        );
       // Without SOURCES, every step and the image's date use the default sources' mirror state:
       // the mirror is asked now, while the lock and the snapshots are read.
       const dated = this.opts.sourceDateEpoch === undefined && this.opts.timestamp !== 'now';
@@ -204,7 +216,7 @@ export class Builder implements BuildContext {
         this.keys.prefetchDefault();
       let final: StageState | undefined;
       try {
-        for (const stage of parsed.stages.slice(0, targetIndex + 1)) {
+        for (const stage of parsed.stages.filter((st) => needed.has(st.index))) {
           final = await this.runStage(stage, lock, bases.get(stage.index));
         }
       } finally {
@@ -231,7 +243,13 @@ export class Builder implements BuildContext {
     });
     let written: string | undefined;
     if (this.opts.writeLock !== false && !this.opts.frozen) {
-      const stages = built.map((s) => (this.stages.get(stageKey(s)) as StageState).lock);
+      const stages = heads
+        .slice(0, targetIndex + 1)
+        .map((h) =>
+          needed.has(h.index)
+            ? (this.stages.get(stageKey(h)) as StageState).lock
+            : skippedStageLock(h, lock),
+        );
       await writeLockFile(lockFile, updatedLock(lock, stages, heads.length));
       written = lockFile;
     }

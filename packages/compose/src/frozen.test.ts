@@ -1,5 +1,12 @@
 import type { Digest } from '@strata/oci';
-import { checkFrozenHeads, checkFrozenPackages, checkFrozenSteps, lockedArgs } from './frozen';
+import {
+  checkFrozenHeads,
+  checkFrozenPackages,
+  checkFrozenSteps,
+  lockedArgs,
+  skippedStageLock,
+  stagesNeeded,
+} from './frozen';
 import type { LockFile } from './lockfile';
 import { BuildStepError } from './stage-keys';
 import { parseStratafile } from './stratafile';
@@ -216,4 +223,53 @@ test('a step the mirror moved passes only with the packages of the lock, and the
     'INSTALL curl would no longer install libgone=1, which Stratafile.lock has',
   );
   expect(check(['curl=8.1'], ['curl=8.0'])).toThrow(BuildStepError);
+});
+
+describe('stages a target needs', () => {
+  const sf = parseStratafile(
+    [
+      'FROM base:v1 AS tools',
+      'RUN false',
+      'FROM base:v1 AS bc',
+      'INSTALL build-essential',
+      'FROM bc AS bc2',
+      'RUN true',
+      'FROM base:v1 AS app',
+      'BUILDCHROOT bc2',
+      'RUN true',
+      'FROM app AS final',
+      'RUN true',
+    ].join('\n'),
+    FILE,
+  );
+  test("the target, its FROM stages and its BUILDCHROOT's, and theirs; no other", () => {
+    expect([...stagesNeeded(sf.stages, 4)].sort()).toEqual([1, 2, 3, 4]);
+    expect([...stagesNeeded(sf.stages, 2)].sort()).toEqual([1, 2]);
+    expect([...stagesNeeded(sf.stages, 0)]).toEqual([0]);
+  });
+  test("a skipped stage keeps the lock's entry when it is that stage's, else gets one without steps", () => {
+    const lock = lockOf(['FROM base:v1 AS tools', 'RUN false', 'FROM base:v1 AS app', 'RUN true']);
+    const tools = sf.stages[0]!;
+    expect(skippedStageLock(tools, lock)).toBe(lock.stages[0]);
+    expect(skippedStageLock(sf.stages[1]!, lock)).toEqual({
+      name: 'bc',
+      from: { ref: 'base:v1' },
+      steps: [],
+    });
+    expect(skippedStageLock(tools, undefined)).toEqual({
+      name: 'tools',
+      from: { ref: 'base:v1' },
+      steps: [],
+    });
+  });
+  test('--frozen checks only the stages built, each at its place in the file', () => {
+    const lines = ['FROM base:v1 AS tools', 'RUN false', 'FROM base:v1 AS app', 'RUN true'];
+    const lock = lockOf(lines);
+    lock.stages[0] = { name: 'tools', from: { ref: 'base:v1' }, steps: [] };
+    const file = parseStratafile(lines.join('\n'), FILE);
+    const built = file.stages.filter((st) => stagesNeeded(file.stages, 1).has(st.index));
+    expect(() => checkFrozenHeads(built, lock, LOCK, true)).not.toThrow();
+    expect(() => checkFrozenSteps(built, lock, LOCK)).not.toThrow();
+    expect(() => checkFrozenSteps(file.stages, lock, LOCK)).toThrow(/RUN false/);
+  });
 });

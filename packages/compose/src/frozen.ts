@@ -29,9 +29,44 @@ function fromRef(s: StageHead): string {
 }
 
 /**
- * The stages `built` (the file's first ones, up to the target) against the lock's: their names
- * and FROM references, one stage after another. `whole` says the build takes the last stage of
- * the file, so that a stage the lock has beyond it is one the Stratafile lost.
+ * The lock entry of a stage the build skipped (the target does not need it): the one the lock
+ * has for it, else one without steps, which a `--frozen` build that needs the stage refuses.
+ */
+export function skippedStageLock(head: StageHead, lock: LockFile | undefined): LockedStage {
+  const old = lock?.stages[head.index];
+  if (old && old.name === stageName(head) && old.from.ref === fromRef(head)) return old;
+  return { name: stageName(head), from: { ref: fromRef(head) }, steps: [] };
+}
+
+/**
+ * The stages that building stage `target` needs, as docker's BuildKit builds them: the target,
+ * the stage its FROM names, the stage a BUILDCHROOT names, and theirs in turn. Others are not
+ * built.
+ */
+export function stagesNeeded(stages: readonly Stage[], target: number): Set<number> {
+  const byName = new Map<string, number>();
+  for (const s of stages) if (s.name !== undefined) byName.set(s.name, s.index);
+  const needed = new Set<number>();
+  const todo = [target];
+  for (let i = todo.pop(); i !== undefined; i = todo.pop()) {
+    const stage = stages[i];
+    if (needed.has(i) || stage === undefined) continue;
+    needed.add(i);
+    const names = stage.steps.flatMap((ins) => (ins.kind === 'BUILDCHROOT' ? [ins.stage] : []));
+    if (stage.from.refKind === 'stage') names.push(stage.from.ref);
+    for (const n of names) {
+      const j = byName.get(n);
+      if (j !== undefined) todo.push(j);
+    }
+  }
+  return needed;
+}
+
+/**
+ * The stages `built` (those the target needs, in file order, the target last) against the
+ * lock's: their names and FROM references, each at its place in the file. `whole` says the
+ * build takes the last stage of the file, so that a stage the lock has beyond it is one the
+ * Stratafile lost.
  */
 export function checkFrozenHeads(
   built: readonly StageHead[],
@@ -55,7 +90,7 @@ export function checkFrozenHeads(
       );
   }
   const last = built[built.length - 1];
-  const extra = lock.stages[built.length];
+  const extra = last && lock.stages[last.index + 1];
   if (whole && last && extra)
     fail(
       last.from.loc,
