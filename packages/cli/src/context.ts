@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { Store } from '@strata/store';
 import { Interruption } from './interrupt';
 import { Progress, isLive } from './progress';
+import { visible } from './output';
 
 export interface GlobalArgs {
   store?: string;
@@ -68,7 +69,7 @@ export class Context {
 
   /** A note or warning on stderr; quiet keeps only errors and the final line. */
   note(line: string): void {
-    if (!this.quiet) this.stderr.write(`${line}\n`);
+    if (!this.quiet) this.stderr.write(`${visible(line)}\n`);
   }
 
   /**
@@ -98,7 +99,7 @@ export class Context {
   }
 
   print(line = ''): void {
-    this.stdout.write(`${line}\n`);
+    this.stdout.write(`${visible(line)}\n`);
   }
 
   printJson(doc: unknown): void {

@@ -2,7 +2,7 @@ import yargs from 'yargs/yargs';
 import type { Argv } from 'yargs';
 import { InvalidArgumentError, isStrataError } from '@strata/oci';
 import { Context, GlobalArgs } from './context';
-import { errorDocument, exitCodeFor, formatError, jsonRequested } from './output';
+import { errorDocument, exitCodeFor, formatError, jsonRequested, visible } from './output';
 import { Interruption, interrupted } from './interrupt';
 import { usageMessage } from './usage';
 import { templateCommands } from './commands/template';
@@ -118,7 +118,7 @@ export async function main(argv: string[]): Promise<number> {
   (ctx as Context | undefined)?.finish();
   const debug = argv.includes('--debug');
   if (failure !== undefined) {
-    process.stderr.write(`${formatError(failure, debug)}\n`);
+    process.stderr.write(`${visible(formatError(failure, debug))}\n`);
     // A script that reads stdout gets an object to parse, whatever failed: a usage error is
     // found before there is a Context, so --json is then read from the arguments.
     const c = ctx as Context | undefined;

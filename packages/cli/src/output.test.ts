@@ -1,7 +1,14 @@
 import { InvalidArgumentError, NotFoundError, ParseError } from '@strata/oci';
 import { BuildStepError } from '@strata/compose';
 import { interrupted } from './interrupt';
-import { ExitCodeError, counted, errorDocument, jsonRequested, progressFigures } from './output';
+import {
+  ExitCodeError,
+  counted,
+  errorDocument,
+  jsonRequested,
+  progressFigures,
+  visible,
+} from './output';
 
 describe('progressFigures', () => {
   it('shows bytes against the total while they stay within it', () => {
@@ -90,4 +97,9 @@ test('jsonRequested reads --json as yargs does, up to --', () => {
   expect(jsonRequested(['--json', 'false', 'ls'])).toBe(false);
   expect(jsonRequested(['--no-json', '--json=true'])).toBe(true);
   expect(jsonRequested(['run', '--', '--json'])).toBe(false);
+});
+
+test('visible: terminal controls in a line are written as \\xNN; tab and newline stay', () => {
+  expect(visible('a\x1b[31mred\x07\tb\nc\x9bd')).toBe('a\\x1b[31mred\\x07\tb\nc\\x9bd');
+  expect(visible('plain – ünïcode')).toBe('plain – ünïcode');
 });

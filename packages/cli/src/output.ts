@@ -12,6 +12,25 @@ import type { Context } from './context';
 
 export { counted } from '@strata/oci';
 
+// C0 controls but tab and newline, DEL, and C1 controls (a lone ESC or CSI starts a terminal
+// escape sequence).
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g; // eslint-disable-line no-control-regex
+
+/**
+ * A line as a terminal shows it: a control character that a template's file name, label or
+ * history may carry is written as `\xNN`, so it cannot recolour the terminal, move the cursor or
+ * rewrite an earlier line.
+ */
+export function visible(line: string): string {
+  return line.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** A path from an image, quoted as a JSON string when it holds a newline or a control character. */
+export function shownPath(p: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[\x00-\x1f\x7f-\x9f]/.test(p) ? JSON.stringify(p) : p;
+}
+
 /** Human-readable byte count (binary units). */
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

@@ -7,6 +7,7 @@ import type { Runner } from '../main';
 import { tlsOptions } from './registry';
 import {
   counted,
+  shownPath,
   ExitCodeError,
   exitCodeFor,
   formatBytes,
@@ -177,8 +178,8 @@ export function formatDiff(r: DiffReport): string[] {
   out.push(
     `Files: ${f.added.length} added, ${f.removed.length} removed, ${f.changed.length} changed`,
   );
-  for (const x of f.added) out.push(`  + ${x.path}  ${what(x)}`);
-  for (const x of f.removed) out.push(`  - ${x.path}  ${what(x)}`);
+  for (const x of f.added) out.push(`  + ${shownPath(x.path)}  ${what(x)}`);
+  for (const x of f.removed) out.push(`  - ${shownPath(x.path)}  ${what(x)}`);
   for (const x of f.changed) {
     const notes = x.changes.map((c) => {
       if (c === 'mode') return `mode ${octal(x.old.mode)} -> ${octal(x.new.mode)}`;
@@ -188,14 +189,14 @@ export function formatDiff(r: DiffReport): string[] {
       if (c === 'type') return `type ${x.old.type} -> ${x.new.type}`;
       return c;
     });
-    out.push(`  ~ ${x.path}  ${notes.join(', ')}`);
+    out.push(`  ~ ${shownPath(x.path)}  ${notes.join(', ')}`);
   }
   const s = r.sizes;
   out.push(`Sizes (file data, directories down to depth ${s.depth}):`);
   const sizeLine = (name: string, c: { old: number; new: number; delta: number }) =>
     `  ${name}  ${formatBytes(c.old)} -> ${formatBytes(c.new)} (${signed(c.delta)})`;
   out.push(sizeLine('total', s.total));
-  for (const d of s.dirs) out.push(sizeLine(`${d.path}/`, d));
+  for (const d of s.dirs) out.push(sizeLine(`${shownPath(d.path)}/`, d));
   const m = r.metadata;
   const meta: string[] = [];
   // A change may take more than one line (the base chain takes two): count the changes.
