@@ -45,3 +45,9 @@ test('a src file that is not there is NOT_FOUND, naming the option as given', ()
     '--secret id=a,src=/nonexistent/file: no such file',
   );
 });
+
+test('a src that is a folder is one line saying so, as for any input file', () => {
+  expect(() => parseSecrets(['id=a,src=/tmp'])).toThrow(
+    '--secret id=a,src=/tmp: is a folder, not a file',
+  );
+});

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, NotFoundError } from '@strata/oci';
+import { InvalidArgumentError } from '@strata/oci';
+import { inputFileError } from './output';
 
 /** The id of the build secret that is apt's auth.conf, for the apt steps and `strata check`. */
 export const APT_AUTH_SECRET = 'apt-auth';
@@ -60,13 +61,7 @@ export function parseSecrets(
       try {
         out[id] = readFileSync(src as string);
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        // A file that is not there is NOT_FOUND, as any missing input file is.
-        if (code === 'ENOENT' || code === 'ENOTDIR')
-          throw new NotFoundError(`--secret id=${id},src=${src as string}: no such file`);
-        throw new InvalidArgumentError(
-          `--secret id=${id}: cannot read ${src as string}: ${code ?? 'error'}`,
-        );
+        throw inputFileError('--secret', `id=${id},src=${src as string}`, e);
       }
     }
   }
