@@ -113,7 +113,7 @@ beforeAll(async () => {
       'RUN echo tools > /etc/tools',
       '',
       'FROM common',
-      '# the tools stage is built, but is not part of this template',
+      '# the tools stage is not built: this template does not need it',
       'INSTALL strata-e2e-tool',
       'LABEL org.opencontainers.image.title=tool',
       '',
@@ -209,7 +209,7 @@ test(
     // It names the lock it was held to, and says it left it as it was.
     expect(JSON.parse(r.stdout)).toMatchObject({
       stepsRun: 0,
-      cacheHits: 3,
+      cacheHits: 2,
       lockFile: `${file()}.lock`,
       lockWritten: false,
     });
@@ -380,7 +380,7 @@ describe('after the repository publishes strata-e2e-tool 1.1', () => {
     async () => {
       const r = await buildJson(['--apt-sources', repoSources, '-t', 'tool:v1', ctx], store);
       // The --frozen run above already ran the INSTALL for the new index state (and cached it).
-      expect([r.cacheHits, r.stepsRun]).toEqual([3, 0]);
+      expect([r.cacheHits, r.stepsRun]).toEqual([2, 0]);
       expect(readImage(store, 'tool:v1').config.strata.layers[2].packagesAdded).toEqual([
         'strata-e2e-tool=1.1',
       ]);
