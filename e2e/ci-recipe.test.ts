@@ -125,7 +125,9 @@ describe('its run steps, against a registry on loopback', () => {
   /** The job on `branch`, for the product in `context` (and `platforms`, when given). */
   function publish(
     branch: string,
-    o: { context: string; platforms?: string } = { context: 'product' },
+    o: { context: string; platforms?: string; buildArgs?: string; target?: string } = {
+      context: 'product',
+    },
   ): Promise<JobRun> {
     const runnerTemp = fs.mkdtempSync(path.join(work, `runner-${branch}-`));
     return runJob(workflow, {
@@ -146,6 +148,8 @@ describe('its run steps, against a registry on loopback', () => {
         'apt-sources': o.platforms !== undefined ? 'sources.list' : 'private-mirror.list',
         'ca-cert': 'registry-ca.pem',
         ...(o.platforms !== undefined ? { platforms: o.platforms } : {}),
+        ...(o.buildArgs !== undefined ? { 'build-args': o.buildArgs } : {}),
+        ...(o.target !== undefined ? { target: o.target } : {}),
       },
       secrets: {
         REGISTRY_USERNAME: USER,
@@ -183,6 +187,21 @@ describe('its run steps, against a registry on loopback', () => {
     fs.writeFileSync(
       path.join(workspace, 'product', 'Stratafile'),
       `FROM ${reg.host}/platform/minbase:1\nINSTALL sensible-utils\n`,
+    );
+    // A product built with build arguments, up to one stage of its file.
+    fs.mkdirSync(path.join(workspace, 'flavoured'));
+    fs.writeFileSync(
+      path.join(workspace, 'flavoured', 'Stratafile'),
+      [
+        `FROM ${reg.host}/platform/minbase:1 AS tools`,
+        'RUN exit 3',
+        `FROM ${reg.host}/platform/minbase:1 AS product`,
+        'ARG FLAVOUR=plain',
+        'RUN echo "$FLAVOUR" > /etc/flavour',
+        'FROM product',
+        'RUN exit 4',
+        '',
+      ].join('\n'),
     );
     sourcesFile(workspace);
     mirror = await startAuthMirror(MIRROR_PASSWORD);
@@ -233,6 +252,28 @@ describe('its run steps, against a registry on loopback', () => {
     expect(r.summary).not.toContain(MIRROR_PASSWORD);
     // The build published its step to the cache repository all the same.
     expect((await tags('team/cache')).length).toBeGreaterThan(0);
+  });
+
+  test('build-args and target reach both the build and the check', async () => {
+    const r = await publish('flavour', {
+      context: 'flavoured',
+      buildArgs: 'FLAVOUR=spicy\nUNUSED_BY_NOBODY=1\n',
+      target: 'product',
+    });
+    expect(r.steps.map((s) => `${s.name}: ${s.outcome}`)).toEqual(
+      expect.arrayContaining(['Build: ran', 'Check: ran']),
+    );
+    const lock = JSON.parse(
+      fs.readFileSync(path.join(workspace, 'flavoured', 'Stratafile.lock'), 'utf8'),
+    ) as { stages: Array<{ name: string; args?: Record<string, string>; steps: unknown[] }> };
+    // The product stage was built with the argument; the tools stage it does not need was not,
+    // and the stage after the target neither.
+    expect(lock.stages.map((st) => [st.name, st.args, st.steps.length])).toEqual([
+      ['tools', undefined, 0],
+      ['product', { FLAVOUR: 'spicy' }, 1],
+    ]);
+    const build = r.steps.find((s) => s.name === 'Build')?.result;
+    expect(build?.stderr).toMatch(/build arg UNUSED_BY_NOBODY is not used/);
   });
 
   test('main, on a fresh runner, takes the step from the registry cache and pushes', async () => {
