@@ -124,3 +124,22 @@ test("a root the sandbox cannot set up fails as the sandbox's, with its cause, n
     /^strata: error: .*Stratafile:2:1: .*the step's root could not be set up \(exit 1\): mkdir: cannot create directory .*File exists/,
   );
 });
+
+test("no process of a step has a root outside the step's: /proc/N/root leads nowhere else", async () => {
+  // PID 1 of the step's PID namespace was the setup shell, whose root was the host's /: a RUN
+  // wrote the host through /proc/1/root and listed the host's processes in /proc/1/root/proc.
+  const probe = path.join(work, `escape-${randomBytes(4).toString('hex')}`);
+  const r = await build(
+    [
+      `RUN for p in /proc/[0-9]*; do touch "$p/root${probe}" "$p/cwd${probe}" 2>/dev/null || true; done`,
+      'RUN for p in /proc/[0-9]* /proc/self; do echo "$(readlink $p/root) $(readlink $p/cwd)"; done | sort -u > /etc/roots',
+      'RUN ls /proc/1/root/proc | grep -c "^[0-9]" > /etc/pids; ls -a /proc/1/root/ > /tmp/a; ls -a / > /tmp/b; cmp /tmp/a /tmp/b; rm /tmp/a /tmp/b',
+    ].join('\n'),
+    'proc-root:v1',
+  );
+  expect(show(r)).toMatch(/^exit 0/);
+  expect(fs.existsSync(probe)).toBe(false);
+  expect(await fileOf('proc-root:v1', 'etc/roots')).toBe('/ /\n');
+  // Only the step's own few processes: none of the host's.
+  expect(Number(await fileOf('proc-root:v1', 'etc/pids'))).toBeLessThan(10);
+});
