@@ -143,3 +143,25 @@ test("no process of a step has a root outside the step's: /proc/N/root leads now
   // Only the step's own few processes: none of the host's.
   expect(Number(await fileOf('proc-root:v1', 'etc/pids'))).toBeLessThan(10);
 });
+
+test('a RUN neither sees nor writes the build context', async () => {
+  // The context was bound read-write at /run/strata/context into every RUN, which could change
+  // the host's files and read files its cache key does not hold.
+  const dir = path.join(work, `ctx-${++contexts}`);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'ok.txt'), 'v1\n');
+  fs.writeFileSync(
+    path.join(dir, 'Stratafile'),
+    [
+      'FROM base:v1',
+      'RUN touch /run/strata/context/ESCAPE_ctx 2>/dev/null; test ! -e /run/strata/context/ok.txt',
+      'COPY ok.txt /etc/ok.txt',
+      'RUN touch /run/strata/context/ESCAPE_ctx2 2>/dev/null; cat /etc/ok.txt > /etc/ok2.txt',
+      '',
+    ].join('\n'),
+  );
+  const r = await strata(['build', '-q', '-t', 'ctx:v1', dir], { store });
+  expect(show(r)).toMatch(/^exit 0/);
+  expect(fs.readdirSync(dir).filter((f) => f.startsWith('ESCAPE'))).toEqual([]);
+  expect(await fileOf('ctx:v1', 'etc/ok2.txt')).toBe('v1\n');
+});
