@@ -165,3 +165,29 @@ test('a RUN neither sees nor writes the build context', async () => {
   expect(fs.readdirSync(dir).filter((f) => f.startsWith('ESCAPE'))).toEqual([]);
   expect(await fileOf('ctx:v1', 'etc/ok2.txt')).toBe('v1\n');
 });
+
+test('COPY to a path under a symlink of the root resolves it inside the root, as Docker does', async () => {
+  // mkdir -p stopped at a link whose target the root lacks: "cannot create directory '/evil':
+  // File exists".
+  const host = `/opt/strata-dangling-${randomBytes(4).toString('hex')}`;
+  const dir = path.join(work, `ctx-${++contexts}`);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'ok.txt'), 'ok\n');
+  fs.writeFileSync(
+    path.join(dir, 'Stratafile'),
+    [
+      'FROM base:v1',
+      `RUN ln -s /var/tmp /evil && ln -s ${host} /dangling && ln -s ../../opt/rel /etc/rel`,
+      'COPY ok.txt /evil/x',
+      'COPY ok.txt /dangling/sub/y',
+      'COPY ok.txt /etc/rel/',
+      '',
+    ].join('\n'),
+  );
+  const r = await strata(['build', '-q', '-t', 'copy-link:v1', dir], { store });
+  expect(show(r)).toMatch(/^exit 0/);
+  expect(fs.existsSync(host)).toBe(false);
+  expect(await fileOf('copy-link:v1', 'var/tmp/x')).toBe('ok\n');
+  expect(await fileOf('copy-link:v1', `${host.slice(1)}/sub/y`)).toBe('ok\n');
+  expect(await fileOf('copy-link:v1', 'opt/rel/ok.txt')).toBe('ok\n');
+});

@@ -121,14 +121,16 @@ test('COPY keys and copies the expanded sources; errors point at the source', as
   expect(keyed.copy?.map((c) => c.written)).toEqual(['g/three.conf', 'g/two.conf', 'a.txt']);
   const script = stepCommand(ins, keyed.copy)[2] as string;
   expect(script).toContain(
-    "cp -a '/run/strata/context/g/three.conf' '/etc/x/three.conf'; t='/etc/x/three.conf'",
+    "t=$(strata_dir '/etc/x')/'three.conf'; cp -a '/run/strata/context/g/three.conf' \"$t\"",
   );
-  expect(script).toContain("cp -a '/run/strata/context/a.txt' '/etc/x/a.txt'");
+  expect(script).toContain(
+    "t=$(strata_dir '/etc/x')/'a.txt'; cp -a '/run/strata/context/a.txt' \"$t\"",
+  );
 
   link('top.conf', 'g/one.conf');
   const top = copyIns('COPY top.conf /etc/x/');
   expect(stepCommand(top, (await keys.keyFor(scope, top, undefined)).copy)[2]).toContain(
-    "cp -a '/run/strata/context/g/one.conf' '/etc/x/top.conf'",
+    "t=$(strata_dir '/etc/x')/'top.conf'; cp -a '/run/strata/context/g/one.conf' \"$t\"",
   );
 
   await expect(keys.keyFor(scope, copyIns('COPY a.txt  g/*.nope /x/'), undefined)).rejects.toThrow(
