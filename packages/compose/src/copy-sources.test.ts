@@ -96,6 +96,25 @@ test('symlinks are followed inside the context; one that leads out of it is refu
   ]);
 });
 
+test("a glob's match is a source, followed as one; a directory's symlinks are left as they are", () => {
+  // Docker's rule. `COPY *` refused a link out of the context while `COPY .` copied it: both
+  // hold, and the refusal says why the two differ.
+  link('rel-out', '../outside.txt');
+  link('shadow-link', '/etc/shadow');
+  const e = copyError(['*']);
+  expect(e).toMatchObject({
+    index: 0,
+    message:
+      'rel-out (matched by *) escapes the build context: rel-out is a symlink to ../outside.txt',
+  });
+  expect(e.hint).toMatch(/only a symlink inside a copied directory \(COPY \. or COPY dir\/\)/);
+  expect(copyError(['shadow-*']).message).toBe(
+    'shadow-link (matched by shadow-*) escapes the build context: shadow-link is a symlink to /etc/shadow',
+  );
+  // The directory itself is the source: its links are copied as links, never followed.
+  expect(copySources(ctx, ['.'])).toEqual([{ written: '.', path: '.' }]);
+});
+
 test('the key reads what the copy reads, and keeps its old value where no link or glob is', () => {
   link('top.conf', 'g/one.conf');
   expect(hashContextPaths(ctx, copySources(ctx, ['./g/one.conf', 'g']))).toBe(
