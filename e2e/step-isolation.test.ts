@@ -124,3 +124,70 @@ test("a root the sandbox cannot set up fails as the sandbox's, with its cause, n
     /^strata: error: .*Stratafile:2:1: .*the step's root could not be set up \(exit 1\): mkdir: cannot create directory .*File exists/,
   );
 });
+
+test("no process of a step has a root outside the step's: /proc/N/root leads nowhere else", async () => {
+  // PID 1 of the step's PID namespace was the setup shell, whose root was the host's /: a RUN
+  // wrote the host through /proc/1/root and listed the host's processes in /proc/1/root/proc.
+  const probe = path.join(work, `escape-${randomBytes(4).toString('hex')}`);
+  const r = await build(
+    [
+      `RUN for p in /proc/[0-9]*; do touch "$p/root${probe}" "$p/cwd${probe}" 2>/dev/null || true; done`,
+      'RUN for p in /proc/[0-9]* /proc/self; do echo "$(readlink $p/root) $(readlink $p/cwd)"; done | sort -u > /etc/roots',
+      'RUN ls /proc/1/root/proc | grep -c "^[0-9]" > /etc/pids; ls -a /proc/1/root/ > /tmp/a; ls -a / > /tmp/b; cmp /tmp/a /tmp/b; rm /tmp/a /tmp/b',
+    ].join('\n'),
+    'proc-root:v1',
+  );
+  expect(show(r)).toMatch(/^exit 0/);
+  expect(fs.existsSync(probe)).toBe(false);
+  expect(await fileOf('proc-root:v1', 'etc/roots')).toBe('/ /\n');
+  // Only the step's own few processes: none of the host's.
+  expect(Number(await fileOf('proc-root:v1', 'etc/pids'))).toBeLessThan(10);
+});
+
+test('a RUN neither sees nor writes the build context', async () => {
+  // The context was bound read-write at /run/strata/context into every RUN, which could change
+  // the host's files and read files its cache key does not hold.
+  const dir = path.join(work, `ctx-${++contexts}`);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'ok.txt'), 'v1\n');
+  fs.writeFileSync(
+    path.join(dir, 'Stratafile'),
+    [
+      'FROM base:v1',
+      'RUN touch /run/strata/context/ESCAPE_ctx 2>/dev/null; test ! -e /run/strata/context/ok.txt',
+      'COPY ok.txt /etc/ok.txt',
+      'RUN touch /run/strata/context/ESCAPE_ctx2 2>/dev/null; cat /etc/ok.txt > /etc/ok2.txt',
+      '',
+    ].join('\n'),
+  );
+  const r = await strata(['build', '-q', '-t', 'ctx:v1', dir], { store });
+  expect(show(r)).toMatch(/^exit 0/);
+  expect(fs.readdirSync(dir).filter((f) => f.startsWith('ESCAPE'))).toEqual([]);
+  expect(await fileOf('ctx:v1', 'etc/ok2.txt')).toBe('v1\n');
+});
+
+test('COPY to a path under a symlink of the root resolves it inside the root, as Docker does', async () => {
+  // mkdir -p stopped at a link whose target the root lacks: "cannot create directory '/evil':
+  // File exists".
+  const host = `/opt/strata-dangling-${randomBytes(4).toString('hex')}`;
+  const dir = path.join(work, `ctx-${++contexts}`);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'ok.txt'), 'ok\n');
+  fs.writeFileSync(
+    path.join(dir, 'Stratafile'),
+    [
+      'FROM base:v1',
+      `RUN ln -s /var/tmp /evil && ln -s ${host} /dangling && ln -s ../../opt/rel /etc/rel`,
+      'COPY ok.txt /evil/x',
+      'COPY ok.txt /dangling/sub/y',
+      'COPY ok.txt /etc/rel/',
+      '',
+    ].join('\n'),
+  );
+  const r = await strata(['build', '-q', '-t', 'copy-link:v1', dir], { store });
+  expect(show(r)).toMatch(/^exit 0/);
+  expect(fs.existsSync(host)).toBe(false);
+  expect(await fileOf('copy-link:v1', 'var/tmp/x')).toBe('ok\n');
+  expect(await fileOf('copy-link:v1', `${host.slice(1)}/sub/y`)).toBe('ok\n');
+  expect(await fileOf('copy-link:v1', 'opt/rel/ok.txt')).toBe('ok\n');
+});

@@ -96,6 +96,25 @@ test('symlinks are followed inside the context; one that leads out of it is refu
   ]);
 });
 
+test("a glob's match is a source, followed as one; a directory's symlinks are left as they are", () => {
+  // Docker's rule. `COPY *` refused a link out of the context while `COPY .` copied it: both
+  // hold, and the refusal says why the two differ.
+  link('rel-out', '../outside.txt');
+  link('shadow-link', '/etc/shadow');
+  const e = copyError(['*']);
+  expect(e).toMatchObject({
+    index: 0,
+    message:
+      'rel-out (matched by *) escapes the build context: rel-out is a symlink to ../outside.txt',
+  });
+  expect(e.hint).toMatch(/only a symlink inside a copied directory \(COPY \. or COPY dir\/\)/);
+  expect(copyError(['shadow-*']).message).toBe(
+    'shadow-link (matched by shadow-*) escapes the build context: shadow-link is a symlink to /etc/shadow',
+  );
+  // The directory itself is the source: its links are copied as links, never followed.
+  expect(copySources(ctx, ['.'])).toEqual([{ written: '.', path: '.' }]);
+});
+
 test('the key reads what the copy reads, and keeps its old value where no link or glob is', () => {
   link('top.conf', 'g/one.conf');
   expect(hashContextPaths(ctx, copySources(ctx, ['./g/one.conf', 'g']))).toBe(
@@ -121,14 +140,16 @@ test('COPY keys and copies the expanded sources; errors point at the source', as
   expect(keyed.copy?.map((c) => c.written)).toEqual(['g/three.conf', 'g/two.conf', 'a.txt']);
   const script = stepCommand(ins, keyed.copy)[2] as string;
   expect(script).toContain(
-    "cp -a '/run/strata/context/g/three.conf' '/etc/x/three.conf'; t='/etc/x/three.conf'",
+    "t=$(strata_dir '/etc/x')/'three.conf'; cp -a '/run/strata/context/g/three.conf' \"$t\"",
   );
-  expect(script).toContain("cp -a '/run/strata/context/a.txt' '/etc/x/a.txt'");
+  expect(script).toContain(
+    "t=$(strata_dir '/etc/x')/'a.txt'; cp -a '/run/strata/context/a.txt' \"$t\"",
+  );
 
   link('top.conf', 'g/one.conf');
   const top = copyIns('COPY top.conf /etc/x/');
   expect(stepCommand(top, (await keys.keyFor(scope, top, undefined)).copy)[2]).toContain(
-    "cp -a '/run/strata/context/g/one.conf' '/etc/x/top.conf'",
+    "t=$(strata_dir '/etc/x')/'top.conf'; cp -a '/run/strata/context/g/one.conf' \"$t\"",
   );
 
   await expect(keys.keyFor(scope, copyIns('COPY a.txt  g/*.nope /x/'), undefined)).rejects.toThrow(

@@ -109,6 +109,7 @@ function resolveInside(
   root: string,
   rel: string,
   index: number,
+  glob?: string,
 ): { path: string; followed: boolean } | undefined {
   const done: string[] = [];
   const todo = components(rel);
@@ -142,8 +143,14 @@ function resolveInside(
       new CopySourceError(
         index,
         'INVALID_ARGUMENT',
-        `${rel} escapes the build context: ${here.join('/')} is a symlink to ${target}`,
-        { hint: 'a build reads only its context; copy the file into it' },
+        `${rel}${glob === undefined ? '' : ` (matched by ${glob})`} escapes the build context: ${here.join('/')} is a symlink to ${target}`,
+        {
+          // Docker's rule: a source is followed, a symlink inside a copied directory is not.
+          hint:
+            glob === undefined
+              ? 'a build reads only its context; copy the file into it'
+              : 'what a glob matches is a source, and a symlink there is followed as a named one is; only a symlink inside a copied directory (COPY . or COPY dir/) is copied as a symlink',
+        },
       );
     if (path.isAbsolute(target)) {
       // A link by the host's absolute path to a place inside the context is still inside.
@@ -207,7 +214,7 @@ export function copySources(context: string, sources: readonly string[]): CopySo
       throw new CopySourceError(index, 'INVALID_ARGUMENT', `${src}: bad glob pattern`);
     let found = 0;
     for (const w of glob ? expand(root, src, index) : [src]) {
-      const real = resolveInside(root, w, index);
+      const real = resolveInside(root, w, index, glob ? src : undefined);
       // A glob's candidate that is not there is no match (Go's Glob checks each with lstat).
       if (real === undefined && glob) continue;
       if (real === undefined)

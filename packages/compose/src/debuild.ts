@@ -315,6 +315,7 @@ export class Debuilder {
           }),
         ],
         aptIndex: true,
+        context: true,
         log: (chunk) => log.write(chunk),
       });
       await new Promise<void>((r) => log.end(r));

@@ -187,8 +187,9 @@ export class StepRunner {
   /**
    * Run `command` in a chroot on the overlay of `lower` and `upper`, in the sandbox: with the
    * stage's apt sources (and the build's own packages, once DEBUILD made some), apt's
-   * configuration, this step's copy of the store's apt state, and the build context, under
-   * /run/strata. `binds` adds directories there. Output goes to the build's events and `log`.
+   * configuration, this step's copy of the store's apt state, and (with `context`) the build
+   * context read-only, under /run/strata. `binds` adds directories there. Output goes to the
+   * build's events and `log`.
    */
   async chroot(
     state: StageState,
@@ -201,7 +202,12 @@ export class StepRunner {
       sources: AptSources | undefined;
       command: string[];
       aptIndex: boolean;
-      binds?: Array<{ source: string; target: string }>;
+      /**
+       * The step reads the build context (COPY, an INSTALL of local .debs, DEBUILD): only what
+       * its cache key holds, and never writes it. A RUN, keyed on its text alone, sees none.
+       */
+      context?: boolean;
+      binds?: Array<{ source: string; target: string; readOnly?: boolean }>;
       env?: Record<string, string>;
       /** Secrets the step sees (RUN --mount=type=secret); an apt step gets `apt-auth` too. */
       secrets?: StepSecret[];
@@ -276,7 +282,7 @@ export class StepRunner {
           { source: apt.lists, target: 'lists' },
           { source: apt.cache, target: 'cache' },
           { source: apt.archives, target: 'archives' },
-          { source: this.ctx.context, target: 'context' },
+          ...(o.context ? [{ source: this.ctx.context, target: 'context', readOnly: true }] : []),
           { source: out, target: 'out' },
           ...(repo ? [{ source: repo.dir, target: 'local' }] : []),
           ...(o.nativeDpkg ? [{ source: o.nativeDpkg.dir, target: 'native', readOnly: true }] : []),
@@ -342,6 +348,7 @@ export class StepRunner {
       sources,
       secrets: ins.kind === 'RUN' ? this.runSecrets(ins) : [],
       command: stepCommand(ins, copy),
+      context: ins.kind === 'COPY' || (ins.kind === 'INSTALL' && ins.debs.length > 0),
       // The mirror state this step's key was made from: its apt-get update is skipped when the
       // kept lists already hold it (see stepCommand).
       aptIndex: apt,

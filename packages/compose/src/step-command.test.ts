@@ -131,7 +131,10 @@ test('COPY copies from the context, then chowns and chmods what it copied', () =
   const script = stepCommand(ins as Instruction)[2] as string;
   expect(script.split('\n')).toEqual([
     'set -e',
-    expect.stringContaining("cp -a '/run/strata/context/conf/app.conf' '/etc/acme/app.conf'"),
+    expect.stringContaining('strata_dir() {'),
+    expect.stringContaining(
+      "t=$(strata_dir '/etc/acme')/'app.conf'; cp -a '/run/strata/context/conf/app.conf' \"$t\"",
+    ),
     `chown -R '1000:1000' "$t"`,
     'chmod -R 640 "$t"',
   ]);
@@ -140,7 +143,7 @@ test('COPY copies from the context, then chowns and chmods what it copied', () =
 test("COPY --chown with a user alone chowns to the user and a group of the user's id", () => {
   const [ins] = steps('COPY --chown=daemon conf/app.conf /etc/acme/app.conf\n');
   const script = stepCommand(ins as Instruction)[2] as string;
-  expect(script.split('\n').slice(2)).toEqual([
+  expect(script.split('\n').slice(3)).toEqual([
     "case 'daemon' in *[!0-9]*) g=$(id -u -- 'daemon' 2>/dev/null || true) ;; *) g='daemon' ;; esac",
     `chown -R 'daemon'\${g:+:"$g"} "$t"`,
   ]);

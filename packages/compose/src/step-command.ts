@@ -91,15 +91,22 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
       return typeof ins.command === 'string' ? ['/bin/sh', '-c', ins.command] : ins.command;
     case 'COPY': {
       const dest = ins.dest.startsWith('/') ? ins.dest : `/${ins.dest}`;
-      const lines = ['set -e'];
+      // A symlink on the way to the destination resolves inside the root, as in Docker: the
+      // step runs in the chroot, where realpath cannot leave it. A dangling one leads to the
+      // directories it names, which are made (mkdir -p alone stops at the link: File exists).
+      const lines = [
+        'set -e',
+        `strata_dir() { d=$(realpath -m -- "$1"); mkdir -p -- "$d"; printf '%s' "$d"; }`,
+      ];
       const sources = copy ?? ins.sources.map((s) => ({ written: s, path: s }));
       const many = sources.length > 1 || dest.endsWith('/');
-      if (many) lines.push(`mkdir -p ${shellQuote(dest)}`);
+      const dir = dest.replace(/\/+$/, '') || '/';
       for (const src of sources) {
         const from = `/run/strata/context/${src.path.replace(/^\.\//, '')}`;
-        const to = many ? `${dest.replace(/\/$/, '')}/${path.posix.basename(src.written)}` : dest;
+        const to = many ? path.posix.join(dir, path.posix.basename(src.written)) : dest;
+        const [parent, name] = [path.posix.dirname(to), path.posix.basename(to)];
         lines.push(
-          `if [ -d ${shellQuote(from)} ]; then mkdir -p ${shellQuote(many ? dest : to)}; cp -a ${shellQuote(from)}/. ${shellQuote(many ? dest : to)}/; t=${shellQuote(many ? dest : to)}; else mkdir -p "$(dirname ${shellQuote(to)})"; cp -a ${shellQuote(from)} ${shellQuote(to)}; t=${shellQuote(to)}; fi`,
+          `if [ -d ${shellQuote(from)} ]; then t=$(strata_dir ${shellQuote(many ? dir : to)}); cp -a ${shellQuote(from)}/. "$t"/; else t=$(strata_dir ${shellQuote(parent)})/${shellQuote(name)}; cp -a ${shellQuote(from)} "$t"; fi`,
         );
         if (ins.chown?.includes(':')) lines.push(`chown -R ${shellQuote(ins.chown)} "$t"`);
         else if (ins.chown) {

@@ -3,12 +3,12 @@
  * Strata: unshare's `--kill-child` ties the command to unshare, and setpriv's parent-death signal
  * (which survives its exec of unshare) ties unshare to Strata. However Strata ends, a SIGKILL
  * included, the command goes, and its mounts go with its namespace: none is left on the host.
- * `pid` gives it a PID namespace too; `killChild` is the signal unshare sends it when unshare
- * goes (SIGKILL unless the command cleans up after itself on another).
+ * `killChild` is the signal unshare sends it when unshare goes (SIGKILL unless the command
+ * cleans up after itself on another).
  */
 export function privateMountsArgv(
   command: readonly string[],
-  o: { pid?: boolean; killChild?: string } = {},
+  o: { killChild?: string } = {},
 ): string[] {
   return [
     '--pdeathsig',
@@ -16,7 +16,6 @@ export function privateMountsArgv(
     '--',
     'unshare',
     '--mount',
-    ...(o.pid ? ['--pid'] : []),
     '--fork',
     '--propagation',
     'private',

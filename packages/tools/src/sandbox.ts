@@ -44,6 +44,28 @@ export interface SandboxSpec {
   signal?: AbortSignal;
 }
 
+/**
+ * PID 1 of the step's PID namespace: it mounts the namespace's /proc (a proc shows the PID
+ * namespace of whoever mounts it), then becomes the step's command in the chroot. No process of
+ * the namespace ever has a root or cwd outside the step's root, so /proc/N/root and /proc/N/cwd
+ * lead nowhere else. Its parent, the setup shell, stays outside the namespace to undo what it
+ * set up once the step is over.
+ */
+const PID1 = String.raw`
+set -eu
+mount -t proc proc "$SB_PROC"
+# The kernel's settings are the host's: a step reads them, never changes them.
+for p in sys sysrq-trigger; do
+  [ -e "$SB_PROC/$p" ] || continue
+  mount --bind "$SB_PROC/$p" "$SB_PROC/$p"
+  mount -o remount,bind,ro "$SB_PROC/$p"
+done
+IFS='
+'
+set -f
+exec chroot "$SB_MERGED" /usr/bin/env -i $SB_ENV "$@"
+`;
+
 const SCRIPT = String.raw`
 set -eu
 M=$SB_MERGED
@@ -61,13 +83,8 @@ fi
 for d in proc sys dev run; do
   [ -d "$M/$d" ] || mkdir -p "$(safe "$M/$d")"
 done
-mount -t proc proc "$(safe "$M/proc")"
-# The kernel's settings are the host's: a step reads them, never changes them.
-for p in sys sysrq-trigger; do
-  [ -e "$M/proc/$p" ] || continue
-  mount --bind "$M/proc/$p" "$M/proc/$p"
-  mount -o remount,bind,ro "$M/proc/$p"
-done
+SB_PROC=$(safe "$M/proc")
+export SB_PROC
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$(safe "$M/sys")"
 # A /dev of the step's own, as a container has: what a step (or a maintainer script) removes or
 # adds there never reaches the host's /dev, and no disk of the host is in it.
@@ -160,7 +177,7 @@ old_ifs=$IFS
 IFS='
 '
 set -f
-chroot "$M" /usr/bin/env -i $SB_ENV "$@"
+setpriv --pdeathsig KILL -- unshare --pid --fork --kill-child -- /bin/sh -c "$PID1" strata-step "$@"
 rc=$?
 set +f
 IFS=$old_ifs
@@ -251,6 +268,7 @@ function checkValue(what: string, v: string): string {
 export async function runInSandbox(spec: SandboxSpec): Promise<number> {
   const env: Record<string, string> = {
     PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+    PID1,
     SB_MERGED: spec.merged,
     SB_OVERLAY: overlayMountData({
       lower: spec.lower,
@@ -292,7 +310,7 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
   // A SIGKILLed strata (a CI runner's kill -9) must not leave the step or its mounts running.
   const child = execa()(
     'setpriv',
-    privateMountsArgv(['/bin/sh', '-c', SCRIPT, 'strata-step', ...spec.command], { pid: true }),
+    privateMountsArgv(['/bin/sh', '-c', SCRIPT, 'strata-step', ...spec.command]),
     {
       env,
       extendEnv: false,
