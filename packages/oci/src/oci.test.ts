@@ -75,6 +75,36 @@ test('credentials are redacted from messages', () => {
   expect(new StrataError('UNAVAILABLE', 'https://u:p@h/x').message).not.toContain('p@');
 });
 
+test('credentials in a reference without a scheme are redacted, a tag with a digest is not', () => {
+  expect(redact('invalid image reference "alice:Pa55w0rdXYZ@127.0.0.1:5845/base:1": x')).toBe(
+    'invalid image reference "***:***@127.0.0.1:5845/base:1": x',
+  );
+  expect(redact('alice:p@ss:w0rd@reg.example/base')).toBe('***:***@reg.example/base');
+  expect(redact('FROM alice:Pa55w0rdXYZ@localhost:5000/x AS a')).toBe(
+    'FROM ***:***@localhost:5000/x AS a',
+  );
+  const digest = `sha256:${'a'.repeat(64)}`;
+  for (const ok of [
+    `reg.example:5000/ns/base:1@${digest}`,
+    `base:1@${digest}`,
+    `"base:1@sha256:abc" is invalid`,
+    'https://***:***@reg.example/x',
+  ]) {
+    expect(redact(ok)).toBe(ok);
+  }
+  const e = (() => {
+    try {
+      parseReference('alice:Pa55w0rdXYZ@127.0.0.1:5845/base:1');
+    } catch (x) {
+      return x as Error;
+    }
+    return undefined;
+  })();
+  expect(e?.message).toContain('***:***@127.0.0.1:5845/base:1');
+  expect(e?.message).not.toContain('Pa55w0rdXYZ');
+  expect(e?.message).toMatch(/credentials do not belong in a reference; use `strata login`$/);
+});
+
 test('errors carry codes', () => {
   const e = new UnsafeEntryError('../x', 'climbs out');
   expect(e.code).toBe('UNSAFE_ENTRY');
