@@ -474,6 +474,53 @@ test('fsck reports a missing blob', async () => {
   expect(r.problems.some((p) => p.includes('missing blob'))).toBe(true);
 });
 
+/** A one-layer image (layer `text`) whose config lists `diffIds`; tagged `tag`. */
+async function imageWithDiffIds(tag: string, text: string, diffIds: Digest[]) {
+  const layer = await store.putBytes(Buffer.from(text));
+  const config = await store.putJson(
+    { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } },
+    MediaTypes.imageConfig,
+  );
+  const m = await store.putJson(
+    {
+      schemaVersion: 2,
+      mediaType: MediaTypes.imageManifest,
+      config,
+      layers: [{ mediaType: MediaTypes.layerTar, digest: layer.digest, size: layer.size }],
+    },
+    MediaTypes.imageManifest,
+  );
+  await store.tag(tag, m);
+  return { m, layer };
+}
+
+test('fsck reports diff_ids of the wrong count, and one that differs from the recorded diffID', async () => {
+  const other = `sha256:${'e'.repeat(64)}` as Digest;
+  await imageWithDiffIds('two:1', 'two diff ids', [other, other]);
+  const { layer } = await imageWithDiffIds('lies:1', 'lying diff id', [other]);
+  // An earlier unpack hashed the layer's tar: its diffID is the blob's own digest (a plain tar).
+  await store.recordDiffId(layer.digest, layer.digest);
+  const { problems } = await store.fsck();
+  expect(problems).toEqual([
+    expect.stringMatching(/^two:1: image sha256:[a-f0-9]{64}: 1 layers but 2 diff_ids$/),
+    expect.stringContaining(`lies:1: image sha256:`),
+  ]);
+  expect(problems[1]).toContain(`layer 0 (${layer.digest}) unpacks to ${layer.digest}`);
+});
+
+test('load refuses an image whose config lists another number of diff_ids than it has layers', async () => {
+  const other = `sha256:${'e'.repeat(64)}` as Digest;
+  const { m } = await imageWithDiffIds('two:1', 'two diff ids', [other, other]);
+  const file = path.join(dir, 'two.tmpl.img');
+  await saveArchive(store, 'two:1', file);
+  const target = await Store.open(path.join(dir, 'target'));
+  const e = await loadArchive(target, file).catch((x: unknown) => x);
+  expect((e as Error).message).toBe(
+    `invalid image ${m.digest}: its manifest has 1 layers but its config 2 diff_ids`,
+  );
+  expect(await target.list()).toEqual([]);
+});
+
 test('normalises tags', () => {
   expect(normalizeTag('acme/base')).toBe('acme/base:latest');
   expect(normalizeTag('acme/base:1.0')).toBe('acme/base:1.0');
