@@ -4,6 +4,7 @@ import {
   allSchemas,
   chainId,
   parseDigest,
+  parseJson,
   parseReference,
   redact,
   sha256,
@@ -103,6 +104,23 @@ test('credentials in a reference without a scheme are redacted, a tag with a dig
   expect(e?.message).toContain('***:***@127.0.0.1:5845/base:1');
   expect(e?.message).not.toContain('Pa55w0rdXYZ');
   expect(e?.message).toMatch(/credentials do not belong in a reference; use `strata login`$/);
+});
+
+test('a JSON syntax error gives the position, never the text around it', () => {
+  const msg = (text: string): string => {
+    try {
+      parseJson(text, 'index.json');
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return '';
+  };
+  expect(msg('root:*:20299:0:99999:7:::')).toBe('invalid index.json: not valid JSON');
+  expect(msg('{"secret":1')).toBe('invalid index.json: not valid JSON at position 11');
+  expect(msg('{"secret":')).toBe(
+    'invalid index.json: not valid JSON: it ends early, at position 10',
+  );
+  expect(msg('{"secret":}')).not.toContain('secret');
 });
 
 test('errors carry codes', () => {

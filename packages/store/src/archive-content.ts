@@ -136,6 +136,17 @@ async function layoutFiles(file: string): Promise<LayoutFiles> {
       what: `layout ${file}`,
       size: async (name) => {
         try {
+          // A layout holds its own files: a link in it could point anywhere (/etc/shadow), and
+          // what it names would be read as the layout's, and quoted in its errors.
+          let at = file;
+          for (const part of name.split('/')) {
+            at = path.join(at, part);
+            if ((await fsp.lstat(at)).isSymbolicLink()) {
+              throw new CorruptError(
+                `layout ${file}: ${path.relative(file, at)} is a symbolic link; a layout being loaded may hold none`,
+              );
+            }
+          }
           const st = await fsp.stat(path.join(file, name));
           return st.isFile() ? st.size : undefined;
         } catch (e) {

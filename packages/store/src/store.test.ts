@@ -521,6 +521,55 @@ test('load refuses an image whose config lists another number of diff_ids than i
   expect(await target.list()).toEqual([]);
 });
 
+test('load refuses a layout with a symbolic link in it, and quotes nothing it points to', async () => {
+  const m = await imageFor(store, 'linked layout');
+  await store.tag('linked:1', m);
+  const file = path.join(dir, 'linked.tmpl.img');
+  await saveArchive(store, 'linked:1', file);
+  const secret = path.join(dir, 'secret');
+  await fsp.writeFile(secret, 'root:*:20299:0:99999:7:::\n');
+  const target = await Store.open(path.join(dir, 'target'));
+  const manifest = await store.readManifest(m);
+  for (const name of [
+    'index.json',
+    'oci-layout',
+    `blobs/sha256/${manifest.layers[0]!.digest.slice(7)}`,
+  ]) {
+    const layout = path.join(dir, `layout-${name.replace(/\//g, '_')}`);
+    await fsp.mkdir(layout);
+    await promisify(execFile)('tar', ['-xf', file, '-C', layout]);
+    await fsp.rm(path.join(layout, name));
+    await fsp.symlink(secret, path.join(layout, name));
+    const e = await loadArchive(target, layout).catch((x: unknown) => x);
+    expect((e as Error).message).toBe(
+      `layout ${layout}: ${name} is a symbolic link; a layout being loaded may hold none`,
+    );
+  }
+  // A folder of the layout that is a link is refused too.
+  const layout = path.join(dir, 'layout-blobs');
+  await fsp.mkdir(layout);
+  await promisify(execFile)('tar', ['-xf', file, '-C', layout]);
+  await fsp.rename(path.join(layout, 'blobs'), path.join(dir, 'blobs-elsewhere'));
+  await fsp.symlink(path.join(dir, 'blobs-elsewhere'), path.join(layout, 'blobs'));
+  await expect(loadArchive(target, layout)).rejects.toThrow(/: blobs is a symbolic link/);
+  expect(await target.list()).toEqual([]);
+});
+
+test("a layout's index.json that is not JSON is said to be so, without quoting it", async () => {
+  const m = await imageFor(store, 'not json');
+  await store.tag('nj:1', m);
+  const file = path.join(dir, 'nj.tmpl.img');
+  await saveArchive(store, 'nj:1', file);
+  const layout = path.join(dir, 'layout-nj');
+  await fsp.mkdir(layout);
+  await promisify(execFile)('tar', ['-xf', file, '-C', layout]);
+  await fsp.writeFile(path.join(layout, 'index.json'), 'root:*:20299:0:99999:7:::\n');
+  const target = await Store.open(path.join(dir, 'target'));
+  await expect(loadArchive(target, layout)).rejects.toThrow(
+    new RegExp(`^invalid ${layout}: index.json: not valid JSON$`),
+  );
+});
+
 test('normalises tags', () => {
   expect(normalizeTag('acme/base')).toBe('acme/base:latest');
   expect(normalizeTag('acme/base:1.0')).toBe('acme/base:1.0');
