@@ -570,6 +570,37 @@ test("a layout's index.json that is not JSON is said to be so, without quoting i
   );
 });
 
+test('load says why it does not tag an image with an invalid name the archive carries', async () => {
+  const m = await imageFor(store, 'named oddly');
+  await store.tag('odd:1', m);
+  const file = path.join(dir, 'odd.tmpl.img');
+  await saveArchive(store, 'odd:1', file);
+  const target = await Store.open(path.join(dir, 'target'));
+  for (const [name, why] of [
+    ['UPPER:1', 'repository must be lowercase path components of [a-z0-9._-]'],
+    ['../../evil:1', 'repository must be lowercase path components of [a-z0-9._-]'],
+  ] as const) {
+    const layout = path.join(dir, `layout-${name.replace(/[/.:]/g, '_')}`);
+    await fsp.mkdir(layout);
+    await promisify(execFile)('tar', ['-xf', file, '-C', layout]);
+    const indexFile = path.join(layout, 'index.json');
+    const index = JSON.parse(await fsp.readFile(indexFile, 'utf8')) as {
+      manifests: { annotations: Record<string, string> }[];
+    };
+    index.manifests[0]!.annotations['org.opencontainers.image.ref.name'] = name;
+    await fsp.writeFile(indexFile, JSON.stringify(index));
+    const loaded = await loadArchive(target, layout);
+    expect(loaded).toEqual([
+      {
+        ref: undefined,
+        descriptor: expect.objectContaining({ digest: m.digest }),
+        warning: `not tagging ${m.digest} with the name the archive gives it, ${JSON.stringify(name)}: ${why}`,
+      },
+    ]);
+  }
+  expect(await target.list()).toEqual([]);
+});
+
 test('normalises tags', () => {
   expect(normalizeTag('acme/base')).toBe('acme/base:latest');
   expect(normalizeTag('acme/base:1.0')).toBe('acme/base:1.0');
