@@ -174,7 +174,7 @@ export async function loadArchive(
         await pipeline(input, createWriteStream(spooled, { flags: 'wx' }));
         file = spooled;
       }
-      const archive = await openArchive(file);
+      const archive = await openArchive(file, spooled === undefined ? file : 'stdin');
       // Attached artifacts come with their subjects' copies, not as images of their own.
       const manifests = archive.index.manifests.filter((d) => !isReferrerRecord(d));
       if (tag !== undefined && manifests.length !== 1) {

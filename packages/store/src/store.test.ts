@@ -601,6 +601,28 @@ test('load says why it does not tag an image with an invalid name the archive ca
   expect(await target.list()).toEqual([]);
 });
 
+test('load of a truncated archive says so, naming stdin when it came from there', async () => {
+  const m = await imageFor(store, 'cut short');
+  await store.tag('cut:1', m);
+  const file = path.join(dir, 'cut.tmpl.img');
+  await saveArchive(store, 'cut:1', file);
+  const truncated = path.join(dir, 'truncated.tmpl.img');
+  await fsp.writeFile(truncated, (await fsp.readFile(file)).subarray(0, 1536));
+  const target = await Store.open(path.join(dir, 'target'));
+  const why = 'is truncated: it ends before the end of its tar, so the archive is incomplete';
+  await expect(loadArchive(target, truncated)).rejects.toThrow(`${truncated} ${why}`);
+  await expect(loadArchive(target, Readable.from([await fsp.readFile(truncated)]))).rejects.toThrow(
+    new RegExp(`^stdin ${why}$`),
+  );
+  const text = path.join(dir, 'text.tmpl.img');
+  await fsp.writeFile(text, 'not a tar at all\n');
+  await expect(loadArchive(target, Readable.from([await fsp.readFile(text)]))).rejects.toThrow(
+    /^stdin is not an OCI archive or image layout: it is not a tar$/,
+  );
+  expect(await fsp.readdir(path.join(target.root, '.strata', 'ingest'))).toEqual([]);
+  expect(await target.list()).toEqual([]);
+});
+
 test('normalises tags', () => {
   expect(normalizeTag('acme/base')).toBe('acme/base:latest');
   expect(normalizeTag('acme/base:1.0')).toBe('acme/base:1.0');
