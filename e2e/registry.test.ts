@@ -648,13 +648,13 @@ d('registry with token auth', () => {
     expect(pulled.digest).toBe(pushed.digest);
   });
 
-  it('takes credentials from a docker-credential helper', async () => {
+  it('takes credentials from a docker-credential helper, and login names the helper it saved them with', async () => {
     const bin = path.join(work, 'bin');
     fs.mkdirSync(bin, { recursive: true });
     const helper = path.join(bin, 'docker-credential-strata-test');
     fs.writeFileSync(
       helper,
-      '#!/bin/sh\nread server\n[ "$1" = get ] || exit 1\nprintf \'{"ServerURL":"%s","Username":"bob","Secret":"s3cret"}\' "$server"\n',
+      '#!/bin/sh\n[ "$1" = store ] && { cat > "$0.stored"; exit 0; }\nread server\n[ "$1" = get ] || exit 1\nprintf \'{"ServerURL":"%s","Username":"bob","Secret":"s3cret"}\' "$server"\n',
       { mode: 0o755 },
     );
     const dockerDir = path.join(work, 'helper-docker');
@@ -668,5 +668,18 @@ d('registry with token auth', () => {
       env: { ...env, DOCKER_CONFIG: dockerDir, PATH: `${bin}:${process.env.PATH}` },
     });
     expect(r.stdout).toMatch(/pulled/);
+    const login = await strataOk(['login', reg.host, '-u', 'bob', '--password-stdin'], {
+      env: { ...env, DOCKER_CONFIG: dockerDir, PATH: `${bin}:${process.env.PATH}` },
+      input: 's3cret',
+    });
+    const config = path.join(dockerDir, 'config.json');
+    expect(login.stdout).toBe(
+      `logged in to ${reg.host} (credentials saved by docker-credential-strata-test, which ${config} names)\n`,
+    );
+    expect(JSON.parse(fs.readFileSync(`${helper}.stored`, 'utf8'))).toMatchObject({
+      Username: 'bob',
+      Secret: 's3cret',
+    });
+    expect(fs.readFileSync(config, 'utf8')).not.toContain('s3cret');
   });
 });

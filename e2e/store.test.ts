@@ -270,6 +270,30 @@ describe('rm and gc', () => {
     expect(again.stderr).not.toContain('moved');
   });
 
+  it('load warns on stderr of a name the archive carries that is not a valid tag, and loads the image untagged', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'odd');
+    const archive = path.join(tmpDir(), 'odd.tmpl.img');
+    await strataOk(['save', 'odd', '-o', archive], { store });
+    const layout = tmpDir();
+    await runOk('tar', ['-xf', archive, '-C', layout]);
+    const indexFile = path.join(layout, 'index.json');
+    const index = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as {
+      manifests: { digest: string; annotations: Record<string, string> }[];
+    };
+    const digest = index.manifests[0]!.digest;
+    index.manifests[0]!.annotations['org.opencontainers.image.ref.name'] = '../../evil:1';
+    fs.writeFileSync(indexFile, JSON.stringify(index));
+    const other = tmpDir();
+    const warning = `strata: warning: not tagging ${digest} with the name the archive gives it, "../../evil:1": repository must be lowercase path components of [a-z0-9._-]\n`;
+    const r = await strataOk(['load', layout], { store: other });
+    expect(r.stdout).toBe(`loaded (untagged) ${digest}\n`);
+    expect(r.stderr).toBe(warning);
+    const j = await strataOk(['load', layout, '--json'], { store: other });
+    expect(JSON.parse(j.stdout)).toEqual([{ digest }]);
+    expect(j.stderr).toBe(warning);
+  });
+
   it('gc -q prints only its final line, dry run or not', async () => {
     const store = tmpDir();
     await createTiny(store, 'gone');

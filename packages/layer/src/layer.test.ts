@@ -501,6 +501,28 @@ describe('createLayer + unpackLayer', () => {
     ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH', message: expect.stringMatching(/blob/) });
   });
 
+  test('unpackLayers records what a verified blob unpacks to when its config lists another diffID', async () => {
+    const { blob, diffId } = await layerOf(src, 'zstd');
+    const file = path.join(tmp, 'lying.tar.zst');
+    fs.writeFileSync(file, blob);
+    const d = descriptorOf(blob, 'zstd');
+    const records = new Map<Digest, Digest>();
+    const content = memoryContent(new Map([[d.digest, blob]]), {
+      files: new Map([[d.digest, file]]),
+      records,
+    });
+    const wrong = `sha256:${'0'.repeat(64)}` as Digest;
+    await expect(
+      unpackLayers([coreLayer(content, d, wrong)], mkdir('lying-1')),
+    ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH', expected: wrong, actual: diffId });
+    // fsck compares this record with the config's diff_ids.
+    expect(records.get(d.digest)).toBe(diffId);
+    // The record is no pass for the lie: the next unpack checks again.
+    await expect(
+      unpackLayers([coreLayer(content, d, wrong)], mkdir('lying-2')),
+    ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+  });
+
   test.each(['zstd', 'gzip'] as const)(
     'a damaged blob file is a digest mismatch naming the blob, not the decompressor or tar failure it causes (%s)',
     async (c) => {

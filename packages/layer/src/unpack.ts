@@ -11,6 +11,7 @@ import {
   Layer,
   StrataError,
   compressionOf,
+  isDigest,
   noSpaceAt,
 } from '@strata/oci';
 import { LayerApplier } from './applier';
@@ -217,6 +218,17 @@ async function applyLayers(
       ...(known ? {} : { expectedDiffId }),
       hashDiffId: !known,
       signal,
+    }).catch(async (e: unknown) => {
+      // The blob verified (its digest is checked first) but its tar is not the one the config
+      // lists: what it does unpack to is recorded, so that fsck can name the image that lies.
+      if (
+        file &&
+        e instanceof DigestMismatchError &&
+        e.expected === expectedDiffId &&
+        isDigest(e.actual)
+      )
+        await file.recordDiffId(e.actual).catch(() => undefined);
+      throw e;
     });
     if (file && stats.diffId !== undefined) await file.recordDiffId(stats.diffId);
     out.push(stats);

@@ -317,6 +317,51 @@ describe('walkGraph', () => {
     );
   });
 
+  test('a malformed descriptor is named by its JSON path, with what is wrong with it', async () => {
+    const src = new MemorySource();
+    const layer = src.put(MediaTypes.layerGzip, Buffer.from('l'));
+    const config = src.putJson(MediaTypes.imageConfig, {});
+    const m = src.putJson(MediaTypes.imageManifest, {
+      schemaVersion: 2,
+      config,
+      layers: [layer, layer, { ...layer, size: 2 ** 62 }],
+    });
+    await expect(walkGraph(m, (d) => src.readBlob(d))).rejects.toThrow(
+      `invalid manifest ${m.digest}: layers[2].size: larger than Number.MAX_SAFE_INTEGER (9007199254740991)`,
+    );
+    for (const [doc, why] of [
+      [{ schemaVersion: 2, config: 'x', layers: [] }, 'config: not an object'],
+      [
+        { schemaVersion: 2, config, layers: [{ ...layer, size: -1 }] },
+        'layers[0].size: -1 is negative',
+      ],
+      [
+        { schemaVersion: 2, config, layers: [{ ...layer, size: 1.5 }] },
+        'layers[0].size: 1.5 is not a whole number',
+      ],
+      [
+        { schemaVersion: 2, config, layers: [{ ...layer, size: '1' }] },
+        'layers[0].size: not a number',
+      ],
+      [
+        { schemaVersion: 2, config: { ...config, mediaType: 1 }, layers: [] },
+        'config.mediaType: not a string',
+      ],
+    ] as const) {
+      const bad = src.putJson(MediaTypes.imageManifest, doc);
+      await expect(walkGraph(bad, (d) => src.readBlob(d))).rejects.toThrow(
+        `invalid manifest ${bad.digest}: ${why}`,
+      );
+    }
+    const index = src.putJson(MediaTypes.imageIndex, {
+      schemaVersion: 2,
+      manifests: [m, { ...m, digest: 'sha256:abc' }],
+    });
+    await expect(walkGraph(index, (d) => src.readBlob(d))).rejects.toThrow(
+      `invalid manifest ${index.digest}: manifests[1].digest: not a digest (sha256:<64 hex>)`,
+    );
+  });
+
   test('a malformed manifest is an InvalidDocumentError', async () => {
     const src = new MemorySource();
     const m = src.putJson(MediaTypes.imageManifest, { schemaVersion: 2, layers: [] });

@@ -171,10 +171,18 @@ export function isStrataError(e: unknown): e is StrataError {
   return e instanceof StrataError;
 }
 
-/** Remove credentials that may appear in URLs or auth headers. */
+/**
+ * `user:password@` without a scheme (a registry reference typed with credentials), but not a
+ * `name:tag@algorithm:digest`: what follows its `@` is a host, not a slash-free `algo:hex` word.
+ */
+const BARE_USERINFO =
+  /(^|[^A-Za-z0-9+.\-/:@*])[^\s/:@"'`]+:[^\s/"'`]+@(?![a-z0-9]+(?:[+._-][a-z0-9]+)*:[^\s/:@"'`]*(?:[\s"'`]|$))/gi;
+
+/** Remove credentials that may appear in URLs, references or auth headers. */
 export function redact(text: string): string {
   return text
     .replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/\s:@]+:[^/\s@]+@/gi, '$1***:***@')
+    .replace(BARE_USERINFO, '$1***:***@')
     .replace(/(authorization:\s*(?:basic|bearer)\s+)\S+/gi, '$1***')
     .replace(/("(?:auth|password|identitytoken|registrytoken)"\s*:\s*")[^"]*"/gi, '$1***"');
 }

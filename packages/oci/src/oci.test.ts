@@ -4,6 +4,7 @@ import {
   allSchemas,
   chainId,
   parseDigest,
+  parseJson,
   parseReference,
   redact,
   sha256,
@@ -73,6 +74,53 @@ test('credentials are redacted from messages', () => {
   );
   expect(redact('Authorization: Bearer abc.def')).toBe('Authorization: Bearer ***');
   expect(new StrataError('UNAVAILABLE', 'https://u:p@h/x').message).not.toContain('p@');
+});
+
+test('credentials in a reference without a scheme are redacted, a tag with a digest is not', () => {
+  expect(redact('invalid image reference "alice:Pa55w0rdXYZ@127.0.0.1:5845/base:1": x')).toBe(
+    'invalid image reference "***:***@127.0.0.1:5845/base:1": x',
+  );
+  expect(redact('alice:p@ss:w0rd@reg.example/base')).toBe('***:***@reg.example/base');
+  expect(redact('FROM alice:Pa55w0rdXYZ@localhost:5000/x AS a')).toBe(
+    'FROM ***:***@localhost:5000/x AS a',
+  );
+  const digest = `sha256:${'a'.repeat(64)}`;
+  for (const ok of [
+    `reg.example:5000/ns/base:1@${digest}`,
+    `base:1@${digest}`,
+    `"base:1@sha256:abc" is invalid`,
+    'https://***:***@reg.example/x',
+  ]) {
+    expect(redact(ok)).toBe(ok);
+  }
+  const e = (() => {
+    try {
+      parseReference('alice:Pa55w0rdXYZ@127.0.0.1:5845/base:1');
+    } catch (x) {
+      return x as Error;
+    }
+    return undefined;
+  })();
+  expect(e?.message).toContain('***:***@127.0.0.1:5845/base:1');
+  expect(e?.message).not.toContain('Pa55w0rdXYZ');
+  expect(e?.message).toMatch(/credentials do not belong in a reference; use `strata login`$/);
+});
+
+test('a JSON syntax error gives the position, never the text around it', () => {
+  const msg = (text: string): string => {
+    try {
+      parseJson(text, 'index.json');
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return '';
+  };
+  expect(msg('root:*:20299:0:99999:7:::')).toBe('invalid index.json: not valid JSON');
+  expect(msg('{"secret":1')).toBe('invalid index.json: not valid JSON at position 11');
+  expect(msg('{"secret":')).toBe(
+    'invalid index.json: not valid JSON: it ends early, at position 10',
+  );
+  expect(msg('{"secret":}')).not.toContain('secret');
 });
 
 test('errors carry codes', () => {

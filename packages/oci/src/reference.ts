@@ -44,7 +44,12 @@ export function parseReference(input: string): Reference {
   const at = rest.indexOf('@');
   if (at >= 0) {
     const d = rest.slice(at + 1);
-    if (!isDigest(d)) bad('digest must be sha256:<64 hex>');
+    if (!isDigest(d)) {
+      // `user:password@host/repo`: say where credentials go rather than that a digest is bad.
+      if (!rest.slice(0, at).includes('/') && d.includes('/'))
+        bad('credentials do not belong in a reference; use `strata login`');
+      bad('digest must be sha256:<64 hex>');
+    }
     digest = d as Digest;
     rest = rest.slice(0, at);
   }

@@ -58,11 +58,23 @@ export function assertValid<T>(
   return r.value;
 }
 
-/** Parse JSON from a buffer, throwing InvalidDocumentError on syntax errors. */
+/**
+ * Parse JSON from a buffer, throwing InvalidDocumentError on syntax errors. The error gives the
+ * position only: JSON.parse quotes the text around it, which may be anything (a file a link
+ * pointed to).
+ */
 export function parseJson(data: Buffer | string, what: string): unknown {
+  const text = data.toString();
   try {
-    return JSON.parse(data.toString());
+    return JSON.parse(text);
   } catch (e) {
-    throw new InvalidDocumentError(what, [(e as Error).message]);
+    const msg = (e as Error).message;
+    const at = /at position (\d+)/.exec(msg)?.[1];
+    const why = /Unexpected end of JSON input/.test(msg)
+      ? `not valid JSON: it ends early, at position ${text.length}`
+      : at !== undefined
+        ? `not valid JSON at position ${at}`
+        : 'not valid JSON';
+    throw new InvalidDocumentError(what, [why]);
   }
 }

@@ -42,21 +42,28 @@ function isManifestLike(mediaType: string): boolean {
   return isIndexMediaType(mediaType) || isImageMediaType(mediaType);
 }
 
-function checkDescriptor(d: unknown, where: string): Descriptor {
-  const x = d as Partial<Descriptor> | null;
-  if (
-    !x ||
-    typeof x !== 'object' ||
-    typeof x.mediaType !== 'string' ||
-    typeof x.digest !== 'string' ||
-    !isDigest(x.digest) ||
-    typeof x.size !== 'number' ||
-    !Number.isSafeInteger(x.size) ||
-    x.size < 0
-  ) {
-    throw new InvalidDocumentError(where, ['a descriptor is malformed']);
-  }
-  return x as Descriptor;
+/** What is wrong with descriptor `d`, found at JSON path `at`; undefined when nothing is. */
+function descriptorProblem(d: unknown, at: string): string | undefined {
+  if (!d || typeof d !== 'object' || Array.isArray(d)) return `${at}: not an object`;
+  const x = d as Partial<Record<keyof Descriptor, unknown>>;
+  if (typeof x.mediaType !== 'string') return `${at}.mediaType: not a string`;
+  if (typeof x.digest !== 'string' || !isDigest(x.digest))
+    return `${at}.digest: not a digest (sha256:<64 hex>)`;
+  const size = x.size;
+  if (typeof size !== 'number') return `${at}.size: not a number`;
+  if (!Number.isInteger(size)) return `${at}.size: ${size} is not a whole number`;
+  if (size < 0) return `${at}.size: ${size} is negative`;
+  // Beyond it a JSON number no longer holds every integer (so its value is not quoted either: it
+  // would print rounded), and a size could not be checked.
+  if (!Number.isSafeInteger(size))
+    return `${at}.size: larger than Number.MAX_SAFE_INTEGER (${Number.MAX_SAFE_INTEGER})`;
+  return undefined;
+}
+
+function checkDescriptor(d: unknown, where: string, at: string): Descriptor {
+  const problem = descriptorProblem(d, at);
+  if (problem !== undefined) throw new InvalidDocumentError(where, [problem]);
+  return d as Descriptor;
 }
 
 function isForeign(d: Descriptor): boolean {
@@ -78,12 +85,15 @@ export function childrenOf(node: GraphNode): Descriptor[] {
     if (!Array.isArray(doc.manifests)) {
       throw new InvalidDocumentError(where, ['an index without manifests']);
     }
-    return doc.manifests.map((d) => checkDescriptor(d, where));
+    return doc.manifests.map((d, i) => checkDescriptor(d, where, `manifests[${i}]`));
   }
   if (!Array.isArray(doc.layers) || doc.config === undefined) {
     throw new InvalidDocumentError(where, ['a manifest without config or layers']);
   }
-  return [checkDescriptor(doc.config, where), ...doc.layers.map((d) => checkDescriptor(d, where))];
+  return [
+    checkDescriptor(doc.config, where, 'config'),
+    ...doc.layers.map((d, i) => checkDescriptor(d, where, `layers[${i}]`)),
+  ];
 }
 
 /**

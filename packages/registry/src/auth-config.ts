@@ -196,17 +196,24 @@ async function writeConfig(file: string, cfg: DockerConfig): Promise<void> {
   await writeFileAtomic(file, `${JSON.stringify(cfg, null, '\t')}\n`, 0o600);
 }
 
+/** Where login put the credentials: the file it wrote, and the helper that holds them, if any. */
+export interface SavedCredentials {
+  file: string;
+  /** The credential helper's name (`docker-credential-<helper>`); the file then holds none. */
+  helper?: string;
+}
+
 /**
  * Save credentials the way `docker login` does: through the configured helper when there is one
  * (leaving an empty `auths` entry), else as a base64 `auth` entry. The file is written
- * atomically with mode 0600. Returns the file written.
+ * atomically with mode 0600.
  */
 export async function saveCredentials(
   registry: string,
   username: string,
   password: string,
   opts: AuthConfigOptions = {},
-): Promise<string> {
+): Promise<SavedCredentials> {
   const { file, cfg: found, helpers } = await configForWrite(opts);
   const cfg: DockerConfig = found ?? {};
   const host = normalizeServer(registry);
@@ -224,7 +231,7 @@ export async function saveCredentials(
   }
   cfg.auths = auths;
   await writeConfig(file, cfg);
-  return file;
+  return helper ? { file, helper } : { file };
 }
 
 /** Forget a registry's credentials (helper and `auths`). Resolves to whether anything was removed. */

@@ -104,7 +104,9 @@ describe('auth files', () => {
   it('saves like docker login: 0600, other keys kept, helper when configured', async () => {
     const file = path.join(dir, 'docker', 'config.json');
     await write(file, { auths: {}, psFormat: 'table' });
-    expect(await saveCredentials('reg.example', 'alice', 's3cret', { env, helpers })).toBe(file);
+    expect(await saveCredentials('reg.example', 'alice', 's3cret', { env, helpers })).toEqual({
+      file,
+    });
     const doc = JSON.parse(await fsp.readFile(file, 'utf8'));
     expect(doc.psFormat).toBe('table');
     expect(Buffer.from(doc.auths['reg.example'].auth, 'base64').toString()).toBe('alice:s3cret');
@@ -113,7 +115,11 @@ describe('auth files', () => {
     expect(JSON.parse(await fsp.readFile(file, 'utf8')).auths).toEqual({});
 
     await write(file, { credsStore: 'good' });
-    await saveCredentials('reg.example', 'alice', 's3cret', { env, helpers });
+    // Said to be the helper's, not the file's, which holds no secret.
+    expect(await saveCredentials('reg.example', 'alice', 's3cret', { env, helpers })).toEqual({
+      file,
+      helper: 'good',
+    });
     expect(calls).toEqual(['store good reg.example alice']);
     expect(JSON.parse(await fsp.readFile(file, 'utf8')).auths).toEqual({ 'reg.example': {} });
   });

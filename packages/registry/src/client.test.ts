@@ -1,5 +1,7 @@
 import { promises as fsp } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -833,6 +835,198 @@ describe('RegistryClient against a scripted server', () => {
     } finally {
       c.close();
       await srv.close();
+    }
+  });
+});
+
+describe('credentials and upload Locations on another origin', () => {
+  const creds = { username: 'alice', password: 'Pa55w0rdXYZ' };
+  const basic = `Basic ${Buffer.from('alice:Pa55w0rdXYZ').toString('base64')}`;
+
+  /** A server that logs each request's method and Authorization header. */
+  async function logging(
+    handler: (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => void,
+  ): Promise<{ host: string; log: string[]; close: () => Promise<void> }> {
+    const log: string[] = [];
+    const server = http.createServer((req, res) => {
+      log.push(`${req.method} ${req.headers.authorization ?? '-'}`);
+      whenRead(req, (body) => handler(req, res, body));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    return {
+      host: `127.0.0.1:${port}`,
+      log,
+      close: () =>
+        new Promise((r) => {
+          server.closeAllConnections();
+          server.close(() => r());
+        }),
+    };
+  }
+
+  it.each([
+    ['one PUT', undefined],
+    ['PATCH chunks', 64 * 1024],
+  ])(
+    'sends Basic credentials to the registry only, not to the Location it names (%s)',
+    async (_how, chunkSize) => {
+      const storage = await logging((req, res) => {
+        if (req.method === 'PATCH') res.writeHead(202, { location: '/upload/abc' }).end();
+        else if (req.method === 'PUT') res.writeHead(201).end();
+        else res.writeHead(500).end();
+      });
+      const registry = await logging((req, res) => {
+        if (req.headers.authorization !== basic)
+          res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+        else if (req.method === 'HEAD') res.writeHead(404).end();
+        else if (req.method === 'POST')
+          res.writeHead(202, { location: `http://${storage.host}/upload/abc` }).end();
+        else res.writeHead(500).end();
+      });
+      const c = new RegistryClient({
+        registry: registry.host,
+        repository: 'x',
+        credentials: creds,
+        retries: 0,
+      });
+      try {
+        const open = (start = 0, end = blob.length - 1): Readable =>
+          Readable.from([blob.subarray(start, end + 1)]);
+        const pushed = await c.pushBlob(desc, open, {
+          ...(chunkSize ? { chunkSize } : {}),
+        });
+        expect(pushed).toBe('uploaded');
+        expect(registry.log).toContain(`POST ${basic}`);
+        expect(storage.log.length).toBeGreaterThan(0);
+        expect(storage.log.every((l) => l.endsWith(' -'))).toBe(true);
+      } finally {
+        c.close();
+        await registry.close();
+        await storage.close();
+      }
+    },
+  );
+
+  it('sends a registry token to the registry only', async () => {
+    const storage = await logging((req, res) => res.writeHead(201).end());
+    const registry = await logging((req, res) => {
+      if (req.url === '/v2/') res.writeHead(200).end('{}');
+      else if (req.method === 'HEAD') res.writeHead(404).end();
+      else if (req.method === 'POST')
+        res.writeHead(202, { location: `http://${storage.host}/upload/abc` }).end();
+      else res.writeHead(500).end();
+    });
+    const c = new RegistryClient({
+      registry: registry.host,
+      repository: 'x',
+      credentials: { registryToken: 'tok-secret' },
+      retries: 0,
+    });
+    try {
+      expect(await c.pushBlob(desc, () => Readable.from([blob]))).toBe('uploaded');
+      expect(registry.log).toContain('POST Bearer tok-secret');
+      expect(storage.log).toEqual(['PUT -']);
+    } finally {
+      c.close();
+      await registry.close();
+      await storage.close();
+    }
+  });
+
+  it('refuses a plain-http Location named by an https registry', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'strata-tls-'));
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+      ].concat([
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        path.join(dir, 'k'),
+        '-out',
+        path.join(dir, 'c'),
+      ]),
+      { stdio: 'ignore' },
+    );
+    const storage = await logging((_req, res) => res.writeHead(201).end());
+    const server = https.createServer(
+      {
+        key: await fsp.readFile(path.join(dir, 'k')),
+        cert: await fsp.readFile(path.join(dir, 'c')),
+      },
+      (req, res) => {
+        if (req.headers.authorization !== basic)
+          res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+        else if (req.method === 'HEAD') res.writeHead(404).end();
+        else if (req.method === 'POST')
+          res.writeHead(202, { location: `http://${storage.host}/upload/abc` }).end();
+        else res.writeHead(500).end();
+      },
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const c = new RegistryClient({
+      registry: `127.0.0.1:${port}`,
+      repository: 'x',
+      credentials: creds,
+      insecure: true,
+      retries: 0,
+    });
+    try {
+      const e = await c.pushBlob(desc, () => Readable.from([blob])).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(RegistryError);
+      expect((e as Error).message).toMatch(/refusing to follow the registry from https to http:/);
+      expect(storage.log).toEqual([]);
+    } finally {
+      c.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await storage.close();
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("does not learn a token realm from another origin's 401", async () => {
+    const realm = await logging((_req, res) => res.writeHead(200).end('{"token":"t"}'));
+    const storage = await logging((_req, res) =>
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${realm.host}/token"` }).end(),
+    );
+    const registry = await logging((req, res) => {
+      if (req.headers.authorization !== basic)
+        res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+      else if (req.method === 'HEAD') res.writeHead(404).end();
+      else if (req.method === 'POST')
+        res.writeHead(202, { location: `http://${storage.host}/upload/abc` }).end();
+      else res.writeHead(500).end();
+    });
+    const c = new RegistryClient({
+      registry: registry.host,
+      repository: 'x',
+      credentials: creds,
+      retries: 0,
+    });
+    try {
+      const e = await c.pushBlob(desc, () => Readable.from([blob])).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(RegistryAuthError);
+      expect(await c.hasBlob(desc.digest)).toBeUndefined();
+      expect(registry.log[registry.log.length - 1]).toBe(`HEAD ${basic}`);
+      expect(realm.log).toEqual([]);
+      expect(storage.log.every((l) => l.endsWith(' -'))).toBe(true);
+    } finally {
+      c.close();
+      await registry.close();
+      await storage.close();
+      await realm.close();
     }
   });
 });

@@ -1,5 +1,10 @@
 import { InvalidArgumentError } from '@strata/oci';
-import { AuthConfigOptions, removeCredentials, saveCredentials } from './auth-config';
+import {
+  AuthConfigOptions,
+  SavedCredentials,
+  removeCredentials,
+  saveCredentials,
+} from './auth-config';
 import { Transport, TransportOptions } from './transport';
 
 /**
@@ -11,7 +16,7 @@ export async function login(
   username: string,
   password: string,
   opts: Omit<TransportOptions, 'registry' | 'credentials'> & AuthConfigOptions = {},
-): Promise<{ file: string }> {
+): Promise<SavedCredentials> {
   if (username === '') throw new InvalidArgumentError('login needs a username');
   if (password === '') throw new InvalidArgumentError('login needs a password on stdin');
   const { env, helpers, ...transportOpts } = opts;
@@ -21,11 +26,10 @@ export async function login(
   } finally {
     t.close();
   }
-  const file = await saveCredentials(registry, username, password, {
+  return saveCredentials(registry, username, password, {
     ...(env ? { env } : {}),
     ...(helpers ? { helpers } : {}),
   });
-  return { file };
 }
 
 /** Forget a registry's saved credentials. Resolves to whether there were any. */

@@ -175,11 +175,20 @@ export class Transport {
   async request(spec: RequestSpec): Promise<Response> {
     const base = await this.ping();
     const url = new URL(spec.url, base);
+    // An upload Location may name another host (a storage backend): it gets the request, but
+    // not the credentials, which are the registry's own; as in docker's distribution client.
+    const ownOrigin = url.origin === base.origin;
+    if (!ownOrigin && base.protocol === 'https:' && url.protocol !== 'https:') {
+      throw new RegistryError(
+        'UNAVAILABLE',
+        `${this.registry}: ${spec.what}: refusing to follow the registry from https to ${url.protocol}//${url.host}`,
+      );
+    }
     let reauthed = false;
     for (let n = 0; ; n++) {
       let res: Response;
       try {
-        const authz = await this.auth.authorization(spec.scopes);
+        const authz = ownOrigin ? await this.auth.authorization(spec.scopes) : undefined;
         const headers: Record<string, string | number> = { ...(spec.headers ?? {}) };
         if (authz) headers.authorization = authz;
         const body =
@@ -198,7 +207,8 @@ export class Transport {
         const err = e instanceof RegistryError ? e : this.networkError(e, `${spec.what}`);
         throw spec.retry === false ? err : retriesSpent(err);
       }
-      if (res.status === 401 && !reauthed) {
+      // Only the registry itself teaches how to authorise with it.
+      if (res.status === 401 && !reauthed && ownOrigin) {
         res.stream?.destroy();
         reauthed = true;
         const prevKind = this.auth.kind;
@@ -278,7 +288,7 @@ export class Transport {
       res.stream?.destroy();
       const next = new URL(res.headers.location, res.url);
       const h = { ...headers };
-      if (next.host !== res.url.host) delete h.authorization;
+      if (next.origin !== res.url.origin) delete h.authorization;
       res = await this.http.send(next, spec.method, h, undefined, spec.stream, spec.maxBody);
     }
     if (REDIRECTS.includes(res.status) && res.headers.location && hops > MAX_REDIRECTS) {

@@ -48,9 +48,17 @@ function sizeOf(h: Buffer): number {
   return text === '' ? 0 : parseInt(text, 8);
 }
 
-/** The regular files of a tar, by name (`./` stripped), read from its headers alone. */
-async function indexTar(file: string): Promise<TarIndex> {
+/**
+ * The regular files of a tar, by name (`./` stripped), read from its headers alone; `complete`
+ * when the tar reaches its end-of-archive block. `label` names it in messages.
+ */
+async function indexTar(
+  file: string,
+  label: string,
+): Promise<{ files: TarIndex; complete: boolean; headers: number }> {
   const out: TarIndex = new Map();
+  let complete = false;
+  let headers = 0;
   const fh = await fsp.open(file, 'r');
   try {
     const total = (await fh.stat()).size;
@@ -59,10 +67,14 @@ async function indexTar(file: string): Promise<TarIndex> {
     const h = Buffer.alloc(BLOCK);
     while (off + BLOCK <= total) {
       const { bytesRead } = await fh.read(h, 0, BLOCK, off);
-      if (bytesRead < BLOCK) throw new CorruptError(`${file}: truncated tar header`);
-      if (h.every((b) => b === 0)) break;
+      if (bytesRead < BLOCK) throw new CorruptError(`${label}: truncated tar header`);
+      if (h.every((b) => b === 0)) {
+        complete = true;
+        break;
+      }
       const size = sizeOf(h);
-      if (!Number.isSafeInteger(size) || size < 0) throw new CorruptError(`${file}: bad tar size`);
+      if (!Number.isSafeInteger(size) || size < 0) throw new CorruptError(`${label}: bad tar size`);
+      headers++;
       const type = String.fromCharCode(h[156] as number);
       const data = off + BLOCK;
       if (type === 'x' || type === 'L') {
@@ -78,14 +90,16 @@ async function indexTar(file: string): Promise<TarIndex> {
         const short = field(h, 0, 100);
         const name = (longName ?? (prefix ? `${prefix}/${short}` : short)).replace(/^\.\//, '');
         longName = undefined;
-        if (type === '0' || type === '\0') out.set(name, { offset: data, size });
+        // A file cut short is no file of the archive (its bytes would not verify anyway).
+        if ((type === '0' || type === '\0') && data + size <= total)
+          out.set(name, { offset: data, size });
       }
       off = data + Math.ceil(size / BLOCK) * BLOCK;
     }
   } finally {
     await fh.close();
   }
-  return out;
+  return { files: out, complete, headers };
 }
 
 /**
@@ -115,27 +129,46 @@ export interface ArchiveLayout {
 interface LayoutFiles {
   /** What the layout is, for messages: `archive FILE` or `layout DIR`. */
   readonly what: string;
+  /**
+   * Whether an archive reaches tar's end-of-archive block: one with tar headers that does not
+   * was cut short. Always true of a directory.
+   */
+  readonly complete: boolean;
+  /** The tar headers an archive has (none: it is no tar). */
+  readonly headers?: number;
   /** The size of file `name`, undefined when the layout has no such file. */
   size(name: string): Promise<number | undefined>;
   /** The bytes of file `name`, whose size is `size`. */
   open(name: string, size: number): Readable;
 }
 
-async function layoutFiles(file: string): Promise<LayoutFiles> {
+async function layoutFiles(file: string, label: string): Promise<LayoutFiles> {
   let directory: boolean;
   try {
     directory = (await fsp.stat(file)).isDirectory();
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new NotFoundError(`archive ${file} does not exist`);
+      throw new NotFoundError(`archive ${label} does not exist`);
     }
     throw e;
   }
   if (directory) {
     return {
       what: `layout ${file}`,
+      complete: true,
       size: async (name) => {
         try {
+          // A layout holds its own files: a link in it could point anywhere (/etc/shadow), and
+          // what it names would be read as the layout's, and quoted in its errors.
+          let at = file;
+          for (const part of name.split('/')) {
+            at = path.join(at, part);
+            if ((await fsp.lstat(at)).isSymbolicLink()) {
+              throw new CorruptError(
+                `layout ${file}: ${path.relative(file, at)} is a symbolic link; a layout being loaded may hold none`,
+              );
+            }
+          }
           const st = await fsp.stat(path.join(file, name));
           return st.isFile() ? st.size : undefined;
         } catch (e) {
@@ -147,9 +180,11 @@ async function layoutFiles(file: string): Promise<LayoutFiles> {
       open: (name) => createReadStream(path.join(file, name)),
     };
   }
-  const files = await indexTar(file);
+  const { files, complete, headers } = await indexTar(file, label);
   return {
-    what: `archive ${file}`,
+    what: `archive ${label}`,
+    complete,
+    headers,
     size: async (name) => files.get(name)?.size,
     open: (name, size) => {
       const offset = (files.get(name) as { offset: number }).offset;
@@ -162,9 +197,10 @@ async function layoutFiles(file: string): Promise<LayoutFiles> {
 /**
  * Open an OCI archive without unpacking it, or an OCI image layout directory: an archive's tar
  * headers are read once, and every blob is then read in place, verified like the store's.
+ * `label` names it in messages (`stdin` for an archive spooled from there).
  */
-export async function openArchive(file: string): Promise<ArchiveLayout> {
-  const files = await layoutFiles(file);
+export async function openArchive(file: string, label = file): Promise<ArchiveLayout> {
+  const files = await layoutFiles(file, label);
   const sizeOf = async (name: string): Promise<number> => {
     const size = await files.size(name);
     if (size === undefined) throw new NotFoundError(`${files.what} has no ${name}`);
@@ -181,7 +217,7 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
   };
   const readWhole = async (name: string, max: number): Promise<Buffer> => {
     const size = await sizeOf(name);
-    if (size > max) throw new CorruptError(`${file}: ${name} is too large`);
+    if (size > max) throw new CorruptError(`${label}: ${name} is too large`);
     const chunks: Buffer[] = [];
     for await (const c of files.open(name, size)) chunks.push(c as Buffer);
     return Buffer.concat(chunks);
@@ -199,25 +235,33 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
     openDecompressed: async (d, c) => decompressBlob(await openBlob(d), c),
     referrers: async (d) => referrersIn(recorded, d.digest),
   };
+  if (!files.complete && files.headers === 0) {
+    throw new CorruptError(`${label} is not an OCI archive or image layout: it is not a tar`);
+  }
+  if (!files.complete) {
+    throw new CorruptError(
+      `${label} is truncated: it ends before the end of its tar, so the archive is incomplete`,
+    );
+  }
   if (
     (await files.size('oci-layout')) === undefined ||
     (await files.size('index.json')) === undefined
   ) {
     throw new CorruptError(
-      `${file} is not an OCI archive or image layout: oci-layout or index.json is missing`,
+      `${label} is not an OCI archive or image layout: oci-layout or index.json is missing`,
     );
   }
   const index: ImageIndex = assertValid(
     validateIndex,
-    parseJson(await readWhole('index.json', 4 << 20), `${file}: index.json`),
-    `${file}: index.json`,
+    parseJson(await readWhole('index.json', 4 << 20), `${label}: index.json`),
+    `${label}: index.json`,
   );
   const attached: ImageIndex | undefined =
     (await files.size(ARCHIVE_REFERRERS)) !== undefined
       ? assertValid(
           validateIndex,
-          parseJson(await readWhole(ARCHIVE_REFERRERS, 4 << 20), `${file}: ${ARCHIVE_REFERRERS}`),
-          `${file}: ${ARCHIVE_REFERRERS}`,
+          parseJson(await readWhole(ARCHIVE_REFERRERS, 4 << 20), `${label}: ${ARCHIVE_REFERRERS}`),
+          `${label}: ${ARCHIVE_REFERRERS}`,
         )
       : undefined;
   const recorded: ImageIndex = {
@@ -226,8 +270,8 @@ export async function openArchive(file: string): Promise<ArchiveLayout> {
   };
   assertValid(
     validateOciLayout,
-    parseJson(await readWhole('oci-layout', 4096), `${file}: oci-layout`),
-    `${file}: oci-layout`,
+    parseJson(await readWhole('oci-layout', 4096), `${label}: oci-layout`),
+    `${label}: oci-layout`,
   );
   const layout: ArchiveLayout = {
     file,

@@ -145,6 +145,8 @@ export async function saveArchive(
 export interface LoadedImage {
   ref: string | undefined;
   descriptor: Descriptor;
+  /** Why the name the archive carries for the image was not used as its tag. */
+  warning?: string;
 }
 
 /**
@@ -172,7 +174,7 @@ export async function loadArchive(
         await pipeline(input, createWriteStream(spooled, { flags: 'wx' }));
         file = spooled;
       }
-      const archive = await openArchive(file);
+      const archive = await openArchive(file, spooled === undefined ? file : 'stdin');
       // Attached artifacts come with their subjects' copies, not as images of their own.
       const manifests = archive.index.manifests.filter((d) => !isReferrerRecord(d));
       if (tag !== undefined && manifests.length !== 1) {
@@ -190,7 +192,7 @@ export async function loadArchive(
           const platform = await store.platformOf(descriptor);
           if (platform) descriptor.platform = platform;
         }
-        out.push({ ref: refFor(d, tag), descriptor });
+        out.push({ ...refFor(d, tag), descriptor });
       }
       for (const l of out) if (l.ref !== undefined) await store.tag(l.ref, l.descriptor);
       return out;
@@ -200,16 +202,31 @@ export async function loadArchive(
   });
 }
 
-/** The tag a loaded image gets: `tag`, else the archive's name for it when that is a valid tag. */
-function refFor(d: Descriptor, tag: string | undefined): string | undefined {
-  if (tag !== undefined) return normalizeTag(tag);
+/**
+ * The tag a loaded image gets: `tag`, else the archive's name for it when that is a valid tag;
+ * a name that is not is passed over with a warning saying why.
+ */
+function refFor(
+  d: Descriptor,
+  tag: string | undefined,
+): { ref: string | undefined; warning?: string } {
+  if (tag !== undefined) return { ref: normalizeTag(tag) };
   const archived = d.annotations?.[Annotations.refName];
-  if (archived === undefined) return undefined;
+  if (archived === undefined) return { ref: undefined };
   try {
-    return normalizeTag(archived);
-  } catch {
-    return undefined;
+    return { ref: normalizeTag(archived) };
+  } catch (e) {
+    return {
+      ref: undefined,
+      warning: `not tagging ${d.digest} with the name the archive gives it, ${JSON.stringify(archived)}: ${why(e)}`,
+    };
   }
+}
+
+/** The reason an invalid reference error gives, without the reference it quotes again. */
+function why(e: unknown): string {
+  const msg = (e as Error).message;
+  return /^invalid image reference "(?:[^"\\]|\\.)*": (.*)$/s.exec(msg)?.[1] ?? msg;
 }
 
 /** An archive's index entry as the store's index holds it: without the archive's annotations. */

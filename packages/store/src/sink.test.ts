@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { ContentSource, MediaTypes } from '@strata/oci';
+import { ContentSource, MediaTypes, SizeMismatchError } from '@strata/oci';
 import { Store } from './store';
 import { storeSink } from './sink';
 import { holdLease, withTempStore } from './testing';
@@ -31,4 +31,16 @@ test('a copy that finds a blob present refreshes it, so a gc under its lease kee
   }
   // Once the pull is over and nothing tagged it, the next gc takes it.
   expect((await store.gc()).removed).toBe(1);
+});
+
+test('a descriptor whose size disagrees with the blob the store holds is refused', async () => {
+  const { digest, size } = await store.putBytes(Buffer.from('present already'));
+  const d = { mediaType: MediaTypes.layerTar, digest, size: size + 10 };
+  const e = await storeSink(store)
+    .putBlob(d, unused)
+    .catch((x: unknown) => x);
+  expect(e).toBeInstanceOf(SizeMismatchError);
+  expect((e as Error).message).toBe(
+    `blob ${digest}: size mismatch: expected ${size + 10} bytes, got ${size}`,
+  );
 });

@@ -5,8 +5,12 @@ import {
   Descriptor,
   DigestMismatchError,
   GraphNode,
+  InvalidDocumentError,
+  MediaTypes,
   NoSpaceError,
   SizeMismatchError,
+  isImageMediaType,
+  parseJson,
 } from '@strata/oci';
 import type { Store } from './store';
 
@@ -23,6 +27,7 @@ export function storeSink(store: Store): ContentSink<StoreOutcome> {
   return {
     putBlob: (d, src, onProgress) => putBlob(store, d, src, onProgress),
     putManifest: async (node: GraphNode, tag?: string) => {
+      await checkDiffIdCount(store, node, tag);
       await store.putBytes(node.bytes, {
         digest: node.descriptor.digest,
         size: node.descriptor.size,
@@ -45,11 +50,13 @@ async function putBlob(
   onProgress?: (bytes: number) => void,
 ): Promise<{ outcome: StoreOutcome; bytes: number }> {
   const present = { outcome: 'present' as const, bytes: 0 };
-  // A blob skipped as present is touched, so that a gc keeps it for this copy's lease.
-  if (await store.holdsBlob(d.digest)) return present;
+  // A blob skipped as present is touched, so that a gc keeps it for this copy's lease. Its size
+  // is part of the descriptor's identity: a descriptor that disagrees with the stored blob is
+  // refused, as the source's copy would have been.
+  if (await store.holdsBlob(d.digest)) return presentOfSize(store, d, present);
   return store.withPartial({ digest: d.digest, size: d.size }, async (partial) => {
     // Another process may have fetched it while we waited for the lock.
-    if (await store.holdsBlob(d.digest)) return present;
+    if (await store.holdsBlob(d.digest)) return presentOfSize(store, d, present);
     let restartedClean = false;
     for (;;) {
       const have = await partial.length();
@@ -79,6 +86,38 @@ async function putBlob(
       }
     }
   });
+}
+
+async function presentOfSize<T>(store: Store, d: Descriptor, present: T): Promise<T> {
+  await store.blobFile(d.digest, d.size);
+  return present;
+}
+
+/** The config media types of images (not of artifacts, whose configs are anything). */
+export const IMAGE_CONFIGS: readonly string[] = [MediaTypes.imageConfig, MediaTypes.dockerConfig];
+
+/**
+ * Refuse an image whose config lists another number of diff_ids than its manifest has layers:
+ * nothing could unpack it. Its config is in the store by now (blobs go before manifests), and
+ * small; the layers are not read (a diff_id that is wrong in value is found when the layer is
+ * first read, which verifies it).
+ */
+async function checkDiffIdCount(store: Store, node: GraphNode, tag?: string): Promise<void> {
+  if (!isImageMediaType(node.descriptor.mediaType)) return;
+  const what = `image ${tag ?? node.descriptor.digest}`;
+  const m = parseJson(node.bytes, what) as { config?: Descriptor; layers?: unknown[] };
+  if (!m.config || !IMAGE_CONFIGS.includes(m.config.mediaType) || !Array.isArray(m.layers)) return;
+  const config = parseJson(
+    await store.readBlob(m.config.digest, m.config.size),
+    `image config ${m.config.digest}`,
+  ) as { rootfs?: { diff_ids?: unknown } } | null;
+  const diffIds = config?.rootfs?.diff_ids;
+  const n = Array.isArray(diffIds) ? diffIds.length : 0;
+  if (n !== m.layers.length) {
+    throw new InvalidDocumentError(what, [
+      `its manifest has ${m.layers.length} layers but its config ${n} diff_ids`,
+    ]);
+  }
 }
 
 /** Pass a body through, reporting the running byte count; destroys it when done. */

@@ -474,6 +474,155 @@ test('fsck reports a missing blob', async () => {
   expect(r.problems.some((p) => p.includes('missing blob'))).toBe(true);
 });
 
+/** A one-layer image (layer `text`) whose config lists `diffIds`; tagged `tag`. */
+async function imageWithDiffIds(tag: string, text: string, diffIds: Digest[]) {
+  const layer = await store.putBytes(Buffer.from(text));
+  const config = await store.putJson(
+    { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } },
+    MediaTypes.imageConfig,
+  );
+  const m = await store.putJson(
+    {
+      schemaVersion: 2,
+      mediaType: MediaTypes.imageManifest,
+      config,
+      layers: [{ mediaType: MediaTypes.layerTar, digest: layer.digest, size: layer.size }],
+    },
+    MediaTypes.imageManifest,
+  );
+  await store.tag(tag, m);
+  return { m, layer };
+}
+
+test('fsck reports diff_ids of the wrong count, and one that differs from the recorded diffID', async () => {
+  const other = `sha256:${'e'.repeat(64)}` as Digest;
+  await imageWithDiffIds('two:1', 'two diff ids', [other, other]);
+  const { layer } = await imageWithDiffIds('lies:1', 'lying diff id', [other]);
+  // An earlier unpack hashed the layer's tar: its diffID is the blob's own digest (a plain tar).
+  await store.recordDiffId(layer.digest, layer.digest);
+  const { problems } = await store.fsck();
+  expect(problems).toEqual([
+    expect.stringMatching(/^two:1: image sha256:[a-f0-9]{64}: 1 layers but 2 diff_ids$/),
+    expect.stringContaining(`lies:1: image sha256:`),
+  ]);
+  expect(problems[1]).toContain(`layer 0 (${layer.digest}) unpacks to ${layer.digest}`);
+});
+
+test('load refuses an image whose config lists another number of diff_ids than it has layers', async () => {
+  const other = `sha256:${'e'.repeat(64)}` as Digest;
+  const { m } = await imageWithDiffIds('two:1', 'two diff ids', [other, other]);
+  const file = path.join(dir, 'two.tmpl.img');
+  await saveArchive(store, 'two:1', file);
+  const target = await Store.open(path.join(dir, 'target'));
+  const e = await loadArchive(target, file).catch((x: unknown) => x);
+  expect((e as Error).message).toBe(
+    `invalid image ${m.digest}: its manifest has 1 layers but its config 2 diff_ids`,
+  );
+  expect(await target.list()).toEqual([]);
+});
+
+test('load refuses a layout with a symbolic link in it, and quotes nothing it points to', async () => {
+  const m = await imageFor(store, 'linked layout');
+  await store.tag('linked:1', m);
+  const file = path.join(dir, 'linked.tmpl.img');
+  await saveArchive(store, 'linked:1', file);
+  const secret = path.join(dir, 'secret');
+  await fsp.writeFile(secret, 'root:*:20299:0:99999:7:::\n');
+  const target = await Store.open(path.join(dir, 'target'));
+  const manifest = await store.readManifest(m);
+  for (const name of [
+    'index.json',
+    'oci-layout',
+    `blobs/sha256/${manifest.layers[0]!.digest.slice(7)}`,
+  ]) {
+    const layout = path.join(dir, `layout-${name.replace(/\//g, '_')}`);
+    await fsp.mkdir(layout);
+    await promisify(execFile)('tar', ['-xf', file, '-C', layout]);
+    await fsp.rm(path.join(layout, name));
+    await fsp.symlink(secret, path.join(layout, name));
+    const e = await loadArchive(target, layout).catch((x: unknown) => x);
+    expect((e as Error).message).toBe(
+      `layout ${layout}: ${name} is a symbolic link; a layout being loaded may hold none`,
+    );
+  }
+  // A folder of the layout that is a link is refused too.
+  const layout = path.join(dir, 'layout-blobs');
+  await fsp.mkdir(layout);
+  await promisify(execFile)('tar', ['-xf', file, '-C', layout]);
+  await fsp.rename(path.join(layout, 'blobs'), path.join(dir, 'blobs-elsewhere'));
+  await fsp.symlink(path.join(dir, 'blobs-elsewhere'), path.join(layout, 'blobs'));
+  await expect(loadArchive(target, layout)).rejects.toThrow(/: blobs is a symbolic link/);
+  expect(await target.list()).toEqual([]);
+});
+
+test("a layout's index.json that is not JSON is said to be so, without quoting it", async () => {
+  const m = await imageFor(store, 'not json');
+  await store.tag('nj:1', m);
+  const file = path.join(dir, 'nj.tmpl.img');
+  await saveArchive(store, 'nj:1', file);
+  const layout = path.join(dir, 'layout-nj');
+  await fsp.mkdir(layout);
+  await promisify(execFile)('tar', ['-xf', file, '-C', layout]);
+  await fsp.writeFile(path.join(layout, 'index.json'), 'root:*:20299:0:99999:7:::\n');
+  const target = await Store.open(path.join(dir, 'target'));
+  await expect(loadArchive(target, layout)).rejects.toThrow(
+    new RegExp(`^invalid ${layout}: index.json: not valid JSON$`),
+  );
+});
+
+test('load says why it does not tag an image with an invalid name the archive carries', async () => {
+  const m = await imageFor(store, 'named oddly');
+  await store.tag('odd:1', m);
+  const file = path.join(dir, 'odd.tmpl.img');
+  await saveArchive(store, 'odd:1', file);
+  const target = await Store.open(path.join(dir, 'target'));
+  for (const [name, why] of [
+    ['UPPER:1', 'repository must be lowercase path components of [a-z0-9._-]'],
+    ['../../evil:1', 'repository must be lowercase path components of [a-z0-9._-]'],
+  ] as const) {
+    const layout = path.join(dir, `layout-${name.replace(/[/.:]/g, '_')}`);
+    await fsp.mkdir(layout);
+    await promisify(execFile)('tar', ['-xf', file, '-C', layout]);
+    const indexFile = path.join(layout, 'index.json');
+    const index = JSON.parse(await fsp.readFile(indexFile, 'utf8')) as {
+      manifests: { annotations: Record<string, string> }[];
+    };
+    index.manifests[0]!.annotations['org.opencontainers.image.ref.name'] = name;
+    await fsp.writeFile(indexFile, JSON.stringify(index));
+    const loaded = await loadArchive(target, layout);
+    expect(loaded).toEqual([
+      {
+        ref: undefined,
+        descriptor: expect.objectContaining({ digest: m.digest }),
+        warning: `not tagging ${m.digest} with the name the archive gives it, ${JSON.stringify(name)}: ${why}`,
+      },
+    ]);
+  }
+  expect(await target.list()).toEqual([]);
+});
+
+test('load of a truncated archive says so, naming stdin when it came from there', async () => {
+  const m = await imageFor(store, 'cut short');
+  await store.tag('cut:1', m);
+  const file = path.join(dir, 'cut.tmpl.img');
+  await saveArchive(store, 'cut:1', file);
+  const truncated = path.join(dir, 'truncated.tmpl.img');
+  await fsp.writeFile(truncated, (await fsp.readFile(file)).subarray(0, 1536));
+  const target = await Store.open(path.join(dir, 'target'));
+  const why = 'is truncated: it ends before the end of its tar, so the archive is incomplete';
+  await expect(loadArchive(target, truncated)).rejects.toThrow(`${truncated} ${why}`);
+  await expect(loadArchive(target, Readable.from([await fsp.readFile(truncated)]))).rejects.toThrow(
+    new RegExp(`^stdin ${why}$`),
+  );
+  const text = path.join(dir, 'text.tmpl.img');
+  await fsp.writeFile(text, 'not a tar at all\n');
+  await expect(loadArchive(target, Readable.from([await fsp.readFile(text)]))).rejects.toThrow(
+    /^stdin is not an OCI archive or image layout: it is not a tar$/,
+  );
+  expect(await fsp.readdir(path.join(target.root, '.strata', 'ingest'))).toEqual([]);
+  expect(await target.list()).toEqual([]);
+});
+
 test('normalises tags', () => {
   expect(normalizeTag('acme/base')).toBe('acme/base:latest');
   expect(normalizeTag('acme/base:1.0')).toBe('acme/base:1.0');

@@ -73,8 +73,10 @@ export function archiveCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         } finally {
           progress.done();
         }
-        for (const l of loaded)
+        for (const l of loaded) {
+          if (l.warning !== undefined) ctx.note(`strata: warning: ${l.warning}`);
           if (l.ref !== undefined) movedTagNote(ctx, l.ref, before.get(l.ref), l.descriptor.digest);
+        }
         if (ctx.json)
           ctx.printJson(loaded.map((l) => ({ ref: l.ref, digest: l.descriptor.digest })));
         else

@@ -265,7 +265,16 @@ export function registryCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
           timeoutMs: await timeoutMs(a.timeout),
           ...(a.caCert ? { caCert: await readInputBytes('--ca-cert', a.caCert) } : {}),
         });
-        if (ctx.json) ctx.printJson({ registry: a.registry, file: r.file });
+        if (ctx.json)
+          ctx.printJson({
+            registry: a.registry,
+            file: r.file,
+            ...(r.helper ? { helper: `docker-credential-${r.helper}` } : {}),
+          });
+        else if (r.helper)
+          ctx.print(
+            `logged in to ${a.registry} (credentials saved by docker-credential-${r.helper}, which ${r.file} names)`,
+          );
         else ctx.print(`logged in to ${a.registry} (credentials saved in ${r.file})`);
       }),
     )
