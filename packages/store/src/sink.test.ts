@@ -1,4 +1,5 @@
 import { promises as fsp } from 'node:fs';
+import { Readable } from 'node:stream';
 import { ContentSource, MediaTypes } from '@strata/oci';
 import { Store } from './store';
 import { storeSink } from './sink';
@@ -31,4 +32,17 @@ test('a copy that finds a blob present refreshes it, so a gc under its lease kee
   }
   // Once the pull is over and nothing tagged it, the next gc takes it.
   expect((await store.gc()).removed).toBe(1);
+});
+
+test('a copy that finds a stored blob of another size (damaged) fetches it again', async () => {
+  const data = Buffer.from('a layer the pull brings');
+  const { digest, size } = await store.putBytes(data);
+  await fsp.truncate(store.blobPath(digest), 5);
+  const d = { mediaType: MediaTypes.layerTar, digest, size };
+  const source: ContentSource = {
+    ...unused,
+    openBlob: () => Promise.resolve(Readable.from([data])),
+  };
+  expect(await storeSink(store).putBlob(d, source)).toEqual({ outcome: 'downloaded', bytes: size });
+  expect(await store.readBlob(digest, size)).toEqual(data);
 });

@@ -46,10 +46,10 @@ async function putBlob(
 ): Promise<{ outcome: StoreOutcome; bytes: number }> {
   const present = { outcome: 'present' as const, bytes: 0 };
   // A blob skipped as present is touched, so that a gc keeps it for this copy's lease.
-  if (await store.holdsBlob(d.digest)) return present;
+  if (await store.holdsBlob(d.digest, d.size)) return present;
   return store.withPartial({ digest: d.digest, size: d.size }, async (partial) => {
     // Another process may have fetched it while we waited for the lock.
-    if (await store.holdsBlob(d.digest)) return present;
+    if (await store.holdsBlob(d.digest, d.size)) return present;
     let restartedClean = false;
     for (;;) {
       const have = await partial.length();

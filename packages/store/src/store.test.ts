@@ -65,6 +65,40 @@ test('putting bytes the store holds writes nothing and refreshes the blob mtime 
   expect(await ingestFiles()).toEqual([]);
 });
 
+/** Flip one byte in the middle of a stored blob: same size, another hash. */
+async function damage(digest: Digest): Promise<void> {
+  const p = store.blobPath(digest);
+  const buf = await fsp.readFile(p);
+  const i = buf.length >> 1;
+  buf[i] = (buf[i] as number) ^ 0xff;
+  await fsp.writeFile(p, buf);
+}
+
+test('putting a blob over a damaged copy of it replaces the copy', async () => {
+  const data = Buffer.from('a layer, as a rebuild or a new template create writes it again');
+  const { digest } = await store.putBlob(Readable.from([data]));
+  await damage(digest);
+  expect((await store.fsck()).problems).toHaveLength(1);
+  expect(await store.putBlob(Readable.from([data]))).toEqual({ digest, size: data.length });
+  expect((await fsp.readFile(store.blobPath(digest))).equals(data)).toBe(true);
+  expect((await store.fsck()).problems).toEqual([]);
+  expect(await ingestFiles()).toEqual([]);
+});
+
+test('putting bytes over a damaged copy of them replaces the copy', async () => {
+  const data = Buffer.from('{"a manifest":"or a config"}');
+  const { digest } = await store.putBytes(data);
+  await damage(digest);
+  expect(await store.putBytes(data, { digest, size: data.length })).toEqual({
+    digest,
+    size: data.length,
+  });
+  expect(await store.readBlob(digest, data.length)).toEqual(data);
+  await fsp.truncate(store.blobPath(digest), 3);
+  await store.putBytes(data);
+  expect(await store.readBlob(digest, data.length)).toEqual(data);
+});
+
 test('a digest or size mismatch stores nothing', async () => {
   const data = Buffer.from('payload');
   const wrong = sha256('other');
