@@ -8,6 +8,8 @@ import {
   SLOW,
   blobPath,
   cleanupTmp,
+  isOneLineError,
+  makeTinyRootfs,
   manifestOf,
   minbaseRootfs,
   show,
@@ -77,4 +79,33 @@ describe('a damaged layer blob of a built image', () => {
     expect(r.code).toBe(0);
     expect(show(r)).not.toContain('corrupt');
   });
+});
+
+describe('flatten of an image with a damaged layer blob', () => {
+  test.each(['zstd', 'gzip'])(
+    'a %s layer: every run fails on one line naming the whole digest, with the fsck hint',
+    async (compression) => {
+      const tag = `tiny-${compression}:1`;
+      const rootfs = makeTinyRootfs(tmpDir('strata-damaged-tiny-'), compression);
+      await strataOk(
+        ['template', 'create', rootfs, '-t', tag, '--name', 'tiny', '--compression', compression],
+        { store },
+      );
+      const { digest } = lastLayer(tag);
+      flipMiddleByte(blobPath(store, digest));
+      const out = tmpDir('strata-damaged-out-');
+      // The decompressor and the blob's hash fail close together on a small blob: run it
+      // several times, so that either order is met.
+      for (let i = 0; i < 6; i++) {
+        const r = await strata(['flatten', tag, '--rootfs', path.join(out, 'r.tar')], { store });
+        expect(r.code).toBe(1);
+        expect(isOneLineError(r.stderr)).toBe(true);
+        expect(r.stderr).toContain(`blob ${digest}: digest mismatch`);
+        expect(r.stderr).toContain('strata fsck');
+      }
+      const r = await strata(['flatten', tag, '--dir', path.join(out, 'd')], { store });
+      expect([r.code, isOneLineError(r.stderr)]).toEqual([1, true]);
+      expect(r.stderr).toContain(`blob ${digest}: digest mismatch`);
+    },
+  );
 });
