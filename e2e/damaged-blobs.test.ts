@@ -106,6 +106,8 @@ describe('flatten of an image with a damaged layer blob', () => {
       const r = await strata(['flatten', tag, '--dir', path.join(out, 'd')], { store });
       expect([r.code, isOneLineError(r.stderr)]).toEqual([1, true]);
       expect(r.stderr).toContain(`blob ${digest}: digest mismatch`);
+      // Nothing of the layers below it is left in the folder the flatten made.
+      expect(fs.readdirSync(out)).toEqual([]);
     },
   );
 });
