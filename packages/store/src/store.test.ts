@@ -653,3 +653,40 @@ test('a lease taken while gc holds its lock waits for it; gc sees a lease taken 
   await endLease();
   expect(await store.withGcLock(async (busy) => busy)).toBe(false);
 });
+
+/** The pid of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const child = execFile('true');
+  const pid = child.pid as number;
+  await new Promise((resolve) => child.on('exit', resolve));
+  return pid;
+}
+
+test('gc removes the unpacked rootfs a killed template create left, not a running one’s', async () => {
+  const ingest = path.join(store.root, '.strata', 'ingest');
+  const rootfs = async (name: string): Promise<string> => {
+    const d = path.join(ingest, name);
+    await fsp.mkdir(path.join(d, 'usr', 'bin'), { recursive: true });
+    await fsp.writeFile(path.join(d, 'usr', 'bin', 'su'), Buffer.alloc(1000));
+    await fsp.chmod(path.join(d, 'usr', 'bin', 'su'), 0o4755);
+    return d;
+  };
+  const dead = await rootfs(`rootfs-${await deadPid()}-0123456789ab`);
+  const running = await rootfs(`rootfs-1-0123456789ab`);
+  const older = await rootfs('rootfs-AbC123'); // named without a pid, as mkdtemp did
+  const release = await holdLease(store);
+  try {
+    // A live lease may be the create that made the folder without a pid: it stays.
+    const dry = await store.gc({ dryRun: true });
+    expect(dry.partials).toEqual({ count: 1, bytes: 1000 });
+    expect((await store.gc()).partials).toEqual({ count: 1, bytes: 1000 });
+    expect((await fsp.readdir(ingest)).sort()).toEqual(
+      [path.basename(older), path.basename(running)].sort(),
+    );
+    expect(await fsp.readdir(ingest)).not.toContain(path.basename(dead));
+  } finally {
+    await release();
+  }
+  expect((await store.gc()).partials).toEqual({ count: 1, bytes: 1000 });
+  expect(await fsp.readdir(ingest)).toEqual([path.basename(running)]);
+});

@@ -22,12 +22,16 @@ interface GcArgs extends GlobalArgs {
   dryRun: boolean;
 }
 
-const KIND_NAMES: Record<'tags' | 'blobs' | 'build-cache' | 'snapshots' | 'apt-cache', string> = {
+const KIND_NAMES: Record<
+  'tags' | 'blobs' | 'build-cache' | 'snapshots' | 'apt-cache' | 'ingest',
+  string
+> = {
   tags: 'tags',
   blobs: 'blobs',
   'build-cache': 'build cache',
   snapshots: 'snapshots',
   'apt-cache': 'apt caches',
+  ingest: 'interrupted',
 };
 
 export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
@@ -178,7 +182,7 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
     .command(
       onStore(
         'df',
-        'Disk use of the store: tags, blobs, build cache, snapshots, apt caches',
+        'Disk use of the store: tags, blobs, build cache, snapshots, apt caches, what interrupted commands left',
         async (ctx, store) => {
           const { diskUsageReport } = await import('@strata/compose');
           const r = await diskUsageReport(store);
