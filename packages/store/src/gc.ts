@@ -1,12 +1,20 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Descriptor, Digest, InvalidArgumentError, LockedError, graphDigests } from '@strata/oci';
+import {
+  Annotations,
+  Descriptor,
+  Digest,
+  InvalidArgumentError,
+  LockedError,
+  graphDigests,
+} from '@strata/oci';
 import { fsyncDir, tempOwner, tempPathFor } from './atomic';
 import type { BlobInfo } from './blobs';
 import { pruneDiffIds } from './diffids';
 import { pruneStackViews, stackViewDirs } from './stack-views';
 import { pidAlive, withFileLock } from './lock';
 import { isReferrerRecord } from './referrers';
+import { brokenTagError } from './refs';
 import type { Store } from './store';
 
 /** What `Store.gc` freed, or with `dryRun` would free. */
@@ -50,7 +58,14 @@ export async function collectGarbage(
       // An artifact's record is no root: the walk from its subject reaches it, or nothing does.
       for (const d of index.manifests) {
         if (!isReferrerRecord(d) && !keep.has(d.digest)) {
-          graphDigests(await store.graph(d, index), keep);
+          try {
+            graphDigests(await store.graph(d, index), keep);
+          } catch (e) {
+            // What a tag uses that gc cannot read, it cannot tell from garbage: it deletes
+            // nothing, and says which tag stops it.
+            const ref = d.annotations?.[Annotations.refName] ?? d.digest;
+            throw brokenTagError(ref, e, `gc cannot tell what ${ref} uses`);
+          }
         }
       }
       for (const d of await store.rootDescriptors(drop)) {

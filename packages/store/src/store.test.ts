@@ -11,6 +11,7 @@ import {
   MediaTypes,
   SizeMismatchError,
   NotFoundError,
+  StrataError,
 } from '@strata/oci';
 import type { FileHandle } from 'node:fs/promises';
 import { Store } from './store';
@@ -689,4 +690,25 @@ test('gc removes the unpacked rootfs a killed template create left, not a runnin
   }
   expect((await store.gc()).partials).toEqual({ count: 1, bytes: 1000 });
   expect(await fsp.readdir(ingest)).toEqual([path.basename(running)]);
+});
+
+test('gc refuses while a tag’s manifest is damaged, naming the tag and the way out', async () => {
+  const broken = await imageFor(store, 'broken layer');
+  await store.tag('ib:1', broken);
+  await store.tag('ok:1', await imageFor(store, 'sound layer'));
+  await fsp.writeFile(store.blobPath(broken.digest), 'garbage\n');
+  const blobs = await store.allBlobs();
+  const e = (await store.gc().catch((err: unknown) => err)) as StrataError;
+  expect(e).toBeInstanceOf(StrataError);
+  expect(e.message).toMatch(/^gc cannot tell what ib:1 uses: blob sha256:[a-f0-9]{64}: size/);
+  expect(e.hint).toContain('strata fsck');
+  expect(e.hint).toContain('strata rm ib:1');
+  expect(await store.allBlobs()).toEqual(blobs);
+});
+
+test('a damaged index.json is an error naming its path', async () => {
+  await fsp.writeFile(path.join(store.root, 'index.json'), '{"schemaVersion": 2, "manif');
+  await expect(store.readIndex()).rejects.toThrow(
+    `invalid ${path.join(store.root, 'index.json')}:`,
+  );
 });
