@@ -712,3 +712,31 @@ test('a damaged index.json is an error naming its path', async () => {
     `invalid ${path.join(store.root, 'index.json')}:`,
   );
 });
+
+test('fsck says each problem on one line, the digest once, with the tags that use the blob', async () => {
+  const img = await imageFor(store, 'shared layer');
+  await store.tag('a:1', img);
+  await store.tag('b:1', img);
+  const m = JSON.parse((await store.readBlob(img.digest)).toString()) as {
+    config: { digest: Digest };
+    layers: Array<{ digest: Digest }>;
+  };
+  const layer = m.layers[0]!.digest;
+  await damage(layer);
+  await fsp.rm(store.blobPath(m.config.digest));
+  const loose = await store.putBytes(Buffer.from('no tag uses this'));
+  await damage(loose.digest);
+  const { problems } = await store.fsck();
+  expect(problems.sort()).toEqual(
+    [
+      `corrupt blob ${layer}: its content does not match its digest; used by a:1, b:1`,
+      `corrupt blob ${loose.digest}: its content does not match its digest; used by no tag (gc removes it)`,
+      `missing blob ${m.config.digest}; used by a:1, b:1`,
+    ].sort(),
+  );
+  // A damaged manifest is the problem of the tag whose walk it stops.
+  await fsp.writeFile(store.blobPath(img.digest), 'garbage\n');
+  expect((await store.fsck()).problems).toContain(
+    `corrupt blob ${img.digest}: its content does not match its digest; used by a:1, b:1`,
+  );
+});
