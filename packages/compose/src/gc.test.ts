@@ -375,3 +375,30 @@ test('df shows what a killed template create left in the ingest area, and gc fre
   expect(gc.freed.partials).toEqual({ count: 1, bytes: 5000 });
   expect(await fsp.readdir(path.join(store.root, '.strata', 'ingest'))).toEqual([]);
 });
+
+test('while a build runs, gc --all says why it refuses when plain gc runs, and a dry run names no option given already', async () => {
+  await twoBranches();
+  const endLease = await holdLease(store);
+  try {
+    const e = (await collectGarbage(store, { all: true }).catch((err: unknown) => err)) as {
+      code: string;
+      message: string;
+      hint?: string;
+    };
+    expect(e.code).toBe('LOCKED');
+    expect(e.message).toContain('`strata gc --all` would delete build-cache entries, snapshots');
+    expect(e.hint).toContain('a plain `strata gc` may run meanwhile');
+    const dry = await collectGarbage(store, { all: true, dryRun: true });
+    const cache = dry.kept.filter((k) => k.kind === 'build-cache' || k.kind === 'snapshots');
+    expect(cache.length).toBeGreaterThan(0);
+    for (const k of cache) {
+      expect(k).toMatchObject({ reason: 'busy', freedBy: 'strata gc --all, once it has finished' });
+    }
+    const plain = await collectGarbage(store, { dryRun: true });
+    expect(kept(plain, 'build-cache', 'live')?.freedBy).toBe('strata gc --build-cache --all');
+  } finally {
+    await endLease();
+  }
+  const all = await collectGarbage(store, { all: true, dryRun: true });
+  expect(all.kept.filter((k) => k.kind === 'build-cache' || k.kind === 'snapshots')).toEqual([]);
+});
