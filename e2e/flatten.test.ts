@@ -234,6 +234,18 @@ describe('strata flatten', () => {
       expect(rd.code).toBe(1);
       expect(rd.stderr).toMatch(/refusing layer entry/);
       expect(fs.existsSync('/tmp/pwned')).toBe(false);
+      // What it wrote before the refused entry (the base's tree, set-uid files, symlinks) goes:
+      // a folder it made goes whole, a folder it found empty is left empty.
+      expect(fs.existsSync(d)).toBe(false);
+      fs.mkdirSync(d);
+      const again = await strata(['flatten', tag, '--dir', d], { store });
+      expect(again.code).toBe(1);
+      expect(fs.readdirSync(d)).toEqual([]);
+      const nested = path.join(work, `hostile-parent-${tag.slice(8, 14)}`);
+      expect(
+        (await strata(['flatten', tag, '--dir', path.join(nested, 'd')], { store })).code,
+      ).toBe(1);
+      expect(fs.existsSync(nested)).toBe(false);
     },
     SLOW,
   );

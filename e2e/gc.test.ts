@@ -13,6 +13,8 @@ import {
   minbaseRootfs,
   readBlobJson,
   manifestOf,
+  startStrata,
+  type StrataChild,
   strata,
   strataJson,
   strataOk,
@@ -163,4 +165,56 @@ test('the live tag’s rebuild is still a cache hit after gc and after gc --buil
   const all = await strataJson<GcReport>(['gc', '--build-cache', '--all'], { store });
   expect(all.freed.buildCache.count).toBe(1);
   expect(await build('keep:1', keepDir)).toMatchObject({ cacheHits: 0, stepsRun: 1 });
+});
+
+describe('the unpacked rootfs of an interrupted template create', () => {
+  const ingest = path.join(store, '.strata', 'ingest');
+  const unpacked = () => fs.readdirSync(ingest).filter((n) => n.startsWith('rootfs-'));
+
+  /** Whether the create has unpacked some files yet (the minbase tar begins with its folders). */
+  const begun = (): boolean =>
+    unpacked().some((n) => fs.readdirSync(path.join(ingest, n)).length > 3);
+
+  /** Start `template create` of the minbase tar; resolves once it has unpacked some of it. */
+  async function startCreate(): Promise<StrataChild> {
+    const fx = await minbaseRootfs();
+    const c = startStrata([
+      '--store',
+      store,
+      'template',
+      'create',
+      fx.minbaseTar,
+      '-t',
+      'cut:1',
+      '--name',
+      'cut',
+    ]);
+    const t0 = Date.now();
+    while (!begun() && c.running() && Date.now() - t0 < 60_000)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(unpacked()).toHaveLength(1);
+    return c;
+  }
+
+  test('SIGTERM: the command removes it before it ends', async () => {
+    const c = await startCreate();
+    c.child.kill('SIGTERM');
+    expect((await c.exited)[0]).toBe(130);
+    expect(c.output().stderr).toContain('interrupted');
+    expect(unpacked()).toEqual([]);
+  });
+
+  test('SIGKILL: df shows it, gc removes it', async () => {
+    const c = await startCreate();
+    c.child.kill('SIGKILL');
+    await c.exited;
+    expect(unpacked()).toHaveLength(1);
+    const df = await strataJson<{ rows: DfRow[] }>(['df'], { store });
+    const row = df.rows.find((r) => r.kind === 'ingest')!;
+    expect(row.count).toBe(1);
+    expect(row.reclaimable).toBeGreaterThan(0);
+    const r = await strataJson<GcReport>(['gc'], { store });
+    expect(r.freed.partials.count).toBe(1);
+    expect(unpacked()).toEqual([]);
+  });
 });

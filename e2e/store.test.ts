@@ -395,6 +395,46 @@ describe('fsck', () => {
   });
 });
 
+describe('a damaged manifest of one tag', () => {
+  it('ls lists the others and marks it; df and gc refuse naming it; rm then gc mends the store', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'ib:1', 'broken');
+    await createTiny(store, 'ok:1', 'sound');
+    const { digest } = manifestOf(store, 'ib:1');
+    fs.writeFileSync(blobPath(store, digest), 'garbage\n');
+    const ls = await strata(['ls'], { store });
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toMatch(/^ib:1 +[a-f0-9]{12} +damaged$/m);
+    expect(ls.stdout).toMatch(/^ok:1 +[a-f0-9]{12} +\d/m);
+    expect(ls.stderr).toContain('strata: warning: ib:1: blob');
+    expect(ls.stderr).toContain('strata rm ib:1');
+    const json = await strataJson<Array<{ ref: string; size?: number; error?: string }>>(['ls'], {
+      store,
+    });
+    expect(json.find((e) => e.ref === 'ib:1')?.error).toContain(digest);
+    expect(json.find((e) => e.ref === 'ok:1')?.size).toBeGreaterThan(0);
+    for (const cmd of [['df'], ['gc'], ['gc', '--all']]) {
+      const r = await strata(cmd, { store });
+      expect([cmd, r.code, isOneLineError(r.stderr)]).toEqual([cmd, 1, true]);
+      expect(r.stderr).toContain(`cannot tell what ib:1 uses: blob ${digest}`);
+      expect(r.stderr).toContain('`strata fsck`');
+      expect(r.stderr).toContain('`strata rm ib:1`');
+    }
+    await strataOk(['rm', 'ib:1'], { store });
+    await strataOk(['gc'], { store });
+    expect((await strata(['fsck'], { store })).code).toBe(0);
+  });
+
+  it('a damaged index.json is named by its path', async () => {
+    const store = tmpDir();
+    await createTiny(store, 'x:1');
+    fs.writeFileSync(path.join(store, 'index.json'), '{"schemaVersion": 2, "manif');
+    const r = await strata(['ls'], { store });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`invalid ${path.join(store, 'index.json')}:`);
+  });
+});
+
 describe('save and load', () => {
   let store: string;
   let saved: string;

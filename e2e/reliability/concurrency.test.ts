@@ -178,7 +178,7 @@ function tags(store: string): Record<string, string> {
 function gcFailedCleanly(r: RunResult): boolean {
   return (
     strataLinesAreOneError(r.stderr) &&
-    /is running on this store; try again later|is locked by/.test(r.stderr)
+    /is running on this store: `strata gc [^`]*` would delete|is locked by/.test(r.stderr)
   );
 }
 

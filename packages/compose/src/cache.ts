@@ -69,7 +69,9 @@ export async function readCache(store: Store, key: Digest): Promise<CacheEntry |
   const doc = (await store.getRoot(rootName(key))) as unknown as { entry?: CacheEntry } | undefined;
   const entry = doc?.entry;
   if (!entry || entry.key !== key) return undefined;
-  if (!(await store.hasBlob(entry.layer.digest))) return undefined;
+  // A layer blob of another size is damaged: a miss runs the step again, and writing its
+  // layer replaces the broken copy.
+  if (!(await store.holdsBlob(entry.layer.digest, entry.layer.size))) return undefined;
   // A hit makes the entry recently used: gc keeps those longest once no tag uses them.
   await store.touchRoot(rootName(key));
   return entry;

@@ -5,7 +5,8 @@ import { report } from './gc';
 
 /** One row of `strata df`. */
 export interface DfRow {
-  kind: 'tags' | UsageKind;
+  /** `ingest`: what interrupted commands left (partial downloads, an unpacked rootfs). */
+  kind: 'tags' | UsageKind | 'ingest';
   count: number;
   /** What tagged images use. */
   live: number;
@@ -19,7 +20,7 @@ export interface DfRow {
 export interface DfReport {
   store: string;
   rows: DfRow[];
-  /** Bytes on disk: blobs, build-cache files, snapshots and apt caches. */
+  /** Bytes on disk: blobs, build-cache files, snapshots, apt caches and ingest leftovers. */
   totalBytes: number;
 }
 
@@ -56,7 +57,7 @@ export async function diskUsageReport(store: Store): Promise<DfReport> {
       count: inv.blobs.length,
       live: inv.tagBlobs.size,
       bytes: blobBytes,
-      reclaimable: plainReport.freed.blobs.bytes + plainReport.freed.partials.bytes,
+      reclaimable: plainReport.freed.blobs.bytes,
       freedBy: 'strata gc',
     },
     {
@@ -83,8 +84,21 @@ export async function diskUsageReport(store: Store): Promise<DfReport> {
       reclaimable: aptBytes,
       freedBy: 'strata gc --apt-cache',
     },
+    {
+      kind: 'ingest',
+      count: plainBlobs.partials.count,
+      live: 0,
+      bytes: plainBlobs.partials.bytes,
+      reclaimable: plainBlobs.partials.bytes,
+      freedBy: 'strata gc',
+    },
   ];
   // The build cache's layers are blobs: only its own files add to the blobs.
   const cacheFiles = sum(inv.cache.map((c) => c.fileBytes));
-  return { store: store.root, rows, totalBytes: blobBytes + cacheFiles + snapBytes + aptBytes };
+  const ingestBytes = plainBlobs.partials.bytes;
+  return {
+    store: store.root,
+    rows,
+    totalBytes: blobBytes + cacheFiles + snapBytes + aptBytes + ingestBytes,
+  };
 }

@@ -142,19 +142,23 @@ export function planGc(
   const keptSnaps = inv.snapshots.filter((s) => !gone.has(s.chain));
   const limitWhy = `unused, but within the keepUnusedBytes (${keepUnusedBytes}) and keepUnusedDays (${keepUnusedDays}) of ${configPath}`;
   const busyWhy = 'a build, pull or import is running on this store';
-  const busyBy = 'strata gc, once it has finished';
+  // The command as given: a hint must not name an option the user gave already.
+  const busyBy = `${gcCommand(opts)}, once it has finished`;
+  // With --all, what tagged images use would go too: kept only because of the running command.
+  const liveKept = <T extends { live: boolean }>(xs: T[], scope: string): T[] =>
+    xs.filter((x) => x.live && !(busy && scope === 'all'));
   if (busy) {
     keep({
       kind: 'build-cache',
       reason: 'busy',
-      ...figure(keptCache.filter((c) => !c.live)),
+      ...figure(keptCache.filter((c) => !c.live || cacheScope === 'all')),
       why: busyWhy,
       freedBy: busyBy,
     });
     keep({
       kind: 'snapshots',
       reason: 'busy',
-      ...figure(keptSnaps.filter((s) => !s.live)),
+      ...figure(keptSnaps.filter((s) => !s.live || snapScope === 'all')),
       why: busyWhy,
       freedBy: busyBy,
     });
@@ -177,14 +181,14 @@ export function planGc(
   keep({
     kind: 'build-cache',
     reason: 'live',
-    ...figure(keptCache.filter((c) => c.live)),
+    ...figure(liveKept(keptCache, cacheScope)),
     why: 'steps of tagged images: their rebuilds are cache hits',
     freedBy: 'strata gc --build-cache --all',
   });
   keep({
     kind: 'snapshots',
     reason: 'live',
-    ...figure(keptSnaps.filter((s) => s.live)),
+    ...figure(liveKept(keptSnaps, snapScope)),
     why: 'unpacked layer chains of tagged images: builds on them start without unpacking',
     freedBy: 'strata gc --snapshots --all',
   });
@@ -209,4 +213,15 @@ export function planGc(
     freedBy: 'strata rm <tag>, then strata gc',
   });
   return { cacheRoots: dropCache, snapshots: dropSnaps, scratch, apt, logs, kept };
+}
+
+/** The gc command line these options stand for, e.g. `strata gc --build-cache --all`. */
+export function gcCommand(opts: GcOptions): string {
+  const flags = [
+    opts.buildCache ? ' --build-cache' : '',
+    opts.snapshots ? ' --snapshots' : '',
+    opts.aptCache ? ' --apt-cache' : '',
+    opts.all ? ' --all' : '',
+  ];
+  return `strata gc${flags.join('')}`;
 }

@@ -352,3 +352,53 @@ test('df counts each kind, what tags use, and what gc would free', async () => {
   expect((await diskUsageReport(store)).rows).toEqual(r.rows);
   expect(await store.listBlobs()).toEqual(before);
 });
+
+test('df shows what a killed template create left in the ingest area, and gc frees it', async () => {
+  // A process that has exited: its unpacked rootfs is nobody's.
+  const { spawnSync } = await import('node:child_process');
+  const pid = spawnSync('true').pid;
+  const left = path.join(store.root, '.strata', 'ingest', `rootfs-${pid}-0123456789ab`);
+  await fsp.mkdir(path.join(left, 'usr'), { recursive: true });
+  await fsp.writeFile(path.join(left, 'usr', 'su'), Buffer.alloc(5000));
+  const r = await diskUsageReport(store);
+  expect(validateDfReport(r)).toEqual({ ok: true, value: r });
+  expect(r.rows.find((x) => x.kind === 'ingest')).toEqual({
+    kind: 'ingest',
+    count: 1,
+    live: 0,
+    bytes: 5000,
+    reclaimable: 5000,
+    freedBy: 'strata gc',
+  });
+  expect(r.totalBytes).toBeGreaterThanOrEqual(5000);
+  const gc = await collectGarbage(store, {});
+  expect(gc.freed.partials).toEqual({ count: 1, bytes: 5000 });
+  expect(await fsp.readdir(path.join(store.root, '.strata', 'ingest'))).toEqual([]);
+});
+
+test('while a build runs, gc --all says why it refuses when plain gc runs, and a dry run names no option given already', async () => {
+  await twoBranches();
+  const endLease = await holdLease(store);
+  try {
+    const e = (await collectGarbage(store, { all: true }).catch((err: unknown) => err)) as {
+      code: string;
+      message: string;
+      hint?: string;
+    };
+    expect(e.code).toBe('LOCKED');
+    expect(e.message).toContain('`strata gc --all` would delete build-cache entries, snapshots');
+    expect(e.hint).toContain('a plain `strata gc` may run meanwhile');
+    const dry = await collectGarbage(store, { all: true, dryRun: true });
+    const cache = dry.kept.filter((k) => k.kind === 'build-cache' || k.kind === 'snapshots');
+    expect(cache.length).toBeGreaterThan(0);
+    for (const k of cache) {
+      expect(k).toMatchObject({ reason: 'busy', freedBy: 'strata gc --all, once it has finished' });
+    }
+    const plain = await collectGarbage(store, { dryRun: true });
+    expect(kept(plain, 'build-cache', 'live')?.freedBy).toBe('strata gc --build-cache --all');
+  } finally {
+    await endLease();
+  }
+  const all = await collectGarbage(store, { all: true, dryRun: true });
+  expect(all.kept.filter((k) => k.kind === 'build-cache' || k.kind === 'snapshots')).toEqual([]);
+});

@@ -9,7 +9,7 @@ import { LockedError } from '@strata/oci';
 import { BlobGcResult, Store } from '@strata/store';
 import { aptStateDir } from './apt-state';
 import { AptItem, takeInventory } from './inventory';
-import { Figure, GcOptions, GcPlan, KeptItem, figure, planGc } from './gc-plan';
+import { Figure, GcOptions, GcPlan, KeptItem, figure, gcCommand, planGc } from './gc-plan';
 import { Snapshots } from './snapshots';
 
 /** `strata gc --json` (schemas/gc-report.schema.json). */
@@ -96,7 +96,15 @@ export async function collectGarbage(store: Store, opts: GcOptions = {}): Promis
   }
   return store.withGcLock(async (busy) => {
     if (busy && explicit) {
-      throw new LockedError('a build, pull or import is running on this store; try again later');
+      // A plain gc frees only blobs that no tag reaches and no running command touched (its
+      // lease keeps those), and leaves the build cache, snapshots and apt caches alone; these
+      // options delete what the running command may be reading.
+      throw new LockedError(
+        `a build, pull or import is running on this store: \`${gcCommand(opts)}\` would delete build-cache entries, snapshots or apt caches it may be using`,
+        {
+          hint: 'run it again once that has finished; a plain `strata gc` may run meanwhile (it leaves those alone)',
+        },
+      );
     }
     const inv = await takeInventory(store);
     const plan = planGc(inv, opts, config, busy, store.configPath);

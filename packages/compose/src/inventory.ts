@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Descriptor, Digest, MediaTypes, chainId, digestHex, isDigest } from '@strata/oci';
-import { Store, diskUsage } from '@strata/store';
+import { Store, brokenTagError, diskUsage } from '@strata/store';
 import { APT_STATE_LOCK, aptStateDir } from './apt-state';
 import { cacheRootName } from './cache';
 import { logsDir } from './debuild';
@@ -71,17 +71,22 @@ export async function takeInventory(store: Store): Promise<Inventory> {
   const liveChains = new Set<Digest>();
   const liveKeys = new Set<Digest>();
   const tagBlobs = new Map<Digest, number>();
-  for (const { descriptor } of tags) {
-    for (const [digest, d] of await store.reachable(descriptor)) tagBlobs.set(digest, d.size);
-    const images: Descriptor[] = [];
-    await imagesOf(store, descriptor, images);
-    for (const img of images) {
-      const { config } = await store.readImage(img, img.digest);
-      const diffIds = config.rootfs.diff_ids;
-      for (let i = 1; i <= diffIds.length; i++) {
-        liveChains.add(chainId(diffIds.slice(0, i)) as Digest);
+  for (const { ref, descriptor } of tags) {
+    try {
+      for (const [digest, d] of await store.reachable(descriptor)) tagBlobs.set(digest, d.size);
+      const images: Descriptor[] = [];
+      await imagesOf(store, descriptor, images);
+      for (const img of images) {
+        const { config } = await store.readImage(img, img.digest);
+        const diffIds = config.rootfs.diff_ids;
+        for (let i = 1; i <= diffIds.length; i++) {
+          liveChains.add(chainId(diffIds.slice(0, i)) as Digest);
+        }
+        for (const l of config.strata?.layers ?? []) if (l.cacheKey) liveKeys.add(l.cacheKey);
       }
-      for (const l of config.strata?.layers ?? []) if (l.cacheKey) liveKeys.add(l.cacheKey);
+    } catch (e) {
+      // What a tag uses decides what gc keeps: unreadable, it stops gc and df, naming the tag.
+      throw brokenTagError(ref, e, `cannot tell what ${ref} uses`);
     }
   }
 

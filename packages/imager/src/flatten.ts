@@ -337,21 +337,40 @@ export async function flattenToDir(
     platform?: PlatformSelector;
     /** Compressed bytes of the layers unpacked so far (after each layer), of their total. */
     onProgress?: (bytes: number, total: number) => void;
-    /** Stops the unpack (an INTERRUPTED StrataError), leaving `dir` partly written. */
+    /** Stops the unpack (an INTERRUPTED StrataError), which then removes what it wrote. */
     signal?: AbortSignal;
   } = {},
 ): Promise<FlattenDirResult> {
   const image = await resolveImage(store, ref, opts.role, opts.platform);
   await checkFlattenDir(dir);
-  await fs.promises.mkdir(dir, { recursive: true });
+  // The first folder made (dir or a parent of it); undefined when dir was there, empty.
+  const made = await fs.promises.mkdir(dir, { recursive: true });
   // The store's layers hand the unpack worker their blob files, whose digests it verifies.
   const total = image.layers.reduce((n, l) => n + l.layer.descriptor.size, 0);
   opts.onProgress?.(0, total);
-  const stats = await unpackLayers(
-    image.layers.map((l) => l.layer),
-    dir,
-    opts.onProgress && ((bytes) => opts.onProgress?.(bytes, total)),
-    opts.signal,
-  );
-  return { image, entries: stats.reduce((a, s) => a + s.entries, 0) };
+  try {
+    const stats = await unpackLayers(
+      image.layers.map((l) => l.layer),
+      dir,
+      opts.onProgress && ((bytes) => opts.onProgress?.(bytes, total)),
+      opts.signal,
+    );
+    return { image, entries: stats.reduce((a, s) => a + s.entries, 0) };
+  } catch (e) {
+    // A failed flatten leaves no half tree (set-uid files, symlinks, a refused entry's
+    // neighbours) for someone to take as the image: dir goes back to how it was found, as a tar
+    // output is only ever there whole.
+    await removeWritten(dir, made);
+    throw e;
+  }
+}
+
+/** Undo a failed flattenToDir: remove what mkdir `made`, else empty `dir` (found empty). */
+async function removeWritten(dir: string, made: string | undefined): Promise<void> {
+  if (made !== undefined) {
+    await fs.promises.rm(made, { recursive: true, force: true });
+    return;
+  }
+  const names = await fs.promises.readdir(dir).catch(() => []);
+  for (const n of names) await fs.promises.rm(path.join(dir, n), { recursive: true, force: true });
 }

@@ -24,6 +24,7 @@ import {
   unpackLayers,
   PackOptions,
 } from './index';
+import { tarOf } from './testing';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-layer-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -877,6 +878,39 @@ describe('cleanEntryPath', () => {
     '%j is refused',
     (raw) => {
       expect(() => cleanEntryPath(raw)).toThrow(UnsafeEntryError);
+    },
+  );
+});
+
+describe('names longer than the file system takes', () => {
+  test('cleanEntryPath counts bytes per name: 255 pass, 256 are refused', () => {
+    expect(cleanEntryPath(`etc/${'a'.repeat(255)}`)).toBe(`etc/${'a'.repeat(255)}`);
+    expect(cleanEntryPath(`${'é'.repeat(127)}/x`)).toBe(`${'é'.repeat(127)}/x`);
+    expect(() => cleanEntryPath(`etc/${'a'.repeat(256)}`)).toThrow(
+      'a name in its path is 256 bytes long; the limit is 255 bytes per name',
+    );
+    expect(() => cleanEntryPath(`${'€'.repeat(86)}/x`)).toThrow('258 bytes long');
+  });
+
+  test.each([
+    ['file name', `etc/${'a'.repeat(300)}`],
+    ['directory name', `etc/${'b'.repeat(300)}/f`],
+  ])(
+    'a tar with a 300-byte %s is refused on one line naming the entry, shortened',
+    async (_, p) => {
+      const dst = mkdir('long');
+      const tar = tarOf([
+        { path: 'etc/', type: 'dir' },
+        { path: p, body: 'x\n' },
+      ]);
+      const e = (await unpackLayer(Readable.from([tar]), 'none', dst).catch(
+        (err: unknown) => err,
+      )) as Error;
+      expect(e).toBeInstanceOf(UnsafeEntryError);
+      expect(e.message).toContain(`refusing layer entry "etc/${p[4]!.repeat(36)}…`);
+      expect(e.message).toContain('is 300 bytes long; the limit is 255 bytes per name');
+      expect(e.message).not.toContain(dst);
+      expect(e.message.length).toBeLessThan(200);
     },
   );
 });

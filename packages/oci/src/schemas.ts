@@ -267,7 +267,7 @@ export const dfReportSchema = {
     totalBytes: count,
     rows: arrayOf(
       closed(['kind', 'count', 'live', 'bytes', 'reclaimable', 'freedBy'], {
-        kind: { enum: ['tags', 'blobs', 'build-cache', 'snapshots', 'apt-cache'] },
+        kind: { enum: ['tags', 'blobs', 'build-cache', 'snapshots', 'apt-cache', 'ingest'] },
         count,
         live: count,
         bytes: count,

@@ -62,15 +62,20 @@ export class BlobStore {
   /**
    * Whether the store holds a blob that a running operation is about to use as it is (a copy
    * that skips it), refreshing its mtime: a concurrent gc then sees it as in use by the
-   * operation's lease, even when no tag reaches it yet.
+   * operation's lease, even when no tag reaches it yet. With `size`, a copy of another size
+   * (damaged: cut short, or written over) counts as not held, so that it is fetched again.
    */
-  async holdsBlob(digest: Digest): Promise<boolean> {
+  async holdsBlob(digest: Digest, size?: number): Promise<boolean> {
+    if (size !== undefined) {
+      const st = await fsp.stat(this.blobPath(digest)).catch(() => undefined);
+      if (st?.size !== size) return false;
+    }
     return touchBlob(this.blobPath(digest));
   }
 
   /**
    * Ingest a blob: stream through sha256 into a temp file, fsync, check size and digest,
-   * then rename into place. A blob that already exists is a success.
+   * then rename into place. A blob that already exists is replaced by the verified new copy.
    */
   async putBlob(src: Readable | AsyncIterable<Buffer>, expected: Expected = {}): Promise<BlobInfo> {
     const tmp = path.join(this.paths.ingestDir, path.basename(tempPathFor('blob')));
@@ -139,8 +144,21 @@ export class BlobStore {
     const matches =
       (expected.digest === undefined || expected.digest === digest) &&
       (expected.size === undefined || expected.size === data.length);
-    if (matches && (await touchBlob(this.blobPath(digest)))) return { digest, size: data.length };
+    if (matches && (await this.holdsIntact(digest, data))) return { digest, size: data.length };
     return this.putBlob(Readable.from([data]), expected);
+  }
+
+  /**
+   * Whether the stored copy of `digest` holds exactly `data` (refreshing its mtime for gc). A
+   * damaged copy is then written over: the bytes are small documents, cheap to compare.
+   */
+  private async holdsIntact(digest: Digest, data: Buffer): Promise<boolean> {
+    const file = this.blobPath(digest);
+    const held = await fsp.readFile(file).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return undefined;
+      throw e;
+    });
+    return held !== undefined && held.equals(data) && touchBlob(file);
   }
 
   /** Store a JSON document and return its descriptor. */

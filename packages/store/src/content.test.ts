@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import {
   Annotations,
+  CorruptError,
   Descriptor,
   DigestMismatchError,
   InvalidArgumentError,
@@ -14,6 +15,7 @@ import {
   sha256,
 } from '@strata/oci';
 import { openArchive } from './archive-content';
+import { storeContent } from './content';
 import { saveArchive } from './archive';
 import { Store } from './store';
 import { withTempStore } from './testing';
@@ -114,6 +116,46 @@ describe('the store as a backend', () => {
     ]);
     for (const r of results) expect(r.status).toBe('rejected');
     await expect(layer.open().then(drain)).rejects.toBeInstanceOf(DigestMismatchError);
+  });
+
+  test.each(['zstd', 'gzip'] as const)(
+    'a damaged small %s blob fails as a digest mismatch with the fsck hint, even when read late',
+    async (c) => {
+      const { layers } = await putImage([{ tar: tarOf(11, 4000), c }]);
+      const d = layers[0]!;
+      const file = store.blobPath(d.digest);
+      const bytes = await fsp.readFile(file);
+      const i = bytes.length >> 1;
+      bytes[i] = (bytes[i] as number) ^ 0xff;
+      await fsp.writeFile(file, bytes);
+      const content = storeContent(store);
+      // The decompressor fails on such a blob within milliseconds: several runs, and a reader
+      // that starts only after that, must each get the one error, never an unhandled event.
+      for (let run = 0; run < 6; run++) {
+        const tar = await content.openDecompressed(d, c);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const e = (await drain(tar).then(
+          () => undefined,
+          (err: unknown) => err,
+        )) as DigestMismatchError;
+        expect(e).toBeInstanceOf(DigestMismatchError);
+        expect(e.message).toContain(`blob ${d.digest}`);
+        expect(e.hint).toContain('strata fsck');
+      }
+    },
+  );
+
+  test('a blob of the right digest that is not valid zstd is a CorruptError naming its whole digest', async () => {
+    const info = await store.putBytes(Buffer.from('not zstd at all, but stored as such'));
+    const d = { mediaType: MediaTypes.layerZstd, ...info };
+    const tar = await storeContent(store).openDecompressed(d, 'zstd');
+    const e = (await drain(tar).then(
+      () => undefined,
+      (err: unknown) => err,
+    )) as CorruptError;
+    expect(e).toBeInstanceOf(CorruptError);
+    expect(e.message).toContain(`blob ${d.digest} is not valid zstd data`);
+    expect(e.message).not.toContain(`${d.digest.slice(-20)} :`);
   });
 
   test('a tar whose diffID differs from the config fails at EOF', async () => {

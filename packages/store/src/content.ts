@@ -1,6 +1,14 @@
 import { createReadStream } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
-import { Compression, ContentSource, Descriptor, Digest, drain } from '@strata/oci';
+import {
+  Compression,
+  ContentSource,
+  CorruptError,
+  Descriptor,
+  Digest,
+  ToolFailedError,
+  drain,
+} from '@strata/oci';
 import type { BlobReader } from './blob-reader';
 import type { BlobStore } from './blobs';
 
@@ -53,12 +61,22 @@ async function openDecompressed(
   const { decompressFile } = await import('@strata/tools');
   const tool = decompressFile(file, compression);
   const out = new PassThrough({ highWaterMark: 1 << 20 });
+  // A small damaged blob fails at once, maybe before the caller has begun to read (it may still
+  // be opening its output): the stream keeps the error for that reader, and an 'error' event
+  // nobody listens to yet must not crash the process.
+  out.on('error', () => undefined);
   const fail = (e: unknown): void => {
     tool.kill();
     if (!out.destroyed) out.destroy(e as Error);
   };
-  tool.stdout.on('error', fail);
-  tool.done.catch(fail);
+  // A damaged blob also makes the decompressor fail, often first, with less to say (zstd names
+  // the file by its last 20 characters): the blob's own check decides which error it is.
+  const toolFailed = (e: unknown): void => {
+    tool.kill();
+    blobOk.then(() => fail(undecodable(e, d, compression, file)), fail);
+  };
+  tool.stdout.on('error', toolFailed);
+  tool.done.catch(toolFailed);
   blobOk.catch(fail);
   // The tar ends only after the decompressor exited cleanly and the blob's digest matched.
   tool.stdout.pipe(out, { end: false });
@@ -72,4 +90,19 @@ async function openDecompressed(
     if (!out.writableFinished) tool.kill();
   });
   return out;
+}
+
+/**
+ * A blob whose digest is right but that its decompressor rejects (it was stored that way): a
+ * CorruptError naming the whole digest. Other failures (the tool missing, killed) pass unchanged.
+ */
+function undecodable(e: unknown, d: Descriptor, compression: Compression, file: string): unknown {
+  const decodeFailed =
+    (e instanceof ToolFailedError && /exited with code/.test(e.message)) ||
+    /^Z_/.test(String((e as NodeJS.ErrnoException).code ?? ''));
+  if (!decodeFailed) return e;
+  const why = (e as Error).message.replace(`${file.slice(-20)} : `, '');
+  return new CorruptError(`blob ${d.digest} is not valid ${compression} data: ${why}`, {
+    cause: e,
+  });
 }

@@ -1,12 +1,20 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Descriptor, Digest, InvalidArgumentError, LockedError, graphDigests } from '@strata/oci';
+import {
+  Annotations,
+  Descriptor,
+  Digest,
+  InvalidArgumentError,
+  LockedError,
+  graphDigests,
+} from '@strata/oci';
 import { fsyncDir, tempOwner, tempPathFor } from './atomic';
 import type { BlobInfo } from './blobs';
 import { pruneDiffIds } from './diffids';
 import { pruneStackViews, stackViewDirs } from './stack-views';
 import { pidAlive, withFileLock } from './lock';
 import { isReferrerRecord } from './referrers';
+import { brokenTagError } from './refs';
 import type { Store } from './store';
 
 /** What `Store.gc` freed, or with `dryRun` would free. */
@@ -23,8 +31,9 @@ export interface BlobGcResult {
 
 /**
  * Drop blobs that no tag or GC root reaches (an attached artifact is reached through its
- * subject, and its record goes with it), stale ingest files, and partial downloads that no
- * running pull is using (a later pull of the blob then starts from the beginning). The roots
+ * subject, and its record goes with it), stale ingest files, the unpacked rootfs of a killed
+ * `template create`, and partial downloads that no running pull is using (a later pull of the
+ * blob then starts from the beginning). The roots
  * named in `dropRoots` are removed first (under the same lock) and keep nothing. With
  * `dryRun`, nothing is removed and the result says what would be.
  */
@@ -49,7 +58,14 @@ export async function collectGarbage(
       // An artifact's record is no root: the walk from its subject reaches it, or nothing does.
       for (const d of index.manifests) {
         if (!isReferrerRecord(d) && !keep.has(d.digest)) {
-          graphDigests(await store.graph(d, index), keep);
+          try {
+            graphDigests(await store.graph(d, index), keep);
+          } catch (e) {
+            // What a tag uses that gc cannot read, it cannot tell from garbage: it deletes
+            // nothing, and says which tag stops it.
+            const ref = d.annotations?.[Annotations.refName] ?? d.digest;
+            throw brokenTagError(ref, e, `gc cannot tell what ${ref} uses`);
+          }
         }
       }
       for (const d of await store.rootDescriptors(drop)) {
@@ -83,7 +99,8 @@ export async function collectGarbage(
           }
           continue;
         }
-        await dropDeadTemp(p, dry, partials);
+        if (name.startsWith('rootfs-')) await dropDeadRootfs(p, dry, partials, lease);
+        else await dropDeadTemp(p, dry, partials);
       }
       // Temp files of a killed writer elsewhere in the store (index.json, roots, leases,
       // diffIDs, Strata's own state files, broken locks) are nobody's either.
@@ -161,6 +178,38 @@ async function dropDeadTemp(
   partials.count++;
   partials.bytes += st.size;
   if (!dry) await fsp.rm(p, { force: true });
+}
+
+/**
+ * Remove the unpacked rootfs of a `template create` that was killed (a folder
+ * `rootfs-<pid>-<hex>`, set-uid files and all) once its process is gone, counting it in
+ * `partials`. A folder named by an older version carries no pid: it goes only while no
+ * operation holds a lease (`lease` undefined), as a running create holds one.
+ */
+async function dropDeadRootfs(
+  p: string,
+  dry: boolean,
+  partials: { count: number; bytes: number },
+  lease: number | undefined,
+): Promise<void> {
+  const st = await fsp.lstat(p).catch(() => undefined);
+  if (st === undefined || !st.isDirectory()) return;
+  const pid = tempOwner(path.basename(p));
+  if (pid === undefined ? lease !== undefined : pid === process.pid || pidAlive(pid)) return;
+  partials.count++;
+  partials.bytes += await treeBytes(p);
+  if (!dry) await fsp.rm(p, { recursive: true, force: true });
+}
+
+/** Bytes of the regular files under `dir` (symlinks not followed). */
+async function treeBytes(dir: string): Promise<number> {
+  let n = 0;
+  for (const e of await fsp.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) n += await treeBytes(p);
+    else if (e.isFile()) n += (await fsp.lstat(p).catch(() => undefined))?.size ?? 0;
+  }
+  return n;
 }
 
 /** The size of a partial download no running pull holds (0 when one does). */

@@ -16,7 +16,7 @@ export { defaultStoreConfig, diskUsage } from './config';
 export type { StoreConfig } from './config';
 export type { BlobGcResult } from './gc';
 export { defaultStorePath } from './paths';
-export { normalizeTag } from './refs';
+export { brokenTagError, normalizeTag } from './refs';
 export { isReferrerRecord } from './referrers';
 export { Store } from './store';
 export type { AttachedFile } from './store';

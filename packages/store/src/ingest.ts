@@ -104,17 +104,15 @@ export async function copyToFile(
 }
 
 /**
- * Move a verified, fsynced temp file into place as blob `final`. When the blob is there already
- * the temp file goes, and the blob's mtime is refreshed so that a concurrent gc sees it as in use
- * by a live lease.
+ * Move a verified, fsynced temp file into place as blob `final`. A blob that is there already is
+ * replaced rather than kept: the temp file is known good, while the stored copy may be damaged
+ * (a flipped byte keeps its size), and keeping it made a rebuild or a new `template create`
+ * report success over the broken copy. The rename is atomic, so a reader of the old copy keeps
+ * its file, and the new one's fresh mtime tells a concurrent gc that a live lease uses it.
  */
 export async function placeBlob(tmp: string, final: string): Promise<void> {
-  if (await touchBlob(final)) {
-    await fsp.rm(tmp, { force: true });
-  } else {
-    await fsp.rename(tmp, final);
-    await fsyncDir(path.dirname(final));
-  }
+  await fsp.rename(tmp, final);
+  await fsyncDir(path.dirname(final));
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   parseDigest,
   parseJson,
   parseReference,
+  StrataError,
   validateIndex,
   withDefaultTag,
 } from '@strata/oci';
@@ -82,10 +83,22 @@ function byDigestPrefix(index: ImageIndex, ref: string): Descriptor | undefined 
   return hits[0];
 }
 
+/**
+ * An error met reading what tag `ref` uses (its manifest or config damaged or missing), as one
+ * that names the tag and the way out: one broken image is not to stop the whole store.
+ */
+export function brokenTagError(ref: string, e: unknown, lead = ref): unknown {
+  if (!(e instanceof StrataError)) return e;
+  return new StrataError(e.code, `${lead}: ${e.message}`, {
+    cause: e,
+    hint: `\`strata fsck\` lists what is damaged; \`strata rm ${ref}\` drops the tag, or pull or create it again`,
+  });
+}
+
 /** A store's tags: `index.json`, read and changed under the store's lock. */
 export class RefStore extends BlobStore {
   async readIndex(): Promise<ImageIndex> {
-    const doc = parseJson(await fsp.readFile(this.paths.indexPath), 'index.json');
+    const doc = parseJson(await fsp.readFile(this.paths.indexPath), this.paths.indexPath);
     return assertValid(validateIndex, doc, `${this.paths.indexPath}`);
   }
 

@@ -1,4 +1,5 @@
 import { promises as fsp } from 'node:fs';
+import { Readable } from 'node:stream';
 import { ContentSource, MediaTypes, SizeMismatchError } from '@strata/oci';
 import { Store } from './store';
 import { storeSink } from './sink';
@@ -43,4 +44,17 @@ test('a descriptor whose size disagrees with the blob the store holds is refused
   expect((e as Error).message).toBe(
     `blob ${digest}: size mismatch: expected ${size + 10} bytes, got ${size}`,
   );
+});
+
+test('a copy that finds a stored blob of another size (damaged) fetches it again', async () => {
+  const data = Buffer.from('a layer the pull brings');
+  const { digest, size } = await store.putBytes(data);
+  await fsp.truncate(store.blobPath(digest), 5);
+  const d = { mediaType: MediaTypes.layerTar, digest, size };
+  const source: ContentSource = {
+    ...unused,
+    openBlob: () => Promise.resolve(Readable.from([data])),
+  };
+  expect(await storeSink(store).putBlob(d, source)).toEqual({ outcome: 'downloaded', bytes: size });
+  expect(await store.readBlob(digest, size)).toEqual(data);
 });

@@ -9,6 +9,7 @@ import {
   MediaTypes,
   NoSpaceError,
   SizeMismatchError,
+  drain,
   isImageMediaType,
   parseJson,
 } from '@strata/oci';
@@ -50,13 +51,12 @@ async function putBlob(
   onProgress?: (bytes: number) => void,
 ): Promise<{ outcome: StoreOutcome; bytes: number }> {
   const present = { outcome: 'present' as const, bytes: 0 };
-  // A blob skipped as present is touched, so that a gc keeps it for this copy's lease. Its size
-  // is part of the descriptor's identity: a descriptor that disagrees with the stored blob is
-  // refused, as the source's copy would have been.
-  if (await store.holdsBlob(d.digest)) return presentOfSize(store, d, present);
+  // A blob skipped as present is touched, so that a gc keeps it for this copy's lease.
+  if (await store.holdsBlob(d.digest, d.size)) return present;
+  await refuseLyingSize(store, d);
   return store.withPartial({ digest: d.digest, size: d.size }, async (partial) => {
     // Another process may have fetched it while we waited for the lock.
-    if (await store.holdsBlob(d.digest)) return presentOfSize(store, d, present);
+    if (await store.holdsBlob(d.digest, d.size)) return present;
     let restartedClean = false;
     for (;;) {
       const have = await partial.length();
@@ -88,9 +88,19 @@ async function putBlob(
   });
 }
 
-async function presentOfSize<T>(store: Store, d: Descriptor, present: T): Promise<T> {
-  await store.blobFile(d.digest, d.size);
-  return present;
+/**
+ * A stored copy of the blob at another size than the descriptor's: if it still hashes to its
+ * digest, the descriptor lies about the size (refused, as the source's copy would have been,
+ * since the size is part of a descriptor's identity); if not, the copy is damaged, and the copy
+ * from the source replaces it.
+ */
+async function refuseLyingSize(store: Store, d: Descriptor): Promise<void> {
+  if (!(await store.hasBlob(d.digest))) return;
+  const intact = await drain(await store.openBlob(d.digest)).then(
+    () => true,
+    () => false,
+  );
+  if (intact) await store.blobFile(d.digest, d.size);
 }
 
 /** The config media types of images (not of artifacts, whose configs are anything). */

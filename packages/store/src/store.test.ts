@@ -11,6 +11,7 @@ import {
   MediaTypes,
   SizeMismatchError,
   NotFoundError,
+  StrataError,
 } from '@strata/oci';
 import type { FileHandle } from 'node:fs/promises';
 import { Store } from './store';
@@ -63,6 +64,40 @@ test('putting bytes the store holds writes nothing and refreshes the blob mtime 
   expect(after.ino).toBe(before.ino);
   expect(after.mtimeMs).toBeGreaterThan(old.getTime() + 1000);
   expect(await ingestFiles()).toEqual([]);
+});
+
+/** Flip one byte in the middle of a stored blob: same size, another hash. */
+async function damage(digest: Digest): Promise<void> {
+  const p = store.blobPath(digest);
+  const buf = await fsp.readFile(p);
+  const i = buf.length >> 1;
+  buf[i] = (buf[i] as number) ^ 0xff;
+  await fsp.writeFile(p, buf);
+}
+
+test('putting a blob over a damaged copy of it replaces the copy', async () => {
+  const data = Buffer.from('a layer, as a rebuild or a new template create writes it again');
+  const { digest } = await store.putBlob(Readable.from([data]));
+  await damage(digest);
+  expect((await store.fsck()).problems).toHaveLength(1);
+  expect(await store.putBlob(Readable.from([data]))).toEqual({ digest, size: data.length });
+  expect((await fsp.readFile(store.blobPath(digest))).equals(data)).toBe(true);
+  expect((await store.fsck()).problems).toEqual([]);
+  expect(await ingestFiles()).toEqual([]);
+});
+
+test('putting bytes over a damaged copy of them replaces the copy', async () => {
+  const data = Buffer.from('{"a manifest":"or a config"}');
+  const { digest } = await store.putBytes(data);
+  await damage(digest);
+  expect(await store.putBytes(data, { digest, size: data.length })).toEqual({
+    digest,
+    size: data.length,
+  });
+  expect(await store.readBlob(digest, data.length)).toEqual(data);
+  await fsp.truncate(store.blobPath(digest), 3);
+  await store.putBytes(data);
+  expect(await store.readBlob(digest, data.length)).toEqual(data);
 });
 
 test('a digest or size mismatch stores nothing', async () => {
@@ -767,4 +802,90 @@ test('a lease taken while gc holds its lock waits for it; gc sees a lease taken 
   expect(await store.withGcLock(async (busy) => busy)).toBe(true);
   await endLease();
   expect(await store.withGcLock(async (busy) => busy)).toBe(false);
+});
+
+/** The pid of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const child = execFile('true');
+  const pid = child.pid as number;
+  await new Promise((resolve) => child.on('exit', resolve));
+  return pid;
+}
+
+test('gc removes the unpacked rootfs a killed template create left, not a running one’s', async () => {
+  const ingest = path.join(store.root, '.strata', 'ingest');
+  const rootfs = async (name: string): Promise<string> => {
+    const d = path.join(ingest, name);
+    await fsp.mkdir(path.join(d, 'usr', 'bin'), { recursive: true });
+    await fsp.writeFile(path.join(d, 'usr', 'bin', 'su'), Buffer.alloc(1000));
+    await fsp.chmod(path.join(d, 'usr', 'bin', 'su'), 0o4755);
+    return d;
+  };
+  const dead = await rootfs(`rootfs-${await deadPid()}-0123456789ab`);
+  const running = await rootfs(`rootfs-1-0123456789ab`);
+  const older = await rootfs('rootfs-AbC123'); // named without a pid, as mkdtemp did
+  const release = await holdLease(store);
+  try {
+    // A live lease may be the create that made the folder without a pid: it stays.
+    const dry = await store.gc({ dryRun: true });
+    expect(dry.partials).toEqual({ count: 1, bytes: 1000 });
+    expect((await store.gc()).partials).toEqual({ count: 1, bytes: 1000 });
+    expect((await fsp.readdir(ingest)).sort()).toEqual(
+      [path.basename(older), path.basename(running)].sort(),
+    );
+    expect(await fsp.readdir(ingest)).not.toContain(path.basename(dead));
+  } finally {
+    await release();
+  }
+  expect((await store.gc()).partials).toEqual({ count: 1, bytes: 1000 });
+  expect(await fsp.readdir(ingest)).toEqual([path.basename(running)]);
+});
+
+test('gc refuses while a tag’s manifest is damaged, naming the tag and the way out', async () => {
+  const broken = await imageFor(store, 'broken layer');
+  await store.tag('ib:1', broken);
+  await store.tag('ok:1', await imageFor(store, 'sound layer'));
+  await fsp.writeFile(store.blobPath(broken.digest), 'garbage\n');
+  const blobs = await store.allBlobs();
+  const e = (await store.gc().catch((err: unknown) => err)) as StrataError;
+  expect(e).toBeInstanceOf(StrataError);
+  expect(e.message).toMatch(/^gc cannot tell what ib:1 uses: blob sha256:[a-f0-9]{64}: size/);
+  expect(e.hint).toContain('strata fsck');
+  expect(e.hint).toContain('strata rm ib:1');
+  expect(await store.allBlobs()).toEqual(blobs);
+});
+
+test('a damaged index.json is an error naming its path', async () => {
+  await fsp.writeFile(path.join(store.root, 'index.json'), '{"schemaVersion": 2, "manif');
+  await expect(store.readIndex()).rejects.toThrow(
+    `invalid ${path.join(store.root, 'index.json')}:`,
+  );
+});
+
+test('fsck says each problem on one line, the digest once, with the tags that use the blob', async () => {
+  const img = await imageFor(store, 'shared layer');
+  await store.tag('a:1', img);
+  await store.tag('b:1', img);
+  const m = JSON.parse((await store.readBlob(img.digest)).toString()) as {
+    config: { digest: Digest };
+    layers: Array<{ digest: Digest }>;
+  };
+  const layer = m.layers[0]!.digest;
+  await damage(layer);
+  await fsp.rm(store.blobPath(m.config.digest));
+  const loose = await store.putBytes(Buffer.from('no tag uses this'));
+  await damage(loose.digest);
+  const { problems } = await store.fsck();
+  expect(problems.sort()).toEqual(
+    [
+      `corrupt blob ${layer}: its content does not match its digest; used by a:1, b:1`,
+      `corrupt blob ${loose.digest}: its content does not match its digest; used by no tag (gc removes it)`,
+      `missing blob ${m.config.digest}; used by a:1, b:1`,
+    ].sort(),
+  );
+  // A damaged manifest is the problem of the tag whose walk it stops.
+  await fsp.writeFile(store.blobPath(img.digest), 'garbage\n');
+  expect((await store.fsck()).problems).toContain(
+    `corrupt blob ${img.digest}: its content does not match its digest; used by a:1, b:1`,
+  );
 });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -10,6 +11,7 @@ import {
   ImageManifest,
   InvalidArgumentError,
   PlatformSelector,
+  StrataError,
   TemplateMetadata,
   formatPlatform,
 } from '@strata/oci';
@@ -48,6 +50,11 @@ export interface CreateTemplateOptions extends ExclusionOptions {
   platform?: PlatformSelector;
   /** A warning for the user (no dpkg and no platform: the host's was taken). */
   onWarning?: (message: string) => void;
+  /**
+   * Stops the create (an INTERRUPTED StrataError), which then removes its unpacked rootfs: a
+   * tree with set-uid files must not stay in the store for nobody.
+   */
+  signal?: AbortSignal;
 }
 
 /** A tag that named another image before this one took it. */
@@ -108,8 +115,16 @@ export async function createTemplate(
   if (tags.length === 0) throw new InvalidArgumentError('the template needs a tag');
   const refs = [...new Set(tags.map((t) => normalizeTag(t)))];
   const exclusions = new ExclusionSet(opts);
+  const { signal } = opts;
+  if (signal?.aborted) throw interrupted();
   return store.withLease(async () => {
     let scratch: string | undefined;
+    // The stream being read when the signal aborts: destroying it ends the create at once.
+    let reading: Readable | undefined;
+    const stop = (): void => {
+      reading?.destroy(interrupted());
+    };
+    signal?.addEventListener('abort', stop, { once: true });
     try {
       let root: string;
       let label: string;
@@ -117,18 +132,46 @@ export async function createTemplate(
         root = opts.source.path;
         label = path.basename(root);
       } else {
-        scratch = await fsp.mkdtemp(path.join(store.root, '.strata', 'ingest', 'rootfs-'));
+        scratch = await makeIngestDir(store);
         root = scratch;
         label = opts.source.label;
+        reading = opts.source.stream;
         const counted = opts.source.stream.pipe(counter('extract', opts.onProgress));
         opts.source.stream.on('error', (e) => counted.destroy(e));
+        if (signal?.aborted) throw interrupted();
         await unpackLayer(counted, opts.source.compression, root);
       }
-      return await captureTree(store, root, label, exclusions, refs, opts);
+      if (signal?.aborted) throw interrupted();
+      return await captureTree(store, root, label, exclusions, refs, opts, (tar) => {
+        reading = tar;
+      });
+    } catch (e) {
+      throw signal?.aborted ? interrupted() : e;
     } finally {
+      signal?.removeEventListener('abort', stop);
       if (scratch !== undefined) await fsp.rm(scratch, { recursive: true, force: true });
     }
   });
+}
+
+/** What a create that its signal stopped throws. */
+function interrupted(): StrataError {
+  return new StrataError('INTERRUPTED', 'template create interrupted');
+}
+
+/**
+ * A new folder in the store's ingest area for an unpacked rootfs, named `rootfs-<pid>-<hex>`:
+ * a gc tells by the pid whether the create that made it is still running (see tempOwner).
+ */
+async function makeIngestDir(store: Store): Promise<string> {
+  const dir = path.join(
+    store.root,
+    '.strata',
+    'ingest',
+    `rootfs-${process.pid}-${randomBytes(6).toString('hex')}`,
+  );
+  await fsp.mkdir(dir, { mode: 0o700 });
+  return dir;
 }
 
 async function captureTree(
@@ -138,6 +181,7 @@ async function captureTree(
   exclusions: ExclusionSet,
   refs: readonly string[],
   opts: CreateTemplateOptions,
+  onReading: (tar: Readable) => void,
 ): Promise<CreatedTemplate> {
   const facts = await readRootfsFacts(root);
   const debArch = rootfsArchitecture(label, facts.architecture, opts);
@@ -153,6 +197,7 @@ async function captureTree(
     sourceDateEpoch: opts.sourceDateEpoch,
     exclude: (rel, kind) => exclusions.decide(rel, kind),
   });
+  onReading(tar);
   const counted = tar.pipe(counter('pack', opts.onProgress));
   tar.on('error', (e) => counted.destroy(e));
   const layer = createLayer(counted, compression);

@@ -126,10 +126,15 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           const bar = progress.bar('rootfs: unpacking layers');
           let r;
           try {
-            r = await flattenToDir(store, a.ref, a.dir, {
-              ...platform,
-              onProgress: (bytes, total) => bar.update(bytes, total),
-            });
+            // Interrupted, it removes what it wrote into the folder before it ends.
+            const dir = a.dir;
+            r = await ctx.interruptible((signal) =>
+              flattenToDir(store, a.ref, dir, {
+                ...platform,
+                signal,
+                onProgress: (bytes, total) => bar.update(bytes, total),
+              }),
+            );
           } finally {
             progress.done();
           }

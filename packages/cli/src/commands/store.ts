@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { Store } from '@strata/store';
-import { Annotations } from '@strata/oci';
+import { Annotations, StrataError } from '@strata/oci';
 import type { Context, GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { counted, formatBytes, movedTagNote, shortDigest } from '../output';
@@ -22,12 +22,16 @@ interface GcArgs extends GlobalArgs {
   dryRun: boolean;
 }
 
-const KIND_NAMES: Record<'tags' | 'blobs' | 'build-cache' | 'snapshots' | 'apt-cache', string> = {
+const KIND_NAMES: Record<
+  'tags' | 'blobs' | 'build-cache' | 'snapshots' | 'apt-cache' | 'ingest',
+  string
+> = {
   tags: 'tags',
   blobs: 'blobs',
   'build-cache': 'build cache',
   snapshots: 'snapshots',
   'apt-cache': 'apt caches',
+  ingest: 'interrupted',
 };
 
 export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs> {
@@ -45,17 +49,30 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
   return y
     .command(
       onStore('ls', 'List the images in the store', async (ctx, store) => {
+        const { brokenTagError } = await import('@strata/store');
         const rows = [];
         for (const { ref, descriptor } of await store.list()) {
-          let size = descriptor.size;
-          for (const [, d] of await store.reachable(descriptor))
-            if (d.digest !== descriptor.digest) size += d.size;
+          // One image that cannot be read (a damaged manifest) is listed as such, not the end
+          // of the listing: the others are still there, and it needs its tag to be dropped.
+          let size: number | undefined = descriptor.size;
+          let error: string | undefined;
+          try {
+            for (const [, d] of await store.reachable(descriptor))
+              if (d.digest !== descriptor.digest) size += d.size;
+          } catch (e) {
+            const broken = brokenTagError(ref, e);
+            if (!(broken instanceof StrataError)) throw e;
+            size = undefined;
+            error = broken.message;
+            ctx.note(`strata: warning: ${broken.message} (hint: ${broken.hint ?? ''})`);
+          }
           rows.push({
             ref,
             digest: descriptor.digest,
             mediaType: descriptor.mediaType,
             created: descriptor.annotations?.[Annotations.created],
-            size,
+            ...(size !== undefined ? { size } : {}),
+            ...(error !== undefined ? { error } : {}),
           });
         }
         if (ctx.json) {
@@ -65,7 +82,9 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         const w = Math.max(3, ...rows.map((r) => r.ref.length));
         ctx.print(`${'REF'.padEnd(w)}  DIGEST        SIZE`);
         for (const r of rows)
-          ctx.print(`${r.ref.padEnd(w)}  ${shortDigest(r.digest)}  ${formatBytes(r.size)}`);
+          ctx.print(
+            `${r.ref.padEnd(w)}  ${shortDigest(r.digest)}  ${r.size !== undefined ? formatBytes(r.size) : 'damaged'}`,
+          );
       }),
     )
     .command(
@@ -178,7 +197,7 @@ export function storeCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
     .command(
       onStore(
         'df',
-        'Disk use of the store: tags, blobs, build cache, snapshots, apt caches',
+        'Disk use of the store: tags, blobs, build cache, snapshots, apt caches, what interrupted commands left',
         async (ctx, store) => {
           const { diskUsageReport } = await import('@strata/compose');
           const r = await diskUsageReport(store);

@@ -111,25 +111,29 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
             const st = a.rootfs === '-' ? undefined : await stat(a.rootfs).catch(() => undefined);
             const bar = progress.bar('extracting', st?.isFile() ? st.size : undefined);
             const source = await openRootfsSource(a.rootfs, process.stdin);
-            const t = await createTemplate(store, {
-              source,
-              tag: a.tag,
-              name: a.name,
-              features: a.feature,
-              exclude: a.exclude,
-              keep: a.keep,
-              noDefaults: !a.defaultExcludes,
-              compression: a.compression,
-              sourceDateEpoch: sourceDateEpoch(),
-              ...(platform ? { platform } : {}),
-              onWarning: (m) => {
-                if (!ctx.quiet) progress.line(`strata: warning: ${m}`);
-              },
-              onProgress: (p) => {
-                bar.label(p.phase === 'extract' ? 'extracting' : 'packing');
-                bar.update(p.bytes);
-              },
-            });
+            // Interrupted, it removes the rootfs it unpacked in the store before it ends.
+            const t = await ctx.interruptible((signal) =>
+              createTemplate(store, {
+                signal,
+                source,
+                tag: a.tag,
+                name: a.name,
+                features: a.feature,
+                exclude: a.exclude,
+                keep: a.keep,
+                noDefaults: !a.defaultExcludes,
+                compression: a.compression,
+                sourceDateEpoch: sourceDateEpoch(),
+                ...(platform ? { platform } : {}),
+                onWarning: (m) => {
+                  if (!ctx.quiet) progress.line(`strata: warning: ${m}`);
+                },
+                onProgress: (p) => {
+                  bar.label(p.phase === 'extract' ? 'extracting' : 'packing');
+                  bar.update(p.bytes);
+                },
+              }),
+            );
             progress.done();
             for (const m of t.moved) movedTagNote(ctx, m.ref, m.from, m.to);
             const layer = t.manifest.layers[0];
