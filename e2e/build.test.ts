@@ -265,16 +265,16 @@ describe('a three-level chain: base → middleware → app', () => {
     expect(fs.existsSync(path.join(appTree, 'usr/share/doc/openssh-server'))).toBe(false);
   });
 
-  test("apt's source package cache stays in the store, beside the lists, for the next step", () => {
-    // apt parses the 50 MB of indices into srcpkgcache.bin once per `apt-get update` instead of
-    // once per apt run; the file lives outside the rootfs, like the lists.
-    const caches = path.join(store, '.strata', 'apt', 'cache');
-    const dirs = fs.readdirSync(caches);
-    expect(dirs.length).toBeGreaterThan(0);
-    for (const d of dirs) {
-      expect(fs.readdirSync(path.join(store, '.strata', 'apt', 'lists'))).toContain(d);
-      expect(fs.statSync(path.join(caches, d, 'srcpkgcache.bin')).size).toBeGreaterThan(1e6);
-    }
+  test("apt's source package cache never leaves the step; the lists stay in the store", () => {
+    // apt trusts a srcpkgcache.bin it finds, which a step's code could forge: none is shared.
+    const apt = path.join(store, '.strata', 'apt');
+    expect(fs.existsSync(path.join(apt, 'cache'))).toBe(false);
+    const lists = fs.readdirSync(path.join(apt, 'lists'));
+    expect(lists.length).toBeGreaterThan(0);
+    for (const d of lists)
+      expect(fs.readdirSync(path.join(apt, 'lists', d)).some((f) => /_Packages$/.test(f))).toBe(
+        true,
+      );
     expect(fs.existsSync(path.join(appTree, 'run/strata'))).toBe(false);
   });
 

@@ -17,7 +17,8 @@ export const BOOTSTRAP_HOST_FILES = DEFAULT_EXCLUSIONS.filter((r) => r.action ==
 
 /**
  * BOOTSTRAP: mmdebstrap into `target` (an empty dir, the step's upper), with the store's apt
- * state for this mirror so that its .debs are downloaded once across builds. `authConf` is apt's
+ * state for this mirror so that its .debs are downloaded once across builds (those that a
+ * verified index of the store lists: mmdebstrap's own lists do not outlive it). `authConf` is apt's
  * auth.conf from the build's secrets, if given.
  */
 export async function bootstrapStep(
@@ -59,7 +60,7 @@ export async function bootstrapStep(
     throw e;
   } finally {
     // What was downloaded stays for the next build, even when the bootstrap failed later on.
-    if (!ctx.opts.signal?.aborted) await aptState.checkin(sourcesKey, apt);
+    if (!ctx.opts.signal?.aborted) await aptState.checkin(sourcesKey, apt, undefined);
   }
   const facts = await readRootfsFacts(target);
   return { distribution: facts.distribution, debArch: facts.architecture };

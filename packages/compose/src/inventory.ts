@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Descriptor, Digest, MediaTypes, chainId, digestHex, isDigest } from '@strata/oci';
 import { Store, brokenTagError, diskUsage } from '@strata/store';
-import { APT_STATE_LOCK, aptStateDir } from './apt-state';
+import { APT_STATE_LOCK, APT_VERIFIED_MARK, aptStateDir } from './apt-state';
 import { cacheRootName } from './cache';
 import { logsDir } from './debuild';
 import { ScratchInfo, SnapshotInfo, Snapshots } from './snapshots';
@@ -140,7 +140,7 @@ export async function takeInventory(store: Store): Promise<Inventory> {
   const apt: AptItem[] = [];
   const aptDir = aptStateDir(store.root);
   for (const top of await fsp.readdir(aptDir).catch(() => [] as string[])) {
-    if (top === APT_STATE_LOCK) continue;
+    if (top === APT_STATE_LOCK || top === APT_VERIFIED_MARK) continue;
     const p = path.join(aptDir, top);
     const st = await fsp.lstat(p).catch(() => undefined);
     if (!st) continue;

@@ -27,6 +27,9 @@ import { stepCommand } from './step-command';
 import { OutputTail, Redactor, failureReason, fullDisk } from './step-output';
 import { BuildContext, StageState, chainOf, packageDelta, stackOf } from './build-state';
 
+/** Where a step sees the read-only snapshot of the store's apt state that its view links to. */
+const APT_SNAPSHOT = '/run/strata/apt-snapshot';
+
 /** The build secret that is apt's auth.conf for the apt steps. */
 export const APT_AUTH = 'apt-auth';
 /** Where the apt steps see it (apt reads every file of auth.conf.d). */
@@ -240,8 +243,8 @@ export class StepRunner {
         path.join(stage, 'sources.list.d', 'strata-local.list'),
         `deb [trusted=yes] file:/run/strata/local ./\n`,
       );
+    const mirror = o.aptIndex ? await this.ctx.keys.releasesOf(src) : undefined;
     if (o.aptIndex) {
-      const mirror = await this.ctx.keys.releasesOf(src);
       // The build's own repository is part of the state: a new package there updates the lists.
       if (mirror)
         await fsp.writeFile(
@@ -250,7 +253,7 @@ export class StepRunner {
         );
     }
     const sourcesKey = src.digest.slice(7, 23);
-    const apt = await this.apt.checkout(sourcesKey, path.join(o.work, 'apt'));
+    const apt = await this.apt.checkout(sourcesKey, path.join(o.work, 'apt'), APT_SNAPSHOT);
     const env: Record<string, string> = {
       PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       HOME: '/root',
@@ -282,6 +285,11 @@ export class StepRunner {
           { source: apt.lists, target: 'lists' },
           { source: apt.cache, target: 'cache' },
           { source: apt.archives, target: 'archives' },
+          {
+            source: apt.snapshot,
+            target: APT_SNAPSHOT.slice('/run/strata/'.length),
+            readOnly: true,
+          },
           ...(o.context ? [{ source: this.ctx.context, target: 'context', readOnly: true }] : []),
           { source: out, target: 'out' },
           ...(repo ? [{ source: repo.dir, target: 'local' }] : []),
@@ -304,8 +312,10 @@ export class StepRunner {
       });
       emit(redactor.end());
     } finally {
-      // Lists a failed step updated and packages it downloaded are kept as well.
-      if (!this.ctx.opts.signal?.aborted) await this.apt.checkin(sourcesKey, apt);
+      // Lists a failed step updated and packages it downloaded are kept as well. Only the apt
+      // steps give back: a RUN's apt-get is its own business.
+      if (o.aptIndex && !this.ctx.opts.signal?.aborted)
+        await this.apt.checkin(sourcesKey, apt, mirror);
     }
     return { code, tail };
   }

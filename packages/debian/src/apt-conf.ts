@@ -8,9 +8,9 @@ export function aptConf(o: { dpkg?: string } = {}): string {
     'Dir::Etc::SourceParts "/run/strata/sources.list.d";',
     'Dir::State::Lists "/run/strata/lists";',
     'Dir::Cache::Archives "/run/strata/archives";',
-    // The status cache depends on the rootfs, so it is never kept. The source cache depends on
-    // the lists only, and apt checks it against them: kept per sources beside the lists, it
-    // spares each apt run of a step parsing the indices again (about 1 s for bookworm main).
+    // The status cache depends on the rootfs, so it is never kept. The source cache spares each
+    // apt run of a step after the first parsing the indices again (about 1 s for bookworm main);
+    // it lives as long as the step, as apt trusts a cache it finds (see AptState).
     'Dir::Cache::pkgcache "";',
     'Dir::Cache::srcpkgcache "/run/strata/cache/srcpkgcache.bin";',
     'APT::Sandbox::User "root";',

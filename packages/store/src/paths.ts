@@ -29,8 +29,12 @@ export class StorePaths {
   /** The store's settings file (optional). */
   readonly configPath: string;
 
+  /** Strata's own files (`.strata`): only its owner may enter (see Store.open). */
+  readonly ownDir: string;
+
   constructor(readonly root: string) {
-    const own = (name: string): string => path.join(root, '.strata', name);
+    this.ownDir = path.join(root, '.strata');
+    const own = (name: string): string => path.join(this.ownDir, name);
     this.blobDir = path.join(root, 'blobs', 'sha256');
     this.indexPath = path.join(root, 'index.json');
     this.ingestDir = own('ingest');

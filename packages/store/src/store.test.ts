@@ -889,3 +889,45 @@ test('fsck says each problem on one line, the digest once, with the tags that us
     `corrupt blob ${img.digest}: its content does not match its digest; used by a:1, b:1`,
   );
 });
+
+describe("the store's own folder", () => {
+  // The test's temporary folder is 0700: nobody could not reach the store there anyway.
+  const parents: string[] = [];
+  afterEach(() => Promise.all(parents.splice(0).map((p) => fsp.rm(p, { recursive: true }))));
+
+  /** A store under a folder every user may enter, as a store under /var/lib is. */
+  async function openIn(prepare?: (root: string) => Promise<void>): Promise<string> {
+    const parent = await fsp.mkdtemp('/var/tmp/strata-store-perm-');
+    parents.push(parent);
+    await fsp.chmod(parent, 0o755);
+    const root = path.join(parent, 'store');
+    await prepare?.(root);
+    await Store.open(root);
+    return root;
+  }
+  const modeOf = async (p: string) => (await fsp.stat(p)).mode & 0o7777;
+
+  test('is made 0700, so no other user reaches its snapshots', async () => {
+    const root = await openIn();
+    expect(await modeOf(path.join(root, '.strata'))).toBe(0o700);
+    const snapshot = path.join(root, '.strata', 'snapshots', 'x', 'fs', 'tmp');
+    await fsp.mkdir(snapshot, { recursive: true, mode: 0o755 });
+    await fsp.chmod(snapshot, 0o1777);
+    // As nobody: the snapshot's world-writable /tmp is out of reach.
+    const asNobody = (cmd: string[]) =>
+      run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...cmd]).then(
+        () => 'ok',
+        (e: { stderr: string }) => e.stderr,
+      );
+    expect(await asNobody(['ls', root])).toBe('ok');
+    expect(await asNobody(['touch', path.join(snapshot, 'planted')])).toMatch(/Permission denied/);
+  });
+
+  test('of a store made before, with 0755, is closed up when the store is opened', async () => {
+    const root = await openIn(async (r) => {
+      await fsp.mkdir(path.join(r, '.strata', 'snapshots'), { recursive: true });
+      await fsp.chmod(path.join(r, '.strata'), 0o755);
+    });
+    expect(await modeOf(path.join(root, '.strata'))).toBe(0o700);
+  });
+});

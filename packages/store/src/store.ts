@@ -152,9 +152,11 @@ export class Store extends RootStore {
     const layout = path.join(this.root, 'oci-layout');
     // A store that exists opens in one round of calls: its directories, its layout, its index.
     const [, layoutBytes, hasIndex] = await Promise.all([
-      Promise.all(
-        [this.paths.blobDir, this.paths.ingestDir, this.paths.leaseDir, this.paths.rootsDir].map(
-          (d) => fsp.mkdir(d, { recursive: true }),
+      this.ownDir().then(() =>
+        Promise.all(
+          [this.paths.blobDir, this.paths.ingestDir, this.paths.leaseDir, this.paths.rootsDir].map(
+            (d) => fsp.mkdir(d, { recursive: true }),
+          ),
         ),
       ),
       fsp.readFile(layout).catch((e: NodeJS.ErrnoException) => {
@@ -178,6 +180,26 @@ export class Store extends RootStore {
               await this.writeIndex({ schemaVersion: 2, manifests: [] });
           }),
     ]);
+  }
+
+  /**
+   * `.strata` is the root's alone, as docker's /var/lib/docker: its snapshots are root trees
+   * with their setuid programs and world-writable /tmp, which another local user must not reach.
+   * A store made before it was so is closed up when opened.
+   */
+  private async ownDir(): Promise<void> {
+    const dir = this.paths.ownDir;
+    // Only `.strata` itself: a recursive mkdir would give the store's root that mode as well.
+    await fsp.mkdir(this.root, { recursive: true });
+    await fsp.mkdir(dir, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+    });
+    const st = await fsp.stat(dir);
+    if ((st.mode & 0o7777) === 0o700) return;
+    await fsp.chmod(dir, 0o700).catch((e: NodeJS.ErrnoException) => {
+      // Another user's store, opened to read: its owner's next open closes it up.
+      if (e.code !== 'EPERM') throw e;
+    });
   }
 
   /** The store's settings: `.strata/config.json` (InvalidDocumentError when malformed). */
