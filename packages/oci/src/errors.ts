@@ -174,9 +174,10 @@ export function isStrataError(e: unknown): e is StrataError {
 /**
  * `user:password@` without a scheme (a registry reference typed with credentials), but not a
  * `name:tag@algorithm:digest`: what follows its `@` is a host, not a slash-free `algo:hex` word.
+ * The parts are bounded so that a long message (a registry's error body) costs linear time.
  */
 const BARE_USERINFO =
-  /(^|[^A-Za-z0-9+.\-/:@*])[^\s/:@"'`]+:[^\s/"'`]+@(?![a-z0-9]+(?:[+._-][a-z0-9]+)*:[^\s/:@"'`]*(?:[\s"'`]|$))/gi;
+  /(^|[^A-Za-z0-9+.\-/:@*])[^\s/:@"'`]{1,128}:[^\s/"'`]{1,256}@(?![a-z0-9]+(?:[+._-][a-z0-9]+)*:[^\s/:@"'`]*(?:[\s"'`]|$))/gi;
 
 /** Remove credentials that may appear in URLs, references or auth headers. */
 export function redact(text: string): string {

@@ -106,6 +106,14 @@ test('credentials in a reference without a scheme are redacted, a tag with a dig
   expect(e?.message).toMatch(/credentials do not belong in a reference; use `strata login`$/);
 });
 
+test('redact takes linear time on a long message without credentials', () => {
+  // A registry's error body is quoted in messages: 100 KB of it must not take seconds.
+  const start = Date.now();
+  expect(redact('a_'.repeat(50000))).toBe('a_'.repeat(50000));
+  expect(redact('_a:b'.repeat(25000))).toHaveLength(100000);
+  expect(Date.now() - start).toBeLessThan(2000);
+});
+
 test('a JSON syntax error gives the position, never the text around it', () => {
   const msg = (text: string): string => {
     try {
