@@ -358,3 +358,55 @@ test("ENV and LABEL substitute the FROM template's ENV, and an earlier stage's",
     y: 'Acme Gateway',
   });
 });
+
+test('a build interrupted after its last step, while its image is written, tags nothing', async () => {
+  const file = stratafile('interrupted', ['FROM platform-one:1', 'FEATURE x']);
+  const controller = new AbortController();
+  await expect(
+    build(store, {
+      file,
+      tag: 'interrupted:1',
+      writeLock: false,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === 'write') controller.abort();
+      },
+    }),
+  ).rejects.toMatchObject({ code: 'INTERRUPTED' });
+  await expect(store.resolve('interrupted:1')).rejects.toThrow();
+});
+
+test('a multi-platform build interrupted after its last platform tags nothing', async () => {
+  const host = hostPlatform();
+  const other = parsePlatform(host.architecture === 'arm64' ? 'linux/amd64' : 'linux/arm64');
+  const root = path.join(dir, 'root-interrupted');
+  fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'etc/os-release'), 'ID=debian\n');
+  for (const p of [host, other])
+    await createTemplate(store, {
+      source: { kind: 'dir', path: root },
+      tag: `interrupted-base:${p.architecture}`,
+      name: 'interrupted-base',
+      platform: p,
+    });
+  const file = stratafile('interrupted-index', [
+    'ARG TARGETARCH',
+    'FROM interrupted-base:${TARGETARCH}',
+    'FEATURE x',
+  ]);
+  const controller = new AbortController();
+  let written = 0;
+  await expect(
+    build(store, {
+      file,
+      tag: 'interrupted-index:1',
+      writeLock: false,
+      platforms: [host, other],
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === 'write' && ++written === 2) controller.abort();
+      },
+    }),
+  ).rejects.toMatchObject({ code: 'INTERRUPTED' });
+  await expect(store.resolve('interrupted-index:1')).rejects.toThrow();
+});

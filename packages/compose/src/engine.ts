@@ -224,6 +224,7 @@ export class Builder implements BuildContext {
           await fsp.rm(await this.repoScratch, { recursive: true, force: true });
       }
       const state = final as StageState;
+      this.checkAbort();
       this.emit({ type: 'write' });
       const rootfs = await writeImage(this, state);
       // The packages the build made or inherited travel with it (and through registries).
@@ -234,6 +235,8 @@ export class Builder implements BuildContext {
         ...rootfs,
         descriptor: await withBuildchroot(this, state, rootfs.descriptor),
       };
+      // An interrupted build tags nothing, however far its image got.
+      this.checkAbort();
       let ref: string | undefined;
       if (this.opts.tag && !this.part) {
         await this.store.tag(this.opts.tag, image.descriptor);
@@ -560,6 +563,7 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
       });
     }
     const descriptor = await writePlatformIndex(store, parts);
+    if (opts.signal?.aborted) throw new StrataError('INTERRUPTED', 'build interrupted');
     let ref: string | undefined;
     if (opts.tag) {
       await store.tag(opts.tag, descriptor);

@@ -5,6 +5,7 @@ import {
   Digest,
   Distribution,
   LayerRecord,
+  StrataError,
   ToolFailedError,
   chainId,
   counted,
@@ -113,6 +114,7 @@ export class StepRunner {
         state.excludes,
         ins.kind === 'BOOTSTRAP' ? BOOTSTRAP_HOST_FILES : [],
       );
+      this.ctx.checkAbort();
       const compression = this.ctx.opts.compression ?? 'zstd';
       const epoch = await this.ctx.epoch(state);
       const tar = packTree({
@@ -123,8 +125,18 @@ export class StepRunner {
       });
       const layer = createLayer(tar, compression);
       tar.on('error', (e) => layer.blob.destroy(e));
-      const blob = await this.ctx.store.putBlob(layer.blob);
-      const { diffId, mediaType } = await layer.result;
+      // Packing a large upper takes seconds: an interrupted build stops it rather than waiting.
+      const signal = this.ctx.opts.signal;
+      const stop = () => tar.destroy(new StrataError('INTERRUPTED', 'build interrupted'));
+      signal?.addEventListener('abort', stop, { once: true });
+      const packed = (async () => {
+        const blob = await this.ctx.store.putBlob(layer.blob);
+        return { blob, ...(await layer.result) };
+      })();
+      const { blob, diffId, mediaType } = await packed.finally(() =>
+        signal?.removeEventListener('abort', stop),
+      );
+      this.ctx.checkAbort();
       await this.ctx.store.recordDiffId(blob.digest, diffId);
       const desc: Descriptor = { mediaType, digest: blob.digest, size: blob.size };
 

@@ -168,6 +168,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const started = Date.now();
       const before = await tagsBefore(store);
       let stage = '';
+      let tagged: string | undefined;
       try {
         const r = await ctx.interruptible((signal) =>
           build(store, {
@@ -249,6 +250,9 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             },
           }),
         );
+        tagged = r.ref;
+        // A signal that came after the engine's last look is still not a success.
+        if (ctx.interrupted) throw new StrataError('INTERRUPTED', 'build interrupted');
         steps.end();
         progress.done();
         if (r.ref !== undefined) movedTagNote(ctx, r.ref, before.get(r.ref), r.descriptor.digest);
@@ -291,7 +295,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         steps.end(ctx.interrupted ? 'interrupted' : 'failed');
         progress.done();
         if (ctx.interrupted)
-          throw new StrataError('INTERRUPTED', 'build interrupted; nothing was tagged');
+          throw new StrataError(
+            'INTERRUPTED',
+            tagged !== undefined
+              ? `build interrupted after it tagged ${tagged}`
+              : 'build interrupted; nothing was tagged',
+          );
         // Quiet hid the step's output: show its end, so the reason is never lost.
         if (quiet && e instanceof BuildStepError && e.output) {
           for (const line of e.output.split('\n')) ctx.stderr.write(`  | ${line}\n`);
