@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -409,4 +410,24 @@ test('a multi-platform build interrupted after its last platform tags nothing', 
     }),
   ).rejects.toMatchObject({ code: 'INTERRUPTED' });
   await expect(store.resolve('interrupted-index:1')).rejects.toThrow();
+});
+
+test('a build sweeps the step scratch and leases of builds killed before they cleaned up', async () => {
+  const dead = Number(spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim());
+  const snapshots = path.join(store.root, '.strata', 'snapshots');
+  const leases = path.join(store.root, '.strata', 'leases');
+  const deadStep = path.join(snapshots, `.tmp-step-${dead}-0a1b2c3d`);
+  fs.mkdirSync(path.join(deadStep, 'upper', 'opt'), { recursive: true });
+  fs.writeFileSync(path.join(deadStep, 'upper', 'opt', 'r'), 'x'.repeat(4096));
+  const deadLease = path.join(leases, `.lease.tmp-${dead}-0-mxbkp501`);
+  fs.writeFileSync(deadLease, JSON.stringify({ pid: dead, since: Date.now() }));
+  // A live build's are its own.
+  const liveStep = path.join(snapshots, `.tmp-step-${process.pid}-0a1b2c3d`);
+  fs.mkdirSync(liveStep);
+  const file = stratafile('sweep', ['FROM platform-one:1', 'FEATURE x']);
+  await build(store, { file, writeLock: false });
+  expect(fs.existsSync(deadStep)).toBe(false);
+  expect(fs.existsSync(deadLease)).toBe(false);
+  expect(fs.existsSync(liveStep)).toBe(true);
+  fs.rmdirSync(liveStep);
 });

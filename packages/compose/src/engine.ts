@@ -533,6 +533,9 @@ export class Builder implements BuildContext {
  */
 export async function build(store: Store, opts: BuildOptions): Promise<BuildResult> {
   opts = await guardRemoteCaches(opts);
+  // What an earlier build left when it was killed is swept now, not at the next gc.
+  await new Snapshots(store).sweepDead();
+  await store.dropDeadLeases();
   const platforms = opts.platforms ?? [];
   if (platforms.length <= 1) return new Builder(store, opts, platforms[0]).build();
   if (opts.tag !== undefined) normalizeTag(opts.tag);
