@@ -206,6 +206,8 @@ export interface StageState {
   aptSources: string[];
   /** Exclusions recorded by the FROM template. */
   baseExclusions: Exclusion[];
+  /** The FROM line that named the template the first `layers` layers are, for its errors. */
+  from?: { ref: string; loc: Location; layers: number };
   /** Stage named by BUILDCHROOT. */
   buildchroot?: string;
   /** The buildchroot image inherited from the FROM template (an index with both roles). */

@@ -7,12 +7,16 @@ import {
   Digest,
   ImageConfig,
   ImageManifest,
+  MediaTypes,
   PlatformSelector,
   formatPlatform,
   parsePlatform,
+  sha256,
 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
+import { TarSpec, tarOf } from '@strata/layer/testing';
+import { gzipSync } from 'node:zlib';
 import { BuildEvent, build, failureReason } from './engine';
 import { hostPlatform } from './platform';
 import { debianArchitectureOf, ociPlatform } from '@strata/debian';
@@ -430,4 +434,66 @@ test('a build sweeps the step scratch and leases of builds killed before they cl
   expect(fs.existsSync(deadLease)).toBe(false);
   expect(fs.existsSync(liveStep)).toBe(true);
   fs.rmdirSync(liveStep);
+});
+
+/** A template of `layers` as they are: what a registry or a .tmpl.img could hand the build. */
+async function rawTemplate(tag: string, layers: TarSpec[][]): Promise<ImageManifest> {
+  const tars = layers.map((l) => tarOf(l));
+  const descs = [];
+  for (const tar of tars) {
+    const info = await store.putBytes(gzipSync(tar));
+    descs.push({ mediaType: MediaTypes.layerGzip, digest: info.digest, size: info.size });
+  }
+  const config: ImageConfig = {
+    architecture: ociPlatform(debianArchitectureOf(hostPlatform())).architecture,
+    os: 'linux',
+    rootfs: { type: 'layers', diff_ids: tars.map((t) => sha256(t)) },
+  };
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.imageManifest,
+    config: await store.putJson(config, MediaTypes.imageConfig),
+    layers: descs,
+  };
+  await store.tag(tag, await store.putJson(manifest, MediaTypes.imageManifest));
+  return manifest;
+}
+
+const ROOT: TarSpec[] = [
+  { path: 'etc/' },
+  { path: 'etc/os-release', body: 'ID=debian\nVERSION_CODENAME=bookworm\n' },
+];
+
+test.each([
+  [
+    'a layer entry that escapes through a symlink of a lower layer',
+    'hostile-base:1',
+    async () => {
+      await rawTemplate('hostile-base:1', [
+        [...ROOT, { path: 'lnk', link: '/tmp' }],
+        [{ path: 'lnk/ESCAPE_layer', body: 'pwned' }],
+      ]);
+    },
+    /refusing layer entry "lnk\/ESCAPE_layer"/,
+  ],
+  [
+    'a damaged layer blob',
+    'damaged-base:1',
+    async () => {
+      const m = await rawTemplate('damaged-base:1', [ROOT]);
+      const hex = (m.layers[0] as { digest: string }).digest.slice('sha256:'.length);
+      fs.writeFileSync(path.join(store.root, 'blobs', 'sha256', hex), 'not the layer');
+    },
+    /./,
+  ],
+])('a FROM template with %s fails at its FROM line, naming it', async (_what, ref, make, why) => {
+  await make();
+  const file = stratafile(`bad-base-${ref.split(':')[0]}`, ['ARG X=1', `FROM ${ref}`, 'RUN true']);
+  const err = (await build(store, { file, writeLock: false, sourceDateEpoch: 0 }).then(
+    () => undefined,
+    (e: unknown) => e,
+  )) as { message: string; loc?: { line: number; column: number } };
+  expect(err.message).toMatch(new RegExp(`^${file}:2:1: FROM ${ref}: `));
+  expect(err.message).toMatch(why);
+  expect(err.loc).toMatchObject({ line: 2, column: 1 });
 });

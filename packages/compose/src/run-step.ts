@@ -94,9 +94,17 @@ export class StepRunner {
             ins.loc,
             `${ins.kind} has no root filesystem to run in: FROM scratch needs BOOTSTRAP first`,
           );
-        lower = await this.snapshots.ensure(chain, stackOf(state.layers), (bytes, total) =>
-          this.ctx.emit({ type: 'unpack', bytes, total }),
-        );
+        const from = state.from;
+        lower = await this.snapshots
+          .ensure(chain, stackOf(state.layers), (bytes, total) =>
+            this.ctx.emit({ type: 'unpack', bytes, total }),
+          )
+          .catch((e: unknown) => {
+            // Only the template's layers are unpacked: what is wrong is the template the FROM
+            // line names (a hostile entry, a damaged blob), not the step that needed it.
+            if (from?.layers === state.layers.length) throw onBase(from, e);
+            throw e;
+          });
         if (ins.kind === 'REMOVE') {
           const essential = essentialAmong((await statusOfLowers(lower)) ?? '', ins.packages);
           if (essential.length > 0)
@@ -398,4 +406,17 @@ export class StepRunner {
 async function mkdirIn(dir: string): Promise<string> {
   await fsp.mkdir(dir, { recursive: true });
   return dir;
+}
+
+/** A FROM template that cannot be unpacked, as an error of its FROM line. */
+function onBase(from: NonNullable<StageState['from']>, e: unknown): unknown {
+  if (!(e instanceof StrataError) || e.code === 'INTERRUPTED' || e.code === 'NO_SPACE') return e;
+  return new BuildStepError(
+    from.loc,
+    `FROM ${from.ref}: the template cannot be unpacked: ${e.message}`,
+    {
+      cause: e,
+      hint: e.hint ?? `the template ${from.ref} is damaged or hostile: build FROM another one`,
+    },
+  );
 }
