@@ -25,6 +25,7 @@ import type { Instruction } from './stratafile';
 import { BuildStepError, stepEnv } from './stage-keys';
 import type { CopySource } from './copy-sources';
 import { stepCommand } from './step-command';
+import { checkCopyTarget, packageAt } from './copy-target';
 import { OutputTail, Redactor, failureReason, fullDisk } from './step-output';
 import { BuildContext, StageState, chainOf, packageDelta, stackOf } from './build-state';
 
@@ -114,6 +115,12 @@ export class StepRunner {
               { hint: 'Debian keeps such packages in every system: keep it' },
             );
         }
+        if (ins.kind === 'COPY')
+          await checkCopyTarget(
+            ins,
+            lower,
+            (copy ?? ins.sources).length > 1 || ins.dest.endsWith('/'),
+          );
         await this.runInRoot(state, ins, work, upper, lower, sources, emulated, copy);
       }
       const cleaned = await cleanUpper(
@@ -382,7 +389,8 @@ export class StepRunner {
         );
       const reason = failureReason(output);
       throw new BuildStepError(
-        ins.loc,
+        (ins.kind === 'INSTALL' && reason !== undefined ? packageAt(ins, reason) : undefined) ??
+          ins.loc,
         `${ins.kind} failed with exit code ${code}${reason ? `: ${reason}` : ''}`,
         { output },
       );
