@@ -497,3 +497,14 @@ test.each([
   expect(err.message).toMatch(why);
   expect(err.loc).toMatchObject({ line: 2, column: 1 });
 });
+
+test("an untagged build of an unnamed stage is named after its context directory, never '#N'", async () => {
+  const file = stratafile('unnamed-app', ['FROM platform-one:1 AS base', 'FROM base', 'FEATURE x']);
+  const r = await build(store, { file, writeLock: false });
+  expect(r.ref).toBeUndefined();
+  expect(r.config.config?.Labels?.[Annotations.title]).toBe('unnamed-app');
+  expect(r.config.strata?.name).toBe('unnamed-app');
+  // A named stage keeps its name.
+  const named = stratafile('named-app', ['FROM platform-one:1 AS web', 'FEATURE x']);
+  expect((await build(store, { file: named, writeLock: false })).config.strata?.name).toBe('web');
+});

@@ -65,7 +65,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             .option('name', {
               type: 'string',
               describe:
-                "Template name (metadata and image title); default: the title LABEL, else the tag's repository without its registry",
+                "Template name (metadata and image title); default: the title LABEL, else the tag's repository without its registry, else the stage's name, else the context directory's",
             })
             .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
             .option('platform', {
