@@ -82,10 +82,20 @@ describe("yargs' usage errors", () => {
       2,
       'strata: error: --rootfs given twice; give it once (a.tar, b.tar)\n',
     ]);
-    const tag = await cli(['build', '-t', 'a:1', '-t', 'b:1', '-t', 'c:1', '.']);
-    expect(tag.stderr).toBe(
-      'strata: error: -t/--tag given 3 times; give it once (a:1, b:1, c:1)\n',
-    );
+    const file = await cli(['build', '-f', 'a', '-f', 'b', '-f', 'c', '.']);
+    expect(file.stderr).toBe('strata: error: -f/--file given 3 times; give it once (a, b, c)\n');
+  });
+
+  it('build takes -t more than once, as docker build does, and checks every tag', async () => {
+    const store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-main-'));
+    try {
+      const r = await cli(['--store', store, 'build', '-t', 'a:1', '-t', 'a:Not Valid', store]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^strata: error: .*a:Not Valid/);
+      expect(r.stderr).not.toMatch(/given twice/);
+    } finally {
+      fs.rmSync(store, { recursive: true, force: true });
+    }
   });
 
   it("what a command's checks refuse is a usage error, exit 2", async () => {

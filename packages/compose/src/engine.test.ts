@@ -508,3 +508,22 @@ test("an untagged build of an unnamed stage is named after its context directory
   const named = stratafile('named-app', ['FROM platform-one:1 AS web', 'FEATURE x']);
   expect((await build(store, { file: named, writeLock: false })).config.strata?.name).toBe('web');
 });
+
+test('a build with several tags applies each; the first names the template', async () => {
+  const file = stratafile('several-tags', ['FROM platform-one:1', 'FEATURE x']);
+  const r = await build(store, {
+    file,
+    tag: 'acme/several:1',
+    moreTags: ['acme/several:latest', 'other:2'],
+    writeLock: false,
+  });
+  expect(r.ref).toBe('acme/several:1');
+  expect(r.refs).toEqual(['acme/several:1', 'acme/several:latest', 'other:2']);
+  for (const t of r.refs ?? []) expect((await store.resolve(t)).digest).toBe(r.descriptor.digest);
+  expect(r.config.strata?.name).toBe('acme/several');
+  // Every tag is checked before any step runs.
+  await expect(
+    build(store, { file, tag: 'acme/several:2', moreTags: ['not valid'], writeLock: false }),
+  ).rejects.toThrow(/not valid/);
+  await expect(store.resolve('acme/several:2')).rejects.toThrow();
+});
