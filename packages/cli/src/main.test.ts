@@ -76,6 +76,17 @@ describe("yargs' usage errors", () => {
     ]);
   });
 
+  it('a mistyped option is named as written, with the one meant when it is close (exit 2)', async () => {
+    for (const [argv, said] of [
+      [['build', '--no-cahce', '.'], 'unknown option --no-cahce; did you mean --no-cache?'],
+      [['flatten', 'x', '-o', 'f'], 'unknown option -o'],
+      [['ls', '-x'], 'unknown option -x'],
+    ] as const) {
+      const r = await cli([...argv]);
+      expect([r.code, r.stderr]).toEqual([2, `strata: error: ${said}\n`]);
+    }
+  });
+
   it('an option that takes one value, given twice, is named (exit 2)', async () => {
     const r = await cli(['flatten', 'T', '--rootfs', 'a.tar', '--rootfs', 'b.tar']);
     expect([r.code, r.stderr]).toEqual([
