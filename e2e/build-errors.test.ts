@@ -128,6 +128,17 @@ describe('a quiet build that fails still says why', () => {
     ]);
   });
 
+  test('INSTALL of a local .deb that is not one fails at its place, naming it as written', async () => {
+    const ctx = context('FROM base:v1\nINSTALL curl ./debs/bad.deb\n', {
+      'debs/bad.deb': 'not a package\n',
+    });
+    const r = await build(ctx, ['-q', '-t', 'baddeb:1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      `strata: error: ${path.join(ctx, 'Stratafile')}:2:14: ./debs/bad.deb: not a Debian package (not an ar archive) (hint: INSTALL takes .deb files that dpkg-deb --build made)`,
+    ]);
+  });
+
   test('COPY under a file of the template names that file, at the destination', async () => {
     const ctx = context('FROM base:v1\nCOPY motd /etc/passwd/x\n', { motd: 'hi\n' });
     const r = await build(ctx, ['-q', '-t', 'under-file:1']);

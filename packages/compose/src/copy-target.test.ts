@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { checkCopyTarget, packageAt } from './copy-target';
+import { checkCopyTarget, checkLocalDebs, notADeb, packageAt } from './copy-target';
 import { CopyInstruction, InstallInstruction, parseStratafile } from './stratafile';
 
 const F = '/ctx/Stratafile';
@@ -77,4 +77,27 @@ test("an INSTALL that apt cannot find a package of fails at that package's colum
   expect(at('E: Unable to locate package nosuchpkg-xyz')).toMatchObject({ line: 2, column: 14 });
   expect(at("E: Package 'curl' has no installation candidate")).toMatchObject({ column: 9 });
   expect(at('E: Sub-process /usr/bin/dpkg returned an error code (1)')).toBeUndefined();
+});
+
+test('a local .deb that is not a Debian package is refused at its place on the line', async () => {
+  const ctx = path.join(dir, 'ctx');
+  fs.mkdirSync(path.join(ctx, 'debs'), { recursive: true });
+  fs.writeFileSync(path.join(ctx, 'debs/bad.deb'), 'not a package at all\n');
+  fs.writeFileSync(path.join(ctx, 'debs/other.deb'), '!<arch>\nsomething-else   0  0 0 644 1 `\n');
+  // What dpkg-deb writes: the ar magic, then debian-binary first.
+  fs.writeFileSync(
+    path.join(ctx, 'debs/good.deb'),
+    '!<arch>\ndebian-binary   1700000000  0     0     100644  4         `\n2.0\n',
+  );
+  const ins = parseStratafile('FROM base:1\nINSTALL curl ./debs/good.deb ./debs/bad.deb\n', F)
+    .stages[0]?.steps[0] as InstallInstruction;
+  await expect(
+    checkLocalDebs(ins, [{ written: './debs/good.deb', path: 'debs/good.deb' }], ctx),
+  ).resolves.toBeUndefined();
+  await expect(
+    checkLocalDebs(ins, [{ written: './debs/bad.deb', path: 'debs/bad.deb' }], ctx),
+  ).rejects.toThrow(`${F}:2:30: ./debs/bad.deb: not a Debian package (not an ar archive)`);
+  expect(await notADeb(path.join(ctx, 'debs/other.deb'))).toBe(
+    'its first member is "something-else", not debian-binary',
+  );
 });

@@ -96,3 +96,42 @@ export function packageAt(ins: InstallInstruction, reason: string): Location | u
   const i = ins.packages.findIndex((p) => p.name === m[1]);
   return i < 0 ? undefined : ins.packageLocs?.[i];
 }
+
+/**
+ * Why the file at `file` is not a Debian package, or undefined when it looks like one: an ar
+ * archive (`!<arch>`) whose first member is `debian-binary`, as dpkg-deb requires.
+ */
+export async function notADeb(file: string): Promise<string | undefined> {
+  const fh = await fsp.open(file, 'r').catch(() => undefined);
+  if (fh === undefined) return 'it cannot be read';
+  try {
+    const head = Buffer.alloc(8 + 16);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    if (bytesRead < 8 || head.subarray(0, 8).toString('latin1') !== '!<arch>\n')
+      return 'not an ar archive';
+    const member = head.subarray(8, 24).toString('latin1').trim();
+    if (member !== 'debian-binary' && member !== 'debian-binary/')
+      return `its first member is ${JSON.stringify(member)}, not debian-binary`;
+    return undefined;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** An INSTALL's local .debs that are not Debian packages fail at their place on the line. */
+export async function checkLocalDebs(
+  ins: InstallInstruction,
+  debs: ReadonlyArray<{ written: string; path: string }>,
+  context: string,
+): Promise<void> {
+  for (const d of debs) {
+    const why = await notADeb(path.join(context, d.path));
+    if (why === undefined) continue;
+    const i = ins.debs.indexOf(d.written);
+    const at = ins.debLocs[i >= 0 ? i : ins.debs.length === 1 ? 0 : -1] ?? ins.loc;
+    const shown = d.written.startsWith('./') ? d.written : `./${d.written}`;
+    throw new BuildStepError(at, `${shown}: not a Debian package (${why})`, {
+      hint: 'INSTALL takes .deb files that dpkg-deb --build made',
+    });
+  }
+}

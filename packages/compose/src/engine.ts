@@ -64,6 +64,7 @@ import { LocalDebs, attachDebs, inheritedDebs } from './built-debs';
 import { attachSboms } from './attach-sboms';
 import type { RepoContents } from './local-repo';
 import { Snapshots } from './snapshots';
+import { checkLocalDebs } from './copy-target';
 import { withBuildchroot, writeImage, writePlatformIndex } from './image-writer';
 import { platformArgs } from './platform';
 import { copyDroppedBy } from './upper';
@@ -446,6 +447,8 @@ export class Builder implements BuildContext {
       throw e;
     }
     const { key } = keyed;
+    // A file that is not a .deb fails at its place on the line, not as apt's first complaint.
+    if (ins.kind === 'INSTALL' && keyed.copy) await checkLocalDebs(ins, keyed.copy, this.context);
     // From the key, not the step's run: a cached rebuild records the same sources.
     if (
       keyed.sources &&
