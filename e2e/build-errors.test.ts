@@ -113,17 +113,40 @@ describe('a quiet build that fails still says why', () => {
     expect(r.code).toBe(1);
     const last = r.stderr.trimEnd().split('\n').pop() as string;
     expect(last).toBe(
-      `strata: error: ${path.join(ctx, 'Stratafile')}:2:1: INSTALL failed with exit code 100: E: Unable to locate package mosquito`,
+      `strata: error: ${path.join(ctx, 'Stratafile')}:2:14: INSTALL failed with exit code 100: E: Unable to locate package mosquito`,
     );
     // And the step's last lines, above the error.
     expect(r.stderr).toMatch(/^ {2}\| .*Reading package lists/m);
   });
 
-  test('COPY --chown of an unknown user shows chown’s complaint', async () => {
+  test('COPY --chown of an unknown user fails at the flag, in one line, before the copy runs', async () => {
     const ctx = context('FROM base:v1\nCOPY --chown=appuser motd /etc/motd\n', { motd: 'hi\n' });
     const r = await build(ctx, ['-q', '-t', 'chown:1']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/COPY failed with exit code 1: chown: invalid user: .appuser.$/m);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      `strata: error: ${path.join(ctx, 'Stratafile')}:2:6: --chown user appuser is not in the template's /etc/passwd (hint: create it in an earlier step (RUN useradd appuser), or give a numeric id)`,
+    ]);
+  });
+
+  test('INSTALL of a local .deb that is not one fails at its place, naming it as written', async () => {
+    const ctx = context('FROM base:v1\nINSTALL curl ./debs/bad.deb\n', {
+      'debs/bad.deb': 'not a package\n',
+    });
+    const r = await build(ctx, ['-q', '-t', 'baddeb:1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      `strata: error: ${path.join(ctx, 'Stratafile')}:2:14: ./debs/bad.deb: not a Debian package (not an ar archive) (hint: INSTALL takes .deb files that dpkg-deb --build made)`,
+    ]);
+  });
+
+  test('COPY under a file of the template names that file, at the destination', async () => {
+    const ctx = context('FROM base:v1\nCOPY motd /etc/passwd/x\n', { motd: 'hi\n' });
+    const r = await build(ctx, ['-q', '-t', 'under-file:1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `strata: error: ${path.join(ctx, 'Stratafile')}:2:11: COPY to /etc/passwd/x: /etc/passwd is a file in the way, not a directory`,
+    );
+    expect(r.stderr).not.toMatch(/exit code/);
   });
 });
 

@@ -102,3 +102,71 @@ test(
   },
   SLOW,
 );
+
+test(
+  "SIGINT while a large COPY's layer is packed: exit 130, nothing tagged, no layer cached",
+  async () => {
+    const ctx = path.join(work, 'intr-pack');
+    fs.mkdirSync(ctx);
+    // Random bytes do not compress: packing them keeps zstd and the store busy for seconds.
+    const fd = fs.openSync(path.join(ctx, 'big.bin'), 'w');
+    const chunk = Buffer.alloc(1 << 20);
+    for (let i = 0; i < 200; i++) {
+      for (let j = 0; j < chunk.length; j += 4)
+        chunk.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, j);
+      fs.writeSync(fd, chunk);
+    }
+    fs.closeSync(fd);
+    fs.writeFileSync(path.join(ctx, 'Stratafile'), 'FROM base:v1\nCOPY big.bin /opt/\n');
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        '--store',
+        store,
+        'build',
+        '--no-cache',
+        '--apt-sources',
+        sources,
+        '-t',
+        'intr-pack:v1',
+        ctx,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('close', (code) => resolve(code)),
+    );
+    // The layer is being packed once a blob of some size is being written into the store.
+    const ingest = path.join(store, '.strata', 'ingest');
+    const packing = (): boolean => {
+      try {
+        return fs.readdirSync(ingest).some((n) => fs.statSync(path.join(ingest, n)).size > 4 << 20);
+      } catch {
+        return false;
+      }
+    };
+    const deadline = Date.now() + 60_000;
+    while (!packing() && Date.now() < deadline && child.exitCode === null)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(packing()).toBe(true);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(out).toContain('build interrupted; nothing was tagged');
+    expect(out).not.toMatch(/^built /m);
+    const ls = await strata(['ls'], { store });
+    expect(ls.stdout).not.toContain('intr-pack');
+    // The rebuild runs the step again: the interrupted one cached nothing.
+    const again = await strata(
+      ['build', '--json', '--apt-sources', sources, '-t', 'intr-pack:v1', ctx],
+      { store },
+    );
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ stepsRun: 1, cacheHits: 0 });
+    await assertClean();
+  },
+  SLOW,
+);

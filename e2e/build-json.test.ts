@@ -232,9 +232,13 @@ test('a usage error with --json: the object too, exit 2', async () => {
   const r = await build(ctx, ['--json', '--tga', 'x:1']);
   expect({ code: r.code, stderr: r.stderr }).toEqual({
     code: 2,
-    stderr: 'strata: error: unknown option --tga\n',
+    stderr: 'strata: error: unknown option --tga; did you mean --tag?\n',
   });
   expect(JSON.parse(r.stdout)).toEqual({
-    error: { code: 'INVALID_ARGUMENT', message: 'unknown option --tga', exitCode: 2 },
+    error: {
+      code: 'INVALID_ARGUMENT',
+      message: 'unknown option --tga; did you mean --tag?',
+      exitCode: 2,
+    },
   });
 });

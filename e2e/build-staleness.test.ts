@@ -244,6 +244,44 @@ test(
   SLOW,
 );
 
+test(
+  "strata check without the build's --build-arg takes the ARG values from Stratafile.lock, and says so",
+  async () => {
+    const dir = path.join(work, 'check-args');
+    fs.mkdirSync(dir);
+    const sf = path.join(dir, 'Stratafile');
+    fs.writeFileSync(sf, 'FROM base:v1\nARG VERSION=2.5\nRUN echo "$VERSION" > /opt/version\n');
+    const b = await build(['--build-arg', 'VERSION=2.6', '-f', sf, '-t', 'argapp:2', dir]);
+    expect([b.code, b.stderr]).toEqual([0, '']);
+    const r = await strata(
+      ['check', '--no-packages', '--apt-sources', repoSources, '-f', sf, 'argapp:2'],
+      { store },
+    );
+    expect([r.code, r.stdout.trim()]).toEqual([0, 'argapp:2 is up to date']);
+    expect(r.stderr).toContain(
+      'strata: note: ARG VERSION: Stratafile.lock has "2.6", which the check uses (the Stratafile\'s default is "2.5")',
+    );
+    expect(r.stderr).not.toContain('apt sources the template records');
+    // A --build-arg still wins: the default is another build.
+    const other = await strata(
+      [
+        'check',
+        '--no-packages',
+        '--apt-sources',
+        repoSources,
+        '-f',
+        sf,
+        '--build-arg',
+        'VERSION=2.5',
+        'argapp:2',
+      ],
+      { store },
+    );
+    expect(other.code).toBe(1);
+  },
+  SLOW,
+);
+
 describe('--frozen holds the layer steps to the lock before any of them runs', () => {
   let edits: string;
   const editsFile = () => path.join(edits, 'Stratafile');

@@ -76,16 +76,37 @@ describe("yargs' usage errors", () => {
     ]);
   });
 
+  it('a mistyped option is named as written, with the one meant when it is close (exit 2)', async () => {
+    for (const [argv, said] of [
+      [['build', '--no-cahce', '.'], 'unknown option --no-cahce; did you mean --no-cache?'],
+      [['flatten', 'x', '-o', 'f'], 'unknown option -o'],
+      [['ls', '-x'], 'unknown option -x'],
+    ] as const) {
+      const r = await cli([...argv]);
+      expect([r.code, r.stderr]).toEqual([2, `strata: error: ${said}\n`]);
+    }
+  });
+
   it('an option that takes one value, given twice, is named (exit 2)', async () => {
     const r = await cli(['flatten', 'T', '--rootfs', 'a.tar', '--rootfs', 'b.tar']);
     expect([r.code, r.stderr]).toEqual([
       2,
       'strata: error: --rootfs given twice; give it once (a.tar, b.tar)\n',
     ]);
-    const tag = await cli(['build', '-t', 'a:1', '-t', 'b:1', '-t', 'c:1', '.']);
-    expect(tag.stderr).toBe(
-      'strata: error: -t/--tag given 3 times; give it once (a:1, b:1, c:1)\n',
-    );
+    const file = await cli(['build', '-f', 'a', '-f', 'b', '-f', 'c', '.']);
+    expect(file.stderr).toBe('strata: error: -f/--file given 3 times; give it once (a, b, c)\n');
+  });
+
+  it('build takes -t more than once, as docker build does, and checks every tag', async () => {
+    const store = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-main-'));
+    try {
+      const r = await cli(['--store', store, 'build', '-t', 'a:1', '-t', 'a:Not Valid', store]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^strata: error: .*a:Not Valid/);
+      expect(r.stderr).not.toMatch(/given twice/);
+    } finally {
+      fs.rmSync(store, { recursive: true, force: true });
+    }
   });
 
   it("what a command's checks refuse is a usage error, exit 2", async () => {

@@ -53,3 +53,24 @@ test('an unknown option that took the positional for its value is named', () => 
   expect(usageMessage(msg, ['check', '--no-packages', '--build-arg=A=1'], known)).toBe(msg);
   expect(unknownOptions(['--no-packages', '--x=1', '--', '--y'], known)).toEqual(['x']);
 });
+
+test('a mistyped option is named as it was written, with the option meant when one is close', () => {
+  const known = new Set(['store', 'json', 'cache', 'no-cache', 'file', 'f', 'tag', 't', 'quiet']);
+  expect(usageMessage('Unknown argument: cahce', ['build', '--no-cahce', '.'], known)).toBe(
+    'unknown option --no-cahce; did you mean --no-cache?',
+  );
+  expect(usageMessage('Unknown argument: tga', ['build', '--tga', 'a:1', '.'], known)).toBe(
+    'unknown option --tga; did you mean --tag?',
+  );
+  expect(usageMessage('Unknown argument: xyzzy', ['build', '--xyzzy', '.'], known)).toBe(
+    'unknown option --xyzzy',
+  );
+  // Short options: -o of flatten, -x of ls, -u and -p of login.
+  expect(usageMessage('Unknown argument: o', ['flatten', 'x', '-o', 'f'], known)).toBe(
+    'unknown option -o',
+  );
+  expect(usageMessage('Unknown argument: x', ['ls', '-x'], known)).toBe('unknown option -x');
+  expect(
+    usageMessage('Unknown arguments: u, p', ['login', '-u', 'a', '-p', 'pw', 'r'], known),
+  ).toBe('unknown option -u; unknown option -p');
+});

@@ -28,11 +28,12 @@ export function usageMessage(
     if (names.length === 1 && names[0] === word)
       return `unknown command ${JSON.stringify(word)} (strata --help lists the commands)`;
     return names
-      .map((n) =>
-        argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`))
-          ? `unknown option --${n}`
-          : `unexpected argument ${JSON.stringify(n)}`,
-      )
+      .map((n) => {
+        const written = optionAsWritten(argv, n);
+        if (written === undefined) return `unexpected argument ${JSON.stringify(n)}`;
+        const near = known && written.startsWith('--') ? nearest(written, known) : undefined;
+        return `unknown option ${written}${near ? `; did you mean ${near}?` : ''}`;
+      })
       .join('; ');
   }
   const invalid = /^Invalid values?:\n([\s\S]*)$/.exec(msg);
@@ -53,6 +54,53 @@ export function usageMessage(
     .map((line) => line.trim())
     .filter((line) => line !== '')
     .join('; ');
+}
+
+/**
+ * How the user wrote option `name` that yargs calls unknown: `--name`, `--no-name` (yargs
+ * reports a typo in a negated flag without its no-) or `-n` (alone or among bundled flags).
+ */
+function optionAsWritten(argv: readonly string[], name: string): string | undefined {
+  for (const a of argv) {
+    if (a === '--') break;
+    for (const w of [`--${name}`, `--no-${name}`]) if (a === w || a.startsWith(`${w}=`)) return w;
+    if (name.length === 1 && /^-[A-Za-z0-9]+$/.test(a) && a.includes(name)) return `-${name}`;
+  }
+  return undefined;
+}
+
+/** The known long option nearest to `written` (`--no-cahce`: `--no-cache`), if one is close. */
+function nearest(written: string, known: ReadonlySet<string>): string | undefined {
+  const negated = written.startsWith('--no-');
+  const name = written.slice(negated ? 5 : 2);
+  let best: { n: string; d: number } | undefined;
+  for (const k of known) {
+    if (k.length < 2 || /[A-Z]/.test(k)) continue;
+    const d = editDistance(name, k);
+    if (d <= Math.max(1, Math.floor(name.length / 4)) && (best === undefined || d < best.d))
+      best = { n: k, d };
+  }
+  return best && `--${negated ? 'no-' : ''}${best.n}`;
+}
+
+/** Levenshtein distance, a swap of two neighbours counting as one edit. */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) {
+      const row = d[i] as number[];
+      const up = d[i - 1] as number[];
+      row[j] = Math.min(
+        (up[j] as number) + 1,
+        (row[j - 1] as number) + 1,
+        (up[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        row[j] = Math.min(row[j] as number, ((d[i - 2] as number[])[j - 2] as number) + 1);
+    }
+  return (d[a.length] as number[])[b.length] as number;
 }
 
 /** The word in the command's place: the first argument that is neither an option nor --store's value. */

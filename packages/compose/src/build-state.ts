@@ -67,8 +67,10 @@ export interface BuildOptions {
   platforms?: PlatformSelector[];
   /** Build context directory (COPY sources, local .debs, SOURCES files); default: the Stratafile's dir. */
   context?: string;
-  /** Tag for the result. */
+  /** Tag for the result: the primary one, whose repository names the template. */
   tag?: string;
+  /** More tags for the same result (`-t a -t b`, as docker build takes them). */
+  moreTags?: string[];
   /**
    * The template's name (metadata and image title); default: the title LABEL, else the tag's
    * repository without its registry, else the stage's name.
@@ -118,7 +120,10 @@ export interface BuildOptions {
 }
 
 export interface BuildResult {
+  /** The primary tag, as the store spells it. */
   ref?: string;
+  /** Every tag the result got, the primary first. */
+  refs?: string[];
   /** For a build of several platforms: each one's result (`descriptor` is then their index). */
   platforms?: PlatformResult[];
   descriptor: Descriptor;
@@ -206,6 +211,8 @@ export interface StageState {
   aptSources: string[];
   /** Exclusions recorded by the FROM template. */
   baseExclusions: Exclusion[];
+  /** The FROM line that named the template the first `layers` layers are, for its errors. */
+  from?: { ref: string; loc: Location; layers: number };
   /** Stage named by BUILDCHROOT. */
   buildchroot?: string;
   /** The buildchroot image inherited from the FROM template (an index with both roles). */

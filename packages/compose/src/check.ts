@@ -18,7 +18,14 @@ import {
   parseReference,
 } from '@strata/oci';
 import { Store, loadArchive } from '@strata/store';
-import { AptSources, compareDebianVersions, hostSources, makeSources } from '@strata/debian';
+import {
+  AptSources,
+  compareDebianVersions,
+  debianArchitectureOf,
+  hostSources,
+  makeSources,
+} from '@strata/debian';
+import { lockPathFor, readLockFile } from './lockfile';
 import { hostDebianArchitecture } from '@strata/tools';
 import { basePlatform, platformArgs } from './platform';
 import { aptStateDir } from './apt-state';
@@ -214,14 +221,28 @@ export async function checkTemplate(
   const text = await fsp.readFile(opts.file, 'utf8').catch(() => {
     throw new NotFoundError(`no Stratafile at ${opts.file}`);
   });
-  const buildArgs = {
+  const given = opts.buildArgs ?? {};
+  const notes: string[] = [];
+  // The build's --build-arg values are in its lock: a check without them takes them from
+  // there, else every step an ARG reaches would look stale for a reason it does not say.
+  const defaults = {
     ...platformArgs(opts.platform),
-    ...(opts.buildArgs ?? {}),
+    ...given,
   };
+  const locked = await lockedArgValues(opts.file, opts.platform);
+  const declared = argDefaults(text, opts.file, defaults);
+  const fromLock: Record<string, string> = {};
+  for (const [name, value] of Object.entries(locked.args)) {
+    if (Object.hasOwn(given, name) || !declared.has(name) || declared.get(name) === value) continue;
+    fromLock[name] = value;
+    notes.push(
+      `ARG ${name}: ${path.basename(locked.file)} has ${JSON.stringify(value)}, which the check uses (the Stratafile's default is ${declared.get(name) === undefined ? 'unset' : JSON.stringify(declared.get(name))}); --build-arg ${name}=… to check another value`,
+    );
+  }
+  const buildArgs = { ...defaults, ...fromLock, ...given };
   const heads = parseStageHeads(text, opts.file, buildArgs);
   const context = path.resolve(opts.context ?? path.dirname(opts.file));
   const reasons: CheckReason[] = [];
-  const notes: string[] = [];
   const resolveRemote = async (ref: string): Promise<Descriptor> => {
     if (!opts.resolveRemote)
       throw new InvalidArgumentError(
@@ -548,4 +569,46 @@ async function checkDebuilds(
 /** One line per reason, `file:line:col: message` where a Stratafile line is at fault. */
 export function formatReason(r: CheckReason): string {
   return r.loc ? `${where(r.loc)}: ${r.message}` : r.message;
+}
+
+/**
+ * The ARG values the lock next to `file` recorded (of `platform`'s own lock first, as a build
+ * for it writes one), where every stage that declares an ARG agrees on one value.
+ */
+async function lockedArgValues(
+  file: string,
+  platform: PlatformSelector | undefined,
+): Promise<{ file: string; args: Record<string, string> }> {
+  const candidates = [
+    ...(platform ? [lockPathFor(file, debianArchitectureOf(platform))] : []),
+    lockPathFor(file),
+  ];
+  for (const lockFile of candidates) {
+    const lock = await readLockFile(lockFile).catch(() => undefined);
+    if (!lock) continue;
+    const seen = new Map<string, string | null>();
+    const split = new Set<string>();
+    for (const stage of lock.stages)
+      for (const [k, v] of Object.entries(stage.args ?? {})) {
+        if (seen.has(k) && seen.get(k) !== v) split.add(k);
+        seen.set(k, v);
+      }
+    const args: Record<string, string> = {};
+    for (const [k, v] of seen) if (v !== null && !split.has(k)) args[k] = v;
+    return { file: lockFile, args };
+  }
+  return { file: lockPathFor(file), args: {} };
+}
+
+/** The value each ARG the stages declare has without a --build-arg of its own (undefined: unset). */
+function argDefaults(
+  text: string,
+  file: string,
+  args: Record<string, string>,
+): Map<string, string | undefined> {
+  const out = new Map<string, string | undefined>();
+  const sf = parseStratafile(text, file, args, { unresolvedBases: true });
+  for (const stage of sf.stages)
+    for (const ins of stage.steps) if (ins.kind === 'ARG') out.set(ins.name, ins.value);
+  return out;
 }

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -6,12 +7,16 @@ import {
   Digest,
   ImageConfig,
   ImageManifest,
+  MediaTypes,
   PlatformSelector,
   formatPlatform,
   parsePlatform,
+  sha256,
 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { createTemplate } from '@strata/template';
+import { TarSpec, tarOf } from '@strata/layer/testing';
+import { gzipSync } from 'node:zlib';
 import { BuildEvent, build, failureReason } from './engine';
 import { hostPlatform } from './platform';
 import { debianArchitectureOf, ociPlatform } from '@strata/debian';
@@ -362,4 +367,168 @@ test("ENV and LABEL substitute the FROM template's ENV, and an earlier stage's",
     x: 'Acme Gateway',
     y: 'Acme Gateway',
   });
+});
+
+test('a build interrupted after its last step, while its image is written, tags nothing', async () => {
+  const file = stratafile('interrupted', ['FROM platform-one:1', 'FEATURE x']);
+  const controller = new AbortController();
+  await expect(
+    build(store, {
+      file,
+      tag: 'interrupted:1',
+      writeLock: false,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === 'write') controller.abort();
+      },
+    }),
+  ).rejects.toMatchObject({ code: 'INTERRUPTED' });
+  await expect(store.resolve('interrupted:1')).rejects.toThrow();
+});
+
+test('a multi-platform build interrupted after its last platform tags nothing', async () => {
+  const host = hostPlatform();
+  const other = parsePlatform(host.architecture === 'arm64' ? 'linux/amd64' : 'linux/arm64');
+  const root = path.join(dir, 'root-interrupted');
+  fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'etc/os-release'), 'ID=debian\n');
+  for (const p of [host, other])
+    await createTemplate(store, {
+      source: { kind: 'dir', path: root },
+      tag: `interrupted-base:${p.architecture}`,
+      name: 'interrupted-base',
+      platform: p,
+    });
+  const file = stratafile('interrupted-index', [
+    'ARG TARGETARCH',
+    'FROM interrupted-base:${TARGETARCH}',
+    'FEATURE x',
+  ]);
+  const controller = new AbortController();
+  let written = 0;
+  await expect(
+    build(store, {
+      file,
+      tag: 'interrupted-index:1',
+      writeLock: false,
+      platforms: [host, other],
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === 'write' && ++written === 2) controller.abort();
+      },
+    }),
+  ).rejects.toMatchObject({ code: 'INTERRUPTED' });
+  await expect(store.resolve('interrupted-index:1')).rejects.toThrow();
+});
+
+test('a build sweeps the step scratch and leases of builds killed before they cleaned up', async () => {
+  const dead = Number(spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim());
+  const snapshots = path.join(store.root, '.strata', 'snapshots');
+  const leases = path.join(store.root, '.strata', 'leases');
+  const deadStep = path.join(snapshots, `.tmp-step-${dead}-0a1b2c3d`);
+  fs.mkdirSync(path.join(deadStep, 'upper', 'opt'), { recursive: true });
+  fs.writeFileSync(path.join(deadStep, 'upper', 'opt', 'r'), 'x'.repeat(4096));
+  const deadLease = path.join(leases, `.lease.tmp-${dead}-0-mxbkp501`);
+  fs.writeFileSync(deadLease, JSON.stringify({ pid: dead, since: Date.now() }));
+  // A live build's are its own.
+  const liveStep = path.join(snapshots, `.tmp-step-${process.pid}-0a1b2c3d`);
+  fs.mkdirSync(liveStep);
+  const file = stratafile('sweep', ['FROM platform-one:1', 'FEATURE x']);
+  await build(store, { file, writeLock: false });
+  expect(fs.existsSync(deadStep)).toBe(false);
+  expect(fs.existsSync(deadLease)).toBe(false);
+  expect(fs.existsSync(liveStep)).toBe(true);
+  fs.rmdirSync(liveStep);
+});
+
+/** A template of `layers` as they are: what a registry or a .tmpl.img could hand the build. */
+async function rawTemplate(tag: string, layers: TarSpec[][]): Promise<ImageManifest> {
+  const tars = layers.map((l) => tarOf(l));
+  const descs = [];
+  for (const tar of tars) {
+    const info = await store.putBytes(gzipSync(tar));
+    descs.push({ mediaType: MediaTypes.layerGzip, digest: info.digest, size: info.size });
+  }
+  const config: ImageConfig = {
+    architecture: ociPlatform(debianArchitectureOf(hostPlatform())).architecture,
+    os: 'linux',
+    rootfs: { type: 'layers', diff_ids: tars.map((t) => sha256(t)) },
+  };
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.imageManifest,
+    config: await store.putJson(config, MediaTypes.imageConfig),
+    layers: descs,
+  };
+  await store.tag(tag, await store.putJson(manifest, MediaTypes.imageManifest));
+  return manifest;
+}
+
+const ROOT: TarSpec[] = [
+  { path: 'etc/' },
+  { path: 'etc/os-release', body: 'ID=debian\nVERSION_CODENAME=bookworm\n' },
+];
+
+test.each([
+  [
+    'a layer entry that escapes through a symlink of a lower layer',
+    'hostile-base:1',
+    async () => {
+      await rawTemplate('hostile-base:1', [
+        [...ROOT, { path: 'lnk', link: '/tmp' }],
+        [{ path: 'lnk/ESCAPE_layer', body: 'pwned' }],
+      ]);
+    },
+    /refusing layer entry "lnk\/ESCAPE_layer"/,
+  ],
+  [
+    'a damaged layer blob',
+    'damaged-base:1',
+    async () => {
+      const m = await rawTemplate('damaged-base:1', [ROOT]);
+      const hex = (m.layers[0] as { digest: string }).digest.slice('sha256:'.length);
+      fs.writeFileSync(path.join(store.root, 'blobs', 'sha256', hex), 'not the layer');
+    },
+    /./,
+  ],
+])('a FROM template with %s fails at its FROM line, naming it', async (_what, ref, make, why) => {
+  await make();
+  const file = stratafile(`bad-base-${ref.split(':')[0]}`, ['ARG X=1', `FROM ${ref}`, 'RUN true']);
+  const err = (await build(store, { file, writeLock: false, sourceDateEpoch: 0 }).then(
+    () => undefined,
+    (e: unknown) => e,
+  )) as { message: string; loc?: { line: number; column: number } };
+  expect(err.message).toMatch(new RegExp(`^${file}:2:1: FROM ${ref}: `));
+  expect(err.message).toMatch(why);
+  expect(err.loc).toMatchObject({ line: 2, column: 1 });
+});
+
+test("an untagged build of an unnamed stage is named after its context directory, never '#N'", async () => {
+  const file = stratafile('unnamed-app', ['FROM platform-one:1 AS base', 'FROM base', 'FEATURE x']);
+  const r = await build(store, { file, writeLock: false });
+  expect(r.ref).toBeUndefined();
+  expect(r.config.config?.Labels?.[Annotations.title]).toBe('unnamed-app');
+  expect(r.config.strata?.name).toBe('unnamed-app');
+  // A named stage keeps its name.
+  const named = stratafile('named-app', ['FROM platform-one:1 AS web', 'FEATURE x']);
+  expect((await build(store, { file: named, writeLock: false })).config.strata?.name).toBe('web');
+});
+
+test('a build with several tags applies each; the first names the template', async () => {
+  const file = stratafile('several-tags', ['FROM platform-one:1', 'FEATURE x']);
+  const r = await build(store, {
+    file,
+    tag: 'acme/several:1',
+    moreTags: ['acme/several:latest', 'other:2'],
+    writeLock: false,
+  });
+  expect(r.ref).toBe('acme/several:1');
+  expect(r.refs).toEqual(['acme/several:1', 'acme/several:latest', 'other:2']);
+  for (const t of r.refs ?? []) expect((await store.resolve(t)).digest).toBe(r.descriptor.digest);
+  expect(r.config.strata?.name).toBe('acme/several');
+  // Every tag is checked before any step runs.
+  await expect(
+    build(store, { file, tag: 'acme/several:2', moreTags: ['not valid'], writeLock: false }),
+  ).rejects.toThrow(/not valid/);
+  await expect(store.resolve('acme/several:2')).rejects.toThrow();
 });

@@ -64,6 +64,7 @@ import { LocalDebs, attachDebs, inheritedDebs } from './built-debs';
 import { attachSboms } from './attach-sboms';
 import type { RepoContents } from './local-repo';
 import { Snapshots } from './snapshots';
+import { checkLocalDebs } from './copy-target';
 import { withBuildchroot, writeImage, writePlatformIndex } from './image-writer';
 import { platformArgs } from './platform';
 import { copyDroppedBy } from './upper';
@@ -146,7 +147,7 @@ export class Builder implements BuildContext {
 
   async build(): Promise<BuildResult> {
     // A bad tag fails before any step runs, not after the last one.
-    if (this.opts.tag !== undefined) normalizeTag(this.opts.tag);
+    for (const t of tagsOf(this.opts)) normalizeTag(t);
     const text = await fsp.readFile(this.opts.file, 'utf8').catch(() => {
       throw new NotFoundError(`no Stratafile at ${this.opts.file}`);
     });
@@ -187,7 +188,7 @@ export class Builder implements BuildContext {
       checkFrozenHeads(built, lock, lockFile, targetIndex === heads.length - 1);
     // The lease lasts until the result is tagged: until then only build-cache entries hold its
     // layers, and a gc may expire entries that no tag uses.
-    const { image, ref } = await this.store.withLease(async () => {
+    const { image, ref, refs } = await this.store.withLease(async () => {
       // A stage's instructions substitute variables of its FROM template's ENV (`ENV
       // PATH=/opt/bin:$PATH`), as docker's do: the templates are resolved before they are read.
       const bases = new Map<number, ResolvedBase>();
@@ -224,6 +225,7 @@ export class Builder implements BuildContext {
           await fsp.rm(await this.repoScratch, { recursive: true, force: true });
       }
       const state = final as StageState;
+      this.checkAbort();
       this.emit({ type: 'write' });
       const rootfs = await writeImage(this, state);
       // The packages the build made or inherited travel with it (and through registries).
@@ -234,12 +236,10 @@ export class Builder implements BuildContext {
         ...rootfs,
         descriptor: await withBuildchroot(this, state, rootfs.descriptor),
       };
-      let ref: string | undefined;
-      if (this.opts.tag && !this.part) {
-        await this.store.tag(this.opts.tag, image.descriptor);
-        ref = (await this.store.resolve(this.opts.tag)).annotations?.[Annotations.refName];
-      }
-      return { image, ref };
+      // An interrupted build tags nothing, however far its image got.
+      this.checkAbort();
+      const refs = this.part ? [] : await tagAll(this.store, tagsOf(this.opts), image.descriptor);
+      return { image, ref: refs[0], refs };
     });
     let written: string | undefined;
     if (this.opts.writeLock !== false && !this.opts.frozen) {
@@ -260,6 +260,7 @@ export class Builder implements BuildContext {
     }));
     return {
       ref,
+      ...(refs.length > 0 ? { refs } : {}),
       ...image,
       cacheHits: this.cacheHits,
       stepsRun: this.stepsRun,
@@ -446,6 +447,8 @@ export class Builder implements BuildContext {
       throw e;
     }
     const { key } = keyed;
+    // A file that is not a .deb fails at its place on the line, not as apt's first complaint.
+    if (ins.kind === 'INSTALL' && keyed.copy) await checkLocalDebs(ins, keyed.copy, this.context);
     // From the key, not the step's run: a cached rebuild records the same sources.
     if (
       keyed.sources &&
@@ -530,9 +533,12 @@ export class Builder implements BuildContext {
  */
 export async function build(store: Store, opts: BuildOptions): Promise<BuildResult> {
   opts = await guardRemoteCaches(opts);
+  // What an earlier build left when it was killed is swept now, not at the next gc.
+  await new Snapshots(store).sweepDead();
+  await store.dropDeadLeases();
   const platforms = opts.platforms ?? [];
   if (platforms.length <= 1) return new Builder(store, opts, platforms[0]).build();
-  if (opts.tag !== undefined) normalizeTag(opts.tag);
+  for (const t of tagsOf(opts)) normalizeTag(t);
   // Until the index is tagged, only this lease keeps the platforms' images from a gc.
   return store.withLease(async () => {
     const parts = [];
@@ -560,14 +566,12 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
       });
     }
     const descriptor = await writePlatformIndex(store, parts);
-    let ref: string | undefined;
-    if (opts.tag) {
-      await store.tag(opts.tag, descriptor);
-      ref = (await store.resolve(opts.tag)).annotations?.[Annotations.refName];
-    }
+    if (opts.signal?.aborted) throw new StrataError('INTERRUPTED', 'build interrupted');
+    const refs = await tagAll(store, tagsOf(opts), descriptor);
     const first = parts[0] as (typeof parts)[number];
     return {
-      ref,
+      ref: refs[0],
+      ...(refs.length > 0 ? { refs } : {}),
       descriptor,
       manifest: first.manifest,
       config: first.config,
@@ -578,6 +582,22 @@ export async function build(store: Store, opts: BuildOptions): Promise<BuildResu
       steps,
     };
   });
+}
+
+/** The tags a build gives its result: `tag`, then `moreTags`, each once. */
+function tagsOf(opts: BuildOptions): string[] {
+  return [...new Set([...(opts.tag !== undefined ? [opts.tag] : []), ...(opts.moreTags ?? [])])];
+}
+
+/** Tag `desc` with each of `tags`; the refs as the store spells them. */
+async function tagAll(store: Store, tags: readonly string[], desc: Descriptor): Promise<string[]> {
+  const refs: string[] = [];
+  for (const t of tags) {
+    await store.tag(t, desc);
+    const ref = (await store.resolve(t)).annotations?.[Annotations.refName];
+    if (ref !== undefined) refs.push(ref);
+  }
+  return refs;
 }
 
 type StepOutcome = Omit<

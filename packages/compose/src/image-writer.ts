@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import {
   Annotations,
   Descriptor,
@@ -100,10 +101,15 @@ export async function writeImage(
   // out, so that a build tagged for its registry and one tagged locally (a developer's, and a
   // CI job's that pushes it) are the same image.
   const tagName = ctx.opts.tag ? parseReference(ctx.opts.tag).repository : undefined;
+  // An unnamed stage's key (`#1`) is the build's own bookkeeping, never a template's name: an
+  // untagged build of one is named after its context directory.
+  const stageName = state.name.startsWith('#')
+    ? path.basename(ctx.context) || 'template'
+    : state.name;
   const name =
     (final ? ctx.opts.name : undefined) ??
     state.labels[Annotations.title] ??
-    (tagName === undefined ? state.name : final ? tagName : `${tagName}-${state.name}`);
+    (tagName === undefined ? stageName : final ? tagName : `${tagName}-${stageName}`);
   const env = [...state.env].map(([k, v]) => `${k}=${v}`);
   if (!state.env.has('PATH'))
     env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');

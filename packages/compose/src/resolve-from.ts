@@ -226,6 +226,7 @@ export async function resolveFrom(
   state.lock.from.digest = desc.digest;
   if (parts.buildchroot) state.inheritedBuildchroot = parts.buildchroot;
   state.layers = layers;
+  state.from = { ref: f.ref, loc: f.loc, layers: layers.length };
   state.env = envOfConfig(config);
   state.labels = { ...(meta?.labels ?? {}) };
   state.features = new Set(meta?.features ?? []);

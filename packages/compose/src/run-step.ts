@@ -5,6 +5,7 @@ import {
   Digest,
   Distribution,
   LayerRecord,
+  StrataError,
   ToolFailedError,
   chainId,
   counted,
@@ -24,6 +25,7 @@ import type { Instruction } from './stratafile';
 import { BuildStepError, stepEnv } from './stage-keys';
 import type { CopySource } from './copy-sources';
 import { stepCommand } from './step-command';
+import { checkCopyTarget, packageAt } from './copy-target';
 import { OutputTail, Redactor, failureReason, fullDisk } from './step-output';
 import { BuildContext, StageState, chainOf, packageDelta, stackOf } from './build-state';
 
@@ -96,9 +98,17 @@ export class StepRunner {
             ins.loc,
             `${ins.kind} has no root filesystem to run in: FROM scratch needs BOOTSTRAP first`,
           );
-        lower = await this.snapshots.ensure(chain, stackOf(state.layers), (bytes, total) =>
-          this.ctx.emit({ type: 'unpack', bytes, total }),
-        );
+        const from = state.from;
+        lower = await this.snapshots
+          .ensure(chain, stackOf(state.layers), (bytes, total) =>
+            this.ctx.emit({ type: 'unpack', bytes, total }),
+          )
+          .catch((e: unknown) => {
+            // Only the template's layers are unpacked: what is wrong is the template the FROM
+            // line names (a hostile entry, a damaged blob), not the step that needed it.
+            if (from?.layers === state.layers.length) throw onBase(from, e);
+            throw e;
+          });
         if (ins.kind === 'REMOVE') {
           const essential = essentialAmong((await statusOfLowers(lower)) ?? '', ins.packages);
           if (essential.length > 0)
@@ -108,6 +118,12 @@ export class StepRunner {
               { hint: 'Debian keeps such packages in every system: keep it' },
             );
         }
+        if (ins.kind === 'COPY')
+          await checkCopyTarget(
+            ins,
+            lower,
+            (copy ?? ins.sources).length > 1 || ins.dest.endsWith('/'),
+          );
         await this.runInRoot(state, ins, work, upper, lower, sources, emulated, copy);
       }
       const cleaned = await cleanUpper(
@@ -116,6 +132,7 @@ export class StepRunner {
         state.excludes,
         ins.kind === 'BOOTSTRAP' ? BOOTSTRAP_HOST_FILES : [],
       );
+      this.ctx.checkAbort();
       const compression = this.ctx.opts.compression ?? 'zstd';
       const epoch = await this.ctx.epoch(state);
       const tar = packTree({
@@ -126,8 +143,18 @@ export class StepRunner {
       });
       const layer = createLayer(tar, compression);
       tar.on('error', (e) => layer.blob.destroy(e));
-      const blob = await this.ctx.store.putBlob(layer.blob);
-      const { diffId, mediaType } = await layer.result;
+      // Packing a large upper takes seconds: an interrupted build stops it rather than waiting.
+      const signal = this.ctx.opts.signal;
+      const stop = () => tar.destroy(new StrataError('INTERRUPTED', 'build interrupted'));
+      signal?.addEventListener('abort', stop, { once: true });
+      const packed = (async () => {
+        const blob = await this.ctx.store.putBlob(layer.blob);
+        return { blob, ...(await layer.result) };
+      })();
+      const { blob, diffId, mediaType } = await packed.finally(() =>
+        signal?.removeEventListener('abort', stop),
+      );
+      this.ctx.checkAbort();
       await this.ctx.store.recordDiffId(blob.digest, diffId);
       const desc: Descriptor = { mediaType, digest: blob.digest, size: blob.size };
 
@@ -379,7 +406,8 @@ export class StepRunner {
         );
       const reason = failureReason(output);
       throw new BuildStepError(
-        ins.loc,
+        (ins.kind === 'INSTALL' && reason !== undefined ? packageAt(ins, reason) : undefined) ??
+          ins.loc,
         `${ins.kind} failed with exit code ${code}${reason ? `: ${reason}` : ''}`,
         { output },
       );
@@ -403,4 +431,17 @@ export class StepRunner {
 async function mkdirIn(dir: string): Promise<string> {
   await fsp.mkdir(dir, { recursive: true });
   return dir;
+}
+
+/** A FROM template that cannot be unpacked, as an error of its FROM line. */
+function onBase(from: NonNullable<StageState['from']>, e: unknown): unknown {
+  if (!(e instanceof StrataError) || e.code === 'INTERRUPTED' || e.code === 'NO_SPACE') return e;
+  return new BuildStepError(
+    from.loc,
+    `FROM ${from.ref}: the template cannot be unpacked: ${e.message}`,
+    {
+      cause: e,
+      hint: e.hint ?? `the template ${from.ref} is damaged or hostile: build FROM another one`,
+    },
+  );
 }

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Digest, digestHex, layerOf, NotFoundError } from '@strata/oci';
 import { unpackLayers } from '@strata/layer';
-import { Store, diskUsage, writeFileAtomic } from '@strata/store';
+import { Store, diskUsage, pidAlive, writeFileAtomic } from '@strata/store';
 
 /**
  * Unpacked layer stacks, keyed by chain ID, under `<store>/.strata/snapshots/<chain>/`.
@@ -306,6 +306,21 @@ export class Snapshots {
       });
     }
     return { snapshots, scratch };
+  }
+
+  /**
+   * Remove the scratch directories of builds that are gone (killed, or stopped by a second
+   * Ctrl-C without cleaning up): a step's can hold its whole upper, hundreds of MB, and only
+   * a gc would otherwise find them.
+   */
+  async sweepDead(): Promise<void> {
+    const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
+    for (const name of names) {
+      const tmp = /^\.tmp-[a-z]+-(\d+)-[a-f0-9]+$/.exec(name);
+      if (!tmp) continue;
+      const pid = Number(tmp[1]);
+      if (pid !== process.pid && !pidAlive(pid)) await this.remove(name);
+    }
   }
 
   /**

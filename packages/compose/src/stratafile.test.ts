@@ -827,6 +827,27 @@ describe('errors', () => {
       'use COPY for files from the build context',
     );
   });
+
+  test("a Dockerfile's WORKDIR, USER and CMD get a hint of their own, not the list", () => {
+    expect(parseError('FROM base\nWORKDIR /app').hint).toMatch(
+      /RUN starts in \/: cd in the command/,
+    );
+    expect(parseError('FROM base\nUSER app').hint).toMatch(/steps run as root.*RUN useradd/);
+    expect(parseError('FROM base\nCMD ["app"]').hint).toMatch(/not a container/);
+    expect(parseError('FROM base\nBOGUS x').hint).toMatch(/^instructions: /);
+  });
+
+  test("a step before any FROM is that line's error, also where only the heads are read", () => {
+    for (const read of [
+      (src: string) => parseStageHeads(src, F, {}),
+      (src: string) => parseStratafile(src, F, {}),
+    ]) {
+      expect(() => read('RUN true\n')).toThrow(`${F}:1:1: RUN before the first FROM`);
+      expect(() => read('ARG A=1\n  WORKDIR /x\nFROM base\n')).toThrow(
+        `${F}:2:3: unknown instruction "WORKDIR"`,
+      );
+    }
+  });
 });
 
 test('quoteWord quotes only when needed', () => {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -85,6 +86,37 @@ describe('comparePaths', () => {
 });
 
 describe('flattenToTar', () => {
+  it('names its scratch by its pid, and removes what a killed flatten left next to the output', async () => {
+    await putImage(store, 'img:1', [tarOf(base)]);
+    const dead = Number(spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim());
+    const out = path.join(tmp, 'out.tar');
+    // What a flatten killed with SIGKILL leaves: its scratch of uncompressed layers and its output.
+    const deadScratch = path.join(tmp, `.strata-flatten-${dead}-AbC123`);
+    fs.mkdirSync(deadScratch);
+    fs.writeFileSync(path.join(deadScratch, 'layer-0.tar'), 'x'.repeat(4096));
+    const deadOutput = path.join(tmp, `.out.tar.${dead}.tmp`);
+    fs.writeFileSync(deadOutput, 'partial');
+    // A running flatten's, and what only looks like one, stay.
+    const liveScratch = path.join(tmp, `.strata-flatten-${process.ppid}-XyZ789`);
+    fs.mkdirSync(liveScratch);
+    const other = path.join(tmp, `.other.tar.${dead}.tmp`);
+    fs.writeFileSync(other, 'not ours to judge');
+    let during: string[] = [];
+    await flattenToTar(store, 'img:1', out, {
+      onProgress: () => {
+        if (during.length === 0)
+          during = fs.readdirSync(tmp).filter((n) => n.startsWith('.strata-flatten-'));
+      },
+    });
+    expect(during.filter((n) => n !== path.basename(liveScratch))).toEqual([
+      expect.stringMatching(new RegExp(`^\\.strata-flatten-${process.pid}-\\w{6}$`)),
+    ]);
+    expect(fs.existsSync(deadScratch)).toBe(false);
+    expect(fs.existsSync(deadOutput)).toBe(false);
+    expect(fs.existsSync(liveScratch)).toBe(true);
+    expect(fs.existsSync(other)).toBe(true);
+  });
+
   it('applies whiteouts, opaque dirs and replacements top-down, sorted and deterministic', async () => {
     await putImage(store, 'img:1', [
       tarOf(base),

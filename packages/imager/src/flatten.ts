@@ -24,6 +24,7 @@ import {
 import { commitFile, Store } from '@strata/store';
 import { interrupted, LayerEntry, mergeLayers, MergedTree, spillPath } from './merge';
 import { resolveImage, ResolvedImage } from './resolve-image';
+import { outputTempPattern, ownedScratch, sweepDead } from './owned-scratch';
 
 export interface FlattenProgress {
   phase: 'index' | 'write';
@@ -239,7 +240,9 @@ export async function flattenToTar(
   let writing: { path: string; needed?: number } = { path: scratchDir };
   let scratch: string;
   try {
-    scratch = await fs.promises.mkdtemp(path.join(scratchDir, `.strata-flatten-`));
+    // A killed flatten's scratch and partial output here are nobody's: they go first.
+    await sweepDead(dir, outputTempPattern(path.basename(output)));
+    scratch = await ownedScratch(scratchDir, '.strata-flatten-');
   } catch (e) {
     throw noSpaceAt(e, scratchDir);
   }

@@ -14,6 +14,7 @@ import {
 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { flattenToDir } from './flatten';
+import { ownedScratch } from './owned-scratch';
 import { ResolvedImage } from './resolve-image';
 
 export interface ImageProgress {
@@ -57,7 +58,7 @@ export async function withScratch<T>(
 ): Promise<T> {
   stopIfInterrupted(o);
   const dir = o.tmpDir ?? path.dirname(path.resolve(output));
-  const scratch = await fs.promises.mkdtemp(path.join(dir, '.strata-image-'));
+  const scratch = await ownedScratch(dir, '.strata-image-');
   try {
     return await work(scratch);
   } catch (e) {

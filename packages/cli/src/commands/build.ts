@@ -20,7 +20,7 @@ import { parseSecrets, secretOption } from '../secrets';
 interface BuildArgs extends GlobalArgs {
   context: string;
   file?: string;
-  tag?: string;
+  tag: string[];
   name?: string;
   target?: string;
   buildArg: string[];
@@ -60,12 +60,16 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             .option('tag', {
               alias: 't',
               type: 'string',
-              describe: 'Tag for the result, name[:tag]',
+              array: true,
+              nargs: 1,
+              default: [],
+              describe:
+                'Tag for the result, name[:tag] (repeatable: -t a:1 -t a:latest; the first names the template)',
             })
             .option('name', {
               type: 'string',
               describe:
-                "Template name (metadata and image title); default: the title LABEL, else the tag's repository without its registry",
+                "Template name (metadata and image title); default: the title LABEL, else the tag's repository without its registry, else the stage's name, else the context directory's",
             })
             .option('target', { type: 'string', describe: 'Stage to build (default: the last)' })
             .option('platform', {
@@ -168,12 +172,13 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const started = Date.now();
       const before = await tagsBefore(store);
       let stage = '';
+      let tagged: string | undefined;
       try {
         const r = await ctx.interruptible((signal) =>
           build(store, {
             file,
             context: path.resolve(a.context),
-            tag: a.tag,
+            ...(a.tag[0] !== undefined ? { tag: a.tag[0], moreTags: a.tag.slice(1) } : {}),
             ...(a.name !== undefined ? { name: a.name } : {}),
             target: a.target,
             ...(platforms ? { platforms } : {}),
@@ -249,13 +254,18 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             },
           }),
         );
+        tagged = r.refs?.join(', ');
+        // A signal that came after the engine's last look is still not a success.
+        if (ctx.interrupted) throw new StrataError('INTERRUPTED', 'build interrupted');
         steps.end();
         progress.done();
-        if (r.ref !== undefined) movedTagNote(ctx, r.ref, before.get(r.ref), r.descriptor.digest);
+        for (const ref of r.refs ?? (r.ref !== undefined ? [r.ref] : []))
+          movedTagNote(ctx, ref, before.get(ref), r.descriptor.digest);
         const secs = (Date.now() - started) / 1000;
         if (ctx.json) {
           ctx.printJson({
             ref: r.ref,
+            refs: r.refs ?? [],
             digest: r.descriptor.digest,
             layers: r.manifest.layers,
             cacheHits: r.cacheHits,
@@ -278,11 +288,11 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           });
         } else if (r.platforms) {
           ctx.print(
-            `built ${r.ref ?? '(untagged)'} ${r.descriptor.digest} (${r.platforms.map((p) => formatPlatform(p.platform)).join(', ')}; ${counted(r.stepsRun, 'step')} run, ${r.cacheHits} cached, ${secs.toFixed(1)}s)`,
+            `built ${r.refs?.join(', ') ?? '(untagged)'} ${r.descriptor.digest} (${r.platforms.map((p) => formatPlatform(p.platform)).join(', ')}; ${counted(r.stepsRun, 'step')} run, ${r.cacheHits} cached, ${secs.toFixed(1)}s)`,
           );
         } else {
           ctx.print(
-            `built ${r.ref ?? '(untagged)'} ${r.descriptor.digest} (${counted(r.manifest.layers.length, 'layer')}, ${counted(r.stepsRun, 'step')} run, ${r.cacheHits} cached, ${secs.toFixed(1)}s)`,
+            `built ${r.refs?.join(', ') ?? '(untagged)'} ${r.descriptor.digest} (${counted(r.manifest.layers.length, 'layer')}, ${counted(r.stepsRun, 'step')} run, ${r.cacheHits} cached, ${secs.toFixed(1)}s)`,
           );
         }
       } catch (e) {
@@ -291,7 +301,12 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
         steps.end(ctx.interrupted ? 'interrupted' : 'failed');
         progress.done();
         if (ctx.interrupted)
-          throw new StrataError('INTERRUPTED', 'build interrupted; nothing was tagged');
+          throw new StrataError(
+            'INTERRUPTED',
+            tagged !== undefined
+              ? `build interrupted after it tagged ${tagged}`
+              : 'build interrupted; nothing was tagged',
+          );
         // Quiet hid the step's output: show its end, so the reason is never lost.
         if (quiet && e instanceof BuildStepError && e.output) {
           for (const line of e.output.split('\n')) ctx.stderr.write(`  | ${line}\n`);

@@ -61,6 +61,8 @@ export interface InstallInstruction extends Base {
   debs: string[];
   /** Where each of `debs` is on the line. */
   debLocs: Location[];
+  /** Where each of `packages` is on the line, for errors about one. */
+  packageLocs?: Location[];
   /** `--recommends`: install Recommends too (the default is `--no-install-recommends`). */
   recommends: boolean;
 }
@@ -110,8 +112,12 @@ export interface CopyInstruction extends Base {
   sourceLocs: Location[];
   /** Absolute destination in the tree, normalised; a trailing `/` is kept. */
   dest: string;
+  /** Where the destination is on the line. */
+  destLoc?: Location;
   /** `user[:group]`, names or numeric ids. */
   chown?: string;
+  /** Where the `--chown` flag is on the line. */
+  chownLoc?: Location;
   /** Mode bits from `--chmod=<octal>`. */
   chmod?: number;
 }

@@ -89,6 +89,7 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
       const packages: InstallInstruction['packages'] = [];
       const debs: string[] = [];
       const debLocs: Location[] = [];
+      const packageLocs: Location[] = [];
       const shown: string[] = [];
       for (const w of words) {
         if (w.value.includes('/') || w.value.endsWith('.deb')) {
@@ -109,6 +110,7 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
             );
           }
           packages.push(version === undefined ? { name } : { name, version });
+          packageLocs.push(lx.loc(w.start));
           shown.push(quoteWord(w.value));
         }
       }
@@ -117,6 +119,7 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
         packages,
         debs,
         debLocs,
+        packageLocs,
         recommends: flags.has('recommends'),
         loc,
         text: ctx.canonical(shown),
@@ -227,7 +230,8 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
         sources: srcs,
         sourceLocs: sources.map((s) => lx.loc(s.start)),
         dest: destPath,
-        ...(chown?.value !== undefined ? { chown: chown.value } : {}),
+        destLoc: lx.loc(dest.start),
+        ...(chown?.value !== undefined ? { chown: chown.value, chownLoc: lx.loc(chown.at) } : {}),
         ...(chmod !== undefined ? { chmod } : {}),
         loc,
         text: ctx.canonical([...srcs, destPath].map(quoteWord)),

@@ -92,6 +92,24 @@ interface DeclaredStage {
   line: number;
 }
 
+/** What to write instead of a Dockerfile instruction a Stratafile does not have. */
+const DOCKERFILE_ONLY: Record<string, string> = {
+  ADD: 'use COPY for files from the build context',
+  WORKDIR:
+    'a template has no working directory, and RUN starts in /: cd in the command (RUN cd /opt/app && make)',
+  USER: 'steps run as root, and a template has no default user: RUN useradd to make one, COPY --chown to give it files',
+  CMD: "a template is a root filesystem, not a container: what it starts is its init system's (RUN systemctl enable …)",
+  ENTRYPOINT:
+    "a template is a root filesystem, not a container: what it starts is its init system's (RUN systemctl enable …)",
+  EXPOSE: 'a template is a root filesystem, not a container: it has no runtime settings',
+  VOLUME: 'a template is a root filesystem, not a container: it has no runtime settings',
+  HEALTHCHECK: 'a template is a root filesystem, not a container: it has no runtime settings',
+  STOPSIGNAL: 'a template is a root filesystem, not a container: it has no runtime settings',
+  SHELL: 'RUN uses /bin/sh -c; for another shell, use the JSON form: RUN ["bash", "-c", "…"]',
+  ONBUILD: 'there are no triggers: write the steps into the Stratafile that builds FROM this one',
+  MAINTAINER: 'use LABEL org.opencontainers.image.authors=…',
+};
+
 class Parser {
   private readonly stages: StageState[] = [];
   private readonly globalArgs: ArgInstruction[] = [];
@@ -148,14 +166,14 @@ class Parser {
     while (kwEnd < t.length && !isBlank(t.charAt(kwEnd))) kwEnd++;
     const word = t.slice(0, kwEnd);
     const kw = word.toUpperCase() as InstructionKind;
-    if (this.headsOnly && kw !== 'FROM' && !(kw === 'ARG' && this.cur === undefined)) return;
+    // Before the first FROM every line is read even for the heads: what is there besides ARG is
+    // that line's error, not a Stratafile without a FROM.
+    if (this.headsOnly && this.cur !== undefined && kw !== 'FROM') return;
     if (!INSTRUCTIONS.includes(kw)) {
       throw lx.error(
         0,
         `unknown instruction ${JSON.stringify(word)}`,
-        word.toUpperCase() === 'ADD'
-          ? 'use COPY for files from the build context'
-          : `instructions: ${INSTRUCTIONS.join(', ')}`,
+        DOCKERFILE_ONLY[word.toUpperCase()] ?? `instructions: ${INSTRUCTIONS.join(', ')}`,
       );
     }
     const cur = this.cur;
