@@ -77,7 +77,7 @@ test('sourcesOf: the sources a Built-Using or Static-Built-Using names are wante
 });
 
 test('sourcesOf: a binary that a later layer removed or replaced wants its source too, and is named as shadowed', () => {
-  const layer = `sha256:${'1'.repeat(64)}` as const;
+  const layer = `sha256:${'1'.repeat(64)}` as Digest;
   const got = sourcesOf([
     { name: 'libfoo1', version: '2', architecture: 'amd64', source: 'foo' },
     { name: 'libfoo1', version: '1', architecture: 'amd64', source: 'foo', layer },
