@@ -144,6 +144,24 @@ test("no process of a step has a root outside the step's: /proc/N/root leads now
   expect(Number(await fileOf('proc-root:v1', 'etc/pids'))).toBeLessThan(10);
 });
 
+test('a RUN, as root, leaves the chroot neither by a second chroot, nor by a mount or a device node', async () => {
+  // With every capability, `chroot` into a subdirectory and `chdir ..` thirty times led out to
+  // the host's /, where the step wrote.
+  const probe = path.join(work, `chroot-escape-${randomBytes(4).toString('hex')}`);
+  const r = await build(
+    [
+      `RUN perl -e 'mkdir "/xx"; chroot "/xx" or exit 3; chdir ".." for 1..30; chroot "."; open(F, ">${probe}") or exit 4; exit 0'; echo "chroot $?" > /etc/escapes; rmdir /xx`,
+      'RUN mount -t tmpfs none /mnt 2>/dev/null; echo "mount $?" >> /etc/escapes; mknod /tmp/disk b 8 0 2>/dev/null; echo "mknod $?" >> /etc/escapes; rm -f /tmp/disk',
+    ].join('\n'),
+    'escapes:v1',
+  );
+  expect(show(r)).toMatch(/^exit 0/);
+  expect(fs.existsSync(probe)).toBe(false);
+  expect(await fileOf('escapes:v1', 'etc/escapes')).toMatch(
+    /^chroot 3\nmount [1-9]\d*\nmknod [1-9]\d*\n$/,
+  );
+});
+
 test('a RUN neither sees nor writes the build context', async () => {
   // The context was bound read-write at /run/strata/context into every RUN, which could change
   // the host's files and read files its cache key does not hold.

@@ -15,7 +15,7 @@ fi
 #   mmdebstrap, debian-archive-keyring   BOOTSTRAP and the minbase test fixture
 #   skopeo, umoci                        independent OCI readers in the tests
 #   tar, gzip, zstd, xz-utils            GNU tar, the zstd codec
-#   attr, libcap2-bin                    getfattr/setfattr, setcap (security.capability)
+#   attr, libcap2-bin                    getfattr/setfattr, setcap (security.capability), capsh (build sandbox)
 #   util-linux                           unshare (build sandbox), findmnt, sfdisk helpers
 #   jq                                   `strata inspect --json | jq`
 #   e2fsprogs, dosfstools, mtools, fdisk ext4 and partitioned disk images

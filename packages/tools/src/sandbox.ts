@@ -46,7 +46,8 @@ export interface SandboxSpec {
 
 /**
  * PID 1 of the step's PID namespace: it mounts the namespace's /proc (a proc shows the PID
- * namespace of whoever mounts it), then becomes the step's command in the chroot. No process of
+ * namespace of whoever mounts it), then becomes the step's command in the chroot, with fewer
+ * capabilities (see below). No process of
  * the namespace ever has a root or cwd outside the step's root, so /proc/N/root and /proc/N/cwd
  * lead nowhere else. Its parent, the setup shell, stays outside the namespace to undo what it
  * set up once the step is over.
@@ -60,10 +61,16 @@ for p in sys sysrq-trigger; do
   mount --bind "$SB_PROC/$p" "$SB_PROC/$p"
   mount -o remount,bind,ro "$SB_PROC/$p"
 done
+# The step runs as root, with docker's default capabilities but two: without CAP_SYS_CHROOT a
+# second chroot cannot lead out of this one, and without CAP_MKNOD no device node of the host's
+# disks can be made. Mounting (CAP_SYS_ADMIN) and the rest are dropped, as docker drops them.
+keep='cap_(chown|dac_override|fowner|fsetid|kill|setgid|setuid|setpcap|net_bind_service|net_raw|audit_write|setfcap)'
+drop=$(capsh --print | sed -n 's/^Bounding set =//p' | tr ',' '\n' | grep -vxE "$keep" | paste -sd, -)
+cd "$SB_MERGED"
 IFS='
 '
 set -f
-exec chroot "$SB_MERGED" /usr/bin/env -i $SB_ENV "$@"
+exec capsh --chroot="$SB_MERGED" --drop="$drop" --shell=/usr/bin/env -- -i $SB_ENV "$@"
 `;
 
 const SCRIPT = String.raw`
