@@ -69,7 +69,7 @@ test("a step's tampering with the apt lists and .debs never reaches another buil
       '  rm -f "$f" && cp /tmp/p "$f"',
       'done',
       'cp /tmp/p /run/strata/lists/deb.debian.org_debian_dists_bookworm_contrib_binary-amd64_Packages',
-      'cp /run/strata/context/evilpkg_1.0_all.deb /run/strata/archives/',
+      'cp /opt/evil/evilpkg_1.0_all.deb /run/strata/archives/',
       'for d in /run/strata/archives/*.deb; do printf XXXX | dd of="$d" conv=notrunc 2>/dev/null; done',
       'exit 0',
       '',
@@ -79,8 +79,10 @@ test("a step's tampering with the apt lists and .debs never reaches another buil
     path.join(evil, 'Stratafile'),
     [
       'FROM base:v1',
-      'RUN sh /run/strata/context/poison.sh',
-      'RUN mv /usr/bin/apt-get /usr/bin/apt-get.real && printf \'#!/bin/sh\\n/usr/bin/apt-get.real "$@" || exit\\nsh /run/strata/context/poison.sh\\n\' > /usr/bin/apt-get && chmod 755 /usr/bin/apt-get',
+      // A RUN does not see the build context: the poison comes in by COPY.
+      'COPY poison.sh evilpkg_1.0_all.deb /opt/evil/',
+      'RUN sh /opt/evil/poison.sh',
+      'RUN mv /usr/bin/apt-get /usr/bin/apt-get.real && printf \'#!/bin/sh\\n/usr/bin/apt-get.real "$@" || exit\\nsh /opt/evil/poison.sh\\n\' > /usr/bin/apt-get && chmod 755 /usr/bin/apt-get',
       'INSTALL hello',
       '',
     ].join('\n'),
