@@ -304,6 +304,9 @@ export class Debuilder {
         lower,
         sources: undefined,
         ...(kit ? { nativeDpkg: kit } : {}),
+        // The script takes the network from the build (unshare --net) before it drops to the
+        // unprivileged build user, who runs the package's own build.
+        keepSysAdmin: true,
         command: [
           '/bin/sh',
           '-c',

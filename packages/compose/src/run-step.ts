@@ -243,6 +243,8 @@ export class StepRunner {
       secrets?: StepSecret[];
       /** apt's dpkg unpacks with the host's dpkg (a foreign root's apt step; see nativeDpkg). */
       nativeDpkg?: NativeDpkg;
+      /** See SandboxSpec.keepSysAdmin: DEBUILD's own script only. */
+      keepSysAdmin?: boolean;
       log?: (chunk: Buffer) => void;
     },
   ): Promise<{ code: number; tail: OutputTail }> {
@@ -329,6 +331,7 @@ export class StepRunner {
         resolvConf: this.ctx.opts.resolvConf ?? '/etc/resolv.conf',
         env,
         command: o.command,
+        ...(o.keepSysAdmin ? { keepSysAdmin: true } : {}),
         onOutput: (chunk) => emit(redactor.push(chunk)),
         signal: this.ctx.opts.signal,
       }).catch((e: unknown) => {

@@ -39,6 +39,12 @@ export interface SandboxSpec {
   env: Record<string, string>;
   /** argv to run inside the chroot. */
   command: string[];
+  /**
+   * Keep CAP_SYS_ADMIN, which a step drops (see PID1): for Strata's own DEBUILD script, which
+   * takes the network from the package build with `unshare --net` before it drops to an
+   * unprivileged user. Never for a step that runs the author's commands as root.
+   */
+  keepSysAdmin?: boolean;
   /** Receives the step's output as it comes. */
   onOutput?: (chunk: Buffer) => void;
   signal?: AbortSignal;
@@ -64,7 +70,7 @@ done
 # The step runs as root, with docker's default capabilities but two: without CAP_SYS_CHROOT a
 # second chroot cannot lead out of this one, and without CAP_MKNOD no device node of the host's
 # disks can be made. Mounting (CAP_SYS_ADMIN) and the rest are dropped, as docker drops them.
-keep='cap_(chown|dac_override|fowner|fsetid|kill|setgid|setuid|setpcap|net_bind_service|net_raw|audit_write|setfcap)'
+keep="cap_(chown|dac_override|fowner|fsetid|kill|setgid|setuid|setpcap|net_bind_service|net_raw|audit_write|setfcap$SB_KEEP_CAPS)"
 drop=$(capsh --print | sed -n 's/^Bounding set =//p' | tr ',' '\n' | grep -vxE "$keep" | paste -sd, -)
 cd "$SB_MERGED"
 IFS='
@@ -285,6 +291,7 @@ export async function runInSandbox(spec: SandboxSpec): Promise<number> {
     }),
     SB_MOUNT_CWD: spec.mountCwd ?? '/',
     SB_STAGE: spec.stage ?? '',
+    SB_KEEP_CAPS: spec.keepSysAdmin ? '|sys_admin' : '',
     SB_RESOLV: spec.resolvConf ?? '',
     SB_NBINDS: String(spec.binds?.length ?? 0),
     SB_NSECRETS: String(spec.secrets?.length ?? 0),
