@@ -96,7 +96,8 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
       // directories it names, which are made (mkdir -p alone stops at the link: File exists).
       const lines = [
         'set -e',
-        `strata_dir() { d=$(realpath -m -- "$1"); mkdir -p -- "$d"; printf '%s' "$d"; }`,
+        // A template without realpath (not Debian's: coreutils has it) keeps mkdir -p's way.
+        `strata_dir() { if command -v realpath >/dev/null 2>&1; then d=$(realpath -m -- "$1"); else d=$1; fi; mkdir -p -- "$d"; printf '%s' "$d"; }`,
       ];
       const sources = copy ?? ins.sources.map((s) => ({ written: s, path: s }));
       const many = sources.length > 1 || dest.endsWith('/');
