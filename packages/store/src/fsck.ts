@@ -3,15 +3,11 @@ import {
   Digest,
   DigestMismatchError,
   GraphNode,
-  ImageConfig,
   ImageIndex,
-  ImageManifest,
   NotFoundError,
   graphDigests,
-  isImageMediaType,
-  parseJson,
 } from '@strata/oci';
-import { IMAGE_CONFIGS } from './sink';
+import { layersAndDiffIds } from './sink';
 import { SUBJECT_ANNOTATION, isReferrerRecord } from './referrers';
 import type { Store } from './store';
 
@@ -103,24 +99,20 @@ export async function fsck(store: Store): Promise<{ blobs: number; problems: str
  * whose recorded diffID (known from an earlier unpack that hashed it) is not the one listed.
  */
 async function diffIdProblems(store: Store, name: string, node: GraphNode): Promise<string[]> {
-  if (!isImageMediaType(node.descriptor.mediaType)) return [];
-  const m = parseJson(node.bytes, `manifest ${node.descriptor.digest}`) as ImageManifest;
-  if (!m.config || !IMAGE_CONFIGS.includes(m.config.mediaType) || !Array.isArray(m.layers))
-    return [];
-  let config: ImageConfig;
+  let image: Awaited<ReturnType<typeof layersAndDiffIds>>;
   try {
-    const what = `image config ${m.config.digest}`;
-    config = parseJson(await store.readBlob(m.config.digest, m.config.size), what) as ImageConfig;
+    image = await layersAndDiffIds(store, node, `manifest ${node.descriptor.digest}`);
   } catch {
     return []; // a damaged or missing config is reported above
   }
-  const diffIds: unknown[] = Array.isArray(config?.rootfs?.diff_ids) ? config.rootfs.diff_ids : [];
+  if (image === undefined) return [];
+  const { layers, diffIds } = image;
   const where = `${name}: image ${node.descriptor.digest}`;
-  if (diffIds.length !== m.layers.length) {
-    return [`${where}: ${m.layers.length} layers but ${diffIds.length} diff_ids`];
+  if (diffIds.length !== layers.length) {
+    return [`${where}: ${layers.length} layers but ${diffIds.length} diff_ids`];
   }
   const out: string[] = [];
-  for (const [i, l] of m.layers.entries()) {
+  for (const [i, l] of layers.entries()) {
     const known = await store.knownDiffId(l.digest);
     if (known !== undefined && known !== diffIds[i]) {
       out.push(

@@ -113,21 +113,35 @@ export const IMAGE_CONFIGS: readonly string[] = [MediaTypes.imageConfig, MediaTy
  * first read, which verifies it).
  */
 async function checkDiffIdCount(store: Store, node: GraphNode, tag?: string): Promise<void> {
-  if (!isImageMediaType(node.descriptor.mediaType)) return;
   const what = `image ${tag ?? node.descriptor.digest}`;
-  const m = parseJson(node.bytes, what) as { config?: Descriptor; layers?: unknown[] };
-  if (!m.config || !IMAGE_CONFIGS.includes(m.config.mediaType) || !Array.isArray(m.layers)) return;
+  const image = await layersAndDiffIds(store, node, what);
+  if (image !== undefined && image.diffIds.length !== image.layers.length) {
+    throw new InvalidDocumentError(what, [
+      `its manifest has ${image.layers.length} layers but its config ${image.diffIds.length} diff_ids`,
+    ]);
+  }
+}
+
+/**
+ * An image manifest's layers and its config's diff_ids (empty when it lists none), the config
+ * read from the store; undefined for a manifest that is not an image's. `what` names the
+ * manifest in a parse error.
+ */
+export async function layersAndDiffIds(
+  store: Store,
+  node: GraphNode,
+  what: string,
+): Promise<{ layers: Descriptor[]; diffIds: unknown[] } | undefined> {
+  if (!isImageMediaType(node.descriptor.mediaType)) return undefined;
+  const m = parseJson(node.bytes, what) as { config?: Descriptor; layers?: Descriptor[] };
+  if (!m.config || !IMAGE_CONFIGS.includes(m.config.mediaType) || !Array.isArray(m.layers))
+    return undefined;
   const config = parseJson(
     await store.readBlob(m.config.digest, m.config.size),
     `image config ${m.config.digest}`,
   ) as { rootfs?: { diff_ids?: unknown } } | null;
   const diffIds = config?.rootfs?.diff_ids;
-  const n = Array.isArray(diffIds) ? diffIds.length : 0;
-  if (n !== m.layers.length) {
-    throw new InvalidDocumentError(what, [
-      `its manifest has ${m.layers.length} layers but its config ${n} diff_ids`,
-    ]);
-  }
+  return { layers: m.layers, diffIds: Array.isArray(diffIds) ? diffIds : [] };
 }
 
 /** Pass a body through, reporting the running byte count; destroys it when done. */
