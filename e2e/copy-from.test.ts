@@ -143,6 +143,54 @@ describe('COPY --from a builder stage', () => {
   });
 });
 
+describe('COPY --from in the metadata and in strata check', () => {
+  let ctx: string;
+  let built: Built;
+
+  beforeAll(async () => {
+    ctx = buildContext(work, STRATAFILE, { 'hello.c': 'v3' });
+    built = await build(ctx, 'final:3');
+  });
+
+  test("the layer's record names the stage and the chain of its result", async () => {
+    const info = JSON.parse(
+      (await strataOk(['inspect', 'final:3', '--json'], { store })).stdout,
+    ) as {
+      layers: Array<{ createdBy: string; copiedFrom?: { stage: string; chain: string } }>;
+    };
+    const copies = info.layers.filter((l) => /^COPY .*--from=/.test(l.createdBy));
+    expect(copies.map((l) => l.copiedFrom)).toEqual([
+      built.steps[2]?.copiedFrom,
+      built.steps[3]?.copiedFrom,
+    ]);
+    expect(copies[0]?.copiedFrom?.stage).toBe('builder');
+  });
+
+  test("check compares the copy on the recorded result, and says the stage's steps are not checked", async () => {
+    const args = ['check', '-f', path.join(ctx, 'Stratafile'), '--apt-sources', sources];
+    const r = await strata([...args, '--no-packages', '--json', 'final:3'], { store });
+    expect(r.code).toBe(0);
+    const res = JSON.parse(r.stdout) as { upToDate: boolean; notes: string[] };
+    expect(res.upToDate).toBe(true);
+    expect(res.notes.join('\n')).toContain("stage builder's own steps are not checked");
+    // A changed copy line is a changed step.
+    fs.writeFileSync(
+      path.join(ctx, 'Stratafile'),
+      STRATAFILE.replace('/usr/local/bin/hello', '/usr/bin/hello'),
+    );
+    const stale = await strata([...args, '--no-packages', '--json', 'final:3'], { store });
+    const staleRes = JSON.parse(stale.stdout) as {
+      upToDate: boolean;
+      reasons: Array<{ message: string; loc?: { line: number } }>;
+    };
+    expect(staleRes.upToDate).toBe(false);
+    expect(staleRes.reasons[0]?.loc?.line).toBe(7);
+    expect(staleRes.reasons[0]?.message).toContain(
+      'COPY --from=builder /opt/out/hello /usr/bin/hello',
+    );
+  });
+});
+
 describe('COPY --from errors name their place in the Stratafile', () => {
   test('a source the stage does not have', async () => {
     const ctx = buildContext(

@@ -515,7 +515,13 @@ export class Builder implements BuildContext {
       desc: entry.layer,
       diffId: entry.diffId,
       // An entry from before records kept it does not say what its key held.
-      record: keyed.localRepo ? { ...entry.record, localRepo: keyed.localRepo } : entry.record,
+      record: {
+        ...entry.record,
+        ...(keyed.localRepo ? { localRepo: keyed.localRepo } : {}),
+        ...(source && keyed.fromChain
+          ? { copiedFrom: { stage: source.name, chain: keyed.fromChain } }
+          : {}),
+      },
       history: { created: entry.created, created_by: ins.text },
       excluded: entry.excluded ?? {},
     });
