@@ -191,6 +191,33 @@ describe('COPY --from in the metadata and in strata check', () => {
   });
 });
 
+describe('COPY --from and Stratafile.lock', () => {
+  test('the lock holds the stage only copied from, and --frozen holds the build to it', async () => {
+    const ctx = buildContext(work, STRATAFILE, { 'hello.c': 'v1' });
+    await build(ctx, 'locked:1');
+    const lock = JSON.parse(fs.readFileSync(path.join(ctx, 'Stratafile.lock'), 'utf8')) as {
+      stages: Array<{ name: string; steps: Array<{ instruction: string }> }>;
+    };
+    expect(lock.stages.map((st) => [st.name, st.steps.length])).toEqual([
+      ['unused', 0],
+      ['builder', 2],
+      ['#2', 2],
+    ]);
+    const frozen = ['build', '-q', '--frozen', '--apt-sources', sources, ctx];
+    const ok = await strata(frozen, { store });
+    expect([ok.code, show(ok)]).toEqual([0, show(ok)]);
+    // An edit of the builder stage, which only a COPY --from reads, is an edit --frozen refuses.
+    fs.writeFileSync(
+      path.join(ctx, 'Stratafile'),
+      STRATAFILE.replace('echo junk', 'echo other junk'),
+    );
+    const r = await strata(frozen, { store });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${path.join(ctx, 'Stratafile')}:5:1: --frozen: RUN mkdir`);
+    expect(r.stderr).toContain('is not in Stratafile.lock');
+  });
+});
+
 describe('COPY --from errors name their place in the Stratafile', () => {
   test('a source the stage does not have', async () => {
     const ctx = buildContext(
