@@ -9,6 +9,7 @@ import {
   SLOW,
   buildContext,
   cleanupTmp,
+  foreignMinbaseTar,
   minbaseRootfs,
   runOk,
   show,
@@ -216,6 +217,45 @@ describe('COPY --from and Stratafile.lock', () => {
     expect(r.stderr).toContain(`${path.join(ctx, 'Stratafile')}:5:1: --frozen: RUN mkdir`);
     expect(r.stderr).toContain('is not in Stratafile.lock');
   });
+});
+
+test('in a multi-platform build, each platform copies from its own build of the stage', async () => {
+  await strataOk(
+    ['template', 'create', await foreignMinbaseTar('arm64'), '-t', 'base:arm64', '--name', 'base'],
+    { store },
+  );
+  await strataOk(['tag', 'base:1', 'base:amd64'], { store });
+  const ctx = buildContext(
+    work,
+    [
+      'ARG TARGETARCH',
+      'FROM base:${TARGETARCH} AS builder',
+      'RUN dpkg --print-architecture > /opt/arch',
+      'FROM base:${TARGETARCH}',
+      'COPY --from=builder /opt/arch /etc/built-for',
+      '',
+    ].join('\n'),
+  );
+  const r = await strata(
+    [
+      'build',
+      '-q',
+      '--platform',
+      'linux/amd64,linux/arm64',
+      '--apt-sources',
+      sources,
+      '-t',
+      'mp:1',
+      ctx,
+    ],
+    { store },
+  );
+  expect([r.code, show(r)]).toEqual([0, show(r)]);
+  for (const arch of ['amd64', 'arm64']) {
+    const tar = path.join(work, `mp-${arch}.tar`);
+    await strataOk(['flatten', 'mp:1', '--platform', `linux/${arch}`, '--rootfs', tar], { store });
+    expect((await runOk('tar', ['-xOf', tar, 'etc/built-for'])).stdout).toBe(`${arch}\n`);
+  }
 });
 
 describe('COPY --from errors name their place in the Stratafile', () => {
