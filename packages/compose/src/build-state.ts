@@ -160,6 +160,8 @@ export interface StepReport {
   column: number;
   status: 'run' | 'cached' | 'remote-cached' | 'none';
   from?: string;
+  /** A `COPY --from`: the stage it copied from, and the chain ID of that stage's layers. */
+  copiedFrom?: { stage: string; chain: Digest };
   cacheKey?: Digest;
   layer?: Descriptor;
   /** `name=version` of every package the step added or changed. */

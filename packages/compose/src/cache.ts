@@ -36,6 +36,11 @@ export interface CacheKeyInput {
    * DEBUILD kept one have another key, so none of them is taken for one that has it.
    */
   keeps?: string;
+  /**
+   * A `COPY --from`'s source stage: the chain ID of its result's layers. The paths it copies
+   * are in the instruction; the same chain holds the same files.
+   */
+  fromChain?: Digest;
 }
 
 export function cacheKey(k: CacheKeyInput): Digest {

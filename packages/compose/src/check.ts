@@ -424,12 +424,27 @@ export async function checkTemplate(
       });
       continue;
     }
+    // A COPY --from's stage is not in the template: only the chain ID of its result is, which
+    // its key holds. The line itself is compared; the stage's own steps cannot be.
+    if (ins.kind === 'COPY' && ins.from) {
+      if (!record.copiedFrom) {
+        reasons.push({
+          kind: 'step',
+          loc: ins.loc,
+          message: `${ins.text}: layer ${li + 1} of the template does not record a stage it was copied from`,
+        });
+        continue;
+      }
+      notes.push(
+        `${where(ins.loc)}: ${ins.text}: stage ${record.copiedFrom.stage}'s own steps are not checked (the template holds only its result, ${record.copiedFrom.chain}); rebuild to take changes there`,
+      );
+    }
     let keyed: StepKey;
     // The build's own packages the step's apt saw, as recorded: a DEBUILD that changed since is
     // reported as itself, not again as every apt step after it.
     keys.localRepo = record.localRepo;
     try {
-      keyed = await keys.keyFor(s, ins, chainId(diffIds.slice(0, li)));
+      keyed = await keys.keyFor(s, ins, chainId(diffIds.slice(0, li)), record.copiedFrom?.chain);
     } catch (e) {
       if (!(e instanceof StrataError)) throw e;
       reasons.push({ kind: 'step', loc: ins.loc, message: `${ins.text}: ${e.message}` });
@@ -445,6 +460,8 @@ export async function checkTemplate(
     if (record.createdBy !== ins.text) why = `the template has "${record.createdBy}" here`;
     // The template records the key, not what went into it: sources and ARG/ENV values (in its
     // destination, --chown) cannot be told apart.
+    else if (ins.kind === 'COPY' && ins.from)
+      why = `an ARG/ENV value changed (stage ${ins.from.ref}'s result is the one the template records)`;
     else if (ins.kind === 'COPY')
       why = 'its sources in the build context or an ARG/ENV value changed';
     else if (unrecorded !== undefined)

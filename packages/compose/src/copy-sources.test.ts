@@ -165,3 +165,33 @@ test('COPY keys and copies the expanded sources; errors point at the source', as
     'Stratafile:2:6: d/etclink/shadow escapes the build context: d/etclink is a symlink to /etc',
   );
 });
+
+describe("COPY --from: sources in a stage's tree", () => {
+  test('are absolute in the tree; links resolve as in a chroot of it, never on the host', () => {
+    put('opt/out/hello');
+    link('src/abs', '/opt/out/hello');
+    link('src/up', '../../../../opt');
+    link('bin', 'usr/bin');
+    put('usr/bin/tool');
+    const got = copySources(ctx, ['/src/abs', '/src/up/out/', '/bin/tool', '/g/*.conf'], 'stage b');
+    expect(got).toEqual([
+      { written: '/src/abs', path: 'opt/out/hello' },
+      { written: '/src/up/out/', path: 'opt/out' },
+      { written: '/bin/tool', path: 'usr/bin/tool' },
+      { written: '/g/one.conf', path: 'g/one.conf' },
+      { written: '/g/three.conf', path: 'g/three.conf' },
+      { written: '/g/two.conf', path: 'g/two.conf' },
+    ]);
+    // The same link in a build context leaves it.
+    expect(() => copySources(ctx, ['src/abs'])).toThrow(/escapes the build context/);
+  });
+
+  test('a missing source or an empty glob names the stage', () => {
+    expect(() => copySources(ctx, ['/src/nope'], 'stage builder')).toThrow(
+      '/src/nope: no such file in stage builder',
+    );
+    expect(() => copySources(ctx, ['/g/*.none'], 'stage builder')).toThrow(
+      '/g/*.none matches nothing in stage builder',
+    );
+  });
+});

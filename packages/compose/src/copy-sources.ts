@@ -110,6 +110,7 @@ function resolveInside(
   rel: string,
   index: number,
   glob?: string,
+  tree?: string,
 ): { path: string; followed: boolean } | undefined {
   const done: string[] = [];
   const todo = components(rel);
@@ -118,6 +119,8 @@ function resolveInside(
   while (todo.length > 0) {
     const part = todo.shift() as string;
     if (part === '..') {
+      // In a stage's tree, as in a chroot, `..` of the root is the root.
+      if (done.length === 0 && tree !== undefined) continue;
       if (done.length === 0)
         throw new CopySourceError(index, 'INVALID_ARGUMENT', `${rel} escapes the build context`);
       done.pop();
@@ -152,6 +155,13 @@ function resolveInside(
               : 'what a glob matches is a source, and a symlink there is followed as a named one is; only a symlink inside a copied directory (COPY . or COPY dir/) is copied as a symlink',
         },
       );
+    if (tree !== undefined) {
+      // A stage's links name paths of its own tree, never the host's: an absolute one starts
+      // again from its root, and a `..` above the root stays there.
+      if (path.posix.isAbsolute(target)) done.length = 0;
+      todo.unshift(...components(target));
+      continue;
+    }
     if (path.isAbsolute(target)) {
       // A link by the host's absolute path to a place inside the context is still inside.
       const inside = path.relative(root, target);
@@ -174,7 +184,7 @@ function resolveInside(
 }
 
 /** The paths under `root` that `pattern` matches, component by component, sorted. */
-function expand(root: string, pattern: string, index: number): string[] {
+function expand(root: string, pattern: string, index: number, tree?: string): string[] {
   let found: string[] = [''];
   for (const part of components(pattern)) {
     const next: string[] = [];
@@ -183,7 +193,7 @@ function expand(root: string, pattern: string, index: number): string[] {
         next.push(dir === '' ? part : `${dir}/${part}`);
         continue;
       }
-      const real = resolveInside(root, dir, index);
+      const real = resolveInside(root, dir, index, undefined, tree);
       if (real === undefined) continue;
       let names: string[];
       try {
@@ -204,26 +214,43 @@ function expand(root: string, pattern: string, index: number): string[] {
  * sorted (Go's filepath.Match, as docker's COPY), every path resolved inside the context. A
  * source that is missing, a glob that matches nothing, and a symlink that leads out of the
  * context are `CopySourceError`s naming the source.
+ *
+ * With `tree` (`COPY --from`), `context` is a stage's whole result tree, which `tree` names in
+ * errors: sources are absolute paths in it, and symlinks resolve as in a chroot of it.
  */
-export function copySources(context: string, sources: readonly string[]): CopySource[] {
+export function copySources(
+  context: string,
+  sources: readonly string[],
+  tree?: string,
+): CopySource[] {
   const root = path.resolve(context);
   const out: CopySource[] = [];
+  const where = tree ?? 'the build context';
   sources.forEach((src, index) => {
     const glob = isGlob(src);
     if (glob && src.split('/').some((p) => p !== '' && componentRegExp(p) === undefined))
       throw new CopySourceError(index, 'INVALID_ARGUMENT', `${src}: bad glob pattern`);
     let found = 0;
-    for (const w of glob ? expand(root, src, index) : [src]) {
-      const real = resolveInside(root, w, index, glob ? src : undefined);
+    for (const w of glob ? expand(root, src, index, tree) : [src]) {
+      const real = resolveInside(root, w, index, glob ? src : undefined, tree);
       // A glob's candidate that is not there is no match (Go's Glob checks each with lstat).
       if (real === undefined && glob) continue;
       if (real === undefined)
-        throw new CopySourceError(index, 'NOT_FOUND', `${w} is not in the build context`);
-      out.push({ written: w, path: real.followed ? real.path || '.' : w });
+        throw new CopySourceError(
+          index,
+          'NOT_FOUND',
+          tree === undefined
+            ? `${w} is not in the build context`
+            : `${w}: no such file in ${where}`,
+        );
+      const written = tree !== undefined && !w.startsWith('/') ? `/${w}` : w;
+      // In a tree every source is given by its resolved path: a written one is absolute.
+      const at = tree !== undefined ? real.path || '.' : real.followed ? real.path || '.' : w;
+      out.push({ written, path: at });
       found++;
     }
     if (found === 0)
-      throw new CopySourceError(index, 'NOT_FOUND', `${src} matches nothing in the build context`);
+      throw new CopySourceError(index, 'NOT_FOUND', `${src} matches nothing in ${where}`);
   });
   return out;
 }

@@ -82,6 +82,8 @@ export class Builder implements BuildContext {
   private cacheHits = 0;
   private stepsRun = 0;
   private readonly reports: StepReport[] = [];
+  /** The stages built so far, by their index in the file (what COPY --from names). */
+  private readonly byIndex = new Map<number, StageState>();
   private readonly runner: StepRunner;
   private readonly startedAt: number;
   /** The packages DEBUILD made in this build, and their apt repository. */
@@ -324,6 +326,7 @@ export class Builder implements BuildContext {
       });
     }
     this.stages.set(name, state);
+    this.byIndex.set(stage.index, state);
     return state;
   }
 
@@ -435,9 +438,21 @@ export class Builder implements BuildContext {
           { hint: 'drop it from the REMOVE line (removing nothing would add an empty layer)' },
         );
     }
+    // The stage a COPY --from reads was built before this one (stagesNeeded, in file order).
+    const source = ins.kind === 'COPY' && ins.from ? this.byIndex.get(ins.from.index) : undefined;
+    if (ins.kind === 'COPY' && ins.from && source === undefined)
+      throw new BuildStepError(
+        ins.from.loc,
+        `COPY --from=${ins.from.ref}: that stage was not built`,
+      );
     let keyed: StepKey;
     try {
-      keyed = await this.keys.keyFor(state, ins, chainOf(state.layers));
+      keyed = await this.keys.keyFor(
+        state,
+        ins,
+        chainOf(state.layers),
+        source && chainOf(source.layers),
+      );
     } catch (e) {
       if (e instanceof StrataError && !(e instanceof BuildStepError))
         throw new BuildStepError(ins.loc, e.message, {
@@ -477,7 +492,7 @@ export class Builder implements BuildContext {
       }
     } else {
       this.stepsRun++;
-      entry = await this.runner.execute(state, ins, key, keyed.sources, keyed.copy);
+      entry = await this.runner.execute(state, ins, key, keyed.sources, keyed.copy, source);
     }
     if (this.opts.cacheTo) {
       try {
@@ -500,7 +515,13 @@ export class Builder implements BuildContext {
       desc: entry.layer,
       diffId: entry.diffId,
       // An entry from before records kept it does not say what its key held.
-      record: keyed.localRepo ? { ...entry.record, localRepo: keyed.localRepo } : entry.record,
+      record: {
+        ...entry.record,
+        ...(keyed.localRepo ? { localRepo: keyed.localRepo } : {}),
+        ...(source && keyed.fromChain
+          ? { copiedFrom: { stage: source.name, chain: keyed.fromChain } }
+          : {}),
+      },
       history: { created: entry.created, created_by: ins.text },
       excluded: entry.excluded ?? {},
     });
@@ -517,6 +538,9 @@ export class Builder implements BuildContext {
     return {
       status: !cached ? 'run' : from !== undefined ? 'remote-cached' : 'cached',
       ...(from !== undefined ? { from } : {}),
+      ...(source && keyed.fromChain
+        ? { copiedFrom: { stage: source.name, chain: keyed.fromChain } }
+        : {}),
       cacheKey: key,
       layer: entry.layer,
       packagesAdded,

@@ -247,6 +247,26 @@ describe('stages a target needs', () => {
     expect([...stagesNeeded(sf.stages, 2)].sort()).toEqual([1, 2]);
     expect([...stagesNeeded(sf.stages, 0)]).toEqual([0]);
   });
+  test('a stage that a needed COPY --from reads is needed, by name or by index, and what it needs', () => {
+    const file = parseStratafile(
+      [
+        'FROM base:v1 AS unused',
+        'RUN true',
+        'FROM base:v1 AS tools',
+        'RUN true',
+        'FROM tools AS builder',
+        'RUN make',
+        'FROM base:v1 AS other',
+        'RUN true',
+        'FROM base:v1',
+        'COPY --from=builder /out /opt/',
+        'COPY --from=3 /x /opt/',
+      ].join('\n'),
+      FILE,
+    );
+    expect([...stagesNeeded(file.stages, 4)].sort()).toEqual([1, 2, 3, 4]);
+    expect([...stagesNeeded(file.stages, 3)]).toEqual([3]);
+  });
   test("a skipped stage keeps the lock's entry when it is that stage's, else gets one without steps", () => {
     const lock = lockOf(['FROM base:v1 AS tools', 'RUN false', 'FROM base:v1 AS app', 'RUN true']);
     const tools = sf.stages[0]!;

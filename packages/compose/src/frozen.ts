@@ -40,8 +40,8 @@ export function skippedStageLock(head: StageHead, lock: LockFile | undefined): L
 
 /**
  * The stages that building stage `target` needs, as docker's BuildKit builds them: the target,
- * the stage its FROM names, the stage a BUILDCHROOT names, and theirs in turn. Others are not
- * built.
+ * the stage its FROM names, the stage a BUILDCHROOT names, the stages its COPY --from lines
+ * read, and theirs in turn. Others are not built.
  */
 export function stagesNeeded(stages: readonly Stage[], target: number): Set<number> {
   const byName = new Map<string, number>();
@@ -58,6 +58,7 @@ export function stagesNeeded(stages: readonly Stage[], target: number): Set<numb
       const j = byName.get(n);
       if (j !== undefined) todo.push(j);
     }
+    for (const ins of stage.steps) if (ins.kind === 'COPY' && ins.from) todo.push(ins.from.index);
   }
   return needed;
 }

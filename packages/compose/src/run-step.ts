@@ -21,9 +21,9 @@ import { Emulation } from './emulation';
 import { cleanUpper } from './upper';
 import { Snapshots } from './snapshots';
 import { statusOfLowers } from './remove';
-import type { Instruction } from './stratafile';
+import type { CopyFrom, Instruction } from './stratafile';
 import { BuildStepError, stepEnv } from './stage-keys';
-import type { CopySource } from './copy-sources';
+import { CopySource, CopySourceError, copySources, isGlob } from './copy-sources';
 import { stepCommand } from './step-command';
 import { checkCopyTarget, packageAt } from './copy-target';
 import { OutputTail, Redactor, failureReason, fullDisk } from './step-output';
@@ -31,6 +31,9 @@ import { BuildContext, StageState, chainOf, packageDelta, stackOf } from './buil
 
 /** Where a step sees the read-only snapshot of the store's apt state that its view links to. */
 const APT_SNAPSHOT = '/run/strata/apt-snapshot';
+
+/** Where a COPY --from sees the result tree of the stage it copies from. */
+export const FROM_TREE = '/run/strata/from';
 
 /** The build secret that is apt's auth.conf for the apt steps. */
 export const APT_AUTH = 'apt-auth';
@@ -46,8 +49,12 @@ export class StepRunner {
   private readonly apt: AptState;
   readonly emulation: Emulation;
 
+  /** Whole trees: a COPY --from reads its stage's result as one directory. */
+  private readonly trees: Snapshots;
+
   constructor(private readonly ctx: BuildContext) {
     this.snapshots = new Snapshots(ctx.store);
+    this.trees = new Snapshots(ctx.store, { mergeDepth: 1 });
     this.apt = new AptState(ctx.store.root);
     this.emulation = new Emulation(ctx);
   }
@@ -70,6 +77,7 @@ export class StepRunner {
     key: Digest,
     sources: AptSources | undefined,
     copy?: readonly CopySource[],
+    source?: StageState,
   ): Promise<CacheEntry> {
     const emulated = await this.emulation.require(state, ins);
     const t0 = Date.now();
@@ -118,13 +126,17 @@ export class StepRunner {
               { hint: 'Debian keeps such packages in every system: keep it' },
             );
         }
+        let tree: string | undefined;
+        if (ins.kind === 'COPY' && ins.from) {
+          ({ tree, copy } = await this.stageSources(ins, source));
+        }
         if (ins.kind === 'COPY')
           await checkCopyTarget(
             ins,
             lower,
             (copy ?? ins.sources).length > 1 || ins.dest.endsWith('/'),
           );
-        await this.runInRoot(state, ins, work, upper, lower, sources, emulated, copy);
+        await this.runInRoot(state, ins, work, upper, lower, sources, emulated, copy, tree);
       }
       const cleaned = await cleanUpper(
         upper,
@@ -350,6 +362,45 @@ export class StepRunner {
     return { code, tail };
   }
 
+  /**
+   * What a `COPY --from` reads: the source stage's result as one unpacked tree (a snapshot of
+   * its chain, made whole if it is not), and its sources resolved in that tree, symlinks as in a
+   * chroot of it. Errors name the source's place on the line.
+   */
+  private async stageSources(
+    ins: Extract<Instruction, { kind: 'COPY' }>,
+    source: StageState | undefined,
+  ): Promise<{ tree: string; copy: CopySource[] }> {
+    const from = ins.from as CopyFrom;
+    const chain = source && chainOf(source.layers);
+    if (source === undefined || chain === undefined)
+      throw new BuildStepError(from.loc, `COPY --from=${from.ref}: that stage has no result`);
+    const [tree] = await this.trees.ensure(chain, stackOf(source.layers), (bytes, total) =>
+      this.ctx.emit({ type: 'unpack', bytes, total }),
+    );
+    if (tree === undefined) throw new BuildStepError(from.loc, `snapshot ${chain} is empty`);
+    let copy: CopySource[];
+    try {
+      copy = copySources(tree, ins.sources, `stage ${source.name}`);
+    } catch (e) {
+      if (!(e instanceof CopySourceError)) throw e;
+      throw new BuildStepError(
+        ins.sourceLocs[e.index] ?? ins.loc,
+        `COPY --from=${from.ref} ${e.message}`,
+        { cause: e },
+      );
+    }
+    // As docker's: a glob that matched several needs a directory to copy them into.
+    if (copy.length > 1 && !ins.dest.endsWith('/')) {
+      const at = ins.sources.findIndex(isGlob);
+      throw new BuildStepError(
+        ins.sourceLocs[at] ?? ins.loc,
+        `COPY --from=${from.ref} ${ins.sources[at] ?? ''} matches ${copy.length} paths (${copy.map((c) => c.written).join(', ')}): with several sources, the destination must be a directory ending in "/"`,
+      );
+    }
+    return { tree, copy };
+  }
+
   /** The secrets a RUN mounts that the build was given; a required one missing fails the step. */
   private runSecrets(ins: Extract<Instruction, { kind: 'RUN' }>): StepSecret[] {
     const out: StepSecret[] = [];
@@ -376,6 +427,7 @@ export class StepRunner {
     sources: AptSources | undefined,
     emulated: boolean,
     copy: readonly CopySource[] | undefined,
+    tree?: string,
   ): Promise<void> {
     const out = path.join(work, 'out');
     const apt = ins.kind === 'INSTALL' || ins.kind === 'UPGRADE';
@@ -388,7 +440,17 @@ export class StepRunner {
       sources,
       secrets: ins.kind === 'RUN' ? this.runSecrets(ins) : [],
       command: stepCommand(ins, copy),
-      context: ins.kind === 'COPY' || (ins.kind === 'INSTALL' && ins.debs.length > 0),
+      // A COPY --from sees the stage it copies from, read-only, instead of the context.
+      context:
+        (ins.kind === 'COPY' && tree === undefined) ||
+        (ins.kind === 'INSTALL' && ins.debs.length > 0),
+      ...(tree !== undefined
+        ? {
+            binds: [
+              { source: tree, target: FROM_TREE.slice('/run/strata/'.length), readOnly: true },
+            ],
+          }
+        : {}),
       // The mirror state this step's key was made from: its apt-get update is skipped when the
       // kept lists already hold it (see stepCommand).
       aptIndex: apt,

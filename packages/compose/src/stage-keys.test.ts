@@ -260,6 +260,25 @@ test('EXCLUDE changes the keys of the steps after it, and of those only', async 
   expect((await keys.keyFor(inheritScope(scope), run, undefined)).key).toBe(after);
 });
 
+test("COPY --from is keyed on its source stage's chain and its own text, not on the context", async () => {
+  const keys = new StageKeys({ context: dir, aptSources: hostList() });
+  const sf = parseStratafile(
+    'FROM base AS b\nRUN make\nFROM base\nCOPY --from=b /out /opt/\nCOPY --from=b /other /opt/\n',
+    file(),
+  );
+  const [copy, other] = sf.stages[1]!.steps;
+  const scope: StepScope = { env: new Map(), args: new Map(), excludes: [] };
+  const one = sha256('chain one');
+  const key = (ins: Instruction, chain?: Digest) => keys.keyFor(scope, ins, undefined, chain);
+  const a = await key(copy!, one);
+  expect(a.fromChain).toBe(one);
+  expect(a.copy).toBeUndefined();
+  expect((await key(copy!, one)).key).toBe(a.key);
+  expect((await key(copy!, sha256('chain two'))).key).not.toBe(a.key);
+  expect((await key(other!, one)).key).not.toBe(a.key);
+  await expect(key(copy!)).rejects.toThrow(/:4:6: COPY --from=b: the stage has no layers/);
+});
+
 test("a stage's EXCLUDE holds from its first step, wherever it stands in the stage", async () => {
   const keys = new StageKeys({ context: dir, aptSources: hostList() });
   const sf = parseStratafile(

@@ -152,6 +152,8 @@ export interface StepKey {
   localRepo?: string;
   /** What a COPY copies, or an INSTALL's local .debs: the context files its key holds. */
   copy?: CopySource[];
+  /** A `COPY --from`: the chain ID of the source stage's result, which its key holds. */
+  fromChain?: Digest;
 }
 
 export interface StageKeysOptions {
@@ -323,8 +325,16 @@ export class StageKeys {
     }
   }
 
-  /** The cache key of layer step `ins` in `scope`, on the layers whose chain ID is `parent`. */
-  async keyFor(scope: StepScope, ins: Instruction, parent: Digest | undefined): Promise<StepKey> {
+  /**
+   * The cache key of layer step `ins` in `scope`, on the layers whose chain ID is `parent`.
+   * `fromChain`: for a `COPY --from`, the chain ID of the source stage's result.
+   */
+  async keyFor(
+    scope: StepScope,
+    ins: Instruction,
+    parent: Digest | undefined,
+    fromChain?: Digest,
+  ): Promise<StepKey> {
     const arch = stepArchitecture(scope, ins);
     const base = {
       parent: parent ?? null,
@@ -386,10 +396,20 @@ export class StageKeys {
         };
       }
       case 'COPY': {
-        const copy = this.copySourcesOf(ins);
         // A --chown without a group once kept the group root's; it is the user's id now, as in
         // Docker, and the key says so, so that no cached layer of the old kind is taken.
         const gid = ins.chown !== undefined && !ins.chown.includes(':') ? { chownGid: 'uid' } : {};
+        if (ins.from) {
+          // The stage's result is keyed by its layers, not by the files copied: these would
+          // have to be unpacked to be hashed, on every build, where a hit needs no tree at all.
+          if (fromChain === undefined)
+            throw new BuildStepError(
+              ins.from.loc,
+              `COPY --from=${ins.from.ref}: the stage has no layers to copy from`,
+            );
+          return { key: cacheKey({ ...base, ...gid, fromChain }), aptIndex: false, fromChain };
+        }
+        const copy = this.copySourcesOf(ins);
         return {
           key: cacheKey({ ...base, ...gid, inputs: [hashContextPaths(this.context, copy)] }),
           aptIndex: false,

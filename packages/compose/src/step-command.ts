@@ -103,7 +103,8 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
       const many = sources.length > 1 || dest.endsWith('/');
       const dir = dest.replace(/\/+$/, '') || '/';
       for (const src of sources) {
-        const from = `/run/strata/context/${src.path.replace(/^\.\//, '')}`;
+        // A COPY --from reads the stage's tree (see FROM_TREE in run-step), else the context.
+        const from = `/run/strata/${ins.from ? 'from' : 'context'}/${src.path.replace(/^\.\//, '')}`;
         const to = many ? path.posix.join(dir, path.posix.basename(src.written)) : dest;
         const [parent, name] = [path.posix.dirname(to), path.posix.basename(to)];
         lines.push(

@@ -278,6 +278,58 @@ describe('instructions', () => {
     expect(step(BASE + 'COPY --chown=1000 a /a', 'COPY').chown).toBe('1000');
   });
 
+  test('COPY --from: an earlier stage by name or index; sources are absolute in its tree', () => {
+    const src = [
+      'FROM base:1 AS builder',
+      'RUN make',
+      'FROM base:1',
+      'ARG B=builder',
+      'COPY --from=$B src/hello /opt/../src/*.so /usr/local/bin/',
+      'COPY --chmod=755 --from=0 /../out/x /x',
+    ].join('\n');
+    const [a, b] = parse(src).stages[1]!.steps.filter((s) => s.kind === 'COPY') as Array<
+      Extract<Instruction, { kind: 'COPY' }>
+    >;
+    expect(a).toMatchObject({
+      sources: ['/src/hello', '/src/*.so'],
+      dest: '/usr/local/bin/',
+      from: { ref: 'builder', index: 0, loc: { file: F, line: 5, column: 6 } },
+      text: 'COPY --from=builder /src/hello /src/*.so /usr/local/bin/',
+    });
+    expect(b).toMatchObject({ sources: ['/out/x'], from: { ref: '0', index: 0 } });
+    expect(b!.text).toBe('COPY --chmod=0755 --from=0 /out/x /x');
+    // Without --from, nothing changes.
+    expect(step(BASE + 'COPY a /a', 'COPY').from).toBeUndefined();
+  });
+
+  test('COPY --from errors point at the flag: later stage, itself, unknown, template', () => {
+    expectError(
+      'FROM base AS a\nCOPY --from=b /x /x\nFROM base AS b',
+      2,
+      6,
+      'COPY --from=b refers to stage "b", which is defined later (line 3)',
+    );
+    expectError(
+      'FROM base AS a\nCOPY --from=a /x /x',
+      2,
+      6,
+      'COPY --from=a names this stage itself',
+    );
+    expectError('FROM base AS a\nFROM base\nCOPY --from=1 /x /x', 3, 6, 'names this stage itself');
+    expectError('FROM base\nCOPY --from=2 /x /x', 2, 6, 'stage 2 is not an earlier stage');
+    expectError(
+      'FROM base\nCOPY   --from=nope /x /x',
+      2,
+      8,
+      'COPY --from=nope: no stage named "nope"',
+    );
+    const e = parseError('FROM base\nCOPY --from=debian:12 /x /x');
+    expect(e.message).toContain('no stage named "debian:12"');
+    expect(e.hint).toContain('FROM debian:12 AS <name>');
+    expectError('FROM base AS a\nFROM base\nCOPY --from= /x /x', 3, 6, 'flag --from needs a value');
+    expectError('FROM base AS a\nFROM base\nCOPY --from=a "" /x', 3, 15, 'COPY source is empty');
+  });
+
   test('COPY JSON form, with substitution in elements', () => {
     const c = step(BASE + 'ENV D=/srv\nCOPY --chmod=0644 ["my file", "b", "$D/"]', 'COPY');
     expect(c).toMatchObject({ sources: ['my file', 'b'], dest: '/srv/', chmod: 0o644 });

@@ -142,6 +142,7 @@ export const templateMetadataSchema = {
           localRepo: text,
           localDebs: arrayOf(text),
           ownDebs: arrayOf(text),
+          copiedFrom: closed(['stage', 'chain'], { stage: text, chain: digest }),
         }),
       ),
       baseChain: arrayOf(baseTemplate),

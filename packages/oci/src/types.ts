@@ -132,6 +132,11 @@ export interface LayerRecord {
    * packages (a DEBUILD's, of this build or of a FROM template): they are not the distribution's.
    */
   ownDebs?: string[];
+  /**
+   * A `COPY --from` layer: the stage it copied from and the chain ID of that stage's layers,
+   * which its cache key holds (the stage's layers are not in this image).
+   */
+  copiedFrom?: { stage: string; chain: Digest };
 }
 
 /**

@@ -124,6 +124,8 @@ export interface LayerSummary {
   localDebs?: string[];
   /** Of packagesAdded, those from the build's own packages (DEBUILD's). */
   ownDebs?: string[];
+  /** A `COPY --from` layer: the stage it copied from, and the chain ID of that stage's result. */
+  copiedFrom?: { stage: string; chain: Digest };
 }
 
 /** What `strata inspect --json` prints. */
@@ -171,6 +173,7 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
       ...(record?.packagesRemoved?.length ? { packagesRemoved: record.packagesRemoved } : {}),
       ...(record?.localDebs?.length ? { localDebs: record.localDebs } : {}),
       ...(record?.ownDebs?.length ? { ownDebs: record.ownDebs } : {}),
+      ...(record?.copiedFrom ? { copiedFrom: record.copiedFrom } : {}),
     };
   });
   return {

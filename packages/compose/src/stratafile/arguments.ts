@@ -19,7 +19,7 @@ export const FLAGS: Partial<Record<InstructionKind, Record<string, FlagKind>>> =
   INSTALL: { recommends: 'bool' },
   REMOVE: { 'strict-remove': 'bool' },
   RUN: { mount: 'repeated' },
-  COPY: { chown: 'string', chmod: 'string' },
+  COPY: { chown: 'string', chmod: 'string', from: 'string' },
   DEBUILD: { arch: 'string', profiles: 'string' },
 };
 

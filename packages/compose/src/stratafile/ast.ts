@@ -104,9 +104,22 @@ export interface RunInstruction extends Base {
   mounts: SecretMount[];
 }
 
+/** `COPY --from=<stage>`: the earlier stage whose result tree a COPY reads instead of the context. */
+export interface CopyFrom {
+  /** The stage as written: its name, or its index in the file (`--from=0`). */
+  ref: string;
+  /** The stage's 0-based index in the file; always an earlier stage than the COPY's. */
+  index: number;
+  /** Where the `--from` flag is on the line. */
+  loc: Location;
+}
+
 export interface CopyInstruction extends Base {
   kind: 'COPY';
-  /** Sources relative to the build context, as written (after substitution); may be globs. */
+  /**
+   * Sources relative to the build context, as written (after substitution); may be globs. With
+   * `from`, absolute paths in that stage's tree, normalised.
+   */
   sources: string[];
   /** Where each source is on the line, for errors about it. */
   sourceLocs: Location[];
@@ -120,6 +133,8 @@ export interface CopyInstruction extends Base {
   chownLoc?: Location;
   /** Mode bits from `--chmod=<octal>`. */
   chmod?: number;
+  /** `--from=<stage>`: the sources are in that stage's result, not the build context. */
+  from?: CopyFrom;
 }
 
 export interface EnvInstruction extends Base {

@@ -2,6 +2,7 @@ export type {
   ArgInstruction,
   BootstrapInstruction,
   BuildchrootInstruction,
+  CopyFrom,
   CopyInstruction,
   DebuildInstruction,
   EnvInstruction,

@@ -3,7 +3,7 @@
  * node with canonical text. The parser handles FROM, ARG and BUILDCHROOT itself.
  */
 import { posix } from 'node:path';
-import type { Instruction, InstallInstruction, Location, SecretMount } from './ast';
+import type { CopyFrom, Instruction, InstallInstruction, Location, SecretMount } from './ast';
 import { Ctx, FLAGS, Flag } from './arguments';
 import {
   Lexer,
@@ -35,8 +35,14 @@ import {
   splitVersion,
 } from './values';
 
+/**
+ * The index of the earlier stage a `COPY --from` names; throws the flag's error for a stage that
+ * is not an earlier one of this Stratafile.
+ */
+export type StageLookup = (flag: Flag) => number;
+
 /** Parse one step of a stage (any instruction but FROM, ARG and BUILDCHROOT). */
-export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
+export function parseStep(ctx: Ctx, lookup: Lookup, stageOf?: StageLookup): Instruction {
   const lx = ctx.lx;
   const loc = ctx.loc;
   switch (ctx.kw) {
@@ -196,7 +202,18 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
       if (dest === undefined || sources.length === 0) {
         throw ctx.missing('COPY requires at least one source and a destination');
       }
-      for (const s of sources) contextPath(lx, s, 'COPY source');
+      const fromFlag = flags.get('from');
+      let from: CopyFrom | undefined;
+      if (fromFlag) {
+        if ((fromFlag.value ?? '') === '')
+          throw lx.error(fromFlag.at, '--from needs a stage: --from=<stage name or index>');
+        if (stageOf === undefined) throw lx.error(fromFlag.at, 'COPY --from outside a stage');
+        from = { ref: fromFlag.value ?? '', index: stageOf(fromFlag), loc: lx.loc(fromFlag.at) };
+      }
+      for (const s of sources) {
+        if (from === undefined) contextPath(lx, s, 'COPY source');
+        else if (s.value === '') throw lx.error(s.start, 'COPY source is empty');
+      }
       if (dest.value === '') throw lx.error(dest.start, 'COPY destination is empty');
       if (sources.length > 1 && !dest.value.endsWith('/')) {
         throw lx.error(
@@ -224,7 +241,11 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
         chmod = parseInt(chmodFlag.value ?? '', 8);
         chmodFlag.value = chmod.toString(8).padStart(4, '0');
       }
-      const srcs = sources.map((s) => s.value);
+      // A stage's paths are inside its tree, relative ones to its root, as docker's COPY --from
+      // takes them; `..` cannot climb above that root.
+      const srcs = sources.map((s) =>
+        from === undefined ? s.value : posix.normalize(`/${s.value}`),
+      );
       return {
         kind: 'COPY',
         sources: srcs,
@@ -233,6 +254,7 @@ export function parseStep(ctx: Ctx, lookup: Lookup): Instruction {
         destLoc: lx.loc(dest.start),
         ...(chown?.value !== undefined ? { chown: chown.value, chownLoc: lx.loc(chown.at) } : {}),
         ...(chmod !== undefined ? { chmod } : {}),
+        ...(from !== undefined ? { from } : {}),
         loc,
         text: ctx.canonical([...srcs, destPath].map(quoteWord)),
       };

@@ -18,7 +18,7 @@ import {
   Stage,
   Stratafile,
 } from './ast';
-import { Ctx } from './arguments';
+import { Ctx, Flag } from './arguments';
 import { parseStep } from './instructions';
 import { Lexer, Lookup, WORDS, quoteWord } from './lexer';
 import { LogicalLine, isBlank, logicalLines } from './lines';
@@ -206,7 +206,10 @@ class Parser {
     this.missedUnknown = false;
     let step: Instruction;
     try {
-      step = ctx.kw === 'BUILDCHROOT' ? this.buildchroot(ctx, cur) : parseStep(ctx, this.lookup);
+      step =
+        ctx.kw === 'BUILDCHROOT'
+          ? this.buildchroot(ctx, cur)
+          : parseStep(ctx, this.lookup, (flag) => this.copyFrom(ctx, cur, flag));
     } catch (e) {
       if (this.missedUnknown && e instanceof ParseError) return;
       throw e;
@@ -396,6 +399,45 @@ class Parser {
       this.cur.args.set(name, value);
       this.cur.stage.steps.push(inst);
     }
+  }
+
+  /**
+   * The earlier stage `COPY --from=<flag>` names: by its AS name, or by its index in the file as
+   * docker takes `--from=0`. A later stage, the stage itself, or a template reference (which
+   * docker would pull) is the flag's error.
+   */
+  private copyFrom(ctx: Ctx, cur: StageState, flag: Flag): number {
+    const lx = ctx.lx;
+    const ref = flag.value ?? '';
+    const here = cur.stage.index;
+    if (/^\d+$/.test(ref)) {
+      const i = Number(ref);
+      if (i < here) return i;
+      throw lx.error(
+        flag.at,
+        i === here
+          ? `COPY --from=${ref} names this stage itself; a stage can only copy from an earlier one`
+          : `COPY --from=${ref}: stage ${ref} is not an earlier stage (this is stage ${here}); a stage can only copy from an earlier one`,
+      );
+    }
+    const earlier = this.stages.find((s) => s !== cur && s.stage.name === ref);
+    if (earlier) return earlier.stage.index;
+    if (cur.stage.name === ref)
+      throw lx.error(
+        flag.at,
+        `COPY --from=${ref} names this stage itself; a stage can only copy from an earlier one`,
+      );
+    const later = this.declared.find((d) => d.name === ref);
+    if (later)
+      throw lx.error(
+        flag.at,
+        `COPY --from=${ref} refers to stage ${JSON.stringify(ref)}, which is defined later (line ${later.line}); a stage can only copy from an earlier stage`,
+      );
+    throw lx.error(
+      flag.at,
+      `COPY --from=${ref}: no stage named ${JSON.stringify(ref)}`,
+      `--from takes an earlier stage of this Stratafile, by name or index; to copy from a template, start a stage with FROM ${ref} AS <name> and COPY --from=<name>`,
+    );
   }
 
   private buildchroot(ctx: Ctx, cur: StageState): Instruction {
