@@ -457,7 +457,7 @@ class Parser {
     const name = w.value;
     const earlier = this.stages.find((s) => s !== cur && s.stage.name === name);
     if (!earlier) {
-      const later = this.declared.find((d) => d.name === name && d.index > cur.stage.index);
+      const later = this.declared.find((d) => d.name === name);
       throw lx.error(
         w.start,
         cur.stage.name === name
