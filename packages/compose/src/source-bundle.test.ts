@@ -386,6 +386,27 @@ Checksums-Sha256:
     );
   });
 
+  test('a COPY --from layer is in the folder with the stage it came from, whose sources it lacks', async () => {
+    const createdBy = 'COPY --from=builder /out/hello /usr/bin/';
+    await withMetadata('t:2', 't:copied-from', (meta) => ({
+      ...meta,
+      layers: meta.layers.map((l, i) =>
+        i === 0 ? { ...l, createdBy, copiedFrom: { stage: 'builder', chain: l.diffId } } : l,
+      ),
+    }));
+    const out = path.join(dir, 'out-copied-from');
+    const r = await writeSources(store, 't:copied-from', out, opts());
+    expect(r.index.copied).toEqual([
+      { createdBy, layer: expect.any(String), file: expect.any(String), fromStage: 'builder' },
+    ]);
+    expect(validateSourceIndex(r.index).ok).toBe(true);
+    const file = r.index.copied[0]!.file;
+    expect(fs.existsSync(path.join(out, file))).toBe(true);
+    expect(fs.readFileSync(path.join(out, 'SOURCES.txt'), 'utf8')).toContain(
+      `${file}  ${createdBy}  (made in stage builder, whose sources are not in this bundle)`,
+    );
+  });
+
   test("the index is the same under any tag and any apt sources file: a missing package's reason names neither", async () => {
     const recorded = (meta: TemplateMetadata) => ({
       ...meta,

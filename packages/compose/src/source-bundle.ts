@@ -80,6 +80,11 @@ export interface CopiedLayer {
   createdBy: string;
   layer: Digest;
   file: string;
+  /**
+   * A `COPY --from`: the stage whose result it copied. That stage is not in the template, so
+   * the sources of what it built (its own COPY inputs, what it compiled against) are not here.
+   */
+  fromStage?: string;
 }
 
 /** `sources.json`: what the folder holds. Depends only on the template and the mirror state. */
@@ -249,7 +254,10 @@ function table(index: SourceIndex): string {
   }
   if (index.copied.length > 0) {
     out.push('', 'COPY layers:');
-    for (const c of index.copied) out.push(`${c.file}  ${c.createdBy}`);
+    for (const c of index.copied)
+      out.push(
+        `${c.file}  ${c.createdBy}${c.fromStage !== undefined ? `  (made in stage ${c.fromStage}, whose sources are not in this bundle)` : ''}`,
+      );
   }
   if (index.debuilds.length > 0) {
     out.push('', "DEBUILD sources (carried with the template's .debs):");
@@ -417,7 +425,12 @@ export async function writeSources(
     meta.layers.forEach((l, i) => {
       const layer = manifest.layers[config.rootfs.diff_ids.indexOf(l.diffId)];
       if (!/^(COPY|ADD)\s/i.test(l.createdBy) || !layer) return;
-      copied.push({ createdBy: l.createdBy, layer: layer.digest, file: layerFileName(i, layer) });
+      copied.push({
+        createdBy: l.createdBy,
+        layer: layer.digest,
+        file: layerFileName(i, layer),
+        ...(l.copiedFrom !== undefined ? { fromStage: l.copiedFrom.stage } : {}),
+      });
       copyLayers.push(layer);
     });
     const index: SourceIndex = {

@@ -431,7 +431,12 @@ export const sourceIndexSchema = {
         }),
       ),
       copied: arrayOf(
-        closed(['createdBy', 'layer', 'file'], { createdBy: text, layer: digest, file: name }),
+        closed(['createdBy', 'layer', 'file'], {
+          createdBy: text,
+          layer: digest,
+          file: name,
+          fromStage: name,
+        }),
       ),
       debuilds: arrayOf(
         closed(['name', 'version', 'packages', 'files'], {

@@ -71,6 +71,12 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
         const needed = by.length > 0 ? `; needed by ${by.join(', ')}` : '';
         ctx.note(`strata: warning: ${m.name} ${m.version} is missing: ${m.reason}${needed}`);
       }
+      for (const c of index.copied) {
+        if (c.fromStage === undefined) continue;
+        ctx.note(
+          `strata: warning: ${c.createdBy}: what stage ${c.fromStage} built is in ${c.file}, but not that stage's sources (its COPY inputs and build dependencies): add them to the bundle yourself`,
+        );
+      }
       if (ctx.json) {
         const doc = {
           dir: r.dir,
