@@ -104,6 +104,7 @@ export class Builder implements BuildContext {
     this.context = path.resolve(opts.context ?? path.dirname(opts.file));
     this.keys = new StageKeys({
       context: this.context,
+      stratafile: opts.file,
       aptSources: opts.aptSources,
       ...(opts.secrets?.[APT_AUTH] !== undefined ? { aptAuth: opts.secrets[APT_AUTH] } : {}),
     });

@@ -1,4 +1,6 @@
-import { promises as fsp } from 'node:fs';
+import { createWriteStream, promises as fsp } from 'node:fs';
+import { once } from 'node:events';
+import { finished } from 'node:stream/promises';
 import * as path from 'node:path';
 import {
   Descriptor,
@@ -24,6 +26,7 @@ import { statusOfLowers } from './remove';
 import type { Instruction } from './stratafile';
 import { BuildStepError, stepEnv } from './stage-keys';
 import type { CopySource } from './copy-sources';
+import { keptUnder } from './ignore';
 import { stepCommand } from './step-command';
 import { checkCopyTarget, packageAt } from './copy-target';
 import { OutputTail, Redactor, failureReason, fullDisk } from './step-output';
@@ -367,6 +370,30 @@ export class StepRunner {
     return out;
   }
 
+  /**
+   * For each COPY source that the ignore file leaves something out of, the list of what it keeps
+   * (see COPY_LISTS), written as the context is walked; undefined when there is none.
+   */
+  private async copyLists(
+    work: string,
+    copy: readonly CopySource[] | undefined,
+  ): Promise<string | undefined> {
+    const ignore = this.ctx.keys.contextIgnore();
+    if (ignore === undefined || !copy?.some((c) => c.filtered)) return undefined;
+    const dir = await mkdirIn(path.join(work, 'copy-lists'));
+    for (const [i, c] of copy.entries()) {
+      if (!c.filtered) continue;
+      const out = createWriteStream(path.join(dir, String(i)));
+      const done = finished(out);
+      out.write('.\0');
+      for (const kept of keptUnder(this.ctx.context, c.path, ignore))
+        if (!out.write(`${kept}\0`)) await once(out, 'drain');
+      out.end();
+      await done;
+    }
+    return dir;
+  }
+
   private async runInRoot(
     state: StageState,
     ins: Instruction,
@@ -380,12 +407,14 @@ export class StepRunner {
     const out = path.join(work, 'out');
     const apt = ins.kind === 'INSTALL' || ins.kind === 'UPGRADE';
     const kit = apt && emulated ? await this.emulation.nativeDpkgFor(state.packages) : undefined;
+    const lists = ins.kind === 'COPY' ? await this.copyLists(work, copy) : undefined;
     const { code, tail } = await this.chroot(state, {
       ins,
       work,
       upper,
       lower,
       sources,
+      ...(lists ? { binds: [{ source: lists, target: 'copy-lists', readOnly: true }] } : {}),
       secrets: ins.kind === 'RUN' ? this.runSecrets(ins) : [],
       command: stepCommand(ins, copy),
       context: ins.kind === 'COPY' || (ins.kind === 'INSTALL' && ins.debs.length > 0),

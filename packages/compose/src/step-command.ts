@@ -46,6 +46,13 @@ strata_update() {
 }`;
 
 /**
+ * Where a COPY step finds, for its `i`th source when that is `filtered`, the NUL-separated list
+ * of what to copy from it: `.` (the directory itself, as cp's `dir/.` copies its attributes), then
+ * every path under it that the ignore file keeps.
+ */
+export const COPY_LISTS = '/run/strata/copy-lists';
+
+/**
  * The command a layer step runs in its chroot: a pure function of the instruction, and for COPY
  * and an INSTALL of local .debs of what its sources resolved to in the build context (see
  * copySources).
@@ -99,15 +106,22 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
         // A template without realpath (not Debian's: coreutils has it) keeps mkdir -p's way.
         `strata_dir() { if command -v realpath >/dev/null 2>&1; then d=$(realpath -m -- "$1"); else d=$1; fi; mkdir -p -- "$d"; printf '%s' "$d"; }`,
       ];
-      const sources = copy ?? ins.sources.map((s) => ({ written: s, path: s }));
+      const sources: readonly CopySource[] =
+        copy ?? ins.sources.map((s) => ({ written: s, path: s }));
       const many = sources.length > 1 || dest.endsWith('/');
       const dir = dest.replace(/\/+$/, '') || '/';
-      for (const src of sources) {
+      for (const [i, src] of sources.entries()) {
         const from = `/run/strata/context/${src.path.replace(/^\.\//, '')}`;
         const to = many ? path.posix.join(dir, path.posix.basename(src.written)) : dest;
         const [parent, name] = [path.posix.dirname(to), path.posix.basename(to)];
+        // A directory that the ignore file leaves something out of goes through tar, from the
+        // list of what it keeps (see copyListOf): cp cannot leave anything out.
+        const list = `${COPY_LISTS}/${i}`;
+        const copyDir = src.filtered
+          ? `command -v tar >/dev/null 2>&1 || { echo "COPY: copying a directory that .strataignore leaves files out of needs tar in the template" >&2; exit 1; }; tar -C ${shellQuote(from)} --null --no-recursion -T ${list} -cf - | tar -C "$t" -xpf -`
+          : `cp -a ${shellQuote(from)}/. "$t"/`;
         lines.push(
-          `if [ -d ${shellQuote(from)} ]; then t=$(strata_dir ${shellQuote(many ? dir : to)}); cp -a ${shellQuote(from)}/. "$t"/; else t=$(strata_dir ${shellQuote(parent)})/${shellQuote(name)}; cp -a ${shellQuote(from)} "$t"; fi`,
+          `if [ -d ${shellQuote(from)} ]; then t=$(strata_dir ${shellQuote(many ? dir : to)}); ${copyDir}; else t=$(strata_dir ${shellQuote(parent)})/${shellQuote(name)}; cp -a ${shellQuote(from)} "$t"; fi`,
         );
         if (ins.chown?.includes(':')) lines.push(`chown -R ${shellQuote(ins.chown)} "$t"`);
         else if (ins.chown) {
