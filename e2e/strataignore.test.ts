@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  REPO_ROOT,
   SLOW,
   buildContext,
   cleanupTmp,
@@ -119,4 +120,36 @@ test('a malformed pattern fails the build at its line of .strataignore', async (
   const r = await build(ctx);
   expect(r.code).not.toBe(0);
   expect(r.stderr).toMatch(/\.strataignore:2:1: bad pattern "\[abc"/);
+});
+
+test('DEBUILD builds a tree without what .strataignore leaves out, and a change there is a cache hit', async () => {
+  const ctx = buildContext(
+    work,
+    'FROM base:v1 AS buildchroot\n\nFROM base:v1\nBUILDCHROOT buildchroot\nDEBUILD strata-greeting\n',
+    {
+      '.strataignore': '**/.git\nstrata-greeting/Makefile\n',
+      'strata-greeting/.git/HEAD': 'ref: refs/heads/main\n',
+      // dh's build runs make when there is a Makefile: this one would fail it.
+      'strata-greeting/Makefile': 'all:\n\tfalse\n',
+    },
+  );
+  fs.cpSync(
+    path.join(REPO_ROOT, 'e2e/fixtures/debuild/strata-greeting'),
+    path.join(ctx, 'strata-greeting'),
+    {
+      recursive: true,
+    },
+  );
+  const first = await build(ctx, ['-t', 'deb:1']);
+  expect({ code: first.code, out: show(first) }).toMatchObject({ code: 0 });
+
+  fs.writeFileSync(path.join(ctx, 'strata-greeting/.git/HEAD'), 'ref: refs/heads/other\n');
+  const again = await build(ctx, ['--json', '-q', '-t', 'deb:2']);
+  expect({ code: again.code, out: show(again) }).toMatchObject({ code: 0 });
+  const doc = JSON.parse(again.stdout) as {
+    steps: Array<{ instruction: string; status: string }>;
+  };
+  expect(doc.steps.find((s) => s.instruction === 'DEBUILD ./strata-greeting')?.status).toBe(
+    'cached',
+  );
 });

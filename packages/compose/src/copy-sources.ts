@@ -210,7 +210,7 @@ function expand(root: string, pattern: string, index: number): string[] {
  * Is the source at `rel` (resolved to `real`) left out by `ignore`? A left-out directory in
  * which an exception keeps something is not: docker's context holds that much of it.
  */
-function leftOut(root: string, rel: string, real: string, ignore: ContextIgnore): boolean {
+export function leftOut(root: string, rel: string, real: string, ignore: ContextIgnore): boolean {
   const out = ignore.ignores(rel) ? rel : ignore.ignores(real) ? real : undefined;
   if (out === undefined) return false;
   let st: fs.Stats;

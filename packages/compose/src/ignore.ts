@@ -4,6 +4,8 @@
  * key does not change when they do.
  */
 import * as fs from 'node:fs';
+import { once } from 'node:events';
+import { finished } from 'node:stream/promises';
 import * as path from 'node:path';
 import { ParseError } from '@strata/oci';
 import { componentRegExp, matchComponent } from './copy-sources';
@@ -227,4 +229,29 @@ export function leavesOutUnder(root: string, dir: string, ignore: ContextIgnore)
     return false;
   };
   return walk(contextRel(dir));
+}
+
+/**
+ * Write to `file` the NUL-separated list of what a step copies from directory `dir` of the
+ * context `root`: `.` (the directory itself), then what `ignore` keeps under it (keptUnder),
+ * as the walk finds it, for `tar --null --no-recursion -T`.
+ */
+export async function writeKeptList(
+  file: string,
+  root: string,
+  dir: string,
+  ignore: ContextIgnore,
+): Promise<void> {
+  const out = fs.createWriteStream(file);
+  const done = finished(out);
+  out.write('.\0');
+  for (const kept of keptUnder(root, dir, ignore))
+    if (!out.write(`${kept}\0`)) await once(out, 'drain');
+  out.end();
+  await done;
+}
+
+/** The shell words that copy, with tar, what the list `list` names from `from` into `to`. */
+export function tarCopy(from: string, list: string, to: string): string {
+  return `tar -C ${from} --null --no-recursion -T ${list} -cf - | tar -C ${to} -xpf -`;
 }

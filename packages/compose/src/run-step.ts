@@ -1,6 +1,4 @@
-import { createWriteStream, promises as fsp } from 'node:fs';
-import { once } from 'node:events';
-import { finished } from 'node:stream/promises';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
   Descriptor,
@@ -26,7 +24,7 @@ import { statusOfLowers } from './remove';
 import type { Instruction } from './stratafile';
 import { BuildStepError, stepEnv } from './stage-keys';
 import type { CopySource } from './copy-sources';
-import { keptUnder } from './ignore';
+import { writeKeptList } from './ignore';
 import { stepCommand } from './step-command';
 import { checkCopyTarget, packageAt } from './copy-target';
 import { OutputTail, Redactor, failureReason, fullDisk } from './step-output';
@@ -381,16 +379,9 @@ export class StepRunner {
     const ignore = this.ctx.keys.contextIgnore();
     if (ignore === undefined || !copy?.some((c) => c.filtered)) return undefined;
     const dir = await mkdirIn(path.join(work, 'copy-lists'));
-    for (const [i, c] of copy.entries()) {
-      if (!c.filtered) continue;
-      const out = createWriteStream(path.join(dir, String(i)));
-      const done = finished(out);
-      out.write('.\0');
-      for (const kept of keptUnder(this.ctx.context, c.path, ignore))
-        if (!out.write(`${kept}\0`)) await once(out, 'drain');
-      out.end();
-      await done;
-    }
+    for (const [i, c] of copy.entries())
+      if (c.filtered)
+        await writeKeptList(path.join(dir, String(i)), this.ctx.context, c.path, ignore);
     return dir;
   }
 

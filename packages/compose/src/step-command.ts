@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { InvalidArgumentError } from '@strata/oci';
 import type { CopySource } from './copy-sources';
+import { tarCopy } from './ignore';
 import { Instruction } from './stratafile';
 
 function shellQuote(s: string): string {
@@ -118,7 +119,7 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
         // list of what it keeps (see copyListOf): cp cannot leave anything out.
         const list = `${COPY_LISTS}/${i}`;
         const copyDir = src.filtered
-          ? `command -v tar >/dev/null 2>&1 || { echo "COPY: copying a directory that .strataignore leaves files out of needs tar in the template" >&2; exit 1; }; tar -C ${shellQuote(from)} --null --no-recursion -T ${list} -cf - | tar -C "$t" -xpf -`
+          ? `command -v tar >/dev/null 2>&1 || { echo "COPY: copying a directory that .strataignore leaves files out of needs tar in the template" >&2; exit 1; }; ${tarCopy(shellQuote(from), list, '"$t"')}`
           : `cp -a ${shellQuote(from)}/. "$t"/`;
         lines.push(
           `if [ -d ${shellQuote(from)} ]; then t=$(strata_dir ${shellQuote(many ? dir : to)}); ${copyDir}; else t=$(strata_dir ${shellQuote(parent)})/${shellQuote(name)}; cp -a ${shellQuote(from)} "$t"; fi`,
