@@ -223,6 +223,12 @@ export class StageKeys {
         const file = path.resolve(this.context, ins.file);
         if (!file.startsWith(this.context + path.sep))
           throw new BuildStepError(ins.loc, `SOURCES ${ins.file} is outside the build context`);
+        const ignore = this.contextIgnore();
+        if (ignore?.ignores(path.relative(this.context, file).split(path.sep).join('/')))
+          throw new BuildStepError(
+            ins.loc,
+            `SOURCES ${ins.file}: not in the build context: ${ignore.file} excludes it`,
+          );
         const text = await fsp.readFile(file, 'utf8').catch(() => {
           throw new BuildStepError(
             ins.loc,
