@@ -232,7 +232,7 @@ describe('with a .strataignore', () => {
     const keyed = await new StageKeys({ context: ctx }).keyFor(scope, ins, undefined);
     expect(keyed.copy).toEqual([{ written: '.', path: '.', filtered: true }]);
     expect(stepCommand(ins, keyed.copy)[2]).toContain(
-      'tar -C \'/run/strata/context/.\' --null --no-recursion -T /run/strata/copy-lists/0 -cf - | tar -C "$t" -xpf -',
+      'strata_tar \'/run/strata/context/.\' /run/strata/copy-lists/0 "$t"',
     );
     // Without an ignore file, the key is what it always was and the copy is cp's.
     fs.rmSync(path.join(ctx, '.strataignore'));

@@ -22,7 +22,7 @@ import { BuiltDeb, LocalDebs, builtDeb } from './built-debs';
 import type { Snapshots, StackLayer } from './snapshots';
 import { BuildStepError } from './stage-keys';
 import { buildDependsOf, controlTextOf, debuildKey, debuildTreeInputs } from './debuild-key';
-import { tarCopy, writeKeptList } from './ignore';
+import { STRATA_TAR, writeKeptList } from './ignore';
 import { APT_UPDATE, COPY_LISTS } from './step-command';
 import type { DebuildInstruction } from './stratafile';
 import type { StepRunner } from './run-step';
@@ -71,7 +71,7 @@ function debuildScript(o: {
     o.dsc
       ? `dpkg-source -x /run/strata/context/${q(o.source)} /build/src`
       : o.ignored?.filtered
-        ? `mkdir /build/src && ${tarCopy(`/run/strata/context/${q(o.source)}`, `${COPY_LISTS}/0`, '/build/src')}`
+        ? `${STRATA_TAR}\nmkdir /build/src\nstrata_tar /run/strata/context/${q(o.source)} ${COPY_LISTS}/0 /build/src`
         : `cp -a /run/strata/context/${q(o.source)} /build/src`,
     // A 3.0 (quilt) tree's upstream tarballs lie beside it, where dpkg-source looks for them.
     ...(o.dsc

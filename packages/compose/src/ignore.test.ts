@@ -2,7 +2,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ParseError } from '@strata/oci';
-import { ContextIgnore, keptUnder, leavesOutUnder, loadContextIgnore } from './ignore';
+import { spawnSync } from 'node:child_process';
+import {
+  ContextIgnore,
+  STRATA_TAR,
+  keptUnder,
+  leavesOutUnder,
+  loadContextIgnore,
+  writeKeptList,
+} from './ignore';
 
 const ignores = (lines: string[], rel: string) =>
   ContextIgnore.parse(lines.join('\n'), '.strataignore').ignores(rel);
@@ -105,6 +113,53 @@ describe('in a context', () => {
     expect([...keptUnder(ctx, './build/', ignore)]).toEqual(['out', 'out/keep', 'out/keep/me']);
     expect(leavesOutUnder(ctx, '.', ignore)).toBe(true);
     expect(leavesOutUnder(ctx, 'sub', ignore)).toBe(false);
+  });
+
+  test('strata_tar copies what the list names, and fails when a file on it cannot be read', async () => {
+    const ignore = ContextIgnore.parse('.git\n*.log\n!keep.log\n', 'i');
+    const list = path.join(ctx, '..', `${path.basename(ctx)}.list`);
+    const dest = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-ignore-dest-'));
+    try {
+      fs.chmodSync(path.join(ctx, 'sub'), 0o750);
+      await writeKeptList(list, ctx, '', ignore);
+      const run = () =>
+        spawnSync(
+          '/bin/sh',
+          ['-c', `set -e\n${STRATA_TAR}\nstrata_tar "$1" "$2" "$3"`, 'sh', ctx, list, dest],
+          {
+            encoding: 'utf8',
+          },
+        );
+      expect(run().status).toBe(0);
+      const found: string[] = [];
+      const walk = (rel: string) => {
+        for (const n of fs.readdirSync(path.join(dest, rel)).sort()) {
+          found.push(path.posix.join(rel, n));
+          if (fs.statSync(path.join(dest, rel, n)).isDirectory()) walk(path.posix.join(rel, n));
+        }
+      };
+      walk('');
+      expect(found).toEqual([
+        'a.txt',
+        'build',
+        'build/out',
+        'build/out/bin',
+        'build/out/keep',
+        'build/out/keep/me',
+        'keep.log',
+        'sub',
+        'sub/b.log',
+      ]);
+      expect(fs.statSync(path.join(dest, 'sub')).mode & 0o777).toBe(0o750);
+      // A file gone since the list was made: the copy fails, though tar -x saw a whole archive.
+      fs.rmSync(path.join(ctx, 'keep.log'));
+      const gone = run();
+      expect(gone.status).not.toBe(0);
+      expect(gone.stderr).toContain('keep.log');
+    } finally {
+      fs.rmSync(dest, { recursive: true, force: true });
+      fs.rmSync(list, { force: true });
+    }
   });
 
   test('the Stratafile’s own ignore file goes before the context’s', () => {

@@ -251,7 +251,10 @@ export async function writeKeptList(
   await done;
 }
 
-/** The shell words that copy, with tar, what the list `list` names from `from` into `to`. */
-export function tarCopy(from: string, list: string, to: string): string {
-  return `tar -C ${from} --null --no-recursion -T ${list} -cf - | tar -C ${to} -xpf -`;
-}
+/**
+ * A shell function, `strata_tar FROM LIST TO`, that copies with tar what the NUL-separated `LIST`
+ * names from directory `FROM` into `TO` (see writeKeptList), streaming. It fails when either tar
+ * does: a file that cannot be read makes `tar -c` fail with a whole archive, which `tar -x` would
+ * take.
+ */
+export const STRATA_TAR = `strata_tar() { r=$( { { tar -C "$1" --null --no-recursion -T "$2" -cf - || echo failed >&3; } | tar -C "$3" -xpf -; } 3>&1 ) && [ -z "$r" ]; }`;

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { InvalidArgumentError } from '@strata/oci';
 import type { CopySource } from './copy-sources';
-import { tarCopy } from './ignore';
+import { STRATA_TAR } from './ignore';
 import { Instruction } from './stratafile';
 
 function shellQuote(s: string): string {
@@ -109,6 +109,7 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
       ];
       const sources: readonly CopySource[] =
         copy ?? ins.sources.map((s) => ({ written: s, path: s }));
+      if (sources.some((s) => s.filtered)) lines.push(STRATA_TAR);
       const many = sources.length > 1 || dest.endsWith('/');
       const dir = dest.replace(/\/+$/, '') || '/';
       for (const [i, src] of sources.entries()) {
@@ -116,10 +117,10 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
         const to = many ? path.posix.join(dir, path.posix.basename(src.written)) : dest;
         const [parent, name] = [path.posix.dirname(to), path.posix.basename(to)];
         // A directory that the ignore file leaves something out of goes through tar, from the
-        // list of what it keeps (see copyListOf): cp cannot leave anything out.
+        // list of what it keeps (see StepRunner.copyLists): cp cannot leave anything out.
         const list = `${COPY_LISTS}/${i}`;
         const copyDir = src.filtered
-          ? `command -v tar >/dev/null 2>&1 || { echo "COPY: copying a directory that .strataignore leaves files out of needs tar in the template" >&2; exit 1; }; ${tarCopy(shellQuote(from), list, '"$t"')}`
+          ? `command -v tar >/dev/null 2>&1 || { echo "COPY: copying a directory that .strataignore leaves files out of needs tar in the template" >&2; exit 1; }; strata_tar ${shellQuote(from)} ${list} "$t"`
           : `cp -a ${shellQuote(from)}/. "$t"/`;
         lines.push(
           `if [ -d ${shellQuote(from)} ]; then t=$(strata_dir ${shellQuote(many ? dir : to)}); ${copyDir}; else t=$(strata_dir ${shellQuote(parent)})/${shellQuote(name)}; cp -a ${shellQuote(from)} "$t"; fi`,
