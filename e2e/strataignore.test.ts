@@ -113,8 +113,9 @@ test('a COPY of an excluded file fails at the source, saying the ignore file exc
   );
 });
 
-test('a malformed pattern fails the build at its line of .strataignore', async () => {
-  const ctx = buildContext(work, 'FROM base:v1\nCOPY . /opt/\n', {
+test('a malformed pattern fails the build at its line of .strataignore, before any step', async () => {
+  // No step reads the context: docker refuses a bad .dockerignore all the same.
+  const ctx = buildContext(work, 'FROM base:v1\nRUN true\n', {
     '.strataignore': '.git\n[abc\n',
   });
   const r = await build(ctx);
