@@ -16,6 +16,7 @@ import {
 import { Store } from '@strata/store';
 import type { BuiltDeb } from './built-debs';
 import type { CopySource } from './copy-sources';
+import { keptUnder, type ContextIgnore } from './ignore';
 
 /** Everything a step's result depends on. Its sha256 is the cache key. */
 export interface CacheKeyInput {
@@ -129,18 +130,22 @@ export async function writeDebuildCache(store: Store, entry: DebuildEntry): Prom
  * Content digest of build-context paths (COPY sources, local .debs): relative path, type,
  * mode, owner, size, content and symlink targets, walked in sorted order. A path given as
  * `{ written, path }` is hashed under the name it was written as, and read where it resolved to.
+ * A source marked `filtered` holds only what `ignore` keeps, so that what the ignore file leaves
+ * out does not change the digest; what it keeps is hashed as it would be without it.
  */
 export function hashContextPaths(
   context: string,
   paths: ReadonlyArray<string | CopySource>,
+  ignore?: ContextIgnore,
 ): Digest {
   const h = createHash('sha256');
   const root = path.resolve(context);
-  const visit = (abs: string, rel: string): void => {
+  const visit = (abs: string, rel: string, recurse = true): void => {
     const st = fs.lstatSync(abs);
     h.update(`${rel}\0${st.mode}\0${st.uid}\0${st.gid}\0`);
     if (st.isSymbolicLink()) h.update(`L${fs.readlinkSync(abs)}\0`);
     else if (st.isDirectory()) {
+      if (!recurse) return;
       for (const name of fs.readdirSync(abs).sort()) visit(path.join(abs, name), `${rel}/${name}`);
     } else if (st.isFile()) {
       h.update(`F${st.size}\0`);
@@ -165,7 +170,12 @@ export function hashContextPaths(
     }
     if (!fs.existsSync(abs))
       throw new NotFoundError(`${rel} is not in the build context ${context}`);
-    visit(abs, rel);
+    if (typeof p !== 'string' && p.filtered && ignore !== undefined) {
+      visit(abs, rel, false);
+      const dir = path.relative(root, abs).split(path.sep).join('/');
+      for (const kept of keptUnder(root, dir, ignore))
+        visit(path.join(abs, kept), `${rel}/${kept}`, false);
+    } else visit(abs, rel);
   }
   return `sha256:${h.digest('hex')}` as Digest;
 }

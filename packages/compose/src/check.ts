@@ -64,7 +64,7 @@ import { publishedAptSources } from './build-state';
  * when neither does (SOURCES files, or credentials the record leaves out, were in the build).
  */
 async function recordedSourcesKeys(
-  keyOpts: { context: string; aptAuth?: Buffer },
+  keyOpts: { context: string; stratafile?: string; aptAuth?: Buffer },
   recorded: readonly string[],
   fromBase: readonly string[],
   steps: ReadonlyArray<{
@@ -354,6 +354,7 @@ export async function checkTemplate(
   const records: LayerRecord[] = meta.layers;
   const keyOpts = {
     context,
+    stratafile: opts.file,
     ...(opts.aptAuth !== undefined ? { aptAuth: opts.aptAuth } : {}),
   };
   let keys = new StageKeys({ ...keyOpts, aptSources: opts.aptSources });

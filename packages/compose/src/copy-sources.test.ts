@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { hashContextPaths } from './cache';
+import { cacheKey, hashContextPaths } from './cache';
+import { ContextIgnore } from './ignore';
 import { CopySourceError, copySources, matchComponent } from './copy-sources';
 import { StageKeys } from './stage-keys';
 import { CopyInstruction, parseStratafile } from './stratafile';
@@ -173,7 +174,9 @@ describe("COPY --from: sources in a stage's tree", () => {
     link('src/up', '../../../../opt');
     link('bin', 'usr/bin');
     put('usr/bin/tool');
-    const got = copySources(ctx, ['/src/abs', '/src/up/out/', '/bin/tool', '/g/*.conf'], 'stage b');
+    const got = copySources(ctx, ['/src/abs', '/src/up/out/', '/bin/tool', '/g/*.conf'], {
+      tree: 'stage b',
+    });
     expect(got).toEqual([
       { written: '/src/abs', path: 'opt/out/hello' },
       { written: '/src/up/out/', path: 'opt/out' },
@@ -187,11 +190,114 @@ describe("COPY --from: sources in a stage's tree", () => {
   });
 
   test('a missing source or an empty glob names the stage', () => {
-    expect(() => copySources(ctx, ['/src/nope'], 'stage builder')).toThrow(
+    expect(() => copySources(ctx, ['/src/nope'], { tree: 'stage builder' })).toThrow(
       '/src/nope: no such file in stage builder',
     );
-    expect(() => copySources(ctx, ['/g/*.none'], 'stage builder')).toThrow(
+    expect(() => copySources(ctx, ['/g/*.none'], { tree: 'stage builder' })).toThrow(
       '/g/*.none matches nothing in stage builder',
     );
   });
 });
+
+describe('with a .strataignore', () => {
+  const ignoreOf = (text: string) => ContextIgnore.parse(text, '.strataignore');
+
+  test('what it leaves out is not in the context: globs skip it, naming it is an error', () => {
+    put('x.log');
+    put('keep.log');
+    const ignore = ignoreOf('*.log\n!keep.log\ng/one.*\n');
+    expect(copySources(ctx, ['*.log'], { ignore }).map((s) => s.written)).toEqual(['keep.log']);
+    expect(copySources(ctx, ['g/*.conf'], { ignore }).map((s) => s.written)).toEqual([
+      'g/three.conf',
+      'g/two.conf',
+    ]);
+    let err: unknown;
+    try {
+      copySources(ctx, ['a.txt', './x.log'], { ignore });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CopySourceError);
+    expect((err as CopySourceError).index).toBe(1);
+    expect((err as CopySourceError).message).toBe(
+      './x.log is not in the build context: .strataignore excludes it',
+    );
+    expect(() => copySources(ctx, ['g/one.*'], { ignore })).toThrow(
+      'g/one.* matches nothing in the build context (.strataignore excludes what it matches)',
+    );
+    // A symlink to a left-out file does not bring it back.
+    link('alias', 'x.log');
+    expect(() => copySources(ctx, ['alias'], { ignore })).toThrow('.strataignore excludes it');
+  });
+
+  test('a directory it leaves something out of is marked; one an exception keeps part of is kept', () => {
+    const ignore = ignoreOf('g/sub\ng\n!g/two.conf\n');
+    expect(copySources(ctx, ['.', 'a.txt'], { ignore })).toEqual([
+      { written: '.', path: '.', filtered: true },
+      { written: 'a.txt', path: 'a.txt' },
+    ]);
+    expect(copySources(ctx, ['g'], { ignore })).toEqual([
+      { written: 'g', path: 'g', filtered: true },
+    ]);
+    expect(() => copySources(ctx, ['g/sub'], { ignore })).toThrow('excludes it');
+    expect(copySources(ctx, ['g'], { ignore: ignoreOf('*.md') })).toEqual([
+      { written: 'g', path: 'g' },
+    ]);
+  });
+
+  test('COPY . keys only what is kept, and copies it from the list', async () => {
+    put('.git/HEAD', 'ref: main\n');
+    put('debug.log');
+    put('keep.log');
+    put('.strataignore', '.git\n*.log\n!keep.log\n');
+    const scope = { env: new Map(), args: new Map(), excludes: [] };
+    const ins = copyIns('COPY . /opt/app/');
+    const keyOf = async () =>
+      (await new StageKeys({ context: ctx }).keyFor(scope, ins, undefined)).key;
+    const before = await keyOf();
+    put('.git/HEAD', 'ref: other\n');
+    put('debug.log', 'more\n');
+    put('.git/objects/ab/cd');
+    expect(await keyOf()).toBe(before);
+    put('keep.log', 'changed\n');
+    const changed = await keyOf();
+    expect(changed).not.toBe(before);
+    put('a.txt', 'changed\n');
+    expect(await keyOf()).not.toBe(changed);
+
+    const keyed = await new StageKeys({ context: ctx }).keyFor(scope, ins, undefined);
+    expect(keyed.copy).toEqual([{ written: '.', path: '.', filtered: true }]);
+    expect(stepCommand(ins, keyed.copy)[2]).toContain(
+      'strata_tar \'/run/strata/context/.\' /run/strata/copy-lists/0 "$t"',
+    );
+    // Without an ignore file, the key is what it always was and the copy is cp's.
+    fs.rmSync(path.join(ctx, '.strataignore'));
+    const plain = await new StageKeys({ context: ctx }).keyFor(scope, ins, undefined);
+    expect(plain.key).toBe(cacheKeyOfPlainCopy(ins));
+    expect(stepCommand(ins, plain.copy)[2]).toContain('cp -a \'/run/strata/context/.\'/. "$t"/');
+  });
+
+  test('the Stratafile’s <name>.strataignore goes before the context’s, and is read though excluded', async () => {
+    put('.strataignore', 'a.txt\n');
+    put('build.strata.strataignore', 'b.txt\nbuild.strata.strataignore\n');
+    const scope = { env: new Map(), args: new Map(), excludes: [] };
+    const keys = new StageKeys({ context: ctx, stratafile: path.join(ctx, 'build.strata') });
+    await expect(keys.keyFor(scope, copyIns('COPY b.txt /x'), undefined)).rejects.toThrow(
+      /^Stratafile:2:6: b.txt is not in the build context: \S*build.strata.strataignore excludes it$/,
+    );
+    await expect(keys.keyFor(scope, copyIns('COPY a.txt /x'), undefined)).resolves.toBeDefined();
+    await expect(
+      keys.keyFor(scope, copyIns('COPY build.strata.strataignore /x'), undefined),
+    ).rejects.toThrow('excludes it');
+  });
+});
+
+/** The key a COPY of the whole context had before .strataignore existed. */
+function cacheKeyOfPlainCopy(ins: CopyInstruction): string {
+  return cacheKey({
+    parent: null,
+    instruction: ins.text,
+    env: [],
+    inputs: [hashContextPaths(ctx, [{ written: '.', path: '.' }])],
+  });
+}

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ErrorCode, StrataError } from '@strata/oci';
+import { ContextIgnore, keptUnder, leavesOutUnder } from './ignore';
 
 /** One file or directory a COPY reads. */
 export interface CopySource {
@@ -15,6 +16,11 @@ export interface CopySource {
    * the context. Equal to `written` when no symlink was followed, so such keys stay as they were.
    */
   path: string;
+  /**
+   * A directory in which the build's `.strataignore` leaves something out: it is copied from the
+   * list of what is kept (see keptUnder), not whole.
+   */
+  filtered?: boolean;
 }
 
 /** A COPY source that cannot be read; `index` is the source's position on the line. */
@@ -43,7 +49,8 @@ export function matchComponent(pattern: string, name: string): boolean {
   return re !== undefined && re.test(name);
 }
 
-function componentRegExp(pattern: string): RegExp | undefined {
+/** The regular expression of one component's glob, undefined when it is malformed. */
+export function componentRegExp(pattern: string): RegExp | undefined {
   let out = '';
   const chars = [...pattern];
   for (let i = 0; i < chars.length; i++) {
@@ -210,19 +217,39 @@ function expand(root: string, pattern: string, index: number, tree?: string): st
 }
 
 /**
+ * Is the source at `rel` (resolved to `real`) left out by `ignore`? A left-out directory in
+ * which an exception keeps something is not: docker's context holds that much of it.
+ */
+export function leftOut(root: string, rel: string, real: string, ignore: ContextIgnore): boolean {
+  const out = ignore.ignores(rel) ? rel : ignore.ignores(real) ? real : undefined;
+  if (out === undefined) return false;
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(path.join(root, real));
+  } catch {
+    return true;
+  }
+  if (!st.isDirectory() || !ignore.mayKeepUnder(out)) return true;
+  return keptUnder(root, real, ignore).next().done === true;
+}
+
+/**
  * The files and directories that COPY `sources` read in `context`, in order: each glob's matches
  * sorted (Go's filepath.Match, as docker's COPY), every path resolved inside the context. A
  * source that is missing, a glob that matches nothing, and a symlink that leads out of the
  * context are `CopySourceError`s naming the source.
  *
  * With `tree` (`COPY --from`), `context` is a stage's whole result tree, which `tree` names in
- * errors: sources are absolute paths in it, and symlinks resolve as in a chroot of it.
+ * errors: sources are absolute paths in it, and symlinks resolve as in a chroot of it. With
+ * `ignore` (the build context's `.strataignore`), what it leaves out is not in the context: a
+ * glob does not match it, and naming it is an error that says why.
  */
 export function copySources(
   context: string,
   sources: readonly string[],
-  tree?: string,
+  opts: { tree?: string; ignore?: ContextIgnore } = {},
 ): CopySource[] {
+  const { tree, ignore } = opts;
   const root = path.resolve(context);
   const out: CopySource[] = [];
   const where = tree ?? 'the build context';
@@ -231,6 +258,7 @@ export function copySources(
     if (glob && src.split('/').some((p) => p !== '' && componentRegExp(p) === undefined))
       throw new CopySourceError(index, 'INVALID_ARGUMENT', `${src}: bad glob pattern`);
     let found = 0;
+    let excluded = 0;
     for (const w of glob ? expand(root, src, index, tree) : [src]) {
       const real = resolveInside(root, w, index, glob ? src : undefined, tree);
       // A glob's candidate that is not there is no match (Go's Glob checks each with lstat).
@@ -243,14 +271,32 @@ export function copySources(
             ? `${w} is not in the build context`
             : `${w}: no such file in ${where}`,
         );
+      if (ignore !== undefined && leftOut(root, w, real.path, ignore)) {
+        if (!glob)
+          throw new CopySourceError(
+            index,
+            'NOT_FOUND',
+            `${w} is not in the build context: ${ignore.file} excludes it`,
+            { hint: `add a line !${w.replace(/^(\.\/)+/, '')} to ${ignore.file} to copy it` },
+          );
+        excluded++;
+        continue;
+      }
       const written = tree !== undefined && !w.startsWith('/') ? `/${w}` : w;
       // In a tree every source is given by its resolved path: a written one is absolute.
       const at = tree !== undefined ? real.path || '.' : real.followed ? real.path || '.' : w;
-      out.push({ written, path: at });
+      const source: CopySource = { written, path: at };
+      if (ignore !== undefined && fs.statSync(path.join(root, real.path)).isDirectory())
+        if (leavesOutUnder(root, real.path, ignore)) source.filtered = true;
+      out.push(source);
       found++;
     }
     if (found === 0)
-      throw new CopySourceError(index, 'NOT_FOUND', `${src} matches nothing in ${where}`);
+      throw new CopySourceError(
+        index,
+        'NOT_FOUND',
+        `${src} matches nothing in ${where}${excluded > 0 ? ` (${ignore?.file ?? ''} excludes what it matches)` : ''}`,
+      );
   });
   return out;
 }

@@ -8,6 +8,8 @@ import type { Digest } from '@strata/oci';
 import { parseDeb822 } from '@strata/debian';
 import { cacheKey, hashContextPaths } from './cache';
 import { BuildStepError, StageKeys, StepScope, stepEnv } from './stage-keys';
+import { CopySource, leftOut } from './copy-sources';
+import { ContextIgnore, leavesOutUnder } from './ignore';
 import type { DebuildInstruction } from './stratafile';
 
 /** What a DEBUILD source's cache key is made of, besides the build context and the apt state. */
@@ -42,7 +44,7 @@ export async function debuildKey(
     env: stepEnv(p.scope),
     aptSources: sources.digest,
     ...(index ? { aptIndex: index.digest } : {}),
-    inputs: [await sourceDigestOf(context, p.ins, p.source), ...p.inputs],
+    inputs: [await sourceDigestOf(context, p.ins, p.source, keys.contextIgnore()), ...p.inputs],
     architecture: p.target,
     keeps: 'source',
   });
@@ -57,10 +59,44 @@ export function controlTextOf(context: string, source: string): Promise<string> 
 }
 
 /** The content digest of a source tree, or of a .dsc with the files it lists. */
+/**
+ * What a DEBUILD of the source tree `source` reads from the context: the tree (marked `filtered`
+ * when `ignore` leaves something in it out) and the upstream tarballs beside it that `ignore`
+ * keeps. A tree that `ignore` leaves out is an error of the DEBUILD line.
+ */
+export async function debuildTreeInputs(
+  context: string,
+  ins: DebuildInstruction,
+  source: string,
+  ignore: ContextIgnore | undefined,
+): Promise<{ tree: CopySource; origs: string[] }> {
+  if (ignore !== undefined && leftOut(path.resolve(context), source, source, ignore))
+    throw excluded(ins, source, ignore);
+  // A 3.0 (quilt) tree builds from the upstream tarballs beside it as well.
+  const parent = path.posix.dirname(source);
+  const origs = (await fsp.readdir(path.join(context, parent)))
+    .filter((n) => /\.orig(-[A-Za-z0-9-]+)?\.tar\./.test(n))
+    .map((n) => path.posix.join(parent, n))
+    .filter((f) => ignore === undefined || !ignore.ignores(f))
+    .sort();
+  const tree: CopySource = { written: source, path: source };
+  if (ignore !== undefined && leavesOutUnder(context, source, ignore)) tree.filtered = true;
+  return { tree, origs };
+}
+
+function excluded(ins: DebuildInstruction, file: string, ignore: ContextIgnore): BuildStepError {
+  return new BuildStepError(
+    ins.loc,
+    `DEBUILD ${file}: not in the build context: ${ignore.file} excludes it`,
+    { hint: `add a line !${file.replace(/^(\.\/)+/, '')} to ${ignore.file}` },
+  );
+}
+
 async function sourceDigestOf(
   context: string,
   ins: DebuildInstruction,
   source: string,
+  ignore: ContextIgnore | undefined,
 ): Promise<Digest> {
   if (!source.endsWith('.dsc')) {
     const st = await fsp.stat(path.join(context, source)).catch(() => undefined);
@@ -74,13 +110,8 @@ async function sourceDigestOf(
       throw new BuildStepError(ins.loc, `DEBUILD ${source}: no debian/control in it`, {
         hint: 'DEBUILD takes a source tree holding debian/, or a .dsc',
       });
-    // A 3.0 (quilt) tree builds from the upstream tarballs beside it as well.
-    const parent = path.posix.dirname(source);
-    const origs = (await fsp.readdir(path.join(context, parent)))
-      .filter((n) => /\.orig(-[A-Za-z0-9-]+)?\.tar\./.test(n))
-      .map((n) => path.posix.join(parent, n))
-      .sort();
-    return hashContextPaths(context, [source, ...origs]);
+    const { tree, origs } = await debuildTreeInputs(context, ins, source, ignore);
+    return hashContextPaths(context, [tree, ...origs], ignore);
   }
   const dsc = await fsp.readFile(path.join(context, source), 'utf8').catch(() => {
     throw new BuildStepError(ins.loc, `DEBUILD ${source}: no such file in the build context`);
@@ -90,6 +121,9 @@ async function sourceDigestOf(
     .map((l) => l.trim().split(/\s+/)[2])
     .filter((f): f is string => !!f)
     .map((f) => path.posix.join(path.posix.dirname(source), f));
+  // dpkg-source reads them all: none may be left out.
+  for (const f of [source, ...files])
+    if (ignore?.ignores(f)) throw excluded(ins, f.startsWith('.') ? f : `./${f}`, ignore);
   return hashContextPaths(context, [source, ...files]);
 }
 

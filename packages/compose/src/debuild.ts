@@ -21,8 +21,9 @@ import { BuildContext, BuiltLayer, StageState, chainOf, stackOf } from './build-
 import { BuiltDeb, LocalDebs, builtDeb } from './built-debs';
 import type { Snapshots, StackLayer } from './snapshots';
 import { BuildStepError } from './stage-keys';
-import { buildDependsOf, controlTextOf, debuildKey } from './debuild-key';
-import { APT_UPDATE } from './step-command';
+import { buildDependsOf, controlTextOf, debuildKey, debuildTreeInputs } from './debuild-key';
+import { STRATA_TAR, writeKeptList } from './ignore';
+import { APT_UPDATE, COPY_LISTS } from './step-command';
 import type { DebuildInstruction } from './stratafile';
 import type { StepRunner } from './run-step';
 import { failureReason } from './step-output';
@@ -41,6 +42,11 @@ function debuildScript(o: {
   dsc: boolean;
   hostArch: string;
   profiles: string[];
+  /**
+   * With a `.strataignore`: the tree is copied from the list of what it keeps (when it leaves
+   * something in it out), and these upstream tarballs (those it keeps) instead of every one.
+   */
+  ignored?: { filtered: boolean; origs: string[] };
 }): string {
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const prof = o.profiles.length ? o.profiles.join(',') : '';
@@ -64,12 +70,21 @@ function debuildScript(o: {
     // dpkg-source checks each file against the .dsc's checksums (Strata has checked them too).
     o.dsc
       ? `dpkg-source -x /run/strata/context/${q(o.source)} /build/src`
-      : `cp -a /run/strata/context/${q(o.source)} /build/src`,
+      : o.ignored?.filtered
+        ? `${STRATA_TAR}\nmkdir /build/src\nstrata_tar /run/strata/context/${q(o.source)} ${COPY_LISTS}/0 /build/src`
+        : `cp -a /run/strata/context/${q(o.source)} /build/src`,
     // A 3.0 (quilt) tree's upstream tarballs lie beside it, where dpkg-source looks for them.
     ...(o.dsc
       ? []
       : [
-          `for f in "$(dirname /run/strata/context/${q(o.source)})"/*.orig.tar.* "$(dirname /run/strata/context/${q(o.source)})"/*.orig-*.tar.*; do if [ -f "$f" ]; then cp "$f" /build/; fi; done`,
+          o.ignored
+            ? o.ignored.origs
+                .map(
+                  (f) =>
+                    `if [ -f /run/strata/context/${q(f)} ]; then cp /run/strata/context/${q(f)} /build/; fi`,
+                )
+                .join('\n') || 'true'
+            : `for f in "$(dirname /run/strata/context/${q(o.source)})"/*.orig.tar.* "$(dirname /run/strata/context/${q(o.source)})"/*.orig-*.tar.*; do if [ -f "$f" ]; then cp "$f" /build/; fi; done`,
           // The source package the .debs are built from, kept with them (a .dsc is kept as it
           // is given). Made from a copy whose dates are all the changelog's: dpkg-source keeps
           // dates older than SOURCE_DATE_EPOCH, which the cache key does not see, so the same
@@ -297,12 +312,25 @@ export class Debuilder {
       await fsp.mkdir(upper);
       // The build dependencies of an emulated buildchroot unpack natively, as in INSTALL.
       const kit = emulated ? await this.runner.emulation.nativeDpkgFor(bc.packages) : undefined;
+      // What .strataignore leaves out of a tree is not copied into the build.
+      const ignore = this.ctx.keys.contextIgnore();
+      const inputs =
+        ignore !== undefined && !dsc
+          ? await debuildTreeInputs(this.ctx.context, ins, source, ignore)
+          : undefined;
+      let lists: string | undefined;
+      if (ignore !== undefined && inputs?.tree.filtered) {
+        lists = path.join(work, 'copy-lists');
+        await fsp.mkdir(lists);
+        await writeKeptList(path.join(lists, '0'), this.ctx.context, source, ignore);
+      }
       const { code, tail } = await this.runner.chroot(state, {
         ins,
         work,
         upper,
         lower,
         sources: undefined,
+        ...(lists ? { binds: [{ source: lists, target: 'copy-lists', readOnly: true }] } : {}),
         ...(kit ? { nativeDpkg: kit } : {}),
         // The script takes the network from the build (unshare --net) before it drops to the
         // unprivileged build user, who runs the package's own build.
@@ -315,6 +343,9 @@ export class Debuilder {
             dsc,
             hostArch: target,
             profiles: ins.profiles,
+            ...(inputs
+              ? { ignored: { filtered: inputs.tree.filtered === true, origs: inputs.origs } }
+              : {}),
           }),
         ],
         aptIndex: true,

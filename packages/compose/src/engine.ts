@@ -106,6 +106,7 @@ export class Builder implements BuildContext {
     this.context = path.resolve(opts.context ?? path.dirname(opts.file));
     this.keys = new StageKeys({
       context: this.context,
+      stratafile: opts.file,
       aptSources: opts.aptSources,
       ...(opts.secrets?.[APT_AUTH] !== undefined ? { aptAuth: opts.secrets[APT_AUTH] } : {}),
     });
@@ -161,6 +162,8 @@ export class Builder implements BuildContext {
     // A mistake in the file fails before a FROM template is fetched (a pull can take minutes);
     // only the lines that the templates' ENV may complete wait for them.
     const early = parseStratafile(text, this.opts.file, buildArgs, { unresolvedBases: true });
+    // So does a mistake in the ignore file, though no step reads the context, as in docker.
+    this.keys.contextIgnore();
     const lockFile = this.lockFile;
     // Without --frozen the lock only tells which bases moved since the last build, so a lock
     // that cannot be read is rewritten rather than an error.

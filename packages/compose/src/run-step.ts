@@ -24,6 +24,7 @@ import { statusOfLowers } from './remove';
 import type { CopyFrom, Instruction } from './stratafile';
 import { BuildStepError, stepEnv } from './stage-keys';
 import { CopySource, CopySourceError, copySources, isGlob } from './copy-sources';
+import { writeKeptList } from './ignore';
 import { stepCommand } from './step-command';
 import { checkCopyTarget, packageAt } from './copy-target';
 import { OutputTail, Redactor, failureReason, fullDisk } from './step-output';
@@ -381,7 +382,7 @@ export class StepRunner {
     if (tree === undefined) throw new BuildStepError(from.loc, `snapshot ${chain} is empty`);
     let copy: CopySource[];
     try {
-      copy = copySources(tree, ins.sources, `stage ${source.name}`);
+      copy = copySources(tree, ins.sources, { tree: `stage ${source.name}` });
     } catch (e) {
       if (!(e instanceof CopySourceError)) throw e;
       throw new BuildStepError(
@@ -418,6 +419,23 @@ export class StepRunner {
     return out;
   }
 
+  /**
+   * For each COPY source that the ignore file leaves something out of, the list of what it keeps
+   * (see COPY_LISTS), written as the context is walked; undefined when there is none.
+   */
+  private async copyLists(
+    work: string,
+    copy: readonly CopySource[] | undefined,
+  ): Promise<string | undefined> {
+    const ignore = this.ctx.keys.contextIgnore();
+    if (ignore === undefined || !copy?.some((c) => c.filtered)) return undefined;
+    const dir = await mkdirIn(path.join(work, 'copy-lists'));
+    for (const [i, c] of copy.entries())
+      if (c.filtered)
+        await writeKeptList(path.join(dir, String(i)), this.ctx.context, c.path, ignore);
+    return dir;
+  }
+
   private async runInRoot(
     state: StageState,
     ins: Instruction,
@@ -432,25 +450,28 @@ export class StepRunner {
     const out = path.join(work, 'out');
     const apt = ins.kind === 'INSTALL' || ins.kind === 'UPGRADE';
     const kit = apt && emulated ? await this.emulation.nativeDpkgFor(state.packages) : undefined;
+    // A COPY --from reads its stage's tree, which no .strataignore filters.
+    const lists =
+      ins.kind === 'COPY' && tree === undefined ? await this.copyLists(work, copy) : undefined;
+    const binds = [
+      ...(lists ? [{ source: lists, target: 'copy-lists', readOnly: true }] : []),
+      ...(tree !== undefined
+        ? [{ source: tree, target: FROM_TREE.slice('/run/strata/'.length), readOnly: true }]
+        : []),
+    ];
     const { code, tail } = await this.chroot(state, {
       ins,
       work,
       upper,
       lower,
       sources,
+      ...(binds.length > 0 ? { binds } : {}),
       secrets: ins.kind === 'RUN' ? this.runSecrets(ins) : [],
       command: stepCommand(ins, copy),
       // A COPY --from sees the stage it copies from, read-only, instead of the context.
       context:
         (ins.kind === 'COPY' && tree === undefined) ||
         (ins.kind === 'INSTALL' && ins.debs.length > 0),
-      ...(tree !== undefined
-        ? {
-            binds: [
-              { source: tree, target: FROM_TREE.slice('/run/strata/'.length), readOnly: true },
-            ],
-          }
-        : {}),
       // The mirror state this step's key was made from: its apt-get update is skipped when the
       // kept lists already hold it (see stepCommand).
       aptIndex: apt,

@@ -242,6 +242,24 @@ test('SOURCES outside the build context or missing from it is a located error', 
   expect(scope.sources).toBeUndefined();
 });
 
+test('SOURCES of a file that .strataignore leaves out is a located error', async () => {
+  fs.writeFileSync(path.join(dir, 'left.list'), 'deb http://deb.debian.org/debian bookworm main\n');
+  fs.writeFileSync(path.join(dir, '.strataignore'), '*.list\n');
+  const keys = new StageKeys({ context: dir });
+  const scope: StepScope = { env: new Map(), args: new Map(), excludes: [] };
+  const ins: Instruction = {
+    kind: 'SOURCES',
+    file: 'left.list',
+    loc: { file: file(), line: 2, column: 1 },
+    text: 'SOURCES left.list',
+  };
+  await expect(keys.apply(scope, ins)).rejects.toThrow(
+    /:2:1: SOURCES left\.list: not in the build context: \S*\.strataignore excludes it$/,
+  );
+  fs.rmSync(path.join(dir, '.strataignore'));
+  await expect(new StageKeys({ context: dir }).apply(scope, ins)).resolves.toBe(true);
+});
+
 test('EXCLUDE changes the keys of the steps after it, and of those only', async () => {
   const keys = new StageKeys({ context: dir, aptSources: hostList() });
   const loc = { file: file(), line: 1, column: 1 };

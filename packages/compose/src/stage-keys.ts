@@ -19,6 +19,7 @@ import {
 import { hostDebianArchitecture } from '@strata/tools';
 import { cacheKey, hashContextPaths } from './cache';
 import { CopySource, CopySourceError, copySources, isGlob } from './copy-sources';
+import { ContextIgnore, loadContextIgnore } from './ignore';
 import { CopyInstruction, Instruction, LAYER_INSTRUCTIONS, Location } from './stratafile';
 
 /** A step or FROM error, located in the Stratafile. */
@@ -159,6 +160,11 @@ export interface StepKey {
 export interface StageKeysOptions {
   /** Build context: SOURCES files, COPY sources and local .debs. */
   context: string;
+  /**
+   * The Stratafile: a `<Stratafile>.strataignore` beside it is the build's ignore file, before
+   * the context's `.strataignore`.
+   */
+  stratafile?: string;
   /** apt sources file for steps before any SOURCES; default: `defaultSources`, else the build host's. */
   aptSources?: string;
   /**
@@ -189,6 +195,7 @@ export class StageKeys {
   localRepo?: string;
 
   private readonly auth?: Authorizer;
+  private ignoreFile?: { ignore: ContextIgnore | undefined };
 
   constructor(private readonly opts: StageKeysOptions) {
     this.context = path.resolve(opts.context);
@@ -218,6 +225,12 @@ export class StageKeys {
         const file = path.resolve(this.context, ins.file);
         if (!file.startsWith(this.context + path.sep))
           throw new BuildStepError(ins.loc, `SOURCES ${ins.file} is outside the build context`);
+        const ignore = this.contextIgnore();
+        if (ignore?.ignores(path.relative(this.context, file).split(path.sep).join('/')))
+          throw new BuildStepError(
+            ins.loc,
+            `SOURCES ${ins.file}: not in the build context: ${ignore.file} excludes it`,
+          );
         const text = await fsp.readFile(file, 'utf8').catch(() => {
           throw new BuildStepError(
             ins.loc,
@@ -230,6 +243,15 @@ export class StageKeys {
       default:
         return false;
     }
+  }
+
+  /**
+   * What the build's ignore file leaves out of the context, read once, when a step first reads
+   * the context; undefined when there is no ignore file. A malformed one is a ParseError.
+   */
+  contextIgnore(): ContextIgnore | undefined {
+    this.ignoreFile ??= { ignore: loadContextIgnore(this.context, this.opts.stratafile) };
+    return this.ignoreFile.ignore;
   }
 
   /** The apt sources a step in `scope` uses: the last SOURCES, else the build's default. */
@@ -315,7 +337,8 @@ export class StageKeys {
     loc: Location,
   ): CopySource[] {
     try {
-      return copySources(this.context, sources);
+      const ignore = this.contextIgnore();
+      return copySources(this.context, sources, ignore !== undefined ? { ignore } : {});
     } catch (e) {
       if (!(e instanceof CopySourceError)) throw e;
       throw new BuildStepError(locs[e.index] ?? loc, e.message, {
@@ -362,7 +385,9 @@ export class StageKeys {
           ins.kind === 'INSTALL' && ins.debs.length > 0
             ? this.contextSourcesOf(ins.debs, ins.debLocs, ins.loc)
             : undefined;
-        const inputs = debs ? [hashContextPaths(this.context, debs)] : undefined;
+        const inputs = debs
+          ? [hashContextPaths(this.context, debs, this.contextIgnore())]
+          : undefined;
         const aptIndex = pinned ? undefined : (await this.indexStateOf(sources)).digest;
         const localRepo = ins.kind === 'BOOTSTRAP' ? undefined : this.localRepo;
         return {
@@ -411,7 +436,11 @@ export class StageKeys {
         }
         const copy = this.copySourcesOf(ins);
         return {
-          key: cacheKey({ ...base, ...gid, inputs: [hashContextPaths(this.context, copy)] }),
+          key: cacheKey({
+            ...base,
+            ...gid,
+            inputs: [hashContextPaths(this.context, copy, this.contextIgnore())],
+          }),
           aptIndex: false,
           copy,
         };

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { InvalidArgumentError } from '@strata/oci';
 import type { CopySource } from './copy-sources';
+import { STRATA_TAR } from './ignore';
 import { Instruction } from './stratafile';
 
 function shellQuote(s: string): string {
@@ -44,6 +45,13 @@ strata_update() {
   fi
   return 0
 }`;
+
+/**
+ * Where a COPY step finds, for its `i`th source when that is `filtered`, the NUL-separated list
+ * of what to copy from it: `.` (the directory itself, as cp's `dir/.` copies its attributes), then
+ * every path under it that the ignore file keeps.
+ */
+export const COPY_LISTS = '/run/strata/copy-lists';
 
 /**
  * The command a layer step runs in its chroot: a pure function of the instruction, and for COPY
@@ -99,16 +107,24 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
         // A template without realpath (not Debian's: coreutils has it) keeps mkdir -p's way.
         `strata_dir() { if command -v realpath >/dev/null 2>&1; then d=$(realpath -m -- "$1"); else d=$1; fi; mkdir -p -- "$d"; printf '%s' "$d"; }`,
       ];
-      const sources = copy ?? ins.sources.map((s) => ({ written: s, path: s }));
+      const sources: readonly CopySource[] =
+        copy ?? ins.sources.map((s) => ({ written: s, path: s }));
+      if (sources.some((s) => s.filtered)) lines.push(STRATA_TAR);
       const many = sources.length > 1 || dest.endsWith('/');
       const dir = dest.replace(/\/+$/, '') || '/';
-      for (const src of sources) {
+      for (const [i, src] of sources.entries()) {
         // A COPY --from reads the stage's tree (see FROM_TREE in run-step), else the context.
         const from = `/run/strata/${ins.from ? 'from' : 'context'}/${src.path.replace(/^\.\//, '')}`;
         const to = many ? path.posix.join(dir, path.posix.basename(src.written)) : dest;
         const [parent, name] = [path.posix.dirname(to), path.posix.basename(to)];
+        // A directory that the ignore file leaves something out of goes through tar, from the
+        // list of what it keeps (see StepRunner.copyLists): cp cannot leave anything out.
+        const list = `${COPY_LISTS}/${i}`;
+        const copyDir = src.filtered
+          ? `command -v tar >/dev/null 2>&1 || { echo "COPY: copying a directory that .strataignore leaves files out of needs tar in the template" >&2; exit 1; }; strata_tar ${shellQuote(from)} ${list} "$t"`
+          : `cp -a ${shellQuote(from)}/. "$t"/`;
         lines.push(
-          `if [ -d ${shellQuote(from)} ]; then t=$(strata_dir ${shellQuote(many ? dir : to)}); cp -a ${shellQuote(from)}/. "$t"/; else t=$(strata_dir ${shellQuote(parent)})/${shellQuote(name)}; cp -a ${shellQuote(from)} "$t"; fi`,
+          `if [ -d ${shellQuote(from)} ]; then t=$(strata_dir ${shellQuote(many ? dir : to)}); ${copyDir}; else t=$(strata_dir ${shellQuote(parent)})/${shellQuote(name)}; cp -a ${shellQuote(from)} "$t"; fi`,
         );
         if (ins.chown?.includes(':')) lines.push(`chown -R ${shellQuote(ins.chown)} "$t"`);
         else if (ins.chown) {
