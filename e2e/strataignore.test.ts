@@ -52,9 +52,7 @@ async function entriesUnder(ref: string, dir: string): Promise<string[]> {
 
 test('COPY . leaves out what .strataignore excludes, keeps its exceptions, and is not rerun when an excluded file changes', async () => {
   const ctx = buildContext(work, 'FROM base:v1\nCOPY . /opt/app/\n', {
-    // The lock the first build writes beside the Stratafile would change the context too.
-    '.strataignore':
-      '# version control and logs\n.git\n*.log\n!keep.log\nbuild/\n!build/dist\nStratafile.lock\n',
+    '.strataignore': '# version control and logs\n.git\n*.log\n!keep.log\nbuild/\n!build/dist\n',
     '.git/HEAD': 'ref: refs/heads/main\n',
     '.git/objects/ab/cdef': 'blob\n',
     'app.sh': 'echo hi\n',
@@ -97,6 +95,33 @@ test('COPY . leaves out what .strataignore excludes, keeps its exceptions, and i
   expect({ code: changed.code, out: show(changed) }).toMatchObject({ code: 0 });
   const doc3 = JSON.parse(changed.stdout) as typeof doc;
   expect(doc3.steps.find((s) => s.instruction === 'COPY . /opt/app/')?.status).toBe('run');
+});
+
+test("without a .strataignore, COPY . of the Stratafile's own folder is a cache hit on the next build: the lock the build writes there is never in the context", async () => {
+  const ctx = buildContext(work, 'FROM base:v1\nCOPY . /opt/site/\n', { 'index.html': 'hi\n' });
+  const first = await build(ctx, ['-t', 'site:1']);
+  expect({ code: first.code, out: show(first) }).toMatchObject({ code: 0 });
+  expect(fs.existsSync(path.join(ctx, 'Stratafile.lock'))).toBe(true);
+  expect(await entriesUnder('site:1', 'opt/site/')).toEqual([
+    'opt/site/',
+    'opt/site/Stratafile',
+    'opt/site/index.html',
+  ]);
+  for (const tag of ['site:2', 'site:3']) {
+    const again = await build(ctx, ['--json', '-q', '-t', tag]);
+    expect({ code: again.code, out: show(again) }).toMatchObject({ code: 0 });
+    const doc = JSON.parse(again.stdout) as {
+      steps: Array<{ instruction: string; status: string }>;
+    };
+    expect(doc.steps.find((s) => s.instruction === 'COPY . /opt/site/')?.status).toBe('cached');
+  }
+  // Named, it is refused with the reason.
+  fs.writeFileSync(path.join(ctx, 'Stratafile'), 'FROM base:v1\nCOPY Stratafile.lock /opt/\n');
+  const named = await build(ctx);
+  expect(named.code).not.toBe(0);
+  expect(named.stderr).toContain(
+    `${ctx}/Stratafile:2:6: Stratafile.lock is not in the build context: it is the build's lock file, which the build writes`,
+  );
 });
 
 test('a COPY of an excluded file fails at the source, saying the ignore file excludes it', async () => {

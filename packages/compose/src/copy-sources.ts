@@ -272,6 +272,12 @@ export function copySources(
             : `${w}: no such file in ${where}`,
         );
       if (ignore !== undefined && leftOut(root, w, real.path, ignore)) {
+        if (!glob && ignore.isOutput(w))
+          throw new CopySourceError(
+            index,
+            'NOT_FOUND',
+            `${w} is not in the build context: it is the build's lock file, which the build writes`,
+          );
         if (!glob)
           throw new CopySourceError(
             index,
@@ -279,7 +285,7 @@ export function copySources(
             `${w} is not in the build context: ${ignore.file} excludes it`,
             { hint: `add a line !${w.replace(/^(\.\/)+/, '')} to ${ignore.file} to copy it` },
           );
-        excluded++;
+        if (!ignore.isOutput(w)) excluded++;
         continue;
       }
       const written = tree !== undefined && !w.startsWith('/') ? `/${w}` : w;

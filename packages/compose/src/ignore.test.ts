@@ -163,7 +163,8 @@ describe('in a context', () => {
   });
 
   test('the Stratafile’s own ignore file goes before the context’s', () => {
-    expect(loadContextIgnore(ctx, path.join(ctx, 'Stratafile'))).toBeUndefined();
+    // A Stratafile outside the context writes no lock file into it.
+    expect(loadContextIgnore(ctx, path.join(path.dirname(ctx), 'Stratafile'))).toBeUndefined();
     fs.writeFileSync(path.join(ctx, '.strataignore'), '# only a comment\n');
     expect(loadContextIgnore(ctx, undefined)).toBeUndefined();
     fs.writeFileSync(path.join(ctx, '.strataignore'), '*.log\n');
@@ -172,5 +173,25 @@ describe('in a context', () => {
     const own = loadContextIgnore(ctx, path.join(ctx, 'Stratafile'));
     expect(own?.ignores('x.log')).toBe(false);
     expect(own?.ignores('a.txt')).toBe(true);
+  });
+
+  test('the lock files the build writes are never in the context, whatever the patterns say', () => {
+    fs.rmSync(path.join(ctx, '.strataignore'), { force: true });
+    fs.rmSync(path.join(ctx, 'Stratafile.strataignore'), { force: true });
+    const top = loadContextIgnore(ctx, path.join(ctx, 'Stratafile'));
+    expect(top?.ignores('Stratafile.lock')).toBe(true);
+    expect(top?.ignores('Stratafile.arm64.lock')).toBe(true);
+    expect(top?.ignores('./Stratafile.lock')).toBe(true);
+    expect(top?.ignores('other.lock')).toBe(false);
+    expect(top?.ignores('sub/Stratafile.lock')).toBe(false);
+    expect(top?.ignores('Stratafile')).toBe(false);
+    const sub = loadContextIgnore(ctx, path.join(ctx, 'build', 'app.strata'));
+    expect(sub?.ignores('build/app.strata.lock')).toBe(true);
+    expect(sub?.ignores('app.strata.lock')).toBe(false);
+    fs.writeFileSync(path.join(ctx, '.strataignore'), '*.log\n!Stratafile.lock\n');
+    expect(loadContextIgnore(ctx, path.join(ctx, 'Stratafile'))?.ignores('Stratafile.lock')).toBe(
+      true,
+    );
+    fs.rmSync(path.join(ctx, '.strataignore'));
   });
 });

@@ -61,7 +61,23 @@ export class ContextIgnore {
     /** The file the patterns came from, for messages. */
     readonly file: string,
     private readonly patterns: readonly IgnorePattern[],
+    /**
+     * Files of the context that the build itself writes (its lock files): left out whatever
+     * the patterns say, as an output that is also an input would change every build's key.
+     */
+    private readonly outputs: readonly RegExp[] = [],
   ) {}
+
+  /** The same patterns, with `outputs` (regular expressions of context paths) left out too. */
+  withOutputs(outputs: readonly RegExp[]): ContextIgnore {
+    return new ContextIgnore(this.file, this.patterns, [...this.outputs, ...outputs]);
+  }
+
+  /** Is `rel` a file the build writes (see `outputs`)? */
+  isOutput(rel: string): boolean {
+    const file = contextRel(rel);
+    return this.outputs.some((re) => re.test(file));
+  }
 
   /**
    * The patterns of `text` (read from `file`), as `.dockerignore` has them: one a line, `#`
@@ -96,9 +112,9 @@ export class ContextIgnore {
     return new ContextIgnore(file, patterns);
   }
 
-  /** Are there no patterns at all? */
+  /** Are there no patterns at all, and no outputs? */
   get empty(): boolean {
-    return this.patterns.length === 0;
+    return this.patterns.length === 0 && this.outputs.length === 0;
   }
 
   /**
@@ -109,6 +125,7 @@ export class ContextIgnore {
   ignores(rel: string): boolean {
     const file = contextRel(rel);
     if (file === '') return false;
+    if (this.isOutput(file)) return true;
     const parts = file.split('/');
     let matched = false;
     for (const p of this.patterns) {
@@ -143,18 +160,35 @@ export class ContextIgnore {
 }
 
 /**
+ * The lock files a build of `stratafile` writes (`Stratafile.lock`, and a platform's
+ * `Stratafile.<arch>.lock`), as regular expressions of paths relative to `context`; none when
+ * the Stratafile is outside the context.
+ */
+function lockFilesIn(context: string, stratafile: string): RegExp[] {
+  const dir = path.relative(path.resolve(context), path.dirname(path.resolve(stratafile)));
+  if (dir === '..' || dir.startsWith(`..${path.sep}`) || path.isAbsolute(dir)) return [];
+  const prefix = dir === '' ? '' : `${dir.split(path.sep).join('/')}/`;
+  const name = `${prefix}${path.basename(stratafile)}`.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return [new RegExp(`^${name}(?:\\.[^/.]+)?\\.lock$`, 'u')];
+}
+
+/**
  * The ignore file of a build: `<Stratafile>.strataignore` beside the Stratafile when there is
  * one, else `.strataignore` at the root of the context; undefined when there is neither (or it
- * has no patterns). It is read even when its own patterns leave it out, as docker does.
+ * has no patterns) and the build writes no lock file into the context. It is read even when its
+ * own patterns leave it out, as docker does. The build's lock files are always left out: the
+ * build writes them after its steps, so a `COPY .` that read one would never be a cache hit.
  */
 export function loadContextIgnore(
   context: string,
   stratafile: string | undefined,
 ): ContextIgnore | undefined {
+  const outputs = stratafile !== undefined ? lockFilesIn(context, stratafile) : [];
   const candidates = [
     ...(stratafile !== undefined ? [`${stratafile}${IGNORE_FILE}`] : []),
     path.join(context, IGNORE_FILE),
   ];
+  let ignore = ContextIgnore.parse('', '(no ignore file)');
   for (const file of candidates) {
     let text: string;
     try {
@@ -163,10 +197,11 @@ export function loadContextIgnore(
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw e;
     }
-    const ignore = ContextIgnore.parse(text, shown(file));
-    return ignore.empty ? undefined : ignore;
+    ignore = ContextIgnore.parse(text, shown(file));
+    break;
   }
-  return undefined;
+  ignore = ignore.withOutputs(outputs);
+  return ignore.empty ? undefined : ignore;
 }
 
 /** `file` as a message shows it: relative to the working directory when it is under it. */
