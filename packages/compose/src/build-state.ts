@@ -207,7 +207,10 @@ export interface StageState {
   debuilds: DebuildRecord[];
   /** Packages its layers removed or replaced, still in lower blobs (metadata shadowedPackages). */
   shadowed: ShadowedPackage[];
-  /** The apt sources packages came from, here and in what it comes FROM (metadata aptSources). */
+  /**
+   * The apt sources its steps used (apt steps and RUN, whose keys hold them), here and in what it
+   * comes FROM (metadata aptSources).
+   */
   aptSources: string[];
   /** Exclusions recorded by the FROM template. */
   baseExclusions: Exclusion[];

@@ -449,12 +449,9 @@ export class Builder implements BuildContext {
     const { key } = keyed;
     // A file that is not a .deb fails at its place on the line, not as apt's first complaint.
     if (ins.kind === 'INSTALL' && keyed.copy) await checkLocalDebs(ins, keyed.copy, this.context);
-    // From the key, not the step's run: a cached rebuild records the same sources.
-    if (
-      keyed.sources &&
-      (ins.kind === 'BOOTSTRAP' || ins.kind === 'INSTALL' || ins.kind === 'UPGRADE')
-    )
-      recordAptSources(state, keyed.sources);
+    // From the key, not the step's run: a cached rebuild records the same sources. Every step
+    // whose key holds them (a RUN's too), or check could not recompute that key without them.
+    if (keyed.sources) recordAptSources(state, keyed.sources);
     let entry = this.opts.noCache ? undefined : await readCache(this.store, key);
     let from: string | undefined;
     for (const remote of this.opts.noCache ? [] : (this.opts.cacheFrom ?? [])) {
