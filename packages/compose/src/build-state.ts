@@ -79,8 +79,11 @@ export interface BuildOptions {
   /** Stage to build (default: the last one). */
   target?: string;
   buildArgs?: Record<string, string>;
-  /** apt sources file for every step; default: the build host's. A SOURCES instruction overrides. */
-  aptSources?: string;
+  /**
+   * apt sources for every step: a file, or sources already read from one (see StageKeysOptions);
+   * default: the build host's. A SOURCES instruction overrides.
+   */
+  aptSources?: string | AptSources;
   noCache?: boolean;
   /** Fail when Stratafile.lock no longer matches. */
   frozen?: boolean;

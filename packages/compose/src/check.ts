@@ -108,8 +108,9 @@ export interface CheckOptions {
   /**
    * apt sources file the build used, as for `strata build`; default: the apt sources the
    * template records it was built with (as `strata sources` reads them), else the build host's.
+   * Sources already read from the file are taken as they are (see StageKeysOptions).
    */
-  aptSources?: string;
+  aptSources?: string | AptSources;
   /** Of a multi-platform template, the platform to check (as `strata build --platform` built it). */
   platform?: PlatformSelector;
   /** Skip downloading the Packages indices (no newer-version report). */
