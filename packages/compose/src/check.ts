@@ -6,6 +6,7 @@ import {
   Digest,
   ImageConfig,
   ImageManifest,
+  EmptyStepRecord,
   LayerRecord,
   InvalidArgumentError,
   NotFoundError,
@@ -70,7 +71,7 @@ async function recordedSourcesKeys(
   steps: ReadonlyArray<{
     ins: LayerInstruction;
     scope: StepScope;
-    record: LayerRecord | undefined;
+    record: LayerRecord | EmptyStepRecord | undefined;
     parent: Digest | undefined;
   }>,
 ): Promise<{ keys: StageKeys; matched: boolean }> {
@@ -95,6 +96,37 @@ async function recordedSourcesKeys(
     if (keyed?.key === probe.record?.cacheKey) return { keys, matched: true };
   }
   return { keys: keysOf(sourcesOf(recorded)), matched: false };
+}
+
+/**
+ * Where each of `n` layer steps is in the template: its record, and how many layers come before
+ * it. A step that changed nothing (the next of `empty`, recorded after that many layers) has no
+ * layer; each other step has the next layer after the base's `nBase`.
+ */
+function placeSteps(
+  n: number,
+  nBase: number,
+  diffIds: readonly Digest[],
+  records: readonly LayerRecord[],
+  empty: readonly EmptyStepRecord[],
+): Array<{ record: LayerRecord | EmptyStepRecord | undefined; layers: number }> {
+  const out: Array<{ record: LayerRecord | EmptyStepRecord | undefined; layers: number }> = [];
+  let li = nBase;
+  let e = 0;
+  for (let i = 0; i < n; i++) {
+    const next = empty[e];
+    if (next !== undefined && next.after === li) {
+      out.push({ record: next, layers: li });
+      e++;
+      continue;
+    }
+    out.push({
+      record: li < 0 ? undefined : (records.find((r) => r.diffId === diffIds[li]) ?? records[li]),
+      layers: li,
+    });
+    li++;
+  }
+  return out;
 }
 
 export interface CheckOptions {
@@ -376,7 +408,10 @@ export async function checkTemplate(
       else if (isLayerStep(ins)) steps.push({ ins, scope: copyScope(scope) });
     }
   }
-  const nBase = diffIds.length - steps.length;
+  // Steps that changed nothing made no layer: the metadata lists them, the base's first.
+  const ownEmpty = (meta.emptySteps ?? []).slice(baseConfig?.strata?.emptySteps?.length ?? 0);
+  const nBase = diffIds.length - (steps.length - ownEmpty.length);
+  const placed = placeSteps(steps.length, nBase, diffIds, records, ownEmpty);
   if (nBase < 0 || (root.from.refKind === 'scratch' && nBase !== 0)) {
     reasons.push({
       kind: 'structure',
@@ -390,10 +425,6 @@ export async function checkTemplate(
     meta.aptSources !== undefined &&
     meta.aptSources.length > 0
   ) {
-    const recordOf = (i: number) => {
-      const li = nBase + i;
-      return li < 0 ? undefined : (records.find((r) => r.diffId === diffIds[li]) ?? records[li]);
-    };
     const chosen = await recordedSourcesKeys(
       keyOpts,
       meta.aptSources,
@@ -402,8 +433,8 @@ export async function checkTemplate(
         ? []
         : steps.map((st, i) => ({
             ...st,
-            record: recordOf(i),
-            parent: chainId(diffIds.slice(0, nBase + i)),
+            record: placed[i]?.record,
+            parent: chainId(diffIds.slice(0, placed[i]?.layers ?? 0)),
           })),
     );
     keys = chosen.keys;
@@ -414,9 +445,10 @@ export async function checkTemplate(
   }
   reasons.push(...(await checkDebuilds(keys, context, debuilds, meta.debuilds ?? [])));
   for (const [i, { ins, scope: s }] of stepsUnchecked ? [] : steps.entries()) {
-    const li = nBase + i;
-    if (li < 0) continue;
-    const record = records.find((r) => r.diffId === diffIds[li]) ?? records[li];
+    const at = placed[i];
+    if (!at || at.layers < 0) continue;
+    const li = at.layers;
+    const record = at.record;
     if (!record?.cacheKey) {
       reasons.push({
         kind: 'step',

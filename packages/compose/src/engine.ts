@@ -4,6 +4,7 @@ import {
   Annotations,
   Descriptor,
   InvalidArgumentError,
+  LayerRecord,
   NotFoundError,
   ParseError,
   PlatformSelector,
@@ -491,14 +492,47 @@ export class Builder implements BuildContext {
         locked.packages ?? [],
         this.lockFile,
       );
+    const status = !cached ? 'run' : from !== undefined ? 'remote-cached' : 'cached';
+    const history = { created: entry.created, created_by: ins.text };
+    if (!entry.layer || !entry.diffId) {
+      // It changed nothing: no layer, and the packages are those before it.
+      const after = state.layers.length;
+      state.emptySteps.push({
+        after,
+        history,
+        record: {
+          after,
+          createdBy: ins.text,
+          cacheKey: key,
+          ...(keyed.localRepo ? { localRepo: keyed.localRepo } : {}),
+        },
+        excluded: entry.excluded ?? {},
+      });
+      state.lock.steps.push({
+        instruction: ins.text,
+        cacheKey: key,
+        emptyLayer: true,
+        packages: [],
+        removed: [],
+      });
+      return {
+        status,
+        ...(from !== undefined ? { from } : {}),
+        cacheKey: key,
+        emptyLayer: true,
+        packagesAdded: [],
+        packagesRemoved: [],
+      };
+    }
     const { gone } = packageDelta(state.packages, entry.packages);
     state.shadowed.push(...shadowedBy(gone, state.layers));
+    const record: LayerRecord = { ...entry.record, diffId: entry.diffId };
     state.layers.push({
       desc: entry.layer,
       diffId: entry.diffId,
       // An entry from before records kept it does not say what its key held.
-      record: keyed.localRepo ? { ...entry.record, localRepo: keyed.localRepo } : entry.record,
-      history: { created: entry.created, created_by: ins.text },
+      record: keyed.localRepo ? { ...record, localRepo: keyed.localRepo } : record,
+      history,
       excluded: entry.excluded ?? {},
     });
     state.packages = entry.packages;
@@ -512,7 +546,7 @@ export class Builder implements BuildContext {
       removed: packagesRemoved,
     });
     return {
-      status: !cached ? 'run' : from !== undefined ? 'remote-cached' : 'cached',
+      status,
       ...(from !== undefined ? { from } : {}),
       cacheKey: key,
       layer: entry.layer,

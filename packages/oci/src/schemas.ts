@@ -144,6 +144,14 @@ export const templateMetadataSchema = {
           ownDebs: arrayOf(text),
         }),
       ),
+      emptySteps: arrayOf(
+        closed(['after', 'createdBy', 'cacheKey'], {
+          after: count,
+          createdBy: text,
+          cacheKey: digest,
+          localRepo: text,
+        }),
+      ),
       baseChain: arrayOf(baseTemplate),
       labels: stringMap,
       debuilds: arrayOf(

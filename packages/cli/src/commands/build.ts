@@ -220,14 +220,20 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                   steps.unpacking(e.bytes, e.total);
                   break;
                 case 'cached':
-                  steps.end(`cached ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`);
+                  steps.end(
+                    e.layer
+                      ? `cached ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`
+                      : 'cached, no changes (no layer)',
+                  );
                   break;
                 case 'remote-cached':
                   steps.end(`fetched from cache ${e.from}`);
                   break;
                 case 'layer':
                   steps.end(
-                    `layer ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}` +
+                    (e.layer
+                      ? `layer ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`
+                      : 'no changes (no layer)') +
                       (e.added.length || e.removed.length
                         ? ` (+${e.added.length} -${e.removed.length} packages)`
                         : ''),
