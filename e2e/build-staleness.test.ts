@@ -181,6 +181,29 @@ test(
 );
 
 test(
+  'strata check without --apt-sources finds a template of RUN steps only up to date: their keys hold the apt sources too',
+  async () => {
+    const runs = path.join(work, 'runs-only');
+    fs.mkdirSync(runs);
+    fs.writeFileSync(path.join(runs, 'Stratafile'), 'FROM base:v1\nRUN echo hi > /etc/hi\n');
+    expect((await build(['-t', 'runs:1', runs])).code).toBe(0);
+    // Besides those of the base it comes FROM.
+    expect(readImage(store, 'runs:1').config.strata.aptSources).toContainEqual(
+      expect.stringMatching(/^deb \[trusted=yes\] http:\/\/127\.0\.0\.1:/),
+    );
+    const r = await strata(
+      ['check', '--no-packages', '-f', path.join(runs, 'Stratafile'), 'runs:1'],
+      {
+        store,
+        cwd: runs,
+      },
+    );
+    expect([r.code, r.stdout.trim(), r.stderr]).toEqual([0, 'runs:1 is up to date', '']);
+  },
+  SLOW,
+);
+
+test(
   "strata check with other --apt-sources than the build's says so, rather than blaming the apt indices",
   async () => {
     const other = path.join(work, 'other.list');

@@ -6,6 +6,7 @@ import type {
   Descriptor,
   Digest,
   Distribution,
+  EmptyStepRecord,
   Exclusion,
   HistoryEntry,
   ImageConfig,
@@ -31,9 +32,10 @@ export type BuildEvent =
   | { type: 'step'; stage: string; step: number; steps: number; text: string; loc: Location }
   /** The step's base is being unpacked into a snapshot: compressed bytes of its layers so far. */
   | { type: 'unpack'; bytes: number; total: number }
-  | { type: 'cached'; layer: Descriptor }
-  | { type: 'remote-cached'; layer: Descriptor; from: string }
-  | { type: 'layer'; layer: Descriptor; seconds: number; added: string[]; removed: string[] }
+  // No `layer`: the step changed nothing and made none.
+  | { type: 'cached'; layer?: Descriptor }
+  | { type: 'remote-cached'; layer?: Descriptor; from: string }
+  | { type: 'layer'; layer?: Descriptor; seconds: number; added: string[]; removed: string[] }
   | { type: 'output'; chunk: Buffer }
   /**
    * DEBUILD built a source (or took it from the cache, `from` a remote one): the .debs, by file
@@ -79,8 +81,11 @@ export interface BuildOptions {
   /** Stage to build (default: the last one). */
   target?: string;
   buildArgs?: Record<string, string>;
-  /** apt sources file for every step; default: the build host's. A SOURCES instruction overrides. */
-  aptSources?: string;
+  /**
+   * apt sources for every step: a file, or sources already read from one (see StageKeysOptions);
+   * default: the build host's. A SOURCES instruction overrides.
+   */
+  aptSources?: string | AptSources;
   noCache?: boolean;
   /** Fail when Stratafile.lock no longer matches. */
   frozen?: boolean;
@@ -164,6 +169,8 @@ export interface StepReport {
   copiedFrom?: { stage: string; chain: Digest };
   cacheKey?: Digest;
   layer?: Descriptor;
+  /** A layer step that changed nothing, so made no layer (it has no `layer`). */
+  emptyLayer?: true;
   /** `name=version` of every package the step added or changed. */
   packagesAdded: string[];
   packagesRemoved: string[];
@@ -192,9 +199,22 @@ export interface BuiltLayer {
   excluded?: Record<string, number>;
 }
 
+/** A step that made no layer: its image has only its `empty_layer` history entry. */
+export interface EmptyStep {
+  /** How many layers come before it. */
+  after: number;
+  history: HistoryEntry;
+  /** A Stratafile step's record (none for an empty history entry of a base made elsewhere). */
+  record?: EmptyStepRecord;
+  /** Paths each exclusion rule kept out of it, as BuiltLayer's. */
+  excluded?: Record<string, number>;
+}
+
 export interface StageState {
   name: string;
   layers: BuiltLayer[];
+  /** Steps that made no layer, here and in what it comes FROM, in build order. */
+  emptySteps: EmptyStep[];
   env: Map<string, string>;
   args: Map<string, string>;
   labels: Record<string, string>;
@@ -209,7 +229,10 @@ export interface StageState {
   debuilds: DebuildRecord[];
   /** Packages its layers removed or replaced, still in lower blobs (metadata shadowedPackages). */
   shadowed: ShadowedPackage[];
-  /** The apt sources packages came from, here and in what it comes FROM (metadata aptSources). */
+  /**
+   * The apt sources its steps used (apt steps and RUN, whose keys hold them), here and in what it
+   * comes FROM (metadata aptSources).
+   */
   aptSources: string[];
   /** Exclusions recorded by the FROM template. */
   baseExclusions: Exclusion[];

@@ -26,8 +26,27 @@ async function entryWithLayer(data: Buffer): Promise<CacheEntry> {
 test('a cache entry whose layer blob has the wrong size is a miss, so the step runs again', async () => {
   const entry = await entryWithLayer(Buffer.alloc(1000, 'layer'));
   expect(await readCache(store, entry.key)).toEqual(entry);
-  await fsp.truncate(store.blobPath(entry.layer.digest), 500);
+  if (!entry.layer) throw new Error('no layer');
+  const blob = store.blobPath(entry.layer.digest);
+  await fsp.truncate(blob, 500);
   expect(await readCache(store, entry.key)).toBeUndefined();
-  await fsp.rm(store.blobPath(entry.layer.digest));
+  await fsp.rm(blob);
   expect(await readCache(store, entry.key)).toBeUndefined();
+});
+
+test('a step that changed nothing is cached as making no layer, and a layer that went missing is not taken for that', async () => {
+  const key = sha256('RUN true');
+  const empty: CacheEntry = {
+    key,
+    emptyLayer: true,
+    record: { createdBy: 'RUN true', cacheKey: key },
+    packages: [],
+    created: '2024-01-01T00:00:00Z',
+  };
+  await writeCache(store, empty);
+  expect(await readCache(store, key)).toEqual(empty);
+  // An entry that names no layer and does not say it made none is damaged: a miss.
+  const { emptyLayer: _, ...lost } = empty;
+  await writeCache(store, lost);
+  expect(await readCache(store, key)).toBeUndefined();
 });

@@ -18,6 +18,9 @@ import type { BuiltDeb } from './built-debs';
 import type { CopySource } from './copy-sources';
 import { keptUnder, type ContextIgnore } from './ignore';
 
+/** A layer's record, or the record of a step that made none (no `diffId`). */
+export type StepRecord = Omit<LayerRecord, 'diffId'> & { diffId?: Digest };
+
 /** Everything a step's result depends on. Its sha256 is the cache key. */
 export interface CacheKeyInput {
   parent: Digest | null;
@@ -51,9 +54,13 @@ export function cacheKey(k: CacheKeyInput): Digest {
 /** A cached step result: the layer it made and what it did. */
 export interface CacheEntry {
   key: Digest;
-  layer: Descriptor;
-  diffId: Digest;
-  record: LayerRecord;
+  /** The layer, absent when the step changed nothing (`emptyLayer`). */
+  layer?: Descriptor;
+  diffId?: Digest;
+  /** The step changed nothing: it makes no layer, only an `empty_layer` history entry. */
+  emptyLayer?: true;
+  /** What the step did; its `diffId` is the layer's (none for an empty one). */
+  record: StepRecord;
   /** Installed packages after the step. */
   packages: DebianPackage[];
   created: string;
@@ -75,9 +82,11 @@ export async function readCache(store: Store, key: Digest): Promise<CacheEntry |
   const doc = (await store.getRoot(rootName(key))) as unknown as { entry?: CacheEntry } | undefined;
   const entry = doc?.entry;
   if (!entry || entry.key !== key) return undefined;
+  if (!entry.layer !== (entry.emptyLayer === true)) return undefined;
   // A layer blob of another size is damaged: a miss runs the step again, and writing its
   // layer replaces the broken copy.
-  if (!(await store.holdsBlob(entry.layer.digest, entry.layer.size))) return undefined;
+  if (entry.layer && !(await store.holdsBlob(entry.layer.digest, entry.layer.size)))
+    return undefined;
   // A hit makes the entry recently used: gc keeps those longest once no tag uses them.
   await store.touchRoot(rootName(key));
   return entry;
@@ -85,7 +94,7 @@ export async function readCache(store: Store, key: Digest): Promise<CacheEntry |
 
 export async function writeCache(store: Store, entry: CacheEntry): Promise<void> {
   await store.putRoot(rootName(entry.key), {
-    descriptors: [entry.layer],
+    descriptors: entry.layer ? [entry.layer] : [],
     entry: entry as unknown as Record<string, unknown>,
   });
 }

@@ -6,6 +6,7 @@ import {
   Digest,
   ImageConfig,
   ImageManifest,
+  EmptyStepRecord,
   LayerRecord,
   InvalidArgumentError,
   NotFoundError,
@@ -70,7 +71,7 @@ async function recordedSourcesKeys(
   steps: ReadonlyArray<{
     ins: LayerInstruction;
     scope: StepScope;
-    record: LayerRecord | undefined;
+    record: LayerRecord | EmptyStepRecord | undefined;
     parent: Digest | undefined;
   }>,
 ): Promise<{ keys: StageKeys; matched: boolean }> {
@@ -97,6 +98,37 @@ async function recordedSourcesKeys(
   return { keys: keysOf(sourcesOf(recorded)), matched: false };
 }
 
+/**
+ * Where each of `n` layer steps is in the template: its record, and how many layers come before
+ * it. A step that changed nothing (the next of `empty`, recorded after that many layers) has no
+ * layer; each other step has the next layer after the base's `nBase`.
+ */
+function placeSteps(
+  n: number,
+  nBase: number,
+  diffIds: readonly Digest[],
+  records: readonly LayerRecord[],
+  empty: readonly EmptyStepRecord[],
+): Array<{ record: LayerRecord | EmptyStepRecord | undefined; layers: number }> {
+  const out: Array<{ record: LayerRecord | EmptyStepRecord | undefined; layers: number }> = [];
+  let li = nBase;
+  let e = 0;
+  for (let i = 0; i < n; i++) {
+    const next = empty[e];
+    if (next !== undefined && next.after === li) {
+      out.push({ record: next, layers: li });
+      e++;
+      continue;
+    }
+    out.push({
+      record: li < 0 ? undefined : (records.find((r) => r.diffId === diffIds[li]) ?? records[li]),
+      layers: li,
+    });
+    li++;
+  }
+  return out;
+}
+
 export interface CheckOptions {
   /** Path of the Stratafile the template was built from. */
   file: string;
@@ -108,8 +140,9 @@ export interface CheckOptions {
   /**
    * apt sources file the build used, as for `strata build`; default: the apt sources the
    * template records it was built with (as `strata sources` reads them), else the build host's.
+   * Sources already read from the file are taken as they are (see StageKeysOptions).
    */
-  aptSources?: string;
+  aptSources?: string | AptSources;
   /** Of a multi-platform template, the platform to check (as `strata build --platform` built it). */
   platform?: PlatformSelector;
   /** Skip downloading the Packages indices (no newer-version report). */
@@ -376,7 +409,10 @@ export async function checkTemplate(
       else if (isLayerStep(ins)) steps.push({ ins, scope: copyScope(scope) });
     }
   }
-  const nBase = diffIds.length - steps.length;
+  // Steps that changed nothing made no layer: the metadata lists them, the base's first.
+  const ownEmpty = (meta.emptySteps ?? []).slice(baseConfig?.strata?.emptySteps?.length ?? 0);
+  const nBase = diffIds.length - (steps.length - ownEmpty.length);
+  const placed = placeSteps(steps.length, nBase, diffIds, records, ownEmpty);
   if (nBase < 0 || (root.from.refKind === 'scratch' && nBase !== 0)) {
     reasons.push({
       kind: 'structure',
@@ -390,10 +426,6 @@ export async function checkTemplate(
     meta.aptSources !== undefined &&
     meta.aptSources.length > 0
   ) {
-    const recordOf = (i: number) => {
-      const li = nBase + i;
-      return li < 0 ? undefined : (records.find((r) => r.diffId === diffIds[li]) ?? records[li]);
-    };
     const chosen = await recordedSourcesKeys(
       keyOpts,
       meta.aptSources,
@@ -402,8 +434,8 @@ export async function checkTemplate(
         ? []
         : steps.map((st, i) => ({
             ...st,
-            record: recordOf(i),
-            parent: chainId(diffIds.slice(0, nBase + i)),
+            record: placed[i]?.record,
+            parent: chainId(diffIds.slice(0, placed[i]?.layers ?? 0)),
           })),
     );
     keys = chosen.keys;
@@ -414,9 +446,10 @@ export async function checkTemplate(
   }
   reasons.push(...(await checkDebuilds(keys, context, debuilds, meta.debuilds ?? [])));
   for (const [i, { ins, scope: s }] of stepsUnchecked ? [] : steps.entries()) {
-    const li = nBase + i;
-    if (li < 0) continue;
-    const record = records.find((r) => r.diffId === diffIds[li]) ?? records[li];
+    const at = placed[i];
+    if (!at || at.layers < 0) continue;
+    const li = at.layers;
+    const record = at.record;
     if (!record?.cacheKey) {
       reasons.push({
         kind: 'step',

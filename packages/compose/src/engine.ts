@@ -4,6 +4,7 @@ import {
   Annotations,
   Descriptor,
   InvalidArgumentError,
+  LayerRecord,
   NotFoundError,
   ParseError,
   PlatformSelector,
@@ -467,12 +468,9 @@ export class Builder implements BuildContext {
     const { key } = keyed;
     // A file that is not a .deb fails at its place on the line, not as apt's first complaint.
     if (ins.kind === 'INSTALL' && keyed.copy) await checkLocalDebs(ins, keyed.copy, this.context);
-    // From the key, not the step's run: a cached rebuild records the same sources.
-    if (
-      keyed.sources &&
-      (ins.kind === 'BOOTSTRAP' || ins.kind === 'INSTALL' || ins.kind === 'UPGRADE')
-    )
-      recordAptSources(state, keyed.sources);
+    // From the key, not the step's run: a cached rebuild records the same sources. Every step
+    // whose key holds them (a RUN's too), or check could not recompute that key without them.
+    if (keyed.sources) recordAptSources(state, keyed.sources);
     let entry = this.opts.noCache ? undefined : await readCache(this.store, key);
     let from: string | undefined;
     for (const remote of this.opts.noCache ? [] : (this.opts.cacheFrom ?? [])) {
@@ -512,20 +510,56 @@ export class Builder implements BuildContext {
         locked.packages ?? [],
         this.lockFile,
       );
+    const status = !cached ? 'run' : from !== undefined ? 'remote-cached' : 'cached';
+    const history = { created: entry.created, created_by: ins.text };
+    if (!entry.layer || !entry.diffId) {
+      // It changed nothing: no layer, and the packages are those before it.
+      const after = state.layers.length;
+      state.emptySteps.push({
+        after,
+        history,
+        record: {
+          after,
+          createdBy: ins.text,
+          cacheKey: key,
+          ...(keyed.localRepo ? { localRepo: keyed.localRepo } : {}),
+          ...(source && keyed.fromChain
+            ? { copiedFrom: { stage: source.name, chain: keyed.fromChain } }
+            : {}),
+        },
+        excluded: entry.excluded ?? {},
+      });
+      state.lock.steps.push({
+        instruction: ins.text,
+        cacheKey: key,
+        emptyLayer: true,
+        packages: [],
+        removed: [],
+      });
+      return {
+        status,
+        ...(from !== undefined ? { from } : {}),
+        cacheKey: key,
+        emptyLayer: true,
+        packagesAdded: [],
+        packagesRemoved: [],
+      };
+    }
     const { gone } = packageDelta(state.packages, entry.packages);
     state.shadowed.push(...shadowedBy(gone, state.layers));
+    const record: LayerRecord = { ...entry.record, diffId: entry.diffId };
     state.layers.push({
       desc: entry.layer,
       diffId: entry.diffId,
       // An entry from before records kept it does not say what its key held.
       record: {
-        ...entry.record,
+        ...record,
         ...(keyed.localRepo ? { localRepo: keyed.localRepo } : {}),
         ...(source && keyed.fromChain
           ? { copiedFrom: { stage: source.name, chain: keyed.fromChain } }
           : {}),
       },
-      history: { created: entry.created, created_by: ins.text },
+      history,
       excluded: entry.excluded ?? {},
     });
     state.packages = entry.packages;
@@ -539,7 +573,7 @@ export class Builder implements BuildContext {
       removed: packagesRemoved,
     });
     return {
-      status: !cached ? 'run' : from !== undefined ? 'remote-cached' : 'cached',
+      status,
       ...(from !== undefined ? { from } : {}),
       ...(source && keyed.fromChain
         ? { copiedFrom: { stage: source.name, chain: keyed.fromChain } }

@@ -25,7 +25,7 @@ import { BuildContext, StageState, shadowedPackages } from './build-state';
  */
 function exclusionsOf(state: StageState): Exclusion[] {
   const counts = new Map<string, number>();
-  for (const l of state.layers) {
+  for (const l of [...state.layers, ...state.emptySteps]) {
     for (const [p, n] of Object.entries(l.excluded ?? {})) counts.set(p, (counts.get(p) ?? 0) + n);
   }
   // One record per rule: a rule the FROM template recorded too adds its matches to that one.
@@ -115,6 +115,7 @@ export async function writeImage(
     env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
   const base = state.baseChain[state.baseChain.length - 1];
   const shadowed = shadowedPackages(state);
+  const emptySteps = state.emptySteps.flatMap((e) => (e.record ? [e.record] : []));
   const annotations: Record<string, string> = {
     [Annotations.title]: name,
     [Annotations.created]: created,
@@ -134,6 +135,7 @@ export async function writeImage(
       packages: state.packages,
       exclusions: exclusionsOf(state),
       layers: state.layers.map((l) => l.record),
+      ...(emptySteps.length > 0 ? { emptySteps } : {}),
       baseChain: state.baseChain,
       labels: state.labels,
       ...(state.debuilds.length > 0 ? { debuilds: state.debuilds } : {}),
@@ -141,6 +143,7 @@ export async function writeImage(
       ...(shadowed.length > 0 ? { shadowedPackages: shadowed } : {}),
     },
     layers: state.layers.map((l) => ({ descriptor: l.desc, diffId: l.diffId, history: l.history })),
+    emptyHistory: state.emptySteps,
     platform: ociPlatform(debArch),
     env,
     labels: { ...state.labels, [Annotations.title]: name },

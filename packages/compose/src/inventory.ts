@@ -83,6 +83,7 @@ export async function takeInventory(store: Store): Promise<Inventory> {
           liveChains.add(chainId(diffIds.slice(0, i)) as Digest);
         }
         for (const l of config.strata?.layers ?? []) if (l.cacheKey) liveKeys.add(l.cacheKey);
+        for (const e of config.strata?.emptySteps ?? []) liveKeys.add(e.cacheKey);
       }
     } catch (e) {
       // What a tag uses decides what gc keeps: unreadable, it stops gc and df, naming the tag.

@@ -7,7 +7,9 @@ import { writeFileAtomic } from '@strata/store';
 export interface LockedStep {
   instruction: string;
   cacheKey: Digest;
-  layer: Digest;
+  /** The layer's digest; absent for a step that changed nothing (`emptyLayer`). */
+  layer?: Digest;
+  emptyLayer?: true;
   /** `name=version` of every package the step added or changed. */
   packages: string[];
   removed: string[];

@@ -62,15 +62,18 @@ export class RegistryCache implements RemoteCache {
   async get(key: Digest): Promise<CacheEntry | undefined> {
     const found = await this.fetch(key);
     const entry = found?.entry as CacheEntry | undefined;
+    // A step that changed nothing has no layer, and its manifest none.
     const layer = found?.blobs.length === 1 ? found.blobs[0] : undefined;
-    if (!found || !entry?.layer || !layer || entry.layer.digest !== layer.digest) return undefined;
+    const empty = entry?.emptyLayer === true && !entry.layer && found?.blobs.length === 0;
+    if (!found || !entry || (!empty && (!entry.layer || entry.layer.digest !== layer?.digest)))
+      return undefined;
     await this.pull(found.blobs);
     await writeCache(this.store, entry);
     return entry;
   }
 
   async put(entry: CacheEntry): Promise<void> {
-    await this.publish(entry.key, entry, [entry.layer], entry.record.createdBy);
+    await this.publish(entry.key, entry, entry.layer ? [entry.layer] : [], entry.record.createdBy);
   }
 
   async getDebs(key: Digest): Promise<DebuildEntry | undefined> {

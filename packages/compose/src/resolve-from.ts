@@ -21,7 +21,7 @@ import { loadArchive } from '@strata/store';
 import type { LockedStage } from './lockfile';
 import type { FromInstruction, StageHead } from './stratafile';
 import { BuildStepError, envOfConfig, inheritScope } from './stage-keys';
-import { BuildContext, BuiltLayer, StageState } from './build-state';
+import { BuildContext, BuiltLayer, EmptyStep, StageState } from './build-state';
 
 /** The key a stage is known by: its name, or `#<index>`. */
 export function stageKey(s: StageHead): string {
@@ -32,6 +32,7 @@ export function emptyState(name: string, ref: string): StageState {
   return {
     name,
     layers: [],
+    emptySteps: [],
     env: new Map(),
     args: new Map(),
     labels: {},
@@ -185,6 +186,7 @@ export async function resolveFrom(
       ...inheritScope(earlier),
       name,
       layers: [...earlier.layers],
+      emptySteps: [...earlier.emptySteps],
       labels: { ...earlier.labels },
       features: new Set(earlier.features),
       packages: [...earlier.packages],
@@ -226,6 +228,7 @@ export async function resolveFrom(
   state.lock.from.digest = desc.digest;
   if (parts.buildchroot) state.inheritedBuildchroot = parts.buildchroot;
   state.layers = layers;
+  state.emptySteps = emptyStepsOf(config);
   state.from = { ref: f.ref, loc: f.loc, layers: layers.length };
   state.env = envOfConfig(config);
   state.labels = { ...(meta?.labels ?? {}) };
@@ -267,4 +270,24 @@ async function rootfsManifest(
   if (!bc.ok && bc.reason === 'ambiguous')
     requireManifest(index, { ...sel, role: 'buildchroot' }, ref);
   return bc.ok ? { rootfs, buildchroot: bc.descriptor } : { rootfs };
+}
+
+/**
+ * The empty history entries of a FROM template, each after the layers whose entries come before
+ * it, with the record of the Stratafile step that made it (matched in order).
+ */
+function emptyStepsOf(config: ImageConfig): EmptyStep[] {
+  const records = [...(config.strata?.emptySteps ?? [])];
+  const out: EmptyStep[] = [];
+  let after = 0;
+  for (const h of config.history ?? []) {
+    if (!h.empty_layer) {
+      after++;
+      continue;
+    }
+    const at = records.findIndex((r) => r.after === after && r.createdBy === h.created_by);
+    const record = at >= 0 ? records.splice(at, 1)[0] : undefined;
+    out.push({ after, history: h, ...(record ? { record } : {}) });
+  }
+  return out;
 }

@@ -148,6 +148,21 @@ export class StepRunner {
       this.ctx.checkAbort();
       const compression = this.ctx.opts.compression ?? 'zstd';
       const epoch = await this.ctx.epoch(state);
+      // A step that changed nothing (no file, no whiteout, no changed metadata, which would each
+      // be in the upper) makes no layer, as BuildKit makes none: only its history entry.
+      if (ins.kind !== 'BOOTSTRAP' && (await fsp.readdir(upper)).length === 0) {
+        const entry: CacheEntry = {
+          key,
+          emptyLayer: true,
+          record: { createdBy: ins.text, cacheKey: key },
+          packages: state.packages,
+          created: isoDate(new Date(epoch * 1000)),
+          excluded: cleaned.byPattern,
+        };
+        await writeCache(this.ctx.store, entry);
+        this.ctx.emit({ type: 'layer', seconds: (Date.now() - t0) / 1000, added: [], removed: [] });
+        return entry;
+      }
       const tar = packTree({
         root: upper,
         overlay: lower.length > 0,

@@ -12,6 +12,7 @@ import {
 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { hostDebianArchitecture } from '@strata/tools';
+import { makeSources } from '@strata/debian';
 import { checkTemplate } from './check';
 import {
   BuildStepError,
@@ -604,4 +605,20 @@ describe('BuildStepError', () => {
     const bad = new BuildStepError(loc, 'x', { cause: new StrataError('INVALID_ARGUMENT', 'x') });
     expect(bad.code).toBe('TOOL_FAILED');
   });
+});
+
+test("apt sources given as read are the keys' own: the file changing after it was read changes no key", async () => {
+  const scope: StepScope = { env: envOfConfig(undefined), args: new Map(), excludes: [] };
+  const run = parseStratafile('FROM base:v1\nRUN echo hi\n', file(), {}).stages[0]?.steps[0];
+  if (!run) throw new Error('no RUN');
+  const before = await new StageKeys({ context: dir, aptSources: hostList() }).keyFor(
+    scope,
+    run,
+    undefined,
+  );
+  const read = makeSources(fs.readFileSync(hostList(), 'utf8'), hostList());
+  fs.writeFileSync(hostList(), 'deb http://deb.debian.org/debian trixie main\n');
+  const keys = new StageKeys({ context: dir, aptSources: read });
+  expect((await keys.keyFor(scope, run, undefined)).key).toBe(before.key);
+  expect(await keys.sourcesFor(scope)).toBe(read);
 });

@@ -165,8 +165,12 @@ export interface StageKeysOptions {
    * the context's `.strataignore`.
    */
   stratafile?: string;
-  /** apt sources file for steps before any SOURCES; default: `defaultSources`, else the build host's. */
-  aptSources?: string;
+  /**
+   * apt sources for steps before any SOURCES: a file, or sources already read from one (the
+   * CLI's, read once: a file that changed after it was checked, or a FIFO, would give another
+   * text); default: `defaultSources`, else the build host's.
+   */
+  aptSources?: string | AptSources;
   /**
    * The apt sources for steps before any SOURCES when no `aptSources` file is given (check's:
    * those the template records it was built with).
@@ -262,11 +266,14 @@ export class StageKeys {
   private defaultSourcesOf(): Promise<AptSources> {
     const file = this.opts.aptSources;
     const given = this.opts.defaultSources;
-    this.defaultSources ??= file
-      ? fsp.readFile(file, 'utf8').then((text) => makeSources(text, file))
-      : given
-        ? Promise.resolve(given)
-        : hostSources();
+    this.defaultSources ??=
+      typeof file === 'object'
+        ? Promise.resolve(file)
+        : file
+          ? fsp.readFile(file, 'utf8').then((text) => makeSources(text, file))
+          : given
+            ? Promise.resolve(given)
+            : hostSources();
     return this.defaultSources;
   }
 

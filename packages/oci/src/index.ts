@@ -40,6 +40,7 @@ export type {
   Distribution,
   Exclusion,
   LayerRecord,
+  EmptyStepRecord,
   ShadowedPackage,
   DebuildRecord,
   BaseTemplate,

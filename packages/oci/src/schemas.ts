@@ -145,6 +145,15 @@ export const templateMetadataSchema = {
           copiedFrom: closed(['stage', 'chain'], { stage: text, chain: digest }),
         }),
       ),
+      emptySteps: arrayOf(
+        closed(['after', 'createdBy', 'cacheKey'], {
+          after: count,
+          createdBy: text,
+          cacheKey: digest,
+          localRepo: text,
+          copiedFrom: closed(['stage', 'chain'], { stage: text, chain: digest }),
+        }),
+      ),
       baseChain: arrayOf(baseTemplate),
       labels: stringMap,
       debuilds: arrayOf(

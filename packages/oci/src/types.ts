@@ -140,6 +140,22 @@ export interface LayerRecord {
 }
 
 /**
+ * A Stratafile step that changed nothing (a RUN that wrote no file): the image has no layer for
+ * it, as BuildKit's has none, only its `empty_layer` history entry; this keeps its cache key for
+ * `strata check`.
+ */
+export interface EmptyStepRecord {
+  /** How many of the image's layers come before it. */
+  after: number;
+  createdBy: string;
+  cacheKey: Digest;
+  /** As LayerRecord's: the build's own packages' Release digest its key holds. */
+  localRepo?: string;
+  /** As LayerRecord's: the stage a `COPY --from` read. */
+  copiedFrom?: { stage: string; chain: Digest };
+}
+
+/**
  * A package that a later layer removed or replaced by another version: its files are still in
  * the blob of the layer that installed it, which a push distributes with the image, but not in
  * the flattened rootfs.
@@ -189,6 +205,8 @@ export interface TemplateMetadata {
   /** Exclusions applied when the rootfs was captured. */
   exclusions: Exclusion[];
   layers: LayerRecord[];
+  /** The steps that made no layer, here and in its base templates, in build order. */
+  emptySteps?: EmptyStepRecord[];
   /** Every ancestor template, nearest last: base → middleware → … */
   baseChain?: BaseTemplate[];
   /** OCI labels set by LABEL. */
@@ -196,8 +214,8 @@ export interface TemplateMetadata {
   /** The Debian source packages DEBUILD built for this template's stages, in build order. */
   debuilds?: DebuildRecord[];
   /**
-   * The apt sources its packages were installed from (BOOTSTRAP, INSTALL, UPGRADE, here and in
-   * its base templates), as one-line `deb` entries without credentials: where `strata sources`
+   * The apt sources its packages were installed from (BOOTSTRAP, INSTALL, UPGRADE, and RUN, whose
+   * keys hold them, here and in its base templates), as one-line `deb` entries without credentials: where `strata sources`
    * looks for their source packages.
    */
   aptSources?: string[];

@@ -84,3 +84,26 @@ test('writeBundle holds the rootfs then the buildchroot, each with its role and 
   expect(index.manifests.map(strip)).toEqual([strip(rootfs), strip(bc)]);
   expect(index.annotations).toEqual({ 'io.strata.bundle': 'rootfs+buildchroot' });
 });
+
+test('writeImage puts the history entries of steps that made no layer among the layers', async () => {
+  const img = await image('empty-steps', 'one');
+  const layer = img.layers[0];
+  if (!layer) throw new Error('no layer');
+  const second = { ...layer, history: { created, created_by: 'RUN echo b > /b' } };
+  const { manifest, config } = await writeImage(store, {
+    ...img,
+    layers: [layer, second],
+    emptyHistory: [
+      { after: 1, history: { created, created_by: 'RUN true' } },
+      { after: 2, history: { created, created_by: 'RUN :' } },
+    ],
+  });
+  expect(manifest.layers).toHaveLength(2);
+  expect(config.rootfs.diff_ids).toHaveLength(2);
+  expect(config.history).toEqual([
+    layer.history,
+    { created, created_by: 'RUN true', empty_layer: true },
+    second.history,
+    { created, created_by: 'RUN :', empty_layer: true },
+  ]);
+});

@@ -28,6 +28,11 @@ export interface NewImage {
   /** The template's metadata (the config's `strata` field); its `created` dates the image. */
   metadata: TemplateMetadata;
   layers: readonly NewLayer[];
+  /**
+   * History entries of steps that made no layer (written with `empty_layer: true`), each after
+   * the first `after` layers' entries, in order.
+   */
+  emptyHistory?: ReadonlyArray<{ after: number; history: HistoryEntry }>;
   platform: { architecture: string; variant?: string };
   env: readonly string[];
   labels: Record<string, string>;
@@ -57,7 +62,7 @@ export async function writeImage(store: Store, img: NewImage): Promise<WrittenIm
     os: 'linux',
     config: { Env: [...img.env], Labels: img.labels },
     rootfs: { type: 'layers', diff_ids: img.layers.map((l) => l.diffId) },
-    history: img.layers.map((l) => l.history),
+    history: historyOf(img),
     strata: metadata,
   };
   assertValid(validateConfig, config, 'image config');
@@ -115,4 +120,21 @@ export async function writeBundle(
     annotations: { 'io.strata.bundle': 'rootfs+buildchroot' },
   };
   return store.putJson(index, MediaTypes.imageIndex);
+}
+
+/** The layers' history entries, with the empty ones among them where they came. */
+function historyOf(img: NewImage): HistoryEntry[] {
+  const empty = img.emptyHistory ?? [];
+  const out: HistoryEntry[] = [];
+  let e = 0;
+  const emptiesUpTo = (n: number) => {
+    for (; e < empty.length && (empty[e]?.after ?? Infinity) <= n; e++)
+      out.push({ ...(empty[e]?.history ?? {}), empty_layer: true });
+  };
+  img.layers.forEach((l, i) => {
+    emptiesUpTo(i);
+    out.push(l.history);
+  });
+  emptiesUpTo(Infinity);
+  return out;
 }

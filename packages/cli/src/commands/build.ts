@@ -129,8 +129,13 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
       const { parsePlatforms, formatPlatform } = await import('@strata/oci');
       const platforms = a.platform !== undefined ? parsePlatforms(a.platform) : undefined;
       const { registryResolver, transportOptions } = await import('./registry');
+      const { makeSources } = await import('@strata/debian');
       // A missing file fails before the store is locked, naming the option.
-      if (a.aptSources !== undefined) await readInputFile('--apt-sources', a.aptSources);
+      // Read once: what was checked is what the steps' keys use (a FIFO can be read only once).
+      const aptSources =
+        a.aptSources !== undefined
+          ? makeSources(await readInputFile('--apt-sources', a.aptSources), a.aptSources)
+          : undefined;
       const store = await ctx.store(true);
       // The registry client loads only for a build that names a cache registry.
       const remote = async (spec: string, actions: Array<'pull' | 'push'>) => {
@@ -184,7 +189,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             ...(platforms ? { platforms } : {}),
             buildArgs: parseBuildArgs(a.buildArg),
             secrets: parseSecrets(a.secret),
-            aptSources: a.aptSources,
+            ...(aptSources !== undefined ? { aptSources } : {}),
             noCache: !a.cache,
             nativeDpkg: a.nativeDpkg,
             frozen: a.frozen,
@@ -215,14 +220,20 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                   steps.unpacking(e.bytes, e.total);
                   break;
                 case 'cached':
-                  steps.end(`cached ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`);
+                  steps.end(
+                    e.layer
+                      ? `cached ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`
+                      : 'cached, no changes (no layer)',
+                  );
                   break;
                 case 'remote-cached':
                   steps.end(`fetched from cache ${e.from}`);
                   break;
                 case 'layer':
                   steps.end(
-                    `layer ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}` +
+                    (e.layer
+                      ? `layer ${shortDigest(e.layer.digest)} ${formatBytes(e.layer.size)}`
+                      : 'no changes (no layer)') +
                       (e.added.length || e.removed.length
                         ? ` (+${e.added.length} -${e.removed.length} packages)`
                         : ''),

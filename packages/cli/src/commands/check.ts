@@ -63,10 +63,15 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
     run<CheckArgs>(async (ctx, a) => {
       const { checkTemplate, formatReason } = await import('@strata/compose');
       const { registryResolver } = await import('./registry');
+      const { makeSources } = await import('@strata/debian');
       const aptAuth = aptAuthOption(a.secret);
       let r;
       try {
-        if (a.aptSources !== undefined) await readInputFile('--apt-sources', a.aptSources);
+        // Read once: what was checked is what the steps' keys use (a FIFO can be read only once).
+        const aptSources =
+          a.aptSources !== undefined
+            ? makeSources(await readInputFile('--apt-sources', a.aptSources), a.aptSources)
+            : undefined;
         const store = await ctx.store();
         const { parsePlatform } = await import('@strata/oci');
         r = await checkTemplate(store, a.tag, {
@@ -75,7 +80,7 @@ export function checkCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
           context: a.context,
           target: a.target,
           buildArgs: parseBuildArgs(a.buildArg),
-          aptSources: a.aptSources,
+          ...(aptSources !== undefined ? { aptSources } : {}),
           noPackages: !a.packages,
           ...aptAuth,
           // Registry bases resolve as build's FROM does, with the same options and credentials.
