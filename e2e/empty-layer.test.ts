@@ -90,6 +90,19 @@ test(
       ['RUN true', true],
       ['RUN echo b > /etc/b', false],
     ]);
+    // inspect lists it where it ran, as docker history does.
+    const shown = (await strataOk(['inspect', 'empty:1'], { store })).stdout.split('\n');
+    const at = shown.findIndex((l) => l.endsWith('RUN echo a > /etc/a'));
+    expect(shown.slice(at, at + 3).map((l) => l.slice(28))).toEqual([
+      'RUN echo a > /etc/a',
+      'RUN true',
+      'RUN echo b > /etc/b',
+    ]);
+    expect(shown[at + 1]).toMatch(/^ {2}\(no layer\) +0 B {2}RUN true$/);
+    const summary = JSON.parse(
+      (await strataOk(['--json', 'inspect', 'empty:1'], { store })).stdout,
+    ) as { emptySteps: unknown };
+    expect(summary.emptySteps).toEqual([{ after: nBase + 1, createdBy: 'RUN true' }]);
     const lock = JSON.parse(fs.readFileSync(path.join(dir, 'Stratafile.lock'), 'utf8'));
     expect(lock.stages[0].steps[1]).toEqual({
       instruction: 'RUN true',

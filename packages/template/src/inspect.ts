@@ -145,6 +145,11 @@ export interface TemplateSummary {
   shadowedPackages: NonNullable<TemplateMetadata['shadowedPackages']>;
   exclusions: TemplateMetadata['exclusions'];
   layers: LayerSummary[];
+  /**
+   * The steps that changed nothing and so made no layer, as `docker history` shows them: each
+   * with how many of `layers` come before it.
+   */
+  emptySteps: Array<{ after: number; createdBy: string }>;
   size: number;
   /** The templates this one was built on, the root base first and the direct base last. */
   baseChain: NonNullable<TemplateMetadata['baseChain']>;
@@ -191,6 +196,7 @@ export function summarize(t: LoadedTemplate): TemplateSummary {
     shadowedPackages: m?.shadowedPackages ?? [],
     exclusions: m?.exclusions ?? [],
     layers,
+    emptySteps: (m?.emptySteps ?? []).map(({ after, createdBy }) => ({ after, createdBy })),
     size: layers.reduce((n, l) => n + l.size, 0),
     baseChain: m?.baseChain ?? [],
     aptSources: m?.aptSources ?? [],

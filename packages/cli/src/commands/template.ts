@@ -231,7 +231,13 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               `Shadowed:      ${counted(img.shadowedPackages.length, 'package')} removed or replaced, still in lower layers (sbom --all-layers)`,
             );
           ctx.print(`Layers:        ${img.layers.length} (${formatBytes(img.size)})`);
-          for (const l of img.layers) {
+          // A step that changed nothing has no layer: shown where it ran, as docker history does.
+          const emptyAfter = (n: number) => {
+            for (const e of img.emptySteps.filter((x) => x.after === n))
+              ctx.print(`  ${'(no layer)'.padEnd(12)}  ${'0 B'.padStart(10)}  ${e.createdBy}`);
+          };
+          for (const [i, l] of img.layers.entries()) {
+            emptyAfter(i);
             ctx.print(
               `  ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(10)}  ${l.createdBy ?? ''}`,
             );
@@ -247,6 +253,7 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
               );
             }
           }
+          emptyAfter(img.layers.length);
           const used = img.exclusions.filter((e) => e.matched > 0).length;
           ctx.print(`Exclusions:    ${img.exclusions.length} rules, ${used} matched`);
           for (const e of img.exclusions) {
