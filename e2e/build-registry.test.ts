@@ -131,7 +131,7 @@ describe('a cache registry that cannot be reached', () => {
       context,
     ]);
     expect([r.code, r.stderr]).toEqual([0, expect.any(String)]);
-    expect(JSON.parse(r.stdout)).toMatchObject({ stepsRun: 2, cacheHits: 0 });
+    expect(JSON.parse(r.stdout)).toMatchObject({ stepsRun: 3, cacheHits: 0 });
     const warnings = r.stderr.split('\n').filter((l) => l.startsWith('strata: warning:'));
     expect(warnings).toEqual([
       expect.stringMatching(
