@@ -22,8 +22,8 @@ import { cleanUpper } from './upper';
 import { Snapshots } from './snapshots';
 import { statusOfLowers } from './remove';
 import type { CopyFrom, Instruction } from './stratafile';
-import { BuildStepError, stepEnv } from './stage-keys';
-import { CopySource, CopySourceError, copySources, isGlob } from './copy-sources';
+import { BuildStepError, checkManySources, stepEnv } from './stage-keys';
+import { CopySource, CopySourceError, copySources } from './copy-sources';
 import { writeKeptList } from './ignore';
 import { stepCommand } from './step-command';
 import { checkCopyTarget, packageAt } from './copy-target';
@@ -406,14 +406,7 @@ export class StepRunner {
         { cause: e },
       );
     }
-    // As docker's: a glob that matched several needs a directory to copy them into.
-    if (copy.length > 1 && !ins.dest.endsWith('/')) {
-      const at = ins.sources.findIndex(isGlob);
-      throw new BuildStepError(
-        ins.sourceLocs[at] ?? ins.loc,
-        `COPY --from=${from.ref} ${ins.sources[at] ?? ''} matches ${copy.length} paths (${copy.map((c) => c.written).join(', ')}): with several sources, the destination must be a directory ending in "/"`,
-      );
-    }
+    checkManySources(ins, copy);
     return { tree, copy };
   }
 

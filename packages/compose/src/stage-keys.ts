@@ -157,6 +157,21 @@ export interface StepKey {
   fromChain?: Digest;
 }
 
+/**
+ * As docker's COPY: a glob that matched several sources needs a directory, ending in `/`, to
+ * copy them into. `copy` is what the sources of `ins` resolved to, in the context or (with
+ * `--from`) in a stage's tree.
+ */
+export function checkManySources(ins: CopyInstruction, copy: readonly CopySource[]): void {
+  if (copy.length <= 1 || ins.dest.endsWith('/')) return;
+  const at = ins.sources.findIndex(isGlob);
+  const what = ins.from ? `COPY --from=${ins.from.ref}` : 'COPY';
+  throw new BuildStepError(
+    ins.sourceLocs[at] ?? ins.loc,
+    `${what} ${ins.sources[at] ?? ''} matches ${copy.length} paths (${copy.map((c) => c.written).join(', ')}): with several sources, the destination must be a directory ending in "/"`,
+  );
+}
+
 export interface StageKeysOptions {
   /** Build context: SOURCES files, COPY sources and local .debs. */
   context: string;
@@ -326,14 +341,7 @@ export class StageKeys {
    */
   private copySourcesOf(ins: CopyInstruction): CopySource[] {
     const copy = this.contextSourcesOf(ins.sources, ins.sourceLocs, ins.loc);
-    // As docker's: a glob that matched several needs a directory to copy them into.
-    if (copy.length > 1 && !ins.dest.endsWith('/')) {
-      const at = ins.sources.findIndex(isGlob);
-      throw new BuildStepError(
-        ins.sourceLocs[at] ?? ins.loc,
-        `COPY ${ins.sources[at] ?? ''} matches ${copy.length} paths (${copy.map((c) => c.written).join(', ')}): with several sources, the destination must be a directory ending in "/"`,
-      );
-    }
+    checkManySources(ins, copy);
     return copy;
   }
 
