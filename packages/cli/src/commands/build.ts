@@ -10,6 +10,7 @@ import {
   movedTagNote,
   readInputFile,
   shortDigest,
+  stepLine,
   tagsBefore,
 } from '../output';
 import { formatDuration, type Bar, type Progress } from '../progress';
@@ -213,7 +214,7 @@ export function buildCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                 case 'step':
                   if (partial) output(Buffer.from('\n'));
                   steps.start(
-                    `[${stage.startsWith('#') ? '' : `${stage} `}${e.step}/${e.steps}] ${e.text}`,
+                    `[${stage.startsWith('#') ? '' : `${stage} `}${e.step}/${e.steps}] ${stepLine(e.text)}`,
                   );
                   break;
                 case 'unpack':
@@ -364,6 +365,6 @@ class StepLines {
     const secs = formatDuration((Date.now() - c.t0) / 1000);
     // A stopped step took no time to do its work: it was stopped after it.
     const took = outcome === 'interrupted' ? 'after' : 'in';
-    this.log(`${c.text}: ${outcome ? `${outcome} ` : ''}${took} ${secs}`);
+    this.log(`${stepLine(c.text)}: ${outcome ? `${outcome} ` : ''}${took} ${secs}`);
   }
 }

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { counted, outputOption, platformOption, readInputFile } from '../output';
+import { counted, outputOption, platformOption, readInputFile, stepLine } from '../output';
 import { aptAuthOption, secretOption } from '../secrets';
 
 interface SourcesArgs extends GlobalArgs {
@@ -74,7 +74,7 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
       for (const c of index.copied) {
         if (c.fromStage === undefined) continue;
         ctx.note(
-          `strata: warning: ${c.createdBy}: what stage ${c.fromStage} built is in ${c.file}, but not that stage's sources (its COPY inputs and build dependencies): add them to the bundle yourself`,
+          `strata: warning: ${stepLine(c.createdBy)}: what stage ${c.fromStage} built is in ${c.file}, but not that stage's sources (its COPY inputs and build dependencies): add them to the bundle yourself`,
         );
       }
       if (ctx.json) {

@@ -9,6 +9,7 @@ import {
   formatBytes,
   movedTagNote,
   shortDigest,
+  stepLine,
   stdinDash,
   platformOption,
 } from '../output';
@@ -234,12 +235,14 @@ export function templateCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalA
           // A step that changed nothing has no layer: shown where it ran, as docker history does.
           const emptyAfter = (n: number) => {
             for (const e of img.emptySteps.filter((x) => x.after === n))
-              ctx.print(`  ${'(no layer)'.padEnd(12)}  ${'0 B'.padStart(10)}  ${e.createdBy}`);
+              ctx.print(
+                `  ${'(no layer)'.padEnd(12)}  ${'0 B'.padStart(10)}  ${stepLine(e.createdBy)}`,
+              );
           };
           for (const [i, l] of img.layers.entries()) {
             emptyAfter(i);
             ctx.print(
-              `  ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(10)}  ${l.createdBy ?? ''}`,
+              `  ${shortDigest(l.digest)}  ${formatBytes(l.size).padStart(10)}  ${stepLine(l.createdBy ?? '')}`,
             );
             // What each step did to the packages, as the layer's metadata records it: the
             // answer to "which layer brought this in", short enough to read (--json has all).

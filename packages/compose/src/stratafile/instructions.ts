@@ -13,10 +13,11 @@ import {
   Word,
   plainLexer,
   quoteWord,
+  shellQuote,
   scanJsonArray,
 } from './lexer';
 import { debianArchitectureFor } from '@strata/debian';
-import { trimLine } from './lines';
+import { Heredoc, trimLine } from './lines';
 import {
   ARCHITECTURE,
   COMPONENT,
@@ -166,17 +167,20 @@ export function parseStep(ctx: Ctx, lookup: Lookup, stageOf?: StageLookup): Inst
       mounts.sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
       const rest = lx.text.slice(ctx.next).trim();
       if (rest === '') throw ctx.missing('RUN requires a command');
-      // BuildKit's heredoc form: its lines would be read as instructions, and the first of them
-      // reported as unknown, on the wrong line.
-      if (/^<<-?\s*["']?[A-Za-z_]/.test(rest))
-        throw lx.error(
-          ctx.next,
-          'RUN <<heredocs are not supported',
-          'put the script in a file of the build context and COPY it, or join its lines with && and \\',
-        );
       // The mounts say which secrets the step saw, never their values: that is all the step's
       // text (its history entry and cache key) holds of them.
       const head = ctx.canonical([]);
+      const docs = closedHeredocs(lx);
+      if (docs.length > 0) {
+        const written = docs.map((d) => [...d.lines, d.endLine].join('\n')).join('\n');
+        const text = `${head} ${rest}\n${written}`;
+        const [only] = docs;
+        const command =
+          docs.length === 1 && only !== undefined && rest === lx.text.slice(only.start, only.end)
+            ? heredocScript(only)
+            : `${rest}\n${written}`;
+        return { kind: 'RUN', command, mounts, loc, text };
+      }
       const json = scanJsonArray(lx.text, ctx.next);
       if (json !== null) {
         if (json.length === 0) throw lx.error(ctx.next, 'RUN [] needs at least the program to run');
@@ -187,6 +191,13 @@ export function parseStep(ctx: Ctx, lookup: Lookup, stageOf?: StageLookup): Inst
     }
     case 'COPY': {
       const flags = ctx.flags(FLAGS.COPY ?? {});
+      const [doc] = closedHeredocs(lx);
+      if (doc !== undefined)
+        throw lx.error(
+          doc.start,
+          'COPY <<heredocs are not supported',
+          `write the file in a RUN step instead: RUN cat > /path/to/file <<${doc.quoted ? `'${doc.delimiter}'` : doc.delimiter}`,
+        );
       const json = scanJsonArray(lx.text, ctx.next);
       const words: Word[] =
         json === null
@@ -380,6 +391,36 @@ export const SECRET_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const RESERVED_TARGETS = ['/proc', '/sys', '/dev', '/run/strata'];
 
 /** An architecture flag's value is a Debian architecture name, not uname's or docker's. */
+/** The line's here-documents; one the file ends inside is an error at its marker. */
+function closedHeredocs(lx: Lexer): Heredoc[] {
+  const docs = lx.line.heredocs ?? [];
+  for (const d of docs) {
+    if (d.endLine === undefined)
+      throw lx.error(
+        d.start,
+        `here-document <<${d.delimiter} is not closed: the file ends before a line "${d.delimiter}"`,
+      );
+  }
+  return docs;
+}
+
+/**
+ * The command of `RUN <<EOF` alone: its lines are the script, as in BuildKit. A script that
+ * starts with `#!` is run by that interpreter (with its one optional argument, as the kernel
+ * reads a `#!` line), reading the script from a descriptor, so that nothing is written into the
+ * tree and the script's stdin stays the step's; any other script is run by /bin/sh.
+ */
+function heredocScript(d: Heredoc): string {
+  const lines = d.stripTabs ? d.lines.map((l) => l.replace(/^\t+/, '')) : d.lines;
+  const body = lines.map((l) => `${l}\n`).join('');
+  const shebang = /^#!\s*(\S+)(?:[ \t]+(.*?))?[ \t]*$/.exec(lines[0] ?? '');
+  if (shebang === null) return body;
+  let end = 'STRATA_SCRIPT_END';
+  while (lines.includes(end)) end += '_';
+  const interpreter = [shebang[1] ?? '', ...(shebang[2] ? [shebang[2]] : [])];
+  return `exec ${interpreter.map(shellQuote).join(' ')} /dev/fd/3 3<<'${end}'\n${body}${end}`;
+}
+
 function checkArchitecture(lx: Lexer, flag: Flag): void {
   const value = flag.value ?? '';
   const meant = debianArchitectureFor(value);

@@ -1,0 +1,88 @@
+import { execFileSync } from 'node:child_process';
+import { Instruction, RunInstruction, parseStratafile } from '../stratafile';
+import { heredocMarkers, logicalLines } from './lines';
+
+function steps(src: string): Instruction[] {
+  return parseStratafile(`FROM base\n${src}`, 'Stratafile').stages[0]?.steps ?? [];
+}
+
+function run(src: string): RunInstruction {
+  const found = steps(src).find((s): s is RunInstruction => s.kind === 'RUN');
+  if (found === undefined) throw new Error('no RUN');
+  return found;
+}
+
+/** What /bin/sh prints running the step's command as the build does (`sh -c`). */
+function sh(step: RunInstruction): string {
+  if (typeof step.command !== 'string') throw new Error('not the shell form');
+  return execFileSync('/bin/sh', ['-c', step.command], {
+    encoding: 'utf8',
+    env: { PATH: '/usr/bin:/bin', X: 'x-value' },
+  });
+}
+
+test('markers: at a word start, outside quotes, not <<< or a shift', () => {
+  const words = (t: string) => heredocMarkers(t).map((m) => [m.delimiter, m.stripTabs, m.quoted]);
+  expect(words('RUN cat <<EOF > /a')).toEqual([['EOF', false, false]]);
+  expect(words(`RUN cat <<-'END' <<"B" | x`)).toEqual([
+    ['END', true, true],
+    ['B', false, true],
+  ]);
+  expect(words('RUN cat <<EOF>/a')).toEqual([['EOF', false, false]]);
+  expect(words('RUN cat /dev/fd/3 - 3<<A <<-B')).toEqual([
+    ['A', false, false],
+    ['B', true, false],
+  ]);
+  expect(words('RUN echo "<<EOF" \'<<B\' \\<<C $((1<<2)) <<<here')).toEqual([]);
+});
+
+test('the lines of a heredoc are kept as written, and the instruction after it is read', () => {
+  const src = 'FROM base\nRUN cat <<EOF > /a\n# not a comment\n\n  x \\\nEOF\nRUN true\n';
+  const lines = logicalLines(src);
+  expect(lines.map((l) => l.text)).toEqual(['FROM base', 'RUN cat <<EOF > /a', 'RUN true']);
+  expect(lines[1]?.heredocs?.[0]?.lines).toEqual(['# not a comment', '', '  x \\']);
+  expect(lines[2]?.pos[0]).toEqual({ line: 7, column: 1 });
+});
+
+test('RUN <<EOF alone runs its lines as a /bin/sh script', () => {
+  const step = run('RUN <<EOF\nset -e\necho "one $X"\n\n# a comment\necho two\nEOF');
+  expect(step.command).toBe('set -e\necho "one $X"\n\n# a comment\necho two\n');
+  expect(step.text).toBe('RUN <<EOF\nset -e\necho "one $X"\n\n# a comment\necho two\nEOF');
+  expect(sh(step)).toBe('one x-value\ntwo\n');
+});
+
+test('RUN <<EOF with a #! line runs that interpreter on the script, stdin left alone', () => {
+  const step = run(
+    "RUN <<'PY'\n#!/usr/bin/env python3\nimport sys\nprint('py', sys.stdin.read() == '')\nPY",
+  );
+  expect(sh(step)).toBe('py True\n');
+  // A script holding the word that ends the descriptor's here-document still runs whole.
+  const tricky = run('RUN <<EOF\n#!/bin/sh -e\necho STRATA_SCRIPT_END\nEOF');
+  expect(sh(tricky)).toBe('STRATA_SCRIPT_END\n');
+});
+
+test('RUN cmd <<EOF gives the shell the command and the here-documents as written', () => {
+  const step = run(
+    'RUN --mount=type=secret,id=k cat /dev/fd/3 - 3<<A <<-B\nfirst $X\nA\n\tsecond\n\tB\nRUN true',
+  );
+  expect(step.command).toBe('cat /dev/fd/3 - 3<<A <<-B\nfirst $X\nA\n\tsecond\n\tB');
+  expect(step.text).toBe(
+    'RUN --mount=type=secret,id=k cat /dev/fd/3 - 3<<A <<-B\nfirst $X\nA\n\tsecond\n\tB',
+  );
+  expect(sh(step)).toBe('first x-value\nsecond\n');
+  expect(
+    steps('RUN cat /dev/fd/3 - 3<<A <<-B\nfirst\nA\n\tsecond\n\tB\nRUN true').map((s) => s.kind),
+  ).toEqual(['RUN', 'RUN']);
+});
+
+test('<<-EOF drops leading tabs from a script and its end line; a quoted word is taken literally', () => {
+  const step = run("RUN <<-'EOF'\n\techo '$X'\n\t\tEOF");
+  expect(step.command).toBe("echo '$X'\n");
+  expect(sh(step)).toBe('$X\n');
+});
+
+test('a heredoc that the file ends inside is an error at its marker', () => {
+  expect(() => steps('RUN <<EOF\necho hi')).toThrow(
+    'Stratafile:2:5: here-document <<EOF is not closed: the file ends before a line "EOF"',
+  );
+});
