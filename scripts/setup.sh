@@ -19,6 +19,7 @@ fi
 #   util-linux                           unshare (build sandbox), findmnt, sfdisk helpers
 #   jq                                   `strata inspect --json | jq`
 #   e2fsprogs, dosfstools, mtools, fdisk ext4 and partitioned disk images
+#   bmap-tools                           bmaptool flashes a disk image with its --bmap in the tests
 #   docker-registry, apache2-utils, openssl   the registry tests (htpasswd, TLS)
 #   qemu-system-x86, ovmf                the boot test
 #   qemu-user-static, binfmt-support,    foreign architectures (arm64, armhf): steps run under
@@ -38,7 +39,7 @@ packages=(
   ca-certificates tar gzip isal zstd xz-utils attr libcap2-bin util-linux jq openssl
   mmdebstrap debian-archive-keyring dpkg-dev file
   skopeo umoci
-  e2fsprogs dosfstools mtools fdisk
+  e2fsprogs dosfstools mtools fdisk bmap-tools
   docker-registry apache2-utils
   qemu-system-x86 ovmf
   qemu-user-static binfmt-support arch-test patchelf

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { debianArchitectureOf } from '@strata/debian';
 import { InvalidArgumentError, NotFoundError, ParseError } from '@strata/oci';
 import { commitFile, Store } from '@strata/store';
+import { BmapSummary, bmapOf, MappedBlocks } from './bmap';
 import { rawcopyFile, stageBootPartition } from './boot-partition';
 import { stageEsp } from './esp';
 import {
@@ -31,13 +32,19 @@ export interface DiskResult {
   partitions: DiskPartition[];
   /** The msdos extended partition (number 4) that holds the logical ones, if any. */
   extended?: { start: number; size: number };
+  /** The block map written beside the image (DiskOptions.bmap). */
+  bmap?: BmapSummary & { file: string };
 }
 
-/** Copy `src` into `dst` at `offset`, skipping all-zero chunks (the image stays sparse). */
+/**
+ * Copy `src` into `dst` at `offset`, skipping all-zero chunks (the image stays sparse); the
+ * chunks written are marked in `written`.
+ */
 async function copyInto(
   src: string,
   dst: number,
   offset: number,
+  written: MappedBlocks,
   onBytes?: (n: number) => void,
 ): Promise<void> {
   const fd = fs.openSync(src, 'r');
@@ -51,6 +58,7 @@ async function copyInto(
       if (Buffer.compare(buf.subarray(0, n), zero.subarray(0, n)) !== 0) {
         let w = 0;
         while (w < n) w += fs.writeSync(dst, buf, w, n - w, offset + pos + w);
+        written.add(offset + pos, n);
       }
       pos += n;
       onBytes?.(n);
@@ -77,6 +85,33 @@ function atPart(e: unknown, file: string, p: WksPart): unknown {
 export interface DiskOptions extends CommonOptions {
   /** Where the .wks came from, for messages. */
   wksFile?: string;
+  /** Also write the image's block map (bmaptool's format) to this file. */
+  bmap?: string;
+}
+
+/**
+ * What a flash must write, as `bmaptool create` would find it in the sparse image: the chunks of
+ * each filesystem that were copied in (`written`), and everything outside the filesystems and
+ * empty partitions: the table and its backup, the EBRs between logical partitions, the
+ * alignment gaps, and each rawcopy part whole, zero bytes and all, as its bootloader needs them.
+ */
+function dataOf(
+  parts: readonly DiskPartition[],
+  raws: readonly (string | undefined)[],
+  sizeBytes: number,
+  written: MappedBlocks,
+): MappedBlocks {
+  const managed = parts
+    .filter((_, i) => raws[i] === undefined)
+    .map((p): [number, number] => [p.start, p.start + p.size])
+    .sort((a, b) => a[0] - b[0]);
+  let at = 0;
+  for (const [start, end] of managed) {
+    written.add(at, start - at);
+    at = Math.max(at, end);
+  }
+  written.add(at, sizeBytes - at);
+  return written;
 }
 
 /**
@@ -214,12 +249,13 @@ export async function buildDiskImage(
     await writePartitionTable(tmp, wks, layout, ptable === 'gpt' ? diskId.toUpperCase() : mbrId);
     const total = files.reduce((a, f, i) => a + (f ? (sizes[i] as number) : 0), 0);
     let copied = 0;
+    const written = new MappedBlocks();
     const fd = fs.openSync(tmp, 'r+');
     try {
       for (const [i, f] of files.entries()) {
         if (f === undefined) continue;
         stopIfInterrupted(o);
-        await copyInto(f, fd, (parts[i] as DiskPartition).start, (n) => {
+        await copyInto(f, fd, (parts[i] as DiskPartition).start, written, (n) => {
           copied += n;
           o.onProgress?.({ phase: 'copy', bytes: copied, total });
         });
@@ -230,7 +266,31 @@ export async function buildDiskImage(
       fs.closeSync(fd);
     }
     stopIfInterrupted(o);
+    let bmap: DiskResult['bmap'];
+    let bmapTmp: string | undefined;
+    if (o.bmap !== undefined) {
+      o.onProgress?.({ phase: 'bmap' });
+      const { text, summary } = await bmapOf(
+        tmp,
+        sizeBytes,
+        dataOf(parts, raws, sizeBytes, written),
+      );
+      bmapTmp = path.join(scratch, 'disk.img.bmap');
+      fs.writeFileSync(bmapTmp, text);
+      bmap = { file: o.bmap, ...summary };
+    }
+    stopIfInterrupted(o);
+    // The image first: a bmap never stands beside an image it was not made for, unless a crash
+    // falls between the two renames, and then bmaptool's checksums refuse the pair.
     await commitFile(tmp, output);
-    return { image, sizeBytes, ptable, partitions: parts, extended: layout.extended };
+    if (bmapTmp !== undefined && o.bmap !== undefined) await commitFile(bmapTmp, o.bmap);
+    return {
+      image,
+      sizeBytes,
+      ptable,
+      partitions: parts,
+      extended: layout.extended,
+      ...(bmap !== undefined ? { bmap } : {}),
+    };
   });
 }

@@ -26,6 +26,7 @@ interface ImageArgs extends GlobalArgs {
   size?: string;
   'extra-space'?: string;
   label?: string;
+  bmap?: boolean;
   role: 'rootfs' | 'buildchroot';
   platform?: string;
 }
@@ -165,6 +166,11 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             describe: 'Disk layout in the wic kickstart subset (docs/image.md)',
           })
           .option('output', outputOption('Disk image to write (with --wks)', false))
+          .option('bmap', {
+            type: 'boolean',
+            describe:
+              'With --wks: also write the block map for bmaptool beside the image (DISK.img.bmap)',
+          })
           .option('role', {
             choices: ['rootfs', 'buildchroot'] as const,
             default: 'rootfs' as const,
@@ -177,17 +183,26 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             if (a.wks && !a.output) throw new Error('--wks needs -o DISK.img');
             if (a.ext4 && a.output)
               throw new Error('-o goes with --wks; --ext4 names its own output');
+            if (a.bmap && !a.wks) throw new Error('--bmap goes with --wks -o DISK.img');
             if (a.wks && (a.size || a['extra-space'] || a.label))
               throw new Error(
                 '--size, --extra-space and --label are for --ext4; put them on part lines in the .wks',
               );
-            return distinctFiles([['-o', a.output]], [['--wks', a.wks]]);
+            return distinctFiles(
+              [
+                ['-o', a.output],
+                ['--bmap', a.bmap && a.output ? `${a.output}.bmap` : undefined],
+              ],
+              [['--wks', a.wks]],
+            );
           }),
       run<ImageArgs>(async (ctx, a) => {
         const { buildExt4Image, buildDiskImage, parseSizeArg, readWksFile } =
           await import('@strata/imager');
         if (a.ext4) await ctx.output(a.ext4, '--ext4');
         else await ctx.output(a.output as string, '-o');
+        const bmap = a.bmap ? `${a.output as string}.bmap` : undefined;
+        if (bmap !== undefined) await ctx.output(bmap, '--bmap');
         const store = await ctx.store();
         const platform = await platformArg(a);
         const progress = ctx.progress();
@@ -237,6 +252,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             role: a.role,
             ...platform,
             wksFile: a.wks,
+            bmap,
             sourceDateEpoch: epoch(),
             onProgress,
           }),
@@ -249,6 +265,7 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             ptable: r.ptable,
             partitions: r.partitions,
             ...(r.extended ? { extended: r.extended } : {}),
+            ...(r.bmap ? { bmap: r.bmap } : {}),
           });
         else
           ctx.print(
@@ -258,7 +275,11 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
                   ? `${p.mountpoint || 'raw'} at ${p.start} outside the table ${formatBytes(p.size)}`
                   : `${p.number}: ${p.mountpoint} ${p.fstype ?? 'raw'} ${formatBytes(p.size)}${p.kind === 'logical' ? ' (logical)' : ''}`,
               )
-              .join(', ')}, in ${progress.elapsed().toFixed(1)}s`,
+              .join(', ')}${
+              r.bmap
+                ? `; block map ${r.bmap.file}: ${formatBytes(r.bmap.mappedBlocks * 4096)} to write`
+                : ''
+            }, in ${progress.elapsed().toFixed(1)}s`,
           );
       }),
     )
