@@ -11,7 +11,7 @@ import { Instruction, LAYER_INSTRUCTIONS, Location, Stage, StageHead } from './s
 
 const HINT = 'rebuild without --frozen to update Stratafile.lock';
 
-/** The instructions that become the steps of a stage's lock entry (see Builder.layerStep). */
+/** The instructions that become the steps of a stage's lock entry (see layerStep). */
 function lockedKinds(ins: Instruction): boolean {
   return (LAYER_INSTRUCTIONS as readonly string[]).includes(ins.kind);
 }
