@@ -619,6 +619,28 @@ d('registry with token auth', () => {
     expect(bad.stderr).not.toMatch(/nope-nope/);
   });
 
+  it('build --cache-to a repository these credentials cannot push to fails before any step', async () => {
+    const ctx = path.join(work, 'ctx');
+    fs.mkdirSync(ctx, { recursive: true });
+    fs.writeFileSync(path.join(ctx, 'Stratafile'), 'FROM x\nRUN echo one > /one\n');
+    const cache = `${reg.host}/team/cache`;
+    const r = await strata(
+      ['--store', store, '--json', 'build', '-t', 'y', '--cache-to', cache, ctx],
+      {
+        env,
+      },
+    );
+    expect(r.code).toBe(1);
+    const { error } = JSON.parse(r.stdout) as { error: { message: string; hint?: string } };
+    expect(error.message).toContain(`--cache-to ${cache}: cannot push there: `);
+    expect(error.message).toMatch(/authentication required/);
+    expect(r.stderr).not.toMatch(/\[1\/1\]/);
+    // The upload session it opened to find out was for the cache repository, with push asked.
+    expect(tokens.requests.some((q) => q.scope.includes('repository:team/cache:pull,push'))).toBe(
+      true,
+    );
+  });
+
   it('follows the challenge to the token service with pull/push scopes, and mounts across repos', async () => {
     await strataOk(['login', reg.host, '-u', 'bob', '--password-stdin'], { env, input: 's3cret' });
     const pushed = json<PushJson>(

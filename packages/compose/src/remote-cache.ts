@@ -33,6 +33,8 @@ export interface RemoteCache {
   putDebs(entry: DebuildEntry): Promise<void>;
   /** Check that the cache answers at all (before a build that would publish to it). */
   ping?(): Promise<void>;
+  /** Check that this build may publish to it, before any step runs. */
+  checkPush?(): Promise<void>;
 }
 
 /** The registry tag that names a cache key. */
@@ -57,6 +59,17 @@ export class RegistryCache implements RemoteCache {
 
   async ping(): Promise<void> {
     await this.client.checkAuth();
+  }
+
+  /**
+   * Open an upload session and cancel it: the one request that shows whether the credentials
+   * may push to the repository. A registry answers a read-only login's GET /v2/, and a token
+   * service grants a token with fewer rights than asked rather than refuse it.
+   */
+  async checkPush(): Promise<void> {
+    const session = this.client.startUpload();
+    await session;
+    await this.client.cancelUpload(session);
   }
 
   async get(key: Digest): Promise<CacheEntry | undefined> {
@@ -242,8 +255,8 @@ class PublishingCache implements RemoteCache {
   }
 }
 
-function cacheToError(name: string, e: unknown): StrataError {
-  const message = `--cache-to ${name}: ${(e as Error).message}`;
+function cacheToError(name: string, e: unknown, why?: string): StrataError {
+  const message = `--cache-to ${name}: ${why ? `${why}: ` : ''}${(e as Error).message}`;
   return e instanceof StrataError
     ? new StrataError(e.code, message, { cause: e, ...(e.hint ? { hint: e.hint } : {}) })
     : new StrataError('UNAVAILABLE', message, { cause: e });
@@ -251,8 +264,9 @@ function cacheToError(name: string, e: unknown): StrataError {
 
 /**
  * The build's remote caches, guarded: `--cache-from` caches that stop answering are dropped
- * with a warning, and a `--cache-to` registry that cannot be reached fails the build before any
- * step runs (its steps' work would be lost at the first publish), with an error naming the flag.
+ * with a warning, and a `--cache-to` registry that cannot be reached, or that refuses these
+ * credentials a push, fails the build before any step runs (its steps' work would be lost at the
+ * first publish), with an error naming the flag.
  */
 export async function guardRemoteCaches<
   O extends { cacheFrom?: RemoteCache[]; cacheTo?: RemoteCache; onEvent?: (e: BuildEvent) => void },
@@ -278,6 +292,12 @@ export async function guardRemoteCaches<
             hint: 'start the registry, or build without --cache-to',
           },
         );
+    }
+    try {
+      await cacheTo.checkPush?.();
+    } catch (e) {
+      const why = isUnreachable(e) ? 'cannot reach the registry' : 'cannot push there';
+      throw cacheToError(cacheTo.name, e, why);
     }
     cacheTo = new PublishingCache(cacheTo);
   }
