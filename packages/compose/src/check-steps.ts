@@ -7,7 +7,8 @@ import { Digest, StrataError, TemplateMetadata, chainId } from '@strata/oci';
 import { AptSources, hostSources, makeSources } from '@strata/debian';
 import { LayerInstruction, StageKeys, StepKey } from './stage-keys';
 import { publishedAptSources } from './build-state';
-import { CheckReason, where } from './check-reason';
+import type { CheckReason } from './check-reason';
+import type { CopyInstruction } from './stratafile';
 import type { ChainStep, PlacedStep } from './check-layers';
 
 /** What a check's StageKeys are made from, besides the default apt sources. */
@@ -94,8 +95,19 @@ async function recordedSourcesKeys(
 }
 
 /**
+ * Whether the stage a `COPY --from` line copies from still gives the result the template copied
+ * (`copiedFrom`); `copyKey`: the key the template records for the copy.
+ */
+export type CopySourceCheck = (
+  ins: CopyInstruction,
+  copiedFrom: { stage: string; chain: Digest },
+  copyKey: Digest,
+) => Promise<CheckReason | undefined>;
+
+/**
  * Recompute each step's key on the template's layers before it (`diffIds`) and compare it with
  * the key its record holds; `recordedSources`: the apt sources the template records, if any.
+ * A `COPY --from` is also checked for its stage's result, by `copySource`.
  */
 export async function compareSteps(
   keys: StageKeys,
@@ -103,9 +115,9 @@ export async function compareSteps(
   placed: readonly PlacedStep[],
   diffIds: readonly Digest[],
   recordedSources: readonly string[] | undefined,
-): Promise<{ reasons: CheckReason[]; notes: string[] }> {
+  copySource: CopySourceCheck,
+): Promise<CheckReason[]> {
   const reasons: CheckReason[] = [];
-  const notes: string[] = [];
   for (const [i, { ins, scope }] of steps.entries()) {
     const at = placed[i];
     if (!at || at.layers < 0) continue;
@@ -120,7 +132,7 @@ export async function compareSteps(
       continue;
     }
     // A COPY --from's stage is not in the template: only the chain ID of its result is, which
-    // its key holds. The line itself is compared; the stage's own steps cannot be.
+    // its key holds. The line itself is compared on that result, the stage by `copySource`.
     if (ins.kind === 'COPY' && ins.from) {
       if (!record.copiedFrom) {
         reasons.push({
@@ -130,9 +142,8 @@ export async function compareSteps(
         });
         continue;
       }
-      notes.push(
-        `${where(ins.loc)}: ${ins.text}: stage ${record.copiedFrom.stage}'s own steps are not checked (the template holds only its result, ${record.copiedFrom.chain}); rebuild to take changes there`,
-      );
+      const source = await copySource(ins, record.copiedFrom, record.cacheKey);
+      if (source) reasons.push(source);
     }
     let keyed: StepKey;
     // The build's own packages the step's apt saw, as recorded: a DEBUILD that changed since is
@@ -157,7 +168,7 @@ export async function compareSteps(
       message: `${ins.text}: changed: ${whyChanged(ins, record.createdBy, keyed, recordedSources)}`,
     });
   }
-  return { reasons, notes };
+  return reasons;
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
  * `strata check`: is a built template up to date with its Stratafile, its base templates and the
  * current apt indices? The parts: the build args (check-args), the bases (check-bases), the
- * steps placed on the template's layers (check-layers), each step's key (check-steps), DEBUILD
- * sources (check-debuild) and newer packages (check-packages).
+ * steps placed on the template's layers (check-layers), each step's key (check-steps), the
+ * stages COPY --from reads (check-copy-from), DEBUILD sources (check-debuild) and newer packages
+ * (check-packages).
  */
 
 import { promises as fsp } from 'node:fs';
@@ -21,7 +22,8 @@ import { AptSources } from '@strata/debian';
 import { StageKeys, envOfConfig } from './stage-keys';
 import { Stage, StageHead, parseStageHeads, parseStratafile } from './stratafile';
 import { checkArgs } from './check-args';
-import { checkBases } from './check-bases';
+import { BaseCheckOptions, checkBases } from './check-bases';
+import { StageResults, checkCopySource, recordedLocalRepos } from './check-copy-from';
 import { alignSteps, walkChain } from './check-layers';
 import { KeyOptions, compareSteps, keysOfBuild } from './check-steps';
 import { checkDebuilds } from './check-debuild';
@@ -129,11 +131,12 @@ export async function checkTemplate(
 
   const chainHeads = stageChain(heads, opts.target, opts.file);
   const root = chainHeads[0] as StageHead;
-  const bases = await checkBases(store, root, meta.baseChain ?? [], {
+  const baseOpts: BaseCheckOptions = {
     context,
     ...(opts.platform ? { platform: opts.platform } : {}),
     ...(opts.resolveRemote ? { resolveRemote: opts.resolveRemote } : {}),
-  });
+  };
+  const bases = await checkBases(store, root, meta.baseChain ?? [], baseOpts);
   reasons.push(...bases.reasons);
   notes.push(...bases.notes);
   const { baseConfig, stepsUnchecked } = bases;
@@ -177,9 +180,19 @@ export async function checkTemplate(
   );
   if (note !== undefined) notes.push(note);
   reasons.push(...(await checkDebuilds(keys, context, walked.debuilds, meta.debuilds ?? [])));
-  const compared = await compareSteps(keys, checked, aligned.placed, diffIds, meta.aptSources);
-  reasons.push(...compared.reasons);
-  notes.push(...compared.notes);
+  const stages = new StageResults(store, keys, {
+    ...baseOpts,
+    text,
+    file: opts.file,
+    buildArgs,
+    heads,
+    localRepos: recordedLocalRepos([...records, ...(meta.emptySteps ?? [])]),
+  });
+  reasons.push(
+    ...(await compareSteps(keys, checked, aligned.placed, diffIds, meta.aptSources, (...a) =>
+      checkCopySource(store, stages, ...a),
+    )),
+  );
 
   // Newer package versions in the current indices (what UPGRADE would take).
   const newer = opts.noPackages ? [] : await newerPackages(store, keys, scope, meta, opts.aptAuth);
