@@ -6,7 +6,7 @@
  * lacks would run again, and a result of another chain ID would be copied.
  */
 
-import { Digest, StrataError, chainId } from '@strata/oci';
+import { Digest, ImageConfig, StrataError, chainId } from '@strata/oci';
 import { Store } from '@strata/store';
 import { debianArchitecture, debianArchitectureOf } from '@strata/debian';
 import { peekCache } from './cache';
@@ -153,7 +153,7 @@ export class StageResults {
       if (this.opts.platform) scope.debArch = debianArchitectureOf(this.opts.platform);
       return { kind: 'result', layers: [], scope, sf: sf() };
     }
-    let config;
+    let config: ImageConfig;
     try {
       const desc = await currentBase(this.store, f, this.opts);
       if (!desc) return { kind: 'unknown', message: `FROM ${f.ref} holds no image` };
