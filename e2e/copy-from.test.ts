@@ -167,13 +167,13 @@ describe('COPY --from in the metadata and in strata check', () => {
     expect(copies[0]?.copiedFrom?.stage).toBe('builder');
   });
 
-  test("check compares the copy on the recorded result, and says the stage's steps are not checked", async () => {
+  test('check compares the copy on the recorded result, and the builder stage on the build cache', async () => {
     const args = ['check', '-f', path.join(ctx, 'Stratafile'), '--apt-sources', sources];
     const r = await strata([...args, '--no-packages', '--json', 'final:3'], { store });
-    expect(r.code).toBe(0);
+    expect([r.code, show(r)]).toEqual([0, show(r)]);
     const res = JSON.parse(r.stdout) as { upToDate: boolean; notes: string[] };
     expect(res.upToDate).toBe(true);
-    expect(res.notes.join('\n')).toContain("stage builder's own steps are not checked");
+    expect(res.notes).toEqual([]);
     // A changed copy line is a changed step.
     fs.writeFileSync(
       path.join(ctx, 'Stratafile'),
@@ -285,5 +285,74 @@ describe('COPY --from errors name their place in the Stratafile', () => {
     const u = await strata(['build', '-q', '--apt-sources', sources, unknown], { store });
     expect(u.code).not.toBe(0);
     expect(u.stderr).toContain(':2:6: COPY --from=base:1: no stage named "base:1"');
+  });
+});
+
+describe('strata check looks into the stage a COPY --from reads', () => {
+  let ctx: string;
+  let args: string[];
+
+  interface Checked {
+    upToDate: boolean;
+    reasons: Array<{ kind: string; message: string; loc?: { line: number } }>;
+  }
+  async function check(ref: string): Promise<{ code: number | null; res: Checked }> {
+    const r = await strata([...args, '--no-packages', '--json', ref], { store });
+    return { code: r.code, res: JSON.parse(r.stdout) as Checked };
+  }
+
+  beforeAll(async () => {
+    ctx = buildContext(work, STRATAFILE, { 'hello.c': 'v5' });
+    args = ['check', '-f', path.join(ctx, 'Stratafile'), '--apt-sources', sources];
+    await build(ctx, 'final:5');
+  });
+
+  test('a changed file the builder copies makes the copies stale, at the builder step that reads it', async () => {
+    expect((await check('final:5')).code).toBe(0);
+    fs.writeFileSync(path.join(ctx, 'hello.c'), 'v6');
+    const { code, res } = await check('final:5');
+    expect(code).toBe(1);
+    expect(res.upToDate).toBe(false);
+    // Both copies read the builder; each is stale, at its own line, naming the builder's step.
+    expect(res.reasons.map((r) => [r.kind, r.loc?.line])).toEqual([
+      ['step', 7],
+      ['step', 8],
+    ]);
+    for (const r of res.reasons) {
+      expect(r.message).toContain('stage builder changed');
+      expect(r.message).toContain(`${path.join(ctx, 'Stratafile')}:4:1: COPY hello.c /src/`);
+      expect(r.message).toContain('is not in the build cache');
+    }
+    // The plain output says the same, one line each, and exits as stale.
+    const plain = await strata([...args, '--no-packages', 'final:5'], { store });
+    expect(plain.code).toBe(1);
+    expect(plain.stdout).toContain('final:5 is stale');
+    expect(plain.stdout).toContain(`${path.join(ctx, 'Stratafile')}:7:1: COPY --from=builder`);
+  });
+
+  test('a builder change a later build took is still a change for the older template', async () => {
+    await build(ctx, 'final:6');
+    expect((await check('final:6')).res.upToDate).toBe(true);
+    const { code, res } = await check('final:5');
+    expect(code).toBe(1);
+    expect(res.reasons[0]?.loc?.line).toBe(7);
+    expect(res.reasons[0]?.message).toMatch(
+      /stage builder changed: it now gives sha256:[0-9a-f]{64}, the template copied sha256:[0-9a-f]{64}/,
+    );
+    // Back to what final:5 was built from: up to date again.
+    fs.writeFileSync(path.join(ctx, 'hello.c'), 'v5');
+    const back = await check('final:5');
+    expect([back.code, back.res.reasons]).toEqual([0, []]);
+  });
+
+  test('without the build cache, check says it cannot tell rather than up to date', async () => {
+    fs.writeFileSync(path.join(ctx, 'hello.c'), 'v6');
+    expect((await check('final:6')).code).toBe(0);
+    await strataOk(['gc', '--build-cache', '--all'], { store });
+    const { code, res } = await check('final:6');
+    expect(code).toBe(1);
+    expect(res.upToDate).toBe(false);
+    expect(res.reasons[0]?.message).toContain('cannot tell whether stage builder changed');
+    expect(res.reasons[0]?.message).toContain(`${path.join(ctx, 'Stratafile')}:4:1: COPY hello.c`);
   });
 });

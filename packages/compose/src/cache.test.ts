@@ -1,8 +1,9 @@
 import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import { MediaTypes, sha256 } from '@strata/oci';
 import { Store } from '@strata/store';
 import { withTempStore } from '@strata/store/testing';
-import { CacheEntry, readCache, writeCache } from './cache';
+import { CacheEntry, cacheRootName, peekCache, readCache, writeCache } from './cache';
 
 let store: Store;
 withTempStore('cache', (t) => ({ store } = t));
@@ -49,4 +50,15 @@ test('a step that changed nothing is cached as making no layer, and a layer that
   const { emptyLayer: _, ...lost } = empty;
   await writeCache(store, lost);
   expect(await readCache(store, key)).toBeUndefined();
+});
+
+test('peeking at an entry (what check does) leaves its gc age alone; reading it for a build renews it', async () => {
+  const entry = await entryWithLayer(Buffer.alloc(100, 'peek'));
+  const root = path.join(store.paths.rootsDir, `${cacheRootName(entry.key)}.json`);
+  const old = new Date('2020-01-01T00:00:00Z');
+  await fsp.utimes(root, old, old);
+  expect(await peekCache(store, entry.key)).toEqual(entry);
+  expect((await fsp.stat(root)).mtime).toEqual(old);
+  expect(await readCache(store, entry.key)).toEqual(entry);
+  expect((await fsp.stat(root)).mtime.getTime()).toBeGreaterThan(old.getTime());
 });

@@ -79,6 +79,17 @@ export const cacheRootName = (key: Digest) => `cache-${digestHex(key)}`;
 const rootName = cacheRootName;
 
 export async function readCache(store: Store, key: Digest): Promise<CacheEntry | undefined> {
+  const entry = await peekCache(store, key);
+  // A hit makes the entry recently used: gc keeps those longest once no tag uses them.
+  if (entry) await store.touchRoot(rootName(key));
+  return entry;
+}
+
+/**
+ * The cache entry of `key`, when the store holds it whole, without making it recently used: what
+ * `strata check` reads, which must not keep entries from a gc that no build uses any more.
+ */
+export async function peekCache(store: Store, key: Digest): Promise<CacheEntry | undefined> {
   const doc = (await store.getRoot(rootName(key))) as unknown as { entry?: CacheEntry } | undefined;
   const entry = doc?.entry;
   if (!entry || entry.key !== key) return undefined;
@@ -87,8 +98,6 @@ export async function readCache(store: Store, key: Digest): Promise<CacheEntry |
   // layer replaces the broken copy.
   if (entry.layer && !(await store.holdsBlob(entry.layer.digest, entry.layer.size)))
     return undefined;
-  // A hit makes the entry recently used: gc keeps those longest once no tag uses them.
-  await store.touchRoot(rootName(key));
   return entry;
 }
 
