@@ -146,6 +146,42 @@ test(
   SLOW,
 );
 
+test(
+  'a .zst disk is flashed by bmaptool with its disk.img.bmap; a .gz one unpacks to the raw disk',
+  async () => {
+    const wks = path.join(work, 'packed.wks');
+    fs.writeFileSync(
+      wks,
+      'bootloader --ptable gpt\npart / --source rootfs --fstype ext4 --label root\n',
+    );
+    const zst = path.join(work, 'packed.img.zst');
+    const r = await strataJson<DiskJson>(['image', 'tiny:1', '--wks', wks, '-o', zst, '--bmap'], {
+      store,
+    });
+    // Named after the raw image, as Yocto's wic.bmap beside wic.zst.
+    expect(r.bmap.file).toBe(path.join(work, 'packed.img.bmap'));
+    expect(fs.statSync(zst).size).toBeLessThan(r.sizeBytes / 4);
+    const device = path.join(work, 'packed-device.img');
+    dirtyDevice(device, r.sizeBytes);
+    const copied = await runOk('bmaptool', ['copy', zst, device]);
+    expect(copied.stderr).toContain(`discovered bmap file '${r.bmap.file}'`);
+    const root = r.partitions[0] as DiskJson['partitions'][number];
+    const part = path.join(work, 'packed-root.img');
+    fs.writeFileSync(part, bytesAt(device, root.start, root.size));
+    await runOk('e2fsck', ['-fn', part]);
+    expect((await runOk('debugfs', ['-R', 'cat /etc/marker', part])).stdout).toBe('bmap-e2e\n');
+
+    const gz = path.join(work, 'packed.img.gz');
+    const g = await strataJson<DiskJson>(['image', 'tiny:1', '--wks', wks, '-o', gz], { store });
+    expect(g).not.toHaveProperty('bmap');
+    const raw = path.join(work, 'unpacked.img');
+    await runOk('sh', ['-c', `gzip -dc '${gz}' > '${raw}'`]);
+    expect(fs.statSync(raw).size).toBe(g.sizeBytes);
+    expect((await runOk('sfdisk', ['--json', raw])).stdout).toContain('"label": "gpt"');
+  },
+  SLOW,
+);
+
 test('a changed byte in the image, or in the map, fails the flash', async () => {
   const wks = path.join(work, 'plain.wks');
   fs.writeFileSync(wks, 'bootloader --ptable gpt\npart / --source rootfs --fstype ext4\n');

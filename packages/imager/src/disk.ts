@@ -1,7 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { debianArchitectureOf } from '@strata/debian';
-import { InvalidArgumentError, NotFoundError, ParseError } from '@strata/oci';
+import { Compression, InvalidArgumentError, NotFoundError, ParseError } from '@strata/oci';
+import { compressStream } from '@strata/tools';
 import { commitFile, Store } from '@strata/store';
 import { BmapSummary, bmapOf, MappedBlocks } from './bmap';
 import { rawcopyFile, stageBootPartition } from './boot-partition';
@@ -67,6 +69,38 @@ async function copyInto(
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** A disk image's compression, from its name: `.zst` and `.gz` are compressed, any other raw. */
+export function diskCompression(file: string): Compression {
+  if (/\.(zst|zstd)$/.test(file)) return 'zstd';
+  if (/\.gz$/.test(file)) return 'gzip';
+  return 'none';
+}
+
+/**
+ * Where the block map of disk image `output` goes: beside it, named after the raw image
+ * (`disk.img.zst` has `disk.img.bmap`), the name `bmaptool copy` looks for first after its own.
+ */
+export function bmapPathFor(output: string): string {
+  return `${diskCompression(output) === 'none' ? output : output.replace(/\.[^./]+$/, '')}.bmap`;
+}
+
+/** Compress the finished raw image into `out`; its holes read as zeros, which compress away. */
+async function compressInto(
+  raw: string,
+  out: string,
+  c: Compression,
+  onBytes: (n: number) => void,
+): Promise<void> {
+  const tool = compressStream(c);
+  const input = fs.createReadStream(raw, { highWaterMark: 1 << 20 });
+  input.on('data', (chunk) => onBytes(chunk.length));
+  await Promise.all([
+    pipeline(input, tool.stdin),
+    pipeline(tool.stdout, fs.createWriteStream(out, { mode: 0o644 })),
+    tool.done,
+  ]);
 }
 
 /**
@@ -280,9 +314,21 @@ export async function buildDiskImage(
       bmap = { file: o.bmap, ...summary };
     }
     stopIfInterrupted(o);
+    const compression = diskCompression(output);
+    let finished = tmp;
+    if (compression !== 'none') {
+      finished = path.join(scratch, 'disk.img.packed');
+      let read = 0;
+      await compressInto(tmp, finished, compression, (n) => {
+        read += n;
+        o.onProgress?.({ phase: 'compress', detail: compression, bytes: read, total: sizeBytes });
+      });
+      fs.rmSync(tmp);
+    }
+    stopIfInterrupted(o);
     // The image first: a bmap never stands beside an image it was not made for, unless a crash
     // falls between the two renames, and then bmaptool's checksums refuse the pair.
-    await commitFile(tmp, output);
+    await commitFile(finished, output);
     if (bmapTmp !== undefined && o.bmap !== undefined) await commitFile(bmapTmp, o.bmap);
     return {
       image,

@@ -2,7 +2,7 @@ export { checkFlattenDir, flattenToTar, flattenToDir } from './flatten';
 export { createBundle, describeBundle } from './bundle';
 export { readWksFile, parseSizeArg } from './wks';
 export { buildExt4Image } from './ext4';
-export { buildDiskImage } from './disk';
+export { bmapPathFor, buildDiskImage, diskCompression } from './disk';
 export { diffImages } from './diff';
 export type {
   ChangedFile,

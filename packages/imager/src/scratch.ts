@@ -18,7 +18,7 @@ import { ownedScratch } from './owned-scratch';
 import { ResolvedImage } from './resolve-image';
 
 export interface ImageProgress {
-  phase: 'flatten' | 'mke2fs' | 'mkfs.vfat' | 'partition' | 'copy' | 'bmap';
+  phase: 'flatten' | 'mke2fs' | 'mkfs.vfat' | 'partition' | 'copy' | 'bmap' | 'compress';
   /** What is being worked on, e.g. the mountpoint. */
   detail?: string;
   bytes?: number;

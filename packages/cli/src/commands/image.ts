@@ -165,11 +165,14 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
             type: 'string',
             describe: 'Disk layout in the wic kickstart subset (docs/image.md)',
           })
-          .option('output', outputOption('Disk image to write (with --wks)', false))
+          .option(
+            'output',
+            outputOption('Disk image to write (with --wks); .zst or .gz compresses it', false),
+          )
           .option('bmap', {
             type: 'boolean',
             describe:
-              'With --wks: also write the block map for bmaptool beside the image (DISK.img.bmap)',
+              'With --wks: also write the block map for bmaptool beside the image (DISK.img.bmap, also for DISK.img.zst)',
           })
           .option('role', {
             choices: ['rootfs', 'buildchroot'] as const,
@@ -188,20 +191,22 @@ export function imageCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalArgs
               throw new Error(
                 '--size, --extra-space and --label are for --ext4; put them on part lines in the .wks',
               );
-            return distinctFiles(
-              [
-                ['-o', a.output],
-                ['--bmap', a.bmap && a.output ? `${a.output}.bmap` : undefined],
-              ],
-              [['--wks', a.wks]],
-            );
+            return distinctFiles([['-o', a.output]], [['--wks', a.wks]]);
           }),
       run<ImageArgs>(async (ctx, a) => {
-        const { buildExt4Image, buildDiskImage, parseSizeArg, readWksFile } =
+        const { buildExt4Image, buildDiskImage, bmapPathFor, parseSizeArg, readWksFile } =
           await import('@strata/imager');
+        const bmap = a.bmap ? bmapPathFor(a.output as string) : undefined;
+        if (bmap !== undefined)
+          distinctFiles(
+            [
+              ['-o', a.output],
+              ['--bmap', bmap],
+            ],
+            [['--wks', a.wks]],
+          );
         if (a.ext4) await ctx.output(a.ext4, '--ext4');
         else await ctx.output(a.output as string, '-o');
-        const bmap = a.bmap ? `${a.output as string}.bmap` : undefined;
         if (bmap !== undefined) await ctx.output(bmap, '--bmap');
         const store = await ctx.store();
         const platform = await platformArg(a);
