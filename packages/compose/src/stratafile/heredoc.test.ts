@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { Instruction, RunInstruction, parseStratafile } from '../stratafile';
-import { heredocMarkers, logicalLines } from './lines';
+import { heredocMarkers } from './heredoc';
+import { logicalLines } from './lines';
 
 function steps(src: string): Instruction[] {
   return parseStratafile(`FROM base\n${src}`, 'Stratafile').stages[0]?.steps ?? [];

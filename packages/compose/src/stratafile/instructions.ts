@@ -13,11 +13,11 @@ import {
   Word,
   plainLexer,
   quoteWord,
-  shellQuote,
   scanJsonArray,
 } from './lexer';
 import { debianArchitectureFor } from '@strata/debian';
-import { Heredoc, trimLine } from './lines';
+import { closedHeredocs, heredocCommand } from './heredoc';
+import { trimLine } from './lines';
 import {
   ARCHITECTURE,
   COMPONENT,
@@ -170,16 +170,15 @@ export function parseStep(ctx: Ctx, lookup: Lookup, stageOf?: StageLookup): Inst
       // The mounts say which secrets the step saw, never their values: that is all the step's
       // text (its history entry and cache key) holds of them.
       const head = ctx.canonical([]);
-      const docs = closedHeredocs(lx);
-      if (docs.length > 0) {
-        const written = docs.map((d) => [...d.lines, d.endLine].join('\n')).join('\n');
-        const text = `${head} ${rest}\n${written}`;
-        const [only] = docs;
-        const command =
-          docs.length === 1 && only !== undefined && rest === lx.text.slice(only.start, only.end)
-            ? heredocScript(only)
-            : `${rest}\n${written}`;
-        return { kind: 'RUN', command, mounts, loc, text };
+      const script = heredocCommand(lx, rest);
+      if (script !== undefined) {
+        return {
+          kind: 'RUN',
+          command: script.command,
+          mounts,
+          loc,
+          text: `${head} ${script.text}`,
+        };
       }
       const json = scanJsonArray(lx.text, ctx.next);
       if (json !== null) {
@@ -391,36 +390,6 @@ export const SECRET_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const RESERVED_TARGETS = ['/proc', '/sys', '/dev', '/run/strata'];
 
 /** An architecture flag's value is a Debian architecture name, not uname's or docker's. */
-/** The line's here-documents; one the file ends inside is an error at its marker. */
-function closedHeredocs(lx: Lexer): Heredoc[] {
-  const docs = lx.line.heredocs ?? [];
-  for (const d of docs) {
-    if (d.endLine === undefined)
-      throw lx.error(
-        d.start,
-        `here-document <<${d.delimiter} is not closed: the file ends before a line "${d.delimiter}"`,
-      );
-  }
-  return docs;
-}
-
-/**
- * The command of `RUN <<EOF` alone: its lines are the script, as in BuildKit. A script that
- * starts with `#!` is run by that interpreter (with its one optional argument, as the kernel
- * reads a `#!` line), reading the script from a descriptor, so that nothing is written into the
- * tree and the script's stdin stays the step's; any other script is run by /bin/sh.
- */
-function heredocScript(d: Heredoc): string {
-  const lines = d.stripTabs ? d.lines.map((l) => l.replace(/^\t+/, '')) : d.lines;
-  const body = lines.map((l) => `${l}\n`).join('');
-  const shebang = /^#!\s*(\S+)(?:[ \t]+(.*?))?[ \t]*$/.exec(lines[0] ?? '');
-  if (shebang === null) return body;
-  let end = 'STRATA_SCRIPT_END';
-  while (lines.includes(end)) end += '_';
-  const interpreter = [shebang[1] ?? '', ...(shebang[2] ? [shebang[2]] : [])];
-  return `exec ${interpreter.map(shellQuote).join(' ')} /dev/fd/3 3<<'${end}'\n${body}${end}`;
-}
-
 function checkArchitecture(lx: Lexer, flag: Flag): void {
   const value = flag.value ?? '';
   const meant = debianArchitectureFor(value);

@@ -5,16 +5,12 @@
 import { ParseError } from '@strata/oci';
 import type { Location } from './ast';
 import { LogicalLine, isBlank } from './lines';
+import { shellQuote } from './shell';
 
 /** Quote a word for canonical text only when it needs it, so the text re-parses to the same word. */
 export function quoteWord(s: string): string {
   if (s !== '' && !/[\s'"\\$]/.test(s)) return s;
   return shellQuote(s);
-}
-
-/** `s` as one word of /bin/sh, whatever it holds. */
-export function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 export type Lookup = (name: string) => string | undefined;

@@ -1,3 +1,5 @@
+import { Heredoc, readHeredocs } from './heredoc';
+
 /**
  * Physical lines to logical ones: comment and blank lines dropped, `\\` continuations joined, and
  * every character of the result mapped back to the line and column it came from.
@@ -15,26 +17,6 @@ export interface LogicalLine {
   pos: Pos[];
   /** The here-documents that follow a RUN or COPY line, in the order of their `<<` markers. */
   heredocs?: Heredoc[];
-}
-
-/**
- * A here-document, as in BuildKit's Dockerfile and the shell: a `<<WORD` marker on a RUN or COPY
- * line, and the physical lines after the instruction up to a line that is exactly WORD. Its lines
- * are kept as written: no comment or blank line is dropped and no `\\` joins anything.
- */
-export interface Heredoc {
-  delimiter: string;
-  /** `<<-WORD`: leading tabs are dropped from its lines and from the line that ends it. */
-  stripTabs: boolean;
-  /** `<<'WORD'` or `<<"WORD"`: its body is taken literally (no expansion by the shell). */
-  quoted: boolean;
-  /** Where the marker is in the logical line's text: `text.slice(start, end)` is `<<WORD`. */
-  start: number;
-  end: number;
-  /** Its lines, as written, without the line that ends it. */
-  lines: string[];
-  /** The line that ends it, as written; undefined when the file ends first. */
-  endLine?: string;
 }
 
 export function isBlank(c: string): boolean {
@@ -93,73 +75,13 @@ export function logicalLines(source: string): LogicalLine[] {
     }
     last = { line, column: cols[stop] ?? 1 };
     if (cont) continue;
-    const markers = /^[ \t]*(RUN|COPY)[ \t]/i.test(cur.text) ? heredocMarkers(cur.text) : [];
-    const docs: Heredoc[] = [];
-    for (const m of markers) {
-      const lines: string[] = [];
-      let endLine: string | undefined;
-      while (n + 1 < physical.length) {
-        const body = physical[++n] ?? '';
-        if ((m.stripTabs ? body.replace(/^\t+/, '') : body) === m.delimiter) {
-          endLine = body;
-          break;
-        }
-        lines.push(body);
-      }
-      docs.push({ ...m, lines, ...(endLine !== undefined ? { endLine } : {}) });
-      if (endLine === undefined) break;
-    }
+    const { docs, next } = readHeredocs(cur.text, physical, n + 1);
+    n = next - 1;
     if (docs.length > 0) cur.heredocs = docs;
     finish(last);
   }
   finish(last);
   return out;
-}
-
-/** Whether `i` starts a word, or follows only the descriptor number that starts one (`3<<EOF`). */
-function atWordStart(text: string, i: number): boolean {
-  let j = i;
-  while (j > 0 && /[0-9]/.test(text.charAt(j - 1))) j--;
-  return j === 0 || isBlank(text.charAt(j - 1));
-}
-
-/**
- * The `<<WORD` markers of a line, outside quotes and at the start of a word, maybe after a
- * descriptor number (so `$((1<<2))` and `<<<` are not markers), as the shell reads them. WORD
- * is a name, or anything in quotes.
- */
-export function heredocMarkers(text: string): Omit<Heredoc, 'lines' | 'endLine'>[] {
-  const found: Omit<Heredoc, 'lines' | 'endLine'>[] = [];
-  let quote: string | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charAt(i);
-    if (quote !== undefined) {
-      if (c === '\\' && quote === '"') i++;
-      else if (c === quote) quote = undefined;
-      continue;
-    }
-    if (c === '\\') {
-      i++;
-    } else if (c === '"' || c === "'") {
-      quote = c;
-    } else if (c === '<' && atWordStart(text, i)) {
-      const m =
-        /^<<(-?)(?:'([^'\n]+)'|"([^"\n]+)"|([A-Za-z0-9_][A-Za-z0-9_.-]*))(?=$|[ \t<>|&;)])/.exec(
-          text.slice(i),
-        );
-      if (m === null) continue;
-      const quoted = m[2] ?? m[3];
-      found.push({
-        delimiter: quoted ?? m[4] ?? '',
-        stripTabs: m[1] === '-',
-        quoted: quoted !== undefined,
-        start: i,
-        end: i + m[0].length,
-      });
-      i += m[0].length - 1;
-    }
-  }
-  return found;
 }
 
 export function trimLine(line: LogicalLine): LogicalLine {
