@@ -24,7 +24,7 @@ import { statusOfLowers } from './remove';
 import type { CopyFrom, Instruction } from './stratafile';
 import { BuildStepError, checkManySources, stepEnv } from './stage-keys';
 import { CopySource, CopySourceError, copySources } from './copy-sources';
-import { writeKeptList } from './ignore';
+import { StepBind, copyListsBind } from './copy-lists';
 import { stepCommand } from './step-command';
 import { checkCopyTarget, packageAt } from './copy-target';
 import { OutputTail, Redactor, failureReason, fullDisk } from './step-output';
@@ -265,7 +265,7 @@ export class StepRunner {
        * its cache key holds, and never writes it. A RUN, keyed on its text alone, sees none.
        */
       context?: boolean;
-      binds?: Array<{ source: string; target: string; readOnly?: boolean }>;
+      binds?: StepBind[];
       env?: Record<string, string>;
       /** Secrets the step sees (RUN --mount=type=secret); an apt step gets `apt-auth` too. */
       secrets?: StepSecret[];
@@ -427,23 +427,6 @@ export class StepRunner {
     return out;
   }
 
-  /**
-   * For each COPY source that the ignore file leaves something out of, the list of what it keeps
-   * (see COPY_LISTS), written as the context is walked; undefined when there is none.
-   */
-  private async copyLists(
-    work: string,
-    copy: readonly CopySource[] | undefined,
-  ): Promise<string | undefined> {
-    const ignore = this.ctx.keys.contextIgnore();
-    if (ignore === undefined || !copy?.some((c) => c.filtered)) return undefined;
-    const dir = await mkdirIn(path.join(work, 'copy-lists'));
-    for (const [i, c] of copy.entries())
-      if (c.filtered)
-        await writeKeptList(path.join(dir, String(i)), this.ctx.context, c.path, ignore);
-    return dir;
-  }
-
   private async runInRoot(
     state: StageState,
     ins: Instruction,
@@ -460,9 +443,11 @@ export class StepRunner {
     const kit = apt && emulated ? await this.emulation.nativeDpkgFor(state.packages) : undefined;
     // A COPY --from reads its stage's tree, which no .strataignore filters.
     const lists =
-      ins.kind === 'COPY' && tree === undefined ? await this.copyLists(work, copy) : undefined;
+      ins.kind === 'COPY' && tree === undefined
+        ? await copyListsBind(work, this.ctx.context, copy, this.ctx.keys.contextIgnore())
+        : undefined;
     const binds = [
-      ...(lists ? [{ source: lists, target: 'copy-lists', readOnly: true }] : []),
+      ...(lists ? [lists] : []),
       ...(tree !== undefined
         ? [{ source: tree, target: FROM_TREE.slice('/run/strata/'.length), readOnly: true }]
         : []),
