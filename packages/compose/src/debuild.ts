@@ -22,7 +22,8 @@ import { BuiltDeb, LocalDebs, builtDeb } from './built-debs';
 import type { Snapshots, StackLayer } from './snapshots';
 import { BuildStepError } from './stage-keys';
 import { buildDependsOf, controlTextOf, debuildKey, debuildTreeInputs } from './debuild-key';
-import { STRATA_TAR, writeKeptList } from './ignore';
+import { STRATA_TAR } from './ignore';
+import { copyListsBind } from './copy-lists';
 import { APT_UPDATE, COPY_LISTS } from './step-command';
 import type { DebuildInstruction } from './stratafile';
 import type { StepRunner } from './run-step';
@@ -318,19 +319,14 @@ export class Debuilder {
         ignore !== undefined && !dsc
           ? await debuildTreeInputs(this.ctx.context, ins, source, ignore)
           : undefined;
-      let lists: string | undefined;
-      if (ignore !== undefined && inputs?.tree.filtered) {
-        lists = path.join(work, 'copy-lists');
-        await fsp.mkdir(lists);
-        await writeKeptList(path.join(lists, '0'), this.ctx.context, source, ignore);
-      }
+      const lists = await copyListsBind(work, this.ctx.context, inputs && [inputs.tree], ignore);
       const { code, tail } = await this.runner.chroot(state, {
         ins,
         work,
         upper,
         lower,
         sources: undefined,
-        ...(lists ? { binds: [{ source: lists, target: 'copy-lists', readOnly: true }] } : {}),
+        ...(lists ? { binds: [lists] } : {}),
         ...(kit ? { nativeDpkg: kit } : {}),
         // The script takes the network from the build (unshare --net) before it drops to the
         // unprivileged build user, who runs the package's own build.

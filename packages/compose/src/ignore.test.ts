@@ -12,6 +12,12 @@ import {
   writeKeptList,
 } from './ignore';
 
+// Passed through, to count the directories that leavesOutUnder reads.
+jest.mock('node:fs', () => {
+  const actual = jest.requireActual<typeof fs>('node:fs');
+  return { ...actual, readdirSync: jest.fn(actual.readdirSync) };
+});
+
 const ignores = (lines: string[], rel: string) =>
   ContextIgnore.parse(lines.join('\n'), '.strataignore').ignores(rel);
 
@@ -193,5 +199,52 @@ describe('in a context', () => {
       true,
     );
     fs.rmSync(path.join(ctx, '.strataignore'));
+  });
+
+  test('without patterns, only the lock files’ own directory is read to find what is left out', () => {
+    const readdir = fs.readdirSync as unknown as jest.Mock;
+    const read = (dir: string, ignore: ContextIgnore) => {
+      readdir.mockClear();
+      const out = leavesOutUnder(ctx, dir, ignore);
+      const dirs = readdir.mock.calls.map((c) => path.relative(ctx, String(c[0])));
+      return { out, dirs };
+    };
+    put('Stratafile.lock');
+    put('build/app.strata.amd64.lock');
+    put('deep/a/b/c/d');
+    fs.symlinkSync('build', path.join(ctx, 'link'));
+    const top = loadContextIgnore(ctx, path.join(ctx, 'Stratafile')) as ContextIgnore;
+    const sub = loadContextIgnore(ctx, path.join(ctx, 'build', 'app.strata')) as ContextIgnore;
+    // Through a symlink: the walk does not follow it, but reads the directory it is asked for.
+    const linked = loadContextIgnore(ctx, path.join(ctx, 'link', 'app.strata')) as ContextIgnore;
+    const cases: Array<[ContextIgnore, string, boolean, string[]]> = [
+      [top, '.', true, ['']],
+      [top, 'deep', false, []],
+      [top, 'build', false, []],
+      [sub, '', true, ['build']],
+      [sub, './build/', true, ['build']],
+      [sub, 'build/out', false, []],
+      [sub, 'deep', false, []],
+      [linked, '.', false, []],
+      [linked, 'link', true, ['link']],
+    ];
+    // The same question with a pattern that leaves nothing out is answered by the walk.
+    fs.writeFileSync(path.join(ctx, '.strataignore'), 'no-such-file\n');
+    const walked = (s: string) => loadContextIgnore(ctx, path.join(ctx, s)) as ContextIgnore;
+    const withPattern = new Map<ContextIgnore, ContextIgnore>([
+      [top, walked('Stratafile')],
+      [sub, walked('build/app.strata')],
+      [linked, walked('link/app.strata')],
+    ]);
+    for (const [ignore, dir, out, dirs] of cases) {
+      expect([dir, read(dir, ignore)]).toEqual([dir, { out, dirs }]);
+      expect([dir, leavesOutUnder(ctx, dir, withPattern.get(ignore) as ContextIgnore)]).toEqual([
+        dir,
+        out,
+      ]);
+    }
+    expect(read('.', withPattern.get(top) as ContextIgnore).dirs.length).toBeGreaterThan(1);
+    fs.rmSync(path.join(ctx, 'Stratafile.lock'));
+    expect(read('.', top)).toEqual({ out: false, dirs: [''] });
   });
 });

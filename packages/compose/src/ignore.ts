@@ -55,6 +55,15 @@ function patternRegExp(pattern: string): RegExp | undefined {
   return new RegExp(`^${out}$`, 'u');
 }
 
+/**
+ * Files of the context that the build writes: those in directory `dir` (relative to the context,
+ * '' for its root) whose names `name` matches.
+ */
+export interface ContextOutputs {
+  dir: string;
+  name: RegExp;
+}
+
 /** The patterns of an ignore file, which says which paths of the build context no step sees. */
 export class ContextIgnore {
   private constructor(
@@ -65,18 +74,29 @@ export class ContextIgnore {
      * Files of the context that the build itself writes (its lock files): left out whatever
      * the patterns say, as an output that is also an input would change every build's key.
      */
-    private readonly outputs: readonly RegExp[] = [],
+    private readonly outputs: readonly ContextOutputs[] = [],
   ) {}
 
-  /** The same patterns, with `outputs` (regular expressions of context paths) left out too. */
-  withOutputs(outputs: readonly RegExp[]): ContextIgnore {
+  /** The same patterns, with `outputs` left out too. */
+  withOutputs(outputs: readonly ContextOutputs[]): ContextIgnore {
     return new ContextIgnore(this.file, this.patterns, [...this.outputs, ...outputs]);
   }
 
   /** Is `rel` a file the build writes (see `outputs`)? */
   isOutput(rel: string): boolean {
     const file = contextRel(rel);
-    return this.outputs.some((re) => re.test(file));
+    const slash = file.lastIndexOf('/');
+    const dir = slash < 0 ? '' : file.slice(0, slash);
+    const name = file.slice(slash + 1);
+    return this.outputs.some((o) => o.dir === dir && o.name.test(name));
+  }
+
+  /**
+   * With no patterns, what is left out is only the files the build writes: the directories
+   * (relative to the context) they are in. Undefined when there are patterns.
+   */
+  get onlyOutputsIn(): readonly string[] | undefined {
+    return this.patterns.length === 0 ? this.outputs.map((o) => o.dir) : undefined;
   }
 
   /**
@@ -161,15 +181,19 @@ export class ContextIgnore {
 
 /**
  * The lock files a build of `stratafile` writes (`Stratafile.lock`, and a platform's
- * `Stratafile.<arch>.lock`), as regular expressions of paths relative to `context`; none when
- * the Stratafile is outside the context.
+ * `Stratafile.<arch>.lock`), in the Stratafile's directory; none when the Stratafile is outside
+ * the context.
  */
-function lockFilesIn(context: string, stratafile: string): RegExp[] {
+function lockFilesIn(context: string, stratafile: string): ContextOutputs[] {
   const dir = path.relative(path.resolve(context), path.dirname(path.resolve(stratafile)));
   if (dir === '..' || dir.startsWith(`..${path.sep}`) || path.isAbsolute(dir)) return [];
-  const prefix = dir === '' ? '' : `${dir.split(path.sep).join('/')}/`;
-  const name = `${prefix}${path.basename(stratafile)}`.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return [new RegExp(`^${name}(?:\\.[^/.]+)?\\.lock$`, 'u')];
+  const name = path.basename(stratafile).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return [
+    {
+      dir: dir.split(path.sep).join('/'),
+      name: new RegExp(`^${name}(?:\\.[^/.]+)?\\.lock$`, 'u'),
+    },
+  ];
 }
 
 /**
@@ -249,6 +273,11 @@ export function* keptUnder(
 
 /** Does the ignore leave out anything under directory `dir` (relative to `root`)? */
 export function leavesOutUnder(root: string, dir: string, ignore: ContextIgnore): boolean {
+  // Without patterns only the build's own files are left out, each in a known directory: those
+  // directories answer, where the walk would read every directory of a large tree.
+  const outputDirs = ignore.onlyOutputsIn;
+  if (outputDirs !== undefined)
+    return outputDirs.some((out) => holdsOutput(root, contextRel(dir), out, ignore));
   const walk = (rel: string): boolean => {
     let names: string[];
     try {
@@ -264,6 +293,28 @@ export function leavesOutUnder(root: string, dir: string, ignore: ContextIgnore)
     return false;
   };
   return walk(contextRel(dir));
+}
+
+/**
+ * Does directory `out` (relative to `root`) hold a file the build writes, as the walk of
+ * leavesOutUnder from directory `top` would find it? The walk reads `top` itself wherever it
+ * leads, but goes into directories only, not symlinks to them.
+ */
+function holdsOutput(root: string, top: string, out: string, ignore: ContextIgnore): boolean {
+  if (top !== '' && out !== top && !out.startsWith(`${top}/`)) return false;
+  const below = out === top ? [] : out.slice(top === '' ? 0 : top.length + 1).split('/');
+  try {
+    let at = top;
+    for (const part of below) {
+      at = at === '' ? part : `${at}/${part}`;
+      if (!fs.lstatSync(path.join(root, at)).isDirectory()) return false;
+    }
+    return fs
+      .readdirSync(path.join(root, out))
+      .some((name) => ignore.isOutput(out === '' ? name : `${out}/${name}`));
+  } catch {
+    return false;
+  }
 }
 
 /**

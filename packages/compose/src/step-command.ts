@@ -118,7 +118,7 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
         const to = many ? path.posix.join(dir, path.posix.basename(src.written)) : dest;
         const [parent, name] = [path.posix.dirname(to), path.posix.basename(to)];
         // A directory that the ignore file leaves something out of goes through tar, from the
-        // list of what it keeps (see StepRunner.copyLists): cp cannot leave anything out.
+        // list of what it keeps (see copyListsBind): cp cannot leave anything out.
         const list = `${COPY_LISTS}/${i}`;
         const copyDir = src.filtered
           ? `command -v tar >/dev/null 2>&1 || { echo "COPY: copying a directory that .strataignore leaves files out of needs tar in the template" >&2; exit 1; }; strata_tar ${shellQuote(from)} ${list} "$t"`
