@@ -1,8 +1,8 @@
 /**
- * Here-documents in RUN, as in BuildKit's Dockerfile: a script given inline (`RUN <<EOF`), one
- * with its own interpreter (`#!`), and a command fed a here-document (`RUN cat > f <<EOF`). Real
- * builds on the minbase template: each runs in the chroot, lands in its layer, is a cache hit when
- * unchanged and runs again when a line of its body changes.
+ * Here-documents, as in BuildKit's Dockerfile: in RUN a script given inline (`RUN <<EOF`), one
+ * with its own interpreter (`#!`), and a command fed a here-document (`RUN cat > f <<EOF`); in
+ * COPY files written from their lines. Real builds on the minbase template: each lands in its
+ * layer, is a cache hit when unchanged and runs again when a line of its body changes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -109,4 +109,114 @@ test('a here-document the file ends inside is an error at its marker, before any
   expect(r.code).not.toBe(0);
   expect(r.stderr).toContain('Stratafile:3:18: here-document <<EOF is not closed');
   expect(fs.existsSync(path.join(dir, 'Stratafile.lock'))).toBe(false);
+});
+
+const COPIES = (version: string): string =>
+  [
+    'FROM base:v1',
+    'ARG NAME=gateway',
+    'COPY <<EOF /etc/x.conf',
+    'name=$NAME',
+    `version=${version} "quoted" \\$HOME`,
+    'EOF',
+    "COPY <<'RAW' /etc/raw.conf",
+    'name=$NAME ${NAME}',
+    'RAW',
+    'COPY --chmod=0600 <<EOF /etc/secret.conf',
+    'token=abc',
+    'EOF',
+    'COPY <<a.conf <<-b.conf /etc/app/',
+    'first',
+    'a.conf',
+    '\tsecond $NAME',
+    '\tb.conf',
+    '',
+  ].join('\n');
+
+/**
+ * Mode, owner and path of files in the flattened rootfs of `tag` (`-rw-r--r-- 0/0 etc/x.conf`),
+ * sorted by path (tar lists them in the archive's order).
+ */
+async function modes(tag: string, names: string[]): Promise<string[]> {
+  const out = path.join(work, `${tag.replace(':', '-')}.tar`);
+  const listing = (await runOk('tar', ['--numeric-owner', '-tvf', out, ...names])).stdout;
+  return listing
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const [mode, owner, , , , name] = l.split(/\s+/);
+      return { name: name ?? '', shown: `${mode} ${owner} ${name}` };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .map((f) => f.shown);
+}
+
+test(
+  'COPY <<EOF writes files from their lines: substituted unless quoted, with --chmod, several into a directory; cached by content, checked by strata check',
+  async () => {
+    const dir = context('copies', COPIES('v1'));
+    const first = await build(dir, 'copies:1');
+    expect(first.steps.map((s) => [s.instruction.split('\n')[0], s.status])).toEqual([
+      ['COPY <<EOF /etc/x.conf', 'run'],
+      ["COPY <<'RAW' /etc/raw.conf", 'run'],
+      ['COPY --chmod=0600 <<EOF /etc/secret.conf', 'run'],
+      ['COPY <<a.conf <<-b.conf /etc/app/', 'run'],
+    ]);
+    const names = [
+      'etc/x.conf',
+      'etc/raw.conf',
+      'etc/secret.conf',
+      'etc/app/a.conf',
+      'etc/app/b.conf',
+    ];
+    expect(await files('copies:1', names)).toEqual([
+      'name=gateway\nversion=v1 "quoted" $HOME\n',
+      'name=$NAME ${NAME}\n',
+      'token=abc\n',
+      'first\n',
+      'second gateway\n',
+    ]);
+    expect(await modes('copies:1', names)).toEqual([
+      '-rw-r--r-- 0/0 etc/app/a.conf',
+      '-rw-r--r-- 0/0 etc/app/b.conf',
+      '-rw-r--r-- 0/0 etc/raw.conf',
+      '-rw------- 0/0 etc/secret.conf',
+      '-rw-r--r-- 0/0 etc/x.conf',
+    ]);
+    // Nothing was written into the build context.
+    expect(fs.readdirSync(dir).sort()).toEqual(['Stratafile', 'Stratafile.lock']);
+    // inspect shows the COPY line and how many lines follow it.
+    const shown = (await strataOk(['inspect', 'copies:1'], { store })).stdout;
+    expect(shown).toContain('COPY <<EOF /etc/x.conf … (3 more lines)');
+
+    const check = (tag: string) =>
+      strata(['check', '--no-packages', '-f', path.join(dir, 'Stratafile'), tag], { store });
+    const fresh = await check('copies:1');
+    expect([fresh.code, fresh.stdout.trim()]).toEqual([0, 'copies:1 is up to date']);
+
+    const again = await build(dir, 'copies:1');
+    expect(again.steps.map((s) => s.status)).toEqual(['cached', 'cached', 'cached', 'cached']);
+
+    // One line of the first file changed: its step runs again, and those on its layer too.
+    fs.writeFileSync(path.join(dir, 'Stratafile'), COPIES('v2'));
+    const stale = await check('copies:1');
+    expect(stale.code).toBe(1);
+    expect(stale.stdout).toContain('COPY <<EOF /etc/x.conf');
+    const changed = await build(dir, 'copies:2');
+    expect(changed.steps.map((s) => s.status)).toEqual(['run', 'run', 'run', 'run']);
+    expect(await files('copies:2', ['etc/x.conf'])).toEqual([
+      'name=gateway\nversion=v2 "quoted" $HOME\n',
+    ]);
+  },
+  SLOW,
+);
+
+test('a here-document cannot be copied --from a stage: an error at its marker', async () => {
+  const dir = context(
+    'copy-from',
+    'FROM base:v1 AS a\nRUN true\nFROM base:v1\nCOPY --from=a <<EOF /etc/x\nx\nEOF\n',
+  );
+  const r = await strata(['build', '--apt-sources', sources, '-t', 'copyfrom:1', dir], { store });
+  expect(r.code).not.toBe(0);
+  expect(r.stderr).toContain('Stratafile:4:15: COPY --from cannot copy here-document <<EOF');
 });

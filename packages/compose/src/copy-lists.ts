@@ -2,7 +2,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { CopySource } from './copy-sources';
 import { ContextIgnore, writeKeptList } from './ignore';
-import { COPY_LISTS } from './step-command';
+import type { CopyHeredoc } from './stratafile';
+import { COPY_HEREDOCS, COPY_LISTS } from './step-command';
 
 /** A directory of the host that a step sees under /run/strata (`target` relative to it). */
 export interface StepBind {
@@ -29,4 +30,25 @@ export async function copyListsBind(
   for (const [i, c] of copy.entries())
     if (c.filtered) await writeKeptList(path.join(dir, String(i)), context, c.path, ignore);
   return { source: dir, target: COPY_LISTS.slice('/run/strata/'.length), readOnly: true };
+}
+
+/**
+ * A COPY's here-documents as files in the step's work area `work`, each named by its index
+ * (mode 0644, whatever the umask; --chmod and --chown apply in the step), and the bind that shows
+ * them to the step at COPY_HEREDOCS; undefined when it has none. The build context is never
+ * written.
+ */
+export async function heredocsBind(
+  work: string,
+  heredocs: readonly CopyHeredoc[] | undefined,
+): Promise<StepBind | undefined> {
+  if (heredocs === undefined || heredocs.length === 0) return undefined;
+  const dir = path.join(work, 'heredocs');
+  await fsp.mkdir(dir, { recursive: true });
+  for (const [i, d] of heredocs.entries()) {
+    const file = path.join(dir, String(i));
+    await fsp.writeFile(file, d.content, { mode: 0o644 });
+    await fsp.chmod(file, 0o644);
+  }
+  return { source: dir, target: COPY_HEREDOCS.slice('/run/strata/'.length), readOnly: true };
 }

@@ -11,7 +11,7 @@ import { statusOfLowers } from './remove';
 import type { CopyFrom, Instruction } from './stratafile';
 import { BuildStepError, checkManySources } from './stage-keys';
 import { CopySource, CopySourceError, copySources } from './copy-sources';
-import { copyListsBind } from './copy-lists';
+import { copyListsBind, heredocsBind } from './copy-lists';
 import { stepCommand } from './step-command';
 import { checkCopyTarget, packageAt } from './copy-target';
 import { OutputTail, failureReason, fullDisk } from './step-output';
@@ -107,7 +107,8 @@ export class StepRunner {
           await checkCopyTarget(
             ins,
             lower,
-            (copy ?? ins.sources).length > 1 || ins.dest.endsWith('/'),
+            (copy ?? ins.sources).length + (ins.heredocs?.length ?? 0) > 1 ||
+              ins.dest.endsWith('/'),
           );
         await this.runInRoot(state, ins, work, upper, lower, sources, emulated, copy, tree);
       }
@@ -182,8 +183,10 @@ export class StepRunner {
       ins.kind === 'COPY' && tree === undefined
         ? await copyListsBind(work, this.ctx.context, copy, this.ctx.keys.contextIgnore())
         : undefined;
+    const heredocs = ins.kind === 'COPY' ? await heredocsBind(work, ins.heredocs) : undefined;
     const binds = [
       ...(lists ? [lists] : []),
+      ...(heredocs ? [heredocs] : []),
       ...(tree !== undefined
         ? [{ source: tree, target: FROM_TREE.slice('/run/strata/'.length), readOnly: true }]
         : []),
@@ -199,7 +202,7 @@ export class StepRunner {
       command: stepCommand(ins, copy),
       // A COPY --from sees the stage it copies from, read-only, instead of the context.
       context:
-        (ins.kind === 'COPY' && tree === undefined) ||
+        (ins.kind === 'COPY' && tree === undefined && ins.sources.length > 0) ||
         (ins.kind === 'INSTALL' && ins.debs.length > 0),
       // The mirror state this step's key was made from: its apt-get update is skipped when the
       // kept lists already hold it (see stepCommand).

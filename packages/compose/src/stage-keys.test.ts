@@ -298,6 +298,42 @@ test("COPY --from is keyed on its source stage's chain and its own text, not on 
   await expect(key(copy!)).rejects.toThrow(/:4:6: COPY --from=b: the stage has no layers/);
 });
 
+test('a COPY here-document is keyed on its lines and its substituted content, not on the context', async () => {
+  const keys = new StageKeys({ context: dir, aptSources: hostList() });
+  const copyOf = (text: string) => {
+    const ins = parseStratafile(`FROM base\n${text}`, file()).stages[0]!.steps.at(-1)!;
+    if (ins.kind !== 'COPY') throw new Error('not a COPY');
+    return ins;
+  };
+  const scope = (): StepScope => ({ env: new Map(), args: new Map([['N', 'a']]), excludes: [] });
+  const hashed = jest.mocked(
+    jest.requireMock<typeof import('./cache')>('./cache').hashContextPaths,
+  );
+  hashed.mockClear();
+  const ins = copyOf('ARG N=a\nCOPY <<EOF /etc/x.conf\nn=$N\nEOF');
+  const a = await keys.keyFor(scope(), ins, undefined);
+  expect(a.copy).toEqual([]);
+  expect(hashed).not.toHaveBeenCalled();
+  expect(
+    (await keys.keyFor(scope(), copyOf('ARG N=a\nCOPY <<EOF /etc/x.conf\nn=$N\nEOF'), undefined))
+      .key,
+  ).toBe(a.key);
+  // A changed line, or another content for the same lines (an ARG that went into the file).
+  expect(
+    (await keys.keyFor(scope(), copyOf('ARG N=a\nCOPY <<EOF /etc/x.conf\nn=${N}\nEOF'), undefined))
+      .key,
+  ).not.toBe(a.key);
+  const other = { ...ins, heredocs: [{ ...ins.heredocs![0]!, content: 'n=b\n' }] };
+  expect((await keys.keyFor(scope(), other, undefined)).key).not.toBe(a.key);
+  // Mixed with a context source, both are in the key.
+  const mixed = copyOf('COPY <<EOF conf/app.conf /etc/\nx\nEOF');
+  const m = await keys.keyFor(scope(), mixed, undefined);
+  expect(m.copy?.map((c) => c.written)).toEqual(['conf/app.conf']);
+  expect(hashed).toHaveBeenCalledTimes(1);
+  const changed = { ...mixed, heredocs: [{ ...mixed.heredocs![0]!, content: 'y\n' }] };
+  expect((await keys.keyFor(scope(), changed, undefined)).key).not.toBe(m.key);
+});
+
 test("a stage's EXCLUDE holds from its first step, wherever it stands in the stage", async () => {
   const keys = new StageKeys({ context: dir, aptSources: hostList() });
   const sf = parseStratafile(

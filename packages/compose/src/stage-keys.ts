@@ -5,7 +5,14 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Digest, ErrorCode, ImageConfig, InvalidArgumentError, StrataError } from '@strata/oci';
+import {
+  Digest,
+  ErrorCode,
+  ImageConfig,
+  InvalidArgumentError,
+  StrataError,
+  sha256,
+} from '@strata/oci';
 import {
   AptSources,
   Authorizer,
@@ -449,12 +456,19 @@ export class StageKeys {
             );
           return { key: cacheKey({ ...base, ...gid, fromChain }), aptIndex: false, fromChain };
         }
-        const copy = this.copySourcesOf(ins);
+        // A COPY of here-documents alone reads nothing of the build context.
+        const copy = ins.sources.length > 0 ? this.copySourcesOf(ins) : [];
+        // The text holds the here-documents as written; their content, substituted from the
+        // ARG and ENV values, is what the files hold. Absent without any, so other keys stay.
+        const heredocs = ins.heredocs?.map((d) => [d.name, sha256(d.content)]);
         return {
           key: cacheKey({
             ...base,
             ...gid,
-            inputs: [hashContextPaths(this.context, copy, this.contextIgnore())],
+            ...(ins.sources.length > 0
+              ? { inputs: [hashContextPaths(this.context, copy, this.contextIgnore())] }
+              : {}),
+            ...(heredocs ? { heredocs } : {}),
           }),
           aptIndex: false,
           copy,

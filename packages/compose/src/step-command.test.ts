@@ -149,6 +149,29 @@ test("COPY --chown with a user alone chowns to the user and a group of the user'
   ]);
 });
 
+test("COPY's here-documents are copied from their files, after the context's sources, root's unless --chown", () => {
+  const [ins, chmod] = steps(
+    'COPY <<a.conf conf/x <<b.conf /etc/app/\n1\na.conf\n2\nb.conf\nCOPY --chmod=0600 <<EOF /etc/s\ns\nEOF\n',
+  );
+  const script = stepCommand(ins as Instruction)[2] as string;
+  expect(script.split('\n').slice(2)).toEqual([
+    expect.stringContaining('cp -a \'/run/strata/context/conf/x\' "$t"'),
+    `t=$(strata_dir '/etc/app')/'a.conf'; cp -a '/run/strata/heredocs/0' "$t"`,
+    'chown 0:0 "$t"',
+    `t=$(strata_dir '/etc/app')/'b.conf'; cp -a '/run/strata/heredocs/1' "$t"`,
+    'chown 0:0 "$t"',
+  ]);
+  expect((stepCommand(chmod as Instruction)[2] as string).split('\n').slice(2)).toEqual([
+    `t=$(strata_dir '/etc')/'s'; cp -a '/run/strata/heredocs/0' "$t"`,
+    'chown 0:0 "$t"',
+    'chmod -R 600 "$t"',
+  ]);
+  const [owned] = steps('COPY --chown=1:2 <<EOF /etc/s\ns\nEOF\n');
+  expect((stepCommand(owned as Instruction)[2] as string).split('\n').slice(3)).toEqual([
+    `chown -R '1:2' "$t"`,
+  ]);
+});
+
 test('instructions that make no layer have no command', () => {
   const [ins] = steps('ENV A=1\n');
   expect(() => stepCommand(ins as Instruction)).toThrow('ENV does not run');

@@ -54,6 +54,12 @@ strata_update() {
 export const COPY_LISTS = '/run/strata/copy-lists';
 
 /**
+ * Where a COPY step finds its here-documents, each a file named by its index in the
+ * instruction's `heredocs` (see heredocsBind).
+ */
+export const COPY_HEREDOCS = '/run/strata/heredocs';
+
+/**
  * The command a layer step runs in its chroot: a pure function of the instruction, and for COPY
  * and an INSTALL of local .debs of what its sources resolved to in the build context (see
  * copySources).
@@ -110,11 +116,23 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
       const sources: readonly CopySource[] =
         copy ?? ins.sources.map((s) => ({ written: s, path: s }));
       if (sources.some((s) => s.filtered)) lines.push(STRATA_TAR);
-      const many = sources.length > 1 || dest.endsWith('/');
+      const docs = ins.heredocs ?? [];
+      const many = sources.length + docs.length > 1 || dest.endsWith('/');
       const dir = dest.replace(/\/+$/, '') || '/';
-      for (const [i, src] of sources.entries()) {
-        // A COPY --from reads the stage's tree (see FROM_TREE in run-step), else the context.
-        const from = `/run/strata/${ins.from ? 'from' : 'context'}/${src.path.replace(/^\.\//, '')}`;
+      // A COPY --from reads the stage's tree (see FROM_TREE in run-step), else the context;
+      // here-documents come after the sources from there.
+      const items: Array<{ src: CopySource; from: string; heredoc?: boolean }> = [
+        ...sources.map((src) => ({
+          src,
+          from: `/run/strata/${ins.from ? 'from' : 'context'}/${src.path.replace(/^\.\//, '')}`,
+        })),
+        ...docs.map((d, i) => ({
+          src: { written: d.name, path: d.name },
+          from: `${COPY_HEREDOCS}/${i}`,
+          heredoc: true,
+        })),
+      ];
+      for (const [i, { src, from, heredoc }] of items.entries()) {
         const to = many ? path.posix.join(dir, path.posix.basename(src.written)) : dest;
         const [parent, name] = [path.posix.dirname(to), path.posix.basename(to)];
         // A directory that the ignore file leaves something out of goes through tar, from the
@@ -124,9 +142,13 @@ export function stepCommand(ins: Instruction, copy?: readonly CopySource[]): str
           ? `command -v tar >/dev/null 2>&1 || { echo "COPY: copying a directory that .strataignore leaves files out of needs tar in the template" >&2; exit 1; }; strata_tar ${shellQuote(from)} ${list} "$t"`
           : `cp -a ${shellQuote(from)}/. "$t"/`;
         lines.push(
-          `if [ -d ${shellQuote(from)} ]; then t=$(strata_dir ${shellQuote(many ? dir : to)}); ${copyDir}; else t=$(strata_dir ${shellQuote(parent)})/${shellQuote(name)}; cp -a ${shellQuote(from)} "$t"; fi`,
+          heredoc
+            ? `t=$(strata_dir ${shellQuote(parent)})/${shellQuote(name)}; cp -a ${shellQuote(from)} "$t"`
+            : `if [ -d ${shellQuote(from)} ]; then t=$(strata_dir ${shellQuote(many ? dir : to)}); ${copyDir}; else t=$(strata_dir ${shellQuote(parent)})/${shellQuote(name)}; cp -a ${shellQuote(from)} "$t"; fi`,
         );
-        if (ins.chown?.includes(':')) lines.push(`chown -R ${shellQuote(ins.chown)} "$t"`);
+        // A here-document's file is root's, as BuildKit makes it, whoever wrote it on the host.
+        if (heredoc && !ins.chown) lines.push('chown 0:0 "$t"');
+        else if (ins.chown?.includes(':')) lines.push(`chown -R ${shellQuote(ins.chown)} "$t"`);
         else if (ins.chown) {
           // A user without a group: the group is the user's numeric id, as Docker does.
           const u = shellQuote(ins.chown);

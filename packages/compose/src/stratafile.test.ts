@@ -786,7 +786,7 @@ describe('errors', () => {
   const secondLine: Array<[string, string, number, string]> = [
     [base, '  WORKDIR /x', 3, 'unknown instruction "WORKDIR"'],
     [base, 'ADD a /a', 1, 'unknown instruction "ADD"'],
-    [base, 'COPY <<EOF /etc/x\nhi\nEOF', 6, 'COPY <<heredocs are not supported'],
+    [base, 'COPY --from=0 <<EOF /etc/x\nhi\nEOF', 15, 'COPY --from cannot copy here-document <<EOF'],
     [base, 'RUN cat <<EOF\nhi\n', 9, 'here-document <<EOF is not closed'],
     [base, 'BOOTSTRAP bookworm', 1, 'BOOTSTRAP is only allowed directly after FROM scratch'],
     [base, 'FROM  scratch', 7, 'FROM scratch must be followed by BOOTSTRAP'],

@@ -114,13 +114,25 @@ export interface CopyFrom {
   loc: Location;
 }
 
+/** `COPY <<WORD`: a file written from the lines that follow the instruction, as in BuildKit. */
+export interface CopyHeredoc {
+  /** Its delimiter word: the file's name in a directory destination. */
+  name: string;
+  /** The file's text: its lines, each ending in a newline, substituted unless WORD was quoted. */
+  content: string;
+  /** Where its `<<` marker is on the line. */
+  loc: Location;
+}
+
 export interface CopyInstruction extends Base {
   kind: 'COPY';
   /**
    * Sources relative to the build context, as written (after substitution); may be globs. With
-   * `from`, absolute paths in that stage's tree, normalised.
+   * `from`, absolute paths in that stage's tree, normalised. Here-documents are not among them.
    */
   sources: string[];
+  /** Here-documents among the sources, in the order of their markers; absent when none. */
+  heredocs?: CopyHeredoc[];
   /** Where each source is on the line, for errors about it. */
   sourceLocs: Location[];
   /** Absolute destination in the tree, normalised; a trailing `/` is kept. */

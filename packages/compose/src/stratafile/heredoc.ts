@@ -19,6 +19,8 @@ export interface Heredoc {
   /** Where the marker is in the logical line's text: `text.slice(start, end)` is `<<WORD`. */
   start: number;
   end: number;
+  /** The 1-based number of the physical line its first line is on. */
+  line: number;
   /** Its lines, as written, without the line that ends it. */
   lines: string[];
   /** The line that ends it, as written; undefined when the file ends first. */
@@ -38,6 +40,7 @@ export function readHeredocs(
   const docs: Heredoc[] = [];
   let n = from;
   for (const m of markers) {
+    const line = n + 1;
     const lines: string[] = [];
     let endLine: string | undefined;
     while (n < physical.length) {
@@ -48,7 +51,7 @@ export function readHeredocs(
       }
       lines.push(body);
     }
-    docs.push({ ...m, lines, ...(endLine !== undefined ? { endLine } : {}) });
+    docs.push({ ...m, line, lines, ...(endLine !== undefined ? { endLine } : {}) });
     if (endLine === undefined) break;
   }
   return { docs, next: n };
@@ -66,8 +69,8 @@ function atWordStart(text: string, i: number): boolean {
  * descriptor number (so `$((1<<2))` and `<<<` are not markers), as the shell reads them. WORD
  * is a name, or anything in quotes.
  */
-export function heredocMarkers(text: string): Omit<Heredoc, 'lines' | 'endLine'>[] {
-  const found: Omit<Heredoc, 'lines' | 'endLine'>[] = [];
+export function heredocMarkers(text: string): Omit<Heredoc, 'line' | 'lines' | 'endLine'>[] {
+  const found: Omit<Heredoc, 'line' | 'lines' | 'endLine'>[] = [];
   let quote: string | undefined;
   for (let i = 0; i < text.length; i++) {
     const c = text.charAt(i);

@@ -3,6 +3,7 @@ export type {
   BootstrapInstruction,
   BuildchrootInstruction,
   CopyFrom,
+  CopyHeredoc,
   CopyInstruction,
   DebuildInstruction,
   EnvInstruction,

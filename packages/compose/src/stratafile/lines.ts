@@ -84,6 +84,18 @@ export function logicalLines(source: string): LogicalLine[] {
   return out;
 }
 
+/**
+ * Physical line `raw` (number `line`) from its character `from` on, as a logical line of its
+ * own: a here-document's line that is substituted alone.
+ */
+export function physicalLine(raw: string, line: number, from = 0): LogicalLine {
+  const cols = columnsOf(raw);
+  return {
+    text: raw.slice(from),
+    pos: cols.slice(from).map((column) => ({ line, column })),
+  };
+}
+
 export function trimLine(line: LogicalLine): LogicalLine {
   const text = line.text.replace(/[ \t]+$/, '');
   return {
