@@ -7,7 +7,6 @@ import {
   errorDocument,
   jsonRequested,
   progressFigures,
-  stepLine,
   visible,
 } from './output';
 
@@ -103,10 +102,4 @@ test('jsonRequested reads --json as yargs does, up to --', () => {
 test('visible: terminal controls in a line are written as \\xNN; tab and newline stay', () => {
   expect(visible('a\x1b[31mred\x07\tb\nc\x9bd')).toBe('a\\x1b[31mred\\x07\tb\nc\\x9bd');
   expect(visible('plain – ünïcode')).toBe('plain – ünïcode');
-});
-
-test('stepLine: a step with here-documents shows its first line and how many follow', () => {
-  expect(stepLine('RUN apt-get clean')).toBe('RUN apt-get clean');
-  expect(stepLine('RUN <<EOF\necho a\nEOF')).toBe('RUN <<EOF … (2 more lines)');
-  expect(stepLine('RUN cat <<E\nE')).toBe('RUN cat <<E … (1 more line)');
 });

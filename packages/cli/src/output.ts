@@ -25,17 +25,6 @@ export function visible(line: string): string {
   return line.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
-/**
- * A step's text on one line: a step with here-documents (`RUN <<EOF` and the script's lines)
- * shows its first line and how many lines follow, as a progress line or a table row must.
- */
-export function stepLine(text: string): string {
-  const [first = '', ...rest] = text.split('\n');
-  return rest.length === 0
-    ? text
-    : `${first} … (${rest.length} more ${rest.length === 1 ? 'line' : 'lines'})`;
-}
-
 /** A path from an image, quoted as a JSON string when it holds a newline or a control character. */
 export function shownPath(p: string): string {
   // eslint-disable-next-line no-control-regex

@@ -6,7 +6,7 @@
  * lacks would run again, and a result of another chain ID would be copied.
  */
 
-import { Digest, ImageConfig, StrataError, chainId } from '@strata/oci';
+import { Digest, ImageConfig, StrataError, chainId, stepLine } from '@strata/oci';
 import { Store } from '@strata/store';
 import { debianArchitecture, debianArchitectureOf } from '@strata/debian';
 import { peekCache } from './cache';
@@ -83,7 +83,7 @@ export class StageResults {
       if (ins.kind === 'DEBUILD')
         return {
           kind: 'unknown',
-          message: `stage ${name} builds packages (${where(ins.loc)}: ${ins.text}), which check does not rebuild`,
+          message: `stage ${name} builds packages (${where(ins.loc)}: ${stepLine(ins.text)}), which check does not rebuild`,
         };
       if (!isLayerStep(ins)) continue;
       const step = await this.step(name, scope, ins, layers);
@@ -192,7 +192,7 @@ export async function checkCopySource(
   const reason = (message: string): CheckReason => ({
     kind: 'step',
     loc: ins.loc,
-    message: `${ins.text}: ${message}`,
+    message: `${stepLine(ins.text)}: ${message}`,
   });
   switch (now.kind) {
     case 'result': {
@@ -207,7 +207,7 @@ export async function checkCopySource(
     case 'unknown':
       return reason(`cannot tell whether stage ${stage} changed: ${now.message}`);
     case 'miss': {
-      const at = `${where(now.ins.loc)}: ${now.ins.text}`;
+      const at = `${where(now.ins.loc)}: ${stepLine(now.ins.text)}`;
       if (await peekCache(store, copyKey))
         return reason(
           `stage ${now.stage} changed: ${at} is not in the build cache: its input changed since the build (a rebuild runs it again)`,

@@ -1,4 +1,4 @@
-import { DebuildRecord, Digest, StrataError } from '@strata/oci';
+import { DebuildRecord, Digest, StrataError, stepLine } from '@strata/oci';
 import { hostDebianArchitecture } from '@strata/tools';
 import { StageKeys, StepScope } from './stage-keys';
 import { DebuildInstruction } from './stratafile';
@@ -25,7 +25,7 @@ export async function checkDebuilds(
         reasons.push({
           kind: 'structure',
           loc: ins.loc,
-          message: `${ins.text}: the template records no build of ${source} here`,
+          message: `${stepLine(ins.text)}: the template records no build of ${source} here`,
         });
         continue;
       }
@@ -41,14 +41,18 @@ export async function checkDebuilds(
         });
       } catch (e) {
         if (!(e instanceof StrataError)) throw e;
-        reasons.push({ kind: 'step', loc: ins.loc, message: `${ins.text}: ${e.message}` });
+        reasons.push({
+          kind: 'step',
+          loc: ins.loc,
+          message: `${stepLine(ins.text)}: ${e.message}`,
+        });
         continue;
       }
       if (key !== rec.cacheKey)
         reasons.push({
           kind: 'step',
           loc: ins.loc,
-          message: `${ins.text}: ${source} changed: its source, an ARG/ENV value, or the apt indices its Build-Depends resolve from changed since the build`,
+          message: `${stepLine(ins.text)}: ${source} changed: its source, an ARG/ENV value, or the apt indices its Build-Depends resolve from changed since the build`,
         });
     }
   }

@@ -1,7 +1,7 @@
 /** The packages of a checked template that the current apt indices have newer versions of. */
 
 import * as path from 'node:path';
-import { Digest, LayerRecord, TemplateMetadata, digestHex } from '@strata/oci';
+import { Digest, LayerRecord, TemplateMetadata, digestHex, stepLine } from '@strata/oci';
 import { Store } from '@strata/store';
 import { compareDebianVersions } from '@strata/debian';
 import { aptStateDir } from './apt-state';
@@ -76,7 +76,7 @@ export function newerPackageReasons(
     return {
       kind: 'package',
       loc: step?.ins.loc,
-      message: `${n.name} ${n.installed} has a newer version ${n.available}${step ? ` (installed by ${step.ins.text})` : ''}`,
+      message: `${n.name} ${n.installed} has a newer version ${n.available}${step ? ` (installed by ${stepLine(step.ins.text)})` : ''}`,
     };
   });
 }

@@ -3,7 +3,7 @@
  * own StageKeys on the template's own layers, against the key its record holds.
  */
 
-import { Digest, StrataError, TemplateMetadata, chainId } from '@strata/oci';
+import { Digest, StrataError, TemplateMetadata, chainId, stepLine } from '@strata/oci';
 import { AptSources, hostSources, makeSources } from '@strata/debian';
 import { LayerInstruction, StageKeys, StepKey } from './stage-keys';
 import { publishedAptSources } from './build-state';
@@ -127,7 +127,7 @@ export async function compareSteps(
       reasons.push({
         kind: 'step',
         loc: ins.loc,
-        message: `${ins.text}: layer ${li + 1} of the template was not made by a Stratafile step`,
+        message: `${stepLine(ins.text)}: layer ${li + 1} of the template was not made by a Stratafile step`,
       });
       continue;
     }
@@ -138,7 +138,7 @@ export async function compareSteps(
         reasons.push({
           kind: 'step',
           loc: ins.loc,
-          message: `${ins.text}: layer ${li + 1} of the template does not record a stage it was copied from`,
+          message: `${stepLine(ins.text)}: layer ${li + 1} of the template does not record a stage it was copied from`,
         });
         continue;
       }
@@ -158,14 +158,14 @@ export async function compareSteps(
       );
     } catch (e) {
       if (!(e instanceof StrataError)) throw e;
-      reasons.push({ kind: 'step', loc: ins.loc, message: `${ins.text}: ${e.message}` });
+      reasons.push({ kind: 'step', loc: ins.loc, message: `${stepLine(ins.text)}: ${e.message}` });
       continue;
     }
     if (keyed.key === record.cacheKey) continue;
     reasons.push({
       kind: 'step',
       loc: ins.loc,
-      message: `${ins.text}: changed: ${whyChanged(ins, record.createdBy, keyed, recordedSources)}`,
+      message: `${stepLine(ins.text)}: changed: ${whyChanged(ins, record.createdBy, keyed, recordedSources)}`,
     });
   }
   return reasons;
@@ -186,7 +186,12 @@ function whyChanged(
     keyed.sources && recordedSources
       ? publishedAptSources(keyed.sources).find((e) => !recordedSources.includes(e))
       : undefined;
-  if (createdBy !== ins.text) return `the template has "${createdBy}" here`;
+  if (createdBy !== ins.text) {
+    // Of a step with here-documents, the first line alone may be what both have.
+    return stepLine(createdBy) === stepLine(ins.text)
+      ? 'the lines of its here-documents differ from the ones it was built with'
+      : `the template has "${stepLine(createdBy)}" here`;
+  }
   // Sources and ARG/ENV values (in its destination, --chown) cannot be told apart.
   if (ins.kind === 'COPY' && ins.from)
     return `an ARG/ENV value changed (stage ${ins.from.ref}'s result is the one the template records)`;

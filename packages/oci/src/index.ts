@@ -88,6 +88,7 @@ export {
   configPlatform,
 } from './platform';
 export { counted } from './counted';
+export { stepLine } from './step-line';
 export { walkGraph, graphDigests } from './walk';
 export { describeReferrer } from './referrer';
 export type { Graph, GraphNode } from './walk';

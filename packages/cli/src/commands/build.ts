@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { Argv } from 'yargs';
-import { Compression, InvalidArgumentError, StrataError } from '@strata/oci';
+import { Compression, InvalidArgumentError, StrataError, stepLine } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import { timeoutOption, tlsOptions } from './registry';
@@ -10,7 +10,6 @@ import {
   movedTagNote,
   readInputFile,
   shortDigest,
-  stepLine,
   tagsBefore,
 } from '../output';
 import { formatDuration, type Bar, type Progress } from '../progress';

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
-import { counted, outputOption, platformOption, readInputFile, stepLine } from '../output';
+import { counted, outputOption, platformOption, readInputFile } from '../output';
 import { aptAuthOption, secretOption } from '../secrets';
 
 interface SourcesArgs extends GlobalArgs {
@@ -51,7 +51,7 @@ export function sourcesCommands(y: Argv<GlobalArgs>, run: Runner): Argv<GlobalAr
     run<SourcesArgs>(async (ctx, a) => {
       const { writeSources } = await import('@strata/compose');
       const { makeSources } = await import('@strata/debian');
-      const { NotFoundError, parsePlatform } = await import('@strata/oci');
+      const { NotFoundError, parsePlatform, stepLine } = await import('@strata/oci');
       const aptSources =
         a.aptSources !== undefined
           ? makeSources(await readInputFile('--apt-sources', a.aptSources), a.aptSources)

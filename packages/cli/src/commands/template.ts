@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import * as path from 'node:path';
 import { isFile } from './diff';
-import { Compression, InvalidArgumentError } from '@strata/oci';
+import { Compression, InvalidArgumentError, stepLine } from '@strata/oci';
 import type { GlobalArgs } from '../context';
 import type { Runner } from '../main';
 import {
@@ -9,7 +9,6 @@ import {
   formatBytes,
   movedTagNote,
   shortDigest,
-  stepLine,
   stdinDash,
   platformOption,
 } from '../output';
