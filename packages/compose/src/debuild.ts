@@ -28,6 +28,7 @@ import { APT_UPDATE, COPY_LISTS } from './step-command';
 import type { DebuildInstruction } from './stratafile';
 import type { StepRunner } from './run-step';
 import { failureReason } from './step-output';
+import { shellQuote } from './stratafile/shell';
 
 /**
  * Where a store keeps DEBUILD's whole build logs, `debuild-<source>-<12 hex of the key>.log`:
@@ -49,7 +50,7 @@ function debuildScript(o: {
    */
   ignored?: { filtered: boolean; origs: string[] };
 }): string {
-  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const q = shellQuote;
   const prof = o.profiles.length ? o.profiles.join(',') : '';
   const aArg = `-a ${q(o.hostArch)}`;
   // apt takes the profiles as a separate word; dpkg-buildpackage wants --build-profiles=.

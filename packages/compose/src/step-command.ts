@@ -3,10 +3,7 @@ import { InvalidArgumentError } from '@strata/oci';
 import type { CopySource } from './copy-sources';
 import { STRATA_TAR } from './ignore';
 import { Instruction } from './stratafile';
-
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
+import { shellQuote } from './stratafile/shell';
 
 /**
  * `apt-get update`, unless the kept lists already hold the mirror state that this build's cache
